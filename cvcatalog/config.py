@@ -1,0 +1,231 @@
+"""Configuration: YAML file, then environment, then explicit overrides, validated by pydantic.
+
+Every check that can fail does so here, before any network call, with a one-line message.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cvcatalog.exceptions import ConfigError
+from cvcatalog.sources import BUCKET, VALID_TYPES
+
+DEFAULT_HOME = Path("data/catalog")
+ENV_PREFIX = "CVCATALOG_"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def check_source_type(source: str, message_type: str) -> tuple[str, str]:
+    """Normalise and check a (source, message type) pair; the source is never inferred."""
+    src = source.strip().lower()
+    if src not in VALID_TYPES:
+        raise ValueError(f"unknown source {source!r}; expected one of {', '.join(VALID_TYPES)}")
+    mt = message_type.strip().upper()
+    if mt not in VALID_TYPES[src]:
+        raise ValueError(
+            f"source {src!r} does not publish {message_type!r}; "
+            f"it publishes {', '.join(VALID_TYPES[src])}"
+        )
+    return src, mt
+
+
+def check_timezone(tz: str) -> str:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {tz!r} (use an IANA name such as America/Denver)") from None
+    return tz
+
+
+class DateRange(_Strict):
+    """Inclusive local days: either start_date/end_date or days_back (ending today)."""
+
+    start_date: date | None = None
+    end_date: date | None = None
+    days_back: int | None = None
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
+
+    @field_validator("days_back")
+    @classmethod
+    def _positive(cls, v: int | None) -> int | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"days_back must be a positive number of days, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _complete(self) -> DateRange:
+        if self.days_back is None:
+            if self.start_date is None:
+                raise ValueError("give start_date (and optionally end_date) or days_back")
+            if self.end_date is not None and self.end_date < self.start_date:
+                raise ValueError(
+                    f"end date {self.end_date} is before start date {self.start_date}"
+                )
+        elif self.start_date is not None or self.end_date is not None:
+            raise ValueError("give either days_back or start_date/end_date, not both")
+        return self
+
+    def resolve(self, today: date | None = None) -> tuple[date, date]:
+        """The concrete (start, end) local days."""
+        if self.days_back is not None:
+            today = today or datetime.now(ZoneInfo(self.timezone)).date()
+            return today - timedelta(days=self.days_back - 1), today
+        assert self.start_date is not None
+        return self.start_date, self.end_date or self.start_date
+
+
+class CacheConfig(_Strict):
+    directory: Path = DEFAULT_HOME
+    ttl_days: int = Field(30, ge=0, description="how long a provisional no_data marker is trusted")
+    recent_days: int = Field(
+        3, ge=0, description="days this close to today are re-checked (the sandbox lags)"
+    )
+    max_size_gb: float = Field(50.0, gt=0)
+    lock_timeout_seconds: float = Field(
+        60.0, ge=0, description="how long to wait for the catalog database or a partition lock"
+    )
+
+
+class DownloadConfig(_Strict):
+    max_workers: int = Field(4, ge=1, le=16)
+    rate_limit: float = Field(10.0, ge=0, description="requests per second, 0 = unlimited")
+    retry_attempts: int = Field(3, ge=0, le=20)
+    retry_delay_seconds: float = Field(1.0, ge=0)
+    timeout_seconds: float = Field(300.0, gt=0)
+    profile: str | None = None
+    no_sign_request: bool = False
+    endpoint_url: str | None = Field(
+        None, description="override; normally AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL"
+    )
+
+
+class MemoryConfig(_Strict):
+    max_usage_gb: float = Field(24.0, gt=0)
+    partition_size_mb: int = Field(128, ge=1)
+    duckdb_threads: int | None = Field(None, ge=1)
+
+    @property
+    def duckdb_memory_limit(self) -> str:
+        """DuckDB gets half the budget; the rest is for Python, Arrow buffers and the OS cache."""
+        return f"{max(0.25, self.max_usage_gb / 2):.2f}GB"
+
+
+class ValidationConfig(_Strict):
+    enabled: bool = True
+    drop_invalid_records: bool = True
+
+
+class DataSourceConfig(_Strict):
+    """One ingest job: which slice of the bucket, and how to fetch and keep it."""
+
+    source: str
+    message_type: str
+    bucket: str = BUCKET
+    date_range: DateRange
+    cache: CacheConfig = CacheConfig()
+    download: DownloadConfig = DownloadConfig()
+    memory: MemoryConfig = MemoryConfig()
+    validation: ValidationConfig = ValidationConfig()
+
+    @model_validator(mode="after")
+    def _pair(self) -> DataSourceConfig:
+        src, mt = check_source_type(self.source, self.message_type)
+        if (src, mt) != (self.source, self.message_type):
+            # assignment re-runs validation; only assign when normalisation changed something
+            object.__setattr__(self, "source", src)
+            object.__setattr__(self, "message_type", mt)
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> DataSourceConfig:
+        """Load a YAML file, apply CVCATALOG_* environment variables, then overrides."""
+        data = load_yaml(path)
+        return build(cls, data, overrides, origin=str(path))
+
+    @classmethod
+    def from_values(cls, **overrides: Any) -> DataSourceConfig:
+        """Build from defaults, environment and overrides alone (no file)."""
+        return build(cls, {}, overrides, origin="arguments")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    return data
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """CVCATALOG_SECTION__FIELD=value pairs as a nested dict; CVCATALOG_HOME sets the cache dir."""
+    environ = dict(os.environ if environ is None else environ)
+    out: dict[str, Any] = {}
+    if environ.get("CVCATALOG_HOME"):
+        out.setdefault("cache", {})["directory"] = environ["CVCATALOG_HOME"]
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in extra.items():
+        if v is None:
+            continue
+        if isinstance(v, dict) and isinstance(merged.get(k), dict):
+            merged[k] = deep_merge(merged[k], v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def format_validation_error(err: ValidationError, origin: str) -> str:
+    """The first problem, in one line, with the dotted field path."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    where = f"{loc}: " if loc else ""
+    return f"invalid configuration ({origin}): {where}{msg}{extra}"
+
+
+def build(
+    model: type[DataSourceConfig], data: dict[str, Any], overrides: dict[str, Any], origin: str
+) -> DataSourceConfig:
+    merged = deep_merge(deep_merge(data, env_overrides()), overrides)
+    try:
+        return model.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, origin)) from None

@@ -1,0 +1,47 @@
+"""Every error cvcatalog raises on purpose; the CLI turns these into one line and exit code 1."""
+
+from __future__ import annotations
+
+
+class CvCatalogError(Exception):
+    """Base class: a problem the user can act on, with a message meant for them."""
+
+
+class ConfigError(CvCatalogError):
+    """A configuration file, flag or environment variable is invalid."""
+
+
+class CredentialsError(CvCatalogError):
+    """S3 refused us (AccessDenied) or no credentials could be found."""
+
+
+class S3Error(CvCatalogError):
+    """An S3 request failed after all retries."""
+
+
+class IntegrityError(CvCatalogError):
+    """A downloaded object does not match its listed size or ETag."""
+
+
+class CatalogLockedError(CvCatalogError):
+    """The catalog database or a partition stayed locked beyond the configured timeout."""
+
+
+class CatalogError(CvCatalogError):
+    """The catalog directory or database is unusable (permissions, corruption, version)."""
+
+
+class QueryError(CvCatalogError):
+    """A user query failed (syntax, unknown view, attempted write in read-only mode)."""
+
+
+class SandboxError(CvCatalogError):
+    """The local S3 sandbox could not be started, reached or seeded."""
+
+
+def credentials_help(detail: str) -> str:
+    """One-line advice on configuring AWS credentials, used wherever S3 says no."""
+    return (
+        f"{detail}. Configure AWS credentials (aws configure, AWS_ACCESS_KEY_ID/"
+        "AWS_SECRET_ACCESS_KEY, or --profile NAME), or try --no-sign-request for anonymous access"
+    )

@@ -1,0 +1,1 @@
+"""A local S3-compatible sandbox (moto server) and a realistic replica of the bucket."""

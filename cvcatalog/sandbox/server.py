@@ -1,0 +1,134 @@
+"""Run moto's S3-compatible server as a separate process on 127.0.0.1.
+
+The server is a real HTTP endpoint, so boto3 and DuckDB's httpfs talk to it exactly as they
+would talk to AWS; only the endpoint URL differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from cvcatalog.exceptions import SandboxError
+
+DEFAULT_PORT = 5055
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((HOST, port)) == 0
+
+
+@dataclass
+class SandboxServer:
+    """A running moto server; use as a context manager or call stop()."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment that points boto3 (and cvcatalog) at this endpoint with dummy keys."""
+        return sandbox_env(self.endpoint_url)
+
+    def reset(self) -> None:
+        """Drop every bucket and object (moto's reset API)."""
+        req = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(req, timeout=10):
+            pass
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def __enter__(self) -> SandboxServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def sandbox_env(endpoint_url: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL_S3": endpoint_url,
+        "AWS_ACCESS_KEY_ID": "sandbox",
+        "AWS_SECRET_ACCESS_KEY": "sandbox",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+def start_server(port: int = 0, log_file: Path | None = None, timeout: float = 30.0) -> SandboxServer:
+    """Start moto_server on 127.0.0.1:port (0 picks a free port) and wait until it answers."""
+    if importlib.util.find_spec("moto") is None:
+        raise SandboxError(
+            "the local sandbox needs moto: pip install 'cvcatalog[sandbox]' (or 'make install')"
+        )
+    port = port or free_port()
+    if _port_open(port):
+        raise SandboxError(f"port {port} on {HOST} is already in use; choose another with --port")
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    cmd = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SandboxError(f"the moto server exited at start (code {proc.returncode})")
+        if _port_open(port):
+            return SandboxServer(port=port, process=proc)
+        time.sleep(0.1)
+    proc.kill()
+    raise SandboxError(f"the moto server did not answer on {HOST}:{port} within {timeout:.0f}s")
+
+
+def write_state(path: Path, server: SandboxServer) -> None:
+    """Remember a detached server (pid and port) so `sandbox stop` can find it."""
+    assert server.process is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": server.process.pid, "port": server.port}))
+    os.replace(tmp, path)
+
+
+def stop_detached(path: Path) -> bool:
+    """Stop the server recorded in path; False when none was running."""
+    if not path.exists():
+        return False
+    state = json.loads(path.read_text())
+    path.unlink()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(int(state["pid"]), signal.SIGTERM)
+        return True
+    return False

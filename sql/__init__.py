@@ -1,0 +1,1 @@
+"""SQL resources (the top-level sql/ folder)."""

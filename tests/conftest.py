@@ -1,0 +1,45 @@
+"""Shared fixtures: a real local S3 endpoint (moto server process) and temporary catalogs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from cvcatalog.sandbox.server import SandboxServer, start_server
+from cvcatalog.sources import BUCKET
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServer]:
+    """One moto server process for the whole session, spoken to over HTTP."""
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with start_server(port=0, log_file=log) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_endpoint(s3_server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An empty bucket on the local endpoint, with the AWS environment pointing at it."""
+    s3_server.reset()
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url)
+    client.create_bucket(Bucket=BUCKET)
+    yield s3_server.endpoint_url
+
+
+@pytest.fixture
+def s3_client(s3_endpoint: str):  # type: ignore[no-untyped-def]
+    return boto3.client("s3", endpoint_url=s3_endpoint)
+
+
+@pytest.fixture
+def catalog_dir(tmp_path: Path) -> Path:
+    return tmp_path / "catalog"
