@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -43,7 +43,9 @@ def check_timezone(tz: str) -> str:
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown timezone {tz!r} (use an IANA name such as America/Denver)") from None
+        raise ValueError(
+            f"unknown timezone {tz!r} (use an IANA name such as America/Denver)"
+        ) from None
     return tz
 
 
@@ -73,9 +75,7 @@ class DateRange(_Strict):
             if self.start_date is None:
                 raise ValueError("give start_date (and optionally end_date) or days_back")
             if self.end_date is not None and self.end_date < self.start_date:
-                raise ValueError(
-                    f"end date {self.end_date} is before start date {self.start_date}"
-                )
+                raise ValueError(f"end date {self.end_date} is before start date {self.start_date}")
         elif self.start_date is not None or self.end_date is not None:
             raise ValueError("give either days_back or start_date/end_date, not both")
         return self

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 BUCKET = "usdot-its-cvpilot-publicdata"
@@ -75,10 +75,8 @@ def local_days(start: date, end: date) -> Iterator[date]:
 def utc_window(start: date, end: date, tz: str) -> tuple[datetime, datetime]:
     """The half-open UTC interval covered by local days start..end in zone tz."""
     zone = ZoneInfo(tz)
-    lo = datetime.combine(start, datetime.min.time(), zone).astimezone(timezone.utc)
-    hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), zone).astimezone(
-        timezone.utc
-    )
+    lo = datetime.combine(start, datetime.min.time(), zone).astimezone(UTC)
+    hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC)
     return lo, hi
 
 
@@ -89,7 +87,7 @@ def folder_hours(source: str, lo: datetime, hi: datetime) -> list[tuple[date, in
     (DST fall-back) collapses into one folder, a skipped one (spring-forward) never appears.
     """
     zone = ZoneInfo(FOLDER_TIMEZONE[source])
-    t = lo.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    t = lo.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     seen: dict[tuple[date, int], None] = {}
     while t < hi:
         local = t.astimezone(zone)

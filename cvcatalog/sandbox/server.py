@@ -90,7 +90,9 @@ def sandbox_env(endpoint_url: str) -> dict[str, str]:
     }
 
 
-def start_server(port: int = 0, log_file: Path | None = None, timeout: float = 30.0) -> SandboxServer:
+def start_server(
+    port: int = 0, log_file: Path | None = None, timeout: float = 30.0
+) -> SandboxServer:
     """Start moto_server on 127.0.0.1:port (0 picks a free port) and wait until it answers."""
     if importlib.util.find_spec("moto") is None:
         raise SandboxError(
@@ -99,6 +101,8 @@ def start_server(port: int = 0, log_file: Path | None = None, timeout: float = 3
     port = port or free_port()
     if _port_open(port):
         raise SandboxError(f"port {port} on {HOST} is already in use; choose another with --port")
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     cmd = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,0 +1,76 @@
+# cvcatalog — run `make help` for the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CV := $(BIN)/cvcatalog
+ifeq ($(origin PORT), undefined)
+PORT := $(shell $(PYTHON) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+endif
+DEMO_HOME ?= data/demo
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-all lint demo bench clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv and install cvcatalog with its dev tools
+
+test: install ## Install, then run lint and the test suite (slow tests excluded)
+	$(BIN)/ruff check cvcatalog tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: install ## The whole suite, slow tests included
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check cvcatalog tests bench
+	$(BIN)/ruff format --check cvcatalog tests bench || true
+	$(BIN)/mypy
+
+demo: install ## End to end on a local S3 endpoint: seed a replica, ingest a week, query it
+	@set -euo pipefail; \
+	export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$(PORT) AWS_ACCESS_KEY_ID=sandbox \
+	       AWS_SECRET_ACCESS_KEY=sandbox AWS_DEFAULT_REGION=us-east-1 CVCATALOG_HOME=$(DEMO_HOME); \
+	trap '$(CV) sandbox stop >/dev/null 2>&1 || true' EXIT; \
+	start=$$(date +%s); \
+	echo "== 1. local S3 endpoint (moto server, 127.0.0.1:$(PORT))"; \
+	$(CV) sandbox serve --detach --port $(PORT); \
+	echo "== 2. seed a replica of wydot/BSM, 2021-03-31..2021-04-08 (2021-04-04 empty, 2 malformed lines a day)"; \
+	$(CV) sandbox seed --start 2021-03-31 --end 2021-04-08 --records-per-hour 300 --files-per-hour 3 \
+	      --malformed-per-day 2 --empty-day 2021-04-04; \
+	rm -rf $(DEMO_HOME); \
+	echo "== 3. ingest one week, Denver local days (8 UTC partitions)"; \
+	$(CV) ingest --source wydot --type BSM --start 2021-04-01 --end 2021-04-07 \
+	      --timezone America/Denver --workers 8 --rate-limit 0 --no-progress; \
+	echo "== 4. run it again: everything is cached, no S3 request"; \
+	$(CV) ingest --source wydot --type BSM --start 2021-04-01 --end 2021-04-07 \
+	      --timezone America/Denver --no-progress; \
+	echo "== 5. query the view"; \
+	$(CV) query "select date, count(*) as bsms, count(distinct vehicle_id) as vehicles, \
+	      round(avg(speed_mps) * 2.23694, 1) as avg_mph, round(min(longitude), 3) as west, \
+	      round(max(longitude), 3) as east from wydot_bsm group by date order by date"; \
+	echo "== 6. the same catalog from a plain DuckDB shell (no cvcatalog code)"; \
+	$(BIN)/duckdb $(DEMO_HOME)/catalog.duckdb -readonly -c \
+	      "select count(*) as bsms, min(metadata_generatedAt) as first, max(metadata_generatedAt) as last from wydot_bsm_socrata"; \
+	echo "== 7. an experiment as a lazy Dask frame (configs/experiments/demo_week.yml)"; \
+	$(BIN)/python -c "from cvcatalog.experiments import CatalogGatherer; \
+	      df = CatalogGatherer('configs/experiments/demo_week.yml').gather_data().get_gathered_data(); \
+	      print(df.npartitions, 'partitions;', len(df), 'rows;', list(df.columns[:6]))"; \
+	$(CV) cache status; \
+	echo "== demo finished in $$(( $$(date +%s) - start ))s"
+
+bench: install ## Benchmarks (see bench/README.md)
+	$(BIN)/python -m bench.run
+
+clean: ## Remove the virtualenv, caches and demo data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis data/demo .sandbox

@@ -1,0 +1,79 @@
+"""LRU access times without write locks on the read path.
+
+Reads append `partition_key<TAB>timestamp` lines to access.log (O_APPEND, one write); the log is
+folded into partitions.last_accessed inside the next catalog transaction that needs it (eviction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from cvcatalog.db import now_utc
+from cvcatalog.layout import CatalogPaths
+
+
+def record_access(keys: Iterable[str], paths: CatalogPaths, when: datetime | None = None) -> None:
+    keys = list(keys)
+    if not keys:
+        return
+    stamp = (when or now_utc()).isoformat()
+    paths.root.mkdir(parents=True, exist_ok=True)
+    data = "".join(f"{k}\t{stamp}\n" for k in keys).encode()
+    fd = os.open(paths.access_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _latest(lines: Iterable[str]) -> dict[str, datetime]:
+    latest: dict[str, datetime] = {}
+    for line in lines:
+        key, _, stamp = line.rstrip("\n").partition("\t")
+        try:
+            t = datetime.fromisoformat(stamp)
+        except ValueError:
+            continue  # a torn or foreign line; an LRU clock is not worth failing for
+        if key and (key not in latest or t > latest[key]):
+            latest[key] = t
+    return latest
+
+
+def read_access_log(paths: CatalogPaths) -> dict[str, datetime]:
+    """Latest logged access per partition key, not yet folded into the catalog."""
+    with contextlib.suppress(FileNotFoundError), open(paths.access_log, encoding="utf-8") as f:
+        return _latest(f)
+    return {}
+
+
+@contextlib.contextmanager
+def folded_access_log(paths: CatalogPaths) -> Iterator[dict[str, datetime]]:
+    """Take the log for folding; wrap the catalog write that applies it (manifest.touch).
+
+    The log is removed only when the body (and so the commit) succeeds; otherwise its lines
+    are appended back, so no access is forgotten.
+    """
+    folding = paths.access_log.with_name(f"access.{uuid.uuid4().hex}.folding")
+    try:
+        os.replace(paths.access_log, folding)
+    except FileNotFoundError:
+        yield {}
+        return
+    with open(folding, encoding="utf-8") as f:
+        latest = _latest(f)
+    try:
+        yield latest
+    except BaseException:
+        data = folding.read_bytes()
+        fd = os.open(paths.access_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        folding.unlink()
+        raise
+    folding.unlink()

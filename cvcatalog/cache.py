@@ -1,0 +1,171 @@
+"""Cache management: status, clear, LRU eviction and integrity verification."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from cvcatalog import manifest
+from cvcatalog.access import folded_access_log, read_access_log
+from cvcatalog.db import CatalogDB
+from cvcatalog.layout import CatalogPaths, prune_empty_dirs, sha256_file
+from cvcatalog.manifest import FileRecord
+from cvcatalog.views import refresh_views
+
+GB = 1024**3
+
+
+def status(
+    db: CatalogDB, source: str | None = None, message_type: str | None = None
+) -> list[dict[str, Any]]:
+    """One row per known partition, with LRU times that include unfolded accesses."""
+    with db.read() as con:
+        parts = manifest.get_partitions(con, source, message_type)
+    pending = read_access_log(db.paths)
+    rows = []
+    for p in parts.values():
+        last = p.last_accessed
+        if p.partition_key in pending and (last is None or pending[p.partition_key] > last):
+            last = pending[p.partition_key]
+        rows.append(
+            {
+                "partition": p.partition_key,
+                "status": p.status,
+                "rows": p.rows,
+                "quarantined": p.quarantined,
+                "parquet_bytes": p.parquet_bytes,
+                "source_objects": p.source_objects,
+                "source_bytes": p.source_bytes,
+                "schema_versions": ",".join(str(v) for v in p.schema_versions),
+                "checked_at": p.checked_at.isoformat() if p.checked_at else None,
+                "last_accessed": last.isoformat() if last else None,
+                "error": p.error,
+            }
+        )
+    return rows
+
+
+def _delete_files(paths: CatalogPaths, files: list[FileRecord]) -> None:
+    for f in files:
+        p = paths.absolute(f.path)
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+        prune_empty_dirs(p.parent, paths.root)
+
+
+def clear(
+    db: CatalogDB, source: str | None = None, message_type: str | None = None
+) -> tuple[int, int]:
+    """Forget and delete partitions (all, one source, or one source/type); returns (count, bytes)."""
+    with db.write() as con:
+        parts = manifest.get_partitions(con, source, message_type)
+        files = manifest.delete_partitions(con, list(parts))
+        for s, t in {(p.source, p.message_type) for p in parts.values()}:
+            refresh_views(con, db.paths, s, t)
+    _delete_files(db.paths, files)
+    return len(parts), sum(f.bytes for f in files)
+
+
+def cache_bytes(db: CatalogDB) -> int:
+    with db.read() as con:
+        row = con.execute("SELECT coalesce(sum(bytes), 0) FROM partition_files").fetchone()
+    return int(row[0]) if row else 0
+
+
+def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = None) -> list[str]:
+    """Drop least-recently-used complete partitions until the cache fits in max_size_gb."""
+    limit = int(max_size_gb * GB)
+    if cache_bytes(db) <= limit:
+        return []
+    protect = protect or set()
+    with folded_access_log(db.paths) as accessed, db.write() as con:
+        manifest.touch(con, accessed)
+        rows = con.execute(
+            "SELECT p.partition_key, p.source, p.message_type, coalesce(sum(f.bytes), 0) AS b "
+            "FROM partitions p LEFT JOIN partition_files f USING (partition_key) "
+            "WHERE p.status = 'complete' GROUP BY ALL "
+            "ORDER BY coalesce(max(p.last_accessed), max(p.created_at)), p.partition_key"
+        ).fetchall()
+        total_row = con.execute("SELECT coalesce(sum(bytes), 0) FROM partition_files").fetchone()
+        total = int(total_row[0]) if total_row else 0
+        victims: list[str] = []
+        pairs: set[tuple[str, str]] = set()
+        for key, src, mt, size in rows:
+            if total <= limit:
+                break
+            if key in protect:
+                continue
+            victims.append(key)
+            pairs.add((src, mt))
+            total -= int(size)
+        files = manifest.delete_partitions(con, victims)
+        for s, t in pairs:
+            refresh_views(con, db.paths, s, t)
+    _delete_files(db.paths, files)
+    return victims
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    ok: int = 0
+    mismatched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    bad_partitions: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.mismatched or self.missing or self.orphans)
+
+    def rows(self) -> list[dict[str, str]]:
+        out = [{"problem": "checksum mismatch", "path": p} for p in self.mismatched]
+        out += [{"problem": "missing file", "path": p} for p in self.missing]
+        out += [{"problem": "orphan file (not in the manifest)", "path": p} for p in self.orphans]
+        return out
+
+
+def verify(db: CatalogDB) -> VerifyReport:
+    """Re-hash every file the manifest lists and look for files it does not list."""
+    report = VerifyReport()
+    with db.read() as con:
+        files = manifest.get_files(con)
+    bad: set[str] = set()
+    for f in files:
+        report.checked += 1
+        p = db.paths.absolute(f.path)
+        if not p.exists():
+            report.missing.append(f.path)
+            bad.add(f.partition_key)
+        elif sha256_file(p) != f.sha256:
+            report.mismatched.append(f.path)
+            bad.add(f.partition_key)
+        else:
+            report.ok += 1
+    listed = {f.path for f in files}
+    for top in (db.paths.lake, db.paths.quarantine):
+        if top.is_dir():
+            for p in sorted(top.rglob("*")):
+                if p.is_file() and db.paths.relative(p) not in listed:
+                    report.orphans.append(db.paths.relative(p))
+    report.bad_partitions = sorted(bad)
+    return report
+
+
+def quarantine_bad(db: CatalogDB, report: VerifyReport) -> None:
+    """Hide damaged partitions from the views (marked failed) and delete orphan files."""
+    if report.bad_partitions:
+        with db.write() as con:
+            parts = manifest.get_partitions(con, keys=report.bad_partitions)
+            files = manifest.delete_partitions(con, report.bad_partitions)
+            for p in parts.values():
+                p.status, p.error = "failed", "integrity check failed; re-fetch needed"
+                p.rows = p.quarantined = p.parquet_bytes = 0
+                manifest.put_partition(con, p)
+            for s, t in {(p.source, p.message_type) for p in parts.values()}:
+                refresh_views(con, db.paths, s, t)
+        _delete_files(db.paths, files)
+    for rel in report.orphans:
+        with contextlib.suppress(FileNotFoundError):
+            db.paths.absolute(rel).unlink()

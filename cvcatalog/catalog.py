@@ -1,0 +1,382 @@
+"""The Python API: one Catalog object over one catalog directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cvcatalog import cache, manifest
+from cvcatalog.access import record_access
+from cvcatalog.config import (
+    DEFAULT_HOME,
+    DataSourceConfig,
+    build,
+    check_source_type,
+    check_timezone,
+    load_yaml,
+)
+from cvcatalog.db import CatalogDB, Notify
+from cvcatalog.exceptions import ConfigError, QueryError
+from cvcatalog.ingest import Ingestor, IngestProgress, IngestSummary
+from cvcatalog.layout import CatalogPaths
+from cvcatalog.schemas import SCHEMAS, MessageSchema
+from cvcatalog.sources import partitions_for, utc_window
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+    import pandas as pd
+
+Filters = Sequence[tuple[str, str, Any]]
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("CVCATALOG_HOME") or DEFAULT_HOME)
+
+
+def _as_date(value: date | str | None, what: str) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class DaskPiece:
+    """One lazy Dask partition: the files of one catalog partition."""
+
+    files: tuple[str, ...]
+    source: str
+    message_type: str
+    date: date
+
+
+def _read_piece(
+    piece: DaskPiece,
+    columns: list[str] | None,
+    filters: list[tuple[str, str, Any]] | None,
+    window: tuple[datetime, datetime] | None,
+    time_column: str | None,
+) -> pd.DataFrame:
+    """Read one partition's files with pyarrow (runs on Dask workers, so module level)."""
+    need = None
+    if columns is not None:
+        need = list(dict.fromkeys([*columns, *([time_column] if window and time_column else [])]))
+        need = [c for c in need if c not in ("source", "message_type", "date")]
+    arrow_filters: list[tuple[str, str, Any]] = list(filters or [])
+    if window and time_column:
+        arrow_filters += [(time_column, ">=", window[0]), (time_column, "<", window[1])]
+    table = pq.read_table(list(piece.files), columns=need, filters=arrow_filters or None)
+    n = table.num_rows
+    table = table.append_column("source", pa.array([piece.source] * n, pa.string()))
+    table = table.append_column("message_type", pa.array([piece.message_type] * n, pa.string()))
+    table = table.append_column("date", pa.array([piece.date] * n, pa.date32()))
+    if columns is not None:
+        table = table.select(columns)
+    return table.to_pandas(types_mapper=None)
+
+
+class Catalog:
+    """A catalog directory: ingest into it, query it with SQL, read it lazily with Dask."""
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        lock_timeout: float | None = None,
+        notify: Notify | None = None,
+    ) -> None:
+        self.paths = CatalogPaths.at(path if path is not None else default_home())
+        self._lock_timeout = lock_timeout
+        self.db = CatalogDB(self.paths, lock_timeout or 60.0, notify or (lambda _m: None))
+
+    def __repr__(self) -> str:
+        return f"Catalog({str(self.paths.root)!r})"
+
+    @property
+    def database(self) -> Path:
+        """The DuckDB file a plain `duckdb` shell can open (read-only is recommended)."""
+        return self.paths.db
+
+    # -- ingest --------------------------------------------------------------------------
+    def config(
+        self,
+        source: str,
+        message_type: str,
+        start: date | str | None = None,
+        end: date | str | None = None,
+        *,
+        days_back: int | None = None,
+        timezone: str | None = None,
+        config: DataSourceConfig | str | Path | None = None,
+        **download: Any,
+    ) -> DataSourceConfig:
+        """Config file (optional) < CVCATALOG_* environment < these arguments.
+
+        The source and message type are always given explicitly, never inferred.
+        """
+        if isinstance(config, DataSourceConfig):
+            data, origin = config.model_dump(mode="json"), "config object"
+        elif config is not None:
+            data, origin = load_yaml(config), str(config)
+        else:
+            data, origin = {}, "arguments"
+        dr = dict(data.get("date_range") or {})
+        if start is not None or end is not None:
+            dr.pop("days_back", None)
+            dr.update(start_date=start, end_date=end)
+        if days_back is not None:
+            dr.pop("start_date", None)
+            dr.pop("end_date", None)
+            dr["days_back"] = days_back
+        if timezone is not None:
+            dr["timezone"] = timezone
+        data["date_range"] = dr
+        cache_over: dict[str, Any] = {"directory": str(self.paths.root)}
+        if self._lock_timeout is not None:
+            cache_over["lock_timeout_seconds"] = self._lock_timeout
+        overrides: dict[str, Any] = {
+            "source": source,
+            "message_type": message_type,
+            "cache": cache_over,
+            "download": {k: v for k, v in download.items() if v is not None},
+        }
+        return build(DataSourceConfig, data, overrides, origin)
+
+    def ingest(
+        self,
+        source: str,
+        message_type: str,
+        start: date | str | None = None,
+        end: date | str | None = None,
+        *,
+        days_back: int | None = None,
+        timezone: str | None = None,
+        config: DataSourceConfig | str | Path | None = None,
+        force_refresh: bool = False,
+        progress: IngestProgress | None = None,
+        **download: Any,
+    ) -> IngestSummary:
+        """Fetch and convert every missing day of the range; returns what happened per day.
+
+        Extra keyword arguments override `download:` settings (max_workers, rate_limit,
+        profile, no_sign_request, endpoint_url, retry_attempts, ...).
+        """
+        cfg = self.config(
+            source,
+            message_type,
+            start,
+            end,
+            days_back=days_back,
+            timezone=timezone,
+            config=config,
+            **download,
+        )
+        return Ingestor(cfg, force_refresh=force_refresh, progress=progress).run()
+
+    # -- SQL -----------------------------------------------------------------------------
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A read-only connection to the current catalog snapshot (close it when done)."""
+        if not self.db.exists():
+            self.db.initialise()
+        return self.db._connect(self.paths.db, read_only=True)
+
+    def query_arrow(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
+    ) -> pa.Table:
+        """Run SQL read-only against the catalog views and tables."""
+        with self.db.read() as con:
+            try:
+                return (
+                    con.execute(sql, params).arrow().read_all()
+                    if params
+                    else con.sql(sql).arrow().read_all()
+                )
+            except duckdb.Error as e:
+                raise QueryError(_short_duckdb_error(e)) from None
+
+    def query(
+        self,
+        sql: str,
+        params: Sequence[Any] | dict[str, Any] | None = None,
+        *,
+        output: Literal["pandas", "arrow"] = "pandas",
+    ) -> Any:
+        table = self.query_arrow(sql, params)
+        return table if output == "arrow" else table.to_pandas()
+
+    def views(self) -> list[str]:
+        with self.db.read() as con:
+            return [
+                r[0]
+                for r in con.execute(
+                    "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1"
+                ).fetchall()
+            ]
+
+    # -- Dask ----------------------------------------------------------------------------
+    def partitions(
+        self,
+        source: str,
+        message_type: str,
+        start: date | str | None = None,
+        end: date | str | None = None,
+        timezone: str = "UTC",
+    ) -> list[manifest.PartitionRecord]:
+        """Complete partitions of (source, type) that hold records of the local date range."""
+        source, message_type = _pair(source, message_type)
+        with self.db.read() as con:
+            parts = manifest.get_partitions(con, source, message_type)
+        s, e = _as_date(start, "start"), _as_date(end, "end")
+        wanted = None
+        if s is not None or e is not None:
+            s = s or min((p.date for p in parts.values()), default=date.today())
+            e = e or max((p.date for p in parts.values()), default=s)
+            wanted = {
+                k.key for k in partitions_for(source, message_type, s, e, check_timezone(timezone))
+            }
+        return [
+            p
+            for p in parts.values()
+            if p.status == "complete" and (wanted is None or p.partition_key in wanted)
+        ]
+
+    def to_dask(
+        self,
+        source: str,
+        message_type: str,
+        start: date | str | None = None,
+        end: date | str | None = None,
+        *,
+        timezone: str = "UTC",
+        columns: Sequence[str] | None = None,
+        filters: Filters | None = None,
+        naming: Literal["canonical", "socrata"] = "canonical",
+    ) -> dd.DataFrame:
+        """A lazy Dask DataFrame over exactly the complete partitions of the range.
+
+        One Dask partition per catalog day; only those days' files are ever opened. With
+        start/end, rows are also cut to the exact local-time window (a Denver day is
+        06:00-06:00 UTC). `filters` are pyarrow DNF tuples pushed into the Parquet reads.
+        """
+        import dask.dataframe as dd
+
+        source, message_type = _pair(source, message_type)
+        schema = SCHEMAS[(source, message_type)]
+        s, e = _as_date(start, "start"), _as_date(end, "end")
+        parts = self.partitions(source, message_type, s, e, timezone)
+        with self.db.read() as con:
+            files = manifest.get_files(con, [p.partition_key for p in parts], kind="data")
+        by_key: dict[str, list[str]] = {}
+        for f in files:
+            by_key.setdefault(f.partition_key, []).append(str(self.paths.absolute(f.path)))
+        pieces = [
+            DaskPiece(tuple(by_key[p.partition_key]), p.source, p.message_type, p.date)
+            for p in parts
+            if p.partition_key in by_key
+        ]
+        window = None
+        if s is not None or e is not None:
+            known = [p.date for p in parts]
+            lo_day = s or (min(known) if known else e)
+            hi_day = e or (max(known) if known else s)
+            assert lo_day is not None and hi_day is not None
+            window = utc_window(lo_day, hi_day, timezone)
+        cols = list(columns) if columns is not None else None
+        meta = _meta(schema, pieces, cols)
+        record_access([p.partition_key for p in parts], self.paths)
+        if not pieces:
+            frame = dd.from_pandas(meta, npartitions=1)
+        else:
+            frame = dd.from_map(
+                _read_piece,
+                pieces,
+                columns=cols,
+                filters=list(filters) if filters else None,
+                window=window,
+                time_column=schema.time_column,
+                meta=meta,
+                enforce_metadata=False,
+                label=f"read-{source}-{message_type}",
+            )
+        if naming == "socrata":
+            frame = to_socrata(frame, schema)
+        return frame
+
+    # -- cache ---------------------------------------------------------------------------
+    def status(
+        self, source: str | None = None, message_type: str | None = None
+    ) -> list[dict[str, Any]]:
+        return cache.status(self.db, source, message_type)
+
+    def clear(self, source: str | None = None, message_type: str | None = None) -> tuple[int, int]:
+        return cache.clear(self.db, source, message_type)
+
+    def evict(self, max_size_gb: float) -> list[str]:
+        return cache.evict_to_size(self.db, max_size_gb)
+
+    def verify(self) -> cache.VerifyReport:
+        return cache.verify(self.db)
+
+
+def _pair(source: str, message_type: str) -> tuple[str, str]:
+    try:
+        return check_source_type(source, message_type)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _short_duckdb_error(e: duckdb.Error) -> str:
+    text = str(e).strip().splitlines()[0]
+    if "read-only mode" in text:
+        return "the catalog is opened read-only for queries; it cannot be modified with SQL"
+    return text
+
+
+def _meta(
+    schema: MessageSchema, pieces: list[DaskPiece], columns: list[str] | None
+) -> pd.DataFrame:
+    """An empty frame with the exact dtypes a piece will have."""
+    if pieces:
+        arrow_schema = pq.read_schema(pieces[0].files[0])
+    else:
+        con = duckdb.connect()
+        try:
+            arrow_schema = con.sql(schema.empty_select_sql()).arrow().read_all().schema
+        finally:
+            con.close()
+    table = arrow_schema.empty_table()
+    table = table.append_column("source", pa.array([], pa.string()))
+    table = table.append_column("message_type", pa.array([], pa.string()))
+    table = table.append_column("date", pa.array([], pa.date32()))
+    if columns is not None:
+        missing = [c for c in columns if c not in table.column_names]
+        if missing:
+            raise ConfigError(f"unknown column(s) {', '.join(missing)} for {schema.view_name}")
+        table = table.select(columns)
+    return table.to_pandas()
+
+
+def to_socrata(frame: dd.DataFrame, schema: MessageSchema) -> dd.DataFrame:
+    """Rename/derive the data.transportation.gov columns with the same SQL as the socrata view."""
+    sql = schema.socrata_select_sql("frame")
+
+    def convert(df: pd.DataFrame) -> pd.DataFrame:
+        con = duckdb.connect()
+        try:
+            con.register("frame", df)
+            return con.sql(sql).arrow().read_all().to_pandas()
+        finally:
+            con.close()
+
+    meta = convert(frame._meta)
+    return frame.map_partitions(convert, meta=meta)

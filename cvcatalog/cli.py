@@ -1,0 +1,469 @@
+"""The `cvcatalog` command: parse arguments, call the library, report in one clear line on error."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from cvcatalog.catalog import Catalog, default_home
+from cvcatalog.config import load_yaml
+from cvcatalog.exceptions import CvCatalogError
+from cvcatalog.ingest import IngestSummary
+from cvcatalog.output import Format, emit
+
+app = typer.Typer(
+    help="A local analytical catalog of the USDOT ITS CV Pilot sandbox bucket.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+cache_app = typer.Typer(help="Inspect and manage the local cache.", no_args_is_help=True)
+sandbox_app = typer.Typer(
+    help="A local S3-compatible endpoint with a replica of the bucket.", no_args_is_help=True
+)
+app.add_typer(cache_app, name="cache")
+app.add_typer(sandbox_app, name="sandbox")
+
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+CatalogOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--catalog", help="Catalog directory [env: CVCATALOG_HOME; default: ./data/catalog]"
+    ),
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format")]
+SourceOpt = Annotated[
+    str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")
+]
+TypeOpt = Annotated[str | None, typer.Option("--type", help="BSM | TIM | SPAT | EVENT")]
+
+
+def friendly(fn: F) -> F:
+    """Turn domain errors into one line on stderr and exit code 1 (no tracebacks)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CvCatalogError as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; run the same command again to resume")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as e:
+            if os.environ.get("CVCATALOG_DEBUG"):
+                raise
+            err.print(
+                f"[red]error:[/red] unexpected {type(e).__name__}: {e} "
+                "(set CVCATALOG_DEBUG=1 for a traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def open_catalog(catalog: Path | None, config: Path | None = None) -> Catalog:
+    """--catalog, then CVCATALOG_HOME, then the config file's cache.directory, then the default."""
+    if catalog is None and not os.environ.get("CVCATALOG_HOME") and config is not None:
+        directory = (load_yaml(config).get("cache") or {}).get("directory")
+        if directory:
+            catalog = Path(directory)
+    return Catalog(
+        catalog if catalog is not None else default_home(), notify=lambda m: err.print(f"note: {m}")
+    )
+
+
+# -- ingest ---------------------------------------------------------------------------------
+@app.command()
+@friendly
+def ingest(
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source", help="wydot | wydot_backup | thea | nycdot (required unless in --config)"
+        ),
+    ] = None,
+    message_type: Annotated[
+        str | None,
+        typer.Option("--type", help="BSM | TIM | SPAT | EVENT (required unless in --config)"),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--start", help="First local day, YYYY-MM-DD")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--end", help="Last local day (inclusive); default: --start")
+    ] = None,
+    days_back: Annotated[
+        int | None, typer.Option("--days-back", help="The last N days up to today")
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone", help="Zone of --start/--end, e.g. America/Denver [default: UTC]"
+        ),
+    ] = None,
+    force_refresh: Annotated[
+        bool, typer.Option("--force-refresh", help="Re-fetch days already cached")
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Data source YAML (configs/data_sources/*.yml)")
+    ] = None,
+    catalog: CatalogOpt = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile")] = None,
+    no_sign_request: Annotated[
+        bool | None, typer.Option("--no-sign-request", help="Anonymous (unsigned) requests")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Concurrent downloads (1-16)")
+    ] = None,
+    rate_limit: Annotated[
+        float | None, typer.Option("--rate-limit", help="S3 requests per second, 0 = unlimited")
+    ] = None,
+    fmt: FormatOpt = Format.table,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr")
+    ] = True,
+) -> None:
+    """Download and convert a date range of one source and message type."""
+    data = load_yaml(config) if config else {}
+    src = source or data.get("source")
+    mt = message_type or data.get("message_type")
+    if not src or not mt:
+        raise typer.BadParameter("give --source and --type (or a --config that names them)")
+    cat = open_catalog(catalog, config)
+    with _progress(progress and fmt is Format.table) as bar:
+        summary = cat.ingest(
+            src,
+            mt,
+            start,
+            end,
+            days_back=days_back,
+            timezone=timezone,
+            config=config,
+            force_refresh=force_refresh,
+            progress=bar,
+            profile=profile,
+            no_sign_request=no_sign_request,
+            max_workers=workers,
+            rate_limit=rate_limit,
+        )
+    _print_summary(summary, fmt)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from cvcatalog.progress import RichProgress
+
+    with RichProgress(err) as bar:
+        yield bar
+
+
+def _print_summary(s: IngestSummary, fmt: Format) -> None:
+    if fmt is not Format.table:
+        emit([s.as_dict()], fmt, columns=[k for k in s.as_dict() if k != "days"])
+        return
+    failed = [d for d in s.days if d.status == "failed"]
+    mb = s.bytes_downloaded / 1e6
+    rate = s.rows / s.seconds if s.seconds else 0.0
+    print(
+        f"{s.source}/{s.message_type} {s.start}..{s.end} ({s.timezone}): "
+        f"{s.count('complete')} complete, {s.count('cached')} cached, "
+        f"{s.count('no_data')} no_data, {len(failed)} failed; "
+        f"{s.rows:,} rows, {s.quarantined:,} quarantined; "
+        f"{mb:,.1f} MB downloaded in {s.get_requests} GETs / {s.list_requests} LISTs; "
+        f"{s.parquet_bytes / 1e6:,.1f} MB Parquet; {s.seconds:.1f}s ({rate:,.0f} rows/s)"
+    )
+    for d in failed:
+        print(f"  failed {d.key}: {d.error}")
+    if s.evicted:
+        print(f"  evicted (LRU, over cache.max_size_gb): {', '.join(s.evicted)}")
+
+
+# -- query ----------------------------------------------------------------------------------
+@app.command()
+@friendly
+def query(
+    sql: Annotated[
+        str, typer.Argument(help="SQL over the catalog views, e.g. select count(*) from wydot_bsm")
+    ],
+    fmt: FormatOpt = Format.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the result to this file")
+    ] = None,
+    catalog: CatalogOpt = None,
+    limit: Annotated[
+        int, typer.Option("--max-rows", help="Table format shows at most this many rows")
+    ] = 1000,
+) -> None:
+    """Run read-only SQL against the catalog."""
+    cat = open_catalog(catalog)
+    table = cat.query_arrow(sql)
+    rows = table.to_pylist() if fmt is not Format.table else table.slice(0, limit).to_pylist()
+    emit(rows, fmt, output, columns=table.column_names)
+    if fmt is Format.table and output is None and table.num_rows > limit:
+        err.print(f"({table.num_rows:,} rows; showing {limit}; use --format csv/json or --output)")
+
+
+@app.command()
+@friendly
+def views(catalog: CatalogOpt = None, fmt: FormatOpt = Format.table) -> None:
+    """List the SQL views in the catalog database."""
+    cat = open_catalog(catalog)
+    emit([{"view": v} for v in cat.views()], fmt)
+
+
+# -- cache ----------------------------------------------------------------------------------
+@cache_app.command("status")
+@friendly
+def cache_status(
+    source: SourceOpt = None,
+    message_type: TypeOpt = None,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Partitions known to the catalog: status, rows, bytes, LRU time."""
+    cat = open_catalog(catalog)
+    rows = cat.status(source and source.lower(), message_type and message_type.upper())
+    cols = [
+        "partition",
+        "status",
+        "rows",
+        "quarantined",
+        "parquet_bytes",
+        "source_objects",
+        "schema_versions",
+        "last_accessed",
+        "error",
+    ]
+    emit(rows, fmt, columns=cols if fmt is Format.table else None)
+    if fmt is Format.table:
+        done = [r for r in rows if r["status"] == "complete"]
+        total = sum(r["parquet_bytes"] for r in done)
+        print(
+            f"{len(rows)} partitions ({len(done)} complete), {total / 1e6:,.1f} MB Parquet, catalog {cat.paths.root}"
+        )
+
+
+@cache_app.command("clear")
+@friendly
+def cache_clear(
+    source: SourceOpt = None,
+    message_type: TypeOpt = None,
+    catalog: CatalogOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Delete cached partitions (all, one source, or one source and type)."""
+    what = "/".join(x for x in (source, message_type) if x) or "everything"
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"delete cached {what}?", abort=True)
+    cat = open_catalog(catalog)
+    n, nbytes = cat.clear(source and source.lower(), message_type and message_type.upper())
+    print(f"cleared {n} partitions ({nbytes / 1e6:,.1f} MB) of {what}")
+
+
+@cache_app.command("evict")
+@friendly
+def cache_evict(
+    max_size_gb: Annotated[
+        float | None,
+        typer.Option(
+            "--max-size-gb", help="Target size [default: cache.max_size_gb of --config, or 50]"
+        ),
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config")] = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Evict least-recently-used partitions until the cache fits."""
+    limit = max_size_gb
+    if limit is None:
+        limit = float(
+            ((load_yaml(config).get("cache") or {}) if config else {}).get("max_size_gb", 50)
+        )
+    cat = open_catalog(catalog, config)
+    gone = cat.evict(limit)
+    print(f"evicted {len(gone)} partitions" + (f": {', '.join(gone)}" if gone else ""))
+
+
+@cache_app.command("verify")
+@friendly
+def cache_verify(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Hide damaged partitions, delete orphans and re-fetch")
+    ] = False,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+    profile: Annotated[str | None, typer.Option("--profile")] = None,
+    no_sign_request: Annotated[bool | None, typer.Option("--no-sign-request")] = None,
+) -> None:
+    """Re-hash every cached file against the manifest's SHA-256."""
+    from cvcatalog.cache import quarantine_bad
+
+    cat = open_catalog(catalog)
+    report = cat.verify()
+    emit(report.rows(), fmt, columns=["problem", "path"])
+    print(
+        f"{report.checked} files checked: {report.ok} ok, {len(report.mismatched)} mismatched, "
+        f"{len(report.missing)} missing, {len(report.orphans)} orphans"
+    )
+    if report.clean:
+        return
+    if not repair:
+        raise typer.Exit(1)
+    quarantine_bad(cat.db, report)
+    failures = 0
+    for key in report.bad_partitions:
+        src, mt, y, m, d = key.split("/")
+        day = date(int(y), int(m), int(d))
+        s = cat.ingest(
+            src,
+            mt,
+            day,
+            day,
+            timezone=_folder_tz(src),
+            profile=profile,
+            no_sign_request=no_sign_request,
+        )
+        failures += s.count("failed")
+        print(f"re-fetched {key}: {s.rows:,} rows")
+    if failures:
+        raise typer.Exit(1)
+
+
+def _folder_tz(source: str) -> str:
+    from cvcatalog.sources import FOLDER_TIMEZONE
+
+    return FOLDER_TIMEZONE[source]
+
+
+# -- sandbox --------------------------------------------------------------------------------
+STATE = Path(".sandbox/server.json")
+
+
+@sandbox_app.command("serve")
+@friendly
+def sandbox_serve(
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1")] = 5055,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Run in the background (stop with `sandbox stop`)")
+    ] = False,
+) -> None:
+    """Run a local S3-compatible endpoint (moto server) on 127.0.0.1."""
+    from cvcatalog.sandbox.server import start_server, write_state
+
+    server = start_server(port=port, log_file=Path(".sandbox/moto.log") if detach else None)
+    exports = " ".join(f"{k}={v}" for k, v in server.env().items())
+    if detach:
+        write_state(STATE, server)
+        print(
+            f"sandbox S3 endpoint running at {server.endpoint_url} (pid {server.process.pid if server.process else '?'})"
+        )
+        print(f"export {exports}")
+        return
+    print(f"sandbox S3 endpoint at {server.endpoint_url}; Ctrl-C to stop")
+    print(f"export {exports}")
+    try:
+        while server.process is not None and server.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@sandbox_app.command("stop")
+@friendly
+def sandbox_stop() -> None:
+    """Stop a server started with `sandbox serve --detach`."""
+    from cvcatalog.sandbox.server import stop_detached
+
+    print("stopped" if stop_detached(STATE) else "no detached sandbox server was running")
+
+
+@sandbox_app.command("seed")
+@friendly
+def sandbox_seed(
+    start: Annotated[str, typer.Option("--start", help="First UTC day, YYYY-MM-DD")],
+    end: Annotated[str | None, typer.Option("--end", help="Last UTC day (inclusive)")] = None,
+    source: Annotated[
+        list[str] | None, typer.Option("--source", help="Repeatable; default wydot")
+    ] = None,
+    message_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Repeatable; default BSM")
+    ] = None,
+    records_per_hour: Annotated[int, typer.Option("--records-per-hour")] = 200,
+    files_per_hour: Annotated[int, typer.Option("--files-per-hour")] = 2,
+    malformed_per_day: Annotated[int, typer.Option("--malformed-per-day")] = 0,
+    empty_day: Annotated[
+        list[str] | None, typer.Option("--empty-day", help="A day with no objects (repeatable)")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the seed report (JSON) here")
+    ] = None,
+) -> None:
+    """Fill bucket usdot-its-cvpilot-publicdata on the endpoint with a realistic replica."""
+    import boto3
+
+    from cvcatalog.exceptions import SandboxError
+    from cvcatalog.sandbox.replica import seed_replica
+    from cvcatalog.sources import BUCKET
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        raise SandboxError(
+            "no local endpoint: set AWS_ENDPOINT_URL_S3 (see `cvcatalog sandbox serve`); "
+            "seeding never writes to real AWS"
+        )
+    client = boto3.client("s3", endpoint_url=endpoint)
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=BUCKET)
+    s, e = date.fromisoformat(start), date.fromisoformat(end or start)
+    t0 = time.monotonic()
+    rep = seed_replica(
+        client,
+        s,
+        e,
+        sources=source or ["wydot"],
+        message_types=message_type or ["BSM"],
+        seed=seed,
+        records_per_hour=records_per_hour,
+        files_per_hour=files_per_hour,
+        malformed_per_day=malformed_per_day,
+        empty_days=[date.fromisoformat(d) for d in empty_day or []],
+    )
+    if report:
+        rep.write_json(report)
+    print(
+        f"seeded {rep.records:,} records in {rep.objects:,} objects "
+        f"({rep.bytes / 1e6:,.1f} MB) for {s}..{e} at {endpoint} in {time.monotonic() - t0:.1f}s"
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

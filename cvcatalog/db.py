@@ -1,0 +1,192 @@
+"""The catalog database: migrations, read connections and copy-on-write transactions.
+
+Writers never modify the live catalog.duckdb in place. A write copies it, applies one
+transaction to the copy, checkpoints, and renames the copy over the original. So:
+  * a crash at any point leaves the previous, consistent catalog;
+  * a user with a DuckDB shell open on the catalog (even read-write) never blocks an ingest:
+    the shell keeps reading the snapshot it opened, and sees new data when reopened;
+  * cvcatalog processes serialise their writes with one inter-process file lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import filelock
+
+from cvcatalog.exceptions import CatalogError, CatalogLockedError
+from cvcatalog.layout import CatalogPaths, fsync_dir
+from cvcatalog.sqlutil import load_sql
+
+MIGRATIONS: list[tuple[int, str]] = [(1, "001_catalog.sql")]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+Notify = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def _is_lock_conflict(err: duckdb.Error) -> bool:
+    text = str(err)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Apply the migrations this database has not seen; returns the resulting version."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+    )
+    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    current = int(row[0]) if row else 0
+    if current > SCHEMA_VERSION:
+        raise CatalogError(
+            f"the catalog was written by a newer cvcatalog (schema {current}, this one knows "
+            f"{SCHEMA_VERSION}); upgrade cvcatalog"
+        )
+    for version, name in MIGRATIONS:
+        if version <= current:
+            continue
+        con.execute(load_sql("migrations", name))
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, now_utc()])
+        current = version
+    return current
+
+
+def ensure_views(con: duckdb.DuckDBPyConnection, paths: CatalogPaths) -> None:
+    """Create the views of any (source, type) this catalog has none for yet (new catalogs,
+    or a cvcatalog that learned a new message type)."""
+    from cvcatalog.schemas import SCHEMAS
+    from cvcatalog.views import refresh_views
+
+    have = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    for (source, message_type), schema in SCHEMAS.items():
+        if schema.view_name not in have or schema.socrata_view_name not in have:
+            refresh_views(con, paths, source, message_type)
+
+
+class CatalogDB:
+    """Connections to one catalog database with bounded waits and atomic publishing."""
+
+    def __init__(
+        self, paths: CatalogPaths, lock_timeout: float = 60.0, notify: Notify = _quiet
+    ) -> None:
+        self.paths = paths
+        self.lock_timeout = lock_timeout
+        self.notify = notify
+
+    # -- locking -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        self.paths.ensure()
+        lock = filelock.FileLock(str(self.paths.db_lock))
+        try:
+            lock.acquire(timeout=min(0.5, self.lock_timeout))
+        except filelock.Timeout:
+            self.notify(
+                "waiting for another cvcatalog process to finish writing the catalog "
+                f"(up to {self.lock_timeout:.0f}s)"
+            )
+            try:
+                lock.acquire(timeout=self.lock_timeout)
+            except filelock.Timeout:
+                raise CatalogLockedError(
+                    f"the catalog at {self.paths.root} stayed locked by another cvcatalog "
+                    f"process for {self.lock_timeout:.0f}s; try again when it has finished"
+                ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """Open with retries while another process (e.g. a read-write shell) holds the file."""
+        deadline = time.monotonic() + self.lock_timeout
+        told = False
+        while True:
+            try:
+                return duckdb.connect(str(path), read_only=read_only)
+            except duckdb.IOException as e:
+                if not _is_lock_conflict(e):
+                    if "Permission denied" in str(e):
+                        raise CatalogError(f"permission denied opening {path}") from None
+                    raise CatalogError(f"cannot open the catalog database {path}: {e}") from None
+                if time.monotonic() >= deadline:
+                    raise CatalogLockedError(
+                        f"{path.name} is held open read-write by another process for more than "
+                        f"{self.lock_timeout:.0f}s; close that DuckDB session or open it with "
+                        "-readonly"
+                    ) from None
+                if not told:
+                    self.notify(f"{path.name} is locked by another process; waiting")
+                    told = True
+                time.sleep(0.2)
+
+    # -- public --------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.paths.db.exists()
+
+    def initialise(self) -> None:
+        """Create (or migrate) the catalog database."""
+        with self.write():
+            pass
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection to the current snapshot."""
+        if not self.exists():
+            self.initialise()
+        con = self._connect(self.paths.db, read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction on a private copy, published by an atomic rename on success."""
+        with self._writer_lock():
+            tmp = self.paths.db.with_name(f".{self.paths.db.name}.{uuid.uuid4().hex}.tmp")
+            try:
+                if self.exists():
+                    shutil.copyfile(self.paths.db, tmp)
+                con = self._connect(tmp, read_only=False)
+                try:
+                    con.execute("BEGIN TRANSACTION")
+                    migrate(con)
+                    ensure_views(con, self.paths)
+                    yield con
+                    con.execute("COMMIT")
+                    con.execute("CHECKPOINT")
+                except BaseException:
+                    with contextlib.suppress(duckdb.Error):
+                        con.execute("ROLLBACK")
+                    raise
+                finally:
+                    con.close()
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.paths.db)
+                fsync_dir(self.paths.root)
+            except OSError as e:
+                raise CatalogError(
+                    f"cannot write the catalog database in {self.paths.root}: {e.strerror}"
+                ) from None
+            finally:
+                for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+                    with contextlib.suppress(FileNotFoundError):
+                        leftover.unlink()

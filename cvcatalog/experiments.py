@@ -1,0 +1,200 @@
+"""Experiments: a named, cleaned slice of the catalog handed to ML pipelines as a lazy Dask frame.
+
+Existing pipelines load data through a gatherer with `gather_data()` / `get_gathered_data()`
+and expect data.transportation.gov column names; `CatalogGatherer` speaks that interface.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cvcatalog.catalog import Catalog
+from cvcatalog.config import DateRange, MemoryConfig, format_validation_error, load_yaml
+from cvcatalog.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExperimentInfo(_Strict):
+    name: str
+    description: str = ""
+
+
+class DataSlice(_Strict):
+    source: str
+    message_type: str
+    date_range: DateRange
+    max_rows: int | None = Field(None, gt=0)
+
+
+class CoordinateBounds(_Strict):
+    lat_min: float = Field(ge=-90, le=90)
+    lat_max: float = Field(ge=-90, le=90)
+    lon_min: float = Field(ge=-180, le=180)
+    lon_max: float = Field(ge=-180, le=180)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CoordinateBounds:
+        if self.lat_min > self.lat_max or self.lon_min > self.lon_max:
+            raise ValueError("coordinate_bounds minimums must not exceed maximums")
+        return self
+
+
+class Cleaning(_Strict):
+    remove_duplicates: bool = False
+    validate_coordinates: bool = False
+    coordinate_bounds: CoordinateBounds | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Cleaning:
+        if self.validate_coordinates and self.coordinate_bounds is None:
+            raise ValueError("validate_coordinates needs coordinate_bounds")
+        return self
+
+
+class DaskProfile(_Strict):
+    n_workers: int = Field(2, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str = "4GB"
+
+
+class Profile(_Strict):
+    memory: MemoryConfig = MemoryConfig()
+    dask: DaskProfile = DaskProfile()
+
+
+class Processing(_Strict):
+    engine: Literal["dask"] = "dask"
+    profile: Path | None = None
+    cleaning: Cleaning = Cleaning()
+
+
+class Output(_Strict):
+    results_dir: Path | None = None
+    column_names: Literal["socrata", "canonical"] = "socrata"
+
+
+class ExperimentConfig(_Strict):
+    experiment: ExperimentInfo
+    data: DataSlice
+    processing: Processing = Processing()
+    output: Output = Output()
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ExperimentConfig:
+        try:
+            return cls.model_validate(load_yaml(path))
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(e, str(path))) from None
+
+    def profile(self, base: Path | None = None) -> Profile:
+        """The resource profile; relative paths resolve from the working directory, then base."""
+        p = self.processing.profile
+        if p is None:
+            return Profile()
+        if not p.is_absolute() and not p.exists() and base is not None:
+            p = base / p
+        try:
+            return Profile.model_validate(load_yaml(p))
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(e, str(p))) from None
+
+
+#: Columns that identify a duplicate BSM (same vehicle, same instant, same message).
+DUPLICATE_KEY = ["vehicle_id", "generated_at", "msg_cnt", "sec_mark"]
+
+
+class Experiment:
+    """A loaded experiment bound to a catalog."""
+
+    def __init__(
+        self, config: ExperimentConfig, catalog: Catalog | None = None, base: Path | None = None
+    ) -> None:
+        self.config = config
+        self.catalog = catalog or Catalog()
+        self.base = base
+
+    @classmethod
+    def load(cls, path: str | Path, catalog: Catalog | None = None) -> Experiment:
+        p = Path(path)
+        return cls(ExperimentConfig.from_yaml(p), catalog, base=p.parent)
+
+    @property
+    def name(self) -> str:
+        return self.config.experiment.name
+
+    def frame(self) -> dd.DataFrame:
+        """The lazy, partition-pruned and cleaned Dask frame of this experiment's slice."""
+        d = self.config.data
+        start, end = d.date_range.resolve()
+        frame = self.catalog.to_dask(
+            d.source, d.message_type, start, end, timezone=d.date_range.timezone
+        )
+        c = self.config.processing.cleaning
+        if c.validate_coordinates and c.coordinate_bounds is not None:
+            b = c.coordinate_bounds
+            frame = frame[
+                frame.latitude.between(b.lat_min, b.lat_max)
+                & frame.longitude.between(b.lon_min, b.lon_max)
+            ]
+        if c.remove_duplicates:
+            key = [k for k in DUPLICATE_KEY if k in frame.columns]
+            frame = frame.drop_duplicates(subset=key)
+        if d.max_rows is not None:
+            frame = frame.head(d.max_rows, npartitions=-1, compute=False)
+        if self.config.output.column_names == "socrata":
+            from cvcatalog.catalog import to_socrata
+            from cvcatalog.schemas import SCHEMAS
+
+            frame = to_socrata(frame, SCHEMAS[(frame_source(d.source), d.message_type.upper())])
+        return frame
+
+    def client(self) -> Any:
+        """A dask.distributed LocalCluster client sized by the experiment's profile."""
+        from dask.distributed import Client, LocalCluster
+
+        prof = self.config.profile(self.base).dask
+        cluster = LocalCluster(
+            n_workers=prof.n_workers,
+            threads_per_worker=prof.threads_per_worker,
+            memory_limit=prof.memory_limit,
+        )
+        return Client(cluster)
+
+
+def frame_source(source: str) -> str:
+    return source.strip().lower()
+
+
+class CatalogGatherer:
+    """The gatherer interface existing loaders call: gather_data(), then get_gathered_data()."""
+
+    def __init__(self, experiment: Experiment | str | Path, catalog: Catalog | None = None) -> None:
+        self.experiment = (
+            experiment
+            if isinstance(experiment, Experiment)
+            else Experiment.load(experiment, catalog)
+        )
+        self._data: dd.DataFrame | None = None
+
+    def gather_data(self) -> CatalogGatherer:
+        self._data = self.experiment.frame()
+        return self
+
+    def get_gathered_data(self) -> dd.DataFrame:
+        if self._data is None:
+            self.gather_data()
+        assert self._data is not None
+        return self._data
+
+
+def load_experiment(path: str | Path, catalog: Catalog | None = None) -> Experiment:
+    return Experiment.load(path, catalog)

@@ -1,0 +1,554 @@
+"""Ingest: bucket days → downloaded objects → canonical Parquet → catalog, one partition at a time.
+
+Each partition is processed under its own inter-process lock and published in one catalog
+transaction, so two ingests over overlapping ranges never build the same day twice, and a crash
+leaves either the previous state or the new one, never a mixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+import filelock
+import pyarrow.parquet as pq
+
+from cvcatalog import manifest
+from cvcatalog.access import record_access
+from cvcatalog.config import DataSourceConfig
+from cvcatalog.db import CatalogDB, now_utc
+from cvcatalog.download import ObjectInfo, S3Fetcher
+from cvcatalog.exceptions import CatalogLockedError, CredentialsError, CvCatalogError
+from cvcatalog.layout import (
+    CatalogPaths,
+    prune_empty_dirs,
+    publish_file,
+    remove_tree,
+    sha256_file,
+)
+from cvcatalog.manifest import FileRecord, PartitionRecord, SourceObjectRecord
+from cvcatalog.s3 import make_client
+from cvcatalog.schemas import SCHEMAS, MessageSchema
+from cvcatalog.sources import PartitionKey, partitions_for
+from cvcatalog.transform import RawFile, convert_partition
+from cvcatalog.views import refresh_views
+
+
+class IngestProgress(Protocol):
+    """What an ingest reports while it runs (the CLI draws rich progress bars from it)."""
+
+    def plan(self, todo: list[str], cached: list[str]) -> None: ...
+    def listed(self, key: str, objects: int, nbytes: int) -> None: ...
+    def downloaded(self, nbytes: int) -> None: ...
+    def converting(self, key: str) -> None: ...
+    def finished(self, outcome: DayOutcome) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+class NullProgress:
+    def plan(self, todo: list[str], cached: list[str]) -> None:
+        pass
+
+    def listed(self, key: str, objects: int, nbytes: int) -> None:
+        pass
+
+    def downloaded(self, nbytes: int) -> None:
+        pass
+
+    def converting(self, key: str) -> None:
+        pass
+
+    def finished(self, outcome: DayOutcome) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class DayOutcome:
+    key: str
+    status: str  # complete | no_data | failed | cached
+    rows: int = 0
+    quarantined: int = 0
+    objects: int = 0
+    bytes_downloaded: int = 0
+    parquet_bytes: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class IngestSummary:
+    run_id: str
+    source: str
+    message_type: str
+    start: date
+    end: date
+    timezone: str
+    days: list[DayOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+    list_requests: int = 0
+    get_requests: int = 0
+    retries: int = 0
+    evicted: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for d in self.days if d.status == status)
+
+    @property
+    def rows(self) -> int:
+        return sum(d.rows for d in self.days)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(d.quarantined for d in self.days)
+
+    @property
+    def bytes_downloaded(self) -> int:
+        return sum(d.bytes_downloaded for d in self.days)
+
+    @property
+    def parquet_bytes(self) -> int:
+        return sum(d.parquet_bytes for d in self.days)
+
+    @property
+    def ok(self) -> bool:
+        return self.count("failed") == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "source": self.source,
+            "message_type": self.message_type,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "timezone": self.timezone,
+            "days_complete": self.count("complete"),
+            "days_cached": self.count("cached"),
+            "days_no_data": self.count("no_data"),
+            "days_failed": self.count("failed"),
+            "rows": self.rows,
+            "quarantined": self.quarantined,
+            "bytes_downloaded": self.bytes_downloaded,
+            "parquet_bytes": self.parquet_bytes,
+            "list_requests": self.list_requests,
+            "get_requests": self.get_requests,
+            "retries": self.retries,
+            "seconds": round(self.seconds, 3),
+            "evicted": self.evicted,
+            "days": [d.__dict__ for d in self.days],
+        }
+
+
+def needs_work(
+    rec: PartitionRecord | None, today: date, cfg: DataSourceConfig, force: bool
+) -> tuple[bool, str]:
+    """Whether a partition must be (re)fetched, and why not when it need not."""
+    if force or rec is None:
+        return True, ""
+    if rec.status == "failed":
+        return True, ""
+    if rec.status == "complete":
+        return False, "cached"
+    # no_data: the sandbox lags, so a marker for a recent day, or one taken while the day was
+    # still recent, is only provisional.
+    recent = timedelta(days=cfg.cache.recent_days)
+    if today - rec.date <= recent:
+        return True, ""
+    checked = rec.checked_at.date() if rec.checked_at else rec.date
+    if checked - rec.date <= recent:
+        return True, ""
+    if rec.checked_at and now_utc() - rec.checked_at > timedelta(days=cfg.cache.ttl_days):
+        return True, ""
+    return False, "no_data (cached)"
+
+
+def _raw_name(obj: ObjectInfo, index: int) -> str:
+    """Local name of a downloaded object: never derived from the key's path components."""
+    digest = hashlib.sha1(obj.key.encode()).hexdigest()[:16]
+    return f"{index:06d}-{digest}.json"
+
+
+class Ingestor:
+    """Runs one ingest job described by a DataSourceConfig."""
+
+    def __init__(
+        self,
+        cfg: DataSourceConfig,
+        *,
+        force_refresh: bool = False,
+        progress: IngestProgress | None = None,
+        today: date | None = None,
+        fetcher_factory: Callable[[DataSourceConfig], S3Fetcher] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.force = force_refresh
+        self.progress: IngestProgress = progress or NullProgress()
+        self.paths = CatalogPaths.at(cfg.cache.directory)
+        self.db = CatalogDB(self.paths, cfg.cache.lock_timeout_seconds, notify=self.progress.note)
+        self.schema: MessageSchema = SCHEMAS[(cfg.source, cfg.message_type)]
+        self.today = today or now_utc().date()
+        self.run_id = now_utc().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        self._fetcher_factory = fetcher_factory or _default_fetcher
+        self._fetcher: S3Fetcher | None = None
+
+    # -- planning ------------------------------------------------------------------------
+    def plan(self) -> tuple[list[PartitionKey], list[PartitionKey], dict[str, PartitionRecord]]:
+        start, end = self.cfg.date_range.resolve(self.today)
+        keys = partitions_for(
+            self.cfg.source, self.cfg.message_type, start, end, self.cfg.date_range.timezone
+        )
+        with self.db.read() as con:
+            known = manifest.get_partitions(con, keys=[k.key for k in keys])
+        todo: list[PartitionKey] = []
+        cached: list[PartitionKey] = []
+        for k in keys:
+            work, _ = needs_work(known.get(k.key), self.today, self.cfg, self.force)
+            (todo if work else cached).append(k)
+        return todo, cached, known
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self) -> IngestSummary:
+        t0 = time.monotonic()
+        start, end = self.cfg.date_range.resolve(self.today)
+        summary = IngestSummary(
+            self.run_id,
+            self.cfg.source,
+            self.cfg.message_type,
+            start,
+            end,
+            self.cfg.date_range.timezone,
+        )
+        self.paths.ensure()
+        todo, cached, known = self.plan()
+        self.progress.plan([k.key for k in todo], [k.key for k in cached])
+        for k in cached:
+            rec = known[k.key]
+            status = "cached" if rec.status == "complete" else "no_data"
+            outcome = DayOutcome(k.key, status, rows=rec.rows, detail="cached")
+            summary.days.append(outcome)
+            self.progress.finished(outcome)
+        record_access([k.key for k in cached if known[k.key].status == "complete"], self.paths)
+        if todo:
+            self._record_run_start(start, end)
+            try:
+                self._run_days(todo, summary)
+            finally:
+                summary.seconds = time.monotonic() - t0
+                if self._fetcher is not None:
+                    summary.list_requests = self._fetcher.list_requests
+                    summary.get_requests = self._fetcher.get_requests
+                    summary.retries = self._fetcher.retries
+                summary.evicted = self._evict_if_needed({k.key for k in todo + cached})
+                self._record_run_end(summary)
+        summary.seconds = time.monotonic() - t0
+        return summary
+
+    @property
+    def fetcher(self) -> S3Fetcher:
+        if self._fetcher is None:
+            self._fetcher = self._fetcher_factory(self.cfg)
+        return self._fetcher
+
+    def _run_days(self, todo: list[PartitionKey], summary: IngestSummary) -> None:
+        deferred: list[PartitionKey] = []
+        for pk in todo:
+            lock = filelock.FileLock(str(self._lock_path(pk)))
+            try:
+                lock.acquire(timeout=0)
+            except filelock.Timeout:
+                deferred.append(pk)  # another process has it; come back at the end
+                continue
+            try:
+                summary.days.append(self._one_day(pk))
+            finally:
+                lock.release()
+        for pk in deferred:
+            self.progress.note(f"waiting for another cvcatalog process working on {pk.key}")
+            lock = filelock.FileLock(str(self._lock_path(pk)))
+            try:
+                lock.acquire(timeout=max(self.cfg.cache.lock_timeout_seconds, 1.0) * 10)
+            except filelock.Timeout:
+                outcome = DayOutcome(pk.key, "failed", error="partition locked by another process")
+                summary.days.append(outcome)
+                self.progress.finished(outcome)
+                continue
+            try:
+                summary.days.append(self._one_day(pk))
+            finally:
+                lock.release()
+
+    def _lock_path(self, pk: PartitionKey) -> Path:
+        p = self.paths.partition_lock(pk)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def _one_day(self, pk: PartitionKey) -> DayOutcome:
+        """Process one partition; the caller holds its lock."""
+        t0 = time.monotonic()
+        # Another process may have finished it while we waited for the lock.
+        with self.db.read() as con:
+            rec = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
+            referenced = {f.path for f in manifest.get_files(con, [pk.key])}
+        work, why = needs_work(rec, self.today, self.cfg, self.force)
+        if not work and rec is not None:
+            outcome = DayOutcome(
+                pk.key, "cached", rows=rec.rows, detail=f"{why} (by another process)"
+            )
+            self.progress.finished(outcome)
+            return outcome
+        self._remove_orphans(pk, referenced)
+        try:
+            outcome = self._fetch_convert_publish(pk, rec)
+        except CredentialsError:
+            raise
+        except CvCatalogError as e:
+            outcome = self._fail(pk, str(e))
+        except (OSError, duckdb.Error) as e:
+            outcome = self._fail(pk, f"{type(e).__name__}: {e}")
+        outcome.seconds = time.monotonic() - t0
+        self.progress.finished(outcome)
+        return outcome
+
+    def _fetch_convert_publish(self, pk: PartitionKey, prior: PartitionRecord | None) -> DayOutcome:
+        objects = self.fetcher.list(pk.s3_prefix)
+        nbytes = sum(o.size for o in objects)
+        self.progress.listed(pk.key, len(objects), nbytes)
+        if not objects:
+            if prior is not None and prior.status == "complete":
+                # An empty listing never erases data we already hold.
+                self.progress.note(f"{pk.key}: the bucket lists nothing now; keeping cached data")
+                return DayOutcome(pk.key, "cached", rows=prior.rows, detail="kept (empty listing)")
+            rec = PartitionRecord(
+                pk.key, pk.source, pk.message_type, pk.day, "no_data", run_id=self.run_id
+            )
+            self._commit(pk, rec)
+            return DayOutcome(pk.key, "no_data")
+
+        stage = self.paths.staging_dir(pk)
+        raw_dir = stage / "raw"
+        names = {o.key: raw_dir / _raw_name(o, i) for i, o in enumerate(objects)}
+        results, failures = self.fetcher.download_many(
+            objects, lambda o: names[o.key], on_bytes=self.progress.downloaded
+        )
+        downloaded = sum(r.size - r.resumed_from for r in results)
+        if failures:
+            obj, err = failures[0]
+            more = f" (and {len(failures) - 1} more objects)" if len(failures) > 1 else ""
+            out = self._fail(pk, f"download of {obj.key} failed: {err}{more}")
+            out.bytes_downloaded = downloaded
+            return out
+
+        self.progress.converting(pk.key)
+        out_dir = stage / f"out-{self.run_id}"
+        remove_tree(out_dir)
+        out_dir.mkdir(parents=True)
+        try:
+            with self._duckdb() as con:
+                result = convert_partition(
+                    con,
+                    self.schema,
+                    [RawFile(names[o.key], o.key) for o in objects],
+                    out_dir,
+                    validation=self.cfg.validation,
+                )
+            if result.unknown_versions:
+                self.progress.note(
+                    f"{pk.key}: unknown schema version(s) {result.unknown_versions}; "
+                    "parsed the known fields"
+                )
+            files = self._place_outputs(
+                pk, result.parquet_files, result.quarantine_file, result.quarantined
+            )
+        finally:
+            remove_tree(out_dir)
+
+        rec = PartitionRecord(
+            pk.key,
+            pk.source,
+            pk.message_type,
+            pk.day,
+            "complete",
+            rows=result.rows,
+            quarantined=result.quarantined,
+            parquet_bytes=sum(f.bytes for f in files if f.kind == "data"),
+            source_objects=len(objects),
+            source_bytes=nbytes,
+            schema_versions=sorted(result.schema_versions),
+            canonical_version=self.schema.canonical_version,
+            run_id=self.run_id,
+        )
+        validation = [("quarantine", r, n) for r, n in result.reasons.items()] + [
+            ("warning", w, n) for w, n in result.warnings.items()
+        ]
+        sobjs = [SourceObjectRecord(o.key, o.size, o.etag, o.last_modified) for o in objects]
+        try:
+            self._commit(pk, rec, files, sobjs, validation)
+        except BaseException:
+            for f in files:
+                with contextlib.suppress(FileNotFoundError):
+                    self.paths.absolute(f.path).unlink()
+            raise
+        remove_tree(stage)
+        prune_empty_dirs(stage.parent, self.paths.staging)
+        return DayOutcome(
+            pk.key,
+            "complete",
+            rows=result.rows,
+            quarantined=result.quarantined,
+            objects=len(objects),
+            bytes_downloaded=downloaded,
+            parquet_bytes=rec.parquet_bytes,
+        )
+
+    @contextlib.contextmanager
+    def _duckdb(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB for conversion, bounded by the memory config; spills to staging."""
+        con = duckdb.connect(":memory:")
+        try:
+            spill = self.paths.staging / "duckdb_tmp"
+            spill.mkdir(parents=True, exist_ok=True)
+            con.execute("SET memory_limit = ?", [self.cfg.memory.duckdb_memory_limit])
+            con.execute("SET temp_directory = ?", [str(spill)])
+            con.execute("SET preserve_insertion_order = false")
+            if self.cfg.memory.duckdb_threads:
+                con.execute("SET threads = ?", [self.cfg.memory.duckdb_threads])
+            yield con
+        finally:
+            con.close()
+
+    def _place_outputs(
+        self, pk: PartitionKey, parquet: list[Path], quarantine: Path | None, quarantined: int
+    ) -> list[FileRecord]:
+        """Move conversion outputs into the lake under new names (invisible until committed)."""
+        tag = self.run_id.rsplit("-", 1)[-1]
+        placed: list[FileRecord] = []
+        dest_dir = self.paths.partition_dir(pk)
+        for i, src in enumerate(sorted(parquet)):
+            dest = dest_dir / f"part-{self.run_id[:15]}-{tag}-{i:03d}.parquet"
+            rows = pq.ParquetFile(src).metadata.num_rows
+            digest = sha256_file(src)
+            size = src.stat().st_size
+            publish_file(src, dest)
+            placed.append(FileRecord(self.paths.relative(dest), pk.key, "data", rows, size, digest))
+        if quarantine is not None:
+            dest = self.paths.quarantine_dir(pk) / f"quarantine-{self.run_id[:15]}-{tag}.ndjson"
+            digest = sha256_file(quarantine)
+            size = quarantine.stat().st_size
+            publish_file(quarantine, dest)
+            placed.append(
+                FileRecord(
+                    self.paths.relative(dest), pk.key, "quarantine", quarantined, size, digest
+                )
+            )
+        return placed
+
+    def _commit(
+        self,
+        pk: PartitionKey,
+        rec: PartitionRecord,
+        files: list[FileRecord] | None = None,
+        objects: list[SourceObjectRecord] | None = None,
+        validation: list[tuple[str, str, int]] | None = None,
+    ) -> None:
+        with self.db.write() as con:
+            obsolete = manifest.put_partition(
+                con, rec, files or [], objects or [], validation or []
+            )
+            refresh_views(con, self.paths, pk.source, pk.message_type)
+        for f in obsolete:
+            with contextlib.suppress(FileNotFoundError):
+                self.paths.absolute(f.path).unlink()
+
+    def _fail(self, pk: PartitionKey, reason: str) -> DayOutcome:
+        """Record a failed day. A day that was complete keeps its data; the error is reported."""
+        with self.db.read() as con:
+            prior = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
+        if prior is not None and prior.status == "complete":
+            return DayOutcome(
+                pk.key, "failed", rows=prior.rows, error=f"{reason} (kept previous data)"
+            )
+        rec = PartitionRecord(
+            pk.key, pk.source, pk.message_type, pk.day, "failed", error=reason, run_id=self.run_id
+        )
+        try:
+            self._commit(pk, rec)
+        except CatalogLockedError as e:
+            reason = f"{reason}; {e}"
+        return DayOutcome(pk.key, "failed", error=reason)
+
+    def _remove_orphans(self, pk: PartitionKey, referenced: set[str]) -> None:
+        """Files in a partition's directories that the manifest does not list (a crashed run)."""
+        for d in (self.paths.partition_dir(pk), self.paths.quarantine_dir(pk)):
+            if not d.is_dir():
+                continue
+            for f in d.iterdir():
+                if f.is_file() and self.paths.relative(f) not in referenced:
+                    f.unlink()
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _record_run_start(self, start: date, end: date) -> None:
+        run = {
+            "run_id": self.run_id,
+            "started_at": now_utc(),
+            "status": "running",
+            "source": self.cfg.source,
+            "message_type": self.cfg.message_type,
+            "start_date": start,
+            "end_date": end,
+            "timezone": self.cfg.date_range.timezone,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+        with self.db.write() as con:
+            manifest.start_run(con, run)
+
+    def _record_run_end(self, s: IngestSummary) -> None:
+        failed = [d for d in s.days if d.status == "failed"]
+        values = {
+            "finished_at": now_utc(),
+            "status": "ok" if not failed else "failed",
+            "days_complete": s.count("complete"),
+            "days_no_data": s.count("no_data"),
+            "days_failed": len(failed),
+            "days_cached": s.count("cached"),
+            "rows": s.rows,
+            "quarantined": s.quarantined,
+            "bytes_downloaded": s.bytes_downloaded,
+            "parquet_bytes": s.parquet_bytes,
+            "list_requests": s.list_requests,
+            "get_requests": s.get_requests,
+            "seconds": s.seconds,
+            "message": "; ".join(f"{d.key}: {d.error}" for d in failed)[:2000] or None,
+        }
+        with contextlib.suppress(CatalogLockedError), self.db.write() as con:
+            manifest.finish_run(con, self.run_id, values)
+
+    def _evict_if_needed(self, protect: set[str]) -> list[str]:
+        from cvcatalog.cache import evict_to_size
+
+        try:
+            return evict_to_size(self.db, self.cfg.cache.max_size_gb, protect=protect)
+        except CatalogLockedError as e:
+            self.progress.note(f"eviction skipped: {e}")
+            return []
+
+
+def _default_fetcher(cfg: DataSourceConfig) -> S3Fetcher:
+    return S3Fetcher(make_client(cfg.download), cfg.download, cfg.bucket)
+
+
+def run_ingest(cfg: DataSourceConfig, **kwargs: Any) -> IngestSummary:
+    return Ingestor(cfg, **kwargs).run()

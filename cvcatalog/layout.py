@@ -1,0 +1,125 @@
+"""Where everything lives inside a catalog directory, and the file-level primitives.
+
+<catalog>/catalog.duckdb          the catalog database (state tables and views)
+<catalog>/lake/source=.../        Parquet, hive-partitioned, source first
+<catalog>/quarantine/source=.../  rejected lines and records, NDJSON, one file per partition
+<catalog>/staging/                downloads (resumable) and conversion output before publishing
+<catalog>/locks/                  inter-process file locks
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from cvcatalog.exceptions import CatalogError
+from cvcatalog.sources import PartitionKey
+
+DB_NAME = "catalog.duckdb"
+
+
+@dataclass(frozen=True)
+class CatalogPaths:
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | Path) -> CatalogPaths:
+        return cls(Path(root).expanduser().resolve())
+
+    @property
+    def db(self) -> Path:
+        return self.root / DB_NAME
+
+    @property
+    def db_lock(self) -> Path:
+        return self.root / "locks" / "catalog.lock"
+
+    @property
+    def lake(self) -> Path:
+        return self.root / "lake"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def staging(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def access_log(self) -> Path:
+        return self.root / "access.log"
+
+    def partition_dir(self, pk: PartitionKey) -> Path:
+        return self.lake / pk.hive_dir
+
+    def quarantine_dir(self, pk: PartitionKey) -> Path:
+        return self.quarantine / pk.hive_dir
+
+    def staging_dir(self, pk: PartitionKey) -> Path:
+        return self.staging / pk.source / pk.message_type / pk.day.isoformat()
+
+    def partition_lock(self, pk: PartitionKey) -> Path:
+        return self.root / "locks" / pk.source / pk.message_type / f"{pk.day.isoformat()}.lock"
+
+    def relative(self, path: Path) -> str:
+        """Catalog-relative POSIX path, as stored in the manifest."""
+        return path.resolve().relative_to(self.root).as_posix()
+
+    def absolute(self, rel: str) -> Path:
+        p = (self.root / rel).resolve()
+        if not p.is_relative_to(self.root):
+            raise CatalogError(f"manifest path escapes the catalog directory: {rel!r}")
+        return p
+
+    def ensure(self) -> None:
+        try:
+            for d in (self.root, self.lake, self.quarantine, self.staging, self.db_lock.parent):
+                d.mkdir(parents=True, exist_ok=True)
+        except PermissionError as e:
+            raise CatalogError(f"permission denied creating the catalog at {e.filename}") from None
+        if not os.access(self.root, os.W_OK):
+            raise CatalogError(f"the catalog directory {self.root} is not writable")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_file(src: Path, dest: Path) -> None:
+    """Move a finished file into place atomically (same filesystem rename), durably."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(src, dest)
+    fsync_dir(dest.parent)
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def prune_empty_dirs(start: Path, stop: Path) -> None:
+    """Remove empty directories from start up to (not including) stop."""
+    p = start
+    while p != stop and p.is_relative_to(stop):
+        try:
+            p.rmdir()
+        except OSError:
+            return
+        p = p.parent

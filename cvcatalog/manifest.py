@@ -1,0 +1,203 @@
+"""Reads and writes of the catalog tables; every function takes an open connection.
+
+Writers call these inside CatalogDB.write(), so a partition's row, its files, its source
+objects and its validation counts change together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import duckdb
+
+from cvcatalog.db import now_utc
+from cvcatalog.sources import PartitionKey
+
+
+@dataclass
+class PartitionRecord:
+    partition_key: str
+    source: str
+    message_type: str
+    date: date
+    status: str
+    rows: int = 0
+    quarantined: int = 0
+    parquet_bytes: int = 0
+    source_objects: int = 0
+    source_bytes: int = 0
+    schema_versions: list[int] = field(default_factory=list)
+    canonical_version: int | None = None
+    error: str | None = None
+    run_id: str | None = None
+    created_at: datetime | None = None
+    checked_at: datetime | None = None
+    last_accessed: datetime | None = None
+
+    @property
+    def pk(self) -> PartitionKey:
+        return PartitionKey(self.source, self.message_type, self.date)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str  # relative to the catalog directory
+    partition_key: str
+    kind: str  # data | quarantine
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class SourceObjectRecord:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime | None
+
+
+_PCOLS = [f for f in PartitionRecord.__dataclass_fields__]
+
+
+def _rows(
+    con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()
+) -> list[dict[str, Any]]:
+    cur = con.execute(sql, list(params))
+    names = [d[0] for d in cur.description or []]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def get_partitions(
+    con: duckdb.DuckDBPyConnection,
+    source: str | None = None,
+    message_type: str | None = None,
+    keys: Iterable[str] | None = None,
+) -> dict[str, PartitionRecord]:
+    sql = f"SELECT {', '.join(_PCOLS)} FROM partitions WHERE 1=1"
+    params: list[Any] = []
+    if source:
+        sql += " AND source = ?"
+        params.append(source)
+    if message_type:
+        sql += " AND message_type = ?"
+        params.append(message_type)
+    if keys is not None:
+        sql += " AND list_contains(?, partition_key)"
+        params.append(list(keys))
+    sql += " ORDER BY source, message_type, date"
+    out = {}
+    for r in _rows(con, sql, params):
+        r["schema_versions"] = list(r["schema_versions"] or [])
+        out[r["partition_key"]] = PartitionRecord(**r)
+    return out
+
+
+def get_files(
+    con: duckdb.DuckDBPyConnection, keys: Iterable[str] | None = None, kind: str | None = None
+) -> list[FileRecord]:
+    sql = "SELECT path, partition_key, kind, rows, bytes, sha256 FROM partition_files WHERE 1=1"
+    params: list[Any] = []
+    if keys is not None:
+        sql += " AND list_contains(?, partition_key)"
+        params.append(list(keys))
+    if kind:
+        sql += " AND kind = ?"
+        params.append(kind)
+    sql += " ORDER BY path"
+    return [FileRecord(**r) for r in _rows(con, sql, params)]
+
+
+def complete_data_files(
+    con: duckdb.DuckDBPyConnection, source: str, message_type: str
+) -> list[FileRecord]:
+    """Data files of complete partitions of one (source, type): what the views may see."""
+    sql = (
+        "SELECT f.path, f.partition_key, f.kind, f.rows, f.bytes, f.sha256 "
+        "FROM partition_files f JOIN partitions p USING (partition_key) "
+        "WHERE p.status = 'complete' AND f.kind = 'data' AND p.source = ? AND p.message_type = ? "
+        "ORDER BY p.date, f.path"
+    )
+    return [FileRecord(**r) for r in _rows(con, sql, [source, message_type])]
+
+
+def put_partition(
+    con: duckdb.DuckDBPyConnection,
+    rec: PartitionRecord,
+    files: Sequence[FileRecord] = (),
+    objects: Sequence[SourceObjectRecord] = (),
+    validation: Iterable[tuple[str, str, int]] = (),
+) -> list[FileRecord]:
+    """Replace everything known about one partition; returns the files it no longer uses."""
+    now = now_utc()
+    old = _rows(
+        con, "SELECT created_at FROM partitions WHERE partition_key = ?", [rec.partition_key]
+    )
+    rec.created_at = old[0]["created_at"] if old else (rec.created_at or now)
+    rec.checked_at = rec.checked_at or now
+    if rec.status == "complete" and rec.last_accessed is None:
+        rec.last_accessed = now
+    previous = get_files(con, [rec.partition_key])
+    con.execute("DELETE FROM partitions WHERE partition_key = ?", [rec.partition_key])
+    con.execute(
+        f"INSERT INTO partitions ({', '.join(_PCOLS)}) VALUES ({', '.join('?' * len(_PCOLS))})",
+        [getattr(rec, c) for c in _PCOLS],
+    )
+    con.execute("DELETE FROM partition_files WHERE partition_key = ?", [rec.partition_key])
+    if files:
+        con.executemany(
+            "INSERT INTO partition_files VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [[f.path, f.partition_key, f.kind, f.rows, f.bytes, f.sha256, now] for f in files],
+        )
+    if objects or rec.status != "failed":
+        con.execute("DELETE FROM source_objects WHERE partition_key = ?", [rec.partition_key])
+    if objects:
+        con.executemany(
+            "INSERT INTO source_objects VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                [o.key, rec.partition_key, o.size, o.etag, o.last_modified, rec.run_id]
+                for o in objects
+            ],
+        )
+    rows = [[rec.run_id, rec.partition_key, kind, rule, n] for kind, rule, n in validation if n]
+    if rows:
+        con.executemany("INSERT INTO validation_reports VALUES (?, ?, ?, ?, ?)", rows)
+    keep = {f.path for f in files}
+    return [f for f in previous if f.path not in keep]
+
+
+def delete_partitions(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> list[FileRecord]:
+    """Forget partitions; returns their files for the caller to delete after commit."""
+    if not keys:
+        return []
+    files = get_files(con, keys)
+    for table in ("partition_files", "source_objects", "partitions"):
+        con.execute(f"DELETE FROM {table} WHERE list_contains(?, partition_key)", [list(keys)])
+    return files
+
+
+def touch(con: duckdb.DuckDBPyConnection, accessed: dict[str, datetime]) -> None:
+    """Advance LRU clocks (never move them backwards)."""
+    if not accessed:
+        return
+    con.executemany(
+        "UPDATE partitions SET last_accessed = greatest(coalesce(last_accessed, ?::TIMESTAMPTZ), ?::TIMESTAMPTZ) "
+        "WHERE partition_key = ?",
+        [[t, t, k] for k, t in accessed.items()],
+    )
+
+
+def start_run(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> None:
+    cols = list(run)
+    con.execute(
+        f"INSERT INTO ingest_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        [run[c] for c in cols],
+    )
+
+
+def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, values: dict[str, Any]) -> None:
+    sets = ", ".join(f"{c} = ?" for c in values)
+    con.execute(f"UPDATE ingest_runs SET {sets} WHERE run_id = ?", [*values.values(), run_id])

@@ -1,0 +1,102 @@
+"""One output helper for every listing command: --format table|json|csv, optionally to a file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return float(v)
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    if hasattr(v, "item") and callable(v.item):  # numpy scalars
+        try:
+            return v.item()
+        except (ValueError, TypeError):
+            return str(v)
+    if v != v:  # NaN
+        return None
+    return v
+
+
+def render(
+    rows: Sequence[dict[str, Any]],
+    fmt: Format,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+) -> str:
+    cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
+    if fmt is Format.json:
+        return (
+            json.dumps([{c: _plain(r.get(c)) for c in cols} for r in rows], indent=2, default=str)
+            + "\n"
+        )
+    if fmt is Format.csv:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for r in rows:
+            w.writerow(["" if r.get(c) is None else _csv_cell(_plain(r.get(c))) for c in cols])
+        return buf.getvalue()
+    table = Table(title=title, show_lines=False)
+    for c in cols:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*("" if r.get(c) is None else str(_plain(r.get(c))) for c in cols))
+    console = Console(file=io.StringIO(), width=_width(), record=True)
+    console.print(table)
+    return console.export_text()
+
+
+def _csv_cell(v: Any) -> Any:
+    return json.dumps(v) if isinstance(v, dict | list) else v
+
+
+def _width() -> int:
+    try:
+        return max(80, min(os.get_terminal_size().columns, 250))
+    except OSError:
+        return 200
+
+
+def emit(
+    rows: Sequence[dict[str, Any]],
+    fmt: Format = Format.table,
+    output: Path | None = None,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+) -> None:
+    """Print rows (or write them atomically to output)."""
+    text = render(rows, fmt, columns, title)
+    if output is None:
+        print(text, end="")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, output)

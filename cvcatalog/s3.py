@@ -1,0 +1,451 @@
+"""S3 access: client factory, error translation, a shared rate limiter and retries.
+
+botocore's own retries are switched off so that every attempt goes through one place: the
+token bucket (so a configured request rate holds across threads), one classification of errors
+(credentials fail at once, transient ones back off, the rest fail with a clear message) and
+one backoff policy that honours the server's Retry-After.
+"""
+
+from __future__ import annotations
+
+import enum
+import http.client
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import boto3
+import botocore.exceptions as bce
+import urllib3.exceptions
+from botocore import UNSIGNED
+from botocore.config import Config
+
+from cvcatalog.config import DownloadConfig
+from cvcatalog.exceptions import (
+    ConfigError,
+    CredentialsError,
+    CvCatalogError,
+    S3Error,
+    credentials_help,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The public bucket lives here; other regions only add a redirect.
+DEFAULT_REGION = "us-east-1"
+#: Upper bound of one exponential backoff step.
+BACKOFF_CAP_SECONDS = 30.0
+#: A Retry-After beyond this is treated as this (a bogus header must not hang a run for days).
+MAX_RETRY_AFTER_SECONDS = 600.0
+#: Connecting should never take as long as reading a large body may.
+MAX_CONNECT_TIMEOUT_SECONDS = 60.0
+
+#: Error codes that mean "who you are is not allowed" -- retrying cannot help.
+CREDENTIAL_CODES = frozenset(
+    {
+        "AccessDenied",
+        "Forbidden",
+        "403",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "AllAccessDisabled",
+        "AccountProblem",
+    }
+)
+#: Error codes that mean "slow down".
+THROTTLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+    }
+)
+#: Other error codes worth another try.
+TRANSIENT_CODES = frozenset(
+    {"RequestTimeout", "RequestTimeoutException", "InternalError", "ServiceUnavailable", "503"}
+)
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+THROTTLE_STATUSES = frozenset({429, 503})
+
+#: Exceptions raised by the credential chain itself (before any request is sent).
+CREDENTIAL_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    bce.NoCredentialsError,
+    bce.PartialCredentialsError,
+    bce.CredentialRetrievalError,
+    bce.NoAuthTokenError,
+    bce.TokenRetrievalError,
+    bce.SSOError,
+)
+#: Network-level failures: the request may never have arrived, or the body was cut short.
+CONNECTION_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    bce.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError, SSLError, proxy errors
+    bce.HTTPClientError,  # ConnectionClosedError, ReadTimeoutError, ResponseStreamingError
+    bce.IncompleteReadError,
+    urllib3.exceptions.ProtocolError,  # includes urllib3's IncompleteRead
+    urllib3.exceptions.TimeoutError,
+    http.client.IncompleteRead,
+    http.client.RemoteDisconnected,
+    ConnectionError,  # builtin: resets, refused, broken pipe
+    TimeoutError,
+)
+
+_ACCESS_KEY_RE = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b")
+
+
+class ErrorKind(enum.Enum):
+    CREDENTIALS = "credentials"
+    RETRYABLE = "retryable"
+    FATAL = "fatal"
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What an exception from boto means for us; ``reason`` is safe to show to the user."""
+
+    kind: ErrorKind
+    reason: str
+    code: str | None = None
+    status: int | None = None
+    throttled: bool = False
+    retry_after: float | None = None
+
+
+def _redact(text: str) -> str:
+    """Belt and braces: never echo something that looks like an access key id."""
+    return _ACCESS_KEY_RE.sub("<redacted>", text)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
+
+
+def classify_error(exc: BaseException) -> ErrorInfo | None:
+    """Sort an exception into credentials / retryable / fatal; None if it is not from S3 or
+    the network (a disk error, a bug) and must propagate unchanged."""
+    if isinstance(exc, CREDENTIAL_EXCEPTIONS):
+        return ErrorInfo(ErrorKind.CREDENTIALS, type(exc).__name__)
+    if isinstance(exc, bce.ClientError):
+        return _classify_client_error(exc)
+    if isinstance(exc, CONNECTION_EXCEPTIONS):
+        return ErrorInfo(ErrorKind.RETRYABLE, _redact(f"{type(exc).__name__}: {exc}"))
+    return None
+
+
+def _classify_client_error(exc: bce.ClientError) -> ErrorInfo:
+    response: dict[str, Any] = getattr(exc, "response", None) or {}
+    err = response.get("Error") or {}
+    meta = response.get("ResponseMetadata") or {}
+    code = str(err.get("Code") or "") or None
+    status = meta.get("HTTPStatusCode")
+    status = int(status) if status is not None else None
+    message = _redact(str(err.get("Message") or "")).strip()
+    headers = {str(k).lower(): str(v) for k, v in (meta.get("HTTPHeaders") or {}).items()}
+    label = code or str(status or "error")
+    if status is not None and code != str(status):
+        label = f"{label} (HTTP {status})"
+    detail = f"{label}: {message}" if message else label
+
+    if code == "RequestTimeTooSkewed":
+        return ErrorInfo(
+            ErrorKind.FATAL,
+            f"{label}: this machine's clock differs from S3's by more than 15 minutes; fix the clock",
+            code,
+            status,
+        )
+    if code in CREDENTIAL_CODES or status == 403:
+        return ErrorInfo(ErrorKind.CREDENTIALS, label, code, status)
+    if code == "NoSuchBucket":
+        return ErrorInfo(
+            ErrorKind.FATAL, f"{label}: the bucket does not exist at this endpoint", code, status
+        )
+    if code in ("NoSuchKey", "404") or status == 404:
+        return ErrorInfo(
+            ErrorKind.FATAL,
+            f"{label}: the object does not exist (removed since it was listed?)",
+            code,
+            status,
+        )
+    if code == "PreconditionFailed" or status == 412:
+        return ErrorInfo(
+            ErrorKind.FATAL,
+            f"{label}: the object changed since it was listed; list it again",
+            code,
+            status,
+        )
+    throttled = code in THROTTLE_CODES or status in THROTTLE_STATUSES
+    if throttled or code in TRANSIENT_CODES or status in RETRY_STATUSES:
+        return ErrorInfo(
+            ErrorKind.RETRYABLE,
+            detail,
+            code,
+            status,
+            throttled=throttled,
+            retry_after=parse_retry_after(headers.get("retry-after")),
+        )
+    return ErrorInfo(ErrorKind.FATAL, detail, code, status)
+
+
+def translate_error(
+    exc: BaseException,
+    operation: str,
+    key: str,
+    attempts: int | None = None,
+    *,
+    anonymous: bool = False,
+) -> CvCatalogError:
+    """The one place that turns a boto/network exception into the exception we raise.
+
+    Credentials problems get setup advice; anything else names the operation, the key and the
+    reason (and how many attempts were made) -- never a credential.
+    """
+    if isinstance(exc, CvCatalogError):
+        return exc
+    info = classify_error(exc) or ErrorInfo(
+        ErrorKind.FATAL, _redact(f"{type(exc).__name__}: {exc}")
+    )
+    target = f"{operation} {key}".strip()
+    if info.kind is ErrorKind.CREDENTIALS:
+        if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
+            what = (
+                "no usable AWS credentials were found"
+                if isinstance(exc, bce.NoCredentialsError)
+                else "the AWS credentials found are incomplete (key id without secret?)"
+            )
+            return CredentialsError(credentials_help(f"{target}: {what}"))
+        if isinstance(exc, bce.ClientError):
+            who = "an anonymous (unsigned) request" if anonymous else "the request"
+            return CredentialsError(credentials_help(f"S3 refused {who} {target} ({info.reason})"))
+        return CredentialsError(
+            credentials_help(f"{target}: could not obtain AWS credentials ({info.reason})")
+        )
+    suffix = f" after {attempts} attempts" if attempts and info.kind is ErrorKind.RETRYABLE else ""
+    return S3Error(f"{target}: {info.reason}{suffix}")
+
+
+def make_client(cfg: DownloadConfig, *, region: str | None = None) -> Any:
+    """A botocore S3 client for cfg: profile or default chain, optional unsigned requests.
+
+    The endpoint is cfg.endpoint_url if set; otherwise boto3 itself honours
+    AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (the sandbox relies on that). botocore's retries are
+    off because :class:`Retrier` retries, rate-limits and counts every attempt.
+    """
+    try:
+        session = boto3.session.Session(profile_name=cfg.profile)
+    except bce.ProfileNotFound:
+        raise ConfigError(
+            f"AWS profile {cfg.profile!r} not found in ~/.aws/config or ~/.aws/credentials "
+            "(check the name, or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE)"
+        ) from None
+    except (bce.ConfigParseError, bce.InvalidConfigError) as e:
+        raise ConfigError(f"cannot read the AWS configuration: {e}") from None
+    config = Config(
+        region_name=region or DEFAULT_REGION,
+        signature_version=UNSIGNED if cfg.no_sign_request else None,
+        # total_max_attempts counts the first try; {'max_attempts': 1} would mean one retry.
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=max(10, cfg.max_workers + 2),
+        connect_timeout=min(cfg.timeout_seconds, MAX_CONNECT_TIMEOUT_SECONDS),
+        read_timeout=cfg.timeout_seconds,
+        # We verify size and MD5 ourselves; S3 sends no whole-object checksum for ranged reads.
+        response_checksum_validation="when_required",
+    )
+    kwargs: dict[str, Any] = {"config": config}
+    if cfg.endpoint_url:
+        kwargs["endpoint_url"] = cfg.endpoint_url
+    try:
+        return session.client("s3", **kwargs)
+    except ValueError as e:  # e.g. a malformed endpoint URL
+        raise ConfigError(f"cannot create the S3 client: {e}") from None
+
+
+class TokenBucket:
+    """Thread-safe request-rate limiter shared by all workers.
+
+    Scheduled as a token bucket (GCRA): each caller reserves the next free slot under the lock
+    and sleeps outside it, so in any window T at most ``rate*T + capacity`` callers pass.
+    ``rate == 0`` means unlimited. :meth:`defer` holds everyone back after a Retry-After.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate < 0:
+            raise ValueError(f"rate must be >= 0 requests per second, got {rate}")
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.rate = float(rate)
+        self.capacity = float(capacity)
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._interval = 1.0 / self.rate if self.rate else 0.0
+        self._tolerance = (self.capacity - 1.0) * self._interval
+        self._tat: float | None = None  # theoretical arrival time of the next request
+        self._not_before = float("-inf")
+        self._acquired = 0
+        self._waited = 0.0
+
+    @property
+    def acquired(self) -> int:
+        """How many acquisitions (requests) have passed so far."""
+        with self._lock:
+            return self._acquired
+
+    @property
+    def waited_seconds(self) -> float:
+        """Total time callers were told to wait."""
+        with self._lock:
+            return self._waited
+
+    def acquire(self) -> float:
+        """Block until a request may be sent; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            if self.rate:
+                tat = now if self._tat is None else max(self._tat, now)
+                release = max(now, tat - self._tolerance, self._not_before)
+                # the bucket restarts after a deferral: never a burst when it ends
+                self._tat = max(tat, release) + self._interval
+            else:
+                release = max(now, self._not_before)
+            wait = release - now
+            self._acquired += 1
+            self._waited += wait
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    def defer(self, seconds: float) -> None:
+        """Let nobody through for the next ``seconds`` (the server asked us to slow down)."""
+        if seconds <= 0:
+            return
+        with self._lock:
+            self._not_before = max(self._not_before, self._clock() + seconds)
+
+
+def backoff_delay(
+    retry: int, base: float, cap: float = BACKOFF_CAP_SECONDS, rng: random.Random | None = None
+) -> float:
+    """Full-jitter exponential backoff for the ``retry``-th retry (1-based)."""
+    ceiling = min(cap, base * (2 ** max(0, retry - 1)))
+    return (rng or random).uniform(0.0, ceiling) if ceiling > 0 else 0.0
+
+
+class Retrier:
+    """Runs a request with rate limiting, retries on transient errors and error translation.
+
+    ``attempts`` is the total number of tries (1 + retry_attempts). ``on_error(info,
+    will_retry)`` sees every classified failure, for statistics.
+    """
+
+    def __init__(
+        self,
+        *,
+        attempts: int,
+        base_delay: float,
+        cap: float = BACKOFF_CAP_SECONDS,
+        limiter: TokenBucket | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        anonymous: bool = False,
+        on_error: Callable[[ErrorInfo, bool], None] | None = None,
+    ) -> None:
+        self.attempts = max(1, attempts)
+        self.base_delay = base_delay
+        self.cap = cap
+        self.limiter = limiter
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.anonymous = anonymous
+        self.on_error = on_error
+
+    @classmethod
+    def from_config(cls, cfg: DownloadConfig, **kwargs: Any) -> Retrier:
+        return cls(
+            attempts=cfg.retry_attempts + 1,
+            base_delay=cfg.retry_delay_seconds,
+            anonymous=cfg.no_sign_request,
+            **kwargs,
+        )
+
+    def delay_for(self, retry: int, info: ErrorInfo) -> float:
+        """Backoff for the given retry, but never shorter than the server's Retry-After."""
+        delay = backoff_delay(retry, self.base_delay, self.cap, self.rng)
+        if info.retry_after is not None:
+            delay = max(delay, info.retry_after)
+        return delay
+
+    def call(self, operation: str, key: str, fn: Callable[[], T]) -> T:
+        """fn() with retries; raises CredentialsError/S3Error, or fn's own non-S3 errors."""
+        for attempt in range(1, self.attempts + 1):
+            if self.limiter is not None:
+                self.limiter.acquire()
+            try:
+                return fn()
+            except Exception as exc:
+                info = classify_error(exc)
+                if info is None:
+                    raise
+                will_retry = info.kind is ErrorKind.RETRYABLE and attempt < self.attempts
+                if self.on_error is not None:
+                    self.on_error(info, will_retry)
+                if not will_retry:
+                    raise translate_error(
+                        exc, operation, key, attempt, anonymous=self.anonymous
+                    ) from exc
+                delay = self.delay_for(attempt, info)
+                if info.throttled and info.retry_after and self.limiter is not None:
+                    self.limiter.defer(info.retry_after)
+                log.info(
+                    "%s %s: %s; retry %d/%d in %.2fs",
+                    operation,
+                    key,
+                    info.reason,
+                    attempt,
+                    self.attempts - 1,
+                    delay,
+                )
+                if delay > 0:
+                    self.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,611 @@
+"""Convert one partition (source / type / day) of raw JSON objects into canonical Parquet.
+
+Fast path: DuckDB parses every NDJSON object of the day in one parallel read_json and streams the
+canonical SELECT straight into zstd Parquet. DuckDB spills to disk, and no row passes through
+Python, so memory does not grow with the size of a day.
+
+Slow path, only when the written Parquet holds rows that must go: the lines DuckDB could not parse
+are found again by a streaming line scan in Python (read_json reports them only as all-NULL rows,
+without line numbers), records failing validation are re-read from just their objects to get
+their raw JSON, everything is written to one quarantine NDJSON, and only the Parquet files that
+held such rows are rewritten without them.
+
+Single-document objects (before 2018-01-18, often pretty-printed) go through Python: DuckDB cannot
+skip a parse error outside newline-delimited input, so one broken document would fail the day.
+They are small and few; their records are re-emitted as NDJSON for the same DuckDB pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import duckdb
+
+from cvcatalog.config import ValidationConfig
+from cvcatalog.schemas import MessageSchema, list_literal, quote_ident, quote_literal
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_NAME = "quarantine.ndjson"
+PARQUET_NAME = "part-{:05d}.parquet"
+MALFORMED = "malformed JSON"
+MISMATCH = "malformed JSON count mismatch"
+#: how much of a raw line or document a quarantine entry keeps
+RAW_LIMIT = 1 << 20
+#: longest line the slow-path scan will parse; longer ones are reported, not loaded
+MAX_SCAN_LINE = 64 << 20
+_PEEK = 64 << 10
+_BOM = b"\xef\xbb\xbf"
+_GLOB_CHARS = frozenset("*?[")
+_WS = re.compile(r"[ \t\r\n]*")
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """A downloaded object: the local file and the S3 key it came from (kept as lineage)."""
+
+    path: Path
+    key: str
+
+
+@dataclass
+class ConvertResult:
+    """What one conversion wrote; reasons counts quarantine entries (sum == quarantined)."""
+
+    parquet_files: list[Path]
+    rows: int
+    quarantined: int
+    quarantine_file: Path | None
+    reasons: dict[str, int]
+    warnings: dict[str, int]
+    schema_versions: list[int]
+    unknown_versions: list[int]
+    #: invalid records kept in the Parquet (validation.drop_invalid_records = false), by reason
+    kept_invalid: dict[str, int] = field(default_factory=dict)
+
+
+def reason_category(reason: str) -> str:
+    """The reason without its detail: 'unparseable timestamp: x' -> 'unparseable timestamp'."""
+    return reason.split(": ", 1)[0]
+
+
+def convert_partition(
+    con: duckdb.DuckDBPyConnection,
+    schema: MessageSchema,
+    files: Sequence[RawFile],
+    out_dir: Path,
+    *,
+    validation: ValidationConfig,
+    target_rows_per_file: int = 2_000_000,
+    row_group_size: int = 122_880,
+) -> ConvertResult:
+    """Convert the raw objects of one partition into Parquet files and a quarantine file.
+
+    Writes part-NNNNN.parquet (canonical columns, no partition columns) and, when anything was
+    quarantined, quarantine.ndjson into out_dir. Nothing else is left there, also on error.
+    """
+    if target_rows_per_file < 1 or row_group_size < 1:
+        raise ValueError("target_rows_per_file and row_group_size must be positive")
+    out_dir = Path(out_dir).absolute()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if any(out_dir.glob("part-*.parquet")) or (out_dir / QUARANTINE_NAME).exists():
+        raise FileExistsError(f"{out_dir} already holds converted output")
+    for p in [out_dir, *(f.path for f in files)]:
+        if _GLOB_CHARS & set(str(p)):
+            raise ValueError(f"path {p} contains a glob character (* ? [); DuckDB would expand it")
+
+    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir))
+    keys_table = f"_cvcatalog_keys_{uuid.uuid4().hex}"
+    final: list[Path] = []
+    done = False
+    old_tz = _current_timezone(con)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        result = _Conversion(
+            con,
+            schema,
+            list(files),
+            out_dir,
+            work,
+            keys_table,
+            validation,
+            row_group_size,
+            max(1, math.ceil(target_rows_per_file / row_group_size)),
+            final,
+        ).run()
+        done = True
+        return result
+    finally:
+        if not done:
+            for p in final:
+                p.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+        # the connection may be unusable after an error; then there is nothing left to undo
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"DROP TABLE IF EXISTS {quote_ident(keys_table)}")
+        if old_tz is not None:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("SET TimeZone = ?", [old_tz])
+
+
+# --------------------------------------------------------------------------------------------
+
+
+class _Quarantine:
+    """Appends quarantine entries to a file in the work dir; counts them by reason category."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self.reasons: Counter[str] = Counter()
+        self._fh: IO[str] | None = None
+
+    def _file(self) -> IO[str]:
+        if self._fh is None:
+            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        return self._fh
+
+    def add(self, source_key: str | None, line: int | None, reason: str, raw: str | None) -> None:
+        entry = {"source_key": source_key, "line": line, "reason": reason, "raw": raw}
+        self._file().write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self.count += 1
+        self.reasons[reason_category(reason)] += 1
+
+    def append_ndjson(self, path: Path) -> None:
+        """Append entries DuckDB wrote with the same keys (rare: only invalid records)."""
+        fh = self._file()
+        with open(path, encoding="utf-8") as src:
+            for line in src:
+                if line.strip():
+                    fh.write(line if line.endswith("\n") else line + "\n")
+                    self.count += 1
+                    self.reasons[reason_category(json.loads(line)["reason"])] += 1
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+
+
+@dataclass
+class _StageStats:
+    """Per staged Parquet file and source key: counts of invalid rows by reason category."""
+
+    by_file: dict[str, Counter[str]]
+    by_key: dict[str | None, Counter[str]]
+
+
+class _Conversion:
+    """One run of convert_partition; a class only to share state between the steps."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        schema: MessageSchema,
+        files: list[RawFile],
+        out_dir: Path,
+        work: Path,
+        keys_table: str,
+        validation: ValidationConfig,
+        row_group_size: int,
+        row_groups_per_file: int,
+        final: list[Path],
+    ) -> None:
+        self.con = con
+        self.schema = schema
+        self.files = files
+        self.out_dir = out_dir
+        self.work = work
+        self.keys_table = quote_ident(keys_table)
+        self.validate = validation.enabled
+        self.drop_invalid = validation.enabled and validation.drop_invalid_records
+        self.row_group_size = row_group_size
+        self.row_groups_per_file = row_groups_per_file
+        self.final = final
+        self.quarantine = _Quarantine(work / QUARANTINE_NAME)
+        self.docs_path = work / "documents.ndjson"
+
+    # -- steps -------------------------------------------------------------------------------
+    def run(self) -> ConvertResult:
+        kinds = [_kind(f.path) for f in self.files]
+        ndjson = [i for i, k in enumerate(kinds) if k == "ndjson"]
+        documents = [i for i, k in enumerate(kinds) if k == "document"]
+        n_docs = self._write_documents(documents) if documents else 0
+        staged: list[tuple[Path, int]] = []
+        if ndjson or n_docs:
+            self._register_keys()
+            staged = self._stage(self._relation(ndjson, with_docs=n_docs > 0))
+        stats = self._stage_stats([p for p, _ in staged])
+        versions = self._schema_versions([p for p, _ in staged])
+        kept_invalid: Counter[str] = Counter()
+        if stats.by_key:
+            self._quarantine_malformed(stats, ndjson)
+            if self.drop_invalid:
+                self._quarantine_invalid(stats, ndjson, documents)
+            else:
+                for counts in stats.by_key.values():
+                    kept_invalid.update({r: n for r, n in counts.items() if r != MALFORMED})
+            staged = self._rewrite_affected(staged, stats)
+        self.quarantine.close()
+
+        for i, (path, _) in enumerate(staged):
+            target = self.out_dir / PARQUET_NAME.format(i)
+            os.replace(path, target)
+            self.final.append(target)
+        quarantine_file = None
+        if self.quarantine.count:
+            quarantine_file = self.out_dir / QUARANTINE_NAME
+            os.replace(self.quarantine.path, quarantine_file)  # same filesystem: atomic
+            self.final.append(quarantine_file)
+
+        unknown = sorted(v for v in versions if v not in self.schema.known_versions)
+        if unknown:
+            log.warning("unknown schema version(s) %s; parsed the known fields", unknown)
+        return ConvertResult(
+            parquet_files=[p for p in self.final if p.suffix == ".parquet"],
+            rows=sum(n for _, n in staged),
+            quarantined=self.quarantine.count,
+            quarantine_file=quarantine_file,
+            reasons=dict(self.quarantine.reasons),
+            warnings=self._warning_counts([p for p in self.final if p.suffix == ".parquet"]),
+            schema_versions=versions,
+            unknown_versions=unknown,
+            kept_invalid=dict(kept_invalid),
+        )
+
+    def _write_documents(self, indices: list[int]) -> int:
+        """Re-emit the records of single-document objects as `{"i": file index, "r": record}`.
+
+        Broken documents and values that are not records go to quarantine here, with the line
+        they start on, so the DuckDB pass only ever sees readable records.
+        """
+        written = 0
+        with open(self.docs_path, "w", encoding="utf-8") as out:
+            for i in indices:
+                raw = self.files[i]
+                for line, value, problem, text in _documents(raw.path):
+                    if problem is not None:
+                        self.quarantine.add(raw.key, line, f"{MALFORMED}: {problem}", text)
+                        continue
+                    for rec in value if isinstance(value, list) else [value]:
+                        why = _record_problem(rec, self.schema.required_top_level)
+                        if why is not None:
+                            self.quarantine.add(
+                                raw.key, line, f"{MALFORMED}: {why}", _clip(json.dumps(rec))
+                            )
+                            continue
+                        out.write(json.dumps({"i": i, "r": rec}, ensure_ascii=False) + "\n")
+                        written += 1
+        return written
+
+    def _register_keys(self) -> None:
+        self.con.execute(
+            f"CREATE TEMP TABLE {self.keys_table} AS "
+            "SELECT unnest($idx) AS idx, unnest($path) AS path, unnest($key) AS key",
+            {
+                "idx": list(range(len(self.files))),
+                "path": [str(f.path) for f in self.files],
+                "key": [f.key for f in self.files],
+            },
+        )
+
+    def _relation(self, ndjson: list[int], *, with_docs: bool) -> str:
+        """The raw rows (metadata, payload, source_key) of the given NDJSON files and documents."""
+        cols = self.schema.read_columns_sql()
+        parts = []
+        if ndjson:
+            paths = list_literal(str(self.files[i].path) for i in ndjson)
+            parts.append(
+                f"SELECT j.metadata, j.payload, coalesce(k.key, j.filename) AS source_key "
+                f"FROM read_json({paths}, format = 'newline_delimited', columns = {cols}, "
+                "ignore_errors = true, filename = true) AS j "
+                f"LEFT JOIN {self.keys_table} AS k ON k.path = j.filename"
+            )
+        if with_docs:
+            wrapped = "{'i': 'INTEGER', 'r': " + quote_literal(_struct_of(self.schema)) + "}"
+            parts.append(
+                f"SELECT d.r.metadata AS metadata, d.r.payload AS payload, k.key AS source_key "
+                f"FROM read_json({quote_literal(str(self.docs_path))}, format = 'newline_delimited', "
+                f"columns = {wrapped}, ignore_errors = true) AS d "
+                f"LEFT JOIN {self.keys_table} AS k ON k.idx = d.i"
+            )
+        return "(" + " UNION ALL ".join(parts) + ")"
+
+    def _stage(self, relation: str) -> list[tuple[Path, int]]:
+        """The one big pass: raw JSON -> canonical rows -> Parquet files in work/stage."""
+        stage = self.work / "stage"
+        select = self.schema.canonical_select_sql(relation, validate=self.validate)
+        rows = self.con.execute(
+            f"COPY ({select}) TO {quote_literal(str(stage))} (FORMAT parquet, COMPRESSION zstd, "
+            f"ROW_GROUP_SIZE {self.row_group_size}, ROW_GROUPS_PER_FILE {self.row_groups_per_file}, "
+            "RETURN_STATS)"
+        ).fetchall()
+        out = []
+        for filename, count, *_ in rows:
+            path = Path(filename)
+            if count:
+                out.append((path, int(count)))
+            else:
+                path.unlink(missing_ok=True)
+        return sorted(out)
+
+    def _stage_stats(self, staged: list[Path]) -> _StageStats:
+        stats = _StageStats({}, {})
+        if not staged:
+            return stats
+        rows = self.con.execute(
+            "SELECT filename, source_key, split_part(invalid_reason, ': ', 1) AS category, count(*) "
+            f"FROM read_parquet({list_literal(map(str, staged))}, filename = true) "
+            "WHERE invalid_reason IS NOT NULL GROUP BY ALL"
+        ).fetchall()
+        for filename, key, category, n in rows:
+            stats.by_file.setdefault(str(Path(filename)), Counter())[category] += int(n)
+            stats.by_key.setdefault(key, Counter())[category] += int(n)
+        return stats
+
+    def _schema_versions(self, staged: list[Path]) -> list[int]:
+        if not staged:
+            return []
+        rows = self.con.execute(
+            f"SELECT DISTINCT schema_version FROM read_parquet({list_literal(map(str, staged))}) "
+            "WHERE schema_version IS NOT NULL ORDER BY 1"
+        ).fetchall()
+        return [int(v) for (v,) in rows]
+
+    def _warning_counts(self, parquet: list[Path]) -> dict[str, int]:
+        if not parquet:
+            return {}
+        rows = self.con.execute(
+            "SELECT w, count(*) FROM (SELECT unnest(warnings) AS w "
+            f"FROM read_parquet({list_literal(map(str, parquet))}) WHERE len(warnings) > 0) "
+            "GROUP BY w ORDER BY w"
+        ).fetchall()
+        return {str(w): int(n) for w, n in rows}
+
+    def _quarantine_malformed(self, stats: _StageStats, ndjson: list[int]) -> None:
+        """Find the unparseable lines DuckDB counted, by a streaming scan of just those files."""
+        by_key = {self.files[i].key: self.files[i] for i in ndjson}
+        for key, counts in stats.by_key.items():
+            expected = counts.get(MALFORMED, 0)
+            if not expected:
+                continue
+            raw = by_key.get(key) if key is not None else None
+            found = 0
+            if raw is not None:
+                for line, problem, text in _scan_lines(raw.path, self.schema.required_top_level):
+                    self.quarantine.add(key, line, f"{MALFORMED}: {problem}", text)
+                    found += 1
+            if found != expected:
+                log.warning(
+                    "%s: DuckDB found %d unreadable records, the line scan %d", key, expected, found
+                )
+                self.quarantine.add(
+                    key,
+                    None,
+                    f"{MISMATCH}: DuckDB found {expected} unreadable record(s), the line scan "
+                    f"{found}; {'some may also be in the Parquet' if found > expected else 'unlocated ones are lost'}",
+                    None,
+                )
+
+    def _quarantine_invalid(
+        self, stats: _StageStats, ndjson: list[int], documents: list[int]
+    ) -> None:
+        """Re-read only the objects holding invalid records, to quarantine them as raw JSON."""
+        expected: Counter[str] = Counter()
+        keys: set[str] = set()
+        for key, counts in stats.by_key.items():
+            for category, n in counts.items():
+                if category != MALFORMED and key is not None:
+                    expected[category] += n
+                    keys.add(key)
+        if not keys:
+            return
+        affected = [i for i in ndjson if self.files[i].key in keys]
+        docs_hit = any(self.files[i].key in keys for i in documents)
+        relation = self._relation(affected, with_docs=docs_hit)
+        raw = "to_json(struct_pack(metadata := b.metadata, payload := b.payload))::VARCHAR AS _raw"
+        select = self.schema.canonical_select_sql(
+            relation, validate=self.validate, extra_columns=[raw]
+        )
+        target = self.work / "invalid.ndjson"
+        (written,) = self.con.execute(
+            "COPY (SELECT source_key, CAST(NULL AS BIGINT) AS line, invalid_reason AS reason, "
+            f"_raw AS raw FROM ({select}) WHERE invalid_reason IS NOT NULL "
+            f"AND invalid_reason <> {quote_literal(MALFORMED)}) "
+            f"TO {quote_literal(str(target))} (FORMAT json)"
+        ).fetchone() or (0,)
+        self.quarantine.append_ndjson(target)
+        if int(written) != sum(expected.values()):
+            self.quarantine.add(
+                None,
+                None,
+                f"{MISMATCH}: re-reading found {written} invalid record(s), the conversion "
+                f"{sum(expected.values())}",
+                None,
+            )
+
+    def _rewrite_affected(
+        self, staged: list[tuple[Path, int]], stats: _StageStats
+    ) -> list[tuple[Path, int]]:
+        """Rewrite, without the dropped rows, only the staged files that hold such rows."""
+        keep = (
+            "invalid_reason IS NULL"
+            if self.drop_invalid
+            else (f"invalid_reason IS NULL OR invalid_reason <> {quote_literal(MALFORMED)}")
+        )
+        out = []
+        for path, count in staged:
+            counts = stats.by_file.get(str(path), Counter())
+            dropped = sum(counts.values()) if self.drop_invalid else counts.get(MALFORMED, 0)
+            if not dropped:
+                out.append((path, count))
+                continue
+            tmp = path.with_name(path.stem + ".rewrite.parquet")
+            (n,) = self.con.execute(
+                f"COPY (SELECT * FROM read_parquet({quote_literal(str(path))}) WHERE {keep}) "
+                f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd, "
+                f"ROW_GROUP_SIZE {self.row_group_size})"
+            ).fetchone() or (0,)
+            path.unlink()
+            if int(n):
+                os.replace(tmp, path)
+                out.append((path, int(n)))
+            else:
+                tmp.unlink(missing_ok=True)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Python-side readers: only for documents and for locating broken lines.
+
+
+def _current_timezone(con: duckdb.DuckDBPyConnection) -> str | None:
+    row = con.execute("SELECT current_setting('TimeZone')").fetchone()
+    return str(row[0]) if row else None
+
+
+def _struct_of(schema: MessageSchema) -> str:
+    return (
+        "STRUCT(" + ", ".join(f"{quote_ident(k)} {v}" for k, v in schema.read_columns.items()) + ")"
+    )
+
+
+def _kind(path: Path) -> Literal["ndjson", "document", "empty"]:
+    """NDJSON unless the object starts like a pretty-printed document (`{` or `[` alone)."""
+    with open(path, "rb") as f:
+        head = f.read(_PEEK)
+        more = bool(f.read(1))
+    if head.startswith(_BOM):
+        return "document"  # read_json cannot skip a BOM; the Python reader can
+    body = head.lstrip()
+    if not body:
+        return "ndjson" if more else "empty"
+    if body[:1] == b"[":
+        return "document"  # a top-level array is never an NDJSON record
+    return "document" if body.split(b"\n", 1)[0].strip() == b"{" else "ndjson"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT]
+
+
+def _raw_text(data: bytes) -> str:
+    return data[:RAW_LIMIT].rstrip(b"\r\n").decode("utf-8", errors="replace")
+
+
+def _record_problem(value: Any, required: tuple[str, ...]) -> str | None:
+    """Why DuckDB would see this parsed value as an all-NULL row, or None if it is a record."""
+    if not isinstance(value, dict):
+        return f"not a record: a JSON {type(value).__name__ if value is not None else 'null'}"
+    if all(value.get(k) is None for k in required):
+        return f"not a record: none of {', '.join(required)}"
+    return None
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """DuckDB rejects a string with an unpaired \\uD800-\\uDFFF escape; Python accepts it."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _line_problem(line: bytes, required: tuple[str, ...]) -> str | None:
+    """Why read_json(ignore_errors) would turn this line into an all-NULL row, or None."""
+    body = line.rstrip(b"\r\n")
+    if not body.strip():
+        return None  # blank lines are skipped, not rows
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"invalid UTF-8 at byte {e.start}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        return f"{e.msg} at column {e.colno}"
+    except RecursionError:
+        return "nested too deeply"
+    if "\\u" in text and _lone_surrogate(value):
+        return "unpaired surrogate escape in a string"
+    return _record_problem(value, required)
+
+
+def _scan_lines(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, str, str]]:
+    """(1-based line, problem, raw text) of each line read_json could not turn into a record.
+
+    Streams with bounded memory: a line longer than MAX_SCAN_LINE is reported, not parsed.
+    """
+    with open(path, "rb") as f:
+        lineno = 0
+        while True:
+            line = f.readline(MAX_SCAN_LINE + 1)
+            if not line:
+                return
+            lineno += 1
+            if len(line) > MAX_SCAN_LINE and not line.endswith(b"\n"):
+                head = line[:RAW_LIMIT]
+                while line and not line.endswith(b"\n"):
+                    line = f.readline(MAX_SCAN_LINE)
+                yield (
+                    lineno,
+                    f"line longer than {MAX_SCAN_LINE} bytes, not checked",
+                    _raw_text(head),
+                )
+                continue
+            problem = _line_problem(line, required)
+            if problem is not None:
+                yield lineno, problem, _raw_text(line)
+
+
+def _documents(path: Path) -> Iterator[tuple[int, Any, str | None, str | None]]:
+    """(start line, value, problem, raw) of each top-level JSON value of a document object.
+
+    Documents are concatenated or single values; after a parse error the rest of the object
+    cannot be resynchronised, so it is reported once (from where the bad value starts).
+    """
+    data = path.read_bytes()
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        yield 1, None, f"invalid UTF-8 at byte {e.start}", _raw_text(data)
+        return
+    decoder = json.JSONDecoder()
+    pos, line, counted = 0, 1, 0
+    while True:
+        ws = _WS.match(text, pos)
+        pos = ws.end() if ws else pos
+        if pos >= len(text):
+            return
+        line += text.count("\n", counted, pos)
+        counted = pos
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            yield line, None, f"{e.msg} at line {e.lineno} column {e.colno}", _clip(text[pos:])
+            return
+        except RecursionError:
+            yield line, None, "nested too deeply", _clip(text[pos:])
+            return
+        if _lone_surrogate(value):
+            yield line, None, "unpaired surrogate escape in a string", _clip(text[pos:end])
+        else:
+            yield line, value, None, None
+        pos = end

@@ -1,0 +1,95 @@
+"""Configuration: YAML, environment and overrides; every invalid input rejected in one line."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from cvcatalog.config import DataSourceConfig
+from cvcatalog.exceptions import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "cfg.yml"
+    p.write_text(text)
+    return p
+
+
+def test_example_config_loads() -> None:
+    cfg = DataSourceConfig.from_yaml(REPO / "configs/data_sources/wydot_bsm.yml")
+    assert (cfg.source, cfg.message_type) == ("wydot", "BSM")
+    assert cfg.date_range.days_back == 30 and cfg.date_range.timezone == "America/Denver"
+    start, end = cfg.date_range.resolve(today=date(2021, 5, 1))
+    assert (start, end) == (date(2021, 4, 2), date(2021, 5, 1))
+    assert cfg.download.rate_limit == 10 and cfg.download.max_workers == 4
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"source": "wyoming"}, "unknown source 'wyoming'"),
+        ({"source": "nycdot", "message_type": "BSM"}, "does not publish 'BSM'"),
+        ({"source": "thea", "message_type": "EVENT"}, "does not publish 'EVENT'"),
+        ({"source": "wydot", "message_type": "SPAT"}, "does not publish 'SPAT'"),
+        (
+            {"date_range": {"start_date": "2021-04-02", "end_date": "2021-04-01"}},
+            "end date 2021-04-01 is before start date 2021-04-02",
+        ),
+        ({"date_range": {"days_back": 0}}, "days_back must be a positive"),
+        ({"date_range": {"days_back": -3}}, "days_back must be a positive"),
+        ({"date_range": {"days_back": 3, "timezone": "America/Nowhere"}}, "unknown timezone"),
+        ({"download": {"max_workers": 17}}, "download.max_workers"),
+        ({"download": {"rate_limit": -1}}, "download.rate_limit"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_invalid_values_are_rejected_in_one_line(overrides: dict, message: str) -> None:
+    base = {"source": "wydot", "message_type": "BSM", "date_range": {"days_back": 1}}
+    base.update(overrides)
+    with pytest.raises(ConfigError) as exc:
+        DataSourceConfig.from_values(**base)
+    assert message in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_valid_pairs_are_normalised() -> None:
+    cfg = DataSourceConfig.from_values(
+        source=" THEA ", message_type="spat", date_range={"start_date": "2019-01-14"}
+    )
+    assert (cfg.source, cfg.message_type) == ("thea", "SPAT")
+    assert cfg.date_range.resolve() == (date(2019, 1, 14), date(2019, 1, 14))
+
+
+def test_precedence_file_then_environment_then_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = write(
+        tmp_path,
+        "source: wydot\nmessage_type: BSM\ndate_range: {days_back: 2}\n"
+        "download: {rate_limit: 5, max_workers: 2}\ncache: {directory: from-file}\n",
+    )
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__RATE_LIMIT", "20")
+    monkeypatch.setenv("CVCATALOG_HOME", str(tmp_path / "from-env"))
+    cfg = DataSourceConfig.from_yaml(p, download={"max_workers": 8})
+    assert cfg.download.rate_limit == 20  # environment beats the file
+    assert cfg.download.max_workers == 8  # explicit override beats both
+    assert cfg.cache.directory == tmp_path / "from-env"
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        DataSourceConfig.from_yaml(tmp_path / "nope.yml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        DataSourceConfig.from_yaml(write(tmp_path, "source: [unclosed\n"))
+    with pytest.raises(ConfigError, match="mapping"):
+        DataSourceConfig.from_yaml(write(tmp_path, "- a\n- b\n"))
+
+
+def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
+    p = write(tmp_path, "source: !!python/object/apply:os.system ['true']\nmessage_type: BSM\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        DataSourceConfig.from_yaml(p)

@@ -1,0 +1,123 @@
+"""The catalog database: migrations, atomic copy-on-write commits, and bounded waits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import filelock
+import pytest
+
+from cvcatalog.db import SCHEMA_VERSION, CatalogDB
+from cvcatalog.exceptions import CatalogLockedError
+from cvcatalog.layout import CatalogPaths
+
+
+@pytest.fixture
+def db(catalog_dir: Path) -> CatalogDB:
+    d = CatalogDB(CatalogPaths.at(catalog_dir), lock_timeout=2.0)
+    d.initialise()
+    return d
+
+
+def test_migrations_create_the_tables_once(db: CatalogDB) -> None:
+    db.initialise()
+    with db.read() as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        versions = con.execute("SELECT version FROM schema_migrations").fetchall()
+    assert {
+        "partitions",
+        "partition_files",
+        "source_objects",
+        "ingest_runs",
+        "validation_reports",
+    } <= tables
+    assert versions == [(SCHEMA_VERSION,)]
+
+
+def test_a_failed_transaction_leaves_the_catalog_untouched(db: CatalogDB) -> None:
+    before = db.paths.db.read_bytes()
+    with pytest.raises(RuntimeError), db.write() as con:
+        con.execute("CREATE TABLE scratch (x INTEGER)")
+        raise RuntimeError("boom")
+    assert db.paths.db.read_bytes() == before
+    leftovers = [p.name for p in db.paths.root.iterdir() if p.name.endswith((".tmp", ".wal"))]
+    assert leftovers == []
+
+
+HOLDER = """
+import duckdb, sys, time
+con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
+print(con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0], flush=True)
+sys.stdin.readline()
+# still readable after the writer replaced the file: this session keeps its snapshot
+print(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'added'").fetchone()[0], flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["ro", "rw"])
+def test_an_open_duckdb_session_never_blocks_a_write(db: CatalogDB, mode: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(db.paths.db), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "1"
+        t0 = time.monotonic()
+        with db.write() as con:
+            con.execute("CREATE TABLE added (x INTEGER)")
+        assert time.monotonic() - t0 < 2.0
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "0"  # the shell's snapshot is the old one
+    finally:
+        proc.kill()
+        proc.wait()
+    with db.read() as con:
+        assert con.execute("SELECT count(*) FROM added").fetchone() == (0,)
+
+
+def test_readers_wait_then_fail_clearly_on_a_read_write_holder(db: CatalogDB) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(db.paths.db), "rw"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        db.lock_timeout = 0.5
+        with pytest.raises(CatalogLockedError, match="-readonly"), db.read():
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_writers_serialise_and_time_out_with_a_message(db: CatalogDB) -> None:
+    notes: list[str] = []
+    db.notify = notes.append
+    db.lock_timeout = 0.6
+    other = filelock.FileLock(str(db.paths.db_lock))
+    other.acquire()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(CatalogLockedError, match="another cvcatalog process"), db.write():
+            pass
+        assert time.monotonic() - t0 >= 0.6
+        assert notes and "waiting" in notes[0]
+    finally:
+        other.release()
+
+
+def test_the_catalog_opens_in_a_plain_duckdb(db: CatalogDB) -> None:
+    con = duckdb.connect(str(db.paths.db), read_only=True)
+    assert con.execute("SELECT count(*) FROM partitions").fetchone() == (0,)
+    con.close()

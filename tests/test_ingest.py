@@ -1,0 +1,281 @@
+"""End to end through the local endpoint: replica → ingest → views → Dask, and the cache rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cvcatalog import transform
+from cvcatalog.catalog import Catalog
+from cvcatalog.ingest import Ingestor
+from cvcatalog.sandbox.replica import SeedReport, seed_replica
+
+D1, D2, D3 = date(2021, 4, 1), date(2021, 4, 2), date(2021, 4, 3)
+
+
+def seed(client: Any, start: date, end: date, **kw: Any) -> SeedReport:
+    kw.setdefault("records_per_hour", 30)
+    kw.setdefault("files_per_hour", 2)
+    kw.setdefault("empty_hour_rate", 0.1)
+    return seed_replica(client, start, end, **kw)
+
+
+def ingest(cat: Catalog, start: date, end: date, source: str = "wydot", **kw: Any) -> Any:
+    kw.setdefault("timezone", "UTC")
+    kw.setdefault("rate_limit", 0)
+    kw.setdefault("max_workers", 4)
+    return cat.ingest(source, "BSM", start, end, **kw)
+
+
+def test_week_end_to_end(s3_client: Any, catalog_dir: Path) -> None:
+    report = seed(s3_client, D1, D3, empty_days=[D2], malformed_per_day=3)
+    cat = Catalog(catalog_dir)
+    s = ingest(cat, D1, D3)
+    assert s.ok, s.as_dict()
+    assert (s.count("complete"), s.count("no_data"), s.count("failed")) == (2, 1, 0)
+    assert s.rows == report.records
+    assert s.quarantined == report.malformed
+    assert s.get_requests == report.objects
+
+    # the view holds exactly the seeded records, per day and per vehicle
+    per_day = dict(
+        cat.query("select date, count(*) from wydot_bsm group by 1").itertuples(index=False)
+    )
+    for key, part in report.partitions.items():
+        assert per_day.get(part.day, 0) == part.records, key
+    vehicles = cat.query("select vehicle_id, count(*) as n from wydot_bsm group by 1")
+    expected: dict[str, int] = {}
+    for part in report.partitions.values():
+        for vid, n in part.vehicles.items():
+            expected[vid] = expected.get(vid, 0) + n
+    assert dict(zip(vehicles.vehicle_id, vehicles.n, strict=True)) == expected
+
+    # the manifest: statuses, checksums, source objects
+    status = {r["partition"]: r for r in cat.status()}
+    assert status["wydot/BSM/2021/04/02"]["status"] == "no_data"
+    assert (
+        status["wydot/BSM/2021/04/01"]["rows"] == report.partitions["wydot/BSM/2021/04/01"].records
+    )
+    n_objects = cat.query("select count(*) as n from source_objects").n[0]
+    assert n_objects == report.objects
+    assert cat.verify().clean
+
+    # quarantine: every injected line is there with its reason, none invented
+    q = cat.query("select path from partition_files where kind = 'quarantine'")
+    lines = []
+    for rel in q.path:
+        lines += [json.loads(x) for x in (catalog_dir / rel).read_text().splitlines()]
+    assert len(lines) == report.malformed
+    assert all(rec["reason"] for rec in lines)
+    assert {(m.key, m.line) for m in report.malformed_lines if m.kind != "missing_id"} <= {
+        (rec["source_key"], rec["line"]) for rec in lines
+    }
+
+    # a re-run of the same range makes no S3 request at all
+    again = ingest(cat, D1, D3)
+    assert (again.get_requests, again.list_requests) == (0, 0)
+    assert again.count("cached") == 2 and again.rows == s.rows
+
+
+def test_dask_frame_is_lazy_pruned_and_matches_the_view(s3_client: Any, catalog_dir: Path) -> None:
+    seed(s3_client, D1, D3)
+    cat = Catalog(catalog_dir)
+    ingest(cat, D1, D3)
+    ddf = cat.to_dask(
+        "wydot", "BSM", D2, D2, columns=["vehicle_id", "speed_mps", "generated_at", "date"]
+    )
+    assert ddf.npartitions == 1
+    assert list(ddf.columns) == ["vehicle_id", "speed_mps", "generated_at", "date"]
+    n_view = cat.query("select count(*) as n from wydot_bsm where date = ?", [D2]).n[0]
+    assert len(ddf) == n_view
+    fast = cat.to_dask("wydot", "BSM", D2, D2, filters=[("speed_mps", ">", 25.0)])
+    n_fast = cat.query(
+        "select count(*) as n from wydot_bsm where date = ? and speed_mps > 25", [D2]
+    ).n[0]
+    assert len(fast) == n_fast and (fast.speed_mps.compute() > 25).all()
+
+    # a Denver day is 06:00..06:00 UTC: two partitions, cut to the exact window
+    den = cat.to_dask("wydot", "BSM", D2, D2, timezone="America/Denver")
+    assert den.npartitions == 2
+    n_den = cat.query(
+        "select count(*) as n from wydot_bsm where generated_at >= '2021-04-02 06:00:00+00' "
+        "and generated_at < '2021-04-03 06:00:00+00'"
+    ).n[0]
+    assert len(den) == n_den
+    soc = cat.to_dask("wydot", "BSM", D1, D1, naming="socrata")
+    assert {"metadata_generatedAt", "coreData_id", "coreData_position_lat"} <= set(soc.columns)
+    assert len(soc) == cat.query("select count(*) as n from wydot_bsm where date = ?", [D1]).n[0]
+
+
+def test_wydot_and_wydot_backup_never_mix(s3_client: Any, catalog_dir: Path) -> None:
+    a = seed(s3_client, D1, D1, sources=["wydot"])
+    b = seed(s3_client, D1, D1, sources=["wydot_backup"])
+    cat = Catalog(catalog_dir)
+    ingest(cat, D1, D1, "wydot")
+    only_a = cat.query("select count(*) as n from wydot_bsm").n[0]
+    assert only_a == a.records
+    assert cat.query("select count(*) as n from wydot_backup_bsm").n[0] == 0
+    ingest(cat, D1, D1, "wydot_backup")
+    va = set(cat.query("select distinct vehicle_id from wydot_bsm").vehicle_id)
+    vb = set(cat.query("select distinct vehicle_id from wydot_backup_bsm").vehicle_id)
+    assert va == set(a.partitions["wydot/BSM/2021/04/01"].vehicles)
+    assert vb == set(b.partitions["wydot_backup/BSM/2021/04/01"].vehicles)
+    assert not va & vb
+    keys = set(cat.query("select key from source_objects where partition_key like 'wydot/%'").key)
+    assert all(k.startswith("wydot/") for k in keys)
+    assert (catalog_dir / "lake/source=wydot_backup/message_type=BSM").is_dir()
+    cat.clear("wydot_backup")
+    assert cat.query("select count(*) as n from wydot_bsm").n[0] == a.records
+    assert not (catalog_dir / "lake/source=wydot_backup").exists()
+
+
+def test_no_data_days_are_rechecked_only_while_recent(s3_client: Any, catalog_dir: Path) -> None:
+    day = D1
+    cfg = Catalog(catalog_dir).config("wydot", "BSM", day, day, rate_limit=0)
+    first = Ingestor(cfg, today=day + timedelta(days=30)).run()
+    assert first.count("no_data") == 1 and first.list_requests == 1
+    # an old day with an old marker: trusted, no request
+    old = Ingestor(cfg, today=day + timedelta(days=31)).run()
+    assert old.list_requests == 0 and old.count("no_data") == 1
+    # --force-refresh always looks again
+    forced = Ingestor(cfg, force_refresh=True, today=day + timedelta(days=31)).run()
+    assert forced.list_requests == 1
+
+
+def test_a_recent_no_data_day_is_looked_at_again(s3_client: Any, catalog_dir: Path) -> None:
+    cfg = Catalog(catalog_dir).config("wydot", "BSM", D1, D1, rate_limit=0)
+    assert Ingestor(cfg, today=D1 + timedelta(days=1)).run().count("no_data") == 1
+    seed(s3_client, D1, D1, empty_hour_rate=0)  # the sandbox caught up
+    late = Ingestor(cfg, today=D1 + timedelta(days=2)).run()
+    assert late.count("complete") == 1 and late.rows > 0
+
+
+def test_a_failed_conversion_leaves_nothing_behind(
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(s3_client, D1, D2)
+    cat = Catalog(catalog_dir)
+    ingest(cat, D1, D1)
+    before = cat.query("select count(*) as n from wydot_bsm").n[0]
+    real = transform.convert_partition
+
+    def broken(con: Any, schema: Any, files: Any, out_dir: Path, **kw: Any) -> Any:
+        real(con, schema, files, out_dir, **kw)  # writes real Parquet, then dies
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr("cvcatalog.ingest.convert_partition", broken)
+        s = ingest(cat, D2, D2)
+    assert s.count("failed") == 1 and "No space left" in (s.days[0].error or "")
+    assert cat.query("select count(*) as n from wydot_bsm").n[0] == before
+    day2 = catalog_dir / "lake/source=wydot/message_type=BSM/year=2021/month=04/day=02"
+    assert not day2.exists() or not any(day2.iterdir())
+    assert not list((catalog_dir / "staging").rglob("*.parquet"))
+    assert {r["partition"]: r["status"] for r in cat.status()}["wydot/BSM/2021/04/02"] == "failed"
+    retry = ingest(cat, D2, D2)
+    assert retry.count("complete") == 1  # a failed day is retried; raw files were reused
+    assert cat.verify().clean
+
+
+def test_lru_eviction_keeps_the_recently_used(s3_client: Any, catalog_dir: Path) -> None:
+    seed(s3_client, D1, D3, empty_hour_rate=0)
+    cat = Catalog(catalog_dir)
+    ingest(cat, D1, D3)
+    sizes = {r["partition"]: r["parquet_bytes"] for r in cat.status()}
+    cat.to_dask("wydot", "BSM", D1, D1)  # touch day 1: now day 2 is the least recently used
+    total = sum(sizes.values())
+    quarantine = cat.query(
+        "select coalesce(sum(bytes), 0) as b from partition_files where kind='quarantine'"
+    ).b[0]
+    limit_gb = (total + quarantine - 1) / 1024**3  # one byte too small: one partition must go
+    gone = cat.evict(limit_gb)
+    assert gone == ["wydot/BSM/2021/04/02"]
+    left = {r["partition"] for r in cat.status()}
+    assert left == {"wydot/BSM/2021/04/01", "wydot/BSM/2021/04/03"}
+    assert cat.query("select count(distinct date) as n from wydot_bsm").n[0] == 2
+    assert not (
+        catalog_dir / "lake/source=wydot/message_type=BSM/year=2021/month=04/day=02"
+    ).exists()
+    assert cat.verify().clean
+
+
+def _duckdb_cli() -> str:
+    exe = Path(sys.executable).with_name("duckdb")
+    return str(exe) if exe.exists() else (shutil.which("duckdb") or "duckdb")
+
+
+def test_plain_duckdb_shell_reads_the_views(
+    s3_client: Any, catalog_dir: Path, tmp_path: Path
+) -> None:
+    report = seed(s3_client, D1, D2)
+    cat = Catalog(catalog_dir)
+    ingest(cat, D1, D2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    out = subprocess.run(
+        [
+            _duckdb_cli(),
+            str(cat.database),
+            "-readonly",
+            "-csv",
+            "-c",
+            "select count(*) from wydot_bsm; select count(*) from wydot_bsm_socrata where date = '2021-04-02'",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=True,
+    )
+    numbers = [int(x) for x in out.stdout.split() if x.isdigit()]
+    assert numbers == [report.records, report.partitions["wydot/BSM/2021/04/02"].records]
+
+
+WORKER = """
+import json, sys
+from cvcatalog.catalog import Catalog
+s = Catalog(sys.argv[1]).ingest("wydot", "BSM", sys.argv[2], sys.argv[3], timezone="UTC", rate_limit=0)
+print(json.dumps({d.key: d.status for d in s.days}))
+"""
+
+
+def test_concurrent_processes_ingest_each_day_exactly_once(
+    s3_client: Any, catalog_dir: Path
+) -> None:
+    report = seed(s3_client, D1, date(2021, 4, 4), records_per_hour=60)
+    ranges = [
+        ("2021-04-01", "2021-04-03"),
+        ("2021-04-02", "2021-04-04"),
+        ("2021-04-01", "2021-04-04"),
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(catalog_dir), a, b],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for a, b in ranges
+    ]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    built: dict[str, int] = {}
+    for r in results:
+        for key, status in r.items():
+            assert status in ("complete", "cached"), (key, status)
+            built[key] = built.get(key, 0) + (status == "complete")
+    assert built == {k: 1 for k in report.partitions}
+    cat = Catalog(catalog_dir)
+    assert cat.query("select count(*) as n from wydot_bsm").n[0] == report.records
+    assert cat.query("select count(*) as n from partitions where status='complete'").n[0] == 4
+    assert cat.verify().clean

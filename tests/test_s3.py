@@ -1,0 +1,502 @@
+"""S3 access layer: client factory, error translation, rate limiter and retries.
+
+Requests go to the real local moto server; error responses the server cannot produce on demand
+(503 SlowDown, 429, 403) are injected with a botocore ``before-send`` hook, so botocore still
+parses them exactly as it would parse a response from AWS.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+
+from cvcatalog.config import DownloadConfig
+from cvcatalog.exceptions import ConfigError, CredentialsError, S3Error
+from cvcatalog.s3 import (
+    BACKOFF_CAP_SECONDS,
+    ErrorKind,
+    Retrier,
+    TokenBucket,
+    backoff_delay,
+    classify_error,
+    make_client,
+    parse_retry_after,
+    translate_error,
+)
+from cvcatalog.sandbox.server import free_port
+from cvcatalog.sources import BUCKET
+
+# -- helpers shared with test_download.py ------------------------------------------------------
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self._body
+
+
+Canned = tuple[int, str, dict[str, str]] | BaseException
+
+
+def inject(
+    client: Any, canned: list[Canned], when: Callable[[Any], bool] | None = None
+) -> list[Any]:
+    """Answer the next requests (matching ``when``) with canned errors; record every request.
+
+    Each canned item is (status, code, headers) for an S3 XML error, or an exception to raise
+    as if the connection failed. Once the list is used up, requests reach the real server.
+    """
+    seen: list[Any] = []
+    queue = list(canned)
+
+    def handler(request: Any, **_: Any) -> AWSResponse | None:
+        seen.append(request)
+        if queue and (when is None or when(request)):
+            item = queue.pop(0)
+            if isinstance(item, BaseException):
+                raise item
+            status, code, headers = item
+            body = (
+                "<?xml version='1.0' encoding='UTF-8'?>"
+                f"<Error><Code>{code}</Code><Message>injected {code}</Message></Error>"
+            ).encode()
+            return AWSResponse(request.url, status, headers, _Raw(body))
+        return None
+
+    client.meta.events.register("before-send.s3", handler)
+    return seen
+
+
+class FakeSleep:
+    """Records requested sleeps instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+class FakeClock:
+    """A monotonic clock that only moves when something sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+
+
+def cfg(**kw: Any) -> DownloadConfig:
+    base: dict[str, Any] = {"rate_limit": 0, "retry_attempts": 3, "retry_delay_seconds": 0.5}
+    base.update(kw)
+    return DownloadConfig(**base)
+
+
+def client_error(
+    code: str, status: int, headers: dict[str, str] | None = None, msg: str = "x"
+) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": msg},
+            "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers or {}},
+        },
+        "ListObjectsV2",
+    )
+
+
+# -- client factory ----------------------------------------------------------------------------
+
+
+def test_endpoint_comes_from_aws_endpoint_url_s3(s3_endpoint: str) -> None:
+    client = make_client(cfg())
+    assert client.meta.endpoint_url == s3_endpoint
+    assert client.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+
+
+def test_aws_endpoint_url_is_honoured_too(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    assert make_client(cfg()).meta.endpoint_url == s3_endpoint
+
+
+def test_config_endpoint_overrides_environment(s3_endpoint: str) -> None:
+    client = make_client(cfg(endpoint_url="http://127.0.0.1:1"))
+    assert client.meta.endpoint_url == "http://127.0.0.1:1"
+
+
+def test_client_settings(s3_endpoint: str) -> None:
+    client = make_client(cfg(max_workers=12, timeout_seconds=42))
+    conf = client.meta.config
+    assert client.meta.region_name == "us-east-1"
+    assert conf.retries["total_max_attempts"] == 1
+    assert conf.max_pool_connections >= 14
+    assert conf.read_timeout == 42
+    assert conf.connect_timeout == 42
+
+
+def test_botocore_itself_never_retries(s3_endpoint: str) -> None:
+    client = make_client(cfg())
+    seen = inject(client, [(503, "SlowDown", {}), (503, "SlowDown", {})])
+    with pytest.raises(ClientError):
+        client.list_objects_v2(Bucket=BUCKET)
+    assert len(seen) == 1
+
+
+def test_no_sign_request_sends_unsigned_requests(s3_endpoint: str) -> None:
+    unsigned = make_client(cfg(no_sign_request=True))
+    signed = make_client(cfg())
+    seen_unsigned = inject(unsigned, [])
+    seen_signed = inject(signed, [])
+    assert unsigned.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+    signed.list_objects_v2(Bucket=BUCKET)
+    assert "Authorization" not in seen_unsigned[0].headers
+    assert "Authorization" in seen_signed[0].headers
+
+
+def test_unknown_profile_is_a_config_error(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "config"
+    conf.write_text("[profile known]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(conf))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    with pytest.raises(ConfigError) as ei:
+        make_client(cfg(profile="nope"))
+    assert "'nope'" in str(ei.value)
+    assert "\n" not in str(ei.value)
+    assert make_client(cfg(profile="known")).meta.region_name == "us-east-1"
+
+
+def test_missing_credentials_fail_at_once(
+    s3_endpoint: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    client = make_client(cfg())
+    sleep = FakeSleep()
+    retrier = Retrier(attempts=4, base_delay=1.0, sleep=sleep)
+    with pytest.raises(CredentialsError) as ei:
+        retrier.call("ListObjectsV2", "wydot/", lambda: client.list_objects_v2(Bucket=BUCKET))
+    assert "no usable AWS credentials" in str(ei.value)
+    assert "aws configure" in str(ei.value)
+    assert sleep.calls == []
+
+
+# -- error translation -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "kind", "throttled"),
+    [
+        ("AccessDenied", 403, ErrorKind.CREDENTIALS, False),
+        ("403", 403, ErrorKind.CREDENTIALS, False),
+        ("InvalidAccessKeyId", 403, ErrorKind.CREDENTIALS, False),
+        ("SignatureDoesNotMatch", 403, ErrorKind.CREDENTIALS, False),
+        ("ExpiredToken", 400, ErrorKind.CREDENTIALS, False),
+        ("SlowDown", 503, ErrorKind.RETRYABLE, True),
+        ("ServiceUnavailable", 503, ErrorKind.RETRYABLE, True),
+        ("TooManyRequests", 429, ErrorKind.RETRYABLE, True),
+        ("Throttling", 400, ErrorKind.RETRYABLE, True),
+        ("RequestLimitExceeded", 400, ErrorKind.RETRYABLE, True),
+        ("RequestTimeout", 400, ErrorKind.RETRYABLE, False),
+        ("InternalError", 500, ErrorKind.RETRYABLE, False),
+        ("BadGateway", 502, ErrorKind.RETRYABLE, False),
+        ("GatewayTimeout", 504, ErrorKind.RETRYABLE, False),
+        ("NoSuchBucket", 404, ErrorKind.FATAL, False),
+        ("NoSuchKey", 404, ErrorKind.FATAL, False),
+        ("PreconditionFailed", 412, ErrorKind.FATAL, False),
+        ("InvalidArgument", 400, ErrorKind.FATAL, False),
+    ],
+)
+def test_classify_client_errors(code: str, status: int, kind: ErrorKind, throttled: bool) -> None:
+    info = classify_error(client_error(code, status))
+    assert info is not None
+    assert info.kind is kind
+    assert info.throttled is throttled
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        EndpointConnectionError(endpoint_url="http://x"),
+        ReadTimeoutError(endpoint_url="http://x"),
+        ResponseStreamingError(error="reset"),
+        ConnectionResetError(104, "Connection reset by peer"),
+        TimeoutError(),
+    ],
+)
+def test_connection_errors_are_retryable(exc: BaseException) -> None:
+    info = classify_error(exc)
+    assert info is not None and info.kind is ErrorKind.RETRYABLE
+
+
+def test_local_errors_are_not_s3_errors() -> None:
+    assert classify_error(OSError(28, "No space left on device")) is None
+    assert classify_error(ValueError("bug")) is None
+
+
+def test_credential_errors_translate_to_credentials_error() -> None:
+    for exc in (
+        NoCredentialsError(),
+        PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY"),
+        client_error("AccessDenied", 403),
+    ):
+        err = translate_error(exc, "GetObject", "wydot/BSM/2021/04/01/00/obj")
+        assert isinstance(err, CredentialsError)
+        assert "wydot/BSM/2021/04/01/00/obj" in str(err)
+        assert "--no-sign-request" in str(err)
+    anon = translate_error(client_error("AccessDenied", 403), "GetObject", "k", anonymous=True)
+    assert "anonymous" in str(anon)
+
+
+def test_messages_never_carry_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3tValue")
+    exc = client_error("InvalidArgument", 400, msg="bad key AKIAABCDEFGHIJKLMNOP given")
+    text = str(translate_error(exc, "GetObject", "k"))
+    assert "AKIAABCDEFGHIJKLMNOP" not in text
+    assert "s3cr3tValue" not in text
+
+
+def test_no_such_bucket_message() -> None:
+    err = translate_error(client_error("NoSuchBucket", 404), "ListObjectsV2", "s3://nope/x/")
+    assert isinstance(err, S3Error)
+    assert str(err).startswith("ListObjectsV2 s3://nope/x/: NoSuchBucket")
+    assert "does not exist" in str(err)
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(" 1.5 ") == 1.5
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("-4") == 0.0
+    from datetime import UTC, datetime
+
+    now = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("Mon, 01 Jan 2024 12:00:07 GMT", now=now) == 7.0
+
+
+# -- rate limiter ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rate", "capacity", "n"), [(10.0, 1.0, 50), (4.0, 3.0, 40), (0.5, 1.0, 7)]
+)
+def test_token_bucket_rate_with_fake_clock(rate: float, capacity: float, n: int) -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate, capacity, clock=clock, sleep=clock.sleep)
+    start = clock()
+    times = []
+    for _ in range(n):
+        bucket.acquire()
+        times.append(clock())
+    assert clock() - start >= (n - capacity) / rate - 1e-9
+    assert bucket.acquired == n
+    # no window [t_i, t_j] ever lets more than rate*T + capacity through
+    for i in range(n):
+        for j in range(i, n):
+            assert j - i + 1 <= rate * (times[j] - times[i]) + capacity + 1e-9
+
+
+def test_token_bucket_refills_after_idle_but_never_beyond_capacity() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(10.0, 2.0, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
+        bucket.acquire()
+    clock.now += 60  # long idle: the bucket holds 2 tokens, not 600
+    t0 = clock()
+    for _ in range(12):
+        bucket.acquire()
+    assert clock() - t0 >= (12 - 2) / 10.0 - 1e-9
+
+
+def test_token_bucket_unlimited_never_waits() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(0, clock=clock, sleep=clock.sleep)
+    for _ in range(1000):
+        assert bucket.acquire() == 0
+    assert clock() == 1000.0
+    assert bucket.acquired == 1000
+
+
+def test_token_bucket_defer_holds_everyone_then_resumes_at_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(5.0, clock=clock, sleep=clock.sleep)
+    bucket.acquire()
+    bucket.defer(3.0)
+    t0 = clock()
+    bucket.acquire()
+    assert clock() - t0 >= 3.0 - 1e-9
+    t1 = clock()
+    for _ in range(5):
+        bucket.acquire()
+    assert clock() - t1 >= 5 / 5.0 - 1e-9  # no burst when the pause ends
+
+
+def test_token_bucket_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(-1)
+    with pytest.raises(ValueError):
+        TokenBucket(1, capacity=0.5)
+
+
+def test_token_bucket_is_thread_safe_with_real_clock() -> None:
+    rate, threads, each = 50.0, 8, 5
+    bucket = TokenBucket(rate)
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(each):
+            bucket.acquire()
+            with lock:
+                stamps.append(time.monotonic())
+
+    t0 = time.monotonic()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    n = threads * each
+    assert bucket.acquired == n
+    assert time.monotonic() - t0 >= (n - 1) / rate * 0.98
+    stamps.sort()
+    for i in range(n):
+        for j in range(i, n):
+            # small slack: the stamp is taken a moment after the bucket released the caller
+            assert j - i + 1 <= rate * (stamps[j] - stamps[i]) + 1 + 1
+
+
+# -- retries -----------------------------------------------------------------------------------
+
+
+def test_backoff_is_full_jitter_and_capped() -> None:
+    rng = random.Random(1)
+    for retry in range(1, 12):
+        ceiling = min(BACKOFF_CAP_SECONDS, 0.5 * 2 ** (retry - 1))
+        values = [backoff_delay(retry, 0.5, rng=rng) for _ in range(200)]
+        assert all(0 <= v <= ceiling for v in values)
+    assert max(backoff_delay(30, 1.0, rng=rng) for _ in range(200)) <= BACKOFF_CAP_SECONDS
+    assert backoff_delay(3, 0.0) == 0.0
+
+
+def _retrier(sleep: FakeSleep, attempts: int = 4, **kw: Any) -> Retrier:
+    return Retrier(attempts=attempts, base_delay=0.5, sleep=sleep, rng=random.Random(0), **kw)
+
+
+def test_slowdown_retry_after_is_honoured(s3_endpoint: str) -> None:
+    client = make_client(cfg())
+    seen = inject(client, [(503, "SlowDown", {"Retry-After": "2"})])
+    sleep = FakeSleep()
+    errors: list[tuple[Any, bool]] = []
+    limiter = TokenBucket(0, sleep=sleep)
+    retrier = _retrier(sleep, limiter=limiter, on_error=lambda i, r: errors.append((i, r)))
+    resp = retrier.call("ListObjectsV2", "x/", lambda: client.list_objects_v2(Bucket=BUCKET))
+    assert resp["KeyCount"] == 0
+    assert len(seen) == 2
+    assert sleep.calls[0] >= 2.0
+    assert limiter.acquired == 2  # every attempt goes through the limiter
+    assert errors[0][0].throttled and errors[0][1] is True
+    assert errors[0][0].retry_after == 2.0
+
+
+def test_429_is_retried(s3_endpoint: str) -> None:
+    client = make_client(cfg())
+    seen = inject(client, [(429, "TooManyRequests", {}), (429, "TooManyRequests", {})])
+    sleep = FakeSleep()
+    resp = _retrier(sleep).call(
+        "ListObjectsV2", "x/", lambda: client.list_objects_v2(Bucket=BUCKET)
+    )
+    assert resp["KeyCount"] == 0
+    assert len(seen) == 3
+    assert len(sleep.calls) == 2
+    assert all(0 <= s <= 1.0 for s in sleep.calls)
+
+
+def test_injected_connection_errors_are_retried(s3_endpoint: str) -> None:
+    client = make_client(cfg())
+    inject(
+        client,
+        [EndpointConnectionError(endpoint_url=s3_endpoint), ConnectionResetError(104, "reset")],
+    )
+    sleep = FakeSleep()
+    resp = _retrier(sleep).call(
+        "ListObjectsV2", "x/", lambda: client.list_objects_v2(Bucket=BUCKET)
+    )
+    assert resp["KeyCount"] == 0
+    assert len(sleep.calls) == 2
+
+
+def test_unreachable_endpoint_fails_after_all_attempts(s3_endpoint: str) -> None:
+    client = make_client(cfg(endpoint_url=f"http://127.0.0.1:{free_port()}", timeout_seconds=5))
+    sleep = FakeSleep()
+    with pytest.raises(S3Error) as ei:
+        _retrier(sleep).call(
+            "ListObjectsV2", "wydot/BSM/", lambda: client.list_objects_v2(Bucket=BUCKET)
+        )
+    msg = str(ei.value)
+    assert msg.startswith("ListObjectsV2 wydot/BSM/: EndpointConnectionError")
+    assert msg.endswith("after 4 attempts")
+    assert len(sleep.calls) == 3
+
+
+def test_access_denied_is_never_retried(s3_endpoint: str) -> None:
+    client = make_client(cfg())
+    seen = inject(client, [(403, "AccessDenied", {})])
+    sleep = FakeSleep()
+    with pytest.raises(CredentialsError) as ei:
+        _retrier(sleep).call("ListObjectsV2", "x/", lambda: client.list_objects_v2(Bucket=BUCKET))
+    assert len(seen) == 1
+    assert sleep.calls == []
+    assert "AccessDenied" in str(ei.value)
+    assert "sandbox" not in str(ei.value)  # the dummy key id / secret
+
+
+def test_persistent_slowdown_reports_reason_and_attempts(s3_endpoint: str) -> None:
+    client = make_client(cfg())
+    inject(client, [(503, "SlowDown", {})] * 3)
+    sleep = FakeSleep()
+    with pytest.raises(S3Error) as ei:
+        _retrier(sleep, attempts=3).call(
+            "ListObjectsV2", "thea/", lambda: client.list_objects_v2(Bucket=BUCKET)
+        )
+    assert str(ei.value).startswith("ListObjectsV2 thea/: SlowDown (HTTP 503)")
+    assert str(ei.value).endswith("after 3 attempts")
+
+
+def test_non_s3_errors_propagate_unchanged() -> None:
+    sleep = FakeSleep()
+
+    def boom() -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        _retrier(sleep).call("GetObject", "k", boom)
+    assert sleep.calls == []
