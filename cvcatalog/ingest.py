@@ -102,6 +102,8 @@ class IngestSummary:
     list_requests: int = 0
     get_requests: int = 0
     retries: int = 0
+    reused_downloads: int = 0  # objects already on disk from an interrupted run (no GET)
+    resumed_downloads: int = 0  # partial objects continued with an HTTP Range request
     evicted: list[str] = field(default_factory=list)
 
     def count(self, status: str) -> int:
@@ -146,6 +148,8 @@ class IngestSummary:
             "list_requests": self.list_requests,
             "get_requests": self.get_requests,
             "retries": self.retries,
+            "reused_downloads": self.reused_downloads,
+            "resumed_downloads": self.resumed_downloads,
             "seconds": round(self.seconds, 3),
             "evicted": self.evicted,
             "days": [d.__dict__ for d in self.days],
@@ -251,6 +255,8 @@ class Ingestor:
                     summary.list_requests = self._fetcher.list_requests
                     summary.get_requests = self._fetcher.get_requests
                     summary.retries = self._fetcher.retries
+                    summary.reused_downloads = self._fetcher.stats.skipped
+                    summary.resumed_downloads = self._fetcher.stats.resumed
                 summary.evicted = self._evict_if_needed({k.key for k in todo + cached})
                 self._record_run_end(summary)
         summary.seconds = time.monotonic() - t0

@@ -279,3 +279,41 @@ def test_concurrent_processes_ingest_each_day_exactly_once(
     assert cat.query("select count(*) as n from wydot_bsm").n[0] == report.records
     assert cat.query("select count(*) as n from partitions where status='complete'").n[0] == 4
     assert cat.verify().clean
+
+
+KILLABLE = """
+import sys
+from cvcatalog.catalog import Catalog
+Catalog(sys.argv[1]).ingest("wydot", "BSM", "2021-04-01", "2021-04-01", timezone="UTC",
+                            rate_limit=6, max_workers=1)
+"""
+
+
+def test_a_killed_ingest_resumes_without_fetching_twice(s3_client: Any, catalog_dir: Path) -> None:
+    import signal
+    import time
+
+    report = seed(s3_client, D1, D1, files_per_hour=2, empty_hour_rate=0)
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(catalog_dir)])
+    raw = catalog_dir / "staging" / "wydot" / "BSM" / "2021-04-01" / "raw"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = (
+            [p for p in raw.glob("*.json") if not p.name.endswith(".part.json")]
+            if raw.is_dir()
+            else []
+        )
+        if len(done) >= 6:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(done) >= 6, "the ingest never got going"
+    cat = Catalog(catalog_dir)
+    assert cat.query("select count(*) as n from wydot_bsm").n[0] == 0  # nothing half-visible
+    s = ingest(cat, D1, D1)
+    assert s.count("complete") == 1 and s.rows == report.records
+    assert s.reused_downloads >= len(done)
+    assert s.get_requests <= report.objects - len(done) + 1
+    assert cat.verify().clean
+    assert not raw.exists()

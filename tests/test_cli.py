@@ -1,0 +1,256 @@
+"""The command line, through Typer's CliRunner and a real local endpoint."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cvcatalog.cli import app
+from cvcatalog.sandbox.replica import seed_replica
+
+runner = CliRunner()
+
+
+def run(*args: str) -> Any:
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def seeded(s3_client: Any) -> Any:
+    return seed_replica(
+        s3_client,
+        date(2021, 4, 1),
+        date(2021, 4, 2),
+        records_per_hour=20,
+        files_per_hour=1,
+        malformed_per_day=1,
+    )
+
+
+def test_ingest_query_and_cache_commands(seeded: Any, catalog_dir: Path, tmp_path: Path) -> None:
+    cat = str(catalog_dir)
+    r = run(
+        "ingest",
+        "--source",
+        "wydot",
+        "--type",
+        "BSM",
+        "--start",
+        "2021-04-01",
+        "--end",
+        "2021-04-02",
+        "--catalog",
+        cat,
+        "--rate-limit",
+        "0",
+        "--no-progress",
+    )
+    assert r.exit_code == 0, r.output
+    assert "2 complete" in r.output and f"{seeded.records:,} rows" in r.output
+
+    r = run(
+        "ingest",
+        "--source",
+        "wydot",
+        "--type",
+        "BSM",
+        "--start",
+        "2021-04-01",
+        "--end",
+        "2021-04-02",
+        "--catalog",
+        cat,
+        "--format",
+        "json",
+    )
+    summary = json.loads(r.output)[0]
+    assert (summary["days_cached"], summary["get_requests"], summary["list_requests"]) == (2, 0, 0)
+
+    r = run(
+        "query",
+        "select date, count(*) as n from wydot_bsm group by 1 order by 1",
+        "--catalog",
+        cat,
+        "--format",
+        "json",
+    )
+    assert r.exit_code == 0, r.output
+    got = {row["date"]: row["n"] for row in json.loads(r.output)}
+    assert got == {p.day.isoformat(): p.records for p in seeded.partitions.values()}
+
+    out = tmp_path / "res" / "rows.csv"
+    r = run(
+        "query",
+        "select vehicle_id, speed_mps from wydot_bsm order by all",
+        "--catalog",
+        cat,
+        "--format",
+        "csv",
+        "--output",
+        str(out),
+    )
+    assert r.exit_code == 0 and out.exists()
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == seeded.records and set(rows[0]) == {"vehicle_id", "speed_mps"}
+
+    r = run("cache", "status", "--catalog", cat, "--format", "json")
+    status = json.loads(r.output)
+    assert [s["status"] for s in status] == ["complete", "complete"]
+    assert sum(s["quarantined"] for s in status) == seeded.malformed
+
+    r = run("cache", "verify", "--catalog", cat)
+    assert r.exit_code == 0 and "0 mismatched" in r.output
+
+    r = run("views", "--catalog", cat, "--format", "csv")
+    assert "wydot_bsm_socrata" in r.output
+
+    r = run("cache", "clear", "--source", "wydot", "--catalog", cat, "--yes")
+    assert r.exit_code == 0 and "cleared 2 partitions" in r.output
+    r = run("query", "select count(*) as n from wydot_bsm", "--catalog", cat, "--format", "json")
+    assert json.loads(r.output) == [{"n": 0}]
+
+
+def test_query_is_read_only(seeded: Any, catalog_dir: Path) -> None:
+    r = run("query", "create table evil as select 1", "--catalog", str(catalog_dir))
+    assert r.exit_code == 1
+    assert "read-only" in r.output
+    assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--source", "nycdot", "--type", "BSM", "--start", "2021-04-01"],
+            "does not publish 'BSM'",
+        ),
+        (
+            ["--source", "wydot", "--type", "BSM", "--start", "2021-04-02", "--end", "2021-04-01"],
+            "before start date",
+        ),
+        (["--source", "wydot", "--type", "BSM", "--days-back", "0"], "positive"),
+        (
+            [
+                "--source",
+                "wydot",
+                "--type",
+                "BSM",
+                "--start",
+                "2021-04-01",
+                "--timezone",
+                "Mars/Olympus",
+            ],
+            "unknown timezone",
+        ),
+        (["--source", "wydot", "--type", "BSM", "--start", "April 1st"], "start_date"),
+    ],
+)
+def test_invalid_arguments_fail_before_any_request(
+    args: list[str], message: str, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an endpoint that nothing listens on: any request would hang or fail differently
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    r = run("ingest", *args, "--catalog", str(catalog_dir), "--no-progress")
+    assert r.exit_code == 1
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and message in lines[0], r.output
+
+
+def test_missing_credentials_give_setup_instructions(
+    s3_endpoint: str, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    r = run(
+        "ingest",
+        "--source",
+        "wydot",
+        "--type",
+        "BSM",
+        "--start",
+        "2021-04-01",
+        "--catalog",
+        str(catalog_dir),
+        "--no-progress",
+    )
+    assert r.exit_code == 1
+    assert "Configure AWS credentials" in r.output and "--no-sign-request" in r.output
+    assert "Traceback" not in r.output
+    r = run(
+        "ingest",
+        "--source",
+        "wydot",
+        "--type",
+        "BSM",
+        "--start",
+        "2021-04-01",
+        "--catalog",
+        str(catalog_dir),
+        "--no-progress",
+        "--profile",
+        "nosuchprofile",
+    )
+    assert r.exit_code == 1 and "nosuchprofile" in r.output
+
+
+def test_config_file_drives_the_ingest(seeded: Any, tmp_path: Path) -> None:
+    cfg = tmp_path / "job.yml"
+    cfg.write_text(
+        "source: wydot\nmessage_type: BSM\n"
+        "date_range: {start_date: 2021-04-01, end_date: 2021-04-01, timezone: UTC}\n"
+        f"cache: {{directory: {tmp_path / 'cat'}}}\ndownload: {{rate_limit: 0}}\n"
+    )
+    r = run("ingest", "--config", str(cfg), "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert f"{seeded.partitions['wydot/BSM/2021/04/01'].records:,} rows" in r.output
+    assert (tmp_path / "cat" / "catalog.duckdb").exists()
+
+
+def test_sandbox_seed_refuses_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    r = run("sandbox", "seed", "--start", "2021-04-01")
+    assert r.exit_code == 1 and "AWS_ENDPOINT_URL_S3" in r.output
+
+
+def test_sandbox_seed_command(s3_endpoint: str, s3_client: Any, tmp_path: Path) -> None:
+    rep = tmp_path / "seed.json"
+    r = run(
+        "sandbox",
+        "seed",
+        "--start",
+        "2021-04-01",
+        "--records-per-hour",
+        "10",
+        "--files-per-hour",
+        "1",
+        "--source",
+        "wydot_backup",
+        "--report",
+        str(rep),
+    )
+    assert r.exit_code == 0, r.output
+    listed = s3_client.list_objects_v2(
+        Bucket="usdot-its-cvpilot-publicdata", Prefix="wydot_backup/BSM/2021/04/01/"
+    )
+    assert listed["KeyCount"] == json.loads(rep.read_text())["totals"]["objects"]
+
+
+def test_python_dash_m_entry_point() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "cvcatalog", "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("ingest", "query", "cache", "sandbox"):
+        assert command in out.stdout
