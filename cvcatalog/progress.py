@@ -1,20 +1,12 @@
-"""Rich progress bars for an ingest: listing, downloading and converting."""
+"""Rich progress bars for an ingest: listing (days), downloading (MB) and converting (days)."""
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from cvcatalog.ingest import DayOutcome
 
@@ -27,17 +19,16 @@ class RichProgress:
         self.bar = Progress(
             TextColumn("{task.description:<12}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
+            TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
             console=self.console,
-            transient=False,
         )
-        self.days: TaskID | None = None
+        self.t0 = time.monotonic()
         self.listing: TaskID | None = None
         self.download: TaskID | None = None
-        self._planned_bytes = 0
+        self.days: TaskID | None = None
+        self._todo = self._listed = self._done = self._cached = 0
+        self._bytes_total = self._bytes_done = 0
 
     def __enter__(self) -> RichProgress:
         self.bar.start()
@@ -48,33 +39,64 @@ class RichProgress:
     ) -> None:
         self.bar.stop()
 
+    def _days_detail(self, n: int, total: int, extra: str = "") -> str:
+        return f"{n}/{total} days{extra}"
+
     def plan(self, todo: list[str], cached: list[str]) -> None:
-        self.listing = self.bar.add_task("listing", total=len(todo))
-        self.download = self.bar.add_task("downloading", total=0)
-        self.days = self.bar.add_task("converting", total=len(todo) + len(cached))
-        if cached:
-            self.bar.advance(self.days, len(cached))
+        self._todo, self._cached = len(todo), len(cached)
+        self.t0 = time.monotonic()
+        self.listing = self.bar.add_task(
+            "listing", total=max(len(todo), 1), detail=self._days_detail(0, len(todo))
+        )
+        self.download = self.bar.add_task("downloading", total=None, detail="0.0 MB")
+        total = len(todo) + len(cached)
+        self.days = self.bar.add_task(
+            "converting",
+            total=max(total, 1),
+            completed=len(cached),
+            detail=self._days_detail(len(cached), total, f" ({len(cached)} cached)" if cached else ""),
+        )
 
     def listed(self, key: str, objects: int, nbytes: int) -> None:
+        self._listed += 1
+        self._bytes_total += nbytes
         if self.listing is not None:
-            self.bar.advance(self.listing)
-        if self.download is not None:
-            self._planned_bytes += nbytes
-            self.bar.update(self.download, total=self._planned_bytes)
+            self.bar.update(
+                self.listing, advance=1, detail=self._days_detail(self._listed, self._todo)
+            )
+        self._refresh_download()
 
     def downloaded(self, nbytes: int) -> None:
-        if self.download is not None:
-            self.bar.advance(self.download, nbytes)
+        self._bytes_done += nbytes
+        self._refresh_download()
+
+    def _refresh_download(self) -> None:
+        if self.download is None:
+            return
+        secs = max(time.monotonic() - self.t0, 1e-6)
+        detail = (
+            f"{self._bytes_done / 1e6:,.1f}/{self._bytes_total / 1e6:,.1f} MB "
+            f"{self._bytes_done / 1e6 / secs:,.1f} MB/s"
+        )
+        self.bar.update(
+            self.download, total=max(self._bytes_total, 1), completed=self._bytes_done, detail=detail
+        )
 
     def converting(self, key: str) -> None:
         if self.days is not None:
-            self.bar.update(self.days, description="converting")
+            self.bar.update(self.days, detail=f"{self._done + self._cached}/{self._todo + self._cached} days, {key}")
 
     def finished(self, outcome: DayOutcome) -> None:
-        if self.days is not None and outcome.detail != "cached":
-            self.bar.advance(self.days)
+        if outcome.detail == "cached":
+            return  # counted in plan()
+        self._done += 1
+        if self.days is not None:
+            total = self._todo + self._cached
+            self.bar.update(
+                self.days, advance=1, detail=self._days_detail(self._done + self._cached, total)
+            )
         if outcome.status == "failed":
-            self.console.print(f"[red]failed[/red] {outcome.key}: {outcome.error}")
+            self.console.print(f"[red]failed[/red] {outcome.key}: {outcome.error}", highlight=False)
 
     def note(self, message: str) -> None:
-        self.console.print(f"[yellow]note[/yellow] {message}")
+        self.console.print(f"[yellow]note[/yellow] {message}", highlight=False)
