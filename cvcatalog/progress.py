@@ -54,7 +54,9 @@ class RichProgress:
             "converting",
             total=max(total, 1),
             completed=len(cached),
-            detail=self._days_detail(len(cached), total, f" ({len(cached)} cached)" if cached else ""),
+            detail=self._days_detail(
+                len(cached), total, f" ({len(cached)} cached)" if cached else ""
+            ),
         )
 
     def listed(self, key: str, objects: int, nbytes: int) -> None:
@@ -79,12 +81,18 @@ class RichProgress:
             f"{self._bytes_done / 1e6 / secs:,.1f} MB/s"
         )
         self.bar.update(
-            self.download, total=max(self._bytes_total, 1), completed=self._bytes_done, detail=detail
+            self.download,
+            total=max(self._bytes_total, 1),
+            completed=self._bytes_done,
+            detail=detail,
         )
 
     def converting(self, key: str) -> None:
         if self.days is not None:
-            self.bar.update(self.days, detail=f"{self._done + self._cached}/{self._todo + self._cached} days, {key}")
+            self.bar.update(
+                self.days,
+                detail=f"{self._done + self._cached}/{self._todo + self._cached} days, {key}",
+            )
 
     def finished(self, outcome: DayOutcome) -> None:
         if outcome.detail == "cached":

@@ -737,7 +737,7 @@ class ReplicaSpec:
                         f"{source}/{mtype} is not published by the bucket; valid pairs: "
                         + ", ".join(f"{s}/{t}" for s, ts in VALID_TYPES.items() for t in ts)
                     )
-                if (source, mtype) not in GENERATORS:
+                if (source, mtype) not in load_generators():
                     raise ValueError(
                         f"the replica cannot generate {source}/{mtype} yet; available: "
                         + ", ".join(f"{s}/{t}" for s, t in sorted(GENERATORS))
@@ -964,11 +964,25 @@ def _line_numbers(
     return tuple(sorted(out, key=lambda m: m.line))
 
 
-#: (source, message type) -> hour generator. TIM/THEA/NYCDOT generators register here later.
+#: (source, message type) -> hour generator. Other families live in their own modules
+#: (cvcatalog/sandbox/replica_*.py), each exposing generators(), merged in by load_generators().
 GENERATORS: dict[tuple[str, str], HourGenerator] = {
     ("wydot", "BSM"): _bsm_hour,
     ("wydot_backup", "BSM"): _bsm_hour,
 }
+_PLUGINS_LOADED = False
+
+
+def load_generators() -> dict[tuple[str, str], HourGenerator]:
+    """The full registry (plug-in modules import this one, so they are loaded lazily)."""
+    global _PLUGINS_LOADED
+    if not _PLUGINS_LOADED:
+        from cvcatalog.sandbox import replica_thea, replica_wydot_tim
+
+        for plugin in (replica_thea, replica_wydot_tim):
+            GENERATORS.update(plugin.generators())
+        _PLUGINS_LOADED = True
+    return GENERATORS
 
 
 # --------------------------------------------------------------------------------------------
@@ -1009,7 +1023,7 @@ def hour_contexts(spec: ReplicaSpec) -> Iterator[HourContext]:
 
 def generate_hour(ctx: HourContext) -> list[ReplicaObject]:
     """The objects of one folder hour (module level so worker processes can run it)."""
-    return GENERATORS[(ctx.partition.source, ctx.partition.message_type)](ctx)
+    return load_generators()[(ctx.partition.source, ctx.partition.message_type)](ctx)
 
 
 def iter_replica(spec: ReplicaSpec, *, processes: int = 0) -> Iterator[ReplicaObject]:

@@ -1,181 +1,8 @@
-"""What each (source, message type) looks like: raw read types, canonical columns, SQL views.
-
-One definition drives everything that must agree: the types read_json parses raw records with,
-the canonical SELECT that writes Parquet, the column list of empty views and Dask meta, and the
-view bodies. The SQL itself lives in sql/transforms/ and sql/views/ (packaged as
-cvcatalog._sql); this module only fills in placeholders.
-"""
+"""WYDOT (and wydot_backup) Basic Safety Messages: ODE output, schemaVersion 1, 3, 5 and 6."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-
-from cvcatalog.sqlutil import list_literal, load_sql, quote_ident, quote_literal
-
-__all__ = [
-    "SCHEMAS",
-    "MessageSchema",
-    "list_literal",
-    "quote_ident",
-    "quote_literal",
-    "render_sql",
-    "view_sql",
-]
-
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_VIEW_HEADER = re.compile(r"^\s*CREATE OR REPLACE VIEW \{view\} AS\s*$", re.MULTILINE)
-
-
-def render_sql(template: str, **values: str) -> str:
-    """Fill `{name}` placeholders; whole-line `--` comments are left alone.
-
-    str.format would trip over DuckDB's struct literals ({'a': 1}); here only bare
-    identifiers in braces are placeholders, and an unknown one is an error, not silent SQL.
-    """
-
-    def fill(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name not in values:
-            raise KeyError(f"SQL template placeholder {{{name}}} has no value")
-        return values[name]
-
-    out = []
-    for line in template.splitlines(keepends=True):
-        out.append(line if line.lstrip().startswith("--") else _PLACEHOLDER.sub(fill, line))
-    return "".join(out)
-
-
-def _select_body(view_template: str) -> str:
-    """The SELECT of a `CREATE OR REPLACE VIEW {view} AS ...` template, for use as a query."""
-    m = _VIEW_HEADER.search(view_template)
-    if m is None:
-        raise ValueError("view template lacks a 'CREATE OR REPLACE VIEW {view} AS' line")
-    return view_template[m.end() :].strip()
-
-
-def _struct(fields: Mapping[str, str]) -> str:
-    return "STRUCT(" + ", ".join(f"{quote_ident(k)} {v}" for k, v in fields.items()) + ")"
-
-
-@dataclass(frozen=True, eq=False)
-class MessageSchema:
-    """Everything the pipeline needs to know about one (source, message type).
-
-    Bump canonical_version whenever canonical_columns (or their meaning) change, so cached
-    partitions written under the old layout are recognised and re-converted.
-    """
-
-    source: str
-    message_type: str
-    canonical_version: int
-    #: DuckDB types for read_json(columns=...): the union of all known schema versions.
-    read_columns: dict[str, str]
-    #: Top-level keys a record must have; all of them NULL marks an unparseable line.
-    required_top_level: tuple[str, ...]
-    #: (name, DuckDB type) of the Parquet files, in order (no hive partition columns).
-    canonical_columns: list[tuple[str, str]]
-    #: (name, DuckDB type) of the socrata view, in order, including source and date.
-    socrata_columns: list[tuple[str, str]]
-    known_versions: frozenset[int]
-    #: file names under sql/transforms/ and sql/views/
-    transform_sql: str
-    view_template: str
-    socrata_view_template: str
-    view_name: str
-    socrata_view_name: str
-    #: the record time column (UTC) used for time windows
-    time_column: str = "generated_at"
-    #: hive partition columns the canonical view adds after the Parquet columns
-    partition_columns: list[tuple[str, str]] = field(
-        default_factory=lambda: [
-            ("source", "VARCHAR"),
-            ("message_type", "VARCHAR"),
-            ("date", "DATE"),
-            ("year", "INTEGER"),
-            ("month", "INTEGER"),
-            ("day", "INTEGER"),
-        ]
-    )
-
-    @property
-    def column_names(self) -> list[str]:
-        return [name for name, _ in self.canonical_columns]
-
-    @property
-    def view_columns(self) -> list[tuple[str, str]]:
-        """(name, type) of the canonical view: Parquet columns, then partition columns."""
-        return self.canonical_columns + self.partition_columns
-
-    def read_columns_sql(self) -> str:
-        """The read_json `columns=` argument as a DuckDB struct literal."""
-        return (
-            "{"
-            + ", ".join(
-                f"{quote_literal(k)}: {quote_literal(v)}" for k, v in self.read_columns.items()
-            )
-            + "}"
-        )
-
-    def canonical_select_sql(
-        self, relation: str, *, validate: bool = True, extra_columns: Sequence[str] = ()
-    ) -> str:
-        """The SELECT turning raw rows into canonical rows, with invalid_reason and warnings.
-
-        relation is a FROM item (table name or parenthesised query) with the read_columns and
-        source_key. extra_columns are "<expr> AS <name>" items appended after the canonical
-        columns; they may refer to metadata and payload via the alias b.
-        """
-        extra = "".join(f", {c}" for c in extra_columns)
-        return render_sql(
-            load_sql("transforms", self.transform_sql),
-            relation=relation,
-            validate="TRUE" if validate else "FALSE",
-            extra_columns=extra,
-        )
-
-    def socrata_select_sql(self, relation: str) -> str:
-        """The socrata SELECT over a relation with the canonical columns plus source and date."""
-        body = _select_body(load_sql("views", self.socrata_view_template))
-        return render_sql(body, relation=relation)
-
-    def empty_select_sql(self, columns: Sequence[tuple[str, str]] | None = None) -> str:
-        """A zero-row SELECT with the canonical (Parquet) columns and their exact types."""
-        cols = self.canonical_columns if columns is None else columns
-        items = ", ".join(f"CAST(NULL AS {t}) AS {quote_ident(n)}" for n, t in cols)
-        return f"SELECT {items} WHERE false"
-
-
-def view_sql(schema: MessageSchema, files: list[str]) -> list[str]:
-    """CREATE OR REPLACE VIEW statements for the canonical and the socrata view.
-
-    files are absolute Parquet paths of complete partitions. With none, the canonical view is
-    a typed zero-row SELECT, so queries and Dask meta still see every column.
-    """
-    view = quote_ident(schema.view_name)
-    if files:
-        columns = ",\n    ".join(quote_ident(n) for n in schema.column_names)
-        canonical = render_sql(
-            load_sql("views", schema.view_template),
-            view=view,
-            columns=columns,
-            files=list_literal(files),
-        )
-    else:
-        canonical = (
-            f"CREATE OR REPLACE VIEW {view} AS {schema.empty_select_sql(schema.view_columns)}"
-        )
-    socrata = render_sql(
-        load_sql("views", schema.socrata_view_template),
-        view=quote_ident(schema.socrata_view_name),
-        relation=view,
-    )
-    return [canonical, socrata]
-
-
-# --------------------------------------------------------------------------------------------
-# WYDOT BSM
+from cvcatalog.schemas.base import MessageSchema, struct_type
 
 _WYDOT_BSM_METADATA = {
     # schemaVersion 3+ (ODE); v1 used generatedAt/receivedAt instead of the record*/ode* names
@@ -193,7 +20,7 @@ _WYDOT_BSM_METADATA = {
     "validSignature": "BOOLEAN",
     "securityResultCode": "VARCHAR",
     "bsmSource": "VARCHAR",
-    "serialId": _struct(
+    "serialId": struct_type(
         {
             "streamId": "VARCHAR",
             "bundleSize": "BIGINT",
@@ -202,10 +29,10 @@ _WYDOT_BSM_METADATA = {
             "serialNumber": "BIGINT",
         }
     ),
-    "receivedMessageDetails": _struct(
+    "receivedMessageDetails": struct_type(
         {
             # strings in the samples ("0"); VARCHAR also takes numbers verbatim
-            "locationData": _struct(
+            "locationData": struct_type(
                 {
                     "latitude": "VARCHAR",
                     "longitude": "VARCHAR",
@@ -223,18 +50,20 @@ _WYDOT_BSM_CORE = {
     "msgCnt": "INTEGER",
     "id": "VARCHAR",
     "secMark": "INTEGER",
-    "position": _struct({"latitude": "DOUBLE", "longitude": "DOUBLE", "elevation": "DOUBLE"}),
-    "accelSet": _struct(
+    "position": struct_type({"latitude": "DOUBLE", "longitude": "DOUBLE", "elevation": "DOUBLE"}),
+    "accelSet": struct_type(
         {"accelLat": "DOUBLE", "accelLong": "DOUBLE", "accelVert": "DOUBLE", "accelYaw": "DOUBLE"}
     ),
-    "accuracy": _struct({"semiMajor": "DOUBLE", "semiMinor": "DOUBLE", "orientation": "DOUBLE"}),
+    "accuracy": struct_type(
+        {"semiMajor": "DOUBLE", "semiMinor": "DOUBLE", "orientation": "DOUBLE"}
+    ),
     "transmission": "VARCHAR",
     "speed": "DOUBLE",
     "heading": "DOUBLE",
     "angle": "DOUBLE",
-    "brakes": _struct(
+    "brakes": struct_type(
         {
-            "wheelBrakes": _struct(
+            "wheelBrakes": struct_type(
                 {
                     "leftFront": "BOOLEAN",
                     "rightFront": "BOOLEAN",
@@ -250,17 +79,17 @@ _WYDOT_BSM_CORE = {
             "auxBrakes": "VARCHAR",
         }
     ),
-    "size": _struct({"width": "INTEGER", "length": "INTEGER"}),
+    "size": struct_type({"width": "INTEGER", "length": "INTEGER"}),
 }
 
 WYDOT_BSM_READ_COLUMNS: dict[str, str] = {
-    "metadata": _struct(_WYDOT_BSM_METADATA),
-    "payload": _struct(
+    "metadata": struct_type(_WYDOT_BSM_METADATA),
+    "payload": struct_type(
         {
             "dataType": "VARCHAR",
             # partII stays JSON: its content varies by extension and it is an array in the
             # samples but may be a single object; nothing is lost either way.
-            "data": _struct({"coreData": _struct(_WYDOT_BSM_CORE), "partII": "JSON"}),
+            "data": struct_type({"coreData": struct_type(_WYDOT_BSM_CORE), "partII": "JSON"}),
         }
     ),
 }
@@ -421,8 +250,6 @@ def _wydot_bsm(source: str) -> MessageSchema:
     )
 
 
-#: (source, message type) -> schema. wydot_backup is the same feed, kept apart.
-SCHEMAS: dict[tuple[str, str], MessageSchema] = {
-    ("wydot", "BSM"): _wydot_bsm("wydot"),
-    ("wydot_backup", "BSM"): _wydot_bsm("wydot_backup"),
-}
+def schemas() -> list[MessageSchema]:
+    """wydot_backup is the same feed as wydot, kept apart (never mixed)."""
+    return [_wydot_bsm("wydot"), _wydot_bsm("wydot_backup")]

@@ -1,0 +1,167 @@
+"""What each (source, message type) looks like: raw read types, canonical columns, SQL views.
+
+One definition drives everything that must agree: the types read_json parses raw records with,
+the canonical SELECT that writes Parquet, the column list of empty views and Dask meta, and the
+view bodies. The SQL itself lives in sql/transforms/ and sql/views/ (packaged as
+cvcatalog._sql); this module only fills in placeholders.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from cvcatalog.sqlutil import list_literal, load_sql, quote_ident, quote_literal
+
+__all__ = ["MessageSchema", "render_sql", "struct_type", "view_sql"]
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_VIEW_HEADER = re.compile(r"^\s*CREATE OR REPLACE VIEW \{view\} AS\s*$", re.MULTILINE)
+
+
+def render_sql(template: str, **values: str) -> str:
+    """Fill `{name}` placeholders; whole-line `--` comments are left alone.
+
+    str.format would trip over DuckDB's struct literals ({'a': 1}); here only bare
+    identifiers in braces are placeholders, and an unknown one is an error, not silent SQL.
+    """
+
+    def fill(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in values:
+            raise KeyError(f"SQL template placeholder {{{name}}} has no value")
+        return values[name]
+
+    out = []
+    for line in template.splitlines(keepends=True):
+        out.append(line if line.lstrip().startswith("--") else _PLACEHOLDER.sub(fill, line))
+    return "".join(out)
+
+
+def _select_body(view_template: str) -> str:
+    """The SELECT of a `CREATE OR REPLACE VIEW {view} AS ...` template, for use as a query."""
+    m = _VIEW_HEADER.search(view_template)
+    if m is None:
+        raise ValueError("view template lacks a 'CREATE OR REPLACE VIEW {view} AS' line")
+    return view_template[m.end() :].strip()
+
+
+def struct_type(fields: Mapping[str, str]) -> str:
+    """A DuckDB STRUCT type from (field name -> type), names quoted."""
+    return "STRUCT(" + ", ".join(f"{quote_ident(k)} {v}" for k, v in fields.items()) + ")"
+
+
+@dataclass(frozen=True, eq=False)
+class MessageSchema:
+    """Everything the pipeline needs to know about one (source, message type).
+
+    Bump canonical_version whenever canonical_columns (or their meaning) change, so cached
+    partitions written under the old layout are recognised and re-converted.
+    """
+
+    source: str
+    message_type: str
+    canonical_version: int
+    #: DuckDB types for read_json(columns=...): the union of all known schema versions.
+    read_columns: dict[str, str]
+    #: Top-level keys a record must have; all of them NULL marks an unparseable line.
+    required_top_level: tuple[str, ...]
+    #: (name, DuckDB type) of the Parquet files, in order (no hive partition columns).
+    canonical_columns: list[tuple[str, str]]
+    #: (name, DuckDB type) of the socrata view, in order, including source and date.
+    socrata_columns: list[tuple[str, str]]
+    known_versions: frozenset[int]
+    #: file names under sql/transforms/ and sql/views/
+    transform_sql: str
+    view_template: str
+    socrata_view_template: str
+    view_name: str
+    socrata_view_name: str
+    #: the record time column (UTC) used for time windows
+    time_column: str = "generated_at"
+    #: hive partition columns the canonical view adds after the Parquet columns
+    partition_columns: list[tuple[str, str]] = field(
+        default_factory=lambda: [
+            ("source", "VARCHAR"),
+            ("message_type", "VARCHAR"),
+            ("date", "DATE"),
+            ("year", "INTEGER"),
+            ("month", "INTEGER"),
+            ("day", "INTEGER"),
+        ]
+    )
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.canonical_columns]
+
+    @property
+    def view_columns(self) -> list[tuple[str, str]]:
+        """(name, type) of the canonical view: Parquet columns, then partition columns."""
+        return self.canonical_columns + self.partition_columns
+
+    def read_columns_sql(self) -> str:
+        """The read_json `columns=` argument as a DuckDB struct literal."""
+        return (
+            "{"
+            + ", ".join(
+                f"{quote_literal(k)}: {quote_literal(v)}" for k, v in self.read_columns.items()
+            )
+            + "}"
+        )
+
+    def canonical_select_sql(
+        self, relation: str, *, validate: bool = True, extra_columns: Sequence[str] = ()
+    ) -> str:
+        """The SELECT turning raw rows into canonical rows, with invalid_reason and warnings.
+
+        relation is a FROM item (table name or parenthesised query) with the read_columns and
+        source_key. extra_columns are "<expr> AS <name>" items appended after the canonical
+        columns; they may refer to metadata and payload via the alias b.
+        """
+        extra = "".join(f", {c}" for c in extra_columns)
+        return render_sql(
+            load_sql("transforms", self.transform_sql),
+            relation=relation,
+            validate="TRUE" if validate else "FALSE",
+            extra_columns=extra,
+        )
+
+    def socrata_select_sql(self, relation: str) -> str:
+        """The socrata SELECT over a relation with the canonical columns plus source and date."""
+        body = _select_body(load_sql("views", self.socrata_view_template))
+        return render_sql(body, relation=relation)
+
+    def empty_select_sql(self, columns: Sequence[tuple[str, str]] | None = None) -> str:
+        """A zero-row SELECT with the canonical (Parquet) columns and their exact types."""
+        cols = self.canonical_columns if columns is None else columns
+        items = ", ".join(f"CAST(NULL AS {t}) AS {quote_ident(n)}" for n, t in cols)
+        return f"SELECT {items} WHERE false"
+
+
+def view_sql(schema: MessageSchema, files: list[str]) -> list[str]:
+    """CREATE OR REPLACE VIEW statements for the canonical and the socrata view.
+
+    files are absolute Parquet paths of complete partitions. With none, the canonical view is
+    a typed zero-row SELECT, so queries and Dask meta still see every column.
+    """
+    view = quote_ident(schema.view_name)
+    if files:
+        columns = ",\n    ".join(quote_ident(n) for n in schema.column_names)
+        canonical = render_sql(
+            load_sql("views", schema.view_template),
+            view=view,
+            columns=columns,
+            files=list_literal(files),
+        )
+    else:
+        canonical = (
+            f"CREATE OR REPLACE VIEW {view} AS {schema.empty_select_sql(schema.view_columns)}"
+        )
+    socrata = render_sql(
+        load_sql("views", schema.socrata_view_template),
+        view=quote_ident(schema.socrata_view_name),
+        relation=view,
+    )
+    return [canonical, socrata]
