@@ -13,7 +13,9 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -156,6 +158,32 @@ class IngestSummary:
         }
 
 
+@dataclass
+class _Fetched:
+    """A partition's objects, listed and downloaded into staging, ready to convert."""
+
+    prior: PartitionRecord | None
+    objects: list[ObjectInfo]
+    names: dict[str, Path]
+    downloaded: int
+    nbytes: int
+
+
+@dataclass
+class _Prepared:
+    """The result of the fetch stage: either an outcome already, or fetched objects."""
+
+    pk: PartitionKey
+    lock: filelock.BaseFileLock | None
+    outcome: DayOutcome | None = None
+    fetched: _Fetched | None = None
+    t0: float = field(default_factory=time.monotonic)
+
+
+def _describe(e: BaseException) -> str:
+    return str(e) if isinstance(e, CvCatalogError) else f"{type(e).__name__}: {e}"
+
+
 def needs_work(
     rec: PartitionRecord | None, today: date, cfg: DataSourceConfig, force: bool
 ) -> tuple[bool, str]:
@@ -269,94 +297,138 @@ class Ingestor:
         return self._fetcher
 
     def _run_days(self, todo: list[PartitionKey], summary: IngestSummary) -> None:
+        """Fetch day N+1 (list + download, one background thread) while day N converts.
+
+        Days another process holds are deferred to the end and then waited for.
+        """
         deferred: list[PartitionKey] = []
-        for pk in todo:
-            lock = filelock.FileLock(str(self._lock_path(pk)))
+        queue: deque[tuple[PartitionKey, Future[_Prepared | None]]] = deque()
+        days = iter(todo)
+        with ThreadPoolExecutor(1, thread_name_prefix="cvcatalog-prefetch") as pool:
+
+            def submit_next() -> None:
+                pk = next(days, None)
+                if pk is not None:
+                    queue.append((pk, pool.submit(self._prepare, pk, False)))
+
+            submit_next()
             try:
-                lock.acquire(timeout=0)
-            except filelock.Timeout:
-                deferred.append(pk)  # another process has it; come back at the end
-                continue
-            try:
-                summary.days.append(self._one_day(pk))
-            finally:
-                lock.release()
+                while queue:
+                    pk, fut = queue.popleft()
+                    submit_next()  # overlaps the next download with this conversion
+                    prepared = fut.result()
+                    if prepared is None:
+                        deferred.append(pk)
+                        continue
+                    summary.days.append(self._finish(prepared))
+            except BaseException:
+                for _, fut in queue:  # never leave a partition lock behind
+                    fut.cancel()
+                    with contextlib.suppress(BaseException):
+                        leftover = fut.result()
+                        if leftover is not None and leftover.lock is not None:
+                            leftover.lock.release()
+                raise
         for pk in deferred:
             self.progress.note(f"waiting for another cvcatalog process working on {pk.key}")
-            lock = filelock.FileLock(str(self._lock_path(pk)))
-            try:
-                lock.acquire(timeout=max(self.cfg.cache.lock_timeout_seconds, 1.0) * 10)
-            except filelock.Timeout:
-                outcome = DayOutcome(pk.key, "failed", error="partition locked by another process")
-                summary.days.append(outcome)
-                self.progress.finished(outcome)
-                continue
-            try:
-                summary.days.append(self._one_day(pk))
-            finally:
-                lock.release()
+            prepared = self._prepare(pk, True)
+            assert prepared is not None
+            summary.days.append(self._finish(prepared))
 
     def _lock_path(self, pk: PartitionKey) -> Path:
         p = self.paths.partition_lock(pk)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def _one_day(self, pk: PartitionKey) -> DayOutcome:
-        """Process one partition; the caller holds its lock."""
+    def _prepare(self, pk: PartitionKey, wait: bool) -> _Prepared | None:
+        """Lock the partition, decide whether it needs work, list and download it.
+
+        Returns None when another process holds the partition and wait is False. The
+        returned partition stays locked until _finish releases it.
+        """
+        lock = filelock.FileLock(str(self._lock_path(pk)), thread_local=False)
+        try:
+            lock.acquire(timeout=max(self.cfg.cache.lock_timeout_seconds, 1.0) * 10 if wait else 0)
+        except filelock.Timeout:
+            if not wait:
+                return None
+            return _Prepared(
+                pk, None, DayOutcome(pk.key, "failed", error="partition locked by another process")
+            )
         t0 = time.monotonic()
+        try:
+            outcome, fetched = self._fetch(pk)
+        except BaseException:
+            lock.release()
+            raise
+        return _Prepared(pk, lock, outcome, fetched, t0)
+
+    def _fetch(self, pk: PartitionKey) -> tuple[DayOutcome | None, _Fetched | None]:
         # Another process may have finished it while we waited for the lock.
         with self.db.read() as con:
             rec = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
             referenced = {f.path for f in manifest.get_files(con, [pk.key])}
         work, why = needs_work(rec, self.today, self.cfg, self.force)
         if not work and rec is not None:
-            outcome = DayOutcome(
-                pk.key, "cached", rows=rec.rows, detail=f"{why} (by another process)"
-            )
-            self.progress.finished(outcome)
-            return outcome
+            detail = f"{why} (by another process)"
+            return DayOutcome(pk.key, "cached", rows=rec.rows, detail=detail), None
         self._remove_orphans(pk, referenced)
         try:
-            outcome = self._fetch_convert_publish(pk, rec)
+            objects = self.fetcher.list(pk.s3_prefix)
+            nbytes = sum(o.size for o in objects)
+            self.progress.listed(pk.key, len(objects), nbytes)
+            if not objects:
+                return self._empty_listing(pk, rec), None
+            raw_dir = self.paths.staging_dir(pk) / "raw"
+            names = {o.key: raw_dir / _raw_name(o, i) for i, o in enumerate(objects)}
+            results, failures = self.fetcher.download_many(
+                objects, lambda o: names[o.key], on_bytes=self.progress.downloaded
+            )
         except CredentialsError:
             raise
-        except CvCatalogError as e:
-            outcome = self._fail(pk, str(e))
-        except (OSError, duckdb.Error) as e:
-            outcome = self._fail(pk, f"{type(e).__name__}: {e}")
-        outcome.seconds = time.monotonic() - t0
-        self.progress.finished(outcome)
-        return outcome
-
-    def _fetch_convert_publish(self, pk: PartitionKey, prior: PartitionRecord | None) -> DayOutcome:
-        objects = self.fetcher.list(pk.s3_prefix)
-        nbytes = sum(o.size for o in objects)
-        self.progress.listed(pk.key, len(objects), nbytes)
-        if not objects:
-            if prior is not None and prior.status == "complete":
-                # An empty listing never erases data we already hold.
-                self.progress.note(f"{pk.key}: the bucket lists nothing now; keeping cached data")
-                return DayOutcome(pk.key, "cached", rows=prior.rows, detail="kept (empty listing)")
-            rec = PartitionRecord(
-                pk.key, pk.source, pk.message_type, pk.day, "no_data", run_id=self.run_id
-            )
-            self._commit(pk, rec)
-            return DayOutcome(pk.key, "no_data")
-
-        stage = self.paths.staging_dir(pk)
-        raw_dir = stage / "raw"
-        names = {o.key: raw_dir / _raw_name(o, i) for i, o in enumerate(objects)}
-        results, failures = self.fetcher.download_many(
-            objects, lambda o: names[o.key], on_bytes=self.progress.downloaded
-        )
+        except (CvCatalogError, OSError) as e:
+            return self._fail(pk, _describe(e)), None
         downloaded = sum(r.size - r.resumed_from for r in results)
         if failures:
             obj, err = failures[0]
             more = f" (and {len(failures) - 1} more objects)" if len(failures) > 1 else ""
             out = self._fail(pk, f"download of {obj.key} failed: {err}{more}")
             out.bytes_downloaded = downloaded
-            return out
+            return out, None
+        return None, _Fetched(rec, objects, names, downloaded, nbytes)
 
+    def _empty_listing(self, pk: PartitionKey, prior: PartitionRecord | None) -> DayOutcome:
+        if prior is not None and prior.status == "complete":
+            # An empty listing never erases data we already hold.
+            self.progress.note(f"{pk.key}: the bucket lists nothing now; keeping cached data")
+            return DayOutcome(pk.key, "cached", rows=prior.rows, detail="kept (empty listing)")
+        rec = PartitionRecord(
+            pk.key, pk.source, pk.message_type, pk.day, "no_data", run_id=self.run_id
+        )
+        self._commit(pk, rec)
+        return DayOutcome(pk.key, "no_data")
+
+    def _finish(self, p: _Prepared) -> DayOutcome:
+        """Convert and publish a fetched partition, then release its lock."""
+        try:
+            if p.outcome is not None:
+                outcome = p.outcome
+            else:
+                assert p.fetched is not None
+                try:
+                    outcome = self._convert_publish(p.pk, p.fetched)
+                except (CvCatalogError, OSError, duckdb.Error) as e:
+                    outcome = self._fail(p.pk, _describe(e))
+            outcome.seconds = time.monotonic() - p.t0
+            self.progress.finished(outcome)
+            return outcome
+        finally:
+            if p.lock is not None:
+                p.lock.release()
+
+    def _convert_publish(self, pk: PartitionKey, f: _Fetched) -> DayOutcome:
+        objects, names = f.objects, f.names
+        stage = self.paths.staging_dir(pk)
         self.progress.converting(pk.key)
         out_dir = stage / f"out-{self.run_id}"
         remove_tree(out_dir)
@@ -391,7 +463,7 @@ class Ingestor:
             quarantined=result.quarantined,
             parquet_bytes=sum(f.bytes for f in files if f.kind == "data"),
             source_objects=len(objects),
-            source_bytes=nbytes,
+            source_bytes=f.nbytes,
             schema_versions=sorted(result.schema_versions),
             canonical_version=self.schema.canonical_version,
             run_id=self.run_id,
@@ -403,9 +475,9 @@ class Ingestor:
         try:
             self._commit(pk, rec, files, sobjs, validation)
         except BaseException:
-            for f in files:
+            for placed in files:
                 with contextlib.suppress(FileNotFoundError):
-                    self.paths.absolute(f.path).unlink()
+                    self.paths.absolute(placed.path).unlink()
             raise
         remove_tree(stage)
         prune_empty_dirs(stage.parent, self.paths.staging)
@@ -415,7 +487,7 @@ class Ingestor:
             rows=result.rows,
             quarantined=result.quarantined,
             objects=len(objects),
-            bytes_downloaded=downloaded,
+            bytes_downloaded=f.downloaded,
             parquet_bytes=rec.parquet_bytes,
         )
 
