@@ -28,7 +28,7 @@ from cvcatalog.exceptions import ConfigError, QueryError
 from cvcatalog.ingest import Ingestor, IngestProgress, IngestSummary
 from cvcatalog.layout import CatalogPaths
 from cvcatalog.schemas import SCHEMAS, MessageSchema
-from cvcatalog.sources import partitions_for, utc_window
+from cvcatalog.sources import PartitionKey, partitions_for, utc_window
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -52,12 +52,31 @@ def _as_date(value: date | str | None, what: str) -> date | None:
 
 @dataclass(frozen=True)
 class DaskPiece:
-    """One lazy Dask partition: the files of one catalog partition."""
+    """One lazy Dask partition: the files of one catalog partition, and its partition values."""
 
     files: tuple[str, ...]
-    source: str
-    message_type: str
-    date: date
+    constants: tuple[tuple[str, Any], ...]
+
+
+def partition_constants(pk: PartitionKey) -> tuple[tuple[str, Any], ...]:
+    """The partition columns a view derives from hive paths, as constants for Dask pieces."""
+    head: tuple[tuple[str, Any], ...] = (("source", pk.source), ("message_type", pk.message_type))
+    if pk.bins is None:
+        return (*head, ("date", pk.day))
+    return (
+        *head,
+        ("year", pk.day.year),
+        ("month", pk.day.month),
+        ("weekday", pk.bins[0]),
+        ("time_bin", pk.bins[1]),
+    )
+
+
+def _with_constants(table: pa.Table, constants: tuple[tuple[str, Any], ...]) -> pa.Table:
+    n = table.num_rows
+    for name, value in constants:
+        table = table.append_column(name, pa.array([value] * n, pa.scalar(value).type))
+    return table
 
 
 def _read_piece(
@@ -68,21 +87,19 @@ def _read_piece(
     time_column: str | None,
 ) -> pd.DataFrame:
     """Read one partition's files with pyarrow (runs on Dask workers, so module level)."""
+    const_names = {name for name, _ in piece.constants}
     need = None
     if columns is not None:
         need = list(dict.fromkeys([*columns, *([time_column] if window and time_column else [])]))
-        need = [c for c in need if c not in ("source", "message_type", "date")]
+        need = [c for c in need if c not in const_names]
     arrow_filters: list[tuple[str, str, Any]] = list(filters or [])
     if window and time_column:
         arrow_filters += [(time_column, ">=", window[0]), (time_column, "<", window[1])]
     table = pq.read_table(list(piece.files), columns=need, filters=arrow_filters or None)
-    n = table.num_rows
-    table = table.append_column("source", pa.array([piece.source] * n, pa.string()))
-    table = table.append_column("message_type", pa.array([piece.message_type] * n, pa.string()))
-    table = table.append_column("date", pa.array([piece.date] * n, pa.date32()))
+    table = _with_constants(table, piece.constants)
     if columns is not None:
         table = table.select(columns)
-    return table.to_pandas(types_mapper=None)
+    return table.to_pandas()
 
 
 class Catalog:
@@ -280,7 +297,7 @@ class Catalog:
         for f in files:
             by_key.setdefault(f.partition_key, []).append(str(self.paths.absolute(f.path)))
         pieces = [
-            DaskPiece(tuple(by_key[p.partition_key]), p.source, p.message_type, p.date)
+            DaskPiece(tuple(by_key[p.partition_key]), partition_constants(p.pk))
             for p in parts
             if p.partition_key in by_key
         ]
@@ -292,7 +309,8 @@ class Catalog:
             assert lo_day is not None and hi_day is not None
             window = utc_window(lo_day, hi_day, timezone)
         cols = list(columns) if columns is not None else None
-        meta = _meta(schema, pieces, cols)
+        example = parts[0].pk if parts else PartitionKey.parse(_example_key(source, message_type))
+        meta = _meta(schema, pieces, cols, partition_constants(example))
         record_access([p.partition_key for p in parts], self.paths)
         if not pieces:
             frame = dd.from_pandas(meta, npartitions=1)
@@ -342,8 +360,15 @@ def _short_duckdb_error(e: duckdb.Error) -> str:
     return text
 
 
+def _example_key(source: str, message_type: str) -> str:
+    return partitions_for(source, message_type, date(2021, 1, 1), date(2021, 1, 1), "UTC")[0].key
+
+
 def _meta(
-    schema: MessageSchema, pieces: list[DaskPiece], columns: list[str] | None
+    schema: MessageSchema,
+    pieces: list[DaskPiece],
+    columns: list[str] | None,
+    constants: tuple[tuple[str, Any], ...],
 ) -> pd.DataFrame:
     """An empty frame with the exact dtypes a piece will have."""
     if pieces:
@@ -354,10 +379,7 @@ def _meta(
             arrow_schema = con.sql(schema.empty_select_sql()).arrow().read_all().schema
         finally:
             con.close()
-    table = arrow_schema.empty_table()
-    table = table.append_column("source", pa.array([], pa.string()))
-    table = table.append_column("message_type", pa.array([], pa.string()))
-    table = table.append_column("date", pa.array([], pa.date32()))
+    table = _with_constants(arrow_schema.empty_table(), constants)
     if columns is not None:
         missing = [c for c in columns if c not in table.column_names]
         if missing:

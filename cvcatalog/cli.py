@@ -20,6 +20,7 @@ from cvcatalog.config import load_yaml
 from cvcatalog.exceptions import CvCatalogError
 from cvcatalog.ingest import IngestSummary
 from cvcatalog.output import Format, emit
+from cvcatalog.sources import FOLDER_TIMEZONE, PartitionKey
 
 app = typer.Typer(
     help="A local analytical catalog of the USDOT ITS CV Pilot sandbox bucket.",
@@ -334,14 +335,13 @@ def cache_verify(
     quarantine_bad(cat.db, report)
     failures = 0
     for key in report.bad_partitions:
-        src, mt, y, m, d = key.split("/")
-        day = date(int(y), int(m), int(d))
+        pk = PartitionKey.parse(key)
         s = cat.ingest(
-            src,
-            mt,
-            day,
-            day,
-            timezone=_folder_tz(src),
+            pk.source,
+            pk.message_type,
+            pk.day,
+            pk.day,
+            timezone=_folder_tz(pk.source),
             profile=profile,
             no_sign_request=no_sign_request,
         )
@@ -352,8 +352,6 @@ def cache_verify(
 
 
 def _folder_tz(source: str) -> str:
-    from cvcatalog.sources import FOLDER_TIMEZONE
-
     return FOLDER_TIMEZONE[source]
 
 

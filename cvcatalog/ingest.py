@@ -197,10 +197,11 @@ def needs_work(
     # no_data: the sandbox lags, so a marker for a recent day, or one taken while the day was
     # still recent, is only provisional.
     recent = timedelta(days=cfg.cache.recent_days)
-    if today - rec.date <= recent:
+    last = rec.pk.last_day
+    if today - last <= recent:
         return True, ""
-    checked = rec.checked_at.date() if rec.checked_at else rec.date
-    if checked - rec.date <= recent:
+    checked = rec.checked_at.date() if rec.checked_at else last
+    if checked - last <= recent:
         return True, ""
     if rec.checked_at and now_utc() - rec.checked_at > timedelta(days=cfg.cache.ttl_days):
         return True, ""

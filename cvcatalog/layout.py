@@ -60,10 +60,10 @@ class CatalogPaths:
         return self.quarantine / pk.hive_dir
 
     def staging_dir(self, pk: PartitionKey) -> Path:
-        return self.staging / pk.source / pk.message_type / pk.day.isoformat()
+        return self.staging / pk.key
 
     def partition_lock(self, pk: PartitionKey) -> Path:
-        return self.root / "locks" / pk.source / pk.message_type / f"{pk.day.isoformat()}.lock"
+        return self.root / "locks" / f"{pk.key}.lock"
 
     def relative(self, path: Path) -> str:
         """Catalog-relative POSIX path, as stored in the manifest."""

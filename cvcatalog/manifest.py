@@ -39,7 +39,7 @@ class PartitionRecord:
 
     @property
     def pk(self) -> PartitionKey:
-        return PartitionKey(self.source, self.message_type, self.date)
+        return PartitionKey.parse(self.partition_key)
 
 
 @dataclass(frozen=True)

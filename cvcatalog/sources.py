@@ -33,17 +33,32 @@ FOLDER_TIMEZONE: dict[str, str] = {
 NDJSON_SINCE = date(2018, 1, 18)
 
 
+#: NYCDOT folders are obfuscated bins, not dates: {YYYY}/{MM}/{weekday}/{time of day}.
+WEEKDAY_BINS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN", "NA")
+TIME_BINS = ("NT", "AM", "MD", "PM", "EV", "NA")
+BINNED_SOURCES = frozenset({"nycdot"})
+
+
 @dataclass(frozen=True, order=True)
 class PartitionKey:
-    """One cached unit: a source/type/folder-day. Its string form is the cache key."""
+    """One cached unit; its string form is the cache key.
+
+    Dated sources: one folder day, `{source}/{type}/{YYYY}/{MM}/{DD}`.
+    Binned sources (nycdot): one bin folder, `{source}/{type}/{YYYY}/{MM}/{weekday}/{time}`,
+    with `day` the first of the month.
+    """
 
     source: str
     message_type: str
     day: date
+    bins: tuple[str, str] | None = None
 
     @property
     def key(self) -> str:
-        return f"{self.source}/{self.message_type}/{self.day.year}/{self.day.month:02d}/{self.day.day:02d}"
+        head = f"{self.source}/{self.message_type}/{self.day.year}/{self.day.month:02d}"
+        if self.bins is not None:
+            return f"{head}/{self.bins[0]}/{self.bins[1]}"
+        return f"{head}/{self.day.day:02d}"
 
     @property
     def s3_prefix(self) -> str:
@@ -53,12 +68,42 @@ class PartitionKey:
         return f"{self.key}/{hour:02d}/"
 
     @property
+    def hive_values(self) -> list[tuple[str, str]]:
+        """(column, value) of the hive directories below source/message_type."""
+        values = [("year", str(self.day.year)), ("month", f"{self.day.month:02d}")]
+        if self.bins is not None:
+            return [*values, ("weekday", self.bins[0]), ("time_bin", self.bins[1])]
+        return [*values, ("day", f"{self.day.day:02d}")]
+
+    @property
     def hive_dir(self) -> str:
         """Relative directory of this partition's Parquet files (source first)."""
-        return (
-            f"source={self.source}/message_type={self.message_type}/"
-            f"year={self.day.year}/month={self.day.month:02d}/day={self.day.day:02d}"
-        )
+        parts = [f"source={self.source}", f"message_type={self.message_type}"]
+        return "/".join(parts + [f"{k}={v}" for k, v in self.hive_values])
+
+    @property
+    def last_day(self) -> date:
+        """The last day whose records this partition can hold (for the sandbox-lag rule)."""
+        if self.bins is None:
+            return self.day
+        nxt = date(self.day.year + self.day.month // 12, self.day.month % 12 + 1, 1)
+        return nxt - timedelta(days=1)
+
+    @classmethod
+    def parse(cls, key: str) -> PartitionKey:
+        """The inverse of .key (validates every component)."""
+        parts = key.split("/")
+        try:
+            if parts[0] in BINNED_SOURCES and len(parts) == 6:
+                wd, tb = parts[4], parts[5]
+                if wd not in WEEKDAY_BINS or tb not in TIME_BINS:
+                    raise ValueError(key)
+                return cls(parts[0], parts[1], date(int(parts[2]), int(parts[3]), 1), (wd, tb))
+            if len(parts) == 5 and parts[0] in VALID_TYPES and parts[0] not in BINNED_SOURCES:
+                return cls(parts[0], parts[1], date(int(parts[2]), int(parts[3]), int(parts[4])))
+        except ValueError:
+            pass
+        raise ValueError(f"not a partition key: {key!r}")
 
     def __str__(self) -> str:
         return self.key
@@ -99,7 +144,19 @@ def folder_hours(source: str, lo: datetime, hi: datetime) -> list[tuple[date, in
 def partitions_for(
     source: str, message_type: str, start: date, end: date, tz: str
 ) -> list[PartitionKey]:
-    """The folder-day partitions a local date range touches (a Denver day spans two UTC days)."""
+    """The partitions a local date range touches.
+
+    Dated sources: the folder days (a Denver day spans two UTC days). NYCDOT: every
+    weekday/time-of-day bin of every month the range touches (events are only binned).
+    """
     lo, hi = utc_window(start, end, tz)
     days = sorted({d for d, _ in folder_hours(source, lo, hi)})
+    if source in BINNED_SOURCES:
+        months = sorted({d.replace(day=1) for d in days})
+        return [
+            PartitionKey(source, message_type, m, (wd, tb))
+            for m in months
+            for wd in WEEKDAY_BINS
+            for tb in TIME_BINS
+        ]
     return [PartitionKey(source, message_type, d) for d in days]

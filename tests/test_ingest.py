@@ -16,7 +16,9 @@ import pytest
 from cvcatalog import transform
 from cvcatalog.catalog import Catalog
 from cvcatalog.ingest import Ingestor
+from cvcatalog.layout import CatalogPaths
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
+from cvcatalog.sources import PartitionKey
 
 D1, D2, D3 = date(2021, 4, 1), date(2021, 4, 2), date(2021, 4, 3)
 
@@ -295,7 +297,7 @@ def test_a_killed_ingest_resumes_without_fetching_twice(s3_client: Any, catalog_
 
     report = seed(s3_client, D1, D1, files_per_hour=2, empty_hour_rate=0)
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(catalog_dir)])
-    raw = catalog_dir / "staging" / "wydot" / "BSM" / "2021-04-01" / "raw"
+    raw = CatalogPaths.at(catalog_dir).staging_dir(PartitionKey("wydot", "BSM", D1)) / "raw"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         done = (

@@ -68,3 +68,39 @@ def test_every_requested_hour_is_covered_exactly_once(start: date, span: int, tz
     assert len(hours) == len(set(hours)) == int((hi - lo).total_seconds() // 3600)
     days = {p.day for p in partitions_for("wydot", "BSM", start, end, tz)}
     assert days == {d for d, _ in hours}
+
+
+def test_nycdot_partitions_are_bins_of_the_months_touched() -> None:
+    keys = partitions_for(
+        "nycdot", "EVENT", date(2021, 4, 28), date(2021, 5, 2), "America/New_York"
+    )
+    assert len(keys) == 2 * 8 * 6
+    assert keys[0].key == "nycdot/EVENT/2021/04/MON/NT"
+    assert (
+        keys[-1].hive_dir
+        == "source=nycdot/message_type=EVENT/year=2021/month=05/weekday=NA/time_bin=NA"
+    )
+    assert keys[0].last_day == date(2021, 4, 30)
+
+
+@given(
+    st.sampled_from(["wydot", "wydot_backup", "thea", "nycdot"]),
+    st.dates(min_value=date(2017, 1, 1), max_value=date(2030, 12, 31)),
+)
+def test_partition_keys_parse_back(source: str, day: date) -> None:
+    mt = {"nycdot": "EVENT"}.get(source, "BSM")
+    for pk in partitions_for(source, mt, day, day, "UTC"):
+        assert PartitionKey.parse(pk.key) == pk
+
+
+def test_malformed_keys_are_refused() -> None:
+    import pytest
+
+    for bad in [
+        "wydot/BSM/2021/04",
+        "nycdot/EVENT/2021/04/XXX/AM",
+        "../BSM/2021/04/01",
+        "wydot/BSM/2021/13/01",
+    ]:
+        with pytest.raises(ValueError):
+            PartitionKey.parse(bad)
