@@ -342,6 +342,25 @@ class Catalog:
     def evict(self, max_size_gb: float) -> list[str]:
         return cache.evict_to_size(self.db, max_size_gb)
 
+    def validation_report(
+        self, run_id: str | None = None, source: str | None = None, message_type: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Quarantined records and kept warnings per rule and partition of one ingest run."""
+        with self.db.read() as con:
+            return manifest.validation_report(con, run_id, source, message_type)
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The most recent ingest runs."""
+        with self.db.read() as con:
+            cur = con.execute(
+                "SELECT run_id, status, source, message_type, start_date, end_date, days_complete, "
+                "days_no_data, days_failed, days_cached, rows, quarantined, seconds "
+                "FROM ingest_runs ORDER BY started_at DESC LIMIT ?",
+                [limit],
+            )
+            names = [d[0] for d in cur.description or []]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
     def verify(self) -> cache.VerifyReport:
         return cache.verify(self.db)
 

@@ -34,6 +34,8 @@ sandbox_app = typer.Typer(
 )
 app.add_typer(cache_app, name="cache")
 app.add_typer(sandbox_app, name="sandbox")
+report_app = typer.Typer(help="Reports stored in the catalog.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
 
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -353,6 +355,65 @@ def cache_verify(
 
 def _folder_tz(source: str) -> str:
     return FOLDER_TIMEZONE[source]
+
+
+@app.command()
+@friendly
+def schema(
+    source: Annotated[str, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")],
+    message_type: Annotated[str, typer.Option("--type", help="BSM | TIM | SPAT | EVENT")],
+    socrata: Annotated[
+        bool, typer.Option("--socrata", help="The data.transportation.gov view")
+    ] = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Columns and types of a (source, type) view, from the canonical schema registry."""
+    from cvcatalog.catalog import _pair
+    from cvcatalog.schemas import SCHEMAS
+
+    s = SCHEMAS.get(_pair(source, message_type))
+    if s is None:
+        raise CvCatalogError(f"{source}/{message_type} has no schema in this cvcatalog version")
+    cols = s.socrata_columns if socrata else s.view_columns
+    emit(
+        [{"column": c, "type": t} for c, t in cols],
+        fmt,
+        title=f"{s.socrata_view_name if socrata else s.view_name} (canonical v{s.canonical_version})",
+    )
+
+
+# -- reports --------------------------------------------------------------------------------
+@report_app.command("validation")
+@friendly
+def report_validation(
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Ingest run id [default: the latest]")
+    ] = None,
+    source: SourceOpt = None,
+    message_type: TypeOpt = None,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Quarantined records and kept warnings, per rule and partition, of one ingest run."""
+    cat = open_catalog(catalog)
+    rows = cat.validation_report(
+        run_id, source and source.lower(), message_type and message_type.upper()
+    )
+    emit(rows, fmt, columns=["run_id", "partition", "date", "kind", "rule", "count"])
+    if fmt is Format.table:
+        total = sum(r["count"] for r in rows if r["kind"] == "quarantine")
+        print(f"{total} quarantined" + (f" in run {rows[0]['run_id']}" if rows else " (no report)"))
+
+
+@report_app.command("runs")
+@friendly
+def report_runs(
+    limit: Annotated[int, typer.Option("--limit")] = 20,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The most recent ingest runs."""
+    emit(open_catalog(catalog).runs(limit), fmt)
 
 
 # -- sandbox --------------------------------------------------------------------------------

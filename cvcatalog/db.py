@@ -70,13 +70,15 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
 def ensure_views(con: duckdb.DuckDBPyConnection, paths: CatalogPaths) -> None:
     """Create the views of any (source, type) this catalog has none for yet (new catalogs,
     or a cvcatalog that learned a new message type)."""
+    # imported here: schemas and views build on this module's helpers
     from cvcatalog.schemas import SCHEMAS
-    from cvcatalog.views import refresh_views
+    from cvcatalog.views import refresh_union_views, refresh_views
 
     have = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
     for (source, message_type), schema in SCHEMAS.items():
         if schema.view_name not in have or schema.socrata_view_name not in have:
             refresh_views(con, paths, source, message_type)
+    refresh_union_views(con)  # cheap, and follows any change in the set of schemas
 
 
 class CatalogDB:
@@ -162,8 +164,9 @@ class CatalogDB:
         with self._writer_lock():
             tmp = self.paths.db.with_name(f".{self.paths.db.name}.{uuid.uuid4().hex}.tmp")
             try:
-                if self.exists():
-                    shutil.copyfile(self.paths.db, tmp)
+                with self._file_errors("copy"):
+                    if self.exists():
+                        shutil.copyfile(self.paths.db, tmp)
                 con = self._connect(tmp, read_only=False)
                 try:
                     con.execute("BEGIN TRANSACTION")
@@ -178,15 +181,22 @@ class CatalogDB:
                     raise
                 finally:
                     con.close()
-                with open(tmp, "rb") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.paths.db)
-                fsync_dir(self.paths.root)
-            except OSError as e:
-                raise CatalogError(
-                    f"cannot write the catalog database in {self.paths.root}: {e.strerror}"
-                ) from None
+                with self._file_errors("publish"):
+                    with open(tmp, "rb") as f:
+                        os.fsync(f.fileno())
+                    os.replace(tmp, self.paths.db)
+                    fsync_dir(self.paths.root)
             finally:
                 for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
                     with contextlib.suppress(FileNotFoundError):
                         leftover.unlink()
+
+    @contextlib.contextmanager
+    def _file_errors(self, step: str) -> Iterator[None]:
+        """Disk full, permissions: one clear line instead of an OSError from deep inside."""
+        try:
+            yield
+        except OSError as e:
+            raise CatalogError(
+                f"cannot {step} the catalog database in {self.paths.root}: {e.strerror or e}"
+            ) from None

@@ -201,3 +201,38 @@ def start_run(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> None:
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, values: dict[str, Any]) -> None:
     sets = ", ".join(f"{c} = ?" for c in values)
     con.execute(f"UPDATE ingest_runs SET {sets} WHERE run_id = ?", [*values.values(), run_id])
+
+
+def validation_report(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str | None = None,
+    source: str | None = None,
+    message_type: str | None = None,
+) -> list[dict[str, Any]]:
+    """Counts per rule and partition for one ingest run (default: the latest with a report)."""
+    where, params = ["1=1"], []
+    if source:
+        where.append("p.source = ?")
+        params.append(source)
+    if message_type:
+        where.append("p.message_type = ?")
+        params.append(message_type)
+    cond = " AND ".join(where)
+    if run_id is None:
+        latest = _rows(
+            con,
+            "SELECT r.run_id FROM ingest_runs r WHERE EXISTS (SELECT 1 FROM validation_reports v "
+            f"JOIN partitions p USING (partition_key) WHERE v.run_id = r.run_id AND {cond}) "
+            "ORDER BY r.started_at DESC LIMIT 1",
+            params,
+        )
+        if not latest:
+            return []
+        run_id = latest[0]["run_id"]
+    return _rows(
+        con,
+        "SELECT v.run_id, v.partition_key AS partition, p.date, v.kind, v.rule, v.count "
+        "FROM validation_reports v LEFT JOIN partitions p USING (partition_key) "
+        f"WHERE v.run_id = ? AND {cond} ORDER BY v.partition_key, v.kind, v.rule",
+        [run_id, *params],
+    )
