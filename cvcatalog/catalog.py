@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from cvcatalog import cache, manifest
 from cvcatalog.access import record_access
+from cvcatalog.compact import CompactResult, compact
 from cvcatalog.config import (
     DEFAULT_HOME,
     DataSourceConfig,
@@ -360,6 +361,15 @@ class Catalog:
             )
             names = [d[0] for d in cur.description or []]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def compact(
+        self,
+        source: str | None = None,
+        message_type: str | None = None,
+        rows_per_file: int = 2_000_000,
+    ) -> list[CompactResult]:
+        """Rewrite partitions made of several Parquet files as few well-sized files."""
+        return compact(self.db, source, message_type, rows_per_file=rows_per_file)
 
     def verify(self) -> cache.VerifyReport:
         return cache.verify(self.db)

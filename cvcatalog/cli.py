@@ -382,6 +382,29 @@ def schema(
     )
 
 
+@app.command("compact")
+@friendly
+def compact_cmd(
+    source: SourceOpt = None,
+    message_type: TypeOpt = None,
+    rows_per_file: Annotated[int, typer.Option("--rows-per-file")] = 2_000_000,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Merge partitions written as many small Parquet files into few well-sized files."""
+    cat = open_catalog(catalog)
+    done = cat.compact(
+        source and source.lower(), message_type and message_type.upper(), rows_per_file
+    )
+    emit(
+        [r.__dict__ for r in done],
+        fmt,
+        columns=["partition", "files_before", "files_after", "rows", "bytes_before", "bytes_after"],
+    )
+    if fmt is Format.table:
+        print(f"compacted {len(done)} partitions")
+
+
 # -- reports --------------------------------------------------------------------------------
 @report_app.command("validation")
 @friendly

@@ -118,6 +118,10 @@ class MemoryConfig(_Strict):
     max_usage_gb: float = Field(24.0, gt=0)
     partition_size_mb: int = Field(128, ge=1)
     duckdb_threads: int | None = Field(None, ge=1)
+    rows_per_file: int = Field(
+        2_000_000, ge=1, description="Parquet files are split above this many rows (few, big files)"
+    )
+    row_group_size: int = Field(122_880, ge=1, description="rows per Parquet row group")
 
     @property
     def duckdb_memory_limit(self) -> str:

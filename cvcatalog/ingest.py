@@ -442,6 +442,8 @@ class Ingestor:
                     [RawFile(names[o.key], o.key) for o in objects],
                     out_dir,
                     validation=self.cfg.validation,
+                    target_rows_per_file=self.cfg.memory.rows_per_file,
+                    row_group_size=self.cfg.memory.row_group_size,
                 )
             if result.unknown_versions:
                 self.progress.note(

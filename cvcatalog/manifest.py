@@ -124,6 +124,18 @@ def complete_data_files(
     return [FileRecord(**r) for r in _rows(con, sql, [source, message_type])]
 
 
+def get_source_objects(con: duckdb.DuckDBPyConnection, key: str) -> list[SourceObjectRecord]:
+    return [
+        SourceObjectRecord(**r)
+        for r in _rows(
+            con,
+            "SELECT key, size, etag, last_modified FROM source_objects WHERE partition_key = ? "
+            "ORDER BY key",
+            [key],
+        )
+    ]
+
+
 def put_partition(
     con: duckdb.DuckDBPyConnection,
     rec: PartitionRecord,
