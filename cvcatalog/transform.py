@@ -43,6 +43,10 @@ QUARANTINE_NAME = "quarantine.ndjson"
 PARQUET_NAME = "part-{:05d}.parquet"
 MALFORMED = "malformed JSON"
 MISMATCH = "malformed JSON count mismatch"
+#: Schemas whose records fan out into several rows (a TIM: one row per TravelerDataFrame) number
+#: a record's rows 0.. in this column, NULL when it has none; invalidity is judged per record, so
+#: only that first row is quarantined (one entry per record) and counted as the record.
+FANOUT_COLUMN = "frame_index"
 #: how much of a raw line or document a quarantine entry keeps
 RAW_LIMIT = 1 << 20
 #: longest line the slow-path scan will parse; longer ones are reported, not loaded
@@ -231,6 +235,10 @@ class _Conversion:
             self._register_keys()
             staged = self._stage(self._relation(ndjson, with_docs=n_docs > 0))
         stats = self._stage_stats([p for p, _ in staged])
+        broken = [i for i in ndjson if stats.by_key.get(self.files[i].key, Counter())[MALFORMED]]
+        if broken:
+            staged = self._reparse(staged, broken)
+            stats = self._stage_stats([p for p, _ in staged])
         versions = self._schema_versions([p for p, _ in staged])
         kept_invalid: Counter[str] = Counter()
         if stats.by_key:
@@ -326,9 +334,9 @@ class _Conversion:
             )
         return "(" + " UNION ALL ".join(parts) + ")"
 
-    def _stage(self, relation: str) -> list[tuple[Path, int]]:
-        """The one big pass: raw JSON -> canonical rows -> Parquet files in work/stage."""
-        stage = self.work / "stage"
+    def _stage(self, relation: str, name: str = "stage") -> list[tuple[Path, int]]:
+        """The one big pass: raw JSON -> canonical rows -> Parquet files in work/<name>."""
+        stage = self.work / name
         select = self.schema.canonical_select_sql(relation, validate=self.validate)
         rows = self.con.execute(
             f"COPY ({select}) TO {quote_literal(str(stage))} (FORMAT parquet, COMPRESSION zstd, "
@@ -344,19 +352,73 @@ class _Conversion:
                 path.unlink(missing_ok=True)
         return sorted(out)
 
+    def _reparse(self, staged: list[tuple[Path, int]], broken: list[int]) -> list[tuple[Path, int]]:
+        """Rebuild the rows of objects that had unreadable lines from their readable lines only.
+
+        read_json(ignore_errors) may read the line after one cut off where a value must follow
+        (after ':' or '[') as that value, losing a good record into the broken one; its rows for
+        such an object cannot be trusted. The line scan can: it quarantines the unreadable lines
+        and copies the readable ones, which then go through the same SQL as everything else.
+        """
+        keys = [self.files[i].key for i in broken]
+        kept: list[tuple[Path, int]] = []
+        for path, count in staged:
+            src = quote_literal(str(path))
+            (hit,) = self.con.execute(
+                f"SELECT count(*) FROM read_parquet({src}) WHERE list_contains($k, source_key)",
+                {"k": keys},
+            ).fetchone() or (0,)
+            if not hit:
+                kept.append((path, count))
+                continue
+            tmp = path.with_name(path.stem + ".reparse.parquet")
+            (n,) = self.con.execute(
+                f"COPY (SELECT * FROM read_parquet({src}) WHERE NOT list_contains($k, source_key)) "
+                f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd, "
+                f"ROW_GROUP_SIZE {self.row_group_size})",
+                {"k": keys},
+            ).fetchone() or (0,)
+            path.unlink()
+            if int(n):
+                os.replace(tmp, path)
+                kept.append((path, int(n)))
+            else:
+                tmp.unlink(missing_ok=True)
+        for i in broken:
+            raw = self.files[i]
+            clean = self.work / f"readable-{i:06d}.ndjson"
+            with open(clean, "wb") as good:
+                for line, problem, text in _scan_lines(
+                    raw.path, self.schema.required_top_level, good
+                ):
+                    self.quarantine.add(raw.key, line, f"{MALFORMED}: {problem}", text)
+            self.files[i] = RawFile(clean, raw.key)
+            self.con.execute(
+                f"UPDATE {self.keys_table} SET path = ? WHERE idx = ?", [str(clean), i]
+            )
+        return sorted(kept + self._stage(self._relation(broken, with_docs=False), "reparsed"))
+
     def _stage_stats(self, staged: list[Path]) -> _StageStats:
         stats = _StageStats({}, {})
         if not staged:
             return stats
         rows = self.con.execute(
-            "SELECT filename, source_key, split_part(invalid_reason, ': ', 1) AS category, count(*) "
+            "SELECT filename, source_key, split_part(invalid_reason, ': ', 1) AS category, "
+            f"count(*), count(*) FILTER (WHERE {self._first_row}) "
             f"FROM read_parquet({list_literal(map(str, staged))}, filename = true) "
             "WHERE invalid_reason IS NOT NULL GROUP BY ALL"
         ).fetchall()
-        for filename, key, category, n in rows:
-            stats.by_file.setdefault(str(Path(filename)), Counter())[category] += int(n)
-            stats.by_key.setdefault(key, Counter())[category] += int(n)
+        for filename, key, category, n_rows, n_records in rows:
+            stats.by_file.setdefault(str(Path(filename)), Counter())[category] += int(n_rows)
+            stats.by_key.setdefault(key, Counter())[category] += int(n_records)
         return stats
+
+    @property
+    def _first_row(self) -> str:
+        """SQL true on exactly one row of each record (every row unless records fan out)."""
+        if FANOUT_COLUMN in self.schema.column_names:
+            return f"coalesce({quote_ident(FANOUT_COLUMN)}, 0) = 0"
+        return "TRUE"
 
     def _schema_versions(self, staged: list[Path]) -> list[int]:
         if not staged:
@@ -426,7 +488,7 @@ class _Conversion:
         (written,) = self.con.execute(
             "COPY (SELECT source_key, CAST(NULL AS BIGINT) AS line, invalid_reason AS reason, "
             f"_raw AS raw FROM ({select}) WHERE invalid_reason IS NOT NULL "
-            f"AND invalid_reason <> {quote_literal(MALFORMED)}) "
+            f"AND invalid_reason <> {quote_literal(MALFORMED)} AND {self._first_row}) "
             f"TO {quote_literal(str(target))} (FORMAT json)"
         ).fetchone() or (0,)
         self.quarantine.append_ndjson(target)
@@ -546,10 +608,13 @@ def _line_problem(line: bytes, required: tuple[str, ...]) -> str | None:
     return _record_problem(value, required)
 
 
-def _scan_lines(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, str, str]]:
+def _scan_lines(
+    path: Path, required: tuple[str, ...], good: IO[bytes] | None = None
+) -> Iterator[tuple[int, str, str]]:
     """(1-based line, problem, raw text) of each line read_json could not turn into a record.
 
     Streams with bounded memory: a line longer than MAX_SCAN_LINE is reported, not parsed.
+    With `good`, every readable line is copied there (newline-terminated).
     """
     with open(path, "rb") as f:
         lineno = 0
@@ -571,6 +636,8 @@ def _scan_lines(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, st
             problem = _line_problem(line, required)
             if problem is not None:
                 yield lineno, problem, _raw_text(line)
+            elif good is not None and line.strip():
+                good.write(line if line.endswith(b"\n") else line + b"\n")
 
 
 def _documents(path: Path) -> Iterator[tuple[int, Any, str | None, str | None]]:
