@@ -80,24 +80,43 @@ def _with_constants(table: pa.Table, constants: tuple[tuple[str, Any], ...]) -> 
     return table
 
 
+def _apply_sql(table: pa.Table, sql: str) -> pa.Table:
+    """Run SQL over an Arrow table named `frame` (keeps nested types, unlike pandas)."""
+    con = duckdb.connect()
+    try:
+        con.register("frame", table)
+        return con.sql(sql).arrow().read_all()
+    finally:
+        con.close()
+
+
 def _read_piece(
     piece: DaskPiece,
     columns: list[str] | None,
     filters: list[tuple[str, str, Any]] | None,
     window: tuple[datetime, datetime] | None,
     time_column: str | None,
+    sql: str | None = None,
 ) -> pd.DataFrame:
-    """Read one partition's files with pyarrow (runs on Dask workers, so module level)."""
+    """Read one partition's files with pyarrow (runs on Dask workers, so module level).
+
+    With sql (the socrata view's SELECT), columns name the columns of its result.
+    """
     const_names = {name for name, _ in piece.constants}
     need = None
-    if columns is not None:
+    if columns is not None and sql is None:
         need = list(dict.fromkeys([*columns, *([time_column] if window and time_column else [])]))
         need = [c for c in need if c not in const_names]
     arrow_filters: list[tuple[str, str, Any]] = list(filters or [])
     if window and time_column:
         arrow_filters += [(time_column, ">=", window[0]), (time_column, "<", window[1])]
-    table = pq.read_table(list(piece.files), columns=need, filters=arrow_filters or None)
+    # partitioning=None: the partition columns come from the manifest, not re-parsed paths
+    table = pq.read_table(
+        list(piece.files), columns=need, filters=arrow_filters or None, partitioning=None
+    )
     table = _with_constants(table, piece.constants)
+    if sql is not None:
+        table = _apply_sql(table, sql)
     if columns is not None:
         table = table.select(columns)
     return table.to_pandas()
@@ -311,25 +330,23 @@ class Catalog:
             window = utc_window(lo_day, hi_day, timezone)
         cols = list(columns) if columns is not None else None
         example = parts[0].pk if parts else PartitionKey.parse(_example_key(source, message_type))
-        meta = _meta(schema, pieces, cols, partition_constants(example))
+        sql = schema.socrata_select_sql("frame") if naming == "socrata" else None
+        meta = _meta(schema, pieces, cols, partition_constants(example), sql)
         record_access([p.partition_key for p in parts], self.paths)
         if not pieces:
-            frame = dd.from_pandas(meta, npartitions=1)
-        else:
-            frame = dd.from_map(
-                _read_piece,
-                pieces,
-                columns=cols,
-                filters=list(filters) if filters else None,
-                window=window,
-                time_column=schema.time_column,
-                meta=meta,
-                enforce_metadata=False,
-                label=f"read-{source}-{message_type}",
-            )
-        if naming == "socrata":
-            frame = to_socrata(frame, schema)
-        return frame
+            return dd.from_pandas(meta, npartitions=1)
+        return dd.from_map(
+            _read_piece,
+            pieces,
+            columns=cols,
+            filters=list(filters) if filters else None,
+            window=window,
+            time_column=schema.time_column,
+            sql=sql,
+            meta=meta,
+            enforce_metadata=False,
+            label=f"read-{source}-{message_type}",
+        )
 
     # -- cache ---------------------------------------------------------------------------
     def status(
@@ -398,6 +415,7 @@ def _meta(
     pieces: list[DaskPiece],
     columns: list[str] | None,
     constants: tuple[tuple[str, Any], ...],
+    sql: str | None = None,
 ) -> pd.DataFrame:
     """An empty frame with the exact dtypes a piece will have."""
     if pieces:
@@ -409,6 +427,8 @@ def _meta(
         finally:
             con.close()
     table = _with_constants(arrow_schema.empty_table(), constants)
+    if sql is not None:
+        table = _apply_sql(table, sql)
     if columns is not None:
         missing = [c for c in columns if c not in table.column_names]
         if missing:
@@ -418,16 +438,11 @@ def _meta(
 
 
 def to_socrata(frame: dd.DataFrame, schema: MessageSchema) -> dd.DataFrame:
-    """Rename/derive the data.transportation.gov columns with the same SQL as the socrata view."""
+    """Rename/derive the data.transportation.gov columns of a canonical frame (after cleaning),
+    with the same SQL as the socrata view."""
     sql = schema.socrata_select_sql("frame")
 
     def convert(df: pd.DataFrame) -> pd.DataFrame:
-        con = duckdb.connect()
-        try:
-            con.register("frame", df)
-            return con.sql(sql).arrow().read_all().to_pandas()
-        finally:
-            con.close()
+        return _apply_sql(pa.Table.from_pandas(df, preserve_index=False), sql).to_pandas()
 
-    meta = convert(frame._meta)
-    return frame.map_partitions(convert, meta=meta)
+    return frame.map_partitions(convert, meta=convert(frame._meta))

@@ -313,13 +313,16 @@ class _Conversion:
         )
 
     def _relation(self, ndjson: list[int], *, with_docs: bool) -> str:
-        """The raw rows (metadata, payload, source_key) of the given NDJSON files and documents."""
+        """The raw rows (read_columns, source_key) of the given NDJSON files and documents."""
         cols = self.schema.read_columns_sql()
+        names = [quote_ident(k) for k in self.schema.read_columns]
+        raw_cols = ", ".join(f"j.{n}" for n in names)
+        doc_cols = ", ".join(f"d.r.{n} AS {n}" for n in names)
         parts = []
         if ndjson:
             paths = list_literal(str(self.files[i].path) for i in ndjson)
             parts.append(
-                f"SELECT j.metadata, j.payload, coalesce(k.key, j.filename) AS source_key "
+                f"SELECT {raw_cols}, coalesce(k.key, j.filename) AS source_key "
                 f"FROM read_json({paths}, format = 'newline_delimited', columns = {cols}, "
                 "ignore_errors = true, filename = true) AS j "
                 f"LEFT JOIN {self.keys_table} AS k ON k.path = j.filename"
@@ -327,7 +330,7 @@ class _Conversion:
         if with_docs:
             wrapped = "{'i': 'INTEGER', 'r': " + quote_literal(_struct_of(self.schema)) + "}"
             parts.append(
-                f"SELECT d.r.metadata AS metadata, d.r.payload AS payload, k.key AS source_key "
+                f"SELECT {doc_cols}, k.key AS source_key "
                 f"FROM read_json({quote_literal(str(self.docs_path))}, format = 'newline_delimited', "
                 f"columns = {wrapped}, ignore_errors = true) AS d "
                 f"LEFT JOIN {self.keys_table} AS k ON k.idx = d.i"
@@ -480,7 +483,10 @@ class _Conversion:
         affected = [i for i in ndjson if self.files[i].key in keys]
         docs_hit = any(self.files[i].key in keys for i in documents)
         relation = self._relation(affected, with_docs=docs_hit)
-        raw = "to_json(struct_pack(metadata := b.metadata, payload := b.payload))::VARCHAR AS _raw"
+        packed = ", ".join(
+            f"{quote_ident(k)} := b.{quote_ident(k)}" for k in self.schema.read_columns
+        )
+        raw = f"to_json(struct_pack({packed}))::VARCHAR AS _raw"
         select = self.schema.canonical_select_sql(
             relation, validate=self.validate, extra_columns=[raw]
         )

@@ -319,3 +319,13 @@ def test_a_killed_ingest_resumes_without_fetching_twice(s3_client: Any, catalog_
     assert s.get_requests <= report.objects - len(done) + 1
     assert cat.verify().clean
     assert not raw.exists()
+
+
+def test_dask_columns_are_unique_and_typed(s3_client: Any, catalog_dir: Path) -> None:
+    seed(s3_client, D1, D1)
+    cat = Catalog(catalog_dir)
+    ingest(cat, D1, D1)
+    pdf = cat.to_dask("wydot", "BSM", D1, D1).compute()
+    assert len(set(pdf.columns)) == len(pdf.columns)
+    assert list(pdf.columns[-3:]) == ["source", "message_type", "date"]
+    assert (pdf.source == "wydot").all()

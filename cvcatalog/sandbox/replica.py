@@ -31,7 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from cvcatalog.exceptions import SandboxError
-from cvcatalog.sources import BUCKET, NDJSON_SINCE, VALID_TYPES, PartitionKey, local_days
+from cvcatalog.schemas.nycdot import NYCDOT_SCHEMA_VERSION
+from cvcatalog.sources import (
+    BINNED_SOURCES,
+    BUCKET,
+    NDJSON_SINCE,
+    TIME_BINS,
+    VALID_TYPES,
+    WEEKDAY_BINS,
+    PartitionKey,
+    local_days,
+)
 
 # --------------------------------------------------------------------------------------------
 # Constants
@@ -977,9 +987,9 @@ def load_generators() -> dict[tuple[str, str], HourGenerator]:
     """The full registry (plug-in modules import this one, so they are loaded lazily)."""
     global _PLUGINS_LOADED
     if not _PLUGINS_LOADED:
-        from cvcatalog.sandbox import replica_thea, replica_wydot_tim
+        from cvcatalog.sandbox import replica_nycdot, replica_thea, replica_wydot_tim
 
-        for plugin in (replica_thea, replica_wydot_tim):
+        for plugin in (replica_thea, replica_wydot_tim, replica_nycdot):
             GENERATORS.update(plugin.generators())
         _PLUGINS_LOADED = True
     return GENERATORS
@@ -1008,12 +1018,54 @@ def _day_plan(spec: ReplicaSpec, pk: PartitionKey) -> tuple[list[int], dict[int,
     return hours, {h: tuple(k) for h, k in bad.items()}
 
 
+def _bin_plan(spec: ReplicaSpec, pk: PartitionKey) -> tuple[list[int], dict[int, tuple[str, ...]]]:
+    """_day_plan for a bin folder of a binned source (nycdot): one "hour" (0) or none.
+
+    A whole month is empty with probability empty_day_rate, a bin with empty_hour_rate;
+    malformed_per_day broken lines go into every non-empty bin (kinds cycled from a per-bin
+    start, so one line per bin still exercises every kind across a month).
+    """
+    if spec.records_per_hour == 0:
+        return [], {}
+    month = PartitionKey(pk.source, pk.message_type, pk.day).key
+    if (
+        spec.empty_day_rate
+        and random.Random(f"{spec.seed}/{month}/empty-month").random() < spec.empty_day_rate
+    ):
+        return [], {}
+    if random.Random(f"{spec.seed}/{pk.key}/empty-bin").random() < spec.empty_hour_rate:
+        return [], {}
+    kinds = spec.malformed_kinds
+    first = random.Random(f"{spec.seed}/{pk.key}/malformed").randrange(len(kinds))
+    return [0], {0: tuple(kinds[(first + i) % len(kinds)] for i in range(spec.malformed_per_day))}
+
+
+def _month_bins(source: str, mtype: str, day: date) -> list[PartitionKey]:
+    """Every bin folder of the month of day, in key order."""
+    first = day.replace(day=1)
+    return [PartitionKey(source, mtype, first, (wd, tb)) for wd in WEEKDAY_BINS for tb in TIME_BINS]
+
+
 def hour_contexts(spec: ReplicaSpec) -> Iterator[HourContext]:
-    """Every folder hour that gets data, in key order, with its decided broken lines."""
+    """Every folder hour that gets data, in key order, with its decided broken lines.
+
+    Binned sources (nycdot) have bin folders instead of days and hours: every weekday and
+    time-of-day bin of each month the range touches, yielded at the month's first day in range,
+    each with hour 0.
+    """
     spec.validate()
     for day in local_days(spec.start, spec.end):
         for source in spec.sources:
             for mtype in spec.message_types:
+                if source in BINNED_SOURCES:
+                    if day == spec.start or day.day == 1:
+                        for pk in _month_bins(source, mtype, day):
+                            hours, bad = _bin_plan(spec, pk)
+                            for hour in hours:
+                                yield HourContext(
+                                    spec, pk, hour, NYCDOT_SCHEMA_VERSION, bad.get(hour, ())
+                                )
+                    continue
                 pk = PartitionKey(source, mtype, day)
                 version = spec.schema_version or schema_version_for(day)
                 hours, bad = _day_plan(spec, pk)
@@ -1053,13 +1105,16 @@ def iter_replica(spec: ReplicaSpec, *, processes: int = 0) -> Iterator[ReplicaOb
 
 
 def partitions_of(spec: ReplicaSpec) -> list[PartitionKey]:
-    """Every partition a spec covers, including the ones left empty."""
-    return [
-        PartitionKey(s, m, d)
-        for d in local_days(spec.start, spec.end)
-        for s in spec.sources
-        for m in spec.message_types
-    ]
+    """Every partition a spec covers, including the ones left empty (all bins of a month)."""
+    out: list[PartitionKey] = []
+    for d in local_days(spec.start, spec.end):
+        for s in spec.sources:
+            for m in spec.message_types:
+                if s not in BINNED_SOURCES:
+                    out.append(PartitionKey(s, m, d))
+                elif d == spec.start or d.day == 1:
+                    out.extend(_month_bins(s, m, d))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -1100,6 +1155,7 @@ class PartitionStats:
         self.bytes += len(obj.body)
         if obj.records:
             self.hours[obj.hour] = self.hours.get(obj.hour, 0) + obj.records
+        if obj.records and obj.last_ms:  # NYCDOT events have no time (first/last stay None)
             first = _iso(obj.first_ms)
             last = _iso(obj.last_ms)
             if self.first_record_at is None or first < self.first_record_at:
@@ -1312,6 +1368,9 @@ def seed_replica(
     kinds cycled from ``malformed_kinds``) are listed in the report. ``schema_version`` forces one
     version for every day. ``java_times=False`` always prints seconds in timestamps; by default
     v1/v3/v5 timestamps at a whole minute read 'T16:33Z[UTC]', as Java wrote them.
+
+    Binned sources (nycdot) have a bin folder per partition instead of days and hours; how they
+    read these knobs (records_per_hour = events per bin, ...) is in replica_nycdot's docstring.
     """
     spec = ReplicaSpec(
         start=start,

@@ -78,8 +78,9 @@ class MessageSchema:
     socrata_view_template: str
     view_name: str
     socrata_view_name: str
-    #: the record time column (UTC) used for time windows
-    time_column: str = "generated_at"
+    #: the record time column (UTC) used for time windows; None when records carry no absolute
+    #: time (NYCDOT events are only binned), so date ranges select whole partitions
+    time_column: str | None = "generated_at"
     #: hive partition columns the canonical view adds after the Parquet columns
     partition_columns: list[tuple[str, str]] = field(
         default_factory=lambda: [
@@ -91,6 +92,9 @@ class MessageSchema:
             ("day", "INTEGER"),
         ]
     )
+    #: further views over the canonical view, as (view name, template under sql/views/); their
+    #: templates fill {view} and {relation} like the socrata one (e.g. one row per nested BSM)
+    extra_views: tuple[tuple[str, str], ...] = ()
 
     @property
     def column_names(self) -> list[str]:
@@ -141,7 +145,7 @@ class MessageSchema:
 
 
 def view_sql(schema: MessageSchema, files: list[str]) -> list[str]:
-    """CREATE OR REPLACE VIEW statements for the canonical and the socrata view.
+    """CREATE OR REPLACE VIEW statements for the canonical, the socrata and any extra views.
 
     files are absolute Parquet paths of complete partitions. With none, the canonical view is
     a typed zero-row SELECT, so queries and Dask meta still see every column.
@@ -164,4 +168,8 @@ def view_sql(schema: MessageSchema, files: list[str]) -> list[str]:
         view=quote_ident(schema.socrata_view_name),
         relation=view,
     )
-    return [canonical, socrata]
+    extra = [
+        render_sql(load_sql("views", template), view=quote_ident(name), relation=view)
+        for name, template in schema.extra_views
+    ]
+    return [canonical, socrata, *extra]
