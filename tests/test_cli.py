@@ -273,7 +273,7 @@ def test_validation_report_counts_each_rule(s3_client: Any, catalog_dir: Path) -
         by_rule[x["rule"]] = by_rule.get(x["rule"], 0) + x["count"]
     kinds = [m.kind for m in rep.malformed_lines]
     assert by_rule.get("malformed JSON", 0) == sum(k != "missing_id" for k in kinds)
-    assert by_rule.get("missing required field", 0) == kinds.count("missing_id")
+    assert by_rule.get("missing required field payload.data.coreData.id", 0) == kinds.count("missing_id")
     r = run("report", "runs", "--catalog", cat, "--format", "json")
     assert json.loads(r.output)[0]["status"] == "ok"
     r = run("report", "validation", "--catalog", cat)
