@@ -38,6 +38,7 @@ def status(
                 "source_objects": p.source_objects,
                 "source_bytes": p.source_bytes,
                 "schema_versions": ",".join(str(v) for v in p.schema_versions),
+                "canonical_version": p.canonical_version,
                 "checked_at": p.checked_at.isoformat() if p.checked_at else None,
                 "last_accessed": last.isoformat() if last else None,
                 "error": p.error,

@@ -284,7 +284,9 @@ class Catalog:
         return [
             p
             for p in parts.values()
-            if p.status == "complete" and (wanted is None or p.partition_key in wanted)
+            if p.status == "complete"
+            and p.canonical_version == SCHEMAS[(source, message_type)].canonical_version
+            and (wanted is None or p.partition_key in wanted)
         ]
 
     def to_dask(

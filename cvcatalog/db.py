@@ -75,8 +75,18 @@ def ensure_views(con: duckdb.DuckDBPyConnection, paths: CatalogPaths) -> None:
     from cvcatalog.views import refresh_union_views, refresh_views
 
     have = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    # pairs with partitions written under another canonical schema: their views must drop them
+    stale = {
+        (src, mt)
+        for src, mt, version in con.execute(
+            "SELECT DISTINCT source, message_type, canonical_version FROM partitions "
+            "WHERE status = 'complete'"
+        ).fetchall()
+        if (src, mt) in SCHEMAS and version != SCHEMAS[(src, mt)].canonical_version
+    }
     for (source, message_type), schema in SCHEMAS.items():
-        if schema.view_name not in have or schema.socrata_view_name not in have:
+        missing = schema.view_name not in have or schema.socrata_view_name not in have
+        if missing or (source, message_type) in stale:
             refresh_views(con, paths, source, message_type)
     refresh_union_views(con)  # cheap, and follows any change in the set of schemas
 

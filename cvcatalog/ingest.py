@@ -192,6 +192,11 @@ def needs_work(
         return True, ""
     if rec.status == "failed":
         return True, ""
+    if (
+        rec.status == "complete"
+        and rec.canonical_version != SCHEMAS[(rec.source, rec.message_type)].canonical_version
+    ):
+        return True, ""  # written under an older canonical schema: rebuild, never mix
     if rec.status == "complete":
         return False, "cached"
     # no_data: the sandbox lags, so a marker for a recent day, or one taken while the day was

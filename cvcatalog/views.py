@@ -20,7 +20,8 @@ def refresh_views(
     con: duckdb.DuckDBPyConnection, paths: CatalogPaths, source: str, message_type: str
 ) -> None:
     schema = SCHEMAS[(source, message_type)]
-    files = [str(paths.absolute(f.path)) for f in complete_data_files(con, source, message_type)]
+    current = complete_data_files(con, source, message_type, schema.canonical_version)
+    files = [str(paths.absolute(f.path)) for f in current]
     for stmt in view_sql(schema, files):
         con.execute(stmt)
 

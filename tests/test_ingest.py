@@ -329,3 +329,25 @@ def test_dask_columns_are_unique_and_typed(s3_client: Any, catalog_dir: Path) ->
     assert len(set(pdf.columns)) == len(pdf.columns)
     assert list(pdf.columns[-3:]) == ["source", "message_type", "date"]
     assert (pdf.source == "wydot").all()
+
+
+def test_a_canonical_schema_change_rebuilds_instead_of_mixing(
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from cvcatalog import schemas
+
+    report = seed(s3_client, D1, D2)
+    cat = Catalog(catalog_dir)
+    ingest(cat, D1, D2)
+    bumped = dataclasses.replace(schemas.SCHEMAS[("wydot", "BSM")], canonical_version=99)
+    monkeypatch.setitem(schemas.SCHEMAS, ("wydot", "BSM"), bumped)
+    # old-layout partitions leave the views at the next catalog write instead of mixing in
+    cat.clear("wydot_backup")
+    assert cat.query("select count(*) as n from wydot_bsm").n[0] == 0
+    assert len(cat.to_dask("wydot", "BSM", D1, D2)) == 0
+    s = ingest(cat, D1, D2)
+    assert s.count("complete") == 2 and s.count("cached") == 0
+    assert cat.query("select count(*) as n from wydot_bsm").n[0] == report.records
+    assert {r["canonical_version"] for r in cat.status()} == {99}
