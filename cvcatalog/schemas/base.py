@@ -173,3 +173,42 @@ def view_sql(schema: MessageSchema, files: list[str]) -> list[str]:
         for name, template in schema.extra_views
     ]
     return [canonical, socrata, *extra]
+
+
+#: The canonical BSM columns every BSM source shares by name, type and order, so the `bsm`
+#: union view and `... from wydot_bsm union all ... from thea_bsm` line up. SI units: degrees,
+#: metres, m/s, m/s^2, deg/s; vertical acceleration in g, vehicle size in cm as in J2735.
+BSM_SHARED_COLUMNS: list[tuple[str, str]] = [
+    ("generated_at", "TIMESTAMPTZ"),
+    ("received_at", "TIMESTAMPTZ"),
+    ("vehicle_id", "VARCHAR"),
+    ("latitude", "DOUBLE"),
+    ("longitude", "DOUBLE"),
+    ("elevation_m", "DOUBLE"),
+    ("speed_mps", "DOUBLE"),
+    ("heading_deg", "DOUBLE"),
+    ("schema_version", "INTEGER"),
+    ("msg_cnt", "INTEGER"),
+    ("sec_mark", "INTEGER"),
+    ("accel_lat_mps2", "DOUBLE"),
+    ("accel_long_mps2", "DOUBLE"),
+    ("accel_vert_g", "DOUBLE"),
+    ("accel_yaw_dps", "DOUBLE"),
+    ("accuracy_semi_major_m", "DOUBLE"),
+    ("accuracy_semi_minor_m", "DOUBLE"),
+    ("accuracy_orientation_deg", "DOUBLE"),
+    ("steering_angle_deg", "DOUBLE"),
+    ("transmission", "VARCHAR"),
+    ("brakes_left_front", "BOOLEAN"),
+    ("brakes_right_front", "BOOLEAN"),
+    ("brakes_left_rear", "BOOLEAN"),
+    ("brakes_right_rear", "BOOLEAN"),
+    ("brakes_wheel_unavailable", "BOOLEAN"),
+    ("brakes_traction", "VARCHAR"),
+    ("brakes_abs", "VARCHAR"),
+    ("brakes_scs", "VARCHAR"),
+    ("brakes_boost", "VARCHAR"),
+    ("brakes_aux", "VARCHAR"),
+    ("size_width_cm", "INTEGER"),
+    ("size_length_cm", "INTEGER"),
+]

@@ -37,7 +37,7 @@ The sandbox replica always sends one, so its SeedReport.records is the expected 
 
 from __future__ import annotations
 
-from cvcatalog.schemas.base import MessageSchema, struct_type
+from cvcatalog.schemas.base import BSM_SHARED_COLUMNS, MessageSchema, struct_type
 
 __all__ = [
     "THEA_BSM_COLUMNS",
@@ -159,38 +159,7 @@ _TAIL: list[tuple[str, str]] = [
 #: WYDOT's order. Units: degrees, metres, m/s, m/s^2, degrees/s; accel_vert_g in g (the
 #: dictionary's 0.02 G steps), vehicle size in cm as in J2735.
 THEA_BSM_COLUMNS: list[tuple[str, str]] = [
-    ("generated_at", "TIMESTAMPTZ"),
-    ("received_at", "TIMESTAMPTZ"),  # THEA records carry no receive time: always NULL
-    ("vehicle_id", "VARCHAR"),
-    ("latitude", "DOUBLE"),
-    ("longitude", "DOUBLE"),
-    ("elevation_m", "DOUBLE"),
-    ("speed_mps", "DOUBLE"),
-    ("heading_deg", "DOUBLE"),
-    ("schema_version", "INTEGER"),
-    ("msg_cnt", "INTEGER"),
-    ("sec_mark", "INTEGER"),
-    ("accel_lat_mps2", "DOUBLE"),
-    ("accel_long_mps2", "DOUBLE"),
-    ("accel_vert_g", "DOUBLE"),
-    ("accel_yaw_dps", "DOUBLE"),
-    ("accuracy_semi_major_m", "DOUBLE"),
-    ("accuracy_semi_minor_m", "DOUBLE"),
-    ("accuracy_orientation_deg", "DOUBLE"),
-    ("steering_angle_deg", "DOUBLE"),
-    ("transmission", "VARCHAR"),
-    ("brakes_left_front", "BOOLEAN"),
-    ("brakes_right_front", "BOOLEAN"),
-    ("brakes_left_rear", "BOOLEAN"),
-    ("brakes_right_rear", "BOOLEAN"),
-    ("brakes_wheel_unavailable", "BOOLEAN"),
-    ("brakes_traction", "VARCHAR"),
-    ("brakes_abs", "VARCHAR"),
-    ("brakes_scs", "VARCHAR"),
-    ("brakes_boost", "VARCHAR"),
-    ("brakes_aux", "VARCHAR"),
-    ("size_width_cm", "INTEGER"),
-    ("size_length_cm", "INTEGER"),
+    *BSM_SHARED_COLUMNS,  # received_at is always NULL: THEA records carry no receive time
     ("record_generated_by", "VARCHAR"),
     ("log_file_name", "VARCHAR"),
     ("bsm_source", "VARCHAR"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cvcatalog.schemas.base import MessageSchema, struct_type
+from cvcatalog.schemas.base import BSM_SHARED_COLUMNS, MessageSchema, struct_type
 
 _WYDOT_BSM_METADATA = {
     # schemaVersion 3+ (ODE); v1 used generatedAt/receivedAt instead of the record*/ode* names
@@ -97,38 +97,7 @@ WYDOT_BSM_READ_COLUMNS: dict[str, str] = {
 #: Canonical BSM columns. Units are SI as published by the ODE (degrees, metres, m/s);
 #: vehicle size stays in the J2735 centimetres, vertical acceleration in g.
 WYDOT_BSM_COLUMNS: list[tuple[str, str]] = [
-    ("generated_at", "TIMESTAMPTZ"),
-    ("received_at", "TIMESTAMPTZ"),
-    ("vehicle_id", "VARCHAR"),
-    ("latitude", "DOUBLE"),
-    ("longitude", "DOUBLE"),
-    ("elevation_m", "DOUBLE"),
-    ("speed_mps", "DOUBLE"),
-    ("heading_deg", "DOUBLE"),
-    ("schema_version", "INTEGER"),
-    ("msg_cnt", "INTEGER"),
-    ("sec_mark", "INTEGER"),
-    ("accel_lat_mps2", "DOUBLE"),
-    ("accel_long_mps2", "DOUBLE"),
-    ("accel_vert_g", "DOUBLE"),
-    ("accel_yaw_dps", "DOUBLE"),
-    ("accuracy_semi_major_m", "DOUBLE"),
-    ("accuracy_semi_minor_m", "DOUBLE"),
-    ("accuracy_orientation_deg", "DOUBLE"),
-    ("steering_angle_deg", "DOUBLE"),
-    ("transmission", "VARCHAR"),
-    ("brakes_left_front", "BOOLEAN"),
-    ("brakes_right_front", "BOOLEAN"),
-    ("brakes_left_rear", "BOOLEAN"),
-    ("brakes_right_rear", "BOOLEAN"),
-    ("brakes_wheel_unavailable", "BOOLEAN"),
-    ("brakes_traction", "VARCHAR"),
-    ("brakes_abs", "VARCHAR"),
-    ("brakes_scs", "VARCHAR"),
-    ("brakes_boost", "VARCHAR"),
-    ("brakes_aux", "VARCHAR"),
-    ("size_width_cm", "INTEGER"),
-    ("size_length_cm", "INTEGER"),
+    *BSM_SHARED_COLUMNS,
     ("record_generated_by", "VARCHAR"),
     ("record_type", "VARCHAR"),
     ("log_file_name", "VARCHAR"),
@@ -231,25 +200,36 @@ WYDOT_BSM_SOCRATA_COLUMNS: list[tuple[str, str]] = [
 ]
 
 
-def _wydot_bsm(source: str) -> MessageSchema:
-    prefix = "wydot_bsm" if source == "wydot" else f"{source}_bsm"
+def wydot_schema(
+    source: str,
+    message_type: str,
+    read_columns: dict[str, str],
+    columns: list[tuple[str, str]],
+    socrata_columns: list[tuple[str, str]],
+) -> MessageSchema:
+    """A WYDOT-family schema (ODE output); wydot_backup is the same feed, kept apart."""
+    name = f"{source}_{message_type.lower()}"
+    sql = f"wydot_{message_type.lower()}"
     return MessageSchema(
         source=source,
-        message_type="BSM",
+        message_type=message_type,
         canonical_version=1,
-        read_columns=WYDOT_BSM_READ_COLUMNS,
+        read_columns=read_columns,
         required_top_level=("metadata", "payload"),
-        canonical_columns=WYDOT_BSM_COLUMNS,
-        socrata_columns=WYDOT_BSM_SOCRATA_COLUMNS,
+        canonical_columns=columns,
+        socrata_columns=socrata_columns,
         known_versions=frozenset({1, 3, 4, 5, 6}),
-        transform_sql="wydot_bsm.sql",
-        view_template="wydot_bsm.sql",
-        socrata_view_template="wydot_bsm_socrata.sql",
-        view_name=prefix,
-        socrata_view_name=f"{prefix}_socrata",
+        transform_sql=f"{sql}.sql",
+        view_template=f"{sql}.sql",
+        socrata_view_template=f"{sql}_socrata.sql",
+        view_name=name,
+        socrata_view_name=f"{name}_socrata",
     )
 
 
 def schemas() -> list[MessageSchema]:
     """wydot_backup is the same feed as wydot, kept apart (never mixed)."""
-    return [_wydot_bsm("wydot"), _wydot_bsm("wydot_backup")]
+    return [
+        wydot_schema(s, "BSM", WYDOT_BSM_READ_COLUMNS, WYDOT_BSM_COLUMNS, WYDOT_BSM_SOCRATA_COLUMNS)
+        for s in ("wydot", "wydot_backup")
+    ]

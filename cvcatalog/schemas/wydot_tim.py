@@ -22,6 +22,7 @@ through a fixed STRUCT that one odd record would turn into an unreadable line.
 from __future__ import annotations
 
 from cvcatalog.schemas.base import MessageSchema
+from cvcatalog.schemas.wydot_bsm import wydot_schema
 
 #: Read as JSON: the shapes differ between versions and even between records of one version.
 WYDOT_TIM_READ_COLUMNS: dict[str, str] = {"metadata": "JSON", "payload": "JSON"}
@@ -189,25 +190,9 @@ WYDOT_TIM_SOCRATA_COLUMNS: list[tuple[str, str]] = [
 ]
 
 
-def _wydot_tim(source: str) -> MessageSchema:
-    prefix = "wydot_tim" if source == "wydot" else f"{source}_tim"
-    return MessageSchema(
-        source=source,
-        message_type="TIM",
-        canonical_version=1,
-        read_columns=WYDOT_TIM_READ_COLUMNS,
-        required_top_level=("metadata", "payload"),
-        canonical_columns=WYDOT_TIM_COLUMNS,
-        socrata_columns=WYDOT_TIM_SOCRATA_COLUMNS,
-        known_versions=frozenset({1, 3, 4, 5, 6}),
-        transform_sql="wydot_tim.sql",
-        view_template="wydot_tim.sql",
-        socrata_view_template="wydot_tim_socrata.sql",
-        view_name=prefix,
-        socrata_view_name=f"{prefix}_socrata",
-    )
-
-
 def schemas() -> list[MessageSchema]:
     """wydot_backup is the same feed as wydot, kept apart (never mixed)."""
-    return [_wydot_tim("wydot"), _wydot_tim("wydot_backup")]
+    return [
+        wydot_schema(s, "TIM", WYDOT_TIM_READ_COLUMNS, WYDOT_TIM_COLUMNS, WYDOT_TIM_SOCRATA_COLUMNS)
+        for s in ("wydot", "wydot_backup")
+    ]
