@@ -578,6 +578,7 @@ class Bench:
             print(f"repeat {r + 1}/{self.args.repeats}: {' -> '.join(rotated)}", flush=True)
             for v in rotated:
                 steps[v](r)
+            self.finish(partial=True)  # a stopped invocation still leaves what it measured
 
     # -- agreement -------------------------------------------------------------------------------
     def agreement(self) -> dict[str, Any]:
@@ -895,14 +896,16 @@ class Bench:
                 shutil.rmtree(self.work, ignore_errors=True)
         return self.snapshot()
 
-    def finish(self) -> None:
+    def finish(self, partial: bool = False) -> None:
         results = self.snapshot()
+        if partial:
+            results["notes"] = [*results["notes"], "partial results: the run was still going"]
         if self.replica:
             results["summary"] = report.summarize(results)
             results["targets"] = report.targets(results, results["summary"])
-        self.write(results)
+        self.write(results, quiet=partial)
 
-    def write(self, results: dict[str, Any]) -> None:
+    def write(self, results: dict[str, Any], quiet: bool = False) -> None:
         a = self.args
         name = a.name or f"bench-{a.records}"
         a.out.mkdir(parents=True, exist_ok=True)
@@ -914,7 +917,8 @@ class Bench:
             md_path = a.out / f"{name}.md"
             md_path.write_text(report.markdown(results))
             print(f"wrote {md_path} and {json_path}", flush=True)
-            print(md_path.read_text(), flush=True)
+            if not quiet:
+                print(md_path.read_text(), flush=True)
         else:
             print(f"wrote {json_path}", flush=True)
 
