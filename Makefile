@@ -11,7 +11,7 @@ DEMO_HOME ?= data/demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint demo bench clean
+.PHONY: help install test test-all lint demo bench chaos clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,6 +71,9 @@ demo: install ## End to end on a local S3 endpoint: seed a replica, ingest a wee
 
 bench: install ## Benchmarks (see bench/README.md)
 	$(BIN)/python -m bench.run
+
+chaos: install ## kill -9 trials, concurrent writers + reader (docs/reliability.md)
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 clean: ## Remove the virtualenv, caches and demo data
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis data/demo .sandbox

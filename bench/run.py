@@ -62,10 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--memory-gb",
         type=float,
-        default=2.0,
-        help="cvcatalog memory.max_usage_gb (DuckDB gets half as memory_limit; the limit too). "
-        "At 1 (memory_limit 0.5 GB) days of ~170k records intermittently run out of memory, "
-        "in cvcatalog and in the limit alike",
+        default=1.0,
+        help="cvcatalog memory.max_usage_gb, the process budget the issue sets (1 GiB); DuckDB "
+        "gets MemoryConfig.duckdb_memory_limit of it (0.75 GB at 1), and the limit the same",
     )
     p.add_argument("--threads", type=int, help="DuckDB threads for cvcatalog and the limit")
     p.add_argument("--records-per-object", type=int, default=3000, help="records per object")
@@ -87,8 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--big-day-gb",
         type=float,
-        default=0.0,
-        help="also ingest one folder day of this many GB and report its peak RSS (off: 0)",
+        help="also ingest one folder day of this many GB and report its peak RSS "
+        "[2, the issue's big day; --quick 0 = off]",
     )
     p.add_argument("--profile", action="store_true", help="profile one extra ingest (cProfile)")
     p.add_argument(
@@ -112,6 +111,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.repeats = 1 if args.quick else 3
     if args.query_days is None:
         args.query_days = 30 if args.quick else 365
+    if args.big_day_gb is None:
+        args.big_day_gb = 0.0 if args.quick else 2.0
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = args.skip - set(SKIPPABLE)
     if unknown:

@@ -102,18 +102,11 @@ def _s3_client(endpoint: str) -> Any:
 
 
 def httpfs_extension() -> Path:
-    """The httpfs extension shipped by the duckdb-extension-httpfs package (loaded offline)."""
-    import duckdb
-    import duckdb_extension_httpfs
+    """The httpfs extension shipped by the duckdb-extension-httpfs package (loaded offline);
+    the library's finder (cvcatalog.duckdb_ext), so bench and `Catalog("s3://...")` agree."""
+    from cvcatalog.duckdb_ext import httpfs_extension as find
 
-    root = Path(duckdb_extension_httpfs.__file__).resolve().parent / "extensions"
-    exact = root / f"v{duckdb.__version__}" / "httpfs.duckdb_extension"
-    if exact.exists():
-        return exact
-    found = sorted(root.glob("v*/httpfs.duckdb_extension"))
-    if not found:
-        raise FileNotFoundError(f"no httpfs.duckdb_extension under {root}")
-    return found[-1]
+    return find()
 
 
 def limit(p: dict[str, Any]) -> dict[str, Any]:
@@ -256,7 +249,8 @@ def baseline(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def download(p: dict[str, Any]) -> dict[str, Any]:
-    """cvcatalog's S3Fetcher: list each day prefix, download_many into out/<key>.
+    """cvcatalog's S3Fetcher: list each day prefix, then one download_many into out/<key>
+    (as `aws s3 sync` and s5cmd, it is handed the whole set, so no day waits for another).
 
     p: bucket, prefixes, out, workers, rate_limit.
     """
@@ -268,13 +262,9 @@ def download(p: dict[str, Any]) -> dict[str, Any]:
     cfg = DownloadConfig(max_workers=int(p["workers"]), rate_limit=float(p["rate_limit"]))
     fetcher = S3Fetcher(make_client(cfg), cfg, p["bucket"])
     out = Path(p["out"])
-    objects = nbytes = failures = 0
-    for prefix in p["prefixes"]:
-        listed = fetcher.list(prefix)
-        results, failed = fetcher.download_many(listed, lambda o: out / o.key)
-        objects += len(results)
-        nbytes += sum(r.size for r in results)
-        failures += len(failed)
+    listed = [o for prefix in p["prefixes"] for o in fetcher.list(prefix)]
+    results, failed = fetcher.download_many(listed, lambda o: out / o.key)
+    objects, nbytes, failures = len(results), sum(r.size for r in results), len(failed)
     return {
         "objects": objects,
         "bytes": nbytes,

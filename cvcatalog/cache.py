@@ -107,6 +107,38 @@ def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = 
     return victims
 
 
+#: Parquet bytes per source byte assumed before a catalog has any partition to learn from.
+DEFAULT_PARQUET_RATIO = 0.5
+
+
+def expected_bytes(db: CatalogDB, source: str, message_type: str, source_bytes: int) -> int:
+    """Parquet + quarantine bytes a partition of source_bytes raw bytes will take, from the
+    ratio observed on the complete partitions of the same (source, type) (or of any)."""
+    with db.read() as con:
+        rows = con.execute(
+            "SELECT p.source = ? AND p.message_type = ? AS same, sum(f.bytes), "
+            "sum(p.source_bytes) FROM partitions p JOIN (SELECT partition_key, sum(bytes) AS "
+            "bytes FROM partition_files GROUP BY 1) f USING (partition_key) "
+            "WHERE p.status = 'complete' AND p.source_bytes > 0 GROUP BY 1",
+            [source, message_type],
+        ).fetchall()
+    by_same = {bool(same): (int(out or 0), int(src or 0)) for same, out, src in rows}
+    out, src = by_same.get(True) or by_same.get(False) or (0, 0)
+    ratio = out / src if src else DEFAULT_PARQUET_RATIO
+    return int(source_bytes * ratio)
+
+
+def make_room(
+    db: CatalogDB, max_size_gb: float, incoming_bytes: int, protect: set[str] | None = None
+) -> list[str]:
+    """Before writing incoming_bytes: evict least-recently-used partitions (never `protect`)
+    until the cache plus the new files fit in max_size_gb."""
+    limit = int(max_size_gb * GB)
+    if cache_bytes(db) + incoming_bytes <= limit:
+        return []
+    return evict_to_size(db, max(limit - incoming_bytes, 0) / GB, protect=protect)
+
+
 @dataclass
 class VerifyReport:
     checked: int = 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -18,18 +20,25 @@ from cvcatalog.access import record_access
 from cvcatalog.compact import CompactResult, compact
 from cvcatalog.config import (
     DEFAULT_HOME,
+    CacheConfig,
     DataSourceConfig,
+    DownloadConfig,
     build,
     check_source_type,
     check_timezone,
     load_yaml,
 )
 from cvcatalog.db import CatalogDB, Notify
+from cvcatalog.discover import Discovery, ListingCache, Plan, fetcher_factory, listing_settings
+from cvcatalog.discover import discover as discover_listing
+from cvcatalog.discover import plan as plan_listing
+from cvcatalog.download import S3Fetcher
 from cvcatalog.exceptions import ConfigError, QueryError
 from cvcatalog.ingest import Ingestor, IngestProgress, IngestSummary
 from cvcatalog.layout import CatalogPaths
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import PartitionKey, partitions_for, utc_window
+from cvcatalog.sqlutil import quote_literal
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -123,7 +132,19 @@ def _read_piece(
 
 
 class Catalog:
-    """A catalog directory: ingest into it, query it with SQL, read it lazily with Dask."""
+    """A catalog directory: ingest into it, query it with SQL, read it lazily with Dask.
+
+    `Catalog("s3://bucket/prefix")` opens a catalog published with `cvcatalog publish`
+    instead: a read-only :class:`cvcatalog.remote.RemoteCatalog` (extra keyword arguments
+    profile=, no_sign_request=, endpoint_url=, cache_dir=).
+    """
+
+    def __new__(cls, path: str | Path | None = None, *args: Any, **kwargs: Any) -> Catalog:
+        if cls is Catalog and isinstance(path, str) and path.strip().lower().startswith("s3://"):
+            from cvcatalog.remote import RemoteCatalog
+
+            return super().__new__(RemoteCatalog)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -228,18 +249,44 @@ class Catalog:
         return self.db._connect(self.paths.db, read_only=True)
 
     def query_arrow(
-        self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
+        self,
+        sql: str,
+        params: Sequence[Any] | dict[str, Any] | None = None,
+        *,
+        read_only: bool = True,
     ) -> pa.Table:
-        """Run SQL read-only against the catalog views and tables."""
-        with self.db.read() as con:
+        """Run SQL against the catalog views and tables; the catalog is never modified.
+
+        read_only (the default): only SELECT/EXPLAIN statements, on a read-only connection.
+        read_only=False: any statement in a private in-memory session where the catalog is
+        attached READ_ONLY (temporary tables, COPY ... TO a file outside the catalog), never
+        ATTACH/DETACH/EXPORT/IMPORT/INSTALL/LOAD.
+        """
+        check_query(sql, read_only=read_only, root=self.paths.root)
+        session = self.db.read() if read_only else self._scratch_session()
+        with session as con:
             try:
-                return (
-                    con.execute(sql, params).arrow().read_all()
-                    if params
-                    else con.sql(sql).arrow().read_all()
-                )
+                if not params:
+                    rel = con.sql(sql)
+                    return rel.arrow().read_all() if rel is not None else pa.table({})
+                return con.execute(sql, params).arrow().read_all()
             except duckdb.Error as e:
                 raise QueryError(_short_duckdb_error(e)) from None
+
+    @contextlib.contextmanager
+    def _scratch_session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB with the catalog attached READ_ONLY and on the search path."""
+        if not self.db.exists():
+            self.db.initialise()
+        with self.db.read():  # waits (bounded) like a reader if a foreign writer holds the file
+            pass
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute(f"ATTACH {quote_literal(str(self.paths.db))} AS catalog (READ_ONLY)")
+            con.execute("SET search_path = 'memory.main,catalog.main'")
+            yield con
+        finally:
+            con.close()
 
     def query(
         self,
@@ -247,8 +294,9 @@ class Catalog:
         params: Sequence[Any] | dict[str, Any] | None = None,
         *,
         output: Literal["pandas", "arrow"] = "pandas",
+        read_only: bool = True,
     ) -> Any:
-        table = self.query_arrow(sql, params)
+        table = self.query_arrow(sql, params, read_only=read_only)
         return table if output == "arrow" else table.to_pandas()
 
     def views(self) -> list[str]:
@@ -393,12 +441,139 @@ class Catalog:
     def verify(self) -> cache.VerifyReport:
         return cache.verify(self.db)
 
+    def publish(self, url: str, **options: Any) -> Any:
+        """Upload this catalog to s3://bucket/prefix for read-only use with Catalog(url);
+        returns a cvcatalog.publish.PublishSummary (see that module for the options)."""
+        from cvcatalog.publish import publish
+
+        return publish(self, url, **options)
+
+    # -- discovery (listings only, no downloads) ---------------------------------------------
+    def discover(
+        self,
+        source: str,
+        message_type: str | None = None,
+        year: int | None = None,
+        month: int | None = None,
+        *,
+        refresh: bool = False,
+        config: str | Path | None = None,
+        fetcher: S3Fetcher | None = None,
+        **download: Any,
+    ) -> Discovery:
+        """What the bucket holds below source[/type[/year[/month]]], from delimiter listings.
+
+        Listings are cached in the catalog for cache.listing_ttl_hours (refresh=True lists
+        again). Extra keyword arguments override `download:` settings (profile, rate_limit...).
+        """
+        bucket, cache_cfg, dl = self._listing_settings(config, download)
+        listings = ListingCache(
+            self.db,
+            fetcher_factory(fetcher, dl, bucket),
+            ttl_hours=cache_cfg.listing_ttl_hours,
+            refresh=refresh,
+            scope=f"{source.strip().lower()}/",
+        )
+        result = discover_listing(listings, bucket, source, message_type, year, month)
+        listings.save()
+        return result
+
+    def plan(
+        self,
+        source: str,
+        message_type: str,
+        start: date | str | None = None,
+        end: date | str | None = None,
+        *,
+        days_back: int | None = None,
+        timezone: str | None = None,
+        config: DataSourceConfig | str | Path | None = None,
+        force_refresh: bool = False,
+        refresh: bool = False,
+        fetcher: S3Fetcher | None = None,
+        today: date | None = None,
+        **download: Any,
+    ) -> Plan:
+        """What `ingest` with the same arguments would fetch, per partition (listings only)."""
+        cfg = self.config(
+            source,
+            message_type,
+            start,
+            end,
+            days_back=days_back,
+            timezone=timezone,
+            config=config,
+            **download,
+        )
+        listings = ListingCache(
+            self.db,
+            fetcher_factory(fetcher, cfg.download, cfg.bucket),
+            ttl_hours=cfg.cache.listing_ttl_hours,
+            refresh=refresh,
+            scope=f"{cfg.source}/{cfg.message_type}/",
+        )
+        result = plan_listing(listings, self.db, cfg, force=force_refresh, today=today)
+        listings.save()
+        return result
+
+    def _listing_settings(
+        self, config: str | Path | None, download: dict[str, Any]
+    ) -> tuple[str, CacheConfig, DownloadConfig]:
+        data, origin = (load_yaml(config), str(config)) if config is not None else ({}, "arguments")
+        cache_over: dict[str, Any] = {"directory": str(self.paths.root)}
+        if self._lock_timeout is not None:
+            cache_over["lock_timeout_seconds"] = self._lock_timeout
+        overrides = {
+            "cache": cache_over,
+            "download": {k: v for k, v in download.items() if v is not None},
+        }
+        return listing_settings(data, overrides, origin)
+
 
 def _pair(source: str, message_type: str) -> tuple[str, str]:
     try:
         return check_source_type(source, message_type)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+#: Statements a read-only query may run (DESCRIBE, SHOW, SUMMARIZE, FROM ... are SELECTs).
+_READ_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+#: Never allowed, even with --read-write: they could reach the catalog file itself.
+_NEVER_STATEMENTS = {
+    duckdb.StatementType.ATTACH,
+    duckdb.StatementType.DETACH,
+    duckdb.StatementType.EXPORT,
+    duckdb.StatementType.LOAD,
+    duckdb.StatementType.EXTENSION,  # INSTALL
+    duckdb.StatementType.COPY_DATABASE,
+}
+
+
+def check_query(sql: str, *, read_only: bool = True, root: Path | None = None) -> None:
+    """Reject statements that could modify the catalog, with one clear line."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as e:
+        raise QueryError(_short_duckdb_error(e)) from None
+    if not statements:
+        raise QueryError("the query is empty")
+    for st in statements:
+        kind = st.type.name
+        if read_only and st.type not in _READ_STATEMENTS:
+            raise QueryError(
+                f"read-only query: {kind} statements are not allowed (only SELECT, EXPLAIN); "
+                "the catalog cannot be modified with SQL (use --output to save a result)"
+            )
+        if st.type in _NEVER_STATEMENTS:
+            raise QueryError(f"{kind} statements are not allowed on the catalog")
+        if st.type == duckdb.StatementType.COPY and root is not None:
+            literals = [m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", st.query)]
+            literals += [m[1] for m in re.findall(r"\$(\w*)\$(.*?)\$\1\$", st.query, re.S)]
+            for literal in literals:
+                target = Path(literal).expanduser().resolve()
+                if target == root or target.is_relative_to(root):
+                    raise QueryError(f"COPY may not write inside the catalog directory {root}")
 
 
 def _short_duckdb_error(e: duckdb.Error) -> str:

@@ -41,9 +41,11 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 CatalogOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
-        "--catalog", help="Catalog directory [env: CVCATALOG_HOME; default: ./data/catalog]"
+        "--catalog",
+        help="Catalog directory, or s3://bucket/prefix of a published catalog (read-only) "
+        "[env: CVCATALOG_HOME; default: ./data/catalog]",
     ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format")]
@@ -82,15 +84,28 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def open_catalog(catalog: Path | None, config: Path | None = None) -> Catalog:
-    """--catalog, then CVCATALOG_HOME, then the config file's cache.directory, then the default."""
-    if catalog is None and not os.environ.get("CVCATALOG_HOME") and config is not None:
+def open_catalog(catalog: str | Path | None, config: Path | None = None, **remote: Any) -> Catalog:
+    """--catalog, then CVCATALOG_HOME, then the config file's cache.directory, then the default.
+
+    An s3://bucket/prefix (from --catalog or CVCATALOG_HOME) opens a published catalog,
+    read-only; remote holds its S3 options (profile, no_sign_request).
+    """
+    from cvcatalog.remote import is_remote
+
+    def note(m: str) -> None:
+        err.print(f"note: {m}", highlight=False, soft_wrap=True)
+
+    home = os.environ.get("CVCATALOG_HOME")
+    if catalog is None and is_remote(home):
+        catalog = home
+    if is_remote(catalog):
+        options = {k: v for k, v in remote.items() if v is not None}
+        return Catalog(str(catalog).strip(), notify=note, **options)
+    if catalog is None and not home and config is not None:
         directory = (load_yaml(config).get("cache") or {}).get("directory")
         if directory:
             catalog = Path(directory)
-    return Catalog(
-        catalog if catalog is not None else default_home(), notify=lambda m: err.print(f"note: {m}")
-    )
+    return Catalog(Path(catalog) if catalog is not None else default_home(), notify=note)
 
 
 # -- ingest ---------------------------------------------------------------------------------
@@ -145,11 +160,7 @@ def ingest(
     ] = True,
 ) -> None:
     """Download and convert a date range of one source and message type."""
-    data = load_yaml(config) if config else {}
-    src = source or data.get("source")
-    mt = message_type or data.get("message_type")
-    if not src or not mt:
-        raise typer.BadParameter("give --source and --type (or a --config that names them)")
+    src, mt = _source_and_type(source, message_type, config)
     cat = open_catalog(catalog, config)
     with _progress(progress and fmt is Format.table) as bar:
         summary = cat.ingest(
@@ -172,10 +183,32 @@ def ingest(
         raise typer.Exit(1)
 
 
+class _NotesOnly:
+    """No bars, but waits and other notes still reach stderr (e.g. with --no-progress)."""
+
+    def plan(self, todo: list[str], cached: list[str]) -> None:
+        pass
+
+    def listed(self, key: str, objects: int, nbytes: int) -> None:
+        pass
+
+    def downloaded(self, nbytes: int) -> None:
+        pass
+
+    def converting(self, key: str) -> None:
+        pass
+
+    def finished(self, outcome: Any) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        err.print(f"note: {message}", highlight=False, soft_wrap=True)
+
+
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[Any]:
     if not enabled:
-        yield None
+        yield _NotesOnly()
         return
     from cvcatalog.progress import RichProgress
 
@@ -216,13 +249,28 @@ def query(
         Path | None, typer.Option("--output", "-o", help="Write the result to this file")
     ] = None,
     catalog: CatalogOpt = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="AWS profile (for an s3:// catalog)")
+    ] = None,
+    no_sign_request: Annotated[
+        bool | None,
+        typer.Option("--no-sign-request", help="Anonymous requests (for an s3:// catalog)"),
+    ] = None,
     limit: Annotated[
         int, typer.Option("--max-rows", help="Table format shows at most this many rows")
     ] = 1000,
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only/--read-write",
+            help="Only SELECT/EXPLAIN (default); --read-write allows temporary tables and COPY "
+            "to files outside the catalog, with the catalog attached READ_ONLY",
+        ),
+    ] = True,
 ) -> None:
-    """Run read-only SQL against the catalog."""
-    cat = open_catalog(catalog)
-    table = cat.query_arrow(sql)
+    """Run SQL against the catalog (read-only: the catalog is never modified)."""
+    cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
+    table = cat.query_arrow(sql, read_only=read_only)
     rows = table.to_pylist() if fmt is not Format.table else table.slice(0, limit).to_pylist()
     emit(rows, fmt, output, columns=table.column_names)
     if fmt is Format.table and output is None and table.num_rows > limit:
@@ -265,7 +313,7 @@ def cache_status(
         done = [r for r in rows if r["status"] == "complete"]
         total = sum(r["parquet_bytes"] for r in done)
         print(
-            f"{len(rows)} partitions ({len(done)} complete), {total / 1e6:,.1f} MB Parquet, catalog {cat.paths.root}"
+            f"{len(rows)} partitions ({len(done)} complete), {total / 1e6:,.1f} MB Parquet, catalog {getattr(cat, 'url', cat.paths.root)}"
         )
 
 
@@ -351,6 +399,18 @@ def cache_verify(
         print(f"re-fetched {key}: {s.rows:,} rows")
     if failures:
         raise typer.Exit(1)
+
+
+def _source_and_type(
+    source: str | None, message_type: str | None, config: Path | None
+) -> tuple[str, str]:
+    """--source/--type, falling back on the ones a --config file names."""
+    data = load_yaml(config) if config else {}
+    src = source or data.get("source")
+    mt = message_type or data.get("message_type")
+    if not src or not mt:
+        raise typer.BadParameter("give --source and --type (or a --config that names them)")
+    return str(src), str(mt)
 
 
 def _folder_tz(source: str) -> str:
@@ -541,6 +601,158 @@ def sandbox_seed(
         f"seeded {rep.records:,} records in {rep.objects:,} objects "
         f"({rep.bytes / 1e6:,.1f} MB) for {s}..{e} at {endpoint} in {time.monotonic() - t0:.1f}s"
     )
+
+
+# -- publish --------------------------------------------------------------------------------
+@app.command()
+@friendly
+def publish(
+    to: Annotated[str, typer.Option("--to", help="s3://bucket/prefix to publish to")],
+    catalog: CatalogOpt = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile")] = None,
+    no_sign_request: Annotated[
+        bool | None, typer.Option("--no-sign-request", help="Anonymous (unsigned) requests")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Concurrent uploads (1-16)")
+    ] = None,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option("--rate-limit", help="S3 requests per second [default: 0 = unlimited]"),
+    ] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Upload a local catalog to S3 (Parquet + a portable catalog database), verified, resumable."""
+    from cvcatalog.publish import RESULT_COLUMNS
+
+    cat = open_catalog(catalog)
+    summary = cat.publish(
+        to,
+        profile=profile,
+        no_sign_request=no_sign_request,
+        max_workers=workers,
+        rate_limit=rate_limit,
+        notify=lambda m: err.print(f"note: {m}", highlight=False, soft_wrap=True),
+    )
+    if fmt is Format.table:
+        emit(summary.totals(), fmt, columns=["kind", "status", "objects", "bytes"])
+        for r in summary.failed:
+            print(f"  failed {r.path}: {r.reason}")
+        print(summary.summary())
+    else:
+        emit(summary.rows(), fmt, columns=RESULT_COLUMNS)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+# -- discovery ------------------------------------------------------------------------------
+ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile")]
+NoSignOpt = Annotated[
+    bool | None, typer.Option("--no-sign-request", help="Anonymous (unsigned) requests")
+]
+RateOpt = Annotated[
+    float | None, typer.Option("--rate-limit", help="S3 requests per second, 0 = unlimited")
+]
+RefreshOpt = Annotated[
+    bool,
+    typer.Option("--refresh", help="List the bucket again instead of using the listing cache"),
+]
+
+
+@app.command()
+@friendly
+def discover(
+    source: Annotated[str, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")],
+    message_type: TypeOpt = None,
+    year: Annotated[int | None, typer.Option("--year", help="List this year's months")] = None,
+    month: Annotated[
+        int | None, typer.Option("--month", help="List this month's days, hours, objects, bytes")
+    ] = None,
+    refresh: RefreshOpt = False,
+    config: Annotated[Path | None, typer.Option("--config", help="Data source YAML")] = None,
+    catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
+    rate_limit: RateOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """What the bucket holds (types, years, months, days, hours, objects, bytes); no downloads."""
+    cat = open_catalog(catalog, config)
+    d = cat.discover(
+        source,
+        message_type,
+        year,
+        month,
+        refresh=refresh,
+        config=config,
+        profile=profile,
+        no_sign_request=no_sign_request,
+        rate_limit=rate_limit,
+    )
+    if fmt is Format.table:
+        emit(d.rows, fmt, columns=d.columns)
+        print(d.summary())
+    else:
+        emit(d.rows, fmt)
+
+
+@app.command()
+@friendly
+def plan(
+    source: Annotated[
+        str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")
+    ] = None,
+    message_type: TypeOpt = None,
+    start: Annotated[
+        str | None, typer.Option("--start", help="First local day, YYYY-MM-DD")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--end", help="Last local day (inclusive); default: --start")
+    ] = None,
+    days_back: Annotated[
+        int | None, typer.Option("--days-back", help="The last N days up to today")
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option("--timezone", help="Zone of --start/--end [default: UTC]")
+    ] = None,
+    force_refresh: Annotated[
+        bool, typer.Option("--force-refresh", help="Plan as `ingest --force-refresh` would")
+    ] = False,
+    refresh: RefreshOpt = False,
+    config: Annotated[Path | None, typer.Option("--config", help="Data source YAML")] = None,
+    catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
+    rate_limit: RateOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """What an ingest of the range would fetch and what is already cached; no downloads."""
+    from cvcatalog.discover import PLAN_COLUMNS, PLAN_FIELDS
+
+    src, mt = _source_and_type(source, message_type, config)
+    cat = open_catalog(catalog, config)
+    p = cat.plan(
+        src,
+        mt,
+        start,
+        end,
+        days_back=days_back,
+        timezone=timezone,
+        config=config,
+        force_refresh=force_refresh,
+        refresh=refresh,
+        profile=profile,
+        no_sign_request=no_sign_request,
+        rate_limit=rate_limit,
+    )
+    rows = [*p.rows, p.total_row()]
+    if fmt is Format.table:
+        yes_no = {True: "yes", False: "no"}
+        table = [{**r, "fetch": yes_no.get(r["fetch"], r["fetch"])} for r in rows]
+        emit(table, fmt, columns=PLAN_COLUMNS)
+        print(p.summary())
+    else:
+        emit(rows, fmt, columns=PLAN_FIELDS)
 
 
 def main() -> None:

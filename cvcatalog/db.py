@@ -11,6 +11,7 @@ transaction to the copy, checkpoints, and renames the copy over the original. So
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import time
@@ -26,7 +27,7 @@ from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.layout import CatalogPaths, fsync_dir
 from cvcatalog.sqlutil import load_sql
 
-MIGRATIONS: list[tuple[int, str]] = [(1, "001_catalog.sql")]
+MIGRATIONS: list[tuple[int, str]] = [(1, "001_catalog.sql"), (2, "002_listing_cache.sql")]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 Notify = Callable[[str], None]
@@ -88,7 +89,7 @@ def ensure_views(con: duckdb.DuckDBPyConnection, paths: CatalogPaths) -> None:
         missing = schema.view_name not in have or schema.socrata_view_name not in have
         if missing or (source, message_type) in stale:
             refresh_views(con, paths, source, message_type)
-    refresh_union_views(con)  # cheap, and follows any change in the set of schemas
+    refresh_union_views(con, if_changed=True)  # follows any change in the set of schemas
 
 
 class CatalogDB:
@@ -172,6 +173,7 @@ class CatalogDB:
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction on a private copy, published by an atomic rename on success."""
         with self._writer_lock():
+            self._remove_stale_copies()
             tmp = self.paths.db.with_name(f".{self.paths.db.name}.{uuid.uuid4().hex}.tmp")
             try:
                 with self._file_errors("copy"):
@@ -183,8 +185,9 @@ class CatalogDB:
                     migrate(con)
                     ensure_views(con, self.paths)
                     yield con
-                    con.execute("COMMIT")
-                    con.execute("CHECKPOINT")
+                    with self._full_disk("commit"):
+                        con.execute("COMMIT")
+                        con.execute("CHECKPOINT")
                 except BaseException:
                     with contextlib.suppress(duckdb.Error):
                         con.execute("ROLLBACK")
@@ -201,12 +204,37 @@ class CatalogDB:
                     with contextlib.suppress(FileNotFoundError):
                         leftover.unlink()
 
+    def _remove_stale_copies(self) -> None:
+        """Private copies left by a writer killed mid-transaction (only the lock holder writes
+        copies, so under the lock every copy is stale)."""
+        for stale in self.paths.root.glob(f".{self.paths.db.name}.*.tmp*"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+    def _no_space(self, step: str) -> CatalogError:
+        return CatalogError(
+            f"no space left on device while writing the catalog database in "
+            f"{self.paths.root} ({step}); free some space or lower cache.max_size_gb"
+        )
+
+    @contextlib.contextmanager
+    def _full_disk(self, step: str) -> Iterator[None]:
+        """DuckDB reports a full disk as an IO or even a FATAL error: one clear line."""
+        try:
+            yield
+        except duckdb.Error as e:
+            if "No space left on device" in str(e):
+                raise self._no_space(step) from None
+            raise
+
     @contextlib.contextmanager
     def _file_errors(self, step: str) -> Iterator[None]:
         """Disk full, permissions: one clear line instead of an OSError from deep inside."""
         try:
             yield
         except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise self._no_space(step) from None
             raise CatalogError(
                 f"cannot {step} the catalog database in {self.paths.root}: {e.strerror or e}"
             ) from None

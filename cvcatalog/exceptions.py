@@ -23,6 +23,10 @@ class IntegrityError(CvCatalogError):
     """A downloaded object does not match its listed size or ETag."""
 
 
+class ConversionError(CvCatalogError):
+    """A downloaded object could not be converted at all (not one bad line: those are quarantined)."""
+
+
 class CatalogLockedError(CvCatalogError):
     """The catalog database or a partition stayed locked beyond the configured timeout."""
 

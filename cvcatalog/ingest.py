@@ -8,8 +8,10 @@ leaves either the previous state or the new one, never a mixture.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import re
 import socket
 import time
 import uuid
@@ -30,7 +32,7 @@ from cvcatalog.access import record_access
 from cvcatalog.config import DataSourceConfig
 from cvcatalog.db import CatalogDB, now_utc
 from cvcatalog.download import ObjectInfo, S3Fetcher
-from cvcatalog.exceptions import CatalogLockedError, CredentialsError, CvCatalogError
+from cvcatalog.exceptions import CredentialsError, CvCatalogError
 from cvcatalog.layout import (
     CatalogPaths,
     prune_empty_dirs,
@@ -180,8 +182,23 @@ class _Prepared:
     t0: float = field(default_factory=time.monotonic)
 
 
-def _describe(e: BaseException) -> str:
+def _describe(e: BaseException, where: Path | None = None) -> str:
+    if _is_enospc(e):
+        return f"no space left on device while writing {_enospc_path(e) or where or 'the catalog'}"
     return str(e) if isinstance(e, CvCatalogError) else f"{type(e).__name__}: {e}"
+
+
+def _is_enospc(e: BaseException) -> bool:
+    if isinstance(e, OSError):
+        return e.errno == errno.ENOSPC
+    return isinstance(e, duckdb.Error) and "No space left on device" in str(e)
+
+
+def _enospc_path(e: BaseException) -> str | None:
+    if isinstance(e, OSError):
+        return str(e.filename) if e.filename else None
+    m = re.search(r'"([^"]+)"', str(e))  # DuckDB: Could not write file "<path>": No space ...
+    return m.group(1) if m else None
 
 
 def needs_work(
@@ -241,6 +258,8 @@ class Ingestor:
         self.run_id = now_utc().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
         self._fetcher_factory = fetcher_factory or _default_fetcher
         self._fetcher: S3Fetcher | None = None
+        self._protect: set[str] = set()  # this run's partitions: never evicted to make room
+        self._evicted: list[str] = []
 
     # -- planning ------------------------------------------------------------------------
     def plan(self) -> tuple[list[PartitionKey], list[PartitionKey], dict[str, PartitionRecord]]:
@@ -271,6 +290,7 @@ class Ingestor:
         )
         self.paths.ensure()
         todo, cached, known = self.plan()
+        self._protect = {k.key for k in todo + cached}
         self.progress.plan([k.key for k in todo], [k.key for k in cached])
         for k in cached:
             rec = known[k.key]
@@ -279,6 +299,7 @@ class Ingestor:
             summary.days.append(outcome)
             self.progress.finished(outcome)
         record_access([k.key for k in cached if known[k.key].status == "complete"], self.paths)
+        self._sweep_staging(cached)
         if todo:
             self._record_run_start(start, end)
             try:
@@ -291,7 +312,7 @@ class Ingestor:
                     summary.retries = self._fetcher.retries
                     summary.reused_downloads = self._fetcher.stats.skipped
                     summary.resumed_downloads = self._fetcher.stats.resumed
-                summary.evicted = self._evict_if_needed({k.key for k in todo + cached})
+                summary.evicted = self._evicted + self._evict_if_needed(self._protect)
                 self._record_run_end(summary)
         summary.seconds = time.monotonic() - t0
         return summary
@@ -340,6 +361,24 @@ class Ingestor:
             prepared = self._prepare(pk, True)
             assert prepared is not None
             summary.days.append(self._finish(prepared))
+
+    def _sweep_staging(self, done: list[PartitionKey]) -> None:
+        """Raw copies of days already in the catalog, left by a run killed between its commit
+        and its cleanup: nothing will read them again."""
+        for pk in done:
+            stage = self.paths.staging_dir(pk)
+            if not stage.exists():
+                continue
+            lock = filelock.FileLock(str(self._lock_path(pk)), thread_local=False)
+            try:
+                lock.acquire(timeout=0)
+            except filelock.Timeout:
+                continue  # another process is working on it
+            try:
+                remove_tree(stage)
+                prune_empty_dirs(stage.parent, self.paths.staging)
+            finally:
+                lock.release()
 
     def _lock_path(self, pk: PartitionKey) -> Path:
         p = self.paths.partition_lock(pk)
@@ -398,7 +437,9 @@ class Ingestor:
         if failures:
             obj, err = failures[0]
             more = f" (and {len(failures) - 1} more objects)" if len(failures) > 1 else ""
-            out = self._fail(pk, f"download of {obj.key} failed: {err}{more}")
+            detail = _describe(err)  # names the key already when it comes from S3Error
+            what = detail if obj.key in detail else f"{obj.key}: {detail}"
+            out = self._fail(pk, f"download failed: {what}{more}")
             out.bytes_downloaded = downloaded
             return out, None
         return None, _Fetched(rec, objects, names, downloaded, nbytes)
@@ -422,9 +463,10 @@ class Ingestor:
             else:
                 assert p.fetched is not None
                 try:
+                    self._make_room(p.pk, p.fetched.nbytes)
                     outcome = self._convert_publish(p.pk, p.fetched)
                 except (CvCatalogError, OSError, duckdb.Error) as e:
-                    outcome = self._fail(p.pk, _describe(e))
+                    outcome = self._fail(p.pk, _describe(e, self.paths.partition_dir(p.pk)))
             outcome.seconds = time.monotonic() - p.t0
             self.progress.finished(outcome)
             return outcome
@@ -519,8 +561,24 @@ class Ingestor:
         self, pk: PartitionKey, parquet: list[Path], quarantine: Path | None, quarantined: int
     ) -> list[FileRecord]:
         """Move conversion outputs into the lake under new names (invisible until committed)."""
-        tag = self.run_id.rsplit("-", 1)[-1]
         placed: list[FileRecord] = []
+        try:
+            return self._place(pk, parquet, quarantine, quarantined, placed)
+        except BaseException:  # e.g. disk full: nothing half-placed stays in the lake
+            for f in placed:
+                with contextlib.suppress(FileNotFoundError):
+                    self.paths.absolute(f.path).unlink()
+            raise
+
+    def _place(
+        self,
+        pk: PartitionKey,
+        parquet: list[Path],
+        quarantine: Path | None,
+        quarantined: int,
+        placed: list[FileRecord],
+    ) -> list[FileRecord]:
+        tag = self.run_id.rsplit("-", 1)[-1]
         dest_dir = self.paths.partition_dir(pk)
         for i, src in enumerate(sorted(parquet)):
             dest = dest_dir / f"part-{self.run_id[:15]}-{tag}-{i:03d}.parquet"
@@ -571,7 +629,7 @@ class Ingestor:
         )
         try:
             self._commit(pk, rec)
-        except CatalogLockedError as e:
+        except CvCatalogError as e:  # locked, or the disk is full: the day is reported anyway
             reason = f"{reason}; {e}"
         return DayOutcome(pk.key, "failed", error=reason)
 
@@ -599,6 +657,7 @@ class Ingestor:
             "pid": os.getpid(),
         }
         with self.db.write() as con:
+            _mark_interrupted_runs(con, socket.gethostname())
             manifest.start_run(con, run)
 
     def _record_run_end(self, s: IngestSummary) -> None:
@@ -619,17 +678,59 @@ class Ingestor:
             "seconds": s.seconds,
             "message": "; ".join(f"{d.key}: {d.error}" for d in failed)[:2000] or None,
         }
-        with contextlib.suppress(CatalogLockedError), self.db.write() as con:
-            manifest.finish_run(con, self.run_id, values)
+        try:
+            with self.db.write() as con:
+                manifest.finish_run(con, self.run_id, values)
+        except CvCatalogError as e:  # locked or disk full: the summary is still reported
+            self.progress.note(f"the run's end was not recorded: {e}")
+
+    def _make_room(self, pk: PartitionKey, source_bytes: int) -> None:
+        """Evict LRU partitions before writing one whose expected size would overflow the cache."""
+        from cvcatalog.cache import expected_bytes, make_room
+
+        incoming = expected_bytes(self.db, pk.source, pk.message_type, source_bytes)
+        try:
+            gone = make_room(self.db, self.cfg.cache.max_size_gb, incoming, self._protect)
+        except CvCatalogError as e:
+            self.progress.note(f"eviction skipped: {e}")
+            return
+        if gone:
+            self.progress.note(f"evicted {len(gone)} partition(s) to make room for {pk.key}")
+            self._evicted += gone
 
     def _evict_if_needed(self, protect: set[str]) -> list[str]:
         from cvcatalog.cache import evict_to_size
 
         try:
             return evict_to_size(self.db, self.cfg.cache.max_size_gb, protect=protect)
-        except CatalogLockedError as e:
+        except CvCatalogError as e:
             self.progress.note(f"eviction skipped: {e}")
             return []
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mark_interrupted_runs(con: duckdb.DuckDBPyConnection, host: str) -> None:
+    """Runs of this host still 'running' whose process is gone were killed: say so."""
+    rows = con.execute(
+        "SELECT run_id, pid FROM ingest_runs WHERE status = 'running' AND host = ?", [host]
+    ).fetchall()
+    for run_id, pid in rows:
+        if pid is not None and not _pid_alive(int(pid)):
+            con.execute(
+                "UPDATE ingest_runs SET status = 'interrupted', "
+                "message = 'the process ended without finishing (killed or crashed)' "
+                "WHERE run_id = ?",
+                [run_id],
+            )
 
 
 def _default_fetcher(cfg: DataSourceConfig) -> S3Fetcher:

@@ -15,6 +15,7 @@ import random
 import re
 import threading
 import time
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,6 +110,9 @@ CONNECTION_EXCEPTIONS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 
+#: Set on a response whose body could not be parsed (see :func:`_mark_unreadable_body`).
+UNREADABLE_HEADER = "x-cvcatalog-unreadable-body"
+
 _ACCESS_KEY_RE = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b")
 
 
@@ -180,6 +184,14 @@ def _classify_client_error(exc: bce.ClientError) -> ErrorInfo:
     if status is not None and code != str(status):
         label = f"{label} (HTTP {status})"
     detail = f"{label}: {message}" if message else label
+
+    if UNREADABLE_HEADER in headers:
+        return ErrorInfo(
+            ErrorKind.RETRYABLE,
+            "the response was cut short or damaged in transit (its XML body could not be parsed)",
+            "UnreadableResponse",
+            status,
+        )
 
     if code == "RequestTimeTooSkewed":
         return ErrorInfo(
@@ -258,6 +270,22 @@ def translate_error(
     return S3Error(f"{target}: {info.reason}{suffix}")
 
 
+def _mark_unreadable_body(response_dict: dict[str, Any] | None = None, **_: Any) -> None:
+    """botocore turns a 200 answer whose XML cannot be parsed (a listing cut short or damaged
+    in transit) into a synthetic "500 Internal Server Error" so that it is retried. Mark such a
+    response so the error we report names what happened instead of blaming the server. S3's
+    own 500s carry an XML <Error> document and are left alone."""
+    if not response_dict or response_dict.get("status_code") != 500:
+        return
+    body = response_dict.get("body")
+    if not isinstance(body, bytes | bytearray) or not body.strip():
+        return
+    try:
+        ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        response_dict["headers"][UNREADABLE_HEADER] = "1"
+
+
 def make_client(cfg: DownloadConfig, *, region: str | None = None) -> Any:
     """A botocore S3 client for cfg: profile or default chain, optional unsigned requests.
 
@@ -289,9 +317,11 @@ def make_client(cfg: DownloadConfig, *, region: str | None = None) -> Any:
     if cfg.endpoint_url:
         kwargs["endpoint_url"] = cfg.endpoint_url
     try:
-        return session.client("s3", **kwargs)
+        client = session.client("s3", **kwargs)
     except ValueError as e:  # e.g. a malformed endpoint URL
         raise ConfigError(f"cannot create the S3 client: {e}") from None
+    client.meta.events.register("before-parse.s3", _mark_unreadable_body)
+    return client
 
 
 class TokenBucket:

@@ -13,10 +13,19 @@ held such rows are rewritten without them.
 Single-document objects (before 2018-01-18, often pretty-printed) go through Python: DuckDB cannot
 skip a parse error outside newline-delimited input, so one broken document would fail the day.
 They are small and few; their records are re-emitted as NDJSON for the same DuckDB pass.
+
+Hostile objects (docs/reliability.md, "Hostile input"): gzip-compressed objects and a leading
+byte order mark are normalized first by cvcatalog.rawfile (clean objects are only sniffed, never
+copied); an object with a line longer than read_json's maximum_object_size makes DuckDB fail
+the whole read, so that object alone is rewritten from its readable lines by the same streaming
+line scan and the read is retried. Records generated outside the hour of the folder they were
+published in are kept with the warning outside_folder_hour; identical rows are kept and counted
+as the partition warning duplicate_record.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -29,13 +38,18 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Literal
+from zoneinfo import ZoneInfo
 
 import duckdb
 
+from cvcatalog import rawfile
 from cvcatalog.config import ValidationConfig
+from cvcatalog.exceptions import ConversionError
 from cvcatalog.schemas import MessageSchema, list_literal, quote_ident, quote_literal
+from cvcatalog.sources import BINNED_SOURCES, FOLDER_TIMEZONE
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +57,27 @@ QUARANTINE_NAME = "quarantine.ndjson"
 PARQUET_NAME = "part-{:05d}.parquet"
 MALFORMED = "malformed JSON"
 MISMATCH = "malformed JSON count mismatch"
+#: quarantine reason categories of the hostile-input checks
+COMMENT = "comment line"
+TOO_LONG = "line too long"
+UNREADABLE = "unreadable object"
+#: warnings: a record generated outside its folder's hour (kept, flagged on the row), and rows
+#: identical to another row of the partition (kept, counted for the partition only)
+OUTSIDE_HOUR = "outside_folder_hour"
+DUPLICATE = "duplicate_record"
 #: Schemas whose records fan out into several rows (a TIM: one row per TravelerDataFrame) number
 #: a record's rows 0.. in this column, NULL when it has none; invalidity is judged per record, so
 #: only that first row is quarantined (one entry per record) and counted as the record.
 FANOUT_COLUMN = "frame_index"
-#: how much of a raw line or document a quarantine entry keeps
-RAW_LIMIT = 1 << 20
-#: longest line the slow-path scan will parse; longer ones are reported, not loaded
-MAX_SCAN_LINE = 64 << 20
+#: longest line (terminator included) parsed at all; a longer one is quarantined unparsed.
+#: read_json gets a little more room (READ_JSON_MAX_OBJECT), so every line the scan passes fits.
+MAX_SCAN_LINE = 16 << 20
+READ_JSON_MAX_OBJECT = MAX_SCAN_LINE + 1024
+#: how much of a raw line or document a quarantine entry keeps: all of any line that was parsed
+RAW_LIMIT = MAX_SCAN_LINE
+#: how much of a line longer than MAX_SCAN_LINE its quarantine entry keeps (with raw_size)
+RAW_HEAD = 1 << 20
+_OVERSIZED = re.compile(r'while reading file "([^"]+)"')
 _PEEK = 64 << 10
 _BOM = b"\xef\xbb\xbf"
 _GLOB_CHARS = frozenset("*?[")
@@ -162,8 +189,27 @@ class _Quarantine:
             self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         return self._fh
 
-    def add(self, source_key: str | None, line: int | None, reason: str, raw: str | None) -> None:
-        entry = {"source_key": source_key, "line": line, "reason": reason, "raw": raw}
+    def add(
+        self,
+        source_key: str | None,
+        line: int | None,
+        reason: str,
+        raw: str | bytes | None,
+        raw_size: int | None = None,
+    ) -> None:
+        """One entry. Raw bytes that are not UTF-8 are kept exactly in raw_base64 (raw is then
+        a readable copy with U+FFFD); raw_size marks a raw cut to its first RAW_HEAD bytes."""
+        entry: dict[str, Any] = {"source_key": source_key, "line": line, "reason": reason}
+        if isinstance(raw, bytes):
+            try:
+                entry["raw"] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                entry["raw"] = raw.decode("utf-8", errors="replace")
+                entry["raw_base64"] = base64.b64encode(raw).decode("ascii")
+        else:
+            entry["raw"] = raw
+        if raw_size is not None:
+            entry["raw_size"] = raw_size
         self._file().write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
         self.count += 1
         self.reasons[reason_category(reason)] += 1
@@ -223,9 +269,12 @@ class _Conversion:
         self.final = final
         self.quarantine = _Quarantine(work / QUARANTINE_NAME)
         self.docs_path = work / "documents.ndjson"
+        #: objects already rewritten from their readable lines (no second scan)
+        self.scanned: set[int] = set()
 
     # -- steps -------------------------------------------------------------------------------
     def run(self) -> ConvertResult:
+        self._normalize()
         kinds = [_kind(f.path) for f in self.files]
         ndjson = [i for i, k in enumerate(kinds) if k == "ndjson"]
         documents = [i for i, k in enumerate(kinds) if k == "document"]
@@ -233,7 +282,7 @@ class _Conversion:
         staged: list[tuple[Path, int]] = []
         if ndjson or n_docs:
             self._register_keys()
-            staged = self._stage(self._relation(ndjson, with_docs=n_docs > 0))
+            staged = self._stage_all(ndjson, with_docs=n_docs > 0)
         stats = self._stage_stats([p for p, _ in staged])
         broken = [i for i in ndjson if stats.by_key.get(self.files[i].key, Counter())[MALFORMED]]
         if broken:
@@ -276,6 +325,54 @@ class _Conversion:
             kept_invalid=dict(kept_invalid),
         )
 
+    def _normalize(self) -> None:
+        """Decompress gzip objects and drop leading BOMs (rawfile); clean objects stay as they are."""
+        for i, raw in enumerate(self.files):
+            norm = rawfile.normalize(raw.path, self.work, f"object-{i:06d}")
+            if norm.path != raw.path:
+                self.files[i] = RawFile(norm.path, raw.key)
+            if norm.problem is not None:
+                self.quarantine.add(raw.key, None, f"{UNREADABLE}: {norm.problem}", None)
+
+    def _stage_all(self, ndjson: list[int], *, with_docs: bool) -> list[tuple[Path, int]]:
+        """The one big pass; an object with a line over read_json's maximum_object_size fails it
+        as a whole, so such an object is rewritten from its readable lines and the pass retried."""
+        for _ in range(len(ndjson) + 1):
+            try:
+                return self._stage(self._relation(ndjson, with_docs=with_docs))
+            except duckdb.Error as e:
+                if "maximum_object_size" not in str(e):
+                    raise
+                i = self._oversized(str(e), ndjson)
+                shutil.rmtree(self.work / "stage", ignore_errors=True)
+                self._replace_with_readable(i)
+        raise ConversionError("lines over the size limit kept failing the conversion")
+
+    def _oversized(self, message: str, ndjson: list[int]) -> int:
+        """The index of the NDJSON object DuckDB's maximum_object_size error names."""
+        m = _OVERSIZED.search(message)
+        name = m.group(1) if m else None
+        for i in ndjson:
+            if str(self.files[i].path) == name and i not in self.scanned:
+                return i
+        raise ConversionError(
+            f"a record of {name or 'an object'} is larger than {READ_JSON_MAX_OBJECT} bytes "
+            "and could not be set aside"
+        )
+
+    def _replace_with_readable(self, i: int) -> None:
+        """Quarantine the unreadable lines of object i and read its readable lines from now on."""
+        raw = self.files[i]
+        clean = self.work / f"readable-{i:06d}.ndjson"
+        with open(clean, "wb") as good:
+            for line, reason, text, size in _scan_lines(
+                raw.path, self.schema.required_top_level, good
+            ):
+                self.quarantine.add(raw.key, line, reason, text, size)
+        self.files[i] = RawFile(clean, raw.key)
+        self.scanned.add(i)
+        self.con.execute(f"UPDATE {self.keys_table} SET path = ? WHERE idx = ?", [str(clean), i])
+
     def _write_documents(self, indices: list[int]) -> int:
         """Re-emit the records of single-document objects as `{"i": file index, "r": record}`.
 
@@ -297,42 +394,84 @@ class _Conversion:
                                 raw.key, line, f"{MALFORMED}: {why}", _clip(json.dumps(rec))
                             )
                             continue
-                        out.write(json.dumps({"i": i, "r": rec}, ensure_ascii=False) + "\n")
+                        record = json.dumps({"i": i, "r": rec}, ensure_ascii=False) + "\n"
+                        size = len(record.encode("utf-8"))
+                        if size > MAX_SCAN_LINE:
+                            reason = f"{TOO_LONG}: a record of {size} bytes, over the limit"
+                            head = record.encode("utf-8")[:RAW_HEAD]
+                            self.quarantine.add(raw.key, line, reason, head, size)
+                            continue
+                        out.write(record)
                         written += 1
         return written
 
     def _register_keys(self) -> None:
+        bounds = [_folder_hour(self.schema, f.key) for f in self.files]
         self.con.execute(
             f"CREATE TEMP TABLE {self.keys_table} AS "
-            "SELECT unnest($idx) AS idx, unnest($path) AS path, unnest($key) AS key",
+            "SELECT unnest($idx) AS idx, unnest($path) AS path, unnest($key) AS key, "
+            "unnest($lo)::TIMESTAMPTZ AS folder_lo, unnest($hi)::TIMESTAMPTZ AS folder_hi",
             {
                 "idx": list(range(len(self.files))),
                 "path": [str(f.path) for f in self.files],
                 "key": [f.key for f in self.files],
+                "lo": [b[0] if b else None for b in bounds],
+                "hi": [b[1] if b else None for b in bounds],
             },
         )
 
-    def _relation(self, ndjson: list[int], *, with_docs: bool) -> str:
-        """The raw rows (read_columns, source_key) of the given NDJSON files and documents."""
+    def _relation(self, ndjson: list[int], *, with_docs: bool, raw_lines: bool = False) -> str:
+        """The raw rows (read_columns, source_key, folder bounds) of NDJSON files and documents.
+
+        raw_lines: read every line as its verbatim text too (column _raw_line), for quarantine.
+        """
         cols = self.schema.read_columns_sql()
         names = [quote_ident(k) for k in self.schema.read_columns]
         raw_cols = ", ".join(f"j.{n}" for n in names)
         doc_cols = ", ".join(f"d.r.{n} AS {n}" for n in names)
+        folder = "k.folder_lo AS _folder_lo, k.folder_hi AS _folder_hi"
+        limit = f"maximum_object_size = {READ_JSON_MAX_OBJECT}"
         parts = []
         if ndjson:
             paths = list_literal(str(self.files[i].path) for i in ndjson)
+            if raw_lines:
+                structure = quote_literal(json.dumps(self._json_structure()))
+                parsed = f"json_transform(o.json, {structure})"
+                source = (
+                    f"(SELECT unnest({parsed}), o.json::VARCHAR AS _raw_line, o.filename "
+                    f"FROM read_ndjson_objects({paths}, ignore_errors = true, filename = true, "
+                    f"{limit}) AS o)"
+                )
+                raw_cols += ", j._raw_line"
+            else:
+                source = (
+                    f"read_json({paths}, format = 'newline_delimited', columns = {cols}, "
+                    f"ignore_errors = true, filename = true, {limit})"
+                )
             parts.append(
-                f"SELECT {raw_cols}, coalesce(k.key, j.filename) AS source_key "
-                f"FROM read_json({paths}, format = 'newline_delimited', columns = {cols}, "
-                "ignore_errors = true, filename = true) AS j "
+                f"SELECT {raw_cols}, coalesce(k.key, j.filename) AS source_key, {folder} "
+                f"FROM {source} AS j "
                 f"LEFT JOIN {self.keys_table} AS k ON k.path = j.filename"
             )
         if with_docs:
             wrapped = "{'i': 'INTEGER', 'r': " + quote_literal(_struct_of(self.schema)) + "}"
+            if raw_lines:
+                doc_cols += ", d._raw_line"
+                structure = json.dumps({"i": "INTEGER", "r": self._json_structure()})
+                source = (
+                    f"(SELECT unnest(json_transform(o.json, {quote_literal(structure)})), "
+                    "(o.json -> 'r')::VARCHAR AS _raw_line "
+                    f"FROM read_ndjson_objects({quote_literal(str(self.docs_path))}, "
+                    f"ignore_errors = true, {limit}) AS o)"
+                )
+            else:
+                source = (
+                    f"read_json({quote_literal(str(self.docs_path))}, "
+                    f"format = 'newline_delimited', columns = {wrapped}, ignore_errors = true, "
+                    f"{limit})"
+                )
             parts.append(
-                f"SELECT {doc_cols}, k.key AS source_key "
-                f"FROM read_json({quote_literal(str(self.docs_path))}, format = 'newline_delimited', "
-                f"columns = {wrapped}, ignore_errors = true) AS d "
+                f"SELECT {doc_cols}, k.key AS source_key, {folder} FROM {source} AS d "
                 f"LEFT JOIN {self.keys_table} AS k ON k.idx = d.i"
             )
         return "(" + " UNION ALL ".join(parts) + ")"
@@ -340,7 +479,7 @@ class _Conversion:
     def _stage(self, relation: str, name: str = "stage") -> list[tuple[Path, int]]:
         """The one big pass: raw JSON -> canonical rows -> Parquet files in work/<name>."""
         stage = self.work / name
-        select = self.schema.canonical_select_sql(relation, validate=self.validate)
+        select = self._select(relation)
         rows = self.con.execute(
             f"COPY ({select}) TO {quote_literal(str(stage))} (FORMAT parquet, COMPRESSION zstd, "
             f"ROW_GROUP_SIZE {self.row_group_size}, ROW_GROUPS_PER_FILE {self.row_groups_per_file}, "
@@ -354,6 +493,39 @@ class _Conversion:
             else:
                 path.unlink(missing_ok=True)
         return sorted(out)
+
+    def _json_structure(self) -> dict[str, Any]:
+        """The read_columns as a json_transform structure (same types as read_json's columns)."""
+
+        def structure(t: Any) -> Any:
+            if t.id == "struct":
+                return {name: structure(child) for name, child in t.children}
+            if t.id == "list":
+                return [structure(t.child)]
+            return str(t)
+
+        return {
+            name: structure(self.con.sql(f"SELECT NULL::{ty}").types[0])
+            for name, ty in self.schema.read_columns.items()
+        }
+
+    def _select(self, relation: str) -> str:
+        """The canonical SELECT; when validating, flags rows generated outside their folder hour."""
+        time_col = self.schema.time_column
+        if not self.validate or time_col is None:
+            return self.schema.canonical_select_sql(relation, validate=self.validate)
+        inner = self.schema.canonical_select_sql(
+            relation,
+            validate=True,
+            extra_columns=["b._folder_lo AS _folder_lo", "b._folder_hi AS _folder_hi"],
+        )
+        t = quote_ident(time_col)
+        return (
+            "SELECT * EXCLUDE (_folder_lo, _folder_hi) REPLACE (CASE "
+            f"WHEN {t} < _folder_lo OR {t} >= _folder_hi "
+            f"THEN list_append(warnings, {quote_literal(OUTSIDE_HOUR)}) "
+            f"ELSE warnings END AS warnings) FROM ({inner}) AS _c"
+        )
 
     def _reparse(self, staged: list[tuple[Path, int]], broken: list[int]) -> list[tuple[Path, int]]:
         """Rebuild the rows of objects that had unreadable lines from their readable lines only.
@@ -388,17 +560,7 @@ class _Conversion:
             else:
                 tmp.unlink(missing_ok=True)
         for i in broken:
-            raw = self.files[i]
-            clean = self.work / f"readable-{i:06d}.ndjson"
-            with open(clean, "wb") as good:
-                for line, problem, text in _scan_lines(
-                    raw.path, self.schema.required_top_level, good
-                ):
-                    self.quarantine.add(raw.key, line, f"{MALFORMED}: {problem}", text)
-            self.files[i] = RawFile(clean, raw.key)
-            self.con.execute(
-                f"UPDATE {self.keys_table} SET path = ? WHERE idx = ?", [str(clean), i]
-            )
+            self._replace_with_readable(i)
         return sorted(kept + self._stage(self._relation(broken, with_docs=False), "reparsed"))
 
     def _stage_stats(self, staged: list[Path]) -> _StageStats:
@@ -433,14 +595,37 @@ class _Conversion:
         return [int(v) for (v,) in rows]
 
     def _warning_counts(self, parquet: list[Path]) -> dict[str, int]:
+        """Row warnings by name, plus duplicate_record: rows identical to an earlier row of the
+        partition in every column but source_key and warnings (a record published twice)."""
         if not parquet:
             return {}
+        files = list_literal(map(str, parquet))
         rows = self.con.execute(
             "SELECT w, count(*) FROM (SELECT unnest(warnings) AS w "
-            f"FROM read_parquet({list_literal(map(str, parquet))}) WHERE len(warnings) > 0) "
+            f"FROM read_parquet({files}) WHERE len(warnings) > 0) "
             "GROUP BY w ORDER BY w"
         ).fetchall()
-        return {str(w): int(n) for w, n in rows}
+        counts = {str(w): int(n) for w, n in rows}
+        if self.validate and self._duplicates(files, self.schema.column_names[:8]):
+            # the leading columns (time, identity, position) repeat: count whole-row duplicates
+            counts[DUPLICATE] = self._duplicates(files, None)
+            if not counts[DUPLICATE]:
+                del counts[DUPLICATE]
+        return counts
+
+    def _duplicates(self, files: str, columns: list[str] | None) -> int:
+        """Rows minus distinct rows over the given columns (None: all but source_key, warnings).
+
+        Identical rows hash alike, so a partition without repeats among a few leading columns
+        (the usual case, and the cheap check) has no duplicate rows at all."""
+        if columns is None:
+            key = "*COLUMNS(* EXCLUDE (source_key, warnings))"
+        else:
+            key = ", ".join(quote_ident(c) for c in columns if c not in ("source_key", "warnings"))
+        (n,) = self.con.execute(
+            f"SELECT count(*) - count(DISTINCT hash({key})) FROM read_parquet({files})"
+        ).fetchone() or (0,)
+        return int(n)
 
     def _quarantine_malformed(self, stats: _StageStats, ndjson: list[int]) -> None:
         """Find the unparseable lines DuckDB counted, by a streaming scan of just those files."""
@@ -452,8 +637,10 @@ class _Conversion:
             raw = by_key.get(key) if key is not None else None
             found = 0
             if raw is not None:
-                for line, problem, text in _scan_lines(raw.path, self.schema.required_top_level):
-                    self.quarantine.add(key, line, f"{MALFORMED}: {problem}", text)
+                for line, reason, text, size in _scan_lines(
+                    raw.path, self.schema.required_top_level
+                ):
+                    self.quarantine.add(key, line, reason, text, size)
                     found += 1
             if found != expected:
                 log.warning(
@@ -482,11 +669,8 @@ class _Conversion:
             return
         affected = [i for i in ndjson if self.files[i].key in keys]
         docs_hit = any(self.files[i].key in keys for i in documents)
-        relation = self._relation(affected, with_docs=docs_hit)
-        packed = ", ".join(
-            f"{quote_ident(k)} := b.{quote_ident(k)}" for k in self.schema.read_columns
-        )
-        raw = f"to_json(struct_pack({packed}))::VARCHAR AS _raw"
+        relation = self._relation(affected, with_docs=docs_hit, raw_lines=True)
+        raw = "b._raw_line AS _raw"  # the line as published (a document's record: as JSON)
         select = self.schema.canonical_select_sql(
             relation, validate=self.validate, extra_columns=[raw]
         )
@@ -547,6 +731,27 @@ def _current_timezone(con: duckdb.DuckDBPyConnection) -> str | None:
     return str(row[0]) if row else None
 
 
+def _folder_hour(schema: MessageSchema, key: str) -> tuple[datetime, datetime] | None:
+    """The UTC interval of the hour folder a key `{source}/{type}/YYYY/MM/DD/HH/name` names.
+
+    The folder clock is the producer's (sources.FOLDER_TIMEZONE); a wall-clock hour repeated at
+    the end of daylight saving time spans both absolute hours. None for any other key.
+    """
+    if schema.time_column is None or schema.source in BINNED_SOURCES:
+        return None
+    parts = key.split("/")
+    if len(parts) < 7 or parts[:2] != [schema.source, schema.message_type]:
+        return None
+    try:
+        y, m, d, h = (int(x) for x in parts[2:6])
+        zone = ZoneInfo(FOLDER_TIMEZONE[schema.source])
+        first = datetime(y, m, d, h, tzinfo=zone, fold=0).astimezone(UTC)
+        last = datetime(y, m, d, h, tzinfo=zone, fold=1).astimezone(UTC)
+    except (ValueError, KeyError):
+        return None
+    return min(first, last), max(first, last) + timedelta(hours=1)
+
+
 def _struct_of(schema: MessageSchema) -> str:
     return (
         "STRUCT(" + ", ".join(f"{quote_ident(k)} {v}" for k, v in schema.read_columns.items()) + ")"
@@ -572,8 +777,14 @@ def _clip(text: str) -> str:
     return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT]
 
 
-def _raw_text(data: bytes) -> str:
-    return data[:RAW_LIMIT].rstrip(b"\r\n").decode("utf-8", errors="replace")
+def _raw_bytes(data: bytes) -> bytes:
+    """A line as quarantined: its bytes without the terminator (\n or \r\n)."""
+    return data[:RAW_LIMIT].rstrip(b"\r\n")
+
+
+def _source_bytes(text: str) -> bytes:
+    """Text decoded with surrogateescape back to the bytes it came from."""
+    return text.encode("utf-8", errors="surrogateescape")
 
 
 def _record_problem(value: Any, required: tuple[str, ...]) -> str | None:
@@ -599,6 +810,8 @@ def _line_problem(line: bytes, required: tuple[str, ...]) -> str | None:
     body = line.rstrip(b"\r\n")
     if not body.strip():
         return None  # blank lines are skipped, not rows
+    if body.lstrip().startswith(b"#"):
+        return "comment line"
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -614,13 +827,20 @@ def _line_problem(line: bytes, required: tuple[str, ...]) -> str | None:
     return _record_problem(value, required)
 
 
+def _strip_line_bom(line: bytes) -> bytes:
+    """A line starting with a byte order mark (objects concatenated with theirs) without it."""
+    return line[len(rawfile.BOM) :] if line.startswith(rawfile.BOM) else line
+
+
 def _scan_lines(
     path: Path, required: tuple[str, ...], good: IO[bytes] | None = None
-) -> Iterator[tuple[int, str, str]]:
-    """(1-based line, problem, raw text) of each line read_json could not turn into a record.
+) -> Iterator[tuple[int, str, bytes, int | None]]:
+    """(1-based line, quarantine reason, raw bytes, raw_size) of each line read_json could not
+    turn into a record; raw_size is set (the line's full length) when raw is cut short.
 
-    Streams with bounded memory: a line longer than MAX_SCAN_LINE is reported, not parsed.
-    With `good`, every readable line is copied there (newline-terminated).
+    Streams with bounded memory: a line longer than MAX_SCAN_LINE is quarantined unparsed with
+    its first RAW_HEAD bytes. With `good`, every readable line is copied there
+    (newline-terminated, without a leading byte order mark).
     """
     with open(path, "rb") as f:
         lineno = 0
@@ -629,37 +849,41 @@ def _scan_lines(
             if not line:
                 return
             lineno += 1
-            if len(line) > MAX_SCAN_LINE and not line.endswith(b"\n"):
-                head = line[:RAW_LIMIT]
+            if len(line) > MAX_SCAN_LINE:
+                head, size = line[:RAW_HEAD], len(line)
                 while line and not line.endswith(b"\n"):
                     line = f.readline(MAX_SCAN_LINE)
+                    size += len(line)
+                size -= 2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0
                 yield (
                     lineno,
-                    f"line longer than {MAX_SCAN_LINE} bytes, not checked",
-                    _raw_text(head),
+                    f"{TOO_LONG}: {size} bytes, over the {MAX_SCAN_LINE}-byte limit; not parsed",
+                    head,
+                    size,
                 )
                 continue
+            line = _strip_line_bom(line)
             problem = _line_problem(line, required)
-            if problem is not None:
-                yield lineno, problem, _raw_text(line)
+            if problem == COMMENT:
+                yield lineno, f"{COMMENT}: starts with #", _raw_bytes(line), None
+            elif problem is not None:
+                yield lineno, f"{MALFORMED}: {problem}", _raw_bytes(line), None
             elif good is not None and line.strip():
                 good.write(line if line.endswith(b"\n") else line + b"\n")
 
 
-def _documents(path: Path) -> Iterator[tuple[int, Any, str | None, str | None]]:
+def _documents(path: Path) -> Iterator[tuple[int, Any, str | None, bytes | None]]:
     """(start line, value, problem, raw) of each top-level JSON value of a document object.
 
     Documents are concatenated or single values; after a parse error the rest of the object
-    cannot be resynchronised, so it is reported once (from where the bad value starts).
+    cannot be resynchronised, so it is reported once (from where the bad value starts). Bytes
+    that are not UTF-8 fail only the value holding them (kept exactly in its raw).
     """
     data = path.read_bytes()
     if data.startswith(_BOM):
         data = data[len(_BOM) :]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        yield 1, None, f"invalid UTF-8 at byte {e.start}", _raw_text(data)
-        return
+    text = data.decode("utf-8", errors="surrogateescape")
+    del data
     decoder = json.JSONDecoder()
     pos, line, counted = 0, 1, 0
     while True:
@@ -672,13 +896,20 @@ def _documents(path: Path) -> Iterator[tuple[int, Any, str | None, str | None]]:
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
-            yield line, None, f"{e.msg} at line {e.lineno} column {e.colno}", _clip(text[pos:])
+            where = f"at line {e.lineno} column {e.colno}"
+            yield line, None, f"{e.msg} {where}", _source_bytes(_clip(text[pos:]))
             return
         except RecursionError:
-            yield line, None, "nested too deeply", _clip(text[pos:])
+            yield line, None, "nested too deeply", _source_bytes(_clip(text[pos:]))
             return
         if _lone_surrogate(value):
-            yield line, None, "unpaired surrogate escape in a string", _clip(text[pos:end])
+            raw = _source_bytes(_clip(text[pos:end]))
+            try:
+                raw.decode("utf-8")
+                why = "unpaired surrogate escape in a string"
+            except UnicodeDecodeError as e:
+                why = f"invalid UTF-8 at byte {e.start} of the value"
+            yield line, None, why, raw
         else:
             yield line, value, None, None
         pos = end

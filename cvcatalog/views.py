@@ -8,8 +8,12 @@ Union views (`bsm`, ...) select the columns every source of a message type share
 
 from __future__ import annotations
 
+import hashlib
+import os
+
 import duckdb
 
+from cvcatalog.exceptions import CatalogError
 from cvcatalog.layout import CatalogPaths
 from cvcatalog.manifest import complete_data_files
 from cvcatalog.schemas import SCHEMAS, MessageSchema, view_sql
@@ -17,13 +21,39 @@ from cvcatalog.sqlutil import quote_ident
 
 
 def refresh_views(
-    con: duckdb.DuckDBPyConnection, paths: CatalogPaths, source: str, message_type: str
+    con: duckdb.DuckDBPyConnection,
+    paths: CatalogPaths,
+    source: str,
+    message_type: str,
+    base_url: str | None = None,
 ) -> None:
+    """(Re)create the views of one (source, type) over its complete partitions' files.
+
+    base_url (e.g. s3://bucket/prefix): name the files by that URL plus their catalog-relative
+    path instead of their local absolute path (the portable database of a published catalog).
+    """
     schema = SCHEMAS[(source, message_type)]
     current = complete_data_files(con, source, message_type, schema.canonical_version)
+    if base_url is not None:
+        for stmt in view_sql(schema, [remote_file_url(base_url, f.path) for f in current]):
+            con.execute(stmt)
+        return
     files = [str(paths.absolute(f.path)) for f in current]
+    missing = [f.path for f, p in zip(current, files, strict=True) if not os.path.exists(p)]
+    if missing:  # DuckDB would fail the whole transaction with "No files found"
+        raise CatalogError(
+            f"{len(missing)} Parquet file(s) of {source}/{message_type} listed in the catalog are "
+            f"missing (e.g. {missing[0]}); run `cvcatalog cache verify --repair`"
+        )
     for stmt in view_sql(schema, files):
         con.execute(stmt)
+
+
+def remote_file_url(base_url: str, rel: str) -> str:
+    """base_url joined with a manifest (catalog-relative POSIX) path."""
+    if rel.startswith("/") or ".." in rel.split("/"):
+        raise CatalogError(f"manifest path escapes the catalog directory: {rel!r}")
+    return f"{base_url.rstrip('/')}/{rel}"
 
 
 def union_views() -> dict[str, list[MessageSchema]]:
@@ -45,6 +75,22 @@ def union_view_sql(name: str, schemas: list[MessageSchema]) -> str:
     return f"CREATE OR REPLACE VIEW {quote_ident(name)} AS " + " UNION ALL ".join(parts)
 
 
-def refresh_union_views(con: duckdb.DuckDBPyConnection) -> None:
+def refresh_union_views(con: duckdb.DuckDBPyConnection, *, if_changed: bool = False) -> None:
+    """(Re)create the union views. With if_changed, only those whose definition differs from
+    the one recorded in the view's comment: creating a view binds the views below it, which
+    fails (and aborts the transaction) while a Parquet file they name is missing or damaged --
+    exactly when `cache verify --repair` must still be able to write."""
+    stored: dict[str, str | None] = {}
+    if if_changed:
+        stored = dict(
+            con.execute(
+                "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        )
     for name, schemas in union_views().items():
-        con.execute(union_view_sql(name, schemas))
+        sql = union_view_sql(name, schemas)
+        tag = hashlib.sha256(sql.encode()).hexdigest()[:16]
+        if if_changed and stored.get(name) == tag:
+            continue
+        con.execute(sql)
+        con.execute(f"COMMENT ON VIEW {quote_ident(name)} IS '{tag}'")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from faultproxy import FaultProxy
 
 from cvcatalog.sandbox.server import SandboxServer, start_server
 from cvcatalog.sources import BUCKET
@@ -43,3 +44,12 @@ def s3_client(s3_endpoint: str):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def catalog_dir(tmp_path: Path) -> Path:
     return tmp_path / "catalog"
+
+
+@pytest.fixture
+def fault_proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the local endpoint; AWS_ENDPOINT_URL_S3 points at it
+    (the `s3_client` fixture still talks to the endpoint directly, e.g. for seeding)."""
+    with FaultProxy(s3_endpoint) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint_url)
+        yield proxy

@@ -73,6 +73,8 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         "2",
         "--rate-limit-check",
         "50",
+        "--big-day-gb",
+        "0",
         "--no-install-tools",
         "--out",
         str(out),

@@ -6,7 +6,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from cvcatalog.catalog import Catalog
+from cvcatalog import Catalog  # the public import path the README shows
 from cvcatalog.sandbox.replica import seed_replica
 
 

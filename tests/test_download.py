@@ -9,12 +9,15 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.config import Config
 from botocore.exceptions import ResponseStreamingError
 
 from cvcatalog.config import DownloadConfig
@@ -88,13 +91,28 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
+def md5_sum(data: bytes) -> str:
+    """DownloadResult.checksum of a copy verified by the ETag's MD5."""
+    return f"md5:{md5(data)}"
+
+
+def crc_sum(data: bytes) -> str:
+    """DownloadResult.checksum of a copy verified by S3's stored CRC32."""
+    return f"crc32:{zlib.crc32(data):08x}"
+
+
 def fetcher(**kw: Any) -> tuple[S3Fetcher, FakeSleep]:
     sleep = FakeSleep()
     return S3Fetcher(make_client(cfg(**kw)), cfg(**kw), BUCKET, sleep=sleep), sleep
 
 
-def put(s3_client: Any, key: str, data: bytes) -> ObjectInfo:
-    resp = s3_client.put_object(Bucket=BUCKET, Key=key, Body=data)
+def put(s3_client: Any, key: str, data: bytes, *, legacy: bool = False) -> ObjectInfo:
+    """Upload data; ``legacy`` uploads it without a stored checksum, as the bucket's older
+    objects are (only the ETag's MD5 can verify them)."""
+    client = s3_client
+    if legacy:
+        client = boto3.client("s3", config=Config(request_checksum_calculation="when_required"))
+    resp = client.put_object(Bucket=BUCKET, Key=key, Body=data)
     return ObjectInfo(key, len(data), resp["ETag"].strip('"'), datetime.now(UTC))
 
 
@@ -176,16 +194,18 @@ def test_missing_bucket_is_a_clear_error(s3_endpoint: str) -> None:
 # -- downloading -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("legacy", [False, True], ids=["stored-crc32", "etag-md5-only"])
 def test_download_verifies_and_lands_atomically(
-    s3_endpoint: str, s3_client: Any, tmp_path: Path
+    s3_endpoint: str, s3_client: Any, tmp_path: Path, legacy: bool
 ) -> None:
     data = payload(3 * CHUNK_SIZE + 123)
-    obj = put(s3_client, PREFIX + "a", data)
+    obj = put(s3_client, PREFIX + "a", data, legacy=legacy)
     f, _ = fetcher()
     dest = tmp_path / "deep" / "dir" / "a.ndjson"
     progress: list[int] = []
     res = f.download(obj, dest, on_bytes=progress.append)
-    assert res == DownloadResult(dest, len(data), md5(data), 0, "md5")
+    expected = md5_sum(data) if legacy else crc_sum(data)
+    assert res == DownloadResult(dest, len(data), expected, 0, "md5" if legacy else "crc32")
     assert dest.read_bytes() == data
     assert sum(progress) == len(data)
     assert max(progress) <= CHUNK_SIZE
@@ -204,7 +224,7 @@ def test_existing_good_file_is_not_fetched_again(
     dest = tmp_path / "b"
     f.download(obj, dest)
     res = f.download(obj, dest)
-    assert res.skipped and res.md5 == md5(data)
+    assert res.skipped and res.checksum == md5_sum(data)
     assert res.resumed_from == res.size  # nothing transferred
     assert f.stats.get_requests == 1 == f.get_requests
     assert f.stats.skipped == 1
@@ -225,7 +245,7 @@ def test_empty_object(s3_endpoint: str, s3_client: Any, tmp_path: Path) -> None:
     obj = put(s3_client, PREFIX + "empty", b"")
     f, _ = fetcher()
     res = f.download(obj, tmp_path / "empty")
-    assert res.size == 0 and res.md5 == md5(b"")
+    assert res.size == 0 and res.checksum == crc_sum(b"") and res.verified == "crc32"
     assert (tmp_path / "empty").read_bytes() == b""
 
 
@@ -246,7 +266,7 @@ def test_resume_from_partial_file(s3_endpoint: str, s3_client: Any, tmp_path: Pa
     seen = record_gets(f)
     res = f.download(obj, dest)
     assert res.resumed_from == half
-    assert res.md5 == md5(data)
+    assert res.checksum == md5_sum(data)  # resumed from disk: only the ETag can check it
     assert dest.read_bytes() == data
     assert len(seen) == 1
     assert _header(seen[0], "Range") == f"bytes={half}-"
@@ -283,7 +303,7 @@ def test_corrupted_partial_file_is_detected_and_redone(
     seen = record_gets(f)
     res = f.download(obj, dest)
     assert dest.read_bytes() == data
-    assert res.md5 == md5(data)
+    assert res.checksum == crc_sum(data)
     assert res.resumed_from == 0
     assert [_header(r, "Range") for r in seen] == [f"bytes={half}-", None]
     assert f.stats.integrity_failures == 1
@@ -339,7 +359,7 @@ def test_connection_reset_mid_body_resumes(
     f.client.meta.events.register("after-call.s3.GetObject", break_first_body)
     seen = record_gets(f)
     res = f.download(obj, tmp_path / "f")
-    assert res.md5 == md5(data)
+    assert res.checksum == crc_sum(data)  # the CRC32 spans both responses
     assert (tmp_path / "f").read_bytes() == data
     assert [_header(r, "Range") for r in seen] == [None, f"bytes={cut}-"]
     assert f.stats.retries == 1
@@ -389,7 +409,7 @@ def test_checksum_mismatch_raises_after_retry_budget(
     with pytest.raises(IntegrityError) as ei:
         f.download(lying, dest)
     msg = str(ei.value)
-    assert real.key in msg and "0" * 32 in msg and md5(data) in msg
+    assert real.key in msg and "0" * 32 in msg and f"served etag {md5(data)}" in msg
     assert f.stats.get_requests == 3
     assert f.stats.integrity_failures == 3
     part, sidecar = S3Fetcher.part_paths(dest)
@@ -420,7 +440,7 @@ def test_get_slowdown_with_retry_after(s3_endpoint: str, s3_client: Any, tmp_pat
     f, sleep = fetcher()
     inject(f.client, [(503, "SlowDown", {"Retry-After": "3"}), (429, "TooManyRequests", {})])
     res = f.download(obj, tmp_path / "k")
-    assert res.md5 == md5(data)
+    assert res.checksum == crc_sum(data)
     assert f.stats.throttled == 2
     assert f.stats.retries == 2
     assert f.stats.get_requests == 3
@@ -465,7 +485,7 @@ def test_multipart_etag_verified_with_common_part_size(
     f, _ = fetcher()
     res = f.download(obj, tmp_path / "mp")
     assert res.verified == "multipart-md5"
-    assert res.md5 == md5(data)
+    assert res.checksum == md5_sum(data)
 
 
 def test_multipart_etag_with_unusual_part_size_is_size_only(

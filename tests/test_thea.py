@@ -195,7 +195,8 @@ def test_sample_files_convert_as_documents_and_as_ndjson(
     doc = convert(con, mtype, [RawFile(src, "thea/doc")], tmp_path / "doc")
     line = convert_records(con, tmp_path, mtype, [sample(mtype)] * 2)
     assert (doc.rows, doc.quarantined, doc.schema_versions, doc.unknown_versions) == (1, 0, [1], [])
-    assert (line.rows, line.quarantined, line.warnings) == (2, 0, {})
+    # the same record twice: both kept, counted as one duplicate
+    assert (line.rows, line.quarantined, line.warnings) == (2, 0, {"duplicate_record": 1})
     a = rows(con, doc)[0]
     for b in rows(con, line):
         assert {k: v for k, v in b.items() if k != "source_key"} == {
@@ -374,9 +375,9 @@ def test_bsm_validation_mirrors_wydot(con: duckdb.DuckDBPyConnection, tmp_path: 
     assert result.quarantine_file is not None
     entries = [json.loads(x) for x in result.quarantine_file.read_text().splitlines()]
     raw = {e["reason"]: e["raw"] for e in entries}
-    # quarantined records are re-serialised from the read types: every value is still there
+    # quarantined records keep their line as published: every value is still there
     kept = json.loads(raw["missing required field payload.data.coreData.id"])
-    assert kept["payload"]["data"]["coreData"]["id"] is None
+    assert "id" not in kept["payload"]["data"]["coreData"]  # the line as published
     assert kept["payload"]["data"]["coreData"]["lat"] == "279434229"
     assert kept["payload"]["data"]["partII"] == no_id["payload"]["data"]["partII"]
 

@@ -47,7 +47,7 @@ CREATE TABLE ingest_runs (
     run_id           VARCHAR PRIMARY KEY,
     started_at       TIMESTAMPTZ NOT NULL,
     finished_at      TIMESTAMPTZ,
-    status           VARCHAR NOT NULL,       -- running | ok | failed
+    status           VARCHAR NOT NULL,       -- running | ok | failed | interrupted (killed; marked by a later run)
     source           VARCHAR,
     message_type     VARCHAR,
     start_date       DATE,

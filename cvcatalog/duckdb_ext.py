@@ -1,0 +1,159 @@
+"""DuckDB's httpfs extension, loaded offline, and S3 secrets for it.
+
+The extension comes from the pinned `duckdb-extension-httpfs` package (installed with
+cvcatalog), so nothing is ever downloaded at run time and autoinstall/autoload stay off.
+Credentials come from the boto3 chain (environment, --profile, SSO, instance roles) and the
+endpoint from the same variables boto3 honours (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL). The
+secret is a TEMPORARY DuckDB secret: it lives in the connection's memory only and is never
+written to disk or logged.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import duckdb
+
+from cvcatalog.exceptions import CatalogError, ConfigError
+from cvcatalog.sqlutil import quote_literal
+
+DEFAULT_REGION = "us-east-1"
+
+
+def httpfs_extension() -> Path:
+    """The httpfs extension shipped by the duckdb-extension-httpfs package (loaded offline)."""
+    try:
+        import duckdb_extension_httpfs
+    except ImportError:
+        raise CatalogError(
+            "DuckDB's httpfs extension is not installed (package duckdb-extension-httpfs); "
+            "reinstall cvcatalog with its dependencies"
+        ) from None
+    root = Path(duckdb_extension_httpfs.__file__).resolve().parent / "extensions"
+    exact = root / f"v{duckdb.__version__}" / "httpfs.duckdb_extension"
+    if exact.exists():
+        return exact
+    found = sorted(root.glob("v*/httpfs.duckdb_extension"))
+    if not found:
+        raise CatalogError(f"no httpfs.duckdb_extension under {root} (duckdb-extension-httpfs)")
+    return found[-1]
+
+
+def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
+    """LOAD httpfs from the pinned package; never install or autoload anything."""
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    try:
+        con.execute(f"LOAD {quote_literal(str(httpfs_extension()))}")
+    except duckdb.Error as e:
+        raise CatalogError(
+            f"cannot load DuckDB's httpfs extension: {str(e).splitlines()[0]}"
+        ) from None
+
+
+def endpoint_url(explicit: str | None = None) -> str | None:
+    """The S3 endpoint boto3 would use: explicit, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL."""
+    return (
+        explicit
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or None
+    )
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """What a DuckDB S3 secret needs, without the credentials themselves."""
+
+    region: str
+    endpoint: str | None  # host[:port], None for AWS
+    use_ssl: bool
+    url_style: str  # path | vhost
+
+
+def s3_settings(endpoint: str | None, region: str | None) -> S3Settings:
+    if not endpoint:
+        return S3Settings(region or DEFAULT_REGION, None, True, "vhost")
+    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"the S3 endpoint {endpoint!r} is not an http(s) URL")
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    return S3Settings(region or DEFAULT_REGION, host, parts.scheme == "https", "path")
+
+
+def create_s3_secret(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    profile: str | None = None,
+    no_sign_request: bool = False,
+    endpoint: str | None = None,
+    region: str | None = None,
+    name: str = "cvcatalog_s3",
+) -> S3Settings:
+    """A TEMPORARY DuckDB S3 secret from the boto3 credential chain and endpoint settings."""
+    import boto3
+    import botocore.exceptions as bce
+
+    try:
+        session = boto3.session.Session(profile_name=profile)
+    except bce.ProfileNotFound:
+        raise ConfigError(
+            f"AWS profile {profile!r} not found in ~/.aws/config or ~/.aws/credentials"
+        ) from None
+    settings = s3_settings(endpoint_url(endpoint), region or session.region_name)
+    fields: list[tuple[str, Any]] = [
+        ("TYPE", "s3"),
+        ("REGION", settings.region),
+        ("URL_STYLE", settings.url_style),
+        ("USE_SSL", settings.use_ssl),
+    ]
+    if settings.endpoint:
+        fields.append(("ENDPOINT", settings.endpoint))
+    if not no_sign_request:
+        try:
+            creds = session.get_credentials()
+        except bce.BotoCoreError as e:
+            raise ConfigError(f"could not obtain AWS credentials ({type(e).__name__})") from None
+        if creds is not None:
+            frozen = creds.get_frozen_credentials()
+            fields += [("KEY_ID", frozen.access_key), ("SECRET", frozen.secret_key)]
+            if frozen.token:
+                fields.append(("SESSION_TOKEN", frozen.token))
+    body = ", ".join(
+        f"{k} {str(v).lower()}"
+        if isinstance(v, bool) or k == "TYPE"
+        else f"{k} {quote_literal(str(v))}"
+        for k, v in fields
+    )
+    try:
+        con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {name} ({body})")
+    except duckdb.Error:
+        # the statement holds the credentials: never echo it
+        raise ConfigError(
+            "DuckDB refused the S3 settings (endpoint, region or credentials)"
+        ) from None
+    return settings
+
+
+def s3_connection(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    profile: str | None = None,
+    no_sign_request: bool = False,
+    endpoint: str | None = None,
+    region: str | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """httpfs loaded and an S3 secret created on con; returns con."""
+    load_httpfs(con)
+    create_s3_secret(
+        con,
+        profile=profile,
+        no_sign_request=no_sign_request,
+        endpoint=endpoint,
+        region=region,
+    )
+    return con

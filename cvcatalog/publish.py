@@ -1,0 +1,462 @@
+"""`cvcatalog publish`: upload a built catalog to S3 so that others query it with no ingest.
+
+Layout under s3://bucket/prefix/ (the local catalog's, minus staging, locks and logs):
+
+    lake/source=.../part-*.parquet        every file of every complete partition, same path
+    quarantine/source=.../*.ndjson        (with its SHA-256 as x-amz-meta-sha256)
+    publish.json                          when, which cvcatalog, files with SHA-256, views
+    catalog.duckdb                        the portable database: views read s3://bucket/prefix/...
+
+Each file is sent with its SHA-256 (ChecksumSHA256, so S3 rejects a body that does not match,
+and x-amz-meta-sha256) and verified afterwards with a HEAD (size, metadata and S3's stored
+checksum). Publishing is resumable: an object already there with the same size and SHA-256 is
+skipped. The database is built from a snapshot of catalog.duckdb and uploaded last, and only if
+every file made it, so a reader never sees a database that names a missing file.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from cvcatalog import __version__
+from cvcatalog.config import DownloadConfig
+from cvcatalog.db import SCHEMA_VERSION
+from cvcatalog.duckdb_ext import s3_connection
+from cvcatalog.exceptions import CatalogError, CvCatalogError, S3Error
+from cvcatalog.layout import DB_NAME, sha256_file
+from cvcatalog.manifest import FileRecord
+from cvcatalog.remote import PUBLISH_JSON, S3Location, is_remote
+from cvcatalog.s3 import ErrorKind, Retrier, TokenBucket, classify_error, make_client
+from cvcatalog.schemas import SCHEMAS
+from cvcatalog.views import refresh_union_views, refresh_views
+
+if TYPE_CHECKING:
+    from cvcatalog.catalog import Catalog
+
+#: One PUT holds at most 5 GiB; cvcatalog's Parquet files are far smaller.
+MAX_SINGLE_PUT = 5 * 1024**3
+#: Publishing writes to your own bucket: no rate limit unless asked for.
+DEFAULT_RATE_LIMIT = 0.0
+
+RESULT_COLUMNS = ["path", "kind", "bytes", "status", "verified", "checksum", "reason"]
+
+
+@dataclass
+class ObjectResult:
+    """What happened to one object of the publish."""
+
+    path: str  # catalog-relative (the key is prefix/path)
+    kind: str  # data | quarantine | manifest | database
+    bytes: int
+    status: str  # uploaded | skipped | failed
+    verified: bool = False
+    checksum: str = ""  # sha256: S3's stored checksum matched; metadata: size + x-amz-meta only
+    reason: str | None = None
+
+
+@dataclass
+class PublishSummary:
+    url: str
+    results: list[ObjectResult] = field(default_factory=list)
+    database: str = "not uploaded"  # uploaded | up to date | not uploaded (...)
+    views: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    requests: int = 0
+
+    @property
+    def failed(self) -> list[ObjectResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.database in ("uploaded", "up to date")
+
+    def count(self, status: str, kinds: tuple[str, ...] = ("data", "quarantine")) -> int:
+        return sum(1 for r in self.results if r.status == status and r.kind in kinds)
+
+    def bytes_uploaded(self) -> int:
+        return sum(r.bytes for r in self.results if r.status == "uploaded")
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.results]
+
+    def totals(self) -> list[dict[str, Any]]:
+        """One row per (kind, status): objects and bytes."""
+        n: Counter[tuple[str, str]] = Counter()
+        b: Counter[tuple[str, str]] = Counter()
+        for r in self.results:
+            n[(r.kind, r.status)] += 1
+            b[(r.kind, r.status)] += r.bytes
+        order = {"data": 0, "quarantine": 1, "manifest": 2, "database": 3}
+        return [
+            {"kind": k, "status": s, "objects": n[(k, s)], "bytes": b[(k, s)]}
+            for k, s in sorted(n, key=lambda ks: (order.get(ks[0], 9), ks[1]))
+        ]
+
+    def summary(self) -> str:
+        files = self.count("uploaded") + self.count("skipped") + self.count("failed")
+        verified = sum(1 for r in self.results if r.verified and r.kind in ("data", "quarantine"))
+        return (
+            f"{self.url}: {files} files: {self.count('uploaded')} uploaded, "
+            f"{self.count('skipped')} already there, {self.count('failed')} failed; "
+            f"{verified} of {files} verified; {self.bytes_uploaded() / 1e6:,.1f} MB sent in "
+            f"{self.requests} requests; database {self.database}; {self.seconds:.1f}s"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "ok": self.ok,
+            "uploaded": self.count("uploaded"),
+            "skipped": self.count("skipped"),
+            "failed": self.count("failed"),
+            "bytes_uploaded": self.bytes_uploaded(),
+            "database": self.database,
+            "views": len(self.views),
+            "requests": self.requests,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def b64(hexdigest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hexdigest)).decode()
+
+
+def content_digest(files: list[FileRecord]) -> str:
+    """What the published database depends on: the files and this cvcatalog's views."""
+    h = hashlib.sha256(f"{__version__}|{SCHEMA_VERSION}\n".encode())
+    for f in sorted(files, key=lambda f: f.path):
+        h.update(f"{f.path}|{f.sha256}|{f.bytes}\n".encode())
+    return h.hexdigest()
+
+
+class _Uploader:
+    """HEAD, PUT (with SHA-256) and verify objects under one location, with retries."""
+
+    def __init__(self, client: Any, location: S3Location, cfg: DownloadConfig) -> None:
+        self.client = client
+        self.location = location
+        self.cfg = cfg
+        self.limiter = TokenBucket(cfg.rate_limit, capacity=max(1.0, cfg.max_workers))
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def call(self, operation: str, key: str, fn: Callable[[], Any]) -> Any:
+        def counted() -> Any:
+            with self._lock:
+                self.requests += 1
+            return fn()
+
+        retrier = Retrier.from_config(self.cfg, limiter=self.limiter)
+        return retrier.call(operation, f"s3://{self.location.bucket}/{key}", counted)
+
+    def head(self, rel: str, checksums: bool = False) -> dict[str, Any] | None:
+        key = self.location.key(rel)
+        kwargs: dict[str, Any] = {"Bucket": self.location.bucket, "Key": key}
+        if checksums:
+            kwargs["ChecksumMode"] = "ENABLED"
+        try:
+            result: dict[str, Any] = self.call(
+                "head", key, lambda: self.client.head_object(**kwargs)
+            )
+            return result
+        except CvCatalogError as e:
+            info = classify_error(e.__cause__) if e.__cause__ is not None else None
+            if info is not None and info.kind is ErrorKind.FATAL and info.status == 404:
+                return None
+            raise
+
+    @staticmethod
+    def matches(head: dict[str, Any] | None, size: int, sha256: str) -> bool:
+        if head is None:
+            return False
+        return (
+            int(head.get("ContentLength", -1)) == size
+            and (head.get("Metadata") or {}).get("sha256") == sha256
+        )
+
+    def put(self, rel: str, path: Path, size: int, sha256: str, content_type: str) -> None:
+        key = self.location.key(rel)
+
+        def send() -> Any:
+            with open(path, "rb") as body:
+                return self.client.put_object(
+                    Bucket=self.location.bucket,
+                    Key=key,
+                    Body=body,
+                    ContentLength=size,
+                    ContentType=content_type,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=b64(sha256),
+                    Metadata={"sha256": sha256},
+                )
+
+        self.call("upload", key, send)
+
+    def verify(self, rel: str, size: int, sha256: str) -> tuple[bool, str, str | None]:
+        """(verified, checksum kind, reason) from a HEAD of the uploaded object."""
+        return self.check(self.head(rel, checksums=True), size, sha256, "not found after upload")
+
+    @staticmethod
+    def check(
+        head: dict[str, Any] | None, size: int, sha256: str, absent: str = "not found"
+    ) -> tuple[bool, str, str | None]:
+        """Size, x-amz-meta-sha256 and (when the store keeps one) S3's SHA-256 checksum."""
+        if head is None:
+            return False, "", absent
+        got = int(head.get("ContentLength", -1))
+        if got != size:
+            return False, "", f"size is {got} on S3, {size} locally"
+        meta = (head.get("Metadata") or {}).get("sha256")
+        if meta != sha256:
+            return False, "", f"x-amz-meta-sha256 is {meta!r}, expected {sha256}"
+        stored = head.get("ChecksumSHA256")
+        if stored is None:
+            return True, "metadata", None
+        if stored.split("-")[0] != b64(sha256):
+            return False, "", f"S3's SHA-256 checksum {stored} does not match {b64(sha256)}"
+        return True, "sha256", None
+
+
+def _content_type(kind: str) -> str:
+    return {
+        "data": "application/vnd.apache.parquet",
+        "quarantine": "application/x-ndjson",
+        "manifest": "application/json",
+    }.get(kind, "application/octet-stream")
+
+
+def _publish_one(
+    up: _Uploader, local: Path, rel: str, kind: str, size: int, sha: str
+) -> ObjectResult:
+    """Skip if already there; else check the local file, upload, verify."""
+    res = ObjectResult(rel, kind, size, "failed")
+    try:
+        there, checksum, _ = _Uploader.check(up.head(rel, checksums=True), size, sha)
+        if there:
+            res.status, res.verified, res.checksum = "skipped", True, checksum
+            return res
+        if not local.exists():
+            res.reason = "missing locally (run `cvcatalog cache verify --repair`)"
+            return res
+        if local.stat().st_size != size or sha256_file(local) != sha:
+            res.reason = (
+                "the local file differs from the manifest's SHA-256 (run `cvcatalog cache verify`)"
+            )
+            return res
+        if size > MAX_SINGLE_PUT:
+            res.reason = f"larger than {MAX_SINGLE_PUT / 1024**3:.0f} GiB (compact it first)"
+            return res
+        up.put(rel, local, size, sha, _content_type(kind))
+        ok, checksum, reason = up.verify(rel, size, sha)
+        res.status = "uploaded" if ok else "failed"
+        res.verified, res.checksum, res.reason = ok, checksum, reason
+    except CvCatalogError as e:
+        res.reason = str(e)
+    except OSError as e:
+        res.reason = f"cannot read {local}: {e.strerror or e}"
+    return res
+
+
+def _publish_file(cat: Catalog, up: _Uploader, f: FileRecord) -> ObjectResult:
+    try:
+        local = cat.paths.absolute(f.path)
+    except CvCatalogError as e:
+        return ObjectResult(f.path, f.kind, f.bytes, "failed", reason=str(e))
+    return _publish_one(up, local, f.path, f.kind, f.bytes, f.sha256)
+
+
+@contextlib.contextmanager
+def _snapshot(cat: Catalog) -> Iterator[Path]:
+    """A private copy of the current catalog database (writers replace it atomically)."""
+    tmp = Path(tempfile.mkdtemp(prefix="cvcatalog-publish-"))
+    try:
+        snap = tmp / DB_NAME
+        with cat.db.read():  # bounded wait if a foreign session holds the file read-write
+            shutil.copyfile(cat.paths.db, snap)
+        yield snap
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _complete_files(snap: Path) -> list[FileRecord]:
+    con = duckdb.connect(str(snap), read_only=True)
+    try:
+        cur = con.execute(
+            "SELECT f.path, f.partition_key, f.kind, f.rows, f.bytes, f.sha256 "
+            "FROM partition_files f JOIN partitions p USING (partition_key) "
+            "WHERE p.status = 'complete' ORDER BY f.path"
+        )
+        return [FileRecord(*r) for r in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def build_portable_database(
+    cat: Catalog, snap: Path, location: S3Location, cfg: DownloadConfig
+) -> list[str]:
+    """Rewrite the snapshot's views to read s3://bucket/prefix/...; returns the view names."""
+    con = duckdb.connect(str(snap))
+    try:
+        s3_connection(
+            con,
+            profile=cfg.profile,
+            no_sign_request=cfg.no_sign_request,
+            endpoint=cfg.endpoint_url,
+        )
+        con.execute("BEGIN TRANSACTION")
+        for source, message_type in SCHEMAS:
+            refresh_views(con, cat.paths, source, message_type, base_url=location.url)
+        refresh_union_views(con)
+        con.execute("COMMIT")
+        views = con.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY 1"
+        ).fetchall()
+        local = str(cat.paths.root)
+        leaking = [name for name, sql in views if local in (sql or "")]
+        if leaking:
+            raise CatalogError(f"view {leaking[0]} still names local files; not publishing")
+        con.execute("CHECKPOINT")
+        return [name for name, _ in views]
+    except duckdb.Error as e:
+        raise CatalogError(
+            f"cannot build the published catalog database: {str(e).strip().splitlines()[0]}"
+        ) from None
+    finally:
+        con.close()
+
+
+def _remote_json(up: _Uploader, rel: str) -> dict[str, Any] | None:
+    key = up.location.key(rel)
+    if up.head(rel) is None:
+        return None
+    try:
+        resp = up.call("get", key, lambda: up.client.get_object(Bucket=up.location.bucket, Key=key))
+        data: dict[str, Any] = json.loads(resp["Body"].read())
+        return data
+    except (ValueError, CvCatalogError):
+        return None
+
+
+def publish(
+    cat: Catalog,
+    url: str,
+    *,
+    client: Any = None,
+    notify: Callable[[str], None] | None = None,
+    **download: Any,
+) -> PublishSummary:
+    """Upload cat to url (s3://bucket/prefix); see the module docstring.
+
+    Keyword arguments override `download:` settings (profile, no_sign_request, endpoint_url,
+    max_workers, rate_limit -- 0, unlimited, by default --, retry_attempts, ...). client: a
+    boto3 S3 client to use instead of one made from those settings.
+    """
+    say = notify or (lambda _m: None)
+    if is_remote(str(getattr(cat, "url", ""))):
+        raise CatalogError(f"{cat} is itself a published catalog; publish a local catalog")
+    if not cat.db.exists():
+        raise CatalogError(f"there is no catalog at {cat.paths.root} to publish")
+    location = S3Location.parse(url)
+    settings = {k: v for k, v in download.items() if v is not None}
+    settings.setdefault("rate_limit", DEFAULT_RATE_LIMIT)
+    try:
+        cfg = DownloadConfig(**settings)
+    except Exception as e:  # pydantic ValidationError: one line
+        raise CatalogError(f"invalid publish settings: {str(e).splitlines()[-1].strip()}") from None
+    up = _Uploader(client if client is not None else make_client(cfg), location, cfg)
+    summary = PublishSummary(location.url)
+    t0 = time.monotonic()
+
+    _check_bucket(up)
+    with _snapshot(cat) as snap:
+        files = _complete_files(snap)
+        say(f"publishing {len(files)} files to {location}")
+        with ThreadPoolExecutor(max_workers=cfg.max_workers) as pool:
+            summary.results = list(pool.map(lambda f: _publish_file(cat, up, f), files))
+        if summary.failed:
+            summary.database = f"not uploaded ({len(summary.failed)} file(s) failed)"
+        else:
+            _publish_database(cat, snap, files, up, summary, say)
+    summary.requests = up.requests
+    summary.seconds = time.monotonic() - t0
+    return summary
+
+
+def _check_bucket(up: _Uploader) -> None:
+    bucket = up.location.bucket
+    try:
+        up.call("head-bucket", "", lambda: up.client.head_bucket(Bucket=bucket))
+    except CvCatalogError as e:
+        info = classify_error(e.__cause__) if e.__cause__ is not None else None
+        if info is not None and (info.code == "NoSuchBucket" or info.status == 404):
+            raise S3Error(
+                f"cannot publish to {up.location}: bucket {bucket!r} does not exist at this "
+                "endpoint (create it first)"
+            ) from None
+        raise
+
+
+def _publish_database(
+    cat: Catalog,
+    snap: Path,
+    files: list[FileRecord],
+    up: _Uploader,
+    summary: PublishSummary,
+    say: Callable[[str], None],
+) -> None:
+    digest = content_digest(files)
+    remote = _remote_json(up, PUBLISH_JSON)
+    if remote is not None and remote.get("content_sha256") == digest:
+        db = remote.get("database") or {}
+        if _Uploader.matches(up.head(DB_NAME), int(db.get("bytes", -1)), str(db.get("sha256"))):
+            summary.database = "up to date"
+            summary.views = list(remote.get("views") or [])
+            return
+    say("building the published catalog database")
+    summary.views = build_portable_database(cat, snap, up.location, up.cfg)
+    db_sha, db_size = sha256_file(snap), snap.stat().st_size
+    doc = {
+        "format": 1,
+        "url": up.location.url,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cvcatalog_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "content_sha256": digest,
+        "database": {"path": DB_NAME, "bytes": db_size, "sha256": db_sha},
+        "views": summary.views,
+        "files": [
+            {"path": f.path, "kind": f.kind, "bytes": f.bytes, "sha256": f.sha256, "rows": f.rows}
+            for f in files
+        ],
+    }
+    manifest_path = snap.with_name(PUBLISH_JSON)
+    manifest_path.write_text(json.dumps(doc, indent=1) + "\n")
+    m_sha, m_size = sha256_file(manifest_path), manifest_path.stat().st_size
+    # publish.json first, the database last: readers open only the database
+    for local, rel, kind, size, sha in (
+        (manifest_path, PUBLISH_JSON, "manifest", m_size, m_sha),
+        (snap, DB_NAME, "database", db_size, db_sha),
+    ):
+        res = _publish_one(up, local, rel, kind, size, sha)
+        summary.results.append(res)
+        if res.status == "failed":
+            summary.database = f"not uploaded ({kind}: {res.reason})"
+            return
+    summary.database = "uploaded"

@@ -1,0 +1,349 @@
+"""Opening a catalog published on S3 (`cvcatalog publish`): read-only, nothing ingested.
+
+`Catalog("s3://bucket/prefix")` returns a :class:`RemoteCatalog`. Its catalog database is the
+portable copy `s3://bucket/prefix/catalog.duckdb`, whose views read
+`s3://bucket/prefix/lake/...` Parquet files. The database is downloaded to a local cache
+(`$XDG_CACHE_HOME/cvcatalog/remote/<hash of the URL>/`, default `~/.cache/...`) once per ETag
+and opened read-only; every connection LOADs httpfs from the pinned package and gets a
+temporary S3 secret from the boto3 credential chain and endpoint (as for ingest: --profile,
+--no-sign-request, AWS_ENDPOINT_URL_S3). Writes (ingest, compact, cache clear/evict/verify,
+discover/plan, which record listings) fail with one clear line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import duckdb
+
+from cvcatalog.catalog import Catalog
+from cvcatalog.config import DownloadConfig
+from cvcatalog.db import CatalogDB, Notify
+from cvcatalog.duckdb_ext import s3_connection
+from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError
+from cvcatalog.layout import DB_NAME, CatalogPaths
+from cvcatalog.s3 import ErrorKind, Retrier, classify_error, make_client
+from cvcatalog.sqlutil import quote_literal
+
+#: The publish manifest next to the database.
+PUBLISH_JSON = "publish.json"
+#: A reader re-checks the database's ETag at most this often.
+REFRESH_SECONDS = 30.0
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,254}$")
+
+
+def is_remote(path: object) -> bool:
+    """True for an s3:// URL (a published catalog), False for a local directory."""
+    return isinstance(path, str) and path.strip().lower().startswith("s3://")
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """s3://bucket/prefix, normalised (no trailing slash)."""
+
+    bucket: str
+    prefix: str  # "" or "a/b" (no leading or trailing slash)
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        text = url.strip()
+        if not text.lower().startswith("s3://"):
+            raise ConfigError(f"{url!r} is not an s3:// URL (expected s3://bucket/prefix)")
+        rest = text[5:]
+        bucket, _, prefix = rest.partition("/")
+        prefix = prefix.strip("/")
+        if not _BUCKET_RE.match(bucket):
+            raise ConfigError(f"{url!r} does not name a valid S3 bucket (s3://bucket/prefix)")
+        parts = prefix.split("/") if prefix else []
+        if any(p in ("", ".", "..") for p in parts):
+            raise ConfigError(f"{url!r}: the prefix may not contain empty, '.' or '..' parts")
+        return cls(bucket, prefix)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def cache_home() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "cvcatalog" / "remote"
+
+
+def cache_dir_for(location: S3Location, endpoint: str | None = None) -> Path:
+    """One directory per (endpoint, URL): the same bucket name on two endpoints never mixes."""
+    digest = hashlib.sha256(f"{endpoint or 'aws'}|{location.url}".encode()).hexdigest()[:16]
+    return cache_home() / digest
+
+
+def read_only_error(location: S3Location | str, what: str) -> CatalogError:
+    return CatalogError(
+        f"{location} is a published catalog on S3 and is read-only: cannot {what}; "
+        "ingest into a local catalog and `cvcatalog publish` it again"
+    )
+
+
+class RemoteCatalogDB(CatalogDB):
+    """The portable catalog database of a published catalog, cached locally per ETag."""
+
+    def __init__(
+        self,
+        location: S3Location,
+        cfg: DownloadConfig,
+        cache_dir: Path,
+        lock_timeout: float = 60.0,
+        notify: Notify | None = None,
+    ) -> None:
+        super().__init__(CatalogPaths.at(cache_dir), lock_timeout, notify or (lambda _m: None))
+        self.location = location
+        self.cfg = cfg
+        self._client: Any = None
+        self._current: Path | None = None
+        self._checked = 0.0
+
+    # -- S3 ------------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = make_client(self.cfg)
+        return self._client
+
+    def _call(self, operation: str, key: str, fn: Any) -> Any:
+        """fn() through the usual retries; a missing bucket or object becomes one clear line."""
+        target = f"s3://{self.location.bucket}/{key}"
+        try:
+            return Retrier.from_config(self.cfg).call(operation, target, fn)
+        except CvCatalogError as e:
+            info = classify_error(e.__cause__) if e.__cause__ is not None else None
+            if info is not None and info.code == "NoSuchBucket":
+                raise CatalogError(
+                    f"no published catalog at {self.location}: bucket "
+                    f"{self.location.bucket!r} does not exist at this endpoint"
+                ) from None
+            if info is not None and info.kind is ErrorKind.FATAL and info.status == 404:
+                raise CatalogError(
+                    f"no published catalog at {self.location}: {target} not found "
+                    "(wrong bucket or prefix, or not published yet: `cvcatalog publish --to ...`)"
+                ) from None
+            raise
+
+    def database_file(self) -> Path:
+        """The local copy of the current published database (downloaded when its ETag changed)."""
+        now = time.monotonic()
+        fresh = now - self._checked < REFRESH_SECONDS
+        if self._current is not None and fresh and self._current.exists():
+            return self._current
+        key = self.location.key(DB_NAME)
+        head = self._call(
+            "head",
+            key,
+            lambda: self.client.head_object(Bucket=self.location.bucket, Key=key),
+        )
+        etag = str(head.get("ETag") or "").strip('"')
+        name = hashlib.sha256(f"{etag}|{head.get('ContentLength')}".encode()).hexdigest()[:16]
+        path = self.paths.root / f"catalog-{name}.duckdb"
+        if not path.exists():
+            self._download(key, path, head)
+            self._remove_old_copies(keep=path)
+        self._current, self._checked = path, now
+        return path
+
+    def _download(self, key: str, dest: Path, head: dict[str, Any]) -> None:
+        try:
+            self.paths.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CatalogError(
+                f"cannot create the remote catalog cache {self.paths.root}: {e.strerror or e}"
+            ) from None
+        expected = (head.get("Metadata") or {}).get("sha256")
+        size = int(head.get("ContentLength") or 0)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        self.notify(f"fetching the catalog database of {self.location} ({size / 1e6:,.1f} MB)")
+
+        def fetch() -> str:
+            resp = self.client.get_object(
+                Bucket=self.location.bucket, Key=key, IfMatch=head.get("ETag") or "*"
+            )
+            h = hashlib.sha256()
+            with open(tmp, "wb") as f:
+                for chunk in resp["Body"].iter_chunks(1 << 20):
+                    h.update(chunk)
+                    f.write(chunk)
+            return h.hexdigest()
+
+        try:
+            digest = self._call("download", key, fetch)
+            got = tmp.stat().st_size
+            if got != size or (expected and digest != expected):
+                raise CatalogError(
+                    f"the catalog database at {self.location} did not match its size/SHA-256 "
+                    "after download (being re-published right now?); try again"
+                )
+            os.replace(tmp, dest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def _remove_old_copies(self, keep: Path) -> None:
+        for old in self.paths.root.glob("catalog-*.duckdb"):
+            if old != keep:
+                with contextlib.suppress(OSError):
+                    old.unlink()
+
+    # -- CatalogDB -----------------------------------------------------------------------
+    def exists(self) -> bool:
+        return True
+
+    def initialise(self) -> None:
+        raise read_only_error(self.location, "create or migrate its database")
+
+    def open(self) -> duckdb.DuckDBPyConnection:
+        """A read-only connection with httpfs loaded and the S3 secret created."""
+        con = self._connect(self.database_file(), read_only=True)
+        try:
+            return self.prepare(con)
+        except BaseException:
+            con.close()
+            raise
+
+    def prepare(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        return s3_connection(
+            con,
+            profile=self.cfg.profile,
+            no_sign_request=self.cfg.no_sign_request,
+            endpoint=self.cfg.endpoint_url,
+        )
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = self.open()
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        raise read_only_error(self.location, "write to it")
+        yield  # pragma: no cover
+
+
+class RemoteCatalog(Catalog):
+    """A published catalog on S3, queried read-only (SQL, views, status, reports)."""
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        lock_timeout: float | None = None,
+        notify: Notify | None = None,
+        profile: str | None = None,
+        no_sign_request: bool | None = None,
+        endpoint_url: str | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        self.location = S3Location.parse(str(path))
+        self.s3_config = DownloadConfig(
+            profile=profile, no_sign_request=bool(no_sign_request), endpoint_url=endpoint_url
+        )
+        from cvcatalog.duckdb_ext import endpoint_url as current_endpoint
+
+        directory = (
+            Path(cache_dir)
+            if cache_dir
+            else cache_dir_for(self.location, current_endpoint(endpoint_url))
+        )
+        self._lock_timeout = lock_timeout
+        self.db: RemoteCatalogDB = RemoteCatalogDB(
+            self.location, self.s3_config, directory, lock_timeout or 60.0, notify
+        )
+        self.paths = self.db.paths
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.location.url!r})"
+
+    @property
+    def url(self) -> str:
+        return self.location.url
+
+    @property
+    def database(self) -> Path:
+        """The local (cached) copy of the published catalog database."""
+        return self.db.database_file()
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        return self.db.open()
+
+    @contextlib.contextmanager
+    def _scratch_session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        path = self.db.database_file()
+        con = duckdb.connect(":memory:")
+        try:
+            self.db.prepare(con)
+            con.execute(f"ATTACH {quote_literal(str(path))} AS catalog (READ_ONLY)")
+            con.execute("SET search_path = 'memory.main,catalog.main'")
+            yield con
+        finally:
+            con.close()
+
+    def published(self) -> dict[str, Any]:
+        """The publish manifest (publish.json): when, by which cvcatalog, files, views."""
+        import json
+
+        key = self.location.key(PUBLISH_JSON)
+        resp = self.db._call(
+            "get",
+            key,
+            lambda: self.db.client.get_object(Bucket=self.location.bucket, Key=key),
+        )
+        data: dict[str, Any] = json.loads(resp["Body"].read())
+        return data
+
+    # -- writes are not possible -----------------------------------------------------------
+    def _refuse(self, what: str) -> NoReturn:
+        raise read_only_error(self.location, what)
+
+    def ingest(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("ingest into it")
+
+    def clear(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("clear its cache")
+
+    def evict(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("evict partitions")
+
+    def compact(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("compact it")
+
+    def verify(self) -> Any:
+        self._refuse("verify local files (it has none; `cvcatalog publish` verifies uploads)")
+
+    def discover(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("record bucket listings (run discover against a local catalog)")
+
+    def plan(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("plan an ingest into it")
+
+    def publish(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("publish it again (publish the local catalog it was built from)")
+
+    def to_dask(self, *args: Any, **kwargs: Any) -> Any:
+        raise CatalogError(
+            f"to_dask is not available for a catalog on S3 ({self.location}) yet; use "
+            "query()/query_arrow() (DuckDB reads the Parquet files from S3)"
+        )

@@ -1,0 +1,101 @@
+"""The fast part of `make chaos`: a few kill -9 trials and four concurrent writers + a reader.
+
+The long run (>= 30 trials, bigger data) is `make chaos` (bench/chaos.py).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# bench/ is a top-level package of the repository, not part of the installed cvcatalog
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.chaos import (  # noqa: E402
+    InvariantError,
+    Scenario,
+    calibrate,
+    check_catalog,
+    concurrency,
+    crash_trials,
+    seed,
+)
+
+
+@pytest.fixture
+def scenario(s3_endpoint: str) -> Scenario:
+    return seed(s3_endpoint, days=1, records_per_hour=40, files_per_hour=2)
+
+
+def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    cold, _ = calibrate(scenario, tmp_path, refresh=False)
+    rng = random.Random(7)
+    # kills spread over the run: early, middle, late (cold, then --force-refresh, then cold)
+    trials = crash_trials(scenario, tmp_path, 3, rng, (cold, cold), double_kill_every=3)
+    for t in trials:
+        assert t.error is None, t
+        assert t.rows_lost == 0 and t.duplicates == 0
+    assert sum(t.killed for t in trials) == 3
+    assert trials[2].reruns == 2  # the third trial's re-run was killed too
+    # and the checker is not blind: a damaged file of a complete partition is caught
+    catalog = tmp_path / f"trial-{max(t.n for t in trials if t.mode == 'cold')}"
+    part = next((catalog / "lake").rglob("*.parquet"))
+    part.write_bytes(part.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(InvariantError, match="SHA-256"):
+        check_catalog(catalog)
+
+
+def test_four_writers_and_a_reader(s3_endpoint: str, tmp_path: Path) -> None:
+    sc = seed(s3_endpoint, days=3, records_per_hour=15, files_per_hour=1)
+    res = concurrency(sc, tmp_path, writers=4, cli_reader=False)
+    assert res.exit_codes == [0, 0, 0, 0], res.errors
+    assert not res.errors, res.errors
+    assert res.built == {k: 1 for k in sc.data_partitions}  # every day built exactly once
+    assert res.rows == sc.records and res.duplicates == 0
+    assert res.reader["queries"] > 0 and not res.reader["errors"]
+    assert res.reader["inconsistent"] == 0 and res.reader["decreased"] == 0
+    assert res.verify_clean
+    assert all(n.startswith("note: waiting for another cvcatalog process") for n in res.notes)
+
+
+def test_a_killed_run_is_marked_interrupted_by_the_next_one(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    import socket
+    import subprocess
+
+    from cvcatalog.catalog import Catalog
+    from cvcatalog.db import now_utc
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    cat = Catalog(tmp_path / "cat")
+    with cat.db.write() as con:  # what a kill -9 leaves in ingest_runs
+        con.execute(
+            "INSERT INTO ingest_runs (run_id, started_at, status, host, pid) "
+            "VALUES ('killed', ?, 'running', ?, ?), ('alive', ?, 'running', ?, ?)",
+            [
+                now_utc(),
+                socket.gethostname(),
+                int(gone.stdout),
+                now_utc(),
+                socket.gethostname(),
+                os.getpid(),
+            ],
+        )
+    s = cat.ingest("wydot", "BSM", scenario.start, scenario.end, timezone="UTC", rate_limit=0)
+    assert s.ok
+    runs = dict(cat.query("select run_id, status from ingest_runs").itertuples(index=False))
+    assert runs["killed"] == "interrupted" and runs["alive"] == "running"

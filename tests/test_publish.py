@@ -1,0 +1,332 @@
+"""Publishing a catalog to S3 and querying it from there (moto server over HTTP)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from typer.testing import CliRunner
+
+from cvcatalog import publish as publish_mod
+from cvcatalog.catalog import Catalog
+from cvcatalog.cli import app
+from cvcatalog.exceptions import CatalogError, CvCatalogError
+from cvcatalog.remote import RemoteCatalog, S3Location
+from cvcatalog.sandbox.replica import seed_replica
+from cvcatalog.sandbox.server import SandboxServer
+from cvcatalog.sources import BUCKET
+
+PUB = "cv-published"
+URL = f"s3://{PUB}/catalogs/wydot"
+runner = CliRunner()
+
+#: one answer per view: rows and sums that any difference in files would change
+CHECKS = {
+    "wydot_bsm": "select count(*) as n, round(sum(speed_mps), 6) as s, count(distinct vehicle_id) "
+    "as v, min(date) as d0, max(date) as d1 from wydot_bsm",
+    "wydot_tim": "select count(*) as n, count(distinct date) as days from wydot_tim",
+    "bsm": "select source, count(*) as n, round(sum(latitude), 6) as lat from bsm group by 1",
+    "per_day": "select date, count(*) as n from wydot_bsm group by 1 order by 1",
+    "socrata": "select count(*) as n from wydot_bsm_socrata",
+    "partitions": "select partition_key, status, rows from partitions order by 1",
+}
+
+
+@pytest.fixture(scope="module")
+def env(s3_server: SandboxServer) -> Iterator[Any]:
+    with pytest.MonkeyPatch.context() as mp:
+        s3_server.reset()
+        for k, v in s3_server.env().items():
+            mp.setenv(k, v)
+        mp.delenv("AWS_ENDPOINT_URL", raising=False)
+        mp.delenv("AWS_PROFILE", raising=False)
+        yield boto3.client("s3", endpoint_url=s3_server.endpoint_url)
+
+
+@pytest.fixture(scope="module")
+def local(env: Any, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    """wydot BSM and TIM for two days (with quarantined lines), ingested once."""
+    env.create_bucket(Bucket=BUCKET)
+    env.create_bucket(Bucket=PUB)
+    seed_replica(
+        env,
+        date(2021, 4, 1),
+        date(2021, 4, 2),
+        sources=["wydot"],
+        message_types=["BSM", "TIM"],
+        records_per_hour=6,
+        files_per_hour=1,
+        malformed_per_day=2,
+    )
+    cat = Catalog(tmp_path_factory.mktemp("local") / "catalog")
+    for mt in ("BSM", "TIM"):
+        s = cat.ingest("wydot", mt, "2021-04-01", "2021-04-02", rate_limit=0, max_workers=4)
+        assert s.ok, s.as_dict()
+    return cat
+
+
+@pytest.fixture(scope="module")
+def first(local: Catalog) -> publish_mod.PublishSummary:
+    return local.publish(URL)
+
+
+@pytest.fixture
+def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Another machine: an empty HOME and cache."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def answers(cat: Catalog) -> dict[str, list[dict[str, Any]]]:
+    return {name: cat.query_arrow(sql).to_pylist() for name, sql in CHECKS.items()}
+
+
+def keys(client: Any, prefix: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=PUB, Prefix=prefix):
+        out.update({o["Key"]: o["Size"] for o in page.get("Contents", [])})
+    return out
+
+
+def manifest_files(cat: Catalog) -> dict[str, tuple[int, str]]:
+    rows = cat.query_arrow(
+        "select f.path, f.bytes, f.sha256 from partition_files f join partitions p "
+        "using (partition_key) where p.status = 'complete'"
+    ).to_pylist()
+    return {r["path"]: (r["bytes"], r["sha256"]) for r in rows}
+
+
+def failing_put(target: str) -> Any:
+    """A botocore before-send hook: PutObject of a key ending in target fails (400 BadDigest)."""
+
+    def hook(request: Any, **_: Any) -> Any:
+        if request.method == "PUT" and unquote(request.url.split("?")[0]).endswith(target):
+            body = (
+                b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>BadDigest</Code>"
+                b"<Message>The SHA256 you specified did not match the calculated checksum."
+                b"</Message></Error>"
+            )
+            return AWSResponse(request.url, 400, {"Content-Type": "application/xml"}, _Raw(body))
+        return None
+
+    return hook
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+# -- publish ----------------------------------------------------------------------------------
+def test_publish_uploads_and_verifies_every_object(
+    env: Any, local: Catalog, first: publish_mod.PublishSummary
+) -> None:
+    files = manifest_files(local)
+    kinds = {r.kind for r in first.results}
+    assert {"data", "quarantine", "manifest", "database"} <= kinds
+    assert first.ok and first.database == "uploaded", first.summary()
+    assert first.count("uploaded") == len(files) and first.count("skipped") == 0
+    assert all(r.verified and r.checksum == "sha256" for r in first.results), first.rows()
+
+    on_s3 = keys(env, "catalogs/wydot/")
+    expected = {f"catalogs/wydot/{p}": size for p, (size, _) in files.items()}
+    assert {k: v for k, v in on_s3.items() if k in expected} == expected
+    assert set(on_s3) - set(expected) == {
+        "catalogs/wydot/publish.json",
+        "catalogs/wydot/catalog.duckdb",
+    }
+    for path, (size, sha) in files.items():
+        head = env.head_object(Bucket=PUB, Key=f"catalogs/wydot/{path}", ChecksumMode="ENABLED")
+        assert head["Metadata"]["sha256"] == sha and head["ContentLength"] == size
+        assert head["ChecksumSHA256"] == publish_mod.b64(sha)
+
+    doc = json.loads(env.get_object(Bucket=PUB, Key="catalogs/wydot/publish.json")["Body"].read())
+    assert doc["url"] == URL and doc["cvcatalog_version"]
+    assert {f["path"]: (f["bytes"], f["sha256"]) for f in doc["files"]} == files
+    assert {"wydot_bsm", "wydot_tim", "bsm", "tim"} <= set(doc["views"])
+    db_head = env.head_object(Bucket=PUB, Key="catalogs/wydot/catalog.duckdb")
+    assert db_head["Metadata"]["sha256"] == doc["database"]["sha256"]
+
+
+def test_republish_skips_everything(local: Catalog, first: publish_mod.PublishSummary) -> None:
+    again = local.publish(URL)
+    assert again.ok, again.summary()
+    assert again.count("uploaded") == 0
+    assert again.count("skipped") == first.count("uploaded")
+    assert all(r.verified and r.checksum == "sha256" for r in again.results)
+    assert again.database == "up to date"
+    assert again.bytes_uploaded() == 0
+    assert "0 uploaded" in again.summary()
+
+
+def test_interrupted_publish_reports_and_resumes(
+    env: Any, local: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"s3://{PUB}/resume"
+    victim = sorted(manifest_files(local))[0]
+    real = publish_mod.make_client
+
+    def flaky(cfg: Any) -> Any:
+        client = real(cfg)
+        client.meta.events.register("before-send.s3.PutObject", failing_put(victim))
+        return client
+
+    monkeypatch.setattr(publish_mod, "make_client", flaky)
+    r = runner.invoke(app, ["publish", "--to", url, "--catalog", str(local.paths.root)])
+    assert r.exit_code == 1, r.output
+    assert f"failed {victim}: " in r.output and "BadDigest" in r.output
+    assert "1 failed" in r.output and "database not uploaded" in r.output
+    assert "resume/catalog.duckdb" not in keys(env, "resume/")  # never a dangling database
+
+    # simulate a lost object too, then re-run: only those two are sent
+    monkeypatch.setattr(publish_mod, "make_client", real)
+    other = sorted(manifest_files(local))[-1]
+    env.delete_object(Bucket=PUB, Key=f"resume/{other}")
+    r = runner.invoke(
+        app, ["publish", "--to", url, "--catalog", str(local.paths.root), "--format", "json"]
+    )
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    sent = sorted(x["path"] for x in rows if x["status"] == "uploaded")
+    assert sent == sorted([victim, other, "publish.json", "catalog.duckdb"])
+    assert all(x["verified"] for x in rows) and not [x for x in rows if x["status"] == "failed"]
+
+
+def test_publish_errors_are_one_line(local: Catalog, tmp_path: Path) -> None:
+    with pytest.raises(CvCatalogError, match="bucket 'no-such-bucket' does not exist"):
+        local.publish("s3://no-such-bucket/x")
+    with pytest.raises(CvCatalogError, match="not an s3:// URL"):
+        local.publish("https://example.com/x")
+    r = runner.invoke(app, ["publish", "--to", "s3://no-such-bucket/x", "--catalog",
+                            str(local.paths.root)])  # fmt: skip
+    assert r.exit_code == 1 and "does not exist" in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+
+
+# -- query from S3 ----------------------------------------------------------------------------
+def test_remote_catalog_answers_like_the_local_one(
+    local: Catalog, first: publish_mod.PublishSummary, fresh_home: Path
+) -> None:
+    remote = Catalog(URL)
+    assert isinstance(remote, RemoteCatalog) and repr(remote) == f"Catalog({URL!r})"
+    assert answers(remote) == answers(local)
+    assert remote.views() == local.views()
+    assert [r["partition"] for r in remote.status()] == [r["partition"] for r in local.status()]
+    # the database was fetched once into the fresh cache; views read S3, not local paths
+    cached = list(fresh_home.glob("cvcatalog/remote/*/catalog-*.duckdb"))
+    assert len(cached) == 1
+    sql = remote.query_arrow("select sql from duckdb_views() where view_name = 'wydot_bsm'")
+    assert f"{URL}/lake/source=wydot/" in sql.to_pylist()[0]["sql"]
+    assert str(local.paths.root) not in sql.to_pylist()[0]["sql"]
+    # --read-write session (temp tables) works the same
+    n = remote.query_arrow(
+        "create temp table t as select * from wydot_bsm; select count(*) as n from t",
+        read_only=False,
+    ).to_pylist()
+    assert n == [{"n": answers(local)["wydot_bsm"][0]["n"]}]
+    assert remote.published()["url"] == URL
+
+
+def test_cli_query_on_s3(
+    local: Catalog,
+    first: publish_mod.PublishSummary,
+    fresh_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("wydot_bsm", "bsm", "per_day"):
+        r = runner.invoke(app, ["query", CHECKS[name], "--catalog", URL, "--format", "json"])
+        assert r.exit_code == 0, r.output
+        want = json.loads(
+            runner.invoke(
+                app, ["query", CHECKS[name], "--catalog", str(local.paths.root), "-f", "json"]
+            ).stdout
+        )
+        assert json.loads(r.stdout) == want
+    r = runner.invoke(app, ["views", "--catalog", URL])
+    assert r.exit_code == 0 and "wydot_tim_socrata" in r.output
+    monkeypatch.setenv("CVCATALOG_HOME", URL)  # the environment may name the S3 catalog too
+    r = runner.invoke(app, ["cache", "status"])
+    assert r.exit_code == 0, r.output
+    assert "4 partitions (4 complete)" in r.stdout and f"catalog {URL}" in r.stdout
+
+
+def test_remote_refetches_a_republished_database(
+    env: Any, local: Catalog, first: publish_mod.PublishSummary, fresh_home: Path
+) -> None:
+    url = f"s3://{PUB}/refetch"
+    assert local.publish(url).ok
+    view = "select sql from duckdb_views() where view_name = 'wydot_bsm'"
+    remote = Catalog(url)
+    before = remote.database
+    assert "refetch/lake/" in remote.query_arrow(view).to_pylist()[0]["sql"]
+    original = env.get_object(Bucket=PUB, Key="refetch/catalog.duckdb")["Body"].read()
+
+    # a new database under the same URL (new ETag): the next reader fetches it
+    env.copy_object(
+        Bucket=PUB,
+        Key="refetch/catalog.duckdb",
+        CopySource={"Bucket": PUB, "Key": "catalogs/wydot/catalog.duckdb"},
+    )
+    again = Catalog(url)
+    assert again.database != before and not before.exists()
+    assert "catalogs/wydot/lake/" in again.query_arrow(view).to_pylist()[0]["sql"]
+    assert answers(again) == answers(local)
+
+    # a database that does not match its published SHA-256 is refused
+    env.put_object(
+        Bucket=PUB, Key="refetch/catalog.duckdb", Body=original, Metadata={"sha256": "0" * 64}
+    )
+    with pytest.raises(CatalogError, match="did not match its size/SHA-256"):
+        Catalog(url).query("select 1")
+
+
+def test_writes_to_a_remote_catalog_fail_clearly(first: publish_mod.PublishSummary) -> None:
+    remote = Catalog(URL)
+    for call in (
+        lambda: remote.ingest("wydot", "BSM", "2021-04-01"),
+        lambda: remote.clear(),
+        lambda: remote.evict(1.0),
+        lambda: remote.compact(),
+    ):
+        with pytest.raises(CatalogError, match="published catalog on S3 and is read-only"):
+            call()
+    with pytest.raises(CvCatalogError, match="read-only query"):
+        remote.query("create table x as select 1")
+    for args in (
+        ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01"],
+        ["cache", "clear", "--yes"],
+        ["cache", "evict", "--max-size-gb", "1"],
+        ["compact"],
+    ):
+        r = runner.invoke(app, [*args, "--catalog", URL])
+        assert r.exit_code == 1, (args, r.output)
+        assert "read-only" in r.output and "Traceback" not in r.output
+        assert len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_wrong_bucket_or_prefix(first: publish_mod.PublishSummary, fresh_home: Path) -> None:
+    with pytest.raises(CatalogError, match="no published catalog at s3://cv-published/nope"):
+        Catalog(f"s3://{PUB}/nope").query("select 1")
+    r = runner.invoke(app, ["query", "select 1", "--catalog", "s3://no-such-bucket/x"])
+    assert r.exit_code == 1 and "no published catalog at s3://no-such-bucket/x" in r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+    r = runner.invoke(app, ["query", "select 1", "--catalog", "s3://"])
+    assert r.exit_code == 1 and "valid S3 bucket" in r.output
+
+
+def test_location_parsing() -> None:
+    assert S3Location.parse("s3://bkt/a/b/").url == "s3://bkt/a/b"
+    assert S3Location.parse("s3://bkt").key("catalog.duckdb") == "catalog.duckdb"
+    with pytest.raises(CvCatalogError):
+        S3Location.parse("s3://bkt/../x")
