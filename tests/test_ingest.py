@@ -336,6 +336,32 @@ def test_staging_left_after_a_commit_is_swept_by_the_next_run(
     assert not stage.exists()
 
 
+def test_a_conversion_out_of_memory_is_retried_with_one_thread(
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    report = seed(s3_client, D1, D1)
+    real = Ingestor._convert
+    calls: list[int | None] = []
+
+    def convert(self: Ingestor, raw: Any, out_dir: Path, threads: int | None = None) -> Any:
+        calls.append(threads)
+        if threads is None:  # the first try, with every core: DuckDB hits its memory_limit
+            (out_dir / "part-00000.parquet").write_bytes(b"half written")
+            raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate 128 MiB")
+        return real(self, raw, out_dir, threads)
+
+    monkeypatch.setattr(Ingestor, "_convert", convert)
+    monkeypatch.setenv("CVCATALOG_MEMORY__DUCKDB_THREADS", "2")
+    cat = Catalog(catalog_dir)
+    s = ingest(cat, D1, D1)
+    assert calls == [None, 1]
+    assert s.count("complete") == 1 and s.rows == report.records
+    assert cat.query("select count(*) as n from wydot_bsm").n[0] == report.records
+    assert cat.verify().clean
+
+
 def test_dask_columns_are_unique_and_typed(s3_client: Any, catalog_dir: Path) -> None:
     seed(s3_client, D1, D1)
     cat = Catalog(catalog_dir)
