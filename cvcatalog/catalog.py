@@ -222,12 +222,21 @@ class Catalog:
         config: DataSourceConfig | str | Path | None = None,
         force_refresh: bool = False,
         progress: IngestProgress | None = None,
+        scheduler: Any = None,
+        cluster: str | None = None,
+        workers: int | None = None,
         **download: Any,
     ) -> IngestSummary:
         """Fetch and convert every missing day of the range; returns what happened per day.
 
         Extra keyword arguments override `download:` settings (max_workers, rate_limit,
         profile, no_sign_request, endpoint_url, retry_attempts, ...).
+
+        Conversions run in this process unless `scheduler` (a dask.distributed address such as
+        tcp://host:8786, or a `distributed.Client`) or `cluster="local"` (a LocalCluster of
+        `workers` processes, started and closed here) is given; the workers must see this
+        machine's filesystem (docs/scaling.md). Listing, downloads and every catalog write stay
+        in this process, and the result is the same as a single-process ingest.
         """
         cfg = self.config(
             source,
@@ -239,7 +248,18 @@ class Catalog:
             config=config,
             **download,
         )
-        return Ingestor(cfg, force_refresh=force_refresh, progress=progress).run()
+        if scheduler is None and cluster is None:
+            if workers is not None:
+                raise ConfigError(
+                    "workers= is the size of a local Dask cluster: give cluster='local' too "
+                    "(concurrent downloads are max_workers=)"
+                )
+            return Ingestor(cfg, force_refresh=force_refresh, progress=progress).run()
+        from cvcatalog.distributed import dask_pool
+
+        notify = progress.note if progress is not None else None
+        with dask_pool(scheduler, cluster, workers, memory=cfg.memory, notify=notify) as pool:
+            return Ingestor(cfg, force_refresh=force_refresh, progress=progress, pool=pool).run()
 
     # -- SQL -----------------------------------------------------------------------------
     def connect(self) -> duckdb.DuckDBPyConnection:
@@ -354,6 +374,10 @@ class Catalog:
         One Dask partition per catalog day; only those days' files are ever opened. With
         start/end, rows are also cut to the exact local-time window (a Denver day is
         06:00-06:00 UTC). `filters` are pyarrow DNF tuples pushed into the Parquet reads.
+
+        The frame computes on Dask's current scheduler: under a `distributed.Client` (e.g.
+        `with Client(LocalCluster()):`) the days are read in parallel by its workers, which
+        must see the catalog's files (same path, or a shared filesystem).
         """
         import dask.dataframe as dd
 

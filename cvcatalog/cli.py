@@ -149,10 +149,32 @@ def ingest(
         bool | None, typer.Option("--no-sign-request", help="Anonymous (unsigned) requests")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Concurrent downloads (1-16)")
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Concurrent downloads (1-16); with --cluster local: the number of Dask worker "
+            "processes",
+        ),
     ] = None,
     rate_limit: Annotated[
         float | None, typer.Option("--rate-limit", help="S3 requests per second, 0 = unlimited")
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Convert days on the dask.distributed cluster at this address, e.g. "
+            "tcp://host:8786; its workers must see this machine's filesystem "
+            "[env: DASK_SCHEDULER_ADDRESS]",
+        ),
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="'local': convert days on a Dask LocalCluster of --workers processes, started "
+            "and closed by this command",
+        ),
     ] = None,
     fmt: FormatOpt = Format.table,
     progress: Annotated[
@@ -161,6 +183,15 @@ def ingest(
 ) -> None:
     """Download and convert a date range of one source and message type."""
     src, mt = _source_and_type(source, message_type, config)
+    if scheduler is None and cluster is None:
+        scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None
+    dask_workers = workers if cluster is not None else None
+    if scheduler is not None or cluster is not None:  # fail before any progress bar is drawn
+        from cvcatalog.distributed import check_options, check_scheduler
+
+        check_options(scheduler, cluster, dask_workers)
+        if scheduler is not None:
+            check_scheduler(scheduler)
     cat = open_catalog(catalog, config)
     with _progress(progress and fmt is Format.table) as bar:
         summary = cat.ingest(
@@ -175,8 +206,11 @@ def ingest(
             progress=bar,
             profile=profile,
             no_sign_request=no_sign_request,
-            max_workers=workers,
+            max_workers=workers if cluster is None else None,
             rate_limit=rate_limit,
+            scheduler=scheduler,
+            cluster=cluster,
+            workers=dask_workers,
         )
     _print_summary(summary, fmt)
     if not summary.ok:
@@ -230,6 +264,7 @@ def _print_summary(s: IngestSummary, fmt: Format) -> None:
         f"{s.rows:,} rows, {s.quarantined:,} quarantined; "
         f"{mb:,.1f} MB downloaded in {s.get_requests} GETs / {s.list_requests} LISTs; "
         f"{s.parquet_bytes / 1e6:,.1f} MB Parquet; {s.seconds:.1f}s ({rate:,.0f} rows/s)"
+        + (f"; converted on {s.executor}" if s.executor != "local" else "")
     )
     for d in failed:
         print(f"  failed {d.key}: {d.error}")

@@ -39,6 +39,10 @@ class QueryError(CvCatalogError):
     """A user query failed (syntax, unknown view, attempted write in read-only mode)."""
 
 
+class DistributedError(CvCatalogError):
+    """A Dask scheduler cannot be reached or used, or its workers cannot see the catalog's files."""
+
+
 class SandboxError(CvCatalogError):
     """The local S3 sandbox could not be started, reached or seeded."""
 

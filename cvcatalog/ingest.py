@@ -17,11 +17,11 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 import filelock
@@ -46,6 +46,9 @@ from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import PartitionKey, partitions_for
 from cvcatalog.transform import ConvertResult, RawFile, convert_partition
 from cvcatalog.views import refresh_views
+
+if TYPE_CHECKING:
+    from cvcatalog.distributed import ConversionPool
 
 
 class IngestProgress(Protocol):
@@ -109,6 +112,8 @@ class IngestSummary:
     reused_downloads: int = 0  # objects already on disk from an interrupted run (no GET)
     resumed_downloads: int = 0  # partial objects continued with an HTTP Range request
     evicted: list[str] = field(default_factory=list)
+    #: where conversions ran: "local" (this process) or the pool, e.g. "dask tcp://host:8786"
+    executor: str = "local"
 
     def count(self, status: str) -> int:
         return sum(1 for d in self.days if d.status == status)
@@ -156,6 +161,7 @@ class IngestSummary:
             "resumed_downloads": self.resumed_downloads,
             "seconds": round(self.seconds, 3),
             "evicted": self.evicted,
+            "executor": self.executor,
             "days": [d.__dict__ for d in self.days],
         }
 
@@ -180,6 +186,15 @@ class _Prepared:
     outcome: DayOutcome | None = None
     fetched: _Fetched | None = None
     t0: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Converting:
+    """A partition whose conversion was handed to a pool; still locked until published."""
+
+    prepared: _Prepared
+    out_dir: Path
+    future: Future[ConvertResult]
 
 
 def _describe(e: BaseException, where: Path | None = None) -> str:
@@ -251,7 +266,10 @@ class Ingestor:
         progress: IngestProgress | None = None,
         today: date | None = None,
         fetcher_factory: Callable[[DataSourceConfig], S3Fetcher] | None = None,
+        pool: ConversionPool | None = None,
     ) -> None:
+        """pool: run conversions there (e.g. on a Dask cluster, cvcatalog.distributed) with
+        several days in flight; None converts in this process, one day at a time."""
         self.cfg = cfg
         self.force = force_refresh
         self.progress: IngestProgress = progress or NullProgress()
@@ -264,6 +282,7 @@ class Ingestor:
         self._fetcher: S3Fetcher | None = None
         self._protect: set[str] = set()  # this run's partitions: never evicted to make room
         self._evicted: list[str] = []
+        self.pool = pool
 
     # -- planning ------------------------------------------------------------------------
     def plan(self) -> tuple[list[PartitionKey], list[PartitionKey], dict[str, PartitionRecord]]:
@@ -292,6 +311,8 @@ class Ingestor:
             end,
             self.cfg.date_range.timezone,
         )
+        if self.pool is not None:
+            summary.executor = self.pool.name
         self.paths.ensure()
         todo, cached, known = self.plan()
         self._protect = {k.key for k in todo + cached}
@@ -307,7 +328,10 @@ class Ingestor:
         if todo:
             self._record_run_start(start, end)
             try:
-                self._run_days(todo, summary)
+                if self.pool is None:
+                    self._run_days(todo, summary)
+                else:
+                    self._run_days_pooled(todo, summary, self.pool)
             finally:
                 summary.seconds = time.monotonic() - t0
                 if self._fetcher is not None:
@@ -353,18 +377,137 @@ class Ingestor:
                         continue
                     summary.days.append(self._finish(prepared))
             except BaseException:
-                for _, fut in queue:  # never leave a partition lock behind
-                    fut.cancel()
-                    with contextlib.suppress(BaseException):
-                        leftover = fut.result()
-                        if leftover is not None and leftover.lock is not None:
-                            leftover.lock.release()
+                _release_prefetched(queue)  # never leave a partition lock behind
                 raise
         for pk in deferred:
             self.progress.note(f"waiting for another cvcatalog process working on {pk.key}")
             prepared = self._prepare(pk, True)
             assert prepared is not None
             summary.days.append(self._finish(prepared))
+
+    def _run_days_pooled(
+        self, todo: list[PartitionKey], summary: IngestSummary, pool: ConversionPool
+    ) -> None:
+        """Like _run_days, but conversions run in the pool, up to pool.capacity at once.
+
+        The client fetches day N+1 (one background thread) while days ..N convert in the pool,
+        and places and commits each converted day, under its partition lock, as soon as its
+        conversion completes (in any order). Days another process holds go last, as before.
+        """
+        deferred: list[PartitionKey] = []
+        queue: deque[tuple[PartitionKey, Future[_Prepared | None]]] = deque()
+        running: dict[Future[ConvertResult], _Converting] = {}
+        days = iter(todo)
+
+        def start(prepared: _Prepared) -> None:
+            started = self._start_conversion(prepared, pool)
+            if isinstance(started, DayOutcome):
+                summary.days.append(started)
+            else:
+                running[started.future] = started
+
+        def publish(done: set[Future[Any]]) -> None:
+            for fut in [f for f in running if f in done]:
+                summary.days.append(self._publish_converted(running.pop(fut), pool))
+
+        with ThreadPoolExecutor(1, thread_name_prefix="cvcatalog-prefetch") as prefetch:
+
+            def submit_next() -> None:
+                pk = next(days, None)
+                if pk is not None:
+                    queue.append((pk, prefetch.submit(self._prepare, pk, False)))
+
+            submit_next()
+            try:
+                while queue or running:
+                    # the next fetched day may start only while the pool has room
+                    ready: list[Future[Any]] = (
+                        [queue[0][1]] if queue and len(running) < pool.capacity else []
+                    )
+                    done, _ = wait([*ready, *running], return_when=FIRST_COMPLETED)
+                    publish(done)
+                    if ready and ready[0].done():
+                        pk, fut = queue.popleft()
+                        submit_next()  # fetch the next day while this one converts
+                        prepared = fut.result()
+                        if prepared is None:
+                            deferred.append(pk)
+                        else:
+                            start(prepared)
+                for pk in deferred:
+                    self.progress.note(f"waiting for another cvcatalog process working on {pk.key}")
+                    prepared = self._prepare(pk, True)
+                    assert prepared is not None
+                    start(prepared)
+                    while running:
+                        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                        publish(done)
+            except BaseException:
+                _release_prefetched(queue)  # never leave a partition lock behind
+                for conv in running.values():
+                    conv.future.cancel()
+                    remove_tree(conv.out_dir)
+                    if conv.prepared.lock is not None:
+                        conv.prepared.lock.release()
+                raise
+
+    def _start_conversion(self, p: _Prepared, pool: ConversionPool) -> DayOutcome | _Converting:
+        """Hand a fetched partition's conversion to the pool (it stays locked), or finish a
+        partition that needs none (cached, no_data, failed download) right away."""
+        from cvcatalog.distributed import ConvertJob
+
+        if p.outcome is not None or p.fetched is None:
+            return self._finish(p)
+        pk, f = p.pk, p.fetched
+        try:
+            self._make_room(pk, f.nbytes)
+            self.progress.converting(pk.key)
+            out_dir = self._fresh_out_dir(pk)
+            memory = self.cfg.memory
+            job = ConvertJob(
+                key=pk.key,
+                schema=self.schema,
+                files=tuple(RawFile(f.names[o.key], o.key) for o in f.objects),
+                out_dir=out_dir,
+                spill_dir=self.paths.staging_dir(pk) / f"spill-{self.run_id}",
+                validation=self.cfg.validation,
+                rows_per_file=memory.rows_per_file,
+                row_group_size=memory.row_group_size,
+                max_usage_gb=pool.memory_gb or memory.max_usage_gb,
+                threads=memory.duckdb_threads or pool.threads,
+            )
+            return _Converting(p, out_dir, pool.submit(job))
+        except (CvCatalogError, OSError) as e:
+            outcome = self._fail(pk, _describe(e, self.paths.partition_dir(pk)))
+        except BaseException:
+            if p.lock is not None:
+                p.lock.release()
+            raise
+        p.outcome = outcome
+        return self._finish(p)
+
+    def _publish_converted(self, c: _Converting, pool: ConversionPool) -> DayOutcome:
+        """Place and commit a partition the pool converted, then release its lock."""
+        p = c.prepared
+        assert p.fetched is not None
+        try:
+            try:
+                result = c.future.result()
+            except Exception as e:  # the task failed or its worker was lost: fail the day
+                remove_tree(c.out_dir)
+                outcome = self._fail(p.pk, f"conversion on {pool.name} failed: {_describe(e)}")
+            else:
+                try:
+                    files = self._place_result(p.pk, result, c.out_dir)
+                    outcome = self._record_converted(p.pk, p.fetched, result, files)
+                except (CvCatalogError, OSError, duckdb.Error) as e:
+                    outcome = self._fail(p.pk, _describe(e, self.paths.partition_dir(p.pk)))
+            outcome.seconds = time.monotonic() - p.t0
+            self.progress.finished(outcome)
+            return outcome
+        finally:
+            if p.lock is not None:
+                p.lock.release()
 
     def _sweep_staging(self, done: list[PartitionKey]) -> None:
         """Raw copies of days already in the catalog, left by a run killed between its commit
@@ -479,12 +622,10 @@ class Ingestor:
                 p.lock.release()
 
     def _convert_publish(self, pk: PartitionKey, f: _Fetched) -> DayOutcome:
+        """Convert in this process (the default), then place and commit."""
         objects, names = f.objects, f.names
-        stage = self.paths.staging_dir(pk)
         self.progress.converting(pk.key)
-        out_dir = stage / f"out-{self.run_id}"
-        remove_tree(out_dir)
-        out_dir.mkdir(parents=True)
+        out_dir = self._fresh_out_dir(pk)
         raw = [RawFile(names[o.key], o.key) for o in objects]
         try:
             try:
@@ -498,20 +639,43 @@ class Ingestor:
                     f"{pk.key}: DuckDB ran out of memory.max_usage_gb "
                     f"({_short(e)}); converting again with 1 thread"
                 )
-                remove_tree(out_dir)
-                out_dir.mkdir(parents=True)
+                out_dir = self._fresh_out_dir(pk)
                 result = self._convert(raw, out_dir, threads=1)
+        except BaseException:
+            remove_tree(out_dir)
+            raise
+        files = self._place_result(pk, result, out_dir)
+        return self._record_converted(pk, f, result, files)
+
+    def _fresh_out_dir(self, pk: PartitionKey) -> Path:
+        out_dir = self.paths.staging_dir(pk) / f"out-{self.run_id}"
+        remove_tree(out_dir)
+        out_dir.mkdir(parents=True)
+        return out_dir
+
+    def _place_result(
+        self, pk: PartitionKey, result: ConvertResult, out_dir: Path
+    ) -> list[FileRecord]:
+        """Move a conversion's outputs into the lake (invisible until committed); the
+        conversion's output directory is removed either way."""
+        try:
             if result.unknown_versions:
                 self.progress.note(
                     f"{pk.key}: unknown schema version(s) {result.unknown_versions}; "
                     "parsed the known fields"
                 )
-            files = self._place_outputs(
+            return self._place_outputs(
                 pk, result.parquet_files, result.quarantine_file, result.quarantined
             )
         finally:
             remove_tree(out_dir)
 
+    def _record_converted(
+        self, pk: PartitionKey, f: _Fetched, result: ConvertResult, files: list[FileRecord]
+    ) -> DayOutcome:
+        """Commit a placed partition in one catalog transaction, then drop its staging."""
+        objects = f.objects
+        stage = self.paths.staging_dir(pk)
         rec = PartitionRecord(
             pk.key,
             pk.source,
@@ -757,6 +921,16 @@ def _mark_interrupted_runs(con: duckdb.DuckDBPyConnection, host: str) -> None:
                 "WHERE run_id = ?",
                 [run_id],
             )
+
+
+def _release_prefetched(queue: deque[tuple[PartitionKey, Future[_Prepared | None]]]) -> None:
+    """Cancel days still being fetched and unlock those already fetched (a run that stops)."""
+    for _, fut in queue:
+        fut.cancel()
+        with contextlib.suppress(BaseException):
+            leftover = fut.result()
+            if leftover is not None and leftover.lock is not None:
+                leftover.lock.release()
 
 
 def _default_fetcher(cfg: DataSourceConfig) -> S3Fetcher:
