@@ -9,7 +9,7 @@ from typing import Any
 from cvcatalog import manifest
 from cvcatalog.access import folded_access_log, read_access_log
 from cvcatalog.db import CatalogDB
-from cvcatalog.layout import CatalogPaths, prune_empty_dirs, sha256_file
+from cvcatalog.exceptions import CvCatalogError
 from cvcatalog.manifest import FileRecord
 from cvcatalog.views import refresh_views
 
@@ -47,12 +47,12 @@ def status(
     return rows
 
 
-def _delete_files(paths: CatalogPaths, files: list[FileRecord]) -> None:
+def _delete_files(db: CatalogDB, files: list[FileRecord]) -> None:
+    """After the catalog no longer names them; one that survives is an orphan for verify."""
+    store = db.store
     for f in files:
-        p = paths.absolute(f.path)
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
-        prune_empty_dirs(p.parent, paths.root)
+        with contextlib.suppress(CvCatalogError, OSError):
+            store.delete(f.path)
 
 
 def clear(
@@ -64,7 +64,7 @@ def clear(
         files = manifest.delete_partitions(con, list(parts))
         for s, t in {(p.source, p.message_type) for p in parts.values()}:
             refresh_views(con, db.paths, s, t)
-    _delete_files(db.paths, files)
+    _delete_files(db, files)
     return len(parts), sum(f.bytes for f in files)
 
 
@@ -103,7 +103,7 @@ def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = 
         files = manifest.delete_partitions(con, victims)
         for s, t in pairs:
             refresh_views(con, db.paths, s, t)
-    _delete_files(db.paths, files)
+    _delete_files(db, files)
     return victims
 
 
@@ -160,28 +160,26 @@ class VerifyReport:
 
 
 def verify(db: CatalogDB) -> VerifyReport:
-    """Re-hash every file the manifest lists and look for files it does not list."""
+    """Re-hash every file the manifest lists and look for files it does not list (wherever
+    the lake lives: S3 objects are streamed and hashed, not trusted by their metadata)."""
     report = VerifyReport()
     with db.read() as con:
         files = manifest.get_files(con)
     bad: set[str] = set()
+    store = db.store
     for f in files:
         report.checked += 1
-        p = db.paths.absolute(f.path)
-        if not p.exists():
+        digest = store.sha256(f.path)  # re-reads the bytes, local or on S3
+        if digest is None:
             report.missing.append(f.path)
             bad.add(f.partition_key)
-        elif sha256_file(p) != f.sha256:
+        elif digest != f.sha256:
             report.mismatched.append(f.path)
             bad.add(f.partition_key)
         else:
             report.ok += 1
     listed = {f.path for f in files}
-    for top in (db.paths.lake, db.paths.quarantine):
-        if top.is_dir():
-            for p in sorted(top.rglob("*")):
-                if p.is_file() and db.paths.relative(p) not in listed:
-                    report.orphans.append(db.paths.relative(p))
+    report.orphans = [rel for rel in store.list_files() if rel not in listed]
     report.bad_partitions = sorted(bad)
     return report
 
@@ -198,7 +196,8 @@ def quarantine_bad(db: CatalogDB, report: VerifyReport) -> None:
                 manifest.put_partition(con, p)
             for s, t in {(p.source, p.message_type) for p in parts.values()}:
                 refresh_views(con, db.paths, s, t)
-        _delete_files(db.paths, files)
+        _delete_files(db, files)
+    store = db.store
     for rel in report.orphans:
         with contextlib.suppress(FileNotFoundError):
-            db.paths.absolute(rel).unlink()
+            store.delete(rel)

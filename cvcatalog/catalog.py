@@ -39,6 +39,7 @@ from cvcatalog.layout import CatalogPaths
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import PartitionKey, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_literal
+from cvcatalog.storage import S3Access, S3Store
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -66,6 +67,7 @@ class DaskPiece:
 
     files: tuple[str, ...]
     constants: tuple[tuple[str, Any], ...]
+    s3: S3Access | None = None  # the lake is on S3: read through s3fs
 
 
 def partition_constants(pk: PartitionKey) -> tuple[tuple[str, Any], ...]:
@@ -121,7 +123,11 @@ def _read_piece(
         arrow_filters += [(time_column, ">=", window[0]), (time_column, "<", window[1])]
     # partitioning=None: the partition columns come from the manifest, not re-parsed paths
     table = pq.read_table(
-        list(piece.files), columns=need, filters=arrow_filters or None, partitioning=None
+        list(piece.files),
+        columns=need,
+        filters=arrow_filters or None,
+        partitioning=None,
+        filesystem=piece.s3.filesystem() if piece.s3 is not None else None,
     )
     table = _with_constants(table, piece.constants)
     if sql is not None:
@@ -152,10 +158,16 @@ class Catalog:
         *,
         lock_timeout: float | None = None,
         notify: Notify | None = None,
+        storage: str | None = None,
     ) -> None:
+        """storage: where a new catalog keeps its Parquet lake, 'local' or s3://bucket/prefix
+        (default: CVCATALOG_STORAGE, else what the catalog records, else local)."""
         self.paths = CatalogPaths.at(path if path is not None else default_home())
         self._lock_timeout = lock_timeout
-        self.db = CatalogDB(self.paths, lock_timeout or 60.0, notify or (lambda _m: None))
+        self._storage = storage
+        self.db = CatalogDB(
+            self.paths, lock_timeout or 60.0, notify or (lambda _m: None), storage=storage
+        )
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.paths.root)!r})"
@@ -203,6 +215,7 @@ class Catalog:
         if self._lock_timeout is not None:
             cache_over["lock_timeout_seconds"] = self._lock_timeout
         overrides: dict[str, Any] = {
+            "storage": self._storage,
             "source": source,
             "message_type": message_type,
             "cache": cache_over,
@@ -300,7 +313,7 @@ class Catalog:
             self.db.initialise()
         with self.db.read():  # waits (bounded) like a reader if a foreign writer holds the file
             pass
-        con = duckdb.connect(":memory:")
+        con = self.db.attach_lake(duckdb.connect(":memory:"))
         try:
             con.execute(f"ATTACH {quote_literal(str(self.paths.db))} AS catalog (READ_ONLY)")
             con.execute("SET search_path = 'memory.main,catalog.main'")
@@ -377,7 +390,8 @@ class Catalog:
 
         The frame computes on Dask's current scheduler: under a `distributed.Client` (e.g.
         `with Client(LocalCluster()):`) the days are read in parallel by its workers, which
-        must see the catalog's files (same path, or a shared filesystem).
+        must see the catalog's files (same path, or a shared filesystem). A lake on S3 is read
+        through s3fs, so any worker with credentials for the bucket can read it.
         """
         import dask.dataframe as dd
 
@@ -387,11 +401,15 @@ class Catalog:
         parts = self.partitions(source, message_type, s, e, timezone)
         with self.db.read() as con:
             files = manifest.get_files(con, [p.partition_key for p in parts], kind="data")
+        store = self.db.store
+        access = S3Access.of(store.fs_options()) if isinstance(store, S3Store) else None
         by_key: dict[str, list[str]] = {}
         for f in files:
-            by_key.setdefault(f.partition_key, []).append(str(self.paths.absolute(f.path)))
+            # s3fs paths are bucket/key, without the scheme
+            where = store.location(f.path).removeprefix("s3://")
+            by_key.setdefault(f.partition_key, []).append(where)
         pieces = [
-            DaskPiece(tuple(by_key[p.partition_key]), partition_constants(p.pk))
+            DaskPiece(tuple(by_key[p.partition_key]), partition_constants(p.pk), access)
             for p in parts
             if p.partition_key in by_key
         ]
@@ -620,7 +638,9 @@ def _meta(
 ) -> pd.DataFrame:
     """An empty frame with the exact dtypes a piece will have."""
     if pieces:
-        arrow_schema = pq.read_schema(pieces[0].files[0])
+        first = pieces[0]
+        fs = first.s3.filesystem() if first.s3 is not None else None
+        arrow_schema = pq.read_schema(first.files[0], filesystem=fs)
     else:
         con = duckdb.connect()
         try:

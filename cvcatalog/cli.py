@@ -90,7 +90,7 @@ def open_catalog(catalog: str | Path | None, config: Path | None = None, **remot
     An s3://bucket/prefix (from --catalog or CVCATALOG_HOME) opens a published catalog,
     read-only; remote holds its S3 options (profile, no_sign_request).
     """
-    from cvcatalog.remote import is_remote
+    from cvcatalog.storage import is_remote
 
     def note(m: str) -> None:
         err.print(f"note: {m}", highlight=False, soft_wrap=True)

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 
 from cvcatalog import manifest
 from cvcatalog.db import CatalogDB
-from cvcatalog.exceptions import CatalogError, CatalogLockedError
-from cvcatalog.layout import publish_file, remove_tree, sha256_file
+from cvcatalog.exceptions import CatalogError, CatalogLockedError, CvCatalogError
+from cvcatalog.layout import remove_tree, sha256_file
 from cvcatalog.manifest import FileRecord
 from cvcatalog.sources import PartitionKey
 from cvcatalog.sqlutil import list_literal, quote_literal
@@ -61,6 +61,13 @@ def compact(
     return out
 
 
+def _delete(db: CatalogDB, files: list[FileRecord]) -> None:
+    store = db.store
+    for f in files:
+        with contextlib.suppress(CvCatalogError, OSError):
+            store.delete(f.path)
+
+
 def _compact_one(
     db: CatalogDB, key: str, rows_per_file: int, row_group_size: int
 ) -> CompactResult | None:
@@ -89,8 +96,9 @@ def _compact_one(
         try:
             rows = sum(f.rows for f in data)
             groups = max(1, -(-rows_per_file // row_group_size))
-            src = list_literal([str(paths.absolute(f.path)) for f in data])
-            con = duckdb.connect()
+            store = db.store
+            src = list_literal([store.location(f.path) for f in data])
+            con = db.attach_lake(duckdb.connect())
             try:
                 con.execute(
                     f"COPY (SELECT * FROM read_parquet({src})) TO {quote_literal(str(stage))} "
@@ -106,14 +114,14 @@ def _compact_one(
             tag = f"compact-{rec.run_id or 'x'}"[:40]
             placed: list[FileRecord] = []
             for i, p in enumerate(written):
-                dest = paths.partition_dir(pk) / f"part-{tag}-{i:03d}.parquet"
+                rel = f"{paths.partition_rel(pk)}/part-{tag}-{i:03d}.parquet"
                 n, digest, size = (
                     pq.ParquetFile(p).metadata.num_rows,
                     sha256_file(p),
                     p.stat().st_size,
                 )
-                publish_file(p, dest)
-                placed.append(FileRecord(paths.relative(dest), key, "data", n, size, digest))
+                store.put(p, rel, size, digest)
+                placed.append(FileRecord(rel, key, "data", n, size, digest))
         finally:
             remove_tree(stage)
         keep = [f for f in old if f.kind != "data"]
@@ -123,13 +131,9 @@ def _compact_one(
                 obsolete = manifest.put_partition(con, rec, placed + keep, objects)
                 refresh_views(con, paths, pk.source, pk.message_type)
         except BaseException:
-            for f in placed:
-                with contextlib.suppress(FileNotFoundError):
-                    paths.absolute(f.path).unlink()
+            _delete(db, placed)
             raise
-        for f in obsolete:
-            with contextlib.suppress(FileNotFoundError):
-                paths.absolute(f.path).unlink()
+        _delete(db, obsolete)
         return CompactResult(
             key, len(data), len(placed), rows, sum(f.bytes for f in data), rec.parquet_bytes
         )

@@ -152,6 +152,21 @@ class DataSourceConfig(_Strict):
     download: DownloadConfig = DownloadConfig()
     memory: MemoryConfig = MemoryConfig()
     validation: ValidationConfig = ValidationConfig()
+    storage: str | None = Field(
+        None,
+        description="where the Parquet lake lives: 'local' (the catalog directory) or "
+        "s3://bucket/prefix; unset: what the catalog already records (local for a new one)",
+    )
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, v: str | None) -> str | None:
+        if v is None or v.strip() in ("", "local"):
+            return None if v is None else "local"
+        text = v.strip()
+        if not text.lower().startswith("s3://") or len(text) <= 5:
+            raise ValueError(f"must be 'local' or an s3://bucket/prefix URL, got {v!r}")
+        return text
 
     @model_validator(mode="after")
     def _pair(self) -> DataSourceConfig:
@@ -199,6 +214,8 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if environ.get("CVCATALOG_HOME"):
         out.setdefault("cache", {})["directory"] = environ["CVCATALOG_HOME"]
+    if environ.get("CVCATALOG_STORAGE"):
+        out["storage"] = environ["CVCATALOG_STORAGE"]
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,14 +24,29 @@ from pathlib import Path
 import duckdb
 import filelock
 
+from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.layout import CatalogPaths, fsync_dir
 from cvcatalog.sqlutil import load_sql
+from cvcatalog.storage import (
+    LakeStore,
+    normalise_storage,
+    read_lake_url,
+    record_lake_url,
+    store_for,
+)
 
-MIGRATIONS: list[tuple[int, str]] = [(1, "001_catalog.sql"), (2, "002_listing_cache.sql")]
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, "001_catalog.sql"),
+    (2, "002_listing_cache.sql"),
+    (6, "006_catalog_settings.sql"),
+]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 Notify = Callable[[str], None]
+
+LAKE_SECRET = "cvcatalog_lake"
+_LAKE_SECRET_LOCK = threading.Lock()
 
 
 def _quiet(_: str) -> None:
@@ -96,11 +112,24 @@ class CatalogDB:
     """Connections to one catalog database with bounded waits and atomic publishing."""
 
     def __init__(
-        self, paths: CatalogPaths, lock_timeout: float = 60.0, notify: Notify = _quiet
+        self,
+        paths: CatalogPaths,
+        lock_timeout: float = 60.0,
+        notify: Notify = _quiet,
+        *,
+        storage: str | None = None,
+        s3: DownloadConfig | None = None,
     ) -> None:
+        """storage: the lake location asked for ('local' or s3://...; None: whatever the
+        catalog records). s3: profile/endpoint settings for an S3 lake."""
         self.paths = paths
         self.lock_timeout = lock_timeout
         self.notify = notify
+        self.requested_storage = storage
+        self.s3 = s3
+        self._lake_url: str | None = None
+        self._lake_known = False
+        self._store: LakeStore | None = None
 
     # -- locking -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -165,9 +194,59 @@ class CatalogDB:
             self.initialise()
         con = self._connect(self.paths.db, read_only=True)
         try:
+            self._attach_lake(con, read_lake_url(con))
             yield con
         finally:
             con.close()
+
+    # -- the lake ------------------------------------------------------------------------
+    def _attach_lake(self, con: duckdb.DuckDBPyConnection, url: str | None) -> None:
+        """Views of an S3 lake read through httpfs: load it and create the session's secret."""
+        self._lake_url, self._lake_known = url, True
+        if url is None:
+            return
+        from cvcatalog.duckdb_ext import load_httpfs, s3_connection
+
+        # Connections to one file in one process share a DuckDB instance and its temporary
+        # secrets: create the secret once, never concurrently (a write-write conflict).
+        with _LAKE_SECRET_LOCK:
+            have = con.execute(
+                "SELECT count(*) FROM duckdb_secrets() WHERE name = ?", [LAKE_SECRET]
+            ).fetchone()
+            if have and have[0]:
+                load_httpfs(con)
+                return
+            cfg = self.s3
+            s3_connection(
+                con,
+                profile=cfg.profile if cfg else None,
+                endpoint=cfg.endpoint_url if cfg else None,
+                name=LAKE_SECRET,
+            )
+
+    def attach_lake(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """Make a scratch connection able to read this catalog's lake (httpfs for S3)."""
+        self._attach_lake(con, self.lake_url)
+        return con
+
+    @property
+    def lake_url(self) -> str | None:
+        """Where the Parquet lake lives: None for the catalog directory, else s3://..."""
+        if not self._lake_known:
+            if self.exists():
+                with self.read():
+                    pass
+            else:
+                self._lake_known = True
+                self._lake_url = normalise_storage(self.requested_storage)
+        return self._lake_url
+
+    @property
+    def store(self) -> LakeStore:
+        url = self.lake_url
+        if self._store is None or self._store.url != url:
+            self._store = store_for(self.paths, url, self.s3)
+        return self._store
 
     @contextlib.contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -183,6 +262,10 @@ class CatalogDB:
                 try:
                     con.execute("BEGIN TRANSACTION")
                     migrate(con)
+                    url = read_lake_url(con)
+                    if self.requested_storage is not None:
+                        url = record_lake_url(con, normalise_storage(self.requested_storage))
+                    self._attach_lake(con, url)
                     ensure_views(con, self.paths)
                     yield con
                     with self._full_disk("commit"):

@@ -146,6 +146,7 @@ def s3_connection(
     no_sign_request: bool = False,
     endpoint: str | None = None,
     region: str | None = None,
+    name: str = "cvcatalog_s3",
 ) -> duckdb.DuckDBPyConnection:
     """httpfs loaded and an S3 secret created on con; returns con."""
     load_httpfs(con)
@@ -155,5 +156,6 @@ def s3_connection(
         no_sign_request=no_sign_request,
         endpoint=endpoint,
         region=region,
+        name=name,
     )
     return con

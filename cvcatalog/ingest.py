@@ -36,7 +36,6 @@ from cvcatalog.exceptions import CredentialsError, CvCatalogError
 from cvcatalog.layout import (
     CatalogPaths,
     prune_empty_dirs,
-    publish_file,
     remove_tree,
     sha256_file,
 )
@@ -274,7 +273,13 @@ class Ingestor:
         self.force = force_refresh
         self.progress: IngestProgress = progress or NullProgress()
         self.paths = CatalogPaths.at(cfg.cache.directory)
-        self.db = CatalogDB(self.paths, cfg.cache.lock_timeout_seconds, notify=self.progress.note)
+        self.db = CatalogDB(
+            self.paths,
+            cfg.cache.lock_timeout_seconds,
+            notify=self.progress.note,
+            storage=cfg.storage,
+            s3=cfg.download,
+        )
         self.schema: MessageSchema = SCHEMAS[(cfg.source, cfg.message_type)]
         self.today = today or now_utc().date()
         self.run_id = now_utc().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
@@ -698,9 +703,7 @@ class Ingestor:
         try:
             self._commit(pk, rec, files, sobjs, validation)
         except BaseException:
-            for placed in files:
-                with contextlib.suppress(FileNotFoundError):
-                    self.paths.absolute(placed.path).unlink()
+            self._delete_files(files)
             raise
         remove_tree(stage)
         prune_empty_dirs(stage.parent, self.paths.staging)
@@ -755,9 +758,7 @@ class Ingestor:
         try:
             return self._place(pk, parquet, quarantine, quarantined, placed)
         except BaseException:  # e.g. disk full: nothing half-placed stays in the lake
-            for f in placed:
-                with contextlib.suppress(FileNotFoundError):
-                    self.paths.absolute(f.path).unlink()
+            self._delete_files(placed)
             raise
 
     def _place(
@@ -769,24 +770,21 @@ class Ingestor:
         placed: list[FileRecord],
     ) -> list[FileRecord]:
         tag = self.run_id.rsplit("-", 1)[-1]
-        dest_dir = self.paths.partition_dir(pk)
+        store = self.db.store
+        dest_dir = self.paths.partition_rel(pk)
         for i, src in enumerate(sorted(parquet)):
-            dest = dest_dir / f"part-{self.run_id[:15]}-{tag}-{i:03d}.parquet"
+            rel = f"{dest_dir}/part-{self.run_id[:15]}-{tag}-{i:03d}.parquet"
             rows = pq.ParquetFile(src).metadata.num_rows
             digest = sha256_file(src)
             size = src.stat().st_size
-            publish_file(src, dest)
-            placed.append(FileRecord(self.paths.relative(dest), pk.key, "data", rows, size, digest))
+            store.put(src, rel, size, digest)
+            placed.append(FileRecord(rel, pk.key, "data", rows, size, digest))
         if quarantine is not None:
-            dest = self.paths.quarantine_dir(pk) / f"quarantine-{self.run_id[:15]}-{tag}.ndjson"
+            rel = f"{self.paths.quarantine_rel(pk)}/quarantine-{self.run_id[:15]}-{tag}.ndjson"
             digest = sha256_file(quarantine)
             size = quarantine.stat().st_size
-            publish_file(quarantine, dest)
-            placed.append(
-                FileRecord(
-                    self.paths.relative(dest), pk.key, "quarantine", quarantined, size, digest
-                )
-            )
+            store.put(quarantine, rel, size, digest)
+            placed.append(FileRecord(rel, pk.key, "quarantine", quarantined, size, digest))
         return placed
 
     def _commit(
@@ -802,9 +800,14 @@ class Ingestor:
                 con, rec, files or [], objects or [], validation or []
             )
             refresh_views(con, self.paths, pk.source, pk.message_type)
-        for f in obsolete:
-            with contextlib.suppress(FileNotFoundError):
-                self.paths.absolute(f.path).unlink()
+        self._delete_files(obsolete)
+
+    def _delete_files(self, files: list[FileRecord]) -> None:
+        """Best effort: a file left behind is an orphan the next run (or verify) removes."""
+        store = self.db.store
+        for f in files:
+            with contextlib.suppress(CvCatalogError, OSError):
+                store.delete(f.path)
 
     def _fail(self, pk: PartitionKey, reason: str) -> DayOutcome:
         """Record a failed day. A day that was complete keeps its data; the error is reported."""
@@ -825,12 +828,11 @@ class Ingestor:
 
     def _remove_orphans(self, pk: PartitionKey, referenced: set[str]) -> None:
         """Files in a partition's directories that the manifest does not list (a crashed run)."""
-        for d in (self.paths.partition_dir(pk), self.paths.quarantine_dir(pk)):
-            if not d.is_dir():
-                continue
-            for f in d.iterdir():
-                if f.is_file() and self.paths.relative(f) not in referenced:
-                    f.unlink()
+        store = self.db.store
+        for d in (self.paths.partition_rel(pk), self.paths.quarantine_rel(pk)):
+            for rel in store.list_files(under=d):
+                if rel not in referenced:
+                    store.delete(rel)
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _record_run_start(self, start: date, end: date) -> None:

@@ -53,6 +53,15 @@ class CatalogPaths:
     def access_log(self) -> Path:
         return self.root / "access.log"
 
+    @staticmethod
+    def partition_rel(pk: PartitionKey) -> str:
+        """Catalog-relative directory of a partition's Parquet files (local or on S3)."""
+        return f"lake/{pk.hive_dir}"
+
+    @staticmethod
+    def quarantine_rel(pk: PartitionKey) -> str:
+        return f"quarantine/{pk.hive_dir}"
+
     def partition_dir(self, pk: PartitionKey) -> Path:
         return self.lake / pk.hive_dir
 

@@ -16,13 +16,11 @@ every file made it, so a reader never sees a database that names a missing file.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
 import shutil
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -41,9 +39,10 @@ from cvcatalog.duckdb_ext import s3_connection
 from cvcatalog.exceptions import CatalogError, CvCatalogError, S3Error
 from cvcatalog.layout import DB_NAME, sha256_file
 from cvcatalog.manifest import FileRecord
-from cvcatalog.remote import PUBLISH_JSON, S3Location, is_remote
-from cvcatalog.s3 import ErrorKind, Retrier, TokenBucket, classify_error, make_client
+from cvcatalog.remote import PUBLISH_JSON
+from cvcatalog.s3 import classify_error, make_client
 from cvcatalog.schemas import SCHEMAS
+from cvcatalog.storage import S3Location, S3Store, Uploader, is_remote
 from cvcatalog.views import refresh_union_views, refresh_views
 
 if TYPE_CHECKING:
@@ -134,104 +133,12 @@ class PublishSummary:
         }
 
 
-def b64(hexdigest: str) -> str:
-    return base64.b64encode(bytes.fromhex(hexdigest)).decode()
-
-
 def content_digest(files: list[FileRecord]) -> str:
     """What the published database depends on: the files and this cvcatalog's views."""
     h = hashlib.sha256(f"{__version__}|{SCHEMA_VERSION}\n".encode())
     for f in sorted(files, key=lambda f: f.path):
         h.update(f"{f.path}|{f.sha256}|{f.bytes}\n".encode())
     return h.hexdigest()
-
-
-class _Uploader:
-    """HEAD, PUT (with SHA-256) and verify objects under one location, with retries."""
-
-    def __init__(self, client: Any, location: S3Location, cfg: DownloadConfig) -> None:
-        self.client = client
-        self.location = location
-        self.cfg = cfg
-        self.limiter = TokenBucket(cfg.rate_limit, capacity=max(1.0, cfg.max_workers))
-        self._lock = threading.Lock()
-        self.requests = 0
-
-    def call(self, operation: str, key: str, fn: Callable[[], Any]) -> Any:
-        def counted() -> Any:
-            with self._lock:
-                self.requests += 1
-            return fn()
-
-        retrier = Retrier.from_config(self.cfg, limiter=self.limiter)
-        return retrier.call(operation, f"s3://{self.location.bucket}/{key}", counted)
-
-    def head(self, rel: str, checksums: bool = False) -> dict[str, Any] | None:
-        key = self.location.key(rel)
-        kwargs: dict[str, Any] = {"Bucket": self.location.bucket, "Key": key}
-        if checksums:
-            kwargs["ChecksumMode"] = "ENABLED"
-        try:
-            result: dict[str, Any] = self.call(
-                "head", key, lambda: self.client.head_object(**kwargs)
-            )
-            return result
-        except CvCatalogError as e:
-            info = classify_error(e.__cause__) if e.__cause__ is not None else None
-            if info is not None and info.kind is ErrorKind.FATAL and info.status == 404:
-                return None
-            raise
-
-    @staticmethod
-    def matches(head: dict[str, Any] | None, size: int, sha256: str) -> bool:
-        if head is None:
-            return False
-        return (
-            int(head.get("ContentLength", -1)) == size
-            and (head.get("Metadata") or {}).get("sha256") == sha256
-        )
-
-    def put(self, rel: str, path: Path, size: int, sha256: str, content_type: str) -> None:
-        key = self.location.key(rel)
-
-        def send() -> Any:
-            with open(path, "rb") as body:
-                return self.client.put_object(
-                    Bucket=self.location.bucket,
-                    Key=key,
-                    Body=body,
-                    ContentLength=size,
-                    ContentType=content_type,
-                    ChecksumAlgorithm="SHA256",
-                    ChecksumSHA256=b64(sha256),
-                    Metadata={"sha256": sha256},
-                )
-
-        self.call("upload", key, send)
-
-    def verify(self, rel: str, size: int, sha256: str) -> tuple[bool, str, str | None]:
-        """(verified, checksum kind, reason) from a HEAD of the uploaded object."""
-        return self.check(self.head(rel, checksums=True), size, sha256, "not found after upload")
-
-    @staticmethod
-    def check(
-        head: dict[str, Any] | None, size: int, sha256: str, absent: str = "not found"
-    ) -> tuple[bool, str, str | None]:
-        """Size, x-amz-meta-sha256 and (when the store keeps one) S3's SHA-256 checksum."""
-        if head is None:
-            return False, "", absent
-        got = int(head.get("ContentLength", -1))
-        if got != size:
-            return False, "", f"size is {got} on S3, {size} locally"
-        meta = (head.get("Metadata") or {}).get("sha256")
-        if meta != sha256:
-            return False, "", f"x-amz-meta-sha256 is {meta!r}, expected {sha256}"
-        stored = head.get("ChecksumSHA256")
-        if stored is None:
-            return True, "metadata", None
-        if stored.split("-")[0] != b64(sha256):
-            return False, "", f"S3's SHA-256 checksum {stored} does not match {b64(sha256)}"
-        return True, "sha256", None
 
 
 def _content_type(kind: str) -> str:
@@ -243,12 +150,12 @@ def _content_type(kind: str) -> str:
 
 
 def _publish_one(
-    up: _Uploader, local: Path, rel: str, kind: str, size: int, sha: str
+    up: Uploader, local: Path, rel: str, kind: str, size: int, sha: str
 ) -> ObjectResult:
     """Skip if already there; else check the local file, upload, verify."""
     res = ObjectResult(rel, kind, size, "failed")
     try:
-        there, checksum, _ = _Uploader.check(up.head(rel, checksums=True), size, sha)
+        there, checksum, _ = Uploader.check(up.head(rel, checksums=True), size, sha)
         if there:
             res.status, res.verified, res.checksum = "skipped", True, checksum
             return res
@@ -274,7 +181,35 @@ def _publish_one(
     return res
 
 
-def _publish_file(cat: Catalog, up: _Uploader, f: FileRecord) -> ObjectResult:
+def _copy_one(up: Uploader, src: S3Store, f: FileRecord) -> ObjectResult:
+    """A lake already on S3: server-side copy (its x-amz-meta-sha256 travels with it)."""
+    res = ObjectResult(f.path, f.kind, f.bytes, "failed")
+    try:
+        there, checksum, _ = Uploader.check(up.head(f.path, checksums=True), f.bytes, f.sha256)
+        if there:  # includes publishing to the lake's own location
+            res.status, res.verified, res.checksum = "skipped", True, checksum
+            return res
+        key = up.location.key(f.path)
+        source = {"Bucket": src.s3loc.bucket, "Key": src.s3loc.key(f.path)}
+        up.call(
+            "copy",
+            key,
+            lambda: up.client.copy_object(
+                Bucket=up.location.bucket, Key=key, CopySource=source, MetadataDirective="COPY"
+            ),
+        )
+        ok, checksum, reason = up.verify(f.path, f.bytes, f.sha256)
+        res.status = "uploaded" if ok else "failed"
+        res.verified, res.checksum, res.reason = ok, checksum, reason
+    except CvCatalogError as e:
+        res.reason = str(e)
+    return res
+
+
+def _publish_file(cat: Catalog, up: Uploader, f: FileRecord) -> ObjectResult:
+    store = cat.db.store
+    if isinstance(store, S3Store):
+        return _copy_one(up, store, f)
     try:
         local = cat.paths.absolute(f.path)
     except CvCatalogError as e:
@@ -342,7 +277,7 @@ def build_portable_database(
         con.close()
 
 
-def _remote_json(up: _Uploader, rel: str) -> dict[str, Any] | None:
+def _remote_json(up: Uploader, rel: str) -> dict[str, Any] | None:
     key = up.location.key(rel)
     if up.head(rel) is None:
         return None
@@ -380,7 +315,7 @@ def publish(
         cfg = DownloadConfig(**settings)
     except Exception as e:  # pydantic ValidationError: one line
         raise CatalogError(f"invalid publish settings: {str(e).splitlines()[-1].strip()}") from None
-    up = _Uploader(client if client is not None else make_client(cfg), location, cfg)
+    up = Uploader(client if client is not None else make_client(cfg), location, cfg)
     summary = PublishSummary(location.url)
     t0 = time.monotonic()
 
@@ -399,7 +334,7 @@ def publish(
     return summary
 
 
-def _check_bucket(up: _Uploader) -> None:
+def _check_bucket(up: Uploader) -> None:
     bucket = up.location.bucket
     try:
         up.call("head-bucket", "", lambda: up.client.head_bucket(Bucket=bucket))
@@ -417,7 +352,7 @@ def _publish_database(
     cat: Catalog,
     snap: Path,
     files: list[FileRecord],
-    up: _Uploader,
+    up: Uploader,
     summary: PublishSummary,
     say: Callable[[str], None],
 ) -> None:
@@ -425,7 +360,7 @@ def _publish_database(
     remote = _remote_json(up, PUBLISH_JSON)
     if remote is not None and remote.get("content_sha256") == digest:
         db = remote.get("database") or {}
-        if _Uploader.matches(up.head(DB_NAME), int(db.get("bytes", -1)), str(db.get("sha256"))):
+        if Uploader.matches(up.head(DB_NAME), int(db.get("bytes", -1)), str(db.get("sha256"))):
             summary.database = "up to date"
             summary.views = list(remote.get("views") or [])
             return

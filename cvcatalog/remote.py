@@ -15,11 +15,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,56 +27,16 @@ from cvcatalog.catalog import Catalog
 from cvcatalog.config import DownloadConfig
 from cvcatalog.db import CatalogDB, Notify
 from cvcatalog.duckdb_ext import s3_connection
-from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError
+from cvcatalog.exceptions import CatalogError, CvCatalogError
 from cvcatalog.layout import DB_NAME, CatalogPaths
 from cvcatalog.s3 import ErrorKind, Retrier, classify_error, make_client
 from cvcatalog.sqlutil import quote_literal
+from cvcatalog.storage import S3Location
 
 #: The publish manifest next to the database.
 PUBLISH_JSON = "publish.json"
 #: A reader re-checks the database's ETag at most this often.
 REFRESH_SECONDS = 30.0
-
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,254}$")
-
-
-def is_remote(path: object) -> bool:
-    """True for an s3:// URL (a published catalog), False for a local directory."""
-    return isinstance(path, str) and path.strip().lower().startswith("s3://")
-
-
-@dataclass(frozen=True)
-class S3Location:
-    """s3://bucket/prefix, normalised (no trailing slash)."""
-
-    bucket: str
-    prefix: str  # "" or "a/b" (no leading or trailing slash)
-
-    @classmethod
-    def parse(cls, url: str) -> S3Location:
-        text = url.strip()
-        if not text.lower().startswith("s3://"):
-            raise ConfigError(f"{url!r} is not an s3:// URL (expected s3://bucket/prefix)")
-        rest = text[5:]
-        bucket, _, prefix = rest.partition("/")
-        prefix = prefix.strip("/")
-        if not _BUCKET_RE.match(bucket):
-            raise ConfigError(f"{url!r} does not name a valid S3 bucket (s3://bucket/prefix)")
-        parts = prefix.split("/") if prefix else []
-        if any(p in ("", ".", "..") for p in parts):
-            raise ConfigError(f"{url!r}: the prefix may not contain empty, '.' or '..' parts")
-        return cls(bucket, prefix)
-
-    @property
-    def url(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
-
-    def key(self, rel: str) -> str:
-        return f"{self.prefix}/{rel}" if self.prefix else rel
-
-    def __str__(self) -> str:
-        return self.url
-
 
 def cache_home() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")

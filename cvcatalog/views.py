@@ -18,6 +18,7 @@ from cvcatalog.layout import CatalogPaths
 from cvcatalog.manifest import complete_data_files
 from cvcatalog.schemas import SCHEMAS, MessageSchema, view_sql
 from cvcatalog.sqlutil import quote_ident
+from cvcatalog.storage import read_lake_url
 
 
 def refresh_views(
@@ -31,9 +32,12 @@ def refresh_views(
 
     base_url (e.g. s3://bucket/prefix): name the files by that URL plus their catalog-relative
     path instead of their local absolute path (the portable database of a published catalog).
+    By default that is the catalog's own lake URL when its lake is on S3.
     """
     schema = SCHEMAS[(source, message_type)]
     current = complete_data_files(con, source, message_type, schema.canonical_version)
+    if base_url is None:
+        base_url = read_lake_url(con)  # an S3 lake: the views read it through httpfs
     if base_url is not None:
         for stmt in view_sql(schema, [remote_file_url(base_url, f.path) for f in current]):
             con.execute(stmt)

@@ -81,9 +81,9 @@ def test_the_partitions_of_the_current_run_are_never_evicted(
 
 def _enospc_publish(monkeypatch: pytest.MonkeyPatch) -> None:
     """The second file moved into the lake (the quarantine file) hits a full disk."""
-    import cvcatalog.ingest as ingest_mod
+    import cvcatalog.storage as storage_mod
 
-    real = ingest_mod.publish_file
+    real = storage_mod.publish_file
     calls = {"n": 0}
 
     def full(src: Path, dest: Path) -> None:
@@ -92,7 +92,7 @@ def _enospc_publish(monkeypatch: pytest.MonkeyPatch) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest))
         real(src, dest)
 
-    monkeypatch.setattr(ingest_mod, "publish_file", full)
+    monkeypatch.setattr(storage_mod, "publish_file", full)
 
 
 @pytest.mark.parametrize("where", ["publish", "parquet"])

@@ -22,6 +22,7 @@ from cvcatalog.remote import RemoteCatalog, S3Location
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sandbox.server import SandboxServer
 from cvcatalog.sources import BUCKET
+from cvcatalog.storage import b64
 
 PUB = "cv-published"
 URL = f"s3://{PUB}/catalogs/wydot"
@@ -149,7 +150,7 @@ def test_publish_uploads_and_verifies_every_object(
     for path, (size, sha) in files.items():
         head = env.head_object(Bucket=PUB, Key=f"catalogs/wydot/{path}", ChecksumMode="ENABLED")
         assert head["Metadata"]["sha256"] == sha and head["ContentLength"] == size
-        assert head["ChecksumSHA256"] == publish_mod.b64(sha)
+        assert head["ChecksumSHA256"] == b64(sha)
 
     doc = json.loads(env.get_object(Bucket=PUB, Key="catalogs/wydot/publish.json")["Body"].read())
     assert doc["url"] == URL and doc["cvcatalog_version"]

@@ -1,0 +1,451 @@
+"""Where a catalog's Parquet lake lives: the local catalog directory, or s3://bucket/prefix.
+
+One switch (`storage:` in the config, or CVCATALOG_STORAGE) chooses it when a catalog is
+created; the choice is recorded in the catalog database (`catalog_settings.lake_url`), so every
+later reader (views, `cvcatalog query`, Dask, verify) finds the files without being told again.
+The database, staging, locks and the access log always stay in the local catalog directory.
+
+Files keep the same catalog-relative path either way (`lake/source=.../part-*.parquet`,
+`quarantine/...`): on S3 the key is `<prefix>/<path>`. An S3 PUT is atomic (the object appears
+whole or not at all), is sent with its SHA-256 (S3 rejects a body that does not match) and is
+verified with a HEAD afterwards; until the catalog transaction commits, no view names it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import re
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from cvcatalog.config import DownloadConfig
+from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, S3Error
+from cvcatalog.layout import CatalogPaths, prune_empty_dirs, publish_file, sha256_file
+from cvcatalog.s3 import ErrorKind, Retrier, TokenBucket, classify_error, make_client
+
+LAKE_URL = "lake_url"
+#: Top-level directories of the catalog that hold data files (local or on S3).
+DATA_DIRS = ("lake", "quarantine")
+
+
+def normalise_storage(value: str | None) -> str | None:
+    """None / "" / "local" -> None (the catalog directory); s3://... -> its canonical URL."""
+    if value is None or value.strip() in ("", "local"):
+        return None
+    if not is_remote(value):
+        raise ConfigError(
+            f"storage must be 'local' or an s3://bucket/prefix URL, got {value!r}"
+        )
+    return S3Location.parse(value).url
+
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,254}$")
+
+
+def is_remote(path: object) -> bool:
+    """True for an s3:// URL (a published catalog), False for a local directory."""
+    return isinstance(path, str) and path.strip().lower().startswith("s3://")
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """s3://bucket/prefix, normalised (no trailing slash)."""
+
+    bucket: str
+    prefix: str  # "" or "a/b" (no leading or trailing slash)
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        text = url.strip()
+        if not text.lower().startswith("s3://"):
+            raise ConfigError(f"{url!r} is not an s3:// URL (expected s3://bucket/prefix)")
+        rest = text[5:]
+        bucket, _, prefix = rest.partition("/")
+        prefix = prefix.strip("/")
+        if not _BUCKET_RE.match(bucket):
+            raise ConfigError(f"{url!r} does not name a valid S3 bucket (s3://bucket/prefix)")
+        parts = prefix.split("/") if prefix else []
+        if any(p in ("", ".", "..") for p in parts):
+            raise ConfigError(f"{url!r}: the prefix may not contain empty, '.' or '..' parts")
+        return cls(bucket, prefix)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def __str__(self) -> str:
+        return self.url
+
+
+# -- the catalog_settings row ----------------------------------------------------------------
+def read_lake_url(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The lake URL recorded in a catalog database (None: local). Catalogs created before the
+    setting existed have no table, and are local."""
+    try:
+        row = con.execute(
+            "SELECT value FROM catalog_settings WHERE key = ?", [LAKE_URL]
+        ).fetchone()
+    except duckdb.CatalogException:
+        return None
+    return row[0] if row and row[0] else None
+
+
+def record_lake_url(con: duckdb.DuckDBPyConnection, wanted: str | None) -> str | None:
+    """Inside a write transaction: keep the recorded lake URL, or record the wanted one on a
+    catalog that holds no files yet. Asking for another location than the one the files are
+    in is an error, never a silent switch."""
+    current = read_lake_url(con)
+    if wanted == current:
+        return current
+    row = con.execute("SELECT count(*) FROM partition_files").fetchone()
+    if row and row[0]:
+        here = current or "the local catalog directory"
+        there = wanted or "local storage"
+        raise ConfigError(
+            f"this catalog keeps its Parquet files in {here}; it cannot switch to {there} "
+            "(use a new catalog directory, or `cvcatalog publish` to copy it to S3)"
+        )
+    con.execute("DELETE FROM catalog_settings WHERE key = ?", [LAKE_URL])
+    if wanted is not None:
+        con.execute("INSERT INTO catalog_settings VALUES (?, ?)", [LAKE_URL, wanted])
+    return wanted
+
+
+# -- stores --------------------------------------------------------------------------------
+class LakeStore(ABC):
+    """Put, hash, list and delete the data files of one catalog by catalog-relative path."""
+
+    url: str | None  # None: the local catalog directory
+
+    @abstractmethod
+    def location(self, rel: str) -> str:
+        """What DuckDB and pyarrow open: a local absolute path or an s3:// URL."""
+
+    @abstractmethod
+    def put(self, src: Path, rel: str, size: int, sha256: str) -> None:
+        """Place a finished local file at rel (src is consumed)."""
+
+    @abstractmethod
+    def delete(self, rel: str) -> None:
+        """Remove rel; a missing file is not an error."""
+
+    @abstractmethod
+    def sha256(self, rel: str) -> str | None:
+        """The SHA-256 of the stored bytes (re-read, not trusted metadata); None if missing."""
+
+    @abstractmethod
+    def list_files(self, under: str | None = None) -> list[str]:
+        """Catalog-relative paths of every stored file under `under` (default: lake and
+        quarantine)."""
+
+    @property
+    def is_local(self) -> bool:
+        return self.url is None
+
+
+class LocalStore(LakeStore):
+    url = None
+
+    def __init__(self, paths: CatalogPaths) -> None:
+        self.paths = paths
+
+    def location(self, rel: str) -> str:
+        return str(self.paths.absolute(rel))
+
+    def put(self, src: Path, rel: str, size: int, sha256: str) -> None:
+        publish_file(src, self.paths.absolute(rel))
+
+    def delete(self, rel: str) -> None:
+        p = self.paths.absolute(rel)
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+        prune_empty_dirs(p.parent, self.paths.root)
+
+    def sha256(self, rel: str) -> str | None:
+        p = self.paths.absolute(rel)
+        return sha256_file(p) if p.is_file() else None
+
+    def list_files(self, under: str | None = None) -> list[str]:
+        tops = [self.paths.absolute(under)] if under else [self.paths.root / d for d in DATA_DIRS]
+        out: list[str] = []
+        for top in tops:
+            if top.is_dir():
+                out += [self.paths.relative(p) for p in sorted(top.rglob("*")) if p.is_file()]
+        return out
+
+
+def b64(hexdigest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hexdigest)).decode()
+
+
+class Uploader:
+    """HEAD, PUT (with SHA-256), GET, LIST and DELETE under one S3 location, with retries."""
+
+    def __init__(self, client: Any, location: S3Location, cfg: DownloadConfig) -> None:
+        self.client = client
+        self.location = location
+        self.cfg = cfg
+        self.limiter = TokenBucket(cfg.rate_limit, capacity=max(1.0, cfg.max_workers))
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def call(self, operation: str, key: str, fn: Callable[[], Any]) -> Any:
+        def counted() -> Any:
+            with self._lock:
+                self.requests += 1
+            return fn()
+
+        retrier = Retrier.from_config(self.cfg, limiter=self.limiter)
+        return retrier.call(operation, f"s3://{self.location.bucket}/{key}", counted)
+
+    def head(self, rel: str, checksums: bool = False) -> dict[str, Any] | None:
+        key = self.location.key(rel)
+        kwargs: dict[str, Any] = {"Bucket": self.location.bucket, "Key": key}
+        if checksums:
+            kwargs["ChecksumMode"] = "ENABLED"
+        try:
+            result: dict[str, Any] = self.call(
+                "head", key, lambda: self.client.head_object(**kwargs)
+            )
+            return result
+        except CvCatalogError as e:
+            if _is_not_found(e):
+                return None
+            raise
+
+    @staticmethod
+    def matches(head: dict[str, Any] | None, size: int, sha256: str) -> bool:
+        if head is None:
+            return False
+        return (
+            int(head.get("ContentLength", -1)) == size
+            and (head.get("Metadata") or {}).get("sha256") == sha256
+        )
+
+    def put(self, rel: str, path: Path, size: int, sha256: str, content_type: str) -> None:
+        key = self.location.key(rel)
+
+        def send() -> Any:
+            with open(path, "rb") as body:
+                return self.client.put_object(
+                    Bucket=self.location.bucket,
+                    Key=key,
+                    Body=body,
+                    ContentLength=size,
+                    ContentType=content_type,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=b64(sha256),
+                    Metadata={"sha256": sha256},
+                )
+
+        self.call("upload", key, send)
+
+    def verify(self, rel: str, size: int, sha256: str) -> tuple[bool, str, str | None]:
+        """(verified, checksum kind, reason) from a HEAD of the uploaded object."""
+        return self.check(self.head(rel, checksums=True), size, sha256, "not found after upload")
+
+    @staticmethod
+    def check(
+        head: dict[str, Any] | None, size: int, sha256: str, absent: str = "not found"
+    ) -> tuple[bool, str, str | None]:
+        """Size, x-amz-meta-sha256 and (when the store keeps one) S3's SHA-256 checksum."""
+        if head is None:
+            return False, "", absent
+        got = int(head.get("ContentLength", -1))
+        if got != size:
+            return False, "", f"size is {got} on S3, {size} locally"
+        meta = (head.get("Metadata") or {}).get("sha256")
+        if meta != sha256:
+            return False, "", f"x-amz-meta-sha256 is {meta!r}, expected {sha256}"
+        stored = head.get("ChecksumSHA256")
+        if stored is None:
+            return True, "metadata", None
+        if stored.split("-")[0] != b64(sha256):
+            return False, "", f"S3's SHA-256 checksum {stored} does not match {b64(sha256)}"
+        return True, "sha256", None
+
+    def delete(self, rel: str) -> None:
+        key = self.location.key(rel)
+        self.call(
+            "delete",
+            key,
+            lambda: self.client.delete_object(Bucket=self.location.bucket, Key=key),
+        )
+
+    def sha256(self, rel: str) -> str | None:
+        """Stream the object and hash it (a retried GET restarts the hash)."""
+        key = self.location.key(rel)
+
+        def fetch() -> str:
+            body = self.client.get_object(Bucket=self.location.bucket, Key=key)["Body"]
+            h = hashlib.sha256()
+            try:
+                for chunk in body.iter_chunks(1 << 20):
+                    h.update(chunk)
+            finally:
+                body.close()
+            return h.hexdigest()
+
+        try:
+            digest: str = self.call("get", key, fetch)
+            return digest
+        except CvCatalogError as e:
+            if _is_not_found(e):
+                return None
+            raise
+
+    def _list_page(self, prefix: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        page: dict[str, Any] = self.call(
+            "list", prefix, lambda: self.client.list_objects_v2(**kwargs)
+        )
+        return page
+
+    def list_keys(self, rel_prefix: str) -> list[str]:
+        """Catalog-relative paths of every object under rel_prefix/."""
+        prefix = self.location.key(rel_prefix.rstrip("/") + "/")
+        out: list[str] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = self._list_page(prefix, kwargs)
+            strip = len(self.location.prefix) + 1 if self.location.prefix else 0
+            out += [o["Key"][strip:] for o in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return out
+            token = page.get("NextContinuationToken")
+
+
+def _is_not_found(e: CvCatalogError) -> bool:
+    """A 404 from S3 behind one of Retrier's errors."""
+    info = classify_error(e.__cause__) if e.__cause__ is not None else None
+    return info is not None and info.kind is ErrorKind.FATAL and info.status == 404
+
+
+def content_type(rel: str) -> str:
+    if rel.endswith(".parquet"):
+        return "application/vnd.apache.parquet"
+    if rel.endswith(".ndjson"):
+        return "application/x-ndjson"
+    if rel.endswith(".json"):
+        return "application/json"
+    return "application/octet-stream"
+
+
+class S3Store(LakeStore):
+    def __init__(self, url: str, cfg: DownloadConfig | None = None, client: Any = None) -> None:
+        self.s3loc = S3Location.parse(url)
+        self.url = self.s3loc.url
+        # Your own bucket: signed requests, no rate limit; profile and endpoint as for ingest.
+        base = cfg or DownloadConfig()
+        self.cfg = base.model_copy(update={"no_sign_request": False, "rate_limit": 0.0})
+        self._client = client
+        self._up: Uploader | None = None
+
+    @property
+    def uploader(self) -> Uploader:
+        if self._up is None:
+            client = self._client if self._client is not None else make_client(self.cfg)
+            self._up = Uploader(client, self.s3loc, self.cfg)
+        return self._up
+
+    def location_of(self, rel: str) -> str:
+        return f"{self.url}/{_safe_rel(rel)}"
+
+    def location(self, rel: str) -> str:
+        return self.location_of(rel)
+
+    def put(self, src: Path, rel: str, size: int, sha256: str) -> None:
+        rel = _safe_rel(rel)
+        self.uploader.put(rel, src, size, sha256, content_type(rel))
+        ok, _, reason = self.uploader.verify(rel, size, sha256)
+        if not ok:
+            with contextlib.suppress(CvCatalogError):
+                self.uploader.delete(rel)
+            raise S3Error(f"upload of {self.location_of(rel)} did not verify: {reason}")
+        src.unlink()
+
+    def delete(self, rel: str) -> None:
+        self.uploader.delete(_safe_rel(rel))
+
+    def sha256(self, rel: str) -> str | None:
+        return self.uploader.sha256(_safe_rel(rel))
+
+    def list_files(self, under: str | None = None) -> list[str]:
+        tops = [_safe_rel(under)] if under else list(DATA_DIRS)
+        out: list[str] = []
+        for top in tops:
+            out += self.uploader.list_keys(top)
+        return sorted(out)
+
+    def fs_options(self) -> dict[str, Any]:
+        """s3fs keyword arguments for readers in other processes (Dask workers)."""
+        return s3fs_options(self.cfg.profile, self.cfg.endpoint_url)
+
+
+def _safe_rel(rel: str) -> str:
+    if rel.startswith("/") or ".." in rel.split("/") or "\\" in rel:
+        raise CatalogError(f"manifest path escapes the catalog: {rel!r}")
+    return rel
+
+
+def store_for(paths: CatalogPaths, lake_url: str | None, cfg: DownloadConfig | None = None) -> LakeStore:
+    return LocalStore(paths) if lake_url is None else S3Store(lake_url, cfg)
+
+
+# -- readers in other processes ------------------------------------------------------------
+def s3fs_options(profile: str | None = None, endpoint: str | None = None) -> dict[str, Any]:
+    """What s3fs needs to reach the same store as boto3: profile and endpoint (the
+    AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL variables when not given)."""
+    from cvcatalog.duckdb_ext import endpoint_url
+
+    opts: dict[str, Any] = {}
+    if profile:
+        opts["profile"] = profile
+    ep = endpoint_url(endpoint)
+    if ep:
+        opts["endpoint_url"] = ep
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        opts["client_kwargs"] = {"region_name": region}
+    return opts
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """Picklable s3fs settings, so a Dask worker builds its own filesystem."""
+
+    options: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def of(cls, opts: dict[str, Any]) -> S3Access:
+        return cls(tuple(sorted((k, _freeze(v)) for k, v in opts.items())))
+
+    def filesystem(self) -> Any:
+        return _s3fs(self.options)
+
+
+def _freeze(v: Any) -> Any:
+    return tuple(sorted(v.items())) if isinstance(v, dict) else v
+
+
+@lru_cache(maxsize=4)
+def _s3fs(options: tuple[tuple[str, Any], ...]) -> Any:
+    import s3fs
+
+    kwargs = {k: dict(v) if k == "client_kwargs" else v for k, v in options}
+    return s3fs.S3FileSystem(**kwargs)

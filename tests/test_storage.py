@@ -1,0 +1,247 @@
+"""A catalog whose Parquet lake lives on S3 (moto server over HTTP): the same answers as a
+local lake, through the views (httpfs), Dask (s3fs), verify, eviction, compaction and publish."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import boto3
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from cvcatalog.catalog import Catalog
+from cvcatalog.cli import app
+from cvcatalog.config import DataSourceConfig
+from cvcatalog.duckdb_ext import s3_connection
+from cvcatalog.exceptions import ConfigError
+from cvcatalog.sandbox.replica import seed_replica
+from cvcatalog.sandbox.server import SandboxServer
+from cvcatalog.sources import BUCKET
+from cvcatalog.storage import S3Store
+
+LAKE = "cv-lake"
+runner = CliRunner()
+
+CHECKS = [
+    "select date, count(*) as n, round(sum(speed_mps), 6) as s, count(distinct vehicle_id) as v "
+    "from wydot_bsm group by 1 order by 1",
+    "select count(*) as n, round(sum(latitude), 6) as lat from bsm",
+    "select count(*) from wydot_bsm_socrata",
+    "select count(*) as n, count(distinct date) from wydot_tim",
+]
+
+
+@pytest.fixture(scope="module")
+def env(s3_server: SandboxServer) -> Iterator[Any]:
+    with pytest.MonkeyPatch.context() as mp:
+        s3_server.reset()
+        for k, v in s3_server.env().items():
+            mp.setenv(k, v)
+        mp.delenv("AWS_ENDPOINT_URL", raising=False)
+        mp.delenv("AWS_PROFILE", raising=False)
+        mp.delenv("CVCATALOG_STORAGE", raising=False)
+        client = boto3.client("s3", endpoint_url=s3_server.endpoint_url)
+        client.create_bucket(Bucket=BUCKET)
+        client.create_bucket(Bucket=LAKE)
+        seed_replica(
+            client,
+            date(2021, 4, 1),
+            date(2021, 4, 3),
+            sources=["wydot"],
+            message_types=["BSM", "TIM"],
+            records_per_hour=6,
+            files_per_hour=2,
+            malformed_per_day=2,
+        )
+        yield client
+
+
+def _ingest(cat: Catalog) -> None:
+    for mt in ("BSM", "TIM"):
+        s = cat.ingest("wydot", mt, "2021-04-01", "2021-04-03", rate_limit=0, max_workers=4)
+        assert s.ok, s.as_dict()
+
+
+@pytest.fixture(scope="module")
+def local(env: Any, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    cat = Catalog(tmp_path_factory.mktemp("local") / "catalog")
+    _ingest(cat)
+    return cat
+
+
+@pytest.fixture(scope="module")
+def remote_lake(env: Any, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    cat = Catalog(tmp_path_factory.mktemp("s3lake") / "catalog", storage=f"s3://{LAKE}/team/cv")
+    _ingest(cat)
+    return cat
+
+
+def _keys(client: Any, prefix: str) -> list[str]:
+    out: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=LAKE, Prefix=prefix):
+        out += [o["Key"] for o in page.get("Contents", [])]
+    return sorted(out)
+
+
+def test_same_answers_as_a_local_lake(local: Catalog, remote_lake: Catalog) -> None:
+    for sql in CHECKS:
+        want = local.query(sql)
+        got = remote_lake.query(sql)
+        assert len(want) > 0
+        assert got.equals(want), sql
+
+
+def test_files_live_on_s3_with_their_checksums(env: Any, remote_lake: Catalog) -> None:
+    with remote_lake.db.read() as con:
+        files = con.execute("select path, sha256, bytes from partition_files").fetchall()
+    keys = _keys(env, "team/cv/")
+    assert sorted(f"team/cv/{p}" for p, _, _ in files) == keys
+    assert any(k.endswith(".parquet") for k in keys) and any(k.endswith(".ndjson") for k in keys)
+    for path, digest, size in files:
+        body = env.get_object(Bucket=LAKE, Key=f"team/cv/{path}")["Body"].read()
+        assert len(body) == size and hashlib.sha256(body).hexdigest() == digest
+    # nothing but the database, locks and an empty staging area stays local
+    assert not [p for p in (remote_lake.paths.root / "lake").rglob("*") if p.is_file()]
+    assert remote_lake.db.lake_url == f"s3://{LAKE}/team/cv"
+
+
+def test_views_name_s3_files_and_a_plain_duckdb_reads_them(remote_lake: Catalog) -> None:
+    con = duckdb.connect(str(remote_lake.database), read_only=True)
+    try:
+        sql = con.execute(
+            "select sql from duckdb_views() where view_name = 'wydot_bsm'"
+        ).fetchone()
+        assert sql is not None and f"s3://{LAKE}/team/cv/lake/source=wydot/" in sql[0]
+        s3_connection(con)  # what a shell user does: LOAD httpfs; CREATE SECRET (...)
+        n = con.execute("select count(*) from wydot_bsm").fetchone()
+    finally:
+        con.close()
+    assert n is not None and n[0] == remote_lake.query("select count(*) from wydot_bsm").iat[0, 0]
+
+
+def test_dask_reads_the_s3_lake_through_s3fs(local: Catalog, remote_lake: Catalog) -> None:
+    cols = ["vehicle_id", "generated_at", "speed_mps", "date"]
+    want = local.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02", columns=cols).compute()
+    frame = remote_lake.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02", columns=cols)
+    got = frame.compute()
+    assert frame.npartitions == 2 and len(got) == len(want) > 0
+    key = ["vehicle_id", "generated_at"]
+    a = want.sort_values(key).reset_index(drop=True)
+    b = got.sort_values(key).reset_index(drop=True)
+    assert a.equals(b)
+
+
+def test_verify_finds_damage_on_s3_and_repair_refetches(env: Any, remote_lake: Catalog) -> None:
+    with remote_lake.db.read() as con:
+        data = con.execute(
+            "select path from partition_files where kind = 'data' and path like '%day=03%' "
+            "and path like '%message_type=BSM%'"
+        ).fetchall()
+    victim = f"team/cv/{data[0][0]}"
+    body = env.get_object(Bucket=LAKE, Key=victim)["Body"].read()
+    flipped = body[:100] + bytes([body[100] ^ 0xFF]) + body[101:]
+    env.put_object(Bucket=LAKE, Key=victim, Body=flipped)  # same size, different bytes
+    stray = "team/cv/lake/source=wydot/message_type=BSM/year=2021/month=04/day=03/stray.parquet"
+    env.put_object(Bucket=LAKE, Key=stray, Body=b"x")
+
+    report = remote_lake.verify()
+    assert report.mismatched == [data[0][0]]
+    assert report.orphans == [stray.removeprefix("team/cv/")]
+
+    home = str(remote_lake.paths.root)
+    result = runner.invoke(app, ["cache", "verify", "--repair", "--catalog", home])
+    assert result.exit_code == 0, result.output
+    assert remote_lake.verify().clean
+    assert stray not in _keys(env, "team/cv/")
+    n = remote_lake.query("select count(*) as n from wydot_bsm where date = '2021-04-03'")
+    m = remote_lake.query("select rows from partitions where partition_key = 'wydot/BSM/2021/04/03'")
+    assert n.iat[0, 0] == m.iat[0, 0] > 0
+
+
+def test_compact_and_clear_act_on_s3(env: Any, tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "c", storage=f"s3://{LAKE}/compact")
+    cfg = {"rate_limit": 0, "max_workers": 4}
+    assert cat.ingest("wydot", "BSM", "2021-04-01", "2021-04-01", **cfg).ok
+    # a second, separate ingest of the same day with small files: several Parquet files
+    before = cat.query("select count(*) as n, round(sum(speed_mps), 6) as s from wydot_bsm")
+    small = DataSourceConfig.from_values(
+        source="wydot",
+        message_type="BSM",
+        date_range={"start_date": "2021-04-01"},
+        cache={"directory": str(cat.paths.root)},
+        memory={"rows_per_file": 20, "row_group_size": 10},
+        download=cfg,
+    )
+    assert cat.ingest("wydot", "BSM", config=small, force_refresh=True).ok
+    n_files = len([k for k in _keys(env, "compact/lake/") if k.endswith(".parquet")])
+    assert n_files > 1
+    results = cat.compact()
+    assert results and results[0].files_after < results[0].files_before
+    after_keys = [k for k in _keys(env, "compact/lake/") if k.endswith(".parquet")]
+    assert len(after_keys) == results[0].files_after
+    assert cat.query(
+        "select count(*) as n, round(sum(speed_mps), 6) as s from wydot_bsm"
+    ).equals(before)
+    assert cat.verify().clean
+
+    count, nbytes = cat.clear()
+    assert count == 1 and nbytes > 0
+    assert _keys(env, "compact/") == []
+    assert cat.query("select count(*) as n from wydot_bsm").iat[0, 0] == 0
+
+
+def test_storage_switch_is_refused_and_env_selects_s3(
+    env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "envcat"
+    monkeypatch.setenv("CVCATALOG_STORAGE", f"s3://{LAKE}/fromenv")
+    result = runner.invoke(
+        app,
+        ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01",
+         "--end", "2021-04-01", "--rate-limit", "0", "--no-progress", "--catalog", str(home)],
+    )
+    assert result.exit_code == 0, result.output
+    assert any(k.endswith(".parquet") for k in _keys(env, "fromenv/lake/"))
+
+    monkeypatch.setenv("CVCATALOG_STORAGE", "local")
+    result = runner.invoke(
+        app,
+        ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-02",
+         "--end", "2021-04-02", "--rate-limit", "0", "--no-progress", "--catalog", str(home)],
+    )
+    assert result.exit_code == 1
+    assert "keeps its Parquet files in s3://cv-lake/fromenv" in result.output
+    assert "Traceback" not in result.output
+
+    monkeypatch.delenv("CVCATALOG_STORAGE")
+    # without a storage setting the catalog keeps using what it records
+    result = runner.invoke(app, ["query", "--catalog", str(home), "select count(*) from wydot_bsm"])
+    assert result.exit_code == 0 and "1" in result.output
+
+
+def test_storage_setting_is_validated(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="storage"):
+        DataSourceConfig.from_values(
+            source="wydot", message_type="BSM", date_range={"days_back": 1}, storage="/tmp/x"
+        )
+    with pytest.raises(ConfigError, match="bucket"):
+        Catalog(tmp_path / "bad", storage="s3://Not_A_Bucket!/x").ingest(
+            "wydot", "BSM", "2021-04-01", "2021-04-01"
+        )
+
+
+def test_publish_copies_an_s3_lake_server_side(env: Any, remote_lake: Catalog) -> None:
+    summary = remote_lake.publish(f"s3://{LAKE}/published")
+    assert summary.ok, summary.summary()
+    assert summary.count("uploaded") == len(remote_lake.query("select * from partition_files"))
+    again = remote_lake.publish(f"s3://{LAKE}/team/cv")  # its own location: nothing to send
+    assert again.ok and again.count("uploaded") == 0 and again.count("skipped") > 0
+    pub = Catalog(f"s3://{LAKE}/published")
+    for sql in CHECKS[:2]:
+        assert pub.query(sql).equals(remote_lake.query(sql))
+    assert isinstance(remote_lake.db.store, S3Store)
