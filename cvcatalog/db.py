@@ -27,7 +27,11 @@ from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.layout import CatalogPaths, fsync_dir
 from cvcatalog.sqlutil import load_sql
 
-MIGRATIONS: list[tuple[int, str]] = [(1, "001_catalog.sql"), (2, "002_listing_cache.sql")]
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, "001_catalog.sql"),
+    (2, "002_listing_cache.sql"),
+    (3, "003_datasets.sql"),
+]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 Notify = Callable[[str], None]
@@ -90,6 +94,9 @@ def ensure_views(con: duckdb.DuckDBPyConnection, paths: CatalogPaths) -> None:
         if missing or (source, message_type) in stale:
             refresh_views(con, paths, source, message_type)
     refresh_union_views(con, if_changed=True)  # follows any change in the set of schemas
+    from cvcatalog.datasets.views import ensure_dataset_views
+
+    ensure_dataset_views(con, paths)  # ngsim_trajectories, trajectories (cvcatalog.datasets)
 
 
 class CatalogDB:
