@@ -274,6 +274,55 @@ class Catalog:
         with dask_pool(scheduler, cluster, workers, memory=cfg.memory, notify=notify) as pool:
             return Ingestor(cfg, force_refresh=force_refresh, progress=progress, pool=pool).run()
 
+    def ingest_dataset(
+        self,
+        name: str,
+        paths: str | Path | Sequence[str | Path],
+        *,
+        location: str | None = None,
+        workers: int | None = None,
+        unit_bytes: int | None = None,
+        retries: int = 3,
+        progress: Any = None,
+        profile: str | None = None,
+        no_sign_request: bool | None = None,
+    ) -> Any:
+        """Load a dataset that is not in the CV Pilot bucket (e.g. ``"ngsim"``) from local
+        files, http(s) URLs or s3:// URIs; returns a DatasetSummary.
+
+        Incremental: inputs whose version (ETag, or size and mtime) was loaded before are
+        skipped; a changed input is rebuilt and replaces the old version in one transaction;
+        an interrupted run resumes at the first uncommitted unit (docs/ngsim.md).
+        """
+        from cvcatalog.datasets import DATASETS
+        from cvcatalog.datasets.driver import run_dataset
+
+        cls = DATASETS.get(name.lower())
+        if cls is None:
+            raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+        uris = [str(p) for p in ([paths] if isinstance(paths, str | Path) else paths)]
+        s3_client = None
+        if any(u.lower().startswith("s3://") for u in uris):
+            from cvcatalog.config import DownloadConfig
+            from cvcatalog.s3 import make_client
+
+            s3_client = make_client(
+                DownloadConfig(profile=profile, no_sign_request=bool(no_sign_request))
+            )
+        options: dict[str, Any] = {"s3_client": s3_client}
+        if location is not None:
+            options["location"] = location
+        if unit_bytes is not None:
+            options["unit_bytes"] = unit_bytes
+        dataset = cls(uris, **options)  # type: ignore[call-arg]
+        return run_dataset(
+            dataset,
+            self.db,
+            workers=workers or min(4, os.cpu_count() or 1),
+            retries=retries,
+            progress=progress,
+        )
+
     # -- SQL -----------------------------------------------------------------------------
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A read-only connection to the current catalog snapshot (close it when done)."""

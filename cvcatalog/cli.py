@@ -17,7 +17,7 @@ from rich.console import Console
 
 from cvcatalog.catalog import Catalog, default_home
 from cvcatalog.config import load_yaml
-from cvcatalog.exceptions import CvCatalogError
+from cvcatalog.exceptions import ConfigError, CvCatalogError
 from cvcatalog.ingest import IngestSummary
 from cvcatalog.output import Format, emit
 from cvcatalog.sources import FOLDER_TIMEZONE, PartitionKey
@@ -180,8 +180,54 @@ def ingest(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr")
     ] = True,
+    path: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--path",
+            help="--source ngsim: the trajectory CSV (file, https:// URL or s3://bucket/key); "
+            "repeatable",
+        ),
+    ] = None,
+    location: Annotated[
+        str | None,
+        typer.Option(
+            "--location",
+            help="--source ngsim: keep only this site (us-101 | i-80 | lankershim | peachtree)",
+        ),
+    ] = None,
 ) -> None:
-    """Download and convert a date range of one source and message type."""
+    """Download and convert a date range of one source and message type, or load a dataset
+    (--source ngsim --path FILE|URL|s3://...)."""
+    from cvcatalog.datasets import DATASETS
+
+    if source is not None and source.strip().lower() in DATASETS:
+        flags = {
+            "--start": start,
+            "--end": end,
+            "--days-back": days_back,
+            "--timezone": timezone,
+            "--config": config,
+            "--scheduler": scheduler,
+            "--cluster": cluster,
+            "--rate-limit": rate_limit,
+            "--force-refresh": force_refresh or None,
+        }
+        _ingest_dataset(
+            source.strip().lower(),
+            message_type,
+            path or [],
+            location,
+            [k for k, v in flags.items() if v is not None],
+            catalog=catalog,
+            profile=profile,
+            no_sign_request=no_sign_request,
+            workers=workers,
+            fmt=fmt,
+            progress=progress,
+        )
+        return
+    if path or location:
+        raise ConfigError("--path and --location are for --source ngsim only")
     src, mt = _source_and_type(source, message_type, config)
     if scheduler is None and cluster is None:
         scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None
@@ -217,6 +263,99 @@ def ingest(
         raise typer.Exit(1)
 
 
+def _ingest_dataset(
+    name: str,
+    message_type: str | None,
+    paths: list[str],
+    location: str | None,
+    unsupported: list[str],
+    *,
+    catalog: str | None,
+    profile: str | None,
+    no_sign_request: bool | None,
+    workers: int | None,
+    fmt: Format,
+    progress: bool,
+) -> None:
+    from cvcatalog.datasets import DATASETS
+
+    ds = DATASETS[name]
+    if message_type is not None and message_type.strip().upper() != ds.message_type:
+        raise ConfigError(f"--source {name} has one type, {ds.message_type}; omit --type")
+    if unsupported:
+        raise ConfigError(f"--source {name} does not take {', '.join(unsupported)}")
+    if not paths:
+        raise ConfigError(f"--source {name} needs --path FILE | https://URL | s3://bucket/key")
+    if workers is not None and not 1 <= workers <= 16:
+        raise ConfigError("--workers must be between 1 and 16")
+    cat = open_catalog(catalog)
+    with _dataset_progress(progress and fmt is Format.table) as bar:
+        summary = cat.ingest_dataset(
+            name,
+            paths,
+            location=location,
+            workers=workers,
+            progress=bar,
+            profile=profile,
+            no_sign_request=no_sign_request,
+        )
+    d = summary.as_dict()
+    if fmt is not Format.table:
+        emit([d], fmt, columns=[k for k in d if k != "errors"] + ["errors"])
+    else:
+        print(
+            f"{name} ({summary.scope}): {summary.inputs} input(s), {summary.units_done} unit(s) "
+            f"loaded, {summary.units_cached} already loaded, {summary.units_failed} failed; "
+            f"{summary.rows:,} rows, {summary.quarantined:,} quarantined, "
+            f"{summary.skipped:,} skipped by --location; "
+            f"{summary.bytes_downloaded / 1e6:,.1f} MB read; "
+            f"{summary.parquet_bytes / 1e6:,.1f} MB Parquet; {summary.seconds:.1f}s "
+            f"({d['rows_per_second']:,} rows/s)"
+        )
+        for e in summary.errors:
+            print(f"  failed {e}")
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+class _DatasetBar:
+    """Bytes read, as a rich progress bar on stderr."""
+
+    def __init__(self, progress: Any) -> None:
+        self.p = progress
+        self.task = progress.add_task("reading", total=None)
+
+    def planned(self, units: int, todo: int, nbytes: int) -> None:
+        self.p.update(self.task, total=nbytes or None, description=f"{todo}/{units} units")
+
+    def fetched(self, nbytes: int) -> None:
+        self.p.advance(self.task, nbytes)
+
+    def unit_done(self, unit: Any, rows: int) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        self.p.console.print(f"note: {message}", highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _dataset_progress(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield _NotesOnly()
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+    ) as p:
+        yield _DatasetBar(p)
+
+
 class _NotesOnly:
     """No bars, but waits and other notes still reach stderr (e.g. with --no-progress)."""
 
@@ -237,6 +376,15 @@ class _NotesOnly:
 
     def note(self, message: str) -> None:
         err.print(f"note: {message}", highlight=False, soft_wrap=True)
+
+    def planned(self, units: int, todo: int, nbytes: int) -> None:
+        pass
+
+    def fetched(self, nbytes: int) -> None:
+        pass
+
+    def unit_done(self, unit: Any, rows: int) -> None:
+        pass
 
 
 @contextlib.contextmanager
@@ -636,6 +784,59 @@ def sandbox_seed(
         f"seeded {rep.records:,} records in {rep.objects:,} objects "
         f"({rep.bytes / 1e6:,.1f} MB) for {s}..{e} at {endpoint} in {time.monotonic() - t0:.1f}s"
     )
+
+
+@sandbox_app.command("ngsim")
+@friendly
+def sandbox_ngsim(
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write")],
+    rows: Annotated[int, typer.Option("--rows", help="About this many trajectory rows")] = 100_000,
+    location: Annotated[
+        list[str] | None,
+        typer.Option("--location", help="Repeatable; default: all four sites"),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+    bad_rows: Annotated[int, typer.Option("--bad-rows", help="Broken lines to mix in")] = 0,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Also upload to s3://bucket/key on the local endpoint"),
+    ] = None,
+) -> None:
+    """Write an NGSIM-shaped trajectory CSV (car-following at 10 Hz, real sites' CRS)."""
+    from cvcatalog.exceptions import SandboxError
+    from cvcatalog.sandbox.ngsim import generate_ngsim
+
+    if rows < 1:
+        raise ConfigError("--rows must be at least 1")
+    t0 = time.monotonic()
+    try:
+        rep = generate_ngsim(out, rows, locations=location, seed=seed, bad_rows=bad_rows)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    print(
+        f"wrote {rep.rows:,} rows (+{rep.bad_rows} broken) of {rep.vehicles:,} vehicles, "
+        f"{out.stat().st_size / 1e6:,.1f} MB, to {out} in {time.monotonic() - t0:.1f}s"
+    )
+    if to is None:
+        return
+    import urllib.parse
+
+    import boto3
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        raise SandboxError(
+            "no local endpoint: set AWS_ENDPOINT_URL_S3 (see `cvcatalog sandbox serve`); "
+            "the sandbox never writes to real AWS"
+        )
+    target = urllib.parse.urlparse(to)
+    if target.scheme != "s3" or not target.netloc or not target.path.strip("/"):
+        raise ConfigError(f"--to must be s3://bucket/key, got {to!r}")
+    client = boto3.client("s3", endpoint_url=endpoint)
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=target.netloc)
+    client.upload_file(str(out), target.netloc, target.path.lstrip("/"))
+    print(f"uploaded to {to} at {endpoint}")
 
 
 # -- publish --------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from cvcatalog.storage import (
 MIGRATIONS: list[tuple[int, str]] = [
     (1, "001_catalog.sql"),
     (2, "002_listing_cache.sql"),
+    (3, "003_datasets.sql"),
     (6, "006_catalog_settings.sql"),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -106,6 +107,9 @@ def ensure_views(con: duckdb.DuckDBPyConnection, paths: CatalogPaths) -> None:
         if missing or (source, message_type) in stale:
             refresh_views(con, paths, source, message_type)
     refresh_union_views(con, if_changed=True)  # follows any change in the set of schemas
+    from cvcatalog.datasets.views import ensure_dataset_views
+
+    ensure_dataset_views(con, paths)  # ngsim_trajectories, trajectories (cvcatalog.datasets)
 
 
 class CatalogDB:

@@ -1,0 +1,157 @@
+"""NGSIM benchmark: ingest points/s and peak RSS, Parquet/CSV ratio, single-vehicle query.
+
+    python -m bench.ngsim [--rows N] [--quick] [--workers N]
+
+Generates an NGSIM-shaped CSV (default ~11.8 M rows, about the published 1.5 GB file), ingests
+it with `cvcatalog ingest --source ngsim` in a child process (peak RSS from os.wait4, see
+bench/measure.py), then times a warm single-vehicle trajectory query through Catalog.query and
+through plain DuckDB. Results: bench/results/ngsim-<rows>.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.measure import run_measured
+
+TARGETS = {"points_per_s": 500_000, "query_ms": 100.0, "parquet_ratio": 0.25, "rss_gib": 1.0}
+FULL_ROWS = 11_800_000
+
+
+def _warm_ms(fn, repeat: int = 15) -> float:  # type: ignore[no-untyped-def]
+    fn()
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.ngsim")
+    ap.add_argument("--rows", type=int, default=FULL_ROWS)
+    ap.add_argument("--quick", action="store_true", help="200k rows")
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args(argv)
+    rows = 200_000 if args.quick else args.rows
+    root = Path(__file__).resolve().parent.parent
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ngsim-"))
+    work.mkdir(parents=True, exist_ok=True)
+    csv_path = work / f"ngsim-{rows}.csv"
+    catalog = work / "catalog"
+
+    from cvcatalog.sandbox.ngsim import generate_ngsim
+
+    t0 = time.perf_counter()
+    if not csv_path.exists():
+        generate_ngsim(csv_path, rows, seed=42)
+    gen_s = time.perf_counter() - t0
+    csv_bytes = csv_path.stat().st_size
+    data_lines = sum(1 for _ in open(csv_path, "rb")) - 1  # noqa: SIM115
+
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [
+        sys.executable,
+        "-m",
+        "cvcatalog",
+        "ingest",
+        "--source",
+        "ngsim",
+        "--path",
+        str(csv_path),
+        "--catalog",
+        str(catalog),
+        "--format",
+        "json",
+        "--no-progress",
+    ]
+    if args.workers:
+        cmd += ["--workers", str(args.workers)]
+    m = run_measured("ingest", cmd, env=env, cwd=root, log_dir=work / "logs", timeout=3600)
+    if not m.ok:
+        print(m.stderr_tail(), file=sys.stderr)
+        return 1
+    summary = json.loads(m.stdout())[0]
+    points_per_s = summary["rows"] / m.wall_s
+
+    from cvcatalog import Catalog
+
+    cat = Catalog(catalog)
+    vid = cat.query("select vehicle_id from ngsim_trajectories using sample 1 rows")["vehicle_id"][
+        0
+    ]
+    sql = "select * from ngsim_trajectories where vehicle_id = ? order by timestamp"
+    n_points = len(cat.query(sql, [vid]))
+    catalog_ms = _warm_ms(lambda: cat.query(sql, [vid]))
+    import duckdb
+
+    con = duckdb.connect(str(cat.database), read_only=True)
+    duckdb_ms = _warm_ms(lambda: con.execute(sql, [vid]).arrow())
+    con.close()
+
+    parquet_ratio = summary["parquet_bytes"] / csv_bytes
+    result = {
+        "rows": summary["rows"],
+        "csv_data_lines": data_lines,
+        "csv_bytes": csv_bytes,
+        "generate_s": round(gen_s, 1),
+        "ingest_wall_s": round(m.wall_s, 2),
+        "points_per_s": round(points_per_s),
+        "peak_rss_bytes": m.max_rss_bytes,
+        "peak_rss_gib": round(m.max_rss_bytes / 2**30, 3),
+        "parquet_bytes": summary["parquet_bytes"],
+        "parquet_ratio": round(parquet_ratio, 4),
+        "query_vehicle_points": n_points,
+        "query_catalog_ms": round(catalog_ms, 2),
+        "query_duckdb_ms": round(duckdb_ms, 2),
+        "cpus": os.cpu_count(),
+        "targets": TARGETS,
+    }
+    out = root / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"ngsim-{rows}.json").write_text(json.dumps(result, indent=2) + "\n")
+    ok = {
+        "points_per_s": points_per_s >= TARGETS["points_per_s"],
+        "query_ms": max(catalog_ms, duckdb_ms) < TARGETS["query_ms"],
+        "parquet_ratio": parquet_ratio < TARGETS["parquet_ratio"],
+        "rss_gib": m.max_rss_bytes / 2**30 < TARGETS["rss_gib"],
+    }
+    md = [
+        f"# NGSIM benchmark, {rows:,} requested rows",
+        "",
+        f"CSV {csv_bytes / 1e6:,.1f} MB, {data_lines:,} data lines; {os.cpu_count()} CPUs "
+        "(shared); `python -m bench.ngsim`.",
+        "",
+        "| measure | value | target | met |",
+        "|---|---|---|---|",
+        f"| ingest points/s (wall, whole CLI process) | {points_per_s:,.0f} | >= 500,000 | "
+        f"{'yes' if ok['points_per_s'] else 'no'} |",
+        f"| ingest peak RSS | {m.max_rss_bytes / 2**30:.2f} GiB | < 1 GiB | "
+        f"{'yes' if ok['rss_gib'] else 'no'} |",
+        f"| Parquet / CSV | {parquet_ratio:.1%} | < 25 % | "
+        f"{'yes' if ok['parquet_ratio'] else 'no'} |",
+        f"| single-vehicle query, warm, Catalog.query | {catalog_ms:.1f} ms | < 100 ms | "
+        f"{'yes' if catalog_ms < 100 else 'no'} |",
+        f"| single-vehicle query, warm, plain DuckDB | {duckdb_ms:.1f} ms | < 100 ms | "
+        f"{'yes' if duckdb_ms < 100 else 'no'} |",
+        "",
+        f"Ingest wall time {m.wall_s:.1f} s (user {m.user_s:.1f} s, sys {m.sys_s:.1f} s); "
+        f"the vehicle queried has {n_points} points.",
+    ]
+    (out / f"ngsim-{rows}.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""The contract every dataset outside the CV Pilot bucket implements (NGSIM today).
+
+A dataset says what its inputs are, cuts them into units of work (byte ranges), fetches one
+unit's bytes, and parses them into Arrow batches of its canonical schema (partition columns
+included). Everything else -- concurrency, retries, progress, Parquet, quarantine, checkpoints,
+change detection, views -- is the generic driver's job (:mod:`cvcatalog.datasets.driver`), so a
+third dataset is one new module.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, ClassVar
+
+import pyarrow as pa
+
+from cvcatalog.exceptions import CvCatalogError
+
+
+class TransientFetchError(CvCatalogError):
+    """A fetch failed in a way another attempt may fix (network, 5xx, throttling)."""
+
+
+class InputChangedError(CvCatalogError):
+    """An input changed while it was being read: its units no longer fit together."""
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """One input (file or object) and its change token."""
+
+    uri: str
+    fingerprint: str  # ETag (S3, HTTP) or 'size:mtime_ns' (local file)
+    size: int | None
+    last_modified: datetime | None
+    ranges: bool = True  # the input can be read by byte range
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One byte range [start, end) of one version of one input; id is stable across runs."""
+
+    id: str
+    uri: str
+    start: int
+    end: int
+    fingerprint: str
+    size: int | None
+    last_modified: datetime | None
+    index: int = 0
+
+
+class Rejects:
+    """Rows a parser refuses, each with a rule, a reason and the original line (never lost).
+
+    Lines go to an NDJSON file opened on the first reject; counts per rule feed
+    validation_reports. Thread-safe (pyarrow's CSV reader calls back from its threads).
+    """
+
+    def __init__(self, path: Path, unit: WorkUnit) -> None:
+        self.path = path
+        self.unit = unit
+        self.counts: Counter[str] = Counter()
+        self.skipped = 0  # rows left out on purpose (a filter), not errors
+        self._file: IO[str] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, rule: str, reason: str, line: bytes | str) -> None:
+        text = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
+        record = {"rule": rule, "reason": reason, "line": text.rstrip("\r\n"), "unit": self.unit.id}
+        with self._lock:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+            self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.counts[rule] += 1
+
+    def skip(self, n: int) -> None:
+        with self._lock:
+            self.skipped += n
+
+    def close(self) -> Path | None:
+        """Close the file; returns its path if anything was rejected."""
+        with self._lock:
+            if self._file is None:
+                return None
+            self._file.close()
+            self._file = None
+            return self.path
+
+
+class Dataset(ABC):
+    """A source of rows for the catalog: inputs -> units -> bytes -> canonical Arrow batches."""
+
+    #: catalog name of the dataset (lake/source=<name>/..., ingest_runs.source)
+    name: ClassVar[str]
+    #: what ingest_runs.message_type records
+    message_type: ClassVar[str] = "TRAJECTORY"
+    #: canonical columns, partition columns included
+    arrow_schema: ClassVar[pa.Schema]
+    #: hive partition columns, outermost first; their values become directory names
+    partition_by: ClassVar[tuple[str, ...]]
+    #: the view over the published files
+    view_name: ClassVar[str]
+
+    #: input URIs to load
+    uris: list[str]
+
+    @property
+    def scope(self) -> str:
+        """'*', or the row filter this instance applies (loads with different scopes coexist)."""
+        return "*"
+
+    @abstractmethod
+    def inputs(self) -> list[InputInfo]:
+        """Describe every input (one request each): URI, fingerprint, size."""
+
+    @abstractmethod
+    def units(self, inputs: list[InputInfo]) -> list[WorkUnit]:
+        """Cut the inputs into units of work with stable ids."""
+
+    @abstractmethod
+    def fetch(self, unit: WorkUnit) -> Iterator[bytes]:
+        """The unit's bytes as chunks (it may yield more than the range; parse stops early).
+
+        Raise TransientFetchError (or a network exception) for failures worth a retry."""
+
+    @abstractmethod
+    def parse(
+        self, unit: WorkUnit, data: Iterator[bytes], rejects: Rejects
+    ) -> Iterator[pa.RecordBatch]:
+        """Canonical batches (arrow_schema) of the unit's rows; bad rows go to rejects."""
+
+    def storage_schema(self) -> pa.Schema:
+        """The Parquet columns: the canonical ones minus the partition columns (in the path)."""
+        return pa.schema([f for f in self.arrow_schema if f.name not in self.partition_by])
+
+
+#: DuckDB spelling of the Arrow types datasets use (typed empty views before any data).
+_DUCKDB_TYPES: dict[pa.DataType, str] = {
+    pa.string(): "VARCHAR",
+    pa.int8(): "TINYINT",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.date32(): "DATE",
+    pa.bool_(): "BOOLEAN",
+}
+
+
+def duckdb_type(t: pa.DataType) -> str:
+    """The DuckDB type of an Arrow type (the small set datasets use)."""
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    try:
+        return _DUCKDB_TYPES[t]
+    except KeyError:
+        raise CvCatalogError(f"no DuckDB type for Arrow type {t}") from None

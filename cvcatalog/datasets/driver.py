@@ -1,0 +1,750 @@
+"""The generic loader: any Dataset into the catalog, concurrently, resumably, incrementally.
+
+Per run: list the inputs (one request each) and cut them into units; skip units already
+committed for the same input version (fingerprint); fetch + parse + write the rest on a thread
+pool with at most `workers` units in flight (memory stays flat whatever the input size), each
+unit retried with exponential backoff and full jitter on transient errors; then, in the main
+thread, move each finished unit's files into the lake and commit the unit in ONE catalog
+transaction. That transaction is the checkpoint: a killed run loses at most the units in
+flight, and the next run starts after the last commit.
+
+Versions: the views show, per input, only the version recorded in dataset_inputs. Units of a
+new version are committed (checkpointed) but stay invisible until the transaction committing
+the input's last unit publishes the version: it switches the view to the new files and drops
+the old ones together, so a view never shows half old, half new data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+import filelock
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cvcatalog.datasets.base import (
+    Dataset,
+    InputChangedError,
+    InputInfo,
+    Rejects,
+    TransientFetchError,
+    WorkUnit,
+)
+from cvcatalog.datasets.views import refresh_dataset_view
+from cvcatalog.db import CatalogDB, now_utc
+from cvcatalog.exceptions import CatalogLockedError, ConversionError, CvCatalogError
+from cvcatalog.layout import CatalogPaths, publish_file, remove_tree, sha256_file
+from cvcatalog.s3 import ErrorKind, backoff_delay, classify_error
+
+ROW_GROUP_ROWS = 65_536
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:+-]+$")
+
+
+class DatasetProgress(Protocol):
+    def planned(self, units: int, todo: int, nbytes: int) -> None: ...
+    def fetched(self, nbytes: int) -> None: ...
+    def unit_done(self, unit: WorkUnit, rows: int) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+class NullDatasetProgress:
+    def planned(self, units: int, todo: int, nbytes: int) -> None:
+        pass
+
+    def fetched(self, nbytes: int) -> None:
+        pass
+
+    def unit_done(self, unit: WorkUnit, rows: int) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    path: Path
+    partition: str
+    kind: str  # data | quarantine
+    rows: int
+
+
+@dataclass
+class UnitResult:
+    unit: WorkUnit
+    rows: int
+    quarantined: int
+    skipped: int
+    fetched_bytes: int
+    files: list[StagedFile]
+    rules: Counter[str]
+    attempts: int
+
+
+@dataclass
+class DatasetSummary:
+    """What one run did; `ok` is False if any unit failed."""
+
+    dataset: str
+    run_id: str
+    scope: str
+    inputs: int = 0
+    units: int = 0
+    units_done: int = 0  # committed by this run
+    units_cached: int = 0  # already committed for the same version
+    units_failed: int = 0
+    inputs_published: int = 0  # versions that became visible in this run
+    rows: int = 0
+    quarantined: int = 0
+    skipped: int = 0
+    bytes_downloaded: int = 0
+    parquet_bytes: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "run_id": self.run_id,
+            "scope": self.scope,
+            "inputs": self.inputs,
+            "units": self.units,
+            "units_done": self.units_done,
+            "units_cached": self.units_cached,
+            "units_failed": self.units_failed,
+            "inputs_published": self.inputs_published,
+            "rows": self.rows,
+            "quarantined": self.quarantined,
+            "skipped": self.skipped,
+            "bytes_downloaded": self.bytes_downloaded,
+            "parquet_bytes": self.parquet_bytes,
+            "retries": self.retries,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows / self.seconds) if self.seconds else 0,
+            "errors": self.errors,
+        }
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another attempt: network trouble, throttling, 5xx."""
+    if isinstance(exc, TransientFetchError):
+        return True
+    if isinstance(exc, CvCatalogError):
+        return False
+    info = classify_error(exc)
+    if info is not None:
+        return info.kind is ErrorKind.RETRYABLE
+    return isinstance(exc, ConnectionError | TimeoutError | http.client.HTTPException)
+
+
+class _Stopped(Exception):
+    """A unit abandoned because the run is stopping (not a failure of that unit)."""
+
+
+def _short_hash(*parts: str, n: int = 12) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:n]
+
+
+class DatasetLoader:
+    """Runs one Dataset into one catalog (see the module docstring)."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        db: CatalogDB,
+        *,
+        workers: int = 4,
+        retries: int = 3,
+        retry_delay: float = 0.5,
+        progress: DatasetProgress | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.ds = dataset
+        self.db = db
+        self.paths: CatalogPaths = db.paths
+        self.workers = max(1, workers)
+        self.retries = max(0, retries)
+        self.retry_delay = retry_delay
+        self.progress = progress or NullDatasetProgress()
+        self.sleep = sleep
+        self.run_id = now_utc().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        self._stop = threading.Event()
+        self._unit_cache: list[WorkUnit] | None = None
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def _lake(self) -> Path:
+        return self.paths.lake / f"source={self.ds.name}"
+
+    @property
+    def _quarantine(self) -> Path:
+        return self.paths.quarantine / f"source={self.ds.name}"
+
+    @property
+    def _staging(self) -> Path:
+        return self.paths.staging / "datasets" / self.ds.name
+
+    @property
+    def _lock(self) -> Path:
+        return self.paths.root / "locks" / "datasets" / f"{self.ds.name}.lock"
+
+    # -- run -----------------------------------------------------------------------------
+    def run(self) -> DatasetSummary:
+        self.paths.ensure()
+        self._lock.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(self._lock))
+        try:
+            lock.acquire(timeout=self.db.lock_timeout)
+        except filelock.Timeout:
+            raise CatalogLockedError(
+                f"another cvcatalog process is loading {self.ds.name} into {self.paths.root}; "
+                "try again when it has finished"
+            ) from None
+        try:
+            return self._run()
+        finally:
+            lock.release()
+
+    def _run(self) -> DatasetSummary:
+        t0 = time.monotonic()
+        s = DatasetSummary(self.ds.name, self.run_id, self.ds.scope)
+        self._record_start()
+        try:
+            inputs = self.ds.inputs()
+            s.inputs = len(inputs)
+            todo = self._plan(inputs, s)
+            self.progress.planned(s.units, len(todo), sum(u.end - u.start for u in todo))
+            self._execute(todo, s)
+        except CvCatalogError as e:
+            s.errors.append(str(e))
+        except BaseException as e:
+            s.seconds = time.monotonic() - t0
+            self._record_end(s, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
+            raise
+        finally:
+            remove_tree(self._staging / self.run_id)
+        s.seconds = time.monotonic() - t0
+        self._record_end(s, "ok" if s.ok else "failed")
+        return s
+
+    def _plan(self, inputs: list[InputInfo], s: DatasetSummary) -> list[WorkUnit]:
+        """Units still to do; tidies what earlier runs left (stale versions, orphans)."""
+        scope = self.ds.scope
+        with self.db.read() as con:
+            done = {
+                (r[0], r[1])
+                for r in con.execute(
+                    "SELECT unit_id, fingerprint FROM dataset_units WHERE dataset = ? AND scope = ?",
+                    [self.ds.name, scope],
+                ).fetchall()
+            }
+            published = {
+                (r[0], r[1]): r[2]
+                for r in con.execute(
+                    "SELECT uri, scope, fingerprint FROM dataset_inputs WHERE dataset = ?",
+                    [self.ds.name],
+                ).fetchall()
+            }
+        todo_inputs = []
+        for info in inputs:
+            if scope != "*" and published.get((info.uri, "*")) == info.fingerprint:
+                self.progress.note(
+                    f"{info.uri} is already loaded whole (without a filter); nothing to do"
+                )
+                continue
+            todo_inputs.append(info)
+        units = self.ds.units(todo_inputs)
+        self._unit_cache = units
+        s.units = len(units)
+        todo = [u for u in units if (u.id, u.fingerprint) not in done]
+        s.units_cached = len(units) - len(todo)
+        self._tidy(todo_inputs, units, published)
+        return todo
+
+    def _tidy(
+        self,
+        inputs: list[InputInfo],
+        units: list[WorkUnit],
+        published: dict[tuple[str, str], str],
+    ) -> None:
+        """Drop units of versions that are neither published nor current (an interrupted
+        rebuild overtaken by another change), publish inputs whose units are all committed,
+        and delete files no catalog row names (a run killed between placing and committing)."""
+        scope = self.ds.scope
+        obsolete: list[str] = []
+        by_uri: dict[str, list[WorkUnit]] = {}
+        for u in units:
+            by_uri.setdefault(u.uri, []).append(u)
+        with self.db.write() as con:
+            for info in inputs:
+                keep = [info.fingerprint]
+                if (info.uri, scope) in published:
+                    keep.append(published[(info.uri, scope)])
+                obsolete += self._drop_versions(con, info.uri, scope, keep)
+            changed = False
+            for info in inputs:
+                if published.get((info.uri, scope)) != info.fingerprint:
+                    changed |= self._publish_if_complete(
+                        con, info, by_uri.get(info.uri, []), obsolete
+                    )
+            if changed:
+                refresh_dataset_view(con, self.paths, type(self.ds))
+            known = {r[0] for r in con.execute("SELECT path FROM dataset_files").fetchall()}
+        self._delete(obsolete)
+        for root in (self._lake, self._quarantine):
+            if not root.is_dir():
+                continue
+            for f in root.rglob("*"):
+                if f.is_file() and self.paths.relative(f) not in known:
+                    with contextlib.suppress(FileNotFoundError):
+                        f.unlink()
+
+    def _execute(self, todo: list[WorkUnit], s: DatasetSummary) -> None:
+        if not todo:
+            return
+        pending = iter(todo)
+        running: dict[Future[UnitResult], WorkUnit] = {}
+        with ThreadPoolExecutor(self.workers, thread_name_prefix=f"{self.ds.name}-unit") as pool:
+
+            def submit_next() -> None:
+                if self._stop.is_set():
+                    return
+                unit = next(pending, None)
+                if unit is not None:
+                    running[pool.submit(self._process, unit)] = unit
+
+            for _ in range(self.workers):
+                submit_next()
+            try:
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        unit = running.pop(fut)
+                        try:
+                            result = fut.result()
+                        except _Stopped:
+                            pass  # left for the next run
+                        except CvCatalogError as e:
+                            self._failed(unit, e, s)
+                        except Exception as e:  # a bug or a disk error: say which unit
+                            self._failed(unit, e, s)
+                        else:
+                            try:
+                                self._commit(result, s)
+                            except CvCatalogError as e:
+                                self._failed(unit, e, s)
+                        submit_next()
+            except BaseException:
+                self._stop.set()
+                for fut in running:
+                    fut.cancel()
+                raise
+
+    def _failed(self, unit: WorkUnit, e: BaseException, s: DatasetSummary) -> None:
+        s.units_failed += 1
+        what = str(e) if isinstance(e, CvCatalogError) else f"{type(e).__name__}: {e}"
+        s.errors.append(f"{unit.id}: {what}")
+        if isinstance(e, InputChangedError) or not isinstance(e, CvCatalogError | OSError):
+            self._stop.set()  # the other units of this version cannot succeed either
+
+    # -- one unit (worker threads) -------------------------------------------------------
+    def _process(self, unit: WorkUnit) -> UnitResult:
+        attempt = 0
+        while True:
+            attempt += 1
+            stage = self._staging / self.run_id / _short_hash(self.ds.scope, unit.id)
+            remove_tree(stage)
+            stage.mkdir(parents=True)
+            try:
+                result = self._load_unit(unit, stage)
+                result.attempts = attempt
+                return result
+            except Exception as e:
+                remove_tree(stage)
+                if self._stop.is_set() or not is_transient(e) or attempt > self.retries:
+                    if is_transient(e):
+                        raise TransientFetchError(
+                            f"{e} (after {attempt} attempt{'s' if attempt > 1 else ''})"
+                        ) from None
+                    raise
+                delay = backoff_delay(attempt, self.retry_delay)
+                self.progress.note(f"{unit.id}: {e}; retrying in {delay:.1f}s")
+                self.sleep(delay)
+
+    def _load_unit(self, unit: WorkUnit, stage: Path) -> UnitResult:
+        fetched = 0
+
+        def counted(chunks: Iterator[bytes]) -> Iterator[bytes]:
+            nonlocal fetched
+            try:
+                for chunk in chunks:
+                    if self._stop.is_set():
+                        raise _Stopped
+                    fetched += len(chunk)
+                    self.progress.fetched(len(chunk))
+                    yield chunk
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+
+        rejects = Rejects(stage / "quarantine.ndjson", unit)
+        writers: dict[tuple[Any, ...], tuple[pq.ParquetWriter, Path, list[int]]] = {}
+        storage = self.ds.storage_schema()
+        keys = self.ds.partition_by
+        try:
+            for batch in self.ds.parse(unit, counted(self.ds.fetch(unit)), rejects):
+                for values, part in _split(batch, keys):
+                    w = writers.get(values)
+                    if w is None:
+                        path = stage / f"data-{len(writers):04d}.parquet"
+                        writer = pq.ParquetWriter(
+                            path,
+                            storage,
+                            compression="zstd",
+                            compression_level=6,
+                            use_byte_stream_split=_float_columns(storage),
+                            use_dictionary=_dictionary_columns(storage),
+                        )
+                        w = writers[values] = (writer, path, [0])
+                    table = pa.Table.from_batches([part]).select(storage.names)
+                    w[0].write_table(table, row_group_size=ROW_GROUP_ROWS)
+                    w[2][0] += part.num_rows
+        finally:
+            for writer, _, _ in writers.values():
+                writer.close()
+            qfile = rejects.close()
+        files = [
+            StagedFile(path, _partition_dir(keys, values), "data", rows[0])
+            for values, (_, path, rows) in writers.items()
+        ]
+        if qfile is not None:
+            files.append(
+                StagedFile(qfile, f"input={_short_hash(unit.uri)}", "quarantine", rejects.total)
+            )
+        return UnitResult(
+            unit,
+            sum(f.rows for f in files if f.kind == "data"),
+            rejects.total,
+            rejects.skipped,
+            fetched,
+            files,
+            Counter(rejects.counts),
+            1,
+        )
+
+    # -- commit (main thread) ------------------------------------------------------------
+    def _commit(self, r: UnitResult, s: DatasetSummary) -> None:
+        u = r.unit
+        tag = _short_hash(self.ds.scope, u.id, u.fingerprint)
+        placed: list[tuple[str, StagedFile, int, str]] = []
+        try:
+            for f in r.files:
+                root = self._lake if f.kind == "data" else self._quarantine
+                suffix = "parquet" if f.kind == "data" else "ndjson"
+                name = f"part-{u.index:05d}-{tag}.{suffix}"
+                dest = root / f.partition / name
+                size = f.path.stat().st_size
+                digest = sha256_file(f.path)
+                publish_file(f.path, dest)
+                placed.append((self.paths.relative(dest), f, size, digest))
+            obsolete: list[str] = []
+            with self.db.write() as con:
+                self._record_unit(con, r, placed)
+                info = InputInfo(u.uri, u.fingerprint, u.size, u.last_modified)
+                if self._publish_if_complete(con, info, None, obsolete):
+                    refresh_dataset_view(con, self.paths, type(self.ds))
+                    s.inputs_published += 1
+        except BaseException:
+            self._delete([p for p, *_ in placed])  # never named by a committed row
+            raise
+        self._delete(obsolete)
+        s.units_done += 1
+        s.rows += r.rows
+        s.quarantined += r.quarantined
+        s.skipped += r.skipped
+        s.bytes_downloaded += r.fetched_bytes
+        s.parquet_bytes += sum(size for _, f, size, _ in placed if f.kind == "data")
+        s.retries += r.attempts - 1
+        self.progress.unit_done(u, r.rows)
+
+    def _record_unit(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        r: UnitResult,
+        placed: list[tuple[str, StagedFile, int, str]],
+    ) -> None:
+        u, scope, now = r.unit, self.ds.scope, now_utc()
+        key = [self.ds.name, u.id, scope, u.fingerprint]
+        con.execute(
+            "DELETE FROM dataset_files WHERE dataset = ? AND unit_id = ? AND scope = ? "
+            "AND fingerprint = ?",
+            key,
+        )
+        con.execute(
+            "DELETE FROM dataset_units WHERE dataset = ? AND unit_id = ? AND scope = ? "
+            "AND fingerprint = ?",
+            key,
+        )
+        con.execute(
+            "INSERT INTO dataset_units (dataset, unit_id, scope, fingerprint, uri, start_byte, "
+            "end_byte, status, rows, quarantined, skipped, bytes, run_id, committed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?, ?)",
+            [
+                *key,
+                u.uri,
+                u.start,
+                u.end,
+                r.rows,
+                r.quarantined,
+                r.skipped,
+                r.fetched_bytes,
+                self.run_id,
+                now,
+            ],
+        )
+        if placed:
+            con.executemany(
+                "INSERT INTO dataset_files (path, dataset, uri, scope, fingerprint, unit_id, "
+                "partition, kind, rows, bytes, sha256, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    [
+                        path,
+                        self.ds.name,
+                        u.uri,
+                        scope,
+                        u.fingerprint,
+                        u.id,
+                        f.partition,
+                        f.kind,
+                        f.rows,
+                        size,
+                        digest,
+                        now,
+                    ]
+                    for path, f, size, digest in placed
+                ],
+            )
+        rows = [
+            [self.run_id, f"{self.ds.name}/{u.id}", "quarantine", rule, n]
+            for rule, n in sorted(r.rules.items())
+            if n
+        ]
+        if rows:
+            con.executemany("INSERT INTO validation_reports VALUES (?, ?, ?, ?, ?)", rows)
+
+    def _publish_if_complete(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        info: InputInfo,
+        units: list[WorkUnit] | None,
+        obsolete: list[str],
+    ) -> bool:
+        """Make this version of the input the visible one if all its units are committed
+        (inside the caller's transaction); other versions' rows go, their files are
+        appended to obsolete for deletion after the commit."""
+        if units is None:
+            units = self._units_of(info)
+        if not units:
+            return False
+        scope = self.ds.scope
+        row = con.execute(
+            "SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(quarantined), 0) "
+            "FROM dataset_units WHERE dataset = ? AND scope = ? AND fingerprint = ? "
+            "AND list_contains(?, unit_id)",
+            [self.ds.name, scope, info.fingerprint, [u.id for u in units]],
+        ).fetchone()
+        if row is None or row[0] < len(units):
+            return False
+        con.execute(
+            "DELETE FROM dataset_inputs WHERE dataset = ? AND uri = ? AND scope = ?",
+            [self.ds.name, info.uri, scope],
+        )
+        con.execute(
+            "INSERT INTO dataset_inputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                self.ds.name,
+                info.uri,
+                scope,
+                info.fingerprint,
+                info.size,
+                info.last_modified,
+                len(units),
+                row[1],
+                row[2],
+                self.run_id,
+                now_utc(),
+            ],
+        )
+        obsolete += self._drop_versions(con, info.uri, scope, [info.fingerprint])
+        if scope == "*":  # a whole load supersedes filtered loads of the same input
+            others = [
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT scope FROM dataset_inputs WHERE dataset = ? AND uri = ? "
+                    "AND scope <> '*'",
+                    [self.ds.name, info.uri],
+                ).fetchall()
+            ]
+            for other in others:
+                obsolete += self._drop_versions(con, info.uri, other, [])
+                con.execute(
+                    "DELETE FROM dataset_inputs WHERE dataset = ? AND uri = ? AND scope = ?",
+                    [self.ds.name, info.uri, other],
+                )
+        return True
+
+    def _units_of(self, info: InputInfo) -> list[WorkUnit]:
+        if self._unit_cache is None:
+            return []
+        return [
+            u for u in self._unit_cache if u.uri == info.uri and u.fingerprint == info.fingerprint
+        ]
+
+    def _drop_versions(
+        self, con: duckdb.DuckDBPyConnection, uri: str, scope: str, keep: list[str]
+    ) -> list[str]:
+        """Forget units and files of (uri, scope) whose fingerprint is not in keep."""
+        args = [self.ds.name, uri, scope, keep]
+        paths = [
+            r[0]
+            for r in con.execute(
+                "SELECT path FROM dataset_files WHERE dataset = ? AND uri = ? AND scope = ? "
+                "AND NOT list_contains(?, fingerprint)",
+                args,
+            ).fetchall()
+        ]
+        for table in ("dataset_files", "dataset_units"):
+            con.execute(
+                f"DELETE FROM {table} WHERE dataset = ? AND uri = ? AND scope = ? "
+                "AND NOT list_contains(?, fingerprint)",
+                args,
+            )
+        return paths
+
+    def _delete(self, rel_paths: list[str]) -> None:
+        for rel in rel_paths:
+            with contextlib.suppress(FileNotFoundError):
+                p = self.paths.absolute(rel)
+                p.unlink()
+                with contextlib.suppress(OSError):  # prune the emptied partition directories
+                    p.parent.rmdir()
+                    p.parent.parent.rmdir()
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _record_start(self) -> None:
+        from cvcatalog.ingest import _mark_interrupted_runs
+        from cvcatalog.manifest import start_run
+
+        with self.db.write() as con:
+            _mark_interrupted_runs(con, socket.gethostname())
+            start_run(
+                con,
+                {
+                    "run_id": self.run_id,
+                    "started_at": now_utc(),
+                    "status": "running",
+                    "source": self.ds.name,
+                    "message_type": self.ds.message_type,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                },
+            )
+
+    def _record_end(self, s: DatasetSummary, status: str) -> None:
+        from cvcatalog.manifest import finish_run
+
+        values = {
+            "finished_at": now_utc(),
+            "status": status,
+            "days_complete": s.units_done,
+            "days_failed": s.units_failed,
+            "days_cached": s.units_cached,
+            "rows": s.rows,
+            "quarantined": s.quarantined,
+            "bytes_downloaded": s.bytes_downloaded,
+            "parquet_bytes": s.parquet_bytes,
+            "seconds": s.seconds,
+            "message": "; ".join(s.errors)[:2000] or None,
+        }
+        try:
+            with self.db.write() as con:
+                finish_run(con, self.run_id, values)
+        except CvCatalogError as e:
+            self.progress.note(f"the run's end was not recorded: {e}")
+
+
+def _split(
+    batch: pa.RecordBatch, keys: tuple[str, ...]
+) -> Iterator[tuple[tuple[Any, ...], pa.RecordBatch]]:
+    """The batch's rows grouped by the values of the partition columns."""
+    if not keys:
+        yield (), batch
+        return
+    combos = pa.Table.from_batches([batch]).group_by(list(keys)).aggregate([])
+    if combos.num_rows == 1:
+        yield tuple(combos[k][0].as_py() for k in keys), batch
+        return
+    for i in range(combos.num_rows):
+        values = tuple(combos[k][i].as_py() for k in keys)
+        mask = None
+        for k, v in zip(keys, values, strict=True):
+            m = (
+                pc.is_null(batch[k])
+                if v is None
+                else pc.equal(batch[k], pa.scalar(v, batch.schema.field(k).type))
+            )
+            mask = m if mask is None else pc.and_(mask, m)
+        yield values, batch.filter(mask)
+
+
+def _partition_dir(keys: tuple[str, ...], values: tuple[Any, ...]) -> str:
+    parts = []
+    for k, v in zip(keys, values, strict=True):
+        text = "__null__" if v is None else str(v)
+        if not _SAFE_VALUE.match(text) or text in (".", ".."):
+            raise ConversionError(f"partition value {k}={text!r} cannot be a directory name")
+        parts.append(f"{k}={text}")
+    return "/".join(parts)
+
+
+def _float_columns(schema: pa.Schema) -> list[str]:
+    """Doubles of smooth trajectories compress far better split into byte streams."""
+    return [f.name for f in schema if pa.types.is_floating(f.type)]
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if not pa.types.is_floating(f.type)]
+
+
+def run_dataset(dataset: Dataset, db: CatalogDB, **kwargs: Any) -> DatasetSummary:
+    """Load a dataset into a catalog; see DatasetLoader."""
+    return DatasetLoader(dataset, db, **kwargs).run()
+
+
+def clear_staging(paths: CatalogPaths, name: str) -> None:
+    """Remove every staging directory of a dataset (nothing there is ever needed again)."""
+    shutil.rmtree(paths.staging / "datasets" / name, ignore_errors=True)

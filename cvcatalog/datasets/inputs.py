@@ -1,0 +1,225 @@
+"""Byte-range access to one input: a local file, an HTTP(S) URL or an S3 object.
+
+Datasets read their units through these, so a unit can be fetched by any thread with a Range
+request and nothing is ever read whole. Each read is pinned to the version the run planned
+(If-Match with the ETag, or the local size and mtime): if the input changes mid-run the read
+fails with InputChangedError instead of mixing two versions.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+from cvcatalog.datasets.base import InputChangedError, InputInfo, TransientFetchError
+from cvcatalog.exceptions import ConfigError, CvCatalogError
+
+CHUNK = 1 << 20
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class ByteInput(ABC):
+    """One input, read by byte ranges."""
+
+    uri: str
+
+    @abstractmethod
+    def stat(self) -> InputInfo:
+        """Size, change token, and whether ranges work."""
+
+    @abstractmethod
+    def read(self, start: int, end: int | None, info: InputInfo) -> Iterator[bytes]:
+        """Chunks of bytes [start, end) (end None: to the end) of the version described by info."""
+
+
+class LocalInput(ByteInput):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser().resolve()
+        self.uri = str(self.path)
+
+    def stat(self) -> InputInfo:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            raise ConfigError(f"input file not found: {self.path}") from None
+        except PermissionError:
+            raise ConfigError(f"permission denied reading {self.path}") from None
+        if not self.path.is_file():
+            raise ConfigError(f"input is not a file: {self.path}")
+        return InputInfo(
+            self.uri,
+            f"{st.st_size}:{st.st_mtime_ns}",
+            st.st_size,
+            datetime.fromtimestamp(st.st_mtime, UTC),
+        )
+
+    def read(self, start: int, end: int | None, info: InputInfo) -> Iterator[bytes]:
+        with open(self.path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if f"{st.st_size}:{st.st_mtime_ns}" != info.fingerprint:
+                raise InputChangedError(f"{self.uri} changed during the run; run the ingest again")
+            f.seek(start)
+            pos = start
+            while end is None or pos < end:
+                block = f.read(CHUNK if end is None else min(CHUNK, end - pos))
+                if not block:
+                    return
+                pos += len(block)
+                yield block
+
+
+class HttpInput(ByteInput):
+    """http(s):// with Range requests when the server accepts them (206), else one stream."""
+
+    def __init__(self, url: str, timeout: float = 300.0) -> None:
+        self.uri = url
+        self.timeout = timeout
+
+    def _open(self, headers: dict[str, str], method: str = "GET") -> Any:
+        req = urllib.request.Request(self.uri, headers=headers, method=method)
+        try:
+            return urllib.request.urlopen(req, timeout=self.timeout)
+        except urllib.error.HTTPError as e:
+            if e.code in RETRY_STATUSES:
+                raise TransientFetchError(f"{self.uri}: HTTP {e.code}") from None
+            if e.code == 412:
+                raise InputChangedError(
+                    f"{self.uri} changed during the run; run the ingest again"
+                ) from None
+            raise CvCatalogError(f"{self.uri}: HTTP {e.code} {e.reason}") from None
+        except urllib.error.URLError as e:
+            raise TransientFetchError(f"{self.uri}: {e.reason}") from None
+        except (TimeoutError, ConnectionError, http.client.HTTPException) as e:
+            raise TransientFetchError(f"{self.uri}: {type(e).__name__}: {e}") from None
+
+    def stat(self) -> InputInfo:
+        # a one-byte ranged GET tells size, ETag and range support in one request (HEAD is
+        # not always allowed, and some servers only reveal Accept-Ranges on a ranged answer)
+        with self._open({"Range": "bytes=0-0"}) as resp:
+            status = resp.status
+            headers = resp.headers
+            ranges = status == 206
+            size: int | None = None
+            if ranges:
+                total = (headers.get("Content-Range") or "").rpartition("/")[2]
+                size = int(total) if total.isdigit() else None
+                ranges = size is not None
+            elif headers.get("Content-Length", "").isdigit():
+                size = int(headers["Content-Length"])
+        etag = (headers.get("ETag") or "").strip()
+        modified = headers.get("Last-Modified")
+        last_modified = None
+        if modified:
+            try:
+                last_modified = parsedate_to_datetime(modified)
+            except (TypeError, ValueError):
+                last_modified = None
+        fingerprint = etag or f"{size}:{modified or ''}"
+        return InputInfo(self.uri, fingerprint, size, last_modified, ranges)
+
+    def read(self, start: int, end: int | None, info: InputInfo) -> Iterator[bytes]:
+        headers: dict[str, str] = {}
+        if info.ranges:
+            headers["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
+            if info.fingerprint.startswith(('"', 'W/"')):
+                headers["If-Range"] = info.fingerprint
+        elif start:
+            raise CvCatalogError(f"{self.uri}: the server does not support ranged reads")
+        with self._open(headers) as resp:
+            if info.ranges and resp.status != 206:
+                raise InputChangedError(f"{self.uri} changed during the run; run the ingest again")
+            etag = (resp.headers.get("ETag") or "").strip()
+            if etag and info.fingerprint.startswith('"') and etag != info.fingerprint:
+                raise InputChangedError(f"{self.uri} changed during the run; run the ingest again")
+            try:
+                while block := resp.read(CHUNK):
+                    yield block
+            except (TimeoutError, ConnectionError, http.client.HTTPException) as e:
+                raise TransientFetchError(f"{self.uri}: {type(e).__name__}: {e}") from None
+
+
+class S3Input(ByteInput):
+    """s3://bucket/key through the same client factory as the CV ingest (endpoint, profile,
+    unsigned requests); GetObject with Range and IfMatch."""
+
+    def __init__(self, uri: str, client: Any) -> None:
+        parsed = urllib.parse.urlparse(uri)
+        if not parsed.netloc or not parsed.path.strip("/"):
+            raise ConfigError(f"not an s3://bucket/key URI: {uri}")
+        self.uri = uri
+        self.bucket = parsed.netloc
+        self.key = parsed.path.lstrip("/")
+        self.client = client
+
+    def _call(self, operation: str, fn: Any) -> Any:
+        from cvcatalog.s3 import ErrorKind, classify_error, translate_error
+
+        try:
+            return fn()
+        except Exception as exc:
+            info = classify_error(exc)
+            if info is None:
+                raise
+            if info.code == "PreconditionFailed" or info.status == 412:
+                raise InputChangedError(
+                    f"{self.uri} changed during the run; run the ingest again"
+                ) from None
+            if info.kind is ErrorKind.RETRYABLE:
+                raise TransientFetchError(f"{operation} {self.uri}: {info.reason}") from None
+            raise translate_error(exc, operation, self.uri) from None
+
+    def stat(self) -> InputInfo:
+        head = self._call(
+            "HeadObject", lambda: self.client.head_object(Bucket=self.bucket, Key=self.key)
+        )
+        return InputInfo(
+            self.uri,
+            str(head.get("ETag") or "").strip('"'),
+            int(head["ContentLength"]),
+            head.get("LastModified"),
+        )
+
+    def read(self, start: int, end: int | None, info: InputInfo) -> Iterator[bytes]:
+        rng = f"bytes={start}-" + ("" if end is None else str(end - 1))
+        resp = self._call(
+            "GetObject",
+            lambda: self.client.get_object(
+                Bucket=self.bucket, Key=self.key, Range=rng, IfMatch=f'"{info.fingerprint}"'
+            ),
+        )
+        body = resp["Body"]
+        try:
+            while True:
+                block = self._call("GetObject", lambda: body.read(CHUNK))
+                if not block:
+                    return
+                yield block
+        finally:
+            body.close()
+
+
+def open_input(uri: str, *, s3_client: Any = None, timeout: float = 300.0) -> ByteInput:
+    """The ByteInput for a local path, an http(s):// URL or an s3:// URI."""
+    scheme = urllib.parse.urlparse(uri).scheme.lower()
+    if scheme in ("http", "https"):
+        return HttpInput(uri, timeout)
+    if scheme == "s3":
+        if s3_client is None:
+            from cvcatalog.config import DownloadConfig
+            from cvcatalog.s3 import make_client
+
+            s3_client = make_client(DownloadConfig())
+        return S3Input(uri, s3_client)
+    if scheme in ("", "file") or len(scheme) == 1:  # len 1: a Windows drive letter
+        path = urllib.parse.urlparse(uri).path if scheme == "file" else uri
+        return LocalInput(path)
+    raise ConfigError(f"unsupported input {uri!r}: give a file path, an https:// URL or s3://")

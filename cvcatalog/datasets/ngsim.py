@@ -1,0 +1,536 @@
+"""NGSIM vehicle trajectories (US-101, I-80, Lankershim Blvd, Peachtree St) as a dataset.
+
+Input: the published trajectory CSV (25 columns, feet and ft/s, 0.1 s frames), from a local
+file, an http(s) URL or S3. Units are byte ranges of the file; a unit owns the lines that
+*start* in [start, end): it skips the partial line before its first byte (unit 0 skips the
+header) and reads on past `end` to finish its last line, so units can be fetched concurrently
+with Range requests and every line is parsed exactly once. See docs/ngsim.md for units,
+coordinate systems, ids and NULL mapping.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from cvcatalog.datasets.base import Dataset, InputInfo, Rejects, WorkUnit
+from cvcatalog.datasets.inputs import ByteInput, open_input
+from cvcatalog.exceptions import ConfigError, ConversionError
+
+FT = 0.3048  # international foot, exactly; NGSIM's local coordinates, sizes and speeds
+DEFAULT_UNIT_BYTES = 64 << 20
+BLOCK_BYTES = 16 << 20  # parsed at once: bounds memory per worker whatever the unit size
+#: after a unit's range, read this much more at a time to finish its last line
+TAIL_BYTES = 64 << 10
+FRAME_MS = 100
+
+#: location -> EPSG code of its Global_X/Global_Y (NAD83 State Plane, US survey feet)
+LOCATION_CRS: dict[str, int] = {
+    "us-101": 2229,  # California zone 5 (Los Angeles County)
+    "lankershim": 2229,
+    "i-80": 2227,  # California zone 3 (Alameda County)
+    "peachtree": 2240,  # Georgia West (Atlanta)
+}
+LOCATIONS = tuple(LOCATION_CRS)
+
+#: (CSV column, Arrow type read) in the published order
+CSV_COLUMNS: list[tuple[str, pa.DataType]] = [
+    ("Vehicle_ID", pa.int64()),
+    ("Frame_ID", pa.int64()),
+    ("Total_Frames", pa.int64()),
+    ("Global_Time", pa.int64()),
+    ("Local_X", pa.float64()),
+    ("Local_Y", pa.float64()),
+    ("Global_X", pa.float64()),
+    ("Global_Y", pa.float64()),
+    ("v_length", pa.float64()),
+    ("v_Width", pa.float64()),
+    ("v_Class", pa.float64()),
+    ("v_Vel", pa.float64()),
+    ("v_Acc", pa.float64()),
+    ("Lane_ID", pa.float64()),
+    ("O_Zone", pa.float64()),
+    ("D_Zone", pa.float64()),
+    ("Int_ID", pa.float64()),
+    ("Section_ID", pa.float64()),
+    ("Direction", pa.float64()),
+    ("Movement", pa.float64()),
+    ("Preceding", pa.float64()),
+    ("Following", pa.float64()),
+    ("Space_Headway", pa.float64()),
+    ("Time_Headway", pa.float64()),
+    ("Location", pa.string()),
+]
+CSV_NAMES = [n for n, _ in CSV_COLUMNS]
+_CSV_TYPES = dict(CSV_COLUMNS)
+#: a row without these is quarantined (Location only when no --location is given)
+REQUIRED = ("Vehicle_ID", "Frame_ID", "Global_Time", "Local_X", "Local_Y", "v_Vel", "Location")
+#: NGSIM writes this Time_Headway when there is no preceding vehicle
+NO_HEADWAY_S = 9999.0
+_NULLS = ["", "NA", "N/A", "NaN", "nan", "NULL", "null"]
+_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+SCHEMA = pa.schema(
+    [
+        ("vehicle_id", pa.string()),  # '<location>:<period start ms>:<Vehicle_ID>', unique
+        ("timestamp", pa.timestamp("ms", tz="UTC")),
+        ("x_m", pa.float64()),  # Local_X: lateral, from the left edge of the section
+        ("y_m", pa.float64()),  # Local_Y: longitudinal, in the direction of travel
+        ("latitude", pa.float64()),
+        ("longitude", pa.float64()),
+        ("speed_mps", pa.float64()),
+        ("accel_mps2", pa.float64()),
+        ("lane_id", pa.int32()),
+        ("frame_id", pa.int32()),
+        ("ngsim_vehicle_id", pa.int32()),
+        ("period_start", pa.timestamp("ms", tz="UTC")),
+        ("total_frames", pa.int32()),
+        ("vehicle_length_m", pa.float64()),
+        ("vehicle_width_m", pa.float64()),
+        ("vehicle_class", pa.int8()),  # 1 motorcycle, 2 auto, 3 truck
+        ("preceding", pa.int32()),  # NGSIM Vehicle_ID of the leader; NULL for none (0)
+        ("following", pa.int32()),
+        ("space_headway_m", pa.float64()),
+        ("time_headway_s", pa.float64()),
+        ("o_zone", pa.int16()),
+        ("d_zone", pa.int16()),
+        ("int_id", pa.int16()),
+        ("section_id", pa.int16()),
+        ("direction", pa.int8()),
+        ("movement", pa.int8()),
+        ("location", pa.string()),
+        ("date", pa.date32()),  # UTC date of timestamp
+    ]
+)
+
+_tls = threading.local()
+
+
+def _transformer(epsg: int) -> Any:
+    """A pyproj Transformer per thread (they are not safe to share between threads)."""
+    cache: dict[int, Any] | None = getattr(_tls, "transformers", None)
+    if cache is None:
+        cache = _tls.transformers = {}
+    if epsg not in cache:
+        from pyproj import Transformer
+
+        cache[epsg] = Transformer.from_crs(epsg, 4326, always_xy=True)
+    return cache[epsg]
+
+
+def to_lonlat(location: str, x_ft: np.ndarray, y_ft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """State Plane feet (US survey) of a site -> WGS84 longitude, latitude in degrees."""
+    lon, lat = _transformer(LOCATION_CRS[location]).transform(x_ft, y_ft)
+    return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+
+
+def normalize_location(value: str) -> str:
+    """'US-101', ' i_80 ', 'Peachtree' -> the canonical location name."""
+    return re.sub(r"[ _]+", "-", value.strip().lower())
+
+
+def _normalize_locations(col: pa.ChunkedArray | pa.Array) -> Any:
+    """normalize_location, vectorised."""
+    return pc.replace_substring_regex(pc.utf8_lower(pc.utf8_trim_whitespace(col)), r"[ _]+", "-")
+
+
+class NgsimDataset(Dataset):
+    name: ClassVar[str] = "ngsim"
+    message_type: ClassVar[str] = "TRAJECTORY"
+    arrow_schema: ClassVar[pa.Schema] = SCHEMA
+    partition_by: ClassVar[tuple[str, ...]] = ("location", "date")
+    view_name: ClassVar[str] = "ngsim_trajectories"
+
+    def __init__(
+        self,
+        uris: Sequence[str],
+        *,
+        location: str | None = None,
+        unit_bytes: int = DEFAULT_UNIT_BYTES,
+        block_bytes: int = BLOCK_BYTES,
+        s3_client: Any = None,
+        timeout: float = 300.0,
+        parse_threads: bool = True,
+    ) -> None:
+        if not uris:
+            raise ConfigError("give at least one NGSIM input (--path)")
+        self.uris = list(uris)
+        self.location = normalize_location(location) if location else None
+        if self.location is not None and self.location not in LOCATION_CRS:
+            raise ConfigError(
+                f"unknown NGSIM location {location!r}; expected one of {', '.join(LOCATIONS)}"
+            )
+        if unit_bytes < 1 << 16:
+            raise ConfigError("the unit size must be at least 64 KiB")
+        self.unit_bytes = unit_bytes
+        self.block_bytes = min(block_bytes, unit_bytes)
+        self.parse_threads = parse_threads
+        self._inputs: dict[str, ByteInput] = {
+            u: open_input(u, s3_client=s3_client, timeout=timeout) for u in self.uris
+        }
+        self._infos: dict[str, InputInfo] = {}
+        self._headers: dict[str, list[str]] = {}
+
+    @property
+    def scope(self) -> str:
+        return f"location={self.location}" if self.location else "*"
+
+    # -- contract ------------------------------------------------------------------------
+    def inputs(self) -> list[InputInfo]:
+        out = []
+        for source in self._inputs.values():
+            info = source.stat()
+            self._infos[info.uri] = info
+            out.append(info)
+        return out
+
+    def units(self, inputs: list[InputInfo]) -> list[WorkUnit]:
+        units: list[WorkUnit] = []
+        for info in inputs:
+            self._check_header(info)
+            if not info.ranges or info.size is None:  # one streamed unit
+                bounds = [(0, info.size if info.size is not None else 1 << 62)]
+            else:
+                size = info.size
+                bounds = [
+                    (s, min(s + self.unit_bytes, size)) for s in range(0, size, self.unit_bytes)
+                ] or [(0, 0)]
+            for i, (s, e) in enumerate(bounds):
+                units.append(
+                    WorkUnit(
+                        f"{info.uri}#{s}-{e}",
+                        info.uri,
+                        s,
+                        e,
+                        info.fingerprint,
+                        info.size,
+                        info.last_modified,
+                        i,
+                    )
+                )
+        return units
+
+    def fetch(self, unit: WorkUnit) -> Iterator[bytes]:
+        """From the byte before the unit (to see whether a line starts at `start`) through the
+        range, then TAIL_BYTES at a time until the caller has its last line and stops."""
+        info = self._info(unit)
+        source = self._inputs[unit.uri]
+        first = max(unit.start - 1, 0)
+        if not info.ranges:
+            yield from source.read(0, None, info)
+            return
+        yield from source.read(first, unit.end, info)
+        pos = unit.end
+        size = info.size or 0
+        while pos < size:
+            stop = min(pos + TAIL_BYTES, size)
+            yield from source.read(pos, stop, info)
+            pos = stop
+
+    def parse(
+        self, unit: WorkUnit, data: Iterator[bytes], rejects: Rejects
+    ) -> Iterator[pa.RecordBatch]:
+        names = self._headers.get(unit.uri) or CSV_NAMES
+        for block in _unit_lines(unit, data, self.block_bytes):
+            yield from self.parse_block(block, names, rejects)
+
+    # -- parsing -------------------------------------------------------------------------
+    def parse_block(
+        self, block: bytes, names: list[str], rejects: Rejects
+    ) -> Iterator[pa.RecordBatch]:
+        """Whole lines -> canonical batches. Clean blocks take the typed multithreaded
+        path; a block with any bad row is parsed again column by column as text so that each
+        bad row is quarantined with its reason and original line."""
+        if not block.strip():
+            return
+        table = self._read_typed(block, names)
+        if table is None or self._has_bad_rows(table):
+            table = self._read_checked(block, names, rejects)
+        if table.num_rows:
+            yield from self._canonical(table, rejects)
+
+    def _read_typed(self, block: bytes, names: list[str]) -> pa.Table | None:
+        bad = 0
+
+        def invalid(_row: Any) -> str:
+            nonlocal bad
+            bad += 1
+            return "skip"
+
+        try:
+            table = pacsv.read_csv(
+                pa.py_buffer(block),
+                read_options=pacsv.ReadOptions(
+                    column_names=names, use_threads=self.parse_threads, block_size=1 << 20
+                ),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: _CSV_TYPES[n] for n in names if n in _CSV_TYPES},
+                    include_columns=CSV_NAMES,
+                    null_values=_NULLS,
+                    strings_can_be_null=True,
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        return None if bad else table
+
+    def _has_bad_rows(self, table: pa.Table) -> bool:
+        for name in REQUIRED:
+            if table[name].null_count:
+                return True
+        known = pc.is_in(_normalize_locations(table["Location"]), value_set=pa.array(LOCATIONS))
+        return not pc.all(known).as_py()
+
+    def _read_checked(self, block: bytes, names: list[str], rejects: Rejects) -> pa.Table:
+        """The slow, exact path: field counts, then every numeric column checked as text."""
+        ncols = len(names)
+        good: list[bytes] = []
+        for raw in block.split(b"\n"):
+            line = raw.rstrip(b"\r")
+            if not line.strip():
+                continue
+            n = line.count(b",") + 1
+            if n != ncols:
+                rejects.add("field_count", f"expected {ncols} fields, got {n}", line)
+                continue
+            good.append(line)
+        if not good:
+            return _empty_typed()
+        text = pacsv.read_csv(
+            pa.py_buffer(b"\n".join(good)),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                include_columns=CSV_NAMES,
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        reason: list[str | None] = [None] * text.num_rows
+        rule: list[str] = [""] * text.num_rows
+        columns: dict[str, pa.Array] = {}
+        for name in CSV_NAMES:
+            col = pc.utf8_trim_whitespace(text[name].combine_chunks())
+            is_null = pc.is_in(col, value_set=pa.array(_NULLS))
+            col = pc.if_else(is_null, pa.scalar(None, pa.string()), col)
+            if name in REQUIRED and not (name == "Location" and self.location):
+                for i in np.flatnonzero(is_null.to_numpy(zero_copy_only=False)):
+                    if reason[i] is None:
+                        reason[i], rule[i] = f"missing {name}", "missing_field"
+            if _CSV_TYPES[name] == pa.string():
+                columns[name] = col
+                continue
+            ok = pc.fill_null(pc.match_substring_regex(col, _NUMBER), True)
+            for i in np.flatnonzero(~ok.to_numpy(zero_copy_only=False)):
+                if reason[i] is None:
+                    reason[i], rule[i] = (
+                        f"{name} is not a number: {col[i].as_py()!r}",
+                        "non_numeric",
+                    )
+            safe = pc.if_else(ok, col, pa.scalar(None, pa.string()))
+            as_float = pc.cast(safe, pa.float64())
+            if pa.types.is_integer(_CSV_TYPES[name]):
+                whole = pc.fill_null(pc.equal(pc.floor(as_float), as_float), True)
+                for i in np.flatnonzero(~whole.to_numpy(zero_copy_only=False)):
+                    if reason[i] is None:
+                        reason[i], rule[i] = f"{name} is not an integer", "non_numeric"
+                columns[name] = pc.cast(pc.if_else(whole, as_float, None), _CSV_TYPES[name])
+            else:
+                columns[name] = as_float
+        loc = _normalize_locations(columns["Location"])
+        known = pc.fill_null(pc.is_in(loc, value_set=pa.array(LOCATIONS)), False)
+        for i in np.flatnonzero(~known.to_numpy(zero_copy_only=False)):
+            if reason[i] is None:
+                value = text["Location"][int(i)].as_py()
+                reason[i], rule[i] = f"unknown location {value!r}", "unknown_location"
+        keep = np.ones(text.num_rows, dtype=bool)
+        for row, why in enumerate(reason):
+            if why is not None:
+                rejects.add(rule[row], why, good[row])
+                keep[row] = False
+        typed = pa.table(columns)
+        return typed.filter(pa.array(keep)) if not keep.all() else typed
+
+    def _canonical(self, t: pa.Table, rejects: Rejects) -> Iterator[pa.RecordBatch]:
+        """Typed CSV columns -> canonical columns (SI units, UTC, WGS84, unique ids)."""
+        loc = _normalize_locations(t["Location"])
+        t = t.set_column(t.schema.get_field_index("Location"), "Location", loc)
+        if self.location is not None:
+            keep = pc.equal(t["Location"], self.location)
+            n = t.num_rows
+            t = t.filter(keep)
+            rejects.skip(n - t.num_rows)
+        for location in pc.unique(t["Location"]).to_pylist():
+            part = t.filter(pc.equal(t["Location"], location)) if location else t
+            if part.num_rows:
+                yield self._convert(part, str(location))
+
+    def _convert(self, t: pa.Table, location: str) -> pa.RecordBatch:
+        n = t.num_rows
+        gt = t["Global_Time"].to_numpy()
+        frame = t["Frame_ID"].to_numpy()
+        vid = t["Vehicle_ID"].to_numpy()
+        # Frame_ID counts 0.1 s frames from the start of the recording period, so this is the
+        # period's start; rounded to the second to absorb jitter in Global_Time
+        period = np.round((gt - FRAME_MS * frame) / 1000.0).astype(np.int64) * 1000
+        vehicle_id = pc.binary_join_element_wise(
+            pa.array(np.full(n, location, dtype=object), pa.string()),
+            pa.array(period).cast(pa.string()),
+            pa.array(vid).cast(pa.string()),
+            ":",
+        )
+        gx = t["Global_X"].to_numpy(zero_copy_only=False)
+        gy = t["Global_Y"].to_numpy(zero_copy_only=False)
+        lon, lat = to_lonlat(location, gx, gy)
+
+        def ft(name: str) -> pa.Array:
+            return pc.multiply(t[name], FT).combine_chunks()
+
+        def code(name: str, typ: pa.DataType, zero_is_null: bool = True) -> pa.Array:
+            col = t[name].combine_chunks()
+            if zero_is_null:
+                col = pc.if_else(pc.equal(col, 0), pa.scalar(None, col.type), col)
+            return pc.cast(col, typ, safe=False)
+
+        preceding = code("Preceding", pa.int32())
+        headway = t["Space_Headway"].combine_chunks()
+        no_leader = pc.fill_null(pc.is_null(preceding), True)
+        space = pc.if_else(no_leader, pa.scalar(None, pa.float64()), pc.multiply(headway, FT))
+        th = t["Time_Headway"].combine_chunks()
+        time_headway = pc.if_else(
+            pc.fill_null(pc.or_(no_leader, pc.greater_equal(th, NO_HEADWAY_S)), True),
+            pa.scalar(None, pa.float64()),
+            th,
+        )
+        ts = pa.array(gt, pa.timestamp("ms", tz="UTC"))
+        days = np.floor_divide(gt, 86_400_000).astype(np.int32)
+        arrays = [
+            vehicle_id,
+            ts,
+            ft("Local_X"),
+            ft("Local_Y"),
+            pa.array(lat),
+            pa.array(lon),
+            ft("v_Vel"),
+            ft("v_Acc"),
+            code("Lane_ID", pa.int32(), zero_is_null=False),
+            pa.array(frame.astype(np.int32)),
+            pa.array(vid.astype(np.int32)),
+            pa.array(period, pa.timestamp("ms", tz="UTC")),
+            code("Total_Frames", pa.int32(), zero_is_null=False),
+            ft("v_length"),
+            ft("v_Width"),
+            code("v_Class", pa.int8()),
+            preceding,
+            code("Following", pa.int32()),
+            space,
+            time_headway,
+            code("O_Zone", pa.int16()),
+            code("D_Zone", pa.int16()),
+            code("Int_ID", pa.int16()),
+            code("Section_ID", pa.int16()),
+            code("Direction", pa.int8()),
+            code("Movement", pa.int8()),
+            pa.array(np.full(n, location, dtype=object), pa.string()),
+            pa.array(days, pa.date32()),
+        ]
+        return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _info(self, unit: WorkUnit) -> InputInfo:
+        info = self._infos.get(unit.uri)
+        if info is None or info.fingerprint != unit.fingerprint:
+            info = InputInfo(unit.uri, unit.fingerprint, unit.size, unit.last_modified)
+        return info
+
+    def _check_header(self, info: InputInfo) -> None:
+        """Read the header line once: the columns must be NGSIM's (any order, any case)."""
+        source = self._inputs[info.uri]
+        head = b""
+        stream = source.read(0, None if not info.ranges else min(info.size or 0, 1 << 16), info)
+        try:
+            for chunk in stream:
+                head += chunk
+                if b"\n" in head or len(head) > 1 << 16:
+                    break
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", errors="replace")
+        line = line.lstrip("\ufeff")
+        got = [c.strip() for c in line.split(",")]
+        canon = {n.lower(): n for n in CSV_NAMES}
+        names = [canon.get(c.lower(), c) for c in got]
+        missing = [n for n in CSV_NAMES if n not in names]
+        if missing:
+            raise ConversionError(
+                f"{info.uri} is not an NGSIM trajectory CSV: its header lacks "
+                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+            )
+        self._headers[info.uri] = names
+
+
+def _empty_typed() -> pa.Table:
+    return pa.table({n: pa.array([], t) for n, t in CSV_COLUMNS})
+
+
+def _unit_lines(unit: WorkUnit, data: Iterator[bytes], block_bytes: int) -> Iterator[bytes]:
+    """Blocks of whole lines owned by the unit: lines starting in [start, end), after the
+    header. `data` begins at byte max(start - 1, 0); it is closed once the last line is read."""
+    pos = max(unit.start - 1, 0)  # absolute offset of buf[0]
+    buf = bytearray()
+    aligned = False  # buf starts at the beginning of a line the unit owns
+    try:
+        for chunk in data:
+            buf += chunk
+            if not aligned:
+                nl = buf.find(b"\n")
+                if nl < 0:
+                    continue
+                del buf[: nl + 1]
+                pos += nl + 1
+                aligned = True
+            rel_end = unit.end - pos  # lines starting before this offset are ours
+            if rel_end <= 0:
+                return
+            if len(buf) >= rel_end:
+                last = buf.find(b"\n", rel_end - 1)
+                if last >= 0:
+                    yield from _blocks(bytes(buf[: last + 1]), block_bytes)
+                    return
+            while len(buf) >= block_bytes and len(buf) < rel_end:
+                cut = buf.rfind(b"\n", 0, block_bytes)
+                if cut < 0:
+                    break
+                yield bytes(buf[: cut + 1])
+                del buf[: cut + 1]
+                pos += cut + 1
+                rel_end = unit.end - pos
+        if aligned and buf:  # end of input: the last line may lack its newline
+            yield from _blocks(bytes(buf), block_bytes)
+    finally:
+        close = getattr(data, "close", None)
+        if close is not None:
+            close()
+
+
+def _blocks(data: bytes, block_bytes: int) -> Iterator[bytes]:
+    """Split whole lines into blocks of about block_bytes at line ends."""
+    start = 0
+    while len(data) - start > block_bytes:
+        cut = data.rfind(b"\n", start, start + block_bytes)
+        if cut < 0:
+            break
+        yield data[start : cut + 1]
+        start = cut + 1
+    if start < len(data):
+        yield data[start:]

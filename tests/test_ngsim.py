@@ -1,0 +1,378 @@
+"""NGSIM through the dataset contract: generator -> ingest -> views, resume, changes, inputs."""
+
+from __future__ import annotations
+
+import csv
+import http.server
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cvcatalog import Catalog
+from cvcatalog.cli import app
+from cvcatalog.datasets.base import TransientFetchError
+from cvcatalog.datasets.ngsim import NgsimDataset, to_lonlat
+from cvcatalog.sandbox.ngsim import generate_ngsim
+
+UNIT = 1 << 18  # small units: several per test file
+
+#: generous boxes around the real sites (lat_min, lat_max, lon_min, lon_max)
+BOXES = {
+    "us-101": (34.12, 34.16, -118.39, -118.34),
+    "lankershim": (34.12, 34.16, -118.39, -118.34),
+    "i-80": (37.82, 37.86, -122.32, -122.28),
+    "peachtree": (33.76, 33.80, -84.41, -84.37),
+}
+
+
+@pytest.fixture(scope="module")
+def ngsim_csv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    path = tmp_path_factory.mktemp("ngsim") / "trajectories.csv"
+    rep = generate_ngsim(path, 12_000, seed=7, bad_rows=8)
+    return path, rep
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _ingest(catalog: Path, uri: str, **kw: object):  # type: ignore[no-untyped-def]
+    kw.setdefault("unit_bytes", UNIT)
+    return Catalog(catalog).ingest_dataset("ngsim", uri, **kw)  # type: ignore[arg-type]
+
+
+def test_site_crs_land_on_the_real_sites() -> None:
+    import numpy as np
+
+    for loc, (x, y) in {
+        "us-101": (6451218.6, 1873167.5),
+        "lankershim": (6452219.1, 1873709.7),
+        "i-80": (6042197.1, 2132953.9),
+        "peachtree": (2230214.7, 1375989.2),
+    }.items():
+        lon, lat = to_lonlat(loc, np.array([x]), np.array([y]))
+        lat_min, lat_max, lon_min, lon_max = BOXES[loc]
+        assert lat_min < lat[0] < lat_max and lon_min < lon[0] < lon_max, loc
+
+
+def test_generator_is_deterministic_and_plausible(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    generate_ngsim(a, 3000, seed=1)
+    generate_ngsim(b, 3000, seed=1)
+    assert a.read_bytes() == b.read_bytes()
+    rows = _csv_rows(a)
+    assert all(abs(float(r["v_Acc"])) <= 11.2 for r in rows)  # <= 3.4 m/s^2
+    assert all(float(r["v_Vel"]) >= 0 for r in rows)
+    for r in rows:  # Global_Time - 100 * Frame_ID is the period start: constant per period
+        assert (int(r["Global_Time"]) - 100 * int(r["Frame_ID"])) % 1000 == 0
+    led = [r for r in rows if r["Preceding"] != "0"]
+    assert led and all(float(r["Space_Headway"]) > 0 for r in led)
+
+
+def test_round_trip_units_ids_and_quarantine(ngsim_csv, catalog_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    path, rep = ngsim_csv
+    s = _ingest(catalog_dir, str(path))
+    assert s.ok and s.units > 3
+    rows = _csv_rows(path)
+    assert len(rows) == rep.data_lines
+    assert s.quarantined == rep.bad_rows
+    assert s.rows == rep.data_lines - s.quarantined
+    cat = Catalog(catalog_dir)
+    n = cat.query("select count(*) n from ngsim_trajectories")["n"][0]
+    assert n == s.rows
+
+    # conversions, checked against values computed here from the CSV rows
+    sample = [r for r in rows if r["Location"] in BOXES][::997]
+    for r in sample:
+        vid = int(r["Vehicle_ID"])
+        gt = int(r["Global_Time"])
+        got = cat.query(
+            "select * from ngsim_trajectories where ngsim_vehicle_id = ? and "
+            "epoch_ms(timestamp) = ? and location = ?",
+            [vid, gt, r["Location"]],
+        )
+        assert len(got) == 1
+        g = got.iloc[0]
+        assert g["x_m"] == pytest.approx(float(r["Local_X"]) * 0.3048)
+        assert g["y_m"] == pytest.approx(float(r["Local_Y"]) * 0.3048)
+        assert g["speed_mps"] == pytest.approx(float(r["v_Vel"]) * 0.3048)
+        assert g["accel_mps2"] == pytest.approx(float(r["v_Acc"]) * 0.3048)
+        assert g["vehicle_length_m"] == pytest.approx(float(r["v_length"]) * 0.3048)
+        period = gt - 100 * int(r["Frame_ID"])
+        assert g["vehicle_id"] == f"{r['Location']}:{period}:{vid}"
+        assert g["lane_id"] == int(r["Lane_ID"])
+        assert str(g["date"]) == str(g["timestamp"].tz_convert("UTC").date())
+        lat_min, lat_max, lon_min, lon_max = BOXES[r["Location"]]
+        assert lat_min < g["latitude"] < lat_max and lon_min < g["longitude"] < lon_max
+        if r["Preceding"] == "0":
+            assert g["preceding"] is None or g["preceding"] != g["preceding"]  # NULL / NaN
+            assert g["time_headway_s"] != g["time_headway_s"] or g["time_headway_s"] is None
+
+    # ids: NGSIM's repeat across periods and locations, ours do not
+    ids = cat.query(
+        "select ngsim_vehicle_id, count(distinct vehicle_id) n from ngsim_trajectories "
+        "group by 1 order by 2 desc limit 1"
+    )
+    assert ids["n"][0] > 1
+    per_vehicle = cat.query(
+        "select vehicle_id, count(distinct location) l, count(distinct period_start) p, "
+        "count(*) c, max(total_frames) t from ngsim_trajectories group by 1"
+    )
+    assert (per_vehicle["l"] == 1).all() and (per_vehicle["p"] == 1).all()
+    assert (per_vehicle["c"] == per_vehicle["t"]).all()  # whole trajectories, no merging
+
+    # quarantine: every broken line with its reason, and counted per rule
+    q = [
+        json.loads(line)
+        for f in (catalog_dir / "quarantine").rglob("*.ndjson")
+        for line in f.read_text().splitlines()
+    ]
+    assert len(q) == rep.bad_rows
+    assert {x["rule"] for x in q} == {
+        "field_count",
+        "non_numeric",
+        "missing_field",
+        "unknown_location",
+    }
+    assert all(x["line"] in path.read_text() for x in q)
+    rules = cat.query(
+        "select rule, sum(count) n from validation_reports where run_id = ? group by 1",
+        [s.run_id],
+    )
+    assert int(rules["n"].sum()) == rep.bad_rows
+    run = cat.query("select * from ingest_runs where run_id = ?", [s.run_id]).iloc[0]
+    assert run["source"] == "ngsim" and run["message_type"] == "TRAJECTORY"
+    assert run["status"] == "ok" and run["rows"] == s.rows
+
+
+def test_location_filter_skips_other_sites(ngsim_csv, catalog_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    path, rep = ngsim_csv
+    s = _ingest(catalog_dir, str(path), location="I-80")
+    assert s.ok
+    assert s.rows == rep.per_location["i-80"]
+    cat = Catalog(catalog_dir)
+    got = cat.query("select location, count(*) n from ngsim_trajectories group by 1")
+    assert got["location"].tolist() == ["i-80"]
+    # the i-80 periods cross midnight UTC: two date partitions
+    dates = cat.query("select distinct date from ngsim_trajectories")
+    assert len(dates) == 2
+    # a whole load then supersedes the filtered one (no duplicates)
+    s2 = _ingest(catalog_dir, str(path))
+    assert s2.ok
+    n = cat.query("select count(*) n from ngsim_trajectories where location = 'i-80'")["n"][0]
+    assert n == rep.per_location["i-80"]
+
+
+class _Counting(NgsimDataset):
+    """Counts fetches; can fail one unit (once, or always)."""
+
+    fail_index: int | None = None
+    fail_kind: str = "fatal"
+    fetches: list[int]
+
+    def fetch(self, unit):  # type: ignore[no-untyped-def]
+        self.fetches.append(unit.index)
+        if unit.index == self.fail_index:
+            if self.fail_kind == "transient-once":
+                self.fail_index = None
+                raise TransientFetchError("connection reset (test)")
+            raise RuntimeError("disk on fire (test)")
+        return super().fetch(unit)
+
+
+def _run(catalog: Path, uri: str, **kw: object):  # type: ignore[no-untyped-def]
+    from cvcatalog.datasets.driver import run_dataset
+
+    ds = _Counting([uri], unit_bytes=UNIT)
+    ds.fetches = []
+    for k, v in kw.items():
+        setattr(ds, k, v)
+    s = run_dataset(ds, Catalog(catalog).db, workers=2, retry_delay=0.0)
+    return ds, s
+
+
+def test_failed_unit_then_resume_fetches_only_the_rest(ngsim_csv, catalog_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    path, rep = ngsim_csv
+    _, s = _run(catalog_dir, str(path), fail_index=2)
+    assert not s.ok and s.units_failed == 1
+    cat = Catalog(catalog_dir)
+    # an input is shown only once all its units are in: nothing half-loaded is visible
+    assert cat.query("select count(*) n from ngsim_trajectories")["n"][0] == 0
+    committed = s.units_done
+    ds2, s2 = _run(catalog_dir, str(path))
+    assert s2.ok
+    assert len(ds2.fetches) == s.units - committed  # only what the first run did not commit
+    assert 2 in ds2.fetches
+    assert s2.units_cached == committed
+    assert cat.query("select count(*) n from ngsim_trajectories")["n"][0] == (
+        rep.data_lines - rep.bad_rows
+    )
+    # unchanged input: nothing fetched at all
+    ds3, s3 = _run(catalog_dir, str(path))
+    assert s3.ok and ds3.fetches == [] and s3.units_cached == s3.units
+
+
+def test_transient_error_is_retried(ngsim_csv, catalog_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    path, rep = ngsim_csv
+    ds, s = _run(catalog_dir, str(path), fail_index=1, fail_kind="transient-once")
+    assert s.ok and s.retries == 1
+    assert ds.fetches.count(1) == 2
+    assert s.rows == rep.data_lines - rep.bad_rows
+
+
+def test_changed_input_is_rebuilt_and_replaces_the_old(tmp_path: Path, catalog_dir: Path) -> None:
+    path = tmp_path / "t.csv"
+    generate_ngsim(path, 4000, seed=1, locations=["us-101"])
+    s1 = _ingest(catalog_dir, str(path))
+    cat = Catalog(catalog_dir)
+    old_files = set((catalog_dir / "lake").rglob("*.parquet"))
+    rep2 = generate_ngsim(path, 3000, seed=2, locations=["peachtree"])
+    os.utime(path, ns=(1, 2_000_000_000_000_000_000))  # a different mtime, whatever the clock
+    s2 = _ingest(catalog_dir, str(path))
+    assert s2.ok and s2.units_done == s2.units and s2.inputs_published == 1
+    got = cat.query("select location, count(*) n from ngsim_trajectories group by 1")
+    assert got["location"].tolist() == ["peachtree"]
+    assert got["n"][0] == rep2.rows
+    assert not (old_files & set((catalog_dir / "lake").rglob("*.parquet")))  # old files gone
+    assert s1.rows != s2.rows or s1.run_id != s2.run_id
+    inputs = cat.query("select * from dataset_inputs")
+    assert len(inputs) == 1 and inputs["rows"][0] == rep2.rows
+
+
+class _RangeHandler(http.server.BaseHTTPRequestHandler):
+    """A minimal static server with byte ranges (and an ETag) for one file."""
+
+    path_on_disk: Path
+    ranges = True
+
+    def do_GET(self) -> None:
+        data = self.path_on_disk.read_bytes()
+        etag = f'"{len(data)}-{int(self.path_on_disk.stat().st_mtime_ns)}"'
+        m = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
+        if m and self.ranges:
+            a = int(m.group(1))
+            b = int(m.group(2)) if m.group(2) else len(data) - 1
+            body = data[a : b + 1]
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {a}-{a + len(body) - 1}/{len(data)}")
+        else:
+            body = data
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", etag)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_file(ngsim_csv) -> Iterator[tuple[str, type[_RangeHandler]]]:  # type: ignore[no-untyped-def]
+    handler = type("H", (_RangeHandler,), {"path_on_disk": ngsim_csv[0]})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/trajectories.csv", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+_ORDER = "select * exclude (vehicle_id) , vehicle_id from ngsim_trajectories order by vehicle_id, timestamp"
+
+
+@pytest.mark.slow
+def test_local_http_and_s3_give_identical_results(  # type: ignore[no-untyped-def]
+    ngsim_csv, http_file, s3_client, tmp_path: Path
+) -> None:
+    path, rep = ngsim_csv
+    url, handler = http_file
+    s3_client.create_bucket(Bucket="ngsim")
+    s3_client.upload_file(str(path), "ngsim", "data/trajectories.csv")
+    results = {}
+    for name, uri in {
+        "local": str(path),
+        "http": url,
+        "s3": "s3://ngsim/data/trajectories.csv",
+    }.items():
+        s = _ingest(tmp_path / name, uri)
+        assert s.ok, s.errors
+        assert s.units > 3
+        results[name] = Catalog(tmp_path / name).query(_ORDER)
+    handler.ranges = False  # a server without Range support: one streamed unit, same rows
+    s = _ingest(tmp_path / "http-norange", url)
+    assert s.ok and s.units == 1
+    results["http-norange"] = Catalog(tmp_path / "http-norange").query(_ORDER)
+    base = results["local"]
+    assert len(base) == rep.data_lines - rep.bad_rows
+    for name, df in results.items():
+        assert df.equals(base), name
+    # S3: unchanged ETag, nothing fetched again
+    s = _ingest(tmp_path / "s3", "s3://ngsim/data/trajectories.csv")
+    assert s.units_done == 0 and s.bytes_downloaded == 0
+
+
+def test_cli_ingest_and_sandbox(tmp_path: Path, catalog_dir: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "g.csv"
+    r = runner.invoke(app, ["sandbox", "ngsim", "--out", str(out), "--rows", "3000", "--seed", "5"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app,
+        [
+            "ingest",
+            "--source",
+            "ngsim",
+            "--path",
+            str(out),
+            "--catalog",
+            str(catalog_dir),
+            "--format",
+            "json",
+            "--no-progress",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)[0]
+    data_lines = len(out.read_text().splitlines()) - 1
+    assert summary["rows"] == data_lines
+    r = runner.invoke(
+        app,
+        [
+            "query",
+            "--catalog",
+            str(catalog_dir),
+            "--format",
+            "json",
+            "select count(*) n from trajectories where source = 'ngsim'",
+        ],
+    )
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["n"] == data_lines
+    for bad in (
+        ["ingest", "--source", "ngsim", "--catalog", str(catalog_dir)],
+        ["ingest", "--source", "ngsim", "--type", "BSM", "--path", str(out)],
+        ["ingest", "--source", "ngsim", "--path", str(out), "--start", "2021-01-01"],
+        ["ingest", "--source", "ngsim", "--path", str(out), "--location", "mars"],
+        ["ingest", "--source", "wydot", "--type", "BSM", "--path", str(out)],
+        [
+            "ingest",
+            "--source",
+            "ngsim",
+            "--path",
+            str(tmp_path / "missing.csv"),
+            "--catalog",
+            str(catalog_dir),
+        ],
+    ):
+        r = runner.invoke(app, bad)
+        assert r.exit_code == 1, (bad, r.output)
+        assert "Traceback" not in r.output
