@@ -682,6 +682,82 @@ def report_runs(
     emit(open_catalog(catalog).runs(limit), fmt)
 
 
+@report_app.command("quality")
+@friendly
+def report_quality(
+    source: Annotated[
+        str, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
+    ],
+    message_type: Annotated[
+        str | None,
+        typer.Option("--type", help="BSM | TIM | SPAT | EVENT | TRAJECTORY [default: all]"),
+    ] = None,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+    png: Annotated[Path | None, typer.Option("--png", help="Write the charts here (PNG)")] = None,
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Write a self-contained HTML report here")
+    ] = None,
+    timezone: Annotated[
+        str, typer.Option("--timezone", help="Clock of the coverage by day and hour")
+    ] = "UTC",
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="YAML with a quality: section, used when rules are evaluated now "
+            "(no stats recorded yet)",
+        ),
+    ] = None,
+) -> None:
+    """Rows, invalid records by rule, outliers removed and coverage by day and hour."""
+    from cvcatalog.quality import QualityConfig
+    from cvcatalog.quality_report import build_report, render_html, render_png, write_atomic
+
+    cfg = QualityConfig.from_yaml(config) if config else None
+    rep = build_report(open_catalog(catalog), source, message_type, timezone=timezone, config=cfg)
+    if fmt is Format.table:
+        emit(
+            rep.summary_rows(),
+            fmt,
+            columns=["message_type", "rule", "action", "count", "origin"],
+            title=f"data quality: {rep.source}",
+        )
+        days = [
+            {"message_type": t.message_type, "day": d, "records": n}
+            for t in rep.types
+            for d, n in t.by_day()
+        ]
+        emit(
+            days,
+            fmt,
+            columns=["message_type", "day", "records"],
+            title=f"coverage by day ({rep.timezone})",
+        )
+        for t in rep.types:
+            hours = t.by_hour()
+            if hours:
+                peak = max(hours, key=lambda kv: kv[1])
+                print(
+                    f"{t.message_type}: {len(hours)} hour(s) of day covered, busiest {peak[0]} "
+                    f"({peak[1]:,} records)"
+                )
+        for note in rep.notes():
+            print(f"note: {note}")
+    else:
+        emit(
+            rep.rows(),
+            fmt,
+            columns=["source", "message_type", "section", "item", "action", "count", "origin"],
+        )
+    if png or html_out:
+        image = render_png(rep)
+        if png:
+            write_atomic(png, image)
+        if html_out:
+            write_atomic(html_out, render_html(rep, image).encode("utf-8"))
+
+
 # -- sandbox --------------------------------------------------------------------------------
 STATE = Path(".sandbox/server.json")
 

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cvcatalog.exceptions import ConfigError
+from cvcatalog.quality import QualityConfig, check_applicable
 from cvcatalog.sources import BUCKET, VALID_TYPES
 
 DEFAULT_HOME = Path("data/catalog")
@@ -152,6 +153,9 @@ class DataSourceConfig(_Strict):
     download: DownloadConfig = DownloadConfig()
     memory: MemoryConfig = MemoryConfig()
     validation: ValidationConfig = ValidationConfig()
+    #: data quality rules and cleaning (cvcatalog.quality); absent: rules counted with their
+    #: defaults, nothing cleaned
+    quality: QualityConfig | None = None
     storage: str | None = Field(
         None,
         description="where the Parquet lake lives: 'local' (the catalog directory) or "
@@ -175,7 +179,14 @@ class DataSourceConfig(_Strict):
             # assignment re-runs validation; only assign when normalisation changed something
             object.__setattr__(self, "source", src)
             object.__setattr__(self, "message_type", mt)
+        if self.quality is not None:
+            check_applicable(self.quality, src, mt)
         return self
+
+    @property
+    def quality_config(self) -> QualityConfig:
+        """The quality section, or the defaults when the file has none."""
+        return self.quality or QualityConfig()
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> DataSourceConfig:

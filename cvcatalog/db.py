@@ -40,9 +40,10 @@ MIGRATIONS: list[tuple[int, str]] = [
     (1, "001_catalog.sql"),
     (2, "002_listing_cache.sql"),
     (3, "003_datasets.sql"),
+    (4, "004_quality.sql"),
     (6, "006_catalog_settings.sql"),
 ]
-SCHEMA_VERSION = MIGRATIONS[-1][0]
+SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
 Notify = Callable[[str], None]
 
@@ -69,20 +70,22 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
     )
-    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-    current = int(row[0]) if row else 0
+    # set-based, not "above the highest applied": migrations developed in parallel (003, 004,
+    # 005) may be merged in any order, and each is applied once whenever it arrives
+    applied = {int(r[0]) for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    current = max(applied, default=0)
     if current > SCHEMA_VERSION:
         raise CatalogError(
             f"the catalog was written by a newer cvcatalog (schema {current}, this one knows "
             f"{SCHEMA_VERSION}); upgrade cvcatalog"
         )
     for version, name in MIGRATIONS:
-        if version <= current:
+        if version in applied:
             continue
         con.execute(load_sql("migrations", name))
         con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, now_utc()])
-        current = version
-    return current
+        applied.add(version)
+    return max(applied, default=0)
 
 
 def ensure_views(con: duckdb.DuckDBPyConnection, paths: CatalogPaths) -> None:

@@ -1,0 +1,939 @@
+"""Data quality: rules counted on every partition, cleaning operations run when configured.
+
+Everything is DuckDB SQL generated over a relation (a view, a table, or `read_parquet` of one
+partition's files), so rules and cleaning run out-of-core on partitions of any size; Python
+never holds the rows. A column mapping says which columns play which part (trajectory id,
+time, position, speed, acceleration), so the same rules serve WYDOT and THEA BSMs and NGSIM
+trajectories; for records that are not trajectories (TIM, SPAT, EVENT) only the duplicate rule
+(and the report's coverage) apply.
+
+Rules (always counted):
+  * bounds      latitude/longitude outside a box (default per source, see DEFAULT_BOUNDS);
+  * speed       reported speed < 0 or above max_speed_mps;
+  * accel       |reported longitudinal acceleration| above max_abs_accel_mps2;
+  * derived_speed, derived_accel (opt-in) the same limits on speed and acceleration derived
+                from consecutive positions;
+  * ordering    within a trajectory, in source order, a record whose time is earlier than the
+                previous record's;
+  * duplicates  same trajectory id and same time (trajectories), or the same values in every
+                column except file bookkeeping (source_key, invalid_reason, warnings) for other
+                records; the first in source order is the original, the others are counted.
+bounds, speed, accel and the derived rules make a row an *outlier*.
+
+Cleaning (each off by default): remove_duplicates, remove_outliers, detect_gaps (a `segment`
+number per trajectory that starts again after a gap longer than max_gap_s; never deletes) and
+Savitzky-Golay smoothing of position columns within gap-free segments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cvcatalog.exceptions import CatalogError, ConfigError
+from cvcatalog.sqlutil import list_literal, quote_ident
+
+if TYPE_CHECKING:
+    import duckdb
+    import numpy as np
+
+__all__ = [
+    "DEFAULT_BOUNDS",
+    "Bounds",
+    "QualityConfig",
+    "QualityStats",
+    "RecordMapping",
+    "TrajectoryMapping",
+    "apply",
+    "evaluate",
+    "mapping_for",
+    "quality_sources",
+    "record",
+    "savgol_weights",
+    "view_for",
+]
+
+_P = "__q_"  # prefix of every internal column; none reaches an output file
+
+
+# -- configuration ----------------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+class Bounds(_Strict):
+    """A latitude/longitude box (degrees, inclusive)."""
+
+    lat_min: float = Field(ge=-90, le=90)
+    lat_max: float = Field(ge=-90, le=90)
+    lon_min: float = Field(ge=-180, le=180)
+    lon_max: float = Field(ge=-180, le=180)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if self.lat_min > self.lat_max:
+            raise ValueError(f"lat_min ({self.lat_min}) is above lat_max ({self.lat_max})")
+        if self.lon_min > self.lon_max:
+            raise ValueError(f"lon_min ({self.lon_min}) is above lon_max ({self.lon_max})")
+        return self
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        return (self.lat_min, self.lat_max, self.lon_min, self.lon_max)
+
+
+class Rules(_Strict):
+    """What is counted on every partition. A limit of null switches that rule off."""
+
+    bounds: Bounds | Literal["auto"] | None = Field(
+        "auto", description="a box, 'auto' (the source's default box) or null (off)"
+    )
+    max_speed_mps: float | None = Field(70.0, gt=0, description="252 km/h; null = off")
+    max_abs_accel_mps2: float | None = Field(15.0, gt=0, description="~1.5 g; null = off")
+    derived_from_positions: bool = Field(
+        False, description="also check speed and acceleration derived from consecutive positions"
+    )
+    ordering: bool = True
+    duplicates: bool = True
+
+    @field_validator("bounds", mode="before")
+    @classmethod
+    def _bounds(cls, v: Any) -> Any:
+        """One clear message instead of pydantic's per-member union errors."""
+        if v is None or isinstance(v, Bounds):
+            return v
+        if isinstance(v, str) and v.strip().lower() == "auto":
+            return "auto"
+        if isinstance(v, dict):
+            try:
+                return Bounds.model_validate(v)
+            except ValidationError as e:
+                first = e.errors()[0]
+                loc = ".".join(str(x) for x in first["loc"])
+                msg = first["msg"].removeprefix("Value error, ")
+                raise ValueError(f"{loc}: {msg}" if loc else msg) from None
+        raise ValueError(
+            "bounds must be 'auto', null (off) or a box with lat_min, lat_max, lon_min, lon_max; "
+            f"got {v!r}"
+        )
+
+
+class GapDetection(_Strict):
+    enabled: bool = False
+    max_gap_s: float | Literal["auto"] = Field(
+        "auto", description="'auto': 5 s for BSMs, 1 s for NGSIM (0.1 s frames)"
+    )
+
+    @field_validator("max_gap_s")
+    @classmethod
+    def _positive(cls, v: float | str) -> float | str:
+        if not isinstance(v, str) and v <= 0:
+            raise ValueError(f"max_gap_s must be a positive number of seconds, got {v}")
+        return v
+
+
+class Smoothing(_Strict):
+    enabled: bool = False
+    method: Literal["savgol"] = "savgol"
+    window: int = Field(5, description="odd number of samples, >= 3")
+    order: int = Field(2, ge=0, description="polynomial order, smaller than window")
+    columns: list[str] | None = Field(None, description="default: the position columns")
+
+    @field_validator("window")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v < 3 or v % 2 == 0:
+            raise ValueError(f"window must be an odd number of samples >= 3, got {v}")
+        if v > 101:
+            raise ValueError(f"window must be at most 101 samples, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _order(self) -> Smoothing:
+        if self.order >= self.window:
+            raise ValueError(f"order ({self.order}) must be smaller than window ({self.window})")
+        if self.columns is not None and not self.columns:
+            raise ValueError("columns must name at least one column (or be left out)")
+        return self
+
+
+class Cleaning(_Strict):
+    remove_duplicates: bool = False
+    remove_outliers: bool = False
+    detect_gaps: GapDetection = GapDetection()
+    smoothing: Smoothing = Smoothing()
+
+
+class QualityConfig(_Strict):
+    """The `quality:` section of a data-source config (or a file of its own)."""
+
+    rules: Rules = Rules()
+    cleaning: Cleaning = Cleaning()
+
+    @model_validator(mode="after")
+    def _outlier_rules(self) -> QualityConfig:
+        r = self.rules
+        if self.cleaning.remove_outliers and (
+            r.bounds is None and r.max_speed_mps is None and r.max_abs_accel_mps2 is None
+        ):
+            raise ValueError(
+                "cleaning.remove_outliers needs at least one outlier rule "
+                "(rules.bounds, rules.max_speed_mps or rules.max_abs_accel_mps2)"
+            )
+        return self
+
+    @property
+    def trajectory_only(self) -> list[str]:
+        """Enabled operations that only make sense on trajectories."""
+        c = self.cleaning
+        return [
+            name
+            for name, on in (
+                ("cleaning.remove_outliers", c.remove_outliers),
+                ("cleaning.detect_gaps", c.detect_gaps.enabled),
+                ("cleaning.smoothing", c.smoothing.enabled),
+            )
+            if on
+        ]
+
+    @classmethod
+    def parse(cls, data: dict[str, Any] | None, origin: str = "quality") -> QualityConfig:
+        """Validate a mapping; errors become one ConfigError line with the field path."""
+        from cvcatalog.config import format_validation_error
+
+        try:
+            return cls.model_validate(data or {})
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(e, origin)) from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> QualityConfig:
+        """A YAML file holding either the section itself or a data-source config with one."""
+        from cvcatalog.config import load_yaml
+
+        data = load_yaml(path)
+        if "quality" in data:
+            data = data["quality"] or {}
+        return cls.parse(data, str(path))
+
+
+# -- column mappings --------------------------------------------------------------------------
+#: lat_min, lat_max, lon_min, lon_max. WYDOT: the I-80 corridor across Wyoming (41.0..41.8 N,
+#: 104.05..111.05 W) with ~50 km of margin. THEA: Tampa (the REL and downtown are near 27.95 N,
+#: 82.45 W) and Hillsborough County. NGSIM: a loose box over the contiguous United States (the
+#: four sites are in California and Georgia; positions come from State Plane conversions).
+DEFAULT_BOUNDS: dict[str, tuple[float, float, float, float]] = {
+    "wydot": (40.5, 42.5, -111.5, -103.5),
+    "wydot_backup": (40.5, 42.5, -111.5, -103.5),
+    "thea": (27.5, 28.3, -82.9, -82.0),
+    "ngsim": (24.0, 50.0, -125.0, -66.0),
+}
+
+#: Columns that say where a record came from, not what it says; ignored by exact duplicates.
+BOOKKEEPING_COLUMNS: tuple[str, ...] = ("source_key", "invalid_reason", "warnings")
+
+
+@dataclass(frozen=True)
+class TrajectoryMapping:
+    """Which columns of a relation make a trajectory point."""
+
+    id: str
+    time: str
+    latitude: str | None = None
+    longitude: str | None = None
+    speed: str | None = None
+    accel: str | None = None
+    x: str | None = None  # metres, e.g. NGSIM local x/y
+    y: str | None = None
+    #: columns that order records as they were produced, before the row order of the files
+    #: (CV Pilot: source_key, the S3 object, whose keys sort by arrival; rows keep their order
+    #: inside an object but objects are stored in any order). Absent columns are skipped.
+    order: tuple[str, ...] = ()
+    default_bounds: tuple[float, float, float, float] | None = None
+    default_max_gap_s: float = 5.0
+
+    @property
+    def position_columns(self) -> list[str]:
+        """What smoothing smooths by default: x/y (metres) and latitude/longitude."""
+        return [c for c in (self.x, self.y, self.latitude, self.longitude) if c is not None]
+
+
+@dataclass(frozen=True)
+class RecordMapping:
+    """Records that are not trajectory points: only exact duplicates are a rule."""
+
+    time: str | None = None
+    ignore: tuple[str, ...] = BOOKKEEPING_COLUMNS
+    order: tuple[str, ...] = ("source_key",)  # as TrajectoryMapping.order
+
+
+Mapping = TrajectoryMapping | RecordMapping
+
+
+#: source -> message types the quality module knows beyond the bucket's (built elsewhere).
+EXTRA_SOURCES: dict[str, tuple[str, ...]] = {"ngsim": ("TRAJECTORY",)}
+_EXTRA_VIEWS = {("ngsim", "TRAJECTORY"): "ngsim_trajectories"}
+
+
+def quality_sources() -> dict[str, tuple[str, ...]]:
+    """Every source the quality rules and report know, with its message types."""
+    from cvcatalog.sources import VALID_TYPES
+
+    out = {s: tuple(t) for s, t in VALID_TYPES.items()}
+    for s, types in EXTRA_SOURCES.items():
+        out[s] = tuple(dict.fromkeys([*out.get(s, ()), *types]))
+    return out
+
+
+def mapping_for(source: str, message_type: str) -> Mapping:
+    """The column mapping of one (source, message type)."""
+    src, mt = source.strip().lower(), message_type.strip().upper()
+    if mt == "BSM" and src in ("wydot", "wydot_backup", "thea"):
+        # the BSM columns every BSM source shares (schemas.base.BSM_SHARED_COLUMNS)
+        return TrajectoryMapping(
+            id="vehicle_id",
+            time="generated_at",
+            latitude="latitude",
+            longitude="longitude",
+            speed="speed_mps",
+            accel="accel_long_mps2",
+            order=("source_key",),
+            default_bounds=DEFAULT_BOUNDS[src],
+        )
+    if (src, mt) == ("ngsim", "TRAJECTORY"):
+        return TrajectoryMapping(
+            id="vehicle_id",
+            time="timestamp",
+            latitude="latitude",
+            longitude="longitude",
+            speed="speed_mps",
+            accel="accel_mps2",
+            x="x_m",
+            y="y_m",
+            default_bounds=DEFAULT_BOUNDS["ngsim"],
+            default_max_gap_s=1.0,
+        )
+    if (src, mt) == ("nycdot", "EVENT"):
+        return RecordMapping(time=None)  # events carry only time bins
+    if mt in quality_sources().get(src, ()):
+        return RecordMapping(time="generated_at")
+    raise ConfigError(f"no quality rules for {source}/{message_type}")
+
+
+def view_for(source: str, message_type: str) -> str:
+    """The canonical view of one (source, message type)."""
+    from cvcatalog.schemas import SCHEMAS
+
+    schema = SCHEMAS.get((source, message_type))
+    if schema is not None:
+        return schema.view_name
+    if (source, message_type) in _EXTRA_VIEWS:
+        return _EXTRA_VIEWS[(source, message_type)]
+    return f"{source}_{message_type.lower()}"
+
+
+def check_applicable(cfg: QualityConfig, source: str, message_type: str) -> None:
+    """Trajectory-only cleaning on records that are not trajectories is a config mistake."""
+    if isinstance(mapping_for(source, message_type), RecordMapping) and cfg.trajectory_only:
+        raise ValueError(
+            f"quality.{', quality.'.join(cfg.trajectory_only)} applies to trajectories (BSM, "
+            f"TRAJECTORY) only; "
+            f"{source}/{message_type} records are not trajectory points"
+        )
+
+
+# -- results ----------------------------------------------------------------------------------
+@dataclass
+class QualityStats:
+    """Counts of one evaluation or cleaning, keyed (rule, action).
+
+    Actions: flagged (rows failing a rule), removed, smoothed, gaps, and for rule "rows" the
+    input and output row counts.
+    """
+
+    rows_in: int
+    rows_out: int | None = None
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    #: the configuration with 'auto' values resolved, as recorded in quality_configs
+    config_json: str | None = None
+
+    def count(self, rule: str, action: str = "flagged") -> int:
+        return self.counts.get((rule, action), 0)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"rule": r, "action": a, "count": n} for (r, a), n in self.counts.items()]
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    cfg: QualityConfig
+    bounds: tuple[float, float, float, float] | None
+    max_gap_s: float
+
+    def to_json(self) -> str:
+        data = self.cfg.model_dump(mode="json")
+        b = self.bounds
+        data["rules"]["bounds"] = (
+            None
+            if b is None
+            else dict(zip(("lat_min", "lat_max", "lon_min", "lon_max"), b, strict=True))
+        )
+        data["cleaning"]["detect_gaps"]["max_gap_s"] = self.max_gap_s
+        return json.dumps(data, sort_keys=True)
+
+
+def _resolve(cfg: QualityConfig, m: Mapping) -> _Resolved:
+    b = cfg.rules.bounds
+    bounds = None
+    if isinstance(m, TrajectoryMapping):
+        bounds = (
+            m.default_bounds if b == "auto" else (b.as_tuple() if isinstance(b, Bounds) else None)
+        )
+    g = cfg.cleaning.detect_gaps.max_gap_s
+    default_gap = m.default_max_gap_s if isinstance(m, TrajectoryMapping) else 5.0
+    return _Resolved(cfg, bounds, default_gap if isinstance(g, str) else float(g))
+
+
+# -- SQL generation ---------------------------------------------------------------------------
+def savgol_weights(window: int, order: int) -> np.ndarray:
+    """Savitzky-Golay weights for the centre of a window: the value at offset 0 of the
+    least-squares polynomial of degree `order` through `window` equally spaced samples.
+
+    Offsets are scaled to [-1, 1] (the constant term, which is all we need, does not change),
+    which keeps the Vandermonde matrix well conditioned for wide windows.
+    """
+    import numpy as np
+
+    if window < 3 or window % 2 == 0 or not 0 <= order < window:
+        raise ValueError(f"need an odd window >= 3 and 0 <= order < window, got {window}, {order}")
+    h = window // 2
+    k = np.arange(-h, h + 1, dtype=float) / h
+    a = np.vander(k, order + 1, increasing=True)
+    coef, *_ = np.linalg.lstsq(a, np.eye(window), rcond=None)
+    return np.asarray(coef[0], dtype=float)
+
+
+@dataclass
+class _Plan:
+    """CTEs of one pipeline, the names of its stages and the parameters they use."""
+
+    ctes: list[tuple[str, str]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    flags: str = ""  # stage with every flag column
+    final: str = ""  # stage after cleaning
+    stat_flags: dict[str, str] = field(default_factory=dict)  # rule -> SQL over `flags`
+    stat_removed: dict[str, str] = field(default_factory=dict)  # rule -> SQL over `flags`
+    stat_out: dict[tuple[str, str], str] = field(default_factory=dict)  # over `final`
+    output: list[str] = field(default_factory=list)  # extra output items (segment)
+    order: str | None = None  # ORDER BY of the output (the storage order of the input)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, name: str, sql: str) -> str:
+        self.ctes.append((name, sql))
+        return name
+
+    def param(self, name: str, value: Any) -> str:
+        self.params[name] = value
+        return f"${name}"
+
+    def with_clause(self) -> str:
+        return "WITH " + ",\n".join(f"{n} AS ({s})" for n, s in self.ctes)
+
+    def params_for(self, sql: str) -> dict[str, Any]:
+        """The parameters a statement uses (DuckDB refuses unused named parameters)."""
+        return {k: v for k, v in self.params.items() if re.search(rf"\${k}\b", sql)}
+
+
+def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    """Column name -> type of a relation; a missing view or file is one clear line."""
+    import duckdb
+
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    except duckdb.Error as e:
+        raise CatalogError(f"cannot read {relation[:200]}: {str(e).splitlines()[0]}") from None
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+_NUMERIC = (
+    "DOUBLE",
+    "FLOAT",
+    "REAL",
+    "DECIMAL",
+    "INTEGER",
+    "BIGINT",
+    "SMALLINT",
+    "TINYINT",
+    "HUGEINT",
+)
+
+
+def _need(columns: dict[str, str], name: str | None, role: str) -> str | None:
+    if name is None:
+        return None
+    if name not in columns:
+        raise CatalogError(f"the data has no column {name!r} (the {role} column of the mapping)")
+    return quote_ident(name)
+
+
+def _trajectory_plan(
+    columns: dict[str, str],
+    m: TrajectoryMapping,
+    r: _Resolved,
+    order_cols: Sequence[str],
+    *,
+    clean: bool,
+) -> _Plan:
+    """Flags, then (when clean) removal, segments and smoothing, as chained CTEs over `src`."""
+    rules, c = r.cfg.rules, r.cfg.cleaning
+    p = _Plan()
+    i, t = _need(columns, m.id, "id"), _need(columns, m.time, "time")
+    assert i is not None and t is not None
+    lat, lon = _need(columns, m.latitude, "latitude"), _need(columns, m.longitude, "longitude")
+    speed, accel = _need(columns, m.speed, "speed"), _need(columns, m.accel, "acceleration")
+    x, y = _need(columns, m.x, "x"), _need(columns, m.y, "y")
+    ok = f"({i} IS NOT NULL AND {t} IS NOT NULL)"
+    src_order = ", ".join(order_cols) if order_cols else None
+    by_time = f"{t}, {src_order}" if src_order else t
+    w_time = f"PARTITION BY {i} ORDER BY {by_time}"
+
+    # stage 1: windows in source order and in time order
+    items: list[str] = []
+    want_dup = rules.duplicates or (clean and c.remove_duplicates)
+    if rules.ordering and src_order:
+        items.append(f"lag({t}) OVER (PARTITION BY {i} ORDER BY {src_order}) AS {_P}prev_t")
+    if want_dup:
+        dup_order = f" ORDER BY {src_order}" if src_order else ""
+        items.append(f"row_number() OVER (PARTITION BY {i}, {t}{dup_order}) AS {_P}dup_rank")
+    derived = rules.derived_from_positions and (
+        (x is not None and y is not None) or (lat is not None and lon is not None)
+    )
+    if derived:
+        items.append(f"(epoch_us({t}) - epoch_us(lag({t}) OVER ({w_time}))) / 1e6 AS {_P}dt")
+        if x is not None and y is not None:
+            dist = (
+                f"sqrt(pow({x} - lag({x}) OVER ({w_time}), 2) + "
+                f"pow({y} - lag({y}) OVER ({w_time}), 2))"
+            )
+        else:
+            # equirectangular: exact enough over the metres between consecutive points
+            dist = (
+                f"6371008.8 * radians(sqrt(pow({lat} - lag({lat}) OVER ({w_time}), 2) + "
+                f"pow(cos(radians({lat})) * ({lon} - lag({lon}) OVER ({w_time})), 2)))"
+            )
+        items.append(f"{dist} AS {_P}dist")
+    stage = "src"
+    if items:
+        stage = p.add("w1", f"SELECT *, {', '.join(items)} FROM src")
+    if derived:
+        stage = p.add(
+            "w2",
+            f"SELECT *, CASE WHEN {_P}dt > 0 THEN {_P}dist / {_P}dt END AS {_P}dspeed FROM {stage}",
+        )
+        stage = p.add(
+            "w3",
+            f"SELECT *, CASE WHEN {_P}dt > 0 THEN ({_P}dspeed - lag({_P}dspeed) OVER ({w_time})) "
+            f"/ {_P}dt END AS {_P}daccel FROM {stage}",
+        )
+
+    # stage 2: one boolean per rule
+    flags: dict[str, str] = {}
+    outlier_rules: list[str] = []
+    if r.bounds is not None and lat is not None and lon is not None:
+        la0, la1 = p.param("lat_min", r.bounds[0]), p.param("lat_max", r.bounds[1])
+        lo0, lo1 = p.param("lon_min", r.bounds[2]), p.param("lon_max", r.bounds[3])
+        flags["bounds"] = (
+            f"coalesce({lat} NOT BETWEEN {la0} AND {la1} OR {lon} NOT BETWEEN {lo0} AND {lo1}, false)"
+        )
+        outlier_rules.append("bounds")
+    if rules.max_speed_mps is not None:
+        vmax = p.param("max_speed", rules.max_speed_mps)
+        if speed is not None:
+            flags["speed"] = f"coalesce({speed} < 0 OR {speed} > {vmax}, false)"
+            outlier_rules.append("speed")
+        if derived:
+            flags["derived_speed"] = f"coalesce({_P}dspeed > {vmax}, false)"
+            outlier_rules.append("derived_speed")
+    if rules.max_abs_accel_mps2 is not None:
+        amax = p.param("max_accel", rules.max_abs_accel_mps2)
+        if accel is not None:
+            flags["accel"] = f"coalesce(abs({accel}) > {amax}, false)"
+            outlier_rules.append("accel")
+        if derived:
+            flags["derived_accel"] = f"coalesce(abs({_P}daccel) > {amax}, false)"
+            outlier_rules.append("derived_accel")
+    if rules.ordering and src_order:
+        flags["ordering"] = f"coalesce({ok} AND {t} < {_P}prev_t, false)"
+    if want_dup:
+        flags["duplicates"] = f"coalesce({ok} AND {_P}dup_rank > 1, false)"
+    outlier = " OR ".join(f"{_P}{n}" for n in outlier_rules) or "false"
+    if flags:
+        flag_items = ", ".join(f"{sql} AS {_P}{n}" for n, sql in flags.items())
+        stage = p.add("f1", f"SELECT *, {flag_items} FROM {stage}")
+    p.flags = stage = p.add("flags", f"SELECT *, ({outlier}) AS {_P}outlier FROM {stage}")
+    for n in flags:
+        if n != "duplicates" or rules.duplicates:
+            p.stat_flags[n] = f"count_if({_P}{n})"
+    if outlier_rules:
+        p.stat_flags["outliers"] = f"count_if({_P}outlier)"
+    if rules.ordering and not src_order:
+        p.notes.append("ordering not evaluated: the relation has no source order")
+
+    if not clean:
+        p.final = stage
+        return p
+
+    # stage 3: removal
+    drop: list[str] = []
+    if c.remove_duplicates:
+        drop.append(f"{_P}duplicates")
+        p.stat_removed["duplicates"] = f"count_if({_P}duplicates)"
+    if c.remove_outliers and outlier_rules:
+        not_dup = f" AND NOT {_P}duplicates" if c.remove_duplicates else ""
+        drop.append(f"{_P}outlier")
+        p.stat_removed["outliers"] = f"count_if({_P}outlier{not_dup})"
+    if drop:
+        stage = p.add("kept", f"SELECT * FROM {stage} WHERE NOT ({' OR '.join(drop)})")
+
+    # stage 4: segments (gap detection; smoothing never spans a gap either)
+    sm = c.smoothing
+    if c.detect_gaps.enabled or sm.enabled:
+        gap = p.param("max_gap", r.max_gap_s)
+        stage = p.add(
+            "g1",
+            f"SELECT *, (epoch_us({t}) - epoch_us(lag({t}) OVER ({w_time}))) / 1e6 AS {_P}gap_dt "
+            f"FROM {stage}",
+        )
+        stage = p.add(
+            "g2",
+            f"SELECT *, CASE WHEN {ok} THEN sum(CASE WHEN {_P}gap_dt > {gap} THEN 1 ELSE 0 END) "
+            f"OVER ({w_time} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) END AS {_P}seg "
+            f"FROM {stage}",
+        )
+        if c.detect_gaps.enabled:
+            p.stat_out[("gaps", "gaps")] = f"count_if({ok} AND {_P}gap_dt > {gap})"
+            p.stat_out[("gaps", "segments")] = f"count(DISTINCT ({i}, {_P}seg)) FILTER ({ok})"
+            seg_type = "INTEGER"
+            p.output.append(f"CAST({_P}seg AS {seg_type}) AS segment")
+
+    # stage 5: Savitzky-Golay smoothing over rows ordered by time within a segment
+    if sm.enabled:
+        cols = sm.columns or m.position_columns
+        if not cols:
+            raise ConfigError("smoothing has no columns: the mapping has no position columns")
+        for col in cols:
+            typ = columns.get(col)
+            if typ is None:
+                raise ConfigError(
+                    f"quality.cleaning.smoothing.columns: no column {col!r} in the data"
+                )
+            if col in (m.id, m.time) or not typ.upper().startswith(_NUMERIC):
+                raise ConfigError(
+                    f"quality.cleaning.smoothing.columns: {col!r} ({typ}) is not a numeric "
+                    "measurement column"
+                )
+        weights = savgol_weights(sm.window, sm.order)
+        h = sm.window // 2
+        ws = f"PARTITION BY {i}, {_P}seg ORDER BY {by_time}"
+
+        def sg(col: str) -> str:
+            q = quote_ident(col)
+            terms = []
+            for k, w in zip(range(-h, h + 1), weights, strict=True):
+                # weights are derived from validated integers; repr keeps every bit
+                val = (
+                    q
+                    if k == 0
+                    else (f"lag({q}, {-k}) OVER ({ws})" if k < 0 else f"lead({q}, {k}) OVER ({ws})")
+                )
+                terms.append(f"({float(w)!r}) * {val}")
+            return "(" + " + ".join(terms) + ")"
+
+        exprs = {col: sg(col) for col in cols}
+        repl = ", ".join(
+            f"CASE WHEN {ok} THEN coalesce({e}, {quote_ident(col)}) ELSE {quote_ident(col)} END "
+            f"AS {quote_ident(col)}"
+            for col, e in exprs.items()
+        )
+        any_smoothed = " OR ".join(f"{e} IS NOT NULL" for e in exprs.values())
+        stage = p.add(
+            "sm",
+            f"SELECT * REPLACE ({repl}), coalesce({ok} AND ({any_smoothed}), false) AS {_P}smoothed "
+            f"FROM {stage}",
+        )
+        p.stat_out[("smoothing", "smoothed")] = f"count_if({_P}smoothed)"
+    p.final = stage
+    return p
+
+
+def _record_plan(
+    columns: dict[str, str],
+    m: RecordMapping,
+    r: _Resolved,
+    order_cols: Sequence[str],
+    *,
+    clean: bool,
+) -> _Plan:
+    """Exact duplicates over every column but the bookkeeping (and internal) ones."""
+    p = _Plan()
+    rules, c = r.cfg.rules, r.cfg.cleaning
+    src_order = ", ".join(order_cols) if order_cols else None
+    key = [quote_ident(n) for n in columns if n not in m.ignore and not n.startswith(_P)]
+    stage = "src"
+    if rules.duplicates or (clean and c.remove_duplicates):
+        o = f" ORDER BY {src_order}" if src_order else ""
+        stage = p.add(
+            "w1",
+            f"SELECT *, row_number() OVER (PARTITION BY {', '.join(key)}{o}) > 1 AS {_P}duplicates "
+            f"FROM {stage}",
+        )
+        if rules.duplicates:
+            p.stat_flags["duplicates"] = f"count_if({_P}duplicates)"
+    p.flags = stage
+    if clean and c.remove_duplicates:
+        p.stat_removed["duplicates"] = f"count_if({_P}duplicates)"
+        stage = p.add("kept", f"SELECT * FROM {stage} WHERE NOT {_P}duplicates")
+    p.final = stage
+    return p
+
+
+def _plan(
+    con: duckdb.DuckDBPyConnection,
+    relation_sql: str,
+    mapping: Mapping,
+    cfg: QualityConfig,
+    order_cols: Sequence[str],
+    *,
+    clean: bool,
+) -> tuple[_Plan, _Resolved, dict[str, str]]:
+    columns = _describe(con, relation_sql)
+    res = _resolve(cfg, mapping)
+    # the rules' source order: the mapping's columns, then the storage order of the rows;
+    # without a storage order the order inside an object is unknown, so there is none
+    storage = list(order_cols)
+    order = [quote_ident(c) for c in mapping.order if c in columns] + storage if storage else []
+    if isinstance(mapping, TrajectoryMapping):
+        plan = _trajectory_plan(columns, mapping, res, order, clean=clean)
+    else:
+        if clean and cfg.trajectory_only:
+            raise ConfigError(
+                f"{', '.join(cfg.trajectory_only)} applies to trajectories only; these records "
+                "are not trajectory points"
+            )
+        plan = _record_plan(columns, mapping, res, order, clean=clean)
+    plan.ctes.insert(0, ("src", f"SELECT * FROM {relation_sql}"))
+    plan.order = ", ".join(storage) or None  # output rows keep their storage order
+    return plan, res, columns
+
+
+def _stats_sql(plan: _Plan) -> tuple[str, list[tuple[str, str]]]:
+    """One query returning every count; the keys name the (rule, action) of each column."""
+    keys: list[tuple[str, str]] = [("rows", "input")]
+    sel_in = ["count(*)"]
+    for rule, expr in plan.stat_flags.items():
+        keys.append((rule, "flagged"))
+        sel_in.append(expr)
+    for rule, expr in plan.stat_removed.items():
+        keys.append((rule, "removed"))
+        sel_in.append(expr)
+    parts = [f"(SELECT [{', '.join(f'CAST({e} AS BIGINT)' for e in sel_in)}] FROM {plan.flags})"]
+    if plan.final != plan.flags or plan.stat_out:
+        keys.append(("rows", "output"))
+        out = ["count(*)", *plan.stat_out.values()]
+        keys.extend(plan.stat_out)
+        parts.append(
+            f"(SELECT [{', '.join(f'CAST({e} AS BIGINT)' for e in out)}] FROM {plan.final})"
+        )
+    return f"{plan.with_clause()}\nSELECT {' || '.join(parts)}", keys
+
+
+def _run_stats(con: duckdb.DuckDBPyConnection, plan: _Plan, res: _Resolved) -> QualityStats:
+    sql, keys = _stats_sql(plan)
+    row = con.execute(sql, plan.params_for(sql)).fetchone()
+    values = list(row[0]) if row else [0] * len(keys)
+    counts = {k: int(v or 0) for k, v in zip(keys, values, strict=True)}
+    stats = QualityStats(
+        rows_in=counts[("rows", "input")],
+        rows_out=counts.get(("rows", "output")),
+        counts=counts,
+        notes=list(plan.notes),
+        config_json=res.to_json(),
+    )
+    return stats
+
+
+def evaluate(
+    con: duckdb.DuckDBPyConnection,
+    relation_sql: str,
+    mapping: Mapping,
+    cfg: QualityConfig | None = None,
+    *,
+    order_by: Sequence[str] = (),
+) -> QualityStats:
+    """Count rows and rows failing each rule over a relation (a FROM item: view, table,
+    `read_parquet(...)` or a parenthesised query). Nothing is changed.
+
+    order_by: quoted columns of the relation giving the storage order of its rows; the
+    source order (used by the ordering rule and to pick the original among duplicates) is the
+    mapping's order columns, then these. Without them the ordering rule is not evaluated
+    (noted in the result).
+    """
+    plan, res, _ = _plan(con, relation_sql, mapping, cfg or QualityConfig(), order_by, clean=False)
+    return _run_stats(con, plan, res)
+
+
+def _parquet_relation(files: Sequence[Path]) -> str:
+    """The files in order, with their index in the list and the row number inside the file
+    (the source order), and no hive columns (they live in directory names, not in files)."""
+    names = [str(f) for f in files]
+    return (
+        f"(SELECT * EXCLUDE ({_P}file, file_row_number), "
+        f"list_position({list_literal(names)}, {_P}file) AS {_P}o_file, "
+        f"file_row_number AS {_P}o_row "
+        f"FROM read_parquet({list_literal(names)}, filename = '{_P}file', "
+        f"file_row_number = true, hive_partitioning = false))"
+    )
+
+
+def evaluate_files(
+    con: duckdb.DuckDBPyConnection,
+    files: Sequence[Path],
+    mapping: Mapping,
+    cfg: QualityConfig | None = None,
+) -> QualityStats:
+    """evaluate() over Parquet files, in source order (file list order, then row in file)."""
+    if not files:
+        raise CatalogError("no Parquet files to evaluate")
+    return evaluate(
+        con, _parquet_relation(files), mapping, cfg, order_by=(f"{_P}o_file", f"{_P}o_row")
+    )
+
+
+def apply(
+    con: duckdb.DuckDBPyConnection,
+    input_files: Sequence[Path],
+    output_path: Path,
+    mapping: Mapping,
+    cfg: QualityConfig | None = None,
+    *,
+    row_group_size: int | None = None,
+) -> QualityStats:
+    """Evaluate the rules over one partition's Parquet files and write the cleaned rows to
+    output_path (zstd Parquet, atomically: a temporary name in the same directory, then
+    os.replace). Returns counts per rule and action.
+
+    Rows keep their source order (file order, then row in file); columns keep their names and
+    types; detect_gaps adds an INTEGER `segment` column (0, 1, ... per trajectory, NULL when
+    id or time is NULL). With no cleaning operation enabled the rows are copied as they are
+    (an ingest that cleans nothing should rather call evaluate_files() and keep its files).
+    """
+    cfg = cfg or QualityConfig()
+    if not input_files:
+        raise CatalogError("no Parquet files to clean")
+    rel = _parquet_relation(input_files)
+    order = (f"{_P}o_file", f"{_P}o_row")
+    plan, res, columns = _plan(con, rel, mapping, cfg, order, clean=True)
+    stats = _run_stats(con, plan, res)
+
+    # the output needs only the flags that cleaning acts on: plan it again without the others
+    c = cfg.cleaning
+    out_cfg = cfg.model_copy(
+        update={
+            "rules": cfg.rules.model_copy(
+                update={"ordering": False, "duplicates": c.remove_duplicates}
+                | (
+                    {}
+                    if c.remove_outliers
+                    else {
+                        "bounds": None,
+                        "max_speed_mps": None,
+                        "max_abs_accel_mps2": None,
+                        "derived_from_positions": False,
+                    }
+                )
+            )
+        }
+    )
+    out, _, _ = _plan(con, rel, mapping, out_cfg, order, clean=True)
+    internal = _internal_columns(con, out)
+    items = ["* EXCLUDE (" + ", ".join(quote_ident(n) for n in internal) + ")"]
+    if "segment" in columns and out.output:
+        items[0] = items[0][:-1] + ", segment)"
+    items.extend(out.output)
+    query = f"{out.with_clause()}\nSELECT {', '.join(items)} FROM {out.final}"
+    if c.remove_duplicates or c.remove_outliers or c.detect_gaps.enabled or c.smoothing.enabled:
+        query += f" ORDER BY {out.order}"  # windows shuffle rows; a plain scan keeps the order
+    options = "FORMAT parquet, COMPRESSION zstd"
+    if row_group_size is not None:
+        options += f", ROW_GROUP_SIZE {int(row_group_size)}"
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex}.tmp")
+    # the ingest's connections run with preserve_insertion_order = false; a plain scan keeps
+    # the storage order only with it on (restored afterwards)
+    (keep_order,) = con.execute(
+        "SELECT current_setting('preserve_insertion_order')"
+    ).fetchone() or (True,)
+    try:
+        con.execute("SET preserve_insertion_order = true")
+        con.execute(f"COPY ({query}) TO '{_sql_path(tmp)}' ({options})", out.params_for(query))
+        os.replace(tmp, output_path)
+    finally:
+        con.execute(f"SET preserve_insertion_order = {'true' if keep_order else 'false'}")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    if stats.rows_out is None:
+        stats.rows_out = stats.rows_in
+        stats.counts[("rows", "output")] = stats.rows_in
+    return stats
+
+
+def _sql_path(path: Path) -> str:
+    text = str(path)
+    if "\x00" in text:
+        raise ValueError("path contains a NUL byte")
+    return text.replace("'", "''")
+
+
+def _internal_columns(con: duckdb.DuckDBPyConnection, plan: _Plan) -> list[str]:
+    """Internal columns present at the final stage (every name with the internal prefix)."""
+    sql = f"{plan.with_clause()}\nSELECT * FROM {plan.final} LIMIT 0"
+    cur = con.execute(sql, plan.params_for(sql))
+    return [d[0] for d in cur.description or [] if d[0].startswith(_P)]
+
+
+# -- catalog recording ------------------------------------------------------------------------
+def record(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    source: str,
+    message_type: str,
+    partition_key: str,
+    stats: QualityStats,
+    cfg: QualityConfig | None = None,
+) -> None:
+    """Store one partition's counts (zeros too: "evaluated and clean" differs from "not
+    evaluated") and the run's resolved configuration. Call inside the ingest's catalog write
+    transaction, next to the partition row, so both commit or neither does."""
+    from cvcatalog.db import now_utc
+
+    now = now_utc()
+    con.execute(
+        "DELETE FROM quality_stats WHERE run_id = ? AND partition_key = ?", [run_id, partition_key]
+    )
+    rows = [
+        [run_id, source, message_type, partition_key, rule, action, int(n), now]
+        for (rule, action), n in stats.counts.items()
+    ]
+    if rows:
+        con.executemany("INSERT INTO quality_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    config_json = stats.config_json or (cfg or QualityConfig()).model_dump_json()
+    con.execute("INSERT OR REPLACE INTO quality_configs VALUES (?, ?)", [run_id, config_json])

@@ -1,0 +1,514 @@
+"""The data quality report of one source: numbers from the catalog, a PNG and an HTML page.
+
+Rows come from the manifest (partitions table), invalid-by-rule and removed counts from
+`quality_stats` (the run that wrote each partition's current version), coverage from the
+source's views. A catalog ingested before quality stats existed still gets a report: the rules
+are then evaluated now over the partitions' Parquet files (or the view), and the report says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import html
+import io
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cvcatalog.exceptions import CatalogError, ConfigError
+from cvcatalog.quality import (
+    Mapping,
+    QualityConfig,
+    QualityStats,
+    evaluate,
+    evaluate_files,
+    mapping_for,
+    quality_sources,
+    view_for,
+)
+from cvcatalog.sqlutil import quote_ident
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from cvcatalog.catalog import Catalog
+
+#: Report origins: counts recorded by ingests, evaluated now, or nothing to count.
+RECORDED, EVALUATED, NO_DATA = "recorded", "evaluated now", "no data"
+
+_WEEKDAYS = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN", "NA"]
+_TIME_BINS = ["NT", "AM", "MD", "PM", "EV", "NA"]
+
+
+@dataclass
+class TypeQuality:
+    """The quality of one (source, message type)."""
+
+    source: str
+    message_type: str
+    view: str
+    rows: int = 0
+    partitions: int = 0
+    origin: str = NO_DATA
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: (day label, hour label, records); hour labels "00".."23", or NYCDOT time bins
+    coverage: list[tuple[str, str, int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def by_day(self) -> list[tuple[str, int]]:
+        days: dict[str, int] = {}
+        for d, _, n in self.coverage:
+            days[d] = days.get(d, 0) + n
+        return sorted(days.items(), key=lambda kv: _day_key(kv[0]))
+
+    def by_hour(self) -> list[tuple[str, int]]:
+        hours: dict[str, int] = {}
+        for _, h, n in self.coverage:
+            hours[h] = hours.get(h, 0) + n
+        return sorted(hours.items(), key=lambda kv: _hour_key(kv[0]))
+
+
+@dataclass
+class QualityReport:
+    source: str
+    timezone: str
+    types: list[TypeQuality]
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """rows, then every (rule, action) count, per message type."""
+        out: list[dict[str, Any]] = []
+        for t in self.types:
+            out.append(
+                {
+                    "message_type": t.message_type,
+                    "rule": "rows",
+                    "action": "in catalog",
+                    "count": t.rows,
+                    "origin": "manifest",
+                }
+            )
+            for (rule, action), n in t.counts.items():
+                out.append(
+                    {
+                        "message_type": t.message_type,
+                        "rule": rule,
+                        "action": action,
+                        "count": n,
+                        "origin": t.origin,
+                    }
+                )
+        return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every number as flat rows (section, message_type, item, action, count) for json/csv."""
+        out: list[dict[str, Any]] = []
+        for r in self.summary_rows():
+            section = "rows" if r["rule"] == "rows" else "rule"
+            out.append(
+                {
+                    "source": self.source,
+                    "message_type": r["message_type"],
+                    "section": section,
+                    "item": r["rule"],
+                    "action": r["action"],
+                    "count": r["count"],
+                    "origin": r["origin"],
+                }
+            )
+        for t in self.types:
+            for day, n in t.by_day():
+                out.append(
+                    {
+                        "source": self.source,
+                        "message_type": t.message_type,
+                        "section": "coverage_day",
+                        "item": day,
+                        "action": "records",
+                        "count": n,
+                        "origin": self.timezone,
+                    }
+                )
+            for hour, n in t.by_hour():
+                out.append(
+                    {
+                        "source": self.source,
+                        "message_type": t.message_type,
+                        "section": "coverage_hour",
+                        "item": hour,
+                        "action": "records",
+                        "count": n,
+                        "origin": self.timezone,
+                    }
+                )
+        return out
+
+    def notes(self) -> list[str]:
+        return [f"{t.message_type}: {n}" for t in self.types for n in t.notes]
+
+
+def _day_key(label: str) -> tuple[str, int]:
+    head, _, wd = label.partition(" ")
+    return head, _WEEKDAYS.index(wd) if wd in _WEEKDAYS else -1
+
+
+def _hour_key(label: str) -> tuple[int, str]:
+    if label in _TIME_BINS:
+        return _TIME_BINS.index(label), label
+    return (int(label), label) if label.isdigit() else (99, label)
+
+
+# -- gathering --------------------------------------------------------------------------------
+def check_source(source: str, message_type: str | None = None) -> tuple[str, list[str]]:
+    """Normalise a source (and optional type) against the sources the quality rules know."""
+    known = quality_sources()
+    src = source.strip().lower()
+    if src not in known:
+        raise ConfigError(f"unknown source {source!r}; expected one of {', '.join(known)}")
+    if message_type is None:
+        return src, list(known[src])
+    mt = message_type.strip().upper()
+    if mt not in known[src]:
+        raise ConfigError(
+            f"source {src!r} has no message type {message_type!r}; it has {', '.join(known[src])}"
+        )
+    return src, [mt]
+
+
+def build_report(
+    catalog: Catalog,
+    source: str,
+    message_type: str | None = None,
+    *,
+    timezone: str = "UTC",
+    config: QualityConfig | None = None,
+) -> QualityReport:
+    """Gather the report of a source (all its message types, or one) from a catalog."""
+    from cvcatalog.config import check_timezone
+
+    try:
+        check_timezone(timezone)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    src, types = check_source(source, message_type)
+    with catalog.db.read() as con:
+        views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+        parts = [
+            _type_quality(con, catalog, src, mt, views, timezone, config or QualityConfig())
+            for mt in types
+        ]
+    missing = [t for t in parts if t.view not in views]
+    if len(missing) == len(parts):
+        raise CatalogError(
+            f"the catalog has no view {', '.join(t.view for t in missing)}; ingest "
+            f"{src}/{missing[0].message_type} first"
+        )
+    return QualityReport(src, timezone, parts)
+
+
+def _type_quality(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    source: str,
+    message_type: str,
+    views: set[str],
+    tz: str,
+    cfg: QualityConfig,
+) -> TypeQuality:
+    view = view_for(source, message_type)
+    tq = TypeQuality(source, message_type, view)
+    if view not in views:
+        tq.notes.append(f"no view {view} in this catalog")
+        return tq
+    row = con.execute(
+        "SELECT coalesce(sum(rows), 0), count(*) FROM partitions "
+        "WHERE status = 'complete' AND source = ? AND message_type = ?",
+        [source, message_type],
+    ).fetchone()
+    tq.rows, tq.partitions = (int(row[0]), int(row[1])) if row else (0, 0)
+    if tq.partitions == 0:  # a source whose loader keeps no manifest rows: count the view
+        n = con.execute(f"SELECT count(*) FROM {quote_ident(view)}").fetchone()
+        tq.rows = int(n[0]) if n else 0
+    if tq.rows == 0:
+        return tq
+
+    recorded, with_stats = _recorded(con, source, message_type, tq.partitions)
+    if recorded:
+        tq.counts, tq.origin = recorded, RECORDED
+        if tq.partitions and with_stats < tq.partitions:
+            tq.notes.append(
+                f"quality stats recorded for {with_stats} of {tq.partitions} partitions; "
+                "the others were ingested without them"
+            )
+    else:
+        stats = _evaluate_now(con, catalog, source, message_type, view, cfg)
+        tq.counts, tq.origin = dict(stats.counts), EVALUATED
+        tq.counts.pop(("rows", "output"), None)
+        tq.notes.append(
+            "no quality stats recorded yet: rules evaluated now over the catalog "
+            "(default configuration unless --config gives one)"
+        )
+        tq.notes.extend(stats.notes)
+    tq.coverage = _coverage(con, view, mapping_for(source, message_type), tz)
+    return tq
+
+
+def _recorded(
+    con: duckdb.DuckDBPyConnection, source: str, message_type: str, partitions: int
+) -> tuple[dict[tuple[str, str], int], int]:
+    """Counts summed over each partition's current run (the one that wrote its files), or
+    over each partition's latest run for sources the manifest does not track."""
+    if partitions:
+        chosen = (
+            "SELECT partition_key, run_id FROM partitions "
+            "WHERE status = 'complete' AND source = $source AND message_type = $mt"
+        )
+    else:
+        chosen = (
+            "SELECT partition_key, arg_max(run_id, created_at) AS run_id FROM quality_stats "
+            "WHERE source = $source AND message_type = $mt GROUP BY partition_key"
+        )
+    rows = con.execute(
+        f"WITH chosen AS ({chosen}) "
+        "SELECT q.rule, q.action, sum(q.count)::BIGINT, count(DISTINCT q.partition_key) "
+        "FROM quality_stats q JOIN chosen c USING (partition_key, run_id) "
+        "WHERE q.source = $source AND q.message_type = $mt "
+        "GROUP BY ALL ORDER BY min(q.created_at), q.rule, q.action",
+        {"source": source, "mt": message_type},
+    ).fetchall()
+    counts = {(str(r), str(a)): int(n) for r, a, n, _ in rows}
+    with_stats = max((int(p) for *_, p in rows), default=0)
+    return _ordered(counts), with_stats
+
+
+_RULE_ORDER = [
+    "rows",
+    "bounds",
+    "speed",
+    "accel",
+    "derived_speed",
+    "derived_accel",
+    "outliers",
+    "ordering",
+    "duplicates",
+    "gaps",
+    "smoothing",
+]
+
+
+def _ordered(counts: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    def key(k: tuple[str, str]) -> tuple[int, str, str]:
+        rule, action = k
+        return (_RULE_ORDER.index(rule) if rule in _RULE_ORDER else 99, rule, action)
+
+    return {k: counts[k] for k in sorted(counts, key=key)}
+
+
+def _evaluate_now(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    source: str,
+    message_type: str,
+    view: str,
+    cfg: QualityConfig,
+) -> QualityStats:
+    """The rules over the partitions' own files (source order known), else over the view."""
+    from cvcatalog.manifest import complete_data_files
+    from cvcatalog.schemas import SCHEMAS
+
+    mapping = mapping_for(source, message_type)
+    schema = SCHEMAS.get((source, message_type))
+    files: list[Path] = []
+    if schema is not None:
+        for f in complete_data_files(con, source, message_type, schema.canonical_version):
+            try:
+                files.append(catalog.paths.absolute(f.path))
+            except CatalogError:
+                files = []
+                break
+    if files and all(p.exists() for p in files):
+        stats = evaluate_files(con, files, mapping, cfg)
+    else:  # a published (remote) catalog, or a loader without manifest rows
+        stats = evaluate(con, quote_ident(view), mapping, cfg)
+    stats.counts = _ordered(stats.counts)
+    return stats
+
+
+def _coverage(
+    con: duckdb.DuckDBPyConnection, view: str, mapping: Mapping, tz: str
+) -> list[tuple[str, str, int]]:
+    """(day, hour, records) in the report's clock; NYCDOT events by their bins."""
+    v = quote_ident(view)
+    time_col = mapping.time
+    if time_col is None:
+        # NYCDOT events are binned: month and weekday bin, time-of-day bin
+        sql = (
+            f"SELECT printf('%04d-%02d', year, month) || ' ' || weekday, time_bin, count(*) "
+            f"FROM {v} GROUP BY ALL"
+        )
+        rows = con.execute(sql).fetchall()
+    else:
+        t = f"timezone($tz, {quote_ident(time_col)})"
+        sql = (
+            f"SELECT strftime({t}, '%Y-%m-%d'), strftime({t}, '%H'), count(*) FROM {v} "
+            f"WHERE {quote_ident(time_col)} IS NOT NULL GROUP BY ALL"
+        )
+        rows = con.execute(sql, {"tz": tz}).fetchall()
+    return sorted(
+        ((str(d), str(h), int(n)) for d, h, n in rows),
+        key=lambda r: (_day_key(r[0]), _hour_key(r[1])),
+    )
+
+
+# -- rendering --------------------------------------------------------------------------------
+def render_png(report: QualityReport) -> bytes:
+    """Three panels per message type: invalid by rule, records per day, day x hour heatmap."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # message types without records only say "no data": leave them out unless all are empty
+    types = [t for t in report.types if t.rows] or report.types
+    n = max(1, len(types))
+    fig = Figure(figsize=(15, 3.6 * n), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n, 3, squeeze=False)
+    fig.suptitle(f"Data quality: {report.source} (times in {report.timezone})")
+    for row, t in zip(axes, types, strict=False):
+        a_rule, a_day, a_heat = row
+        flagged = [
+            (f"{rule} ({action})", cnt)
+            for (rule, action), cnt in t.counts.items()
+            if rule != "rows"
+        ]
+        a_rule.set_title(f"{t.message_type}: invalid by rule ({t.origin}; {t.rows:,} rows)")
+        if flagged:
+            labels, values = zip(*flagged, strict=True)
+            ypos = np.arange(len(labels))
+            a_rule.barh(ypos, values, color="#c0504d")
+            a_rule.set_yticks(ypos, labels=labels, fontsize=8)
+            a_rule.invert_yaxis()
+            for y, val in zip(ypos, values, strict=True):
+                a_rule.annotate(
+                    f"{val:,}",
+                    (val, y),
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=7,
+                )
+        else:
+            _empty(a_rule, "no rule counts")
+        days = t.by_day()
+        a_day.set_title(f"{t.message_type}: records per day")
+        if days:
+            xs = np.arange(len(days))
+            a_day.bar(xs, [c for _, c in days], color="#4f81bd")
+            step = max(1, len(days) // 12)
+            a_day.set_xticks(
+                xs[::step], labels=[d for d, _ in days][::step], rotation=45, ha="right", fontsize=7
+            )
+        else:
+            _empty(a_day, "no records")
+        a_heat.set_title(f"{t.message_type}: records by day and hour")
+        if t.coverage:
+            day_labels = [d for d, _ in days]
+            hour_labels = _hour_axis(t)
+            grid = np.zeros((len(day_labels), len(hour_labels)))
+            di = {d: i for i, d in enumerate(day_labels)}
+            hi = {h: i for i, h in enumerate(hour_labels)}
+            for d, h, c in t.coverage:
+                grid[di[d], hi[h]] += c
+            im = a_heat.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
+            a_heat.set_xticks(range(len(hour_labels)), labels=hour_labels, fontsize=6)
+            step = max(1, len(day_labels) // 12)
+            a_heat.set_yticks(
+                range(0, len(day_labels), step), labels=day_labels[::step], fontsize=7
+            )
+            fig.colorbar(im, ax=a_heat, shrink=0.8)
+        else:
+            _empty(a_heat, "no records")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return buf.getvalue()
+
+
+def _hour_axis(t: TypeQuality) -> list[str]:
+    seen = {h for _, h, _ in t.coverage}
+    if seen <= set(_TIME_BINS):
+        return [b for b in _TIME_BINS if b in seen]
+    return [f"{h:02d}" for h in range(24)] + sorted(s for s in seen if not s.isdigit())
+
+
+def _empty(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def render_html(report: QualityReport, png: bytes | None = None) -> str:
+    """A self-contained page: summary, coverage tables and the PNG inline; every value escaped."""
+    e = html.escape
+
+    def table(headers: list[str], rows: list[list[Any]]) -> str:
+        head = "".join(f"<th>{e(str(h))}</th>" for h in headers)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{e(_cell(v))}</td>" for v in r) + "</tr>" for r in rows
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Data quality: {e(report.source)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;}table{border-collapse:collapse;"
+        "margin:0.5em 0 1.5em;}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right;}"
+        "th{background:#eee;}td:first-child,th:first-child{text-align:left;}"
+        "img{max-width:100%;}</style></head><body>",
+        f"<h1>Data quality: {e(report.source)}</h1>",
+        f"<p>Times in {e(report.timezone)}.</p>",
+        "<h2>Summary</h2>",
+        table(
+            ["message type", "rule", "action", "count", "origin"],
+            [
+                [r["message_type"], r["rule"], r["action"], r["count"], r["origin"]]
+                for r in report.summary_rows()
+            ],
+        ),
+    ]
+    notes = report.notes()
+    if notes:
+        parts.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")
+    if png:
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f'<img alt="quality charts" src="data:image/png;base64,{data}">')
+    for t in report.types:
+        parts.append(f"<h2>{e(t.message_type)}: coverage by day</h2>")
+        parts.append(table(["day", "records"], [[d, n] for d, n in t.by_day()]))
+        parts.append(f"<h2>{e(t.message_type)}: coverage by hour of day</h2>")
+        parts.append(table(["hour", "records"], [[h, n] for h, n in t.by_hour()]))
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _cell(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary name beside path, then rename over it (never half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise CatalogError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
