@@ -35,8 +35,9 @@ import duckdb
 from cvcatalog.config import MemoryConfig, ValidationConfig
 from cvcatalog.exceptions import ConfigError, DistributedError
 from cvcatalog.layout import remove_tree
+from cvcatalog.quality import QualityConfig
 from cvcatalog.schemas import MessageSchema
-from cvcatalog.transform import ConvertResult, RawFile, convert_partition
+from cvcatalog.transform import ConvertResult, RawFile, apply_quality, convert_partition
 
 #: how long connecting to a scheduler (and waiting for its first worker) may take
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -58,6 +59,8 @@ class ConvertJob:
     #: the memory budget of one conversion (GB); a worker with a smaller memory limit lowers it
     max_usage_gb: float
     threads: int | None = None
+    #: run the quality step (cvcatalog.quality) on the result; None: skip it
+    quality: QualityConfig | None = None
 
 
 def run_convert_job(job: ConvertJob) -> ConvertResult:
@@ -88,7 +91,7 @@ def run_convert_job(job: ConvertJob) -> ConvertResult:
         con.execute("SET enable_progress_bar = false")
         if job.threads:
             con.execute("SET threads = ?", [job.threads])
-        return convert_partition(
+        result = convert_partition(
             con,
             job.schema,
             list(job.files),
@@ -97,6 +100,9 @@ def run_convert_job(job: ConvertJob) -> ConvertResult:
             target_rows_per_file=job.rows_per_file,
             row_group_size=job.row_group_size,
         )
+        if job.quality is not None:
+            apply_quality(con, result, job.schema, job.out_dir, job.quality, job.row_group_size)
+        return result
     finally:
         con.close()
         remove_tree(job.spill_dir)

@@ -40,10 +40,12 @@ from cvcatalog.layout import (
     sha256_file,
 )
 from cvcatalog.manifest import FileRecord, PartitionRecord, SourceObjectRecord
+from cvcatalog.quality import QualityStats
+from cvcatalog.quality import record as record_quality
 from cvcatalog.s3 import make_client
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import PartitionKey, partitions_for
-from cvcatalog.transform import ConvertResult, RawFile, convert_partition
+from cvcatalog.transform import ConvertResult, RawFile, apply_quality, convert_partition
 from cvcatalog.views import refresh_views
 
 if TYPE_CHECKING:
@@ -480,6 +482,7 @@ class Ingestor:
                 row_group_size=memory.row_group_size,
                 max_usage_gb=pool.memory_gb or memory.max_usage_gb,
                 threads=memory.duckdb_threads or pool.threads,
+                quality=self.cfg.quality,
             )
             return _Converting(p, out_dir, pool.submit(job))
         except (CvCatalogError, OSError) as e:
@@ -701,7 +704,7 @@ class Ingestor:
         ]
         sobjs = [SourceObjectRecord(o.key, o.size, o.etag, o.last_modified) for o in objects]
         try:
-            self._commit(pk, rec, files, sobjs, validation)
+            self._commit(pk, rec, files, sobjs, validation, quality=result.quality)
         except BaseException:
             self._delete_files(files)
             raise
@@ -721,7 +724,7 @@ class Ingestor:
         self, raw: list[RawFile], out_dir: Path, threads: int | None = None
     ) -> ConvertResult:
         with self._duckdb(threads) as con:
-            return convert_partition(
+            result = convert_partition(
                 con,
                 self.schema,
                 raw,
@@ -730,6 +733,16 @@ class Ingestor:
                 target_rows_per_file=self.cfg.memory.rows_per_file,
                 row_group_size=self.cfg.memory.row_group_size,
             )
+            if self.cfg.quality is not None:  # configured: counted (and cleaned) at ingest
+                apply_quality(
+                    con,
+                    result,
+                    self.schema,
+                    out_dir,
+                    self.cfg.quality,
+                    self.cfg.memory.row_group_size,
+                )
+            return result
 
     def _threads(self) -> int:
         return self.cfg.memory.duckdb_threads or os.cpu_count() or 1
@@ -794,11 +807,16 @@ class Ingestor:
         files: list[FileRecord] | None = None,
         objects: list[SourceObjectRecord] | None = None,
         validation: list[tuple[str, str, int]] | None = None,
+        quality: QualityStats | None = None,
     ) -> None:
         with self.db.write() as con:
             obsolete = manifest.put_partition(
                 con, rec, files or [], objects or [], validation or []
             )
+            if quality is not None:
+                record_quality(
+                    con, self.run_id, pk.source, pk.message_type, pk.key, quality, self.cfg.quality
+                )
             refresh_views(con, self.paths, pk.source, pk.message_type)
         self._delete_files(obsolete)
 

@@ -937,3 +937,34 @@ def record(
         con.executemany("INSERT INTO quality_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
     config_json = stats.config_json or (cfg or QualityConfig()).model_dump_json()
     con.execute("INSERT OR REPLACE INTO quality_configs VALUES (?, ?)", [run_id, config_json])
+
+
+def cleans(cfg: QualityConfig) -> bool:
+    """Whether any cleaning operation is on (else the partition's files are kept as written)."""
+    c = cfg.cleaning
+    return c.remove_duplicates or c.remove_outliers or c.detect_gaps.enabled or c.smoothing.enabled
+
+
+def process_partition(
+    con: duckdb.DuckDBPyConnection,
+    files: Sequence[Path],
+    out_dir: Path,
+    source: str,
+    message_type: str,
+    cfg: QualityConfig,
+    *,
+    row_group_size: int | None = None,
+) -> tuple[list[Path], QualityStats]:
+    """The ingest's quality step for one converted partition: count the rules over its files,
+    and when cleaning is on, replace them with one cleaned file. Returns (files, stats)."""
+    mapping = mapping_for(source, message_type)
+    if not files:
+        return [], QualityStats(rows_in=0, rows_out=0)
+    if not cleans(cfg):
+        return list(files), evaluate_files(con, files, mapping, cfg)
+    cleaned = out_dir / "quality-cleaned.parquet"
+    stats = apply(con, files, cleaned, mapping, cfg, row_group_size=row_group_size)
+    for f in files:
+        if f != cleaned:
+            f.unlink()
+    return [cleaned], stats

@@ -106,6 +106,35 @@ class ConvertResult:
     unknown_versions: list[int]
     #: invalid records kept in the Parquet (validation.drop_invalid_records = false), by reason
     kept_invalid: dict[str, int] = field(default_factory=dict)
+    #: the quality step's counts (cvcatalog.quality), when the config has a quality section
+    quality: Any = None
+
+
+def apply_quality(
+    con: duckdb.DuckDBPyConnection,
+    result: ConvertResult,
+    schema: MessageSchema,
+    out_dir: Path,
+    cfg: Any,
+    row_group_size: int | None = None,
+) -> None:
+    """Run the configured quality step (cvcatalog.quality) on a conversion's Parquet, in place:
+    counts always; with cleaning on, the files become one cleaned file and rows its count."""
+    from cvcatalog import quality
+
+    files, stats = quality.process_partition(
+        con,
+        result.parquet_files,
+        out_dir,
+        schema.source,
+        schema.message_type,
+        cfg,
+        row_group_size=row_group_size,
+    )
+    result.parquet_files = files
+    if stats.rows_out is not None:
+        result.rows = stats.rows_out
+    result.quality = stats
 
 
 def reason_category(reason: str) -> str:

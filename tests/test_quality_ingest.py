@@ -1,0 +1,180 @@
+"""The quality step inside ingest: counted and cleaned per partition, recorded with the run
+(moto server over HTTP); compared with SQL over a catalog ingested without it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from typer.testing import CliRunner
+
+from cvcatalog.catalog import Catalog
+from cvcatalog.cli import app
+from cvcatalog.config import ValidationConfig
+from cvcatalog.distributed import ConvertJob, run_convert_job
+from cvcatalog.quality import QualityConfig
+from cvcatalog.sandbox.replica import seed_replica
+from cvcatalog.sandbox.server import SandboxServer
+from cvcatalog.schemas import SCHEMAS
+from cvcatalog.sources import BUCKET
+from cvcatalog.transform import RawFile
+
+D0, D1 = date(2021, 4, 1), date(2021, 4, 2)
+#: a box that cuts the replica's corridor in two, so the bounds rule has work
+BOX = {"lat_min": 40.5, "lat_max": 42.5, "lon_min": -107.0, "lon_max": -103.5}
+OUTSIDE = (
+    "not (latitude between 40.5 and 42.5 and longitude between -107.0 and -103.5) "
+    "or speed_mps > 70 or speed_mps < 0 or abs(accel_long_mps2) > 15"
+)
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def seeded(s3_server: SandboxServer) -> Iterator[Any]:
+    with pytest.MonkeyPatch.context() as mp:
+        s3_server.reset()
+        for k, v in s3_server.env().items():
+            mp.setenv(k, v)
+        mp.delenv("AWS_ENDPOINT_URL", raising=False)
+        client = boto3.client("s3", endpoint_url=s3_server.endpoint_url)
+        client.create_bucket(Bucket=BUCKET)
+        seed_replica(
+            client,
+            D0,
+            D1,
+            sources=["wydot"],
+            message_types=["BSM"],
+            records_per_hour=20,
+            files_per_hour=2,
+        )
+        yield client
+
+
+@pytest.fixture(scope="module")
+def plain(seeded: Any, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    cat = Catalog(tmp_path_factory.mktemp("plain") / "c")
+    assert cat.ingest("wydot", "BSM", D0, D1, rate_limit=0).ok
+    return cat
+
+
+def _config(tmp: Path, quality: dict[str, Any]) -> Path:
+    path = tmp / "cfg.yml"
+    path.write_text(
+        json.dumps(
+            {
+                "source": "wydot",
+                "message_type": "BSM",
+                "date_range": {"days_back": 1},
+                "quality": quality,
+            }
+        )
+    )
+    return path
+
+
+def test_counted_at_ingest_and_recorded_with_the_run(
+    seeded: Any, plain: Catalog, tmp_path: Path
+) -> None:
+    cfg = _config(tmp_path, {"rules": {"bounds": BOX}})
+    cat = Catalog(tmp_path / "counted")
+    s = cat.ingest("wydot", "BSM", D0, D1, rate_limit=0, config=cfg)
+    assert s.ok
+    # counting only: the same rows as without the step
+    assert s.rows == plain.query("select count(*) from wydot_bsm").iat[0, 0]
+    want = plain.query(
+        "select date, count(*) filter (where not (latitude between 40.5 and 42.5 and longitude "
+        "between -107.0 and -103.5)) as n from wydot_bsm group by 1 order by 1"
+    )
+    got = cat.query(
+        "select p.date, q.count as n from quality_stats q join partitions p using "
+        "(partition_key) where q.rule = 'bounds' and q.action = 'flagged' and q.run_id = ? "
+        "order by 1",
+        [s.run_id],
+    )
+    assert want.n.sum() > 0 and list(got.n) == list(want.n)
+    stored = cat.query("select config_json from quality_configs where run_id = ?", [s.run_id])
+    assert json.loads(stored.iat[0, 0])["rules"]["bounds"]["lon_min"] == -107.0
+
+
+def test_cleaning_removes_exactly_the_outliers(seeded: Any, plain: Catalog, tmp_path: Path) -> None:
+    cfg = _config(tmp_path, {"rules": {"bounds": BOX}, "cleaning": {"remove_outliers": True}})
+    cat = Catalog(tmp_path / "cleaned")
+    s = cat.ingest("wydot", "BSM", D0, D1, rate_limit=0, config=cfg)
+    assert s.ok
+    keep = plain.query(f"select count(*) from wydot_bsm where not ({OUTSIDE})").iat[0, 0]
+    removed = plain.query(f"select count(*) from wydot_bsm where {OUTSIDE}").iat[0, 0]
+    assert removed > 0
+    assert cat.query("select count(*) from wydot_bsm").iat[0, 0] == keep == s.rows
+    assert cat.query("select sum(rows)::BIGINT from partitions").iat[0, 0] == keep
+    assert (
+        cat.query(
+            "select sum(count)::BIGINT from quality_stats where rule = 'outliers' and action = 'removed'"
+        ).iat[0, 0]
+        == removed
+    )
+    assert cat.verify().clean
+
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            "quality",
+            "--source",
+            "wydot",
+            "--type",
+            "BSM",
+            "--format",
+            "json",
+            "--catalog",
+            str(cat.paths.root),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert any(r["action"] == "removed" and r["count"] == removed for r in rows)
+
+
+def test_the_dask_conversion_job_runs_the_same_step(
+    seeded: Any, plain: Catalog, tmp_path: Path
+) -> None:
+    """What a worker does: convert, then the quality step, with the stats sent back."""
+    keys = [
+        o["Key"]
+        for o in seeded.list_objects_v2(Bucket=BUCKET, Prefix="wydot/BSM/2021/04/01/")["Contents"]
+    ]
+    raw = []
+    for i, k in enumerate(keys):
+        p = tmp_path / "raw" / f"{i:04d}.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(seeded.get_object(Bucket=BUCKET, Key=k)["Body"].read())
+        raw.append(RawFile(p, k))
+    q = QualityConfig.model_validate(
+        {"rules": {"bounds": BOX}, "cleaning": {"remove_outliers": True}}
+    )
+    job = ConvertJob(
+        key="wydot/BSM/2021/04/01",
+        schema=SCHEMAS[("wydot", "BSM")],
+        files=tuple(raw),
+        out_dir=tmp_path / "out",
+        spill_dir=tmp_path / "spill",
+        validation=ValidationConfig(),
+        rows_per_file=1_000_000,
+        row_group_size=10_000,
+        max_usage_gb=1.0,
+        quality=q,
+    )
+    result = run_convert_job(job)
+    keep = plain.query(
+        f"select count(*) from wydot_bsm where date = '2021-04-01' and not ({OUTSIDE})"
+    ).iat[0, 0]
+    assert result.rows == keep and result.quality is not None
+    removed = plain.query(
+        f"select count(*) from wydot_bsm where date = '2021-04-01' and ({OUTSIDE})"
+    ).iat[0, 0]
+    assert result.quality.count("outliers", "removed") == removed > 0
+    assert len(result.parquet_files) == 1 and result.parquet_files[0].exists()
