@@ -27,8 +27,12 @@ from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.layout import CatalogPaths, fsync_dir
 from cvcatalog.sqlutil import load_sql
 
-MIGRATIONS: list[tuple[int, str]] = [(1, "001_catalog.sql"), (2, "002_listing_cache.sql")]
-SCHEMA_VERSION = MIGRATIONS[-1][0]
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, "001_catalog.sql"),
+    (2, "002_listing_cache.sql"),
+    (5, "005_runs.sql"),
+]
+SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
 Notify = Callable[[str], None]
 
@@ -52,19 +56,21 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
     )
-    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-    current = int(row[0]) if row else 0
+    # by set, not by maximum: migrations numbered on other branches (a 003 merged after a 005)
+    # are still applied to catalogs that already have the higher number
+    applied = {int(v) for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    current = max(applied, default=0)
     if current > SCHEMA_VERSION:
         raise CatalogError(
             f"the catalog was written by a newer cvcatalog (schema {current}, this one knows "
             f"{SCHEMA_VERSION}); upgrade cvcatalog"
         )
-    for version, name in MIGRATIONS:
-        if version <= current:
+    for version, name in sorted(MIGRATIONS):
+        if version in applied:
             continue
         con.execute(load_sql("migrations", name))
         con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, now_utc()])
-        current = version
+        current = max(current, version)
     return current
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
 
 
 def quote_ident(name: str) -> str:
@@ -25,9 +28,21 @@ def list_literal(values: Iterable[str]) -> str:
     return "[" + ", ".join(quote_literal(v) for v in values) + "]"
 
 
+@functools.cache
+def _sql_root() -> Traversable:
+    """The sql/ folder beside this package in a source checkout, else the packaged copy.
+
+    An editable install maps cvcatalog._sql to the checkout it was installed from, so a second
+    checkout (a git worktree) run with PYTHONPATH would otherwise read the other one's SQL."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "sql" / "migrations").is_dir():
+        return checkout / "sql"
+    return files("cvcatalog._sql")
+
+
 def load_sql(*parts: str) -> str:
     """Text of a .sql file from the top-level sql/ folder (packaged as cvcatalog._sql)."""
-    node = files("cvcatalog._sql")
+    node = _sql_root()
     for p in parts:
         node = node / p
     return node.read_text(encoding="utf-8")
