@@ -238,6 +238,7 @@ class Catalog:
         scheduler: Any = None,
         cluster: str | None = None,
         workers: int | None = None,
+        check_changes: bool | None = None,
         **download: Any,
     ) -> IngestSummary:
         """Fetch and convert every missing day of the range; returns what happened per day.
@@ -250,6 +251,9 @@ class Catalog:
         `workers` processes, started and closed here) is given; the workers must see this
         machine's filesystem (docs/scaling.md). Listing, downloads and every catalog write stay
         in this process, and the result is the same as a single-process ingest.
+
+        check_changes (default: cache.check_changes, off): list the cached days of the range
+        again and re-ingest only objects added or changed since (docs/incremental.md).
         """
         cfg = self.config(
             source,
@@ -267,12 +271,20 @@ class Catalog:
                     "workers= is the size of a local Dask cluster: give cluster='local' too "
                     "(concurrent downloads are max_workers=)"
                 )
-            return Ingestor(cfg, force_refresh=force_refresh, progress=progress).run()
+            return Ingestor(
+                cfg, force_refresh=force_refresh, progress=progress, check_changes=check_changes
+            ).run()
         from cvcatalog.distributed import dask_pool
 
         notify = progress.note if progress is not None else None
         with dask_pool(scheduler, cluster, workers, memory=cfg.memory, notify=notify) as pool:
-            return Ingestor(cfg, force_refresh=force_refresh, progress=progress, pool=pool).run()
+            return Ingestor(
+                cfg,
+                force_refresh=force_refresh,
+                progress=progress,
+                pool=pool,
+                check_changes=check_changes,
+            ).run()
 
     def ingest_dataset(
         self,
@@ -508,17 +520,18 @@ class Catalog:
         with self.db.read() as con:
             return manifest.validation_report(con, run_id, source, message_type)
 
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The most recent ingest runs."""
+    def runs(
+        self, limit: int = 20, source: str | None = None, message_type: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The most recent ingest runs, newest first, with what each one changed."""
         with self.db.read() as con:
-            cur = con.execute(
-                "SELECT run_id, status, source, message_type, start_date, end_date, days_complete, "
-                "days_no_data, days_failed, days_cached, rows, quarantined, seconds "
-                "FROM ingest_runs ORDER BY started_at DESC LIMIT ?",
-                [limit],
-            )
-            names = [d[0] for d in cur.description or []]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+            return manifest.list_runs(con, limit, source, message_type)
+
+    def run_partitions(self, run_id: str) -> list[dict[str, Any]]:
+        """The partitions whose current version the run wrote (a later run that rewrote a
+        partition owns it from then on)."""
+        with self.db.read() as con:
+            return manifest.run_partitions(con, run_id)
 
     def compact(
         self,

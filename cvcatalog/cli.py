@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -140,6 +140,14 @@ def ingest(
     force_refresh: Annotated[
         bool, typer.Option("--force-refresh", help="Re-fetch days already cached")
     ] = False,
+    check_changes: Annotated[
+        bool | None,
+        typer.Option(
+            "--check-changes/--no-check-changes",
+            help="List cached days again (LIST only) and re-ingest only objects added or changed "
+            "since; unchanged days are not touched [config: cache.check_changes, default off]",
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="Data source YAML (configs/data_sources/*.yml)")
     ] = None,
@@ -249,6 +257,7 @@ def ingest(
             timezone=timezone,
             config=config,
             force_refresh=force_refresh,
+            check_changes=check_changes,
             progress=bar,
             profile=profile,
             no_sign_request=no_sign_request,
@@ -413,6 +422,11 @@ def _print_summary(s: IngestSummary, fmt: Format) -> None:
         f"{mb:,.1f} MB downloaded in {s.get_requests} GETs / {s.list_requests} LISTs; "
         f"{s.parquet_bytes / 1e6:,.1f} MB Parquet; {s.seconds:.1f}s ({rate:,.0f} rows/s)"
         + (f"; converted on {s.executor}" if s.executor != "local" else "")
+    )
+    print(
+        f"  {s.mode}: objects {s.objects('added'):,} added, {s.objects('changed'):,} changed, "
+        f"{s.objects('removed'):,} removed, {s.objects('unchanged'):,} unchanged; "
+        f"{s.partitions_rewritten} partition(s) rewritten"
     )
     for d in failed:
         print(f"  failed {d.key}: {d.error}")
@@ -675,11 +689,118 @@ def report_validation(
 @friendly
 def report_runs(
     limit: Annotated[int, typer.Option("--limit")] = 20,
+    source: SourceOpt = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """The most recent ingest runs."""
-    emit(open_catalog(catalog).runs(limit), fmt)
+    """The most recent ingest runs (same as `cvcatalog runs`)."""
+    _emit_runs(catalog, limit, source, fmt)
+
+
+RUN_TABLE = [
+    "run_id",
+    "started",
+    "finished",
+    "status",
+    "source_type",
+    "range",
+    "mode",
+    "added",
+    "changed",
+    "removed",
+    "rewritten",
+    "rows",
+    "seconds",
+]
+
+
+def _emit_runs(catalog: str | None, limit: int, source: str | None, fmt: Format) -> None:
+    runs = open_catalog(catalog).runs(limit, source and source.lower())
+    if fmt is not Format.table:
+        emit(runs, fmt)  # every stored column, machine-readable
+        return
+    rows = [
+        {
+            "run_id": r["run_id"],
+            "started": _when(r["started_at"]),
+            "finished": _when(r["finished_at"], r["started_at"]),
+            "status": r["status"],
+            "source_type": f"{r['source']}/{r['message_type']}",
+            "range": str(r["start_date"])
+            if r["start_date"] == r["end_date"]
+            else f"{r['start_date']}..{r['end_date']}",
+            "mode": r["mode"],
+            "added": r["objects_added"],
+            "changed": r["objects_changed"],
+            "removed": r["objects_removed"],
+            "rewritten": r["partitions_rewritten"],
+            "rows": r["rows"],
+            "seconds": None if r["seconds"] is None else round(float(r["seconds"]), 1),
+        }
+        for r in runs
+    ]
+    emit(rows, fmt, columns=RUN_TABLE)
+    print("added/changed/removed: source objects; rewritten: partitions written by the run")
+
+
+def _when(t: Any, since: Any = None) -> str | None:
+    """UTC time; only the clock when it is on the day of `since` (a run's start)."""
+    if t is None:
+        return None
+    t = t.astimezone(UTC)
+    if since is not None and t.date() == since.astimezone(UTC).date():
+        return str(t.strftime("%H:%M:%S"))
+    return str(t.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+runs_app = typer.Typer(
+    help="Ingest runs: what each one added, changed and removed.", invoke_without_command=True
+)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback()
+@friendly
+def runs_cmd(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first")] = 20,
+    source: SourceOpt = None,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The most recent ingest runs: mode, objects added/changed/removed, partitions rewritten."""
+    if ctx.invoked_subcommand is None:
+        _emit_runs(catalog, limit, source, fmt)
+
+
+@runs_app.command("show")
+@friendly
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="A run id from `cvcatalog runs`")],
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The partitions whose current version this run wrote."""
+    cat = open_catalog(catalog)
+    if cat.query("SELECT count(*) AS n FROM ingest_runs WHERE run_id = ?", [run_id]).n[0] == 0:
+        raise CvCatalogError(f"no ingest run {run_id!r} in this catalog (see `cvcatalog runs`)")
+    rows = cat.run_partitions(run_id)
+    emit(
+        rows,
+        fmt,
+        columns=[
+            "partition",
+            "date",
+            "status",
+            "rows",
+            "quarantined",
+            "objects",
+            "files",
+            "parquet_bytes",
+        ],
+    )
+    if fmt is Format.table:
+        print(f"{len(rows)} partition(s) currently from run {run_id}")
 
 
 @report_app.command("quality")

@@ -103,6 +103,11 @@ class CacheConfig(_Strict):
     listing_ttl_hours: float = Field(
         6.0, ge=0, description="how long a cached bucket listing (discover, plan) is reused"
     )
+    check_changes: bool = Field(
+        False,
+        description="list complete days again and re-ingest only new or changed objects "
+        "(LIST requests for every cached day; off: cached days cost no request)",
+    )
 
 
 class DownloadConfig(_Strict):

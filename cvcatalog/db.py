@@ -41,6 +41,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (2, "002_listing_cache.sql"),
     (3, "003_datasets.sql"),
     (4, "004_quality.sql"),
+    (5, "005_runs.sql"),
     (6, "006_catalog_settings.sql"),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
@@ -79,7 +80,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
             f"the catalog was written by a newer cvcatalog (schema {current}, this one knows "
             f"{SCHEMA_VERSION}); upgrade cvcatalog"
         )
-    for version, name in MIGRATIONS:
+    for version, name in sorted(MIGRATIONS):
         if version in applied:
             continue
         con.execute(load_sql("migrations", name))

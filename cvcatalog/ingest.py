@@ -27,7 +27,7 @@ import duckdb
 import filelock
 import pyarrow.parquet as pq
 
-from cvcatalog import manifest
+from cvcatalog import incremental, manifest
 from cvcatalog.access import record_access
 from cvcatalog.config import DataSourceConfig
 from cvcatalog.db import CatalogDB, now_utc
@@ -95,6 +95,11 @@ class DayOutcome:
     seconds: float = 0.0
     error: str | None = None
     detail: str = ""
+    #: source objects by change (--check-changes; a newly built day counts all as added)
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
 
 
 @dataclass
@@ -115,6 +120,8 @@ class IngestSummary:
     evicted: list[str] = field(default_factory=list)
     #: where conversions ran: "local" (this process) or the pool, e.g. "dask tcp://host:8786"
     executor: str = "local"
+    #: "full" (cache rules only) or "incremental" (--check-changes: cached days listed again)
+    mode: str = "full"
 
     def count(self, status: str) -> int:
         return sum(1 for d in self.days if d.status == status)
@@ -139,6 +146,15 @@ class IngestSummary:
     def ok(self) -> bool:
         return self.count("failed") == 0
 
+    def objects(self, change: str) -> int:
+        """Source objects by change: added | changed | removed | unchanged."""
+        return sum(int(getattr(d, change)) for d in self.days)
+
+    @property
+    def partitions_rewritten(self) -> int:
+        """Partitions this run wrote (built or merged) and committed."""
+        return self.count("complete")
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -160,6 +176,12 @@ class IngestSummary:
             "retries": self.retries,
             "reused_downloads": self.reused_downloads,
             "resumed_downloads": self.resumed_downloads,
+            "mode": self.mode,
+            "objects_added": self.objects("added"),
+            "objects_changed": self.objects("changed"),
+            "objects_removed": self.objects("removed"),
+            "objects_unchanged": self.objects("unchanged"),
+            "partitions_rewritten": self.partitions_rewritten,
             "seconds": round(self.seconds, 3),
             "evicted": self.evicted,
             "executor": self.executor,
@@ -176,6 +198,8 @@ class _Fetched:
     names: dict[str, Path]
     downloaded: int
     nbytes: int
+    #: set for a complete day checked with --check-changes: only delta.fetch was downloaded
+    delta: incremental.ObjectDelta | None = None
 
 
 @dataclass
@@ -268,11 +292,15 @@ class Ingestor:
         today: date | None = None,
         fetcher_factory: Callable[[DataSourceConfig], S3Fetcher] | None = None,
         pool: ConversionPool | None = None,
+        check_changes: bool | None = None,
     ) -> None:
         """pool: run conversions there (e.g. on a Dask cluster, cvcatalog.distributed) with
-        several days in flight; None converts in this process, one day at a time."""
+        several days in flight; None converts in this process, one day at a time.
+        check_changes: list cached days again and re-ingest only their new or changed objects
+        (cvcatalog.incremental); None takes cache.check_changes."""
         self.cfg = cfg
         self.force = force_refresh
+        self.check_changes = cfg.cache.check_changes if check_changes is None else check_changes
         self.progress: IngestProgress = progress or NullProgress()
         self.paths = CatalogPaths.at(cfg.cache.directory)
         self.db = CatalogDB(
@@ -303,6 +331,8 @@ class Ingestor:
         cached: list[PartitionKey] = []
         for k in keys:
             work, _ = needs_work(known.get(k.key), self.today, self.cfg, self.force)
+            if not work and self.check_changes:
+                work = incremental.checkable(known.get(k.key), self.force)
             (todo if work else cached).append(k)
         return todo, cached, known
 
@@ -320,6 +350,7 @@ class Ingestor:
         )
         if self.pool is not None:
             summary.executor = self.pool.name
+        summary.mode = "incremental" if self.check_changes else "full"
         self.paths.ensure()
         todo, cached, known = self.plan()
         self._protect = {k.key for k in todo + cached}
@@ -333,12 +364,16 @@ class Ingestor:
         record_access([k.key for k in cached if known[k.key].status == "complete"], self.paths)
         self._sweep_staging(cached)
         if todo:
-            self._record_run_start(start, end)
+            self._record_run_start(start, end, summary.mode)
+            stopped: BaseException | None = None
             try:
                 if self.pool is None:
                     self._run_days(todo, summary)
                 else:
                     self._run_days_pooled(todo, summary, self.pool)
+            except BaseException as e:  # interrupted: committed days stay, the run says so
+                stopped = e
+                raise
             finally:
                 summary.seconds = time.monotonic() - t0
                 if self._fetcher is not None:
@@ -348,7 +383,7 @@ class Ingestor:
                     summary.reused_downloads = self._fetcher.stats.skipped
                     summary.resumed_downloads = self._fetcher.stats.resumed
                 summary.evicted = self._evicted + self._evict_if_needed(self._protect)
-                self._record_run_end(summary)
+                self._record_run_end(summary, stopped)
         summary.seconds = time.monotonic() - t0
         return summary
 
@@ -465,6 +500,9 @@ class Ingestor:
 
         if p.outcome is not None or p.fetched is None:
             return self._finish(p)
+        if p.fetched.delta is not None:
+            # an incremental merge reads the day's current files: done here, on the client
+            return self._finish(p)
         pk, f = p.pk, p.fetched
         try:
             self._make_room(pk, f.nbytes)
@@ -535,6 +573,13 @@ class Ingestor:
             finally:
                 lock.release()
 
+    def _sweep_staging_locked(self, pk: PartitionKey) -> None:
+        """A checked day found unchanged: raw copies an interrupted run left are of no use."""
+        stage = self.paths.staging_dir(pk)
+        if stage.exists():
+            remove_tree(stage)
+            prune_empty_dirs(stage.parent, self.paths.staging)
+
     def _lock_path(self, pk: PartitionKey) -> Path:
         p = self.paths.partition_lock(pk)
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -567,22 +612,37 @@ class Ingestor:
         # Another process may have finished it while we waited for the lock.
         with self.db.read() as con:
             rec = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
-            referenced = {f.path for f in manifest.get_files(con, [pk.key])}
-        work, why = needs_work(rec, self.today, self.cfg, self.force)
-        if not work and rec is not None:
+            current = manifest.get_files(con, [pk.key])
+            referenced = {f.path for f in current}
+            work, why = needs_work(rec, self.today, self.cfg, self.force)
+            check = not work and self.check_changes and incremental.checkable(rec, self.force)
+            known = manifest.get_source_objects(con, pk.key) if check else []
+        if not work and not check and rec is not None:
             detail = f"{why} (by another process)"
             return DayOutcome(pk.key, "cached", rows=rec.rows, detail=detail), None
         self._remove_orphans(pk, referenced)
         try:
             objects = self.fetcher.list(pk.s3_prefix)
             nbytes = sum(o.size for o in objects)
-            self.progress.listed(pk.key, len(objects), nbytes)
+            delta = None
+            if objects and check and rec is not None and rec.status == "complete":
+                delta = incremental.diff_objects(objects, known, current)
+            fetch = objects if delta is None else delta.fetch
+            self.progress.listed(pk.key, len(fetch), sum(o.size for o in fetch))
             if not objects:
                 return self._empty_listing(pk, rec), None
+            if delta is not None and delta.empty:  # LIST only: nothing fetched, nothing written
+                self._sweep_staging_locked(pk)
+                n = len(delta.unchanged)
+                outcome = DayOutcome(
+                    pk.key, "cached", rows=rec.rows if rec else 0, unchanged=n,
+                    detail="unchanged (checked)",
+                )  # fmt: skip
+                return outcome, None
             raw_dir = self.paths.staging_dir(pk) / "raw"
             names = {o.key: raw_dir / _raw_name(o, i) for i, o in enumerate(objects)}
             results, failures = self.fetcher.download_many(
-                objects, lambda o: names[o.key], on_bytes=self.progress.downloaded
+                fetch, lambda o: names[o.key], on_bytes=self.progress.downloaded
             )
         except CredentialsError:
             raise
@@ -597,7 +657,7 @@ class Ingestor:
             out = self._fail(pk, f"download failed: {what}{more}")
             out.bytes_downloaded = downloaded
             return out, None
-        return None, _Fetched(rec, objects, names, downloaded, nbytes)
+        return None, _Fetched(rec, objects, names, downloaded, nbytes, delta)
 
     def _empty_listing(self, pk: PartitionKey, prior: PartitionRecord | None) -> DayOutcome:
         if prior is not None and prior.status == "complete":
@@ -634,10 +694,11 @@ class Ingestor:
         objects, names = f.objects, f.names
         self.progress.converting(pk.key)
         out_dir = self._fresh_out_dir(pk)
-        raw = [RawFile(names[o.key], o.key) for o in objects]
+        inputs = objects if f.delta is None else f.delta.fetch
+        raw = [RawFile(names[o.key], o.key) for o in inputs]
         try:
             try:
-                result = self._convert(raw, out_dir)
+                result = self._convert_inputs(f, raw, out_dir)
             except duckdb.OutOfMemoryException as e:
                 if self._threads() == 1:
                     raise
@@ -648,7 +709,7 @@ class Ingestor:
                     f"({_short(e)}); converting again with 1 thread"
                 )
                 out_dir = self._fresh_out_dir(pk)
-                result = self._convert(raw, out_dir, threads=1)
+                result = self._convert_inputs(f, raw, out_dir, threads=1)
         except BaseException:
             remove_tree(out_dir)
             raise
@@ -710,6 +771,7 @@ class Ingestor:
             raise
         remove_tree(stage)
         prune_empty_dirs(stage.parent, self.paths.staging)
+        c = f.delta.counts() if f.delta is not None else {"added": len(objects)}
         return DayOutcome(
             pk.key,
             "complete",
@@ -718,7 +780,34 @@ class Ingestor:
             objects=len(objects),
             bytes_downloaded=f.downloaded,
             parquet_bytes=rec.parquet_bytes,
+            detail=f.delta.describe() if f.delta is not None else "",
+            added=c["added"],
+            changed=c.get("changed", 0),
+            removed=c.get("removed", 0),
+            unchanged=c.get("unchanged", 0),
         )
+
+    def _convert_inputs(
+        self, f: _Fetched, raw: list[RawFile], out_dir: Path, threads: int | None = None
+    ) -> ConvertResult:
+        """A normal day: convert all its objects. A changed day (--check-changes): convert the
+        added and changed objects only and merge them with the day's kept rows."""
+        if f.delta is None:
+            return self._convert(raw, out_dir, threads)
+        delta_dir = out_dir / incremental.DELTA_DIR
+        new = self._convert(raw, delta_dir, threads) if raw else incremental.empty_result()
+        with self._duckdb(threads) as con:
+            return incremental.merge_partition(
+                con,
+                self.schema,
+                self.paths,
+                f.delta,
+                new,
+                out_dir,
+                validation=self.cfg.validation,
+                rows_per_file=self.cfg.memory.rows_per_file,
+                row_group_size=self.cfg.memory.row_group_size,
+            )
 
     def _convert(
         self, raw: list[RawFile], out_dir: Path, threads: int | None = None
@@ -853,7 +942,7 @@ class Ingestor:
                     store.delete(rel)
 
     # -- bookkeeping -----------------------------------------------------------------------
-    def _record_run_start(self, start: date, end: date) -> None:
+    def _record_run_start(self, start: date, end: date, mode: str) -> None:
         run = {
             "run_id": self.run_id,
             "started_at": now_utc(),
@@ -865,16 +954,29 @@ class Ingestor:
             "timezone": self.cfg.date_range.timezone,
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "mode": mode,
         }
         with self.db.write() as con:
             _mark_interrupted_runs(con, socket.gethostname())
             manifest.start_run(con, run)
 
-    def _record_run_end(self, s: IngestSummary) -> None:
+    def _record_run_end(self, s: IngestSummary, stopped: BaseException | None = None) -> None:
         failed = [d for d in s.days if d.status == "failed"]
+        message = "; ".join(f"{d.key}: {d.error}" for d in failed)
+        if stopped is not None:
+            why = _describe(stopped) if str(stopped) else type(stopped).__name__
+            message = f"stopped after {len(s.days)} day(s): {why}" + (
+                f"; {message}" if message else ""
+            )
         values = {
             "finished_at": now_utc(),
-            "status": "ok" if not failed else "failed",
+            "status": (
+                "interrupted"  # Ctrl-C, SystemExit: the days committed so far stay
+                if stopped is not None and not isinstance(stopped, Exception)
+                else "failed"
+                if failed or stopped is not None
+                else "ok"
+            ),
             "days_complete": s.count("complete"),
             "days_no_data": s.count("no_data"),
             "days_failed": len(failed),
@@ -886,7 +988,12 @@ class Ingestor:
             "list_requests": s.list_requests,
             "get_requests": s.get_requests,
             "seconds": s.seconds,
-            "message": "; ".join(f"{d.key}: {d.error}" for d in failed)[:2000] or None,
+            "message": message[:2000] or None,
+            "objects_added": s.objects("added"),
+            "objects_changed": s.objects("changed"),
+            "objects_removed": s.objects("removed"),
+            "objects_unchanged": s.objects("unchanged"),
+            "partitions_rewritten": s.partitions_rewritten,
         }
         try:
             with self.db.write() as con:

@@ -15,6 +15,7 @@ import duckdb
 
 from cvcatalog.db import now_utc
 from cvcatalog.sources import PartitionKey
+from cvcatalog.sqlutil import quote_ident
 
 
 @dataclass
@@ -248,4 +249,79 @@ def validation_report(
         "FROM validation_reports v LEFT JOIN partitions p USING (partition_key) "
         f"WHERE v.run_id = ? AND {cond} ORDER BY v.partition_key, v.kind, v.rule",
         [run_id, *params],
+    )
+
+
+#: `cvcatalog runs` columns; those a catalog older than migration 005 lacks read as NULL
+RUN_COLUMNS = [
+    "run_id",
+    "started_at",
+    "finished_at",
+    "status",
+    "source",
+    "message_type",
+    "start_date",
+    "end_date",
+    "mode",
+    "objects_added",
+    "objects_changed",
+    "objects_removed",
+    "objects_unchanged",
+    "partitions_rewritten",
+    "days_complete",
+    "days_no_data",
+    "days_failed",
+    "days_cached",
+    "rows",
+    "quarantined",
+    "get_requests",
+    "list_requests",
+    "seconds",
+    "message",
+]
+
+
+def list_runs(
+    con: duckdb.DuckDBPyConnection,
+    limit: int = 20,
+    source: str | None = None,
+    message_type: str | None = None,
+) -> list[dict[str, Any]]:
+    """The most recent ingest runs, newest first. A published catalog may predate a column
+    (read-only: it cannot be migrated), which then reads as NULL instead of failing."""
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'ingest_runs'"
+        ).fetchall()
+    }
+    cols = ", ".join(
+        quote_ident(c) if c in have else f"NULL AS {quote_ident(c)}" for c in RUN_COLUMNS
+    )
+    where, params = ["1=1"], []
+    if source:
+        where.append("source = ?")
+        params.append(source)
+    if message_type:
+        where.append("message_type = ?")
+        params.append(message_type)
+    return _rows(
+        con,
+        f"SELECT {cols} FROM ingest_runs WHERE {' AND '.join(where)} "
+        "ORDER BY started_at DESC LIMIT ?",
+        [*params, limit],
+    )
+
+
+def run_partitions(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
+    """Partitions whose current version was written by run_id (with its row, object and file
+    counts); days a later run rewrote belong to that run."""
+    return _rows(
+        con,
+        "SELECT p.partition_key AS partition, p.date, p.status, p.rows, p.quarantined, "
+        "p.source_objects AS objects, "
+        "(SELECT count(*) FROM partition_files f WHERE f.partition_key = p.partition_key "
+        " AND f.kind = 'data') AS files, p.parquet_bytes "
+        "FROM partitions p WHERE p.run_id = ? ORDER BY p.source, p.message_type, p.date",
+        [run_id],
     )

@@ -624,37 +624,7 @@ class _Conversion:
         return [int(v) for (v,) in rows]
 
     def _warning_counts(self, parquet: list[Path]) -> dict[str, int]:
-        """Row warnings by name, plus duplicate_record: rows identical to an earlier row of the
-        partition in every column but source_key and warnings (a record published twice)."""
-        if not parquet:
-            return {}
-        files = list_literal(map(str, parquet))
-        rows = self.con.execute(
-            "SELECT w, count(*) FROM (SELECT unnest(warnings) AS w "
-            f"FROM read_parquet({files}) WHERE len(warnings) > 0) "
-            "GROUP BY w ORDER BY w"
-        ).fetchall()
-        counts = {str(w): int(n) for w, n in rows}
-        if self.validate and self._duplicates(files, self.schema.column_names[:8]):
-            # the leading columns (time, identity, position) repeat: count whole-row duplicates
-            counts[DUPLICATE] = self._duplicates(files, None)
-            if not counts[DUPLICATE]:
-                del counts[DUPLICATE]
-        return counts
-
-    def _duplicates(self, files: str, columns: list[str] | None) -> int:
-        """Rows minus distinct rows over the given columns (None: all but source_key, warnings).
-
-        Identical rows hash alike, so a partition without repeats among a few leading columns
-        (the usual case, and the cheap check) has no duplicate rows at all."""
-        if columns is None:
-            key = "*COLUMNS(* EXCLUDE (source_key, warnings))"
-        else:
-            key = ", ".join(quote_ident(c) for c in columns if c not in ("source_key", "warnings"))
-        (n,) = self.con.execute(
-            f"SELECT count(*) - count(DISTINCT hash({key})) FROM read_parquet({files})"
-        ).fetchone() or (0,)
-        return int(n)
+        return warning_counts(self.con, self.schema, parquet, validate=self.validate)
 
     def _quarantine_malformed(self, stats: _StageStats, ndjson: list[int]) -> None:
         """Find the unparseable lines DuckDB counted, by a streaming scan of just those files."""
@@ -749,6 +719,50 @@ class _Conversion:
             else:
                 tmp.unlink(missing_ok=True)
         return out
+
+
+def warning_counts(
+    con: duckdb.DuckDBPyConnection,
+    schema: MessageSchema,
+    parquet: Sequence[Path],
+    *,
+    validate: bool,
+) -> dict[str, int]:
+    """Row warnings by name, plus duplicate_record: rows identical to an earlier row of the
+    partition in every column but source_key and warnings (a record published twice).
+
+    Module level so that a partition merged from kept and new rows (cvcatalog.incremental)
+    counts its warnings exactly as a conversion of the whole partition would."""
+    if not parquet:
+        return {}
+    files = list_literal(map(str, parquet))
+    rows = con.execute(
+        "SELECT w, count(*) FROM (SELECT unnest(warnings) AS w "
+        f"FROM read_parquet({files}) WHERE len(warnings) > 0) "
+        "GROUP BY w ORDER BY w"
+    ).fetchall()
+    counts = {str(w): int(n) for w, n in rows}
+    if validate and _duplicates(con, files, schema.column_names[:8]):
+        # the leading columns (time, identity, position) repeat: count whole-row duplicates
+        counts[DUPLICATE] = _duplicates(con, files, None)
+        if not counts[DUPLICATE]:
+            del counts[DUPLICATE]
+    return counts
+
+
+def _duplicates(con: duckdb.DuckDBPyConnection, files: str, columns: list[str] | None) -> int:
+    """Rows minus distinct rows over the given columns (None: all but source_key, warnings).
+
+    Identical rows hash alike, so a partition without repeats among a few leading columns
+    (the usual case, and the cheap check) has no duplicate rows at all."""
+    if columns is None:
+        key = "*COLUMNS(* EXCLUDE (source_key, warnings))"
+    else:
+        key = ", ".join(quote_ident(c) for c in columns if c not in ("source_key", "warnings"))
+    (n,) = con.execute(
+        f"SELECT count(*) - count(DISTINCT hash({key})) FROM read_parquet({files})"
+    ).fetchone() or (0,)
+    return int(n)
 
 
 # --------------------------------------------------------------------------------------------

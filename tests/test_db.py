@@ -35,7 +35,7 @@ def test_migrations_create_the_tables_once(db: CatalogDB) -> None:
         "ingest_runs",
         "validation_reports",
     } <= tables
-    assert versions == [(v,) for v, _ in MIGRATIONS]
+    assert versions == [(v,) for v, _ in sorted(MIGRATIONS)]
 
 
 def test_a_failed_transaction_leaves_the_catalog_untouched(db: CatalogDB) -> None:

@@ -1,0 +1,271 @@
+"""Change data capture: re-ingest only the objects of a day that changed in the bucket.
+
+A complete partition remembers the objects it was built from (``source_objects``: key, size,
+ETag). ``ingest --check-changes`` lists the day again (LIST only), classifies each object as
+added, changed, removed or unchanged, and when anything differs converts **only** the added and
+changed objects, then merges them with the partition's current rows of unchanged objects (read
+from its Parquet files by DuckDB, streamed file to file, never through Python) into a new
+version of the partition. The ingest commits that version like any other (files, source
+objects, row counts, validation counts and views in one catalog transaction), so each rewritten
+day is its own checkpoint. See docs/incremental.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from cvcatalog.config import ValidationConfig
+from cvcatalog.download import ObjectInfo
+from cvcatalog.exceptions import ConversionError
+from cvcatalog.layout import CatalogPaths, remove_tree
+from cvcatalog.manifest import FileRecord, PartitionRecord, SourceObjectRecord
+from cvcatalog.schemas import SCHEMAS, MessageSchema
+from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
+from cvcatalog.transform import (
+    PARQUET_NAME,
+    QUARANTINE_NAME,
+    ConvertResult,
+    reason_category,
+    warning_counts,
+)
+
+#: where the added and changed objects are converted, inside the partition's output directory
+DELTA_DIR = "delta"
+
+
+@dataclass(frozen=True)
+class ObjectDelta:
+    """How a day's listing differs from the objects its catalog version was built from."""
+
+    added: tuple[ObjectInfo, ...]
+    changed: tuple[ObjectInfo, ...]
+    removed: tuple[str, ...]
+    unchanged: tuple[ObjectInfo, ...]
+    #: the partition's current files (data and quarantine), the rows to merge with
+    files: tuple[FileRecord, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.changed or self.removed)
+
+    @property
+    def fetch(self) -> list[ObjectInfo]:
+        """The objects to download and convert: added and changed ones, nothing else."""
+        return [*self.added, *self.changed]
+
+    @property
+    def dropped_keys(self) -> list[str]:
+        """Keys whose current rows and quarantine entries must go (changed or removed)."""
+        return sorted([o.key for o in self.changed] + list(self.removed))
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "changed": len(self.changed),
+            "removed": len(self.removed),
+            "unchanged": len(self.unchanged),
+        }
+
+    def describe(self) -> str:
+        c = self.counts()
+        return (
+            f"incremental: {c['added']} added, {c['changed']} changed, {c['removed']} removed, "
+            f"{c['unchanged']} unchanged"
+        )
+
+
+def checkable(rec: PartitionRecord | None, force: bool) -> bool:
+    """Whether --check-changes lists a partition the cache rules would otherwise skip: a
+    complete one under the current canonical schema (an older schema is rebuilt anyway) or a
+    no_data marker (the day may have been published since)."""
+    if force or rec is None:
+        return False
+    if rec.status == "no_data":
+        return True
+    return (
+        rec.status == "complete"
+        and rec.canonical_version == SCHEMAS[(rec.source, rec.message_type)].canonical_version
+    )
+
+
+def diff_objects(
+    listed: Sequence[ObjectInfo],
+    known: Iterable[SourceObjectRecord],
+    files: Iterable[FileRecord] = (),
+) -> ObjectDelta:
+    """Classify a listing against the stored objects by key, size and ETag.
+
+    LastModified alone is not a change: S3 sets it on every PUT, also of identical bytes, and
+    the ETag (an MD5 for single-part uploads) already says whether the bytes differ."""
+    before = {o.key: o for o in known}
+    added: list[ObjectInfo] = []
+    changed: list[ObjectInfo] = []
+    unchanged: list[ObjectInfo] = []
+    for o in listed:
+        old = before.get(o.key)
+        if old is None:
+            added.append(o)
+        elif old.size != o.size or old.etag != o.etag:
+            changed.append(o)
+        else:
+            unchanged.append(o)
+    now = {o.key for o in listed}
+    removed = sorted(k for k in before if k not in now)
+    return ObjectDelta(tuple(added), tuple(changed), tuple(removed), tuple(unchanged), tuple(files))
+
+
+def empty_result() -> ConvertResult:
+    """What converting no object at all gives (a day where objects were only removed)."""
+    return ConvertResult([], 0, 0, None, {}, {}, [], [])
+
+
+def merge_partition(
+    con: duckdb.DuckDBPyConnection,
+    schema: MessageSchema,
+    paths: CatalogPaths,
+    delta: ObjectDelta,
+    new: ConvertResult,
+    out_dir: Path,
+    *,
+    validation: ValidationConfig,
+    rows_per_file: int,
+    row_group_size: int,
+) -> ConvertResult:
+    """The new version of a partition: its current rows and quarantine entries of unchanged
+    objects plus the conversion of the added and changed ones, written to out_dir as a normal
+    conversion would (part-NNNNN.parquet of at most rows_per_file rows, quarantine.ndjson).
+
+    The counts (rows, quarantine reasons, warnings, schema versions) are taken from the merged
+    output, so they are those of a conversion of the whole partition.
+    """
+    drop = delta.dropped_keys
+    old_data = [str(paths.absolute(f.path)) for f in delta.files if f.kind == "data"]
+    old_quarantine = [paths.absolute(f.path) for f in delta.files if f.kind == "quarantine"]
+    parquet = _merge_rows(
+        con,
+        old_data,
+        [str(p) for p in new.parquet_files],
+        drop,
+        out_dir,
+        rows_per_file,
+        row_group_size,
+    )
+    quarantine_file, reasons = _merge_quarantine(old_quarantine, new.quarantine_file, drop, out_dir)
+    files = [p for p, _ in parquet]
+    versions: list[int] = []
+    if files:
+        versions = [
+            int(v)
+            for (v,) in con.execute(
+                f"SELECT DISTINCT schema_version FROM read_parquet({list_literal(map(str, files))}) "
+                "WHERE schema_version IS NOT NULL ORDER BY 1"
+            ).fetchall()
+        ]
+    return ConvertResult(
+        parquet_files=files,
+        rows=sum(n for _, n in parquet),
+        quarantined=sum(reasons.values()),
+        quarantine_file=quarantine_file,
+        reasons=dict(reasons),
+        warnings=warning_counts(con, schema, files, validate=validation.enabled),
+        schema_versions=versions,
+        unknown_versions=new.unknown_versions,
+        kept_invalid=new.kept_invalid,
+    )
+
+
+def _merge_rows(
+    con: duckdb.DuckDBPyConnection,
+    old: list[str],
+    new: list[str],
+    drop: list[str],
+    out_dir: Path,
+    rows_per_file: int,
+    row_group_size: int,
+) -> list[tuple[Path, int]]:
+    """Kept old rows (anti-joined against the dropped keys) UNION ALL the new rows, one COPY."""
+    parts: list[str] = []  # plain UNION ALL: both sides have the canonical columns, in order
+    table = quote_ident(f"_cvcatalog_drop_{uuid.uuid4().hex}")
+    if old:
+        con.execute(
+            f"CREATE TEMP TABLE {table} AS SELECT unnest($k::VARCHAR[]) AS key", {"k": drop}
+        )
+        parts.append(
+            # the lake's directories look like hive partitions: never read them as columns
+            f"SELECT o.* FROM read_parquet({list_literal(old)}, hive_partitioning = false) AS o "
+            f"ANTI JOIN {table} AS d ON o.source_key = d.key"
+        )
+    if new:
+        parts.append(f"SELECT * FROM read_parquet({list_literal(new)}, hive_partitioning = false)")
+    if not parts:
+        return []
+    columns = {tuple(d[0] for d in con.execute(f"{p} LIMIT 0").description or []) for p in parts}
+    if len(columns) != 1:
+        raise ConversionError(
+            "the kept rows and the new rows have different columns; rebuild the day with "
+            "--force-refresh"
+        )
+    stage = out_dir / ".merge"
+    groups = max(1, -(-rows_per_file // row_group_size))
+    try:
+        written = con.execute(
+            f"COPY ({' UNION ALL '.join(parts)}) TO {quote_literal(str(stage))} "
+            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {int(row_group_size)}, "
+            f"ROW_GROUPS_PER_FILE {int(groups)}, RETURN_STATS)"
+        ).fetchall()
+        staged = []
+        for filename, count, *_ in written:
+            path = Path(filename)
+            if count:
+                staged.append((path, int(count)))
+            else:
+                path.unlink(missing_ok=True)
+        out = []
+        for i, (path, count) in enumerate(sorted(staged)):  # the conversion's naming and order
+            target = out_dir / PARQUET_NAME.format(i)
+            os.replace(path, target)
+            out.append((target, count))
+        return out
+    finally:
+        remove_tree(stage)
+        if old:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _merge_quarantine(
+    old: list[Path], new: Path | None, drop: list[str], out_dir: Path
+) -> tuple[Path | None, Counter[str]]:
+    """Kept quarantine entries of unchanged objects, then the new conversion's, line by line.
+
+    Entries without a source_key (a partition-level count mismatch) cannot be attributed to an
+    object and are kept."""
+    dropped = set(drop)
+    reasons: Counter[str] = Counter()
+    target = out_dir / QUARANTINE_NAME
+    tmp = out_dir / f".{QUARANTINE_NAME}.tmp"
+    with open(tmp, "w", encoding="utf-8") as out:
+        for path, filter_keys in [*((p, True) for p in old), *([(new, False)] if new else [])]:
+            with open(path, encoding="utf-8") as src:
+                for line in src:
+                    if not line.strip():
+                        continue
+                    entry = json.loads(line)
+                    if filter_keys and entry.get("source_key") in dropped:
+                        continue
+                    out.write(line if line.endswith("\n") else line + "\n")
+                    reasons[reason_category(str(entry.get("reason") or ""))] += 1
+        out.flush()
+        os.fsync(out.fileno())
+    if not reasons:
+        tmp.unlink()
+        return None, reasons
+    os.replace(tmp, target)
+    return target, reasons
