@@ -25,10 +25,11 @@ import duckdb
 from cvcatalog.config import ValidationConfig
 from cvcatalog.download import ObjectInfo
 from cvcatalog.exceptions import ConversionError
-from cvcatalog.layout import CatalogPaths, remove_tree
+from cvcatalog.layout import remove_tree
 from cvcatalog.manifest import FileRecord, PartitionRecord, SourceObjectRecord
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
+from cvcatalog.storage import LakeStore
 from cvcatalog.transform import (
     PARQUET_NAME,
     QUARANTINE_NAME,
@@ -130,7 +131,7 @@ def empty_result() -> ConvertResult:
 def merge_partition(
     con: duckdb.DuckDBPyConnection,
     schema: MessageSchema,
-    paths: CatalogPaths,
+    store: LakeStore,
     delta: ObjectDelta,
     new: ConvertResult,
     out_dir: Path,
@@ -147,8 +148,12 @@ def merge_partition(
     output, so they are those of a conversion of the whole partition.
     """
     drop = delta.dropped_keys
-    old_data = [str(paths.absolute(f.path)) for f in delta.files if f.kind == "data"]
-    old_quarantine = [paths.absolute(f.path) for f in delta.files if f.kind == "quarantine"]
+    old_data = [store.location(f.path) for f in delta.files if f.kind == "data"]
+    old_quarantine = [
+        store.local_copy(f.path, out_dir / f"kept-{i}.ndjson")
+        for i, f in enumerate(delta.files)
+        if f.kind == "quarantine"
+    ]
     parquet = _merge_rows(
         con,
         old_data,

@@ -797,10 +797,13 @@ class Ingestor:
         delta_dir = out_dir / incremental.DELTA_DIR
         new = self._convert(raw, delta_dir, threads) if raw else incremental.empty_result()
         with self._duckdb(threads) as con:
-            return incremental.merge_partition(
+            store = self.db.store
+            if not store.is_local:
+                self.db.attach_lake(con)  # the kept rows are read from the S3 lake
+            merged = incremental.merge_partition(
                 con,
                 self.schema,
-                self.paths,
+                store,
                 f.delta,
                 new,
                 out_dir,
@@ -808,6 +811,8 @@ class Ingestor:
                 rows_per_file=self.cfg.memory.rows_per_file,
                 row_group_size=self.cfg.memory.row_group_size,
             )
+            merged.quality = new.quality  # the quality step saw the added and changed objects
+            return merged
 
     def _convert(
         self, raw: list[RawFile], out_dir: Path, threads: int | None = None

@@ -151,6 +151,10 @@ class LakeStore(ABC):
         """Catalog-relative paths of every stored file under `under` (default: lake and
         quarantine)."""
 
+    @abstractmethod
+    def local_copy(self, rel: str, scratch: Path) -> Path:
+        """A local file with rel's bytes: the file itself, or a download to scratch."""
+
     @property
     def is_local(self) -> bool:
         return self.url is None
@@ -177,6 +181,9 @@ class LocalStore(LakeStore):
     def sha256(self, rel: str) -> str | None:
         p = self.paths.absolute(rel)
         return sha256_file(p) if p.is_file() else None
+
+    def local_copy(self, rel: str, scratch: Path) -> Path:
+        return self.paths.absolute(rel)
 
     def list_files(self, under: str | None = None) -> list[str]:
         tops = [self.paths.absolute(under)] if under else [self.paths.root / d for d in DATA_DIRS]
@@ -384,6 +391,14 @@ class S3Store(LakeStore):
 
     def sha256(self, rel: str) -> str | None:
         return self.uploader.sha256(_safe_rel(rel))
+
+    def local_copy(self, rel: str, scratch: Path) -> Path:
+        up, key = self.uploader, self.s3loc.key(_safe_rel(rel))
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        up.call(
+            "get", key, lambda: up.client.download_file(self.s3loc.bucket, key, str(scratch))
+        )
+        return scratch
 
     def list_files(self, under: str | None = None) -> list[str]:
         tops = [_safe_rel(under)] if under else list(DATA_DIRS)
