@@ -37,7 +37,7 @@ lint: install ## ruff and mypy
 	$(BIN)/ruff format --check cvcatalog tests bench || true
 	$(BIN)/mypy
 
-demo: install ## End to end on a local S3 endpoint: seed a replica, ingest a week, query it
+demo: install ## End to end on a local S3 endpoint: replica, ingest a week, query, quality, NGSIM
 	@set -euo pipefail; \
 	export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$(PORT) AWS_ACCESS_KEY_ID=sandbox \
 	       AWS_SECRET_ACCESS_KEY=sandbox AWS_DEFAULT_REGION=us-east-1 CVCATALOG_HOME=$(DEMO_HOME); \
@@ -67,6 +67,18 @@ demo: install ## End to end on a local S3 endpoint: seed a replica, ingest a wee
 	      df = CatalogGatherer('configs/experiments/demo_week.yml').gather_data().get_gathered_data(); \
 	      print(df.npartitions, 'partitions;', len(df), 'rows;', list(df.columns[:6]))"; \
 	$(CV) cache status; \
+	echo "== 8. data quality of the week: rules counted over the view, PNG and HTML report"; \
+	$(CV) report quality --source wydot --type BSM --timezone America/Denver \
+	      --png $(DEMO_HOME)/quality.png --html $(DEMO_HOME)/quality.html; \
+	echo "== 9. NGSIM-shaped trajectories (generated) from S3 into the same catalog"; \
+	$(CV) sandbox ngsim --out $(DEMO_HOME)/ngsim.csv --rows 200000 --bad-rows 3 --seed 1 \
+	      --to s3://ngsim-demo/trajectories.csv; \
+	$(CV) ingest --source ngsim --path s3://ngsim-demo/trajectories.csv --no-progress; \
+	$(CV) ingest --source ngsim --path s3://ngsim-demo/trajectories.csv --no-progress; \
+	$(CV) query "select source, count(*) as points, count(distinct vehicle_id) as vehicles, \
+	      round(avg(speed_mps), 1) as avg_mps from trajectories group by 1 order by 1"; \
+	echo "== 10. what each run did"; \
+	$(CV) runs --limit 5; \
 	echo "== demo finished in $$(( $$(date +%s) - start ))s"
 
 bench: install ## Benchmarks (see bench/README.md)
