@@ -423,11 +423,12 @@ def _print_summary(s: IngestSummary, fmt: Format) -> None:
         f"{s.parquet_bytes / 1e6:,.1f} MB Parquet; {s.seconds:.1f}s ({rate:,.0f} rows/s)"
         + (f"; converted on {s.executor}" if s.executor != "local" else "")
     )
-    print(
-        f"  {s.mode}: objects {s.objects('added'):,} added, {s.objects('changed'):,} changed, "
-        f"{s.objects('removed'):,} removed, {s.objects('unchanged'):,} unchanged; "
-        f"{s.partitions_rewritten} partition(s) rewritten"
-    )
+    if s.mode == "incremental":  # a full run's counts are in `cvcatalog runs`
+        print(
+            f"  {s.mode}: objects {s.objects('added'):,} added, "
+            f"{s.objects('changed'):,} changed, {s.objects('removed'):,} removed, "
+            f"{s.objects('unchanged'):,} unchanged; {s.partitions_rewritten} partition(s) rewritten"
+        )
     for d in failed:
         print(f"  failed {d.key}: {d.error}")
     if s.evicted:
