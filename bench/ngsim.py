@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
+    load_before = os.getloadavg()[0]  # other work on a shared machine skews wall time
     m = run_measured("ingest", cmd, env=env, cwd=root, log_dir=work / "logs", timeout=3600)
     if not m.ok:
         print(m.stderr_tail(), file=sys.stderr)
@@ -114,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         "query_vehicle_points": n_points,
         "query_catalog_ms": round(catalog_ms, 2),
         "query_duckdb_ms": round(duckdb_ms, 2),
+        "ingest_cpu_s": round(m.user_s + m.sys_s, 2),
+        "points_per_cpu_s": round(summary["rows"] / max(m.user_s + m.sys_s, 1e-9)),
+        "load_average_before": round(load_before, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
         "targets": TARGETS,
     }
@@ -147,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Ingest wall time {m.wall_s:.1f} s (user {m.user_s:.1f} s, sys {m.sys_s:.1f} s); "
         f"the vehicle queried has {n_points} points.",
+        "",
+        f"CPU: {summary['rows'] / max(m.user_s + m.sys_s, 1e-9):,.0f} points per CPU-second. "
+        f"1-minute load average {load_before:.2f} before the ingest, "
+        f"{os.getloadavg()[0]:.2f} after (on {os.cpu_count()} CPUs; above that, other "
+        "processes took CPU from the ingest and the wall-clock rate understates it).",
     ]
     (out / f"ngsim-{rows}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cvcatalog import manifest
 from cvcatalog.access import folded_access_log, read_access_log
@@ -13,15 +13,22 @@ from cvcatalog.exceptions import CvCatalogError
 from cvcatalog.manifest import FileRecord
 from cvcatalog.views import refresh_views
 
+if TYPE_CHECKING:
+    from cvcatalog.datasets.manage import Refetch
+
 GB = 1024**3
 
 
 def status(
     db: CatalogDB, source: str | None = None, message_type: str | None = None
 ) -> list[dict[str, Any]]:
-    """One row per known partition, with LRU times that include unfolded accesses."""
+    """One row per known partition, with LRU times that include unfolded accesses; dataset
+    partitions (NGSIM: '<dataset>/location=.../date=...') follow the CV Pilot ones."""
+    from cvcatalog.datasets.manage import dataset_status
+
     with db.read() as con:
         parts = manifest.get_partitions(con, source, message_type)
+        datasets = dataset_status(con, source, message_type)
     pending = read_access_log(db.paths)
     rows = []
     for p in parts.values():
@@ -44,7 +51,7 @@ def status(
                 "error": p.error,
             }
         )
-    return rows
+    return rows + datasets
 
 
 def _delete_files(db: CatalogDB, files: list[FileRecord]) -> None:
@@ -58,14 +65,26 @@ def _delete_files(db: CatalogDB, files: list[FileRecord]) -> None:
 def clear(
     db: CatalogDB, source: str | None = None, message_type: str | None = None
 ) -> tuple[int, int]:
-    """Forget and delete partitions (all, one source, or one source/type); returns (count, bytes)."""
+    """Forget and delete partitions (all, one source, or one source/type) and dataset files
+    (e.g. --source ngsim); returns (count, bytes)."""
+    from cvcatalog.datasets.manage import forget
+
     with db.write() as con:
         parts = manifest.get_partitions(con, source, message_type)
         files = manifest.delete_partitions(con, list(parts))
         for s, t in {(p.source, p.message_type) for p in parts.values()}:
             refresh_views(con, db.paths, s, t)
+        n_ds, ds_files = forget(con, db.paths, source, message_type)
     _delete_files(db, files)
-    return len(parts), sum(f.bytes for f in files)
+    _delete_paths(db, [f.path for f in ds_files])
+    return len(parts) + n_ds, sum(f.bytes for f in files) + sum(f.bytes for f in ds_files)
+
+
+def _delete_paths(db: CatalogDB, paths: list[str]) -> None:
+    store = db.store
+    for rel in paths:
+        with contextlib.suppress(CvCatalogError, OSError):
+            store.delete(rel)
 
 
 def cache_bytes(db: CatalogDB) -> int:
@@ -147,6 +166,8 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     bad_partitions: list[str] = field(default_factory=list)
+    #: damaged dataset files (NGSIM, ...): repair drops their units for re-fetch
+    bad_dataset_files: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -162,9 +183,12 @@ class VerifyReport:
 def verify(db: CatalogDB) -> VerifyReport:
     """Re-hash every file the manifest lists and look for files it does not list (wherever
     the lake lives: S3 objects are streamed and hashed, not trusted by their metadata)."""
+    from cvcatalog.datasets.manage import dataset_files
+
     report = VerifyReport()
     with db.read() as con:
         files = manifest.get_files(con)
+        ds_files = dataset_files(con)
     bad: set[str] = set()
     store = db.store
     for f in files:
@@ -178,15 +202,31 @@ def verify(db: CatalogDB) -> VerifyReport:
             bad.add(f.partition_key)
         else:
             report.ok += 1
-    listed = {f.path for f in files}
+    for d in ds_files:
+        report.checked += 1
+        digest = store.sha256(d.path)
+        if digest is None:
+            report.missing.append(d.path)
+            report.bad_dataset_files.append(d.path)
+        elif digest != d.sha256:
+            report.mismatched.append(d.path)
+            report.bad_dataset_files.append(d.path)
+        else:
+            report.ok += 1
+    listed = {f.path for f in files} | {d.path for d in ds_files}
     report.orphans = [rel for rel in store.list_files() if rel not in listed]
     report.bad_partitions = sorted(bad)
     return report
 
 
-def quarantine_bad(db: CatalogDB, report: VerifyReport) -> None:
-    """Hide damaged partitions from the views (marked failed) and delete orphan files."""
-    if report.bad_partitions:
+def quarantine_bad(db: CatalogDB, report: VerifyReport) -> list[Refetch]:
+    """Hide damaged partitions from the views (marked failed), drop the units of damaged
+    dataset files (their inputs leave the views until re-loaded) and delete orphan files.
+    Returns the dataset inputs to load again."""
+    from cvcatalog.datasets.manage import drop_damaged
+
+    refetch: list[Refetch] = []
+    if report.bad_partitions or report.bad_dataset_files:
         with db.write() as con:
             parts = manifest.get_partitions(con, keys=report.bad_partitions)
             files = manifest.delete_partitions(con, report.bad_partitions)
@@ -196,8 +236,11 @@ def quarantine_bad(db: CatalogDB, report: VerifyReport) -> None:
                 manifest.put_partition(con, p)
             for s, t in {(p.source, p.message_type) for p in parts.values()}:
                 refresh_views(con, db.paths, s, t)
+            doomed, refetch = drop_damaged(con, db.paths, report.bad_dataset_files)
         _delete_files(db, files)
+        _delete_paths(db, doomed)
     store = db.store
     for rel in report.orphans:
         with contextlib.suppress(FileNotFoundError):
             store.delete(rel)
+    return refetch

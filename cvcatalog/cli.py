@@ -580,8 +580,19 @@ def cache_verify(
         return
     if not repair:
         raise typer.Exit(1)
-    quarantine_bad(cat.db, report)
+    refetch = quarantine_bad(cat.db, report)
     failures = 0
+    for r in refetch:
+        from cvcatalog.datasets import DATASETS
+
+        options = DATASETS[r.dataset].options_for_scope(r.scope)
+        if r.unit_bytes:
+            options["unit_bytes"] = r.unit_bytes
+        ds = cat.ingest_dataset(
+            r.dataset, [r.uri], profile=profile, no_sign_request=no_sign_request, **options
+        )
+        failures += ds.units_failed
+        print(f"re-fetched {r.dataset} {r.uri} ({ds.units_done} units): {ds.rows:,} rows")
     for key in report.bad_partitions:
         pk = PartitionKey.parse(key)
         s = cat.ingest(

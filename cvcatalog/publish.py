@@ -34,6 +34,8 @@ import duckdb
 
 from cvcatalog import __version__
 from cvcatalog.config import DownloadConfig
+from cvcatalog.datasets import DATASETS
+from cvcatalog.datasets.views import refresh_dataset_view
 from cvcatalog.db import SCHEMA_VERSION
 from cvcatalog.duckdb_ext import s3_connection
 from cvcatalog.exceptions import CatalogError, CvCatalogError, S3Error
@@ -231,6 +233,10 @@ def _snapshot(cat: Catalog) -> Iterator[Path]:
 
 
 def _complete_files(snap: Path) -> list[FileRecord]:
+    """Files of complete partitions and of the published version of every dataset input
+    (NGSIM, ...: partition_key '<dataset>/<partition>')."""
+    from cvcatalog.datasets.manage import dataset_files
+
     con = duckdb.connect(str(snap), read_only=True)
     try:
         cur = con.execute(
@@ -238,7 +244,12 @@ def _complete_files(snap: Path) -> list[FileRecord]:
             "FROM partition_files f JOIN partitions p USING (partition_key) "
             "WHERE p.status = 'complete' ORDER BY f.path"
         )
-        return [FileRecord(*r) for r in cur.fetchall()]
+        files = [FileRecord(*r) for r in cur.fetchall()]
+        files += [
+            FileRecord(d.path, d.partition_key, d.kind, d.rows, d.bytes, d.sha256)
+            for d in dataset_files(con, published_only=True)
+        ]
+        return sorted(files, key=lambda f: f.path)
     finally:
         con.close()
 
@@ -259,6 +270,8 @@ def build_portable_database(
         for source, message_type in SCHEMAS:
             refresh_views(con, cat.paths, source, message_type, base_url=location.url)
         refresh_union_views(con)
+        for ds in DATASETS.values():
+            refresh_dataset_view(con, cat.paths, ds, base_url=location.url)
         con.execute("COMMIT")
         views = con.execute(
             "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY 1"

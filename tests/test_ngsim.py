@@ -21,6 +21,7 @@ from cvcatalog.datasets.ngsim import NgsimDataset, to_lonlat
 from cvcatalog.sandbox.ngsim import generate_ngsim
 
 UNIT = 1 << 18  # small units: several per test file
+runner = CliRunner()
 
 #: generous boxes around the real sites (lat_min, lat_max, lon_min, lon_max)
 BOXES = {
@@ -376,3 +377,178 @@ def test_cli_ingest_and_sandbox(tmp_path: Path, catalog_dir: Path) -> None:
         r = runner.invoke(app, bad)
         assert r.exit_code == 1, (bad, r.output)
         assert "Traceback" not in r.output
+
+
+def _flip_byte(data: bytes) -> bytes:
+    return data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
+
+
+def test_cache_status_verify_repair_and_clear(ngsim_csv, catalog_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from cvcatalog.cache import quarantine_bad
+
+    path, rep = ngsim_csv
+    s = _ingest(catalog_dir, str(path))
+    assert s.ok
+    cat = Catalog(catalog_dir)
+    total = rep.data_lines - rep.bad_rows
+
+    status = cat.status("ngsim")
+    assert status and all(r["partition"].startswith("ngsim/location=") for r in status)
+    assert {r["status"] for r in status} == {"complete"}
+    assert sum(r["rows"] for r in status) == total
+    # each file is sorted by (vehicle_id, timestamp); kinematics are 32-bit, positions 64-bit
+    import pyarrow.parquet as pq
+
+    first = sorted((catalog_dir / "lake" / "source=ngsim").rglob("*.parquet"))[0]
+    t = pq.read_table(first)
+    keys = list(zip(t["vehicle_id"].to_pylist(), t["timestamp"].to_pylist(), strict=True))
+    assert keys == sorted(keys) and len(set(t["vehicle_id"].to_pylist())) > 1
+    assert str(t.schema.field("speed_mps").type) == "float"
+    assert str(t.schema.field("latitude").type) == "double"
+
+    # NGSIM files are the catalog's, not orphans
+    report = cat.verify()
+    assert report.clean and report.checked > s.units
+
+    # a damaged file: its unit is dropped (and its input hidden) until it is fetched again
+    files = cat.query("select path, unit_id from dataset_files where kind = 'data' order by path")
+    victim, unit = files["path"][0], files["unit_id"][0]
+    target = catalog_dir / victim
+    target.write_bytes(_flip_byte(target.read_bytes()))
+    stray = catalog_dir / "lake" / "source=ngsim" / "stray.parquet"
+    stray.write_bytes(b"x")
+    report = cat.verify()
+    assert report.mismatched == [victim] and report.bad_dataset_files == [victim]
+    assert report.orphans == ["lake/source=ngsim/stray.parquet"]
+    refetch = quarantine_bad(cat.db, report)
+    assert [(r.dataset, r.uri, r.scope, r.unit_bytes) for r in refetch] == [
+        ("ngsim", str(path), "*", UNIT)
+    ]
+    assert not stray.exists() and not target.exists()
+    assert cat.query("select count(*) n from ngsim_trajectories")["n"][0] == 0
+    left = cat.query("select count(*) n from dataset_units where unit_id = ?", [unit])
+    assert left["n"][0] == 0
+    again = _ingest(catalog_dir, str(path))
+    assert again.ok and again.units_done == 1 and again.inputs_published == 1
+    assert cat.query("select count(*) n from ngsim_trajectories")["n"][0] == total
+    assert cat.verify().clean
+
+    # the CLI: verify fails on a missing file, --repair re-fetches it
+    gone = cat.query("select path from dataset_files where kind = 'data' limit 1")["path"][0]
+    (catalog_dir / gone).unlink()
+    home = str(catalog_dir)
+    r = runner.invoke(app, ["cache", "verify", "--catalog", home])
+    assert r.exit_code == 1 and gone in r.output
+    r = runner.invoke(app, ["cache", "verify", "--repair", "--catalog", home])
+    assert r.exit_code == 0, r.output
+    assert "re-fetched ngsim" in r.output and "(1 units)" in r.output
+    assert cat.verify().clean
+    assert cat.query("select count(*) n from ngsim_trajectories")["n"][0] == total
+
+    # clear --source ngsim: rows, files and the view's data go
+    r = runner.invoke(app, ["cache", "clear", "--source", "ngsim", "--yes", "--catalog", home])
+    assert r.exit_code == 0, r.output
+    assert cat.query("select count(*) n from ngsim_trajectories")["n"][0] == 0
+    for table in ("dataset_files", "dataset_units", "dataset_inputs"):
+        assert cat.query(f"select count(*) n from {table}")["n"][0] == 0
+    assert not [p for p in (catalog_dir / "lake").rglob("*") if p.is_file()]
+    assert not [p for p in (catalog_dir / "quarantine").rglob("*") if p.is_file()]
+    assert cat.status("ngsim") == []
+
+
+def _lake_keys(client, bucket: str, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
+    out: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        out += [o["Key"] for o in page.get("Contents", [])]
+    return sorted(out)
+
+
+@pytest.mark.slow
+def test_ngsim_on_an_s3_lake(ngsim_csv, s3_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    import duckdb
+
+    from cvcatalog.cache import quarantine_bad
+    from cvcatalog.duckdb_ext import s3_connection
+
+    path, _rep = ngsim_csv
+    s3_client.create_bucket(Bucket="ngsim-lake")
+    local = tmp_path / "local"
+    assert _ingest(local, str(path)).ok
+    want = Catalog(local).query(_ORDER)
+
+    home = tmp_path / "remote"
+    cat = Catalog(home, storage="s3://ngsim-lake/team")
+    s = cat.ingest_dataset("ngsim", str(path), unit_bytes=UNIT)
+    assert s.ok, s.errors
+    assert s.units > 3 and s.parquet_bytes > 0
+    assert cat.query(_ORDER).equals(want)
+
+    # every file is an object under the prefix, with the checksum the catalog recorded
+    files = cat.query("select path, sha256, bytes from dataset_files order by path")
+    keys = _lake_keys(s3_client, "ngsim-lake", "team/")
+    assert sorted(f"team/{p}" for p in files["path"]) == keys
+    assert any(k.endswith(".ndjson") for k in keys)  # quarantine too
+    for p, digest, size in files.itertuples(index=False):
+        body = s3_client.get_object(Bucket="ngsim-lake", Key=f"team/{p}")["Body"].read()
+        assert len(body) == size and hashlib.sha256(body).hexdigest() == digest
+    assert not [p for p in (home / "lake").rglob("*") if p.is_file()]
+
+    # the view names s3:// URLs: a plain DuckDB session with a secret reads it
+    con = duckdb.connect(str(cat.database), read_only=True)
+    try:
+        row = con.execute(
+            "select sql from duckdb_views() where view_name = 'ngsim_trajectories'"
+        ).fetchone()
+        assert row is not None and "s3://ngsim-lake/team/lake/source=ngsim/" in row[0]
+        s3_connection(con)
+        n = con.execute("select count(*) from ngsim_trajectories").fetchone()
+    finally:
+        con.close()
+    assert n is not None and n[0] == len(want)
+
+    # verify hashes the objects; repair drops the damaged unit and re-fetches only it
+    assert cat.verify().clean
+    victim = files["path"][files["path"].str.endswith(".parquet")].iloc[0]
+    key = f"team/{victim}"
+    body = s3_client.get_object(Bucket="ngsim-lake", Key=key)["Body"].read()
+    s3_client.put_object(Bucket="ngsim-lake", Key=key, Body=_flip_byte(body))
+    report = cat.verify()
+    assert report.mismatched == [victim]
+    assert len(quarantine_bad(cat.db, report)) == 1
+    again = cat.ingest_dataset("ngsim", str(path), unit_bytes=UNIT)
+    assert again.ok and again.units_done == 1
+    assert cat.verify().clean and cat.query(_ORDER).equals(want)
+
+    # publish copies the NGSIM objects; the published catalog answers the same
+    summary = cat.publish("s3://ngsim-lake/published")
+    assert summary.ok, summary.summary()
+    n_files = len(cat.query("select path from dataset_files"))
+    assert summary.count("uploaded") == n_files
+    assert Catalog("s3://ngsim-lake/published").query(_ORDER).equals(want)
+
+    # clear --source ngsim deletes the objects
+    n_parts, nbytes = cat.clear("ngsim")
+    assert n_parts > 0 and nbytes > 0
+    assert _lake_keys(s3_client, "ngsim-lake", "team/") == []
+    assert cat.query("select count(*) n from ngsim_trajectories")["n"][0] == 0
+
+
+def test_sort_order_ranks_strings_and_handles_nulls() -> None:
+    import pyarrow as pa
+
+    from cvcatalog.datasets.driver import _sort_order
+
+    t = pa.table(
+        {
+            "v": pa.array(["b", "a", None, "a", "10", "9"]),
+            "t": pa.array([1, None, 3, 0, 5, 5], pa.timestamp("ms", tz="UTC")),
+        }
+    )
+    order = _sort_order(t, ("v", "t"))
+    assert order is not None
+    got = t.take(order)["v"].to_pylist()
+    assert got == [None, "10", "9", "a", "a", "b"]  # lexicographic, as SQL compares them
+    assert t.take(order)["t"].to_pylist()[3:5] == [None, t["t"][3].as_py()]
+    assert _sort_order(t.take(order), ("v", "t")) is None  # sorted already: no take

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, Any, ClassVar
 
 import pyarrow as pa
 
@@ -113,6 +113,13 @@ class Dataset(ABC):
     partition_by: ClassVar[tuple[str, ...]]
     #: the view over the published files
     view_name: ClassVar[str]
+    #: rows of each written file are ordered by these columns (runs of similar values
+    #: compress, and row-group statistics let a query for one key skip the rest); () keeps
+    #: the input order
+    sort_by: ClassVar[tuple[str, ...]] = ()
+    #: high-cardinality non-float columns written without a dictionary (trying one for a
+    #: column of mostly distinct values costs time and falls back to plain anyway)
+    plain_columns: ClassVar[tuple[str, ...]] = ()
 
     #: input URIs to load
     uris: list[str]
@@ -121,6 +128,12 @@ class Dataset(ABC):
     def scope(self) -> str:
         """'*', or the row filter this instance applies (loads with different scopes coexist)."""
         return "*"
+
+    @classmethod
+    def options_for_scope(cls, scope: str) -> dict[str, Any]:
+        """Constructor keywords that load with the given scope again (repairs re-fetch with
+        them)."""
+        return {}
 
     @abstractmethod
     def inputs(self) -> list[InputInfo]:

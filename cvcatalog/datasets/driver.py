@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -35,6 +36,7 @@ from typing import Any, Protocol
 
 import duckdb
 import filelock
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -50,10 +52,15 @@ from cvcatalog.datasets.base import (
 from cvcatalog.datasets.views import refresh_dataset_view
 from cvcatalog.db import CatalogDB, now_utc
 from cvcatalog.exceptions import CatalogLockedError, ConversionError, CvCatalogError
-from cvcatalog.layout import CatalogPaths, publish_file, remove_tree, sha256_file
+from cvcatalog.layout import CatalogPaths, remove_tree, sha256_file
 from cvcatalog.s3 import ErrorKind, backoff_delay, classify_error
 
-ROW_GROUP_ROWS = 65_536
+ROW_GROUP_ROWS = 131_072
+#: rows of one partition a unit holds in memory to sort before writing them (bounds memory
+#: per unit in flight whatever the unit size; a unit of 64 MiB of NGSIM CSV is ~0.5 M rows)
+SORT_ROWS = 1_500_000
+#: zstd 3: within 1-2 % of level 9's size on trajectories at a third of the time
+ZSTD_LEVEL = 3
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:+-]+$")
 
 
@@ -203,6 +210,17 @@ class DatasetLoader:
         return self.paths.quarantine / f"source={self.ds.name}"
 
     @property
+    def _lake_rel(self) -> str:
+        """The dataset's lake directory, catalog-relative (the same key prefix on S3)."""
+        return f"{self.paths.lake.relative_to(self.paths.root).as_posix()}/source={self.ds.name}"
+
+    @property
+    def _quarantine_rel(self) -> str:
+        return (
+            f"{self.paths.quarantine.relative_to(self.paths.root).as_posix()}/source={self.ds.name}"
+        )
+
+    @property
     def _staging(self) -> Path:
         return self.paths.staging / "datasets" / self.ds.name
 
@@ -313,20 +331,22 @@ class DatasetLoader:
                 refresh_dataset_view(con, self.paths, type(self.ds))
             known = {r[0] for r in con.execute("SELECT path FROM dataset_files").fetchall()}
         self._delete(obsolete)
-        for root in (self._lake, self._quarantine):
-            if not root.is_dir():
-                continue
-            for f in root.rglob("*"):
-                if f.is_file() and self.paths.relative(f) not in known:
-                    with contextlib.suppress(FileNotFoundError):
-                        f.unlink()
+        store = self.db.store
+        for top in (self._lake_rel, self._quarantine_rel):
+            for rel in store.list_files(top):
+                if rel not in known:
+                    with contextlib.suppress(CvCatalogError, OSError):
+                        store.delete(rel)
 
     def _execute(self, todo: list[WorkUnit], s: DatasetSummary) -> None:
         if not todo:
             return
         pending = iter(todo)
         running: dict[Future[UnitResult], WorkUnit] = {}
-        with ThreadPoolExecutor(self.workers, thread_name_prefix=f"{self.ds.name}-unit") as pool:
+        with (
+            _short_gil_slices(self.workers),
+            ThreadPoolExecutor(self.workers, thread_name_prefix=f"{self.ds.name}-unit") as pool,
+        ):
 
             def submit_next() -> None:
                 if self._stop.is_set():
@@ -340,22 +360,27 @@ class DatasetLoader:
             try:
                 while running:
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    finished: list[UnitResult] = []
                     for fut in done:
                         unit = running.pop(fut)
                         try:
-                            result = fut.result()
+                            finished.append(fut.result())
                         except _Stopped:
                             pass  # left for the next run
                         except CvCatalogError as e:
                             self._failed(unit, e, s)
                         except Exception as e:  # a bug or a disk error: say which unit
                             self._failed(unit, e, s)
-                        else:
-                            try:
-                                self._commit(result, s)
-                            except CvCatalogError as e:
-                                self._failed(unit, e, s)
+                    # keep the workers busy while the main thread commits (finished units
+                    # wait as files in staging, not in memory)
+                    for _ in done:
                         submit_next()
+                    if finished:
+                        try:
+                            self._commit(finished, s)
+                        except CvCatalogError as e:
+                            for r in finished:
+                                self._failed(r.unit, e, s)
             except BaseException:
                 self._stop.set()
                 for fut in running:
@@ -412,26 +437,48 @@ class DatasetLoader:
 
         rejects = Rejects(stage / "quarantine.ndjson", unit)
         writers: dict[tuple[Any, ...], tuple[pq.ParquetWriter, Path, list[int]]] = {}
+        buffered: dict[tuple[Any, ...], list[pa.RecordBatch]] = {}
+        counts: Counter[tuple[Any, ...]] = Counter()
         storage = self.ds.storage_schema()
         keys = self.ds.partition_by
+
+        def flush(values: tuple[Any, ...]) -> None:
+            """Write the partition's buffered rows, sorted, as row groups of its file."""
+            batches = buffered.pop(values, [])
+            counts.pop(values, None)
+            if not batches:
+                return
+            w = writers.get(values)
+            if w is None:
+                path = stage / f"data-{len(writers):04d}.parquet"
+                writer = pq.ParquetWriter(
+                    path,
+                    storage,
+                    compression="zstd",
+                    compression_level=ZSTD_LEVEL,
+                    use_byte_stream_split=_float_columns(storage),
+                    use_dictionary=_dictionary_columns(storage, self.ds.plain_columns),
+                    write_statistics=True,
+                )
+                w = writers[values] = (writer, path, [0])
+            table = pa.Table.from_batches(batches).select(storage.names)
+            del batches[:]
+            if self.ds.sort_by:
+                order = _sort_order(table, self.ds.sort_by)
+                if order is not None:
+                    table = table.take(order)
+            w[0].write_table(table, row_group_size=ROW_GROUP_ROWS)
+            w[2][0] += table.num_rows
+
         try:
             for batch in self.ds.parse(unit, counted(self.ds.fetch(unit)), rejects):
                 for values, part in _split(batch, keys):
-                    w = writers.get(values)
-                    if w is None:
-                        path = stage / f"data-{len(writers):04d}.parquet"
-                        writer = pq.ParquetWriter(
-                            path,
-                            storage,
-                            compression="zstd",
-                            compression_level=6,
-                            use_byte_stream_split=_float_columns(storage),
-                            use_dictionary=_dictionary_columns(storage),
-                        )
-                        w = writers[values] = (writer, path, [0])
-                    table = pa.Table.from_batches([part]).select(storage.names)
-                    w[0].write_table(table, row_group_size=ROW_GROUP_ROWS)
-                    w[2][0] += part.num_rows
+                    buffered.setdefault(values, []).append(part)
+                    counts[values] += part.num_rows
+                    if counts[values] >= SORT_ROWS:
+                        flush(values)
+            for values in list(buffered):
+                flush(values)
         finally:
             for writer, _, _ in writers.values():
                 writer.close()
@@ -456,39 +503,56 @@ class DatasetLoader:
         )
 
     # -- commit (main thread) ------------------------------------------------------------
-    def _commit(self, r: UnitResult, s: DatasetSummary) -> None:
-        u = r.unit
-        tag = _short_hash(self.ds.scope, u.id, u.fingerprint)
-        placed: list[tuple[str, StagedFile, int, str]] = []
+    def _commit(self, results: list[UnitResult], s: DatasetSummary) -> None:
+        """Place the finished units' files in the lake (local or S3), then record all of them
+        in ONE catalog transaction (each transaction copies and fsyncs the database, so units
+        that finish together are checkpointed together)."""
+        store = self.db.store
+        placed: dict[str, list[tuple[str, StagedFile, int, str]]] = {}
+        published = 0
         try:
-            for f in r.files:
-                root = self._lake if f.kind == "data" else self._quarantine
-                suffix = "parquet" if f.kind == "data" else "ndjson"
-                name = f"part-{u.index:05d}-{tag}.{suffix}"
-                dest = root / f.partition / name
-                size = f.path.stat().st_size
-                digest = sha256_file(f.path)
-                publish_file(f.path, dest)
-                placed.append((self.paths.relative(dest), f, size, digest))
+            for r in results:
+                u = r.unit
+                tag = _short_hash(self.ds.scope, u.id, u.fingerprint)
+                mine = placed.setdefault(u.id, [])
+                for f in r.files:
+                    top = self._lake_rel if f.kind == "data" else self._quarantine_rel
+                    suffix = "parquet" if f.kind == "data" else "ndjson"
+                    rel = f"{top}/{f.partition}/part-{u.index:05d}-{tag}.{suffix}"
+                    size = f.path.stat().st_size
+                    digest = sha256_file(f.path)
+                    store.put(f.path, rel, size, digest)
+                    mine.append((rel, f, size, digest))
             obsolete: list[str] = []
             with self.db.write() as con:
-                self._record_unit(con, r, placed)
-                info = InputInfo(u.uri, u.fingerprint, u.size, u.last_modified)
-                if self._publish_if_complete(con, info, None, obsolete):
+                for r in results:
+                    self._record_unit(con, r, placed[r.unit.id])
+                seen: set[tuple[str, str]] = set()
+                for r in results:
+                    u = r.unit
+                    if (u.uri, u.fingerprint) in seen:
+                        continue
+                    seen.add((u.uri, u.fingerprint))
+                    info = InputInfo(u.uri, u.fingerprint, u.size, u.last_modified)
+                    if self._publish_if_complete(con, info, None, obsolete):
+                        published += 1
+                if published:
                     refresh_dataset_view(con, self.paths, type(self.ds))
-                    s.inputs_published += 1
         except BaseException:
-            self._delete([p for p, *_ in placed])  # never named by a committed row
+            # never named by a committed row
+            self._delete([p for files in placed.values() for p, *_ in files])
             raise
         self._delete(obsolete)
-        s.units_done += 1
-        s.rows += r.rows
-        s.quarantined += r.quarantined
-        s.skipped += r.skipped
-        s.bytes_downloaded += r.fetched_bytes
-        s.parquet_bytes += sum(size for _, f, size, _ in placed if f.kind == "data")
-        s.retries += r.attempts - 1
-        self.progress.unit_done(u, r.rows)
+        s.inputs_published += published
+        for r in results:
+            s.units_done += 1
+            s.rows += r.rows
+            s.quarantined += r.quarantined
+            s.skipped += r.skipped
+            s.bytes_downloaded += r.fetched_bytes
+            s.parquet_bytes += sum(size for _, f, size, _ in placed[r.unit.id] if f.kind == "data")
+            s.retries += r.attempts - 1
+            self.progress.unit_done(r.unit, r.rows)
 
     def _record_unit(
         self,
@@ -600,6 +664,7 @@ class DatasetLoader:
             ],
         )
         obsolete += self._drop_versions(con, info.uri, scope, [info.fingerprint])
+        obsolete += self._drop_other_units(con, info, [u.id for u in units])
         if scope == "*":  # a whole load supersedes filtered loads of the same input
             others = [
                 r[0]
@@ -645,14 +710,29 @@ class DatasetLoader:
             )
         return paths
 
+    def _drop_other_units(
+        self, con: duckdb.DuckDBPyConnection, info: InputInfo, keep: list[str]
+    ) -> list[str]:
+        """Forget units of this version that are not among keep (an earlier run cut the input
+        with another unit size); their rows are covered by keep's."""
+        args = [self.ds.name, info.uri, self.ds.scope, info.fingerprint, keep]
+        where = (
+            "WHERE dataset = ? AND uri = ? AND scope = ? AND fingerprint = ? "
+            "AND NOT list_contains(?, unit_id)"
+        )
+        paths = [
+            r[0] for r in con.execute(f"SELECT path FROM dataset_files {where}", args).fetchall()
+        ]
+        for table in ("dataset_files", "dataset_units"):
+            con.execute(f"DELETE FROM {table} {where}", args)
+        return paths
+
     def _delete(self, rel_paths: list[str]) -> None:
+        """Best effort: a file that survives is an orphan the next run (or verify) removes."""
+        store = self.db.store
         for rel in rel_paths:
-            with contextlib.suppress(FileNotFoundError):
-                p = self.paths.absolute(rel)
-                p.unlink()
-                with contextlib.suppress(OSError):  # prune the emptied partition directories
-                    p.parent.rmdir()
-                    p.parent.parent.rmdir()
+            with contextlib.suppress(CvCatalogError, OSError):
+                store.delete(rel)
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _record_start(self) -> None:
@@ -697,6 +777,26 @@ class DatasetLoader:
             self.progress.note(f"the run's end was not recorded: {e}")
 
 
+#: GIL switch interval while units run in parallel
+GIL_SLICE_S = 0.001
+
+
+@contextlib.contextmanager
+def _short_gil_slices(workers: int) -> Iterator[None]:
+    """Parsing a block is hundreds of short native calls (CSV, compute kernels, pyproj,
+    Parquet) that each release and retake the GIL. With CPython's default 5 ms switch
+    interval a thread coming back from one waits for the other thread's whole slice (the
+    convoy effect): two workers could run slower than one. Shorter slices while the pool
+    runs (restored after) let both threads progress (A/B in docs/ngsim.md, Performance)."""
+    old = sys.getswitchinterval()
+    if workers > 1:
+        sys.setswitchinterval(min(old, GIL_SLICE_S))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
 def _split(
     batch: pa.RecordBatch, keys: tuple[str, ...]
 ) -> Iterator[tuple[tuple[Any, ...], pa.RecordBatch]]:
@@ -736,8 +836,37 @@ def _float_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if pa.types.is_floating(f.type)]
 
 
-def _dictionary_columns(schema: pa.Schema) -> list[str]:
-    return [f.name for f in schema if not pa.types.is_floating(f.type)]
+def _dictionary_columns(schema: pa.Schema, plain: tuple[str, ...] = ()) -> list[str]:
+    return [f.name for f in schema if not pa.types.is_floating(f.type) and f.name not in plain]
+
+
+def _sort_order(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray | None:
+    """Row order sorting the table by columns (ascending), or None if it is
+    sorted already. Strings are ranked through their distinct values (a few thousand ids
+    among a million rows), so the sort itself is an integer lexsort."""
+    keys: list[np.ndarray] = []
+    for name in columns:
+        col = table[name].combine_chunks()
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            enc = pc.dictionary_encode(col)
+            ranks = np.empty(len(enc.dictionary), np.int64)
+            ranks[pc.sort_indices(enc.dictionary).to_numpy()] = np.arange(len(enc.dictionary))
+            ranks = np.append(ranks, -1)  # null
+            idx = pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy()
+            keys.append(ranks[idx])
+        else:
+            if pa.types.is_temporal(col.type):
+                col = col.cast(pa.int64())
+            if col.null_count:  # NULLs sort with the smallest values
+                low = pc.min(col)
+                col = pc.fill_null(col, low if low.is_valid else pa.scalar(0, col.type))
+            keys.append(col.to_numpy(zero_copy_only=False))
+    if not keys or table.num_rows < 2:
+        return None
+    order = np.lexsort(keys[::-1])
+    if (order[1:] > order[:-1]).all():
+        return None
+    return order
 
 
 def run_dataset(dataset: Dataset, db: CatalogDB, **kwargs: Any) -> DatasetSummary:

@@ -70,6 +70,9 @@ CSV_COLUMNS: list[tuple[str, pa.DataType]] = [
 ]
 CSV_NAMES = [n for n, _ in CSV_COLUMNS]
 _CSV_TYPES = dict(CSV_COLUMNS)
+#: the fast path reads Location as a dictionary: a handful of distinct values per block, so
+#: normalising and checking it costs nothing per row
+_FAST_TYPES = _CSV_TYPES | {"Location": pa.dictionary(pa.int32(), pa.string())}
 #: a row without these is quarantined (Location only when no --location is given)
 REQUIRED = ("Vehicle_ID", "Frame_ID", "Global_Time", "Local_X", "Local_Y", "v_Vel", "Location")
 #: NGSIM writes this Time_Headway when there is no preceding vehicle
@@ -85,20 +88,20 @@ SCHEMA = pa.schema(
         ("y_m", pa.float64()),  # Local_Y: longitudinal, in the direction of travel
         ("latitude", pa.float64()),
         ("longitude", pa.float64()),
-        ("speed_mps", pa.float64()),
-        ("accel_mps2", pa.float64()),
+        ("speed_mps", pa.float32()),
+        ("accel_mps2", pa.float32()),
         ("lane_id", pa.int32()),
         ("frame_id", pa.int32()),
         ("ngsim_vehicle_id", pa.int32()),
         ("period_start", pa.timestamp("ms", tz="UTC")),
         ("total_frames", pa.int32()),
-        ("vehicle_length_m", pa.float64()),
-        ("vehicle_width_m", pa.float64()),
+        ("vehicle_length_m", pa.float32()),
+        ("vehicle_width_m", pa.float32()),
         ("vehicle_class", pa.int8()),  # 1 motorcycle, 2 auto, 3 truck
         ("preceding", pa.int32()),  # NGSIM Vehicle_ID of the leader; NULL for none (0)
         ("following", pa.int32()),
-        ("space_headway_m", pa.float64()),
-        ("time_headway_s", pa.float64()),
+        ("space_headway_m", pa.float32()),
+        ("time_headway_s", pa.float32()),
         ("o_zone", pa.int16()),
         ("d_zone", pa.int16()),
         ("int_id", pa.int16()),
@@ -147,6 +150,8 @@ class NgsimDataset(Dataset):
     arrow_schema: ClassVar[pa.Schema] = SCHEMA
     partition_by: ClassVar[tuple[str, ...]] = ("location", "date")
     view_name: ClassVar[str] = "ngsim_trajectories"
+    sort_by: ClassVar[tuple[str, ...]] = ("vehicle_id", "timestamp")
+    plain_columns: ClassVar[tuple[str, ...]] = ("timestamp", "frame_id")
 
     def __init__(
         self,
@@ -181,6 +186,11 @@ class NgsimDataset(Dataset):
     @property
     def scope(self) -> str:
         return f"location={self.location}" if self.location else "*"
+
+    @classmethod
+    def options_for_scope(cls, scope: str) -> dict[str, Any]:
+        key, _, value = scope.partition("=")
+        return {"location": value} if key == "location" and value else {}
 
     # -- contract ------------------------------------------------------------------------
     def inputs(self) -> list[InputInfo]:
@@ -248,7 +258,7 @@ class NgsimDataset(Dataset):
         """Whole lines -> canonical batches. Clean blocks take the typed multithreaded
         path; a block with any bad row is parsed again column by column as text so that each
         bad row is quarantined with its reason and original line."""
-        if not block.strip():
+        if not block or block.isspace():
             return
         table = self._read_typed(block, names)
         if table is None or self._has_bad_rows(table):
@@ -272,7 +282,7 @@ class NgsimDataset(Dataset):
                 ),
                 parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
                 convert_options=pacsv.ConvertOptions(
-                    column_types={n: _CSV_TYPES[n] for n in names if n in _CSV_TYPES},
+                    column_types={n: _FAST_TYPES[n] for n in names if n in _FAST_TYPES},
                     include_columns=CSV_NAMES,
                     null_values=_NULLS,
                     strings_can_be_null=True,
@@ -286,8 +296,7 @@ class NgsimDataset(Dataset):
         for name in REQUIRED:
             if table[name].null_count:
                 return True
-        known = pc.is_in(_normalize_locations(table["Location"]), value_set=pa.array(LOCATIONS))
-        return not pc.all(known).as_py()
+        return bool((_location_codes(table["Location"]) < 0).any())
 
     def _read_checked(self, block: bytes, names: list[str], rejects: Rejects) -> pa.Table:
         """The slow, exact path: field counts, then every numeric column checked as text."""
@@ -360,18 +369,20 @@ class NgsimDataset(Dataset):
         return typed.filter(pa.array(keep)) if not keep.all() else typed
 
     def _canonical(self, t: pa.Table, rejects: Rejects) -> Iterator[pa.RecordBatch]:
-        """Typed CSV columns -> canonical columns (SI units, UTC, WGS84, unique ids)."""
-        loc = _normalize_locations(t["Location"])
-        t = t.set_column(t.schema.get_field_index("Location"), "Location", loc)
+        """Typed CSV columns -> canonical columns (SI units, UTC, WGS84, unique ids), one batch
+        per location. Locations become small integer codes first (normalised per distinct
+        value, not per row)."""
+        codes = _location_codes(t["Location"])
         if self.location is not None:
-            keep = pc.equal(t["Location"], self.location)
-            n = t.num_rows
-            t = t.filter(keep)
-            rejects.skip(n - t.num_rows)
-        for location in pc.unique(t["Location"]).to_pylist():
-            part = t.filter(pc.equal(t["Location"], location)) if location else t
+            keep = codes == LOCATIONS.index(self.location)
+            if not keep.all():
+                rejects.skip(int(t.num_rows - keep.sum()))
+                t, codes = t.filter(pa.array(keep)), codes[keep]
+        present = np.unique(codes)
+        for code in present:
+            part = t if len(present) == 1 else t.filter(pa.array(codes == code))
             if part.num_rows:
-                yield self._convert(part, str(location))
+                yield self._convert(part, LOCATIONS[int(code)])
 
     def _convert(self, t: pa.Table, location: str) -> pa.RecordBatch:
         n = t.num_rows
@@ -381,18 +392,14 @@ class NgsimDataset(Dataset):
         # Frame_ID counts 0.1 s frames from the start of the recording period, so this is the
         # period's start; rounded to the second to absorb jitter in Global_Time
         period = np.round((gt - FRAME_MS * frame) / 1000.0).astype(np.int64) * 1000
-        vehicle_id = pc.binary_join_element_wise(
-            pa.array(np.full(n, location, dtype=object), pa.string()),
-            pa.array(period).cast(pa.string()),
-            pa.array(vid).cast(pa.string()),
-            ":",
-        )
+        vehicle_id = _vehicle_ids(location, period, vid)
         gx = t["Global_X"].to_numpy(zero_copy_only=False)
         gy = t["Global_Y"].to_numpy(zero_copy_only=False)
         lon, lat = to_lonlat(location, gx, gy)
 
-        def ft(name: str) -> pa.Array:
-            return pc.multiply(t[name], FT).combine_chunks()
+        def ft(name: str, single: bool = False) -> pa.Array:
+            col = pc.multiply(t[name].combine_chunks(), FT)
+            return pc.cast(col, pa.float32()) if single else col
 
         def code(name: str, typ: pa.DataType, zero_is_null: bool = True) -> pa.Array:
             col = t[name].combine_chunks()
@@ -403,12 +410,16 @@ class NgsimDataset(Dataset):
         preceding = code("Preceding", pa.int32())
         headway = t["Space_Headway"].combine_chunks()
         no_leader = pc.fill_null(pc.is_null(preceding), True)
-        space = pc.if_else(no_leader, pa.scalar(None, pa.float64()), pc.multiply(headway, FT))
+        space = pc.if_else(
+            no_leader,
+            pa.scalar(None, pa.float32()),
+            pc.cast(pc.multiply(headway, FT), pa.float32()),
+        )
         th = t["Time_Headway"].combine_chunks()
         time_headway = pc.if_else(
             pc.fill_null(pc.or_(no_leader, pc.greater_equal(th, NO_HEADWAY_S)), True),
-            pa.scalar(None, pa.float64()),
-            th,
+            pa.scalar(None, pa.float32()),
+            pc.cast(th, pa.float32()),
         )
         ts = pa.array(gt, pa.timestamp("ms", tz="UTC"))
         days = np.floor_divide(gt, 86_400_000).astype(np.int32)
@@ -419,15 +430,15 @@ class NgsimDataset(Dataset):
             ft("Local_Y"),
             pa.array(lat),
             pa.array(lon),
-            ft("v_Vel"),
-            ft("v_Acc"),
+            ft("v_Vel", single=True),
+            ft("v_Acc", single=True),
             code("Lane_ID", pa.int32(), zero_is_null=False),
             pa.array(frame.astype(np.int32)),
             pa.array(vid.astype(np.int32)),
             pa.array(period, pa.timestamp("ms", tz="UTC")),
             code("Total_Frames", pa.int32(), zero_is_null=False),
-            ft("v_length"),
-            ft("v_Width"),
+            ft("v_length", single=True),
+            ft("v_Width", single=True),
             code("v_Class", pa.int8()),
             preceding,
             code("Following", pa.int32()),
@@ -439,7 +450,7 @@ class NgsimDataset(Dataset):
             code("Section_ID", pa.int16()),
             code("Direction", pa.int8()),
             code("Movement", pa.int8()),
-            pa.array(np.full(n, location, dtype=object), pa.string()),
+            pa.repeat(pa.scalar(location, pa.string()), n),
             pa.array(days, pa.date32()),
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
@@ -479,6 +490,43 @@ class NgsimDataset(Dataset):
         self._headers[info.uri] = names
 
 
+def _location_codes(col: pa.ChunkedArray) -> np.ndarray:
+    """Index of each row's normalised location in LOCATIONS; -1 for a missing or unknown one.
+    Normalises each chunk's distinct values only (dictionary-encoding text columns first)."""
+    known = pa.array(LOCATIONS)
+    out = []
+    for chunk in col.chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = pc.dictionary_encode(chunk)
+        values = pc.index_in(_normalize_locations(chunk.dictionary), value_set=known)
+        lookup = np.append(pc.fill_null(values, -1).to_numpy().astype(np.int8), np.int8(-1))
+        indices = pc.fill_null(chunk.indices, len(lookup) - 1).to_numpy()
+        out.append(lookup[indices])
+    return np.concatenate(out) if out else np.empty(0, np.int8)
+
+
+def _vehicle_ids(location: str, period: np.ndarray, vid: np.ndarray) -> pa.Array:
+    """'<location>:<period start ms>:<Vehicle_ID>' per row, built once per distinct vehicle
+    (a block holds a few hundred vehicles, not hundreds of thousands) and expanded by index."""
+    if len(vid) == 0:
+        return pa.array([], pa.string())
+    lo = int(vid.min())
+    if int(vid.max()) - lo >= 1 << 31:  # absurd ids: no packed key, join strings per row
+        return pc.binary_join_element_wise(
+            pa.repeat(pa.scalar(location, pa.string()), len(vid)),
+            pa.array(period).cast(pa.string()),
+            pa.array(vid).cast(pa.string()),
+            ":",
+        )
+    periods = pc.dictionary_encode(pa.array(period))
+    key = periods.indices.to_numpy().astype(np.int64) << 32 | (vid - lo)
+    encoded = pc.dictionary_encode(pa.array(key))
+    uniq = encoded.dictionary.to_numpy()
+    pvals = periods.dictionary.to_numpy()
+    names = [f"{location}:{pvals[k >> 32]}:{(k & 0xFFFFFFFF) + lo}" for k in uniq.tolist()]
+    return pc.take(pa.array(names, pa.string()), encoded.indices)
+
+
 def _empty_typed() -> pa.Table:
     return pa.table({n: pa.array([], t) for n, t in CSV_COLUMNS})
 
@@ -505,13 +553,13 @@ def _unit_lines(unit: WorkUnit, data: Iterator[bytes], block_bytes: int) -> Iter
             if len(buf) >= rel_end:
                 last = buf.find(b"\n", rel_end - 1)
                 if last >= 0:
-                    yield from _blocks(bytes(buf[: last + 1]), block_bytes)
+                    yield from _blocks(_head(buf, last + 1), block_bytes)
                     return
             while len(buf) >= block_bytes and len(buf) < rel_end:
                 cut = buf.rfind(b"\n", 0, block_bytes)
                 if cut < 0:
                     break
-                yield bytes(buf[: cut + 1])
+                yield _head(buf, cut + 1)
                 del buf[: cut + 1]
                 pos += cut + 1
                 rel_end = unit.end - pos
@@ -521,6 +569,12 @@ def _unit_lines(unit: WorkUnit, data: Iterator[bytes], block_bytes: int) -> Iter
         close = getattr(data, "close", None)
         if close is not None:
             close()
+
+
+def _head(buf: bytearray, n: int) -> bytes:
+    """buf[:n] as bytes with one copy (slicing a bytearray copies twice)."""
+    with memoryview(buf) as view:
+        return bytes(view[:n])
 
 
 def _blocks(data: bytes, block_bytes: int) -> Iterator[bytes]:

@@ -16,6 +16,7 @@ from cvcatalog.datasets.base import Dataset, duckdb_type
 from cvcatalog.exceptions import CatalogError
 from cvcatalog.layout import CatalogPaths
 from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
+from cvcatalog.storage import read_lake_url
 
 TRAJECTORIES_VIEW = "trajectories"
 
@@ -59,10 +60,24 @@ def dataset_view_sql(ds: type[Dataset], files: list[str]) -> str:
 
 
 def refresh_dataset_view(
-    con: duckdb.DuckDBPyConnection, paths: CatalogPaths, ds: type[Dataset]
+    con: duckdb.DuckDBPyConnection,
+    paths: CatalogPaths,
+    ds: type[Dataset],
+    base_url: str | None = None,
 ) -> None:
-    """(Re)create one dataset's view over its published files, then `trajectories`."""
+    """(Re)create one dataset's view over its published files, then `trajectories`.
+
+    base_url (s3://bucket/prefix): name the files by that URL plus their catalog-relative
+    path; by default the catalog's own lake (catalog_settings), local files when it has none."""
+    from cvcatalog.views import remote_file_url
+
     rel = published_files(con, ds.name)
+    if base_url is None:
+        base_url = read_lake_url(con)  # an S3 lake: the view reads it through httpfs
+    if base_url is not None:
+        con.execute(dataset_view_sql(ds, [remote_file_url(base_url, p) for p in rel]))
+        refresh_trajectories_view(con, if_changed=True)
+        return
     files = [str(paths.absolute(p)) for p in rel]
     missing = [p for p, f in zip(rel, files, strict=True) if not os.path.exists(f)]
     if missing:

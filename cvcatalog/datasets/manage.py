@@ -1,0 +1,194 @@
+"""Cache management of dataset files (NGSIM, ...): status, clear, verify/repair, publish.
+
+Dataset files live in the same lake as CV Pilot partitions (local or S3, `db.store`) but are
+recorded in dataset_files / dataset_units / dataset_inputs, so `cvcatalog cache` and
+`cvcatalog publish` ask this module about them. Every function that changes rows runs inside
+the caller's write transaction and returns the files to delete after it commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from cvcatalog.datasets.base import Dataset
+from cvcatalog.datasets.views import refresh_dataset_view
+from cvcatalog.layout import CatalogPaths
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """One file of a committed unit, as dataset_files records it."""
+
+    path: str
+    dataset: str
+    uri: str
+    scope: str
+    fingerprint: str
+    unit_id: str
+    partition: str
+    kind: str
+    rows: int
+    bytes: int
+    sha256: str
+    published: bool  # of the version the view shows
+
+    @property
+    def partition_key(self) -> str:
+        """How `cache status` and publish.json name its partition: '<dataset>/<partition>'."""
+        return f"{self.dataset}/{self.partition}"
+
+
+def _classes(dataset: str | None, message_type: str | None) -> list[type[Dataset]]:
+    from cvcatalog.datasets import DATASETS
+
+    return [
+        ds
+        for name, ds in sorted(DATASETS.items())
+        if (dataset is None or dataset == name)
+        and (message_type is None or message_type == ds.message_type)
+    ]
+
+
+def dataset_files(
+    con: duckdb.DuckDBPyConnection,
+    dataset: str | None = None,
+    message_type: str | None = None,
+    *,
+    published_only: bool = False,
+) -> list[DatasetFile]:
+    """Files of every committed unit (or only of published versions), ordered by path."""
+    names = [ds.name for ds in _classes(dataset, message_type)]
+    if not names:
+        return []
+    sql = (
+        "SELECT f.path, f.dataset, f.uri, f.scope, f.fingerprint, f.unit_id, f.partition, "
+        "f.kind, f.rows, f.bytes, f.sha256, i.fingerprint IS NOT NULL AS published "
+        "FROM dataset_files f LEFT JOIN dataset_inputs i ON f.dataset = i.dataset "
+        "AND f.uri = i.uri AND f.scope = i.scope AND f.fingerprint = i.fingerprint "
+        "WHERE list_contains(?, f.dataset)"
+    )
+    if published_only:
+        sql += " AND i.fingerprint IS NOT NULL"
+    rows = con.execute(sql + " ORDER BY f.path", [names]).fetchall()
+    return [DatasetFile(*r) for r in rows]
+
+
+def dataset_status(
+    con: duckdb.DuckDBPyConnection, dataset: str | None = None, message_type: str | None = None
+) -> list[dict[str, Any]]:
+    """One row per dataset partition, in the shape of `cache status` rows. Status 'complete'
+    for what the view shows, 'pending' for units of a version not published yet."""
+    agg: dict[tuple[str, bool], dict[str, Any]] = {}
+    for f in dataset_files(con, dataset, message_type):
+        if f.kind != "data":
+            continue
+        row = agg.setdefault(
+            (f.partition_key, f.published),
+            {
+                "partition": f.partition_key,
+                "status": "complete" if f.published else "pending",
+                "rows": 0,
+                "quarantined": 0,
+                "parquet_bytes": 0,
+                "source_objects": set(),
+                "source_bytes": None,
+                "schema_versions": "",
+                "canonical_version": None,
+                "checked_at": None,
+                "last_accessed": None,
+                "error": None,
+            },
+        )
+        row["rows"] += f.rows
+        row["parquet_bytes"] += f.bytes
+        row["source_objects"].add(f.uri)
+    out = []
+    for key in sorted(agg):
+        row = agg[key]
+        row["source_objects"] = len(row["source_objects"])
+        out.append(row)
+    return out
+
+
+def forget(
+    con: duckdb.DuckDBPyConnection,
+    paths: CatalogPaths,
+    dataset: str | None = None,
+    message_type: str | None = None,
+) -> tuple[int, list[DatasetFile]]:
+    """Forget every input, unit and file of the dataset(s) and empty their views; returns
+    (partitions, files to delete)."""
+    classes = _classes(dataset, message_type)
+    files = dataset_files(con, dataset, message_type)
+    partitions = {f.partition_key for f in files if f.kind == "data"}
+    for ds in classes:
+        for table in ("dataset_files", "dataset_units", "dataset_inputs"):
+            con.execute(f"DELETE FROM {table} WHERE dataset = ?", [ds.name])
+        refresh_dataset_view(con, paths, ds)
+    return len(partitions), files
+
+
+@dataclass(frozen=True)
+class Refetch:
+    """An input some of whose units were dropped by a repair: load it again to fill them."""
+
+    dataset: str
+    uri: str
+    scope: str
+    unit_bytes: int | None = None  # the unit size it was cut with: only dropped units re-run
+
+
+def drop_damaged(
+    con: duckdb.DuckDBPyConnection, paths: CatalogPaths, damaged: list[str]
+) -> tuple[list[str], list[Refetch]]:
+    """Forget the units owning damaged (missing or mismatched) files, so the next load
+    re-fetches exactly those units, and unpublish their inputs (a view never shows an input
+    with a hole). Returns (files of those units to delete, inputs to load again)."""
+    if not damaged:
+        return [], []
+    units = con.execute(
+        "SELECT DISTINCT dataset, unit_id, scope, fingerprint, uri FROM dataset_files "
+        "WHERE list_contains(?, path)",
+        [damaged],
+    ).fetchall()
+    doomed: list[str] = []
+    refetch: set[Refetch] = set()
+    sizes = {
+        (r[0], r[1], r[2], r[3]): r[4]
+        for r in con.execute(
+            "SELECT dataset, uri, scope, fingerprint, max(end_byte - start_byte) "
+            "FROM dataset_units GROUP BY ALL"
+        ).fetchall()
+    }
+    touched: set[str] = set()
+    for dataset, unit_id, scope, fingerprint, uri in units:
+        key = [dataset, unit_id, scope, fingerprint]
+        doomed += [
+            r[0]
+            for r in con.execute(
+                "SELECT path FROM dataset_files WHERE dataset = ? AND unit_id = ? AND scope = ? "
+                "AND fingerprint = ?",
+                key,
+            ).fetchall()
+        ]
+        for table in ("dataset_files", "dataset_units"):
+            con.execute(
+                f"DELETE FROM {table} WHERE dataset = ? AND unit_id = ? AND scope = ? "
+                "AND fingerprint = ?",
+                key,
+            )
+        con.execute(
+            "DELETE FROM dataset_inputs WHERE dataset = ? AND uri = ? AND scope = ? "
+            "AND fingerprint = ?",
+            [dataset, uri, scope, fingerprint],
+        )
+        size = sizes.get((dataset, uri, scope, fingerprint))
+        refetch.add(Refetch(dataset, uri, scope, int(size) if size else None))
+        touched.add(dataset)
+    for ds in _classes(None, None):
+        if ds.name in touched:
+            refresh_dataset_view(con, paths, ds)
+    return sorted(set(doomed)), sorted(refetch, key=lambda r: (r.dataset, r.uri, r.scope))
