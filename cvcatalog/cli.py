@@ -738,7 +738,9 @@ def _emit_runs(catalog: str | None, limit: int, source: str | None, fmt: Format)
             "finished": _when(r["finished_at"], r["started_at"]),
             "status": r["status"],
             "source_type": f"{r['source']}/{r['message_type']}",
-            "range": str(r["start_date"])
+            "range": ""  # a dataset run (NGSIM) loads files, not a date range
+            if r["start_date"] is None
+            else str(r["start_date"])
             if r["start_date"] == r["end_date"]
             else f"{r['start_date']}..{r['end_date']}",
             "mode": r["mode"],

@@ -245,6 +245,31 @@ def test_changed_input_is_rebuilt_and_replaces_the_old(tmp_path: Path, catalog_d
     assert s1.rows != s2.rows or s1.run_id != s2.run_id
     inputs = cat.query("select * from dataset_inputs")
     assert len(inputs) == 1 and inputs["rows"][0] == rep2.rows
+    s3 = _ingest(catalog_dir, str(path))  # unchanged now
+    assert s3.units_done == 0
+    # what changed and when, per run (`cvcatalog runs`)
+    runs = cat.runs(10)
+    by_id = {r["run_id"]: r for r in runs}
+    want = {
+        s1.run_id: (1, 0, 0, 1),  # added, changed, unchanged, partitions (us-101, one day)
+        s2.run_id: (0, 1, 0, 1),  # peachtree replaces it
+        s3.run_id: (0, 0, 1, 0),
+    }
+    for run_id, counts in want.items():
+        r = by_id[run_id]
+        got_counts = (
+            r["objects_added"],
+            r["objects_changed"],
+            r["objects_unchanged"],
+            r["partitions_rewritten"],
+        )
+        assert got_counts == counts, run_id
+    out = runner.invoke(app, ["runs", "--format", "json", "--catalog", str(catalog_dir)])
+    assert out.exit_code == 0, out.output
+    listed = {r["run_id"]: r for r in json.loads(out.output)}
+    assert listed[s2.run_id]["objects_changed"] == 1 and listed[s2.run_id]["start_date"] is None
+    table = runner.invoke(app, ["runs", "--catalog", str(catalog_dir)])
+    assert table.exit_code == 0 and "ngsim/TRAJECTORY" in table.output and "None" not in table.output
 
 
 class _RangeHandler(http.server.BaseHTTPRequestHandler):

@@ -126,6 +126,10 @@ class DatasetSummary:
     retries: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    #: inputs by what changed since the published version: added / changed / unchanged
+    inputs_by_change: Counter[str] = field(default_factory=Counter)
+    #: partitions (location=.../date=...) that received files in this run
+    partitions_written: set[str] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -151,6 +155,10 @@ class DatasetSummary:
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows / self.seconds) if self.seconds else 0,
             "errors": self.errors,
+            "inputs_added": self.inputs_by_change["added"],
+            "inputs_changed": self.inputs_by_change["changed"],
+            "inputs_unchanged": self.inputs_by_change["unchanged"],
+            "partitions_written": len(self.partitions_written),
         }
 
 
@@ -287,6 +295,15 @@ class DatasetLoader:
             }
         todo_inputs = []
         for info in inputs:
+            before = published.get((info.uri, scope))
+            kind = (
+                "added"
+                if before is None
+                else "unchanged"
+                if before == info.fingerprint
+                else "changed"
+            )
+            s.inputs_by_change[kind] += 1
             if scope != "*" and published.get((info.uri, "*")) == info.fingerprint:
                 self.progress.note(
                     f"{info.uri} is already loaded whole (without a filter); nothing to do"
@@ -545,6 +562,7 @@ class DatasetLoader:
         self._delete(obsolete)
         s.inputs_published += published
         for r in results:
+            s.partitions_written.update(f.partition for f in r.files if f.kind == "data")
             s.units_done += 1
             s.rows += r.rows
             s.quarantined += r.quarantined
@@ -769,6 +787,12 @@ class DatasetLoader:
             "parquet_bytes": s.parquet_bytes,
             "seconds": s.seconds,
             "message": "; ".join(s.errors)[:2000] or None,
+            # `cvcatalog runs`: a dataset's "objects" are its inputs (files)
+            "mode": "incremental",
+            "objects_added": s.inputs_by_change["added"],
+            "objects_changed": s.inputs_by_change["changed"],
+            "objects_unchanged": s.inputs_by_change["unchanged"],
+            "partitions_rewritten": len(s.partitions_written),
         }
         try:
             with self.db.write() as con:
