@@ -298,6 +298,7 @@ class Catalog:
         progress: Any = None,
         profile: str | None = None,
         no_sign_request: bool | None = None,
+        quality: Any = None,
     ) -> Any:
         """Load a dataset that is not in the CV Pilot bucket (e.g. ``"ngsim"``) from local
         files, http(s) URLs or s3:// URIs; returns a DatasetSummary.
@@ -305,6 +306,8 @@ class Catalog:
         Incremental: inputs whose version (ETag, or size and mtime) was loaded before are
         skipped; a changed input is rebuilt and replaces the old version in one transaction;
         an interrupted run resumes at the first uncommitted unit (docs/ngsim.md).
+        quality: a cvcatalog.quality.QualityConfig: its rules are counted (and its cleaning
+        applied) on each unit's files and recorded in quality_stats with the run.
         """
         from cvcatalog.datasets import DATASETS
         from cvcatalog.datasets.driver import run_dataset
@@ -333,6 +336,7 @@ class Catalog:
             workers=workers or min(4, os.cpu_count() or 1),
             retries=retries,
             progress=progress,
+            quality=quality,
         )
 
     # -- SQL -----------------------------------------------------------------------------

@@ -214,7 +214,6 @@ def ingest(
             "--end": end,
             "--days-back": days_back,
             "--timezone": timezone,
-            "--config": config,
             "--scheduler": scheduler,
             "--cluster": cluster,
             "--rate-limit": rate_limit,
@@ -232,6 +231,7 @@ def ingest(
             workers=workers,
             fmt=fmt,
             progress=progress,
+            config=config,
         )
         return
     if path or location:
@@ -285,8 +285,10 @@ def _ingest_dataset(
     workers: int | None,
     fmt: Format,
     progress: bool,
+    config: Path | None = None,
 ) -> None:
     from cvcatalog.datasets import DATASETS
+    from cvcatalog.quality import quality_from_file
 
     ds = DATASETS[name]
     if message_type is not None and message_type.strip().upper() != ds.message_type:
@@ -307,6 +309,7 @@ def _ingest_dataset(
             progress=bar,
             profile=profile,
             no_sign_request=no_sign_request,
+            quality=quality_from_file(config) if config is not None else None,
         )
     d = summary.as_dict()
     if fmt is not Format.table:

@@ -968,3 +968,22 @@ def process_partition(
         if f != cleaned:
             f.unlink()
     return [cleaned], stats
+
+
+def quality_from_file(path: Path) -> QualityConfig:
+    """The `quality:` section of a YAML config file (a data-source config, or a file holding
+    only that section); one clear error for a missing file or a bad value."""
+    from cvcatalog.config import load_yaml
+
+    data = load_yaml(path)
+    section = data.get("quality", data if "rules" in data or "cleaning" in data else None)
+    if section is None:
+        raise ConfigError(f"{path} has no quality: section")
+    try:
+        return QualityConfig.model_validate(section)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(
+            f"invalid quality configuration ({path}): {loc}: {first['msg']}"
+        ) from None

@@ -269,7 +269,9 @@ def test_changed_input_is_rebuilt_and_replaces_the_old(tmp_path: Path, catalog_d
     listed = {r["run_id"]: r for r in json.loads(out.output)}
     assert listed[s2.run_id]["objects_changed"] == 1 and listed[s2.run_id]["start_date"] is None
     table = runner.invoke(app, ["runs", "--catalog", str(catalog_dir)])
-    assert table.exit_code == 0 and "ngsim/TRAJECTORY" in table.output and "None" not in table.output
+    assert (
+        table.exit_code == 0 and "ngsim/TRAJECTORY" in table.output and "None" not in table.output
+    )
 
 
 class _RangeHandler(http.server.BaseHTTPRequestHandler):
@@ -577,3 +579,79 @@ def test_sort_order_ranks_strings_and_handles_nulls() -> None:
     assert got == [None, "10", "9", "a", "a", "b"]  # lexicographic, as SQL compares them
     assert t.take(order)["t"].to_pylist()[3:5] == [None, t["t"][3].as_py()]
     assert _sort_order(t.take(order), ("v", "t")) is None  # sorted already: no take
+
+
+def test_quality_step_counts_and_cleans_each_unit(ngsim_csv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--config with a quality section: the rules are counted on every unit's files and
+    recorded with the run; remove_outliers keeps exactly the rows inside the limits."""
+    path, _ = ngsim_csv
+    plain = tmp_path / "plain"
+    assert _ingest(plain, str(path)).ok
+    box = {"lat_min": 34.0, "lat_max": 34.2, "lon_min": -118.5, "lon_max": -118.2}  # LA sites
+    inside = (
+        "latitude between 34.0 and 34.2 and longitude between -118.5 and -118.2 "
+        "and speed_mps between 0 and 70 and abs(accel_mps2) <= 15"
+    )
+    ref = Catalog(plain)
+    keep = int(ref.query(f"select count(*) from ngsim_trajectories where {inside}").iat[0, 0])
+    total = int(ref.query("select count(*) from ngsim_trajectories").iat[0, 0])
+    assert 0 < keep < total
+
+    cfg = tmp_path / "q.yml"
+    cfg.write_text(json.dumps({"quality": {"rules": {"bounds": box}}}))
+    counted = tmp_path / "counted"
+    r = runner.invoke(
+        app,
+        [
+            "ingest",
+            "--source",
+            "ngsim",
+            "--path",
+            str(path),
+            "--config",
+            str(cfg),
+            "--catalog",
+            str(counted),
+            "--format",
+            "json",
+            "--no-progress",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    cat = Catalog(counted)
+    assert int(cat.query("select count(*) from ngsim_trajectories").iat[0, 0]) == total
+    flagged = cat.query(
+        "select sum(count)::BIGINT from quality_stats where rule = 'outliers' and action = 'flagged'"
+    ).iat[0, 0]
+    assert flagged == total - keep
+
+    cfg.write_text(
+        json.dumps({"quality": {"rules": {"bounds": box}, "cleaning": {"remove_outliers": True}}})
+    )
+    cleaned = tmp_path / "cleaned"
+    r = runner.invoke(
+        app,
+        [
+            "ingest",
+            "--source",
+            "ngsim",
+            "--path",
+            str(path),
+            "--config",
+            str(cfg),
+            "--catalog",
+            str(cleaned),
+            "--no-progress",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    cat = Catalog(cleaned)
+    assert int(cat.query("select count(*) from ngsim_trajectories").iat[0, 0]) == keep
+    report = runner.invoke(
+        app,
+        ["report", "quality", "--source", "ngsim", "--format", "json", "--catalog", str(cleaned)],
+    )
+    assert report.exit_code == 0, report.output
+    rows = json.loads(report.output)
+    assert any(x["action"] == "removed" and x["count"] == total - keep for x in rows)
+    assert Catalog(cleaned).verify().clean

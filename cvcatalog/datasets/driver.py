@@ -53,6 +53,8 @@ from cvcatalog.datasets.views import refresh_dataset_view
 from cvcatalog.db import CatalogDB, now_utc
 from cvcatalog.exceptions import CatalogLockedError, ConversionError, CvCatalogError
 from cvcatalog.layout import CatalogPaths, remove_tree, sha256_file
+from cvcatalog.quality import QualityConfig, QualityStats, process_partition
+from cvcatalog.quality import record as record_quality
 from cvcatalog.s3 import ErrorKind, backoff_delay, classify_error
 
 ROW_GROUP_ROWS = 131_072
@@ -103,6 +105,8 @@ class UnitResult:
     files: list[StagedFile]
     rules: Counter[str]
     attempts: int
+    #: quality counts per partition of the unit (when a quality config is given)
+    quality: dict[str, QualityStats] = field(default_factory=dict)
 
 
 @dataclass
@@ -195,6 +199,7 @@ class DatasetLoader:
         retry_delay: float = 0.5,
         progress: DatasetProgress | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        quality: QualityConfig | None = None,
     ) -> None:
         self.ds = dataset
         self.db = db
@@ -204,6 +209,8 @@ class DatasetLoader:
         self.retry_delay = retry_delay
         self.progress = progress or NullDatasetProgress()
         self.sleep = sleep
+        #: the quality step (cvcatalog.quality) on each unit's files; None: skipped
+        self.quality = quality
         self.run_id = now_utc().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
         self._stop = threading.Event()
         self._unit_cache: list[WorkUnit] | None = None
@@ -504,6 +511,7 @@ class DatasetLoader:
             StagedFile(path, _partition_dir(keys, values), "data", rows[0])
             for values, (_, path, rows) in writers.items()
         ]
+        checked = self._quality_step(files, stage) if self.quality is not None else {}
         if qfile is not None:
             files.append(
                 StagedFile(qfile, f"input={_short_hash(unit.uri)}", "quarantine", rejects.total)
@@ -517,7 +525,38 @@ class DatasetLoader:
             files,
             Counter(rejects.counts),
             1,
+            checked,
         )
+
+    def _quality_step(self, files: list[StagedFile], stage: Path) -> dict[str, QualityStats]:
+        """Count the quality rules on each of the unit's partition files and, with cleaning on,
+        replace the file by its cleaned rows (still sorted). Trajectory windows (ordering,
+        gaps, smoothing) see the unit's rows of a vehicle: NGSIM files are grouped by vehicle,
+        so only a vehicle cut by a unit boundary is seen in two pieces."""
+        assert self.quality is not None
+        out: dict[str, QualityStats] = {}
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute("SET threads = 1")  # units already run in parallel
+            for i, f in enumerate(files):
+                q_dir = stage / f"quality-{i:04d}"
+                q_dir.mkdir(parents=True, exist_ok=True)
+                kept, stats = process_partition(
+                    con,
+                    [f.path],
+                    q_dir,
+                    self.ds.name,
+                    self.ds.message_type,
+                    self.quality,
+                    row_group_size=ROW_GROUP_ROWS,
+                )
+                if kept and kept[0] != f.path:
+                    rows = stats.rows_out if stats.rows_out is not None else f.rows
+                    files[i] = StagedFile(kept[0], f.partition, f.kind, rows)
+                out[f.partition] = stats
+        finally:
+            con.close()
+        return out
 
     # -- commit (main thread) ------------------------------------------------------------
     def _commit(self, results: list[UnitResult], s: DatasetSummary) -> None:
@@ -544,6 +583,16 @@ class DatasetLoader:
             with self.db.write() as con:
                 for r in results:
                     self._record_unit(con, r, placed[r.unit.id])
+                    for partition, stats in r.quality.items():
+                        record_quality(
+                            con,
+                            self.run_id,
+                            self.ds.name,
+                            self.ds.message_type,
+                            f"{self.ds.name}/{partition}/{r.unit.id}",
+                            stats,
+                            self.quality,
+                        )
                 seen: set[tuple[str, str]] = set()
                 for r in results:
                     u = r.unit
