@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 from cvcatalog import manifest
 from cvcatalog.access import folded_access_log, read_access_log
 from cvcatalog.db import CatalogDB
-from cvcatalog.exceptions import CvCatalogError
-from cvcatalog.manifest import FileRecord
 from cvcatalog.views import refresh_views
 
 if TYPE_CHECKING:
@@ -54,14 +52,6 @@ def status(
     return rows + datasets
 
 
-def _delete_files(db: CatalogDB, files: list[FileRecord]) -> None:
-    """After the catalog no longer names them; one that survives is an orphan for verify."""
-    store = db.store
-    for f in files:
-        with contextlib.suppress(CvCatalogError, OSError):
-            store.delete(f.path)
-
-
 def clear(
     db: CatalogDB, source: str | None = None, message_type: str | None = None
 ) -> tuple[int, int]:
@@ -75,16 +65,8 @@ def clear(
         for s, t in {(p.source, p.message_type) for p in parts.values()}:
             refresh_views(con, db.paths, s, t)
         n_ds, ds_files = forget(con, db.paths, source, message_type)
-    _delete_files(db, files)
-    _delete_paths(db, [f.path for f in ds_files])
+    db.store.discard([f.path for f in files] + [f.path for f in ds_files])
     return len(parts) + n_ds, sum(f.bytes for f in files) + sum(f.bytes for f in ds_files)
-
-
-def _delete_paths(db: CatalogDB, paths: list[str]) -> None:
-    store = db.store
-    for rel in paths:
-        with contextlib.suppress(CvCatalogError, OSError):
-            store.delete(rel)
 
 
 def cache_bytes(db: CatalogDB) -> int:
@@ -122,7 +104,7 @@ def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = 
         files = manifest.delete_partitions(con, victims)
         for s, t in pairs:
             refresh_views(con, db.paths, s, t)
-    _delete_files(db, files)
+    db.store.discard(f.path for f in files)
     return victims
 
 
@@ -237,8 +219,7 @@ def quarantine_bad(db: CatalogDB, report: VerifyReport) -> list[Refetch]:
             for s, t in {(p.source, p.message_type) for p in parts.values()}:
                 refresh_views(con, db.paths, s, t)
             doomed, refetch = drop_damaged(con, db.paths, report.bad_dataset_files)
-        _delete_files(db, files)
-        _delete_paths(db, doomed)
+        db.store.discard([f.path for f in files] + doomed)
     store = db.store
     for rel in report.orphans:
         with contextlib.suppress(FileNotFoundError):

@@ -8,7 +8,6 @@ one transaction, then delete the old files.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import duckdb
@@ -17,7 +16,7 @@ import pyarrow.parquet as pq
 
 from cvcatalog import manifest
 from cvcatalog.db import CatalogDB
-from cvcatalog.exceptions import CatalogError, CatalogLockedError, CvCatalogError
+from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.layout import remove_tree, sha256_file
 from cvcatalog.manifest import FileRecord
 from cvcatalog.sources import PartitionKey
@@ -59,13 +58,6 @@ def compact(
         if result is not None:
             out.append(result)
     return out
-
-
-def _delete(db: CatalogDB, files: list[FileRecord]) -> None:
-    store = db.store
-    for f in files:
-        with contextlib.suppress(CvCatalogError, OSError):
-            store.delete(f.path)
 
 
 def _compact_one(
@@ -131,9 +123,9 @@ def _compact_one(
                 obsolete = manifest.put_partition(con, rec, placed + keep, objects)
                 refresh_views(con, paths, pk.source, pk.message_type)
         except BaseException:
-            _delete(db, placed)
+            db.store.discard(f.path for f in placed)
             raise
-        _delete(db, obsolete)
+        db.store.discard(f.path for f in obsolete)
         return CompactResult(
             key, len(data), len(placed), rows, sum(f.bytes for f in data), rec.parquet_bytes
         )

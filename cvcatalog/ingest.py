@@ -767,7 +767,7 @@ class Ingestor:
         try:
             self._commit(pk, rec, files, sobjs, validation, quality=result.quality)
         except BaseException:
-            self._delete_files(files)
+            self.db.store.discard(f.path for f in files)
             raise
         remove_tree(stage)
         prune_empty_dirs(stage.parent, self.paths.staging)
@@ -865,7 +865,7 @@ class Ingestor:
         try:
             return self._place(pk, parquet, quarantine, quarantined, placed)
         except BaseException:  # e.g. disk full: nothing half-placed stays in the lake
-            self._delete_files(placed)
+            self.db.store.discard(f.path for f in placed)
             raise
 
     def _place(
@@ -912,14 +912,7 @@ class Ingestor:
                     con, self.run_id, pk.source, pk.message_type, pk.key, quality, self.cfg.quality
                 )
             refresh_views(con, self.paths, pk.source, pk.message_type)
-        self._delete_files(obsolete)
-
-    def _delete_files(self, files: list[FileRecord]) -> None:
-        """Best effort: a file left behind is an orphan the next run (or verify) removes."""
-        store = self.db.store
-        for f in files:
-            with contextlib.suppress(CvCatalogError, OSError):
-                store.delete(f.path)
+        self.db.store.discard(f.path for f in obsolete)
 
     def _fail(self, pk: PartitionKey, reason: str) -> DayOutcome:
         """Record a failed day. A day that was complete keeps its data; the error is reported."""

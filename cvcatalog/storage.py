@@ -20,7 +20,7 @@ import os
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -158,6 +158,13 @@ class LakeStore(ABC):
     @property
     def is_local(self) -> bool:
         return self.url is None
+
+    def discard(self, rels: Iterable[str]) -> None:
+        """Best-effort delete of files the catalog no longer names (or never named): one that
+        survives is an orphan the next run of its partition, or `cache verify`, removes."""
+        for rel in rels:
+            with contextlib.suppress(CvCatalogError, OSError):
+                self.delete(rel)
 
 
 class LocalStore(LakeStore):

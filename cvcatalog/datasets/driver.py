@@ -354,7 +354,7 @@ class DatasetLoader:
             if changed:
                 refresh_dataset_view(con, self.paths, type(self.ds))
             known = {r[0] for r in con.execute("SELECT path FROM dataset_files").fetchall()}
-        self._delete(obsolete)
+        self.db.store.discard(obsolete)
         store = self.db.store
         for top in (self._lake_rel, self._quarantine_rel):
             for rel in store.list_files(top):
@@ -606,9 +606,9 @@ class DatasetLoader:
                     refresh_dataset_view(con, self.paths, type(self.ds))
         except BaseException:
             # never named by a committed row
-            self._delete([p for files in placed.values() for p, *_ in files])
+            self.db.store.discard([p for files in placed.values() for p, *_ in files])
             raise
-        self._delete(obsolete)
+        self.db.store.discard(obsolete)
         s.inputs_published += published
         for r in results:
             s.partitions_written.update(f.partition for f in r.files if f.kind == "data")
@@ -793,13 +793,6 @@ class DatasetLoader:
         for table in ("dataset_files", "dataset_units"):
             con.execute(f"DELETE FROM {table} {where}", args)
         return paths
-
-    def _delete(self, rel_paths: list[str]) -> None:
-        """Best effort: a file that survives is an orphan the next run (or verify) removes."""
-        store = self.db.store
-        for rel in rel_paths:
-            with contextlib.suppress(CvCatalogError, OSError):
-                store.delete(rel)
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _record_start(self) -> None:
