@@ -138,6 +138,8 @@ class CatalogDB:
         self._lake_url: str | None = None
         self._lake_known = False
         self._store: LakeStore | None = None
+        #: views counted after this instance last ensured them (None: not yet)
+        self._views_seen: int | None = None
 
     # -- locking -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -274,7 +276,7 @@ class CatalogDB:
                     if self.requested_storage is not None:
                         url = record_lake_url(con, normalise_storage(self.requested_storage))
                     self._attach_lake(con, url)
-                    ensure_views(con, self.paths)
+                    self._ensure_views(con)
                     yield con
                     with self._full_disk("commit"):
                         con.execute("COMMIT")
@@ -294,6 +296,18 @@ class CatalogDB:
                 for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
                     with contextlib.suppress(FileNotFoundError):
                         leftover.unlink()
+
+    def _ensure_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        """ensure_views on this instance's first transaction; later ones only if views went
+        missing (it reads information_schema: tens of ms on every one of a load's commits)."""
+        count = "SELECT count(*) FROM duckdb_views() WHERE NOT internal"
+        if self._views_seen is not None:
+            row = con.execute(count).fetchone()
+            if row is not None and row[0] >= self._views_seen:
+                return
+        ensure_views(con, self.paths)
+        row = con.execute(count).fetchone()
+        self._views_seen = row[0] if row is not None else None
 
     def _remove_stale_copies(self) -> None:
         """Private copies left by a writer killed mid-transaction (only the lock holder writes

@@ -987,3 +987,18 @@ def quality_from_file(path: Path) -> QualityConfig:
         raise ConfigError(
             f"invalid quality configuration ({path}): {loc}: {first['msg']}"
         ) from None
+
+
+#: the column detect_gaps adds to a cleaned partition's files
+SEGMENT_COLUMN = "segment"
+
+
+def has_segments(con: duckdb.DuckDBPyConnection, source: str, message_type: str) -> bool:
+    """Did any ingest write gap segments for this (source, type)? Then its view shows
+    `segment` (NULL in files written without detect_gaps)."""
+    row = con.execute(
+        "SELECT count(*) FROM quality_stats WHERE source = ? AND message_type = ? "
+        "AND rule = 'gaps' AND action = 'segments'",
+        [source, message_type],
+    ).fetchone()
+    return bool(row and row[0])

@@ -16,6 +16,7 @@ import duckdb
 from cvcatalog.exceptions import CatalogError
 from cvcatalog.layout import CatalogPaths
 from cvcatalog.manifest import complete_data_files
+from cvcatalog.quality import SEGMENT_COLUMN, has_segments
 from cvcatalog.schemas import SCHEMAS, MessageSchema, view_sql
 from cvcatalog.sqlutil import quote_ident
 from cvcatalog.storage import read_lake_url
@@ -36,10 +37,12 @@ def refresh_views(
     """
     schema = SCHEMAS[(source, message_type)]
     current = complete_data_files(con, source, message_type, schema.canonical_version)
+    extra = [SEGMENT_COLUMN] if has_segments(con, source, message_type) else []
     if base_url is None:
         base_url = read_lake_url(con)  # an S3 lake: the views read it through httpfs
     if base_url is not None:
-        for stmt in view_sql(schema, [remote_file_url(base_url, f.path) for f in current]):
+        urls = [remote_file_url(base_url, f.path) for f in current]
+        for stmt in view_sql(schema, urls, extra):
             con.execute(stmt)
         return
     files = [str(paths.absolute(f.path)) for f in current]
@@ -49,7 +52,7 @@ def refresh_views(
             f"{len(missing)} Parquet file(s) of {source}/{message_type} listed in the catalog are "
             f"missing (e.g. {missing[0]}); run `cvcatalog cache verify --repair`"
         )
-    for stmt in view_sql(schema, files):
+    for stmt in view_sql(schema, files, extra):
         con.execute(stmt)
 
 

@@ -349,11 +349,14 @@ def test_local_http_and_s3_give_identical_results(  # type: ignore[no-untyped-de
     assert s.units_done == 0 and s.bytes_downloaded == 0
 
 
-def test_cli_ingest_and_sandbox(tmp_path: Path, catalog_dir: Path) -> None:
+def test_cli_ingest_and_sandbox(
+    tmp_path: Path, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runner = CliRunner()
     out = tmp_path / "g.csv"
     r = runner.invoke(app, ["sandbox", "ngsim", "--out", str(out), "--rows", "3000", "--seed", "5"])
     assert r.exit_code == 0, r.output
+    monkeypatch.chdir(tmp_path)  # a path relative to the working directory, as users type it
     r = runner.invoke(
         app,
         [
@@ -361,7 +364,7 @@ def test_cli_ingest_and_sandbox(tmp_path: Path, catalog_dir: Path) -> None:
             "--source",
             "ngsim",
             "--path",
-            str(out),
+            "g.csv",
             "--catalog",
             str(catalog_dir),
             "--format",
@@ -626,7 +629,14 @@ def test_quality_step_counts_and_cleans_each_unit(ngsim_csv, tmp_path: Path) -> 
     assert flagged == total - keep
 
     cfg.write_text(
-        json.dumps({"quality": {"rules": {"bounds": box}, "cleaning": {"remove_outliers": True}}})
+        json.dumps(
+            {
+                "quality": {
+                    "rules": {"bounds": box},
+                    "cleaning": {"remove_outliers": True, "detect_gaps": {"enabled": True}},
+                }
+            }
+        )
     )
     cleaned = tmp_path / "cleaned"
     r = runner.invoke(
@@ -647,6 +657,10 @@ def test_quality_step_counts_and_cleans_each_unit(ngsim_csv, tmp_path: Path) -> 
     assert r.exit_code == 0, r.output
     cat = Catalog(cleaned)
     assert int(cat.query("select count(*) from ngsim_trajectories").iat[0, 0]) == keep
+    # gap detection's segment numbers are in the view (only where an ingest detected gaps)
+    assert "segment" not in ref.query("select * from ngsim_trajectories limit 0").columns
+    seg = cat.query("select count(segment) n, min(segment) lo from ngsim_trajectories")
+    assert int(seg.n[0]) == keep and int(seg.lo[0]) == 0
     report = runner.invoke(
         app,
         ["report", "quality", "--source", "ngsim", "--format", "json", "--catalog", str(cleaned)],
@@ -655,3 +669,54 @@ def test_quality_step_counts_and_cleans_each_unit(ngsim_csv, tmp_path: Path) -> 
     rows = json.loads(report.output)
     assert any(x["action"] == "removed" and x["count"] == total - keep for x in rows)
     assert Catalog(cleaned).verify().clean
+
+
+def test_codes_written_as_decimals_give_the_same_rows(ngsim_csv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Integer codes are parsed as integers first; a file writing them as "2.0" falls back to
+    doubles and must load exactly the same rows and quarantine the same lines."""
+    from cvcatalog.datasets.ngsim import CODE_COLUMNS
+
+    path, _ = ngsim_csv
+    rows = _csv_rows(path)
+    decimal = tmp_path / "decimal.csv"
+    with open(decimal, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for row in rows:
+            for name in CODE_COLUMNS:
+                if re.fullmatch(r"-?\d+", row[name] or ""):
+                    row[name] = f"{row[name]}.0"
+            w.writerow(row)
+    assert "2.0" in decimal.read_text()
+    a = _ingest(tmp_path / "a", str(path))
+    b = _ingest(tmp_path / "b", str(decimal))
+    assert (a.rows, a.quarantined) == (b.rows, b.quarantined)
+    assert a.rows > 10_000
+    sql = "SELECT * FROM ngsim_trajectories"
+    got_a = Catalog(tmp_path / "a").query(sql)
+    got_b = Catalog(tmp_path / "b").query(sql)
+    keys = ["vehicle_id", "timestamp"]
+    got_a = got_a.sort_values(keys).reset_index(drop=True)
+    got_b = got_b.sort_values(keys).reset_index(drop=True)
+    assert got_a.equals(got_b)
+    # and clean decimals take the typed fallback, not the row-by-row checked path
+    from cvcatalog.datasets.base import Rejects
+    from cvcatalog.datasets.ngsim import CSV_NAMES
+
+    clean = tmp_path / "clean.csv"
+    generate_ngsim(clean, 2000, seed=3)
+    text = clean.read_bytes().split(b"\n", 1)[1]
+    codes = {CSV_NAMES.index(n) for n in CODE_COLUMNS}
+    as_decimals = b"\n".join(
+        b",".join(
+            v + b".0" if i in codes and v.isdigit() else v for i, v in enumerate(x.split(b","))
+        )
+        for x in text.split(b"\n")
+    )
+    assert as_decimals.count(b".0,") > text.count(b".0,")
+    for block, int_codes in ((text, True), (as_decimals, False)):
+        ds = NgsimDataset([str(clean)])
+        rejects = Rejects(tmp_path / "q.ndjson", None)  # type: ignore[arg-type]
+        parsed = sum(b.num_rows for b in ds.parse_block(block, CSV_NAMES, rejects))
+        lines = block.strip().count(b"\n") + 1
+        assert (parsed, rejects.total, ds._int_codes) == (lines, 0, int_codes)

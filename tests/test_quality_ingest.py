@@ -139,6 +139,29 @@ def test_cleaning_removes_exactly_the_outliers(seeded: Any, plain: Catalog, tmp_
     assert any(r["action"] == "removed" and r["count"] == removed for r in rows)
 
 
+def test_gap_segments_are_in_the_view(seeded: Any, plain: Catalog, tmp_path: Path) -> None:
+    """detect_gaps numbers each vehicle's gap-free stretches; the view shows them, and the
+    distinct (day, vehicle, segment) match the recorded segment counts."""
+    cfg = _config(tmp_path, {"cleaning": {"detect_gaps": {"enabled": True, "max_gap_s": 60}}})
+    cat = Catalog(tmp_path / "gaps")
+    s = cat.ingest("wydot", "BSM", D0, D1, rate_limit=0, config=cfg)
+    assert s.ok
+    assert "segment" not in plain.query("select * from wydot_bsm limit 0").columns
+    got = cat.query(
+        "select count(*) n, count(segment) numbered, max(segment) top, "
+        "(select count(*) from (select distinct date, vehicle_id, segment from wydot_bsm)) seg "
+        "from wydot_bsm"
+    )
+    recorded = cat.query(
+        "select sum(count)::BIGINT from quality_stats where rule = 'gaps' and action = 'segments'"
+    ).iat[0, 0]
+    assert got.n[0] == got.numbered[0] == s.rows
+    assert got.top[0] > 0  # 20 records an hour per vehicle leave gaps over a minute
+    assert got.seg[0] == recorded
+    # the socrata view and the bsm union view still bind
+    assert cat.query("select count(*) from bsm").iat[0, 0] == s.rows
+
+
 def test_the_dask_conversion_job_runs_the_same_step(
     seeded: Any, plain: Catalog, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ the old ones together, so a view never shows half old, half new data.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import http.client
 import os
@@ -30,7 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -93,6 +94,8 @@ class StagedFile:
     partition: str
     kind: str  # data | quarantine
     rows: int
+    #: hex SHA-256 of the final bytes, computed by the worker (off the committing thread)
+    sha256: str | None = None
 
 
 @dataclass
@@ -369,6 +372,7 @@ class DatasetLoader:
         running: dict[Future[UnitResult], WorkUnit] = {}
         with (
             _short_gil_slices(self.workers),
+            _frozen_heap(),
             ThreadPoolExecutor(self.workers, thread_name_prefix=f"{self.ds.name}-unit") as pool,
         ):
 
@@ -516,6 +520,9 @@ class DatasetLoader:
             files.append(
                 StagedFile(qfile, f"input={_short_hash(unit.uri)}", "quarantine", rejects.total)
             )
+        # hashed here, while the file is in the page cache and the other workers run, rather
+        # than in the main thread's commit, which every worker's next checkpoint waits for
+        files = [replace(f, sha256=sha256_file(f.path)) for f in files]
         return UnitResult(
             unit,
             sum(f.rows for f in files if f.kind == "data"),
@@ -576,7 +583,7 @@ class DatasetLoader:
                     suffix = "parquet" if f.kind == "data" else "ndjson"
                     rel = f"{top}/{f.partition}/part-{u.index:05d}-{tag}.{suffix}"
                     size = f.path.stat().st_size
-                    digest = sha256_file(f.path)
+                    digest = f.sha256 or sha256_file(f.path)
                     store.put(f.path, rel, size, digest)
                     mine.append((rel, f, size, digest))
             obsolete: list[str] = []
@@ -861,6 +868,18 @@ def _short_gil_slices(workers: int) -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(old)
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Units allocate many short-lived objects, so the cyclic GC runs often, and each full
+    collection walked every object the imports left (pandas, pyarrow, duckdb...). Frozen
+    while units run, that heap is skipped; unfrozen after, so its cycles are collected again."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _split(

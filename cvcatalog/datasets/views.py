@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 
 import duckdb
 
 from cvcatalog.datasets.base import Dataset, duckdb_type
 from cvcatalog.exceptions import CatalogError
 from cvcatalog.layout import CatalogPaths
+from cvcatalog.quality import SEGMENT_COLUMN, has_segments
 from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
 from cvcatalog.storage import read_lake_url
 
@@ -39,23 +41,25 @@ def published_files(con: duckdb.DuckDBPyConnection, dataset: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def dataset_view_sql(ds: type[Dataset], files: list[str]) -> str:
+def dataset_view_sql(ds: type[Dataset], files: list[str], extra_columns: Sequence[str] = ()) -> str:
     """CREATE VIEW over the files (hive partition columns from the paths), or a typed empty
-    view when there are none."""
+    view when there are none. extra_columns (the quality step's `segment`) are in some files
+    only: their columns are then unioned by name."""
     view = quote_ident(ds.view_name)
     if not files:
         cols = ", ".join(
             f"CAST(NULL AS {duckdb_type(f.type)}) AS {quote_ident(f.name)}" for f in ds.arrow_schema
         )
         return f"CREATE OR REPLACE VIEW {view} AS SELECT {cols} WHERE false"
-    cols = ", ".join(quote_ident(f.name) for f in ds.arrow_schema)
+    cols = ", ".join(quote_ident(n) for n in [*ds.arrow_schema.names, *extra_columns])
     hive = {"source": "VARCHAR"} | {
         name: duckdb_type(ds.arrow_schema.field(name).type) for name in ds.partition_by
     }
     hive_types = "{" + ", ".join(f"{quote_literal(k)}: {v}" for k, v in hive.items()) + "}"
+    union = ", union_by_name = true" if extra_columns else ""
     return (
         f"CREATE OR REPLACE VIEW {view} AS SELECT {cols} FROM read_parquet("
-        f"{list_literal(files)}, hive_partitioning = true, hive_types = {hive_types})"
+        f"{list_literal(files)}, hive_partitioning = true, hive_types = {hive_types}{union})"
     )
 
 
@@ -72,10 +76,11 @@ def refresh_dataset_view(
     from cvcatalog.views import remote_file_url
 
     rel = published_files(con, ds.name)
+    extra = [SEGMENT_COLUMN] if has_segments(con, ds.name, ds.message_type) else []
     if base_url is None:
         base_url = read_lake_url(con)  # an S3 lake: the view reads it through httpfs
     if base_url is not None:
-        con.execute(dataset_view_sql(ds, [remote_file_url(base_url, p) for p in rel]))
+        con.execute(dataset_view_sql(ds, [remote_file_url(base_url, p) for p in rel], extra))
         refresh_trajectories_view(con, if_changed=True)
         return
     files = [str(paths.absolute(p)) for p in rel]
@@ -85,7 +90,7 @@ def refresh_dataset_view(
             f"{len(missing)} Parquet file(s) of {ds.name} listed in the catalog are missing "
             f"(e.g. {missing[0]}); ingest the input again"
         )
-    con.execute(dataset_view_sql(ds, files))
+    con.execute(dataset_view_sql(ds, files, extra))
     refresh_trajectories_view(con, if_changed=True)
 
 

@@ -144,20 +144,27 @@ class MessageSchema:
         return f"SELECT {items} WHERE false"
 
 
-def view_sql(schema: MessageSchema, files: list[str]) -> list[str]:
+def view_sql(
+    schema: MessageSchema, files: list[str], extra_columns: Sequence[str] = ()
+) -> list[str]:
     """CREATE OR REPLACE VIEW statements for the canonical, the socrata and any extra views.
 
     files are absolute Parquet paths of complete partitions. With none, the canonical view is
-    a typed zero-row SELECT, so queries and Dask meta still see every column.
+    a typed zero-row SELECT, so queries and Dask meta still see every column. extra_columns
+    (the quality step's `segment`) are in some files only: the view then unions the files'
+    columns by name, NULL where a file lacks one.
     """
     view = quote_ident(schema.view_name)
     if files:
-        columns = ",\n    ".join(quote_ident(n) for n in schema.column_names)
+        columns = ",\n    ".join(quote_ident(n) for n in [*schema.column_names, *extra_columns])
+        file_list = list_literal(files)
+        if extra_columns:
+            file_list += ",\n    union_by_name = true"
         canonical = render_sql(
             load_sql("views", schema.view_template),
             view=view,
             columns=columns,
-            files=list_literal(files),
+            files=file_list,
         )
     else:
         canonical = (
