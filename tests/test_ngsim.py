@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cvcatalog import Catalog
 from cvcatalog.cli import app
-from cvcatalog.datasets.base import TransientFetchError
+from cvcatalog.datasets.base import TransientFetchError, WorkUnit
 from cvcatalog.datasets.ngsim import NgsimDataset, to_lonlat
 from cvcatalog.sandbox.ngsim import generate_ngsim
 
@@ -720,3 +722,39 @@ def test_codes_written_as_decimals_give_the_same_rows(ngsim_csv, tmp_path: Path)
         parsed = sum(b.num_rows for b in ds.parse_block(block, CSV_NAMES, rejects))
         lines = block.strip().count(b"\n") + 1
         assert (parsed, rejects.total, ds._int_codes) == (lines, 0, int_codes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"x")), max_size=40),
+    final_newline=st.booleans(),
+    unit_bytes=st.integers(1, 200),
+    block_bytes=st.integers(1, 90),
+    chunk_bytes=st.integers(1, 70),
+)
+def test_units_split_into_blocks_hold_every_line_once(
+    lines: list[bytes], final_newline: bool, unit_bytes: int, block_bytes: int, chunk_bytes: int
+) -> None:
+    """Whatever the unit, block and chunk sizes: the units' blocks, in order, are the file
+    after its header, byte for byte; every block but the input's last ends a line, and a
+    block is longer than block_bytes only when its first line is."""
+    from cvcatalog.datasets.ngsim import _unit_lines
+
+    body = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    data = b"Vehicle_ID,Frame_ID\n" + body
+    size = len(data)
+    got = []
+    for i, start in enumerate(range(0, size, unit_bytes)):
+        unit = WorkUnit(f"f#{i}", "f", start, min(start + unit_bytes, size), "v", size, None, i)
+        first = max(start - 1, 0)
+        chunks = (data[p : p + chunk_bytes] for p in range(first, size, chunk_bytes))
+        blocks = [bytes(b) for b in _unit_lines(unit, chunks, block_bytes)]
+        for b in blocks:
+            assert b
+            assert len(b) <= block_bytes or b.find(b"\n") in (-1, len(b) - 1) or (
+                b.find(b"\n") >= block_bytes
+            )
+        got += blocks
+    assert b"".join(got) == body
+    for b in got[:-1]:
+        assert b.endswith(b"\n")

@@ -271,12 +271,12 @@ class NgsimDataset(Dataset):
 
     # -- parsing -------------------------------------------------------------------------
     def parse_block(
-        self, block: bytes, names: list[str], rejects: Rejects
+        self, block: bytes | memoryview, names: list[str], rejects: Rejects
     ) -> Iterator[pa.RecordBatch]:
         """Whole lines -> canonical batches. Clean blocks take the typed multithreaded
         path; a block with any bad row is parsed again column by column as text so that each
         bad row is quarantined with its reason and original line."""
-        if not block or block.isspace():
+        if not len(block) or (len(block) < 256 and bytes(block).isspace()):
             return
         table = self._read_typed(block, names, _INT_TYPES) if self._int_codes else None
         if table is None:
@@ -289,7 +289,7 @@ class NgsimDataset(Dataset):
             yield from self._canonical(table, rejects)
 
     def _read_typed(
-        self, block: bytes, names: list[str], types: dict[str, pa.DataType]
+        self, block: bytes | memoryview, names: list[str], types: dict[str, pa.DataType]
     ) -> pa.Table | None:
         bad = 0
 
@@ -322,11 +322,13 @@ class NgsimDataset(Dataset):
                 return True
         return bool((_location_codes(table["Location"]) < 0).any())
 
-    def _read_checked(self, block: bytes, names: list[str], rejects: Rejects) -> pa.Table:
+    def _read_checked(
+        self, block: bytes | memoryview, names: list[str], rejects: Rejects
+    ) -> pa.Table:
         """The slow, exact path: field counts, then every numeric column checked as text."""
         ncols = len(names)
         good: list[bytes] = []
-        for raw in block.split(b"\n"):
+        for raw in bytes(block).split(b"\n"):
             line = raw.rstrip(b"\r")
             if not line.strip():
                 continue
@@ -555,60 +557,77 @@ def _empty_typed() -> pa.Table:
     return pa.table({n: pa.array([], t) for n, t in CSV_COLUMNS})
 
 
-def _unit_lines(unit: WorkUnit, data: Iterator[bytes], block_bytes: int) -> Iterator[bytes]:
+def _unit_lines(
+    unit: WorkUnit, data: Iterator[bytes], block_bytes: int
+) -> Iterator[bytes | memoryview]:
     """Blocks of whole lines owned by the unit: lines starting in [start, end), after the
-    header. `data` begins at byte max(start - 1, 0); it is closed once the last line is read."""
-    pos = max(unit.start - 1, 0)  # absolute offset of buf[0]
-    buf = bytearray()
-    aligned = False  # buf starts at the beginning of a line the unit owns
+    header. `data` begins at byte max(start - 1, 0); it is closed once the last line is read.
+
+    Chunks wait in a list and are joined once per block; blocks are memoryviews of that join,
+    so each byte is copied once after the read (a growing bytearray sliced into blocks copied
+    it twice, into freshly faulted pages each time)."""
+    pos = max(unit.start - 1, 0)  # absolute offset of the first pending byte
+    pending: list[bytes] = []
+    size = 0
+    aligned = False  # pending starts at the beginning of a line the unit owns
     try:
         for chunk in data:
-            buf += chunk
             if not aligned:
-                nl = buf.find(b"\n")
+                nl = chunk.find(b"\n")
                 if nl < 0:
+                    pos += len(chunk)
                     continue
-                del buf[: nl + 1]
+                chunk = chunk[nl + 1 :]
                 pos += nl + 1
                 aligned = True
             rel_end = unit.end - pos  # lines starting before this offset are ours
             if rel_end <= 0:
                 return
-            if len(buf) >= rel_end:
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= rel_end:
+                buf = _joined(pending)
+                pending = [buf]
                 last = buf.find(b"\n", rel_end - 1)
                 if last >= 0:
-                    yield from _blocks(_head(buf, last + 1), block_bytes)
+                    yield from _blocks(buf, last + 1, block_bytes)
                     return
-            while len(buf) >= block_bytes and len(buf) < rel_end:
-                cut = buf.rfind(b"\n", 0, block_bytes)
-                if cut < 0:
-                    break
-                yield _head(buf, cut + 1)
-                del buf[: cut + 1]
-                pos += cut + 1
-                rel_end = unit.end - pos
-        if aligned and buf:  # end of input: the last line may lack its newline
-            yield from _blocks(bytes(buf), block_bytes)
+                continue  # the last line goes on past the range: read the tail
+            if size >= block_bytes:
+                buf = _joined(pending)
+                view = memoryview(buf)
+                done = 0
+                while size - done >= block_bytes:
+                    cut = buf.rfind(b"\n", done, done + block_bytes)
+                    if cut < 0:
+                        break  # a line longer than a block: it grows until its end
+                    yield view[done : cut + 1]
+                    done = cut + 1
+                pos += done
+                rest = buf[done:] if done else buf
+                pending, size = ([rest] if rest else []), len(rest)
+        if aligned and pending:  # end of input: the last line may lack its newline
+            buf = _joined(pending)
+            yield from _blocks(buf, len(buf), block_bytes)
     finally:
         close = getattr(data, "close", None)
         if close is not None:
             close()
 
 
-def _head(buf: bytearray, n: int) -> bytes:
-    """buf[:n] as bytes with one copy (slicing a bytearray copies twice)."""
-    with memoryview(buf) as view:
-        return bytes(view[:n])
+def _joined(parts: list[bytes]) -> bytes:
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _blocks(data: bytes, block_bytes: int) -> Iterator[bytes]:
-    """Split whole lines into blocks of about block_bytes at line ends."""
+def _blocks(data: bytes, stop: int, block_bytes: int) -> Iterator[memoryview]:
+    """data[:stop] (whole lines) as memoryviews of about block_bytes, cut at line ends."""
+    view = memoryview(data)
     start = 0
-    while len(data) - start > block_bytes:
+    while stop - start > block_bytes:
         cut = data.rfind(b"\n", start, start + block_bytes)
         if cut < 0:
             break
-        yield data[start : cut + 1]
+        yield view[start : cut + 1]
         start = cut + 1
-    if start < len(data):
-        yield data[start:]
+    if start < stop:
+        yield view[start:stop]
