@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -466,12 +466,11 @@ class Catalog:
         parts = self.partitions(source, message_type, s, e, timezone)
         with self.db.read() as con:
             files = manifest.get_files(con, [p.partition_key for p in parts], kind="data")
-        store = self.db.store
-        access = S3Access.of(store.fs_options()) if isinstance(store, S3Store) else None
+        locate, access = self._lake_reader()
         by_key: dict[str, list[str]] = {}
         for f in files:
             # s3fs paths are bucket/key, without the scheme
-            where = store.location(f.path).removeprefix("s3://")
+            where = locate(f.path).removeprefix("s3://")
             by_key.setdefault(f.partition_key, []).append(where)
         pieces = [
             DaskPiece(tuple(by_key[p.partition_key]), partition_constants(p.pk), access)
@@ -489,7 +488,7 @@ class Catalog:
         example = parts[0].pk if parts else PartitionKey.parse(_example_key(source, message_type))
         sql = schema.socrata_select_sql("frame") if naming == "socrata" else None
         meta = _meta(schema, pieces, cols, partition_constants(example), sql)
-        record_access([p.partition_key for p in parts], self.paths)
+        self._record_access([p.partition_key for p in parts])
         if not pieces:
             return dd.from_pandas(meta, npartitions=1)
         return dd.from_map(
@@ -504,6 +503,16 @@ class Catalog:
             enforce_metadata=False,
             label=f"read-{source}-{message_type}",
         )
+
+    def _record_access(self, keys: list[str]) -> None:
+        record_access(keys, self.paths)  # the LRU clock of `cache evict`
+
+    def _lake_reader(self) -> tuple[Callable[[str], str], S3Access | None]:
+        """How to_dask's readers reach a catalog-relative file: its path or s3:// URL, and the
+        s3fs settings a worker needs (None: local files)."""
+        store = self.db.store
+        access = S3Access.of(store.fs_options()) if isinstance(store, S3Store) else None
+        return store.location, access
 
     # -- cache ---------------------------------------------------------------------------
     def status(

@@ -198,8 +198,16 @@ class _Fetched:
     names: dict[str, Path]
     downloaded: int
     nbytes: int
-    #: set for a complete day checked with --check-changes: only delta.fetch was downloaded
+    #: set for a complete day checked with --check-changes: what changed since its version
     delta: incremental.ObjectDelta | None = None
+    #: a changed day converted whole rather than merged (a quality config: its counts and
+    #: cleaning cover the whole day, and smoothing never runs twice over kept rows)
+    whole: bool = False
+
+    @property
+    def merging(self) -> bool:
+        """Only delta.fetch was downloaded; it is merged with the day's kept rows."""
+        return self.delta is not None and not self.whole
 
 
 @dataclass
@@ -500,7 +508,7 @@ class Ingestor:
 
         if p.outcome is not None or p.fetched is None:
             return self._finish(p)
-        if p.fetched.delta is not None:
+        if p.fetched.merging:
             # an incremental merge reads the day's current files: done here, on the client
             return self._finish(p)
         pk, f = p.pk, p.fetched
@@ -627,7 +635,8 @@ class Ingestor:
             delta = None
             if objects and check and rec is not None and rec.status == "complete":
                 delta = incremental.diff_objects(objects, known, current)
-            fetch = objects if delta is None else delta.fetch
+            whole = delta is not None and self.cfg.quality is not None
+            fetch = objects if delta is None or whole else delta.fetch
             self.progress.listed(pk.key, len(fetch), sum(o.size for o in fetch))
             if not objects:
                 return self._empty_listing(pk, rec), None
@@ -657,7 +666,7 @@ class Ingestor:
             out = self._fail(pk, f"download failed: {what}{more}")
             out.bytes_downloaded = downloaded
             return out, None
-        return None, _Fetched(rec, objects, names, downloaded, nbytes, delta)
+        return None, _Fetched(rec, objects, names, downloaded, nbytes, delta, whole)
 
     def _empty_listing(self, pk: PartitionKey, prior: PartitionRecord | None) -> DayOutcome:
         if prior is not None and prior.status == "complete":
@@ -694,7 +703,7 @@ class Ingestor:
         objects, names = f.objects, f.names
         self.progress.converting(pk.key)
         out_dir = self._fresh_out_dir(pk)
-        inputs = objects if f.delta is None else f.delta.fetch
+        inputs = f.delta.fetch if f.merging and f.delta is not None else objects
         raw = [RawFile(names[o.key], o.key) for o in inputs]
         try:
             try:
@@ -791,8 +800,9 @@ class Ingestor:
         self, f: _Fetched, raw: list[RawFile], out_dir: Path, threads: int | None = None
     ) -> ConvertResult:
         """A normal day: convert all its objects. A changed day (--check-changes): convert the
-        added and changed objects only and merge them with the day's kept rows."""
-        if f.delta is None:
+        added and changed objects only and merge them with the day's kept rows, unless a
+        quality config made it convert the whole day (_Fetched.whole)."""
+        if not f.merging or f.delta is None:
             return self._convert(raw, out_dir, threads)
         delta_dir = out_dir / incremental.DELTA_DIR
         new = self._convert(raw, delta_dir, threads) if raw else incremental.empty_result()
@@ -811,7 +821,6 @@ class Ingestor:
                 rows_per_file=self.cfg.memory.rows_per_file,
                 row_group_size=self.cfg.memory.row_group_size,
             )
-            merged.quality = new.quality  # the quality step saw the added and changed objects
             return merged
 
     def _convert(

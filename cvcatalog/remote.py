@@ -17,7 +17,7 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -31,7 +31,7 @@ from cvcatalog.exceptions import CatalogError, CvCatalogError
 from cvcatalog.layout import DB_NAME, CatalogPaths
 from cvcatalog.s3 import ErrorKind, Retrier, classify_error, make_client
 from cvcatalog.sqlutil import quote_literal
-from cvcatalog.storage import S3Location
+from cvcatalog.storage import S3Access, S3Location, s3fs_options
 
 #: The publish manifest next to the database.
 PUBLISH_JSON = "publish.json"
@@ -300,8 +300,16 @@ class RemoteCatalog(Catalog):
     def publish(self, *args: Any, **kwargs: Any) -> Any:
         self._refuse("publish it again (publish the local catalog it was built from)")
 
-    def to_dask(self, *args: Any, **kwargs: Any) -> Any:
-        raise CatalogError(
-            f"to_dask is not available for a catalog on S3 ({self.location}) yet; use "
-            "query()/query_arrow() (DuckDB reads the Parquet files from S3)"
-        )
+    def _record_access(self, keys: list[str]) -> None:
+        pass  # nothing here is ever evicted: the files are the publisher's
+
+    def _lake_reader(self) -> tuple[Callable[[str], str], S3Access | None]:
+        """to_dask reads the published files under the catalog's URL through s3fs, with the
+        profile, endpoint and --no-sign-request this catalog was opened with."""
+        from cvcatalog.views import remote_file_url
+
+        opts = s3fs_options(self.s3_config.profile, self.s3_config.endpoint_url)
+        if self.s3_config.no_sign_request:
+            opts["anon"] = True
+        base = self.location.url
+        return (lambda rel: remote_file_url(base, rel)), S3Access.of(opts)

@@ -225,6 +225,49 @@ def test_an_interrupted_check_resumes_with_the_days_left(
     assert_same_as_fresh(cat, s3_client, tmp_path)
 
 
+def test_with_a_quality_config_a_changed_day_is_counted_whole(
+    s3_client: Any, catalog_dir: Path, tmp_path: Path
+) -> None:
+    """The quality counts of a partition describe all its rows: a changed day is converted
+    whole (its kept rows were cleaned already; smoothing them again would move them)."""
+    seed(s3_client)
+    box = {"lat_min": 40.5, "lat_max": 42.5, "lon_min": -107.0, "lon_max": -103.5}
+    cfg = tmp_path / "q.yml"
+    cfg.write_text(
+        json.dumps(
+            {
+                "source": "wydot",
+                "message_type": "BSM",
+                "date_range": {"days_back": 1},
+                "quality": {"rules": {"bounds": box}},
+            }
+        )
+    )
+    cat = Catalog(catalog_dir)
+    assert ingest(cat, config=cfg).ok
+    keys = keys_of(s3_client, DAY1)
+    rewrite(s3_client, keys[0])
+    s = ingest(cat, config=cfg, check_changes=True)
+    assert s.ok, s.as_dict()
+    days = {d.key: d for d in s.days}
+    assert days[DAY1].status == "complete" and days[DAY1].changed == 1
+    assert s.get_requests == len(keys)  # the whole day, not only the changed object
+    outside = "not (latitude between 40.5 and 42.5 and longitude between -107.0 and -103.5)"
+    want = cat.query(
+        f"select count(*) filter (where {outside}) n, count(*) total from wydot_bsm where date = ?",
+        [D1],
+    )
+    got = cat.query(
+        "select rule, action, count from quality_stats where run_id = ? and partition_key = ?",
+        [s.run_id, DAY1],
+    )
+    counts = {(r.rule, r.action): r.count for r in got.itertuples()}
+    assert want.n[0] > 0
+    assert counts[("bounds", "flagged")] == want.n[0]
+    assert counts[("rows", "input")] == want.total[0]
+    assert_same_as_fresh(cat, s3_client, tmp_path, config=cfg)
+
+
 def test_a_day_that_only_lost_objects_and_a_no_data_day_that_filled(
     s3_client: Any, catalog_dir: Path, tmp_path: Path
 ) -> None:

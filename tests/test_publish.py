@@ -239,6 +239,27 @@ def test_remote_catalog_answers_like_the_local_one(
     assert remote.published()["url"] == URL
 
 
+def test_to_dask_reads_the_published_files(
+    local: Catalog, first: publish_mod.PublishSummary, fresh_home: Path
+) -> None:
+    """The lazy Dask frame of a published catalog reads its Parquet on S3 through s3fs and
+    equals the local catalog's, with column selection and pushed-down filters."""
+    remote = Catalog(URL)
+    kw: dict[str, Any] = {"columns": ["vehicle_id", "speed_mps", "date"]}
+    for args, extra in (
+        (("wydot", "BSM", "2021-04-01", "2021-04-02"), {}),
+        (("wydot", "BSM", "2021-04-02", "2021-04-02"), {"filters": [("speed_mps", ">", 10)]}),
+    ):
+        frames = [c.to_dask(*args, **kw, **extra) for c in (remote, local)]
+        assert frames[0].npartitions == frames[1].npartitions
+        got, want = (
+            f.compute().sort_values(["vehicle_id", "speed_mps"]).reset_index(drop=True)
+            for f in frames
+        )
+        assert len(want) > 0 and got.equals(want)
+    assert not list(fresh_home.rglob("access.log"))  # reading records no LRU clock
+
+
 def test_cli_query_on_s3(
     local: Catalog,
     first: publish_mod.PublishSummary,
