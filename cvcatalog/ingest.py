@@ -635,7 +635,7 @@ class Ingestor:
             delta = None
             if objects and check and rec is not None and rec.status == "complete":
                 delta = incremental.diff_objects(objects, known, current)
-            whole = delta is not None and self.cfg.quality is not None
+            whole = delta is not None and not delta.empty and self.cfg.quality is not None
             fetch = objects if delta is None or whole else delta.fetch
             self.progress.listed(pk.key, len(fetch), sum(o.size for o in fetch))
             if not objects:

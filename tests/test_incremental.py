@@ -266,6 +266,8 @@ def test_with_a_quality_config_a_changed_day_is_counted_whole(
     assert counts[("bounds", "flagged")] == want.n[0]
     assert counts[("rows", "input")] == want.total[0]
     assert_same_as_fresh(cat, s3_client, tmp_path, config=cfg)
+    again = ingest(cat, config=cfg, check_changes=True)  # nothing changed: LIST only
+    assert (again.get_requests, again.partitions_rewritten) == (0, 0)
 
 
 def test_a_day_that_only_lost_objects_and_a_no_data_day_that_filled(
