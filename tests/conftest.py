@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -23,17 +24,32 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServe
         yield server
 
 
+def _point_at(server: SandboxServer, mp: pytest.MonkeyPatch) -> Any:
+    """Reset the server to an empty BUCKET and point the AWS environment at it (no profile,
+    no lake override); returns a client of it."""
+    server.reset()
+    for k, v in server.env().items():
+        mp.setenv(k, v)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "CVCATALOG_STORAGE"):
+        mp.delenv(name, raising=False)
+    client = boto3.client("s3", endpoint_url=server.endpoint_url)
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
 @pytest.fixture
 def s3_endpoint(s3_server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An empty bucket on the local endpoint, with the AWS environment pointing at it."""
-    s3_server.reset()
-    for k, v in s3_server.env().items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url)
-    client.create_bucket(Bucket=BUCKET)
+    _point_at(s3_server, monkeypatch)
     yield s3_server.endpoint_url
+
+
+@pytest.fixture(scope="module")
+def module_s3(s3_server: SandboxServer) -> Iterator[Any]:
+    """s3_endpoint for a whole module: fixtures that seed (and ingest) once build on it.
+    s3_endpoint and s3_client reset the server: in such a module they empty its bucket."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield _point_at(s3_server, mp)
 
 
 @pytest.fixture

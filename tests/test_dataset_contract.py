@@ -8,7 +8,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from cvcatalog.catalog import Catalog
@@ -19,7 +18,6 @@ from cvcatalog.datasets.driver import run_dataset
 from cvcatalog.db import CatalogDB
 from cvcatalog.layout import CatalogPaths
 from cvcatalog.sandbox.replica import seed_replica
-from cvcatalog.sandbox.server import SandboxServer
 from cvcatalog.sources import BUCKET
 
 D0, D1 = date(2021, 4, 1), date(2021, 4, 2)
@@ -27,25 +25,19 @@ COLS = "source_key, vehicle_id, generated_at, latitude, longitude, speed_mps"
 
 
 @pytest.fixture(scope="module")
-def seeded(s3_server: SandboxServer) -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as mp:
-        s3_server.reset()
-        for k, v in s3_server.env().items():
-            mp.setenv(k, v)
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        client = boto3.client("s3", endpoint_url=s3_server.endpoint_url)
-        client.create_bucket(Bucket=BUCKET)
-        seed_replica(
-            client,
-            D0,
-            D1,
-            sources=["wydot"],
-            message_types=["BSM"],
-            records_per_hour=5,
-            files_per_hour=2,
-            malformed_per_day=3,
-        )
-        yield client
+def seeded(module_s3: Any) -> Iterator[Any]:
+    client = module_s3
+    seed_replica(
+        client,
+        D0,
+        D1,
+        sources=["wydot"],
+        message_types=["BSM"],
+        records_per_hour=5,
+        files_per_hour=2,
+        malformed_per_day=3,
+    )
+    yield client
 
 
 def test_a_cv_source_implements_the_contract(seeded: Any) -> None:

@@ -14,7 +14,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from typer.testing import CliRunner
 
@@ -27,7 +26,6 @@ from cvcatalog.download import S3Fetcher
 from cvcatalog.layout import CatalogPaths
 from cvcatalog.s3 import make_client
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
-from cvcatalog.sandbox.server import SandboxServer
 from cvcatalog.sources import BUCKET
 
 runner = CliRunner()
@@ -54,40 +52,33 @@ def grouped(client: Any, prefix: str) -> dict[tuple[str, str], list[int]]:
 
 
 @pytest.fixture(scope="module")
-def replica(s3_server: SandboxServer) -> Iterator[tuple[Any, SeedReport, SeedReport]]:
+def replica(module_s3: Any) -> Iterator[tuple[Any, SeedReport, SeedReport]]:
     """Seeded once for the module (nothing here writes to the bucket): wydot BSM and TIM
     2021-03-31..04-03 with 04-02 empty and a few empty hours (seed 42), and one month of
     nycdot EVENT bins, some of them empty."""
-    s3_server.reset()
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in s3_server.env().items():
-            mp.setenv(k, v)
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        mp.delenv("AWS_PROFILE", raising=False)
-        client = boto3.client("s3", endpoint_url=s3_server.endpoint_url)
-        client.create_bucket(Bucket=BUCKET)
-        wydot = seed_replica(
-            client,
-            date(2021, 3, 31),
-            date(2021, 4, 3),
-            sources=["wydot"],
-            message_types=["BSM", "TIM"],
-            records_per_hour=4,
-            files_per_hour=1,
-            empty_days=[date(2021, 4, 2)],
-            empty_hour_rate=0.1,
-        )
-        nyc = seed_replica(
-            client,
-            date(2021, 4, 1),
-            date(2021, 4, 1),
-            sources=["nycdot"],
-            message_types=["EVENT"],
-            records_per_hour=1,
-            files_per_hour=1,
-            empty_hour_rate=0.3,
-        )
-        yield client, wydot, nyc
+    client = module_s3
+    wydot = seed_replica(
+        client,
+        date(2021, 3, 31),
+        date(2021, 4, 3),
+        sources=["wydot"],
+        message_types=["BSM", "TIM"],
+        records_per_hour=4,
+        files_per_hour=1,
+        empty_days=[date(2021, 4, 2)],
+        empty_hour_rate=0.1,
+    )
+    nyc = seed_replica(
+        client,
+        date(2021, 4, 1),
+        date(2021, 4, 1),
+        sources=["nycdot"],
+        message_types=["EVENT"],
+        records_per_hour=1,
+        files_per_hour=1,
+        empty_hour_rate=0.3,
+    )
+    yield client, wydot, nyc
 
 
 @pytest.fixture

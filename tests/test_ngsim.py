@@ -51,6 +51,19 @@ def _ingest(catalog: Path, uri: str, **kw: object):  # type: ignore[no-untyped-d
     return Catalog(catalog).ingest_dataset("ngsim", uri, **kw)  # type: ignore[arg-type]
 
 
+def _cli_ingest(path: str, catalog: Path, *extra: str) -> dict[str, object]:
+    """`cvcatalog ingest --source ngsim --path PATH ... --format json`, which must succeed;
+    its summary."""
+    r = runner.invoke(
+        app,
+        ["ingest", "--source", "ngsim", "--path", path, "--catalog", str(catalog),
+         "--format", "json", "--no-progress", *extra],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    summary: dict[str, object] = json.loads(r.stdout)[0]
+    return summary
+
+
 def test_site_crs_land_on_the_real_sites() -> None:
     import numpy as np
 
@@ -359,23 +372,7 @@ def test_cli_ingest_and_sandbox(
     r = runner.invoke(app, ["sandbox", "ngsim", "--out", str(out), "--rows", "3000", "--seed", "5"])
     assert r.exit_code == 0, r.output
     monkeypatch.chdir(tmp_path)  # a path relative to the working directory, as users type it
-    r = runner.invoke(
-        app,
-        [
-            "ingest",
-            "--source",
-            "ngsim",
-            "--path",
-            "g.csv",
-            "--catalog",
-            str(catalog_dir),
-            "--format",
-            "json",
-            "--no-progress",
-        ],
-    )
-    assert r.exit_code == 0, r.output
-    summary = json.loads(r.stdout)[0]
+    summary = _cli_ingest("g.csv", catalog_dir)
     data_lines = len(out.read_text().splitlines()) - 1
     assert summary["rows"] == data_lines
     r = runner.invoke(
@@ -605,24 +602,7 @@ def test_quality_step_counts_and_cleans_each_unit(ngsim_csv, tmp_path: Path) -> 
     cfg = tmp_path / "q.yml"
     cfg.write_text(json.dumps({"quality": {"rules": {"bounds": box}}}))
     counted = tmp_path / "counted"
-    r = runner.invoke(
-        app,
-        [
-            "ingest",
-            "--source",
-            "ngsim",
-            "--path",
-            str(path),
-            "--config",
-            str(cfg),
-            "--catalog",
-            str(counted),
-            "--format",
-            "json",
-            "--no-progress",
-        ],
-    )
-    assert r.exit_code == 0, r.output
+    _cli_ingest(str(path), counted, "--config", str(cfg))
     cat = Catalog(counted)
     assert int(cat.query("select count(*) from ngsim_trajectories").iat[0, 0]) == total
     flagged = cat.query(
@@ -641,22 +621,7 @@ def test_quality_step_counts_and_cleans_each_unit(ngsim_csv, tmp_path: Path) -> 
         )
     )
     cleaned = tmp_path / "cleaned"
-    r = runner.invoke(
-        app,
-        [
-            "ingest",
-            "--source",
-            "ngsim",
-            "--path",
-            str(path),
-            "--config",
-            str(cfg),
-            "--catalog",
-            str(cleaned),
-            "--no-progress",
-        ],
-    )
-    assert r.exit_code == 0, r.output
+    _cli_ingest(str(path), cleaned, "--config", str(cfg))
     cat = Catalog(cleaned)
     assert int(cat.query("select count(*) from ngsim_trajectories").iat[0, 0]) == keep
     # gap detection's segment numbers are in the view (only where an ingest detected gaps)
@@ -751,9 +716,8 @@ def test_units_split_into_blocks_hold_every_line_once(
         blocks = [bytes(b) for b in _unit_lines(unit, chunks, block_bytes)]
         for b in blocks:
             assert b
-            assert len(b) <= block_bytes or b.find(b"\n") in (-1, len(b) - 1) or (
-                b.find(b"\n") >= block_bytes
-            )
+            first_end = b.find(b"\n")  # -1: one unterminated line
+            assert len(b) <= block_bytes or first_end == -1 or first_end >= block_bytes
         got += blocks
     assert b"".join(got) == body
     for b in got[:-1]:

@@ -41,10 +41,9 @@ from cvcatalog.sandbox.replica_nycdot import (
     event_record,
     events_in_bin,
 )
-from cvcatalog.sandbox.server import SandboxServer
 from cvcatalog.schemas import SCHEMAS, list_literal, view_sql
 from cvcatalog.schemas.nycdot import EVENT_TYPES, NYCDOT_SCHEMA_VERSION, PARAMETERS
-from cvcatalog.sources import BUCKET, PartitionKey
+from cvcatalog.sources import PartitionKey
 from cvcatalog.transform import ConvertResult, RawFile, convert_partition
 
 SANDBOX = Path(__file__).parent / "fixtures" / "sandbox"
@@ -785,29 +784,19 @@ def test_replica_is_deterministic_and_binned_contexts_only() -> None:
 
 @pytest.fixture(scope="module")
 def april(
-    s3_server: SandboxServer, tmp_path_factory: pytest.TempPathFactory
+    module_s3: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Catalog, SeedReport, IngestSummary]]:
     """April 2021 seeded and ingested once for the tests below (ingest is the slow part)."""
-    import boto3
-
-    s3_server.reset()
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in s3_server.env().items():
-            mp.setenv(k, v)
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        mp.delenv("AWS_PROFILE", raising=False)
-        client = boto3.client("s3", endpoint_url=s3_server.endpoint_url)
-        client.create_bucket(Bucket=BUCKET)
-        report = seed_replica(
-            client, APRIL, date(2021, 4, 30), sources=("nycdot",), message_types=("EVENT",),
-            seed=9, records_per_hour=2, files_per_hour=2, empty_hour_rate=0.75,
-            malformed_per_day=1,
-        )  # fmt: skip
-        cat = Catalog(tmp_path_factory.mktemp("april") / "catalog")
-        summary = cat.ingest(
-            "nycdot", "EVENT", "2021-04-01", "2021-04-30",
-            timezone="America/New_York", rate_limit=0, max_workers=4,
-        )  # fmt: skip
+    report = seed_replica(
+        module_s3, APRIL, date(2021, 4, 30), sources=("nycdot",), message_types=("EVENT",),
+        seed=9, records_per_hour=2, files_per_hour=2, empty_hour_rate=0.75,
+        malformed_per_day=1,
+    )  # fmt: skip
+    cat = Catalog(tmp_path_factory.mktemp("april") / "catalog")
+    summary = cat.ingest(
+        "nycdot", "EVENT", "2021-04-01", "2021-04-30",
+        timezone="America/New_York", rate_limit=0, max_workers=4,
+    )  # fmt: skip
     yield cat, report, summary
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from typer.testing import CliRunner
@@ -20,8 +19,6 @@ from cvcatalog.cli import app
 from cvcatalog.exceptions import CatalogError, CvCatalogError
 from cvcatalog.remote import RemoteCatalog, S3Location
 from cvcatalog.sandbox.replica import seed_replica
-from cvcatalog.sandbox.server import SandboxServer
-from cvcatalog.sources import BUCKET
 from cvcatalog.storage import b64
 
 PUB = "cv-published"
@@ -41,20 +38,13 @@ CHECKS = {
 
 
 @pytest.fixture(scope="module")
-def env(s3_server: SandboxServer) -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as mp:
-        s3_server.reset()
-        for k, v in s3_server.env().items():
-            mp.setenv(k, v)
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        mp.delenv("AWS_PROFILE", raising=False)
-        yield boto3.client("s3", endpoint_url=s3_server.endpoint_url)
+def env(module_s3: Any) -> Iterator[Any]:
+    yield module_s3
 
 
 @pytest.fixture(scope="module")
 def local(env: Any, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
     """wydot BSM and TIM for two days (with quarantined lines), ingested once."""
-    env.create_bucket(Bucket=BUCKET)
     env.create_bucket(Bucket=PUB)
     seed_replica(
         env,

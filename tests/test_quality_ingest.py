@@ -9,7 +9,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from typer.testing import CliRunner
 
@@ -19,7 +18,6 @@ from cvcatalog.config import ValidationConfig
 from cvcatalog.distributed import ConvertJob, run_convert_job
 from cvcatalog.quality import QualityConfig
 from cvcatalog.sandbox.replica import seed_replica
-from cvcatalog.sandbox.server import SandboxServer
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources import BUCKET
 from cvcatalog.transform import RawFile
@@ -35,24 +33,18 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def seeded(s3_server: SandboxServer) -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as mp:
-        s3_server.reset()
-        for k, v in s3_server.env().items():
-            mp.setenv(k, v)
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        client = boto3.client("s3", endpoint_url=s3_server.endpoint_url)
-        client.create_bucket(Bucket=BUCKET)
-        seed_replica(
-            client,
-            D0,
-            D1,
-            sources=["wydot"],
-            message_types=["BSM"],
-            records_per_hour=20,
-            files_per_hour=2,
-        )
-        yield client
+def seeded(module_s3: Any) -> Iterator[Any]:
+    client = module_s3
+    seed_replica(
+        client,
+        D0,
+        D1,
+        sources=["wydot"],
+        message_types=["BSM"],
+        records_per_hour=20,
+        files_per_hour=2,
+    )
+    yield client
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import boto3
 import duckdb
 import pytest
 from typer.testing import CliRunner
@@ -20,7 +19,6 @@ from cvcatalog.config import DataSourceConfig
 from cvcatalog.duckdb_ext import s3_connection
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.sandbox.replica import seed_replica
-from cvcatalog.sandbox.server import SandboxServer
 from cvcatalog.sources import BUCKET
 from cvcatalog.storage import S3Store
 
@@ -37,28 +35,20 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def env(s3_server: SandboxServer) -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as mp:
-        s3_server.reset()
-        for k, v in s3_server.env().items():
-            mp.setenv(k, v)
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        mp.delenv("AWS_PROFILE", raising=False)
-        mp.delenv("CVCATALOG_STORAGE", raising=False)
-        client = boto3.client("s3", endpoint_url=s3_server.endpoint_url)
-        client.create_bucket(Bucket=BUCKET)
-        client.create_bucket(Bucket=LAKE)
-        seed_replica(
-            client,
-            date(2021, 4, 1),
-            date(2021, 4, 3),
-            sources=["wydot"],
-            message_types=["BSM", "TIM"],
-            records_per_hour=6,
-            files_per_hour=2,
-            malformed_per_day=2,
-        )
-        yield client
+def env(module_s3: Any) -> Iterator[Any]:
+    client = module_s3
+    client.create_bucket(Bucket=LAKE)
+    seed_replica(
+        client,
+        date(2021, 4, 1),
+        date(2021, 4, 3),
+        sources=["wydot"],
+        message_types=["BSM", "TIM"],
+        records_per_hour=6,
+        files_per_hour=2,
+        malformed_per_day=2,
+    )
+    yield client
 
 
 def _ingest(cat: Catalog) -> None:

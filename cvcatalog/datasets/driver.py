@@ -50,6 +50,7 @@ from cvcatalog.datasets.base import (
     TransientFetchError,
     WorkUnit,
 )
+from cvcatalog.datasets.manage import forget_units
 from cvcatalog.datasets.views import refresh_dataset_view
 from cvcatalog.db import CatalogDB, now_utc
 from cvcatalog.exceptions import CatalogLockedError, ConversionError, CvCatalogError
@@ -636,16 +637,8 @@ class DatasetLoader:
     ) -> None:
         u, scope, now = r.unit, self.ds.scope, now_utc()
         key = [self.ds.name, u.id, scope, u.fingerprint]
-        con.execute(
-            "DELETE FROM dataset_files WHERE dataset = ? AND unit_id = ? AND scope = ? "
-            "AND fingerprint = ?",
-            key,
-        )
-        con.execute(
-            "DELETE FROM dataset_units WHERE dataset = ? AND unit_id = ? AND scope = ? "
-            "AND fingerprint = ?",
-            key,
-        )
+        # rows of an earlier commit of this same unit version go; its files share the names
+        forget_units(con, "dataset = ? AND unit_id = ? AND scope = ? AND fingerprint = ?", key)
         con.execute(
             "INSERT INTO dataset_units (dataset, unit_id, scope, fingerprint, uri, start_byte, "
             "end_byte, status, rows, quarantined, skipped, bytes, run_id, committed_at) "
@@ -767,39 +760,23 @@ class DatasetLoader:
         self, con: duckdb.DuckDBPyConnection, uri: str, scope: str, keep: list[str]
     ) -> list[str]:
         """Forget units and files of (uri, scope) whose fingerprint is not in keep."""
-        args = [self.ds.name, uri, scope, keep]
-        paths = [
-            r[0]
-            for r in con.execute(
-                "SELECT path FROM dataset_files WHERE dataset = ? AND uri = ? AND scope = ? "
-                "AND NOT list_contains(?, fingerprint)",
-                args,
-            ).fetchall()
-        ]
-        for table in ("dataset_files", "dataset_units"):
-            con.execute(
-                f"DELETE FROM {table} WHERE dataset = ? AND uri = ? AND scope = ? "
-                "AND NOT list_contains(?, fingerprint)",
-                args,
-            )
-        return paths
+        return forget_units(
+            con,
+            "dataset = ? AND uri = ? AND scope = ? AND NOT list_contains(?, fingerprint)",
+            [self.ds.name, uri, scope, keep],
+        )
 
     def _drop_other_units(
         self, con: duckdb.DuckDBPyConnection, info: InputInfo, keep: list[str]
     ) -> list[str]:
         """Forget units of this version that are not among keep (an earlier run cut the input
         with another unit size); their rows are covered by keep's."""
-        args = [self.ds.name, info.uri, self.ds.scope, info.fingerprint, keep]
-        where = (
-            "WHERE dataset = ? AND uri = ? AND scope = ? AND fingerprint = ? "
-            "AND NOT list_contains(?, unit_id)"
+        return forget_units(
+            con,
+            "dataset = ? AND uri = ? AND scope = ? AND fingerprint = ? "
+            "AND NOT list_contains(?, unit_id)",
+            [self.ds.name, info.uri, self.ds.scope, info.fingerprint, keep],
         )
-        paths = [
-            r[0] for r in con.execute(f"SELECT path FROM dataset_files {where}", args).fetchall()
-        ]
-        for table in ("dataset_files", "dataset_units"):
-            con.execute(f"DELETE FROM {table} {where}", args)
-        return paths
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _record_start(self) -> None:

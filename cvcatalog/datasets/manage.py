@@ -52,6 +52,18 @@ def _classes(dataset: str | None, message_type: str | None) -> list[type[Dataset
     ]
 
 
+def forget_units(con: duckdb.DuckDBPyConnection, where: str, args: list[Any]) -> list[str]:
+    """Drop the dataset_units rows matching `where` (a fixed condition on columns the two
+    tables share, values as parameters) with their dataset_files rows; returns those files'
+    catalog-relative paths, to delete once the transaction has committed."""
+    paths = [
+        r[0] for r in con.execute(f"SELECT path FROM dataset_files WHERE {where}", args).fetchall()
+    ]
+    for table in ("dataset_files", "dataset_units"):
+        con.execute(f"DELETE FROM {table} WHERE {where}", args)
+    return paths
+
+
 def dataset_files(
     con: duckdb.DuckDBPyConnection,
     dataset: str | None = None,
@@ -165,21 +177,11 @@ def drop_damaged(
     }
     touched: set[str] = set()
     for dataset, unit_id, scope, fingerprint, uri in units:
-        key = [dataset, unit_id, scope, fingerprint]
-        doomed += [
-            r[0]
-            for r in con.execute(
-                "SELECT path FROM dataset_files WHERE dataset = ? AND unit_id = ? AND scope = ? "
-                "AND fingerprint = ?",
-                key,
-            ).fetchall()
-        ]
-        for table in ("dataset_files", "dataset_units"):
-            con.execute(
-                f"DELETE FROM {table} WHERE dataset = ? AND unit_id = ? AND scope = ? "
-                "AND fingerprint = ?",
-                key,
-            )
+        doomed += forget_units(
+            con,
+            "dataset = ? AND unit_id = ? AND scope = ? AND fingerprint = ?",
+            [dataset, unit_id, scope, fingerprint],
+        )
         con.execute(
             "DELETE FROM dataset_inputs WHERE dataset = ? AND uri = ? AND scope = ? "
             "AND fingerprint = ?",
