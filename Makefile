@@ -9,6 +9,7 @@ PORT := $(shell $(PYTHON) -c 'import socket; s=socket.socket(); s.bind(("127.0.0
 endif
 DEMO_HOME ?= data/demo
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all lint demo bench chaos clean
@@ -27,7 +28,7 @@ install: $(VENV)/.installed ## Create .venv and install cvcatalog with its dev t
 test: install ## Install, then run lint and the test suite (slow tests excluded)
 	$(BIN)/ruff check cvcatalog tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-all: install ## The whole suite, slow tests included
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -59,9 +60,11 @@ demo: install ## End to end on a local S3 endpoint: replica, ingest a week, quer
 	$(CV) query "select date, count(*) as bsms, count(distinct vehicle_id) as vehicles, \
 	      round(avg(speed_mps) * 2.23694, 1) as avg_mph, round(min(longitude), 3) as west, \
 	      round(max(longitude), 3) as east from wydot_bsm group by date order by date"; \
-	echo "== 6. the same catalog from a plain DuckDB shell (no cvcatalog code)"; \
-	$(BIN)/duckdb $(DEMO_HOME)/catalog.duckdb -readonly -c \
-	      "select count(*) as bsms, min(metadata_generatedAt) as first, max(metadata_generatedAt) as last from wydot_bsm_socrata"; \
+	echo "== 6. the same catalog from a plain DuckDB session (no cvcatalog code): the DuckLake, attached read-only"; \
+	$(BIN)/duckdb -c "LOAD '$$($(BIN)/python -c 'from cvcatalog.duckdb_ext import extension_path; print(extension_path("ducklake"))')'; \
+	      ATTACH 'ducklake:$(DEMO_HOME)/catalog.ducklake' AS cv (READ_ONLY); \
+	      select count(*) as bsms, min(metadata_generatedAt) as first, max(metadata_generatedAt) as last from cv.wydot_bsm_socrata; \
+	      select snapshot_id, commit_message from cv.snapshots() order by snapshot_id desc limit 3"; \
 	echo "== 7. an experiment as a lazy Dask frame (configs/experiments/demo_week.yml)"; \
 	$(BIN)/python -c "from cvcatalog.experiments import CatalogGatherer; \
 	      df = CatalogGatherer('configs/experiments/demo_week.yml').gather_data().get_gathered_data(); \

@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -41,8 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import duckdb
 
+from bench.catalog_session import plain_session
+from cvcatalog import lake
 from cvcatalog.layout import CatalogPaths, sha256_file
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sandbox.server import sandbox_env, start_server
@@ -137,7 +137,7 @@ class Snapshot:
 def phase_of(catalog: Path) -> str:
     """Best guess of what an ingest is doing, from the files it leaves while it works."""
     root = catalog.resolve()
-    if any(root.glob(".catalog.duckdb.*.tmp")):
+    if any(root.glob(".catalog.ducklake.*.tmp")):
         return "catalog commit"
     staging = root / "staging"
     if staging.is_dir():
@@ -145,30 +145,23 @@ def phase_of(catalog: Path) -> str:
             return "convert/publish"
         if any(staging.glob("*/*/*/*/*/raw/*")):
             return "download"
-    if not (root / "catalog.duckdb").exists():
+    if not (root / "catalog.ducklake").exists():
         return "startup"
     return "plan/list"
-
-
-def _view_files(con: duckdb.DuckDBPyConnection, view: str) -> set[str]:
-    row = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = ?", [view]).fetchone()
-    if row is None:
-        return set()
-    return {m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*\.parquet)'", row[0])}
 
 
 def check_catalog(catalog: Path, *, complete: bool = False, sc: Scenario | None = None) -> Snapshot:
     """The invariants (raise InvariantError); with complete=True also the re-run's."""
     paths = CatalogPaths.at(catalog)
     snap = Snapshot()
-    snap.stale_db_copies = len(list(paths.root.glob(".catalog.duckdb.*.tmp*")))
+    snap.stale_db_copies = len(list(paths.root.glob(".catalog.ducklake.*.tmp*")))
     if paths.staging.is_dir():
         snap.staging_files = sum(1 for p in paths.staging.rglob("*") if p.is_file())
     if not paths.db.exists():
         if complete:
             raise InvariantError("no catalog database after a completed re-run")
         return snap
-    con = duckdb.connect(str(paths.db), read_only=True)  # as any user would
+    con = plain_session(paths.db)
     try:
         files = con.execute(
             "SELECT f.path, f.kind, f.rows, f.sha256, p.status FROM partition_files f "
@@ -179,12 +172,13 @@ def check_catalog(catalog: Path, *, complete: bool = False, sc: Scenario | None 
         if bad:
             raise InvariantError(f"files listed for a partition that is not complete: {bad[:3]}")
         data = {str((paths.root / f[0]).resolve()) for f in files if f[1] == "data"}
-        seen = _view_files(con, "wydot_bsm")
+        seen = set(lake.files(con, "wydot_bsm"))
         if seen != data:
             extra, missing = sorted(seen - data)[:3], sorted(data - seen)[:3]
-            raise InvariantError(f"view files != complete data files: +{extra} -{missing}")
+            raise InvariantError(f"lake files != complete data files: +{extra} -{missing}")
+        kept = {Path(p) for p in lake.known_files(con)}  # shown by older snapshots
         if any(("staging" in s or ".tmp" in s or ".part" in s) for s in seen):
-            raise InvariantError("a view names a staging or temporary file")
+            raise InvariantError("the lake shows a staging or temporary file")
         for rel, _kind, _rows, digest, _ in files:
             p = paths.root / rel
             if not p.exists():
@@ -199,7 +193,7 @@ def check_catalog(catalog: Path, *, complete: bool = False, sc: Scenario | None 
         snap.rows, distinct = int(row[0]), int(row[1])
         snap.duplicates = snap.rows - distinct
         if snap.rows != manifest_rows:
-            raise InvariantError(f"view rows {snap.rows} != manifest rows {manifest_rows}")
+            raise InvariantError(f"table rows {snap.rows} != manifest rows {manifest_rows}")
         if snap.duplicates:
             raise InvariantError(f"{snap.duplicates} duplicated records")
         parts = dict(con.execute("SELECT partition_key, status FROM partitions").fetchall())
@@ -210,7 +204,9 @@ def check_catalog(catalog: Path, *, complete: bool = False, sc: Scenario | None 
         con.close()
     for top in (paths.lake, paths.quarantine):
         if top.is_dir():
-            snap.orphans += sum(1 for p in top.rglob("*") if p.is_file() and p not in listed)
+            snap.orphans += sum(
+                1 for p in top.rglob("*") if p.is_file() and p not in listed and p not in kept
+            )
     if complete and sc is not None:
         want = sc.data_partitions
         not_done = sorted(k for k in want if parts.get(k) != "complete")
@@ -493,7 +489,7 @@ def concurrency(
             "over_0.5s": sum(1 for w in ws if w > 0.5),
             "denied_tries": sum(1 for w in waits if w["lock"] == kind and not w["granted"]),
         }
-    con = duckdb.connect(str(catalog / "catalog.duckdb"), read_only=True)
+    con = plain_session(catalog / "catalog.ducklake")
     try:
         built = dict(
             con.execute(

@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.catalog_session import plain_session
 from bench.measure import run_measured
 
 TARGETS = {"points_per_s": 500_000, "query_ms": 100.0, "parquet_ratio": 0.25, "rss_gib": 1.0}
@@ -131,9 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     sql = "select * from ngsim_trajectories where vehicle_id = ? order by timestamp"
     n_points = len(cat.query(sql, [vid]))
     catalog_ms = _warm_ms(lambda: cat.query(sql, [vid]))
-    import duckdb
 
-    con = duckdb.connect(str(cat.database), read_only=True)
+    con = plain_session(cat.database)
     duckdb_ms = _warm_ms(lambda: con.execute(sql, [vid]).arrow())
     con.close()
 

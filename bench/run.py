@@ -402,11 +402,11 @@ class Bench:
         """Why days failed, from the catalog's partitions table (the CLI's JSON omits it)."""
         import duckdb
 
-        db = catalog / "catalog.duckdb"
+        db = catalog / "catalog.ducklake"
         if not db.exists():
             return []
         try:
-            con = duckdb.connect(str(db), read_only=True)
+            con = duckdb.connect(str(db), read_only=True)  # the state tables only
             try:
                 rows = con.execute(
                     "SELECT partition_key, error FROM partitions WHERE status = 'failed'"

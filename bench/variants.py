@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.catalog_session import plain_session
+
 #: canonical column -> json_normalize column of a WYDOT BSM record (v3..v6 names)
 BASELINE_COLUMNS: dict[str, str] = {
     "generated_at": "metadata.recordGeneratedAt",
@@ -359,13 +361,11 @@ def queries(p: dict[str, Any]) -> dict[str, Any]:
     """
     import statistics
 
-    import duckdb
-
     from cvcatalog.catalog import Catalog
 
     cat = Catalog(p["catalog"])
     reps = int(p["reps"])
-    plain = duckdb.connect(str(cat.database), read_only=True)
+    plain = plain_session(cat.database)
     day, w0, w1 = p["day"], p["week_start"], p["week_end"]
     vehicle = plain.execute(
         "SELECT vehicle_id FROM wydot_bsm WHERE date BETWEEN ?::DATE AND ?::DATE "

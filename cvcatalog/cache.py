@@ -6,10 +6,10 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cvcatalog import manifest
+from cvcatalog import lake, manifest
 from cvcatalog.access import folded_access_log, read_access_log
-from cvcatalog.db import CatalogDB
-from cvcatalog.views import refresh_views
+from cvcatalog.db import CatalogDB, now_utc
+from cvcatalog.lake import scheduled_bytes
 
 if TYPE_CHECKING:
     from cvcatalog.datasets.manage import Refetch
@@ -59,20 +59,29 @@ def clear(
     (e.g. --source ngsim); returns (count, bytes)."""
     from cvcatalog.datasets.manage import forget
 
-    with db.write() as con:
+    with db.write(message="cache clear") as con:
         parts = manifest.get_partitions(con, source, message_type)
         files = manifest.delete_partitions(con, list(parts))
-        for s, t in {(p.source, p.message_type) for p in parts.values()}:
-            refresh_views(con, db.paths, s, t)
         n_ds, ds_files = forget(con, db.paths, source, message_type)
-    db.store.discard([f.path for f in files] + [f.path for f in ds_files])
+    db.retire([f.path for f in files] + [f.path for f in ds_files])
+    # clearing frees the disk: the snapshots that still show the files expire now
+    db.expire_snapshots(now_utc())
     return len(parts) + n_ds, sum(f.bytes for f in files) + sum(f.bytes for f in ds_files)
 
 
 def cache_bytes(db: CatalogDB) -> int:
+    """Every byte the catalog keeps: CV Pilot and dataset (NGSIM) files, and the files only
+    older snapshots still show."""
     with db.read() as con:
-        row = con.execute("SELECT coalesce(sum(bytes), 0) FROM partition_files").fetchone()
-    return int(row[0]) if row else 0
+        return _total_bytes(con)
+
+
+def _total_bytes(con: Any) -> int:
+    row = con.execute(
+        "SELECT (SELECT coalesce(sum(bytes), 0) FROM partition_files) "
+        "+ (SELECT coalesce(sum(bytes), 0) FROM dataset_files)"
+    ).fetchone()
+    return (int(row[0]) if row else 0) + scheduled_bytes(con)
 
 
 def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = None) -> list[str]:
@@ -81,7 +90,11 @@ def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = 
     if cache_bytes(db) <= limit:
         return []
     protect = protect or set()
-    with folded_access_log(db.paths) as accessed, db.write() as con:
+    # replaced data kept for time travel goes first
+    db.expire_snapshots(now_utc())
+    if cache_bytes(db) <= limit:
+        return []
+    with folded_access_log(db.paths) as accessed, db.write(message="cache evict") as con:
         manifest.touch(con, accessed)
         rows = con.execute(
             "SELECT p.partition_key, p.source, p.message_type, coalesce(sum(f.bytes), 0) AS b "
@@ -89,22 +102,19 @@ def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = 
             "WHERE p.status = 'complete' GROUP BY ALL "
             "ORDER BY coalesce(max(p.last_accessed), max(p.created_at)), p.partition_key"
         ).fetchall()
-        total_row = con.execute("SELECT coalesce(sum(bytes), 0) FROM partition_files").fetchone()
-        total = int(total_row[0]) if total_row else 0
+        total = _total_bytes(con)
         victims: list[str] = []
-        pairs: set[tuple[str, str]] = set()
-        for key, src, mt, size in rows:
+        for key, _src, _mt, size in rows:
             if total <= limit:
                 break
             if key in protect:
                 continue
             victims.append(key)
-            pairs.add((src, mt))
             total -= int(size)
         files = manifest.delete_partitions(con, victims)
-        for s, t in pairs:
-            refresh_views(con, db.paths, s, t)
-    db.store.discard(f.path for f in files)
+    db.retire(f.path for f in files)
+    if victims:
+        db.expire_snapshots(now_utc())
     return victims
 
 
@@ -171,6 +181,7 @@ def verify(db: CatalogDB) -> VerifyReport:
     with db.read() as con:
         files = manifest.get_files(con)
         ds_files = dataset_files(con)
+        kept = db.lake_files(con)
     bad: set[str] = set()
     store = db.store
     for f in files:
@@ -195,10 +206,19 @@ def verify(db: CatalogDB) -> VerifyReport:
             report.bad_dataset_files.append(d.path)
         else:
             report.ok += 1
-    listed = {f.path for f in files} | {d.path for d in ds_files}
+    listed = {f.path for f in files} | {d.path for d in ds_files} | kept
     report.orphans = [rel for rel in store.list_files() if rel not in listed]
     report.bad_partitions = sorted(bad)
     return report
+
+
+def _tables_showing(db: CatalogDB, rels: list[str]) -> list[str]:
+    if not rels:
+        return []
+    with db.read() as con:
+        counts = lake.record_counts(con)
+    store = db.store
+    return sorted({counts[loc][0] for loc in map(store.location, rels) if loc in counts})
 
 
 def quarantine_bad(db: CatalogDB, report: VerifyReport) -> list[Refetch]:
@@ -208,17 +228,19 @@ def quarantine_bad(db: CatalogDB, report: VerifyReport) -> list[Refetch]:
     from cvcatalog.datasets.manage import drop_damaged
 
     refetch: list[Refetch] = []
+    rebuild = _tables_showing(db, report.missing + report.mismatched)
     if report.bad_partitions or report.bad_dataset_files:
-        with db.write() as con:
+        # DuckLake's DELETE opens every file of a table, so a table showing a damaged file is
+        # rebuilt: created anew with the files that are still good, under new names
+        with db.write(message="cache repair", rebuild=rebuild) as con:
             parts = manifest.get_partitions(con, keys=report.bad_partitions)
             files = manifest.delete_partitions(con, report.bad_partitions)
             for p in parts.values():
                 p.status, p.error = "failed", "integrity check failed; re-fetch needed"
                 p.rows = p.quarantined = p.parquet_bytes = 0
                 manifest.put_partition(con, p)
-            for s, t in {(p.source, p.message_type) for p in parts.values()}:
-                refresh_views(con, db.paths, s, t)
             doomed, refetch = drop_damaged(con, db.paths, report.bad_dataset_files)
+        # damaged files are of no use to any snapshot: deleted now (the lake forgets them)
         db.store.discard([f.path for f in files] + doomed)
     store = db.store
     for rel in report.orphans:

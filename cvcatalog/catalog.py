@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cvcatalog import cache, manifest
+from cvcatalog import cache, lake, manifest
 from cvcatalog.access import record_access
 from cvcatalog.compact import CompactResult, compact
 from cvcatalog.config import (
@@ -33,7 +33,8 @@ from cvcatalog.discover import Discovery, ListingCache, Plan, fetcher_factory, l
 from cvcatalog.discover import discover as discover_listing
 from cvcatalog.discover import plan as plan_listing
 from cvcatalog.download import S3Fetcher
-from cvcatalog.exceptions import ConfigError, QueryError
+from cvcatalog.duckdb_ext import extension_path
+from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.ingest import Ingestor, IngestProgress, IngestSummary
 from cvcatalog.layout import CatalogPaths
 from cvcatalog.schemas import SCHEMAS, MessageSchema
@@ -174,7 +175,7 @@ class Catalog:
 
     @property
     def database(self) -> Path:
-        """The DuckDB file a plain `duckdb` shell can open (read-only is recommended)."""
+        """The catalog file: `ATTACH 'ducklake:<it>' AS cv (READ_ONLY)` in any DuckDB session."""
         return self.paths.db
 
     # -- ingest --------------------------------------------------------------------------
@@ -342,9 +343,7 @@ class Catalog:
     # -- SQL -----------------------------------------------------------------------------
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A read-only connection to the current catalog snapshot (close it when done)."""
-        if not self.db.exists():
-            self.db.initialise()
-        return self.db._connect(self.paths.db, read_only=True)
+        return self.db.connect()
 
     def query_arrow(
         self,
@@ -374,14 +373,8 @@ class Catalog:
     @contextlib.contextmanager
     def _scratch_session(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory DuckDB with the catalog attached READ_ONLY and on the search path."""
-        if not self.db.exists():
-            self.db.initialise()
-        with self.db.read():  # waits (bounded) like a reader if a foreign writer holds the file
-            pass
-        con = self.db.attach_lake(duckdb.connect(":memory:"))
+        con = self.db.connect(scratch=True)
         try:
-            con.execute(f"ATTACH {quote_literal(str(self.paths.db))} AS catalog (READ_ONLY)")
-            con.execute("SET search_path = 'memory.main,catalog.main'")
             yield con
         finally:
             con.close()
@@ -398,13 +391,9 @@ class Catalog:
         return table if output == "arrow" else table.to_pandas()
 
     def views(self) -> list[str]:
+        """The lake's tables and views (what `select ... from <name>` can read)."""
         with self.db.read() as con:
-            return [
-                r[0]
-                for r in con.execute(
-                    "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1"
-                ).fetchall()
-            ]
+            return sorted(set(lake.table_columns(con)) | lake.view_names(con))
 
     # -- Dask ----------------------------------------------------------------------------
     def partitions(
@@ -525,6 +514,32 @@ class Catalog:
 
     def evict(self, max_size_gb: float) -> list[str]:
         return cache.evict_to_size(self.db, max_size_gb)
+
+    def migrate(self) -> bool:
+        """Bring a catalog written by cvcatalog 0.1 (catalog.duckdb) to the DuckLake format;
+        also done by the first write. Returns whether there was anything to migrate."""
+        legacy = self.paths.legacy_db.exists() and not self.paths.db.exists()
+        self.db.initialise()
+        return legacy
+
+    def shell_sql(self) -> str:
+        """The statements that make a DuckDB session see this catalog as `cvcatalog shell`
+        does: the ducklake extension from its package, the lake attached read-only as cv."""
+        if not self.db.exists():
+            raise CatalogError(f"there is no catalog at {self.paths.root}; ingest something first")
+        if not self.paths.db.exists():
+            self.db.initialise()  # a 0.1 catalog: migrated first
+        if self.db.lake_url is not None:
+            raise CatalogError(
+                "`cvcatalog shell` opens catalogs whose lake is local; this one's is on "
+                f"{self.db.lake_url} (use `cvcatalog query`)"
+            )
+        ext = extension_path("ducklake")
+        target = quote_literal(f"ducklake:{self.paths.db}")
+        return (
+            f"LOAD {quote_literal(str(ext))}; "
+            f"ATTACH {target} AS {lake.LAKE} (READ_ONLY); USE {lake.LAKE};"
+        )
 
     def validation_report(
         self, run_id: str | None = None, source: str | None = None, message_type: str | None = None
@@ -697,6 +712,8 @@ def _short_duckdb_error(e: duckdb.Error) -> str:
     text = str(e).strip().splitlines()[0]
     if "read-only mode" in text:
         return "the catalog is opened read-only for queries; it cannot be modified with SQL"
+    if "Cannot open file" in text or "Invalid footer" in text or "No magic bytes" in text:
+        return f"{text} (a data file of the catalog is missing or damaged: run `cvcatalog cache verify --repair`)"
     return text
 
 

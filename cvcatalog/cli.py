@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from rich.console import Console
 
 from cvcatalog.catalog import Catalog, default_home
 from cvcatalog.config import load_yaml
-from cvcatalog.exceptions import ConfigError, CvCatalogError
+from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError
 from cvcatalog.ingest import IngestSummary
 from cvcatalog.output import Format, emit
 from cvcatalog.sources import FOLDER_TIMEZONE, PartitionKey
@@ -480,8 +481,34 @@ def query(
 
 @app.command()
 @friendly
+def shell(catalog: CatalogOpt = None) -> None:
+    """Open the DuckDB CLI with the catalog attached read-only as `cv` (tables and views by
+    name: select count(*) from wydot_bsm). It never blocks an ingest."""
+    cat = open_catalog(catalog)
+    init = cat.shell_sql()
+    exe = shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
+    if exe is None:
+        raise CatalogError("the DuckDB CLI is not installed (pip install duckdb-cli==1.5.5)")
+    err.print(f"catalog {cat.paths.root} attached read-only as cv", highlight=False)
+    os.execv(exe, [exe, "-cmd", init])
+
+
+@app.command()
+@friendly
+def migrate(catalog: CatalogOpt = None) -> None:
+    """Convert a catalog written by cvcatalog 0.1 (catalog.duckdb) to the DuckLake format in
+    place; nothing is downloaded again (the first ingest or query does the same)."""
+    cat = open_catalog(catalog)
+    if cat.migrate():
+        print(f"migrated {cat.paths.root} to DuckLake ({cat.paths.db.name})")
+    else:
+        print(f"{cat.paths.root} is already a DuckLake catalog")
+
+
+@app.command()
+@friendly
 def views(catalog: CatalogOpt = None, fmt: FormatOpt = Format.table) -> None:
-    """List the SQL views in the catalog database."""
+    """List the tables and views of the catalog."""
     cat = open_catalog(catalog)
     emit([{"view": v} for v in cat.views()], fmt)
 

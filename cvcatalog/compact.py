@@ -8,6 +8,7 @@ one transaction, then delete the old files.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import duckdb
@@ -21,7 +22,6 @@ from cvcatalog.layout import remove_tree, sha256_file
 from cvcatalog.manifest import FileRecord
 from cvcatalog.sources import PartitionKey
 from cvcatalog.sqlutil import list_literal, quote_literal
-from cvcatalog.views import refresh_views
 
 
 @dataclass
@@ -103,7 +103,7 @@ def _compact_one(
             new_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in written)
             if new_rows != rows:
                 raise CatalogError(f"compaction of {key} wrote {new_rows} rows, expected {rows}")
-            tag = f"compact-{rec.run_id or 'x'}"[:40]
+            tag = f"compact-{uuid.uuid4().hex[:12]}"  # a new name: old snapshots keep theirs
             placed: list[FileRecord] = []
             for i, p in enumerate(written):
                 rel = f"{paths.partition_rel(pk)}/part-{tag}-{i:03d}.parquet"
@@ -119,13 +119,12 @@ def _compact_one(
         keep = [f for f in old if f.kind != "data"]
         rec.parquet_bytes = sum(f.bytes for f in placed)
         try:
-            with db.write() as con:
+            with db.write(message=f"compact {key}") as con:
                 obsolete = manifest.put_partition(con, rec, placed + keep, objects)
-                refresh_views(con, paths, pk.source, pk.message_type)
         except BaseException:
             db.store.discard(f.path for f in placed)
             raise
-        db.store.discard(f.path for f in obsolete)
+        db.retire(f.path for f in obsolete)
         return CompactResult(
             key, len(data), len(placed), rows, sum(f.bytes for f in data), rec.parquet_bytes
         )

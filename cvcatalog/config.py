@@ -103,6 +103,12 @@ class CacheConfig(_Strict):
     listing_ttl_hours: float = Field(
         6.0, ge=0, description="how long a cached bucket listing (discover, plan) is reused"
     )
+    snapshot_retention_days: float = Field(
+        7.0,
+        ge=0,
+        description="how long replaced data stays readable by time travel (DuckLake snapshots) "
+        "before its files are deleted; 0 deletes them at the end of each ingest",
+    )
     check_changes: bool = Field(
         False,
         description="list complete days again and re-ingest only new or changed objects "

@@ -1,7 +1,9 @@
 """The catalog database: migrations, read connections and copy-on-write transactions.
 
-Writers never modify the live catalog.duckdb in place. A write copies it, applies one
-transaction to the copy, checkpoints, and renames the copy over the original. So:
+catalog.ducklake is one DuckDB file holding the state tables and the DuckLake's metadata
+(cvcatalog.lake). Writers never modify the live file in place. A write copies it, applies one
+transaction to the copy (state changes, then the lake made to show exactly the files the state
+calls current: one DuckLake snapshot), checkpoints, and renames the copy over the original. So:
   * a crash at any point leaves the previous, consistent catalog;
   * a user with a DuckDB shell open on the catalog (even read-write) never blocks an ingest:
     the shell keeps reading the snapshot it opened, and sees new data when reopened;
@@ -14,20 +16,23 @@ import contextlib
 import errno
 import os
 import shutil
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import filelock
 
+from cvcatalog import lake, legacy, tables
 from cvcatalog.config import DownloadConfig
+from cvcatalog.duckdb_ext import load_httpfs, s3_connection
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.layout import CatalogPaths, fsync_dir
-from cvcatalog.sqlutil import load_sql
+from cvcatalog.sqlutil import load_sql, quote_literal
 from cvcatalog.storage import (
     LakeStore,
     normalise_storage,
@@ -43,12 +48,17 @@ MIGRATIONS: list[tuple[int, str]] = [
     (4, "004_quality.sql"),
     (5, "005_runs.sql"),
     (6, "006_catalog_settings.sql"),
+    (7, "007_ducklake.sql"),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
 Notify = Callable[[str], None]
 
 LAKE_SECRET = "cvcatalog_lake"
+#: the name the catalog file (state tables, DuckLake metadata) is attached as
+STATE_DB = "cvcatalog"
+#: unqualified names: the lake's tables and views first, then the state tables
+SEARCH_PATH = f"{lake.LAKE}.{lake.SCHEMA},{STATE_DB}.main"
 _LAKE_SECRET_LOCK = threading.Lock()
 
 
@@ -89,31 +99,38 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     return max(applied, default=0)
 
 
-def ensure_views(con: duckdb.DuckDBPyConnection, paths: CatalogPaths) -> None:
-    """Create the views of any (source, type) this catalog has none for yet (new catalogs,
-    or a cvcatalog that learned a new message type)."""
-    # imported here: schemas and views build on this module's helpers
-    from cvcatalog.schemas import SCHEMAS
-    from cvcatalog.views import refresh_union_views, refresh_views
+def use_search_path(con: duckdb.DuckDBPyConnection, scratch: bool = False) -> None:
+    """Unqualified names find the lake's tables and views, then the state tables; a scratch
+    session creates its own objects in memory."""
+    if scratch:
+        con.execute("USE memory")
+        con.execute(f"SET search_path = {quote_literal('memory.main,' + SEARCH_PATH)}")
+    else:
+        con.execute(f"SET search_path = {quote_literal(SEARCH_PATH)}")
 
-    have = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
-    # pairs with partitions written under another canonical schema: their views must drop them
-    stale = {
-        (src, mt)
-        for src, mt, version in con.execute(
-            "SELECT DISTINCT source, message_type, canonical_version FROM partitions "
-            "WHERE status = 'complete'"
-        ).fetchall()
-        if (src, mt) in SCHEMAS and version != SCHEMAS[(src, mt)].canonical_version
-    }
-    for (source, message_type), schema in SCHEMAS.items():
-        missing = schema.view_name not in have or schema.socrata_view_name not in have
-        if missing or (source, message_type) in stale:
-            refresh_views(con, paths, source, message_type)
-    refresh_union_views(con, if_changed=True)  # follows any change in the set of schemas
-    from cvcatalog.datasets.views import ensure_dataset_views
 
-    ensure_dataset_views(con, paths)  # ngsim_trajectories, trajectories (cvcatalog.datasets)
+def _detach(con: duckdb.DuckDBPyConnection) -> None:
+    """End a writer's transaction: its copy and lake are detached, the cursor closed."""
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")
+    with contextlib.suppress(duckdb.Error):
+        con.execute("USE memory")
+    for name in (lake.LAKE, STATE_DB):
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"DETACH DATABASE IF EXISTS {name}")
+    con.close()
+
+
+@contextlib.contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 class CatalogDB:
@@ -138,8 +155,12 @@ class CatalogDB:
         self._lake_url: str | None = None
         self._lake_known = False
         self._store: LakeStore | None = None
-        #: views counted after this instance last ensured them (None: not yet)
-        self._views_seen: int | None = None
+        #: the tables this instance has ensured (new ones: a dataset registered since)
+        self._ensured: frozenset[str] = frozenset()
+        self._hub: duckdb.DuckDBPyConnection | None = None
+        self._hub_ident: tuple[int, int, int] | None = None
+        self._hub_lock = threading.Lock()
+        self._writer_hub: duckdb.DuckDBPyConnection | None = None
 
     # -- locking -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -165,13 +186,93 @@ class CatalogDB:
         finally:
             lock.release()
 
-    def _connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-        """Open with retries while another process (e.g. a read-write shell) holds the file."""
+    # -- public --------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.paths.db.exists() or self.paths.legacy_db.exists()
+
+    def initialise(self) -> None:
+        """Create (or migrate) the catalog database."""
+        with self.write():
+            pass
+
+    def connect(self, *, scratch: bool = False) -> duckdb.DuckDBPyConnection:
+        """A read-only connection to the current snapshot (close it): the state tables
+        (database `cvcatalog`) and the lake (`cv`), both searched for unqualified names.
+        scratch: the default database is an in-memory one (temporary tables, COPY TO)."""
+        if not self.paths.db.exists():
+            self.initialise()
+        if scratch:  # its own instance: what it creates in memory stays its own
+            con = self._open(self.paths.db, read_only=True)
+            try:
+                self._attach_lake_read_only(con)
+                use_search_path(con, scratch=True)
+                return con
+            except BaseException:
+                con.close()
+                raise
+        cur = self._reader().cursor()
+        try:
+            cur.execute(f"USE {STATE_DB}")
+            use_search_path(cur)
+            return cur
+        except BaseException:
+            cur.close()
+            raise
+
+    def _reader(self) -> duckdb.DuckDBPyConnection:
+        """The process's DuckDB instance with the current catalog file attached read-only
+        (extensions load once; a new instance once a writer has published a new file, whose
+        snapshot it then sees)."""
+        st = self.paths.db.stat()
+        ident = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._hub_lock:
+            if self._hub is not None and self._hub_ident == ident:
+                return self._hub
+            con = self._open(self.paths.db, read_only=True)
+            try:
+                self._attach_lake_read_only(con)
+            except BaseException:
+                con.close()
+                raise
+            self._hub, self._hub_ident = con, ident
+            return con
+
+    def _attach_lake_read_only(self, con: duckdb.DuckDBPyConnection) -> None:
+        url = read_lake_url(con)
+        self._lake_url, self._lake_known = url, True
+        self._s3_access(con, url)
+        lake.attach(con, STATE_DB, read_only=True, data=lake.data_path(url or str(self.paths.root)))
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """connect(), closed at the end of the block."""
+        con = self.connect()
+        try:
+            yield con
+        finally:
+            con.close()
+
+    # -- the lake ------------------------------------------------------------------------
+    def _open(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """A new in-memory DuckDB instance with the catalog file attached as `cvcatalog`."""
+        con = duckdb.connect(":memory:")
+        try:
+            self._attach_state(con, path, read_only)
+            return con
+        except BaseException:
+            con.close()
+            raise
+
+    def _attach_state(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
+        """ATTACH the catalog file as `cvcatalog` and USE it, waiting (bounded) while a foreign
+        read-write session holds it."""
         deadline = time.monotonic() + self.lock_timeout
         told = False
+        mode = " (READ_ONLY)" if read_only else ""
         while True:
             try:
-                return duckdb.connect(str(path), read_only=read_only)
+                con.execute(f"ATTACH {quote_literal(str(path))} AS {STATE_DB}{mode}")
+                break
             except duckdb.IOException as e:
                 if not _is_lock_conflict(e):
                     if "Permission denied" in str(e):
@@ -179,64 +280,49 @@ class CatalogDB:
                     raise CatalogError(f"cannot open the catalog database {path}: {e}") from None
                 if time.monotonic() >= deadline:
                     raise CatalogLockedError(
-                        f"{path.name} is held open read-write by another process for more than "
-                        f"{self.lock_timeout:.0f}s; close that DuckDB session or open it with "
-                        "-readonly"
+                        f"{path.name} is held open read-write by another process for more "
+                        f"than {self.lock_timeout:.0f}s; close that DuckDB session or "
+                        "attach it READ_ONLY"
                     ) from None
                 if not told:
                     self.notify(f"{path.name} is locked by another process; waiting")
                     told = True
                 time.sleep(0.2)
+        con.execute(f"USE {STATE_DB}")
 
-    # -- public --------------------------------------------------------------------------
-    def exists(self) -> bool:
-        return self.paths.db.exists()
+    def _writer(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB instance writers use (extensions load once; each transaction attaches
+        its private copy and detaches it at the end)."""
+        if self._writer_hub is None:
+            self._writer_hub = duckdb.connect(":memory:")
+            lake.load(self._writer_hub)
+        return self._writer_hub
 
-    def initialise(self) -> None:
-        """Create (or migrate) the catalog database."""
-        with self.write():
-            pass
-
-    @contextlib.contextmanager
-    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection to the current snapshot."""
-        if not self.exists():
-            self.initialise()
-        con = self._connect(self.paths.db, read_only=True)
-        try:
-            self._attach_lake(con, read_lake_url(con))
-            yield con
-        finally:
-            con.close()
-
-    # -- the lake ------------------------------------------------------------------------
-    def _attach_lake(self, con: duckdb.DuckDBPyConnection, url: str | None) -> None:
-        """Views of an S3 lake read through httpfs: load it and create the session's secret."""
-        self._lake_url, self._lake_known = url, True
+    def _s3_access(self, con: duckdb.DuckDBPyConnection, url: str | None) -> None:
+        """A lake on S3 is read and written through httpfs: load it and create the
+        connection's secret."""
         if url is None:
             return
-        from cvcatalog.duckdb_ext import load_httpfs, s3_connection
-
-        # Connections to one file in one process share a DuckDB instance and its temporary
-        # secrets: create the secret once, never concurrently (a write-write conflict).
-        with _LAKE_SECRET_LOCK:
-            have = con.execute(
-                "SELECT count(*) FROM duckdb_secrets() WHERE name = ?", [LAKE_SECRET]
-            ).fetchone()
-            if have and have[0]:
-                load_httpfs(con)
-                return
-            cfg = self.s3
-            s3_connection(
-                con,
-                profile=cfg.profile if cfg else None,
-                endpoint=cfg.endpoint_url if cfg else None,
-                name=LAKE_SECRET,
-            )
+        cfg = self.s3
+        s3_connection(
+            con,
+            profile=cfg.profile if cfg else None,
+            endpoint=cfg.endpoint_url if cfg else None,
+            name=LAKE_SECRET,
+        )
 
     def attach_lake(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-        """Make a scratch connection able to read this catalog's lake (httpfs for S3)."""
-        self._attach_lake(con, self.lake_url)
+        """Make a scratch connection able to read this catalog's lake files (httpfs for S3)."""
+        url = self.lake_url
+        if url is not None:
+            with _LAKE_SECRET_LOCK:  # connections of one instance share their secrets
+                have = con.execute(
+                    "SELECT count(*) FROM duckdb_secrets() WHERE name = ?", [LAKE_SECRET]
+                ).fetchone()
+                if have and have[0]:
+                    load_httpfs(con)
+                else:
+                    self._s3_access(con, url)
         return con
 
     @property
@@ -259,55 +345,118 @@ class CatalogDB:
         return self._store
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One transaction on a private copy, published by an atomic rename on success."""
+    def write(
+        self, *, run_id: str | None = None, message: str = "write", rebuild: Sequence[str] = ()
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction on a private copy, published by an atomic rename on success.
+
+        The caller changes state tables; before the commit every lake table is made to show
+        the files the state calls current (tables.sync_all), so data and state land in one
+        DuckLake snapshot labelled with message and run_id. rebuild: lake tables to create
+        anew (their current files re-registered under new names): a table showing a missing
+        or damaged file, which DuckLake cannot delete from."""
         with self._writer_lock():
             self._remove_stale_copies()
-            tmp = self.paths.db.with_name(f".{self.paths.db.name}.{uuid.uuid4().hex}.tmp")
+            if self.paths.legacy_db.exists():
+                if self.paths.db.exists():  # migrated, but the old files were not yet removed
+                    legacy.finish(self.paths, self.store)
+                else:
+                    self._migrate_legacy()
+            with self._transaction(run_id=run_id, message=message, rebuild=rebuild) as con:
+                yield con
+
+    @contextlib.contextmanager
+    def _transaction(
+        self, *, run_id: str | None, message: str, rebuild: Sequence[str] = ()
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The copy-on-write transaction; the caller holds the writer lock."""
+        tmp = self.paths.db.with_name(f".{self.paths.db.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with self._file_errors("copy"):
+                if self.paths.db.exists():
+                    shutil.copyfile(self.paths.db, tmp)
+            con = self._writer().cursor()
             try:
-                with self._file_errors("copy"):
-                    if self.exists():
-                        shutil.copyfile(self.paths.db, tmp)
-                con = self._connect(tmp, read_only=False)
-                try:
-                    con.execute("BEGIN TRANSACTION")
+                self._attach_state(con, tmp, read_only=False)
+                # DuckDB lets one transaction write one attached database: the state and the
+                # lake are written in separate transactions on the private copy, and the
+                # rename below publishes all of them at once (or none, on any failure).
+                with _transaction(con):
                     migrate(con)
                     url = read_lake_url(con)
                     if self.requested_storage is not None:
                         url = record_lake_url(con, normalise_storage(self.requested_storage))
-                    self._attach_lake(con, url)
-                    self._ensure_views(con)
+                    data = lake.data_path(url or str(self.paths.root))
+                    lake.relocate(con, data)
+                self._lake_url, self._lake_known = url, True
+                self._s3_access(con, url)
+                lake.attach(con, STATE_DB, data=data)
+                wanted = frozenset(tables.specs())
+                if self._ensured != wanted:
+                    with _transaction(con):
+                        installed = tables.ensure(con)
+                    with _transaction(con):
+                        tables.record_views(con, installed)
+                    self._ensured = wanted
+                with _transaction(con):
                     yield con
-                    with self._full_disk("commit"):
-                        con.execute("COMMIT")
-                        con.execute("CHECKPOINT")
-                except BaseException:
-                    with contextlib.suppress(duckdb.Error):
-                        con.execute("ROLLBACK")
-                    raise
-                finally:
-                    con.close()
-                with self._file_errors("publish"):
-                    with open(tmp, "rb") as f:
-                        os.fsync(f.fileno())
-                    os.replace(tmp, self.paths.db)
-                    fsync_dir(self.paths.root)
+                    with tempfile.TemporaryDirectory(dir=self.paths.staging) as scratch:
+                        tables.fresh_names(con, self.store, Path(scratch), rebuild)
+                with _transaction(con):
+                    for table in rebuild:
+                        tables.rebuild(con, table)
+                    tables.sync_all(con, self.store.location)
+                    lake.set_commit_message(con, message, {"run_id": run_id})
+                with self._full_disk("commit"):
+                    con.execute("CHECKPOINT")
             finally:
-                for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-                    with contextlib.suppress(FileNotFoundError):
-                        leftover.unlink()
+                _detach(con)
+            with self._file_errors("publish"):
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.paths.db)
+                fsync_dir(self.paths.root)
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
 
-    def _ensure_views(self, con: duckdb.DuckDBPyConnection) -> None:
-        """ensure_views on this instance's first transaction; later ones only if views went
-        missing (it reads information_schema: tens of ms on every one of a load's commits)."""
-        count = "SELECT count(*) FROM duckdb_views() WHERE NOT internal"
-        if self._views_seen is not None:
-            row = con.execute(count).fetchone()
-            if row is not None and row[0] >= self._views_seen:
-                return
-        ensure_views(con, self.paths)
-        row = con.execute(count).fetchone()
-        self._views_seen = row[0] if row is not None else None
+    def _migrate_legacy(self) -> None:
+        """A catalog written by cvcatalog 0.1 (catalog.duckdb, views listing files): its state
+        is copied into a new catalog.ducklake and its Parquet files are registered in the lake
+        under the lake's layout (hard links locally; nothing is downloaded from the source).
+        The old files and database are removed only after the new catalog is published."""
+        self.notify(f"migrating {self.paths.legacy_db.name} to {self.paths.db.name} (DuckLake)")
+        if self.requested_storage is None:
+            self.requested_storage = legacy.lake_url(self.paths.legacy_db)
+        with self._transaction(run_id=None, message="migrate from catalog.duckdb") as con:
+            moved = legacy.import_state(con, self.paths, self.store)
+        self.notify(f"migrated: {len(moved)} Parquet file(s) registered in the lake")
+        legacy.finish(self.paths, self.store)
+
+    def lake_files(self, con: duckdb.DuckDBPyConnection) -> set[str]:
+        """Catalog-relative paths of every file the lake knows (shown by a kept snapshot or
+        scheduled for deletion): never orphans, whatever the state tables list."""
+        base = (self.lake_url or str(self.paths.root)).rstrip("/") + "/"
+        return {p.removeprefix(base) for p in lake.known_files(con)}
+
+    def retire(self, rels: Iterable[str]) -> None:
+        """Files a commit stopped using: quarantine files go now; Parquet files stay for the
+        snapshots that still show them and go when those expire (expire_snapshots)."""
+        self.store.discard(r for r in rels if not r.endswith(".parquet"))
+
+    def expire_snapshots(self, older_than: datetime) -> list[str]:
+        """Expire the lake's snapshots committed before older_than, then delete the files no
+        kept snapshot shows (two commits: the second deletes only what the first published
+        as unreachable). Returns the deleted locations."""
+        with self.write(message="expire snapshots") as con:
+            lake.expire_snapshots(con, older_than)
+        with self.read() as con:  # what the expiry scheduled is visible once committed
+            pending = lake.pending_cleanup(con)
+        if not pending:
+            return []
+        with self.write(message="clean up files") as con:
+            return lake.cleanup_files(con)
 
     def _remove_stale_copies(self) -> None:
         """Private copies left by a writer killed mid-transaction (only the lock holder writes

@@ -1,6 +1,6 @@
-"""DuckDB's httpfs extension, loaded offline, and S3 secrets for it.
+"""DuckDB's extensions (httpfs, ducklake, spatial), loaded offline, and S3 secrets for httpfs.
 
-The extension comes from the pinned `duckdb-extension-httpfs` package (installed with
+Each extension comes from its pinned `duckdb-extension-<name>` package (installed with
 cvcatalog), so nothing is ever downloaded at run time and autoinstall/autoload stay off.
 Credentials come from the boto3 chain (environment, --profile, SSO, instance roles) and the
 endpoint from the same variables boto3 honours (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL). The
@@ -10,6 +10,7 @@ written to disk or logged.
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,35 +25,45 @@ from cvcatalog.sqlutil import quote_literal
 DEFAULT_REGION = "us-east-1"
 
 
-def httpfs_extension() -> Path:
-    """The httpfs extension shipped by the duckdb-extension-httpfs package (loaded offline)."""
+def extension_path(name: str) -> Path:
+    """A DuckDB extension shipped by its pinned `duckdb-extension-<name>` package."""
     try:
-        import duckdb_extension_httpfs
+        module = importlib.import_module(f"duckdb_extension_{name}")
     except ImportError:
         raise CatalogError(
-            "DuckDB's httpfs extension is not installed (package duckdb-extension-httpfs); "
+            f"DuckDB's {name} extension is not installed (package duckdb-extension-{name}); "
             "reinstall cvcatalog with its dependencies"
         ) from None
-    root = Path(duckdb_extension_httpfs.__file__).resolve().parent / "extensions"
-    exact = root / f"v{duckdb.__version__}" / "httpfs.duckdb_extension"
+    root = Path(str(module.__file__)).resolve().parent / "extensions"
+    exact = root / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
     if exact.exists():
         return exact
-    found = sorted(root.glob("v*/httpfs.duckdb_extension"))
+    found = sorted(root.glob(f"v*/{name}.duckdb_extension"))
     if not found:
-        raise CatalogError(f"no httpfs.duckdb_extension under {root} (duckdb-extension-httpfs)")
+        raise CatalogError(f"no {name}.duckdb_extension under {root} (duckdb-extension-{name})")
     return found[-1]
+
+
+def httpfs_extension() -> Path:
+    """The httpfs extension shipped by the duckdb-extension-httpfs package (loaded offline)."""
+    return extension_path("httpfs")
+
+
+def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """LOAD an extension from its pinned package; never install or autoload anything."""
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    try:
+        con.execute(f"LOAD {quote_literal(str(extension_path(name)))}")
+    except duckdb.Error as e:
+        raise CatalogError(
+            f"cannot load DuckDB's {name} extension: {str(e).splitlines()[0]}"
+        ) from None
 
 
 def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
     """LOAD httpfs from the pinned package; never install or autoload anything."""
-    con.execute("SET autoinstall_known_extensions = false")
-    con.execute("SET autoload_known_extensions = false")
-    try:
-        con.execute(f"LOAD {quote_literal(str(httpfs_extension()))}")
-    except duckdb.Error as e:
-        raise CatalogError(
-            f"cannot load DuckDB's httpfs extension: {str(e).splitlines()[0]}"
-        ) from None
+    load_extension(con, "httpfs")
 
 
 def endpoint_url(explicit: str | None = None) -> str | None:

@@ -46,7 +46,6 @@ from cvcatalog.s3 import make_client
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import PartitionKey, partitions_for
 from cvcatalog.transform import ConvertResult, RawFile, apply_quality, convert_partition
-from cvcatalog.views import refresh_views
 
 if TYPE_CHECKING:
     from cvcatalog.distributed import ConversionPool
@@ -392,6 +391,7 @@ class Ingestor:
                     summary.resumed_downloads = self._fetcher.stats.resumed
                 summary.evicted = self._evicted + self._evict_if_needed(self._protect)
                 self._record_run_end(summary, stopped)
+            self._expire_snapshots(summary)
         summary.seconds = time.monotonic() - t0
         return summary
 
@@ -621,7 +621,7 @@ class Ingestor:
         with self.db.read() as con:
             rec = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
             current = manifest.get_files(con, [pk.key])
-            referenced = {f.path for f in current}
+            referenced = {f.path for f in current} | self.db.lake_files(con)
             work, why = needs_work(rec, self.today, self.cfg, self.force)
             check = not work and self.check_changes and incremental.checkable(rec, self.force)
             known = manifest.get_source_objects(con, pk.key) if check else []
@@ -912,7 +912,7 @@ class Ingestor:
         validation: list[tuple[str, str, int]] | None = None,
         quality: QualityStats | None = None,
     ) -> None:
-        with self.db.write() as con:
+        with self.db.write(run_id=self.run_id, message=f"ingest {pk.key}") as con:
             obsolete = manifest.put_partition(
                 con, rec, files or [], objects or [], validation or []
             )
@@ -920,8 +920,7 @@ class Ingestor:
                 record_quality(
                     con, self.run_id, pk.source, pk.message_type, pk.key, quality, self.cfg.quality
                 )
-            refresh_views(con, self.paths, pk.source, pk.message_type)
-        self.db.store.discard(f.path for f in obsolete)
+        self.db.retire(f.path for f in obsolete)
 
     def _fail(self, pk: PartitionKey, reason: str) -> DayOutcome:
         """Record a failed day. A day that was complete keeps its data; the error is reported."""
@@ -949,6 +948,16 @@ class Ingestor:
                     store.delete(rel)
 
     # -- bookkeeping -----------------------------------------------------------------------
+    def _expire_snapshots(self, summary: IngestSummary) -> None:
+        """Replaced data stays readable for cache.snapshot_retention_days, then its files go."""
+        if not summary.partitions_rewritten:
+            return
+        keep = timedelta(days=self.cfg.cache.snapshot_retention_days)
+        try:
+            self.db.expire_snapshots(now_utc() - keep)
+        except CvCatalogError as e:  # the data is committed; old files wait for the next run
+            self.progress.note(f"old snapshots were not expired: {e}")
+
     def _record_run_start(self, start: date, end: date, mode: str) -> None:
         run = {
             "run_id": self.run_id,

@@ -1,7 +1,7 @@
 """Where everything lives inside a catalog directory, and the file-level primitives.
 
-<catalog>/catalog.duckdb          the catalog database (state tables and views)
-<catalog>/lake/source=.../        Parquet, hive-partitioned, source first
+<catalog>/catalog.ducklake        the catalog database: DuckLake metadata and the state tables
+<catalog>/lake/main/<table>/...   Parquet of the DuckLake tables, hive-partitioned
 <catalog>/quarantine/source=.../  rejected lines and records, NDJSON, one file per partition
 <catalog>/staging/                downloads (resumable) and conversion output before publishing
 <catalog>/locks/                  inter-process file locks
@@ -18,7 +18,9 @@ from pathlib import Path
 from cvcatalog.exceptions import CatalogError
 from cvcatalog.sources import PartitionKey
 
-DB_NAME = "catalog.duckdb"
+DB_NAME = "catalog.ducklake"
+#: the catalog database of cvcatalog 0.1 (views listing files), migrated on first open
+LEGACY_DB_NAME = "catalog.duckdb"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,10 @@ class CatalogPaths:
     @property
     def db(self) -> Path:
         return self.root / DB_NAME
+
+    @property
+    def legacy_db(self) -> Path:
+        return self.root / LEGACY_DB_NAME
 
     @property
     def db_lock(self) -> Path:
@@ -55,15 +61,17 @@ class CatalogPaths:
 
     @staticmethod
     def partition_rel(pk: PartitionKey) -> str:
-        """Catalog-relative directory of a partition's Parquet files (local or on S3)."""
-        return f"lake/{pk.hive_dir}"
+        """Catalog-relative directory of a partition's Parquet files (local or on S3): the
+        hive directory of its DuckLake table, `lake/main/<table>/year=.../...`."""
+        hive = "/".join(f"{k}={v}" for k, v in pk.lake_values)
+        return f"lake/main/{pk.table}/{hive}"
 
     @staticmethod
     def quarantine_rel(pk: PartitionKey) -> str:
         return f"quarantine/{pk.hive_dir}"
 
     def partition_dir(self, pk: PartitionKey) -> Path:
-        return self.lake / pk.hive_dir
+        return self.root / self.partition_rel(pk)
 
     def quarantine_dir(self, pk: PartitionKey) -> Path:
         return self.quarantine / pk.hive_dir

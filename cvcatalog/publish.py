@@ -2,16 +2,18 @@
 
 Layout under s3://bucket/prefix/ (the local catalog's, minus staging, locks and logs):
 
-    lake/source=.../part-*.parquet        every file of every complete partition, same path
+    lake/main/<table>/.../*.parquet       every file the lake shows now, same path
     quarantine/source=.../*.ndjson        (with its SHA-256 as x-amz-meta-sha256)
     publish.json                          when, which cvcatalog, files with SHA-256, views
-    catalog.duckdb                        the portable database: views read s3://bucket/prefix/...
+    catalog.ducklake                      the DuckLake (and state) with its data path at
+                                          s3://bucket/prefix/lake/: readers attach it read-only
 
 Each file is sent with its SHA-256 (ChecksumSHA256, so S3 rejects a body that does not match,
 and x-amz-meta-sha256) and verified afterwards with a HEAD (size, metadata and S3's stored
 checksum). Publishing is resumable: an object already there with the same size and SHA-256 is
-skipped. The database is built from a snapshot of catalog.duckdb and uploaded last, and only if
-every file made it, so a reader never sees a database that names a missing file.
+skipped. The database is built from a copy of catalog.ducklake (its current snapshot only:
+older snapshots are expired in the copy, their files are not uploaded) and uploaded last, and
+only if every file made it, so a reader never sees a database that names a missing file.
 """
 
 from __future__ import annotations
@@ -32,20 +34,17 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from cvcatalog import __version__
+from cvcatalog import __version__, lake
 from cvcatalog.config import DownloadConfig
-from cvcatalog.datasets import DATASETS
-from cvcatalog.datasets.views import refresh_dataset_view
-from cvcatalog.db import SCHEMA_VERSION
-from cvcatalog.duckdb_ext import s3_connection
+from cvcatalog.db import SCHEMA_VERSION, STATE_DB
+from cvcatalog.duckdb_ext import load_httpfs
 from cvcatalog.exceptions import CatalogError, CvCatalogError, S3Error
 from cvcatalog.layout import DB_NAME, sha256_file
 from cvcatalog.manifest import FileRecord
 from cvcatalog.remote import PUBLISH_JSON
 from cvcatalog.s3 import classify_error, make_client
-from cvcatalog.schemas import SCHEMAS
+from cvcatalog.sqlutil import quote_literal
 from cvcatalog.storage import S3Location, S3Store, Uploader, is_remote
-from cvcatalog.views import refresh_union_views, refresh_views
 
 if TYPE_CHECKING:
     from cvcatalog.catalog import Catalog
@@ -257,31 +256,37 @@ def _complete_files(snap: Path) -> list[FileRecord]:
 def build_portable_database(
     cat: Catalog, snap: Path, location: S3Location, cfg: DownloadConfig
 ) -> list[str]:
-    """Rewrite the snapshot's views to read s3://bucket/prefix/...; returns the view names."""
-    con = duckdb.connect(str(snap))
+    """Point the copy's DuckLake at s3://bucket/prefix/lake/ (every file path in it is
+    relative to that data path) and keep only its current snapshot; returns the names of
+    its tables and views."""
+    con = duckdb.connect(":memory:")
     try:
-        s3_connection(
-            con,
-            profile=cfg.profile,
-            no_sign_request=cfg.no_sign_request,
-            endpoint=cfg.endpoint_url,
+        con.execute(f"ATTACH {quote_literal(str(snap))} AS {STATE_DB}")
+        con.execute(f"USE {STATE_DB}")
+        load_httpfs(con)  # an S3 lake's data path needs it even to expire snapshots
+        lake.attach(con, STATE_DB)
+        lake.expire_snapshots(con, datetime.now(UTC))
+        names = sorted(set(lake.table_columns(con)) | lake.view_names(con))
+        con.execute("USE memory")
+        con.execute(f"DETACH {lake.LAKE}")  # the lake caches its metadata: edit it detached
+        con.execute(f"ATTACH IF NOT EXISTS {quote_literal(str(snap))} AS {STATE_DB}")
+        con.execute(f"USE {STATE_DB}")
+        absolute = con.execute(
+            "SELECT (SELECT count(*) FROM ducklake_data_file WHERE NOT path_is_relative) "
+            "+ (SELECT count(*) FROM ducklake_table WHERE NOT path_is_relative) "
+            "+ (SELECT count(*) FROM ducklake_schema WHERE NOT path_is_relative)"
+        ).fetchone()
+        if absolute and absolute[0]:
+            raise CatalogError(
+                "the lake names files outside its data path; not publishing (run "
+                "`cvcatalog cache verify`)"
+            )
+        con.execute(
+            "UPDATE ducklake_metadata SET value = ? WHERE key = 'data_path'",
+            [lake.data_path(location.url)],
         )
-        con.execute("BEGIN TRANSACTION")
-        for source, message_type in SCHEMAS:
-            refresh_views(con, cat.paths, source, message_type, base_url=location.url)
-        refresh_union_views(con)
-        for ds in DATASETS.values():
-            refresh_dataset_view(con, cat.paths, ds, base_url=location.url)
-        con.execute("COMMIT")
-        views = con.execute(
-            "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY 1"
-        ).fetchall()
-        local = str(cat.paths.root)
-        leaking = [name for name, sql in views if local in (sql or "")]
-        if leaking:
-            raise CatalogError(f"view {leaking[0]} still names local files; not publishing")
         con.execute("CHECKPOINT")
-        return [name for name, _ in views]
+        return names
     except duckdb.Error as e:
         raise CatalogError(
             f"cannot build the published catalog database: {str(e).strip().splitlines()[0]}"

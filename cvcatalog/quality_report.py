@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cvcatalog import lake
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.quality import (
     Mapping,
@@ -194,7 +195,7 @@ def build_report(
         raise ConfigError(str(e)) from None
     src, types = check_source(source, message_type)
     with catalog.db.read() as con:
-        views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+        views = set(lake.table_columns(con)) | lake.view_names(con)
         parts = [
             _type_quality(con, catalog, src, mt, views, timezone, config or QualityConfig())
             for mt in types

@@ -17,26 +17,27 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import duckdb
 
+from cvcatalog import lake, tables
 from cvcatalog.catalog import Catalog
 from cvcatalog.config import DownloadConfig
-from cvcatalog.db import CatalogDB, Notify
+from cvcatalog.db import STATE_DB, CatalogDB, Notify, use_search_path
 from cvcatalog.duckdb_ext import s3_connection
 from cvcatalog.exceptions import CatalogError, CvCatalogError
 from cvcatalog.layout import DB_NAME, CatalogPaths
 from cvcatalog.s3 import ErrorKind, Retrier, classify_error, make_client
-from cvcatalog.sqlutil import quote_literal
-from cvcatalog.storage import S3Access, S3Location, s3fs_options
+from cvcatalog.storage import S3Access, S3Location, s3fs_options, safe_rel
 
 #: The publish manifest next to the database.
 PUBLISH_JSON = "publish.json"
 #: A reader re-checks the database's ETag at most this often.
 REFRESH_SECONDS = 30.0
+
 
 def cache_home() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -114,7 +115,7 @@ class RemoteCatalogDB(CatalogDB):
         )
         etag = str(head.get("ETag") or "").strip('"')
         name = hashlib.sha256(f"{etag}|{head.get('ContentLength')}".encode()).hexdigest()[:16]
-        path = self.paths.root / f"catalog-{name}.duckdb"
+        path = self.paths.root / f"catalog-{name}.ducklake"
         if not path.exists():
             self._download(key, path, head)
             self._remove_old_copies(keep=path)
@@ -158,7 +159,10 @@ class RemoteCatalogDB(CatalogDB):
                 tmp.unlink()
 
     def _remove_old_copies(self, keep: Path) -> None:
-        for old in self.paths.root.glob("catalog-*.duckdb"):
+        for old in [
+            *self.paths.root.glob("catalog-*.ducklake"),
+            *self.paths.root.glob("catalog-*.duckdb"),
+        ]:
             if old != keep:
                 with contextlib.suppress(OSError):
                     old.unlink()
@@ -170,33 +174,46 @@ class RemoteCatalogDB(CatalogDB):
     def initialise(self) -> None:
         raise read_only_error(self.location, "create or migrate its database")
 
-    def open(self) -> duckdb.DuckDBPyConnection:
-        """A read-only connection with httpfs loaded and the S3 secret created."""
-        con = self._connect(self.database_file(), read_only=True)
+    def connect(self, *, scratch: bool = False) -> duckdb.DuckDBPyConnection:
+        """A read-only session on the published DuckLake: its metadata from the local copy,
+        its files read from the catalog's URL through httpfs.
+
+        A published catalog is data, not code: whoever can write its prefix can change the
+        SQL of the views stored in it. The session therefore defines cvcatalog's views itself
+        (temporary views from this cvcatalog's templates, found before the stored ones) and
+        then shuts external access off except for the catalog's own prefix and local copy,
+        so no stored SQL can read a local file or another location."""
+        path = self.database_file()
+        con = self._open(path, read_only=True)
         try:
-            return self.prepare(con)
+            s3_connection(
+                con,
+                profile=self.cfg.profile,
+                no_sign_request=self.cfg.no_sign_request,
+                endpoint=self.cfg.endpoint_url,
+            )
+            lake.attach(con, STATE_DB, read_only=True)
+            use_search_path(con, scratch)
+            for sql in tables.view_statements(temporary=True).values():
+                con.execute(sql)
+            allowed = [self.location.url.rstrip("/") + "/", str(self.paths.root) + "/"]
+            con.execute("SET allowed_directories = ?", [allowed])
+            con.execute("SET enable_external_access = false")
+            return con
+        except duckdb.Error as e:
+            con.close()
+            raise CatalogError(
+                f"cannot open the published catalog {self.location}: "
+                f"{str(e).strip().splitlines()[0]}"
+            ) from None
         except BaseException:
             con.close()
             raise
 
-    def prepare(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-        return s3_connection(
-            con,
-            profile=self.cfg.profile,
-            no_sign_request=self.cfg.no_sign_request,
-            endpoint=self.cfg.endpoint_url,
-        )
-
     @contextlib.contextmanager
-    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = self.open()
-        try:
-            yield con
-        finally:
-            con.close()
-
-    @contextlib.contextmanager
-    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def write(
+        self, *, run_id: str | None = None, message: str = "write", rebuild: Sequence[str] = ()
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         raise read_only_error(self.location, "write to it")
         yield  # pragma: no cover
 
@@ -243,21 +260,6 @@ class RemoteCatalog(Catalog):
     def database(self) -> Path:
         """The local (cached) copy of the published catalog database."""
         return self.db.database_file()
-
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        return self.db.open()
-
-    @contextlib.contextmanager
-    def _scratch_session(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        path = self.db.database_file()
-        con = duckdb.connect(":memory:")
-        try:
-            self.db.prepare(con)
-            con.execute(f"ATTACH {quote_literal(str(path))} AS catalog (READ_ONLY)")
-            con.execute("SET search_path = 'memory.main,catalog.main'")
-            yield con
-        finally:
-            con.close()
 
     def published(self) -> dict[str, Any]:
         """The publish manifest (publish.json): when, by which cvcatalog, files, views."""
@@ -306,10 +308,8 @@ class RemoteCatalog(Catalog):
     def _lake_reader(self) -> tuple[Callable[[str], str], S3Access | None]:
         """to_dask reads the published files under the catalog's URL through s3fs, with the
         profile, endpoint and --no-sign-request this catalog was opened with."""
-        from cvcatalog.views import remote_file_url
-
         opts = s3fs_options(self.s3_config.profile, self.s3_config.endpoint_url)
         if self.s3_config.no_sign_request:
             opts["anon"] = True
         base = self.location.url
-        return (lambda rel: remote_file_url(base, rel)), S3Access.of(opts)
+        return (lambda rel: f"{base.rstrip('/')}/{safe_rel(rel)}"), S3Access.of(opts)

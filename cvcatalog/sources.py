@@ -76,6 +76,19 @@ class PartitionKey:
         return [*values, ("day", f"{self.day.day:02d}")]
 
     @property
+    def table(self) -> str:
+        """The DuckLake table holding this partition (`wydot_bsm`, `nycdot_event`, ...)."""
+        return f"{self.source}_{self.message_type.lower()}"
+
+    @property
+    def lake_values(self) -> list[tuple[str, object]]:
+        """(partition key, value) of this partition in its DuckLake table, in key order."""
+        values: list[tuple[str, object]] = [("year", self.day.year), ("month", self.day.month)]
+        if self.bins is not None:
+            return [*values, ("weekday", self.bins[0]), ("time_bin", self.bins[1])]
+        return [*values, ("day", self.day.day), ("date", self.day.isoformat())]
+
+    @property
     def hive_dir(self) -> str:
         """Relative directory of this partition's Parquet files (source first)."""
         parts = [f"source={self.source}", f"message_type={self.message_type}"]

@@ -159,6 +159,11 @@ class LakeStore(ABC):
     def is_local(self) -> bool:
         return self.url is None
 
+    def duplicate(self, src: str, dest: str, scratch: Path) -> None:
+        """Give the file src a second name dest (same bytes): a copy through scratch."""
+        local = self.local_copy(src, scratch / Path(dest).name)
+        self.put(local, dest, local.stat().st_size, sha256_file(local))
+
     def discard(self, rels: Iterable[str]) -> None:
         """Best-effort delete of files the catalog no longer names (or never named): one that
         survives is an orphan the next run of its partition, or `cache verify`, removes."""
@@ -191,6 +196,14 @@ class LocalStore(LakeStore):
 
     def local_copy(self, rel: str, scratch: Path) -> Path:
         return self.paths.absolute(rel)
+
+    def duplicate(self, src: str, dest: str, scratch: Path) -> None:
+        """A hard link: no bytes copied."""
+        target = self.paths.absolute(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+        os.link(self.paths.absolute(src), target)
 
     def list_files(self, under: str | None = None) -> list[str]:
         tops = [self.paths.absolute(under)] if under else [self.paths.root / d for d in DATA_DIRS]
@@ -378,13 +391,13 @@ class S3Store(LakeStore):
         return self._up
 
     def location_of(self, rel: str) -> str:
-        return f"{self.url}/{_safe_rel(rel)}"
+        return f"{self.url}/{safe_rel(rel)}"
 
     def location(self, rel: str) -> str:
         return self.location_of(rel)
 
     def put(self, src: Path, rel: str, size: int, sha256: str) -> None:
-        rel = _safe_rel(rel)
+        rel = safe_rel(rel)
         self.uploader.put(rel, src, size, sha256, content_type(rel))
         ok, _, reason = self.uploader.verify(rel, size, sha256)
         if not ok:
@@ -394,13 +407,13 @@ class S3Store(LakeStore):
         src.unlink()
 
     def delete(self, rel: str) -> None:
-        self.uploader.delete(_safe_rel(rel))
+        self.uploader.delete(safe_rel(rel))
 
     def sha256(self, rel: str) -> str | None:
-        return self.uploader.sha256(_safe_rel(rel))
+        return self.uploader.sha256(safe_rel(rel))
 
     def local_copy(self, rel: str, scratch: Path) -> Path:
-        up, key = self.uploader, self.s3loc.key(_safe_rel(rel))
+        up, key = self.uploader, self.s3loc.key(safe_rel(rel))
         scratch.parent.mkdir(parents=True, exist_ok=True)
         up.call(
             "get", key, lambda: up.client.download_file(self.s3loc.bucket, key, str(scratch))
@@ -408,7 +421,7 @@ class S3Store(LakeStore):
         return scratch
 
     def list_files(self, under: str | None = None) -> list[str]:
-        tops = [_safe_rel(under)] if under else list(DATA_DIRS)
+        tops = [safe_rel(under)] if under else list(DATA_DIRS)
         out: list[str] = []
         for top in tops:
             out += self.uploader.list_keys(top)
@@ -419,7 +432,7 @@ class S3Store(LakeStore):
         return s3fs_options(self.cfg.profile, self.cfg.endpoint_url)
 
 
-def _safe_rel(rel: str) -> str:
+def safe_rel(rel: str) -> str:
     if rel.startswith("/") or ".." in rel.split("/") or "\\" in rel:
         raise CatalogError(f"manifest path escapes the catalog: {rel!r}")
     return rel

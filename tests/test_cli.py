@@ -215,7 +215,7 @@ def test_config_file_drives_the_ingest(seeded: Any, tmp_path: Path) -> None:
     r = run("ingest", "--config", str(cfg), "--no-progress")
     assert r.exit_code == 0, r.output
     assert f"{seeded.partitions['wydot/BSM/2021/04/01'].records:,} rows" in r.output
-    assert (tmp_path / "cat" / "catalog.duckdb").exists()
+    assert (tmp_path / "cat" / "catalog.ducklake").exists()
 
 
 def test_sandbox_seed_refuses_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -94,7 +94,7 @@ def test_readers_wait_then_fail_clearly_on_a_read_write_holder(db: CatalogDB) ->
         assert proc.stdout is not None
         proc.stdout.readline()
         db.lock_timeout = 0.5
-        with pytest.raises(CatalogLockedError, match="-readonly"), db.read():
+        with pytest.raises(CatalogLockedError, match="READ_ONLY"), db.read():
             pass
     finally:
         proc.kill()

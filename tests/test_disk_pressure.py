@@ -23,7 +23,10 @@ from cvcatalog.cli import app
 from cvcatalog.sandbox.replica import seed_replica
 
 D1, D2, D3 = date(2021, 4, 1), date(2021, 4, 2), date(2021, 4, 3)
-DAY3 = "lake/source=wydot/message_type=BSM/year=2021/month=04/day=03"
+DAY3_DIRS = (
+    "lake/main/wydot_bsm/year=2021/month=4/day=3/date=2021-04-03",
+    "quarantine/source=wydot/message_type=BSM/year=2021/month=04/day=03",
+)
 
 
 def _ingest(cat: Catalog, start: date, end: date) -> Any:
@@ -57,7 +60,8 @@ def test_lru_partitions_are_evicted_before_writing(
     real = transform.convert_partition
 
     def spy(*args: Any, **kw: Any) -> Any:
-        seen_at_write.append((catalog_dir / DAY3.replace("day=03", "day=01")).exists())
+        day1 = catalog_dir / "lake/main/wydot_bsm/year=2021/month=4/day=1/date=2021-04-01"
+        seen_at_write.append(any(day1.rglob("*.parquet")))
         return real(*args, **kw)
 
     monkeypatch.setattr("cvcatalog.ingest.convert_partition", spy)
@@ -139,10 +143,10 @@ def test_enospc_fails_the_day_cleanly(
     failed = [x for x in r.stdout.splitlines() if x.strip().startswith("failed")]
     assert len(failed) == 1, r.output
     assert "no space left on device while writing /" in failed[0]
-    assert ("day=03" if where == "publish" else "data_0.parquet") in failed[0]
+    assert ("day=3/" if where == "publish" else "data_0.parquet") in failed[0]
     # nothing partial: not in the lake, not in quarantine, not in staging; catalog as before
-    for top in ("lake", "quarantine"):
-        d = catalog_dir / top / DAY3.split("/", 1)[1]
+    for rel in DAY3_DIRS:
+        d = catalog_dir / rel
         assert not d.exists() or not any(d.iterdir()), list(d.iterdir())
     assert not list((catalog_dir / "staging").rglob("*.parquet"))
     assert not list((catalog_dir / "staging").rglob("*.ndjson"))
@@ -176,6 +180,7 @@ def _userns_tmpfs() -> bool:
 MID_CONVERSION = textwrap.dedent(
     """
     import json, os, shutil, subprocess, sys
+    from cvcatalog.duckdb_ext import extension_path
     from pathlib import Path
     src, fs, keep = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
     catalog = fs / "catalog"
@@ -193,7 +198,13 @@ MID_CONVERSION = textwrap.dedent(
         parquet = sorted(str(p.relative_to(catalog)) for p in (catalog / "lake").rglob("*.parquet"))
         stray = [str(p) for p in catalog.rglob("*")
                  if p.is_file() and (p.suffix in (".tmp", ".wal") or p.name.endswith(".part.json"))]
-        con = duckdb.connect(str(catalog / "catalog.duckdb"), read_only=True)
+        con = duckdb.connect()
+        con.execute("LOAD '" + str(extension_path("ducklake")) + "'")
+        con.execute("ATTACH '" + str(catalog / "catalog.ducklake") + "' AS c (READ_ONLY)")
+        con.execute("USE c")
+        con.execute("ATTACH 'ducklake:" + str(catalog / "catalog.ducklake")
+                    + "' AS cv (READ_ONLY, METADATA_CATALOG 'c')")
+        con.execute("SET search_path = 'cv.main,c.main'")
         listed = sorted(r[0] for r in con.execute(
             "select path from partition_files where kind = 'data'").fetchall())
         rows = con.execute("select count(*) from wydot_bsm").fetchone()[0]

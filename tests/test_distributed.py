@@ -158,7 +158,7 @@ def test_a_worker_that_cannot_see_the_staged_files_fails_its_day(
     assert "shared filesystem" in (bad.error or "")
     assert {r["partition"]: r["status"] for r in cat.status()}["wydot/BSM/2021/04/02"] == "failed"
     # nothing of the failed day in the lake; its raw files stay staged for the retry
-    day2 = catalog_dir / "lake/source=wydot/message_type=BSM/year=2021/month=04/day=02"
+    day2 = catalog_dir / "lake/main/wydot_bsm/year=2021/month=4/day=2/date=2021-04-02"
     assert not day2.exists() or not any(day2.iterdir())
     monkeypatch.setattr(cvdist, "run_convert_job", real)
     with ThreadPoolExecutor(2) as ex:

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli import app
 from cvcatalog.ingest import Ingestor, IngestSummary
+from cvcatalog.lake import files as lake_files
 from cvcatalog.layout import sha256_file
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources import BUCKET
@@ -160,8 +161,11 @@ def test_check_changes_rewrites_only_the_changed_day(
     assert (s.objects("added"), s.objects("changed"), s.objects("removed")) == (1, 1, 1)
     assert files_of(cat, DAY2) == day2_before  # untouched: same files, same bytes
     assert not set(files_of(cat, DAY1)) & set(day1_before)  # a new version of day 1
-    for rel in day1_before:
-        assert not cat.paths.absolute(rel).exists()  # the old version is gone
+    with cat.db.read() as con:
+        shown = set(lake_files(con, "wydot_bsm"))
+    for rel in day1_before:  # the old version leaves the table, its Parquet stays for time travel
+        old = cat.paths.absolute(rel)
+        assert str(old) not in shown and old.exists() == rel.endswith(".parquet")
     assert_same_as_fresh(cat, s3_client, tmp_path)
 
     # nothing changed since: LIST only, no GET, nothing rewritten, not a byte of the lake moves

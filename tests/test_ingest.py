@@ -15,6 +15,7 @@ import pytest
 
 from cvcatalog import transform
 from cvcatalog.catalog import Catalog
+from cvcatalog.duckdb_ext import extension_path
 from cvcatalog.ingest import Ingestor
 from cvcatalog.layout import CatalogPaths
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
@@ -133,10 +134,11 @@ def test_wydot_and_wydot_backup_never_mix(s3_client: Any, catalog_dir: Path) -> 
     assert not va & vb
     keys = set(cat.query("select key from source_objects where partition_key like 'wydot/%'").key)
     assert all(k.startswith("wydot/") for k in keys)
-    assert (catalog_dir / "lake/source=wydot_backup/message_type=BSM").is_dir()
+    assert any((catalog_dir / "lake/main/wydot_backup_bsm").rglob("*.parquet"))
     cat.clear("wydot_backup")
     assert cat.query("select count(*) as n from wydot_bsm").n[0] == a.records
-    assert not (catalog_dir / "lake/source=wydot_backup").exists()
+    assert not any((catalog_dir / "lake/main/wydot_backup_bsm").rglob("*.parquet"))
+    assert any((catalog_dir / "lake/main/wydot_bsm").rglob("*.parquet"))
 
 
 def test_no_data_days_are_rechecked_only_while_recent(s3_client: Any, catalog_dir: Path) -> None:
@@ -178,7 +180,7 @@ def test_a_failed_conversion_leaves_nothing_behind(
         s = ingest(cat, D2, D2)
     assert s.count("failed") == 1 and "no space left" in (s.days[0].error or "").lower()
     assert cat.query("select count(*) as n from wydot_bsm").n[0] == before
-    day2 = catalog_dir / "lake/source=wydot/message_type=BSM/year=2021/month=04/day=02"
+    day2 = catalog_dir / "lake/main/wydot_bsm/year=2021/month=4/day=2/date=2021-04-02"
     assert not day2.exists() or not any(day2.iterdir())
     assert not list((catalog_dir / "staging").rglob("*.parquet"))
     assert {r["partition"]: r["status"] for r in cat.status()}["wydot/BSM/2021/04/02"] == "failed"
@@ -203,9 +205,9 @@ def test_lru_eviction_keeps_the_recently_used(s3_client: Any, catalog_dir: Path)
     left = {r["partition"] for r in cat.status()}
     assert left == {"wydot/BSM/2021/04/01", "wydot/BSM/2021/04/03"}
     assert cat.query("select count(distinct date) as n from wydot_bsm").n[0] == 2
-    assert not (
-        catalog_dir / "lake/source=wydot/message_type=BSM/year=2021/month=04/day=02"
-    ).exists()
+    assert not any(
+        (catalog_dir / "lake/main/wydot_bsm/year=2021/month=4/day=2/date=2021-04-02").rglob("*")
+    )  # evicted: its files are gone with the snapshots that showed them
     assert cat.verify().clean
 
 
@@ -221,23 +223,35 @@ def test_plain_duckdb_shell_reads_the_views(
     cat = Catalog(catalog_dir)
     ingest(cat, D1, D2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    sql = (
+        "select count(*) from wydot_bsm; "
+        "select count(*) from wydot_bsm_socrata where date = '2021-04-02';"
+    )
+    want = [report.records, report.partitions["wydot/BSM/2021/04/02"].records]
+    attach = (
+        f"LOAD '{extension_path('ducklake')}'; "
+        f"ATTACH 'ducklake:{cat.paths.db}' AS cv (READ_ONLY); USE cv; "
+    )
     out = subprocess.run(
-        [
-            _duckdb_cli(),
-            str(cat.database),
-            "-readonly",
-            "-csv",
-            "-c",
-            "select count(*) from wydot_bsm; select count(*) from wydot_bsm_socrata where date = '2021-04-02'",
-        ],
+        [_duckdb_cli(), "-csv", "-c", attach + sql],
         capture_output=True,
         text=True,
         cwd=tmp_path,
         env=env,
         check=True,
     )
-    numbers = [int(x) for x in out.stdout.split() if x.isdigit()]
-    assert numbers == [report.records, report.partitions["wydot/BSM/2021/04/02"].records]
+    assert [int(x) for x in out.stdout.split() if x.isdigit()] == want
+    # `cvcatalog shell` opens the same session (here with its commands on stdin)
+    shell = subprocess.run(
+        [str(Path(sys.executable).parent / "cvcatalog"), "shell", "--catalog", str(catalog_dir)],
+        input=".mode csv\n" + sql + "\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=True,
+    )
+    assert [int(x) for x in shell.stdout.split() if x.isdigit()] == want
 
 
 WORKER = """

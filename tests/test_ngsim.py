@@ -20,6 +20,7 @@ from cvcatalog import Catalog
 from cvcatalog.cli import app
 from cvcatalog.datasets.base import TransientFetchError, WorkUnit
 from cvcatalog.datasets.ngsim import NgsimDataset, to_lonlat
+from cvcatalog.lake import files as lake_files
 from cvcatalog.sandbox.ngsim import generate_ngsim
 
 UNIT = 1 << 18  # small units: several per test file
@@ -256,7 +257,9 @@ def test_changed_input_is_rebuilt_and_replaces_the_old(tmp_path: Path, catalog_d
     got = cat.query("select location, count(*) n from ngsim_trajectories group by 1")
     assert got["location"].tolist() == ["peachtree"]
     assert got["n"][0] == rep2.rows
-    assert not (old_files & set((catalog_dir / "lake").rglob("*.parquet")))  # old files gone
+    with cat.db.read() as con:  # the old files leave the table (kept for time travel)
+        shown = {Path(p) for p in lake_files(con, "ngsim_trajectories")}
+    assert shown and not (old_files & shown)
     assert s1.rows != s2.rows or s1.run_id != s2.run_id
     inputs = cat.query("select * from dataset_inputs")
     assert len(inputs) == 1 and inputs["rows"][0] == rep2.rows
@@ -428,7 +431,7 @@ def test_cache_status_verify_repair_and_clear(ngsim_csv, catalog_dir: Path) -> N
     # each file is sorted by (vehicle_id, timestamp); kinematics are 32-bit, positions 64-bit
     import pyarrow.parquet as pq
 
-    first = sorted((catalog_dir / "lake" / "source=ngsim").rglob("*.parquet"))[0]
+    first = sorted((catalog_dir / "lake" / "main" / "ngsim_trajectories").rglob("*.parquet"))[0]
     t = pq.read_table(first)
     keys = list(zip(t["vehicle_id"].to_pylist(), t["timestamp"].to_pylist(), strict=True))
     assert keys == sorted(keys) and len(set(t["vehicle_id"].to_pylist())) > 1
@@ -444,11 +447,11 @@ def test_cache_status_verify_repair_and_clear(ngsim_csv, catalog_dir: Path) -> N
     victim, unit = files["path"][0], files["unit_id"][0]
     target = catalog_dir / victim
     target.write_bytes(_flip_byte(target.read_bytes()))
-    stray = catalog_dir / "lake" / "source=ngsim" / "stray.parquet"
+    stray = catalog_dir / "lake" / "main" / "ngsim_trajectories" / "stray.parquet"
     stray.write_bytes(b"x")
     report = cat.verify()
     assert report.mismatched == [victim] and report.bad_dataset_files == [victim]
-    assert report.orphans == ["lake/source=ngsim/stray.parquet"]
+    assert report.orphans == ["lake/main/ngsim_trajectories/stray.parquet"]
     refetch = quarantine_bad(cat.db, report)
     assert [(r.dataset, r.uri, r.scope, r.unit_bytes) for r in refetch] == [
         ("ngsim", str(path), "*", UNIT)
@@ -499,7 +502,7 @@ def test_ngsim_on_an_s3_lake(ngsim_csv, s3_client, tmp_path: Path) -> None:  # t
     import duckdb
 
     from cvcatalog.cache import quarantine_bad
-    from cvcatalog.duckdb_ext import s3_connection
+    from cvcatalog.duckdb_ext import load_extension, s3_connection
 
     path, _rep = ngsim_csv
     s3_client.create_bucket(Bucket="ngsim-lake")
@@ -524,15 +527,19 @@ def test_ngsim_on_an_s3_lake(ngsim_csv, s3_client, tmp_path: Path) -> None:  # t
         assert len(body) == size and hashlib.sha256(body).hexdigest() == digest
     assert not [p for p in (home / "lake").rglob("*") if p.is_file()]
 
-    # the view names s3:// URLs: a plain DuckDB session with a secret reads it
-    con = duckdb.connect(str(cat.database), read_only=True)
+    # the lake's files are s3:// URLs: a plain DuckDB session with a secret reads it
+    con = duckdb.connect()
     try:
-        row = con.execute(
-            "select sql from duckdb_views() where view_name = 'ngsim_trajectories'"
-        ).fetchone()
-        assert row is not None and "s3://ngsim-lake/team/lake/source=ngsim/" in row[0]
         s3_connection(con)
-        n = con.execute("select count(*) from ngsim_trajectories").fetchone()
+        load_extension(con, "ducklake")
+        con.execute(f"ATTACH 'ducklake:{cat.database}' AS cv (READ_ONLY)")
+        located = [r[0] for r in con.execute(
+            "select data_file from ducklake_list_files('cv', 'ngsim_trajectories')"
+        ).fetchall()]
+        assert located and all(
+            p.startswith("s3://ngsim-lake/team/lake/main/ngsim_trajectories/") for p in located
+        )
+        n = con.execute("select count(*) from cv.ngsim_trajectories").fetchone()
     finally:
         con.close()
     assert n is not None and n[0] == len(want)

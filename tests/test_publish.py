@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cvcatalog import publish as publish_mod
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli import app
-from cvcatalog.exceptions import CatalogError, CvCatalogError
+from cvcatalog.exceptions import CatalogError, CvCatalogError, QueryError
 from cvcatalog.remote import RemoteCatalog, S3Location
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.storage import b64
@@ -135,7 +135,7 @@ def test_publish_uploads_and_verifies_every_object(
     assert {k: v for k, v in on_s3.items() if k in expected} == expected
     assert set(on_s3) - set(expected) == {
         "catalogs/wydot/publish.json",
-        "catalogs/wydot/catalog.duckdb",
+        "catalogs/wydot/catalog.ducklake",
     }
     for path, (size, sha) in files.items():
         head = env.head_object(Bucket=PUB, Key=f"catalogs/wydot/{path}", ChecksumMode="ENABLED")
@@ -146,7 +146,7 @@ def test_publish_uploads_and_verifies_every_object(
     assert doc["url"] == URL and doc["cvcatalog_version"]
     assert {f["path"]: (f["bytes"], f["sha256"]) for f in doc["files"]} == files
     assert {"wydot_bsm", "wydot_tim", "bsm", "tim"} <= set(doc["views"])
-    db_head = env.head_object(Bucket=PUB, Key="catalogs/wydot/catalog.duckdb")
+    db_head = env.head_object(Bucket=PUB, Key="catalogs/wydot/catalog.ducklake")
     assert db_head["Metadata"]["sha256"] == doc["database"]["sha256"]
 
 
@@ -178,7 +178,7 @@ def test_interrupted_publish_reports_and_resumes(
     assert r.exit_code == 1, r.output
     assert f"failed {victim}: " in r.output and "BadDigest" in r.output
     assert "1 failed" in r.output and "database not uploaded" in r.output
-    assert "resume/catalog.duckdb" not in keys(env, "resume/")  # never a dangling database
+    assert "resume/catalog.ducklake" not in keys(env, "resume/")  # never a dangling database
 
     # simulate a lost object too, then re-run: only those two are sent
     monkeypatch.setattr(publish_mod, "make_client", real)
@@ -190,7 +190,7 @@ def test_interrupted_publish_reports_and_resumes(
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
     sent = sorted(x["path"] for x in rows if x["status"] == "uploaded")
-    assert sent == sorted([victim, other, "publish.json", "catalog.duckdb"])
+    assert sent == sorted([victim, other, "publish.json", "catalog.ducklake"])
     assert all(x["verified"] for x in rows) and not [x for x in rows if x["status"] == "failed"]
 
 
@@ -215,11 +215,12 @@ def test_remote_catalog_answers_like_the_local_one(
     assert remote.views() == local.views()
     assert [r["partition"] for r in remote.status()] == [r["partition"] for r in local.status()]
     # the database was fetched once into the fresh cache; views read S3, not local paths
-    cached = list(fresh_home.glob("cvcatalog/remote/*/catalog-*.duckdb"))
+    cached = list(fresh_home.glob("cvcatalog/remote/*/catalog-*.ducklake"))
     assert len(cached) == 1
-    sql = remote.query_arrow("select sql from duckdb_views() where view_name = 'wydot_bsm'")
-    assert f"{URL}/lake/source=wydot/" in sql.to_pylist()[0]["sql"]
-    assert str(local.paths.root) not in sql.to_pylist()[0]["sql"]
+    located = remote.query_arrow(
+        "select data_file from ducklake_list_files('cv', 'wydot_bsm')"
+    ).column("data_file").to_pylist()
+    assert located and all(p.startswith(f"{URL}/lake/main/wydot_bsm/") for p in located)
     # --read-write session (temp tables) works the same
     n = remote.query_arrow(
         "create temp table t as select * from wydot_bsm; select count(*) as n from t",
@@ -278,26 +279,28 @@ def test_remote_refetches_a_republished_database(
 ) -> None:
     url = f"s3://{PUB}/refetch"
     assert local.publish(url).ok
-    view = "select sql from duckdb_views() where view_name = 'wydot_bsm'"
+    view = "select data_file as sql from ducklake_list_files('cv', 'wydot_bsm') limit 1"
     remote = Catalog(url)
     before = remote.database
     assert "refetch/lake/" in remote.query_arrow(view).to_pylist()[0]["sql"]
-    original = env.get_object(Bucket=PUB, Key="refetch/catalog.duckdb")["Body"].read()
+    original = env.get_object(Bucket=PUB, Key="refetch/catalog.ducklake")["Body"].read()
 
     # a new database under the same URL (new ETag): the next reader fetches it
     env.copy_object(
         Bucket=PUB,
-        Key="refetch/catalog.duckdb",
-        CopySource={"Bucket": PUB, "Key": "catalogs/wydot/catalog.duckdb"},
+        Key="refetch/catalog.ducklake",
+        CopySource={"Bucket": PUB, "Key": "catalogs/wydot/catalog.ducklake"},
     )
     again = Catalog(url)
     assert again.database != before and not before.exists()
     assert "catalogs/wydot/lake/" in again.query_arrow(view).to_pylist()[0]["sql"]
-    assert answers(again) == answers(local)
+    # its files live under another prefix: a reader only ever reads the catalog's own prefix
+    with pytest.raises(QueryError, match="disabled by configuration"):
+        again.query("select sum(speed_mps) from wydot_bsm")
 
     # a database that does not match its published SHA-256 is refused
     env.put_object(
-        Bucket=PUB, Key="refetch/catalog.duckdb", Body=original, Metadata={"sha256": "0" * 64}
+        Bucket=PUB, Key="refetch/catalog.ducklake", Body=original, Metadata={"sha256": "0" * 64}
     )
     with pytest.raises(CatalogError, match="did not match its size/SHA-256"):
         Catalog(url).query("select 1")
@@ -339,6 +342,6 @@ def test_wrong_bucket_or_prefix(first: publish_mod.PublishSummary, fresh_home: P
 
 def test_location_parsing() -> None:
     assert S3Location.parse("s3://bkt/a/b/").url == "s3://bkt/a/b"
-    assert S3Location.parse("s3://bkt").key("catalog.duckdb") == "catalog.duckdb"
+    assert S3Location.parse("s3://bkt").key("catalog.ducklake") == "catalog.ducklake"
     with pytest.raises(CvCatalogError):
         S3Location.parse("s3://bkt/../x")

@@ -619,7 +619,7 @@ def test_report_without_recorded_stats_evaluates_now(
     rules = {(x["item"], x["action"]): x for x in rows if x["section"] == "rule"}
     assert rules[("speed", "flagged")]["origin"] == "evaluated now"
     # the same numbers as evaluating the rules directly over the view
-    with duckdb.connect(str(catalog_dir / "catalog.duckdb"), read_only=True) as c:
+    with Catalog(catalog_dir).db.read() as c:
         direct = evaluate(c, "wydot_bsm", BSM)
         by_hour = dict(
             c.execute(

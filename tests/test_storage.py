@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli import app
 from cvcatalog.config import DataSourceConfig
-from cvcatalog.duckdb_ext import s3_connection
+from cvcatalog.duckdb_ext import load_extension, s3_connection
 from cvcatalog.exceptions import ConfigError
+from cvcatalog.lake import files as table_files
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sources import BUCKET
 from cvcatalog.storage import S3Store
@@ -100,15 +101,19 @@ def test_files_live_on_s3_with_their_checksums(env: Any, remote_lake: Catalog) -
     assert remote_lake.db.lake_url == f"s3://{LAKE}/team/cv"
 
 
-def test_views_name_s3_files_and_a_plain_duckdb_reads_them(remote_lake: Catalog) -> None:
-    con = duckdb.connect(str(remote_lake.database), read_only=True)
+def test_the_lake_names_s3_files_and_a_plain_duckdb_reads_them(remote_lake: Catalog) -> None:
+    con = duckdb.connect()
     try:
-        sql = con.execute(
-            "select sql from duckdb_views() where view_name = 'wydot_bsm'"
-        ).fetchone()
-        assert sql is not None and f"s3://{LAKE}/team/cv/lake/source=wydot/" in sql[0]
         s3_connection(con)  # what a shell user does: LOAD httpfs; CREATE SECRET (...)
-        n = con.execute("select count(*) from wydot_bsm").fetchone()
+        load_extension(con, "ducklake")
+        con.execute(f"ATTACH 'ducklake:{remote_lake.database}' AS cv (READ_ONLY)")
+        located = [r[0] for r in con.execute(
+            "select data_file from ducklake_list_files('cv', 'wydot_bsm')"
+        ).fetchall()]
+        assert located and all(
+            p.startswith(f"s3://{LAKE}/team/cv/lake/main/wydot_bsm/") for p in located
+        )
+        n = con.execute("select count(*) from cv.wydot_bsm").fetchone()
     finally:
         con.close()
     assert n is not None and n[0] == remote_lake.query("select count(*) from wydot_bsm").iat[0, 0]
@@ -129,14 +134,14 @@ def test_dask_reads_the_s3_lake_through_s3fs(local: Catalog, remote_lake: Catalo
 def test_verify_finds_damage_on_s3_and_repair_refetches(env: Any, remote_lake: Catalog) -> None:
     with remote_lake.db.read() as con:
         data = con.execute(
-            "select path from partition_files where kind = 'data' and path like '%day=03%' "
-            "and path like '%message_type=BSM%'"
+            "select path from partition_files where kind = 'data' and path like '%day=3/%' "
+            "and path like '%/wydot_bsm/%'"
         ).fetchall()
     victim = f"team/cv/{data[0][0]}"
     body = env.get_object(Bucket=LAKE, Key=victim)["Body"].read()
     flipped = body[:100] + bytes([body[100] ^ 0xFF]) + body[101:]
     env.put_object(Bucket=LAKE, Key=victim, Body=flipped)  # same size, different bytes
-    stray = "team/cv/lake/source=wydot/message_type=BSM/year=2021/month=04/day=03/stray.parquet"
+    stray = "team/cv/lake/main/wydot_bsm/year=2021/month=4/day=3/date=2021-04-03/stray.parquet"
     env.put_object(Bucket=LAKE, Key=stray, Body=b"x")
 
     report = remote_lake.verify()
@@ -151,6 +156,11 @@ def test_verify_finds_damage_on_s3_and_repair_refetches(env: Any, remote_lake: C
     n = remote_lake.query("select count(*) as n from wydot_bsm where date = '2021-04-03'")
     m = remote_lake.query("select rows from partitions where partition_key = 'wydot/BSM/2021/04/03'")
     assert n.iat[0, 0] == m.iat[0, 0] > 0
+
+
+def lake_files(cat: Catalog) -> list[str]:
+    with cat.db.read() as con:
+        return table_files(con, "wydot_bsm")
 
 
 def test_compact_and_clear_act_on_s3(env: Any, tmp_path: Path) -> None:
@@ -168,10 +178,13 @@ def test_compact_and_clear_act_on_s3(env: Any, tmp_path: Path) -> None:
         download=cfg,
     )
     assert cat.ingest("wydot", "BSM", config=small, force_refresh=True).ok
-    n_files = len([k for k in _keys(env, "compact/lake/") if k.endswith(".parquet")])
+    n_files = len(lake_files(cat))
     assert n_files > 1
     results = cat.compact()
     assert results and results[0].files_after < results[0].files_before
+    assert len(lake_files(cat)) == results[0].files_after
+    # the replaced files stay on S3 for time travel until their snapshots expire
+    assert cat.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
     after_keys = [k for k in _keys(env, "compact/lake/") if k.endswith(".parquet")]
     assert len(after_keys) == results[0].files_after
     assert cat.query(

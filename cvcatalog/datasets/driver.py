@@ -51,13 +51,13 @@ from cvcatalog.datasets.base import (
     WorkUnit,
 )
 from cvcatalog.datasets.manage import forget_units
-from cvcatalog.datasets.views import refresh_dataset_view
 from cvcatalog.db import CatalogDB, now_utc
 from cvcatalog.exceptions import CatalogLockedError, ConversionError, CvCatalogError
 from cvcatalog.layout import CatalogPaths, remove_tree, sha256_file
 from cvcatalog.quality import QualityConfig, QualityStats, process_partition
 from cvcatalog.quality import record as record_quality
 from cvcatalog.s3 import ErrorKind, backoff_delay, classify_error
+from cvcatalog.tables import register_dataset
 
 ROW_GROUP_ROWS = 131_072
 #: rows of one partition a unit holds in memory to sort before writing them (bounds memory
@@ -222,7 +222,7 @@ class DatasetLoader:
     # -- paths ---------------------------------------------------------------------------
     @property
     def _lake(self) -> Path:
-        return self.paths.lake / f"source={self.ds.name}"
+        return self.paths.root / self._lake_rel
 
     @property
     def _quarantine(self) -> Path:
@@ -230,8 +230,9 @@ class DatasetLoader:
 
     @property
     def _lake_rel(self) -> str:
-        """The dataset's lake directory, catalog-relative (the same key prefix on S3)."""
-        return f"{self.paths.lake.relative_to(self.paths.root).as_posix()}/source={self.ds.name}"
+        """The dataset's DuckLake table directory, catalog-relative (the same key prefix on
+        S3); units' files go to its hive partition directories."""
+        return f"{self.paths.lake.relative_to(self.paths.root).as_posix()}/main/{self.ds.view_name}"
 
     @property
     def _quarantine_rel(self) -> str:
@@ -343,7 +344,7 @@ class DatasetLoader:
         by_uri: dict[str, list[WorkUnit]] = {}
         for u in units:
             by_uri.setdefault(u.uri, []).append(u)
-        with self.db.write() as con:
+        with self.db.write(run_id=self.run_id, message=f"{self.ds.name} tidy") as con:
             for info in inputs:
                 keep = [info.fingerprint]
                 if (info.uri, scope) in published:
@@ -355,10 +356,9 @@ class DatasetLoader:
                     changed |= self._publish_if_complete(
                         con, info, by_uri.get(info.uri, []), obsolete
                     )
-            if changed:
-                refresh_dataset_view(con, self.paths, type(self.ds))
             known = {r[0] for r in con.execute("SELECT path FROM dataset_files").fetchall()}
-        self.db.store.discard(obsolete)
+            known |= self.db.lake_files(con)
+        self.db.retire(obsolete)
         store = self.db.store
         for top in (self._lake_rel, self._quarantine_rel):
             for rel in store.list_files(top):
@@ -577,7 +577,9 @@ class DatasetLoader:
         try:
             for r in results:
                 u = r.unit
-                tag = _short_hash(self.ds.scope, u.id, u.fingerprint)
+                # never a name the lake used before: a file of an older snapshot may still
+                # be kept (and later deleted) under it
+                tag = _short_hash(self.ds.scope, u.id, u.fingerprint, self.run_id)
                 mine = placed.setdefault(u.id, [])
                 for f in r.files:
                     top = self._lake_rel if f.kind == "data" else self._quarantine_rel
@@ -588,7 +590,7 @@ class DatasetLoader:
                     store.put(f.path, rel, size, digest)
                     mine.append((rel, f, size, digest))
             obsolete: list[str] = []
-            with self.db.write() as con:
+            with self.db.write(run_id=self.run_id, message=f"ingest {self.ds.name}") as con:
                 for r in results:
                     self._record_unit(con, r, placed[r.unit.id])
                     for partition, stats in r.quality.items():
@@ -610,13 +612,11 @@ class DatasetLoader:
                     info = InputInfo(u.uri, u.fingerprint, u.size, u.last_modified)
                     if self._publish_if_complete(con, info, None, obsolete):
                         published += 1
-                if published:
-                    refresh_dataset_view(con, self.paths, type(self.ds))
         except BaseException:
             # never named by a committed row
             self.db.store.discard([p for files in placed.values() for p, *_ in files])
             raise
-        self.db.store.discard(obsolete)
+        self.db.retire(obsolete)
         s.inputs_published += published
         for r in results:
             s.partitions_written.update(f.partition for f in r.files if f.kind == "data")
@@ -933,6 +933,7 @@ def _sort_order(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray | None:
 
 def run_dataset(dataset: Dataset, db: CatalogDB, **kwargs: Any) -> DatasetSummary:
     """Load a dataset into a catalog; see DatasetLoader."""
+    register_dataset(type(dataset))
     return DatasetLoader(dataset, db, **kwargs).run()
 
 

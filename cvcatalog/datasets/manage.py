@@ -14,7 +14,6 @@ from typing import Any
 import duckdb
 
 from cvcatalog.datasets.base import Dataset
-from cvcatalog.datasets.views import refresh_dataset_view
 from cvcatalog.layout import CatalogPaths
 
 
@@ -139,7 +138,6 @@ def forget(
     for ds in classes:
         for table in ("dataset_files", "dataset_units", "dataset_inputs"):
             con.execute(f"DELETE FROM {table} WHERE dataset = ?", [ds.name])
-        refresh_dataset_view(con, paths, ds)
     return len(partitions), files
 
 
@@ -175,7 +173,6 @@ def drop_damaged(
             "FROM dataset_units GROUP BY ALL"
         ).fetchall()
     }
-    touched: set[str] = set()
     for dataset, unit_id, scope, fingerprint, uri in units:
         doomed += forget_units(
             con,
@@ -189,8 +186,4 @@ def drop_damaged(
         )
         size = sizes.get((dataset, uri, scope, fingerprint))
         refetch.add(Refetch(dataset, uri, scope, int(size) if size else None))
-        touched.add(dataset)
-    for ds in _classes(None, None):
-        if ds.name in touched:
-            refresh_dataset_view(con, paths, ds)
     return sorted(set(doomed)), sorted(refetch, key=lambda r: (r.dataset, r.uri, r.scope))

@@ -1,0 +1,307 @@
+"""DuckLake, the catalog's table format: attaching it, its tables, and what a commit changes.
+
+The DuckLake metadata lives in `<catalog>/catalog.ducklake`, a DuckDB file that also holds
+cvcatalog's state tables (partitions, files, runs, ...). cvcatalog attaches the lake over that
+same database (`METADATA_CATALOG`), so one DuckDB transaction writes the lake's snapshot and
+the state that describes it, and one atomic rename publishes both (cvcatalog.db).
+
+Data files are written by cvcatalog's own conversion (canonical columns only) and handed to
+DuckLake with `ducklake_add_data_files`: the table's partition columns come from the hive
+directories the files sit in (DuckLake stores them as partition values, so a filter on them
+prunes files), its constant columns (source, message_type) from column defaults. A file
+leaves the visible table when its rows are deleted (every row of it: DuckLake ends the file
+in the new snapshot, no delete file); it is removed from disk only when the snapshots that
+still show it expire.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+
+from cvcatalog.duckdb_ext import load_extension
+from cvcatalog.sqlutil import quote_ident, quote_literal
+
+#: the name cvcatalog (and the docs) attach the lake as
+LAKE = "cv"
+#: the lake's schema for data tables and views
+SCHEMA = "main"
+#: catalog-relative directory of DuckLake's data path
+DATA_DIR = "lake"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One DuckLake table: columns in order, constants as defaults, hive partition keys."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    constants: tuple[tuple[str, str], ...] = ()
+    partition_keys: tuple[str, ...] = ()
+    #: columns some files have and others lack (the quality step's `segment`)
+    optional: tuple[tuple[str, str], ...] = field(default=())
+
+    def ddl(self, with_optional: Iterable[str] = ()) -> str:
+        consts = dict(self.constants)
+        wanted = set(with_optional)
+        items = []
+        for name, typ in [*self.columns, *[(n, t) for n, t in self.optional if n in wanted]]:
+            item = f"{quote_ident(name)} {typ}"
+            if name in consts:
+                item += f" DEFAULT {quote_literal(consts[name])}"
+            items.append(item)
+        return f"CREATE TABLE {qualified(self.name)} ({', '.join(items)})"
+
+    def partition_dir(self, values: Sequence[tuple[str, object]]) -> str:
+        """Catalog-relative directory of one partition's files: `lake/main/<table>/k=v/...`."""
+        given = dict(values)
+        hive = "/".join(f"{k}={given[k]}" for k in self.partition_keys)
+        return f"{DATA_DIR}/{SCHEMA}/{self.name}" + (f"/{hive}" if hive else "")
+
+
+def qualified(name: str) -> str:
+    return f"{LAKE}.{SCHEMA}.{quote_ident(name)}"
+
+
+def data_path(base: str) -> str:
+    """DuckLake's DATA_PATH for a lake rooted at base (catalog directory or s3://...)."""
+    return f"{base.rstrip('/')}/{DATA_DIR}/"
+
+
+def attach(
+    con: duckdb.DuckDBPyConnection,
+    metadata: str,
+    *,
+    data: str | None = None,
+    read_only: bool = False,
+) -> None:
+    """Attach the DuckLake whose metadata is the already attached database `metadata` (the
+    catalog file itself) as `cv`. data: the DATA_PATH, used when the lake is created."""
+    load_extension(con, "ducklake")
+    options = [f"METADATA_CATALOG {quote_literal(metadata)}"]
+    if read_only:
+        options.append("READ_ONLY")
+        if data is not None:  # where the files are now (a catalog directory may move)
+            options += [f"DATA_PATH {quote_literal(data)}", "OVERRIDE_DATA_PATH true"]
+    else:
+        # no inlined rows: every visible row is in a Parquet file Dask can read directly,
+        # and deleting a file's rows ends the file instead of writing a delete file
+        options.append("DATA_INLINING_ROW_LIMIT 0")
+        if data is not None:
+            options.append(f"DATA_PATH {quote_literal(data)}")
+    path = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = ?", [metadata]
+    ).fetchone()
+    if path is None or not path[0]:
+        raise ValueError(f"no attached database {metadata!r} to hold the lake's metadata")
+    con.execute(f"ATTACH {quote_literal('ducklake:' + path[0])} AS {LAKE} ({', '.join(options)})")
+
+
+def load(con: duckdb.DuckDBPyConnection) -> None:
+    load_extension(con, "ducklake")
+
+
+def relocate(con: duckdb.DuckDBPyConnection, data: str) -> None:
+    """Record data as the lake's data path (the catalog directory moved or was copied; every
+    file path in the lake is relative to it). A state write: before the lake is attached."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND table_name = 'ducklake_metadata'"
+    ).fetchone()
+    if exists and exists[0]:
+        con.execute(
+            "UPDATE ducklake_metadata SET value = ? WHERE key = 'data_path' AND value <> ?",
+            [data, data],
+        )
+
+
+def is_attached(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [LAKE]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
+    """The lake's tables and their (column, type), in order."""
+    rows = con.execute(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = ? AND schema_name = ? "
+        "AND table_name IN (SELECT table_name FROM duckdb_tables() "
+        "WHERE database_name = ? AND schema_name = ?) ORDER BY table_name, column_index",
+        [LAKE, SCHEMA, LAKE, SCHEMA],
+    ).fetchall()
+    out: dict[str, list[tuple[str, str]]] = {}
+    for table, column, typ in rows:
+        out.setdefault(table, []).append((column, typ))
+    return out
+
+
+def view_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute(
+        "SELECT view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal", [LAKE]
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def create_table(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, optional: Iterable[str] = ()
+) -> None:
+    con.execute(spec.ddl(optional))
+    if spec.partition_keys:
+        keys = ", ".join(quote_ident(k) for k in spec.partition_keys)
+        con.execute(f"ALTER TABLE {qualified(spec.name)} SET PARTITIONED BY ({keys})")
+
+
+def add_column(con: duckdb.DuckDBPyConnection, table: str, name: str, typ: str) -> None:
+    """Files registered before read the new column as NULL (schema evolution, no rewrite)."""
+    con.execute(f"ALTER TABLE {qualified(table)} ADD COLUMN {quote_ident(name)} {typ}")
+
+
+def drop_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    con.execute(f"DROP TABLE IF EXISTS {qualified(table)}")
+
+
+def _data_path(con: duckdb.DuckDBPyConnection) -> str:
+    row = con.execute("SELECT value FROM ducklake_metadata WHERE key = 'data_path'").fetchone()
+    return str(row[0]) if row else ""
+
+
+def _join(parent: str, path: str, relative: bool) -> str:
+    return f"{parent.rstrip('/')}/{path}" if relative else path
+
+
+def active_files(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """Table -> locations (absolute path or URL) of the files it shows now, read from the
+    lake's metadata tables in one query (the catalog file is the metadata database)."""
+    base = _data_path(con)
+    out: dict[str, set[str]] = {}
+    rows = con.execute(
+        "SELECT t.table_name, s.path, s.path_is_relative, t.path, t.path_is_relative, f.path, "
+        "f.path_is_relative FROM ducklake_data_file f "
+        "JOIN ducklake_table t ON f.table_id = t.table_id AND t.end_snapshot IS NULL "
+        "JOIN ducklake_schema s ON t.schema_id = s.schema_id AND s.end_snapshot IS NULL "
+        "WHERE f.end_snapshot IS NULL AND s.schema_name = ?",
+        [SCHEMA],
+    ).fetchall()
+    for table, s_path, s_rel, t_path, t_rel, f_path, f_rel in rows:
+        location = _join(_join(_join(base, s_path, s_rel), t_path, t_rel), f_path, f_rel)
+        out.setdefault(table, set()).add(location)
+    return out
+
+
+def files(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """Locations (absolute path or URL) of the files the table shows now."""
+    return sorted(active_files(con).get(table, set()))
+
+
+def sync(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    want: Sequence[str],
+    have: set[str] | None = None,
+) -> tuple[list[str], list[str]]:
+    """Make the table show exactly the files `want` (locations, in order); the one way
+    cvcatalog changes what a table shows. have: what it shows now, if known. Returns
+    (added, removed)."""
+    have = set(files(con, table)) if have is None else have
+    wanted = set(want)
+    removed = sorted(have - wanted)
+    added = [w for w in want if w not in have]
+    if removed:
+        con.execute(f"DELETE FROM {qualified(table)} WHERE list_contains(?, filename)", [removed])
+    for location in added:
+        con.execute(
+            "CALL ducklake_add_data_files(?, ?, ?, schema => ?, hive_partitioning => true, "
+            "allow_missing => true)",
+            [LAKE, table, location, SCHEMA],
+        )
+    return added, removed
+
+
+def set_commit_message(
+    con: duckdb.DuckDBPyConnection, message: str, extra: dict[str, object] | None = None
+) -> None:
+    """Label the snapshot this transaction commits (author cvcatalog, the run id in extra)."""
+    con.execute(
+        f"CALL {LAKE}.set_commit_message('cvcatalog', ?, extra_info => ?)",
+        [message, json.dumps(extra or {}, sort_keys=True)],
+    )
+
+
+def current_snapshot(con: duckdb.DuckDBPyConnection) -> int | None:
+    row = con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def expire_snapshots(con: duckdb.DuckDBPyConnection, older_than: datetime) -> int:
+    """Expire the snapshots committed before older_than (never the current one); their files
+    are scheduled for deletion. Returns how many snapshots expired."""
+    rows = con.execute(
+        "CALL ducklake_expire_snapshots(?, older_than => ?)", [LAKE, older_than]
+    ).fetchall()
+    return len(rows)
+
+
+def cleanup_files(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Delete the files no kept snapshot shows; returns their locations."""
+    rows = con.execute("CALL ducklake_cleanup_old_files(?, cleanup_all => true)", [LAKE]).fetchall()
+    return [r[0] for r in rows]
+
+
+def pending_cleanup(con: duckdb.DuckDBPyConnection) -> int:
+    """Files scheduled for deletion (shown by no kept snapshot)."""
+    row = con.execute("SELECT count(*) FROM ducklake_files_scheduled_for_deletion").fetchone()
+    return int(row[0]) if row else 0
+
+
+def scheduled_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    """Bytes of files that only old snapshots show (kept for time travel until they expire)."""
+    row = con.execute(
+        "SELECT coalesce(sum(file_size_bytes), 0) FROM ducklake_data_file "
+        "WHERE end_snapshot IS NOT NULL"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def known_files(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Locations of every file the lake knows: shown by any kept snapshot, or scheduled for
+    deletion (they are not orphans, whatever the state tables say)."""
+    base = _data_path(con)
+    out = set()
+    rows = con.execute(
+        "SELECT s.path, s.path_is_relative, t.path, t.path_is_relative, f.path, "
+        "f.path_is_relative FROM ducklake_data_file f "
+        "JOIN (SELECT DISTINCT table_id, schema_id, path, path_is_relative FROM ducklake_table) t "
+        "USING (table_id) "
+        "JOIN (SELECT DISTINCT schema_id, path, path_is_relative FROM ducklake_schema) s "
+        "USING (schema_id)"
+    ).fetchall()
+    for s_path, s_rel, t_path, t_rel, f_path, f_rel in rows:
+        out.add(_join(_join(_join(base, s_path, s_rel), t_path, t_rel), f_path, f_rel))
+    for path, rel in con.execute(
+        "SELECT path, path_is_relative FROM ducklake_files_scheduled_for_deletion"
+    ).fetchall():
+        out.add(_join(base, path, rel))
+    return out
+
+
+def record_counts(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, int]]:
+    """Location -> (table, rows) of every file the lake shows now."""
+    base = _data_path(con)
+    rows = con.execute(
+        "SELECT t.table_name, s.path, s.path_is_relative, t.path, t.path_is_relative, f.path, "
+        "f.path_is_relative, f.record_count FROM ducklake_data_file f "
+        "JOIN ducklake_table t ON f.table_id = t.table_id AND t.end_snapshot IS NULL "
+        "JOIN ducklake_schema s ON t.schema_id = s.schema_id AND s.end_snapshot IS NULL "
+        "WHERE f.end_snapshot IS NULL"
+    ).fetchall()
+    return {
+        _join(_join(_join(base, sp, sr), tp, tr), fp, fr): (table, int(n))
+        for table, sp, sr, tp, tr, fp, fr, n in rows
+    }
+

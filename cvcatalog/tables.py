@@ -1,0 +1,332 @@
+"""The catalog's DuckLake tables and views, made from the canonical schemas and the datasets.
+
+Every canonical (source, type) and every dataset is one DuckLake table under its familiar
+name (`wydot_bsm`, `nycdot_event`, `ngsim_trajectories`, ...), partitioned as the bucket is
+(year/month/day and the date; NYCDOT's year/month/weekday/time bin; NGSIM's location/date).
+The socrata, exploded NYCDOT, union (`bsm`, `tim`) and `trajectories` views are DuckLake
+views over those tables: no view lists files, and a plain DuckDB session that attaches the
+lake sees them all.
+
+`sync_all` is the one place that decides what a table shows: at the end of every catalog
+transaction it makes each table show exactly the data files the state tables call current
+(complete partitions of the current canonical version; the published version of each
+dataset input). So data and state cannot disagree, whichever operation wrote the state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from cvcatalog import lake
+from cvcatalog.datasets import DATASETS
+from cvcatalog.datasets.base import Dataset
+from cvcatalog.lake import TableSpec
+from cvcatalog.quality import SEGMENT_COLUMN
+from cvcatalog.schemas import SCHEMAS, MessageSchema, render_sql
+from cvcatalog.sqlutil import load_sql, quote_ident, quote_literal
+from cvcatalog.storage import LakeStore
+
+#: the cross-source view of positions (NGSIM and the BSM tables)
+TRAJECTORIES_VIEW = "trajectories"
+#: BSM tables folded into `trajectories`: (table, timestamp column, acceleration column)
+BSM_TRAJECTORY_SOURCES = (
+    ("wydot_bsm", "generated_at", "accel_long_mps2"),
+    ("thea_bsm", "generated_at", "accel_long_mps2"),
+)
+_CONSTANTS = ("source", "message_type")
+_OPTIONAL = ((SEGMENT_COLUMN, "INTEGER"),)
+
+#: a catalog-relative path -> the location DuckDB opens (local absolute path or s3:// URL)
+Locate = Callable[[str], str]
+
+
+def cv_spec(schema: MessageSchema) -> TableSpec:
+    names = [n for n, _ in schema.partition_columns if n not in _CONSTANTS]
+    keys = [n for n in names if n != "date"] + (["date"] if "date" in names else [])
+    return TableSpec(
+        name=schema.view_name,
+        columns=tuple(schema.view_columns),
+        constants=(("source", schema.source), ("message_type", schema.message_type)),
+        partition_keys=tuple(keys),
+        optional=_OPTIONAL,
+    )
+
+
+def dataset_spec(ds: type[Dataset]) -> TableSpec:
+    return TableSpec(
+        name=ds.view_name,
+        columns=_arrow_columns(ds.arrow_schema),
+        partition_keys=tuple(ds.partition_by),
+        optional=_OPTIONAL,
+    )
+
+
+#: datasets made at run time (e.g. cvpilot_dataset) that a driver has loaded in this process
+_REGISTERED: dict[str, type[Dataset]] = {}
+
+
+def register_dataset(ds: type[Dataset]) -> None:
+    """Give a dataset that is not in DATASETS a table of its own (the driver calls this)."""
+    if ds.name not in DATASETS:
+        _REGISTERED[ds.name] = ds
+
+
+def datasets() -> dict[str, type[Dataset]]:
+    return {**DATASETS, **_REGISTERED}
+
+
+def _arrow_columns(schema: pa.Schema) -> tuple[tuple[str, str], ...]:
+    """(name, DuckDB type) of an Arrow schema, as DuckDB reads it (nested types included)."""
+    con = duckdb.connect()
+    try:
+        rel = con.from_arrow(schema.empty_table())
+        return tuple((n, str(t)) for n, t in zip(rel.columns, rel.types, strict=True))
+    finally:
+        con.close()
+
+
+def specs() -> dict[str, TableSpec]:
+    out = {s.view_name: cv_spec(s) for s in SCHEMAS.values()}
+    out.update({ds.view_name: dataset_spec(ds) for ds in datasets().values()})
+    return out
+
+
+# -- views --------------------------------------------------------------------------------
+def union_views() -> dict[str, list[MessageSchema]]:
+    """Union view name -> the schemas it spans (message types published by several sources)."""
+    groups: dict[str, list[MessageSchema]] = {}
+    for (_, message_type), schema in sorted(SCHEMAS.items()):
+        groups.setdefault(message_type.lower(), []).append(schema)
+    return {name: schemas for name, schemas in groups.items() if len(schemas) > 1}
+
+
+def union_view_sql(view: str, schemas: list[MessageSchema]) -> str:
+    """A view over the columns (same name and type) that all the schemas' tables share."""
+    first = schemas[0].view_columns
+    shared = [
+        (col, typ) for col, typ in first if all((col, typ) in s.view_columns for s in schemas[1:])
+    ]
+    cols = ", ".join(quote_ident(c) for c, _ in shared)
+    parts = [f"SELECT {cols} FROM {quote_ident(s.view_name)}" for s in schemas]
+    return f"CREATE OR REPLACE VIEW {view} AS " + " UNION ALL ".join(parts)
+
+
+def trajectories_sql(view: str) -> str:
+    """One row per position of any vehicle: NGSIM and the BSM tables."""
+    parts = [
+        'SELECT vehicle_id, "timestamp", latitude, longitude, speed_mps, accel_mps2, '
+        f"{quote_literal(ds.name)} AS source, location FROM {quote_ident(ds.view_name)}"
+        for ds in DATASETS.values()
+    ]
+    columns = {s.view_name: {n for n, _ in s.view_columns} for s in SCHEMAS.values()}
+    need = {"vehicle_id", "latitude", "longitude", "speed_mps", "source"}
+    for table, ts, accel in BSM_TRAJECTORY_SOURCES:
+        if need | {ts, accel} <= columns.get(table, set()):
+            parts.append(
+                f'SELECT vehicle_id, {quote_ident(ts)} AS "timestamp", latitude, longitude, '
+                f"speed_mps, {quote_ident(accel)} AS accel_mps2, source, "
+                f"CAST(NULL AS VARCHAR) AS location FROM {quote_ident(table)}"
+            )
+    return f"CREATE OR REPLACE VIEW {view} AS " + " UNION ALL ".join(parts)
+
+
+def view_statements(*, temporary: bool = False) -> dict[str, str]:
+    """Every view of the lake: name -> CREATE OR REPLACE VIEW, in dependency order.
+    temporary: as a session's own temporary views (a published catalog's reader)."""
+    out: dict[str, str] = {}
+    name_of = quote_ident if temporary else lake.qualified
+    for schema in SCHEMAS.values():
+        relation = quote_ident(schema.view_name)
+        out[schema.socrata_view_name] = render_sql(
+            load_sql("views", schema.socrata_view_template),
+            view=name_of(schema.socrata_view_name),
+            relation=relation,
+        )
+        for name, template in schema.extra_views:
+            out[name] = render_sql(
+                load_sql("views", template), view=name_of(name), relation=relation
+            )
+    for name, schemas in union_views().items():
+        out[name] = union_view_sql(name_of(name), schemas)
+    out[TRAJECTORIES_VIEW] = trajectories_sql(name_of(TRAJECTORIES_VIEW))
+    if temporary:
+        verb = "CREATE OR REPLACE VIEW "
+        out = {k: v.replace(verb, "CREATE OR REPLACE TEMP VIEW ", 1) for k, v in out.items()}
+    return out
+
+
+# -- creating and evolving ----------------------------------------------------------------
+def ensure(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Create missing tables and views; evolve tables whose columns changed; recreate views
+    whose definition changed (lake writes only). Returns name -> digest of the views it
+    (re)created, for record_views in the next transaction."""
+    have = lake.table_columns(con)
+    for name, spec in specs().items():
+        current = have.get(name)
+        if current is None:
+            lake.create_table(con, spec)
+            continue
+        _evolve(con, spec, current)
+    stored = dict(con.execute("SELECT name, sha256 FROM lake_views").fetchall())
+    present = lake.view_names(con)
+    installed = {}
+    for name, sql in view_statements().items():
+        digest = hashlib.sha256(sql.encode()).hexdigest()
+        if stored.get(name) == digest and name in present:
+            continue
+        con.execute(sql)
+        installed[name] = digest
+    return installed
+
+
+def record_views(con: duckdb.DuckDBPyConnection, installed: dict[str, str]) -> None:
+    """Remember which definition of each lake view is installed (a state write)."""
+    for name, digest in installed.items():
+        con.execute(
+            "INSERT OR REPLACE INTO lake_views (name, sha256) VALUES (?, ?)", [name, digest]
+        )
+
+
+def _evolve(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, current: list[tuple[str, str]]
+) -> None:
+    """Columns added by a new canonical version become ALTER TABLE ... ADD COLUMN (old files
+    read them as NULL); a removed column or a changed type rebuilds the table (sync_all then
+    registers the files that are current under the new schema)."""
+    now = dict(current)
+    optional = dict(spec.optional)
+    wanted = [(n, _normal_type(con, t)) for n, t in spec.columns]
+    unexpected = [n for n in now if n not in dict(wanted) and n not in optional]
+    retyped = [n for n, t in wanted if n in now and now[n] != t]
+    if not unexpected and not retyped:
+        for n, t in spec.columns:
+            if n not in now:
+                lake.add_column(con, spec.name, n, t)
+        return
+    lake.drop_table(con, spec.name)
+    lake.create_table(con, spec, [n for n in now if n in optional])
+
+
+_TYPES: dict[str, str] = {}
+
+
+def _normal_type(con: duckdb.DuckDBPyConnection, typ: str) -> str:
+    """A type as duckdb_columns() spells it (TIMESTAMPTZ -> TIMESTAMP WITH TIME ZONE, ...)."""
+    if typ not in _TYPES:
+        row = con.execute(f"SELECT typeof(CAST(NULL AS {typ}))").fetchone()
+        _TYPES[typ] = str(row[0]) if row else typ
+    return _TYPES[typ]
+
+
+def ensure_optional(con: duckdb.DuckDBPyConnection, table: str, column: str) -> None:
+    """Add an optional column (e.g. `segment`) the first time a file of the table has it."""
+    spec = specs()[table]
+    typ = dict(spec.optional)[column]
+    have = dict(lake.table_columns(con).get(table, []))
+    if column not in have:
+        lake.add_column(con, table, column, typ)
+
+
+# -- what each table shows ------------------------------------------------------------------
+def current_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, bool]]]:
+    """Table -> (catalog-relative data file, has_segment) the state calls current, in order."""
+    out: dict[str, list[tuple[str, bool]]] = {name: [] for name in specs()}
+    versions = {s.view_name: s.canonical_version for s in SCHEMAS.values()}
+    rows = con.execute(
+        "SELECT p.source || '_' || lower(p.message_type) AS tbl, f.path, p.canonical_version, "
+        "f.partition_key FROM partition_files f JOIN partitions p USING (partition_key) "
+        "WHERE p.status = 'complete' AND f.kind = 'data' ORDER BY p.date, f.path"
+    ).fetchall()
+    for table, path, version, _ in rows:
+        if table in out and versions.get(table) == version:
+            out[table].append((path, False))
+    by_dataset = {ds.name: ds.view_name for ds in datasets().values()}
+    rows = con.execute(
+        "SELECT f.dataset, f.path FROM dataset_files f JOIN dataset_inputs i "
+        "ON f.dataset = i.dataset AND f.uri = i.uri AND f.scope = i.scope "
+        "AND f.fingerprint = i.fingerprint WHERE f.kind = 'data' ORDER BY f.partition, f.path"
+    ).fetchall()
+    for dataset, path in rows:
+        if dataset in by_dataset:
+            out[by_dataset[dataset]].append((path, False))
+    return out
+
+
+def fresh_names(
+    con: duckdb.DuckDBPyConnection,
+    store: LakeStore,
+    scratch: Path,
+    rebuilt: Sequence[str] = (),
+) -> int:
+    """A current file whose location the lake already knows from an older snapshot (an input
+    shown again after a repair hid it), or any current file of a table about to be rebuilt,
+    gets a new name before it is added: DuckLake deletes the old entry's file when that
+    snapshot expires, which must not be the file shown now. A state write (paths in
+    partition_files / dataset_files). Returns how many."""
+    active = lake.active_files(con)
+    shown = set().union(set(), *active.values())
+    old = lake.known_files(con) - shown
+    for table in rebuilt:
+        old |= active.get(table, set())
+    if not old:
+        return 0
+    renamed = 0
+    for current in current_files(con).values():
+        for rel, _ in current:
+            if store.location(rel) not in old:
+                continue
+            head, _, name = rel.rpartition("/")
+            new = f"{head}/r{uuid.uuid4().hex[:8]}-{name}"
+            store.duplicate(rel, new, scratch)
+            for table in ("partition_files", "dataset_files"):
+                con.execute(f"UPDATE {table} SET path = ? WHERE path = ?", [new, rel])
+            renamed += 1
+    return renamed
+
+
+def rebuild(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Drop a table and create it anew, empty (sync_all then adds its current files)."""
+    spec = specs()[table]
+    have = dict(lake.table_columns(con).get(table, []))
+    lake.drop_table(con, table)
+    lake.create_table(con, spec, [n for n, _ in spec.optional if n in have])
+
+
+def sync_all(con: duckdb.DuckDBPyConnection, locate: Locate) -> dict[str, tuple[int, int]]:
+    """Make every table show exactly its current files; returns table -> (added, removed)
+    for the tables that changed."""
+    changed: dict[str, tuple[int, int]] = {}
+    segmented = _segmented_tables(con)
+    shown = lake.active_files(con)
+    for table, current in current_files(con).items():
+        if table in segmented:
+            ensure_optional(con, table, SEGMENT_COLUMN)
+        added, removed = lake.sync(
+            con, table, [locate(p) for p, _ in current], shown.get(table, set())
+        )
+        if added or removed:
+            changed[table] = (len(added), len(removed))
+    return changed
+
+
+def _segmented_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Tables with files written by the quality step's gap detection (a `segment` column)."""
+    rows = con.execute(
+        "SELECT DISTINCT source, message_type FROM quality_stats "
+        "WHERE rule = 'gaps' AND action = 'segments'"
+    ).fetchall()
+    out = set()
+    by_dataset = {ds.name: ds.view_name for ds in datasets().values()}
+    for source, message_type in rows:
+        schema = SCHEMAS.get((source, message_type))
+        if schema is not None:
+            out.add(schema.view_name)
+        elif source in by_dataset:
+            out.add(by_dataset[source])
+    return out

@@ -1,0 +1,274 @@
+"""The DuckLake core: tables and views any DuckDB session sees, snapshots with run ids, time
+travel until retention, the one write path, migration of 0.1 catalogs, open shells, and a
+tampered published catalog (local S3 endpoint: moto server over HTTP)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from cvcatalog import lake
+from cvcatalog.catalog import Catalog
+from cvcatalog.cli import app
+from cvcatalog.duckdb_ext import extension_path, load_extension
+from cvcatalog.remote import RemoteCatalog
+from cvcatalog.sandbox.replica import seed_replica
+from cvcatalog.tables import specs, view_statements
+
+FIXTURES = Path(__file__).parent / "fixtures"
+runner = CliRunner()
+
+
+def user_session(db: Path) -> duckdb.DuckDBPyConnection:
+    """What a DuckDB user types: load the extension, attach the lake read-only."""
+    con = duckdb.connect()
+    con.execute(f"LOAD '{extension_path('ducklake')}'")
+    con.execute(f"ATTACH 'ducklake:{db}' AS cv (READ_ONLY)")
+    return con
+
+
+@pytest.fixture(scope="module")
+def seeded(module_s3: Any) -> Any:
+    seed_replica(
+        module_s3,
+        date(2021, 4, 1),
+        date(2021, 4, 2),
+        sources=["wydot"],
+        message_types=["BSM"],
+        records_per_hour=4,
+        files_per_hour=1,
+        malformed_per_day=1,
+    )
+    return module_s3
+
+
+def _ingest(cat: Catalog, **kw: Any) -> Any:
+    s = cat.ingest("wydot", "BSM", "2021-04-01", "2021-04-02", rate_limit=0, **kw)
+    assert s.ok, s.as_dict()
+    return s
+
+
+def test_plain_duckdb_session_sees_every_table_and_view_by_name(
+    seeded: Any, tmp_path: Path
+) -> None:
+    cat = Catalog(tmp_path / "catalog")
+    summary = _ingest(cat)
+    con = user_session(cat.paths.db)
+    names = {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'cv'"
+        ).fetchall()
+    }
+    names |= {
+        r[0]
+        for r in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE database_name = 'cv'"
+        ).fetchall()
+    }
+    assert set(specs()) | set(view_statements()) <= names
+    n = con.execute("SELECT count(*) FROM cv.wydot_bsm").fetchone()
+    assert n is not None and n[0] == summary.rows > 0
+    per_day = con.execute(
+        "SELECT date, count(*) FROM cv.wydot_bsm GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert [d for d, _ in per_day] == [date(2021, 4, 1), date(2021, 4, 2)]
+    assert con.execute("SELECT count(*) FROM cv.bsm").fetchone() == (summary.rows,)
+    socrata = con.execute(
+        'SELECT count(*), min("coreData_id") FROM cv.wydot_bsm_socrata'
+    ).fetchone()
+    assert socrata is not None and socrata[0] == summary.rows and socrata[1]
+    # the same answer as cvcatalog's own query
+    assert cat.query("select count(*) as n from wydot_bsm")["n"][0] == summary.rows
+    # a date filter opens only that day's files (partition pruning in the lake)
+    plan = con.execute(
+        "EXPLAIN ANALYZE SELECT count(*) FROM cv.wydot_bsm WHERE date = DATE '2021-04-02'"
+    ).fetchall()[0][1]
+    assert "day=1/" not in plan and "day=2/" in plan
+    # every commit is a snapshot carrying its run id
+    rows = con.execute(
+        "SELECT commit_message, commit_extra_info FROM cv.snapshots() "
+        "WHERE commit_message LIKE 'ingest %'"
+    ).fetchall()
+    assert len(rows) == 2
+    assert {json.loads(extra)["run_id"] for _, extra in rows} == {summary.run_id}
+
+
+def test_replaced_data_stays_readable_until_retention_then_goes(
+    seeded: Any, tmp_path: Path
+) -> None:
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat)
+    con = user_session(cat.paths.db)
+    before = con.execute("SELECT max(snapshot_id) FROM cv.snapshots()").fetchone()
+    old_files = set(lake.files(_state(cat), "wydot_bsm"))
+    con.close()
+    second = _ingest(cat, force_refresh=True)  # default retention: 7 days
+    new_files = set(lake.files(_state(cat), "wydot_bsm"))
+    assert old_files and new_files and not (old_files & new_files)
+    assert all(Path(p).exists() for p in old_files)  # kept for time travel
+    con = user_session(cat.paths.db)
+    assert before is not None
+    then = con.execute(
+        f"SELECT count(*) FROM cv.wydot_bsm AT (VERSION => {int(before[0])})"
+    ).fetchone()
+    now = con.execute("SELECT count(*) FROM cv.wydot_bsm").fetchone()
+    assert then == now == (second.rows,)
+    con.close()
+    assert cat.verify().orphans == []  # files of kept snapshots are not orphans
+    removed = cat.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
+    assert {Path(p) for p in removed} == {Path(p) for p in old_files}
+    assert not any(Path(p).exists() for p in old_files)
+    assert cat.query("select count(*) as n from wydot_bsm")["n"][0] == second.rows
+
+
+def _state(cat: Catalog) -> duckdb.DuckDBPyConnection:
+    return cat.db.connect()
+
+
+def test_cache_clear_empties_the_tables_and_deletes_the_files(seeded: Any, tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat)
+    files = lake.files(_state(cat), "wydot_bsm")
+    assert files
+    cat.clear("wydot", "BSM")
+    assert cat.query("select count(*) as n from wydot_bsm")["n"][0] == 0
+    assert not any(Path(p).exists() for p in files)
+    assert lake.files(_state(cat), "wydot_bsm") == []
+
+
+def test_an_open_read_only_session_never_blocks_an_ingest(seeded: Any, tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "catalog")
+    cat.db.initialise()
+    code = textwrap.dedent(
+        f"""
+        import duckdb, sys, time
+        con = duckdb.connect()
+        con.execute("LOAD '{extension_path("ducklake")}'")
+        con.execute("ATTACH 'ducklake:{cat.paths.db}' AS cv (READ_ONLY)")
+        print(con.execute("SELECT count(*) FROM cv.wydot_bsm").fetchone()[0], flush=True)
+        sys.stdin.readline()
+        print(con.execute("SELECT count(*) FROM cv.wydot_bsm").fetchone()[0], flush=True)
+        """
+    )
+    shell = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert shell.stdout is not None and shell.stdin is not None
+        assert shell.stdout.readline().strip() == "0"
+        t0 = time.monotonic()
+        summary = _ingest(cat)
+        assert time.monotonic() - t0 < 60
+        shell.stdin.write("\n")
+        shell.stdin.flush()
+        # the open session keeps its snapshot: never half a commit
+        assert shell.stdout.readline().strip() == "0"
+    finally:
+        shell.kill()
+        shell.wait()
+    con = user_session(cat.paths.db)  # attaching again shows the new data
+    assert con.execute("SELECT count(*) FROM cv.wydot_bsm").fetchone() == (summary.rows,)
+
+
+def test_a_0_1_catalog_migrates_in_place_without_downloading(tmp_path: Path) -> None:
+    with tarfile.open(FIXTURES / "legacy" / "v0.1-catalog.tar.xz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    root = tmp_path / "catalog"
+    expected = json.loads((FIXTURES / "legacy" / "expected.json").read_text())
+    old_files = sorted((root / "lake").rglob("*.parquet"))
+    assert old_files and (root / "catalog.duckdb").exists()
+    # no S3 endpoint at all: nothing can be downloaded
+    result = runner.invoke(app, ["migrate", "--catalog", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "migrated" in result.output
+    assert not (root / "catalog.duckdb").exists() and (root / "catalog.ducklake").exists()
+    assert not any(p.exists() for p in old_files)
+    cat = Catalog(root)
+    for row in expected:
+        table, n, s = row["t"], row["n"], row["s"]
+        if table == "nycdot_event":
+            got = cat.query(
+                f"select count(*) as n, count(distinct event_id)::DOUBLE as s from {table}"
+            )
+        elif table.endswith("_socrata"):
+            got = cat.query(
+                f'select count(*) as n, round(sum("coreData_speed"), 6) as s from {table}'
+            )
+        else:
+            got = cat.query(f"select count(*) as n, round(sum(speed_mps), 6) as s from {table}")
+        assert (int(got["n"][0]), float(got["s"][0])) == (n, s), table
+    assert cat.verify().clean
+    con = user_session(root / "catalog.ducklake")
+    assert con.execute("SELECT count(*) FROM cv.ngsim_trajectories").fetchone() == (
+        next(r["n"] for r in expected if r["t"] == "ngsim_trajectories"),
+    )
+    again = runner.invoke(app, ["migrate", "--catalog", str(root)])
+    assert again.exit_code == 0 and "already" in again.output
+
+
+def test_a_tampered_published_catalog_cannot_read_local_files(
+    seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT\n")
+    seeded.create_bucket(Bucket="tamper")
+    cat = Catalog(tmp_path / "catalog")
+    summary = _ingest(cat)
+    url = "s3://tamper/cv"
+    assert cat.publish(url).ok
+    # the attacker rewrites a stored view to read a local file, and re-uploads the catalog
+    evil = tmp_path / "evil.ducklake"
+    seeded.download_file("tamper", "cv/catalog.ducklake", str(evil))
+    con = duckdb.connect()
+    load_extension(con, "httpfs")  # its data path is on S3
+    load_extension(con, "ducklake")
+    con.execute(f"ATTACH 'ducklake:{evil}' AS cv")
+    con.execute(
+        f"CREATE OR REPLACE VIEW cv.wydot_bsm_socrata AS "
+        f"SELECT content AS \"coreData_id\" FROM read_text('{secret}')"
+    )
+    con.close()
+    seeded.upload_file(str(evil), "tamper", "cv/catalog.ducklake")
+    remote = Catalog(url)
+    assert isinstance(remote, RemoteCatalog)
+    # the reader's own view definition is used
+    got = remote.query('select count(*) as n, min("coreData_id") as v from wydot_bsm_socrata')
+    assert int(got["n"][0]) == summary.rows and "SECRET" not in str(got["v"][0])
+    # and the stored SQL, named explicitly, cannot touch the file
+    result = runner.invoke(app, ["query", "--catalog", url, "select * from cv.wydot_bsm_socrata"])
+    assert "TOP-SECRET" not in result.output
+    assert result.exit_code == 1 and "error" in result.output.lower()
+
+
+def test_a_moved_catalog_directory_still_reads_and_writes(seeded: Any, tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "a" / "catalog")
+    summary = _ingest(cat)
+    moved = tmp_path / "b" / "catalog"
+    moved.parent.mkdir()
+    cat.paths.root.rename(moved)
+    again = Catalog(moved)
+    assert (
+        again.query("select sum(speed_mps) is not null as ok, count(*) as n from wydot_bsm")["n"][0]
+        == summary.rows
+    )
+    again.db.initialise()  # a write records the lake's new place for plain sessions too
+    con = user_session(again.paths.db)
+    assert con.execute(
+        "SELECT count(*), max(speed_mps) IS NOT NULL FROM cv.wydot_bsm"
+    ).fetchone() == (
+        summary.rows,
+        True,
+    )
