@@ -55,6 +55,8 @@ SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 Notify = Callable[[str], None]
 
 LAKE_SECRET = "cvcatalog_lake"
+#: the block size of a new catalog file (DuckDB's default, 256 KiB, suits data, not metadata)
+BLOCK_SIZE = 16384
 #: the name the catalog file (state tables, DuckLake metadata) is attached as
 STATE_DB = "cvcatalog"
 #: unqualified names: the lake's tables and views first, then the state tables
@@ -263,12 +265,16 @@ class CatalogDB:
             con.close()
             raise
 
-    def _attach_state(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
+    def _attach_state(
+        self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool, new: bool = False
+    ) -> None:
         """ATTACH the catalog file as `cvcatalog` and USE it, waiting (bounded) while a foreign
         read-write session holds it."""
         deadline = time.monotonic() + self.lock_timeout
         told = False
-        mode = " (READ_ONLY)" if read_only else ""
+        # a new catalog file gets small blocks: it holds metadata only, and every commit copies
+        # it (16 KiB blocks: ~1 MB instead of ~15 MB for a small catalog)
+        mode = " (READ_ONLY)" if read_only else f" (BLOCK_SIZE {BLOCK_SIZE})" if new else ""
         while True:
             try:
                 con.execute(f"ATTACH {quote_literal(str(path))} AS {STATE_DB}{mode}")
@@ -377,7 +383,7 @@ class CatalogDB:
                     shutil.copyfile(self.paths.db, tmp)
             con = self._writer().cursor()
             try:
-                self._attach_state(con, tmp, read_only=False)
+                self._attach_state(con, tmp, read_only=False, new=not tmp.exists())
                 # DuckDB lets one transaction write one attached database: the state and the
                 # lake are written in separate transactions on the private copy, and the
                 # rename below publishes all of them at once (or none, on any failure).

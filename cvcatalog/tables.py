@@ -15,6 +15,7 @@ dataset input). So data and state cannot disagree, whichever operation wrote the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Sequence
@@ -46,6 +47,7 @@ _OPTIONAL = ((SEGMENT_COLUMN, "INTEGER"),)
 Locate = Callable[[str], str]
 
 
+@functools.cache
 def cv_spec(schema: MessageSchema) -> TableSpec:
     names = [n for n, _ in schema.partition_columns if n not in _CONSTANTS]
     keys = [n for n in names if n != "date"] + (["date"] if "date" in names else [])
@@ -58,6 +60,7 @@ def cv_spec(schema: MessageSchema) -> TableSpec:
     )
 
 
+@functools.cache
 def dataset_spec(ds: type[Dataset]) -> TableSpec:
     return TableSpec(
         name=ds.view_name,
