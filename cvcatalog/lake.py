@@ -214,11 +214,11 @@ def sync(
     added = [w for w in want if w not in have]
     if removed:
         con.execute(f"DELETE FROM {qualified(table)} WHERE list_contains(?, filename)", [removed])
-    for location in added:
+    if added:  # one call for all of them: each call's cost grows with the table
         con.execute(
             "CALL ducklake_add_data_files(?, ?, ?, schema => ?, hive_partitioning => true, "
             "allow_missing => true)",
-            [LAKE, table, location, SCHEMA],
+            [LAKE, table, added, SCHEMA],
         )
     return added, removed
 
