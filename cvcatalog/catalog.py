@@ -37,6 +37,7 @@ from cvcatalog.duckdb_ext import extension_path
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.ingest import Ingestor, IngestProgress, IngestSummary
 from cvcatalog.layout import CatalogPaths
+from cvcatalog.s3 import as_s3_error
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import PartitionKey, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_literal
@@ -709,6 +710,9 @@ def check_query(sql: str, *, read_only: bool = True, root: Path | None = None) -
 
 
 def _short_duckdb_error(e: duckdb.Error) -> str:
+    known = as_s3_error(e)  # httpfs could not reach S3, or S3 said no
+    if known is not None:
+        return str(known)
     text = str(e).strip().splitlines()[0]
     if "read-only mode" in text:
         return "the catalog is opened read-only for queries; it cannot be modified with SQL"

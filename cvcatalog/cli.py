@@ -15,12 +15,14 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cvcatalog.catalog import Catalog, default_home
 from cvcatalog.config import load_yaml
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError
 from cvcatalog.ingest import IngestSummary
 from cvcatalog.output import Format, emit
+from cvcatalog.s3 import as_s3_error
 from cvcatalog.sources import FOLDER_TIMEZONE, PartitionKey
 
 app = typer.Typer(
@@ -56,15 +58,25 @@ SourceOpt = Annotated[
 TypeOpt = Annotated[str | None, typer.Option("--type", help="BSM | TIM | SPAT | EVENT")]
 
 
+def _error_line(message: str) -> None:
+    """One line on stderr; the message is text, never Rich markup ("cvcatalog[sandbox]")."""
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _note(message: str) -> None:
+    err.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
 def friendly(fn: F) -> F:
-    """Turn domain errors into one line on stderr and exit code 1 (no tracebacks)."""
+    """Turn domain errors into one line on stderr and exit code 1 (no tracebacks); so too S3,
+    network and httpfs errors that escaped a Retrier (:func:`cvcatalog.s3.as_s3_error`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except CvCatalogError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            _error_line(str(e))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted; run the same command again to resume")
@@ -72,13 +84,14 @@ def friendly(fn: F) -> F:
         except (typer.Exit, typer.Abort):
             raise
         except Exception as e:
+            known = as_s3_error(e)
+            if known is not None:
+                _error_line(str(known))
+                raise typer.Exit(1) from None
             if os.environ.get("CVCATALOG_DEBUG"):
                 raise
-            err.print(
-                f"[red]error:[/red] unexpected {type(e).__name__}: {e} "
-                "(set CVCATALOG_DEBUG=1 for a traceback)",
-                highlight=False,
-                soft_wrap=True,
+            _error_line(
+                f"unexpected {type(e).__name__}: {e} (set CVCATALOG_DEBUG=1 for a traceback)"
             )
             raise typer.Exit(1) from None
 
@@ -94,7 +107,7 @@ def open_catalog(catalog: str | Path | None, config: Path | None = None, **remot
     from cvcatalog.storage import is_remote
 
     def note(m: str) -> None:
-        err.print(f"note: {m}", highlight=False, soft_wrap=True)
+        _note(m)
 
     home = os.environ.get("CVCATALOG_HOME")
     if catalog is None and is_remote(home):
@@ -348,7 +361,7 @@ class _DatasetBar:
         pass
 
     def note(self, message: str) -> None:
-        self.p.console.print(f"note: {message}", highlight=False, soft_wrap=True)
+        self.p.console.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -388,7 +401,7 @@ class _NotesOnly:
         pass
 
     def note(self, message: str) -> None:
-        err.print(f"note: {message}", highlight=False, soft_wrap=True)
+        _note(message)
 
     def planned(self, units: int, todo: int, nbytes: int) -> None:
         pass
@@ -990,21 +1003,13 @@ def sandbox_seed(
     ] = None,
 ) -> None:
     """Fill bucket usdot-its-cvpilot-publicdata on the endpoint with a realistic replica."""
-    import boto3
-
-    from cvcatalog.exceptions import SandboxError
+    from cvcatalog.s3 import Retrier
     from cvcatalog.sandbox.replica import seed_replica
+    from cvcatalog.sandbox.server import create_bucket, sandbox_client
     from cvcatalog.sources import BUCKET
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if not endpoint:
-        raise SandboxError(
-            "no local endpoint: set AWS_ENDPOINT_URL_S3 (see `cvcatalog sandbox serve`); "
-            "seeding never writes to real AWS"
-        )
-    client = boto3.client("s3", endpoint_url=endpoint)
-    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-        client.create_bucket(Bucket=BUCKET)
+    client, cfg = sandbox_client("seeding never writes to real AWS")
+    create_bucket(client, cfg, BUCKET)
     s, e = date.fromisoformat(start), date.fromisoformat(end or start)
     t0 = time.monotonic()
     rep = seed_replica(
@@ -1018,12 +1023,14 @@ def sandbox_seed(
         files_per_hour=files_per_hour,
         malformed_per_day=malformed_per_day,
         empty_days=[date.fromisoformat(d) for d in empty_day or []],
+        retrier=Retrier.from_config(cfg),
     )
     if report:
         rep.write_json(report)
     print(
         f"seeded {rep.records:,} records in {rep.objects:,} objects "
-        f"({rep.bytes / 1e6:,.1f} MB) for {s}..{e} at {endpoint} in {time.monotonic() - t0:.1f}s"
+        f"({rep.bytes / 1e6:,.1f} MB) for {s}..{e} at {cfg.endpoint_url} "
+        f"in {time.monotonic() - t0:.1f}s"
     )
 
 
@@ -1044,7 +1051,6 @@ def sandbox_ngsim(
     ] = None,
 ) -> None:
     """Write an NGSIM-shaped trajectory CSV (car-following at 10 Hz, real sites' CRS)."""
-    from cvcatalog.exceptions import SandboxError
     from cvcatalog.sandbox.ngsim import generate_ngsim
 
     if rows < 1:
@@ -1060,23 +1066,9 @@ def sandbox_ngsim(
     )
     if to is None:
         return
-    import urllib.parse
+    from cvcatalog.sandbox.server import upload_file
 
-    import boto3
-
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if not endpoint:
-        raise SandboxError(
-            "no local endpoint: set AWS_ENDPOINT_URL_S3 (see `cvcatalog sandbox serve`); "
-            "the sandbox never writes to real AWS"
-        )
-    target = urllib.parse.urlparse(to)
-    if target.scheme != "s3" or not target.netloc or not target.path.strip("/"):
-        raise ConfigError(f"--to must be s3://bucket/key, got {to!r}")
-    client = boto3.client("s3", endpoint_url=endpoint)
-    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-        client.create_bucket(Bucket=target.netloc)
-    client.upload_file(str(out), target.netloc, target.path.lstrip("/"))
+    endpoint = upload_file(out, to)
     print(f"uploaded to {to} at {endpoint}")
 
 
@@ -1109,7 +1101,7 @@ def publish(
         no_sign_request=no_sign_request,
         max_workers=workers,
         rate_limit=rate_limit,
-        notify=lambda m: err.print(f"note: {m}", highlight=False, soft_wrap=True),
+        notify=_note,
     )
     if fmt is Format.table:
         emit(summary.totals(), fmt, columns=["kind", "status", "objects", "bytes"])

@@ -33,7 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from cvcatalog.config import DownloadConfig
-from cvcatalog.exceptions import CredentialsError, IntegrityError, S3Error
+from cvcatalog.exceptions import (
+    CredentialsError,
+    EndpointUnreachableError,
+    IntegrityError,
+    S3Error,
+)
 from cvcatalog.s3 import ErrorInfo, ErrorKind, Retrier, TokenBucket, backoff_delay, classify_error
 
 log = logging.getLogger(__name__)
@@ -685,8 +690,8 @@ class S3Fetcher:
         """Download objects with cfg.max_workers threads.
 
         Returns (results, failures) in input order; every failure is reported, never dropped.
-        A CredentialsError stops all downloads at once and is re-raised: every other object
-        would fail the same way.
+        A CredentialsError or EndpointUnreachableError stops all downloads at once and is
+        re-raised: every other object would fail the same way.
         """
         items = builtins.list(objs)
         dests = [Path(dest_for(o)) for o in items]
@@ -707,7 +712,7 @@ class S3Fetcher:
                     done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                     for fut in done:
                         exc = fut.exception()
-                        if isinstance(exc, CredentialsError):
+                        if isinstance(exc, CredentialsError | EndpointUnreachableError):
                             raise exc
             except BaseException:
                 abort.set()

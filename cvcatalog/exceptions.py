@@ -19,6 +19,11 @@ class S3Error(CvCatalogError):
     """An S3 request failed after all retries."""
 
 
+class EndpointUnreachableError(S3Error):
+    """No connection to the S3 endpoint could be made at all (refused, unknown host, connect
+    timeout): every other request would fail the same way, so a run stops at the first one."""
+
+
 class IntegrityError(CvCatalogError):
     """A downloaded object does not match its listed size or ETag."""
 

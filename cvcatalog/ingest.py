@@ -32,7 +32,7 @@ from cvcatalog.access import record_access
 from cvcatalog.config import DataSourceConfig
 from cvcatalog.db import CatalogDB, now_utc
 from cvcatalog.download import ObjectInfo, S3Fetcher
-from cvcatalog.exceptions import CredentialsError, CvCatalogError
+from cvcatalog.exceptions import CredentialsError, CvCatalogError, EndpointUnreachableError
 from cvcatalog.layout import (
     CatalogPaths,
     prune_empty_dirs,
@@ -653,7 +653,7 @@ class Ingestor:
             results, failures = self.fetcher.download_many(
                 fetch, lambda o: names[o.key], on_bytes=self.progress.downloaded
             )
-        except CredentialsError:
+        except (CredentialsError, EndpointUnreachableError):  # every other day would fail too
             raise
         except (CvCatalogError, OSError) as e:
             return self._fail(pk, _describe(e)), None

@@ -6,6 +6,7 @@ import time
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from cvcatalog.ingest import DayOutcome
@@ -104,7 +105,9 @@ class RichProgress:
                 self.days, advance=1, detail=self._days_detail(self._done + self._cached, total)
             )
         if outcome.status == "failed":
-            self.console.print(f"[red]failed[/red] {outcome.key}: {outcome.error}", highlight=False)
+            self.console.print(
+                f"[red]failed[/red] {outcome.key}: {escape(str(outcome.error))}", highlight=False
+            )
 
     def note(self, message: str) -> None:
-        self.console.print(f"[yellow]note[/yellow] {message}", highlight=False)
+        self.console.print(f"[yellow]note[/yellow] {escape(message)}", highlight=False)

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cvcatalog.exceptions import CatalogError, ConfigError
+from cvcatalog.s3 import as_s3_error
 from cvcatalog.sqlutil import list_literal, quote_ident
 
 if TYPE_CHECKING:
@@ -460,6 +461,9 @@ def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
     try:
         rows = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
     except duckdb.Error as e:
+        known = as_s3_error(e)  # the lake is on S3 and httpfs could not reach it
+        if known is not None:
+            raise known from None
         raise CatalogError(f"cannot read {relation[:200]}: {str(e).splitlines()[0]}") from None
     return {str(r[0]): str(r[1]) for r in rows}
 

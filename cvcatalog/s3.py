@@ -11,31 +11,39 @@ from __future__ import annotations
 import enum
 import http.client
 import logging
+import os
 import random
 import re
+import socket
 import threading
 import time
+import urllib.parse
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import botocore.exceptions as bce
+import duckdb
 import urllib3.exceptions
 from botocore import UNSIGNED
 from botocore.config import Config
 
-from cvcatalog.config import DownloadConfig
+from cvcatalog.duckdb_ext import endpoint_url as configured_endpoint
 from cvcatalog.exceptions import (
     ConfigError,
     CredentialsError,
     CvCatalogError,
+    EndpointUnreachableError,
     S3Error,
     credentials_help,
 )
+
+if TYPE_CHECKING:  # only annotations: cvcatalog.quality (imported by config) uses this module
+    from cvcatalog.config import DownloadConfig
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +116,24 @@ CONNECTION_EXCEPTIONS: tuple[type[BaseException], ...] = (
     http.client.RemoteDisconnected,
     ConnectionError,  # builtin: resets, refused, broken pipe
     TimeoutError,
+    socket.gaierror,  # the endpoint's host name does not resolve
 )
+#: Failures to open a connection at all: the endpoint is down, unknown or unreachable, and every
+#: other request would fail the same way.
+CONNECT_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    bce.EndpointConnectionError,
+    bce.ConnectTimeoutError,
+    bce.ProxyConnectionError,
+    urllib3.exceptions.NewConnectionError,  # includes NameResolutionError
+    urllib3.exceptions.ConnectTimeoutError,
+    ConnectionRefusedError,
+    socket.gaierror,
+)
+#: DuckDB httpfs's transport failures: "IO Error: <what> error for HTTP <METHOD> to '<url>'".
+_HTTPFS_FAILURE_RE = re.compile(
+    r"(?:Error: )?(?P<what>[^:']+?) error for HTTP (?P<method>[A-Z]+) to '(?P<url>[^']*)'"
+)
+_HTTPFS_CONNECT_WORDS = ("connect to server", "establish connection", "resolve", "refused")
 
 #: Set on a response whose body could not be parsed (see :func:`_mark_unreadable_body`).
 UNREADABLE_HEADER = "x-cvcatalog-unreadable-body"
@@ -132,6 +157,12 @@ class ErrorInfo:
     status: int | None = None
     throttled: bool = False
     retry_after: float | None = None
+    #: no connection could be made at all (see :data:`CONNECT_EXCEPTIONS`)
+    unreachable: bool = False
+    #: scheme://host[:port]/ of the endpoint the failed request went to, when known
+    endpoint: str | None = None
+    #: why it could not connect, e.g. "connection refused" (set with ``unreachable``)
+    why: str | None = None
 
 
 def _redact(text: str) -> str:
@@ -167,8 +198,132 @@ def classify_error(exc: BaseException) -> ErrorInfo | None:
     if isinstance(exc, bce.ClientError):
         return _classify_client_error(exc)
     if isinstance(exc, CONNECTION_EXCEPTIONS):
-        return ErrorInfo(ErrorKind.RETRYABLE, _redact(f"{type(exc).__name__}: {exc}"))
+        return _classify_connection_error(exc)
+    if isinstance(exc, duckdb.HTTPException) and getattr(exc, "status_code", None):
+        return _classify_httpfs_status(exc)
+    if isinstance(exc, duckdb.IOException) and _HTTPFS_FAILURE_RE.search(str(exc)):
+        return _classify_connection_error(exc)
     return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """exc and what it wraps (botocore's error=, urllib3's reason, causes), outermost first."""
+    out: list[BaseException] = []
+    todo: list[Any] = [exc]
+    while todo and len(out) < 10:
+        e = todo.pop(0)
+        if not isinstance(e, BaseException) or any(e is seen for seen in out):
+            continue
+        out.append(e)
+        kwargs = getattr(e, "kwargs", None)
+        wrapped = kwargs.get("error") if isinstance(kwargs, dict) else None
+        todo += [wrapped, getattr(e, "reason", None), e.__cause__, e.__context__]
+    return out
+
+
+def _endpoint_of(exc: BaseException) -> str | None:
+    """scheme://host[:port]/ of the endpoint a network error is about, else the configured one."""
+    for e in _chain(exc):
+        kwargs = getattr(e, "kwargs", None)
+        url = kwargs.get("endpoint_url") if isinstance(kwargs, dict) else None
+        if url is None and isinstance(e, duckdb.Error):
+            m = _HTTPFS_FAILURE_RE.search(str(e))
+            url = m.group("url") if m else None
+        conn = getattr(e, "conn", None) or getattr(e, "pool", None)  # urllib3's
+        host, port = getattr(conn, "host", None), getattr(conn, "port", None)
+        if url is None and host:
+            scheme = "https" if "HTTPS" in type(conn).__name__ else "http"
+            url = f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
+        if url:
+            parts = urllib.parse.urlsplit(str(url))
+            if parts.scheme and parts.netloc:
+                return f"{parts.scheme}://{parts.netloc}/"
+    configured = configured_endpoint()
+    return configured.rstrip("/") + "/" if configured else None
+
+
+def _connect_failure(exc: BaseException) -> str | None:
+    """Why no connection could be made ("connection refused", ...); None if one was made."""
+    chain = _chain(exc)
+    httpfs = isinstance(exc, duckdb.IOException)
+    text = str(exc).lower()
+    if httpfs and not any(w in text for w in _HTTPFS_CONNECT_WORDS):
+        return None
+    if not httpfs and not isinstance(exc, CONNECT_EXCEPTIONS):
+        return None
+    text = " ".join(str(e).lower() for e in chain)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text:
+        return "connection refused"
+    if any(isinstance(e, socket.gaierror | urllib3.exceptions.NameResolutionError) for e in chain):
+        return "host name not found"
+    if "resolve" in text or "name or service not known" in text or "nodename nor" in text:
+        return "host name not found"
+    if isinstance(exc, bce.ProxyConnectionError):
+        return "the proxy refused or is down"
+    if "no route to host" in text:
+        return "no route to host"
+    if "network is unreachable" in text:
+        return "network unreachable"
+    if "timed out" in text or "timeout" in text:
+        return "timed out connecting"
+    return "could not connect"
+
+
+def _classify_connection_error(exc: BaseException) -> ErrorInfo:
+    endpoint = _endpoint_of(exc)
+    why = _connect_failure(exc)
+    if why is not None:
+        return ErrorInfo(
+            ErrorKind.RETRYABLE,
+            unreachable_message(endpoint, why),
+            "EndpointUnreachable",
+            unreachable=True,
+            endpoint=endpoint,
+            why=why,
+        )
+    where = f"the S3 endpoint {endpoint}" if endpoint else "the S3 endpoint"
+    name = type(exc).__name__
+    if isinstance(exc, bce.ConnectionClosedError):
+        reason = f"{where} closed the connection before answering ({name})"
+        return ErrorInfo(ErrorKind.RETRYABLE, reason, endpoint=endpoint)
+    if isinstance(exc, bce.ReadTimeoutError):
+        return ErrorInfo(
+            ErrorKind.RETRYABLE, f"{where} did not answer in time ({name})", endpoint=endpoint
+        )
+    if isinstance(exc, duckdb.Error):
+        m = _HTTPFS_FAILURE_RE.search(str(exc))
+        what = m.group("what") if m else str(exc).splitlines()[0]
+        return ErrorInfo(
+            ErrorKind.RETRYABLE, f"the connection to {where} failed ({what})", endpoint=endpoint
+        )
+    return ErrorInfo(ErrorKind.RETRYABLE, _redact(f"{name}: {exc}"), endpoint=endpoint)
+
+
+def _classify_httpfs_status(exc: duckdb.HTTPException) -> ErrorInfo:
+    """An HTTP error status DuckDB's httpfs got, classified as S3's own answer would be."""
+    status = int(getattr(exc, "status_code", 0) or 0)
+    headers = getattr(exc, "headers", None) or {}
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    response: Any = {
+        "Error": {"Code": str(status), "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": dict(headers)},
+    }
+    return _classify_client_error(bce.ClientError(response, "httpfs"))
+
+
+def unreachable_message(endpoint: str | None, why: str, attempts: int | None = None) -> str:
+    """The one line for an endpoint no connection could be made to, with what to check."""
+    where = f"the S3 endpoint {endpoint}" if endpoint else "the S3 endpoint"
+    tries = f" after {attempts} attempts" if attempts and attempts > 1 else ""
+    host = urllib.parse.urlsplit(endpoint or "").hostname or ""
+    if endpoint and not host.endswith(".amazonaws.com"):
+        configured = configured_endpoint()
+        named = configured is not None and configured.rstrip("/") + "/" == endpoint
+        var = "AWS_ENDPOINT_URL_S3" if os.environ.get("AWS_ENDPOINT_URL_S3") else "AWS_ENDPOINT_URL"
+        hint = f"is it running? ({var} points there)" if named else "is it running?"
+    else:
+        hint = "check the network connection (and any proxy settings)"
+    return f"cannot reach {where} ({why}{tries}); {hint}"
 
 
 def _classify_client_error(exc: bce.ClientError) -> ErrorInfo:
@@ -243,8 +398,10 @@ def translate_error(
 ) -> CvCatalogError:
     """The one place that turns a boto/network exception into the exception we raise.
 
-    Credentials problems get setup advice; anything else names the operation, the key and the
-    reason (and how many attempts were made) -- never a credential.
+    Credentials problems get setup advice; an endpoint no connection could be made to is an
+    EndpointUnreachableError naming the endpoint, not the request (every request would fail);
+    anything else names the operation, the key and the reason (and how many attempts were
+    made) -- never a credential.
     """
     if isinstance(exc, CvCatalogError):
         return exc
@@ -252,6 +409,10 @@ def translate_error(
         ErrorKind.FATAL, _redact(f"{type(exc).__name__}: {exc}")
     )
     target = f"{operation} {key}".strip()
+
+    def about(text: str) -> str:  # "target: text", or text alone when no request is named
+        return f"{target}: {text}" if target else text
+
     if info.kind is ErrorKind.CREDENTIALS:
         if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
             what = (
@@ -259,15 +420,33 @@ def translate_error(
                 if isinstance(exc, bce.NoCredentialsError)
                 else "the AWS credentials found are incomplete (key id without secret?)"
             )
-            return CredentialsError(credentials_help(f"{target}: {what}"))
+            return CredentialsError(credentials_help(about(what)))
         if isinstance(exc, bce.ClientError):
             who = "an anonymous (unsigned) request" if anonymous else "the request"
-            return CredentialsError(credentials_help(f"S3 refused {who} {target} ({info.reason})"))
+            refused = " ".join(p for p in ("S3 refused", who, target) if p)
+            return CredentialsError(credentials_help(f"{refused} ({info.reason})"))
         return CredentialsError(
-            credentials_help(f"{target}: could not obtain AWS credentials ({info.reason})")
+            credentials_help(about(f"could not obtain AWS credentials ({info.reason})"))
+        )
+    if info.unreachable:  # not about this request: the whole endpoint is out of reach
+        return EndpointUnreachableError(
+            unreachable_message(info.endpoint, info.why or "could not connect", attempts)
         )
     suffix = f" after {attempts} attempts" if attempts and info.kind is ErrorKind.RETRYABLE else ""
-    return S3Error(f"{target}: {info.reason}{suffix}")
+    return S3Error(about(f"{info.reason}{suffix}"))
+
+
+def as_s3_error(exc: BaseException) -> CvCatalogError | None:
+    """An exception from boto, urllib3 or DuckDB's httpfs that did not pass a :class:`Retrier`
+    (a DuckDB query reading S3, the sandbox's uploads), as the error a Retrier would raise;
+    None for anything else (builtin OSErrors may come from anywhere: not guessed at)."""
+    if not isinstance(
+        exc, bce.BotoCoreError | bce.ClientError | urllib3.exceptions.HTTPError | duckdb.Error
+    ):
+        return None
+    if classify_error(exc) is None:
+        return None
+    return translate_error(exc, "", "")
 
 
 def _mark_unreadable_body(response_dict: dict[str, Any] | None = None, **_: Any) -> None:

@@ -25,7 +25,7 @@ from botocore.exceptions import (
 )
 
 from cvcatalog.config import DownloadConfig
-from cvcatalog.exceptions import ConfigError, CredentialsError, S3Error
+from cvcatalog.exceptions import ConfigError, CredentialsError, EndpointUnreachableError, S3Error
 from cvcatalog.s3 import (
     BACKOFF_CAP_SECONDS,
     ErrorKind,
@@ -455,15 +455,18 @@ def test_injected_connection_errors_are_retried(s3_endpoint: str) -> None:
 
 
 def test_unreachable_endpoint_fails_after_all_attempts(s3_endpoint: str) -> None:
-    client = make_client(cfg(endpoint_url=f"http://127.0.0.1:{free_port()}", timeout_seconds=5))
+    endpoint = f"http://127.0.0.1:{free_port()}"  # not the one AWS_ENDPOINT_URL_S3 names
+    client = make_client(cfg(endpoint_url=endpoint, timeout_seconds=5))
     sleep = FakeSleep()
-    with pytest.raises(S3Error) as ei:
+    with pytest.raises(EndpointUnreachableError) as ei:
         _retrier(sleep).call(
             "ListObjectsV2", "wydot/BSM/", lambda: client.list_objects_v2(Bucket=BUCKET)
         )
-    msg = str(ei.value)
-    assert msg.startswith("ListObjectsV2 wydot/BSM/: EndpointConnectionError")
-    assert msg.endswith("after 4 attempts")
+    assert str(ei.value) == (
+        f"cannot reach the S3 endpoint {endpoint}/ (connection refused after 4 attempts); "
+        "is it running?"
+    )
+    assert isinstance(ei.value.__cause__, EndpointConnectionError)
     assert len(sleep.calls) == 3
 
 

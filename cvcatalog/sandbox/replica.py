@@ -30,7 +30,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cvcatalog.exceptions import SandboxError
+from cvcatalog.exceptions import CvCatalogError, SandboxError
+from cvcatalog.s3 import Retrier, classify_error, translate_error
 from cvcatalog.schemas.nycdot import NYCDOT_SCHEMA_VERSION
 from cvcatalog.sources import (
     BINNED_SOURCES,
@@ -1352,8 +1353,10 @@ def seed_replica(
     workers: int = 8,
     processes: int = 0,
     progress: Callable[[int], None] | None = None,
+    retrier: Retrier | None = None,
 ) -> SeedReport:
-    """Generate the replica for folder days start..end (inclusive, UTC) and upload it.
+    """Generate the replica for folder days start..end (inclusive, UTC) and upload it
+    (through ``retrier`` when given: retried and its errors translated as every S3 request is).
 
     Objects are built one hour at a time (on this thread, or in ``processes`` worker processes
     when > 1) and uploaded with put_object by a pool of ``workers`` threads (0 or 1: upload
@@ -1395,10 +1398,22 @@ def seed_replica(
     began = time.perf_counter()
 
     def put(obj: ReplicaObject) -> int:
+        target = f"s3://{bucket}/{obj.key}"
+
+        def send() -> Any:
+            return client.put_object(Bucket=bucket, Key=obj.key, Body=obj.body)
+
         try:
-            client.put_object(Bucket=bucket, Key=obj.key, Body=obj.body)
-        except Exception as exc:  # botocore raises many types; all mean the seed failed
-            raise SandboxError(f"could not upload s3://{bucket}/{obj.key}: {exc}") from exc
+            if retrier is not None:
+                retrier.call("PutObject", target, send)
+            else:
+                send()
+        except CvCatalogError:
+            raise
+        except Exception as exc:
+            if classify_error(exc) is not None:  # S3 or the network: the usual one line
+                raise translate_error(exc, "PutObject", target) from exc
+            raise SandboxError(f"could not upload {target}: {exc}") from exc
         return obj.records
 
     if workers <= 1:

@@ -15,12 +15,19 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from cvcatalog.exceptions import SandboxError
+from pydantic import ValidationError
+
+from cvcatalog.config import DownloadConfig, env_overrides, format_validation_error
+from cvcatalog.duckdb_ext import endpoint_url as configured_endpoint
+from cvcatalog.exceptions import ConfigError, S3Error, SandboxError
+from cvcatalog.s3 import Retrier, classify_error, make_client
 
 DEFAULT_PORT = 5055
 HOST = "127.0.0.1"
@@ -90,14 +97,26 @@ def sandbox_env(endpoint_url: str) -> dict[str, str]:
     }
 
 
+#: What `sandbox serve` needs beyond cvcatalog's own dependencies (the `sandbox` extra).
+SANDBOX_MODULES = ("moto", "flask", "flask_cors")
+INSTALL_HINT = "pip install 'cvcatalog[sandbox]'"
+
+
+def check_sandbox_installed() -> None:
+    """SandboxError naming the extra to install when moto's server cannot be run here."""
+    missing = [m for m in SANDBOX_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SandboxError(
+            f"the local sandbox needs moto's server ({', '.join(missing)} not installed): "
+            f"{INSTALL_HINT}"
+        )
+
+
 def start_server(
     port: int = 0, log_file: Path | None = None, timeout: float = 30.0
 ) -> SandboxServer:
     """Start moto_server on 127.0.0.1:port (0 picks a free port) and wait until it answers."""
-    if importlib.util.find_spec("moto") is None:
-        raise SandboxError(
-            "the local sandbox needs moto: pip install 'cvcatalog[sandbox]' (or 'make install')"
-        )
+    check_sandbox_installed()
     port = port or free_port()
     if _port_open(port):
         raise SandboxError(f"port {port} on {HOST} is already in use; choose another with --port")
@@ -136,3 +155,50 @@ def stop_detached(path: Path) -> bool:
         os.killpg(int(state["pid"]), signal.SIGTERM)
         return True
     return False
+
+
+# -- a client for the local endpoint -------------------------------------------------------------
+def sandbox_client(purpose: str) -> tuple[Any, DownloadConfig]:
+    """An S3 client for the endpoint AWS_ENDPOINT_URL_S3 names, made as every other one is
+    (:func:`cvcatalog.s3.make_client`, `download:` settings from CVCATALOG_DOWNLOAD__*), and
+    its settings for a :class:`~cvcatalog.s3.Retrier`. Never real AWS: without a local endpoint
+    this is a SandboxError that ends with ``purpose``."""
+    endpoint = configured_endpoint()
+    if not endpoint:
+        raise SandboxError(
+            f"no local endpoint: set AWS_ENDPOINT_URL_S3 (see `cvcatalog sandbox serve`); {purpose}"
+        )
+    settings = {**env_overrides().get("download", {}), "endpoint_url": endpoint}
+    try:
+        cfg = DownloadConfig.model_validate(settings)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, "CVCATALOG_DOWNLOAD__*")) from None
+    return make_client(cfg), cfg
+
+
+def create_bucket(client: Any, cfg: DownloadConfig, bucket: str) -> None:
+    """Create bucket (one that exists already is fine). The first request of a seed or upload,
+    retried like any other: an endpoint that is not running shows here, in one line."""
+    try:
+        Retrier.from_config(cfg).call(
+            "CreateBucket", f"s3://{bucket}", lambda: client.create_bucket(Bucket=bucket)
+        )
+    except S3Error as e:
+        info = classify_error(e.__cause__) if e.__cause__ is not None else None
+        if info is None or info.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+
+
+def upload_file(path: Path, url: str) -> str:
+    """Upload path to s3://bucket/key on the local endpoint (the bucket is created if needed);
+    returns the endpoint's URL."""
+    target = urllib.parse.urlparse(url)
+    if target.scheme != "s3" or not target.netloc or not target.path.strip("/"):
+        raise ConfigError(f"--to must be s3://bucket/key, got {url!r}")
+    client, cfg = sandbox_client("the sandbox never writes to real AWS")
+    create_bucket(client, cfg, target.netloc)
+    key = target.path.lstrip("/")
+    Retrier.from_config(cfg).call(
+        "upload", url, lambda: client.upload_file(str(path), target.netloc, key)
+    )
+    return str(cfg.endpoint_url)
