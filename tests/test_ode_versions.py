@@ -163,12 +163,12 @@ def test_bsm_v7_v8_metadata_and_core(con: duckdb.DuckDBPyConnection, tmp_path: P
 
 
 @pytest.mark.parametrize(
-    ("version", "tr_ssp", "vehalert_ssp", "event_ssp", "trailer_weight", "unit"),
+    ("version", "tr_ssp", "vehalert_ssp", "event_ssp", "trailer_weight", "unit", "pivot"),
     [
         # v7 (J2735 2020): trailers.sspRights, vehicleAlerts.sspRights, vehicleData.trailerWeight
-        (7, 3, 1, 2, 18000.0, {"length": 1370, "mass": 32000, "height": 4.1}),
+        (7, 3, 1, 2, 18000.0, {"length": 1370, "mass": 32000, "height": 4.1}, 0.5),
         # v8 (J2735 2024): the same fields renamed doNotUse
-        (8, 0, 1, 2, 5000.0, {"length": 600, "mass": 64000, "height": 2.0}),
+        (8, 0, 1, 2, 5000.0, {"length": 600, "mass": 64000, "height": 2.0}, 1.0),
     ],
 )
 def test_bsm_socrata_trailers_and_alerts(
@@ -180,6 +180,7 @@ def test_bsm_socrata_trailers_and_alerts(
     event_ssp: int,
     trailer_weight: float,
     unit: dict[str, Any],
+    pivot: float,
 ) -> None:
     result, _ = convert(con, BSM, tmp_path, [fixture(f"wydot-bsm-schemaVersion{version}")])
     [s] = socrata(con, BSM, result)
@@ -189,7 +190,7 @@ def test_bsm_socrata_trailers_and_alerts(
     assert json.loads(s["part2_spve_vehalert_event_events"])["peEmergencyResponse"] is True
     [got] = json.loads(s["part2_spve_tr_units"])
     assert {k: got[k] for k in unit} == unit
-    assert json.loads(s["part2_spve_tr_conn"])["pivotOffset"] in (0.5, 1.0)
+    assert json.loads(s["part2_spve_tr_conn"])["pivotOffset"] == pivot
     assert s["part2_suve_vd_trailerweight"] == trailer_weight
     assert (s["part2_vse_pp_radiusofcurve"], s["part2_vse_pp_confidence"]) == (250.5, 70.0)
 
@@ -564,6 +565,9 @@ def test_report_validation_counts_unknown_versions(
     got = {(x["kind"], x["rule"]): x["count"] for x in json.loads(r.output)}
     # rows: two TravelerDataFrames per record
     assert got == {("warning", "unknown_schema_version_9"): 4, ("warning", "unknown_schema_version_10"): 2}
+    r = runner.invoke(app, ["report", "validation", "--catalog", str(catalog_dir)])
+    assert r.exit_code == 0 and "0 quarantined" in r.output
+    assert "rows of unknown schema versions (parsed, kept): v9: 4, v10: 2" in r.output
     r = runner.invoke(app, ["query", "select schema_version, count(*) as n from wydot_tim group by 1 order by 1",
                             "--catalog", str(catalog_dir), "--format", "json"])  # fmt: skip
     assert json.loads(r.output) == [
