@@ -738,6 +738,28 @@ def report_validation(
     if fmt is Format.table:
         total = sum(r["count"] for r in rows if r["kind"] == "quarantine")
         print(f"{total} quarantined" + (f" in run {rows[0]['run_id']}" if rows else " (no report)"))
+        unknown = unknown_version_rows(rows)
+        if unknown:
+            print(
+                "rows of unknown schema versions (parsed, kept): "
+                + ", ".join(f"v{v}: {n}" for v, n in unknown.items())
+            )
+
+
+#: the row warning of a record whose metadata.schemaVersion the schema does not know
+UNKNOWN_VERSION_RULE = "unknown_schema_version_"
+
+
+def unknown_version_rows(rows: list[dict[str, Any]]) -> dict[int, int]:
+    """Rows per unknown schema version, from `report validation` rows (version order)."""
+    out: dict[int, int] = {}
+    for r in rows:
+        rule = str(r["rule"])
+        if r["kind"] == "warning" and rule.startswith(UNKNOWN_VERSION_RULE):
+            tail = rule[len(UNKNOWN_VERSION_RULE) :]
+            if tail.lstrip("-").isdigit():
+                out[int(tail)] = out.get(int(tail), 0) + int(r["count"])
+    return dict(sorted(out.items()))
 
 
 @report_app.command("runs")

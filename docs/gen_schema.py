@@ -7,6 +7,33 @@ from pathlib import Path
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.views import union_views
 
+#: What the versions of each (source, type) look like, for the table above.
+VERSION_NOTES: dict[tuple[str, str], str] = {
+    ("wydot", "BSM"): (
+        "ODE output (usdot-jpo-ode/jpo-ode): 1 `generatedAt`/`receivedAt`; 2 (Sept. 2017) "
+        "`generatedAt`/`generatedBy`/`odeReceivedAt`; 3 (Oct. 2017) `recordGeneratedAt`/"
+        "`recordGeneratedBy`; 4 (Jan. 2018) `securityResultCode` replaces `validSignature`; "
+        "5 (May 2018) `receivedMessageDetails` on every record; 6 (Sept. 2018); 7 (2024) adds "
+        "`asn1`, `odePacketID`, `maxDurationTime`, `originIp`; 8 (Dec. 2024, J2735 2024) renames "
+        "deprecated partII fields `doNotUse*` (trailers, sspRights, trailerWeight, ...), read "
+        "under their old socrata names. coreData is the same in every version; an empty "
+        "`recordGeneratedAt` (v8, UDP) counts as missing"
+    ),
+    ("wydot", "TIM"): (
+        "metadata as for BSM. TravelerInformation in `payload.data.MessageFrame.value` (1-7), "
+        "in an SDX `AdvisorySituationData` envelope (6), or `payload.data` itself without a "
+        "MessageFrame (TMC-generated TIMs of 2020 on, dataType `...travelerinformation."
+        "TravelerInformation`, and every 8). 7 (J2735 2020) writes values as strings and names "
+        "the SSP indexes `notUsed`..`notUsed3`, 8 (J2735 2024) `doNotUse1`..`doNotUse4` and "
+        "HeadingSlices as 16 booleans: all read into the same columns; `metadata.request.sdw` "
+        "(record id, ttl, service region) on every row"
+    ),
+    ("thea", "BSM"): "THEA's own record layout, raw J2735 strings",
+    ("thea", "SPAT"): "THEA's own record layout, raw J2735 strings",
+    ("thea", "TIM"): "THEA's own record layout, raw J2735 strings",
+    ("nycdot", "EVENT"): "the NYCDOT event format (one published version)",
+}
+
 
 def main() -> None:
     out = [
@@ -22,6 +49,25 @@ def main() -> None:
         "its data dictionaries and sentinels become NULL. `invalid_reason` is NULL for valid rows "
         "(rows with a reason appear only when `validation.drop_invalid_records` is false); "
         "`warnings` lists out-of-range values that were kept.",
+        "",
+        "## Supported schema versions",
+        "",
+        "`metadata.schemaVersion` values each (source, type) is written against. A record of "
+        "another version is parsed for the fields that are known, never quarantined only "
+        "because its version is new, and noted by `cvcatalog ingest`; WYDOT rows of another "
+        "version also carry the warning `unknown_schema_version_<n>`, which `cvcatalog report "
+        "validation` counts per version (kind `warning`). `wydot_backup` is the same feed as "
+        "`wydot`.",
+        "",
+        "| source | type | versions | shapes |",
+        "|---|---|---|---|",
+    ]
+    for (source, mt), s in sorted(SCHEMAS.items()):
+        if source == "wydot_backup":
+            continue
+        versions = ", ".join(str(v) for v in sorted(s.known_versions))
+        out.append(f"| {source} | {mt} | {versions} | {VERSION_NOTES.get((source, mt), '')} |")
+    out += [
         "",
         "## Union views",
         "",

@@ -480,12 +480,13 @@ def test_unknown_schema_version_is_parsed_and_reported(
     con: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
     rec = sample(6)
-    rec["metadata"]["schemaVersion"] = 7
+    rec["metadata"]["schemaVersion"] = 9  # 1-8 are the ODE's published versions
     rec["metadata"]["someNewField"] = {"x": 1}
     src = ndjson(tmp_path / "raw" / "obj", [json.dumps(rec), json.dumps(sample(6))])
     result = convert(con, [RawFile(src, "k")], tmp_path / "out")
-    assert result.rows == 2
-    assert result.schema_versions == [6, 7] and result.unknown_versions == [7]
+    assert result.rows == 2 and result.quarantined == 0
+    assert result.schema_versions == [6, 9] and result.unknown_versions == [9]
+    assert result.warnings == {"unknown_schema_version_9": 1}
 
 
 def test_lines_duckdb_cannot_read_but_python_can(

@@ -71,6 +71,9 @@ class MessageSchema:
     canonical_columns: list[tuple[str, str]]
     #: (name, DuckDB type) of the socrata view, in order, including source and date.
     socrata_columns: list[tuple[str, str]]
+    #: metadata.schemaVersion values this schema was written against (docs/schema.md lists them);
+    #: rows of any other version are parsed for the fields that are known, never quarantined
+    #: for their version
     known_versions: frozenset[int]
     #: file names under sql/transforms/ and sql/views/
     transform_sql: str
@@ -122,7 +125,8 @@ class MessageSchema:
 
         relation is a FROM item (table name or parenthesised query) with the read_columns and
         source_key. extra_columns are "<expr> AS <name>" items appended after the canonical
-        columns; they may refer to metadata and payload via the alias b.
+        columns; they may refer to metadata and payload via the alias b. A template may use
+        `{known_versions}` (known_versions as a list literal) to flag rows of other versions.
         """
         extra = "".join(f", {c}" for c in extra_columns)
         return render_sql(
@@ -130,7 +134,12 @@ class MessageSchema:
             relation=relation,
             validate="TRUE" if validate else "FALSE",
             extra_columns=extra,
+            known_versions=self.known_versions_sql(),
         )
+
+    def known_versions_sql(self) -> str:
+        """The known schema versions as a DuckDB INTEGER list literal (for `{known_versions}`)."""
+        return "[" + ", ".join(str(int(v)) for v in sorted(self.known_versions)) + "]::INTEGER[]"
 
     def socrata_select_sql(self, relation: str) -> str:
         """The socrata SELECT over a relation with the canonical columns plus source and date."""

@@ -1,8 +1,23 @@
-"""WYDOT (and wydot_backup) Basic Safety Messages: ODE output, schemaVersion 1, 3, 5 and 6."""
+"""WYDOT (and wydot_backup) Basic Safety Messages: ODE output, schemaVersion 1 to 8.
+
+The ODE (usdot-jpo-ode/jpo-ode) numbers its output layout in metadata.schemaVersion:
+1 (2017, generatedAt / receivedAt), 2 (Sept. 2017, generatedAt / generatedBy / odeReceivedAt),
+3 (Oct. 2017, recordGeneratedAt / recordGeneratedBy), 4 (Jan. 2018, securityResultCode instead of
+validSignature), 5 (May 2018, receivedMessageDetails on every record), 6 (Sept. 2018), 7 (Aug. 2024,
+metadata.asn1, originIp, odePacketID, maxDurationTime) and 8 (Dec. 2024, J2735 2024). coreData
+has the same fields in all of them; partII elements are {"id": <extension>, "value": {..}}, and
+J2735 2024 renamed deprecated partII fields `doNotUse*` (SpecialVehicleExtensions.trailers ->
+doNotUse, VehicleData.trailerWeight -> doNotUse, ...): the socrata view reads either name.
+`WYDOT_VERSIONS` is the set every WYDOT schema knows; another version is parsed for the fields
+that are known and flagged (warning unknown_schema_version_<n>), never quarantined for it.
+"""
 
 from __future__ import annotations
 
 from cvcatalog.schemas.base import BSM_SHARED_COLUMNS, MessageSchema, struct_type
+
+#: Every ODE output schemaVersion (jpo-ode OdeMsgMetadata, 2017-2024).
+WYDOT_VERSIONS: frozenset[int] = frozenset(range(1, 9))
 
 _WYDOT_BSM_METADATA = {
     # schemaVersion 3+ (ODE); v1 used generatedAt/receivedAt instead of the record*/ode* names
@@ -206,6 +221,7 @@ def wydot_schema(
     read_columns: dict[str, str],
     columns: list[tuple[str, str]],
     socrata_columns: list[tuple[str, str]],
+    canonical_version: int = 1,
 ) -> MessageSchema:
     """A WYDOT-family schema (ODE output); wydot_backup is the same feed, kept apart."""
     name = f"{source}_{message_type.lower()}"
@@ -213,12 +229,12 @@ def wydot_schema(
     return MessageSchema(
         source=source,
         message_type=message_type,
-        canonical_version=1,
+        canonical_version=canonical_version,
         read_columns=read_columns,
         required_top_level=("metadata", "payload"),
         canonical_columns=columns,
         socrata_columns=socrata_columns,
-        known_versions=frozenset({1, 3, 4, 5, 6}),
+        known_versions=WYDOT_VERSIONS,
         transform_sql=f"{sql}.sql",
         view_template=f"{sql}.sql",
         socrata_view_template=f"{sql}_socrata.sql",

@@ -1,4 +1,4 @@
-"""WYDOT (and wydot_backup) Traveler Information Messages: ODE output, schemaVersion 1, 3, 5 and 6.
+"""WYDOT (and wydot_backup) Traveler Information Messages: ODE output, schemaVersion 1 to 8.
 
 Grain: one canonical row per TravelerDataFrame. A TIM is an envelope (msgCnt, packetID,
 timeStamp) around one or more frames, each an advisory with its own content (ITIS codes, text),
@@ -17,6 +17,18 @@ Raw shapes vary a lot (single-element arrays arriving as objects, dataFrames as 
 nested dict, regions as a list or `{"GeographicalPath": ...}`, enums as `{"false": ""}`), so both
 top-level objects are read as JSON and every field is taken with DuckDB's json functions, never
 through a fixed STRUCT that one odd record would turn into an unreadable line.
+
+Where the TravelerInformation sits: inside payload.data.MessageFrame.value (RSU broadcasts and
+received TIMs, v3-v7), inside an AdvisorySituationData envelope (SDX deposits, v6), or as
+payload.data itself, without a MessageFrame: the TIMs the traffic management centre generates
+(recordGeneratedBy TMC, dataType ...travelerinformation.TravelerInformation, 2020 on) and every
+v8 TIM (J2735 2024). J2735 2020 (v7) and 2024 (v8) renamed the SSP indexes (notUsed*,
+doNotUse1-4), v8 writes HeadingSlices as 16 booleans and plain enum values; all of them land in
+the same columns. The SDX deposit request (metadata.request.sdw: record id, time to live,
+service region) is flattened on every row.
+
+canonical_version 2 added ode_packet_id, ode_tim_start_at, max_duration_min and the sdw_*
+columns (the views read partitions of the current version only, so older ones are re-converted).
 """
 
 from __future__ import annotations
@@ -103,10 +115,22 @@ WYDOT_TIM_COLUMNS: list[tuple[str, str]] = [
     ("rmd_heading_deg", "DOUBLE"),
     ("rx_source", "VARCHAR"),
     ("data_type", "VARCHAR"),
-    ("tim_container", "VARCHAR"),  # first key of payload.data: MessageFrame | AdvisorySituationData
+    # first key of payload.data (MessageFrame | AdvisorySituationData), or TravelerInformation
+    # when payload.data is the TIM itself
+    ("tim_container", "VARCHAR"),
     ("request", "JSON"),  # metadata.request verbatim (ode, sdw, rsus, snmp)
     ("rsus", "JSON"),  # metadata.request.rsus as an array of RSU objects
     ("advisory_situation", "JSON"),  # the AdvisorySituationData envelope, without the TIM itself
+    # -- the TMC's deposit request (canonical v2) -----------------------------------------------
+    ("ode_packet_id", "VARCHAR"),  # metadata.odePacketID
+    ("ode_tim_start_at", "TIMESTAMPTZ"),  # metadata.odeTimStartDateTime
+    ("max_duration_min", "INTEGER"),  # metadata.maxDurationTime, minutes
+    ("sdw_record_id", "VARCHAR"),  # request.sdw.recordId, or the SDX envelope's recordID
+    ("sdw_ttl", "VARCHAR"),  # request.sdw.ttl: oneminute .. oneyear
+    ("sdw_nw_latitude", "DOUBLE"),  # service region corners, degrees (request.sdw.serviceRegion,
+    ("sdw_nw_longitude", "DOUBLE"),  # or the envelope's serviceRegion in 1e-7 degree, divided out)
+    ("sdw_se_latitude", "DOUBLE"),
+    ("sdw_se_longitude", "DOUBLE"),
     ("record_hash", "VARCHAR"),  # md5 of the record's JSON: groups frame rows back into records
     ("source_key", "VARCHAR"),
     ("invalid_reason", "VARCHAR"),
@@ -193,6 +217,13 @@ WYDOT_TIM_SOCRATA_COLUMNS: list[tuple[str, str]] = [
 def schemas() -> list[MessageSchema]:
     """wydot_backup is the same feed as wydot, kept apart (never mixed)."""
     return [
-        wydot_schema(s, "TIM", WYDOT_TIM_READ_COLUMNS, WYDOT_TIM_COLUMNS, WYDOT_TIM_SOCRATA_COLUMNS)
+        wydot_schema(
+            s,
+            "TIM",
+            WYDOT_TIM_READ_COLUMNS,
+            WYDOT_TIM_COLUMNS,
+            WYDOT_TIM_SOCRATA_COLUMNS,
+            canonical_version=2,
+        )
         for s in ("wydot", "wydot_backup")
     ]

@@ -1,10 +1,14 @@
--- Canonical rows of WYDOT BSM records (ODE output, metadata.schemaVersion 1 and 3-6).
+-- Canonical rows of WYDOT BSM records (ODE output, metadata.schemaVersion 1-8; coreData has the
+-- same fields in every version, partII stays JSON).
 --
 -- Placeholders, filled by cvcatalog.schemas.MessageSchema.canonical_select_sql:
 --   {relation}       a FROM item with columns metadata, payload (typed by the schema's
 --                    read_columns) and source_key (the S3 key the record came from)
 --   {validate}       TRUE or FALSE; FALSE applies only the 'malformed JSON' rule
 --   {extra_columns}  empty, or ", <expr> AS <name>, ..." appended to the select list
+--   {known_versions} the schema's known metadata.schemaVersion values as a list literal; a row of
+--                    any other version is parsed the same way and gets the warning
+--                    unknown_schema_version_<n> (counted per version by `report validation`)
 --
 -- The session TimeZone must be UTC while this runs: WYDOT writes UTC, and a timestamp without
 -- an offset is read in the session zone. The ODE already publishes SI units (degrees, metres,
@@ -88,6 +92,8 @@ SELECT
             || CASE WHEN b.heading_deg < 0 OR b.heading_deg >= 360 THEN ['heading_out_of_range'] ELSE [] END
             || CASE WHEN b.elevation_m NOT BETWEEN -409.6 AND 6143.9 THEN ['elevation_out_of_range'] ELSE [] END
             || CASE WHEN b._received_text IS NOT NULL AND b.received_at IS NULL THEN ['received_at_unparseable'] ELSE [] END
+            || CASE WHEN NOT list_contains({known_versions}, b.schema_version)
+                    THEN ['unknown_schema_version_' || b.schema_version] ELSE [] END
         )::VARCHAR[]
     END AS warnings
     {extra_columns}
@@ -96,8 +102,9 @@ FROM (
         r.*,  -- metadata, payload, source_key and any pass-through columns
         r.metadata IS NULL AS _no_metadata,
         r.payload IS NULL AS _no_payload,
-        coalesce(r.metadata.recordGeneratedAt, r.metadata.generatedAt) AS _generated_text,
-        coalesce(r.metadata.odeReceivedAt, r.metadata.receivedAt) AS _received_text,
+        -- an empty string (v8 records received over UDP) is no time
+        coalesce(nullif(r.metadata.recordGeneratedAt, ''), nullif(r.metadata.generatedAt, '')) AS _generated_text,
+        coalesce(nullif(r.metadata.odeReceivedAt, ''), nullif(r.metadata.receivedAt, '')) AS _received_text,
         -- '2017-12-05T16:33:58Z[UTC]' (schemaVersion <= 5) -> drop the bracketed zone name.
         -- The ODE (Java's ZonedDateTime.toString) omits zero seconds: '2017-12-05T16:33Z[UTC]'
         -- means 16:33:00, so the fallback inserts ':00' before the zone.

@@ -1,5 +1,5 @@
--- Canonical rows of WYDOT TIM records (ODE output, metadata.schemaVersion 1 and 3-6):
--- one row per TravelerDataFrame, and one row for a TIM without any frame.
+-- Canonical rows of WYDOT TIM records (ODE output, metadata.schemaVersion 1-8): one row per
+-- TravelerDataFrame, and one row for a TIM without any frame.
 --
 -- Placeholders, filled by cvcatalog.schemas.MessageSchema.canonical_select_sql:
 --   {relation}       a FROM item with columns metadata, payload (both JSON, the schema's
@@ -7,21 +7,34 @@
 --   {validate}       TRUE or FALSE; FALSE applies only the 'malformed JSON' rule
 --   {extra_columns}  empty, or ", <expr> AS <name>, ..." appended to the select list; they may
 --                    use b.metadata and b.payload (the raw record, the same on each frame row)
+--   {known_versions} the schema's known metadata.schemaVersion values as a list literal; a row of
+--                    any other version is parsed the same way and gets the warning
+--                    unknown_schema_version_<n> (counted per version by `report validation`)
 --
 -- The session TimeZone must be UTC while this runs (a timestamp without an offset is UTC).
 -- Column order and types must match the schema's canonical_columns; a change here needs a
 -- canonical_version bump.
 --
 -- Shapes, all seen in real data, and how each is read (json functions only, no fixed STRUCT):
---   TravelerInformation  payload.data.MessageFrame.value (RSU broadcasts, v3/v5/v6) or inside
+--   TravelerInformation  payload.data.MessageFrame.value (RSU broadcasts, v3-v7) or inside
 --                        payload.data.AdvisorySituationData...unsecuredData.MessageFrame.value
---                        (SDX deposits, v6): found with '$..TravelerInformation' wherever it is
+--                        (SDX deposits, v6): found with '$..TravelerInformation' wherever it is;
+--                        or payload.data itself, without a MessageFrame (TMC broadcasts of 2020
+--                        on, dataType ...travelerinformation.TravelerInformation, and every v8 TIM)
 --   dataFrames           [{"TravelerDataFrame": {..}}, ..] | {"TravelerDataFrame": {..} | [..]}
 --                        | {"dataFrames": {"TravelerDataFrame": ..}} | [{..frame..}, ..]
 --   regions              {"GeographicalPath": {..} | [..]} | [{"GeographicalPath": ..}, ..] | [..]
 --   SEQUENCE, NodeXY,    an array, or the single element itself when there is only one
 --   rsus, ...
 --   enums                {"advisory": ""}, {"false": ""} (the key is the value), or a plain value
+--   HeadingSlice         a bit string "0001..", the same bits as a JSON number (leading zeros lost:
+--                        padded back to 16), or (v8) an object of 16 booleans
+--                        {"from000-0to022-5degrees": true, ..}: all become the 16-character string,
+--                        first character = from000-0to022-5degrees
+--   SSP indexes          sspTimRights, sspLocationRights, sspMsgRights1, sspMsgRights2 (J2735 2016);
+--                        renamed notUsed, notUsed1, notUsed2, notUsed3 (2020, v7) and doNotUse1-4
+--                        (2024, v8) at the same places: read from whichever is present
+--   description.path     an OffsetSystem, or (v7) a one-element array of it
 -- Invalid records are judged on the record, so every row of one record carries the same
 -- invalid_reason; the conversion quarantines only the row with frame_index 0 or NULL, i.e. one
 -- entry per record (see cvcatalog.transform.FANOUT_COLUMN).
@@ -98,6 +111,15 @@ SELECT
     b.request,
     b.rsus,
     b.advisory_situation,
+    b.ode_packet_id,
+    b.ode_tim_start_at,
+    b.max_duration_min,
+    b.sdw_record_id,
+    b.sdw_ttl,
+    b.sdw_nw_latitude,
+    b.sdw_nw_longitude,
+    b.sdw_se_latitude,
+    b.sdw_se_longitude,
     b.record_hash,
     b.source_key,
     -- One CASE, first match wins. Both top-level columns NULL is how read_json(ignore_errors)
@@ -128,6 +150,8 @@ SELECT
             || CASE WHEN b.duration_min NOT BETWEEN 0 AND 32000 THEN ['duration_out_of_range'] ELSE [] END
             || CASE WHEN b.priority NOT BETWEEN 0 AND 7 THEN ['priority_out_of_range'] ELSE [] END
             || CASE WHEN b._received_text IS NOT NULL AND b.received_at IS NULL THEN ['received_at_unparseable'] ELSE [] END
+            || CASE WHEN NOT list_contains({known_versions}, b.schema_version)
+                    THEN ['unknown_schema_version_' || b.schema_version] ELSE [] END
         )::VARCHAR[]
     END AS warnings
     {extra_columns}
@@ -152,16 +176,25 @@ FROM (
             WHEN 'NULL' THEN NULL
             ELSE try_cast(json_extract_string(g._region, '$.closedPath') AS BOOLEAN)
         END AS closed_path,
-        -- the region's HeadingSlice; an oldRegion or geometry description may carry its own
-        coalesce(
-            json_extract_string(g._region, '$.direction'),
-            json_extract_string(g._region, '$.description.oldRegion.direction'),
-            json_extract_string(g._region, '$.description.geometry.direction')
-        ) AS direction,
+        CASE json_type(g._direction)
+            WHEN 'OBJECT' THEN array_to_string(list_transform(
+                ['from000-0to022-5degrees', 'from022-5to045-0degrees', 'from045-0to067-5degrees', 'from067-5to090-0degrees',
+                 'from090-0to112-5degrees', 'from112-5to135-0degrees', 'from135-0to157-5degrees', 'from157-5to180-0degrees',
+                 'from180-0to202-5degrees', 'from202-5to225-0degrees', 'from225-0to247-5degrees', 'from247-5to270-0degrees',
+                 'from270-0to292-5degrees', 'from292-5to315-0degrees', 'from315-0to337-5degrees', 'from337-5to360-0degrees'],
+                lambda k: CASE WHEN json_extract_string(g._direction, '$."' || k || '"') = 'true' THEN '1' ELSE '0' END
+            ), '')
+            WHEN 'UBIGINT' THEN lpad(json_extract_string(g._direction, '$'), 16, '0')
+            WHEN 'BIGINT' THEN lpad(json_extract_string(g._direction, '$'), 16, '0')
+            ELSE json_extract_string(g._direction, '$')
+        END AS direction,
         CASE WHEN json_type(json_extract(g._region, '$.description')) = 'OBJECT'
             THEN json_keys(json_extract(g._region, '$.description'))[1]
         END AS description_type,
-        try_cast(json_extract_string(g._region, '$.description.path.scale') AS INTEGER) AS path_scale,
+        try_cast(coalesce(
+            json_extract_string(g._region, '$.description.path.scale'),
+            json_extract_string(g._region, '$.description.path[0].scale')
+        ) AS INTEGER) AS path_scale,
         CASE
             WHEN json_type(g._nodes) = 'ARRAY' THEN g._nodes
             WHEN json_type(g._nodes) = 'OBJECT' THEN to_json([g._nodes])
@@ -169,6 +202,13 @@ FROM (
     FROM (
         SELECT
             f.*,
+            -- the region's HeadingSlice; an oldRegion or geometry description may carry its own
+            coalesce(
+                json_extract(f._region, '$.direction'),
+                json_extract(f._region, '$.description.oldRegion.direction'),
+                json_extract(f._region, '$.description.geometry.direction'),
+                json_extract(f._region, '$.description.geometry[0].direction')
+            ) AS _direction,
             -- an anchor belongs to a GeographicalPath; oldRegion point sets (v3) carry their own
             coalesce(
                 json_extract(f._region, '$.anchor'),
@@ -235,17 +275,44 @@ FROM (
                 try_cast(json_extract_string(u._slot.f, '$.msgId.roadSignID.position.lat') AS DOUBLE) / 1e7 AS sign_latitude,
                 try_cast(json_extract_string(u._slot.f, '$.msgId.roadSignID.position.long') AS DOUBLE) / 1e7 AS sign_longitude,
                 try_cast(json_extract_string(u._slot.f, '$.msgId.roadSignID.position.elevation') AS DOUBLE) / 10 AS sign_elevation_m,
-                json_extract_string(u._slot.f, '$.msgId.roadSignID.viewAngle') AS sign_view_angle,
+                CASE json_type(json_extract(u._slot.f, '$.msgId.roadSignID.viewAngle'))
+                    WHEN 'OBJECT' THEN array_to_string(list_transform(
+                        ['from000-0to022-5degrees', 'from022-5to045-0degrees', 'from045-0to067-5degrees', 'from067-5to090-0degrees',
+                         'from090-0to112-5degrees', 'from112-5to135-0degrees', 'from135-0to157-5degrees', 'from157-5to180-0degrees',
+                         'from180-0to202-5degrees', 'from202-5to225-0degrees', 'from225-0to247-5degrees', 'from247-5to270-0degrees',
+                         'from270-0to292-5degrees', 'from292-5to315-0degrees', 'from315-0to337-5degrees', 'from337-5to360-0degrees'],
+                        lambda k: CASE WHEN json_extract_string(json_extract(u._slot.f, '$.msgId.roadSignID.viewAngle'), '$."' || k || '"') = 'true' THEN '1' ELSE '0' END
+                    ), '')
+                    WHEN 'UBIGINT' THEN lpad(json_extract_string(json_extract(u._slot.f, '$.msgId.roadSignID.viewAngle'), '$'), 16, '0')
+                    WHEN 'BIGINT' THEN lpad(json_extract_string(json_extract(u._slot.f, '$.msgId.roadSignID.viewAngle'), '$'), 16, '0')
+                    ELSE json_extract_string(json_extract(u._slot.f, '$.msgId.roadSignID.viewAngle'), '$')
+                END AS sign_view_angle,
                 CASE json_type(json_extract(u._slot.f, '$.msgId.roadSignID.mutcdCode'))
                     WHEN 'OBJECT' THEN json_keys(json_extract(u._slot.f, '$.msgId.roadSignID.mutcdCode'))[1]
                     WHEN 'NULL' THEN NULL
                     ELSE json_extract_string(u._slot.f, '$.msgId.roadSignID.mutcdCode')
                 END AS sign_mutcd_code,
                 json_extract_string(u._slot.f, '$.msgId.roadSignID.crc') AS sign_crc,
-                try_cast(json_extract_string(u._slot.f, '$.sspTimRights') AS INTEGER) AS ssp_tim_rights,
-                try_cast(json_extract_string(u._slot.f, '$.sspLocationRights') AS INTEGER) AS ssp_location_rights,
-                try_cast(json_extract_string(u._slot.f, '$.sspMsgRights1') AS INTEGER) AS ssp_msg_rights1,
-                try_cast(json_extract_string(u._slot.f, '$.sspMsgRights2') AS INTEGER) AS ssp_msg_rights2,
+                try_cast(coalesce(
+                    json_extract_string(u._slot.f, '$.sspTimRights'),
+                    json_extract_string(u._slot.f, '$.notUsed'),
+                    json_extract_string(u._slot.f, '$.doNotUse1')
+                ) AS INTEGER) AS ssp_tim_rights,
+                try_cast(coalesce(
+                    json_extract_string(u._slot.f, '$.sspLocationRights'),
+                    json_extract_string(u._slot.f, '$.notUsed1'),
+                    json_extract_string(u._slot.f, '$.doNotUse2')
+                ) AS INTEGER) AS ssp_location_rights,
+                try_cast(coalesce(
+                    json_extract_string(u._slot.f, '$.sspMsgRights1'),
+                    json_extract_string(u._slot.f, '$.notUsed2'),
+                    json_extract_string(u._slot.f, '$.doNotUse3')
+                ) AS INTEGER) AS ssp_msg_rights1,
+                try_cast(coalesce(
+                    json_extract_string(u._slot.f, '$.sspMsgRights2'),
+                    json_extract_string(u._slot.f, '$.notUsed3'),
+                    json_extract_string(u._slot.f, '$.doNotUse4')
+                ) AS INTEGER) AS ssp_msg_rights2,
                 json_extract_string(u._slot.f, '$.url') AS url,
                 len(u._region_list)::INTEGER AS region_count,
                 u._region_list[1] AS _region,
@@ -253,6 +320,8 @@ FROM (
                 coalesce(
                     json_extract(u._region_list[1], '$.description.path.offset.xy.nodes'),
                     json_extract(u._region_list[1], '$.description.path.offset.ll.nodes'),
+                    json_extract(u._region_list[1], '$.description.path[0].offset.xy.nodes'),
+                    json_extract(u._region_list[1], '$.description.path[0].offset.ll.nodes'),
                     json_extract(u._region_list[1], '$.description.oldRegion.area.regionPointSet.nodeList'),
                     json_extract(u._region_list[1], '$.description.oldRegion.area.shapePointSet.nodeList')
                 ) AS _nodes_holder
@@ -340,14 +409,16 @@ FROM (
                                             r.*,  -- metadata, payload, source_key and any pass-through columns
                                             r.metadata IS NULL AS _no_metadata,
                                             r.payload IS NULL AS _no_payload,
+                                            -- an empty string (v8 records received over UDP) is no time
                                             coalesce(
-                                                json_extract_string(r.metadata, '$.recordGeneratedAt'),
-                                                json_extract_string(r.metadata, '$.generatedAt')
+                                                nullif(json_extract_string(r.metadata, '$.recordGeneratedAt'), ''),
+                                                nullif(json_extract_string(r.metadata, '$.generatedAt'), '')
                                             ) AS _generated_text,
                                             coalesce(
-                                                json_extract_string(r.metadata, '$.odeReceivedAt'),
-                                                json_extract_string(r.metadata, '$.receivedAt')
+                                                nullif(json_extract_string(r.metadata, '$.odeReceivedAt'), ''),
+                                                nullif(json_extract_string(r.metadata, '$.receivedAt'), '')
                                             ) AS _received_text,
+                                            nullif(json_extract_string(r.metadata, '$.odeTimStartDateTime'), '') AS _tim_start_text,
                                             -- '2017-12-05T16:33:58Z[UTC]' (schemaVersion <= 5) -> drop the
                                             -- bracketed zone name. Java's ZonedDateTime.toString omits zero
                                             -- seconds: '2017-12-05T16:33Z[UTC]' means 16:33:00, so the
@@ -362,6 +433,36 @@ FROM (
                                                 try_cast(regexp_replace(split_part(_received_text, '[', 1),
                                                     '^(\d{4}-\d\d-\d\dT\d\d:\d\d)(Z|[+-]\d\d:?\d\d)?$', '\1:00\2') AS TIMESTAMPTZ)
                                             ) AS received_at,
+                                            coalesce(
+                                                try_cast(split_part(_tim_start_text, '[', 1) AS TIMESTAMPTZ),
+                                                try_cast(regexp_replace(split_part(_tim_start_text, '[', 1),
+                                                    '^(\d{4}-\d\d-\d\dT\d\d:\d\d)(Z|[+-]\d\d:?\d\d)?$', '\1:00\2') AS TIMESTAMPTZ)
+                                            ) AS ode_tim_start_at,
+                                            nullif(json_extract_string(r.metadata, '$.odePacketID'), '') AS ode_packet_id,
+                                            try_cast(json_extract_string(r.metadata, '$.maxDurationTime') AS INTEGER) AS max_duration_min,
+                                            -- the SDX deposit: metadata.request.sdw (degrees), or else the
+                                            -- AdvisorySituationData envelope (J2735 1e-7 degree)
+                                            coalesce(
+                                                json_extract_string(r.metadata, '$.request.sdw.recordId'),
+                                                json_extract_string(r.payload, '$.data.AdvisorySituationData.recordID')
+                                            ) AS sdw_record_id,
+                                            json_extract_string(r.metadata, '$.request.sdw.ttl') AS sdw_ttl,
+                                            coalesce(
+                                                try_cast(json_extract_string(r.metadata, '$.request.sdw.serviceRegion.nwCorner.latitude') AS DOUBLE),
+                                                try_cast(json_extract_string(r.payload, '$.data.AdvisorySituationData.serviceRegion.nwCorner.lat') AS DOUBLE) / 1e7
+                                            ) AS sdw_nw_latitude,
+                                            coalesce(
+                                                try_cast(json_extract_string(r.metadata, '$.request.sdw.serviceRegion.nwCorner.longitude') AS DOUBLE),
+                                                try_cast(json_extract_string(r.payload, '$.data.AdvisorySituationData.serviceRegion.nwCorner.long') AS DOUBLE) / 1e7
+                                            ) AS sdw_nw_longitude,
+                                            coalesce(
+                                                try_cast(json_extract_string(r.metadata, '$.request.sdw.serviceRegion.seCorner.latitude') AS DOUBLE),
+                                                try_cast(json_extract_string(r.payload, '$.data.AdvisorySituationData.serviceRegion.seCorner.lat') AS DOUBLE) / 1e7
+                                            ) AS sdw_se_latitude,
+                                            coalesce(
+                                                try_cast(json_extract_string(r.metadata, '$.request.sdw.serviceRegion.seCorner.longitude') AS DOUBLE),
+                                                try_cast(json_extract_string(r.payload, '$.data.AdvisorySituationData.serviceRegion.seCorner.long') AS DOUBLE) / 1e7
+                                            ) AS sdw_se_longitude,
                                             try_cast(json_extract_string(r.metadata, '$.schemaVersion') AS INTEGER) AS schema_version,
                                             try_cast(json_extract_string(r._tim, '$.msgCnt') AS INTEGER) AS msg_cnt,
                                             json_extract_string(r._tim, '$.packetID') AS packet_id,
@@ -399,7 +500,9 @@ FROM (
                                             try_cast(json_extract_string(r.metadata, '$.receivedMessageDetails.locationData.heading') AS DOUBLE) AS rmd_heading_deg,
                                             json_extract_string(r.metadata, '$.receivedMessageDetails.rxSource') AS rx_source,
                                             json_extract_string(r.payload, '$.dataType') AS data_type,
-                                            CASE WHEN json_type(json_extract(r.payload, '$.data')) = 'OBJECT'
+                                            CASE
+                                                WHEN r._tim_found IS NULL AND r._tim IS NOT NULL THEN 'TravelerInformation'
+                                                WHEN json_type(json_extract(r.payload, '$.data')) = 'OBJECT'
                                                 THEN json_keys(json_extract(r.payload, '$.data'))[1]
                                             END AS tim_container,
                                             CASE WHEN json_type(json_extract(r.metadata, '$.request')) <> 'NULL'
@@ -435,7 +538,20 @@ FROM (
                                                 list_filter(
                                                     json_extract(q.payload, '$..TravelerInformation'),
                                                     lambda x: json_type(x) = 'OBJECT'
-                                                )[1] AS _tim
+                                                )[1] AS _tim_found,
+                                                -- no TravelerInformation key: payload.data is the TIM itself
+                                                -- (TMC, v8) when it is no MessageFrame or SDX envelope and
+                                                -- has dataFrames or the dataType names it. The ODE's own
+                                                -- request form (OdeTravelerInformationMessage: dataframes,
+                                                -- degrees, startDateTime) is not J2735 and stays unread.
+                                                coalesce(_tim_found, CASE
+                                                    WHEN json_type(json_extract(q.payload, '$.data')) = 'OBJECT'
+                                                        AND NOT json_exists(json_extract(q.payload, '$.data'), '$.MessageFrame')
+                                                        AND NOT json_exists(json_extract(q.payload, '$.data'), '$.AdvisorySituationData')
+                                                        AND (json_exists(json_extract(q.payload, '$.data'), '$.dataFrames')
+                                                            OR json_extract_string(q.payload, '$.dataType') LIKE '%TravelerInformation')
+                                                    THEN json_extract(q.payload, '$.data')
+                                                END) AS _tim
                                             FROM {relation} AS q
                                         ) AS r
                                     ) AS h

@@ -10,6 +10,11 @@
 -- part2_* come from part_ii (partII kept verbatim as JSON): the element whose id is
 -- VehicleSafetyExtensions (vse), SupplementalVehicleExtensions (suve) or
 -- SpecialVehicleExtensions (spve). partII is normally an array; a single object is accepted.
+-- J2735 2024 (schemaVersion 8) renamed deprecated fields doNotUse*: SpecialVehicleExtensions
+-- trailers -> doNotUse (its sspRights -> doNotUse), vehicleAlerts.sspRights and
+-- vehicleAlerts.events.sspRights -> doNotUse, VehicleData.trailerWeight -> doNotUse; each column
+-- reads the older name, else the newer one. PrivilegedEvents carries its flags as `event` in ODE
+-- output (jpo-ode J2735PrivilegedEvents); `events` is read first, as before.
 -- Fields the records never carry (e.g. metadata_securityResultCode before schemaVersion 5)
 -- are NULL.
 CREATE OR REPLACE VIEW {view} AS
@@ -66,15 +71,27 @@ SELECT
     json_extract_string(e._suve, '$.classDetails.role') AS "part2_suve_cd_role",
     try_cast(json_extract_string(e._suve, '$.vehicleData.height') AS DOUBLE) AS "part2_suve_vd_height",
     try_cast(json_extract_string(e._suve, '$.vehicleData.mass') AS DOUBLE) AS "part2_suve_vd_mass",
-    try_cast(json_extract_string(e._suve, '$.vehicleData.trailerWeight') AS DOUBLE) AS "part2_suve_vd_trailerweight",
+    try_cast(coalesce(
+        json_extract_string(e._suve, '$.vehicleData.trailerWeight'),
+        json_extract_string(e._suve, '$.vehicleData.doNotUse')
+    ) AS DOUBLE) AS "part2_suve_vd_trailerweight",
     json_extract(e._vse, '$.events') AS "part2_vse_events",
     json_extract(e._vse, '$.pathHistory.crumbData') AS "part2_vse_ph_crumbdata",
     try_cast(json_extract_string(e._vse, '$.pathPrediction.confidence') AS DOUBLE) AS "part2_vse_pp_confidence",
     try_cast(json_extract_string(e._vse, '$.pathPrediction.radiusOfCurve') AS DOUBLE) AS "part2_vse_pp_radiusofcurve",
     json_extract(e._vse, '$.lights') AS "part2_vse_lights",
-    try_cast(json_extract_string(e._spve, '$.vehicleAlerts.sspRights') AS BIGINT) AS "part2_spve_vehalert_sspRights",
-    try_cast(json_extract_string(e._spve, '$.vehicleAlerts.events.sspRights') AS BIGINT) AS "part2_spve_vehalert_event_sspRights",
-    json_extract(e._spve, '$.vehicleAlerts.events.events') AS "part2_spve_vehalert_event_events",
+    try_cast(coalesce(
+        json_extract_string(e._spve, '$.vehicleAlerts.sspRights'),
+        json_extract_string(e._spve, '$.vehicleAlerts.doNotUse')
+    ) AS BIGINT) AS "part2_spve_vehalert_sspRights",
+    try_cast(coalesce(
+        json_extract_string(e._spve, '$.vehicleAlerts.events.sspRights'),
+        json_extract_string(e._spve, '$.vehicleAlerts.events.doNotUse')
+    ) AS BIGINT) AS "part2_spve_vehalert_event_sspRights",
+    coalesce(
+        json_extract(e._spve, '$.vehicleAlerts.events.events'),
+        json_extract(e._spve, '$.vehicleAlerts.events.event')
+    ) AS "part2_spve_vehalert_event_events",
     json_extract_string(e._spve, '$.vehicleAlerts.lightsUse') AS "part2_spve_vehalert_lightsUse",
     json_extract_string(e._spve, '$.vehicleAlerts.multi') AS "part2_spve_vehalert_multi",
     json_extract_string(e._spve, '$.vehicleAlerts.responseType') AS "part2_spve_vehalert_responseType",
@@ -82,9 +99,12 @@ SELECT
     json_extract(e._spve, '$.description.description') AS "part2_spve_event_desc",
     json_extract_string(e._spve, '$.description.extent') AS "part2_spve_event_extent",
     json_extract(e._spve, '$.description.heading') AS "part2_spve_event_heading",
-    try_cast(json_extract_string(e._spve, '$.trailers.sspRights') AS BIGINT) AS "part2_spve_tr_sspRights",
-    json_extract(e._spve, '$.trailers.connection') AS "part2_spve_tr_conn",
-    json_extract(e._spve, '$.trailers.units') AS "part2_spve_tr_units",
+    try_cast(coalesce(
+        json_extract_string(e._trailers, '$.sspRights'),
+        json_extract_string(e._trailers, '$.doNotUse')
+    ) AS BIGINT) AS "part2_spve_tr_sspRights",
+    json_extract(e._trailers, '$.connection') AS "part2_spve_tr_conn",
+    json_extract(e._trailers, '$.units') AS "part2_spve_tr_units",
     CASE
         WHEN e.longitude IS NOT NULL AND e.latitude IS NOT NULL
         THEN 'POINT (' || e.longitude::VARCHAR || ' ' || e.latitude::VARCHAR || ')'
@@ -93,18 +113,27 @@ SELECT
     e.date AS date
 FROM (
     SELECT
-        p.*,
-        json_extract(list_filter(p._elements, lambda x: x ->> '$.id' = 'VehicleSafetyExtensions')[1], '$.value') AS _vse,
-        json_extract(list_filter(p._elements, lambda x: x ->> '$.id' = 'SupplementalVehicleExtensions')[1], '$.value') AS _suve,
-        json_extract(list_filter(p._elements, lambda x: x ->> '$.id' = 'SpecialVehicleExtensions')[1], '$.value') AS _spve
+        t.*,
+        -- TrailerData: `trailers` up to J2735 2020, `doNotUse` in J2735 2024 (schemaVersion 8)
+        CASE
+            WHEN json_type(json_extract(t._spve, '$.trailers')) = 'OBJECT' THEN json_extract(t._spve, '$.trailers')
+            WHEN json_type(json_extract(t._spve, '$.doNotUse')) = 'OBJECT' THEN json_extract(t._spve, '$.doNotUse')
+        END AS _trailers
     FROM (
         SELECT
-            c.*,
-            CASE json_type(c.part_ii::JSON)
-                WHEN 'ARRAY' THEN json_extract(c.part_ii::JSON, '$[*]')
-                WHEN 'OBJECT' THEN [c.part_ii::JSON]
-            END AS _elements
-        FROM {relation} AS c
-        WHERE c.invalid_reason IS NULL
-    ) AS p
+            p.*,
+            json_extract(list_filter(p._elements, lambda x: x ->> '$.id' = 'VehicleSafetyExtensions')[1], '$.value') AS _vse,
+            json_extract(list_filter(p._elements, lambda x: x ->> '$.id' = 'SupplementalVehicleExtensions')[1], '$.value') AS _suve,
+            json_extract(list_filter(p._elements, lambda x: x ->> '$.id' = 'SpecialVehicleExtensions')[1], '$.value') AS _spve
+        FROM (
+            SELECT
+                c.*,
+                CASE json_type(c.part_ii::JSON)
+                    WHEN 'ARRAY' THEN json_extract(c.part_ii::JSON, '$[*]')
+                    WHEN 'OBJECT' THEN [c.part_ii::JSON]
+                END AS _elements
+            FROM {relation} AS c
+            WHERE c.invalid_reason IS NULL
+        ) AS p
+    ) AS t
 ) AS e

@@ -13,7 +13,10 @@
 -- they are the raw J2735 values (1e-7 degree, 0.1 m), as the portal published them; msgId
 -- positions are turned back into those units from the canonical degrees and metres.
 -- The flattener only looked at payload.data.MessageFrame; here TIMs inside an
--- AdvisorySituationData envelope (SDX deposits) are flattened the same way.
+-- AdvisorySituationData envelope (SDX deposits) and TIMs without a MessageFrame (TMC broadcasts,
+-- schemaVersion 8) are flattened the same way. A region's direction is the 16-character
+-- HeadingSlice bit string whatever its raw form (string, number, or v8's 16 booleans), like
+-- the canonical `direction`.
 CREATE OR REPLACE VIEW {view} AS
 SELECT
     e.data_type AS "dataType",
@@ -60,12 +63,22 @@ SELECT
         WHEN json_type(e._nodes) = 'ARRAY' THEN e._nodes
         WHEN json_type(e._nodes) = 'OBJECT' THEN to_json([e._nodes])
     END AS "travelerdataframe_desc_nodes",
-    try_cast(json_extract_string(e._region, '$.description.path.scale') AS INTEGER) AS "travelerdataframe_desc_scale",
-    coalesce(
-        json_extract_string(e._region, '$.direction'),
-        json_extract_string(e._region, '$.description.oldRegion.direction'),
-        json_extract_string(e._region, '$.description.geometry.direction')
-    ) AS "travelerdataframe_direction",
+    try_cast(coalesce(
+        json_extract_string(e._region, '$.description.path.scale'),
+        json_extract_string(e._region, '$.description.path[0].scale')
+    ) AS INTEGER) AS "travelerdataframe_desc_scale",
+    CASE json_type(e._direction)
+        WHEN 'OBJECT' THEN array_to_string(list_transform(
+            ['from000-0to022-5degrees', 'from022-5to045-0degrees', 'from045-0to067-5degrees', 'from067-5to090-0degrees',
+             'from090-0to112-5degrees', 'from112-5to135-0degrees', 'from135-0to157-5degrees', 'from157-5to180-0degrees',
+             'from180-0to202-5degrees', 'from202-5to225-0degrees', 'from225-0to247-5degrees', 'from247-5to270-0degrees',
+             'from270-0to292-5degrees', 'from292-5to315-0degrees', 'from315-0to337-5degrees', 'from337-5to360-0degrees'],
+            lambda k: CASE WHEN json_extract_string(e._direction, '$."' || k || '"') = 'true' THEN '1' ELSE '0' END
+        ), '')
+        WHEN 'UBIGINT' THEN lpad(json_extract_string(e._direction, '$'), 16, '0')
+        WHEN 'BIGINT' THEN lpad(json_extract_string(e._direction, '$'), 16, '0')
+        ELSE json_extract_string(e._direction, '$')
+    END AS "travelerdataframe_direction",
     CASE json_type(json_extract(e._region, '$.directionality'))
         WHEN 'OBJECT' THEN json_keys(json_extract(e._region, '$.directionality'))[1]
         WHEN 'NULL' THEN NULL
@@ -106,6 +119,12 @@ FROM (
     SELECT
         p.*,
         coalesce(
+            json_extract(p._region, '$.direction'),
+            json_extract(p._region, '$.description.oldRegion.direction'),
+            json_extract(p._region, '$.description.geometry.direction'),
+            json_extract(p._region, '$.description.geometry[0].direction')
+        ) AS _direction,
+        coalesce(
             json_extract(p._region, '$.anchor'),
             json_extract(p._region, '$.description.oldRegion.area.regionPointSet.anchor'),
             json_extract(p._region, '$.description.oldRegion.area.shapePointSet.anchor')
@@ -123,6 +142,8 @@ FROM (
             coalesce(
                 json_extract(q._region, '$.description.path.offset.xy.nodes'),
                 json_extract(q._region, '$.description.path.offset.ll.nodes'),
+                json_extract(q._region, '$.description.path[0].offset.xy.nodes'),
+                json_extract(q._region, '$.description.path[0].offset.ll.nodes'),
                 json_extract(q._region, '$.description.oldRegion.area.regionPointSet.nodeList'),
                 json_extract(q._region, '$.description.oldRegion.area.shapePointSet.nodeList')
             ) AS _nodes_holder
