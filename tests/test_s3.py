@@ -390,8 +390,9 @@ def test_token_bucket_is_thread_safe_with_real_clock() -> None:
     stamps.sort()
     for i in range(n):
         for j in range(i, n):
-            # small slack: the stamp is taken a moment after the bucket released the caller
-            assert j - i + 1 <= rate * (stamps[j] - stamps[i]) + 1 + 1
+            # slack: a stamp is taken a moment after the bucket released its caller, and on a
+            # loaded 2-core host a thread can be descheduled in between (bunching stamps)
+            assert j - i + 1 <= rate * (stamps[j] - stamps[i]) + 1 + 3
 
 
 # -- retries -----------------------------------------------------------------------------------
