@@ -272,3 +272,16 @@ def test_a_moved_catalog_directory_still_reads_and_writes(seeded: Any, tmp_path:
         summary.rows,
         True,
     )
+
+
+def test_a_second_process_finds_nothing_to_create_or_evolve(seeded: Any, tmp_path: Path) -> None:
+    """The tables and views are ensured idempotently: a spurious rebuild would re-register
+    files under names an expiring snapshot still owns."""
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat)
+    with cat.db.read() as con:
+        before = con.execute("SELECT max(snapshot_id) FROM ducklake_snapshot").fetchone()
+    Catalog(cat.paths.root).db.initialise()  # a new instance ensures tables and views again
+    with Catalog(cat.paths.root).db.read() as con:
+        after = con.execute("SELECT max(snapshot_id) FROM ducklake_snapshot").fetchone()
+    assert before == after
