@@ -175,23 +175,64 @@ def _join(parent: str, path: str, relative: bool) -> str:
     return f"{parent.rstrip('/')}/{path}" if relative else path
 
 
-def active_files(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
-    """Table -> locations (absolute path or URL) of the files it shows now, read from the
-    lake's metadata tables in one query (the catalog file is the metadata database)."""
+@dataclass(frozen=True)
+class DataFile:
+    """A data file the lake's metadata lists (table and location resolved)."""
+
+    table: str
+    location: str  # absolute path or URL
+    rows: int
+    current: bool  # shown by the current snapshot (False: only older snapshots show it)
+
+
+def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
+    """Every data file in the lake's metadata, read from its tables in one query (the catalog
+    file is the metadata database): a file's path is relative to its table's, the table's to
+    its schema's, the schema's to the data path, each unless marked absolute."""
     base = _data_path(con)
-    out: dict[str, set[str]] = {}
     rows = con.execute(
         "SELECT t.table_name, s.path, s.path_is_relative, t.path, t.path_is_relative, f.path, "
-        "f.path_is_relative FROM ducklake_data_file f "
-        "JOIN ducklake_table t ON f.table_id = t.table_id AND t.end_snapshot IS NULL "
-        "JOIN ducklake_schema s ON t.schema_id = s.schema_id AND s.end_snapshot IS NULL "
-        "WHERE f.end_snapshot IS NULL AND s.schema_name = ?",
-        [SCHEMA],
+        "f.path_is_relative, f.record_count, f.end_snapshot IS NULL AND t.end_snapshot IS NULL "
+        "FROM ducklake_data_file f "
+        "JOIN (SELECT table_id, any_value(schema_id) AS schema_id, "
+        "      arg_max(table_name, begin_snapshot) AS table_name, any_value(path) AS path, "
+        "      any_value(path_is_relative) AS path_is_relative, "
+        "      CASE WHEN bool_or(end_snapshot IS NULL) THEN NULL ELSE 0 END AS end_snapshot "
+        "      FROM ducklake_table GROUP BY table_id) t USING (table_id) "
+        "JOIN (SELECT schema_id, any_value(path) AS path, "
+        "      any_value(path_is_relative) AS path_is_relative FROM ducklake_schema "
+        "      GROUP BY schema_id) s USING (schema_id)"
     ).fetchall()
-    for table, s_path, s_rel, t_path, t_rel, f_path, f_rel in rows:
-        location = _join(_join(_join(base, s_path, s_rel), t_path, t_rel), f_path, f_rel)
-        out.setdefault(table, set()).add(location)
+    return [
+        DataFile(table, _join(_join(_join(base, sp, sr), tp, tr), fp, fr), int(n), bool(now))
+        for table, sp, sr, tp, tr, fp, fr, n, now in rows
+    ]
+
+
+def active_files(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """Table -> locations of the files it shows now."""
+    out: dict[str, set[str]] = {}
+    for f in data_files(con):
+        if f.current:
+            out.setdefault(f.table, set()).add(f.location)
     return out
+
+
+def known_files(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Locations of every file the lake knows: shown by any kept snapshot, or scheduled for
+    deletion (they are not orphans, whatever the state tables say)."""
+    base = _data_path(con)
+    out = {f.location for f in data_files(con)}
+    for path, rel in con.execute(
+        "SELECT path, path_is_relative FROM ducklake_files_scheduled_for_deletion"
+    ).fetchall():
+        out.add(_join(base, path, rel))
+    return out
+
+
+def record_counts(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, int]]:
+    """Location -> (table, rows) of every file the lake shows now."""
+    return {f.location: (f.table, f.rows) for f in data_files(con) if f.current}
 
 
 def files(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
@@ -266,42 +307,3 @@ def scheduled_bytes(con: duckdb.DuckDBPyConnection) -> int:
         "WHERE end_snapshot IS NOT NULL"
     ).fetchone()
     return int(row[0]) if row else 0
-
-
-def known_files(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Locations of every file the lake knows: shown by any kept snapshot, or scheduled for
-    deletion (they are not orphans, whatever the state tables say)."""
-    base = _data_path(con)
-    out = set()
-    rows = con.execute(
-        "SELECT s.path, s.path_is_relative, t.path, t.path_is_relative, f.path, "
-        "f.path_is_relative FROM ducklake_data_file f "
-        "JOIN (SELECT DISTINCT table_id, schema_id, path, path_is_relative FROM ducklake_table) t "
-        "USING (table_id) "
-        "JOIN (SELECT DISTINCT schema_id, path, path_is_relative FROM ducklake_schema) s "
-        "USING (schema_id)"
-    ).fetchall()
-    for s_path, s_rel, t_path, t_rel, f_path, f_rel in rows:
-        out.add(_join(_join(_join(base, s_path, s_rel), t_path, t_rel), f_path, f_rel))
-    for path, rel in con.execute(
-        "SELECT path, path_is_relative FROM ducklake_files_scheduled_for_deletion"
-    ).fetchall():
-        out.add(_join(base, path, rel))
-    return out
-
-
-def record_counts(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, int]]:
-    """Location -> (table, rows) of every file the lake shows now."""
-    base = _data_path(con)
-    rows = con.execute(
-        "SELECT t.table_name, s.path, s.path_is_relative, t.path, t.path_is_relative, f.path, "
-        "f.path_is_relative, f.record_count FROM ducklake_data_file f "
-        "JOIN ducklake_table t ON f.table_id = t.table_id AND t.end_snapshot IS NULL "
-        "JOIN ducklake_schema s ON t.schema_id = s.schema_id AND s.end_snapshot IS NULL "
-        "WHERE f.end_snapshot IS NULL"
-    ).fetchall()
-    return {
-        _join(_join(_join(base, sp, sr), tp, tr), fp, fr): (table, int(n))
-        for table, sp, sr, tp, tr, fp, fr, n in rows
-    }
-
