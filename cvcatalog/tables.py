@@ -237,9 +237,9 @@ def ensure_optional(con: duckdb.DuckDBPyConnection, table: str, column: str) -> 
 
 
 # -- what each table shows ------------------------------------------------------------------
-def current_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, bool]]]:
-    """Table -> (catalog-relative data file, has_segment) the state calls current, in order."""
-    out: dict[str, list[tuple[str, bool]]] = {name: [] for name in specs()}
+def current_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Table -> the catalog-relative data files the state calls current, in order."""
+    out: dict[str, list[str]] = {name: [] for name in specs()}
     versions = {s.view_name: s.canonical_version for s in SCHEMAS.values()}
     rows = con.execute(
         "SELECT p.source || '_' || lower(p.message_type) AS tbl, f.path, p.canonical_version, "
@@ -248,7 +248,7 @@ def current_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, b
     ).fetchall()
     for table, path, version, _ in rows:
         if table in out and versions.get(table) == version:
-            out[table].append((path, False))
+            out[table].append(path)
     by_dataset = {ds.name: ds.view_name for ds in datasets().values()}
     rows = con.execute(
         "SELECT f.dataset, f.path FROM dataset_files f JOIN dataset_inputs i "
@@ -257,7 +257,7 @@ def current_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, b
     ).fetchall()
     for dataset, path in rows:
         if dataset in by_dataset:
-            out[by_dataset[dataset]].append((path, False))
+            out[by_dataset[dataset]].append(path)
     return out
 
 
@@ -281,7 +281,7 @@ def fresh_names(
         return 0
     renamed = 0
     for current in current_files(con).values():
-        for rel, _ in current:
+        for rel in current:
             if store.location(rel) not in old:
                 continue
             head, _, name = rel.rpartition("/")
@@ -311,7 +311,7 @@ def sync_all(con: duckdb.DuckDBPyConnection, locate: Locate) -> dict[str, tuple[
         if table in segmented:
             ensure_optional(con, table, SEGMENT_COLUMN)
         added, removed = lake.sync(
-            con, table, [locate(p) for p, _ in current], shown.get(table, set())
+            con, table, [locate(p) for p in current], shown.get(table, set())
         )
         if added or removed:
             changed[table] = (len(added), len(removed))
