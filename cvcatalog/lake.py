@@ -56,12 +56,6 @@ class TableSpec:
             items.append(item)
         return f"CREATE TABLE {qualified(self.name)} ({', '.join(items)})"
 
-    def partition_dir(self, values: Sequence[tuple[str, object]]) -> str:
-        """Catalog-relative directory of one partition's files: `lake/main/<table>/k=v/...`."""
-        given = dict(values)
-        hive = "/".join(f"{k}={given[k]}" for k in self.partition_keys)
-        return f"{DATA_DIR}/{SCHEMA}/{self.name}" + (f"/{hive}" if hive else "")
-
 
 def qualified(name: str) -> str:
     return f"{LAKE}.{SCHEMA}.{quote_ident(name)}"
@@ -117,13 +111,6 @@ def relocate(con: duckdb.DuckDBPyConnection, data: str) -> None:
             "UPDATE ducklake_metadata SET value = ? WHERE key = 'data_path' AND value <> ?",
             [data, data],
         )
-
-
-def is_attached(con: duckdb.DuckDBPyConnection) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [LAKE]
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
@@ -209,20 +196,23 @@ def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
     ]
 
 
-def active_files(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
-    """Table -> locations of the files it shows now."""
+def active_files(
+    con: duckdb.DuckDBPyConnection, files: list[DataFile] | None = None
+) -> dict[str, set[str]]:
+    """Table -> locations of the files it shows now (files: data_files, if already read)."""
     out: dict[str, set[str]] = {}
-    for f in data_files(con):
+    for f in data_files(con) if files is None else files:
         if f.current:
             out.setdefault(f.table, set()).add(f.location)
     return out
 
 
-def known_files(con: duckdb.DuckDBPyConnection) -> set[str]:
+def known_files(con: duckdb.DuckDBPyConnection, files: list[DataFile] | None = None) -> set[str]:
     """Locations of every file the lake knows: shown by any kept snapshot, or scheduled for
-    deletion (they are not orphans, whatever the state tables say)."""
+    deletion (they are not orphans, whatever the state tables say). files: data_files, if
+    already read."""
     base = _data_path(con)
-    out = {f.location for f in data_files(con)}
+    out = {f.location for f in (data_files(con) if files is None else files)}
     for path, rel in con.execute(
         "SELECT path, path_is_relative FROM ducklake_files_scheduled_for_deletion"
     ).fetchall():
@@ -272,11 +262,6 @@ def set_commit_message(
         f"CALL {LAKE}.set_commit_message('cvcatalog', ?, extra_info => ?)",
         [message, json.dumps(extra or {}, sort_keys=True)],
     )
-
-
-def current_snapshot(con: duckdb.DuckDBPyConnection) -> int | None:
-    row = con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()
-    return int(row[0]) if row and row[0] is not None else None
 
 
 def expire_snapshots(con: duckdb.DuckDBPyConnection, older_than: datetime) -> int:

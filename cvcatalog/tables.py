@@ -272,9 +272,10 @@ def fresh_names(
     gets a new name before it is added: DuckLake deletes the old entry's file when that
     snapshot expires, which must not be the file shown now. A state write (paths in
     partition_files / dataset_files). Returns how many."""
-    active = lake.active_files(con)
+    files = lake.data_files(con)
+    active = lake.active_files(con, files)
     shown = set().union(set(), *active.values())
-    old = lake.known_files(con) - shown
+    old = lake.known_files(con, files) - shown
     for table in rebuilt:
         old |= active.get(table, set())
     if not old:
