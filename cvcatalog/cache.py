@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from cvcatalog import lake, manifest
 from cvcatalog.access import folded_access_log, read_access_log
 from cvcatalog.db import CatalogDB, now_utc
-from cvcatalog.lake import scheduled_bytes
 
 if TYPE_CHECKING:
     from cvcatalog.datasets.manage import Refetch
@@ -81,7 +80,7 @@ def _total_bytes(con: Any) -> int:
         "SELECT (SELECT coalesce(sum(bytes), 0) FROM partition_files) "
         "+ (SELECT coalesce(sum(bytes), 0) FROM dataset_files)"
     ).fetchone()
-    return (int(row[0]) if row else 0) + scheduled_bytes(con)
+    return (int(row[0]) if row else 0) + lake.scheduled_bytes(con)
 
 
 def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = None) -> list[str]:
