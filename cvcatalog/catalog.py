@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import duckdb
 import pyarrow as pa
@@ -33,15 +34,18 @@ from cvcatalog.discover import Discovery, ListingCache, Plan, fetcher_factory, l
 from cvcatalog.discover import discover as discover_listing
 from cvcatalog.discover import plan as plan_listing
 from cvcatalog.download import S3Fetcher
+from cvcatalog.duckdb_ext import endpoint_url as current_endpoint
 from cvcatalog.duckdb_ext import extension_path
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.ingest import Ingestor, IngestProgress, IngestSummary
 from cvcatalog.layout import CatalogPaths
+from cvcatalog.publish import publish as publish_catalog
+from cvcatalog.remote import PUBLISH_JSON, RemoteCatalogDB, cache_dir_for, read_only_error
 from cvcatalog.s3 import as_s3_error
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import PartitionKey, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_literal
-from cvcatalog.storage import S3Access, S3Store
+from cvcatalog.storage import S3Access, S3Location, S3Store, s3fs_options, safe_rel
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -143,14 +147,12 @@ class Catalog:
     """A catalog directory: ingest into it, query it with SQL, read it lazily with Dask.
 
     `Catalog("s3://bucket/prefix")` opens a catalog published with `cvcatalog publish`
-    instead: a read-only :class:`cvcatalog.remote.RemoteCatalog` (extra keyword arguments
+    instead: a read-only :class:`cvcatalog.catalog.RemoteCatalog` (extra keyword arguments
     profile=, no_sign_request=, endpoint_url=, cache_dir=).
     """
 
     def __new__(cls, path: str | Path | None = None, *args: Any, **kwargs: Any) -> Catalog:
         if cls is Catalog and isinstance(path, str) and path.strip().lower().startswith("s3://"):
-            from cvcatalog.remote import RemoteCatalog
-
             return super().__new__(RemoteCatalog)
         return super().__new__(cls)
 
@@ -577,9 +579,7 @@ class Catalog:
     def publish(self, url: str, **options: Any) -> Any:
         """Upload this catalog to s3://bucket/prefix for read-only use with Catalog(url);
         returns a cvcatalog.publish.PublishSummary (see that module for the options)."""
-        from cvcatalog.publish import publish
-
-        return publish(self, url, **options)
+        return publish_catalog(self, url, **options)
 
     # -- discovery (listings only, no downloads) ---------------------------------------------
     def discover(
@@ -763,3 +763,96 @@ def to_socrata(frame: dd.DataFrame, schema: MessageSchema) -> dd.DataFrame:
         return _apply_sql(pa.Table.from_pandas(df, preserve_index=False), sql).to_pandas()
 
     return frame.map_partitions(convert, meta=convert(frame._meta))
+
+
+class RemoteCatalog(Catalog):
+    """A published catalog on S3, queried read-only (SQL, views, status, reports)."""
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        lock_timeout: float | None = None,
+        notify: Notify | None = None,
+        profile: str | None = None,
+        no_sign_request: bool | None = None,
+        endpoint_url: str | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        self.location = S3Location.parse(str(path))
+        self.s3_config = DownloadConfig(
+            profile=profile, no_sign_request=bool(no_sign_request), endpoint_url=endpoint_url
+        )
+        directory = (
+            Path(cache_dir)
+            if cache_dir
+            else cache_dir_for(self.location, current_endpoint(endpoint_url))
+        )
+        self._lock_timeout = lock_timeout
+        self.db: RemoteCatalogDB = RemoteCatalogDB(
+            self.location, self.s3_config, directory, lock_timeout or 60.0, notify
+        )
+        self.paths = self.db.paths
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.location.url!r})"
+
+    @property
+    def url(self) -> str:
+        return self.location.url
+
+    @property
+    def database(self) -> Path:
+        """The local (cached) copy of the published catalog database."""
+        return self.db.database_file()
+
+    def published(self) -> dict[str, Any]:
+        """The publish manifest (publish.json): when, by which cvcatalog, files, views."""
+        key = self.location.key(PUBLISH_JSON)
+        resp = self.db._call(
+            "get",
+            key,
+            lambda: self.db.client.get_object(Bucket=self.location.bucket, Key=key),
+        )
+        data: dict[str, Any] = json.loads(resp["Body"].read())
+        return data
+
+    # -- writes are not possible -----------------------------------------------------------
+    def _refuse(self, what: str) -> NoReturn:
+        raise read_only_error(self.location, what)
+
+    def ingest(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("ingest into it")
+
+    def clear(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("clear its cache")
+
+    def evict(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("evict partitions")
+
+    def compact(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("compact it")
+
+    def verify(self) -> Any:
+        self._refuse("verify local files (it has none; `cvcatalog publish` verifies uploads)")
+
+    def discover(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("record bucket listings (run discover against a local catalog)")
+
+    def plan(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("plan an ingest into it")
+
+    def publish(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("publish it again (publish the local catalog it was built from)")
+
+    def _record_access(self, keys: list[str]) -> None:
+        pass  # nothing here is ever evicted: the files are the publisher's
+
+    def _lake_reader(self) -> tuple[Callable[[str], str], S3Access | None]:
+        """to_dask reads the published files under the catalog's URL through s3fs, with the
+        profile, endpoint and --no-sign-request this catalog was opened with."""
+        opts = s3fs_options(self.s3_config.profile, self.s3_config.endpoint_url)
+        if self.s3_config.no_sign_request:
+            opts["anon"] = True
+        base = self.location.url
+        return (lambda rel: f"{base.rstrip('/')}/{safe_rel(rel)}"), S3Access.of(opts)

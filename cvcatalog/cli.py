@@ -302,7 +302,7 @@ def _ingest_dataset(
     config: Path | None = None,
 ) -> None:
     from cvcatalog.datasets import DATASETS
-    from cvcatalog.quality import quality_from_file
+    from cvcatalog.quality.config import quality_from_file
 
     ds = DATASETS[name]
     if message_type is not None and message_type.strip().upper() != ds.message_type:
@@ -911,7 +911,7 @@ def report_quality(
     ] = None,
 ) -> None:
     """Rows, invalid records by rule, outliers removed and coverage by day and hour."""
-    from cvcatalog.quality import QualityConfig
+    from cvcatalog.quality.config import QualityConfig
     from cvcatalog.quality_report import build_report, render_html, render_png, write_atomic
 
     cfg = QualityConfig.from_yaml(config) if config else None

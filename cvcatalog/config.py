@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cvcatalog.configfile import format_validation_error, load_yaml
 from cvcatalog.exceptions import ConfigError
-from cvcatalog.quality import QualityConfig, check_applicable
+from cvcatalog.quality.config import QualityConfig
+from cvcatalog.quality.mapping import check_applicable
 from cvcatalog.sources import BUCKET, VALID_TYPES
 
 DEFAULT_HOME = Path("data/catalog")
@@ -211,25 +212,6 @@ class DataSourceConfig(_Strict):
         return build(cls, {}, overrides, origin="arguments")
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {p}") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {p} must hold a mapping at the top level")
-    return data
-
-
 def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """CVCATALOG_SECTION__FIELD=value pairs as a nested dict; CVCATALOG_HOME sets the cache dir."""
     environ = dict(os.environ if environ is None else environ)
@@ -259,16 +241,6 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[k] = v
     return merged
-
-
-def format_validation_error(err: ValidationError, origin: str) -> str:
-    """The first problem, in one line, with the dotted field path."""
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    where = f"{loc}: " if loc else ""
-    return f"invalid configuration ({origin}): {where}{msg}{extra}"
 
 
 def build(

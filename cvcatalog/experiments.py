@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cvcatalog.catalog import Catalog
+from cvcatalog.catalog import Catalog, to_socrata
 from cvcatalog.config import DateRange, MemoryConfig, format_validation_error, load_yaml
 from cvcatalog.exceptions import ConfigError
+from cvcatalog.schemas import SCHEMAS
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -151,9 +152,6 @@ class Experiment:
         if d.max_rows is not None:
             frame = frame.head(d.max_rows, npartitions=-1, compute=False)
         if self.config.output.column_names == "socrata":
-            from cvcatalog.catalog import to_socrata
-            from cvcatalog.schemas import SCHEMAS
-
             frame = to_socrata(frame, SCHEMAS[(frame_source(d.source), d.message_type.upper())])
         return frame
 

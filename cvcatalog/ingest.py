@@ -40,8 +40,8 @@ from cvcatalog.layout import (
     sha256_file,
 )
 from cvcatalog.manifest import FileRecord, PartitionRecord, SourceObjectRecord
-from cvcatalog.quality import QualityStats
-from cvcatalog.quality import record as record_quality
+from cvcatalog.quality.rules import QualityStats
+from cvcatalog.quality.rules import record as record_quality
 from cvcatalog.s3 import make_client
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import PartitionKey, partitions_for

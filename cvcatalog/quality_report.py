@@ -19,17 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cvcatalog import lake
+from cvcatalog.config import check_timezone
 from cvcatalog.exceptions import CatalogError, ConfigError
-from cvcatalog.quality import (
-    Mapping,
-    QualityConfig,
-    QualityStats,
-    evaluate,
-    evaluate_files,
-    mapping_for,
-    quality_sources,
-    view_for,
-)
+from cvcatalog.manifest import complete_data_files
+from cvcatalog.quality.config import QualityConfig
+from cvcatalog.quality.mapping import Mapping, mapping_for, quality_sources, view_for
+from cvcatalog.quality.rules import QualityStats, evaluate, evaluate_files
+from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sqlutil import quote_ident
 
 if TYPE_CHECKING:
@@ -187,8 +183,6 @@ def build_report(
     config: QualityConfig | None = None,
 ) -> QualityReport:
     """Gather the report of a source (all its message types, or one) from a catalog."""
-    from cvcatalog.config import check_timezone
-
     try:
         check_timezone(timezone)
     except ValueError as e:
@@ -316,9 +310,6 @@ def _evaluate_now(
     cfg: QualityConfig,
 ) -> QualityStats:
     """The rules over the partitions' own files (source order known), else over the view."""
-    from cvcatalog.manifest import complete_data_files
-    from cvcatalog.schemas import SCHEMAS
-
     mapping = mapping_for(source, message_type)
     schema = SCHEMAS.get((source, message_type))
     files: list[Path] = []

@@ -17,21 +17,20 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import duckdb
 
 from cvcatalog import lake, tables
-from cvcatalog.catalog import Catalog
 from cvcatalog.config import DownloadConfig
 from cvcatalog.db import STATE_DB, CatalogDB, Notify, use_search_path
 from cvcatalog.duckdb_ext import s3_connection
 from cvcatalog.exceptions import CatalogError, CvCatalogError
 from cvcatalog.layout import DB_NAME, CatalogPaths
 from cvcatalog.s3 import ErrorKind, Retrier, classify_error, make_client
-from cvcatalog.storage import S3Access, S3Location, s3fs_options, safe_rel
+from cvcatalog.storage import S3Location
 
 #: The publish manifest next to the database.
 PUBLISH_JSON = "publish.json"
@@ -216,100 +215,3 @@ class RemoteCatalogDB(CatalogDB):
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         raise read_only_error(self.location, "write to it")
         yield  # pragma: no cover
-
-
-class RemoteCatalog(Catalog):
-    """A published catalog on S3, queried read-only (SQL, views, status, reports)."""
-
-    def __init__(
-        self,
-        path: str | Path | None = None,
-        *,
-        lock_timeout: float | None = None,
-        notify: Notify | None = None,
-        profile: str | None = None,
-        no_sign_request: bool | None = None,
-        endpoint_url: str | None = None,
-        cache_dir: str | Path | None = None,
-    ) -> None:
-        self.location = S3Location.parse(str(path))
-        self.s3_config = DownloadConfig(
-            profile=profile, no_sign_request=bool(no_sign_request), endpoint_url=endpoint_url
-        )
-        from cvcatalog.duckdb_ext import endpoint_url as current_endpoint
-
-        directory = (
-            Path(cache_dir)
-            if cache_dir
-            else cache_dir_for(self.location, current_endpoint(endpoint_url))
-        )
-        self._lock_timeout = lock_timeout
-        self.db: RemoteCatalogDB = RemoteCatalogDB(
-            self.location, self.s3_config, directory, lock_timeout or 60.0, notify
-        )
-        self.paths = self.db.paths
-
-    def __repr__(self) -> str:
-        return f"Catalog({self.location.url!r})"
-
-    @property
-    def url(self) -> str:
-        return self.location.url
-
-    @property
-    def database(self) -> Path:
-        """The local (cached) copy of the published catalog database."""
-        return self.db.database_file()
-
-    def published(self) -> dict[str, Any]:
-        """The publish manifest (publish.json): when, by which cvcatalog, files, views."""
-        import json
-
-        key = self.location.key(PUBLISH_JSON)
-        resp = self.db._call(
-            "get",
-            key,
-            lambda: self.db.client.get_object(Bucket=self.location.bucket, Key=key),
-        )
-        data: dict[str, Any] = json.loads(resp["Body"].read())
-        return data
-
-    # -- writes are not possible -----------------------------------------------------------
-    def _refuse(self, what: str) -> NoReturn:
-        raise read_only_error(self.location, what)
-
-    def ingest(self, *args: Any, **kwargs: Any) -> Any:
-        self._refuse("ingest into it")
-
-    def clear(self, *args: Any, **kwargs: Any) -> Any:
-        self._refuse("clear its cache")
-
-    def evict(self, *args: Any, **kwargs: Any) -> Any:
-        self._refuse("evict partitions")
-
-    def compact(self, *args: Any, **kwargs: Any) -> Any:
-        self._refuse("compact it")
-
-    def verify(self) -> Any:
-        self._refuse("verify local files (it has none; `cvcatalog publish` verifies uploads)")
-
-    def discover(self, *args: Any, **kwargs: Any) -> Any:
-        self._refuse("record bucket listings (run discover against a local catalog)")
-
-    def plan(self, *args: Any, **kwargs: Any) -> Any:
-        self._refuse("plan an ingest into it")
-
-    def publish(self, *args: Any, **kwargs: Any) -> Any:
-        self._refuse("publish it again (publish the local catalog it was built from)")
-
-    def _record_access(self, keys: list[str]) -> None:
-        pass  # nothing here is ever evicted: the files are the publisher's
-
-    def _lake_reader(self) -> tuple[Callable[[str], str], S3Access | None]:
-        """to_dask reads the published files under the catalog's URL through s3fs, with the
-        profile, endpoint and --no-sign-request this catalog was opened with."""
-        opts = s3fs_options(self.s3_config.profile, self.s3_config.endpoint_url)
-        if self.s3_config.no_sign_request:
-            opts["anon"] = True
-        base = self.location.url
-        return (lambda rel: f"{base.rstrip('/')}/{safe_rel(rel)}"), S3Access.of(opts)

@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 
 from cvcatalog.config import DownloadConfig
+from cvcatalog.duckdb_ext import endpoint_url
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, S3Error
 from cvcatalog.layout import CatalogPaths, prune_empty_dirs, publish_file, sha256_file
 from cvcatalog.s3 import ErrorKind, Retrier, TokenBucket, classify_error, make_client
@@ -43,9 +44,7 @@ def normalise_storage(value: str | None) -> str | None:
     if value is None or value.strip() in ("", "local"):
         return None
     if not is_remote(value):
-        raise ConfigError(
-            f"storage must be 'local' or an s3://bucket/prefix URL, got {value!r}"
-        )
+        raise ConfigError(f"storage must be 'local' or an s3://bucket/prefix URL, got {value!r}")
     return S3Location.parse(value).url
 
 
@@ -95,9 +94,7 @@ def read_lake_url(con: duckdb.DuckDBPyConnection) -> str | None:
     """The lake URL recorded in a catalog database (None: local). Catalogs created before the
     setting existed have no table, and are local."""
     try:
-        row = con.execute(
-            "SELECT value FROM catalog_settings WHERE key = ?", [LAKE_URL]
-        ).fetchone()
+        row = con.execute("SELECT value FROM catalog_settings WHERE key = ?", [LAKE_URL]).fetchone()
     except duckdb.CatalogException:
         return None
     return row[0] if row and row[0] else None
@@ -415,9 +412,7 @@ class S3Store(LakeStore):
     def local_copy(self, rel: str, scratch: Path) -> Path:
         up, key = self.uploader, self.s3loc.key(safe_rel(rel))
         scratch.parent.mkdir(parents=True, exist_ok=True)
-        up.call(
-            "get", key, lambda: up.client.download_file(self.s3loc.bucket, key, str(scratch))
-        )
+        up.call("get", key, lambda: up.client.download_file(self.s3loc.bucket, key, str(scratch)))
         return scratch
 
     def list_files(self, under: str | None = None) -> list[str]:
@@ -438,7 +433,9 @@ def safe_rel(rel: str) -> str:
     return rel
 
 
-def store_for(paths: CatalogPaths, lake_url: str | None, cfg: DownloadConfig | None = None) -> LakeStore:
+def store_for(
+    paths: CatalogPaths, lake_url: str | None, cfg: DownloadConfig | None = None
+) -> LakeStore:
     return LocalStore(paths) if lake_url is None else S3Store(lake_url, cfg)
 
 
@@ -446,8 +443,6 @@ def store_for(paths: CatalogPaths, lake_url: str | None, cfg: DownloadConfig | N
 def s3fs_options(profile: str | None = None, endpoint: str | None = None) -> dict[str, Any]:
     """What s3fs needs to reach the same store as boto3: profile and endpoint (the
     AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL variables when not given)."""
-    from cvcatalog.duckdb_ext import endpoint_url
-
     opts: dict[str, Any] = {}
     if profile:
         opts["profile"] = profile

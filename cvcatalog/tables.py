@@ -28,7 +28,7 @@ from cvcatalog import lake
 from cvcatalog.datasets import DATASETS
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.lake import TableSpec
-from cvcatalog.quality import SEGMENT_COLUMN
+from cvcatalog.quality.config import SEGMENT_COLUMN
 from cvcatalog.schemas import SCHEMAS, MessageSchema, render_sql
 from cvcatalog.sqlutil import load_sql, quote_ident, quote_literal
 from cvcatalog.storage import LakeStore

@@ -48,6 +48,8 @@ import duckdb
 from cvcatalog import rawfile
 from cvcatalog.config import ValidationConfig
 from cvcatalog.exceptions import ConversionError
+from cvcatalog.quality.config import QualityConfig
+from cvcatalog.quality.rules import QualityStats, process_partition
 from cvcatalog.schemas import MessageSchema, list_literal, quote_ident, quote_literal
 from cvcatalog.sources import BINNED_SOURCES, FOLDER_TIMEZONE
 
@@ -107,7 +109,7 @@ class ConvertResult:
     #: invalid records kept in the Parquet (validation.drop_invalid_records = false), by reason
     kept_invalid: dict[str, int] = field(default_factory=dict)
     #: the quality step's counts (cvcatalog.quality), when the config has a quality section
-    quality: Any = None
+    quality: QualityStats | None = None
 
 
 def apply_quality(
@@ -115,14 +117,12 @@ def apply_quality(
     result: ConvertResult,
     schema: MessageSchema,
     out_dir: Path,
-    cfg: Any,
+    cfg: QualityConfig,
     row_group_size: int | None = None,
 ) -> None:
     """Run the configured quality step (cvcatalog.quality) on a conversion's Parquet, in place:
     counts always; with cleaning on, the files become one cleaned file and rows its count."""
-    from cvcatalog import quality
-
-    files, stats = quality.process_partition(
+    files, stats = process_partition(
         con,
         result.parquet_files,
         out_dir,

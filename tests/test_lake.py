@@ -19,10 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cvcatalog import lake
-from cvcatalog.catalog import Catalog
+from cvcatalog.catalog import Catalog, RemoteCatalog
 from cvcatalog.cli import app
 from cvcatalog.duckdb_ext import extension_path, load_extension
-from cvcatalog.remote import RemoteCatalog
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.tables import specs, view_statements
 

@@ -23,18 +23,9 @@ from cvcatalog.catalog import Catalog
 from cvcatalog.cli import app
 from cvcatalog.config import DataSourceConfig
 from cvcatalog.exceptions import CatalogError, ConfigError
-from cvcatalog.quality import (
-    DEFAULT_BOUNDS,
-    QualityConfig,
-    RecordMapping,
-    TrajectoryMapping,
-    apply,
-    evaluate,
-    evaluate_files,
-    mapping_for,
-    record,
-    savgol_weights,
-)
+from cvcatalog.quality.config import QualityConfig
+from cvcatalog.quality.mapping import DEFAULT_BOUNDS, RecordMapping, TrajectoryMapping, mapping_for
+from cvcatalog.quality.rules import apply, evaluate, evaluate_files, record, savgol_weights
 from cvcatalog.quality_report import (
     QualityReport,
     TypeQuality,
@@ -739,7 +730,7 @@ def test_source_order_follows_the_object_key_then_the_row(con: Any, tmp_path: Pa
 
 
 def test_every_source_has_a_mapping_and_a_view() -> None:
-    from cvcatalog.quality import quality_sources, view_for
+    from cvcatalog.quality.mapping import quality_sources, view_for
 
     for source, types in quality_sources().items():
         for mt in types:

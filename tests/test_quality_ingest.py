@@ -16,7 +16,7 @@ from cvcatalog.catalog import Catalog
 from cvcatalog.cli import app
 from cvcatalog.config import ValidationConfig
 from cvcatalog.distributed import ConvertJob, run_convert_job
-from cvcatalog.quality import QualityConfig
+from cvcatalog.quality.config import QualityConfig
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources import BUCKET

@@ -54,8 +54,9 @@ from cvcatalog.datasets.manage import forget_units
 from cvcatalog.db import CatalogDB, now_utc
 from cvcatalog.exceptions import CatalogLockedError, ConversionError, CvCatalogError
 from cvcatalog.layout import CatalogPaths, remove_tree, sha256_file
-from cvcatalog.quality import QualityConfig, QualityStats, process_partition
-from cvcatalog.quality import record as record_quality
+from cvcatalog.quality.config import QualityConfig
+from cvcatalog.quality.rules import QualityStats, process_partition
+from cvcatalog.quality.rules import record as record_quality
 from cvcatalog.s3 import ErrorKind, backoff_delay, classify_error
 from cvcatalog.tables import register_dataset
 

@@ -1,29 +1,4 @@
-"""Data quality: rules counted on every partition, cleaning operations run when configured.
-
-Everything is DuckDB SQL generated over a relation (a view, a table, or `read_parquet` of one
-partition's files), so rules and cleaning run out-of-core on partitions of any size; Python
-never holds the rows. A column mapping says which columns play which part (trajectory id,
-time, position, speed, acceleration), so the same rules serve WYDOT and THEA BSMs and NGSIM
-trajectories; for records that are not trajectories (TIM, SPAT, EVENT) only the duplicate rule
-(and the report's coverage) apply.
-
-Rules (always counted):
-  * bounds      latitude/longitude outside a box (default per source, see DEFAULT_BOUNDS);
-  * speed       reported speed < 0 or above max_speed_mps;
-  * accel       |reported longitudinal acceleration| above max_abs_accel_mps2;
-  * derived_speed, derived_accel (opt-in) the same limits on speed and acceleration derived
-                from consecutive positions;
-  * ordering    within a trajectory, in source order, a record whose time is earlier than the
-                previous record's;
-  * duplicates  same trajectory id and same time (trajectories), or the same values in every
-                column except file bookkeeping (source_key, invalid_reason, warnings) for other
-                records; the first in source order is the original, the others are counted.
-bounds, speed, accel and the derived rules make a row an *outlier*.
-
-Cleaning (each off by default): remove_duplicates, remove_outliers, detect_gaps (a `segment`
-number per trajectory that starts again after a gap longer than max_gap_s; never deletes) and
-Savitzky-Golay smoothing of position columns within gap-free segments.
-"""
+"""The quality rules and cleaning as DuckDB SQL over one partition (see cvcatalog.quality)."""
 
 from __future__ import annotations
 
@@ -35,11 +10,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
+from cvcatalog.db import now_utc
 from cvcatalog.exceptions import CatalogError, ConfigError
+from cvcatalog.quality.config import Bounds, QualityConfig
+from cvcatalog.quality.mapping import Mapping, RecordMapping, TrajectoryMapping, mapping_for
 from cvcatalog.s3 import as_s3_error
 from cvcatalog.sqlutil import list_literal, quote_ident
 
@@ -47,308 +23,7 @@ if TYPE_CHECKING:
     import duckdb
     import numpy as np
 
-__all__ = [
-    "DEFAULT_BOUNDS",
-    "Bounds",
-    "QualityConfig",
-    "QualityStats",
-    "RecordMapping",
-    "TrajectoryMapping",
-    "apply",
-    "evaluate",
-    "mapping_for",
-    "quality_sources",
-    "record",
-    "savgol_weights",
-    "view_for",
-]
-
 _P = "__q_"  # prefix of every internal column; none reaches an output file
-
-
-# -- configuration ----------------------------------------------------------------------------
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
-class Bounds(_Strict):
-    """A latitude/longitude box (degrees, inclusive)."""
-
-    lat_min: float = Field(ge=-90, le=90)
-    lat_max: float = Field(ge=-90, le=90)
-    lon_min: float = Field(ge=-180, le=180)
-    lon_max: float = Field(ge=-180, le=180)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Bounds:
-        if self.lat_min > self.lat_max:
-            raise ValueError(f"lat_min ({self.lat_min}) is above lat_max ({self.lat_max})")
-        if self.lon_min > self.lon_max:
-            raise ValueError(f"lon_min ({self.lon_min}) is above lon_max ({self.lon_max})")
-        return self
-
-    def as_tuple(self) -> tuple[float, float, float, float]:
-        return (self.lat_min, self.lat_max, self.lon_min, self.lon_max)
-
-
-class Rules(_Strict):
-    """What is counted on every partition. A limit of null switches that rule off."""
-
-    bounds: Bounds | Literal["auto"] | None = Field(
-        "auto", description="a box, 'auto' (the source's default box) or null (off)"
-    )
-    max_speed_mps: float | None = Field(70.0, gt=0, description="252 km/h; null = off")
-    max_abs_accel_mps2: float | None = Field(15.0, gt=0, description="~1.5 g; null = off")
-    derived_from_positions: bool = Field(
-        False, description="also check speed and acceleration derived from consecutive positions"
-    )
-    ordering: bool = True
-    duplicates: bool = True
-
-    @field_validator("bounds", mode="before")
-    @classmethod
-    def _bounds(cls, v: Any) -> Any:
-        """One clear message instead of pydantic's per-member union errors."""
-        if v is None or isinstance(v, Bounds):
-            return v
-        if isinstance(v, str) and v.strip().lower() == "auto":
-            return "auto"
-        if isinstance(v, dict):
-            try:
-                return Bounds.model_validate(v)
-            except ValidationError as e:
-                first = e.errors()[0]
-                loc = ".".join(str(x) for x in first["loc"])
-                msg = first["msg"].removeprefix("Value error, ")
-                raise ValueError(f"{loc}: {msg}" if loc else msg) from None
-        raise ValueError(
-            "bounds must be 'auto', null (off) or a box with lat_min, lat_max, lon_min, lon_max; "
-            f"got {v!r}"
-        )
-
-
-class GapDetection(_Strict):
-    enabled: bool = False
-    max_gap_s: float | Literal["auto"] = Field(
-        "auto", description="'auto': 5 s for BSMs, 1 s for NGSIM (0.1 s frames)"
-    )
-
-    @field_validator("max_gap_s")
-    @classmethod
-    def _positive(cls, v: float | str) -> float | str:
-        if not isinstance(v, str) and v <= 0:
-            raise ValueError(f"max_gap_s must be a positive number of seconds, got {v}")
-        return v
-
-
-class Smoothing(_Strict):
-    enabled: bool = False
-    method: Literal["savgol"] = "savgol"
-    window: int = Field(5, description="odd number of samples, >= 3")
-    order: int = Field(2, ge=0, description="polynomial order, smaller than window")
-    columns: list[str] | None = Field(None, description="default: the position columns")
-
-    @field_validator("window")
-    @classmethod
-    def _odd(cls, v: int) -> int:
-        if v < 3 or v % 2 == 0:
-            raise ValueError(f"window must be an odd number of samples >= 3, got {v}")
-        if v > 101:
-            raise ValueError(f"window must be at most 101 samples, got {v}")
-        return v
-
-    @model_validator(mode="after")
-    def _order(self) -> Smoothing:
-        if self.order >= self.window:
-            raise ValueError(f"order ({self.order}) must be smaller than window ({self.window})")
-        if self.columns is not None and not self.columns:
-            raise ValueError("columns must name at least one column (or be left out)")
-        return self
-
-
-class Cleaning(_Strict):
-    remove_duplicates: bool = False
-    remove_outliers: bool = False
-    detect_gaps: GapDetection = GapDetection()
-    smoothing: Smoothing = Smoothing()
-
-
-class QualityConfig(_Strict):
-    """The `quality:` section of a data-source config (or a file of its own)."""
-
-    rules: Rules = Rules()
-    cleaning: Cleaning = Cleaning()
-
-    @model_validator(mode="after")
-    def _outlier_rules(self) -> QualityConfig:
-        r = self.rules
-        if self.cleaning.remove_outliers and (
-            r.bounds is None and r.max_speed_mps is None and r.max_abs_accel_mps2 is None
-        ):
-            raise ValueError(
-                "cleaning.remove_outliers needs at least one outlier rule "
-                "(rules.bounds, rules.max_speed_mps or rules.max_abs_accel_mps2)"
-            )
-        return self
-
-    @property
-    def trajectory_only(self) -> list[str]:
-        """Enabled operations that only make sense on trajectories."""
-        c = self.cleaning
-        return [
-            name
-            for name, on in (
-                ("cleaning.remove_outliers", c.remove_outliers),
-                ("cleaning.detect_gaps", c.detect_gaps.enabled),
-                ("cleaning.smoothing", c.smoothing.enabled),
-            )
-            if on
-        ]
-
-    @classmethod
-    def parse(cls, data: dict[str, Any] | None, origin: str = "quality") -> QualityConfig:
-        """Validate a mapping; errors become one ConfigError line with the field path."""
-        from cvcatalog.config import format_validation_error
-
-        try:
-            return cls.model_validate(data or {})
-        except ValidationError as e:
-            raise ConfigError(format_validation_error(e, origin)) from None
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> QualityConfig:
-        """A YAML file holding either the section itself or a data-source config with one."""
-        from cvcatalog.config import load_yaml
-
-        data = load_yaml(path)
-        if "quality" in data:
-            data = data["quality"] or {}
-        return cls.parse(data, str(path))
-
-
-# -- column mappings --------------------------------------------------------------------------
-#: lat_min, lat_max, lon_min, lon_max. WYDOT: the I-80 corridor across Wyoming (41.0..41.8 N,
-#: 104.05..111.05 W) with ~50 km of margin. THEA: Tampa (the REL and downtown are near 27.95 N,
-#: 82.45 W) and Hillsborough County. NGSIM: a loose box over the contiguous United States (the
-#: four sites are in California and Georgia; positions come from State Plane conversions).
-DEFAULT_BOUNDS: dict[str, tuple[float, float, float, float]] = {
-    "wydot": (40.5, 42.5, -111.5, -103.5),
-    "wydot_backup": (40.5, 42.5, -111.5, -103.5),
-    "thea": (27.5, 28.3, -82.9, -82.0),
-    "ngsim": (24.0, 50.0, -125.0, -66.0),
-}
-
-#: Columns that say where a record came from, not what it says; ignored by exact duplicates.
-BOOKKEEPING_COLUMNS: tuple[str, ...] = ("source_key", "invalid_reason", "warnings")
-
-
-@dataclass(frozen=True)
-class TrajectoryMapping:
-    """Which columns of a relation make a trajectory point."""
-
-    id: str
-    time: str
-    latitude: str | None = None
-    longitude: str | None = None
-    speed: str | None = None
-    accel: str | None = None
-    x: str | None = None  # metres, e.g. NGSIM local x/y
-    y: str | None = None
-    #: columns that order records as they were produced, before the row order of the files
-    #: (CV Pilot: source_key, the S3 object, whose keys sort by arrival; rows keep their order
-    #: inside an object but objects are stored in any order). Absent columns are skipped.
-    order: tuple[str, ...] = ()
-    default_bounds: tuple[float, float, float, float] | None = None
-    default_max_gap_s: float = 5.0
-
-    @property
-    def position_columns(self) -> list[str]:
-        """What smoothing smooths by default: x/y (metres) and latitude/longitude."""
-        return [c for c in (self.x, self.y, self.latitude, self.longitude) if c is not None]
-
-
-@dataclass(frozen=True)
-class RecordMapping:
-    """Records that are not trajectory points: only exact duplicates are a rule."""
-
-    time: str | None = None
-    ignore: tuple[str, ...] = BOOKKEEPING_COLUMNS
-    order: tuple[str, ...] = ("source_key",)  # as TrajectoryMapping.order
-
-
-Mapping = TrajectoryMapping | RecordMapping
-
-
-#: source -> message types the quality module knows beyond the bucket's (built elsewhere).
-EXTRA_SOURCES: dict[str, tuple[str, ...]] = {"ngsim": ("TRAJECTORY",)}
-_EXTRA_VIEWS = {("ngsim", "TRAJECTORY"): "ngsim_trajectories"}
-
-
-def quality_sources() -> dict[str, tuple[str, ...]]:
-    """Every source the quality rules and report know, with its message types."""
-    from cvcatalog.sources import VALID_TYPES
-
-    out = {s: tuple(t) for s, t in VALID_TYPES.items()}
-    for s, types in EXTRA_SOURCES.items():
-        out[s] = tuple(dict.fromkeys([*out.get(s, ()), *types]))
-    return out
-
-
-def mapping_for(source: str, message_type: str) -> Mapping:
-    """The column mapping of one (source, message type)."""
-    src, mt = source.strip().lower(), message_type.strip().upper()
-    if mt == "BSM" and src in ("wydot", "wydot_backup", "thea"):
-        # the BSM columns every BSM source shares (schemas.base.BSM_SHARED_COLUMNS)
-        return TrajectoryMapping(
-            id="vehicle_id",
-            time="generated_at",
-            latitude="latitude",
-            longitude="longitude",
-            speed="speed_mps",
-            accel="accel_long_mps2",
-            order=("source_key",),
-            default_bounds=DEFAULT_BOUNDS[src],
-        )
-    if (src, mt) == ("ngsim", "TRAJECTORY"):
-        return TrajectoryMapping(
-            id="vehicle_id",
-            time="timestamp",
-            latitude="latitude",
-            longitude="longitude",
-            speed="speed_mps",
-            accel="accel_mps2",
-            x="x_m",
-            y="y_m",
-            default_bounds=DEFAULT_BOUNDS["ngsim"],
-            default_max_gap_s=1.0,
-        )
-    if (src, mt) == ("nycdot", "EVENT"):
-        return RecordMapping(time=None)  # events carry only time bins
-    if mt in quality_sources().get(src, ()):
-        return RecordMapping(time="generated_at")
-    raise ConfigError(f"no quality rules for {source}/{message_type}")
-
-
-def view_for(source: str, message_type: str) -> str:
-    """The canonical view of one (source, message type)."""
-    from cvcatalog.schemas import SCHEMAS
-
-    schema = SCHEMAS.get((source, message_type))
-    if schema is not None:
-        return schema.view_name
-    if (source, message_type) in _EXTRA_VIEWS:
-        return _EXTRA_VIEWS[(source, message_type)]
-    return f"{source}_{message_type.lower()}"
-
-
-def check_applicable(cfg: QualityConfig, source: str, message_type: str) -> None:
-    """Trajectory-only cleaning on records that are not trajectories is a config mistake."""
-    if isinstance(mapping_for(source, message_type), RecordMapping) and cfg.trajectory_only:
-        raise ValueError(
-            f"quality.{', quality.'.join(cfg.trajectory_only)} applies to trajectories (BSM, "
-            f"TRAJECTORY) only; "
-            f"{source}/{message_type} records are not trajectory points"
-        )
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -927,8 +602,6 @@ def record(
     """Store one partition's counts (zeros too: "evaluated and clean" differs from "not
     evaluated") and the run's resolved configuration. Call inside the ingest's catalog write
     transaction, next to the partition row, so both commit or neither does."""
-    from cvcatalog.db import now_utc
-
     now = now_utc()
     con.execute(
         "DELETE FROM quality_stats WHERE run_id = ? AND partition_key = ?", [run_id, partition_key]
@@ -972,29 +645,6 @@ def process_partition(
         if f != cleaned:
             f.unlink()
     return [cleaned], stats
-
-
-def quality_from_file(path: Path) -> QualityConfig:
-    """The `quality:` section of a YAML config file (a data-source config, or a file holding
-    only that section); one clear error for a missing file or a bad value."""
-    from cvcatalog.config import load_yaml
-
-    data = load_yaml(path)
-    section = data.get("quality", data if "rules" in data or "cleaning" in data else None)
-    if section is None:
-        raise ConfigError(f"{path} has no quality: section")
-    try:
-        return QualityConfig.model_validate(section)
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(
-            f"invalid quality configuration ({path}): {loc}: {first['msg']}"
-        ) from None
-
-
-#: the column detect_gaps adds to a cleaned partition's files
-SEGMENT_COLUMN = "segment"
 
 
 def has_segments(con: duckdb.DuckDBPyConnection, source: str, message_type: str) -> bool:
