@@ -61,12 +61,12 @@ demo: install ## End to end on a local S3 endpoint: replica, ingest a week, quer
 	      round(avg(speed_mps) * 2.23694, 1) as avg_mph, round(min(longitude), 3) as west, \
 	      round(max(longitude), 3) as east from wydot_bsm group by date order by date"; \
 	echo "== 6. the same catalog from a plain DuckDB session (no cvcatalog code): the DuckLake, attached read-only"; \
-	$(BIN)/duckdb -c "LOAD '$$($(BIN)/python -c 'from cvcatalog.duckdb_ext import extension_path; print(extension_path("ducklake"))')'; \
+	$(BIN)/duckdb -c "LOAD '$$($(BIN)/python -c 'from cvcatalog.io.duckdb_ext import extension_path; print(extension_path("ducklake"))')'; \
 	      ATTACH 'ducklake:$(DEMO_HOME)/catalog.ducklake' AS cv (READ_ONLY); \
 	      select count(*) as bsms, min(metadata_generatedAt) as first, max(metadata_generatedAt) as last from cv.wydot_bsm_socrata; \
 	      select snapshot_id, commit_message from cv.snapshots() order by snapshot_id desc limit 3"; \
 	echo "== 7. an experiment as a lazy Dask frame (configs/experiments/demo_week.yml)"; \
-	$(BIN)/python -c "from cvcatalog.experiments import CatalogGatherer; \
+	$(BIN)/python -c "from cvcatalog.read.experiments import CatalogGatherer; \
 	      df = CatalogGatherer('configs/experiments/demo_week.yml').gather_data().get_gathered_data(); \
 	      print(df.npartitions, 'partitions;', len(df), 'rows;', list(df.columns[:6]))"; \
 	$(CV) cache status; \

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-from cvcatalog import lake
+from cvcatalog.io import lake
 from cvcatalog.sqlutil import quote_literal
 
 

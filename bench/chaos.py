@@ -42,8 +42,8 @@ from typing import Any
 import boto3
 
 from bench.catalog_session import plain_session
-from cvcatalog import lake
-from cvcatalog.layout import CatalogPaths, sha256_file
+from cvcatalog.io import lake
+from cvcatalog.io.layout import CatalogPaths, sha256_file
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sandbox.server import sandbox_env, start_server
 from cvcatalog.sources import BUCKET
@@ -507,8 +507,8 @@ def concurrency(
     completes = sum(int(w.get("days_complete", 0)) for w in per_writer)
     if completes != len(built):  # a day built by two writers would show here
         errors.append(f"writers report {completes} built days for {len(built)} partitions")
-    from cvcatalog.cache import verify
-    from cvcatalog.db import CatalogDB
+    from cvcatalog.ops.cache import verify
+    from cvcatalog.state.db import CatalogDB
 
     report = verify(CatalogDB(CatalogPaths.at(catalog)))
     return ConcurrencyResult(

@@ -44,7 +44,7 @@ def _instrument() -> None:
 
 def main() -> None:
     _instrument()
-    from cvcatalog.cli import main as cli_main
+    from cvcatalog.cli.main import main as cli_main
 
     cli_main()
 

@@ -48,14 +48,14 @@ from typing import Any
 import duckdb
 
 from bench.catalog_session import plain_session
-from cvcatalog import manifest
 from cvcatalog.catalog import Catalog
-from cvcatalog.db import CatalogDB
-from cvcatalog.layout import CatalogPaths, sha256_file
-from cvcatalog.manifest import FileRecord, PartitionRecord
+from cvcatalog.io.layout import CatalogPaths, sha256_file
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources import BUCKET, PartitionKey
 from cvcatalog.sqlutil import quote_ident, quote_literal
+from cvcatalog.state import manifest
+from cvcatalog.state.db import CatalogDB
+from cvcatalog.state.manifest import FileRecord, PartitionRecord
 
 SOURCE, MESSAGE_TYPE = "wydot", "BSM"
 TABLE = "wydot_bsm"

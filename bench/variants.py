@@ -105,8 +105,8 @@ def _s3_client(endpoint: str) -> Any:
 
 def httpfs_extension() -> Path:
     """The httpfs extension shipped by the duckdb-extension-httpfs package (loaded offline);
-    the library's finder (cvcatalog.duckdb_ext), so bench and `Catalog("s3://...")` agree."""
-    from cvcatalog.duckdb_ext import httpfs_extension as find
+    the library's finder (cvcatalog.io.duckdb_ext), so bench and `Catalog("s3://...")` agree."""
+    from cvcatalog.io.duckdb_ext import httpfs_extension as find
 
     return find()
 
@@ -257,8 +257,8 @@ def download(p: dict[str, Any]) -> dict[str, Any]:
     p: bucket, prefixes, out, workers, rate_limit.
     """
     from cvcatalog.config import DownloadConfig
-    from cvcatalog.download import S3Fetcher
-    from cvcatalog.s3 import make_client
+    from cvcatalog.io.download import S3Fetcher
+    from cvcatalog.io.s3 import make_client
 
     t0 = time.perf_counter()
     cfg = DownloadConfig(max_workers=int(p["workers"]), rate_limit=float(p["rate_limit"]))

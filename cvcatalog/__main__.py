@@ -1,5 +1,5 @@
 """`python -m cvcatalog` is the same as the `cvcatalog` command."""
 
-from cvcatalog.cli import main
+from cvcatalog.cli.main import main
 
 main()

@@ -16,9 +16,6 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cvcatalog import cache, lake, manifest
-from cvcatalog.access import record_access
-from cvcatalog.compact import CompactResult, compact
 from cvcatalog.config import (
     DEFAULT_HOME,
     CacheConfig,
@@ -29,23 +26,28 @@ from cvcatalog.config import (
     check_timezone,
     load_yaml,
 )
-from cvcatalog.db import CatalogDB, Notify
-from cvcatalog.discover import Discovery, ListingCache, Plan, fetcher_factory, listing_settings
-from cvcatalog.discover import discover as discover_listing
-from cvcatalog.discover import plan as plan_listing
-from cvcatalog.download import S3Fetcher
-from cvcatalog.duckdb_ext import endpoint_url as current_endpoint
-from cvcatalog.duckdb_ext import extension_path
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.ingest import Ingestor, IngestProgress, IngestSummary
-from cvcatalog.layout import CatalogPaths
-from cvcatalog.publish import publish as publish_catalog
-from cvcatalog.remote import PUBLISH_JSON, RemoteCatalogDB, cache_dir_for, read_only_error
-from cvcatalog.s3 import as_s3_error
+from cvcatalog.io import lake
+from cvcatalog.io.download import S3Fetcher
+from cvcatalog.io.duckdb_ext import endpoint_url as current_endpoint
+from cvcatalog.io.duckdb_ext import extension_path
+from cvcatalog.io.layout import CatalogPaths
+from cvcatalog.io.s3 import as_s3_error
+from cvcatalog.io.storage import S3Access, S3Location, S3Store, s3fs_options, safe_rel
+from cvcatalog.ops import cache
+from cvcatalog.ops.compact import CompactResult, compact
+from cvcatalog.ops.discover import Discovery, ListingCache, Plan, fetcher_factory, listing_settings
+from cvcatalog.ops.discover import discover as discover_listing
+from cvcatalog.ops.discover import plan as plan_listing
+from cvcatalog.ops.publish import publish as publish_catalog
+from cvcatalog.ops.remote import PUBLISH_JSON, RemoteCatalogDB, cache_dir_for, read_only_error
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import PartitionKey, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_literal
-from cvcatalog.storage import S3Access, S3Location, S3Store, s3fs_options, safe_rel
+from cvcatalog.state import manifest
+from cvcatalog.state.access import record_access
+from cvcatalog.state.db import CatalogDB, Notify
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -323,7 +325,7 @@ class Catalog:
         s3_client = None
         if any(u.lower().startswith("s3://") for u in uris):
             from cvcatalog.config import DownloadConfig
-            from cvcatalog.s3 import make_client
+            from cvcatalog.io.s3 import make_client
 
             s3_client = make_client(
                 DownloadConfig(profile=profile, no_sign_request=bool(no_sign_request))
@@ -578,7 +580,7 @@ class Catalog:
 
     def publish(self, url: str, **options: Any) -> Any:
         """Upload this catalog to s3://bucket/prefix for read-only use with Catalog(url);
-        returns a cvcatalog.publish.PublishSummary (see that module for the options)."""
+        returns a cvcatalog.ops.publish.PublishSummary (see that module for the options)."""
         return publish_catalog(self, url, **options)
 
     # -- discovery (listings only, no downloads) ---------------------------------------------

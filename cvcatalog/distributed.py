@@ -34,7 +34,7 @@ import duckdb
 
 from cvcatalog.config import MemoryConfig, ValidationConfig
 from cvcatalog.exceptions import ConfigError, DistributedError
-from cvcatalog.layout import remove_tree
+from cvcatalog.io.layout import remove_tree
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.schemas import MessageSchema
 from cvcatalog.transform import ConvertResult, RawFile, apply_quality, convert_partition

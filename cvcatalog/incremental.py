@@ -23,13 +23,13 @@ from pathlib import Path
 import duckdb
 
 from cvcatalog.config import ValidationConfig
-from cvcatalog.download import ObjectInfo
 from cvcatalog.exceptions import ConversionError
-from cvcatalog.layout import remove_tree
-from cvcatalog.manifest import FileRecord, PartitionRecord, SourceObjectRecord
+from cvcatalog.io.download import ObjectInfo
+from cvcatalog.io.layout import remove_tree
+from cvcatalog.io.storage import LakeStore
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
-from cvcatalog.storage import LakeStore
+from cvcatalog.state.manifest import FileRecord, PartitionRecord, SourceObjectRecord
 from cvcatalog.transform import (
     PARQUET_NAME,
     QUARANTINE_NAME,

@@ -27,24 +27,25 @@ import duckdb
 import filelock
 import pyarrow.parquet as pq
 
-from cvcatalog import incremental, manifest
-from cvcatalog.access import record_access
+from cvcatalog import incremental
 from cvcatalog.config import DataSourceConfig
-from cvcatalog.db import CatalogDB, now_utc
-from cvcatalog.download import ObjectInfo, S3Fetcher
 from cvcatalog.exceptions import CredentialsError, CvCatalogError, EndpointUnreachableError
-from cvcatalog.layout import (
+from cvcatalog.io.download import ObjectInfo, S3Fetcher
+from cvcatalog.io.layout import (
     CatalogPaths,
     prune_empty_dirs,
     remove_tree,
     sha256_file,
 )
-from cvcatalog.manifest import FileRecord, PartitionRecord, SourceObjectRecord
+from cvcatalog.io.s3 import make_client
 from cvcatalog.quality.rules import QualityStats
 from cvcatalog.quality.rules import record as record_quality
-from cvcatalog.s3 import make_client
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import PartitionKey, partitions_for
+from cvcatalog.state import manifest
+from cvcatalog.state.access import record_access
+from cvcatalog.state.db import CatalogDB, now_utc
+from cvcatalog.state.manifest import FileRecord, PartitionRecord, SourceObjectRecord
 from cvcatalog.transform import ConvertResult, RawFile, apply_quality, convert_partition
 
 if TYPE_CHECKING:
@@ -1019,7 +1020,7 @@ class Ingestor:
 
     def _make_room(self, pk: PartitionKey, source_bytes: int) -> None:
         """Evict LRU partitions before writing one whose expected size would overflow the cache."""
-        from cvcatalog.cache import expected_bytes, make_room
+        from cvcatalog.ops.cache import expected_bytes, make_room
 
         incoming = expected_bytes(self.db, pk.source, pk.message_type, source_bytes)
         try:
@@ -1032,7 +1033,7 @@ class Ingestor:
             self._evicted += gone
 
     def _evict_if_needed(self, protect: set[str]) -> list[str]:
-        from cvcatalog.cache import evict_to_size
+        from cvcatalog.ops.cache import evict_to_size
 
         try:
             return evict_to_size(self.db, self.cfg.cache.max_size_gb, protect=protect)

@@ -15,7 +15,7 @@ skip a parse error outside newline-delimited input, so one broken document would
 They are small and few; their records are re-emitted as NDJSON for the same DuckDB pass.
 
 Hostile objects (docs/reliability.md, "Hostile input"): gzip-compressed objects and a leading
-byte order mark are normalized first by cvcatalog.rawfile (clean objects are only sniffed, never
+byte order mark are normalized first by cvcatalog.io.rawfile (clean objects are only sniffed, never
 copied); an object with a line longer than read_json's maximum_object_size makes DuckDB fail
 the whole read, so that object alone is rewritten from its readable lines by the same streaming
 line scan and the read is retried. Records generated outside the hour of the folder they were
@@ -45,9 +45,9 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from cvcatalog import rawfile
 from cvcatalog.config import ValidationConfig
 from cvcatalog.exceptions import ConversionError
+from cvcatalog.io import rawfile
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.rules import QualityStats, process_partition
 from cvcatalog.schemas import MessageSchema, list_literal, quote_ident, quote_literal

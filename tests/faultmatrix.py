@@ -309,7 +309,7 @@ def at_rest(proxy: FaultProxy, workdir: Path, report: SeedReport) -> list[dict[s
     """
     from typer.testing import CliRunner
 
-    from cvcatalog.cli import app
+    from cvcatalog.cli.main import app
 
     runner = CliRunner()
     rows: list[dict[str, Any]] = []

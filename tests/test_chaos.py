@@ -73,7 +73,7 @@ def test_a_killed_run_is_marked_interrupted_by_the_next_one(
     import subprocess
 
     from cvcatalog.catalog import Catalog
-    from cvcatalog.db import now_utc
+    from cvcatalog.state.db import now_utc
 
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],

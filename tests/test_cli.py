@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cvcatalog.cli import app
+from cvcatalog.cli.main import app
 from cvcatalog.sandbox.replica import seed_replica
 
 runner = CliRunner()

@@ -15,10 +15,10 @@ from cvcatalog.config import DownloadConfig
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.datasets.cvpilot import cvpilot_dataset
 from cvcatalog.datasets.driver import run_dataset
-from cvcatalog.db import CatalogDB
-from cvcatalog.layout import CatalogPaths
+from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sources import BUCKET
+from cvcatalog.state.db import CatalogDB
 
 D0, D1 = date(2021, 4, 1), date(2021, 4, 2)
 COLS = "source_key, vehicle_id, generated_at, latitude, longitude, speed_mps"

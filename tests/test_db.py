@@ -11,9 +11,9 @@ import duckdb
 import filelock
 import pytest
 
-from cvcatalog.db import MIGRATIONS, CatalogDB
 from cvcatalog.exceptions import CatalogLockedError
-from cvcatalog.layout import CatalogPaths
+from cvcatalog.io.layout import CatalogPaths
+from cvcatalog.state.db import MIGRATIONS, CatalogDB
 
 
 @pytest.fixture

@@ -18,15 +18,15 @@ import pytest
 from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
-from cvcatalog.cli import app
+from cvcatalog.cli.main import app
 from cvcatalog.config import DownloadConfig
-from cvcatalog.db import CatalogDB
-from cvcatalog.discover import compact, human_bytes
-from cvcatalog.download import S3Fetcher
-from cvcatalog.layout import CatalogPaths
-from cvcatalog.s3 import make_client
+from cvcatalog.io.download import S3Fetcher
+from cvcatalog.io.layout import CatalogPaths
+from cvcatalog.io.s3 import make_client
+from cvcatalog.ops.discover import compact, human_bytes
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources import BUCKET
+from cvcatalog.state.db import CatalogDB
 
 runner = CliRunner()
 FAST = {"rate_limit": 0}  # no token-bucket waits in tests

@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cvcatalog import transform
-from cvcatalog.cache import GB
 from cvcatalog.catalog import Catalog
-from cvcatalog.cli import app
+from cvcatalog.cli.main import app
+from cvcatalog.ops.cache import GB
 from cvcatalog.sandbox.replica import seed_replica
 
 D1, D2, D3 = date(2021, 4, 1), date(2021, 4, 2), date(2021, 4, 3)
@@ -85,7 +85,7 @@ def test_the_partitions_of_the_current_run_are_never_evicted(
 
 def _enospc_publish(monkeypatch: pytest.MonkeyPatch) -> None:
     """The second file moved into the lake (the quarantine file) hits a full disk."""
-    import cvcatalog.storage as storage_mod
+    import cvcatalog.io.storage as storage_mod
 
     real = storage_mod.publish_file
     calls = {"n": 0}
@@ -180,7 +180,7 @@ def _userns_tmpfs() -> bool:
 MID_CONVERSION = textwrap.dedent(
     """
     import json, os, shutil, subprocess, sys
-    from cvcatalog.duckdb_ext import extension_path
+    from cvcatalog.io.duckdb_ext import extension_path
     from pathlib import Path
     src, fs, keep = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
     catalog = fs / "catalog"

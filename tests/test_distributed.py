@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from cvcatalog import distributed as cvdist
 from cvcatalog.catalog import Catalog
-from cvcatalog.cli import app
+from cvcatalog.cli.main import app
 from cvcatalog.config import ValidationConfig
 from cvcatalog.distributed import ConversionPool, ConvertJob, run_convert_job
 from cvcatalog.exceptions import ConfigError, DistributedError

@@ -21,9 +21,9 @@ from botocore.config import Config
 from botocore.exceptions import ResponseStreamingError
 
 from cvcatalog.config import DownloadConfig
-from cvcatalog.download import CHUNK_SIZE, DownloadResult, ObjectInfo, S3Fetcher
 from cvcatalog.exceptions import CredentialsError, IntegrityError, S3Error
-from cvcatalog.s3 import make_client
+from cvcatalog.io.download import CHUNK_SIZE, DownloadResult, ObjectInfo, S3Fetcher
+from cvcatalog.io.s3 import make_client
 from cvcatalog.sources import BUCKET
 
 PREFIX = "wydot/BSM/2021/04/01/00/"
@@ -559,8 +559,8 @@ import os, sys
 from datetime import UTC, datetime
 from pathlib import Path
 from cvcatalog.config import DownloadConfig
-from cvcatalog.download import ObjectInfo, S3Fetcher
-from cvcatalog.s3 import make_client
+from cvcatalog.io.download import ObjectInfo, S3Fetcher
+from cvcatalog.io.s3 import make_client
 
 key, size, etag, dest, stop_at = sys.argv[1:]
 cfg = DownloadConfig(rate_limit=0)

@@ -11,7 +11,7 @@ import pytest
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.exceptions import ConfigError
-from cvcatalog.experiments import CatalogGatherer, ExperimentConfig
+from cvcatalog.read.experiments import CatalogGatherer, ExperimentConfig
 from cvcatalog.sandbox.replica import seed_replica
 
 REPO = Path(__file__).resolve().parents[1]

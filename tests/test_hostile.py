@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from cvcatalog import exceptions, transform
 from cvcatalog.catalog import Catalog
-from cvcatalog.cli import app
+from cvcatalog.cli.main import app
 from cvcatalog.config import MemoryConfig, ValidationConfig
 from cvcatalog.schemas import SCHEMAS, list_literal
 from cvcatalog.sources import BUCKET

@@ -17,10 +17,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
-from cvcatalog.cli import app
+from cvcatalog.cli.main import app
 from cvcatalog.ingest import Ingestor, IngestSummary
-from cvcatalog.lake import files as lake_files
-from cvcatalog.layout import sha256_file
+from cvcatalog.io.lake import files as lake_files
+from cvcatalog.io.layout import sha256_file
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources import BUCKET
 
@@ -388,9 +388,9 @@ def test_a_canonical_schema_change_still_rebuilds_the_whole_day(
 def test_objects_are_classified_by_key_size_and_etag() -> None:
     from datetime import UTC, datetime
 
-    from cvcatalog.download import ObjectInfo
     from cvcatalog.incremental import diff_objects
-    from cvcatalog.manifest import SourceObjectRecord
+    from cvcatalog.io.download import ObjectInfo
+    from cvcatalog.state.manifest import SourceObjectRecord
 
     t0, t1 = datetime(2021, 4, 1, tzinfo=UTC), datetime(2021, 4, 2, tzinfo=UTC)
     known = [

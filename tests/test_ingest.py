@@ -15,9 +15,9 @@ import pytest
 
 from cvcatalog import transform
 from cvcatalog.catalog import Catalog
-from cvcatalog.duckdb_ext import extension_path
 from cvcatalog.ingest import Ingestor
-from cvcatalog.layout import CatalogPaths
+from cvcatalog.io.duckdb_ext import extension_path
+from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources import PartitionKey
 

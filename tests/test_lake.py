@@ -18,12 +18,12 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from cvcatalog import lake
 from cvcatalog.catalog import Catalog, RemoteCatalog
-from cvcatalog.cli import app
-from cvcatalog.duckdb_ext import extension_path, load_extension
+from cvcatalog.cli.main import app
+from cvcatalog.io import lake
+from cvcatalog.io.duckdb_ext import extension_path, load_extension
 from cvcatalog.sandbox.replica import seed_replica
-from cvcatalog.tables import specs, view_statements
+from cvcatalog.state.tables import specs, view_statements
 
 FIXTURES = Path(__file__).parent / "fixtures"
 runner = CliRunner()

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cvcatalog import Catalog
-from cvcatalog.cli import app
+from cvcatalog.cli.main import app
 from cvcatalog.datasets.base import TransientFetchError, WorkUnit
 from cvcatalog.datasets.ngsim import NgsimDataset, to_lonlat
-from cvcatalog.lake import files as lake_files
+from cvcatalog.io.lake import files as lake_files
 from cvcatalog.sandbox.ngsim import generate_ngsim
 
 UNIT = 1 << 18  # small units: several per test file
@@ -416,7 +416,7 @@ def _flip_byte(data: bytes) -> bytes:
 
 
 def test_cache_status_verify_repair_and_clear(ngsim_csv, catalog_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    from cvcatalog.cache import quarantine_bad
+    from cvcatalog.ops.cache import quarantine_bad
 
     path, rep = ngsim_csv
     s = _ingest(catalog_dir, str(path))
@@ -501,8 +501,8 @@ def test_ngsim_on_an_s3_lake(ngsim_csv, s3_client, tmp_path: Path) -> None:  # t
 
     import duckdb
 
-    from cvcatalog.cache import quarantine_bad
-    from cvcatalog.duckdb_ext import load_extension, s3_connection
+    from cvcatalog.io.duckdb_ext import load_extension, s3_connection
+    from cvcatalog.ops.cache import quarantine_bad
 
     path, _rep = ngsim_csv
     s3_client.create_bucket(Bucket="ngsim-lake")

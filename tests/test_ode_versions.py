@@ -21,7 +21,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from cvcatalog.cli import app
+from cvcatalog.cli.main import app
 from cvcatalog.config import ValidationConfig
 from cvcatalog.schemas import SCHEMAS, list_literal
 from cvcatalog.sources import BUCKET

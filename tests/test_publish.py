@@ -13,12 +13,12 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from typer.testing import CliRunner
 
-from cvcatalog import publish as publish_mod
 from cvcatalog.catalog import Catalog, RemoteCatalog
-from cvcatalog.cli import app
+from cvcatalog.cli.main import app
 from cvcatalog.exceptions import CatalogError, CvCatalogError, QueryError
+from cvcatalog.io.storage import S3Location, b64
+from cvcatalog.ops import publish as publish_mod
 from cvcatalog.sandbox.replica import seed_replica
-from cvcatalog.storage import S3Location, b64
 
 PUB = "cv-published"
 URL = f"s3://{PUB}/catalogs/wydot"

@@ -20,19 +20,19 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
-from cvcatalog.cli import app
+from cvcatalog.cli.main import app
 from cvcatalog.config import DataSourceConfig
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.mapping import DEFAULT_BOUNDS, RecordMapping, TrajectoryMapping, mapping_for
-from cvcatalog.quality.rules import apply, evaluate, evaluate_files, record, savgol_weights
-from cvcatalog.quality_report import (
+from cvcatalog.quality.report import (
     QualityReport,
     TypeQuality,
     build_report,
     render_html,
     render_png,
 )
+from cvcatalog.quality.rules import apply, evaluate, evaluate_files, record, savgol_weights
 from cvcatalog.sandbox.replica import seed_replica
 
 runner = CliRunner()
@@ -746,7 +746,7 @@ def test_every_source_has_a_mapping_and_a_view() -> None:
 
 
 def test_coverage_by_day_and_hour_and_by_nycdot_bins(con: Any) -> None:
-    from cvcatalog.quality_report import _coverage
+    from cvcatalog.quality.report import _coverage
 
     con.execute(
         "CREATE VIEW v AS SELECT TIMESTAMPTZ '2021-04-01 05:30:00+00' + INTERVAL (i) MINUTE "

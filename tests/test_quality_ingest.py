@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
-from cvcatalog.cli import app
+from cvcatalog.cli.main import app
 from cvcatalog.config import ValidationConfig
 from cvcatalog.distributed import ConvertJob, run_convert_job
 from cvcatalog.quality.config import QualityConfig

@@ -26,7 +26,7 @@ from botocore.exceptions import (
 
 from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import ConfigError, CredentialsError, EndpointUnreachableError, S3Error
-from cvcatalog.s3 import (
+from cvcatalog.io.s3 import (
     BACKOFF_CAP_SECONDS,
     ErrorKind,
     Retrier,

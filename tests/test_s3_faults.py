@@ -38,7 +38,7 @@ from typer.testing import CliRunner
 from urllib3.exceptions import ProtocolError
 
 from cvcatalog.catalog import Catalog
-from cvcatalog.cli import app
+from cvcatalog.cli.main import app
 from cvcatalog.exceptions import QueryError
 from cvcatalog.sources import BUCKET
 
@@ -355,9 +355,9 @@ def test_env_points_at_the_proxy(fault_proxy: FaultProxy) -> None:
 def test_a_listing_cut_short_is_named_as_such(fault_proxy: FaultProxy, s3_client: Any) -> None:
     """botocore turns an unparseable 200 into a synthetic 500; the error must not blame S3."""
     from cvcatalog.config import DownloadConfig
-    from cvcatalog.download import S3Fetcher
     from cvcatalog.exceptions import S3Error
-    from cvcatalog.s3 import make_client
+    from cvcatalog.io.download import S3Fetcher
+    from cvcatalog.io.s3 import make_client
 
     s3_client.put_object(Bucket=BUCKET, Key="k/a", Body=b"a")
     cfg = DownloadConfig(rate_limit=0, retry_attempts=1, retry_delay_seconds=0)

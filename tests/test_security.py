@@ -16,11 +16,11 @@ from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
-from cvcatalog.cli import app
+from cvcatalog.cli.main import app
 from cvcatalog.config import DataSourceConfig, load_yaml
-from cvcatalog.download import ObjectInfo
 from cvcatalog.exceptions import ConfigError, QueryError
 from cvcatalog.ingest import _raw_name
+from cvcatalog.io.download import ObjectInfo
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sources import BUCKET
 from cvcatalog.sqlutil import quote_ident

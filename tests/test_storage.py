@@ -14,14 +14,14 @@ import pytest
 from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
-from cvcatalog.cli import app
+from cvcatalog.cli.main import app
 from cvcatalog.config import DataSourceConfig
-from cvcatalog.duckdb_ext import load_extension, s3_connection
 from cvcatalog.exceptions import ConfigError
-from cvcatalog.lake import files as table_files
+from cvcatalog.io.duckdb_ext import load_extension, s3_connection
+from cvcatalog.io.lake import files as table_files
+from cvcatalog.io.storage import S3Store
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sources import BUCKET
-from cvcatalog.storage import S3Store
 
 LAKE = "cv-lake"
 runner = CliRunner()

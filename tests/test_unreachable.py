@@ -16,10 +16,10 @@ import urllib3.exceptions
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 from typer.testing import CliRunner
 
-from cvcatalog.cli import app
-from cvcatalog.duckdb_ext import s3_connection
+from cvcatalog.cli.main import app
 from cvcatalog.exceptions import EndpointUnreachableError, S3Error
-from cvcatalog.s3 import ErrorKind, as_s3_error, classify_error, translate_error
+from cvcatalog.io.duckdb_ext import s3_connection
+from cvcatalog.io.s3 import ErrorKind, as_s3_error, classify_error, translate_error
 
 runner = CliRunner()
 

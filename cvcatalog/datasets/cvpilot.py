@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 
 from cvcatalog.config import DownloadConfig, ValidationConfig
 from cvcatalog.datasets.base import Dataset, InputInfo, Rejects, TransientFetchError, WorkUnit
-from cvcatalog.download import S3Fetcher
-from cvcatalog.s3 import make_client
+from cvcatalog.io.download import S3Fetcher
+from cvcatalog.io.s3 import make_client
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import BUCKET, PartitionKey, partitions_for
 from cvcatalog.transform import RawFile, convert_partition, reason_category

@@ -51,14 +51,14 @@ from cvcatalog.datasets.base import (
     WorkUnit,
 )
 from cvcatalog.datasets.manage import forget_units
-from cvcatalog.db import CatalogDB, now_utc
 from cvcatalog.exceptions import CatalogLockedError, ConversionError, CvCatalogError
-from cvcatalog.layout import CatalogPaths, remove_tree, sha256_file
+from cvcatalog.io.layout import CatalogPaths, remove_tree, sha256_file
+from cvcatalog.io.s3 import ErrorKind, backoff_delay, classify_error
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.rules import QualityStats, process_partition
 from cvcatalog.quality.rules import record as record_quality
-from cvcatalog.s3 import ErrorKind, backoff_delay, classify_error
-from cvcatalog.tables import register_dataset
+from cvcatalog.state.db import CatalogDB, now_utc
+from cvcatalog.state.tables import register_dataset
 
 ROW_GROUP_ROWS = 131_072
 #: rows of one partition a unit holds in memory to sort before writing them (bounds memory
@@ -782,7 +782,7 @@ class DatasetLoader:
     # -- bookkeeping -----------------------------------------------------------------------
     def _record_start(self) -> None:
         from cvcatalog.ingest import _mark_interrupted_runs
-        from cvcatalog.manifest import start_run
+        from cvcatalog.state.manifest import start_run
 
         with self.db.write() as con:
             _mark_interrupted_runs(con, socket.gethostname())
@@ -800,7 +800,7 @@ class DatasetLoader:
             )
 
     def _record_end(self, s: DatasetSummary, status: str) -> None:
-        from cvcatalog.manifest import finish_run
+        from cvcatalog.state.manifest import finish_run
 
         values = {
             "finished_at": now_utc(),

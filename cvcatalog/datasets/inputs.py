@@ -161,7 +161,7 @@ class S3Input(ByteInput):
         self.client = client
 
     def _call(self, operation: str, fn: Any) -> Any:
-        from cvcatalog.s3 import ErrorKind, classify_error, translate_error
+        from cvcatalog.io.s3 import ErrorKind, classify_error, translate_error
 
         try:
             return fn()
@@ -215,7 +215,7 @@ def open_input(uri: str, *, s3_client: Any = None, timeout: float = 300.0) -> By
     if scheme == "s3":
         if s3_client is None:
             from cvcatalog.config import DownloadConfig
-            from cvcatalog.s3 import make_client
+            from cvcatalog.io.s3 import make_client
 
             s3_client = make_client(DownloadConfig())
         return S3Input(uri, s3_client)

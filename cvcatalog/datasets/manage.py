@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 
 from cvcatalog.datasets.base import Dataset
-from cvcatalog.layout import CatalogPaths
+from cvcatalog.io.layout import CatalogPaths
 
 
 @dataclass(frozen=True)

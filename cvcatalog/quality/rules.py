@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cvcatalog.db import now_utc
 from cvcatalog.exceptions import CatalogError, ConfigError
+from cvcatalog.io.s3 import as_s3_error
 from cvcatalog.quality.config import Bounds, QualityConfig
 from cvcatalog.quality.mapping import Mapping, RecordMapping, TrajectoryMapping, mapping_for
-from cvcatalog.s3 import as_s3_error
 from cvcatalog.sqlutil import list_literal, quote_ident
+from cvcatalog.state.db import now_utc
 
 if TYPE_CHECKING:
     import duckdb

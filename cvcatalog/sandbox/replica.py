@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cvcatalog.exceptions import CvCatalogError, SandboxError
-from cvcatalog.s3 import Retrier, classify_error, translate_error
+from cvcatalog.io.s3 import Retrier, classify_error, translate_error
 from cvcatalog.schemas.nycdot import NYCDOT_SCHEMA_VERSION
 from cvcatalog.sources import (
     BINNED_SOURCES,

@@ -25,9 +25,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from cvcatalog.config import DownloadConfig, env_overrides, format_validation_error
-from cvcatalog.duckdb_ext import endpoint_url as configured_endpoint
 from cvcatalog.exceptions import ConfigError, S3Error, SandboxError
-from cvcatalog.s3 import Retrier, classify_error, make_client
+from cvcatalog.io.duckdb_ext import endpoint_url as configured_endpoint
+from cvcatalog.io.s3 import Retrier, classify_error, make_client
 
 DEFAULT_PORT = 5055
 HOST = "127.0.0.1"
@@ -160,8 +160,8 @@ def stop_detached(path: Path) -> bool:
 # -- a client for the local endpoint -------------------------------------------------------------
 def sandbox_client(purpose: str) -> tuple[Any, DownloadConfig]:
     """An S3 client for the endpoint AWS_ENDPOINT_URL_S3 names, made as every other one is
-    (:func:`cvcatalog.s3.make_client`, `download:` settings from CVCATALOG_DOWNLOAD__*), and
-    its settings for a :class:`~cvcatalog.s3.Retrier`. Never real AWS: without a local endpoint
+    (:func:`cvcatalog.io.s3.make_client`, `download:` settings from CVCATALOG_DOWNLOAD__*), and
+    its settings for a :class:`~cvcatalog.io.s3.Retrier`. Never real AWS: without a local endpoint
     this is a SandboxError that ends with ``purpose``."""
     endpoint = configured_endpoint()
     if not endpoint:

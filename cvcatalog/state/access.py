@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from cvcatalog.db import now_utc
-from cvcatalog.layout import CatalogPaths
+from cvcatalog.io.layout import CatalogPaths
+from cvcatalog.state.db import now_utc
 
 
 def record_access(keys: Iterable[str], paths: CatalogPaths, when: datetime | None = None) -> None:

@@ -1,7 +1,7 @@
 """The catalog database: migrations, read connections and copy-on-write transactions.
 
 catalog.ducklake is one DuckDB file holding the state tables and the DuckLake's metadata
-(cvcatalog.lake). Writers never modify the live file in place. A write copies it, applies one
+(cvcatalog.io.lake). Writers never modify the live file in place. A write copies it, applies one
 transaction to the copy (state changes, then the lake made to show exactly the files the state
 calls current: one DuckLake snapshot), checkpoints, and renames the copy over the original. So:
   * a crash at any point leaves the previous, consistent catalog;
@@ -27,19 +27,20 @@ from pathlib import Path
 import duckdb
 import filelock
 
-from cvcatalog import lake, legacy, tables
 from cvcatalog.config import DownloadConfig
-from cvcatalog.duckdb_ext import load_httpfs, s3_connection
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
-from cvcatalog.layout import CatalogPaths, fsync_dir
-from cvcatalog.sqlutil import load_sql, quote_literal
-from cvcatalog.storage import (
+from cvcatalog.io import lake
+from cvcatalog.io.duckdb_ext import load_httpfs, s3_connection
+from cvcatalog.io.layout import CatalogPaths, fsync_dir
+from cvcatalog.io.storage import (
     LakeStore,
     normalise_storage,
     read_lake_url,
     record_lake_url,
     store_for,
 )
+from cvcatalog.sqlutil import load_sql, quote_literal
+from cvcatalog.state import legacy, tables
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, "001_catalog.sql"),

@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cvcatalog import lake
 from cvcatalog.config import check_timezone
 from cvcatalog.exceptions import CatalogError, ConfigError
-from cvcatalog.manifest import complete_data_files
+from cvcatalog.io import lake
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.mapping import Mapping, mapping_for, quality_sources, view_for
 from cvcatalog.quality.rules import QualityStats, evaluate, evaluate_files
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sqlutil import quote_ident
+from cvcatalog.state.manifest import complete_data_files
 
 if TYPE_CHECKING:
     import duckdb

@@ -34,17 +34,18 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from cvcatalog import __version__, lake
+from cvcatalog import __version__
 from cvcatalog.config import DownloadConfig
-from cvcatalog.db import SCHEMA_VERSION, STATE_DB
-from cvcatalog.duckdb_ext import load_httpfs
 from cvcatalog.exceptions import CatalogError, CvCatalogError, S3Error
-from cvcatalog.layout import DB_NAME, sha256_file
-from cvcatalog.manifest import FileRecord
-from cvcatalog.remote import PUBLISH_JSON
-from cvcatalog.s3 import classify_error, make_client
+from cvcatalog.io import lake
+from cvcatalog.io.duckdb_ext import load_httpfs
+from cvcatalog.io.layout import DB_NAME, sha256_file
+from cvcatalog.io.s3 import classify_error, make_client
+from cvcatalog.io.storage import S3Location, S3Store, Uploader, is_remote
+from cvcatalog.ops.remote import PUBLISH_JSON
 from cvcatalog.sqlutil import quote_literal
-from cvcatalog.storage import S3Location, S3Store, Uploader, is_remote
+from cvcatalog.state.db import SCHEMA_VERSION, STATE_DB
+from cvcatalog.state.manifest import FileRecord
 
 if TYPE_CHECKING:
     from cvcatalog.catalog import Catalog

@@ -29,10 +29,10 @@ from typing import Any
 import duckdb
 
 from cvcatalog.config import DownloadConfig
-from cvcatalog.duckdb_ext import endpoint_url
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, S3Error
-from cvcatalog.layout import CatalogPaths, prune_empty_dirs, publish_file, sha256_file
-from cvcatalog.s3 import ErrorKind, Retrier, TokenBucket, classify_error, make_client
+from cvcatalog.io.duckdb_ext import endpoint_url
+from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, publish_file, sha256_file
+from cvcatalog.io.s3 import ErrorKind, Retrier, TokenBucket, classify_error, make_client
 
 LAKE_URL = "lake_url"
 #: Top-level directories of the catalog that hold data files (local or on S3).

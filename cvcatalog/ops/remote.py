@@ -23,14 +23,15 @@ from typing import Any
 
 import duckdb
 
-from cvcatalog import lake, tables
 from cvcatalog.config import DownloadConfig
-from cvcatalog.db import STATE_DB, CatalogDB, Notify, use_search_path
-from cvcatalog.duckdb_ext import s3_connection
 from cvcatalog.exceptions import CatalogError, CvCatalogError
-from cvcatalog.layout import DB_NAME, CatalogPaths
-from cvcatalog.s3 import ErrorKind, Retrier, classify_error, make_client
-from cvcatalog.storage import S3Location
+from cvcatalog.io import lake
+from cvcatalog.io.duckdb_ext import s3_connection
+from cvcatalog.io.layout import DB_NAME, CatalogPaths
+from cvcatalog.io.s3 import ErrorKind, Retrier, classify_error, make_client
+from cvcatalog.io.storage import S3Location
+from cvcatalog.state import tables
+from cvcatalog.state.db import STATE_DB, CatalogDB, Notify, use_search_path
 
 #: The publish manifest next to the database.
 PUBLISH_JSON = "publish.json"

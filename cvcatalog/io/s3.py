@@ -32,7 +32,6 @@ import urllib3.exceptions
 from botocore import UNSIGNED
 from botocore.config import Config
 
-from cvcatalog.duckdb_ext import endpoint_url as configured_endpoint
 from cvcatalog.exceptions import (
     ConfigError,
     CredentialsError,
@@ -41,6 +40,7 @@ from cvcatalog.exceptions import (
     S3Error,
     credentials_help,
 )
+from cvcatalog.io.duckdb_ext import endpoint_url as configured_endpoint
 
 if TYPE_CHECKING:  # only annotations: cvcatalog.quality (imported by config) uses this module
     from cvcatalog.config import DownloadConfig

@@ -13,9 +13,9 @@ from typing import Any
 
 import duckdb
 
-from cvcatalog.db import now_utc
 from cvcatalog.sources import PartitionKey
 from cvcatalog.sqlutil import quote_ident
+from cvcatalog.state.db import now_utc
 
 
 @dataclass

@@ -15,13 +15,13 @@ import duckdb
 import filelock
 import pyarrow.parquet as pq
 
-from cvcatalog import manifest
-from cvcatalog.db import CatalogDB
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
-from cvcatalog.layout import remove_tree, sha256_file
-from cvcatalog.manifest import FileRecord
+from cvcatalog.io.layout import remove_tree, sha256_file
 from cvcatalog.sources import PartitionKey
 from cvcatalog.sqlutil import list_literal, quote_literal
+from cvcatalog.state import manifest
+from cvcatalog.state.db import CatalogDB
+from cvcatalog.state.manifest import FileRecord
 
 
 @dataclass

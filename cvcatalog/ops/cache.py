@@ -6,9 +6,10 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cvcatalog import lake, manifest
-from cvcatalog.access import folded_access_log, read_access_log
-from cvcatalog.db import CatalogDB, now_utc
+from cvcatalog.io import lake
+from cvcatalog.state import manifest
+from cvcatalog.state.access import folded_access_log, read_access_log
+from cvcatalog.state.db import CatalogDB, now_utc
 
 if TYPE_CHECKING:
     from cvcatalog.datasets.manage import Refetch

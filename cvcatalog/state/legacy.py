@@ -17,10 +17,10 @@ from pathlib import Path
 import duckdb
 
 from cvcatalog.datasets import DATASETS
-from cvcatalog.layout import CatalogPaths
+from cvcatalog.io.layout import CatalogPaths
+from cvcatalog.io.storage import LakeStore
 from cvcatalog.sources import PartitionKey
 from cvcatalog.sqlutil import quote_ident, quote_literal
-from cvcatalog.storage import LakeStore
 
 LEGACY = "legacy_catalog"
 #: old data files lived under lake/source=<source>/...

@@ -3,7 +3,7 @@
 The DuckLake metadata lives in `<catalog>/catalog.ducklake`, a DuckDB file that also holds
 cvcatalog's state tables (partitions, files, runs, ...). cvcatalog attaches the lake over that
 same database (`METADATA_CATALOG`), so one DuckDB transaction writes the lake's snapshot and
-the state that describes it, and one atomic rename publishes both (cvcatalog.db).
+the state that describes it, and one atomic rename publishes both (cvcatalog.state.db).
 
 Data files are written by cvcatalog's own conversion (canonical columns only) and handed to
 DuckLake with `ducklake_add_data_files`: the table's partition columns come from the hive
@@ -23,7 +23,7 @@ from datetime import datetime
 
 import duckdb
 
-from cvcatalog.duckdb_ext import load_extension
+from cvcatalog.io.duckdb_ext import load_extension
 from cvcatalog.sqlutil import quote_ident, quote_literal
 
 #: the name cvcatalog (and the docs) attach the lake as

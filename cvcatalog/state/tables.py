@@ -24,14 +24,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from cvcatalog import lake
 from cvcatalog.datasets import DATASETS
 from cvcatalog.datasets.base import Dataset
-from cvcatalog.lake import TableSpec
+from cvcatalog.io import lake
+from cvcatalog.io.lake import TableSpec
+from cvcatalog.io.storage import LakeStore
 from cvcatalog.quality.config import SEGMENT_COLUMN
 from cvcatalog.schemas import SCHEMAS, MessageSchema, render_sql
 from cvcatalog.sqlutil import load_sql, quote_ident, quote_literal
-from cvcatalog.storage import LakeStore
 
 #: the cross-source view of positions (NGSIM and the BSM tables)
 TRAJECTORIES_VIEW = "trajectories"

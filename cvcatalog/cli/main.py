@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from cvcatalog.catalog import Catalog, default_home
+from cvcatalog.cli.output import Format, emit
 from cvcatalog.config import load_yaml
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError
 from cvcatalog.ingest import IngestSummary
-from cvcatalog.output import Format, emit
-from cvcatalog.s3 import as_s3_error
+from cvcatalog.io.s3 import as_s3_error
 from cvcatalog.sources import FOLDER_TIMEZONE, PartitionKey
 
 app = typer.Typer(
@@ -69,7 +69,7 @@ def _note(message: str) -> None:
 
 def friendly(fn: F) -> F:
     """Turn domain errors into one line on stderr and exit code 1 (no tracebacks); so too S3,
-    network and httpfs errors that escaped a Retrier (:func:`cvcatalog.s3.as_s3_error`)."""
+    network and httpfs errors that escaped a Retrier (:func:`cvcatalog.io.s3.as_s3_error`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -104,7 +104,7 @@ def open_catalog(catalog: str | Path | None, config: Path | None = None, **remot
     An s3://bucket/prefix (from --catalog or CVCATALOG_HOME) opens a published catalog,
     read-only; remote holds its S3 options (profile, no_sign_request).
     """
-    from cvcatalog.storage import is_remote
+    from cvcatalog.io.storage import is_remote
 
     def note(m: str) -> None:
         _note(m)
@@ -418,7 +418,7 @@ def _progress(enabled: bool) -> Iterator[Any]:
     if not enabled:
         yield _NotesOnly()
         return
-    from cvcatalog.progress import RichProgress
+    from cvcatalog.cli.progress import RichProgress
 
     with RichProgress(err) as bar:
         yield bar
@@ -610,7 +610,7 @@ def cache_verify(
     no_sign_request: Annotated[bool | None, typer.Option("--no-sign-request")] = None,
 ) -> None:
     """Re-hash every cached file against the manifest's SHA-256."""
-    from cvcatalog.cache import quarantine_bad
+    from cvcatalog.ops.cache import quarantine_bad
 
     cat = open_catalog(catalog)
     report = cat.verify()
@@ -912,7 +912,7 @@ def report_quality(
 ) -> None:
     """Rows, invalid records by rule, outliers removed and coverage by day and hour."""
     from cvcatalog.quality.config import QualityConfig
-    from cvcatalog.quality_report import build_report, render_html, render_png, write_atomic
+    from cvcatalog.quality.report import build_report, render_html, render_png, write_atomic
 
     cfg = QualityConfig.from_yaml(config) if config else None
     rep = build_report(open_catalog(catalog), source, message_type, timezone=timezone, config=cfg)
@@ -1025,7 +1025,7 @@ def sandbox_seed(
     ] = None,
 ) -> None:
     """Fill bucket usdot-its-cvpilot-publicdata on the endpoint with a realistic replica."""
-    from cvcatalog.s3 import Retrier
+    from cvcatalog.io.s3 import Retrier
     from cvcatalog.sandbox.replica import seed_replica
     from cvcatalog.sandbox.server import create_bucket, sandbox_client
     from cvcatalog.sources import BUCKET
@@ -1114,7 +1114,7 @@ def publish(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Upload a local catalog to S3 (Parquet + a portable catalog database), verified, resumable."""
-    from cvcatalog.publish import RESULT_COLUMNS
+    from cvcatalog.ops.publish import RESULT_COLUMNS
 
     cat = open_catalog(catalog)
     summary = cat.publish(
@@ -1218,7 +1218,7 @@ def plan(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """What an ingest of the range would fetch and what is already cached; no downloads."""
-    from cvcatalog.discover import PLAN_COLUMNS, PLAN_FIELDS
+    from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS
 
     src, mt = _source_and_type(source, message_type, config)
     cat = open_catalog(catalog, config)

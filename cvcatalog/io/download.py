@@ -39,7 +39,14 @@ from cvcatalog.exceptions import (
     IntegrityError,
     S3Error,
 )
-from cvcatalog.s3 import ErrorInfo, ErrorKind, Retrier, TokenBucket, backoff_delay, classify_error
+from cvcatalog.io.s3 import (
+    ErrorInfo,
+    ErrorKind,
+    Retrier,
+    TokenBucket,
+    backoff_delay,
+    classify_error,
+)
 
 log = logging.getLogger(__name__)
 

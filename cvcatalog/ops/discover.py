@@ -10,7 +10,7 @@ bin) with its hours, object count and bytes.
 manifest with the ingest's own rule (``ingest.needs_work``): what is cached, what would be
 fetched, how many objects and bytes that is.
 
-Every listing goes through :class:`~cvcatalog.download.S3Fetcher` (rate limit, retries, error
+Every listing goes through :class:`~cvcatalog.io.download.S3Fetcher` (rate limit, retries, error
 translation) and is cached in the catalog table ``listing_cache`` for
 ``cache.listing_ttl_hours``; ``refresh=True`` lists again. Cached listings are aggregates
 (child names, or object counts and bytes per day/hour), never object keys, so they stay small.
@@ -26,7 +26,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cvcatalog import manifest
 from cvcatalog.config import (
     CacheConfig,
     DataSourceConfig,
@@ -36,11 +35,10 @@ from cvcatalog.config import (
     env_overrides,
     format_validation_error,
 )
-from cvcatalog.db import CatalogDB, now_utc
-from cvcatalog.download import S3Fetcher
 from cvcatalog.exceptions import CatalogLockedError, ConfigError
 from cvcatalog.ingest import needs_work
-from cvcatalog.s3 import make_client
+from cvcatalog.io.download import S3Fetcher
+from cvcatalog.io.s3 import make_client
 from cvcatalog.sources import (
     BINNED_SOURCES,
     BUCKET,
@@ -50,6 +48,8 @@ from cvcatalog.sources import (
     PartitionKey,
     partitions_for,
 )
+from cvcatalog.state import manifest
+from cvcatalog.state.db import CatalogDB, now_utc
 
 FetcherFactory = Callable[[], S3Fetcher]
 

@@ -1,0 +1,1 @@
+"""The thin Typer command line: argument parsing, one output helper, rich progress."""

@@ -1,0 +1,1 @@
+"""Reading for analysis: experiment configs and their gatherer."""

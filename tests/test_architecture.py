@@ -1,0 +1,180 @@
+"""The shape of the code: layers point one way, no import cycles, every module says its job.
+
+Read from the source with `ast`, so the rules hold for imports inside functions too (an import
+moved into a function to dodge a cycle is still an edge here); imports under
+`if TYPE_CHECKING:` are annotations only and never run, so they are left out.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cvcatalog"
+
+#: lower ranks may not import higher ones (docs/architecture.md, "Packages and modules")
+LAYERS: list[tuple[str, ...]] = [
+    (  # foundations
+        "cvcatalog.exceptions",
+        "cvcatalog.sqlutil",
+        "cvcatalog.configfile",
+        "cvcatalog.config",
+        "cvcatalog.sources",
+        "cvcatalog.schemas",
+        "cvcatalog.quality.config",
+        "cvcatalog.quality.mapping",
+    ),
+    ("cvcatalog.io",),
+    ("cvcatalog.state",),
+    ("cvcatalog.quality.rules",),
+    (  # the ingest
+        "cvcatalog.pipeline",
+        "cvcatalog.ingest",
+        "cvcatalog.transform",
+        "cvcatalog.incremental",
+        "cvcatalog.distributed",
+        "cvcatalog.datasets",
+    ),
+    ("cvcatalog.ops", "cvcatalog.quality.report"),
+    ("cvcatalog.catalog", "cvcatalog.read", "cvcatalog.sandbox"),
+    ("cvcatalog.cli", "cvcatalog.__main__"),
+]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in PACKAGE.rglob("*.py"):
+        parts = p.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts).removesuffix(".__init__")
+        out[name] = p
+    return out
+
+
+def _executed(tree: ast.AST) -> list[ast.AST]:
+    """Every node that can run: `if TYPE_CHECKING:` bodies left out."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If):
+            test = node.test
+            name = getattr(test, "id", getattr(test, "attr", ""))
+            if name == "TYPE_CHECKING":
+                todo.extend(node.orelse)
+                continue
+        out.append(node)
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def _imports(mods: dict[str, Path]) -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        found: set[str] = set()
+        for node in _executed(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module.split(".")[0] != "cvcatalog":
+                    continue
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    found.add(sub if sub in mods else node.module)
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.split(".")[0] == "cvcatalog"}
+        # a package's __init__ runs before its modules: an import of the parent package by
+        # one of its modules is not an edge back
+        edges[name] = {t for t in found if t in mods and t != name and not name.startswith(t + ".")}
+    return edges
+
+
+def _rank(module: str) -> int | None:
+    best: tuple[int, int] | None = None  # (prefix length, rank): the longest prefix wins
+    for rank, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            matches = module == prefix or module.startswith(prefix + ".")
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), rank)
+    return None if best is None else best[1]
+
+
+MODULES = _modules()
+
+
+def _is_package(module: str) -> bool:
+    return MODULES[module].name == "__init__.py"
+
+
+EDGES = _imports(MODULES)
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = sorted(m for m in MODULES if m != "cvcatalog" and _rank(m) is None)
+    assert unplaced == [], f"add these to LAYERS (and docs/architecture.md): {unplaced}"
+
+
+def test_layers_point_one_way() -> None:
+    upward = []
+    for src, targets in EDGES.items():
+        rs = _rank(src)
+        for t in targets:
+            rt = _rank(t)
+            if rs is not None and rt is not None and rt > rs:
+                upward.append(f"{src} -> {t}")
+    assert sorted(upward) == []
+
+
+def test_no_import_cycles() -> None:
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in EDGES.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(MODULES):
+        if v not in index:
+            visit(v)
+    assert cycles == []
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_module_says_its_job(module: str) -> None:
+    tree = ast.parse(MODULES[module].read_text())
+    doc = ast.get_docstring(tree)
+    assert doc and doc.strip(), f"{MODULES[module]} has no docstring saying what it is for"
+
+
+def test_the_checks_can_fail() -> None:
+    """The cycle and layer rules see a cycle and an upward import when there is one."""
+    assert _rank("cvcatalog.state.db") == 2
+    assert _rank("cvcatalog.quality.rules") == 3
+    assert _rank("cvcatalog.quality.config") == 0
+    fake = ast.parse(
+        "from cvcatalog.cli import main\nif TYPE_CHECKING:\n    import cvcatalog.ops\n"
+    )
+    names = {
+        n.module for n in _executed(fake) if isinstance(n, ast.ImportFrom) and n.module is not None
+    }
+    assert names == {"cvcatalog.cli"}
