@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("cvcatalog.ops", "cvcatalog.quality.report"),
     ("cvcatalog.catalog", "cvcatalog.read", "cvcatalog.sandbox"),
-    ("cvcatalog.cli", "cvcatalog.__main__"),
+    ("cvcatalog.cli.main", "cvcatalog.__main__"),
 ]
 
 
@@ -172,9 +172,9 @@ def test_the_checks_can_fail() -> None:
     assert _rank("cvcatalog.quality.rules") == 3
     assert _rank("cvcatalog.quality.config") == 0
     fake = ast.parse(
-        "from cvcatalog.cli import main\nif TYPE_CHECKING:\n    import cvcatalog.ops\n"
+        "from cvcatalog.cli.main import main\nif TYPE_CHECKING:\n    import cvcatalog.ops\n"
     )
     names = {
         n.module for n in _executed(fake) if isinstance(n, ast.ImportFrom) and n.module is not None
     }
-    assert names == {"cvcatalog.cli"}
+    assert names == {"cvcatalog.cli.main"}

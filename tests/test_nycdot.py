@@ -25,14 +25,13 @@ from cvcatalog.catalog import Catalog
 from cvcatalog.config import ValidationConfig
 from cvcatalog.ingest import IngestSummary
 from cvcatalog.sandbox.replica import (
-    MALFORMED_KINDS,
-    ReplicaSpec,
     SeedReport,
     hour_contexts,
     iter_replica,
     new_report,
     seed_replica,
 )
+from cvcatalog.sandbox.replica_blocks import MALFORMED_KINDS, ReplicaSpec
 from cvcatalog.sandbox.replica_nycdot import (
     CRUMB_TIME_UNAVAILABLE,
     NO_TARGET_ID,

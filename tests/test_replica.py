@@ -19,20 +19,20 @@ from typing import Any
 
 import pytest
 
-from cvcatalog.sandbox.replica import (
+from cvcatalog.sandbox.replica import SeedReport, iter_replica, seed_replica
+from cvcatalog.sandbox.replica_blocks import (
     MALFORMED_KINDS,
-    BsmWriter,
     ReplicaSpec,
-    SeedReport,
-    bsm_record,
-    fleet,
-    iter_replica,
     java_instant,
     java_zoned,
-    new_log,
     pretty_json,
+)
+from cvcatalog.sandbox.replica_wydot_bsm import (
+    BsmWriter,
+    bsm_record,
+    fleet,
+    new_log,
     schema_version_for,
-    seed_replica,
 )
 from cvcatalog.sources import BUCKET
 

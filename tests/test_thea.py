@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.config import ValidationConfig
-from cvcatalog.sandbox.replica import ReplicaSpec, iter_replica, seed_replica
+from cvcatalog.sandbox.replica import iter_replica, seed_replica
+from cvcatalog.sandbox.replica_blocks import ReplicaSpec
 from cvcatalog.sandbox.replica_thea import et_text, hour_start_ms
 from cvcatalog.schemas import SCHEMAS, MessageSchema, list_literal, view_sql
 from cvcatalog.transform import ConvertResult, RawFile, convert_partition

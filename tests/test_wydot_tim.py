@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 from cvcatalog.catalog import Catalog
 from cvcatalog.config import ValidationConfig
 from cvcatalog.sandbox import replica_wydot_tim as rt
-from cvcatalog.sandbox.replica import ReplicaSpec, iter_replica, seed_replica
+from cvcatalog.sandbox.replica import iter_replica, seed_replica
+from cvcatalog.sandbox.replica_blocks import ReplicaSpec
 from cvcatalog.schemas import SCHEMAS, list_literal, quote_literal, view_sql
 from cvcatalog.transform import ConvertResult, RawFile, convert_partition
 

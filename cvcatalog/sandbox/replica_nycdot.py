@@ -41,15 +41,15 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from cvcatalog.sandbox.replica import (
+from cvcatalog.sandbox.replica_blocks import (
     HourContext,
     HourGenerator,
     MalformedLine,
     ReplicaObject,
-    _garbage,
-    _line_numbers,
-    _rng_uuid,
-    _split,
+    garbage,
+    line_numbers,
+    rng_uuid,
+    split,
 )
 from cvcatalog.schemas.nycdot import EVENT_TYPES, NYCDOT_SCHEMA_VERSION
 
@@ -918,7 +918,7 @@ def _malformed_event(kind: str, rng: random.Random, ctx: HourContext) -> str:
     pk = ctx.partition
     assert pk.bins is not None
     if kind == "garbage":
-        text = _garbage(rng)
+        text = garbage(rng)
     else:
         rec = event_record(rng, pk.day, pk.bins, event_type=rng.choice(("spdcomp", "cspdomp")))
         if kind == "missing_id":
@@ -946,7 +946,7 @@ def event_bin(ctx: HourContext) -> list[ReplicaObject]:
     rng = ctx.rng("events")
     n = events_in_bin(spec.records_per_hour, pk.bins)
     records = [event_record(rng, pk.day, pk.bins, asd=rng.choice(fleet)) for _ in range(n)]
-    sizes = _split(n, spec.files_per_hour)
+    sizes = split(n, spec.files_per_hour)
     bad_rng = ctx.rng("malformed")
     bad_by_file: dict[int, list[str]] = {}
     for kind in ctx.malformed:
@@ -960,7 +960,7 @@ def event_bin(ctx: HourContext) -> list[ReplicaObject]:
         lines = [json.dumps(r) for r in chunk]
         key = (
             f"{pk.s3_prefix}nycdot-event-{pk.day.year:04d}-{pk.day.month:02d}-{wd}-{tb}-"
-            f"{_rng_uuid(rng)}"
+            f"{rng_uuid(rng)}"
         )
         inserted: list[tuple[int, str, str]] = []
         for kind in bad_by_file.get(fi, []):
@@ -968,7 +968,7 @@ def event_bin(ctx: HourContext) -> list[ReplicaObject]:
             at = bad_rng.randint(0, len(lines))
             lines.insert(at, text)
             inserted.append((at, kind, text))
-        malformed: tuple[MalformedLine, ...] = _line_numbers(key, lines, inserted)
+        malformed: tuple[MalformedLine, ...] = line_numbers(key, lines, inserted)
         objects.append(
             ReplicaObject(
                 key=key,

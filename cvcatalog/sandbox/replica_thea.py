@@ -1,6 +1,6 @@
 """Replica generator for THEA BSM, TIM and SPAT: folder hours of realistic records in their real shape.
 
-Registered through generators(); see cvcatalog.sandbox.replica.load_generators.
+Registered through generators(); see cvcatalog.sandbox.replica.GENERATORS.
 
 What makes THEA records THEA (all from the published samples and data dictionaries):
 
@@ -40,15 +40,15 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cvcatalog.sandbox.replica import (
+from cvcatalog.sandbox.replica_blocks import (
     HourContext,
     HourGenerator,
     ReplicaObject,
-    _garbage,
-    _line_numbers,
-    _rng_uuid,
-    _split,
+    garbage,
+    line_numbers,
     pretty_json,
+    rng_uuid,
+    split,
 )
 
 __all__ = [
@@ -639,7 +639,7 @@ def _hour(ctx: HourContext) -> list[ReplicaObject]:
             )  # fmt: skip
         return objects
 
-    sizes = _split(len(times), spec.files_per_hour)
+    sizes = split(len(times), spec.files_per_hour)
     bad_rng = ctx.rng("malformed")  # its own RNG: broken lines never change the valid records
     bad_by_file: dict[int, list[str]] = {}
     for kind in ctx.malformed:
@@ -659,7 +659,7 @@ def _hour(ctx: HourContext) -> list[ReplicaObject]:
         tm = time.gmtime(first_ms // 1000)
         key = (
             f"{prefix}{stream}-{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}-"
-            f"{tm.tm_hour:02d}-{tm.tm_min:02d}-{tm.tm_sec:02d}-{_rng_uuid(rng)}"
+            f"{tm.tm_hour:02d}-{tm.tm_min:02d}-{tm.tm_sec:02d}-{rng_uuid(rng)}"
         )
         inserted: list[tuple[int, str, str]] = []
         for kind in bad_by_file.get(fi, []):
@@ -674,7 +674,7 @@ def _hour(ctx: HourContext) -> list[ReplicaObject]:
             ReplicaObject(
                 key=key, body=("\n".join(lines) + "\n").encode(), partition=ctx.partition,
                 hour=ctx.hour, records=len(chunk), schema_version=SCHEMA_VERSION,
-                vehicles=dict(senders), malformed=_line_numbers(key, lines, inserted),
+                vehicles=dict(senders), malformed=line_numbers(key, lines, inserted),
                 first_ms=first_ms, last_ms=last_ms,
             )
         )  # fmt: skip
@@ -686,7 +686,7 @@ def _malformed_text(kind: str, mtype: str, rng: random.Random, record: dict[str,
     if kind == "missing_id":
         return _drop_id(mtype, record)
     if kind == "garbage":
-        text = _garbage(rng)
+        text = garbage(rng)
     else:
         full = _dumps(record)
         cut = rng.randrange(len(full) // 10, len(full) * 9 // 10)

@@ -1,6 +1,6 @@
 """Replica generator for WYDOT (and wydot_backup) TIM: folder hours of realistic records in their real shape.
 
-Registered through generators(); see cvcatalog.sandbox.replica.load_generators.
+Registered through generators(); see cvcatalog.sandbox.replica.GENERATORS.
 
 What a day looks like: WYDOT's traffic management centre keeps a handful of advisories on I-80
 (variable speed limits, closures, lane reductions for work zones, winter road conditions), each a
@@ -38,7 +38,7 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
-from cvcatalog.sandbox.replica import (
+from cvcatalog.sandbox.replica_blocks import (
     FIREHOSE_VERSION,
     I80_WAYPOINTS,
     HourContext,
@@ -48,6 +48,7 @@ from cvcatalog.sandbox.replica import (
     java_instant,
     java_zoned,
     pretty_json,
+    split,
 )
 
 #: Firehose delivery stream of the NDJSON-era TIM objects (the number after it is the stream
@@ -643,12 +644,6 @@ def _times(rng: random.Random, n: int, start_ms: int) -> list[int]:
     return sorted(out)
 
 
-def _split(n: int, parts: int) -> list[int]:
-    parts = max(1, min(parts, n))
-    base, extra = divmod(n, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
-
-
 _GARBAGE = (
     "<html><body><h1>503 Service Unavailable</h1></body></html>",
     "\ufffd\ufffd\ufffd rxMsg log rotated",
@@ -745,7 +740,7 @@ def _tim_hour(ctx: HourContext) -> list[ReplicaObject]:
             )  # fmt: skip
         return objects
 
-    sizes = _split(len(lines), spec.files_per_hour)
+    sizes = split(len(lines), spec.files_per_hour)
     bad_rng = ctx.rng("tim-malformed")
     bad_writer = TimWriter(version, bad_rng, java_times=spec.java_times)
     bad_by_file: dict[int, list[str]] = {}
