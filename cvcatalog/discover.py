@@ -39,7 +39,6 @@ from cvcatalog.config import (
 from cvcatalog.db import CatalogDB, now_utc
 from cvcatalog.download import S3Fetcher
 from cvcatalog.exceptions import CatalogLockedError, ConfigError
-from cvcatalog.ingest import needs_work
 from cvcatalog.s3 import make_client
 from cvcatalog.sources import (
     BINNED_SOURCES,
@@ -50,6 +49,7 @@ from cvcatalog.sources import (
     PartitionKey,
     partitions_for,
 )
+from cvcatalog.sources.cvpilot import needs_work
 
 FetcherFactory = Callable[[], S3Fetcher]
 

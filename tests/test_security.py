@@ -20,9 +20,9 @@ from cvcatalog.cli import app
 from cvcatalog.config import DataSourceConfig, load_yaml
 from cvcatalog.download import ObjectInfo
 from cvcatalog.exceptions import ConfigError, QueryError
-from cvcatalog.ingest import _raw_name
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sources import BUCKET
+from cvcatalog.sources.cvpilot import raw_name as _raw_name
 from cvcatalog.sqlutil import quote_ident
 
 D1 = date(2021, 4, 1)
