@@ -23,7 +23,7 @@ import duckdb
 
 from cvcatalog.db import CatalogDB
 from cvcatalog.exceptions import CvCatalogError
-from cvcatalog.layout import CatalogPaths
+from cvcatalog.layout import CatalogPaths, remove_tree
 from cvcatalog.pipeline.report import Outcome, Progress, Summary
 from cvcatalog.s3 import RetryPolicy
 
@@ -174,6 +174,8 @@ class Source(ABC, Generic[U, F]):
 
     def committed(self, staged: Staged[U], run: RunContext) -> None:
         """After the commit: tidy the unit's staging (default: remove stage_dir)."""
+        if staged.stage_dir is not None:
+            remove_tree(staged.stage_dir)
 
     def failed(self, unit: U, error: BaseException, run: RunContext) -> Outcome:
         """A unit failed with error: record it if the source keeps failures, and say so."""

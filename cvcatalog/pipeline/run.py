@@ -192,6 +192,8 @@ class Runner(Generic[U]):
                 if to_commit:
                     finished, to_commit = to_commit, []
                     self._commit(finished, run)
+            for item in ready:  # fetched, but the run stopped before converting them
+                _release(item)
         except BaseException:
             run.stop.set()
             src.cancel()

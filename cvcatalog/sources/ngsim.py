@@ -415,8 +415,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
     def committed(self, staged: Staged[WorkUnit], run: RunContext) -> None:
         run.summary.inputs_published += staged.payload.published
         run.summary.partitions_written.update(f.partition for f in staged.files if f.kind == "data")
-        if staged.stage_dir is not None:
-            remove_tree(staged.stage_dir)
+        super().committed(staged, run)
 
     def on_error(self, error: BaseException) -> str:
         if isinstance(error, InputChangedError) or not isinstance(error, CvCatalogError | OSError):
