@@ -33,7 +33,3 @@ def commit_batch(source: Source[Any, Any], batch: Sequence[Staged[Any]], run: Ru
         db.store.discard(placed)  # never named by a committed row
         raise
     db.retire(obsolete)
-
-
-def batches(finished: Sequence[Staged[Any]], size: int = MAX_BATCH) -> list[list[Staged[Any]]]:
-    return [list(finished[i : i + size]) for i in range(0, len(finished), size)]

@@ -105,10 +105,11 @@ class RunContext:
 class Source(ABC, Generic[U, F]):
     """One source of rows (see the module docstring).
 
-    Threads: plan, record, committed and finish run in the run's thread; claim, fetch and
+    Threads: plan, committed, failed and finish run in the run's thread; claim, fetch and
     convert in worker threads, at most `fetch_slots` fetches and `convert_slots` conversions
     at once (a fetched unit waits for a conversion slot, so at most `fetch_slots` units are
-    fetched ahead).
+    fetched ahead); record in the commit thread, one commit at a time, while the workers go
+    on (a group commit: the next one takes every unit that finished meanwhile).
     """
 
     #: ingest_runs.source / message_type of the run record

@@ -5,18 +5,21 @@ once); worker threads claim and fetch units (at most `fetch_slots` at once, and 
 many fetched ahead of the conversions, so fetching unit N+1 overlaps converting unit N);
 conversion threads convert them (at most `convert_slots` at once: one DuckDB conversion using
 every core for a CV day, a conversion waiting on a Dask worker per slot of a ConversionPool, or
-one NGSIM byte range per worker); the run's thread commits every converted unit that is ready,
-several at once when they finished together (pipeline.commit), while the workers go on.
+one NGSIM byte range per worker); one commit thread commits the converted units, one commit at
+a time, each taking every unit that finished since the previous one started (a group commit,
+pipeline.commit), while the workers go on; the run's thread schedules and reports.
 
 Transient errors (network, throttling, 5xx) of a fetch or a conversion are retried under the
 one retry policy (s3.RetryPolicy); a unit that still fails is recorded failed by its source and
-the others go on. An interrupt stops new units, releases every claim and records the run
-'interrupted' with what was committed; a kill -9 loses at most the uncommitted units, and the
+the others go on. An interrupt stops new units, lets the commit in flight finish and commits
+the units already converted, releases every claim and records the run 'interrupted' with what
+was committed; a kill -9 loses at most the uncommitted units, and the
 next run marks the killed run interrupted (mark_interrupted_runs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -32,7 +35,7 @@ import duckdb
 from cvcatalog import manifest
 from cvcatalog.db import CatalogDB, now_utc
 from cvcatalog.exceptions import CvCatalogError, TransientFetchError
-from cvcatalog.pipeline.commit import MAX_BATCH, batches, commit_batch
+from cvcatalog.pipeline.commit import MAX_BATCH, commit_batch
 from cvcatalog.pipeline.contract import (
     Abandoned,
     Claim,
@@ -150,11 +153,20 @@ class Runner(Generic[U]):
         ready: deque[_Item[U]] = deque()
         converting: dict[Future[_Item[U]], U] = {}
         to_commit: list[_Item[U]] = []
+        #: the commit in flight (one at a time) and its units
+        committing: tuple[Future[None], list[_Item[U]]] | None = None
         fetch_slots, convert_slots = max(1, src.fetch_slots), max(1, src.convert_slots)
         fetchers = ThreadPoolExecutor(fetch_slots, thread_name_prefix=f"{src.name}-fetch")
         converters = ThreadPoolExecutor(convert_slots, thread_name_prefix=f"{src.name}-convert")
+        committer = ThreadPoolExecutor(1, thread_name_prefix=f"{src.name}-commit")
 
         def top_up() -> None:
+            nonlocal committing, to_commit
+            if committing is None and to_commit:
+                # group commit: everything that finished since the last commit started
+                batch, to_commit = to_commit[: self.max_batch], to_commit[self.max_batch :]
+                staged = [i.result for i in batch]
+                committing = (committer.submit(commit_batch, src, staged, run), batch)
             if run.stop.is_set():
                 return
             if not pending and deferred and not fetching:
@@ -173,39 +185,53 @@ class Runner(Generic[U]):
 
         try:
             top_up()
-            while fetching or converting or ready or pending or deferred:
-                if not fetching and not converting:
-                    if run.stop.is_set():
-                        break
-                    top_up()
-                    if not fetching and not converting:
-                        break  # pragma: no cover - nothing can start
-                done, _ = wait([*fetching, *converting], return_when=FIRST_COMPLETED)
+            while True:
+                running: list[Future[Any]] = [*fetching, *converting]
+                if committing is not None:
+                    running.append(committing[0])
+                if not running:
+                    break  # nothing can start any more (done, or stopping)
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
+                    if committing is not None and fut is committing[0]:
+                        batch = committing[1]
+                        committing = None
+                        self._committed(fut, batch, run)
+                        continue
                     item = fut.result()  # the jobs never raise: errors travel in the item
                     if fetching.pop(fut, None) is not None and item.deferred:
                         deferred.append(item.unit)
                         continue
                     converting.pop(fut, None)
                     self._route(item, ready, to_commit, run)
-                top_up()  # keep the workers busy while this thread commits
-                if to_commit:
-                    finished, to_commit = to_commit, []
-                    self._commit(finished, run)
+                top_up()  # the workers go on while a commit runs
             for item in ready:  # fetched, but the run stopped before converting them
                 _release(item)
         except BaseException:
             run.stop.set()
             src.cancel()
-            for item in [*ready, *to_commit]:
+            for item in ready:
                 _release(item)
             for fut in [*fetching, *converting]:
                 if not fut.cancel():
                     fut.add_done_callback(_release_when_done)
+            # the commit in flight completes, and the units converted before the run stopped
+            # are committed too (each commit is all or nothing)
+            last = [committing] if committing is not None else []
+            if to_commit:
+                staged = [i.result for i in to_commit]
+                last.append((committer.submit(commit_batch, src, staged, run), to_commit))
+            for fut, items in last:
+                wait([fut])
+                with contextlib.suppress(BaseException):
+                    self._committed(fut, items, run)
+                for item in items:
+                    _release(item)
             raise
         finally:
             fetchers.shutdown(wait=not run.stop.is_set(), cancel_futures=True)
             converters.shutdown(wait=not run.stop.is_set(), cancel_futures=True)
+            committer.shutdown(wait=True)
 
     def _route(
         self,
@@ -300,24 +326,22 @@ class Runner(Generic[U]):
                 self.sleep(delay)
 
     # -- commit -----------------------------------------------------------------------------
-    def _commit(self, items: list[_Item[U]], run: RunContext) -> None:
-        by_staged = {id(i.result): i for i in items}
-        for batch in batches([i.result for i in items], self.max_batch):
-            mine = [by_staged[id(st)] for st in batch]
-            try:
-                commit_batch(self.source, batch, run)
-            except (CvCatalogError, OSError, duckdb.Error) as e:
-                for item in mine:
-                    item.error = e
-                    self._unit_error(item, run)
-                continue
-            except BaseException:
-                for item in mine:
-                    _release(item)
-                raise
-            for item, staged in zip(mine, batch, strict=True):
-                self.source.committed(staged, run)
-                self._finish(item, staged.outcome, run)
+    def _committed(self, fut: Future[None], items: list[_Item[U]], run: RunContext) -> None:
+        """After a commit: finish its units, or fail them if the commit failed."""
+        try:
+            fut.result()
+        except (CvCatalogError, OSError, duckdb.Error) as e:
+            for item in items:
+                item.error = e
+                self._unit_error(item, run)
+            return
+        except BaseException:
+            for item in items:
+                _release(item)
+            raise
+        for item in items:
+            self.source.committed(item.result, run)
+            self._finish(item, item.result.outcome, run)
 
     # -- the run record ---------------------------------------------------------------------
     def _record_start(self) -> None:
