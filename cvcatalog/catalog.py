@@ -26,14 +26,14 @@ from cvcatalog.config import (
     check_timezone,
     load_yaml,
 )
+from cvcatalog.datasets import DATASETS
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
-from cvcatalog.ingest import Ingestor, IngestProgress, IngestSummary
 from cvcatalog.io import lake
 from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.duckdb_ext import endpoint_url as current_endpoint
 from cvcatalog.io.duckdb_ext import extension_path
 from cvcatalog.io.layout import CatalogPaths
-from cvcatalog.io.s3 import as_s3_error
+from cvcatalog.io.s3 import RetryPolicy, TokenBucket, as_s3_error, make_client
 from cvcatalog.io.storage import S3Access, S3Location, S3Store, s3fs_options, safe_rel
 from cvcatalog.ops import cache
 from cvcatalog.ops.compact import CompactResult, compact
@@ -42,8 +42,9 @@ from cvcatalog.ops.discover import discover as discover_listing
 from cvcatalog.ops.discover import plan as plan_listing
 from cvcatalog.ops.publish import publish as publish_catalog
 from cvcatalog.ops.remote import PUBLISH_JSON, RemoteCatalogDB, cache_dir_for, read_only_error
+from cvcatalog.pipeline.report import Progress, Summary
 from cvcatalog.schemas import SCHEMAS, MessageSchema
-from cvcatalog.sources import PartitionKey, partitions_for, utc_window
+from cvcatalog.sources import PartitionKey, cvpilot, ngsim, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_literal
 from cvcatalog.state import manifest
 from cvcatalog.state.access import record_access
@@ -240,13 +241,13 @@ class Catalog:
         timezone: str | None = None,
         config: DataSourceConfig | str | Path | None = None,
         force_refresh: bool = False,
-        progress: IngestProgress | None = None,
+        progress: Progress | None = None,
         scheduler: Any = None,
         cluster: str | None = None,
         workers: int | None = None,
         check_changes: bool | None = None,
         **download: Any,
-    ) -> IngestSummary:
+    ) -> Summary:
         """Fetch and convert every missing day of the range; returns what happened per day.
 
         Extra keyword arguments override `download:` settings (max_workers, rate_limit,
@@ -277,20 +278,20 @@ class Catalog:
                     "workers= is the size of a local Dask cluster: give cluster='local' too "
                     "(concurrent downloads are max_workers=)"
                 )
-            return Ingestor(
+            return cvpilot.ingest(
                 cfg, force_refresh=force_refresh, progress=progress, check_changes=check_changes
-            ).run()
+            )
         from cvcatalog.distributed import dask_pool
 
         notify = progress.note if progress is not None else None
         with dask_pool(scheduler, cluster, workers, memory=cfg.memory, notify=notify) as pool:
-            return Ingestor(
+            return cvpilot.ingest(
                 cfg,
                 force_refresh=force_refresh,
                 progress=progress,
                 pool=pool,
                 check_changes=check_changes,
-            ).run()
+            )
 
     def ingest_dataset(
         self,
@@ -300,14 +301,15 @@ class Catalog:
         location: str | None = None,
         workers: int | None = None,
         unit_bytes: int | None = None,
-        retries: int = 3,
-        progress: Any = None,
+        retries: int | None = None,
+        progress: Progress | None = None,
         profile: str | None = None,
         no_sign_request: bool | None = None,
         quality: Any = None,
-    ) -> Any:
+        rate_limit: float | None = None,
+    ) -> Summary:
         """Load a dataset that is not in the CV Pilot bucket (e.g. ``"ngsim"``) from local
-        files, http(s) URLs or s3:// URIs; returns a DatasetSummary.
+        files, http(s) URLs or s3:// URIs; returns the run's Summary.
 
         Incremental: inputs whose version (ETag, or size and mtime) was loaded before are
         skipped; a changed input is rebuilt and replaces the old version in one transaction;
@@ -315,32 +317,33 @@ class Catalog:
         quality: a cvcatalog.quality.QualityConfig: its rules are counted (and its cleaning
         applied) on each unit's files and recorded in quality_stats with the run.
         """
-        from cvcatalog.datasets import DATASETS
-        from cvcatalog.datasets.driver import run_dataset
-
         cls = DATASETS.get(name.lower())
         if cls is None:
             raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
         uris = [str(p) for p in ([paths] if isinstance(paths, str | Path) else paths)]
+        settings: dict[str, Any] = {"profile": profile, "no_sign_request": bool(no_sign_request)}
+        if retries is not None:
+            settings["retry_attempts"] = retries
+        if rate_limit is not None:
+            settings["rate_limit"] = rate_limit
+        download = DownloadConfig(**settings)
         s3_client = None
+        limiter = None
         if any(u.lower().startswith("s3://") for u in uris):
-            from cvcatalog.config import DownloadConfig
-            from cvcatalog.io.s3 import make_client
-
-            s3_client = make_client(
-                DownloadConfig(profile=profile, no_sign_request=bool(no_sign_request))
-            )
-        options: dict[str, Any] = {"s3_client": s3_client}
+            # the S3 stack of the CV ingest: its client, rate limiter and retry policy
+            s3_client = make_client(download)
+            limiter = TokenBucket(download.rate_limit)
+        options: dict[str, Any] = {"s3_client": s3_client, "limiter": limiter}
         if location is not None:
             options["location"] = location
         if unit_bytes is not None:
             options["unit_bytes"] = unit_bytes
         dataset = cls(uris, **options)  # type: ignore[call-arg]
-        return run_dataset(
+        return ngsim.load(
             dataset,
             self.db,
             workers=workers or min(4, os.cpu_count() or 1),
-            retries=retries,
+            retry=RetryPolicy.from_config(download),
             progress=progress,
             quality=quality,
         )

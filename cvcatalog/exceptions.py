@@ -58,3 +58,11 @@ def credentials_help(detail: str) -> str:
         f"{detail}. Configure AWS credentials (aws configure, AWS_ACCESS_KEY_ID/"
         "AWS_SECRET_ACCESS_KEY, or --profile NAME), or try --no-sign-request for anonymous access"
     )
+
+
+class TransientFetchError(CvCatalogError):
+    """A fetch failed in a way another attempt may fix (network, 5xx, throttling)."""
+
+
+class InputChangedError(CvCatalogError):
+    """An input changed while it was being read: its units no longer fit together."""

@@ -29,8 +29,9 @@ if __package__ in (None, ""):  # run as a script: make `faultproxy` and `cvcatal
 from faultproxy import FaultProxy, Rule
 
 from cvcatalog.catalog import Catalog
-from cvcatalog.ingest import Ingestor, IngestSummary
+from cvcatalog.pipeline.report import Summary as IngestSummary
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
+from cvcatalog.sources.cvpilot import default_fetcher, ingest
 
 D1, D2 = date(2021, 4, 1), date(2021, 4, 2)
 DAY1, DAY2 = "wydot/BSM/2021/04/01", "wydot/BSM/2021/04/02"
@@ -184,14 +185,13 @@ def _ingest(
     start: Any = download.pop("start", D1)
     cfg = catalog.config("wydot", "BSM", start, D2, timezone="UTC", **download)
     if fetchers is None:
-        return Ingestor(cfg).run()
-    from cvcatalog.ingest import _default_fetcher
+        return ingest(cfg)
 
     def factory(c: Any) -> Any:
-        fetchers.append(_default_fetcher(c))
+        fetchers.append(default_fetcher(c))
         return fetchers[-1]
 
-    return Ingestor(cfg, fetcher_factory=factory).run()
+    return ingest(cfg, fetcher_factory=factory)
 
 
 def _gaps(proxy: FaultProxy, op: str) -> list[float]:

@@ -27,19 +27,20 @@ LAYERS: list[tuple[str, ...]] = [
         "cvcatalog.quality.mapping",
     ),
     ("cvcatalog.io",),
+    ("cvcatalog.datasets",),  # what a dataset is and how its rows parse; its tables are state's
     ("cvcatalog.state",),
     ("cvcatalog.quality.rules",),
     (  # the ingest
         "cvcatalog.pipeline",
-        "cvcatalog.ingest",
+        "cvcatalog.sources.cvpilot",
+        "cvcatalog.sources.ngsim",
         "cvcatalog.transform",
         "cvcatalog.incremental",
         "cvcatalog.distributed",
-        "cvcatalog.datasets",
     ),
     ("cvcatalog.ops", "cvcatalog.quality.report"),
     ("cvcatalog.catalog", "cvcatalog.read", "cvcatalog.sandbox"),
-    ("cvcatalog.cli.main", "cvcatalog.__main__"),
+    ("cvcatalog.cli", "cvcatalog.__main__"),
 ]
 
 
@@ -108,7 +109,7 @@ EDGES = _imports(MODULES)
 
 
 def test_every_module_has_a_layer() -> None:
-    unplaced = sorted(m for m in MODULES if m != "cvcatalog" and _rank(m) is None)
+    unplaced = sorted(m for m in MODULES if _rank(m) is None and not _is_package(m))
     assert unplaced == [], f"add these to LAYERS (and docs/architecture.md): {unplaced}"
 
 
@@ -168,8 +169,8 @@ def test_module_says_its_job(module: str) -> None:
 
 def test_the_checks_can_fail() -> None:
     """The cycle and layer rules see a cycle and an upward import when there is one."""
-    assert _rank("cvcatalog.state.db") == 2
-    assert _rank("cvcatalog.quality.rules") == 3
+    assert _rank("cvcatalog.state.db") == 3
+    assert _rank("cvcatalog.quality.rules") == 4
     assert _rank("cvcatalog.quality.config") == 0
     fake = ast.parse(
         "from cvcatalog.cli.main import main\nif TYPE_CHECKING:\n    import cvcatalog.ops\n"

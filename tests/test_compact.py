@@ -23,9 +23,9 @@ def test_compact_merges_small_files_and_keeps_every_row(s3_client: Any, catalog_
     cfg = cat.config("wydot", "BSM", "2021-04-01", "2021-04-02", rate_limit=0)
     cfg.memory.rows_per_file = 2048
     cfg.memory.row_group_size = 2048
-    from cvcatalog.ingest import Ingestor
+    from cvcatalog.sources.cvpilot import ingest
 
-    Ingestor(cfg).run()
+    ingest(cfg)
     files = cat.query(
         "select partition_key, count(*) as n from partition_files where kind='data' group by 1"
     )

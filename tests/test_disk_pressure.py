@@ -64,7 +64,7 @@ def test_lru_partitions_are_evicted_before_writing(
         seen_at_write.append(any(day1.rglob("*.parquet")))
         return real(*args, **kw)
 
-    monkeypatch.setattr("cvcatalog.ingest.convert_partition", spy)
+    monkeypatch.setattr("cvcatalog.sources.cvpilot.convert_partition", spy)
     s = _ingest(cat, D3, D3)
     assert s.ok and s.evicted == ["wydot/BSM/2021/04/01"]
     assert seen_at_write == [False]  # day 1 was gone before day 3 was written
@@ -120,7 +120,7 @@ def test_enospc_fails_the_day_cleanly(
                 "No space left on device"
             )
 
-        fault.setattr("cvcatalog.ingest.convert_partition", full)
+        fault.setattr("cvcatalog.sources.cvpilot.convert_partition", full)
     r = CliRunner().invoke(
         app,
         [
@@ -240,7 +240,7 @@ def test_a_real_full_filesystem_during_conversion(
         def stop(*a: Any, **kw: Any) -> Any:
             raise OSError(errno.EIO, "stop here")
 
-        m.setattr("cvcatalog.ingest.convert_partition", stop)
+        m.setattr("cvcatalog.sources.cvpilot.convert_partition", stop)
         assert _ingest(cat, D2, D2).count("failed") == 1
     fs = tmp_path / "fs"
     fs.mkdir()

@@ -28,6 +28,7 @@ from cvcatalog.distributed import ConversionPool, ConvertJob, run_convert_job
 from cvcatalog.exceptions import ConfigError, DistributedError
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.schemas import SCHEMAS
+from cvcatalog.sources import cvpilot
 from cvcatalog.transform import ConvertResult, RawFile
 
 D1, D2, D3, D4 = (date(2021, 4, d) for d in (1, 2, 3, 4))
@@ -126,10 +127,8 @@ def test_a_thread_pool_ingest_equals_the_single_process_one(s3_client: Any, tmp_
 
 
 def _ingest_with_pool(cat: Catalog, pool: ConversionPool, start: date, end: date) -> Any:
-    from cvcatalog.ingest import Ingestor
-
     cfg = cat.config("wydot", "BSM", start, end, timezone="UTC", rate_limit=0, max_workers=4)
-    return Ingestor(cfg, pool=pool).run()
+    return cvpilot.ingest(cfg, pool=pool)
 
 
 def test_a_worker_that_cannot_see_the_staged_files_fails_its_day(

@@ -38,7 +38,7 @@ def _param(c: Case) -> Any:
 
 @pytest.fixture
 def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A DuckDB set up as Ingestor._duckdb sets it up (memory limit, spill dir, no ordering)."""
+    """A DuckDB set up as CvPilotDays._duckdb sets it up (memory limit, spill dir, no ordering)."""
     mem = MemoryConfig()
     c = duckdb.connect(":memory:")
     spill = tmp_path / "duckdb_tmp"

@@ -18,11 +18,13 @@ from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
-from cvcatalog.ingest import Ingestor, IngestSummary
 from cvcatalog.io.lake import files as lake_files
 from cvcatalog.io.layout import sha256_file
+from cvcatalog.pipeline.report import Summary as IngestSummary
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources import BUCKET
+from cvcatalog.sources.cvpilot import CvPilotDays
+from cvcatalog.sources.cvpilot import ingest as run_ingest
 
 D1, D2 = date(2021, 4, 1), date(2021, 4, 2)
 DAY1, DAY2 = "wydot/BSM/2021/04/01", "wydot/BSM/2021/04/02"
@@ -192,17 +194,17 @@ def test_an_interrupted_check_resumes_with_the_days_left(
         rewrite(s3_client, key)
     day2_before = files_of(cat, DAY2)
 
-    real = Ingestor._convert
+    real = CvPilotDays._convert
     calls: list[Path] = []
 
-    def dies_on_the_second_day(self: Ingestor, raw: Any, out_dir: Path, threads: Any = None) -> Any:
+    def dies_on_the_second_day(self: CvPilotDays, raw: Any, out_dir: Path, threads: Any = None) -> Any:
         calls.append(out_dir)
         if len(calls) == 2:
             raise KeyboardInterrupt  # e.g. Ctrl-C while day 2 converts
         return real(self, raw, out_dir, threads)
 
     with monkeypatch.context() as m:
-        m.setattr(Ingestor, "_convert", dies_on_the_second_day)
+        m.setattr(CvPilotDays, "_convert", dies_on_the_second_day)
         with pytest.raises(KeyboardInterrupt):
             ingest(cat, check_changes=True)
 
@@ -309,7 +311,7 @@ def test_the_pooled_path_merges_on_the_client(
     cfg = cat.config("wydot", "BSM", D1, D2, timezone="UTC", rate_limit=0)
     with ThreadPoolExecutor(2) as ex:
         pool = ConversionPool(ex, capacity=2, name="threads", threads=1)
-        s = Ingestor(cfg, pool=pool, check_changes=True).run()
+        s = run_ingest(cfg, pool=pool, check_changes=True)
     assert s.ok and s.executor == "threads"
     assert (s.partitions_rewritten, s.objects("changed"), s.get_requests) == (1, 1, 1)
     assert_same_as_fresh(cat, s3_client, tmp_path)

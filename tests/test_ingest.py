@@ -15,11 +15,12 @@ import pytest
 
 from cvcatalog import transform
 from cvcatalog.catalog import Catalog
-from cvcatalog.ingest import Ingestor
 from cvcatalog.io.duckdb_ext import extension_path
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources import PartitionKey
+from cvcatalog.sources.cvpilot import CvPilotDays
+from cvcatalog.sources.cvpilot import ingest as run_ingest
 
 D1, D2, D3 = date(2021, 4, 1), date(2021, 4, 2), date(2021, 4, 3)
 
@@ -144,21 +145,21 @@ def test_wydot_and_wydot_backup_never_mix(s3_client: Any, catalog_dir: Path) -> 
 def test_no_data_days_are_rechecked_only_while_recent(s3_client: Any, catalog_dir: Path) -> None:
     day = D1
     cfg = Catalog(catalog_dir).config("wydot", "BSM", day, day, rate_limit=0)
-    first = Ingestor(cfg, today=day + timedelta(days=30)).run()
+    first = run_ingest(cfg, today=day + timedelta(days=30))
     assert first.count("no_data") == 1 and first.list_requests == 1
     # an old day with an old marker: trusted, no request
-    old = Ingestor(cfg, today=day + timedelta(days=31)).run()
+    old = run_ingest(cfg, today=day + timedelta(days=31))
     assert old.list_requests == 0 and old.count("no_data") == 1
     # --force-refresh always looks again
-    forced = Ingestor(cfg, force_refresh=True, today=day + timedelta(days=31)).run()
+    forced = run_ingest(cfg, force_refresh=True, today=day + timedelta(days=31))
     assert forced.list_requests == 1
 
 
 def test_a_recent_no_data_day_is_looked_at_again(s3_client: Any, catalog_dir: Path) -> None:
     cfg = Catalog(catalog_dir).config("wydot", "BSM", D1, D1, rate_limit=0)
-    assert Ingestor(cfg, today=D1 + timedelta(days=1)).run().count("no_data") == 1
+    assert run_ingest(cfg, today=D1 + timedelta(days=1)).count("no_data") == 1
     seed(s3_client, D1, D1, empty_hour_rate=0)  # the sandbox caught up
-    late = Ingestor(cfg, today=D1 + timedelta(days=2)).run()
+    late = run_ingest(cfg, today=D1 + timedelta(days=2))
     assert late.count("complete") == 1 and late.rows > 0
 
 
@@ -176,7 +177,7 @@ def test_a_failed_conversion_leaves_nothing_behind(
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as m:
-        m.setattr("cvcatalog.ingest.convert_partition", broken)
+        m.setattr("cvcatalog.sources.cvpilot.convert_partition", broken)
         s = ingest(cat, D2, D2)
     assert s.count("failed") == 1 and "no space left" in (s.days[0].error or "").lower()
     assert cat.query("select count(*) as n from wydot_bsm").n[0] == before
@@ -356,17 +357,17 @@ def test_a_conversion_out_of_memory_is_retried_with_one_thread(
     import duckdb
 
     report = seed(s3_client, D1, D1)
-    real = Ingestor._convert
+    real = CvPilotDays._convert
     calls: list[int | None] = []
 
-    def convert(self: Ingestor, raw: Any, out_dir: Path, threads: int | None = None) -> Any:
+    def convert(self: CvPilotDays, raw: Any, out_dir: Path, threads: int | None = None) -> Any:
         calls.append(threads)
         if threads is None:  # the first try, with every core: DuckDB hits its memory_limit
             (out_dir / "part-00000.parquet").write_bytes(b"half written")
             raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate 128 MiB")
         return real(self, raw, out_dir, threads)
 
-    monkeypatch.setattr(Ingestor, "_convert", convert)
+    monkeypatch.setattr(CvPilotDays, "_convert", convert)
     monkeypatch.setenv("CVCATALOG_MEMORY__DUCKDB_THREADS", "2")
     cat = Catalog(catalog_dir)
     s = ingest(cat, D1, D1)

@@ -18,10 +18,13 @@ from typer.testing import CliRunner
 
 from cvcatalog import Catalog
 from cvcatalog.cli.main import app
-from cvcatalog.datasets.base import TransientFetchError, WorkUnit
+from cvcatalog.datasets.base import WorkUnit
 from cvcatalog.datasets.ngsim import NgsimDataset, to_lonlat
+from cvcatalog.exceptions import TransientFetchError
 from cvcatalog.io.lake import files as lake_files
+from cvcatalog.io.s3 import RetryPolicy
 from cvcatalog.sandbox.ngsim import generate_ngsim
+from cvcatalog.sources import ngsim
 
 UNIT = 1 << 18  # small units: several per test file
 runner = CliRunner()
@@ -205,13 +208,11 @@ class _Counting(NgsimDataset):
 
 
 def _run(catalog: Path, uri: str, **kw: object):  # type: ignore[no-untyped-def]
-    from cvcatalog.datasets.driver import run_dataset
-
     ds = _Counting([uri], unit_bytes=UNIT)
     ds.fetches = []
     for k, v in kw.items():
         setattr(ds, k, v)
-    s = run_dataset(ds, Catalog(catalog).db, workers=2, retry_delay=0.0)
+    s = ngsim.load(ds, Catalog(catalog).db, workers=2, retry=RetryPolicy(base_delay=0.0))
     return ds, s
 
 
@@ -574,7 +575,7 @@ def test_ngsim_on_an_s3_lake(ngsim_csv, s3_client, tmp_path: Path) -> None:  # t
 def test_sort_order_ranks_strings_and_handles_nulls() -> None:
     import pyarrow as pa
 
-    from cvcatalog.datasets.driver import _sort_order
+    from cvcatalog.sources.ngsim import _sort_order
 
     t = pa.table(
         {

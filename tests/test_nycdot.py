@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.config import ValidationConfig
-from cvcatalog.ingest import IngestSummary
+from cvcatalog.pipeline.report import Summary as IngestSummary
 from cvcatalog.sandbox.replica import (
     SeedReport,
     hour_contexts,

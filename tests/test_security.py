@@ -19,10 +19,10 @@ from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.config import DataSourceConfig, load_yaml
 from cvcatalog.exceptions import ConfigError, QueryError
-from cvcatalog.ingest import _raw_name
 from cvcatalog.io.download import ObjectInfo
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sources import BUCKET
+from cvcatalog.sources.cvpilot import raw_name as _raw_name
 from cvcatalog.sqlutil import quote_ident
 
 D1 = date(2021, 4, 1)

@@ -20,9 +20,10 @@ from rich.markup import escape
 from cvcatalog.catalog import Catalog, default_home
 from cvcatalog.cli.output import Format, emit
 from cvcatalog.config import load_yaml
+from cvcatalog.datasets import DATASETS
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError
-from cvcatalog.ingest import IngestSummary
 from cvcatalog.io.s3 import as_s3_error
+from cvcatalog.pipeline.report import Summary, summary_lines
 from cvcatalog.sources import FOLDER_TIMEZONE, PartitionKey
 
 app = typer.Typer(
@@ -220,8 +221,6 @@ def ingest(
 ) -> None:
     """Download and convert a date range of one source and message type, or load a dataset
     (--source ngsim --path FILE|URL|s3://...)."""
-    from cvcatalog.datasets import DATASETS
-
     if source is not None and source.strip().lower() in DATASETS:
         flags = {
             "--start": start,
@@ -301,7 +300,6 @@ def _ingest_dataset(
     progress: bool,
     config: Path | None = None,
 ) -> None:
-    from cvcatalog.datasets import DATASETS
     from cvcatalog.quality.config import quality_from_file
 
     ds = DATASETS[name]
@@ -314,7 +312,7 @@ def _ingest_dataset(
     if workers is not None and not 1 <= workers <= 16:
         raise ConfigError("--workers must be between 1 and 16")
     cat = open_catalog(catalog)
-    with _dataset_progress(progress and fmt is Format.table) as bar:
+    with _progress(progress and fmt is Format.table, unit="units") as bar:
         summary = cat.ingest_dataset(
             name,
             paths,
@@ -325,67 +323,15 @@ def _ingest_dataset(
             no_sign_request=no_sign_request,
             quality=quality_from_file(config) if config is not None else None,
         )
-    d = summary.as_dict()
-    if fmt is not Format.table:
-        emit([d], fmt, columns=[k for k in d if k != "errors"] + ["errors"])
-    else:
-        print(
-            f"{name} ({summary.scope}): {summary.inputs} input(s), {summary.units_done} unit(s) "
-            f"loaded, {summary.units_cached} already loaded, {summary.units_failed} failed; "
-            f"{summary.rows:,} rows, {summary.quarantined:,} quarantined, "
-            f"{summary.skipped:,} skipped by --location; "
-            f"{summary.bytes_downloaded / 1e6:,.1f} MB read; "
-            f"{summary.parquet_bytes / 1e6:,.1f} MB Parquet; {summary.seconds:.1f}s "
-            f"({d['rows_per_second']:,} rows/s)"
-        )
-        for e in summary.errors:
-            print(f"  failed {e}")
+    _print_summary(summary, fmt)
     if not summary.ok:
         raise typer.Exit(1)
-
-
-class _DatasetBar:
-    """Bytes read, as a rich progress bar on stderr."""
-
-    def __init__(self, progress: Any) -> None:
-        self.p = progress
-        self.task = progress.add_task("reading", total=None)
-
-    def planned(self, units: int, todo: int, nbytes: int) -> None:
-        self.p.update(self.task, total=nbytes or None, description=f"{todo}/{units} units")
-
-    def fetched(self, nbytes: int) -> None:
-        self.p.advance(self.task, nbytes)
-
-    def unit_done(self, unit: Any, rows: int) -> None:
-        pass
-
-    def note(self, message: str) -> None:
-        self.p.console.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
-
-
-@contextlib.contextmanager
-def _dataset_progress(enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield _NotesOnly()
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=err,
-        transient=True,
-    ) as p:
-        yield _DatasetBar(p)
 
 
 class _NotesOnly:
     """No bars, but waits and other notes still reach stderr (e.g. with --no-progress)."""
 
-    def plan(self, todo: list[str], cached: list[str]) -> None:
+    def plan(self, todo: list[str], cached: list[str], nbytes: int = 0) -> None:
         pass
 
     def listed(self, key: str, objects: int, nbytes: int) -> None:
@@ -403,53 +349,29 @@ class _NotesOnly:
     def note(self, message: str) -> None:
         _note(message)
 
-    def planned(self, units: int, todo: int, nbytes: int) -> None:
-        pass
-
-    def fetched(self, nbytes: int) -> None:
-        pass
-
-    def unit_done(self, unit: Any, rows: int) -> None:
-        pass
-
 
 @contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
+def _progress(enabled: bool, unit: str = "days") -> Iterator[Any]:
+    """The one progress protocol (cvcatalog.pipeline.report.Progress) on stderr."""
     if not enabled:
         yield _NotesOnly()
         return
     from cvcatalog.cli.progress import RichProgress
 
-    with RichProgress(err) as bar:
+    with RichProgress(err, unit=unit) as bar:
         yield bar
 
 
-def _print_summary(s: IngestSummary, fmt: Format) -> None:
+def _print_summary(s: Summary, fmt: Format) -> None:
+    """One report for every source: --format json|csv emits Summary.as_dict, the table format
+    prints its headline and one line per failure."""
+    d = s.as_dict()
     if fmt is not Format.table:
-        emit([s.as_dict()], fmt, columns=[k for k in s.as_dict() if k != "days"])
+        columns = [k for k in d if k not in ("days", "errors")]
+        emit([d], fmt, columns=columns + (["errors"] if "errors" in d else []))
         return
-    failed = [d for d in s.days if d.status == "failed"]
-    mb = s.bytes_downloaded / 1e6
-    rate = s.rows / s.seconds if s.seconds else 0.0
-    print(
-        f"{s.source}/{s.message_type} {s.start}..{s.end} ({s.timezone}): "
-        f"{s.count('complete')} complete, {s.count('cached')} cached, "
-        f"{s.count('no_data')} no_data, {len(failed)} failed; "
-        f"{s.rows:,} rows, {s.quarantined:,} quarantined; "
-        f"{mb:,.1f} MB downloaded in {s.get_requests} GETs / {s.list_requests} LISTs; "
-        f"{s.parquet_bytes / 1e6:,.1f} MB Parquet; {s.seconds:.1f}s ({rate:,.0f} rows/s)"
-        + (f"; converted on {s.executor}" if s.executor != "local" else "")
-    )
-    if s.mode == "incremental":  # a full run's counts are in `cvcatalog runs`
-        print(
-            f"  {s.mode}: objects {s.objects('added'):,} added, "
-            f"{s.objects('changed'):,} changed, {s.objects('removed'):,} removed, "
-            f"{s.objects('unchanged'):,} unchanged; {s.partitions_rewritten} partition(s) rewritten"
-        )
-    for d in failed:
-        print(f"  failed {d.key}: {d.error}")
-    if s.evicted:
-        print(f"  evicted (LRU, over cache.max_size_gb): {', '.join(s.evicted)}")
+    for line in summary_lines(s):
+        print(line)
 
 
 # -- query ----------------------------------------------------------------------------------
@@ -626,8 +548,6 @@ def cache_verify(
     refetch = quarantine_bad(cat.db, report)
     failures = 0
     for r in refetch:
-        from cvcatalog.datasets import DATASETS
-
         options = DATASETS[r.dataset].options_for_scope(r.scope)
         if r.unit_bytes:
             options["unit_bytes"] = r.unit_bytes

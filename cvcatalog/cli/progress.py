@@ -1,4 +1,4 @@
-"""Rich progress bars for an ingest: listing (days), downloading (MB) and converting (days)."""
+"""Rich progress bars for a pipeline run: listing (days), downloading (MB) and converting (units)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from cvcatalog.ingest import DayOutcome
+from cvcatalog.pipeline.report import Outcome
 
 
 class RichProgress:
-    """Implements cvcatalog.ingest.IngestProgress on stderr."""
+    """Implements cvcatalog.pipeline.report.Progress on stderr; `unit` names the units."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, unit: str = "days") -> None:
+        self.unit = unit
         self.console = console or Console(stderr=True)
         self.bar = Progress(
             TextColumn("{task.description:<12}"),
@@ -41,14 +42,17 @@ class RichProgress:
         self.bar.stop()
 
     def _days_detail(self, n: int, total: int, extra: str = "") -> str:
-        return f"{n}/{total} days{extra}"
+        return f"{n}/{total} {self.unit}{extra}"
 
-    def plan(self, todo: list[str], cached: list[str]) -> None:
+    def plan(self, todo: list[str], cached: list[str], nbytes: int = 0) -> None:
         self._todo, self._cached = len(todo), len(cached)
         self.t0 = time.monotonic()
-        self.listing = self.bar.add_task(
-            "listing", total=max(len(todo), 1), detail=self._days_detail(0, len(todo))
-        )
+        if nbytes:  # sized up front (byte ranges): nothing to list
+            self._bytes_total = nbytes
+        else:
+            self.listing = self.bar.add_task(
+                "listing", total=max(len(todo), 1), detail=self._days_detail(0, len(todo))
+            )
         self.download = self.bar.add_task("downloading", total=None, detail="0.0 MB")
         total = len(todo) + len(cached)
         self.days = self.bar.add_task(
@@ -92,10 +96,10 @@ class RichProgress:
         if self.days is not None:
             self.bar.update(
                 self.days,
-                detail=f"{self._done + self._cached}/{self._todo + self._cached} days, {key}",
+                detail=f"{self._done + self._cached}/{self._todo + self._cached} {self.unit}, {key}",
             )
 
-    def finished(self, outcome: DayOutcome) -> None:
+    def finished(self, outcome: Outcome) -> None:
         if outcome.detail == "cached":
             return  # counted in plan()
         self._done += 1

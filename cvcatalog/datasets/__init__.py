@@ -7,9 +7,7 @@ line here.
 
 from __future__ import annotations
 
-from cvcatalog.datasets.base import Dataset, InputInfo, Rejects, WorkUnit
+from cvcatalog.datasets.base import Dataset
 from cvcatalog.datasets.ngsim import NgsimDataset
-
-__all__ = ["DATASETS", "Dataset", "InputInfo", "NgsimDataset", "Rejects", "WorkUnit"]
 
 DATASETS: dict[str, type[Dataset]] = {NgsimDataset.name: NgsimDataset}

@@ -2,9 +2,9 @@
 
 A dataset says what its inputs are, cuts them into units of work (byte ranges), fetches one
 unit's bytes, and parses them into Arrow batches of its canonical schema (partition columns
-included). Everything else -- concurrency, retries, progress, Parquet, quarantine, checkpoints,
-change detection, views -- is the generic driver's job (:mod:`cvcatalog.datasets.driver`), so a
-third dataset is one new module.
+included). Everything else -- Parquet, quarantine, checkpoints and change detection -- is the NGSIM-style
+loading side in :mod:`cvcatalog.sources.ngsim`, and concurrency, retries, progress, commits and
+the run record are the one pipeline's (:mod:`cvcatalog.pipeline`).
 """
 
 from __future__ import annotations
@@ -22,25 +22,14 @@ from typing import IO, Any, ClassVar
 import pyarrow as pa
 
 from cvcatalog.exceptions import CvCatalogError
+from cvcatalog.io.inputs import InputInfo
 
-
-class TransientFetchError(CvCatalogError):
-    """A fetch failed in a way another attempt may fix (network, 5xx, throttling)."""
-
-
-class InputChangedError(CvCatalogError):
-    """An input changed while it was being read: its units no longer fit together."""
-
-
-@dataclass(frozen=True)
-class InputInfo:
-    """One input (file or object) and its change token."""
-
-    uri: str
-    fingerprint: str  # ETag (S3, HTTP) or 'size:mtime_ns' (local file)
-    size: int | None
-    last_modified: datetime | None
-    ranges: bool = True  # the input can be read by byte range
+__all__ = [
+    "Dataset",
+    "Rejects",
+    "WorkUnit",
+    "duckdb_type",
+]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 import duckdb
 
+from cvcatalog.datasets import DATASETS
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.io.layout import CatalogPaths
 
@@ -41,8 +42,6 @@ class DatasetFile:
 
 
 def _classes(dataset: str | None, message_type: str | None) -> list[type[Dataset]]:
-    from cvcatalog.datasets import DATASETS
-
     return [
         ds
         for name, ds in sorted(DATASETS.items())

@@ -20,9 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from cvcatalog.datasets.base import Dataset, InputInfo, Rejects, WorkUnit
-from cvcatalog.datasets.inputs import ByteInput, open_input
+from cvcatalog.datasets.base import Dataset, Rejects, WorkUnit
 from cvcatalog.exceptions import ConfigError, ConversionError
+from cvcatalog.io.inputs import ByteInput, InputInfo, open_input
+from cvcatalog.io.s3 import TokenBucket
 
 FT = 0.3048  # international foot, exactly; NGSIM's local coordinates, sizes and speeds
 DEFAULT_UNIT_BYTES = 64 << 20
@@ -179,10 +180,13 @@ class NgsimDataset(Dataset):
         s3_client: Any = None,
         timeout: float = 300.0,
         parse_threads: bool = True,
+        limiter: TokenBucket | None = None,
     ) -> None:
         if not uris:
             raise ConfigError("give at least one NGSIM input (--path)")
-        opened = [open_input(u, s3_client=s3_client, timeout=timeout) for u in uris]
+        opened = [
+            open_input(u, s3_client=s3_client, timeout=timeout, limiter=limiter) for u in uris
+        ]
         #: canonical uris (a relative path becomes absolute): the keys of every unit
         self.uris = [i.uri for i in opened]
         self.location = normalize_location(location) if location else None

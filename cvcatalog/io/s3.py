@@ -38,6 +38,7 @@ from cvcatalog.exceptions import (
     CvCatalogError,
     EndpointUnreachableError,
     S3Error,
+    TransientFetchError,
     credentials_help,
 )
 from cvcatalog.io.duckdb_ext import endpoint_url as configured_endpoint
@@ -581,6 +582,44 @@ def backoff_delay(
     return (rng or random).uniform(0.0, ceiling) if ceiling > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The one retry policy of cvcatalog: an S3 request (:class:`Retrier`), an HTTP or S3 byte
+    range of a dataset input, and a unit of a pipeline run (:mod:`cvcatalog.pipeline.run`) are
+    all retried with it: ``attempts`` tries in all, full-jitter exponential backoff from
+    ``base_delay`` capped at ``cap``, never shorter than a server's Retry-After."""
+
+    attempts: int = 4
+    base_delay: float = 1.0
+    cap: float = BACKOFF_CAP_SECONDS
+
+    @classmethod
+    def from_config(cls, cfg: DownloadConfig) -> RetryPolicy:
+        """download.retry_attempts (retries after the first try) and retry_delay_seconds."""
+        return cls(attempts=cfg.retry_attempts + 1, base_delay=cfg.retry_delay_seconds)
+
+    def delay(
+        self, retry: int, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
+        """Seconds to wait before the ``retry``-th retry (1-based)."""
+        delay = backoff_delay(retry, self.base_delay, self.cap, rng)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return delay
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another attempt under the retry policy: network trouble, throttling, 5xx."""
+    if isinstance(exc, TransientFetchError):
+        return True
+    if isinstance(exc, CvCatalogError):
+        return False
+    info = classify_error(exc)
+    if info is not None:
+        return info.kind is ErrorKind.RETRYABLE
+    return isinstance(exc, ConnectionError | TimeoutError | http.client.HTTPException)
+
+
 class Retrier:
     """Runs a request with rate limiting, retries on transient errors and error translation.
 
@@ -611,19 +650,21 @@ class Retrier:
 
     @classmethod
     def from_config(cls, cfg: DownloadConfig, **kwargs: Any) -> Retrier:
-        return cls(
-            attempts=cfg.retry_attempts + 1,
-            base_delay=cfg.retry_delay_seconds,
-            anonymous=cfg.no_sign_request,
-            **kwargs,
+        return cls.with_policy(
+            RetryPolicy.from_config(cfg), anonymous=cfg.no_sign_request, **kwargs
         )
+
+    @classmethod
+    def with_policy(cls, policy: RetryPolicy, **kwargs: Any) -> Retrier:
+        return cls(attempts=policy.attempts, base_delay=policy.base_delay, cap=policy.cap, **kwargs)
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(self.attempts, self.base_delay, self.cap)
 
     def delay_for(self, retry: int, info: ErrorInfo) -> float:
         """Backoff for the given retry, but never shorter than the server's Retry-After."""
-        delay = backoff_delay(retry, self.base_delay, self.cap, self.rng)
-        if info.retry_after is not None:
-            delay = max(delay, info.retry_after)
-        return delay
+        return self.policy.delay(retry, info.retry_after, self.rng)
 
     def call(self, operation: str, key: str, fn: Callable[[], T]) -> T:
         """fn() with retries; raises CredentialsError/S3Error, or fn's own non-S3 errors."""

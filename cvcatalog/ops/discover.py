@@ -36,7 +36,6 @@ from cvcatalog.config import (
     format_validation_error,
 )
 from cvcatalog.exceptions import CatalogLockedError, ConfigError
-from cvcatalog.ingest import needs_work
 from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.s3 import make_client
 from cvcatalog.sources import (
@@ -48,6 +47,7 @@ from cvcatalog.sources import (
     PartitionKey,
     partitions_for,
 )
+from cvcatalog.sources.cvpilot import needs_work
 from cvcatalog.state import manifest
 from cvcatalog.state.db import CatalogDB, now_utc
 

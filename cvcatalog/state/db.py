@@ -63,6 +63,15 @@ STATE_DB = "cvcatalog"
 #: unqualified names: the lake's tables and views first, then the state tables
 SEARCH_PATH = f"{lake.LAKE}.{lake.SCHEMA},{STATE_DB}.main"
 _LAKE_SECRET_LOCK = threading.Lock()
+_WRITER_LOCKS: dict[str, threading.Lock] = {}
+_WRITER_LOCKS_LOCK = threading.Lock()
+
+
+def _local_writer_lock(path: Path) -> threading.Lock:
+    """The in-process writer lock of one catalog (every CatalogDB of it in this process)."""
+    key = os.path.abspath(path)
+    with _WRITER_LOCKS_LOCK:
+        return _WRITER_LOCKS.setdefault(key, threading.Lock())
 
 
 def _quiet(_: str) -> None:
@@ -168,6 +177,22 @@ class CatalogDB:
     # -- locking -------------------------------------------------------------------------
     @contextlib.contextmanager
     def _writer_lock(self) -> Iterator[None]:
+        # threads of this process (a run's commit thread and its workers recording a failure)
+        # queue here, silently; other processes queue on the file lock below
+        local = _local_writer_lock(self.paths.db_lock)
+        if not local.acquire(timeout=self.lock_timeout):
+            raise CatalogLockedError(
+                f"the catalog at {self.paths.root} stayed locked by another writer of this "
+                f"process for {self.lock_timeout:.0f}s"
+            )
+        try:
+            with self._file_lock():
+                yield
+        finally:
+            local.release()
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
         self.paths.ensure()
         lock = filelock.FileLock(str(self.paths.db_lock))
         try:

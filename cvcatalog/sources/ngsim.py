@@ -1,12 +1,13 @@
-"""The generic loader: any Dataset into the catalog, concurrently, resumably, incrementally.
+"""Datasets cut into byte-range units (NGSIM, ...) through the pipeline.
 
-Per run: list the inputs (one request each) and cut them into units; skip units already
-committed for the same input version (fingerprint); fetch + parse + write the rest on a thread
-pool with at most `workers` units in flight (memory stays flat whatever the input size), each
-unit retried with exponential backoff and full jitter on transient errors; then, in the main
-thread, move each finished unit's files into the lake and commit the unit in ONE catalog
-transaction. That transaction is the checkpoint: a killed run loses at most the units in
-flight, and the next run starts after the last commit.
+A dataset (the contract in cvcatalog.datasets.base: inputs -> units -> bytes -> canonical
+Arrow batches; NGSIM's parsing is cvcatalog.datasets.ngsim) is loaded here: per run, the inputs
+are described (one request each) and cut into units; units already committed for the same
+input version (fingerprint) are skipped; each remaining unit is read and parsed as one stream
+(fetch is streamed into the conversion, so memory stays flat whatever the input size) into
+sorted zstd Parquet per partition plus a quarantine file; the pipeline retries transient
+errors under the one retry policy and commits finished units together. The commit is the
+checkpoint (dataset_units, dataset_files): a killed run loses at most the units in flight.
 
 Versions: the views show, per input, only the version recorded in dataset_inputs. Units of a
 new version are committed (checkpointed) but stay invisible until the transaction committing
@@ -18,22 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
-import http.client
-import os
 import re
 import shutil
-import socket
 import sys
-import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import duckdb
 import filelock
@@ -42,18 +36,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cvcatalog.datasets.base import (
-    Dataset,
-    InputChangedError,
-    InputInfo,
-    Rejects,
-    TransientFetchError,
-    WorkUnit,
-)
+from cvcatalog.datasets.base import Dataset, Rejects, WorkUnit
 from cvcatalog.datasets.manage import forget_units
-from cvcatalog.exceptions import CatalogLockedError, ConversionError, CvCatalogError
-from cvcatalog.io.layout import CatalogPaths, remove_tree, sha256_file
-from cvcatalog.io.s3 import ErrorKind, backoff_delay, classify_error
+from cvcatalog.exceptions import (
+    CatalogLockedError,
+    ConversionError,
+    CvCatalogError,
+    InputChangedError,
+)
+from cvcatalog.io.inputs import InputInfo
+from cvcatalog.io.layout import CatalogPaths, remove_tree
+from cvcatalog.io.s3 import RetryPolicy
+from cvcatalog.pipeline.contract import Abandoned, Plan, RunContext, Source, Staged
+from cvcatalog.pipeline.report import Outcome, Progress, Summary
+from cvcatalog.pipeline.run import Runner, new_run_id
+from cvcatalog.pipeline.stage import fresh_dir, short_hash, staged_file
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.rules import QualityStats, process_partition
 from cvcatalog.quality.rules import record as record_quality
@@ -69,166 +66,44 @@ ZSTD_LEVEL = 3
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:+-]+$")
 
 
-class DatasetProgress(Protocol):
-    def planned(self, units: int, todo: int, nbytes: int) -> None: ...
-    def fetched(self, nbytes: int) -> None: ...
-    def unit_done(self, unit: WorkUnit, rows: int) -> None: ...
-    def note(self, message: str) -> None: ...
-
-
-class NullDatasetProgress:
-    def planned(self, units: int, todo: int, nbytes: int) -> None:
-        pass
-
-    def fetched(self, nbytes: int) -> None:
-        pass
-
-    def unit_done(self, unit: WorkUnit, rows: int) -> None:
-        pass
-
-    def note(self, message: str) -> None:
-        pass
-
-
-@dataclass(frozen=True)
-class StagedFile:
-    path: Path
-    partition: str
-    kind: str  # data | quarantine
-    rows: int
-    #: hex SHA-256 of the final bytes, computed by the worker (off the committing thread)
-    sha256: str | None = None
-
-
 @dataclass
-class UnitResult:
-    unit: WorkUnit
-    rows: int
-    quarantined: int
-    skipped: int
-    fetched_bytes: int
-    files: list[StagedFile]
+class _Loaded:
+    """What a unit's commit records (Staged.payload)."""
+
     rules: Counter[str]
-    attempts: int
     #: quality counts per partition of the unit (when a quality config is given)
     quality: dict[str, QualityStats] = field(default_factory=dict)
+    #: input versions this unit's commit made visible (set by record)
+    published: int = 0
 
 
-@dataclass
-class DatasetSummary:
-    """What one run did; `ok` is False if any unit failed."""
+class DatasetUnits(Source[WorkUnit, WorkUnit]):
+    """One Dataset into one catalog, a byte range per unit (see the module docstring)."""
 
-    dataset: str
-    run_id: str
-    scope: str
-    inputs: int = 0
-    units: int = 0
-    units_done: int = 0  # committed by this run
-    units_cached: int = 0  # already committed for the same version
-    units_failed: int = 0
-    inputs_published: int = 0  # versions that became visible in this run
-    rows: int = 0
-    quarantined: int = 0
-    skipped: int = 0
-    bytes_downloaded: int = 0
-    parquet_bytes: int = 0
-    retries: int = 0
-    seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
-    #: inputs by what changed since the published version: added / changed / unchanged
-    inputs_by_change: Counter[str] = field(default_factory=Counter)
-    #: partitions (location=.../date=...) that received files in this run
-    partitions_written: set[str] = field(default_factory=set)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "run_id": self.run_id,
-            "scope": self.scope,
-            "inputs": self.inputs,
-            "units": self.units,
-            "units_done": self.units_done,
-            "units_cached": self.units_cached,
-            "units_failed": self.units_failed,
-            "inputs_published": self.inputs_published,
-            "rows": self.rows,
-            "quarantined": self.quarantined,
-            "skipped": self.skipped,
-            "bytes_downloaded": self.bytes_downloaded,
-            "parquet_bytes": self.parquet_bytes,
-            "retries": self.retries,
-            "seconds": round(self.seconds, 3),
-            "rows_per_second": round(self.rows / self.seconds) if self.seconds else 0,
-            "errors": self.errors,
-            "inputs_added": self.inputs_by_change["added"],
-            "inputs_changed": self.inputs_by_change["changed"],
-            "inputs_unchanged": self.inputs_by_change["unchanged"],
-            "partitions_written": len(self.partitions_written),
-        }
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth another attempt: network trouble, throttling, 5xx."""
-    if isinstance(exc, TransientFetchError):
-        return True
-    if isinstance(exc, CvCatalogError):
-        return False
-    info = classify_error(exc)
-    if info is not None:
-        return info.kind is ErrorKind.RETRYABLE
-    return isinstance(exc, ConnectionError | TimeoutError | http.client.HTTPException)
-
-
-class _Stopped(Exception):
-    """A unit abandoned because the run is stopping (not a failure of that unit)."""
-
-
-def _short_hash(*parts: str, n: int = 12) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:n]
-
-
-class DatasetLoader:
-    """Runs one Dataset into one catalog (see the module docstring)."""
+    record_idle_runs = True  # a run that found everything loaded is recorded too
+    mode = "incremental"  # `cvcatalog runs`: a dataset's "objects" are its inputs (files)
 
     def __init__(
         self,
         dataset: Dataset,
         db: CatalogDB,
         *,
+        run_id: str,
         workers: int = 4,
-        retries: int = 3,
-        retry_delay: float = 0.5,
-        progress: DatasetProgress | None = None,
-        sleep: Callable[[float], None] = time.sleep,
         quality: QualityConfig | None = None,
     ) -> None:
         self.ds = dataset
         self.db = db
         self.paths: CatalogPaths = db.paths
-        self.workers = max(1, workers)
-        self.retries = max(0, retries)
-        self.retry_delay = retry_delay
-        self.progress = progress or NullDatasetProgress()
-        self.sleep = sleep
+        self.run_id = run_id
+        self.name = dataset.name
+        self.message_type = dataset.message_type
+        self.fetch_slots = self.convert_slots = max(1, workers)
         #: the quality step (cvcatalog.quality) on each unit's files; None: skipped
         self.quality = quality
-        self.run_id = now_utc().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-        self._stop = threading.Event()
         self._unit_cache: list[WorkUnit] | None = None
 
     # -- paths ---------------------------------------------------------------------------
-    @property
-    def _lake(self) -> Path:
-        return self.paths.root / self._lake_rel
-
-    @property
-    def _quarantine(self) -> Path:
-        return self.paths.quarantine / f"source={self.ds.name}"
-
     @property
     def _lake_rel(self) -> str:
         """The dataset's DuckLake table directory, catalog-relative (the same key prefix on
@@ -249,9 +124,11 @@ class DatasetLoader:
     def _lock(self) -> Path:
         return self.paths.root / "locks" / "datasets" / f"{self.ds.name}.lock"
 
-    # -- run -----------------------------------------------------------------------------
-    def run(self) -> DatasetSummary:
-        self.paths.ensure()
+    # -- the run -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def session(self, run: RunContext) -> Iterator[None]:
+        """One load of a dataset into a catalog at a time; units run with short GIL slices
+        and a frozen heap; the run's staging goes at the end."""
         self._lock.parent.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(str(self._lock))
         try:
@@ -262,35 +139,32 @@ class DatasetLoader:
                 "try again when it has finished"
             ) from None
         try:
-            return self._run()
-        finally:
-            lock.release()
-
-    def _run(self) -> DatasetSummary:
-        t0 = time.monotonic()
-        s = DatasetSummary(self.ds.name, self.run_id, self.ds.scope)
-        self._record_start()
-        try:
-            inputs = self.ds.inputs()
-            s.inputs = len(inputs)
-            todo = self._plan(inputs, s)
-            self.progress.planned(s.units, len(todo), sum(u.end - u.start for u in todo))
-            self._execute(todo, s)
-        except CvCatalogError as e:
-            s.errors.append(str(e))
-        except BaseException as e:
-            s.seconds = time.monotonic() - t0
-            self._record_end(s, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
-            raise
+            with _short_gil_slices(self.convert_slots), _frozen_heap():
+                yield
         finally:
             remove_tree(self._staging / self.run_id)
-        s.seconds = time.monotonic() - t0
-        self._record_end(s, "ok" if s.ok else "failed")
-        return s
+            lock.release()
 
-    def _plan(self, inputs: list[InputInfo], s: DatasetSummary) -> list[WorkUnit]:
-        """Units still to do; tidies what earlier runs left (stale versions, orphans)."""
-        scope = self.ds.scope
+    def key(self, unit: WorkUnit) -> str:
+        return unit.id
+
+    def plan(self, run: RunContext) -> Plan[WorkUnit]:
+        s = run.summary
+        s.kind = "units"
+        s.scope = self.ds.scope
+        inputs = self.ds.inputs()
+        s.inputs = len(inputs)
+        units, todo = self._plan(inputs, run)
+        done = set(id(u) for u in todo)
+        cached = [Outcome(u.id, "cached", detail="cached") for u in units if id(u) not in done]
+        return Plan(todo, cached, units=len(units), nbytes=sum(u.end - u.start for u in todo))
+
+    def _plan(
+        self, inputs: list[InputInfo], run: RunContext
+    ) -> tuple[list[WorkUnit], list[WorkUnit]]:
+        """Every unit and those still to do; tidies what earlier runs left (stale versions,
+        orphans)."""
+        scope, s = self.ds.scope, run.summary
         with self.db.read() as con:
             done = {
                 (r[0], r[1])
@@ -316,20 +190,18 @@ class DatasetLoader:
                 if before == info.fingerprint
                 else "changed"
             )
-            s.inputs_by_change[kind] += 1
+            s.changes[kind] += 1
             if scope != "*" and published.get((info.uri, "*")) == info.fingerprint:
-                self.progress.note(
+                run.progress.note(
                     f"{info.uri} is already loaded whole (without a filter); nothing to do"
                 )
                 continue
             todo_inputs.append(info)
         units = self.ds.units(todo_inputs)
         self._unit_cache = units
-        s.units = len(units)
         todo = [u for u in units if (u.id, u.fingerprint) not in done]
-        s.units_cached = len(units) - len(todo)
         self._tidy(todo_inputs, units, published)
-        return todo
+        return units, todo
 
     def _tidy(
         self,
@@ -351,12 +223,9 @@ class DatasetLoader:
                 if (info.uri, scope) in published:
                     keep.append(published[(info.uri, scope)])
                 obsolete += self._drop_versions(con, info.uri, scope, keep)
-            changed = False
             for info in inputs:
                 if published.get((info.uri, scope)) != info.fingerprint:
-                    changed |= self._publish_if_complete(
-                        con, info, by_uri.get(info.uri, []), obsolete
-                    )
+                    self._publish_if_complete(con, info, by_uri.get(info.uri, []), obsolete)
             known = {r[0] for r in con.execute("SELECT path FROM dataset_files").fetchall()}
             known |= self.db.lake_files(con)
         self.db.retire(obsolete)
@@ -367,98 +236,33 @@ class DatasetLoader:
                     with contextlib.suppress(CvCatalogError, OSError):
                         store.delete(rel)
 
-    def _execute(self, todo: list[WorkUnit], s: DatasetSummary) -> None:
-        if not todo:
-            return
-        pending = iter(todo)
-        running: dict[Future[UnitResult], WorkUnit] = {}
-        with (
-            _short_gil_slices(self.workers),
-            _frozen_heap(),
-            ThreadPoolExecutor(self.workers, thread_name_prefix=f"{self.ds.name}-unit") as pool,
-        ):
-
-            def submit_next() -> None:
-                if self._stop.is_set():
-                    return
-                unit = next(pending, None)
-                if unit is not None:
-                    running[pool.submit(self._process, unit)] = unit
-
-            for _ in range(self.workers):
-                submit_next()
-            try:
-                while running:
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    finished: list[UnitResult] = []
-                    for fut in done:
-                        unit = running.pop(fut)
-                        try:
-                            finished.append(fut.result())
-                        except _Stopped:
-                            pass  # left for the next run
-                        except CvCatalogError as e:
-                            self._failed(unit, e, s)
-                        except Exception as e:  # a bug or a disk error: say which unit
-                            self._failed(unit, e, s)
-                    # keep the workers busy while the main thread commits (finished units
-                    # wait as files in staging, not in memory)
-                    for _ in done:
-                        submit_next()
-                    if finished:
-                        try:
-                            self._commit(finished, s)
-                        except CvCatalogError as e:
-                            for r in finished:
-                                self._failed(r.unit, e, s)
-            except BaseException:
-                self._stop.set()
-                for fut in running:
-                    fut.cancel()
-                raise
-
-    def _failed(self, unit: WorkUnit, e: BaseException, s: DatasetSummary) -> None:
-        s.units_failed += 1
-        what = str(e) if isinstance(e, CvCatalogError) else f"{type(e).__name__}: {e}"
-        s.errors.append(f"{unit.id}: {what}")
-        if isinstance(e, InputChangedError) or not isinstance(e, CvCatalogError | OSError):
-            self._stop.set()  # the other units of this version cannot succeed either
-
     # -- one unit (worker threads) -------------------------------------------------------
-    def _process(self, unit: WorkUnit) -> UnitResult:
-        attempt = 0
-        while True:
-            attempt += 1
-            stage = self._staging / self.run_id / _short_hash(self.ds.scope, unit.id)
-            remove_tree(stage)
-            stage.mkdir(parents=True)
-            try:
-                result = self._load_unit(unit, stage)
-                result.attempts = attempt
-                return result
-            except Exception as e:
-                remove_tree(stage)
-                if self._stop.is_set() or not is_transient(e) or attempt > self.retries:
-                    if is_transient(e):
-                        raise TransientFetchError(
-                            f"{e} (after {attempt} attempt{'s' if attempt > 1 else ''})"
-                        ) from None
-                    raise
-                delay = backoff_delay(attempt, self.retry_delay)
-                self.progress.note(f"{unit.id}: {e}; retrying in {delay:.1f}s")
-                self.sleep(delay)
+    def fetch(self, unit: WorkUnit, run: RunContext) -> WorkUnit:
+        """Nothing to bring ahead: the unit's bytes stream into its conversion."""
+        return unit
 
-    def _load_unit(self, unit: WorkUnit, stage: Path) -> UnitResult:
+    def convert(self, fetched: WorkUnit, run: RunContext) -> Staged[WorkUnit]:
+        """Read and parse the unit's byte range into sorted Parquet per partition and a
+        quarantine file, in the unit's own staging directory (fresh for every attempt)."""
+        stage = fresh_dir(self._staging / self.run_id / short_hash(self.ds.scope, fetched.id))
+        try:
+            return self._load_unit(fetched, stage, run)
+        except BaseException:
+            remove_tree(stage)
+            raise
+
+    def _load_unit(self, unit: WorkUnit, stage: Path, run: RunContext) -> Staged[WorkUnit]:
         fetched = 0
+        progress = run.progress
 
         def counted(chunks: Iterator[bytes]) -> Iterator[bytes]:
             nonlocal fetched
             try:
                 for chunk in chunks:
-                    if self._stop.is_set():
-                        raise _Stopped
+                    if run.stop.is_set():
+                        raise Abandoned
                     fetched += len(chunk)
-                    self.progress.fetched(len(chunk))
+                    progress.downloaded(len(chunk))
                     yield chunk
             finally:
                 close = getattr(chunks, "close", None)
@@ -513,130 +317,121 @@ class DatasetLoader:
             for writer, _, _ in writers.values():
                 writer.close()
             qfile = rejects.close()
-        files = [
-            StagedFile(path, _partition_dir(keys, values), "data", rows[0])
+        parts = [
+            (path, _partition_dir(keys, values), rows[0])
             for values, (_, path, rows) in writers.items()
         ]
-        checked = self._quality_step(files, stage) if self.quality is not None else {}
-        if qfile is not None:
-            files.append(
-                StagedFile(qfile, f"input={_short_hash(unit.uri)}", "quarantine", rejects.total)
-            )
+        checked: dict[str, QualityStats] = {}
+        if self.quality is not None:
+            parts, checked = self._quality_step(parts, stage)
+        # never a name the lake used before: a file of an older snapshot may still be kept
+        # (and later deleted) under it
+        tag = short_hash(self.ds.scope, unit.id, unit.fingerprint, self.run_id)
         # hashed here, while the file is in the page cache and the other workers run, rather
-        # than in the main thread's commit, which every worker's next checkpoint waits for
-        files = [replace(f, sha256=sha256_file(f.path)) for f in files]
-        return UnitResult(
-            unit,
-            sum(f.rows for f in files if f.kind == "data"),
-            rejects.total,
-            rejects.skipped,
-            fetched,
-            files,
-            Counter(rejects.counts),
-            1,
-            checked,
+        # than in the commit, which every worker's next checkpoint waits for
+        lake = self._lake_rel
+        files = [
+            staged_file(path, f"{lake}/{part}/part-{unit.index:05d}-{tag}.parquet", "data", n, part)
+            for path, part, n in parts
+        ]
+        if qfile is not None:
+            part = f"input={short_hash(unit.uri)}"
+            dest = f"{self._quarantine_rel}/{part}/part-{unit.index:05d}-{tag}.ndjson"
+            files.append(staged_file(qfile, dest, "quarantine", rejects.total, part))
+        rows = sum(f.rows for f in files if f.kind == "data")
+        outcome = Outcome(
+            unit.id,
+            "complete",
+            rows=rows,
+            quarantined=rejects.total,
+            skipped=rejects.skipped,
+            bytes_downloaded=fetched,
+            parquet_bytes=sum(f.size for f in files if f.kind == "data"),
         )
+        loaded = _Loaded(Counter(rejects.counts), checked)
+        return Staged(unit, files, outcome, payload=loaded, stage_dir=stage)
 
-    def _quality_step(self, files: list[StagedFile], stage: Path) -> dict[str, QualityStats]:
+    def _quality_step(
+        self, parts: list[tuple[Path, str, int]], stage: Path
+    ) -> tuple[list[tuple[Path, str, int]], dict[str, QualityStats]]:
         """Count the quality rules on each of the unit's partition files and, with cleaning on,
         replace the file by its cleaned rows (still sorted). Trajectory windows (ordering,
         gaps, smoothing) see the unit's rows of a vehicle: NGSIM files are grouped by vehicle,
         so only a vehicle cut by a unit boundary is seen in two pieces."""
         assert self.quality is not None
         out: dict[str, QualityStats] = {}
+        kept_parts = list(parts)
         con = duckdb.connect(":memory:")
         try:
             con.execute("SET threads = 1")  # units already run in parallel
-            for i, f in enumerate(files):
+            for i, (path, part, rows) in enumerate(parts):
                 q_dir = stage / f"quality-{i:04d}"
                 q_dir.mkdir(parents=True, exist_ok=True)
                 kept, stats = process_partition(
                     con,
-                    [f.path],
+                    [path],
                     q_dir,
                     self.ds.name,
                     self.ds.message_type,
                     self.quality,
                     row_group_size=ROW_GROUP_ROWS,
                 )
-                if kept and kept[0] != f.path:
-                    rows = stats.rows_out if stats.rows_out is not None else f.rows
-                    files[i] = StagedFile(kept[0], f.partition, f.kind, rows)
-                out[f.partition] = stats
+                if kept and kept[0] != path:
+                    n = stats.rows_out if stats.rows_out is not None else rows
+                    kept_parts[i] = (kept[0], part, n)
+                out[part] = stats
         finally:
             con.close()
-        return out
+        return kept_parts, out
 
-    # -- commit (main thread) ------------------------------------------------------------
-    def _commit(self, results: list[UnitResult], s: DatasetSummary) -> None:
-        """Place the finished units' files in the lake (local or S3), then record all of them
-        in ONE catalog transaction (each transaction copies and fsyncs the database, so units
-        that finish together are checkpointed together)."""
-        store = self.db.store
-        placed: dict[str, list[tuple[str, StagedFile, int, str]]] = {}
-        published = 0
-        try:
-            for r in results:
-                u = r.unit
-                # never a name the lake used before: a file of an older snapshot may still
-                # be kept (and later deleted) under it
-                tag = _short_hash(self.ds.scope, u.id, u.fingerprint, self.run_id)
-                mine = placed.setdefault(u.id, [])
-                for f in r.files:
-                    top = self._lake_rel if f.kind == "data" else self._quarantine_rel
-                    suffix = "parquet" if f.kind == "data" else "ndjson"
-                    rel = f"{top}/{f.partition}/part-{u.index:05d}-{tag}.{suffix}"
-                    size = f.path.stat().st_size
-                    digest = f.sha256 or sha256_file(f.path)
-                    store.put(f.path, rel, size, digest)
-                    mine.append((rel, f, size, digest))
-            obsolete: list[str] = []
-            with self.db.write(run_id=self.run_id, message=f"ingest {self.ds.name}") as con:
-                for r in results:
-                    self._record_unit(con, r, placed[r.unit.id])
-                    for partition, stats in r.quality.items():
-                        record_quality(
-                            con,
-                            self.run_id,
-                            self.ds.name,
-                            self.ds.message_type,
-                            f"{self.ds.name}/{partition}/{r.unit.id}",
-                            stats,
-                            self.quality,
-                        )
-                seen: set[tuple[str, str]] = set()
-                for r in results:
-                    u = r.unit
-                    if (u.uri, u.fingerprint) in seen:
-                        continue
-                    seen.add((u.uri, u.fingerprint))
-                    info = InputInfo(u.uri, u.fingerprint, u.size, u.last_modified)
-                    if self._publish_if_complete(con, info, None, obsolete):
-                        published += 1
-        except BaseException:
-            # never named by a committed row
-            self.db.store.discard([p for files in placed.values() for p, *_ in files])
-            raise
-        self.db.retire(obsolete)
-        s.inputs_published += published
-        for r in results:
-            s.partitions_written.update(f.partition for f in r.files if f.kind == "data")
-            s.units_done += 1
-            s.rows += r.rows
-            s.quarantined += r.quarantined
-            s.skipped += r.skipped
-            s.bytes_downloaded += r.fetched_bytes
-            s.parquet_bytes += sum(size for _, f, size, _ in placed[r.unit.id] if f.kind == "data")
-            s.retries += r.attempts - 1
-            self.progress.unit_done(r.unit, r.rows)
+    # -- commit (the run's thread) ---------------------------------------------------------
+    def commit_message(self, batch: list[Staged[WorkUnit]]) -> str:
+        return f"ingest {self.ds.name}"
 
-    def _record_unit(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        r: UnitResult,
-        placed: list[tuple[str, StagedFile, int, str]],
-    ) -> None:
-        u, scope, now = r.unit, self.ds.scope, now_utc()
+    def record(
+        self, con: duckdb.DuckDBPyConnection, batch: list[Staged[WorkUnit]], run: RunContext
+    ) -> list[str]:
+        """Record the finished units in the commit's transaction, then publish every input
+        version whose units are now all committed."""
+        obsolete: list[str] = []
+        for st in batch:
+            loaded: _Loaded = st.payload
+            self._record_unit(con, st)
+            for partition, stats in loaded.quality.items():
+                record_quality(
+                    con,
+                    self.run_id,
+                    self.ds.name,
+                    self.ds.message_type,
+                    f"{self.ds.name}/{partition}/{st.unit.id}",
+                    stats,
+                    self.quality,
+                )
+            loaded.published = 0
+        seen: set[tuple[str, str]] = set()
+        for st in batch:
+            u = st.unit
+            if (u.uri, u.fingerprint) in seen:
+                continue
+            seen.add((u.uri, u.fingerprint))
+            info = InputInfo(u.uri, u.fingerprint, u.size, u.last_modified)
+            if self._publish_if_complete(con, info, None, obsolete):
+                st.payload.published += 1
+        return obsolete
+
+    def committed(self, staged: Staged[WorkUnit], run: RunContext) -> None:
+        run.summary.inputs_published += staged.payload.published
+        run.summary.partitions_written.update(f.partition for f in staged.files if f.kind == "data")
+        super().committed(staged, run)
+
+    def on_error(self, error: BaseException) -> str:
+        if isinstance(error, InputChangedError) or not isinstance(error, CvCatalogError | OSError):
+            return "stop"  # the other units of this version cannot succeed either
+        return "unit"
+
+    def _record_unit(self, con: duckdb.DuckDBPyConnection, st: Staged[WorkUnit]) -> None:
+        u, scope, now = st.unit, self.ds.scope, now_utc()
+        o: Outcome = st.outcome
         key = [self.ds.name, u.id, scope, u.fingerprint]
         # rows of an earlier commit of this same unit version go; its files share the names
         forget_units(con, "dataset = ? AND unit_id = ? AND scope = ? AND fingerprint = ?", key)
@@ -645,44 +440,27 @@ class DatasetLoader:
             "end_byte, status, rows, quarantined, skipped, bytes, run_id, committed_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?, ?)",
             [
-                *key,
-                u.uri,
-                u.start,
-                u.end,
-                r.rows,
-                r.quarantined,
-                r.skipped,
-                r.fetched_bytes,
-                self.run_id,
-                now,
+                *key, u.uri, u.start, u.end, o.rows, o.quarantined, o.skipped,
+                o.bytes_downloaded, self.run_id, now,
             ],
-        )
-        if placed:
+        )  # fmt: skip
+        if st.files:
             con.executemany(
                 "INSERT INTO dataset_files (path, dataset, uri, scope, fingerprint, unit_id, "
                 "partition, kind, rows, bytes, sha256, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     [
-                        path,
-                        self.ds.name,
-                        u.uri,
-                        scope,
-                        u.fingerprint,
-                        u.id,
-                        f.partition,
-                        f.kind,
-                        f.rows,
-                        size,
-                        digest,
-                        now,
+                        f.dest, self.ds.name, u.uri, scope, u.fingerprint, u.id, f.partition,
+                        f.kind, f.rows, f.size, f.sha256, now,
                     ]
-                    for path, f, size, digest in placed
+                    for f in st.files
                 ],
-            )
+            )  # fmt: skip
+        loaded: _Loaded = st.payload
         rows = [
             [self.run_id, f"{self.ds.name}/{u.id}", "quarantine", rule, n]
-            for rule, n in sorted(r.rules.items())
+            for rule, n in sorted(loaded.rules.items())
             if n
         ]
         if rows:
@@ -779,53 +557,30 @@ class DatasetLoader:
             [self.ds.name, info.uri, self.ds.scope, info.fingerprint, keep],
         )
 
-    # -- bookkeeping -----------------------------------------------------------------------
-    def _record_start(self) -> None:
-        from cvcatalog.ingest import _mark_interrupted_runs
-        from cvcatalog.state.manifest import start_run
 
-        with self.db.write() as con:
-            _mark_interrupted_runs(con, socket.gethostname())
-            start_run(
-                con,
-                {
-                    "run_id": self.run_id,
-                    "started_at": now_utc(),
-                    "status": "running",
-                    "source": self.ds.name,
-                    "message_type": self.ds.message_type,
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                },
-            )
+def load(
+    dataset: Dataset,
+    db: CatalogDB,
+    *,
+    workers: int = 4,
+    retry: RetryPolicy | None = None,
+    progress: Progress | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    quality: QualityConfig | None = None,
+) -> Summary:
+    """Load a dataset into a catalog through the pipeline (see the module docstring).
 
-    def _record_end(self, s: DatasetSummary, status: str) -> None:
-        from cvcatalog.state.manifest import finish_run
+    retry: the one retry policy (default: s3.RetryPolicy(), as download.retry_attempts and
+    retry_delay_seconds default)."""
+    register_dataset(type(dataset))
+    run_id = new_run_id()
+    source = DatasetUnits(dataset, db, run_id=run_id, workers=workers, quality=quality)
+    return Runner(source, db, progress=progress, retry=retry, sleep=sleep, run_id=run_id).run()
 
-        values = {
-            "finished_at": now_utc(),
-            "status": status,
-            "days_complete": s.units_done,
-            "days_failed": s.units_failed,
-            "days_cached": s.units_cached,
-            "rows": s.rows,
-            "quarantined": s.quarantined,
-            "bytes_downloaded": s.bytes_downloaded,
-            "parquet_bytes": s.parquet_bytes,
-            "seconds": s.seconds,
-            "message": "; ".join(s.errors)[:2000] or None,
-            # `cvcatalog runs`: a dataset's "objects" are its inputs (files)
-            "mode": "incremental",
-            "objects_added": s.inputs_by_change["added"],
-            "objects_changed": s.inputs_by_change["changed"],
-            "objects_unchanged": s.inputs_by_change["unchanged"],
-            "partitions_rewritten": len(s.partitions_written),
-        }
-        try:
-            with self.db.write() as con:
-                finish_run(con, self.run_id, values)
-        except CvCatalogError as e:
-            self.progress.note(f"the run's end was not recorded: {e}")
+
+def clear_staging(paths: CatalogPaths, name: str) -> None:
+    """Remove every staging directory of a dataset (nothing there is ever needed again)."""
+    shutil.rmtree(paths.staging / "datasets" / name, ignore_errors=True)
 
 
 #: GIL switch interval while units run in parallel
@@ -930,14 +685,3 @@ def _sort_order(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray | None:
     if (order[1:] > order[:-1]).all():
         return None
     return order
-
-
-def run_dataset(dataset: Dataset, db: CatalogDB, **kwargs: Any) -> DatasetSummary:
-    """Load a dataset into a catalog; see DatasetLoader."""
-    register_dataset(type(dataset))
-    return DatasetLoader(dataset, db, **kwargs).run()
-
-
-def clear_staging(paths: CatalogPaths, name: str) -> None:
-    """Remove every staging directory of a dataset (nothing there is ever needed again)."""
-    shutil.rmtree(paths.staging / "datasets" / name, ignore_errors=True)

@@ -15,13 +15,27 @@ import urllib.parse
 import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-from cvcatalog.datasets.base import InputChangedError, InputInfo, TransientFetchError
-from cvcatalog.exceptions import ConfigError, CvCatalogError
+from cvcatalog.config import DownloadConfig
+from cvcatalog.exceptions import ConfigError, CvCatalogError, InputChangedError, TransientFetchError
+from cvcatalog.io.s3 import ErrorKind, TokenBucket, classify_error, make_client, translate_error
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """One input (file or object) and its change token."""
+
+    uri: str
+    fingerprint: str  # ETag (S3, HTTP) or 'size:mtime_ns' (local file)
+    size: int | None
+    last_modified: datetime | None
+    ranges: bool = True  # the input can be read by byte range
+
 
 CHUNK = 1 << 20
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -151,7 +165,7 @@ class S3Input(ByteInput):
     """s3://bucket/key through the same client factory as the CV ingest (endpoint, profile,
     unsigned requests); GetObject with Range and IfMatch."""
 
-    def __init__(self, uri: str, client: Any) -> None:
+    def __init__(self, uri: str, client: Any, limiter: TokenBucket | None = None) -> None:
         parsed = urllib.parse.urlparse(uri)
         if not parsed.netloc or not parsed.path.strip("/"):
             raise ConfigError(f"not an s3://bucket/key URI: {uri}")
@@ -159,10 +173,12 @@ class S3Input(ByteInput):
         self.bucket = parsed.netloc
         self.key = parsed.path.lstrip("/")
         self.client = client
+        #: the S3 stack's rate limiter (download.rate_limit), shared by the run's requests
+        self.limiter = limiter
 
-    def _call(self, operation: str, fn: Any) -> Any:
-        from cvcatalog.io.s3 import ErrorKind, classify_error, translate_error
-
+    def _call(self, operation: str, fn: Any, request: bool = True) -> Any:
+        if request and self.limiter is not None:
+            self.limiter.acquire()
         try:
             return fn()
         except Exception as exc:
@@ -199,7 +215,7 @@ class S3Input(ByteInput):
         body = resp["Body"]
         try:
             while True:
-                block = self._call("GetObject", lambda: body.read(CHUNK))
+                block = self._call("GetObject", lambda: body.read(CHUNK), request=False)
                 if not block:
                     return
                 yield block
@@ -207,18 +223,23 @@ class S3Input(ByteInput):
             body.close()
 
 
-def open_input(uri: str, *, s3_client: Any = None, timeout: float = 300.0) -> ByteInput:
-    """The ByteInput for a local path, an http(s):// URL or an s3:// URI."""
+def open_input(
+    uri: str,
+    *,
+    s3_client: Any = None,
+    timeout: float = 300.0,
+    limiter: TokenBucket | None = None,
+) -> ByteInput:
+    """The ByteInput for a local path, an http(s):// URL or an s3:// URI (S3: the client of
+    s3.make_client and the rate limiter of the S3 stack; a transient failure of any of them
+    is retried by the run under the one retry policy, s3.RetryPolicy)."""
     scheme = urllib.parse.urlparse(uri).scheme.lower()
     if scheme in ("http", "https"):
         return HttpInput(uri, timeout)
     if scheme == "s3":
         if s3_client is None:
-            from cvcatalog.config import DownloadConfig
-            from cvcatalog.io.s3 import make_client
-
             s3_client = make_client(DownloadConfig())
-        return S3Input(uri, s3_client)
+        return S3Input(uri, s3_client, limiter)
     if scheme in ("", "file") or len(scheme) == 1:  # len 1: a Windows drive letter
         path = urllib.parse.urlparse(uri).path if scheme == "file" else uri
         return LocalInput(path)

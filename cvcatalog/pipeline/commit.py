@@ -1,0 +1,35 @@
+"""Commit: finished units into the catalog through CatalogDB.write, the one write path.
+
+Units that finish together are committed together: their files are placed, then ONE
+copy-on-write transaction records all of them (each commit copies, syncs, fsyncs and renames
+the catalog file, a fixed cost per commit whatever its size), then the files they replaced are
+deleted. A batch is all or nothing: a kill before the rename leaves none of its units
+committed, and their placed files are orphans the next run of those units removes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cvcatalog.pipeline.contract import RunContext, Source, Staged
+from cvcatalog.pipeline.stage import place
+
+#: units one commit records at most (bounds the transaction and what a failed commit takes
+#: down with it)
+MAX_BATCH = 256
+
+
+def commit_batch(source: Source[Any, Any], batch: Sequence[Staged[Any]], run: RunContext) -> None:
+    """Place the batch's files and record the batch in one catalog transaction.
+
+    Raises what the commit raised; the batch's placed files are removed again then."""
+    db = run.db
+    placed = place(db.store, batch)
+    try:
+        with db.write(run_id=run.run_id, message=source.commit_message(list(batch))) as con:
+            obsolete = source.record(con, list(batch), run)
+    except BaseException:
+        db.store.discard(placed)  # never named by a committed row
+        raise
+    db.retire(obsolete)

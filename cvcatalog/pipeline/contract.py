@@ -1,0 +1,210 @@
+"""The source contract: what a source of rows implements to go through the one pipeline.
+
+A run is plan units -> fetch -> convert -> stage -> commit (:mod:`cvcatalog.pipeline.run`). A
+source says which units a run must do given the catalog's state (:meth:`Source.plan`), fetches
+one unit (:meth:`Source.fetch`), converts it into staged Parquet + quarantine files
+(:meth:`Source.convert`, returning a :class:`Staged`), and writes its state rows inside the
+commit transaction (:meth:`Source.record`). Scheduling, the retry policy, placing files under
+fresh names, batching commits, progress, cancellation and the run record are the pipeline's.
+A third source is one module implementing this class (tests/test_pipeline.py has one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import duckdb
+
+from cvcatalog.exceptions import CvCatalogError
+from cvcatalog.io.layout import CatalogPaths, remove_tree
+from cvcatalog.io.s3 import RetryPolicy
+from cvcatalog.pipeline.report import Outcome, Progress, Summary
+from cvcatalog.state.db import CatalogDB
+
+U = TypeVar("U")  # a unit of work (a CV day, a byte range of a file, ...)
+F = TypeVar("F")  # a fetched unit, ready to convert
+
+
+class Abandoned(Exception):
+    """Raised by a stage that gave up because the run is stopping (not a failure of the unit)."""
+
+
+class Claim(Protocol):
+    """A unit's hold against other processes (e.g. a file lock), released after its commit."""
+
+    def release(self) -> None: ...
+
+
+@dataclass
+class Plan(Generic[U]):
+    """What a run will do: the units to work on, and outcomes of units that need no work."""
+
+    todo: list[U]
+    done: list[Outcome] = field(default_factory=list)
+    #: planned units in all (the summary's `units`); None: len(todo) + len(done)
+    units: int | None = None
+    #: bytes the todo units will read, when known up front (progress)
+    nbytes: int = 0
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """One converted file waiting in staging, and where it goes in the catalog."""
+
+    path: Path
+    #: catalog-relative destination (a fresh name no older snapshot used: stage.fresh_name)
+    dest: str
+    kind: str  # data | quarantine
+    rows: int
+    partition: str  # the source's key of the partition the file belongs to
+    size: int
+    sha256: str
+
+
+@dataclass
+class Staged(Generic[U]):
+    """A converted unit: its files in staging, its outcome once committed, and whatever the
+    source needs to record it (payload)."""
+
+    unit: U
+    files: list[StagedFile]
+    outcome: Outcome
+    payload: Any = None
+    #: removed after the commit (the unit's scratch directory); None: nothing to remove
+    stage_dir: Path | None = None
+
+
+@dataclass
+class RunContext:
+    """What a source sees of the run it is part of."""
+
+    run_id: str
+    db: CatalogDB
+    progress: Progress
+    summary: Summary
+    retry: RetryPolicy
+    stop: threading.Event = field(default_factory=threading.Event)
+    sleep: Callable[[float], None] = field(default=lambda s: None)
+
+    @property
+    def paths(self) -> CatalogPaths:
+        return self.db.paths
+
+    def check_stop(self) -> None:
+        """Raise Abandoned if the run is stopping (long stages call this between steps)."""
+        if self.stop.is_set():
+            raise Abandoned
+
+
+class Source(ABC, Generic[U, F]):
+    """One source of rows (see the module docstring).
+
+    Threads: plan, committed, failed and finish run in the run's thread; claim, fetch and
+    convert in worker threads, at most `fetch_slots` fetches and `convert_slots` conversions
+    at once (a fetched unit waits for a conversion slot, so at most `fetch_slots` units are
+    fetched ahead); record in the commit thread, one commit at a time, while the workers go
+    on (a group commit: the next one takes every unit that finished meanwhile).
+    """
+
+    #: ingest_runs.source / message_type of the run record
+    name: str
+    message_type: str
+    fetch_slots: int = 1
+    convert_slots: int = 1
+    #: record the run in ingest_runs even when it plans nothing (a cached CV range does not)
+    record_idle_runs: ClassVar[bool] = False
+    #: "full" or "incremental", as the run record and summary show it
+    mode: str = "full"
+    #: where conversions run ("local", or the pool, e.g. "dask tcp://host:8786")
+    executor: str = "local"
+
+    # -- the run ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def session(self, run: RunContext) -> Iterator[None]:
+        """Held for the whole run (e.g. a source-wide lock); default: nothing."""
+        yield
+
+    def run_fields(self) -> dict[str, Any]:
+        """Extra columns of the run's ingest_runs row (start_date, end_date, timezone...)."""
+        return {}
+
+    @abstractmethod
+    def plan(self, run: RunContext) -> Plan[U]:
+        """The units this run must do, against the catalog's state (may tidy what an earlier,
+        interrupted run left)."""
+
+    @abstractmethod
+    def key(self, unit: U) -> str:
+        """The unit's name in progress, outcomes and errors."""
+
+    def claim(self, unit: U, wait: bool) -> Claim | None:
+        """Hold the unit against other processes until its commit. None: another process
+        holds it and wait is False (the run does the other units first and comes back)."""
+        return _NO_CLAIM
+
+    # -- one unit (worker threads) -----------------------------------------------------------
+    @abstractmethod
+    def fetch(self, unit: U, run: RunContext) -> F | Outcome | Staged[U]:
+        """Bring the unit's input near (list, download...). An Outcome ends the unit without a
+        commit of the pipeline (cached, or a failure the source recorded); a Staged goes
+        straight to the commit (e.g. a no_data marker). Transient errors are retried."""
+
+    @abstractmethod
+    def convert(self, fetched: F, run: RunContext) -> Staged[U] | Outcome:
+        """Convert a fetched unit into staged files (files named by stage.fresh_name).
+        Transient errors are retried (the unit's fetch is not repeated)."""
+
+    # -- commit (the run's thread) -----------------------------------------------------------
+    @abstractmethod
+    def record(
+        self, con: duckdb.DuckDBPyConnection, batch: list[Staged[U]], run: RunContext
+    ) -> list[str]:
+        """Write the batch's state rows in the commit transaction (its files are placed under
+        their dest names already); returns catalog-relative files the commit makes obsolete
+        (deleted after it)."""
+
+    def commit_message(self, batch: list[Staged[U]]) -> str:
+        keys = [self.key(s.unit) for s in batch]
+        return f"ingest {keys[0]}" if len(keys) == 1 else f"ingest {len(keys)} units: {keys[0]}.."
+
+    def committed(self, staged: Staged[U], run: RunContext) -> None:
+        """After the commit: tidy the unit's staging (default: remove stage_dir)."""
+        if staged.stage_dir is not None:
+            remove_tree(staged.stage_dir)
+
+    def failed(self, unit: U, error: BaseException, run: RunContext) -> Outcome:
+        """A unit failed with error: record it if the source keeps failures, and say so."""
+        return Outcome(self.key(unit), "failed", error=describe(error))
+
+    def on_error(self, error: BaseException) -> str:
+        """What an error of a unit means for the run: "unit" (the unit fails, others go on),
+        "stop" (the unit fails and no new unit starts) or "raise" (the run ends with it)."""
+        return "unit" if isinstance(error, CvCatalogError | OSError) else "raise"
+
+    def cancel(self) -> None:
+        """The run is stopping: interrupt long work in progress if possible."""
+
+    def finish(self, run: RunContext, stopped: BaseException | None) -> None:
+        """After the last unit (even if the run stops): final statistics, eviction."""
+
+    def after(self, run: RunContext) -> None:
+        """After a run that ended normally and was recorded: e.g. snapshot expiry."""
+
+
+class _NoClaim:
+    def release(self) -> None:
+        pass
+
+
+_NO_CLAIM = _NoClaim()
+
+
+def describe(e: BaseException) -> str:
+    """An error as a run shows it: a CvCatalogError's message, else its type and message."""
+    return str(e) if isinstance(e, CvCatalogError) else f"{type(e).__name__}: {e}"

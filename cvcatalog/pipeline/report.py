@@ -1,0 +1,307 @@
+"""One progress protocol and one summary type for every source (CV Pilot days, NGSIM units,
+...): the CLI draws its bars from :class:`Progress`, prints :func:`summary_lines` and emits
+:meth:`Summary.as_dict` for --format json|csv."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol
+
+CHANGES = ("added", "changed", "removed", "unchanged")
+
+
+@dataclass
+class Outcome:
+    """What happened to one unit (a CV day, a byte range of a file...)."""
+
+    key: str
+    status: str  # complete | no_data | failed | cached
+    rows: int = 0
+    quarantined: int = 0
+    objects: int = 0
+    bytes_downloaded: int = 0
+    parquet_bytes: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    detail: str = ""
+    #: source objects by change (--check-changes; a newly built day counts all as added)
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    #: rows left out on purpose by a filter (NGSIM --location), not errors
+    skipped: int = 0
+    #: attempts repeated after a transient error (the one retry policy)
+    retries: int = 0
+
+
+class Progress(Protocol):
+    """What a run reports while it goes (the CLI draws rich progress bars from it)."""
+
+    def plan(self, todo: list[str], cached: list[str], nbytes: int = 0) -> None: ...
+    def listed(self, key: str, objects: int, nbytes: int) -> None: ...
+    def downloaded(self, nbytes: int) -> None: ...
+    def converting(self, key: str) -> None: ...
+    def finished(self, outcome: Outcome) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+class NullProgress:
+    def plan(self, todo: list[str], cached: list[str], nbytes: int = 0) -> None:
+        pass
+
+    def listed(self, key: str, objects: int, nbytes: int) -> None:
+        pass
+
+    def downloaded(self, nbytes: int) -> None:
+        pass
+
+    def converting(self, key: str) -> None:
+        pass
+
+    def finished(self, outcome: Outcome) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+#: as_dict keys of a day-based source (CV Pilot), in order
+_DAY_KEYS = (
+    "run_id", "source", "message_type", "start", "end", "timezone", "days_complete",
+    "days_cached", "days_no_data", "days_failed", "rows", "quarantined", "bytes_downloaded",
+    "parquet_bytes", "list_requests", "get_requests", "retries", "reused_downloads",
+    "resumed_downloads", "mode", "objects_added", "objects_changed", "objects_removed",
+    "objects_unchanged", "partitions_rewritten", "seconds", "evicted", "executor", "days",
+)  # fmt: skip
+#: as_dict keys of a file-based source (NGSIM), in order
+_UNIT_KEYS = (
+    "dataset", "run_id", "scope", "inputs", "units", "units_done", "units_cached",
+    "units_failed", "inputs_published", "rows", "quarantined", "skipped", "bytes_downloaded",
+    "parquet_bytes", "retries", "seconds", "rows_per_second", "errors", "inputs_added",
+    "inputs_changed", "inputs_unchanged", "partitions_written",
+)  # fmt: skip
+
+
+@dataclass
+class Summary:
+    """What one run did, for every source. Units are CV days or NGSIM byte ranges; `days` is
+    the list of unit outcomes under its CV name."""
+
+    run_id: str
+    source: str
+    message_type: str
+    #: "days" (a date range of a bucket source) or "units" (inputs cut into units)
+    kind: str = "days"
+    start: date | None = None
+    end: date | None = None
+    timezone: str | None = None
+    scope: str | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+    #: units planned in all (cached included)
+    units: int = 0
+    inputs: int = 0
+    inputs_published: int = 0
+    seconds: float = 0.0
+    list_requests: int = 0
+    get_requests: int = 0
+    #: attempts repeated after transient errors (S3 requests and units)
+    retries: int = 0
+    reused_downloads: int = 0  # objects already on disk from an interrupted run (no GET)
+    resumed_downloads: int = 0  # partial objects continued with an HTTP Range request
+    evicted: list[str] = field(default_factory=list)
+    executor: str = "local"
+    mode: str = "full"
+    #: changes counted per input rather than per unit (NGSIM: inputs added/changed/unchanged)
+    changes: Counter[str] = field(default_factory=Counter)
+    #: partitions that received files in this run (CV: day keys; NGSIM: location=/date=)
+    partitions_written: set[str] = field(default_factory=set)
+    #: errors of the run itself, not of one unit (e.g. an input that cannot be read)
+    run_errors: list[str] = field(default_factory=list)
+
+    @property
+    def days(self) -> list[Outcome]:
+        return self.outcomes
+
+    @property
+    def dataset(self) -> str:
+        return self.source
+
+    def count(self, status: str) -> int:
+        return sum(1 for d in self.outcomes if d.status == status)
+
+    @property
+    def units_done(self) -> int:
+        return self.count("complete")
+
+    @property
+    def units_cached(self) -> int:
+        return self.count("cached")
+
+    @property
+    def units_failed(self) -> int:
+        return self.count("failed")
+
+    @property
+    def rows(self) -> int:
+        return sum(d.rows for d in self.outcomes)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(d.quarantined for d in self.outcomes)
+
+    @property
+    def skipped(self) -> int:
+        return sum(d.skipped for d in self.outcomes)
+
+    @property
+    def bytes_downloaded(self) -> int:
+        return sum(d.bytes_downloaded for d in self.outcomes)
+
+    @property
+    def parquet_bytes(self) -> int:
+        return sum(d.parquet_bytes for d in self.outcomes)
+
+    @property
+    def errors(self) -> list[str]:
+        return self.run_errors + [
+            f"{d.key}: {d.error}" for d in self.outcomes if d.status == "failed"
+        ]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def objects(self, change: str) -> int:
+        """Source objects (or inputs) by change: added | changed | removed | unchanged."""
+        return sum(int(getattr(d, change)) for d in self.outcomes) + self.changes[change]
+
+    @property
+    def partitions_rewritten(self) -> int:
+        """Partitions this run wrote (built or merged) and committed."""
+        return len(self.partitions_written)
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "run_id": self.run_id,
+            "source": self.source,
+            "dataset": self.source,
+            "message_type": self.message_type,
+            "start": self.start.isoformat() if self.start else None,
+            "end": self.end.isoformat() if self.end else None,
+            "timezone": self.timezone,
+            "scope": self.scope,
+            "inputs": self.inputs,
+            "units": self.units,
+            "units_done": self.units_done,
+            "units_cached": self.units_cached,
+            "units_failed": self.units_failed,
+            "inputs_published": self.inputs_published,
+            "days_complete": self.count("complete"),
+            "days_cached": self.count("cached"),
+            "days_no_data": self.count("no_data"),
+            "days_failed": self.count("failed"),
+            "rows": self.rows,
+            "quarantined": self.quarantined,
+            "skipped": self.skipped,
+            "bytes_downloaded": self.bytes_downloaded,
+            "parquet_bytes": self.parquet_bytes,
+            "list_requests": self.list_requests,
+            "get_requests": self.get_requests,
+            "retries": self.retries,
+            "reused_downloads": self.reused_downloads,
+            "resumed_downloads": self.resumed_downloads,
+            "mode": self.mode,
+            "objects_added": self.objects("added"),
+            "objects_changed": self.objects("changed"),
+            "objects_removed": self.objects("removed"),
+            "objects_unchanged": self.objects("unchanged"),
+            "inputs_added": self.objects("added"),
+            "inputs_changed": self.objects("changed"),
+            "inputs_unchanged": self.objects("unchanged"),
+            "partitions_rewritten": self.partitions_rewritten,
+            "partitions_written": self.partitions_rewritten,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows / self.seconds) if self.seconds else 0,
+            "evicted": self.evicted,
+            "executor": self.executor,
+            "errors": self.errors,
+            "days": [o.__dict__ for o in self.outcomes],
+        }
+        return {k: d[k] for k in (_DAY_KEYS if self.kind == "days" else _UNIT_KEYS)}
+
+    def run_values(self, stopped: BaseException | None) -> dict[str, Any]:
+        """The run's ingest_runs columns at its end (one format for every source)."""
+        failed = [d for d in self.outcomes if d.status == "failed"]
+        message = "; ".join(self.errors)
+        if stopped is not None:
+            why = str(stopped) if str(stopped) else type(stopped).__name__
+            message = f"stopped after {len(self.outcomes)} unit(s): {why}" + (
+                f"; {message}" if message else ""
+            )
+        if stopped is not None and not isinstance(stopped, Exception):
+            status = "interrupted"  # Ctrl-C, SystemExit: the units committed so far stay
+        elif stopped is not None or not self.ok:
+            status = "failed"
+        else:
+            status = "ok"
+        return {
+            "status": status,
+            "days_complete": self.count("complete"),
+            "days_no_data": self.count("no_data"),
+            "days_failed": len(failed),
+            "days_cached": self.count("cached"),
+            "rows": self.rows,
+            "quarantined": self.quarantined,
+            "bytes_downloaded": self.bytes_downloaded,
+            "parquet_bytes": self.parquet_bytes,
+            "list_requests": self.list_requests,
+            "get_requests": self.get_requests,
+            "seconds": self.seconds,
+            "message": message[:2000] or None,
+            "mode": self.mode,
+            "objects_added": self.objects("added"),
+            "objects_changed": self.objects("changed"),
+            "objects_removed": self.objects("removed"),
+            "objects_unchanged": self.objects("unchanged"),
+            "partitions_rewritten": self.partitions_rewritten,
+        }
+
+
+def summary_lines(s: Summary) -> list[str]:
+    """The CLI's table-format report of a run: one headline, then one line per failure."""
+    rate = s.rows / s.seconds if s.seconds else 0.0
+    if s.kind == "units":
+        head = (
+            f"{s.source} ({s.scope}): {s.inputs} input(s), {s.units_done} unit(s) "
+            f"loaded, {s.units_cached} already loaded, {s.units_failed} failed; "
+            f"{s.rows:,} rows, {s.quarantined:,} quarantined, "
+            f"{s.skipped:,} skipped by --location; "
+            f"{s.bytes_downloaded / 1e6:,.1f} MB read; "
+            f"{s.parquet_bytes / 1e6:,.1f} MB Parquet; {s.seconds:.1f}s "
+            f"({round(rate):,} rows/s)"
+        )
+        return [head] + [f"  failed {e}" for e in s.errors]
+    failed = [d for d in s.outcomes if d.status == "failed"]
+    lines = [
+        f"{s.source}/{s.message_type} {s.start}..{s.end} ({s.timezone}): "
+        f"{s.count('complete')} complete, {s.count('cached')} cached, "
+        f"{s.count('no_data')} no_data, {len(failed)} failed; "
+        f"{s.rows:,} rows, {s.quarantined:,} quarantined; "
+        f"{s.bytes_downloaded / 1e6:,.1f} MB downloaded in {s.get_requests} GETs / "
+        f"{s.list_requests} LISTs; "
+        f"{s.parquet_bytes / 1e6:,.1f} MB Parquet; {s.seconds:.1f}s ({rate:,.0f} rows/s)"
+        + (f"; converted on {s.executor}" if s.executor != "local" else "")
+    ]
+    if s.mode == "incremental":  # a full run's counts are in `cvcatalog runs`
+        lines.append(
+            f"  {s.mode}: objects {s.objects('added'):,} added, "
+            f"{s.objects('changed'):,} changed, {s.objects('removed'):,} removed, "
+            f"{s.objects('unchanged'):,} unchanged; {s.partitions_rewritten} partition(s) rewritten"
+        )
+    lines += [f"  failed {d.key}: {d.error}" for d in failed]
+    if s.evicted:
+        lines.append(f"  evicted (LRU, over cache.max_size_gb): {', '.join(s.evicted)}")
+    return lines

@@ -1,0 +1,410 @@
+"""The one runner: every source goes through plan units -> fetch -> convert -> stage -> commit.
+
+Per run: the source plans its units against the catalog (units needing no work are reported at
+once); worker threads claim and fetch units (at most `fetch_slots` at once, and at most that
+many fetched ahead of the conversions, so fetching unit N+1 overlaps converting unit N);
+conversion threads convert them (at most `convert_slots` at once: one DuckDB conversion using
+every core for a CV day, a conversion waiting on a Dask worker per slot of a ConversionPool, or
+one NGSIM byte range per worker); one commit thread commits the converted units, one commit at
+a time, each taking every unit that finished since the previous one started (a group commit,
+pipeline.commit), while the workers go on; the run's thread schedules and reports.
+
+Transient errors (network, throttling, 5xx) of a fetch or a conversion are retried under the
+one retry policy (s3.RetryPolicy); a unit that still fails is recorded failed by its source and
+the others go on. An interrupt stops new units, lets the commit in flight finish and commits
+the units already converted, releases every claim and records the run 'interrupted' with what
+was committed; a kill -9 loses at most the uncommitted units, and the
+next run marks the killed run interrupted (mark_interrupted_runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import duckdb
+
+from cvcatalog.exceptions import CvCatalogError, TransientFetchError
+from cvcatalog.io.s3 import RetryPolicy, is_transient
+from cvcatalog.pipeline.commit import MAX_BATCH, commit_batch
+from cvcatalog.pipeline.contract import (
+    Abandoned,
+    Claim,
+    Plan,
+    RunContext,
+    Source,
+    Staged,
+    describe,
+)
+from cvcatalog.pipeline.report import NullProgress, Outcome, Progress, Summary
+from cvcatalog.state import manifest
+from cvcatalog.state.db import CatalogDB, now_utc
+
+U = TypeVar("U")
+T = TypeVar("T")
+
+
+def new_run_id() -> str:
+    return now_utc().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+@dataclass
+class _Item(Generic[U]):
+    """One unit on its way through the stages."""
+
+    unit: U
+    key: str
+    claim: Claim | None = None
+    t0: float = 0.0
+    result: Any = None
+    error: BaseException | None = None
+    deferred: bool = False
+    retries: int = 0
+
+
+class Runner(Generic[U]):
+    """Runs one source into one catalog (see the module docstring)."""
+
+    def __init__(
+        self,
+        source: Source[U, Any],
+        db: CatalogDB,
+        *,
+        progress: Progress | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        run_id: str | None = None,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self.source = source
+        self.db = db
+        self.progress: Progress = progress or NullProgress()
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.run_id = run_id or new_run_id()
+        self.max_batch = max(1, max_batch)
+
+    # -- the run ---------------------------------------------------------------------------
+    def run(self) -> Summary:
+        src = self.source
+        summary = Summary(self.run_id, src.name, src.message_type, mode=src.mode)
+        summary.executor = src.executor
+        run = RunContext(self.run_id, self.db, self.progress, summary, self.retry, sleep=self.sleep)
+        self.db.paths.ensure()
+        with src.session(run):
+            return self._run(run)
+
+    def _run(self, run: RunContext) -> Summary:
+        src, s = self.source, run.summary
+        t0 = time.monotonic()
+        started = False
+        if src.record_idle_runs:
+            self._record_start()
+            started = True
+        stopped: BaseException | None = None
+        try:
+            try:
+                plan = src.plan(run)
+            except CvCatalogError as e:
+                if not started:
+                    raise
+                s.run_errors.append(str(e))
+                plan = Plan([])
+            s.units = plan.units if plan.units is not None else len(plan.todo) + len(plan.done)
+            self.progress.plan(
+                [src.key(u) for u in plan.todo], [o.key for o in plan.done], plan.nbytes
+            )
+            for o in plan.done:
+                s.outcomes.append(o)
+                self.progress.finished(o)
+            if plan.todo:
+                if not started:
+                    self._record_start()
+                    started = True
+                self._execute(plan.todo, run)
+        except BaseException as e:  # interrupted: committed units stay, the run says so
+            stopped = e
+            raise
+        finally:
+            s.seconds = time.monotonic() - t0
+            try:
+                src.finish(run, stopped)
+            finally:
+                if started:
+                    self._record_end(s, stopped)
+        src.after(run)
+        s.seconds = time.monotonic() - t0
+        return s
+
+    # -- scheduling -------------------------------------------------------------------------
+    def _execute(self, todo: list[U], run: RunContext) -> None:
+        src = self.source
+        pending: deque[tuple[U, bool]] = deque((u, False) for u in todo)
+        deferred: list[U] = []
+        fetching: dict[Future[_Item[U]], U] = {}
+        ready: deque[_Item[U]] = deque()
+        converting: dict[Future[_Item[U]], U] = {}
+        to_commit: list[_Item[U]] = []
+        #: the commit in flight (one at a time) and its units
+        committing: tuple[Future[None], list[_Item[U]]] | None = None
+        fetch_slots, convert_slots = max(1, src.fetch_slots), max(1, src.convert_slots)
+        fetchers = ThreadPoolExecutor(fetch_slots, thread_name_prefix=f"{src.name}-fetch")
+        converters = ThreadPoolExecutor(convert_slots, thread_name_prefix=f"{src.name}-convert")
+        committer = ThreadPoolExecutor(1, thread_name_prefix=f"{src.name}-commit")
+
+        def top_up() -> None:
+            nonlocal committing, to_commit
+            if committing is None and to_commit:
+                # group commit: everything that finished since the last commit started
+                batch, to_commit = to_commit[: self.max_batch], to_commit[self.max_batch :]
+                staged = [i.result for i in batch]
+                committing = (committer.submit(commit_batch, src, staged, run), batch)
+            if run.stop.is_set():
+                return
+            if not pending and deferred and not fetching:
+                for unit in deferred:  # held by another process: wait for it now
+                    self.progress.note(
+                        f"waiting for another cvcatalog process working on {src.key(unit)}"
+                    )
+                    pending.append((unit, True))
+                deferred.clear()
+            while ready and len(converting) < convert_slots:
+                item = ready.popleft()
+                converting[converters.submit(self._convert_job, item, run)] = item.unit
+            while pending and len(fetching) + len(ready) < fetch_slots:
+                unit, block = pending.popleft()
+                fetching[fetchers.submit(self._fetch_job, unit, block, run)] = unit
+
+        try:
+            top_up()
+            while True:
+                running: list[Future[Any]] = [*fetching, *converting]
+                if committing is not None:
+                    running.append(committing[0])
+                if not running:
+                    break  # nothing can start any more (done, or stopping)
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    if committing is not None and fut is committing[0]:
+                        batch = committing[1]
+                        committing = None
+                        self._committed(fut, batch, run)
+                        continue
+                    item = fut.result()  # the jobs never raise: errors travel in the item
+                    if fetching.pop(fut, None) is not None and item.deferred:
+                        deferred.append(item.unit)
+                        continue
+                    converting.pop(fut, None)
+                    self._route(item, ready, to_commit, run)
+                top_up()  # the workers go on while a commit runs
+            for item in ready:  # fetched, but the run stopped before converting them
+                _release(item)
+        except BaseException:
+            run.stop.set()
+            src.cancel()
+            for item in ready:
+                _release(item)
+            for fut in [*fetching, *converting]:
+                if not fut.cancel():
+                    fut.add_done_callback(_release_when_done)
+            # the commit in flight completes, and the units converted before the run stopped
+            # are committed too (each commit is all or nothing)
+            last = [committing] if committing is not None else []
+            if to_commit:
+                staged = [i.result for i in to_commit]
+                last.append((committer.submit(commit_batch, src, staged, run), to_commit))
+            for fut, items in last:
+                wait([fut])
+                with contextlib.suppress(BaseException):
+                    self._committed(fut, items, run)
+                for item in items:
+                    _release(item)
+            raise
+        finally:
+            fetchers.shutdown(wait=not run.stop.is_set(), cancel_futures=True)
+            converters.shutdown(wait=not run.stop.is_set(), cancel_futures=True)
+            committer.shutdown(wait=True)
+
+    def _route(
+        self,
+        item: _Item[U],
+        ready: deque[_Item[U]],
+        to_commit: list[_Item[U]],
+        run: RunContext,
+    ) -> None:
+        """Where a unit goes after a stage: failed, finished, on to convert, or to commit."""
+        if item.error is not None:
+            self._unit_error(item, run)
+        elif isinstance(item.result, Outcome):
+            self._finish(item, item.result, run)
+        elif isinstance(item.result, Staged):
+            to_commit.append(item)
+        else:
+            ready.append(item)
+
+    def _unit_error(self, item: _Item[U], run: RunContext) -> None:
+        e = item.error
+        assert e is not None
+        if isinstance(e, Abandoned):  # the run is stopping: left for the next run
+            _release(item)
+            return
+        action = self.source.on_error(e) if isinstance(e, Exception) else "raise"
+        if action == "raise":
+            _release(item)
+            raise e
+        if action == "stop":
+            run.stop.set()  # the units not started yet cannot succeed either
+        try:
+            outcome = self.source.failed(item.unit, e, run)
+        except BaseException:
+            _release(item)
+            raise
+        self._finish(item, outcome, run)
+
+    def _finish(self, item: _Item[U], outcome: Outcome, run: RunContext) -> None:
+        outcome.seconds = time.monotonic() - item.t0
+        outcome.retries += item.retries
+        run.summary.retries += item.retries
+        run.summary.outcomes.append(outcome)
+        _release(item)
+        self.progress.finished(outcome)
+
+    # -- the stages (worker threads) --------------------------------------------------------
+    def _fetch_job(self, unit: U, block: bool, run: RunContext) -> _Item[U]:
+        item = _Item(unit, self.source.key(unit), t0=time.monotonic())
+        try:
+            claim = self.source.claim(unit, block)
+        except BaseException as e:
+            item.error = e
+            return item
+        if claim is None:
+            item.deferred = True
+            return item
+        item.claim = claim
+        item.t0 = time.monotonic()
+        try:
+            item.result = self._attempts(item, lambda: self.source.fetch(unit, run), run)
+        except BaseException as e:
+            item.error = e
+        return item
+
+    def _convert_job(self, item: _Item[U], run: RunContext) -> _Item[U]:
+        fetched = item.result
+        try:
+            run.check_stop()
+            item.result = self._attempts(item, lambda: self.source.convert(fetched, run), run)
+        except BaseException as e:
+            item.error = e
+        return item
+
+    def _attempts(self, item: _Item[U], fn: Callable[[], T], run: RunContext) -> T:
+        """fn() under the retry policy: transient errors are tried again after a backoff."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return fn()
+            except Exception as e:
+                transient = not isinstance(e, Abandoned) and is_transient(e)
+                if run.stop.is_set() or not transient or attempt >= self.retry.attempts:
+                    if transient:
+                        raise TransientFetchError(
+                            f"{describe(e)} (after {attempt} attempt{'s' if attempt > 1 else ''})"
+                        ) from e
+                    raise
+                item.retries += 1
+                delay = self.retry.delay(attempt)
+                self.progress.note(f"{item.key}: {describe(e)}; retrying in {delay:.1f}s")
+                self.sleep(delay)
+
+    # -- commit -----------------------------------------------------------------------------
+    def _committed(self, fut: Future[None], items: list[_Item[U]], run: RunContext) -> None:
+        """After a commit: finish its units, or fail them if the commit failed."""
+        try:
+            fut.result()
+        except (CvCatalogError, OSError, duckdb.Error) as e:
+            for item in items:
+                item.error = e
+                self._unit_error(item, run)
+            return
+        except BaseException:
+            for item in items:
+                _release(item)
+            raise
+        for item in items:
+            self.source.committed(item.result, run)
+            self._finish(item, item.result.outcome, run)
+
+    # -- the run record ---------------------------------------------------------------------
+    def _record_start(self) -> None:
+        run = {
+            "run_id": self.run_id,
+            "started_at": now_utc(),
+            "status": "running",
+            "source": self.source.name,
+            "message_type": self.source.message_type,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "mode": self.source.mode,
+            **self.source.run_fields(),
+        }
+        with self.db.write() as con:
+            mark_interrupted_runs(con, socket.gethostname())
+            manifest.start_run(con, run)
+
+    def _record_end(self, s: Summary, stopped: BaseException | None) -> None:
+        values = {"finished_at": now_utc(), **s.run_values(stopped)}
+        try:
+            with self.db.write() as con:
+                manifest.finish_run(con, self.run_id, values)
+        except CvCatalogError as e:  # locked or disk full: the summary is still reported
+            self.progress.note(f"the run's end was not recorded: {e}")
+
+
+def run_source(source: Source[Any, Any], db: CatalogDB, **kwargs: Any) -> Summary:
+    """Run one source into a catalog; see Runner."""
+    return Runner(source, db, **kwargs).run()
+
+
+def _release(item: _Item[Any]) -> None:
+    claim, item.claim = item.claim, None
+    if claim is not None:
+        claim.release()
+
+
+def _release_when_done(fut: Future[_Item[Any]]) -> None:
+    if not fut.cancelled():
+        _release(fut.result())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_interrupted_runs(con: duckdb.DuckDBPyConnection, host: str) -> None:
+    """Runs of this host still 'running' whose process is gone were killed: say so."""
+    rows = con.execute(
+        "SELECT run_id, pid FROM ingest_runs WHERE status = 'running' AND host = ?", [host]
+    ).fetchall()
+    for run_id, pid in rows:
+        if pid is not None and not _pid_alive(int(pid)):
+            con.execute(
+                "UPDATE ingest_runs SET status = 'interrupted', "
+                "message = 'the process ended without finishing (killed or crashed)' "
+                "WHERE run_id = ?",
+                [run_id],
+            )

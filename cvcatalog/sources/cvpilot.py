@@ -1,0 +1,720 @@
+"""CV Pilot days through the pipeline: one unit is one folder day of one source and type.
+
+Every CV-specific rule lives here: a request's local days become the UTC (or producer-clock)
+folder days that hold them (sources.bucket); a day is done again when missing, failed, written
+under an older canonical schema, or a `no_data` marker that may be stale (the recheck window,
+cache.recent_days / ttl_days); with --check-changes a cached day is listed again and only its
+added or changed objects are converted and merged with its kept rows (cvcatalog.incremental);
+a day is converted with ONE DuckDB scan of all its objects (what keeps the ingest near DuckDB's
+own COPY speed), retried with one thread when DuckDB runs out of memory; per-day file locks keep
+two processes from building the same day.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import filelock
+import pyarrow.parquet as pq
+
+from cvcatalog import incremental
+from cvcatalog.config import DataSourceConfig
+from cvcatalog.distributed import ConversionPool, ConvertJob
+from cvcatalog.exceptions import (
+    ConversionError,
+    CredentialsError,
+    CvCatalogError,
+    EndpointUnreachableError,
+)
+from cvcatalog.io.download import ObjectInfo, S3Fetcher
+from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, remove_tree
+from cvcatalog.io.s3 import RetryPolicy, make_client
+from cvcatalog.ops.cache import evict_to_size, expected_bytes, make_room
+from cvcatalog.pipeline.contract import Abandoned, Plan, RunContext, Source, Staged, StagedFile
+from cvcatalog.pipeline.report import NullProgress, Outcome, Progress, Summary
+from cvcatalog.pipeline.run import Runner, new_run_id
+from cvcatalog.pipeline.stage import fresh_dir, staged_file
+from cvcatalog.quality.rules import record as record_quality
+from cvcatalog.schemas import SCHEMAS, MessageSchema
+from cvcatalog.sources.bucket import PartitionKey, partitions_for
+from cvcatalog.state import manifest
+from cvcatalog.state.access import record_access
+from cvcatalog.state.db import CatalogDB, now_utc
+from cvcatalog.state.manifest import FileRecord, PartitionRecord, SourceObjectRecord
+from cvcatalog.transform import ConvertResult, RawFile, apply_quality, convert_partition
+
+
+@dataclass
+class Fetched:
+    """A day's objects, listed and downloaded into staging, ready to convert."""
+
+    pk: PartitionKey
+    prior: PartitionRecord | None
+    objects: list[ObjectInfo]
+    names: dict[str, Path]
+    downloaded: int
+    nbytes: int
+    #: set for a complete day checked with --check-changes: what changed since its version
+    delta: incremental.ObjectDelta | None = None
+    #: a changed day converted whole rather than merged (a quality config: its counts and
+    #: cleaning cover the whole day, and smoothing never runs twice over kept rows)
+    whole: bool = False
+
+    @property
+    def merging(self) -> bool:
+        """Only delta.fetch was downloaded; it is merged with the day's kept rows."""
+        return self.delta is not None and not self.whole
+
+
+@dataclass
+class _Converted:
+    """What a converted day's commit records (Staged.payload)."""
+
+    fetched: Fetched
+    result: ConvertResult
+
+
+class PartitionLocked(CvCatalogError):
+    """Another process held the day's lock for too long (the day is reported, not recorded)."""
+
+
+def describe_error(e: BaseException, where: Path | None = None) -> str:
+    if _is_enospc(e):
+        return f"no space left on device while writing {_enospc_path(e) or where or 'the catalog'}"
+    return str(e) if isinstance(e, CvCatalogError) else f"{type(e).__name__}: {e}"
+
+
+def _short(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0][:200]
+
+
+def _is_enospc(e: BaseException) -> bool:
+    if isinstance(e, OSError):
+        return e.errno == errno.ENOSPC
+    return isinstance(e, duckdb.Error) and "No space left on device" in str(e)
+
+
+def _enospc_path(e: BaseException) -> str | None:
+    if isinstance(e, OSError):
+        return str(e.filename) if e.filename else None
+    m = re.search(r'"([^"]+)"', str(e))  # DuckDB: Could not write file "<path>": No space ...
+    return m.group(1) if m else None
+
+
+def needs_work(
+    rec: PartitionRecord | None, today: date, cfg: DataSourceConfig, force: bool
+) -> tuple[bool, str]:
+    """Whether a partition must be (re)fetched, and why not when it need not."""
+    if force or rec is None:
+        return True, ""
+    if rec.status == "failed":
+        return True, ""
+    if (
+        rec.status == "complete"
+        and rec.canonical_version != SCHEMAS[(rec.source, rec.message_type)].canonical_version
+    ):
+        return True, ""  # written under an older canonical schema: rebuild, never mix
+    if rec.status == "complete":
+        return False, "cached"
+    # no_data: the sandbox lags, so a marker for a recent day, or one taken while the day was
+    # still recent, is only provisional.
+    recent = timedelta(days=cfg.cache.recent_days)
+    last = rec.pk.last_day
+    if today - last <= recent:
+        return True, ""
+    checked = rec.checked_at.date() if rec.checked_at else last
+    if checked - last <= recent:
+        return True, ""
+    if rec.checked_at and now_utc() - rec.checked_at > timedelta(days=cfg.cache.ttl_days):
+        return True, ""
+    return False, "no_data (cached)"
+
+
+def raw_name(obj: ObjectInfo, index: int) -> str:
+    """Local name of a downloaded object: never derived from the key's path components."""
+    digest = hashlib.sha1(obj.key.encode()).hexdigest()[:16]
+    return f"{index:06d}-{digest}.json"
+
+
+def default_fetcher(cfg: DataSourceConfig) -> S3Fetcher:
+    return S3Fetcher(make_client(cfg.download), cfg.download, cfg.bucket)
+
+
+class CvPilotDays(Source[PartitionKey, Fetched]):
+    """One (source, message type, date range) of the CV Pilot bucket, a day per unit."""
+
+    def __init__(
+        self,
+        cfg: DataSourceConfig,
+        db: CatalogDB,
+        *,
+        run_id: str,
+        force_refresh: bool = False,
+        today: date | None = None,
+        fetcher_factory: Callable[[DataSourceConfig], S3Fetcher] | None = None,
+        pool: ConversionPool | None = None,
+        check_changes: bool | None = None,
+    ) -> None:
+        """pool: convert there (e.g. on a Dask cluster, cvcatalog.distributed) with several days
+        in flight; None converts in this process, one day at a time while the next downloads.
+        check_changes: list cached days again and re-ingest only their new or changed objects
+        (cvcatalog.incremental); None takes cache.check_changes."""
+        self.cfg = cfg
+        self.db = db
+        self.paths = db.paths
+        self.run_id = run_id
+        self.force = force_refresh
+        self.check_changes = cfg.cache.check_changes if check_changes is None else check_changes
+        self.schema: MessageSchema = SCHEMAS[(cfg.source, cfg.message_type)]
+        self.today = today or now_utc().date()
+        self.name = cfg.source
+        self.message_type = cfg.message_type
+        self.mode = "incremental" if self.check_changes else "full"
+        self.pool = pool
+        self.executor = pool.name if pool is not None else "local"
+        self.fetch_slots = 1  # a day's objects download concurrently already (S3Fetcher)
+        self.convert_slots = pool.capacity if pool is not None else 1
+        self._fetcher_factory = fetcher_factory or default_fetcher
+        self._fetcher: S3Fetcher | None = None
+        self._fetcher_lock = threading.Lock()
+        self._protect: set[str] = set()  # this run's partitions: never evicted to make room
+        self._evicted: list[str] = []
+        self._had_work = False
+        self._open: set[duckdb.DuckDBPyConnection] = set()
+        self._open_lock = threading.Lock()
+
+    # -- planning ------------------------------------------------------------------------
+    def key(self, unit: PartitionKey) -> str:
+        return unit.key
+
+    def run_fields(self) -> dict[str, Any]:
+        start, end = self.cfg.date_range.resolve(self.today)
+        return {"start_date": start, "end_date": end, "timezone": self.cfg.date_range.timezone}
+
+    def partitions(
+        self,
+    ) -> tuple[list[PartitionKey], list[PartitionKey], dict[str, PartitionRecord]]:
+        """The range's days to do and those cached, and their records."""
+        start, end = self.cfg.date_range.resolve(self.today)
+        keys = partitions_for(
+            self.cfg.source, self.cfg.message_type, start, end, self.cfg.date_range.timezone
+        )
+        with self.db.read() as con:
+            known = manifest.get_partitions(con, keys=[k.key for k in keys])
+        todo: list[PartitionKey] = []
+        cached: list[PartitionKey] = []
+        for k in keys:
+            work, _ = needs_work(known.get(k.key), self.today, self.cfg, self.force)
+            if not work and self.check_changes:
+                work = incremental.checkable(known.get(k.key), self.force)
+            (todo if work else cached).append(k)
+        return todo, cached, known
+
+    def plan(self, run: RunContext) -> Plan[PartitionKey]:
+        s = run.summary
+        s.kind = "days"
+        s.start, s.end = self.cfg.date_range.resolve(self.today)
+        s.timezone = self.cfg.date_range.timezone
+        todo, cached, known = self.partitions()
+        self._protect = {k.key for k in todo + cached}
+        self._had_work = bool(todo)
+        done = []
+        for k in cached:
+            rec = known[k.key]
+            status = "cached" if rec.status == "complete" else "no_data"
+            done.append(Outcome(k.key, status, rows=rec.rows, detail="cached"))
+        record_access([k.key for k in cached if known[k.key].status == "complete"], self.paths)
+        self._sweep_staging(cached)
+        return Plan(todo, done)
+
+    @property
+    def fetcher(self) -> S3Fetcher:
+        with self._fetcher_lock:
+            if self._fetcher is None:
+                self._fetcher = self._fetcher_factory(self.cfg)
+            return self._fetcher
+
+    # -- locks ---------------------------------------------------------------------------
+    def _lock_path(self, pk: PartitionKey) -> Path:
+        p = self.paths.partition_lock(pk)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def claim(self, unit: PartitionKey, wait: bool) -> filelock.BaseFileLock | None:
+        lock = filelock.FileLock(str(self._lock_path(unit)), thread_local=False)
+        try:
+            lock.acquire(timeout=max(self.cfg.cache.lock_timeout_seconds, 1.0) * 10 if wait else 0)
+        except filelock.Timeout:
+            if not wait:
+                return None
+            raise PartitionLocked("partition locked by another process") from None
+        return lock
+
+    def _sweep_staging(self, done: list[PartitionKey]) -> None:
+        """Raw copies of days already in the catalog, left by a run killed between its commit
+        and its cleanup: nothing will read them again."""
+        for pk in done:
+            stage = self.paths.staging_dir(pk)
+            if not stage.exists():
+                continue
+            lock = filelock.FileLock(str(self._lock_path(pk)), thread_local=False)
+            try:
+                lock.acquire(timeout=0)
+            except filelock.Timeout:
+                continue  # another process is working on it
+            try:
+                remove_tree(stage)
+                prune_empty_dirs(stage.parent, self.paths.staging)
+            finally:
+                lock.release()
+
+    def _drop_staging(self, pk: PartitionKey) -> None:
+        stage = self.paths.staging_dir(pk)
+        if stage.exists():
+            remove_tree(stage)
+            prune_empty_dirs(stage.parent, self.paths.staging)
+
+    # -- fetch ---------------------------------------------------------------------------
+    def fetch(
+        self, unit: PartitionKey, run: RunContext
+    ) -> Fetched | Outcome | Staged[PartitionKey]:
+        pk, progress = unit, run.progress
+        # Another process may have finished it while we waited for the lock.
+        with self.db.read() as con:
+            rec = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
+            current = manifest.get_files(con, [pk.key])
+            referenced = {f.path for f in current} | self.db.lake_files(con)
+            work, why = needs_work(rec, self.today, self.cfg, self.force)
+            check = not work and self.check_changes and incremental.checkable(rec, self.force)
+            known = manifest.get_source_objects(con, pk.key) if check else []
+        if not work and not check and rec is not None:
+            return Outcome(pk.key, "cached", rows=rec.rows, detail=f"{why} (by another process)")
+        self._remove_orphans(pk, referenced)
+        objects = self.fetcher.list(pk.s3_prefix)
+        nbytes = sum(o.size for o in objects)
+        delta = None
+        if objects and check and rec is not None and rec.status == "complete":
+            delta = incremental.diff_objects(objects, known, current)
+        whole = delta is not None and not delta.empty and self.cfg.quality is not None
+        fetch = objects if delta is None or whole else delta.fetch
+        progress.listed(pk.key, len(fetch), sum(o.size for o in fetch))
+        if not objects:
+            return self._empty_listing(pk, rec, progress)
+        if delta is not None and delta.empty:  # LIST only: nothing fetched, nothing written
+            self._drop_staging(pk)
+            n = len(delta.unchanged)
+            return Outcome(
+                pk.key, "cached", rows=rec.rows if rec else 0, unchanged=n,
+                detail="unchanged (checked)",
+            )  # fmt: skip
+        raw_dir = self.paths.staging_dir(pk) / "raw"
+        names = {o.key: raw_dir / raw_name(o, i) for i, o in enumerate(objects)}
+        results, failures = self.fetcher.download_many(
+            fetch, lambda o: names[o.key], on_bytes=progress.downloaded
+        )
+        downloaded = sum(r.size - r.resumed_from for r in results)
+        if failures:
+            obj, err = failures[0]
+            more = f" (and {len(failures) - 1} more objects)" if len(failures) > 1 else ""
+            detail = describe_error(err)  # names the key already when it comes from S3Error
+            what = detail if obj.key in detail else f"{obj.key}: {detail}"
+            out = self._fail(pk, f"download failed: {what}{more}")
+            out.bytes_downloaded = downloaded
+            return out
+        return Fetched(pk, rec, objects, names, downloaded, nbytes, delta, whole)
+
+    def _empty_listing(
+        self, pk: PartitionKey, prior: PartitionRecord | None, progress: Progress
+    ) -> Outcome | Staged[PartitionKey]:
+        if prior is not None and prior.status == "complete":
+            # An empty listing never erases data we already hold.
+            progress.note(f"{pk.key}: the bucket lists nothing now; keeping cached data")
+            return Outcome(pk.key, "cached", rows=prior.rows, detail="kept (empty listing)")
+        rec = PartitionRecord(
+            pk.key, pk.source, pk.message_type, pk.day, "no_data", run_id=self.run_id
+        )
+        return Staged(pk, [], Outcome(pk.key, "no_data"), payload=rec)  # committed in a batch
+
+    def _remove_orphans(self, pk: PartitionKey, referenced: set[str]) -> None:
+        """Files in a partition's directories that the manifest does not list (a crashed run)."""
+        store = self.db.store
+        for d in (self.paths.partition_rel(pk), self.paths.quarantine_rel(pk)):
+            for rel in store.list_files(under=d):
+                if rel not in referenced:
+                    store.delete(rel)
+
+    # -- convert -------------------------------------------------------------------------
+    def convert(self, fetched: Fetched, run: RunContext) -> Staged[PartitionKey]:
+        f, pk = fetched, fetched.pk
+        self._make_room(pk, f.nbytes, run.progress)
+        run.progress.converting(pk.key)
+        out_dir = self._out_dir(pk)
+        try:
+            if self.pool is not None and not f.merging:
+                # an incremental merge reads the day's current files: done here, on the client
+                result = self._convert_on_pool(f, out_dir, self.pool, run)
+            else:
+                result = self._convert_here(f, out_dir, run)
+            if result.unknown_versions:
+                run.progress.note(
+                    f"{pk.key}: unknown schema version(s) {result.unknown_versions}; "
+                    "parsed the known fields"
+                )
+            files = self._stage_outputs(pk, result)
+        except BaseException:
+            remove_tree(out_dir)
+            raise
+        outcome = self._outcome(f, result, files)
+        return Staged(pk, files, outcome, payload=_Converted(f, result))
+
+    def _out_dir(self, pk: PartitionKey) -> Path:
+        return self.paths.staging_dir(pk) / f"out-{self.run_id}"
+
+    def _convert_here(self, f: Fetched, out_dir: Path, run: RunContext) -> ConvertResult:
+        """Convert in this process (the default), retried with one DuckDB thread on OOM."""
+        inputs = f.delta.fetch if f.merging and f.delta is not None else f.objects
+        raw = [RawFile(f.names[o.key], o.key) for o in inputs]
+        fresh_dir(out_dir)
+        try:
+            return self._convert_inputs(f, raw, out_dir)
+        except duckdb.OutOfMemoryException as e:
+            if self._threads() == 1:
+                raise
+            run.check_stop()
+            # Every thread of read_json and the Parquet writer holds its own buffers; one
+            # thread needs about half the memory (a 2 GB day: 1.03 -> 0.68 GB peak RSS).
+            run.progress.note(
+                f"{f.pk.key}: DuckDB ran out of memory.max_usage_gb "
+                f"({_short(e)}); converting again with 1 thread"
+            )
+            fresh_dir(out_dir)
+            return self._convert_inputs(f, raw, out_dir, threads=1)
+
+    def _convert_on_pool(
+        self, f: Fetched, out_dir: Path, pool: ConversionPool, run: RunContext
+    ) -> ConvertResult:
+        """Hand the day's conversion to the pool and wait for it (this thread holds one of the
+        pool's slots); the run stopping cancels it."""
+        memory = self.cfg.memory
+        fresh_dir(out_dir)
+        job = ConvertJob(
+            key=f.pk.key,
+            schema=self.schema,
+            files=tuple(RawFile(f.names[o.key], o.key) for o in f.objects),
+            out_dir=out_dir,
+            spill_dir=self.paths.staging_dir(f.pk) / f"spill-{self.run_id}",
+            validation=self.cfg.validation,
+            rows_per_file=memory.rows_per_file,
+            row_group_size=memory.row_group_size,
+            max_usage_gb=pool.memory_gb or memory.max_usage_gb,
+            threads=memory.duckdb_threads or pool.threads,
+            quality=self.cfg.quality,
+        )
+        future: Future[ConvertResult] = pool.submit(job)
+        while True:
+            try:
+                return future.result(timeout=0.5)
+            except FutureTimeout:
+                if run.stop.is_set():
+                    future.cancel()
+                    raise Abandoned from None
+            except Exception as e:  # the task failed or its worker was lost: fail the day
+                raise ConversionError(
+                    f"conversion on {pool.name} failed: {describe_error(e)}"
+                ) from e
+
+    def _convert_inputs(
+        self, f: Fetched, raw: list[RawFile], out_dir: Path, threads: int | None = None
+    ) -> ConvertResult:
+        """A normal day: convert all its objects. A changed day (--check-changes): convert the
+        added and changed objects only and merge them with the day's kept rows, unless a
+        quality config made it convert the whole day (Fetched.whole)."""
+        if not f.merging or f.delta is None:
+            return self._convert(raw, out_dir, threads)
+        delta_dir = out_dir / incremental.DELTA_DIR
+        new = self._convert(raw, delta_dir, threads) if raw else incremental.empty_result()
+        with self._duckdb(threads) as con:
+            store = self.db.store
+            if not store.is_local:
+                self.db.attach_lake(con)  # the kept rows are read from the S3 lake
+            return incremental.merge_partition(
+                con,
+                self.schema,
+                store,
+                f.delta,
+                new,
+                out_dir,
+                validation=self.cfg.validation,
+                rows_per_file=self.cfg.memory.rows_per_file,
+                row_group_size=self.cfg.memory.row_group_size,
+            )
+
+    def _convert(
+        self, raw: list[RawFile], out_dir: Path, threads: int | None = None
+    ) -> ConvertResult:
+        with self._duckdb(threads) as con:
+            result = convert_partition(
+                con,
+                self.schema,
+                raw,
+                out_dir,
+                validation=self.cfg.validation,
+                target_rows_per_file=self.cfg.memory.rows_per_file,
+                row_group_size=self.cfg.memory.row_group_size,
+            )
+            if self.cfg.quality is not None:  # configured: counted (and cleaned) at ingest
+                apply_quality(
+                    con,
+                    result,
+                    self.schema,
+                    out_dir,
+                    self.cfg.quality,
+                    self.cfg.memory.row_group_size,
+                )
+            return result
+
+    def _threads(self) -> int:
+        return self.cfg.memory.duckdb_threads or os.cpu_count() or 1
+
+    @contextlib.contextmanager
+    def _duckdb(self, threads: int | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB for conversion, bounded by the memory config; spills to staging."""
+        con = duckdb.connect(":memory:")
+        with self._open_lock:
+            self._open.add(con)
+        try:
+            spill = self.paths.staging / "duckdb_tmp"
+            spill.mkdir(parents=True, exist_ok=True)
+            con.execute("SET memory_limit = ?", [self.cfg.memory.duckdb_memory_limit])
+            con.execute("SET temp_directory = ?", [str(spill)])
+            con.execute("SET preserve_insertion_order = false")
+            if threads or self.cfg.memory.duckdb_threads:
+                con.execute("SET threads = ?", [threads or self.cfg.memory.duckdb_threads])
+            yield con
+        finally:
+            with self._open_lock:
+                self._open.discard(con)
+            con.close()
+
+    def cancel(self) -> None:
+        """Interrupt the conversions in progress (the run is stopping)."""
+        with self._open_lock:
+            for con in list(self._open):
+                with contextlib.suppress(Exception):
+                    con.interrupt()
+
+    # -- stage ---------------------------------------------------------------------------
+    def _stage_outputs(self, pk: PartitionKey, result: ConvertResult) -> list[StagedFile]:
+        """The conversion's files under their lake names (fresh: they name the run)."""
+        tag = self.run_id.rsplit("-", 1)[-1]
+        dest_dir = self.paths.partition_rel(pk)
+        files = []
+        for i, src in enumerate(sorted(result.parquet_files)):
+            rel = f"{dest_dir}/part-{self.run_id[:15]}-{tag}-{i:03d}.parquet"
+            rows = pq.ParquetFile(src).metadata.num_rows
+            files.append(staged_file(src, rel, "data", rows, pk.key))
+        if result.quarantine_file is not None:
+            rel = f"{self.paths.quarantine_rel(pk)}/quarantine-{self.run_id[:15]}-{tag}.ndjson"
+            files.append(
+                staged_file(result.quarantine_file, rel, "quarantine", result.quarantined, pk.key)
+            )
+        return files
+
+    def _outcome(self, f: Fetched, result: ConvertResult, files: list[StagedFile]) -> Outcome:
+        c = f.delta.counts() if f.delta is not None else {"added": len(f.objects)}
+        return Outcome(
+            f.pk.key,
+            "complete",
+            rows=result.rows,
+            quarantined=result.quarantined,
+            objects=len(f.objects),
+            bytes_downloaded=f.downloaded,
+            parquet_bytes=sum(x.size for x in files if x.kind == "data"),
+            detail=f.delta.describe() if f.delta is not None else "",
+            added=c["added"],
+            changed=c.get("changed", 0),
+            removed=c.get("removed", 0),
+            unchanged=c.get("unchanged", 0),
+        )
+
+    # -- commit --------------------------------------------------------------------------
+    def record(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        batch: list[Staged[PartitionKey]],
+        run: RunContext,
+    ) -> list[str]:
+        obsolete: list[FileRecord] = []
+        for st in batch:
+            pk = st.unit
+            if isinstance(st.payload, PartitionRecord):  # a no_data marker
+                obsolete += manifest.put_partition(con, st.payload, [], [], [])
+                continue
+            conv: _Converted = st.payload
+            f, result = conv.fetched, conv.result
+            files = [FileRecord(x.dest, pk.key, x.kind, x.rows, x.size, x.sha256) for x in st.files]
+            rec = PartitionRecord(
+                pk.key,
+                pk.source,
+                pk.message_type,
+                pk.day,
+                "complete",
+                rows=result.rows,
+                quarantined=result.quarantined,
+                parquet_bytes=sum(x.bytes for x in files if x.kind == "data"),
+                source_objects=len(f.objects),
+                source_bytes=f.nbytes,
+                schema_versions=sorted(result.schema_versions),
+                canonical_version=self.schema.canonical_version,
+                run_id=self.run_id,
+            )
+            validation = [("quarantine", r, n) for r, n in result.reasons.items()] + [
+                ("warning", w, n) for w, n in result.warnings.items()
+            ]
+            sobjs = [SourceObjectRecord(o.key, o.size, o.etag, o.last_modified) for o in f.objects]
+            obsolete += manifest.put_partition(con, rec, files, sobjs, validation)
+            if result.quality is not None:
+                record_quality(
+                    con,
+                    self.run_id,
+                    pk.source,
+                    pk.message_type,
+                    pk.key,
+                    result.quality,
+                    self.cfg.quality,
+                )
+        return [x.path for x in obsolete]
+
+    def committed(self, staged: Staged[PartitionKey], run: RunContext) -> None:
+        if staged.outcome.status == "complete":
+            run.summary.partitions_written.add(staged.unit.key)
+            self._drop_staging(staged.unit)
+
+    def on_error(self, error: BaseException) -> str:
+        if isinstance(error, CredentialsError | EndpointUnreachableError):
+            return "raise"  # every other day would fail too
+        if isinstance(error, CvCatalogError | OSError | duckdb.Error):
+            return "unit"
+        return "raise"
+
+    def failed(self, unit: PartitionKey, error: BaseException, run: RunContext) -> Outcome:
+        remove_tree(self._out_dir(unit))
+        if isinstance(error, PartitionLocked):
+            return Outcome(unit.key, "failed", error=str(error))
+        return self._fail(unit, describe_error(error, self.paths.partition_dir(unit)))
+
+    def _fail(self, pk: PartitionKey, reason: str) -> Outcome:
+        """Record a failed day. A day that was complete keeps its data; the error is reported."""
+        with self.db.read() as con:
+            prior = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
+        if prior is not None and prior.status == "complete":
+            return Outcome(
+                pk.key, "failed", rows=prior.rows, error=f"{reason} (kept previous data)"
+            )
+        rec = PartitionRecord(
+            pk.key, pk.source, pk.message_type, pk.day, "failed", error=reason, run_id=self.run_id
+        )
+        try:
+            with self.db.write(run_id=self.run_id, message=f"ingest {pk.key}") as con:
+                manifest.put_partition(con, rec, [], [], [])
+        except CvCatalogError as e:  # locked, or the disk is full: the day is reported anyway
+            reason = f"{reason}; {e}"
+        return Outcome(pk.key, "failed", error=reason)
+
+    # -- after the units -------------------------------------------------------------------
+    def finish(self, run: RunContext, stopped: BaseException | None) -> None:
+        s = run.summary
+        if self._fetcher is not None:
+            s.list_requests = self._fetcher.list_requests
+            s.get_requests = self._fetcher.get_requests
+            s.retries += self._fetcher.retries
+            s.reused_downloads = self._fetcher.stats.skipped
+            s.resumed_downloads = self._fetcher.stats.resumed
+        if self._had_work:
+            s.evicted = self._evicted + self._evict_if_needed(self._protect, run.progress)
+
+    def after(self, run: RunContext) -> None:
+        """Replaced data stays readable for cache.snapshot_retention_days, then its files go."""
+        if not run.summary.partitions_rewritten:
+            return
+        keep = timedelta(days=self.cfg.cache.snapshot_retention_days)
+        try:
+            self.db.expire_snapshots(now_utc() - keep)
+        except CvCatalogError as e:  # the data is committed; old files wait for the next run
+            run.progress.note(f"old snapshots were not expired: {e}")
+
+    def _make_room(self, pk: PartitionKey, source_bytes: int, progress: Progress) -> None:
+        """Evict LRU partitions before writing one whose expected size would overflow the cache."""
+        incoming = expected_bytes(self.db, pk.source, pk.message_type, source_bytes)
+        try:
+            gone = make_room(self.db, self.cfg.cache.max_size_gb, incoming, self._protect)
+        except CvCatalogError as e:
+            progress.note(f"eviction skipped: {e}")
+            return
+        if gone:
+            progress.note(f"evicted {len(gone)} partition(s) to make room for {pk.key}")
+            self._evicted += gone
+
+    def _evict_if_needed(self, protect: set[str], progress: Progress) -> list[str]:
+        try:
+            return evict_to_size(self.db, self.cfg.cache.max_size_gb, protect=protect)
+        except CvCatalogError as e:
+            progress.note(f"eviction skipped: {e}")
+            return []
+
+
+def ingest(
+    cfg: DataSourceConfig,
+    *,
+    progress: Progress | None = None,
+    today: date | None = None,
+    force_refresh: bool = False,
+    fetcher_factory: Callable[[DataSourceConfig], S3Fetcher] | None = None,
+    pool: ConversionPool | None = None,
+    check_changes: bool | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Summary:
+    """Ingest a date range of one source and message type (the config) through the pipeline;
+    returns what happened per day."""
+    progress = progress or NullProgress()
+    db = CatalogDB(
+        CatalogPaths.at(cfg.cache.directory),
+        cfg.cache.lock_timeout_seconds,
+        notify=progress.note,
+        storage=cfg.storage,
+        s3=cfg.download,
+    )
+    run_id = new_run_id()
+    source = CvPilotDays(
+        cfg,
+        db,
+        run_id=run_id,
+        force_refresh=force_refresh,
+        today=today,
+        fetcher_factory=fetcher_factory,
+        pool=pool,
+        check_changes=check_changes,
+    )
+    runner = Runner(
+        source,
+        db,
+        progress=progress,
+        retry=RetryPolicy.from_config(cfg.download),
+        sleep=sleep,
+        run_id=run_id,
+    )
+    return runner.run()

@@ -1,0 +1,190 @@
+"""The one pipeline (cvcatalog.pipeline) with a third source that lives in this test: a source
+is one module implementing the contract; scheduling, retries, staging, batched commits,
+progress and the run record come from the runner."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from cvcatalog.exceptions import ConversionError, TransientFetchError
+from cvcatalog.io.layout import CatalogPaths
+from cvcatalog.io.s3 import RetryPolicy
+from cvcatalog.pipeline.contract import Plan, RunContext, Source, Staged
+from cvcatalog.pipeline.report import Outcome, Summary, summary_lines
+from cvcatalog.pipeline.run import Runner
+from cvcatalog.pipeline.stage import fresh_dir, staged_file
+from cvcatalog.state.db import CatalogDB
+
+
+class Letters(Source[str, str]):
+    """A third source: each unit is a letter; fetching 'downloads' it into staging, converting
+    writes it upper-cased as the unit's one file; its state is a table of its own."""
+
+    name = "letters"
+    message_type = "TEXT"
+
+    def __init__(self, db: CatalogDB, letters: str, *, slots: int = 1) -> None:
+        self.db = db
+        self.letters = letters
+        self.fetch_slots = self.convert_slots = slots
+        self.fetch_errors: dict[str, list[BaseException]] = {}
+        self.convert_errors: dict[str, BaseException] = {}
+        self.barrier: threading.Barrier | None = None
+        self.batches: list[list[str]] = []
+
+    def key(self, unit: str) -> str:
+        return unit
+
+    def plan(self, run: RunContext) -> Plan[str]:
+        with self.db.write() as con:
+            con.execute("CREATE TABLE IF NOT EXISTS letters (unit VARCHAR, path VARCHAR)")
+        with self.db.read() as con:
+            done = {r[0] for r in con.execute("SELECT unit FROM letters").fetchall()}
+        todo = [u for u in self.letters if u not in done]
+        cached = [Outcome(u, "cached", detail="cached") for u in self.letters if u in done]
+        return Plan(todo, cached)
+
+    def _stage(self, run: RunContext, unit: str) -> Path:
+        return run.paths.staging / "letters" / run.run_id / unit
+
+    def fetch(self, unit: str, run: RunContext) -> str:
+        errors = self.fetch_errors.get(unit)
+        if errors:
+            raise errors.pop(0)
+        raw = fresh_dir(self._stage(run, unit)) / "raw.txt"
+        raw.write_text(unit)
+        return str(raw)
+
+    def convert(self, fetched: str, run: RunContext) -> Staged[str]:
+        raw = Path(fetched)
+        unit = raw.read_text()
+        if unit in self.convert_errors:
+            raise self.convert_errors[unit]
+        if self.barrier is not None:
+            self.barrier.wait(timeout=30)  # every unit finishes its conversion together
+        out = raw.with_name("out.txt")
+        out.write_text(unit.upper())
+        dest = f"quarantine/source=letters/{unit}-{run.run_id}.txt"
+        f = staged_file(out, dest, "data", 1, unit)
+        return Staged(unit, [f], Outcome(unit, "complete", rows=1), stage_dir=raw.parent)
+
+    def record(
+        self, con: duckdb.DuckDBPyConnection, batch: list[Staged[str]], run: RunContext
+    ) -> list[str]:
+        self.batches.append([s.unit for s in batch])
+        for s in batch:
+            con.execute("INSERT INTO letters VALUES (?, ?)", [s.unit, s.files[0].dest])
+        return []
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> CatalogDB:
+    return CatalogDB(CatalogPaths.at(tmp_path / "catalog"))
+
+
+def _run(source: Letters, db: CatalogDB, sleeps: list[float] | None = None) -> Summary:
+    policy = RetryPolicy(attempts=3, base_delay=0.01)
+    sleep = sleeps.append if sleeps is not None else (lambda s: None)
+    return Runner(source, db, retry=policy, sleep=sleep).run()
+
+
+def _letters(db: CatalogDB) -> dict[str, str]:
+    with db.read() as con:
+        return dict(con.execute("SELECT unit, path FROM letters").fetchall())
+
+
+def _run_row(db: CatalogDB, run_id: str) -> dict[str, Any]:
+    with db.read() as con:
+        cur = con.execute("SELECT * FROM ingest_runs WHERE run_id = ?", [run_id])
+        names = [d[0] for d in cur.description]
+        row = cur.fetchone()
+    assert row is not None
+    return dict(zip(names, row, strict=True))
+
+
+def test_a_third_source_runs_through_the_pipeline(db: CatalogDB) -> None:
+    src = Letters(db, "abc")
+    s = _run(src, db)
+    assert s.ok and s.count("complete") == 3 and s.rows == 3
+    placed = _letters(db)
+    assert sorted(placed) == ["a", "b", "c"]
+    for unit, rel in placed.items():  # placed under its fresh name, its staging gone
+        assert (db.paths.root / rel).read_text() == unit.upper()
+    assert not list((db.paths.staging / "letters").rglob("*.txt"))
+    run = _run_row(db, s.run_id)
+    assert (run["status"], run["source"], run["days_complete"]) == ("ok", "letters", 3)
+    assert summary_lines(s)[0].startswith("letters/TEXT")
+
+    again = _run(Letters(db, "abcd"), db)
+    assert again.count("cached") == 3 and again.count("complete") == 1
+
+
+def test_units_that_finish_together_are_committed_together(db: CatalogDB) -> None:
+    src = Letters(db, "abcdefgh", slots=8)
+    src.barrier = threading.Barrier(8)
+    s = _run(src, db)
+    assert s.ok and s.count("complete") == 8
+    assert sorted(u for b in src.batches for u in b) == list("abcdefgh")
+    # one commit per unit would be 8; the runner batches what finished while it committed
+    assert len(src.batches) <= 2, src.batches
+    assert max(len(b) for b in src.batches) >= 4
+
+
+def test_a_transient_fetch_error_is_retried_with_the_one_policy(db: CatalogDB) -> None:
+    src = Letters(db, "abc")
+    src.fetch_errors["b"] = [TransientFetchError("connection reset (test)")]
+    sleeps: list[float] = []
+    s = _run(src, db, sleeps)
+    assert s.ok and s.count("complete") == 3
+    assert s.retries == 1 and len(sleeps) == 1
+    assert 0 <= sleeps[0] <= 0.01  # full jitter below the policy's base delay
+
+    # one that keeps failing fails its unit after the policy's attempts, the others go on
+    src = Letters(db, "xyz")
+    src.fetch_errors["y"] = [TransientFetchError("reset") for _ in range(5)]
+    s = _run(src, db)
+    assert s.count("complete") == 2 and s.count("failed") == 1
+    assert s.errors == ["y: reset (after 3 attempts)"]
+    assert len(src.fetch_errors["y"]) == 2  # three attempts used
+
+
+def test_a_failing_unit_does_not_stop_the_others(db: CatalogDB) -> None:
+    src = Letters(db, "abcd", slots=2)
+    src.convert_errors["b"] = ConversionError("bad bytes (test)")
+    s = _run(src, db)
+    assert not s.ok
+    assert {o.key: o.status for o in s.outcomes} == {
+        "a": "complete", "b": "failed", "c": "complete", "d": "complete",
+    }  # fmt: skip
+    assert sorted(_letters(db)) == ["a", "c", "d"]
+    run = _run_row(db, s.run_id)
+    assert run["status"] == "failed" and run["days_failed"] == 1
+    assert "b: bad bytes (test)" in run["message"]
+    # the next run does only the failed unit
+    assert _run(Letters(db, "abcd"), db).count("complete") == 1
+
+
+def test_an_interrupted_run_is_recorded_and_keeps_what_it_committed(db: CatalogDB) -> None:
+    src = Letters(db, "abcde")
+    src.convert_errors["c"] = KeyboardInterrupt()
+    runner = Runner(src, db, retry=RetryPolicy(attempts=1))
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    run = _run_row(db, runner.run_id)
+    assert run["status"] == "interrupted" and "stopped after" in run["message"]
+    assert sorted(_letters(db)) == ["a", "b"]  # committed before the interrupt: kept
+    s = _run(Letters(db, "abcde"), db)  # the next run finishes the rest
+    assert s.ok and s.count("cached") == 2 and s.count("complete") == 3
+
+
+def test_a_run_with_nothing_to_do_is_not_recorded(db: CatalogDB) -> None:
+    _run(Letters(db, "ab"), db)
+    s = _run(Letters(db, "ab"), db)
+    assert s.ok and s.count("cached") == 2
+    with db.read() as con:
+        assert con.execute("SELECT count(*) FROM ingest_runs").fetchone() == (1,)
