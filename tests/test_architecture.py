@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("cvcatalog.ops", "cvcatalog.quality.report"),
     ("cvcatalog.catalog", "cvcatalog.read", "cvcatalog.sandbox"),
-    ("cvcatalog.cli.main", "cvcatalog.__main__"),
+    ("cvcatalog.cli", "cvcatalog.__main__"),
 ]
 
 
@@ -108,7 +108,7 @@ EDGES = _imports(MODULES)
 
 
 def test_every_module_has_a_layer() -> None:
-    unplaced = sorted(m for m in MODULES if m != "cvcatalog" and _rank(m) is None)
+    unplaced = sorted(m for m in MODULES if _rank(m) is None and not _is_package(m))
     assert unplaced == [], f"add these to LAYERS (and docs/architecture.md): {unplaced}"
 
 
