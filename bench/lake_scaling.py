@@ -237,7 +237,7 @@ def build_catalog(root: Path, template: Template, n: int, name: str) -> Build:
 
 
 def old_view_sql(files: Sequence[str]) -> str:
-    """The 0.1 template (sql/views/wydot_bsm.sql before DuckLake): an explicit file list, the
+    """The 0.1 template (cvcatalog/sql/views/wydot_bsm.sql before DuckLake): an explicit file list, the
     date made from the hive directories. source and message_type were hive directories then;
     the lake's layout has no such directories, so they are constants here."""
     schema = SCHEMAS[(SOURCE, MESSAGE_TYPE)]

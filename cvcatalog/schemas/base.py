@@ -2,8 +2,8 @@
 
 One definition drives everything that must agree: the types read_json parses raw records with,
 the canonical SELECT that writes Parquet, the column list of empty views and Dask meta, and the
-view bodies. The SQL itself lives in sql/transforms/ and sql/views/ (packaged as
-cvcatalog._sql); this module only fills in placeholders.
+view bodies. The SQL itself lives in cvcatalog/sql/transforms/ and cvcatalog/sql/views/
+This module only fills in placeholders.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class MessageSchema:
     #: rows of any other version are parsed for the fields that are known, never quarantined
     #: for their version
     known_versions: frozenset[int]
-    #: file names under sql/transforms/ and sql/views/
+    #: file names under cvcatalog/sql/transforms/ and cvcatalog/sql/views/
     transform_sql: str
     view_template: str
     socrata_view_template: str
@@ -95,7 +95,7 @@ class MessageSchema:
             ("day", "INTEGER"),
         ]
     )
-    #: further views over the canonical view, as (view name, template under sql/views/); their
+    #: further views over the canonical view, as (view name, template under cvcatalog/sql/views/); their
     #: templates fill {view} and {relation} like the socrata one (e.g. one row per nested BSM)
     extra_views: tuple[tuple[str, str], ...] = ()
 

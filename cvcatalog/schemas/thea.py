@@ -3,7 +3,7 @@
 What the records look like, and why the schemas are shaped this way:
 
 - Every value arrives as a JSON string in raw J2735 units ("lat": "279434229"), so the read
-  types are VARCHAR leaves and the SQL (sql/transforms/thea_*.sql) try_casts and scales them
+  types are VARCHAR leaves and the SQL (cvcatalog/sql/transforms/thea_*.sql) try_casts and scales them
   into SI units with the unit and "unavailable" sentinel of the THEA data dictionaries; a
   sentinel becomes NULL. Enumerations arrive as one-key objects ({"unavailable": null}); they are
   read as JSON and become the key's name.

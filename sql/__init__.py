@@ -1,1 +1,0 @@
-"""SQL resources (the top-level sql/ folder)."""
