@@ -1,0 +1,113 @@
+"""Every source gets every command: NGSIM (a dataset) through to_dask, compact and the cache
+commands, as the CV Pilot sources do. NGSIM is loaded from the local S3 endpoint."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cvcatalog import Catalog
+from cvcatalog.sandbox.ngsim import generate_ngsim
+
+UNIT = 1 << 17  # small units: many small files per partition
+BUCKET = "ngsim-inputs"
+
+
+@pytest.fixture(scope="module")
+def ngsim_catalog(
+    tmp_path_factory: pytest.TempPathFactory, module_s3: Any
+) -> tuple[Path, str, int]:
+    """A catalog with the generated NGSIM file loaded from s3:// (built once per module;
+    tests work on copies): (catalog, input URI, rows)."""
+    root = tmp_path_factory.mktemp("every")
+    csv = root / "trajectories.csv"
+    rep = generate_ngsim(csv, 12_000, seed=11, bad_rows=3)
+    module_s3.create_bucket(Bucket=BUCKET)
+    module_s3.upload_file(str(csv), BUCKET, "trajectories.csv")
+    uri = f"s3://{BUCKET}/trajectories.csv"
+    home = root / "catalog"
+    s = Catalog(home).ingest_dataset("ngsim", uri, unit_bytes=UNIT)
+    assert s.ok, s.errors
+    assert s.rows == rep.data_lines - rep.bad_rows
+    return home, uri, s.rows
+
+
+@pytest.fixture
+def cat(ngsim_catalog: tuple[Path, str, int], tmp_path: Path, module_s3: Any) -> Catalog:
+    home = tmp_path / "catalog"
+    shutil.copytree(ngsim_catalog[0], home)
+    return Catalog(home)
+
+
+def test_to_dask_reads_ngsim_with_partition_pruning(
+    cat: Catalog, ngsim_catalog: tuple[Path, str, int]
+) -> None:
+    total = ngsim_catalog[2]
+    parts = cat.query(
+        "select location, date, count(*) n from ngsim_trajectories group by all order by all"
+    )
+    assert len(parts) > 1
+
+    whole = cat.to_dask("ngsim")
+    assert whole.npartitions == len(parts)
+    assert len(whole) == total
+    assert list(whole.columns) == list(
+        cat.query("select * from ngsim_trajectories limit 0").columns
+    )
+    got = whole.compute().sort_values(["vehicle_id", "timestamp"]).reset_index(drop=True)
+    want = cat.query("select * from ngsim_trajectories order by vehicle_id, timestamp")
+    assert got["speed_mps"].sum() == pytest.approx(want["speed_mps"].sum())
+    assert (got["vehicle_id"] == want["vehicle_id"]).all()
+    assert (got["location"] == want["location"]).all()
+    assert [str(d) for d in got["date"]] == [str(d) for d in want["date"]]
+
+    # a location: only its partitions are read (the other sites' files are never opened)
+    site = str(parts["location"][0])
+    mine = parts[parts["location"] == site]
+    frame = cat.to_dask("ngsim", location=site.upper(), columns=["vehicle_id", "speed_mps"])
+    assert frame.npartitions == len(mine)
+    assert list(frame.columns) == ["vehicle_id", "speed_mps"]
+    assert len(frame) == int(mine["n"].sum())
+
+    # a day (UTC partitions, rows cut to the window) and filters on values and partitions
+    day = parts["date"][0]
+    one = cat.to_dask("ngsim", "TRAJECTORY", day, day)
+    assert len(one) == int(parts[parts["date"] == day]["n"].sum())
+    fast = cat.to_dask("ngsim", filters=[("speed_mps", ">", 20.0), ("location", "=", site)])
+    n_fast = cat.query(
+        "select count(*) n from ngsim_trajectories where speed_mps > 20 and location = ?", [site]
+    )["n"][0]
+    assert fast.npartitions == len(mine) and len(fast) == n_fast
+    by_date = cat.to_dask("ngsim", filters=[("date", ">=", str(day))])
+    assert len(by_date) == int(parts[parts["date"] >= day]["n"].sum())
+
+    # nothing in range: an empty frame with the same columns and dtypes
+    empty = cat.to_dask("ngsim", start=date(2030, 1, 1), end=date(2030, 1, 2))
+    assert len(empty) == 0 and list(empty.columns) == list(whole.columns)
+    assert dict(empty.dtypes) == dict(whole.dtypes)
+
+    # reads are LRU accesses of the dataset partitions
+    log = (cat.paths.access_log).read_text()
+    assert f"ngsim/location={site}/date=" in log
+
+
+def test_an_experiment_over_ngsim(cat: Catalog, tmp_path: Path) -> None:
+    from cvcatalog.experiments import CatalogGatherer
+
+    days = cat.query("select min(date) lo, max(date) hi, count(*) n from ngsim_trajectories")
+    lo, hi, n = days["lo"][0], days["hi"][0], int(days["n"][0])
+    p = tmp_path / "ngsim.yml"
+    p.write_text(
+        "experiment: {name: ngsim, description: trajectories}\n"
+        "data:\n  source: ngsim\n  message_type: TRAJECTORY\n"
+        f"  date_range: {{start_date: {lo}, end_date: {hi}, timezone: UTC}}\n"
+        "processing:\n  cleaning: {remove_duplicates: true}\n"
+        "output: {column_names: socrata}\n"  # the default; a dataset keeps canonical names
+    )
+    frame = CatalogGatherer(p, cat).gather_data().get_gathered_data()
+    assert {"vehicle_id", "timestamp", "latitude", "longitude", "location"} <= set(frame.columns)
+    assert len(frame) == n  # (vehicle_id, timestamp) is unique: nothing dropped
