@@ -697,13 +697,20 @@ def schema(
 @app.command("compact")
 @friendly
 def compact_cmd(
-    source: SourceOpt = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source", help="wydot | wydot_backup | thea | nycdot | ngsim [default: all]"
+        ),
+    ] = None,
     message_type: TypeOpt = None,
     rows_per_file: Annotated[int, typer.Option("--rows-per-file")] = 2_000_000,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Merge partitions written as many small Parquet files into few well-sized files."""
+    """Merge partitions written as many small Parquet files into few well-sized files
+    (CV Pilot days and dataset partitions such as NGSIM's location/date); the replaced files
+    stay for time travel until their snapshots expire."""
     cat = open_catalog(catalog)
     done = cat.compact(
         source and source.lower(), message_type and message_type.upper(), rows_per_file

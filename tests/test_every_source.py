@@ -111,3 +111,98 @@ def test_an_experiment_over_ngsim(cat: Catalog, tmp_path: Path) -> None:
     frame = CatalogGatherer(p, cat).gather_data().get_gathered_data()
     assert {"vehicle_id", "timestamp", "latitude", "longitude", "location"} <= set(frame.columns)
     assert len(frame) == n  # (vehicle_id, timestamp) is unique: nothing dropped
+
+
+_CHECKSUM = "select count(*) n, sum(hash(t)) h from ngsim_trajectories t"
+
+
+def _files_per_partition(cat: Catalog) -> dict[str, int]:
+    rows = cat.query(
+        "select partition, count(*) n from dataset_files where kind = 'data' group by 1"
+    )
+    return dict(zip(rows["partition"], rows["n"], strict=True))
+
+
+def test_compact_ngsim_merges_files_keeps_rows_and_time_travel(
+    cat: Catalog, ngsim_catalog: tuple[Path, str, int]
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from cvcatalog.cache import quarantine_bad
+    from cvcatalog.cli import app
+
+    _home, uri, total = ngsim_catalog
+    before = _files_per_partition(cat)
+    assert max(before.values()) > 2  # many units: several small files per partition
+    want = cat.query(_CHECKSUM)
+    dtypes = dict(cat.to_dask("ngsim").dtypes)
+    snapshot = int(cat.query("select max(snapshot_id) s from ducklake_snapshots('cv')")["s"][0])
+    old_files = [cat.paths.root / p for p in cat.query("select path from dataset_files")["path"]]
+    old_data = [p for p in old_files if p.suffix == ".parquet"]
+
+    r = CliRunner().invoke(
+        app, ["compact", "--source", "ngsim", "--catalog", str(cat.paths.root), "--format", "json"]
+    )
+    assert r.exit_code == 0, r.output
+    done = json.loads(r.stdout)
+    assert sorted(d["partition"] for d in done) == sorted(
+        f"ngsim/{p}" for p, n in before.items() if n >= 2
+    )
+    assert all(d["files_after"] == 1 and d["rows"] > 0 for d in done)
+    assert (
+        sum(d["rows"] for d in done)
+        + sum(
+            int(cat.query("select sum(rows) r from dataset_files where partition = ?", [p])["r"][0])
+            for p, n in before.items()
+            if n < 2
+        )
+        == total
+    )
+    assert set(_files_per_partition(cat).values()) == {1}
+
+    # rows unchanged: count and a checksum of every value, in SQL and through Dask
+    assert cat.query(_CHECKSUM).equals(want)
+    frame = cat.to_dask("ngsim")
+    assert len(frame) == total and dict(frame.dtypes) == dtypes
+    assert cat.verify().clean
+    units = cat.query("select distinct unit_id from dataset_files where kind = 'data'")
+    assert list(units["unit_id"]) == ["*"]
+    assert cat.query("select count(*) n from dataset_units")["n"][0] > len(done)  # checkpoints kept
+
+    # the old files stay for time travel until their snapshots expire
+    assert all(p.exists() for p in old_data)
+    past = cat.query(
+        f"select count(*) n, sum(hash(t)) h from "
+        f"(from ngsim_trajectories at (version => {snapshot})) t"
+    )
+    assert past.equals(want)
+    assert cat.compact("ngsim") == []  # nothing left to do
+
+    # a damaged merged file: repair forgets every unit of its input version, the load
+    # re-fetches them and the view is whole again
+    victim = cat.query("select path from dataset_files where kind = 'data' order by path")["path"][
+        0
+    ]
+    target = cat.paths.root / victim
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    report = cat.verify()
+    assert report.mismatched == [victim]
+    refetch = quarantine_bad(cat.db, report)
+    assert [(x.dataset, x.uri, x.unit_bytes) for x in refetch] == [("ngsim", uri, UNIT)]
+    assert cat.query("select count(*) n from dataset_units")["n"][0] == 0
+    assert cat.query("select count(*) n from ngsim_trajectories")["n"][0] == 0
+    again = cat.ingest_dataset("ngsim", uri, unit_bytes=UNIT)
+    assert again.ok and again.inputs_published == 1
+    assert cat.query(_CHECKSUM).equals(want)
+    assert cat.verify().clean
+
+    # expiry deletes the replaced files; the catalog stays clean
+    from cvcatalog.db import now_utc
+
+    cat.db.expire_snapshots(now_utc())
+    assert not any(p.exists() for p in old_data)
+    assert cat.verify().clean and cat.query(_CHECKSUM).equals(want)

@@ -16,6 +16,10 @@ import duckdb
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.layout import CatalogPaths
 
+#: unit_id of a file `cvcatalog compact` merged from the files of several units of one input
+#: version (uri, scope, fingerprint): it holds rows of every unit of that version
+COMPACTED_UNIT = "*"
+
 
 @dataclass(frozen=True)
 class DatasetFile:
@@ -155,8 +159,9 @@ def drop_damaged(
     con: duckdb.DuckDBPyConnection, paths: CatalogPaths, damaged: list[str]
 ) -> tuple[list[str], list[Refetch]]:
     """Forget the units owning damaged (missing or mismatched) files, so the next load
-    re-fetches exactly those units, and unpublish their inputs (a view never shows an input
-    with a hole). Returns (files of those units to delete, inputs to load again)."""
+    re-fetches exactly those units (every unit of the version, for a file `compact` merged),
+    and unpublish their inputs (a view never shows an input with a hole). Returns (files of
+    those units to delete, inputs to load again)."""
     if not damaged:
         return [], []
     units = con.execute(
@@ -174,11 +179,19 @@ def drop_damaged(
         ).fetchall()
     }
     for dataset, unit_id, scope, fingerprint, uri in units:
-        doomed += forget_units(
-            con,
-            "dataset = ? AND unit_id = ? AND scope = ? AND fingerprint = ?",
-            [dataset, unit_id, scope, fingerprint],
-        )
+        if unit_id == COMPACTED_UNIT:
+            # a merged file holds rows of every unit of its version: all of them go
+            doomed += forget_units(
+                con,
+                "dataset = ? AND uri = ? AND scope = ? AND fingerprint = ?",
+                [dataset, uri, scope, fingerprint],
+            )
+        else:
+            doomed += forget_units(
+                con,
+                "dataset = ? AND unit_id = ? AND scope = ? AND fingerprint = ?",
+                [dataset, unit_id, scope, fingerprint],
+            )
         con.execute(
             "DELETE FROM dataset_inputs WHERE dataset = ? AND uri = ? AND scope = ? "
             "AND fingerprint = ?",
