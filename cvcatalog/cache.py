@@ -27,6 +27,9 @@ def status(
         parts = manifest.get_partitions(con, source, message_type)
         datasets = dataset_status(con, source, message_type)
     pending = read_access_log(db.paths)
+    for row in datasets:  # dataset partitions' LRU times live in the access log
+        seen = pending.get(row["partition"])
+        row["last_accessed"] = seen.isoformat() if seen else None
     rows = []
     for p in parts.values():
         last = p.last_accessed
@@ -84,7 +87,17 @@ def _total_bytes(con: Any) -> int:
 
 
 def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = None) -> list[str]:
-    """Drop least-recently-used complete partitions until the cache fits in max_size_gb."""
+    """Drop least-recently-used data until the cache fits in max_size_gb: complete CV Pilot
+    partitions and loaded dataset inputs (NGSIM), in one LRU order. Returns what went: CV
+    partition keys, and `<dataset>:<uri>` for dataset inputs (load them again with `ingest
+    --source <dataset> --path <uri>`).
+
+    A dataset input goes whole (every unit and file of it, its checkpoints included, so the
+    next load fetches it again: its units span partitions), only if the catalog can load it
+    again (a local file still unchanged on disk, or an s3:// / https:// object) and no load of
+    that dataset is running."""
+    from cvcatalog.datasets.manage import EvictableInput, evictable_inputs, forget_input
+
     limit = int(max_size_gb * GB)
     if cache_bytes(db) <= limit:
         return []
@@ -93,28 +106,83 @@ def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = 
     db.expire_snapshots(now_utc())
     if cache_bytes(db) <= limit:
         return []
-    with folded_access_log(db.paths) as accessed, db.write(message="cache evict") as con:
-        manifest.touch(con, accessed)
-        rows = con.execute(
-            "SELECT p.partition_key, p.source, p.message_type, coalesce(sum(f.bytes), 0) AS b "
-            "FROM partitions p LEFT JOIN partition_files f USING (partition_key) "
-            "WHERE p.status = 'complete' GROUP BY ALL "
-            "ORDER BY coalesce(max(p.last_accessed), max(p.created_at)), p.partition_key"
-        ).fetchall()
-        total = _total_bytes(con)
-        victims: list[str] = []
-        for key, _src, _mt, size in rows:
-            if total <= limit:
-                break
-            if key in protect:
-                continue
-            victims.append(key)
-            total -= int(size)
-        files = manifest.delete_partitions(con, victims)
-    db.retire(f.path for f in files)
+    victims: list[str] = []
+    files: list[manifest.FileRecord] = []
+    doomed: list[str] = []
+    with contextlib.ExitStack() as held:
+        loadable = _idle_datasets(db, held)
+        with folded_access_log(db.paths) as accessed, db.write(message="cache evict") as con:
+            manifest.touch(con, accessed)
+            rows = con.execute(
+                "SELECT p.partition_key, coalesce(max(p.last_accessed), max(p.created_at)), "
+                "coalesce(sum(f.bytes), 0) FROM partitions p "
+                "LEFT JOIN partition_files f USING (partition_key) "
+                "WHERE p.status = 'complete' GROUP BY ALL"
+            ).fetchall()
+            candidates: list[tuple[Any, str, int, EvictableInput | None]] = [
+                (when, key, int(size), None) for key, when, size in rows
+            ]
+            candidates += [
+                (item.last_used, item.label, item.bytes, item)
+                for item in evictable_inputs(con, loadable, accessed)
+            ]
+            candidates.sort(key=lambda c: (c[0], c[1]))
+            total = _total_bytes(con)
+            cv_victims: list[str] = []
+            for _when, key, size, item in candidates:
+                if total <= limit:
+                    break
+                if key in protect:
+                    continue
+                victims.append(key)
+                total -= size
+                if item is None:
+                    cv_victims.append(key)
+                else:
+                    doomed += forget_input(con, item)
+            files = manifest.delete_partitions(con, cv_victims)
+            left = {
+                f"{d}/{p}"
+                for d, p in con.execute(
+                    "SELECT DISTINCT dataset, partition FROM dataset_files"
+                ).fetchall()
+            }
+        # the catalog keeps no LRU column for dataset partitions: their access times stay in
+        # the log (one line per partition), for the next eviction
+        _keep_access(db, {k: t for k, t in accessed.items() if k in left})
+    db.retire([f.path for f in files] + doomed)
     if victims:
         db.expire_snapshots(now_utc())
     return victims
+
+
+def _idle_datasets(db: CatalogDB, held: contextlib.ExitStack) -> list[str]:
+    """Datasets no load is running for, their load locks held until `held` closes (a load
+    places files before it records them: its inputs are not evicted meanwhile)."""
+    import filelock
+
+    from cvcatalog.compact import dataset_lock
+    from cvcatalog.datasets import DATASETS
+
+    names = []
+    for name in sorted(DATASETS):
+        path = dataset_lock(db, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(path))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            continue
+        held.callback(lock.release)
+        names.append(name)
+    return names
+
+
+def _keep_access(db: CatalogDB, accessed: dict[str, Any]) -> None:
+    from cvcatalog.access import record_access
+
+    for key, when in accessed.items():
+        record_access([key], db.paths, when)
 
 
 #: Parquet bytes per source byte assumed before a catalog has any partition to learn from.

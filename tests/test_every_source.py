@@ -206,3 +206,49 @@ def test_compact_ngsim_merges_files_keeps_rows_and_time_travel(
     cat.db.expire_snapshots(now_utc())
     assert not any(p.exists() for p in old_data)
     assert cat.verify().clean and cat.query(_CHECKSUM).equals(want)
+
+
+def test_evict_counts_ngsim_and_drops_it_in_lru_order(
+    cat: Catalog, ngsim_catalog: tuple[Path, str, int], module_s3: Any, tmp_path: Path
+) -> None:
+    from cvcatalog.cache import GB, cache_bytes
+    from cvcatalog.sandbox.replica import seed_replica
+
+    _home, uri, total = ngsim_catalog
+    want = cat.query(_CHECKSUM)
+    seed_replica(module_s3, date(2021, 4, 1), date(2021, 4, 2), records_per_hour=20)
+    s = cat.ingest("wydot", "BSM", "2021-04-01", "2021-04-02", timezone="UTC", rate_limit=0)
+    d1, d2 = "wydot/BSM/2021/04/01", "wydot/BSM/2021/04/02"
+    assert s.rows > 0 and {p["partition"] for p in cat.status("wydot")} == {d1, d2}
+    ngsim_bytes = int(cat.query("select sum(bytes) b from dataset_files")["b"][0])
+    assert cache_bytes(cat.db) > ngsim_bytes  # every byte of every source is counted
+
+    # reading NGSIM makes it the most recently used: the CV days go first, one at a time,
+    # and NGSIM's access time survives the evictions that fold the access log
+    cat.to_dask("ngsim")
+    assert cat.evict((cache_bytes(cat.db) - 1) / GB) == [d1]
+    assert any(r["last_accessed"] for r in cat.status("ngsim"))
+    assert cat.evict((cache_bytes(cat.db) - 1) / GB) == [d2]
+    assert cat.query(_CHECKSUM).equals(want)
+
+    # then NGSIM: the input goes whole, its checkpoints too, so a load fetches it again
+    assert cat.evict(0) == [f"ngsim:{uri}"]
+    for table in ("dataset_files", "dataset_units", "dataset_inputs"):
+        assert cat.query(f"select count(*) n from {table}")["n"][0] == 0
+    assert cat.query("select count(*) n from ngsim_trajectories")["n"][0] == 0
+    assert cat.status("ngsim") == [] and cat.verify().clean
+    assert not list((cat.paths.root / "lake" / "main" / "ngsim_trajectories").rglob("*.parquet"))
+    again = cat.ingest_dataset("ngsim", uri, unit_bytes=UNIT)
+    assert again.ok and again.units_cached == 0 and again.units_done == again.units
+    assert again.rows == total and cat.query(_CHECKSUM).equals(want)
+
+    # an input the catalog could not load again (a local file changed since) is never evicted
+    local = tmp_path / "small.csv"
+    generate_ngsim(local, 1_500, seed=3)
+    assert cat.ingest_dataset("ngsim", str(local)).ok
+    with open(local, "a") as f:
+        f.write("\n")
+    assert cat.evict(0) == [f"ngsim:{uri}"]
+    kept = cat.query("select uri from dataset_inputs")
+    assert list(kept["uri"]) == [str(local)]
+    assert cat.verify().clean
