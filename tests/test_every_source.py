@@ -252,3 +252,31 @@ def test_evict_counts_ngsim_and_drops_it_in_lru_order(
     kept = cat.query("select uri from dataset_inputs")
     assert list(kept["uri"]) == [str(local)]
     assert cat.verify().clean
+
+
+def test_ngsim_on_an_s3_lake_compacts_publishes_and_reads_with_dask(
+    ngsim_catalog: tuple[Path, str, int], module_s3: Any, tmp_path: Path
+) -> None:
+    _home, uri, total = ngsim_catalog
+    module_s3.create_bucket(Bucket="every-lake")
+    cat = Catalog(tmp_path / "catalog", storage="s3://every-lake/team")
+    assert cat.ingest_dataset("ngsim", uri, unit_bytes=UNIT).ok
+    want = cat.query(_CHECKSUM)
+    assert want["n"][0] == total
+    before = sum(_files_per_partition(cat).values())
+
+    done = cat.compact("ngsim")  # read through s3fs, merged files PUT with their SHA-256
+    assert done and set(_files_per_partition(cat).values()) == {1}
+    assert sum(_files_per_partition(cat).values()) < before
+    assert cat.query(_CHECKSUM).equals(want) and cat.verify().clean
+    assert not [p for p in (tmp_path / "catalog" / "lake").rglob("*") if p.is_file()]
+    assert len(cat.to_dask("ngsim")) == total  # the S3 lake read by Dask
+
+    summary = cat.publish("s3://every-lake/published")
+    assert summary.ok, summary.summary()
+    remote = Catalog("s3://every-lake/published")
+    assert remote.query(_CHECKSUM).equals(want)
+    site = str(remote.query("select min(location) l from ngsim_trajectories")["l"][0])
+    n_site = cat.query("select count(*) n from ngsim_trajectories where location = ?", [site])
+    frame = remote.to_dask("ngsim", location=site, columns=["vehicle_id", "timestamp"])
+    assert len(frame) == n_site["n"][0]
