@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import filelock
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -48,6 +49,7 @@ from cvcatalog.db import CatalogDB, now_utc
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.layout import remove_tree, sha256_file
 from cvcatalog.sources import PartitionKey
+from cvcatalog.sqlutil import list_literal, quote_literal
 from cvcatalog.storage import S3Access, S3Store
 
 
@@ -106,6 +108,19 @@ def _reader(db: CatalogDB) -> tuple[Callable[[str], str], Any]:
     return (lambda rel: store.location(rel).removeprefix("s3://")), fs
 
 
+@dataclass(frozen=True)
+class Writer:
+    """How a table's files are written, so a merged file is typed and encoded as its parts:
+    DuckDB's COPY for the CV tables (the ingest's writer), pyarrow with the dataset driver's
+    settings for datasets (floats split into byte streams; no dictionary for `plain`)."""
+
+    engine: str  # "duckdb" | "arrow"
+    plain: tuple[str, ...] = ()
+
+
+CV_WRITER = Writer("duckdb")
+
+
 def rewrite(
     db: CatalogDB,
     rels: list[str],
@@ -113,39 +128,22 @@ def rewrite(
     stage: Path,
     rows_per_file: int,
     row_group_size: int,
+    writer: Writer = CV_WRITER,
 ) -> list[Placed]:
     """Stream the files' rows, in order, into new files of at most rows_per_file rows (zstd,
     row groups of row_group_size), check the count, and place them in the lake under
-    rel_dir with new names. Column types are the files' own (no re-typing); a column some
-    files lack (e.g. the quality step's `segment`) is NULL in their rows. Returns the placed
-    files; the caller records them (or discards them when its commit fails)."""
-    locate, fs = _reader(db)
-    sources = [pq.ParquetFile(locate(r), filesystem=fs) for r in rels]
-    expected = sum(f.metadata.num_rows for f in sources)
-    schema = pa.unify_schemas([f.schema_arrow for f in sources]).remove_metadata()
+    rel_dir with new names. Column types are the files' own (no re-typing; hive directory
+    names are not read as columns); a column some files lack (e.g. the quality step's
+    `segment`) is NULL in their rows. Returns the placed files; the caller records them (or
+    discards them when its commit fails)."""
     remove_tree(stage)
     stage.mkdir(parents=True)
-    written: list[Path] = []
-    writer: pq.ParquetWriter | None = None
-    in_file = 0
     try:
-        for f in sources:
-            for batch in f.iter_batches(batch_size=row_group_size):
-                table = _conform(pa.Table.from_batches([batch]), schema)
-                while table.num_rows:
-                    if writer is None or in_file >= rows_per_file:
-                        if writer is not None:
-                            writer.close()
-                        written.append(stage / f"part-{len(written):03d}.parquet")
-                        writer = pq.ParquetWriter(written[-1], schema, compression="zstd")
-                        in_file = 0
-                    take = min(table.num_rows, rows_per_file - in_file)
-                    writer.write_table(table.slice(0, take), row_group_size=row_group_size)
-                    in_file += take
-                    table = table.slice(take)
-        if writer is not None:
-            writer.close()
-            writer = None
+        if writer.engine == "duckdb":
+            expected = _write_duckdb(db, rels, stage, rows_per_file, row_group_size)
+        else:
+            expected = _write_arrow(db, rels, stage, rows_per_file, row_group_size, writer)
+        written = sorted(stage.glob("*.parquet"))
         counts = [pq.ParquetFile(p).metadata.num_rows for p in written]
         if sum(counts) != expected:
             raise CatalogError(
@@ -165,9 +163,82 @@ def rewrite(
             raise
         return placed
     finally:
+        remove_tree(stage)
+
+
+def _write_duckdb(
+    db: CatalogDB, rels: list[str], stage: Path, rows_per_file: int, row_group_size: int
+) -> int:
+    """One COPY (DuckDB streams it, in file order); returns the rows the sources hold."""
+    store = db.store
+    src = list_literal([store.location(r) for r in rels])
+    groups = max(1, -(-rows_per_file // row_group_size))
+    con = db.attach_lake(duckdb.connect())
+    try:
+        scan = f"read_parquet({src}, hive_partitioning = false, union_by_name = true)"
+        row = con.execute(
+            f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({src})"
+        ).fetchone()
+        con.execute(
+            f"COPY (SELECT * FROM {scan}) TO {quote_literal(str(stage))} "
+            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {int(row_group_size)}, "
+            f"ROW_GROUPS_PER_FILE {int(groups)}, FILENAME_PATTERN 'part_{{i}}')"
+        )
+    finally:
+        con.close()
+    return int(row[0]) if row else 0
+
+
+def _write_arrow(
+    db: CatalogDB,
+    rels: list[str],
+    stage: Path,
+    rows_per_file: int,
+    row_group_size: int,
+    how: Writer,
+) -> int:
+    """Batches of each file in turn into ParquetWriters; returns the rows the sources hold."""
+    locate, fs = _reader(db)
+    sources = [pq.ParquetFile(locate(r), filesystem=fs) for r in rels]
+    schema = pa.unify_schemas([f.schema_arrow for f in sources]).remove_metadata()
+    writer: pq.ParquetWriter | None = None
+    files = in_file = 0
+    try:
+        for f in sources:
+            for batch in f.iter_batches(batch_size=row_group_size):
+                table = _conform(pa.Table.from_batches([batch]), schema)
+                while table.num_rows:
+                    if writer is None or in_file >= rows_per_file:
+                        if writer is not None:
+                            writer.close()
+                        path = stage / f"part-{files:03d}.parquet"
+                        writer = pq.ParquetWriter(path, schema, **_options(schema, how.plain))
+                        files, in_file = files + 1, 0
+                    take = min(table.num_rows, rows_per_file - in_file)
+                    writer.write_table(table.slice(0, take), row_group_size=row_group_size)
+                    in_file += take
+                    table = table.slice(take)
+    finally:
         if writer is not None:
             writer.close()
-        remove_tree(stage)
+    return sum(f.metadata.num_rows for f in sources)
+
+
+#: the zstd level of the dataset driver's files
+ZSTD_LEVEL = 3
+
+
+def _options(schema: pa.Schema, plain: tuple[str, ...]) -> dict[str, Any]:
+    """The dataset driver's ParquetWriter settings, so a merged file is no larger than its
+    parts."""
+    floats = [f.name for f in schema if pa.types.is_floating(f.type)]
+    return {
+        "compression": "zstd",
+        "compression_level": ZSTD_LEVEL,
+        "use_byte_stream_split": floats,
+        "use_dictionary": [f.name for f in schema if f.name not in floats and f.name not in plain],
+        "write_statistics": True,
+    }
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -311,6 +382,7 @@ def _compact_dataset(
                     stage,
                     rows_per_file,
                     row_group_size,
+                    Writer("arrow", tuple(ds.plain_columns)),
                 )
             with db.write(message=f"compact {name}") as con:
                 current = _dataset_groups(db, name, min_files, con)

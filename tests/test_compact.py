@@ -39,6 +39,7 @@ def test_compact_merges_small_files_and_keeps_every_row(s3_client: Any, catalog_
     done = cat.compact("wydot", "BSM")
     assert sorted(r.partition for r in done) == sorted(rep.partitions)
     assert all(r.files_after == 1 and r.files_before >= 2 for r in done)
+    assert all(r.bytes_after <= r.bytes_before for r in done)  # written as the ingest writes
     after = cat.query(
         "select count(*) as n, sum(speed_mps) as s, count(distinct vehicle_id) as v from wydot_bsm"
     )
