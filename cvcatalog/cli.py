@@ -56,6 +56,10 @@ SourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")
 ]
 TypeOpt = Annotated[str | None, typer.Option("--type", help="BSM | TIM | SPAT | EVENT")]
+#: commands that cover every source, datasets included
+AnySourceOpt = Annotated[
+    str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
+]
 
 
 def _error_line(message: str) -> None:
@@ -530,7 +534,7 @@ def views(catalog: CatalogOpt = None, fmt: FormatOpt = Format.table) -> None:
 @cache_app.command("status")
 @friendly
 def cache_status(
-    source: SourceOpt = None,
+    source: AnySourceOpt = None,
     message_type: TypeOpt = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
@@ -561,7 +565,7 @@ def cache_status(
 @cache_app.command("clear")
 @friendly
 def cache_clear(
-    source: SourceOpt = None,
+    source: AnySourceOpt = None,
     message_type: TypeOpt = None,
     catalog: CatalogOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
@@ -596,6 +600,12 @@ def cache_evict(
     cat = open_catalog(catalog, config)
     gone = cat.evict(limit)
     print(f"evicted {len(gone)} partitions" + (f": {', '.join(gone)}" if gone else ""))
+    for name in gone:  # a dataset input, '<dataset>:<uri>': how to load it again
+        dataset, sep, uri = name.partition(":")
+        if sep and "/" not in dataset:
+            uri, _, scope = uri.partition(" [")  # a filtered load: ' [location=i-80]'
+            extra = f" --{scope.rstrip(']').replace('=', ' ', 1)}" if scope else ""
+            print(f"  load again: cvcatalog ingest --source {dataset} --path {uri}{extra}")
 
 
 @cache_app.command("verify")

@@ -323,11 +323,10 @@ def _compact_partition(
                     "INSERT INTO partition_files VALUES (?, ?, 'data', ?, ?, ?, ?)",
                     [[f.path, key, f.rows, f.bytes, f.sha256, now_utc()] for f in placed],
                 )
-                # parquet_bytes counts every file of the partition (quarantine included)
+                # as the ingest records it: the data files' bytes
                 con.execute(
-                    "UPDATE partitions SET parquet_bytes = (SELECT coalesce(sum(bytes), 0) "
-                    "FROM partition_files WHERE partition_key = ?) WHERE partition_key = ?",
-                    [key, key],
+                    "UPDATE partitions SET parquet_bytes = ? WHERE partition_key = ?",
+                    [sum(f.bytes for f in placed), key],
                 )
         except BaseException:
             db.store.discard(f.path for f in placed)

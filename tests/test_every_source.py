@@ -3,6 +3,7 @@ commands, as the CV Pilot sources do. NGSIM is loaded from the local S3 endpoint
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import date
 from pathlib import Path
@@ -126,8 +127,6 @@ def _files_per_partition(cat: Catalog) -> dict[str, int]:
 def test_compact_ngsim_merges_files_keeps_rows_and_time_travel(
     cat: Catalog, ngsim_catalog: tuple[Path, str, int]
 ) -> None:
-    import json
-
     from typer.testing import CliRunner
 
     from cvcatalog.cache import quarantine_bad
@@ -282,3 +281,19 @@ def test_ngsim_on_an_s3_lake_compacts_publishes_and_reads_with_dask(
     n_site = cat.query("select count(*) n from ngsim_trajectories where location = ?", [site])
     frame = remote.to_dask("ngsim", location=site, columns=["vehicle_id", "timestamp"])
     assert len(frame) == n_site["n"][0]
+
+    # the CLI: status lists NGSIM's partitions, evict names the input and how to load it again
+    from typer.testing import CliRunner
+
+    from cvcatalog.cli import app
+
+    home = str(cat.paths.root)
+    r = CliRunner().invoke(
+        app, ["cache", "status", "--source", "ngsim", "--catalog", home, "--format", "json"]
+    )
+    assert r.exit_code == 0, r.output
+    assert sum(row["rows"] for row in json.loads(r.stdout)) == total
+    r = CliRunner().invoke(app, ["cache", "evict", "--max-size-gb", "0", "--catalog", home])
+    assert r.exit_code == 0, r.output
+    assert f"load again: cvcatalog ingest --source ngsim --path {uri}" in r.output
+    assert cat.status("ngsim") == [] and cat.verify().clean
