@@ -217,7 +217,9 @@ def test_evict_counts_ngsim_and_drops_it_in_lru_order(
 
     _home, uri, total = ngsim_catalog
     want = cat.query(_CHECKSUM)
-    seed_replica(module_s3, date(2021, 4, 1), date(2021, 4, 2), records_per_hour=20)
+    seed_replica(
+        module_s3, date(2021, 4, 1), date(2021, 4, 2), records_per_hour=20, files_per_hour=1
+    )
     s = cat.ingest("wydot", "BSM", "2021-04-01", "2021-04-02", timezone="UTC", rate_limit=0)
     d1, d2 = "wydot/BSM/2021/04/01", "wydot/BSM/2021/04/02"
     assert s.rows > 0 and {p["partition"] for p in cat.status("wydot")} == {d1, d2}
