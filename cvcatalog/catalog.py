@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -27,6 +27,9 @@ from cvcatalog.config import (
     load_yaml,
 )
 from cvcatalog.datasets import DATASETS
+from cvcatalog.datasets.base import Dataset
+from cvcatalog.datasets.manage import dataset_files
+from cvcatalog.distributed import dask_pool
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
 from cvcatalog.io.download import S3Fetcher
@@ -49,10 +52,12 @@ from cvcatalog.sqlutil import quote_literal
 from cvcatalog.state import manifest
 from cvcatalog.state.access import record_access
 from cvcatalog.state.db import CatalogDB, Notify
+from cvcatalog.state.eviction import evict_to_size
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
     import pandas as pd
+
 
 Filters = Sequence[tuple[str, str, Any]]
 
@@ -77,6 +82,18 @@ class DaskPiece:
     files: tuple[str, ...]
     constants: tuple[tuple[str, Any], ...]
     s3: S3Access | None = None  # the lake is on S3: read through s3fs
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """What a frame is of: its name, example partition values (typing an empty frame), the
+    schema of its files when there are none, its time column and the Dask label."""
+
+    name: str
+    constants: tuple[tuple[str, Any], ...]
+    empty_schema: Callable[[], pa.Schema]
+    time_column: str | None
+    label: str
 
 
 def partition_constants(pk: PartitionKey) -> tuple[tuple[str, Any], ...]:
@@ -281,8 +298,6 @@ class Catalog:
             return cvpilot.ingest(
                 cfg, force_refresh=force_refresh, progress=progress, check_changes=check_changes
             )
-        from cvcatalog.distributed import dask_pool
-
         notify = progress.note if progress is not None else None
         with dask_pool(scheduler, cluster, workers, memory=cfg.memory, notify=notify) as pool:
             return cvpilot.ingest(
@@ -435,7 +450,7 @@ class Catalog:
     def to_dask(
         self,
         source: str,
-        message_type: str,
+        message_type: str | None = None,
         start: date | str | None = None,
         end: date | str | None = None,
         *,
@@ -443,20 +458,31 @@ class Catalog:
         columns: Sequence[str] | None = None,
         filters: Filters | None = None,
         naming: Literal["canonical", "socrata"] = "canonical",
+        location: str | Sequence[str] | None = None,
     ) -> dd.DataFrame:
         """A lazy Dask DataFrame over exactly the complete partitions of the range.
 
-        One Dask partition per catalog day; only those days' files are ever opened. With
-        start/end, rows are also cut to the exact local-time window (a Denver day is
-        06:00-06:00 UTC). `filters` are pyarrow DNF tuples pushed into the Parquet reads.
+        One Dask partition per catalog partition (a CV Pilot folder day; a dataset's
+        location/date directory, e.g. NGSIM: `to_dask("ngsim", start=..., location="i-80")`);
+        only those partitions' files are ever opened. With start/end, rows are also cut to
+        the exact local-time window (a Denver day is 06:00-06:00 UTC). `filters` are pyarrow
+        conjunctions ((column, op, value) tuples): the ones on partition columns (date,
+        location, ...) choose partitions, the others are pushed into the Parquet reads.
 
         The frame computes on Dask's current scheduler: under a `distributed.Client` (e.g.
         `with Client(LocalCluster()):`) the days are read in parallel by its workers, which
         must see the catalog's files (same path, or a shared filesystem). A lake on S3 is read
         through s3fs, so any worker with credentials for the bucket can read it.
         """
-        import dask.dataframe as dd
-
+        ds = _dataset(source)
+        if ds is not None:
+            return self._dataset_dask(
+                ds, message_type, start, end, timezone, columns, filters, naming, location
+            )
+        if message_type is None:
+            raise ConfigError(f"give the message type of {source} (BSM, TIM, SPAT, EVENT)")
+        if location is not None:
+            raise ConfigError(f"location= selects sites of a dataset (ngsim), not of {source}")
         source, message_type = _pair(source, message_type)
         schema = SCHEMAS[(source, message_type)]
         s, e = _as_date(start, "start"), _as_date(end, "end")
@@ -469,8 +495,11 @@ class Catalog:
             # s3fs paths are bucket/key, without the scheme
             where = locate(f.path).removeprefix("s3://")
             by_key.setdefault(f.partition_key, []).append(where)
-        pieces = [
-            DaskPiece(tuple(by_key[p.partition_key]), partition_constants(p.pk), access)
+        keyed = [
+            (
+                p.partition_key,
+                DaskPiece(tuple(by_key[p.partition_key]), partition_constants(p.pk), access),
+            )
             for p in parts
             if p.partition_key in by_key
         ]
@@ -481,24 +510,134 @@ class Catalog:
             hi_day = e or (max(known) if known else s)
             assert lo_day is not None and hi_day is not None
             window = utc_window(lo_day, hi_day, timezone)
-        cols = list(columns) if columns is not None else None
         example = parts[0].pk if parts else PartitionKey.parse(_example_key(source, message_type))
         sql = schema.socrata_select_sql("frame") if naming == "socrata" else None
-        meta = _meta(schema, pieces, cols, partition_constants(example), sql)
-        self._record_access([p.partition_key for p in parts])
+
+        def empty() -> pa.Schema:
+            con = duckdb.connect()
+            try:
+                return con.sql(schema.empty_select_sql()).arrow().read_all().schema
+            finally:
+                con.close()
+
+        return self._frame(
+            keyed,
+            FrameSpec(
+                name=schema.view_name,
+                constants=partition_constants(example),
+                empty_schema=empty,
+                time_column=schema.time_column,
+                label=f"read-{source}-{message_type}",
+            ),
+            columns,
+            filters,
+            window,
+            sql,
+        )
+
+    def _dataset_dask(
+        self,
+        ds: type[Dataset],
+        message_type: str | None,
+        start: date | str | None,
+        end: date | str | None,
+        timezone: str,
+        columns: Sequence[str] | None,
+        filters: Filters | None,
+        naming: str,
+        location: str | Sequence[str] | None,
+    ) -> dd.DataFrame:
+        """to_dask of a dataset (NGSIM): the published files of its inputs, one Dask
+        partition per hive directory (`location=us-101/date=2005-06-15`)."""
+        if message_type is not None and message_type.strip().upper() != ds.message_type:
+            raise ConfigError(f"{ds.name} has one type, {ds.message_type}")
+        if naming != "canonical":
+            raise ConfigError(f"{ds.name} has canonical column names only (naming='canonical')")
+        wanted: list[tuple[str, str, Any]] = list(filters or [])
+        if location is not None:
+            if "location" not in ds.partition_by:
+                raise ConfigError(f"{ds.name} has no location partitions")
+            sites = [location] if isinstance(location, str) else list(location)
+            wanted.append(("location", "in", [x.strip().lower() for x in sites]))
+        s, e = _as_date(start, "start"), _as_date(end, "end")
+        tz = check_timezone(timezone)
+        window = None
+        if s is not None or e is not None:
+            window = utc_window(s or e, e or s, tz)  # type: ignore[arg-type]
+        with self.db.read() as con:
+            files = [
+                f for f in dataset_files(con, ds.name, published_only=True) if f.kind == "data"
+            ]
+        locate, access = self._lake_reader()
+        by_part: dict[str, list[str]] = {}
+        for f in files:
+            by_part.setdefault(f.partition, []).append(locate(f.path).removeprefix("s3://"))
+        keyed = []
+        for part in sorted(by_part, key=lambda k: tuple(reversed(k.split("/")))):
+            constants = _partition_values(ds, part)
+            day = dict(constants).get("date")
+            if window is not None and isinstance(day, date):
+                last = (window[1] - timedelta(microseconds=1)).date()
+                if not window[0].date() <= day <= last:
+                    continue
+            keyed.append((f"{ds.name}/{part}", DaskPiece(tuple(by_part[part]), constants, access)))
+        time_column = getattr(ds, "time_column", None) or (
+            "timestamp" if "timestamp" in ds.arrow_schema.names else None
+        )
+        example = tuple(
+            (f.name, _example_value(f.type)) for f in ds.arrow_schema if f.name in ds.partition_by
+        )
+        return self._frame(
+            keyed,
+            FrameSpec(
+                name=ds.view_name,
+                constants=example,
+                empty_schema=lambda: _storage_schema(ds),
+                time_column=time_column,
+                label=f"read-{ds.name}",
+            ),
+            columns,
+            wanted,
+            window if time_column else None,
+            None,
+        )
+
+    def _frame(
+        self,
+        keyed: list[tuple[str, DaskPiece]],
+        spec: FrameSpec,
+        columns: Sequence[str] | None,
+        filters: Filters | None,
+        window: tuple[datetime, datetime] | None,
+        sql: str | None,
+    ) -> dd.DataFrame:
+        """The one way a frame is built: pieces (catalog partition key, files, partition
+        values) pruned by the filters on partition values, the other filters and the column
+        selection pushed into each piece's Parquet read."""
+        import dask.dataframe as dd
+
+        names = {n for _, p in keyed for n, _ in p.constants} | {n for n, _ in spec.constants}
+        on_values = [f for f in filters or [] if f[0] in names]
+        pushed = [f for f in filters or [] if f[0] not in names]
+        keyed = [(k, p) for k, p in keyed if all(_holds(p.constants, f) for f in on_values)]
+        pieces = [p for _, p in keyed]
+        cols = list(columns) if columns is not None else None
+        constants = pieces[0].constants if pieces else spec.constants
+        meta = _meta(spec, pieces, cols, constants, sql)
+        self._record_access([k for k, _ in keyed])
         if not pieces:
             return dd.from_pandas(meta, npartitions=1)
         return dd.from_map(
             _read_piece,
             pieces,
             columns=cols,
-            filters=list(filters) if filters else None,
+            filters=pushed or None,
             window=window,
-            time_column=schema.time_column,
+            time_column=spec.time_column,
             sql=sql,
             meta=meta,
             enforce_metadata=False,
-            label=f"read-{source}-{message_type}",
+            label=spec.label,
         )
 
     def _record_access(self, keys: list[str]) -> None:
@@ -521,7 +660,7 @@ class Catalog:
         return cache.clear(self.db, source, message_type)
 
     def evict(self, max_size_gb: float) -> list[str]:
-        return cache.evict_to_size(self.db, max_size_gb)
+        return evict_to_size(self.db, max_size_gb)
 
     def migrate(self) -> bool:
         """Bring a catalog written by cvcatalog 0.1 (catalog.duckdb) to the DuckLake format;
@@ -731,7 +870,7 @@ def _example_key(source: str, message_type: str) -> str:
 
 
 def _meta(
-    schema: MessageSchema,
+    spec: FrameSpec,
     pieces: list[DaskPiece],
     columns: list[str] | None,
     constants: tuple[tuple[str, Any], ...],
@@ -743,20 +882,93 @@ def _meta(
         fs = first.s3.filesystem() if first.s3 is not None else None
         arrow_schema = pq.read_schema(first.files[0], filesystem=fs)
     else:
-        con = duckdb.connect()
-        try:
-            arrow_schema = con.sql(schema.empty_select_sql()).arrow().read_all().schema
-        finally:
-            con.close()
+        arrow_schema = spec.empty_schema()
     table = _with_constants(arrow_schema.empty_table(), constants)
     if sql is not None:
         table = _apply_sql(table, sql)
     if columns is not None:
         missing = [c for c in columns if c not in table.column_names]
         if missing:
-            raise ConfigError(f"unknown column(s) {', '.join(missing)} for {schema.view_name}")
+            raise ConfigError(f"unknown column(s) {', '.join(missing)} for {spec.name}")
         table = table.select(columns)
     return table.to_pandas()
+
+
+def _dataset(source: str) -> type[Dataset] | None:
+    """The dataset (NGSIM, ...) a source name means, or None for a CV Pilot source."""
+    return DATASETS.get(source.strip().lower())
+
+
+def _partition_values(ds: type[Dataset], partition: str) -> tuple[tuple[str, Any], ...]:
+    """'location=us-101/date=2005-06-15' -> (('location', 'us-101'), ('date', date(...))),
+    typed as the dataset's schema types its partition columns."""
+    types = {f.name: f.type for f in ds.arrow_schema}
+    out: list[tuple[str, Any]] = []
+    for item in partition.split("/"):
+        key, _, text = item.partition("=")
+        typ = types.get(key)
+        value: Any = None if text == "__null__" else text
+        if value is not None and typ is not None:
+            if pa.types.is_date(typ):
+                value = date.fromisoformat(text)
+            elif pa.types.is_integer(typ):
+                value = int(text)
+        out.append((key, value))
+    return tuple(out)
+
+
+def _example_value(typ: pa.DataType) -> Any:
+    if pa.types.is_date(typ):
+        return date(1970, 1, 1)
+    if pa.types.is_integer(typ):
+        return 0
+    return ""
+
+
+def _storage_schema(ds: type[Dataset]) -> pa.Schema:
+    """The columns a dataset's Parquet files hold (the partition columns are in the path)."""
+    return pa.schema([f for f in ds.arrow_schema if f.name not in ds.partition_by])
+
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: bool(a == b),
+    "==": lambda a, b: bool(a == b),
+    "!=": lambda a, b: bool(a != b),
+    "<": lambda a, b: bool(a < b),
+    "<=": lambda a, b: bool(a <= b),
+    ">": lambda a, b: bool(a > b),
+    ">=": lambda a, b: bool(a >= b),
+    "in": lambda a, b: a in b,
+    "not in": lambda a, b: a not in b,
+}
+
+
+def _holds(constants: tuple[tuple[str, Any], ...], term: tuple[str, str, Any]) -> bool:
+    """Whether a piece's partition values satisfy one filter term."""
+    column, op, value = term
+    values = dict(constants)
+    if column not in values:
+        return True  # a column this piece does not have as a constant: read and filtered
+    compare = _COMPARE.get(op.strip().lower())
+    if compare is None:
+        raise ConfigError(f"unknown filter operator {op!r} (one of {', '.join(_COMPARE)})")
+    have = values[column]
+    if isinstance(have, date) and not isinstance(have, datetime):
+        value = _as_filter_date(value)
+    if have is None:
+        return False
+    try:
+        return compare(have, value)
+    except TypeError:
+        raise ConfigError(f"filter {term!r} does not fit the {column} values ({have!r})") from None
+
+
+def _as_filter_date(value: Any) -> Any:
+    if isinstance(value, str):
+        return _as_date(value, "a date filter")
+    if isinstance(value, list | tuple | set):
+        return [_as_filter_date(v) for v in value]
+    return value
 
 
 def to_socrata(frame: dd.DataFrame, schema: MessageSchema) -> dd.DataFrame:

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from cvcatalog import transform
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
-from cvcatalog.ops.cache import GB
 from cvcatalog.sandbox.replica import seed_replica
+from cvcatalog.state.eviction import GB
 
 D1, D2, D3 = date(2021, 4, 1), date(2021, 4, 2), date(2021, 4, 3)
 DAY3_DIRS = (

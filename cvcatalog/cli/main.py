@@ -17,14 +17,33 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cvcatalog.catalog import Catalog, default_home
+from cvcatalog.catalog import Catalog, _pair, default_home
 from cvcatalog.cli.output import Format, emit
+from cvcatalog.cli.progress import RichProgress
 from cvcatalog.config import load_yaml
 from cvcatalog.datasets import DATASETS
+from cvcatalog.distributed import check_options, check_scheduler
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError
-from cvcatalog.io.s3 import as_s3_error
+from cvcatalog.io.s3 import Retrier, as_s3_error
+from cvcatalog.io.storage import is_remote
+from cvcatalog.ops.cache import quarantine_bad
+from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS
+from cvcatalog.ops.publish import RESULT_COLUMNS
 from cvcatalog.pipeline.report import Summary, summary_lines
-from cvcatalog.sources import FOLDER_TIMEZONE, PartitionKey
+from cvcatalog.quality.config import QualityConfig, quality_from_file
+from cvcatalog.quality.report import build_report, render_html, render_png, write_atomic
+from cvcatalog.sandbox.ngsim import generate_ngsim
+from cvcatalog.sandbox.replica import seed_replica
+from cvcatalog.sandbox.server import (
+    create_bucket,
+    sandbox_client,
+    start_server,
+    stop_detached,
+    upload_file,
+    write_state,
+)
+from cvcatalog.schemas import SCHEMAS
+from cvcatalog.sources import BUCKET, FOLDER_TIMEZONE, PartitionKey
 
 app = typer.Typer(
     help="A local analytical catalog of the USDOT ITS CV Pilot sandbox bucket.",
@@ -57,6 +76,10 @@ SourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")
 ]
 TypeOpt = Annotated[str | None, typer.Option("--type", help="BSM | TIM | SPAT | EVENT")]
+#: commands that cover every source, datasets included
+AnySourceOpt = Annotated[
+    str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
+]
 
 
 def _error_line(message: str) -> None:
@@ -105,7 +128,6 @@ def open_catalog(catalog: str | Path | None, config: Path | None = None, **remot
     An s3://bucket/prefix (from --catalog or CVCATALOG_HOME) opens a published catalog,
     read-only; remote holds its S3 options (profile, no_sign_request).
     """
-    from cvcatalog.io.storage import is_remote
 
     def note(m: str) -> None:
         _note(m)
@@ -254,8 +276,6 @@ def ingest(
         scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None
     dask_workers = workers if cluster is not None else None
     if scheduler is not None or cluster is not None:  # fail before any progress bar is drawn
-        from cvcatalog.distributed import check_options, check_scheduler
-
         check_options(scheduler, cluster, dask_workers)
         if scheduler is not None:
             check_scheduler(scheduler)
@@ -300,8 +320,6 @@ def _ingest_dataset(
     progress: bool,
     config: Path | None = None,
 ) -> None:
-    from cvcatalog.quality.config import quality_from_file
-
     ds = DATASETS[name]
     if message_type is not None and message_type.strip().upper() != ds.message_type:
         raise ConfigError(f"--source {name} has one type, {ds.message_type}; omit --type")
@@ -356,8 +374,6 @@ def _progress(enabled: bool, unit: str = "days") -> Iterator[Any]:
     if not enabled:
         yield _NotesOnly()
         return
-    from cvcatalog.cli.progress import RichProgress
-
     with RichProgress(err, unit=unit) as bar:
         yield bar
 
@@ -452,7 +468,7 @@ def views(catalog: CatalogOpt = None, fmt: FormatOpt = Format.table) -> None:
 @cache_app.command("status")
 @friendly
 def cache_status(
-    source: SourceOpt = None,
+    source: AnySourceOpt = None,
     message_type: TypeOpt = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
@@ -483,7 +499,7 @@ def cache_status(
 @cache_app.command("clear")
 @friendly
 def cache_clear(
-    source: SourceOpt = None,
+    source: AnySourceOpt = None,
     message_type: TypeOpt = None,
     catalog: CatalogOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
@@ -518,6 +534,12 @@ def cache_evict(
     cat = open_catalog(catalog, config)
     gone = cat.evict(limit)
     print(f"evicted {len(gone)} partitions" + (f": {', '.join(gone)}" if gone else ""))
+    for name in gone:  # a dataset input, '<dataset>:<uri>': how to load it again
+        dataset, sep, uri = name.partition(":")
+        if sep and "/" not in dataset:
+            uri, _, scope = uri.partition(" [")  # a filtered load: ' [location=i-80]'
+            extra = f" --{scope.rstrip(']').replace('=', ' ', 1)}" if scope else ""
+            print(f"  load again: cvcatalog ingest --source {dataset} --path {uri}{extra}")
 
 
 @cache_app.command("verify")
@@ -532,8 +554,6 @@ def cache_verify(
     no_sign_request: Annotated[bool | None, typer.Option("--no-sign-request")] = None,
 ) -> None:
     """Re-hash every cached file against the manifest's SHA-256."""
-    from cvcatalog.ops.cache import quarantine_bad
-
     cat = open_catalog(catalog)
     report = cat.verify()
     emit(report.rows(), fmt, columns=["problem", "path"])
@@ -600,9 +620,6 @@ def schema(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Columns and types of a (source, type) view, from the canonical schema registry."""
-    from cvcatalog.catalog import _pair
-    from cvcatalog.schemas import SCHEMAS
-
     s = SCHEMAS.get(_pair(source, message_type))
     if s is None:
         raise CvCatalogError(f"{source}/{message_type} has no schema in this cvcatalog version")
@@ -617,13 +634,20 @@ def schema(
 @app.command("compact")
 @friendly
 def compact_cmd(
-    source: SourceOpt = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source", help="wydot | wydot_backup | thea | nycdot | ngsim [default: all]"
+        ),
+    ] = None,
     message_type: TypeOpt = None,
     rows_per_file: Annotated[int, typer.Option("--rows-per-file")] = 2_000_000,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Merge partitions written as many small Parquet files into few well-sized files."""
+    """Merge partitions written as many small Parquet files into few well-sized files
+    (CV Pilot days and dataset partitions such as NGSIM's location/date); the replaced files
+    stay for time travel until their snapshots expire."""
     cat = open_catalog(catalog)
     done = cat.compact(
         source and source.lower(), message_type and message_type.upper(), rows_per_file
@@ -831,9 +855,6 @@ def report_quality(
     ] = None,
 ) -> None:
     """Rows, invalid records by rule, outliers removed and coverage by day and hour."""
-    from cvcatalog.quality.config import QualityConfig
-    from cvcatalog.quality.report import build_report, render_html, render_png, write_atomic
-
     cfg = QualityConfig.from_yaml(config) if config else None
     rep = build_report(open_catalog(catalog), source, message_type, timezone=timezone, config=cfg)
     if fmt is Format.table:
@@ -891,8 +912,6 @@ def sandbox_serve(
     ] = False,
 ) -> None:
     """Run a local S3-compatible endpoint (moto server) on 127.0.0.1."""
-    from cvcatalog.sandbox.server import start_server, write_state
-
     server = start_server(port=port, log_file=Path(".sandbox/moto.log") if detach else None)
     exports = " ".join(f"{k}={v}" for k, v in server.env().items())
     if detach:
@@ -917,8 +936,6 @@ def sandbox_serve(
 @friendly
 def sandbox_stop() -> None:
     """Stop a server started with `sandbox serve --detach`."""
-    from cvcatalog.sandbox.server import stop_detached
-
     print("stopped" if stop_detached(STATE) else "no detached sandbox server was running")
 
 
@@ -945,11 +962,6 @@ def sandbox_seed(
     ] = None,
 ) -> None:
     """Fill bucket usdot-its-cvpilot-publicdata on the endpoint with a realistic replica."""
-    from cvcatalog.io.s3 import Retrier
-    from cvcatalog.sandbox.replica import seed_replica
-    from cvcatalog.sandbox.server import create_bucket, sandbox_client
-    from cvcatalog.sources import BUCKET
-
     client, cfg = sandbox_client("seeding never writes to real AWS")
     create_bucket(client, cfg, BUCKET)
     s, e = date.fromisoformat(start), date.fromisoformat(end or start)
@@ -993,8 +1005,6 @@ def sandbox_ngsim(
     ] = None,
 ) -> None:
     """Write an NGSIM-shaped trajectory CSV (car-following at 10 Hz, real sites' CRS)."""
-    from cvcatalog.sandbox.ngsim import generate_ngsim
-
     if rows < 1:
         raise ConfigError("--rows must be at least 1")
     t0 = time.monotonic()
@@ -1008,8 +1018,6 @@ def sandbox_ngsim(
     )
     if to is None:
         return
-    from cvcatalog.sandbox.server import upload_file
-
     endpoint = upload_file(out, to)
     print(f"uploaded to {to} at {endpoint}")
 
@@ -1034,8 +1042,6 @@ def publish(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Upload a local catalog to S3 (Parquet + a portable catalog database), verified, resumable."""
-    from cvcatalog.ops.publish import RESULT_COLUMNS
-
     cat = open_catalog(catalog)
     summary = cat.publish(
         to,
@@ -1138,8 +1144,6 @@ def plan(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """What an ingest of the range would fetch and what is already cached; no downloads."""
-    from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS
-
     src, mt = _source_and_type(source, message_type, config)
     cat = open_catalog(catalog, config)
     p = cat.plan(

@@ -17,6 +17,10 @@ from cvcatalog.datasets import DATASETS
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.io.layout import CatalogPaths
 
+#: unit_id of a file `cvcatalog compact` merged from the files of several units of one input
+#: version (uri, scope, fingerprint): it holds rows of every unit of that version
+COMPACTED_UNIT = "*"
+
 
 @dataclass(frozen=True)
 class DatasetFile:
@@ -154,8 +158,9 @@ def drop_damaged(
     con: duckdb.DuckDBPyConnection, paths: CatalogPaths, damaged: list[str]
 ) -> tuple[list[str], list[Refetch]]:
     """Forget the units owning damaged (missing or mismatched) files, so the next load
-    re-fetches exactly those units, and unpublish their inputs (a view never shows an input
-    with a hole). Returns (files of those units to delete, inputs to load again)."""
+    re-fetches exactly those units (every unit of the version, for a file `compact` merged),
+    and unpublish their inputs (a view never shows an input with a hole). Returns (files of
+    those units to delete, inputs to load again)."""
     if not damaged:
         return [], []
     units = con.execute(
@@ -173,11 +178,19 @@ def drop_damaged(
         ).fetchall()
     }
     for dataset, unit_id, scope, fingerprint, uri in units:
-        doomed += forget_units(
-            con,
-            "dataset = ? AND unit_id = ? AND scope = ? AND fingerprint = ?",
-            [dataset, unit_id, scope, fingerprint],
-        )
+        if unit_id == COMPACTED_UNIT:
+            # a merged file holds rows of every unit of its version: all of them go
+            doomed += forget_units(
+                con,
+                "dataset = ? AND uri = ? AND scope = ? AND fingerprint = ?",
+                [dataset, uri, scope, fingerprint],
+            )
+        else:
+            doomed += forget_units(
+                con,
+                "dataset = ? AND unit_id = ? AND scope = ? AND fingerprint = ?",
+                [dataset, unit_id, scope, fingerprint],
+            )
         con.execute(
             "DELETE FROM dataset_inputs WHERE dataset = ? AND uri = ? AND scope = ? "
             "AND fingerprint = ?",
@@ -186,3 +199,74 @@ def drop_damaged(
         size = sizes.get((dataset, uri, scope, fingerprint))
         refetch.add(Refetch(dataset, uri, scope, int(size) if size else None))
     return sorted(set(doomed)), sorted(refetch, key=lambda r: (r.dataset, r.uri, r.scope))
+
+
+@dataclass(frozen=True)
+class EvictableInput:
+    """A loaded dataset input (all its versions' units and files) eviction may drop."""
+
+    dataset: str
+    uri: str
+    scope: str
+    bytes: int
+    last_used: Any  # datetime: its latest read (access log) or its publication
+    partitions: tuple[str, ...]  # '<dataset>/<partition>' keys, as the access log names them
+
+    @property
+    def label(self) -> str:
+        """How `cache evict` names it: what to load again (`ingest --source ngsim --path`)."""
+        return f"{self.dataset}:{self.uri}" + ("" if self.scope == "*" else f" [{self.scope}]")
+
+
+def reloadable(uri: str, fingerprint: str) -> bool:
+    """Whether the catalog can load this input version again on request: a local file still
+    on disk unchanged (its size:mtime fingerprint), or a remote object (s3://, https://),
+    which the load fetches again (a changed object is then loaded as its new version)."""
+    import urllib.parse
+    from pathlib import Path
+
+    scheme = urllib.parse.urlparse(uri).scheme.lower()
+    if scheme in ("s3", "http", "https"):
+        return True
+    path = urllib.parse.urlparse(uri).path if scheme == "file" else uri
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return False
+    return f"{st.st_size}:{st.st_mtime_ns}" == fingerprint
+
+
+def evictable_inputs(
+    con: duckdb.DuckDBPyConnection, datasets: list[str], accessed: dict[str, Any]
+) -> list[EvictableInput]:
+    """Published inputs of the datasets that can be loaded again (see reloadable), with
+    their bytes (every version's files) and LRU time: the latest access of any of their
+    partitions in `accessed`, else when they were published."""
+    if not datasets:
+        return []
+    rows = con.execute(
+        "SELECT i.dataset, i.uri, i.scope, i.fingerprint, i.published_at, "
+        "coalesce(sum(f.bytes), 0), list(DISTINCT f.partition) FILTER (f.kind = 'data') "
+        "FROM dataset_inputs i LEFT JOIN dataset_files f ON f.dataset = i.dataset "
+        "AND f.uri = i.uri AND f.scope = i.scope WHERE list_contains(?, i.dataset) "
+        "GROUP BY ALL ORDER BY ALL",
+        [datasets],
+    ).fetchall()
+    out = []
+    for dataset, uri, scope, fingerprint, published, nbytes, parts in rows:
+        if not reloadable(uri, fingerprint):
+            continue
+        keys = tuple(sorted(f"{dataset}/{p}" for p in parts or []))
+        times = [accessed[k] for k in keys if k in accessed]
+        out.append(EvictableInput(dataset, uri, scope, int(nbytes), max([published, *times]), keys))
+    return out
+
+
+def forget_input(con: duckdb.DuckDBPyConnection, item: EvictableInput) -> list[str]:
+    """Drop an input (every version's units and files, and its publication) so the next load
+    of it fetches it whole; returns the files to delete after the commit."""
+    where = "dataset = ? AND uri = ? AND scope = ?"
+    args = [item.dataset, item.uri, item.scope]
+    doomed = forget_units(con, where, args)
+    con.execute(f"DELETE FROM dataset_inputs WHERE {where}", args)
+    return doomed

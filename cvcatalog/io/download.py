@@ -524,9 +524,7 @@ class S3Fetcher:
             if how is not None:
                 _unlink(*self.part_paths(dest))  # a stale partial from an older run
                 self.stats.add("skipped")
-                return DownloadResult(
-                    dest, obj.size, digests.value(), obj.size, how, skipped=True
-                )
+                return DownloadResult(dest, obj.size, digests.value(), obj.size, how, skipped=True)
         dest.parent.mkdir(parents=True, exist_ok=True)
         part, sidecar = self.part_paths(dest)
         rounds = self.cfg.retry_attempts + 1

@@ -82,6 +82,11 @@ class CatalogPaths:
     def partition_lock(self, pk: PartitionKey) -> Path:
         return self.root / "locks" / f"{pk.key}.lock"
 
+    def dataset_lock(self, name: str) -> Path:
+        """Held by a dataset's load while it places and records files, and by its compaction
+        and eviction: a load's tidy step deletes files no row names yet."""
+        return self.root / "locks" / "datasets" / f"{name}.lock"
+
     def relative(self, path: Path) -> str:
         """Catalog-relative POSIX path, as stored in the manifest."""
         return path.resolve().relative_to(self.root).as_posix()

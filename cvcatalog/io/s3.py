@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import boto3
 import botocore.exceptions as bce
@@ -32,6 +32,7 @@ import urllib3.exceptions
 from botocore import UNSIGNED
 from botocore.config import Config
 
+from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import (
     ConfigError,
     CredentialsError,
@@ -42,9 +43,6 @@ from cvcatalog.exceptions import (
     credentials_help,
 )
 from cvcatalog.io.duckdb_ext import endpoint_url as configured_endpoint
-
-if TYPE_CHECKING:  # only annotations: cvcatalog.quality (imported by config) uses this module
-    from cvcatalog.config import DownloadConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,20 +1,22 @@
-"""Cache management: status, clear, LRU eviction and integrity verification."""
+"""Cache management: status, clear and integrity verification (eviction itself is cvcatalog.state.eviction)."""
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from cvcatalog.datasets.manage import (
+    Refetch,
+    dataset_files,
+    dataset_status,
+    drop_damaged,
+    forget,
+)
 from cvcatalog.io import lake
 from cvcatalog.state import manifest
-from cvcatalog.state.access import folded_access_log, read_access_log
+from cvcatalog.state.access import read_access_log
 from cvcatalog.state.db import CatalogDB, now_utc
-
-if TYPE_CHECKING:
-    from cvcatalog.datasets.manage import Refetch
-
-GB = 1024**3
 
 
 def status(
@@ -22,12 +24,13 @@ def status(
 ) -> list[dict[str, Any]]:
     """One row per known partition, with LRU times that include unfolded accesses; dataset
     partitions (NGSIM: '<dataset>/location=.../date=...') follow the CV Pilot ones."""
-    from cvcatalog.datasets.manage import dataset_status
-
     with db.read() as con:
         parts = manifest.get_partitions(con, source, message_type)
         datasets = dataset_status(con, source, message_type)
     pending = read_access_log(db.paths)
+    for row in datasets:  # dataset partitions' LRU times live in the access log
+        seen = pending.get(row["partition"])
+        row["last_accessed"] = seen.isoformat() if seen else None
     rows = []
     for p in parts.values():
         last = p.last_accessed
@@ -57,8 +60,6 @@ def clear(
 ) -> tuple[int, int]:
     """Forget and delete partitions (all, one source, or one source/type) and dataset files
     (e.g. --source ngsim); returns (count, bytes)."""
-    from cvcatalog.datasets.manage import forget
-
     with db.write(message="cache clear") as con:
         parts = manifest.get_partitions(con, source, message_type)
         files = manifest.delete_partitions(con, list(parts))
@@ -67,87 +68,6 @@ def clear(
     # clearing frees the disk: the snapshots that still show the files expire now
     db.expire_snapshots(now_utc())
     return len(parts) + n_ds, sum(f.bytes for f in files) + sum(f.bytes for f in ds_files)
-
-
-def cache_bytes(db: CatalogDB) -> int:
-    """Every byte the catalog keeps: CV Pilot and dataset (NGSIM) files, and the files only
-    older snapshots still show."""
-    with db.read() as con:
-        return _total_bytes(con)
-
-
-def _total_bytes(con: Any) -> int:
-    row = con.execute(
-        "SELECT (SELECT coalesce(sum(bytes), 0) FROM partition_files) "
-        "+ (SELECT coalesce(sum(bytes), 0) FROM dataset_files)"
-    ).fetchone()
-    return (int(row[0]) if row else 0) + lake.scheduled_bytes(con)
-
-
-def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = None) -> list[str]:
-    """Drop least-recently-used complete partitions until the cache fits in max_size_gb."""
-    limit = int(max_size_gb * GB)
-    if cache_bytes(db) <= limit:
-        return []
-    protect = protect or set()
-    # replaced data kept for time travel goes first
-    db.expire_snapshots(now_utc())
-    if cache_bytes(db) <= limit:
-        return []
-    with folded_access_log(db.paths) as accessed, db.write(message="cache evict") as con:
-        manifest.touch(con, accessed)
-        rows = con.execute(
-            "SELECT p.partition_key, p.source, p.message_type, coalesce(sum(f.bytes), 0) AS b "
-            "FROM partitions p LEFT JOIN partition_files f USING (partition_key) "
-            "WHERE p.status = 'complete' GROUP BY ALL "
-            "ORDER BY coalesce(max(p.last_accessed), max(p.created_at)), p.partition_key"
-        ).fetchall()
-        total = _total_bytes(con)
-        victims: list[str] = []
-        for key, _src, _mt, size in rows:
-            if total <= limit:
-                break
-            if key in protect:
-                continue
-            victims.append(key)
-            total -= int(size)
-        files = manifest.delete_partitions(con, victims)
-    db.retire(f.path for f in files)
-    if victims:
-        db.expire_snapshots(now_utc())
-    return victims
-
-
-#: Parquet bytes per source byte assumed before a catalog has any partition to learn from.
-DEFAULT_PARQUET_RATIO = 0.5
-
-
-def expected_bytes(db: CatalogDB, source: str, message_type: str, source_bytes: int) -> int:
-    """Parquet + quarantine bytes a partition of source_bytes raw bytes will take, from the
-    ratio observed on the complete partitions of the same (source, type) (or of any)."""
-    with db.read() as con:
-        rows = con.execute(
-            "SELECT p.source = ? AND p.message_type = ? AS same, sum(f.bytes), "
-            "sum(p.source_bytes) FROM partitions p JOIN (SELECT partition_key, sum(bytes) AS "
-            "bytes FROM partition_files GROUP BY 1) f USING (partition_key) "
-            "WHERE p.status = 'complete' AND p.source_bytes > 0 GROUP BY 1",
-            [source, message_type],
-        ).fetchall()
-    by_same = {bool(same): (int(out or 0), int(src or 0)) for same, out, src in rows}
-    out, src = by_same.get(True) or by_same.get(False) or (0, 0)
-    ratio = out / src if src else DEFAULT_PARQUET_RATIO
-    return int(source_bytes * ratio)
-
-
-def make_room(
-    db: CatalogDB, max_size_gb: float, incoming_bytes: int, protect: set[str] | None = None
-) -> list[str]:
-    """Before writing incoming_bytes: evict least-recently-used partitions (never `protect`)
-    until the cache plus the new files fit in max_size_gb."""
-    limit = int(max_size_gb * GB)
-    if cache_bytes(db) + incoming_bytes <= limit:
-        return []
-    return evict_to_size(db, max(limit - incoming_bytes, 0) / GB, protect=protect)
 
 
 @dataclass
@@ -175,8 +95,6 @@ class VerifyReport:
 def verify(db: CatalogDB) -> VerifyReport:
     """Re-hash every file the manifest lists and look for files it does not list (wherever
     the lake lives: S3 objects are streamed and hashed, not trusted by their metadata)."""
-    from cvcatalog.datasets.manage import dataset_files
-
     report = VerifyReport()
     with db.read() as con:
         files = manifest.get_files(con)
@@ -225,8 +143,6 @@ def quarantine_bad(db: CatalogDB, report: VerifyReport) -> list[Refetch]:
     """Hide damaged partitions from the views (marked failed), drop the units of damaged
     dataset files (their inputs leave the views until re-loaded) and delete orphan files.
     Returns the dataset inputs to load again."""
-    from cvcatalog.datasets.manage import drop_damaged
-
     refetch: list[Refetch] = []
     rebuild = _tables_showing(db, report.missing + report.mismatched)
     if report.bad_partitions or report.bad_dataset_files:

@@ -1,27 +1,57 @@
-"""Compaction: rewrite a partition's many small Parquet files as few well-sized ones.
+"""Compaction: rewrite a partition's many small Parquet files as few well-sized ones, for
+every table (CV Pilot partitions and dataset partitions such as NGSIM's location/date).
 
-Catalogs built before ingest wrote one file per day (or with a small rows_per_file) pay for
-every extra file on every query. Compaction works like an ingest commit: under the partition
-lock, write new files to staging, check the row count, swap the manifest entry and the views in
-one transaction, then delete the old files.
+Catalogs built with a small rows_per_file, and datasets loaded as many byte-range units (one
+file per unit and partition), pay for every extra file on every query. Compaction works like
+an ingest commit: under the lock the writers of that data take (the partition lock; the
+dataset's load lock), the files are streamed into new ones in staging, the row count is
+checked, the new files are placed under new names, hashed and recorded, and the old ones are
+retired in ONE `CatalogDB.write`; `tables.sync_all` then makes the table show exactly the new
+files. The old files stay on disk for time travel (`AT (VERSION => n)`) until their snapshots
+expire, as any replaced file does.
+
+Why not DuckLake's own merge (`ducklake_merge_adjacent_files`, in the 1.5.5 extension)? It
+works on files added with `ducklake_add_data_files`, but it cannot be made consistent with the
+state tables (docs/architecture.md, "Compaction"):
+
+* it chooses what to merge by table partition and snapshot adjacency, not by what cvcatalog
+  owns: it merges the files of several NGSIM inputs (US-101 is published as three 15-minute
+  files, all in one location/date partition) into one, so a changed input could no longer be
+  replaced, nor a damaged file's rows re-fetched, file by file;
+* its files carry the partition and constant columns and a `_ducklake_internal_snapshot_id`
+  column; `ducklake_add_data_files` refuses such a file when a table is rebuilt (`cache verify
+  --repair`, a schema change), and the Dask readers, which read the files directly, do not
+  expect them;
+* it schedules the merged-away files for deletion at once (kept only via the snapshot column
+  of the new file), and it merges a whole table, never one partition under its lock.
+
+A dataset partition is compacted per published input version (uri, scope, fingerprint): the
+merged files keep that ownership and are recorded with unit id `COMPACTED_UNIT` ('*': rows of
+every unit of that version), so a repair of a damaged merged file re-fetches that version.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import filelock
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cvcatalog.datasets import DATASETS
+from cvcatalog.datasets.manage import COMPACTED_UNIT, dataset_files
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io.layout import remove_tree, sha256_file
+from cvcatalog.io.storage import S3Access, S3Store
 from cvcatalog.sources import PartitionKey
 from cvcatalog.sqlutil import list_literal, quote_literal
 from cvcatalog.state import manifest
-from cvcatalog.state.db import CatalogDB
-from cvcatalog.state.manifest import FileRecord
+from cvcatalog.state.db import CatalogDB, now_utc
 
 
 @dataclass
@@ -34,6 +64,16 @@ class CompactResult:
     bytes_after: int
 
 
+@dataclass(frozen=True)
+class Placed:
+    """A new file in the lake, not yet recorded."""
+
+    path: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
 def compact(
     db: CatalogDB,
     source: str | None = None,
@@ -43,7 +83,193 @@ def compact(
     row_group_size: int = 122_880,
     min_files: int = 2,
 ) -> list[CompactResult]:
-    """Compact every complete partition with at least min_files data files."""
+    """Compact every partition with at least min_files data files: CV Pilot partitions of
+    (source, type), and the partitions of datasets (source='ngsim'); all when source is None."""
+    if rows_per_file < 1 or row_group_size < 1:
+        raise CatalogError("rows_per_file and row_group_size must be positive")
+    out: list[CompactResult] = []
+    if source is None or source not in DATASETS:
+        out += _compact_cv(db, source, message_type, rows_per_file, row_group_size, min_files)
+    for name, ds in sorted(DATASETS.items()):
+        if source is not None and source != name:
+            continue
+        if message_type is not None and message_type != ds.message_type:
+            continue
+        out += _compact_dataset(db, name, rows_per_file, row_group_size, min_files)
+    return out
+
+
+# -- the one rewrite ----------------------------------------------------------------------
+def _reader(db: CatalogDB) -> tuple[Callable[[str], str], Any]:
+    """How pyarrow opens a catalog-relative file: its path (bucket/key on S3) and filesystem."""
+    store = db.store
+    fs = S3Access.of(store.fs_options()).filesystem() if isinstance(store, S3Store) else None
+    return (lambda rel: store.location(rel).removeprefix("s3://")), fs
+
+
+@dataclass(frozen=True)
+class Writer:
+    """How a table's files are written, so a merged file is typed and encoded as its parts:
+    DuckDB's COPY for the CV tables (the ingest's writer), pyarrow with the dataset driver's
+    settings for datasets (floats split into byte streams; no dictionary for `plain`)."""
+
+    engine: str  # "duckdb" | "arrow"
+    plain: tuple[str, ...] = ()
+
+
+CV_WRITER = Writer("duckdb")
+
+
+def rewrite(
+    db: CatalogDB,
+    rels: list[str],
+    rel_dir: str,
+    stage: Path,
+    rows_per_file: int,
+    row_group_size: int,
+    writer: Writer = CV_WRITER,
+) -> list[Placed]:
+    """Stream the files' rows, in order, into new files of at most rows_per_file rows (zstd,
+    row groups of row_group_size), check the count, and place them in the lake under
+    rel_dir with new names. Column types are the files' own (no re-typing; hive directory
+    names are not read as columns); a column some files lack (e.g. the quality step's
+    `segment`) is NULL in their rows. Returns the placed files; the caller records them (or
+    discards them when its commit fails)."""
+    remove_tree(stage)
+    stage.mkdir(parents=True)
+    try:
+        if writer.engine == "duckdb":
+            expected = _write_duckdb(db, rels, stage, rows_per_file, row_group_size)
+        else:
+            expected = _write_arrow(db, rels, stage, rows_per_file, row_group_size, writer)
+        written = sorted(stage.glob("*.parquet"))
+        counts = [pq.ParquetFile(p).metadata.num_rows for p in written]
+        if sum(counts) != expected:
+            raise CatalogError(
+                f"compaction of {rel_dir} wrote {sum(counts)} rows, expected {expected}"
+            )
+        tag = f"compact-{uuid.uuid4().hex[:12]}"  # a new name: old snapshots keep theirs
+        placed: list[Placed] = []
+        store = db.store
+        try:
+            for i, (p, n) in enumerate(zip(written, counts, strict=True)):
+                rel = f"{rel_dir}/part-{tag}-{i:03d}.parquet"
+                digest, size = sha256_file(p), p.stat().st_size
+                store.put(p, rel, size, digest)
+                placed.append(Placed(rel, n, size, digest))
+        except BaseException:
+            store.discard(f.path for f in placed)
+            raise
+        return placed
+    finally:
+        remove_tree(stage)
+
+
+def _write_duckdb(
+    db: CatalogDB, rels: list[str], stage: Path, rows_per_file: int, row_group_size: int
+) -> int:
+    """One COPY (DuckDB streams it, in file order); returns the rows the sources hold."""
+    store = db.store
+    src = list_literal([store.location(r) for r in rels])
+    groups = max(1, -(-rows_per_file // row_group_size))
+    con = db.attach_lake(duckdb.connect())
+    try:
+        scan = f"read_parquet({src}, hive_partitioning = false, union_by_name = true)"
+        row = con.execute(
+            f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({src})"
+        ).fetchone()
+        con.execute(
+            f"COPY (SELECT * FROM {scan}) TO {quote_literal(str(stage))} "
+            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {int(row_group_size)}, "
+            f"ROW_GROUPS_PER_FILE {int(groups)}, FILENAME_PATTERN 'part_{{i}}')"
+        )
+    finally:
+        con.close()
+    return int(row[0]) if row else 0
+
+
+def _write_arrow(
+    db: CatalogDB,
+    rels: list[str],
+    stage: Path,
+    rows_per_file: int,
+    row_group_size: int,
+    how: Writer,
+) -> int:
+    """Batches of each file in turn into ParquetWriters; returns the rows the sources hold."""
+    locate, fs = _reader(db)
+    sources = [pq.ParquetFile(locate(r), filesystem=fs) for r in rels]
+    schema = pa.unify_schemas([f.schema_arrow for f in sources]).remove_metadata()
+    writer: pq.ParquetWriter | None = None
+    files = in_file = 0
+    try:
+        for f in sources:
+            for batch in f.iter_batches(batch_size=row_group_size):
+                table = _conform(pa.Table.from_batches([batch]), schema)
+                while table.num_rows:
+                    if writer is None or in_file >= rows_per_file:
+                        if writer is not None:
+                            writer.close()
+                        path = stage / f"part-{files:03d}.parquet"
+                        writer = pq.ParquetWriter(path, schema, **_options(schema, how.plain))
+                        files, in_file = files + 1, 0
+                    take = min(table.num_rows, rows_per_file - in_file)
+                    writer.write_table(table.slice(0, take), row_group_size=row_group_size)
+                    in_file += take
+                    table = table.slice(take)
+    finally:
+        if writer is not None:
+            writer.close()
+    return sum(f.metadata.num_rows for f in sources)
+
+
+#: the zstd level of the dataset driver's files
+ZSTD_LEVEL = 3
+
+
+def _options(schema: pa.Schema, plain: tuple[str, ...]) -> dict[str, Any]:
+    """The dataset driver's ParquetWriter settings, so a merged file is no larger than its
+    parts."""
+    floats = [f.name for f in schema if pa.types.is_floating(f.type)]
+    return {
+        "compression": "zstd",
+        "compression_level": ZSTD_LEVEL,
+        "use_byte_stream_split": floats,
+        "use_dictionary": [f.name for f in schema if f.name not in floats and f.name not in plain],
+        "write_statistics": True,
+    }
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The table with schema's columns in order (missing ones NULL)."""
+    cols = [
+        table.column(field.name)
+        if field.name in table.column_names
+        else pa.nulls(table.num_rows, field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _locked(path: Path, timeout: float, what: str) -> filelock.FileLock:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(path))
+    try:
+        lock.acquire(timeout=timeout)
+    except filelock.Timeout:
+        raise CatalogLockedError(f"{what}; try again later") from None
+    return lock
+
+
+# -- CV Pilot partitions ------------------------------------------------------------------
+def _compact_cv(
+    db: CatalogDB,
+    source: str | None,
+    message_type: str | None,
+    rows_per_file: int,
+    row_group_size: int,
+    min_files: int,
+) -> list[CompactResult]:
     with db.read() as con:
         parts = manifest.get_partitions(con, source, message_type)
         files = manifest.get_files(
@@ -54,79 +280,155 @@ def compact(
         counts[f.partition_key] = counts.get(f.partition_key, 0) + 1
     out = []
     for key in sorted(k for k, n in counts.items() if n >= min_files):
-        result = _compact_one(db, key, rows_per_file, row_group_size)
+        result = _compact_partition(db, key, rows_per_file, row_group_size, min_files)
         if result is not None:
             out.append(result)
     return out
 
 
-def _compact_one(
-    db: CatalogDB, key: str, rows_per_file: int, row_group_size: int
+def _compact_partition(
+    db: CatalogDB, key: str, rows_per_file: int, row_group_size: int, min_files: int
 ) -> CompactResult | None:
     paths = db.paths
-    lock_path = paths.partition_lock(PartitionKey.parse(key))
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(lock_path))
-    try:
-        lock.acquire(timeout=db.lock_timeout)
-    except filelock.Timeout:
-        raise CatalogLockedError(
-            f"{key} is being ingested by another process; try again later"
-        ) from None
+    pk = PartitionKey.parse(key)
+    lock = _locked(
+        paths.partition_lock(pk), db.lock_timeout, f"{key} is being ingested by another process"
+    )
     try:
         with db.read() as con:
             rec = manifest.get_partitions(con, keys=[key]).get(key)
-            old = manifest.get_files(con, [key])
-            objects = manifest.get_source_objects(con, key)
-        data = [f for f in old if f.kind == "data"]
-        if rec is None or rec.status != "complete" or len(data) < 2:
+            data = manifest.get_files(con, [key], "data")
+        if rec is None or rec.status != "complete" or len(data) < min_files:
             return None  # changed while we waited
-        pk = rec.pk
-        stage = paths.staging_dir(pk) / "compact"
-        remove_tree(stage)
-        stage.mkdir(parents=True)
-        try:
-            rows = sum(f.rows for f in data)
-            groups = max(1, -(-rows_per_file // row_group_size))
-            store = db.store
-            src = list_literal([store.location(f.path) for f in data])
-            con = db.attach_lake(duckdb.connect())
-            try:
-                con.execute(
-                    f"COPY (SELECT * FROM read_parquet({src})) TO {quote_literal(str(stage))} "
-                    f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {int(row_group_size)}, "
-                    f"ROW_GROUPS_PER_FILE {int(groups)}, FILENAME_PATTERN 'part_{{i}}')"
-                )
-            finally:
-                con.close()
-            written = sorted(stage.glob("*.parquet"))
-            new_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in written)
-            if new_rows != rows:
-                raise CatalogError(f"compaction of {key} wrote {new_rows} rows, expected {rows}")
-            tag = f"compact-{uuid.uuid4().hex[:12]}"  # a new name: old snapshots keep theirs
-            placed: list[FileRecord] = []
-            for i, p in enumerate(written):
-                rel = f"{paths.partition_rel(pk)}/part-{tag}-{i:03d}.parquet"
-                n, digest, size = (
-                    pq.ParquetFile(p).metadata.num_rows,
-                    sha256_file(p),
-                    p.stat().st_size,
-                )
-                store.put(p, rel, size, digest)
-                placed.append(FileRecord(rel, key, "data", n, size, digest))
-        finally:
-            remove_tree(stage)
-        keep = [f for f in old if f.kind != "data"]
-        rec.parquet_bytes = sum(f.bytes for f in placed)
+        old = sorted(f.path for f in data)
+        placed = rewrite(
+            db,
+            old,
+            paths.partition_rel(pk),
+            paths.staging_dir(pk) / "compact",
+            rows_per_file,
+            row_group_size,
+        )
         try:
             with db.write(message=f"compact {key}") as con:
-                obsolete = manifest.put_partition(con, rec, placed + keep, objects)
+                now = {f.path for f in manifest.get_files(con, [key], "data")}
+                if now != set(old):
+                    raise CatalogError(f"{key} changed while it was compacted; run compact again")
+                con.execute(
+                    "DELETE FROM partition_files WHERE partition_key = ? AND kind = 'data'",
+                    [key],
+                )
+                con.executemany(
+                    "INSERT INTO partition_files VALUES (?, ?, 'data', ?, ?, ?, ?)",
+                    [[f.path, key, f.rows, f.bytes, f.sha256, now_utc()] for f in placed],
+                )
+                # as the ingest records it: the data files' bytes
+                con.execute(
+                    "UPDATE partitions SET parquet_bytes = ? WHERE partition_key = ?",
+                    [sum(f.bytes for f in placed), key],
+                )
         except BaseException:
             db.store.discard(f.path for f in placed)
             raise
-        db.retire(f.path for f in obsolete)
+        db.retire(old)  # Parquet: kept for the snapshots that still show it
         return CompactResult(
-            key, len(data), len(placed), rows, sum(f.bytes for f in data), rec.parquet_bytes
+            key,
+            len(data),
+            len(placed),
+            sum(f.rows for f in placed),
+            sum(f.bytes for f in data),
+            sum(f.bytes for f in placed),
         )
     finally:
         lock.release()
+
+
+# -- dataset partitions (NGSIM, ...) ----------------------------------------------------------
+#: a dataset's compaction group: (uri, scope, fingerprint, partition)
+Group = tuple[str, str, str, str]
+
+
+def _compact_dataset(
+    db: CatalogDB, name: str, rows_per_file: int, row_group_size: int, min_files: int
+) -> list[CompactResult]:
+    ds = DATASETS[name]
+    lock = _locked(
+        db.paths.dataset_lock(name), db.lock_timeout, f"another cvcatalog process is loading {name}"
+    )
+    try:
+        groups = _dataset_groups(db, name, min_files)
+        if not groups:
+            return []
+        top = f"{db.paths.lake.relative_to(db.paths.root).as_posix()}/main/{ds.view_name}"
+        stage = db.paths.staging / "datasets" / name / f"compact-{uuid.uuid4().hex[:8]}"
+        placed: dict[Group, list[Placed]] = {}
+        try:
+            for group, files in groups.items():
+                placed[group] = rewrite(
+                    db,
+                    [f.path for f in files],
+                    f"{top}/{group[3]}",
+                    stage,
+                    rows_per_file,
+                    row_group_size,
+                    Writer("arrow", tuple(ds.plain_columns)),
+                )
+            with db.write(message=f"compact {name}") as con:
+                current = _dataset_groups(db, name, min_files, con)
+                for group, files in groups.items():
+                    if [f.path for f in current.get(group, [])] != [f.path for f in files]:
+                        raise CatalogError(
+                            f"{name} changed while it was compacted; run compact again"
+                        )
+                    _record(con, name, group, files, placed[group])
+        except BaseException:
+            db.store.discard(f.path for fs in placed.values() for f in fs)
+            raise
+        db.retire(f.path for files in groups.values() for f in files)
+        return [
+            CompactResult(
+                f"{name}/{group[3]}",
+                len(files),
+                len(placed[group]),
+                sum(f.rows for f in placed[group]),
+                sum(f.bytes for f in files),
+                sum(f.bytes for f in placed[group]),
+            )
+            for group, files in sorted(groups.items(), key=lambda g: (g[0][3], g[0][0]))
+        ]
+    finally:
+        lock.release()
+
+
+def _dataset_groups(
+    db: CatalogDB, name: str, min_files: int, con: Any = None
+) -> dict[Group, list[Any]]:
+    """Published data files of the dataset by (input version, partition), groups of at least
+    min_files files only."""
+    if con is None:
+        with db.read() as c:
+            files = dataset_files(c, name, published_only=True)
+    else:
+        files = dataset_files(con, name, published_only=True)
+    groups: dict[Group, list[Any]] = {}
+    for f in files:
+        if f.kind == "data":
+            groups.setdefault((f.uri, f.scope, f.fingerprint, f.partition), []).append(f)
+    return {g: fs for g, fs in groups.items() if len(fs) >= min_files}
+
+
+def _record(con: Any, name: str, group: Group, old: Iterable[Any], placed: list[Placed]) -> None:
+    """Replace the group's dataset_files rows by the merged files' (inside the write)."""
+    uri, scope, fingerprint, partition = group
+    con.execute("DELETE FROM dataset_files WHERE list_contains(?, path)", [[f.path for f in old]])
+    now = now_utc()
+    con.executemany(
+        "INSERT INTO dataset_files (path, dataset, uri, scope, fingerprint, unit_id, "
+        "partition, kind, rows, bytes, sha256, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, 'data', ?, ?, ?, ?)",
+        [
+            [f.path, name, uri, scope, fingerprint, COMPACTED_UNIT, partition, f.rows, f.bytes,
+             f.sha256, now]
+            for f in placed
+        ],
+    )  # fmt: skip

@@ -36,6 +36,7 @@ import duckdb
 
 from cvcatalog import __version__
 from cvcatalog.config import DownloadConfig
+from cvcatalog.datasets.manage import dataset_files
 from cvcatalog.exceptions import CatalogError, CvCatalogError, S3Error
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import load_httpfs
@@ -235,8 +236,6 @@ def _snapshot(cat: Catalog) -> Iterator[Path]:
 def _complete_files(snap: Path) -> list[FileRecord]:
     """Files of complete partitions and of the published version of every dataset input
     (NGSIM, ...: partition_key '<dataset>/<partition>')."""
-    from cvcatalog.datasets.manage import dataset_files
-
     con = duckdb.connect(str(snap), read_only=True)
     try:
         cur = con.execute(

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from cvcatalog.catalog import Catalog
 
+
 #: Report origins: counts recorded by ingests, evaluated now, or nothing to count.
 RECORDED, EVALUATED, NO_DATA = "recorded", "evaluated now", "no data"
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from cvcatalog.catalog import Catalog, to_socrata
 from cvcatalog.config import DateRange, MemoryConfig, format_validation_error, load_yaml
+from cvcatalog.datasets import DATASETS
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.schemas import SCHEMAS
 
@@ -111,6 +112,8 @@ class ExperimentConfig(_Strict):
 
 #: Columns that identify a duplicate BSM (same vehicle, same instant, same message).
 DUPLICATE_KEY = ["vehicle_id", "generated_at", "msg_cnt", "sec_mark"]
+#: ... and a duplicate point of a dataset's trajectory (NGSIM: one row per vehicle and frame).
+DATASET_DUPLICATE_KEY = ["vehicle_id", "timestamp"]
 
 
 class Experiment:
@@ -146,12 +149,14 @@ class Experiment:
                 frame.latitude.between(b.lat_min, b.lat_max)
                 & frame.longitude.between(b.lon_min, b.lon_max)
             ]
+        dataset = _is_dataset(d.source)
         if c.remove_duplicates:
-            key = [k for k in DUPLICATE_KEY if k in frame.columns]
-            frame = frame.drop_duplicates(subset=key)
+            key = DATASET_DUPLICATE_KEY if dataset else DUPLICATE_KEY
+            frame = frame.drop_duplicates(subset=[k for k in key if k in frame.columns])
         if d.max_rows is not None:
             frame = frame.head(d.max_rows, npartitions=-1, compute=False)
-        if self.config.output.column_names == "socrata":
+        # datasets (NGSIM) have no data.transportation.gov names: their canonical ones are kept
+        if self.config.output.column_names == "socrata" and not dataset:
             frame = to_socrata(frame, SCHEMAS[(frame_source(d.source), d.message_type.upper())])
         return frame
 
@@ -170,6 +175,10 @@ class Experiment:
 
 def frame_source(source: str) -> str:
     return source.strip().lower()
+
+
+def _is_dataset(source: str) -> bool:
+    return frame_source(source) in DATASETS
 
 
 class CatalogGatherer:

@@ -43,7 +43,6 @@ from cvcatalog.exceptions import (
 from cvcatalog.io.download import ObjectInfo, S3Fetcher
 from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, remove_tree
 from cvcatalog.io.s3 import RetryPolicy, make_client
-from cvcatalog.ops.cache import evict_to_size, expected_bytes, make_room
 from cvcatalog.pipeline.contract import Abandoned, Plan, RunContext, Source, Staged, StagedFile
 from cvcatalog.pipeline.report import NullProgress, Outcome, Progress, Summary
 from cvcatalog.pipeline.run import Runner, new_run_id
@@ -54,6 +53,7 @@ from cvcatalog.sources.bucket import PartitionKey, partitions_for
 from cvcatalog.state import manifest
 from cvcatalog.state.access import record_access
 from cvcatalog.state.db import CatalogDB, now_utc
+from cvcatalog.state.eviction import evict_to_size, expected_bytes, make_room
 from cvcatalog.state.manifest import FileRecord, PartitionRecord, SourceObjectRecord
 from cvcatalog.transform import ConvertResult, RawFile, apply_quality, convert_partition
 

@@ -122,7 +122,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
 
     @property
     def _lock(self) -> Path:
-        return self.paths.root / "locks" / "datasets" / f"{self.ds.name}.lock"
+        return self.paths.dataset_lock(self.ds.name)
 
     # -- the run -----------------------------------------------------------------------------
     @contextlib.contextmanager
