@@ -460,47 +460,54 @@ class Targets(Bench):
             "compare": (small_cat, MANY_START + timedelta(days=k // 2)),
         }
 
-        def query(r: int, label: str) -> dict[str, Any]:
-            cat, day = catalogs[label]
-            result = self.work / f"query-{label}.json"
+        def query(r: int) -> dict[str, Any]:
+            result = self.work / "day-query.json"
             params = {
-                "catalog": str(cat),
-                "day": day.isoformat(),
+                "catalogs": {
+                    label: {"catalog": str(cat), "day": day.isoformat()}
+                    for label, (cat, day) in catalogs.items()
+                },
                 "reps": a.query_reps,
                 "warmups": a.query_warmups,
             }
             rec, _ = self.measure(
-                f"query_{label}",
-                r,
-                self.variant_cmd("day_query", params, result),
-                result_file=result,
+                "day_query", r, self.variant_cmd("day_query", params, result), result_file=result
             )
             if rec["status"] == "ok":
-                self.check_rows(rec, rec["detail"]["rows_counted"], a.small_object_records)
+                for label in catalogs:
+                    got = rec["detail"][label]["rows_counted"]
+                    self.check_rows(rec, got, a.small_object_records)
             return rec
 
-        self.interleave(
-            "days-query", {label: functools.partial(query, label=label) for label in catalogs}
-        )
-        q: dict[str, Any] = {"status": "ok", "days": {"many": n, "compare": k}, "catalogs": {}}
+        self.interleave("days-query", {"day_query": query})
+        recs = [r for r in self.runs_of("days-query", "day_query") if r["status"] == "ok"]
+        q: dict[str, Any] = {
+            "status": "ok" if recs else "failed",
+            "days": {"many": n, "compare": k},
+            "catalogs": {},
+        }
         for label in catalogs:
-            recs = [r for r in self.runs_of("days-query", f"query_{label}") if r["status"] == "ok"]
             per: dict[str, Any] = {"files_read": None}
             for method in ("catalog_query", "plain_duckdb"):
                 per[method] = {
-                    "median_ms": _median([r["detail"][method]["median_ms"] for r in recs]),
-                    "cpu_median_ms": _median([r["detail"][method]["cpu_median_ms"] for r in recs]),
+                    "median_ms": _median([r["detail"][label][method]["median_ms"] for r in recs]),
+                    "cpu_median_ms": _median(
+                        [r["detail"][label][method]["cpu_median_ms"] for r in recs]
+                    ),
                 }
             if recs:
-                per["files_read"] = recs[0]["detail"].get("total_files_read")
+                per["files_read"] = recs[0]["detail"][label].get("total_files_read")
             per["load_1min"] = [r["loadavg_start"][0] for r in recs]
             q["catalogs"][label] = per
-        big, small = q["catalogs"]["many"], q["catalogs"]["compare"]
-        for method in ("catalog_query", "plain_duckdb"):
-            q[f"ratio_{method}"] = ratio(big[method]["median_ms"], small[method]["median_ms"])
-            q[f"cpu_ratio_{method}"] = ratio(
-                big[method]["cpu_median_ms"], small[method]["cpu_median_ms"]
-            )
+        if recs:
+            big, small = q["catalogs"]["many"], q["catalogs"]["compare"]
+            for method in ("catalog_query", "plain_duckdb"):
+                q[f"ratio_{method}"] = ratio(big[method]["median_ms"], small[method]["median_ms"])
+                q[f"cpu_ratio_{method}"] = ratio(
+                    big[method]["cpu_median_ms"], small[method]["cpu_median_ms"]
+                )
+        else:
+            q["why"] = "the query process failed"
         out["query"] = q
         shutil.rmtree(many_cat, ignore_errors=True)
         shutil.rmtree(small_cat, ignore_errors=True)
@@ -596,6 +603,12 @@ class Targets(Bench):
         for rec in self.runs[before:]:
             rec["scenario"] = "bigday"
         ing = out.get("ingest") or {}
+        if ing.get("status") == "ok" and ing.get("rows") != out.get("records"):
+            out["status"] = "failed"
+            out["why"] = f"ingest wrote {ing.get('rows')} rows, expected {out.get('records')}"
+        if (out.get("ingest_warm") or {}).get("status") == "failed":
+            out["status"] = "failed"
+            out["why"] = out["ingest_warm"].get("why")
         if ing.get("parquet_bytes") and out.get("bytes"):
             out["parquet_over_raw"] = round(ing["parquet_bytes"] / out["bytes"], 4)
         return out
@@ -906,8 +919,8 @@ def markdown(res: dict[str, Any]) -> str:
         if q.get("status") == "ok":
             out += [
                 "Warm one-day count (`SELECT count(*) FROM wydot_bsm WHERE date = ...`), median "
-                f"of {c['query_reps']} per process after {c['query_warmups']} warm-ups, methods "
-                "round robin; median over the processes:",
+                f"of {c['query_reps']} per process after {c['query_warmups']} warm-ups, both "
+                "catalogs and both methods in one process, in turn; median over the processes:",
                 "",
                 "| catalog | Catalog.query ms | CPU ms | plain DuckDB ms | CPU ms | files read | load 1-min |",
                 "|---|---|---|---|---|---|---|",

@@ -200,7 +200,9 @@ def limit_typed(p: dict[str, Any]) -> dict[str, Any]:
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
     if any(str(g).startswith("s3://") for g in p["globs"]):
-        con.execute(f"LOAD {quote_literal(str(httpfs_extension()))}")
+        from cvcatalog.io.duckdb_ext import load_httpfs
+
+        load_httpfs(con)  # from the pip package, as cvcatalog loads it; never INSTALL
         con.execute(
             "CREATE SECRET bench_s3 (TYPE s3, KEY_ID 'sandbox', SECRET 'sandbox', "
             f"REGION 'us-east-1', ENDPOINT {quote_literal(p['endpoint'])}, URL_STYLE 'path', "
@@ -503,44 +505,61 @@ def queries(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def day_query(p: dict[str, Any]) -> dict[str, Any]:
-    """Warm one-day count through Catalog.query and through a plain DuckDB session that
-    attaches the lake read-only (bench.catalog_session), round robin; wall and CPU ms.
+    """Warm one-day count on several catalogs through Catalog.query and through a plain DuckDB
+    session, every (catalog, method) pair in turn each repetition (so load changes hit all
+    alike); wall and CPU ms.
 
-    p: catalog, day, reps, warmups.
+    The plain session is what any DuckDB user types: the ducklake extension (loaded from its
+    pip package, as cvcatalog loads it), then ATTACH 'ducklake:<catalog>/catalog.ducklake' AS cv
+    (READ_ONLY). Only Catalog (public API) and the catalog file's name are cvcatalog's.
+    p: catalogs ({label: {catalog, day}}), reps, warmups.
     """
     import statistics
 
-    from cvcatalog.catalog import Catalog
+    import duckdb
 
-    cat = Catalog(p["catalog"])
-    plain = plain_session(cat.database)
-    sql = f"SELECT count(*) AS n FROM wydot_bsm WHERE date = DATE '{p['day']}'"
-    methods: dict[str, Callable[[], Any]] = {
-        "catalog_query": lambda: cat.query(sql),
-        "plain_duckdb": lambda: plain.execute(sql).fetchall(),
-    }
-    results: dict[str, Any] = {}
-    for name, fn in methods.items():
+    from cvcatalog.catalog import Catalog
+    from cvcatalog.io.duckdb_ext import load_extension
+    from cvcatalog.sqlutil import quote_literal
+
+    pairs: dict[tuple[str, str], Callable[[], Any]] = {}
+    sessions: dict[str, tuple[Any, str]] = {}
+    for label, c in p["catalogs"].items():
+        cat = Catalog(c["catalog"])
+        plain = duckdb.connect()
+        load_extension(plain, "ducklake")
+        lake_file = Path(c["catalog"]) / "catalog.ducklake"
+        plain.execute(f"ATTACH {quote_literal(f'ducklake:{lake_file}')} AS cv (READ_ONLY)")
+        plain.execute("USE cv")
+        sql = f"SELECT count(*) AS n FROM wydot_bsm WHERE date = DATE '{c['day']}'"
+        sessions[label] = (plain, sql)
+        pairs[(label, "catalog_query")] = lambda cat=cat, sql=sql: cat.query(sql)
+        pairs[(label, "plain_duckdb")] = lambda plain=plain, sql=sql: plain.execute(sql).fetchall()
+    for fn in pairs.values():
         for _ in range(int(p.get("warmups", 3))):
-            results[name] = fn()
-    wall: dict[str, list[float]] = {name: [] for name in methods}
-    cpu: dict[str, list[float]] = {name: [] for name in methods}
+            fn()
+    wall: dict[tuple[str, str], list[float]] = {k: [] for k in pairs}
+    cpu: dict[tuple[str, str], list[float]] = {k: [] for k in pairs}
     for _ in range(int(p["reps"])):
-        for name, fn in methods.items():
+        for k, fn in pairs.items():
             c0, t0 = time.process_time(), time.perf_counter()
             fn()
-            wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
-    n = plain.execute(sql).fetchone()
-    out: dict[str, Any] = {"sql": sql, "rows_counted": int(n[0]) if n else 0}
-    out.update(_files_read(plain, sql))
-    for name in methods:
-        out[name] = {
-            "median_ms": round(statistics.median(wall[name]) * 1000, 3),
-            "cpu_median_ms": round(statistics.median(cpu[name]) * 1000, 3),
-            "ms": [round(t * 1000, 3) for t in wall[name]],
-        }
-    plain.close()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    out: dict[str, Any] = {}
+    for label, (plain, sql) in sessions.items():
+        n = plain.execute(sql).fetchone()
+        entry: dict[str, Any] = {"sql": sql, "rows_counted": int(n[0]) if n else 0}
+        entry.update(_files_read(plain, sql))
+        for method in ("catalog_query", "plain_duckdb"):
+            k = (label, method)
+            entry[method] = {
+                "median_ms": round(statistics.median(wall[k]) * 1000, 3),
+                "cpu_median_ms": round(statistics.median(cpu[k]) * 1000, 3),
+                "ms": [round(t * 1000, 3) for t in wall[k]],
+            }
+        out[label] = entry
+        plain.close()
     return out
 
 
