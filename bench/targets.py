@@ -166,6 +166,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return a
 
 
+def catalog_rows(catalog: Path) -> int:
+    """Rows of wydot_bsm as any DuckDB user sees them: the DuckLake file attached read-only
+    (ducklake loaded from its pip package, as cvcatalog does); independent of file layout."""
+    import duckdb
+
+    from cvcatalog.io.duckdb_ext import load_extension
+    from cvcatalog.sqlutil import quote_literal
+
+    con = duckdb.connect()
+    try:
+        load_extension(con, "ducklake")
+        lake_file = f"ducklake:{catalog / 'catalog.ducklake'}"
+        con.execute(f"ATTACH {quote_literal(lake_file)} AS cv (READ_ONLY)")
+        row = con.execute("SELECT count(*) FROM cv.wydot_bsm").fetchone()
+    except duckdb.Error as e:
+        print(f"    ! cannot count the rows of {catalog}: {e}", flush=True)
+        return -1
+    finally:
+        con.close()
+    return int(row[0]) if row else 0
+
+
 def _median(xs: Sequence[float]) -> float | None:
     return round(statistics.median(xs), 4) if xs else None
 
@@ -246,7 +268,7 @@ class Targets(Bench):
         rec["detail"] = self.ingest_summary(m)
         self.note_failed_days(rec, catalog)
         if rec["status"] == "ok":
-            self.check_rows(rec, self.parquet_stats(catalog / "lake")["rows"], rows)
+            self.check_rows(rec, catalog_rows(catalog), rows)
         return rec
 
     @staticmethod
