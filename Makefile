@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint demo bench chaos clean
+.PHONY: help install test test-all lint demo bench bench-targets chaos clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -86,6 +86,9 @@ demo: install ## End to end on a local S3 endpoint: replica, ingest a week, quer
 
 bench: install ## Benchmarks (see bench/README.md)
 	$(BIN)/python -m bench.run
+
+bench-targets: install ## Issue 13's targets -> bench/results/targets.{md,json} (TARGETS_ARGS=--quick: minutes)
+	$(BIN)/python -m bench.targets $(TARGETS_ARGS)
 
 chaos: install ## kill -9 trials, concurrent writers + reader (docs/reliability.md)
 	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)

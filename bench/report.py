@@ -149,6 +149,17 @@ def targets(results: dict[str, Any], summary: dict[str, dict[str, Any]]) -> list
             e.get("status") == "ok" and e["max_rss_bytes"] <= budget,
             f"one day of {big['bytes'] / 1e9:.2f} GB",
         )
+    bwarm = big.get("ingest_warm") or {}
+    if bwarm:
+        add(
+            "warm re-run makes zero GET requests, big day",
+            "0",
+            f"{bwarm.get('server_gets')} (server), {bwarm.get('cvcatalog_gets')} (cvcatalog)",
+            bwarm.get("status") == "ok"
+            and bwarm.get("server_gets") == 0
+            and bwarm.get("cvcatalog_gets") == 0,
+            f"one day of {big['bytes'] / 1e9:.2f} GB",
+        )
     if ing.get("parquet_over_raw") is not None:
         add(
             "Parquet size / raw NDJSON",

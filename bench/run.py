@@ -206,9 +206,11 @@ class Bench:
         assert self.spawner is not None
         env = self.env()
         env.update(env_extra or {})
+        load_start = os.getloadavg()
         m = self.spawner.run(
             tag, cmd, env=env, cwd=REPO, log_dir=self.logs, timeout=self.args.timeout
         )
+        load_end = os.getloadavg()
         counts = self.reqlog.since(mark)
         rec: dict[str, Any] = {
             "variant": variant,
@@ -218,6 +220,11 @@ class Bench:
             "max_rss_bytes": m.max_rss_bytes,
             "user_s": round(m.user_s, 3),
             "sys_s": round(m.sys_s, 3),
+            # CPU seconds of the child and its waited-for descendants (process start included)
+            "cpu_s": round(m.user_s + m.sys_s, 3),
+            # the machine's 1/5/15-min load average just before and just after the process
+            "loadavg_start": [round(x, 2) for x in load_start],
+            "loadavg_end": [round(x, 2) for x in load_end],
             "returncode": m.returncode,
             "requests": counts.as_dict(),
             "server_gets": counts.get("GET"),
@@ -723,7 +730,7 @@ class Bench:
             {**e, "cumtime": round(e["cumtime"], 3)} for e in functions if e["cumtime"] >= 0.05
         ][:25]
         # the pieces alone: download (cvcatalog's fetcher) and DuckDB conversion of local files
-        pieces: list[tuple[str, float]] = [("ingest under cProfile (wall)", rec["wall_s"])]
+        pieces: list[tuple[str, Any]] = [("ingest under cProfile (wall)", rec["wall_s"])]
         local = self.run_dl_cvcatalog(-1, keep=True)
         dl = next(r for r in reversed(self.runs) if r["variant"] == "profile_download")
         pieces.append(("list + download only (cvcatalog S3Fetcher)", dl["wall_s"]))
@@ -753,7 +760,10 @@ class Bench:
         }
 
     # -- a big day -------------------------------------------------------------------------------------
-    def big_day_phase(self) -> dict[str, Any]:
+    def big_day_phase(self, extras: bool = True) -> dict[str, Any]:
+        """Seed one folder day of --big-day-gb GB (after resetting the endpoint) and ingest it
+        cold, then warm (the warm re-run must send no GET). extras: also the default memory
+        config and the DuckDB limit on the same day."""
         gb = self.args.big_day_gb
         per_hour = math.ceil(gb * 1e9 / BYTES_PER_RECORD / 24)
         files = max(1, math.ceil(per_hour / self.args.records_per_object))
@@ -763,22 +773,41 @@ class Bench:
         rep = self.seed(BIG_DAY, 1, per_hour, files)
         out: dict[str, Any] = {"status": "ok", **rep}
         catalog = self.work / "big-catalog"
-        for variant, extra in (
-            ("ingest", None),
+        keys = ("status", "wall_s", "max_rss_bytes", "cpu_s", "loadavg_start", "why")
+        variants: list[tuple[str, dict[str, str] | None]] = [("ingest", None)]
+        if extras:
             # cvcatalog's default memory budget (max_usage_gb 24: DuckDB may use 12 GB)
-            ("ingest_default_memory", {"CVCATALOG_MEMORY__MAX_USAGE_GB": "24"}),
-        ):
+            variants.append(("ingest_default_memory", {"CVCATALOG_MEMORY__MAX_USAGE_GB": "24"}))
+        for variant, extra in variants:
             shutil.rmtree(catalog, ignore_errors=True)
-            rec, m = self.measure(
-                f"big_day_{variant}", None, self.ingest_cmd(catalog, rep), env_extra=extra
-            )
+            cmd = self.ingest_cmd(catalog, rep)
+            rec, m = self.measure(f"big_day_{variant}", None, cmd, env_extra=extra)
             rec["detail"] = self.ingest_summary(m)
             self.note_failed_days(rec, catalog)
-            entry = {k: rec.get(k) for k in ("status", "wall_s", "max_rss_bytes", "why")}
+            entry = {k: rec.get(k) for k in keys}
             if rec["status"] == "ok":
                 entry["parquet_bytes"] = tree_bytes(catalog / "lake", ".parquet")[1]
+                entry["rows"] = (rec["detail"] or {}).get("rows")
+            if variant == "ingest" and rec["status"] == "ok":
+                # the same command again on the same catalog: must not GET anything
+                wrec, wm = self.measure("big_day_ingest_warm", None, cmd, env_extra=extra)
+                wrec["detail"] = self.ingest_summary(wm)
+                warm = {k: wrec.get(k) for k in keys}
+                warm["server_gets"] = wrec["server_gets"]
+                warm["cvcatalog_gets"] = (wrec["detail"] or {}).get("get_requests")
+                if wrec["status"] == "ok" and (
+                    warm["server_gets"] != 0 or warm["cvcatalog_gets"] != 0
+                ):
+                    wrec["status"] = warm["status"] = "failed"
+                    wrec["why"] = warm["why"] = (
+                        f"warm re-run made {warm['server_gets']} GETs (server) / "
+                        f"{warm['cvcatalog_gets']} (cvcatalog)"
+                    )
+                out["ingest_warm"] = warm
             out[variant] = entry
         shutil.rmtree(catalog, ignore_errors=True)
+        if not extras:
+            return out
         lim = self.work / "big-limit"
         result = self.work / "big-limit.json"
         lrec, _ = self.measure(

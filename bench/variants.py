@@ -2,7 +2,7 @@
 
     python -m bench.variants NAME PARAMS_JSON RESULT_JSON
 
-NAME is one of limit, baseline, download, ingest_recorded, queries. PARAMS_JSON is a JSON
+NAME is one of limit, limit_typed, baseline, download, ingest_recorded, queries, day_query. PARAMS_JSON is a JSON
 object; the variant writes what it measured from inside (rows, requests, internal timings) to
 RESULT_JSON. The parent measures wall time and peak RSS from outside.
 """
@@ -165,6 +165,69 @@ def limit(p: dict[str, Any]) -> dict[str, Any]:
             f"{quote_literal(str(out))} (FORMAT parquet, COMPRESSION zstd, "
             f"ROW_GROUP_SIZE {int(p.get('row_group_size', 122_880))}, "
             f"PARTITION_BY (year, month, day), {'APPEND, ' if i else ''}RETURN_STATS)"
+        ).fetchall()
+    t2 = time.perf_counter()
+    con.close()
+    return {
+        "rows": sum(int(r[1]) for r in rows),
+        "files": len(rows),
+        "copies": len(groups),
+        "setup_s": t1 - t0,
+        "copy_s": t2 - t1,
+    }
+
+
+def limit_typed(p: dict[str, Any]) -> dict[str, Any]:
+    """The tightest honest limit: read_json with the raw record's typed columns, SELECT * ->
+    Parquet; no canonical SELECT, no validation, no checksums, no catalog.
+
+    COPY (SELECT *, year, month, day FROM read_json(globs, format='newline_delimited',
+    columns={SCHEMAS[("wydot","BSM")].read_columns_sql()})) TO out (FORMAT parquet,
+    COMPRESSION zstd, PARTITION_BY (year, month, day)), with httpfs loaded from its pip package
+    (cvcatalog.io.duckdb_ext, never INSTALL), the same memory_limit and threads as `limit`.
+    p: as limit; mode "single" (default: one COPY over every glob) or "per_day".
+    """
+    import duckdb
+
+    from cvcatalog.schemas import SCHEMAS
+    from cvcatalog.sqlutil import list_literal, quote_literal
+
+    t0 = time.perf_counter()
+    schema = SCHEMAS[("wydot", "BSM")]
+    out = Path(p["out"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(":memory:")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    if any(str(g).startswith("s3://") for g in p["globs"]):
+        from cvcatalog.io.duckdb_ext import load_httpfs
+
+        load_httpfs(con)  # from the pip package, as cvcatalog loads it; never INSTALL
+        con.execute(
+            "CREATE SECRET bench_s3 (TYPE s3, KEY_ID 'sandbox', SECRET 'sandbox', "
+            f"REGION 'us-east-1', ENDPOINT {quote_literal(p['endpoint'])}, URL_STYLE 'path', "
+            "USE_SSL false)"
+        )
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET memory_limit = ?", [p["memory_limit"]])
+    con.execute("SET temp_directory = ?", [str(out.parent / (out.name + ".duckdb_tmp"))])
+    if p.get("threads"):
+        con.execute("SET threads = ?", [int(p["threads"])])
+    parts = ", ".join(
+        f"CAST(regexp_extract(filename, '{DAY_REGEX}', {i}) AS INTEGER) AS {name}"
+        for i, name in ((1, "year"), (2, "month"), (3, "day"))
+    )
+    groups = [[g] for g in p["globs"]] if p.get("mode") == "per_day" else [p["globs"]]
+    t1 = time.perf_counter()
+    rows: list[Any] = []
+    for i, globs in enumerate(groups):
+        rows += con.execute(
+            f"COPY (SELECT * EXCLUDE (filename), {parts} FROM read_json({list_literal(globs)}, "
+            f"format = 'newline_delimited', columns = {schema.read_columns_sql()}, "
+            f"filename = true)) TO {quote_literal(str(out))} (FORMAT parquet, "
+            f"COMPRESSION zstd, PARTITION_BY (year, month, day), "
+            f"{'APPEND, ' if i else ''}RETURN_STATS)"
         ).fetchall()
     t2 = time.perf_counter()
     con.close()
@@ -441,8 +504,69 @@ def queries(p: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def day_query(p: dict[str, Any]) -> dict[str, Any]:
+    """Warm one-day count on several catalogs through Catalog.query and through a plain DuckDB
+    session, every (catalog, method) pair in turn each repetition (so load changes hit all
+    alike); wall and CPU ms.
+
+    The plain session is what any DuckDB user types: the ducklake extension (loaded from its
+    pip package, as cvcatalog loads it), then ATTACH 'ducklake:<catalog>/catalog.ducklake' AS cv
+    (READ_ONLY). Only Catalog (public API) and the catalog file's name are cvcatalog's.
+    p: catalogs ({label: {catalog, day}}), reps, warmups.
+    """
+    import statistics
+
+    import duckdb
+
+    from cvcatalog.catalog import Catalog
+    from cvcatalog.io.duckdb_ext import load_extension
+    from cvcatalog.sqlutil import quote_literal
+
+    pairs: dict[tuple[str, str], Callable[[], Any]] = {}
+    sessions: dict[str, tuple[Any, str]] = {}
+    for label, c in p["catalogs"].items():
+        cat = Catalog(c["catalog"])
+        plain = duckdb.connect()
+        load_extension(plain, "ducklake")
+        lake_file = Path(c["catalog"]) / "catalog.ducklake"
+        plain.execute(f"ATTACH {quote_literal(f'ducklake:{lake_file}')} AS cv (READ_ONLY)")
+        plain.execute("USE cv")
+        sql = f"SELECT count(*) AS n FROM wydot_bsm WHERE date = DATE '{c['day']}'"
+        sessions[label] = (plain, sql)
+        pairs[(label, "catalog_query")] = lambda cat=cat, sql=sql: cat.query(sql)
+        pairs[(label, "plain_duckdb")] = lambda plain=plain, sql=sql: plain.execute(sql).fetchall()
+    for fn in pairs.values():
+        for _ in range(int(p.get("warmups", 3))):
+            fn()
+    wall: dict[tuple[str, str], list[float]] = {k: [] for k in pairs}
+    cpu: dict[tuple[str, str], list[float]] = {k: [] for k in pairs}
+    for _ in range(int(p["reps"])):
+        for k, fn in pairs.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    out: dict[str, Any] = {}
+    for label, (plain, sql) in sessions.items():
+        n = plain.execute(sql).fetchone()
+        entry: dict[str, Any] = {"sql": sql, "rows_counted": int(n[0]) if n else 0}
+        entry.update(_files_read(plain, sql))
+        for method in ("catalog_query", "plain_duckdb"):
+            k = (label, method)
+            entry[method] = {
+                "median_ms": round(statistics.median(wall[k]) * 1000, 3),
+                "cpu_median_ms": round(statistics.median(cpu[k]) * 1000, 3),
+                "ms": [round(t * 1000, 3) for t in wall[k]],
+            }
+        out[label] = entry
+        plain.close()
+    return out
+
+
 VARIANTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "limit": limit,
+    "limit_typed": limit_typed,
+    "day_query": day_query,
     "baseline": baseline,
     "download": download,
     "ingest_recorded": ingest_recorded,
