@@ -49,6 +49,8 @@ def test_compact_merges_small_files_and_keeps_every_row(s3_client: Any, catalog_
     assert cat.query("select count(*) as n from source_objects").n[0] == rep.objects
     assert cat.query("select count(*) as n from partition_files where kind='quarantine'").n[0] == 2
     assert cat.compact("wydot", "BSM") == []  # nothing left to do
+    # compaction merges small files, it never splits: a smaller target leaves one file alone
+    assert cat.compact("wydot", "BSM", rows_per_file=1000) == []
 
     # the merged files hold the canonical columns only (partition values stay in the path),
     # so Dask reads them as it read the old ones

@@ -533,7 +533,11 @@ def cache_evict(
         )
     cat = open_catalog(catalog, config)
     gone = cat.evict(limit)
-    print(f"evicted {len(gone)} partitions" + (f": {', '.join(gone)}" if gone else ""))
+    inputs = sum(1 for g in gone if ":" in g.split("/")[0])  # '<dataset>:<uri>'
+    what = f"{len(gone) - inputs} partitions" + (
+        f" and {inputs} dataset input(s)" if inputs else ""
+    )
+    print(f"evicted {what}" + (f": {', '.join(gone)}" if gone else ""))
     for name in gone:  # a dataset input, '<dataset>:<uri>': how to load it again
         dataset, sep, uri = name.partition(":")
         if sep and "/" not in dataset:

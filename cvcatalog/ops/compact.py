@@ -99,6 +99,14 @@ def compact(
     return out
 
 
+def worth_merging(rows: list[int], rows_per_file: int, min_files: int) -> bool:
+    """Whether files of these row counts are worth merging: at least min_files of them, two
+    or more well under the target size (a compacted partition has at most one, its last:
+    running compact again rewrites nothing)."""
+    small = [n for n in rows if n < rows_per_file // 2]
+    return len(rows) >= min_files and len(small) >= 2
+
+
 # -- the one rewrite ----------------------------------------------------------------------
 def _reader(db: CatalogDB) -> tuple[Callable[[str], str], Any]:
     """How pyarrow opens a catalog-relative file: its path (bucket/key on S3) and filesystem."""
@@ -171,6 +179,7 @@ def _write_duckdb(
     """One COPY (DuckDB streams it, in file order); returns the rows the sources hold."""
     store = db.store
     src = list_literal([store.location(r) for r in rels])
+    row_group_size = min(row_group_size, rows_per_file)
     groups = max(1, -(-rows_per_file // row_group_size))
     con = db.attach_lake(duckdb.connect())
     try:
@@ -275,11 +284,11 @@ def _compact_cv(
         files = manifest.get_files(
             con, [k for k, p in parts.items() if p.status == "complete"], "data"
         )
-    counts: dict[str, int] = {}
+    rows: dict[str, list[int]] = {}
     for f in files:
-        counts[f.partition_key] = counts.get(f.partition_key, 0) + 1
+        rows.setdefault(f.partition_key, []).append(f.rows)
     out = []
-    for key in sorted(k for k, n in counts.items() if n >= min_files):
+    for key in sorted(k for k, n in rows.items() if worth_merging(n, rows_per_file, min_files)):
         result = _compact_partition(db, key, rows_per_file, row_group_size, min_files)
         if result is not None:
             out.append(result)
@@ -298,7 +307,11 @@ def _compact_partition(
         with db.read() as con:
             rec = manifest.get_partitions(con, keys=[key]).get(key)
             data = manifest.get_files(con, [key], "data")
-        if rec is None or rec.status != "complete" or len(data) < min_files:
+        if (
+            rec is None
+            or rec.status != "complete"
+            or not worth_merging([f.rows for f in data], rows_per_file, min_files)
+        ):
             return None  # changed while we waited
         old = sorted(f.path for f in data)
         placed = rewrite(
@@ -356,7 +369,7 @@ def _compact_dataset(
         db.paths.dataset_lock(name), db.lock_timeout, f"another cvcatalog process is loading {name}"
     )
     try:
-        groups = _dataset_groups(db, name, min_files)
+        groups = _dataset_groups(db, name, rows_per_file, min_files)
         if not groups:
             return []
         top = f"{db.paths.lake.relative_to(db.paths.root).as_posix()}/main/{ds.view_name}"
@@ -374,7 +387,7 @@ def _compact_dataset(
                     Writer("arrow", tuple(ds.plain_columns)),
                 )
             with db.write(message=f"compact {name}") as con:
-                current = _dataset_groups(db, name, min_files, con)
+                current = _dataset_groups(db, name, rows_per_file, min_files, con)
                 for group, files in groups.items():
                     if [f.path for f in current.get(group, [])] != [f.path for f in files]:
                         raise CatalogError(
@@ -401,10 +414,10 @@ def _compact_dataset(
 
 
 def _dataset_groups(
-    db: CatalogDB, name: str, min_files: int, con: Any = None
+    db: CatalogDB, name: str, rows_per_file: int, min_files: int, con: Any = None
 ) -> dict[Group, list[Any]]:
-    """Published data files of the dataset by (input version, partition), groups of at least
-    min_files files only."""
+    """Published data files of the dataset by (input version, partition), the groups worth
+    merging only."""
     if con is None:
         with db.read() as c:
             files = dataset_files(c, name, published_only=True)
@@ -414,7 +427,11 @@ def _dataset_groups(
     for f in files:
         if f.kind == "data":
             groups.setdefault((f.uri, f.scope, f.fingerprint, f.partition), []).append(f)
-    return {g: fs for g, fs in groups.items() if len(fs) >= min_files}
+    return {
+        g: fs
+        for g, fs in groups.items()
+        if worth_merging([f.rows for f in fs], rows_per_file, min_files)
+    }
 
 
 def _record(con: Any, name: str, group: Group, old: Iterable[Any], placed: list[Placed]) -> None:
