@@ -238,7 +238,8 @@ class Summary:
         message = "; ".join(self.errors)
         if stopped is not None:
             why = str(stopped) if str(stopped) else type(stopped).__name__
-            message = f"stopped after {len(self.outcomes)} unit(s): {why}" + (
+            what = "day(s)" if self.kind == "days" else "unit(s)"
+            message = f"stopped after {len(self.outcomes)} {what}: {why}" + (
                 f"; {message}" if message else ""
             )
         if stopped is not None and not isinstance(stopped, Exception):
