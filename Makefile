@@ -25,10 +25,15 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## Create .venv and install cvcatalog with its dev tools
 
+# --dist loadfile: a module's tests run on one worker, so its module-scoped fixtures (seeded
+# replicas, ingested catalogs) are built once, not once per worker. compileall: the bytecode of
+# cvcatalog is written once here, not compiled again by every worker and subprocess the tests
+# start (PYTHONDONTWRITEBYTECODE may be set, as in CI).
 test: install ## Install, then run lint and the test suite (slow tests excluded)
 	$(BIN)/ruff check cvcatalog tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m compileall -q cvcatalog >/dev/null
+	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-all: install ## The whole suite, slow tests included
 	$(BIN)/pytest $(PYTEST_ARGS)

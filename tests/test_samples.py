@@ -20,8 +20,10 @@ def load(version: int) -> dict[str, Any]:
     return json.loads((SAMPLES / f"wydot-filtered-bsm-schemaVersion{version}.json").read_text())
 
 
-@pytest.fixture
-def catalog(s3_client: Any, catalog_dir: Path) -> Catalog:
+@pytest.fixture(scope="module")
+def catalog(module_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    """The samples ingested once for the module (the tests only read the catalog)."""
+    s3_client = module_s3
     # v3 predates 2018-01-18: one pretty-printed document per object, uploaded byte for byte
     s3_client.put_object(
         Bucket=BUCKET,
@@ -35,7 +37,7 @@ def catalog(s3_client: Any, catalog_dir: Path) -> Catalog:
             Key=f"wydot/BSM/2018/05/06/20/usdot-its-cvpilot-bsm-public-6-2018-05-06-20-26-28-v{v}",
             Body=(json.dumps(load(v)) + "\n").encode(),
         )
-    cat = Catalog(catalog_dir)
+    cat = Catalog(tmp_path_factory.mktemp("samples") / "catalog")
     for day in ("2017-12-05", "2018-05-06"):
         s = cat.ingest("wydot", "BSM", day, day, timezone="UTC", rate_limit=0)
         assert s.ok and s.quarantined == 0

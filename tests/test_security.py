@@ -42,10 +42,12 @@ def _ingest(cat: Catalog) -> Any:
     return cat.ingest("wydot", "BSM", D1, D1, timezone="UTC", rate_limit=0, max_workers=4)
 
 
-@pytest.fixture
-def ingested(s3_client: Any, catalog_dir: Path) -> tuple[Catalog, Any]:
-    report = seed_replica(s3_client, D1, D1, records_per_hour=10, files_per_hour=1)
-    cat = Catalog(catalog_dir)
+@pytest.fixture(scope="module")
+def ingested(module_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Catalog, Any]:
+    """One day ingested once for the module: each test using it checks that what it tries
+    leaves the catalog as it found it (digest before and after)."""
+    report = seed_replica(module_s3, D1, D1, records_per_hour=10, files_per_hour=1)
+    cat = Catalog(tmp_path_factory.mktemp("ingested") / "catalog")
     assert _ingest(cat).ok
     return cat, report
 
