@@ -46,7 +46,7 @@ from cvcatalog.io import lake
 from cvcatalog.io.layout import CatalogPaths, sha256_file
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sandbox.server import sandbox_env, start_server
-from cvcatalog.sources import BUCKET
+from cvcatalog.sources.bucket import BUCKET
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -51,7 +51,7 @@ from bench.catalog_session import plain_session
 from cvcatalog.catalog import Catalog
 from cvcatalog.io.layout import CatalogPaths, sha256_file
 from cvcatalog.schemas import SCHEMAS
-from cvcatalog.sources import BUCKET, PartitionKey
+from cvcatalog.sources.bucket import BUCKET, PartitionKey
 from cvcatalog.sqlutil import quote_ident, quote_literal
 from cvcatalog.state import manifest
 from cvcatalog.state.db import CatalogDB

@@ -382,7 +382,7 @@ class Targets(Bench):
     def seed_one_object_days(self) -> dict[str, Any]:
         """N days of one object each (hour 12) and the same bytes as N objects under ONE_DAY."""
         from cvcatalog.sandbox.replica import HourContext, ReplicaSpec, generate_hour
-        from cvcatalog.sources import PartitionKey
+        from cvcatalog.sources.bucket import PartitionKey
 
         a = self.args
         n = a.many_days

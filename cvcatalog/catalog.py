@@ -47,7 +47,8 @@ from cvcatalog.ops.publish import publish as publish_catalog
 from cvcatalog.ops.remote import PUBLISH_JSON, RemoteCatalogDB, cache_dir_for, read_only_error
 from cvcatalog.pipeline.report import Progress, Summary
 from cvcatalog.schemas import SCHEMAS, MessageSchema
-from cvcatalog.sources import PartitionKey, cvpilot, ngsim, partitions_for, utc_window
+from cvcatalog.sources import cvpilot, ngsim
+from cvcatalog.sources.bucket import PartitionKey, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_literal
 from cvcatalog.state import manifest
 from cvcatalog.state.access import record_access

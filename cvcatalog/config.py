@@ -17,7 +17,7 @@ from cvcatalog.configfile import format_validation_error, load_yaml
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.mapping import check_applicable
-from cvcatalog.sources import BUCKET, VALID_TYPES
+from cvcatalog.sources.bucket import BUCKET, VALID_TYPES
 
 DEFAULT_HOME = Path("data/catalog")
 ENV_PREFIX = "CVCATALOG_"

@@ -51,7 +51,7 @@ from cvcatalog.io import rawfile
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.rules import QualityStats, process_partition
 from cvcatalog.schemas import MessageSchema, list_literal, quote_ident, quote_literal
-from cvcatalog.sources import BINNED_SOURCES, FOLDER_TIMEZONE
+from cvcatalog.sources.bucket import BINNED_SOURCES, FOLDER_TIMEZONE
 
 log = logging.getLogger(__name__)
 

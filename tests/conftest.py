@@ -11,7 +11,7 @@ import pytest
 from faultproxy import FaultProxy
 
 from cvcatalog.sandbox.server import SandboxServer, start_server
-from cvcatalog.sources import BUCKET
+from cvcatalog.sources.bucket import BUCKET
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

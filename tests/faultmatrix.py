@@ -385,7 +385,7 @@ def main() -> None:
     import boto3
 
     from cvcatalog.sandbox.server import start_server
-    from cvcatalog.sources import BUCKET
+    from cvcatalog.sources.bucket import BUCKET
 
     with tempfile.TemporaryDirectory() as tmp, start_server() as server:
         os.environ.update(server.env())

@@ -25,7 +25,7 @@ from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.s3 import make_client
 from cvcatalog.ops.discover import compact, human_bytes
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
-from cvcatalog.sources import BUCKET
+from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.state.db import CatalogDB
 
 runner = CliRunner()

@@ -24,7 +24,7 @@ from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import CredentialsError, IntegrityError, S3Error
 from cvcatalog.io.download import CHUNK_SIZE, DownloadResult, ObjectInfo, S3Fetcher
 from cvcatalog.io.s3 import make_client
-from cvcatalog.sources import BUCKET
+from cvcatalog.sources.bucket import BUCKET
 
 PREFIX = "wydot/BSM/2021/04/01/00/"
 

@@ -28,7 +28,7 @@ from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.config import MemoryConfig, ValidationConfig
 from cvcatalog.schemas import SCHEMAS, list_literal
-from cvcatalog.sources import BUCKET
+from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.transform import ConvertResult, RawFile, convert_partition
 
 

@@ -22,7 +22,7 @@ from cvcatalog.io.lake import files as lake_files
 from cvcatalog.io.layout import sha256_file
 from cvcatalog.pipeline.report import Summary as IngestSummary
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
-from cvcatalog.sources import BUCKET
+from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.sources.cvpilot import CvPilotDays
 from cvcatalog.sources.cvpilot import ingest as run_ingest
 

@@ -18,7 +18,7 @@ from cvcatalog.catalog import Catalog
 from cvcatalog.io.duckdb_ext import extension_path
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
-from cvcatalog.sources import PartitionKey
+from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.sources.cvpilot import CvPilotDays
 from cvcatalog.sources.cvpilot import ingest as run_ingest
 

@@ -42,7 +42,7 @@ from cvcatalog.sandbox.replica_nycdot import (
 )
 from cvcatalog.schemas import SCHEMAS, list_literal, view_sql
 from cvcatalog.schemas.nycdot import EVENT_TYPES, NYCDOT_SCHEMA_VERSION, PARAMETERS
-from cvcatalog.sources import PartitionKey
+from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.transform import ConvertResult, RawFile, convert_partition
 
 SANDBOX = Path(__file__).parent / "fixtures" / "sandbox"

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from cvcatalog.cli.main import app
 from cvcatalog.config import ValidationConfig
 from cvcatalog.schemas import SCHEMAS, list_literal
-from cvcatalog.sources import BUCKET
+from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.transform import ConvertResult, RawFile, convert_partition
 
 ODE = Path(__file__).parent / "fixtures" / "ode"

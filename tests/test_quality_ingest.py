@@ -19,7 +19,7 @@ from cvcatalog.distributed import ConvertJob, run_convert_job
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.schemas import SCHEMAS
-from cvcatalog.sources import BUCKET
+from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.transform import RawFile
 
 D0, D1 = date(2021, 4, 1), date(2021, 4, 2)

@@ -34,7 +34,7 @@ from cvcatalog.sandbox.replica_wydot_bsm import (
     new_log,
     schema_version_for,
 )
-from cvcatalog.sources import BUCKET
+from cvcatalog.sources.bucket import BUCKET
 
 _SAMPLE_DIRS = (
     Path(__file__).parent / "fixtures" / "sandbox",

@@ -38,7 +38,7 @@ from cvcatalog.io.s3 import (
     translate_error,
 )
 from cvcatalog.sandbox.server import free_port
-from cvcatalog.sources import BUCKET
+from cvcatalog.sources.bucket import BUCKET
 
 # -- helpers shared with test_download.py ------------------------------------------------------
 

@@ -40,7 +40,7 @@ from urllib3.exceptions import ProtocolError
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.exceptions import QueryError
-from cvcatalog.sources import BUCKET
+from cvcatalog.sources.bucket import BUCKET
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cvcatalog.catalog import Catalog
-from cvcatalog.sources import BUCKET
+from cvcatalog.sources.bucket import BUCKET
 
 SAMPLES = Path(__file__).parent / "fixtures" / "sandbox"
 

@@ -21,7 +21,7 @@ from cvcatalog.config import DataSourceConfig, load_yaml
 from cvcatalog.exceptions import ConfigError, QueryError
 from cvcatalog.io.download import ObjectInfo
 from cvcatalog.sandbox.replica import seed_replica
-from cvcatalog.sources import BUCKET
+from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.sources.cvpilot import raw_name as _raw_name
 from cvcatalog.sqlutil import quote_ident
 

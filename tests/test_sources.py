@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cvcatalog.sources import PartitionKey, folder_hours, partitions_for, utc_window
+from cvcatalog.sources.bucket import PartitionKey, folder_hours, partitions_for, utc_window
 
 
 def test_a_denver_day_spans_two_utc_dates() -> None:

@@ -21,7 +21,7 @@ from cvcatalog.io.duckdb_ext import load_extension, s3_connection
 from cvcatalog.io.lake import files as table_files
 from cvcatalog.io.storage import S3Store
 from cvcatalog.sandbox.replica import seed_replica
-from cvcatalog.sources import BUCKET
+from cvcatalog.sources.bucket import BUCKET
 
 LAKE = "cv-lake"
 runner = CliRunner()

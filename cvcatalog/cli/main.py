@@ -43,7 +43,7 @@ from cvcatalog.sandbox.server import (
     write_state,
 )
 from cvcatalog.schemas import SCHEMAS
-from cvcatalog.sources import BUCKET, FOLDER_TIMEZONE, PartitionKey
+from cvcatalog.sources.bucket import BUCKET, FOLDER_TIMEZONE, PartitionKey
 
 app = typer.Typer(
     help="A local analytical catalog of the USDOT ITS CV Pilot sandbox bucket.",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cvcatalog.exceptions import CatalogError
-from cvcatalog.sources import PartitionKey
+from cvcatalog.sources.bucket import PartitionKey
 
 DB_NAME = "catalog.ducklake"
 #: the catalog database of cvcatalog 0.1 (views listing files), migrated on first open

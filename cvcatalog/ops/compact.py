@@ -48,7 +48,7 @@ from cvcatalog.datasets.manage import COMPACTED_UNIT, dataset_files
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io.layout import remove_tree, sha256_file
 from cvcatalog.io.storage import S3Access, S3Store
-from cvcatalog.sources import PartitionKey
+from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.sqlutil import list_literal, quote_literal
 from cvcatalog.state import manifest
 from cvcatalog.state.db import CatalogDB, now_utc

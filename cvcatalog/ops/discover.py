@@ -38,7 +38,7 @@ from cvcatalog.config import (
 from cvcatalog.exceptions import CatalogLockedError, ConfigError
 from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.s3 import make_client
-from cvcatalog.sources import (
+from cvcatalog.sources.bucket import (
     BINNED_SOURCES,
     BUCKET,
     TIME_BINS,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.schemas import SCHEMAS
-from cvcatalog.sources import VALID_TYPES
+from cvcatalog.sources.bucket import VALID_TYPES
 
 # -- column mappings --------------------------------------------------------------------------
 #: lat_min, lat_max, lon_min, lon_max. WYDOT: the I-80 corridor across Wyoming (41.0..41.8 N,

@@ -39,7 +39,7 @@ from cvcatalog.sandbox.replica_blocks import (
 )
 from cvcatalog.sandbox.replica_wydot_bsm import SUPPORTED_SCHEMA_VERSIONS, schema_version_for
 from cvcatalog.schemas.nycdot import NYCDOT_SCHEMA_VERSION
-from cvcatalog.sources import (
+from cvcatalog.sources.bucket import (
     BINNED_SOURCES,
     BUCKET,
     NDJSON_SINCE,

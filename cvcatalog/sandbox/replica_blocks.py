@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from cvcatalog.sources import BUCKET, NDJSON_SINCE, PartitionKey
+from cvcatalog.sources.bucket import BUCKET, NDJSON_SINCE, PartitionKey
 
 #: Kinds of deliberately broken lines, cycled in this order when injecting.
 MALFORMED_KINDS = ("truncated_json", "garbage", "missing_id")

@@ -19,7 +19,7 @@ import duckdb
 from cvcatalog.datasets import DATASETS
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.storage import LakeStore
-from cvcatalog.sources import PartitionKey
+from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.sqlutil import quote_ident, quote_literal
 
 LEGACY = "legacy_catalog"

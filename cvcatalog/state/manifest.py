@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from cvcatalog.sources import PartitionKey
+from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.sqlutil import quote_ident
 from cvcatalog.state.db import now_utc
 
