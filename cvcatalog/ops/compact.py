@@ -118,7 +118,7 @@ def _reader(db: CatalogDB) -> tuple[Callable[[str], str], Any]:
 @dataclass(frozen=True)
 class Writer:
     """How a table's files are written, so a merged file is typed and encoded as its parts:
-    DuckDB's COPY for the CV tables (the ingest's writer), pyarrow with the dataset driver's
+    DuckDB's COPY for the CV tables (the ingest's writer), pyarrow with the NGSIM loader's
     settings for datasets (floats split into byte streams; no dictionary for `plain`)."""
 
     engine: str  # "duckdb" | "arrow"
@@ -232,12 +232,12 @@ def _write_arrow(
     return sum(f.metadata.num_rows for f in sources)
 
 
-#: the zstd level of the dataset driver's files
+#: the zstd level of the NGSIM loader's files
 ZSTD_LEVEL = 3
 
 
 def _options(schema: pa.Schema, plain: tuple[str, ...]) -> dict[str, Any]:
-    """The dataset driver's ParquetWriter settings, so a merged file is no larger than its
+    """The NGSIM loader's ParquetWriter settings, so a merged file is no larger than its
     parts."""
     floats = [f.name for f in schema if pa.types.is_floating(f.type)]
     return {

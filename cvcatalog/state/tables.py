@@ -70,12 +70,12 @@ def dataset_spec(ds: type[Dataset]) -> TableSpec:
     )
 
 
-#: datasets made at run time (e.g. cvpilot_dataset) that a driver has loaded in this process
+#: datasets made at run time (e.g. a test's own) that sources.ngsim.load has loaded in this process
 _REGISTERED: dict[str, type[Dataset]] = {}
 
 
 def register_dataset(ds: type[Dataset]) -> None:
-    """Give a dataset that is not in DATASETS a table of its own (the driver calls this)."""
+    """Give a dataset that is not in DATASETS a table of its own (sources.ngsim.load calls this)."""
     if ds.name not in DATASETS:
         _REGISTERED[ds.name] = ds
 
