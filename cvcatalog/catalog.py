@@ -330,7 +330,7 @@ class Catalog:
         Incremental: inputs whose version (ETag, or size and mtime) was loaded before are
         skipped; a changed input is rebuilt and replaces the old version in one transaction;
         an interrupted run resumes at the first uncommitted unit (docs/ngsim.md).
-        quality: a cvcatalog.quality.QualityConfig: its rules are counted (and its cleaning
+        quality: a cvcatalog.quality.config.QualityConfig: its rules are counted (and its cleaning
         applied) on each unit's files and recorded in quality_stats with the run.
         """
         cls = DATASETS.get(name.lower())
