@@ -388,11 +388,11 @@ def test_token_bucket_is_thread_safe_with_real_clock() -> None:
     assert bucket.acquired == n
     assert time.monotonic() - t0 >= (n - 1) / rate * 0.98
     stamps.sort()
-    for i in range(n):
-        for j in range(i, n):
-            # slack: a stamp is taken a moment after the bucket released its caller, and on a
-            # loaded 2-core host a thread can be descheduled in between (bunching stamps)
-            assert j - i + 1 <= rate * (stamps[j] - stamps[i]) + 1 + 3
+    # The bucket's guarantee is that nobody leaves early: the k-th release (in time order) is
+    # not before t0 + k/rate (capacity 1). A descheduled thread only leaves late, so this holds
+    # on any host however loaded, and two threads handed the same slot would break it.
+    for k, stamp in enumerate(stamps):
+        assert stamp >= t0 + k / rate - 0.002, (k, stamp - t0)
 
 
 # -- retries -----------------------------------------------------------------------------------
