@@ -29,7 +29,7 @@ from cvcatalog.io.storage import is_remote
 from cvcatalog.ops.cache import quarantine_bad
 from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS
 from cvcatalog.ops.publish import RESULT_COLUMNS
-from cvcatalog.pipeline.report import Summary, summary_lines
+from cvcatalog.pipeline.report import NullProgress, Summary, summary_lines
 from cvcatalog.quality.config import QualityConfig, quality_from_file
 from cvcatalog.quality.report import build_report, render_html, render_png, write_atomic
 from cvcatalog.sandbox.ngsim import generate_ngsim
@@ -76,6 +76,11 @@ SourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")
 ]
 TypeOpt = Annotated[str | None, typer.Option("--type", help="BSM | TIM | SPAT | EVENT")]
+StartOpt = Annotated[str | None, typer.Option("--start", help="First local day, YYYY-MM-DD")]
+EndOpt = Annotated[
+    str | None, typer.Option("--end", help="Last local day (inclusive); default: --start")
+]
+DaysBackOpt = Annotated[int | None, typer.Option("--days-back", help="The last N days up to today")]
 #: commands that cover every source, datasets included
 AnySourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
@@ -159,15 +164,9 @@ def ingest(
         str | None,
         typer.Option("--type", help="BSM | TIM | SPAT | EVENT (required unless in --config)"),
     ] = None,
-    start: Annotated[
-        str | None, typer.Option("--start", help="First local day, YYYY-MM-DD")
-    ] = None,
-    end: Annotated[
-        str | None, typer.Option("--end", help="Last local day (inclusive); default: --start")
-    ] = None,
-    days_back: Annotated[
-        int | None, typer.Option("--days-back", help="The last N days up to today")
-    ] = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days_back: DaysBackOpt = None,
     timezone: Annotated[
         str | None,
         typer.Option(
@@ -346,23 +345,8 @@ def _ingest_dataset(
         raise typer.Exit(1)
 
 
-class _NotesOnly:
+class _NotesOnly(NullProgress):
     """No bars, but waits and other notes still reach stderr (e.g. with --no-progress)."""
-
-    def plan(self, todo: list[str], cached: list[str], nbytes: int = 0) -> None:
-        pass
-
-    def listed(self, key: str, objects: int, nbytes: int) -> None:
-        pass
-
-    def downloaded(self, nbytes: int) -> None:
-        pass
-
-    def converting(self, key: str) -> None:
-        pass
-
-    def finished(self, outcome: Any) -> None:
-        pass
 
     def note(self, message: str) -> None:
         _note(message)
@@ -1124,15 +1108,9 @@ def plan(
         str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")
     ] = None,
     message_type: TypeOpt = None,
-    start: Annotated[
-        str | None, typer.Option("--start", help="First local day, YYYY-MM-DD")
-    ] = None,
-    end: Annotated[
-        str | None, typer.Option("--end", help="Last local day (inclusive); default: --start")
-    ] = None,
-    days_back: Annotated[
-        int | None, typer.Option("--days-back", help="The last N days up to today")
-    ] = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days_back: DaysBackOpt = None,
     timezone: Annotated[
         str | None, typer.Option("--timezone", help="Zone of --start/--end [default: UTC]")
     ] = None,
