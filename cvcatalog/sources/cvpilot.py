@@ -53,7 +53,7 @@ from cvcatalog.sources.bucket import PartitionKey, partitions_for
 from cvcatalog.state import manifest
 from cvcatalog.state.access import record_access
 from cvcatalog.state.db import CatalogDB, now_utc
-from cvcatalog.state.eviction import evict_to_size, expected_bytes, make_room
+from cvcatalog.state.eviction import Room, evict_to_size
 from cvcatalog.state.manifest import FileRecord, PartitionRecord, SourceObjectRecord
 from cvcatalog.transform import ConvertResult, RawFile, apply_quality, convert_partition
 
@@ -193,6 +193,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self._fetcher_lock = threading.Lock()
         self._protect: set[str] = set()  # this run's partitions: never evicted to make room
         self._evicted: list[str] = []
+        self._room: Room | None = None
         self._had_work = False
         self._open: set[duckdb.DuckDBPyConnection] = set()
         self._open_lock = threading.Lock()
@@ -231,6 +232,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         s.timezone = self.cfg.date_range.timezone
         todo, cached, known = self.partitions()
         self._protect = {k.key for k in todo + cached}
+        # one per run: it reads the catalog's size only when the run's days might not fit
+        self._room = Room(self.db, self.cfg.cache.max_size_gb, self._protect)
         self._had_work = bool(todo)
         done = []
         for k in cached:
@@ -659,9 +662,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
 
     def _make_room(self, pk: PartitionKey, source_bytes: int, progress: Progress) -> None:
         """Evict LRU partitions before writing one whose expected size would overflow the cache."""
-        incoming = expected_bytes(self.db, pk.source, pk.message_type, source_bytes)
+        if self._room is None:
+            return
         try:
-            gone = make_room(self.db, self.cfg.cache.max_size_gb, incoming, self._protect)
+            gone = self._room.make(pk.source, pk.message_type, source_bytes)
         except CvCatalogError as e:
             progress.note(f"eviction skipped: {e}")
             return
