@@ -196,6 +196,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self._room: Room | None = None
         self._had_work = False
         self._open: set[duckdb.DuckDBPyConnection] = set()
+        self._idle: list[duckdb.DuckDBPyConnection] = []  # conversion connections to reuse
+        self._reusing = True  # until the run finishes
         self._open_lock = threading.Lock()
 
     # -- planning ------------------------------------------------------------------------
@@ -469,7 +471,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     def _convert(
         self, raw: list[RawFile], out_dir: Path, threads: int | None = None
     ) -> ConvertResult:
-        with self._duckdb(threads) as con:
+        with self._duckdb(threads, reuse=True) as con:
             result = convert_partition(
                 con,
                 self.schema,
@@ -494,24 +496,48 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         return self.cfg.memory.duckdb_threads or os.cpu_count() or 1
 
     @contextlib.contextmanager
-    def _duckdb(self, threads: int | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An in-memory DuckDB for conversion, bounded by the memory config; spills to staging."""
-        con = duckdb.connect(":memory:")
+    def _duckdb(
+        self, threads: int | None = None, *, reuse: bool = False
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB for conversion, bounded by the memory config; spills to staging.
+        reuse: one the run's earlier conversions left idle (a new instance and its settings
+        cost ~20 ms CPU, a tiny day's conversion ~45 ms), kept again only after a success with
+        the configured threads; closed at the run's end (finish)."""
+        con = None
+        reuse = reuse and threads is None
+        if reuse:
+            with self._open_lock:
+                con = self._idle.pop() if self._idle else None
+        if con is None:
+            con = duckdb.connect(":memory:")
+            try:
+                self._configure(con, threads)
+            except BaseException:
+                con.close()
+                raise
         with self._open_lock:
             self._open.add(con)
+        keep = False
         try:
-            spill = self.paths.staging / "duckdb_tmp"
-            spill.mkdir(parents=True, exist_ok=True)
-            con.execute("SET memory_limit = ?", [self.cfg.memory.duckdb_memory_limit])
-            con.execute("SET temp_directory = ?", [str(spill)])
-            con.execute("SET preserve_insertion_order = false")
-            if threads or self.cfg.memory.duckdb_threads:
-                con.execute("SET threads = ?", [threads or self.cfg.memory.duckdb_threads])
             yield con
+            keep = reuse
         finally:
             with self._open_lock:
                 self._open.discard(con)
-            con.close()
+                keep = keep and self._reusing
+                if keep:
+                    self._idle.append(con)
+            if not keep:
+                con.close()
+
+    def _configure(self, con: duckdb.DuckDBPyConnection, threads: int | None) -> None:
+        spill = self.paths.staging / "duckdb_tmp"
+        spill.mkdir(parents=True, exist_ok=True)
+        con.execute("SET memory_limit = ?", [self.cfg.memory.duckdb_memory_limit])
+        con.execute("SET temp_directory = ?", [str(spill)])
+        con.execute("SET preserve_insertion_order = false")
+        if threads or self.cfg.memory.duckdb_threads:
+            con.execute("SET threads = ?", [threads or self.cfg.memory.duckdb_threads])
 
     def cancel(self) -> None:
         """Interrupt the conversions in progress (the run is stopping)."""
@@ -641,6 +667,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     # -- after the units -------------------------------------------------------------------
     def finish(self, run: RunContext, stopped: BaseException | None) -> None:
         s = run.summary
+        with self._open_lock:
+            idle, self._idle, self._reusing = self._idle, [], False
+        for con in idle:
+            con.close()
         if self._fetcher is not None:
             s.list_requests = self._fetcher.list_requests
             s.get_requests = self._fetcher.get_requests
