@@ -310,6 +310,13 @@ class CatalogDB:
     @contextlib.contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """connect(), closed at the end of the block."""
+        with self._session() as con:
+            yield con
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """read()'s connection: a cursor of the reader instance, counted while open (a
+        subclass with its own connect() overrides this too)."""
         if not self.paths.db.exists():
             self.initialise()
         hub, con = self._cursor(block=True)
