@@ -302,13 +302,12 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         with self.db.read() as con:
             rec = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
             current = manifest.get_files(con, [pk.key])
-            referenced = {f.path for f in current} | self.db.lake_files(con)
             work, why = needs_work(rec, self.today, self.cfg, self.force)
             check = not work and self.check_changes and incremental.checkable(rec, self.force)
             known = manifest.get_source_objects(con, pk.key) if check else []
         if not work and not check and rec is not None:
             return Outcome(pk.key, "cached", rows=rec.rows, detail=f"{why} (by another process)")
-        self._remove_orphans(pk, referenced)
+        self._remove_orphans(pk, {f.path for f in current})
         objects = self.fetcher.list(pk.s3_prefix)
         nbytes = sum(o.size for o in objects)
         delta = None
@@ -354,13 +353,25 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         )
         return Staged(pk, [], Outcome(pk.key, "no_data"), payload=rec)  # committed in a batch
 
-    def _remove_orphans(self, pk: PartitionKey, referenced: set[str]) -> None:
-        """Files in a partition's directories that the manifest does not list (a crashed run)."""
+    def _remove_orphans(self, pk: PartitionKey, current: set[str]) -> None:
+        """Files in a partition's directories that neither the manifest (current: the day's
+        files) nor the lake (a kept snapshot, a scheduled deletion) knows: a crashed run's.
+        The lake's files are read only when there is a file the manifest does not list (this
+        process holds the day's lock: no other adds files to it meanwhile)."""
         store = self.db.store
-        for d in (self.paths.partition_rel(pk), self.paths.quarantine_rel(pk)):
-            for rel in store.list_files(under=d):
-                if rel not in referenced:
-                    store.delete(rel)
+        strays = [
+            rel
+            for d in (self.paths.partition_rel(pk), self.paths.quarantine_rel(pk))
+            for rel in store.list_files(under=d)
+            if rel not in current
+        ]
+        if not strays:
+            return
+        with self.db.read() as con:
+            known = self.db.lake_files(con)
+        for rel in strays:
+            if rel not in known:
+                store.delete(rel)
 
     # -- convert -------------------------------------------------------------------------
     def convert(self, fetched: Fetched, run: RunContext) -> Staged[PartitionKey]:
