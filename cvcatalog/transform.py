@@ -269,6 +269,12 @@ class _StageStats:
     by_key: dict[str | None, Counter[str]]
 
 
+#: names of columns in the COPY's statistics (RETURN_STATS)
+_INVALID_STAT = '"invalid_reason"'
+_VERSION_STAT = '"schema_version"'
+_WARNING_STAT = '"warnings"."element"'
+
+
 class _Conversion:
     """One run of convert_partition; a class only to share state between the steps."""
 
@@ -298,6 +304,9 @@ class _Conversion:
         self.final = final
         self.quarantine = _Quarantine(work / QUARANTINE_NAME)
         self.docs_path = work / "documents.ndjson"
+        #: staged file -> the COPY's column statistics (RETURN_STATS); dropped for a file
+        #: rewritten since (what they say may no longer hold)
+        self.column_stats: dict[Path, dict[str, dict[str, str]]] = {}
         #: objects already rewritten from their readable lines (no second scan)
         self.scanned: set[int] = set()
 
@@ -333,6 +342,8 @@ class _Conversion:
             target = self.out_dir / PARQUET_NAME.format(i)
             os.replace(path, target)
             self.final.append(target)
+            if path in self.column_stats:
+                self.column_stats[target] = self.column_stats.pop(path)
         quarantine_file = None
         if self.quarantine.count:
             quarantine_file = self.out_dir / QUARANTINE_NAME
@@ -515,13 +526,23 @@ class _Conversion:
             "RETURN_STATS)"
         ).fetchall()
         out = []
-        for filename, count, *_ in rows:
+        for filename, count, _size, _footer, column_stats, *_ in rows:
             path = Path(filename)
             if count:
                 out.append((path, int(count)))
+                self.column_stats[path] = dict(column_stats or {})
             else:
                 path.unlink(missing_ok=True)
         return sorted(out)
+
+    def _all_null(self, paths: Sequence[Path], column: str) -> bool:
+        """Whether the COPY's statistics show `column` (a stats name: '"a"', '"l"."element"')
+        NULL in every row of every file; False when a file's statistics are unknown."""
+        for p in paths:
+            st = self.column_stats.get(p, {}).get(column)
+            if st is None or "null_count" not in st or st["null_count"] != st.get("num_values"):
+                return False
+        return True
 
     def _json_structure(self) -> dict[str, Any]:
         """The read_columns as a json_transform structure (same types as read_json's columns)."""
@@ -576,6 +597,7 @@ class _Conversion:
                 kept.append((path, count))
                 continue
             tmp = path.with_name(path.stem + ".reparse.parquet")
+            self.column_stats.pop(path, None)
             (n,) = self.con.execute(
                 f"COPY (SELECT * FROM read_parquet({src}) WHERE NOT list_contains($k, source_key)) "
                 f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd, "
@@ -594,6 +616,8 @@ class _Conversion:
 
     def _stage_stats(self, staged: list[Path]) -> _StageStats:
         stats = _StageStats({}, {})
+        # files whose statistics show no invalid row need no scan (a clean day: none does)
+        staged = [p for p in staged if not self._all_null([p], _INVALID_STAT)]
         if not staged:
             return stats
         rows = self.con.execute(
@@ -615,8 +639,18 @@ class _Conversion:
         return "TRUE"
 
     def _schema_versions(self, staged: list[Path]) -> list[int]:
-        if not staged:
+        if not staged or self._all_null(staged, _VERSION_STAT):
             return []
+        stats = [self.column_stats.get(p, {}).get(_VERSION_STAT) or {} for p in staged]
+        bounds = {
+            (st.get("min"), st.get("max"))
+            for st in stats
+            if st.get("null_count") != st.get("num_values")
+        }
+        if all("null_count" in st for st in stats) and len(bounds) == 1:
+            lo, hi = next(iter(bounds))
+            if lo is not None and lo == hi:  # one version in every file that has any
+                return [int(lo)]
         rows = self.con.execute(
             f"SELECT DISTINCT schema_version FROM read_parquet({list_literal(map(str, staged))}) "
             "WHERE schema_version IS NOT NULL ORDER BY 1"
@@ -624,7 +658,13 @@ class _Conversion:
         return [int(v) for (v,) in rows]
 
     def _warning_counts(self, parquet: list[Path]) -> dict[str, int]:
-        return warning_counts(self.con, self.schema, parquet, validate=self.validate)
+        return warning_counts(
+            self.con,
+            self.schema,
+            parquet,
+            validate=self.validate,
+            warned=not self._all_null(parquet, _WARNING_STAT),
+        )
 
     def _quarantine_malformed(self, stats: _StageStats, ndjson: list[int]) -> None:
         """Find the unparseable lines DuckDB counted, by a streaming scan of just those files."""
@@ -707,6 +747,7 @@ class _Conversion:
                 out.append((path, count))
                 continue
             tmp = path.with_name(path.stem + ".rewrite.parquet")
+            self.column_stats.pop(path, None)
             (n,) = self.con.execute(
                 f"COPY (SELECT * FROM read_parquet({quote_literal(str(path))}) WHERE {keep}) "
                 f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd, "
@@ -727,20 +768,27 @@ def warning_counts(
     parquet: Sequence[Path],
     *,
     validate: bool,
+    warned: bool = True,
 ) -> dict[str, int]:
     """Row warnings by name, plus duplicate_record: rows identical to an earlier row of the
     partition in every column but source_key and warnings (a record published twice).
+    warned=False: the files are known to hold no warning (their statistics), not scanned for
+    them.
 
     Module level so that a partition merged from kept and new rows (cvcatalog.incremental)
     counts its warnings exactly as a conversion of the whole partition would."""
     if not parquet:
         return {}
     files = list_literal(map(str, parquet))
-    rows = con.execute(
-        "SELECT w, count(*) FROM (SELECT unnest(warnings) AS w "
-        f"FROM read_parquet({files}) WHERE len(warnings) > 0) "
-        "GROUP BY w ORDER BY w"
-    ).fetchall()
+    rows = (
+        con.execute(
+            "SELECT w, count(*) FROM (SELECT unnest(warnings) AS w "
+            f"FROM read_parquet({files}) WHERE len(warnings) > 0) "
+            "GROUP BY w ORDER BY w"
+        ).fetchall()
+        if warned
+        else []
+    )
     counts = {str(w): int(n) for w, n in rows}
     if validate and _duplicates(con, files, schema.column_names[:8]):
         # the leading columns (time, identity, position) repeat: count whole-row duplicates

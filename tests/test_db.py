@@ -48,6 +48,36 @@ def test_a_failed_transaction_leaves_the_catalog_untouched(db: CatalogDB) -> Non
     assert leftovers == []
 
 
+def test_readers_see_every_commit_and_open_ones_keep_their_snapshot(db: CatalogDB) -> None:
+    def count(con: duckdb.DuckDBPyConnection) -> int:
+        row = con.execute("SELECT count(*) FROM t").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    with db.write() as w:
+        w.execute("CREATE TABLE t (x INTEGER)")
+    for i in range(1, 4):
+        with db.read() as con:
+            assert count(con) == i - 1
+        with db.read() as held:  # open while a writer publishes
+            with db.write() as w:
+                w.execute("INSERT INTO t VALUES (?)", [i])
+            with db.read() as con:
+                assert count(con) == i
+            assert count(held) == i - 1
+    handed = db.connect()  # a connection handed out keeps its snapshot too
+    with db.write() as w:
+        w.execute("INSERT INTO t VALUES (4)")
+    with db.read() as con:
+        assert count(con) == 4
+    assert count(handed) == 3
+    handed.close()
+    with db.write() as w:
+        w.execute("INSERT INTO t VALUES (5)")
+    with db.read() as con:
+        assert count(con) == 5
+
+
 HOLDER = """
 import duckdb, sys, time
 con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")

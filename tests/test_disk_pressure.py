@@ -20,7 +20,7 @@ from cvcatalog import transform
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.sandbox.replica import seed_replica
-from cvcatalog.state.eviction import GB
+from cvcatalog.state.eviction import GB, Room, cache_bytes
 
 D1, D2, D3 = date(2021, 4, 1), date(2021, 4, 2), date(2021, 4, 3)
 DAY3_DIRS = (
@@ -81,6 +81,24 @@ def test_the_partitions_of_the_current_run_are_never_evicted(
     s = _ingest(cat, D1, D3)
     assert s.ok and s.evicted == [] and s.count("complete") == 3
     assert cat.query("select count(*) as n from wydot_bsm").n[0] == seeded.records
+
+
+def test_room_reads_the_catalog_only_when_a_day_might_not_fit(
+    seeded: Any, catalog_dir: Path
+) -> None:
+    cat = Catalog(catalog_dir)
+    assert _ingest(cat, D1, D2).ok
+    used = cache_bytes(cat.db)
+    room = Room(cat.db, (used + 10_000) / GB)
+    assert room.make("wydot", "BSM", 1_000) == [] and room.measured == 1
+    for _ in range(5):  # far below the limit: the running estimate answers
+        assert room.make("wydot", "BSM", 1_000) == []
+    assert room.measured == 1
+    # a day that might not fit is measured, and room made: the least recently used day goes
+    big = 10 * used
+    assert room.make("wydot", "BSM", big) != []
+    assert room.measured == 2
+    assert cache_bytes(cat.db) < used
 
 
 def _enospc_publish(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -87,10 +87,12 @@ def db(tmp_path: Path) -> CatalogDB:
     return CatalogDB(CatalogPaths.at(tmp_path / "catalog"))
 
 
-def _run(source: Letters, db: CatalogDB, sleeps: list[float] | None = None) -> Summary:
+def _run(
+    source: Letters, db: CatalogDB, sleeps: list[float] | None = None, **kwargs: Any
+) -> Summary:
     policy = RetryPolicy(attempts=3, base_delay=0.01)
     sleep = sleeps.append if sleeps is not None else (lambda s: None)
-    return Runner(source, db, retry=policy, sleep=sleep).run()
+    return Runner(source, db, retry=policy, sleep=sleep, **kwargs).run()
 
 
 def _letters(db: CatalogDB) -> dict[str, str]:
@@ -133,6 +135,20 @@ def test_units_that_finish_together_are_committed_together(db: CatalogDB) -> Non
     # one commit per unit would be 8; the runner batches what finished while it committed
     assert len(src.batches) <= 2, src.batches
     assert max(len(b) for b in src.batches) >= 4
+
+
+def test_units_converted_one_after_another_share_a_commit(db: CatalogDB) -> None:
+    # one unit at a time: each converted unit waits for the next ones (up to the commit
+    # interval, far longer than this run) instead of paying a commit of its own
+    src = Letters(db, "abcdefgh")
+    s = _run(src, db, commit_interval=600)
+    assert s.ok and s.count("complete") == 8
+    assert src.batches == [list("abcdefgh")]
+    # no interval: a commit starts as soon as a unit is converted and none is running
+    eager = Letters(db, "ijkl")
+    assert _run(eager, db, commit_interval=0).ok
+    assert eager.batches[0] == ["i"]
+    assert sorted(u for b in eager.batches for u in b) == list("ijkl")
 
 
 def test_a_transient_fetch_error_is_retried_with_the_one_policy(db: CatalogDB) -> None:

@@ -174,9 +174,15 @@ class LocalStore(LakeStore):
 
     def __init__(self, paths: CatalogPaths) -> None:
         self.paths = paths
+        #: rel -> location: every commit locates every current file (tables.sync_all), and
+        #: resolving a path costs a system call per component
+        self._located: dict[str, str] = {}
 
     def location(self, rel: str) -> str:
-        return str(self.paths.absolute(rel))
+        where = self._located.get(rel)
+        if where is None:
+            where = self._located[rel] = str(self.paths.absolute(rel))
+        return where
 
     def put(self, src: Path, rel: str, size: int, sha256: str) -> None:
         publish_file(src, self.paths.absolute(rel))

@@ -211,6 +211,14 @@ class RemoteCatalogDB(CatalogDB):
             raise
 
     @contextlib.contextmanager
+    def _session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = self.connect()
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
     def write(
         self, *, run_id: str | None = None, message: str = "write", rebuild: Sequence[str] = ()
     ) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -1,6 +1,7 @@
 """Commit: finished units into the catalog through CatalogDB.write, the one write path.
 
-Units that finish together are committed together: their files are placed, then ONE
+Units that finish together are committed together (the runner gathers the units converted within
+COMMIT_INTERVAL of each other): their files are placed, then ONE
 copy-on-write transaction records all of them (each commit copies, syncs, fsyncs and renames
 the catalog file, a fixed cost per commit whatever its size), then the files they replaced are
 deleted. A batch is all or nothing: a kill before the rename leaves none of its units
@@ -18,6 +19,12 @@ from cvcatalog.pipeline.stage import place
 #: units one commit records at most (bounds the transaction and what a failed commit takes
 #: down with it)
 MAX_BATCH = 256
+#: seconds a converted unit waits at most for others to share its commit while other units are
+#: still on their way (at least COMMIT_PACE times the last commit's duration, so committing
+#: stays a small part of the run however fast units finish); a unit finishing when nothing else
+#: is in flight, or when the run stops, is committed at once
+COMMIT_INTERVAL = 1.0
+COMMIT_PACE = 3.0
 
 
 def commit_batch(source: Source[Any, Any], batch: Sequence[Staged[Any]], run: RunContext) -> None:

@@ -6,8 +6,10 @@ many fetched ahead of the conversions, so fetching unit N+1 overlaps converting 
 conversion threads convert them (at most `convert_slots` at once: one DuckDB conversion using
 every core for a CV day, a conversion waiting on a Dask worker per slot of a ConversionPool, or
 one NGSIM byte range per worker); one commit thread commits the converted units, one commit at
-a time, each taking every unit that finished since the previous one started (a group commit,
-pipeline.commit), while the workers go on; the run's thread schedules and reports.
+a time, each taking every unit converted meanwhile (a group commit, pipeline.commit: a converted
+unit waits up to COMMIT_INTERVAL, or COMMIT_PACE times the last commit's duration, for others
+while units are still on their way), while the workers go on; the run's thread schedules and
+reports.
 
 Transient errors (network, throttling, 5xx) of a fetch or a conversion are retried under the
 one retry policy (s3.RetryPolicy); a unit that still fails is recorded failed by its source and
@@ -34,7 +36,7 @@ import duckdb
 
 from cvcatalog.exceptions import CvCatalogError, TransientFetchError
 from cvcatalog.io.s3 import RetryPolicy, is_transient
-from cvcatalog.pipeline.commit import MAX_BATCH, commit_batch
+from cvcatalog.pipeline.commit import COMMIT_INTERVAL, COMMIT_PACE, MAX_BATCH, commit_batch
 from cvcatalog.pipeline.contract import (
     Abandoned,
     Claim,
@@ -68,6 +70,8 @@ class _Item(Generic[U]):
     error: BaseException | None = None
     deferred: bool = False
     retries: int = 0
+    #: when it was converted (monotonic): waiting for its commit since
+    converted_at: float = 0.0
 
 
 class Runner(Generic[U]):
@@ -83,6 +87,7 @@ class Runner(Generic[U]):
         sleep: Callable[[float], None] = time.sleep,
         run_id: str | None = None,
         max_batch: int = MAX_BATCH,
+        commit_interval: float = COMMIT_INTERVAL,
     ) -> None:
         self.source = source
         self.db = db
@@ -91,6 +96,7 @@ class Runner(Generic[U]):
         self.sleep = sleep
         self.run_id = run_id or new_run_id()
         self.max_batch = max(1, max_batch)
+        self.commit_interval = max(0.0, commit_interval)
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> Summary:
@@ -160,13 +166,30 @@ class Runner(Generic[U]):
         converters = ThreadPoolExecutor(convert_slots, thread_name_prefix=f"{src.name}-convert")
         committer = ThreadPoolExecutor(1, thread_name_prefix=f"{src.name}-commit")
 
+        last_commit = 0.0  # seconds the last commit took
+
+        def commit_due() -> float:
+            """When the oldest converted unit is committed (others may join it meanwhile)."""
+            wait_s = max(self.commit_interval, COMMIT_PACE * last_commit)
+            return to_commit[0].converted_at + wait_s
+
         def top_up() -> None:
             nonlocal committing, to_commit
-            if committing is None and to_commit:
-                # group commit: everything that finished since the last commit started
+            idle = not (pending or fetching or ready or converting)
+            if (
+                committing is None
+                and to_commit
+                and (
+                    idle
+                    or run.stop.is_set()
+                    or len(to_commit) >= self.max_batch
+                    or time.monotonic() >= commit_due()
+                )
+            ):
+                # group commit: everything converted meanwhile
                 batch, to_commit = to_commit[: self.max_batch], to_commit[self.max_batch :]
                 staged = [i.result for i in batch]
-                committing = (committer.submit(commit_batch, src, staged, run), batch)
+                committing = (committer.submit(timed_commit, staged), batch)
             if run.stop.is_set():
                 return
             if not pending and deferred and not fetching:
@@ -183,6 +206,14 @@ class Runner(Generic[U]):
                 unit, block = pending.popleft()
                 fetching[fetchers.submit(self._fetch_job, unit, block, run)] = unit
 
+        def timed_commit(staged: list[Staged[U]]) -> None:
+            nonlocal last_commit
+            t0 = time.monotonic()
+            try:
+                commit_batch(src, staged, run)
+            finally:
+                last_commit = time.monotonic() - t0
+
         try:
             top_up()
             while True:
@@ -191,7 +222,10 @@ class Runner(Generic[U]):
                     running.append(committing[0])
                 if not running:
                     break  # nothing can start any more (done, or stopping)
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                timeout = None
+                if committing is None and to_commit:  # wake up when the commit is due
+                    timeout = max(0.0, commit_due() - time.monotonic())
+                done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
                 for fut in done:
                     if committing is not None and fut is committing[0]:
                         batch = committing[1]
@@ -246,6 +280,7 @@ class Runner(Generic[U]):
         elif isinstance(item.result, Outcome):
             self._finish(item, item.result, run)
         elif isinstance(item.result, Staged):
+            item.converted_at = time.monotonic()
             to_commit.append(item)
         else:
             ready.append(item)

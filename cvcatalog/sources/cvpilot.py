@@ -53,7 +53,7 @@ from cvcatalog.sources.bucket import PartitionKey, partitions_for
 from cvcatalog.state import manifest
 from cvcatalog.state.access import record_access
 from cvcatalog.state.db import CatalogDB, now_utc
-from cvcatalog.state.eviction import evict_to_size, expected_bytes, make_room
+from cvcatalog.state.eviction import Room, evict_to_size
 from cvcatalog.state.manifest import FileRecord, PartitionRecord, SourceObjectRecord
 from cvcatalog.transform import ConvertResult, RawFile, apply_quality, convert_partition
 
@@ -193,8 +193,11 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self._fetcher_lock = threading.Lock()
         self._protect: set[str] = set()  # this run's partitions: never evicted to make room
         self._evicted: list[str] = []
+        self._room: Room | None = None
         self._had_work = False
         self._open: set[duckdb.DuckDBPyConnection] = set()
+        self._idle: list[duckdb.DuckDBPyConnection] = []  # conversion connections to reuse
+        self._reusing = True  # until the run finishes
         self._open_lock = threading.Lock()
 
     # -- planning ------------------------------------------------------------------------
@@ -231,6 +234,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         s.timezone = self.cfg.date_range.timezone
         todo, cached, known = self.partitions()
         self._protect = {k.key for k in todo + cached}
+        # one per run: it reads the catalog's size only when the run's days might not fit
+        self._room = Room(self.db, self.cfg.cache.max_size_gb, self._protect)
         self._had_work = bool(todo)
         done = []
         for k in cached:
@@ -297,13 +302,12 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         with self.db.read() as con:
             rec = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
             current = manifest.get_files(con, [pk.key])
-            referenced = {f.path for f in current} | self.db.lake_files(con)
             work, why = needs_work(rec, self.today, self.cfg, self.force)
             check = not work and self.check_changes and incremental.checkable(rec, self.force)
             known = manifest.get_source_objects(con, pk.key) if check else []
         if not work and not check and rec is not None:
             return Outcome(pk.key, "cached", rows=rec.rows, detail=f"{why} (by another process)")
-        self._remove_orphans(pk, referenced)
+        self._remove_orphans(pk, {f.path for f in current})
         objects = self.fetcher.list(pk.s3_prefix)
         nbytes = sum(o.size for o in objects)
         delta = None
@@ -349,13 +353,25 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         )
         return Staged(pk, [], Outcome(pk.key, "no_data"), payload=rec)  # committed in a batch
 
-    def _remove_orphans(self, pk: PartitionKey, referenced: set[str]) -> None:
-        """Files in a partition's directories that the manifest does not list (a crashed run)."""
+    def _remove_orphans(self, pk: PartitionKey, current: set[str]) -> None:
+        """Files in a partition's directories that neither the manifest (current: the day's
+        files) nor the lake (a kept snapshot, a scheduled deletion) knows: a crashed run's.
+        The lake's files are read only when there is a file the manifest does not list (this
+        process holds the day's lock: no other adds files to it meanwhile)."""
         store = self.db.store
-        for d in (self.paths.partition_rel(pk), self.paths.quarantine_rel(pk)):
-            for rel in store.list_files(under=d):
-                if rel not in referenced:
-                    store.delete(rel)
+        strays = [
+            rel
+            for d in (self.paths.partition_rel(pk), self.paths.quarantine_rel(pk))
+            for rel in store.list_files(under=d)
+            if rel not in current
+        ]
+        if not strays:
+            return
+        with self.db.read() as con:
+            known = self.db.lake_files(con)
+        for rel in strays:
+            if rel not in known:
+                store.delete(rel)
 
     # -- convert -------------------------------------------------------------------------
     def convert(self, fetched: Fetched, run: RunContext) -> Staged[PartitionKey]:
@@ -466,7 +482,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     def _convert(
         self, raw: list[RawFile], out_dir: Path, threads: int | None = None
     ) -> ConvertResult:
-        with self._duckdb(threads) as con:
+        with self._duckdb(threads, reuse=True) as con:
             result = convert_partition(
                 con,
                 self.schema,
@@ -491,24 +507,48 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         return self.cfg.memory.duckdb_threads or os.cpu_count() or 1
 
     @contextlib.contextmanager
-    def _duckdb(self, threads: int | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An in-memory DuckDB for conversion, bounded by the memory config; spills to staging."""
-        con = duckdb.connect(":memory:")
+    def _duckdb(
+        self, threads: int | None = None, *, reuse: bool = False
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB for conversion, bounded by the memory config; spills to staging.
+        reuse: one the run's earlier conversions left idle (a new instance and its settings
+        cost ~20 ms CPU, a tiny day's conversion ~45 ms), kept again only after a success with
+        the configured threads; closed at the run's end (finish)."""
+        con = None
+        reuse = reuse and threads is None
+        if reuse:
+            with self._open_lock:
+                con = self._idle.pop() if self._idle else None
+        if con is None:
+            con = duckdb.connect(":memory:")
+            try:
+                self._configure(con, threads)
+            except BaseException:
+                con.close()
+                raise
         with self._open_lock:
             self._open.add(con)
+        keep = False
         try:
-            spill = self.paths.staging / "duckdb_tmp"
-            spill.mkdir(parents=True, exist_ok=True)
-            con.execute("SET memory_limit = ?", [self.cfg.memory.duckdb_memory_limit])
-            con.execute("SET temp_directory = ?", [str(spill)])
-            con.execute("SET preserve_insertion_order = false")
-            if threads or self.cfg.memory.duckdb_threads:
-                con.execute("SET threads = ?", [threads or self.cfg.memory.duckdb_threads])
             yield con
+            keep = reuse
         finally:
             with self._open_lock:
                 self._open.discard(con)
-            con.close()
+                keep = keep and self._reusing
+                if keep:
+                    self._idle.append(con)
+            if not keep:
+                con.close()
+
+    def _configure(self, con: duckdb.DuckDBPyConnection, threads: int | None) -> None:
+        spill = self.paths.staging / "duckdb_tmp"
+        spill.mkdir(parents=True, exist_ok=True)
+        con.execute("SET memory_limit = ?", [self.cfg.memory.duckdb_memory_limit])
+        con.execute("SET temp_directory = ?", [str(spill)])
+        con.execute("SET preserve_insertion_order = false")
+        if threads or self.cfg.memory.duckdb_threads:
+            con.execute("SET threads = ?", [threads or self.cfg.memory.duckdb_threads])
 
     def cancel(self) -> None:
         """Interrupt the conversions in progress (the run is stopping)."""
@@ -638,6 +678,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     # -- after the units -------------------------------------------------------------------
     def finish(self, run: RunContext, stopped: BaseException | None) -> None:
         s = run.summary
+        with self._open_lock:
+            idle, self._idle, self._reusing = self._idle, [], False
+        for con in idle:
+            con.close()
         if self._fetcher is not None:
             s.list_requests = self._fetcher.list_requests
             s.get_requests = self._fetcher.get_requests
@@ -659,9 +703,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
 
     def _make_room(self, pk: PartitionKey, source_bytes: int, progress: Progress) -> None:
         """Evict LRU partitions before writing one whose expected size would overflow the cache."""
-        incoming = expected_bytes(self.db, pk.source, pk.message_type, source_bytes)
+        if self._room is None:
+            return
         try:
-            gone = make_room(self.db, self.cfg.cache.max_size_gb, incoming, self._protect)
+            gone = self._room.make(pk.source, pk.message_type, source_bytes)
         except CvCatalogError as e:
             progress.note(f"eviction skipped: {e}")
             return

@@ -172,6 +172,10 @@ class CatalogDB:
         self._hub: duckdb.DuckDBPyConnection | None = None
         self._hub_ident: tuple[int, int, int] | None = None
         self._hub_lock = threading.Lock()
+        #: read() blocks open on the reader instance; and whether connect() handed out one of
+        #: its cursors (the instance is then never re-attached: a new one replaces it)
+        self._hub_users = 0
+        self._hub_shared = False
         self._writer_hub: duckdb.DuckDBPyConnection | None = None
 
     # -- locking -------------------------------------------------------------------------
@@ -238,7 +242,7 @@ class CatalogDB:
             except BaseException:
                 con.close()
                 raise
-        cur = self._reader().cursor()
+        _, cur = self._cursor(block=False)
         try:
             cur.execute(f"USE {STATE_DB}")
             use_search_path(cur)
@@ -247,23 +251,55 @@ class CatalogDB:
             cur.close()
             raise
 
+    def _cursor(
+        self, *, block: bool
+    ) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
+        """The reader instance and a cursor of it. block: closed by read() (counted in
+        _hub_users); otherwise handed out, so the instance is never re-attached under it."""
+        with self._hub_lock:
+            hub = self._reader()
+            if block:
+                self._hub_users += 1
+            else:
+                self._hub_shared = True
+            return hub, hub.cursor()
+
     def _reader(self) -> duckdb.DuckDBPyConnection:
         """The process's DuckDB instance with the current catalog file attached read-only
-        (extensions load once; a new instance once a writer has published a new file, whose
-        snapshot it then sees)."""
+        (extensions load once). Once a writer has published a new file, whose snapshot it then
+        sees: the same instance re-attaches it when none of its cursors is open (what read()
+        does between commits; loading the extensions again is most of a new instance's cost),
+        else a new instance. The caller holds _hub_lock."""
         st = self.paths.db.stat()
         ident = (st.st_ino, st.st_mtime_ns, st.st_size)
-        with self._hub_lock:
-            if self._hub is not None and self._hub_ident == ident:
-                return self._hub
-            con = self._open(self.paths.db, read_only=True)
+        if self._hub is not None and self._hub_ident == ident:
+            return self._hub
+        hub = self._hub
+        if hub is not None and not self._hub_users and not self._hub_shared:
             try:
-                self._attach_lake_read_only(con)
+                self._reattach(hub)
             except BaseException:
-                con.close()
+                self._hub = self._hub_ident = None
+                hub.close()
                 raise
-            self._hub, self._hub_ident = con, ident
-            return con
+        else:
+            hub = self._open(self.paths.db, read_only=True)
+            try:
+                self._attach_lake_read_only(hub)
+            except BaseException:
+                hub.close()
+                raise
+            self._hub_users, self._hub_shared = 0, False
+        self._hub, self._hub_ident = hub, ident
+        return hub
+
+    def _reattach(self, hub: duckdb.DuckDBPyConnection) -> None:
+        """The reader instance, no cursor of it open, shows the current catalog file."""
+        hub.execute("USE memory")
+        for name in (lake.LAKE, STATE_DB):
+            hub.execute(f"DETACH DATABASE IF EXISTS {name}")
+        self._attach_state(hub, self.paths.db, read_only=True)
+        self._attach_lake_read_only(hub)
 
     def _attach_lake_read_only(self, con: duckdb.DuckDBPyConnection) -> None:
         url = read_lake_url(con)
@@ -274,11 +310,25 @@ class CatalogDB:
     @contextlib.contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """connect(), closed at the end of the block."""
-        con = self.connect()
+        with self._session() as con:
+            yield con
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """read()'s connection: a cursor of the reader instance, counted while open (a
+        subclass with its own connect() overrides this too)."""
+        if not self.paths.db.exists():
+            self.initialise()
+        hub, con = self._cursor(block=True)
         try:
+            con.execute(f"USE {STATE_DB}")
+            use_search_path(con)
             yield con
         finally:
             con.close()
+            with self._hub_lock:
+                if hub is self._hub:
+                    self._hub_users -= 1
 
     # -- the lake ------------------------------------------------------------------------
     def _open(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -1,10 +1,11 @@
 """LRU eviction: every byte the catalog keeps counted (CV days, dataset inputs, files only old
 snapshots show), least recently used data dropped until it fits; the ingest makes room with it
-before writing a day."""
+(Room) before writing a day."""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any
 
 from cvcatalog.datasets import DATASETS
@@ -132,29 +133,60 @@ def _keep_access(db: CatalogDB, accessed: dict[str, Any]) -> None:
 DEFAULT_PARQUET_RATIO = 0.5
 
 
-def expected_bytes(db: CatalogDB, source: str, message_type: str, source_bytes: int) -> int:
-    """Parquet + quarantine bytes a partition of source_bytes raw bytes will take, from the
-    ratio observed on the complete partitions of the same (source, type) (or of any)."""
-    with db.read() as con:
-        rows = con.execute(
-            "SELECT p.source = ? AND p.message_type = ? AS same, sum(f.bytes), "
-            "sum(p.source_bytes) FROM partitions p JOIN (SELECT partition_key, sum(bytes) AS "
-            "bytes FROM partition_files GROUP BY 1) f USING (partition_key) "
-            "WHERE p.status = 'complete' AND p.source_bytes > 0 GROUP BY 1",
-            [source, message_type],
-        ).fetchall()
+def _parquet_ratio(con: Any, source: str, message_type: str) -> float:
+    """Parquet + quarantine bytes per source byte observed on the complete partitions of the
+    same (source, type) (or of any)."""
+    rows = con.execute(
+        "SELECT p.source = ? AND p.message_type = ? AS same, sum(f.bytes), "
+        "sum(p.source_bytes) FROM partitions p JOIN (SELECT partition_key, sum(bytes) AS "
+        "bytes FROM partition_files GROUP BY 1) f USING (partition_key) "
+        "WHERE p.status = 'complete' AND p.source_bytes > 0 GROUP BY 1",
+        [source, message_type],
+    ).fetchall()
     by_same = {bool(same): (int(out or 0), int(src or 0)) for same, out, src in rows}
     out, src = by_same.get(True) or by_same.get(False) or (0, 0)
-    ratio = out / src if src else DEFAULT_PARQUET_RATIO
-    return int(source_bytes * ratio)
+    return out / src if src else DEFAULT_PARQUET_RATIO
 
 
-def make_room(
-    db: CatalogDB, max_size_gb: float, incoming_bytes: int, protect: set[str] | None = None
-) -> list[str]:
-    """Before writing incoming_bytes: evict least-recently-used partitions (never `protect`)
-    until the cache plus the new files fit in max_size_gb."""
-    limit = int(max_size_gb * GB)
-    if cache_bytes(db) + incoming_bytes <= limit:
-        return []
-    return evict_to_size(db, max(limit - incoming_bytes, 0) / GB, protect=protect)
+class Room:
+    """Room made before each partition a run writes: least-recently-used partitions (never
+    `protect`) evicted until the cache plus the partition's expected size fit in max_size_gb.
+
+    The cache is measured (every byte, and the Parquet/source ratio: one read) at the first
+    partition and whenever the running estimate (the last measurement plus the expected size
+    of every partition since) says the next one might not fit; far below the limit, a
+    partition costs no catalog read. Bytes other processes add meanwhile are counted at the
+    next measurement, and by the eviction after the run (evict_to_size)."""
+
+    def __init__(self, db: CatalogDB, max_size_gb: float, protect: set[str] | None = None):
+        self.db = db
+        self.limit = int(max_size_gb * GB)
+        self.protect = protect if protect is not None else set()
+        #: bytes the cache holds by the last measurement, plus the partitions admitted since
+        self._estimate: int | None = None
+        self._ratio = DEFAULT_PARQUET_RATIO
+        #: catalog reads made (measurements)
+        self.measured = 0
+        self._lock = threading.Lock()  # conversion slots make room in turn
+
+    def make(self, source: str, message_type: str, source_bytes: int) -> list[str]:
+        """Before writing a partition of source_bytes raw bytes; returns what was evicted."""
+        with self._lock:
+            return self._make(source, message_type, source_bytes)
+
+    def _make(self, source: str, message_type: str, source_bytes: int) -> list[str]:
+        if self._estimate is not None:
+            incoming = int(source_bytes * self._ratio)
+            if self._estimate + incoming <= self.limit:
+                self._estimate += incoming
+                return []
+        self._estimate = None  # measured again below (and after an eviction, next time)
+        with self.db.read() as con:
+            total = _total_bytes(con)
+            self._ratio = _parquet_ratio(con, source, message_type)
+        self.measured += 1
+        incoming = int(source_bytes * self._ratio)
+        if total + incoming <= self.limit:
+            self._estimate = total + incoming
+            return []
+        return evict_to_size(self.db, max(self.limit - incoming, 0) / GB, protect=self.protect)
