@@ -34,7 +34,7 @@ from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
 from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.duckdb_ext import endpoint_url as current_endpoint
-from cvcatalog.io.duckdb_ext import extension_path
+from cvcatalog.io.duckdb_ext import extension_path, httpfs_extension, s3_secret_sql
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.s3 import RetryPolicy, TokenBucket, as_s3_error, make_client
 from cvcatalog.io.storage import S3Access, S3Location, S3Store, s3fs_options, safe_rel
@@ -52,7 +52,7 @@ from cvcatalog.sources.bucket import PartitionKey, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_literal
 from cvcatalog.state import manifest
 from cvcatalog.state.access import record_access
-from cvcatalog.state.db import CatalogDB, Notify
+from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify
 from cvcatalog.state.eviction import evict_to_size
 
 if TYPE_CHECKING:
@@ -672,22 +672,25 @@ class Catalog:
 
     def shell_sql(self) -> str:
         """The statements that make a DuckDB session see this catalog as `cvcatalog shell`
-        does: the ducklake extension from its package, the lake attached read-only as cv."""
+        does: the ducklake extension from its package, the lake attached read-only as cv. A
+        lake on S3 also needs httpfs and an S3 secret, which holds credentials: write the
+        statements to a private file, never onto a command line."""
         if not self.db.exists():
             raise CatalogError(f"there is no catalog at {self.paths.root}; ingest something first")
         if not self.paths.db.exists():
             self.db.initialise()  # a 0.1 catalog: migrated first
+        steps = [f"LOAD {quote_literal(str(extension_path('ducklake')))};"]
         if self.db.lake_url is not None:
-            raise CatalogError(
-                "`cvcatalog shell` opens catalogs whose lake is local; this one's is on "
-                f"{self.db.lake_url} (use `cvcatalog query`)"
+            cfg = self.db.s3
+            secret, _ = s3_secret_sql(
+                profile=cfg.profile if cfg else None,
+                endpoint=cfg.endpoint_url if cfg else None,
+                name=LAKE_SECRET,
             )
-        ext = extension_path("ducklake")
+            steps += [f"LOAD {quote_literal(str(httpfs_extension()))};", f"{secret};"]
         target = quote_literal(f"ducklake:{self.paths.db}")
-        return (
-            f"LOAD {quote_literal(str(ext))}; "
-            f"ATTACH {target} AS {lake.LAKE} (READ_ONLY); USE {lake.LAKE};"
-        )
+        steps.append(f"ATTACH {target} AS {lake.LAKE} (READ_ONLY); USE {lake.LAKE};")
+        return " ".join(steps)
 
     def validation_report(
         self, run_id: str | None = None, source: str | None = None, message_type: str | None = None

@@ -6,7 +6,10 @@ import contextlib
 import functools
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date
@@ -20,7 +23,7 @@ from rich.markup import escape
 from cvcatalog.catalog import Catalog, _pair, default_home
 from cvcatalog.cli.output import Format, emit
 from cvcatalog.cli.progress import RichProgress
-from cvcatalog.config import load_yaml
+from cvcatalog.config import MAX_WORKERS, load_yaml
 from cvcatalog.datasets import DATASETS
 from cvcatalog.distributed import check_options, check_scheduler
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError
@@ -196,7 +199,7 @@ def ingest(
         int | None,
         typer.Option(
             "--workers",
-            help="Concurrent downloads (1-16); with --cluster local: the number of Dask worker "
+            help=f"Concurrent downloads (1-{MAX_WORKERS}); with --cluster local: the number of Dask worker "
             "processes",
         ),
     ] = None,
@@ -326,8 +329,8 @@ def _ingest_dataset(
         raise ConfigError(f"--source {name} does not take {', '.join(unsupported)}")
     if not paths:
         raise ConfigError(f"--source {name} needs --path FILE | https://URL | s3://bucket/key")
-    if workers is not None and not 1 <= workers <= 16:
-        raise ConfigError("--workers must be between 1 and 16")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS}")
     cat = open_catalog(catalog)
     with _progress(progress and fmt is Format.table, unit="units") as bar:
         summary = cat.ingest_dataset(
@@ -420,12 +423,25 @@ def shell(catalog: CatalogOpt = None) -> None:
     """Open the DuckDB CLI with the catalog attached read-only as `cv` (tables and views by
     name: select count(*) from wydot_bsm). It never blocks an ingest."""
     cat = open_catalog(catalog)
-    init = cat.shell_sql()
     exe = shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
     if exe is None:
         raise CatalogError("the DuckDB CLI is not installed (pip install duckdb-cli==1.5.5)")
+    init = cat.shell_sql()
     err.print(f"catalog {cat.paths.root} attached read-only as cv", highlight=False)
-    os.execv(exe, [exe, "-cmd", init])
+    # The statements may hold an S3 secret: they go through a file only this user can read
+    # (never argv, which every user sees), removed when the shell ends.
+    with tempfile.TemporaryDirectory(prefix="cvcatalog-shell-") as tmp:
+        rc = Path(tmp) / "init.sql"
+        fd = os.open(rc, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(init + "\n")
+        # Ctrl-C belongs to the DuckDB CLI (it cancels its query), not to this process
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            code = subprocess.run([exe, "-init", str(rc)], check=False).returncode
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -1021,7 +1037,7 @@ def publish(
         bool | None, typer.Option("--no-sign-request", help="Anonymous (unsigned) requests")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Concurrent uploads (1-16)")
+        int | None, typer.Option("--workers", help=f"Concurrent uploads (1-{MAX_WORKERS})")
     ] = None,
     rate_limit: Annotated[
         float | None,

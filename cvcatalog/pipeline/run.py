@@ -321,7 +321,8 @@ class Runner(Generic[U]):
                         ) from e
                     raise
                 item.retries += 1
-                delay = self.retry.delay(attempt)
+                after = e.retry_after if isinstance(e, TransientFetchError) else None
+                delay = self.retry.delay(attempt, after)
                 self.progress.note(f"{item.key}: {describe(e)}; retrying in {delay:.1f}s")
                 self.sleep(delay)
 
