@@ -126,7 +126,7 @@ def test_the_lake_names_s3_files_and_a_plain_duckdb_reads_them(remote_lake: Cata
 
 
 def test_cvcatalog_shell_opens_an_s3_lake(remote_lake: Catalog, tmp_path: Path) -> None:
-    """The DuckDB CLI child reads the S3 lake; the secret never reaches its command line."""
+    """The DuckDB CLI child reads the S3 lake; its private init file (the secret) goes with it."""
     sql = "select count(*) from wydot_bsm; select count(*) from wydot_bsm_socrata;\n"
     shell = subprocess.run(
         [str(Path(sys.executable).parent / "cvcatalog"), "shell", "--catalog",
