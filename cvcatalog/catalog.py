@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -375,6 +375,8 @@ class Catalog:
         params: Sequence[Any] | dict[str, Any] | None = None,
         *,
         read_only: bool = True,
+        snapshot: int | None = None,
+        as_of: datetime | str | None = None,
     ) -> pa.Table:
         """Run SQL against the catalog views and tables; the catalog is never modified.
 
@@ -382,9 +384,13 @@ class Catalog:
         read_only=False: any statement in a private in-memory session where the catalog is
         attached READ_ONLY (temporary tables, COPY ... TO a file outside the catalog), never
         ATTACH/DETACH/EXPORT/IMPORT/INSTALL/LOAD.
+        snapshot / as_of: every table and view as it was at that snapshot (`snapshots()`) or
+        time (UTC unless the time says otherwise); the state tables (partitions, runs...)
+        are always current.
         """
         check_query(sql, read_only=read_only, root=self.paths.root)
-        session = self.db.read() if read_only else self._scratch_session()
+        at = as_of_point(snapshot, as_of)
+        session = self.db.read(at) if read_only else self._scratch_session(at)
         with session as con:
             try:
                 if not params:
@@ -395,9 +401,9 @@ class Catalog:
                 raise QueryError(_short_duckdb_error(e)) from None
 
     @contextlib.contextmanager
-    def _scratch_session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _scratch_session(self, at: lake.AsOf | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory DuckDB with the catalog attached READ_ONLY and on the search path."""
-        con = self.db.connect(scratch=True)
+        con = self.db.connect(scratch=True, at=at)
         try:
             yield con
         finally:
@@ -410,9 +416,57 @@ class Catalog:
         *,
         output: Literal["pandas", "arrow"] = "pandas",
         read_only: bool = True,
+        snapshot: int | None = None,
+        as_of: datetime | str | None = None,
     ) -> Any:
-        table = self.query_arrow(sql, params, read_only=read_only)
+        table = self.query_arrow(sql, params, read_only=read_only, snapshot=snapshot, as_of=as_of)
         return table if output == "arrow" else table.to_pandas()
+
+    def snapshots(
+        self,
+        source: str | None = None,
+        message_type: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The catalog's kept snapshots, newest first: id, commit time (UTC), the run that
+        committed it, and the rows it added and removed per table. source/message_type: only
+        snapshots that changed that table (NGSIM: source='ngsim')."""
+        table = None
+        if source is not None:
+            ds = _dataset(source)
+            if ds is not None:
+                table = ds.view_name
+            elif message_type is not None:
+                table = SCHEMAS[_pair(source, message_type)].view_name
+        with self.db.read() as con:
+            kept = lake.snapshots(con)
+        rows = []
+        for snap in reversed(kept):
+            names = snap.tables
+            if source is not None and table is None:  # every type of the source
+                names = [n for n in names if n.startswith(f"{source.lower()}_")]
+            elif table is not None:
+                names = [n for n in names if n == table]
+            if source is not None and not names:
+                continue
+            rows.append(
+                {
+                    "snapshot_id": snap.snapshot_id,
+                    "committed_at": snap.committed_at.astimezone(UTC),
+                    "run_id": snap.run_id,
+                    "message": snap.message,
+                    "tables": ",".join(names),
+                    "rows_added": sum(snap.added.get(n, 0) for n in names),
+                    "rows_removed": sum(snap.removed.get(n, 0) for n in names),
+                    "changes": {
+                        n: {"added": snap.added.get(n, 0), "removed": snap.removed.get(n, 0)}
+                        for n in names
+                    },
+                }
+            )
+            if limit is not None and len(rows) >= limit:
+                break
+        return rows
 
     def views(self) -> list[str]:
         """The lake's tables and views (what `select ... from <name>` can read)."""
@@ -829,6 +883,26 @@ _NEVER_STATEMENTS = {
     duckdb.StatementType.EXTENSION,  # INSTALL
     duckdb.StatementType.COPY_DATABASE,
 }
+
+
+def as_of_point(snapshot: int | None, as_of: datetime | str | None) -> lake.AsOf | None:
+    """The point of time travel asked for (at most one of snapshot and as_of)."""
+    if snapshot is not None and as_of is not None:
+        raise ConfigError("give a snapshot or a time (as_of), not both")
+    if snapshot is not None:
+        return lake.AsOf(snapshot=int(snapshot))
+    if as_of is None:
+        return None
+    if isinstance(as_of, str):
+        try:
+            as_of = datetime.fromisoformat(as_of.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(
+                f"not a time: {as_of!r} (ISO 8601, e.g. 2021-04-03T12:00:00Z; UTC if no zone)"
+            ) from None
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    return lake.AsOf(time=as_of)
 
 
 def check_query(sql: str, *, read_only: bool = True, root: Path | None = None) -> None:

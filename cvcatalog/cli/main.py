@@ -407,14 +407,56 @@ def query(
             "to files outside the catalog, with the catalog attached READ_ONLY",
         ),
     ] = True,
+    snapshot: Annotated[
+        int | None,
+        typer.Option("--snapshot", help="Every table and view as of this snapshot (snapshots)"),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="Every table and view as of this time (ISO 8601; UTC if no zone)"
+        ),
+    ] = None,
 ) -> None:
-    """Run SQL against the catalog (read-only: the catalog is never modified)."""
+    """Run SQL against the catalog (read-only: the catalog is never modified); with
+    --snapshot or --as-of, against the catalog as it was then (time travel)."""
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
-    table = cat.query_arrow(sql, read_only=read_only)
+    table = cat.query_arrow(sql, read_only=read_only, snapshot=snapshot, as_of=as_of)
     rows = table.to_pylist() if fmt is not Format.table else table.slice(0, limit).to_pylist()
     emit(rows, fmt, output, columns=table.column_names)
     if fmt is Format.table and output is None and table.num_rows > limit:
         err.print(f"({table.num_rows:,} rows; showing {limit}; use --format csv/json or --output)")
+
+
+@app.command()
+@friendly
+def snapshots(
+    source: AnySourceOpt = None,
+    message_type: TypeOpt = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="The newest N only")] = None,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The catalog's kept snapshots, newest first: id, commit time (UTC), run, and the rows
+    each added and removed per table. Query one with `query --snapshot ID`."""
+    cat = open_catalog(catalog)
+    rows = cat.snapshots(source and source.lower(), message_type and message_type.upper(), limit)
+    if fmt is Format.json:  # with the rows added and removed per table
+        emit(rows, fmt)
+        return
+    emit(
+        rows,
+        fmt,
+        columns=[
+            "snapshot_id",
+            "committed_at",
+            "run_id",
+            "message",
+            "tables",
+            "rows_added",
+            "rows_removed",
+        ],
+    )
 
 
 @app.command()

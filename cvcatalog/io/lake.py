@@ -66,17 +66,41 @@ def data_path(base: str) -> str:
     return f"{base.rstrip('/')}/{DATA_DIR}/"
 
 
+@dataclass(frozen=True)
+class AsOf:
+    """A point in the lake's history: a snapshot id, or the snapshot current at a time."""
+
+    snapshot: int | None = None
+    time: datetime | None = None
+
+    def option(self) -> str:
+        """The ATTACH option that opens the lake there."""
+        if self.snapshot is not None:
+            return f"SNAPSHOT_VERSION {int(self.snapshot)}"
+        if self.time is not None:
+            return f"SNAPSHOT_TIME {quote_literal(self.time.isoformat())}"
+        raise ValueError("AsOf needs a snapshot or a time")
+
+    def __str__(self) -> str:
+        return f"snapshot {self.snapshot}" if self.snapshot is not None else f"{self.time}"
+
+
 def attach(
     con: duckdb.DuckDBPyConnection,
     metadata: str,
     *,
     data: str | None = None,
     read_only: bool = False,
+    at: AsOf | None = None,
 ) -> None:
     """Attach the DuckLake whose metadata is the already attached database `metadata` (the
-    catalog file itself) as `cv`. data: the DATA_PATH, used when the lake is created."""
+    catalog file itself) as `cv`. data: the DATA_PATH, used when the lake is created. at: the
+    lake as it was then (read-only; time travel: its tables and views as of that snapshot)."""
     load_extension(con, "ducklake")
     options = [f"METADATA_CATALOG {quote_literal(metadata)}"]
+    if at is not None:
+        read_only = True
+        options.append(at.option())
     if read_only:
         options.append("READ_ONLY")
         if data is not None:  # where the files are now (a catalog directory may move)
@@ -262,6 +286,52 @@ def set_commit_message(
         f"CALL {LAKE}.set_commit_message('cvcatalog', ?, extra_info => ?)",
         [message, json.dumps(extra or {}, sort_keys=True)],
     )
+
+
+@dataclass
+class Snapshot:
+    """One commit of the lake: when, by which run, and the rows it added and removed per
+    table (a file's rows count where the file begins and where it ends)."""
+
+    snapshot_id: int
+    committed_at: datetime
+    message: str | None
+    run_id: str | None
+    added: dict[str, int] = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def tables(self) -> list[str]:
+        return sorted(set(self.added) | set(self.removed))
+
+
+def snapshots(con: duckdb.DuckDBPyConnection) -> list[Snapshot]:
+    """The lake's kept snapshots, oldest first. Reads DuckLake's metadata tables, which live
+    in the catalog database (the connection's default database)."""
+    rows = con.execute(
+        "SELECT snapshot_id, snapshot_time, commit_message, commit_extra_info "
+        "FROM ducklake_snapshot s LEFT JOIN ducklake_snapshot_changes c USING (snapshot_id) "
+        "ORDER BY snapshot_id"
+    ).fetchall()
+    out = {}
+    for sid, at, message, extra in rows:
+        run_id = None
+        if extra:
+            try:
+                run_id = json.loads(extra).get("run_id")
+            except (ValueError, AttributeError):
+                run_id = None
+        out[sid] = Snapshot(int(sid), at, message, run_id)
+    names = "(SELECT table_id, any_value(table_name) AS table_name FROM ducklake_table GROUP BY 1)"
+    for column, into in (("begin_snapshot", "added"), ("end_snapshot", "removed")):
+        changed = con.execute(
+            f"SELECT f.{column}, t.table_name, sum(f.record_count) FROM ducklake_data_file f "
+            f"JOIN {names} t USING (table_id) WHERE f.{column} IS NOT NULL GROUP BY ALL"
+        ).fetchall()
+        for sid, table, n in changed:
+            if sid in out:
+                getattr(out[sid], into)[table] = int(n)
+    return list(out.values())
 
 
 def expire_snapshots(con: duckdb.DuckDBPyConnection, older_than: datetime) -> int:
