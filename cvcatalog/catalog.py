@@ -766,6 +766,29 @@ class Catalog:
         with self.db.read() as con:
             return manifest.run_partitions(con, run_id)
 
+    def lineage(self, source_key: str) -> dict[str, Any]:
+        """Where rows with this source_key (their S3 object) came from: the object's ETag,
+        size and last-modified time as ingested, its partition, the run that wrote its current
+        rows and the snapshot that made them visible (the one that registered its partition's
+        current files)."""
+        with self.db.read() as con:
+            origin = manifest.object_origin(con, source_key)
+            if origin is None:
+                raise CatalogError(f"the catalog holds no rows of {source_key!r}")
+            located = {self.db.store.location(p) for p in origin.pop("files")}
+            since = [f.since for f in lake.data_files(con) if f.current and f.location in located]
+        origin["snapshot_id"] = max(since) if since else None
+        return origin
+
+    def run_snapshots(self, run_id: str) -> list[dict[str, Any]]:
+        """The snapshots a run committed, oldest first (see snapshots())."""
+        return [s for s in reversed(self.snapshots()) if s["run_id"] == run_id]
+
+    def run_objects(self, run_id: str) -> list[dict[str, Any]]:
+        """The source objects whose current rows the run wrote."""
+        with self.db.read() as con:
+            return manifest.run_objects(con, run_id)
+
     def compact(
         self,
         source: str | None = None,

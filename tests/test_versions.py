@@ -159,3 +159,42 @@ def test_cli_snapshots_and_query_at_a_snapshot(history: dict[str, Any]) -> None:
     res = runner.invoke(app, ["query", "--catalog", root, "--snapshot", "999999", "select 1"])
     assert res.exit_code == 1
     assert "no snapshot 999999" in res.output and "Traceback" not in res.output
+
+
+def test_lineage_from_a_row_to_its_object_run_and_snapshot(
+    history: dict[str, Any], module_s3: Any
+) -> None:
+    cat: Catalog = history["cat"]
+    s3, s2, _ = _ingest_snapshots(cat)
+    for day, run, snap in ((D1, "run3", s3), (D2, "run2", s2)):
+        key = cat.query(
+            "select source_key from wydot_bsm where date = ? limit 1", [day]
+        ).source_key[0]
+        origin = cat.lineage(key)
+        head = module_s3.head_object(Bucket=BUCKET, Key=key)
+        assert origin["etag"] == head["ETag"].strip('"') and origin["size"] == head["ContentLength"]
+        assert origin["run_id"] == history[run] and origin["snapshot_id"] == snap["snapshot_id"]
+        # the snapshot is where those rows appeared: absent just before it
+        before = cat.query(
+            "select count(*) as n from wydot_bsm where source_key = ?", [key],
+            snapshot=snap["snapshot_id"] - 1,
+        ).n[0]  # fmt: skip
+        at = cat.query(
+            "select count(*) as n from wydot_bsm where source_key = ?", [key],
+            snapshot=snap["snapshot_id"],
+        ).n[0]  # fmt: skip
+        assert at > 0 and (before == 0 or day == D1)  # day 1's rows existed before the change
+    with pytest.raises(CatalogError, match="no rows of"):
+        cat.lineage("wydot/BSM/2099/01/01/00/nothing")
+    res = runner.invoke(
+        app, ["runs", "show", history["run2"], "--objects", "--catalog", str(cat.paths.root),
+              "--format", "json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    objs = json.loads(res.stdout)
+    listed = module_s3.list_objects_v2(Bucket=BUCKET, Prefix="wydot/BSM/2021/04/02/")["Contents"]
+    assert {(o["source_key"], o["etag"]) for o in objs} == {
+        (o["Key"], o["ETag"].strip('"')) for o in listed
+    }
+    res = runner.invoke(app, ["runs", "show", history["run2"], "--catalog", str(cat.paths.root)])
+    assert f"snapshots committed by the run: {s2['snapshot_id']}" in res.stdout

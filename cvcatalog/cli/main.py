@@ -846,30 +846,41 @@ def runs_cmd(
 @friendly
 def runs_show(
     run_id: Annotated[str, typer.Argument(help="A run id from `cvcatalog runs`")],
+    objects: Annotated[
+        bool, typer.Option("--objects", help="List the source objects instead of partitions")
+    ] = False,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """The partitions whose current version this run wrote."""
+    """The partitions whose current version this run wrote (--objects: its S3 objects with
+    their ETags), and the snapshots it committed (lineage: `query --snapshot ID`)."""
     cat = open_catalog(catalog)
     if cat.query("SELECT count(*) AS n FROM ingest_runs WHERE run_id = ?", [run_id]).n[0] == 0:
         raise CvCatalogError(f"no ingest run {run_id!r} in this catalog (see `cvcatalog runs`)")
-    rows = cat.run_partitions(run_id)
-    emit(
-        rows,
-        fmt,
-        columns=[
-            "partition",
-            "date",
-            "status",
-            "rows",
-            "quarantined",
-            "objects",
-            "files",
-            "parquet_bytes",
-        ],
-    )
+    if objects:
+        rows = cat.run_objects(run_id)
+        emit(rows, fmt, columns=["source_key", "etag", "size", "partition"])
+    else:
+        rows = cat.run_partitions(run_id)
+        emit(
+            rows,
+            fmt,
+            columns=[
+                "partition",
+                "date",
+                "status",
+                "rows",
+                "quarantined",
+                "objects",
+                "files",
+                "parquet_bytes",
+            ],
+        )
     if fmt is Format.table:
-        print(f"{len(rows)} partition(s) currently from run {run_id}")
+        what = "object(s)" if objects else "partition(s)"
+        print(f"{len(rows)} {what} currently from run {run_id}")
+        snaps = [str(s["snapshot_id"]) for s in cat.run_snapshots(run_id)]
+        print(f"snapshots committed by the run: {', '.join(snaps) or 'none kept'}")
 
 
 @report_app.command("quality")

@@ -194,6 +194,7 @@ class DataFile:
     location: str  # absolute path or URL
     rows: int
     current: bool  # shown by the current snapshot (False: only older snapshots show it)
+    since: int = 0  # the snapshot that registered it (its rows became visible then)
 
 
 def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
@@ -203,8 +204,8 @@ def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
     base = _data_path(con)
     rows = con.execute(
         "SELECT t.table_name, s.path, s.path_is_relative, t.path, t.path_is_relative, f.path, "
-        "f.path_is_relative, f.record_count, f.end_snapshot IS NULL AND t.end_snapshot IS NULL "
-        "FROM ducklake_data_file f "
+        "f.path_is_relative, f.record_count, f.end_snapshot IS NULL AND t.end_snapshot IS NULL, "
+        "f.begin_snapshot FROM ducklake_data_file f "
         "JOIN (SELECT table_id, any_value(schema_id) AS schema_id, "
         "      arg_max(table_name, begin_snapshot) AS table_name, any_value(path) AS path, "
         "      any_value(path_is_relative) AS path_is_relative, "
@@ -215,8 +216,10 @@ def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
         "      GROUP BY schema_id) s USING (schema_id)"
     ).fetchall()
     return [
-        DataFile(table, _join(_join(_join(base, sp, sr), tp, tr), fp, fr), int(n), bool(now))
-        for table, sp, sr, tp, tr, fp, fr, n, now in rows
+        DataFile(
+            table, _join(_join(_join(base, sp, sr), tp, tr), fp, fr), int(n), bool(now), int(b)
+        )
+        for table, sp, sr, tp, tr, fp, fr, n, now, b in rows
     ]
 
 

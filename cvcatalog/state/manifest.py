@@ -138,6 +138,38 @@ def get_source_objects(con: duckdb.DuckDBPyConnection, key: str) -> list[SourceO
     ]
 
 
+def object_origin(con: duckdb.DuckDBPyConnection, key: str) -> dict[str, Any] | None:
+    """An S3 object the catalog holds rows of: its size, ETag and last-modified time as
+    ingested, its partition, the run that recorded it and the partition's data files."""
+    rows = _rows(
+        con,
+        "SELECT o.key AS source_key, o.etag, o.size, o.last_modified, o.partition_key, "
+        "coalesce(o.run_id, p.run_id) AS run_id FROM source_objects o "
+        "LEFT JOIN partitions p USING (partition_key) WHERE o.key = ?",
+        [key],
+    )
+    if not rows:
+        return None
+    out = rows[0]
+    files = con.execute(
+        "SELECT path FROM partition_files WHERE partition_key = ? AND kind = 'data' ORDER BY 1",
+        [out["partition_key"]],
+    ).fetchall()
+    out["files"] = [f[0] for f in files]
+    return out
+
+
+def run_objects(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
+    """The source objects whose rows the run loaded (still current in the catalog)."""
+    return _rows(
+        con,
+        "SELECT o.key AS source_key, o.etag, o.size, o.partition_key AS partition "
+        "FROM source_objects o LEFT JOIN partitions p USING (partition_key) "
+        "WHERE coalesce(o.run_id, p.run_id) = ? ORDER BY o.key",
+        [run_id],
+    )
+
+
 def put_partition(
     con: duckdb.DuckDBPyConnection,
     rec: PartitionRecord,
