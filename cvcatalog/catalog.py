@@ -514,6 +514,7 @@ class Catalog:
         filters: Filters | None = None,
         naming: Literal["canonical", "socrata"] = "canonical",
         location: str | Sequence[str] | None = None,
+        snapshot: int | None = None,
     ) -> dd.DataFrame:
         """A lazy Dask DataFrame over exactly the complete partitions of the range.
 
@@ -528,12 +529,16 @@ class Catalog:
         `with Client(LocalCluster()):`) the days are read in parallel by its workers, which
         must see the catalog's files (same path, or a shared filesystem). A lake on S3 is read
         through s3fs, so any worker with credentials for the bucket can read it.
+
+        snapshot: the rows as they were at that snapshot (`snapshots()`): the files that
+        snapshot shows, which stay until it expires (or forever while an experiment pins it).
         """
         ds = _dataset(source)
         if ds is not None:
             return self._dataset_dask(
-                ds, message_type, start, end, timezone, columns, filters, naming, location
-            )
+                ds, message_type, start, end, timezone, columns, filters, naming, location,
+                snapshot,
+            )  # fmt: skip
         if message_type is None:
             raise ConfigError(f"give the message type of {source} (BSM, TIM, SPAT, EVENT)")
         if location is not None:
@@ -541,31 +546,40 @@ class Catalog:
         source, message_type = _pair(source, message_type)
         schema = SCHEMAS[(source, message_type)]
         s, e = _as_date(start, "start"), _as_date(end, "end")
-        parts = self.partitions(source, message_type, s, e, timezone)
-        with self.db.read() as con:
-            files = manifest.get_files(con, [p.partition_key for p in parts], kind="data")
         locate, access = self._lake_reader()
-        by_key: dict[str, list[str]] = {}
-        for f in files:
-            # s3fs paths are bucket/key, without the scheme
-            where = locate(f.path).removeprefix("s3://")
-            by_key.setdefault(f.partition_key, []).append(where)
+        by_key: dict[PartitionKey, list[str]] = {}
+        if snapshot is None:
+            parts = [p.pk for p in self.partitions(source, message_type, s, e, timezone)]
+            with self.db.read() as con:
+                files = manifest.get_files(con, [p.key for p in parts], kind="data")
+            for f in files:
+                # s3fs paths are bucket/key, without the scheme
+                where = locate(f.path).removeprefix("s3://")
+                by_key.setdefault(PartitionKey.parse(f.partition_key), []).append(where)
+        else:
+            for hive, shown in self._files_at(schema.view_name, snapshot).items():
+                pk = PartitionKey.from_lake_dir(source, message_type, hive)
+                by_key[pk] = [w.removeprefix("s3://") for w in shown]
+            parts = sorted(by_key)
+            if s is not None or e is not None:
+                lo = s or min((p.day for p in parts), default=e)
+                hi = e or max((p.day for p in parts), default=s)
+                assert lo is not None and hi is not None
+                wanted = set(partitions_for(source, message_type, lo, hi, check_timezone(timezone)))
+                parts = [p for p in parts if p in wanted]
         keyed = [
-            (
-                p.partition_key,
-                DaskPiece(tuple(by_key[p.partition_key]), partition_constants(p.pk), access),
-            )
+            (p.key, DaskPiece(tuple(by_key[p]), partition_constants(p), access))
             for p in parts
-            if p.partition_key in by_key
+            if p in by_key
         ]
         window = None
         if s is not None or e is not None:
-            known = [p.date for p in parts]
+            known = [p.day for p in parts]
             lo_day = s or (min(known) if known else e)
             hi_day = e or (max(known) if known else s)
             assert lo_day is not None and hi_day is not None
             window = utc_window(lo_day, hi_day, timezone)
-        example = parts[0].pk if parts else PartitionKey.parse(_example_key(source, message_type))
+        example = parts[0] if parts else PartitionKey.parse(_example_key(source, message_type))
         sql = schema.socrata_select_sql("frame") if naming == "socrata" else None
 
         def empty() -> pa.Schema:
@@ -601,6 +615,7 @@ class Catalog:
         filters: Filters | None,
         naming: str,
         location: str | Sequence[str] | None,
+        snapshot: int | None = None,
     ) -> dd.DataFrame:
         """to_dask of a dataset (NGSIM): the published files of its inputs, one Dask
         partition per hive directory (`location=us-101/date=2005-06-15`)."""
@@ -619,14 +634,18 @@ class Catalog:
         window = None
         if s is not None or e is not None:
             window = utc_window(s or e, e or s, tz)  # type: ignore[arg-type]
-        with self.db.read() as con:
-            files = [
-                f for f in dataset_files(con, ds.name, published_only=True) if f.kind == "data"
-            ]
         locate, access = self._lake_reader()
         by_part: dict[str, list[str]] = {}
-        for f in files:
-            by_part.setdefault(f.partition, []).append(locate(f.path).removeprefix("s3://"))
+        if snapshot is None:
+            with self.db.read() as con:
+                files = [
+                    f for f in dataset_files(con, ds.name, published_only=True) if f.kind == "data"
+                ]
+            for f in files:
+                by_part.setdefault(f.partition, []).append(locate(f.path).removeprefix("s3://"))
+        else:
+            for hive, shown in self._files_at(ds.view_name, snapshot).items():
+                by_part[hive] = [w.removeprefix("s3://") for w in shown]
         keyed = []
         for part in sorted(by_part, key=lambda k: tuple(reversed(k.split("/")))):
             constants = _partition_values(ds, part)
@@ -656,6 +675,20 @@ class Catalog:
             window if time_column else None,
             None,
         )
+
+    def _files_at(self, table: str, snapshot: int) -> dict[str, list[str]]:
+        """The data files of a lake table that a snapshot shows, by partition directory
+        (the hive path below the table's directory, e.g. `year=2021/month=4/day=1/...`)."""
+        at = as_of_point(snapshot, None)
+        with self.db.read(at) as con:  # checks that the snapshot is kept
+            shown = [f for f in lake.data_files(con) if f.table == table and f.shown_at(snapshot)]
+        out: dict[str, list[str]] = {}
+        marker = f"/{lake.SCHEMA}/{table}/"
+        for f in sorted(shown, key=lambda f: f.location):
+            head = f.location.rpartition("/")[0] + "/"
+            hive = head.split(marker, 1)[1] if marker in head else ""
+            out.setdefault(hive.strip("/"), []).append(f.location)
+        return out
 
     def _frame(
         self,

@@ -198,3 +198,23 @@ def test_lineage_from_a_row_to_its_object_run_and_snapshot(
     }
     res = runner.invoke(app, ["runs", "show", history["run2"], "--catalog", str(cat.paths.root)])
     assert f"snapshots committed by the run: {s2['snapshot_id']}" in res.stdout
+
+
+def test_to_dask_at_a_snapshot_reads_the_rows_of_then(history: dict[str, Any]) -> None:
+    cat: Catalog = history["cat"]
+    s3, s2, s1 = _ingest_snapshots(cat)
+    cols = ["source_key", "vehicle_id", "generated_at", "speed_mps"]
+    for snap in (s1, s2, s3):
+        sid = snap["snapshot_id"]
+        frame = cat.to_dask("wydot", "BSM", columns=cols, snapshot=sid).compute()
+        want = cat.query(f"select {', '.join(cols)} from wydot_bsm", snapshot=sid)
+        key = cols[:3]
+        got = frame.sort_values(key).reset_index(drop=True)[cols]
+        want = want.sort_values(key).reset_index(drop=True)
+        assert len(got) == len(want) > 0
+        assert (got.values == want.values).all(), sid
+    # a range cuts the snapshot's days as it cuts today's
+    one = cat.to_dask("wydot", "BSM", D2, D2, snapshot=s2["snapshot_id"]).compute()
+    assert len(one) == history["after2"].set_index("date").n[D2]
+    with pytest.raises(CatalogError, match="no snapshot"):
+        cat.to_dask("wydot", "BSM", snapshot=10**6)

@@ -195,6 +195,11 @@ class DataFile:
     rows: int
     current: bool  # shown by the current snapshot (False: only older snapshots show it)
     since: int = 0  # the snapshot that registered it (its rows became visible then)
+    until: int | None = None  # the snapshot that ended it (None: still shown)
+
+    def shown_at(self, snapshot: int) -> bool:
+        """Whether the lake as of that snapshot shows this file."""
+        return self.since <= snapshot and (self.until is None or self.until > snapshot)
 
 
 def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
@@ -205,11 +210,14 @@ def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
     rows = con.execute(
         "SELECT t.table_name, s.path, s.path_is_relative, t.path, t.path_is_relative, f.path, "
         "f.path_is_relative, f.record_count, f.end_snapshot IS NULL AND t.end_snapshot IS NULL, "
-        "f.begin_snapshot FROM ducklake_data_file f "
+        "f.begin_snapshot, CASE WHEN f.end_snapshot IS NULL THEN t.end_snapshot "
+        "WHEN t.end_snapshot IS NULL THEN f.end_snapshot "
+        "ELSE least(f.end_snapshot, t.end_snapshot) END FROM ducklake_data_file f "
         "JOIN (SELECT table_id, any_value(schema_id) AS schema_id, "
         "      arg_max(table_name, begin_snapshot) AS table_name, any_value(path) AS path, "
         "      any_value(path_is_relative) AS path_is_relative, "
-        "      CASE WHEN bool_or(end_snapshot IS NULL) THEN NULL ELSE 0 END AS end_snapshot "
+        "      CASE WHEN bool_or(end_snapshot IS NULL) THEN NULL ELSE max(end_snapshot) END "
+        "      AS end_snapshot "
         "      FROM ducklake_table GROUP BY table_id) t USING (table_id) "
         "JOIN (SELECT schema_id, any_value(path) AS path, "
         "      any_value(path_is_relative) AS path_is_relative FROM ducklake_schema "
@@ -217,9 +225,14 @@ def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
     ).fetchall()
     return [
         DataFile(
-            table, _join(_join(_join(base, sp, sr), tp, tr), fp, fr), int(n), bool(now), int(b)
+            table,
+            _join(_join(_join(base, sp, sr), tp, tr), fp, fr),
+            int(n),
+            bool(now),
+            int(b),
+            None if e is None else int(e),
         )
-        for table, sp, sr, tp, tr, fp, fr, n, now, b in rows
+        for table, sp, sr, tp, tr, fp, fr, n, now, b, e in rows
     ]
 
 
