@@ -50,9 +50,9 @@ from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import cvpilot, ngsim
 from cvcatalog.sources.bucket import PartitionKey, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_literal
-from cvcatalog.state import manifest
+from cvcatalog.state import manifest, pins
 from cvcatalog.state.access import record_access
-from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify
+from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify, now_utc
 from cvcatalog.state.eviction import evict_to_size
 
 if TYPE_CHECKING:
@@ -812,6 +812,56 @@ class Catalog:
             since = [f.since for f in lake.data_files(con) if f.current and f.location in located]
         origin["snapshot_id"] = max(since) if since else None
         return origin
+
+    # -- pins ----------------------------------------------------------------------------
+    def pin(self, name: str, source: str, message_type: str | None = None) -> pins.Pin:
+        """Pin experiment `name` to the current snapshot (once: an existing pin is returned
+        as it is). The snapshot never expires and its files stay until `unpin`."""
+        ds = _dataset(source)
+        if ds is not None:
+            table, source, message_type = ds.view_name, ds.name, ds.message_type
+        else:
+            if message_type is None:
+                raise ConfigError(f"give the message type of {source}")
+            source, message_type = _pair(source, message_type)
+            table = SCHEMAS[(source, message_type)].view_name
+        with self.db.write(message=f"pin experiment {name}") as con:
+            held = pins.get(con, name)
+            if held is not None:
+                return held
+            kept = lake.snapshots(con)
+            if not kept:
+                raise CatalogError("the catalog has no snapshot to pin; ingest something first")
+            sid = kept[-1].snapshot_id
+            files = [f for f in lake.data_files(con) if f.table == table and f.shown_at(sid)]
+            pin = pins.Pin(
+                name,
+                sid,
+                source,
+                message_type,
+                len(files),
+                sum(f.size for f in files),
+                pins.files_digest(files),
+                now_utc(),
+            )
+            pins.put(con, pin)
+        return pin
+
+    def pin_of(self, name: str) -> pins.Pin | None:
+        with self.db.read() as con:
+            return pins.get(con, name)
+
+    def pinned(self) -> list[dict[str, Any]]:
+        """Every pinned experiment, with the bytes its snapshot holds that the current
+        catalog no longer shows (what eviction cannot free while it is pinned)."""
+        with self.db.read() as con:
+            held = pins.held_bytes(con)
+            return [{**p.__dict__, "held_bytes": held.get(p.name, 0)} for p in pins.all_pins(con)]
+
+    def unpin(self, name: str) -> bool:
+        """Release a pin; its snapshot expires with retention like any other."""
+        with self.db.write(message=f"unpin experiment {name}") as con:
+            return pins.remove(con, name)
 
     def run_snapshots(self, run_id: str) -> list[dict[str, Any]]:
         """The snapshots a run committed, oldest first (see snapshots())."""

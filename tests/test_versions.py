@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.exceptions import CatalogError, ConfigError
+from cvcatalog.read.experiments import CatalogGatherer, ExperimentConfig
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sources.bucket import BUCKET
 
@@ -218,3 +219,91 @@ def test_to_dask_at_a_snapshot_reads_the_rows_of_then(history: dict[str, Any]) -
     assert len(one) == history["after2"].set_index("date").n[D2]
     with pytest.raises(CatalogError, match="no snapshot"):
         cat.to_dask("wydot", "BSM", snapshot=10**6)
+
+
+D3, D4 = date(2021, 5, 1), date(2021, 5, 2)
+
+
+def _experiment(path: Path, name: str, data_extra: str) -> Path:
+    path.write_text(
+        f"experiment: {{name: {name}}}\n"
+        "data:\n  source: wydot\n  message_type: BSM\n"
+        f"  date_range: {{start_date: {D3}, end_date: {D4}, timezone: UTC}}\n{data_extra}"
+        "output: {column_names: canonical}\n"
+    )
+    return path
+
+
+def _gathered(path: Path, cat: Catalog) -> Any:
+    frame = CatalogGatherer(path, cat).gather_data().get_gathered_data().compute()
+    cols = ["source_key", "vehicle_id", "generated_at", "msg_cnt", "speed_mps", "latitude"]
+    return frame[cols].sort_values(cols[:4]).reset_index(drop=True)
+
+
+def test_a_pinned_experiment_keeps_its_rows_through_changes_and_eviction(
+    module_s3: Any, tmp_path: Path
+) -> None:
+    client = module_s3
+    seed_replica(client, D3, D4, sources=["wydot"], message_types=["BSM"], records_per_hour=6,
+                 files_per_hour=1, seed=7)  # fmt: skip
+    cat = Catalog(tmp_path / "catalog")
+    for day in (D3, D4):
+        _ingest(cat, day)
+    pinned = _experiment(tmp_path / "pinned.yml", "pinned_may", "  pin: true\n")
+    live = _experiment(tmp_path / "live.yml", "live_may", "")
+    before = _gathered(pinned, cat)
+    pin = cat.pin_of("pinned_may")
+    assert pin is not None
+    # the newest snapshot when first gathered
+    assert pin.snapshot_id == max(s["snapshot_id"] for s in _ingest_snapshots(cat))
+    assert _gathered(live, cat).equals(before)
+
+    # the bucket changes: one object rewritten, one object added; picked up incrementally
+    key = sorted(
+        o["Key"]
+        for o in client.list_objects_v2(Bucket=BUCKET, Prefix="wydot/BSM/2021/05/01/")["Contents"]
+    )[0]
+    lines = client.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()
+    client.put_object(Bucket=BUCKET, Key=key, Body=(lines[0] + "\n").encode())
+    new_key = "wydot/BSM/2021/05/02/23/usdot-its-cvpilot-bsm-public-late-arrival"
+    client.put_object(Bucket=BUCKET, Key=new_key, Body=("\n".join(lines) + "\n").encode())
+    _ingest(cat, D3, check_changes=True)
+    _ingest(cat, D4, check_changes=True)
+
+    assert _gathered(pinned, cat).equals(before)  # bit for bit the rows first gathered
+    now = _gathered(live, cat)
+    assert not now.equals(before) and new_key in set(now.source_key)
+    assert (now.source_key == key).sum() == 1 < (before.source_key == key).sum()
+
+    res = runner.invoke(app, ["experiments", "show", str(pinned), "--catalog",
+                              str(cat.paths.root), "--format", "json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (shown,) = json.loads(res.stdout)
+    assert shown["snapshot_id"] == pin.snapshot_id and shown["digest"] == pin.digest
+    assert shown["held_bytes"] > 0  # the rewritten day's old files: only the pin shows them
+
+    # eviction and clear free what they can; the pin's files stay, and say so
+    res = runner.invoke(app, ["cache", "clear", "--yes", "--catalog", str(cat.paths.root)])
+    assert res.exit_code == 0, res.output
+    assert "kept for pinned experiment pinned_may" in res.stdout
+    cat.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
+    assert _gathered(pinned, cat).equals(before)
+    assert cat.query("select count(*) as n from wydot_bsm").n[0] == 0
+
+    # unpinned, the snapshot expires with everything else
+    res = runner.invoke(app, ["experiments", "unpin", "pinned_may", "--catalog",
+                              str(cat.paths.root)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    cat.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
+    with pytest.raises(CatalogError, match="no longer kept"):
+        cat.to_dask("wydot", "BSM", snapshot=pin.snapshot_id)
+    assert not [p for p in (cat.paths.root / "lake").rglob("*.parquet")]
+    res = runner.invoke(app, ["experiments", "show", "pinned_may", "--catalog",
+                              str(cat.paths.root)])  # fmt: skip
+    assert res.exit_code == 1 and "not pinned" in res.output
+
+
+def test_snapshot_and_pin_are_one_or_the_other(tmp_path: Path) -> None:
+    bad = _experiment(tmp_path / "bad.yml", "bad", "  pin: true\n  snapshot: 3\n")
+    with pytest.raises(ConfigError, match="not both"):
+        ExperimentConfig.from_yaml(bad)

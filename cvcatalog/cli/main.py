@@ -35,6 +35,7 @@ from cvcatalog.ops.publish import RESULT_COLUMNS
 from cvcatalog.pipeline.report import NullProgress, Summary, summary_lines
 from cvcatalog.quality.config import QualityConfig, quality_from_file
 from cvcatalog.quality.report import build_report, render_html, render_png, write_atomic
+from cvcatalog.read.experiments import ExperimentConfig
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sandbox.server import (
@@ -62,6 +63,11 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(sandbox_app, name="sandbox")
 report_app = typer.Typer(help="Reports stored in the catalog.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
+experiments_app = typer.Typer(
+    help="Experiments pinned to a snapshot (data.pin / data.snapshot in the YAML).",
+    no_args_is_help=True,
+)
+app.add_typer(experiments_app, name="experiments")
 
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -553,6 +559,17 @@ def cache_clear(
     cat = open_catalog(catalog)
     n, nbytes = cat.clear(source and source.lower(), message_type and message_type.upper())
     print(f"cleared {n} partitions ({nbytes / 1e6:,.1f} MB) of {what}")
+    _pins_held(cat)
+
+
+def _pins_held(cat: Catalog) -> None:
+    """What pinned experiments keep on disk after a clear or an eviction."""
+    for p in cat.pinned():
+        if p["held_bytes"]:
+            print(
+                f"  kept for pinned experiment {p['name']} (snapshot {p['snapshot_id']}): "
+                f"{p['held_bytes'] / 1e6:,.1f} MB (cvcatalog experiments unpin {p['name']})"
+            )
 
 
 @cache_app.command("evict")
@@ -580,6 +597,7 @@ def cache_evict(
         f" and {inputs} dataset input(s)" if inputs else ""
     )
     print(f"evicted {what}" + (f": {', '.join(gone)}" if gone else ""))
+    _pins_held(cat)
     for name in gone:  # a dataset input, '<dataset>:<uri>': how to load it again
         dataset, sep, uri = name.partition(":")
         if sep and "/" not in dataset:
@@ -820,6 +838,57 @@ def _when(t: Any, since: Any = None) -> str | None:
     if since is not None and t.date() == since.astimezone(UTC).date():
         return str(t.strftime("%H:%M:%S"))
     return str(t.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def _experiment_name(name: str) -> str:
+    """An experiment's name, or the name inside an experiment YAML given by path."""
+    if name.endswith((".yml", ".yaml")) and Path(name).exists():
+        return ExperimentConfig.from_yaml(name).experiment.name
+    return name
+
+
+PIN_COLUMNS = ["name", "snapshot_id", "source", "message_type", "files", "bytes", "held_bytes",
+               "pinned_at", "digest"]  # fmt: skip
+
+
+@experiments_app.command("list")
+@friendly
+def experiments_list(catalog: CatalogOpt = None, fmt: FormatOpt = Format.table) -> None:
+    """Pinned experiments: their snapshot, files, and the bytes only the pin keeps."""
+    cat = open_catalog(catalog)
+    emit(cat.pinned(), fmt, columns=PIN_COLUMNS)
+
+
+@experiments_app.command("show")
+@friendly
+def experiments_show(
+    name: Annotated[str, typer.Argument(help="experiment.name, or its YAML file")],
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """An experiment's pin: the snapshot it reads and a digest of that snapshot's files."""
+    cat = open_catalog(catalog)
+    name = _experiment_name(name)
+    rows = [p for p in cat.pinned() if p["name"] == name]
+    if not rows:
+        raise CvCatalogError(
+            f"experiment {name!r} is not pinned (data.pin: true pins it when first gathered)"
+        )
+    emit(rows, fmt, columns=PIN_COLUMNS)
+
+
+@experiments_app.command("unpin")
+@friendly
+def experiments_unpin(
+    name: Annotated[str, typer.Argument(help="experiment.name, or its YAML file")],
+    catalog: CatalogOpt = None,
+) -> None:
+    """Release a pin: its snapshot and files then expire with retention like any other."""
+    cat = open_catalog(catalog)
+    name = _experiment_name(name)
+    if not cat.unpin(name):
+        raise CvCatalogError(f"experiment {name!r} is not pinned")
+    print(f"unpinned {name}")
 
 
 runs_app = typer.Typer(

@@ -196,6 +196,7 @@ class DataFile:
     current: bool  # shown by the current snapshot (False: only older snapshots show it)
     since: int = 0  # the snapshot that registered it (its rows became visible then)
     until: int | None = None  # the snapshot that ended it (None: still shown)
+    size: int = 0  # bytes
 
     def shown_at(self, snapshot: int) -> bool:
         """Whether the lake as of that snapshot shows this file."""
@@ -212,7 +213,8 @@ def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
         "f.path_is_relative, f.record_count, f.end_snapshot IS NULL AND t.end_snapshot IS NULL, "
         "f.begin_snapshot, CASE WHEN f.end_snapshot IS NULL THEN t.end_snapshot "
         "WHEN t.end_snapshot IS NULL THEN f.end_snapshot "
-        "ELSE least(f.end_snapshot, t.end_snapshot) END FROM ducklake_data_file f "
+        "ELSE least(f.end_snapshot, t.end_snapshot) END, f.file_size_bytes "
+        "FROM ducklake_data_file f "
         "JOIN (SELECT table_id, any_value(schema_id) AS schema_id, "
         "      arg_max(table_name, begin_snapshot) AS table_name, any_value(path) AS path, "
         "      any_value(path_is_relative) AS path_is_relative, "
@@ -231,8 +233,9 @@ def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
             bool(now),
             int(b),
             None if e is None else int(e),
+            int(size or 0),
         )
-        for table, sp, sr, tp, tr, fp, fr, n, now, b, e in rows
+        for table, sp, sr, tp, tr, fp, fr, n, now, b, e, size in rows
     ]
 
 
@@ -350,12 +353,22 @@ def snapshots(con: duckdb.DuckDBPyConnection) -> list[Snapshot]:
     return list(out.values())
 
 
-def expire_snapshots(con: duckdb.DuckDBPyConnection, older_than: datetime) -> int:
-    """Expire the snapshots committed before older_than (never the current one); their files
-    are scheduled for deletion. Returns how many snapshots expired."""
-    rows = con.execute(
-        "CALL ducklake_expire_snapshots(?, older_than => ?)", [LAKE, older_than]
-    ).fetchall()
+def expire_snapshots(
+    con: duckdb.DuckDBPyConnection, older_than: datetime, keep: Iterable[int] = ()
+) -> int:
+    """Expire the snapshots committed before older_than, except the current one and those in
+    keep (pinned); their files no kept snapshot shows are scheduled for deletion. Returns how
+    many snapshots expired."""
+    kept = snapshots(con)
+    if not kept:
+        return 0
+    spare = {kept[-1].snapshot_id, *keep}
+    gone = [
+        s.snapshot_id for s in kept if s.committed_at < older_than and s.snapshot_id not in spare
+    ]
+    if not gone:
+        return 0
+    rows = con.execute("CALL ducklake_expire_snapshots(?, versions => ?)", [LAKE, gone]).fetchall()
     return len(rows)
 
 

@@ -40,7 +40,7 @@ from cvcatalog.io.storage import (
     store_for,
 )
 from cvcatalog.sqlutil import load_sql, quote_literal
-from cvcatalog.state import legacy, tables
+from cvcatalog.state import legacy, pins, tables
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, "001_catalog.sql"),
@@ -50,6 +50,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (5, "005_runs.sql"),
     (6, "006_catalog_settings.sql"),
     (7, "007_ducklake.sql"),
+    (8, "008_experiment_pins.sql"),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
@@ -524,7 +525,7 @@ class CatalogDB:
         kept snapshot shows (two commits: the second deletes only what the first published
         as unreachable). Returns the deleted locations."""
         with self.write(message="expire snapshots") as con:
-            lake.expire_snapshots(con, older_than)
+            lake.expire_snapshots(con, older_than, keep=pins.pinned_snapshots(con))
         with self.read() as con:  # what the expiry scheduled is visible once committed
             pending = lake.pending_cleanup(con)
         if not pending:
