@@ -813,6 +813,41 @@ class Catalog:
         origin["snapshot_id"] = max(since) if since else None
         return origin
 
+    def changes(
+        self,
+        source: str,
+        message_type: str | None = None,
+        since: int = 0,
+        until: int | None = None,
+        *,
+        output: Literal["pandas", "arrow"] = "pandas",
+    ) -> Any:
+        """The rows inserted and deleted after snapshot `since`, up to `until` (default: the
+        current one): `change_type` (insert | delete), `snapshot_id` (the snapshot that made
+        the change), then the table's columns. Net changes: rows a rewrite put back unchanged
+        are not listed, so a day re-ingested because one object changed shows that object's
+        old rows deleted and its new rows inserted."""
+        ds = _dataset(source)
+        if ds is not None:
+            table = ds.view_name
+        else:
+            if message_type is None:
+                raise ConfigError(f"give the message type of {source}")
+            table = SCHEMAS[_pair(source, message_type)].view_name
+        with self.db.read() as con:
+            last = until if until is not None else lake.snapshots(con)[-1].snapshot_id
+            for sid in (since, last):
+                self.db.check_kept(con, lake.AsOf(snapshot=sid))
+            if last < since:
+                raise ConfigError(f"until ({last}) is before since ({since})")
+            if table not in lake.table_columns(con):
+                raise CatalogError(f"the catalog has no {table} table yet")
+            if last > since:
+                result = lake.changes(con, table, since + 1, last)
+            else:  # nothing between: no rows, the feed's columns
+                result = lake.changes(con, table, last, last).slice(0, 0)
+        return result if output == "arrow" else result.to_pandas()
+
     # -- pins ----------------------------------------------------------------------------
     def pin(self, name: str, source: str, message_type: str | None = None) -> pins.Pin:
         """Pin experiment `name` to the current snapshot (once: an existing pin is returned

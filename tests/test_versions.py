@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -274,6 +275,29 @@ def test_a_pinned_experiment_keeps_its_rows_through_changes_and_eviction(
     now = _gathered(live, cat)
     assert not now.equals(before) and new_key in set(now.source_key)
     assert (now.source_key == key).sum() == 1 < (before.source_key == key).sum()
+
+    # the change feed since the pin: only the changed object's rows and the new object's
+    feed = cat.changes("wydot", "BSM", since=pin.snapshot_id)
+    ident = ["source_key", "vehicle_id", "generated_at", "msg_cnt"]
+
+    def rows(df: Any) -> list[tuple[Any, ...]]:
+        return sorted(map(tuple, df[ident].astype(str).values.tolist()))
+
+    old_rows, new_rows = rows(before[before.source_key == key]), rows(now[now.source_key == key])
+    gone = list(old_rows)
+    for r in new_rows:
+        gone.remove(r)  # what the rewritten object kept is not a change
+    assert rows(feed[feed.change_type == "delete"]) == sorted(gone) and gone
+    assert rows(feed[feed.change_type == "insert"]) == rows(now[now.source_key == new_key])
+    assert set(feed.source_key) == {key, new_key}  # nothing of the unchanged objects
+    assert set(feed.snapshot_id) <= {s["snapshot_id"] for s in _ingest_snapshots(cat)[:2]}
+    out = tmp_path / "changes.parquet"
+    res = runner.invoke(app, ["changes", "--source", "wydot", "--type", "BSM", "--since",
+                              str(pin.snapshot_id), "--catalog", str(cat.paths.root),
+                              "--format", "parquet", "--output", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert pq.read_table(out).num_rows == len(feed)
+    assert f"{len(feed) - len(gone):,} inserted, {len(gone):,} deleted" in res.output
 
     res = runner.invoke(app, ["experiments", "show", str(pinned), "--catalog",
                               str(cat.paths.root), "--format", "json"])  # fmt: skip

@@ -16,6 +16,7 @@ from datetime import UTC, date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import pyarrow.parquet as pq
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -27,6 +28,7 @@ from cvcatalog.config import MAX_WORKERS, load_yaml
 from cvcatalog.datasets import DATASETS
 from cvcatalog.distributed import check_options, check_scheduler
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError
+from cvcatalog.io.layout import publish_file
 from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
 from cvcatalog.ops.cache import quarantine_bad
@@ -463,6 +465,67 @@ def snapshots(
             "rows_removed",
         ],
     )
+
+
+#: what `changes --format table` shows of a row (the other formats give every column)
+CHANGE_COLUMNS = ["change_type", "snapshot_id", "source_key", "date", "generated_at",
+                  "timestamp", "vehicle_id", "latitude", "longitude"]  # fmt: skip
+
+
+@app.command()
+@friendly
+def changes(
+    source: Annotated[
+        str, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
+    ],
+    since: Annotated[int, typer.Option("--since", help="Changes after this snapshot")],
+    message_type: TypeOpt = None,
+    until: Annotated[
+        int | None, typer.Option("--until", help="Up to this snapshot [default: the current]")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="table | json | csv | parquet (with --output)")
+    ] = "table",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the rows to this file")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--max-rows", help="Table format shows at most this many rows")
+    ] = 1000,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Rows inserted and deleted between two snapshots (see `snapshots`): change_type,
+    the snapshot of the change, then the row. Rows a rewrite put back unchanged are not
+    listed: a day re-ingested because one object changed shows only that object's rows."""
+    if fmt not in ("table", "json", "csv", "parquet"):
+        raise ConfigError(f"--format {fmt!r}: table, json, csv or parquet")
+    if fmt == "parquet" and output is None:
+        raise ConfigError("--format parquet needs --output FILE")
+    cat = open_catalog(catalog)
+    full = table = cat.changes(
+        source.lower(), message_type and message_type.upper(), since, until, output="arrow"
+    )
+    if fmt == "parquet":
+        assert output is not None
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(f".{output.name}.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        publish_file(tmp, output)
+    else:
+        columns = table.column_names
+        if fmt == "table" and output is None:  # the row's identity; json/csv give every column
+            table = table.slice(0, limit)
+            columns = [c for c in CHANGE_COLUMNS if c in columns] or columns[:8]
+        emit(table.to_pylist(), Format(fmt), output, columns=columns)
+    if fmt == "table" or output is not None:
+        table = full
+        counts = table.group_by("change_type").aggregate([("change_type", "count")]).to_pylist()
+        n = {r["change_type"]: r["change_type_count"] for r in counts}
+        err.print(
+            f"{n.get('insert', 0):,} inserted, {n.get('delete', 0):,} deleted after snapshot "
+            f"{since}" + (f" (to {output})" if output is not None else ""),
+            highlight=False,
+        )
 
 
 @app.command()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
+import pyarrow as pa
 
 from cvcatalog.io.duckdb_ext import load_extension
 from cvcatalog.sqlutil import quote_ident, quote_literal
@@ -351,6 +352,27 @@ def snapshots(con: duckdb.DuckDBPyConnection) -> list[Snapshot]:
             if sid in out:
                 getattr(out[sid], into)[table] = int(n)
     return list(out.values())
+
+
+def changes(con: duckdb.DuckDBPyConnection, table: str, first: int, last: int) -> pa.Table:
+    """The net row changes of a lake table from snapshot first to last (inclusive): rows the
+    later state has and the earlier lacks are inserts, the reverse deletes, each with the
+    snapshot that made it. A file rewritten with its rows unchanged (a day merged by
+    --check-changes, a compaction) nets to nothing, so only rows that really changed show."""
+    sql = (
+        "WITH c AS (SELECT * FROM ducklake_table_changes(?, ?, ?, ?, ?)), "
+        "g AS (SELECT * EXCLUDE (snapshot_id, rowid, change_type), "
+        "sum(CASE WHEN change_type IN ('insert', 'update_postimage') THEN 1 ELSE -1 END) "
+        "AS _net, "
+        "max(snapshot_id) FILTER (WHERE change_type IN ('insert', 'update_postimage')) AS _ins, "
+        "max(snapshot_id) FILTER (WHERE change_type IN ('delete', 'update_preimage')) AS _del "
+        "FROM c GROUP BY ALL) "
+        "SELECT CASE WHEN _net > 0 THEN 'insert' ELSE 'delete' END AS change_type, "
+        "CASE WHEN _net > 0 THEN _ins ELSE _del END AS snapshot_id, "
+        "g.* EXCLUDE (_net, _ins, _del) FROM g, range(CAST(abs(_net) AS BIGINT)) AS r(_n) WHERE _net <> 0 "
+        "ORDER BY snapshot_id, change_type DESC"
+    )
+    return con.execute(sql, [LAKE, SCHEMA, table, first, last]).arrow().read_all()
 
 
 def expire_snapshots(

@@ -195,7 +195,7 @@ class RemoteCatalogDB(CatalogDB):
                 endpoint=self.cfg.endpoint_url,
             )
             if at is not None:
-                at = self._kept(con, at)
+                at = self.check_kept(con, at)
             lake.attach(con, STATE_DB, read_only=True, at=at)
             use_search_path(con, scratch)
             for sql in tables.view_statements(temporary=True).values():

@@ -238,7 +238,7 @@ class CatalogDB:
             con = self._open(self.paths.db, read_only=True)
             try:
                 if at is not None:
-                    at = self._kept(con, at)
+                    at = self.check_kept(con, at)
                 self._attach_lake_read_only(con, at)
                 use_search_path(con, scratch=scratch)
                 return con
@@ -255,7 +255,7 @@ class CatalogDB:
             raise
 
     @staticmethod
-    def _kept(con: duckdb.DuckDBPyConnection, at: lake.AsOf) -> lake.AsOf:
+    def check_kept(con: duckdb.DuckDBPyConnection, at: lake.AsOf) -> lake.AsOf:
         """at, checked against the snapshots still kept (one clear line when it is gone)."""
         kept = lake.snapshots(con)
         if not kept:
