@@ -331,3 +331,29 @@ def test_snapshot_and_pin_are_one_or_the_other(tmp_path: Path) -> None:
     bad = _experiment(tmp_path / "bad.yml", "bad", "  pin: true\n  snapshot: 3\n")
     with pytest.raises(ConfigError, match="not both"):
         ExperimentConfig.from_yaml(bad)
+
+
+def test_a_published_catalog_keeps_its_snapshots(history: dict[str, Any], module_s3: Any) -> None:
+    cat: Catalog = history["cat"]
+    s3, s2, s1 = _ingest_snapshots(cat)
+    module_s3.create_bucket(Bucket="cv-versions")
+    summary = cat.publish("s3://cv-versions/all", rate_limit=0)
+    assert summary.ok, summary.as_dict()
+    remote = Catalog("s3://cv-versions/all")
+    for snap, want in ((s1, "after1"), (s2, "after2"), (s3, "after3")):
+        assert remote.query(COUNT, snapshot=snap["snapshot_id"]).equals(history[want])
+    assert remote.query(COUNT).equals(history["after3"])
+    res = runner.invoke(app, ["query", "--catalog", "s3://cv-versions/all", "--snapshot",
+                              str(s1["snapshot_id"]), "--format", "json",
+                              "select count(*) as n from wydot_bsm"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == [{"n": int(history["after1"].n.sum())}]
+
+    # --snapshot: the history from that snapshot on; older ones are not published
+    res = runner.invoke(app, ["publish", "--to", "s3://cv-versions/recent", "--catalog",
+                              str(cat.paths.root), "--snapshot", str(s2["snapshot_id"])])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    recent = Catalog("s3://cv-versions/recent")
+    assert recent.query(COUNT, snapshot=s2["snapshot_id"]).equals(history["after2"])
+    with pytest.raises(CatalogError, match="no longer kept"):
+        recent.query(COUNT, snapshot=s1["snapshot_id"])

@@ -1228,12 +1228,21 @@ def publish(
         float | None,
         typer.Option("--rate-limit", help="S3 requests per second [default: 0 = unlimited]"),
     ] = None,
+    snapshot: Annotated[
+        int | None,
+        typer.Option(
+            "--snapshot",
+            help="The oldest snapshot the published catalog keeps [default: every kept one]",
+        ),
+    ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Upload a local catalog to S3 (Parquet + a portable catalog database), verified, resumable."""
+    """Upload a local catalog to S3 (Parquet + a portable catalog database), verified, resumable;
+    its snapshots travel with it (`query --catalog s3://... --snapshot ID`)."""
     cat = open_catalog(catalog)
     summary = cat.publish(
         to,
+        snapshot=snapshot,
         profile=profile,
         no_sign_request=no_sign_request,
         max_workers=workers,

@@ -178,6 +178,11 @@ def drop_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
     con.execute(f"DROP TABLE IF EXISTS {qualified(table)}")
 
 
+def data_location(con: duckdb.DuckDBPyConnection) -> str:
+    """The lake's data path as recorded (files' locations start with it)."""
+    return _data_path(con)
+
+
 def _data_path(con: duckdb.DuckDBPyConnection) -> str:
     row = con.execute("SELECT value FROM ducklake_metadata WHERE key = 'data_path'").fetchone()
     return str(row[0]) if row else ""
