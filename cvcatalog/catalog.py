@@ -95,6 +95,8 @@ class FrameSpec:
     empty_schema: Callable[[], pa.Schema]
     time_column: str | None
     label: str
+    #: (old name, new name) of columns renamed by a canonical version (MessageSchema.renamed)
+    renamed: tuple[tuple[str, str], ...] = ()
 
 
 def partition_constants(pk: PartitionKey) -> tuple[tuple[str, Any], ...]:
@@ -135,16 +137,32 @@ def _read_piece(
     window: tuple[datetime, datetime] | None,
     time_column: str | None,
     sql: str | None = None,
+    expected: pa.Schema | None = None,
+    renamed: tuple[tuple[str, str], ...] = (),
 ) -> pd.DataFrame:
     """Read one partition's files with pyarrow (runs on Dask workers, so module level).
 
-    With sql (the socrata view's SELECT), columns name the columns of its result.
+    With sql (the socrata view's SELECT), columns name the columns of its result. expected:
+    the table's columns now; those the files predate (a canonical version that only added
+    columns) read as NULL, as in the lake.
     """
     const_names = {name for name, _ in piece.constants}
+    fs = piece.s3.filesystem() if piece.s3 is not None else None
+    absent: list[pa.Field] = []
+    back: dict[str, str] = {}  # new name -> the old name the files use
+    if expected is not None and piece.files:
+        present = set(pq.read_schema(piece.files[0], filesystem=fs).names)
+        back = {n: o for o, n in renamed if o in present and n not in present}
+        absent = [
+            f
+            for f in expected
+            if f.name not in present and f.name not in back and f.name not in const_names
+        ]
     need = None
     if columns is not None and sql is None:
         need = list(dict.fromkeys([*columns, *([time_column] if window and time_column else [])]))
-        need = [c for c in need if c not in const_names]
+        gone = {f.name for f in absent}
+        need = [back.get(c, c) for c in need if c not in const_names and c not in gone]
     arrow_filters: list[tuple[str, str, Any]] = list(filters or [])
     if window and time_column:
         arrow_filters += [(time_column, ">=", window[0]), (time_column, "<", window[1])]
@@ -154,8 +172,13 @@ def _read_piece(
         columns=need,
         filters=arrow_filters or None,
         partitioning=None,
-        filesystem=piece.s3.filesystem() if piece.s3 is not None else None,
+        filesystem=fs,
     )
+    if back:
+        old_to_new = {o: n for n, o in back.items()}
+        table = table.rename_columns([old_to_new.get(c, c) for c in table.column_names])
+    for f in absent:
+        table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     table = _with_constants(table, piece.constants)
     if sql is not None:
         table = _apply_sql(table, sql)
@@ -498,7 +521,7 @@ class Catalog:
             p
             for p in parts.values()
             if p.status == "complete"
-            and p.canonical_version == SCHEMAS[(source, message_type)].canonical_version
+            and SCHEMAS[(source, message_type)].reads(p.canonical_version)
             and (wanted is None or p.partition_key in wanted)
         ]
 
@@ -597,6 +620,7 @@ class Catalog:
                 empty_schema=empty,
                 time_column=schema.time_column,
                 label=f"read-{source}-{message_type}",
+                renamed=schema.renamed,
             ),
             columns,
             filters,
@@ -711,7 +735,8 @@ class Catalog:
         pieces = [p for _, p in keyed]
         cols = list(columns) if columns is not None else None
         constants = pieces[0].constants if pieces else spec.constants
-        meta = _meta(spec, pieces, cols, constants, sql)
+        expected = spec.empty_schema()
+        meta = _meta(spec, pieces, cols, constants, sql, expected)
         self._record_access([k for k, _ in keyed])
         if not pieces:
             return dd.from_pandas(meta, npartitions=1)
@@ -723,6 +748,8 @@ class Catalog:
             window=window,
             time_column=spec.time_column,
             sql=sql,
+            expected=expected,
+            renamed=spec.renamed,
             meta=meta,
             enforce_metadata=False,
             label=spec.label,
@@ -1094,14 +1121,23 @@ def _meta(
     columns: list[str] | None,
     constants: tuple[tuple[str, Any], ...],
     sql: str | None = None,
+    expected: pa.Schema | None = None,
 ) -> pd.DataFrame:
     """An empty frame with the exact dtypes a piece will have."""
+    full = expected if expected is not None else spec.empty_schema()
     if pieces:
         first = pieces[0]
         fs = first.s3.filesystem() if first.s3 is not None else None
         arrow_schema = pq.read_schema(first.files[0], filesystem=fs)
+        for old, new in spec.renamed:  # as _read_piece renames them
+            if old in arrow_schema.names and new not in arrow_schema.names:
+                i = arrow_schema.get_field_index(old)
+                arrow_schema = arrow_schema.set(i, arrow_schema.field(i).with_name(new))
+        for f in full:  # columns its files predate read as NULL (_read_piece)
+            if f.name not in arrow_schema.names and f.name not in dict(constants):
+                arrow_schema = arrow_schema.append(f)
     else:
-        arrow_schema = spec.empty_schema()
+        arrow_schema = full
     table = _with_constants(arrow_schema.empty_table(), constants)
     if sql is not None:
         table = _apply_sql(table, sql)

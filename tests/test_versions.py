@@ -8,6 +8,7 @@ never with hard-coded counts).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -19,11 +20,14 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from cvcatalog import schemas
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.exceptions import CatalogError, ConfigError
+from cvcatalog.pipeline.report import NullProgress
 from cvcatalog.read.experiments import CatalogGatherer, ExperimentConfig
 from cvcatalog.sandbox.replica import seed_replica
+from cvcatalog.schemas.base import MessageSchema
 from cvcatalog.sources.bucket import BUCKET
 
 D1, D2 = date(2021, 4, 1), date(2021, 4, 2)
@@ -357,3 +361,116 @@ def test_a_published_catalog_keeps_its_snapshots(history: dict[str, Any], module
     assert recent.query(COUNT, snapshot=s2["snapshot_id"]).equals(history["after2"])
     with pytest.raises(CatalogError, match="no longer kept"):
         recent.query(COUNT, snapshot=s1["snapshot_id"])
+
+
+D5, D6 = date(2021, 6, 1), date(2021, 6, 2)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _AddsAColumn(MessageSchema):
+    """wydot/BSM with one more canonical column, as a canonical version bump would add it."""
+
+    def canonical_select_sql(self, relation: str, **kw: Any) -> str:
+        inner = SCHEMAS_AT_IMPORT[("wydot", "BSM")].canonical_select_sql(relation, **kw)
+        return f"SELECT *, 'v' || CAST(length(source_key) AS VARCHAR) AS lane_hint FROM ({inner})"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _RenamesIt(MessageSchema):
+    """... and a later bump that renames that column."""
+
+    def canonical_select_sql(self, relation: str, **kw: Any) -> str:
+        inner = SCHEMAS_AT_IMPORT[("wydot", "BSM")].canonical_select_sql(relation, **kw)
+        return f"SELECT *, 'v' || CAST(length(source_key) AS VARCHAR) AS lane_label FROM ({inner})"
+
+
+SCHEMAS_AT_IMPORT = dict(schemas.SCHEMAS)
+
+
+def test_a_canonical_version_that_adds_a_column_evolves_without_rewrites(
+    module_s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_replica(module_s3, D5, D6, sources=["wydot"], message_types=["BSM"],
+                 records_per_hour=4, files_per_hour=1, seed=11)  # fmt: skip
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat, D5)
+    old = SCHEMAS_AT_IMPORT[("wydot", "BSM")]
+    before = cat.query("select * from wydot_bsm order by all")
+    files_before = set(cat.query("select path from partition_files").path)
+
+    v2 = _AddsAColumn(
+        **{f.name: getattr(old, f.name) for f in dataclasses.fields(old)}
+        | {
+            "canonical_version": old.canonical_version + 1,
+            "compatible_since": old.canonical_version,
+            "canonical_columns": [*old.canonical_columns, ("lane_hint", "VARCHAR")],
+        }
+    )
+    monkeypatch.setitem(schemas.SCHEMAS, ("wydot", "BSM"), v2)
+    s = cat.ingest("wydot", "BSM", D5, D6, timezone="UTC", rate_limit=0, max_workers=4)
+    assert s.ok and s.count("cached") == 1 and s.count("complete") == 1  # D5 not fetched again
+    assert {p for p in files_before if p.endswith(".parquet")} <= set(
+        cat.query("select path from partition_files").path
+    )
+    got = cat.query("select date, count(*) as n, count(lane_hint) as hinted from wydot_bsm "
+                    "group by 1 order by 1")  # fmt: skip
+    assert list(got.hinted) == [0, got.n[1]] and got.n[1] > 0  # old day NULL, new day filled
+    kept = cat.query(
+        f"select * exclude (lane_hint) from wydot_bsm where date = '{D5}' order by all"
+    )
+    assert kept.equals(before)
+    frame = cat.to_dask("wydot", "BSM", D5, D6, columns=["date", "lane_hint"]).compute()
+    assert frame.groupby("date").lane_hint.count().tolist() == [0, got.n[1]]
+    whole = cat.to_dask("wydot", "BSM", D5, D6).compute()
+    assert "lane_hint" in whole.columns and whole.lane_hint.notna().sum() == got.n[1]
+
+    # a bump that renames the column: a rename in the lake, nothing converted again
+    v3 = _RenamesIt(
+        **{f.name: getattr(v2, f.name) for f in dataclasses.fields(v2)}
+        | {
+            "canonical_version": v2.canonical_version + 1,
+            "canonical_columns": [*old.canonical_columns, ("lane_label", "VARCHAR")],
+            "renamed": (("lane_hint", "lane_label"),),
+        }
+    )
+    monkeypatch.setitem(schemas.SCHEMAS, ("wydot", "BSM"), v3)
+    s = cat.ingest("wydot", "BSM", D5, D6, timezone="UTC", rate_limit=0, max_workers=4)
+    assert s.ok and s.count("cached") == 2
+    got = cat.query("select date, count(lane_label) as hinted from wydot_bsm group by 1 order by 1")
+    assert list(got.hinted) == [0, got_n := int(got.hinted[1])] and got_n > 0
+    frame = cat.to_dask("wydot", "BSM", D5, D6, columns=["date", "lane_label"]).compute()
+    assert frame.groupby("date").lane_label.count().tolist() == [0, got_n]
+    # a changed object of the oldest day merges with its kept (v1) rows
+    key = sorted(
+        o["Key"]
+        for o in module_s3.list_objects_v2(Bucket=BUCKET, Prefix="wydot/BSM/2021/06/01/")[
+            "Contents"
+        ]
+    )[0]
+    lines = module_s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()
+    module_s3.put_object(Bucket=BUCKET, Key=key, Body=(lines[0] + "\n").encode())
+    s = cat.ingest("wydot", "BSM", D5, D5, timezone="UTC", rate_limit=0, max_workers=4,
+                   check_changes=True)  # fmt: skip
+    assert s.ok and s.count("complete") == 1, s.as_dict()
+    merged = cat.query(
+        f"select source_key = ? as changed, count(*) as n, count(lane_label) as hinted "
+        f"from wydot_bsm where date = '{D5}' group by 1 order by 1",
+        [key],
+    )
+    assert merged.n.tolist()[1] == 1 and merged.hinted.tolist() == [0, 1]
+
+    # a bump that changes meaning rewrites the old days, and says so
+    v3 = dataclasses.replace(v3, canonical_version=v3.canonical_version + 1, compatible_since=None)
+    monkeypatch.setitem(schemas.SCHEMAS, ("wydot", "BSM"), v3)
+    notes: list[str] = []
+
+    class Notes(NullProgress):
+        def note(self, message: str) -> None:
+            notes.append(message)
+
+    s = cat.ingest("wydot", "BSM", D5, D6, timezone="UTC", rate_limit=0, max_workers=4,
+                   progress=Notes())  # fmt: skip
+    assert s.ok and s.count("complete") == 2
+    assert any("converted again" in n and "2 day(s)" in n for n in notes), notes
+    again = cat.query("select count(lane_label) as h, count(*) as n from wydot_bsm")
+    assert again.h[0] == again.n[0]

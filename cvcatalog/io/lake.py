@@ -45,6 +45,8 @@ class TableSpec:
     partition_keys: tuple[str, ...] = ()
     #: columns some files have and others lack (the quality step's `segment`)
     optional: tuple[tuple[str, str], ...] = field(default=())
+    #: (old name, new name) of renamed columns (schema evolution without a rewrite)
+    renamed: tuple[tuple[str, str], ...] = ()
 
     def ddl(self, with_optional: Iterable[str] = ()) -> str:
         consts = dict(self.constants)
@@ -167,6 +169,13 @@ def create_table(
     if spec.partition_keys:
         keys = ", ".join(quote_ident(k) for k in spec.partition_keys)
         con.execute(f"ALTER TABLE {qualified(spec.name)} SET PARTITIONED BY ({keys})")
+
+
+def rename_column(con: duckdb.DuckDBPyConnection, table: str, old: str, new: str) -> None:
+    """Files registered before read the column under its new name (no rewrite)."""
+    con.execute(
+        f"ALTER TABLE {qualified(table)} RENAME COLUMN {quote_ident(old)} TO {quote_ident(new)}"
+    )
 
 
 def add_column(con: duckdb.DuckDBPyConnection, table: str, name: str, typ: str) -> None:

@@ -99,6 +99,7 @@ class Runner(Generic[U]):
         summary.executor = src.executor
         run = RunContext(self.run_id, self.db, self.progress, summary, self.retry, sleep=self.sleep)
         self.db.paths.ensure()
+        self.db.ensure_schema()  # a new canonical version's columns, before any unit reads
         with src.session(run):
             return self._run(run)
 

@@ -169,7 +169,7 @@ class CatalogDB:
         self._lake_known = False
         self._store: LakeStore | None = None
         #: the tables this instance has ensured (new ones: a dataset registered since)
-        self._ensured: frozenset[str] = frozenset()
+        self._ensured = ""  # tables.definitions_digest() of the last ensure
         self._hub: duckdb.DuckDBPyConnection | None = None
         self._hub_ident: tuple[int, int, int] | None = None
         self._hub_lock = threading.Lock()
@@ -222,6 +222,16 @@ class CatalogDB:
     def initialise(self) -> None:
         """Create (or migrate) the catalog database."""
         with self.write():
+            pass
+
+    def ensure_schema(self) -> None:
+        """Bring the lake's tables and views to this cvcatalog's definitions (a new canonical
+        version adds or renames columns): a write only when they differ."""
+        if self.paths.db.exists():
+            with self.read() as con:
+                if tables.up_to_date(con):
+                    return
+        with self.write(message="evolve tables"):
             pass
 
     def connect(
@@ -466,7 +476,7 @@ class CatalogDB:
                 self._lake_url, self._lake_known = url, True
                 self._s3_access(con, url)
                 lake.attach(con, STATE_DB, data=data)
-                wanted = frozenset(tables.specs())
+                wanted = tables.definitions_digest()
                 if self._ensured != wanted:
                     with _transaction(con):
                         installed = tables.ensure(con)

@@ -113,17 +113,18 @@ def get_files(
 
 
 def complete_data_files(
-    con: duckdb.DuckDBPyConnection, source: str, message_type: str, canonical_version: int
+    con: duckdb.DuckDBPyConnection, source: str, message_type: str, versions: tuple[int, int]
 ) -> list[FileRecord]:
     """Data files the views may see: complete partitions of one (source, type) written under
-    the current canonical schema (older ones wait for re-ingest rather than mix layouts)."""
+    a canonical schema version in versions (oldest, newest) that reads as the current one
+    (older ones wait for re-ingest rather than mix layouts)."""
     sql = (
         "SELECT f.path, f.partition_key, f.kind, f.rows, f.bytes, f.sha256 "
         "FROM partition_files f JOIN partitions p USING (partition_key) "
         "WHERE p.status = 'complete' AND f.kind = 'data' AND p.source = ? AND p.message_type = ? "
-        "AND p.canonical_version = ? ORDER BY p.date, f.path"
+        "AND p.canonical_version BETWEEN ? AND ? ORDER BY p.date, f.path"
     )
-    return [FileRecord(**r) for r in _rows(con, sql, [source, message_type, canonical_version])]
+    return [FileRecord(**r) for r in _rows(con, sql, [source, message_type, *versions])]
 
 
 def get_source_objects(con: duckdb.DuckDBPyConnection, key: str) -> list[SourceObjectRecord]:
