@@ -87,6 +87,10 @@ demo: install ## End to end on a local S3 endpoint: replica, ingest a week, quer
 	      round(avg(speed_mps), 1) as avg_mps from trajectories group by 1 order by 1"; \
 	echo "== 10. what each run did"; \
 	$(CV) runs --limit 5; \
+	echo "== 11. versions: the lake's snapshots, and the BSM table as of the first one (docs/versions.md)"; \
+	$(CV) snapshots --limit 4; \
+	first=$$($(CV) snapshots --source wydot --type BSM --format csv | tail -n 1 | cut -d, -f1); \
+	$(CV) query --snapshot $$first "select date, count(*) as bsms from wydot_bsm group by 1 order by 1"; \
 	echo "== demo finished in $$(( $$(date +%s) - start ))s"
 
 bench: install ## Benchmarks (see bench/README.md)

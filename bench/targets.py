@@ -16,7 +16,8 @@ days    N one-object days vs the same N objects (same bytes) under one day, each
         10-day catalog, via Catalog.query and a plain DuckDB session (target <= 1.5x).
 proxy   tests/faultproxy.py's FaultProxy adds --proxy-latency-ms to every request between the
         client and moto; small objects; objects/s of ``cvcatalog ingest`` with no flags vs
-        ``s5cmd cp`` through the proxy (target >= 0.9x); also --rate-limit 0 --workers 16.
+        ``s5cmd cp`` through the proxy (target >= 0.9x); also --rate-limit 0 --workers 16 and
+        every --proxy-variant.
 bigday  bench.run's big day (``Bench.big_day_phase``): peak RSS of one ~2 GB day's ingest,
         Parquet / raw bytes, and the warm re-run's GET count (must be 0).
 
@@ -36,6 +37,8 @@ import json
 import math
 import os
 import platform
+import re
+import shlex
 import shutil
 import statistics
 import sys
@@ -131,6 +134,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--proxy-objects", type=int, help="proxy scenario: objects [1000]")
     p.add_argument("--proxy-records-per-object", type=int, default=100, help="[100]")
     p.add_argument("--proxy-latency-ms", type=float, default=50.0, help="per request [50]")
+    p.add_argument(
+        "--proxy-variant",
+        action="append",
+        default=[],
+        metavar="FLAGS",
+        help="proxy scenario: one more ingest with these flags, e.g. '--workers 64' (repeatable)",
+    )
     # bigday
     p.add_argument("--big-day-gb", type=float, help="bigday scenario: GB of raw NDJSON [2]")
     # plumbing
@@ -590,32 +600,32 @@ class Targets(Bench):
                 shutil.rmtree(dest, ignore_errors=True)
                 return rec
 
-            self.interleave(
-                "proxy",
-                {
-                    "ingest_defaults": lambda r: ingest(r, "ingest_defaults", []),
-                    "ingest_w16": lambda r: ingest(
-                        r, "ingest_w16", ["--rate-limit", "0", "--workers", "16"]
-                    ),
-                    "s5cmd": s5cmd,
-                },
-            )
+            variants = proxy_variants(a.proxy_variant)
+            steps: dict[str, Callable[[int], dict[str, Any]]] = {
+                name: (lambda r, name=name, flags=flags: ingest(r, name, flags))
+                for name, flags in variants.items()
+            }
+            steps["s5cmd"] = s5cmd
+            self.interleave("proxy", steps)
         finally:
             injected = proxy.injected("latency")
             proxy.stop()
-        f_def = figure(self.runs_of("proxy", "ingest_defaults"), objects)
-        f_w16 = figure(self.runs_of("proxy", "ingest_w16"), objects)
         f_s5 = figure(self.runs_of("proxy", "s5cmd"), objects)
+        ingests = {}
+        for name, flags in variants.items():
+            f = figure(self.runs_of("proxy", name), objects)
+            ingests[name] = {
+                "flags": " ".join(flags),
+                "figure": f,
+                "ratio": ratio(f.get("per_s"), f_s5.get("per_s")),
+            }
         return {
             "replica": rep,
             "latency_ms": a.proxy_latency_ms,
             "latency_injected": injected,
             "s5cmd_version": tools.versions.get("s5cmd"),
-            "ingest_defaults": f_def,
-            "ingest_w16": f_w16,
+            "ingests": ingests,
             "s5cmd": f_s5,
-            "ratio_defaults": ratio(f_def.get("per_s"), f_s5.get("per_s")),
-            "ratio_w16": ratio(f_w16.get("per_s"), f_s5.get("per_s")),
         }
 
     # -- 4. a big day (bench.run's scenario) ---------------------------------------------------
@@ -734,6 +744,16 @@ class Targets(Bench):
 # -- the report -----------------------------------------------------------------------------------
 
 
+def proxy_variants(extra: Sequence[str]) -> dict[str, list[str]]:
+    """The proxy scenario's ingests by name: the defaults (no flags), --rate-limit 0 --workers
+    16, and one per --proxy-variant."""
+    out = {"ingest_defaults": [], "ingest_w16": ["--rate-limit", "0", "--workers", "16"]}
+    for flags in extra:
+        words = shlex.split(flags)
+        out["ingest_" + re.sub(r"[^a-z0-9]+", "_", " ".join(words).lower()).strip("_")] = words
+    return out
+
+
 def target_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per target of issue 13: wanted, reached, pass (None when not measured)."""
     rows: list[dict[str, Any]] = []
@@ -782,19 +802,16 @@ def target_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
                 "x",
             )
     px = s.get("proxy") or {}
-    if px:
-        for key, what in (
-            ("ratio_defaults", "defaults"),
-            ("ratio_w16", "--rate-limit 0 --workers 16"),
-        ):
-            v = px.get(key)
-            add(
-                f"objects/s vs s5cmd, {px.get('latency_ms'):g} ms latency ({what})",
-                ">= 0.9x",
-                v,
-                None if v is None or key != "ratio_defaults" else v >= 0.9,
-                "x",
-            )
+    for name, v in (px.get("ingests") or {}).items():
+        what = "defaults" if name == "ingest_defaults" else v["flags"]
+        r = v.get("ratio")
+        add(
+            f"objects/s vs s5cmd, {px.get('latency_ms'):g} ms latency ({what})",
+            ">= 0.9x",
+            r,
+            None if r is None or name != "ingest_defaults" else r >= 0.9,
+            "x",
+        )
     big = s.get("bigday") or {}
     if big.get("ingest"):
         rss = big["ingest"].get("max_rss_bytes")
@@ -978,15 +995,15 @@ def markdown(res: dict[str, Any]) -> str:
                 "",
                 HEAD + " objects/s | x s5cmd |",
                 "|---|---|---|---|---|---|---|---|",
-                _row(
-                    "cvcatalog ingest, no flags (defaults)",
-                    px["ingest_defaults"],
-                    [_s(px["ingest_defaults"].get("per_s")), _s(px.get("ratio_defaults"))],
-                ),
-                _row(
-                    "cvcatalog ingest --rate-limit 0 --workers 16",
-                    px["ingest_w16"],
-                    [_s(px["ingest_w16"].get("per_s")), _s(px.get("ratio_w16"))],
+                *(
+                    _row(
+                        "cvcatalog ingest, no flags (defaults)"
+                        if name == "ingest_defaults"
+                        else f"cvcatalog ingest {v['flags']}",
+                        v["figure"],
+                        [_s(v["figure"].get("per_s")), _s(v.get("ratio"))],
+                    )
+                    for name, v in px["ingests"].items()
                 ),
                 _row("s5cmd cp (defaults)", px["s5cmd"], [_s(px["s5cmd"].get("per_s")), "1.00"]),
                 "",

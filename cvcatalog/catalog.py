@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -34,7 +34,7 @@ from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
 from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.duckdb_ext import endpoint_url as current_endpoint
-from cvcatalog.io.duckdb_ext import extension_path
+from cvcatalog.io.duckdb_ext import extension_path, httpfs_extension, s3_secret_sql
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.s3 import RetryPolicy, TokenBucket, as_s3_error, make_client
 from cvcatalog.io.storage import S3Access, S3Location, S3Store, s3fs_options, safe_rel
@@ -50,9 +50,9 @@ from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import cvpilot, ngsim
 from cvcatalog.sources.bucket import PartitionKey, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_literal
-from cvcatalog.state import manifest
+from cvcatalog.state import manifest, pins
 from cvcatalog.state.access import record_access
-from cvcatalog.state.db import CatalogDB, Notify
+from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify, now_utc
 from cvcatalog.state.eviction import evict_to_size
 
 if TYPE_CHECKING:
@@ -95,6 +95,8 @@ class FrameSpec:
     empty_schema: Callable[[], pa.Schema]
     time_column: str | None
     label: str
+    #: (old name, new name) of columns renamed by a canonical version (MessageSchema.renamed)
+    renamed: tuple[tuple[str, str], ...] = ()
 
 
 def partition_constants(pk: PartitionKey) -> tuple[tuple[str, Any], ...]:
@@ -135,16 +137,32 @@ def _read_piece(
     window: tuple[datetime, datetime] | None,
     time_column: str | None,
     sql: str | None = None,
+    expected: pa.Schema | None = None,
+    renamed: tuple[tuple[str, str], ...] = (),
 ) -> pd.DataFrame:
     """Read one partition's files with pyarrow (runs on Dask workers, so module level).
 
-    With sql (the socrata view's SELECT), columns name the columns of its result.
+    With sql (the socrata view's SELECT), columns name the columns of its result. expected:
+    the table's columns now; those the files predate (a canonical version that only added
+    columns) read as NULL, as in the lake.
     """
     const_names = {name for name, _ in piece.constants}
+    fs = piece.s3.filesystem() if piece.s3 is not None else None
+    absent: list[pa.Field] = []
+    back: dict[str, str] = {}  # new name -> the old name the files use
+    if expected is not None and piece.files:
+        present = set(pq.read_schema(piece.files[0], filesystem=fs).names)
+        back = {n: o for o, n in renamed if o in present and n not in present}
+        absent = [
+            f
+            for f in expected
+            if f.name not in present and f.name not in back and f.name not in const_names
+        ]
     need = None
     if columns is not None and sql is None:
         need = list(dict.fromkeys([*columns, *([time_column] if window and time_column else [])]))
-        need = [c for c in need if c not in const_names]
+        gone = {f.name for f in absent}
+        need = [back.get(c, c) for c in need if c not in const_names and c not in gone]
     arrow_filters: list[tuple[str, str, Any]] = list(filters or [])
     if window and time_column:
         arrow_filters += [(time_column, ">=", window[0]), (time_column, "<", window[1])]
@@ -154,8 +172,13 @@ def _read_piece(
         columns=need,
         filters=arrow_filters or None,
         partitioning=None,
-        filesystem=piece.s3.filesystem() if piece.s3 is not None else None,
+        filesystem=fs,
     )
+    if back:
+        old_to_new = {o: n for n, o in back.items()}
+        table = table.rename_columns([old_to_new.get(c, c) for c in table.column_names])
+    for f in absent:
+        table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     table = _with_constants(table, piece.constants)
     if sql is not None:
         table = _apply_sql(table, sql)
@@ -375,6 +398,8 @@ class Catalog:
         params: Sequence[Any] | dict[str, Any] | None = None,
         *,
         read_only: bool = True,
+        snapshot: int | None = None,
+        as_of: datetime | str | None = None,
     ) -> pa.Table:
         """Run SQL against the catalog views and tables; the catalog is never modified.
 
@@ -382,9 +407,13 @@ class Catalog:
         read_only=False: any statement in a private in-memory session where the catalog is
         attached READ_ONLY (temporary tables, COPY ... TO a file outside the catalog), never
         ATTACH/DETACH/EXPORT/IMPORT/INSTALL/LOAD.
+        snapshot / as_of: every table and view as it was at that snapshot (`snapshots()`) or
+        time (UTC unless the time says otherwise); the state tables (partitions, runs...)
+        are always current.
         """
         check_query(sql, read_only=read_only, root=self.paths.root)
-        session = self.db.read() if read_only else self._scratch_session()
+        at = as_of_point(snapshot, as_of)
+        session = self.db.read(at) if read_only else self._scratch_session(at)
         with session as con:
             try:
                 if not params:
@@ -395,9 +424,9 @@ class Catalog:
                 raise QueryError(_short_duckdb_error(e)) from None
 
     @contextlib.contextmanager
-    def _scratch_session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _scratch_session(self, at: lake.AsOf | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory DuckDB with the catalog attached READ_ONLY and on the search path."""
-        con = self.db.connect(scratch=True)
+        con = self.db.connect(scratch=True, at=at)
         try:
             yield con
         finally:
@@ -410,9 +439,57 @@ class Catalog:
         *,
         output: Literal["pandas", "arrow"] = "pandas",
         read_only: bool = True,
+        snapshot: int | None = None,
+        as_of: datetime | str | None = None,
     ) -> Any:
-        table = self.query_arrow(sql, params, read_only=read_only)
+        table = self.query_arrow(sql, params, read_only=read_only, snapshot=snapshot, as_of=as_of)
         return table if output == "arrow" else table.to_pandas()
+
+    def snapshots(
+        self,
+        source: str | None = None,
+        message_type: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The catalog's kept snapshots, newest first: id, commit time (UTC), the run that
+        committed it, and the rows it added and removed per table. source/message_type: only
+        snapshots that changed that table (NGSIM: source='ngsim')."""
+        table = None
+        if source is not None:
+            ds = _dataset(source)
+            if ds is not None:
+                table = ds.view_name
+            elif message_type is not None:
+                table = SCHEMAS[_pair(source, message_type)].view_name
+        with self.db.read() as con:
+            kept = lake.snapshots(con)
+        rows = []
+        for snap in reversed(kept):
+            names = snap.tables
+            if source is not None and table is None:  # every type of the source
+                names = [n for n in names if n.startswith(f"{source.lower()}_")]
+            elif table is not None:
+                names = [n for n in names if n == table]
+            if source is not None and not names:
+                continue
+            rows.append(
+                {
+                    "snapshot_id": snap.snapshot_id,
+                    "committed_at": snap.committed_at.astimezone(UTC),
+                    "run_id": snap.run_id,
+                    "message": snap.message,
+                    "tables": ",".join(names),
+                    "rows_added": sum(snap.added.get(n, 0) for n in names),
+                    "rows_removed": sum(snap.removed.get(n, 0) for n in names),
+                    "changes": {
+                        n: {"added": snap.added.get(n, 0), "removed": snap.removed.get(n, 0)}
+                        for n in names
+                    },
+                }
+            )
+            if limit is not None and len(rows) >= limit:
+                break
+        return rows
 
     def views(self) -> list[str]:
         """The lake's tables and views (what `select ... from <name>` can read)."""
@@ -444,7 +521,7 @@ class Catalog:
             p
             for p in parts.values()
             if p.status == "complete"
-            and p.canonical_version == SCHEMAS[(source, message_type)].canonical_version
+            and SCHEMAS[(source, message_type)].reads(p.canonical_version)
             and (wanted is None or p.partition_key in wanted)
         ]
 
@@ -460,6 +537,7 @@ class Catalog:
         filters: Filters | None = None,
         naming: Literal["canonical", "socrata"] = "canonical",
         location: str | Sequence[str] | None = None,
+        snapshot: int | None = None,
     ) -> dd.DataFrame:
         """A lazy Dask DataFrame over exactly the complete partitions of the range.
 
@@ -474,12 +552,16 @@ class Catalog:
         `with Client(LocalCluster()):`) the days are read in parallel by its workers, which
         must see the catalog's files (same path, or a shared filesystem). A lake on S3 is read
         through s3fs, so any worker with credentials for the bucket can read it.
+
+        snapshot: the rows as they were at that snapshot (`snapshots()`): the files that
+        snapshot shows, which stay until it expires (or forever while an experiment pins it).
         """
         ds = _dataset(source)
         if ds is not None:
             return self._dataset_dask(
-                ds, message_type, start, end, timezone, columns, filters, naming, location
-            )
+                ds, message_type, start, end, timezone, columns, filters, naming, location,
+                snapshot,
+            )  # fmt: skip
         if message_type is None:
             raise ConfigError(f"give the message type of {source} (BSM, TIM, SPAT, EVENT)")
         if location is not None:
@@ -487,31 +569,40 @@ class Catalog:
         source, message_type = _pair(source, message_type)
         schema = SCHEMAS[(source, message_type)]
         s, e = _as_date(start, "start"), _as_date(end, "end")
-        parts = self.partitions(source, message_type, s, e, timezone)
-        with self.db.read() as con:
-            files = manifest.get_files(con, [p.partition_key for p in parts], kind="data")
         locate, access = self._lake_reader()
-        by_key: dict[str, list[str]] = {}
-        for f in files:
-            # s3fs paths are bucket/key, without the scheme
-            where = locate(f.path).removeprefix("s3://")
-            by_key.setdefault(f.partition_key, []).append(where)
+        by_key: dict[PartitionKey, list[str]] = {}
+        if snapshot is None:
+            parts = [p.pk for p in self.partitions(source, message_type, s, e, timezone)]
+            with self.db.read() as con:
+                files = manifest.get_files(con, [p.key for p in parts], kind="data")
+            for f in files:
+                # s3fs paths are bucket/key, without the scheme
+                where = locate(f.path).removeprefix("s3://")
+                by_key.setdefault(PartitionKey.parse(f.partition_key), []).append(where)
+        else:
+            for hive, shown in self._files_at(schema.view_name, snapshot).items():
+                pk = PartitionKey.from_lake_dir(source, message_type, hive)
+                by_key[pk] = [w.removeprefix("s3://") for w in shown]
+            parts = sorted(by_key)
+            if s is not None or e is not None:
+                lo = s or min((p.day for p in parts), default=e)
+                hi = e or max((p.day for p in parts), default=s)
+                assert lo is not None and hi is not None
+                wanted = set(partitions_for(source, message_type, lo, hi, check_timezone(timezone)))
+                parts = [p for p in parts if p in wanted]
         keyed = [
-            (
-                p.partition_key,
-                DaskPiece(tuple(by_key[p.partition_key]), partition_constants(p.pk), access),
-            )
+            (p.key, DaskPiece(tuple(by_key[p]), partition_constants(p), access))
             for p in parts
-            if p.partition_key in by_key
+            if p in by_key
         ]
         window = None
         if s is not None or e is not None:
-            known = [p.date for p in parts]
+            known = [p.day for p in parts]
             lo_day = s or (min(known) if known else e)
             hi_day = e or (max(known) if known else s)
             assert lo_day is not None and hi_day is not None
             window = utc_window(lo_day, hi_day, timezone)
-        example = parts[0].pk if parts else PartitionKey.parse(_example_key(source, message_type))
+        example = parts[0] if parts else PartitionKey.parse(_example_key(source, message_type))
         sql = schema.socrata_select_sql("frame") if naming == "socrata" else None
 
         def empty() -> pa.Schema:
@@ -529,6 +620,7 @@ class Catalog:
                 empty_schema=empty,
                 time_column=schema.time_column,
                 label=f"read-{source}-{message_type}",
+                renamed=schema.renamed,
             ),
             columns,
             filters,
@@ -547,6 +639,7 @@ class Catalog:
         filters: Filters | None,
         naming: str,
         location: str | Sequence[str] | None,
+        snapshot: int | None = None,
     ) -> dd.DataFrame:
         """to_dask of a dataset (NGSIM): the published files of its inputs, one Dask
         partition per hive directory (`location=us-101/date=2005-06-15`)."""
@@ -565,14 +658,18 @@ class Catalog:
         window = None
         if s is not None or e is not None:
             window = utc_window(s or e, e or s, tz)  # type: ignore[arg-type]
-        with self.db.read() as con:
-            files = [
-                f for f in dataset_files(con, ds.name, published_only=True) if f.kind == "data"
-            ]
         locate, access = self._lake_reader()
         by_part: dict[str, list[str]] = {}
-        for f in files:
-            by_part.setdefault(f.partition, []).append(locate(f.path).removeprefix("s3://"))
+        if snapshot is None:
+            with self.db.read() as con:
+                files = [
+                    f for f in dataset_files(con, ds.name, published_only=True) if f.kind == "data"
+                ]
+            for f in files:
+                by_part.setdefault(f.partition, []).append(locate(f.path).removeprefix("s3://"))
+        else:
+            for hive, shown in self._files_at(ds.view_name, snapshot).items():
+                by_part[hive] = [w.removeprefix("s3://") for w in shown]
         keyed = []
         for part in sorted(by_part, key=lambda k: tuple(reversed(k.split("/")))):
             constants = _partition_values(ds, part)
@@ -603,6 +700,20 @@ class Catalog:
             None,
         )
 
+    def _files_at(self, table: str, snapshot: int) -> dict[str, list[str]]:
+        """The data files of a lake table that a snapshot shows, by partition directory
+        (the hive path below the table's directory, e.g. `year=2021/month=4/day=1/...`)."""
+        at = as_of_point(snapshot, None)
+        with self.db.read(at) as con:  # checks that the snapshot is kept
+            shown = [f for f in lake.data_files(con) if f.table == table and f.shown_at(snapshot)]
+        out: dict[str, list[str]] = {}
+        marker = f"/{lake.SCHEMA}/{table}/"
+        for f in sorted(shown, key=lambda f: f.location):
+            head = f.location.rpartition("/")[0] + "/"
+            hive = head.split(marker, 1)[1] if marker in head else ""
+            out.setdefault(hive.strip("/"), []).append(f.location)
+        return out
+
     def _frame(
         self,
         keyed: list[tuple[str, DaskPiece]],
@@ -624,7 +735,8 @@ class Catalog:
         pieces = [p for _, p in keyed]
         cols = list(columns) if columns is not None else None
         constants = pieces[0].constants if pieces else spec.constants
-        meta = _meta(spec, pieces, cols, constants, sql)
+        expected = spec.empty_schema()
+        meta = _meta(spec, pieces, cols, constants, sql, expected)
         self._record_access([k for k, _ in keyed])
         if not pieces:
             return dd.from_pandas(meta, npartitions=1)
@@ -636,6 +748,8 @@ class Catalog:
             window=window,
             time_column=spec.time_column,
             sql=sql,
+            expected=expected,
+            renamed=spec.renamed,
             meta=meta,
             enforce_metadata=False,
             label=spec.label,
@@ -672,22 +786,25 @@ class Catalog:
 
     def shell_sql(self) -> str:
         """The statements that make a DuckDB session see this catalog as `cvcatalog shell`
-        does: the ducklake extension from its package, the lake attached read-only as cv."""
+        does: the ducklake extension from its package, the lake attached read-only as cv. A
+        lake on S3 also needs httpfs and an S3 secret, which holds credentials: write the
+        statements to a private file, never onto a command line."""
         if not self.db.exists():
             raise CatalogError(f"there is no catalog at {self.paths.root}; ingest something first")
         if not self.paths.db.exists():
             self.db.initialise()  # a 0.1 catalog: migrated first
+        steps = [f"LOAD {quote_literal(str(extension_path('ducklake')))};"]
         if self.db.lake_url is not None:
-            raise CatalogError(
-                "`cvcatalog shell` opens catalogs whose lake is local; this one's is on "
-                f"{self.db.lake_url} (use `cvcatalog query`)"
+            cfg = self.db.s3
+            secret, _ = s3_secret_sql(
+                profile=cfg.profile if cfg else None,
+                endpoint=cfg.endpoint_url if cfg else None,
+                name=LAKE_SECRET,
             )
-        ext = extension_path("ducklake")
+            steps += [f"LOAD {quote_literal(str(httpfs_extension()))};", f"{secret};"]
         target = quote_literal(f"ducklake:{self.paths.db}")
-        return (
-            f"LOAD {quote_literal(str(ext))}; "
-            f"ATTACH {target} AS {lake.LAKE} (READ_ONLY); USE {lake.LAKE};"
-        )
+        steps.append(f"ATTACH {target} AS {lake.LAKE} (READ_ONLY); USE {lake.LAKE};")
+        return " ".join(steps)
 
     def validation_report(
         self, run_id: str | None = None, source: str | None = None, message_type: str | None = None
@@ -708,6 +825,114 @@ class Catalog:
         partition owns it from then on)."""
         with self.db.read() as con:
             return manifest.run_partitions(con, run_id)
+
+    def lineage(self, source_key: str) -> dict[str, Any]:
+        """Where rows with this source_key (their S3 object) came from: the object's ETag,
+        size and last-modified time as ingested, its partition, the run that wrote its current
+        rows and the snapshot that made them visible (the one that registered its partition's
+        current files)."""
+        with self.db.read() as con:
+            origin = manifest.object_origin(con, source_key)
+            if origin is None:
+                raise CatalogError(f"the catalog holds no rows of {source_key!r}")
+            located = {self.db.store.location(p) for p in origin.pop("files")}
+            since = [f.since for f in lake.data_files(con) if f.current and f.location in located]
+        origin["snapshot_id"] = max(since) if since else None
+        return origin
+
+    def changes(
+        self,
+        source: str,
+        message_type: str | None = None,
+        since: int = 0,
+        until: int | None = None,
+        *,
+        output: Literal["pandas", "arrow"] = "pandas",
+    ) -> Any:
+        """The rows inserted and deleted after snapshot `since`, up to `until` (default: the
+        current one): `change_type` (insert | delete), `snapshot_id` (the snapshot that made
+        the change), then the table's columns. Net changes: rows a rewrite put back unchanged
+        are not listed, so a day re-ingested because one object changed shows that object's
+        old rows deleted and its new rows inserted."""
+        ds = _dataset(source)
+        if ds is not None:
+            table = ds.view_name
+        else:
+            if message_type is None:
+                raise ConfigError(f"give the message type of {source}")
+            table = SCHEMAS[_pair(source, message_type)].view_name
+        with self.db.read() as con:
+            last = until if until is not None else lake.snapshots(con)[-1].snapshot_id
+            for sid in (since, last):
+                self.db.check_kept(con, lake.AsOf(snapshot=sid))
+            if last < since:
+                raise ConfigError(f"until ({last}) is before since ({since})")
+            if table not in lake.table_columns(con):
+                raise CatalogError(f"the catalog has no {table} table yet")
+            if last > since:
+                result = lake.changes(con, table, since + 1, last)
+            else:  # nothing between: no rows, the feed's columns
+                result = lake.changes(con, table, last, last).slice(0, 0)
+        return result if output == "arrow" else result.to_pandas()
+
+    # -- pins ----------------------------------------------------------------------------
+    def pin(self, name: str, source: str, message_type: str | None = None) -> pins.Pin:
+        """Pin experiment `name` to the current snapshot (once: an existing pin is returned
+        as it is). The snapshot never expires and its files stay until `unpin`."""
+        ds = _dataset(source)
+        if ds is not None:
+            table, source, message_type = ds.view_name, ds.name, ds.message_type
+        else:
+            if message_type is None:
+                raise ConfigError(f"give the message type of {source}")
+            source, message_type = _pair(source, message_type)
+            table = SCHEMAS[(source, message_type)].view_name
+        with self.db.write(message=f"pin experiment {name}") as con:
+            held = pins.get(con, name)
+            if held is not None:
+                return held
+            kept = lake.snapshots(con)
+            if not kept:
+                raise CatalogError("the catalog has no snapshot to pin; ingest something first")
+            sid = kept[-1].snapshot_id
+            files = [f for f in lake.data_files(con) if f.table == table and f.shown_at(sid)]
+            pin = pins.Pin(
+                name,
+                sid,
+                source,
+                message_type,
+                len(files),
+                sum(f.size for f in files),
+                pins.files_digest(files),
+                now_utc(),
+            )
+            pins.put(con, pin)
+        return pin
+
+    def pin_of(self, name: str) -> pins.Pin | None:
+        with self.db.read() as con:
+            return pins.get(con, name)
+
+    def pinned(self) -> list[dict[str, Any]]:
+        """Every pinned experiment, with the bytes its snapshot holds that the current
+        catalog no longer shows (what eviction cannot free while it is pinned)."""
+        with self.db.read() as con:
+            held = pins.held_bytes(con)
+            return [{**p.__dict__, "held_bytes": held.get(p.name, 0)} for p in pins.all_pins(con)]
+
+    def unpin(self, name: str) -> bool:
+        """Release a pin; its snapshot expires with retention like any other."""
+        with self.db.write(message=f"unpin experiment {name}") as con:
+            return pins.remove(con, name)
+
+    def run_snapshots(self, run_id: str) -> list[dict[str, Any]]:
+        """The snapshots a run committed, oldest first (see snapshots())."""
+        return [s for s in reversed(self.snapshots()) if s["run_id"] == run_id]
+
+    def run_objects(self, run_id: str) -> list[dict[str, Any]]:
+        """The source objects whose current rows the run wrote."""
+        with self.db.read() as con:
+            return manifest.run_objects(con, run_id)
 
     def compact(
         self,
@@ -828,6 +1053,26 @@ _NEVER_STATEMENTS = {
 }
 
 
+def as_of_point(snapshot: int | None, as_of: datetime | str | None) -> lake.AsOf | None:
+    """The point of time travel asked for (at most one of snapshot and as_of)."""
+    if snapshot is not None and as_of is not None:
+        raise ConfigError("give a snapshot or a time (as_of), not both")
+    if snapshot is not None:
+        return lake.AsOf(snapshot=int(snapshot))
+    if as_of is None:
+        return None
+    if isinstance(as_of, str):
+        try:
+            as_of = datetime.fromisoformat(as_of.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(
+                f"not a time: {as_of!r} (ISO 8601, e.g. 2021-04-03T12:00:00Z; UTC if no zone)"
+            ) from None
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    return lake.AsOf(time=as_of)
+
+
 def check_query(sql: str, *, read_only: bool = True, root: Path | None = None) -> None:
     """Reject statements that could modify the catalog, with one clear line."""
     try:
@@ -876,14 +1121,23 @@ def _meta(
     columns: list[str] | None,
     constants: tuple[tuple[str, Any], ...],
     sql: str | None = None,
+    expected: pa.Schema | None = None,
 ) -> pd.DataFrame:
     """An empty frame with the exact dtypes a piece will have."""
+    full = expected if expected is not None else spec.empty_schema()
     if pieces:
         first = pieces[0]
         fs = first.s3.filesystem() if first.s3 is not None else None
         arrow_schema = pq.read_schema(first.files[0], filesystem=fs)
+        for old, new in spec.renamed:  # as _read_piece renames them
+            if old in arrow_schema.names and new not in arrow_schema.names:
+                i = arrow_schema.get_field_index(old)
+                arrow_schema = arrow_schema.set(i, arrow_schema.field(i).with_name(new))
+        for f in full:  # columns its files predate read as NULL (_read_piece)
+            if f.name not in arrow_schema.names and f.name not in dict(constants):
+                arrow_schema = arrow_schema.append(f)
     else:
-        arrow_schema = spec.empty_schema()
+        arrow_schema = full
     table = _with_constants(arrow_schema.empty_table(), constants)
     if sql is not None:
         table = _apply_sql(table, sql)

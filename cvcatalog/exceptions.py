@@ -61,7 +61,12 @@ def credentials_help(detail: str) -> str:
 
 
 class TransientFetchError(CvCatalogError):
-    """A fetch failed in a way another attempt may fix (network, 5xx, throttling)."""
+    """A fetch failed in a way another attempt may fix (network, 5xx, throttling).
+    retry_after: the server's Retry-After in seconds, which the retry policy waits at least."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class InputChangedError(CvCatalogError):

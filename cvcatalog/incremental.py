@@ -91,9 +91,8 @@ def checkable(rec: PartitionRecord | None, force: bool) -> bool:
         return False
     if rec.status == "no_data":
         return True
-    return (
-        rec.status == "complete"
-        and rec.canonical_version == SCHEMAS[(rec.source, rec.message_type)].canonical_version
+    return rec.status == "complete" and SCHEMAS[(rec.source, rec.message_type)].reads(
+        rec.canonical_version
     )
 
 
@@ -162,6 +161,7 @@ def merge_partition(
         out_dir,
         rows_per_file,
         row_group_size,
+        schema.renamed,
     )
     quarantine_file, reasons = _merge_quarantine(old_quarantine, new.quarantine_file, drop, out_dir)
     files = [p for p, _ in parquet]
@@ -187,6 +187,31 @@ def merge_partition(
     )
 
 
+def _as_new_columns(
+    con: duckdb.DuckDBPyConnection, old: str, new: str, renamed: tuple[tuple[str, str], ...]
+) -> str:
+    """The old rows' SELECT projected onto the new rows' columns, in their order."""
+    ocols = [r[0] for r in con.execute(f"DESCRIBE {old}").fetchall()]
+    ncols = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {new}").fetchall()]
+    if ocols == [n for n, _ in ncols]:
+        return old
+    was = {new_name: old_name for old_name, new_name in renamed}
+    items, used = [], set()
+    for name, typ in ncols:
+        src = name if name in ocols else was.get(name) if was.get(name) in ocols else None
+        if src is None:
+            items.append(f"CAST(NULL AS {typ}) AS {quote_ident(name)}")
+        else:
+            used.add(src)
+            items.append(f"k.{quote_ident(src)} AS {quote_ident(name)}")
+    if set(ocols) - used:  # a column went away: its meaning changed, not only the layout
+        raise ConversionError(
+            "the kept rows and the new rows have different columns; rebuild the day with "
+            "--force-refresh"
+        )
+    return f"SELECT {', '.join(items)} FROM ({old}) AS k"
+
+
 def _merge_rows(
     con: duckdb.DuckDBPyConnection,
     old: list[str],
@@ -195,8 +220,11 @@ def _merge_rows(
     out_dir: Path,
     rows_per_file: int,
     row_group_size: int,
+    renamed: tuple[tuple[str, str], ...] = (),
 ) -> list[tuple[Path, int]]:
-    """Kept old rows (anti-joined against the dropped keys) UNION ALL the new rows, one COPY."""
+    """Kept old rows (anti-joined against the dropped keys) UNION ALL the new rows, one COPY.
+    Old rows written under an earlier canonical version that only added or renamed columns
+    take the new rows' columns (renamed ones under their new name, added ones NULL)."""
     parts: list[str] = []  # plain UNION ALL: both sides have the canonical columns, in order
     table = quote_ident(f"_cvcatalog_drop_{uuid.uuid4().hex}")
     if old:
@@ -212,12 +240,8 @@ def _merge_rows(
         parts.append(f"SELECT * FROM read_parquet({list_literal(new)}, hive_partitioning = false)")
     if not parts:
         return []
-    columns = {tuple(d[0] for d in con.execute(f"{p} LIMIT 0").description or []) for p in parts}
-    if len(columns) != 1:
-        raise ConversionError(
-            "the kept rows and the new rows have different columns; rebuild the day with "
-            "--force-refresh"
-        )
+    if len(parts) == 2:
+        parts[0] = _as_new_columns(con, parts[0], parts[1], renamed)
     stage = out_dir / ".merge"
     groups = max(1, -(-rows_per_file // row_group_size))
     try:

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.targets import markdown, target_rows  # noqa: E402
+from bench.targets import markdown, proxy_variants, target_rows  # noqa: E402
 from bench.tools import DEFAULT_DIR  # noqa: E402
 
 
@@ -51,7 +51,14 @@ def test_target_rows_pass_and_fail() -> None:
             "ratio": 2.5,
             "query": {"days": {"many": 100, "compare": 10}, "ratio_catalog_query": 1.2},
         },
-        "proxy": {"latency_ms": 50.0, "ratio_defaults": 0.95, "ratio_w16": None},
+        "proxy": {
+            "latency_ms": 50.0,
+            "ingests": {
+                "ingest_defaults": {"flags": "", "ratio": 0.95},
+                "ingest_w16": {"flags": "--rate-limit 0 --workers 16", "ratio": None},
+                "ingest_workers_64": {"flags": "--workers 64", "ratio": 0.5},
+            },
+        },
         "bigday": {
             "bytes": 2e9,
             "ingest": {"max_rss_bytes": 900 * 2**20},
@@ -68,9 +75,20 @@ def test_target_rows_pass_and_fail() -> None:
         "warm one-day query, 100 vs 10 days (plain_duckdb)": None,
         "objects/s vs s5cmd, 50 ms latency (defaults)": True,
         "objects/s vs s5cmd, 50 ms latency (--rate-limit 0 --workers 16)": None,
+        "objects/s vs s5cmd, 50 ms latency (--workers 64)": None,
         "peak RSS, one day of 2 GB": True,
         "Parquet / raw, big day": True,
         "warm re-run GETs, big day": False,
+    }
+
+
+def test_proxy_variants_named_by_their_flags() -> None:
+    v = proxy_variants(["--workers 64", "--rate-limit 200 --workers 32"])
+    assert v == {
+        "ingest_defaults": [],
+        "ingest_w16": ["--rate-limit", "0", "--workers", "16"],
+        "ingest_workers_64": ["--workers", "64"],
+        "ingest_rate_limit_200_workers_32": ["--rate-limit", "200", "--workers", "32"],
     }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cvcatalog.config import DataSourceConfig
+from cvcatalog.config import MAX_WORKERS, DataSourceConfig, DownloadConfig
 from cvcatalog.exceptions import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +25,9 @@ def test_example_config_loads() -> None:
     assert cfg.date_range.days_back == 30 and cfg.date_range.timezone == "America/Denver"
     start, end = cfg.date_range.resolve(today=date(2021, 5, 1))
     assert (start, end) == (date(2021, 4, 2), date(2021, 5, 1))
-    assert cfg.download.rate_limit == 10 and cfg.download.max_workers == 4
+    assert cfg.download.rate_limit == 500 and cfg.download.max_workers == 32
+    # the example spells out the defaults: sized for real S3 (issue 13)
+    assert cfg.download == DownloadConfig()
 
 
 @pytest.mark.parametrize(
@@ -42,7 +44,7 @@ def test_example_config_loads() -> None:
         ({"date_range": {"days_back": 0}}, "days_back must be a positive"),
         ({"date_range": {"days_back": -3}}, "days_back must be a positive"),
         ({"date_range": {"days_back": 3, "timezone": "America/Nowhere"}}, "unknown timezone"),
-        ({"download": {"max_workers": 17}}, "download.max_workers"),
+        ({"download": {"max_workers": MAX_WORKERS + 1}}, "download.max_workers"),
         ({"download": {"rate_limit": -1}}, "download.rate_limit"),
         ({"surprise": 1}, "surprise"),
     ],

@@ -160,6 +160,13 @@ def test_a_transient_fetch_error_is_retried_with_the_one_policy(db: CatalogDB) -
     assert s.retries == 1 and len(sleeps) == 1
     assert 0 <= sleeps[0] <= 0.01  # full jitter below the policy's base delay
 
+    # a server's Retry-After (throttling) is waited at least
+    src = Letters(db, "de")
+    src.fetch_errors["e"] = [TransientFetchError("SlowDown (test)", retry_after=2.5)]
+    sleeps = []
+    assert _run(src, db, sleeps).ok
+    assert sleeps == [2.5]
+
     # one that keeps failing fails its unit after the policy's attempts, the others go on
     src = Letters(db, "xyz")
     src.fetch_errors["y"] = [TransientFetchError("reset") for _ in range(5)]

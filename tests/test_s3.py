@@ -25,11 +25,19 @@ from botocore.exceptions import (
 )
 
 from cvcatalog.config import DownloadConfig
-from cvcatalog.exceptions import ConfigError, CredentialsError, EndpointUnreachableError, S3Error
+from cvcatalog.exceptions import (
+    ConfigError,
+    CredentialsError,
+    EndpointUnreachableError,
+    S3Error,
+    TransientFetchError,
+)
+from cvcatalog.io.inputs import S3Input
 from cvcatalog.io.s3 import (
     BACKOFF_CAP_SECONDS,
     ErrorKind,
     Retrier,
+    RetryPolicy,
     TokenBucket,
     backoff_delay,
     classify_error,
@@ -426,6 +434,23 @@ def test_slowdown_retry_after_is_honoured(s3_endpoint: str) -> None:
     assert limiter.acquired == 2  # every attempt goes through the limiter
     assert errors[0][0].throttled and errors[0][1] is True
     assert errors[0][0].retry_after == 2.0
+
+
+def test_an_s3_input_throttled_holds_the_run_back_for_retry_after() -> None:
+    """NGSIM's S3 reads: a SlowDown with Retry-After defers every request of the run (the
+    shared limiter) and the pipeline's retry waits at least that long."""
+    clock = FakeClock()
+    limiter = TokenBucket(0, clock=clock, sleep=clock.sleep)
+
+    def throttled() -> None:
+        raise client_error("SlowDown", 503, {"Retry-After": "3"})
+
+    inp = S3Input("s3://b/k.csv", client=None, limiter=limiter)
+    with pytest.raises(TransientFetchError) as e:
+        inp._call("GetObject", throttled)
+    assert e.value.retry_after == 3.0
+    assert RetryPolicy(3, 0.5).delay(1, e.value.retry_after) >= 3.0
+    assert limiter.acquire() == pytest.approx(3.0)  # the next request waits for Retry-After
 
 
 def test_429_is_retried(s3_endpoint: str) -> None:

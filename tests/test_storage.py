@@ -4,6 +4,9 @@ local lake, through the views (httpfs), Dask (s3fs), verify, eviction, compactio
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -107,9 +110,12 @@ def test_the_lake_names_s3_files_and_a_plain_duckdb_reads_them(remote_lake: Cata
         s3_connection(con)  # what a shell user does: LOAD httpfs; CREATE SECRET (...)
         load_extension(con, "ducklake")
         con.execute(f"ATTACH 'ducklake:{remote_lake.database}' AS cv (READ_ONLY)")
-        located = [r[0] for r in con.execute(
-            "select data_file from ducklake_list_files('cv', 'wydot_bsm')"
-        ).fetchall()]
+        located = [
+            r[0]
+            for r in con.execute(
+                "select data_file from ducklake_list_files('cv', 'wydot_bsm')"
+            ).fetchall()
+        ]
         assert located and all(
             p.startswith(f"s3://{LAKE}/team/cv/lake/main/wydot_bsm/") for p in located
         )
@@ -117,6 +123,29 @@ def test_the_lake_names_s3_files_and_a_plain_duckdb_reads_them(remote_lake: Cata
     finally:
         con.close()
     assert n is not None and n[0] == remote_lake.query("select count(*) from wydot_bsm").iat[0, 0]
+
+
+def test_cvcatalog_shell_opens_an_s3_lake(remote_lake: Catalog, tmp_path: Path) -> None:
+    """The DuckDB CLI child reads the S3 lake; its private init file (the secret) goes with it."""
+    sql = "select count(*) from wydot_bsm; select count(*) from wydot_bsm_socrata;\n"
+    shell = subprocess.run(
+        [str(Path(sys.executable).parent / "cvcatalog"), "shell", "--catalog",
+         str(remote_lake.paths.root)],
+        input=".mode csv\n" + sql,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        check=False,
+    )  # fmt: skip
+    assert shell.returncode == 0, shell.stderr
+    want = [remote_lake.query(q).iat[0, 0] for q in sql.strip().split(";") if q.strip()]
+    assert [int(x) for x in shell.stdout.split() if x.isdigit()] == want
+    assert want[0] > 0
+    init = remote_lake.shell_sql()
+    assert "SECRET" in init and "KEY_ID" in init
+    # the private init file is gone with the shell
+    assert not list(tmp_path.glob("cvcatalog-shell-*"))
 
 
 def test_dask_reads_the_s3_lake_through_s3fs(local: Catalog, remote_lake: Catalog) -> None:
@@ -154,7 +183,9 @@ def test_verify_finds_damage_on_s3_and_repair_refetches(env: Any, remote_lake: C
     assert remote_lake.verify().clean
     assert stray not in _keys(env, "team/cv/")
     n = remote_lake.query("select count(*) as n from wydot_bsm where date = '2021-04-03'")
-    m = remote_lake.query("select rows from partitions where partition_key = 'wydot/BSM/2021/04/03'")
+    m = remote_lake.query(
+        "select rows from partitions where partition_key = 'wydot/BSM/2021/04/03'"
+    )
     assert n.iat[0, 0] == m.iat[0, 0] > 0
 
 
@@ -187,9 +218,9 @@ def test_compact_and_clear_act_on_s3(env: Any, tmp_path: Path) -> None:
     assert cat.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
     after_keys = [k for k in _keys(env, "compact/lake/") if k.endswith(".parquet")]
     assert len(after_keys) == results[0].files_after
-    assert cat.query(
-        "select count(*) as n, round(sum(speed_mps), 6) as s from wydot_bsm"
-    ).equals(before)
+    assert cat.query("select count(*) as n, round(sum(speed_mps), 6) as s from wydot_bsm").equals(
+        before
+    )
     assert cat.verify().clean
 
     count, nbytes = cat.clear()
@@ -205,8 +236,22 @@ def test_storage_switch_is_refused_and_env_selects_s3(
     monkeypatch.setenv("CVCATALOG_STORAGE", f"s3://{LAKE}/fromenv")
     result = runner.invoke(
         app,
-        ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01",
-         "--end", "2021-04-01", "--rate-limit", "0", "--no-progress", "--catalog", str(home)],
+        [
+            "ingest",
+            "--source",
+            "wydot",
+            "--type",
+            "BSM",
+            "--start",
+            "2021-04-01",
+            "--end",
+            "2021-04-01",
+            "--rate-limit",
+            "0",
+            "--no-progress",
+            "--catalog",
+            str(home),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert any(k.endswith(".parquet") for k in _keys(env, "fromenv/lake/"))
@@ -214,8 +259,22 @@ def test_storage_switch_is_refused_and_env_selects_s3(
     monkeypatch.setenv("CVCATALOG_STORAGE", "local")
     result = runner.invoke(
         app,
-        ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-02",
-         "--end", "2021-04-02", "--rate-limit", "0", "--no-progress", "--catalog", str(home)],
+        [
+            "ingest",
+            "--source",
+            "wydot",
+            "--type",
+            "BSM",
+            "--start",
+            "2021-04-02",
+            "--end",
+            "2021-04-02",
+            "--rate-limit",
+            "0",
+            "--no-progress",
+            "--catalog",
+            str(home),
+        ],
     )
     assert result.exit_code == 1
     assert "keeps its Parquet files in s3://cv-lake/fromenv" in result.output
@@ -241,10 +300,12 @@ def test_storage_setting_is_validated(tmp_path: Path) -> None:
 def test_publish_copies_an_s3_lake_server_side(env: Any, remote_lake: Catalog) -> None:
     summary = remote_lake.publish(f"s3://{LAKE}/published")
     assert summary.ok, summary.summary()
-    assert summary.count("uploaded") == len(remote_lake.query("select * from partition_files"))
+    pub = Catalog(f"s3://{LAKE}/published")
+    # every current file, and those only older kept snapshots show (time travel)
+    current = len(remote_lake.query("select * from partition_files"))
+    assert summary.count("uploaded") == len(pub.published()["files"]) >= current
     again = remote_lake.publish(f"s3://{LAKE}/team/cv")  # its own location: nothing to send
     assert again.ok and again.count("uploaded") == 0 and again.count("skipped") > 0
-    pub = Catalog(f"s3://{LAKE}/published")
     for sql in CHECKS[:2]:
         assert pub.query(sql).equals(remote_lake.query(sql))
     assert isinstance(remote_lake.db.store, S3Store)

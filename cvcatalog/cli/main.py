@@ -6,13 +6,17 @@ import contextlib
 import functools
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import pyarrow.parquet as pq
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -20,10 +24,11 @@ from rich.markup import escape
 from cvcatalog.catalog import Catalog, _pair, default_home
 from cvcatalog.cli.output import Format, emit
 from cvcatalog.cli.progress import RichProgress
-from cvcatalog.config import load_yaml
+from cvcatalog.config import MAX_WORKERS, load_yaml
 from cvcatalog.datasets import DATASETS
 from cvcatalog.distributed import check_options, check_scheduler
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError
+from cvcatalog.io.layout import publish_file
 from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
 from cvcatalog.ops.cache import quarantine_bad
@@ -32,6 +37,7 @@ from cvcatalog.ops.publish import RESULT_COLUMNS
 from cvcatalog.pipeline.report import NullProgress, Summary, summary_lines
 from cvcatalog.quality.config import QualityConfig, quality_from_file
 from cvcatalog.quality.report import build_report, render_html, render_png, write_atomic
+from cvcatalog.read.experiments import ExperimentConfig
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sandbox.server import (
@@ -59,6 +65,11 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(sandbox_app, name="sandbox")
 report_app = typer.Typer(help="Reports stored in the catalog.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
+experiments_app = typer.Typer(
+    help="Experiments pinned to a snapshot (data.pin / data.snapshot in the YAML).",
+    no_args_is_help=True,
+)
+app.add_typer(experiments_app, name="experiments")
 
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -196,7 +207,7 @@ def ingest(
         int | None,
         typer.Option(
             "--workers",
-            help="Concurrent downloads (1-16); with --cluster local: the number of Dask worker "
+            help=f"Concurrent downloads (1-{MAX_WORKERS}); with --cluster local: the number of Dask worker "
             "processes",
         ),
     ] = None,
@@ -326,8 +337,8 @@ def _ingest_dataset(
         raise ConfigError(f"--source {name} does not take {', '.join(unsupported)}")
     if not paths:
         raise ConfigError(f"--source {name} needs --path FILE | https://URL | s3://bucket/key")
-    if workers is not None and not 1 <= workers <= 16:
-        raise ConfigError("--workers must be between 1 and 16")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS}")
     cat = open_catalog(catalog)
     with _progress(progress and fmt is Format.table, unit="units") as bar:
         summary = cat.ingest_dataset(
@@ -404,10 +415,21 @@ def query(
             "to files outside the catalog, with the catalog attached READ_ONLY",
         ),
     ] = True,
+    snapshot: Annotated[
+        int | None,
+        typer.Option("--snapshot", help="Every table and view as of this snapshot (snapshots)"),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="Every table and view as of this time (ISO 8601; UTC if no zone)"
+        ),
+    ] = None,
 ) -> None:
-    """Run SQL against the catalog (read-only: the catalog is never modified)."""
+    """Run SQL against the catalog (read-only: the catalog is never modified); with
+    --snapshot or --as-of, against the catalog as it was then (time travel)."""
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
-    table = cat.query_arrow(sql, read_only=read_only)
+    table = cat.query_arrow(sql, read_only=read_only, snapshot=snapshot, as_of=as_of)
     rows = table.to_pylist() if fmt is not Format.table else table.slice(0, limit).to_pylist()
     emit(rows, fmt, output, columns=table.column_names)
     if fmt is Format.table and output is None and table.num_rows > limit:
@@ -416,16 +438,121 @@ def query(
 
 @app.command()
 @friendly
+def snapshots(
+    source: AnySourceOpt = None,
+    message_type: TypeOpt = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="The newest N only")] = None,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The catalog's kept snapshots, newest first: id, commit time (UTC), run, and the rows
+    each added and removed per table. Query one with `query --snapshot ID`."""
+    cat = open_catalog(catalog)
+    rows = cat.snapshots(source and source.lower(), message_type and message_type.upper(), limit)
+    if fmt is Format.json:  # with the rows added and removed per table
+        emit(rows, fmt)
+        return
+    emit(
+        rows,
+        fmt,
+        columns=[
+            "snapshot_id",
+            "committed_at",
+            "run_id",
+            "message",
+            "tables",
+            "rows_added",
+            "rows_removed",
+        ],
+    )
+
+
+#: what `changes --format table` shows of a row (the other formats give every column)
+CHANGE_COLUMNS = ["change_type", "snapshot_id", "source_key", "date", "generated_at",
+                  "timestamp", "vehicle_id", "latitude", "longitude"]  # fmt: skip
+
+
+@app.command()
+@friendly
+def changes(
+    source: Annotated[
+        str, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
+    ],
+    since: Annotated[int, typer.Option("--since", help="Changes after this snapshot")],
+    message_type: TypeOpt = None,
+    until: Annotated[
+        int | None, typer.Option("--until", help="Up to this snapshot [default: the current]")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="table | json | csv | parquet (with --output)")
+    ] = "table",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the rows to this file")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--max-rows", help="Table format shows at most this many rows")
+    ] = 1000,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Rows inserted and deleted between two snapshots (see `snapshots`): change_type,
+    the snapshot of the change, then the row. Rows a rewrite put back unchanged are not
+    listed: a day re-ingested because one object changed shows only that object's rows."""
+    if fmt not in ("table", "json", "csv", "parquet"):
+        raise ConfigError(f"--format {fmt!r}: table, json, csv or parquet")
+    if fmt == "parquet" and output is None:
+        raise ConfigError("--format parquet needs --output FILE")
+    cat = open_catalog(catalog)
+    full = table = cat.changes(
+        source.lower(), message_type and message_type.upper(), since, until, output="arrow"
+    )
+    if fmt == "parquet":
+        assert output is not None
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(f".{output.name}.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        publish_file(tmp, output)
+    else:
+        columns = table.column_names
+        if fmt == "table" and output is None:  # the row's identity; json/csv give every column
+            table = table.slice(0, limit)
+            columns = [c for c in CHANGE_COLUMNS if c in columns] or columns[:8]
+        emit(table.to_pylist(), Format(fmt), output, columns=columns)
+    if fmt == "table" or output is not None:
+        table = full
+        counts = table.group_by("change_type").aggregate([("change_type", "count")]).to_pylist()
+        n = {r["change_type"]: r["change_type_count"] for r in counts}
+        err.print(
+            f"{n.get('insert', 0):,} inserted, {n.get('delete', 0):,} deleted after snapshot "
+            f"{since}" + (f" (to {output})" if output is not None else ""),
+            highlight=False,
+        )
+
+
+@app.command()
+@friendly
 def shell(catalog: CatalogOpt = None) -> None:
     """Open the DuckDB CLI with the catalog attached read-only as `cv` (tables and views by
     name: select count(*) from wydot_bsm). It never blocks an ingest."""
     cat = open_catalog(catalog)
-    init = cat.shell_sql()
     exe = shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
     if exe is None:
         raise CatalogError("the DuckDB CLI is not installed (pip install duckdb-cli==1.5.5)")
+    init = cat.shell_sql()
     err.print(f"catalog {cat.paths.root} attached read-only as cv", highlight=False)
-    os.execv(exe, [exe, "-cmd", init])
+    # The statements may hold an S3 secret: they go through a file only this user can read
+    # (never argv, which every user sees), removed when the shell ends.
+    with tempfile.TemporaryDirectory(prefix="cvcatalog-shell-") as tmp:
+        rc = Path(tmp) / "init.sql"
+        fd = os.open(rc, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(init + "\n")
+        # Ctrl-C belongs to the DuckDB CLI (it cancels its query), not to this process
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            code = subprocess.run([exe, "-init", str(rc)], check=False).returncode
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -495,6 +622,17 @@ def cache_clear(
     cat = open_catalog(catalog)
     n, nbytes = cat.clear(source and source.lower(), message_type and message_type.upper())
     print(f"cleared {n} partitions ({nbytes / 1e6:,.1f} MB) of {what}")
+    _pins_held(cat)
+
+
+def _pins_held(cat: Catalog) -> None:
+    """What pinned experiments keep on disk after a clear or an eviction."""
+    for p in cat.pinned():
+        if p["held_bytes"]:
+            print(
+                f"  kept for pinned experiment {p['name']} (snapshot {p['snapshot_id']}): "
+                f"{p['held_bytes'] / 1e6:,.1f} MB (cvcatalog experiments unpin {p['name']})"
+            )
 
 
 @cache_app.command("evict")
@@ -522,6 +660,7 @@ def cache_evict(
         f" and {inputs} dataset input(s)" if inputs else ""
     )
     print(f"evicted {what}" + (f": {', '.join(gone)}" if gone else ""))
+    _pins_held(cat)
     for name in gone:  # a dataset input, '<dataset>:<uri>': how to load it again
         dataset, sep, uri = name.partition(":")
         if sep and "/" not in dataset:
@@ -764,6 +903,57 @@ def _when(t: Any, since: Any = None) -> str | None:
     return str(t.strftime("%Y-%m-%d %H:%M:%S"))
 
 
+def _experiment_name(name: str) -> str:
+    """An experiment's name, or the name inside an experiment YAML given by path."""
+    if name.endswith((".yml", ".yaml")) and Path(name).exists():
+        return ExperimentConfig.from_yaml(name).experiment.name
+    return name
+
+
+PIN_COLUMNS = ["name", "snapshot_id", "source", "message_type", "files", "bytes", "held_bytes",
+               "pinned_at", "digest"]  # fmt: skip
+
+
+@experiments_app.command("list")
+@friendly
+def experiments_list(catalog: CatalogOpt = None, fmt: FormatOpt = Format.table) -> None:
+    """Pinned experiments: their snapshot, files, and the bytes only the pin keeps."""
+    cat = open_catalog(catalog)
+    emit(cat.pinned(), fmt, columns=PIN_COLUMNS)
+
+
+@experiments_app.command("show")
+@friendly
+def experiments_show(
+    name: Annotated[str, typer.Argument(help="experiment.name, or its YAML file")],
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """An experiment's pin: the snapshot it reads and a digest of that snapshot's files."""
+    cat = open_catalog(catalog)
+    name = _experiment_name(name)
+    rows = [p for p in cat.pinned() if p["name"] == name]
+    if not rows:
+        raise CvCatalogError(
+            f"experiment {name!r} is not pinned (data.pin: true pins it when first gathered)"
+        )
+    emit(rows, fmt, columns=PIN_COLUMNS)
+
+
+@experiments_app.command("unpin")
+@friendly
+def experiments_unpin(
+    name: Annotated[str, typer.Argument(help="experiment.name, or its YAML file")],
+    catalog: CatalogOpt = None,
+) -> None:
+    """Release a pin: its snapshot and files then expire with retention like any other."""
+    cat = open_catalog(catalog)
+    name = _experiment_name(name)
+    if not cat.unpin(name):
+        raise CvCatalogError(f"experiment {name!r} is not pinned")
+    print(f"unpinned {name}")
+
+
 runs_app = typer.Typer(
     help="Ingest runs: what each one added, changed and removed.", invoke_without_command=True
 )
@@ -788,30 +978,41 @@ def runs_cmd(
 @friendly
 def runs_show(
     run_id: Annotated[str, typer.Argument(help="A run id from `cvcatalog runs`")],
+    objects: Annotated[
+        bool, typer.Option("--objects", help="List the source objects instead of partitions")
+    ] = False,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """The partitions whose current version this run wrote."""
+    """The partitions whose current version this run wrote (--objects: its S3 objects with
+    their ETags), and the snapshots it committed (lineage: `query --snapshot ID`)."""
     cat = open_catalog(catalog)
     if cat.query("SELECT count(*) AS n FROM ingest_runs WHERE run_id = ?", [run_id]).n[0] == 0:
         raise CvCatalogError(f"no ingest run {run_id!r} in this catalog (see `cvcatalog runs`)")
-    rows = cat.run_partitions(run_id)
-    emit(
-        rows,
-        fmt,
-        columns=[
-            "partition",
-            "date",
-            "status",
-            "rows",
-            "quarantined",
-            "objects",
-            "files",
-            "parquet_bytes",
-        ],
-    )
+    if objects:
+        rows = cat.run_objects(run_id)
+        emit(rows, fmt, columns=["source_key", "etag", "size", "partition"])
+    else:
+        rows = cat.run_partitions(run_id)
+        emit(
+            rows,
+            fmt,
+            columns=[
+                "partition",
+                "date",
+                "status",
+                "rows",
+                "quarantined",
+                "objects",
+                "files",
+                "parquet_bytes",
+            ],
+        )
     if fmt is Format.table:
-        print(f"{len(rows)} partition(s) currently from run {run_id}")
+        what = "object(s)" if objects else "partition(s)"
+        print(f"{len(rows)} {what} currently from run {run_id}")
+        snaps = [str(s["snapshot_id"]) for s in cat.run_snapshots(run_id)]
+        print(f"snapshots committed by the run: {', '.join(snaps) or 'none kept'}")
 
 
 @report_app.command("quality")
@@ -1021,18 +1222,27 @@ def publish(
         bool | None, typer.Option("--no-sign-request", help="Anonymous (unsigned) requests")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Concurrent uploads (1-16)")
+        int | None, typer.Option("--workers", help=f"Concurrent uploads (1-{MAX_WORKERS})")
     ] = None,
     rate_limit: Annotated[
         float | None,
         typer.Option("--rate-limit", help="S3 requests per second [default: 0 = unlimited]"),
     ] = None,
+    snapshot: Annotated[
+        int | None,
+        typer.Option(
+            "--snapshot",
+            help="The oldest snapshot the published catalog keeps [default: every kept one]",
+        ),
+    ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Upload a local catalog to S3 (Parquet + a portable catalog database), verified, resumable."""
+    """Upload a local catalog to S3 (Parquet + a portable catalog database), verified, resumable;
+    its snapshots travel with it (`query --catalog s3://... --snapshot ID`)."""
     cat = open_catalog(catalog)
     summary = cat.publish(
         to,
+        snapshot=snapshot,
         profile=profile,
         no_sign_request=no_sign_request,
         max_workers=workers,

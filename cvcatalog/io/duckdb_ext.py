@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from cvcatalog.exceptions import CatalogError, ConfigError
-from cvcatalog.sqlutil import quote_literal
+from cvcatalog.sqlutil import quote_ident, quote_literal
 
 DEFAULT_REGION = "us-east-1"
 
@@ -96,16 +96,16 @@ def s3_settings(endpoint: str | None, region: str | None) -> S3Settings:
     return S3Settings(region or DEFAULT_REGION, host, parts.scheme == "https", "path")
 
 
-def create_s3_secret(
-    con: duckdb.DuckDBPyConnection,
+def s3_secret_sql(
     *,
     profile: str | None = None,
     no_sign_request: bool = False,
     endpoint: str | None = None,
     region: str | None = None,
     name: str = "cvcatalog_s3",
-) -> S3Settings:
-    """A TEMPORARY DuckDB S3 secret from the boto3 credential chain and endpoint settings."""
+) -> tuple[str, S3Settings]:
+    """The CREATE TEMPORARY SECRET statement for the boto3 credential chain and endpoint
+    settings. It holds the credentials: never log it, and never pass it on a command line."""
     import boto3
     import botocore.exceptions as bce
 
@@ -140,8 +140,28 @@ def create_s3_secret(
         else f"{k} {quote_literal(str(v))}"
         for k, v in fields
     )
+    return f"CREATE OR REPLACE TEMPORARY SECRET {quote_ident(name)} ({body})", settings
+
+
+def create_s3_secret(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    profile: str | None = None,
+    no_sign_request: bool = False,
+    endpoint: str | None = None,
+    region: str | None = None,
+    name: str = "cvcatalog_s3",
+) -> S3Settings:
+    """A TEMPORARY DuckDB S3 secret from the boto3 credential chain and endpoint settings."""
+    sql, settings = s3_secret_sql(
+        profile=profile,
+        no_sign_request=no_sign_request,
+        endpoint=endpoint,
+        region=region,
+        name=name,
+    )
     try:
-        con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {name} ({body})")
+        con.execute(sql)
     except duckdb.Error:
         # the statement holds the credentials: never echo it
         raise ConfigError(

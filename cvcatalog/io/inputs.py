@@ -190,7 +190,11 @@ class S3Input(ByteInput):
                     f"{self.uri} changed during the run; run the ingest again"
                 ) from None
             if info.kind is ErrorKind.RETRYABLE:
-                raise TransientFetchError(f"{operation} {self.uri}: {info.reason}") from None
+                if info.throttled and info.retry_after and self.limiter is not None:
+                    self.limiter.defer(info.retry_after)  # every request of the run waits
+                raise TransientFetchError(
+                    f"{operation} {self.uri}: {info.reason}", retry_after=info.retry_after
+                ) from None
             raise translate_error(exc, operation, self.uri) from None
 
     def stat(self) -> InputInfo:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
+import pyarrow as pa
 
 from cvcatalog.io.duckdb_ext import load_extension
 from cvcatalog.sqlutil import quote_ident, quote_literal
@@ -44,6 +45,8 @@ class TableSpec:
     partition_keys: tuple[str, ...] = ()
     #: columns some files have and others lack (the quality step's `segment`)
     optional: tuple[tuple[str, str], ...] = field(default=())
+    #: (old name, new name) of renamed columns (schema evolution without a rewrite)
+    renamed: tuple[tuple[str, str], ...] = ()
 
     def ddl(self, with_optional: Iterable[str] = ()) -> str:
         consts = dict(self.constants)
@@ -66,17 +69,41 @@ def data_path(base: str) -> str:
     return f"{base.rstrip('/')}/{DATA_DIR}/"
 
 
+@dataclass(frozen=True)
+class AsOf:
+    """A point in the lake's history: a snapshot id, or the snapshot current at a time."""
+
+    snapshot: int | None = None
+    time: datetime | None = None
+
+    def option(self) -> str:
+        """The ATTACH option that opens the lake there."""
+        if self.snapshot is not None:
+            return f"SNAPSHOT_VERSION {int(self.snapshot)}"
+        if self.time is not None:
+            return f"SNAPSHOT_TIME {quote_literal(self.time.isoformat())}"
+        raise ValueError("AsOf needs a snapshot or a time")
+
+    def __str__(self) -> str:
+        return f"snapshot {self.snapshot}" if self.snapshot is not None else f"{self.time}"
+
+
 def attach(
     con: duckdb.DuckDBPyConnection,
     metadata: str,
     *,
     data: str | None = None,
     read_only: bool = False,
+    at: AsOf | None = None,
 ) -> None:
     """Attach the DuckLake whose metadata is the already attached database `metadata` (the
-    catalog file itself) as `cv`. data: the DATA_PATH, used when the lake is created."""
+    catalog file itself) as `cv`. data: the DATA_PATH, used when the lake is created. at: the
+    lake as it was then (read-only; time travel: its tables and views as of that snapshot)."""
     load_extension(con, "ducklake")
     options = [f"METADATA_CATALOG {quote_literal(metadata)}"]
+    if at is not None:
+        read_only = True
+        options.append(at.option())
     if read_only:
         options.append("READ_ONLY")
         if data is not None:  # where the files are now (a catalog directory may move)
@@ -144,6 +171,13 @@ def create_table(
         con.execute(f"ALTER TABLE {qualified(spec.name)} SET PARTITIONED BY ({keys})")
 
 
+def rename_column(con: duckdb.DuckDBPyConnection, table: str, old: str, new: str) -> None:
+    """Files registered before read the column under its new name (no rewrite)."""
+    con.execute(
+        f"ALTER TABLE {qualified(table)} RENAME COLUMN {quote_ident(old)} TO {quote_ident(new)}"
+    )
+
+
 def add_column(con: duckdb.DuckDBPyConnection, table: str, name: str, typ: str) -> None:
     """Files registered before read the new column as NULL (schema evolution, no rewrite)."""
     con.execute(f"ALTER TABLE {qualified(table)} ADD COLUMN {quote_ident(name)} {typ}")
@@ -151,6 +185,11 @@ def add_column(con: duckdb.DuckDBPyConnection, table: str, name: str, typ: str) 
 
 def drop_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
     con.execute(f"DROP TABLE IF EXISTS {qualified(table)}")
+
+
+def data_location(con: duckdb.DuckDBPyConnection) -> str:
+    """The lake's data path as recorded (files' locations start with it)."""
+    return _data_path(con)
 
 
 def _data_path(con: duckdb.DuckDBPyConnection) -> str:
@@ -170,6 +209,13 @@ class DataFile:
     location: str  # absolute path or URL
     rows: int
     current: bool  # shown by the current snapshot (False: only older snapshots show it)
+    since: int = 0  # the snapshot that registered it (its rows became visible then)
+    until: int | None = None  # the snapshot that ended it (None: still shown)
+    size: int = 0  # bytes
+
+    def shown_at(self, snapshot: int) -> bool:
+        """Whether the lake as of that snapshot shows this file."""
+        return self.since <= snapshot and (self.until is None or self.until > snapshot)
 
 
 def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
@@ -179,20 +225,32 @@ def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
     base = _data_path(con)
     rows = con.execute(
         "SELECT t.table_name, s.path, s.path_is_relative, t.path, t.path_is_relative, f.path, "
-        "f.path_is_relative, f.record_count, f.end_snapshot IS NULL AND t.end_snapshot IS NULL "
+        "f.path_is_relative, f.record_count, f.end_snapshot IS NULL AND t.end_snapshot IS NULL, "
+        "f.begin_snapshot, CASE WHEN f.end_snapshot IS NULL THEN t.end_snapshot "
+        "WHEN t.end_snapshot IS NULL THEN f.end_snapshot "
+        "ELSE least(f.end_snapshot, t.end_snapshot) END, f.file_size_bytes "
         "FROM ducklake_data_file f "
         "JOIN (SELECT table_id, any_value(schema_id) AS schema_id, "
         "      arg_max(table_name, begin_snapshot) AS table_name, any_value(path) AS path, "
         "      any_value(path_is_relative) AS path_is_relative, "
-        "      CASE WHEN bool_or(end_snapshot IS NULL) THEN NULL ELSE 0 END AS end_snapshot "
+        "      CASE WHEN bool_or(end_snapshot IS NULL) THEN NULL ELSE max(end_snapshot) END "
+        "      AS end_snapshot "
         "      FROM ducklake_table GROUP BY table_id) t USING (table_id) "
         "JOIN (SELECT schema_id, any_value(path) AS path, "
         "      any_value(path_is_relative) AS path_is_relative FROM ducklake_schema "
         "      GROUP BY schema_id) s USING (schema_id)"
     ).fetchall()
     return [
-        DataFile(table, _join(_join(_join(base, sp, sr), tp, tr), fp, fr), int(n), bool(now))
-        for table, sp, sr, tp, tr, fp, fr, n, now in rows
+        DataFile(
+            table,
+            _join(_join(_join(base, sp, sr), tp, tr), fp, fr),
+            int(n),
+            bool(now),
+            int(b),
+            None if e is None else int(e),
+            int(size or 0),
+        )
+        for table, sp, sr, tp, tr, fp, fr, n, now, b, e, size in rows
     ]
 
 
@@ -264,12 +322,89 @@ def set_commit_message(
     )
 
 
-def expire_snapshots(con: duckdb.DuckDBPyConnection, older_than: datetime) -> int:
-    """Expire the snapshots committed before older_than (never the current one); their files
-    are scheduled for deletion. Returns how many snapshots expired."""
+@dataclass
+class Snapshot:
+    """One commit of the lake: when, by which run, and the rows it added and removed per
+    table (a file's rows count where the file begins and where it ends)."""
+
+    snapshot_id: int
+    committed_at: datetime
+    message: str | None
+    run_id: str | None
+    added: dict[str, int] = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def tables(self) -> list[str]:
+        return sorted(set(self.added) | set(self.removed))
+
+
+def snapshots(con: duckdb.DuckDBPyConnection) -> list[Snapshot]:
+    """The lake's kept snapshots, oldest first. Reads DuckLake's metadata tables, which live
+    in the catalog database (the connection's default database)."""
     rows = con.execute(
-        "CALL ducklake_expire_snapshots(?, older_than => ?)", [LAKE, older_than]
+        "SELECT snapshot_id, snapshot_time, commit_message, commit_extra_info "
+        "FROM ducklake_snapshot s LEFT JOIN ducklake_snapshot_changes c USING (snapshot_id) "
+        "ORDER BY snapshot_id"
     ).fetchall()
+    out = {}
+    for sid, at, message, extra in rows:
+        run_id = None
+        if extra:
+            try:
+                run_id = json.loads(extra).get("run_id")
+            except (ValueError, AttributeError):
+                run_id = None
+        out[sid] = Snapshot(int(sid), at, message, run_id)
+    names = "(SELECT table_id, any_value(table_name) AS table_name FROM ducklake_table GROUP BY 1)"
+    for column, into in (("begin_snapshot", "added"), ("end_snapshot", "removed")):
+        changed = con.execute(
+            f"SELECT f.{column}, t.table_name, sum(f.record_count) FROM ducklake_data_file f "
+            f"JOIN {names} t USING (table_id) WHERE f.{column} IS NOT NULL GROUP BY ALL"
+        ).fetchall()
+        for sid, table, n in changed:
+            if sid in out:
+                getattr(out[sid], into)[table] = int(n)
+    return list(out.values())
+
+
+def changes(con: duckdb.DuckDBPyConnection, table: str, first: int, last: int) -> pa.Table:
+    """The net row changes of a lake table from snapshot first to last (inclusive): rows the
+    later state has and the earlier lacks are inserts, the reverse deletes, each with the
+    snapshot that made it. A file rewritten with its rows unchanged (a day merged by
+    --check-changes, a compaction) nets to nothing, so only rows that really changed show."""
+    sql = (
+        "WITH c AS (SELECT * FROM ducklake_table_changes(?, ?, ?, ?, ?)), "
+        "g AS (SELECT * EXCLUDE (snapshot_id, rowid, change_type), "
+        "sum(CASE WHEN change_type IN ('insert', 'update_postimage') THEN 1 ELSE -1 END) "
+        "AS _net, "
+        "max(snapshot_id) FILTER (WHERE change_type IN ('insert', 'update_postimage')) AS _ins, "
+        "max(snapshot_id) FILTER (WHERE change_type IN ('delete', 'update_preimage')) AS _del "
+        "FROM c GROUP BY ALL) "
+        "SELECT CASE WHEN _net > 0 THEN 'insert' ELSE 'delete' END AS change_type, "
+        "CASE WHEN _net > 0 THEN _ins ELSE _del END AS snapshot_id, "
+        "g.* EXCLUDE (_net, _ins, _del) FROM g, range(CAST(abs(_net) AS BIGINT)) AS r(_n) WHERE _net <> 0 "
+        "ORDER BY snapshot_id, change_type DESC"
+    )
+    return con.execute(sql, [LAKE, SCHEMA, table, first, last]).arrow().read_all()
+
+
+def expire_snapshots(
+    con: duckdb.DuckDBPyConnection, older_than: datetime, keep: Iterable[int] = ()
+) -> int:
+    """Expire the snapshots committed before older_than, except the current one and those in
+    keep (pinned); their files no kept snapshot shows are scheduled for deletion. Returns how
+    many snapshots expired."""
+    kept = snapshots(con)
+    if not kept:
+        return 0
+    spare = {kept[-1].snapshot_id, *keep}
+    gone = [
+        s.snapshot_id for s in kept if s.committed_at < older_than and s.snapshot_id not in spare
+    ]
+    if not gone:
+        return 0
+    rows = con.execute("CALL ducklake_expire_snapshots(?, versions => ?)", [LAKE, gone]).fetchall()
     return len(rows)
 
 

@@ -2,7 +2,7 @@
 
 Layout under s3://bucket/prefix/ (the local catalog's, minus staging, locks and logs):
 
-    lake/main/<table>/.../*.parquet       every file the lake shows now, same path
+    lake/main/<table>/.../*.parquet       every file a kept snapshot shows, same path
     quarantine/source=.../*.ndjson        (with its SHA-256 as x-amz-meta-sha256)
     publish.json                          when, which cvcatalog, files with SHA-256, views
     catalog.ducklake                      the DuckLake (and state) with its data path at
@@ -11,9 +11,11 @@ Layout under s3://bucket/prefix/ (the local catalog's, minus staging, locks and 
 Each file is sent with its SHA-256 (ChecksumSHA256, so S3 rejects a body that does not match,
 and x-amz-meta-sha256) and verified afterwards with a HEAD (size, metadata and S3's stored
 checksum). Publishing is resumable: an object already there with the same size and SHA-256 is
-skipped. The database is built from a copy of catalog.ducklake (its current snapshot only:
-older snapshots are expired in the copy, their files are not uploaded) and uploaded last, and
-only if every file made it, so a reader never sees a database that names a missing file.
+skipped. The database is built from a copy of catalog.ducklake with its snapshots (all the
+catalog keeps, or those from `snapshot` on: older ones are expired in the copy and their
+files are not uploaded), so `query --catalog s3://... --snapshot ID` travels in time remotely.
+It is uploaded last, and only if every file made it, so a reader never sees a database that
+names a missing file.
 """
 
 from __future__ import annotations
@@ -253,19 +255,51 @@ def _complete_files(snap: Path) -> list[FileRecord]:
         con.close()
 
 
+def _history_files(cat: Catalog, snap: Path, since: int | None) -> list[FileRecord]:
+    """Data files that only older snapshots show (replaced, evicted, compacted), for the
+    snapshots the published catalog keeps; their SHA-256 is read from the stored bytes (the
+    state records current files only)."""
+    con = duckdb.connect(str(snap), read_only=True)
+    try:
+        kept = [s.snapshot_id for s in lake.snapshots(con)]
+        if since is not None:
+            kept = [k for k in kept if k >= since]
+        base = lake.data_location(con)
+        old = [
+            f
+            for f in lake.data_files(con)
+            if not f.current and f.location.startswith(base) and any(f.shown_at(k) for k in kept)
+        ]
+    finally:
+        con.close()
+    out = []
+    for f in old:
+        rel = f"{lake.DATA_DIR}/{f.location[len(base):].lstrip('/')}"
+        sha = cat.db.store.sha256(rel)
+        if sha is not None:  # a file gone from the store is reported by `cache verify`
+            out.append(FileRecord(rel, "", "data", f.rows, f.size, sha))
+    return out
+
+
 def build_portable_database(
-    cat: Catalog, snap: Path, location: S3Location, cfg: DownloadConfig
+    cat: Catalog,
+    snap: Path,
+    location: S3Location,
+    cfg: DownloadConfig,
+    since: int | None = None,
 ) -> list[str]:
     """Point the copy's DuckLake at s3://bucket/prefix/lake/ (every file path in it is
-    relative to that data path) and keep only its current snapshot; returns the names of
-    its tables and views."""
+    relative to that data path) and keep its snapshots from `since` on (None: all it keeps);
+    returns the names of its tables and views."""
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"ATTACH {quote_literal(str(snap))} AS {STATE_DB}")
         con.execute(f"USE {STATE_DB}")
         load_httpfs(con)  # an S3 lake's data path needs it even to expire snapshots
         lake.attach(con, STATE_DB)
-        lake.expire_snapshots(con, datetime.now(UTC))
+        if since is not None:
+            spare = {k.snapshot_id for k in lake.snapshots(con) if k.snapshot_id >= since}
+            lake.expire_snapshots(con, datetime.now(UTC), keep=spare)
         names = sorted(set(lake.table_columns(con)) | lake.view_names(con))
         con.execute("USE memory")
         con.execute(f"DETACH {lake.LAKE}")  # the lake caches its metadata: edit it detached
@@ -313,9 +347,11 @@ def publish(
     *,
     client: Any = None,
     notify: Callable[[str], None] | None = None,
+    snapshot: int | None = None,
     **download: Any,
 ) -> PublishSummary:
-    """Upload cat to url (s3://bucket/prefix); see the module docstring.
+    """Upload cat to url (s3://bucket/prefix); see the module docstring. snapshot: the
+    oldest snapshot the published catalog keeps (default: every snapshot the catalog keeps).
 
     Keyword arguments override `download:` settings (profile, no_sign_request, endpoint_url,
     max_workers, rate_limit -- 0, unlimited, by default --, retry_attempts, ...). client: a
@@ -339,14 +375,17 @@ def publish(
 
     _check_bucket(up)
     with _snapshot(cat) as snap:
-        files = _complete_files(snap)
+        if snapshot is not None:
+            with duckdb.connect(str(snap), read_only=True) as con:
+                cat.db.check_kept(con, lake.AsOf(snapshot=snapshot))
+        files = _complete_files(snap) + _history_files(cat, snap, snapshot)
         say(f"publishing {len(files)} files to {location}")
         with ThreadPoolExecutor(max_workers=cfg.max_workers) as pool:
             summary.results = list(pool.map(lambda f: _publish_file(cat, up, f), files))
         if summary.failed:
             summary.database = f"not uploaded ({len(summary.failed)} file(s) failed)"
         else:
-            _publish_database(cat, snap, files, up, summary, say)
+            _publish_database(cat, snap, files, up, summary, say, snapshot)
     summary.requests = up.requests
     summary.seconds = time.monotonic() - t0
     return summary
@@ -373,6 +412,7 @@ def _publish_database(
     up: Uploader,
     summary: PublishSummary,
     say: Callable[[str], None],
+    since: int | None = None,
 ) -> None:
     digest = content_digest(files)
     remote = _remote_json(up, PUBLISH_JSON)
@@ -383,7 +423,7 @@ def _publish_database(
             summary.views = list(remote.get("views") or [])
             return
     say("building the published catalog database")
-    summary.views = build_portable_database(cat, snap, up.location, up.cfg)
+    summary.views = build_portable_database(cat, snap, up.location, up.cfg, since)
     db_sha, db_size = sha256_file(snap), snap.stat().st_size
     doc = {
         "format": 1,

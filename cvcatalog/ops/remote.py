@@ -174,7 +174,9 @@ class RemoteCatalogDB(CatalogDB):
     def initialise(self) -> None:
         raise read_only_error(self.location, "create or migrate its database")
 
-    def connect(self, *, scratch: bool = False) -> duckdb.DuckDBPyConnection:
+    def connect(
+        self, *, scratch: bool = False, at: lake.AsOf | None = None
+    ) -> duckdb.DuckDBPyConnection:
         """A read-only session on the published DuckLake: its metadata from the local copy,
         its files read from the catalog's URL through httpfs.
 
@@ -192,7 +194,9 @@ class RemoteCatalogDB(CatalogDB):
                 no_sign_request=self.cfg.no_sign_request,
                 endpoint=self.cfg.endpoint_url,
             )
-            lake.attach(con, STATE_DB, read_only=True)
+            if at is not None:
+                at = self.check_kept(con, at)
+            lake.attach(con, STATE_DB, read_only=True, at=at)
             use_search_path(con, scratch)
             for sql in tables.view_statements(temporary=True).values():
                 con.execute(sql)

@@ -105,6 +105,7 @@ class Runner(Generic[U]):
         summary.executor = src.executor
         run = RunContext(self.run_id, self.db, self.progress, summary, self.retry, sleep=self.sleep)
         self.db.paths.ensure()
+        self.db.ensure_schema()  # a new canonical version's columns, before any unit reads
         with src.session(run):
             return self._run(run)
 
@@ -356,7 +357,8 @@ class Runner(Generic[U]):
                         ) from e
                     raise
                 item.retries += 1
-                delay = self.retry.delay(attempt)
+                after = e.retry_after if isinstance(e, TransientFetchError) else None
+                delay = self.retry.delay(attempt, after)
                 self.progress.note(f"{item.key}: {describe(e)}; retrying in {delay:.1f}s")
                 self.sleep(delay)
 

@@ -315,7 +315,8 @@ def _evaluate_now(
     schema = SCHEMAS.get((source, message_type))
     files: list[Path] = []
     if schema is not None:
-        for f in complete_data_files(con, source, message_type, schema.canonical_version):
+        versions = (schema.compatible_since or schema.canonical_version, schema.canonical_version)
+        for f in complete_data_files(con, source, message_type, versions):
             try:
                 files.append(catalog.paths.absolute(f.path))
             except CatalogError:

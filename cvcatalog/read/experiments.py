@@ -35,6 +35,16 @@ class DataSlice(_Strict):
     message_type: str
     date_range: DateRange
     max_rows: int | None = Field(None, gt=0)
+    #: read the catalog as of this snapshot (`cvcatalog snapshots`)
+    snapshot: int | None = Field(None, ge=0)
+    #: pin the snapshot current when the experiment is first gathered, and read it ever after
+    pin: bool = False
+
+    @model_validator(mode="after")
+    def _one_version(self) -> DataSlice:
+        if self.pin and self.snapshot is not None:
+            raise ValueError("give data.snapshot or data.pin, not both")
+        return self
 
 
 class CoordinateBounds(_Strict):
@@ -135,12 +145,27 @@ class Experiment:
     def name(self) -> str:
         return self.config.experiment.name
 
+    def snapshot(self) -> int | None:
+        """The snapshot the experiment reads: data.snapshot, or its pin (made now, on the
+        first gathering, when data.pin is set), or None for the current catalog."""
+        d = self.config.data
+        if d.snapshot is not None:
+            return d.snapshot
+        if not d.pin:
+            return None
+        return self.catalog.pin(self.name, d.source, d.message_type).snapshot_id
+
     def frame(self) -> dd.DataFrame:
         """The lazy, partition-pruned and cleaned Dask frame of this experiment's slice."""
         d = self.config.data
         start, end = d.date_range.resolve()
         frame = self.catalog.to_dask(
-            d.source, d.message_type, start, end, timezone=d.date_range.timezone
+            d.source,
+            d.message_type,
+            start,
+            end,
+            timezone=d.date_range.timezone,
+            snapshot=self.snapshot(),
         )
         c = self.config.processing.cleaning
         if c.validate_coordinates and c.coordinate_bounds is not None:

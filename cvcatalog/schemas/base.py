@@ -57,7 +57,11 @@ class MessageSchema:
     """Everything the pipeline needs to know about one (source, message type).
 
     Bump canonical_version whenever canonical_columns (or their meaning) change, so cached
-    partitions written under the old layout are recognised and re-converted.
+    partitions written under the old layout are recognised. A bump that only adds columns sets
+    compatible_since to the oldest version whose files still read correctly (the new columns
+    read as NULL: the lake table gets ALTER TABLE ... ADD COLUMN, nothing is downloaded again);
+    a bump that renames columns lists them in renamed as well (ALTER TABLE ... RENAME COLUMN);
+    any other change leaves it None, and older partitions are re-converted.
     """
 
     source: str
@@ -98,6 +102,18 @@ class MessageSchema:
     #: further views over the canonical view, as (view name, template under cvcatalog/sql/views/); their
     #: templates fill {view} and {relation} like the socrata one (e.g. one row per nested BSM)
     extra_views: tuple[tuple[str, str], ...] = ()
+    #: the oldest canonical version whose files this one reads as they are (see above)
+    compatible_since: int | None = None
+    #: (old name, new name) of columns renamed since compatible_since: the lake table renames
+    #: them (old files read under the new name), and so does every reader of old files
+    renamed: tuple[tuple[str, str], ...] = ()
+
+    def reads(self, version: int | None) -> bool:
+        """Whether files written under canonical `version` are read as they are (no rewrite)."""
+        if version is None:
+            return False
+        oldest = self.canonical_version if self.compatible_since is None else self.compatible_since
+        return oldest <= version <= self.canonical_version
 
     @property
     def column_names(self) -> list[str]:

@@ -118,6 +118,24 @@ class PartitionKey:
             pass
         raise ValueError(f"not a partition key: {key!r}")
 
+    @classmethod
+    def from_lake_dir(cls, source: str, message_type: str, hive: str) -> PartitionKey:
+        """The partition whose DuckLake directory ends with hive (`year=2021/month=4/day=1/
+        date=2021-04-01`, or `.../weekday=.../time_bin=...`): the inverse of lake_values."""
+        values = dict(part.split("=", 1) for part in hive.strip("/").split("/") if "=" in part)
+        try:
+            year, month = int(values["year"]), int(values["month"])
+            if "weekday" in values:
+                return cls.parse(
+                    f"{source}/{message_type}/{year}/{month:02d}/{values['weekday']}/"
+                    f"{values['time_bin']}"
+                )
+            return cls.parse(f"{source}/{message_type}/{year}/{month:02d}/{int(values['day']):02d}")
+        except (KeyError, ValueError):
+            raise ValueError(
+                f"not a partition directory of {source}/{message_type}: {hive!r}"
+            ) from None
+
     def __str__(self) -> str:
         return self.key
 

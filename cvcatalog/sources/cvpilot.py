@@ -123,11 +123,10 @@ def needs_work(
         return True, ""
     if rec.status == "failed":
         return True, ""
-    if (
-        rec.status == "complete"
-        and rec.canonical_version != SCHEMAS[(rec.source, rec.message_type)].canonical_version
+    if rec.status == "complete" and not SCHEMAS[(rec.source, rec.message_type)].reads(
+        rec.canonical_version
     ):
-        return True, ""  # written under an older canonical schema: rebuild, never mix
+        return True, ""  # written under a canonical schema that meant otherwise: rebuild
     if rec.status == "complete":
         return False, "cached"
     # no_data: the sandbox lags, so a marker for a recent day, or one taken while the day was
@@ -243,6 +242,21 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             status = "cached" if rec.status == "complete" else "no_data"
             done.append(Outcome(k.key, status, rows=rec.rows, detail="cached"))
         record_access([k.key for k in cached if known[k.key].status == "complete"], self.paths)
+        stale = [
+            k.key
+            for k in todo
+            if k.key in known
+            and known[k.key].status == "complete"
+            and not self.force
+            and not self.schema.reads(known[k.key].canonical_version)
+        ]
+        if stale:
+            run.progress.note(
+                f"{len(stale)} day(s) written under an older canonical schema whose meaning "
+                f"changed (v{known[stale[0]].canonical_version} -> "
+                f"v{self.schema.canonical_version}) are converted again: {', '.join(stale[:3])}"
+                + (" ..." if len(stale) > 3 else "")
+            )
         self._sweep_staging(cached)
         return Plan(todo, done)
 

@@ -40,7 +40,7 @@ from cvcatalog.io.storage import (
     store_for,
 )
 from cvcatalog.sqlutil import load_sql, quote_literal
-from cvcatalog.state import legacy, tables
+from cvcatalog.state import legacy, pins, tables
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, "001_catalog.sql"),
@@ -50,6 +50,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (5, "005_runs.sql"),
     (6, "006_catalog_settings.sql"),
     (7, "007_ducklake.sql"),
+    (8, "008_experiment_pins.sql"),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
@@ -168,7 +169,7 @@ class CatalogDB:
         self._lake_known = False
         self._store: LakeStore | None = None
         #: the tables this instance has ensured (new ones: a dataset registered since)
-        self._ensured: frozenset[str] = frozenset()
+        self._ensured = ""  # tables.definitions_digest() of the last ensure
         self._hub: duckdb.DuckDBPyConnection | None = None
         self._hub_ident: tuple[int, int, int] | None = None
         self._hub_lock = threading.Lock()
@@ -227,17 +228,33 @@ class CatalogDB:
         with self.write():
             pass
 
-    def connect(self, *, scratch: bool = False) -> duckdb.DuckDBPyConnection:
+    def ensure_schema(self) -> None:
+        """Bring the lake's tables and views to this cvcatalog's definitions (a new canonical
+        version adds or renames columns): a write only when they differ."""
+        if self.paths.db.exists():
+            with self.read() as con:
+                if tables.up_to_date(con):
+                    return
+        with self.write(message="evolve tables"):
+            pass
+
+    def connect(
+        self, *, scratch: bool = False, at: lake.AsOf | None = None
+    ) -> duckdb.DuckDBPyConnection:
         """A read-only connection to the current snapshot (close it): the state tables
         (database `cvcatalog`) and the lake (`cv`), both searched for unqualified names.
-        scratch: the default database is an in-memory one (temporary tables, COPY TO)."""
+        scratch: the default database is an in-memory one (temporary tables, COPY TO).
+        at: the lake's tables and views as they were at that snapshot or time (time travel;
+        the state tables are always current)."""
         if not self.paths.db.exists():
             self.initialise()
-        if scratch:  # its own instance: what it creates in memory stays its own
+        if scratch or at is not None:  # its own instance: its lake and memory stay its own
             con = self._open(self.paths.db, read_only=True)
             try:
-                self._attach_lake_read_only(con)
-                use_search_path(con, scratch=True)
+                if at is not None:
+                    at = self.check_kept(con, at)
+                self._attach_lake_read_only(con, at)
+                use_search_path(con, scratch=scratch)
                 return con
             except BaseException:
                 con.close()
@@ -263,6 +280,39 @@ class CatalogDB:
             else:
                 self._hub_shared = True
             return hub, hub.cursor()
+
+    @staticmethod
+    def check_kept(con: duckdb.DuckDBPyConnection, at: lake.AsOf) -> lake.AsOf:
+        """at, checked against the snapshots still kept (one clear line when it is gone)."""
+        kept = lake.snapshots(con)
+        if not kept:
+            raise CatalogError("the catalog has no snapshots yet; ingest something first")
+        oldest, newest = kept[0], kept[-1]
+        when = f"{oldest.committed_at:%Y-%m-%d %H:%M:%S %Z}".strip()
+        gone = (
+            f"the oldest snapshot still kept is {oldest.snapshot_id} ({when}); older ones "
+            "expired after cache.snapshot_retention_days"
+        )
+        if at.snapshot is not None:
+            if at.snapshot > newest.snapshot_id or at.snapshot < 0:
+                raise CatalogError(
+                    f"there is no snapshot {at.snapshot}; the newest is {newest.snapshot_id}"
+                )
+            if at.snapshot not in {k.snapshot_id for k in kept}:
+                raise CatalogError(f"snapshot {at.snapshot} is no longer kept: {gone}")
+            return at
+        assert at.time is not None
+        t = at.time if at.time.tzinfo is not None else at.time.replace(tzinfo=UTC)
+        if t < oldest.committed_at:
+            if oldest.snapshot_id == 0:  # nothing expired: the catalog was not there yet
+                raise CatalogError(
+                    f"the catalog did not exist at {t:%Y-%m-%d %H:%M:%S %Z}; its first "
+                    f"snapshot is 0 ({when})"
+                )
+            raise CatalogError(f"nothing is kept from as early as {t:%Y-%m-%d %H:%M:%S}: {gone}")
+        # the snapshot current then (DuckLake refuses a time after its newest commit)
+        sid = max(k.snapshot_id for k in kept if k.committed_at <= t)
+        return lake.AsOf(snapshot=sid)
 
     def _reader(self) -> duckdb.DuckDBPyConnection:
         """The process's DuckDB instance with the current catalog file attached read-only
@@ -301,15 +351,25 @@ class CatalogDB:
         self._attach_state(hub, self.paths.db, read_only=True)
         self._attach_lake_read_only(hub)
 
-    def _attach_lake_read_only(self, con: duckdb.DuckDBPyConnection) -> None:
+    def _attach_lake_read_only(
+        self, con: duckdb.DuckDBPyConnection, at: lake.AsOf | None = None
+    ) -> None:
         url = read_lake_url(con)
         self._lake_url, self._lake_known = url, True
         self._s3_access(con, url)
-        lake.attach(con, STATE_DB, read_only=True, data=lake.data_path(url or str(self.paths.root)))
+        data = lake.data_path(url or str(self.paths.root))
+        lake.attach(con, STATE_DB, read_only=True, data=data, at=at)
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def read(self, at: lake.AsOf | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """connect(), closed at the end of the block."""
+        if at is not None:  # time travel: an instance of its own
+            con = self.connect(at=at)
+            try:
+                yield con
+            finally:
+                con.close()
+            return
         with self._session() as con:
             yield con
 
@@ -473,7 +533,7 @@ class CatalogDB:
                 self._lake_url, self._lake_known = url, True
                 self._s3_access(con, url)
                 lake.attach(con, STATE_DB, data=data)
-                wanted = frozenset(tables.specs())
+                wanted = tables.definitions_digest()
                 if self._ensured != wanted:
                     with _transaction(con):
                         installed = tables.ensure(con)
@@ -532,7 +592,7 @@ class CatalogDB:
         kept snapshot shows (two commits: the second deletes only what the first published
         as unreachable). Returns the deleted locations."""
         with self.write(message="expire snapshots") as con:
-            lake.expire_snapshots(con, older_than)
+            lake.expire_snapshots(con, older_than, keep=pins.pinned_snapshots(con))
         with self.read() as con:  # what the expiry scheduled is visible once committed
             pending = lake.pending_cleanup(con)
         if not pending:

@@ -113,17 +113,18 @@ def get_files(
 
 
 def complete_data_files(
-    con: duckdb.DuckDBPyConnection, source: str, message_type: str, canonical_version: int
+    con: duckdb.DuckDBPyConnection, source: str, message_type: str, versions: tuple[int, int]
 ) -> list[FileRecord]:
     """Data files the views may see: complete partitions of one (source, type) written under
-    the current canonical schema (older ones wait for re-ingest rather than mix layouts)."""
+    a canonical schema version in versions (oldest, newest) that reads as the current one
+    (older ones wait for re-ingest rather than mix layouts)."""
     sql = (
         "SELECT f.path, f.partition_key, f.kind, f.rows, f.bytes, f.sha256 "
         "FROM partition_files f JOIN partitions p USING (partition_key) "
         "WHERE p.status = 'complete' AND f.kind = 'data' AND p.source = ? AND p.message_type = ? "
-        "AND p.canonical_version = ? ORDER BY p.date, f.path"
+        "AND p.canonical_version BETWEEN ? AND ? ORDER BY p.date, f.path"
     )
-    return [FileRecord(**r) for r in _rows(con, sql, [source, message_type, canonical_version])]
+    return [FileRecord(**r) for r in _rows(con, sql, [source, message_type, *versions])]
 
 
 def get_source_objects(con: duckdb.DuckDBPyConnection, key: str) -> list[SourceObjectRecord]:
@@ -136,6 +137,38 @@ def get_source_objects(con: duckdb.DuckDBPyConnection, key: str) -> list[SourceO
             [key],
         )
     ]
+
+
+def object_origin(con: duckdb.DuckDBPyConnection, key: str) -> dict[str, Any] | None:
+    """An S3 object the catalog holds rows of: its size, ETag and last-modified time as
+    ingested, its partition, the run that recorded it and the partition's data files."""
+    rows = _rows(
+        con,
+        "SELECT o.key AS source_key, o.etag, o.size, o.last_modified, o.partition_key, "
+        "coalesce(o.run_id, p.run_id) AS run_id FROM source_objects o "
+        "LEFT JOIN partitions p USING (partition_key) WHERE o.key = ?",
+        [key],
+    )
+    if not rows:
+        return None
+    out = rows[0]
+    files = con.execute(
+        "SELECT path FROM partition_files WHERE partition_key = ? AND kind = 'data' ORDER BY 1",
+        [out["partition_key"]],
+    ).fetchall()
+    out["files"] = [f[0] for f in files]
+    return out
+
+
+def run_objects(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
+    """The source objects whose rows the run loaded (still current in the catalog)."""
+    return _rows(
+        con,
+        "SELECT o.key AS source_key, o.etag, o.size, o.partition_key AS partition "
+        "FROM source_objects o LEFT JOIN partitions p USING (partition_key) "
+        "WHERE coalesce(o.run_id, p.run_id) = ? ORDER BY o.key",
+        [run_id],
+    )
 
 
 def put_partition(

@@ -57,6 +57,7 @@ def cv_spec(schema: MessageSchema) -> TableSpec:
         constants=(("source", schema.source), ("message_type", schema.message_type)),
         partition_keys=tuple(keys),
         optional=_OPTIONAL,
+        renamed=schema.renamed,
     )
 
 
@@ -188,6 +189,43 @@ def ensure(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return installed
 
 
+#: the last definitions: the schema and dataset objects, their digest and view digests
+_DEFINED: list[tuple[tuple[object, ...], str, dict[str, str]]] = []
+
+
+def _definitions() -> tuple[str, dict[str, str]]:
+    """The digest of every table spec and view statement, and each view's own digest; made
+    again only when the registered schemas change (rendering every view costs ~50 ms)."""
+    key = (*SCHEMAS.values(), *datasets().values())
+    if _DEFINED and _DEFINED[0][0] == key:
+        return _DEFINED[0][1], _DEFINED[0][2]
+    h = hashlib.sha256()
+    for name, spec in sorted(specs().items()):
+        h.update(f"{name}={spec!r}\n".encode())
+    views = {}
+    for name, sql in view_statements().items():
+        h.update(f"{name}={sql}\n".encode())
+        views[name] = hashlib.sha256(sql.encode()).hexdigest()
+    _DEFINED[:] = [(key, h.hexdigest(), views)]
+    return _DEFINED[0][1], views
+
+
+def definitions_digest() -> str:
+    """A digest of every table spec and view statement of this cvcatalog (ensure's input)."""
+    return _definitions()[0]
+
+
+def up_to_date(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the lake's tables and views are those ensure() would make (a read check)."""
+    have = lake.table_columns(con)
+    for name, spec in specs().items():
+        now = dict(have.get(name, []))
+        if not now or any(n not in now for n, _ in spec.columns):
+            return False
+    stored = dict(con.execute("SELECT name, sha256 FROM lake_views").fetchall())
+    return all(stored.get(name) == digest for name, digest in _definitions()[1].items())
+
+
 def record_views(con: duckdb.DuckDBPyConnection, installed: dict[str, str]) -> None:
     """Remember which definition of each lake view is installed (a state write)."""
     for name, digest in installed.items():
@@ -200,9 +238,13 @@ def _evolve(
     con: duckdb.DuckDBPyConnection, spec: TableSpec, current: list[tuple[str, str]]
 ) -> None:
     """Columns added by a new canonical version become ALTER TABLE ... ADD COLUMN (old files
-    read them as NULL); a removed column or a changed type rebuilds the table (sync_all then
+    read them as NULL), renamed ones RENAME COLUMN (old files read them by field); a removed column or a changed type rebuilds the table (sync_all then
     registers the files that are current under the new schema)."""
     now = dict(current)
+    for old, new in spec.renamed:
+        if old in now and new not in now:
+            lake.rename_column(con, spec.name, old, new)
+            now[new] = now.pop(old)
     optional = dict(spec.optional)
     wanted = [(n, _normal_type(con, t)) for n, t in spec.columns]
     unexpected = [n for n in now if n not in dict(wanted) and n not in optional]
@@ -240,14 +282,14 @@ def ensure_optional(con: duckdb.DuckDBPyConnection, table: str, column: str) -> 
 def current_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
     """Table -> the catalog-relative data files the state calls current, in order."""
     out: dict[str, list[str]] = {name: [] for name in specs()}
-    versions = {s.view_name: s.canonical_version for s in SCHEMAS.values()}
+    schemas = {s.view_name: s for s in SCHEMAS.values()}
     rows = con.execute(
         "SELECT p.source || '_' || lower(p.message_type) AS tbl, f.path, p.canonical_version, "
         "f.partition_key FROM partition_files f JOIN partitions p USING (partition_key) "
         "WHERE p.status = 'complete' AND f.kind = 'data' ORDER BY p.date, f.path"
     ).fetchall()
     for table, path, version, _ in rows:
-        if table in out and versions.get(table) == version:
+        if table in out and table in schemas and schemas[table].reads(version):
             out[table].append(path)
     by_dataset = {ds.name: ds.view_name for ds in datasets().values()}
     rows = con.execute(

@@ -1,0 +1,82 @@
+"""Experiment pins: the one owner of the `experiment_pins` table.
+
+A pinned experiment reads the lake as of one snapshot (Catalog.to_dask(..., snapshot=)). The
+snapshot and the files it shows must outlive retention, eviction and `cache clear`: expiry
+(CatalogDB.expire_snapshots) never expires a pinned snapshot, and DuckLake deletes a file only
+when no kept snapshot shows it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+from cvcatalog.io import lake
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str
+    snapshot_id: int
+    source: str
+    message_type: str
+    files: int
+    bytes: int
+    digest: str
+    pinned_at: datetime
+
+
+_COLUMNS = "name, snapshot_id, source, message_type, files, bytes, digest, pinned_at"
+
+
+def get(con: duckdb.DuckDBPyConnection, name: str) -> Pin | None:
+    row = con.execute(f"SELECT {_COLUMNS} FROM experiment_pins WHERE name = ?", [name]).fetchone()
+    return Pin(*row) if row else None
+
+
+def all_pins(con: duckdb.DuckDBPyConnection) -> list[Pin]:
+    rows = con.execute(f"SELECT {_COLUMNS} FROM experiment_pins ORDER BY name").fetchall()
+    return [Pin(*r) for r in rows]
+
+
+def put(con: duckdb.DuckDBPyConnection, pin: Pin) -> None:
+    """Record a pin (in a CatalogDB.write transaction); a name is pinned once."""
+    con.execute(
+        f"INSERT INTO experiment_pins ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [pin.name, pin.snapshot_id, pin.source, pin.message_type, pin.files, pin.bytes,
+         pin.digest, pin.pinned_at],
+    )  # fmt: skip
+
+
+def remove(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = con.execute("DELETE FROM experiment_pins WHERE name = ? RETURNING name", [name])
+    return row.fetchone() is not None
+
+
+def pinned_snapshots(con: duckdb.DuckDBPyConnection) -> set[int]:
+    return {int(r[0]) for r in con.execute("SELECT snapshot_id FROM experiment_pins").fetchall()}
+
+
+def files_digest(files: list[lake.DataFile]) -> str:
+    """What a pin records of its files: they are written once under fresh names and never
+    changed, so their names, sizes and row counts identify the rows."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.location):
+        h.update(f"{f.location.rsplit('/lake/', 1)[-1]}\t{f.size}\t{f.rows}\n".encode())
+    return h.hexdigest()
+
+
+def held_bytes(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Per pin, the bytes of the files its snapshot shows that the current catalog no longer
+    does: what eviction cannot free while the pin exists."""
+    pins = all_pins(con)
+    if not pins:
+        return {}
+    files = lake.data_files(con)
+    return {
+        p.name: sum(f.size for f in files if not f.current and f.shown_at(p.snapshot_id))
+        for p in pins
+    }

@@ -1,0 +1,476 @@
+"""Snapshots you can see and time travel (issue 14), against the local S3 endpoint.
+
+A catalog ingests two days in two runs, then one object of the first day changes and is picked
+up with --check-changes. Every snapshot is listed with its run, and a query at an earlier
+snapshot sees exactly what the catalog held then (compared with what it returned at the time,
+never with hard-coded counts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from cvcatalog import schemas
+from cvcatalog.catalog import Catalog
+from cvcatalog.cli.main import app
+from cvcatalog.exceptions import CatalogError, ConfigError
+from cvcatalog.pipeline.report import NullProgress
+from cvcatalog.read.experiments import CatalogGatherer, ExperimentConfig
+from cvcatalog.sandbox.replica import seed_replica
+from cvcatalog.schemas.base import MessageSchema
+from cvcatalog.sources.bucket import BUCKET
+
+D1, D2 = date(2021, 4, 1), date(2021, 4, 2)
+COUNT = (
+    "select date, count(*) as n, round(sum(speed_mps), 3) as s from wydot_bsm group by 1 order by 1"
+)
+runner = CliRunner()
+
+
+def _ingest(cat: Catalog, day: date, **kw: Any) -> str:
+    s = cat.ingest("wydot", "BSM", day, day, timezone="UTC", rate_limit=0, max_workers=4, **kw)
+    assert s.ok, s.as_dict()
+    return s.run_id
+
+
+@pytest.fixture(scope="module")
+def history(module_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The catalog, its runs, and what COUNT returned after each of them."""
+    client = module_s3
+    seed_replica(client, D1, D2, sources=["wydot"], message_types=["BSM"], records_per_hour=8,
+                 files_per_hour=2)  # fmt: skip
+    cat = Catalog(tmp_path_factory.mktemp("versions") / "catalog")
+    seen: dict[str, Any] = {}
+    seen["run1"] = _ingest(cat, D1)
+    seen["after1"] = cat.query(COUNT)
+    seen["time1"] = datetime.now(UTC)
+    seen["run2"] = _ingest(cat, D2)
+    seen["after2"] = cat.query(COUNT)
+    # one object of day 1 changes: fewer records, other speeds
+    key = sorted(
+        o["Key"]
+        for o in client.list_objects_v2(Bucket=BUCKET, Prefix="wydot/BSM/2021/04/01/")["Contents"]
+    )[0]
+    lines = client.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()
+    kept = [re.sub(r'"speed":(\d)', r'"speed":1\1', ln) for ln in lines[: len(lines) // 2]]
+    client.put_object(Bucket=BUCKET, Key=key, Body=("\n".join(kept) + "\n").encode())
+    seen["run3"] = _ingest(cat, D1, check_changes=True)
+    seen["after3"] = cat.query(COUNT)
+    seen["cat"] = cat
+    return seen
+
+
+def _ingest_snapshots(cat: Catalog) -> list[dict[str, Any]]:
+    return [s for s in cat.snapshots() if s["run_id"] is not None and s["tables"]]
+
+
+def test_every_ingest_commit_is_a_snapshot_with_its_run(history: dict[str, Any]) -> None:
+    cat: Catalog = history["cat"]
+    snaps = _ingest_snapshots(cat)
+    assert [s["run_id"] for s in snaps] == [history["run3"], history["run2"], history["run1"]]
+    newest_first = [s["snapshot_id"] for s in cat.snapshots()]
+    assert newest_first == sorted(newest_first, reverse=True)
+    s3, s2, s1 = snaps
+    n1 = int(history["after1"].n.sum())
+    assert s1["tables"] == "wydot_bsm" and s1["rows_added"] == n1 and s1["rows_removed"] == 0
+    assert s2["rows_added"] == int(history["after2"].n.sum()) - n1
+    # the changed day: its old rows went, its new rows came
+    assert s3["rows_removed"] > 0
+    assert s3["rows_added"] - s3["rows_removed"] == int(
+        history["after3"].n.sum() - history["after2"].n.sum()
+    )
+    assert cat.snapshots(limit=2) == cat.snapshots()[:2]
+    assert cat.snapshots("wydot", "BSM")[0]["snapshot_id"] == s3["snapshot_id"]
+    assert cat.snapshots("thea", "BSM") == []
+
+
+def test_a_query_at_a_snapshot_sees_the_catalog_as_it_was(history: dict[str, Any]) -> None:
+    cat: Catalog = history["cat"]
+    s3, s2, s1 = _ingest_snapshots(cat)
+    for snap, want in ((s1, "after1"), (s2, "after2"), (s3, "after3")):
+        got = cat.query(COUNT, snapshot=snap["snapshot_id"])
+        assert got.equals(history[want]), snap
+    assert not history["after2"].equals(history["after3"])  # the change is visible at all
+    # the views travel too
+    at1 = cat.query("select count(*) as n from wydot_bsm_socrata", snapshot=s1["snapshot_id"])
+    assert at1.n[0] == history["after1"].n.sum()
+    # as of a time: the snapshot current then
+    got = cat.query(COUNT, as_of=history["time1"])
+    assert got.equals(history["after1"])
+    got = cat.query(COUNT, as_of=history["time1"].isoformat())
+    assert got.equals(history["after1"])
+
+
+def test_time_travel_gives_one_clear_line_for_what_is_not_kept(history: dict[str, Any]) -> None:
+    cat: Catalog = history["cat"]
+    newest = cat.snapshots()[0]["snapshot_id"]
+    with pytest.raises(CatalogError, match=f"no snapshot {newest + 5}; the newest is {newest}"):
+        cat.query("select 1", snapshot=newest + 5)
+    with pytest.raises(CatalogError, match="did not exist"):
+        cat.query("select 1", as_of=datetime(2000, 1, 1, tzinfo=UTC))
+    with pytest.raises(ConfigError, match="not both"):
+        cat.query("select 1", snapshot=1, as_of="2021-01-01")
+    with pytest.raises(ConfigError, match="not a time"):
+        cat.query("select 1", as_of="last tuesday")
+
+
+def test_an_expired_snapshot_names_the_oldest_kept(history: dict[str, Any], tmp_path: Path) -> None:
+    cat: Catalog = history["cat"]
+    first = _ingest_snapshots(cat)[-1]["snapshot_id"]
+    # a copy of the catalog, so the other tests keep their history
+    copy = Catalog(tmp_path / "copy")
+    shutil.copytree(cat.paths.root, copy.paths.root)
+    copy.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
+    oldest = copy.snapshots()[-1]["snapshot_id"]
+    assert oldest > first
+    with pytest.raises(
+        CatalogError, match=f"snapshot {first} is no longer kept.*oldest.* {oldest}"
+    ):
+        copy.query("select 1", snapshot=first)
+
+
+def test_cli_snapshots_and_query_at_a_snapshot(history: dict[str, Any]) -> None:
+    cat: Catalog = history["cat"]
+    root = str(cat.paths.root)
+    res = runner.invoke(app, ["snapshots", "--catalog", root, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [r["snapshot_id"] for r in rows] == [s["snapshot_id"] for s in cat.snapshots()]
+    changed = next(r for r in rows if r["run_id"] == history["run3"])
+    assert changed["changes"]["wydot_bsm"]["removed"] == changed["rows_removed"] > 0
+    res = runner.invoke(
+        app, ["snapshots", "--catalog", root, "--source", "wydot", "--type", "BSM", "--limit", "1",
+              "--format", "csv"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[0].startswith("snapshot_id,committed_at,run_id")
+    assert len(res.stdout.splitlines()) == 2
+    first = next(r for r in reversed(rows) if r["run_id"] == history["run1"])
+    res = runner.invoke(
+        app, ["query", "--catalog", root, "--snapshot", str(first["snapshot_id"]), "--format",
+              "json", "select count(*) as n from wydot_bsm"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == [{"n": int(history["after1"].n.sum())}]
+    res = runner.invoke(app, ["query", "--catalog", root, "--snapshot", "999999", "select 1"])
+    assert res.exit_code == 1
+    assert "no snapshot 999999" in res.output and "Traceback" not in res.output
+
+
+def test_lineage_from_a_row_to_its_object_run_and_snapshot(
+    history: dict[str, Any], module_s3: Any
+) -> None:
+    cat: Catalog = history["cat"]
+    s3, s2, _ = _ingest_snapshots(cat)
+    for day, run, snap in ((D1, "run3", s3), (D2, "run2", s2)):
+        key = cat.query(
+            "select source_key from wydot_bsm where date = ? limit 1", [day]
+        ).source_key[0]
+        origin = cat.lineage(key)
+        head = module_s3.head_object(Bucket=BUCKET, Key=key)
+        assert origin["etag"] == head["ETag"].strip('"') and origin["size"] == head["ContentLength"]
+        assert origin["run_id"] == history[run] and origin["snapshot_id"] == snap["snapshot_id"]
+        # the snapshot is where those rows appeared: absent just before it
+        before = cat.query(
+            "select count(*) as n from wydot_bsm where source_key = ?", [key],
+            snapshot=snap["snapshot_id"] - 1,
+        ).n[0]  # fmt: skip
+        at = cat.query(
+            "select count(*) as n from wydot_bsm where source_key = ?", [key],
+            snapshot=snap["snapshot_id"],
+        ).n[0]  # fmt: skip
+        assert at > 0 and (before == 0 or day == D1)  # day 1's rows existed before the change
+    with pytest.raises(CatalogError, match="no rows of"):
+        cat.lineage("wydot/BSM/2099/01/01/00/nothing")
+    res = runner.invoke(
+        app, ["runs", "show", history["run2"], "--objects", "--catalog", str(cat.paths.root),
+              "--format", "json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    objs = json.loads(res.stdout)
+    listed = module_s3.list_objects_v2(Bucket=BUCKET, Prefix="wydot/BSM/2021/04/02/")["Contents"]
+    assert {(o["source_key"], o["etag"]) for o in objs} == {
+        (o["Key"], o["ETag"].strip('"')) for o in listed
+    }
+    res = runner.invoke(app, ["runs", "show", history["run2"], "--catalog", str(cat.paths.root)])
+    assert f"snapshots committed by the run: {s2['snapshot_id']}" in res.stdout
+
+
+def test_to_dask_at_a_snapshot_reads_the_rows_of_then(history: dict[str, Any]) -> None:
+    cat: Catalog = history["cat"]
+    s3, s2, s1 = _ingest_snapshots(cat)
+    cols = ["source_key", "vehicle_id", "generated_at", "speed_mps"]
+    for snap in (s1, s2, s3):
+        sid = snap["snapshot_id"]
+        frame = cat.to_dask("wydot", "BSM", columns=cols, snapshot=sid).compute()
+        want = cat.query(f"select {', '.join(cols)} from wydot_bsm", snapshot=sid)
+        key = cols[:3]
+        got = frame.sort_values(key).reset_index(drop=True)[cols]
+        want = want.sort_values(key).reset_index(drop=True)
+        assert len(got) == len(want) > 0
+        assert (got.values == want.values).all(), sid
+    # a range cuts the snapshot's days as it cuts today's
+    one = cat.to_dask("wydot", "BSM", D2, D2, snapshot=s2["snapshot_id"]).compute()
+    assert len(one) == history["after2"].set_index("date").n[D2]
+    with pytest.raises(CatalogError, match="no snapshot"):
+        cat.to_dask("wydot", "BSM", snapshot=10**6)
+
+
+D3, D4 = date(2021, 5, 1), date(2021, 5, 2)
+
+
+def _experiment(path: Path, name: str, data_extra: str) -> Path:
+    path.write_text(
+        f"experiment: {{name: {name}}}\n"
+        "data:\n  source: wydot\n  message_type: BSM\n"
+        f"  date_range: {{start_date: {D3}, end_date: {D4}, timezone: UTC}}\n{data_extra}"
+        "output: {column_names: canonical}\n"
+    )
+    return path
+
+
+def _gathered(path: Path, cat: Catalog) -> Any:
+    frame = CatalogGatherer(path, cat).gather_data().get_gathered_data().compute()
+    cols = ["source_key", "vehicle_id", "generated_at", "msg_cnt", "speed_mps", "latitude"]
+    return frame[cols].sort_values(cols[:4]).reset_index(drop=True)
+
+
+def test_a_pinned_experiment_keeps_its_rows_through_changes_and_eviction(
+    module_s3: Any, tmp_path: Path
+) -> None:
+    client = module_s3
+    seed_replica(client, D3, D4, sources=["wydot"], message_types=["BSM"], records_per_hour=6,
+                 files_per_hour=1, seed=7)  # fmt: skip
+    cat = Catalog(tmp_path / "catalog")
+    for day in (D3, D4):
+        _ingest(cat, day)
+    pinned = _experiment(tmp_path / "pinned.yml", "pinned_may", "  pin: true\n")
+    live = _experiment(tmp_path / "live.yml", "live_may", "")
+    before = _gathered(pinned, cat)
+    pin = cat.pin_of("pinned_may")
+    assert pin is not None
+    # the newest snapshot when first gathered
+    assert pin.snapshot_id == max(s["snapshot_id"] for s in _ingest_snapshots(cat))
+    assert _gathered(live, cat).equals(before)
+
+    # the bucket changes: one object rewritten, one object added; picked up incrementally
+    key = sorted(
+        o["Key"]
+        for o in client.list_objects_v2(Bucket=BUCKET, Prefix="wydot/BSM/2021/05/01/")["Contents"]
+    )[0]
+    lines = client.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()
+    client.put_object(Bucket=BUCKET, Key=key, Body=(lines[0] + "\n").encode())
+    new_key = "wydot/BSM/2021/05/02/23/usdot-its-cvpilot-bsm-public-late-arrival"
+    client.put_object(Bucket=BUCKET, Key=new_key, Body=("\n".join(lines) + "\n").encode())
+    _ingest(cat, D3, check_changes=True)
+    _ingest(cat, D4, check_changes=True)
+
+    assert _gathered(pinned, cat).equals(before)  # bit for bit the rows first gathered
+    now = _gathered(live, cat)
+    assert not now.equals(before) and new_key in set(now.source_key)
+    assert (now.source_key == key).sum() == 1 < (before.source_key == key).sum()
+
+    # the change feed since the pin: only the changed object's rows and the new object's
+    feed = cat.changes("wydot", "BSM", since=pin.snapshot_id)
+    ident = ["source_key", "vehicle_id", "generated_at", "msg_cnt"]
+
+    def rows(df: Any) -> list[tuple[Any, ...]]:
+        return sorted(map(tuple, df[ident].astype(str).values.tolist()))
+
+    old_rows, new_rows = rows(before[before.source_key == key]), rows(now[now.source_key == key])
+    gone = list(old_rows)
+    for r in new_rows:
+        gone.remove(r)  # what the rewritten object kept is not a change
+    assert rows(feed[feed.change_type == "delete"]) == sorted(gone) and gone
+    assert rows(feed[feed.change_type == "insert"]) == rows(now[now.source_key == new_key])
+    assert set(feed.source_key) == {key, new_key}  # nothing of the unchanged objects
+    assert set(feed.snapshot_id) <= {s["snapshot_id"] for s in _ingest_snapshots(cat)[:2]}
+    out = tmp_path / "changes.parquet"
+    res = runner.invoke(app, ["changes", "--source", "wydot", "--type", "BSM", "--since",
+                              str(pin.snapshot_id), "--catalog", str(cat.paths.root),
+                              "--format", "parquet", "--output", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert pq.read_table(out).num_rows == len(feed)
+    assert f"{len(feed) - len(gone):,} inserted, {len(gone):,} deleted" in res.output
+
+    res = runner.invoke(app, ["experiments", "show", str(pinned), "--catalog",
+                              str(cat.paths.root), "--format", "json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (shown,) = json.loads(res.stdout)
+    assert shown["snapshot_id"] == pin.snapshot_id and shown["digest"] == pin.digest
+    assert shown["held_bytes"] > 0  # the rewritten day's old files: only the pin shows them
+
+    # eviction and clear free what they can; the pin's files stay, and say so
+    res = runner.invoke(app, ["cache", "clear", "--yes", "--catalog", str(cat.paths.root)])
+    assert res.exit_code == 0, res.output
+    assert "kept for pinned experiment pinned_may" in res.stdout
+    cat.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
+    assert _gathered(pinned, cat).equals(before)
+    assert cat.query("select count(*) as n from wydot_bsm").n[0] == 0
+
+    # unpinned, the snapshot expires with everything else
+    res = runner.invoke(app, ["experiments", "unpin", "pinned_may", "--catalog",
+                              str(cat.paths.root)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    cat.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
+    with pytest.raises(CatalogError, match="no longer kept"):
+        cat.to_dask("wydot", "BSM", snapshot=pin.snapshot_id)
+    assert not [p for p in (cat.paths.root / "lake").rglob("*.parquet")]
+    res = runner.invoke(app, ["experiments", "show", "pinned_may", "--catalog",
+                              str(cat.paths.root)])  # fmt: skip
+    assert res.exit_code == 1 and "not pinned" in res.output
+
+
+def test_snapshot_and_pin_are_one_or_the_other(tmp_path: Path) -> None:
+    bad = _experiment(tmp_path / "bad.yml", "bad", "  pin: true\n  snapshot: 3\n")
+    with pytest.raises(ConfigError, match="not both"):
+        ExperimentConfig.from_yaml(bad)
+
+
+def test_a_published_catalog_keeps_its_snapshots(history: dict[str, Any], module_s3: Any) -> None:
+    cat: Catalog = history["cat"]
+    s3, s2, s1 = _ingest_snapshots(cat)
+    module_s3.create_bucket(Bucket="cv-versions")
+    summary = cat.publish("s3://cv-versions/all", rate_limit=0)
+    assert summary.ok, summary.as_dict()
+    remote = Catalog("s3://cv-versions/all")
+    for snap, want in ((s1, "after1"), (s2, "after2"), (s3, "after3")):
+        assert remote.query(COUNT, snapshot=snap["snapshot_id"]).equals(history[want])
+    assert remote.query(COUNT).equals(history["after3"])
+    res = runner.invoke(app, ["query", "--catalog", "s3://cv-versions/all", "--snapshot",
+                              str(s1["snapshot_id"]), "--format", "json",
+                              "select count(*) as n from wydot_bsm"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == [{"n": int(history["after1"].n.sum())}]
+
+    # --snapshot: the history from that snapshot on; older ones are not published
+    res = runner.invoke(app, ["publish", "--to", "s3://cv-versions/recent", "--catalog",
+                              str(cat.paths.root), "--snapshot", str(s2["snapshot_id"])])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    recent = Catalog("s3://cv-versions/recent")
+    assert recent.query(COUNT, snapshot=s2["snapshot_id"]).equals(history["after2"])
+    with pytest.raises(CatalogError, match="no longer kept"):
+        recent.query(COUNT, snapshot=s1["snapshot_id"])
+
+
+D5, D6 = date(2021, 6, 1), date(2021, 6, 2)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _AddsAColumn(MessageSchema):
+    """wydot/BSM with one more canonical column, as a canonical version bump would add it."""
+
+    def canonical_select_sql(self, relation: str, **kw: Any) -> str:
+        inner = SCHEMAS_AT_IMPORT[("wydot", "BSM")].canonical_select_sql(relation, **kw)
+        return f"SELECT *, 'v' || CAST(length(source_key) AS VARCHAR) AS lane_hint FROM ({inner})"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _RenamesIt(MessageSchema):
+    """... and a later bump that renames that column."""
+
+    def canonical_select_sql(self, relation: str, **kw: Any) -> str:
+        inner = SCHEMAS_AT_IMPORT[("wydot", "BSM")].canonical_select_sql(relation, **kw)
+        return f"SELECT *, 'v' || CAST(length(source_key) AS VARCHAR) AS lane_label FROM ({inner})"
+
+
+SCHEMAS_AT_IMPORT = dict(schemas.SCHEMAS)
+
+
+def test_a_canonical_version_that_adds_a_column_evolves_without_rewrites(
+    module_s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_replica(module_s3, D5, D6, sources=["wydot"], message_types=["BSM"],
+                 records_per_hour=4, files_per_hour=1, seed=11)  # fmt: skip
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat, D5)
+    old = SCHEMAS_AT_IMPORT[("wydot", "BSM")]
+    before = cat.query("select * from wydot_bsm order by all")
+    files_before = set(cat.query("select path from partition_files").path)
+
+    v2 = _AddsAColumn(
+        **{f.name: getattr(old, f.name) for f in dataclasses.fields(old)}
+        | {
+            "canonical_version": old.canonical_version + 1,
+            "compatible_since": old.canonical_version,
+            "canonical_columns": [*old.canonical_columns, ("lane_hint", "VARCHAR")],
+        }
+    )
+    monkeypatch.setitem(schemas.SCHEMAS, ("wydot", "BSM"), v2)
+    s = cat.ingest("wydot", "BSM", D5, D6, timezone="UTC", rate_limit=0, max_workers=4)
+    assert s.ok and s.count("cached") == 1 and s.count("complete") == 1  # D5 not fetched again
+    assert {p for p in files_before if p.endswith(".parquet")} <= set(
+        cat.query("select path from partition_files").path
+    )
+    got = cat.query("select date, count(*) as n, count(lane_hint) as hinted from wydot_bsm "
+                    "group by 1 order by 1")  # fmt: skip
+    assert list(got.hinted) == [0, got.n[1]] and got.n[1] > 0  # old day NULL, new day filled
+    kept = cat.query(
+        f"select * exclude (lane_hint) from wydot_bsm where date = '{D5}' order by all"
+    )
+    assert kept.equals(before)
+    frame = cat.to_dask("wydot", "BSM", D5, D6, columns=["date", "lane_hint"]).compute()
+    assert frame.groupby("date").lane_hint.count().tolist() == [0, got.n[1]]
+    whole = cat.to_dask("wydot", "BSM", D5, D6).compute()
+    assert "lane_hint" in whole.columns and whole.lane_hint.notna().sum() == got.n[1]
+
+    # a bump that renames the column: a rename in the lake, nothing converted again
+    v3 = _RenamesIt(
+        **{f.name: getattr(v2, f.name) for f in dataclasses.fields(v2)}
+        | {
+            "canonical_version": v2.canonical_version + 1,
+            "canonical_columns": [*old.canonical_columns, ("lane_label", "VARCHAR")],
+            "renamed": (("lane_hint", "lane_label"),),
+        }
+    )
+    monkeypatch.setitem(schemas.SCHEMAS, ("wydot", "BSM"), v3)
+    s = cat.ingest("wydot", "BSM", D5, D6, timezone="UTC", rate_limit=0, max_workers=4)
+    assert s.ok and s.count("cached") == 2
+    got = cat.query("select date, count(lane_label) as hinted from wydot_bsm group by 1 order by 1")
+    assert list(got.hinted) == [0, got_n := int(got.hinted[1])] and got_n > 0
+    frame = cat.to_dask("wydot", "BSM", D5, D6, columns=["date", "lane_label"]).compute()
+    assert frame.groupby("date").lane_label.count().tolist() == [0, got_n]
+    # a changed object of the oldest day merges with its kept (v1) rows
+    key = sorted(
+        o["Key"]
+        for o in module_s3.list_objects_v2(Bucket=BUCKET, Prefix="wydot/BSM/2021/06/01/")[
+            "Contents"
+        ]
+    )[0]
+    lines = module_s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()
+    module_s3.put_object(Bucket=BUCKET, Key=key, Body=(lines[0] + "\n").encode())
+    s = cat.ingest("wydot", "BSM", D5, D5, timezone="UTC", rate_limit=0, max_workers=4,
+                   check_changes=True)  # fmt: skip
+    assert s.ok and s.count("complete") == 1, s.as_dict()
+    merged = cat.query(
+        f"select source_key = ? as changed, count(*) as n, count(lane_label) as hinted "
+        f"from wydot_bsm where date = '{D5}' group by 1 order by 1",
+        [key],
+    )
+    assert merged.n.tolist()[1] == 1 and merged.hinted.tolist() == [0, 1]
+
+    # a bump that changes meaning rewrites the old days, and says so
+    v3 = dataclasses.replace(v3, canonical_version=v3.canonical_version + 1, compatible_since=None)
+    monkeypatch.setitem(schemas.SCHEMAS, ("wydot", "BSM"), v3)
+    notes: list[str] = []
+
+    class Notes(NullProgress):
+        def note(self, message: str) -> None:
+            notes.append(message)
+
+    s = cat.ingest("wydot", "BSM", D5, D6, timezone="UTC", rate_limit=0, max_workers=4,
+                   progress=Notes())  # fmt: skip
+    assert s.ok and s.count("complete") == 2
+    assert any("converted again" in n and "2 day(s)" in n for n in notes), notes
+    again = cat.query("select count(lane_label) as h, count(*) as n from wydot_bsm")
+    assert again.h[0] == again.n[0]
