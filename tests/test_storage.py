@@ -110,12 +110,9 @@ def test_the_lake_names_s3_files_and_a_plain_duckdb_reads_them(remote_lake: Cata
         s3_connection(con)  # what a shell user does: LOAD httpfs; CREATE SECRET (...)
         load_extension(con, "ducklake")
         con.execute(f"ATTACH 'ducklake:{remote_lake.database}' AS cv (READ_ONLY)")
-        located = [
-            r[0]
-            for r in con.execute(
-                "select data_file from ducklake_list_files('cv', 'wydot_bsm')"
-            ).fetchall()
-        ]
+        located = [r[0] for r in con.execute(
+            "select data_file from ducklake_list_files('cv', 'wydot_bsm')"
+        ).fetchall()]
         assert located and all(
             p.startswith(f"s3://{LAKE}/team/cv/lake/main/wydot_bsm/") for p in located
         )
@@ -183,9 +180,7 @@ def test_verify_finds_damage_on_s3_and_repair_refetches(env: Any, remote_lake: C
     assert remote_lake.verify().clean
     assert stray not in _keys(env, "team/cv/")
     n = remote_lake.query("select count(*) as n from wydot_bsm where date = '2021-04-03'")
-    m = remote_lake.query(
-        "select rows from partitions where partition_key = 'wydot/BSM/2021/04/03'"
-    )
+    m = remote_lake.query("select rows from partitions where partition_key = 'wydot/BSM/2021/04/03'")
     assert n.iat[0, 0] == m.iat[0, 0] > 0
 
 
@@ -218,9 +213,9 @@ def test_compact_and_clear_act_on_s3(env: Any, tmp_path: Path) -> None:
     assert cat.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
     after_keys = [k for k in _keys(env, "compact/lake/") if k.endswith(".parquet")]
     assert len(after_keys) == results[0].files_after
-    assert cat.query("select count(*) as n, round(sum(speed_mps), 6) as s from wydot_bsm").equals(
-        before
-    )
+    assert cat.query(
+        "select count(*) as n, round(sum(speed_mps), 6) as s from wydot_bsm"
+    ).equals(before)
     assert cat.verify().clean
 
     count, nbytes = cat.clear()
@@ -236,22 +231,8 @@ def test_storage_switch_is_refused_and_env_selects_s3(
     monkeypatch.setenv("CVCATALOG_STORAGE", f"s3://{LAKE}/fromenv")
     result = runner.invoke(
         app,
-        [
-            "ingest",
-            "--source",
-            "wydot",
-            "--type",
-            "BSM",
-            "--start",
-            "2021-04-01",
-            "--end",
-            "2021-04-01",
-            "--rate-limit",
-            "0",
-            "--no-progress",
-            "--catalog",
-            str(home),
-        ],
+        ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01",
+         "--end", "2021-04-01", "--rate-limit", "0", "--no-progress", "--catalog", str(home)],
     )
     assert result.exit_code == 0, result.output
     assert any(k.endswith(".parquet") for k in _keys(env, "fromenv/lake/"))
@@ -259,22 +240,8 @@ def test_storage_switch_is_refused_and_env_selects_s3(
     monkeypatch.setenv("CVCATALOG_STORAGE", "local")
     result = runner.invoke(
         app,
-        [
-            "ingest",
-            "--source",
-            "wydot",
-            "--type",
-            "BSM",
-            "--start",
-            "2021-04-02",
-            "--end",
-            "2021-04-02",
-            "--rate-limit",
-            "0",
-            "--no-progress",
-            "--catalog",
-            str(home),
-        ],
+        ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-02",
+         "--end", "2021-04-02", "--rate-limit", "0", "--no-progress", "--catalog", str(home)],
     )
     assert result.exit_code == 1
     assert "keeps its Parquet files in s3://cv-lake/fromenv" in result.output
