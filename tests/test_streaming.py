@@ -40,11 +40,14 @@ def _obj(key: str, size: int) -> ObjectInfo:
 
 def test_batches_are_consecutive_runs_of_the_listing() -> None:
     mib = 1 << 20
-    objs = [_obj(f"k{i:03d}", 8 * mib) for i in range(40)]  # 320 MiB: 8 batches of 40 MiB
+    objs = [_obj(f"k{i:03d}", 8 * mib) for i in range(40)]  # 320 MiB
     batches = stream_batches(objs, min_objects=2)
     assert [o for b in batches for o in b] == objs
     assert len(batches) == cvpilot.STREAM_BATCHES
-    assert all(sum(o.size for o in b) >= 40 * mib for b in batches)
+    assert all(sum(o.size for o in b) >= 320 * mib // cvpilot.STREAM_BATCHES for b in batches)
+    # a small last batch joins the one before
+    tail = [_obj(f"t{i}", 10 * mib) for i in range(9)]  # batches of 32 MiB at least
+    assert [len(b) for b in stream_batches(tail, min_objects=1)] == [4, 5]
     # a small day is one batch: converted exactly as before streaming
     small = objs[:3]
     assert stream_batches(small, min_objects=2) == [small]
@@ -216,6 +219,40 @@ def test_a_batch_converts_while_the_next_downloads(
         assert set(seen) <= allowed, k
         assert set(batches[k]) <= set(seen)  # and its own objects are all there
     assert fetcher.started.count(batches[-1][-1]) == 1
+
+
+def test_a_day_fetched_while_another_converts_downloads_whole(
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch, small_batches: None
+) -> None:
+    report = _seed(s3_client, D1, D2)
+    cfg = _config(catalog_dir, D1, D2)
+    fetcher = Recording(cfg)
+    d2 = PartitionKey("wydot", "BSM", D2)
+    calls: list[list[str]] = []
+    real = CvPilotDays._convert
+    listed = threading.Event()
+    listing = fetcher.list
+
+    def list_days(prefix: str, page_size: int = 1000) -> list[ObjectInfo]:
+        objs = listing(prefix, page_size)
+        if prefix == d2.s3_prefix:
+            listed.set()
+        return objs
+
+    def convert(self: CvPilotDays, raw: Any, out_dir: Path, threads: int | None = None) -> Any:
+        if not calls:  # day 1's first batch: day 2 is fetched meanwhile
+            assert listed.wait(60)
+        calls.append([r.key for r in raw])
+        return real(self, raw, out_dir, threads)
+
+    fetcher.list = list_days  # type: ignore[method-assign]
+    monkeypatch.setattr(CvPilotDays, "_convert", convert)
+    s = run_ingest(cfg, fetcher_factory=lambda c: fetcher)
+    assert s.count("complete") == 2 and s.rows == report.records + 1
+    # day 1 had nothing to overlap with: it streamed; day 2's download overlapped day 1's
+    # conversion: one conversion of the whole day
+    assert calls[:-1] == fetcher.batches(PK1) and len(calls) >= 4
+    assert calls[-1] == [o.key for o in fetcher.listed[d2.s3_prefix]]
 
 
 def _nothing_visible(cat: Catalog, catalog_dir: Path) -> None:

@@ -7,13 +7,15 @@ cache.recent_days / ttl_days); with --check-changes a cached day is listed again
 added or changed objects are converted and merged with its kept rows (cvcatalog.incremental);
 per-day file locks keep two processes from building the same day.
 
-A day streams: its objects, in listing order, are cut into batches of raw bytes
-(stream_batches: about 8 a day, 32..256 MB each, so a small day is one batch); the fetch lists
-the day and downloads the first batch, and the conversion converts batch k with one DuckDB scan
-of its objects (transform.convert_partition, what keeps the ingest near DuckDB's own COPY speed)
-while batch k+1 downloads, so one day's download and conversion overlap and at most one batch
-is on disk ahead of its conversion (the next day's first batch may be fetched meanwhile). The
-day's result is then made whole (transform.combine_results: what only the whole day shows, its
+A day streams when nothing else would overlap its download (no other day of the run converts
+or waits to: a one-day run, the first day of a range): its objects, in listing order, are cut
+into batches of raw bytes (stream_batches: about 4 a day, 32..256 MB each, so a small day is
+one batch); the fetch lists the day and downloads the first batch, and the conversion converts
+batch k with one DuckDB scan of its objects (transform.convert_partition, what keeps the ingest
+near DuckDB's own COPY speed) while batch k+1 downloads, so the day's download and conversion
+overlap and at most one batch is on disk ahead of its conversion. A day fetched while an
+earlier one converts is downloaded whole (the pipeline overlaps the two days already, and each
+batch has a fixed cost) and converted as one batch. The day's result is then made whole (transform.combine_results: what only the whole day shows, its
 duplicate rows, is counted over all its files; the batches' quarantine files become one) and
 the quality step, when configured, runs over the whole day; the day is committed as one unit,
 so a failure in any batch fails the day with nothing of it visible. Raw copies stay in staging
@@ -84,7 +86,7 @@ T = TypeVar("T")
 #: none under MIN_BATCH_BYTES of raw JSON (a conversion has a fixed cost: a small day stays one
 #: batch, converted exactly as before) nor over MAX_BATCH_BYTES (how far the download runs
 #: ahead of the conversion).
-STREAM_BATCHES = 8
+STREAM_BATCHES = 4
 MIN_BATCH_BYTES = 32 << 20
 MAX_BATCH_BYTES = 256 << 20
 
@@ -133,7 +135,8 @@ class DownloadFailed(CvCatalogError):
 def stream_batches(objects: list[ObjectInfo], min_objects: int = 1) -> list[list[ObjectInfo]]:
     """A day's objects, in listing order, cut into consecutive batches of about 1/STREAM_BATCHES
     of its bytes, within MIN_BATCH_BYTES..MAX_BATCH_BYTES; every batch but the last holds at
-    least min_objects (so a batch keeps the download's workers busy)."""
+    least min_objects (so a batch keeps the download's workers busy), and a last batch under
+    half that size joins the one before (a batch has a fixed cost)."""
     total = sum(o.size for o in objects)
     target = min(MAX_BATCH_BYTES, max(MIN_BATCH_BYTES, -(-total // STREAM_BATCHES)))
     out: list[list[ObjectInfo]] = []
@@ -145,7 +148,9 @@ def stream_batches(objects: list[ObjectInfo], min_objects: int = 1) -> list[list
         if size >= target and len(batch) >= min_objects:
             out.append(batch)
             batch, size = [], 0
-    if batch or not out:
+    if out and batch and size < target // 2:
+        out[-1] += batch
+    elif batch or not out:
         out.append(batch)
     return out
 
@@ -254,6 +259,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self._had_work = False
         self._open: set[duckdb.DuckDBPyConnection] = set()
         self._aborts: set[threading.Event] = set()  # downloads in progress (cancel sets them)
+        self._unconverted: set[str] = set()  # days fetched whose conversion has not ended
         self._open_lock = threading.Lock()
 
     # -- planning ------------------------------------------------------------------------
@@ -352,6 +358,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self, unit: PartitionKey, run: RunContext
     ) -> Fetched | Outcome | Staged[PartitionKey]:
         pk, progress = unit, run.progress
+        with self._open_lock:  # no other day converts, nor waits to: nothing to overlap with
+            alone = not self._unconverted
         # Another process may have finished it while we waited for the lock.
         with self.db.read() as con:
             rec = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
@@ -383,14 +391,18 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         raw_dir = self.paths.staging_dir(pk) / "raw"
         names = {o.key: raw_dir / raw_name(o, i) for i, o in enumerate(objects)}
         f = Fetched(pk, rec, objects, names, 0, nbytes, delta, whole)
-        # the pool converts a day at once, and a merge reads all its new objects together
-        whole_day = self.pool is not None or f.merging
+        # Downloaded whole: a day fetched while an earlier one converts (that overlaps already,
+        # and every batch has a fixed cost), a day for the pool (converted at once) and a merge
+        # (it reads all its new objects together).
+        whole_day = not alone or self.pool is not None or f.merging
         f.batches = [fetch] if whole_day else stream_batches(fetch, self.cfg.download.max_workers)
         try:
             with self._abortable() as abort:
                 self._download(f, 0, run, abort)
         except DownloadFailed as e:
             return self._download_failed(f, e)
+        with self._open_lock:
+            self._unconverted.add(pk.key)
         return f
 
     def _download(self, f: Fetched, k: int, run: RunContext, abort: threading.Event) -> None:
@@ -448,7 +460,14 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
 
     # -- convert -------------------------------------------------------------------------
     def convert(self, fetched: Fetched, run: RunContext) -> Staged[PartitionKey] | Outcome:
-        f, pk = fetched, fetched.pk
+        try:
+            return self._convert_day(fetched, run)
+        finally:
+            with self._open_lock:
+                self._unconverted.discard(fetched.pk.key)
+
+    def _convert_day(self, f: Fetched, run: RunContext) -> Staged[PartitionKey] | Outcome:
+        pk = f.pk
         self._make_room(pk, f.nbytes, run.progress)
         run.progress.converting(pk.key)
         out_dir = self._out_dir(pk)
