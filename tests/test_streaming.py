@@ -32,6 +32,8 @@ from cvcatalog.sources.cvpilot import ingest as run_ingest
 D1, D2 = date(2021, 4, 1), date(2021, 4, 2)
 PK1 = PartitionKey("wydot", "BSM", D1)
 WORKERS = 2  # download concurrency: every batch but the last holds at least this many objects
+#: a box that cuts the replica's corridor in two, so the bounds rule has work
+BOX = {"lat_min": 40.5, "lat_max": 42.5, "lon_min": -107.0, "lon_max": -103.5}
 
 
 def _obj(key: str, size: int) -> ObjectInfo:
@@ -177,6 +179,50 @@ def test_a_day_in_batches_is_the_day_converted_at_once(
     assert ("warning", "duplicate_record", 1) in _state(b)[1]  # seen across batches
     assert (batched.rows, batched.quarantined) == (whole.rows, whole.quarantined)
     assert b.verify().clean
+
+
+def test_the_quality_step_covers_the_whole_streamed_day(
+    s3_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cleaning and gap segments follow each vehicle over the whole day, across batches."""
+    _seed(s3_client)
+    quality = tmp_path / "quality.yml"
+    quality.write_text(
+        json.dumps(
+            {
+                "source": "wydot",
+                "message_type": "BSM",
+                "date_range": {"days_back": 1},
+                "quality": {
+                    "rules": {"bounds": BOX},
+                    "cleaning": {
+                        "remove_outliers": True,
+                        "detect_gaps": {"enabled": True, "max_gap_s": 60},
+                    },
+                },
+            }
+        )
+    )
+
+    def ingest(catalog: Path) -> Catalog:
+        cfg = Catalog(catalog).config(
+            "wydot", "BSM", D1, D1, timezone="UTC", rate_limit=0, max_workers=WORKERS,
+            config=quality,
+        )  # fmt: skip
+        assert run_ingest(cfg).ok
+        return Catalog(catalog)
+
+    calls = _convert_calls(monkeypatch)
+    whole = ingest(tmp_path / "whole")
+    assert len(calls) == 1
+    monkeypatch.setattr(cvpilot, "MIN_BATCH_BYTES", 1)
+    batched = ingest(tmp_path / "batched")
+    assert len(calls) >= 4
+    stats = "select rule, action, count from quality_stats order by all"
+    assert whole.query(stats).values.tolist() == batched.query(stats).values.tolist()
+    assert any(r[1] == "removed" and r[2] > 0 for r in batched.query(stats).values.tolist())
+    assert _rows(whole) == _rows(batched)
+    assert _state(whole) == _state(batched)
 
 
 def test_a_batch_converts_while_the_next_downloads(
