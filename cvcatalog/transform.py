@@ -798,6 +798,55 @@ def warning_counts(
     return counts
 
 
+def combine_results(
+    con: duckdb.DuckDBPyConnection,
+    schema: MessageSchema,
+    parts: Sequence[ConvertResult],
+    out_dir: Path,
+    *,
+    validate: bool,
+) -> ConvertResult:
+    """One partition's result from conversions of its objects in batches (convert_partition
+    each, in listing order, into sub-directories of out_dir): the same rows, quarantine entries
+    and counts as one conversion of all of them.
+
+    Everything a conversion judges per object or per row adds up; what only the whole partition
+    shows is computed again over all the files: the warnings (duplicate_record compares every
+    row of the partition with every other, warning_counts). The batches' quarantine files become
+    one out_dir/quarantine.ndjson (written aside, then renamed: a reader sees all or nothing).
+    """
+    files = [p for part in parts for p in part.parquet_files]
+    reasons: Counter[str] = Counter()
+    kept: Counter[str] = Counter()
+    for part in parts:
+        reasons.update(part.reasons)
+        kept.update(part.kept_invalid)
+    quarantine_file = None
+    sources = [p.quarantine_file for p in parts if p.quarantine_file is not None]
+    if sources:
+        quarantine_file = Path(out_dir) / QUARANTINE_NAME
+        tmp = quarantine_file.with_name(QUARANTINE_NAME + ".tmp")
+        with open(tmp, "wb") as out:
+            for src in sources:
+                with open(src, "rb") as f:
+                    shutil.copyfileobj(f, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, quarantine_file)
+    versions = sorted({v for part in parts for v in part.schema_versions})
+    return ConvertResult(
+        parquet_files=files,
+        rows=sum(part.rows for part in parts),
+        quarantined=sum(part.quarantined for part in parts),
+        quarantine_file=quarantine_file,
+        reasons=dict(reasons),
+        warnings=warning_counts(con, schema, files, validate=validate),
+        schema_versions=versions,
+        unknown_versions=sorted({v for part in parts for v in part.unknown_versions}),
+        kept_invalid=dict(kept),
+    )
+
+
 def _duplicates(con: duckdb.DuckDBPyConnection, files: str, columns: list[str] | None) -> int:
     """Rows minus distinct rows over the given columns (None: all but source_key, warnings).
 

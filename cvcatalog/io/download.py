@@ -317,7 +317,8 @@ def _unlink(*paths: Path) -> None:
 
 
 class _Aborted(Exception):
-    """Internal: download_many is stopping because another download hit a credentials error."""
+    """Internal: download_many is stopping (another download hit a credentials error, or the
+    caller set its abort event)."""
 
 
 class _Mismatch(Exception):
@@ -691,12 +692,15 @@ class S3Fetcher:
         objs: Iterable[ObjectInfo],
         dest_for: Callable[[ObjectInfo], Path],
         on_bytes: Progress | None = None,
+        abort: threading.Event | None = None,
     ) -> tuple[builtins.list[DownloadResult], builtins.list[tuple[ObjectInfo, Exception]]]:
         """Download objects with cfg.max_workers threads.
 
         Returns (results, failures) in input order; every failure is reported, never dropped.
         A CredentialsError or EndpointUnreachableError stops all downloads at once and is
-        re-raised: every other object would fail the same way.
+        re-raised: every other object would fail the same way. Setting ``abort`` (e.g. the
+        caller's run is stopping) stops them too: a download in flight ends at its next chunk
+        and the objects not started fail, all reported as failures.
         """
         items = builtins.list(objs)
         dests = [Path(dest_for(o)) for o in items]
@@ -704,7 +708,7 @@ class S3Fetcher:
         for o, d in zip(items, dests, strict=True):
             if seen.setdefault(d, o.key) != o.key:
                 raise ValueError(f"{o.key} and {seen[d]} would both be written to {d}")
-        abort = threading.Event()
+        abort = abort if abort is not None else threading.Event()
         futures: dict[Future[DownloadResult], int] = {}
         with ThreadPoolExecutor(
             max_workers=self.cfg.max_workers, thread_name_prefix="cvcatalog-dl"

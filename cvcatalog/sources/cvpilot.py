@@ -5,27 +5,43 @@ folder days that hold them (sources.bucket); a day is done again when missing, f
 under an older canonical schema, or a `no_data` marker that may be stale (the recheck window,
 cache.recent_days / ttl_days); with --check-changes a cached day is listed again and only its
 added or changed objects are converted and merged with its kept rows (cvcatalog.incremental);
-a day is converted with ONE DuckDB scan of all its objects (what keeps the ingest near DuckDB's
-own COPY speed), retried with one thread when DuckDB runs out of memory; per-day file locks keep
-two processes from building the same day.
+per-day file locks keep two processes from building the same day.
+
+A day streams when nothing else would overlap its download (no other day of the run converts
+or waits to: a one-day run, the first day of a range): its objects, in listing order, are cut
+into batches of raw bytes (stream_batches: about 4 a day, 32..256 MB each, so a small day is
+one batch); the fetch lists the day and downloads the first batch, and the conversion converts
+batch k with one DuckDB scan of its objects (transform.convert_partition, what keeps the ingest
+near DuckDB's own COPY speed) while batch k+1 downloads, so the day's download and conversion
+overlap and at most one batch is on disk ahead of its conversion. A day fetched while an
+earlier one converts is downloaded whole (the pipeline overlaps the two days already, and each
+batch has a fixed cost) and converted as one batch. The day's result is then made whole (transform.combine_results: what only the whole day shows, its
+duplicate rows, is counted over all its files; the batches' quarantine files become one) and
+the quality step, when configured, runs over the whole day; the day is committed as one unit,
+so a failure in any batch fails the day with nothing of it visible. Raw copies stay in staging
+until the commit: a re-run reuses them. A conversion that runs out of memory is done again
+with one DuckDB thread, and so is the rest of the day. A day converted on a ConversionPool and
+a changed day merged with its kept rows (--check-changes) are downloaded whole first and
+converted at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import filelock
@@ -55,7 +71,24 @@ from cvcatalog.state.access import record_access
 from cvcatalog.state.db import CatalogDB, now_utc
 from cvcatalog.state.eviction import Room, evict_to_size
 from cvcatalog.state.manifest import FileRecord, PartitionRecord, SourceObjectRecord
-from cvcatalog.transform import ConvertResult, RawFile, apply_quality, convert_partition
+from cvcatalog.transform import (
+    ConvertResult,
+    RawFile,
+    apply_quality,
+    combine_results,
+    convert_partition,
+)
+
+T = TypeVar("T")
+
+#: A day converts in batches of its objects, in listing order, each as soon as its objects are
+#: on disk while the next batch downloads (CvPilotDays._stream): about STREAM_BATCHES a day,
+#: none under MIN_BATCH_BYTES of raw JSON (a conversion has a fixed cost: a small day stays one
+#: batch, converted exactly as before) nor over MAX_BATCH_BYTES (how far the download runs
+#: ahead of the conversion).
+STREAM_BATCHES = 4
+MIN_BATCH_BYTES = 32 << 20
+MAX_BATCH_BYTES = 256 << 20
 
 
 @dataclass
@@ -73,6 +106,9 @@ class Fetched:
     #: a changed day converted whole rather than merged (a quality config: its counts and
     #: cleaning cover the whole day, and smoothing never runs twice over kept rows)
     whole: bool = False
+    #: the objects to download and convert, cut into batches (stream_batches); fetch downloads
+    #: the first, the conversion each next one while the one before converts
+    batches: list[list[ObjectInfo]] = field(default_factory=list)
 
     @property
     def merging(self) -> bool:
@@ -90,6 +126,33 @@ class _Converted:
 
 class PartitionLocked(CvCatalogError):
     """Another process held the day's lock for too long (the day is reported, not recorded)."""
+
+
+class DownloadFailed(CvCatalogError):
+    """An object of the day could not be downloaded (after the fetcher's own retries)."""
+
+
+def stream_batches(objects: list[ObjectInfo], min_objects: int = 1) -> list[list[ObjectInfo]]:
+    """A day's objects, in listing order, cut into consecutive batches of about 1/STREAM_BATCHES
+    of its bytes, within MIN_BATCH_BYTES..MAX_BATCH_BYTES; every batch but the last holds at
+    least min_objects (so a batch keeps the download's workers busy), and a last batch under
+    half that size joins the one before (a batch has a fixed cost)."""
+    total = sum(o.size for o in objects)
+    target = min(MAX_BATCH_BYTES, max(MIN_BATCH_BYTES, -(-total // STREAM_BATCHES)))
+    out: list[list[ObjectInfo]] = []
+    batch: list[ObjectInfo] = []
+    size = 0
+    for o in objects:
+        batch.append(o)
+        size += o.size
+        if size >= target and len(batch) >= min_objects:
+            out.append(batch)
+            batch, size = [], 0
+    if out and batch and size < target // 2:
+        out[-1] += batch
+    elif batch or not out:
+        out.append(batch)
+    return out
 
 
 def describe_error(e: BaseException, where: Path | None = None) -> str:
@@ -197,6 +260,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self._open: set[duckdb.DuckDBPyConnection] = set()
         self._idle: list[duckdb.DuckDBPyConnection] = []  # conversion connections to reuse
         self._reusing = True  # until the run finishes
+        self._aborts: set[threading.Event] = set()  # downloads in progress (cancel sets them)
+        self._unconverted: set[str] = set()  # days fetched whose conversion has not ended
         self._open_lock = threading.Lock()
 
     # -- planning ------------------------------------------------------------------------
@@ -312,6 +377,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self, unit: PartitionKey, run: RunContext
     ) -> Fetched | Outcome | Staged[PartitionKey]:
         pk, progress = unit, run.progress
+        with self._open_lock:  # no other day converts, nor waits to: nothing to overlap with
+            alone = not self._unconverted
         # Another process may have finished it while we waited for the lock.
         with self.db.read() as con:
             rec = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
@@ -341,19 +408,53 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             )  # fmt: skip
         raw_dir = self.paths.staging_dir(pk) / "raw"
         names = {o.key: raw_dir / raw_name(o, i) for i, o in enumerate(objects)}
+        f = Fetched(pk, rec, objects, names, 0, nbytes, delta, whole)
+        # Downloaded whole: a day fetched while an earlier one converts (that overlaps already,
+        # and every batch has a fixed cost), a day for the pool (converted at once) and a merge
+        # (it reads all its new objects together).
+        whole_day = not alone or self.pool is not None or f.merging
+        f.batches = [fetch] if whole_day else stream_batches(fetch, self.cfg.download.max_workers)
+        try:
+            with self._abortable() as abort:
+                self._download(f, 0, run, abort)
+        except DownloadFailed as e:
+            return self._download_failed(f, e)
+        with self._open_lock:
+            self._unconverted.add(pk.key)
+        return f
+
+    def _download(self, f: Fetched, k: int, run: RunContext, abort: threading.Event) -> None:
+        """Download batch k of the day into its staging (concurrently: S3Fetcher.download_many,
+        which reuses whole copies and resumes partial ones an earlier run left). Raises
+        DownloadFailed naming the first object that failed, or Abandoned if the run stopped."""
         results, failures = self.fetcher.download_many(
-            fetch, lambda o: names[o.key], on_bytes=progress.downloaded
+            f.batches[k], lambda o: f.names[o.key], on_bytes=run.progress.downloaded, abort=abort
         )
-        downloaded = sum(r.size - r.resumed_from for r in results)
+        f.downloaded += sum(r.size - r.resumed_from for r in results)
         if failures:
+            run.check_stop()  # not failed: cancel() aborted them
             obj, err = failures[0]
             more = f" (and {len(failures) - 1} more objects)" if len(failures) > 1 else ""
             detail = describe_error(err)  # names the key already when it comes from S3Error
             what = detail if obj.key in detail else f"{obj.key}: {detail}"
-            out = self._fail(pk, f"download failed: {what}{more}")
-            out.bytes_downloaded = downloaded
-            return out
-        return Fetched(pk, rec, objects, names, downloaded, nbytes, delta, whole)
+            raise DownloadFailed(f"download failed: {what}{more}")
+
+    def _download_failed(self, f: Fetched, e: DownloadFailed) -> Outcome:
+        out = self._fail(f.pk, str(e))
+        out.bytes_downloaded = f.downloaded
+        return out
+
+    @contextlib.contextmanager
+    def _abortable(self) -> Iterator[threading.Event]:
+        """An abort event for downloads, set by cancel() while it is registered."""
+        abort = threading.Event()
+        with self._open_lock:
+            self._aborts.add(abort)
+        try:
+            yield abort
+        finally:
+            with self._open_lock:
+                self._aborts.discard(abort)
 
     def _empty_listing(
         self, pk: PartitionKey, prior: PartitionRecord | None, progress: Progress
@@ -388,8 +489,15 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 store.delete(rel)
 
     # -- convert -------------------------------------------------------------------------
-    def convert(self, fetched: Fetched, run: RunContext) -> Staged[PartitionKey]:
-        f, pk = fetched, fetched.pk
+    def convert(self, fetched: Fetched, run: RunContext) -> Staged[PartitionKey] | Outcome:
+        try:
+            return self._convert_day(fetched, run)
+        finally:
+            with self._open_lock:
+                self._unconverted.discard(fetched.pk.key)
+
+    def _convert_day(self, f: Fetched, run: RunContext) -> Staged[PartitionKey] | Outcome:
+        pk = f.pk
         self._make_room(pk, f.nbytes, run.progress)
         run.progress.converting(pk.key)
         out_dir = self._out_dir(pk)
@@ -405,6 +513,9 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                     "parsed the known fields"
                 )
             files = self._stage_outputs(pk, result)
+        except DownloadFailed as e:  # a later batch of the day
+            remove_tree(out_dir)
+            return self._download_failed(f, e)
         except BaseException:
             remove_tree(out_dir)
             raise
@@ -415,24 +526,73 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         return self.paths.staging_dir(pk) / f"out-{self.run_id}"
 
     def _convert_here(self, f: Fetched, out_dir: Path, run: RunContext) -> ConvertResult:
-        """Convert in this process (the default), retried with one DuckDB thread on OOM."""
-        inputs = f.delta.fetch if f.merging and f.delta is not None else f.objects
-        raw = [RawFile(f.names[o.key], o.key) for o in inputs]
+        """Convert in this process (the default): a day batch by batch as its objects arrive
+        (_stream), a changed day by merging (_merge)."""
         fresh_dir(out_dir)
+        if f.merging and f.delta is not None:
+            raw = [RawFile(f.names[o.key], o.key) for o in f.delta.fetch]
+            return self._one_thread_on_oom(
+                f.pk, run, out_dir, functools.partial(self._merge, f, raw, out_dir)
+            )[0]
+        return self._stream(f, out_dir, run)
+
+    def _stream(self, f: Fetched, out_dir: Path, run: RunContext) -> ConvertResult:
+        """Convert the day batch by batch: batch k converts (convert_partition, into
+        out_dir/batch-k) while batch k+1 downloads, so at most one batch is on disk ahead of
+        the conversion (batch 0 came with the fetch, and the next day's first batch may be
+        fetched meanwhile). A failed download or conversion stops the other and fails the day,
+        nothing of it staged. Then the day's result is made whole (_finish_day); a day of one
+        batch converts straight into out_dir, exactly as a whole day."""
+        parts: list[ConvertResult] = []
+        threads: int | None = None
+        last = len(f.batches) - 1
+        with self._abortable() as abort, ThreadPoolExecutor(1, f"{self.name}-next") as ahead:
+            upcoming: Future[None] | None = None
+            try:
+                for k, batch in enumerate(f.batches):
+                    if upcoming is not None:
+                        upcoming.result()  # batch k is on disk now
+                    if k < last:
+                        upcoming = ahead.submit(self._download, f, k + 1, run, abort)
+                    run.check_stop()
+                    sub = out_dir if last == 0 else out_dir / f"batch-{k:03d}"
+                    raw = [RawFile(f.names[o.key], o.key) for o in batch]
+                    part, threads = self._one_thread_on_oom(
+                        f.pk, run, sub, functools.partial(self._convert, raw, sub), threads
+                    )
+                    parts.append(part)
+            except BaseException:
+                abort.set()  # the next batch's download stops too
+                raise
+        return self._one_thread_on_oom(
+            f.pk, run, None, functools.partial(self._finish_day, parts, out_dir), threads
+        )[0]
+
+    def _one_thread_on_oom(
+        self,
+        pk: PartitionKey,
+        run: RunContext,
+        out_dir: Path | None,
+        step: Callable[[int | None], T],
+        threads: int | None = None,
+    ) -> tuple[T, int | None]:
+        """step(threads), and again with one DuckDB thread (out_dir emptied first) if DuckDB ran
+        out of memory: every thread of read_json and the Parquet writer holds its own buffers;
+        one thread needs about half the memory (a 2 GB day: 1.03 -> 0.68 GB peak RSS). Returns
+        the result and the threads that made it (the rest of the day keeps to them)."""
         try:
-            return self._convert_inputs(f, raw, out_dir)
+            return step(threads), threads
         except duckdb.OutOfMemoryException as e:
-            if self._threads() == 1:
+            if threads == 1 or self._threads() == 1:
                 raise
             run.check_stop()
-            # Every thread of read_json and the Parquet writer holds its own buffers; one
-            # thread needs about half the memory (a 2 GB day: 1.03 -> 0.68 GB peak RSS).
             run.progress.note(
-                f"{f.pk.key}: DuckDB ran out of memory.max_usage_gb "
+                f"{pk.key}: DuckDB ran out of memory.max_usage_gb "
                 f"({_short(e)}); converting again with 1 thread"
             )
-            fresh_dir(out_dir)
-            return self._convert_inputs(f, raw, out_dir, threads=1)
+            if out_dir is not None:
+                fresh_dir(out_dir)
+            return step(1), 1
 
     def _convert_on_pool(
         self, f: Fetched, out_dir: Path, pool: ConversionPool, run: RunContext
@@ -467,14 +627,13 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                     f"conversion on {pool.name} failed: {describe_error(e)}"
                 ) from e
 
-    def _convert_inputs(
+    def _merge(
         self, f: Fetched, raw: list[RawFile], out_dir: Path, threads: int | None = None
     ) -> ConvertResult:
-        """A normal day: convert all its objects. A changed day (--check-changes): convert the
-        added and changed objects only and merge them with the day's kept rows, unless a
-        quality config made it convert the whole day (Fetched.whole)."""
-        if not f.merging or f.delta is None:
-            return self._convert(raw, out_dir, threads)
+        """A changed day (--check-changes): convert the added and changed objects only and
+        merge them with the day's kept rows (a quality config makes the day convert whole
+        instead: Fetched.whole)."""
+        assert f.delta is not None
         delta_dir = out_dir / incremental.DELTA_DIR
         new = self._convert(raw, delta_dir, threads) if raw else incremental.empty_result()
         with self._duckdb(threads) as con:
@@ -496,8 +655,9 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     def _convert(
         self, raw: list[RawFile], out_dir: Path, threads: int | None = None
     ) -> ConvertResult:
+        """One DuckDB scan of these objects (transform.convert_partition)."""
         with self._duckdb(threads, reuse=True) as con:
-            result = convert_partition(
+            return convert_partition(
                 con,
                 self.schema,
                 raw,
@@ -506,6 +666,22 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 target_rows_per_file=self.cfg.memory.rows_per_file,
                 row_group_size=self.cfg.memory.row_group_size,
             )
+
+    def _finish_day(
+        self, parts: list[ConvertResult], out_dir: Path, threads: int | None = None
+    ) -> ConvertResult:
+        """The day's result from its batches (transform.combine_results: what only the whole
+        day shows, its duplicate rows, is counted over all of them), then the quality step when
+        configured (cvcatalog.quality: its counts and cleaning cover the whole day). A day of
+        one batch without a quality config needs nothing more."""
+        if len(parts) == 1 and self.cfg.quality is None:
+            return parts[0]
+        with self._duckdb(threads, reuse=True) as con:
+            if len(parts) == 1:
+                result = parts[0]
+            else:
+                validate = self.cfg.validation.enabled
+                result = combine_results(con, self.schema, parts, out_dir, validate=validate)
             if self.cfg.quality is not None:  # configured: counted (and cleaned) at ingest
                 apply_quality(
                     con,
@@ -565,11 +741,13 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             con.execute("SET threads = ?", [threads or self.cfg.memory.duckdb_threads])
 
     def cancel(self) -> None:
-        """Interrupt the conversions in progress (the run is stopping)."""
+        """Interrupt the conversions and downloads in progress (the run is stopping)."""
         with self._open_lock:
             for con in list(self._open):
                 with contextlib.suppress(Exception):
                     con.interrupt()
+            for abort in self._aborts:
+                abort.set()
 
     # -- stage ---------------------------------------------------------------------------
     def _stage_outputs(self, pk: PartitionKey, result: ConvertResult) -> list[StagedFile]:
