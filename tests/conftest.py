@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import duckdb
 import pytest
 from faultproxy import FaultProxy
 
@@ -69,3 +71,25 @@ def fault_proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[F
     with FaultProxy(s3_endpoint) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint_url)
         yield proxy
+
+
+# DuckDB checks an extension's signature by hashing the whole file on every LOAD: 36 MB for
+# ducklake, ~0.15 CPU s, paid by every DuckDB instance the catalog opens (a new reader after
+# each commit) -- about a fifth of the suite's CPU time. In this test process (not in the
+# subprocesses the tests start, which run cvcatalog exactly as shipped) instances skip that
+# check; the extensions loaded are still only the pinned packages' files (load_extension),
+# with autoinstall/autoload off. test_db.py::test_the_shipped_extensions_load_with_signature_checks
+# loads each one with the check on. CVCATALOG_TEST_SIGNED_EXTENSIONS=1 keeps the check here too.
+_duckdb_connect = duckdb.connect
+
+
+def _connect_unchecked(
+    database: Any = ":memory:", read_only: bool = False, config: Any = None, **kw: Any
+) -> duckdb.DuckDBPyConnection:
+    config = dict(config or {})
+    config.setdefault("allow_unsigned_extensions", True)
+    return _duckdb_connect(database, read_only, config, **kw)
+
+
+if not os.environ.get("CVCATALOG_TEST_SIGNED_EXTENSIONS"):
+    duckdb.connect = _connect_unchecked  # type: ignore[assignment]

@@ -151,3 +151,28 @@ def test_the_catalog_opens_in_a_plain_duckdb(db: CatalogDB) -> None:
     con = duckdb.connect(str(db.paths.db), read_only=True)
     assert con.execute("SELECT count(*) FROM partitions").fetchone() == (0,)
     con.close()
+
+
+@pytest.mark.parametrize("name", ["ducklake", "httpfs", "spatial"])
+def test_the_shipped_extensions_load_with_signature_checks(name: str, tmp_path: Path) -> None:
+    """The suite's own DuckDB instances skip the signature check (conftest.py); cvcatalog's do
+    not: each pinned extension loads with the check on, and a damaged copy is refused."""
+    from cvcatalog.io.duckdb_ext import extension_path, load_extension
+
+    con = duckdb.connect(config={"allow_unsigned_extensions": False})
+    try:
+        load_extension(con, name)
+        loaded = "select loaded from duckdb_extensions() where extension_name = ?"
+        assert con.execute(loaded, [name]).fetchone() == (True,)
+    finally:
+        con.close()
+    damaged = tmp_path / f"{name}.duckdb_extension"
+    data = bytearray(extension_path(name).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    con = duckdb.connect(config={"allow_unsigned_extensions": False})
+    try:
+        with pytest.raises(duckdb.Error, match="signature"):
+            con.execute(f"LOAD '{damaged}'")
+    finally:
+        con.close()
