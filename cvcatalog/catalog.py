@@ -847,13 +847,17 @@ class Catalog:
         since: int = 0,
         until: int | None = None,
         *,
-        output: Literal["pandas", "arrow"] = "pandas",
+        output: Literal["pandas", "arrow", "dask"] = "pandas",
     ) -> Any:
         """The rows inserted and deleted after snapshot `since`, up to `until` (default: the
         current one): `change_type` (insert | delete), `snapshot_id` (the snapshot that made
         the change), then the table's columns. Net changes: rows a rewrite put back unchanged
         are not listed, so a day re-ingested because one object changed shows that object's
-        old rows deleted and its new rows inserted."""
+        old rows deleted and its new rows inserted.
+
+        output="dask": a lazy frame with one partition per snapshot that changed the table
+        (for ranges too large for memory), each netted within its snapshot: a row deleted by
+        one snapshot and put back by a later one shows as both, where pandas nets it out."""
         ds = _dataset(source)
         if ds is not None:
             table = ds.view_name
@@ -869,10 +873,26 @@ class Catalog:
                 raise ConfigError(f"until ({last}) is before since ({since})")
             if table not in lake.table_columns(con):
                 raise CatalogError(f"the catalog has no {table} table yet")
-            if last > since:
+            if output == "dask":
+                changed = [
+                    k.snapshot_id
+                    for k in lake.snapshots(con)
+                    if since < k.snapshot_id <= last and table in k.tables
+                ]
+                meta = lake.changes(con, table, last, last).slice(0, 0).to_pandas()
+            elif last > since:
                 result = lake.changes(con, table, since + 1, last)
             else:  # nothing between: no rows, the feed's columns
                 result = lake.changes(con, table, last, last).slice(0, 0)
+        if output == "dask":
+            import dask.dataframe as dd
+
+            if not changed:
+                return dd.from_pandas(meta, npartitions=1)
+            where = str(getattr(self, "url", self.paths.root))
+            return dd.from_map(
+                _changes_of, changed, where=where, table=table, meta=meta, label="changes"
+            )
         return result if output == "arrow" else result.to_pandas()
 
     # -- pins ----------------------------------------------------------------------------
@@ -1051,6 +1071,14 @@ _NEVER_STATEMENTS = {
     duckdb.StatementType.EXTENSION,  # INSTALL
     duckdb.StatementType.COPY_DATABASE,
 }
+
+
+def _changes_of(snapshot: int, where: str, table: str) -> pd.DataFrame:
+    """One snapshot's net changes of a table (a partition of Catalog.changes(output="dask"),
+    read on a Dask worker, which opens the catalog itself)."""
+    cat = Catalog(where)
+    with cat.db.read() as con:
+        return lake.changes(con, table, snapshot, snapshot).to_pandas()
 
 
 def as_of_point(snapshot: int | None, as_of: datetime | str | None) -> lake.AsOf | None:

@@ -295,6 +295,12 @@ def test_a_pinned_experiment_keeps_its_rows_through_changes_and_eviction(
     assert rows(feed[feed.change_type == "insert"]) == rows(now[now.source_key == new_key])
     assert set(feed.source_key) == {key, new_key}  # nothing of the unchanged objects
     assert set(feed.snapshot_id) <= {s["snapshot_id"] for s in _ingest_snapshots(cat)[:2]}
+    # the same feed as a lazy Dask frame, one partition per snapshot
+    lazy = cat.changes("wydot", "BSM", since=pin.snapshot_id, output="dask")
+    assert lazy.npartitions == len(set(feed.snapshot_id)) == 2
+    got = lazy.compute()
+    assert rows(got[got.change_type == "delete"]) == sorted(gone)
+    assert rows(got[got.change_type == "insert"]) == rows(feed[feed.change_type == "insert"])
     out = tmp_path / "changes.parquet"
     res = runner.invoke(app, ["changes", "--source", "wydot", "--type", "BSM", "--since",
                               str(pin.snapshot_id), "--catalog", str(cat.paths.root),
