@@ -124,6 +124,10 @@ class _Converted:
     result: ConvertResult
 
 
+#: conversions of at most this many raw bytes reuse an idle DuckDB connection
+REUSE_MAX_BYTES = 32 * 1024 * 1024
+
+
 class PartitionLocked(CvCatalogError):
     """Another process held the day's lock for too long (the day is reported, not recorded)."""
 
@@ -655,8 +659,11 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     def _convert(
         self, raw: list[RawFile], out_dir: Path, threads: int | None = None
     ) -> ConvertResult:
-        """One DuckDB scan of these objects (transform.convert_partition)."""
-        with self._duckdb(threads, reuse=True) as con:
+        """One DuckDB scan of these objects (transform.convert_partition). A small conversion
+        reuses an idle connection (its fixed cost is most of a tiny day's); a large one gets a
+        fresh one, closed after it, so no buffers a big batch grew outlive it (peak RSS)."""
+        small = sum(r.path.stat().st_size for r in raw) <= REUSE_MAX_BYTES
+        with self._duckdb(threads, reuse=small) as con:
             return convert_partition(
                 con,
                 self.schema,
@@ -676,7 +683,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         one batch without a quality config needs nothing more."""
         if len(parts) == 1 and self.cfg.quality is None:
             return parts[0]
-        with self._duckdb(threads, reuse=True) as con:
+        with self._duckdb(threads, reuse=len(parts) == 1) as con:
             if len(parts) == 1:
                 result = parts[0]
             else:
