@@ -454,23 +454,24 @@ class Catalog:
         """The catalog's kept snapshots, newest first: id, commit time (UTC), the run that
         committed it, and the rows it added and removed per table. source/message_type: only
         snapshots that changed that table (NGSIM: source='ngsim')."""
-        table = None
+        wanted: set[str] | None = None  # the tables of the source (and type); None: all
         if source is not None:
             ds = _dataset(source)
             if ds is not None:
-                table = ds.view_name
+                wanted = {ds.view_name}
             elif message_type is not None:
-                table = SCHEMAS[_pair(source, message_type)].view_name
+                wanted = {SCHEMAS[_pair(source, message_type)].view_name}
+            else:
+                name = source.strip().lower()
+                wanted = {s.view_name for (src, _), s in SCHEMAS.items() if src == name}
+                if not wanted:
+                    raise ConfigError(f"unknown source {source!r}")
         with self.db.read() as con:
             kept = lake.snapshots(con)
         rows = []
         for snap in reversed(kept):
-            names = snap.tables
-            if source is not None and table is None:  # every type of the source
-                names = [n for n in names if n.startswith(f"{source.lower()}_")]
-            elif table is not None:
-                names = [n for n in names if n == table]
-            if source is not None and not names:
+            names = snap.tables if wanted is None else [n for n in snap.tables if n in wanted]
+            if wanted is not None and not names:
                 continue
             rows.append(
                 {

@@ -92,6 +92,11 @@ def test_every_ingest_commit_is_a_snapshot_with_its_run(history: dict[str, Any])
     assert cat.snapshots(limit=2) == cat.snapshots()[:2]
     assert cat.snapshots("wydot", "BSM")[0]["snapshot_id"] == s3["snapshot_id"]
     assert cat.snapshots("thea", "BSM") == []
+    # a source alone: its tables only (wydot is not wydot_backup)
+    assert cat.snapshots("wydot") == cat.snapshots("wydot", "BSM")
+    assert cat.snapshots("wydot_backup") == []
+    with pytest.raises(ConfigError, match="unknown source"):
+        cat.snapshots("nowhere")
 
 
 def test_a_query_at_a_snapshot_sees_the_catalog_as_it_was(history: dict[str, Any]) -> None:
