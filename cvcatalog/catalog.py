@@ -97,6 +97,8 @@ class FrameSpec:
     label: str
     #: (old name, new name) of columns renamed by a canonical version (MessageSchema.renamed)
     renamed: tuple[tuple[str, str], ...] = ()
+    #: files written under an earlier canonical version may lack columns (compatible_since)
+    evolves: bool = False
 
 
 def partition_constants(pk: PartitionKey) -> tuple[tuple[str, Any], ...]:
@@ -456,11 +458,8 @@ class Catalog:
         snapshots that changed that table (NGSIM: source='ngsim')."""
         wanted: set[str] | None = None  # the tables of the source (and type); None: all
         if source is not None:
-            ds = _dataset(source)
-            if ds is not None:
-                wanted = {ds.view_name}
-            elif message_type is not None:
-                wanted = {SCHEMAS[_pair(source, message_type)].view_name}
+            if _dataset(source) is not None or message_type is not None:
+                wanted = {_lake_table(source, message_type)[0]}
             else:
                 name = source.strip().lower()
                 wanted = {s.view_name for (src, _), s in SCHEMAS.items() if src == name}
@@ -622,6 +621,7 @@ class Catalog:
                 time_column=schema.time_column,
                 label=f"read-{source}-{message_type}",
                 renamed=schema.renamed,
+                evolves=schema.compatible_since is not None,
             ),
             columns,
             filters,
@@ -736,7 +736,8 @@ class Catalog:
         pieces = [p for _, p in keyed]
         cols = list(columns) if columns is not None else None
         constants = pieces[0].constants if pieces else spec.constants
-        expected = spec.empty_schema()
+        # only a table whose schema evolved in place can have files that lack columns
+        expected = spec.empty_schema() if spec.evolves else None
         meta = _meta(spec, pieces, cols, constants, sql, expected)
         self._record_access([k for k, _ in keyed])
         if not pieces:
@@ -859,26 +860,19 @@ class Catalog:
         output="dask": a lazy frame with one partition per snapshot that changed the table
         (for ranges too large for memory), each netted within its snapshot: a row deleted by
         one snapshot and put back by a later one shows as both, where pandas nets it out."""
-        ds = _dataset(source)
-        if ds is not None:
-            table = ds.view_name
-        else:
-            if message_type is None:
-                raise ConfigError(f"give the message type of {source}")
-            table = SCHEMAS[_pair(source, message_type)].view_name
+        table = _lake_table(source, message_type)[0]
         with self.db.read() as con:
-            last = until if until is not None else lake.snapshots(con)[-1].snapshot_id
+            kept = lake.snapshots(con)
+            last = until if until is not None else max((k.snapshot_id for k in kept), default=0)
             for sid in (since, last):
-                self.db.check_kept(con, lake.AsOf(snapshot=sid))
+                self.db.check_kept(con, lake.AsOf(snapshot=sid), kept)
             if last < since:
                 raise ConfigError(f"until ({last}) is before since ({since})")
             if table not in lake.table_columns(con):
                 raise CatalogError(f"the catalog has no {table} table yet")
             if output == "dask":
                 changed = [
-                    k.snapshot_id
-                    for k in lake.snapshots(con)
-                    if since < k.snapshot_id <= last and table in k.tables
+                    k.snapshot_id for k in kept if since < k.snapshot_id <= last and table in k.tables
                 ]
                 meta = lake.changes(con, table, last, last).slice(0, 0).to_pandas()
             elif last > since:
@@ -900,14 +894,7 @@ class Catalog:
     def pin(self, name: str, source: str, message_type: str | None = None) -> pins.Pin:
         """Pin experiment `name` to the current snapshot (once: an existing pin is returned
         as it is). The snapshot never expires and its files stay until `unpin`."""
-        ds = _dataset(source)
-        if ds is not None:
-            table, source, message_type = ds.view_name, ds.name, ds.message_type
-        else:
-            if message_type is None:
-                raise ConfigError(f"give the message type of {source}")
-            source, message_type = _pair(source, message_type)
-            table = SCHEMAS[(source, message_type)].view_name
+        table, source, message_type = _lake_table(source, message_type)
         with self.db.write(message=f"pin experiment {name}") as con:
             held = pins.get(con, name)
             if held is not None:
@@ -1074,6 +1061,18 @@ _NEVER_STATEMENTS = {
 }
 
 
+def _lake_table(source: str, message_type: str | None) -> tuple[str, str, str]:
+    """The lake table of a (source, type), with the source and type as stored: a dataset's
+    (NGSIM: one type), or a CV Pilot source's table of that type."""
+    ds = _dataset(source)
+    if ds is not None:
+        return ds.view_name, ds.name, ds.message_type
+    if message_type is None:
+        raise ConfigError(f"give the message type of {source}")
+    source, message_type = _pair(source, message_type)
+    return SCHEMAS[(source, message_type)].view_name, source, message_type
+
+
 def _changes_of(snapshot: int, where: str, table: str) -> pd.DataFrame:
     """One snapshot's net changes of a table (a partition of Catalog.changes(output="dask"),
     read on a Dask worker, which opens the catalog itself)."""
@@ -1152,8 +1151,8 @@ def _meta(
     sql: str | None = None,
     expected: pa.Schema | None = None,
 ) -> pd.DataFrame:
-    """An empty frame with the exact dtypes a piece will have."""
-    full = expected if expected is not None else spec.empty_schema()
+    """An empty frame with the exact dtypes a piece will have. expected: the table's columns
+    now, when files written before may lack some (FrameSpec.evolves)."""
     if pieces:
         first = pieces[0]
         fs = first.s3.filesystem() if first.s3 is not None else None
@@ -1162,11 +1161,11 @@ def _meta(
             if old in arrow_schema.names and new not in arrow_schema.names:
                 i = arrow_schema.get_field_index(old)
                 arrow_schema = arrow_schema.set(i, arrow_schema.field(i).with_name(new))
-        for f in full:  # columns its files predate read as NULL (_read_piece)
+        for f in expected or ():  # columns its files predate read as NULL (_read_piece)
             if f.name not in arrow_schema.names and f.name not in dict(constants):
                 arrow_schema = arrow_schema.append(f)
     else:
-        arrow_schema = full
+        arrow_schema = expected if expected is not None else spec.empty_schema()
     table = _with_constants(arrow_schema.empty_table(), constants)
     if sql is not None:
         table = _apply_sql(table, sql)

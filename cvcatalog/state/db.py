@@ -282,9 +282,14 @@ class CatalogDB:
             return hub, hub.cursor()
 
     @staticmethod
-    def check_kept(con: duckdb.DuckDBPyConnection, at: lake.AsOf) -> lake.AsOf:
-        """at, checked against the snapshots still kept (one clear line when it is gone)."""
-        kept = lake.snapshots(con)
+    def check_kept(
+        con: duckdb.DuckDBPyConnection,
+        at: lake.AsOf,
+        kept: list[lake.Snapshot] | None = None,
+    ) -> lake.AsOf:
+        """at, checked against the snapshots still kept (one clear line when it is gone);
+        kept: lake.snapshots(con), when the caller has read them already."""
+        kept = lake.snapshots(con) if kept is None else kept
         if not kept:
             raise CatalogError("the catalog has no snapshots yet; ingest something first")
         oldest, newest = kept[0], kept[-1]
