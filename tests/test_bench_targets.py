@@ -177,6 +177,7 @@ def test_targets_tiny_all(s3_endpoint: str, s3_server: SandboxServer, tmp_path: 
     assert 0 < big["parquet_over_raw"] < 1
     assert len(res["targets"]) == 4 + 3 + 2 + 3
     for t in res["targets"]:
-        assert t["reached"] is not None, t
+        # without s5cmd (bench/.tools not installed) there is no ratio to s5cmd, only then
+        assert t["reached"] is not None or (not tools and "vs s5cmd" in t["target"]), t
         assert f"| {t['target']} |" in res["_md"]
     assert markdown(res).startswith("# cvcatalog: issue 13 targets")
