@@ -50,7 +50,7 @@ from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import cvpilot, ngsim
 from cvcatalog.sources.bucket import PartitionKey, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_literal
-from cvcatalog.state import manifest, pins
+from cvcatalog.state import deletes, manifest, pins
 from cvcatalog.state.access import record_access
 from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify, now_utc
 from cvcatalog.state.eviction import evict_to_size
@@ -83,6 +83,8 @@ class DaskPiece:
     files: tuple[str, ...]
     constants: tuple[tuple[str, Any], ...]
     s3: S3Access | None = None  # the lake is on S3: read through s3fs
+    #: file -> source keys whose rows the lake no longer shows in it (state/deletes.py)
+    deleted: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,14 +170,7 @@ def _read_piece(
     arrow_filters: list[tuple[str, str, Any]] = list(filters or [])
     if window and time_column:
         arrow_filters += [(time_column, ">=", window[0]), (time_column, "<", window[1])]
-    # partitioning=None: the partition columns come from the manifest, not re-parsed paths
-    table = pq.read_table(
-        list(piece.files),
-        columns=need,
-        filters=arrow_filters or None,
-        partitioning=None,
-        filesystem=fs,
-    )
+    table = _read_files(piece, need, arrow_filters, fs)
     if back:
         old_to_new = {o: n for n, o in back.items()}
         table = table.rename_columns([old_to_new.get(c, c) for c in table.column_names])
@@ -187,6 +182,32 @@ def _read_piece(
     if columns is not None:
         table = table.select(columns)
     return table.to_pandas()
+
+
+def _read_files(
+    piece: DaskPiece,
+    columns: list[str] | None,
+    filters: list[tuple[str, str, Any]],
+    fs: Any,
+) -> pa.Table:
+    """The piece's rows: its files read together, except that a file with deleted rows
+    (an object changed or removed by --check-changes) is read alone, without those rows."""
+    gone = dict(piece.deleted)
+    plain = [f for f in piece.files if f not in gone]
+    groups = [(plain, filters)] if plain else []
+    groups += [
+        ([f], [*filters, ("source_key", "not in", list(gone[f]))])
+        for f in piece.files
+        if f in gone
+    ]
+    # partitioning=None: the partition columns come from the manifest, not re-parsed paths
+    tables = [
+        pq.read_table(
+            files, columns=columns, filters=f or None, partitioning=None, filesystem=fs
+        )
+        for files, f in groups or [(list(piece.files), filters)]
+    ]
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
 
 
 class Catalog:
@@ -575,6 +596,10 @@ class Catalog:
             parts = [p.pk for p in self.partitions(source, message_type, s, e, timezone)]
             with self.db.read() as con:
                 files = manifest.get_files(con, [p.key for p in parts], kind="data")
+                gone = {
+                    locate(p).removeprefix("s3://"): keys
+                    for p, keys in deletes.of_files(con, [f.path for f in files]).items()
+                }
             for f in files:
                 # s3fs paths are bucket/key, without the scheme
                 where = locate(f.path).removeprefix("s3://")
@@ -583,6 +608,7 @@ class Catalog:
             for hive, shown in self._files_at(schema.view_name, snapshot).items():
                 pk = PartitionKey.from_lake_dir(source, message_type, hive)
                 by_key[pk] = [w.removeprefix("s3://") for w in shown]
+            gone = self._deleted_at(snapshot)
             parts = sorted(by_key)
             if s is not None or e is not None:
                 lo = s or min((p.day for p in parts), default=e)
@@ -591,7 +617,15 @@ class Catalog:
                 wanted = set(partitions_for(source, message_type, lo, hi, check_timezone(timezone)))
                 parts = [p for p in parts if p in wanted]
         keyed = [
-            (p.key, DaskPiece(tuple(by_key[p]), partition_constants(p), access))
+            (
+                p.key,
+                DaskPiece(
+                    tuple(by_key[p]),
+                    partition_constants(p),
+                    access,
+                    tuple((w, gone[w]) for w in by_key[p] if w in gone),
+                ),
+            )
             for p in parts
             if p in by_key
         ]
@@ -700,6 +734,14 @@ class Catalog:
             window if time_column else None,
             None,
         )
+
+    def _deleted_at(self, snapshot: int) -> dict[str, tuple[str, ...]]:
+        """File (as to_dask reads it) -> source keys whose rows the lake did not show in it
+        as of the snapshot."""
+        locate = self.db.store.location
+        with self.db.read() as con:
+            gone = deletes.of_files(con, None, at=snapshot)
+        return {locate(p).removeprefix("s3://"): keys for p, keys in gone.items()}
 
     def _files_at(self, table: str, snapshot: int) -> dict[str, list[str]]:
         """The data files of a lake table that a snapshot shows, by partition directory
@@ -837,7 +879,22 @@ class Catalog:
             origin = manifest.object_origin(con, source_key)
             if origin is None:
                 raise CatalogError(f"the catalog holds no rows of {source_key!r}")
-            located = {self.db.store.location(p) for p in origin.pop("files")}
+            files = origin.pop("files")
+            gone = deletes.of_files(con, files)
+            # the partition's files that hold the object's current rows (a change deletes an
+            # object's rows from the files it kept and adds them in a new one)
+            located = [
+                self.db.store.location(p) for p in files if source_key not in gone.get(p, ())
+            ]
+            if located:
+                located = [
+                    str(f)
+                    for (f,) in con.execute(
+                        "SELECT DISTINCT filename FROM read_parquet(?, filename = true, "
+                        "hive_partitioning = false) WHERE source_key = ?",
+                        [located, source_key],
+                    ).fetchall()
+                ]
             since = [f.since for f in lake.data_files(con) if f.current and f.location in located]
         origin["snapshot_id"] = max(since) if since else None
         return origin

@@ -16,8 +16,8 @@ import json
 import os
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -52,6 +52,10 @@ class ObjectDelta:
     unchanged: tuple[ObjectInfo, ...]
     #: the partition's current files (data and quarantine), the rows to merge with
     files: tuple[FileRecord, ...] = ()
+    #: rows earlier changes deleted from those files: path -> source keys (state/deletes.py)
+    deleted: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: the objects as the catalog knew them (with the run that loaded each)
+    known: tuple[SourceObjectRecord, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -100,11 +104,13 @@ def diff_objects(
     listed: Sequence[ObjectInfo],
     known: Iterable[SourceObjectRecord],
     files: Iterable[FileRecord] = (),
+    deleted: Mapping[str, tuple[str, ...]] | None = None,
 ) -> ObjectDelta:
     """Classify a listing against the stored objects by key, size and ETag.
 
     LastModified alone is not a change: S3 sets it on every PUT, also of identical bytes, and
     the ETag (an MD5 for single-part uploads) already says whether the bytes differ."""
+    known = tuple(known)
     before = {o.key: o for o in known}
     added: list[ObjectInfo] = []
     changed: list[ObjectInfo] = []
@@ -119,7 +125,10 @@ def diff_objects(
             unchanged.append(o)
     now = {o.key for o in listed}
     removed = sorted(k for k in before if k not in now)
-    return ObjectDelta(tuple(added), tuple(changed), tuple(removed), tuple(unchanged), tuple(files))
+    return ObjectDelta(
+        tuple(added), tuple(changed), tuple(removed), tuple(unchanged), tuple(files),
+        dict(deleted or {}), known,
+    )  # fmt: skip
 
 
 def empty_result() -> ConvertResult:
@@ -139,52 +148,160 @@ def merge_partition(
     rows_per_file: int,
     row_group_size: int,
 ) -> ConvertResult:
-    """The new version of a partition: its current rows and quarantine entries of unchanged
-    objects plus the conversion of the added and changed ones, written to out_dir as a normal
-    conversion would (part-NNNNN.parquet of at most rows_per_file rows, quarantine.ndjson).
+    """The new version of a partition as deletes and inserts: its data files stay
+    (result.kept), the rows of changed and removed objects are deleted from them
+    (result.deletes, applied by the commit) and the added and changed objects' rows are the
+    new files (result.parquet_files). Quarantine entries of unchanged objects and the new
+    ones become one new quarantine file.
 
-    The counts (rows, quarantine reasons, warnings, schema versions) are taken from the merged
-    output, so they are those of a conversion of the whole partition.
+    The counts (rows, quarantine reasons, warnings, schema versions) are those of the whole
+    partition after the change, as a conversion of all its objects would give. Kept files
+    written under an earlier canonical version with other columns than the new rows are
+    rewritten instead (_rewrite), once: their rows take the new columns.
     """
     drop = delta.dropped_keys
-    old_data = [store.location(f.path) for f in delta.files if f.kind == "data"]
+    old = [f for f in delta.files if f.kind == "data"]
+    where = {store.location(f.path): f.path for f in old}
+    gone = {f.path: set(delta.deleted.get(f.path, ())) for f in old}
+    new_files = [str(p) for p in new.parquet_files]
     old_quarantine = [
         store.local_copy(f.path, out_dir / f"kept-{i}.ndjson")
         for i, f in enumerate(delta.files)
         if f.kind == "quarantine"
     ]
-    parquet = _merge_rows(
-        con,
-        old_data,
-        [str(p) for p in new.parquet_files],
-        drop,
-        out_dir,
-        rows_per_file,
-        row_group_size,
-        schema.renamed,
-    )
     quarantine_file, reasons = _merge_quarantine(old_quarantine, new.quarantine_file, drop, out_dir)
-    files = [p for p, _ in parquet]
-    versions: list[int] = []
-    if files:
-        versions = [
-            int(v)
-            for (v,) in con.execute(
-                f"SELECT DISTINCT schema_version FROM read_parquet({list_literal(map(str, files))}) "
-                "WHERE schema_version IS NOT NULL ORDER BY 1"
-            ).fetchall()
-        ]
-    return ConvertResult(
-        parquet_files=files,
-        rows=sum(n for _, n in parquet),
-        quarantined=sum(reasons.values()),
-        quarantine_file=quarantine_file,
-        reasons=dict(reasons),
-        warnings=warning_counts(con, schema, files, validate=validation.enabled),
-        schema_versions=versions,
-        unknown_versions=new.unknown_versions,
-        kept_invalid=new.kept_invalid,
-    )
+    pairs = _drop_table(con)
+    try:
+        if old and new_files and _columns(con, list(where)) != _columns(con, new_files):
+            _fill(con, pairs, {p: sorted(k | set(drop)) for p, k in gone.items()}, store)
+            parquet = _rewrite(
+                con, list(where), new_files, pairs, out_dir, rows_per_file, row_group_size,
+                schema.renamed,
+            )  # fmt: skip
+            files = [p for p, _ in parquet]
+            kept: list[str] = []
+            deletes: dict[str, list[str]] = {}
+            rows_sql = f"read_parquet({list_literal(map(str, files))})" if files else None
+        else:
+            deletes = _keys_in(con, where, drop, gone)
+            _fill(con, pairs, {p: sorted(k | set(deletes.get(p, ()))) for p, k in gone.items()},
+                  store)  # fmt: skip
+            # a file left with no row ends (the lake would end it too: DuckLake drops a file
+            # whose every row is deleted), it does not stay with all its rows deleted
+            left = _remaining(con, list(where), pairs)
+            kept = [f.path for f in old if left.get(store.location(f.path), 0)]
+            deletes = {p: k for p, k in deletes.items() if p in kept}
+            files = list(new.parquet_files)
+            locations = [store.location(p) for p in kept]
+            rows_sql = _day_rows(locations, new_files, pairs)
+        counts = _day_counts(con, rows_sql)
+        return ConvertResult(
+            parquet_files=files,
+            rows=counts[0],
+            quarantined=sum(reasons.values()),
+            quarantine_file=quarantine_file,
+            reasons=dict(reasons),
+            warnings=(
+                warning_counts(con, schema, [], validate=validation.enabled, relation=rows_sql)
+                if rows_sql is not None
+                else {}
+            ),
+            schema_versions=counts[1],
+            unknown_versions=new.unknown_versions,
+            kept_invalid=new.kept_invalid,
+            kept=kept,
+            deletes=deletes,
+        )
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {pairs}")
+
+
+def _drop_table(con: duckdb.DuckDBPyConnection) -> str:
+    """A temporary table of (file location, source key) pairs whose rows are gone."""
+    name = quote_ident(f"_cvcatalog_gone_{uuid.uuid4().hex}")
+    con.execute(f"CREATE TEMP TABLE {name} (f VARCHAR, k VARCHAR)")
+    return name
+
+
+def _fill(
+    con: duckdb.DuckDBPyConnection, table: str, gone: dict[str, list[str]], store: LakeStore
+) -> None:
+    rows = [[store.location(path), key] for path, keys in gone.items() for key in keys]
+    if rows:
+        con.executemany(f"INSERT INTO {table} VALUES (?, ?)", rows)
+
+
+def _columns(con: duckdb.DuckDBPyConnection, files: list[str]) -> list[str]:
+    """The columns of the first file (the files of one side share their layout)."""
+    return [
+        str(r[0])
+        for r in con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({quote_literal(files[0])}, "
+            "hive_partitioning = false)"
+        ).fetchall()
+    ]
+
+
+def _keys_in(
+    con: duckdb.DuckDBPyConnection,
+    where: dict[str, str],
+    drop: list[str],
+    gone: dict[str, set[str]],
+) -> dict[str, list[str]]:
+    """Kept file path -> the dropped keys it holds rows of (and has not deleted yet): only
+    the source_key column is read."""
+    if not where or not drop:
+        return {}
+    rows = con.execute(
+        "SELECT filename, list(DISTINCT source_key ORDER BY source_key) FROM read_parquet("
+        f"{list_literal(list(where))}, filename = true, hive_partitioning = false) "
+        "WHERE list_contains(?, source_key) GROUP BY filename",
+        [drop],
+    ).fetchall()
+    out: dict[str, list[str]] = {}
+    for location, keys in rows:
+        path = where[str(location)]
+        fresh = [k for k in keys if k not in gone.get(path, set())]
+        if fresh:
+            out[path] = fresh
+    return out
+
+
+def _remaining(con: duckdb.DuckDBPyConnection, old: list[str], gone: str) -> dict[str, int]:
+    """File location -> rows it keeps (those not gone); only two columns are read."""
+    if not old:
+        return {}
+    rows = con.execute(
+        "SELECT o.filename, count(*) FROM read_parquet("
+        f"{list_literal(old)}, filename = true, hive_partitioning = false) AS o "
+        f"ANTI JOIN {gone} AS g ON o.filename = g.f AND o.source_key = g.k GROUP BY 1"
+    ).fetchall()
+    return {str(f): int(n) for f, n in rows}
+
+
+def _day_rows(old: list[str], new: list[str], gone: str) -> str | None:
+    """The partition's rows after the change as one SQL relation: the kept files' rows but
+    the gone ones, then the new files' rows."""
+    parts = []
+    if old:
+        parts.append(
+            "SELECT o.* EXCLUDE (filename) FROM read_parquet("
+            f"{list_literal(old)}, filename = true, hive_partitioning = false) AS o "
+            f"ANTI JOIN {gone} AS g ON o.filename = g.f AND o.source_key = g.k"
+        )
+    if new:
+        parts.append(f"SELECT * FROM read_parquet({list_literal(new)}, hive_partitioning = false)")
+    return f"({' UNION ALL '.join(parts)})" if parts else None
+
+
+def _day_counts(con: duckdb.DuckDBPyConnection, rows: str | None) -> tuple[int, list[int]]:
+    """Rows and schema versions of the partition's rows."""
+    if rows is None:
+        return 0, []
+    found = con.execute(
+        f"SELECT schema_version, count(*) FROM {rows} GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    return sum(int(n) for _, n in found), [int(v) for v, _ in found if v is not None]
 
 
 def _as_new_columns(
@@ -212,29 +329,27 @@ def _as_new_columns(
     return f"SELECT {', '.join(items)} FROM ({old}) AS k"
 
 
-def _merge_rows(
+def _rewrite(
     con: duckdb.DuckDBPyConnection,
     old: list[str],
     new: list[str],
-    drop: list[str],
+    gone: str,
     out_dir: Path,
     rows_per_file: int,
     row_group_size: int,
     renamed: tuple[tuple[str, str], ...] = (),
 ) -> list[tuple[Path, int]]:
-    """Kept old rows (anti-joined against the dropped keys) UNION ALL the new rows, one COPY.
+    """Kept old rows (anti-joined against the gone (file, key) pairs) UNION ALL the new
+    rows, one COPY into new files: for kept files whose columns differ from the new rows'.
     Old rows written under an earlier canonical version that only added or renamed columns
     take the new rows' columns (renamed ones under their new name, added ones NULL)."""
     parts: list[str] = []  # plain UNION ALL: both sides have the canonical columns, in order
-    table = quote_ident(f"_cvcatalog_drop_{uuid.uuid4().hex}")
     if old:
-        con.execute(
-            f"CREATE TEMP TABLE {table} AS SELECT unnest($k::VARCHAR[]) AS key", {"k": drop}
-        )
         parts.append(
             # the lake's directories look like hive partitions: never read them as columns
-            f"SELECT o.* FROM read_parquet({list_literal(old)}, hive_partitioning = false) AS o "
-            f"ANTI JOIN {table} AS d ON o.source_key = d.key"
+            "SELECT o.* EXCLUDE (filename) FROM read_parquet("
+            f"{list_literal(old)}, filename = true, hive_partitioning = false) AS o "
+            f"ANTI JOIN {gone} AS g ON o.filename = g.f AND o.source_key = g.k"
         )
     if new:
         parts.append(f"SELECT * FROM read_parquet({list_literal(new)}, hive_partitioning = false)")
@@ -265,8 +380,6 @@ def _merge_rows(
         return out
     finally:
         remove_tree(stage)
-        if old:
-            con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _merge_quarantine(

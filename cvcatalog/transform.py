@@ -110,6 +110,11 @@ class ConvertResult:
     kept_invalid: dict[str, int] = field(default_factory=dict)
     #: the quality step's counts (cvcatalog.quality), when the config has a quality section
     quality: QualityStats | None = None
+    #: a day changed by --check-changes (cvcatalog.incremental): its data files that stay
+    #: (catalog-relative paths) beside parquet_files (the new rows), and the source keys
+    #: whose rows are deleted from each of them; counts are those of the whole day
+    kept: list[str] = field(default_factory=list)
+    deletes: dict[str, list[str]] = field(default_factory=dict)
 
 
 def apply_quality(
@@ -769,6 +774,7 @@ def warning_counts(
     *,
     validate: bool,
     warned: bool = True,
+    relation: str | None = None,
 ) -> dict[str, int]:
     """Row warnings by name, plus duplicate_record: rows identical to an earlier row of the
     partition in every column but source_key and warnings (a record published twice).
@@ -776,14 +782,16 @@ def warning_counts(
     them.
 
     Module level so that a partition merged from kept and new rows (cvcatalog.incremental)
-    counts its warnings exactly as a conversion of the whole partition would."""
-    if not parquet:
+    counts its warnings exactly as a conversion of the whole partition would. relation: the
+    partition's rows as a SQL relation (kept rows of old files and new ones), instead of
+    the files."""
+    if not parquet and relation is None:
         return {}
-    files = list_literal(map(str, parquet))
+    files = relation or f"read_parquet({list_literal(map(str, parquet))})"
     rows = (
         con.execute(
             "SELECT w, count(*) FROM (SELECT unnest(warnings) AS w "
-            f"FROM read_parquet({files}) WHERE len(warnings) > 0) "
+            f"FROM {files} WHERE len(warnings) > 0) "
             "GROUP BY w ORDER BY w"
         ).fetchall()
         if warned
@@ -847,7 +855,7 @@ def combine_results(
     )
 
 
-def _duplicates(con: duckdb.DuckDBPyConnection, files: str, columns: list[str] | None) -> int:
+def _duplicates(con: duckdb.DuckDBPyConnection, rows: str, columns: list[str] | None) -> int:
     """Rows minus distinct rows over the given columns (None: all but source_key, warnings).
 
     Identical rows hash alike, so a partition without repeats among a few leading columns
@@ -857,7 +865,7 @@ def _duplicates(con: duckdb.DuckDBPyConnection, files: str, columns: list[str] |
     else:
         key = ", ".join(quote_ident(c) for c in columns if c not in ("source_key", "warnings"))
     (n,) = con.execute(
-        f"SELECT count(*) - count(DISTINCT hash({key})) FROM read_parquet({files})"
+        f"SELECT count(*) - count(DISTINCT hash({key})) FROM {rows}"
     ).fetchone() or (0,)
     return int(n)
 

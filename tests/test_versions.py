@@ -176,11 +176,14 @@ def test_lineage_from_a_row_to_its_object_run_and_snapshot(
     history: dict[str, Any], module_s3: Any
 ) -> None:
     cat: Catalog = history["cat"]
-    s3, s2, _ = _ingest_snapshots(cat)
-    for day, run, snap in ((D1, "run3", s3), (D2, "run2", s2)):
+    s3, s2, s1 = _ingest_snapshots(cat)
+    # day 1's first object changed (run 3); its others kept the rows run 1 loaded
+    for day, pick, run, snap in (
+        (D1, "min", "run3", s3), (D1, "max", "run1", s1), (D2, "min", "run2", s2),
+    ):  # fmt: skip
         key = cat.query(
-            "select source_key from wydot_bsm where date = ? limit 1", [day]
-        ).source_key[0]
+            f"select {pick}(source_key) as k from wydot_bsm where date = ?", [day]
+        ).k[0]
         origin = cat.lineage(key)
         head = module_s3.head_object(Bucket=BUCKET, Key=key)
         assert origin["etag"] == head["ETag"].strip('"') and origin["size"] == head["ContentLength"]
@@ -194,7 +197,7 @@ def test_lineage_from_a_row_to_its_object_run_and_snapshot(
             "select count(*) as n from wydot_bsm where source_key = ?", [key],
             snapshot=snap["snapshot_id"],
         ).n[0]  # fmt: skip
-        assert at > 0 and (before == 0 or day == D1)  # day 1's rows existed before the change
+        assert at > 0 and (before == 0 or pick == "min" and day == D1)  # changed: rows before
     with pytest.raises(CatalogError, match="no rows of"):
         cat.lineage("wydot/BSM/2099/01/01/00/nothing")
     res = runner.invoke(
@@ -319,7 +322,9 @@ def test_a_pinned_experiment_keeps_its_rows_through_changes_and_eviction(
     assert res.exit_code == 0, res.output
     (shown,) = json.loads(res.stdout)
     assert shown["snapshot_id"] == pin.snapshot_id and shown["digest"] == pin.digest
-    assert shown["held_bytes"] > 0  # the rewritten day's old files: only the pin shows them
+    # the change deleted rows from the day's kept files: the pin holds no file of its own
+    # (until files go: `cache clear` below)
+    assert shown["held_bytes"] == 0
 
     # eviction and clear free what they can; the pin's files stay, and say so
     res = runner.invoke(app, ["cache", "clear", "--yes", "--catalog", str(cat.paths.root)])

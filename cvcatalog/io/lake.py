@@ -16,6 +16,7 @@ still show it expire.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -275,7 +276,27 @@ def known_files(con: duckdb.DuckDBPyConnection, files: list[DataFile] | None = N
         "SELECT path, path_is_relative FROM ducklake_files_scheduled_for_deletion"
     ).fetchall():
         out.add(_join(base, path, rel))
-    return out
+    return out | set(delete_files(con))
+
+
+def delete_files(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Location -> bytes of the delete files the lake wrote for row deletes (DuckLake owns
+    them: they go when the snapshots showing them expire), now or for an older snapshot."""
+    base = _data_path(con)
+    rows = con.execute(
+        "SELECT s.path, s.path_is_relative, t.path, t.path_is_relative, d.path, "
+        "d.path_is_relative, d.file_size_bytes FROM ducklake_delete_file d "
+        "JOIN (SELECT table_id, any_value(schema_id) AS schema_id, any_value(path) AS path, "
+        "      any_value(path_is_relative) AS path_is_relative FROM ducklake_table "
+        "      GROUP BY table_id) t USING (table_id) "
+        "JOIN (SELECT schema_id, any_value(path) AS path, "
+        "      any_value(path_is_relative) AS path_is_relative FROM ducklake_schema "
+        "      GROUP BY schema_id) s USING (schema_id)"
+    ).fetchall()
+    return {
+        _join(_join(_join(base, sp, sr), tp, tr), dp, dr): int(size or 0)
+        for sp, sr, tp, tr, dp, dr, size in rows
+    }
 
 
 def record_counts(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, int]]:
@@ -310,6 +331,27 @@ def sync(
             [LAKE, table, added, SCHEMA],
         )
     return added, removed
+
+
+def delete_rows(con: duckdb.DuckDBPyConnection, table: str, by_file: dict[str, list[str]]) -> int:
+    """Delete the rows of these source keys from these files (location -> keys) of the
+    table: DuckLake writes delete files (or inlines small deletes), the files stay. Returns
+    the rows deleted."""
+    pairs = [(where, key) for where, keys in by_file.items() for key in keys]
+    if not pairs:
+        return 0
+    row = con.execute(
+        f"DELETE FROM {qualified(table)} WHERE list_contains(?, struct_pack(f := filename, "
+        "k := source_key))",
+        [[{"f": f, "k": k} for f, k in pairs]],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def last_snapshot(con: duckdb.DuckDBPyConnection) -> int:
+    """The newest snapshot's id (the catalog database holds the lake's metadata)."""
+    row = con.execute("SELECT max(snapshot_id) FROM ducklake_snapshot").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 def set_commit_message(
@@ -356,6 +398,10 @@ def snapshots(con: duckdb.DuckDBPyConnection) -> list[Snapshot]:
             except (ValueError, AttributeError):
                 run_id = None
         out[sid] = Snapshot(int(sid), at, message, run_id)
+        if extra:  # rows deleted from kept files (delete_rows): counted at commit
+            with contextlib.suppress(ValueError, AttributeError, TypeError):
+                for table, n in (json.loads(extra).get("deleted") or {}).items():
+                    out[sid].removed[str(table)] = int(n)
     names = "(SELECT table_id, any_value(table_name) AS table_name FROM ducklake_table GROUP BY 1)"
     for column, into in (("begin_snapshot", "added"), ("end_snapshot", "removed")):
         changed = con.execute(
@@ -364,7 +410,8 @@ def snapshots(con: duckdb.DuckDBPyConnection) -> list[Snapshot]:
         ).fetchall()
         for sid, table, n in changed:
             if sid in out:
-                getattr(out[sid], into)[table] = int(n)
+                counts = getattr(out[sid], into)
+                counts[table] = counts.get(table, 0) + int(n)
     return list(out.values())
 
 

@@ -50,7 +50,7 @@ from cvcatalog.io.layout import remove_tree, sha256_file
 from cvcatalog.io.storage import S3Access, S3Store
 from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.sqlutil import list_literal, quote_literal
-from cvcatalog.state import manifest
+from cvcatalog.state import deletes, manifest
 from cvcatalog.state.db import CatalogDB, now_utc
 
 
@@ -176,17 +176,37 @@ def rewrite(
 def _write_duckdb(
     db: CatalogDB, rels: list[str], stage: Path, rows_per_file: int, row_group_size: int
 ) -> int:
-    """One COPY (DuckDB streams it, in file order); returns the rows the sources hold."""
+    """One COPY (DuckDB streams it, in file order); returns the rows the sources hold. Rows
+    deleted from a file (an object changed or removed by --check-changes) are left out, as
+    the lake leaves them out."""
     store = db.store
     src = list_literal([store.location(r) for r in rels])
     row_group_size = min(row_group_size, rows_per_file)
     groups = max(1, -(-rows_per_file // row_group_size))
+    with db.read() as state:
+        gone = deletes.of_files(state, rels)
     con = db.attach_lake(duckdb.connect())
     try:
         scan = f"read_parquet({src}, hive_partitioning = false, union_by_name = true)"
         row = con.execute(
             f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({src})"
         ).fetchone()
+        if gone:
+            con.execute("CREATE TEMP TABLE gone (f VARCHAR, k VARCHAR)")
+            con.executemany(
+                "INSERT INTO gone VALUES (?, ?)",
+                [[store.location(p), k] for p, keys in gone.items() for k in keys],
+            )
+            scan = (
+                f"(SELECT o.* EXCLUDE (filename) FROM read_parquet({src}, "
+                "hive_partitioning = false, union_by_name = true, filename = true) AS o "
+                "ANTI JOIN gone AS g ON o.filename = g.f AND o.source_key = g.k)"
+            )
+            dropped = con.execute(
+                f"SELECT count(*) FROM read_parquet({src}, filename = true) AS o "
+                "SEMI JOIN gone AS g ON o.filename = g.f AND o.source_key = g.k"
+            ).fetchone()
+            row = (int(row[0]) - int(dropped[0]),) if row and dropped else row
         con.execute(
             f"COPY (SELECT * FROM {scan}) TO {quote_literal(str(stage))} "
             f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {int(row_group_size)}, "

@@ -257,7 +257,7 @@ def _complete_files(snap: Path) -> list[FileRecord]:
 
 def _history_files(cat: Catalog, snap: Path, since: int | None) -> list[FileRecord]:
     """Data files that only older snapshots show (replaced, evicted, compacted), for the
-    snapshots the published catalog keeps; their SHA-256 is read from the stored bytes (the
+    snapshots the published catalog keeps, and the lake's delete files; their SHA-256 is read from the stored bytes (the
     state records current files only)."""
     con = duckdb.connect(str(snap), read_only=True)
     try:
@@ -266,18 +266,20 @@ def _history_files(cat: Catalog, snap: Path, since: int | None) -> list[FileReco
             kept = [k for k in kept if k >= since]
         base = lake.data_location(con)
         old = [
-            f
+            (f.location, f.rows, f.size)
             for f in lake.data_files(con)
             if not f.current and f.location.startswith(base) and any(f.shown_at(k) for k in kept)
         ]
+        # the delete files of rows deleted by --check-changes (the lake's own files)
+        old += [(w, 0, n) for w, n in lake.delete_files(con).items() if w.startswith(base)]
     finally:
         con.close()
     out = []
-    for f in old:
-        rel = f"{lake.DATA_DIR}/{f.location[len(base):].lstrip('/')}"
+    for location, rows, size in old:
+        rel = f"{lake.DATA_DIR}/{location[len(base) :].lstrip('/')}"
         sha = cat.db.store.sha256(rel)
         if sha is not None:  # a file gone from the store is reported by `cache verify`
-            out.append(FileRecord(rel, "", "data", f.rows, f.size, sha))
+            out.append(FileRecord(rel, "", "data", rows, size, sha))
     return out
 
 

@@ -66,7 +66,7 @@ from cvcatalog.pipeline.stage import fresh_dir, staged_file
 from cvcatalog.quality.rules import record as record_quality
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources.bucket import PartitionKey, partitions_for
-from cvcatalog.state import manifest
+from cvcatalog.state import deletes, manifest
 from cvcatalog.state.access import record_access
 from cvcatalog.state.db import CatalogDB, now_utc
 from cvcatalog.state.eviction import Room, evict_to_size
@@ -390,6 +390,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             work, why = needs_work(rec, self.today, self.cfg, self.force)
             check = not work and self.check_changes and incremental.checkable(rec, self.force)
             known = manifest.get_source_objects(con, pk.key) if check else []
+            deleted = deletes.of_files(con, [f.path for f in current]) if check else {}
         if not work and not check and rec is not None:
             return Outcome(pk.key, "cached", rows=rec.rows, detail=f"{why} (by another process)")
         self._remove_orphans(pk, {f.path for f in current})
@@ -397,7 +398,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         nbytes = sum(o.size for o in objects)
         delta = None
         if objects and check and rec is not None and rec.status == "complete":
-            delta = incremental.diff_objects(objects, known, current)
+            delta = incremental.diff_objects(objects, known, current, deleted)
         whole = delta is not None and not delta.empty and self.cfg.quality is not None
         fetch = objects if delta is None or whole else delta.fetch
         progress.listed(pk.key, len(fetch), sum(o.size for o in fetch))
@@ -806,6 +807,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             conv: _Converted = st.payload
             f, result = conv.fetched, conv.result
             files = [FileRecord(x.dest, pk.key, x.kind, x.rows, x.size, x.sha256) for x in st.files]
+            if result.kept and f.delta is not None:  # a changed day: deletes and inserts
+                kept = set(result.kept)
+                files += [x for x in f.delta.files if x.path in kept]
+                deletes.record(con, result.deletes, self.run_id)
             rec = PartitionRecord(
                 pk.key,
                 pk.source,
@@ -824,7 +829,16 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             validation = [("quarantine", r, n) for r, n in result.reasons.items()] + [
                 ("warning", w, n) for w, n in result.warnings.items()
             ]
-            sobjs = [SourceObjectRecord(o.key, o.size, o.etag, o.last_modified) for o in f.objects]
+            # rows of an object a change kept came from the run that loaded them
+            loaded: dict[str, str | None] = {}
+            if result.kept and f.delta is not None:
+                same = {o.key for o in f.delta.unchanged}
+                before = f.prior.run_id if f.prior is not None else None
+                loaded = {o.key: o.run_id or before for o in f.delta.known if o.key in same}
+            sobjs = [
+                SourceObjectRecord(o.key, o.size, o.etag, o.last_modified, loaded.get(o.key))
+                for o in f.objects
+            ]
             obsolete += manifest.put_partition(con, rec, files, sobjs, validation)
             if result.quality is not None:
                 record_quality(

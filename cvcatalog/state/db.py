@@ -40,7 +40,7 @@ from cvcatalog.io.storage import (
     store_for,
 )
 from cvcatalog.sqlutil import load_sql, quote_literal
-from cvcatalog.state import legacy, pins, tables
+from cvcatalog.state import deletes, legacy, pins, tables
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, "001_catalog.sql"),
@@ -51,6 +51,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (6, "006_catalog_settings.sql"),
     (7, "007_ducklake.sql"),
     (8, "008_experiment_pins.sql"),
+    (9, "009_file_deletes.sql"),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
@@ -553,7 +554,14 @@ class CatalogDB:
                     for table in rebuild:
                         tables.rebuild(con, table)
                     tables.sync_all(con, self.store.location)
-                    lake.set_commit_message(con, message, {"run_id": run_id})
+                    deleted = tables.apply_deletes(con, self.store.location)
+                    extra: dict[str, object] = {"run_id": run_id}
+                    if deleted:
+                        extra["deleted"] = deleted
+                    lake.set_commit_message(con, message, extra)
+                if deleted:  # the snapshot just committed is the one that deleted them
+                    with _transaction(con):
+                        deletes.mark_applied(con, lake.last_snapshot(con))
                 with self._full_disk("commit"):
                     con.execute("CHECKPOINT")
             finally:

@@ -59,6 +59,8 @@ class SourceObjectRecord:
     size: int
     etag: str
     last_modified: datetime | None
+    #: the run that loaded its rows (None: the partition's run)
+    run_id: str | None = None
 
 
 _PCOLS = [f for f in PartitionRecord.__dataclass_fields__]
@@ -132,7 +134,8 @@ def get_source_objects(con: duckdb.DuckDBPyConnection, key: str) -> list[SourceO
         SourceObjectRecord(**r)
         for r in _rows(
             con,
-            "SELECT key, size, etag, last_modified FROM source_objects WHERE partition_key = ? "
+            "SELECT key, size, etag, last_modified, run_id FROM source_objects "
+            "WHERE partition_key = ? "
             "ORDER BY key",
             [key],
         )
@@ -205,7 +208,7 @@ def put_partition(
         con.executemany(
             "INSERT INTO source_objects VALUES (?, ?, ?, ?, ?, ?)",
             [
-                [o.key, rec.partition_key, o.size, o.etag, o.last_modified, rec.run_id]
+                [o.key, rec.partition_key, o.size, o.etag, o.last_modified, o.run_id or rec.run_id]
                 for o in objects
             ],
         )

@@ -32,6 +32,7 @@ from cvcatalog.io.storage import LakeStore
 from cvcatalog.quality.config import SEGMENT_COLUMN
 from cvcatalog.schemas import SCHEMAS, MessageSchema, render_sql
 from cvcatalog.sqlutil import load_sql, quote_ident, quote_literal
+from cvcatalog.state import deletes
 
 #: the cross-source view of positions (NGSIM and the BSM tables)
 TRAJECTORIES_VIEW = "trajectories"
@@ -332,6 +333,7 @@ def fresh_names(
             store.duplicate(rel, new, scratch)
             for table in ("partition_files", "dataset_files"):
                 con.execute(f"UPDATE {table} SET path = ? WHERE path = ?", [new, rel])
+            deletes.renamed(con, rel, new)
             renamed += 1
     return renamed
 
@@ -359,6 +361,22 @@ def sync_all(con: duckdb.DuckDBPyConnection, locate: Locate) -> dict[str, tuple[
         if added or removed:
             changed[table] = (len(added), len(removed))
     return changed
+
+
+def apply_deletes(con: duckdb.DuckDBPyConnection, locate: Locate) -> dict[str, int]:
+    """Delete from the lake the rows this commit's state deletes (state/deletes.py: the rows
+    of changed or removed objects in a day's kept files), after sync_all. A lake write, in
+    the transaction that syncs the tables. Returns table -> rows deleted."""
+    wanted = deletes.pending(con)
+    if not wanted:
+        return {}
+    table_of = {path: table for table, current in current_files(con).items() for path in current}
+    by_table: dict[str, dict[str, list[str]]] = {}
+    for path, keys in wanted.items():
+        if path in table_of:  # a file no longer current has nothing left to delete from
+            by_table.setdefault(table_of[path], {})[locate(path)] = keys
+    done = {table: lake.delete_rows(con, table, rows) for table, rows in by_table.items()}
+    return {table: n for table, n in done.items() if n}
 
 
 def _segmented_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
