@@ -197,7 +197,7 @@ def test_lineage_from_a_row_to_its_object_run_and_snapshot(
             "select count(*) as n from wydot_bsm where source_key = ?", [key],
             snapshot=snap["snapshot_id"],
         ).n[0]  # fmt: skip
-        assert at > 0 and (before == 0 or pick == "min" and day == D1)  # changed: rows before
+        assert at > 0 and (before == 0 or (pick == "min" and day == D1))  # changed: rows before
     with pytest.raises(CatalogError, match="no rows of"):
         cat.lineage("wydot/BSM/2099/01/01/00/nothing")
     res = runner.invoke(

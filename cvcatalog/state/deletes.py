@@ -57,6 +57,8 @@ def of_files(
     """Path -> the source keys whose rows the lake no longer shows in that file (paths:
     these files, None: every file): now, or as of snapshot `at` (deletes applied by that
     snapshot or before)."""
+    if not _exists(con):  # a catalog not yet written by this release: nothing deleted
+        return {}
     sql = (
         "SELECT path, list(DISTINCT source_key ORDER BY source_key) FROM file_deletes "
         "WHERE snapshot_id IS NOT NULL"
@@ -84,3 +86,13 @@ def renamed(con: duckdb.DuckDBPyConnection, old: str, new: str) -> None:
         "SELECT DISTINCT ?, source_key, run_id, NULL FROM file_deletes WHERE path = ?",
         [new, old],
     )
+
+
+def _exists(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the catalog has the table (read-only catalogs of an earlier release, e.g. a
+    published one, are read as they are: migrations run on the first write)."""
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'file_deletes' "
+        "AND database_name = current_database()"
+    ).fetchone()
+    return bool(row and row[0])
