@@ -47,6 +47,7 @@ from cvcatalog.ops.publish import publish as publish_catalog
 from cvcatalog.ops.remote import PUBLISH_JSON, RemoteCatalogDB, cache_dir_for, read_only_error
 from cvcatalog.pipeline.report import Progress, Summary
 from cvcatalog.schemas import SCHEMAS, MessageSchema
+from cvcatalog.schemas.socrata import SocrataPlan, socrata_plan
 from cvcatalog.sources import cvpilot, ngsim
 from cvcatalog.sources.bucket import PartitionKey, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_literal
@@ -138,15 +139,18 @@ def _read_piece(
     filters: list[tuple[str, str, Any]] | None,
     window: tuple[datetime, datetime] | None,
     time_column: str | None,
-    sql: str | None = None,
+    plan: SocrataPlan | None = None,
     expected: pa.Schema | None = None,
     renamed: tuple[tuple[str, str], ...] = (),
 ) -> pd.DataFrame:
     """Read one partition's files with pyarrow (runs on Dask workers, so module level).
 
-    With sql (the socrata view's SELECT), columns name the columns of its result. expected:
-    the table's columns now; those the files predate (a canonical version that only added
-    columns) read as NULL, as in the lake.
+    Only the columns asked for are read (Dask's optimizer narrows `columns` to what the
+    computation uses); filters and the time window are evaluated by the Parquet reader on
+    columns that need not be selected. With plan (socrata naming), columns name socrata
+    columns: only the canonical columns they come from are read, and only their expressions
+    run. expected: the table's columns now; those the files predate (a canonical version that
+    only added columns) read as NULL, as in the lake.
     """
     const_names = {name for name, _ in piece.constants}
     fs = piece.s3.filesystem() if piece.s3 is not None else None
@@ -160,11 +164,12 @@ def _read_piece(
             for f in expected
             if f.name not in present and f.name not in back and f.name not in const_names
         ]
+    wanted = plan.needs(columns) if plan is not None else columns
     need = None
-    if columns is not None and sql is None:
-        need = list(dict.fromkeys([*columns, *([time_column] if window and time_column else [])]))
+    if wanted is not None:
         gone = {f.name for f in absent}
-        need = [back.get(c, c) for c in need if c not in const_names and c not in gone]
+        need = [back.get(c, c) for c in wanted if c not in const_names and c not in gone]
+        absent = [f for f in absent if f.name in wanted]
     arrow_filters: list[tuple[str, str, Any]] = list(filters or [])
     if window and time_column:
         arrow_filters += [(time_column, ">=", window[0]), (time_column, "<", window[1])]
@@ -182,8 +187,8 @@ def _read_piece(
     for f in absent:
         table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     table = _with_constants(table, piece.constants)
-    if sql is not None:
-        table = _apply_sql(table, sql)
+    if plan is not None:
+        table = _apply_sql(table, plan.select_sql(columns, "frame", table.column_names))
     if columns is not None:
         table = table.select(columns)
     return table.to_pandas()
@@ -603,7 +608,7 @@ class Catalog:
             assert lo_day is not None and hi_day is not None
             window = utc_window(lo_day, hi_day, timezone)
         example = parts[0] if parts else PartitionKey.parse(_example_key(source, message_type))
-        sql = schema.socrata_select_sql("frame") if naming == "socrata" else None
+        plan = socrata_plan(schema) if naming == "socrata" else None
 
         def empty() -> pa.Schema:
             con = duckdb.connect()
@@ -626,7 +631,7 @@ class Catalog:
             columns,
             filters,
             window,
-            sql,
+            plan,
         )
 
     def _dataset_dask(
@@ -722,11 +727,12 @@ class Catalog:
         columns: Sequence[str] | None,
         filters: Filters | None,
         window: tuple[datetime, datetime] | None,
-        sql: str | None,
+        plan: SocrataPlan | None,
     ) -> dd.DataFrame:
         """The one way a frame is built: pieces (catalog partition key, files, partition
         values) pruned by the filters on partition values, the other filters and the column
-        selection pushed into each piece's Parquet read."""
+        selection pushed into each piece's Parquet read. plan: socrata naming (the columns
+        are socrata names, computed from the canonical columns they come from)."""
         import dask.dataframe as dd
 
         names = {n for _, p in keyed for n, _ in p.constants} | {n for n, _ in spec.constants}
@@ -738,7 +744,7 @@ class Catalog:
         constants = pieces[0].constants if pieces else spec.constants
         # only a table whose schema evolved in place can have files that lack columns
         expected = spec.empty_schema() if spec.evolves else None
-        meta = _meta(spec, pieces, cols, constants, sql, expected)
+        meta = _meta(spec, pieces, cols, constants, plan, expected)
         self._record_access([k for k, _ in keyed])
         if not pieces:
             return dd.from_pandas(meta, npartitions=1)
@@ -749,7 +755,7 @@ class Catalog:
             filters=pushed or None,
             window=window,
             time_column=spec.time_column,
-            sql=sql,
+            plan=plan,
             expected=expected,
             renamed=spec.renamed,
             meta=meta,
@@ -1148,7 +1154,7 @@ def _meta(
     pieces: list[DaskPiece],
     columns: list[str] | None,
     constants: tuple[tuple[str, Any], ...],
-    sql: str | None = None,
+    plan: SocrataPlan | None = None,
     expected: pa.Schema | None = None,
 ) -> pd.DataFrame:
     """An empty frame with the exact dtypes a piece will have. expected: the table's columns
@@ -1167,12 +1173,17 @@ def _meta(
     else:
         arrow_schema = expected if expected is not None else spec.empty_schema()
     table = _with_constants(arrow_schema.empty_table(), constants)
-    if sql is not None:
-        table = _apply_sql(table, sql)
+    if plan is not None:
+        if columns is not None:
+            plan.check(columns)
+        table = _apply_sql(table, plan.select_sql(columns, "frame", table.column_names))
     if columns is not None:
         missing = [c for c in columns if c not in table.column_names]
         if missing:
-            raise ConfigError(f"unknown column(s) {', '.join(missing)} for {spec.name}")
+            raise ConfigError(
+                f"unknown column(s) {', '.join(missing)} for {spec.name}; "
+                f"valid: {', '.join(table.column_names)}"
+            )
         table = table.select(columns)
     return table.to_pandas()
 
