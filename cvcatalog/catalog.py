@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -119,13 +120,28 @@ def partition_constants(pk: PartitionKey) -> tuple[tuple[str, Any], ...]:
 def _with_constants(table: pa.Table, constants: tuple[tuple[str, Any], ...]) -> pa.Table:
     n = table.num_rows
     for name, value in constants:
-        table = table.append_column(name, pa.array([value] * n, pa.scalar(value).type))
+        table = table.append_column(name, pa.repeat(pa.scalar(value), n))
     return table
+
+
+_SCRATCH: tuple[int, duckdb.DuckDBPyConnection] | None = None
+_SCRATCH_LOCK = threading.Lock()
+
+
+def _scratch() -> duckdb.DuckDBPyConnection:
+    """A connection to this process's in-memory DuckDB for frame SQL. Opening an instance
+    costs ~10-50 ms, paid once per process (a forked child opens its own), not per piece;
+    each call gets its own cursor, so pieces on several threads never share a registration."""
+    global _SCRATCH
+    with _SCRATCH_LOCK:
+        if _SCRATCH is None or _SCRATCH[0] != os.getpid():
+            _SCRATCH = (os.getpid(), duckdb.connect(":memory:"))
+        return _SCRATCH[1].cursor()
 
 
 def _apply_sql(table: pa.Table, sql: str) -> pa.Table:
     """Run SQL over an Arrow table named `frame` (keeps nested types, unlike pandas)."""
-    con = duckdb.connect()
+    con = _scratch()
     try:
         con.register("frame", table)
         return con.sql(sql).arrow().read_all()
@@ -550,8 +566,15 @@ class Catalog:
         location/date directory, e.g. NGSIM: `to_dask("ngsim", start=..., location="i-80")`);
         only those partitions' files are ever opened. With start/end, rows are also cut to
         the exact local-time window (a Denver day is 06:00-06:00 UTC). `filters` are pyarrow
-        conjunctions ((column, op, value) tuples): the ones on partition columns (date,
-        location, ...) choose partitions, the others are pushed into the Parquet reads.
+        conjunctions ((column, op, value) tuples, canonical column names in either naming):
+        the ones on partition columns (date, location, ...) choose partitions, the others are
+        pushed into the Parquet reads.
+
+        Only the columns asked for (and those the computation uses: Dask's optimizer narrows
+        them further) are read; filter and time-window columns need not be among them.
+        naming="socrata": data.transportation.gov names (the `<table>_socrata` view); each
+        socrata column is computed only from the canonical columns it comes from
+        (`cvcatalog.schemas.socrata`), so e.g. 19 metadata/coreData columns never touch partII.
 
         The frame computes on Dask's current scheduler: under a `distributed.Client` (e.g.
         `with Client(LocalCluster()):`) the days are read in parallel by its workers, which
