@@ -12,6 +12,8 @@ variant warm, in a fresh child process (process start and imports included), `--
   straight from the catalog's Parquet files, + the same aggregate on `vehicle_id`/`speed_mps`
 - **a_all**, **c_all** (context, no target): the 19 columns materialised (`.compute()` of the
   whole frame, what the consumer's cleaner does) from a and c
+- **floor_a**, **floor_c** (context): the fixed cost of each, everything but the compute
+  (imports, opening the catalog, building the frame), to show where time and RSS go
 
 Reported: medians of wall seconds, CPU seconds (user + sys) and peak RSS, and `uptime` load
 before and after. Targets: a ≤ 2x c and ≤ 300 MB peak RSS; b ≤ 4x c. Results go to
@@ -66,6 +68,8 @@ VARIANTS = {
     "c": "baseline dd.read_parquet of the 18 canonical columns + the same aggregate",
     "a_all": "19-column socrata frame, materialised (.compute())",
     "c_all": "baseline dd.read_parquet of the 18 canonical columns, materialised",
+    "floor_a": "fixed cost of a: imports, catalog opened, 19-column frame built, nothing computed",
+    "floor_c": "fixed cost of c: imports (dask.dataframe, pyarrow, distributed), frame built",
 }
 TARGETS = {"a": 2.0, "b": 4.0}  # x the baseline c
 RSS_TARGET_MB = {"a": 300}
@@ -77,7 +81,7 @@ def child(variant: str, catalog: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     import dask.dataframe as dd
 
-    if variant.startswith("c"):
+    if variant.startswith(("c", "floor_c")):
         files = sorted(
             str(p) for p in (catalog / "lake").rglob("*.parquet") if "wydot_bsm" in str(p)
         )
@@ -92,7 +96,11 @@ def child(variant: str, catalog: Path) -> dict[str, Any]:
         vid, speed = "coreData_id", "coreData_speed"
     built = time.perf_counter() - t0
     out: dict[str, Any] = {"variant": variant, "npartitions": frame.npartitions}
-    if variant.endswith("_all"):
+    if variant.startswith("floor"):
+        import distributed  # noqa: F401  (what compute() imports first)
+
+        out.update(rows=0, speed_sum=0.0)
+    elif variant.endswith("_all"):
         pdf = frame.compute()
         out.update(rows=len(pdf), columns=len(pdf.columns), speed_sum=float(pdf[speed].sum()))
     else:
@@ -219,7 +227,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]
 
 def check_agree(runs: dict[str, list[dict[str, Any]]]) -> None:
     """Every aggregate variant saw the same rows and the same sum of speed."""
-    aggs = {v: rs[0] for v, rs in runs.items() if not v.endswith("_all")}
+    aggs = {v: rs[0] for v, rs in runs.items() if v in ("a", "b", "c")}
     rows = {v: r["rows"] for v, r in aggs.items()}
     sums = {v: r["speed_sum"] for v, r in aggs.items()}
     if len(set(rows.values())) > 1 or max(sums.values()) - min(sums.values()) > 1e-6 * max(

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cvcatalog import catalog as catalog_module
-from cvcatalog.catalog import Catalog
+from cvcatalog.catalog import Catalog, to_socrata
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
@@ -104,6 +104,9 @@ def test_the_19_socrata_columns_equal_the_view(cat: Catalog) -> None:
     full = cat.to_dask("wydot", "BSM", D1, D2, naming="socrata")
     # the same dtypes as those columns of the full socrata frame
     assert dict(frame.dtypes) == {c: full.dtypes[c] for c in ML_COLUMNS}
+    # the values of the whole socrata SQL run over the canonical frame (to_socrata)
+    whole = to_socrata(cat.to_dask("wydot", "BSM", D1, D2), SCHEMAS[("wydot", "BSM")])
+    old = whole[ML_COLUMNS].compute()
     got = frame.compute()
     assert dict(got.dtypes) == dict(frame.dtypes)  # meta is what the pieces give
     assert str(got.coreData_speed.dtype) == "float64"
@@ -113,6 +116,7 @@ def test_the_19_socrata_columns_equal_the_view(cat: Catalog) -> None:
     assert len(got) == len(want) > 0
     a, b = _sorted(got, KEY), _sorted(want[ML_COLUMNS], KEY)
     pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    pd.testing.assert_frame_equal(a, _sorted(old, KEY), check_dtype=False)
     # the consumer's WKT: POINT (lon lat)
     lon_lat = a.coreData_position.str.extract(r"^POINT \((\S+) (\S+)\)$").astype(float)
     assert (lon_lat[0] == a.coreData_position_long).all()
@@ -222,3 +226,26 @@ def test_ngsim_frames_with_columns(tmp_path: Path, reads: list[Any]) -> None:
     pd.testing.assert_frame_equal(_sorted(got, cols), _sorted(want, cols), check_dtype=False)
     with pytest.raises(ConfigError, match="valid: "):
         cat.to_dask("ngsim", columns=["speed"])
+
+
+def test_a_cleaner_like_the_consumers_runs_on_the_lazy_frame(cat: Catalog) -> None:
+    """What the ML pipeline's cleaner does with the 19 columns (drop incomplete rows, parse the
+    WKT point, time features from metadata_generatedAt), lazily per partition, agrees with the
+    same steps on the view's rows."""
+
+    def clean(df: pd.DataFrame) -> pd.DataFrame:
+        df = df[ML_COLUMNS].dropna(subset=["coreData_position", "coreData_speed"])
+        xy = df.coreData_position.str.extract(r"^POINT \((\S+) (\S+)\)$").astype(float)
+        t = pd.to_datetime(df.metadata_generatedAt, utc=True)
+        return df.assign(x_pos=xy[0], y_pos=xy[1], year=t.dt.year, month=t.dt.month,
+                         day=t.dt.day, hour=t.dt.hour)[
+            ["coreData_id", "x_pos", "y_pos", "year", "month", "day", "hour", "coreData_speed"]
+        ]  # fmt: skip
+
+    frame = cat.to_dask("wydot", "BSM", D1, D2, columns=ML_COLUMNS, naming="socrata")
+    got = frame.map_partitions(clean).compute()
+    want = clean(_view(cat, "wydot_bsm_socrata", ML_COLUMNS))
+    key = ["coreData_id", "x_pos", "y_pos", "hour", "coreData_speed"]
+    assert len(got) == len(want) > 0
+    pd.testing.assert_frame_equal(_sorted(got, key), _sorted(want, key), check_dtype=False)
+    assert set(got.day) == {D1.day, D2.day}
