@@ -189,13 +189,16 @@ def _read_piece(
     arrow_filters: list[tuple[str, str, Any]] = list(filters or [])
     if window and time_column:
         arrow_filters += [(time_column, ">=", window[0]), (time_column, "<", window[1])]
-    # partitioning=None: the partition columns come from the manifest, not re-parsed paths
+    # partitioning=None: the partition columns come from the manifest, not re-parsed paths;
+    # pre_buffer (coalesced reads ahead) pays off on S3 only: on local files it just holds
+    # more memory (~13 MB peak on the issue-16 week)
     table = pq.read_table(
         list(piece.files),
         columns=need,
         filters=arrow_filters or None,
         partitioning=None,
         filesystem=fs,
+        pre_buffer=fs is not None,
     )
     if back:
         old_to_new = {o: n for n, o in back.items()}
