@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cvcatalog.config import (
@@ -158,6 +159,7 @@ def _read_piece(
     plan: SocrataPlan | None = None,
     expected: pa.Schema | None = None,
     renamed: tuple[tuple[str, str], ...] = (),
+    socrata: pa.Schema | None = None,
 ) -> pd.DataFrame:
     """Read one partition's files with pyarrow (runs on Dask workers, so module level).
 
@@ -165,8 +167,10 @@ def _read_piece(
     computation uses); filters and the time window are evaluated by the Parquet reader on
     columns that need not be selected. With plan (socrata naming), columns name socrata
     columns: only the canonical columns they come from are read, and only their expressions
-    run. expected: the table's columns now; those the files predate (a canonical version that
-    only added columns) read as NULL, as in the lake.
+    run (no SQL at all when they are all renames: the view's row filter goes into the read);
+    socrata: the Arrow types the view gives them. expected: the table's columns now; those
+    the files predate (a canonical version that only added columns) read as NULL, as in the
+    lake.
     """
     const_names = {name for name, _ in piece.constants}
     fs = piece.s3.filesystem() if piece.s3 is not None else None
@@ -180,7 +184,17 @@ def _read_piece(
             for f in expected
             if f.name not in present and f.name not in back and f.name not in const_names
         ]
-    wanted = plan.needs(columns) if plan is not None else columns
+    renames = plan.renames(columns) if plan is not None else None
+    if (
+        renames is not None
+        and plan is not None
+        and {f.name for f in absent} & set(plan.null_filter or ())
+    ):
+        renames = None  # the row filter's column predates these files: the SQL handles it
+    if renames is not None:
+        wanted: list[str] | None = list(dict.fromkeys(src for _, src in renames))
+    else:
+        wanted = plan.needs(columns) if plan is not None else columns
     need = None
     if wanted is not None:
         gone = {f.name for f in absent}
@@ -192,10 +206,15 @@ def _read_piece(
     # partitioning=None: the partition columns come from the manifest, not re-parsed paths;
     # pre_buffer (coalesced reads ahead) pays off on S3 only: on local files it just holds
     # more memory (~13 MB peak on the issue-16 week)
+    where = pq.filters_to_expression(arrow_filters) if arrow_filters else None
+    if renames is not None and plan is not None:
+        for c in plan.null_filter or ():
+            term = pc.field(back.get(c, c)).is_null()
+            where = term if where is None else where & term
     table = pq.read_table(
         list(piece.files),
         columns=need,
-        filters=arrow_filters or None,
+        filters=where,
         partitioning=None,
         filesystem=fs,
         pre_buffer=fs is not None,
@@ -206,7 +225,11 @@ def _read_piece(
     for f in absent:
         table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     table = _with_constants(table, piece.constants)
-    if plan is not None:
+    if renames is not None:
+        table = pa.table({name: table[src] for name, src in renames})
+        if socrata is not None:  # e.g. the time zone DuckDB labels TIMESTAMPTZ with
+            table = table.cast(pa.schema([socrata.field(name) for name, _ in renames]))
+    elif plan is not None:
         table = _apply_sql(table, plan.select_sql(columns, "frame", table.column_names))
     if columns is not None:
         table = table.select(columns)
@@ -770,7 +793,7 @@ class Catalog:
         constants = pieces[0].constants if pieces else spec.constants
         # only a table whose schema evolved in place can have files that lack columns
         expected = spec.empty_schema() if spec.evolves else None
-        meta = _meta(spec, pieces, cols, constants, plan, expected)
+        meta, socrata = _meta(spec, pieces, cols, constants, plan, expected)
         self._record_access([k for k, _ in keyed])
         if not pieces:
             return dd.from_pandas(meta, npartitions=1)
@@ -784,6 +807,7 @@ class Catalog:
             plan=plan,
             expected=expected,
             renamed=spec.renamed,
+            socrata=socrata,
             meta=meta,
             enforce_metadata=False,
             label=spec.label,
@@ -1182,9 +1206,10 @@ def _meta(
     constants: tuple[tuple[str, Any], ...],
     plan: SocrataPlan | None = None,
     expected: pa.Schema | None = None,
-) -> pd.DataFrame:
-    """An empty frame with the exact dtypes a piece will have. expected: the table's columns
-    now, when files written before may lack some (FrameSpec.evolves)."""
+) -> tuple[pd.DataFrame, pa.Schema | None]:
+    """An empty frame with the exact dtypes a piece will have, and with plan the Arrow
+    schema of the socrata columns. expected: the table's columns now, when files written
+    before may lack some (FrameSpec.evolves)."""
     if pieces:
         first = pieces[0]
         fs = first.s3.filesystem() if first.s3 is not None else None
@@ -1199,10 +1224,12 @@ def _meta(
     else:
         arrow_schema = expected if expected is not None else spec.empty_schema()
     table = _with_constants(arrow_schema.empty_table(), constants)
+    socrata = None
     if plan is not None:
         if columns is not None:
             plan.check(columns)
         table = _apply_sql(table, plan.select_sql(columns, "frame", table.column_names))
+        socrata = table.schema
     if columns is not None:
         missing = [c for c in columns if c not in table.column_names]
         if missing:
@@ -1211,7 +1238,7 @@ def _meta(
                 f"valid: {', '.join(table.column_names)}"
             )
         table = table.select(columns)
-    return table.to_pandas()
+    return table.to_pandas(), socrata
 
 
 def _dataset(source: str) -> type[Dataset] | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import dask
+import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -63,7 +64,13 @@ def cat(module_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
 
 
 @pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str] | None]]:
+def filters() -> list[Any]:
+    """The `filters=` of the reads the `reads` fixture records."""
+    return []
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch, filters: list[Any]) -> Iterator[list[list[str] | None]]:
     """The `columns=` of every Parquet read a frame's pieces make (synchronous scheduler)."""
     seen: list[list[str] | None] = []
     real = pq.read_table
@@ -71,6 +78,7 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str] | None]]:
     def spy(*args: Any, **kwargs: Any) -> Any:
         cols = kwargs.get("columns")
         seen.append(None if cols is None else list(cols))
+        filters.append(kwargs.get("filters"))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(catalog_module.pq, "read_table", spy)
@@ -123,7 +131,9 @@ def test_the_19_socrata_columns_equal_the_view(cat: Catalog) -> None:
     assert (lon_lat[1] == a.coreData_position_lat).all()
 
 
-def test_socrata_reads_only_the_source_columns(cat: Catalog, reads: list[Any]) -> None:
+def test_socrata_reads_only_the_source_columns(
+    cat: Catalog, reads: list[Any], filters: list[Any]
+) -> None:
     plan = socrata_plan(SCHEMAS[("wydot", "BSM")])
     frame = cat.to_dask("wydot", "BSM", D1, D2, columns=["coreData_speed", "coreData_position"],
                         naming="socrata")  # fmt: skip
@@ -132,10 +142,14 @@ def test_socrata_reads_only_the_source_columns(cat: Catalog, reads: list[Any]) -
         set(r or ()) == {"speed_mps", "latitude", "longitude", *plan.always} for r in reads
     )
     reads.clear()
+    filters.clear()
     # the full frame: Dask's optimizer narrows the columns to what the aggregate uses
     full = cat.to_dask("wydot", "BSM", D1, D2, naming="socrata")
     agg = full.groupby("coreData_id")["coreData_speed"].agg(["count", "mean"]).compute()
-    assert reads and all(set(r or ()) == {"vehicle_id", "speed_mps", *plan.always} for r in reads)
+    # two renames: the view's row filter (invalid_reason IS NULL) goes into the read
+    assert reads and all(set(r or ()) == {"vehicle_id", "speed_mps"} for r in reads)
+    assert plan.null_filter == tuple(plan.always) == ("invalid_reason",)
+    assert filters and all("invalid_reason" in str(f) for f in filters)
     want = cat.query(
         'select "coreData_id", count("coreData_speed") as n, avg("coreData_speed") as m '
         "from wydot_bsm_socrata group by 1"
@@ -249,3 +263,24 @@ def test_a_cleaner_like_the_consumers_runs_on_the_lazy_frame(cat: Catalog) -> No
     assert len(got) == len(want) > 0
     pd.testing.assert_frame_equal(_sorted(got, key), _sorted(want, key), check_dtype=False)
     assert set(got.day) == {D1.day, D2.day}
+
+
+@pytest.mark.parametrize("key", sorted(SCHEMAS))
+def test_every_socrata_column_alone_has_the_views_type(key: tuple[str, str]) -> None:
+    """For every (source, type): each socrata column computed alone, from only the columns the
+    plan says it needs (the others NULL), binds and has the type the whole view gives it."""
+    schema = SCHEMAS[key]
+    plan = socrata_plan(schema)
+    con = duckdb.connect()
+    try:
+        empty = con.sql(schema.empty_select_sql(schema.view_columns)).arrow().read_all()
+        con.register("frame", empty)
+        whole = con.sql(schema.socrata_select_sql("frame")).arrow().read_all().schema
+        assert plan.names == whole.names
+        for name in plan.names:
+            needs = plan.needs([name])
+            con.register("frame", empty.select(needs))
+            one = con.sql(plan.select_sql([name], "frame", needs)).arrow().read_all().schema
+            assert one.names == [name] and one.field(0).type == whole.field(name).type, name
+    finally:
+        con.close()

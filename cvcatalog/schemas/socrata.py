@@ -41,6 +41,8 @@ class SocrataColumn:
     name: str
     expression: str  # the item as written in the view, `<expr> AS "<name>"`
     needs: frozenset[str]
+    #: the relation column it is, unchanged (a rename), or None: an expression
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class SocrataPlan:
     always: frozenset[str]
     #: (name, DuckDB type) of every column the relation may have (canonical + partition)
     relation_columns: tuple[tuple[str, str], ...]
+    #: when the FROM clause only keeps the rows where these relation columns are NULL (and
+    #: neither adds, groups nor reorders rows): renames need no SQL. None: run the SQL.
+    null_filter: tuple[str, ...] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -76,6 +81,17 @@ class SocrataPlan:
         chosen = self.columns if names is None else self._pick(names)
         want = set(self.always).union(*(c.needs for c in chosen))
         return [n for n, _ in self.relation_columns if n in want]
+
+    def renames(self, names: Sequence[str] | None) -> list[tuple[str, str]] | None:
+        """(socrata name, relation column) when every asked column is a relation column
+        renamed and the rows kept are those where null_filter's columns are NULL: a reader
+        then renames and filters Arrow columns, no SQL. None: select_sql() is needed."""
+        if names is None or self.null_filter is None:
+            return None
+        chosen = self._pick(names)
+        if any(c.source is None for c in chosen):
+            return None
+        return [(c.name, c.source) for c in chosen if c.source is not None]
 
     def select_sql(self, names: Sequence[str] | None, relation: str, have: Sequence[str]) -> str:
         """The SELECT computing these socrata columns (None: all) over `relation`, which holds
@@ -111,9 +127,21 @@ def _plan(template: str, view: str, relation_columns: tuple[tuple[str, str], ...
     for text, node in zip(items, select_list, strict=True):
         name = node.get("alias") or node["column_names"][-1]
         needs = _resolve(tree["from_table"], _refs(node), known)
-        columns.append(SocrataColumn(name, text, frozenset(needs & known)))
+        source = None
+        if node.get("class") == "COLUMN_REF":
+            ref = node["column_names"][-1]
+            if ref in known and _passes(tree["from_table"], ref):
+                source = ref
+        columns.append(SocrataColumn(name, text, frozenset(needs & known), source))
     always = _resolve(tree["from_table"], _refs(tree.get("where_clause")), known) & known
-    return SocrataPlan(view, tuple(columns), from_clause, frozenset(always), relation_columns)
+    return SocrataPlan(
+        view,
+        tuple(columns),
+        from_clause,
+        frozenset(always),
+        relation_columns,
+        _null_filter(tree, known),
+    )
 
 
 def socrata_plan(schema: MessageSchema) -> SocrataPlan:
@@ -180,6 +208,66 @@ def _resolve(from_table: dict[str, Any], names: set[str], known: set[str]) -> se
         elif star:
             down.add(name)
     return _resolve(node["from_table"], down, known)
+
+
+def _passes(from_table: dict[str, Any], name: str) -> bool:
+    """Whether a name read from a FROM item is the relation's column of that name, unchanged
+    (passed through `alias.*` or as itself by every subquery)."""
+    kind = from_table.get("type")
+    if kind == "BASE_TABLE":
+        return True
+    if kind != "SUBQUERY" or from_table["subquery"]["node"].get("type") != "SELECT_NODE":
+        return False
+    node = from_table["subquery"]["node"]
+    star = False
+    for item in node["select_list"]:
+        if item.get("class") == "STAR":
+            if item.get("exclude_list") or item.get("replace_list") or item.get("rename_list"):
+                return False
+            star = True
+        elif item.get("alias") == name or (
+            not item.get("alias")
+            and item.get("class") == "COLUMN_REF"
+            and item["column_names"][-1] == name
+        ):
+            plain = item.get("class") == "COLUMN_REF" and item["column_names"][-1] == name
+            return plain and _passes(node["from_table"], name)
+    return star and _passes(node["from_table"], name)
+
+
+def _null_filter(tree: dict[str, Any], known: set[str]) -> tuple[str, ...] | None:
+    """The relation columns the view's WHERE clauses require NULL, when that is all its FROM
+    chain does to rows (no join, grouping, DISTINCT, ORDER/LIMIT, UNNEST, other condition)."""
+    names: list[str] = []
+    node: dict[str, Any] | None = tree
+    while node is not None:
+        if node.get("type") != "SELECT_NODE" or node.get("modifiers") or (
+            node.get("group_expressions") or node.get("having") or node.get("qualify")
+        ):
+            return None
+        if any(
+            n.get("class") == "FUNCTION" and n.get("function_name", "").lower() == "unnest"
+            for n in _walk(node["select_list"])
+        ):
+            return None
+        where = node.get("where_clause")
+        if where is not None:
+            kids = where.get("children") or []
+            if where.get("type") != "OPERATOR_IS_NULL" or len(kids) != 1:
+                return None
+            if kids[0].get("class") != "COLUMN_REF":
+                return None
+            col = kids[0]["column_names"][-1]
+            if col not in known or not _passes(node["from_table"], col):
+                return None
+            names.append(col)
+        inner = node["from_table"]
+        if inner.get("type") == "BASE_TABLE":
+            return tuple(dict.fromkeys(names))
+        if inner.get("type") != "SUBQUERY":
+            return None
+        node = inner["subquery"]["node"]
+    return None
 
 
 def _split_select(body: str) -> tuple[list[str], str]:
