@@ -203,14 +203,14 @@ def _read_piece(
     arrow_filters: list[tuple[str, str, Any]] = list(filters or [])
     if window and time_column:
         arrow_filters += [(time_column, ">=", window[0]), (time_column, "<", window[1])]
-    # partitioning=None: the partition columns come from the manifest, not re-parsed paths;
-    # pre_buffer (coalesced reads ahead) pays off on S3 only: on local files it just holds
-    # more memory (~13 MB peak on the issue-16 week)
     where = pq.filters_to_expression(arrow_filters) if arrow_filters else None
-    if renames is not None and plan is not None:
+    if renames is not None and plan is not None:  # the view's row filter, in the read
         for c in plan.null_filter or ():
             term = pc.field(back.get(c, c)).is_null()
             where = term if where is None else where & term
+    # partitioning=None: the partition columns come from the manifest, not re-parsed paths;
+    # pre_buffer (coalesced reads ahead) pays off on S3 only: on local files it just holds
+    # more memory (~13 MB peak on the issue-16 week)
     table = pq.read_table(
         list(piece.files),
         columns=need,
