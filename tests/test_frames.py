@@ -4,6 +4,7 @@ NGSIM frames with columns. Values are always compared with the catalog's own vie
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -284,3 +285,14 @@ def test_every_socrata_column_alone_has_the_views_type(key: tuple[str, str]) -> 
             assert one.names == [name] and one.field(0).type == whole.field(name).type, name
     finally:
         con.close()
+
+
+def test_the_plan_travels_to_workers() -> None:
+    """Pieces run on distributed workers: the plan they get must pickle, and unpickled it
+    still computes the same SQL."""
+    plan = socrata_plan(SCHEMAS[("wydot", "BSM")])
+    back = pickle.loads(pickle.dumps(plan))
+    assert back == plan
+    assert back.select_sql(ML_COLUMNS, "frame", ["vehicle_id"]) == plan.select_sql(
+        ML_COLUMNS, "frame", ["vehicle_id"]
+    )
