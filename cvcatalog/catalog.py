@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cvcatalog.config import (
@@ -47,6 +49,7 @@ from cvcatalog.ops.publish import publish as publish_catalog
 from cvcatalog.ops.remote import PUBLISH_JSON, RemoteCatalogDB, cache_dir_for, read_only_error
 from cvcatalog.pipeline.report import Progress, Summary
 from cvcatalog.schemas import SCHEMAS, MessageSchema
+from cvcatalog.schemas.socrata import SocrataPlan, socrata_plan
 from cvcatalog.sources import cvpilot, ngsim
 from cvcatalog.sources.bucket import PartitionKey, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_literal
@@ -120,13 +123,28 @@ def partition_constants(pk: PartitionKey) -> tuple[tuple[str, Any], ...]:
 def _with_constants(table: pa.Table, constants: tuple[tuple[str, Any], ...]) -> pa.Table:
     n = table.num_rows
     for name, value in constants:
-        table = table.append_column(name, pa.array([value] * n, pa.scalar(value).type))
+        table = table.append_column(name, pa.repeat(pa.scalar(value), n))
     return table
+
+
+_SCRATCH: tuple[int, duckdb.DuckDBPyConnection] | None = None
+_SCRATCH_LOCK = threading.Lock()
+
+
+def _scratch() -> duckdb.DuckDBPyConnection:
+    """A connection to this process's in-memory DuckDB for frame SQL. Opening an instance
+    costs ~10-50 ms, paid once per process (a forked child opens its own), not per piece;
+    each call gets its own cursor, so pieces on several threads never share a registration."""
+    global _SCRATCH
+    with _SCRATCH_LOCK:
+        if _SCRATCH is None or _SCRATCH[0] != os.getpid():
+            _SCRATCH = (os.getpid(), duckdb.connect(":memory:"))
+        return _SCRATCH[1].cursor()
 
 
 def _apply_sql(table: pa.Table, sql: str) -> pa.Table:
     """Run SQL over an Arrow table named `frame` (keeps nested types, unlike pandas)."""
-    con = duckdb.connect()
+    con = _scratch()
     try:
         con.register("frame", table)
         return con.sql(sql).arrow().read_all()
@@ -140,15 +158,21 @@ def _read_piece(
     filters: list[tuple[str, str, Any]] | None,
     window: tuple[datetime, datetime] | None,
     time_column: str | None,
-    sql: str | None = None,
+    plan: SocrataPlan | None = None,
     expected: pa.Schema | None = None,
     renamed: tuple[tuple[str, str], ...] = (),
+    socrata: pa.Schema | None = None,
 ) -> pd.DataFrame:
     """Read one partition's files with pyarrow (runs on Dask workers, so module level).
 
-    With sql (the socrata view's SELECT), columns name the columns of its result. expected:
-    the table's columns now; those the files predate (a canonical version that only added
-    columns) read as NULL, as in the lake.
+    Only the columns asked for are read (Dask's optimizer narrows `columns` to what the
+    computation uses); filters and the time window are evaluated by the Parquet reader on
+    columns that need not be selected. With plan (socrata naming), columns name socrata
+    columns: only the canonical columns they come from are read, and only their expressions
+    run (no SQL at all when they are all renames: the view's row filter goes into the read);
+    socrata: the Arrow types the view gives them. expected: the table's columns now; those
+    the files predate (a canonical version that only added columns) read as NULL, as in the
+    lake.
     """
     const_names = {name for name, _ in piece.constants}
     fs = piece.s3.filesystem() if piece.s3 is not None else None
@@ -162,50 +186,73 @@ def _read_piece(
             for f in expected
             if f.name not in present and f.name not in back and f.name not in const_names
         ]
+    renames = plan.renames(columns) if plan is not None else None
+    if (
+        renames is not None
+        and plan is not None
+        and {f.name for f in absent} & set(plan.null_filter or ())
+    ):
+        renames = None  # the row filter's column predates these files: the SQL handles it
+    if renames is not None:
+        wanted: list[str] | None = list(dict.fromkeys(src for _, src in renames))
+    else:
+        wanted = plan.needs(columns) if plan is not None else columns
     need = None
-    if columns is not None and sql is None:
-        need = list(dict.fromkeys([*columns, *([time_column] if window and time_column else [])]))
+    if wanted is not None:
         gone = {f.name for f in absent}
-        need = [back.get(c, c) for c in need if c not in const_names and c not in gone]
+        need = [back.get(c, c) for c in wanted if c not in const_names and c not in gone]
+        absent = [f for f in absent if f.name in wanted]
     arrow_filters: list[tuple[str, str, Any]] = list(filters or [])
     if window and time_column:
         arrow_filters += [(time_column, ">=", window[0]), (time_column, "<", window[1])]
-    table = _read_files(piece, need, arrow_filters, fs)
+    where = pq.filters_to_expression(arrow_filters) if arrow_filters else None
+    if renames is not None and plan is not None:  # the view's row filter, in the read
+        for c in plan.null_filter or ():
+            term = pc.field(back.get(c, c)).is_null()
+            where = term if where is None else where & term
+    table = _read_files(piece, need, where, fs)
     if back:
         old_to_new = {o: n for n, o in back.items()}
         table = table.rename_columns([old_to_new.get(c, c) for c in table.column_names])
     for f in absent:
         table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     table = _with_constants(table, piece.constants)
-    if sql is not None:
-        table = _apply_sql(table, sql)
+    if renames is not None:
+        table = pa.table({name: table[src] for name, src in renames})
+        if socrata is not None:  # e.g. the time zone DuckDB labels TIMESTAMPTZ with
+            table = table.cast(pa.schema([socrata.field(name) for name, _ in renames]))
+    elif plan is not None:
+        table = _apply_sql(table, plan.select_sql(columns, "frame", table.column_names))
     if columns is not None:
         table = table.select(columns)
     return table.to_pandas()
 
 
 def _read_files(
-    piece: DaskPiece,
-    columns: list[str] | None,
-    filters: list[tuple[str, str, Any]],
-    fs: Any,
+    piece: DaskPiece, columns: list[str] | None, where: pc.Expression | None, fs: Any
 ) -> pa.Table:
     """The piece's rows: its files read together, except that a file with deleted rows
     (an object changed or removed by --check-changes) is read alone, without those rows."""
     gone = dict(piece.deleted)
     plain = [f for f in piece.files if f not in gone]
-    groups = [(plain, filters)] if plain else []
-    groups += [
-        ([f], [*filters, ("source_key", "not in", list(gone[f]))])
-        for f in piece.files
-        if f in gone
-    ]
-    # partitioning=None: the partition columns come from the manifest, not re-parsed paths
+    groups: list[tuple[list[str], pc.Expression | None]] = [(plain, where)] if plain else []
+    for f in piece.files:
+        if f in gone:
+            keep = ~pc.field("source_key").isin(list(gone[f]))
+            groups.append(([f], keep if where is None else where & keep))
+    # partitioning=None: the partition columns come from the manifest, not re-parsed paths;
+    # pre_buffer (coalesced reads ahead) pays off on S3 only: on local files it just holds
+    # more memory (~13 MB peak on the issue-16 week)
     tables = [
         pq.read_table(
-            files, columns=columns, filters=f or None, partitioning=None, filesystem=fs
+            files,
+            columns=columns,
+            filters=expr,
+            partitioning=None,
+            filesystem=fs,
+            pre_buffer=fs is not None,
         )
-        for files, f in groups or [(list(piece.files), filters)]
+        for files, expr in groups or [(list(piece.files), where)]
     ]
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
 
@@ -566,8 +613,15 @@ class Catalog:
         location/date directory, e.g. NGSIM: `to_dask("ngsim", start=..., location="i-80")`);
         only those partitions' files are ever opened. With start/end, rows are also cut to
         the exact local-time window (a Denver day is 06:00-06:00 UTC). `filters` are pyarrow
-        conjunctions ((column, op, value) tuples): the ones on partition columns (date,
-        location, ...) choose partitions, the others are pushed into the Parquet reads.
+        conjunctions ((column, op, value) tuples, canonical column names in either naming):
+        the ones on partition columns (date, location, ...) choose partitions, the others are
+        pushed into the Parquet reads.
+
+        Only the columns asked for (and those the computation uses: Dask's optimizer narrows
+        them further) are read; filter and time-window columns need not be among them.
+        naming="socrata": data.transportation.gov names (the `<table>_socrata` view); each
+        socrata column is computed only from the canonical columns it comes from
+        (`cvcatalog.schemas.socrata`), so e.g. 19 metadata/coreData columns never touch partII.
 
         The frame computes on Dask's current scheduler: under a `distributed.Client` (e.g.
         `with Client(LocalCluster()):`) the days are read in parallel by its workers, which
@@ -637,7 +691,7 @@ class Catalog:
             assert lo_day is not None and hi_day is not None
             window = utc_window(lo_day, hi_day, timezone)
         example = parts[0] if parts else PartitionKey.parse(_example_key(source, message_type))
-        sql = schema.socrata_select_sql("frame") if naming == "socrata" else None
+        plan = socrata_plan(schema) if naming == "socrata" else None
 
         def empty() -> pa.Schema:
             con = duckdb.connect()
@@ -660,7 +714,7 @@ class Catalog:
             columns,
             filters,
             window,
-            sql,
+            plan,
         )
 
     def _dataset_dask(
@@ -764,11 +818,12 @@ class Catalog:
         columns: Sequence[str] | None,
         filters: Filters | None,
         window: tuple[datetime, datetime] | None,
-        sql: str | None,
+        plan: SocrataPlan | None,
     ) -> dd.DataFrame:
         """The one way a frame is built: pieces (catalog partition key, files, partition
         values) pruned by the filters on partition values, the other filters and the column
-        selection pushed into each piece's Parquet read."""
+        selection pushed into each piece's Parquet read. plan: socrata naming (the columns
+        are socrata names, computed from the canonical columns they come from)."""
         import dask.dataframe as dd
 
         names = {n for _, p in keyed for n, _ in p.constants} | {n for n, _ in spec.constants}
@@ -780,7 +835,7 @@ class Catalog:
         constants = pieces[0].constants if pieces else spec.constants
         # only a table whose schema evolved in place can have files that lack columns
         expected = spec.empty_schema() if spec.evolves else None
-        meta = _meta(spec, pieces, cols, constants, sql, expected)
+        meta, socrata = _meta(spec, pieces, cols, constants, plan, expected)
         self._record_access([k for k, _ in keyed])
         if not pieces:
             return dd.from_pandas(meta, npartitions=1)
@@ -791,9 +846,10 @@ class Catalog:
             filters=pushed or None,
             window=window,
             time_column=spec.time_column,
-            sql=sql,
+            plan=plan,
             expected=expected,
             renamed=spec.renamed,
+            socrata=socrata,
             meta=meta,
             enforce_metadata=False,
             label=spec.label,
@@ -1205,11 +1261,12 @@ def _meta(
     pieces: list[DaskPiece],
     columns: list[str] | None,
     constants: tuple[tuple[str, Any], ...],
-    sql: str | None = None,
+    plan: SocrataPlan | None = None,
     expected: pa.Schema | None = None,
-) -> pd.DataFrame:
-    """An empty frame with the exact dtypes a piece will have. expected: the table's columns
-    now, when files written before may lack some (FrameSpec.evolves)."""
+) -> tuple[pd.DataFrame, pa.Schema | None]:
+    """An empty frame with the exact dtypes a piece will have, and with plan the Arrow
+    schema of the socrata columns. expected: the table's columns now, when files written
+    before may lack some (FrameSpec.evolves)."""
     if pieces:
         first = pieces[0]
         fs = first.s3.filesystem() if first.s3 is not None else None
@@ -1224,14 +1281,21 @@ def _meta(
     else:
         arrow_schema = expected if expected is not None else spec.empty_schema()
     table = _with_constants(arrow_schema.empty_table(), constants)
-    if sql is not None:
-        table = _apply_sql(table, sql)
+    socrata = None
+    if plan is not None:
+        if columns is not None:
+            plan.check(columns)
+        table = _apply_sql(table, plan.select_sql(columns, "frame", table.column_names))
+        socrata = table.schema
     if columns is not None:
         missing = [c for c in columns if c not in table.column_names]
         if missing:
-            raise ConfigError(f"unknown column(s) {', '.join(missing)} for {spec.name}")
+            raise ConfigError(
+                f"unknown column(s) {', '.join(missing)} for {spec.name}; "
+                f"valid: {', '.join(table.column_names)}"
+            )
         table = table.select(columns)
-    return table.to_pandas()
+    return table.to_pandas(), socrata
 
 
 def _dataset(source: str) -> type[Dataset] | None:

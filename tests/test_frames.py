@@ -1,0 +1,298 @@
+"""Frames read only what is asked for (issue 16): column pushdown for canonical and socrata
+naming, the ML consumer's 19 socrata columns, filters and time windows on columns not selected,
+NGSIM frames with columns. Values are always compared with the catalog's own views."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import dask
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from cvcatalog import catalog as catalog_module
+from cvcatalog.catalog import Catalog, to_socrata
+from cvcatalog.exceptions import ConfigError
+from cvcatalog.sandbox.ngsim import generate_ngsim
+from cvcatalog.sandbox.replica import seed_replica
+from cvcatalog.schemas import SCHEMAS
+from cvcatalog.schemas.socrata import socrata_plan
+
+D1, D2 = date(2021, 4, 1), date(2021, 4, 2)
+
+#: the columns the ML pipeline's first cleaner reads (issue 16)
+ML_COLUMNS = [
+    "metadata_generatedAt",
+    "metadata_recordType",
+    "metadata_serialId_streamId",
+    "metadata_serialId_bundleSize",
+    "metadata_serialId_bundleId",
+    "metadata_serialId_recordId",
+    "metadata_serialId_serialNumber",
+    "metadata_receivedAt",
+    "coreData_id",
+    "coreData_secMark",
+    "coreData_position_lat",
+    "coreData_position_long",
+    "coreData_accuracy_semiMajor",
+    "coreData_accuracy_semiMinor",
+    "coreData_elevation",
+    "coreData_accelset_accelYaw",
+    "coreData_speed",
+    "coreData_heading",
+    "coreData_position",
+]
+#: what identifies a row in both namings
+KEY = ["metadata_serialId_streamId", "metadata_serialId_recordId", "metadata_serialId_serialNumber",
+       "metadata_generatedAt"]  # fmt: skip
+CANON_KEY = ["serial_stream_id", "serial_record_id", "serial_number", "generated_at"]
+
+
+@pytest.fixture(scope="module")
+def cat(module_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    seed_replica(module_s3, D1, D2, sources=["wydot"], message_types=["BSM"], records_per_hour=12,
+                 files_per_hour=2, malformed_per_day=2)  # fmt: skip
+    c = Catalog(tmp_path_factory.mktemp("frames") / "catalog")
+    s = c.ingest("wydot", "BSM", D1, D2, timezone="UTC", rate_limit=0, max_workers=4)
+    assert s.ok, s.as_dict()
+    return c
+
+
+@pytest.fixture
+def filters() -> list[Any]:
+    """The `filters=` of the reads the `reads` fixture records."""
+    return []
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch, filters: list[Any]) -> Iterator[list[list[str] | None]]:
+    """The `columns=` of every Parquet read a frame's pieces make (synchronous scheduler)."""
+    seen: list[list[str] | None] = []
+    real = pq.read_table
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        cols = kwargs.get("columns")
+        seen.append(None if cols is None else list(cols))
+        filters.append(kwargs.get("filters"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(catalog_module.pq, "read_table", spy)
+    with dask.config.set(scheduler="sync"):
+        yield seen
+
+
+def _sorted(df: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    return df.sort_values(key, kind="stable").reset_index(drop=True)
+
+
+def _text(s: pd.Series) -> list[str | None]:
+    return [None if _null(v) else str(v) for v in s.astype(object)]
+
+
+def _null(v: Any) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):  # a list or array value
+        return False
+
+
+def _view(cat: Catalog, view: str, columns: list[str], where: str = "", params: Any = None) -> Any:
+    cols = ", ".join(f'"{c}"' for c in columns)
+    return cat.query(f"select {cols} from {view} {where}", params)
+
+
+def test_the_19_socrata_columns_equal_the_view(cat: Catalog) -> None:
+    frame = cat.to_dask("wydot", "BSM", D1, D2, columns=ML_COLUMNS, naming="socrata")
+    assert list(frame.columns) == ML_COLUMNS
+    full = cat.to_dask("wydot", "BSM", D1, D2, naming="socrata")
+    # the same dtypes as those columns of the full socrata frame
+    assert dict(frame.dtypes) == {c: full.dtypes[c] for c in ML_COLUMNS}
+    # the values of the whole socrata SQL run over the canonical frame (to_socrata)
+    whole = to_socrata(cat.to_dask("wydot", "BSM", D1, D2), SCHEMAS[("wydot", "BSM")])
+    old = whole[ML_COLUMNS].compute()
+    got = frame.compute()
+    assert dict(got.dtypes) == dict(frame.dtypes)  # meta is what the pieces give
+    assert str(got.coreData_speed.dtype) == "float64"
+    assert str(got.coreData_secMark.dtype).lower().startswith(("int", "uint"))
+    assert "datetime64" in str(got.metadata_generatedAt.dtype)
+    want = _view(cat, "wydot_bsm_socrata", ML_COLUMNS)
+    assert len(got) == len(want) > 0
+    a, b = _sorted(got, KEY), _sorted(want[ML_COLUMNS], KEY)
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    pd.testing.assert_frame_equal(a, _sorted(old, KEY), check_dtype=False)
+    # the consumer's WKT: POINT (lon lat)
+    lon_lat = a.coreData_position.str.extract(r"^POINT \((\S+) (\S+)\)$").astype(float)
+    assert (lon_lat[0] == a.coreData_position_long).all()
+    assert (lon_lat[1] == a.coreData_position_lat).all()
+
+
+def test_socrata_reads_only_the_source_columns(
+    cat: Catalog, reads: list[Any], filters: list[Any]
+) -> None:
+    plan = socrata_plan(SCHEMAS[("wydot", "BSM")])
+    frame = cat.to_dask("wydot", "BSM", D1, D2, columns=["coreData_speed", "coreData_position"],
+                        naming="socrata")  # fmt: skip
+    frame.compute()
+    assert reads and all(
+        set(r or ()) == {"speed_mps", "latitude", "longitude", *plan.always} for r in reads
+    )
+    reads.clear()
+    filters.clear()
+    # the full frame: Dask's optimizer narrows the columns to what the aggregate uses
+    full = cat.to_dask("wydot", "BSM", D1, D2, naming="socrata")
+    agg = full.groupby("coreData_id")["coreData_speed"].agg(["count", "mean"]).compute()
+    # two renames: the view's row filter (invalid_reason IS NULL) goes into the read
+    assert reads and all(set(r or ()) == {"vehicle_id", "speed_mps"} for r in reads)
+    assert plan.null_filter == tuple(plan.always) == ("invalid_reason",)
+    assert filters and all("invalid_reason" in str(f) for f in filters)
+    want = cat.query(
+        'select "coreData_id", count("coreData_speed") as n, avg("coreData_speed") as m '
+        "from wydot_bsm_socrata group by 1"
+    ).set_index("coreData_id")
+    assert len(agg) == len(want)
+    assert (agg["count"] == want.n.reindex(agg.index)).all()
+    assert ((agg["mean"] - want.m.reindex(agg.index)).abs() < 1e-9).all()
+
+
+def test_canonical_reads_only_the_asked_columns(cat: Catalog, reads: list[Any]) -> None:
+    cols = ["vehicle_id", "speed_mps", "latitude"]
+    got = cat.to_dask("wydot", "BSM", D1, D2, columns=cols).compute()
+    assert reads and all(r == cols for r in reads)
+    want = _view(cat, "wydot_bsm", cols)
+    pd.testing.assert_frame_equal(_sorted(got, cols), _sorted(want, cols), check_dtype=False)
+
+
+def test_every_socrata_column_equals_the_view(cat: Catalog) -> None:
+    """Each column computed alone (its own pruned SQL) equals the view's column."""
+    plan = socrata_plan(SCHEMAS[("wydot", "BSM")])
+    key = cat.to_dask("wydot", "BSM", D1, D2, columns=KEY, naming="socrata").compute()
+    want = _sorted(_view(cat, "wydot_bsm_socrata", plan.names), KEY)
+    for name in plan.names:
+        if name in KEY:
+            continue
+        one = cat.to_dask("wydot", "BSM", D1, D2, columns=[*KEY, name], naming="socrata")
+        got = _sorted(one.compute(), KEY)
+        assert len(got) == len(key)
+        # dask hands date objects over as strings: compare values as text
+        assert _text(got[name]) == _text(want[name]), name
+
+
+def test_filters_on_columns_not_selected(cat: Catalog, reads: list[Any]) -> None:
+    where = "where heading_deg > 180 and date = ?"
+    soc = cat.to_dask("wydot", "BSM", D1, D2, columns=["coreData_id", "coreData_speed"],
+                      naming="socrata", filters=[("heading_deg", ">", 180.0), ("date", "=", D1)])  # fmt: skip
+    got = soc.compute()
+    assert list(got.columns) == ["coreData_id", "coreData_speed"]
+    want = _view(
+        cat, "wydot_bsm", ["vehicle_id", "speed_mps"], where + " and invalid_reason is null", [D1]
+    )
+    assert len(got) == len(want) > 0
+    assert sorted(got.coreData_speed) == sorted(want.speed_mps)
+    assert reads and all("heading_deg" not in (r or ()) for r in reads)
+    canon = cat.to_dask("wydot", "BSM", D1, D2, columns=["speed_mps"],
+                        filters=[("heading_deg", ">", 180.0), ("date", "=", D1)]).compute()  # fmt: skip
+    assert list(canon.columns) == ["speed_mps"]
+    n = cat.query(f"select count(*) as n from wydot_bsm {where}", [D1]).n[0]
+    assert len(canon) == n
+
+
+def test_time_window_without_the_time_column(cat: Catalog) -> None:
+    window = "generated_at >= '2021-04-01 06:00:00+00' and generated_at < '2021-04-02 06:00:00+00'"
+    canon = cat.to_dask("wydot", "BSM", D1, D1, timezone="America/Denver", columns=["speed_mps"])
+    assert canon.npartitions == 2 and list(canon.columns) == ["speed_mps"]
+    got = canon.compute()
+    want = cat.query(f"select speed_mps from wydot_bsm where {window}")
+    assert sorted(got.speed_mps) == sorted(want.speed_mps) and len(got) > 0
+    soc = cat.to_dask("wydot", "BSM", D1, D1, timezone="America/Denver",
+                      columns=["coreData_speed"], naming="socrata").compute()  # fmt: skip
+    want_soc = cat.query(
+        f"select speed_mps from wydot_bsm where {window} and invalid_reason is null"
+    )
+    assert list(soc.columns) == ["coreData_speed"]
+    assert sorted(soc.coreData_speed) == sorted(want_soc.speed_mps)
+
+
+def test_unknown_columns_are_one_clear_error(cat: Catalog) -> None:
+    with pytest.raises(ConfigError, match=r"unknown column\(s\) coreData_nope.*valid: dataType"):
+        cat.to_dask("wydot", "BSM", D1, D2, columns=["coreData_id", "coreData_nope"],
+                    naming="socrata")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"unknown column\(s\) speed .*valid: .*speed_mps"):
+        cat.to_dask("wydot", "BSM", D1, D2, columns=["speed"])
+
+
+def test_ngsim_frames_with_columns(tmp_path: Path, reads: list[Any]) -> None:
+    path = tmp_path / "trajectories.csv"
+    generate_ngsim(path, 3_000, seed=3)
+    cat = Catalog(tmp_path / "catalog")
+    cat.ingest_dataset("ngsim", str(path), unit_bytes=1 << 18)
+    cols = ["vehicle_id", "speed_mps"]
+    frame = cat.to_dask("ngsim", columns=cols, filters=[("speed_mps", ">", 5.0)])
+    assert list(frame.columns) == cols
+    got = frame.compute()
+    assert reads and all(r == cols for r in reads)
+    want = cat.query("select vehicle_id, speed_mps from trajectories where speed_mps > 5")
+    assert len(got) == len(want) > 0
+    pd.testing.assert_frame_equal(_sorted(got, cols), _sorted(want, cols), check_dtype=False)
+    with pytest.raises(ConfigError, match="valid: "):
+        cat.to_dask("ngsim", columns=["speed"])
+
+
+def test_a_cleaner_like_the_consumers_runs_on_the_lazy_frame(cat: Catalog) -> None:
+    """What the ML pipeline's cleaner does with the 19 columns (drop incomplete rows, parse the
+    WKT point, time features from metadata_generatedAt), lazily per partition, agrees with the
+    same steps on the view's rows."""
+
+    def clean(df: pd.DataFrame) -> pd.DataFrame:
+        df = df[ML_COLUMNS].dropna(subset=["coreData_position", "coreData_speed"])
+        xy = df.coreData_position.str.extract(r"^POINT \((\S+) (\S+)\)$").astype(float)
+        t = pd.to_datetime(df.metadata_generatedAt, utc=True)
+        return df.assign(x_pos=xy[0], y_pos=xy[1], year=t.dt.year, month=t.dt.month,
+                         day=t.dt.day, hour=t.dt.hour)[
+            ["coreData_id", "x_pos", "y_pos", "year", "month", "day", "hour", "coreData_speed"]
+        ]  # fmt: skip
+
+    frame = cat.to_dask("wydot", "BSM", D1, D2, columns=ML_COLUMNS, naming="socrata")
+    got = frame.map_partitions(clean).compute()
+    want = clean(_view(cat, "wydot_bsm_socrata", ML_COLUMNS))
+    key = ["coreData_id", "x_pos", "y_pos", "hour", "coreData_speed"]
+    assert len(got) == len(want) > 0
+    pd.testing.assert_frame_equal(_sorted(got, key), _sorted(want, key), check_dtype=False)
+    assert set(got.day) == {D1.day, D2.day}
+
+
+@pytest.mark.parametrize("key", sorted(SCHEMAS))
+def test_every_socrata_column_alone_has_the_views_type(key: tuple[str, str]) -> None:
+    """For every (source, type): each socrata column computed alone, from only the columns the
+    plan says it needs (the others NULL), binds and has the type the whole view gives it."""
+    schema = SCHEMAS[key]
+    plan = socrata_plan(schema)
+    con = duckdb.connect()
+    try:
+        empty = con.sql(schema.empty_select_sql(schema.view_columns)).arrow().read_all()
+        con.register("frame", empty)
+        whole = con.sql(schema.socrata_select_sql("frame")).arrow().read_all().schema
+        assert plan.names == whole.names
+        for name in plan.names:
+            needs = plan.needs([name])
+            con.register("frame", empty.select(needs))
+            one = con.sql(plan.select_sql([name], "frame", needs)).arrow().read_all().schema
+            assert one.names == [name] and one.field(0).type == whole.field(name).type, name
+    finally:
+        con.close()
+
+
+def test_the_plan_travels_to_workers() -> None:
+    """Pieces run on distributed workers: the plan they get must pickle, and unpickled it
+    still computes the same SQL."""
+    plan = socrata_plan(SCHEMAS[("wydot", "BSM")])
+    back = pickle.loads(pickle.dumps(plan))
+    assert back == plan
+    assert back.select_sql(ML_COLUMNS, "frame", ["vehicle_id"]) == plan.select_sql(
+        ML_COLUMNS, "frame", ["vehicle_id"]
+    )
