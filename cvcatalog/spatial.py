@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
 import numpy as np
+import pyarrow as pa
 from pyproj import Geod
 
 from cvcatalog.exceptions import ConfigError
@@ -549,3 +551,57 @@ def mask(f: SpatialFilter, lat: Any, lon: Any) -> np.ndarray:
         ok = polyline_distances_m(lat[idx], lon[idx], f.lats, f.lons, f.buffer_m) <= f.buffer_m
     keep[idx[~ok]] = False
     return keep
+
+
+_MACRO_HEAD = re.compile(r"CREATE OR REPLACE MACRO (\w+)")
+_SPATIAL_SQL = re.compile(r"\b(cv_\w+|st_\w+)\s*\(", re.IGNORECASE)
+
+
+def macro_statements(schema: str | None = None, *, temporary: bool = False) -> dict[str, str]:
+    """Each macro of `macros_sql()` as its own CREATE statement, in definition order: in
+    `schema` (e.g. the lake's `cv.main`, so every session that attaches the lake has them), or
+    as a session's temporary macros."""
+    parts = [(m, part) for part in macros_sql().split(";\n") if (m := _MACRO_HEAD.search(part))]
+    names = [m.group(1) for m, _ in parts]
+    # a macro calling another names it in the same schema (the session may USE another one)
+    calls = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\(")
+    out: dict[str, str] = {}
+    for m, part in parts:
+        name = m.group(1)
+        where = "TEMP MACRO " if temporary else "MACRO "
+        target = f"{schema}.{quote_ident(name)}" if schema else quote_ident(name)
+        body = part[m.end() :]
+        if schema:
+            body = calls.sub(lambda c: f"{schema}.{c.group(1)}(", body)
+        out[name] = f"CREATE OR REPLACE {where}{target}{body}"
+    return out
+
+
+def uses_spatial(sql: str) -> bool:
+    """Whether a statement may call the cv_* macros or spatial ST_* functions (then the
+    connection needs DuckDB's spatial extension loaded)."""
+    return _SPATIAL_SQL.search(sql) is not None
+
+
+#: the position columns of every table and view a spatial filter applies to (BSM tables, the
+#: union `bsm`, `trajectories`, NGSIM)
+LAT, LON = "latitude", "longitude"
+
+
+def require_positions(columns: Iterable[str], what: str) -> None:
+    """Refuse, in one line, a spatial filter on a relation without latitude/longitude."""
+    have = set(columns)
+    if LAT not in have or LON not in have:
+        raise ConfigError(
+            f"{what} has no {LAT}/{LON} columns: spatial filters apply to the BSM tables and "
+            "views (wydot_bsm, thea_bsm, bsm), trajectories and NGSIM"
+        )
+
+
+def filter_table(table: pa.Table, f: SpatialFilter) -> pa.Table:
+    """The rows of an Arrow table (with latitude/longitude columns) that the filter keeps."""
+    if table.num_rows == 0:
+        return table
+    lat = table.column(LAT).to_numpy(zero_copy_only=False)
+    lon = table.column(LON).to_numpy(zero_copy_only=False)
+    return table.filter(pa.array(mask(f, lat, lon)))
