@@ -48,6 +48,11 @@ MAX_BUFFER_M = 100_000.0
 #: segment is measured exactly whenever its planar distance is within buffer * (1 + this) + 1 m
 PLANAR_SLACK = 0.05
 
+#: DuckDB spatial 1.5.5 reads ST_Distance_Spheroid's points as (latitude, longitude) unless
+#: `geometry_always_xy` is true (then (longitude, latitude)); it warns while the setting is unset.
+#: The macros pass (latitude, longitude): every session that calls them runs this first.
+AXIS_ORDER_SQL = "SET geometry_always_xy = false"
+
 _GEOD = Geod(ellps="WGS84")
 _E2 = _GEOD.es  # first eccentricity squared of WGS84
 

@@ -183,6 +183,7 @@ def spatial_session(con: duckdb.DuckDBPyConnection) -> None:
     """Make a read connection able to run the spatial macros: DuckDB's spatial extension
     loaded, and the macros defined for the session when its lake predates them."""
     load_extension(con, "spatial")
+    con.execute(spatial.AXIS_ORDER_SQL)
     have = lake.macro_names(con)
     if all(n in have for n in spatial.macro_statements()):
         return

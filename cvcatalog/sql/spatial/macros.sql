@@ -1,8 +1,9 @@
 -- cvcatalog spatial macros: the filters of cvcatalog.spatial for a plain DuckDB session.
--- Needs DuckDB's spatial extension (LOAD spatial). Positions are WGS84 latitude/longitude
--- in degrees; distances are geodesic metres on the WGS84 spheroid (ST_Distance_Spheroid,
--- which takes POINT_2D in (latitude, longitude) order). Areas that cross the antimeridian or
--- reach a pole are not supported.
+-- Needs DuckDB's spatial extension (LOAD spatial) and SET geometry_always_xy = false: the
+-- macros give ST_Distance_Spheroid its points as (latitude, longitude), the order DuckDB
+-- spatial 1.5.5 reads them in unless geometry_always_xy is true. Positions are WGS84
+-- latitude/longitude in degrees; distances are geodesic metres on the WGS84 spheroid. Areas
+-- that cross the antimeridian or reach a pole are not supported.
 --
 --   cv_distance_m(lat, lon, lat2, lon2)                       geodesic distance (m)
 --   cv_within(lat, lon, c_lat, c_lon, radius_m)               within radius_m of a point
@@ -14,6 +15,8 @@
 --
 -- cv_within, cv_near_line and cv_near_points start with a latitude/longitude range test, so
 -- with constant arguments DuckDB skips Parquet row groups by their min/max statistics.
+
+SET geometry_always_xy = false;
 
 CREATE OR REPLACE MACRO cv_distance_m(lat, lon, lat2, lon2) AS
     ST_Distance_Spheroid(ST_Point2D(lat, lon), ST_Point2D(lat2, lon2));
