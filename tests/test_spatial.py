@@ -154,6 +154,22 @@ def test_radius_on_random_points_matches_geod() -> None:
         assert sql is not None and sql[0] == ref.sum()
 
 
+@pytest.mark.parametrize("lat", [0.0, 30.0, 60.0, 75.0])
+def test_plain_macros_keep_a_whole_circle_at_any_latitude(lat: float) -> None:
+    """cv_within's own latitude/longitude range (for row-group pruning) never drops a point the
+    geodesic test keeps, from 1 km to the 1,000 km limit."""
+    con = _con()
+    for radius in (1e3, 1e5, 1e6):
+        for offset, want in ((-0.5, 360), (0.5, 0)):
+            pts = _ring(lat, 10.0, radius, offset, n=360)
+            con.register("ring", pd.DataFrame({"latitude": pts[:, 0], "longitude": pts[:, 1]}))
+            n = con.execute(
+                "SELECT count(*) FROM ring WHERE cv_within(latitude, longitude, ?, 10.0, ?)",
+                [lat, radius],
+            ).fetchone()
+            assert n is not None and n[0] == want, (lat, radius, offset)
+
+
 # -- box --------------------------------------------------------------------------------------
 def test_bbox_bounds_are_inclusive_and_exact() -> None:
     f = spatial.BBox(41.1, -105.0, 41.2, -104.9)

@@ -24,12 +24,12 @@ CREATE OR REPLACE MACRO cv_distance_m(lat, lon, lat2, lon2) AS
 CREATE OR REPLACE MACRO cv_within_exact(lat, lon, c_lat, c_lon, radius_m) AS
     ST_Distance_Spheroid(ST_Point2D(lat, lon), ST_Point2D(c_lat, c_lon)) <= radius_m;
 
--- degrees of latitude a distance can span at most (110574 m: one degree at the equator, the
--- shortest), and degrees of longitude at the highest latitude reached (1 % margin)
-CREATE OR REPLACE MACRO cv__dlat(m) AS m / 110574.0;
+-- degrees of latitude a distance can span at most (one degree is >= 110574 m, at the equator; 110500
+-- leaves a margin), and degrees of longitude at the highest latitude reached (1 % margin)
+CREATE OR REPLACE MACRO cv__dlat(m) AS m / 110500.0;
 
 CREATE OR REPLACE MACRO cv__dlon(abs_lat, m) AS
-    m / (111319.49 * cos(radians(least(89.999, abs_lat + m / 110574.0)))) * 1.01;
+    m / (111319.49 * cos(radians(least(89.999, abs_lat + m / 110500.0)))) * 1.01;
 
 CREATE OR REPLACE MACRO cv_within(lat, lon, c_lat, c_lon, radius_m) AS
     lat BETWEEN c_lat - cv__dlat(radius_m) AND c_lat + cv__dlat(radius_m)
