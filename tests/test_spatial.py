@@ -526,3 +526,42 @@ def test_experiment_yaml_spatial_is_applied(lake: dict[str, Any], tmp_path: Path
         full.longitude,
     )
     assert 0 < len(got) == want.sum()
+
+
+def test_sql_macros_command_writes_the_file_a_session_reads(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cvcatalog.cli.main import app
+
+    out = tmp_path / "cv_macros.sql"
+    res = CliRunner().invoke(app, ["sql", "macros", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    con = duckdb.connect()
+    load_extension(con, "spatial")
+    con.execute(out.read_text())  # what `.read cv_macros.sql` runs
+    lat, lon = _sample_positions()[0]
+    pts = np.vstack([_ring(lat, lon, 500, -0.5), _ring(lat, lon, 500, 0.5)])
+    con.register("pts", pd.DataFrame({"latitude": pts[:, 0], "longitude": pts[:, 1]}))
+    n = con.execute(
+        "SELECT count(*) FROM pts WHERE cv_within(latitude, longitude, ?, ?, 500)", [lat, lon]
+    ).fetchone()
+    assert (
+        n is not None
+        and n[0] == spatial.mask(spatial.Within(lat, lon, 500), pts[:, 0], pts[:, 1]).sum() == 36
+    )
+    printed = CliRunner().invoke(app, ["sql", "macros"])
+    assert printed.exit_code == 0 and "CREATE OR REPLACE MACRO cv_within(" in printed.output
+
+
+def test_a_session_without_stored_macros_gets_its_own() -> None:
+    """A lake written before the macros existed: cvcatalog's sessions define them (temporary)."""
+    from cvcatalog.state.tables import spatial_session
+
+    con = duckdb.connect()
+    spatial_session(con)
+    f = spatial.Within(41.3, -105.6, 1000)
+    pred, params = spatial.predicate_sql(f)
+    got = con.execute(
+        f"SELECT {pred} FROM (SELECT 41.305 AS latitude, -105.6 AS longitude)", params
+    ).fetchone()
+    assert got is not None and got[0] is True
