@@ -456,10 +456,15 @@ def test_sql_helpers_and_stored_macros_give_the_api_rows(lake: dict[str, Any]) -
     for stmt in cat.shell_sql().split(";"):
         if stmt.strip():
             con.execute(stmt)
-    rows = con.execute(
-        "SELECT source_key, generated_at FROM bsm WHERE cv_within(latitude, longitude, ?, ?, ?)",
-        [lat, lon, radius],
-    ).fetch_df()
+    rows = (
+        con.execute(
+            "SELECT source_key, generated_at FROM bsm WHERE cv_within(latitude, longitude, ?, ?, ?)",
+            [lat, lon, radius],
+        )
+        .arrow()
+        .read_all()
+        .to_pandas()
+    )
     assert sorted(rows.source_key + "|" + rows.generated_at.astype(str)) == keys
     # a corridor through the data: macros (WKT), SQL helper and Dask agree
     line = [
