@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from cvcatalog import spatial
 from cvcatalog.config import (
     DEFAULT_HOME,
     CacheConfig,
@@ -52,8 +53,14 @@ from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.schemas.socrata import SocrataPlan, socrata_plan
 from cvcatalog.sources import cvpilot, ngsim
 from cvcatalog.sources.bucket import PartitionKey, partitions_for, utc_window
+<<<<<<< HEAD
 from cvcatalog.sqlutil import quote_literal
 from cvcatalog.state import deletes, manifest, pins
+=======
+from cvcatalog.spatial import SpatialFilter
+from cvcatalog.sqlutil import quote_ident, quote_literal
+from cvcatalog.state import manifest, pins, tables
+>>>>>>> spatial
 from cvcatalog.state.access import record_access
 from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify, now_utc
 from cvcatalog.state.eviction import evict_to_size
@@ -161,7 +168,11 @@ def _read_piece(
     plan: SocrataPlan | None = None,
     expected: pa.Schema | None = None,
     renamed: tuple[tuple[str, str], ...] = (),
+<<<<<<< HEAD
     socrata: pa.Schema | None = None,
+=======
+    area: SpatialFilter | None = None,
+>>>>>>> spatial
 ) -> pd.DataFrame:
     """Read one partition's files with pyarrow (runs on Dask workers, so module level).
 
@@ -198,22 +209,43 @@ def _read_piece(
     else:
         wanted = plan.needs(columns) if plan is not None else columns
     need = None
+<<<<<<< HEAD
     if wanted is not None:
+=======
+    if columns is not None and sql is None:
+        need = list(dict.fromkeys([*columns, *([time_column] if window and time_column else [])]))
+        need += [c for c in (spatial.LAT, spatial.LON) if area is not None and c not in need]
+>>>>>>> spatial
         gone = {f.name for f in absent}
         need = [back.get(c, c) for c in wanted if c not in const_names and c not in gone]
         absent = [f for f in absent if f.name in wanted]
     arrow_filters: list[tuple[str, str, Any]] = list(filters or [])
     if window and time_column:
         arrow_filters += [(time_column, ">=", window[0]), (time_column, "<", window[1])]
+<<<<<<< HEAD
     where = pq.filters_to_expression(arrow_filters) if arrow_filters else None
     if renames is not None and plan is not None:  # the view's row filter, in the read
         for c in plan.null_filter or ():
             term = pc.field(back.get(c, c)).is_null()
             where = term if where is None else where & term
     table = _read_files(piece, need, where, fs)
+=======
+    if area is not None:  # the area's box prunes row groups; the exact test follows the read
+        arrow_filters += spatial.pyarrow_filters(area)
+    # partitioning=None: the partition columns come from the manifest, not re-parsed paths
+    table = pq.read_table(
+        list(piece.files),
+        columns=need,
+        filters=arrow_filters or None,
+        partitioning=None,
+        filesystem=fs,
+    )
+>>>>>>> spatial
     if back:
         old_to_new = {o: n for n, o in back.items()}
         table = table.rename_columns([old_to_new.get(c, c) for c in table.column_names])
+    if area is not None:
+        table = spatial.filter_table(table, area)
     for f in absent:
         table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     table = _with_constants(table, piece.constants)
@@ -485,6 +517,8 @@ class Catalog:
         at = as_of_point(snapshot, as_of)
         session = self.db.read(at) if read_only else self._scratch_session(at)
         with session as con:
+            if spatial.uses_spatial(sql):
+                tables.spatial_session(con)
             try:
                 if not params:
                     rel = con.sql(sql)
@@ -606,6 +640,9 @@ class Catalog:
         naming: Literal["canonical", "socrata"] = "canonical",
         location: str | Sequence[str] | None = None,
         snapshot: int | None = None,
+        within: spatial.Within | Sequence[float] | None = None,
+        bbox: spatial.BBox | Sequence[float] | None = None,
+        corridor: spatial.Corridor | tuple[Sequence[Sequence[float]], float] | None = None,
     ) -> dd.DataFrame:
         """A lazy Dask DataFrame over exactly the complete partitions of the range.
 
@@ -630,12 +667,20 @@ class Catalog:
 
         snapshot: the rows as they were at that snapshot (`snapshots()`): the files that
         snapshot shows, which stay until it expires (or forever while an experiment pins it).
+
+        within=(lat, lon, radius_m) | bbox=(lat_min, lon_min, lat_max, lon_max) |
+        corridor=([(lat, lon), ...], buffer_m) (or `cvcatalog.spatial` objects): only rows
+        whose position is inside, with the meaning of docs/spatial.md; the area's box prunes
+        Parquet row groups, the geodesic test runs on the rows read.
         """
+        area = spatial.as_filter(within, bbox, corridor)
         ds = _dataset(source)
         if ds is not None:
+            if area is not None:
+                spatial.require_positions(ds.arrow_schema.names, ds.view_name)
             return self._dataset_dask(
                 ds, message_type, start, end, timezone, columns, filters, naming, location,
-                snapshot,
+                snapshot, area,
             )  # fmt: skip
         if message_type is None:
             raise ConfigError(f"give the message type of {source} (BSM, TIM, SPAT, EVENT)")
@@ -643,6 +688,8 @@ class Catalog:
             raise ConfigError(f"location= selects sites of a dataset (ngsim), not of {source}")
         source, message_type = _pair(source, message_type)
         schema = SCHEMAS[(source, message_type)]
+        if area is not None:
+            spatial.require_positions([n for n, _ in schema.view_columns], schema.view_name)
         s, e = _as_date(start, "start"), _as_date(end, "end")
         locate, access = self._lake_reader()
         by_key: dict[PartitionKey, list[str]] = {}
@@ -714,7 +761,12 @@ class Catalog:
             columns,
             filters,
             window,
+<<<<<<< HEAD
             plan,
+=======
+            sql,
+            area,
+>>>>>>> spatial
         )
 
     def _dataset_dask(
@@ -729,6 +781,7 @@ class Catalog:
         naming: str,
         location: str | Sequence[str] | None,
         snapshot: int | None = None,
+        area: SpatialFilter | None = None,
     ) -> dd.DataFrame:
         """to_dask of a dataset (NGSIM): the published files of its inputs, one Dask
         partition per hive directory (`location=us-101/date=2005-06-15`)."""
@@ -787,6 +840,7 @@ class Catalog:
             wanted,
             window if time_column else None,
             None,
+            area,
         )
 
     def _deleted_at(self, snapshot: int) -> dict[str, tuple[str, ...]]:
@@ -818,7 +872,12 @@ class Catalog:
         columns: Sequence[str] | None,
         filters: Filters | None,
         window: tuple[datetime, datetime] | None,
+<<<<<<< HEAD
         plan: SocrataPlan | None,
+=======
+        sql: str | None,
+        area: SpatialFilter | None = None,
+>>>>>>> spatial
     ) -> dd.DataFrame:
         """The one way a frame is built: pieces (catalog partition key, files, partition
         values) pruned by the filters on partition values, the other filters and the column
@@ -849,7 +908,11 @@ class Catalog:
             plan=plan,
             expected=expected,
             renamed=spec.renamed,
+<<<<<<< HEAD
             socrata=socrata,
+=======
+            area=area,
+>>>>>>> spatial
             meta=meta,
             enforce_metadata=False,
             label=spec.label,
@@ -886,14 +949,16 @@ class Catalog:
 
     def shell_sql(self) -> str:
         """The statements that make a DuckDB session see this catalog as `cvcatalog shell`
-        does: the ducklake extension from its package, the lake attached read-only as cv. A
-        lake on S3 also needs httpfs and an S3 secret, which holds credentials: write the
-        statements to a private file, never onto a command line."""
+        does: the ducklake and spatial (the lake's cv_* macros) extensions from their packages,
+        the lake attached read-only as cv. A lake on S3 also needs httpfs and an S3 secret,
+        which holds credentials: write the statements to a private file, never onto a command
+        line."""
         if not self.db.exists():
             raise CatalogError(f"there is no catalog at {self.paths.root}; ingest something first")
         if not self.paths.db.exists():
             self.db.initialise()  # a 0.1 catalog: migrated first
-        steps = [f"LOAD {quote_literal(str(extension_path('ducklake')))};"]
+        steps = [f"LOAD {quote_literal(str(extension_path(x)))};" for x in ("ducklake", "spatial")]
+        steps.append(f"{spatial.AXIS_ORDER_SQL};")
         if self.db.lake_url is not None:
             cfg = self.db.s3
             secret, _ = s3_secret_sql(
@@ -985,7 +1050,9 @@ class Catalog:
                 raise CatalogError(f"the catalog has no {table} table yet")
             if output == "dask":
                 changed = [
-                    k.snapshot_id for k in kept if since < k.snapshot_id <= last and table in k.tables
+                    k.snapshot_id
+                    for k in kept
+                    if since < k.snapshot_id <= last and table in k.tables
                 ]
                 meta = lake.changes(con, table, last, last).slice(0, 0).to_pandas()
             elif last > since:
@@ -1152,6 +1219,63 @@ class Catalog:
             "download": {k: v for k, v in download.items() if v is not None},
         }
         return listing_settings(data, overrides, origin)
+
+    # -- spatial filters (docs/spatial.md) -----------------------------------------------
+    def where_spatial(
+        self,
+        *,
+        within: spatial.Within | Sequence[float] | None = None,
+        bbox: spatial.BBox | Sequence[float] | None = None,
+        corridor: spatial.Corridor | tuple[Sequence[Sequence[float]], float] | None = None,
+        lat: str = spatial.LAT,
+        lon: str = spatial.LON,
+    ) -> tuple[str, list[Any]]:
+        """A spatial filter as a SQL predicate and its `?` parameters, to put in your own
+        query(): `pred, params = cat.where_spatial(within=(41.14, -104.82, 2000))` then
+        `cat.query(f"SELECT count(*) FROM bsm WHERE {pred}", params)`."""
+        area = spatial.as_filter(within, bbox, corridor)
+        if area is None:
+            raise ConfigError("give one of within, bbox, corridor")
+        return spatial.predicate_sql(area, lat, lon)
+
+    def query_spatial(
+        self,
+        view: str,
+        *,
+        within: spatial.Within | Sequence[float] | None = None,
+        bbox: spatial.BBox | Sequence[float] | None = None,
+        corridor: spatial.Corridor | tuple[Sequence[Sequence[float]], float] | None = None,
+        columns: Sequence[str] | None = None,
+        where: str | None = None,
+        params: Sequence[Any] | None = None,
+        limit: int | None = None,
+        output: Literal["pandas", "arrow"] = "pandas",
+        snapshot: int | None = None,
+        as_of: datetime | str | None = None,
+    ) -> Any:
+        """The rows of a table or view (`bsm`, `wydot_bsm`, `trajectories`, `ngsim_trajectories`,
+        ...) inside an area, in SQL (DuckDB reads only the row groups the area's box can touch).
+        where: an extra SQL predicate, its `?` values in params; columns: the columns to return."""
+        known = self.views()
+        if view not in known:
+            raise QueryError(f"no table or view {view!r}; try one of {', '.join(known)}")
+        probe = self.query_arrow(
+            f"SELECT * FROM {quote_ident(view)} LIMIT 0", snapshot=snapshot, as_of=as_of
+        )
+        spatial.require_positions(probe.column_names, view)
+        missing = [c for c in columns or () if c not in probe.column_names]
+        if missing:
+            raise QueryError(f"unknown column(s) {', '.join(missing)} for {view}")
+        pred, values = self.where_spatial(within=within, bbox=bbox, corridor=corridor)
+        cols = ", ".join(quote_ident(c) for c in columns) if columns else "*"
+        sql = f"SELECT {cols} FROM {quote_ident(view)} WHERE {pred}"
+        if where:
+            sql += f" AND ({where})"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.query(
+            sql, [*values, *(params or ())], output=output, snapshot=snapshot, as_of=as_of
+        )
 
 
 def _pair(source: str, message_type: str) -> tuple[str, str]:
