@@ -53,14 +53,9 @@ from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.schemas.socrata import SocrataPlan, socrata_plan
 from cvcatalog.sources import cvpilot, ngsim
 from cvcatalog.sources.bucket import PartitionKey, partitions_for, utc_window
-<<<<<<< HEAD
-from cvcatalog.sqlutil import quote_literal
-from cvcatalog.state import deletes, manifest, pins
-=======
 from cvcatalog.spatial import SpatialFilter
 from cvcatalog.sqlutil import quote_ident, quote_literal
-from cvcatalog.state import manifest, pins, tables
->>>>>>> spatial
+from cvcatalog.state import deletes, manifest, pins, tables
 from cvcatalog.state.access import record_access
 from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify, now_utc
 from cvcatalog.state.eviction import evict_to_size
@@ -168,11 +163,8 @@ def _read_piece(
     plan: SocrataPlan | None = None,
     expected: pa.Schema | None = None,
     renamed: tuple[tuple[str, str], ...] = (),
-<<<<<<< HEAD
     socrata: pa.Schema | None = None,
-=======
     area: SpatialFilter | None = None,
->>>>>>> spatial
 ) -> pd.DataFrame:
     """Read one partition's files with pyarrow (runs on Dask workers, so module level).
 
@@ -209,38 +201,23 @@ def _read_piece(
     else:
         wanted = plan.needs(columns) if plan is not None else columns
     need = None
-<<<<<<< HEAD
     if wanted is not None:
-=======
-    if columns is not None and sql is None:
-        need = list(dict.fromkeys([*columns, *([time_column] if window and time_column else [])]))
-        need += [c for c in (spatial.LAT, spatial.LON) if area is not None and c not in need]
->>>>>>> spatial
         gone = {f.name for f in absent}
         need = [back.get(c, c) for c in wanted if c not in const_names and c not in gone]
         absent = [f for f in absent if f.name in wanted]
     arrow_filters: list[tuple[str, str, Any]] = list(filters or [])
     if window and time_column:
         arrow_filters += [(time_column, ">=", window[0]), (time_column, "<", window[1])]
-<<<<<<< HEAD
+    if area is not None:  # the area's box prunes row groups; the exact test follows the read
+        arrow_filters += spatial.pyarrow_filters(area)
+        if need is not None:
+            need += [c for c in (spatial.LAT, spatial.LON) if c not in need]
     where = pq.filters_to_expression(arrow_filters) if arrow_filters else None
     if renames is not None and plan is not None:  # the view's row filter, in the read
         for c in plan.null_filter or ():
             term = pc.field(back.get(c, c)).is_null()
             where = term if where is None else where & term
     table = _read_files(piece, need, where, fs)
-=======
-    if area is not None:  # the area's box prunes row groups; the exact test follows the read
-        arrow_filters += spatial.pyarrow_filters(area)
-    # partitioning=None: the partition columns come from the manifest, not re-parsed paths
-    table = pq.read_table(
-        list(piece.files),
-        columns=need,
-        filters=arrow_filters or None,
-        partitioning=None,
-        filesystem=fs,
-    )
->>>>>>> spatial
     if back:
         old_to_new = {o: n for n, o in back.items()}
         table = table.rename_columns([old_to_new.get(c, c) for c in table.column_names])
@@ -761,12 +738,8 @@ class Catalog:
             columns,
             filters,
             window,
-<<<<<<< HEAD
             plan,
-=======
-            sql,
             area,
->>>>>>> spatial
         )
 
     def _dataset_dask(
@@ -872,12 +845,8 @@ class Catalog:
         columns: Sequence[str] | None,
         filters: Filters | None,
         window: tuple[datetime, datetime] | None,
-<<<<<<< HEAD
         plan: SocrataPlan | None,
-=======
-        sql: str | None,
         area: SpatialFilter | None = None,
->>>>>>> spatial
     ) -> dd.DataFrame:
         """The one way a frame is built: pieces (catalog partition key, files, partition
         values) pruned by the filters on partition values, the other filters and the column
@@ -908,11 +877,8 @@ class Catalog:
             plan=plan,
             expected=expected,
             renamed=spec.renamed,
-<<<<<<< HEAD
             socrata=socrata,
-=======
             area=area,
->>>>>>> spatial
             meta=meta,
             enforce_metadata=False,
             label=spec.label,
