@@ -166,6 +166,9 @@ def test_rules_can_be_switched_off_and_limits_moved(con: Any, files: list[Path])
                 "max_abs_accel_mps2": None,
                 "ordering": False,
                 "duplicates": False,
+                "max_jump_speed_mps": None,
+                "near_duplicate_s": None,
+                "frozen_min_speed_mps": None,
             }
         }
     )
