@@ -84,7 +84,7 @@ def impute(
     try:
         c.register(name, table)
         query, params, stats = clean_relation(c, name, m, only, order_by=[_ROW])
-        out = c.execute(query, params).fetch_arrow_table()
+        out = c.execute(query, params).arrow().read_all()
     finally:
         c.unregister(name)
         if own:
