@@ -135,7 +135,7 @@ def test_limits_in_samples_and_seconds() -> None:
     def holes(n: int, step: float) -> list[dict[str, Any]]:
         rows = [row("A", 0.0, 41.0, 20.0, 10.0)]
         rows += [row("A", step * (k + 1), None, 20.0, 10.0) for k in range(n)]
-        return rows + [row("A", step * (n + 1), 41.01, 20.0, 10.0)]
+        return [*rows, row("A", step * (n + 1), 41.01, 20.0, 10.0)]
 
     samples = Impute(max_gap_samples=2, max_gap_s=None)
     assert sum(impute(table(holes(2, 0.1)), BSM, samples)[0].column("imputed").to_pylist()) == 2
