@@ -201,29 +201,45 @@ def _trajectory_plan(
     spikes = rules.speed_spikes and rules.max_abs_accel_mps2 is not None and speed is not None
     steps = derived or jumps or near or frozen or spikes
 
-    def dist(fn: str) -> str:
-        """Metres to the previous (lag) or next (lead) point in time order."""
+    def at(col: str, k: int) -> str:
+        """A column k points later (k < 0: earlier) in the trajectory's time order."""
+        if k == 0:
+            return col
+        return f"{'lead' if k > 0 else 'lag'}({col}, {abs(k)}) OVER ({w_time})"
+
+    def dist(k0: int, k1: int) -> str:
+        """Metres between the points k0 and k1 places from this one."""
         if x is not None and y is not None:
-            return (
-                f"sqrt(pow({x} - {fn}({x}) OVER ({w_time}), 2) + "
-                f"pow({y} - {fn}({y}) OVER ({w_time}), 2))"
-            )
+            return f"sqrt(pow({at(x, k1)} - {at(x, k0)}, 2) + pow({at(y, k1)} - {at(y, k0)}, 2))"
+        assert lat is not None and lon is not None
         # equirectangular: exact enough over the metres between consecutive points
         return (
-            f"6371008.8 * radians(sqrt(pow({lat} - {fn}({lat}) OVER ({w_time}), 2) + "
-            f"pow(cos(radians({lat})) * ({lon} - {fn}({lon}) OVER ({w_time})), 2)))"
+            f"6371008.8 * radians(sqrt(pow({at(lat, k1)} - {at(lat, k0)}, 2) + "
+            f"pow(cos(radians({lat})) * ({at(lon, k1)} - {at(lon, k0)}), 2)))"
         )
 
+    def dt(k0: int, k1: int) -> str:
+        return f"(epoch_us({at(t, k1)}) - epoch_us({at(t, k0)})) / 1e6"
+
+    # every step is computed in this one pass over the time-ordered windows (one sort): to the
+    # previous and next point, and for the excursion rules the neighbours' other steps too
     if steps:
-        # dt/dist: to the previous point in time order; dt_next/dist_next: to the next one
-        items.append(f"(epoch_us({t}) - epoch_us(lag({t}) OVER ({w_time}))) / 1e6 AS {_P}dt")
-        items.append(f"(epoch_us(lead({t}) OVER ({w_time})) - epoch_us({t})) / 1e6 AS {_P}dt_next")
+        items.append(f"{dt(-1, 0)} AS {_P}dt")
+        items.append(f"{dt(0, 1)} AS {_P}dt_next")
         if has_pos:
-            items.append(f"{dist('lag')} AS {_P}dist")
-            items.append(f"{dist('lead')} AS {_P}dist_next")
+            items.append(f"{dist(-1, 0)} AS {_P}dist")
+            items.append(f"{dist(0, 1)} AS {_P}dist_next")
+        if jumps or spikes:
+            items.append(f"{dt(-2, -1)} AS {_P}dt_pp")
+            items.append(f"{dt(1, 2)} AS {_P}dt_nn")
+        if jumps:
+            items.append(f"{dist(-2, -1)} AS {_P}dist_pp")
+            items.append(f"{dist(1, 2)} AS {_P}dist_nn")
         if spikes:
-            items.append(f"{speed} - lag({speed}) OVER ({w_time}) AS {_P}dv")
-            items.append(f"lead({speed}) OVER ({w_time}) - {speed} AS {_P}dv_next")
+            assert speed is not None
+            for name, (k0, k1) in (("dv_pp", (-2, -1)), ("dv", (-1, 0)), ("dv_next", (0, 1))):
+                items.append(f"{at(speed, k1)} - {at(speed, k0)} AS {_P}{name}")
+            items.append(f"{at(speed, 2)} - {at(speed, 1)} AS {_P}dv_nn")
     stage = "src"
     if items:
         stage = p.add("w1", f"SELECT *, {', '.join(items)} FROM src")
@@ -239,30 +255,37 @@ def _trajectory_plan(
         )
     # an excursion: the step into a point and the step out of it are both impossible (so the
     # point, not its neighbour, is wrong); at a trajectory's first (last) point the one step
-    # it has, when the neighbour's other step is fine
+    # it has, when the neighbour's other step is fine. <x>_in/_out: this point's steps;
+    # <x>_in_p: the previous point's step in; <x>_out_n: the next point's step out
     exc: list[str] = []
     if jumps:
         vj = p.param("max_jump_speed", rules.max_jump_speed_mps)
-        exc.append(
-            f"{_P}dt > 0 AND {_P}dist > {vj} * {_P}dt AS {_P}j_in, "
-            f"{_P}dt_next > 0 AND {_P}dist_next > {vj} * {_P}dt_next AS {_P}j_out"
-        )
+        for name, d_, t_ in (
+            ("j_in", "dist", "dt"),
+            ("j_out", "dist_next", "dt_next"),
+            ("j_in_p", "dist_pp", "dt_pp"),
+            ("j_out_n", "dist_nn", "dt_nn"),
+        ):
+            exc.append(f"{_P}{t_} > 0 AND {_P}{d_} > {vj} * {_P}{t_} AS {_P}{name}")
     if spikes:
         am = p.param("spike_accel", rules.max_abs_accel_mps2)
-        exc.append(
-            f"{_P}dt > 0 AND abs({_P}dv) > {am} * {_P}dt AS {_P}s_in, "
-            f"{_P}dt_next > 0 AND abs({_P}dv_next) > {am} * {_P}dt_next "
-            f"AND sign({_P}dv) IS DISTINCT FROM sign({_P}dv_next) AS {_P}s_out"
-        )
+        for name, v_, t_, sign_of in (
+            ("s_in", "dv", "dt", None),
+            ("s_out", "dv_next", "dt_next", "dv"),
+            ("s_in_p", "dv_pp", "dt_pp", None),
+            ("s_out_n", "dv_nn", "dt_nn", "dv_next"),
+        ):
+            turn = f" AND sign({_P}{sign_of}) IS DISTINCT FROM sign({_P}{v_})" if sign_of else ""
+            exc.append(f"{_P}{t_} > 0 AND abs({_P}{v_}) > {am} * {_P}{t_}{turn} AS {_P}{name}")
     if exc:
         stage = p.add("x1", f"SELECT *, {', '.join(exc)} FROM {stage}")
 
-    def excursion(a: str, b: str) -> str:
-        i_, o_ = f"{_P}{a}", f"{_P}{b}"
+    def excursion(a: str) -> str:
+        i_, o_ = f"{_P}{a}_in", f"{_P}{a}_out"
         return (
             f"coalesce({ok} AND (({i_} AND {o_}) "
-            f"OR ({_P}dt IS NULL AND {o_} AND NOT coalesce(lead({o_}) OVER ({w_time}), false)) "
-            f"OR ({_P}dt_next IS NULL AND {i_} AND NOT coalesce(lag({i_}) OVER ({w_time}), false))"
+            f"OR ({_P}dt IS NULL AND {o_} AND NOT coalesce({o_}_n, false)) "
+            f"OR ({_P}dt_next IS NULL AND {i_} AND NOT coalesce({i_}_p, false))"
             "), false)"
         )
 
@@ -297,9 +320,9 @@ def _trajectory_plan(
     if want_dup:
         flags["duplicates"] = f"coalesce({ok} AND {_P}dup_rank > 1, false)"
     if jumps:
-        flags["jumps"] = excursion("j_in", "j_out")
+        flags["jumps"] = excursion("j")
     if spikes:
-        flags["speed_spikes"] = excursion("s_in", "s_out")
+        flags["speed_spikes"] = excursion("s")
     if near:
         ns = p.param("near_s", rules.near_duplicate_s)
         nm = p.param("near_m", rules.near_duplicate_m)
