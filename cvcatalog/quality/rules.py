@@ -201,11 +201,16 @@ def _trajectory_plan(
     spikes = rules.speed_spikes and rules.max_abs_accel_mps2 is not None and speed is not None
     steps = derived or jumps or near or frozen or spikes
 
+    neighbours: dict[tuple[str, int], str] = {}  # (column, offset) -> internal column
+
     def at(col: str, k: int) -> str:
-        """A column k points later (k < 0: earlier) in the trajectory's time order."""
+        """A column k points later (k < 0: earlier) in the trajectory's time order; each
+        (column, offset) is one window expression of the first stage, however often used."""
         if k == 0:
             return col
-        return f"{'lead' if k > 0 else 'lag'}({col}, {abs(k)}) OVER ({w_time})"
+        if (col, k) not in neighbours:
+            neighbours[(col, k)] = f"{_P}nb{len(neighbours)}"
+        return neighbours[(col, k)]
 
     def dist(k0: int, k1: int) -> str:
         """Metres between the points k0 and k1 places from this one."""
@@ -221,28 +226,35 @@ def _trajectory_plan(
     def dt(k0: int, k1: int) -> str:
         return f"(epoch_us({at(t, k1)}) - epoch_us({at(t, k0)})) / 1e6"
 
-    # every step is computed in this one pass over the time-ordered windows (one sort): to the
-    # previous and next point, and for the excursion rules the neighbours' other steps too
+    # the steps to the previous and next point, and for the excursion rules the neighbours'
+    # other steps too, from the neighbours' values fetched in one pass (one sort)
+    steps_sql: list[str] = []
     if steps:
-        items.append(f"{dt(-1, 0)} AS {_P}dt")
-        items.append(f"{dt(0, 1)} AS {_P}dt_next")
+        steps_sql.append(f"{dt(-1, 0)} AS {_P}dt")
+        steps_sql.append(f"{dt(0, 1)} AS {_P}dt_next")
         if has_pos:
-            items.append(f"{dist(-1, 0)} AS {_P}dist")
-            items.append(f"{dist(0, 1)} AS {_P}dist_next")
+            steps_sql.append(f"{dist(-1, 0)} AS {_P}dist")
+            steps_sql.append(f"{dist(0, 1)} AS {_P}dist_next")
         if jumps or spikes:
-            items.append(f"{dt(-2, -1)} AS {_P}dt_pp")
-            items.append(f"{dt(1, 2)} AS {_P}dt_nn")
+            steps_sql.append(f"{dt(-2, -1)} AS {_P}dt_pp")
+            steps_sql.append(f"{dt(1, 2)} AS {_P}dt_nn")
         if jumps:
-            items.append(f"{dist(-2, -1)} AS {_P}dist_pp")
-            items.append(f"{dist(1, 2)} AS {_P}dist_nn")
+            steps_sql.append(f"{dist(-2, -1)} AS {_P}dist_pp")
+            steps_sql.append(f"{dist(1, 2)} AS {_P}dist_nn")
         if spikes:
             assert speed is not None
             for name, (k0, k1) in (("dv_pp", (-2, -1)), ("dv", (-1, 0)), ("dv_next", (0, 1))):
-                items.append(f"{at(speed, k1)} - {at(speed, k0)} AS {_P}{name}")
-            items.append(f"{at(speed, 2)} - {at(speed, 1)} AS {_P}dv_nn")
+                steps_sql.append(f"{at(speed, k1)} - {at(speed, k0)} AS {_P}{name}")
+            steps_sql.append(f"{at(speed, 2)} - {at(speed, 1)} AS {_P}dv_nn")
+    items += [
+        f"{'lead' if k > 0 else 'lag'}({col}, {abs(k)}) OVER ({w_time}) AS {name}"
+        for (col, k), name in neighbours.items()
+    ]
     stage = "src"
     if items:
         stage = p.add("w1", f"SELECT *, {', '.join(items)} FROM src")
+    if steps_sql:
+        stage = p.add("w1s", f"SELECT *, {', '.join(steps_sql)} FROM {stage}")
     if derived:
         stage = p.add(
             "w2",
