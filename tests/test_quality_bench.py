@@ -33,8 +33,10 @@ RATE, SEED = 0.02, 3
 def bases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("qbench")
     con = duckdb.connect(config={"threads": 2})
-    # ~0.6-1.2 s between a vehicle's samples: dense enough for every rule
-    bsm = bsm_base(con, work, hours=1, per_hour=5000, vehicles=2, seed=SEED)
+    # ~0.36-0.72 s between a vehicle's samples: the smallest injected spike (20 m/s) and jump
+    # (200 m) are then well beyond what a vehicle can do between two samples (at ~1.4 s a
+    # 20 m/s change is not: see the sparse set of bench.quality)
+    bsm = bsm_base(con, work, hours=1, per_hour=10_000, vehicles=2, seed=SEED)
     ngsim, ncon = ngsim_base(work, 1500, SEED)
     yield {
         "wydot": (con, bsm, _traj("wydot", "BSM")),
@@ -49,6 +51,7 @@ def test_every_anomaly_type_is_found(bases: dict[str, Any], name: str) -> None:
     con, base, mapping = bases[name]
     r = run_dataset(name, con, base, mapping, RATE, SEED, repeats=1)
     assert r["base_rows"] > 2000
+    assert r["median_sample_interval_s"] < 0.8  # the density the thresholds need (see above)
     per_type = {t["type"]: t for t in r["per_type"]}
     assert set(per_type) == set(TYPES)
     for t in per_type.values():
