@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cvcatalog.io",),
     ("cvcatalog.datasets",),  # what a dataset is and how its rows parse; its tables are state's
     ("cvcatalog.state",),
-    ("cvcatalog.quality.rules",),
+    ("cvcatalog.quality.rules", "cvcatalog.quality.cleaning"),
     (  # the ingest
         "cvcatalog.pipeline",
         "cvcatalog.sources.cvpilot",

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from cvcatalog.catalog import Catalog
@@ -111,3 +112,28 @@ def test_to_dask_runs_on_a_distributed_cluster(catalog: Catalog) -> None:
     )
     assert list(got.index) == list(expected.index)
     assert (abs(got.values - expected.values) < 1e-9).all()
+
+
+def test_experiment_imputes_per_partition(catalog: Catalog, tmp_path: Path) -> None:
+    """processing.cleaning.impute: the canonical frame gains `imputed` (the replica has no NULL
+    positions, so nothing is filled and every other value is unchanged)."""
+    p = write_experiment(tmp_path)
+    text = p.read_text().replace(
+        "  cleaning:\n", "  cleaning:\n    impute: {max_gap_samples: 3, max_gap_s: 1.0}\n"
+    )
+    p.write_text(text.replace("column_names: socrata", "column_names: canonical"))
+    ddf = CatalogGatherer(p, catalog).gather_data().get_gathered_data()
+    assert "imputed" in ddf.columns
+    pdf = ddf.compute()
+    (tmp_path / "plain").mkdir()
+    plain = write_experiment(tmp_path / "plain")
+    plain.write_text(plain.read_text().replace("column_names: socrata", "column_names: canonical"))
+    expected = CatalogGatherer(plain, catalog).gather_data().get_gathered_data().compute()
+    assert len(pdf) == len(expected) and not pdf.imputed.any()
+    key = ["vehicle_id", "generated_at", "source_key"]
+    got = pdf.drop(columns="imputed").sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected.sort_values(key).reset_index(drop=True))
+    # the socrata naming still works (it keeps only the data.transportation.gov columns)
+    p.write_text(text)
+    soc = CatalogGatherer(p, catalog).gather_data().get_gathered_data()
+    assert "imputed" not in soc.columns and len(soc) == len(expected)

@@ -32,7 +32,14 @@ from cvcatalog.quality.report import (
     render_html,
     render_png,
 )
-from cvcatalog.quality.rules import apply, evaluate, evaluate_files, record, savgol_weights
+from cvcatalog.quality.rules import (
+    apply,
+    evaluate,
+    evaluate_files,
+    flag_rows,
+    record,
+    savgol_weights,
+)
 from cvcatalog.sandbox.replica import seed_replica
 
 runner = CliRunner()
@@ -166,6 +173,9 @@ def test_rules_can_be_switched_off_and_limits_moved(con: Any, files: list[Path])
                 "max_abs_accel_mps2": None,
                 "ordering": False,
                 "duplicates": False,
+                "max_jump_speed_mps": None,
+                "near_duplicate_s": None,
+                "frozen_min_speed_mps": None,
             }
         }
     )
@@ -760,3 +770,63 @@ def test_coverage_by_day_and_hour_and_by_nycdot_bins(con: Any) -> None:
     )
     got = _coverage(con, "e", mapping_for("nycdot", "EVENT"), "UTC")
     assert got == [("2021-04 MON", "NT", 1), ("2021-04 MON", "AM", 2), ("2021-04 TUE", "PM", 1)]
+
+
+def _flagged(
+    con: Any, rows: list[dict[str, Any]], rule: str, cfg: QualityConfig | None = None
+) -> list[int]:
+    """Indices (in time order) of the rows flag_rows marks for one rule."""
+    con.register("pts", pa.Table.from_pylist(rows))
+    q = flag_rows(con, "pts", BSM, cfg)
+    got = con.execute(f"{q.sql} ORDER BY generated_at", q.params).fetchall()
+    names = [d[0] for d in con.description]
+    con.unregister("pts")
+    return [i for i, r in enumerate(got) if r[names.index(f"rule_{rule}")]]
+
+
+@pytest.mark.parametrize("k", [0, 1, 25, 48, 49])
+def test_a_position_jump_flags_the_point_not_its_neighbours(con: Any, k: int) -> None:
+    rows = [point("A", i) for i in range(50)]
+    rows[k]["longitude"] += 0.01  # ~840 m in 0.1 s
+    assert _flagged(con, rows, "jumps") == [k]
+    assert _flagged(con, [point("A", i) for i in range(50)], "jumps") == []
+    # a relocation after a silence (a new fix 10 km away 2 min later) is not a jump
+    far = [point("A", i) for i in range(10)]
+    far += [{**point("A", i, offset_s=120.0), "longitude": -105.5} for i in range(10, 20)]
+    assert _flagged(con, far, "jumps") == []
+
+
+@pytest.mark.parametrize("k", [0, 1, 25, 49])
+def test_a_speed_spike_flags_the_point(con: Any, k: int) -> None:
+    rows = [point("A", i) for i in range(50)]
+    rows[k]["speed_mps"] += 5.0  # 50 m/s2 up and back down
+    assert _flagged(con, rows, "speed_spikes") == [k]
+    # a step change (up and staying up) is one hard change, not a spike
+    clean = [point("A", i) for i in range(50)]
+    step = [
+        {**p, "speed_mps": p["speed_mps"] + (5.0 if i >= 25 else 0.0)} for i, p in enumerate(clean)
+    ]
+    assert _flagged(con, step, "speed_spikes") == []
+
+
+def test_near_duplicates_and_frozen_positions(con: Any) -> None:
+    rows = [point("A", i) for i in range(30)]
+    copy = {**rows[10], "generated_at": rows[10]["generated_at"] + timedelta(milliseconds=5)}
+    assert _flagged(con, [*rows, copy], "near_duplicates") == [11]
+    # a copy 30 ms later is the next sample, as far as the rule knows
+    late = {**rows[10], "generated_at": rows[10]["generated_at"] + timedelta(milliseconds=30)}
+    assert _flagged(con, [*rows, late], "near_duplicates") == []
+    # frozen: samples 5..8 repeat sample 4's position at 25 m/s
+    frozen = [dict(p) for p in rows]
+    for i in range(5, 9):
+        frozen[i]["latitude"], frozen[i]["longitude"] = rows[4]["latitude"], rows[4]["longitude"]
+    assert _flagged(con, frozen, "frozen") == [5, 6, 7, 8]
+    # a stopped vehicle repeats its position legitimately
+    stopped = [{**p, "speed_mps": 0.0} for p in frozen]
+    assert _flagged(con, stopped, "frozen") == []
+    # the near copy is not a frozen position too
+    assert _flagged(con, [*rows, copy], "frozen") == []
+    off = QualityConfig.parse({"rules": {"frozen_min_speed_mps": None}})
+    con.register("pts", pa.Table.from_pylist(frozen))
+    assert "frozen" not in flag_rows(con, "pts", BSM, off).rules
+    assert evaluate(con, "pts", BSM).count("frozen") == 4

@@ -193,3 +193,24 @@ def test_the_dask_conversion_job_runs_the_same_step(
     ).iat[0, 0]
     assert result.quality.count("outliers", "removed") == removed > 0
     assert len(result.parquet_files) == 1 and result.parquet_files[0].exists()
+
+
+def test_imputation_at_ingest_adds_the_flag_column(
+    seeded: Any, plain: Catalog, tmp_path: Path
+) -> None:
+    """impute on: the table gains `imputed` (the replica has no NULL positions, so it is false
+    everywhere and the values are those of the plain ingest), and the counts are recorded."""
+    cfg = _config(tmp_path, {"impute": {"enabled": True, "max_gap_samples": 3}})
+    cat = Catalog(tmp_path / "imputed")
+    s = cat.ingest("wydot", "BSM", D0, D1, rate_limit=0, config=cfg)
+    assert s.ok
+    got = cat.query("select count(*) n, count_if(imputed) k, count(imputed) c from wydot_bsm")
+    rows = plain.query("select count(*) from wydot_bsm").iat[0, 0]
+    assert (got.n[0], got.k[0], got.c[0]) == (rows, 0, rows)
+    same = "select vehicle_id, generated_at, latitude, speed_mps from wydot_bsm order by all"
+    assert cat.query(same).equals(plain.query(same))
+    q = cat.query(
+        "select action, sum(count)::BIGINT n from quality_stats where rule = 'impute' group by 1"
+    )
+    assert dict(zip(q.action, q.n, strict=True)) == {"imputed": 0, "values": 0, "missing": 0}
+    assert cat.verify().clean

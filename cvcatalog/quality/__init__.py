@@ -17,10 +17,18 @@ Rules (always counted):
                 previous record's;
   * duplicates  same trajectory id and same time (trajectories), or the same values in every
                 column except file bookkeeping (source_key, invalid_reason, warnings) for other
-                records; the first in source order is the original, the others are counted.
-bounds, speed, accel and the derived rules make a row an *outlier*.
+                records; the first in source order is the original, the others are counted;
+  * jumps, speed_spikes  a point whose step (position, reported speed) in from its predecessor
+                and out to its successor are both impossible (max_jump_speed_mps,
+                max_abs_accel_mps2 times the time step);
+  * near_duplicates  a point within near_duplicate_s and near_duplicate_m of its predecessor;
+  * frozen      a point that has not moved from its predecessor while reporting a speed.
+bounds, speed, accel and the derived rules make a row an *outlier*; jumps, speed spikes, near
+duplicates and frozen positions are counted, not removed.
 
 Cleaning (each off by default): remove_duplicates, remove_outliers, detect_gaps (a `segment`
-number per trajectory that starts again after a gap longer than max_gap_s; never deletes) and
-Savitzky-Golay smoothing of position columns within gap-free segments.
+number per trajectory that starts again after a gap longer than max_gap_s; never deletes),
+impute (short NULL runs filled linearly in time within a segment, an `imputed` flag) and
+Savitzky-Golay smoothing of position columns within gap-free segments. cvcatalog.quality.cleaning
+runs the same plan over an in-memory table (`impute`).
 """

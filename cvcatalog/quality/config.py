@@ -53,6 +53,26 @@ class Rules(_Strict):
     )
     ordering: bool = True
     duplicates: bool = True
+    max_jump_speed_mps: float | None = Field(
+        100.0,
+        gt=0,
+        description="position jumps: a point whose steps in and out both imply more; null = off",
+    )
+    speed_spikes: bool = Field(
+        True,
+        description="a reported speed that jumps in and back out faster than max_abs_accel_mps2",
+    )
+    near_duplicate_s: float | None = Field(
+        0.02, gt=0, description="near duplicates: a point this close in time; null = off"
+    )
+    near_duplicate_m: float = Field(1.0, ge=0, description="... and this close in position")
+    frozen_min_speed_mps: float | None = Field(
+        2.0,
+        gt=0,
+        description="frozen positions: the position does not move while the reported speed is "
+        "at least this; null = off",
+    )
+    frozen_max_step_m: float = Field(0.01, ge=0, description="'does not move': a step this small")
 
     @field_validator("bounds", mode="before")
     @classmethod
@@ -115,6 +135,29 @@ class Smoothing(_Strict):
         return self
 
 
+class Impute(_Strict):
+    """Linear interpolation of short runs of NULL values inside a gap-free segment."""
+
+    enabled: bool = False
+    max_gap_samples: int | None = Field(5, ge=1, description="missing samples in a row; null = any")
+    max_gap_s: float | None = Field(
+        2.0, gt=0, description="seconds between the known values around the hole; null = any"
+    )
+    columns: list[str] | None = Field(
+        None, description="default: the mapping's position, speed and heading columns"
+    )
+
+    @model_validator(mode="after")
+    def _limited(self) -> Impute:
+        if self.max_gap_samples is None and self.max_gap_s is None:
+            raise ValueError(
+                "give max_gap_samples or max_gap_s (or both): imputation needs a limit"
+            )
+        if self.columns is not None and not self.columns:
+            raise ValueError("columns must name at least one column (or be left out)")
+        return self
+
+
 class Cleaning(_Strict):
     remove_duplicates: bool = False
     remove_outliers: bool = False
@@ -127,6 +170,7 @@ class QualityConfig(_Strict):
 
     rules: Rules = Rules()
     cleaning: Cleaning = Cleaning()
+    impute: Impute = Impute()
 
     @model_validator(mode="after")
     def _outlier_rules(self) -> QualityConfig:
@@ -150,6 +194,7 @@ class QualityConfig(_Strict):
                 ("cleaning.remove_outliers", c.remove_outliers),
                 ("cleaning.detect_gaps", c.detect_gaps.enabled),
                 ("cleaning.smoothing", c.smoothing.enabled),
+                ("impute", self.impute.enabled),
             )
             if on
         ]
@@ -175,7 +220,7 @@ def quality_from_file(path: Path) -> QualityConfig:
     """The `quality:` section of a YAML config file (a data-source config, or a file holding
     only that section); one clear error for a missing file or a bad value."""
     data = load_yaml(path)
-    section = data.get("quality", data if "rules" in data or "cleaning" in data else None)
+    section = data.get("quality", data if {"rules", "cleaning", "impute"} & set(data) else None)
     if section is None:
         raise ConfigError(f"{path} has no quality: section")
     try:
@@ -190,3 +235,5 @@ def quality_from_file(path: Path) -> QualityConfig:
 
 #: the column detect_gaps adds to a cleaned partition's files
 SEGMENT_COLUMN = "segment"
+#: the column imputation adds: true where a value of the row was interpolated
+IMPUTED_COLUMN = "imputed"

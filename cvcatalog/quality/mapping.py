@@ -37,6 +37,7 @@ class TrajectoryMapping:
     accel: str | None = None
     x: str | None = None  # metres, e.g. NGSIM local x/y
     y: str | None = None
+    heading: str | None = None  # degrees clockwise from north (imputed on the circle)
     #: columns that order records as they were produced, before the row order of the files
     #: (CV Pilot: source_key, the S3 object, whose keys sort by arrival; rows keep their order
     #: inside an object but objects are stored in any order). Absent columns are skipped.
@@ -87,6 +88,7 @@ def mapping_for(source: str, message_type: str) -> Mapping:
             longitude="longitude",
             speed="speed_mps",
             accel="accel_long_mps2",
+            heading="heading_deg",
             order=("source_key",),
             default_bounds=DEFAULT_BOUNDS[src],
         )

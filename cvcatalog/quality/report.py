@@ -289,7 +289,12 @@ _RULE_ORDER = [
     "outliers",
     "ordering",
     "duplicates",
+    "jumps",
+    "speed_spikes",
+    "near_duplicates",
+    "frozen",
     "gaps",
+    "impute",
     "smoothing",
 ]
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.io.s3 import as_s3_error
-from cvcatalog.quality.config import Bounds, QualityConfig
+from cvcatalog.quality.config import IMPUTED_COLUMN, Bounds, Impute, QualityConfig
 from cvcatalog.quality.mapping import Mapping, RecordMapping, TrajectoryMapping, mapping_for
 from cvcatalog.sqlutil import list_literal, quote_ident
 from cvcatalog.state.db import now_utc
@@ -193,26 +193,68 @@ def _trajectory_plan(
     if want_dup:
         dup_order = f" ORDER BY {src_order}" if src_order else ""
         items.append(f"row_number() OVER (PARTITION BY {i}, {t}{dup_order}) AS {_P}dup_rank")
-    derived = rules.derived_from_positions and (
-        (x is not None and y is not None) or (lat is not None and lon is not None)
-    )
-    if derived:
-        items.append(f"(epoch_us({t}) - epoch_us(lag({t}) OVER ({w_time}))) / 1e6 AS {_P}dt")
+    has_pos = (x is not None and y is not None) or (lat is not None and lon is not None)
+    derived = rules.derived_from_positions and has_pos
+    jumps = rules.max_jump_speed_mps is not None and has_pos
+    near = rules.near_duplicate_s is not None and has_pos
+    frozen = rules.frozen_min_speed_mps is not None and has_pos and speed is not None
+    spikes = rules.speed_spikes and rules.max_abs_accel_mps2 is not None and speed is not None
+    steps = derived or jumps or near or frozen or spikes
+
+    neighbours: dict[tuple[str, int], str] = {}  # (column, offset) -> internal column
+
+    def at(col: str, k: int) -> str:
+        """A column k points later (k < 0: earlier) in the trajectory's time order; each
+        (column, offset) is one window expression of the first stage, however often used."""
+        if k == 0:
+            return col
+        if (col, k) not in neighbours:
+            neighbours[(col, k)] = f"{_P}nb{len(neighbours)}"
+        return neighbours[(col, k)]
+
+    def dist(k0: int, k1: int) -> str:
+        """Metres between the points k0 and k1 places from this one."""
         if x is not None and y is not None:
-            dist = (
-                f"sqrt(pow({x} - lag({x}) OVER ({w_time}), 2) + "
-                f"pow({y} - lag({y}) OVER ({w_time}), 2))"
-            )
-        else:
-            # equirectangular: exact enough over the metres between consecutive points
-            dist = (
-                f"6371008.8 * radians(sqrt(pow({lat} - lag({lat}) OVER ({w_time}), 2) + "
-                f"pow(cos(radians({lat})) * ({lon} - lag({lon}) OVER ({w_time})), 2)))"
-            )
-        items.append(f"{dist} AS {_P}dist")
+            return f"sqrt(pow({at(x, k1)} - {at(x, k0)}, 2) + pow({at(y, k1)} - {at(y, k0)}, 2))"
+        assert lat is not None and lon is not None
+        # equirectangular: exact enough over the metres between consecutive points
+        return (
+            f"6371008.8 * radians(sqrt(pow({at(lat, k1)} - {at(lat, k0)}, 2) + "
+            f"pow(cos(radians({lat})) * ({at(lon, k1)} - {at(lon, k0)}), 2)))"
+        )
+
+    def dt(k0: int, k1: int) -> str:
+        return f"(epoch_us({at(t, k1)}) - epoch_us({at(t, k0)})) / 1e6"
+
+    # the steps to the previous and next point, and for the excursion rules the neighbours'
+    # other steps too, from the neighbours' values fetched in one pass (one sort)
+    steps_sql: list[str] = []
+    if steps:
+        steps_sql.append(f"{dt(-1, 0)} AS {_P}dt")
+        steps_sql.append(f"{dt(0, 1)} AS {_P}dt_next")
+        if has_pos:
+            steps_sql.append(f"{dist(-1, 0)} AS {_P}dist")
+            steps_sql.append(f"{dist(0, 1)} AS {_P}dist_next")
+        if jumps or spikes:
+            steps_sql.append(f"{dt(-2, -1)} AS {_P}dt_pp")
+            steps_sql.append(f"{dt(1, 2)} AS {_P}dt_nn")
+        if jumps:
+            steps_sql.append(f"{dist(-2, -1)} AS {_P}dist_pp")
+            steps_sql.append(f"{dist(1, 2)} AS {_P}dist_nn")
+        if spikes:
+            assert speed is not None
+            for name, (k0, k1) in (("dv_pp", (-2, -1)), ("dv", (-1, 0)), ("dv_next", (0, 1))):
+                steps_sql.append(f"{at(speed, k1)} - {at(speed, k0)} AS {_P}{name}")
+            steps_sql.append(f"{at(speed, 2)} - {at(speed, 1)} AS {_P}dv_nn")
+    items += [
+        f"{'lead' if k > 0 else 'lag'}({col}, {abs(k)}) OVER ({w_time}) AS {name}"
+        for (col, k), name in neighbours.items()
+    ]
     stage = "src"
     if items:
         stage = p.add("w1", f"SELECT *, {', '.join(items)} FROM src")
+    if steps_sql:
+        stage = p.add("w1s", f"SELECT *, {', '.join(steps_sql)} FROM {stage}")
     if derived:
         stage = p.add(
             "w2",
@@ -222,6 +264,41 @@ def _trajectory_plan(
             "w3",
             f"SELECT *, CASE WHEN {_P}dt > 0 THEN ({_P}dspeed - lag({_P}dspeed) OVER ({w_time})) "
             f"/ {_P}dt END AS {_P}daccel FROM {stage}",
+        )
+    # an excursion: the step into a point and the step out of it are both impossible (so the
+    # point, not its neighbour, is wrong); at a trajectory's first (last) point the one step
+    # it has, when the neighbour's other step is fine. <x>_in/_out: this point's steps;
+    # <x>_in_p: the previous point's step in; <x>_out_n: the next point's step out
+    exc: list[str] = []
+    if jumps:
+        vj = p.param("max_jump_speed", rules.max_jump_speed_mps)
+        for name, d_, t_ in (
+            ("j_in", "dist", "dt"),
+            ("j_out", "dist_next", "dt_next"),
+            ("j_in_p", "dist_pp", "dt_pp"),
+            ("j_out_n", "dist_nn", "dt_nn"),
+        ):
+            exc.append(f"{_P}{t_} > 0 AND {_P}{d_} > {vj} * {_P}{t_} AS {_P}{name}")
+    if spikes:
+        am = p.param("spike_accel", rules.max_abs_accel_mps2)
+        for name, v_, t_, sign_of in (
+            ("s_in", "dv", "dt", None),
+            ("s_out", "dv_next", "dt_next", "dv"),
+            ("s_in_p", "dv_pp", "dt_pp", None),
+            ("s_out_n", "dv_nn", "dt_nn", "dv_next"),
+        ):
+            turn = f" AND sign({_P}{sign_of}) IS DISTINCT FROM sign({_P}{v_})" if sign_of else ""
+            exc.append(f"{_P}{t_} > 0 AND abs({_P}{v_}) > {am} * {_P}{t_}{turn} AS {_P}{name}")
+    if exc:
+        stage = p.add("x1", f"SELECT *, {', '.join(exc)} FROM {stage}")
+
+    def excursion(a: str) -> str:
+        i_, o_ = f"{_P}{a}_in", f"{_P}{a}_out"
+        return (
+            f"coalesce({ok} AND (({i_} AND {o_}) "
+            f"OR ({_P}dt IS NULL AND {o_} AND NOT coalesce({o_}_n, false)) "
+            f"OR ({_P}dt_next IS NULL AND {i_} AND NOT coalesce({i_}_p, false))"
+            "), false)"
         )
 
     # stage 2: one boolean per rule
@@ -254,6 +331,24 @@ def _trajectory_plan(
         flags["ordering"] = f"coalesce({ok} AND {t} < {_P}prev_t, false)"
     if want_dup:
         flags["duplicates"] = f"coalesce({ok} AND {_P}dup_rank > 1, false)"
+    if jumps:
+        flags["jumps"] = excursion("j")
+    if spikes:
+        flags["speed_spikes"] = excursion("s")
+    if near:
+        ns = p.param("near_s", rules.near_duplicate_s)
+        nm = p.param("near_m", rules.near_duplicate_m)
+        flags["near_duplicates"] = (
+            f"coalesce({ok} AND {_P}dt > 0 AND {_P}dt <= {ns} AND {_P}dist <= {nm}, false)"
+        )
+    if frozen:
+        fv = p.param("frozen_speed", rules.frozen_min_speed_mps)
+        fm = p.param("frozen_step", rules.frozen_max_step_m)
+        not_near = f" AND {_P}dt > {p.param('near_s', rules.near_duplicate_s)}" if near else ""
+        flags["frozen"] = (
+            f"coalesce({ok} AND {_P}dt > 0{not_near} AND {_P}dist <= {fm} "
+            f"AND {speed} >= {fv}, false)"
+        )
     outlier = " OR ".join(f"{_P}{n}" for n in outlier_rules) or "false"
     if flags:
         flag_items = ", ".join(f"{sql} AS {_P}{n}" for n, sql in flags.items())
@@ -285,7 +380,8 @@ def _trajectory_plan(
 
     # stage 4: segments (gap detection; smoothing never spans a gap either)
     sm = c.smoothing
-    if c.detect_gaps.enabled or sm.enabled:
+    imp = r.cfg.impute
+    if c.detect_gaps.enabled or sm.enabled or imp.enabled:
         gap = p.param("max_gap", r.max_gap_s)
         stage = p.add(
             "g1",
@@ -303,6 +399,10 @@ def _trajectory_plan(
             p.stat_out[("gaps", "segments")] = f"count(DISTINCT ({i}, {_P}seg)) FILTER ({ok})"
             seg_type = "INTEGER"
             p.output.append(f"CAST({_P}seg AS {seg_type}) AS segment")
+
+    # stage 4b: linear imputation of short NULL runs within a segment
+    if imp.enabled:
+        stage = _impute_stage(p, stage, columns, m, imp, i, t, by_time, ok)
 
     # stage 5: Savitzky-Golay smoothing over rows ordered by time within a segment
     if sm.enabled:
@@ -352,6 +452,94 @@ def _trajectory_plan(
         p.stat_out[("smoothing", "smoothed")] = f"count_if({_P}smoothed)"
     p.final = stage
     return p
+
+
+def impute_columns(m: TrajectoryMapping, imp: Impute) -> list[str]:
+    """The columns imputation fills: the configured ones, else position, speed and heading."""
+    if imp.columns is not None:
+        return list(imp.columns)
+    return [*m.position_columns, *(c for c in (m.speed, m.heading) if c is not None)]
+
+
+def _impute_stage(
+    p: _Plan,
+    stage: str,
+    columns: dict[str, str],
+    m: TrajectoryMapping,
+    imp: Impute,
+    i: str,
+    t: str,
+    by_time: str,
+    ok: str,
+) -> str:
+    """Fill a NULL value linearly in time between the known values around it, when both are in
+    the same trajectory and gap-free segment and the hole is short (max_gap_samples missing
+    samples, max_gap_s between the known values); the heading the short way round the circle.
+    Adds a boolean `imputed` and counts imputed rows and values and the NULLs left."""
+    cols = impute_columns(m, imp)
+    for col in cols:
+        typ = columns.get(col)
+        if typ is None:
+            raise ConfigError(f"quality.impute.columns: no column {col!r} in the data")
+        if col in (m.id, m.time) or not typ.upper().startswith(_NUMERIC):
+            raise ConfigError(
+                f"quality.impute.columns: {col!r} ({typ}) is not a numeric measurement column"
+            )
+    ws = f"PARTITION BY {i}, {_P}seg ORDER BY {by_time}"
+    stage = p.add(
+        "im1",
+        f"SELECT *, row_number() OVER ({ws}) AS {_P}rn, epoch_us({t}) AS {_P}tu FROM {stage}",
+    )
+    items = []
+    for k, col in enumerate(cols):
+        q = quote_ident(col)
+        known = f"CASE WHEN {q} IS NOT NULL THEN {{'rn': {_P}rn, 'tu': {_P}tu, 'v': {q}}} END"
+        items.append(
+            f"CASE WHEN {q} IS NULL THEN last_value({known} IGNORE NULLS) OVER ({ws} "
+            f"ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) END AS {_P}ip{k}"
+        )
+        items.append(
+            f"CASE WHEN {q} IS NULL THEN first_value({known} IGNORE NULLS) OVER ({ws} "
+            f"ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) END AS {_P}in{k}"
+        )
+    stage = p.add("im2", f"SELECT *, {', '.join(items)} FROM {stage}")
+    conds = []
+    if imp.max_gap_samples is not None:
+        conds.append(f"{{n}}.rn - {{p}}.rn - 1 <= {p.param('imp_samples', imp.max_gap_samples)}")
+    if imp.max_gap_s is not None:
+        conds.append(f"({{n}}.tu - {{p}}.tu) / 1e6 <= {p.param('imp_seconds', imp.max_gap_s)}")
+    repl, filled = [], []
+    for k, col in enumerate(cols):
+        q, pv, nv = quote_ident(col), f"{_P}ip{k}", f"{_P}in{k}"
+        limit = " AND ".join(c.format(n=nv, p=pv) for c in conds)
+        frac = f"({_P}tu - {pv}.tu) / nullif({nv}.tu - {pv}.tu, 0)"
+        if col == m.heading:
+            turn = f"((({nv}.v - {pv}.v) % 360 + 540) % 360 - 180)"
+            value = f"((({pv}.v + {turn} * {frac}) % 360 + 360) % 360)"
+        else:
+            value = f"({pv}.v + ({nv}.v - {pv}.v) * {frac})"
+        cond = f"{ok} AND {q} IS NULL AND {pv} IS NOT NULL AND {nv} IS NOT NULL AND {limit}"
+        filled.append(f"{_P}if{k}")
+        repl.append((col, q, cond, value, columns[col]))
+    flags = ", ".join(
+        f"coalesce({cond}, false) AS {_P}if{k}" for k, (_, _, cond, _, _) in enumerate(repl)
+    )
+    stage = p.add("im3", f"SELECT *, {flags} FROM {stage}")
+    replace = ", ".join(
+        f"CASE WHEN {_P}if{k} THEN CAST({value} AS {typ}) ELSE {q} END AS {q}"
+        for k, (_, q, _, value, typ) in enumerate(repl)
+    )
+    stage = p.add(
+        "im4",
+        f"SELECT * REPLACE ({replace}), ({' OR '.join(filled)}) AS {_P}imputed FROM {stage}",
+    )
+    p.stat_out[("impute", "imputed")] = f"count_if({_P}imputed)"
+    p.stat_out[("impute", "values")] = " + ".join(f"count_if({f})" for f in filled)
+    p.stat_out[("impute", "missing")] = " + ".join(
+        f"count_if({ok} AND {quote_ident(c)} IS NULL)" for c in cols
+    )
+    p.output.append(f"{_P}imputed AS {IMPUTED_COLUMN}")
+    return stage
 
 
 def _record_plan(
@@ -528,7 +716,15 @@ def apply(
     out_cfg = cfg.model_copy(
         update={
             "rules": cfg.rules.model_copy(
-                update={"ordering": False, "duplicates": c.remove_duplicates}
+                update={
+                    "ordering": False,
+                    "duplicates": c.remove_duplicates,
+                    # counted only, never acted on: not needed for the output
+                    "max_jump_speed_mps": None,
+                    "speed_spikes": False,
+                    "near_duplicate_s": None,
+                    "frozen_min_speed_mps": None,
+                }
                 | (
                     {}
                     if c.remove_outliers
@@ -543,13 +739,8 @@ def apply(
         }
     )
     out, _, _ = _plan(con, rel, mapping, out_cfg, order, clean=True)
-    internal = _internal_columns(con, out)
-    items = ["* EXCLUDE (" + ", ".join(quote_ident(n) for n in internal) + ")"]
-    if "segment" in columns and out.output:
-        items[0] = items[0][:-1] + ", segment)"
-    items.extend(out.output)
-    query = f"{out.with_clause()}\nSELECT {', '.join(items)} FROM {out.final}"
-    if c.remove_duplicates or c.remove_outliers or c.detect_gaps.enabled or c.smoothing.enabled:
+    query = _output_query(con, out, columns)
+    if cleans(cfg):
         query += f" ORDER BY {out.order}"  # windows shuffle rows; a plain scan keeps the order
     options = "FORMAT parquet, COMPRESSION zstd"
     if row_group_size is not None:
@@ -573,6 +764,67 @@ def apply(
         stats.rows_out = stats.rows_in
         stats.counts[("rows", "output")] = stats.rows_in
     return stats
+
+
+def _output_query(con: duckdb.DuckDBPyConnection, out: _Plan, columns: dict[str, str]) -> str:
+    """The cleaned rows: the input's columns (internal ones dropped), then the added ones
+    (segment, imputed) replacing input columns of the same name."""
+    internal = _internal_columns(con, out)
+    added = [o.rsplit(" AS ", 1)[1] for o in out.output]
+    drop = [quote_ident(n) for n in internal] + [quote_ident(n) for n in added if n in columns]
+    items = ["* EXCLUDE (" + ", ".join(drop) + ")", *out.output]
+    return f"{out.with_clause()}\nSELECT {', '.join(items)} FROM {out.final}"
+
+
+def clean_relation(
+    con: duckdb.DuckDBPyConnection,
+    relation_sql: str,
+    mapping: Mapping,
+    cfg: QualityConfig,
+    *,
+    order_by: Sequence[str],
+) -> tuple[str, dict[str, Any], QualityStats]:
+    """The cleaning of apply() over any relation with a storage order (order_by: columns named
+    with the internal prefix, so they are dropped from the output): (query, parameters,
+    counts). The query returns the cleaned rows in storage order; the caller runs it."""
+    plan, res, columns = _plan(con, relation_sql, mapping, cfg, order_by, clean=True)
+    stats = _run_stats(con, plan, res)
+    query = f"{_output_query(con, plan, columns)} ORDER BY {', '.join(order_by)}"
+    if stats.rows_out is None:
+        stats.rows_out = stats.rows_in
+        stats.counts[("rows", "output")] = stats.rows_in
+    return query, plan.params_for(query), stats
+
+
+@dataclass(frozen=True)
+class FlagQuery:
+    """Every input row with one boolean `rule_<name>` per rule evaluated (see flag_rows)."""
+
+    sql: str
+    params: dict[str, Any]
+    rules: list[str]
+
+
+def flag_rows(
+    con: duckdb.DuckDBPyConnection,
+    relation_sql: str,
+    mapping: Mapping,
+    cfg: QualityConfig | None = None,
+    *,
+    order_by: Sequence[str] = (),
+) -> FlagQuery:
+    """The rows of a relation with the flags evaluate() counts, one column per rule: the same
+    plan as the counts, so a bench or a caller can see *which* rows fail which rule."""
+    plan, _, columns = _plan(
+        con, relation_sql, mapping, cfg or QualityConfig(), order_by, clean=False
+    )
+    names = [*plan.stat_flags]
+    cols = [quote_ident(c) for c in columns]
+    flags = [
+        f"{_P}{'outlier' if n == 'outliers' else n} AS {quote_ident('rule_' + n)}" for n in names
+    ]
+    sql = f"{plan.with_clause()}\nSELECT {', '.join(cols + flags)} FROM {plan.flags}"
+    return FlagQuery(sql, plan.params_for(sql), names)
 
 
 def _sql_path(path: Path) -> str:
@@ -619,7 +871,13 @@ def record(
 def cleans(cfg: QualityConfig) -> bool:
     """Whether any cleaning operation is on (else the partition's files are kept as written)."""
     c = cfg.cleaning
-    return c.remove_duplicates or c.remove_outliers or c.detect_gaps.enabled or c.smoothing.enabled
+    return (
+        c.remove_duplicates
+        or c.remove_outliers
+        or c.detect_gaps.enabled
+        or c.smoothing.enabled
+        or cfg.impute.enabled
+    )
 
 
 def process_partition(

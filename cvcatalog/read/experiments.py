@@ -16,6 +16,9 @@ from cvcatalog.catalog import Catalog, to_socrata
 from cvcatalog.config import DateRange, MemoryConfig, format_validation_error, load_yaml
 from cvcatalog.datasets import DATASETS
 from cvcatalog.exceptions import ConfigError
+from cvcatalog.quality.cleaning import impute_pandas
+from cvcatalog.quality.config import IMPUTED_COLUMN, Impute, QualityConfig
+from cvcatalog.quality.mapping import TrajectoryMapping, mapping_for
 from cvcatalog.schemas import SCHEMAS
 
 if TYPE_CHECKING:
@@ -121,6 +124,8 @@ class Cleaning(_Strict):
     remove_duplicates: bool = False
     validate_coordinates: bool = False
     coordinate_bounds: CoordinateBounds | None = None
+    #: fill short NULL runs of position, speed and heading (cvcatalog.quality.cleaning.impute)
+    impute: Impute | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> Cleaning:
@@ -236,6 +241,8 @@ class Experiment:
         if c.remove_duplicates:
             key = DATASET_DUPLICATE_KEY if dataset else DUPLICATE_KEY
             frame = frame.drop_duplicates(subset=[k for k in key if k in frame.columns])
+        if c.impute is not None:
+            frame = _imputed(frame, d.source, d.message_type, c.impute)
         if d.max_rows is not None:
             frame = frame.head(d.max_rows, npartitions=-1, compute=False)
         # datasets (NGSIM) have no data.transportation.gov names: their canonical ones are kept
@@ -254,6 +261,19 @@ class Experiment:
             memory_limit=prof.memory_limit,
         )
         return Client(cluster)
+
+
+def _imputed(frame: dd.DataFrame, source: str, message_type: str, section: Impute) -> dd.DataFrame:
+    """Imputation per partition (a day): a trajectory cut by a partition boundary is treated
+    as a gap there."""
+    mapping = mapping_for(source, message_type)
+    if not isinstance(mapping, TrajectoryMapping):
+        raise ConfigError(
+            f"processing.cleaning.impute: {source}/{message_type} records are not trajectories"
+        )
+    cfg = QualityConfig(impute=section.model_copy(update={"enabled": True}))
+    meta = frame._meta.assign(**{IMPUTED_COLUMN: frame._meta.index.to_series().astype(bool)})
+    return frame.map_partitions(impute_pandas, mapping, cfg, meta=meta)
 
 
 def frame_source(source: str) -> str:

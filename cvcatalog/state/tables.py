@@ -31,7 +31,7 @@ from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import load_extension
 from cvcatalog.io.lake import TableSpec
 from cvcatalog.io.storage import LakeStore
-from cvcatalog.quality.config import SEGMENT_COLUMN
+from cvcatalog.quality.config import IMPUTED_COLUMN, SEGMENT_COLUMN
 from cvcatalog.schemas import SCHEMAS, MessageSchema, render_sql
 from cvcatalog.sqlutil import load_sql, quote_ident, quote_literal
 from cvcatalog.state import deletes
@@ -44,7 +44,9 @@ BSM_TRAJECTORY_SOURCES = (
     ("thea_bsm", "generated_at", "accel_long_mps2"),
 )
 _CONSTANTS = ("source", "message_type")
-_OPTIONAL = ((SEGMENT_COLUMN, "INTEGER"),)
+_OPTIONAL = ((SEGMENT_COLUMN, "INTEGER"), (IMPUTED_COLUMN, "BOOLEAN"))
+#: optional column -> the (rule, action) in quality_stats that says a file of the table has it
+_OPTIONAL_WHEN = {SEGMENT_COLUMN: ("gaps", "segments"), IMPUTED_COLUMN: ("impute", "imputed")}
 
 #: a catalog-relative path -> the location DuckDB opens (local absolute path or s3:// URL)
 Locate = Callable[[str], str]
@@ -379,11 +381,12 @@ def sync_all(con: duckdb.DuckDBPyConnection, locate: Locate) -> dict[str, tuple[
     """Make every table show exactly its current files; returns table -> (added, removed)
     for the tables that changed."""
     changed: dict[str, tuple[int, int]] = {}
-    segmented = _segmented_tables(con)
+    optional = {c: _tables_with(con, c) for c in _OPTIONAL_WHEN}
     shown = lake.active_files(con)
     for table, current in current_files(con).items():
-        if table in segmented:
-            ensure_optional(con, table, SEGMENT_COLUMN)
+        for column, tables in optional.items():
+            if table in tables:
+                ensure_optional(con, table, column)
         added, removed = lake.sync(
             con, table, [locate(p) for p in current], shown.get(table, set())
         )
@@ -408,11 +411,13 @@ def apply_deletes(con: duckdb.DuckDBPyConnection, locate: Locate) -> dict[str, i
     return {table: n for table, n in done.items() if n}
 
 
-def _segmented_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Tables with files written by the quality step's gap detection (a `segment` column)."""
+def _tables_with(con: duckdb.DuckDBPyConnection, column: str) -> set[str]:
+    """Tables with files written with an optional column by the quality step (`segment` by
+    gap detection, `imputed` by imputation), as its recorded counts say."""
+    rule, action = _OPTIONAL_WHEN[column]
     rows = con.execute(
-        "SELECT DISTINCT source, message_type FROM quality_stats "
-        "WHERE rule = 'gaps' AND action = 'segments'"
+        "SELECT DISTINCT source, message_type FROM quality_stats WHERE rule = ? AND action = ?",
+        [rule, action],
     ).fetchall()
     out = set()
     by_dataset = {ds.name: ds.view_name for ds in datasets().values()}
