@@ -6,7 +6,9 @@ replica, NGSIM-shaped trajectories, and the trips' gap as a catalog setting."""
 from __future__ import annotations
 
 import copy
+import itertools
 import json
+import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -98,7 +100,7 @@ def python_trips(points: pd.DataFrame, gap_s: float) -> dict[str, dict[str, Any]
     for trip in out.values():
         rows = trip.pop("rows")
         dist = 0.0
-        for a, b in zip(rows, rows[1:], strict=False):
+        for a, b in itertools.pairwise(rows):
             dist += GEOD.inv(a.longitude, a.latitude, b.longitude, b.latitude)[2]
         trip.update(
             points=len(rows), start=rows[0].t, end=rows[-1].t, distance_m=dist,
@@ -235,8 +237,6 @@ def test_a_plain_duckdb_session_reads_the_trip_views(samples: Catalog) -> None:
 
 def test_changing_the_gap_redefines_the_views(samples: Catalog, tmp_path: Path) -> None:
     assert samples.trip_gap() == DEFAULT_MAX_GAP_S
-    import shutil
-
     copy_dir = tmp_path / "copy"
     shutil.copytree(samples.paths.root, copy_dir)
     cat = Catalog(copy_dir)
