@@ -4,14 +4,17 @@ thousand rows over many vehicles."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
+from cvcatalog.cli.main import app
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.read.experiments import CatalogGatherer
 from cvcatalog.read.splits import SPLIT_NAMES, assign
@@ -135,3 +138,22 @@ def test_experiment_yaml_split_hands_back_the_named_split(cat: Catalog, tmp_path
     )
     with pytest.raises(ConfigError, match="add up to 1"):
         CatalogGatherer(bad, cat)
+
+
+def test_the_plan_counts_the_rows_the_frames_hold_and_the_cli_shows_it(cat: Catalog) -> None:
+    plan, _ = cat.split_plan("wydot", "BSM", D1, D2, by="trip", fractions=FRACTIONS, seed=2)
+    frames = cat.split("wydot", "BSM", D1, D2, by="trip", fractions=FRACTIONS, seed=2)
+    assert tuple(len(f) for f in frames) == plan.rows
+    out = CliRunner().invoke(
+        app,
+        ["split", "--catalog", str(cat.paths.root), "--source", "wydot", "--type", "BSM",
+         "--start", str(D1), "--end", str(D2), "--by", "trip", "--fractions", "0.7,0.2,0.1",
+         "--seed", "2", "--format", "json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.stdout)
+    assert [r["rows"] for r in rows] == list(plan.rows)
+    assert [r["trips"] for r in rows] == [len(plan.keys(i)) for i in range(3)]
+    bad = CliRunner().invoke(app, ["split", "--catalog", str(cat.paths.root), "--source",
+                                   "wydot", "--type", "BSM", "--fractions", "a,b"])  # fmt: skip
+    assert bad.exit_code == 1 and "--fractions" in bad.output

@@ -17,8 +17,10 @@ import duckdb
 import pandas as pd
 import pytest
 from pyproj import Geod
+from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
+from cvcatalog.cli.main import app
 from cvcatalog.config import trips_config
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.io.duckdb_ext import extension_path, load_extension
@@ -249,6 +251,14 @@ def test_changing_the_gap_redefines_the_views(samples: Catalog, tmp_path: Path) 
     with pytest.raises(ConfigError, match="positive"):
         cat.set_trip_gap(0)
     assert cat.trip_gap() == 600.0
+    # the command: --max-gap-s records a gap, then trips per source
+    out = CliRunner().invoke(
+        app, ["trips", "--catalog", str(copy_dir), "--max-gap-s", "120", "--format", "json"]
+    )
+    assert out.exit_code == 0, out.output
+    rows = {r["source"]: r for r in json.loads(out.stdout)}
+    assert rows["wydot"]["trips"] == 4 and rows["wydot"]["one_point_trips"] == 1
+    assert cat.trip_gap() == 120.0
 
 
 def test_the_gap_setting_comes_from_yaml_then_env_then_flag(

@@ -210,7 +210,7 @@ class Experiment:
             d.source, d.message_type, start, end, by=sp.by, fractions=sp.fractions,
             seed=sp.seed, timezone=d.date_range.timezone, snapshot=self.snapshot(),
         )  # fmt: skip
-        return getattr(frames, sp.use)  # type: ignore[no-any-return]
+        return getattr(frames, sp.use)
 
     def client(self) -> Any:
         """A dask.distributed LocalCluster client sized by the experiment's profile."""

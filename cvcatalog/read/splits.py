@@ -87,7 +87,7 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
         )
     if any(not f >= 0 for f in values) or abs(sum(values) - 1.0) > 1e-6:
         raise ConfigError(f"split fractions must be >= 0 and add up to 1, got {list(values)}")
-    return values  # type: ignore[return-value]
+    return values[0], values[1], values[2]
 
 
 def split_index(name: str) -> int:

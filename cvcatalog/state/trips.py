@@ -18,7 +18,7 @@ The views need no extension, so a plain DuckDB session reads them; the trip line
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -79,7 +79,7 @@ def gap_us(max_gap_s: float) -> int:
 
 def view_statements(
     name_of: Callable[[str], str],
-    columns: dict[str, Sequence[str]],
+    columns: Mapping[str, Sequence[str]],
     max_gap_s: float = DEFAULT_MAX_GAP_S,
 ) -> dict[str, str]:
     """name -> CREATE OR REPLACE VIEW of every trip view, in dependency order. columns: the
