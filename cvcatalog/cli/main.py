@@ -1387,8 +1387,8 @@ def trips_cmd(
     if wanted is not None and wanted.max_gap_s != cat.trip_gap():
         cat.set_trip_gap(wanted.max_gap_s)
     table = cat.query_arrow(
-        "select source, count(*) as trips, sum(points) as points, "
-        "count(distinct vehicle_id) as vehicle_ids, sum(points = 1) as one_point_trips, "
+        "select source, count(*) as trips, sum(points)::BIGINT as points, "
+        "count(distinct vehicle_id) as vehicle_ids, count_if(points = 1) as one_point_trips, "
         "round(median(duration_s), 1) as median_duration_s, "
         "round(sum(distance_m) / 1000, 1) as distance_km "
         "from (select * from bsm_trips union all select * from ngsim_trips) "
