@@ -157,3 +157,12 @@ def test_the_plan_counts_the_rows_the_frames_hold_and_the_cli_shows_it(cat: Cata
     bad = CliRunner().invoke(app, ["split", "--catalog", str(cat.paths.root), "--source",
                                    "wydot", "--type", "BSM", "--fractions", "a,b"])  # fmt: skip
     assert bad.exit_code == 1 and "--fractions" in bad.output
+
+
+def test_a_split_with_no_share_is_empty_with_the_same_columns(cat: Catalog) -> None:
+    for by in ("vehicle", "trip"):
+        train, validation, test = cat.split(
+            "wydot", "BSM", D1, D2, by=by, fractions=(0.9, 0.0, 0.1), naming="socrata"
+        )
+        assert len(validation) == 0 and list(validation.columns) == list(train.columns)
+        assert len(train) > 0 and len(test) > 0

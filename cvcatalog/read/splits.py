@@ -210,6 +210,9 @@ def split_frames(
         else:
             in_split = groups["key"].astype(str).map(the_plan.assignment) == i
             vehicles = sorted(set(groups.loc[in_split, "vehicle_id"].astype(str)))
+        if not vehicles:  # an empty split (fraction 0): no rows, the same columns
+            frames.append(_empty(read(filters=filters, columns=columns, naming=naming, **options)))
+            continue
         wanted = [*(filters or []), ("vehicle_id", "in", vehicles)]
         if the_plan.by == "vehicle":
             frames.append(read(filters=wanted, columns=columns, naming=naming, **options))
@@ -240,6 +243,12 @@ def split_frames(
             )
         )
     return Splits(*frames)
+
+
+def _empty(frame: dd.DataFrame) -> dd.DataFrame:
+    import dask.dataframe as dd
+
+    return dd.from_pandas(frame._meta, npartitions=1)
 
 
 def keep_trips(
