@@ -261,6 +261,19 @@ def test_changing_the_gap_redefines_the_views(samples: Catalog, tmp_path: Path) 
     assert cat.trip_gap() == 120.0
 
 
+def test_a_published_catalog_makes_its_trip_views_with_its_gap(
+    samples: Catalog, module_s3: Any, tmp_path: Path
+) -> None:
+    shutil.copytree(samples.paths.root, tmp_path / "copy")
+    cat = Catalog(tmp_path / "copy")
+    cat.set_trip_gap(1.0)
+    module_s3.create_bucket(Bucket="trips-published")
+    assert cat.publish("s3://trips-published/c").ok
+    remote = Catalog("s3://trips-published/c", cache_dir=tmp_path / "remote")
+    assert remote.trip_gap() == 1.0
+    assert int(remote.query("select count(*) as n from bsm_trips").n[0]) == 5
+
+
 def test_the_gap_setting_comes_from_yaml_then_env_then_flag(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
