@@ -274,6 +274,20 @@ def test_a_published_catalog_makes_its_trip_views_with_its_gap(
     assert int(remote.query("select count(*) as n from bsm_trips").n[0]) == 5
 
 
+def test_an_ingest_config_with_trips_records_the_gap(samples: Catalog, tmp_path: Path) -> None:
+    shutil.copytree(samples.paths.root, tmp_path / "copy")
+    cat = Catalog(tmp_path / "copy")
+    cfg = tmp_path / "ds.yml"
+    cfg.write_text(
+        "source: wydot\nmessage_type: BSM\ndate_range: {start_date: 2018-05-06}\n"
+        "trips: {max_gap_s: 1}\n"
+    )
+    s = cat.ingest("wydot", "BSM", config=cfg, rate_limit=0)  # the day is cached: no data write
+    assert s.ok and s.rows == len(DESIGN)
+    assert cat.trip_gap() == 1.0
+    assert int(cat.query("select count(*) as n from bsm_trips").n[0]) == 5
+
+
 def test_the_gap_setting_comes_from_yaml_then_env_then_flag(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -233,10 +233,13 @@ class CatalogDB:
 
     def ensure_schema(self) -> None:
         """Bring the lake's tables and views to this cvcatalog's definitions (a new canonical
-        version adds or renames columns): a write only when they differ."""
+        version adds or renames columns; another trips.max_gap_s asked for): a write only when
+        they differ."""
         if self.paths.db.exists():
             with self.read() as con:
-                if tables.up_to_date(con):
+                gap = self.requested_trip_gap
+                same_gap = gap is None or trips.recorded_gap(con) == gap
+                if same_gap and tables.up_to_date(con):
                     return
         with self.write(message="evolve tables"):
             pass
