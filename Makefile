@@ -91,6 +91,9 @@ demo: install ## End to end on a local S3 endpoint: replica, ingest a week, quer
 	$(CV) snapshots --limit 4; \
 	first=$$($(CV) snapshots --source wydot --type BSM --format csv | tail -n 1 | cut -d, -f1); \
 	$(CV) query --snapshot $$first "select date, count(*) as bsms from wydot_bsm group by 1 order by 1"; \
+	echo "== 12. trips, and the week split by vehicle id with no id in two splits (docs/ml.md)"; \
+	$(CV) trips; \
+	$(CV) split --source wydot --type BSM --start 2021-04-01 --end 2021-04-07 --timezone America/Denver; \
 	echo "== demo finished in $$(( $$(date +%s) - start ))s"
 
 bench: install ## Benchmarks (see bench/README.md)

@@ -49,13 +49,14 @@ from cvcatalog.ops.discover import plan as plan_listing
 from cvcatalog.ops.publish import publish as publish_catalog
 from cvcatalog.ops.remote import PUBLISH_JSON, RemoteCatalogDB, cache_dir_for, read_only_error
 from cvcatalog.pipeline.report import Progress, Summary
+from cvcatalog.read import splits
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.schemas.socrata import SocrataPlan, socrata_plan
 from cvcatalog.sources import cvpilot, ngsim
 from cvcatalog.sources.bucket import PartitionKey, partitions_for, utc_window
 from cvcatalog.spatial import SpatialFilter
 from cvcatalog.sqlutil import quote_ident, quote_literal
-from cvcatalog.state import deletes, manifest, pins, tables
+from cvcatalog.state import deletes, manifest, pins, tables, trips
 from cvcatalog.state.access import record_access
 from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify, now_utc
 from cvcatalog.state.eviction import evict_to_size
@@ -1241,6 +1242,82 @@ class Catalog:
             sql += f" LIMIT {int(limit)}"
         return self.query(
             sql, [*values, *(params or ())], output=output, snapshot=snapshot, as_of=as_of
+        )
+
+    # -- trips and splits (docs/ml.md) -------------------------------------------------------
+    def trip_gap(self) -> float:
+        """trips.max_gap_s as the catalog records it (the trip views are made with it)."""
+        with self.db.read() as con:
+            return trips.recorded_gap(con)
+
+    def set_trip_gap(self, max_gap_s: float) -> float:
+        """Record trips.max_gap_s and define the trip views again with it (one commit)."""
+        gap = trips.check_gap(max_gap_s)
+        self.db.requested_trip_gap = gap
+        with self.db.write(message=f"trips.max_gap_s = {gap:g}"):
+            pass
+        return gap
+
+    def split_plan(
+        self,
+        source: str,
+        message_type: str | None = None,
+        start: date | str | None = None,
+        end: date | str | None = None,
+        *,
+        by: Literal["vehicle", "trip"] = "vehicle",
+        fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        seed: int = 0,
+        timezone: str = "UTC",
+        snapshot: int | None = None,
+    ) -> tuple[splits.SplitPlan, pd.DataFrame]:
+        """Which group (vehicle id or trip) goes to which split, from the group sizes of the
+        window counted once in SQL; and the groups (key, n, vehicle_id, first)."""
+        if by not in ("vehicle", "trip"):
+            raise ConfigError(f"split by 'vehicle' or 'trip', not {by!r}")
+        splits.check_fractions(fractions)
+        rel = splits.relation(source, message_type)
+        window = splits.window_of(
+            _as_date(start, "start"), _as_date(end, "end"), check_timezone(timezone)
+        )
+        sql, params = splits.group_sizes_sql(rel, by, window)
+        groups = self.query(sql, params, snapshot=snapshot)
+        return splits.plan(groups, by, fractions, seed), groups
+
+    def split(
+        self,
+        source: str,
+        message_type: str | None = None,
+        start: date | str | None = None,
+        end: date | str | None = None,
+        *,
+        by: Literal["vehicle", "trip"] = "vehicle",
+        fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        seed: int = 0,
+        timezone: str = "UTC",
+        snapshot: int | None = None,
+        filters: Filters | None = None,
+        **options: Any,
+    ) -> splits.Splits:
+        """Train, validation and test lazy Dask frames of to_dask(source, type, start, end):
+        no vehicle id (by="vehicle") or trip (by="trip") is in two of them, the same seed
+        gives the same split, and each holds its fraction of the window's rows within about
+        one group's size. Other keyword arguments (columns, naming, location, ...) go to
+        to_dask; fractions are planned on the window's rows before `filters`
+        (cvcatalog/read/splits.py, docs/ml.md)."""
+        the_plan, groups = self.split_plan(
+            source, message_type, start, end, by=by, fractions=fractions, seed=seed,
+            timezone=timezone, snapshot=snapshot,
+        )  # fmt: skip
+        rel = splits.relation(source, message_type)
+
+        def read(**kw: Any) -> dd.DataFrame:
+            return self.to_dask(
+                source, message_type, start, end, timezone=timezone, snapshot=snapshot, **kw
+            )
+
+        return splits.split_frames(
+            read, groups, the_plan, time_column=rel.time, filters=filters, **options
         )
 
 

@@ -164,6 +164,35 @@ class ValidationConfig(_Strict):
     drop_invalid_records: bool = True
 
 
+class TripsConfig(_Strict):
+    """How points become trips (the lake's `*_points`, `*_trips` and `*_kinematics` views)."""
+
+    max_gap_s: float = Field(
+        120.0,
+        gt=0,
+        description="a time gap MORE than this many seconds between consecutive points of one "
+        "vehicle id starts a new trip (a gap exactly equal stays in the trip); recorded in the "
+        "catalog, whose trip views are defined again when it changes",
+    )
+
+
+def trips_config(
+    config: str | Path | None = None, max_gap_s: float | None = None
+) -> TripsConfig | None:
+    """The trips settings asked for: the YAML's `trips:` section, then CVCATALOG_TRIPS__*,
+    then max_gap_s; None when none of them says anything (the catalog keeps its own)."""
+    data = (load_yaml(config).get("trips") or {}) if config is not None else {}
+    merged = deep_merge(data, env_overrides().get("trips") or {})
+    if max_gap_s is not None:
+        merged["max_gap_s"] = max_gap_s
+    if not merged:
+        return None
+    try:
+        return TripsConfig.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, str(config or "arguments"))) from None
+
+
 class DataSourceConfig(_Strict):
     """One ingest job: which slice of the bucket, and how to fetch and keep it."""
 
@@ -178,6 +207,8 @@ class DataSourceConfig(_Strict):
     #: data quality rules and cleaning (cvcatalog.quality); absent: rules counted with their
     #: defaults, nothing cleaned
     quality: QualityConfig | None = None
+    #: trips.max_gap_s to record in the catalog; absent: the catalog keeps what it records
+    trips: TripsConfig | None = None
     storage: str | None = Field(
         None,
         description="where the Parquet lake lives: 'local' (the catalog directory) or "

@@ -25,7 +25,7 @@ from cvcatalog import spatial
 from cvcatalog.catalog import Catalog, _pair, default_home
 from cvcatalog.cli.output import Format, emit
 from cvcatalog.cli.progress import RichProgress
-from cvcatalog.config import MAX_WORKERS, load_yaml
+from cvcatalog.config import MAX_WORKERS, load_yaml, trips_config
 from cvcatalog.datasets import DATASETS
 from cvcatalog.distributed import check_options, check_scheduler
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError
@@ -39,6 +39,7 @@ from cvcatalog.pipeline.report import NullProgress, Summary, summary_lines
 from cvcatalog.quality.config import QualityConfig, quality_from_file
 from cvcatalog.quality.report import build_report, render_html, render_png, write_atomic
 from cvcatalog.read.experiments import ExperimentConfig
+from cvcatalog.read.splits import SPLIT_NAMES
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sandbox.server import (
@@ -1383,6 +1384,92 @@ def sql_macros(
         return
     output.write_text(text, encoding="utf-8")
     err.print(f"wrote {output}", highlight=False)
+
+
+# -- trips and splits (docs/ml.md) ------------------------------------------------------------
+@app.command("trips")
+@friendly
+def trips_cmd(
+    catalog: CatalogOpt = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="A YAML with a trips: section")
+    ] = None,
+    max_gap_s: Annotated[
+        float | None,
+        typer.Option(
+            "--max-gap-s",
+            help="Record trips.max_gap_s and define the trip views again "
+            "[env: CVCATALOG_TRIPS__MAX_GAP_S; config: trips.max_gap_s; default 120]",
+        ),
+    ] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Trips per source (the bsm_trips and ngsim_trips views) and the gap that cuts them."""
+    cat = open_catalog(catalog, config)
+    wanted = trips_config(config, max_gap_s)
+    if wanted is not None and wanted.max_gap_s != cat.trip_gap():
+        cat.set_trip_gap(wanted.max_gap_s)
+    table = cat.query_arrow(
+        "select source, count(*) as trips, sum(points)::BIGINT as points, "
+        "count(distinct vehicle_id) as vehicle_ids, count_if(points = 1) as one_point_trips, "
+        "round(median(duration_s), 1) as median_duration_s, "
+        "round(sum(distance_m) / 1000, 1) as distance_km "
+        "from (select * from bsm_trips union all select * from ngsim_trips) "
+        "group by source order by source"
+    )
+    emit(table.to_pylist(), fmt, columns=table.column_names)
+    if fmt is Format.table:
+        print(f"a gap of more than {cat.trip_gap():g} s starts a trip (trips.max_gap_s)")
+
+
+@app.command("split")
+@friendly
+def split_cmd(
+    source: Annotated[str, typer.Option("--source", help="wydot | wydot_backup | thea | ngsim")],
+    message_type: TypeOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    timezone: Annotated[str, typer.Option("--timezone", help="Zone of --start/--end")] = "UTC",
+    by: Annotated[str, typer.Option("--by", help="vehicle | trip")] = "vehicle",
+    fractions: Annotated[
+        str, typer.Option("--fractions", help="train,validation,test")
+    ] = "0.8,0.1,0.1",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Rows and groups of each split Catalog.split gives for these arguments (the plan, from
+    the group sizes; no vehicle id or trip is in two splits)."""
+    try:
+        parts = [float(x) for x in fractions.split(",")]
+    except ValueError:
+        raise ConfigError(
+            f"--fractions takes three numbers like 0.8,0.1,0.1, got {fractions!r}"
+        ) from None
+    if by not in ("vehicle", "trip"):
+        raise ConfigError(f"--by is vehicle or trip, not {by!r}")
+    cat = open_catalog(catalog)
+    plan, _ = cat.split_plan(
+        source,
+        message_type,
+        start,
+        end,
+        by="trip" if by == "trip" else "vehicle",
+        fractions=parts,
+        seed=seed,
+        timezone=timezone,
+    )
+    rows = [
+        {
+            "split": name,
+            by + "s": len(plan.keys(i)),
+            "rows": plan.rows[i],
+            "fraction": round(plan.achieved[i], 4),
+            "target": plan.fractions[i],
+        }
+        for i, name in enumerate(SPLIT_NAMES)
+    ]
+    emit(rows, fmt, columns=list(rows[0]))
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from cvcatalog.io.duckdb_ext import s3_connection
 from cvcatalog.io.layout import DB_NAME, CatalogPaths
 from cvcatalog.io.s3 import ErrorKind, Retrier, classify_error, make_client
 from cvcatalog.io.storage import S3Location
-from cvcatalog.state import tables
+from cvcatalog.state import tables, trips
 from cvcatalog.state.db import STATE_DB, CatalogDB, Notify, use_search_path
 
 #: The publish manifest next to the database.
@@ -198,7 +198,8 @@ class RemoteCatalogDB(CatalogDB):
                 at = self.check_kept(con, at)
             lake.attach(con, STATE_DB, read_only=True, at=at)
             use_search_path(con, scratch)
-            for sql in tables.view_statements(temporary=True).values():
+            gap = trips.recorded_gap(con)
+            for sql in tables.view_statements(temporary=True, max_gap_s=gap).values():
                 con.execute(sql)
             tables.spatial_session(con, temporary=True)  # its own cv_* macros, as its views
             allowed = [self.location.url.rstrip("/") + "/", str(self.paths.root) + "/"]

@@ -156,11 +156,27 @@ class Output(_Strict):
     column_names: Literal["socrata", "canonical"] = "socrata"
 
 
+class SplitConfig(_Strict):
+    """`split:`: whole vehicle ids (or trips) per split; the gatherer hands back `use`."""
+
+    by: Literal["vehicle", "trip"] = "vehicle"
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    use: Literal["train", "validation", "test"] = "train"
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if any(f < 0 for f in self.fractions) or abs(sum(self.fractions) - 1.0) > 1e-6:
+            raise ValueError(f"fractions must be >= 0 and add up to 1, got {list(self.fractions)}")
+        return self
+
+
 class ExperimentConfig(_Strict):
     experiment: ExperimentInfo
     data: DataSlice
     processing: Processing = Processing()
     output: Output = Output()
+    split: SplitConfig | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ExperimentConfig:
@@ -229,7 +245,7 @@ class Experiment:
             timezone=d.date_range.timezone,
             snapshot=self.snapshot(),
             **spatial.as_kwargs(d.spatial.filter(self.base) if d.spatial else None),
-        )
+        ) if self.config.split is None else self.split_frame(start, end)  # fmt: skip
         c = self.config.processing.cleaning
         if c.validate_coordinates and c.coordinate_bounds is not None:
             b = c.coordinate_bounds
@@ -249,6 +265,18 @@ class Experiment:
         if self.config.output.column_names == "socrata" and not dataset:
             frame = to_socrata(frame, SCHEMAS[(frame_source(d.source), d.message_type.upper())])
         return frame
+
+    def split_frame(self, start: Any, end: Any) -> dd.DataFrame:
+        """The `split.use` frame of the slice split by `split.by` (cvcatalog/read/splits.py);
+        cleaning and max_rows then apply to it."""
+        d, sp = self.config.data, self.config.split
+        assert sp is not None
+        frames = self.catalog.split(
+            d.source, d.message_type, start, end, by=sp.by, fractions=sp.fractions,
+            seed=sp.seed, timezone=d.date_range.timezone, snapshot=self.snapshot(),
+            **spatial.as_kwargs(d.spatial.filter(self.base) if d.spatial else None),
+        )  # fmt: skip
+        return getattr(frames, sp.use)
 
     def client(self) -> Any:
         """A dask.distributed LocalCluster client sized by the experiment's profile."""

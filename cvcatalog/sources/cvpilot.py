@@ -955,6 +955,7 @@ def ingest(
         notify=progress.note,
         storage=cfg.storage,
         s3=cfg.download,
+        trip_gap_s=cfg.trips.max_gap_s if cfg.trips is not None else None,
     )
     run_id = new_run_id()
     source = CvPilotDays(

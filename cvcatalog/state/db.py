@@ -40,7 +40,7 @@ from cvcatalog.io.storage import (
     store_for,
 )
 from cvcatalog.sqlutil import load_sql, quote_literal
-from cvcatalog.state import deletes, legacy, pins, tables
+from cvcatalog.state import deletes, legacy, pins, tables, trips
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, "001_catalog.sql"),
@@ -158,10 +158,13 @@ class CatalogDB:
         *,
         storage: str | None = None,
         s3: DownloadConfig | None = None,
+        trip_gap_s: float | None = None,
     ) -> None:
         """storage: the lake location asked for ('local' or s3://...; None: whatever the
-        catalog records). s3: profile/endpoint settings for an S3 lake."""
+        catalog records). s3: profile/endpoint settings for an S3 lake. trip_gap_s:
+        trips.max_gap_s to record with the next write (None: keep the recorded one)."""
         self.paths = paths
+        self.requested_trip_gap = trip_gap_s
         self.lock_timeout = lock_timeout
         self.notify = notify
         self.requested_storage = storage
@@ -231,10 +234,13 @@ class CatalogDB:
 
     def ensure_schema(self) -> None:
         """Bring the lake's tables and views to this cvcatalog's definitions (a new canonical
-        version adds or renames columns): a write only when they differ."""
+        version adds or renames columns; another trips.max_gap_s asked for): a write only when
+        they differ."""
         if self.paths.db.exists():
             with self.read() as con:
-                if tables.up_to_date(con):
+                gap = self.requested_trip_gap
+                same_gap = gap is None or trips.recorded_gap(con) == gap
+                if same_gap and tables.up_to_date(con):
                     return
         with self.write(message="evolve tables"):
             pass
@@ -536,10 +542,11 @@ class CatalogDB:
                         url = record_lake_url(con, normalise_storage(self.requested_storage))
                     data = lake.data_path(url or str(self.paths.root))
                     lake.relocate(con, data)
+                    gap = trips.record_gap(con, self.requested_trip_gap)
                 self._lake_url, self._lake_known = url, True
                 self._s3_access(con, url)
                 lake.attach(con, STATE_DB, data=data)
-                wanted = tables.definitions_digest()
+                wanted = tables.definitions_digest(gap)
                 if self._ensured != wanted:
                     with _transaction(con):
                         installed = tables.ensure(con)

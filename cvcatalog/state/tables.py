@@ -34,7 +34,7 @@ from cvcatalog.io.storage import LakeStore
 from cvcatalog.quality.config import IMPUTED_COLUMN, SEGMENT_COLUMN
 from cvcatalog.schemas import SCHEMAS, MessageSchema, render_sql
 from cvcatalog.sqlutil import load_sql, quote_ident, quote_literal
-from cvcatalog.state import deletes
+from cvcatalog.state import deletes, trips
 
 #: the cross-source view of positions (NGSIM and the BSM tables)
 TRAJECTORIES_VIEW = "trajectories"
@@ -115,12 +115,17 @@ def union_views() -> dict[str, list[MessageSchema]]:
     return {name: schemas for name, schemas in groups.items() if len(schemas) > 1}
 
 
-def union_view_sql(view: str, schemas: list[MessageSchema]) -> str:
-    """A view over the columns (same name and type) that all the schemas' tables share."""
+def shared_columns(schemas: list[MessageSchema]) -> list[tuple[str, str]]:
+    """The columns (same name and type) that all the schemas' tables share."""
     first = schemas[0].view_columns
-    shared = [
+    return [
         (col, typ) for col, typ in first if all((col, typ) in s.view_columns for s in schemas[1:])
     ]
+
+
+def union_view_sql(view: str, schemas: list[MessageSchema]) -> str:
+    """A view over the columns (same name and type) that all the schemas' tables share."""
+    shared = shared_columns(schemas)
     cols = ", ".join(quote_ident(c) for c, _ in shared)
     parts = [f"SELECT {cols} FROM {quote_ident(s.view_name)}" for s in schemas]
     return f"CREATE OR REPLACE VIEW {view} AS " + " UNION ALL ".join(parts)
@@ -145,9 +150,12 @@ def trajectories_sql(view: str) -> str:
     return f"CREATE OR REPLACE VIEW {view} AS " + " UNION ALL ".join(parts)
 
 
-def view_statements(*, temporary: bool = False) -> dict[str, str]:
+def view_statements(
+    *, temporary: bool = False, max_gap_s: float = trips.DEFAULT_MAX_GAP_S
+) -> dict[str, str]:
     """Every view of the lake: name -> CREATE OR REPLACE VIEW, in dependency order.
-    temporary: as a session's own temporary views (a published catalog's reader)."""
+    temporary: as a session's own temporary views (a published catalog's reader).
+    max_gap_s: the trips' gap (trips.max_gap_s), written into the trip views."""
     out: dict[str, str] = {}
     name_of = quote_ident if temporary else lake.qualified
     for schema in SCHEMAS.values():
@@ -164,6 +172,9 @@ def view_statements(*, temporary: bool = False) -> dict[str, str]:
     for name, schemas in union_views().items():
         out[name] = union_view_sql(name_of(name), schemas)
     out[TRAJECTORIES_VIEW] = trajectories_sql(name_of(TRAJECTORIES_VIEW))
+    relations = {name: [c for c, _ in shared_columns(s)] for name, s in union_views().items()}
+    relations.update({ds.view_name: [c for c, _ in dataset_spec(ds).columns] for ds in DATASETS.values()})
+    out.update(trips.view_statements(name_of, relations, max_gap_s))
     if temporary:
         verb = "CREATE OR REPLACE VIEW "
         out = {k: v.replace(verb, "CREATE OR REPLACE TEMP VIEW ", 1) for k, v in out.items()}
@@ -210,7 +221,10 @@ def ensure(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     stored = dict(con.execute("SELECT name, sha256 FROM lake_views").fetchall())
     present = lake.view_names(con) | {MACRO_PREFIX + m for m in lake.macro_names(con)}
     installed = {}
-    for name, sql in {**view_statements(), **macro_statements()}.items():
+    for name, sql in {
+        **view_statements(max_gap_s=trips.recorded_gap(con)),
+        **macro_statements(),
+    }.items():
         digest = hashlib.sha256(sql.encode()).hexdigest()
         if stored.get(name) == digest and name in present:
             continue
@@ -225,26 +239,27 @@ def ensure(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 _DEFINED: list[tuple[tuple[object, ...], str, dict[str, str]]] = []
 
 
-def _definitions() -> tuple[str, dict[str, str]]:
+def _definitions(max_gap_s: float = trips.DEFAULT_MAX_GAP_S) -> tuple[str, dict[str, str]]:
     """The digest of every table spec and view statement, and each view's own digest; made
-    again only when the registered schemas change (rendering every view costs ~50 ms)."""
-    key = (*SCHEMAS.values(), *datasets().values())
+    again only when the registered schemas or the trips' gap change (rendering every view
+    costs ~50 ms)."""
+    key = (*SCHEMAS.values(), *datasets().values(), max_gap_s)
     if _DEFINED and _DEFINED[0][0] == key:
         return _DEFINED[0][1], _DEFINED[0][2]
     h = hashlib.sha256()
     for name, spec in sorted(specs().items()):
         h.update(f"{name}={spec!r}\n".encode())
     views = {}
-    for name, sql in {**view_statements(), **macro_statements()}.items():
+    for name, sql in {**view_statements(max_gap_s=max_gap_s), **macro_statements()}.items():
         h.update(f"{name}={sql}\n".encode())
         views[name] = hashlib.sha256(sql.encode()).hexdigest()
     _DEFINED[:] = [(key, h.hexdigest(), views)]
     return _DEFINED[0][1], views
 
 
-def definitions_digest() -> str:
+def definitions_digest(max_gap_s: float = trips.DEFAULT_MAX_GAP_S) -> str:
     """A digest of every table spec and view statement of this cvcatalog (ensure's input)."""
-    return _definitions()[0]
+    return _definitions(max_gap_s)[0]
 
 
 def up_to_date(con: duckdb.DuckDBPyConnection) -> bool:
@@ -255,7 +270,8 @@ def up_to_date(con: duckdb.DuckDBPyConnection) -> bool:
         if not now or any(n not in now for n, _ in spec.columns):
             return False
     stored = dict(con.execute("SELECT name, sha256 FROM lake_views").fetchall())
-    return all(stored.get(name) == digest for name, digest in _definitions()[1].items())
+    views = _definitions(trips.recorded_gap(con))[1]
+    return all(stored.get(name) == digest for name, digest in views.items())
 
 
 def record_views(con: duckdb.DuckDBPyConnection, installed: dict[str, str]) -> None:

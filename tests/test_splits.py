@@ -1,0 +1,168 @@
+"""Splits without leakage (cvcatalog/read/splits.py, Catalog.split, experiment `split:`):
+disjoint groups, reproducible from the seed, row fractions within 1 % on a replica of a few
+thousand rows over many vehicles."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cvcatalog.catalog import Catalog
+from cvcatalog.cli.main import app
+from cvcatalog.exceptions import ConfigError
+from cvcatalog.read.experiments import CatalogGatherer
+from cvcatalog.read.splits import SPLIT_NAMES, assign
+from cvcatalog.sandbox.replica import seed_replica
+
+D1, D2 = date(2021, 4, 1), date(2021, 4, 2)
+FRACTIONS = (0.7, 0.2, 0.1)
+
+
+@pytest.fixture(scope="module")
+def cat(module_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    seed_replica(module_s3, D1, D2, sources=["wydot"], message_types=["BSM"],
+                 records_per_hour=120, files_per_hour=1, vehicles=400, seed=9)  # fmt: skip
+    c = Catalog(tmp_path_factory.mktemp("splits") / "catalog")
+    assert c.ingest("wydot", "BSM", D1, D2, rate_limit=0).ok
+    return c
+
+
+def _frames(cat: Catalog, **kw: Any) -> list[pd.DataFrame]:
+    parts = cat.split("wydot", "BSM", D1, D2, fractions=FRACTIONS, **kw)
+    return [f.compute() for f in parts]
+
+
+def _check_fractions(frames: list[pd.DataFrame], total: int) -> None:
+    assert sum(len(f) for f in frames) == total
+    for f, want in zip(frames, FRACTIONS, strict=True):
+        assert abs(len(f) / total - want) <= 0.01, [len(x) / total for x in frames]
+
+
+def test_split_by_vehicle_is_disjoint_complete_and_meets_the_fractions(cat: Catalog) -> None:
+    total = int(cat.query("select count(*) as n from wydot_bsm").n[0])
+    vehicles = int(cat.query("select count(distinct vehicle_id) as n from wydot_bsm").n[0])
+    assert total > 4000 and vehicles > 300
+    frames = _frames(cat, by="vehicle", seed=3)
+    _check_fractions(frames, total)
+    ids = [set(f.vehicle_id) for f in frames]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    assert len(ids[0] | ids[1] | ids[2]) == vehicles
+    # reproducible from the seed; another seed moves vehicles
+    again = _frames(cat, by="vehicle", seed=3)
+    assert [set(f.vehicle_id) for f in again] == ids
+    other = _frames(cat, by="vehicle", seed=4)
+    assert [set(f.vehicle_id) for f in other] != ids
+    _check_fractions(other, total)
+
+
+def test_split_by_trip_keeps_each_trip_whole(cat: Catalog) -> None:
+    points = cat.query("select vehicle_id, generated_at, trip_id from bsm_points")
+    frames = _frames(cat, by="trip", seed=0)
+    _check_fractions(frames, len(points))
+    trips_of = []
+    for f in frames:
+        m = f[["vehicle_id", "generated_at"]].merge(points, on=["vehicle_id", "generated_at"])
+        trips_of.append(set(m.trip_id))
+    assert not (trips_of[0] & trips_of[1]) and not (trips_of[1] & trips_of[2])
+    assert not (trips_of[0] & trips_of[2])
+    sizes = points.groupby("trip_id").size()
+    for f, trips in zip(frames, trips_of, strict=True):
+        assert len(f) == int(sizes[list(trips)].sum())  # whole trips, nothing else
+    # a vehicle id can be in several splits by trip (its trips go their own ways)
+    ids = [set(f.vehicle_id) for f in frames]
+    assert ids[0] & (ids[1] | ids[2])
+
+
+def test_split_by_trip_with_socrata_columns(cat: Catalog) -> None:
+    cols = ["coreData_speed", "coreData_position"]
+    parts = cat.split("wydot", "BSM", D1, D2, by="trip", fractions=FRACTIONS, seed=0,
+                      naming="socrata", columns=cols)  # fmt: skip
+    canonical = _frames(cat, by="trip", seed=0)
+    for frame, want in zip(parts, canonical, strict=True):
+        got = frame.compute()
+        assert list(got.columns) == cols and list(frame.columns) == cols
+        assert len(got) == len(want)
+        assert sorted(got.coreData_speed) == sorted(want.speed_mps)
+
+
+def test_assignment_is_deterministic_and_greedy() -> None:
+    sizes = {f"v{i}": 1 + (i * 7) % 13 for i in range(500)}
+    a = assign(sizes, (0.8, 0.1, 0.1), seed=1)
+    assert a == assign(dict(reversed(sizes.items())), (0.8, 0.1, 0.1), seed=1)
+    assert a != assign(sizes, (0.8, 0.1, 0.1), seed=2)
+    rows = [sum(n for k, n in sizes.items() if a[k] == i) for i in range(3)]
+    total = sum(sizes.values())
+    assert all(abs(r / total - f) <= 13 / total for r, f in zip(rows, (0.8, 0.1, 0.1), strict=True))
+    none_to_val = assign(sizes, (0.9, 0.0, 0.1), seed=1)
+    assert 1 not in none_to_val.values()
+
+
+def test_bad_split_requests_are_one_clear_line(cat: Catalog) -> None:
+    with pytest.raises(ConfigError, match="add up to 1"):
+        cat.split("wydot", "BSM", D1, D2, fractions=(0.8, 0.3, 0.1))
+    with pytest.raises(ConfigError, match="three numbers"):
+        cat.split("wydot", "BSM", D1, D2, fractions=(0.8, 0.2))
+    with pytest.raises(ConfigError, match="vehicle_id"):
+        cat.split("wydot", "TIM", D1, D2)
+    with pytest.raises(ConfigError, match="both start and end"):
+        cat.split("wydot", "BSM", D1)
+    with pytest.raises(ConfigError, match="'vehicle' or 'trip'"):
+        cat.split("wydot", "BSM", D1, D2, by="day")  # type: ignore[arg-type]
+
+
+def test_experiment_yaml_split_hands_back_the_named_split(cat: Catalog, tmp_path: Path) -> None:
+    parts = cat.split("wydot", "BSM", D1, D2, by="vehicle", fractions=FRACTIONS, seed=5)
+    for use in SPLIT_NAMES:
+        path = tmp_path / f"{use}.yml"
+        path.write_text(
+            "experiment: {name: split-demo}\n"
+            "data:\n  source: wydot\n  message_type: BSM\n"
+            "  date_range: {start_date: 2021-04-01, end_date: 2021-04-02}\n"
+            f"split: {{by: vehicle, fractions: {list(FRACTIONS)}, seed: 5, use: {use}}}\n"
+            "output: {column_names: socrata}\n"
+        )
+        got = CatalogGatherer(path, cat).gather_data().get_gathered_data().compute()
+        want = getattr(parts, use).compute()
+        assert len(got) == len(want) > 0
+        assert set(got.coreData_id) == set(want.vehicle_id)
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "experiment: {name: x}\ndata:\n  source: wydot\n  message_type: BSM\n"
+        "  date_range: {start_date: 2021-04-01}\nsplit: {fractions: [0.5, 0.6, 0.1]}\n"
+    )
+    with pytest.raises(ConfigError, match="add up to 1"):
+        CatalogGatherer(bad, cat)
+
+
+def test_the_plan_counts_the_rows_the_frames_hold_and_the_cli_shows_it(cat: Catalog) -> None:
+    plan, _ = cat.split_plan("wydot", "BSM", D1, D2, by="trip", fractions=FRACTIONS, seed=2)
+    frames = cat.split("wydot", "BSM", D1, D2, by="trip", fractions=FRACTIONS, seed=2)
+    assert tuple(len(f) for f in frames) == plan.rows
+    out = CliRunner().invoke(
+        app,
+        ["split", "--catalog", str(cat.paths.root), "--source", "wydot", "--type", "BSM",
+         "--start", str(D1), "--end", str(D2), "--by", "trip", "--fractions", "0.7,0.2,0.1",
+         "--seed", "2", "--format", "json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.stdout)
+    assert [r["rows"] for r in rows] == list(plan.rows)
+    assert [r["trips"] for r in rows] == [len(plan.keys(i)) for i in range(3)]
+    bad = CliRunner().invoke(app, ["split", "--catalog", str(cat.paths.root), "--source",
+                                   "wydot", "--type", "BSM", "--fractions", "a,b"])  # fmt: skip
+    assert bad.exit_code == 1 and "--fractions" in bad.output
+
+
+def test_a_split_with_no_share_is_empty_with_the_same_columns(cat: Catalog) -> None:
+    for by in ("vehicle", "trip"):
+        train, validation, test = cat.split(
+            "wydot", "BSM", D1, D2, by=by, fractions=(0.9, 0.0, 0.1), naming="socrata"
+        )
+        assert len(validation) == 0 and list(validation.columns) == list(train.columns)
+        assert len(train) > 0 and len(test) > 0
