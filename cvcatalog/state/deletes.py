@@ -92,7 +92,6 @@ def _exists(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the catalog has the table (read-only catalogs of an earlier release, e.g. a
     published one, are read as they are: migrations run on the first write)."""
     row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'file_deletes' "
-        "AND database_name = current_database()"
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'file_deletes'"
     ).fetchone()
     return bool(row and row[0])
