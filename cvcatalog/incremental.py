@@ -279,9 +279,9 @@ def _remaining(con: duckdb.DuckDBPyConnection, old: list[str], gone: str) -> dic
     return {str(f): int(n) for f, n in rows}
 
 
-def _day_rows(old: list[str], new: list[str], gone: str) -> str | None:
-    """The partition's rows after the change as one SQL relation: the kept files' rows but
-    the gone ones, then the new files' rows."""
+def _row_selects(old: list[str], new: list[str], gone: str) -> list[str]:
+    """SELECTs of the kept files' rows but the gone (file, key) pairs, and of the new
+    files' rows (the lake's directories look like hive partitions: never read as columns)."""
     parts = []
     if old:
         parts.append(
@@ -291,6 +291,12 @@ def _day_rows(old: list[str], new: list[str], gone: str) -> str | None:
         )
     if new:
         parts.append(f"SELECT * FROM read_parquet({list_literal(new)}, hive_partitioning = false)")
+    return parts
+
+
+def _day_rows(old: list[str], new: list[str], gone: str) -> str | None:
+    """The partition's rows after the change as one SQL relation."""
+    parts = _row_selects(old, new, gone)
     return f"({' UNION ALL '.join(parts)})" if parts else None
 
 
@@ -343,16 +349,7 @@ def _rewrite(
     rows, one COPY into new files: for kept files whose columns differ from the new rows'.
     Old rows written under an earlier canonical version that only added or renamed columns
     take the new rows' columns (renamed ones under their new name, added ones NULL)."""
-    parts: list[str] = []  # plain UNION ALL: both sides have the canonical columns, in order
-    if old:
-        parts.append(
-            # the lake's directories look like hive partitions: never read them as columns
-            "SELECT o.* EXCLUDE (filename) FROM read_parquet("
-            f"{list_literal(old)}, filename = true, hive_partitioning = false) AS o "
-            f"ANTI JOIN {gone} AS g ON o.filename = g.f AND o.source_key = g.k"
-        )
-    if new:
-        parts.append(f"SELECT * FROM read_parquet({list_literal(new)}, hive_partitioning = false)")
+    parts = _row_selects(old, new, gone)
     if not parts:
         return []
     if len(parts) == 2:
