@@ -85,7 +85,7 @@ def test_every_format_round_trips_the_local_day(cat: Catalog, tmp_path: Path, fm
     out = tmp_path / "new" / "dir" / f"day.{fmt}"  # the parent is created
     res = cat.export("wydot", "BSM", D1, output=out, format=fmt, timezone=DENVER)
     want = _expected(cat, D1)
-    assert 0 < len(want) and res.rows == len(want)
+    assert len(want) > 0 and res.rows == len(want)
     assert res.bytes == out.stat().st_size and not _no_leftovers(out.parent)
     got = _read(out, fmt)
     assert len(got) == len(want)
