@@ -818,14 +818,15 @@ class Catalog:
 
     def shell_sql(self) -> str:
         """The statements that make a DuckDB session see this catalog as `cvcatalog shell`
-        does: the ducklake extension from its package, the lake attached read-only as cv. A
-        lake on S3 also needs httpfs and an S3 secret, which holds credentials: write the
-        statements to a private file, never onto a command line."""
+        does: the ducklake and spatial (the lake's cv_* macros) extensions from their packages,
+        the lake attached read-only as cv. A lake on S3 also needs httpfs and an S3 secret,
+        which holds credentials: write the statements to a private file, never onto a command
+        line."""
         if not self.db.exists():
             raise CatalogError(f"there is no catalog at {self.paths.root}; ingest something first")
         if not self.paths.db.exists():
             self.db.initialise()  # a 0.1 catalog: migrated first
-        steps = [f"LOAD {quote_literal(str(extension_path('ducklake')))};"]
+        steps = [f"LOAD {quote_literal(str(extension_path(x)))};" for x in ("ducklake", "spatial")]
         if self.db.lake_url is not None:
             cfg = self.db.s3
             secret, _ = s3_secret_sql(

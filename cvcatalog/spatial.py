@@ -605,3 +605,11 @@ def filter_table(table: pa.Table, f: SpatialFilter) -> pa.Table:
     lat = table.column(LAT).to_numpy(zero_copy_only=False)
     lon = table.column(LON).to_numpy(zero_copy_only=False)
     return table.filter(pa.array(mask(f, lat, lon)))
+
+
+def as_kwargs(f: SpatialFilter | None) -> dict[str, Any]:
+    """A filter as the keyword argument the API takes (`within=`, `bbox=` or `corridor=`)."""
+    if f is None:
+        return {}
+    key = "within" if isinstance(f, Within) else "bbox" if isinstance(f, BBox) else "corridor"
+    return {key: f}

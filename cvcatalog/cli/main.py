@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from cvcatalog import spatial
 from cvcatalog.catalog import Catalog, _pair, default_home
 from cvcatalog.cli.output import Format, emit
 from cvcatalog.cli.progress import ExportBar, RichProgress
@@ -50,14 +51,6 @@ from cvcatalog.sandbox.server import (
 )
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources.bucket import BUCKET, FOLDER_TIMEZONE, PartitionKey
-from cvcatalog.spatial import (
-    BBox,
-    Corridor,
-    Within,
-    parse_bbox,
-    parse_corridor_flag,
-    parse_within,
-)
 
 app = typer.Typer(
     help="A local analytical catalog of the USDOT ITS CV Pilot sandbox bucket.",
@@ -1451,11 +1444,11 @@ def export_cmd(
     if len(areas) > 1:
         raise ConfigError("give at most one of --within, --bbox, --corridor")
     area = (
-        parse_within(within)
+        spatial.parse_within(within)
         if within is not None
-        else parse_bbox(bbox)
+        else spatial.parse_bbox(bbox)
         if bbox is not None
-        else parse_corridor_flag(corridor)
+        else spatial.parse_corridor_flag(corridor)
         if corridor is not None
         else None
     )
@@ -1472,9 +1465,7 @@ def export_cmd(
             output=output,
             format=fmt,
             timezone=timezone,
-            within=area if isinstance(area, Within) else None,
-            bbox=area if isinstance(area, BBox) else None,
-            corridor=area if isinstance(area, Corridor) else None,
+            **spatial.as_kwargs(area),
             where=where,
             columns=columns,
             naming="socrata" if naming == "socrata" else "canonical",
@@ -1498,6 +1489,28 @@ def export_cmd(
         )
     if result.filters:
         print(f"filters: {'; '.join(result.filters)}")
+
+
+sql_app = typer.Typer(help="SQL for plain DuckDB sessions.", no_args_is_help=True)
+app.add_typer(sql_app, name="sql")
+
+
+@sql_app.command("macros")
+@friendly
+def sql_macros(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write them to this file")
+    ] = None,
+) -> None:
+    """Print the spatial macros (cv_within, cv_in_bbox, cv_near_line, ...) for a DuckDB
+    session (`.read` the file after LOAD spatial). A catalog's lake stores them already:
+    attaching it is enough (docs/spatial.md)."""
+    text = spatial.macros_sql()
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    err.print(f"wrote {output}", highlight=False)
 
 
 def main() -> None:
