@@ -310,3 +310,29 @@ def test_cli_summary_json_and_format_from_suffix(cat: Catalog, tmp_path: Path) -
     assert summary["format"] == "csv" and summary["rows"] == total
     assert summary["bytes"] == out.stat().st_size and summary["empty"] is False
     assert len(pd.read_csv(io.StringIO(out.read_text()))) == total
+
+
+def test_a_published_catalog_exports_the_same_rows(
+    cat: Catalog, module_s3: Any, tmp_path: Path
+) -> None:
+    """Catalog("s3://...") (read-only, its session confined to its prefix) exports like the
+    local catalog, spatial filter included, and a predicate still cannot read other files."""
+    module_s3.create_bucket(Bucket="export-pub")
+    assert cat.publish("s3://export-pub/cat").ok
+    remote = Catalog("s3://export-pub/cat", cache_dir=tmp_path / "cache")
+    pos = cat.query("SELECT median(latitude) AS lat, median(longitude) AS lon FROM wydot_bsm")
+    center = (float(pos.lat[0]), float(pos.lon[0]), 30_000.0)
+    here, there = tmp_path / "local.geoparquet", tmp_path / "remote.geoparquet"
+    a = cat.export("wydot", "BSM", D1, D2, output=here, format="geoparquet", within=center)
+    b = remote.export("wydot", "BSM", D1, D2, output=there, format="geoparquet", within=center)
+    assert a.rows == b.rows > 0
+    cols = ["generated_at", *KEY, "geometry"]
+    assert _sorted(pq.read_table(here).to_pandas(), cols) == _sorted(
+        pq.read_table(there).to_pandas(), cols
+    )
+    assert pq.read_metadata(here).metadata[b"geo"] == pq.read_metadata(there).metadata[b"geo"]
+    with pytest.raises(QueryError, match="disabled"):
+        remote.export(
+            "wydot", "BSM", output=tmp_path / "x.csv", format="csv",
+            where="(SELECT count(*) FROM read_text('/etc/passwd')) > 0",
+        )  # fmt: skip

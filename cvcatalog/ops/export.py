@@ -193,9 +193,11 @@ def _sandboxed(db: CatalogDB, at: lake.AsOf | None) -> Iterator[duckdb.DuckDBPyC
     try:
         tables.spatial_session(con)
         con.execute("SET TimeZone = 'UTC'")
-        data = lake.data_path(db.lake_url or str(db.paths.root))
-        con.execute("SET allowed_directories = ?", [[data]])
-        con.execute("SET enable_external_access = false")
+        opened = con.execute("SELECT current_setting('enable_external_access')").fetchone()
+        if opened and opened[0]:  # a published catalog's session is confined already
+            data = lake.data_path(db.lake_url or str(db.paths.root))
+            con.execute("SET allowed_directories = ?", [[data]])
+            con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         yield con
     finally:

@@ -181,8 +181,13 @@ def macro_statements() -> dict[str, str]:
 
 def spatial_session(con: duckdb.DuckDBPyConnection) -> None:
     """Make a read connection able to run the spatial macros: DuckDB's spatial extension
-    loaded, and the macros defined for the session when its lake predates them."""
-    load_extension(con, "spatial")
+    loaded, and the macros defined for the session when its lake predates them. A session
+    with external access off (a published catalog's) has it loaded before, or cannot load it."""
+    loaded = con.execute(
+        "SELECT count(*) FROM duckdb_functions() WHERE function_name = 'st_point'"
+    ).fetchone()
+    if not (loaded and loaded[0]):
+        load_extension(con, "spatial")
     have = lake.macro_names(con)
     if all(n in have for n in spatial.macro_statements()):
         return
