@@ -1483,9 +1483,14 @@ def export_cmd(
             f"columns) to {result.path}"
         )
     else:
+        size = (
+            f"{result.bytes / 1e6:,.1f} MB"
+            if result.bytes >= 1e6
+            else f"{result.bytes / 1e3:.1f} kB"
+        )
         print(
             f"exported {result.rows:,} rows of {what} to {result.path} ({result.format}, "
-            f"{result.bytes / 1e6:,.1f} MB) in {result.seconds:.1f}s"
+            f"{size}) in {result.seconds:.1f}s"
         )
     if result.filters:
         print(f"filters: {'; '.join(result.filters)}")
