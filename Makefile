@@ -43,7 +43,7 @@ lint: install ## ruff and mypy
 	$(BIN)/ruff format --check cvcatalog tests bench || true
 	$(BIN)/mypy
 
-demo: install ## End to end on a local S3 endpoint: replica, ingest a week, query, quality, NGSIM
+demo: install ## End to end on a local S3 endpoint: replica, ingest a week, query, quality, NGSIM, export
 	@set -euo pipefail; \
 	export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$(PORT) AWS_ACCESS_KEY_ID=sandbox \
 	       AWS_SECRET_ACCESS_KEY=sandbox AWS_DEFAULT_REGION=us-east-1 CVCATALOG_HOME=$(DEMO_HOME); \
@@ -91,6 +91,12 @@ demo: install ## End to end on a local S3 endpoint: replica, ingest a week, quer
 	$(CV) snapshots --limit 4; \
 	first=$$($(CV) snapshots --source wydot --type BSM --format csv | tail -n 1 | cut -d, -f1); \
 	$(CV) query --snapshot $$first "select date, count(*) as bsms from wydot_bsm group by 1 order by 1"; \
+	echo "== 12. export the BSMs within 2 km of the I-80 / US-287 interchange in Laramie to GeoParquet, and read it back"; \
+	$(CV) export --source wydot --type BSM --start 2021-04-01 --end 2021-04-07 --timezone America/Denver \
+	      --within 41.31,-105.59,2000 --output $(DEMO_HOME)/exports/laramie.geoparquet --no-progress; \
+	$(BIN)/python -c "import json, pyarrow.parquet as pq; m = pq.read_metadata('$(DEMO_HOME)/exports/laramie.geoparquet'); \
+	      geo = json.loads(m.metadata[b'geo']); g = geo['columns']['geometry']; \
+	      print(m.num_rows, 'points read back; GeoParquet', geo['version'], g['encoding'], g['geometry_types'], g['crs']['id'], 'bbox', g.get('bbox'))"; \
 	echo "== demo finished in $$(( $$(date +%s) - start ))s"
 
 bench: install ## Benchmarks (see bench/README.md)
