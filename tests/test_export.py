@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import duckdb
 import pandas as pd
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -25,6 +26,7 @@ from typer.testing import CliRunner
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.exceptions import ConfigError, QueryError
+from cvcatalog.ops import export as export_mod
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
 
@@ -336,3 +338,27 @@ def test_a_published_catalog_exports_the_same_rows(
             "wydot", "BSM", output=tmp_path / "x.csv", format="csv",
             where="(SELECT count(*) FROM read_text('/etc/passwd')) > 0",
         )  # fmt: skip
+
+
+def test_a_query_failing_midway_is_a_query_error_and_leaves_no_file(
+    cat: Catalog, tmp_path: Path
+) -> None:
+    """DuckDB's error reaches the batch loop through Arrow (an OSError): it must read as the
+    query's error, not as a write error, and the temporary file must go."""
+    con = duckdb.connect()
+    con.execute("SET threads = 1")  # one thread: the error comes after batches were read
+    late = "CASE WHEN range > 2900000 THEN CAST('x' || range::VARCHAR AS INTEGER) ELSE 0 END"
+    reader = con.execute(f"SELECT {late} AS v FROM range(3000000)").to_arrow_reader(65_536)
+    seen = 0
+    with pytest.raises(QueryError, match="Conversion Error"):
+        for batch in export_mod._batches(reader):
+            seen += batch.num_rows
+    assert seen >= 1_000_000
+    out = tmp_path / "late.csv"
+    out.write_text("old")
+    with pytest.raises(QueryError, match="Conversion Error"):
+        cat.export(
+            "wydot", "BSM", output=out, format="csv",
+            where=f"CASE WHEN date = DATE '{D2}' THEN CAST(vehicle_id AS INTEGER) ELSE 1 END > 0",
+        )  # fmt: skip
+    assert out.read_text() == "old" and _no_leftovers(tmp_path) == []

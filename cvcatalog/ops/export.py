@@ -194,7 +194,7 @@ def _sandboxed(db: CatalogDB, at: lake.AsOf | None) -> Iterator[duckdb.DuckDBPyC
         tables.spatial_session(con)
         con.execute("SET TimeZone = 'UTC'")
         opened = con.execute("SELECT current_setting('enable_external_access')").fetchone()
-        if opened and opened[0]:  # a published catalog's session is confined already
+        if opened and opened[0]:  # (a published catalog's session comes confined already)
             data = lake.data_path(db.lake_url or str(db.paths.root))
             con.execute("SET allowed_directories = ?", [[data]])
             con.execute("SET enable_external_access = false")
@@ -418,7 +418,7 @@ def _write(
         else:
             with open(tmp, "wb") as sink:
                 header = fmt == "csv"
-                for batch in reader:
+                for batch in _batches(reader):
                     if fmt == "ndjson":
                         lines = batch.column(0).to_pylist()
                         if lines:
@@ -439,6 +439,21 @@ def _write(
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     return rows, nbytes
+
+
+def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; the query failing midway (DuckDB's error reaches Python through
+    Arrow as an OSError) is a QueryError, not a write error."""
+    it = iter(reader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except (duckdb.Error, OSError, pa.ArrowException) as e:
+            text = str(e).strip().splitlines()
+            raise QueryError(text[0] if text else type(e).__name__) from None
+        yield batch
 
 
 def _csv_batches(sink: Any, batches: list[pa.RecordBatch], schema: pa.Schema, header: bool) -> None:
@@ -465,7 +480,7 @@ def _write_parquet(
     bounds = _Bounds()
     rows = 0
     with pq.ParquetWriter(str(path), schema, compression="zstd") as w:
-        for batch in reader:
+        for batch in _batches(reader):
             if geo:
                 bounds.add(batch.column("__cv_lon"), batch.column("__cv_lat"))
                 batch = pa.RecordBatch.from_arrays([batch.column(n) for n in keep], schema=schema)
