@@ -269,6 +269,7 @@ def test_an_empty_result_writes_a_valid_empty_file(cat: Catalog, tmp_path: Path,
         (["--type", "TIM", "--within", "41,-105,100"], "no latitude/longitude"),
         (["--format", "xlsx"], "--format must be one of"),
         (["--timezone", "Mars/Base"], "unknown timezone"),
+        (["-o", "{catalog}/lake/x.parquet"], "inside the catalog directory"),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_the_old_file(
@@ -280,6 +281,7 @@ def test_bad_input_is_one_line_and_leaves_the_old_file(
             "-o", str(out), "--no-progress"]  # fmt: skip
     if "--type" not in args:
         base += ["--type", "BSM"]
+    args = [a.replace("{catalog}", str(cat.paths.root)) for a in args]
     r = runner.invoke(app, base + args)
     assert r.exit_code == 1, r.output
     errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]

@@ -310,6 +310,9 @@ def export(
     out = Path(output).expanduser()
     if out.is_dir():
         raise ConfigError(f"--output {out} is a directory; give a file name")
+    root = db.paths.root.resolve()
+    if out.resolve().is_relative_to(root):
+        raise ConfigError(f"--output may not be inside the catalog directory {root}")
 
     with _sandboxed(db, at) as con:
         table_cols = [r[0] for r in con.execute(f"DESCRIBE {quote_ident(t.table)}").fetchall()]
