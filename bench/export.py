@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 )
     spawner.close()
+    shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()
     table = []
     for name, rs in runs.items():

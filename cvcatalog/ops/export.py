@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -46,8 +47,11 @@ from cvcatalog.state.db import CatalogDB
 Format = Literal["parquet", "geoparquet", "csv", "ndjson"]
 FORMATS: tuple[str, ...] = ("parquet", "geoparquet", "csv", "ndjson")
 Naming = Literal["canonical", "socrata"]
-#: rows per record batch read from DuckDB (and per Parquet row group written)
-BATCH_ROWS = 65_536
+#: rows per record batch read from DuckDB: what is in memory at once (BSMs with their part II
+#: JSON are ~2.5 KB a row in Arrow)
+BATCH_ROWS = 16_384
+#: rows per Parquet row group written (batches are gathered up to it)
+ROW_GROUP_ROWS = 65_536
 #: the GeoParquet version the `geo` metadata follows
 GEOPARQUET_VERSION = "1.1.0"
 GEOMETRY = "geometry"
@@ -374,7 +378,7 @@ def export(
         if pred is not None:
             query += f" WHERE {pred}"
         if fmt == "ndjson":
-            query = f"SELECT to_json(x)::VARCHAR AS line FROM ({query}) AS x"
+            query = f"SELECT to_json(x)::VARCHAR || chr(10) AS line FROM ({query}) AS x"
         filters = described + ([f"where {pred}"] if pred else [])
         try:
             rows, nbytes = _write(con, query, params, out, fmt, batch_rows, progress)
@@ -423,9 +427,7 @@ def _write(
                 header = fmt == "csv"
                 for batch in _batches(reader):
                     if fmt == "ndjson":
-                        lines = batch.column(0).to_pylist()
-                        if lines:
-                            sink.write(("\n".join(lines) + "\n").encode())
+                        sink.write(_text(batch.column(0)))
                     else:
                         _csv_batches(sink, [batch], reader.schema, header)
                         header = False
@@ -482,19 +484,43 @@ def _write_parquet(
         schema = pa.schema([schema.field(n) for n in keep])
     bounds = _Bounds()
     rows = 0
+    group: list[pa.RecordBatch] = []
+
+    def flush() -> None:
+        if group:
+            w.write_table(pa.Table.from_batches(group, schema=schema), ROW_GROUP_ROWS)
+            group.clear()
+
     with pq.ParquetWriter(str(path), schema, compression="zstd") as w:
         for batch in _batches(reader):
             if geo:
                 bounds.add(batch.column("__cv_lon"), batch.column("__cv_lat"))
                 batch = pa.RecordBatch.from_arrays([batch.column(n) for n in keep], schema=schema)
             if batch.num_rows:
-                w.write_batch(batch)
+                group.append(batch)
             rows += batch.num_rows
-            if progress is not None:
-                progress(rows, tell())
+            if sum(b.num_rows for b in group) >= ROW_GROUP_ROWS:
+                flush()
+                if progress is not None:
+                    progress(rows, tell())
+        flush()
         if geo:
             w.add_key_value_metadata({"geo": json.dumps(_geo_metadata(bounds.box))})
+    if progress is not None:
+        progress(rows, tell())
     return rows
+
+
+def _text(lines: pa.Array) -> memoryview:
+    """The bytes of a string column's values, back to back (each ends with its newline),
+    straight from the Arrow buffer: no Python string per row."""
+    arr = lines.cast(pa.large_string())
+    if len(arr) == 0:
+        return memoryview(b"")
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)
+    lo, hi = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
+    data = arr.buffers()[2]
+    return memoryview(data)[lo:hi] if data is not None else memoryview(b"")
 
 
 __all__ = ["FORMATS", "ExportResult", "check_where", "export"]
