@@ -827,6 +827,7 @@ class Catalog:
         if not self.paths.db.exists():
             self.db.initialise()  # a 0.1 catalog: migrated first
         steps = [f"LOAD {quote_literal(str(extension_path(x)))};" for x in ("ducklake", "spatial")]
+        steps.append(f"{spatial.AXIS_ORDER_SQL};")
         if self.db.lake_url is not None:
             cfg = self.db.s3
             secret, _ = s3_secret_sql(

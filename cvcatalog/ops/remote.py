@@ -26,7 +26,7 @@ import duckdb
 from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import CatalogError, CvCatalogError
 from cvcatalog.io import lake
-from cvcatalog.io.duckdb_ext import load_extension, s3_connection
+from cvcatalog.io.duckdb_ext import s3_connection
 from cvcatalog.io.layout import DB_NAME, CatalogPaths
 from cvcatalog.io.s3 import ErrorKind, Retrier, classify_error, make_client
 from cvcatalog.io.storage import S3Location
@@ -200,8 +200,7 @@ class RemoteCatalogDB(CatalogDB):
             use_search_path(con, scratch)
             for sql in tables.view_statements(temporary=True).values():
                 con.execute(sql)
-            # spatial (the cv_* macros, exports' geometry) cannot be loaded once it is off
-            load_extension(con, "spatial")
+            tables.spatial_session(con, temporary=True)  # its own cv_* macros, as its views
             allowed = [self.location.url.rstrip("/") + "/", str(self.paths.root) + "/"]
             con.execute("SET allowed_directories = ?", [allowed])
             con.execute("SET enable_external_access = false")

@@ -179,17 +179,20 @@ def macro_statements() -> dict[str, str]:
     return {MACRO_PREFIX + n: s for n, s in spatial.macro_statements(target).items()}
 
 
-def spatial_session(con: duckdb.DuckDBPyConnection) -> None:
+def spatial_session(con: duckdb.DuckDBPyConnection, *, temporary: bool = False) -> None:
     """Make a read connection able to run the spatial macros: DuckDB's spatial extension
-    loaded, and the macros defined for the session when its lake predates them. A session
-    with external access off (a published catalog's) has it loaded before, or cannot load it."""
+    loaded, and the macros defined for the session when its lake predates them (or always,
+    temporary: a published catalog's reader uses no SQL stored in the catalog). A session
+    whose external access is off already (a published catalog's) has the extension loaded
+    before: it is not loaded again (it could not be)."""
     loaded = con.execute(
         "SELECT count(*) FROM duckdb_functions() WHERE function_name = 'st_point'"
     ).fetchone()
     if not (loaded and loaded[0]):
         load_extension(con, "spatial")
+    con.execute(spatial.AXIS_ORDER_SQL)
     have = lake.macro_names(con)
-    if all(n in have for n in spatial.macro_statements()):
+    if not temporary and all(n in have for n in spatial.macro_statements()):
         return
     for sql in spatial.macro_statements(temporary=True).values():
         con.execute(sql)
