@@ -93,8 +93,8 @@ demo: install ## End to end on a local S3 endpoint: replica, ingest a week, quer
 	$(CV) query --snapshot $$first "select date, count(*) as bsms from wydot_bsm group by 1 order by 1"; \
 	echo "== 12. export the BSMs within 2 km of the I-80 / US-287 interchange in Laramie to GeoParquet, and read it back"; \
 	$(CV) export --source wydot --type BSM --start 2021-04-01 --end 2021-04-07 --timezone America/Denver \
-	      --within 41.31,-105.59,2000 --output $(DEMO_HOME)/exports/laramie.geoparquet --no-progress; \
-	$(BIN)/python -c "import json, pyarrow.parquet as pq; m = pq.read_metadata('$(DEMO_HOME)/exports/laramie.geoparquet'); \
+	      --within 41.31,-105.59,2000 --output $(DEMO_HOME)-export/laramie.geoparquet --no-progress; \
+	$(BIN)/python -c "import json, pyarrow.parquet as pq; m = pq.read_metadata('$(DEMO_HOME)-export/laramie.geoparquet'); \
 	      geo = json.loads(m.metadata[b'geo']); g = geo['columns']['geometry']; \
 	      print(m.num_rows, 'points read back; GeoParquet', geo['version'], g['encoding'], g['geometry_types'], g['crs']['id'], 'bbox', g.get('bbox'))"; \
 	echo "== demo finished in $$(( $$(date +%s) - start ))s"
@@ -109,4 +109,4 @@ chaos: install ## kill -9 trials, concurrent writers + reader (docs/reliability.
 	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 clean: ## Remove the virtualenv, caches and demo data
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis data/demo .sandbox
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis data/demo data/demo-export .sandbox
