@@ -43,7 +43,7 @@ lint: install ## ruff and mypy
 	$(BIN)/ruff format --check cvcatalog tests bench || true
 	$(BIN)/mypy
 
-demo: install ## End to end on a local S3 endpoint: replica, ingest a week, query, quality, NGSIM
+demo: install ## End to end on a local S3 endpoint: replica, ingest a week, query, quality, NGSIM, export
 	@set -euo pipefail; \
 	export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$(PORT) AWS_ACCESS_KEY_ID=sandbox \
 	       AWS_SECRET_ACCESS_KEY=sandbox AWS_DEFAULT_REGION=us-east-1 CVCATALOG_HOME=$(DEMO_HOME); \
@@ -94,6 +94,12 @@ demo: install ## End to end on a local S3 endpoint: replica, ingest a week, quer
 	echo "== 12. trips, and the week split by vehicle id with no id in two splits (docs/ml.md)"; \
 	$(CV) trips; \
 	$(CV) split --source wydot --type BSM --start 2021-04-01 --end 2021-04-07 --timezone America/Denver; \
+	echo "== 13. export the BSMs within 2 km of the I-80 / US-287 interchange in Laramie to GeoParquet, and read it back"; \
+	$(CV) export --source wydot --type BSM --start 2021-04-01 --end 2021-04-07 --timezone America/Denver \
+	      --within 41.31,-105.59,2000 --output $(DEMO_HOME)-export/laramie.geoparquet --no-progress; \
+	$(BIN)/python -c "import json, pyarrow.parquet as pq; m = pq.read_metadata('$(DEMO_HOME)-export/laramie.geoparquet'); \
+	      geo = json.loads(m.metadata[b'geo']); g = geo['columns']['geometry']; \
+	      print(m.num_rows, 'points read back; GeoParquet', geo['version'], g['encoding'], g['geometry_types'], g['crs']['id'], 'bbox', g.get('bbox'))"; \
 	echo "== demo finished in $$(( $$(date +%s) - start ))s"
 
 bench: install ## Benchmarks (see bench/README.md)
@@ -108,4 +114,4 @@ chaos: install ## kill -9 trials, concurrent writers + reader (docs/reliability.
 	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 clean: ## Remove the virtualenv, caches and demo data
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis data/demo .sandbox
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis data/demo data/demo-export .sandbox

@@ -46,6 +46,8 @@ from cvcatalog.ops.compact import CompactResult, compact
 from cvcatalog.ops.discover import Discovery, ListingCache, Plan, fetcher_factory, listing_settings
 from cvcatalog.ops.discover import discover as discover_listing
 from cvcatalog.ops.discover import plan as plan_listing
+from cvcatalog.ops.export import ExportProgress, ExportResult
+from cvcatalog.ops.export import export as export_slice
 from cvcatalog.ops.publish import publish as publish_catalog
 from cvcatalog.ops.remote import PUBLISH_JSON, RemoteCatalogDB, cache_dir_for, read_only_error
 from cvcatalog.pipeline.report import Progress, Summary
@@ -1318,6 +1320,51 @@ class Catalog:
 
         return splits.split_frames(
             read, groups, the_plan, time_column=rel.time, filters=filters, **options
+        )
+
+    # -- export --------------------------------------------------------------------------
+    def export(
+        self,
+        source: str,
+        message_type: str | None = None,
+        start: date | str | None = None,
+        end: date | str | None = None,
+        *,
+        output: str | Path,
+        format: str = "parquet",
+        timezone: str = "UTC",
+        within: spatial.Within | Sequence[float] | None = None,
+        bbox: spatial.BBox | Sequence[float] | None = None,
+        corridor: spatial.Corridor | tuple[Sequence[Sequence[float]], float] | None = None,
+        where: str | None = None,
+        columns: Sequence[str] | str | None = None,
+        naming: Literal["canonical", "socrata"] = "canonical",
+        snapshot: int | None = None,
+        as_of: datetime | str | None = None,
+        progress: ExportProgress | None = None,
+    ) -> ExportResult:
+        """Write a slice of the catalog to one file (parquet, geoparquet, csv, ndjson), what
+        the official S3-Select exporter did: the local days start..end of (source, type), an
+        area (within/bbox/corridor as in to_dask), a SQL predicate `where` and `columns` in
+        the names of `naming`. Streams; the file appears only when complete. See
+        docs/spatial.md#export."""
+        if isinstance(columns, str):
+            columns = [c for c in columns.split(",") if c.strip()]
+        return export_slice(
+            self.db,
+            source,
+            message_type,
+            start,
+            end,
+            output=output,
+            format=format,
+            timezone=timezone,
+            area=spatial.as_filter(within, bbox, corridor),
+            where=where,
+            columns=columns,
+            naming=naming,
+            at=as_of_point(snapshot, as_of),
+            progress=progress,
         )
 
 

@@ -24,7 +24,7 @@ from rich.markup import escape
 from cvcatalog import spatial
 from cvcatalog.catalog import Catalog, _pair, default_home
 from cvcatalog.cli.output import Format, emit
-from cvcatalog.cli.progress import RichProgress
+from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.config import MAX_WORKERS, load_yaml, trips_config
 from cvcatalog.datasets import DATASETS
 from cvcatalog.distributed import check_options, check_scheduler
@@ -1362,6 +1362,139 @@ def plan(
         print(p.summary())
     else:
         emit(rows, fmt, columns=PLAN_FIELDS)
+
+
+# -- export ---------------------------------------------------------------------------------
+#: --format guessed from the output's suffix when not given
+_EXPORT_SUFFIXES = {
+    ".parquet": "parquet",
+    ".geoparquet": "geoparquet",
+    ".csv": "csv",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".json": "ndjson",
+}
+
+
+@app.command("export")
+@friendly
+def export_cmd(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write")],
+    source: AnySourceOpt = None,
+    message_type: TypeOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    timezone: Annotated[
+        str, typer.Option("--timezone", help="Zone of --start/--end, e.g. America/Denver")
+    ] = "UTC",
+    within: Annotated[
+        str | None,
+        typer.Option("--within", help="LAT,LON,RADIUS_M: within RADIUS_M metres of a point"),
+    ] = None,
+    bbox: Annotated[
+        str | None,
+        typer.Option("--bbox", help="LAT_MIN,LON_MIN,LAT_MAX,LON_MAX: inside a box"),
+    ] = None,
+    corridor: Annotated[
+        str | None,
+        typer.Option("--corridor", help="FILE.geojson,BUFFER_M: within BUFFER_M metres of a line"),
+    ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option("--where", help="A SQL predicate on the exported columns (--naming)"),
+    ] = None,
+    columns: Annotated[
+        str | None, typer.Option("--columns", help="a,b,c: only these columns, in this order")
+    ] = None,
+    naming: Annotated[
+        str, typer.Option("--naming", help="canonical | socrata (data.transportation.gov names)")
+    ] = "canonical",
+    file_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="parquet | geoparquet | csv | ndjson [default: from the --output suffix]",
+        ),
+    ] = None,
+    catalog: CatalogOpt = None,
+    snapshot: Annotated[
+        int | None, typer.Option("--snapshot", help="The catalog as of this snapshot")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="The catalog as of this time (ISO 8601)")
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr")
+    ] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON on stdout")
+    ] = False,
+) -> None:
+    """Export rows of the catalog to one file (parquet, geoparquet, csv, ndjson): a date range,
+    an area (--within, --bbox or --corridor) and a SQL predicate, as the official S3-Select
+    exporter did. Streams; the file appears (or is replaced) only when complete."""
+    if source is None:
+        raise ConfigError("give --source (wydot | wydot_backup | thea | nycdot | ngsim)")
+    fmt = file_format or _EXPORT_SUFFIXES.get(output.suffix.lower())
+    if fmt is None:
+        raise ConfigError(
+            f"give --format (parquet | geoparquet | csv | ndjson): {output.name!r} does not say"
+        )
+    areas = [a for a in (within, bbox, corridor) if a is not None]
+    if len(areas) > 1:
+        raise ConfigError("give at most one of --within, --bbox, --corridor")
+    area = (
+        spatial.parse_within(within)
+        if within is not None
+        else spatial.parse_bbox(bbox)
+        if bbox is not None
+        else spatial.parse_corridor_flag(corridor)
+        if corridor is not None
+        else None
+    )
+    if naming not in ("canonical", "socrata"):
+        raise ConfigError(f"--naming must be canonical or socrata, got {naming!r}")
+    cat = open_catalog(catalog)
+    bar = ExportBar(err) if progress else contextlib.nullcontext(None)
+    with bar as tick:
+        result = cat.export(
+            source,
+            message_type,
+            start,
+            end,
+            output=output,
+            format=fmt,
+            timezone=timezone,
+            **spatial.as_kwargs(area),
+            where=where,
+            columns=columns,
+            naming="socrata" if naming == "socrata" else "canonical",
+            snapshot=snapshot,
+            as_of=as_of,
+            progress=tick,
+        )
+    if as_json:
+        emit([result.as_dict()], Format.json)
+        return
+    what = f"{result.source}/{result.message_type}"
+    if result.empty:
+        print(
+            f"no rows matched: wrote an empty {result.format} file ({len(result.columns)} "
+            f"columns) to {result.path}"
+        )
+    else:
+        size = (
+            f"{result.bytes / 1e6:,.1f} MB"
+            if result.bytes >= 1e6
+            else f"{result.bytes / 1e3:.1f} kB"
+        )
+        print(
+            f"exported {result.rows:,} rows of {what} to {result.path} ({result.format}, "
+            f"{size}) in {result.seconds:.1f}s"
+        )
+    if result.filters:
+        print(f"filters: {'; '.join(result.filters)}")
 
 
 sql_app = typer.Typer(help="SQL for plain DuckDB sessions.", no_args_is_help=True)

@@ -115,3 +115,36 @@ class RichProgress:
 
     def note(self, message: str) -> None:
         self.console.print(f"[yellow]note[/yellow] {escape(message)}", highlight=False)
+
+
+class ExportBar:
+    """`cvcatalog export`'s bar on stderr: rows and bytes written so far (the number of rows
+    a filter keeps is not known before the end, so the bar pulses)."""
+
+    def __init__(self, console: Console | None = None, label: str = "exporting") -> None:
+        self.console = console or Console(stderr=True)
+        self.bar = Progress(
+            TextColumn("{task.description:<12}"),
+            BarColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+        self.task = self.bar.add_task(label, total=None, detail="0 rows")
+        self.t0 = time.monotonic()
+
+    def __enter__(self) -> ExportBar:
+        self.bar.start()
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.bar.stop()
+
+    def __call__(self, rows: int, nbytes: int) -> None:
+        secs = max(time.monotonic() - self.t0, 1e-6)
+        self.bar.update(
+            self.task,
+            detail=f"{rows:,} rows, {nbytes / 1e6:,.1f} MB, {rows / secs:,.0f} rows/s",
+        )

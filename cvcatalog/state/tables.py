@@ -196,8 +196,14 @@ def macro_statements() -> dict[str, str]:
 def spatial_session(con: duckdb.DuckDBPyConnection, *, temporary: bool = False) -> None:
     """Make a read connection able to run the spatial macros: DuckDB's spatial extension
     loaded, and the macros defined for the session when its lake predates them (or always,
-    temporary: a published catalog's reader uses no SQL stored in the catalog)."""
-    load_extension(con, "spatial")
+    temporary: a published catalog's reader uses no SQL stored in the catalog). A session
+    whose external access is off already (a published catalog's) has the extension loaded
+    before: it is not loaded again (it could not be)."""
+    loaded = con.execute(
+        "SELECT count(*) FROM duckdb_functions() WHERE function_name = 'st_point'"
+    ).fetchone()
+    if not (loaded and loaded[0]):
+        load_extension(con, "spatial")
     con.execute(spatial.AXIS_ORDER_SQL)
     have = lake.macro_names(con)
     if not temporary and all(n in have for n in spatial.macro_statements()):

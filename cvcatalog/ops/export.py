@@ -1,0 +1,526 @@
+"""Export a slice of the catalog to one file: the job the official S3-Select exporter did.
+
+One streaming read of the lake (a DuckDB query over the lake table, cut to the local-time
+window, the spatial filter and the user's `--where`), written batch by batch through pyarrow
+(Parquet, GeoParquet, CSV) or as DuckDB-rendered JSON lines (NDJSON): memory stays flat
+whatever the size of the result. The file is written under a temporary name beside the output
+and renamed over it only when complete, so a failure never leaves a partial file and an
+existing output is replaced only at the end.
+
+The query runs on a private DuckDB instance where the catalog is attached read-only and whose
+file-system access is then cut to the lake's own data directory (`enable_external_access`
+off, configuration locked): a `--where` predicate can read the catalog, nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from pyproj import CRS
+
+from cvcatalog import spatial
+from cvcatalog.config import check_timezone
+from cvcatalog.datasets import DATASETS
+from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
+from cvcatalog.io import lake
+from cvcatalog.io.layout import publish_file
+from cvcatalog.schemas import SCHEMAS, MessageSchema
+from cvcatalog.sources.bucket import BINNED_SOURCES, partitions_for, utc_window
+from cvcatalog.sqlutil import quote_ident
+from cvcatalog.state import tables
+from cvcatalog.state.db import CatalogDB
+
+Format = Literal["parquet", "geoparquet", "csv", "ndjson"]
+FORMATS: tuple[str, ...] = ("parquet", "geoparquet", "csv", "ndjson")
+Naming = Literal["canonical", "socrata"]
+#: rows per record batch read from DuckDB: what is in memory at once (BSMs with their part II
+#: JSON are ~2.5 KB a row in Arrow)
+BATCH_ROWS = 16_384
+#: rows per Parquet row group written (batches are gathered up to it)
+ROW_GROUP_ROWS = 65_536
+#: the GeoParquet version the `geo` metadata follows
+GEOPARQUET_VERSION = "1.1.0"
+GEOMETRY = "geometry"
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote: the summary the CLI prints (and emits with --json)."""
+
+    path: Path
+    format: str
+    rows: int
+    bytes: int
+    seconds: float
+    columns: list[str]
+    source: str
+    message_type: str
+    filters: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return self.rows == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "source": self.source,
+            "message_type": self.message_type,
+            "columns": len(self.columns),
+            "filters": "; ".join(self.filters),
+            "empty": self.empty,
+        }
+
+
+#: called after each batch written: (rows so far, bytes so far)
+ExportProgress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The lake table an export reads, and what its columns mean."""
+
+    table: str
+    source: str
+    message_type: str
+    time_column: str | None
+    schema: MessageSchema | None  # None: a dataset (NGSIM)
+
+
+def _target(source: str, message_type: str | None) -> _Target:
+    ds = DATASETS.get(source.strip().lower())
+    if ds is not None:
+        if message_type is not None and message_type.strip().upper() != ds.message_type:
+            raise ConfigError(f"{ds.name} has one type, {ds.message_type}")
+        time_column = getattr(ds, "time_column", None) or (
+            "timestamp" if "timestamp" in ds.arrow_schema.names else None
+        )
+        return _Target(ds.view_name, ds.name, ds.message_type, time_column, None)
+    if message_type is None:
+        raise ConfigError(f"give the message type of {source} (--type BSM, TIM, SPAT, EVENT)")
+    key = (source.strip().lower(), message_type.strip().upper())
+    schema = SCHEMAS.get(key)
+    if schema is None:
+        raise ConfigError(f"unknown source and type {source}/{message_type}")
+    return _Target(schema.view_name, key[0], key[1], schema.time_column, schema)
+
+
+def _as_date(value: date | str | None, what: str) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
+
+
+def _range_sql(
+    t: _Target, start: date | None, end: date | None, timezone: str
+) -> tuple[list[str], list[Any], list[str]]:
+    """WHERE terms (and parameters) cutting the table to the local days start..end: the
+    partitions that hold them (so whole files are skipped), then the exact UTC window on the
+    time column. Returns (terms, params, descriptions)."""
+    if start is None and end is None:
+        return [], [], []
+    s, e = start or end, end or start
+    assert s is not None and e is not None
+    if s > e:
+        raise ConfigError(f"--start {s} is after --end {e}")
+    lo, hi = utc_window(s, e, timezone)
+    terms: list[str] = []
+    params: list[Any] = []
+    if t.schema is None:  # a dataset: its date partitions inside the window
+        terms.append("date BETWEEN ? AND ?")
+        params += [lo.date(), (hi - timedelta(microseconds=1)).date()]
+    elif t.source in BINNED_SOURCES:  # only binned by month: whole months
+        months = sorted(
+            {k.day.replace(day=1) for k in partitions_for(t.source, t.message_type, s, e, timezone)}
+        )
+        terms.append("make_date(year, month, 1) BETWEEN ? AND ?")
+        params += [months[0], months[-1]]
+    else:  # the folder days the local days touch
+        days = sorted(k.day for k in partitions_for(t.source, t.message_type, s, e, timezone))
+        terms.append("date BETWEEN ? AND ?")
+        params += [days[0], days[-1]]
+    if t.time_column is not None:
+        col = quote_ident(t.time_column)
+        terms.append(f"{col} >= ? AND {col} < ?")
+        params += [lo, hi]
+    return terms, params, [f"{s}..{e} ({timezone})"]
+
+
+def _socrata_position(schema: MessageSchema) -> tuple[str, str] | None:
+    """The socrata names of the canonical latitude and longitude columns, if it has them."""
+    body = schema.socrata_select_sql("frame")
+    names = []
+    for col in ("latitude", "longitude"):
+        m = re.search(rf"\b\w+\.{col}\s+AS\s+\"?(\w+)\"?", body)
+        if m is None:
+            return None
+        names.append(m.group(1))
+    return names[0], names[1]
+
+
+def check_where(where: str) -> str:
+    """The user's predicate as ONE SQL expression (re-serialised by DuckDB's parser), or one
+    clear line: it can never close the WHERE clause and add statements or clauses."""
+    try:
+        return str(duckdb.SQLExpression(where))
+    except duckdb.Error as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise QueryError(f"--where is not one SQL predicate: {msg}") from None
+
+
+@contextlib.contextmanager
+def _sandboxed(db: CatalogDB, at: lake.AsOf | None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A private instance with the catalog attached read-only, DuckDB's spatial extension and
+    cvcatalog's spatial macros, and no file access beyond the lake's data directory."""
+    con = db.connect(scratch=True, at=at)
+    try:
+        tables.spatial_session(con)
+        con.execute("SET TimeZone = 'UTC'")
+        opened = con.execute("SELECT current_setting('enable_external_access')").fetchone()
+        if opened and opened[0]:  # (a published catalog's session comes confined already)
+            data = lake.data_path(db.lake_url or str(db.paths.root))
+            con.execute("SET allowed_directories = ?", [[data]])
+            con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        yield con
+    finally:
+        con.close()
+
+
+def _short(e: duckdb.Error) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "file system operations are disabled" in text:
+        return f"{text} (an export reads the catalog only)"
+    return text
+
+
+def _geo_metadata(bbox: list[float] | None) -> dict[str, Any]:
+    """GeoParquet 1.1 file metadata of the POINT column: WKB, WGS84 (EPSG:4326 as PROJJSON;
+    GeoParquet always stores x = longitude, y = latitude, whatever the CRS's axis order)."""
+    column: dict[str, Any] = {
+        "encoding": "WKB",
+        "geometry_types": ["Point"],
+        "crs": CRS.from_epsg(4326).to_json_dict(),
+    }
+    if bbox is not None:
+        column["bbox"] = bbox
+    return {
+        "version": GEOPARQUET_VERSION,
+        "primary_column": GEOMETRY,
+        "columns": {GEOMETRY: column},
+    }
+
+
+class _Bounds:
+    """The running [xmin, ymin, xmax, ymax] of the points written (GeoParquet's bbox)."""
+
+    def __init__(self) -> None:
+        self.box: list[float] | None = None
+
+    def add(self, lon: pa.Array, lat: pa.Array) -> None:
+        import pyarrow.compute as pc
+
+        ok = pc.and_(pc.is_valid(lon), pc.is_valid(lat))
+        lon, lat = pc.filter(lon, ok), pc.filter(lat, ok)
+        if len(lon) == 0:
+            return
+        xs, ys = pc.min_max(lon), pc.min_max(lat)
+        part = [xs["min"].as_py(), ys["min"].as_py(), xs["max"].as_py(), ys["max"].as_py()]
+        if self.box is None:
+            self.box = part
+        else:
+            b = self.box
+            self.box = [
+                min(b[0], part[0]),
+                min(b[1], part[1]),
+                max(b[2], part[2]),
+                max(b[3], part[3]),
+            ]
+
+
+def _csv_column(name: str, typ: Any) -> str:
+    """A column as CSV can hold it: nested values (lists, structs, maps) as JSON text."""
+    q = quote_ident(name)
+    text = str(typ).upper()
+    if text.endswith("]") or text.startswith(("STRUCT", "MAP", "UNION")):
+        return f"to_json({q})::VARCHAR AS {q}"
+    return q
+
+
+def export(
+    db: CatalogDB,
+    source: str,
+    message_type: str | None = None,
+    start: date | str | None = None,
+    end: date | str | None = None,
+    *,
+    output: str | Path,
+    format: str = "parquet",
+    timezone: str = "UTC",
+    area: spatial.SpatialFilter | None = None,
+    where: str | None = None,
+    columns: Sequence[str] | None = None,
+    naming: str = "canonical",
+    at: lake.AsOf | None = None,
+    progress: ExportProgress | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> ExportResult:
+    """Write the rows of (source, type) in the local days start..end (end defaults to start;
+    neither: everything), inside `area`, matching `where`, to `output` as one file.
+
+    `where` and `columns` use the names of `naming` (canonical, or the data.transportation.gov
+    names of the `<table>_socrata` views); the date range and `area` always apply to the
+    canonical time and position columns. `format='geoparquet'` adds a POINT `geometry`
+    column (WKB, EPSG:4326) built from longitude/latitude.
+    """
+    t0 = time.monotonic()
+    fmt = format.strip().lower()
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if naming not in ("canonical", "socrata"):
+        raise ConfigError(f"--naming must be canonical or socrata, got {naming!r}")
+    t = _target(source, message_type)
+    if naming == "socrata" and t.schema is None:
+        raise ConfigError(f"{t.source} has canonical column names only (--naming canonical)")
+    s, e = _as_date(start, "--start"), _as_date(end, "--end")
+    if s is None and e is not None:
+        raise ConfigError("give --start with --end")
+    timezone = check_timezone(timezone)
+    terms, params, described = _range_sql(t, s, e if e is not None else s, timezone)
+    if where is not None and not where.strip():
+        where = None
+    pred = check_where(where) if where is not None else None
+    out = Path(output).expanduser()
+    if out.is_dir():
+        raise ConfigError(f"--output {out} is a directory; give a file name")
+    root = db.paths.root.resolve()
+    if out.resolve().is_relative_to(root):
+        raise ConfigError(f"--output may not be inside the catalog directory {root}")
+
+    with _sandboxed(db, at) as con:
+        table_cols = [r[0] for r in con.execute(f"DESCRIBE {quote_ident(t.table)}").fetchall()]
+        has_position = {spatial.LAT, spatial.LON} <= set(table_cols)
+        if area is not None:
+            spatial.require_positions(table_cols, t.table)
+            sql, p = spatial.predicate_sql(area)
+            terms.append(sql)
+            params += p
+            described.append(spatial.describe(area))
+        inner = f"SELECT * FROM {quote_ident(t.table)}"
+        if terms:
+            inner += " WHERE " + " AND ".join(f"({x})" for x in terms)
+        position = (spatial.LAT, spatial.LON) if has_position else None
+        if naming == "socrata":
+            assert t.schema is not None
+            base = t.schema.socrata_select_sql(f"({inner})")
+            position = _socrata_position(t.schema) if has_position else None
+        else:
+            base = inner
+        if fmt == "geoparquet" and position is None:
+            raise ConfigError(
+                f"{t.table} has no latitude/longitude columns: GeoParquet needs positions "
+                "(use --format parquet)"
+            )
+        try:
+            available = con.execute(f"DESCRIBE {base}", params).fetchall()
+        except duckdb.Error as err:
+            raise QueryError(_short(err)) from None
+        types = {r[0]: r[1] for r in available}
+        names = [r[0] for r in available]
+        if columns:
+            wanted = [c.strip() for c in columns if c.strip()]
+            unknown = [c for c in wanted if c not in types]
+            if unknown:
+                raise QueryError(
+                    f"unknown column(s) {', '.join(unknown)} in {t.table}"
+                    f"{'_socrata' if naming == 'socrata' else ''} ({naming} names; see "
+                    f'`cvcatalog query "describe {t.table}{"_socrata" if naming == "socrata" else ""}"`)'
+                )
+            names = list(dict.fromkeys(wanted))
+        if fmt == "geoparquet" and GEOMETRY in names:
+            raise ConfigError(
+                f"the table has a column named {GEOMETRY!r}; leave it out (--columns)"
+            )
+        if fmt == "csv":
+            rel = con.sql(f"SELECT * FROM ({base}) LIMIT 0", params=params)
+            ctypes = dict(zip(rel.columns, rel.types, strict=True))
+            select = [_csv_column(n, ctypes[n]) for n in names]
+        else:
+            select = [quote_ident(n) for n in names]
+        if fmt == "geoparquet":
+            assert position is not None
+            lat, lon = (quote_ident(c) for c in position)
+            select.append(f"ST_AsWKB(ST_Point({lon}, {lat})) AS {GEOMETRY}")
+            # bbox: the positions of the rows written (not exported unless asked for)
+            select += [f"{lon} AS __cv_lon", f"{lat} AS __cv_lat"]
+        query = f"SELECT {', '.join(select)} FROM ({base}) AS t"
+        if pred is not None:
+            query += f" WHERE {pred}"
+        if fmt == "ndjson":
+            query = f"SELECT to_json(x)::VARCHAR || chr(10) AS line FROM ({query}) AS x"
+        filters = described + ([f"where {pred}"] if pred else [])
+        try:
+            rows, nbytes = _write(con, query, params, out, fmt, batch_rows, progress)
+        except duckdb.Error as err:
+            raise QueryError(_short(err)) from None
+    return ExportResult(
+        path=out,
+        format=fmt,
+        rows=rows,
+        bytes=nbytes,
+        seconds=time.monotonic() - t0,
+        columns=names + ([GEOMETRY] if fmt == "geoparquet" else []),
+        source=t.source,
+        message_type=t.message_type,
+        filters=filters,
+    )
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    params: list[Any],
+    out: Path,
+    fmt: str,
+    batch_rows: int,
+    progress: ExportProgress | None,
+) -> tuple[int, int]:
+    """Stream the query's batches into a temporary file beside `out`, then rename it over
+    `out` (created with its parent directories). Returns (rows, bytes)."""
+    reader = con.execute(query, params).to_arrow_reader(batch_rows)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CatalogError(f"cannot create {out.parent}: {err.strerror or err}") from None
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.tmp")
+    rows = 0
+
+    def tell() -> int:
+        return tmp.stat().st_size if tmp.exists() else 0
+
+    try:
+        if fmt in ("parquet", "geoparquet"):
+            rows = _write_parquet(reader, tmp, fmt == "geoparquet", progress, tell)
+        else:
+            with open(tmp, "wb") as sink:
+                header = fmt == "csv"
+                for batch in _batches(reader):
+                    if fmt == "ndjson":
+                        sink.write(_text(batch.column(0)))
+                    else:
+                        _csv_batches(sink, [batch], reader.schema, header)
+                        header = False
+                    rows += batch.num_rows
+                    if progress is not None:
+                        progress(rows, sink.tell())
+                if header:  # no batch at all: the header alone
+                    _csv_batches(sink, [], reader.schema, True)
+        nbytes = tmp.stat().st_size
+        publish_file(tmp, out)
+    except OSError as err:
+        raise CatalogError(f"cannot write {out}: {err.strerror or err}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return rows, nbytes
+
+
+def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; the query failing midway (DuckDB's error reaches Python through
+    Arrow as an OSError) is a QueryError, not a write error."""
+    it = iter(reader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except (duckdb.Error, OSError, pa.ArrowException) as e:
+            text = str(e).strip().splitlines()
+            raise QueryError(text[0] if text else type(e).__name__) from None
+        yield batch
+
+
+def _csv_batches(sink: Any, batches: list[pa.RecordBatch], schema: pa.Schema, header: bool) -> None:
+    """Batches as CSV text appended to sink (with the header: the first, or no batch at all)."""
+    table = pa.Table.from_batches(batches, schema=schema)
+    buf = pa.BufferOutputStream()
+    pa_csv.write_csv(table, buf, pa_csv.WriteOptions(include_header=header))
+    sink.write(buf.getvalue().to_pybytes())
+
+
+def _write_parquet(
+    reader: pa.RecordBatchReader,
+    path: Path,
+    geo: bool,
+    progress: ExportProgress | None,
+    tell: Callable[[], int],
+) -> int:
+    """Parquet (zstd) batch by batch; GeoParquet: the helper position columns dropped, the
+    `geo` metadata (with the bbox of what was written) added before the footer."""
+    schema = reader.schema
+    keep = [n for n in schema.names if n not in ("__cv_lon", "__cv_lat")]
+    if geo:
+        schema = pa.schema([schema.field(n) for n in keep])
+    bounds = _Bounds()
+    rows = 0
+    group: list[pa.RecordBatch] = []
+
+    def flush() -> None:
+        if group:
+            w.write_table(pa.Table.from_batches(group, schema=schema), ROW_GROUP_ROWS)
+            group.clear()
+
+    with pq.ParquetWriter(str(path), schema, compression="zstd") as w:
+        for batch in _batches(reader):
+            if geo:
+                bounds.add(batch.column("__cv_lon"), batch.column("__cv_lat"))
+                batch = pa.RecordBatch.from_arrays([batch.column(n) for n in keep], schema=schema)
+            if batch.num_rows:
+                group.append(batch)
+            rows += batch.num_rows
+            if sum(b.num_rows for b in group) >= ROW_GROUP_ROWS:
+                flush()
+                if progress is not None:
+                    progress(rows, tell())
+        flush()
+        if geo:
+            w.add_key_value_metadata({"geo": json.dumps(_geo_metadata(bounds.box))})
+    if progress is not None:
+        progress(rows, tell())
+    return rows
+
+
+def _text(lines: pa.Array) -> memoryview:
+    """The bytes of a string column's values, back to back (each ends with its newline),
+    straight from the Arrow buffer: no Python string per row."""
+    arr = lines.cast(pa.large_string())
+    if len(arr) == 0:
+        return memoryview(b"")
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)
+    lo, hi = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
+    data = arr.buffers()[2]
+    return memoryview(data)[lo:hi] if data is not None else memoryview(b"")
+
+
+__all__ = ["FORMATS", "ExportResult", "check_where", "export"]

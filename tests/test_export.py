@@ -1,0 +1,366 @@
+"""`cvcatalog export` and `Catalog.export` (issue 15) on a small ingested replica.
+
+Every format is read back and compared with what `Catalog.query` returns for the same slice
+(the local-day window is computed here independently, with zoneinfo); GeoParquet metadata is
+read back with pyarrow (and geopandas when installed); an area filter gives exactly the rows
+of `Catalog.query` with the same spatial predicate; failures are one line and leave no file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pandas as pd
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from cvcatalog.catalog import Catalog
+from cvcatalog.cli.main import app
+from cvcatalog.exceptions import ConfigError, QueryError
+from cvcatalog.ops import export as export_mod
+from cvcatalog.sandbox.ngsim import generate_ngsim
+from cvcatalog.sandbox.replica import seed_replica
+
+D1, D2 = date(2021, 4, 1), date(2021, 4, 2)
+DENVER = "America/Denver"
+KEY = ["vehicle_id", "msg_cnt", "sec_mark", "latitude", "longitude", "speed_mps"]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cat(module_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    """Two UTC days of WYDOT BSM and a small NGSIM file, ingested once."""
+    seed_replica(module_s3, D1, D2, sources=["wydot"], message_types=["BSM"], records_per_hour=12,
+                 files_per_hour=1)  # fmt: skip
+    root = tmp_path_factory.mktemp("export")
+    c = Catalog(root / "catalog")
+    s = c.ingest("wydot", "BSM", D1, D2, timezone="UTC", rate_limit=0, max_workers=4)
+    assert s.ok, s.as_dict()
+    ngsim = root / "ngsim.csv"
+    generate_ngsim(ngsim, 1_500, seed=3)
+    assert c.ingest_dataset("ngsim", str(ngsim)).ok
+    return c
+
+
+def _denver_day(day: date) -> tuple[datetime, datetime]:
+    lo = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(DENVER))
+    return lo.astimezone(UTC), (lo + timedelta(days=1)).astimezone(UTC)
+
+
+def _expected(cat: Catalog, day: date) -> pd.DataFrame:
+    lo, hi = _denver_day(day)
+    cols = ", ".join(KEY)
+    return cat.query(
+        f"SELECT generated_at, {cols} FROM wydot_bsm WHERE generated_at >= ? AND generated_at < ?",
+        [lo, hi],
+    )
+
+
+def _sorted(df: pd.DataFrame, cols: list[str]) -> list[tuple[Any, ...]]:
+    return sorted(df[cols].itertuples(index=False, name=None))
+
+
+def _read(path: Path, fmt: str) -> pd.DataFrame:
+    if fmt in ("parquet", "geoparquet"):
+        return pq.read_table(path).to_pandas()
+    if fmt == "csv":
+        return pa_csv.read_csv(path).to_pandas()
+    lines = path.read_text().splitlines()
+    return pd.DataFrame([json.loads(x) for x in lines])
+
+
+def _no_leftovers(directory: Path) -> list[str]:
+    return [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "geoparquet", "csv", "ndjson"])
+def test_every_format_round_trips_the_local_day(cat: Catalog, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / "new" / "dir" / f"day.{fmt}"  # the parent is created
+    res = cat.export("wydot", "BSM", D1, output=out, format=fmt, timezone=DENVER)
+    want = _expected(cat, D1)
+    assert len(want) > 0 and res.rows == len(want)
+    assert res.bytes == out.stat().st_size and not _no_leftovers(out.parent)
+    got = _read(out, fmt)
+    assert len(got) == len(want)
+    assert _sorted(got, KEY) == _sorted(want, KEY)
+    times = pd.to_datetime(got["generated_at"], utc=True, format="mixed")
+    assert sorted(times) == sorted(pd.to_datetime(want["generated_at"], utc=True))
+    # the Denver day is 06:00-06:00 UTC: rows of both UTC days, none outside
+    lo, hi = _denver_day(D1)
+    assert times.min() >= lo and times.max() < hi
+    assert {t.date() for t in times} == {D1, D2}
+
+
+def test_geoparquet_metadata_and_points(cat: Catalog, tmp_path: Path) -> None:
+    out = tmp_path / "bsm.geoparquet"
+    res = cat.export("wydot", "BSM", D1, D2, output=out, format="geoparquet")
+    meta = pq.read_metadata(out).metadata
+    geo = json.loads(meta[b"geo"])
+    assert geo["version"].startswith("1.") and geo["primary_column"] == "geometry"
+    col = geo["columns"]["geometry"]
+    assert col["encoding"] == "WKB" and col["geometry_types"] == ["Point"]
+    assert col["crs"]["id"] == {"authority": "EPSG", "code": 4326}
+    table = pq.read_table(out)
+    assert table.num_rows == res.rows and table.column_names[-1] == "geometry"
+    df = table.to_pandas()
+    assert col["bbox"] == [
+        df.longitude.min(),
+        df.latitude.min(),
+        df.longitude.max(),
+        df.latitude.max(),
+    ]
+    for wkb, lat, lon in zip(df.geometry[:50], df.latitude[:50], df.longitude[:50], strict=True):
+        order, kind, x, y = struct.unpack("<BIdd", wkb)  # little-endian WKB POINT: x=lon, y=lat
+        assert (order, kind, x, y) == (1, 1, lon, lat)
+
+
+def test_geopandas_opens_the_geoparquet_as_epsg_4326(cat: Catalog, tmp_path: Path) -> None:
+    geopandas = pytest.importorskip("geopandas")
+    out = tmp_path / "bsm.geoparquet"
+    cat.export("wydot", "BSM", D1, output=out, format="geoparquet", columns=["vehicle_id"])
+    gdf = geopandas.read_parquet(out)
+    assert gdf.crs is not None and gdf.crs.to_epsg() == 4326
+    want = cat.query("SELECT longitude, latitude FROM wydot_bsm WHERE date = ?", [D1])
+    assert sorted(zip(gdf.geometry.x, gdf.geometry.y, strict=True)) == sorted(
+        zip(want.longitude, want.latitude, strict=True)
+    )
+
+
+def test_within_gives_the_rows_of_catalog_query(cat: Catalog, tmp_path: Path) -> None:
+    pos = cat.query("SELECT median(latitude) AS lat, median(longitude) AS lon FROM wydot_bsm")
+    center = (float(pos.lat[0]), float(pos.lon[0]), 30_000.0)
+    pred, params = cat.where_spatial(within=center)
+    want = cat.query(f"SELECT {', '.join(KEY)} FROM wydot_bsm WHERE {pred}", params)
+    total = cat.query("SELECT count(*) AS n FROM wydot_bsm").n[0]
+    assert 0 < len(want) < total  # the area keeps some rows, not all
+    out = tmp_path / "near.parquet"
+    res = cat.export("wydot", "BSM", D1, D2, output=out, within=center)
+    assert res.rows == len(want)
+    assert _sorted(pq.read_table(out).to_pandas(), KEY) == _sorted(want, KEY)
+    # the CLI flag means the same
+    cli = tmp_path / "cli.parquet"
+    r = runner.invoke(
+        app, ["export", "--catalog", str(cat.paths.root), "--source", "wydot", "--type", "BSM",
+              "--start", str(D1), "--end", str(D2), "--within", ",".join(map(str, center)),
+              "-o", str(cli), "--no-progress"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert f"exported {len(want):,} rows of wydot/BSM" in r.output
+    assert pq.read_table(cli).num_rows == len(want)
+
+
+def test_bbox_and_corridor_match_the_spatial_predicates(cat: Catalog, tmp_path: Path) -> None:
+    pos = cat.query(
+        "SELECT quantile_cont(latitude, 0.3) AS a, quantile_cont(latitude, 0.7) AS b, "
+        "quantile_cont(longitude, 0.3) AS c, quantile_cont(longitude, 0.7) AS d FROM wydot_bsm"
+    )
+    box = (float(pos.a[0]), float(pos.c[0]), float(pos.b[0]), float(pos.d[0]))
+    line = [(box[0], box[1]), (box[2], box[3])]
+    for kw in ({"bbox": box}, {"corridor": (line, 3_000.0)}):
+        pred, params = cat.where_spatial(**kw)
+        want = cat.query(f"SELECT {', '.join(KEY)} FROM wydot_bsm WHERE {pred}", params)
+        assert len(want) > 0, kw
+        out = tmp_path / "area.csv"
+        res = cat.export("wydot", "BSM", output=out, format="csv", **kw)
+        assert res.rows == len(want)
+        assert _sorted(_read(out, "csv"), KEY) == _sorted(want, KEY)
+    geojson = tmp_path / "line.geojson"
+    coords = [[lon, lat] for lat, lon in line]
+    geojson.write_text(json.dumps({"type": "LineString", "coordinates": coords}))
+    r = runner.invoke(
+        app, ["export", "--catalog", str(cat.paths.root), "--source", "wydot", "--type", "BSM",
+              "--corridor", f"{geojson},3000", "-o", str(tmp_path / "c.ndjson"), "--no-progress",
+              "--json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["rows"] == len(want)
+
+
+def test_where_columns_and_socrata_naming(cat: Catalog, tmp_path: Path) -> None:
+    out = tmp_path / "fast.parquet"
+    res = cat.export(
+        "wydot", "BSM", D1, D2, output=out, where="speed_mps > 20", columns="vehicle_id,speed_mps"
+    )
+    want = cat.query("SELECT vehicle_id, speed_mps FROM wydot_bsm WHERE speed_mps > 20")
+    table = pq.read_table(out)
+    assert table.column_names == ["vehicle_id", "speed_mps"] and res.rows == len(want) > 0
+    assert _sorted(table.to_pandas(), ["vehicle_id", "speed_mps"]) == _sorted(
+        want, ["vehicle_id", "speed_mps"]
+    )
+    soc = tmp_path / "socrata.geoparquet"
+    res = cat.export(
+        "wydot", "BSM", D1, D2, output=soc, format="geoparquet", naming="socrata",
+        columns=["coreData_id", "coreData_speed"], where='"coreData_speed" > 20',
+    )  # fmt: skip
+    want = cat.query(
+        'SELECT "coreData_id", "coreData_speed", "coreData_position_long" AS x, '
+        '"coreData_position_lat" AS y FROM wydot_bsm_socrata WHERE "coreData_speed" > 20'
+    )
+    got = pq.read_table(soc).to_pandas()
+    assert list(got.columns) == ["coreData_id", "coreData_speed", "geometry"]
+    assert res.rows == len(want) > 0
+    xy = [struct.unpack("<BIdd", g)[2:] for g in got.geometry]
+    assert sorted(zip(got.coreData_id, got.coreData_speed, xy, strict=True)) == sorted(
+        zip(want.coreData_id, want.coreData_speed, zip(want.x, want.y, strict=True), strict=True)
+    )
+
+
+def test_ngsim_exports_with_its_own_columns(cat: Catalog, tmp_path: Path) -> None:
+    out = tmp_path / "ngsim.geoparquet"
+    res = cat.export("ngsim", output=out, format="geoparquet", where="speed_mps > 5")
+    want = cat.query("SELECT vehicle_id, frame_id, x_m FROM ngsim_trajectories WHERE speed_mps > 5")
+    assert res.rows == len(want) > 0 and res.source == "ngsim"
+    got = pq.read_table(out).to_pandas()
+    cols = ["vehicle_id", "frame_id", "x_m"]
+    assert _sorted(got, cols) == _sorted(want, cols)
+    with pytest.raises(ConfigError, match="canonical column names only"):
+        cat.export("ngsim", output=tmp_path / "x.parquet", naming="socrata")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "geoparquet", "csv", "ndjson"])
+def test_an_empty_result_writes_a_valid_empty_file(cat: Catalog, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"none.{fmt}"
+    res = cat.export("wydot", "BSM", D1, output=out, format=fmt, where="speed_mps < -1")
+    assert res.rows == 0 and res.empty and out.exists()
+    if fmt in ("parquet", "geoparquet"):
+        table = pq.read_table(out)
+        assert table.num_rows == 0 and table.column_names == res.columns
+        assert "vehicle_id" in table.column_names
+        if fmt == "geoparquet":
+            geo = json.loads(pq.read_metadata(out).metadata[b"geo"])
+            assert geo["columns"]["geometry"]["encoding"] == "WKB"
+            assert "bbox" not in geo["columns"]["geometry"]
+    elif fmt == "csv":
+        header = out.read_text().splitlines()
+        assert len(header) == 1 and header[0].split(",")[2] == '"vehicle_id"'
+        assert pa_csv.read_csv(out).num_rows == 0
+    else:
+        assert out.read_bytes() == b""
+    r = runner.invoke(
+        app, ["export", "--catalog", str(cat.paths.root), "--source", "wydot", "--type", "BSM",
+              "--start", str(D1), "--where", "speed_mps < -1", "-o", str(out), "--no-progress",
+              "--format", fmt],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "no rows matched: wrote an empty" in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--where", "no_such_column > 1"], "no_such_column"),
+        (["--where", "speed_mps >"], "--where is not one SQL predicate"),
+        (["--where", "true) UNION ALL (SELECT 1"], "--where is not one SQL predicate"),
+        (["--where", "true; DROP TABLE wydot_bsm"], "--where is not one SQL predicate"),
+        (["--columns", "vehicle_id,nope"], "unknown column(s) nope"),
+        (["--where", "(SELECT count(*) FROM read_text('/etc/passwd')) > 0"], "disabled"),
+        (["--where", "(SELECT count(*) FROM read_csv('/etc/hostname')) > 0"], "disabled"),
+        (["--within", "41,-105"], "--within takes LAT,LON,RADIUS_M"),
+        (["--within", "41,-105,100", "--bbox", "1,2,3,4"], "at most one of"),
+        (["--type", "TIM", "--within", "41,-105,100"], "no latitude/longitude"),
+        (["--format", "xlsx"], "--format must be one of"),
+        (["--timezone", "Mars/Base"], "unknown timezone"),
+        (["-o", "{catalog}/lake/x.parquet"], "inside the catalog directory"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_the_old_file(
+    cat: Catalog, tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "keep.parquet"
+    out.write_bytes(b"previous export")
+    base = ["export", "--catalog", str(cat.paths.root), "--source", "wydot", "--start", str(D1),
+            "-o", str(out), "--no-progress"]  # fmt: skip
+    if "--type" not in args:
+        base += ["--type", "BSM"]
+    args = [a.replace("{catalog}", str(cat.paths.root)) for a in args]
+    r = runner.invoke(app, base + args)
+    assert r.exit_code == 1, r.output
+    errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], r.output
+    assert "Traceback" not in r.output
+    assert out.read_bytes() == b"previous export"  # replaced only by a finished export
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.parquet"]
+
+
+def test_python_api_errors_are_domain_errors(cat: Catalog, tmp_path: Path) -> None:
+    with pytest.raises(QueryError, match="disabled"):
+        cat.export(
+            "wydot", "BSM", output=tmp_path / "x.csv", format="csv",
+            where="(SELECT count(*) FROM read_text('/etc/passwd')) > 0",
+        )  # fmt: skip
+    with pytest.raises(ConfigError):
+        cat.export("wydot", "BSM", output=tmp_path / "x.csv", format="csv", within=(41, -105))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_summary_json_and_format_from_suffix(cat: Catalog, tmp_path: Path) -> None:
+    out = tmp_path / "all.csv"
+    r = runner.invoke(
+        app, ["export", "--catalog", str(cat.paths.root), "--source", "wydot", "--type", "BSM",
+              "--start", str(D1), "--end", str(D2), "-o", str(out), "--json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)[0]
+    total = int(cat.query("SELECT count(*) AS n FROM wydot_bsm").n[0])
+    assert summary["format"] == "csv" and summary["rows"] == total
+    assert summary["bytes"] == out.stat().st_size and summary["empty"] is False
+    assert len(pd.read_csv(io.StringIO(out.read_text()))) == total
+
+
+def test_a_published_catalog_exports_the_same_rows(
+    cat: Catalog, module_s3: Any, tmp_path: Path
+) -> None:
+    """Catalog("s3://...") (read-only, its session confined to its prefix) exports like the
+    local catalog, spatial filter included, and a predicate still cannot read other files."""
+    module_s3.create_bucket(Bucket="export-pub")
+    assert cat.publish("s3://export-pub/cat").ok
+    remote = Catalog("s3://export-pub/cat", cache_dir=tmp_path / "cache")
+    pos = cat.query("SELECT median(latitude) AS lat, median(longitude) AS lon FROM wydot_bsm")
+    center = (float(pos.lat[0]), float(pos.lon[0]), 30_000.0)
+    here, there = tmp_path / "local.geoparquet", tmp_path / "remote.geoparquet"
+    a = cat.export("wydot", "BSM", D1, D2, output=here, format="geoparquet", within=center)
+    b = remote.export("wydot", "BSM", D1, D2, output=there, format="geoparquet", within=center)
+    assert a.rows == b.rows > 0
+    cols = ["generated_at", *KEY, "geometry"]
+    assert _sorted(pq.read_table(here).to_pandas(), cols) == _sorted(
+        pq.read_table(there).to_pandas(), cols
+    )
+    assert pq.read_metadata(here).metadata[b"geo"] == pq.read_metadata(there).metadata[b"geo"]
+    with pytest.raises(QueryError, match="disabled"):
+        remote.export(
+            "wydot", "BSM", output=tmp_path / "x.csv", format="csv",
+            where="(SELECT count(*) FROM read_text('/etc/passwd')) > 0",
+        )  # fmt: skip
+
+
+def test_a_query_failing_midway_is_a_query_error_and_leaves_no_file(
+    cat: Catalog, tmp_path: Path
+) -> None:
+    """DuckDB's error reaches the batch loop through Arrow (an OSError): it must read as the
+    query's error, not as a write error, and the temporary file must go."""
+    con = duckdb.connect()
+    con.execute("SET threads = 1")  # one thread: the error comes after batches were read
+    late = "CASE WHEN range > 2900000 THEN CAST('x' || range::VARCHAR AS INTEGER) ELSE 0 END"
+    reader = con.execute(f"SELECT {late} AS v FROM range(3000000)").to_arrow_reader(65_536)
+    seen = 0
+    with pytest.raises(QueryError, match="Conversion Error"):
+        for batch in export_mod._batches(reader):
+            seen += batch.num_rows
+    assert seen >= 1_000_000
+    out = tmp_path / "late.csv"
+    out.write_text("old")
+    with pytest.raises(QueryError, match="Conversion Error"):
+        cat.export(
+            "wydot", "BSM", output=out, format="csv",
+            where=f"CASE WHEN date = DATE '{D2}' THEN CAST(vehicle_id AS INTEGER) ELSE 1 END > 0",
+        )  # fmt: skip
+    assert out.read_text() == "old" and _no_leftovers(tmp_path) == []
