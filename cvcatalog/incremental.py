@@ -24,8 +24,10 @@ import duckdb
 
 from cvcatalog.config import ValidationConfig
 from cvcatalog.exceptions import ConversionError
+from cvcatalog.io import roworder
 from cvcatalog.io.download import ObjectInfo
 from cvcatalog.io.layout import remove_tree
+from cvcatalog.io.roworder import RowOrder
 from cvcatalog.io.storage import LakeStore
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
@@ -162,6 +164,7 @@ def merge_partition(
         rows_per_file,
         row_group_size,
         schema.renamed,
+        roworder.order_for(schema.source, schema.message_type),
     )
     quarantine_file, reasons = _merge_quarantine(old_quarantine, new.quarantine_file, drop, out_dir)
     files = [p for p, _ in parquet]
@@ -221,6 +224,7 @@ def _merge_rows(
     rows_per_file: int,
     row_group_size: int,
     renamed: tuple[tuple[str, str], ...] = (),
+    order: RowOrder | None = None,
 ) -> list[tuple[Path, int]]:
     """Kept old rows (anti-joined against the dropped keys) UNION ALL the new rows, one COPY.
     Old rows written under an earlier canonical version that only added or renamed columns
@@ -246,7 +250,8 @@ def _merge_rows(
     groups = max(1, -(-rows_per_file // row_group_size))
     try:
         written = con.execute(
-            f"COPY ({' UNION ALL '.join(parts)}) TO {quote_literal(str(stage))} "
+            f"COPY ({roworder.ordered(con, ' UNION ALL '.join(parts), order)}) "
+            f"TO {quote_literal(str(stage))} "
             f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {int(row_group_size)}, "
             f"ROW_GROUPS_PER_FILE {int(groups)}, RETURN_STATS)"
         ).fetchall()
