@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cvcatalog import spatial
 from cvcatalog.config import (
     DEFAULT_HOME,
     CacheConfig,
@@ -49,8 +50,9 @@ from cvcatalog.pipeline.report import Progress, Summary
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources import cvpilot, ngsim
 from cvcatalog.sources.bucket import PartitionKey, partitions_for, utc_window
-from cvcatalog.sqlutil import quote_literal
-from cvcatalog.state import manifest, pins
+from cvcatalog.spatial import SpatialFilter
+from cvcatalog.sqlutil import quote_ident, quote_literal
+from cvcatalog.state import manifest, pins, tables
 from cvcatalog.state.access import record_access
 from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify, now_utc
 from cvcatalog.state.eviction import evict_to_size
@@ -141,6 +143,7 @@ def _read_piece(
     sql: str | None = None,
     expected: pa.Schema | None = None,
     renamed: tuple[tuple[str, str], ...] = (),
+    area: SpatialFilter | None = None,
 ) -> pd.DataFrame:
     """Read one partition's files with pyarrow (runs on Dask workers, so module level).
 
@@ -163,11 +166,14 @@ def _read_piece(
     need = None
     if columns is not None and sql is None:
         need = list(dict.fromkeys([*columns, *([time_column] if window and time_column else [])]))
+        need += [c for c in (spatial.LAT, spatial.LON) if area is not None and c not in need]
         gone = {f.name for f in absent}
         need = [back.get(c, c) for c in need if c not in const_names and c not in gone]
     arrow_filters: list[tuple[str, str, Any]] = list(filters or [])
     if window and time_column:
         arrow_filters += [(time_column, ">=", window[0]), (time_column, "<", window[1])]
+    if area is not None:  # the area's box prunes row groups; the exact test follows the read
+        arrow_filters += spatial.pyarrow_filters(area)
     # partitioning=None: the partition columns come from the manifest, not re-parsed paths
     table = pq.read_table(
         list(piece.files),
@@ -179,6 +185,8 @@ def _read_piece(
     if back:
         old_to_new = {o: n for n, o in back.items()}
         table = table.rename_columns([old_to_new.get(c, c) for c in table.column_names])
+    if area is not None:
+        table = spatial.filter_table(table, area)
     for f in absent:
         table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     table = _with_constants(table, piece.constants)
@@ -417,6 +425,8 @@ class Catalog:
         at = as_of_point(snapshot, as_of)
         session = self.db.read(at) if read_only else self._scratch_session(at)
         with session as con:
+            if spatial.uses_spatial(sql):
+                tables.spatial_session(con)
             try:
                 if not params:
                     rel = con.sql(sql)
@@ -538,6 +548,9 @@ class Catalog:
         naming: Literal["canonical", "socrata"] = "canonical",
         location: str | Sequence[str] | None = None,
         snapshot: int | None = None,
+        within: spatial.Within | Sequence[float] | None = None,
+        bbox: spatial.BBox | Sequence[float] | None = None,
+        corridor: spatial.Corridor | tuple[Sequence[Sequence[float]], float] | None = None,
     ) -> dd.DataFrame:
         """A lazy Dask DataFrame over exactly the complete partitions of the range.
 
@@ -555,12 +568,20 @@ class Catalog:
 
         snapshot: the rows as they were at that snapshot (`snapshots()`): the files that
         snapshot shows, which stay until it expires (or forever while an experiment pins it).
+
+        within=(lat, lon, radius_m) | bbox=(lat_min, lon_min, lat_max, lon_max) |
+        corridor=([(lat, lon), ...], buffer_m) (or `cvcatalog.spatial` objects): only rows
+        whose position is inside, with the meaning of docs/spatial.md; the area's box prunes
+        Parquet row groups, the geodesic test runs on the rows read.
         """
+        area = spatial.as_filter(within, bbox, corridor)
         ds = _dataset(source)
         if ds is not None:
+            if area is not None:
+                spatial.require_positions(ds.arrow_schema.names, ds.view_name)
             return self._dataset_dask(
                 ds, message_type, start, end, timezone, columns, filters, naming, location,
-                snapshot,
+                snapshot, area,
             )  # fmt: skip
         if message_type is None:
             raise ConfigError(f"give the message type of {source} (BSM, TIM, SPAT, EVENT)")
@@ -568,6 +589,8 @@ class Catalog:
             raise ConfigError(f"location= selects sites of a dataset (ngsim), not of {source}")
         source, message_type = _pair(source, message_type)
         schema = SCHEMAS[(source, message_type)]
+        if area is not None:
+            spatial.require_positions([n for n, _ in schema.view_columns], schema.view_name)
         s, e = _as_date(start, "start"), _as_date(end, "end")
         locate, access = self._lake_reader()
         by_key: dict[PartitionKey, list[str]] = {}
@@ -627,6 +650,7 @@ class Catalog:
             filters,
             window,
             sql,
+            area,
         )
 
     def _dataset_dask(
@@ -641,6 +665,7 @@ class Catalog:
         naming: str,
         location: str | Sequence[str] | None,
         snapshot: int | None = None,
+        area: SpatialFilter | None = None,
     ) -> dd.DataFrame:
         """to_dask of a dataset (NGSIM): the published files of its inputs, one Dask
         partition per hive directory (`location=us-101/date=2005-06-15`)."""
@@ -699,6 +724,7 @@ class Catalog:
             wanted,
             window if time_column else None,
             None,
+            area,
         )
 
     def _files_at(self, table: str, snapshot: int) -> dict[str, list[str]]:
@@ -723,6 +749,7 @@ class Catalog:
         filters: Filters | None,
         window: tuple[datetime, datetime] | None,
         sql: str | None,
+        area: SpatialFilter | None = None,
     ) -> dd.DataFrame:
         """The one way a frame is built: pieces (catalog partition key, files, partition
         values) pruned by the filters on partition values, the other filters and the column
@@ -752,6 +779,7 @@ class Catalog:
             sql=sql,
             expected=expected,
             renamed=spec.renamed,
+            area=area,
             meta=meta,
             enforce_metadata=False,
             label=spec.label,
@@ -788,14 +816,16 @@ class Catalog:
 
     def shell_sql(self) -> str:
         """The statements that make a DuckDB session see this catalog as `cvcatalog shell`
-        does: the ducklake extension from its package, the lake attached read-only as cv. A
-        lake on S3 also needs httpfs and an S3 secret, which holds credentials: write the
-        statements to a private file, never onto a command line."""
+        does: the ducklake and spatial (the lake's cv_* macros) extensions from their packages,
+        the lake attached read-only as cv. A lake on S3 also needs httpfs and an S3 secret,
+        which holds credentials: write the statements to a private file, never onto a command
+        line."""
         if not self.db.exists():
             raise CatalogError(f"there is no catalog at {self.paths.root}; ingest something first")
         if not self.paths.db.exists():
             self.db.initialise()  # a 0.1 catalog: migrated first
-        steps = [f"LOAD {quote_literal(str(extension_path('ducklake')))};"]
+        steps = [f"LOAD {quote_literal(str(extension_path(x)))};" for x in ("ducklake", "spatial")]
+        steps.append(f"{spatial.AXIS_ORDER_SQL};")
         if self.db.lake_url is not None:
             cfg = self.db.s3
             secret, _ = s3_secret_sql(
@@ -872,7 +902,9 @@ class Catalog:
                 raise CatalogError(f"the catalog has no {table} table yet")
             if output == "dask":
                 changed = [
-                    k.snapshot_id for k in kept if since < k.snapshot_id <= last and table in k.tables
+                    k.snapshot_id
+                    for k in kept
+                    if since < k.snapshot_id <= last and table in k.tables
                 ]
                 meta = lake.changes(con, table, last, last).slice(0, 0).to_pandas()
             elif last > since:
@@ -1039,6 +1071,63 @@ class Catalog:
             "download": {k: v for k, v in download.items() if v is not None},
         }
         return listing_settings(data, overrides, origin)
+
+    # -- spatial filters (docs/spatial.md) -----------------------------------------------
+    def where_spatial(
+        self,
+        *,
+        within: spatial.Within | Sequence[float] | None = None,
+        bbox: spatial.BBox | Sequence[float] | None = None,
+        corridor: spatial.Corridor | tuple[Sequence[Sequence[float]], float] | None = None,
+        lat: str = spatial.LAT,
+        lon: str = spatial.LON,
+    ) -> tuple[str, list[Any]]:
+        """A spatial filter as a SQL predicate and its `?` parameters, to put in your own
+        query(): `pred, params = cat.where_spatial(within=(41.14, -104.82, 2000))` then
+        `cat.query(f"SELECT count(*) FROM bsm WHERE {pred}", params)`."""
+        area = spatial.as_filter(within, bbox, corridor)
+        if area is None:
+            raise ConfigError("give one of within, bbox, corridor")
+        return spatial.predicate_sql(area, lat, lon)
+
+    def query_spatial(
+        self,
+        view: str,
+        *,
+        within: spatial.Within | Sequence[float] | None = None,
+        bbox: spatial.BBox | Sequence[float] | None = None,
+        corridor: spatial.Corridor | tuple[Sequence[Sequence[float]], float] | None = None,
+        columns: Sequence[str] | None = None,
+        where: str | None = None,
+        params: Sequence[Any] | None = None,
+        limit: int | None = None,
+        output: Literal["pandas", "arrow"] = "pandas",
+        snapshot: int | None = None,
+        as_of: datetime | str | None = None,
+    ) -> Any:
+        """The rows of a table or view (`bsm`, `wydot_bsm`, `trajectories`, `ngsim_trajectories`,
+        ...) inside an area, in SQL (DuckDB reads only the row groups the area's box can touch).
+        where: an extra SQL predicate, its `?` values in params; columns: the columns to return."""
+        known = self.views()
+        if view not in known:
+            raise QueryError(f"no table or view {view!r}; try one of {', '.join(known)}")
+        probe = self.query_arrow(
+            f"SELECT * FROM {quote_ident(view)} LIMIT 0", snapshot=snapshot, as_of=as_of
+        )
+        spatial.require_positions(probe.column_names, view)
+        missing = [c for c in columns or () if c not in probe.column_names]
+        if missing:
+            raise QueryError(f"unknown column(s) {', '.join(missing)} for {view}")
+        pred, values = self.where_spatial(within=within, bbox=bbox, corridor=corridor)
+        cols = ", ".join(quote_ident(c) for c in columns) if columns else "*"
+        sql = f"SELECT {cols} FROM {quote_ident(view)} WHERE {pred}"
+        if where:
+            sql += f" AND ({where})"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.query(
+            sql, [*values, *(params or ())], output=output, snapshot=snapshot, as_of=as_of
+        )
 
 
 def _pair(source: str, message_type: str) -> tuple[str, str]:

@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
         "cvcatalog.schemas",
         "cvcatalog.quality.config",
         "cvcatalog.quality.mapping",
+        "cvcatalog.spatial",
     ),
     ("cvcatalog.io",),
     ("cvcatalog.datasets",),  # what a dataset is and how its rows parse; its tables are state's

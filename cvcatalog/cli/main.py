@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from cvcatalog import spatial
 from cvcatalog.catalog import Catalog, _pair, default_home
 from cvcatalog.cli.output import Format, emit
 from cvcatalog.cli.progress import RichProgress
@@ -1360,6 +1361,28 @@ def plan(
         print(p.summary())
     else:
         emit(rows, fmt, columns=PLAN_FIELDS)
+
+
+sql_app = typer.Typer(help="SQL for plain DuckDB sessions.", no_args_is_help=True)
+app.add_typer(sql_app, name="sql")
+
+
+@sql_app.command("macros")
+@friendly
+def sql_macros(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write them to this file")
+    ] = None,
+) -> None:
+    """Print the spatial macros (cv_within, cv_in_bbox, cv_near_line, ...) for a DuckDB
+    session (`.read` the file after LOAD spatial). A catalog's lake stores them already:
+    attaching it is enough (docs/spatial.md)."""
+    text = spatial.macros_sql()
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    err.print(f"wrote {output}", highlight=False)
 
 
 def main() -> None:

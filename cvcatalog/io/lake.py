@@ -162,6 +162,16 @@ def view_names(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in rows}
 
 
+def macro_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The macros stored in the lake (the spatial `cv_*` macros)."""
+    rows = con.execute(
+        "SELECT DISTINCT function_name FROM duckdb_functions() WHERE database_name = ? "
+        "AND schema_name = ? AND function_type IN ('macro', 'table_macro') AND NOT internal",
+        [LAKE, SCHEMA],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
 def create_table(
     con: duckdb.DuckDBPyConnection, spec: TableSpec, optional: Iterable[str] = ()
 ) -> None:

@@ -274,7 +274,7 @@ def _history_files(cat: Catalog, snap: Path, since: int | None) -> list[FileReco
         con.close()
     out = []
     for f in old:
-        rel = f"{lake.DATA_DIR}/{f.location[len(base):].lstrip('/')}"
+        rel = f"{lake.DATA_DIR}/{f.location[len(base) :].lstrip('/')}"
         sha = cat.db.store.sha256(rel)
         if sha is not None:  # a file gone from the store is reported by `cache verify`
             out.append(FileRecord(rel, "", "data", f.rows, f.size, sha))

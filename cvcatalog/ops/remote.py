@@ -200,6 +200,7 @@ class RemoteCatalogDB(CatalogDB):
             use_search_path(con, scratch)
             for sql in tables.view_statements(temporary=True).values():
                 con.execute(sql)
+            tables.spatial_session(con, temporary=True)  # its own cv_* macros, as its views
             allowed = [self.location.url.rstrip("/") + "/", str(self.paths.root) + "/"]
             con.execute("SET allowed_directories = ?", [allowed])
             con.execute("SET enable_external_access = false")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cvcatalog import spatial
 from cvcatalog.catalog import Catalog, to_socrata
 from cvcatalog.config import DateRange, MemoryConfig, format_validation_error, load_yaml
 from cvcatalog.datasets import DATASETS
@@ -30,6 +31,60 @@ class ExperimentInfo(_Strict):
     description: str = ""
 
 
+class WithinSpec(_Strict):
+    lat: float
+    lon: float
+    radius_m: float
+
+
+class BBoxSpec(_Strict):
+    lat_min: float
+    lon_min: float
+    lat_max: float
+    lon_max: float
+
+
+class CorridorSpec(_Strict):
+    #: a GeoJSON LineString file (relative: from the experiment file's directory)
+    geojson: Path | None = None
+    #: or the polyline's [lat, lon] points
+    points: list[tuple[float, float]] | None = None
+    buffer_m: float
+
+    @model_validator(mode="after")
+    def _one_line(self) -> CorridorSpec:
+        if (self.geojson is None) == (self.points is None):
+            raise ValueError("give corridor.geojson (a file) or corridor.points, exactly one")
+        return self
+
+
+class SpatialSpec(_Strict):
+    """data.spatial: exactly one of within, bbox, corridor (docs/spatial.md)."""
+
+    within: WithinSpec | None = None
+    bbox: BBoxSpec | None = None
+    corridor: CorridorSpec | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SpatialSpec:
+        given = [k for k in ("within", "bbox", "corridor") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of within, bbox, corridor"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.corridor is None or self.corridor.points is not None:
+            try:  # ranges, poles, antimeridian: checked now (a GeoJSON file when it is read)
+                self.filter()
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
+        return self
+
+    def filter(self, base: Path | None = None) -> spatial.SpatialFilter:
+        spec = self.model_dump(exclude_none=True, mode="python")
+        return spatial.parse_spatial(spec, base)
+
+
 class DataSlice(_Strict):
     source: str
     message_type: str
@@ -39,6 +94,8 @@ class DataSlice(_Strict):
     snapshot: int | None = Field(None, ge=0)
     #: pin the snapshot current when the experiment is first gathered, and read it ever after
     pin: bool = False
+    #: only rows inside an area: within, bbox or corridor (docs/spatial.md)
+    spatial: SpatialSpec | None = None
 
     @model_validator(mode="after")
     def _one_version(self) -> DataSlice:
@@ -166,6 +223,7 @@ class Experiment:
             end,
             timezone=d.date_range.timezone,
             snapshot=self.snapshot(),
+            **spatial.as_kwargs(d.spatial.filter(self.base) if d.spatial else None),
         )
         c = self.config.processing.cleaning
         if c.validate_coordinates and c.coordinate_bounds is not None:

@@ -24,9 +24,11 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from cvcatalog import spatial
 from cvcatalog.datasets import DATASETS
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.io import lake
+from cvcatalog.io.duckdb_ext import load_extension
 from cvcatalog.io.lake import TableSpec
 from cvcatalog.io.storage import LakeStore
 from cvcatalog.quality.config import SEGMENT_COLUMN
@@ -165,6 +167,31 @@ def view_statements(*, temporary: bool = False) -> dict[str, str]:
     return out
 
 
+#: the key of a stored macro in `lake_views` (views and macros share the digest table)
+MACRO_PREFIX = "macro "
+
+
+def macro_statements() -> dict[str, str]:
+    """The spatial macros (`cv_within`, `cv_in_bbox`, `cv_near_line`, ...: cvcatalog.spatial)
+    stored in the lake, so a session that attaches the catalog and loads DuckDB's spatial
+    extension can call them: `MACRO_PREFIX + name` -> CREATE OR REPLACE MACRO cv.main.name."""
+    target = f"{lake.LAKE}.{lake.SCHEMA}"
+    return {MACRO_PREFIX + n: s for n, s in spatial.macro_statements(target).items()}
+
+
+def spatial_session(con: duckdb.DuckDBPyConnection, *, temporary: bool = False) -> None:
+    """Make a read connection able to run the spatial macros: DuckDB's spatial extension
+    loaded, and the macros defined for the session when its lake predates them (or always,
+    temporary: a published catalog's reader uses no SQL stored in the catalog)."""
+    load_extension(con, "spatial")
+    con.execute(spatial.AXIS_ORDER_SQL)
+    have = lake.macro_names(con)
+    if not temporary and all(n in have for n in spatial.macro_statements()):
+        return
+    for sql in spatial.macro_statements(temporary=True).values():
+        con.execute(sql)
+
+
 # -- creating and evolving ----------------------------------------------------------------
 def ensure(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Create missing tables and views; evolve tables whose columns changed; recreate views
@@ -178,12 +205,14 @@ def ensure(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
             continue
         _evolve(con, spec, current)
     stored = dict(con.execute("SELECT name, sha256 FROM lake_views").fetchall())
-    present = lake.view_names(con)
+    present = lake.view_names(con) | {MACRO_PREFIX + m for m in lake.macro_names(con)}
     installed = {}
-    for name, sql in view_statements().items():
+    for name, sql in {**view_statements(), **macro_statements()}.items():
         digest = hashlib.sha256(sql.encode()).hexdigest()
         if stored.get(name) == digest and name in present:
             continue
+        if name.startswith(MACRO_PREFIX):
+            load_extension(con, "spatial")  # a macro's body is bound when it is created
         con.execute(sql)
         installed[name] = digest
     return installed
@@ -203,7 +232,7 @@ def _definitions() -> tuple[str, dict[str, str]]:
     for name, spec in sorted(specs().items()):
         h.update(f"{name}={spec!r}\n".encode())
     views = {}
-    for name, sql in view_statements().items():
+    for name, sql in {**view_statements(), **macro_statements()}.items():
         h.update(f"{name}={sql}\n".encode())
         views[name] = hashlib.sha256(sql.encode()).hexdigest()
     _DEFINED[:] = [(key, h.hexdigest(), views)]
