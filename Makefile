@@ -95,6 +95,7 @@ demo: install ## End to end on a local S3 endpoint: replica, ingest a week, quer
 
 bench: install ## Benchmarks (see bench/README.md)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.spatial
 
 bench-targets: install ## Issue 13's targets -> bench/results/targets.{md,json} (TARGETS_ARGS=--quick: minutes)
 	$(BIN)/python -m bench.targets $(TARGETS_ARGS)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -44,8 +43,9 @@ from typing import Any
 
 import duckdb
 
+from cvcatalog import spatial
 from cvcatalog.io import roworder
-from cvcatalog.io.duckdb_ext import extension_path, load_extension
+from cvcatalog.io.duckdb_ext import load_extension
 
 REPO = Path(__file__).resolve().parent.parent
 START = date(2021, 4, 1)
@@ -53,11 +53,6 @@ START = date(2021, 4, 1)
 POINT = (41.3100, -105.5900)
 RADIUS_M = 2000.0
 EARTH_M = 6_371_008.8
-
-try:  # the spatial filter module (issue 15, branch `spatial`), when merged
-    from cvcatalog import spatial as _spatial
-except ImportError:  # pragma: no cover - before the merge
-    _spatial = None  # type: ignore[assignment]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,6 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default=None, help="result file name [spatial; --quick spatial-quick]")
     p.add_argument("--work-dir", type=Path)
     p.add_argument("--keep-work", action="store_true")
+    p.add_argument(
+        "--reuse", action="store_true", help="use the catalog already built in --work-dir"
+    )
     a = p.parse_args(argv)
     a.days = a.days or 30
     a.records_per_hour = a.records_per_hour or (300 if a.quick else 3000)
@@ -108,18 +106,11 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
 
 # -- the filters -------------------------------------------------------------------------
 def radius_sql(con: duckdb.DuckDBPyConnection) -> tuple[str, list[Any]]:
-    """The radius as cvcatalog writes it: box prefilter AND exact spheroid distance."""
-    lat, lon = POINT
-    if _spatial is not None:
-        con.execute(_spatial.macros_sql())
-        return _spatial.predicate_sql(_spatial.Within(lat, lon, RADIUS_M))
-    dlat = math.degrees(RADIUS_M / EARTH_M) * 1.01
-    dlon = dlat / math.cos(math.radians(lat))
-    return (
-        "(latitude BETWEEN ? AND ? AND longitude BETWEEN ? AND ? AND "
-        "ST_Distance_Spheroid(ST_Point(latitude, longitude), ST_Point(?, ?)) <= ?)",
-        [lat - dlat, lat + dlat, lon - dlon, lon + dlon, lat, lon, RADIUS_M],
-    )
+    """The radius as cvcatalog writes it (cvcatalog.spatial): box prefilter AND the exact
+    spheroid distance (its macros defined on con)."""
+    con.execute(spatial.AXIS_ORDER_SQL)
+    con.execute(spatial.macros_sql())
+    return spatial.predicate_sql(spatial.Within(POINT[0], POINT[1], RADIUS_M))
 
 
 def haversine_sql() -> tuple[str, list[Any]]:
@@ -133,21 +124,30 @@ def haversine_sql() -> tuple[str, list[Any]]:
 
 
 def box_of_radius() -> tuple[float, float, float, float]:
-    lat, lon = POINT
-    dlat = math.degrees(RADIUS_M / EARTH_M) * 1.01
-    dlon = dlat / math.cos(math.radians(lat))
-    return lat - dlat, lat + dlat, lon - dlon, lon + dlon
+    """The prefilter's box (cvcatalog.spatial.bounding_box of the radius)."""
+    b = spatial.bounding_box(spatial.Within(POINT[0], POINT[1], RADIUS_M))
+    return b.lat_min, b.lat_max, b.lon_min, b.lon_max
 
 
 # -- layouts -------------------------------------------------------------------------------
-LAYOUTS: dict[str, str | None] = {
-    "unsorted": "source_key, generated_at",
-    "vehicle_time": "vehicle_id, generated_at",
-    "hilbert": roworder.RowOrder("latitude", "longitude", level=16).key_sql(),
-    "cell8": roworder.RowOrder("latitude", "longitude", "vehicle_id", "generated_at", 8).key_sql(),
-    "cell12": roworder.RowOrder(
-        "latitude", "longitude", "vehicle_id", "generated_at", 12
-    ).key_sql(),
+CATALOG_KEY = roworder.RowOrder("latitude", "longitude", "vehicle_id", "generated_at").key_sql()
+#: name -> (ORDER BY, row-group size; None: --row-group-size)
+LAYOUTS: dict[str, tuple[str, int | None]] = {
+    "unsorted": ("source_key, generated_at", None),
+    "vehicle_time": ("vehicle_id, generated_at", None),
+    "hilbert": (roworder.RowOrder("latitude", "longitude", level=16).key_sql(), None),
+    "cell8": (
+        roworder.RowOrder("latitude", "longitude", "vehicle_id", "generated_at", 8).key_sql(),
+        None,
+    ),
+    "cell12": (
+        roworder.RowOrder("latitude", "longitude", "vehicle_id", "generated_at", 12).key_sql(),
+        None,
+    ),
+    # the catalog's order at other row-group sizes: what smaller groups cost in bytes
+    "cell10_rg32768": (CATALOG_KEY, 32768),
+    "cell10_rg122880": (CATALOG_KEY, 122880),
+    "unsorted_rg122880": ("source_key, generated_at", 122880),
 }
 
 
@@ -155,27 +155,32 @@ def write_layouts(
     con: duckdb.DuckDBPyConnection, days: dict[str, list[str]], root: Path, rg: int
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for name, key in LAYOUTS.items():
+    for name, (key, size) in LAYOUTS.items():
         d = root / name
+        shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
+        size = size or rg
         c0, t0 = time.process_time(), time.perf_counter()
         for day, files in sorted(days.items()):
             src = "[" + ", ".join(f"'{f}'" for f in files) + "]"
             con.execute(
                 f"COPY (SELECT * FROM read_parquet({src}, hive_partitioning = false) "
                 f"ORDER BY {key}) TO '{d / (day + '.parquet')}' "
-                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {rg})"
+                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {size})"
             )
         out[name] = {
             "glob": str(d / "*.parquet"),
             "write_cpu_s": round(time.process_time() - c0, 2),
             "write_wall_s": round(time.perf_counter() - t0, 2),
             "bytes": sum(p.stat().st_size for p in d.glob("*.parquet")),
+            "row_group_size": size,
         }
     return out
 
 
-def row_groups(con: duckdb.DuckDBPyConnection, files: list[str] | str, vehicle: str) -> dict[str, int]:
+def row_groups(
+    con: duckdb.DuckDBPyConnection, files: list[str] | str, vehicle: str
+) -> dict[str, int]:
     """Row groups in all, and those a radius box / the vehicle id cannot skip (min/max;
     bloom filter for the id)."""
     src = files if isinstance(files, str) else "[" + ", ".join(f"'{f}'" for f in files) + "]"
@@ -190,7 +195,7 @@ def row_groups(con: duckdb.DuckDBPyConnection, files: list[str] | str, vehicle: 
         max(CASE WHEN path_in_schema = 'vehicle_id' THEN stats_max_value END) AS vmax
         FROM parquet_metadata({src_sql}) GROUP BY ALL)"""
     total, radius, vminmax = con.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE lamax >= ? AND lamin <= ? AND lomax >= ? "
+        "SELECT count(*), count(*) FILTER (WHERE lamax >= ? AND lamin <= ? AND lomax >= ? "
         "AND lomin <= ?), count(*) FILTER (WHERE vmin <= ? AND vmax >= ?) FROM " + stats,
         [la0, la1, lo0, lo1, vehicle, vehicle],
     ).fetchone() or (0, 0, 0)
@@ -214,8 +219,8 @@ def rows_scanned(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], tm
     con.execute("PRAGMA enable_profiling = 'json'")
     con.execute(f"PRAGMA profiling_output = '{prof}'")
     con.execute(
-        "SET custom_profiling_settings = '{\"OPERATOR_ROWS_SCANNED\": \"true\", "
-        "\"OPERATOR_CARDINALITY\": \"true\"}'"
+        'SET custom_profiling_settings = \'{"OPERATOR_ROWS_SCANNED": "true", '
+        '"OPERATOR_CARDINALITY": "true"}\''
     )
     try:
         con.execute(sql, params).fetchall()
@@ -242,8 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "duckdb": duckdb.__version__},  # fmt: skip
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "duckdb": duckdb.__version__,
+        },
         "args": {k: str(v) for k, v in vars(a).items()},
         "point": POINT,
         "radius_m": RADIUS_M,
@@ -261,37 +269,95 @@ def main(argv: list[str] | None = None) -> int:
         "CVCATALOG_HOME": str(work / "catalog"),
         "CVCATALOG_MEMORY__ROW_GROUP_SIZE": str(a.row_group_size),
     }
+    built = work / "built.json"
+    if a.reuse and built.exists():
+        prev = json.loads(built.read_text())
+        result["seed"], result["ingest"] = prev["seed"], prev["ingest"]
+        result["load"].update(prev["load"])
+    else:
+        build(a, work, env, port, end, result)
+        built.write_text(json.dumps({k: result[k] for k in ("seed", "ingest", "load")}))
+    _measure(a, work, result)
+    return 0
+
+
+def build(
+    a: argparse.Namespace,
+    work: Path,
+    env: dict[str, str],
+    port: int,
+    end: date,
+    result: dict[str, Any],
+) -> None:
+    """Seed the replica on a moto server of its own and ingest it into work/catalog."""
     try:
         run_cli(["sandbox", "serve", "--detach", "--port", str(port)], env, work)
         seed = run_cli(
-            ["sandbox", "seed", "--start", START.isoformat(), "--end", end.isoformat(),
-             "--records-per-hour", str(a.records_per_hour), "--files-per-hour", "2",
-             "--report", str(work / "seed.json")],
-            env, work,
-        )  # fmt: skip
+            [
+                "sandbox",
+                "seed",
+                "--start",
+                START.isoformat(),
+                "--end",
+                end.isoformat(),
+                "--records-per-hour",
+                str(a.records_per_hour),
+                "--files-per-hour",
+                "2",
+                "--report",
+                str(work / "seed.json"),
+            ],
+            env,
+            work,
+        )
         report = json.loads((work / "seed.json").read_text())
         result["seed"] = {"wall_s": seed["wall_s"], **report.get("totals", {})}
         result["load"]["after_seed"] = load()
         ingest = run_cli(
-            ["ingest", "--source", "wydot", "--type", "BSM", "--start", START.isoformat(),
-             "--end", end.isoformat(), "--workers", "4", "--rate-limit", "0", "--no-progress"],
-            env, work,
-        )  # fmt: skip
+            [
+                "ingest",
+                "--source",
+                "wydot",
+                "--type",
+                "BSM",
+                "--start",
+                START.isoformat(),
+                "--end",
+                end.isoformat(),
+                "--workers",
+                "4",
+                "--rate-limit",
+                "0",
+                "--no-progress",
+            ],
+            env,
+            work,
+        )
         result["ingest"] = {k: v for k, v in ingest.items() if k != "stdout"}
         result["load"]["after_ingest"] = load()
         run_cli(["sandbox", "stop"], env, work)
     except BaseException:
-        subprocess.run([sys.executable, "-m", "cvcatalog", "sandbox", "stop"], env=env, cwd=work,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "cvcatalog", "sandbox", "stop"],
+            env=env,
+            cwd=work,
+            capture_output=True,
+        )
         raise
 
+
+def _measure(a: argparse.Namespace, work: Path, result: dict[str, Any]) -> None:
     catalog = work / "catalog"
     con = duckdb.connect()
     load_extension(con, "ducklake")
     roworder.prepare(con)  # spatial
     con.execute(f"ATTACH 'ducklake:{catalog / 'catalog.ducklake'}' AS cv (READ_ONLY)")
-    files = [r[0] for r in con.execute(
-        "SELECT data_file FROM ducklake_list_files('cv', 'wydot_bsm')").fetchall()]  # fmt: skip
+    files = [
+        r[0]
+        for r in con.execute(
+            "SELECT data_file FROM ducklake_list_files('cv', 'wydot_bsm')"
+        ).fetchall()
+    ]
     days: dict[str, list[str]] = {}
     for f in files:
         day = next(part for part in Path(f).parts if part.startswith("date="))[5:]
@@ -299,10 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     raw_bytes = int(result["seed"].get("bytes", 0))
     cat_bytes = sum(Path(f).stat().st_size for f in files)
     result["catalog"] = {
-        "days": len(days), "files": len(files), "bytes": cat_bytes,
+        "days": len(days),
+        "files": len(files),
+        "bytes": cat_bytes,
         "rows": con.execute("SELECT count(*) FROM cv.wydot_bsm").fetchone()[0],  # type: ignore[index]
         "parquet_over_raw": round(cat_bytes / raw_bytes, 4) if raw_bytes else None,
-    }  # fmt: skip
+    }
     layouts = write_layouts(con, days, work / "layouts", a.row_group_size)
     for lay in layouts.values():
         lay["parquet_over_raw"] = round(lay["bytes"] / raw_bytes, 4) if raw_bytes else None
@@ -328,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name, lay in layouts.items():
         queries[f"radius @ {name}"] = (
-            f"SELECT {cols} FROM read_parquet('{lay['glob']}') WHERE {radius}", rparams
+            f"SELECT {cols} FROM read_parquet('{lay['glob']}') WHERE {radius}",
+            rparams,
         )
         queries[f"vehicle @ {name}"] = (
             f"SELECT {cols} FROM read_parquet('{lay['glob']}') WHERE vehicle_id = ? "
@@ -387,7 +456,6 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(result))
     if not a.keep_work and a.work_dir is None:
         shutil.rmtree(work, ignore_errors=True)
-    return 0
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -434,12 +502,13 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "## Layouts (the same rows, one file a day)",
         "",
-        "| layout | MB | Parquet/raw | rewrite CPU-s | rewrite wall s |",
-        "|---|---:|---:|---:|---:|",
+        "| layout | row group | MB | Parquet/raw | rewrite CPU-s | rewrite wall s |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, lay in r["layouts"].items():
         lines.append(
-            f"| {name} | {lay['bytes'] / 1e6:.1f} | {lay['parquet_over_raw']:.2%} | "
+            f"| {name} | {lay['row_group_size']} | {lay['bytes'] / 1e6:.1f} | "
+            f"{lay['parquet_over_raw']:.2%} | "
             f"{lay['write_cpu_s']} | {lay['write_wall_s']} |"
         )
     return "\n".join(lines) + "\n"
