@@ -508,7 +508,11 @@ def _is_day(label: str) -> bool:
 
 
 def _mappable(t: TypeQuality) -> bool:
-    m = mapping_for(t.source, t.message_type)
+    """Whether the type's records have positions (report coverage can map them)."""
+    try:
+        m = mapping_for(t.source, t.message_type)
+    except ConfigError:
+        return False
     return getattr(m, "latitude", None) is not None
 
 
