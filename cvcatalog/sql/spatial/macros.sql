@@ -39,41 +39,45 @@ CREATE OR REPLACE MACRO cv_within(lat, lon, c_lat, c_lon, radius_m) AS
 CREATE OR REPLACE MACRO cv_in_bbox(lat, lon, lat_min, lon_min, lat_max, lon_max) AS
     lat BETWEEN lat_min AND lat_max AND lon BETWEEN lon_min AND lon_max;
 
--- One segment A-B seen from the point (lat, lon): its nearest point C, found in the local plane
--- at the point (x: degrees of longitude * cos(lat), y: degrees of latitude * M/N, unit: N * pi/180
--- metres, with M, N the WGS84 radii of curvature), and the planar distance to it.
+-- The corridor test, in stages so that every quantity is computed once per segment (a macro's
+-- arguments are substituted as text: one expression passed to several places would be computed
+-- at each). Each segment A-B of the line is seen from the point (lat, lon) in the local plane at
+-- the point: x = degrees of longitude * cos(lat), y = degrees of latitude * M/N, one unit =
+-- N * pi/180 metres (M, N: the WGS84 radii of curvature at lat; e2 = 0.0066943799901413165).
 -- (defined innermost first: a macro can only call macros defined before it)
-CREATE OR REPLACE MACRO cv__seg_at(alat, alon, blat, blon, ax, ay, dx, dy, unit, t) AS
-    {'planar': sqrt((ax + t * dx) * (ax + t * dx) + (ay + t * dy) * (ay + t * dy)) * unit,
-     'c_lat': alat + t * (blat - alat),
-     'c_lon': alon + t * (blon - alon)};
+CREATE OR REPLACE MACRO cv__seg_plane(lat, lon, lats, lons) AS
+    list_transform(list_zip(lats[1:-2], lons[1:-2], lats[2:], lons[2:]), lambda s: {
+        'alat': s[1], 'alon': s[2], 'blat': s[3], 'blon': s[4],
+        'ax': (s[2] - lon) * cos(radians(lat)),
+        'ay': (s[1] - lat) * (1 - 0.0066943799901413165)
+              / (1 - 0.0066943799901413165 * sin(radians(lat)) * sin(radians(lat))),
+        'dx': (s[4] - s[2]) * cos(radians(lat)),
+        'dy': (s[3] - s[1]) * (1 - 0.0066943799901413165)
+              / (1 - 0.0066943799901413165 * sin(radians(lat)) * sin(radians(lat)))});
 
-CREATE OR REPLACE MACRO cv__seg_plane(alat, alon, blat, blon, ax, ay, dx, dy, unit) AS
-    cv__seg_at(alat, alon, blat, blon, ax, ay, dx, dy, unit,
-        CASE WHEN dx * dx + dy * dy > 0
-             THEN greatest(0.0, least(1.0, -(ax * dx + ay * dy) / (dx * dx + dy * dy)))
-             ELSE 0.0 END);
+-- t: where the nearest point C = A + t (B - A) of each segment is
+CREATE OR REPLACE MACRO cv__seg_t(segs) AS
+    list_transform(segs, lambda s: {
+        'alat': s.alat, 'alon': s.alon, 'blat': s.blat, 'blon': s.blon,
+        'ax': s.ax, 'ay': s.ay, 'dx': s.dx, 'dy': s.dy,
+        't': CASE WHEN s.dx * s.dx + s.dy * s.dy > 0
+                  THEN greatest(0.0, least(1.0, -(s.ax * s.dx + s.ay * s.dy) / (s.dx * s.dx + s.dy * s.dy)))
+                  ELSE 0.0 END});
 
-CREATE OR REPLACE MACRO cv__seg_scaled(lat, lon, alat, alon, blat, blon, kx, ky, unit) AS
-    cv__seg_plane(alat, alon, blat, blon,
-        (alon - lon) * kx, (alat - lat) * ky, (blon - alon) * kx, (blat - alat) * ky, unit);
-
-CREATE OR REPLACE MACRO cv__seg(lat, lon, alat, alon, blat, blon) AS
-    cv__seg_scaled(lat, lon, alat, alon, blat, blon,
-        cos(radians(lat)),
-        (1 - 0.0066943799901413165) / (1 - 0.0066943799901413165 * sin(radians(lat)) * sin(radians(lat))),
-        6378137.0 / sqrt(1 - 0.0066943799901413165 * sin(radians(lat)) * sin(radians(lat))) * pi() / 180);
-
--- exact test: a segment whose planar distance is within 5 % + 1 m of the buffer is measured on
--- the spheroid from the point to its nearest point C
-CREATE OR REPLACE MACRO cv_near_points_exact(lat, lon, lats, lons, buffer_m) AS
+-- exact test: a segment whose planar distance to C is within 5 % + 1 m of the buffer is
+-- measured on the spheroid, from the point to C
+CREATE OR REPLACE MACRO cv__near_segs(lat, lon, segs, buffer_m) AS
     coalesce(list_bool_or(list_transform(
-        list_filter(
-            list_transform(range(1, len(lats)),
-                lambda i: cv__seg(lat, lon, lats[i], lons[i], lats[i + 1], lons[i + 1])),
-            lambda s: s.planar <= buffer_m * 1.05 + 1.0),
-        lambda s: ST_Distance_Spheroid(ST_Point2D(lat, lon), ST_Point2D(s.c_lat, s.c_lon)) <= buffer_m)),
+        list_filter(segs, lambda s:
+            sqrt((s.ax + s.t * s.dx) * (s.ax + s.t * s.dx) + (s.ay + s.t * s.dy) * (s.ay + s.t * s.dy))
+            * 6378137.0 / sqrt(1 - 0.0066943799901413165 * sin(radians(lat)) * sin(radians(lat))) * pi() / 180
+            <= buffer_m * 1.05 + 1.0),
+        lambda s: ST_Distance_Spheroid(ST_Point2D(lat, lon),
+            ST_Point2D(s.alat + s.t * (s.blat - s.alat), s.alon + s.t * (s.blon - s.alon))) <= buffer_m)),
         false);
+
+CREATE OR REPLACE MACRO cv_near_points_exact(lat, lon, lats, lons, buffer_m) AS
+    cv__near_segs(lat, lon, cv__seg_t(cv__seg_plane(lat, lon, lats, lons)), buffer_m);
 
 CREATE OR REPLACE MACRO cv_near_points(lat, lon, lats, lons, buffer_m) AS
     lat BETWEEN list_min(lats) - cv__dlat(buffer_m) AND list_max(lats) + cv__dlat(buffer_m)
@@ -82,10 +86,10 @@ CREATE OR REPLACE MACRO cv_near_points(lat, lon, lats, lons, buffer_m) AS
     AND cv_near_points_exact(lat, lon, lats, lons, buffer_m);
 
 CREATE OR REPLACE MACRO cv__line_lats(wkt) AS
-    [ST_Y(d.geom) FOR d IN ST_Dump(ST_Points(ST_GeomFromText(CAST(wkt AS VARCHAR))))];
+    (SELECT [ST_Y(d.geom) FOR d IN ST_Dump(ST_Points(ST_GeomFromText(CAST(wkt AS VARCHAR))))]);
 
 CREATE OR REPLACE MACRO cv__line_lons(wkt) AS
-    [ST_X(d.geom) FOR d IN ST_Dump(ST_Points(ST_GeomFromText(CAST(wkt AS VARCHAR))))];
+    (SELECT [ST_X(d.geom) FOR d IN ST_Dump(ST_Points(ST_GeomFromText(CAST(wkt AS VARCHAR))))]);
 
 CREATE OR REPLACE MACRO cv_near_line(lat, lon, wkt_linestring, buffer_m) AS
     cv_near_points(lat, lon, cv__line_lats(wkt_linestring), cv__line_lons(wkt_linestring), buffer_m);
