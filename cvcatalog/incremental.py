@@ -24,8 +24,10 @@ import duckdb
 
 from cvcatalog.config import ValidationConfig
 from cvcatalog.exceptions import ConversionError
+from cvcatalog.io import roworder
 from cvcatalog.io.download import ObjectInfo
 from cvcatalog.io.layout import remove_tree
+from cvcatalog.io.roworder import RowOrder
 from cvcatalog.io.storage import LakeStore
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
@@ -176,7 +178,7 @@ def merge_partition(
             _fill(con, pairs, {p: sorted(k | set(drop)) for p, k in gone.items()}, store)
             parquet = _rewrite(
                 con, list(where), new_files, pairs, out_dir, rows_per_file, row_group_size,
-                schema.renamed,
+                schema.renamed, roworder.order_for(schema.source, schema.message_type),
             )  # fmt: skip
             files = [p for p, _ in parquet]
             kept: list[str] = []
@@ -344,6 +346,7 @@ def _rewrite(
     rows_per_file: int,
     row_group_size: int,
     renamed: tuple[tuple[str, str], ...] = (),
+    order: RowOrder | None = None,
 ) -> list[tuple[Path, int]]:
     """Kept old rows (anti-joined against the gone (file, key) pairs) UNION ALL the new
     rows, one COPY into new files: for kept files whose columns differ from the new rows'.
@@ -358,7 +361,8 @@ def _rewrite(
     groups = max(1, -(-rows_per_file // row_group_size))
     try:
         written = con.execute(
-            f"COPY ({' UNION ALL '.join(parts)}) TO {quote_literal(str(stage))} "
+            f"COPY ({roworder.ordered(con, ' UNION ALL '.join(parts), order)}) "
+            f"TO {quote_literal(str(stage))} "
             f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {int(row_group_size)}, "
             f"ROW_GROUPS_PER_FILE {int(groups)}, RETURN_STATS)"
         ).fetchall()

@@ -47,7 +47,7 @@ import duckdb
 
 from cvcatalog.config import ValidationConfig
 from cvcatalog.exceptions import ConversionError
-from cvcatalog.io import rawfile
+from cvcatalog.io import rawfile, roworder
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.rules import QualityStats, process_partition
 from cvcatalog.schemas import MessageSchema, list_literal, quote_ident, quote_literal
@@ -308,6 +308,7 @@ class _Conversion:
         self.row_groups_per_file = row_groups_per_file
         self.final = final
         self.quarantine = _Quarantine(work / QUARANTINE_NAME)
+        self.order = roworder.order_for(schema.source, schema.message_type)
         self.docs_path = work / "documents.ndjson"
         #: staged file -> the COPY's column statistics (RETURN_STATS); dropped for a file
         #: rewritten since (what they say may no longer hold)
@@ -524,7 +525,7 @@ class _Conversion:
     def _stage(self, relation: str, name: str = "stage") -> list[tuple[Path, int]]:
         """The one big pass: raw JSON -> canonical rows -> Parquet files in work/<name>."""
         stage = self.work / name
-        select = self._select(relation)
+        select = self._ordered(self._select(relation))
         rows = self.con.execute(
             f"COPY ({select}) TO {quote_literal(str(stage))} (FORMAT parquet, COMPRESSION zstd, "
             f"ROW_GROUP_SIZE {self.row_group_size}, ROW_GROUPS_PER_FILE {self.row_groups_per_file}, "
@@ -539,6 +540,10 @@ class _Conversion:
             else:
                 path.unlink(missing_ok=True)
         return sorted(out)
+
+    def _ordered(self, select: str) -> str:
+        """The rows of select in the files' order (cvcatalog.io.roworder: spatial pruning)."""
+        return roworder.ordered(self.con, select, self.order)
 
     def _all_null(self, paths: Sequence[Path], column: str) -> bool:
         """Whether the COPY's statistics show `column` (a stats name: '"a"', '"l"."element"')
@@ -603,8 +608,9 @@ class _Conversion:
                 continue
             tmp = path.with_name(path.stem + ".reparse.parquet")
             self.column_stats.pop(path, None)
+            sub = f"SELECT * FROM read_parquet({src}) WHERE NOT list_contains($k, source_key)"
             (n,) = self.con.execute(
-                f"COPY (SELECT * FROM read_parquet({src}) WHERE NOT list_contains($k, source_key)) "
+                f"COPY ({self._ordered(sub)}) "
                 f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd, "
                 f"ROW_GROUP_SIZE {self.row_group_size})",
                 {"k": keys},
@@ -753,8 +759,9 @@ class _Conversion:
                 continue
             tmp = path.with_name(path.stem + ".rewrite.parquet")
             self.column_stats.pop(path, None)
+            sub = f"SELECT * FROM read_parquet({quote_literal(str(path))}) WHERE {keep}"
             (n,) = self.con.execute(
-                f"COPY (SELECT * FROM read_parquet({quote_literal(str(path))}) WHERE {keep}) "
+                f"COPY ({self._ordered(sub)}) "
                 f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd, "
                 f"ROW_GROUP_SIZE {self.row_group_size})"
             ).fetchone() or (0,)
@@ -853,6 +860,52 @@ def combine_results(
         unknown_versions=sorted({v for part in parts for v in part.unknown_versions}),
         kept_invalid=dict(kept),
     )
+
+
+def order_partition(
+    con: duckdb.DuckDBPyConnection,
+    schema: MessageSchema,
+    result: ConvertResult,
+    out_dir: Path,
+    *,
+    rows_per_file: int,
+    row_group_size: int,
+) -> ConvertResult:
+    """A partition converted in several batches, its files rewritten as one run in the files'
+    row order (cvcatalog.io.roworder): each batch is ordered on its own, and a filter skips
+    row groups only when the whole day is in order. The count must not change; the batch
+    files are deleted. Nothing to do for one file or a type without an order."""
+    order = roworder.order_for(schema.source, schema.message_type)
+    files = result.parquet_files
+    if order is None or len(files) < 2:
+        return result
+    stage = Path(out_dir) / "ordered"
+    if stage.exists():
+        shutil.rmtree(stage)
+    src = list_literal([str(p) for p in files])
+    groups = max(1, -(-rows_per_file // row_group_size))
+    scan = f"SELECT * FROM read_parquet({src}, hive_partitioning = false, union_by_name = true)"
+    written = con.execute(
+        f"COPY ({roworder.ordered(con, scan, order)}) TO {quote_literal(str(stage))} "
+        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {int(row_group_size)}, "
+        f"ROW_GROUPS_PER_FILE {int(groups)}, RETURN_STATS)"
+    ).fetchall()
+    out: list[Path] = []
+    rows = 0
+    for filename, count, *_ in written:
+        path = Path(filename)
+        if count:
+            out.append(path)
+            rows += int(count)
+        else:
+            path.unlink(missing_ok=True)
+    if rows != result.rows:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise ConversionError(f"ordering the partition wrote {rows} rows, expected {result.rows}")
+    for p in files:
+        p.unlink(missing_ok=True)
+    result.parquet_files = sorted(out)
+    return result
 
 
 def _duplicates(con: duckdb.DuckDBPyConnection, rows: str, columns: list[str] | None) -> int:

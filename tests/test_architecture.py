@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
         "cvcatalog.incremental",
         "cvcatalog.distributed",
     ),
-    ("cvcatalog.ops", "cvcatalog.quality.report"),
+    ("cvcatalog.ops", "cvcatalog.quality.report", "cvcatalog.quality.coverage"),
     ("cvcatalog.catalog", "cvcatalog.read", "cvcatalog.sandbox"),
     ("cvcatalog.cli", "cvcatalog.__main__"),
 ]

@@ -36,6 +36,7 @@ from cvcatalog.ops.cache import quarantine_bad
 from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS
 from cvcatalog.ops.publish import RESULT_COLUMNS
 from cvcatalog.pipeline.report import NullProgress, Summary, summary_lines
+from cvcatalog.quality import coverage as coverage_report
 from cvcatalog.quality.config import QualityConfig, quality_from_file
 from cvcatalog.quality.report import build_report, render_html, render_png, write_atomic
 from cvcatalog.read.experiments import ExperimentConfig
@@ -1087,7 +1088,45 @@ def report_quality(
         if png:
             write_atomic(png, image)
         if html_out:
-            write_atomic(html_out, render_html(rep, image).encode("utf-8"))
+            # link the coverage maps written beside it (report coverage --html coverage*.html)
+            maps = sorted(p.name for p in html_out.parent.glob("coverage*.html"))
+            write_atomic(html_out, render_html(rep, image, maps).encode("utf-8"))
+
+
+@report_app.command("coverage")
+@friendly
+def report_coverage(
+    source: Annotated[str, typer.Option("--source", help="wydot | wydot_backup | thea | ngsim")],
+    message_type: Annotated[str, typer.Option("--type", help="BSM | TRAJECTORY")],
+    start: Annotated[str, typer.Option("--start", help="First local day, YYYY-MM-DD")],
+    end: EndOpt = None,
+    timezone: Annotated[str, typer.Option("--timezone", help="Clock of the days")] = "UTC",
+    png: Annotated[Path | None, typer.Option("--png", help="Write the map(s) here (PNG)")] = None,
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Write a self-contained HTML page here")
+    ] = None,
+    per_day: Annotated[bool, typer.Option("--per-day", help="Also one map per day")] = False,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Where the points of a date range are: hexbin density maps (equal-area, offline)."""
+    rep = coverage_report.build_coverage(
+        open_catalog(catalog), source, message_type, start, end or start,
+        timezone=timezone, per_day=per_day,
+    )  # fmt: skip
+    if rep.rows == 0:
+        raise CatalogError(
+            f"no {rep.source}/{rep.message_type} rows between {rep.start} and {rep.end} "
+            f"({rep.timezone}); nothing written"
+        )
+    image = coverage_report.render_png(rep)
+    if png:
+        write_atomic(png, image)
+    if html_out:
+        write_atomic(html_out, coverage_report.render_html(rep, image).encode("utf-8"))
+    print(
+        f"{rep.rows:,} rows over {len(rep.days)} day(s), {rep.positioned:,} with a position"
+        + "".join(f"; wrote {p}" for p in (png, html_out) if p)
+    )
 
 
 # -- sandbox --------------------------------------------------------------------------------

@@ -46,7 +46,9 @@ import pyarrow.parquet as pq
 from cvcatalog.datasets import DATASETS
 from cvcatalog.datasets.manage import COMPACTED_UNIT, dataset_files
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
+from cvcatalog.io import roworder
 from cvcatalog.io.layout import remove_tree, sha256_file
+from cvcatalog.io.roworder import RowOrder
 from cvcatalog.io.storage import S3Access, S3Store
 from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.sqlutil import list_literal, quote_literal
@@ -123,6 +125,9 @@ class Writer:
 
     engine: str  # "duckdb" | "arrow"
     plain: tuple[str, ...] = ()
+    #: the rows' order (cvcatalog.io.roworder); duckdb only: the arrow writer streams its
+    #: files one after the other, each already in order (its row groups never mix two files)
+    order: RowOrder | None = None
 
 
 CV_WRITER = Writer("duckdb")
@@ -147,7 +152,7 @@ def rewrite(
     stage.mkdir(parents=True)
     try:
         if writer.engine == "duckdb":
-            expected = _write_duckdb(db, rels, stage, rows_per_file, row_group_size)
+            expected = _write_duckdb(db, rels, stage, rows_per_file, row_group_size, writer.order)
         else:
             expected = _write_arrow(db, rels, stage, rows_per_file, row_group_size, writer)
         written = sorted(stage.glob("*.parquet"))
@@ -174,11 +179,16 @@ def rewrite(
 
 
 def _write_duckdb(
-    db: CatalogDB, rels: list[str], stage: Path, rows_per_file: int, row_group_size: int
+    db: CatalogDB,
+    rels: list[str],
+    stage: Path,
+    rows_per_file: int,
+    row_group_size: int,
+    order: RowOrder | None = None,
 ) -> int:
-    """One COPY (DuckDB streams it, in file order); returns the rows the sources hold. Rows
-    deleted from a file (an object changed or removed by --check-changes) are left out, as
-    the lake leaves them out."""
+    """One COPY (DuckDB streams it, in file order, or sorts it by `order`, spilling to disk
+    when large); returns the rows the sources hold. Rows deleted from a file (an object
+    changed or removed by --check-changes) are left out, as the lake leaves them out."""
     store = db.store
     src = list_literal([store.location(r) for r in rels])
     row_group_size = min(row_group_size, rows_per_file)
@@ -208,7 +218,8 @@ def _write_duckdb(
             ).fetchone()
             row = (int(row[0]) - int(dropped[0]),) if row and dropped else row
         con.execute(
-            f"COPY (SELECT * FROM {scan}) TO {quote_literal(str(stage))} "
+            f"COPY ({roworder.ordered(con, f'SELECT * FROM {scan}', order)}) "
+            f"TO {quote_literal(str(stage))} "
             f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {int(row_group_size)}, "
             f"ROW_GROUPS_PER_FILE {int(groups)}, FILENAME_PATTERN 'part_{{i}}')"
         )
@@ -341,6 +352,7 @@ def _compact_partition(
             paths.staging_dir(pk) / "compact",
             rows_per_file,
             row_group_size,
+            Writer("duckdb", order=roworder.order_for(pk.source, pk.message_type)),
         )
         try:
             with db.write(message=f"compact {key}") as con:

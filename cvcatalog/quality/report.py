@@ -22,6 +22,7 @@ from cvcatalog.config import check_timezone
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.io import lake
 from cvcatalog.quality.config import QualityConfig
+from cvcatalog.quality.coverage import coverage_command
 from cvcatalog.quality.mapping import Mapping, mapping_for, quality_sources, view_for
 from cvcatalog.quality.rules import QualityStats, evaluate, evaluate_files
 from cvcatalog.schemas import SCHEMAS
@@ -447,8 +448,12 @@ def _empty(ax: Any, text: str) -> None:
     ax.set_yticks([])
 
 
-def render_html(report: QualityReport, png: bytes | None = None) -> str:
-    """A self-contained page: summary, coverage tables and the PNG inline; every value escaped."""
+def render_html(
+    report: QualityReport, png: bytes | None = None, maps: list[str] | None = None
+) -> str:
+    """A self-contained page: summary, coverage tables and the PNG inline; every value escaped.
+    `maps`: coverage map pages to link (relative paths); the command that draws them is
+    always given."""
     e = html.escape
 
     def table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -488,8 +493,32 @@ def render_html(report: QualityReport, png: bytes | None = None) -> str:
         parts.append(table(["day", "records"], [[d, n] for d, n in t.by_day()]))
         parts.append(f"<h2>{e(t.message_type)}: coverage by hour of day</h2>")
         parts.append(table(["hour", "records"], [[h, n] for h, n in t.by_hour()]))
+    parts.append("<h2>Maps</h2>")
+    if maps:
+        links = "".join(f'<li><a href="{e(m, quote=True)}">{e(m)}</a></li>' for m in maps)
+        parts.append(f"<ul>{links}</ul>")
+    for t in report.types:
+        days = t.by_day()
+        if days and _is_day(days[0][0]) and _is_day(days[-1][0]) and _mappable(t):
+            cmd = coverage_command(
+                report.source, t.message_type, days[0][0], days[-1][0], report.timezone
+            )
+            parts.append(f"<p>Point density of {e(t.message_type)}: <code>{e(cmd)}</code></p>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _is_day(label: str) -> bool:
+    return len(label) == 10 and label[4] == "-" and label[7] == "-"
+
+
+def _mappable(t: TypeQuality) -> bool:
+    """Whether the type's records have positions (report coverage can map them)."""
+    try:
+        m = mapping_for(t.source, t.message_type)
+    except ConfigError:
+        return False
+    return getattr(m, "latitude", None) is not None
 
 
 def _cell(v: Any) -> str:

@@ -77,6 +77,7 @@ from cvcatalog.transform import (
     apply_quality,
     combine_results,
     convert_partition,
+    order_partition,
 )
 
 T = TypeVar("T")
@@ -679,7 +680,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self, parts: list[ConvertResult], out_dir: Path, threads: int | None = None
     ) -> ConvertResult:
         """The day's result from its batches (transform.combine_results: what only the whole
-        day shows, its duplicate rows, is counted over all of them), then the quality step when
+        day shows, its duplicate rows, is counted over all of them; its files rewritten as one
+        run in the row order, transform.order_partition), then the quality step when
         configured (cvcatalog.quality: its counts and cleaning cover the whole day). A day of
         one batch without a quality config needs nothing more."""
         if len(parts) == 1 and self.cfg.quality is None:
@@ -690,6 +692,14 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             else:
                 validate = self.cfg.validation.enabled
                 result = combine_results(con, self.schema, parts, out_dir, validate=validate)
+                result = order_partition(
+                    con,
+                    self.schema,
+                    result,
+                    out_dir,
+                    rows_per_file=self.cfg.memory.rows_per_file,
+                    row_group_size=self.cfg.memory.row_group_size,
+                )
             if self.cfg.quality is not None:  # configured: counted (and cleaned) at ingest
                 apply_quality(
                     con,

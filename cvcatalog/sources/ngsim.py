@@ -44,6 +44,7 @@ from cvcatalog.exceptions import (
     CvCatalogError,
     InputChangedError,
 )
+from cvcatalog.io import roworder
 from cvcatalog.io.inputs import InputInfo
 from cvcatalog.io.layout import CatalogPaths, remove_tree
 from cvcatalog.io.s3 import RetryPolicy
@@ -93,6 +94,8 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         quality: QualityConfig | None = None,
     ) -> None:
         self.ds = dataset
+        #: the files' row order (cvcatalog.io.roworder); ds.sort_by for data without positions
+        self._order = roworder.order_for(dataset.name, dataset.message_type)
         self.db = db
         self.paths: CatalogPaths = db.paths
         self.run_id = run_id
@@ -297,10 +300,11 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
                 w = writers[values] = (writer, path, [0])
             table = pa.Table.from_batches(batches).select(storage.names)
             del batches[:]
-            if self.ds.sort_by:
+            order = roworder.sort_indices(table, self._order)
+            if order is None and self._order is None and self.ds.sort_by:
                 order = _sort_order(table, self.ds.sort_by)
-                if order is not None:
-                    table = table.take(order)
+            if order is not None:
+                table = table.take(order)
             w[0].write_table(table, row_group_size=ROW_GROUP_ROWS)
             w[2][0] += table.num_rows
 

@@ -1,0 +1,168 @@
+"""The row order of written files (cvcatalog.io.roworder): (Hilbert cell, vehicle, time)."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cvcatalog.config import ValidationConfig
+from cvcatalog.io import roworder
+from cvcatalog.sandbox.replica import iter_replica
+from cvcatalog.sandbox.replica_blocks import ReplicaSpec
+from cvcatalog.schemas import SCHEMAS
+from cvcatalog.transform import RawFile, combine_results, convert_partition, order_partition
+
+BSM = SCHEMAS[("wydot", "BSM")]
+ORDER = roworder.order_for("wydot", "BSM")
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory: pytest.TempPathFactory) -> list[RawFile]:
+    """One replica day of WYDOT BSM (an I-80 fleet) as local objects."""
+    root = tmp_path_factory.mktemp("raw")
+    spec = ReplicaSpec(start=date(2021, 4, 1), end=date(2021, 4, 1), records_per_hour=300,
+                       files_per_hour=2, vehicles=8, empty_hour_rate=0.0)  # fmt: skip
+    out = []
+    for i, obj in enumerate(iter_replica(spec)):
+        p = root / f"object-{i:04d}"
+        p.write_bytes(obj.body)
+        out.append(RawFile(p, obj.key))
+    return out
+
+
+@pytest.fixture
+def con() -> duckdb.DuckDBPyConnection:
+    c = duckdb.connect()
+    c.execute("SET preserve_insertion_order = false")  # as the ingest's connections
+    roworder.prepare(c)
+    return c
+
+
+def keys(con: duckdb.DuckDBPyConnection, files: list[Path]) -> list[tuple[object, ...]]:
+    """The order key of every row, in file order then row order."""
+    assert ORDER is not None
+    src = ", ".join(f"'{p}'" for p in files)
+    return con.execute(
+        f"SELECT {ORDER.key_sql()} FROM read_parquet([{src}], file_row_number = true, "
+        "filename = true) ORDER BY filename, file_row_number"
+    ).fetchall()
+
+
+def in_order(rows: list[tuple[object, ...]]) -> bool:
+    def k(r: tuple[object, ...]) -> tuple[object, ...]:
+        return tuple((v is None, v) for v in r)
+
+    return all(k(a) <= k(b) for a, b in itertools.pairwise(rows))
+
+
+def test_the_order_is_known_for_positions_only() -> None:
+    assert ORDER is not None and ORDER.columns[:2] == ["latitude", "longitude"]
+    assert ORDER.id == "vehicle_id" and ORDER.time == "generated_at"
+    assert roworder.order_for("ngsim", "TRAJECTORY") is not None
+    assert roworder.order_for("wydot", "TIM") is None
+    assert roworder.order_for("nycdot", "EVENT") is None
+    with pytest.raises(ValueError):
+        roworder.cell_sql("a", "b", 17)
+
+
+def test_cells_keep_neighbours_together(con: duckdb.DuckDBPyConnection) -> None:
+    """Points a few metres apart share a cell; points 100 km apart do not."""
+    cell = roworder.cell_sql("lat", "lon")
+    (a, b, c) = con.execute(
+        f"SELECT {cell.replace('lat', '41.3100').replace('lon', '-105.5900')}, "
+        f"{cell.replace('lat', '41.3101').replace('lon', '-105.5901')}, "
+        f"{cell.replace('lat', '41.5900').replace('lon', '-106.7100')}"
+    ).fetchone() or (None, None, None)
+    assert a == b != c
+
+
+def test_a_conversion_writes_rows_in_order(
+    raw: list[RawFile], con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    res = convert_partition(con, BSM, raw, tmp_path / "out", validation=ValidationConfig(),
+                            target_rows_per_file=4096, row_group_size=2048)  # fmt: skip
+    assert len(res.parquet_files) > 1  # the order runs across the files of one COPY
+    got = keys(con, res.parquet_files)
+    assert len(got) == res.rows == sum(1 for _ in got)
+    assert in_order(got)
+    # row groups cover small areas: far smaller than the same rows in arrival order
+    src = ", ".join(f"'{p}'" for p in res.parquet_files)
+    arrival = tmp_path / "arrival.parquet"
+    con.execute(
+        f"COPY (SELECT * FROM read_parquet([{src}]) ORDER BY source_key, generated_at) "
+        f"TO '{arrival}' (FORMAT parquet, ROW_GROUP_SIZE 2048)"
+    )
+    assert box_area(res.parquet_files) < 0.5 * box_area([arrival])
+
+
+def box_area(files: list[Path]) -> float:
+    """The mean latitude x longitude extent of the files' row groups (their statistics)."""
+    areas = []
+    for f in files:
+        md = pq.ParquetFile(f).metadata
+        names = md.schema.to_arrow_schema().names
+        la, lo = names.index("latitude"), names.index("longitude")
+        for i in range(md.num_row_groups):
+            a, b = md.row_group(i).column(la).statistics, md.row_group(i).column(lo).statistics
+            areas.append((a.max - a.min) * (b.max - b.min))
+    return float(np.mean(areas))
+
+
+def test_batches_of_a_day_become_one_run(
+    raw: list[RawFile], con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    half = len(raw) // 2
+    parts = [
+        convert_partition(
+            con,
+            BSM,
+            batch,
+            tmp_path / f"batch-{i}",
+            validation=ValidationConfig(),
+            target_rows_per_file=100_000,
+            row_group_size=2048,
+        )
+        for i, batch in enumerate((raw[:half], raw[half:]))
+    ]
+    day = combine_results(con, BSM, parts, tmp_path, validate=True)
+    before = Counter(con.execute(
+        f"SELECT vehicle_id, generated_at, latitude FROM read_parquet("
+        f"[{', '.join(repr(str(p)) for p in day.parquet_files)}])").fetchall())  # fmt: skip
+    assert not in_order(keys(con, day.parquet_files))  # two runs, one after the other
+    old = list(day.parquet_files)
+    day = order_partition(con, BSM, day, tmp_path, rows_per_file=100_000, row_group_size=2048)
+    assert in_order(keys(con, day.parquet_files))
+    after = Counter(con.execute(
+        f"SELECT vehicle_id, generated_at, latitude FROM read_parquet("
+        f"[{', '.join(repr(str(p)) for p in day.parquet_files)}])").fetchall())  # fmt: skip
+    assert after == before and sum(after.values()) == day.rows
+    assert not any(p.exists() for p in old)
+
+
+def test_arrow_tables_sort_like_sql(con: duckdb.DuckDBPyConnection) -> None:
+    rng = np.random.default_rng(7)
+    n = 5000
+    table = pa.table({
+        "latitude": rng.uniform(41.0, 41.8, n),
+        "longitude": rng.uniform(-111.0, -104.0, n),
+        "vehicle_id": pa.array([f"v{i}" for i in rng.integers(0, 50, n)]),
+        "timestamp": pa.array(rng.integers(0, 10**9, n)).cast(pa.timestamp("ms")),
+        "other": np.arange(n),
+    })  # fmt: skip
+    order = roworder.RowOrder("latitude", "longitude", "vehicle_id", "timestamp")
+    idx = roworder.sort_indices(table, order)
+    assert idx is not None and sorted(idx.tolist()) == list(range(n))
+    con.register("t", table)
+    want = [r[0] for r in con.execute(
+        f"SELECT other FROM t ORDER BY {order.key_sql()}, other").fetchall()]  # fmt: skip
+    assert table.take(idx)["other"].to_pylist() == want
+    assert roworder.sort_indices(table.take(idx), order) is None  # already in order
+    assert roworder.sort_indices(table.drop_columns(["latitude"]), order) is None
