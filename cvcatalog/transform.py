@@ -156,11 +156,14 @@ def convert_partition(
     validation: ValidationConfig,
     target_rows_per_file: int = 2_000_000,
     row_group_size: int = 122_880,
+    ordered: bool = True,
 ) -> ConvertResult:
     """Convert the raw objects of one partition into Parquet files and a quarantine file.
 
     Writes part-NNNNN.parquet (canonical columns, no partition columns) and, when anything was
     quarantined, quarantine.ndjson into out_dir. Nothing else is left there, also on error.
+    ordered: rows in the files' row order (cvcatalog.io.roworder); False keeps arrival order
+    (a sort holds the rows it orders: the caller bounds what it sorts).
     """
     if target_rows_per_file < 1 or row_group_size < 1:
         raise ValueError("target_rows_per_file and row_group_size must be positive")
@@ -190,6 +193,7 @@ def convert_partition(
             row_group_size,
             max(1, math.ceil(target_rows_per_file / row_group_size)),
             final,
+            ordered,
         ).run()
         done = True
         return result
@@ -295,6 +299,7 @@ class _Conversion:
         row_group_size: int,
         row_groups_per_file: int,
         final: list[Path],
+        ordered: bool = True,
     ) -> None:
         self.con = con
         self.schema = schema
@@ -308,7 +313,7 @@ class _Conversion:
         self.row_groups_per_file = row_groups_per_file
         self.final = final
         self.quarantine = _Quarantine(work / QUARANTINE_NAME)
-        self.order = roworder.order_for(schema.source, schema.message_type)
+        self.order = roworder.order_for(schema.source, schema.message_type) if ordered else None
         self.docs_path = work / "documents.ndjson"
         #: staged file -> the COPY's column statistics (RETURN_STATS); dropped for a file
         #: rewritten since (what they say may no longer hold)

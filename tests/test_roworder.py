@@ -18,6 +18,7 @@ from cvcatalog.io import roworder
 from cvcatalog.sandbox.replica import iter_replica
 from cvcatalog.sandbox.replica_blocks import ReplicaSpec
 from cvcatalog.schemas import SCHEMAS
+from cvcatalog.sources import cvpilot
 from cvcatalog.transform import RawFile, combine_results, convert_partition, order_partition
 
 BSM = SCHEMAS[("wydot", "BSM")]
@@ -166,3 +167,35 @@ def test_arrow_tables_sort_like_sql(con: duckdb.DuckDBPyConnection) -> None:
     assert table.take(idx)["other"].to_pylist() == want
     assert roworder.sort_indices(table.take(idx), order) is None  # already in order
     assert roworder.sort_indices(table.drop_columns(["latitude"]), order) is None
+
+
+def test_a_conversion_told_not_to_sort_keeps_arrival_order(
+    raw: list[RawFile], con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """A day over cvpilot.SORT_MAX_BYTES is converted with ordered=False: a sort holds the
+    rows it orders, and the 2 GB day sorted ran out of its memory budget."""
+    got = {}
+    for flag in (True, False):
+        got[flag] = convert_partition(
+            con, BSM, raw, tmp_path / str(flag), validation=ValidationConfig(),
+            target_rows_per_file=100_000, row_group_size=2048, ordered=flag,
+        )  # fmt: skip
+    assert in_order(keys(con, got[True].parquet_files))
+    assert not in_order(keys(con, got[False].parquet_files))
+    rows = {}
+    for flag, r in got.items():
+        src = ", ".join(repr(str(p)) for p in r.parquet_files)
+        rows[flag] = Counter(
+            con.execute(
+                f"SELECT vehicle_id, generated_at, latitude FROM read_parquet([{src}])"
+            ).fetchall()
+        )
+    assert rows[True] == rows[False]
+
+
+def test_only_days_up_to_the_sort_bound_are_sorted() -> None:
+    def day(nbytes: int) -> cvpilot.Fetched:
+        return cvpilot.Fetched(None, None, [], {}, 0, nbytes)  # type: ignore[arg-type]
+
+    assert cvpilot.sorts(day(cvpilot.SORT_MAX_BYTES))
+    assert not cvpilot.sorts(day(cvpilot.SORT_MAX_BYTES + 1))

@@ -82,6 +82,11 @@ from cvcatalog.transform import (
 
 T = TypeVar("T")
 
+
+def sorts(f: Fetched) -> bool:
+    """Whether the day is written in the row order (SORT_MAX_BYTES)."""
+    return f.nbytes <= SORT_MAX_BYTES
+
 #: A day converts in batches of its objects, in listing order, each as soon as its objects are
 #: on disk while the next batch downloads (CvPilotDays._stream): about STREAM_BATCHES a day,
 #: none under MIN_BATCH_BYTES of raw JSON (a conversion has a fixed cost: a small day stays one
@@ -90,6 +95,11 @@ T = TypeVar("T")
 STREAM_BATCHES = 4
 MIN_BATCH_BYTES = 32 << 20
 MAX_BATCH_BYTES = 256 << 20
+#: A day of at most this much raw JSON is written in the row order (cvcatalog.io.roworder:
+#: spatial pruning); a bigger one keeps arrival order. A sort holds the rows it orders: the
+#: 2 GB day sorted batch by batch peaked at 1.28 GiB RSS and, re-sorted as one run, ran out
+#: of memory.max_usage_gb (1 GB), against 0.9 GiB unsorted (bench/results/targets-sorted.md).
+SORT_MAX_BYTES = 256 << 20
 
 
 @dataclass
@@ -564,15 +574,17 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                     sub = out_dir if last == 0 else out_dir / f"batch-{k:03d}"
                     raw = [RawFile(f.names[o.key], o.key) for o in batch]
                     part, threads = self._one_thread_on_oom(
-                        f.pk, run, sub, functools.partial(self._convert, raw, sub), threads
-                    )
+                        f.pk, run, sub,
+                        functools.partial(self._convert, raw, sub, ordered=sorts(f)), threads,
+                    )  # fmt: skip
                     parts.append(part)
             except BaseException:
                 abort.set()  # the next batch's download stops too
                 raise
         return self._one_thread_on_oom(
-            f.pk, run, None, functools.partial(self._finish_day, parts, out_dir), threads
-        )[0]
+            f.pk, run, None,
+            functools.partial(self._finish_day, parts, out_dir, ordered=sorts(f)), threads,
+        )[0]  # fmt: skip
 
     def _one_thread_on_oom(
         self,
@@ -659,7 +671,12 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             )
 
     def _convert(
-        self, raw: list[RawFile], out_dir: Path, threads: int | None = None
+        self,
+        raw: list[RawFile],
+        out_dir: Path,
+        threads: int | None = None,
+        *,
+        ordered: bool = True,
     ) -> ConvertResult:
         """One DuckDB scan of these objects (transform.convert_partition). A small conversion
         reuses an idle connection (its fixed cost is most of a tiny day's); a large one gets a
@@ -674,10 +691,16 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 validation=self.cfg.validation,
                 target_rows_per_file=self.cfg.memory.rows_per_file,
                 row_group_size=self.cfg.memory.row_group_size,
+                ordered=ordered,
             )
 
     def _finish_day(
-        self, parts: list[ConvertResult], out_dir: Path, threads: int | None = None
+        self,
+        parts: list[ConvertResult],
+        out_dir: Path,
+        threads: int | None = None,
+        *,
+        ordered: bool = True,
     ) -> ConvertResult:
         """The day's result from its batches (transform.combine_results: what only the whole
         day shows, its duplicate rows, is counted over all of them; its files rewritten as one
@@ -692,6 +715,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             else:
                 validate = self.cfg.validation.enabled
                 result = combine_results(con, self.schema, parts, out_dir, validate=validate)
+            if len(parts) > 1 and ordered:
                 result = order_partition(
                     con,
                     self.schema,
