@@ -172,7 +172,7 @@ def test_arrow_tables_sort_like_sql(con: duckdb.DuckDBPyConnection) -> None:
 def test_a_conversion_told_not_to_sort_keeps_arrival_order(
     raw: list[RawFile], con: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    """A day over cvpilot.SORT_MAX_BYTES is converted with ordered=False: a sort holds the
+    """A day over roworder.SORT_MAX_RAW_BYTES is converted with ordered=False: a sort holds the
     rows it orders, and the 2 GB day sorted ran out of its memory budget."""
     got = {}
     for flag in (True, False):
@@ -197,5 +197,5 @@ def test_only_days_up_to_the_sort_bound_are_sorted() -> None:
     def day(nbytes: int) -> cvpilot.Fetched:
         return cvpilot.Fetched(None, None, [], {}, 0, nbytes)  # type: ignore[arg-type]
 
-    assert cvpilot.sorts(day(cvpilot.SORT_MAX_BYTES))
-    assert not cvpilot.sorts(day(cvpilot.SORT_MAX_BYTES + 1))
+    assert cvpilot.sorts(day(roworder.SORT_MAX_RAW_BYTES))
+    assert not cvpilot.sorts(day(roworder.SORT_MAX_RAW_BYTES + 1))

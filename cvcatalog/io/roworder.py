@@ -71,6 +71,15 @@ def cell_sql(lat: str, lon: str, level: int = CELL_LEVEL) -> str:
     return f"(ST_Hilbert({lon}, {lat}, {WORLD_BOX}) >> {32 - 2 * level})"
 
 
+#: Sorting holds the rows it orders, so only this much is written in the order, in bounded
+#: memory: a CV day of at most SORT_MAX_RAW_BYTES of raw JSON (known before it converts) and a
+#: compaction of at most SORT_MAX_ROWS rows. The 2 GB day (970,896 records) sorted peaked at
+#: 1.28 GiB RSS, and re-sorted as one run ran out of its 1 GB DuckDB budget; bigger inputs
+#: keep arrival order (bench/results/targets-sorted.md, docs/spatial.md#pruning).
+SORT_MAX_RAW_BYTES = 256 << 20
+SORT_MAX_ROWS = 250_000
+
+
 def order_for(source: str, message_type: str) -> RowOrder | None:
     """The row order of a (source, type)'s files; None when its rows have no position."""
     try:

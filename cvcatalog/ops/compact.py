@@ -352,7 +352,13 @@ def _compact_partition(
             paths.staging_dir(pk) / "compact",
             rows_per_file,
             row_group_size,
-            Writer("duckdb", order=roworder.order_for(pk.source, pk.message_type)),
+            Writer(
+                "duckdb",
+                # re-sorted in the row order when small enough to sort in bounded memory
+                order=roworder.order_for(pk.source, pk.message_type)
+                if sum(f.rows for f in data) <= roworder.SORT_MAX_ROWS
+                else None,
+            ),
         )
         try:
             with db.write(message=f"compact {key}") as con:

@@ -56,6 +56,7 @@ from cvcatalog.exceptions import (
     CvCatalogError,
     EndpointUnreachableError,
 )
+from cvcatalog.io import roworder
 from cvcatalog.io.download import ObjectInfo, S3Fetcher
 from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, remove_tree
 from cvcatalog.io.s3 import RetryPolicy, make_client
@@ -84,8 +85,8 @@ T = TypeVar("T")
 
 
 def sorts(f: Fetched) -> bool:
-    """Whether the day is written in the row order (SORT_MAX_BYTES)."""
-    return f.nbytes <= SORT_MAX_BYTES
+    """Whether the day is written in the row order (roworder.SORT_MAX_RAW_BYTES)."""
+    return f.nbytes <= roworder.SORT_MAX_RAW_BYTES
 
 #: A day converts in batches of its objects, in listing order, each as soon as its objects are
 #: on disk while the next batch downloads (CvPilotDays._stream): about STREAM_BATCHES a day,
@@ -95,11 +96,6 @@ def sorts(f: Fetched) -> bool:
 STREAM_BATCHES = 4
 MIN_BATCH_BYTES = 32 << 20
 MAX_BATCH_BYTES = 256 << 20
-#: A day of at most this much raw JSON is written in the row order (cvcatalog.io.roworder:
-#: spatial pruning); a bigger one keeps arrival order. A sort holds the rows it orders: the
-#: 2 GB day sorted batch by batch peaked at 1.28 GiB RSS and, re-sorted as one run, ran out
-#: of memory.max_usage_gb (1 GB), against 0.9 GiB unsorted (bench/results/targets-sorted.md).
-SORT_MAX_BYTES = 256 << 20
 
 
 @dataclass
