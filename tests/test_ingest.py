@@ -360,12 +360,14 @@ def test_a_conversion_out_of_memory_is_retried_with_one_thread(
     real = CvPilotDays._convert
     calls: list[int | None] = []
 
-    def convert(self: CvPilotDays, raw: Any, out_dir: Path, threads: int | None = None) -> Any:
+    def convert(
+        self: CvPilotDays, raw: Any, out_dir: Path, threads: int | None = None, **kw: Any
+    ) -> Any:
         calls.append(threads)
         if threads is None:  # the first try, with every core: DuckDB hits its memory_limit
             (out_dir / "part-00000.parquet").write_bytes(b"half written")
             raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate 128 MiB")
-        return real(self, raw, out_dir, threads)
+        return real(self, raw, out_dir, threads, **kw)
 
     monkeypatch.setattr(CvPilotDays, "_convert", convert)
     monkeypatch.setenv("CVCATALOG_MEMORY__DUCKDB_THREADS", "2")

@@ -146,9 +146,11 @@ def _convert_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     calls: list[list[str]] = []
     real = CvPilotDays._convert
 
-    def convert(self: CvPilotDays, raw: Any, out_dir: Path, threads: int | None = None) -> Any:
+    def convert(
+        self: CvPilotDays, raw: Any, out_dir: Path, threads: int | None = None, **kw: Any
+    ) -> Any:
         calls.append([r.key for r in raw])
-        return real(self, raw, out_dir, threads)
+        return real(self, raw, out_dir, threads, **kw)
 
     monkeypatch.setattr(CvPilotDays, "_convert", convert)
     return calls
@@ -235,11 +237,13 @@ def test_a_batch_converts_while_the_next_downloads(
     seen_at_convert: list[list[str]] = []
     real = CvPilotDays._convert
 
-    def convert(self: CvPilotDays, raw: Any, out_dir: Path, threads: int | None = None) -> Any:
+    def convert(
+        self: CvPilotDays, raw: Any, out_dir: Path, threads: int | None = None, **kw: Any
+    ) -> Any:
         with fetcher._lock:
             seen_at_convert.append(list(fetcher.started))
         converting.set()
-        return real(self, raw, out_dir, threads)
+        return real(self, raw, out_dir, threads, **kw)
 
     monkeypatch.setattr(CvPilotDays, "_convert", convert)
     waited: list[bool] = []
@@ -285,11 +289,13 @@ def test_a_day_fetched_while_another_converts_downloads_whole(
             listed.set()
         return objs
 
-    def convert(self: CvPilotDays, raw: Any, out_dir: Path, threads: int | None = None) -> Any:
+    def convert(
+        self: CvPilotDays, raw: Any, out_dir: Path, threads: int | None = None, **kw: Any
+    ) -> Any:
         if not calls:  # day 1's first batch: day 2 is fetched meanwhile
             assert listed.wait(60)
         calls.append([r.key for r in raw])
-        return real(self, raw, out_dir, threads)
+        return real(self, raw, out_dir, threads, **kw)
 
     fetcher.list = list_days  # type: ignore[method-assign]
     monkeypatch.setattr(CvPilotDays, "_convert", convert)
@@ -345,9 +351,11 @@ def test_a_conversion_failing_in_a_later_batch_fails_the_day(
     real = CvPilotDays._convert
     calls: list[int] = []
 
-    def convert(self: CvPilotDays, raw: Any, out_dir: Path, threads: int | None = None) -> Any:
+    def convert(
+        self: CvPilotDays, raw: Any, out_dir: Path, threads: int | None = None, **kw: Any
+    ) -> Any:
         calls.append(len(raw))
-        result = real(self, raw, out_dir, threads)  # writes real Parquet, then fails
+        result = real(self, raw, out_dir, threads, **kw)  # writes real Parquet, then fails
         if len(calls) == 2:
             raise ConversionError("the second batch could not be converted")
         return result
