@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from cvcatalog.io.roworder import RowOrder
 from cvcatalog.io.storage import LakeStore
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
+from cvcatalog.state import deletes
 from cvcatalog.state.manifest import FileRecord, PartitionRecord, SourceObjectRecord
 from cvcatalog.transform import (
     PARQUET_NAME,
@@ -172,27 +172,33 @@ def merge_partition(
         if f.kind == "quarantine"
     ]
     quarantine_file, reasons = _merge_quarantine(old_quarantine, new.quarantine_file, drop, out_dir)
-    pairs = _drop_table(con)
+    pairs = ""
     try:
         if old and new_files and _columns(con, list(where)) != _columns(con, new_files):
-            _fill(con, pairs, {p: sorted(k | set(drop)) for p, k in gone.items()}, store)
+            pairs = _gone(con, {p: k | set(drop) for p, k in gone.items()}, store)
             parquet = _rewrite(
                 con, list(where), new_files, pairs, out_dir, rows_per_file, row_group_size,
                 schema.renamed, roworder.order_for(schema.source, schema.message_type),
             )  # fmt: skip
             files = [p for p, _ in parquet]
             kept: list[str] = []
-            deletes: dict[str, list[str]] = {}
+            to_delete: dict[str, list[str]] = {}
             rows_sql = f"read_parquet({list_literal(map(str, files))})" if files else None
         else:
-            deletes = _keys_in(con, where, drop, gone)
-            _fill(con, pairs, {p: sorted(k | set(deletes.get(p, ()))) for p, k in gone.items()},
-                  store)  # fmt: skip
-            # a file left with no row ends (the lake would end it too: DuckLake drops a file
-            # whose every row is deleted), it does not stay with all its rows deleted
-            left = _remaining(con, list(where), pairs)
-            kept = [f.path for f in old if left.get(store.location(f.path), 0)]
-            deletes = {p: k for p, k in deletes.items() if p in kept}
+            # one scan of the kept files' source_key column: which objects' rows each holds
+            held = _objects_in(con, list(where))
+            dropped = set(drop)
+            to_delete, kept = {}, []
+            for f in old:
+                rows = held.get(store.location(f.path), Counter())
+                fresh = sorted(k for k in rows if k in dropped and k not in gone[f.path])
+                # a file left with no row ends (the lake would end it too: DuckLake drops a
+                # file whose every row is deleted), it does not stay with all its rows deleted
+                if any(n for k, n in rows.items() if k not in dropped and k not in gone[f.path]):
+                    kept.append(f.path)
+                    if fresh:
+                        to_delete[f.path] = fresh
+            pairs = _gone(con, {p: gone[p] | set(to_delete.get(p, ())) for p in kept}, store)
             files = list(new.parquet_files)
             locations = [store.location(p) for p in kept]
             rows_sql = _day_rows(locations, new_files, pairs)
@@ -212,25 +218,19 @@ def merge_partition(
             unknown_versions=new.unknown_versions,
             kept_invalid=new.kept_invalid,
             kept=kept,
-            deletes=deletes,
+            deletes=to_delete,
         )
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {pairs}")
+        if pairs:
+            con.execute(f"DROP TABLE IF EXISTS {pairs}")
 
 
-def _drop_table(con: duckdb.DuckDBPyConnection) -> str:
-    """A temporary table of (file location, source key) pairs whose rows are gone."""
-    name = quote_ident(f"_cvcatalog_gone_{uuid.uuid4().hex}")
-    con.execute(f"CREATE TEMP TABLE {name} (f VARCHAR, k VARCHAR)")
-    return name
-
-
-def _fill(
-    con: duckdb.DuckDBPyConnection, table: str, gone: dict[str, list[str]], store: LakeStore
-) -> None:
-    rows = [[store.location(path), key] for path, keys in gone.items() for key in keys]
-    if rows:
-        con.executemany(f"INSERT INTO {table} VALUES (?, ?)", rows)
+def _gone(
+    con: duckdb.DuckDBPyConnection, gone: Mapping[str, Iterable[str]], store: LakeStore
+) -> str:
+    """deletes.gone_table of these kept files' (path -> source keys) pairs, by location."""
+    pairs = [(store.location(path), key) for path, keys in gone.items() for key in sorted(keys)]
+    return deletes.gone_table(con, pairs)
 
 
 def _columns(con: duckdb.DuckDBPyConnection, files: list[str]) -> list[str]:
@@ -244,53 +244,23 @@ def _columns(con: duckdb.DuckDBPyConnection, files: list[str]) -> list[str]:
     ]
 
 
-def _keys_in(
-    con: duckdb.DuckDBPyConnection,
-    where: dict[str, str],
-    drop: list[str],
-    gone: dict[str, set[str]],
-) -> dict[str, list[str]]:
-    """Kept file path -> the dropped keys it holds rows of (and has not deleted yet): only
-    the source_key column is read."""
-    if not where or not drop:
+def _objects_in(con: duckdb.DuckDBPyConnection, files: list[str]) -> dict[str, Counter[str]]:
+    """File location -> rows per source key (only the source_key column is read)."""
+    if not files:
         return {}
-    rows = con.execute(
-        "SELECT filename, list(DISTINCT source_key ORDER BY source_key) FROM read_parquet("
-        f"{list_literal(list(where))}, filename = true, hive_partitioning = false) "
-        "WHERE list_contains(?, source_key) GROUP BY filename",
-        [drop],
-    ).fetchall()
-    out: dict[str, list[str]] = {}
-    for location, keys in rows:
-        path = where[str(location)]
-        fresh = [k for k in keys if k not in gone.get(path, set())]
-        if fresh:
-            out[path] = fresh
+    out: dict[str, Counter[str]] = {}
+    for location, key, n in con.execute(
+        f"SELECT filename, source_key, count(*) FROM read_parquet({list_literal(files)}, "
+        "filename = true, hive_partitioning = false) GROUP BY ALL"
+    ).fetchall():
+        out.setdefault(str(location), Counter())[str(key)] = int(n)
     return out
-
-
-def _remaining(con: duckdb.DuckDBPyConnection, old: list[str], gone: str) -> dict[str, int]:
-    """File location -> rows it keeps (those not gone); only two columns are read."""
-    if not old:
-        return {}
-    rows = con.execute(
-        "SELECT o.filename, count(*) FROM read_parquet("
-        f"{list_literal(old)}, filename = true, hive_partitioning = false) AS o "
-        f"ANTI JOIN {gone} AS g ON o.filename = g.f AND o.source_key = g.k GROUP BY 1"
-    ).fetchall()
-    return {str(f): int(n) for f, n in rows}
 
 
 def _row_selects(old: list[str], new: list[str], gone: str) -> list[str]:
     """SELECTs of the kept files' rows but the gone (file, key) pairs, and of the new
     files' rows (the lake's directories look like hive partitions: never read as columns)."""
-    parts = []
-    if old:
-        parts.append(
-            "SELECT o.* EXCLUDE (filename) FROM read_parquet("
-            f"{list_literal(old)}, filename = true, hive_partitioning = false) AS o "
-            f"ANTI JOIN {gone} AS g ON o.filename = g.f AND o.source_key = g.k"
-        )
+    parts = [deletes.kept_rows_sql(old, gone)] if old else []
     if new:
         parts.append(f"SELECT * FROM read_parquet({list_literal(new)}, hive_partitioning = false)")
     return parts

@@ -202,19 +202,14 @@ def _write_duckdb(
             f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({src})"
         ).fetchone()
         if gone:
-            con.execute("CREATE TEMP TABLE gone (f VARCHAR, k VARCHAR)")
-            con.executemany(
-                "INSERT INTO gone VALUES (?, ?)",
-                [[store.location(p), k] for p, keys in gone.items() for k in keys],
+            table = deletes.gone_table(
+                con, [(store.location(p), k) for p, keys in gone.items() for k in keys]
             )
-            scan = (
-                f"(SELECT o.* EXCLUDE (filename) FROM read_parquet({src}, "
-                "hive_partitioning = false, union_by_name = true, filename = true) AS o "
-                "ANTI JOIN gone AS g ON o.filename = g.f AND o.source_key = g.k)"
-            )
+            locations = [store.location(r) for r in rels]
+            scan = f"({deletes.kept_rows_sql(locations, table, 'union_by_name = true')})"
             dropped = con.execute(
                 f"SELECT count(*) FROM read_parquet({src}, filename = true) AS o "
-                "SEMI JOIN gone AS g ON o.filename = g.f AND o.source_key = g.k"
+                f"SEMI JOIN {table} AS g ON o.filename = g.f AND o.source_key = g.k"
             ).fetchone()
             row = (int(row[0]) - int(dropped[0]),) if row and dropped else row
         con.execute(

@@ -14,9 +14,12 @@ the snapshot that did (mark_applied), so state and lake change together or not a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 
 import duckdb
+
+from cvcatalog.sqlutil import list_literal, quote_ident
 
 
 def record(
@@ -95,3 +98,26 @@ def _exists(con: duckdb.DuckDBPyConnection) -> bool:
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'file_deletes'"
     ).fetchone()
     return bool(row and row[0])
+
+
+def gone_table(con: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[str, str]]) -> str:
+    """A temporary table of the (file location, source key) pairs whose rows are gone, for
+    kept_rows_sql; returns its quoted name (the caller drops it)."""
+    name = quote_ident(f"_cvcatalog_gone_{uuid.uuid4().hex}")
+    con.execute(f"CREATE TEMP TABLE {name} (f VARCHAR, k VARCHAR)")
+    rows = [[f, k] for f, k in pairs]
+    if rows:
+        con.executemany(f"INSERT INTO {name} VALUES (?, ?)", rows)
+    return name
+
+
+def kept_rows_sql(files: Sequence[str], gone: str, options: str = "") -> str:
+    """A SELECT of the files' rows but those of the pairs in the table `gone` (gone_table):
+    what the lake shows of them. The lake's directories look like hive partitions: never read
+    as columns. options: more read_parquet options (e.g. 'union_by_name = true')."""
+    extra = f", {options}" if options else ""
+    return (
+        f"SELECT o.* EXCLUDE (filename) FROM read_parquet({list_literal(list(files))}, "
+        f"filename = true, hive_partitioning = false{extra}) AS o "
+        f"ANTI JOIN {gone} AS g ON o.filename = g.f AND o.source_key = g.k"
+    )
