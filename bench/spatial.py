@@ -1,12 +1,13 @@
 """Spatial pruning: a 2 km radius and one vehicle's trajectory over a 30-day catalog.
 
-    python -m bench.spatial [--days 30] [--records-per-hour 3000] [--row-group-size 4096]
+    python -m bench.spatial [--days 30] [--records-per-hour 3000] [--row-group-size N]
                             [--repeats 7] [--quick] [--out bench/results] [--name spatial]
 
 1. A moto server seeded with `cvcatalog sandbox seed` (WYDOT BSM replica, an I-80 fleet), then
    `cvcatalog ingest` of every day into a new catalog (its files in cvcatalog's row order,
-   cvcatalog/io/roworder.py), CPU seconds and wall time measured.
-2. The same rows written again, one file a day and the same row-group size, in other orders:
+   cvcatalog/io/roworder.py, at the default settings: row groups sized from each day's row
+   count, roworder.row_group_rows), CPU seconds and wall time measured.
+2. The same rows written again, one file a day and the same row-group sizes, in other orders:
    `unsorted` (arrival order: source object, then time, as the ingest wrote before the row
    order existed), `vehicle_time`, `hilbert` (full 16 levels), `cell8`, `cell12` (the catalog's
    key with coarser / finer cells); CPU seconds of each rewrite (what the sort costs).
@@ -63,9 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--row-group-size",
         type=int,
-        default=4096,
-        help="rows per row group [4096: ~17 a replica day, as many as the default 122,880 "
-        "gives a day of 2M records]",
+        default=None,
+        help="memory.row_group_size for the ingest and the layouts [the default: each file's "
+        "row groups sized from its row count, roworder.row_group_rows]",
     )
     p.add_argument("--repeats", type=int, help="timed repeats of every query [7]")
     p.add_argument("--quick", action="store_true", help="30 days x 300 records/hour, 3 repeats")
@@ -138,7 +139,8 @@ def box_of_radius() -> tuple[float, float, float, float]:
 
 # -- layouts -------------------------------------------------------------------------------
 CATALOG_KEY = roworder.RowOrder("latitude", "longitude", "vehicle_id", "generated_at").key_sql()
-#: name -> (ORDER BY, row-group size; None: --row-group-size)
+#: name -> (ORDER BY, row-group size; None: as the catalog, --row-group-size or the default
+#: sizing of roworder.row_group_rows for the day's rows)
 LAYOUTS: dict[str, tuple[str, int | None]] = {
     "unsorted": ("source_key, generated_at", None),
     "vehicle_time": ("vehicle_id, generated_at", None),
@@ -154,7 +156,7 @@ LAYOUTS: dict[str, tuple[str, int | None]] = {
     # the catalog's order at other row-group sizes: what smaller groups cost in bytes
     "cell10_rg32768": (CATALOG_KEY, 32768),
     "cell10_rg122880": (CATALOG_KEY, 122880),
-    "cell10_rg4096": (CATALOG_KEY, 4096),
+    "cell10_rg4096": (CATALOG_KEY, 4096),  # the override this bench used to set
 }
 
 
@@ -162,13 +164,13 @@ def write_layouts(
     con: duckdb.DuckDBPyConnection,
     days: dict[str, list[str]],
     root: Path,
-    rg: int,
+    rg: int | None,
     reuse: bool = False,
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for name, (key, size) in LAYOUTS.items():
+    for name, (key, fixed) in LAYOUTS.items():
         d = root / name
-        size = size or rg
+        size: int | str = fixed or rg or "auto"
         done = d / "layout.json"
         if reuse and done.exists():  # --reuse: written by an earlier run of the same catalog
             prev = json.loads(done.read_text())
@@ -180,10 +182,17 @@ def write_layouts(
         c0, t0 = time.process_time(), time.perf_counter()
         for day, files in sorted(days.items()):
             src = "[" + ", ".join(f"'{f}'" for f in files) + "]"
+            if isinstance(size, int):
+                group = size
+            else:  # as the catalog's writers size a day's row groups
+                (rows,) = con.execute(
+                    f"SELECT sum(num_rows) FROM parquet_file_metadata({src})"
+                ).fetchone() or (0,)
+                group = roworder.row_group_rows(int(rows), 122_880)
             con.execute(
                 f"COPY (SELECT * FROM read_parquet({src}, hive_partitioning = false) "
                 f"ORDER BY {key}) TO '{d / (day + '.parquet')}' "
-                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {size})"
+                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {group})"
             )
         out[name] = {
             "glob": str(d / "*.parquet"),
@@ -267,8 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         "AWS_SECRET_ACCESS_KEY": "sandbox",
         "AWS_DEFAULT_REGION": "us-east-1",
         "CVCATALOG_HOME": str(work / "catalog"),
-        "CVCATALOG_MEMORY__ROW_GROUP_SIZE": str(a.row_group_size),
     }
+    if a.row_group_size is not None:
+        env["CVCATALOG_MEMORY__ROW_GROUP_SIZE"] = str(a.row_group_size)
     built = work / "built.json"
     if a.reuse and built.exists():
         prev = json.loads(built.read_text())
@@ -461,6 +471,12 @@ def _measure(a: argparse.Namespace, work: Path, result: dict[str, Any]) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _group_setting(arg: str) -> str:
+    if arg in ("None", "", None):
+        return "the default (sized from each day's rows, roworder.row_group_rows)"
+    return f"memory.row_group_size {arg}"
+
+
 def markdown(r: dict[str, Any]) -> str:
     c, t = r["catalog"], r["targets"]
     lines = [
@@ -468,8 +484,8 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Catalog: {c['days']} days of WYDOT BSM from the replica, {c['rows']:,} rows, "
         f"{c['files']} files, {c['bytes'] / 1e6:.1f} MB Parquet = {c['parquet_over_raw']:.1%} of "
-        f"the raw NDJSON ({int(r['seed'].get('bytes', 0)) / 1e6:.0f} MB); row groups of "
-        f"{r['args']['row_group_size']} rows; ingest {r['ingest']['wall_s']} s wall, "
+        f"the raw NDJSON ({int(r['seed'].get('bytes', 0)) / 1e6:.0f} MB); row groups: "
+        f"{_group_setting(r['args']['row_group_size'])}; ingest {r['ingest']['wall_s']} s wall, "
         f"{r['ingest']['cpu_s']} CPU-s. Row order: {r['row_order']['key']}, cell level "
         f"{r['row_order']['level']}.",
         f"Query: {r['radius_m']:.0f} m around {r['point']} (Laramie, I-80 / US-287); vehicle "

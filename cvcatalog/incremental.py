@@ -328,14 +328,19 @@ def _rewrite(
     if len(parts) == 2:
         parts[0] = _as_new_columns(con, parts[0], parts[1], renamed)
     stage = out_dir / ".merge"
-    groups = max(1, -(-rows_per_file // row_group_size))
+    union = " UNION ALL ".join(parts)
+    (rows,) = con.execute(f"SELECT count(*) FROM ({union})").fetchone() or (0,)
     try:
-        written = con.execute(
-            f"COPY ({roworder.ordered(con, ' UNION ALL '.join(parts), order)}) "
-            f"TO {quote_literal(str(stage))} "
-            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {int(row_group_size)}, "
-            f"ROW_GROUPS_PER_FILE {int(groups)}, RETURN_STATS)"
-        ).fetchall()
+        written = roworder.write_ordered(
+            con,
+            union,
+            stage,
+            order,
+            rows=int(rows),
+            row_group_size=row_group_size,
+            rows_per_file=rows_per_file,
+            extra=["RETURN_STATS"],
+        )
         staged = []
         for filename, count, *_ in written:
             path = Path(filename)

@@ -29,7 +29,6 @@ import base64
 import contextlib
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -134,7 +133,9 @@ def apply_quality(
         schema.source,
         schema.message_type,
         cfg,
-        row_group_size=row_group_size,
+        row_group_size=None
+        if row_group_size is None
+        else roworder.row_group_rows(result.rows, row_group_size),
     )
     result.parquet_files = files
     if stats.rows_out is not None:
@@ -162,8 +163,10 @@ def convert_partition(
 
     Writes part-NNNNN.parquet (canonical columns, no partition columns) and, when anything was
     quarantined, quarantine.ndjson into out_dir. Nothing else is left there, also on error.
-    ordered: rows in the files' row order (cvcatalog.io.roworder); False keeps arrival order
-    (a sort holds the rows it orders: the caller bounds what it sorts).
+    ordered: rows in the files' row order (cvcatalog.io.roworder: staged in arrival order,
+    then sorted once, in bounded memory, with row groups sized from the day's row count);
+    False keeps arrival order (a day converted in batches is ordered as a whole afterwards,
+    order_partition).
     """
     if target_rows_per_file < 1 or row_group_size < 1:
         raise ValueError("target_rows_per_file and row_group_size must be positive")
@@ -191,7 +194,7 @@ def convert_partition(
             keys_table,
             validation,
             row_group_size,
-            max(1, math.ceil(target_rows_per_file / row_group_size)),
+            target_rows_per_file,
             final,
             ordered,
         ).run()
@@ -297,7 +300,7 @@ class _Conversion:
         keys_table: str,
         validation: ValidationConfig,
         row_group_size: int,
-        row_groups_per_file: int,
+        rows_per_file: int,
         final: list[Path],
         ordered: bool = True,
     ) -> None:
@@ -310,7 +313,7 @@ class _Conversion:
         self.validate = validation.enabled
         self.drop_invalid = validation.enabled and validation.drop_invalid_records
         self.row_group_size = row_group_size
-        self.row_groups_per_file = row_groups_per_file
+        self.rows_per_file = rows_per_file
         self.final = final
         self.quarantine = _Quarantine(work / QUARANTINE_NAME)
         self.order = roworder.order_for(schema.source, schema.message_type) if ordered else None
@@ -347,6 +350,8 @@ class _Conversion:
                 for counts in stats.by_key.values():
                     kept_invalid.update({r: n for r, n in counts.items() if r != MALFORMED})
             staged = self._rewrite_affected(staged, stats)
+        if self.order is not None and staged:
+            staged = self._order_staged(staged)
         self.quarantine.close()
 
         for i, (path, _) in enumerate(staged):
@@ -528,14 +533,17 @@ class _Conversion:
         return "(" + " UNION ALL ".join(parts) + ")"
 
     def _stage(self, relation: str, name: str = "stage") -> list[tuple[Path, int]]:
-        """The one big pass: raw JSON -> canonical rows -> Parquet files in work/<name>."""
+        """The one big pass: raw JSON -> canonical rows -> Parquet files in work/<name>, in
+        arrival order (streamed: the row order is written once at the end, _order_staged)."""
         stage = self.work / name
-        select = self._ordered(self._select(relation))
         rows = self.con.execute(
-            f"COPY ({select}) TO {quote_literal(str(stage))} (FORMAT parquet, COMPRESSION zstd, "
-            f"ROW_GROUP_SIZE {self.row_group_size}, ROW_GROUPS_PER_FILE {self.row_groups_per_file}, "
-            "RETURN_STATS)"
+            f"COPY ({self._select(relation)}) TO {quote_literal(str(stage))} "
+            f"({roworder.copy_options(None, self.row_group_size, self.rows_per_file, 'RETURN_STATS')})"
         ).fetchall()
+        return self._staged(rows)
+
+    def _staged(self, rows: list[tuple[Any, ...]]) -> list[tuple[Path, int]]:
+        """The files a COPY with RETURN_STATS wrote (empty ones deleted) and their statistics."""
         out = []
         for filename, count, _size, _footer, column_stats, *_ in rows:
             path = Path(filename)
@@ -546,9 +554,27 @@ class _Conversion:
                 path.unlink(missing_ok=True)
         return sorted(out)
 
-    def _ordered(self, select: str) -> str:
-        """The rows of select in the files' order (cvcatalog.io.roworder: spatial pruning)."""
-        return roworder.ordered(self.con, select, self.order)
+    def _order_staged(self, staged: list[tuple[Path, int]]) -> list[tuple[Path, int]]:
+        """The staged files rewritten once in the files' row order (cvcatalog.io.roworder:
+        spatial pruning), row groups sized from the row count, in bounded memory."""
+        rows = sum(n for _, n in staged)
+        written = roworder.write_ordered(
+            self.con,
+            [str(p) for p, _ in staged],
+            self.work / "ordered",
+            self.order,
+            rows=rows,
+            row_group_size=self.row_group_size,
+            rows_per_file=self.rows_per_file,
+            extra=["RETURN_STATS"],
+        )
+        out = self._staged(written)
+        if sum(n for _, n in out) != rows:
+            raise ConversionError(f"ordering wrote {sum(n for _, n in out)} rows, expected {rows}")
+        for p, _ in staged:
+            self.column_stats.pop(p, None)
+            p.unlink(missing_ok=True)
+        return out
 
     def _all_null(self, paths: Sequence[Path], column: str) -> bool:
         """Whether the COPY's statistics show `column` (a stats name: '"a"', '"l"."element"')
@@ -615,9 +641,8 @@ class _Conversion:
             self.column_stats.pop(path, None)
             sub = f"SELECT * FROM read_parquet({src}) WHERE NOT list_contains($k, source_key)"
             (n,) = self.con.execute(
-                f"COPY ({self._ordered(sub)}) "
-                f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd, "
-                f"ROW_GROUP_SIZE {self.row_group_size})",
+                f"COPY ({sub}) TO {quote_literal(str(tmp))} "
+                f"({roworder.copy_options(count, self.row_group_size)})",
                 {"k": keys},
             ).fetchone() or (0,)
             path.unlink()
@@ -766,9 +791,8 @@ class _Conversion:
             self.column_stats.pop(path, None)
             sub = f"SELECT * FROM read_parquet({quote_literal(str(path))}) WHERE {keep}"
             (n,) = self.con.execute(
-                f"COPY ({self._ordered(sub)}) "
-                f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd, "
-                f"ROW_GROUP_SIZE {self.row_group_size})"
+                f"COPY ({sub}) TO {quote_literal(str(tmp))} "
+                f"({roworder.copy_options(count, self.row_group_size)})"
             ).fetchone() or (0,)
             path.unlink()
             if int(n):
@@ -876,25 +900,28 @@ def order_partition(
     rows_per_file: int,
     row_group_size: int,
 ) -> ConvertResult:
-    """A partition converted in several batches, its files rewritten as one run in the files'
-    row order (cvcatalog.io.roworder): each batch is ordered on its own, and a filter skips
-    row groups only when the whole day is in order. The count must not change; the batch
-    files are deleted. Nothing to do for one file or a type without an order."""
+    """A partition converted in several batches (each in arrival order, ordered=False), its
+    files rewritten once in the files' row order (cvcatalog.io.roworder.write_ordered: in
+    runs of bounded size when large; row groups sized from the day's row count): a filter
+    skips row groups only when the whole day is in order. The count must not change; the
+    batch files are deleted. Nothing to do for a type without an order."""
     order = roworder.order_for(schema.source, schema.message_type)
     files = result.parquet_files
-    if order is None or len(files) < 2:
+    if order is None or not files:
         return result
     stage = Path(out_dir) / "ordered"
     if stage.exists():
         shutil.rmtree(stage)
-    src = list_literal([str(p) for p in files])
-    groups = max(1, -(-rows_per_file // row_group_size))
-    scan = f"SELECT * FROM read_parquet({src}, hive_partitioning = false, union_by_name = true)"
-    written = con.execute(
-        f"COPY ({roworder.ordered(con, scan, order)}) TO {quote_literal(str(stage))} "
-        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {int(row_group_size)}, "
-        f"ROW_GROUPS_PER_FILE {int(groups)}, RETURN_STATS)"
-    ).fetchall()
+    written = roworder.write_ordered(
+        con,
+        [str(p) for p in files],
+        stage,
+        order,
+        rows=result.rows,
+        row_group_size=row_group_size,
+        rows_per_file=rows_per_file,
+        extra=["RETURN_STATS"],
+    )
     out: list[Path] = []
     rows = 0
     for filename, count, *_ in written:

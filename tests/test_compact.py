@@ -6,13 +6,19 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from cvcatalog import Catalog  # the public import path the README shows
+from cvcatalog.io import roworder
 from cvcatalog.sandbox.replica import seed_replica
 
 
-def test_compact_merges_small_files_and_keeps_every_row(s3_client: Any, catalog_dir: Path) -> None:
+def test_compact_merges_small_files_and_keeps_every_row(
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a day over the (lowered) sort-run bound: ingest and compaction sort in runs
+    monkeypatch.setattr(roworder, "SORT_RUN_ROWS", 2000)
     rep = seed_replica(
         s3_client,
         date(2021, 4, 1),
@@ -48,6 +54,18 @@ def test_compact_merges_small_files_and_keeps_every_row(s3_client: Any, catalog_
     assert cat.verify().clean  # old files gone, new ones hashed, quarantine files kept
     assert cat.query("select count(*) as n from source_objects").n[0] == rep.objects
     assert cat.query("select count(*) as n from partition_files where kind='quarantine'").n[0] == 2
+    # each merged day is in the row order (sorted in runs: more rows than the bound)
+    key = roworder.order_for("wydot", "BSM")
+    assert key is not None
+    con = duckdb.connect()
+    roworder.prepare(con)
+    for path in cat.query("select path from partition_files where kind = 'data'")["path"]:
+        got = con.sql(
+            f"SELECT {key.key_sql()} FROM read_parquet('{catalog_dir / path}', "
+            "file_row_number = true) ORDER BY file_row_number"
+        ).fetchall()
+        assert len(got) > 2000
+        assert got == sorted(got, key=lambda r: tuple((v is None, v) for v in r))
     assert cat.compact("wydot", "BSM") == []  # nothing left to do
     # compaction merges small files, it never splits: a smaller target leaves one file alone
     assert cat.compact("wydot", "BSM", rows_per_file=1000) == []

@@ -18,7 +18,6 @@ from cvcatalog.io import roworder
 from cvcatalog.sandbox.replica import iter_replica
 from cvcatalog.sandbox.replica_blocks import ReplicaSpec
 from cvcatalog.schemas import SCHEMAS
-from cvcatalog.sources import cvpilot
 from cvcatalog.transform import RawFile, combine_results, convert_partition, order_partition
 
 BSM = SCHEMAS[("wydot", "BSM")]
@@ -172,8 +171,7 @@ def test_arrow_tables_sort_like_sql(con: duckdb.DuckDBPyConnection) -> None:
 def test_a_conversion_told_not_to_sort_keeps_arrival_order(
     raw: list[RawFile], con: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    """A day over roworder.SORT_MAX_RAW_BYTES is converted with ordered=False: a sort holds the
-    rows it orders, and the 2 GB day sorted ran out of its memory budget."""
+    """ordered=False: the batches of a day converted in several, ordered once as a whole."""
     got = {}
     for flag in (True, False):
         got[flag] = convert_partition(
@@ -182,20 +180,101 @@ def test_a_conversion_told_not_to_sort_keeps_arrival_order(
         )  # fmt: skip
     assert in_order(keys(con, got[True].parquet_files))
     assert not in_order(keys(con, got[False].parquet_files))
-    rows = {}
-    for flag, r in got.items():
-        src = ", ".join(repr(str(p)) for p in r.parquet_files)
-        rows[flag] = Counter(
-            con.execute(
-                f"SELECT vehicle_id, generated_at, latitude FROM read_parquet([{src}])"
-            ).fetchall()
-        )
-    assert rows[True] == rows[False]
+    assert rows_of(con, got[True].parquet_files) == rows_of(con, got[False].parquet_files)
 
 
-def test_only_days_up_to_the_sort_bound_are_sorted() -> None:
-    def day(nbytes: int) -> cvpilot.Fetched:
-        return cvpilot.Fetched(None, None, [], {}, 0, nbytes)  # type: ignore[arg-type]
+def rows_of(con: duckdb.DuckDBPyConnection, files: list[Path]) -> Counter[tuple[object, ...]]:
+    """Every row (all columns, as text) of the files, counted."""
+    src = ", ".join(repr(str(p)) for p in files)
+    return Counter(con.execute(
+        f"SELECT t::VARCHAR FROM read_parquet([{src}]) AS t").fetchall())  # fmt: skip
 
-    assert cvpilot.sorts(day(roworder.SORT_MAX_RAW_BYTES))
-    assert not cvpilot.sorts(day(roworder.SORT_MAX_RAW_BYTES + 1))
+
+def group_rows(files: list[Path]) -> list[int]:
+    return [
+        md.row_group(i).num_rows
+        for md in (pq.ParquetFile(f).metadata for f in files)
+        for i in range(md.num_row_groups)
+    ]
+
+
+def test_row_group_size_follows_the_row_count() -> None:
+    n, lo = roworder.GROUPS_PER_PARTITION, roworder.MIN_GROUP_ROWS
+    assert roworder.row_group_rows(1_000, 122_880) == lo  # small: one group of all its rows
+    for rows in (70_000, 300_000, 1_500_000):  # 16 groups or a few more, whole vectors
+        size = roworder.row_group_rows(rows, 122_880)
+        assert size % 2048 == 0 and n <= -(-rows // size) <= n + 3
+    assert roworder.row_group_rows(30_000_000, 122_880) == 122_880  # large: the configured cap
+    assert roworder.row_group_rows(70_000, 2048) == 2048  # a cap below the minimum wins
+    assert roworder.row_group_rows(None, 50_000) == 50_000  # count unknown: the cap
+    opts = roworder.copy_options(200_000, 122_880, 100_000)
+    assert "ROW_GROUP_SIZE 12288" in opts and "ROW_GROUPS_PER_FILE 9" in opts
+
+
+@pytest.mark.parametrize("rows", [3_000, 40_000, 300_000])
+def test_written_files_have_about_16_row_groups(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, rows: int
+) -> None:
+    """A small, a medium and a large file written at the default row-group size."""
+    assert ORDER is not None
+    src = tmp_path / "in.parquet"
+    con.execute(
+        "COPY (SELECT 41 + (i % 997) / 1000.0 AS latitude, -110 + (i % 7919) / 1000.0 AS "
+        "longitude, 'v' || (i % 50) AS vehicle_id, TIMESTAMPTZ '2021-04-01' + to_seconds(i) "
+        f"AS generated_at FROM range({rows}) AS r(i)) TO '{src}' (FORMAT parquet)"
+    )
+    roworder.write_ordered(con, [str(src)], tmp_path / "out", ORDER, rows=rows,
+                           row_group_size=122_880, rows_per_file=10**6, run_rows=10**9)  # fmt: skip
+    groups = group_rows(sorted((tmp_path / "out").glob("*.parquet")))
+    assert sum(groups) == rows
+    want = roworder.row_group_rows(rows, 122_880)
+    assert max(groups) <= want
+    if rows <= roworder.MIN_GROUP_ROWS:
+        assert groups == [rows]
+    else:
+        assert len(groups) == -(-rows // want)
+        if want > roworder.MIN_GROUP_ROWS:  # large enough for the target: 16 or a few more
+            assert roworder.GROUPS_PER_PARTITION <= len(groups) <= roworder.GROUPS_PER_PARTITION + 3
+
+
+def test_a_sort_in_runs_gives_the_same_order_and_rows(
+    raw: list[RawFile], con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """More rows than a (lowered) run bound: ranked, split in runs, each sorted on its own,
+    written one after the other; the result is the one-sort order with identical rows."""
+    day = convert_partition(con, BSM, raw, tmp_path / "arrival", validation=ValidationConfig(),
+                            ordered=False)  # fmt: skip
+    assert not in_order(keys(con, day.parquet_files))
+    src = [str(p) for p in day.parquet_files]
+    roworder.write_ordered(con, src, tmp_path / "one", ORDER, rows=day.rows,
+                           row_group_size=122_880, rows_per_file=10**6, run_rows=10**9)  # fmt: skip
+    runs = roworder.write_ordered(con, src, tmp_path / "runs", ORDER, rows=day.rows,
+                                  row_group_size=122_880, rows_per_file=3000,
+                                  extra=["RETURN_STATS"], run_rows=1000)  # fmt: skip
+    assert day.rows > 7 * 1000  # at least 8 runs
+    files = sorted((tmp_path / "runs").glob("*.parquet"))
+    assert [Path(r[0]) for r in runs] == files and [int(r[1]) for r in runs] == [3000, 3000, day.rows - 6000]
+    assert in_order(keys(con, files))
+    assert keys(con, files) == keys(con, sorted((tmp_path / "one").glob("*.parquet")))
+    assert rows_of(con, files) == rows_of(con, day.parquet_files)
+    assert not (tmp_path / "runs.runs").exists()  # the work files are gone
+    # a SELECT as the source is spilled to files first, then sorted the same way
+    select = f"SELECT * FROM read_parquet({src!r})"
+    roworder.write_ordered(con, select, tmp_path / "sql", ORDER, rows=None,
+                           row_group_size=122_880, rows_per_file=10**6, run_rows=1000)  # fmt: skip
+    assert keys(con, sorted((tmp_path / "sql").glob("*.parquet"))) == keys(con, files)
+
+
+def test_a_conversion_over_the_run_bound_is_sorted(
+    raw: list[RawFile], con: duckdb.DuckDBPyConnection, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(roworder, "SORT_RUN_ROWS", 1000)
+    res = convert_partition(con, BSM, raw, tmp_path / "out", validation=ValidationConfig())
+    ref = convert_partition(con, BSM, raw, tmp_path / "ref", validation=ValidationConfig(),
+                            ordered=False)  # fmt: skip
+    assert res.rows == ref.rows > 1000
+    assert in_order(keys(con, res.parquet_files))
+    assert rows_of(con, res.parquet_files) == rows_of(con, ref.parquet_files)
+    groups = group_rows(res.parquet_files)  # sized from the day's rows (DuckDB: about)
+    assert sum(groups) == res.rows and len(groups) == -(-res.rows // roworder.MIN_GROUP_ROWS)

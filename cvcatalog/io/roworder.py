@@ -23,8 +23,14 @@ input order. The order changes no column: files written before it keep their ord
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import threading
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -33,7 +39,7 @@ import pyarrow as pa
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.io.duckdb_ext import load_extension
 from cvcatalog.quality.mapping import TrajectoryMapping, mapping_for
-from cvcatalog.sqlutil import quote_ident
+from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
 
 #: Hilbert levels kept of ST_Hilbert's 16 (bench/results/spatial.md compares 8, 10, 12, 16)
 CELL_LEVEL = 10
@@ -71,13 +77,46 @@ def cell_sql(lat: str, lon: str, level: int = CELL_LEVEL) -> str:
     return f"(ST_Hilbert({lon}, {lat}, {WORLD_BOX}) >> {32 - 2 * level})"
 
 
-#: Sorting holds the rows it orders, so only this much is written in the order, in bounded
-#: memory: a CV day of at most SORT_MAX_RAW_BYTES of raw JSON (known before it converts) and a
-#: compaction of at most SORT_MAX_ROWS rows. The 2 GB day (970,896 records) sorted peaked at
-#: 1.28 GiB RSS, and re-sorted as one run ran out of its 1 GB DuckDB budget; bigger inputs
-#: keep arrival order (bench/results/targets-sorted.md, docs/spatial.md#pruning).
-SORT_MAX_RAW_BYTES = 256 << 20
-SORT_MAX_ROWS = 250_000
+#: Row groups a partition's files hold at default settings: a spatial filter reads about
+#: 2-3 of them (the row groups of the cells it touches), so a day prunes whatever its size only
+#: if it has many. Each write chooses its row-group size from its row count (row_group_rows):
+#: rows / GROUPS_PER_PARTITION, at least MIN_GROUP_ROWS (a footer and per-group overhead for
+#: fewer rows) and at most the configured memory.row_group_size.
+GROUPS_PER_PARTITION = 16
+MIN_GROUP_ROWS = 4096
+#: A sort holds the rows it orders: more rows than this are ordered in runs of at most this
+#: many (write_ordered: ranges of the key, each sorted on its own), so memory is bounded by a
+#: run, not by the day. The 2 GB day (970,896 records) sorted as one run ran out of its 1 GB
+#: DuckDB budget; runs of 250,000 rows fit (bench/results/targets-bigday-sorted.md).
+SORT_RUN_ROWS = 250_000
+
+
+def row_group_rows(rows: int | None, cap: int) -> int:
+    """The row-group size of a write of `rows` rows (None: unknown, then cap): about
+    GROUPS_PER_PARTITION groups (a few more, never fewer), at least MIN_GROUP_ROWS rows
+    each, at most cap."""
+    if rows is None:
+        return max(1, cap)
+    # a multiple of DuckDB's 2,048-row vectors, rounded down (its writer rounds sizes up)
+    want = max(MIN_GROUP_ROWS, rows // GROUPS_PER_PARTITION // 2048 * 2048)
+    return max(1, min(cap, want))
+
+
+def copy_options(
+    rows: int | None,
+    row_group_size: int,
+    rows_per_file: int | None = None,
+    *extra: str,
+    compression: str = "zstd",
+) -> str:
+    """The options of every COPY that writes a partition's Parquet (conversion and its
+    rewrites, the --check-changes merge, compaction, the quality step): zstd, the row-group
+    size for `rows` rows (row_group_rows), files of about rows_per_file rows, then extra."""
+    group = row_group_rows(rows, row_group_size)
+    opts = ["FORMAT parquet", f"COMPRESSION {compression}", f"ROW_GROUP_SIZE {group}"]
+    if rows_per_file is not None:
+        opts.append(f"ROW_GROUPS_PER_FILE {max(1, -(-rows_per_file // group))}")
+    return ", ".join([*opts, *extra])
 
 
 def order_for(source: str, message_type: str) -> RowOrder | None:
@@ -144,3 +183,149 @@ def sort_indices(table: pa.Table, order: RowOrder | None) -> np.ndarray | None:
     if (idx[1:] > idx[:-1]).all():
         return None
     return idx
+
+
+def write_ordered(
+    con: duckdb.DuckDBPyConnection,
+    source: str | Sequence[str],
+    stage: Path,
+    order: RowOrder | None,
+    *,
+    rows: int | None,
+    row_group_size: int,
+    rows_per_file: int,
+    extra: Sequence[str] = (),
+    run_rows: int | None = None,
+    params: dict[str, object] | None = None,
+) -> list[tuple[Any, ...]]:
+    """COPY rows into Parquet files in the directory `stage`, in the order, with the options
+    of copy_options for `rows` rows; returns the COPY's rows (RETURN_STATS in extra: one per
+    file). source: a SELECT, or Parquet files (paths or lake locations).
+
+    Up to run_rows rows (or no order) are one COPY, sorted by DuckDB. More are sorted in runs,
+    so memory is bounded by a run: the key columns alone are ranked (a sort of a few small
+    columns), the rows split by rank range into runs of at most run_rows (files in a work
+    directory beside stage), each run sorted on its own, and the runs written one after the
+    other (insertion order kept) into the final files. run_rows: SORT_RUN_ROWS unless
+    given (read at the call: tests lower it)."""
+    run_rows = SORT_RUN_ROWS if run_rows is None else max(1, run_rows)
+    if order is None or (rows is not None and rows <= run_rows):
+        select = source if isinstance(source, str) else _scan(source)
+        return con.execute(
+            f"COPY ({ordered(con, select, order)}) TO {quote_literal(str(stage))} "
+            f"({copy_options(rows, row_group_size, rows_per_file, *extra)})",
+            params or {},
+        ).fetchall()
+    prepare(con)
+    work = stage.with_name(stage.name + ".runs")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        files = list(source) if not isinstance(source, str) else _spill(con, source, work, params)
+        return _write_in_runs(
+            con, files, stage, work, order, row_group_size, rows_per_file, extra, run_rows
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+#: intermediate files of a sort in runs: written once and read once, so a fast codec
+_RUN_CODEC = "snappy"
+
+
+def _scan(files: Sequence[str], extra: str = "") -> str:
+    return (
+        f"SELECT * FROM read_parquet({list_literal(files)}, hive_partitioning = false, "
+        f"union_by_name = true{extra})"
+    )
+
+
+def _spill(
+    con: duckdb.DuckDBPyConnection, select: str, work: Path, params: dict[str, object] | None
+) -> list[str]:
+    """The rows of a SELECT as Parquet files in arrival order (streamed: bounded memory)."""
+    target = work / "input.parquet"
+    con.execute(
+        f"COPY ({select}) TO {quote_literal(str(target))} "
+        f"(FORMAT parquet, COMPRESSION {_RUN_CODEC}, ROW_GROUP_SIZE 16384)",
+        params or {},
+    )
+    return [str(target)]
+
+
+def _write_in_runs(
+    con: duckdb.DuckDBPyConnection,
+    files: list[str],
+    stage: Path,
+    work: Path,
+    order: RowOrder,
+    row_group_size: int,
+    rows_per_file: int,
+    extra: Sequence[str],
+    run_rows: int,
+) -> list[tuple[Any, ...]]:
+    src = list_literal(files)
+    ranks = f"_cvcatalog_rank_{uuid.uuid4().hex}"
+    (keep_order,) = con.execute(
+        "SELECT current_setting('preserve_insertion_order')"
+    ).fetchone() or (True,)
+    try:
+        # 1. the rank of every row, from the key columns only (file index, row in file)
+        con.execute(
+            f"CREATE TEMP TABLE {quote_ident(ranks)} AS SELECT "
+            f"list_position({src}, filename)::INTEGER AS __f, file_row_number AS __r, "
+            f"row_number() OVER (ORDER BY {order.key_sql()}) - 1 AS __rank "
+            f"FROM read_parquet({src}, hive_partitioning = false, union_by_name = true, "
+            "filename = true, file_row_number = true)"
+        )
+        (total,) = con.execute(f"SELECT count(*) FROM {quote_ident(ranks)}").fetchone() or (0,)
+        total = int(total)
+        runs = max(1, -(-total // run_rows))
+        per_run = max(1, -(-total // runs))
+        # 2. the rows split into runs of consecutive ranks (one streaming pass)
+        split = work / "split"
+        con.execute(
+            f"COPY (SELECT s.* EXCLUDE (filename, file_row_number), k.__rank, "
+            f"k.__rank // {per_run} AS __run "
+            f"FROM read_parquet({src}, hive_partitioning = false, union_by_name = true, "
+            "filename = true, file_row_number = true) AS s "
+            f"JOIN {quote_ident(ranks)} AS k "
+            f"ON k.__f = list_position({src}, s.filename) AND k.__r = s.file_row_number) "
+            f"TO {quote_literal(str(split))} (FORMAT parquet, COMPRESSION {_RUN_CODEC}, "
+            "ROW_GROUP_SIZE 16384, PARTITION_BY (__run))"
+        )
+        con.execute(f"DROP TABLE {quote_ident(ranks)}")
+        # 3. each run sorted on its own: memory holds one run
+        sorted_runs = []
+        for i in range(runs):
+            part = split / f"__run={i}"
+            if not part.exists():
+                continue
+            out = work / f"run-{i:05d}.parquet"
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet({quote_literal(str(part / '*.parquet'))}, "
+                f"hive_partitioning = false) ORDER BY __rank) TO {quote_literal(str(out))} "
+                f"(FORMAT parquet, COMPRESSION {_RUN_CODEC}, ROW_GROUP_SIZE 16384)"
+            )
+            shutil.rmtree(part)
+            sorted_runs.append(str(out))
+        # 4. the runs one after the other into the final files, rows_per_file ranks each: a
+        # scan into ONE file keeps the insertion order (a COPY into a directory that starts
+        # new files does not), and rank statistics skip the other runs' row groups
+        con.execute("SET preserve_insertion_order = true")
+        stage.mkdir(parents=True, exist_ok=True)
+        per_file = max(1, rows_per_file)
+        opts = copy_options(total, row_group_size, None, *extra)
+        out_rows: list[tuple[Any, ...]] = []
+        for j, lo in enumerate(range(0, total, per_file)):
+            target = stage / f"data_{j:05d}.parquet"
+            out_rows += con.execute(
+                f"COPY (SELECT * EXCLUDE (__rank) FROM read_parquet({list_literal(sorted_runs)}, "
+                f"hive_partitioning = false) WHERE __rank >= {lo} AND __rank < {lo + per_file}) "
+                f"TO {quote_literal(str(target))} ({opts})"
+            ).fetchall()
+        return out_rows
+    finally:
+        con.execute(f"SET preserve_insertion_order = {'true' if keep_order else 'false'}")
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"DROP TABLE IF EXISTS {quote_ident(ranks)}")

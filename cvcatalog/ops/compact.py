@@ -51,7 +51,7 @@ from cvcatalog.io.layout import remove_tree, sha256_file
 from cvcatalog.io.roworder import RowOrder
 from cvcatalog.io.storage import S3Access, S3Store
 from cvcatalog.sources.bucket import PartitionKey
-from cvcatalog.sqlutil import list_literal, quote_literal
+from cvcatalog.sqlutil import list_literal
 from cvcatalog.state import deletes, manifest
 from cvcatalog.state.db import CatalogDB, now_utc
 
@@ -186,18 +186,19 @@ def _write_duckdb(
     row_group_size: int,
     order: RowOrder | None = None,
 ) -> int:
-    """One COPY (DuckDB streams it, in file order, or sorts it by `order`, spilling to disk
-    when large); returns the rows the sources hold. Rows deleted from a file (an object
-    changed or removed by --check-changes) are left out, as the lake leaves them out."""
+    """One COPY (DuckDB streams it, in file order, or sorts it by `order`, in runs of bounded
+    size when large: roworder.write_ordered; row groups sized from the row count); returns
+    the rows the sources hold. Rows deleted from a file (an object changed or removed by
+    --check-changes) are left out, as the lake leaves them out."""
     store = db.store
-    src = list_literal([store.location(r) for r in rels])
+    locations = [store.location(r) for r in rels]
+    src = list_literal(locations)
     row_group_size = min(row_group_size, rows_per_file)
-    groups = max(1, -(-rows_per_file // row_group_size))
     with db.read() as state:
         gone = deletes.of_files(state, rels)
     con = db.attach_lake(duckdb.connect())
     try:
-        scan = f"read_parquet({src}, hive_partitioning = false, union_by_name = true)"
+        source: str | list[str] = locations
         row = con.execute(
             f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({src})"
         ).fetchone()
@@ -205,18 +206,20 @@ def _write_duckdb(
             table = deletes.gone_table(
                 con, [(store.location(p), k) for p, keys in gone.items() for k in keys]
             )
-            locations = [store.location(r) for r in rels]
-            scan = f"({deletes.kept_rows_sql(locations, table, 'union_by_name = true')})"
+            source = f"SELECT * FROM ({deletes.kept_rows_sql(locations, table, 'union_by_name = true')})"
             dropped = con.execute(
                 f"SELECT count(*) FROM read_parquet({src}, filename = true) AS o "
                 f"SEMI JOIN {table} AS g ON o.filename = g.f AND o.source_key = g.k"
             ).fetchone()
             row = (int(row[0]) - int(dropped[0]),) if row and dropped else row
-        con.execute(
-            f"COPY ({roworder.ordered(con, f'SELECT * FROM {scan}', order)}) "
-            f"TO {quote_literal(str(stage))} "
-            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {int(row_group_size)}, "
-            f"ROW_GROUPS_PER_FILE {int(groups)}, FILENAME_PATTERN 'part_{{i}}')"
+        roworder.write_ordered(
+            con,
+            source,
+            stage,
+            order,
+            rows=int(row[0]) if row else None,
+            row_group_size=row_group_size,
+            rows_per_file=rows_per_file,
         )
     finally:
         con.close()
@@ -235,6 +238,8 @@ def _write_arrow(
     locate, fs = _reader(db)
     sources = [pq.ParquetFile(locate(r), filesystem=fs) for r in rels]
     schema = pa.unify_schemas([f.schema_arrow for f in sources]).remove_metadata()
+    total = sum(f.metadata.num_rows for f in sources)
+    row_group_size = roworder.row_group_rows(total, row_group_size)  # as every writer
     writer: pq.ParquetWriter | None = None
     files = in_file = 0
     try:
@@ -255,7 +260,7 @@ def _write_arrow(
     finally:
         if writer is not None:
             writer.close()
-    return sum(f.metadata.num_rows for f in sources)
+    return total
 
 
 #: the zstd level of the NGSIM loader's files
@@ -347,13 +352,8 @@ def _compact_partition(
             paths.staging_dir(pk) / "compact",
             rows_per_file,
             row_group_size,
-            Writer(
-                "duckdb",
-                # re-sorted in the row order when small enough to sort in bounded memory
-                order=roworder.order_for(pk.source, pk.message_type)
-                if sum(f.rows for f in data) <= roworder.SORT_MAX_ROWS
-                else None,
-            ),
+            # re-sorted in the row order (in bounded memory: roworder.write_ordered)
+            Writer("duckdb", order=roworder.order_for(pk.source, pk.message_type)),
         )
         try:
             with db.write(message=f"compact {key}") as con:

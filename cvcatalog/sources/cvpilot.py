@@ -56,7 +56,6 @@ from cvcatalog.exceptions import (
     CvCatalogError,
     EndpointUnreachableError,
 )
-from cvcatalog.io import roworder
 from cvcatalog.io.download import ObjectInfo, S3Fetcher
 from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, remove_tree
 from cvcatalog.io.s3 import RetryPolicy, make_client
@@ -84,9 +83,6 @@ from cvcatalog.transform import (
 T = TypeVar("T")
 
 
-def sorts(f: Fetched) -> bool:
-    """Whether the day is written in the row order (roworder.SORT_MAX_RAW_BYTES)."""
-    return f.nbytes <= roworder.SORT_MAX_RAW_BYTES
 
 #: A day converts in batches of its objects, in listing order, each as soon as its objects are
 #: on disk while the next batch downloads (CvPilotDays._stream): about STREAM_BATCHES a day,
@@ -571,7 +567,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                     raw = [RawFile(f.names[o.key], o.key) for o in batch]
                     part, threads = self._one_thread_on_oom(
                         f.pk, run, sub,
-                        functools.partial(self._convert, raw, sub, ordered=sorts(f)), threads,
+                        # a day of several batches is ordered once, as a whole (_finish_day)
+                        functools.partial(self._convert, raw, sub, ordered=last == 0), threads,
                     )  # fmt: skip
                     parts.append(part)
             except BaseException:
@@ -579,7 +576,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 raise
         return self._one_thread_on_oom(
             f.pk, run, None,
-            functools.partial(self._finish_day, parts, out_dir, ordered=sorts(f)), threads,
+            functools.partial(self._finish_day, parts, out_dir), threads,
         )[0]  # fmt: skip
 
     def _one_thread_on_oom(
@@ -695,8 +692,6 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         parts: list[ConvertResult],
         out_dir: Path,
         threads: int | None = None,
-        *,
-        ordered: bool = True,
     ) -> ConvertResult:
         """The day's result from its batches (transform.combine_results: what only the whole
         day shows, its duplicate rows, is counted over all of them; its files rewritten as one
@@ -711,7 +706,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             else:
                 validate = self.cfg.validation.enabled
                 result = combine_results(con, self.schema, parts, out_dir, validate=validate)
-            if len(parts) > 1 and ordered:
+            if len(parts) > 1:
                 result = order_partition(
                     con,
                     self.schema,

@@ -305,7 +305,10 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
                 order = _sort_order(table, self.ds.sort_by)
             if order is not None:
                 table = table.take(order)
-            w[0].write_table(table, row_group_size=ROW_GROUP_ROWS)
+            # row groups sized from the chunk's rows (roworder.row_group_rows: spatial pruning)
+            w[0].write_table(
+                table, row_group_size=roworder.row_group_rows(table.num_rows, ROW_GROUP_ROWS)
+            )
             w[2][0] += table.num_rows
 
         try:
@@ -378,7 +381,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
                     self.ds.name,
                     self.ds.message_type,
                     self.quality,
-                    row_group_size=ROW_GROUP_ROWS,
+                    row_group_size=roworder.row_group_rows(rows, ROW_GROUP_ROWS),
                 )
                 if kept and kept[0] != path:
                     n = stats.rows_out if stats.rows_out is not None else rows
