@@ -253,7 +253,9 @@ def test_a_sort_in_runs_gives_the_same_order_and_rows(
                                   extra=["RETURN_STATS"], run_rows=1000)  # fmt: skip
     assert day.rows > 7 * 1000  # at least 8 runs
     files = sorted((tmp_path / "runs").glob("*.parquet"))
-    assert [Path(r[0]) for r in runs] == files and [int(r[1]) for r in runs] == [3000, 3000, day.rows - 6000]
+    runs_of = -(-day.rows // 1000)  # runs of equal size, a file each
+    assert [Path(r[0]) for r in runs] == files
+    assert [int(r[1]) for r in runs] == [day.rows // runs_of] * runs_of
     assert in_order(keys(con, files))
     assert keys(con, files) == keys(con, sorted((tmp_path / "one").glob("*.parquet")))
     assert rows_of(con, files) == rows_of(con, day.parquet_files)
@@ -276,5 +278,7 @@ def test_a_conversion_over_the_run_bound_is_sorted(
     assert res.rows == ref.rows > 1000
     assert in_order(keys(con, res.parquet_files))
     assert rows_of(con, res.parquet_files) == rows_of(con, ref.parquet_files)
-    groups = group_rows(res.parquet_files)  # sized from the day's rows (DuckDB: about)
-    assert sum(groups) == res.rows and len(groups) == -(-res.rows // roworder.MIN_GROUP_ROWS)
+    # a file a run (runs under the day's row-group size: a group each)
+    assert group_rows(res.parquet_files) == [res.rows // len(res.parquet_files)] * len(
+        res.parquet_files
+    ) and len(res.parquet_files) == -(-res.rows // 1000)

@@ -24,6 +24,7 @@ input order. The order changes no column: files written before it keep their ord
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import threading
 import uuid
@@ -85,10 +86,12 @@ def cell_sql(lat: str, lon: str, level: int = CELL_LEVEL) -> str:
 GROUPS_PER_PARTITION = 16
 MIN_GROUP_ROWS = 4096
 #: A sort holds the rows it orders: more rows than this are ordered in runs of at most this
-#: many (write_ordered: ranges of the key, each sorted on its own), so memory is bounded by a
-#: run, not by the day. The 2 GB day (970,896 records) sorted as one run ran out of its 1 GB
-#: DuckDB budget; runs of 250,000 rows fit (bench/results/targets-bigday-sorted.md).
-SORT_RUN_ROWS = 250_000
+#: many (write_ordered: ranges of the key, each sorted on its own into its own files), so the
+#: memory of the sort is bounded by a run, not by the day. The 2 GB day (970,896 records)
+#: sorted as one run ran out of its 0.65 GB DuckDB limit (with 1 thread too); runs of 100,000
+#: rows peaked at ~0.8 GiB RSS, of 200,000 at ~0.9 GiB (bench/results/targets-bigday-sorted.md,
+#: docs/spatial.md#pruning).
+SORT_RUN_ROWS = 100_000
 
 
 def row_group_rows(rows: int | None, cap: int) -> int:
@@ -200,14 +203,16 @@ def write_ordered(
 ) -> list[tuple[Any, ...]]:
     """COPY rows into Parquet files in the directory `stage`, in the order, with the options
     of copy_options for `rows` rows; returns the COPY's rows (RETURN_STATS in extra: one per
-    file). source: a SELECT, or Parquet files (paths or lake locations).
+    file). source: a SELECT, or Parquet files (paths or lake locations). The files' names
+    sort in the order.
 
     Up to run_rows rows (or no order) are one COPY, sorted by DuckDB. More are sorted in runs,
-    so memory is bounded by a run: the key columns alone are ranked (a sort of a few small
-    columns), the rows split by rank range into runs of at most run_rows (files in a work
-    directory beside stage), each run sorted on its own, and the runs written one after the
-    other (insertion order kept) into the final files. run_rows: SORT_RUN_ROWS unless
-    given (read at the call: tests lower it)."""
+    so memory is bounded by a run (DuckDB's sort of a whole 2 GB day does not stay within its
+    memory limit): the key columns alone are ranked (a sort of a few small columns, about 40
+    bytes a row), the rows split by rank range into runs of at most run_rows (one streaming
+    pass into a work directory beside stage; a SELECT is first written out as it comes), and
+    each run sorted on its own into its own files. run_rows: SORT_RUN_ROWS unless given (read
+    at the call: tests lower it)."""
     run_rows = SORT_RUN_ROWS if run_rows is None else max(1, run_rows)
     if order is None or (rows is not None and rows <= run_rows):
         select = source if isinstance(source, str) else _scan(source)
@@ -231,6 +236,8 @@ def write_ordered(
 
 #: intermediate files of a sort in runs: written once and read once, so a fast codec
 _RUN_CODEC = "snappy"
+#: rows of one run the split holds before writing them out
+_SPLIT_FLUSH = 32_768
 
 
 def _scan(files: Sequence[str], extra: str = "") -> str:
@@ -265,67 +272,70 @@ def _write_in_runs(
     run_rows: int,
 ) -> list[tuple[Any, ...]]:
     src = list_literal(files)
-    ranks = f"_cvcatalog_rank_{uuid.uuid4().hex}"
-    (keep_order,) = con.execute(
-        "SELECT current_setting('preserve_insertion_order')"
-    ).fetchone() or (True,)
+    scan = f"read_parquet({src}, hive_partitioning = false, union_by_name = true, "
+    ranks = quote_ident(f"_cvcatalog_rank_{uuid.uuid4().hex}")
     try:
         # 1. the rank of every row, from the key columns only (file index, row in file)
         con.execute(
-            f"CREATE TEMP TABLE {quote_ident(ranks)} AS SELECT "
-            f"list_position({src}, filename)::INTEGER AS __f, file_row_number AS __r, "
-            f"row_number() OVER (ORDER BY {order.key_sql()}) - 1 AS __rank "
-            f"FROM read_parquet({src}, hive_partitioning = false, union_by_name = true, "
-            "filename = true, file_row_number = true)"
+            f"CREATE TEMP TABLE {ranks} AS SELECT file_index::INTEGER AS __f, "
+            f"file_row_number AS __r, row_number() OVER (ORDER BY {order.key_sql()}) - 1 "
+            f"AS __rank FROM {scan}file_row_number = true)"
         )
-        (total,) = con.execute(f"SELECT count(*) FROM {quote_ident(ranks)}").fetchone() or (0,)
+        (total,) = con.execute(f"SELECT count(*) FROM {ranks}").fetchone() or (0,)
         total = int(total)
         runs = max(1, -(-total // run_rows))
         per_run = max(1, -(-total // runs))
-        # 2. the rows split into runs of consecutive ranks (one streaming pass)
+        # 2. the rows split into runs of consecutive ranks (one streaming pass; a partition's
+        # rows flushed every _SPLIT_FLUSH rows, not DuckDB's default 524,288: bounded memory)
         split = work / "split"
+        (flush,) = con.execute(
+            "SELECT current_setting('partitioned_write_flush_threshold')"
+        ).fetchone() or (None,)
+        con.execute(f"SET partitioned_write_flush_threshold = {_SPLIT_FLUSH}")
         con.execute(
-            f"COPY (SELECT s.* EXCLUDE (filename, file_row_number), k.__rank, "
-            f"k.__rank // {per_run} AS __run "
-            f"FROM read_parquet({src}, hive_partitioning = false, union_by_name = true, "
-            "filename = true, file_row_number = true) AS s "
-            f"JOIN {quote_ident(ranks)} AS k "
-            f"ON k.__f = list_position({src}, s.filename) AND k.__r = s.file_row_number) "
+            f"COPY (SELECT s.* EXCLUDE (file_row_number), k.__rank, "
+            f"k.__rank // {per_run} AS __run FROM {scan}file_row_number = true) AS s "
+            f"JOIN {ranks} AS k ON k.__f = s.file_index AND k.__r = s.file_row_number) "
             f"TO {quote_literal(str(split))} (FORMAT parquet, COMPRESSION {_RUN_CODEC}, "
             "ROW_GROUP_SIZE 16384, PARTITION_BY (__run))"
         )
-        con.execute(f"DROP TABLE {quote_ident(ranks)}")
-        # 3. each run sorted on its own: memory holds one run
-        sorted_runs = []
+        if flush is not None:
+            con.execute(f"SET partitioned_write_flush_threshold = {int(flush)}")
+        con.execute(f"DROP TABLE {ranks}")
+        # 3. each run sorted on its own (memory holds one run) into its own final files,
+        # named so that the runs' files sort in the order
+        stage.mkdir(parents=True, exist_ok=True)
+        opts = copy_options(total, row_group_size, rows_per_file, *extra)
+        out: list[tuple[Any, ...]] = []
         for i in range(runs):
             part = split / f"__run={i}"
             if not part.exists():
                 continue
-            out = work / f"run-{i:05d}.parquet"
-            con.execute(
-                f"COPY (SELECT * FROM read_parquet({quote_literal(str(part / '*.parquet'))}, "
-                f"hive_partitioning = false) ORDER BY __rank) TO {quote_literal(str(out))} "
-                f"(FORMAT parquet, COMPRESSION {_RUN_CODEC}, ROW_GROUP_SIZE 16384)"
-            )
-            shutil.rmtree(part)
-            sorted_runs.append(str(out))
-        # 4. the runs one after the other into the final files, rows_per_file ranks each: a
-        # scan into ONE file keeps the insertion order (a COPY into a directory that starts
-        # new files does not), and rank statistics skip the other runs' row groups
-        con.execute("SET preserve_insertion_order = true")
-        stage.mkdir(parents=True, exist_ok=True)
-        per_file = max(1, rows_per_file)
-        opts = copy_options(total, row_group_size, None, *extra)
-        out_rows: list[tuple[Any, ...]] = []
-        for j, lo in enumerate(range(0, total, per_file)):
-            target = stage / f"data_{j:05d}.parquet"
-            out_rows += con.execute(
-                f"COPY (SELECT * EXCLUDE (__rank) FROM read_parquet({list_literal(sorted_runs)}, "
-                f"hive_partitioning = false) WHERE __rank >= {lo} AND __rank < {lo + per_file}) "
-                f"TO {quote_literal(str(target))} ({opts})"
+            target = work / f"run-{i:05d}"
+            written = con.execute(
+                f"COPY (SELECT * EXCLUDE (__rank) FROM read_parquet("
+                f"{quote_literal(str(part / '*.parquet'))}, hive_partitioning = false) "
+                f"ORDER BY __rank) TO {quote_literal(str(target))} ({opts})"
             ).fetchall()
-        return out_rows
+            shutil.rmtree(part)
+            out += _renamed(written, target, stage, f"data_{i:05d}_")
+        return out
     finally:
-        con.execute(f"SET preserve_insertion_order = {'true' if keep_order else 'false'}")
         with contextlib.suppress(duckdb.Error):
-            con.execute(f"DROP TABLE IF EXISTS {quote_ident(ranks)}")
+            con.execute(f"DROP TABLE IF EXISTS {ranks}")
+
+
+def _renamed(
+    written: list[tuple[Any, ...]], target: Path, stage: Path, prefix: str
+) -> list[tuple[Any, ...]]:
+    """A run's files (DuckDB's data_<n>.parquet in target) moved into stage as
+    <prefix><n:05d>.parquet, and the COPY's rows (RETURN_STATS: the file first) renamed too."""
+    moved: dict[str, str] = {}
+    for p in target.glob("*.parquet"):
+        new = stage / f"{prefix}{int(p.stem.rsplit('_', 1)[-1]):05d}.parquet"
+        os.replace(p, new)
+        moved[str(p)] = str(new)
+    shutil.rmtree(target, ignore_errors=True)
+    if written and len(written[0]) > 1:  # RETURN_STATS: one row a file
+        return [(moved.get(str(Path(r[0])), r[0]), *r[1:]) for r in written]
+    return written

@@ -104,8 +104,10 @@ def compact(
 def worth_merging(rows: list[int], rows_per_file: int, min_files: int) -> bool:
     """Whether files of these row counts are worth merging: at least min_files of them, two
     or more well under the target size (a compacted partition has at most one, its last:
-    running compact again rewrites nothing)."""
-    small = [n for n in rows if n < rows_per_file // 2]
+    running compact again rewrites nothing). A partition sorted in runs
+    (roworder.write_ordered) has a file or more per run: at least half a run is well sized
+    (merging them would write them as runs again)."""
+    small = [n for n in rows if n < min(rows_per_file, roworder.SORT_RUN_ROWS) // 2]
     return len(rows) >= min_files and len(small) >= 2
 
 
