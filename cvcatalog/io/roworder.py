@@ -274,6 +274,10 @@ def _write_in_runs(
     src = list_literal(files)
     scan = f"read_parquet({src}, hive_partitioning = false, union_by_name = true, "
     ranks = quote_ident(f"_cvcatalog_rank_{uuid.uuid4().hex}")
+    # one thread: every thread holds its own sort and split buffers (the 2 GB day peaked at
+    # 0.66 GiB RSS with one, 0.79 with two; and one used less CPU on 2 busy cores)
+    (threads,) = con.execute("SELECT current_setting('threads')").fetchone() or (None,)
+    con.execute("SET threads = 1")
     try:
         # 1. the rank of every row, from the key columns only (file index, row in file)
         con.execute(
@@ -323,6 +327,8 @@ def _write_in_runs(
     finally:
         with contextlib.suppress(duckdb.Error):
             con.execute(f"DROP TABLE IF EXISTS {ranks}")
+            if threads is not None:
+                con.execute(f"SET threads = {int(threads)}")
 
 
 def _renamed(
