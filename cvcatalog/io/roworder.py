@@ -327,8 +327,8 @@ def _write_in_runs(
     finally:
         with contextlib.suppress(duckdb.Error):
             con.execute(f"DROP TABLE IF EXISTS {ranks}")
-            if threads is not None:
-                con.execute(f"SET threads = {int(threads)}")
+        if threads is not None:
+            con.execute(f"SET threads = {int(threads)}")
 
 
 def _renamed(
