@@ -147,7 +147,12 @@ class MemoryConfig(_Strict):
     rows_per_file: int = Field(
         2_000_000, ge=1, description="Parquet files are split above this many rows (few, big files)"
     )
-    row_group_size: int = Field(122_880, ge=1, description="rows per Parquet row group")
+    row_group_size: int = Field(
+        122_880,
+        ge=1,
+        description="most rows per Parquet row group: each write sizes its groups from its row "
+        "count, about 16 a partition, at least 4,096 (cvcatalog.io.roworder.row_group_rows)",
+    )
 
     @property
     def duckdb_memory_limit(self) -> str:
