@@ -24,6 +24,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from cvcatalog.datasets import DATASETS
 from cvcatalog.exceptions import ConfigError
@@ -34,7 +35,6 @@ from cvcatalog.state.trips import trip_source
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
-    import pandas as pd
 
 SPLIT_NAMES = ("train", "validation", "test")
 By = Literal["vehicle", "trip"]
@@ -203,8 +203,6 @@ def split_frames(
     catalog's to_dask for the (source, type, window); each split reads only the rows of its
     vehicles (a pyarrow filter on vehicle_id pushed into the Parquet reads), and by trip keeps
     the rows whose trip, found by (vehicle id, time), is in the split."""
-    import pandas as pd  # pandas costs ~0.3 s to import: only frames need it, not the CLI
-
     frames = []
     for i in range(3):
         if the_plan.by == "vehicle":
@@ -258,8 +256,6 @@ def keep_trips(
 ) -> pd.DataFrame:
     """The rows of df whose trip is in `split`: the trip of a row is the latest trip of its
     vehicle id that begins at or before the row's time (trips of one id never overlap)."""
-    import pandas as pd  # pandas costs ~0.3 s to import: only frames need it, not the CLI
-
     if df.empty:
         return df.drop(columns=drop)
     times = pd.to_datetime(df[tcol], utc=True)
