@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from cvcatalog.exceptions import ConfigError
-from cvcatalog.io.duckdb_ext import load_extension
+from cvcatalog.io.duckdb_ext import load_extension, open_instance
 from cvcatalog.quality.mapping import TrajectoryMapping, mapping_for
 from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
 
@@ -159,7 +159,7 @@ def _sorter() -> duckdb.DuckDBPyConnection:
     global _SORTER
     with _SORTER_LOCK:
         if _SORTER is None:
-            con = duckdb.connect()
+            con = open_instance()
             con.execute("SET threads = 1")  # the callers already run in parallel
             prepare(con)
             _SORTER = con
