@@ -115,7 +115,9 @@ def limit(p: dict[str, Any]) -> dict[str, Any]:
     """One DuckDB COPY: read_json of the same objects -> cvcatalog's canonical SELECT -> Parquet.
 
     p: globs (s3:// or local, one per folder day), endpoint (host:port, for s3), out,
-    memory_limit, threads, row_group_size, mode ("per_day", the default, or "single").
+    memory_limit, threads, row_group_size, mode ("per_day", the default, or "single"),
+    ordered (rows in the catalog's row order, cvcatalog.io.roworder, as cvcatalog writes them
+    since issue 15: the like-for-like limit of what the ingest now does).
     """
     import duckdb
 
@@ -160,8 +162,13 @@ def limit(p: dict[str, Any]) -> dict[str, Any]:
             f"columns = {schema.read_columns_sql()}, ignore_errors = true, filename = true))"
         )
         select = schema.canonical_select_sql(relation, validate=True, extra_columns=parts)
+        select = f"SELECT * FROM ({select}) WHERE invalid_reason IS NULL"
+        if p.get("ordered"):
+            from cvcatalog.io import roworder
+
+            select = roworder.ordered(con, select, roworder.order_for("wydot", "BSM"))
         rows += con.execute(
-            f"COPY (SELECT * FROM ({select}) WHERE invalid_reason IS NULL) TO "
+            f"COPY ({select}) TO "
             f"{quote_literal(str(out))} (FORMAT parquet, COMPRESSION zstd, "
             f"ROW_GROUP_SIZE {int(p.get('row_group_size', 122_880))}, "
             f"PARTITION_BY (year, month, day), {'APPEND, ' if i else ''}RETURN_STATS)"

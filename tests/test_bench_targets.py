@@ -43,6 +43,8 @@ def test_target_rows_pass_and_fail() -> None:
                     "limit": _fig(8.0),
                     "ratio_typed": 0.9,
                     "ratio_canonical": 0.8,
+                    "limit_ordered": _fig(9.5),
+                    "ratio_ordered": 0.95,
                 }
             }
         },
@@ -70,6 +72,7 @@ def test_target_rows_pass_and_fail() -> None:
     assert rows == {
         "ingest vs limit (typed SELECT *), 1d": True,
         "ingest vs limit (canonical SQL), 1d": False,
+        "ingest vs limit (canonical SQL in row order), 1d": True,
         "100 one-object days vs one day of the same objects": False,
         "warm one-day query, 100 vs 10 days (catalog_query)": True,
         "warm one-day query, 100 vs 10 days (plain_duckdb)": None,
@@ -136,17 +139,19 @@ def _ok_runs(results: dict[str, Any], variant: str) -> list[dict[str, Any]]:
 
 
 def test_targets_tiny_limit(s3_endpoint: str, s3_server: SandboxServer, tmp_path: Path) -> None:
-    """One tiny day: cvcatalog ingest, the typed-columns COPY and the canonical COPY."""
+    """One tiny day: cvcatalog ingest, the typed-columns COPY and the canonical COPY (also in
+    the catalog's row order)."""
     res = _run_targets(tmp_path, s3_server, "--only", "limit", "--range-days", "1")
     rng = res["scenarios"]["limit"]["ranges"]["1d"]
-    for variant in ("ingest_1d", "limit_typed_1d", "limit_1d"):
+    for variant in ("ingest_1d", "limit_typed_1d", "limit_1d", "limit_ordered_1d"):
         (run,) = _ok_runs(res, variant)
         assert run["rows"] == rng["records"] == 480
-    assert rng["ratio_typed"] > 0 and rng["ratio_canonical"] > 0
+    assert rng["ratio_typed"] > 0 and rng["ratio_canonical"] > 0 and rng["ratio_ordered"] > 0
     targets = [t["target"] for t in res["targets"]]
     assert targets == [
         "ingest vs limit (typed SELECT *), 1d",
         "ingest vs limit (canonical SQL), 1d",
+        "ingest vs limit (canonical SQL in row order), 1d",
     ]
     assert "| DuckDB COPY, read_json typed columns, SELECT * | 1/1 |" in res["_md"]
 
@@ -175,7 +180,7 @@ def test_targets_tiny_all(s3_endpoint: str, s3_server: SandboxServer, tmp_path: 
     big = sc["bigday"]
     assert big["ingest"]["status"] == "ok" and big["ingest_warm"]["cvcatalog_gets"] == 0
     assert 0 < big["parquet_over_raw"] < 1
-    assert len(res["targets"]) == 4 + 3 + 2 + 3
+    assert len(res["targets"]) == 6 + 3 + 2 + 3
     for t in res["targets"]:
         # without s5cmd (bench/.tools not installed) there is no ratio to s5cmd, only then
         assert t["reached"] is not None or (not tools and "vs s5cmd" in t["target"]), t

@@ -19,6 +19,7 @@ def test_compact_merges_small_files_and_keeps_every_row(
 ) -> None:
     # a day over the (lowered) sort-run bound: ingest and compaction sort in runs (two a day)
     monkeypatch.setattr(roworder, "SORT_RUN_ROWS", 5000)
+    monkeypatch.setattr(roworder, "SORT_ONE_COPY_ROWS", 5000)
     rep = seed_replica(
         s3_client,
         date(2021, 4, 1),

@@ -272,12 +272,20 @@ def test_a_conversion_over_the_run_bound_is_sorted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     monkeypatch.setattr(roworder, "SORT_RUN_ROWS", 1000)
+    monkeypatch.setattr(roworder, "SORT_ONE_COPY_ROWS", 1000)
     res = convert_partition(con, BSM, raw, tmp_path / "out", validation=ValidationConfig())
     ref = convert_partition(con, BSM, raw, tmp_path / "ref", validation=ValidationConfig(),
                             ordered=False)  # fmt: skip
     assert res.rows == ref.rows > 1000
+    assert len(res.parquet_files) > 1  # in runs: each run its own files
     assert in_order(keys(con, res.parquet_files))
     assert rows_of(con, res.parquet_files) == rows_of(con, ref.parquet_files)
+    # over the run bound but under the one-COPY bound: one sort, the same rows in the order
+    monkeypatch.setattr(roworder, "SORT_ONE_COPY_ROWS", res.rows)
+    one = convert_partition(con, BSM, raw, tmp_path / "one", validation=ValidationConfig())
+    assert len(one.parquet_files) == 1
+    assert in_order(keys(con, one.parquet_files))
+    assert rows_of(con, one.parquet_files) == rows_of(con, ref.parquet_files)
     # a file a run (runs under the day's row-group size: a group each)
     assert group_rows(res.parquet_files) == [res.rows // len(res.parquet_files)] * len(
         res.parquet_files

@@ -92,6 +92,10 @@ MIN_GROUP_ROWS = 4096
 #: rows peaked at ~0.8 GiB RSS, of 200,000 at ~0.9 GiB (bench/results/targets-bigday-sorted.md,
 #: docs/spatial.md#pruning).
 SORT_RUN_ROWS = 100_000
+#: ...but up to this many rows are still one sorting COPY: ranking and splitting read the rows
+#: three times, and below this a whole sort stays far inside the 1 GiB a day may use (a
+#: 137,000-row day: one COPY 1.0 CPU-s less than runs, bench/results/targets.md)
+SORT_ONE_COPY_ROWS = 300_000
 
 
 def row_group_rows(rows: int | None, cap: int) -> int:
@@ -213,8 +217,9 @@ def write_ordered(
     pass into a work directory beside stage; a SELECT is first written out as it comes), and
     each run sorted on its own into its own files. run_rows: SORT_RUN_ROWS unless given (read
     at the call: tests lower it)."""
+    one_copy = SORT_ONE_COPY_ROWS if run_rows is None else max(1, run_rows)
     run_rows = SORT_RUN_ROWS if run_rows is None else max(1, run_rows)
-    if order is None or (rows is not None and rows <= run_rows):
+    if order is None or (rows is not None and rows <= one_copy):
         select = source if isinstance(source, str) else _scan(source)
         return con.execute(
             f"COPY ({ordered(con, select, order)}) TO {quote_literal(str(stage))} "
