@@ -80,16 +80,28 @@ def fault_proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[F
 # check; the extensions loaded are still only the pinned packages' files (load_extension),
 # with autoinstall/autoload off. test_db.py::test_the_shipped_extensions_load_with_signature_checks
 # loads each one with the check on. CVCATALOG_TEST_SIGNED_EXTENSIONS=1 keeps the check here too.
+#
+# The suite runs one pytest worker per core (`make test`: -n 2), so a DuckDB instance of this
+# process that takes every core competes with the other worker, its moto server and the
+# subprocesses of both: on the tests' tiny days its extra threads only add scheduling (a 2-day
+# ingest: 2.2 -> 1.6 CPU s). Instances opened here without a `threads` setting get one; an
+# explicit setting (memory.duckdb_threads, a pool's threads, SET threads) still applies, and the
+# subprocesses (CLI, kill -9, bench smoke) run with DuckDB's default, as shipped.
+# CVCATALOG_TEST_DUCKDB_THREADS=0 keeps DuckDB's default here too (or sets another number).
 _duckdb_connect = duckdb.connect
+_SIGNED = bool(os.environ.get("CVCATALOG_TEST_SIGNED_EXTENSIONS"))
+_THREADS = int(os.environ.get("CVCATALOG_TEST_DUCKDB_THREADS", "1"))
 
 
-def _connect_unchecked(
+def _connect_for_tests(
     database: Any = ":memory:", read_only: bool = False, config: Any = None, **kw: Any
 ) -> duckdb.DuckDBPyConnection:
     config = dict(config or {})
-    config.setdefault("allow_unsigned_extensions", True)
+    if not _SIGNED:
+        config.setdefault("allow_unsigned_extensions", True)
+    if _THREADS > 0:
+        config.setdefault("threads", _THREADS)
     return _duckdb_connect(database, read_only, config, **kw)
 
 
-if not os.environ.get("CVCATALOG_TEST_SIGNED_EXTENSIONS"):
-    duckdb.connect = _connect_unchecked  # type: ignore[assignment]
+duckdb.connect = _connect_for_tests  # type: ignore[assignment]
