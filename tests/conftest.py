@@ -79,16 +79,68 @@ def fault_proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[F
 # here too, so they load the pinned files as cvcatalog does (load_extension: verified once,
 # autoinstall/autoload off). test_db.py::test_the_shipped_extensions_load_with_signature_checks
 # loads each one with the check on. CVCATALOG_TEST_SIGNED_EXTENSIONS=1 keeps the check here too.
+#
+# The suite runs one pytest worker per core (`make test`: -n 2), so a DuckDB instance of this
+# process that takes every core competes with the other worker, its moto server and the
+# subprocesses of both: on the tests' tiny days its extra threads only add scheduling (a 2-day
+# ingest: 2.2 -> 1.6 CPU s). Instances opened here without a `threads` setting get one; an
+# explicit setting (memory.duckdb_threads, a pool's threads, SET threads) still applies, and the
+# subprocesses (CLI, kill -9, bench smoke) run with DuckDB's default, as shipped.
+# CVCATALOG_TEST_DUCKDB_THREADS=0 keeps DuckDB's default here too (or sets another number).
 _duckdb_connect = duckdb.connect
+_SIGNED = bool(os.environ.get("CVCATALOG_TEST_SIGNED_EXTENSIONS"))
+_THREADS = int(os.environ.get("CVCATALOG_TEST_DUCKDB_THREADS", "1"))
 
 
-def _connect_unchecked(
+def _connect_for_tests(
     database: Any = ":memory:", read_only: bool = False, config: Any = None, **kw: Any
 ) -> duckdb.DuckDBPyConnection:
     config = dict(config or {})
-    config.setdefault("allow_unsigned_extensions", True)
+    if not _SIGNED:
+        config.setdefault("allow_unsigned_extensions", True)
+    if _THREADS > 0:
+        config.setdefault("threads", _THREADS)
     return _duckdb_connect(database, read_only, config, **kw)
 
 
-if not os.environ.get("CVCATALOG_TEST_SIGNED_EXTENSIONS"):
-    duckdb.connect = _connect_unchecked  # type: ignore[assignment]
+duckdb.connect = _connect_for_tests  # type: ignore[assignment]
+
+
+# `make test` runs the modules on 2 workers with --dist loadfile (a module's fixtures are built
+# once, on one worker). xdist then hands out modules in order of their number of tests, so the
+# modules with a few long tests (kill -9 trials, Dask clusters, the bench smoke run) came last
+# and one worker ran them alone at the end. Longest first instead: the modules below (about
+# half of the suite's time, longest first, measured with --durations) are handed out first, the
+# others after them in collection order, and the workers finish close together. The list is
+# only a scheduling hint: a module missing from it runs all the same.
+LONGEST_MODULES = (
+    "test_incremental.py",
+    "test_distributed.py",
+    "test_chaos.py",
+    "test_versions.py",
+    "test_ingest.py",
+    "test_hostile.py",
+    "test_storage.py",
+    "test_every_source.py",
+    "test_lake.py",
+    "test_disk_pressure.py",
+    "test_s3_faults.py",
+    "test_bench.py",
+    "test_streaming.py",
+    "test_ngsim.py",
+    "test_publish.py",
+    "test_wydot_tim.py",
+    "test_quality_ingest.py",
+    "test_experiments.py",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order below
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda it: (rank.get(it.path.name, len(rank)), order[id(it)]))
