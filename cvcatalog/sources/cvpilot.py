@@ -78,6 +78,7 @@ from cvcatalog.transform import (
     apply_quality,
     combine_results,
     convert_partition,
+    convert_partitions,
     order_partition,
 )
 
@@ -88,6 +89,7 @@ def sorts(f: Fetched) -> bool:
     """Whether the day is written in the row order (roworder.SORT_MAX_RAW_BYTES)."""
     return f.nbytes <= roworder.SORT_MAX_RAW_BYTES
 
+
 #: A day converts in batches of its objects, in listing order, each as soon as its objects are
 #: on disk while the next batch downloads (CvPilotDays._stream): about STREAM_BATCHES a day,
 #: none under MIN_BATCH_BYTES of raw JSON (a conversion has a fixed cost: a small day stays one
@@ -96,6 +98,21 @@ def sorts(f: Fetched) -> bool:
 STREAM_BATCHES = 4
 MIN_BATCH_BYTES = 32 << 20
 MAX_BATCH_BYTES = 256 << 20
+
+#: A day of at most SMALL_DAY_BYTES of raw JSON is small: its fetch downloads nothing, and the
+#: conversion downloads it together with up to GROUP_MAX_DAYS - 1 other small days fetched
+#: meanwhile, converts them with one DuckDB scan (transform.convert_partitions: a file set
+#: per day) and they are committed together: the fixed cost of a conversion, most of a tiny
+#: day's, is paid once per group (CvPilotDays.convert_group; a group that fails is converted
+#: again day by day, so a bad day fails alone).
+SMALL_DAY_BYTES = 4 << 20
+GROUP_MAX_DAYS = 32
+#: The plan lists a month once instead of each of its days (a LIST per day is most of a tiny
+#: day's fetch) when at least MONTH_LIST_MIN_DAYS of its days are to do and it holds at most
+#: MONTH_LIST_MAX_OBJECTS objects (past that the pages stop and the days are listed alone);
+#: a day's fetch uses that listing only when the day is small, and lists a larger day again.
+MONTH_LIST_MIN_DAYS = 3
+MONTH_LIST_MAX_OBJECTS = 5000
 
 
 @dataclass
@@ -116,6 +133,9 @@ class Fetched:
     #: the objects to download and convert, cut into batches (stream_batches); fetch downloads
     #: the first, the conversion each next one while the one before converts
     batches: list[list[ObjectInfo]] = field(default_factory=list)
+    #: a small day whose fetch downloaded nothing: its conversion downloads it (with the other
+    #: small days of its group)
+    deferred: bool = False
 
     @property
     def merging(self) -> bool:
@@ -164,6 +184,15 @@ def stream_batches(objects: list[ObjectInfo], min_objects: int = 1) -> list[list
     elif batch or not out:
         out.append(batch)
     return out
+
+
+def _download_error(failures: list[tuple[ObjectInfo, Exception]]) -> DownloadFailed:
+    """A day's failed downloads as one error naming the first object."""
+    obj, err = failures[0]
+    more = f" (and {len(failures) - 1} more objects)" if len(failures) > 1 else ""
+    detail = describe_error(err)  # names the key already when it comes from S3Error
+    what = detail if obj.key in detail else f"{obj.key}: {detail}"
+    return DownloadFailed(f"download failed: {what}{more}")
 
 
 def describe_error(e: BaseException, where: Path | None = None) -> str:
@@ -261,6 +290,9 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self.executor = pool.name if pool is not None else "local"
         self.fetch_slots = 1  # a day's objects download concurrently already (S3Fetcher)
         self.convert_slots = pool.capacity if pool is not None else 1
+        self.group_max = GROUP_MAX_DAYS if pool is None else 1
+        #: the days' listings the plan took by month (fetch takes a small day's from here)
+        self._listed: dict[str, list[ObjectInfo]] = {}
         self._fetcher_factory = fetcher_factory or default_fetcher
         self._fetcher: S3Fetcher | None = None
         self._fetcher_lock = threading.Lock()
@@ -334,7 +366,43 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 + (" ..." if len(stale) > 3 else "")
             )
         self._sweep_staging(cached)
+        self._list_months(todo)
         return Plan(todo, done)
+
+    def _list_months(self, todo: list[PartitionKey]) -> None:
+        """One listing per month for months with MONTH_LIST_MIN_DAYS days or more to do
+        (only while small: MONTH_LIST_MAX_OBJECTS); a transient failure leaves the days to be
+        listed one by one."""
+        months: dict[str, list[PartitionKey]] = {}
+        for pk in todo:
+            if pk.bins is None:
+                months.setdefault(pk.s3_prefix.rsplit("/", 2)[0] + "/", []).append(pk)
+        for prefix, days in months.items():
+            if len(days) < MONTH_LIST_MIN_DAYS:
+                continue
+            try:
+                objects = self.fetcher.list_upto(prefix, MONTH_LIST_MAX_OBJECTS)
+            except (CredentialsError, EndpointUnreachableError):
+                raise
+            except CvCatalogError:
+                continue
+            if objects is None:
+                continue
+            by_day: dict[str, list[ObjectInfo]] = {pk.s3_prefix: [] for pk in days}
+            for o in objects:
+                day = "/".join(o.key.split("/", 5)[:5]) + "/"  # source/type/YYYY/MM/DD/
+                if day in by_day:
+                    by_day[day].append(o)
+            for pk in days:
+                self._listed[pk.key] = by_day[pk.s3_prefix]
+
+    def _listing(self, pk: PartitionKey) -> list[ObjectInfo]:
+        """The day's objects: the plan's month listing for a small day, else a LIST now."""
+        with self._open_lock:
+            listed = self._listed.pop(pk.key, None)
+        if listed is not None and sum(o.size for o in listed) <= SMALL_DAY_BYTES:
+            return listed
+        return self.fetcher.list(pk.s3_prefix)
 
     @property
     def fetcher(self) -> S3Fetcher:
@@ -401,7 +469,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         if not work and not check and rec is not None:
             return Outcome(pk.key, "cached", rows=rec.rows, detail=f"{why} (by another process)")
         self._remove_orphans(pk, {f.path for f in current})
-        objects = self.fetcher.list(pk.s3_prefix)
+        objects = self._listing(pk)
         nbytes = sum(o.size for o in objects)
         delta = None
         if objects and check and rec is not None and rec.status == "complete":
@@ -426,6 +494,11 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         # (it reads all its new objects together).
         whole_day = not alone or self.pool is not None or f.merging
         f.batches = [fetch] if whole_day else stream_batches(fetch, self.cfg.download.max_workers)
+        if self.pool is None and delta is None and nbytes <= SMALL_DAY_BYTES:
+            f.deferred = True  # downloaded by its conversion, with the days converted with it
+            with self._open_lock:
+                self._unconverted.add(pk.key)
+            return f
         try:
             with self._abortable() as abort:
                 self._download(f, 0, run, abort)
@@ -445,11 +518,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         f.downloaded += sum(r.size - r.resumed_from for r in results)
         if failures:
             run.check_stop()  # not failed: cancel() aborted them
-            obj, err = failures[0]
-            more = f" (and {len(failures) - 1} more objects)" if len(failures) > 1 else ""
-            detail = describe_error(err)  # names the key already when it comes from S3Error
-            what = detail if obj.key in detail else f"{obj.key}: {detail}"
-            raise DownloadFailed(f"download failed: {what}{more}")
+            raise _download_error(failures)
 
     def _download_failed(self, f: Fetched, e: DownloadFailed) -> Outcome:
         out = self._fail(f.pk, str(e))
@@ -508,6 +577,92 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             with self._open_lock:
                 self._unconverted.discard(fetched.pk.key)
 
+    def groupable(self, fetched: Fetched) -> bool:
+        return fetched.deferred
+
+    def convert_group(
+        self, fetched: list[Fetched], run: RunContext
+    ) -> list[Staged[PartitionKey] | Outcome]:
+        """Small days together: their objects downloaded at once (a day whose download fails
+        fails alone), converted by one DuckDB scan into a file set per day
+        (transform.convert_partitions), each day staged as convert would stage it."""
+        try:
+            return self._convert_days(fetched, run)
+        finally:
+            with self._open_lock:
+                for f in fetched:
+                    self._unconverted.discard(f.pk.key)
+
+    def _convert_days(
+        self, days: list[Fetched], run: RunContext
+    ) -> list[Staged[PartitionKey] | Outcome]:
+        results: list[Staged[PartitionKey] | Outcome | None] = [None] * len(days)
+        for f in days:
+            self._make_room(f.pk, f.nbytes, run.progress)
+        todo = [f for f in days if f.deferred]
+        day_of = {o.key: f for f in todo for o in f.batches[0]}
+        with self._abortable() as abort:
+            got, failures = self.fetcher.download_many(
+                [o for f in todo for o in f.batches[0]],
+                lambda o: day_of[o.key].names[o.key],
+                on_bytes=run.progress.downloaded,
+                abort=abort,
+            )
+        if failures:
+            run.check_stop()  # not failed: cancel() aborted them
+        by_path = {f.names[o.key]: f for f in todo for o in f.batches[0]}
+        for r in got:
+            by_path[r.path].downloaded += r.size - r.resumed_from
+        failed: dict[str, list[tuple[ObjectInfo, Exception]]] = {}
+        for o, err in failures:
+            failed.setdefault(day_of[o.key].pk.key, []).append((o, err))
+        ok: list[int] = []
+        for i, f in enumerate(days):
+            if f.pk.key in failed:
+                results[i] = self._download_failed(f, _download_error(failed[f.pk.key]))
+            else:
+                f.deferred = False
+                ok.append(i)
+                run.progress.converting(f.pk.key)
+        out_dirs = [fresh_dir(self._out_dir(days[i].pk)) for i in ok]
+        try:
+            parts = [
+                ([RawFile(days[i].names[o.key], o.key) for o in days[i].batches[0]], d)
+                for i, d in zip(ok, out_dirs, strict=True)
+            ]
+            with self._duckdb(reuse=True) as con:
+                converted = convert_partitions(
+                    con,
+                    self.schema,
+                    parts,
+                    validation=self.cfg.validation,
+                    target_rows_per_file=self.cfg.memory.rows_per_file,
+                    row_group_size=self.cfg.memory.row_group_size,
+                )
+                if self.cfg.quality is not None:  # counted (and cleaned) per day, at ingest
+                    for result, d in zip(converted, out_dirs, strict=True):
+                        apply_quality(
+                            con, result, self.schema, d, self.cfg.quality,
+                            self.cfg.memory.row_group_size,
+                        )  # fmt: skip
+            for i, result in zip(ok, converted, strict=True):
+                f = days[i]
+                if result.unknown_versions:
+                    run.progress.note(
+                        f"{f.pk.key}: unknown schema version(s) {result.unknown_versions}; "
+                        "parsed the known fields"
+                    )
+                files = self._stage_outputs(f.pk, result)
+                results[i] = Staged(
+                    f.pk, files, self._outcome(f, result, files), payload=_Converted(f, result)
+                )
+        except BaseException:
+            for d in out_dirs:
+                remove_tree(d)
+            raise
+        assert all(r is not None for r in results)
+        return [r for r in results if r is not None]
+
     def _convert_day(self, f: Fetched, run: RunContext) -> Staged[PartitionKey] | Outcome:
         pk = f.pk
         self._make_room(pk, f.nbytes, run.progress)
@@ -560,6 +715,9 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         last = len(f.batches) - 1
         with self._abortable() as abort, ThreadPoolExecutor(1, f"{self.name}-next") as ahead:
             upcoming: Future[None] | None = None
+            if f.deferred:  # a small day converted alone: its fetch downloaded nothing
+                self._download(f, 0, run, abort)
+                f.deferred = False
             try:
                 for k, batch in enumerate(f.batches):
                     if upcoming is not None:
