@@ -750,12 +750,17 @@ class _Conversion:
         out = []
         for filename, count, _size, _footer, column_stats, *_ in rows:
             path = Path(filename)
+            if by_unit:  # out of its hive directory (_unit=N): readers would see a column
+                unit = int(path.parent.name.split("=", 1)[1])
+                moved = stage / f"u{unit:05d}" / path.name
+                moved.parent.mkdir(exist_ok=True)
+                os.replace(path, moved)
+                path.parent.rmdir()
+                path = moved
             if count:
                 out.append((path, int(count)))
                 self.column_stats[path] = dict(column_stats or {})
-                if by_unit:
-                    self.unit_of_path[path] = int(path.parent.name.split("=", 1)[1])
-                elif unit is not None:
+                if unit is not None:
                     self.unit_of_path[path] = unit
             else:
                 path.unlink(missing_ok=True)
