@@ -57,7 +57,7 @@ from cvcatalog.exceptions import (
     EndpointUnreachableError,
 )
 from cvcatalog.io import roworder
-from cvcatalog.io.download import ObjectInfo, S3Fetcher
+from cvcatalog.io.download import DownloadResult, ObjectInfo, S3Fetcher
 from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, remove_tree
 from cvcatalog.io.s3 import RetryPolicy, make_client
 from cvcatalog.pipeline.contract import Abandoned, Plan, RunContext, Source, Staged, StagedFile
@@ -113,6 +113,14 @@ GROUP_MAX_DAYS = 32
 #: a day's fetch uses that listing only when the day is small, and lists a larger day again.
 MONTH_LIST_MIN_DAYS = 3
 MONTH_LIST_MAX_OBJECTS = 5000
+#: days whose state one read after a claim covers (CvPilotDays._day_state)
+STATE_AHEAD = 64
+#: small days downloading in the background at once (each with download.max_workers threads)
+DOWNLOADS_AHEAD = 4
+
+
+#: what S3Fetcher.download_many returns: the copies made and the objects that failed
+Downloaded = tuple[list[DownloadResult], list[tuple[ObjectInfo, Exception]]]
 
 
 @dataclass
@@ -133,9 +141,10 @@ class Fetched:
     #: the objects to download and convert, cut into batches (stream_batches); fetch downloads
     #: the first, the conversion each next one while the one before converts
     batches: list[list[ObjectInfo]] = field(default_factory=list)
-    #: a small day whose fetch downloaded nothing: its conversion downloads it (with the other
-    #: small days of its group)
+    #: a small day whose fetch only started its download (download, in the background, at
+    #: most DOWNLOADS_AHEAD days at once): its conversion waits for it
     deferred: bool = False
+    download: Future[Downloaded] | None = None
 
     @property
     def merging(self) -> bool:
@@ -293,6 +302,13 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self.group_max = GROUP_MAX_DAYS if pool is None else 1
         #: the days' listings the plan took by month (fetch takes a small day's from here)
         self._listed: dict[str, list[ObjectInfo]] = {}
+        #: the run's days to do, in order, and what a fetch last read of the state of the days
+        #: from one on (_day_state), valid while the catalog file is the one it was read from
+        self._todo: dict[str, int] = {}
+        self._todo_keys: list[str] = []
+        self._state: dict[str, tuple[PartitionRecord | None, list[FileRecord]]] = {}
+        self._state_ident: tuple[int, int, int] | None = None
+        self._downloads: ThreadPoolExecutor | None = None  # small days' background downloads
         self._fetcher_factory = fetcher_factory or default_fetcher
         self._fetcher: S3Fetcher | None = None
         self._fetcher_lock = threading.Lock()
@@ -367,7 +383,40 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             )
         self._sweep_staging(cached)
         self._list_months(todo)
+        self._todo_keys = [k.key for k in todo]
+        self._todo = {k: i for i, k in enumerate(self._todo_keys)}
         return Plan(todo, done)
+
+    def _catalog_ident(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.paths.db.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _day_state(self, pk: PartitionKey) -> tuple[PartitionRecord | None, list[FileRecord]]:
+        """The day's record and current files, read after its claim (another process may have
+        done it meanwhile). One read covers the next STATE_AHEAD days of the run too: a later
+        day's answer is used only while the catalog file is still the one read, a file no
+        commit (another process's, nor this run's) has replaced since; a commit of that day
+        replaces it, so a day claimed after another process's commit is read again."""
+        ident = self._catalog_ident()  # before the read: a commit during it invalidates it
+        with self._open_lock:
+            if ident is not None and ident == self._state_ident and pk.key in self._state:
+                return self._state.pop(pk.key)
+        i = self._todo.get(pk.key)
+        keys = [pk.key] if i is None else self._todo_keys[i : i + STATE_AHEAD]
+        with self.db.read() as con:
+            recs = manifest.get_partitions(con, keys=keys)
+            files = manifest.get_files(con, keys)
+        state: dict[str, tuple[PartitionRecord | None, list[FileRecord]]] = {
+            k: (recs.get(k), []) for k in keys
+        }
+        for f in files:
+            state[f.partition_key][1].append(f)
+        with self._open_lock:
+            self._state, self._state_ident = state, ident
+            return self._state.pop(pk.key)
 
     def _list_months(self, todo: list[PartitionKey]) -> None:
         """One listing per month for months with MONTH_LIST_MIN_DAYS days or more to do
@@ -459,13 +508,15 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         with self._open_lock:  # no other day converts, nor waits to: nothing to overlap with
             alone = not self._unconverted
         # Another process may have finished it while we waited for the lock.
-        with self.db.read() as con:
-            rec = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
-            current = manifest.get_files(con, [pk.key])
-            work, why = needs_work(rec, self.today, self.cfg, self.force)
-            check = not work and self.check_changes and incremental.checkable(rec, self.force)
-            known = manifest.get_source_objects(con, pk.key) if check else []
-            deleted = deletes.of_files(con, [f.path for f in current]) if check else {}
+        rec, current = self._day_state(pk)
+        work, why = needs_work(rec, self.today, self.cfg, self.force)
+        check = not work and self.check_changes and incremental.checkable(rec, self.force)
+        known: list[SourceObjectRecord] = []
+        deleted: dict[str, tuple[str, ...]] = {}
+        if check:
+            with self.db.read() as con:
+                known = manifest.get_source_objects(con, pk.key)
+                deleted = deletes.of_files(con, [f.path for f in current])
         if not work and not check and rec is not None:
             return Outcome(pk.key, "cached", rows=rec.rows, detail=f"{why} (by another process)")
         self._remove_orphans(pk, {f.path for f in current})
@@ -495,8 +546,13 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         whole_day = not alone or self.pool is not None or f.merging
         f.batches = [fetch] if whole_day else stream_batches(fetch, self.cfg.download.max_workers)
         if self.pool is None and delta is None and nbytes <= SMALL_DAY_BYTES:
-            f.deferred = True  # downloaded by its conversion, with the days converted with it
+            # downloaded in the background: the fetch goes on to the next day, so small days
+            # are fetched faster than converted and convert in groups
+            f.deferred = True
             with self._open_lock:
+                if self._downloads is None:
+                    self._downloads = ThreadPoolExecutor(DOWNLOADS_AHEAD, f"{self.name}-ahead")
+                f.download = self._downloads.submit(self._download_all, f, run)
                 self._unconverted.add(pk.key)
             return f
         try:
@@ -519,6 +575,27 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         if failures:
             run.check_stop()  # not failed: cancel() aborted them
             raise _download_error(failures)
+
+    def _download_all(self, f: Fetched, run: RunContext) -> Downloaded:
+        """A small day's objects (in the background: cancel() aborts it)."""
+        with self._abortable() as abort:
+            return self.fetcher.download_many(
+                f.batches[0], lambda o: f.names[o.key], on_bytes=run.progress.downloaded,
+                abort=abort,
+            )  # fmt: skip
+
+    def _await_download(self, f: Fetched, run: RunContext) -> None:
+        """A small day's download done (its background one, or now): raises DownloadFailed
+        naming the first object that failed, or Abandoned if the run stopped."""
+        if not f.deferred:
+            return
+        future, f.download = f.download, None
+        got, failures = future.result() if future is not None else self._download_all(f, run)
+        f.downloaded += sum(r.size - r.resumed_from for r in got)
+        if failures:
+            run.check_stop()  # not failed: cancel() aborted them
+            raise _download_error(failures)
+        f.deferred = False
 
     def _download_failed(self, f: Fetched, e: DownloadFailed) -> Outcome:
         out = self._fail(f.pk, str(e))
@@ -599,31 +676,15 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         results: list[Staged[PartitionKey] | Outcome | None] = [None] * len(days)
         for f in days:
             self._make_room(f.pk, f.nbytes, run.progress)
-        todo = [f for f in days if f.deferred]
-        day_of = {o.key: f for f in todo for o in f.batches[0]}
-        with self._abortable() as abort:
-            got, failures = self.fetcher.download_many(
-                [o for f in todo for o in f.batches[0]],
-                lambda o: day_of[o.key].names[o.key],
-                on_bytes=run.progress.downloaded,
-                abort=abort,
-            )
-        if failures:
-            run.check_stop()  # not failed: cancel() aborted them
-        by_path = {f.names[o.key]: f for f in todo for o in f.batches[0]}
-        for r in got:
-            by_path[r.path].downloaded += r.size - r.resumed_from
-        failed: dict[str, list[tuple[ObjectInfo, Exception]]] = {}
-        for o, err in failures:
-            failed.setdefault(day_of[o.key].pk.key, []).append((o, err))
         ok: list[int] = []
         for i, f in enumerate(days):
-            if f.pk.key in failed:
-                results[i] = self._download_failed(f, _download_error(failed[f.pk.key]))
-            else:
-                f.deferred = False
-                ok.append(i)
-                run.progress.converting(f.pk.key)
+            try:
+                self._await_download(f, run)
+            except DownloadFailed as e:
+                results[i] = self._download_failed(f, e)
+                continue
+            ok.append(i)
+            run.progress.converting(f.pk.key)
         out_dirs = [fresh_dir(self._out_dir(days[i].pk)) for i in ok]
         try:
             parts = [
@@ -715,9 +776,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         last = len(f.batches) - 1
         with self._abortable() as abort, ThreadPoolExecutor(1, f"{self.name}-next") as ahead:
             upcoming: Future[None] | None = None
-            if f.deferred:  # a small day converted alone: its fetch downloaded nothing
-                self._download(f, 0, run, abort)
-                f.deferred = False
+            self._await_download(f, run)  # a small day converted alone
             try:
                 for k, batch in enumerate(f.batches):
                     if upcoming is not None:
@@ -986,11 +1045,11 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         batch: list[Staged[PartitionKey]],
         run: RunContext,
     ) -> list[str]:
-        obsolete: list[FileRecord] = []
+        rows: list[manifest.PartitionRows] = []  # every day's rows, written together
         for st in batch:
             pk = st.unit
             if isinstance(st.payload, PartitionRecord):  # a no_data marker
-                obsolete += manifest.put_partition(con, st.payload, [], [], [])
+                rows.append((st.payload, [], [], []))
                 continue
             conv: _Converted = st.payload
             f, result = conv.fetched, conv.result
@@ -1027,7 +1086,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 SourceObjectRecord(o.key, o.size, o.etag, o.last_modified, loaded.get(o.key))
                 for o in f.objects
             ]
-            obsolete += manifest.put_partition(con, rec, files, sobjs, validation)
+            rows.append((rec, files, sobjs, validation))
             if result.quality is not None:
                 record_quality(
                     con,
@@ -1038,7 +1097,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                     result.quality,
                     self.cfg.quality,
                 )
-        return [x.path for x in obsolete]
+        return [x.path for x in manifest.put_partitions(con, rows)]
 
     def committed(self, staged: Staged[PartitionKey], run: RunContext) -> None:
         if staged.outcome.status == "complete":
@@ -1079,6 +1138,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     # -- after the units -------------------------------------------------------------------
     def finish(self, run: RunContext, stopped: BaseException | None) -> None:
         s = run.summary
+        with self._open_lock:
+            downloads, self._downloads = self._downloads, None
+        if downloads is not None:
+            downloads.shutdown(wait=True, cancel_futures=True)
         with self._open_lock:
             idle, self._idle, self._reusing = self._idle, [], False
         for con in idle:
