@@ -11,6 +11,10 @@ unit waits up to COMMIT_INTERVAL, or COMMIT_PACE times the last commit's duratio
 while units are still on their way), while the workers go on; the run's thread schedules and
 reports.
 
+Small units (Source.groupable) ready together are converted by one Source.convert_group (up to
+Source.group_max; while every unit fetched ahead is small, fetching goes on up to that many); a
+group that fails is converted again unit by unit, so one bad unit fails alone.
+
 Transient errors (network, throttling, 5xx) of a fetch or a conversion are retried under the
 one retry policy (s3.RetryPolicy); a unit that still fails is recorded failed by its source and
 the others go on. An interrupt stops new units, lets the commit in flight finish and commits

@@ -23,6 +23,12 @@ until the commit: a re-run reuses them. A conversion that runs out of memory is 
 with one DuckDB thread, and so is the rest of the day. A day converted on a ConversionPool and
 a changed day merged with its kept rows (--check-changes) are downloaded whole first and
 converted at once.
+
+Small days (SMALL_DAY_BYTES) go in groups, so a tiny day does not cost a conversion, a LIST
+and a commit of its own: the plan lists a month once when several of its days are to do, a
+small day's fetch starts its download in the background, and the small days fetched while
+another converts are converted together (convert_group: transform.convert_partitions, a file
+set per day) and committed together; a group that fails is converted again day by day.
 """
 
 from __future__ import annotations
