@@ -386,7 +386,7 @@ class Runner(Generic[U]):
             run.check_stop()
             results = self.source.convert_group([i.result for i in items], run)
             if len(results) != len(items):
-                raise RuntimeError("convert_group returned a result per unit")  # a source's bug
+                raise RuntimeError("convert_group must return one result per unit")  # a bug
         except Abandoned as e:
             for item in items:
                 item.error = e
