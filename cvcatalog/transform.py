@@ -750,13 +750,12 @@ class _Conversion:
         out = []
         for filename, count, _size, _footer, column_stats, *_ in rows:
             path = Path(filename)
-            if by_unit:  # out of its hive directory (_unit=N): readers would see a column
+            if by_unit:  # its hive directory (_unit=N) renamed: readers would see a column
                 unit = int(path.parent.name.split("=", 1)[1])
-                moved = stage / f"u{unit:05d}" / path.name
-                moved.parent.mkdir(exist_ok=True)
-                os.replace(path, moved)
-                path.parent.rmdir()
-                path = moved
+                renamed = stage / f"u{unit:05d}"
+                if path.parent.exists():
+                    os.replace(path.parent, renamed)
+                path = renamed / path.name
             if count:
                 out.append((path, int(count)))
                 self.column_stats[path] = dict(column_stats or {})

@@ -725,6 +725,13 @@ class S3Fetcher:
             if seen.setdefault(d, o.key) != o.key:
                 raise ValueError(f"{o.key} and {seen[d]} would both be written to {d}")
         abort = abort if abort is not None else threading.Event()
+        if len(items) == 1:  # one object (a tiny day): a pool's thread costs more than it saves
+            try:
+                return [self._download(items[0], dests[0], on_bytes, abort)], []
+            except (CredentialsError, EndpointUnreachableError):
+                raise
+            except Exception as e:
+                return [], [(items[0], e)]
         futures: dict[Future[DownloadResult], int] = {}
         with ThreadPoolExecutor(
             max_workers=self.cfg.max_workers, thread_name_prefix="cvcatalog-dl"
