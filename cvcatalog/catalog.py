@@ -37,7 +37,7 @@ from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
 from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.duckdb_ext import endpoint_url as current_endpoint
-from cvcatalog.io.duckdb_ext import extension_path, httpfs_extension, s3_secret_sql
+from cvcatalog.io.duckdb_ext import extension_path, httpfs_extension, open_instance, s3_secret_sql
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.s3 import RetryPolicy, TokenBucket, as_s3_error, make_client
 from cvcatalog.io.storage import S3Access, S3Location, S3Store, s3fs_options, safe_rel
@@ -143,7 +143,7 @@ def _scratch() -> duckdb.DuckDBPyConnection:
     global _SCRATCH
     with _SCRATCH_LOCK:
         if _SCRATCH is None or _SCRATCH[0] != os.getpid():
-            _SCRATCH = (os.getpid(), duckdb.connect(":memory:"))
+            _SCRATCH = (os.getpid(), open_instance(":memory:"))
         return _SCRATCH[1].cursor()
 
 
@@ -721,7 +721,7 @@ class Catalog:
         plan = socrata_plan(schema) if naming == "socrata" else None
 
         def empty() -> pa.Schema:
-            con = duckdb.connect()
+            con = open_instance()
             try:
                 return con.sql(schema.empty_select_sql()).arrow().read_all().schema
             finally:

@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from cvcatalog.config import MemoryConfig, ValidationConfig
 from cvcatalog.exceptions import ConfigError, DistributedError
+from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import remove_tree
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.schemas import MessageSchema
@@ -81,7 +80,7 @@ def run_convert_job(job: ConvertJob) -> ConvertResult:
     remove_tree(job.out_dir)  # a retried task (its worker died) starts clean
     job.out_dir.mkdir(parents=True)
     job.spill_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(":memory:")
+    con = open_instance(":memory:")
     try:
         budget = MemoryConfig(max_usage_gb=_budget_gb(job.max_usage_gb))
         con.execute("SET memory_limit = ?", [budget.duckdb_memory_limit])

@@ -23,20 +23,23 @@ the contiguous US); split a box at 180 degrees instead.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
-from pyproj import Geod
 
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.sqlutil import load_sql, quote_ident
+
+if TYPE_CHECKING:
+    from pyproj import Geod
 
 #: the largest radius (m) a `Within` takes: far beyond any study area, small enough that the
 #: bounding box stays a box (no pole, no antimeridian)
@@ -53,8 +56,19 @@ PLANAR_SLACK = 0.05
 #: The macros pass (latitude, longitude): every session that calls them runs this first.
 AXIS_ORDER_SQL = "SET geometry_always_xy = false"
 
-_GEOD = Geod(ellps="WGS84")
-_E2 = _GEOD.es  # first eccentricity squared of WGS84
+#: WGS84: semi-major axis (m) and flattening; pyproj's Geod(ellps="WGS84") holds the same
+_A = 6378137.0
+_F = 1.0 / 298.257223563
+_E2 = _F * (2.0 - _F)  # first eccentricity squared of WGS84
+
+
+@functools.cache
+def _geod() -> Geod:
+    """pyproj's WGS84 geodesic, made on first use: importing pyproj costs ~0.1 s that a command
+    without a spatial filter should not pay."""
+    from pyproj import Geod
+
+    return Geod(ellps="WGS84")
 
 
 def _err(message: str) -> ConfigError:
@@ -120,13 +134,13 @@ def _radius_box(lat: float, lon: float, radius_m: float, what: str) -> Box:
     """The lat/lon box around a geodesic circle: north/south along the meridian (exact), the
     east/west extent from 360 azimuths, padded by 0.1 % (the sampled maximum is within
     cos(0.5 deg) of the true one)."""
-    north = _GEOD.fwd(lon, lat, 0.0, radius_m)[1] if lat < 89.0 else 90.0
-    south = _GEOD.fwd(lon, lat, 180.0, radius_m)[1] if lat > -89.0 else -90.0
+    north = _geod().fwd(lon, lat, 0.0, radius_m)[1] if lat < 89.0 else 90.0
+    south = _geod().fwd(lon, lat, 180.0, radius_m)[1] if lat > -89.0 else -90.0
     # forward geodesics across a pole come back on the other side: a pole inside means refuse
     if north <= lat or south >= lat:
         raise _err(f"{what} reaches a pole; areas touching a pole are not supported")
     az = np.arange(0.0, 360.0, 1.0)
-    lons, _, _ = _GEOD.fwd(
+    lons, _, _ = _geod().fwd(
         np.full_like(az, lon), np.full_like(az, lat), az, np.full_like(az, radius_m)
     )
     dlon = np.abs((np.asarray(lons) - lon + 540.0) % 360.0 - 180.0).max() * 1.001 + 1e-9
@@ -499,7 +513,7 @@ def _planar(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     s2 = np.sin(phi) ** 2
     kx = np.cos(phi)
     ky = (1.0 - _E2) / (1.0 - _E2 * s2)
-    unit = _GEOD.a / np.sqrt(1.0 - _E2 * s2) * math.pi / 180.0
+    unit = _A / np.sqrt(1.0 - _E2 * s2) * math.pi / 180.0
     return kx, ky, unit
 
 
@@ -507,7 +521,7 @@ def distances_m(lat: np.ndarray, lon: np.ndarray, c_lat: float, c_lon: float) ->
     """Geodesic distances (m, WGS84) from each point to (c_lat, c_lon)."""
     lat = np.asarray(lat, dtype="float64")
     lon = np.asarray(lon, dtype="float64")
-    _, _, d = _GEOD.inv(np.full_like(lon, c_lon), np.full_like(lat, c_lat), lon, lat)
+    _, _, d = _geod().inv(np.full_like(lon, c_lon), np.full_like(lat, c_lat), lon, lat)
     return np.asarray(d, dtype="float64")
 
 
@@ -535,7 +549,7 @@ def polyline_distances_m(
             continue
         c_lat = a_lat + t[near] * (b_lat - a_lat)
         c_lon = a_lon + t[near] * (b_lon - a_lon)
-        _, _, d = _GEOD.inv(lon[near], lat[near], c_lon, c_lat)
+        _, _, d = _geod().inv(lon[near], lat[near], c_lon, c_lat)
         best[near] = np.minimum(best[near], np.asarray(d))
     return best
 

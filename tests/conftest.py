@@ -73,12 +73,11 @@ def fault_proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[F
         yield proxy
 
 
-# DuckDB checks an extension's signature by hashing the whole file on every LOAD: 36 MB for
-# ducklake, ~0.15 CPU s, paid by every DuckDB instance the catalog opens (a new reader after
-# each commit) -- about a fifth of the suite's CPU time. In this test process (not in the
-# subprocesses the tests start, which run cvcatalog exactly as shipped) instances skip that
-# check; the extensions loaded are still only the pinned packages' files (load_extension),
-# with autoinstall/autoload off. test_db.py::test_the_shipped_extensions_load_with_signature_checks
+# DuckDB checks an extension's signature by hashing the whole file on every LOAD into a new
+# instance. cvcatalog's own instances (duckdb_ext.open_instance) run that check once per file
+# version (duckdb_ext.verify_extension); the plain instances tests open themselves skip it
+# here too, so they load the pinned files as cvcatalog does (load_extension: verified once,
+# autoinstall/autoload off). test_db.py::test_the_shipped_extensions_load_with_signature_checks
 # loads each one with the check on. CVCATALOG_TEST_SIGNED_EXTENSIONS=1 keeps the check here too.
 _duckdb_connect = duckdb.connect
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import filelock
 import pytest
 
-from cvcatalog.exceptions import CatalogLockedError
+from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.state.db import MIGRATIONS, CatalogDB
 
@@ -155,8 +157,8 @@ def test_the_catalog_opens_in_a_plain_duckdb(db: CatalogDB) -> None:
 
 @pytest.mark.parametrize("name", ["ducklake", "httpfs", "spatial"])
 def test_the_shipped_extensions_load_with_signature_checks(name: str, tmp_path: Path) -> None:
-    """The suite's own DuckDB instances skip the signature check (conftest.py); cvcatalog's do
-    not: each pinned extension loads with the check on, and a damaged copy is refused."""
+    """Each pinned extension passes DuckDB's signature check, and a damaged copy is refused
+    (cvcatalog's instances rely on that check, run once per file: duckdb_ext.verify_extension)."""
     from cvcatalog.io.duckdb_ext import extension_path, load_extension
 
     con = duckdb.connect(config={"allow_unsigned_extensions": False})
@@ -176,3 +178,48 @@ def test_the_shipped_extensions_load_with_signature_checks(name: str, tmp_path: 
             con.execute(f"LOAD '{damaged}'")
     finally:
         con.close()
+
+
+def test_an_extension_is_checked_once_per_file_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify_extension runs DuckDB's signature check on a file the first time, remembers it
+    (in the process and in the user cache), checks it again once the file changes, and turns
+    a damaged file into one line with no marker left behind."""
+    from cvcatalog.io import duckdb_ext
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    markers = tmp_path / "cache" / "cvcatalog" / "verified-extensions"
+    good = tmp_path / "good" / "httpfs.duckdb_extension"
+    good.parent.mkdir()
+    good.write_bytes(duckdb_ext.extension_path("httpfs").read_bytes())
+    checks: list[object] = []
+    real_connect = duckdb.connect
+
+    def counting(*args: Any, **kw: Any) -> duckdb.DuckDBPyConnection:
+        checks.append(kw.get("config"))
+        return real_connect(*args, **kw)
+
+    monkeypatch.setattr(duckdb_ext.duckdb, "connect", counting)
+    monkeypatch.setattr(duckdb_ext, "_VERIFIED", set())
+    duckdb_ext.verify_extension(good, "httpfs")
+    duckdb_ext.verify_extension(good, "httpfs")  # remembered in this process
+    assert len(checks) == 1 and len(list(markers.iterdir())) == 1
+
+    monkeypatch.setattr(duckdb_ext, "_VERIFIED", set())  # another process: the marker holds
+    duckdb_ext.verify_extension(good, "httpfs")
+    assert len(checks) == 1
+
+    os.utime(good, ns=(1, 1))  # the file changed: checked again
+    monkeypatch.setattr(duckdb_ext, "_VERIFIED", set())
+    duckdb_ext.verify_extension(good, "httpfs")
+    assert len(checks) == 2 and len(list(markers.iterdir())) == 2
+
+    damaged = tmp_path / "bad" / "httpfs.duckdb_extension"
+    damaged.parent.mkdir()
+    data = bytearray(good.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(CatalogError, match=r"failed its check .*reinstall duckdb-extension-httpfs"):
+        duckdb_ext.verify_extension(damaged, "httpfs")
+    assert len(list(markers.iterdir())) == 2

@@ -446,19 +446,26 @@ def changes(con: duckdb.DuckDBPyConnection, table: str, first: int, last: int) -
     return con.execute(sql, [LAKE, SCHEMA, table, first, last]).arrow().read_all()
 
 
+def expirable(
+    con: duckdb.DuckDBPyConnection, older_than: datetime, keep: Iterable[int] = ()
+) -> list[int]:
+    """The snapshots expire_snapshots would expire (a read: most runs have none to expire)."""
+    kept = snapshots(con)
+    if not kept:
+        return []
+    spare = {kept[-1].snapshot_id, *keep}
+    return [
+        s.snapshot_id for s in kept if s.committed_at < older_than and s.snapshot_id not in spare
+    ]
+
+
 def expire_snapshots(
     con: duckdb.DuckDBPyConnection, older_than: datetime, keep: Iterable[int] = ()
 ) -> int:
     """Expire the snapshots committed before older_than, except the current one and those in
     keep (pinned); their files no kept snapshot shows are scheduled for deletion. Returns how
     many snapshots expired."""
-    kept = snapshots(con)
-    if not kept:
-        return 0
-    spare = {kept[-1].snapshot_id, *keep}
-    gone = [
-        s.snapshot_id for s in kept if s.committed_at < older_than and s.snapshot_id not in spare
-    ]
+    gone = expirable(con, older_than, keep)
     if not gone:
         return 0
     rows = con.execute("CALL ducklake_expire_snapshots(?, versions => ?)", [LAKE, gone]).fetchall()

@@ -107,6 +107,13 @@ class CatalogPaths:
             raise CatalogError(f"the catalog directory {self.root} is not writable")
 
 
+def user_cache_dir() -> Path:
+    """cvcatalog's per-user cache (`$XDG_CACHE_HOME/cvcatalog`, default `~/.cache/cvcatalog`):
+    remote catalogs' databases and the extension files already signature-checked."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "cvcatalog"
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from cvcatalog.exceptions import ConfigError
-from cvcatalog.io.duckdb_ext import load_extension
+from cvcatalog.io.duckdb_ext import load_extension, open_instance
 from cvcatalog.quality.mapping import TrajectoryMapping, mapping_for
 from cvcatalog.sqlutil import quote_ident
 
@@ -117,7 +117,7 @@ def _sorter() -> duckdb.DuckDBPyConnection:
     global _SORTER
     with _SORTER_LOCK:
         if _SORTER is None:
-            con = duckdb.connect()
+            con = open_instance()
             con.execute("SET threads = 1")  # the callers already run in parallel
             prepare(con)
             _SORTER = con

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import filelock
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -47,6 +46,7 @@ from cvcatalog.datasets import DATASETS
 from cvcatalog.datasets.manage import COMPACTED_UNIT, dataset_files
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io import roworder
+from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import remove_tree, sha256_file
 from cvcatalog.io.roworder import RowOrder
 from cvcatalog.io.storage import S3Access, S3Store
@@ -195,7 +195,7 @@ def _write_duckdb(
     groups = max(1, -(-rows_per_file // row_group_size))
     with db.read() as state:
         gone = deletes.of_files(state, rels)
-    con = db.attach_lake(duckdb.connect())
+    con = db.attach_lake(open_instance())
     try:
         scan = f"read_parquet({src}, hive_partitioning = false, union_by_name = true)"
         row = con.execute(

@@ -30,7 +30,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from pyproj import CRS
 
 from cvcatalog import spatial
 from cvcatalog.config import check_timezone
@@ -218,6 +217,8 @@ def _short(e: duckdb.Error) -> str:
 def _geo_metadata(bbox: list[float] | None) -> dict[str, Any]:
     """GeoParquet 1.1 file metadata of the POINT column: WKB, WGS84 (EPSG:4326 as PROJJSON;
     GeoParquet always stores x = longitude, y = latitude, whatever the CRS's axis order)."""
+    from pyproj import CRS  # ~0.1 s to import: paid by GeoParquet exports only
+
     column: dict[str, Any] = {
         "encoding": "WKB",
         "geometry_types": ["Point"],

@@ -41,7 +41,7 @@ from cvcatalog.config import DownloadConfig
 from cvcatalog.datasets.manage import dataset_files
 from cvcatalog.exceptions import CatalogError, CvCatalogError, S3Error
 from cvcatalog.io import lake
-from cvcatalog.io.duckdb_ext import load_httpfs
+from cvcatalog.io.duckdb_ext import load_httpfs, open_instance
 from cvcatalog.io.layout import DB_NAME, sha256_file
 from cvcatalog.io.s3 import classify_error, make_client
 from cvcatalog.io.storage import S3Location, S3Store, Uploader, is_remote
@@ -238,7 +238,7 @@ def _snapshot(cat: Catalog) -> Iterator[Path]:
 def _complete_files(snap: Path) -> list[FileRecord]:
     """Files of complete partitions and of the published version of every dataset input
     (NGSIM, ...: partition_key '<dataset>/<partition>')."""
-    con = duckdb.connect(str(snap), read_only=True)
+    con = open_instance(str(snap), read_only=True)
     try:
         cur = con.execute(
             "SELECT f.path, f.partition_key, f.kind, f.rows, f.bytes, f.sha256 "
@@ -259,7 +259,7 @@ def _history_files(cat: Catalog, snap: Path, since: int | None) -> list[FileReco
     """Data files that only older snapshots show (replaced, evicted, compacted), for the
     snapshots the published catalog keeps, and the lake's delete files; their SHA-256 is read from the stored bytes (the
     state records current files only)."""
-    con = duckdb.connect(str(snap), read_only=True)
+    con = open_instance(str(snap), read_only=True)
     try:
         kept = [s.snapshot_id for s in lake.snapshots(con)]
         if since is not None:
@@ -293,7 +293,7 @@ def build_portable_database(
     """Point the copy's DuckLake at s3://bucket/prefix/lake/ (every file path in it is
     relative to that data path) and keep its snapshots from `since` on (None: all it keeps);
     returns the names of its tables and views."""
-    con = duckdb.connect(":memory:")
+    con = open_instance(":memory:")
     try:
         con.execute(f"ATTACH {quote_literal(str(snap))} AS {STATE_DB}")
         con.execute(f"USE {STATE_DB}")
@@ -378,7 +378,7 @@ def publish(
     _check_bucket(up)
     with _snapshot(cat) as snap:
         if snapshot is not None:
-            with duckdb.connect(str(snap), read_only=True) as con:
+            with open_instance(str(snap), read_only=True) as con:
                 cat.db.check_kept(con, lake.AsOf(snapshot=snapshot))
         files = _complete_files(snap) + _history_files(cat, snap, snapshot)
         say(f"publishing {len(files)} files to {location}")

@@ -27,7 +27,7 @@ from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import CatalogError, CvCatalogError
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import s3_connection
-from cvcatalog.io.layout import DB_NAME, CatalogPaths
+from cvcatalog.io.layout import DB_NAME, CatalogPaths, user_cache_dir
 from cvcatalog.io.s3 import ErrorKind, Retrier, classify_error, make_client
 from cvcatalog.io.storage import S3Location
 from cvcatalog.state import tables, trips
@@ -40,8 +40,7 @@ REFRESH_SECONDS = 30.0
 
 
 def cache_home() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "cvcatalog" / "remote"
+    return user_cache_dir() / "remote"
 
 
 def cache_dir_for(location: S3Location, endpoint: str | None = None) -> Path:

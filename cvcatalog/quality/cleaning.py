@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from cvcatalog.exceptions import ConfigError
+from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.quality.config import IMPUTED_COLUMN, Impute, QualityConfig
 from cvcatalog.quality.mapping import Mapping, TrajectoryMapping, mapping_for
 from cvcatalog.quality.rules import QualityStats, clean_relation, impute_columns
@@ -40,7 +41,6 @@ def impute(
     (its `impute` section, switched on here, and `cleaning.detect_gaps.max_gap_s`), or just an
     Impute section. Only imputation runs: no rule is counted and nothing is removed.
     """
-    import duckdb
 
     m = mapping_for(*mapping) if isinstance(mapping, tuple) else mapping
     if not isinstance(m, TrajectoryMapping):
@@ -79,7 +79,7 @@ def impute(
         table = table.drop_columns([_ROW])
     table = table.append_column(_ROW, pa.array(range(table.num_rows), pa.int64()))
     own = con is None
-    c = con if con is not None else duckdb.connect(config={"threads": 1})
+    c = con if con is not None else open_instance(config={"threads": 1})
     name = f"__q_impute_{id(table):x}"
     try:
         c.register(name, table)

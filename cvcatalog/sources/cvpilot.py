@@ -64,6 +64,7 @@ from cvcatalog.exceptions import (
 )
 from cvcatalog.io import roworder
 from cvcatalog.io.download import DownloadResult, ObjectInfo, S3Fetcher
+from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, remove_tree
 from cvcatalog.io.s3 import RetryPolicy, make_client
 from cvcatalog.pipeline.contract import Abandoned, Plan, RunContext, Source, Staged, StagedFile
@@ -971,7 +972,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             with self._open_lock:
                 con = self._idle.pop() if self._idle else None
         if con is None:
-            con = duckdb.connect(":memory:")
+            con = open_instance(":memory:")
             try:
                 self._configure(con, threads)
             except BaseException:

@@ -45,6 +45,7 @@ from cvcatalog.exceptions import (
     InputChangedError,
 )
 from cvcatalog.io import roworder
+from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.inputs import InputInfo
 from cvcatalog.io.layout import CatalogPaths, remove_tree
 from cvcatalog.io.s3 import RetryPolicy
@@ -365,7 +366,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         assert self.quality is not None
         out: dict[str, QualityStats] = {}
         kept_parts = list(parts)
-        con = duckdb.connect(":memory:")
+        con = open_instance(":memory:")
         try:
             con.execute("SET threads = 1")  # units already run in parallel
             for i, (path, part, rows) in enumerate(parts):

@@ -30,7 +30,7 @@ import filelock
 from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io import lake
-from cvcatalog.io.duckdb_ext import load_httpfs, s3_connection
+from cvcatalog.io.duckdb_ext import load_httpfs, open_instance, s3_connection
 from cvcatalog.io.layout import CatalogPaths, fsync_dir
 from cvcatalog.io.storage import (
     LakeStore,
@@ -408,7 +408,7 @@ class CatalogDB:
         Parquet footers are cached: a lake file never changes under its name (every write
         makes new names), and a warm query then skips re-reading the footers of files its
         filters prune (30 day files: 144 ms a query without, 0.5 ms with)."""
-        con = duckdb.connect(":memory:")
+        con = open_instance(":memory:")
         try:
             con.execute("SET parquet_metadata_cache = true")
             self._attach_state(con, path, read_only)
@@ -452,7 +452,7 @@ class CatalogDB:
         """The DuckDB instance writers use (extensions load once; each transaction attaches
         its private copy and detaches it at the end)."""
         if self._writer_hub is None:
-            self._writer_hub = duckdb.connect(":memory:")
+            self._writer_hub = open_instance(":memory:")
             lake.load(self._writer_hub)
         return self._writer_hub
 
@@ -614,9 +614,13 @@ class CatalogDB:
     def expire_snapshots(self, older_than: datetime) -> list[str]:
         """Expire the lake's snapshots committed before older_than, then delete the files no
         kept snapshot shows (two commits: the second deletes only what the first published
-        as unreachable). Returns the deleted locations."""
-        with self.write(message="expire snapshots") as con:
-            lake.expire_snapshots(con, older_than, keep=pins.pinned_snapshots(con))
+        as unreachable). Returns the deleted locations. A commit only when there is something
+        to expire or delete: most runs have neither, and a commit copies the catalog file."""
+        with self.read() as con:
+            due = lake.expirable(con, older_than, keep=pins.pinned_snapshots(con))
+        if due:
+            with self.write(message="expire snapshots") as con:
+                lake.expire_snapshots(con, older_than, keep=pins.pinned_snapshots(con))
         with self.read() as con:  # what the expiry scheduled is visible once committed
             pending = lake.pending_cleanup(con)
         if not pending:

@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from cvcatalog.datasets import DATASETS
+from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.storage import LakeStore
 from cvcatalog.sources.bucket import PartitionKey
@@ -44,7 +45,7 @@ STATE_TABLES = (
 
 def lake_url(path: Path) -> str | None:
     """The lake location a legacy catalog recorded (None: its own directory)."""
-    con = duckdb.connect(str(path), read_only=True)
+    con = open_instance(str(path), read_only=True)
     try:
         row = con.execute(
             "SELECT value FROM duckdb_tables() t, catalog_settings s "

@@ -28,7 +28,7 @@ from cvcatalog import spatial
 from cvcatalog.datasets import DATASETS
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.io import lake
-from cvcatalog.io.duckdb_ext import load_extension
+from cvcatalog.io.duckdb_ext import load_extension, open_instance
 from cvcatalog.io.lake import TableSpec
 from cvcatalog.io.storage import LakeStore
 from cvcatalog.quality.config import IMPUTED_COLUMN, SEGMENT_COLUMN
@@ -92,7 +92,7 @@ def datasets() -> dict[str, type[Dataset]]:
 
 def _arrow_columns(schema: pa.Schema) -> tuple[tuple[str, str], ...]:
     """(name, DuckDB type) of an Arrow schema, as DuckDB reads it (nested types included)."""
-    con = duckdb.connect()
+    con = open_instance()
     try:
         rel = con.from_arrow(schema.empty_table())
         return tuple((n, str(t)) for n, t in zip(rel.columns, rel.types, strict=True))
