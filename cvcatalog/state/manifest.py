@@ -219,17 +219,15 @@ def put_partitions(
             rec.last_accessed = now
     previous = get_files(con, keys)
     con.execute("DELETE FROM partitions WHERE list_contains(?, partition_key)", [keys])
-    con.executemany(
-        f"INSERT INTO partitions ({', '.join(_PCOLS)}) VALUES ({', '.join('?' * len(_PCOLS))})",
-        [[getattr(rec, c) for c in _PCOLS] for rec, *_ in items],
-    )
+    _insert(con, "partitions", _PCOLS, [[getattr(rec, c) for c in _PCOLS] for rec, *_ in items])
     con.execute("DELETE FROM partition_files WHERE list_contains(?, partition_key)", [keys])
     files = [f for _, fs, _, _ in items for f in fs]
-    if files:
-        con.executemany(
-            "INSERT INTO partition_files VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [[f.path, f.partition_key, f.kind, f.rows, f.bytes, f.sha256, now] for f in files],
-        )
+    _insert(
+        con,
+        "partition_files",
+        ["path", "partition_key", "kind", "rows", "bytes", "sha256", "created_at"],
+        [[f.path, f.partition_key, f.kind, f.rows, f.bytes, f.sha256, now] for f in files],
+    )
     replaced = [rec.partition_key for rec, _, objs, _ in items if objs or rec.status != "failed"]
     if replaced:
         con.execute("DELETE FROM source_objects WHERE list_contains(?, partition_key)", [replaced])
@@ -238,18 +236,40 @@ def put_partitions(
         for rec, _, objs, _ in items
         for o in objs
     ]
-    if objects:
-        con.executemany("INSERT INTO source_objects VALUES (?, ?, ?, ?, ?, ?)", objects)
+    _insert(
+        con,
+        "source_objects",
+        ["key", "partition_key", "size", "etag", "last_modified", "run_id"],
+        objects,
+    )
     rows = [
         [rec.run_id, rec.partition_key, kind, rule, n]
         for rec, _, _, validation in items
         for kind, rule, n in validation
         if n
     ]
-    if rows:
-        con.executemany("INSERT INTO validation_reports VALUES (?, ?, ?, ?, ?)", rows)
+    _insert(con, "validation_reports", ["run_id", "partition_key", "kind", "rule", "count"], rows)
     keep = {f.path for f in files}
     return [f for f in previous if f.path not in keep]
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Insert rows with one statement (a list per column, unnested): executemany runs one
+    statement per row, most of a many-day commit's state rows."""
+    if not rows:
+        return
+    cols = [list(c) for c in zip(*rows, strict=True)]
+    items = ", ".join(f"unnest(${i + 1}) AS {quote_ident(c)}" for i, c in enumerate(columns))
+    con.execute(
+        f"INSERT INTO {quote_ident(table)} ({', '.join(quote_ident(c) for c in columns)}) "
+        f"SELECT {items}",
+        cols,
+    )
 
 
 def delete_partitions(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> list[FileRecord]:
