@@ -168,28 +168,103 @@ def convert_partition(
     False keeps arrival order (a day converted in batches is ordered as a whole afterwards,
     order_partition).
     """
+    (result,) = _convert(
+        con,
+        schema,
+        [(files, out_dir)],
+        validation=validation,
+        target_rows_per_file=target_rows_per_file,
+        row_group_size=row_group_size,
+        ordered=ordered,
+    )
+    return result
+
+
+def convert_partitions(
+    con: duckdb.DuckDBPyConnection,
+    schema: MessageSchema,
+    parts: Sequence[tuple[Sequence[RawFile], Path]],
+    *,
+    validation: ValidationConfig,
+    target_rows_per_file: int = 2_000_000,
+    row_group_size: int = 122_880,
+    ordered: bool = True,
+) -> list[ConvertResult]:
+    """Convert several small partitions (their objects, their out_dir) with one DuckDB scan: the
+    fixed cost of a conversion (binding the canonical SELECT, read_json, the Parquet writer) is
+    most of a tiny day's, and here it is paid once for the group.
+
+    The objects of every partition are read and made canonical by one statement into a
+    temporary table; each partition's rows are then written by its own COPY (in the row order)
+    into its out_dir, so every partition gets exactly the files, quarantine entries and counts
+    convert_partition would give it alone. A quarantine entry that names no object (it could
+    not be attributed to one partition) fails the whole group: the caller converts the
+    partitions one by one then.
+    """
+    if len(parts) == 1:
+        return [
+            convert_partition(
+                con,
+                schema,
+                parts[0][0],
+                parts[0][1],
+                validation=validation,
+                target_rows_per_file=target_rows_per_file,
+                row_group_size=row_group_size,
+                ordered=ordered,
+            )
+        ]
+    return _convert(
+        con,
+        schema,
+        parts,
+        validation=validation,
+        target_rows_per_file=target_rows_per_file,
+        row_group_size=row_group_size,
+        ordered=ordered,
+        grouped=True,
+    )
+
+
+def _convert(
+    con: duckdb.DuckDBPyConnection,
+    schema: MessageSchema,
+    parts: Sequence[tuple[Sequence[RawFile], Path]],
+    *,
+    validation: ValidationConfig,
+    target_rows_per_file: int,
+    row_group_size: int,
+    ordered: bool,
+    grouped: bool = False,
+) -> list[ConvertResult]:
+    """convert_partition of one partition, or convert_partitions of several (grouped)."""
     if target_rows_per_file < 1 or row_group_size < 1:
         raise ValueError("target_rows_per_file and row_group_size must be positive")
-    out_dir = Path(out_dir).absolute()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if any(out_dir.glob("part-*.parquet")) or (out_dir / QUARANTINE_NAME).exists():
-        raise FileExistsError(f"{out_dir} already holds converted output")
-    for p in [out_dir, *(f.path for f in files)]:
+    out_dirs = [Path(d).absolute() for _, d in parts]
+    if len(set(out_dirs)) != len(out_dirs):
+        raise ValueError("every partition of a group needs its own out_dir")
+    files = [f for fs, _ in parts for f in fs]
+    units = [u for u, (fs, _) in enumerate(parts) for _ in fs]
+    for out_dir in out_dirs:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if any(out_dir.glob("part-*.parquet")) or (out_dir / QUARANTINE_NAME).exists():
+            raise FileExistsError(f"{out_dir} already holds converted output")
+    for p in [*out_dirs, *(f.path for f in files)]:
         if _GLOB_CHARS & set(str(p)):
             raise ValueError(f"path {p} contains a glob character (* ? [); DuckDB would expand it")
 
-    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir))
+    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dirs[0]))
     keys_table = f"_cvcatalog_keys_{uuid.uuid4().hex}"
     final: list[Path] = []
     done = False
     old_tz = _current_timezone(con)
     try:
         con.execute("SET TimeZone = 'UTC'")
-        result = _Conversion(
+        results = _Conversion(
             con,
             schema,
-            list(files),
-            out_dir,
+            files,
+            out_dirs,
             work,
             keys_table,
             validation,
@@ -197,9 +272,10 @@ def convert_partition(
             target_rows_per_file,
             final,
             ordered,
+            units=units if grouped else None,
         ).run()
         done = True
-        return result
+        return results
     finally:
         if not done:
             for p in final:
@@ -295,7 +371,7 @@ class _Conversion:
         con: duckdb.DuckDBPyConnection,
         schema: MessageSchema,
         files: list[RawFile],
-        out_dir: Path,
+        out_dirs: list[Path],
         work: Path,
         keys_table: str,
         validation: ValidationConfig,
@@ -303,11 +379,16 @@ class _Conversion:
         rows_per_file: int,
         final: list[Path],
         ordered: bool = True,
+        units: list[int] | None = None,
     ) -> None:
         self.con = con
         self.schema = schema
         self.files = files
-        self.out_dir = out_dir
+        self.out_dirs = out_dirs
+        #: grouped (convert_partitions): the partition of each file; None: one partition
+        self.units = units
+        #: a staged file -> its partition (grouped)
+        self.unit_of_path: dict[Path, int] = {}
         self.work = work
         self.keys_table = quote_ident(keys_table)
         self.validate = validation.enabled
@@ -325,7 +406,7 @@ class _Conversion:
         self.scanned: set[int] = set()
 
     # -- steps -------------------------------------------------------------------------------
-    def run(self) -> ConvertResult:
+    def run(self) -> list[ConvertResult]:
         self._normalize()
         kinds = [_kind(f.path) for f in self.files]
         ndjson = [i for i, k in enumerate(kinds) if k == "ndjson"]
@@ -351,35 +432,147 @@ class _Conversion:
                     kept_invalid.update({r: n for r, n in counts.items() if r != MALFORMED})
             staged = self._rewrite_affected(staged, stats)
         if self.order is not None and staged:
-            staged = self._order_staged(staged)
+            staged = self._order_staged(staged) if self.units is None else self._order_units(staged)
         self.quarantine.close()
+        if self.units is not None:
+            return self._split(staged, versions, stats)
 
+        out_dir = self.out_dirs[0]
         for i, (path, _) in enumerate(staged):
-            target = self.out_dir / PARQUET_NAME.format(i)
+            target = out_dir / PARQUET_NAME.format(i)
             os.replace(path, target)
             self.final.append(target)
             if path in self.column_stats:
                 self.column_stats[target] = self.column_stats.pop(path)
         quarantine_file = None
         if self.quarantine.count:
-            quarantine_file = self.out_dir / QUARANTINE_NAME
+            quarantine_file = out_dir / QUARANTINE_NAME
             os.replace(self.quarantine.path, quarantine_file)  # same filesystem: atomic
             self.final.append(quarantine_file)
 
         unknown = sorted(v for v in versions if v not in self.schema.known_versions)
         if unknown:
             log.warning("unknown schema version(s) %s; parsed the known fields", unknown)
-        return ConvertResult(
-            parquet_files=[p for p in self.final if p.suffix == ".parquet"],
-            rows=sum(n for _, n in staged),
-            quarantined=self.quarantine.count,
-            quarantine_file=quarantine_file,
-            reasons=dict(self.quarantine.reasons),
-            warnings=self._warning_counts([p for p in self.final if p.suffix == ".parquet"]),
-            schema_versions=versions,
-            unknown_versions=unknown,
-            kept_invalid=dict(kept_invalid),
+        return [
+            ConvertResult(
+                parquet_files=[p for p in self.final if p.suffix == ".parquet"],
+                rows=sum(n for _, n in staged),
+                quarantined=self.quarantine.count,
+                quarantine_file=quarantine_file,
+                reasons=dict(self.quarantine.reasons),
+                warnings=self._warning_counts([p for p in self.final if p.suffix == ".parquet"]),
+                schema_versions=versions,
+                unknown_versions=unknown,
+                kept_invalid=dict(kept_invalid),
+            )
+        ]
+
+    def _split(
+        self, staged: list[tuple[Path, int]], versions: list[int], stats: _StageStats
+    ) -> list[ConvertResult]:
+        """A group's result per partition: its files (written by its own COPY), its quarantine
+        entries (by their source_key) and its counts, as a conversion of it alone gives."""
+        assert self.units is not None
+        n = len(self.out_dirs)
+        unit_of_key = {f.key: u for f, u in zip(self.files, self.units, strict=True)}
+        entries: list[list[str]] = [[] for _ in range(n)]
+        reasons: list[Counter[str]] = [Counter() for _ in range(n)]
+        if self.quarantine.count:
+            with open(self.quarantine.path, encoding="utf-8") as fh:
+                for line in fh:
+                    entry = json.loads(line)
+                    u = unit_of_key.get(entry.get("source_key"))
+                    if u is None:
+                        raise ConversionError(
+                            "a quarantine entry of a group names no object of the group: "
+                            f"{entry.get('reason')}"
+                        )
+                    entries[u].append(line)
+                    reasons[u][reason_category(entry["reason"])] += 1
+        kept_invalid: list[Counter[str]] = [Counter() for _ in range(n)]
+        if not self.drop_invalid:
+            for key, counts in stats.by_key.items():
+                u = unit_of_key.get(key) if key is not None else None
+                if u is not None:
+                    kept_invalid[u].update({r: k for r, k in counts.items() if r != MALFORMED})
+        warnings = self._group_warnings(staged)
+        results = []
+        for u, out_dir in enumerate(self.out_dirs):
+            mine = [(p, c) for p, c in staged if self.unit_of_path.get(p) == u]
+            parquet = []
+            for i, (path, _) in enumerate(mine):
+                target = out_dir / PARQUET_NAME.format(i)
+                os.replace(path, target)
+                self.final.append(target)
+                parquet.append(target)
+                if path in self.column_stats:
+                    self.column_stats[target] = self.column_stats.pop(path)
+            quarantine_file = None
+            if entries[u]:
+                quarantine_file = out_dir / QUARANTINE_NAME
+                tmp = out_dir / (QUARANTINE_NAME + ".tmp")
+                with open(tmp, "w", encoding="utf-8") as out:
+                    out.writelines(entries[u])
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, quarantine_file)
+                self.final.append(quarantine_file)
+            mine_versions = self._schema_versions(parquet)
+            unknown = sorted(v for v in mine_versions if v not in self.schema.known_versions)
+            results.append(
+                ConvertResult(
+                    parquet_files=parquet,
+                    rows=sum(c for _, c in mine),
+                    quarantined=len(entries[u]),
+                    quarantine_file=quarantine_file,
+                    reasons=dict(reasons[u]),
+                    warnings=warnings.get(u, {}),
+                    schema_versions=mine_versions,
+                    unknown_versions=unknown,
+                    kept_invalid=dict(kept_invalid[u]),
+                )
+            )
+        return results
+
+    def _group_warnings(self, staged: list[tuple[Path, int]]) -> dict[int, dict[str, int]]:
+        """warning_counts of each partition of a group, by one scan of all its files."""
+        if not staged:
+            return {}
+        units = [self.unit_of_path[p] for p, _ in staged]
+        names = ", ".join(
+            f"({quote_literal(str(p))}, {u})" for (p, _), u in zip(staged, units, strict=True)
         )
+        rows = (
+            f"(SELECT f.unit AS _unit, t.* EXCLUDE (filename) "
+            f"FROM read_parquet({list_literal(str(p) for p, _ in staged)}, filename = true) t "
+            f"JOIN (VALUES {names}) AS f(path, unit) ON f.path = t.filename)"
+        )
+        out: dict[int, dict[str, int]] = {}
+        if not self._all_null([p for p, _ in staged], _WARNING_STAT):
+            for u, w, n in self.con.execute(
+                "SELECT _unit, w, count(*) FROM (SELECT _unit, unnest(warnings) AS w "
+                f"FROM {rows} WHERE len(warnings) > 0) GROUP BY ALL ORDER BY ALL"
+            ).fetchall():
+                out.setdefault(int(u), {})[str(w)] = int(n)
+        if self.validate:
+            lead = ", ".join(
+                quote_ident(c)
+                for c in self.schema.column_names[:8]
+                if c not in ("source_key", "warnings")
+            )
+            (repeats,) = self.con.execute(
+                f"SELECT count(*) FROM (SELECT _unit FROM {rows} GROUP BY _unit "
+                f"HAVING count(*) > count(DISTINCT hash({lead})))"
+            ).fetchone() or (0,)
+            if repeats:  # leading columns repeat: count whole-row duplicates, as warning_counts
+                whole = "*COLUMNS(* EXCLUDE (_unit, source_key, warnings))"
+                for u, n in self.con.execute(
+                    f"SELECT _unit, count(*) - count(DISTINCT hash({whole})) FROM {rows} "
+                    "GROUP BY _unit"
+                ).fetchall():
+                    if int(n):
+                        out.setdefault(int(u), {})[DUPLICATE] = int(n)
+        return out
 
     def _normalize(self) -> None:
         """Decompress gzip objects and drop leading BOMs (rawfile); clean objects stay as they are."""
@@ -466,9 +659,11 @@ class _Conversion:
         self.con.execute(
             f"CREATE TEMP TABLE {self.keys_table} AS "
             "SELECT unnest($idx) AS idx, unnest($path) AS path, unnest($key) AS key, "
-            "unnest($lo)::TIMESTAMPTZ AS folder_lo, unnest($hi)::TIMESTAMPTZ AS folder_hi",
+            "unnest($lo)::TIMESTAMPTZ AS folder_lo, unnest($hi)::TIMESTAMPTZ AS folder_hi, "
+            "unnest($unit)::INTEGER AS unit",
             {
                 "idx": list(range(len(self.files))),
+                "unit": self.units or [0] * len(self.files),
                 "path": [str(f.path) for f in self.files],
                 "key": [f.key for f in self.files],
                 "lo": [b[0] if b else None for b in bounds],
@@ -486,6 +681,8 @@ class _Conversion:
         raw_cols = ", ".join(f"j.{n}" for n in names)
         doc_cols = ", ".join(f"d.r.{n} AS {n}" for n in names)
         folder = "k.folder_lo AS _folder_lo, k.folder_hi AS _folder_hi"
+        if self.units is not None:
+            folder += ", k.unit AS _unit"
         limit = f"maximum_object_size = {READ_JSON_MAX_OBJECT}"
         parts = []
         if ndjson:
@@ -534,48 +731,146 @@ class _Conversion:
 
     def _stage(self, relation: str, name: str = "stage") -> list[tuple[Path, int]]:
         """The one big pass: raw JSON -> canonical rows -> Parquet files in work/<name>, in
-        arrival order (streamed: the row order is written once at the end, _order_staged)."""
-        stage = self.work / name
-        rows = self.con.execute(
-            f"COPY ({self._select(relation)}) TO {quote_literal(str(stage))} "
-            f"({roworder.copy_options(None, self.row_group_size, self.rows_per_file, 'RETURN_STATS')})"
-        ).fetchall()
-        return self._staged(rows)
+        arrival order (streamed: the row order is written once at the end, _order_staged).
 
-    def _staged(self, rows: list[tuple[Any, ...]]) -> list[tuple[Path, int]]:
-        """The files a COPY with RETURN_STATS wrote (empty ones deleted) and their statistics."""
+        Grouped: the canonical rows of every partition go into a temporary table once, then
+        each partition's rows are written (in the row order) by its own COPY into
+        work/<name>/u<partition>."""
+        if self.units is not None:
+            return self._stage_grouped(relation, name)
+        return self._copy(self._select(relation), self.work / name)
+
+    def _copy(
+        self,
+        select: str,
+        stage: Path,
+        unit: int | None = None,
+        *,
+        rows: int | None = None,
+        by_unit: bool = False,
+    ) -> list[tuple[Path, int]]:
+        """COPY select into Parquet files under stage (roworder.copy_options for `rows` rows:
+        None, not known yet), with their statistics; by_unit: one file per partition
+        (PARTITION_BY _unit: stage/_unit=N/), else files of about rows_per_file rows (their
+        partition: unit)."""
+        layout = ["PARTITION_BY (_unit)"] if by_unit else []
+        opts = roworder.copy_options(
+            rows, self.row_group_size, None if by_unit else self.rows_per_file,
+            *layout, "RETURN_STATS",
+        )  # fmt: skip
+        written = self.con.execute(
+            f"COPY ({select}) TO {quote_literal(str(stage))} ({opts})"
+        ).fetchall()
+        return self._staged(written, stage, unit, by_unit=by_unit)
+
+    def _staged(
+        self,
+        rows: list[tuple[Any, ...]],
+        stage: Path | None = None,
+        unit: int | None = None,
+        *,
+        by_unit: bool = False,
+    ) -> list[tuple[Path, int]]:
+        """The files a COPY with RETURN_STATS wrote (empty ones deleted) and their statistics;
+        by_unit: each partition's hive directory (stage/_unit=N) renamed stage/uN (readers
+        would see a column), the files remembered as that partition's (else as unit's)."""
         out = []
         for filename, count, _size, _footer, column_stats, *_ in rows:
             path = Path(filename)
+            owner = unit
+            if by_unit and stage is not None:
+                owner = int(path.parent.name.split("=", 1)[1])
+                renamed = stage / f"u{owner:05d}"
+                if path.parent.exists():
+                    os.replace(path.parent, renamed)
+                path = renamed / path.name
             if count:
                 out.append((path, int(count)))
                 self.column_stats[path] = dict(column_stats or {})
+                if owner is not None:
+                    self.unit_of_path[path] = owner
             else:
                 path.unlink(missing_ok=True)
         return sorted(out)
 
-    def _order_staged(self, staged: list[tuple[Path, int]]) -> list[tuple[Path, int]]:
+    def _order_staged(
+        self, staged: list[tuple[Path, int]], unit: int | None = None
+    ) -> list[tuple[Path, int]]:
         """The staged files rewritten once in the files' row order (cvcatalog.io.roworder:
-        spatial pruning), row groups sized from the row count, in bounded memory."""
+        spatial pruning), row groups sized from the row count, in bounded memory; unit: the
+        files of one partition of a group."""
         rows = sum(n for _, n in staged)
         written = roworder.write_ordered(
             self.con,
             [str(p) for p, _ in staged],
-            self.work / "ordered",
+            self.work / ("ordered" if unit is None else f"ordered-u{unit:05d}"),
             self.order,
             rows=rows,
             row_group_size=self.row_group_size,
             rows_per_file=self.rows_per_file,
             extra=["RETURN_STATS"],
         )
-        out = self._staged(written)
+        out = self._staged(written, unit=unit)
         if sum(n for _, n in out) != rows:
             raise ConversionError(f"ordering wrote {sum(n for _, n in out)} rows, expected {rows}")
         for p, _ in staged:
             self.column_stats.pop(p, None)
+            self.unit_of_path.pop(p, None)
             p.unlink(missing_ok=True)
         return out
 
+    def _order_units(self, staged: list[tuple[Path, int]]) -> list[tuple[Path, int]]:
+        """Grouped: each partition's files are written in the order already; one with several
+        (its reparsed lines beside the rest) is rewritten as one ordered set, as its own
+        conversion would write it."""
+        files: dict[int, list[tuple[Path, int]]] = {}
+        for item in staged:
+            files.setdefault(self.unit_of_path[item[0]], []).append(item)
+        out: list[tuple[Path, int]] = []
+        for unit, items in sorted(files.items()):
+            out += self._order_staged(items, unit) if len(items) > 1 else items
+        return sorted(out)
+
+    def _stage_grouped(self, relation: str, name: str) -> list[tuple[Path, int]]:
+        """A group's canonical rows into a temporary table (one read_json of all its objects),
+        then written per partition: the partitions that fit one file by one COPY with
+        PARTITION_BY on one thread (a file per partition, each in the row order: one thread
+        keeps the sorted stream's order within each partition), any larger one by a COPY of
+        its own."""
+        table = quote_ident(f"_cvcatalog_group_{uuid.uuid4().hex}")
+        self.con.execute(f"CREATE TEMP TABLE {table} AS {self._select(relation)}")
+        try:
+            counts = dict(
+                self.con.execute(f"SELECT _unit, count(*) FROM {table} GROUP BY ALL").fetchall()
+            )
+            if None in counts:
+                raise ConversionError("rows of a group that name none of its objects")
+            limit = self.rows_per_file
+            small = sorted(int(u) for u, n in counts.items() if n <= limit)
+            out: list[tuple[Path, int]] = []
+            if small:
+                only = "" if len(small) == len(counts) else f" WHERE _unit IN {tuple(small)!r}"
+                select = self._ordered(f"SELECT * FROM {table}{only}")
+                rows = max(int(counts[u]) for u in small)  # one row-group size for them all
+                with _one_thread(self.con):
+                    out += self._copy(select, self.work / name, rows=rows, by_unit=True)
+            for unit in sorted(int(u) for u in counts if int(u) not in small):
+                select = self._ordered(
+                    f"SELECT * EXCLUDE (_unit) FROM {table} WHERE _unit = {unit}"
+                )
+                out += self._copy(
+                    select, self.work / name / f"u{unit:05d}", unit, rows=int(counts[unit])
+                )
+            if sum(n for _, n in out) != sum(counts.values()):
+                raise ConversionError("a group's partitions were not written whole")
+            return sorted(out)
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def _ordered(self, select: str) -> str:
+        """The rows of select in the files' order (cvcatalog.io.roworder: spatial pruning)."""
+        return roworder.ordered(self.con, select, self.order)
     def _all_null(self, paths: Sequence[Path], column: str) -> bool:
         """Whether the COPY's statistics show `column` (a stats name: '"a"', '"l"."element"')
         NULL in every row of every file; False when a file's statistics are unknown."""
@@ -603,12 +898,15 @@ class _Conversion:
     def _select(self, relation: str) -> str:
         """The canonical SELECT; when validating, flags rows generated outside their folder hour."""
         time_col = self.schema.time_column
+        unit = ["b._unit AS _unit"] if self.units is not None else []
         if not self.validate or time_col is None:
-            return self.schema.canonical_select_sql(relation, validate=self.validate)
+            return self.schema.canonical_select_sql(
+                relation, validate=self.validate, extra_columns=unit
+            )
         inner = self.schema.canonical_select_sql(
             relation,
             validate=True,
-            extra_columns=["b._folder_lo AS _folder_lo", "b._folder_hi AS _folder_hi"],
+            extra_columns=["b._folder_lo AS _folder_lo", "b._folder_hi AS _folder_hi", *unit],
         )
         t = quote_ident(time_col)
         return (
@@ -949,14 +1247,27 @@ def _duplicates(con: duckdb.DuckDBPyConnection, rows: str, columns: list[str] | 
         key = "*COLUMNS(* EXCLUDE (source_key, warnings))"
     else:
         key = ", ".join(quote_ident(c) for c in columns if c not in ("source_key", "warnings"))
-    (n,) = con.execute(
-        f"SELECT count(*) - count(DISTINCT hash({key})) FROM {rows}"
-    ).fetchone() or (0,)
+    (n,) = con.execute(f"SELECT count(*) - count(DISTINCT hash({key})) FROM {rows}").fetchone() or (
+        0,
+    )
     return int(n)
 
 
 # --------------------------------------------------------------------------------------------
 # Python-side readers: only for documents and for locating broken lines.
+
+
+@contextlib.contextmanager
+def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The block's statements on one DuckDB thread (the connection's setting restored)."""
+    row = con.execute("SELECT current_setting('threads')").fetchone()
+    con.execute("SET threads = 1")
+    try:
+        yield
+    finally:
+        if row is not None:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("SET threads = ?", [int(row[0])])
 
 
 def _current_timezone(con: duckdb.DuckDBPyConnection) -> str | None:

@@ -15,7 +15,7 @@ from cvcatalog.exceptions import ConversionError, TransientFetchError
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.s3 import RetryPolicy
 from cvcatalog.pipeline.contract import Plan, RunContext, Source, Staged
-from cvcatalog.pipeline.report import Outcome, Summary, summary_lines
+from cvcatalog.pipeline.report import NullProgress, Outcome, Summary, summary_lines
 from cvcatalog.pipeline.run import Runner
 from cvcatalog.pipeline.stage import fresh_dir, staged_file
 from cvcatalog.state.db import CatalogDB
@@ -211,3 +211,53 @@ def test_a_run_with_nothing_to_do_is_not_recorded(db: CatalogDB) -> None:
     assert s.ok and s.count("cached") == 2
     with db.read() as con:
         assert con.execute("SELECT count(*) FROM ingest_runs").fetchone() == (1,)
+
+
+class Groups(Letters):
+    """Letters whose units are small: converted together (convert_group), the first one slowly
+    so the others are fetched meanwhile; a group holding a bad letter raises."""
+
+    group_max = 4
+
+    def __init__(self, db: CatalogDB, letters: str, bad: str = "") -> None:
+        super().__init__(db, letters)
+        self.bad = bad
+        self.groups: list[list[str]] = []
+        self.first = threading.Event()
+
+    def groupable(self, fetched: str) -> bool:
+        return True
+
+    def convert(self, fetched: str, run: RunContext) -> Staged[str]:
+        if not self.first.is_set():
+            self.first.set()
+            threading.Event().wait(0.5)
+        if Path(fetched).read_text() == self.bad:
+            raise ConversionError(f"{self.bad} is bad")
+        return super().convert(fetched, run)
+
+    def convert_group(self, fetched: list[str], run: RunContext) -> list[Staged[str] | Outcome]:
+        units = [Path(f).read_text() for f in fetched]
+        self.groups.append(units)
+        if self.bad in units:
+            raise ConversionError("one of the group is bad")
+        return [super(Groups, self).convert(f, run) for f in fetched]
+
+
+def test_small_units_are_converted_in_groups_and_a_bad_one_fails_alone(db: CatalogDB) -> None:
+    src = Groups(db, "abcdefghij", bad="c")
+    notes: list[str] = []
+
+    class Notes(NullProgress):
+        def note(self, message: str) -> None:
+            notes.append(message)
+
+    s = _run(src, db, progress=Notes())
+    assert s.count("complete") == 9 and s.count("failed") == 1
+    assert [o.key for o in s.days if o.status == "failed"] == ["c"]
+    assert max(len(g) for g in src.groups) > 1 and all(len(g) <= 4 for g in src.groups)
+    assert any("c" in g for g in src.groups)  # the bad one was in a group, then alone
+    assert any("converting each alone" in n for n in notes), notes
+    assert sorted(_letters(db)) == sorted("abdefghij")
+    # fewer commits than units: a group's units finish together
+    assert len(src.batches) < 9

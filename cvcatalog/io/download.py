@@ -25,7 +25,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
@@ -417,10 +417,24 @@ class S3Fetcher:
 
         An empty prefix is an empty list, not an error: days and hours can be missing.
         """
+        return [o for page in self._pages(prefix, page_size) for o in page]
+
+    def list_upto(
+        self, prefix: str, limit: int, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> builtins.list[ObjectInfo] | None:
+        """Every object under prefix, or None as soon as there are more than limit (the pages
+        after that are not requested): a listing worth keeping only when small."""
+        out: builtins.list[ObjectInfo] = []
+        for page in self._pages(prefix, page_size):
+            out += page
+            if len(out) > limit:
+                return None
+        return out
+
+    def _pages(self, prefix: str, page_size: int) -> Iterator[builtins.list[ObjectInfo]]:
         if page_size < 1:
             raise ValueError(f"page_size must be >= 1, got {page_size}")
         retrier = self._retrier()
-        out: builtins.list[ObjectInfo] = []
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
@@ -433,6 +447,7 @@ class S3Fetcher:
                 return result
 
             resp = retrier.call("ListObjectsV2", f"s3://{self.bucket}/{prefix}", page)
+            out: builtins.list[ObjectInfo] = []
             for item in resp.get("Contents") or ():
                 key = item["Key"]
                 if key.endswith("/") and not item.get("Size"):
@@ -445,9 +460,10 @@ class S3Fetcher:
                         last_modified=item["LastModified"],
                     )
                 )
+            yield out
             token = resp.get("NextContinuationToken")
             if not resp.get("IsTruncated") or not token:
-                return out
+                return
 
     def list_level(
         self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE
@@ -709,6 +725,13 @@ class S3Fetcher:
             if seen.setdefault(d, o.key) != o.key:
                 raise ValueError(f"{o.key} and {seen[d]} would both be written to {d}")
         abort = abort if abort is not None else threading.Event()
+        if len(items) == 1:  # one object (a tiny day): a pool's thread costs more than it saves
+            try:
+                return [self._download(items[0], dests[0], on_bytes, abort)], []
+            except (CredentialsError, EndpointUnreachableError):
+                raise
+            except Exception as e:
+                return [], [(items[0], e)]
         futures: dict[Future[DownloadResult], int] = {}
         with ThreadPoolExecutor(
             max_workers=self.cfg.max_workers, thread_name_prefix="cvcatalog-dl"

@@ -117,6 +117,10 @@ class Source(ABC, Generic[U, F]):
     message_type: str
     fetch_slots: int = 1
     convert_slots: int = 1
+    #: most fetched units one conversion takes together (convert_group, for units groupable
+    #: says are small: the fixed cost of a conversion is then paid once for the group); while
+    #: the units fetched ahead are all groupable, the runner fetches on up to this many
+    group_max: int = 1
     #: record the run in ingest_runs even when it plans nothing (a cached CV range does not)
     record_idle_runs: ClassVar[bool] = False
     #: "full" or "incremental", as the run record and summary show it
@@ -159,6 +163,16 @@ class Source(ABC, Generic[U, F]):
     def convert(self, fetched: F, run: RunContext) -> Staged[U] | Outcome:
         """Convert a fetched unit into staged files (files named by stage.fresh_name).
         Transient errors are retried (the unit's fetch is not repeated)."""
+
+    def groupable(self, fetched: F) -> bool:
+        """Whether a fetched unit may be converted together with others (convert_group)."""
+        return False
+
+    def convert_group(self, fetched: list[F], run: RunContext) -> list[Staged[U] | Outcome]:
+        """Convert several groupable units at once: one result per unit, in order. Raising
+        fails none of them: the runner converts each alone then (convert), so one bad unit
+        fails alone."""
+        raise NotImplementedError
 
     # -- commit (the run's thread) -----------------------------------------------------------
     @abstractmethod

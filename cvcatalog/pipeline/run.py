@@ -11,6 +11,10 @@ unit waits up to COMMIT_INTERVAL, or COMMIT_PACE times the last commit's duratio
 while units are still on their way), while the workers go on; the run's thread schedules and
 reports.
 
+Small units (Source.groupable) ready together are converted by one Source.convert_group (up to
+Source.group_max; while every unit fetched ahead is small, fetching goes on up to that many); a
+group that fails is converted again unit by unit, so one bad unit fails alone.
+
 Transient errors (network, throttling, 5xx) of a fetch or a conversion are retried under the
 one retry policy (s3.RetryPolicy); a unit that still fails is recorded failed by its source and
 the others go on. An interrupt stops new units, lets the commit in flight finish and commits
@@ -158,7 +162,8 @@ class Runner(Generic[U]):
         deferred: list[U] = []
         fetching: dict[Future[_Item[U]], U] = {}
         ready: deque[_Item[U]] = deque()
-        converting: dict[Future[_Item[U]], U] = {}
+        #: a conversion in flight and the units it converts (several: a group)
+        converting: dict[Future[Any], list[_Item[U]]] = {}
         to_commit: list[_Item[U]] = []
         #: the commit in flight (one at a time) and its units
         committing: tuple[Future[None], list[_Item[U]]] | None = None
@@ -201,11 +206,34 @@ class Runner(Generic[U]):
                     pending.append((unit, True))
                 deferred.clear()
             while ready and len(converting) < convert_slots:
-                item = ready.popleft()
-                converting[converters.submit(self._convert_job, item, run)] = item.unit
-            while pending and len(fetching) + len(ready) < fetch_slots:
+                group = [ready.popleft()]
+                while (
+                    ready
+                    and len(group) < src.group_max
+                    and src.groupable(group[0].result)
+                    and src.groupable(ready[0].result)
+                ):
+                    group.append(ready.popleft())
+                fut: Future[Any]
+                if len(group) == 1:
+                    fut = converters.submit(self._convert_job, group[0], run)
+                else:
+                    fut = converters.submit(self._convert_group_job, group, run)
+                converting[fut] = group
+            while pending and may_fetch():
                 unit, block = pending.popleft()
                 fetching[fetchers.submit(self._fetch_job, unit, block, run)] = unit
+
+        def may_fetch() -> bool:
+            """At most fetch_slots fetches at once and as many units fetched ahead of the
+            conversions; or, while every unit fetched ahead is groupable, up to group_max
+            (they are converted together once a conversion slot frees)."""
+            if len(fetching) >= fetch_slots:
+                return False
+            ahead = len(fetching) + len(ready)
+            if ahead < fetch_slots:
+                return True
+            return ahead < src.group_max and all(src.groupable(i.result) for i in ready)
 
         def timed_commit(staged: list[Staged[U]]) -> None:
             nonlocal last_commit
@@ -233,12 +261,16 @@ class Runner(Generic[U]):
                         committing = None
                         self._committed(fut, batch, run)
                         continue
-                    item = fut.result()  # the jobs never raise: errors travel in the item
-                    if fetching.pop(fut, None) is not None and item.deferred:
-                        deferred.append(item.unit)
+                    res = fut.result()  # the jobs never raise: errors travel in the items
+                    if fetching.pop(fut, None) is not None:
+                        if res.deferred:
+                            deferred.append(res.unit)
+                        else:
+                            self._route(res, ready, to_commit, run)
                         continue
                     converting.pop(fut, None)
-                    self._route(item, ready, to_commit, run)
+                    for item in res if isinstance(res, list) else [res]:
+                        self._route(item, ready, to_commit, run)
                 top_up()  # the workers go on while a commit runs
             for item in ready:  # fetched, but the run stopped before converting them
                 _release(item)
@@ -247,8 +279,14 @@ class Runner(Generic[U]):
             src.cancel()
             for item in ready:
                 _release(item)
-            for fut in [*fetching, *converting]:
+            for fut in fetching:
                 if not fut.cancel():
+                    fut.add_done_callback(_release_when_done)
+            for fut, items in converting.items():
+                if fut.cancel():
+                    for item in items:
+                        _release(item)
+                else:
                     fut.add_done_callback(_release_when_done)
             # the commit in flight completes, and the units converted before the run stopped
             # are committed too (each commit is all or nothing)
@@ -341,6 +379,32 @@ class Runner(Generic[U]):
             item.error = e
         return item
 
+    def _convert_group_job(self, items: list[_Item[U]], run: RunContext) -> list[_Item[U]]:
+        """Convert small units together (Source.convert_group); if that fails, each alone, so
+        one bad unit fails alone (its retries as usual)."""
+        try:
+            run.check_stop()
+            results = self.source.convert_group([i.result for i in items], run)
+            if len(results) != len(items):
+                raise RuntimeError("convert_group must return one result per unit")  # a bug
+        except Abandoned as e:
+            for item in items:
+                item.error = e
+            return items
+        except Exception as e:
+            self.progress.note(
+                f"{items[0].key}..{items[-1].key}: converting {len(items)} units together "
+                f"failed ({describe(e)}); converting each alone"
+            )
+            return [self._convert_job(item, run) for item in items]
+        except BaseException as e:  # e.g. an interrupt: travels with the units, like _convert_job
+            for item in items:
+                item.error = e
+            return items
+        for item, result in zip(items, results, strict=True):
+            item.result = result
+        return items
+
     def _attempts(self, item: _Item[U], fn: Callable[[], T], run: RunContext) -> T:
         """fn() under the retry policy: transient errors are tried again after a backoff."""
         attempt = 0
@@ -417,9 +481,11 @@ def _release(item: _Item[Any]) -> None:
         claim.release()
 
 
-def _release_when_done(fut: Future[_Item[Any]]) -> None:
+def _release_when_done(fut: Future[Any]) -> None:
     if not fut.cancelled():
-        _release(fut.result())
+        res = fut.result()
+        for item in res if isinstance(res, list) else [res]:
+            _release(item)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -23,6 +23,12 @@ until the commit: a re-run reuses them. A conversion that runs out of memory is 
 with one DuckDB thread, and so is the rest of the day. A day converted on a ConversionPool and
 a changed day merged with its kept rows (--check-changes) are downloaded whole first and
 converted at once.
+
+Small days (SMALL_DAY_BYTES) go in groups, so a tiny day does not cost a conversion, a LIST
+and a commit of its own: the plan lists a month once when several of its days are to do, a
+small day's fetch starts its download in the background, and the small days fetched while
+another converts are converted together (convert_group: transform.convert_partitions, a file
+set per day) and committed together; a group that fails is converted again day by day.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ from cvcatalog.exceptions import (
     CvCatalogError,
     EndpointUnreachableError,
 )
-from cvcatalog.io.download import ObjectInfo, S3Fetcher
+from cvcatalog.io.download import DownloadResult, ObjectInfo, S3Fetcher
 from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, remove_tree
 from cvcatalog.io.s3 import RetryPolicy, make_client
@@ -78,11 +84,11 @@ from cvcatalog.transform import (
     apply_quality,
     combine_results,
     convert_partition,
+    convert_partitions,
     order_partition,
 )
 
 T = TypeVar("T")
-
 
 
 #: A day converts in batches of its objects, in listing order, each as soon as its objects are
@@ -93,6 +99,29 @@ T = TypeVar("T")
 STREAM_BATCHES = 4
 MIN_BATCH_BYTES = 32 << 20
 MAX_BATCH_BYTES = 256 << 20
+
+#: A day of at most SMALL_DAY_BYTES of raw JSON is small: its fetch downloads nothing, and the
+#: conversion downloads it together with up to GROUP_MAX_DAYS - 1 other small days fetched
+#: meanwhile, converts them with one DuckDB scan (transform.convert_partitions: a file set
+#: per day) and they are committed together: the fixed cost of a conversion, most of a tiny
+#: day's, is paid once per group (CvPilotDays.convert_group; a group that fails is converted
+#: again day by day, so a bad day fails alone).
+SMALL_DAY_BYTES = 4 << 20
+GROUP_MAX_DAYS = 32
+#: The plan lists a month once instead of each of its days (a LIST per day is most of a tiny
+#: day's fetch) when at least MONTH_LIST_MIN_DAYS of its days are to do and it holds at most
+#: MONTH_LIST_MAX_OBJECTS objects (past that the pages stop and the days are listed alone);
+#: a day's fetch uses that listing only when the day is small, and lists a larger day again.
+MONTH_LIST_MIN_DAYS = 3
+MONTH_LIST_MAX_OBJECTS = 5000
+#: days whose state one read after a claim covers (CvPilotDays._day_state)
+STATE_AHEAD = 64
+#: small days downloading in the background at once (each with download.max_workers threads)
+DOWNLOADS_AHEAD = 4
+
+
+#: what S3Fetcher.download_many returns: the copies made and the objects that failed
+Downloaded = tuple[list[DownloadResult], list[tuple[ObjectInfo, Exception]]]
 
 
 @dataclass
@@ -113,6 +142,10 @@ class Fetched:
     #: the objects to download and convert, cut into batches (stream_batches); fetch downloads
     #: the first, the conversion each next one while the one before converts
     batches: list[list[ObjectInfo]] = field(default_factory=list)
+    #: a small day whose fetch only started its download (download, in the background, at
+    #: most DOWNLOADS_AHEAD days at once): its conversion waits for it
+    deferred: bool = False
+    download: Future[Downloaded] | None = None
 
     @property
     def merging(self) -> bool:
@@ -161,6 +194,15 @@ def stream_batches(objects: list[ObjectInfo], min_objects: int = 1) -> list[list
     elif batch or not out:
         out.append(batch)
     return out
+
+
+def _download_error(failures: list[tuple[ObjectInfo, Exception]]) -> DownloadFailed:
+    """A day's failed downloads as one error naming the first object."""
+    obj, err = failures[0]
+    more = f" (and {len(failures) - 1} more objects)" if len(failures) > 1 else ""
+    detail = describe_error(err)  # names the key already when it comes from S3Error
+    what = detail if obj.key in detail else f"{obj.key}: {detail}"
+    return DownloadFailed(f"download failed: {what}{more}")
 
 
 def describe_error(e: BaseException, where: Path | None = None) -> str:
@@ -258,6 +300,16 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self.executor = pool.name if pool is not None else "local"
         self.fetch_slots = 1  # a day's objects download concurrently already (S3Fetcher)
         self.convert_slots = pool.capacity if pool is not None else 1
+        self.group_max = GROUP_MAX_DAYS if pool is None else 1
+        #: the days' listings the plan took by month (fetch takes a small day's from here)
+        self._listed: dict[str, list[ObjectInfo]] = {}
+        #: the run's days to do, in order, and what a fetch last read of the state of the days
+        #: from one on (_day_state), valid while the catalog file is the one it was read from
+        self._todo: dict[str, int] = {}
+        self._todo_keys: list[str] = []
+        self._state: dict[str, tuple[PartitionRecord | None, list[FileRecord]]] = {}
+        self._state_ident: tuple[int, int, int] | None = None
+        self._downloads: ThreadPoolExecutor | None = None  # small days' background downloads
         self._fetcher_factory = fetcher_factory or default_fetcher
         self._fetcher: S3Fetcher | None = None
         self._fetcher_lock = threading.Lock()
@@ -331,7 +383,76 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 + (" ..." if len(stale) > 3 else "")
             )
         self._sweep_staging(cached)
+        self._list_months(todo)
+        self._todo_keys = [k.key for k in todo]
+        self._todo = {k: i for i, k in enumerate(self._todo_keys)}
         return Plan(todo, done)
+
+    def _catalog_ident(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.paths.db.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _day_state(self, pk: PartitionKey) -> tuple[PartitionRecord | None, list[FileRecord]]:
+        """The day's record and current files, read after its claim (another process may have
+        done it meanwhile). One read covers the next STATE_AHEAD days of the run too: a later
+        day's answer is used only while the catalog file is still the one read, a file no
+        commit (another process's, nor this run's) has replaced since; a commit of that day
+        replaces it, so a day claimed after another process's commit is read again."""
+        ident = self._catalog_ident()  # before the read: a commit during it invalidates it
+        with self._open_lock:
+            if ident is not None and ident == self._state_ident and pk.key in self._state:
+                return self._state.pop(pk.key)
+        i = self._todo.get(pk.key)
+        keys = [pk.key] if i is None else self._todo_keys[i : i + STATE_AHEAD]
+        with self.db.read() as con:
+            recs = manifest.get_partitions(con, keys=keys)
+            files = manifest.get_files(con, keys)
+        state: dict[str, tuple[PartitionRecord | None, list[FileRecord]]] = {
+            k: (recs.get(k), []) for k in keys
+        }
+        for f in files:
+            state[f.partition_key][1].append(f)
+        with self._open_lock:
+            self._state, self._state_ident = state, ident
+            return self._state.pop(pk.key)
+
+    def _list_months(self, todo: list[PartitionKey]) -> None:
+        """One listing per month for months with MONTH_LIST_MIN_DAYS days or more to do
+        (only while small: MONTH_LIST_MAX_OBJECTS); a transient failure leaves the days to be
+        listed one by one."""
+        months: dict[str, list[PartitionKey]] = {}
+        for pk in todo:
+            if pk.bins is None:
+                months.setdefault(pk.s3_prefix.rsplit("/", 2)[0] + "/", []).append(pk)
+        for prefix, days in months.items():
+            if len(days) < MONTH_LIST_MIN_DAYS:
+                continue
+            try:
+                objects = self.fetcher.list_upto(prefix, MONTH_LIST_MAX_OBJECTS)
+            except (CredentialsError, EndpointUnreachableError):
+                raise
+            except CvCatalogError:
+                continue
+            if objects is None:
+                continue
+            by_day: dict[str, list[ObjectInfo]] = {pk.s3_prefix: [] for pk in days}
+            for o in objects:
+                day = "/".join(o.key.split("/", 5)[:5]) + "/"  # source/type/YYYY/MM/DD/
+                if day in by_day:
+                    by_day[day].append(o)
+            for pk in days:
+                self._listed[pk.key] = by_day[pk.s3_prefix]
+
+    def _listing(self, pk: PartitionKey) -> list[ObjectInfo]:
+        """The day's objects: the plan's month listing for a small day, else a LIST now."""
+        with self._open_lock:
+            listed = self._listed.pop(pk.key, None)
+        if listed is not None and sum(o.size for o in listed) <= SMALL_DAY_BYTES:
+            return listed
+        return self.fetcher.list(pk.s3_prefix)
 
     @property
     def fetcher(self) -> S3Fetcher:
@@ -388,17 +509,19 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         with self._open_lock:  # no other day converts, nor waits to: nothing to overlap with
             alone = not self._unconverted
         # Another process may have finished it while we waited for the lock.
-        with self.db.read() as con:
-            rec = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
-            current = manifest.get_files(con, [pk.key])
-            work, why = needs_work(rec, self.today, self.cfg, self.force)
-            check = not work and self.check_changes and incremental.checkable(rec, self.force)
-            known = manifest.get_source_objects(con, pk.key) if check else []
-            deleted = deletes.of_files(con, [f.path for f in current]) if check else {}
+        rec, current = self._day_state(pk)
+        work, why = needs_work(rec, self.today, self.cfg, self.force)
+        check = not work and self.check_changes and incremental.checkable(rec, self.force)
+        known: list[SourceObjectRecord] = []
+        deleted: dict[str, tuple[str, ...]] = {}
+        if check:
+            with self.db.read() as con:
+                known = manifest.get_source_objects(con, pk.key)
+                deleted = deletes.of_files(con, [f.path for f in current])
         if not work and not check and rec is not None:
             return Outcome(pk.key, "cached", rows=rec.rows, detail=f"{why} (by another process)")
         self._remove_orphans(pk, {f.path for f in current})
-        objects = self.fetcher.list(pk.s3_prefix)
+        objects = self._listing(pk)
         nbytes = sum(o.size for o in objects)
         delta = None
         if objects and check and rec is not None and rec.status == "complete":
@@ -423,6 +546,16 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         # (it reads all its new objects together).
         whole_day = not alone or self.pool is not None or f.merging
         f.batches = [fetch] if whole_day else stream_batches(fetch, self.cfg.download.max_workers)
+        if self.pool is None and delta is None and nbytes <= SMALL_DAY_BYTES:
+            # downloaded in the background: the fetch goes on to the next day, so small days
+            # are fetched faster than converted and convert in groups
+            f.deferred = True
+            with self._open_lock:
+                if self._downloads is None:
+                    self._downloads = ThreadPoolExecutor(DOWNLOADS_AHEAD, f"{self.name}-ahead")
+                f.download = self._downloads.submit(self._download_all, f, run)
+                self._unconverted.add(pk.key)
+            return f
         try:
             with self._abortable() as abort:
                 self._download(f, 0, run, abort)
@@ -442,11 +575,28 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         f.downloaded += sum(r.size - r.resumed_from for r in results)
         if failures:
             run.check_stop()  # not failed: cancel() aborted them
-            obj, err = failures[0]
-            more = f" (and {len(failures) - 1} more objects)" if len(failures) > 1 else ""
-            detail = describe_error(err)  # names the key already when it comes from S3Error
-            what = detail if obj.key in detail else f"{obj.key}: {detail}"
-            raise DownloadFailed(f"download failed: {what}{more}")
+            raise _download_error(failures)
+
+    def _download_all(self, f: Fetched, run: RunContext) -> Downloaded:
+        """A small day's objects (in the background: cancel() aborts it)."""
+        with self._abortable() as abort:
+            return self.fetcher.download_many(
+                f.batches[0], lambda o: f.names[o.key], on_bytes=run.progress.downloaded,
+                abort=abort,
+            )  # fmt: skip
+
+    def _await_download(self, f: Fetched, run: RunContext) -> None:
+        """A small day's download done (its background one, or now): raises DownloadFailed
+        naming the first object that failed, or Abandoned if the run stopped."""
+        if not f.deferred:
+            return
+        future, f.download = f.download, None
+        got, failures = future.result() if future is not None else self._download_all(f, run)
+        f.downloaded += sum(r.size - r.resumed_from for r in got)
+        if failures:
+            run.check_stop()  # not failed: cancel() aborted them
+            raise _download_error(failures)
+        f.deferred = False
 
     def _download_failed(self, f: Fetched, e: DownloadFailed) -> Outcome:
         out = self._fail(f.pk, str(e))
@@ -505,6 +655,76 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             with self._open_lock:
                 self._unconverted.discard(fetched.pk.key)
 
+    def groupable(self, fetched: Fetched) -> bool:
+        return fetched.deferred
+
+    def convert_group(
+        self, fetched: list[Fetched], run: RunContext
+    ) -> list[Staged[PartitionKey] | Outcome]:
+        """Small days together: their objects downloaded at once (a day whose download fails
+        fails alone), converted by one DuckDB scan into a file set per day
+        (transform.convert_partitions), each day staged as convert would stage it."""
+        try:
+            return self._convert_days(fetched, run)
+        finally:
+            with self._open_lock:
+                for f in fetched:
+                    self._unconverted.discard(f.pk.key)
+
+    def _convert_days(
+        self, days: list[Fetched], run: RunContext
+    ) -> list[Staged[PartitionKey] | Outcome]:
+        results: list[Staged[PartitionKey] | Outcome | None] = [None] * len(days)
+        for f in days:
+            self._make_room(f.pk, f.nbytes, run.progress)
+        ok: list[int] = []
+        for i, f in enumerate(days):
+            try:
+                self._await_download(f, run)
+            except DownloadFailed as e:
+                results[i] = self._download_failed(f, e)
+                continue
+            ok.append(i)
+            run.progress.converting(f.pk.key)
+        out_dirs = [fresh_dir(self._out_dir(days[i].pk)) for i in ok]
+        try:
+            parts = [
+                ([RawFile(days[i].names[o.key], o.key) for o in days[i].batches[0]], d)
+                for i, d in zip(ok, out_dirs, strict=True)
+            ]
+            with self._duckdb(reuse=True) as con:
+                converted = convert_partitions(
+                    con,
+                    self.schema,
+                    parts,
+                    validation=self.cfg.validation,
+                    target_rows_per_file=self.cfg.memory.rows_per_file,
+                    row_group_size=self.cfg.memory.row_group_size,
+                )
+                if self.cfg.quality is not None:  # counted (and cleaned) per day, at ingest
+                    for result, d in zip(converted, out_dirs, strict=True):
+                        apply_quality(
+                            con, result, self.schema, d, self.cfg.quality,
+                            self.cfg.memory.row_group_size,
+                        )  # fmt: skip
+            for i, result in zip(ok, converted, strict=True):
+                f = days[i]
+                if result.unknown_versions:
+                    run.progress.note(
+                        f"{f.pk.key}: unknown schema version(s) {result.unknown_versions}; "
+                        "parsed the known fields"
+                    )
+                files = self._stage_outputs(f.pk, result)
+                results[i] = Staged(
+                    f.pk, files, self._outcome(f, result, files), payload=_Converted(f, result)
+                )
+        except BaseException:
+            for d in out_dirs:
+                remove_tree(d)
+            raise
+        assert all(r is not None for r in results)
+        return [r for r in results if r is not None]
+
     def _convert_day(self, f: Fetched, run: RunContext) -> Staged[PartitionKey] | Outcome:
         pk = f.pk
         self._make_room(pk, f.nbytes, run.progress)
@@ -557,6 +777,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         last = len(f.batches) - 1
         with self._abortable() as abort, ThreadPoolExecutor(1, f"{self.name}-next") as ahead:
             upcoming: Future[None] | None = None
+            self._await_download(f, run)  # a small day converted alone
             try:
                 for k, batch in enumerate(f.batches):
                     if upcoming is not None:
@@ -824,11 +1045,11 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         batch: list[Staged[PartitionKey]],
         run: RunContext,
     ) -> list[str]:
-        obsolete: list[FileRecord] = []
+        rows: list[manifest.PartitionRows] = []  # every day's rows, written together
         for st in batch:
             pk = st.unit
             if isinstance(st.payload, PartitionRecord):  # a no_data marker
-                obsolete += manifest.put_partition(con, st.payload, [], [], [])
+                rows.append((st.payload, [], [], []))
                 continue
             conv: _Converted = st.payload
             f, result = conv.fetched, conv.result
@@ -865,7 +1086,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 SourceObjectRecord(o.key, o.size, o.etag, o.last_modified, loaded.get(o.key))
                 for o in f.objects
             ]
-            obsolete += manifest.put_partition(con, rec, files, sobjs, validation)
+            rows.append((rec, files, sobjs, validation))
             if result.quality is not None:
                 record_quality(
                     con,
@@ -876,7 +1097,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                     result.quality,
                     self.cfg.quality,
                 )
-        return [x.path for x in obsolete]
+        return [x.path for x in manifest.put_partitions(con, rows)]
 
     def committed(self, staged: Staged[PartitionKey], run: RunContext) -> None:
         if staged.outcome.status == "complete":
@@ -917,6 +1138,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     # -- after the units -------------------------------------------------------------------
     def finish(self, run: RunContext, stopped: BaseException | None) -> None:
         s = run.summary
+        with self._open_lock:
+            downloads, self._downloads = self._downloads, None
+        if downloads is not None:
+            downloads.shutdown(wait=True, cancel_futures=True)
         with self._open_lock:
             idle, self._idle, self._reusing = self._idle, [], False
         for con in idle:

@@ -182,41 +182,94 @@ def put_partition(
     validation: Iterable[tuple[str, str, int]] = (),
 ) -> list[FileRecord]:
     """Replace everything known about one partition; returns the files it no longer uses."""
+    return put_partitions(con, [(rec, files, objects, validation)])
+
+
+#: one partition's state rows, as put_partitions takes them
+PartitionRows = tuple[
+    PartitionRecord,
+    Sequence[FileRecord],
+    Sequence[SourceObjectRecord],
+    Iterable[tuple[str, str, int]],
+]
+
+
+def put_partitions(
+    con: duckdb.DuckDBPyConnection, items: Sequence[PartitionRows]
+) -> list[FileRecord]:
+    """put_partition of several partitions with a few statements for all of them (a commit of
+    many small days: the statements, not the rows, are most of its cost); returns the files
+    they no longer use."""
+    keys = [rec.partition_key for rec, *_ in items]
+    if len(set(keys)) != len(keys):  # the same partition twice: in order, one at a time
+        return [f for item in items for f in put_partitions(con, [item])]
+    if not items:
+        return []
     now = now_utc()
-    old = _rows(
-        con, "SELECT created_at FROM partitions WHERE partition_key = ?", [rec.partition_key]
+    created = dict(
+        con.execute(
+            "SELECT partition_key, created_at FROM partitions WHERE list_contains(?, partition_key)",
+            [keys],
+        ).fetchall()
     )
-    rec.created_at = old[0]["created_at"] if old else (rec.created_at or now)
-    rec.checked_at = rec.checked_at or now
-    if rec.status == "complete" and rec.last_accessed is None:
-        rec.last_accessed = now
-    previous = get_files(con, [rec.partition_key])
-    con.execute("DELETE FROM partitions WHERE partition_key = ?", [rec.partition_key])
-    con.execute(
-        f"INSERT INTO partitions ({', '.join(_PCOLS)}) VALUES ({', '.join('?' * len(_PCOLS))})",
-        [getattr(rec, c) for c in _PCOLS],
+    for rec, *_ in items:
+        rec.created_at = created.get(rec.partition_key) or rec.created_at or now
+        rec.checked_at = rec.checked_at or now
+        if rec.status == "complete" and rec.last_accessed is None:
+            rec.last_accessed = now
+    previous = get_files(con, keys)
+    con.execute("DELETE FROM partitions WHERE list_contains(?, partition_key)", [keys])
+    _insert(con, "partitions", _PCOLS, [[getattr(rec, c) for c in _PCOLS] for rec, *_ in items])
+    con.execute("DELETE FROM partition_files WHERE list_contains(?, partition_key)", [keys])
+    files = [f for _, fs, _, _ in items for f in fs]
+    _insert(
+        con,
+        "partition_files",
+        ["path", "partition_key", "kind", "rows", "bytes", "sha256", "created_at"],
+        [[f.path, f.partition_key, f.kind, f.rows, f.bytes, f.sha256, now] for f in files],
     )
-    con.execute("DELETE FROM partition_files WHERE partition_key = ?", [rec.partition_key])
-    if files:
-        con.executemany(
-            "INSERT INTO partition_files VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [[f.path, f.partition_key, f.kind, f.rows, f.bytes, f.sha256, now] for f in files],
-        )
-    if objects or rec.status != "failed":
-        con.execute("DELETE FROM source_objects WHERE partition_key = ?", [rec.partition_key])
-    if objects:
-        con.executemany(
-            "INSERT INTO source_objects VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                [o.key, rec.partition_key, o.size, o.etag, o.last_modified, o.run_id or rec.run_id]
-                for o in objects
-            ],
-        )
-    rows = [[rec.run_id, rec.partition_key, kind, rule, n] for kind, rule, n in validation if n]
-    if rows:
-        con.executemany("INSERT INTO validation_reports VALUES (?, ?, ?, ?, ?)", rows)
+    replaced = [rec.partition_key for rec, _, objs, _ in items if objs or rec.status != "failed"]
+    if replaced:
+        con.execute("DELETE FROM source_objects WHERE list_contains(?, partition_key)", [replaced])
+    objects = [
+        [o.key, rec.partition_key, o.size, o.etag, o.last_modified, o.run_id or rec.run_id]
+        for rec, _, objs, _ in items
+        for o in objs
+    ]
+    _insert(
+        con,
+        "source_objects",
+        ["key", "partition_key", "size", "etag", "last_modified", "run_id"],
+        objects,
+    )
+    rows = [
+        [rec.run_id, rec.partition_key, kind, rule, n]
+        for rec, _, _, validation in items
+        for kind, rule, n in validation
+        if n
+    ]
+    _insert(con, "validation_reports", ["run_id", "partition_key", "kind", "rule", "count"], rows)
     keep = {f.path for f in files}
     return [f for f in previous if f.path not in keep]
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Insert rows with one statement (a list per column, unnested): executemany runs one
+    statement per row, most of a many-day commit's state rows."""
+    if not rows:
+        return
+    cols = [list(c) for c in zip(*rows, strict=True)]
+    items = ", ".join(f"unnest(${i + 1}) AS {quote_ident(c)}" for i, c in enumerate(columns))
+    con.execute(
+        f"INSERT INTO {quote_ident(table)} ({', '.join(quote_ident(c) for c in columns)}) "
+        f"SELECT {items}",
+        cols,
+    )
 
 
 def delete_partitions(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> list[FileRecord]:

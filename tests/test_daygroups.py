@@ -1,0 +1,269 @@
+"""Small days converted in groups (transform.convert_partitions, Source.convert_group): the same
+catalog as day by day, one bad day failing alone, and a kill -9 in the middle of a group."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cvcatalog.catalog import Catalog
+from cvcatalog.sandbox.replica import SeedReport, seed_replica
+from cvcatalog.sources import cvpilot
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.catalog_session import plain_session  # noqa: E402
+from bench.chaos import Scenario, check_catalog, run_cmd  # noqa: E402
+from bench.chaos import ingest_cmd as chaos_ingest_cmd  # noqa: E402
+from bench.chaos import seed as chaos_seed  # noqa: E402
+
+D1 = date(2021, 4, 1)
+DAYS = 8
+END = D1 + timedelta(days=DAYS - 1)
+EMPTY = D1 + timedelta(days=3)
+
+
+@pytest.fixture(scope="module")
+def replica(module_s3: Any) -> SeedReport:
+    """Eight small days (one empty), with malformed lines in each."""
+    return seed_replica(
+        module_s3,
+        D1,
+        END,
+        records_per_hour=6,
+        files_per_hour=1,
+        empty_hour_rate=0.3,
+        empty_days=[EMPTY],
+        malformed_per_day=3,
+    )
+
+
+class Groups:
+    """Records the groups convert_partitions converts; the first day's conversion alone is
+    slowed so the next days are fetched meanwhile and converted together."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sizes: list[int] = []
+        real_group = cvpilot.convert_partitions
+        real_day = cvpilot.CvPilotDays.convert
+
+        def group(con: Any, schema: Any, parts: Any, **kw: Any) -> Any:
+            self.sizes.append(len(parts))
+            return real_group(con, schema, parts, **kw)
+
+        def day(source: Any, fetched: Any, run: Any) -> Any:
+            time.sleep(0.5)
+            return real_day(source, fetched, run)
+
+        monkeypatch.setattr(cvpilot, "convert_partitions", group)
+        monkeypatch.setattr(cvpilot.CvPilotDays, "convert", day)
+
+
+def _ingest(catalog: Path, **kw: Any) -> Any:
+    return Catalog(catalog).ingest(
+        "wydot", "BSM", D1, END, timezone="UTC", rate_limit=0, max_workers=4, **kw
+    )
+
+
+def _state(catalog: Path) -> dict[str, Any]:
+    """Everything a day's state and data say, without run ids, times and file names."""
+    con = plain_session(catalog / "catalog.ducklake")
+    try:
+
+        def q(sql: str) -> list[tuple[Any, ...]]:
+            return sorted(con.execute(sql).fetchall(), key=repr)
+
+        rows = q("SELECT to_json(t)::VARCHAR FROM wydot_bsm t")
+        parts = q(
+            "SELECT partition_key, status, rows, quarantined, parquet_bytes > 0, source_objects, "
+            "source_bytes, schema_versions, canonical_version, error FROM partitions"
+        )
+        files = q(
+            "SELECT partition_key, kind, count(*), sum(rows) FROM partition_files GROUP BY ALL"
+        )
+        objects = q("SELECT partition_key, key, size, etag, last_modified FROM source_objects")
+        validation = q("SELECT * EXCLUDE (run_id) FROM validation_reports")
+        quarantine = sorted(
+            (path.split("/quarantine-")[0], line)
+            for (path,) in con.execute(
+                "SELECT path FROM partition_files WHERE kind = 'quarantine'"
+            ).fetchall()
+            for line in (catalog / path).read_text().splitlines()
+        )
+        hashes = con.execute(
+            "SELECT count(*), count(sha256) FROM partition_files WHERE length(sha256) = 64"
+        ).fetchone()
+    finally:
+        con.close()
+    return {
+        "rows": rows,
+        "partitions": parts,
+        "files": files,
+        "objects": objects,
+        "validation": validation,
+        "quarantine": quarantine,
+        "hashed": hashes,
+    }
+
+
+def test_grouped_days_give_the_same_catalog_as_day_by_day(
+    replica: SeedReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as m:
+        groups = Groups(m)
+        grouped = _ingest(tmp_path / "grouped")
+    assert grouped.ok, [(o.key, o.status, o.error) for o in grouped.days]
+    assert max(groups.sizes, default=0) > 1, groups.sizes  # days were converted together
+    with monkeypatch.context() as m:
+        m.setattr(cvpilot, "GROUP_MAX_DAYS", 1)
+        m.setattr(cvpilot, "MONTH_LIST_MIN_DAYS", 10**6)  # a LIST per day, as before
+        alone = _ingest(tmp_path / "alone")
+    assert alone.ok, alone.as_dict()
+    assert grouped.list_requests < alone.list_requests == DAYS  # one listing of the month
+
+    a, b = _state(tmp_path / "grouped"), _state(tmp_path / "alone")
+    assert len(a["rows"]) == replica.records
+    assert len(a["quarantine"]) == replica.malformed > 0
+    for what in a:
+        assert a[what] == b[what], what
+    statuses = {p[0]: p[1] for p in a["partitions"]}
+    assert list(statuses.values()).count("no_data") == 1
+    assert Catalog(tmp_path / "grouped").verify().clean
+
+
+def test_one_bad_day_in_a_group_fails_alone(
+    replica: SeedReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = D1 + timedelta(days=5)
+    bad_dir = f"{bad:%Y/%m/%d}"
+    real = cvpilot.convert_partition
+
+    def broken(con: Any, schema: Any, files: Any, out_dir: Path, **kw: Any) -> Any:
+        if any(bad_dir in f.key for f in files):
+            raise OSError(28, "No space left on device")
+        return real(con, schema, files, out_dir, **kw)
+
+    notes: list[str] = []
+    monkeypatch.setattr(cvpilot, "convert_partition", broken)
+    Groups(monkeypatch)
+    real_group = cvpilot.convert_partitions
+
+    def group(con: Any, schema: Any, parts: Any, **kw: Any) -> Any:
+        if any(bad_dir in f.key for fs, _ in parts for f in fs):
+            raise OSError(28, "No space left on device")
+        return real_group(con, schema, parts, **kw)
+
+    monkeypatch.setattr(cvpilot, "convert_partitions", group)
+
+    class Notes:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *a, **k: notes.append(str(a[0])) if name == "note" else None
+
+    cat = Catalog(tmp_path / "cat")
+    s = cat.ingest(
+        "wydot", "BSM", D1, END, timezone="UTC", rate_limit=0, max_workers=4, progress=Notes()
+    )
+    status = {o.key: o.status for o in s.days}
+    bad_key = f"wydot/BSM/{bad_dir}"
+    assert status.pop(bad_key) == "failed"
+    assert set(status.values()) == {"complete", "no_data"}
+    assert any("together failed" in n for n in notes), notes  # a group did include the bad day
+    recorded = {r["partition"]: r["status"] for r in cat.status()}
+    assert recorded[bad_key] == "failed"
+    assert cat.verify().clean
+    # the bad day alone is done again by the next run
+    monkeypatch.setattr(cvpilot, "convert_partition", real)
+    monkeypatch.setattr(cvpilot, "convert_partitions", real_group)
+    again = cat.ingest("wydot", "BSM", D1, END, timezone="UTC", rate_limit=0)
+    assert [o.key for o in again.days if o.status == "complete"] == [bad_key]
+
+
+def test_a_day_whose_download_fails_fails_alone_in_its_group(
+    replica: SeedReport, module_s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = D1 + timedelta(days=6)
+    real_list = cvpilot.CvPilotDays._list_months
+    removed: list[tuple[str, bytes]] = []
+
+    def list_then_delete(self: Any, todo: Any) -> None:
+        real_list(self, todo)  # the plan's listing still names the object
+        key = next(o.key for k, objs in self._listed.items() if gone.strftime("%Y/%m/%d") in k
+                   for o in objs)  # fmt: skip
+        body = module_s3.get_object(Bucket=self.cfg.bucket, Key=key)["Body"].read()
+        module_s3.delete_object(Bucket=self.cfg.bucket, Key=key)
+        removed.append((key, body))
+
+    monkeypatch.setattr(cvpilot.CvPilotDays, "_list_months", list_then_delete)
+    Groups(monkeypatch)
+    try:
+        s = _ingest(tmp_path / "cat")
+    finally:
+        for key, body in removed:
+            module_s3.put_object(Bucket="usdot-its-cvpilot-publicdata", Key=key, Body=body)
+    failed = [o for o in s.days if o.status == "failed"]
+    assert [o.key for o in failed] == [f"wydot/BSM/{gone:%Y/%m/%d}"]
+    assert "download failed" in (failed[0].error or "")
+    assert s.count("complete") == DAYS - 2  # every other day with data
+    assert Catalog(tmp_path / "cat").verify().clean
+
+
+KILL_IN = """
+import os, signal, sys
+from cvcatalog.pipeline import commit
+from cvcatalog.sources import cvpilot
+where = sys.argv[1]
+real_place, real_group = commit.place, cvpilot.convert_partitions
+
+def place(store, batch):
+    placed = real_place(store, batch)
+    if where == "commit" and len(batch) > 1:  # files of a group in the lake, not committed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return placed
+
+def group(con, schema, parts, **kw):
+    out = real_group(con, schema, parts, **kw)
+    if where == "convert":  # a group's files written in staging
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+
+commit.place, cvpilot.convert_partitions = place, group
+real_convert = cvpilot.CvPilotDays.convert
+def slow(self, fetched, run):
+    import time
+    time.sleep(0.5)  # the next days are fetched meanwhile: they convert as a group
+    return real_convert(self, fetched, run)
+cvpilot.CvPilotDays.convert = slow
+sys.argv = ["cvcatalog", *sys.argv[2:]]
+from cvcatalog.cli.main import app
+app()
+"""
+
+
+@pytest.mark.parametrize("where", ["convert", "commit"])
+def test_a_kill_in_the_middle_of_a_group_leaves_a_consistent_catalog(
+    s3_endpoint: str, tmp_path: Path, where: str
+) -> None:
+    sc: Scenario = chaos_seed(s3_endpoint, days=6, records_per_hour=4, files_per_hour=1)
+    catalog = tmp_path / "cat"
+    cmd = chaos_ingest_cmd(catalog, sc.start, sc.end)
+    killed = run_cmd([sys.executable, "-c", KILL_IN, where, *cmd[3:]], sc.env())
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    snap = check_catalog(catalog)  # nothing visible without its state, nor the reverse
+    assert snap.complete < len(sc.data_partitions)  # the group was not committed
+    again = run_cmd(cmd, sc.env())
+    assert again.returncode == 0, again.stderr[-2000:]
+    final = check_catalog(catalog, complete=True, sc=sc)
+    assert final.rows == sc.records and final.duplicates == 0 and final.orphans == 0
+    runs = plain_session(catalog / "catalog.ducklake")
+    try:
+        statuses = [r[0] for r in runs.execute("SELECT status FROM ingest_runs").fetchall()]
+    finally:
+        runs.close()
+    assert sorted(statuses) == ["interrupted", "ok"], statuses
