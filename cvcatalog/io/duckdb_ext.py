@@ -32,7 +32,8 @@ DEFAULT_REGION = "us-east-1"
 def open_instance(
     database: str = ":memory:", *, read_only: bool = False, config: dict[str, Any] | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """A new DuckDB instance: every one cvcatalog opens comes from here.
+    """A new DuckDB instance: every one cvcatalog opens comes from here (but the parse-only
+    instance of schemas/socrata.py, a foundation module that loads no extension).
 
     DuckDB checks an extension's signature at each LOAD into each new instance by hashing the
     whole file (ducklake 36 MB, spatial 81 MB): 0.15-0.7 s per extension per instance on 2
