@@ -29,6 +29,10 @@ from cvcatalog.sqlutil import quote_ident, quote_literal
 DEFAULT_REGION = "us-east-1"
 
 
+#: no extension is ever fetched or loaded implicitly, in any instance cvcatalog opens
+_OFFLINE = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+
+
 def open_instance(
     database: str = ":memory:", *, read_only: bool = False, config: dict[str, Any] | None = None
 ) -> duckdb.DuckDBPyConnection:
@@ -44,12 +48,7 @@ def open_instance(
     Autoinstall and autoload stay off: no other extension is fetched or loaded implicitly,
     and a published catalog's reader turns external access off once its extensions are
     loaded, so SQL stored in a catalog can load nothing."""
-    settings = {
-        "allow_unsigned_extensions": "true",
-        "autoinstall_known_extensions": "false",
-        "autoload_known_extensions": "false",
-        **(config or {}),
-    }
+    settings = {**_OFFLINE, "allow_unsigned_extensions": "true", **(config or {})}
     return duckdb.connect(database, read_only=read_only, config=settings)
 
 
@@ -76,13 +75,7 @@ def verify_extension(path: Path, name: str) -> None:
             / hashlib.sha256(repr((duckdb.__version__, *key)).encode()).hexdigest()
         )
         if not marker.exists():
-            con = duckdb.connect(
-                config={
-                    "allow_unsigned_extensions": "false",
-                    "autoinstall_known_extensions": "false",
-                    "autoload_known_extensions": "false",
-                }
-            )
+            con = duckdb.connect(config={**_OFFLINE, "allow_unsigned_extensions": "false"})
             try:
                 con.execute(f"LOAD {quote_literal(str(path))}")
             except duckdb.Error as e:
