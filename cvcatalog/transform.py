@@ -398,6 +398,14 @@ class _Conversion:
         self.final = final
         self.quarantine = _Quarantine(work / QUARANTINE_NAME)
         self.order = roworder.order_for(schema.source, schema.message_type) if ordered else None
+        #: one partition's staged files of an ordered type are rewritten in the row order (by
+        #: _order_staged, or by order_partition after a day's last batch): a fast codec, as the
+        #: files of a sort's runs; a group's are written in the order, as they stay
+        self.stage_codec = (
+            roworder.INTERMEDIATE_CODEC
+            if units is None and roworder.order_for(schema.source, schema.message_type)
+            else "zstd"
+        )
         self.docs_path = work / "documents.ndjson"
         #: staged file -> the COPY's column statistics (RETURN_STATS); dropped for a file
         #: rewritten since (what they say may no longer hold)
@@ -756,7 +764,7 @@ class _Conversion:
         layout = ["PARTITION_BY (_unit)"] if by_unit else []
         opts = roworder.copy_options(
             rows, self.row_group_size, None if by_unit else self.rows_per_file,
-            *layout, "RETURN_STATS",
+            *layout, "RETURN_STATS", compression=self.stage_codec,
         )  # fmt: skip
         written = self.con.execute(
             f"COPY ({select}) TO {quote_literal(str(stage))} ({opts})"

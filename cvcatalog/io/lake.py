@@ -142,18 +142,19 @@ def relocate(con: duckdb.DuckDBPyConnection, data: str) -> None:
 
 
 def table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
-    """The lake's tables and their (column, type), in order."""
-    rows = con.execute(
-        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
-        "WHERE database_name = ? AND schema_name = ? "
-        "AND table_name IN (SELECT table_name FROM duckdb_tables() "
-        "WHERE database_name = ? AND schema_name = ?) ORDER BY table_name, column_index",
-        [LAKE, SCHEMA, LAKE, SCHEMA],
+    """The lake's tables and their (column, type), in order. DESCRIBE each table rather than
+    read duckdb_columns(): that binds every view of every attached database first (~0.2 s on a
+    lake's first read in a process)."""
+    names = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? "
+        "ORDER BY table_name",
+        [LAKE, SCHEMA],
     ).fetchall()
-    out: dict[str, list[tuple[str, str]]] = {}
-    for table, column, typ in rows:
-        out.setdefault(table, []).append((column, typ))
-    return out
+    prefix = f"{quote_ident(LAKE)}.{quote_ident(SCHEMA)}."
+    return {
+        t: [(r[0], r[1]) for r in con.execute(f"DESCRIBE {prefix}{quote_ident(t)}").fetchall()]
+        for (t,) in names
+    }
 
 
 def view_names(con: duckdb.DuckDBPyConnection) -> set[str]:
