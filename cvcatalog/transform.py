@@ -165,8 +165,9 @@ def convert_partition(
     quarantined, quarantine.ndjson into out_dir. Nothing else is left there, also on error.
     ordered: rows in the files' row order (cvcatalog.io.roworder: staged in arrival order,
     then sorted once, in bounded memory, with row groups sized from the day's row count);
-    False keeps arrival order (a day converted in batches is ordered as a whole afterwards,
-    order_partition).
+    False: one batch of a partition converted in several, kept in arrival order and with no
+    warnings counted: combine_results counts them over the whole partition (duplicates span
+    batches) and order_partition orders it as a whole.
     """
     (result,) = _convert(
         con,
@@ -397,6 +398,7 @@ class _Conversion:
         self.rows_per_file = rows_per_file
         self.final = final
         self.quarantine = _Quarantine(work / QUARANTINE_NAME)
+        self.ordered = ordered
         self.order = roworder.order_for(schema.source, schema.message_type) if ordered else None
         #: one partition's staged files of an ordered type are rewritten in the row order (by
         #: _order_staged, or by order_partition after a day's last batch): a fast codec, as the
@@ -468,7 +470,11 @@ class _Conversion:
                 quarantined=self.quarantine.count,
                 quarantine_file=quarantine_file,
                 reasons=dict(self.quarantine.reasons),
-                warnings=self._warning_counts([p for p in self.final if p.suffix == ".parquet"]),
+                warnings=(
+                    self._warning_counts([p for p in self.final if p.suffix == ".parquet"])
+                    if self.ordered
+                    else {}  # a batch: combine_results counts them over the whole partition
+                ),
                 schema_versions=versions,
                 unknown_versions=unknown,
                 kept_invalid=dict(kept_invalid),
