@@ -228,7 +228,14 @@ def _read_piece(
         table = spatial.filter_table(table, area)
     for f in absent:
         table = table.append_column(f, pa.nulls(table.num_rows, f.type))
-    table = _with_constants(table, piece.constants)
+    # only the partition values the result uses (a column asked for, or one a socrata
+    # column comes from): repeating the others over every row costs memory for nothing
+    table = _with_constants(
+        table,
+        piece.constants
+        if wanted is None
+        else tuple((n, v) for n, v in piece.constants if n in wanted),
+    )
     if renames is not None:
         table = pa.table({name: table[src] for name, src in renames})
         if socrata is not None:  # e.g. the time zone DuckDB labels TIMESTAMPTZ with
@@ -589,7 +596,7 @@ class Catalog:
     ) -> list[manifest.PartitionRecord]:
         """Complete partitions of (source, type) that hold records of the local date range."""
         source, message_type = _pair(source, message_type)
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             parts = manifest.get_partitions(con, source, message_type)
         s, e = _as_date(start, "start"), _as_date(end, "end")
         wanted = None
@@ -675,7 +682,7 @@ class Catalog:
         by_key: dict[PartitionKey, list[str]] = {}
         if snapshot is None:
             parts = [p.pk for p in self.partitions(source, message_type, s, e, timezone)]
-            with self.db.read() as con:
+            with self.db.read_state() as con:
                 files = manifest.get_files(con, [p.key for p in parts], kind="data")
                 gone = {
                     locate(p).removeprefix("s3://"): keys
@@ -779,7 +786,7 @@ class Catalog:
         locate, access = self._lake_reader()
         by_part: dict[str, list[str]] = {}
         if snapshot is None:
-            with self.db.read() as con:
+            with self.db.read_state() as con:
                 files = [
                     f for f in dataset_files(con, ds.name, published_only=True) if f.kind == "data"
                 ]
@@ -823,7 +830,7 @@ class Catalog:
         """File (as to_dask reads it) -> source keys whose rows the lake did not show in it
         as of the snapshot."""
         locate = self.db.store.location
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             gone = deletes.of_files(con, None, at=snapshot)
         return {locate(p).removeprefix("s3://"): keys for p, keys in gone.items()}
 
