@@ -109,6 +109,8 @@ class FrameSpec:
     renamed: tuple[tuple[str, str], ...] = ()
     #: files written under an earlier canonical version may lack columns (compatible_since)
     evolves: bool = False
+    #: (name, DuckDB type) of the quality step's columns some files have (tables.optional_columns)
+    optional: tuple[tuple[str, str], ...] = ()
 
 
 def partition_constants(pk: PartitionKey) -> tuple[tuple[str, Any], ...]:
@@ -145,6 +147,22 @@ def _scratch() -> duckdb.DuckDBPyConnection:
         if _SCRATCH is None or _SCRATCH[0] != os.getpid():
             _SCRATCH = (os.getpid(), open_instance(":memory:"))
         return _SCRATCH[1].cursor()
+
+
+def _with_optional(schema: pa.Schema | None, optional: tuple[tuple[str, str], ...]) -> pa.Schema:
+    """schema (None: no column) and the optional (name, DuckDB type) columns it lacks, with
+    the Arrow types DuckDB reads them as."""
+    have = set(schema.names) if schema is not None else set()
+    items = [f"CAST(NULL AS {t}) AS {quote_ident(n)}" for n, t in optional if n not in have]
+    fields = list(schema) if schema is not None else []
+    if items:
+        con = _scratch()
+        try:
+            empty = con.sql(f"SELECT {', '.join(items)} WHERE false").arrow().read_all()
+            fields += list(empty.schema)
+        finally:
+            con.close()
+    return pa.schema(fields)
 
 
 def _apply_sql(table: pa.Table, sql: str) -> pa.Table:
@@ -680,6 +698,8 @@ class Catalog:
         s, e = _as_date(start, "start"), _as_date(end, "end")
         locate, access = self._lake_reader()
         by_key: dict[PartitionKey, list[str]] = {}
+        with self.db.read_state() as con:
+            optional = tables.optional_columns(con, schema.view_name)
         if snapshot is None:
             parts = [p.pk for p in self.partitions(source, message_type, s, e, timezone)]
             with self.db.read_state() as con:
@@ -744,6 +764,7 @@ class Catalog:
                 label=f"read-{source}-{message_type}",
                 renamed=schema.renamed,
                 evolves=schema.compatible_since is not None,
+                optional=tuple(optional),
             ),
             columns,
             filters,
@@ -871,9 +892,16 @@ class Catalog:
         pieces = [p for _, p in keyed]
         cols = list(columns) if columns is not None else None
         constants = pieces[0].constants if pieces else spec.constants
-        # only a table whose schema evolved in place can have files that lack columns
+        # only a table whose schema evolved in place, or whose files the quality step wrote
+        # with its columns, can have files that lack columns
         expected = spec.empty_schema() if spec.evolves else None
+        if spec.optional:
+            expected = _with_optional(expected, spec.optional)
         meta, socrata = _meta(spec, pieces, cols, constants, plan, expected)
+        if plan is not None and cols is None:
+            # every piece computes the columns the frame has (the carried quality columns too,
+            # NULL in files without them), not what its own files happen to hold
+            cols = list(meta.columns)
         self._record_access([k for k, _ in keyed])
         if not pieces:
             return dd.from_pandas(meta, npartitions=1)
@@ -1598,10 +1626,12 @@ def _as_filter_date(value: Any) -> Any:
 
 def to_socrata(frame: dd.DataFrame, schema: MessageSchema) -> dd.DataFrame:
     """Rename/derive the data.transportation.gov columns of a canonical frame (after cleaning),
-    with the same SQL as the socrata view."""
-    sql = schema.socrata_select_sql("frame")
+    with the same SQL as the socrata view; the quality step's columns the frame has (an
+    experiment's `imputed`) are kept under their names (SocrataPlan.carried)."""
+    plan = socrata_plan(schema)
 
     def convert(df: pd.DataFrame) -> pd.DataFrame:
+        sql = plan.select_sql(None, "frame", list(df.columns))
         return _apply_sql(pa.Table.from_pandas(df, preserve_index=False), sql).to_pandas()
 
     return frame.map_partitions(convert, meta=convert(frame._meta))
