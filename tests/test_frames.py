@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -391,3 +393,30 @@ def test_a_catalog_imputed_at_ingest_keeps_the_flag_in_frames(
     assert int(few.imputed.notna().sum()) == table.k[0]
     assert {c for r in reads if r for c in r} <= {"vehicle_id", "imputed", "invalid_reason",
                                                    "generated_at"}  # fmt: skip
+
+
+FRAME_ONLY = """
+import json, sys
+from datetime import date
+from cvcatalog.catalog import Catalog
+cat = Catalog(sys.argv[1])
+f = cat.to_dask("wydot", "BSM", date(2021, 4, 1), date(2021, 4, 2), naming="socrata",
+                columns=["coreData_id", "coreData_speed"])
+n = len(f.compute())
+with cat.db.read_state() as con:
+    dbs = sorted(r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall())
+print(json.dumps({"rows": n, "boto3": "boto3" in sys.modules, "databases": dbs}))
+"""
+
+
+def test_a_process_that_only_reads_frames_loads_neither_ducklake_nor_boto3(cat: Catalog) -> None:
+    """What keeps a frame reader small (bench.ml_frames, peak RSS): its file lists come from the
+    state tables, so the lake is never attached, and no S3 client is made for a local catalog."""
+    out = subprocess.run(
+        [sys.executable, "-c", FRAME_ONLY, str(cat.paths.root)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    rows = cat.query("select count(*) from wydot_bsm_socrata").iat[0, 0]
+    assert got == {"rows": rows, "boto3": False, "databases": got["databases"]}
+    assert "cv" not in got["databases"] and "cvcatalog" in got["databases"]
