@@ -328,12 +328,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     ap.add_argument("--no-write", action="store_true", help="print only; keep bench/results")
+    ap.add_argument("--name", default="ml_frames",
+                    help="results file stem under bench/results (default ml_frames)")  # fmt: skip
     ap.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite bench/results/ml_frames.md from its .json")  # fmt: skip
     args = ap.parse_args(argv)
     if args.report_only:
-        print(f"wrote {write(json.loads((RESULTS / 'ml_frames.json').read_text()))}")
+        print(f"wrote {write(json.loads((RESULTS / f'{args.name}.json').read_text()), args.name)}")
         return
     if args.variant:
         print(json.dumps(child(args.variant, args.catalog)))
@@ -368,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     for v, r in result["summary"].items():
         print(f"{v}: {json.dumps(r)}")
     if not args.no_write:
-        print(f"wrote {write(result)}")
+        print(f"wrote {write(result, args.name)}")
 
 
 if __name__ == "__main__":
