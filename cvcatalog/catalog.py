@@ -1524,11 +1524,13 @@ def _meta(
             if old in arrow_schema.names and new not in arrow_schema.names:
                 i = arrow_schema.get_field_index(old)
                 arrow_schema = arrow_schema.set(i, arrow_schema.field(i).with_name(new))
-        for f in expected or ():  # columns its files predate read as NULL (_read_piece)
-            if f.name not in arrow_schema.names and f.name not in dict(constants):
-                arrow_schema = arrow_schema.append(f)
     else:
-        arrow_schema = expected if expected is not None else spec.empty_schema()
+        arrow_schema = spec.empty_schema()
+    # columns its files predate, or quality columns only some files have, read as NULL
+    # (_read_piece)
+    for f in expected or ():
+        if f.name not in arrow_schema.names and f.name not in dict(constants):
+            arrow_schema = arrow_schema.append(f)
     table = _with_constants(arrow_schema.empty_table(), constants)
     socrata = None
     if plan is not None:

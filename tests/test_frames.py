@@ -391,6 +391,9 @@ def test_a_catalog_imputed_at_ingest_keeps_the_flag_in_frames(
     ).compute()
     assert list(few.columns) == [id_col, "imputed"] and len(few) == rows
     assert int(few.imputed.notna().sum()) == table.k[0]
+    # a window without data: the empty frame has the column too
+    none = imputed_cat.to_dask("wydot", "BSM", date(2021, 4, 5), date(2021, 4, 5), naming=naming)  # type: ignore[arg-type]
+    assert "imputed" in none.columns and id_col in none.columns and len(none) == 0
     assert {c for r in reads if r for c in r} <= {"vehicle_id", "imputed", "invalid_reason",
                                                    "generated_at"}  # fmt: skip
 
