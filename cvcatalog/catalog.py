@@ -806,6 +806,8 @@ class Catalog:
             window = utc_window(s or e, e or s, tz)  # type: ignore[arg-type]
         locate, access = self._lake_reader()
         by_part: dict[str, list[str]] = {}
+        with self.db.read_state() as con:
+            optional = tables.optional_columns(con, ds.view_name)
         if snapshot is None:
             with self.db.read_state() as con:
                 files = [
@@ -839,6 +841,7 @@ class Catalog:
                 empty_schema=lambda: _storage_schema(ds),
                 time_column=time_column,
                 label=f"read-{ds.name}",
+                optional=tuple(optional),
             ),
             columns,
             wanted,

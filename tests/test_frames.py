@@ -22,7 +22,7 @@ import pytest
 from cvcatalog import catalog as catalog_module
 from cvcatalog.catalog import Catalog, to_socrata
 from cvcatalog.exceptions import ConfigError
-from cvcatalog.quality.config import Impute
+from cvcatalog.quality.config import Impute, QualityConfig
 from cvcatalog.read import experiments as experiments_module
 from cvcatalog.read.experiments import Experiment, ExperimentConfig
 from cvcatalog.sandbox.ngsim import generate_ngsim
@@ -247,6 +247,32 @@ def test_ngsim_frames_with_columns(tmp_path: Path, reads: list[Any]) -> None:
     pd.testing.assert_frame_equal(_sorted(got, cols), _sorted(want, cols), check_dtype=False)
     with pytest.raises(ConfigError, match="valid: "):
         cat.to_dask("ngsim", columns=["speed"])
+
+
+def test_ngsim_frames_over_inputs_with_and_without_imputation(tmp_path: Path) -> None:
+    """Two inputs, the second loaded with quality.impute on: the frame has `imputed`, NULL on
+    the first input's rows (as in the table), its true rows the recorded count."""
+    one, two = tmp_path / "a.csv", tmp_path / "b.csv"
+    generate_ngsim(one, 2_000, seed=3, locations=["us-101"])
+    generate_ngsim(two, 2_000, seed=4, locations=["i-80"])
+    cat = Catalog(tmp_path / "catalog")
+    assert cat.ingest_dataset("ngsim", str(one)).ok
+    q = QualityConfig.model_validate({"impute": {"enabled": True}})
+    assert cat.ingest_dataset("ngsim", str(two), quality=q).ok
+    frame = cat.to_dask("ngsim")
+    assert "imputed" in frame.columns
+    got = frame.compute()
+    table = cat.query(
+        "select count(*) n, count(imputed) k, count_if(imputed)::BIGINT t, "
+        "count(*) filter (where location = 'i-80') i80 from ngsim_trajectories"
+    )
+    stats = cat.query(
+        "select coalesce(sum(count), 0)::BIGINT from quality_stats "
+        "where rule = 'impute' and action = 'imputed'"
+    ).iat[0, 0]
+    assert len(got) == table.n[0] and int(got.imputed.notna().sum()) == table.k[0]
+    assert table.k[0] == table.i80[0] > 0
+    assert int(got.imputed.astype("boolean").sum()) == table.t[0] == stats
 
 
 def test_a_cleaner_like_the_consumers_runs_on_the_lazy_frame(cat: Catalog) -> None:
