@@ -110,8 +110,21 @@ def child(variant: str, catalog: Path) -> dict[str, Any]:
             vehicles=len(agg),
             speed_sum=float((agg["count"] * agg["mean"]).sum()),
         )
-    out.update(frame_s=round(built, 3), total_s=round(time.perf_counter() - t0, 3))
+    out.update(frame_s=round(built, 3), total_s=round(time.perf_counter() - t0, 3), **_rss_split())
     return out
+
+
+def _rss_split() -> dict[str, float]:
+    """The child's resident memory at its end, anonymous (its own allocations) and file-backed
+    (mapped shared libraries: how much of a library counts depends on how much of it the page
+    cache holds, e.g. more in a freshly installed venv), in MB; {} where /proc is missing."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return {}
+    kb = {k: int(v.split()[0]) for k, _, v in (x.partition(":") for x in lines)
+          if k in ("RssAnon", "RssFile")}  # fmt: skip
+    return {f"end_{k[3:].lower()}_mb": round(v / 1024, 1) for k, v in kb.items()}
 
 
 # -- the parent: seed, ingest, measure -----------------------------------------------------------
@@ -211,6 +224,9 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]
             "rows": rs[0]["rows"],
             "npartitions": rs[0]["npartitions"],
         }
+        for k in ("end_anon_mb", "end_file_mb"):
+            if all(k in r for r in rs):
+                out[v][k] = statistics.median(r[k] for r in rs)
     base = out.get("c")
     for v, target in TARGETS.items():
         if v in out and base:
@@ -249,13 +265,14 @@ def write(result: dict[str, Any], name: str = "ml_frames") -> Path:
         f"({p['parquet_files']} Parquet files, {p['parquet_bytes'] / 2**20:.1f} MB). "
         f"Each variant: a fresh `python -m bench.ml_frames --variant V` child process (imports "
         f"included), {result['repeats']} repeats interleaved, medians. Machine: "
-        f"{result['cpus']} CPUs shared with other jobs.",
+        f"{result['cpus']} CPUs shared with other jobs. Python: `{result.get('python', '?')}`.",
         "",
         f"Load before: `{result['uptime_before']}`",
         f"Load after: `{result['uptime_after']}`",
         "",
-        "| variant | what | wall s | CPU s | peak RSS MB | in-process s | rows | x baseline | target |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| variant | what | wall s | CPU s | peak RSS MB | end anon / file MB | in-process s "
+        "| rows | x baseline | target |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for v, r in s.items():
         target = ""
@@ -264,23 +281,31 @@ def write(result: dict[str, Any], name: str = "ml_frames") -> Path:
             if "rss_target_mb" in r:
                 target += f", ≤ {r['rss_target_mb']} MB"
             target += " **met**" if r["met"] else " **not met**"
+        split = (
+            f"{r['end_anon_mb']:.0f} / {r['end_file_mb']:.0f}" if "end_file_mb" in r else ""
+        )
         lines.append(
             f"| {v} | {r['what']} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['rss_mb']:.0f} | "
-            f"{r['in_process_s']:.2f} | {r['rows']:,} | {r.get('x_baseline', '')} | {target} |"
+            f"{split} | {r['in_process_s']:.2f} | {r['rows']:,} | {r.get('x_baseline', '')} | {target} |"
         )
     if {"a", "c", "floor_a", "floor_c"} <= set(s):
         a, c, fa, fc = s["a"], s["c"], s["floor_a"], s["floor_c"]
         lines += [
             "",
             "Where a's extra cost goes (medians): the fixed part, before any row is read "
-            "(floor_a - floor_c: importing cvcatalog with DuckDB, boto3, pydantic, and opening "
-            f"the DuckLake catalog), is {fa['wall_s'] - fc['wall_s']:.2f} s wall, "
+            "(floor_a - floor_c: importing cvcatalog with DuckDB and pydantic, and reading the "
+            f"catalog's state tables, without DuckLake or boto3), is {fa['wall_s'] - fc['wall_s']:.2f} s wall, "
             f"{fa['cpu_s'] - fc['cpu_s']:.2f} s CPU and {fa['rss_mb'] - fc['rss_mb']:.0f} MB; "
             f"the reading and aggregating part (a - floor_a vs c - floor_c) is "
             f"{a['wall_s'] - fa['wall_s']:.2f} s vs {c['wall_s'] - fc['wall_s']:.2f} s wall, "
             f"{a['cpu_s'] - fa['cpu_s']:.2f} s vs {c['cpu_s'] - fc['cpu_s']:.2f} s CPU, "
             f"+{a['rss_mb'] - fa['rss_mb']:.0f} MB vs +{c['rss_mb'] - fc['rss_mb']:.0f} MB. "
             f"floor_a alone is {fa['rss_mb']:.0f} MB.",
+            "",
+            "Peak RSS counts the shared libraries' pages mapped from the page cache (the 'file' "
+            "part): the same code and packages measure 20-35 MB more in a freshly installed "
+            "venv, whose library files are all cached, than in one installed hours before "
+            "(bench/README.md); compare variants of one run.",
         ]
     lines += ["", "Every run (wall s / CPU s / RSS MB / 1-min load at its start):", ""]
     for v, rs in result["runs"].items():
@@ -303,12 +328,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     ap.add_argument("--no-write", action="store_true", help="print only; keep bench/results")
+    ap.add_argument("--name", default="ml_frames",
+                    help="results file stem under bench/results (default ml_frames)")  # fmt: skip
     ap.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite bench/results/ml_frames.md from its .json")  # fmt: skip
     args = ap.parse_args(argv)
     if args.report_only:
-        print(f"wrote {write(json.loads((RESULTS / 'ml_frames.json').read_text()))}")
+        print(f"wrote {write(json.loads((RESULTS / f'{args.name}.json').read_text()), args.name)}")
         return
     if args.variant:
         print(json.dumps(child(args.variant, args.catalog)))
@@ -334,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:
         "prepared": prepared,
         "repeats": max(1, args.repeats),
         "cpus": os.cpu_count(),
+        "python": sys.executable,
         "uptime_before": before,
         "uptime_after": after,
         "summary": summarise(runs),
@@ -342,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     for v, r in result["summary"].items():
         print(f"{v}: {json.dumps(r)}")
     if not args.no_write:
-        print(f"wrote {write(result)}")
+        print(f"wrote {write(result, args.name)}")
 
 
 if __name__ == "__main__":

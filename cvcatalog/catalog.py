@@ -109,6 +109,8 @@ class FrameSpec:
     renamed: tuple[tuple[str, str], ...] = ()
     #: files written under an earlier canonical version may lack columns (compatible_since)
     evolves: bool = False
+    #: (name, DuckDB type) of the quality step's columns some files have (tables.optional_columns)
+    optional: tuple[tuple[str, str], ...] = ()
 
 
 def partition_constants(pk: PartitionKey) -> tuple[tuple[str, Any], ...]:
@@ -145,6 +147,22 @@ def _scratch() -> duckdb.DuckDBPyConnection:
         if _SCRATCH is None or _SCRATCH[0] != os.getpid():
             _SCRATCH = (os.getpid(), open_instance(":memory:"))
         return _SCRATCH[1].cursor()
+
+
+def _with_optional(schema: pa.Schema | None, optional: tuple[tuple[str, str], ...]) -> pa.Schema:
+    """schema (None: no column) and the optional (name, DuckDB type) columns it lacks, with
+    the Arrow types DuckDB reads them as."""
+    have = set(schema.names) if schema is not None else set()
+    items = [f"CAST(NULL AS {t}) AS {quote_ident(n)}" for n, t in optional if n not in have]
+    fields = list(schema) if schema is not None else []
+    if items:
+        con = _scratch()
+        try:
+            empty = con.sql(f"SELECT {', '.join(items)} WHERE false").arrow().read_all()
+            fields += list(empty.schema)
+        finally:
+            con.close()
+    return pa.schema(fields)
 
 
 def _apply_sql(table: pa.Table, sql: str) -> pa.Table:
@@ -228,7 +246,14 @@ def _read_piece(
         table = spatial.filter_table(table, area)
     for f in absent:
         table = table.append_column(f, pa.nulls(table.num_rows, f.type))
-    table = _with_constants(table, piece.constants)
+    # only the partition values the result uses (a column asked for, or one a socrata
+    # column comes from): repeating the others over every row costs memory for nothing
+    table = _with_constants(
+        table,
+        piece.constants
+        if wanted is None
+        else tuple((n, v) for n, v in piece.constants if n in wanted),
+    )
     if renames is not None:
         table = pa.table({name: table[src] for name, src in renames})
         if socrata is not None:  # e.g. the time zone DuckDB labels TIMESTAMPTZ with
@@ -589,7 +614,7 @@ class Catalog:
     ) -> list[manifest.PartitionRecord]:
         """Complete partitions of (source, type) that hold records of the local date range."""
         source, message_type = _pair(source, message_type)
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             parts = manifest.get_partitions(con, source, message_type)
         s, e = _as_date(start, "start"), _as_date(end, "end")
         wanted = None
@@ -673,9 +698,11 @@ class Catalog:
         s, e = _as_date(start, "start"), _as_date(end, "end")
         locate, access = self._lake_reader()
         by_key: dict[PartitionKey, list[str]] = {}
+        with self.db.read_state() as con:
+            optional = tables.optional_columns(con, schema.view_name)
         if snapshot is None:
             parts = [p.pk for p in self.partitions(source, message_type, s, e, timezone)]
-            with self.db.read() as con:
+            with self.db.read_state() as con:
                 files = manifest.get_files(con, [p.key for p in parts], kind="data")
                 gone = {
                     locate(p).removeprefix("s3://"): keys
@@ -737,6 +764,7 @@ class Catalog:
                 label=f"read-{source}-{message_type}",
                 renamed=schema.renamed,
                 evolves=schema.compatible_since is not None,
+                optional=tuple(optional),
             ),
             columns,
             filters,
@@ -778,8 +806,10 @@ class Catalog:
             window = utc_window(s or e, e or s, tz)  # type: ignore[arg-type]
         locate, access = self._lake_reader()
         by_part: dict[str, list[str]] = {}
+        with self.db.read_state() as con:
+            optional = tables.optional_columns(con, ds.view_name)
         if snapshot is None:
-            with self.db.read() as con:
+            with self.db.read_state() as con:
                 files = [
                     f for f in dataset_files(con, ds.name, published_only=True) if f.kind == "data"
                 ]
@@ -811,6 +841,7 @@ class Catalog:
                 empty_schema=lambda: _storage_schema(ds),
                 time_column=time_column,
                 label=f"read-{ds.name}",
+                optional=tuple(optional),
             ),
             columns,
             wanted,
@@ -823,7 +854,7 @@ class Catalog:
         """File (as to_dask reads it) -> source keys whose rows the lake did not show in it
         as of the snapshot."""
         locate = self.db.store.location
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             gone = deletes.of_files(con, None, at=snapshot)
         return {locate(p).removeprefix("s3://"): keys for p, keys in gone.items()}
 
@@ -864,9 +895,16 @@ class Catalog:
         pieces = [p for _, p in keyed]
         cols = list(columns) if columns is not None else None
         constants = pieces[0].constants if pieces else spec.constants
-        # only a table whose schema evolved in place can have files that lack columns
+        # only a table whose schema evolved in place, or whose files the quality step wrote
+        # with its columns, can have files that lack columns
         expected = spec.empty_schema() if spec.evolves else None
+        if spec.optional:
+            expected = _with_optional(expected, spec.optional)
         meta, socrata = _meta(spec, pieces, cols, constants, plan, expected)
+        if plan is not None and cols is None:
+            # every piece computes the columns the frame has (the carried quality columns too,
+            # NULL in files without them), not what its own files happen to hold
+            cols = list(meta.columns)
         self._record_access([k for k, _ in keyed])
         if not pieces:
             return dd.from_pandas(meta, npartitions=1)
@@ -1489,11 +1527,13 @@ def _meta(
             if old in arrow_schema.names and new not in arrow_schema.names:
                 i = arrow_schema.get_field_index(old)
                 arrow_schema = arrow_schema.set(i, arrow_schema.field(i).with_name(new))
-        for f in expected or ():  # columns its files predate read as NULL (_read_piece)
-            if f.name not in arrow_schema.names and f.name not in dict(constants):
-                arrow_schema = arrow_schema.append(f)
     else:
-        arrow_schema = expected if expected is not None else spec.empty_schema()
+        arrow_schema = spec.empty_schema()
+    # columns its files predate, or quality columns only some files have, read as NULL
+    # (_read_piece)
+    for f in expected or ():
+        if f.name not in arrow_schema.names and f.name not in dict(constants):
+            arrow_schema = arrow_schema.append(f)
     table = _with_constants(arrow_schema.empty_table(), constants)
     socrata = None
     if plan is not None:
@@ -1591,10 +1631,12 @@ def _as_filter_date(value: Any) -> Any:
 
 def to_socrata(frame: dd.DataFrame, schema: MessageSchema) -> dd.DataFrame:
     """Rename/derive the data.transportation.gov columns of a canonical frame (after cleaning),
-    with the same SQL as the socrata view."""
-    sql = schema.socrata_select_sql("frame")
+    with the same SQL as the socrata view; the quality step's columns the frame has (an
+    experiment's `imputed`) are kept under their names (SocrataPlan.carried)."""
+    plan = socrata_plan(schema)
 
     def convert(df: pd.DataFrame) -> pd.DataFrame:
+        sql = plan.select_sql(None, "frame", list(df.columns))
         return _apply_sql(pa.Table.from_pandas(df, preserve_index=False), sql).to_pandas()
 
     return frame.map_partitions(convert, meta=convert(frame._meta))

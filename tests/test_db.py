@@ -223,3 +223,40 @@ def test_an_extension_is_checked_once_per_file_version(
     with pytest.raises(CatalogError, match=r"failed its check .*reinstall duckdb-extension-httpfs"):
         duckdb_ext.verify_extension(damaged, "httpfs")
     assert len(list(markers.iterdir())) == 2
+
+
+def test_state_sessions_leave_the_lake_unattached(db: CatalogDB) -> None:
+    """read_state() reads the state tables without DuckLake (all to_dask needs); a read()
+    attaches the lake to the same reader instance when first needed, under open state
+    sessions; after a commit both see the new catalog, and the lake waits for a read() again."""
+
+    def count(con: duckdb.DuckDBPyConnection) -> int:
+        row = con.execute("SELECT count(*) FROM t").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def lake_there(con: duckdb.DuckDBPyConnection) -> tuple[bool, bool]:
+        names = {r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
+        row = con.execute(
+            "SELECT count(*) FROM duckdb_extensions() WHERE extension_name = 'ducklake' AND loaded"
+        ).fetchone()
+        return "cv" in names, bool(row and row[0])
+
+    with db.write() as w:
+        w.execute("CREATE TABLE t (x INTEGER)")
+        w.execute("INSERT INTO t VALUES (1)")
+    fresh = CatalogDB(db.paths, lock_timeout=2.0)  # a process that has read nothing yet
+    with fresh.read_state() as con:
+        assert count(con) == 1 and lake_there(con) == (False, False)
+    assert fresh.lake_url is None  # the setting is a state read too
+    with fresh.read_state() as held:
+        with fresh.read() as con:
+            assert count(con) == 1 and lake_there(con) == (True, True)
+            assert con.execute("SELECT count(*) FROM cv.main.wydot_bsm").fetchone() == (0,)
+        assert count(held) == 1
+    with db.write() as w:
+        w.execute("INSERT INTO t VALUES (2)")
+    with fresh.read_state() as con:
+        assert count(con) == 2 and not lake_there(con)[0]
+    with fresh.read() as con:
+        assert count(con) == 2 and lake_there(con)[0]

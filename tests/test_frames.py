@@ -4,7 +4,10 @@ NGSIM frames with columns. Values are always compared with the catalog's own vie
 
 from __future__ import annotations
 
+import json
 import pickle
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -19,6 +22,9 @@ import pytest
 from cvcatalog import catalog as catalog_module
 from cvcatalog.catalog import Catalog, to_socrata
 from cvcatalog.exceptions import ConfigError
+from cvcatalog.quality.config import Impute, QualityConfig
+from cvcatalog.read import experiments as experiments_module
+from cvcatalog.read.experiments import Experiment, ExperimentConfig
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.schemas import SCHEMAS
@@ -243,6 +249,32 @@ def test_ngsim_frames_with_columns(tmp_path: Path, reads: list[Any]) -> None:
         cat.to_dask("ngsim", columns=["speed"])
 
 
+def test_ngsim_frames_over_inputs_with_and_without_imputation(tmp_path: Path) -> None:
+    """Two inputs, the second loaded with quality.impute on: the frame has `imputed`, NULL on
+    the first input's rows (as in the table), its true rows the recorded count."""
+    one, two = tmp_path / "a.csv", tmp_path / "b.csv"
+    generate_ngsim(one, 2_000, seed=3, locations=["us-101"])
+    generate_ngsim(two, 2_000, seed=4, locations=["i-80"])
+    cat = Catalog(tmp_path / "catalog")
+    assert cat.ingest_dataset("ngsim", str(one)).ok
+    q = QualityConfig.model_validate({"impute": {"enabled": True}})
+    assert cat.ingest_dataset("ngsim", str(two), quality=q).ok
+    frame = cat.to_dask("ngsim")
+    assert "imputed" in frame.columns
+    got = frame.compute()
+    table = cat.query(
+        "select count(*) n, count(imputed) k, count_if(imputed)::BIGINT t, "
+        "count(*) filter (where location = 'i-80') i80 from ngsim_trajectories"
+    )
+    stats = cat.query(
+        "select coalesce(sum(count), 0)::BIGINT from quality_stats "
+        "where rule = 'impute' and action = 'imputed'"
+    ).iat[0, 0]
+    assert len(got) == table.n[0] and int(got.imputed.notna().sum()) == table.k[0]
+    assert table.k[0] == table.i80[0] > 0
+    assert int(got.imputed.astype("boolean").sum()) == table.t[0] == stats
+
+
 def test_a_cleaner_like_the_consumers_runs_on_the_lazy_frame(cat: Catalog) -> None:
     """What the ML pipeline's cleaner does with the 19 columns (drop incomplete rows, parse the
     WKT point, time features from metadata_generatedAt), lazily per partition, agrees with the
@@ -296,3 +328,124 @@ def test_the_plan_travels_to_workers() -> None:
     assert back.select_sql(ML_COLUMNS, "frame", ["vehicle_id"]) == plan.select_sql(
         ML_COLUMNS, "frame", ["vehicle_id"]
     )
+
+
+# -- the quality columns under socrata naming --------------------------------------------------
+def test_an_experiments_imputed_flag_survives_the_socrata_naming(cat: Catalog) -> None:
+    """processing.cleaning.impute with output.column_names socrata (the default): the frame
+    carries `imputed`, true exactly on the rows whose values were filled, as the canonical
+    frame says."""
+    cfg = ExperimentConfig.model_validate(
+        {
+            "experiment": {"name": "imp"},
+            "data": {"source": "wydot", "message_type": "BSM",
+                     "date_range": {"start_date": str(D1), "end_date": str(D2)}},
+            "processing": {"cleaning": {"impute": {"max_gap_samples": 3, "max_gap_s": None}}},
+        }
+    )  # fmt: skip
+    got = Experiment(cfg, cat).frame().compute()
+    assert "imputed" in got.columns and got.imputed.dtype == bool
+    assert len(got) > 0 and not got.imputed.any()  # the replica has no NULL values to fill
+
+    # holes made in the canonical frame: the flag and the filled values reach socrata names
+    def holes(df: pd.DataFrame) -> pd.DataFrame:
+        df = df.sort_values(["vehicle_id", "generated_at"]).copy()
+        k = df.groupby("vehicle_id").cumcount()
+        # each vehicle's points 0.1 s apart (one gap-free segment), 2 interior ones emptied
+        first = df.groupby("vehicle_id").generated_at.transform("min")
+        df["generated_at"] = first + pd.to_timedelta(k * 100, unit="ms")
+        df.loc[k.between(3, 4), "speed_mps"] = float("nan")
+        return df
+
+    canonical = cat.to_dask("wydot", "BSM", D1, D2).map_partitions(holes)
+    imputed = experiments_module._imputed(
+        canonical, "wydot", "BSM", Impute(max_gap_samples=3, max_gap_s=None)
+    )
+    want = imputed.compute()
+    socrata = to_socrata(imputed, SCHEMAS[("wydot", "BSM")]).compute()
+    assert want.imputed.sum() > 0 and socrata.imputed.sum() == want.imputed.sum()
+    filled = want[want.imputed]
+    got_rows = socrata[socrata.imputed]
+    assert sorted(got_rows.coreData_speed) == pytest.approx(sorted(filled.speed_mps))
+    assert not socrata.coreData_speed.isna().any()
+
+
+@pytest.fixture(scope="module")
+def imputed_cat(cat: Catalog, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    """The same days, the second one ingested with quality.impute on: only its files carry
+    `imputed`."""
+    tmp = tmp_path_factory.mktemp("imputed")
+    cfg = tmp / "cfg.yml"
+    cfg.write_text(json.dumps({"source": "wydot", "message_type": "BSM",
+                               "date_range": {"days_back": 1},
+                               "quality": {"impute": {"enabled": True}}}))  # fmt: skip
+    c = Catalog(tmp / "catalog")
+    assert c.ingest("wydot", "BSM", D1, D1, timezone="UTC", rate_limit=0).ok
+    assert c.ingest("wydot", "BSM", D2, D2, timezone="UTC", rate_limit=0, config=cfg).ok
+    return c
+
+
+@pytest.mark.parametrize("naming", ["socrata", "canonical"])
+def test_a_catalog_imputed_at_ingest_keeps_the_flag_in_frames(
+    imputed_cat: Catalog, reads: list[Any], naming: str
+) -> None:
+    """The whole frame and a frame asking for it carry `imputed`, read from the files that
+    have it (NULL on the day written without it, as in the table), and it counts what the
+    quality stats recorded."""
+    whole = imputed_cat.to_dask("wydot", "BSM", D1, D2, naming=naming)  # type: ignore[arg-type]
+    assert "imputed" in whole.columns
+    df = whole.compute()
+    stats = imputed_cat.query(
+        "select coalesce(sum(count), 0)::BIGINT n from quality_stats "
+        "where rule = 'impute' and action = 'imputed'"
+    ).iat[0, 0]
+    view = "wydot_bsm_socrata" if naming == "socrata" else "wydot_bsm"
+    table = imputed_cat.query(
+        "select count(*) n, count(imputed) k, count_if(imputed)::BIGINT t, "
+        f"count(*) filter (where date = '{D2}') d2 from wydot_bsm"
+        + (" where invalid_reason is null" if naming == "socrata" else "")
+    )
+    rows = imputed_cat.query(f"select count(*) from {view}").iat[0, 0]
+    assert len(df) == rows == table.n[0] > 0
+    assert int(df.imputed.notna().sum()) == table.k[0] == table.d2[0] > 0  # the second day
+    flagged = df.imputed.astype("boolean")
+    assert int(flagged.sum()) == table.t[0] == stats
+    reads.clear()
+    id_col = "coreData_id" if naming == "socrata" else "vehicle_id"
+    few = imputed_cat.to_dask(
+        "wydot", "BSM", D1, D2, naming=naming, columns=[id_col, "imputed"]  # type: ignore[arg-type]
+    ).compute()
+    assert list(few.columns) == [id_col, "imputed"] and len(few) == rows
+    assert int(few.imputed.notna().sum()) == table.k[0]
+    # a window without data: the empty frame has the column too
+    none = imputed_cat.to_dask("wydot", "BSM", date(2021, 4, 5), date(2021, 4, 5), naming=naming)  # type: ignore[arg-type]
+    assert "imputed" in none.columns and id_col in none.columns and len(none) == 0
+    assert {c for r in reads if r for c in r} <= {"vehicle_id", "imputed", "invalid_reason",
+                                                   "generated_at"}  # fmt: skip
+
+
+FRAME_ONLY = """
+import json, sys
+from datetime import date
+from cvcatalog.catalog import Catalog
+cat = Catalog(sys.argv[1])
+f = cat.to_dask("wydot", "BSM", date(2021, 4, 1), date(2021, 4, 2), naming="socrata",
+                columns=["coreData_id", "coreData_speed"])
+n = len(f.compute())
+with cat.db.read_state() as con:
+    dbs = sorted(r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall())
+print(json.dumps({"rows": n, "boto3": "boto3" in sys.modules, "databases": dbs}))
+"""
+
+
+def test_a_process_that_only_reads_frames_loads_neither_ducklake_nor_boto3(cat: Catalog) -> None:
+    """What keeps a frame reader small (bench.ml_frames, peak RSS): its file lists come from the
+    state tables, so the lake is never attached, and no S3 client is made for a local catalog."""
+    out = subprocess.run(
+        [sys.executable, "-c", FRAME_ONLY, str(cat.paths.root)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    rows = cat.query("select count(*) from wydot_bsm_socrata").iat[0, 0]
+    assert got == {"rows": rows, "boto3": False, "databases": got["databases"]}
+    assert "cv" not in got["databases"] and "cvcatalog" in got["databases"]

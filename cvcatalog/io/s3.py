@@ -25,12 +25,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
-import boto3
 import botocore.exceptions as bce
 import duckdb
 import urllib3.exceptions
-from botocore import UNSIGNED
-from botocore.config import Config
 
 from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import (
@@ -471,6 +468,12 @@ def make_client(cfg: DownloadConfig, *, region: str | None = None) -> Any:
     AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (the sandbox relies on that). botocore's retries are
     off because :class:`Retrier` retries, rate-limits and counts every attempt.
     """
+    # boto3 (~7 MB) is imported where a client is made, not with this module: a process that
+    # only reads a local catalog (to_dask) never makes one
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
     try:
         session = boto3.session.Session(profile_name=cfg.profile)
     except bce.ProfileNotFound:

@@ -216,7 +216,9 @@ class RemoteCatalogDB(CatalogDB):
             raise
 
     @contextlib.contextmanager
-    def _session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _session(self, *, with_lake: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Every session of a published catalog is connect()'s, its lake attached (with_lake
+        is read_state()'s, which it serves too)."""
         con = self.connect()
         try:
             yield con

@@ -237,3 +237,9 @@ def quality_from_file(path: Path) -> QualityConfig:
 SEGMENT_COLUMN = "segment"
 #: the column imputation adds: true where a value of the row was interpolated
 IMPUTED_COLUMN = "imputed"
+#: (name, DuckDB type) of the columns the quality step may add to a table's files: optional
+#: columns of the lake's tables, and carried unchanged through the socrata naming
+QUALITY_COLUMNS: tuple[tuple[str, str], ...] = (
+    (SEGMENT_COLUMN, "INTEGER"),
+    (IMPUTED_COLUMN, "BOOLEAN"),
+)

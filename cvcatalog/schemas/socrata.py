@@ -8,6 +8,10 @@ partII). DuckDB's own parser (`json_serialize_sql`) says which columns every ite
 names are followed down through the subqueries (an item of a subquery, or `alias.*`) to the
 canonical columns of the relation. A frame then runs the same FROM clause with only the asked
 items; canonical columns no asked item needs stand in as typed NULLs, so nothing else is read.
+
+The columns the quality step adds to a table's files (`segment`, `imputed`: QUALITY_COLUMNS)
+are no portal columns, but they are the catalog's: a frame that has them keeps them, under
+their own names, after the socrata columns (`carried`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from cvcatalog.exceptions import ConfigError
+from cvcatalog.quality.config import QUALITY_COLUMNS
 from cvcatalog.schemas.base import _select_body, render_sql
 from cvcatalog.sqlutil import load_sql, quote_ident
 
@@ -60,14 +65,18 @@ class SocrataPlan:
     #: when the FROM clause only keeps the rows where these relation columns are NULL (and
     #: neither adds, groups nor reorders rows): renames need no SQL. None: run the SQL.
     null_filter: tuple[str, ...] | None = None
+    #: the quality step's columns, passed through unchanged: in the whole frame when the
+    #: relation has them, and whenever asked for (typed NULL where the relation lacks them)
+    carried: tuple[SocrataColumn, ...] = ()
 
     @property
     def names(self) -> list[str]:
+        """The socrata view's columns (carried ones not included)."""
         return [c.name for c in self.columns]
 
     def check(self, names: Sequence[str]) -> None:
         """ConfigError naming the unknown columns and the valid ones."""
-        known = set(self.names)
+        known = {*self.names, *(c.name for c in self.carried)}
         missing = [n for n in names if n not in known]
         if missing:
             raise ConfigError(
@@ -80,7 +89,8 @@ class SocrataPlan:
         reads; None: all of them."""
         chosen = self.columns if names is None else self._pick(names)
         want = set(self.always).union(*(c.needs for c in chosen))
-        return [n for n, _ in self.relation_columns if n in want]
+        kept = [c.name for c in chosen if c in self.carried]
+        return [n for n, _ in self.relation_columns if n in want] + kept
 
     def renames(self, names: Sequence[str] | None) -> list[tuple[str, str]] | None:
         """(socrata name, relation column) when every asked column is a relation column
@@ -95,11 +105,18 @@ class SocrataPlan:
 
     def select_sql(self, names: Sequence[str] | None, relation: str, have: Sequence[str]) -> str:
         """The SELECT computing these socrata columns (None: all) over `relation`, which holds
-        the columns `have`; every other relation column is a typed NULL, never read."""
-        chosen = self.columns if names is None else self._pick(names)
+        the columns `have`; every other relation column is a typed NULL, never read. All
+        socrata columns (names None) come with the carried columns the relation has."""
+        chosen = (
+            [*self.columns, *(c for c in self.carried if c.name in set(have))]
+            if names is None
+            else self._pick(names)
+        )
+        types = dict(QUALITY_COLUMNS)
+        missing = [(c.name, types[c.name]) for c in chosen if c in self.carried]
         pad = [
             f"CAST(NULL AS {t}) AS {quote_ident(n)}"
-            for n, t in self.relation_columns
+            for n, t in [*self.relation_columns, *missing]
             if n not in set(have)
         ]
         source = f"(SELECT {', '.join(['_r.*', *pad])} FROM {relation} AS _r)" if pad else relation
@@ -108,7 +125,7 @@ class SocrataPlan:
 
     def _pick(self, names: Sequence[str]) -> list[SocrataColumn]:
         self.check(names)
-        by_name = {c.name: c for c in self.columns}
+        by_name = {c.name: c for c in (*self.columns, *self.carried)}
         return [by_name[n] for n in dict.fromkeys(names)]
 
 
@@ -134,6 +151,13 @@ def _plan(template: str, view: str, relation_columns: tuple[tuple[str, str], ...
                 source = ref
         columns.append(SocrataColumn(name, text, frozenset(needs & known), source))
     always = _resolve(tree["from_table"], _refs(tree.get("where_clause")), known) & known
+    alias = tree["from_table"].get("alias")
+    qualifier = f"{quote_ident(alias)}." if alias else ""
+    carried = tuple(
+        SocrataColumn(n, f"{qualifier}{quote_ident(n)} AS {quote_ident(n)}", frozenset({n}), n)
+        for n, _ in QUALITY_COLUMNS
+        if n not in {c.name for c in columns} and _passes(tree["from_table"], n)
+    )
     return SocrataPlan(
         view,
         tuple(columns),
@@ -141,6 +165,7 @@ def _plan(template: str, view: str, relation_columns: tuple[tuple[str, str], ...
         frozenset(always),
         relation_columns,
         _null_filter(tree, known),
+        carried,
     )
 
 

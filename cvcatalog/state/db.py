@@ -64,6 +64,8 @@ BLOCK_SIZE = 16384
 STATE_DB = "cvcatalog"
 #: unqualified names: the lake's tables and views first, then the state tables
 SEARCH_PATH = f"{lake.LAKE}.{lake.SCHEMA},{STATE_DB}.main"
+#: a session on the state tables alone (read_state): the lake is not attached
+STATE_SEARCH_PATH = f"{STATE_DB}.main"
 _LAKE_SECRET_LOCK = threading.Lock()
 _WRITER_LOCKS: dict[str, threading.Lock] = {}
 _WRITER_LOCKS_LOCK = threading.Lock()
@@ -113,14 +115,17 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     return max(applied, default=0)
 
 
-def use_search_path(con: duckdb.DuckDBPyConnection, scratch: bool = False) -> None:
+def use_search_path(
+    con: duckdb.DuckDBPyConnection, scratch: bool = False, *, with_lake: bool = True
+) -> None:
     """Unqualified names find the lake's tables and views, then the state tables; a scratch
-    session creates its own objects in memory."""
+    session creates its own objects in memory. with_lake=False: the state tables only."""
+    path = SEARCH_PATH if with_lake else STATE_SEARCH_PATH
     if scratch:
         con.execute("USE memory")
-        con.execute(f"SET search_path = {quote_literal('memory.main,' + SEARCH_PATH)}")
+        con.execute(f"SET search_path = {quote_literal('memory.main,' + path)}")
     else:
-        con.execute(f"SET search_path = {quote_literal(SEARCH_PATH)}")
+        con.execute(f"SET search_path = {quote_literal(path)}")
 
 
 def _detach(con: duckdb.DuckDBPyConnection) -> None:
@@ -181,6 +186,8 @@ class CatalogDB:
         #: its cursors (the instance is then never re-attached: a new one replaces it)
         self._hub_users = 0
         self._hub_shared = False
+        #: whether the reader instance has the lake attached (on the first session that needs it)
+        self._hub_lake = False
         self._writer_hub: duckdb.DuckDBPyConnection | None = None
 
     # -- locking -------------------------------------------------------------------------
@@ -276,12 +283,16 @@ class CatalogDB:
             raise
 
     def _cursor(
-        self, *, block: bool
+        self, *, block: bool, with_lake: bool = True
     ) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
         """The reader instance and a cursor of it. block: closed by read() (counted in
-        _hub_users); otherwise handed out, so the instance is never re-attached under it."""
+        _hub_users); otherwise handed out, so the instance is never re-attached under it.
+        with_lake: the lake attached to the instance first, if it is not yet."""
         with self._hub_lock:
             hub = self._reader()
+            if with_lake and not self._hub_lake:
+                self._attach_lake_read_only(hub)
+                self._hub_lake = True
             if block:
                 self._hub_users += 1
             else:
@@ -331,7 +342,9 @@ class CatalogDB:
         (extensions load once). Once a writer has published a new file, whose snapshot it then
         sees: the same instance re-attaches it when none of its cursors is open (what read()
         does between commits; loading the extensions again is most of a new instance's cost),
-        else a new instance. The caller holds _hub_lock."""
+        else a new instance. The lake is attached by _cursor, when a session first needs it:
+        a process that reads only the state tables (to_dask's file lists) never loads
+        DuckLake nor reads the lake's catalog. The caller holds _hub_lock."""
         st = self.paths.db.stat()
         ident = (st.st_ino, st.st_mtime_ns, st.st_size)
         if self._hub is not None and self._hub_ident == ident:
@@ -346,22 +359,17 @@ class CatalogDB:
                 raise
         else:
             hub = self._open(self.paths.db, read_only=True)
-            try:
-                self._attach_lake_read_only(hub)
-            except BaseException:
-                hub.close()
-                raise
             self._hub_users, self._hub_shared = 0, False
-        self._hub, self._hub_ident = hub, ident
+        self._hub, self._hub_ident, self._hub_lake = hub, ident, False
         return hub
 
     def _reattach(self, hub: duckdb.DuckDBPyConnection) -> None:
-        """The reader instance, no cursor of it open, shows the current catalog file."""
+        """The reader instance, no cursor of it open, shows the current catalog file (its
+        lake attached again by the next session that needs it)."""
         hub.execute("USE memory")
         for name in (lake.LAKE, STATE_DB):
             hub.execute(f"DETACH DATABASE IF EXISTS {name}")
         self._attach_state(hub, self.paths.db, read_only=True)
-        self._attach_lake_read_only(hub)
 
     def _attach_lake_read_only(
         self, con: duckdb.DuckDBPyConnection, at: lake.AsOf | None = None
@@ -386,15 +394,25 @@ class CatalogDB:
             yield con
 
     @contextlib.contextmanager
-    def _session(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """read()'s connection: a cursor of the reader instance, counted while open (a
-        subclass with its own connect() overrides this too)."""
+    def read_state(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only session on the state tables alone (database `cvcatalog`), for readers
+        that need nothing else. The state tables are the one record of which files each
+        table shows now (every commit makes the lake show exactly those: tables.sync_all),
+        so e.g. to_dask lists its files here and a process that only builds frames never
+        loads DuckLake nor reads the lake's catalog (~40 MB of its memory)."""
+        with self._session(with_lake=False) as con:
+            yield con
+
+    @contextlib.contextmanager
+    def _session(self, *, with_lake: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """read()'s and read_state()'s connection: a cursor of the reader instance, counted
+        while open (a subclass with its own connect() overrides this too)."""
         if not self.paths.db.exists():
             self.initialise()
-        hub, con = self._cursor(block=True)
+        hub, con = self._cursor(block=True, with_lake=with_lake)
         try:
             con.execute(f"USE {STATE_DB}")
-            use_search_path(con)
+            use_search_path(con, with_lake=with_lake)
             yield con
         finally:
             con.close()
@@ -488,8 +506,8 @@ class CatalogDB:
         """Where the Parquet lake lives: None for the catalog directory, else s3://..."""
         if not self._lake_known:
             if self.exists():
-                with self.read():
-                    pass
+                with self.read_state() as con:
+                    self._lake_url, self._lake_known = read_lake_url(con), True
             else:
                 self._lake_known = True
                 self._lake_url = normalise_storage(self.requested_storage)

@@ -31,7 +31,7 @@ from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import load_extension, open_instance
 from cvcatalog.io.lake import TableSpec
 from cvcatalog.io.storage import LakeStore
-from cvcatalog.quality.config import IMPUTED_COLUMN, SEGMENT_COLUMN
+from cvcatalog.quality.config import IMPUTED_COLUMN, QUALITY_COLUMNS, SEGMENT_COLUMN
 from cvcatalog.schemas import SCHEMAS, MessageSchema, render_sql
 from cvcatalog.sqlutil import load_sql, quote_ident, quote_literal
 from cvcatalog.state import deletes, trips
@@ -44,7 +44,7 @@ BSM_TRAJECTORY_SOURCES = (
     ("thea_bsm", "generated_at", "accel_long_mps2"),
 )
 _CONSTANTS = ("source", "message_type")
-_OPTIONAL = ((SEGMENT_COLUMN, "INTEGER"), (IMPUTED_COLUMN, "BOOLEAN"))
+_OPTIONAL = QUALITY_COLUMNS
 #: optional column -> the (rule, action) in quality_stats that says a file of the table has it
 _OPTIONAL_WHEN = {SEGMENT_COLUMN: ("gaps", "segments"), IMPUTED_COLUMN: ("impute", "imputed")}
 
@@ -432,6 +432,12 @@ def apply_deletes(con: duckdb.DuckDBPyConnection, locate: Locate) -> dict[str, i
             by_table.setdefault(table_of[path], {})[locate(path)] = keys
     done = {table: lake.delete_rows(con, table, rows) for table, rows in by_table.items()}
     return {table: n for table, n in done.items() if n}
+
+
+def optional_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+    """(name, type) of the quality columns some current or past file of a table has, as the
+    recorded counts say (a state read): a frame shows them, NULL where a file lacks them."""
+    return [(c, t) for c, t in _OPTIONAL if table in _tables_with(con, c)]
 
 
 def _tables_with(con: duckdb.DuckDBPyConnection, column: str) -> set[str]:
