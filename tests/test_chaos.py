@@ -1,4 +1,5 @@
-"""The fast part of `make chaos`: a few kill -9 trials and four concurrent writers + a reader.
+"""The fast part of `make chaos`: one kill -9 trial (with a killed re-run) and four concurrent
+writers + a reader; three trials spread over the run are marked slow.
 
 The long run (>= 30 trials, bigger data) is `make chaos` (bench/chaos.py).
 """
@@ -21,6 +22,7 @@ from bench.catalog_session import plain_session  # noqa: E402
 from bench.chaos import (  # noqa: E402
     InvariantError,
     Scenario,
+    Trial,
     calibrate,
     check_catalog,
     concurrency,
@@ -34,6 +36,20 @@ def scenario(s3_endpoint: str) -> Scenario:
     return seed(s3_endpoint, days=1, records_per_hour=40, files_per_hour=2)
 
 
+def test_a_kill_9_and_a_killed_re_run_lose_and_duplicate_nothing(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    """One trial of the harness: an ingest killed at a random moment, its re-run killed too,
+    then a re-run to the end (the spread of kill moments: the slow test below, `make chaos`;
+    kills at set points: test_daygroups.py, test_ingest.py)."""
+    cold, _ = calibrate(scenario, tmp_path, refresh=False)
+    rng = random.Random(7)
+    trials = crash_trials(scenario, tmp_path, 1, rng, (cold, cold), double_kill_every=1)
+    _check_trials(trials, kills=1, double_killed=0)
+    _check_the_checker(tmp_path, trials)
+
+
+@pytest.mark.slow
 def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     scenario: Scenario, tmp_path: Path
 ) -> None:
@@ -41,12 +57,22 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     rng = random.Random(7)
     # kills spread over the run: early, middle, late (cold, then --force-refresh, then cold)
     trials = crash_trials(scenario, tmp_path, 3, rng, (cold, cold), double_kill_every=3)
+    _check_trials(trials, kills=3, double_killed=2)
+    _check_the_checker(tmp_path, trials)
+
+
+def _check_trials(trials: list[Trial], kills: int, double_killed: int) -> None:
+    """No trial lost or duplicated a row; `kills` ingests were killed while running, and the
+    re-run of trial `double_killed` (an index) was killed too."""
     for t in trials:
         assert t.error is None, t
         assert t.rows_lost == 0 and t.duplicates == 0
-    assert sum(t.killed for t in trials) == 3
-    assert trials[2].reruns == 2  # the third trial's re-run was killed too
-    # and the checker is not blind: a damaged file of a complete partition is caught
+    assert sum(t.killed for t in trials) == kills
+    assert trials[double_killed].reruns == 2
+
+
+def _check_the_checker(tmp_path: Path, trials: list[Trial]) -> None:
+    """The checker is not blind: a damaged file of a complete partition is caught."""
     catalog = tmp_path / f"trial-{max(t.n for t in trials if t.mode == 'cold')}"
     # a file the state calls current (replaced files stay on disk for time travel, unchecked)
     con = plain_session(catalog / "catalog.ducklake")

@@ -1,8 +1,9 @@
 """Distributed ingest: conversions on a dask.distributed cluster give the single-process catalog.
 
-The equality tests ingest the same seeded replica twice, into two catalogs, and compare
-partition statuses, row and quarantine counts, per-view checksums over every column, the
-quarantined lines and the validation reports.
+The equality tests ingest the same seeded replica (seeded once for the module) into catalogs
+of their own and compare each with the single-process catalog of that replica (ingested and
+fingerprinted once): partition statuses, row and quarantine counts, per-view checksums over
+every column, the quarantined lines and the validation reports.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pickle
 import socket
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -103,25 +104,46 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass
+class Reference:
+    """The module's replica and its single-process catalog: what every executor must give."""
+
+    report: SeedReport
+    single: Catalog
+    summary: Any
+    fingerprint: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def replica(module_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    """D1..D4 seeded once (D3 empty, 2 malformed lines a day) and ingested in this process;
+    the fingerprint (~2.5 CPU s: every view hashed) taken once."""
+    report = seed(module_s3, D1, D4, empty_days=[D3], malformed_per_day=2)
+    single = Catalog(tmp_path_factory.mktemp("single") / "catalog")
+    s = ingest(single, D1, D4)
+    assert s.ok, s.as_dict()
+    assert s.executor == "local"
+    return Reference(report, single, s, fingerprint(single))
+
+
 # -- fast: no cluster ------------------------------------------------------------------------
-def test_a_thread_pool_ingest_equals_the_single_process_one(s3_client: Any, tmp_path: Path) -> None:
+def test_a_thread_pool_ingest_equals_the_single_process_one(
+    replica: Reference, tmp_path: Path
+) -> None:
     """The pooled path (several days in flight, published as they complete) with an
     in-process executor: the same catalog as the default path."""
     from concurrent.futures import ThreadPoolExecutor
 
-    report = seed(s3_client, D1, D3, empty_days=[D2], malformed_per_day=2)
-    single = Catalog(tmp_path / "single")
-    s1 = ingest(single, D1, D3)
     pooled = Catalog(tmp_path / "pooled")
     with ThreadPoolExecutor(2) as ex:
         pool = ConversionPool(ex, capacity=2, name="threads", threads=1)
-        s2 = _ingest_with_pool(pooled, pool, D1, D3)
-    assert s1.ok and s2.ok, (s1.as_dict(), s2.as_dict())
-    assert (s1.executor, s2.executor) == ("local", "threads")
+        s2 = _ingest_with_pool(pooled, pool, D1, D4)
+    assert s2.ok, s2.as_dict()
+    assert s2.executor == "threads"
     assert s2.as_dict()["executor"] == "threads"
-    assert outcomes(s1) == outcomes(s2)
-    assert s2.rows == report.records and s2.quarantined == report.malformed
-    assert fingerprint(single) == fingerprint(pooled)
+    assert outcomes(replica.summary) == outcomes(s2)
+    assert s2.rows == replica.report.records and s2.quarantined == replica.report.malformed
+    assert fingerprint(pooled) == replica.fingerprint
     assert pooled.verify().clean
     assert not list((tmp_path / "pooled" / "staging").rglob("*.parquet"))
 
@@ -132,11 +154,11 @@ def _ingest_with_pool(cat: Catalog, pool: ConversionPool, start: date, end: date
 
 
 def test_a_worker_that_cannot_see_the_staged_files_fails_its_day(
-    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+    replica: Reference, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    seed(s3_client, D1, D2, empty_hour_rate=0)
+    assert {"wydot/BSM/2021/04/01", "wydot/BSM/2021/04/02"} <= set(replica.report.partitions)
     real = cvdist.run_convert_job
 
     def elsewhere(job: ConvertJob) -> ConvertResult:
@@ -248,62 +270,60 @@ def dask_cluster() -> Iterator[Any]:
         yield cluster
 
 
-def test_local_cluster_ingest_equals_single_process_ingest(s3_client: Any, tmp_path: Path) -> None:
-    report = seed(s3_client, D1, D4, empty_days=[D3], malformed_per_day=2)
-    single = Catalog(tmp_path / "single")
-    s1 = ingest(single, D1, D4)
+def test_local_cluster_ingest_equals_single_process_ingest(
+    replica: Reference, tmp_path: Path
+) -> None:
+    # (a re-run on a cluster, all cached: test_scheduler_flag_and_to_dask_on_a_distributed_client)
+    report, s1 = replica.report, replica.summary
     dist = Catalog(tmp_path / "dask")
     s2 = ingest(dist, D1, D4, cluster="local", workers=2)
-    assert s1.ok and s2.ok, (s1.as_dict(), s2.as_dict())
+    assert s2.ok, s2.as_dict()
     assert s2.executor.startswith("dask LocalCluster (2 workers")
     assert outcomes(s1) == outcomes(s2)
     assert (s2.count("complete"), s2.count("no_data")) == (3, 1)
     assert s2.rows == report.records and s2.quarantined == report.malformed
     assert s2.get_requests == s1.get_requests == report.objects
-    assert fingerprint(single) == fingerprint(dist)
+    assert fingerprint(dist) == replica.fingerprint
     assert dist.verify().clean
-    # a re-run is all cached and starts no conversion
-    again = ingest(dist, D1, D4, cluster="local", workers=2)
-    assert again.count("cached") == 3 and again.get_requests == 0
 
 
 def test_scheduler_flag_and_to_dask_on_a_distributed_client(
-    s3_client: Any, tmp_path: Path, dask_cluster: Any
+    replica: Reference, tmp_path: Path, dask_cluster: Any
 ) -> None:
     from distributed import Client, get_task_stream
 
-    seed(s3_client, D1, D3, malformed_per_day=1)
-    single = Catalog(tmp_path / "single")
-    ingest(single, D1, D3)
     catalog_dir = tmp_path / "dask"
     address = dask_cluster.scheduler_address
     args = ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01"]
-    args += ["--end", "2021-04-03", "--catalog", str(catalog_dir), "--rate-limit", "0"]
+    args += ["--end", "2021-04-04", "--catalog", str(catalog_dir), "--rate-limit", "0"]
     r = runner.invoke(app, [*args, "--scheduler", address, "--no-progress"])
     assert r.exit_code == 0, r.output
-    assert "3 complete" in r.stdout and f"converted on dask {address}" in r.stdout
+    assert "3 complete, 0 cached, 1 no_data" in r.stdout
+    assert f"converted on dask {address}" in r.stdout
     cat = Catalog(catalog_dir)
-    want_fingerprint = fingerprint(single)  # ~3 CPU s (every view hashed): taken once
+    want_fingerprint = replica.fingerprint
     assert fingerprint(cat) == want_fingerprint
     r = runner.invoke(app, [*args, "--format", "json"], env={"DASK_SCHEDULER_ADDRESS": address})
     assert r.exit_code == 0, r.output
     (row,) = json.loads(r.stdout)
+    # a re-run is all cached and starts no conversion
     assert row["days_cached"] == 3 and row["executor"] == f"dask {address}"
+    assert row["get_requests"] == 0
 
     expected = cat.query("select date, vehicle_id, count(*) as n from wydot_bsm group by all")
     # (Dask's convert-string setting turns the date objects into strings)
     want = {(str(d), v): int(n) for d, v, n in expected.itertuples(index=False)}
     fast = cat.query("select count(*) as n from wydot_bsm where speed_mps > 25").n[0]
     with Client(dask_cluster) as client:
-        ddf = cat.to_dask("wydot", "BSM", D1, D3, columns=["date", "vehicle_id"])
+        ddf = cat.to_dask("wydot", "BSM", D1, D4, columns=["date", "vehicle_id"])
         assert ddf.npartitions == 3
         with get_task_stream(client) as stream:
             counts = ddf.groupby(["date", "vehicle_id"]).size().compute()
         assert len({t["worker"] for t in stream.data}) >= 1 and len(stream.data) >= 3
-        filtered = cat.to_dask("wydot", "BSM", D1, D3, filters=[("speed_mps", ">", 25.0)])
+        filtered = cat.to_dask("wydot", "BSM", D1, D4, filters=[("speed_mps", ">", 25.0)])
         n_fast = len(filtered)
         # the library takes a Client it does not own (and leaves it open)
-        again = ingest(cat, D1, D3, scheduler=client, force_refresh=True)
+        again = ingest(cat, D1, D4, scheduler=client, force_refresh=True)
         assert again.count("complete") == 3 and client.status == "running"
     assert fingerprint(cat) == want_fingerprint
     assert cat.verify().clean

@@ -263,6 +263,9 @@ print(json.dumps({d.key: d.status for d in s.days}))
 """
 
 
+# the fast run has the same check through the CLI, four writers and a reader at once:
+# test_chaos.py::test_four_writers_and_a_reader
+@pytest.mark.slow
 def test_concurrent_processes_ingest_each_day_exactly_once(
     s3_client: Any, catalog_dir: Path
 ) -> None:

@@ -123,7 +123,7 @@ def start_server(
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    cmd = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
+    cmd = [sys.executable, "-m", "cvcatalog.sandbox.moto_main", "-H", HOST, "-p", str(port)]
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

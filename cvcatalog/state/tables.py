@@ -281,8 +281,9 @@ def up_to_date(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def record_views(con: duckdb.DuckDBPyConnection, installed: dict[str, str]) -> None:
-    """Remember which definition of each lake view is installed (a state write)."""
-    if installed:  # one statement: a new catalog installs every view at once
+    """Remember which definition of each lake view is installed (a state write). One
+    statement for all of them: a new catalog installs ~35 (one INSERT each: ~40 ms)."""
+    if installed:
         con.execute(
             "INSERT OR REPLACE INTO lake_views (name, sha256) SELECT unnest(?), unnest(?)",
             [list(installed), list(installed.values())],
