@@ -26,8 +26,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import botocore.exceptions as bce
-import botocore.loaders
-import botocore.session
 import duckdb
 import urllib3.exceptions
 
@@ -463,36 +461,40 @@ def _mark_unreadable_body(response_dict: dict[str, Any] | None = None, **_: Any)
         response_dict["headers"][UNREADABLE_HEADER] = "1"
 
 
-class _SharedLoader(botocore.loaders.Loader):
-    """botocore's loader of its JSON data (the S3 service model, the endpoint rules), with
-    boto3's data folder on its search path from the start. It hands out a copy of the path:
-    boto3 appends its folder to the loader of every new Session, and this one is shared."""
-
-    def __init__(self, data_path: str | None) -> None:
-        extra = data_path.split(os.pathsep) if data_path else []
-        super().__init__(extra_search_paths=[os.path.expanduser(os.path.expandvars(p)) for p in extra])
-        self._search_paths.append(os.path.join(os.path.dirname(boto3.__file__), "data"))
-
-    @property
-    def search_paths(self) -> list[str]:
-        return list(self._search_paths)
-
-
-_LOADERS: dict[str | None, _SharedLoader] = {}
+_LOADERS: dict[str | None, Any] = {}
 _LOADERS_LOCK = threading.Lock()
 
 
-def _session(profile: str | None) -> boto3.session.Session:
+def _session(profile: str | None) -> Any:
     """A new boto3 Session (its own profile, credentials and configuration, read now) whose
     data loader is shared by the process: a new session loads and parses botocore's endpoint
     rules and the S3 model again (~0.1 CPU s a client, about a tenth of a small ingest);
-    the files are the installed botocore's, the same for every session."""
+    the files are the installed botocore's, the same for every session. boto3 and botocore's
+    session (~11 MB) are imported here, not with this module: a process that only reads a
+    local catalog (to_dask) never makes a client."""
+    import boto3
+    import botocore.loaders
+    import botocore.session
+
+    class SharedLoader(botocore.loaders.Loader):
+        """The loader with boto3's data folder on its search path from the start; it hands
+        out a copy of the path, as boto3 appends its folder to every new Session's loader."""
+
+        @property
+        def search_paths(self) -> list[str]:
+            return list(self._search_paths)
+
     core = botocore.session.Session(profile=profile)
     data_path = core.get_config_variable("data_path")  # AWS_DATA_PATH, as botocore reads it
     with _LOADERS_LOCK:
         loader = _LOADERS.get(data_path)
         if loader is None:
-            loader = _LOADERS[data_path] = _SharedLoader(data_path)
+            extra = data_path.split(os.pathsep) if data_path else []
+            loader = SharedLoader(
+                extra_search_paths=[os.path.expanduser(os.path.expandvars(p)) for p in extra]
+            )
+            loader._search_paths.append(os.path.join(os.path.dirname(boto3.__file__), "data"))
+            _LOADERS[data_path] = loader
     core.register_component("data_loader", loader)
     return boto3.session.Session(botocore_session=core, profile_name=profile)
 
@@ -504,9 +506,6 @@ def make_client(cfg: DownloadConfig, *, region: str | None = None) -> Any:
     AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (the sandbox relies on that). botocore's retries are
     off because :class:`Retrier` retries, rate-limits and counts every attempt.
     """
-    # boto3 (~7 MB) is imported where a client is made, not with this module: a process that
-    # only reads a local catalog (to_dask) never makes one
-    import boto3
     from botocore import UNSIGNED
     from botocore.config import Config
 
