@@ -28,7 +28,7 @@ from cvcatalog.schemas import (
     render_sql,
     view_sql,
 )
-from cvcatalog.transform import ConvertResult, RawFile, convert_partition
+from cvcatalog.transform import ConvertResult, RawFile, convert_partition, order_partition
 
 SANDBOX = Path(__file__).parent / "fixtures" / "sandbox"
 SCHEMA = SCHEMAS[("wydot", "BSM")]
@@ -624,6 +624,42 @@ def test_large_partition_is_split_into_files(
     ).fetchall()
     assert sum(n for (n,) in counts) == 10_000
     assert all(p.name.startswith("part-") for p in result.parquet_files)
+
+
+def _codecs(con: duckdb.DuckDBPyConnection, files: list[Path]) -> set[str]:
+    return {
+        str(c).upper()
+        for (c,) in con.execute(
+            f"SELECT DISTINCT compression FROM parquet_metadata({list_literal(map(str, files))})"
+        ).fetchall()
+    }
+
+
+def test_a_batch_is_intermediate_and_the_ordered_partition_is_zstd(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """The files a catalog keeps are zstd; a batch of a day in several (ordered=False) is
+    rewritten by order_partition, so it is written with the fast codec and counts no warnings
+    (combine_results counts them over the whole day)."""
+    dup = json.dumps(sample(6))
+    files = [
+        RawFile(ndjson(tmp_path / "raw" / f"o{i}", [dup, json.dumps(sample(5))]), f"k{i}")
+        for i in range(2)
+    ]
+    whole = convert(con, files, tmp_path / "whole")
+    assert _codecs(con, whole.parquet_files) == {"ZSTD"}
+    assert whole.warnings.get("duplicate_record")
+    batch = convert(con, files, tmp_path / "batch", ordered=False)
+    assert batch.warnings == {}
+    assert _codecs(con, batch.parquet_files) == {"SNAPPY"}
+    assert rows(con, batch.parquet_files) != [] and batch.rows == whole.rows
+    done = order_partition(
+        con, SCHEMA, batch, tmp_path / "batch", rows_per_file=10_000, row_group_size=2048
+    )
+    assert _codecs(con, done.parquet_files) == {"ZSTD"}
+    assert sorted(map(str, rows(con, done.parquet_files))) == sorted(
+        map(str, rows(con, whole.parquet_files))
+    )
 
 
 def test_rewrite_keeps_other_files_and_row_counts(
