@@ -363,6 +363,23 @@ _VERSION_STAT = '"schema_version"'
 _WARNING_STAT = '"warnings"."element"'
 
 
+def _stats_rows(result: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    """A COPY's RETURN_STATS rows as fetchall() gives them (the column statistics a dict of
+    dicts), through Arrow: fetchall() builds a DuckDB MAP value per file and column first,
+    ~2 ms a file of the 56-column schema (most of a tiny day's conversion), Arrow ~0.2 ms."""
+    rows = result.to_arrow_table().to_pylist()
+    return [
+        (
+            r["filename"],
+            r["count"],
+            r["file_size_bytes"],
+            r["footer_size_bytes"],
+            {k: dict(v or ()) for k, v in r["column_statistics"] or ()},
+        )
+        for r in rows
+    ]
+
+
 class _Conversion:
     """One run of convert_partition; a class only to share state between the steps."""
 
@@ -758,9 +775,9 @@ class _Conversion:
             rows, self.row_group_size, None if by_unit else self.rows_per_file,
             *layout, "RETURN_STATS",
         )  # fmt: skip
-        written = self.con.execute(
-            f"COPY ({select}) TO {quote_literal(str(stage))} ({opts})"
-        ).fetchall()
+        written = _stats_rows(
+            self.con.execute(f"COPY ({select}) TO {quote_literal(str(stage))} ({opts})")
+        )
         return self._staged(written, stage, unit, by_unit=by_unit)
 
     def _staged(
