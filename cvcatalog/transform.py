@@ -114,6 +114,9 @@ class ConvertResult:
     #: whose rows are deleted from each of them; counts are those of the whole day
     kept: list[str] = field(default_factory=list)
     deletes: dict[str, list[str]] = field(default_factory=dict)
+    #: rows of each of parquet_files as the conversion wrote them (the stager need not read
+    #: their footers again); a step rewriting the files empties it
+    file_rows: dict[Path, int] = field(default_factory=dict)
 
 
 def apply_quality(
@@ -138,6 +141,7 @@ def apply_quality(
         else roworder.row_group_rows(result.rows, row_group_size),
     )
     result.parquet_files = files
+    result.file_rows = {}
     if stats.rows_out is not None:
         result.rows = stats.rows_out
     result.quality = stats
@@ -455,10 +459,12 @@ class _Conversion:
             return self._split(staged, versions, stats)
 
         out_dir = self.out_dirs[0]
-        for i, (path, _) in enumerate(staged):
+        file_rows: dict[Path, int] = {}
+        for i, (path, count) in enumerate(staged):
             target = out_dir / PARQUET_NAME.format(i)
             os.replace(path, target)
             self.final.append(target)
+            file_rows[target] = count
             if path in self.column_stats:
                 self.column_stats[target] = self.column_stats.pop(path)
         quarantine_file = None
@@ -481,6 +487,7 @@ class _Conversion:
                 schema_versions=versions,
                 unknown_versions=unknown,
                 kept_invalid=dict(kept_invalid),
+                file_rows=file_rows,
             )
         ]
 
@@ -517,11 +524,13 @@ class _Conversion:
         for u, out_dir in enumerate(self.out_dirs):
             mine = [(p, c) for p, c in staged if self.unit_of_path.get(p) == u]
             parquet = []
-            for i, (path, _) in enumerate(mine):
+            file_rows: dict[Path, int] = {}
+            for i, (path, count) in enumerate(mine):
                 target = out_dir / PARQUET_NAME.format(i)
                 os.replace(path, target)
                 self.final.append(target)
                 parquet.append(target)
+                file_rows[target] = count
                 if path in self.column_stats:
                     self.column_stats[target] = self.column_stats.pop(path)
             quarantine_file = None
@@ -547,6 +556,7 @@ class _Conversion:
                     schema_versions=mine_versions,
                     unknown_versions=unknown,
                     kept_invalid=dict(kept_invalid[u]),
+                    file_rows=file_rows,
                 )
             )
         return results
@@ -1252,6 +1262,7 @@ def order_partition(
     for p in files:
         p.unlink(missing_ok=True)
     result.parquet_files = sorted(out)
+    result.file_rows = {}
     return result
 
 

@@ -448,7 +448,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         workers = min(MONTH_LIST_WORKERS, len(months))
         with ThreadPoolExecutor(workers, f"{self.name}-list") as pool:
             listings = list(pool.map(listing, months))
-        for (prefix, days), objects in zip(months.items(), listings, strict=True):
+        for days, objects in zip(months.values(), listings, strict=True):
             if objects is None:
                 continue
             by_day: dict[str, list[ObjectInfo]] = {pk.s3_prefix: [] for pk in days}
@@ -1025,7 +1025,9 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         files = []
         for i, src in enumerate(sorted(result.parquet_files)):
             rel = f"{dest_dir}/part-{self.run_id[:15]}-{tag}-{i:03d}.parquet"
-            rows = pq.ParquetFile(src).metadata.num_rows
+            rows = result.file_rows.get(src)
+            if rows is None:
+                rows = pq.ParquetFile(src).metadata.num_rows
             files.append(staged_file(src, rel, "data", rows, pk.key))
         if result.quarantine_file is not None:
             rel = f"{self.paths.quarantine_rel(pk)}/quarantine-{self.run_id[:15]}-{tag}.ndjson"
