@@ -420,6 +420,9 @@ class _Conversion:
         self.quarantine = _Quarantine(work / QUARANTINE_NAME)
         self.order = roworder.order_for(schema.source, schema.message_type) if ordered else None
         self.docs_path = work / "documents.ndjson"
+        #: a group's canonical rows (_stage_grouped), kept while the staged files hold exactly
+        #: them, so _group_warnings reads them instead of the files
+        self.group_table: str | None = None
         #: staged file -> the COPY's column statistics (RETURN_STATS); dropped for a file
         #: rewritten since (what they say may no longer hold)
         self.column_stats: dict[Path, dict[str, dict[str, str]]] = {}
@@ -428,6 +431,18 @@ class _Conversion:
 
     # -- steps -------------------------------------------------------------------------------
     def run(self) -> list[ConvertResult]:
+        try:
+            return self._steps()
+        finally:
+            self._drop_group_table()
+
+    def _drop_group_table(self) -> None:
+        table, self.group_table = self.group_table, None
+        if table is not None:
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def _steps(self) -> list[ConvertResult]:
         self._normalize()
         kinds = [_kind(f.path) for f in self.files]
         ndjson = [i for i, k in enumerate(kinds) if k == "ndjson"]
@@ -444,6 +459,8 @@ class _Conversion:
             stats = self._stage_stats([p for p, _ in staged])
         versions = self._schema_versions([p for p, _ in staged])
         kept_invalid: Counter[str] = Counter()
+        if broken or stats.by_key:  # the files' rows are no longer the group table's
+            self._drop_group_table()
         if stats.by_key:
             self._quarantine_malformed(stats, ndjson)
             if self.drop_invalid:
@@ -574,6 +591,8 @@ class _Conversion:
             f"FROM read_parquet({list_literal(str(p) for p, _ in staged)}, filename = true) t "
             f"JOIN (VALUES {names}) AS f(path, unit) ON f.path = t.filename)"
         )
+        if self.group_table is not None:  # the same rows, without reading the files back
+            rows = f"(SELECT * FROM {self.group_table})"
         out: dict[int, dict[str, int]] = {}
         if not self._all_null([p for p, _ in staged], _WARNING_STAT):
             for u, w, n in self.con.execute(
@@ -866,6 +885,7 @@ class _Conversion:
         its own."""
         table = quote_ident(f"_cvcatalog_group_{uuid.uuid4().hex}")
         self.con.execute(f"CREATE TEMP TABLE {table} AS {self._select(relation)}")
+        keep = False
         try:
             counts, unit_stats = self._unit_stats(table)
             if None in counts:
@@ -888,10 +908,14 @@ class _Conversion:
                 )
             if sum(n for _, n in out) != sum(counts.values()):
                 raise ConversionError("a group's partitions were not written whole")
+            keep = self.group_table is None  # a second staging (reparsed lines): not kept
             return sorted(out)
         finally:
-            with contextlib.suppress(duckdb.Error):
-                self.con.execute(f"DROP TABLE IF EXISTS {table}")
+            if keep:
+                self.group_table = table
+            else:
+                with contextlib.suppress(duckdb.Error):
+                    self.con.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _unit_stats(
         self, table: str
