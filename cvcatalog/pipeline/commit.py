@@ -20,14 +20,11 @@ from cvcatalog.pipeline.stage import place
 #: down with it)
 MAX_BATCH = 256
 #: seconds a converted unit waits at most for others to share its commit while other units are
-#: still on their way (at least COMMIT_PACE times the last commit's duration, so the commit
-#: thread is busy at most half the time however fast units finish); a unit finishing when
-#: nothing else is in flight, or when the run stops, is committed at once. Most of a commit's
-#: cost is per unit (placing and registering its files), so waiting longer saves little and
-#: leaves a longer last commit after the last conversion (1,000 tiny days: 3.0 left a commit of
-#: 256 days, 2-4 s, after it; 1.0 one of ~100, 1 s)
+#: still on their way (at least COMMIT_PACE times the last commit's duration, so committing
+#: stays a small part of the run however fast units finish); a unit finishing when nothing else
+#: is in flight, or when the run stops, is committed at once
 COMMIT_INTERVAL = 1.0
-COMMIT_PACE = 1.0
+COMMIT_PACE = 3.0
 
 
 def commit_batch(source: Source[Any, Any], batch: Sequence[Staged[Any]], run: RunContext) -> None:
