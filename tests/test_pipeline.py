@@ -17,7 +17,7 @@ from cvcatalog.io.s3 import RetryPolicy
 from cvcatalog.pipeline.contract import Plan, RunContext, Source, Staged
 from cvcatalog.pipeline.report import NullProgress, Outcome, Summary, summary_lines
 from cvcatalog.pipeline.run import Runner
-from cvcatalog.pipeline.stage import fresh_dir, staged_file
+from cvcatalog.pipeline.stage import fresh_dir, place, staged_file
 from cvcatalog.state.db import CatalogDB
 
 
@@ -261,3 +261,54 @@ def test_small_units_are_converted_in_groups_and_a_bad_one_fails_alone(db: Catal
     assert sorted(_letters(db)) == sorted("abdefghij")
     # fewer commits than units: a group's units finish together
     assert len(src.batches) < 9
+
+
+class _Store:
+    """A lake store that fails to place one named file (after a delay, so others are placed
+    meanwhile)."""
+
+    def __init__(self, fail: str | None) -> None:
+        self.fail = fail
+        self.placed: list[str] = []
+        self.discarded: list[str] = []
+        self.lock = threading.Lock()
+
+    def put(self, src: Path, rel: str, size: int, sha256: str) -> None:
+        if rel == self.fail:
+            threading.Event().wait(0.05)
+            raise OSError("disk full")
+        with self.lock:
+            self.placed.append(rel)
+
+    def discard(self, rels: Any) -> None:
+        self.discarded += list(rels)
+
+
+def _staged_files(tmp_path: Path, n: int) -> list[Staged[str]]:
+    out = []
+    for i in range(n):
+        p = tmp_path / f"f{i}.txt"
+        p.write_text(str(i))
+        out.append(
+            Staged(
+                str(i),
+                [staged_file(p, f"dest/{i}", "data", 1, str(i))],
+                Outcome(str(i), "complete"),
+            )
+        )
+    return out
+
+
+def test_placing_a_batch_places_every_file_or_none(tmp_path: Path) -> None:
+    """place puts a batch's files several at once; one that fails takes the batch down: every
+    file placed meanwhile is removed again and the error propagates."""
+    batch = _staged_files(tmp_path, 20)
+    ok = _Store(None)
+    assert sorted(place(ok, batch)) == sorted(f"dest/{i}" for i in range(20))  # type: ignore[arg-type]
+    assert ok.discarded == []
+
+    bad = _Store("dest/3")
+    with pytest.raises(OSError, match="disk full"):
+        place(bad, batch)  # type: ignore[arg-type]
+    assert bad.placed and sorted(bad.discarded) == sorted(bad.placed)
+    assert "dest/3" not in bad.placed

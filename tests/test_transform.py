@@ -964,3 +964,78 @@ def test_generated_records_round_trip(records: list[dict[str, Any]], split: int)
                 assert (row["source"], str(row["date"])) == ("wydot", "2018-05-06")
         finally:
             con.close()
+
+
+def test_a_groups_statistics_are_those_return_stats_gives(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """The grouped conversion writes its partitions without RETURN_STATS and takes the few
+    statistics it reads (null counts of invalid_reason, schema_version and the warnings'
+    elements; schema_version's range) from one aggregate: they must be what RETURN_STATS says
+    of each partition's file, NULL lists, empty lists and NULL elements included."""
+    con.execute(
+        "CREATE TABLE t AS SELECT range % 5 AS _unit, "
+        "CASE WHEN range % 5 = 1 AND range % 3 = 0 THEN 'bad: x' END AS invalid_reason, "
+        "CASE WHEN range % 5 = 2 THEN NULL WHEN range % 5 = 3 THEN 5 + range % 2 "
+        "ELSE 6 END AS schema_version, "
+        "CASE WHEN range % 5 = 0 THEN NULL WHEN range % 5 = 1 THEN []::VARCHAR[] "
+        "WHEN range % 5 = 4 AND range % 7 = 0 THEN ['w1', NULL] "
+        "WHEN range % 5 = 4 THEN [NULL]::VARCHAR[] ELSE []::VARCHAR[] END AS warnings "
+        "FROM range(200)"
+    )
+    conversion = transform._Conversion.__new__(transform._Conversion)
+    conversion.con = con
+    counts, stats = conversion._unit_stats("t")
+    written = transform._stats_rows(
+        con.execute(
+            f"COPY t TO '{tmp_path / 'x'}' (FORMAT parquet, PARTITION_BY (_unit), RETURN_STATS)"
+        )
+    )
+    assert len(written) == 5
+    kept = ("null_count", "num_values", "min", "max")
+    for filename, rows, _size, _footer, column_stats in written:
+        unit = int(Path(filename).parent.name.split("=", 1)[1])
+        assert counts[unit] == rows
+        for name in (transform._INVALID_STAT, transform._WARNING_STAT):
+            want = {k: v for k, v in column_stats[name].items() if k in kept[:2]}
+            assert stats[unit][name] == want, (unit, name)
+        want = {k: v for k, v in column_stats[transform._VERSION_STAT].items() if k in kept}
+        assert stats[unit][transform._VERSION_STAT] == want, unit
+
+
+def test_a_clean_groups_warnings_and_duplicates_equal_each_partition_alone(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """A group with no unreadable or invalid line counts its partitions' warnings and
+    duplicate records from the rows it staged (not the files read back): the counts must be
+    those of each partition converted alone."""
+    def record(n: int, speed: float | None = None) -> str:
+        rec = sample(6)
+        rec["payload"]["data"]["coreData"]["msgCnt"] = n  # distinct records
+        if speed is not None:
+            rec["payload"]["data"]["coreData"]["speed"] = speed
+        return json.dumps(rec)
+
+    parts = []
+    for day in range(3):
+        lines = [record(10 * day + i) for i in range(2 + day)]
+        if day != 1:  # a warning in days 0 and 2
+            lines.append(record(99, speed=200.0))
+        if day != 2:  # a record published twice in days 0 and 1
+            lines.append(lines[0])
+        src = ndjson(tmp_path / "raw" / f"d{day}" / "obj", lines)
+        parts.append(([RawFile(src, f"k{day}")], tmp_path / "grouped" / f"d{day}"))
+    grouped = transform.convert_partitions(
+        con,
+        SCHEMA,
+        parts,
+        validation=ValidationConfig(),
+        target_rows_per_file=100_000,
+        row_group_size=100_000,
+    )
+    alone = [convert(con, files, tmp_path / "alone" / out.name) for files, out in parts]
+    assert [g.warnings for g in grouped] == [a.warnings for a in alone]
+    assert [g.rows for g in grouped] == [a.rows for a in alone]
+    assert grouped[0].warnings.get("speed_out_of_range") == 1
+    assert grouped[1].warnings.get(transform.DUPLICATE) == 1
+    assert "speed_out_of_range" not in grouped[1].warnings

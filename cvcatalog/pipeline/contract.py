@@ -192,6 +192,12 @@ class Source(ABC, Generic[U, F]):
         if staged.stage_dir is not None:
             remove_tree(staged.stage_dir)
 
+    def committed_all(self, batch: list[Staged[U]], run: RunContext) -> None:
+        """After a commit, for all its units at once, before any of them is released (a
+        source may tidy them concurrently); default: committed for each, in order."""
+        for staged in batch:
+            self.committed(staged, run)
+
     def failed(self, unit: U, error: BaseException, run: RunContext) -> Outcome:
         """A unit failed with error: record it if the source keeps failures, and say so."""
         return Outcome(self.key(unit), "failed", error=describe(error))

@@ -440,8 +440,13 @@ class Runner(Generic[U]):
             for item in items:
                 _release(item)
             raise
+        try:
+            self.source.committed_all([item.result for item in items], run)
+        except BaseException:
+            for item in items:
+                _release(item)
+            raise
         for item in items:
-            self.source.committed(item.result, run)
             self._finish(item, item.result.outcome, run)
 
     # -- the run record ---------------------------------------------------------------------

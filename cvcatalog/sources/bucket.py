@@ -162,11 +162,12 @@ def folder_hours(source: str, lo: datetime, hi: datetime) -> list[tuple[date, in
     Walks absolute hours and names each in the producer's clock; a repeated wall-clock hour
     (DST fall-back) collapses into one folder, a skipped one (spring-forward) never appears.
     """
+    utc = FOLDER_TIMEZONE[source] == "UTC"  # names are UTC already (a range of years: 24k)
     zone = ZoneInfo(FOLDER_TIMEZONE[source])
     t = lo.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     seen: dict[tuple[date, int], None] = {}
     while t < hi:
-        local = t.astimezone(zone)
+        local = t if utc else t.astimezone(zone)
         seen[(local.date(), local.hour)] = None
         t += timedelta(hours=1)
     return list(seen)

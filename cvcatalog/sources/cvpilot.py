@@ -114,8 +114,12 @@ GROUP_MAX_DAYS = 32
 #: a day's fetch uses that listing only when the day is small, and lists a larger day again.
 MONTH_LIST_MIN_DAYS = 3
 MONTH_LIST_MAX_OBJECTS = 5000
+#: month listings the plan requests at once
+MONTH_LIST_WORKERS = 8
 #: days whose state one read after a claim covers (CvPilotDays._day_state)
 STATE_AHEAD = 64
+#: committed days whose staging is removed at once (CvPilotDays.committed_all)
+DROP_WORKERS = 8
 #: small days downloading in the background at once (each with download.max_workers threads)
 DOWNLOADS_AHEAD = 4
 
@@ -421,21 +425,30 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
 
     def _list_months(self, todo: list[PartitionKey]) -> None:
         """One listing per month for months with MONTH_LIST_MIN_DAYS days or more to do
-        (only while small: MONTH_LIST_MAX_OBJECTS); a transient failure leaves the days to be
-        listed one by one."""
+        (only while small: MONTH_LIST_MAX_OBJECTS), up to MONTH_LIST_WORKERS months at once
+        (a range of years waits on dozens of LISTs before its first day starts); a transient
+        failure leaves the days to be listed one by one."""
         months: dict[str, list[PartitionKey]] = {}
         for pk in todo:
             if pk.bins is None:
                 months.setdefault(pk.s3_prefix.rsplit("/", 2)[0] + "/", []).append(pk)
-        for prefix, days in months.items():
-            if len(days) < MONTH_LIST_MIN_DAYS:
-                continue
+        months = {m: days for m, days in months.items() if len(days) >= MONTH_LIST_MIN_DAYS}
+        if not months:
+            return
+        fetcher = self.fetcher
+
+        def listing(prefix: str) -> list[ObjectInfo] | None:
             try:
-                objects = self.fetcher.list_upto(prefix, MONTH_LIST_MAX_OBJECTS)
+                return fetcher.list_upto(prefix, MONTH_LIST_MAX_OBJECTS)
             except (CredentialsError, EndpointUnreachableError):
                 raise
             except CvCatalogError:
-                continue
+                return None
+
+        workers = min(MONTH_LIST_WORKERS, len(months))
+        with ThreadPoolExecutor(workers, f"{self.name}-list") as pool:
+            listings = list(pool.map(listing, months))
+        for days, objects in zip(months.values(), listings, strict=True):
             if objects is None:
                 continue
             by_day: dict[str, list[ObjectInfo]] = {pk.s3_prefix: [] for pk in days}
@@ -1012,7 +1025,9 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         files = []
         for i, src in enumerate(sorted(result.parquet_files)):
             rel = f"{dest_dir}/part-{self.run_id[:15]}-{tag}-{i:03d}.parquet"
-            rows = pq.ParquetFile(src).metadata.num_rows
+            rows = result.file_rows.get(src)
+            if rows is None:
+                rows = pq.ParquetFile(src).metadata.num_rows
             files.append(staged_file(src, rel, "data", rows, pk.key))
         if result.quarantine_file is not None:
             rel = f"{self.paths.quarantine_rel(pk)}/quarantine-{self.run_id[:15]}-{tag}.ndjson"
@@ -1100,9 +1115,21 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         return [x.path for x in manifest.put_partitions(con, rows)]
 
     def committed(self, staged: Staged[PartitionKey], run: RunContext) -> None:
-        if staged.outcome.status == "complete":
-            run.summary.partitions_written.add(staged.unit.key)
-            self._drop_staging(staged.unit)
+        self.committed_all([staged], run)
+
+    def committed_all(self, batch: list[Staged[PartitionKey]], run: RunContext) -> None:
+        """The committed days' staging (their raw copies) goes, up to DROP_WORKERS days at
+        once: removing a tree waits on the file system (a few ms a day while commits fsync),
+        and a commit of hundreds of tiny days would hold the run's thread for seconds."""
+        done = [st.unit for st in batch if st.outcome.status == "complete"]
+        run.summary.partitions_written.update(pk.key for pk in done)
+        if len(done) <= 1:
+            for pk in done:
+                self._drop_staging(pk)
+            return
+        with ThreadPoolExecutor(min(DROP_WORKERS, len(done)), f"{self.name}-tidy") as pool:
+            for fut in [pool.submit(self._drop_staging, pk) for pk in done]:
+                fut.result()
 
     def on_error(self, error: BaseException) -> str:
         if isinstance(error, CredentialsError | EndpointUnreachableError):
