@@ -22,6 +22,7 @@ from botocore.exceptions import ResponseStreamingError
 
 from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import CredentialsError, IntegrityError, S3Error
+from cvcatalog.io import download
 from cvcatalog.io.download import CHUNK_SIZE, DownloadResult, ObjectInfo, S3Fetcher
 from cvcatalog.io.s3 import make_client
 from cvcatalog.sources.bucket import BUCKET
@@ -249,6 +250,39 @@ def test_empty_object(s3_endpoint: str, s3_client: Any, tmp_path: Path) -> None:
     assert (tmp_path / "empty").read_bytes() == b""
 
 
+@pytest.fixture
+def resumable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Objects of every size resume across processes (the tests' objects are small)."""
+    monkeypatch.setattr(download, "RESUME_MIN_BYTES", 0)
+
+
+def test_a_small_object_has_no_sidecar_and_a_leftover_is_fetched_whole(
+    s3_endpoint: str, s3_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = payload(10_000)
+    obj = put(s3_client, PREFIX + "small", data)
+    dest = tmp_path / "small"
+    _leave_partial(dest, obj, data[:4000])  # a crashed process's partial, sidecar and all
+    monkeypatch.setattr(download, "RESUME_MIN_BYTES", len(data) + 1)
+    f, _ = fetcher()
+    seen = record_gets(f)
+    made: list[str] = []
+    real = Path.write_text
+    monkeypatch.setattr(
+        Path, "write_text", lambda p, *a, **k: made.append(p.name) or real(p, *a, **k)
+    )
+    res = f.download(obj, dest)
+    assert res.resumed_from == 0 and dest.read_bytes() == data
+    assert _header(seen[0], "Range") is None
+    assert made == []  # no sidecar written
+    part, sidecar = S3Fetcher.part_paths(dest)
+    assert not part.exists() and not sidecar.exists()
+    monkeypatch.setattr(download, "RESUME_MIN_BYTES", len(data))  # at the threshold: resumes
+    dest.unlink()
+    _leave_partial(dest, obj, data[:4000])
+    assert f.download(obj, dest).resumed_from == 4000
+
+
 def _leave_partial(dest: Path, obj: ObjectInfo, data: bytes, **override: Any) -> None:
     part, sidecar = S3Fetcher.part_paths(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -256,6 +290,7 @@ def _leave_partial(dest: Path, obj: ObjectInfo, data: bytes, **override: Any) ->
     sidecar.write_text(json.dumps({"key": obj.key, "size": obj.size, "etag": obj.etag, **override}))
 
 
+@pytest.mark.usefixtures("resumable")
 def test_resume_from_partial_file(s3_endpoint: str, s3_client: Any, tmp_path: Path) -> None:
     data = payload(2 * CHUNK_SIZE + 777)
     obj = put(s3_client, PREFIX + "c", data)
@@ -279,6 +314,7 @@ def _header(req: Any, name: str) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+@pytest.mark.usefixtures("resumable")
 def test_resume_sends_if_match(s3_endpoint: str, s3_client: Any, tmp_path: Path) -> None:
     data = payload(10_000)
     obj = put(s3_client, PREFIX + "c2", data)
@@ -291,6 +327,7 @@ def test_resume_sends_if_match(s3_endpoint: str, s3_client: Any, tmp_path: Path)
     assert _header(seen[0], "Range") == "bytes=4000-"
 
 
+@pytest.mark.usefixtures("resumable")
 def test_corrupted_partial_file_is_detected_and_redone(
     s3_endpoint: str, s3_client: Any, tmp_path: Path
 ) -> None:
@@ -367,6 +404,7 @@ def test_connection_reset_mid_body_resumes(
     assert len(sleep.calls) == 1
 
 
+@pytest.mark.usefixtures("resumable")
 def test_persistent_mid_body_failure_keeps_partial_for_next_run(
     s3_endpoint: str, s3_client: Any, tmp_path: Path
 ) -> None:
@@ -580,7 +618,7 @@ fetcher.download(ObjectInfo(key, int(size), etag, datetime.now(UTC)), Path(dest)
 def test_resume_after_the_process_was_killed(
     s3_endpoint: str, s3_client: Any, tmp_path: Path
 ) -> None:
-    data = payload(4 * CHUNK_SIZE + 10)
+    data = payload(max(4 * CHUNK_SIZE, download.RESUME_MIN_BYTES) + 10)  # resumable as shipped
     obj = put(s3_client, PREFIX + "killed", data)
     dest = tmp_path / "killed"
     args = [obj.key, str(obj.size), obj.etag, str(dest), str(2 * CHUNK_SIZE)]
