@@ -80,8 +80,8 @@ def fault_proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[F
 # autoinstall/autoload off). test_db.py::test_the_shipped_extensions_load_with_signature_checks
 # loads each one with the check on. CVCATALOG_TEST_SIGNED_EXTENSIONS=1 keeps the check here too.
 #
-# The suite runs one pytest worker per core (`make test`: -n 2), so a DuckDB instance of this
-# process that takes every core competes with the other worker, its moto server and the
+# The suite runs more pytest workers than cores (`make test`: -n 3 on 2), so a DuckDB instance of
+# this process that takes every core competes with the other workers, their moto servers and the
 # subprocesses of both: on the tests' tiny days its extra threads only add scheduling (a 2-day
 # ingest: 2.2 -> 1.6 CPU s). Instances opened here without a `threads` setting get one; an
 # explicit setting (memory.duckdb_threads, a pool's threads, SET threads) still applies, and the
@@ -106,7 +106,7 @@ def _connect_for_tests(
 duckdb.connect = _connect_for_tests  # type: ignore[assignment]
 
 
-# `make test` runs the modules on 2 workers with --dist loadfile (a module's fixtures are built
+# `make test` runs the modules on 3 workers with --dist loadfile (a module's fixtures are built
 # once, on one worker). xdist then hands out modules in order of their number of tests, so the
 # modules with a few long tests (kill -9 trials, Dask clusters, the bench smoke run) came last
 # and one worker ran them alone at the end. Longest first instead: the modules below (about
