@@ -47,6 +47,7 @@ import duckdb
 from cvcatalog.config import ValidationConfig
 from cvcatalog.exceptions import ConversionError
 from cvcatalog.io import rawfile, roworder
+from cvcatalog.io.duckdb_ext import temporary_setting
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.rules import QualityStats, process_partition
 from cvcatalog.schemas import MessageSchema, list_literal, quote_ident, quote_literal
@@ -262,23 +263,22 @@ def _convert(
     keys_table = f"_cvcatalog_keys_{uuid.uuid4().hex}"
     final: list[Path] = []
     done = False
-    old_tz = _current_timezone(con)
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        results = _Conversion(
-            con,
-            schema,
-            files,
-            out_dirs,
-            work,
-            keys_table,
-            validation,
-            row_group_size,
-            target_rows_per_file,
-            final,
-            ordered,
-            units=units if grouped else None,
-        ).run()
+        with temporary_setting(con, "TimeZone", "UTC"):
+            results = _Conversion(
+                con,
+                schema,
+                files,
+                out_dirs,
+                work,
+                keys_table,
+                validation,
+                row_group_size,
+                target_rows_per_file,
+                final,
+                ordered,
+                units=units if grouped else None,
+            ).run()
         done = True
         return results
     finally:
@@ -289,9 +289,6 @@ def _convert(
         # the connection may be unusable after an error; then there is nothing left to undo
         with contextlib.suppress(duckdb.Error):
             con.execute(f"DROP TABLE IF EXISTS {quote_ident(keys_table)}")
-        if old_tz is not None:
-            with contextlib.suppress(duckdb.Error):
-                con.execute("SET TimeZone = ?", [old_tz])
 
 
 # --------------------------------------------------------------------------------------------
@@ -911,7 +908,7 @@ class _Conversion:
                 only = "" if len(small) == len(counts) else f" WHERE _unit IN {tuple(small)!r}"
                 select = self._ordered(f"SELECT * FROM {table}{only}")
                 rows = max(int(counts[u]) for u in small)  # one row-group size for them all
-                with _one_thread(self.con):
+                with temporary_setting(self.con, "threads", 1):
                     out += self._copy_units(select, self.work / name, rows, counts, unit_stats)
             for unit in sorted(int(u) for u in counts if int(u) not in small):
                 select = self._ordered(
@@ -1006,6 +1003,7 @@ class _Conversion:
     def _ordered(self, select: str) -> str:
         """The rows of select in the files' order (cvcatalog.io.roworder: spatial pruning)."""
         return roworder.ordered(self.con, select, self.order)
+
     def _all_null(self, paths: Sequence[Path], column: str) -> bool:
         """Whether the COPY's statistics show `column` (a stats name: '"a"', '"l"."element"')
         NULL in every row of every file; False when a file's statistics are unknown."""
@@ -1391,24 +1389,6 @@ def _duplicates(con: duckdb.DuckDBPyConnection, rows: str, columns: list[str] | 
 
 # --------------------------------------------------------------------------------------------
 # Python-side readers: only for documents and for locating broken lines.
-
-
-@contextlib.contextmanager
-def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """The block's statements on one DuckDB thread (the connection's setting restored)."""
-    row = con.execute("SELECT current_setting('threads')").fetchone()
-    con.execute("SET threads = 1")
-    try:
-        yield
-    finally:
-        if row is not None:
-            with contextlib.suppress(duckdb.Error):
-                con.execute("SET threads = ?", [int(row[0])])
-
-
-def _current_timezone(con: duckdb.DuckDBPyConnection) -> str | None:
-    row = con.execute("SELECT current_setting('TimeZone')").fetchone()
-    return str(row[0]) if row else None
 
 
 def _folder_hour(schema: MessageSchema, key: str) -> tuple[datetime, datetime] | None:

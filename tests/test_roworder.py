@@ -15,6 +15,7 @@ import pytest
 
 from cvcatalog.config import ValidationConfig
 from cvcatalog.io import roworder
+from cvcatalog.io.duckdb_ext import temporary_setting
 from cvcatalog.sandbox.replica import iter_replica
 from cvcatalog.sandbox.replica_blocks import ReplicaSpec
 from cvcatalog.schemas import SCHEMAS
@@ -248,9 +249,13 @@ def test_a_sort_in_runs_gives_the_same_order_and_rows(
     src = [str(p) for p in day.parquet_files]
     roworder.write_ordered(con, src, tmp_path / "one", ORDER, rows=day.rows,
                            row_group_size=122_880, rows_per_file=10**6, run_rows=10**9)  # fmt: skip
+    con.execute("SET threads = 2")  # not the runs' one thread, so a restore shows
+    settings = "SELECT current_setting('threads'), current_setting('partitioned_write_flush_threshold')"
+    before = con.execute(settings).fetchall()
     runs = roworder.write_ordered(con, src, tmp_path / "runs", ORDER, rows=day.rows,
                                   row_group_size=122_880, rows_per_file=3000,
                                   extra=["RETURN_STATS"], run_rows=1000)  # fmt: skip
+    assert con.execute(settings).fetchall() == before  # one thread and small flushes: restored
     assert day.rows > 7 * 1000  # at least 8 runs
     files = sorted((tmp_path / "runs").glob("*.parquet"))
     runs_of = -(-day.rows // 1000)  # runs of equal size, a file each
@@ -290,3 +295,11 @@ def test_a_conversion_over_the_run_bound_is_sorted(
     assert group_rows(res.parquet_files) == [res.rows // len(res.parquet_files)] * len(
         res.parquet_files
     ) and len(res.parquet_files) == -(-res.rows // 1000)
+
+
+def test_a_temporary_setting_is_restored_after_an_error(con: duckdb.DuckDBPyConnection) -> None:
+    before = con.execute("SELECT current_setting('threads')").fetchone()
+    with pytest.raises(duckdb.Error), temporary_setting(con, "threads", 3):
+        assert con.execute("SELECT current_setting('threads')").fetchone() == (3,)
+        con.execute("SELECT * FROM no_such_table")
+    assert con.execute("SELECT current_setting('threads')").fetchone() == before

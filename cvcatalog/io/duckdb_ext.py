@@ -1,4 +1,5 @@
-"""DuckDB's extensions (httpfs, ducklake, spatial), loaded offline, and S3 secrets for httpfs.
+"""DuckDB instances (opened offline), their extensions (httpfs, ducklake, spatial) and
+settings changed for a block, and S3 secrets for httpfs.
 
 Each extension comes from its pinned `duckdb-extension-<name>` package (installed with
 cvcatalog), so nothing is ever downloaded at run time and autoinstall/autoload stay off.
@@ -15,6 +16,7 @@ import hashlib
 import importlib
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,20 @@ def open_instance(
     loaded, so SQL stored in a catalog can load nothing."""
     settings = {**_OFFLINE, "allow_unsigned_extensions": "true", **(config or {})}
     return duckdb.connect(database, read_only=read_only, config=settings)
+
+
+@contextlib.contextmanager
+def temporary_setting(con: duckdb.DuckDBPyConnection, name: str, value: object) -> Iterator[None]:
+    """`SET name = value` for the block, the connection's own value restored after it, also
+    after an error (a connection the error left unusable is left as it is)."""
+    row = con.execute("SELECT current_setting(?)", [name]).fetchone()
+    con.execute(f"SET {quote_ident(name)} = ?", [value])
+    try:
+        yield
+    finally:
+        if row is not None:
+            with contextlib.suppress(duckdb.Error):
+                con.execute(f"SET {quote_ident(name)} = ?", [row[0]])
 
 
 _VERIFY_LOCK = threading.Lock()

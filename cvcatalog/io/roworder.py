@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from cvcatalog.exceptions import ConfigError
-from cvcatalog.io.duckdb_ext import load_extension, open_instance
+from cvcatalog.io.duckdb_ext import load_extension, open_instance, temporary_setting
 from cvcatalog.quality.mapping import TrajectoryMapping, mapping_for
 from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
 
@@ -282,26 +282,43 @@ def _write_in_runs(
     ranks = quote_ident(f"_cvcatalog_rank_{uuid.uuid4().hex}")
     # one thread: every thread holds its own sort and split buffers (the 2 GB day peaked at
     # 0.66 GiB RSS with one, 0.79 with two; and one used less CPU on 2 busy cores)
-    (threads,) = con.execute("SELECT current_setting('threads')").fetchone() or (None,)
-    con.execute("SET threads = 1")
-    try:
-        # 1. the rank of every row, from the key columns only (file index, row in file)
-        con.execute(
-            f"CREATE TEMP TABLE {ranks} AS SELECT file_index::INTEGER AS __f, "
-            f"file_row_number AS __r, row_number() OVER (ORDER BY {order.key_sql()}) - 1 "
-            f"AS __rank FROM {scan}file_row_number = true)"
-        )
-        (total,) = con.execute(f"SELECT count(*) FROM {ranks}").fetchone() or (0,)
-        total = int(total)
-        runs = max(1, -(-total // run_rows))
-        per_run = max(1, -(-total // runs))
-        # 2. the rows split into runs of consecutive ranks (one streaming pass; a partition's
-        # rows flushed every _SPLIT_FLUSH rows, not DuckDB's default 524,288: bounded memory)
-        split = work / "split"
-        (flush,) = con.execute(
-            "SELECT current_setting('partitioned_write_flush_threshold')"
-        ).fetchone() or (None,)
-        con.execute(f"SET partitioned_write_flush_threshold = {_SPLIT_FLUSH}")
+    with temporary_setting(con, "threads", 1):
+        try:
+            return _ranked_runs(
+                con, scan, ranks, stage, work, order, row_group_size, rows_per_file, extra,
+                run_rows,
+            )  # fmt: skip
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                con.execute(f"DROP TABLE IF EXISTS {ranks}")
+
+
+def _ranked_runs(
+    con: duckdb.DuckDBPyConnection,
+    scan: str,
+    ranks: str,
+    stage: Path,
+    work: Path,
+    order: RowOrder,
+    row_group_size: int,
+    rows_per_file: int,
+    extra: Sequence[str],
+    run_rows: int,
+) -> list[tuple[Any, ...]]:
+    # 1. the rank of every row, from the key columns only (file index, row in file)
+    con.execute(
+        f"CREATE TEMP TABLE {ranks} AS SELECT file_index::INTEGER AS __f, "
+        f"file_row_number AS __r, row_number() OVER (ORDER BY {order.key_sql()}) - 1 "
+        f"AS __rank FROM {scan}file_row_number = true)"
+    )
+    (total,) = con.execute(f"SELECT count(*) FROM {ranks}").fetchone() or (0,)
+    total = int(total)
+    runs = max(1, -(-total // run_rows))
+    per_run = max(1, -(-total // runs))
+    # 2. the rows split into runs of consecutive ranks (one streaming pass; a partition's
+    # rows flushed every _SPLIT_FLUSH rows, not DuckDB's default 524,288: bounded memory)
+    split = work / "split"
+    with temporary_setting(con, "partitioned_write_flush_threshold", _SPLIT_FLUSH):
         con.execute(
             f"COPY (SELECT s.* EXCLUDE (file_row_number), k.__rank, "
             f"k.__rank // {per_run} AS __run FROM {scan}file_row_number = true) AS s "
@@ -309,32 +326,25 @@ def _write_in_runs(
             f"TO {quote_literal(str(split))} (FORMAT parquet, COMPRESSION {INTERMEDIATE_CODEC}, "
             "ROW_GROUP_SIZE 16384, PARTITION_BY (__run))"
         )
-        if flush is not None:
-            con.execute(f"SET partitioned_write_flush_threshold = {int(flush)}")
-        con.execute(f"DROP TABLE {ranks}")
-        # 3. each run sorted on its own (memory holds one run) into its own final files,
-        # named so that the runs' files sort in the order
-        stage.mkdir(parents=True, exist_ok=True)
-        opts = copy_options(total, row_group_size, rows_per_file, *extra)
-        out: list[tuple[Any, ...]] = []
-        for i in range(runs):
-            part = split / f"__run={i}"
-            if not part.exists():
-                continue
-            target = work / f"run-{i:05d}"
-            written = con.execute(
-                f"COPY (SELECT * EXCLUDE (__rank) FROM read_parquet("
-                f"{quote_literal(str(part / '*.parquet'))}, hive_partitioning = false) "
-                f"ORDER BY __rank) TO {quote_literal(str(target))} ({opts})"
-            ).fetchall()
-            shutil.rmtree(part)
-            out += _renamed(written, target, stage, f"data_{i:05d}_")
-        return out
-    finally:
-        with contextlib.suppress(duckdb.Error):
-            con.execute(f"DROP TABLE IF EXISTS {ranks}")
-        if threads is not None:
-            con.execute(f"SET threads = {int(threads)}")
+    con.execute(f"DROP TABLE {ranks}")
+    # 3. each run sorted on its own (memory holds one run) into its own final files,
+    # named so that the runs' files sort in the order
+    stage.mkdir(parents=True, exist_ok=True)
+    opts = copy_options(total, row_group_size, rows_per_file, *extra)
+    out: list[tuple[Any, ...]] = []
+    for i in range(runs):
+        part = split / f"__run={i}"
+        if not part.exists():
+            continue
+        target = work / f"run-{i:05d}"
+        written = con.execute(
+            f"COPY (SELECT * EXCLUDE (__rank) FROM read_parquet("
+            f"{quote_literal(str(part / '*.parquet'))}, hive_partitioning = false) "
+            f"ORDER BY __rank) TO {quote_literal(str(target))} ({opts})"
+        ).fetchall()
+        shutil.rmtree(part)
+        out += _renamed(written, target, stage, f"data_{i:05d}_")
+    return out
 
 
 def _renamed(

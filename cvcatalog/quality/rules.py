@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cvcatalog.exceptions import CatalogError, ConfigError
+from cvcatalog.io.duckdb_ext import temporary_setting
 from cvcatalog.io.s3 import as_s3_error
 from cvcatalog.quality.config import IMPUTED_COLUMN, Bounds, Impute, QualityConfig
 from cvcatalog.quality.mapping import Mapping, RecordMapping, TrajectoryMapping, mapping_for
@@ -749,15 +750,11 @@ def apply(
     tmp = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex}.tmp")
     # the ingest's connections run with preserve_insertion_order = false; a plain scan keeps
     # the storage order only with it on (restored afterwards)
-    (keep_order,) = con.execute(
-        "SELECT current_setting('preserve_insertion_order')"
-    ).fetchone() or (True,)
     try:
-        con.execute("SET preserve_insertion_order = true")
-        con.execute(f"COPY ({query}) TO '{_sql_path(tmp)}' ({options})", out.params_for(query))
+        with temporary_setting(con, "preserve_insertion_order", True):
+            con.execute(f"COPY ({query}) TO '{_sql_path(tmp)}' ({options})", out.params_for(query))
         os.replace(tmp, output_path)
     finally:
-        con.execute(f"SET preserve_insertion_order = {'true' if keep_order else 'false'}")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     if stats.rows_out is None:
