@@ -417,14 +417,13 @@ class _Conversion:
         self.final = final
         self.quarantine = _Quarantine(work / QUARANTINE_NAME)
         self.ordered = ordered
-        self.order = roworder.order_for(schema.source, schema.message_type) if ordered else None
+        order = roworder.order_for(schema.source, schema.message_type)
+        self.order = order if ordered else None
         #: one partition's staged files of an ordered type are rewritten in the row order (by
         #: _order_staged, or by order_partition after a day's last batch): a fast codec, as the
         #: files of a sort's runs; a group's are written in the order, as they stay
         self.stage_codec = (
-            roworder.INTERMEDIATE_CODEC
-            if units is None and roworder.order_for(schema.source, schema.message_type)
-            else "zstd"
+            roworder.INTERMEDIATE_CODEC if units is None and order is not None else "zstd"
         )
         self.docs_path = work / "documents.ndjson"
         #: a group's canonical rows (_stage_grouped), kept while the staged files hold exactly
@@ -1353,22 +1352,21 @@ def order_partition(
         rows_per_file=rows_per_file,
         extra=["RETURN_STATS"],
     )
-    out: list[Path] = []
-    rows = 0
+    out: dict[Path, int] = {}
     for filename, count, *_ in written:
         path = Path(filename)
         if count:
-            out.append(path)
-            rows += int(count)
+            out[path] = int(count)
         else:
             path.unlink(missing_ok=True)
+    rows = sum(out.values())
     if rows != result.rows:
         shutil.rmtree(stage, ignore_errors=True)
         raise ConversionError(f"ordering the partition wrote {rows} rows, expected {result.rows}")
     for p in files:
         p.unlink(missing_ok=True)
     result.parquet_files = sorted(out)
-    result.file_rows = {}
+    result.file_rows = out  # the stager need not read the new files' footers
     return result
 
 
