@@ -91,7 +91,7 @@ def verify_extension(path: Path, name: str) -> None:
             / hashlib.sha256(repr((duckdb.__version__, *key)).encode()).hexdigest()
         )
         if not marker.exists():
-            con = duckdb.connect(config={**_OFFLINE, "allow_unsigned_extensions": "false"})
+            con = open_instance(config={"allow_unsigned_extensions": "false"})  # checks on
             try:
                 con.execute(f"LOAD {quote_literal(str(path))}")
             except duckdb.Error as e:
