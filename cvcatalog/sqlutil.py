@@ -1,9 +1,14 @@
-"""The one place SQL identifiers and literals are quoted; values are otherwise bound as parameters."""
+"""The one place SQL identifiers and literals are quoted (values are otherwise bound as
+parameters), and rows inserted in bulk."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 def quote_ident(name: str) -> str:
@@ -31,3 +36,26 @@ def load_sql(*parts: str) -> str:
     for p in parts:
         node = node / p
     return node.read_text(encoding="utf-8")
+
+
+def insert_rows(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    or_replace: bool = False,
+) -> None:
+    """Insert rows with one statement (a list per column, unnested): executemany runs one
+    statement per row, most of a many-day commit's state rows. or_replace: INSERT OR REPLACE
+    (rows whose key exists replace it)."""
+    if not rows:
+        return
+    cols = [list(c) for c in zip(*rows, strict=True)]
+    items = ", ".join(f"unnest(${i + 1}) AS {quote_ident(c)}" for i, c in enumerate(columns))
+    verb = "INSERT OR REPLACE" if or_replace else "INSERT"
+    con.execute(
+        f"{verb} INTO {quote_ident(table)} ({', '.join(quote_ident(c) for c in columns)}) "
+        f"SELECT {items}",
+        cols,
+    )

@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 
 from cvcatalog.sources.bucket import PartitionKey
-from cvcatalog.sqlutil import quote_ident
+from cvcatalog.sqlutil import insert_rows, quote_ident
 from cvcatalog.state.db import now_utc
 
 
@@ -219,10 +219,10 @@ def put_partitions(
             rec.last_accessed = now
     previous = get_files(con, keys)
     con.execute("DELETE FROM partitions WHERE list_contains(?, partition_key)", [keys])
-    _insert(con, "partitions", _PCOLS, [[getattr(rec, c) for c in _PCOLS] for rec, *_ in items])
+    insert_rows(con, "partitions", _PCOLS, [[getattr(rec, c) for c in _PCOLS] for rec, *_ in items])
     con.execute("DELETE FROM partition_files WHERE list_contains(?, partition_key)", [keys])
     files = [f for _, fs, _, _ in items for f in fs]
-    _insert(
+    insert_rows(
         con,
         "partition_files",
         ["path", "partition_key", "kind", "rows", "bytes", "sha256", "created_at"],
@@ -236,7 +236,7 @@ def put_partitions(
         for rec, _, objs, _ in items
         for o in objs
     ]
-    _insert(
+    insert_rows(
         con,
         "source_objects",
         ["key", "partition_key", "size", "etag", "last_modified", "run_id"],
@@ -248,28 +248,11 @@ def put_partitions(
         for kind, rule, n in validation
         if n
     ]
-    _insert(con, "validation_reports", ["run_id", "partition_key", "kind", "rule", "count"], rows)
+    insert_rows(
+        con, "validation_reports", ["run_id", "partition_key", "kind", "rule", "count"], rows
+    )
     keep = {f.path for f in files}
     return [f for f in previous if f.path not in keep]
-
-
-def _insert(
-    con: duckdb.DuckDBPyConnection,
-    table: str,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-) -> None:
-    """Insert rows with one statement (a list per column, unnested): executemany runs one
-    statement per row, most of a many-day commit's state rows."""
-    if not rows:
-        return
-    cols = [list(c) for c in zip(*rows, strict=True)]
-    items = ", ".join(f"unnest(${i + 1}) AS {quote_ident(c)}" for i, c in enumerate(columns))
-    con.execute(
-        f"INSERT INTO {quote_ident(table)} ({', '.join(quote_ident(c) for c in columns)}) "
-        f"SELECT {items}",
-        cols,
-    )
 
 
 def delete_partitions(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> list[FileRecord]:
