@@ -1,8 +1,8 @@
 """Convert one partition (source / type / day) of raw JSON objects into canonical Parquet.
 
 Fast path: DuckDB parses every NDJSON object of the day in one parallel read_json and streams the
-canonical SELECT straight into zstd Parquet. DuckDB spills to disk, and no row passes through
-Python, so memory does not grow with the size of a day.
+canonical SELECT straight into zstd Parquet (lz4 for a tiny file: roworder.kept_codec). DuckDB
+spills to disk, and no row passes through Python, so memory does not grow with the size of a day.
 
 Slow path, only when the written Parquet holds rows that must go: the lines DuckDB could not parse
 are found again by a streaming line scan in Python (read_json reports them only as all-NULL rows,
@@ -421,9 +421,10 @@ class _Conversion:
         self.order = order if ordered else None
         #: one partition's staged files of an ordered type are rewritten in the row order (by
         #: _order_staged, or by order_partition after a day's last batch): a fast codec, as the
-        #: files of a sort's runs; a group's are written in the order, as they stay
+        #: files of a sort's runs; a group's are written in the order, as they stay (None: the
+        #: kept codec for their rows, roworder.kept_codec)
         self.stage_codec = (
-            roworder.INTERMEDIATE_CODEC if units is None and order is not None else "zstd"
+            roworder.INTERMEDIATE_CODEC if units is None and order is not None else None
         )
         self.docs_path = work / "documents.ndjson"
         #: a group's canonical rows (_stage_grouped), kept while the staged files hold exactly

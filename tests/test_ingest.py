@@ -315,7 +315,7 @@ def test_a_killed_ingest_resumes_without_fetching_twice(s3_client: Any, catalog_
 
     report = seed(s3_client, D1, D1, files_per_hour=2, empty_hour_rate=0)
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(catalog_dir)])
-    raw = CatalogPaths.at(catalog_dir).staging_dir(PartitionKey("wydot", "BSM", D1)) / "raw"
+    raw = CatalogPaths.at(catalog_dir).staging_dir(PartitionKey("wydot", "BSM", D1))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         done = (
@@ -347,8 +347,8 @@ def test_staging_left_after_a_commit_is_swept_by_the_next_run(
     ingest(cat, D1, D1)
     # a run killed between its commit and its cleanup leaves the raw copies behind
     stage = CatalogPaths.at(catalog_dir).staging_dir(PartitionKey("wydot", "BSM", D1))
-    (stage / "raw").mkdir(parents=True)
-    (stage / "raw" / "000000-leftover.json").write_text('{"x": 1}\n')
+    stage.mkdir(parents=True)
+    (stage / "000000-leftover.json").write_text('{"x": 1}\n')
     s = ingest(cat, D1, D1)
     assert s.count("cached") == 1 and s.get_requests == 0
     assert not stage.exists()

@@ -410,6 +410,29 @@ def test_an_interrupt_stops_the_next_batch_download(
     again = run_ingest(_config(catalog_dir, D1, D2))
     assert again.count("complete") == 2 and again.rows == report.records + 1
     assert cat.query("select count(*) as n from wydot_bsm").n[0] == report.records + 1
-    raw = CatalogPaths.at(catalog_dir).staging_dir(PK1) / "raw"
-    assert not raw.exists()
+    assert not CatalogPaths.at(catalog_dir).staging_dir(PK1).exists()  # raw copies gone
     assert cat.verify().clean
+
+
+def test_one_idle_conversion_instance_serves_groups_and_days(catalog_dir: Path) -> None:
+    """A group's conversion (GROUP_THREADS) and a day's (the configured threads) take the same
+    idle DuckDB, its threads set for each; a second idle instance would hold its own memory."""
+    cfg = _config(catalog_dir)
+    cfg.memory.duckdb_threads = 2
+    src = CvPilotDays(cfg, Catalog(catalog_dir).db, run_id="t")
+
+    def threads(con: Any) -> int:
+        return int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+
+    with src._duckdb(reuse=False) as fresh:
+        default = threads(fresh)  # the configured number
+    with src._duckdb(cvpilot.GROUP_THREADS, reuse=True) as group:
+        assert threads(group) == cvpilot.GROUP_THREADS != default == 2
+    with src._duckdb(reuse=True) as day:
+        assert day is group and threads(day) == default
+    with src._duckdb(cvpilot.GROUP_THREADS, reuse=True) as again:
+        assert again is group and threads(again) == cvpilot.GROUP_THREADS
+    with src._duckdb(reuse=False) as other:
+        assert other is not group
+    assert [con for _, con in src._idle] == [group]
+    group.close()

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from cvcatalog import transform
 from cvcatalog.config import ValidationConfig
+from cvcatalog.io import roworder
 from cvcatalog.schemas import (
     SCHEMAS,
     MessageSchema,
@@ -28,7 +29,13 @@ from cvcatalog.schemas import (
     render_sql,
     view_sql,
 )
-from cvcatalog.transform import ConvertResult, RawFile, convert_partition, order_partition
+from cvcatalog.transform import (
+    ConvertResult,
+    RawFile,
+    convert_partition,
+    convert_partitions,
+    order_partition,
+)
 
 SANDBOX = Path(__file__).parent / "fixtures" / "sandbox"
 SCHEMA = SCHEMAS[("wydot", "BSM")]
@@ -635,19 +642,20 @@ def _codecs(con: duckdb.DuckDBPyConnection, files: list[Path]) -> set[str]:
     }
 
 
-def test_a_batch_is_intermediate_and_the_ordered_partition_is_zstd(
+def test_a_batch_is_intermediate_and_the_ordered_partition_is_the_kept_codec(
     con: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    """The files a catalog keeps are zstd; a batch of a day in several (ordered=False) is
-    rewritten by order_partition, so it is written with the fast codec and counts no warnings
-    (combine_results counts them over the whole day)."""
+    """The files a catalog keeps are roworder.kept_codec of their rows (lz4 for this tiny day);
+    a batch of a day in several (ordered=False) is rewritten by order_partition, so it is
+    written with the fast codec and counts no warnings (combine_results counts them over the
+    whole day)."""
     dup = json.dumps(sample(6))
     files = [
         RawFile(ndjson(tmp_path / "raw" / f"o{i}", [dup, json.dumps(sample(5))]), f"k{i}")
         for i in range(2)
     ]
     whole = convert(con, files, tmp_path / "whole")
-    assert _codecs(con, whole.parquet_files) == {"ZSTD"}
+    assert _codecs(con, whole.parquet_files) == {"LZ4_RAW"}
     assert whole.warnings.get("duplicate_record")
     batch = convert(con, files, tmp_path / "batch", ordered=False)
     assert batch.warnings == {}
@@ -656,7 +664,7 @@ def test_a_batch_is_intermediate_and_the_ordered_partition_is_zstd(
     done = order_partition(
         con, SCHEMA, batch, tmp_path / "batch", rows_per_file=10_000, row_group_size=2048
     )
-    assert _codecs(con, done.parquet_files) == {"ZSTD"}
+    assert _codecs(con, done.parquet_files) == {"LZ4_RAW"}
     footers = con.execute(
         f"SELECT file_name, num_rows FROM parquet_file_metadata("
         f"{list_literal(map(str, done.parquet_files))})"
@@ -665,6 +673,31 @@ def test_a_batch_is_intermediate_and_the_ordered_partition_is_zstd(
     assert sorted(map(str, rows(con, done.parquet_files))) == sorted(
         map(str, rows(con, whole.parquet_files))
     )
+
+
+def test_kept_files_of_many_rows_are_zstd_and_tiny_ones_lz4(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """zstd from SMALL_FILE_ROWS rows on, whether a day is converted whole or ordered after
+    its batches; a group of tiny days writes each one lz4."""
+    n = roworder.SMALL_FILE_ROWS
+    assert roworder.kept_codec(n - 1) == "lz4" and roworder.kept_codec(None) == "zstd"
+    line = json.dumps(sample(6))
+    big = [RawFile(ndjson(tmp_path / "raw" / "big", [line] * n), "big")]
+    whole = convert(con, big, tmp_path / "whole")
+    assert whole.rows == n and _codecs(con, whole.parquet_files) == {"ZSTD"}
+    batch = convert(con, big, tmp_path / "batch", ordered=False)
+    done = order_partition(
+        con, SCHEMA, batch, tmp_path / "batch", rows_per_file=10_000, row_group_size=2048
+    )
+    assert _codecs(con, done.parquet_files) == {"ZSTD"}
+    small = [
+        ([RawFile(ndjson(tmp_path / "raw" / f"d{i}", [line] * 3), f"d{i}")], tmp_path / f"u{i}")
+        for i in range(2)
+    ]
+    grouped = convert_partitions(con, SCHEMA, small, validation=ValidationConfig())
+    assert [r.rows for r in grouped] == [3, 3]
+    assert _codecs(con, [p for r in grouped for p in r.parquet_files]) == {"LZ4_RAW"}
 
 
 def test_rewrite_keeps_other_files_and_row_counts(

@@ -57,8 +57,12 @@ def open_instance(
 @contextlib.contextmanager
 def temporary_setting(con: duckdb.DuckDBPyConnection, name: str, value: object) -> Iterator[None]:
     """`SET name = value` for the block, the connection's own value restored after it, also
-    after an error (a connection the error left unusable is left as it is)."""
+    after an error (a connection the error left unusable is left as it is). Nothing is set
+    when the value is already that (setting threads resizes DuckDB's thread pool)."""
     row = con.execute("SELECT current_setting(?)", [name]).fetchone()
+    if row is not None and str(row[0]) == str(value):
+        yield
+        return
     con.execute(f"SET {quote_ident(name)} = ?", [value])
     try:
         yield

@@ -108,6 +108,12 @@ MAX_BATCH_BYTES = 256 << 20
 #: again day by day, so a bad day fails alone).
 SMALL_DAY_BYTES = 4 << 20
 GROUP_MAX_DAYS = 32
+#: A group converts on one DuckDB thread: its write of a file per day needs one (each day's
+#: rows stay in the row order), and setting an instance's threads down and back up for each
+#: group cost ~15 ms while the run's other threads are busy; a group's read of its tiny
+#: objects gains little from a second thread, which the commit and downloads use meanwhile
+#: (1,000 one-object days: ~0.5 CPU-s less).
+GROUP_THREADS = 1
 #: The plan lists a month once instead of each of its days (a LIST per day is most of a tiny
 #: day's fetch) when at least MONTH_LIST_MIN_DAYS of its days are to do and it holds at most
 #: MONTH_LIST_MAX_OBJECTS objects (past that the pages stop and the days are listed alone);
@@ -322,7 +328,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self._room: Room | None = None
         self._had_work = False
         self._open: set[duckdb.DuckDBPyConnection] = set()
-        self._idle: list[duckdb.DuckDBPyConnection] = []  # conversion connections to reuse
+        #: conversion connections to reuse, with their threads (None: the configured number)
+        self._idle: list[tuple[int | None, duckdb.DuckDBPyConnection]] = []
         self._reusing = True  # until the run finishes
         self._aborts: set[threading.Event] = set()  # downloads in progress (cancel sets them)
         self._unconverted: set[str] = set()  # days fetched whose conversion has not ended
@@ -551,8 +558,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 pk.key, "cached", rows=rec.rows if rec else 0, unchanged=n,
                 detail="unchanged (checked)",
             )  # fmt: skip
-        raw_dir = self.paths.staging_dir(pk) / "raw"
-        names = {o.key: raw_dir / raw_name(o, i) for i, o in enumerate(objects)}
+        # the raw copies sit in the day's staging directory itself, beside its out-<run>
+        # directories: a directory of their own was one more inode made and removed a day
+        stage = self.paths.staging_dir(pk)
+        names = {o.key: stage / raw_name(o, i) for i, o in enumerate(objects)}
         f = Fetched(pk, rec, objects, names, 0, nbytes, delta, whole)
         # Downloaded whole: a day fetched while an earlier one converts (that overlaps already,
         # and every batch has a fixed cost), a day for the pool (converted at once) and a merge
@@ -705,7 +714,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 ([RawFile(days[i].names[o.key], o.key) for o in days[i].batches[0]], d)
                 for i, d in zip(ok, out_dirs, strict=True)
             ]
-            with self._duckdb(reuse=True) as con:
+            with self._duckdb(GROUP_THREADS, reuse=True) as con:
                 converted = convert_partitions(
                     con,
                     self.schema,
@@ -970,13 +979,21 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory DuckDB for conversion, bounded by the memory config; spills to staging.
         reuse: one the run's earlier conversions left idle (a new instance and its settings
-        cost ~20 ms CPU, a tiny day's conversion ~45 ms), kept again only after a success with
-        the configured threads; closed at the run's end (finish)."""
+        cost ~20 ms CPU, a tiny day's conversion ~45 ms), with these threads (one with other
+        threads is set to them: a second idle instance would hold its own memory), kept again
+        only after a success; closed at the run's end (finish)."""
         con = None
-        reuse = reuse and threads is None
         if reuse:
             with self._open_lock:
-                con = self._idle.pop() if self._idle else None
+                same = [i for i, (t, _) in enumerate(self._idle) if t == threads]
+                if self._idle:
+                    had, con = self._idle.pop(same[-1] if same else -1)
+            if con is not None and had != threads:
+                try:
+                    self._set_threads(con, threads)
+                except BaseException:
+                    con.close()
+                    raise
         if con is None:
             con = open_instance(":memory:")
             try:
@@ -995,7 +1012,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 self._open.discard(con)
                 keep = keep and self._reusing
                 if keep:
-                    self._idle.append(con)
+                    self._idle.append((threads, con))
             if not keep:
                 con.close()
 
@@ -1006,7 +1023,14 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         con.execute("SET temp_directory = ?", [str(spill)])
         con.execute("SET preserve_insertion_order = false")
         if threads or self.cfg.memory.duckdb_threads:
+            self._set_threads(con, threads)
+
+    def _set_threads(self, con: duckdb.DuckDBPyConnection, threads: int | None) -> None:
+        """threads, else the configured number, else DuckDB's default (every core)."""
+        if threads or self.cfg.memory.duckdb_threads:
             con.execute("SET threads = ?", [threads or self.cfg.memory.duckdb_threads])
+        else:
+            con.execute("RESET threads")
 
     def cancel(self) -> None:
         """Interrupt the conversions and downloads in progress (the run is stopping)."""
@@ -1171,7 +1195,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             downloads.shutdown(wait=True, cancel_futures=True)
         with self._open_lock:
             idle, self._idle, self._reusing = self._idle, [], False
-        for con in idle:
+        for _, con in idle:
             con.close()
         if self._fetcher is not None:
             s.list_requests = self._fetcher.list_requests
