@@ -19,9 +19,18 @@ class S3Error(CvCatalogError):
     """An S3 request failed after all retries."""
 
 
-class EndpointUnreachableError(S3Error):
+class S3UnavailableError(S3Error):
+    """S3 cannot serve the run at all: every other request would fail the same way, so a run
+    stops at the first one instead of failing each of its days."""
+
+
+class EndpointUnreachableError(S3UnavailableError):
     """No connection to the S3 endpoint could be made at all (refused, unknown host, connect
-    timeout): every other request would fail the same way, so a run stops at the first one."""
+    timeout)."""
+
+
+class NoSuchBucketError(S3UnavailableError):
+    """The bucket does not exist at the endpoint (another endpoint meant, a sandbox not seeded)."""
 
 
 class IntegrityError(CvCatalogError):

@@ -36,9 +36,9 @@ from typing import Any
 from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import (
     CredentialsError,
-    EndpointUnreachableError,
     IntegrityError,
     S3Error,
+    S3UnavailableError,
 )
 from cvcatalog.io.s3 import (
     ErrorInfo,
@@ -722,7 +722,7 @@ class S3Fetcher:
         """Download objects with cfg.max_workers threads.
 
         Returns (results, failures) in input order; every failure is reported, never dropped.
-        A CredentialsError or EndpointUnreachableError stops all downloads at once and is
+        A CredentialsError or S3UnavailableError stops all downloads at once and is
         re-raised: every other object would fail the same way. Setting ``abort`` (e.g. the
         caller's run is stopping) stops them too: a download in flight ends at its next chunk
         and the objects not started fail, all reported as failures.
@@ -737,7 +737,7 @@ class S3Fetcher:
         if len(items) == 1:  # one object (a tiny day): a pool's thread costs more than it saves
             try:
                 return [self._download(items[0], dests[0], on_bytes, abort)], []
-            except (CredentialsError, EndpointUnreachableError):
+            except (CredentialsError, S3UnavailableError):
                 raise
             except Exception as e:
                 return [], [(items[0], e)]
@@ -753,7 +753,7 @@ class S3Fetcher:
                     done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                     for fut in done:
                         exc = fut.exception()
-                        if isinstance(exc, CredentialsError | EndpointUnreachableError):
+                        if isinstance(exc, CredentialsError | S3UnavailableError):
                             raise exc
             except BaseException:
                 abort.set()

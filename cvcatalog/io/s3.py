@@ -35,6 +35,7 @@ from cvcatalog.exceptions import (
     CredentialsError,
     CvCatalogError,
     EndpointUnreachableError,
+    NoSuchBucketError,
     S3Error,
     TransientFetchError,
     credentials_help,
@@ -428,6 +429,8 @@ def translate_error(
         return EndpointUnreachableError(
             unreachable_message(info.endpoint, info.why or "could not connect", attempts)
         )
+    if info.code == "NoSuchBucket":  # nor is this: no request to the bucket can succeed
+        return NoSuchBucketError(about(info.reason))
     suffix = f" after {attempts} attempts" if attempts and info.kind is ErrorKind.RETRYABLE else ""
     return S3Error(about(f"{info.reason}{suffix}"))
 

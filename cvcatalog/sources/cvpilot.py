@@ -60,7 +60,7 @@ from cvcatalog.exceptions import (
     ConversionError,
     CredentialsError,
     CvCatalogError,
-    EndpointUnreachableError,
+    S3UnavailableError,
 )
 from cvcatalog.io.download import DownloadResult, ObjectInfo, S3Fetcher
 from cvcatalog.io.duckdb_ext import open_instance
@@ -447,7 +447,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         def listing(prefix: str) -> list[ObjectInfo] | None:
             try:
                 return fetcher.list_upto(prefix, MONTH_LIST_MAX_OBJECTS)
-            except (CredentialsError, EndpointUnreachableError):
+            except (CredentialsError, S3UnavailableError):
                 raise
             except CvCatalogError:
                 return None
@@ -1156,7 +1156,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 fut.result()
 
     def on_error(self, error: BaseException) -> str:
-        if isinstance(error, CredentialsError | EndpointUnreachableError):
+        if isinstance(error, CredentialsError | S3UnavailableError):
             return "raise"  # every other day would fail too
         if isinstance(error, CvCatalogError | OSError | duckdb.Error):
             return "unit"
