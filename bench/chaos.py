@@ -143,7 +143,7 @@ def phase_of(catalog: Path) -> str:
     if staging.is_dir():
         if any(staging.glob("*/*/*/*/*/out-*")):
             return "convert/publish"
-        if any(staging.glob("*/*/*/*/*/raw/*")):
+        if any(staging.glob("*/*/*/*/*/*.json*")):  # raw copies, whole or partial
             return "download"
     if not (root / "catalog.ducklake").exists():
         return "startup"
