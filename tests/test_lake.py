@@ -287,3 +287,34 @@ def test_a_second_process_finds_nothing_to_create_or_evolve(seeded: Any, tmp_pat
     with Catalog(cat.paths.root).db.read() as con:
         after = con.execute("SELECT max(snapshot_id) FROM ducklake_snapshot").fetchone()
     assert before == after
+
+
+def test_a_commits_files_are_registered_by_one_glob_only_when_it_matches_exactly_them(
+    tmp_path: Path,
+) -> None:
+    """lake.registration_globs: one glob for a month's files of a commit (DuckLake spends a
+    metadata query on each path or glob), the paths whenever the glob would match anything
+    else, and s3:// URLs as they are."""
+    con = duckdb.connect()
+
+    def put(day: int, name: str) -> str:
+        d = tmp_path / "year=2021" / "month=4" / f"day={day}" / f"date=2021-04-{day:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / name).write_bytes(b"x")
+        return str(d / name)
+
+    ours = [put(day, "part-20210401T000000-abcd1234-000.parquet") for day in (1, 2, 3)]
+    month = tmp_path / "year=2021" / "month=4"
+    assert lake.registration_globs(con, ours) == [
+        f"{month}/*/*/part-20210401T000000-abcd1234-*.parquet"
+    ]
+    found = con.execute("SELECT file FROM glob(?)", lake.registration_globs(con, ours)).fetchall()
+    assert sorted(f for (f,) in found) == sorted(ours)
+    # an earlier commit of the same run left a file of that name in the month: paths
+    put(4, "part-20210401T000000-abcd1234-000.parquet")
+    assert lake.registration_globs(con, ours) == ours
+    # one file, other names, URLs: as they are
+    assert lake.registration_globs(con, ours[:1]) == ours[:1]
+    other = put(5, "r1234abcd-part-20210401T000000-abcd1234-000.parquet")
+    urls = ["s3://b/lake/main/t/year=2021/month=4/day=1/date=x/part-a-000.parquet"] * 2
+    assert sorted(lake.registration_globs(con, [other, *urls])) == sorted([other, *urls])
