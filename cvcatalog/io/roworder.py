@@ -250,9 +250,12 @@ def write_ordered(
     work.mkdir(parents=True)
     try:
         files = list(source) if not isinstance(source, str) else _spill(con, source, work, params)
-        return _write_in_runs(
-            con, files, stage, work, order, row_group_size, rows_per_file, extra, run_rows
-        )
+        # one thread: every thread holds its own sort and split buffers (the 2 GB day peaked at
+        # 0.66 GiB RSS with one, 0.79 with two; and one used less CPU on 2 busy cores)
+        with temporary_setting(con, "threads", 1):
+            return _write_in_runs(
+                con, files, stage, work, order, row_group_size, rows_per_file, extra, run_rows
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -298,71 +301,50 @@ def _write_in_runs(
     src = list_literal(files)
     scan = f"read_parquet({src}, hive_partitioning = false, union_by_name = true, "
     ranks = quote_ident(f"_cvcatalog_rank_{uuid.uuid4().hex}")
-    # one thread: every thread holds its own sort and split buffers (the 2 GB day peaked at
-    # 0.66 GiB RSS with one, 0.79 with two; and one used less CPU on 2 busy cores)
-    with temporary_setting(con, "threads", 1):
-        try:
-            return _ranked_runs(
-                con, scan, ranks, stage, work, order, row_group_size, rows_per_file, extra,
-                run_rows,
-            )  # fmt: skip
-        finally:
-            with contextlib.suppress(duckdb.Error):
-                con.execute(f"DROP TABLE IF EXISTS {ranks}")
-
-
-def _ranked_runs(
-    con: duckdb.DuckDBPyConnection,
-    scan: str,
-    ranks: str,
-    stage: Path,
-    work: Path,
-    order: RowOrder,
-    row_group_size: int,
-    rows_per_file: int,
-    extra: Sequence[str],
-    run_rows: int,
-) -> list[tuple[Any, ...]]:
-    # 1. the rank of every row, from the key columns only (file index, row in file)
-    con.execute(
-        f"CREATE TEMP TABLE {ranks} AS SELECT file_index::INTEGER AS __f, "
-        f"file_row_number AS __r, row_number() OVER (ORDER BY {order.key_sql()}) - 1 "
-        f"AS __rank FROM {scan}file_row_number = true)"
-    )
-    (total,) = con.execute(f"SELECT count(*) FROM {ranks}").fetchone() or (0,)
-    total = int(total)
-    runs = max(1, -(-total // run_rows))
-    per_run = max(1, -(-total // runs))
-    # 2. the rows split into runs of consecutive ranks (one streaming pass; a partition's
-    # rows flushed every _SPLIT_FLUSH rows, not DuckDB's default 524,288: bounded memory)
-    split = work / "split"
-    with temporary_setting(con, "partitioned_write_flush_threshold", _SPLIT_FLUSH):
+    try:
+        # 1. the rank of every row, from the key columns only (file index, row in file)
         con.execute(
-            f"COPY (SELECT s.* EXCLUDE (file_row_number), k.__rank, "
-            f"k.__rank // {per_run} AS __run FROM {scan}file_row_number = true) AS s "
-            f"JOIN {ranks} AS k ON k.__f = s.file_index AND k.__r = s.file_row_number) "
-            f"TO {quote_literal(str(split))} (FORMAT parquet, COMPRESSION {INTERMEDIATE_CODEC}, "
-            "ROW_GROUP_SIZE 16384, PARTITION_BY (__run))"
+            f"CREATE TEMP TABLE {ranks} AS SELECT file_index::INTEGER AS __f, "
+            f"file_row_number AS __r, row_number() OVER (ORDER BY {order.key_sql()}) - 1 "
+            f"AS __rank FROM {scan}file_row_number = true)"
         )
-    con.execute(f"DROP TABLE {ranks}")
-    # 3. each run sorted on its own (memory holds one run) into its own final files,
-    # named so that the runs' files sort in the order
-    stage.mkdir(parents=True, exist_ok=True)
-    opts = copy_options(total, row_group_size, rows_per_file, *extra)
-    out: list[tuple[Any, ...]] = []
-    for i in range(runs):
-        part = split / f"__run={i}"
-        if not part.exists():
-            continue
-        target = work / f"run-{i:05d}"
-        written = con.execute(
-            f"COPY (SELECT * EXCLUDE (__rank) FROM read_parquet("
-            f"{quote_literal(str(part / '*.parquet'))}, hive_partitioning = false) "
-            f"ORDER BY __rank) TO {quote_literal(str(target))} ({opts})"
-        ).fetchall()
-        shutil.rmtree(part)
-        out += _renamed(written, target, stage, f"data_{i:05d}_")
-    return out
+        (total,) = con.execute(f"SELECT count(*) FROM {ranks}").fetchone() or (0,)
+        total = int(total)
+        runs = max(1, -(-total // run_rows))
+        per_run = max(1, -(-total // runs))
+        # 2. the rows split into runs of consecutive ranks (one streaming pass; a partition's
+        # rows flushed every _SPLIT_FLUSH rows, not DuckDB's default 524,288: bounded memory)
+        split = work / "split"
+        with temporary_setting(con, "partitioned_write_flush_threshold", _SPLIT_FLUSH):
+            con.execute(
+                f"COPY (SELECT s.* EXCLUDE (file_row_number), k.__rank, "
+                f"k.__rank // {per_run} AS __run FROM {scan}file_row_number = true) AS s "
+                f"JOIN {ranks} AS k ON k.__f = s.file_index AND k.__r = s.file_row_number) "
+                f"TO {quote_literal(str(split))} (FORMAT parquet, COMPRESSION {INTERMEDIATE_CODEC}, "
+                "ROW_GROUP_SIZE 16384, PARTITION_BY (__run))"
+            )
+        con.execute(f"DROP TABLE {ranks}")
+        # 3. each run sorted on its own (memory holds one run) into its own final files,
+        # named so that the runs' files sort in the order
+        stage.mkdir(parents=True, exist_ok=True)
+        opts = copy_options(total, row_group_size, rows_per_file, *extra)
+        out: list[tuple[Any, ...]] = []
+        for i in range(runs):
+            part = split / f"__run={i}"
+            if not part.exists():
+                continue
+            target = work / f"run-{i:05d}"
+            written = con.execute(
+                f"COPY (SELECT * EXCLUDE (__rank) FROM read_parquet("
+                f"{quote_literal(str(part / '*.parquet'))}, hive_partitioning = false) "
+                f"ORDER BY __rank) TO {quote_literal(str(target))} ({opts})"
+            ).fetchall()
+            shutil.rmtree(part)
+            out += _renamed(written, target, stage, f"data_{i:05d}_")
+        return out
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"DROP TABLE IF EXISTS {ranks}")
 
 
 def _renamed(
