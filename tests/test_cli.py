@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
-from cvcatalog.cli.main import app
+from cvcatalog.cli.main import app, main
 from cvcatalog.sandbox.replica import seed_replica
 
 runner = CliRunner()
@@ -307,3 +308,23 @@ def test_union_view_spans_every_bsm_source(seeded: Any, catalog_dir: Path) -> No
     r = run("query", "select source, count(*) as n from bsm group by 1", "--catalog", cat, "--format", "json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.output) == [{"source": "wydot", "n": seeded.partitions["wydot/BSM/2021/04/01"].records}]
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["--help"], 0), (["--no-such-option"], 2)])
+def test_the_command_keeps_its_exit_code_and_leaves_the_exit_collector_nothing_to_walk(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    code: int,
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["cvcatalog", *argv])
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit) as e:
+            main()
+        assert e.value.code == code
+        assert gc.get_freeze_count() > 0  # what the command loaded is out of the collector's reach
+    finally:
+        gc.unfreeze()
+    printed = capsys.readouterr()
+    assert "Usage" in (printed.out if code == 0 else printed.err)

@@ -213,6 +213,43 @@ def test_a_run_with_nothing_to_do_is_not_recorded(db: CatalogDB) -> None:
         assert con.execute("SELECT count(*) FROM ingest_runs").fetchone() == (1,)
 
 
+class WarmLetters(Letters):
+    """Letters whose first fetch needs what warm_up makes (the CV source's S3 client)."""
+
+    def __init__(self, db: CatalogDB, letters: str, error: BaseException | None = None) -> None:
+        super().__init__(db, letters)
+        self.error = error
+        self.warmed_on: list[str] = []
+        self.ready = threading.Event()
+
+    def warm_up(self) -> None:
+        self.warmed_on.append(threading.current_thread().name)
+        if self.error is not None:
+            raise self.error
+        self.ready.set()
+
+    def fetch(self, unit: str, run: RunContext) -> str:
+        if not self.ready.is_set():
+            raise ConversionError("no client: warm_up failed")
+        return super().fetch(unit, run)
+
+
+def test_warm_up_runs_on_its_own_thread_once_there_are_units_and_its_error_is_the_fetchs(
+    db: CatalogDB,
+) -> None:
+    src = WarmLetters(db, "ab")
+    assert _run(src, db).count("complete") == 2
+    assert src.warmed_on == ["letters-warm-up"]  # once, not on the run's thread
+
+    cached = WarmLetters(db, "ab")  # nothing to fetch: nothing made
+    assert _run(cached, db).count("cached") == 2 and cached.warmed_on == []
+
+    broken = WarmLetters(db, "c", error=ValueError("bad profile"))
+    s = _run(broken, db)  # the run goes on; the unit fails with the fetch's own error
+    assert broken.warmed_on == ["letters-warm-up"] and s.count("failed") == 1
+    assert "no client" in (s.outcomes[0].error or "")
+
+
 class Groups(Letters):
     """Letters whose units are small: converted together (convert_group), the first one slowly
     so the others are fetched meanwhile; a group holding a bad letter raises."""

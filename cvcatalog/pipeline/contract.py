@@ -147,6 +147,12 @@ class Source(ABC, Generic[U, F]):
     def key(self, unit: U) -> str:
         """The unit's name in progress, outcomes and errors."""
 
+    def warm_up(self) -> None:
+        """Make, on a thread of its own, what the first fetch needs and takes long to make (an
+        S3 client: ~0.1 s of imports and model loading): the runner starts it once the plan has
+        units, while it records the run's start. An error is left to the fetch, which makes
+        the thing again and reports it; default: nothing."""
+
     def claim(self, unit: U, wait: bool) -> Claim | None:
         """Hold the unit against other processes until its commit. None: another process
         holds it and wait is False (the run does the other units first and comes back)."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import deque
@@ -121,6 +122,7 @@ class Runner(Generic[U]):
             self._record_start()
             started = True
         stopped: BaseException | None = None
+        warming: threading.Thread | None = None
         try:
             try:
                 plan = src.plan(run)
@@ -137,6 +139,7 @@ class Runner(Generic[U]):
                 s.outcomes.append(o)
                 self.progress.finished(o)
             if plan.todo:
+                warming = _warm_up(src)
                 if not started:
                     self._record_start()
                     started = True
@@ -145,6 +148,8 @@ class Runner(Generic[U]):
             stopped = e
             raise
         finally:
+            if warming is not None:
+                warming.join()
             s.seconds = time.monotonic() - t0
             try:
                 src.finish(run, stopped)
@@ -478,6 +483,18 @@ class Runner(Generic[U]):
 def run_source(source: Source[Any, Any], db: CatalogDB, **kwargs: Any) -> Summary:
     """Run one source into a catalog; see Runner."""
     return Runner(source, db, **kwargs).run()
+
+
+def _warm_up(src: Source[Any, Any]) -> threading.Thread:
+    """Source.warm_up on its own thread (its error is the first fetch's to report)."""
+
+    def warm() -> None:
+        with contextlib.suppress(Exception):
+            src.warm_up()
+
+    thread = threading.Thread(target=warm, name=f"{src.name}-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _release(item: _Item[Any]) -> None:

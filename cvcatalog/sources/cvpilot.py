@@ -474,6 +474,9 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             return listed
         return self.fetcher.list(pk.s3_prefix)
 
+    def warm_up(self) -> None:
+        _ = self.fetcher  # made once, under its lock: the first fetch waits for it
+
     @property
     def fetcher(self) -> S3Fetcher:
         with self._fetcher_lock:

@@ -636,11 +636,12 @@ class CatalogDB:
         to expire or delete: most runs have neither, and a commit copies the catalog file."""
         with self.read() as con:
             due = lake.expirable(con, older_than, keep=pins.pinned_snapshots(con))
+            pending = lake.pending_cleanup(con)
         if due:
             with self.write(message="expire snapshots") as con:
                 lake.expire_snapshots(con, older_than, keep=pins.pinned_snapshots(con))
-        with self.read() as con:  # what the expiry scheduled is visible once committed
-            pending = lake.pending_cleanup(con)
+            with self.read() as con:  # what the expiry scheduled is visible once committed
+                pending = lake.pending_cleanup(con)
         if not pending:
             return []
         with self.write(message="clean up files") as con:
