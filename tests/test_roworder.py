@@ -104,6 +104,63 @@ def test_a_conversion_writes_rows_in_order(
     assert box_area(res.parquet_files) < 0.5 * box_area([arrival])
 
 
+def _spy_write_ordered(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """What each roworder.write_ordered call sorted: a SELECT (str) or staged files (list)."""
+    calls: list[object] = []
+    real = roworder.write_ordered
+
+    def spy(con: duckdb.DuckDBPyConnection, source: object, *a: object, **k: object) -> object:
+        calls.append(source if isinstance(source, str) else list(source))  # type: ignore[call-overload]
+        return real(con, source, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(roworder, "write_ordered", spy)
+    return calls
+
+
+def test_a_small_partition_is_sorted_by_its_one_conversion_pass(
+    raw: list[RawFile], con: duckdb.DuckDBPyConnection, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    calls = _spy_write_ordered(monkeypatch)
+    res = convert_partition(con, BSM, raw, tmp_path / "one", validation=ValidationConfig(),
+                            target_rows_per_file=100_000, row_group_size=122_880)  # fmt: skip
+    assert len(calls) == 1 and isinstance(calls[0], str)  # from the JSON: no staged copy
+    assert in_order(keys(con, res.parquet_files))
+    # row groups and codec sized from the rows (estimated from the input's lines), as after a sort
+    md = pq.ParquetFile(res.parquet_files[0]).metadata
+    want = roworder.row_group_rows(res.rows, 122_880)
+    assert md.num_row_groups == -(-res.rows // want) > 1
+    assert md.row_group(0).column(0).compression == "ZSTD"
+
+    calls.clear()  # over the one-pass limit: staged in arrival order, then sorted
+    monkeypatch.setattr(roworder, "SORT_ONE_COPY_ROWS", res.rows // 2)
+    big = convert_partition(con, BSM, raw, tmp_path / "two", validation=ValidationConfig(),
+                            target_rows_per_file=100_000, row_group_size=122_880)  # fmt: skip
+    assert len(calls) == 1 and isinstance(calls[0], list)
+    assert rows_of(con, big.parquet_files) == rows_of(con, res.parquet_files)
+
+
+def test_a_partition_sorted_in_its_pass_is_sorted_again_when_bad_lines_are_taken_out(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Malformed lines (reparsed) and invalid records (dropped) rewrite staged files: the
+    partition is then sorted again, so it ends in order all the same."""
+    spec = ReplicaSpec(start=date(2021, 4, 1), end=date(2021, 4, 1), records_per_hour=100,
+                       files_per_hour=2, vehicles=8, empty_hour_rate=0.0,
+                       malformed_per_day=6)  # fmt: skip
+    raw = []
+    for i, obj in enumerate(iter_replica(spec)):
+        p = tmp_path / f"object-{i:04d}"
+        p.write_bytes(obj.body)
+        raw.append(RawFile(p, obj.key))
+    calls = _spy_write_ordered(monkeypatch)
+    res = convert_partition(con, BSM, raw, tmp_path / "out", validation=ValidationConfig(),
+                            target_rows_per_file=100_000, row_group_size=2048)  # fmt: skip
+    assert res.quarantined == 6 and res.rows == 2400  # the bad lines are extra lines
+    assert [type(c) for c in calls] == [str, list]  # the pass's sort, then the one after it
+    assert in_order(keys(con, res.parquet_files))
+
+
 def box_area(files: list[Path]) -> float:
     """The mean latitude x longitude extent of the files' row groups (their statistics)."""
     areas = []
