@@ -271,40 +271,31 @@ def test_a_batch_converts_while_the_next_downloads(
     assert fetcher.started.count(batches[-1][-1]) == 1
 
 
-def test_a_day_fetched_while_another_converts_downloads_whole(
+def test_the_days_of_a_range_download_whole_and_only_a_lone_day_streams(
     s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch, small_batches: None
 ) -> None:
+    """A day with a later one still to fetch, or fetched while an earlier one converts, is
+    downloaded whole and converted at once: the next day's download overlaps its conversion,
+    which sorts a small day in one pass. The range's last day, fetched once the others are
+    converted, has nothing to overlap with: it streams."""
     report = _seed(s3_client, D1, D2)
     cfg = _config(catalog_dir, D1, D2)
     fetcher = Recording(cfg)
     d2 = PartitionKey("wydot", "BSM", D2)
-    calls: list[list[str]] = []
-    real = CvPilotDays._convert
-    listed = threading.Event()
-    listing = fetcher.list
-
-    def list_days(prefix: str, page_size: int = 1000) -> list[ObjectInfo]:
-        objs = listing(prefix, page_size)
-        if prefix == d2.s3_prefix:
-            listed.set()
-        return objs
-
-    def convert(
-        self: CvPilotDays, raw: Any, out_dir: Path, threads: int | None = None, **kw: Any
-    ) -> Any:
-        if not calls:  # day 1's first batch: day 2 is fetched meanwhile
-            assert listed.wait(60)
-        calls.append([r.key for r in raw])
-        return real(self, raw, out_dir, threads, **kw)
-
-    fetcher.list = list_days  # type: ignore[method-assign]
-    monkeypatch.setattr(CvPilotDays, "_convert", convert)
+    calls = _convert_calls(monkeypatch)
     s = run_ingest(cfg, fetcher_factory=lambda c: fetcher)
     assert s.count("complete") == 2 and s.rows == report.records + 1
-    # day 1 had nothing to overlap with: it streamed; day 2's download overlapped day 1's
-    # conversion: one conversion of the whole day
-    assert calls[:-1] == fetcher.batches(PK1) and len(calls) >= 4
-    assert calls[-1] == [o.key for o in fetcher.listed[d2.s3_prefix]]
+    day1 = [o.key for o in fetcher.listed[PK1.s3_prefix]]
+    assert calls[0] == day1  # one conversion of the whole first day
+    day2 = [o.key for o in fetcher.listed[d2.s3_prefix]]
+    # day 2: whole when day 1 still converted as it was fetched, else in batches
+    assert calls[1:] in ([day2], fetcher.batches(d2))
+
+    calls.clear()  # a one-day run streams
+    one = _config(catalog_dir / "one", D1, D1)
+    lone = Recording(one)
+    assert run_ingest(one, fetcher_factory=lambda c: lone).count("complete") == 1
+    assert calls == lone.batches(PK1) and len(calls) >= 4
 
 
 def _nothing_visible(cat: Catalog, catalog_dir: Path) -> None:
@@ -373,31 +364,30 @@ def test_a_conversion_failing_in_a_later_batch_fails_the_day(
 
 
 def test_an_interrupt_stops_the_next_batch_download(
-    s3_client: Any, catalog_dir: Path, small_batches: None
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch, small_batches: None
 ) -> None:
-    report = _seed(s3_client, D1, D2)
-    cfg = _config(catalog_dir, D1, D2)
+    report = _seed(s3_client, D1, D1)
+    cfg = _config(catalog_dir, D1, D1)
     fetcher = Recording(cfg)
     streaming = threading.Event()
     aborted: list[bool] = []
-    listing = fetcher.list
 
     def hold_batch_one(obj: ObjectInfo, abort: threading.Event | None) -> None:
         batches = fetcher.batches(PK1)
         if obj.key == batches[1][0] and abort is not None:
-            streaming.set()  # day 1 converts its first batch and downloads its second
+            streaming.set()  # the day converts its first batch and downloads its second
             aborted.append(abort.wait(60))  # until the interrupt's cancel() aborts it
 
-    def list_day_two(prefix: str, page_size: int = 1000) -> list[ObjectInfo]:
-        if prefix == PartitionKey("wydot", "BSM", D2).s3_prefix:
-            assert streaming.wait(60)
-            raise KeyboardInterrupt  # Ctrl-C: the run's thread gets it from this unit
-        return listing(prefix, page_size)
+    def convert(self: CvPilotDays, *a: Any, **kw: Any) -> Any:
+        assert streaming.wait(60)
+        raise KeyboardInterrupt  # Ctrl-C: the run's thread gets it from this unit
 
     fetcher.hook = hold_batch_one
-    fetcher.list = list_day_two  # type: ignore[method-assign]
+    real = CvPilotDays._convert
+    monkeypatch.setattr(CvPilotDays, "_convert", convert)
     with pytest.raises(KeyboardInterrupt):
         run_ingest(cfg, fetcher_factory=lambda c: fetcher)
+    monkeypatch.setattr(CvPilotDays, "_convert", real)
     assert aborted == [True]
     cat = Catalog(catalog_dir)
     run = cat.query("select status from ingest_runs").to_dict("records")
@@ -407,8 +397,8 @@ def test_an_interrupt_stops_the_next_batch_download(
     # the batches after the one aborted were never asked for
     assert set(fetcher.started) <= set(fetcher.batches(PK1)[0] + fetcher.batches(PK1)[1])
 
-    again = run_ingest(_config(catalog_dir, D1, D2))
-    assert again.count("complete") == 2 and again.rows == report.records + 1
+    again = run_ingest(_config(catalog_dir, D1, D1))
+    assert again.count("complete") == 1 and again.rows == report.records + 1
     assert cat.query("select count(*) as n from wydot_bsm").n[0] == report.records + 1
     assert not CatalogPaths.at(catalog_dir).staging_dir(PK1).exists()  # raw copies gone
     assert cat.verify().clean

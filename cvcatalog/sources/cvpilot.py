@@ -7,15 +7,15 @@ cache.recent_days / ttl_days); with --check-changes a cached day is listed again
 added or changed objects are converted and merged with its kept rows (cvcatalog.incremental);
 per-day file locks keep two processes from building the same day.
 
-A day streams when nothing else would overlap its download (no other day of the run converts
-or waits to: a one-day run, the first day of a range): its objects, in listing order, are cut
+A day streams when nothing else would overlap its download (no other day of the run converts,
+waits to, or is still to be fetched: a one-day run): its objects, in listing order, are cut
 into batches of raw bytes (stream_batches: about 4 a day, 32..256 MB each, so a small day is
 one batch); the fetch lists the day and downloads the first batch, and the conversion converts
 batch k with one DuckDB scan of its objects (transform.convert_partition, what keeps the ingest
 near DuckDB's own COPY speed) while batch k+1 downloads, so the day's download and conversion
 overlap and at most one batch is on disk ahead of its conversion. A day fetched while an
-earlier one converts is downloaded whole (the pipeline overlaps the two days already, and each
-batch has a fixed cost) and converted as one batch. The day's result is then made whole (transform.combine_results: what only the whole day shows, its
+earlier one converts, or before a later one, is downloaded whole (the pipeline overlaps the
+days already, and each batch has a fixed cost) and converted as one batch. The day's result is then made whole (transform.combine_results: what only the whole day shows, its
 duplicate rows, is counted over all its files; the batches' quarantine files become one) and
 the quality step, when configured, runs over the whole day; the day is committed as one unit,
 so a failure in any batch fails the day with nothing of it visible. Raw copies stay in staging
@@ -333,6 +333,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self._reusing = True  # until the run finishes
         self._aborts: set[threading.Event] = set()  # downloads in progress (cancel sets them)
         self._unconverted: set[str] = set()  # days fetched whose conversion has not ended
+        self._unfetched: set[str] = set()  # days of the plan whose fetch has not started
         self._open_lock = threading.Lock()
 
     # -- planning ------------------------------------------------------------------------
@@ -397,6 +398,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self._list_months(todo)
         self._todo_keys = [k.key for k in todo]
         self._todo = {k: i for i, k in enumerate(self._todo_keys)}
+        self._unfetched = set(self._todo_keys)
         return Plan(todo, done)
 
     def _catalog_ident(self) -> tuple[int, int, int] | None:
@@ -530,7 +532,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     ) -> Fetched | Outcome | Staged[PartitionKey]:
         pk, progress = unit, run.progress
         with self._open_lock:  # no other day converts, nor waits to: nothing to overlap with
-            alone = not self._unconverted
+            self._unfetched.discard(pk.key)
+            alone = not self._unconverted and not self._unfetched
         # Another process may have finished it while we waited for the lock.
         rec, current = self._day_state(pk)
         work, why = needs_work(rec, self.today, self.cfg, self.force)
@@ -566,9 +569,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         stage = self.paths.staging_dir(pk)
         names = {o.key: stage / raw_name(o, i) for i, o in enumerate(objects)}
         f = Fetched(pk, rec, objects, names, 0, nbytes, delta, whole)
-        # Downloaded whole: a day fetched while an earlier one converts (that overlaps already,
-        # and every batch has a fixed cost), a day for the pool (converted at once) and a merge
-        # (it reads all its new objects together).
+        # Downloaded whole: a day fetched while an earlier one converts or before a later one
+        # (the next day's download overlaps its conversion, and a small day's conversion sorts
+        # it in one pass: the first of 7 days took 2.75 s streamed, the others ~1.6 s), a day
+        # for the pool (converted at once) and a merge (it reads all its new objects together).
         whole_day = not alone or self.pool is not None or f.merging
         f.batches = [fetch] if whole_day else stream_batches(fetch, self.cfg.download.max_workers)
         if self.pool is None and delta is None and nbytes <= SMALL_DAY_BYTES:
