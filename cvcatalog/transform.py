@@ -813,16 +813,7 @@ class _Conversion:
         if self.units is not None:
             return self._stage_grouped(relation, name)
         if sort_rows is not None and self.order is not None:
-            written = roworder.write_ordered(
-                self.con,
-                self._select(relation),
-                self.work / name,
-                self.order,
-                rows=sort_rows,
-                row_group_size=self.row_group_size,
-                rows_per_file=self.rows_per_file,
-                extra=["RETURN_STATS"],
-            )
+            written = self._write_ordered(self._select(relation), self.work / name, sort_rows)
             self.in_order = True
             return self._staged(written)
         return self._copy(self._select(relation), self.work / name)
@@ -909,16 +900,8 @@ class _Conversion:
         spatial pruning), row groups sized from the row count, in bounded memory; unit: the
         files of one partition of a group."""
         rows = sum(n for _, n in staged)
-        written = roworder.write_ordered(
-            self.con,
-            [str(p) for p, _ in staged],
-            self.work / ("ordered" if unit is None else f"ordered-u{unit:05d}"),
-            self.order,
-            rows=rows,
-            row_group_size=self.row_group_size,
-            rows_per_file=self.rows_per_file,
-            extra=["RETURN_STATS"],
-        )
+        target = self.work / ("ordered" if unit is None else f"ordered-u{unit:05d}")
+        written = self._write_ordered([str(p) for p, _ in staged], target, rows)
         out = self._staged(written, unit=unit)
         if sum(n for _, n in out) != rows:
             raise ConversionError(f"ordering wrote {sum(n for _, n in out)} rows, expected {rows}")
@@ -927,6 +910,22 @@ class _Conversion:
             self.unit_of_path.pop(p, None)
             p.unlink(missing_ok=True)
         return out
+
+    def _write_ordered(
+        self, source: str | list[str], target: Path, rows: int
+    ) -> list[tuple[Any, ...]]:
+        """roworder.write_ordered of a SELECT or staged files into target with this
+        conversion's file options; its RETURN_STATS rows (for _staged)."""
+        return roworder.write_ordered(
+            self.con,
+            source,
+            target,
+            self.order,
+            rows=rows,
+            row_group_size=self.row_group_size,
+            rows_per_file=self.rows_per_file,
+            extra=["RETURN_STATS"],
+        )
 
     def _order_units(self, staged: list[tuple[Path, int]]) -> list[tuple[Path, int]]:
         """Grouped: each partition's files are written in the order already; one with several
