@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import Counter
 from datetime import date
@@ -327,6 +328,34 @@ def test_a_sort_in_runs_gives_the_same_order_and_rows(
     roworder.write_ordered(con, select, tmp_path / "sql", ORDER, rows=None,
                            row_group_size=122_880, rows_per_file=10**6, run_rows=1000)  # fmt: skip
     assert keys(con, sorted((tmp_path / "sql").glob("*.parquet"))) == keys(con, files)
+
+
+def test_a_tables_zstd_level_reaches_its_writes_in_one_copy_and_in_runs(
+    raw: list[RawFile], con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """WYDOT BSM's kept files are zstd level 1, other tables DuckDB's default; the level of
+    the order is the one written, whether the rows are sorted in one COPY or in runs."""
+    assert ORDER is not None and ORDER.zstd_level == 1
+    assert roworder.order_for("wydot_backup", "BSM").zstd_level == 1  # type: ignore[union-attr]
+    assert roworder.order_for("thea", "BSM").zstd_level is None  # type: ignore[union-attr]
+    assert "COMPRESSION_LEVEL 1" in roworder.copy_options(5000, 8192, zstd_level=1)
+    assert "COMPRESSION_LEVEL" not in roworder.copy_options(5000, 8192)
+    assert "COMPRESSION_LEVEL" not in roworder.copy_options(10, 8192, zstd_level=1)  # lz4
+    day = convert_partition(con, BSM, raw, tmp_path / "arrival", validation=ValidationConfig(),
+                            ordered=False)  # fmt: skip
+    src = [str(p) for p in day.parquet_files]
+    sizes = {}
+    for level in (1, 19):
+        for run_rows in (10**9, 1000):
+            out = tmp_path / f"l{level}-{run_rows}"
+            order = dataclasses.replace(ORDER, zstd_level=level)
+            roworder.write_ordered(con, src, out, order, rows=day.rows, row_group_size=122_880,
+                                   rows_per_file=10**6, run_rows=run_rows)  # fmt: skip
+            sizes[level, run_rows] = sum(p.stat().st_size for p in out.glob("*.parquet"))
+            assert rows_of(con, sorted(out.glob("*.parquet"))) == rows_of(con, day.parquet_files)
+    # level 19 packs the same rows tighter than level 1, so each write used its order's level
+    assert sizes[19, 10**9] < 0.97 * sizes[1, 10**9]
+    assert sizes[19, 1000] < 0.97 * sizes[1, 1000]
 
 
 def test_a_conversion_over_the_run_bound_is_sorted(

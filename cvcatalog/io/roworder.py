@@ -57,6 +57,8 @@ class RowOrder:
     id: str | None = None
     time: str | None = None
     level: int = CELL_LEVEL
+    #: the zstd level of the table's kept files, all of which are written in this order
+    zstd_level: int | None = None
 
     def key_sql(self, prefix: str = "") -> str:
         """The ORDER BY items (no keyword); prefix qualifies the columns (e.g. 'r.')."""
@@ -121,6 +123,12 @@ def row_group_rows(rows: int | None, cap: int) -> int:
 KEPT_CODEC = "zstd"
 SMALL_FILE_CODEC = "lz4"
 SMALL_FILE_ROWS = 1000
+#: zstd levels other than DuckDB's default (3), by (source, type), where they measured better.
+#: WYDOT BSM at level 1: the same bytes (a day of 142,872 rows: 15.99 MB vs 16.03 at 3) for
+#: 10 % less CPU in its write (the 7-day ingest: 11.1 vs 11.6 s, 4 interleaved runs each).
+#: Not for the rest: level 1 made THEA TIM 52 % larger, THEA SPAT 26 %, THEA BSM 4 %
+#: (bench/README.md, "The kept files' zstd level").
+ZSTD_LEVELS = {("wydot", "BSM"): 1, ("wydot_backup", "BSM"): 1}
 
 
 def kept_codec(rows: int | None) -> str:
@@ -134,14 +142,17 @@ def copy_options(
     rows_per_file: int | None = None,
     *extra: str,
     compression: str | None = None,
+    zstd_level: int | None = None,
 ) -> str:
     """The options of every COPY that writes a partition's Parquet (conversion and its
     rewrites, the --check-changes merge, compaction): the codec (kept_codec of `rows`, unless
-    given), the row-group size for `rows` rows (row_group_rows), files of about rows_per_file
-    rows, then extra."""
+    given; zstd at zstd_level, DuckDB's default when None), the row-group size for `rows` rows
+    (row_group_rows), files of about rows_per_file rows, then extra."""
     group = row_group_rows(rows, row_group_size)
     codec = compression or kept_codec(rows)
     opts = ["FORMAT parquet", f"COMPRESSION {codec}", f"ROW_GROUP_SIZE {group}"]
+    if codec == "zstd" and zstd_level is not None:
+        opts.append(f"COMPRESSION_LEVEL {int(zstd_level)}")
     if rows_per_file is not None:
         opts.append(f"ROW_GROUPS_PER_FILE {max(1, -(-rows_per_file // group))}")
     return ", ".join([*opts, *extra])
@@ -155,7 +166,9 @@ def order_for(source: str, message_type: str) -> RowOrder | None:
         return None
     if not isinstance(m, TrajectoryMapping) or m.latitude is None or m.longitude is None:
         return None
-    return RowOrder(m.latitude, m.longitude, m.id, m.time)
+    return RowOrder(
+        m.latitude, m.longitude, m.id, m.time, zstd_level=ZSTD_LEVELS.get((source, message_type))
+    )
 
 
 def prepare(con: duckdb.DuckDBPyConnection) -> None:
@@ -238,13 +251,14 @@ def write_ordered(
     pass into a work directory beside stage; a SELECT is first written out as it comes), and
     each run sorted on its own into its own files. run_rows: SORT_RUN_ROWS unless given (read
     at the call: tests lower it)."""
+    level = order.zstd_level if order is not None else None
     one_copy = SORT_ONE_COPY_ROWS if run_rows is None else max(1, run_rows)
     run_rows = SORT_RUN_ROWS if run_rows is None else max(1, run_rows)
     if order is None or (rows is not None and rows <= one_copy):
         select = source if isinstance(source, str) else _scan(source)
         return con.execute(
             f"COPY ({ordered(con, select, order)}) TO {quote_literal(str(stage))} "
-            f"({copy_options(rows, row_group_size, rows_per_file, *extra)})",
+            f"({copy_options(rows, row_group_size, rows_per_file, *extra, zstd_level=level)})",
             params or {},
         ).fetchall()
     prepare(con)
@@ -330,7 +344,9 @@ def _write_in_runs(
         # 3. each run sorted on its own (memory holds one run) into its own final files,
         # named so that the runs' files sort in the order
         stage.mkdir(parents=True, exist_ok=True)
-        opts = copy_options(total, row_group_size, rows_per_file, *extra)
+        opts = copy_options(
+            total, row_group_size, rows_per_file, *extra, zstd_level=order.zstd_level
+        )
         out: list[tuple[Any, ...]] = []
         for i in range(runs):
             part = split / f"__run={i}"
