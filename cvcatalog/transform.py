@@ -431,6 +431,8 @@ class _Conversion:
         self.stage_codec = (
             roworder.INTERMEDIATE_CODEC if units is None and order is not None else None
         )
+        #: the table's zstd level (roworder.ZSTD_LEVELS), for every file this writes in zstd
+        self.zstd_level = order.zstd_level if order is not None else None
         self.docs_path = work / "documents.ndjson"
         #: a group's canonical rows (_stage_grouped), kept while the staged files hold exactly
         #: them, so _group_warnings reads them instead of the files
@@ -856,7 +858,7 @@ class _Conversion:
         layout = ["PARTITION_BY (_unit)"] if by_unit else []
         opts = roworder.copy_options(
             rows, self.row_group_size, None if by_unit else self.rows_per_file,
-            *layout, "RETURN_STATS", compression=self.stage_codec,
+            *layout, "RETURN_STATS", compression=self.stage_codec, zstd_level=self.zstd_level,
         )  # fmt: skip
         written = _stats_rows(
             self.con.execute(f"COPY ({select}) TO {quote_literal(str(stage))} ({opts})")
@@ -1035,7 +1037,9 @@ class _Conversion:
         each, stage/_unit=N renamed stage/uN (readers would see a column). Their rows and
         statistics come from _unit_stats, not RETURN_STATS: building those costs ~0.9 ms a
         file of the 56-column schema, a fifth of writing a tiny day's file."""
-        opts = roworder.copy_options(rows, self.row_group_size, None, "PARTITION_BY (_unit)")
+        opts = roworder.copy_options(
+            rows, self.row_group_size, None, "PARTITION_BY (_unit)", zstd_level=self.zstd_level
+        )
         self.con.execute(f"COPY ({select}) TO {quote_literal(str(stage))} ({opts})")
         out = []
         for d in sorted(stage.glob("_unit=*")):
@@ -1124,7 +1128,7 @@ class _Conversion:
             sub = f"SELECT * FROM read_parquet({src}) WHERE NOT list_contains($k, source_key)"
             (n,) = self.con.execute(
                 f"COPY ({sub}) TO {quote_literal(str(tmp))} "
-                f"({roworder.copy_options(count, self.row_group_size)})",
+                f"({roworder.copy_options(count, self.row_group_size, zstd_level=self.zstd_level)})",
                 {"k": keys},
             ).fetchone() or (0,)
             path.unlink()
@@ -1276,7 +1280,7 @@ class _Conversion:
             sub = f"SELECT * FROM read_parquet({quote_literal(str(path))}) WHERE {keep}"
             (n,) = self.con.execute(
                 f"COPY ({sub}) TO {quote_literal(str(tmp))} "
-                f"({roworder.copy_options(count, self.row_group_size)})"
+                f"({roworder.copy_options(count, self.row_group_size, zstd_level=self.zstd_level)})"
             ).fetchone() or (0,)
             path.unlink()
             if int(n):

@@ -20,7 +20,13 @@ from cvcatalog.io.duckdb_ext import temporary_setting
 from cvcatalog.sandbox.replica import iter_replica
 from cvcatalog.sandbox.replica_blocks import ReplicaSpec
 from cvcatalog.schemas import SCHEMAS
-from cvcatalog.transform import RawFile, combine_results, convert_partition, order_partition
+from cvcatalog.transform import (
+    RawFile,
+    combine_results,
+    convert_partition,
+    convert_partitions,
+    order_partition,
+)
 
 BSM = SCHEMAS[("wydot", "BSM")]
 ORDER = roworder.order_for("wydot", "BSM")
@@ -356,6 +362,30 @@ def test_a_tables_zstd_level_reaches_its_writes_in_one_copy_and_in_runs(
     # level 19 packs the same rows tighter than level 1, so each write used its order's level
     assert sizes[19, 10**9] < 0.97 * sizes[1, 10**9]
     assert sizes[19, 1000] < 0.97 * sizes[1, 1000]
+
+
+def test_a_conversion_writes_the_tables_zstd_level_alone_and_in_a_group(
+    raw: list[RawFile], con: duckdb.DuckDBPyConnection, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The level of ZSTD_LEVELS reaches the kept files of a day converted alone (its one
+    sorting pass) and of days converted as a group (a COPY a day)."""
+    half = len(raw) // 2
+    sizes = {}
+    for level in (1, 19):
+        monkeypatch.setattr(roworder, "ZSTD_LEVELS", {("wydot", "BSM"): level})
+        alone = convert_partition(con, BSM, raw, tmp_path / f"alone-{level}",
+                                  validation=ValidationConfig())  # fmt: skip
+        group = convert_partitions(con, BSM, [(raw[:half], tmp_path / f"g1-{level}"),
+                                              (raw[half:], tmp_path / f"g2-{level}")],
+                                   validation=ValidationConfig())  # fmt: skip
+        assert min(r.rows for r in group) >= roworder.SMALL_FILE_ROWS  # zstd, not lz4
+        sizes[level] = (
+            sum(p.stat().st_size for p in alone.parquet_files),
+            sum(p.stat().st_size for r in group for p in r.parquet_files),
+        )
+    assert sizes[19][0] < 0.97 * sizes[1][0]
+    assert sizes[19][1] < 0.97 * sizes[1][1]
 
 
 def test_a_conversion_over_the_run_bound_is_sorted(
