@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import psutil
 from pydantic import ValidationError
 
 from cvcatalog.config import DownloadConfig, env_overrides, format_validation_error
@@ -43,6 +44,17 @@ def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)
         return s.connect_ex((HOST, port)) == 0
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process pid holds the listening socket of port. A port picked free can be
+    taken by another server before ours binds it (two starts at once: parallel test workers,
+    a bench beside them); ours then exits, and the port answers all the same."""
+    try:
+        conns = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns)
 
 
 @dataclass
@@ -112,28 +124,61 @@ def check_sandbox_installed() -> None:
         )
 
 
+#: free ports tried by start_server(port=0) when another process takes one first
+PORT_ATTEMPTS = 5
+
+
 def start_server(
     port: int = 0, log_file: Path | None = None, timeout: float = 30.0
 ) -> SandboxServer:
-    """Start moto_server on 127.0.0.1:port (0 picks a free port) and wait until it answers."""
+    """Start moto_server on 127.0.0.1:port (0 picks a free port) and wait until it answers;
+    a free port another process takes meanwhile is given up for another one."""
     check_sandbox_installed()
-    port = port or free_port()
-    if _port_open(port):
-        raise SandboxError(f"port {port} on {HOST} is already in use; choose another with --port")
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    cmd = [sys.executable, "-m", "cvcatalog.sandbox.moto_main", "-H", HOST, "-p", str(port)]
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SandboxError(f"the moto server exited at start (code {proc.returncode})")
-        if _port_open(port):
-            return SandboxServer(port=port, process=proc)
-        time.sleep(0.1)
-    proc.kill()
-    raise SandboxError(f"the moto server did not answer on {HOST}:{port} within {timeout:.0f}s")
+    for _ in range(PORT_ATTEMPTS if port == 0 else 1):
+        chosen = port or free_port()
+        if _port_open(chosen):
+            if port:
+                raise SandboxError(
+                    f"port {chosen} on {HOST} is already in use; choose another with --port"
+                )
+            continue
+        proc = _spawn(chosen, log_file)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                if not _port_open(chosen):
+                    raise SandboxError(f"the moto server exited at start (code {proc.returncode})")
+                if port:
+                    raise SandboxError(
+                        f"port {chosen} on {HOST} is already in use; choose another with --port"
+                    )
+                break  # another process took the port first: another port
+            if _port_open(chosen):
+                if _listens(proc.pid, chosen):
+                    return SandboxServer(port=chosen, process=proc)
+                if not port:  # the port answers, but not ours: another port
+                    proc.kill()
+                    proc.wait()
+                    break
+            time.sleep(0.1)
+        else:
+            proc.kill()
+            raise SandboxError(
+                f"the moto server did not answer on {HOST}:{chosen} within {timeout:.0f}s"
+            )
+    raise SandboxError(f"no free port for the moto server on {HOST} after {PORT_ATTEMPTS} tries")
+
+
+def _spawn(port: int, log_file: Path | None) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "cvcatalog.sandbox.moto_main", "-H", HOST, "-p", str(port)]
+    if log_file is None:
+        return subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    with open(log_file, "ab") as out:  # the child keeps its own copy
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def write_state(path: Path, server: SandboxServer) -> None:
