@@ -51,6 +51,7 @@ from cvcatalog.io.layout import remove_tree, sha256_file
 from cvcatalog.io.roworder import RowOrder
 from cvcatalog.io.storage import S3Access, S3Store
 from cvcatalog.sources.bucket import PartitionKey
+from cvcatalog.sources.ngsim import parquet_options
 from cvcatalog.sqlutil import list_literal
 from cvcatalog.state import deletes, manifest
 from cvcatalog.state.db import CatalogDB, now_utc
@@ -253,7 +254,9 @@ def _write_arrow(
                         if writer is not None:
                             writer.close()
                         path = stage / f"part-{files:03d}.parquet"
-                        writer = pq.ParquetWriter(path, schema, **_options(schema, how.plain))
+                        writer = pq.ParquetWriter(
+                            path, schema, **parquet_options(schema, how.plain)
+                        )
                         files, in_file = files + 1, 0
                     take = min(table.num_rows, rows_per_file - in_file)
                     writer.write_table(table.slice(0, take), row_group_size=row_group_size)
@@ -263,23 +266,6 @@ def _write_arrow(
         if writer is not None:
             writer.close()
     return total
-
-
-#: the zstd level of the NGSIM loader's files
-ZSTD_LEVEL = 3
-
-
-def _options(schema: pa.Schema, plain: tuple[str, ...]) -> dict[str, Any]:
-    """The NGSIM loader's ParquetWriter settings, so a merged file is no larger than its
-    parts."""
-    floats = [f.name for f in schema if pa.types.is_floating(f.type)]
-    return {
-        "compression": "zstd",
-        "compression_level": ZSTD_LEVEL,
-        "use_byte_stream_split": floats,
-        "use_dictionary": [f.name for f in schema if f.name not in floats and f.name not in plain],
-        "write_statistics": True,
-    }
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -290,13 +290,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
             if w is None:
                 path = stage / f"data-{len(writers):04d}.parquet"
                 writer = pq.ParquetWriter(
-                    path,
-                    storage,
-                    compression="zstd",
-                    compression_level=ZSTD_LEVEL,
-                    use_byte_stream_split=_float_columns(storage),
-                    use_dictionary=_dictionary_columns(storage, self.ds.plain_columns),
-                    write_statistics=True,
+                    path, storage, **parquet_options(storage, self.ds.plain_columns)
                 )
                 w = writers[values] = (writer, path, [0])
             table = pa.Table.from_batches(batches).select(storage.names)
@@ -657,13 +651,19 @@ def _partition_dir(keys: tuple[str, ...], values: tuple[Any, ...]) -> str:
     return "/".join(parts)
 
 
-def _float_columns(schema: pa.Schema) -> list[str]:
-    """Doubles of smooth trajectories compress far better split into byte streams."""
-    return [f.name for f in schema if pa.types.is_floating(f.type)]
-
-
-def _dictionary_columns(schema: pa.Schema, plain: tuple[str, ...] = ()) -> list[str]:
-    return [f.name for f in schema if not pa.types.is_floating(f.type) and f.name not in plain]
+def parquet_options(schema: pa.Schema, plain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The ParquetWriter settings of a dataset's files, the loader's and compaction's alike (a
+    merged file is no larger than its parts): zstd at ZSTD_LEVEL, doubles split into byte
+    streams (those of smooth trajectories compress far better so), dictionaries for the other
+    columns but the plain ones."""
+    floats = [f.name for f in schema if pa.types.is_floating(f.type)]
+    return {
+        "compression": "zstd",
+        "compression_level": ZSTD_LEVEL,
+        "use_byte_stream_split": floats,
+        "use_dictionary": [f.name for f in schema if f.name not in floats and f.name not in plain],
+        "write_statistics": True,
+    }
 
 
 def _sort_order(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray | None:
