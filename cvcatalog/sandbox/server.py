@@ -137,38 +137,36 @@ def start_server(
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout
-    for _ in range(PORT_ATTEMPTS if port == 0 else 1):
+    for _ in range(1 if port else PORT_ATTEMPTS):
         chosen = port or free_port()
-        if _port_open(chosen):
-            if port:
-                raise SandboxError(
-                    f"port {chosen} on {HOST} is already in use; choose another with --port"
-                )
-            continue
-        proc = _spawn(chosen, log_file)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                if not _port_open(chosen):
-                    raise SandboxError(f"the moto server exited at start (code {proc.returncode})")
-                if port:
-                    raise SandboxError(
-                        f"port {chosen} on {HOST} is already in use; choose another with --port"
-                    )
-                break  # another process took the port first: another port
-            if _port_open(chosen):
-                if _listens(proc.pid, chosen):
-                    return SandboxServer(port=chosen, process=proc)
-                if not port:  # the port answers, but not ours: another port
-                    proc.kill()
-                    proc.wait()
-                    break
-            time.sleep(0.1)
-        else:
-            proc.kill()
+        server = None if _port_open(chosen) else _start_on(chosen, log_file, deadline, timeout)
+        if server is not None:
+            return server
+        if port:
             raise SandboxError(
-                f"the moto server did not answer on {HOST}:{chosen} within {timeout:.0f}s"
+                f"port {port} on {HOST} is already in use; choose another with --port"
             )
     raise SandboxError(f"no free port for the moto server on {HOST} after {PORT_ATTEMPTS} tries")
+
+
+def _start_on(
+    port: int, log_file: Path | None, deadline: float, timeout: float
+) -> SandboxServer | None:
+    """A moto server started on port, or None when another process holds the port: ours
+    cannot bind it (it is stopped), yet the port answers."""
+    proc = _spawn(port, log_file)
+    while time.monotonic() < deadline:
+        if _port_open(port):
+            if _listens(proc.pid, port):
+                return SandboxServer(port=port, process=proc)
+            proc.kill()
+            proc.wait()
+            return None
+        if proc.poll() is not None:
+            raise SandboxError(f"the moto server exited at start (code {proc.returncode})")
+        time.sleep(0.1)
+    proc.kill()
+    raise SandboxError(f"the moto server did not answer on {HOST}:{port} within {timeout:.0f}s")
 
 
 def _spawn(port: int, log_file: Path | None) -> subprocess.Popen[bytes]:
