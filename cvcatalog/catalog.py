@@ -31,7 +31,6 @@ from cvcatalog.config import (
 )
 from cvcatalog.datasets import DATASETS
 from cvcatalog.datasets.base import Dataset
-from cvcatalog.datasets.manage import dataset_files
 from cvcatalog.distributed import dask_pool
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
@@ -55,11 +54,12 @@ from cvcatalog.read import splits
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.schemas.socrata import SocrataPlan, socrata_plan
 from cvcatalog.sources import cvpilot, ngsim
-from cvcatalog.sources.bucket import PartitionKey, partitions_for, utc_window
+from cvcatalog.sources.bucket import FOLDER_TIMEZONE, PartitionKey, partitions_for, utc_window
 from cvcatalog.spatial import SpatialFilter
 from cvcatalog.sqlutil import quote_ident, quote_literal
 from cvcatalog.state import deletes, manifest, pins, tables, trips
 from cvcatalog.state.access import record_access
+from cvcatalog.state.datasets import dataset_files
 from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify, now_utc
 from cvcatalog.state.eviction import evict_to_size
 
@@ -82,6 +82,17 @@ def _as_date(value: date | str | None, what: str) -> date | None:
         return date.fromisoformat(str(value))
     except ValueError:
         raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """One damaged CV day (its partition key) or dataset input ('<dataset> <uri>') fetched
+    again by Catalog.repair: the rows it holds now, and its failures (days, units)."""
+
+    what: str
+    rows: int
+    failed: int
+    units: int | None = None  # a dataset input: the units loaded
 
 
 @dataclass(frozen=True)
@@ -355,6 +366,8 @@ class Catalog:
             data, origin = load_yaml(config), str(config)
         else:
             data, origin = {}, "arguments"
+        if days_back is not None and (start is not None or end is not None):
+            raise ConfigError("give start (and end) or days_back, not both")
         dr = dict(data.get("date_range") or {})
         if start is not None or end is not None:
             dr.pop("days_back", None)
@@ -1140,6 +1153,46 @@ class Catalog:
 
     def verify(self) -> cache.VerifyReport:
         return cache.verify(self.db)
+
+    def repair(
+        self,
+        report: cache.VerifyReport,
+        *,
+        profile: str | None = None,
+        no_sign_request: bool | None = None,
+        on_done: Callable[[Repaired], None] | None = None,
+    ) -> list[Repaired]:
+        """Mend what verify found: damaged partitions leave the views and damaged dataset
+        units are dropped (ops.cache.quarantine_bad), orphans are deleted, then each damaged
+        CV day and dataset input is fetched again (on_done sees each as it finishes)."""
+        out: list[Repaired] = []
+
+        def done(item: Repaired) -> None:
+            out.append(item)
+            if on_done is not None:
+                on_done(item)
+
+        for r in cache.quarantine_bad(self.db, report):
+            options = DATASETS[r.dataset].options_for_scope(r.scope)
+            if r.unit_bytes:
+                options["unit_bytes"] = r.unit_bytes
+            ds = self.ingest_dataset(
+                r.dataset, [r.uri], profile=profile, no_sign_request=no_sign_request, **options
+            )
+            done(Repaired(f"{r.dataset} {r.uri}", ds.rows, ds.units_failed, ds.units_done))
+        for key in report.bad_partitions:
+            pk = PartitionKey.parse(key)
+            s = self.ingest(
+                pk.source,
+                pk.message_type,
+                pk.day,
+                pk.day,
+                timezone=FOLDER_TIMEZONE[pk.source],
+                profile=profile,
+                no_sign_request=no_sign_request,
+            )
+            done(Repaired(key, s.rows, s.count("failed")))
+        return out
 
     def publish(self, url: str, **options: Any) -> Any:
         """Upload this catalog to s3://bucket/prefix for read-only use with Catalog(url);

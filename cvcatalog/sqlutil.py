@@ -19,7 +19,8 @@ def quote_ident(name: str) -> str:
 
 
 def quote_literal(value: str) -> str:
-    """A DuckDB string literal; only for DDL (view bodies) where parameters cannot be bound."""
+    """A DuckDB string literal; only where parameters cannot be bound (view bodies, a COPY's
+    target file)."""
     if "\x00" in value:
         raise ValueError("literal contains a NUL byte")
     return "'" + value.replace("'", "''") + "'"

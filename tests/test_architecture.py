@@ -8,6 +8,7 @@ moved into a function to dodge a cycle is still an edge here); imports under
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,45 @@ def test_the_checks_can_fail() -> None:
         n.module for n in _executed(fake) if isinstance(n, ast.ImportFrom) and n.module is not None
     }
     assert names == {"cvcatalog.cli.main"}
+
+
+#: every state table and the one module that writes it (docs/architecture.md, `state/`)
+TABLE_OWNERS = {
+    **dict.fromkeys(
+        ["partitions", "partition_files", "source_objects", "validation_reports", "ingest_runs"],
+        "state/manifest.py",
+    ),
+    **dict.fromkeys(["dataset_units", "dataset_files", "dataset_inputs"], "state/datasets.py"),
+    "catalog_settings": "state/settings.py",
+    "experiment_pins": "state/pins.py",
+    "file_deletes": "state/deletes.py",
+    "lake_views": "state/tables.py",
+    "schema_migrations": "state/db.py",
+    "listing_cache": "ops/discover.py",
+    "quality_stats": "quality/rules.py",
+    "quality_configs": "quality/rules.py",
+}
+_WRITE = re.compile(
+    r"""(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|UPDATE|DELETE\s+FROM)\s+(\w+)|insert_rows\(\s*\w+,\s*["'](\w+)["']"""
+)
+
+
+def _state_writes() -> dict[str, set[str]]:
+    """table -> the modules whose source writes it by name."""
+    out: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        for m in _WRITE.finditer(path.read_text()):
+            table = m.group(1) or m.group(2)
+            if table in TABLE_OWNERS:
+                out.setdefault(table, set()).add(path.relative_to(PACKAGE).as_posix())
+    return out
+
+
+def test_every_state_table_has_one_writer() -> None:
+    writes = _state_writes()
+    # the scan sees each owner's own writes (so it can fail), and no other module's
+    assert set(writes) == set(TABLE_OWNERS), set(TABLE_OWNERS) ^ set(writes)
+    wrong = {
+        t: sorted(ms - {TABLE_OWNERS[t]}) for t, ms in writes.items() if ms != {TABLE_OWNERS[t]}
+    }
+    assert not wrong, f"state tables written outside their owner module: {wrong}"

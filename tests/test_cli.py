@@ -6,6 +6,7 @@ import csv
 import gc
 import io
 import json
+import os
 import subprocess
 import sys
 from datetime import date
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app, main
 from cvcatalog.sandbox.replica import seed_replica
+from cvcatalog.sandbox.server import detached_running
 
 runner = CliRunner()
 
@@ -122,6 +124,7 @@ def test_ingest_query_and_cache_commands(seeded: Any, catalog_dir: Path, tmp_pat
 
 
 def test_query_is_read_only(seeded: Any, catalog_dir: Path) -> None:
+    Catalog(catalog_dir).query("select 1")  # an empty catalog
     r = run("query", "create table evil as select 1", "--catalog", str(catalog_dir))
     assert r.exit_code == 1
     assert "read-only" in r.output
@@ -154,6 +157,11 @@ def test_query_is_read_only(seeded: Any, catalog_dir: Path) -> None:
             "unknown timezone",
         ),
         (["--source", "wydot", "--type", "BSM", "--start", "April 1st"], "start_date"),
+        (
+            ["--source", "wydot", "--type", "BSM", "--start", "2021-04-01", "--days-back", "3"],
+            "--start (and --end) or --days-back, not both",
+        ),
+        (["--source", "wydot", "--type", "BSM"], "give the days: --start"),
     ],
 )
 def test_invalid_arguments_fail_before_any_request(
@@ -278,11 +286,31 @@ def test_python_dash_m_entry_point() -> None:
 
 
 def test_validation_report_counts_each_rule(s3_client: Any, catalog_dir: Path) -> None:
-    rep = seed_replica(s3_client, date(2021, 4, 1), date(2021, 4, 2), records_per_hour=20,
-                       files_per_hour=1, malformed_per_day=3)
+    rep = seed_replica(
+        s3_client,
+        date(2021, 4, 1),
+        date(2021, 4, 2),
+        records_per_hour=20,
+        files_per_hour=1,
+        malformed_per_day=3,
+    )
     cat = str(catalog_dir)
-    r = run("ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01", "--end",
-            "2021-04-02", "--catalog", cat, "--rate-limit", "0", "--no-progress")
+    r = run(
+        "ingest",
+        "--source",
+        "wydot",
+        "--type",
+        "BSM",
+        "--start",
+        "2021-04-01",
+        "--end",
+        "2021-04-02",
+        "--catalog",
+        cat,
+        "--rate-limit",
+        "0",
+        "--no-progress",
+    )
     assert r.exit_code == 0, r.output
     r = run("report", "validation", "--catalog", cat, "--format", "json")
     rows = json.loads(r.output)
@@ -294,7 +322,9 @@ def test_validation_report_counts_each_rule(s3_client: Any, catalog_dir: Path) -
         by_rule[x["rule"]] = by_rule.get(x["rule"], 0) + x["count"]
     kinds = [m.kind for m in rep.malformed_lines]
     assert by_rule.get("malformed JSON", 0) == sum(k != "missing_id" for k in kinds)
-    assert by_rule.get("missing required field payload.data.coreData.id", 0) == kinds.count("missing_id")
+    assert by_rule.get("missing required field payload.data.coreData.id", 0) == kinds.count(
+        "missing_id"
+    )
     r = run("report", "runs", "--catalog", cat, "--format", "json")
     assert json.loads(r.output)[0]["status"] == "ok"
     r = run("report", "validation", "--catalog", cat)
@@ -303,11 +333,32 @@ def test_validation_report_counts_each_rule(s3_client: Any, catalog_dir: Path) -
 
 def test_union_view_spans_every_bsm_source(seeded: Any, catalog_dir: Path) -> None:
     cat = str(catalog_dir)
-    run("ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01", "--catalog", cat,
-        "--rate-limit", "0", "--no-progress")
-    r = run("query", "select source, count(*) as n from bsm group by 1", "--catalog", cat, "--format", "json")
+    run(
+        "ingest",
+        "--source",
+        "wydot",
+        "--type",
+        "BSM",
+        "--start",
+        "2021-04-01",
+        "--catalog",
+        cat,
+        "--rate-limit",
+        "0",
+        "--no-progress",
+    )
+    r = run(
+        "query",
+        "select source, count(*) as n from bsm group by 1",
+        "--catalog",
+        cat,
+        "--format",
+        "json",
+    )
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output) == [{"source": "wydot", "n": seeded.partitions["wydot/BSM/2021/04/01"].records}]
+    assert json.loads(r.output) == [
+        {"source": "wydot", "n": seeded.partitions["wydot/BSM/2021/04/01"].records}
+    ]
 
 
 @pytest.mark.parametrize(("argv", "code"), [(["--help"], 0), (["--no-such-option"], 2)])
@@ -328,3 +379,60 @@ def test_the_command_keeps_its_exit_code_and_leaves_the_exit_collector_nothing_t
         gc.unfreeze()
     printed = capsys.readouterr()
     assert "Usage" in (printed.out if code == 0 else printed.err)
+
+
+def test_a_directory_without_a_catalog_is_one_line_and_stays_absent(tmp_path: Path) -> None:
+    """Only ingest/discover/plan create a catalog: a mistyped --catalog is said, not made."""
+    missing = tmp_path / "no-such-catalog"
+    for args in (["query", "select 1"], ["cache", "status"], ["migrate"], ["views"]):
+        r = run(*args, "--catalog", str(missing))
+        assert r.exit_code == 1, (args, r.output)
+        assert r.output.strip() == (
+            f"error: no catalog at {missing} (check --catalog / CVCATALOG_HOME; "
+            "`cvcatalog ingest` creates one)"
+        ), args
+    assert not missing.exists()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    r = run("query", "select 1", "--catalog", str(a_file))
+    assert (
+        r.exit_code == 1
+        and r.output.strip() == f"error: {a_file} is a file, not a catalog directory"
+    )
+
+
+def test_cache_clear_without_a_terminal_needs_yes(seeded: Any, catalog_dir: Path) -> None:
+    cat = str(catalog_dir)
+    assert run("ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01",
+               "--timezone", "UTC", "--catalog", cat, "--no-progress").exit_code == 0  # fmt: skip
+    r = runner.invoke(app, ["cache", "clear", "--catalog", cat], input="y\n")
+    assert r.exit_code == 1
+    assert "give --yes (no terminal to ask on)" in r.output
+    n = run("query", "select count(*) as n from wydot_bsm", "--format", "json", "--catalog", cat)
+    assert json.loads(n.output)[0]["n"] > 0  # nothing was deleted
+
+
+def test_a_second_detached_server_in_one_directory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorded server is alive (this process's group stands in for it): serve --detach
+    refuses before starting anything, and names what runs."""
+    monkeypatch.chdir(tmp_path)
+    state = tmp_path / ".sandbox" / "server.json"
+    state.parent.mkdir()
+    state.write_text(json.dumps({"pid": os.getpgrp(), "port": 5999}))
+    r = run("sandbox", "serve", "--detach", "--port", "5998")
+    assert r.exit_code == 1
+    assert "already running here at http://127.0.0.1:5999" in r.output
+    assert json.loads(state.read_text())["port"] == 5999  # the record is kept
+    state.write_text(json.dumps({"pid": 2**22 + 12345, "port": 5999}))  # no such process
+    assert detached_running(state) is None
+
+
+def test_shell_refuses_a_published_catalog_in_one_line() -> None:
+    r = run("shell", "--catalog", "s3://bucket/prefix")
+    assert r.exit_code == 1
+    assert r.output.strip() == (
+        "error: `cvcatalog shell` opens a local catalog; query a published one with "
+        "`cvcatalog query --catalog s3://...`"
+    )

@@ -680,6 +680,7 @@ def test_recorded_stats_are_reported_for_the_current_run(
 
 
 def test_unknown_source_is_one_line_and_exit_1(catalog_dir: Path) -> None:
+    Catalog(catalog_dir).query("select 1")  # an empty catalog
     r = run("report", "quality", "--source", "bogus", "--catalog", str(catalog_dir))
     assert r.exit_code == 1
     assert "unknown source 'bogus'" in r.output and "Traceback" not in r.output

@@ -258,6 +258,7 @@ def test_changing_the_gap_redefines_the_views(samples: Catalog, tmp_path: Path) 
     assert out.exit_code == 0, out.output
     rows = {r["source"]: r for r in json.loads(out.stdout)}
     assert rows["wydot"]["trips"] == 4 and rows["wydot"]["one_point_trips"] == 1
+    assert all(type(r[c]) is int for r in rows.values() for c in ("trips", "one_point_trips"))
     assert cat.trip_gap() == 120.0
 
 

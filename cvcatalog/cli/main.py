@@ -23,27 +23,27 @@ from rich.console import Console
 from rich.markup import escape
 
 from cvcatalog import spatial
-from cvcatalog.catalog import Catalog, _pair, default_home
+from cvcatalog.catalog import Catalog, Repaired, _pair, default_home
 from cvcatalog.cli.output import Format, emit
 from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.config import MAX_WORKERS, load_yaml, trips_config
 from cvcatalog.datasets import DATASETS
 from cvcatalog.distributed import check_options, check_scheduler
-from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError
-from cvcatalog.io.layout import publish_file
+from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, SandboxError
+from cvcatalog.io.layout import CatalogPaths, publish_file, write_atomic
 from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
-from cvcatalog.ops.cache import quarantine_bad
 from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS
 from cvcatalog.ops.publish import RESULT_COLUMNS
 from cvcatalog.pipeline.report import NullProgress, Summary, summary_lines
 from cvcatalog.quality import coverage as coverage_report
 from cvcatalog.quality.config import QualityConfig, quality_from_file
-from cvcatalog.quality.report import build_report, render_html, render_png, write_atomic
+from cvcatalog.quality.report import build_report, render_html, render_png
 from cvcatalog.read.experiments import ExperimentConfig
 from cvcatalog.read.splits import SPLIT_NAMES
 from cvcatalog.sandbox.server import (
     create_bucket,
+    detached_running,
     sandbox_client,
     start_server,
     stop_detached,
@@ -51,7 +51,7 @@ from cvcatalog.sandbox.server import (
     write_state,
 )
 from cvcatalog.schemas import SCHEMAS
-from cvcatalog.sources.bucket import BUCKET, FOLDER_TIMEZONE, PartitionKey
+from cvcatalog.sources.bucket import BUCKET
 
 app = typer.Typer(
     help="A local analytical catalog of the USDOT ITS CV Pilot sandbox bucket.",
@@ -140,11 +140,19 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def open_catalog(catalog: str | Path | None, config: Path | None = None, **remote: Any) -> Catalog:
+def open_catalog(
+    catalog: str | Path | None,
+    config: Path | None = None,
+    *,
+    create: bool = False,
+    **remote: Any,
+) -> Catalog:
     """--catalog, then CVCATALOG_HOME, then the config file's cache.directory, then the default.
 
     An s3://bucket/prefix (from --catalog or CVCATALOG_HOME) opens a published catalog,
-    read-only; remote holds its S3 options (profile, no_sign_request).
+    read-only; remote holds its S3 options (profile, no_sign_request). Only the commands
+    that fill a catalog (create: ingest, discover, plan) make a new one: for the others a
+    directory without a catalog is a mistyped path, one line.
     """
 
     def note(m: str) -> None:
@@ -160,7 +168,16 @@ def open_catalog(catalog: str | Path | None, config: Path | None = None, **remot
         directory = (load_yaml(config).get("cache") or {}).get("directory")
         if directory:
             catalog = Path(directory)
-    return Catalog(Path(catalog) if catalog is not None else default_home(), notify=note)
+    root = Path(catalog) if catalog is not None else default_home()
+    paths = CatalogPaths(root)
+    if not create and not (paths.db.exists() or paths.legacy_db.exists()):
+        if root.exists() and not root.is_dir():
+            raise CatalogError(f"{root} is a file, not a catalog directory")
+        raise CatalogError(
+            f"no catalog at {root} (check --catalog / CVCATALOG_HOME; "
+            "`cvcatalog ingest` creates one)"
+        )
+    return Catalog(root, notify=note)
 
 
 # -- ingest ---------------------------------------------------------------------------------
@@ -283,6 +300,10 @@ def ingest(
         return
     if path or location:
         raise ConfigError("--path and --location are for --source ngsim only")
+    if days_back is not None and (start is not None or end is not None):
+        raise ConfigError("give --start (and --end) or --days-back, not both")
+    if config is None and start is None and end is None and days_back is None:
+        raise ConfigError("give the days: --start (and optionally --end) or --days-back")
     src, mt = _source_and_type(source, message_type, config)
     if scheduler is None and cluster is None:
         scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None
@@ -291,7 +312,7 @@ def ingest(
         check_options(scheduler, cluster, dask_workers)
         if scheduler is not None:
             check_scheduler(scheduler)
-    cat = open_catalog(catalog, config)
+    cat = open_catalog(catalog, config, create=True)
     with _progress(progress and fmt is Format.table) as bar:
         summary = cat.ingest(
             src,
@@ -341,7 +362,7 @@ def _ingest_dataset(
         raise ConfigError(f"--source {name} needs --path FILE | https://URL | s3://bucket/key")
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS}")
-    cat = open_catalog(catalog)
+    cat = open_catalog(catalog, create=True)
     with _progress(progress and fmt is Format.table, unit="units") as bar:
         summary = cat.ingest_dataset(
             name,
@@ -379,6 +400,10 @@ def _print_summary(s: Summary, fmt: Format) -> None:
     """One report for every source: --format json|csv emits Summary.as_dict, the table format
     prints its headline and one line per failure."""
     d = s.as_dict()
+    if fmt is Format.table and s.run_errors and not s.outcomes:
+        # the run stopped before any unit (its plan failed: an input or the endpoint
+        # unreachable): that error is the whole report, one line
+        raise CvCatalogError("; ".join(s.run_errors))
     if fmt is not Format.table:
         columns = [k for k in d if k not in ("days", "errors")]
         emit([d], fmt, columns=columns + (["errors"] if "errors" in d else []))
@@ -534,7 +559,14 @@ def changes(
 @friendly
 def shell(catalog: CatalogOpt = None) -> None:
     """Open the DuckDB CLI with the catalog attached read-only as `cv` (tables and views by
-    name: select count(*) from wydot_bsm). It never blocks an ingest."""
+    name: select count(*) from wydot_bsm). It never blocks an ingest. A local catalog only:
+    a published one's stored views are its publisher's SQL, which only cvcatalog's own
+    reader (`query --catalog s3://...`) keeps from running."""
+    if is_remote(catalog) or (catalog is None and is_remote(os.environ.get("CVCATALOG_HOME"))):
+        raise CatalogError(
+            "`cvcatalog shell` opens a local catalog; query a published one with "
+            "`cvcatalog query --catalog s3://...`"
+        )
     cat = open_catalog(catalog)
     exe = shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
     if exe is None:
@@ -619,7 +651,9 @@ def cache_clear(
 ) -> None:
     """Delete cached partitions (all, one source, or one source and type)."""
     what = "/".join(x for x in (source, message_type) if x) or "everything"
-    if not yes and sys.stdin.isatty():
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(f"cache clear deletes {what}: give --yes (no terminal to ask on)")
         typer.confirm(f"delete cached {what}?", abort=True)
     cat = open_catalog(catalog)
     n, nbytes = cat.clear(source and source.lower(), message_type and message_type.upper())
@@ -694,30 +728,13 @@ def cache_verify(
         return
     if not repair:
         raise typer.Exit(1)
-    refetch = quarantine_bad(cat.db, report)
-    failures = 0
-    for r in refetch:
-        options = DATASETS[r.dataset].options_for_scope(r.scope)
-        if r.unit_bytes:
-            options["unit_bytes"] = r.unit_bytes
-        ds = cat.ingest_dataset(
-            r.dataset, [r.uri], profile=profile, no_sign_request=no_sign_request, **options
-        )
-        failures += ds.units_failed
-        print(f"re-fetched {r.dataset} {r.uri} ({ds.units_done} units): {ds.rows:,} rows")
-    for key in report.bad_partitions:
-        pk = PartitionKey.parse(key)
-        s = cat.ingest(
-            pk.source,
-            pk.message_type,
-            pk.day,
-            pk.day,
-            timezone=_folder_tz(pk.source),
-            profile=profile,
-            no_sign_request=no_sign_request,
-        )
-        failures += s.count("failed")
-        print(f"re-fetched {key}: {s.rows:,} rows")
+
+    def show(r: Repaired) -> None:
+        units = f" ({r.units} units)" if r.units is not None else ""
+        print(f"re-fetched {r.what}{units}: {r.rows:,} rows")
+
+    done = cat.repair(report, profile=profile, no_sign_request=no_sign_request, on_done=show)
+    failures = sum(r.failed for r in done)
     if failures:
         raise typer.Exit(1)
 
@@ -732,10 +749,6 @@ def _source_and_type(
     if not src or not mt:
         raise typer.BadParameter("give --source and --type (or a --config that names them)")
     return str(src), str(mt)
-
-
-def _folder_tz(source: str) -> str:
-    return FOLDER_TIMEZONE[source]
 
 
 @app.command()
@@ -1140,7 +1153,15 @@ def sandbox_serve(
         bool, typer.Option("--detach", help="Run in the background (stop with `sandbox stop`)")
     ] = False,
 ) -> None:
-    """Run a local S3-compatible endpoint (moto server) on 127.0.0.1."""
+    """Run a local S3-compatible endpoint (moto server) on 127.0.0.1. A detached one is
+    recorded in ./.sandbox/server.json, where `sandbox stop` (run in the same directory)
+    finds it."""
+    if detach and (running := detached_running(STATE)) is not None:
+        raise SandboxError(
+            f"a detached sandbox server is already running here at http://127.0.0.1:"
+            f"{running['port']} (pid {running['pid']}, {STATE}); use it, or run "
+            "`cvcatalog sandbox stop` first"
+        )
     server = start_server(port=port, log_file=Path(".sandbox/moto.log") if detach else None)
     exports = " ".join(f"{k}={v}" for k, v in server.env().items())
     if detach:
@@ -1164,7 +1185,8 @@ def sandbox_serve(
 @sandbox_app.command("stop")
 @friendly
 def sandbox_stop() -> None:
-    """Stop a server started with `sandbox serve --detach`."""
+    """Stop the server `sandbox serve --detach` started in this directory
+    (./.sandbox/server.json)."""
     print("stopped" if stop_detached(STATE) else "no detached sandbox server was running")
 
 
@@ -1224,7 +1246,15 @@ def sandbox_seed(
 @friendly
 def sandbox_ngsim(
     out: Annotated[Path, typer.Option("--out", help="CSV file to write")],
-    rows: Annotated[int, typer.Option("--rows", help="About this many trajectory rows")] = 100_000,
+    rows: Annotated[
+        int,
+        typer.Option(
+            "--rows",
+            help="About this many trajectory rows. Vehicles are written whole, at least one "
+            "per lane of every site period, so a small count comes out larger (~23,000 rows "
+            "at least with the four sites)",
+        ),
+    ] = 100_000,
     location: Annotated[
         list[str] | None,
         typer.Option("--location", help="Repeatable; default: all four sites"),
@@ -1337,7 +1367,7 @@ def discover(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """What the bucket holds (types, years, months, days, hours, objects, bytes); no downloads."""
-    cat = open_catalog(catalog, config)
+    cat = open_catalog(catalog, config, create=True)
     d = cat.discover(
         source,
         message_type,
@@ -1382,7 +1412,7 @@ def plan(
 ) -> None:
     """What an ingest of the range would fetch and what is already cached; no downloads."""
     src, mt = _source_and_type(source, message_type, config)
-    cat = open_catalog(catalog, config)
+    cat = open_catalog(catalog, config, create=True)
     p = cat.plan(
         src,
         mt,
@@ -1587,7 +1617,7 @@ def trips_cmd(
         cat.set_trip_gap(wanted.max_gap_s)
     table = cat.query_arrow(
         "select source, count(*) as trips, sum(points)::BIGINT as points, "
-        "count(distinct vehicle_id) as vehicle_ids, count_if(points = 1) as one_point_trips, "
+        "count(distinct vehicle_id) as vehicle_ids, count_if(points = 1)::BIGINT as one_point_trips, "
         "round(median(duration_s), 1) as median_duration_s, "
         "round(sum(distance_m) / 1000, 1) as distance_km "
         "from (select * from bsm_trips union all select * from ngsim_trips) "

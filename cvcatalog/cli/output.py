@@ -16,6 +16,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from cvcatalog.io.layout import write_atomic
+
 
 class Format(StrEnum):
     table = "table"
@@ -96,7 +98,4 @@ def emit(
     if output is None:
         print(text, end="")
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, output)
+    write_atomic(output, text.encode("utf-8"))

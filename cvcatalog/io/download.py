@@ -44,8 +44,8 @@ from cvcatalog.io.s3 import (
     ErrorInfo,
     ErrorKind,
     Retrier,
+    RetryPolicy,
     TokenBucket,
-    backoff_delay,
     classify_error,
 )
 
@@ -549,7 +549,10 @@ class S3Fetcher:
                 return DownloadResult(dest, obj.size, digests.value(), obj.size, how, skipped=True)
         dest.parent.mkdir(parents=True, exist_ok=True)
         part, sidecar = self.part_paths(dest)
-        rounds = self.cfg.retry_attempts + 1
+        # a body that does not match the listing is fetched again under the one retry policy
+        # (each round's requests are retried on their own transient errors by the Retrier)
+        policy = RetryPolicy.from_config(self.cfg)
+        rounds = policy.attempts
         mismatch: _Mismatch | None = None
         for round_no in range(1, rounds + 1):
             try:
@@ -568,7 +571,7 @@ class S3Fetcher:
                     "fetching again" if round_no < rounds else "giving up",
                 )
                 if round_no < rounds:
-                    delay = backoff_delay(round_no, self.cfg.retry_delay_seconds, rng=self.rng)
+                    delay = policy.delay(round_no, rng=self.rng)
                     if delay > 0:
                         self._sleeper(abort)(delay)
         assert mismatch is not None

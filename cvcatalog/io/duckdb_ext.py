@@ -28,6 +28,7 @@ from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.io.layout import user_cache_dir
 from cvcatalog.sqlutil import quote_ident, quote_literal
 
+#: The public bucket lives here; other regions only add a redirect (boto3 and httpfs alike).
 DEFAULT_REGION = "us-east-1"
 
 
@@ -203,7 +204,8 @@ def s3_secret_sql(
         session = boto3.session.Session(profile_name=profile)
     except bce.ProfileNotFound:
         raise ConfigError(
-            f"AWS profile {profile!r} not found in ~/.aws/config or ~/.aws/credentials"
+            f"AWS profile {profile!r} not found in ~/.aws/config or ~/.aws/credentials "
+            "(check the name, or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE)"
         ) from None
     settings = s3_settings(endpoint_url(endpoint), region or session.region_name)
     fields: list[tuple[str, Any]] = [

@@ -2,8 +2,9 @@
 
 The DuckLake metadata lives in `<catalog>/catalog.ducklake`, a DuckDB file that also holds
 cvcatalog's state tables (partitions, files, runs, ...). cvcatalog attaches the lake over that
-same database (`METADATA_CATALOG`), so one DuckDB transaction writes the lake's snapshot and
-the state that describes it, and one atomic rename publishes both (cvcatalog.state.db).
+same database (`METADATA_CATALOG`): a commit writes the state and the lake's snapshot in two
+transactions on a private copy of that file (DuckDB lets a transaction write one attached
+database), and one atomic rename publishes both (cvcatalog.state.db).
 
 Data files are written by cvcatalog's own conversion (canonical columns only) and handed to
 DuckLake with `ducklake_add_data_files`: the table's partition columns come from the hive

@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +139,21 @@ def publish_file(src: Path, dest: Path) -> None:
         os.fsync(f.fileno())
     os.replace(src, dest)
     fsync_dir(dest.parent)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """A small file written whole: to a temporary name beside path, then published (never
+    half a file); an OS error is one CatalogError line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_bytes(data)
+        publish_file(tmp, path)
+    except OSError as err:
+        raise CatalogError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def remove_tree(path: Path) -> None:

@@ -40,14 +40,13 @@ from cvcatalog.exceptions import (
     TransientFetchError,
     credentials_help,
 )
+from cvcatalog.io.duckdb_ext import DEFAULT_REGION
 from cvcatalog.io.duckdb_ext import endpoint_url as configured_endpoint
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: The public bucket lives here; other regions only add a redirect.
-DEFAULT_REGION = "us-east-1"
 #: Upper bound of one exponential backoff step.
 BACKOFF_CAP_SECONDS = 30.0
 #: A Retry-After beyond this is treated as this (a bogus header must not hang a run for days).

@@ -1,7 +1,7 @@
 """Where a catalog's Parquet lake lives: the local catalog directory, or s3://bucket/prefix.
 
 One switch (`storage:` in the config, or CVCATALOG_STORAGE) chooses it when a catalog is
-created; the choice is recorded in the catalog database (`catalog_settings.lake_url`), so every
+created; the choice is recorded in the catalog database (`catalog_settings.lake_url`, cvcatalog.state.settings), so every
 later reader (views, `cvcatalog query`, Dask, verify) finds the files without being told again.
 The database, staging, locks and the access log always stay in the local catalog directory.
 
@@ -26,15 +26,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, S3Error
 from cvcatalog.io.duckdb_ext import endpoint_url
 from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, publish_file, sha256_file
 from cvcatalog.io.s3 import ErrorKind, Retrier, TokenBucket, classify_error, make_client
 
-LAKE_URL = "lake_url"
 #: Top-level directories of the catalog that hold data files (local or on S3).
 DATA_DIRS = ("lake", "quarantine")
 
@@ -87,38 +84,6 @@ class S3Location:
 
     def __str__(self) -> str:
         return self.url
-
-
-# -- the catalog_settings row ----------------------------------------------------------------
-def read_lake_url(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The lake URL recorded in a catalog database (None: local). Catalogs created before the
-    setting existed have no table, and are local."""
-    try:
-        row = con.execute("SELECT value FROM catalog_settings WHERE key = ?", [LAKE_URL]).fetchone()
-    except duckdb.CatalogException:
-        return None
-    return row[0] if row and row[0] else None
-
-
-def record_lake_url(con: duckdb.DuckDBPyConnection, wanted: str | None) -> str | None:
-    """Inside a write transaction: keep the recorded lake URL, or record the wanted one on a
-    catalog that holds no files yet. Asking for another location than the one the files are
-    in is an error, never a silent switch."""
-    current = read_lake_url(con)
-    if wanted == current:
-        return current
-    row = con.execute("SELECT count(*) FROM partition_files").fetchone()
-    if row and row[0]:
-        here = current or "the local catalog directory"
-        there = wanted or "local storage"
-        raise ConfigError(
-            f"this catalog keeps its Parquet files in {here}; it cannot switch to {there} "
-            "(use a new catalog directory, or `cvcatalog publish` to copy it to S3)"
-        )
-    con.execute("DELETE FROM catalog_settings WHERE key = ?", [LAKE_URL])
-    if wanted is not None:
-        con.execute("INSERT INTO catalog_settings VALUES (?, ?)", [LAKE_URL, wanted])
-    return wanted
 
 
 # -- stores --------------------------------------------------------------------------------

@@ -6,16 +6,16 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from cvcatalog.datasets.manage import (
+from cvcatalog.io import lake
+from cvcatalog.state import manifest
+from cvcatalog.state.access import read_access_log
+from cvcatalog.state.datasets import (
     Refetch,
     dataset_files,
     dataset_status,
     drop_damaged,
     forget,
 )
-from cvcatalog.io import lake
-from cvcatalog.state import manifest
-from cvcatalog.state.access import read_access_log
 from cvcatalog.state.db import CatalogDB, now_utc
 
 

@@ -43,7 +43,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cvcatalog.datasets import DATASETS
-from cvcatalog.datasets.manage import COMPACTED_UNIT, dataset_files
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io import roworder
 from cvcatalog.io.duckdb_ext import open_instance
@@ -53,8 +52,10 @@ from cvcatalog.io.storage import S3Access, S3Store
 from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.sources.ngsim import parquet_options
 from cvcatalog.sqlutil import list_literal
-from cvcatalog.state import deletes, manifest
-from cvcatalog.state.db import CatalogDB, now_utc
+from cvcatalog.state import datasets, deletes, manifest
+from cvcatalog.state.datasets import dataset_files
+from cvcatalog.state.db import CatalogDB
+from cvcatalog.state.manifest import FileRecord
 
 
 @dataclass
@@ -209,7 +210,9 @@ def _write_duckdb(
             table = deletes.gone_table(
                 con, [(store.location(p), k) for p, keys in gone.items() for k in keys]
             )
-            source = f"SELECT * FROM ({deletes.kept_rows_sql(locations, table, 'union_by_name = true')})"
+            source = (
+                f"SELECT * FROM ({deletes.kept_rows_sql(locations, table, 'union_by_name = true')})"
+            )
             dropped = con.execute(
                 f"SELECT count(*) FROM read_parquet({src}, filename = true) AS o "
                 f"SEMI JOIN {table} AS g ON o.filename = g.f AND o.source_key = g.k"
@@ -348,18 +351,10 @@ def _compact_partition(
                 now = {f.path for f in manifest.get_files(con, [key], "data")}
                 if now != set(old):
                     raise CatalogError(f"{key} changed while it was compacted; run compact again")
-                con.execute(
-                    "DELETE FROM partition_files WHERE partition_key = ? AND kind = 'data'",
-                    [key],
-                )
-                con.executemany(
-                    "INSERT INTO partition_files VALUES (?, ?, 'data', ?, ?, ?, ?)",
-                    [[f.path, key, f.rows, f.bytes, f.sha256, now_utc()] for f in placed],
-                )
-                # as the ingest records it: the data files' bytes
-                con.execute(
-                    "UPDATE partitions SET parquet_bytes = ? WHERE partition_key = ?",
-                    [sum(f.bytes for f in placed), key],
+                manifest.replace_data_files(
+                    con,
+                    key,
+                    [FileRecord(f.path, key, "data", f.rows, f.bytes, f.sha256) for f in placed],
                 )
         except BaseException:
             db.store.discard(f.path for f in placed)
@@ -458,15 +453,9 @@ def _dataset_groups(
 def _record(con: Any, name: str, group: Group, old: Iterable[Any], placed: list[Placed]) -> None:
     """Replace the group's dataset_files rows by the merged files' (inside the write)."""
     uri, scope, fingerprint, partition = group
-    con.execute("DELETE FROM dataset_files WHERE list_contains(?, path)", [[f.path for f in old]])
-    now = now_utc()
-    con.executemany(
-        "INSERT INTO dataset_files (path, dataset, uri, scope, fingerprint, unit_id, "
-        "partition, kind, rows, bytes, sha256, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, 'data', ?, ?, ?, ?)",
-        [
-            [f.path, name, uri, scope, fingerprint, COMPACTED_UNIT, partition, f.rows, f.bytes,
-             f.sha256, now]
-            for f in placed
-        ],
-    )  # fmt: skip
+    datasets.replace_merged(
+        con,
+        (name, uri, scope, fingerprint),
+        [f.path for f in old],
+        [datasets.UnitFile(f.path, partition, "data", f.rows, f.bytes, f.sha256) for f in placed],
+    )

@@ -38,7 +38,6 @@ import duckdb
 
 from cvcatalog import __version__
 from cvcatalog.config import DownloadConfig
-from cvcatalog.datasets.manage import dataset_files
 from cvcatalog.exceptions import CatalogError, CvCatalogError, S3Error
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import load_httpfs, open_instance
@@ -47,6 +46,7 @@ from cvcatalog.io.s3 import classify_error, make_client
 from cvcatalog.io.storage import S3Location, S3Store, Uploader, is_remote
 from cvcatalog.ops.remote import PUBLISH_JSON
 from cvcatalog.sqlutil import quote_literal
+from cvcatalog.state.datasets import dataset_files
 from cvcatalog.state.db import SCHEMA_VERSION, STATE_DB
 from cvcatalog.state.manifest import FileRecord
 

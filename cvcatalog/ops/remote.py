@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -27,7 +26,7 @@ from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import CatalogError, CvCatalogError
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import s3_connection
-from cvcatalog.io.layout import DB_NAME, CatalogPaths, user_cache_dir
+from cvcatalog.io.layout import DB_NAME, CatalogPaths, publish_file, user_cache_dir
 from cvcatalog.io.s3 import ErrorKind, Retrier, classify_error, make_client
 from cvcatalog.io.storage import S3Location
 from cvcatalog.state import tables, trips
@@ -152,7 +151,7 @@ class RemoteCatalogDB(CatalogDB):
                     f"the catalog database at {self.location} did not match its size/SHA-256 "
                     "after download (being re-published right now?); try again"
                 )
-            os.replace(tmp, dest)
+            publish_file(tmp, dest)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()

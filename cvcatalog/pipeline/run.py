@@ -522,14 +522,6 @@ def _pid_alive(pid: int) -> bool:
 
 def mark_interrupted_runs(con: duckdb.DuckDBPyConnection, host: str) -> None:
     """Runs of this host still 'running' whose process is gone were killed: say so."""
-    rows = con.execute(
-        "SELECT run_id, pid FROM ingest_runs WHERE status = 'running' AND host = ?", [host]
-    ).fetchall()
-    for run_id, pid in rows:
+    for run_id, pid in manifest.running_runs(con, host):
         if pid is not None and not _pid_alive(int(pid)):
-            con.execute(
-                "UPDATE ingest_runs SET status = 'interrupted', "
-                "message = 'the process ended without finishing (killed or crashed)' "
-                "WHERE run_id = ?",
-                [run_id],
-            )
+            manifest.mark_interrupted(con, run_id)

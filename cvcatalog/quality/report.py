@@ -9,11 +9,8 @@ are then evaluated now over the partitions' Parquet files (or the view), and the
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import io
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -523,20 +520,3 @@ def _mappable(t: TypeQuality) -> bool:
 
 def _cell(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name beside path, then rename over it (never half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        raise CatalogError(f"cannot write {path}: {err.strerror or err}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import uuid
 from collections.abc import Sequence
@@ -14,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.io.duckdb_ext import temporary_setting
+from cvcatalog.io.layout import publish_file
 from cvcatalog.io.s3 import as_s3_error
 from cvcatalog.quality.config import IMPUTED_COLUMN, Bounds, Impute, QualityConfig
 from cvcatalog.quality.mapping import Mapping, RecordMapping, TrajectoryMapping, mapping_for
-from cvcatalog.sqlutil import list_literal, quote_ident
+from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
 from cvcatalog.state.db import now_utc
 
 if TYPE_CHECKING:
@@ -752,8 +752,10 @@ def apply(
     # the storage order only with it on (restored afterwards)
     try:
         with temporary_setting(con, "preserve_insertion_order", True):
-            con.execute(f"COPY ({query}) TO '{_sql_path(tmp)}' ({options})", out.params_for(query))
-        os.replace(tmp, output_path)
+            con.execute(
+                f"COPY ({query}) TO {quote_literal(str(tmp))} ({options})", out.params_for(query)
+            )
+        publish_file(tmp, output_path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -822,13 +824,6 @@ def flag_rows(
     ]
     sql = f"{plan.with_clause()}\nSELECT {', '.join(cols + flags)} FROM {plan.flags}"
     return FlagQuery(sql, plan.params_for(sql), names)
-
-
-def _sql_path(path: Path) -> str:
-    text = str(path)
-    if "\x00" in text:
-        raise ValueError("path contains a NUL byte")
-    return text.replace("'", "''")
 
 
 def _internal_columns(con: duckdb.DuckDBPyConnection, plan: _Plan) -> list[str]:

@@ -252,6 +252,7 @@ def generate_ngsim(
         if loc not in SITES:
             raise ValueError(f"unknown NGSIM location {loc!r}")
     if isinstance(out, str | Path):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w", encoding="utf-8", newline="", buffering=1 << 20) as f:
             return generate_ngsim(f, rows, locations=locs, seed=seed, bad_rows=bad_rows)
     rep = GenReport()

@@ -188,6 +188,17 @@ def write_state(path: Path, server: SandboxServer) -> None:
     os.replace(tmp, path)
 
 
+def detached_running(path: Path) -> dict[str, int] | None:
+    """The detached server recorded in path ({"pid", "port"}) while its process lives; None
+    when none is recorded or it has ended."""
+    try:
+        state = json.loads(path.read_text())
+        os.killpg(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {"pid": int(state["pid"]), "port": int(state["port"])}
+
+
 def stop_detached(path: Path) -> bool:
     """Stop the server recorded in path; False when none was running."""
     if not path.exists():

@@ -37,7 +37,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cvcatalog.datasets.base import Dataset, Rejects, WorkUnit
-from cvcatalog.datasets.manage import forget_units
 from cvcatalog.exceptions import (
     CatalogLockedError,
     ConversionError,
@@ -56,7 +55,9 @@ from cvcatalog.pipeline.stage import fresh_dir, short_hash, staged_file
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.rules import QualityStats, process_partition
 from cvcatalog.quality.rules import record as record_quality
+from cvcatalog.state import datasets
 from cvcatalog.state.db import CatalogDB, now_utc
+from cvcatalog.state.manifest import add_validation_counts
 from cvcatalog.state.tables import register_dataset
 
 ROW_GROUP_ROWS = 131_072
@@ -170,20 +171,8 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         orphans)."""
         scope, s = self.ds.scope, run.summary
         with self.db.read() as con:
-            done = {
-                (r[0], r[1])
-                for r in con.execute(
-                    "SELECT unit_id, fingerprint FROM dataset_units WHERE dataset = ? AND scope = ?",
-                    [self.ds.name, scope],
-                ).fetchall()
-            }
-            published = {
-                (r[0], r[1]): r[2]
-                for r in con.execute(
-                    "SELECT uri, scope, fingerprint FROM dataset_inputs WHERE dataset = ?",
-                    [self.ds.name],
-                ).fetchall()
-            }
+            done = datasets.unit_versions(con, self.ds.name, scope)
+            published = datasets.published_versions(con, self.ds.name)
         todo_inputs = []
         for info in inputs:
             before = published.get((info.uri, scope))
@@ -230,7 +219,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
             for info in inputs:
                 if published.get((info.uri, scope)) != info.fingerprint:
                     self._publish_if_complete(con, info, by_uri.get(info.uri, []), obsolete)
-            known = {r[0] for r in con.execute("SELECT path FROM dataset_files").fetchall()}
+            known = datasets.recorded_paths(con)
             known |= self.db.lake_files(con)
         self.db.retire(obsolete)
         store = self.db.store
@@ -432,41 +421,19 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         return "unit"
 
     def _record_unit(self, con: duckdb.DuckDBPyConnection, st: Staged[WorkUnit]) -> None:
-        u, scope, now = st.unit, self.ds.scope, now_utc()
-        o: Outcome = st.outcome
-        key = [self.ds.name, u.id, scope, u.fingerprint]
-        # rows of an earlier commit of this same unit version go; its files share the names
-        forget_units(con, "dataset = ? AND unit_id = ? AND scope = ? AND fingerprint = ?", key)
-        con.execute(
-            "INSERT INTO dataset_units (dataset, unit_id, scope, fingerprint, uri, start_byte, "
-            "end_byte, status, rows, quarantined, skipped, bytes, run_id, committed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?, ?)",
-            [
-                *key, u.uri, u.start, u.end, o.rows, o.quarantined, o.skipped,
-                o.bytes_downloaded, self.run_id, now,
-            ],
+        u, o = st.unit, st.outcome
+        unit = datasets.CommittedUnit(
+            self.ds.name, u.id, self.ds.scope, u.fingerprint, u.uri, u.start, u.end, o.rows,
+            o.quarantined, o.skipped, o.bytes_downloaded, self.run_id,
         )  # fmt: skip
-        if st.files:
-            con.executemany(
-                "INSERT INTO dataset_files (path, dataset, uri, scope, fingerprint, unit_id, "
-                "partition, kind, rows, bytes, sha256, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    [
-                        f.dest, self.ds.name, u.uri, scope, u.fingerprint, u.id, f.partition,
-                        f.kind, f.rows, f.size, f.sha256, now,
-                    ]
-                    for f in st.files
-                ],
-            )  # fmt: skip
-        loaded: _Loaded = st.payload
-        rows = [
-            [self.run_id, f"{self.ds.name}/{u.id}", "quarantine", rule, n]
-            for rule, n in sorted(loaded.rules.items())
-            if n
+        files = [
+            datasets.UnitFile(f.dest, f.partition, f.kind, f.rows, f.size, f.sha256)
+            for f in st.files
         ]
-        if rows:
-            con.executemany("INSERT INTO validation_reports VALUES (?, ?, ?, ?, ?)", rows)
+        datasets.put_unit(con, unit, files, now_utc())
+        loaded: _Loaded = st.payload
+        counts = [("quarantine", rule, n) for rule, n in sorted(loaded.rules.items())]
+        add_validation_counts(con, self.run_id, f"{self.ds.name}/{u.id}", counts)
 
     def _publish_if_complete(
         self,
@@ -483,51 +450,17 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         if not units:
             return False
         scope = self.ds.scope
-        row = con.execute(
-            "SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(quarantined), 0) "
-            "FROM dataset_units WHERE dataset = ? AND scope = ? AND fingerprint = ? "
-            "AND list_contains(?, unit_id)",
-            [self.ds.name, scope, info.fingerprint, [u.id for u in units]],
-        ).fetchone()
-        if row is None or row[0] < len(units):
+        version = datasets.InputVersion(
+            self.ds.name, info.uri, scope, info.fingerprint, info.size, info.last_modified
+        )
+        if not datasets.publish_input(con, version, [u.id for u in units], self.run_id):
             return False
-        con.execute(
-            "DELETE FROM dataset_inputs WHERE dataset = ? AND uri = ? AND scope = ?",
-            [self.ds.name, info.uri, scope],
-        )
-        con.execute(
-            "INSERT INTO dataset_inputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                self.ds.name,
-                info.uri,
-                scope,
-                info.fingerprint,
-                info.size,
-                info.last_modified,
-                len(units),
-                row[1],
-                row[2],
-                self.run_id,
-                now_utc(),
-            ],
-        )
         obsolete += self._drop_versions(con, info.uri, scope, [info.fingerprint])
         obsolete += self._drop_other_units(con, info, [u.id for u in units])
         if scope == "*":  # a whole load supersedes filtered loads of the same input
-            others = [
-                r[0]
-                for r in con.execute(
-                    "SELECT DISTINCT scope FROM dataset_inputs WHERE dataset = ? AND uri = ? "
-                    "AND scope <> '*'",
-                    [self.ds.name, info.uri],
-                ).fetchall()
-            ]
-            for other in others:
+            for other in datasets.filtered_scopes(con, self.ds.name, info.uri):
                 obsolete += self._drop_versions(con, info.uri, other, [])
-                con.execute(
-                    "DELETE FROM dataset_inputs WHERE dataset = ? AND uri = ? AND scope = ?",
-                    [self.ds.name, info.uri, other],
-                )
+                datasets.unpublish(con, self.ds.name, info.uri, other)
         return True
 
     def _units_of(self, info: InputInfo) -> list[WorkUnit]:
@@ -541,7 +474,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         self, con: duckdb.DuckDBPyConnection, uri: str, scope: str, keep: list[str]
     ) -> list[str]:
         """Forget units and files of (uri, scope) whose fingerprint is not in keep."""
-        return forget_units(
+        return datasets.forget_units(
             con,
             "dataset = ? AND uri = ? AND scope = ? AND NOT list_contains(?, fingerprint)",
             [self.ds.name, uri, scope, keep],
@@ -552,7 +485,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
     ) -> list[str]:
         """Forget units of this version that are not among keep (an earlier run cut the input
         with another unit size); their rows are covered by keep's."""
-        return forget_units(
+        return datasets.forget_units(
             con,
             "dataset = ? AND uri = ? AND scope = ? AND fingerprint = ? "
             "AND NOT list_contains(?, unit_id)",

@@ -32,15 +32,11 @@ from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import load_httpfs, open_instance, s3_connection
 from cvcatalog.io.layout import CatalogPaths, fsync_dir
-from cvcatalog.io.storage import (
-    LakeStore,
-    normalise_storage,
-    read_lake_url,
-    record_lake_url,
-    store_for,
-)
+from cvcatalog.io.storage import LakeStore, normalise_storage, store_for
 from cvcatalog.sqlutil import load_sql, quote_literal
 from cvcatalog.state import deletes, legacy, pins, tables, trips
+from cvcatalog.state.clock import now_utc
+from cvcatalog.state.settings import read_lake_url, record_lake_url
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, "001_catalog.sql"),
@@ -80,10 +76,6 @@ def _local_writer_lock(path: Path) -> threading.Lock:
 
 def _quiet(_: str) -> None:
     pass
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 def _is_lock_conflict(err: duckdb.Error) -> bool:

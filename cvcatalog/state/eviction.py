@@ -9,14 +9,14 @@ import threading
 from typing import Any
 
 from cvcatalog.datasets import DATASETS
-from cvcatalog.datasets.manage import (
+from cvcatalog.io import lake
+from cvcatalog.state import manifest
+from cvcatalog.state.access import folded_access_log, record_access
+from cvcatalog.state.datasets import (
     EvictableInput,
     evictable_inputs,
     forget_input,
 )
-from cvcatalog.io import lake
-from cvcatalog.state import manifest
-from cvcatalog.state.access import folded_access_log, record_access
 from cvcatalog.state.db import CatalogDB, now_utc
 
 GB = 1024**3

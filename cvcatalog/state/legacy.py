@@ -22,6 +22,7 @@ from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.storage import LakeStore
 from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.sqlutil import quote_ident, quote_literal
+from cvcatalog.state import datasets, manifest
 
 LEGACY = "legacy_catalog"
 #: old data files lived under lake/source=<source>/...
@@ -83,10 +84,9 @@ def import_state(
     with tempfile.TemporaryDirectory(dir=paths.staging if paths.staging.exists() else None) as t:
         for old, new in moved:
             store.duplicate(old, new, Path(t))
-    con.executemany(
-        "UPDATE partition_files SET path = ? WHERE path = ?", [[n, o] for o, n in moved]
-    )
-    con.executemany("UPDATE dataset_files SET path = ? WHERE path = ?", [[n, o] for o, n in moved])
+    for old, new in moved:
+        manifest.rename_file(con, old, new)
+        datasets.rename_file(con, old, new)
     return moved
 
 

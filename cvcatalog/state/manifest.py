@@ -15,7 +15,7 @@ import duckdb
 
 from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.sqlutil import insert_rows, quote_ident
-from cvcatalog.state.db import now_utc
+from cvcatalog.state.clock import now_utc
 
 
 @dataclass
@@ -276,17 +276,74 @@ def touch(con: duckdb.DuckDBPyConnection, accessed: dict[str, datetime]) -> None
     )
 
 
+def replace_data_files(
+    con: duckdb.DuckDBPyConnection, key: str, files: Sequence[FileRecord]
+) -> None:
+    """A partition's data files give way to these (`compact`: the same rows, merged); the
+    partition's parquet_bytes follows, as the ingest records it."""
+    con.execute("DELETE FROM partition_files WHERE partition_key = ? AND kind = 'data'", [key])
+    now = now_utc()
+    insert_rows(
+        con,
+        "partition_files",
+        ["path", "partition_key", "kind", "rows", "bytes", "sha256", "created_at"],
+        [[f.path, key, "data", f.rows, f.bytes, f.sha256, now] for f in files],
+    )
+    con.execute(
+        "UPDATE partitions SET parquet_bytes = ? WHERE partition_key = ?",
+        [sum(f.bytes for f in files), key],
+    )
+
+
+def rename_file(con: duckdb.DuckDBPyConnection, old: str, new: str) -> None:
+    """A partition's file now lives under another name (the same bytes)."""
+    con.execute("UPDATE partition_files SET path = ? WHERE path = ?", [new, old])
+
+
+def add_validation_counts(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    key: str,
+    counts: Iterable[tuple[str, str, int]],
+) -> None:
+    """A run's counts (kind, rule, count) for one partition or unit key; zeros are left out."""
+    rows = [[run_id, key, kind, rule, n] for kind, rule, n in counts if n]
+    insert_rows(
+        con, "validation_reports", ["run_id", "partition_key", "kind", "rule", "count"], rows
+    )
+
+
 def start_run(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> None:
     cols = list(run)
     con.execute(
-        f"INSERT INTO ingest_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        f"INSERT INTO ingest_runs ({', '.join(quote_ident(c) for c in cols)}) "
+        f"VALUES ({', '.join('?' * len(cols))})",
         [run[c] for c in cols],
     )
 
 
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, values: dict[str, Any]) -> None:
-    sets = ", ".join(f"{c} = ?" for c in values)
+    sets = ", ".join(f"{quote_ident(c)} = ?" for c in values)
     con.execute(f"UPDATE ingest_runs SET {sets} WHERE run_id = ?", [*values.values(), run_id])
+
+
+def running_runs(con: duckdb.DuckDBPyConnection, host: str) -> list[tuple[str, int | None]]:
+    """(run_id, pid) of this host's runs still recorded as running."""
+    return [
+        (r[0], r[1])
+        for r in con.execute(
+            "SELECT run_id, pid FROM ingest_runs WHERE status = 'running' AND host = ?", [host]
+        ).fetchall()
+    ]
+
+
+def mark_interrupted(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """A run whose process is gone was killed: say so."""
+    con.execute(
+        "UPDATE ingest_runs SET status = 'interrupted', "
+        "message = 'the process ended without finishing (killed or crashed)' WHERE run_id = ?",
+        [run_id],
+    )
 
 
 def validation_report(

@@ -34,7 +34,8 @@ from cvcatalog.io.storage import LakeStore
 from cvcatalog.quality.config import IMPUTED_COLUMN, QUALITY_COLUMNS, SEGMENT_COLUMN
 from cvcatalog.schemas import SCHEMAS, MessageSchema, render_sql
 from cvcatalog.sqlutil import insert_rows, load_sql, quote_ident, quote_literal
-from cvcatalog.state import deletes, trips
+from cvcatalog.state import datasets as dataset_state
+from cvcatalog.state import deletes, manifest, trips
 
 #: the cross-source view of positions (NGSIM and the BSM tables)
 TRAJECTORIES_VIEW = "trajectories"
@@ -173,7 +174,9 @@ def view_statements(
         out[name] = union_view_sql(name_of(name), schemas)
     out[TRAJECTORIES_VIEW] = trajectories_sql(name_of(TRAJECTORIES_VIEW))
     relations = {name: [c for c, _ in shared_columns(s)] for name, s in union_views().items()}
-    relations.update({ds.view_name: [c for c, _ in dataset_spec(ds).columns] for ds in DATASETS.values()})
+    relations.update(
+        {ds.view_name: [c for c, _ in dataset_spec(ds).columns] for ds in DATASETS.values()}
+    )
     out.update(trips.view_statements(name_of, relations, max_gap_s))
     if temporary:
         verb = "CREATE OR REPLACE VIEW "
@@ -382,8 +385,8 @@ def fresh_names(
             head, _, name = rel.rpartition("/")
             new = f"{head}/r{uuid.uuid4().hex[:8]}-{name}"
             store.duplicate(rel, new, scratch)
-            for table in ("partition_files", "dataset_files"):
-                con.execute(f"UPDATE {table} SET path = ? WHERE path = ?", [new, rel])
+            manifest.rename_file(con, rel, new)
+            dataset_state.rename_file(con, rel, new)
             deletes.renamed(con, rel, new)
             renamed += 1
     return renamed

@@ -26,6 +26,7 @@ import duckdb
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.schemas import render_sql
 from cvcatalog.sqlutil import load_sql, quote_ident, quote_literal
+from cvcatalog.state import settings
 
 #: trips.max_gap_s when the catalog records none
 DEFAULT_MAX_GAP_S = 120.0
@@ -138,13 +139,8 @@ def check_gap(max_gap_s: float) -> float:
 
 def recorded_gap(con: duckdb.DuckDBPyConnection) -> float:
     """trips.max_gap_s as the catalog records it (the default when it records none)."""
-    try:
-        row = con.execute(
-            "SELECT value FROM catalog_settings WHERE key = ?", [GAP_SETTING]
-        ).fetchone()
-    except duckdb.CatalogException:
-        return DEFAULT_MAX_GAP_S
-    return float(row[0]) if row and row[0] else DEFAULT_MAX_GAP_S
+    value = settings.get(con, GAP_SETTING)
+    return float(value) if value else DEFAULT_MAX_GAP_S
 
 
 def record_gap(con: duckdb.DuckDBPyConnection, wanted: float | None) -> float:
@@ -153,6 +149,5 @@ def record_gap(con: duckdb.DuckDBPyConnection, wanted: float | None) -> float:
     if wanted is None:
         return recorded_gap(con)
     value = check_gap(wanted)
-    con.execute("DELETE FROM catalog_settings WHERE key = ?", [GAP_SETTING])
-    con.execute("INSERT INTO catalog_settings VALUES (?, ?)", [GAP_SETTING, repr(value)])
+    settings.put(con, GAP_SETTING, repr(value))
     return value

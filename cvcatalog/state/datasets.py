@@ -1,14 +1,20 @@
-"""Cache management of dataset files (NGSIM, ...): status, clear, verify/repair, publish.
+"""The state tables of datasets (NGSIM, ...): dataset_units, dataset_files, dataset_inputs.
 
-Dataset files live in the same lake as CV Pilot partitions (local or S3, `db.store`) but are
-recorded in dataset_files / dataset_units / dataset_inputs, so `cvcatalog cache` and
-`cvcatalog publish` ask this module about them. Every function that changes rows runs inside
-the caller's write transaction and returns the files to delete after it commits.
+The one module that reads and writes them: the dataset loader records a committed unit and
+publishes an input version through it (cvcatalog.sources.ngsim), `compact` replaces merged
+files, and `cvcatalog cache`, `publish` and eviction ask it about the files. Dataset files
+live in the same lake as CV Pilot partitions (local or S3, `db.store`). Every function that
+changes rows runs inside the caller's write transaction and returns the files to delete after
+it commits.
 """
 
 from __future__ import annotations
 
+import urllib.parse
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -16,6 +22,8 @@ import duckdb
 from cvcatalog.datasets import DATASETS
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.io.layout import CatalogPaths
+from cvcatalog.sqlutil import insert_rows
+from cvcatalog.state.clock import now_utc
 
 #: unit_id of a file `cvcatalog compact` merged from the files of several units of one input
 #: version (uri, scope, fingerprint): it holds rows of every unit of that version
@@ -64,6 +72,186 @@ def forget_units(con: duckdb.DuckDBPyConnection, where: str, args: list[Any]) ->
     for table in ("dataset_files", "dataset_units"):
         con.execute(f"DELETE FROM {table} WHERE {where}", args)
     return paths
+
+
+@dataclass(frozen=True)
+class UnitFile:
+    """A file of a unit (or of a compaction's merge) as it is recorded: catalog-relative path,
+    partition directory, kind ('data' or 'quarantine'), rows, bytes, SHA-256."""
+
+    path: str
+    partition: str
+    kind: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+_FILE_COLUMNS = [
+    "path", "dataset", "uri", "scope", "fingerprint", "unit_id", "partition", "kind", "rows",
+    "bytes", "sha256", "created_at",
+]  # fmt: skip
+
+
+def _put_files(
+    con: duckdb.DuckDBPyConnection,
+    version: tuple[str, str, str, str],
+    unit_id: str,
+    files: Sequence[UnitFile],
+    now: datetime,
+) -> None:
+    dataset, uri, scope, fingerprint = version
+    insert_rows(
+        con,
+        "dataset_files",
+        _FILE_COLUMNS,
+        [
+            [f.path, dataset, uri, scope, fingerprint, unit_id, f.partition, f.kind, f.rows,
+             f.bytes, f.sha256, now]
+            for f in files
+        ],
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CommittedUnit:
+    """A unit of one input version, loaded: where its bytes were, what it gave, which run."""
+
+    dataset: str
+    unit_id: str
+    scope: str
+    fingerprint: str
+    uri: str
+    start_byte: int
+    end_byte: int
+    rows: int
+    quarantined: int
+    skipped: int
+    bytes: int
+    run_id: str
+
+
+def put_unit(
+    con: duckdb.DuckDBPyConnection,
+    unit: CommittedUnit,
+    files: Sequence[UnitFile],
+    now: datetime,
+) -> None:
+    """Record a committed unit and its files, replacing the rows of an earlier commit of the
+    same unit version (its files share the names: none is deleted)."""
+    key = [unit.dataset, unit.unit_id, unit.scope, unit.fingerprint]
+    forget_units(con, "dataset = ? AND unit_id = ? AND scope = ? AND fingerprint = ?", key)
+    con.execute(
+        "INSERT INTO dataset_units (dataset, unit_id, scope, fingerprint, uri, start_byte, "
+        "end_byte, status, rows, quarantined, skipped, bytes, run_id, committed_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?, ?)",
+        [
+            *key, unit.uri, unit.start_byte, unit.end_byte, unit.rows, unit.quarantined,
+            unit.skipped, unit.bytes, unit.run_id, now,
+        ],
+    )  # fmt: skip
+    version = (unit.dataset, unit.uri, unit.scope, unit.fingerprint)
+    _put_files(con, version, unit.unit_id, files, now)
+
+
+def unit_versions(con: duckdb.DuckDBPyConnection, dataset: str, scope: str) -> set[tuple[str, str]]:
+    """(unit_id, fingerprint) of every committed unit of the dataset's scope."""
+    return {
+        (r[0], r[1])
+        for r in con.execute(
+            "SELECT unit_id, fingerprint FROM dataset_units WHERE dataset = ? AND scope = ?",
+            [dataset, scope],
+        ).fetchall()
+    }
+
+
+def published_versions(con: duckdb.DuckDBPyConnection, dataset: str) -> dict[tuple[str, str], str]:
+    """(uri, scope) -> the fingerprint of the version its view shows."""
+    return {
+        (r[0], r[1]): r[2]
+        for r in con.execute(
+            "SELECT uri, scope, fingerprint FROM dataset_inputs WHERE dataset = ?", [dataset]
+        ).fetchall()
+    }
+
+
+def recorded_paths(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Every file any dataset row names."""
+    return {r[0] for r in con.execute("SELECT path FROM dataset_files").fetchall()}
+
+
+@dataclass(frozen=True)
+class InputVersion:
+    """One version of a dataset input, as dataset_inputs records its publication."""
+
+    dataset: str
+    uri: str
+    scope: str
+    fingerprint: str
+    size: int | None
+    last_modified: Any
+
+
+def publish_input(
+    con: duckdb.DuckDBPyConnection, version: InputVersion, unit_ids: Sequence[str], run_id: str
+) -> bool:
+    """Make this version the one the view shows when every unit of it (unit_ids) is
+    committed; False (nothing changed) otherwise. The caller drops the other versions."""
+    v = version
+    row = con.execute(
+        "SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(quarantined), 0) "
+        "FROM dataset_units WHERE dataset = ? AND scope = ? AND fingerprint = ? "
+        "AND list_contains(?, unit_id)",
+        [v.dataset, v.scope, v.fingerprint, list(unit_ids)],
+    ).fetchone()
+    if row is None or row[0] < len(unit_ids):
+        return False
+    unpublish(con, v.dataset, v.uri, v.scope)
+    con.execute(
+        "INSERT INTO dataset_inputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            v.dataset, v.uri, v.scope, v.fingerprint, v.size, v.last_modified, len(unit_ids),
+            row[1], row[2], run_id, now_utc(),
+        ],
+    )  # fmt: skip
+    return True
+
+
+def unpublish(con: duckdb.DuckDBPyConnection, dataset: str, uri: str, scope: str) -> None:
+    """The input's (uri, scope) view shows no version (its units and files stay)."""
+    con.execute(
+        "DELETE FROM dataset_inputs WHERE dataset = ? AND uri = ? AND scope = ?",
+        [dataset, uri, scope],
+    )
+
+
+def filtered_scopes(con: duckdb.DuckDBPyConnection, dataset: str, uri: str) -> list[str]:
+    """The scopes other than the whole input ('*') this input is published with."""
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT scope FROM dataset_inputs WHERE dataset = ? AND uri = ? "
+            "AND scope <> '*' ORDER BY scope",
+            [dataset, uri],
+        ).fetchall()
+    ]
+
+
+def rename_file(con: duckdb.DuckDBPyConnection, old: str, new: str) -> None:
+    """A dataset file now lives under another name (the same bytes)."""
+    con.execute("UPDATE dataset_files SET path = ? WHERE path = ?", [new, old])
+
+
+def replace_merged(
+    con: duckdb.DuckDBPyConnection,
+    version: tuple[str, str, str, str],
+    old: Iterable[str],
+    merged: Sequence[UnitFile],
+) -> None:
+    """`compact`: the files merged from several units of one input version (old) give way to
+    the merged ones, recorded under COMPACTED_UNIT."""
+    con.execute("DELETE FROM dataset_files WHERE list_contains(?, path)", [list(old)])
+    _put_files(con, version, COMPACTED_UNIT, merged, now_utc())
 
 
 def dataset_files(
@@ -222,9 +410,6 @@ def reloadable(uri: str, fingerprint: str) -> bool:
     """Whether the catalog can load this input version again on request: a local file still
     on disk unchanged (its size:mtime fingerprint), or a remote object (s3://, https://),
     which the load fetches again (a changed object is then loaded as its new version)."""
-    import urllib.parse
-    from pathlib import Path
-
     scheme = urllib.parse.urlparse(uri).scheme.lower()
     if scheme in ("s3", "http", "https"):
         return True
@@ -268,5 +453,5 @@ def forget_input(con: duckdb.DuckDBPyConnection, item: EvictableInput) -> list[s
     where = "dataset = ? AND uri = ? AND scope = ?"
     args = [item.dataset, item.uri, item.scope]
     doomed = forget_units(con, where, args)
-    con.execute(f"DELETE FROM dataset_inputs WHERE {where}", args)
+    unpublish(con, item.dataset, item.uri, item.scope)
     return doomed
