@@ -49,6 +49,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench.measure import RequestLog, Spawner, tree_bytes
 from bench.run import BUCKET, MAIN_START, REPO, Bench, _git, _memory_gib
 from bench.tools import DEFAULT_DIR as TOOLS_DIR
@@ -217,9 +219,19 @@ def figure(recs: Sequence[dict[str, Any]], count: float | None = None) -> dict[s
         "load_1min": [r["loadavg_start"][0] for r in recs if "loadavg_start" in r],
         "failures": [r.get("why") for r in recs if r.get("status") != "ok"],
     }
+    if any("endpoint_cpu_s" in r for r in ok):
+        out["endpoint_cpu_s"] = _median([r["endpoint_cpu_s"] for r in ok if "endpoint_cpu_s" in r])
     if count is not None and out["wall_s"]:
         out["per_s"] = round(count / out["wall_s"], 2)
     return out
+
+
+def _cpu_floor(f: dict[str, Any], cpus: int | None) -> list[str]:
+    """The endpoint CPU column and the CPU floor: (client + endpoint CPU s) / cores."""
+    endpoint = f.get("endpoint_cpu_s")
+    if endpoint is None or f.get("cpu_s") is None or not cpus:
+        return ["-", "-"]
+    return [f"{endpoint:.2f}", f"{(f['cpu_s'] + endpoint) / cpus:.2f}"]
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -567,13 +579,27 @@ class Targets(Bench):
         proxy.add(Rule("latency", op="*", key="*", times=None, delay=a.proxy_latency_ms / 1000))
         env = sandbox_env(proxy.endpoint_url)
         objects = rep["objects"]
+        moto = psutil.Process(self.server.process.pid) if self.server.process else None
+
+        def endpoint_cpu() -> float:
+            """CPU seconds the endpoint has used: the moto server's process, and this one,
+            whose threads are the proxy (the harness itself only waits meanwhile)."""
+            t = os.times()
+            used = t.user + t.system
+            if moto is not None:
+                c = moto.cpu_times()
+                used += c.user + c.system
+            return used
+
         try:
 
             def ingest(r: int, variant: str, flags: list[str]) -> dict[str, Any]:
                 catalog = self.work / f"proxy-{variant}"
                 before = proxy.requests()
+                cpu_before = endpoint_cpu()
                 cmd = self.cli_ingest(catalog, PROXY_DAY, PROXY_DAY, flags)
                 rec = self.run_ingest_checked(variant, r, cmd, catalog, rep["records"], env)
+                rec["endpoint_cpu_s"] = round(endpoint_cpu() - cpu_before, 2)
                 rec["proxy_requests"] = proxy.requests() - before
                 shutil.rmtree(catalog, ignore_errors=True)
                 return rec
@@ -584,6 +610,7 @@ class Targets(Bench):
                 dest = self.work / "proxy-s5cmd"
                 shutil.rmtree(dest, ignore_errors=True)
                 before = proxy.requests()
+                cpu_before = endpoint_cpu()
                 cmd = [
                     str(tools.s5cmd),
                     "--endpoint-url",
@@ -595,6 +622,7 @@ class Targets(Bench):
                     str(dest) + "/",
                 ]
                 rec, _ = self.measure("s5cmd", r, cmd, env_extra=env)
+                rec["endpoint_cpu_s"] = round(endpoint_cpu() - cpu_before, 2)
                 rec["proxy_requests"] = proxy.requests() - before
                 if rec["status"] == "ok":
                     got = tree_bytes(dest)
@@ -1010,19 +1038,32 @@ def markdown(res: dict[str, Any]) -> str:
                 f"{px['latency_ms']:g} ms added to every request ({px.get('latency_injected')} "
                 f"injected); s5cmd {px.get('s5cmd_version') or '-'} with its defaults.",
                 "",
-                HEAD + " objects/s | x s5cmd |",
-                "|---|---|---|---|---|---|---|---|",
+                HEAD + " objects/s | x s5cmd | endpoint CPU s | CPU floor s |",
+                "|---|---|---|---|---|---|---|---|---|---|",
                 *(
                     _row(
                         "cvcatalog ingest, no flags (defaults)"
                         if name == "ingest_defaults"
                         else f"cvcatalog ingest {v['flags']}",
                         v["figure"],
-                        [_s(v["figure"].get("per_s")), _s(v.get("ratio"))],
+                        [
+                            _s(v["figure"].get("per_s")),
+                            _s(v.get("ratio")),
+                            *_cpu_floor(v["figure"], m.get("cpus")),
+                        ],
                     )
                     for name, v in px["ingests"].items()
                 ),
-                _row("s5cmd cp (defaults)", px["s5cmd"], [_s(px["s5cmd"].get("per_s")), "1.00"]),
+                _row(
+                    "s5cmd cp (defaults)",
+                    px["s5cmd"],
+                    [_s(px["s5cmd"].get("per_s")), "1.00", *_cpu_floor(px["s5cmd"], m.get("cpus"))],
+                ),
+                "",
+                "Endpoint CPU s: what the local endpoint spent serving the run (the moto server "
+                "and the proxy, on the same cores). CPU floor s: the client's and the endpoint's "
+                "CPU seconds over the machine's cores, the least wall time the run could take "
+                "here whatever its concurrency.",
                 "",
             ]
         else:
