@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.targets import markdown, proxy_variants, target_rows  # noqa: E402
+from bench.targets import _cpu_floor, figure, markdown, proxy_variants, target_rows  # noqa: E402
 from bench.tools import DEFAULT_DIR  # noqa: E402
 
 
@@ -186,3 +186,14 @@ def test_targets_tiny_all(s3_endpoint: str, s3_server: SandboxServer, tmp_path: 
         assert t["reached"] is not None or (not tools and "vs s5cmd" in t["target"]), t
         assert f"| {t['target']} |" in res["_md"]
     assert markdown(res).startswith("# cvcatalog: issue 13 targets")
+
+
+def test_the_cpu_floor_adds_the_endpoints_cpu_to_the_clients() -> None:
+    runs = [
+        {"status": "ok", "wall_s": w, "cpu_s": c, "max_rss_bytes": 1, "endpoint_cpu_s": e}
+        for w, c, e in ((3.0, 7.0, 3.0), (4.0, 8.0, 2.0), (5.0, 9.0, 4.0))
+    ]
+    f = figure(runs, 1000)
+    assert (f["cpu_s"], f["endpoint_cpu_s"]) == (8.0, 3.0)
+    assert _cpu_floor(f, 2) == ["3.00", "5.50"]  # (8 + 3) / 2 cores
+    assert _cpu_floor(figure([]), 2) == ["-", "-"]  # no run: no floor
