@@ -15,6 +15,7 @@ import pytest
 
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io.layout import CatalogPaths
+from cvcatalog.state import tables
 from cvcatalog.state.db import MIGRATIONS, CatalogDB
 
 
@@ -236,7 +237,9 @@ def test_state_sessions_leave_the_lake_unattached(db: CatalogDB) -> None:
         return int(row[0])
 
     def lake_there(con: duckdb.DuckDBPyConnection) -> tuple[bool, bool]:
-        names = {r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
+        names = {
+            r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()
+        }
         row = con.execute(
             "SELECT count(*) FROM duckdb_extensions() WHERE extension_name = 'ducklake' AND loaded"
         ).fetchone()
@@ -260,3 +263,34 @@ def test_state_sessions_leave_the_lake_unattached(db: CatalogDB) -> None:
         assert count(con) == 2 and not lake_there(con)[0]
     with fresh.read() as con:
         assert count(con) == 2 and lake_there(con)[0]
+
+
+def test_a_write_walks_the_lake_only_when_its_definitions_changed(
+    db: CatalogDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new process's first write checks the lake's tables and views against this
+    cvcatalog's from the metadata and state tables; ensure() runs only when they differ."""
+    with db.write(message="create"):
+        pass
+    calls: list[int] = []
+    real = tables.ensure
+
+    def counted(con: Any) -> dict[str, str]:
+        calls.append(1)
+        return real(con)
+
+    monkeypatch.setattr(tables, "ensure", counted)
+    with CatalogDB(db.paths).write(message="first write of another process"):
+        pass
+    assert calls == []
+    with db.read() as con:
+        assert tables.up_to_date(con)
+    with CatalogDB(db.paths).write(message="a view's definition changes") as con:
+        con.execute("UPDATE lake_views SET sha256 = 'old' WHERE name = 'wydot_bsm_socrata'")
+    with db.read() as con:
+        assert not tables.up_to_date(con)
+    with CatalogDB(db.paths).write(message="reinstalled"):
+        pass
+    assert calls == [1]
+    with db.read() as con:
+        assert tables.up_to_date(con)

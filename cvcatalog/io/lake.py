@@ -159,6 +159,22 @@ def table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, s
     }
 
 
+def column_names(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """The current lake's tables and their top-level column names, read from the metadata
+    tables (the catalog file is the metadata database): a few ms, where listing them through
+    DuckDB's catalog (table_columns) loads the whole lake's catalog first (~50 ms)."""
+    rows = con.execute(
+        "SELECT t.table_name, list(c.column_name) FROM ducklake_table t "
+        "JOIN ducklake_schema s ON s.schema_id = t.schema_id "
+        "AND s.end_snapshot IS NULL AND s.schema_name = ? "
+        "JOIN ducklake_column c ON c.table_id = t.table_id "
+        "AND c.end_snapshot IS NULL AND c.parent_column IS NULL "
+        "WHERE t.end_snapshot IS NULL GROUP BY t.table_name",
+        [SCHEMA],
+    ).fetchall()
+    return {name: set(cols) for name, cols in rows}
+
+
 def view_names(con: duckdb.DuckDBPyConnection) -> set[str]:
     rows = con.execute(
         "SELECT view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal", [LAKE]

@@ -545,7 +545,8 @@ class CatalogDB:
                     shutil.copyfile(self.paths.db, tmp)
             con = self._writer().cursor()
             try:
-                self._attach_state(con, tmp, read_only=False, new=not tmp.exists())
+                new = not tmp.exists()
+                self._attach_state(con, tmp, read_only=False, new=new)
                 # DuckDB lets one transaction write one attached database: the state and the
                 # lake are written in separate transactions on the private copy, and the
                 # rename below publishes all of them at once (or none, on any failure).
@@ -561,12 +562,12 @@ class CatalogDB:
                 self._s3_access(con, url)
                 lake.attach(con, STATE_DB, data=data)
                 wanted = tables.definitions_digest(gap)
-                if self._ensured != wanted:
+                if self._ensured != wanted and (new or not tables.up_to_date(con)):
                     with _transaction(con):
                         installed = tables.ensure(con)
                     with _transaction(con):
                         tables.record_views(con, installed)
-                    self._ensured = wanted
+                self._ensured = wanted
                 with _transaction(con):
                     yield con
                     with tempfile.TemporaryDirectory(dir=self.paths.staging) as scratch:

@@ -272,10 +272,13 @@ def definitions_digest(max_gap_s: float = trips.DEFAULT_MAX_GAP_S) -> str:
 
 
 def up_to_date(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the lake's tables and views are those ensure() would make (a read check)."""
-    have = lake.table_columns(con)
+    """Whether the lake's tables and views are those ensure() would make: every table with
+    its columns (by name, from the lake's metadata tables) and every view and macro installed
+    from this cvcatalog's definition (lake_views). A read check, and a write's first: when it
+    holds, the write skips ensure's walk over the lake's catalog."""
+    have = lake.column_names(con)
     for name, spec in specs().items():
-        now = dict(have.get(name, []))
+        now = have.get(name)
         if not now or any(n not in now for n, _ in spec.columns):
             return False
     stored = dict(con.execute("SELECT name, sha256 FROM lake_views").fetchall())
