@@ -43,7 +43,7 @@ import boto3
 
 from bench.catalog_session import plain_session
 from cvcatalog.io import lake
-from cvcatalog.io.layout import CatalogPaths, sha256_file
+from cvcatalog.io.layout import DB_NAME, CatalogPaths, sha256_file
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sandbox.server import sandbox_env, start_server
 from cvcatalog.sources.bucket import BUCKET
@@ -444,6 +444,11 @@ def concurrency(
     )
     cli_queries, cli_errors = 0, []
     while cli_reader and any(p.poll() is None for p in procs):
+        if not (catalog / DB_NAME).exists():
+            # a query of a directory without a catalog is refused (a mistyped --catalog): the
+            # CLI reader starts with the first writer's first commit
+            time.sleep(0.05)
+            continue
         q = run_cmd(
             [
                 sys.executable,
