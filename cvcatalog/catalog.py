@@ -626,7 +626,7 @@ class Catalog:
         timezone: str = "UTC",
     ) -> list[manifest.PartitionRecord]:
         """Complete partitions of (source, type) that hold records of the local date range."""
-        source, message_type = _pair(source, message_type)
+        source, message_type = source_pair(source, message_type)
         with self.db.read_state() as con:
             parts = manifest.get_partitions(con, source, message_type)
         s, e = _as_date(start, "start"), _as_date(end, "end")
@@ -704,7 +704,7 @@ class Catalog:
             raise ConfigError(f"give the message type of {source} (BSM, TIM, SPAT, EVENT)")
         if location is not None:
             raise ConfigError(f"location= selects sites of a dataset (ngsim), not of {source}")
-        source, message_type = _pair(source, message_type)
+        source, message_type = source_pair(source, message_type)
         schema = SCHEMAS[(source, message_type)]
         if area is not None:
             spatial.require_positions([n for n, _ in schema.view_columns], schema.view_name)
@@ -1459,7 +1459,9 @@ class Catalog:
         )
 
 
-def _pair(source: str, message_type: str) -> tuple[str, str]:
+def source_pair(source: str, message_type: str) -> tuple[str, str]:
+    """(source, type) normalised and checked against what the bucket publishes; a bad pair
+    is one ConfigError line."""
     try:
         return check_source_type(source, message_type)
     except ValueError as e:
@@ -1487,7 +1489,7 @@ def _lake_table(source: str, message_type: str | None) -> tuple[str, str, str]:
         return ds.view_name, ds.name, ds.message_type
     if message_type is None:
         raise ConfigError(f"give the message type of {source}")
-    source, message_type = _pair(source, message_type)
+    source, message_type = source_pair(source, message_type)
     return SCHEMAS[(source, message_type)].view_name, source, message_type
 
 

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cvcatalog import spatial
-from cvcatalog.catalog import Catalog, Repaired, _pair, default_home
+from cvcatalog.catalog import Catalog, Repaired, default_home, source_pair
 from cvcatalog.cli.output import Format, emit
 from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.config import MAX_WORKERS, load_yaml, trips_config
@@ -762,7 +762,7 @@ def schema(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Columns and types of a (source, type) view, from the canonical schema registry."""
-    s = SCHEMAS.get(_pair(source, message_type))
+    s = SCHEMAS.get(source_pair(source, message_type))
     if s is None:
         raise CvCatalogError(f"{source}/{message_type} has no schema in this cvcatalog version")
     cols = s.socrata_columns if socrata else s.view_columns
