@@ -1768,6 +1768,9 @@ class RemoteCatalog(Catalog):
     def verify(self) -> Any:
         self._refuse("verify local files (it has none; `cvcatalog publish` verifies uploads)")
 
+    def repair(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("repair it (repair the local catalog it was published from)")
+
     def discover(self, *args: Any, **kwargs: Any) -> Any:
         self._refuse("record bucket listings (run discover against a local catalog)")
 
