@@ -341,8 +341,12 @@ def inject(
         return src is None or df.at[r, src] == df.at[nxt, src]
 
     rows = inj.pick(n, has_next, span=2)
+    received = "received_at" if "received_at" in df.columns else None
     for r in rows:
-        sort_key[r] = sort_key[inj.next_in_time(r)] + 0.5
+        nxt = inj.next_in_time(r)
+        sort_key[r] = sort_key[nxt] + 0.5
+        if received is not None:  # received after it too (the source order's second column)
+            df.at[r, received] = df.at[nxt, received] + pd.Timedelta(milliseconds=1)
     label(rows, "out_of_order")
 
     # exact duplicates (right after the original) and near duplicates (1..15 ms later, within

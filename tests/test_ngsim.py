@@ -167,6 +167,12 @@ def test_round_trip_units_ids_and_quarantine(ngsim_csv, catalog_dir: Path) -> No
         [s.run_id],
     )
     assert int(rules["n"].sum()) == rep.bad_rows
+    # `report validation` without --run finds this run (its keys are units, not partitions)
+    for source in (None, "ngsim"):
+        report = cat.validation_report(source=source)
+        assert {r["run_id"] for r in report} == {s.run_id}
+        assert sum(r["count"] for r in report) == rep.bad_rows
+    assert cat.validation_report(source="wydot") == []
     run = cat.query("select * from ingest_runs where run_id = ?", [s.run_id]).iloc[0]
     assert run["source"] == "ngsim" and run["message_type"] == "TRAJECTORY"
     assert run["status"] == "ok" and run["rows"] == s.rows

@@ -214,3 +214,20 @@ def test_imputation_at_ingest_adds_the_flag_column(
     )
     assert dict(zip(q.action, q.n, strict=True)) == {"imputed": 0, "values": 0, "missing": 0}
     assert cat.verify().clean
+
+
+def test_a_clean_replica_has_nothing_out_of_order(seeded: Any, tmp_path: Path) -> None:
+    """The day's files are in the spatial row order, not in their objects' line order: the
+    ordering rule reads the source order from source_key and received_at, so a clean
+    replica (every vehicle's records in time order in every object) flags nothing."""
+    cfg = _config(tmp_path, {"rules": {}})
+    cat = Catalog(tmp_path / "counted")
+    s = cat.ingest("wydot", "BSM", D0, D1, rate_limit=0, config=cfg)
+    assert s.ok
+    got = cat.query(
+        "select rule, sum(count)::BIGINT as n from quality_stats where run_id = ? "
+        "and action = 'flagged' group by rule",
+        [s.run_id],
+    )
+    flagged = dict(zip(got["rule"], got["n"], strict=True))
+    assert "ordering" in flagged and flagged["ordering"] == 0, flagged

@@ -39,8 +39,10 @@ class TrajectoryMapping:
     y: str | None = None
     heading: str | None = None  # degrees clockwise from north (imputed on the circle)
     #: columns that order records as they were produced, before the row order of the files
-    #: (CV Pilot: source_key, the S3 object, whose keys sort by arrival; rows keep their order
-    #: inside an object but objects are stored in any order). Absent columns are skipped.
+    #: (CV Pilot BSM: source_key, the S3 object, whose keys sort by arrival, then received_at,
+    #: the ODE's receive time, which the records of an object are appended in: a day's files
+    #: are sorted in the spatial row order, not in the objects' line order). Absent columns
+    #: are skipped.
     order: tuple[str, ...] = ()
     default_bounds: tuple[float, float, float, float] | None = None
     default_max_gap_s: float = 5.0
@@ -89,7 +91,7 @@ def mapping_for(source: str, message_type: str) -> Mapping:
             speed="speed_mps",
             accel="accel_long_mps2",
             heading="heading_deg",
-            order=("source_key",),
+            order=("source_key", "received_at"),
             default_bounds=DEFAULT_BOUNDS[src],
         )
     if (src, mt) == ("ngsim", "TRAJECTORY"):

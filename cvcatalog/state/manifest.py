@@ -352,10 +352,12 @@ def validation_report(
     source: str | None = None,
     message_type: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Counts per rule and partition for one ingest run (default: the latest with a report)."""
+    """Counts per rule and partition for one ingest run (default: the latest with a report).
+    A dataset unit's counts are keyed '<dataset>/<unit>' (no partitions row): its source is
+    the key's first part."""
     where, params = ["1=1"], []
     if source:
-        where.append("p.source = ?")
+        where.append("coalesce(p.source, split_part(v.partition_key, '/', 1)) = ?")
         params.append(source)
     if message_type:
         where.append("p.message_type = ?")
@@ -365,7 +367,7 @@ def validation_report(
         latest = _rows(
             con,
             "SELECT r.run_id FROM ingest_runs r WHERE EXISTS (SELECT 1 FROM validation_reports v "
-            f"JOIN partitions p USING (partition_key) WHERE v.run_id = r.run_id AND {cond}) "
+            f"LEFT JOIN partitions p USING (partition_key) WHERE v.run_id = r.run_id AND {cond}) "
             "ORDER BY r.started_at DESC LIMIT 1",
             params,
         )
