@@ -26,7 +26,7 @@ from cvcatalog import spatial
 from cvcatalog.catalog import Catalog, Repaired, default_home, source_pair
 from cvcatalog.cli.output import Format, emit
 from cvcatalog.cli.progress import ExportBar, RichProgress
-from cvcatalog.config import MAX_WORKERS, load_yaml, trips_config
+from cvcatalog.config import MAX_WORKERS, env_overrides, load_yaml, trips_config
 from cvcatalog.datasets import DATASETS
 from cvcatalog.distributed import check_options, check_scheduler
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, SandboxError
@@ -302,7 +302,8 @@ def ingest(
         raise ConfigError("--path and --location are for --source ngsim only")
     if days_back is not None and (start is not None or end is not None):
         raise ConfigError("give --start (and --end) or --days-back, not both")
-    if config is None and start is None and end is None and days_back is None:
+    no_range = config is None and not env_overrides().get("date_range")
+    if no_range and start is None and end is None and days_back is None:
         raise ConfigError("give the days: --start (and optionally --end) or --days-back")
     src, mt = _source_and_type(source, message_type, config)
     if scheduler is None and cluster is None:
