@@ -436,3 +436,17 @@ def test_shell_refuses_a_published_catalog_in_one_line() -> None:
         "error: `cvcatalog shell` opens a local catalog; query a published one with "
         "`cvcatalog query --catalog s3://...`"
     )
+
+
+def test_flag_conflicts_and_a_published_catalog_are_one_line_before_any_output(
+    catalog_dir: Path,
+) -> None:
+    Catalog(catalog_dir).query("select 1")  # an empty catalog
+    r = run("query", "select 1", "--snapshot", "1", "--as-of", "2021-04-01", "--catalog",
+            str(catalog_dir))  # fmt: skip
+    assert r.exit_code == 1 and r.output == "error: give --snapshot or --as-of, not both\n"
+    r = run("ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01",
+            "--catalog", "s3://cv-published/wydot")  # fmt: skip
+    assert r.exit_code == 1
+    assert r.output.startswith("error: s3://cv-published/wydot is a published catalog on S3")
+    assert r.output.count("\n") == 1  # no progress bar drawn before it

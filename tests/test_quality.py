@@ -614,7 +614,8 @@ def test_report_without_recorded_stats_evaluates_now(
         str(page),
     )
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output)
+    rows = json.loads(r.stdout)  # the report; what was written is said on stderr
+    assert r.stderr.splitlines() == [f"wrote {png}", f"wrote {page}"]
     total = next(x for x in rows if x["section"] == "rows")
     assert total["count"] == ingested.records
     rules = {(x["item"], x["action"]): x for x in rows if x["section"] == "rule"}

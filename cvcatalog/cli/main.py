@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cvcatalog import spatial
-from cvcatalog.catalog import Catalog, Repaired, default_home, source_pair
+from cvcatalog.catalog import Catalog, RemoteCatalog, Repaired, default_home, source_pair
 from cvcatalog.cli.output import Format, emit
 from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.config import MAX_WORKERS, env_overrides, load_yaml, trips_config
@@ -35,6 +35,7 @@ from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
 from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS
 from cvcatalog.ops.publish import RESULT_COLUMNS
+from cvcatalog.ops.remote import read_only_error
 from cvcatalog.pipeline.report import NullProgress, Summary, summary_lines
 from cvcatalog.quality import coverage as coverage_report
 from cvcatalog.quality.config import QualityConfig, quality_from_file
@@ -314,6 +315,8 @@ def ingest(
         if scheduler is not None:
             check_scheduler(scheduler)
     cat = open_catalog(catalog, config, create=True)
+    if isinstance(cat, RemoteCatalog):  # refused before any progress bar is drawn
+        raise read_only_error(cat.location, "ingest into it")
     with _progress(progress and fmt is Format.table) as bar:
         summary = cat.ingest(
             src,
@@ -456,6 +459,8 @@ def query(
 ) -> None:
     """Run SQL against the catalog (read-only: the catalog is never modified); with
     --snapshot or --as-of, against the catalog as it was then (time travel)."""
+    if snapshot is not None and as_of is not None:
+        raise ConfigError("give --snapshot or --as-of, not both")
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     table = cat.query_arrow(sql, read_only=read_only, snapshot=snapshot, as_of=as_of)
     rows = table.to_pylist() if fmt is not Format.table else table.slice(0, limit).to_pylist()
@@ -1104,6 +1109,9 @@ def report_quality(
             # link the coverage maps written beside it (report coverage --html coverage*.html)
             maps = sorted(p.name for p in html_out.parent.glob("coverage*.html"))
             write_atomic(html_out, render_html(rep, image, maps).encode("utf-8"))
+        for written in (png, html_out):
+            if written is not None:
+                err.print(f"wrote {written}", highlight=False)  # stderr: stdout stays the report
 
 
 @report_app.command("coverage")
@@ -1518,6 +1526,8 @@ def export_cmd(
     areas = [a for a in (within, bbox, corridor) if a is not None]
     if len(areas) > 1:
         raise ConfigError("give at most one of --within, --bbox, --corridor")
+    if snapshot is not None and as_of is not None:
+        raise ConfigError("give --snapshot or --as-of, not both")
     area = (
         spatial.parse_within(within)
         if within is not None
