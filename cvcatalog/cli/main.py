@@ -1111,7 +1111,7 @@ def report_quality(
             write_atomic(html_out, render_html(rep, image, maps).encode("utf-8"))
         for written in (png, html_out):
             if written is not None:
-                err.print(f"wrote {written}", highlight=False)  # stderr: stdout stays the report
+                err.print(f"wrote {written}", highlight=False, soft_wrap=True)  # stdout: the report
 
 
 @report_app.command("coverage")
