@@ -286,31 +286,11 @@ def test_python_dash_m_entry_point() -> None:
 
 
 def test_validation_report_counts_each_rule(s3_client: Any, catalog_dir: Path) -> None:
-    rep = seed_replica(
-        s3_client,
-        date(2021, 4, 1),
-        date(2021, 4, 2),
-        records_per_hour=20,
-        files_per_hour=1,
-        malformed_per_day=3,
-    )
+    rep = seed_replica(s3_client, date(2021, 4, 1), date(2021, 4, 2), records_per_hour=20,
+                       files_per_hour=1, malformed_per_day=3)
     cat = str(catalog_dir)
-    r = run(
-        "ingest",
-        "--source",
-        "wydot",
-        "--type",
-        "BSM",
-        "--start",
-        "2021-04-01",
-        "--end",
-        "2021-04-02",
-        "--catalog",
-        cat,
-        "--rate-limit",
-        "0",
-        "--no-progress",
-    )
+    r = run("ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01", "--end",
+            "2021-04-02", "--catalog", cat, "--rate-limit", "0", "--no-progress")
     assert r.exit_code == 0, r.output
     r = run("report", "validation", "--catalog", cat, "--format", "json")
     rows = json.loads(r.output)
@@ -322,9 +302,7 @@ def test_validation_report_counts_each_rule(s3_client: Any, catalog_dir: Path) -
         by_rule[x["rule"]] = by_rule.get(x["rule"], 0) + x["count"]
     kinds = [m.kind for m in rep.malformed_lines]
     assert by_rule.get("malformed JSON", 0) == sum(k != "missing_id" for k in kinds)
-    assert by_rule.get("missing required field payload.data.coreData.id", 0) == kinds.count(
-        "missing_id"
-    )
+    assert by_rule.get("missing required field payload.data.coreData.id", 0) == kinds.count("missing_id")
     r = run("report", "runs", "--catalog", cat, "--format", "json")
     assert json.loads(r.output)[0]["status"] == "ok"
     r = run("report", "validation", "--catalog", cat)
@@ -333,32 +311,11 @@ def test_validation_report_counts_each_rule(s3_client: Any, catalog_dir: Path) -
 
 def test_union_view_spans_every_bsm_source(seeded: Any, catalog_dir: Path) -> None:
     cat = str(catalog_dir)
-    run(
-        "ingest",
-        "--source",
-        "wydot",
-        "--type",
-        "BSM",
-        "--start",
-        "2021-04-01",
-        "--catalog",
-        cat,
-        "--rate-limit",
-        "0",
-        "--no-progress",
-    )
-    r = run(
-        "query",
-        "select source, count(*) as n from bsm group by 1",
-        "--catalog",
-        cat,
-        "--format",
-        "json",
-    )
+    run("ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01", "--catalog", cat,
+        "--rate-limit", "0", "--no-progress")
+    r = run("query", "select source, count(*) as n from bsm group by 1", "--catalog", cat, "--format", "json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output) == [
-        {"source": "wydot", "n": seeded.partitions["wydot/BSM/2021/04/01"].records}
-    ]
+    assert json.loads(r.output) == [{"source": "wydot", "n": seeded.partitions["wydot/BSM/2021/04/01"].records}]
 
 
 @pytest.mark.parametrize(("argv", "code"), [(["--help"], 0), (["--no-such-option"], 2)])

@@ -237,9 +237,7 @@ def test_state_sessions_leave_the_lake_unattached(db: CatalogDB) -> None:
         return int(row[0])
 
     def lake_there(con: duckdb.DuckDBPyConnection) -> tuple[bool, bool]:
-        names = {
-            r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()
-        }
+        names = {r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
         row = con.execute(
             "SELECT count(*) FROM duckdb_extensions() WHERE extension_name = 'ducklake' AND loaded"
         ).fetchone()

@@ -210,9 +210,7 @@ def _write_duckdb(
             table = deletes.gone_table(
                 con, [(store.location(p), k) for p, keys in gone.items() for k in keys]
             )
-            source = (
-                f"SELECT * FROM ({deletes.kept_rows_sql(locations, table, 'union_by_name = true')})"
-            )
+            source = f"SELECT * FROM ({deletes.kept_rows_sql(locations, table, 'union_by_name = true')})"
             dropped = con.execute(
                 f"SELECT count(*) FROM read_parquet({src}, filename = true) AS o "
                 f"SEMI JOIN {table} AS g ON o.filename = g.f AND o.source_key = g.k"

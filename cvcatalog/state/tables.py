@@ -174,9 +174,7 @@ def view_statements(
         out[name] = union_view_sql(name_of(name), schemas)
     out[TRAJECTORIES_VIEW] = trajectories_sql(name_of(TRAJECTORIES_VIEW))
     relations = {name: [c for c, _ in shared_columns(s)] for name, s in union_views().items()}
-    relations.update(
-        {ds.view_name: [c for c, _ in dataset_spec(ds).columns] for ds in DATASETS.values()}
-    )
+    relations.update({ds.view_name: [c for c, _ in dataset_spec(ds).columns] for ds in DATASETS.values()})
     out.update(trips.view_statements(name_of, relations, max_gap_s))
     if temporary:
         verb = "CREATE OR REPLACE VIEW "
