@@ -30,7 +30,7 @@ from cvcatalog.config import MAX_WORKERS, env_overrides, load_yaml, trips_config
 from cvcatalog.datasets import DATASETS
 from cvcatalog.distributed import check_options, check_scheduler
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, SandboxError
-from cvcatalog.io.layout import CatalogPaths, publish_file, write_atomic
+from cvcatalog.io.layout import CatalogPaths, replacing, write_atomic
 from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
 from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS
@@ -540,10 +540,8 @@ def changes(
     )
     if fmt == "parquet":
         assert output is not None
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(f".{output.name}.tmp")
-        pq.write_table(table, tmp, compression="zstd")
-        publish_file(tmp, output)
+        with replacing(output) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
     else:
         columns = table.column_names
         if fmt == "table" and output is None:  # the row's identity; json/csv give every column

@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,19 +142,27 @@ def publish_file(src: Path, dest: Path) -> None:
     fsync_dir(dest.parent)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """A small file written whole: to a temporary name beside path, then published (never
-    half a file); an OS error is one CatalogError line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+@contextlib.contextmanager
+def replacing(dest: Path) -> Iterator[Path]:
+    """A temporary path beside dest to write the file at: published as dest (publish_file)
+    when the block ends without error, removed in any case, so dest is never half a file."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
     try:
-        tmp.write_bytes(data)
-        publish_file(tmp, path)
-    except OSError as err:
-        raise CatalogError(f"cannot write {path}: {err.strerror or err}") from None
+        yield tmp
+        publish_file(tmp, dest)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """A small file written whole (replacing); an OS error is one CatalogError line."""
+    try:
+        with replacing(path) as tmp:
+            tmp.write_bytes(data)
+    except OSError as err:
+        raise CatalogError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 def remove_tree(path: Path) -> None:

@@ -18,7 +18,6 @@ import contextlib
 import json
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -36,7 +35,7 @@ from cvcatalog.config import check_timezone
 from cvcatalog.datasets import DATASETS
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
-from cvcatalog.io.layout import publish_file
+from cvcatalog.io.layout import replacing
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources.bucket import BINNED_SOURCES, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_ident
@@ -414,36 +413,32 @@ def _write(
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise CatalogError(f"cannot create {out.parent}: {err.strerror or err}") from None
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.tmp")
     rows = 0
-
-    def tell() -> int:
-        return tmp.stat().st_size if tmp.exists() else 0
-
     try:
-        if fmt in ("parquet", "geoparquet"):
-            rows = _write_parquet(reader, tmp, fmt == "geoparquet", progress, tell)
-        else:
-            with open(tmp, "wb") as sink:
-                header = fmt == "csv"
-                for batch in _batches(reader):
-                    if fmt == "ndjson":
-                        sink.write(_text(batch.column(0)))
-                    else:
-                        _csv_batches(sink, [batch], reader.schema, header)
-                        header = False
-                    rows += batch.num_rows
-                    if progress is not None:
-                        progress(rows, sink.tell())
-                if header:  # no batch at all: the header alone
-                    _csv_batches(sink, [], reader.schema, True)
-        nbytes = tmp.stat().st_size
-        publish_file(tmp, out)
+        with replacing(out) as tmp:
+
+            def tell() -> int:
+                return tmp.stat().st_size if tmp.exists() else 0
+
+            if fmt in ("parquet", "geoparquet"):
+                rows = _write_parquet(reader, tmp, fmt == "geoparquet", progress, tell)
+            else:
+                with open(tmp, "wb") as sink:
+                    header = fmt == "csv"
+                    for batch in _batches(reader):
+                        if fmt == "ndjson":
+                            sink.write(_text(batch.column(0)))
+                        else:
+                            _csv_batches(sink, [batch], reader.schema, header)
+                            header = False
+                        rows += batch.num_rows
+                        if progress is not None:
+                            progress(rows, sink.tell())
+                    if header:  # no batch at all: the header alone
+                        _csv_batches(sink, [], reader.schema, True)
+            nbytes = tmp.stat().st_size
     except OSError as err:
         raise CatalogError(f"cannot write {out}: {err.strerror or err}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     return rows, nbytes
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import CatalogError, CvCatalogError
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import s3_connection
-from cvcatalog.io.layout import DB_NAME, CatalogPaths, publish_file, user_cache_dir
+from cvcatalog.io.layout import DB_NAME, CatalogPaths, replacing, user_cache_dir
 from cvcatalog.io.s3 import ErrorKind, Retrier, classify_error, make_client
 from cvcatalog.io.storage import S3Location
 from cvcatalog.state import tables, trips
@@ -129,21 +128,20 @@ class RemoteCatalogDB(CatalogDB):
             ) from None
         expected = (head.get("Metadata") or {}).get("sha256")
         size = int(head.get("ContentLength") or 0)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
         self.notify(f"fetching the catalog database of {self.location} ({size / 1e6:,.1f} MB)")
+        with replacing(dest) as tmp:
 
-        def fetch() -> str:
-            resp = self.client.get_object(
-                Bucket=self.location.bucket, Key=key, IfMatch=head.get("ETag") or "*"
-            )
-            h = hashlib.sha256()
-            with open(tmp, "wb") as f:
-                for chunk in resp["Body"].iter_chunks(1 << 20):
-                    h.update(chunk)
-                    f.write(chunk)
-            return h.hexdigest()
+            def fetch() -> str:
+                resp = self.client.get_object(
+                    Bucket=self.location.bucket, Key=key, IfMatch=head.get("ETag") or "*"
+                )
+                h = hashlib.sha256()
+                with open(tmp, "wb") as f:
+                    for chunk in resp["Body"].iter_chunks(1 << 20):
+                        h.update(chunk)
+                        f.write(chunk)
+                return h.hexdigest()
 
-        try:
             digest = self._call("download", key, fetch)
             got = tmp.stat().st_size
             if got != size or (expected and digest != expected):
@@ -151,10 +149,6 @@ class RemoteCatalogDB(CatalogDB):
                     f"the catalog database at {self.location} did not match its size/SHA-256 "
                     "after download (being re-published right now?); try again"
                 )
-            publish_file(tmp, dest)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
 
     def _remove_old_copies(self, keep: Path) -> None:
         for old in [

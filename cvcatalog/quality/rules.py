@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.io.duckdb_ext import temporary_setting
-from cvcatalog.io.layout import publish_file
+from cvcatalog.io.layout import replacing
 from cvcatalog.io.s3 import as_s3_error
 from cvcatalog.quality.config import IMPUTED_COLUMN, Bounds, Impute, QualityConfig
 from cvcatalog.quality.mapping import Mapping, RecordMapping, TrajectoryMapping, mapping_for
@@ -746,19 +744,12 @@ def apply(
     options = "FORMAT parquet, COMPRESSION zstd"
     if row_group_size is not None:
         options += f", ROW_GROUP_SIZE {int(row_group_size)}"
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex}.tmp")
     # the ingest's connections run with preserve_insertion_order = false; a plain scan keeps
     # the storage order only with it on (restored afterwards)
-    try:
-        with temporary_setting(con, "preserve_insertion_order", True):
-            con.execute(
-                f"COPY ({query}) TO {quote_literal(str(tmp))} ({options})", out.params_for(query)
-            )
-        publish_file(tmp, output_path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with replacing(output_path) as tmp, temporary_setting(con, "preserve_insertion_order", True):
+        con.execute(
+            f"COPY ({query}) TO {quote_literal(str(tmp))} ({options})", out.params_for(query)
+        )
     if stats.rows_out is None:
         stats.rows_out = stats.rows_in
         stats.counts[("rows", "output")] = stats.rows_in
