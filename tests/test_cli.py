@@ -407,3 +407,24 @@ def test_flag_conflicts_and_a_published_catalog_are_one_line_before_any_output(
     assert r.exit_code == 1
     assert r.output.startswith("error: s3://cv-published/wydot is a published catalog on S3")
     assert r.output.count("\n") == 1  # no progress bar drawn before it
+
+
+def test_sandbox_stop_ends_the_recorded_server_and_forgets_a_stale_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    state = tmp_path / ".sandbox" / "server.json"
+    state.parent.mkdir()
+    for stale in ("{not json", json.dumps({"pid": 2**22 + 12345, "port": 5999})):
+        state.write_text(stale)
+        r = run("sandbox", "stop")
+        assert r.exit_code == 0 and r.output == "no detached sandbox server was running\n"
+        assert not state.exists()
+    alive = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        state.write_text(json.dumps({"pid": alive.pid, "port": 5999}))
+        r = run("sandbox", "stop")
+        assert r.exit_code == 0 and r.output == "stopped\n"
+        assert alive.wait(timeout=10) != 0 and not state.exists()
+    finally:
+        alive.kill()

@@ -200,13 +200,13 @@ def detached_running(path: Path) -> dict[str, int] | None:
 
 
 def stop_detached(path: Path) -> bool:
-    """Stop the server recorded in path; False when none was running."""
-    if not path.exists():
+    """Stop the server recorded in path (the record goes); False when none was running."""
+    running = detached_running(path)
+    path.unlink(missing_ok=True)
+    if running is None:
         return False
-    state = json.loads(path.read_text())
-    path.unlink()
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(int(state["pid"]), signal.SIGTERM)
+        os.killpg(running["pid"], signal.SIGTERM)
         return True
     return False
 
