@@ -64,6 +64,8 @@ class SourceObjectRecord:
 
 
 _PCOLS = [f for f in PartitionRecord.__dataclass_fields__]
+#: partition_files: a FileRecord's columns and when it was recorded
+_FILE_COLUMNS = ["path", "partition_key", "kind", "rows", "bytes", "sha256", "created_at"]
 
 
 def _rows(
@@ -225,7 +227,7 @@ def put_partitions(
     insert_rows(
         con,
         "partition_files",
-        ["path", "partition_key", "kind", "rows", "bytes", "sha256", "created_at"],
+        _FILE_COLUMNS,
         [[f.path, f.partition_key, f.kind, f.rows, f.bytes, f.sha256, now] for f in files],
     )
     replaced = [rec.partition_key for rec, _, objs, _ in items if objs or rec.status != "failed"]
@@ -286,7 +288,7 @@ def replace_data_files(
     insert_rows(
         con,
         "partition_files",
-        ["path", "partition_key", "kind", "rows", "bytes", "sha256", "created_at"],
+        _FILE_COLUMNS,
         [[f.path, key, "data", f.rows, f.bytes, f.sha256, now] for f in files],
     )
     con.execute(
