@@ -34,7 +34,7 @@ install: $(VENV)/.installed ## Create .venv and install cvcatalog with its dev t
 # ~10 s of one core overlap their collection); its report is printed after them, and either
 # failing fails the target.
 test: install ## Install, then run lint and the test suite (slow tests excluded)
-	$(BIN)/ruff check cvcatalog tests bench
+	$(BIN)/ruff check cvcatalog tests bench docs
 	$(BIN)/python -m compileall -q cvcatalog >/dev/null
 	set -u; log=$$(mktemp); $(BIN)/mypy >"$$log" 2>&1 & mypy=$$!; \
 	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); tests=$$?; \
@@ -45,7 +45,7 @@ test-all: install ## The whole suite, slow tests included
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install ## ruff and mypy
-	$(BIN)/ruff check cvcatalog tests bench
+	$(BIN)/ruff check cvcatalog tests bench docs
 	$(BIN)/ruff format --check cvcatalog tests bench || true
 	$(BIN)/mypy
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cvcatalog.schemas import SCHEMAS
-from cvcatalog.views import union_views
+from cvcatalog.state.tables import union_views
 
 #: What the versions of each (source, type) look like, for the table above.
 VERSION_NOTES: dict[tuple[str, str], str] = {
@@ -36,6 +36,11 @@ VERSION_NOTES: dict[tuple[str, str], str] = {
 
 
 def main() -> None:
+    Path(__file__).with_name("schema.md").write_text(render())
+
+
+def render() -> str:
+    """docs/schema.md's text."""
     out = [
         "# Schemas",
         "",
@@ -86,7 +91,7 @@ def main() -> None:
         out += [f"| `{c}` | {t} |" for c, t in s.view_columns]
         out += ["", f"Socrata view `{s.socrata_view_name}`: "
                 + ", ".join(f"`{c}`" for c, _ in s.socrata_columns)]
-    Path(__file__).with_name("schema.md").write_text("\n".join(out) + "\n")
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":

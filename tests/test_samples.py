@@ -4,6 +4,7 @@ through the local endpoint, ingest and the views with its exact values."""
 from __future__ import annotations
 
 import json
+import runpy
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,11 @@ def test_samples_in_the_socrata_view(catalog: Catalog) -> None:
     status = {r["partition"]: r for r in catalog.status()}
     assert status["wydot/BSM/2018/05/06"]["schema_versions"] == "5,6"
     assert status["wydot/BSM/2017/12/05"]["schema_versions"] == "3"
+
+
+def test_docs_schema_is_what_its_generator_writes() -> None:
+    """docs/schema.md is generated (`python docs/gen_schema.py`): the generator runs and the
+    committed page is its output."""
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    gen = runpy.run_path(str(docs / "gen_schema.py"))
+    assert gen["render"]() == (docs / "schema.md").read_text()
