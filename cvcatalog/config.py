@@ -154,13 +154,37 @@ class MemoryConfig(_Strict):
         "count, about 16 a partition, at least 4,096 (cvcatalog.io.roworder.row_group_rows)",
     )
 
+    staging_gb: float | None = Field(
+        None,
+        ge=0,
+        description="raw copies held in RAM (/dev/shm) during a run, taken from DuckDB's share of "
+        "max_usage_gb; 0 = on disk only; default: a quarter of (max_usage_gb - 2), at most 2 GB "
+        "(io.memstage)",
+    )
+
+    staging_dir: Path | None = Field(
+        None, description="the RAM-backed directory those copies go to; default /dev/shm"
+    )
+
+    @property
+    def staging_bytes(self) -> int:
+        """The memory stage's budget (io.memstage)."""
+        if self.staging_gb is not None:
+            gb = self.staging_gb
+        else:  # none below 2 GB: a 1 GB budget needs its 0.65 GB for DuckDB on a 2 GB day
+            gb = min(max(0.0, 0.25 * (self.max_usage_gb - 2.0)), 2.0)
+        return int(gb * 1024**3)
+
     @property
     def duckdb_memory_limit(self) -> str:
         """DuckDB's share of the process budget: 65 %, keeping at least 0.35 GB for Python,
         Arrow and the download threads (~0.2 GB before any conversion) and for what DuckDB
         allocates beyond its limit. Measured on a 2 GB day: a 1 GB budget (0.65 GB here) peaks
-        at ~0.96 GB RSS; with 0.75 GB it peaked at 1.03 GB."""
+        at ~0.96 GB RSS; with 0.75 GB it peaked at 1.03 GB. Less the memory stage's budget
+        (staging_bytes): 0.40 GB at a 1 GB budget ran a 2 GB day out of memory, so there is
+        none below 2 GB."""
         share = min(self.max_usage_gb - 0.35, self.max_usage_gb * 0.65)
+        share -= self.staging_bytes / 1024**3  # the memory stage's raw copies
         return f"{max(0.25, share):.2f}GB"
 
 

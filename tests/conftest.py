@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,9 +137,25 @@ LONGEST_MODULES = (
 )
 
 
+#: the memory stage's directory (io.memstage) of this test session: the copies of the days
+#: tests leave failed go with the session, not 24 hours later. Made by the process that starts
+#: the session (xdist's workers inherit it) and removed by it.
+_MADE_STAGING: list[str] = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order below
         config.option.loadscopereorder = False
+    if "CVCATALOG_MEMORY__STAGING_DIR" not in os.environ:
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        made = tempfile.mkdtemp(prefix="cvcatalog-tests-", dir=shm)
+        os.environ["CVCATALOG_MEMORY__STAGING_DIR"] = made
+        _MADE_STAGING.append(made)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for made in _MADE_STAGING:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

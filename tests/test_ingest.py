@@ -15,6 +15,7 @@ import pytest
 
 from cvcatalog import transform
 from cvcatalog.catalog import Catalog
+from cvcatalog.io import memstage
 from cvcatalog.io.duckdb_ext import extension_path
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
@@ -301,6 +302,12 @@ def test_concurrent_processes_ingest_each_day_exactly_once(
     assert cat.verify().clean
 
 
+def _memory_dir(catalog_dir: Path) -> Path:
+    """The catalog's directory of raw copies in memory (the session's: conftest)."""
+    base = os.environ.get("CVCATALOG_MEMORY__STAGING_DIR")
+    return memstage.stage_dir(catalog_dir, Path(base) if base else memstage.SHM_ROOT)
+
+
 KILLABLE = """
 import sys
 from cvcatalog.catalog import Catalog
@@ -309,26 +316,33 @@ Catalog(sys.argv[1]).ingest("wydot", "BSM", "2021-04-01", "2021-04-01", timezone
 """
 
 
-def test_a_killed_ingest_resumes_without_fetching_twice(s3_client: Any, catalog_dir: Path) -> None:
+@pytest.mark.parametrize("staging", ["memory", "disk"])
+def test_a_killed_ingest_resumes_without_fetching_twice(
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch, staging: str
+) -> None:
+    """Raw copies survive a kill -9 in the memory stage (io.memstage) as on disk, and the
+    next run reuses them."""
     import signal
     import time
 
+    if staging == "disk":
+        monkeypatch.setenv("CVCATALOG_MEMORY__STAGING_GB", "0")
     report = seed(s3_client, D1, D1, files_per_hour=2, empty_hour_rate=0)
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(catalog_dir)])
-    raw = CatalogPaths.at(catalog_dir).staging_dir(PartitionKey("wydot", "BSM", D1))
+    pk = PartitionKey("wydot", "BSM", D1)
+    disk = CatalogPaths.at(catalog_dir).staging_dir(pk)
+    raw = disk if staging == "disk" else _memory_dir(catalog_dir) / pk.key
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        done = (
-            [p for p in raw.glob("*.json") if not p.name.endswith(".part.json")]
-            if raw.is_dir()
-            else []
-        )
+        done = [p for p in raw.glob("*.json") if not p.name.endswith(".part.json")]
         if len(done) >= 6:
             break
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(done) >= 6, "the ingest never got going"
+    if staging == "memory":
+        assert not list(disk.glob("*.json"))  # every copy went to memory
     cat = Catalog(catalog_dir)
     assert cat.query("select count(*) as n from wydot_bsm").n[0] == 0  # nothing half-visible
     s = ingest(cat, D1, D1)
@@ -346,12 +360,14 @@ def test_staging_left_after_a_commit_is_swept_by_the_next_run(
     cat = Catalog(catalog_dir)
     ingest(cat, D1, D1)
     # a run killed between its commit and its cleanup leaves the raw copies behind
-    stage = CatalogPaths.at(catalog_dir).staging_dir(PartitionKey("wydot", "BSM", D1))
-    stage.mkdir(parents=True)
-    (stage / "000000-leftover.json").write_text('{"x": 1}\n')
+    pk = PartitionKey("wydot", "BSM", D1)
+    stages = [CatalogPaths.at(catalog_dir).staging_dir(pk), _memory_dir(catalog_dir) / pk.key]
+    for stage in stages:
+        stage.mkdir(parents=True)
+        (stage / "000000-leftover.json").write_text('{"x": 1}\n')
     s = ingest(cat, D1, D1)
     assert s.count("cached") == 1 and s.get_requests == 0
-    assert not stage.exists()
+    assert not any(stage.exists() for stage in stages)
 
 
 def test_a_conversion_out_of_memory_is_retried_with_one_thread(

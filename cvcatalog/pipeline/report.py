@@ -73,7 +73,7 @@ _DAY_KEYS = (
     "run_id", "source", "message_type", "start", "end", "timezone", "days_complete",
     "days_cached", "days_no_data", "days_failed", "rows", "quarantined", "bytes_downloaded",
     "parquet_bytes", "list_requests", "get_requests", "retries", "reused_downloads",
-    "resumed_downloads", "mode", "objects_added", "objects_changed", "objects_removed",
+    "resumed_downloads", "staged_in_memory_peak", "mode", "objects_added", "objects_changed", "objects_removed",
     "objects_unchanged", "partitions_rewritten", "seconds", "evicted", "executor", "days",
 )  # fmt: skip
 #: as_dict keys of a file-based source (NGSIM), in order
@@ -111,6 +111,8 @@ class Summary:
     retries: int = 0
     reused_downloads: int = 0  # objects already on disk from an interrupted run (no GET)
     resumed_downloads: int = 0  # partial objects continued with an HTTP Range request
+    #: most raw bytes held at once in the memory stage (io.memstage), beside the process's RSS
+    staged_in_memory_peak: int = 0
     evicted: list[str] = field(default_factory=list)
     executor: str = "local"
     mode: str = "full"
@@ -213,6 +215,7 @@ class Summary:
             "retries": self.retries,
             "reused_downloads": self.reused_downloads,
             "resumed_downloads": self.resumed_downloads,
+            "staged_in_memory_peak": self.staged_in_memory_peak,
             "mode": self.mode,
             "objects_added": self.objects("added"),
             "objects_changed": self.objects("changed"),

@@ -13,13 +13,15 @@ into batches of raw bytes (stream_batches: about 4 a day, 32..256 MB each, so a 
 one batch); the fetch lists the day and downloads the first batch, and the conversion converts
 batch k with one DuckDB scan of its objects (transform.convert_partition, what keeps the ingest
 near DuckDB's own COPY speed) while batch k+1 downloads, so the day's download and conversion
-overlap and at most one batch is on disk ahead of its conversion. A day fetched while an
+overlap and at most one batch is staged ahead of its conversion. A day fetched while an
 earlier one converts, or before a later one, is downloaded whole (the pipeline overlaps the
 days already, and each batch has a fixed cost) and converted as one batch. The day's result is then made whole (transform.combine_results: what only the whole day shows, its
 duplicate rows, is counted over all its files; the batches' quarantine files become one) and
 the quality step, when configured, runs over the whole day; the day is committed as one unit,
 so a failure in any batch fails the day with nothing of it visible. Raw copies stay in staging
-until the commit: a re-run reuses them. A conversion that runs out of memory is done again
+until the commit: a re-run reuses them. Objects under 8 MiB are staged in RAM while the memory
+stage's budget has room (io.memstage: writing them to disk cost more system CPU than their
+conversion's reads), the others on disk. A conversion that runs out of memory is done again
 with one DuckDB thread, and so is the rest of the day. A day converted on a ConversionPool and
 a changed day merged with its kept rows (--check-changes) are downloaded whole first and
 converted at once.
@@ -62,9 +64,10 @@ from cvcatalog.exceptions import (
     CvCatalogError,
     S3UnavailableError,
 )
-from cvcatalog.io.download import DownloadResult, ObjectInfo, S3Fetcher
+from cvcatalog.io.download import RESUME_MIN_BYTES, DownloadResult, ObjectInfo, S3Fetcher
 from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, remove_tree
+from cvcatalog.io.memstage import SHM_ROOT, MemoryStage
 from cvcatalog.io.s3 import RetryPolicy, make_client
 from cvcatalog.pipeline.contract import Abandoned, Plan, RunContext, Source, Staged, StagedFile
 from cvcatalog.pipeline.report import NullProgress, Outcome, Progress, Summary
@@ -141,6 +144,7 @@ class Fetched:
     pk: PartitionKey
     prior: PartitionRecord | None
     objects: list[ObjectInfo]
+    #: where each object's copy is (placed batch by batch, just before its download)
     names: dict[str, Path]
     downloaded: int
     nbytes: int
@@ -332,9 +336,27 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self._idle: list[tuple[int | None, duckdb.DuckDBPyConnection]] = []
         self._reusing = True  # until the run finishes
         self._aborts: set[threading.Event] = set()  # downloads in progress (cancel sets them)
+        self._memory: MemoryStage | None = None  # raw copies in RAM, for the run (session)
         self._unconverted: set[str] = set()  # days fetched whose conversion has not ended
         self._unfetched: set[str] = set()  # days of the plan whose fetch has not started
         self._open_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def session(self, run: RunContext) -> Iterator[None]:
+        """The run's memory stage for raw copies (io.memstage): not with a conversion pool,
+        whose workers may not share this machine's memory."""
+        if self.pool is None:
+            budget = self.cfg.memory
+            self._memory = MemoryStage.open(
+                self.paths.root, budget.staging_bytes, budget.staging_dir or SHM_ROOT
+            )
+        try:
+            yield
+        finally:
+            stage, self._memory = self._memory, None
+            if stage is not None:
+                run.summary.staged_in_memory_peak = stage.peak
+                stage.close()
 
     # -- planning ------------------------------------------------------------------------
     def key(self, unit: PartitionKey) -> str:
@@ -507,7 +529,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         and its cleanup: nothing will read them again."""
         for pk in done:
             stage = self.paths.staging_dir(pk)
-            if not stage.exists():
+            in_memory = self._memory is not None and self._memory.holds(pk.key)
+            if not stage.exists() and not in_memory:
                 continue
             lock = filelock.FileLock(str(self._lock_path(pk)), thread_local=False)
             try:
@@ -515,12 +538,13 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             except filelock.Timeout:
                 continue  # another process is working on it
             try:
-                remove_tree(stage)
-                prune_empty_dirs(stage.parent, self.paths.staging)
+                self._drop_staging(pk)
             finally:
                 lock.release()
 
     def _drop_staging(self, pk: PartitionKey) -> None:
+        if self._memory is not None:
+            self._memory.release(pk.key)
         stage = self.paths.staging_dir(pk)
         if stage.exists():
             remove_tree(stage)
@@ -564,11 +588,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 pk.key, "cached", rows=rec.rows if rec else 0, unchanged=n,
                 detail="unchanged (checked)",
             )  # fmt: skip
-        # the raw copies sit in the day's staging directory itself, beside its out-<run>
-        # directories: a directory of their own was one more inode made and removed a day
-        stage = self.paths.staging_dir(pk)
-        names = {o.key: stage / raw_name(o, i) for i, o in enumerate(objects)}
-        f = Fetched(pk, rec, objects, names, 0, nbytes, delta, whole)
+        f = Fetched(pk, rec, objects, {}, 0, nbytes, delta, whole)
         # Downloaded whole: a day fetched while an earlier one converts or before a later one
         # (the next day's download overlaps its conversion, and a small day's conversion sorts
         # it in one pass: the first of 7 days took 2.75 s streamed, the others ~1.6 s), a day
@@ -598,6 +618,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         """Download batch k of the day into its staging (concurrently: S3Fetcher.download_many,
         which reuses whole copies and resumes partial ones an earlier run left). Raises
         DownloadFailed naming the first object that failed, or Abandoned if the run stopped."""
+        self._place(f, f.batches[k])
         results, failures = self.fetcher.download_many(
             f.batches[k], lambda o: f.names[o.key], on_bytes=run.progress.downloaded, abort=abort
         )
@@ -608,6 +629,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
 
     def _download_all(self, f: Fetched, run: RunContext) -> Downloaded:
         """A small day's objects (in the background: cancel() aborts it)."""
+        self._place(f, f.batches[0])
         with self._abortable() as abort:
             return self.fetcher.download_many(
                 f.batches[0], lambda o: f.names[o.key], on_bytes=run.progress.downloaded,
@@ -626,6 +648,23 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             run.check_stop()  # not failed: cancel() aborted them
             raise _download_error(failures)
         f.deferred = False
+
+    def _place(self, f: Fetched, batch: list[ObjectInfo]) -> None:
+        """Where the batch's copies go: the memory stage (io.memstage) while it has room for
+        an object too small to be resumed by a later process, else the day's staging directory
+        (unless a copy an earlier run left is there: it is reused). Copies on disk sit in that
+        directory itself, beside its out-<run> directories (a directory of their own was one
+        more inode made and removed a day)."""
+        stage = self.paths.staging_dir(f.pk)
+        index = {o.key: i for i, o in enumerate(f.objects)}
+        for o in batch:
+            if o.key in f.names:
+                continue
+            name = raw_name(o, index.get(o.key, len(index)))
+            path = stage / name
+            if self._memory is not None and o.size < RESUME_MIN_BYTES and not path.is_file():
+                path = self._memory.place(f.pk.key, name, o.size) or path
+            f.names[o.key] = path
 
     def _download_failed(self, f: Fetched, e: DownloadFailed) -> Outcome:
         out = self._fail(f.pk, str(e))
