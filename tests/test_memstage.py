@@ -111,3 +111,18 @@ def test_what_any_catalog_left_long_ago_goes(tmp_path: Path) -> None:
     assert stage.used == 0  # another catalog's copies are not this one's
     assert not empty_old.parents[4].exists()  # the empty catalog's whole directory
     assert stage.root.is_dir()
+
+
+def test_a_directory_others_can_write_is_not_used(tmp_path: Path) -> None:
+    """Another user may have made the name first (/dev/shm is shared): no stage then."""
+    base = tmp_path / "shm"
+    base.mkdir()
+    home = memstage.stage_dir(tmp_path / "cat", base).parent
+    home.mkdir(mode=0o777)
+    home.chmod(0o777)
+    assert MemoryStage.open(tmp_path / "cat", 100, base=base) is None
+    home.rmdir()
+    home.symlink_to(tmp_path, target_is_directory=True)
+    assert MemoryStage.open(tmp_path / "cat", 100, base=base) is None
+    home.unlink()
+    assert MemoryStage.open(tmp_path / "cat", 100, base=base) is not None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -67,6 +68,8 @@ class MemoryStage:
             if st.f_bavail * st.f_frsize < budget:
                 return None
             root.parent.mkdir(mode=0o700, exist_ok=True)
+            if not _private(root.parent):
+                return None
             root.mkdir(exist_ok=True)
             stage = cls(root, budget)
             stage.tidy()
@@ -128,6 +131,15 @@ class MemoryStage:
             sizes = self._sizes.pop(group, {})
             self.used -= sum(sizes.values())
         _remove_day(self.root, group)
+
+
+def _private(home: Path) -> bool:
+    """The user's directory is a real directory of theirs that nobody else can write into:
+    /dev/shm is shared by every user, and another could have made the name first to swap a
+    copy between its download (checked) and its conversion."""
+    st = os.lstat(home)
+    mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    return stat.S_ISDIR(st.st_mode) and mine and not st.st_mode & 0o022
 
 
 def _day_files(root: Path) -> dict[str, tuple[float, dict[str, int]]]:
