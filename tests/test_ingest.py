@@ -428,3 +428,37 @@ def test_a_canonical_schema_change_rebuilds_instead_of_mixing(
     assert s.count("complete") == 2 and s.count("cached") == 0
     assert cat.query("select count(*) as n from wydot_bsm").n[0] == report.records
     assert {r["canonical_version"] for r in cat.status()} == {99}
+
+
+def test_copies_the_memory_stage_has_no_room_for_go_to_disk(
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/dev/shm filled by others after the run opened its stage: those copies are downloaded
+    again into disk staging and the day completes (not a failed day saying the disk is full)."""
+    import errno
+
+    from cvcatalog.io.download import S3Fetcher
+
+    report = seed(s3_client, D1, D1, files_per_hour=2, empty_hour_rate=0)
+    memory = _memory_dir(catalog_dir)
+    real = S3Fetcher._download
+    refused: list[str] = []
+    to_disk: list[str] = []
+
+    def download(self: S3Fetcher, obj: Any, dest: Path, *a: Any) -> Any:
+        if dest.is_relative_to(memory) and len(refused) < 5:
+            refused.append(obj.key)
+            raise OSError(errno.ENOSPC, "No space left on device", str(dest))
+        if obj.key in refused:
+            to_disk.append(str(dest))
+        return real(self, obj, dest, *a)
+
+    monkeypatch.setattr(S3Fetcher, "_download", download)
+    cat = Catalog(catalog_dir)
+    s = ingest(cat, D1, D1)
+    assert s.count("complete") == 1 and s.rows == report.records
+    assert len(refused) == 5 and len(to_disk) == 5
+    staging = CatalogPaths.at(catalog_dir).staging
+    assert all(Path(p).is_relative_to(staging) for p in to_disk)
+    assert not memory.exists() or not any(memory.rglob("*.json"))
+    assert cat.verify().clean

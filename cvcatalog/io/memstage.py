@@ -121,6 +121,18 @@ class MemoryStage:
         with contextlib.suppress(OSError):
             self.root.rmdir()
 
+    def holds_copy(self, group: str, path: Path) -> bool:
+        """Whether path is a copy this stage placed."""
+        with self._lock:
+            return path.parent == self.root / group and path.name in self._sizes.get(group, {})
+
+    def drop(self, group: str, name: str) -> None:
+        """Forget one copy (it goes to disk instead) and delete what was written of it."""
+        with self._lock:
+            self.used -= self._sizes.get(group, {}).pop(name, 0)
+        for p in (self.root / group / name, self.root / group / f"{name}.part"):
+            p.unlink(missing_ok=True)
+
     def holds(self, group: str) -> bool:
         with self._lock:
             return group in self._sizes

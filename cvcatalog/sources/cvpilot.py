@@ -618,10 +618,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         """Download batch k of the day into its staging (concurrently: S3Fetcher.download_many,
         which reuses whole copies and resumes partial ones an earlier run left). Raises
         DownloadFailed naming the first object that failed, or Abandoned if the run stopped."""
-        self._place(f, f.batches[k])
-        results, failures = self.fetcher.download_many(
-            f.batches[k], lambda o: f.names[o.key], on_bytes=run.progress.downloaded, abort=abort
-        )
+        results, failures = self._fetch_batch(f, f.batches[k], run, abort)
         f.downloaded += sum(r.size - r.resumed_from for r in results)
         if failures:
             run.check_stop()  # not failed: cancel() aborted them
@@ -629,12 +626,39 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
 
     def _download_all(self, f: Fetched, run: RunContext) -> Downloaded:
         """A small day's objects (in the background: cancel() aborts it)."""
-        self._place(f, f.batches[0])
         with self._abortable() as abort:
-            return self.fetcher.download_many(
-                f.batches[0], lambda o: f.names[o.key], on_bytes=run.progress.downloaded,
-                abort=abort,
-            )  # fmt: skip
+            return self._fetch_batch(f, f.batches[0], run, abort)
+
+    def _fetch_batch(
+        self, f: Fetched, batch: list[ObjectInfo], run: RunContext, abort: threading.Event
+    ) -> Downloaded:
+        """The batch's objects, placed (_place) and downloaded. Copies the memory stage's file
+        system had no room for (filled by others since the stage opened: the budget only
+        counts this catalog's copies) are downloaded again to disk."""
+        self._place(f, batch)
+        got, failures = self.fetcher.download_many(
+            batch, lambda o: f.names[o.key], on_bytes=run.progress.downloaded, abort=abort
+        )
+        memory = self._memory
+        if memory is None or not failures:
+            return got, failures
+        full = [
+            o
+            for o, e in failures
+            if isinstance(e, OSError) and e.errno == errno.ENOSPC
+            and memory.holds_copy(f.pk.key, f.names[o.key])
+        ]  # fmt: skip
+        if not full:
+            return got, failures
+        stage = self.paths.staging_dir(f.pk)
+        for o in full:
+            memory.drop(f.pk.key, f.names[o.key].name)
+            f.names[o.key] = stage / f.names[o.key].name
+        again, still = self.fetcher.download_many(
+            full, lambda o: f.names[o.key], on_bytes=run.progress.downloaded, abort=abort
+        )
+        moved = {o.key for o in full}
+        return got + again, [(o, e) for o, e in failures if o.key not in moved] + still
 
     def _await_download(self, f: Fetched, run: RunContext) -> None:
         """A small day's download done (its background one, or now): raises DownloadFailed
