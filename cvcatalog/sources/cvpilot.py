@@ -859,7 +859,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
 
     def _stream(self, f: Fetched, out_dir: Path, run: RunContext) -> ConvertResult:
         """Convert the day batch by batch: batch k converts (convert_partition, into
-        out_dir/batch-k) while batch k+1 downloads, so at most one batch is on disk ahead of
+        out_dir/batch-k) while batch k+1 downloads, so at most one batch is staged ahead of
         the conversion (batch 0 came with the fetch, and the next day's first batch may be
         fetched meanwhile). A failed download or conversion stops the other and fails the day,
         nothing of it staged. Then the day's result is made whole (_finish_day); a day of one
@@ -873,7 +873,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             try:
                 for k, batch in enumerate(f.batches):
                     if upcoming is not None:
-                        upcoming.result()  # batch k is on disk now
+                        upcoming.result()  # batch k is staged now
                     if k < last:
                         upcoming = ahead.submit(self._download, f, k + 1, run, abort)
                     run.check_stop()
