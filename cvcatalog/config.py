@@ -158,8 +158,8 @@ class MemoryConfig(_Strict):
         None,
         ge=0,
         description="raw copies held in RAM (/dev/shm) during a run, taken from DuckDB's share of "
-        "max_usage_gb; 0 = on disk only; default: a quarter of (max_usage_gb - 2), at most 2 GB "
-        "(io.memstage)",
+        "max_usage_gb; 0 = on disk only; default: a quarter of (max_usage_gb - 2), at most 2 GB; "
+        "a run uses at most an eighth of the RAM and half of /dev/shm's free room (io.memstage)",
     )
 
     staging_dir: Path | None = Field(
@@ -180,11 +180,14 @@ class MemoryConfig(_Strict):
         """DuckDB's share of the process budget: 65 %, keeping at least 0.35 GB for Python,
         Arrow and the download threads (~0.2 GB before any conversion) and for what DuckDB
         allocates beyond its limit. Measured on a 2 GB day: a 1 GB budget (0.65 GB here) peaks
-        at ~0.96 GB RSS; with 0.75 GB it peaked at 1.03 GB. Less the memory stage's budget
-        (staging_bytes): 0.40 GB at a 1 GB budget ran a 2 GB day out of memory, so there is
-        none below 2 GB."""
-        share = min(self.max_usage_gb - 0.35, self.max_usage_gb * 0.65)
-        share -= self.staging_bytes / 1024**3  # the memory stage's raw copies
+        at ~0.96 GB RSS; with 0.75 GB it peaked at 1.03 GB."""
+        return self.duckdb_memory_limit_beside(0)
+
+    def duckdb_memory_limit_beside(self, staged: int) -> str:
+        """DuckDB's share less the budget of a memory stage open beside it (io.memstage: the
+        one it actually opened with). 0.40 GB at a 1 GB budget ran a 2 GB day out of memory,
+        so staging_bytes is none below 2 GB."""
+        share = min(self.max_usage_gb - 0.35, self.max_usage_gb * 0.65) - staged / 1024**3
         return f"{max(0.25, share):.2f}GB"
 
 

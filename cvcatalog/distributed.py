@@ -82,8 +82,7 @@ def run_convert_job(job: ConvertJob) -> ConvertResult:
     job.spill_dir.mkdir(parents=True, exist_ok=True)
     con = open_instance(":memory:")
     try:
-        # no memory stage on a worker (the client downloads): DuckDB gets the whole share
-        budget = MemoryConfig(max_usage_gb=_budget_gb(job.max_usage_gb), staging_gb=0)
+        budget = MemoryConfig(max_usage_gb=_budget_gb(job.max_usage_gb))
         con.execute("SET memory_limit = ?", [budget.duckdb_memory_limit])
         con.execute("SET temp_directory = ?", [str(job.spill_dir)])
         con.execute("SET preserve_insertion_order = false")

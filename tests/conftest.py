@@ -147,7 +147,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order below
         config.option.loadscopereorder = False
     if "CVCATALOG_MEMORY__STAGING_DIR" not in os.environ:
+        # a small /dev/shm (a container's 64 MB) would give no stage: a directory on disk then,
+        # so the tests of the memory stage run the same code everywhere
         shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        if shm is not None:
+            st = os.statvfs(shm)
+            shm = shm if st.f_bavail * st.f_frsize >= 1 << 30 else None
         made = tempfile.mkdtemp(prefix="cvcatalog-tests-", dir=shm)
         os.environ["CVCATALOG_MEMORY__STAGING_DIR"] = made
         _MADE_STAGING.append(made)

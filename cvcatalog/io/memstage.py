@@ -31,6 +31,8 @@ from cvcatalog.io.layout import prune_empty_dirs, remove_tree
 SHM_ROOT = Path("/dev/shm")
 #: a day's copies left this long (a failed day nobody ran again) are not kept for a re-run
 STALE_SECONDS = 24 * 3600
+#: a smaller budget is not worth a stage (a day's batch is 32 MB at least)
+MIN_BUDGET = 64 * 1024 * 1024
 #: an empty directory is removed only this long after its last change (another process may be
 #: about to write into it)
 EMPTY_SECONDS = 3600
@@ -56,16 +58,19 @@ class MemoryStage:
 
     @classmethod
     def open(cls, catalog: Path, budget: int, base: Path = SHM_ROOT) -> MemoryStage | None:
-        """The catalog's stage under base, its leftovers counted (and trimmed: tidy), or None:
-        no budget, no such file system, or less free room there than the budget."""
-        with contextlib.suppress(ValueError, OSError, AttributeError):  # an eighth of the RAM
+        """The catalog's stage under base, its leftovers counted (and trimmed: tidy), with at
+        most the budget, an eighth of the machine's RAM and half the free room there (others
+        use /dev/shm too); None when that is under MIN_BUDGET, there is no such file system
+        (or no statvfs: Windows), or the user's directory there is not private."""
+        with contextlib.suppress(ValueError, OSError, AttributeError):
             budget = min(budget, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 8)
-        if budget <= 0:
+        if budget < MIN_BUDGET or not hasattr(os, "statvfs"):
             return None
         root = stage_dir(catalog, base)
         try:
             st = os.statvfs(base)
-            if st.f_bavail * st.f_frsize < budget:
+            budget = min(budget, st.f_bavail * st.f_frsize // 2)
+            if budget < MIN_BUDGET:
                 return None
             root.parent.mkdir(mode=0o700, exist_ok=True)
             if not _private(root.parent):
@@ -113,7 +118,14 @@ class MemoryStage:
             self.peak = max(self.peak, self.used)
         path = self.root / group / name
         path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # a copy an earlier run left: in use again, not stale
+            os.utime(path)
         return path
+
+    def full(self) -> None:
+        """Its file system had no room for a copy (filled by others): place nothing more."""
+        with self._lock:
+            self.budget = self.used
 
     def close(self) -> None:
         """The run is over: the catalog's directory goes if nothing is left in it (copies of
@@ -154,12 +166,20 @@ def _private(home: Path) -> bool:
     return stat.S_ISDIR(st.st_mode) and mine and not st.st_mode & 0o022
 
 
+def remove_day(catalog: Path, group: str, base: Path = SHM_ROOT) -> None:
+    """Delete a day's copies in memory without a stage (a run that opened none: a conversion
+    pool, staging_gb 0, no room): its commit must not leave them holding RAM."""
+    root = stage_dir(catalog, base)
+    if (root / group).exists():
+        _remove_day(root, group)
+
+
 def _day_files(root: Path) -> dict[str, tuple[float, dict[str, int]]]:
     """A catalog's copies by day: the newest change and each file's size."""
     out: dict[str, tuple[float, dict[str, int]]] = {}
     for f in root.rglob("*"):
         with contextlib.suppress(OSError):  # removed meanwhile by its own run
-            if not f.is_file():
+            if not f.is_file() or f.name.endswith(".part"):  # partial: started over, renamed
                 continue
             st = f.stat()
             group = f.parent.relative_to(root).as_posix()

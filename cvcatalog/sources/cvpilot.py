@@ -64,6 +64,7 @@ from cvcatalog.exceptions import (
     CvCatalogError,
     S3UnavailableError,
 )
+from cvcatalog.io import memstage
 from cvcatalog.io.download import RESUME_MIN_BYTES, DownloadResult, ObjectInfo, S3Fetcher
 from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, remove_tree
@@ -346,9 +347,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         """The run's memory stage for raw copies (io.memstage): not with a conversion pool,
         whose workers may not share this machine's memory."""
         if self.pool is None:
-            budget = self.cfg.memory
             self._memory = MemoryStage.open(
-                self.paths.root, budget.staging_bytes, budget.staging_dir or SHM_ROOT
+                self.paths.root, self.cfg.memory.staging_bytes, self._memory_base
             )
         try:
             yield
@@ -357,6 +357,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             if stage is not None:
                 run.summary.staged_in_memory_peak = stage.peak
                 stage.close()
+
+    @property
+    def _memory_base(self) -> Path:
+        return self.cfg.memory.staging_dir or SHM_ROOT
 
     # -- planning ------------------------------------------------------------------------
     def key(self, unit: PartitionKey) -> str:
@@ -529,7 +533,11 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         and its cleanup: nothing will read them again."""
         for pk in done:
             stage = self.paths.staging_dir(pk)
-            in_memory = self._memory is not None and self._memory.holds(pk.key)
+            in_memory = (
+                self._memory.holds(pk.key)
+                if self._memory is not None
+                else (memstage.stage_dir(self.paths.root, self._memory_base) / pk.key).exists()
+            )
             if not stage.exists() and not in_memory:
                 continue
             lock = filelock.FileLock(str(self._lock_path(pk)), thread_local=False)
@@ -545,6 +553,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     def _drop_staging(self, pk: PartitionKey) -> None:
         if self._memory is not None:
             self._memory.release(pk.key)
+        else:  # copies an earlier run left in memory, this run having no stage
+            memstage.remove_day(self.paths.root, pk.key, self._memory_base)
         stage = self.paths.staging_dir(pk)
         if stage.exists():
             remove_tree(stage)
@@ -650,6 +660,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         ]  # fmt: skip
         if not full:
             return got, failures
+        memory.full()  # the next copies go to disk at once, not after a failed GET each
         stage = self.paths.staging_dir(f.pk)
         for o in full:
             memory.drop(f.pk.key, f.names[o.key].name)
@@ -1089,7 +1100,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     def _configure(self, con: duckdb.DuckDBPyConnection, threads: int | None) -> None:
         spill = self.paths.staging / "duckdb_tmp"
         spill.mkdir(parents=True, exist_ok=True)
-        con.execute("SET memory_limit = ?", [self.cfg.memory.duckdb_memory_limit])
+        staged = self._memory.budget if self._memory is not None else 0
+        con.execute(
+            "SET memory_limit = ?", [self.cfg.memory.duckdb_memory_limit_beside(staged)]
+        )
         con.execute("SET temp_directory = ?", [str(spill)])
         con.execute("SET preserve_insertion_order = false")
         if threads or self.cfg.memory.duckdb_threads:
