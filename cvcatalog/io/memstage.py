@@ -146,6 +146,7 @@ class MemoryStage:
             p.unlink(missing_ok=True)
 
     def holds(self, group: str) -> bool:
+        """Whether the stage counts copies of that day (placed, or left by an earlier run)."""
         with self._lock:
             return group in self._sizes
 
