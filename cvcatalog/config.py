@@ -141,7 +141,7 @@ class DownloadConfig(_Strict):
 
 
 class MemoryConfig(_Strict):
-    max_usage_gb: float = Field(24.0, gt=0)
+    max_usage_gb: float = Field(24.0, gt=0, allow_inf_nan=False)
     partition_size_mb: int = Field(128, ge=1)
     duckdb_threads: int | None = Field(None, ge=1)
     rows_per_file: int = Field(
@@ -157,14 +157,22 @@ class MemoryConfig(_Strict):
     staging_gb: float | None = Field(
         None,
         ge=0,
+        allow_inf_nan=False,
         description="raw copies held in RAM (/dev/shm) during a run, taken from DuckDB's share of "
         "max_usage_gb; 0 = on disk only; default: a quarter of (max_usage_gb - 2), at most 2 GB; "
-        "a run uses at most an eighth of the RAM and half of /dev/shm's free room (io.memstage)",
+        "a run uses at most an eighth of the RAM and half of /dev/shm's free room, and none "
+        "under 64 MiB (io.memstage)",
     )
 
     staging_dir: Path | None = Field(
         None, description="the RAM-backed directory those copies go to; default /dev/shm"
     )
+
+    @field_validator("staging_dir", mode="before")
+    @classmethod
+    def _no_empty_dir(cls, v: object) -> object:
+        """An empty value (`CVCATALOG_MEMORY__STAGING_DIR=`) means the default, not '.'."""
+        return None if isinstance(v, str) and not v.strip() else v
 
     @property
     def staging_bytes(self) -> int:

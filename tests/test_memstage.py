@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from cvcatalog.config import MemoryConfig
 from cvcatalog.io import memstage
@@ -166,3 +167,11 @@ def test_budget_is_part_of_the_process_budget() -> None:
     assert MemoryConfig(max_usage_gb=24).staging_bytes == 2 * gib  # at most 2 GB
     assert MemoryConfig(max_usage_gb=24, staging_gb=0).staging_bytes == 0
     assert MemoryConfig(max_usage_gb=4, staging_gb=0.5).staging_bytes == gib // 2
+
+
+def test_config_values_that_would_break_the_stage_are_refused_or_mean_the_default() -> None:
+    with pytest.raises(ValidationError, match="finite"):
+        MemoryConfig(staging_gb=float("inf"))  # was an OverflowError at ingest
+    with pytest.raises(ValidationError, match="finite"):
+        MemoryConfig(max_usage_gb=float("inf"))  # was a DuckDB parser error on every day
+    assert MemoryConfig(staging_dir="").staging_dir is None  # not the current directory
