@@ -327,8 +327,26 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def build(
     model: type[DataSourceConfig], data: dict[str, Any], overrides: dict[str, Any], origin: str
 ) -> DataSourceConfig:
-    merged = deep_merge(deep_merge(data, env_overrides()), overrides)
+    env = env_overrides()
+    merged = deep_merge(deep_merge(data, env), overrides)
     try:
         return model.model_validate(merged)
     except ValidationError as e:
+        loc = [str(p) for p in e.errors()[0]["loc"]]
+        if not _holds(overrides, loc) and _holds(env, loc):  # the value came from the env
+            origin = _ENV_NAMES.get(tuple(loc), ENV_PREFIX + "__".join(loc).upper())
         raise ConfigError(format_validation_error(e, origin)) from None
+
+
+#: settings whose environment variable is not CVCATALOG_<SECTION>__<FIELD>
+_ENV_NAMES = {("cache", "directory"): "CVCATALOG_HOME", ("storage",): "CVCATALOG_STORAGE"}
+
+
+def _holds(tree: dict[str, Any], path: list[str]) -> bool:
+    """Whether a nested dict has a (non-None) value at path."""
+    node: Any = tree
+    for part in path:
+        if not isinstance(node, dict) or node.get(part) is None:
+            return False
+        node = node[part]
+    return True

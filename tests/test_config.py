@@ -58,6 +58,30 @@ def test_invalid_values_are_rejected_in_one_line(overrides: dict, message: str) 
     assert "\n" not in str(exc.value)
 
 
+def test_an_error_names_where_the_value_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad environment variable is named (it used to be blamed on "arguments")."""
+    base = {"source": "wydot", "message_type": "BSM", "date_range": {"days_back": 1}}
+    monkeypatch.setenv("CVCATALOG_MEMORY__STAGING_GB", "abc")
+    with pytest.raises(ConfigError, match=r"\(CVCATALOG_MEMORY__STAGING_GB\): memory.staging_gb"):
+        DataSourceConfig.from_values(**base)
+    monkeypatch.setenv("CVCATALOG_MEMORY__STAGING_GB", "1")
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__RATE_LIMIT", "-1")
+    with pytest.raises(ConfigError, match=r"\(CVCATALOG_DOWNLOAD__RATE_LIMIT\)"):
+        DataSourceConfig.from_values(**base)
+    # a flag given over the variable is the flag's error
+    with pytest.raises(ConfigError, match=r"\(arguments\): download.rate_limit"):
+        DataSourceConfig.from_values(**base, download={"rate_limit": -2})
+    monkeypatch.delenv("CVCATALOG_DOWNLOAD__RATE_LIMIT")
+    p = write(
+        tmp_path,
+        "source: wydot\nmessage_type: BSM\ndate_range: {days_back: 1}\ndownload: {rate_limit: -5}\n",
+    )
+    with pytest.raises(ConfigError, match=f"\\({p}\\): download.rate_limit"):
+        DataSourceConfig.from_yaml(p)
+
+
 def test_valid_pairs_are_normalised() -> None:
     cfg = DataSourceConfig.from_values(
         source=" THEA ", message_type="spat", date_range={"start_date": "2019-01-14"}
