@@ -73,8 +73,9 @@ _DAY_KEYS = (
     "run_id", "source", "message_type", "start", "end", "timezone", "days_complete",
     "days_cached", "days_no_data", "days_failed", "rows", "quarantined", "bytes_downloaded",
     "parquet_bytes", "list_requests", "get_requests", "retries", "reused_downloads",
-    "resumed_downloads", "staged_in_memory_peak", "mode", "objects_added", "objects_changed", "objects_removed",
-    "objects_unchanged", "partitions_rewritten", "seconds", "evicted", "executor", "days",
+    "resumed_downloads", "staged_in_memory_peak", "mode", "objects_added", "objects_changed",
+    "objects_removed", "objects_unchanged", "partitions_rewritten", "seconds", "evicted",
+    "executor", "days",
 )  # fmt: skip
 #: as_dict keys of a file-based source (NGSIM), in order
 _UNIT_KEYS = (
