@@ -353,28 +353,26 @@ def test_a_killed_ingest_resumes_without_fetching_twice(
     assert not raw.exists()
 
 
-@pytest.mark.parametrize("stage", ["memory", "none"])
 def test_staging_left_after_a_commit_is_swept_by_the_next_run(
-    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Also by a run that opens no memory stage (staging_gb 0, a conversion pool, no room):
-    copies in memory must not hold RAM because the next runs keep to disk."""
-    if stage == "none":
-        monkeypatch.setenv("CVCATALOG_MEMORY__STAGING_GB", "0")
+    """Copies on disk and in memory; then copies in memory by a run that opens no memory
+    stage (staging_gb 0, a conversion pool, no room): they must not hold RAM because the
+    next runs keep to disk."""
     seed(s3_client, D1, D1)
     cat = Catalog(catalog_dir)
     ingest(cat, D1, D1)
-    # a run killed between its commit and its cleanup leaves the raw copies behind
     pk = PartitionKey("wydot", "BSM", D1)
-    stages = [_memory_dir(catalog_dir) / pk.key]
-    if stage == "memory":
-        stages.append(CatalogPaths.at(catalog_dir).staging_dir(pk))
-    for d in stages:
-        d.mkdir(parents=True)
-        (d / "000000-leftover.json").write_text('{"x": 1}\n')
-    s = ingest(cat, D1, D1)
-    assert s.count("cached") == 1 and s.get_requests == 0
-    assert not any(d.exists() for d in stages)
+    in_memory = _memory_dir(catalog_dir) / pk.key
+    for stages in ([in_memory, CatalogPaths.at(catalog_dir).staging_dir(pk)], [in_memory]):
+        # a run killed between its commit and its cleanup leaves the raw copies behind
+        for d in stages:
+            d.mkdir(parents=True)
+            (d / "000000-leftover.json").write_text('{"x": 1}\n')
+        s = ingest(cat, D1, D1)
+        assert s.count("cached") == 1 and s.get_requests == 0
+        assert not any(d.exists() for d in stages)
+        monkeypatch.setenv("CVCATALOG_MEMORY__STAGING_GB", "0")  # the second round: no stage
 
 
 def test_a_conversion_out_of_memory_is_retried_with_one_thread(
