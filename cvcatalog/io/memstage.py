@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.layout import prune_empty_dirs, remove_tree
 
 #: where RAM-backed directories live on Linux
@@ -142,7 +143,8 @@ class MemoryStage:
         """Forget one copy (it goes to disk instead) and delete what was written of it."""
         with self._lock:
             self.used -= self._sizes.get(group, {}).pop(name, 0)
-        for p in (self.root / group / name, self.root / group / f"{name}.part"):
+        copy = self.root / group / name
+        for p in (copy, *S3Fetcher.part_paths(copy)):
             p.unlink(missing_ok=True)
 
     def holds(self, group: str) -> bool:
@@ -180,7 +182,8 @@ def _day_files(root: Path) -> dict[str, tuple[float, dict[str, int]]]:
     out: dict[str, tuple[float, dict[str, int]]] = {}
     for f in root.rglob("*"):
         with contextlib.suppress(OSError):  # removed meanwhile by its own run
-            if not f.is_file() or f.name.endswith(".part"):  # partial: started over, renamed
+            # a partial (S3Fetcher.part_paths) is started over or renamed to its copy
+            if not f.is_file() or f.name.endswith((".part", ".part.json")):
                 continue
             st = f.stat()
             group = f.parent.relative_to(root).as_posix()
