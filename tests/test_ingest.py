@@ -462,6 +462,7 @@ def test_copies_the_memory_stage_has_no_room_for_go_to_disk(
     cat = Catalog(catalog_dir)
     s = ingest(cat, D1, D1)
     assert s.count("complete") == 1 and s.rows == report.records
+    assert s.staged_in_memory_peak > 0, "the run opened no memory stage"
     assert len(refused) == 5 and len(to_disk) == 5
     staging = CatalogPaths.at(catalog_dir).staging
     assert all(Path(p).is_relative_to(staging) for p in to_disk)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -127,6 +128,36 @@ def test_what_any_catalog_left_long_ago_goes(tmp_path: Path, base: Path) -> None
     assert stage.used == 0  # another catalog's copies are not this one's
     assert not empty_old.parents[4].exists()  # the empty catalog's whole directory
     assert stage.root.is_dir()
+
+
+def test_a_day_another_run_removes_while_this_one_counts_does_not_cost_the_stage(
+    tmp_path: Path, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs (two catalogs, or two test workers) share the user's directory: one commits
+    a day (its copies go) while the other opens its stage and walks every catalog's copies.
+    The walk raised FileNotFoundError and the run went on with no stage (CI, stop 28)."""
+    other = memstage.stage_dir(tmp_path / "other", base)
+    committing = other / DAY1
+    committing.mkdir(parents=True)
+    (committing / "000000-a.json").write_text("{}")
+    mine = memstage.stage_dir(tmp_path / "cat", base) / DAY2 / "000000-b.json"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("{}")
+    real = os.scandir
+    removed: list[str] = []
+
+    def scandir(path: Any = ".") -> Any:
+        if Path(path) == committing and committing.exists():  # listed, then committed
+            removed.append(str(path))
+            for f in committing.iterdir():
+                f.unlink()
+            committing.rmdir()
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    stage = MemoryStage.open(tmp_path / "cat", 100 * MB, base=base)
+    assert removed, "the walk never reached the other run's day"
+    assert stage is not None and stage.used == 2 and stage.holds(DAY2)
 
 
 def test_a_run_without_a_stage_still_removes_a_committed_days_copies(

@@ -178,18 +178,23 @@ def remove_day(catalog: Path, group: str, base: Path = SHM_ROOT) -> None:
 
 
 def _day_files(root: Path) -> dict[str, tuple[float, dict[str, int]]]:
-    """A catalog's copies by day: the newest change and each file's size."""
+    """A catalog's copies by day: the newest change and each file's size. Walked with os.walk,
+    which passes over a directory removed meanwhile (another run committing its day): a
+    pathlib glob raised FileNotFoundError then, and the stage did not open."""
     out: dict[str, tuple[float, dict[str, int]]] = {}
-    for f in root.rglob("*"):
-        with contextlib.suppress(OSError):  # removed meanwhile by its own run
+    for here, _, names in os.walk(root):
+        group = Path(here).relative_to(root).as_posix()
+        for name in names:
             # a partial (S3Fetcher.part_paths) is started over or renamed to its copy
-            if not f.is_file() or f.name.endswith((".part", ".part.json")):
+            if name.endswith((".part", ".part.json")):
                 continue
-            st = f.stat()
-            group = f.parent.relative_to(root).as_posix()
-            newest, files = out.get(group, (0.0, {}))
-            files[f.name] = st.st_size
-            out[group] = (max(newest, st.st_mtime), files)
+            with contextlib.suppress(OSError):  # removed meanwhile by its own run
+                st = os.stat(os.path.join(here, name), follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                newest, files = out.get(group, (0.0, {}))
+                files[name] = st.st_size
+                out[group] = (max(newest, st.st_mtime), files)
     return out
 
 
@@ -203,9 +208,11 @@ def _remove_day(root: Path, group: str) -> None:
 def _prune_empty(root: Path, now: float, *, keep: bool) -> None:
     """Remove root's empty directories unchanged for EMPTY_SECONDS (root itself too unless
     keep), deepest first."""
-    dirs = sorted((d for d in root.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts))
+    dirs = [Path(here) for here, _, _ in os.walk(root, topdown=False)]  # deepest first
+    if keep and dirs and dirs[-1] == root:
+        dirs.pop()
     old = []
-    for d in [*dirs, *([] if keep else [root])]:  # their times before a removal changes them
+    for d in dirs:  # their times before a removal changes them
         with contextlib.suppress(OSError):
             if now - d.stat().st_mtime > EMPTY_SECONDS:
                 old.append(d)

@@ -176,10 +176,10 @@ class LocalStore(LakeStore):
     def list_files(self, under: str | None = None) -> list[str]:
         tops = [self.paths.absolute(under)] if under else [self.paths.root / d for d in DATA_DIRS]
         out: list[str] = []
-        for top in tops:
-            if top.is_dir():
-                out += [self.paths.relative(p) for p in sorted(top.rglob("*")) if p.is_file()]
-        return out
+        for top in tops:  # os.walk passes over a directory another writer removes meanwhile
+            for here, _, names in os.walk(top):
+                out += [self.paths.relative(Path(here, n)) for n in names]
+        return sorted(out)
 
 
 def b64(hexdigest: str) -> str:
