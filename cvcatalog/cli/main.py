@@ -36,7 +36,7 @@ from cvcatalog.io.storage import is_remote
 from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS
 from cvcatalog.ops.publish import RESULT_COLUMNS
 from cvcatalog.ops.remote import read_only_error
-from cvcatalog.pipeline.report import NullProgress, Summary, summary_lines
+from cvcatalog.pipeline.report import Interrupted, NullProgress, Summary, summary_lines
 from cvcatalog.quality import coverage as coverage_report
 from cvcatalog.quality.config import QualityConfig, quality_from_file
 from cvcatalog.quality.report import build_report, render_html, render_png
@@ -317,7 +317,7 @@ def ingest(
     cat = open_catalog(catalog, config, create=True)
     if isinstance(cat, RemoteCatalog):  # refused before any progress bar is drawn
         raise read_only_error(cat.location, "ingest into it")
-    with _progress(progress and fmt is Format.table) as bar:
+    with _report_if_interrupted(fmt), _progress(progress and fmt is Format.table) as bar:
         summary = cat.ingest(
             src,
             mt,
@@ -367,7 +367,10 @@ def _ingest_dataset(
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS}")
     cat = open_catalog(catalog, create=True)
-    with _progress(progress and fmt is Format.table, unit="units") as bar:
+    with (
+        _report_if_interrupted(fmt),  # outside the bars: printed once they are gone
+        _progress(progress and fmt is Format.table, unit="units") as bar,
+    ):
         summary = cat.ingest_dataset(
             name,
             paths,
@@ -398,6 +401,18 @@ def _progress(enabled: bool, unit: str = "days") -> Iterator[Any]:
         return
     with RichProgress(err, unit=unit) as bar:
         yield bar
+
+
+@contextlib.contextmanager
+def _report_if_interrupted(fmt: Format) -> Iterator[None]:
+    """Ctrl-C: the run's report of what it committed first (status interrupted), then
+    friendly()'s one line and exit code 130."""
+    try:
+        yield
+    except Interrupted as e:
+        with contextlib.suppress(CvCatalogError):  # a run stopped before any unit: no report
+            _print_summary(e.summary, fmt)
+        raise
 
 
 def _print_summary(s: Summary, fmt: Format) -> None:

@@ -75,14 +75,14 @@ _DAY_KEYS = (
     "parquet_bytes", "list_requests", "get_requests", "retries", "reused_downloads",
     "resumed_downloads", "staged_in_memory_peak", "mode", "objects_added", "objects_changed",
     "objects_removed", "objects_unchanged", "partitions_rewritten", "seconds", "evicted",
-    "executor", "days",
+    "executor", "status", "days",
 )  # fmt: skip
 #: as_dict keys of a file-based source (NGSIM), in order
 _UNIT_KEYS = (
     "dataset", "run_id", "scope", "inputs", "units", "units_done", "units_cached",
     "units_failed", "inputs_published", "rows", "quarantined", "skipped", "bytes_downloaded",
     "parquet_bytes", "retries", "seconds", "rows_per_second", "errors", "inputs_added",
-    "inputs_changed", "inputs_unchanged", "partitions_written",
+    "inputs_changed", "inputs_unchanged", "partitions_written", "status",
 )  # fmt: skip
 
 
@@ -123,6 +123,8 @@ class Summary:
     partitions_written: set[str] = field(default_factory=set)
     #: errors of the run itself, not of one unit (e.g. an input that cannot be read)
     run_errors: list[str] = field(default_factory=list)
+    #: stopped by Ctrl-C (the runner raised Interrupted): what was committed stays
+    interrupted: bool = False
 
     @property
     def days(self) -> list[Outcome]:
@@ -175,7 +177,12 @@ class Summary:
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        return not self.errors and not self.interrupted
+
+    @property
+    def status(self) -> str:
+        """ok | failed | interrupted, as `cvcatalog runs` records the run."""
+        return "interrupted" if self.interrupted else "ok" if self.ok else "failed"
 
     def objects(self, change: str) -> int:
         """Source objects (or inputs) by change: added | changed | removed | unchanged."""
@@ -232,6 +239,7 @@ class Summary:
             "evicted": self.evicted,
             "executor": self.executor,
             "errors": self.errors,
+            "status": self.status,
             "days": [o.__dict__ for o in self.outcomes],
         }
         return {k: d[k] for k in (_DAY_KEYS if self.kind == "days" else _UNIT_KEYS)}
@@ -273,6 +281,15 @@ class Summary:
             "objects_unchanged": self.objects("unchanged"),
             "partitions_rewritten": self.partitions_rewritten,
         }
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run: a KeyboardInterrupt that carries its Summary (interrupted set),
+    so a caller can still report what was committed before it (`ingest --format json`)."""
+
+    def __init__(self, summary: Summary) -> None:
+        super().__init__()
+        self.summary = summary
 
 
 def summary_lines(s: Summary) -> list[str]:

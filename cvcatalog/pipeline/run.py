@@ -51,7 +51,7 @@ from cvcatalog.pipeline.contract import (
     Staged,
     describe,
 )
-from cvcatalog.pipeline.report import NullProgress, Outcome, Progress, Summary
+from cvcatalog.pipeline.report import Interrupted, NullProgress, Outcome, Progress, Summary
 from cvcatalog.state import manifest
 from cvcatalog.state.db import CatalogDB, now_utc
 
@@ -144,7 +144,13 @@ class Runner(Generic[U]):
                     self._record_start()
                     started = True
                 self._execute(plan.todo, run)
-        except BaseException as e:  # interrupted: committed units stay, the run says so
+        except KeyboardInterrupt as e:  # Ctrl-C: committed units stay, the run says so
+            stopped = e
+            if isinstance(e, Interrupted):
+                raise
+            s.interrupted = True
+            raise Interrupted(s) from e
+        except BaseException as e:
             stopped = e
             raise
         finally:
