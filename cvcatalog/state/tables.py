@@ -325,13 +325,16 @@ def _normal_type(con: duckdb.DuckDBPyConnection, typ: str) -> str:
     return _TYPES[typ]
 
 
-def ensure_optional(con: duckdb.DuckDBPyConnection, table: str, column: str) -> None:
-    """Add an optional column (e.g. `segment`) the first time a file of the table has it."""
+def ensure_optional(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    """Add an optional column (e.g. `segment`) the first time a file of the table has it;
+    whether it was added."""
     spec = specs()[table]
     typ = dict(spec.optional)[column]
     have = dict(lake.table_columns(con).get(table, []))
-    if column not in have:
-        lake.add_column(con, table, column, typ)
+    if column in have:
+        return False
+    lake.add_column(con, table, column, typ)
+    return True
 
 
 # -- what each table shows ------------------------------------------------------------------
@@ -402,19 +405,20 @@ def rebuild(con: duckdb.DuckDBPyConnection, table: str) -> None:
 
 
 def sync_all(con: duckdb.DuckDBPyConnection, locate: Locate) -> dict[str, tuple[int, int]]:
-    """Make every table show exactly its current files; returns table -> (added, removed)
-    for the tables that changed."""
+    """Make every table show exactly its current files; returns table -> (files added,
+    removed) for the tables that changed (a column added counts, with (0, 0))."""
     changed: dict[str, tuple[int, int]] = {}
     optional = {c: _tables_with(con, c) for c in _OPTIONAL_WHEN}
     shown = lake.active_files(con)
     for table, current in current_files(con).items():
+        altered = False
         for column, tables in optional.items():
             if table in tables:
-                ensure_optional(con, table, column)
+                altered = ensure_optional(con, table, column) or altered
         added, removed = lake.sync(
             con, table, [locate(p) for p in current], shown.get(table, set())
         )
-        if added or removed:
+        if added or removed or altered:
             changed[table] = (len(added), len(removed))
     return changed
 
