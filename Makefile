@@ -17,10 +17,13 @@ TEST_WORKERS ?= 3
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# uv installs the packages (from the same index, to the same versions as pip): 8 s in a new
+# venv with no cache where pip took 37 s, a tenth of `make test` on a clean checkout. pip
+# stays in the venv, upgraded, for users and for tests/test_wheel.py.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	@touch $@
 
 install: $(VENV)/.installed ## Create .venv and install cvcatalog with its dev tools
