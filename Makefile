@@ -17,13 +17,16 @@ TEST_WORKERS ?= 3
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-# uv installs the packages (from the same index, to the same versions as pip): 8 s in a new
-# venv with no cache where pip took 37 s, a tenth of `make test` on a clean checkout. pip
-# stays in the venv, upgraded, for users and for tests/test_wheel.py.
+# uv installs the packages (PyPI, the same versions pip takes): 16 s in a new venv with no
+# cache where pip took 37 s, on a clean checkout's `make test`. --compile-bytecode as pip
+# does: with PYTHONDONTWRITEBYTECODE set (CI), nothing else writes it and every test process
+# compiled pandas & co. again (+20 s). --native-tls: the system's certificates, as pip's
+# PIP_CERT. pip stays, upgraded, for users and tests/test_wheel.py, and installs if uv fails.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --quiet --native-tls --compile-bytecode --python $(BIN)/python \
+	    -e '.[dev]' || $(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
 install: $(VENV)/.installed ## Create .venv and install cvcatalog with its dev tools

@@ -178,7 +178,8 @@ class LocalStore(LakeStore):
         out: list[str] = []
         for top in tops:  # os.walk passes over a directory another writer removes meanwhile
             for here, _, names in os.walk(top):
-                out += [self.paths.relative(Path(here, n)) for n in names]
+                files = (Path(here, n) for n in names)
+                out += [self.paths.relative(f) for f in files if f.is_file()]
         return sorted(out)
 
 

@@ -181,7 +181,8 @@ class Summary:
 
     @property
     def status(self) -> str:
-        """ok | failed | interrupted, as `cvcatalog runs` records the run."""
+        """ok | failed | interrupted: the status `cvcatalog runs` shows for a run it
+        recorded (a run stopped before its plan had work may not be recorded)."""
         return "interrupted" if self.interrupted else "ok" if self.ok else "failed"
 
     def objects(self, change: str) -> int:
@@ -290,6 +291,9 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, summary: Summary) -> None:
         super().__init__()
         self.summary = summary
+
+    def __reduce__(self) -> tuple[type[Interrupted], tuple[Summary]]:
+        return (Interrupted, (self.summary,))  # pickled with its summary (e.g. by a worker)
 
 
 def summary_lines(s: Summary) -> list[str]:
