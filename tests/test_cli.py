@@ -285,6 +285,22 @@ def test_python_dash_m_entry_point() -> None:
         assert command in out.stdout
 
 
+def test_help_fits_an_80_column_terminal_and_says_everything() -> None:
+    """Each option's whole text, wrapped to the terminal (Rich's panels cut it to
+    'configs/data_s…' in a squeezed column at 80 columns)."""
+    env = {**os.environ, "COLUMNS": "80", "TERM": "xterm"}
+    out = subprocess.run(
+        [sys.executable, "-m", "cvcatalog", "ingest", "--help"],
+        capture_output=True, text=True, check=True, env=env,
+    ).stdout  # fmt: skip
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out
+    flat = " ".join(out.split())
+    for text in ("(configs/data_sources/*.yml)", "--check-changes / --no-check-changes",
+                 "s3://bucket/prefix of a published catalog"):  # fmt: skip
+        assert text in flat
+
+
 def test_validation_report_counts_each_rule(s3_client: Any, catalog_dir: Path) -> None:
     rep = seed_replica(s3_client, date(2021, 4, 1), date(2021, 4, 2), records_per_hour=20,
                        files_per_hour=1, malformed_per_day=3)

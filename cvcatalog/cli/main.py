@@ -54,23 +54,33 @@ from cvcatalog.sandbox.server import (
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources.bucket import BUCKET
 
+# rich_markup_mode=None: click's plain help, which wraps each option's text to the terminal;
+# Rich's panels squeezed it into a quarter of an 80-column terminal and cut it ("configs/d…")
 app = typer.Typer(
     help="A local analytical catalog of the USDOT ITS CV Pilot sandbox bucket.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-cache_app = typer.Typer(help="Inspect and manage the local cache.", no_args_is_help=True)
+cache_app = typer.Typer(
+    help="Inspect and manage the local cache.", no_args_is_help=True, rich_markup_mode=None
+)
 sandbox_app = typer.Typer(
-    help="A local S3-compatible endpoint with a replica of the bucket.", no_args_is_help=True
+    help="A local S3-compatible endpoint with a replica of the bucket.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(cache_app, name="cache")
 app.add_typer(sandbox_app, name="sandbox")
-report_app = typer.Typer(help="Reports stored in the catalog.", no_args_is_help=True)
+report_app = typer.Typer(
+    help="Reports stored in the catalog.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(report_app, name="report")
 experiments_app = typer.Typer(
     help="Experiments pinned to a snapshot (data.pin / data.snapshot in the YAML).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(experiments_app, name="experiments")
 
@@ -989,7 +999,9 @@ def experiments_unpin(
 
 
 runs_app = typer.Typer(
-    help="Ingest runs: what each one added, changed and removed.", invoke_without_command=True
+    help="Ingest runs: what each one added, changed and removed.",
+    invoke_without_command=True,
+    rich_markup_mode=None,
 )
 app.add_typer(runs_app, name="runs")
 
@@ -1594,7 +1606,9 @@ def export_cmd(
         print(f"filters: {'; '.join(result.filters)}")
 
 
-sql_app = typer.Typer(help="SQL for plain DuckDB sessions.", no_args_is_help=True)
+sql_app = typer.Typer(
+    help="SQL for plain DuckDB sessions.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(sql_app, name="sql")
 
 
