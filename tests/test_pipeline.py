@@ -15,7 +15,7 @@ from cvcatalog.exceptions import ConversionError, TransientFetchError
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.s3 import RetryPolicy
 from cvcatalog.pipeline.contract import Plan, RunContext, Source, Staged
-from cvcatalog.pipeline.report import NullProgress, Outcome, Summary, summary_lines
+from cvcatalog.pipeline.report import Interrupted, NullProgress, Outcome, Summary, summary_lines
 from cvcatalog.pipeline.run import Runner
 from cvcatalog.pipeline.stage import fresh_dir, place, staged_file
 from cvcatalog.state.db import CatalogDB
@@ -196,11 +196,14 @@ def test_an_interrupted_run_is_recorded_and_keeps_what_it_committed(db: CatalogD
     src = Letters(db, "abcde")
     src.convert_errors["c"] = KeyboardInterrupt()
     runner = Runner(src, db, retry=RetryPolicy(attempts=1))
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted) as stopped:  # a KeyboardInterrupt, with the run's summary
         runner.run()
     run = _run_row(db, runner.run_id)
     assert run["status"] == "interrupted" and "stopped after" in run["message"]
     assert sorted(_letters(db)) == ["a", "b"]  # committed before the interrupt: kept
+    summary = stopped.value.summary
+    assert summary.status == "interrupted" and not summary.ok
+    assert summary.count("complete") == 2 and summary.as_dict()["status"] == "interrupted"
     s = _run(Letters(db, "abcde"), db)  # the next run finishes the rest
     assert s.ok and s.count("cached") == 2 and s.count("complete") == 3
 

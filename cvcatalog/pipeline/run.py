@@ -109,10 +109,16 @@ class Runner(Generic[U]):
         summary = Summary(self.run_id, src.name, src.message_type, mode=src.mode)
         summary.executor = src.executor
         run = RunContext(self.run_id, self.db, self.progress, summary, self.retry, sleep=self.sleep)
-        self.db.paths.ensure()
-        self.db.ensure_schema()  # a new canonical version's columns, before any unit reads
-        with src.session(run):
-            return self._run(run)
+        try:
+            self.db.paths.ensure()
+            self.db.ensure_schema()  # a new canonical version's columns, before any unit reads
+            with src.session(run):
+                return self._run(run)
+        except KeyboardInterrupt as e:  # before the plan, or a second Ctrl-C while it ends
+            if isinstance(e, Interrupted):
+                raise
+            summary.interrupted = True
+            raise Interrupted(summary) from e
 
     def _run(self, run: RunContext) -> Summary:
         src, s = self.source, run.summary
