@@ -24,7 +24,7 @@ help: ## List the targets
 # PIP_CERT. pip stays, upgraded, for users and tests/test_wheel.py, and installs if uv fails.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip uv
+	$(BIN)/pip install --quiet --upgrade pip uv || $(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/uv pip install --quiet --native-tls --compile-bytecode --python $(BIN)/python \
 	    -e '.[dev]' || $(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
