@@ -114,9 +114,7 @@ class Runner(Generic[U]):
             self.db.ensure_schema()  # a new canonical version's columns, before any unit reads
             with src.session(run):
                 return self._run(run)
-        except KeyboardInterrupt as e:  # before the plan, or a second Ctrl-C while it ends
-            if isinstance(e, Interrupted):
-                raise
+        except KeyboardInterrupt as e:  # Ctrl-C, whenever: the summary goes with it
             summary.interrupted = True
             raise Interrupted(summary) from e
 
@@ -150,13 +148,7 @@ class Runner(Generic[U]):
                     self._record_start()
                     started = True
                 self._execute(plan.todo, run)
-        except KeyboardInterrupt as e:  # Ctrl-C: committed units stay, the run says so
-            stopped = e
-            if isinstance(e, Interrupted):
-                raise
-            s.interrupted = True
-            raise Interrupted(s) from e
-        except BaseException as e:
+        except BaseException as e:  # interrupted: committed units stay, the run says so
             stopped = e
             raise
         finally:
