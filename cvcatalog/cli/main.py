@@ -54,33 +54,30 @@ from cvcatalog.sandbox.server import (
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources.bucket import BUCKET
 
-# rich_markup_mode=None: click's plain help, which wraps each option's text to the terminal;
-# Rich's panels squeezed it into a quarter of an 80-column terminal and cut it ("configs/d…")
-app = typer.Typer(
-    help="A local analytical catalog of the USDOT ITS CV Pilot sandbox bucket.",
+
+def _commands(help: str, **options: Any) -> typer.Typer:
+    """A command group with click's plain help, which wraps each option's text to the
+    terminal (Rich's panels squeezed it into a quarter of an 80-column one and cut it)."""
+    return typer.Typer(help=help, rich_markup_mode=None, **options)
+
+
+app = _commands(
+    "A local analytical catalog of the USDOT ITS CV Pilot sandbox bucket.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
 )
-cache_app = typer.Typer(
-    help="Inspect and manage the local cache.", no_args_is_help=True, rich_markup_mode=None
-)
-sandbox_app = typer.Typer(
-    help="A local S3-compatible endpoint with a replica of the bucket.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
+cache_app = _commands("Inspect and manage the local cache.", no_args_is_help=True)
+sandbox_app = _commands(
+    "A local S3-compatible endpoint with a replica of the bucket.", no_args_is_help=True
 )
 app.add_typer(cache_app, name="cache")
 app.add_typer(sandbox_app, name="sandbox")
-report_app = typer.Typer(
-    help="Reports stored in the catalog.", no_args_is_help=True, rich_markup_mode=None
-)
+report_app = _commands("Reports stored in the catalog.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
-experiments_app = typer.Typer(
-    help="Experiments pinned to a snapshot (data.pin / data.snapshot in the YAML).",
+experiments_app = _commands(
+    "Experiments pinned to a snapshot (data.pin / data.snapshot in the YAML).",
     no_args_is_help=True,
-    rich_markup_mode=None,
 )
 app.add_typer(experiments_app, name="experiments")
 
@@ -998,10 +995,8 @@ def experiments_unpin(
     print(f"unpinned {name}")
 
 
-runs_app = typer.Typer(
-    help="Ingest runs: what each one added, changed and removed.",
-    invoke_without_command=True,
-    rich_markup_mode=None,
+runs_app = _commands(
+    "Ingest runs: what each one added, changed and removed.", invoke_without_command=True
 )
 app.add_typer(runs_app, name="runs")
 
@@ -1606,9 +1601,7 @@ def export_cmd(
         print(f"filters: {'; '.join(result.filters)}")
 
 
-sql_app = typer.Typer(
-    help="SQL for plain DuckDB sessions.", no_args_is_help=True, rich_markup_mode=None
-)
+sql_app = _commands("SQL for plain DuckDB sessions.", no_args_is_help=True)
 app.add_typer(sql_app, name="sql")
 
 
