@@ -169,12 +169,16 @@ def _private(home: Path) -> bool:
     return stat.S_ISDIR(st.st_mode) and mine and not st.st_mode & 0o022
 
 
+def has_day(catalog: Path, group: str, base: Path = SHM_ROOT) -> bool:
+    """Whether a day has copies in memory, seen without a stage (remove_day's runs)."""
+    return (stage_dir(catalog, base) / group).exists()
+
+
 def remove_day(catalog: Path, group: str, base: Path = SHM_ROOT) -> None:
     """Delete a day's copies in memory without a stage (a run that opened none: a conversion
     pool, staging_gb 0, no room): its commit must not leave them holding RAM."""
-    root = stage_dir(catalog, base)
-    if (root / group).exists():
-        _remove_day(root, group)
+    if has_day(catalog, group, base):
+        _remove_day(stage_dir(catalog, base), group)
 
 
 def _day_files(root: Path) -> dict[str, tuple[float, dict[str, int]]]:

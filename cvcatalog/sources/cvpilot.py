@@ -536,7 +536,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             in_memory = (
                 self._memory.holds(pk.key)
                 if self._memory is not None
-                else (memstage.stage_dir(self.paths.root, self._memory_base) / pk.key).exists()
+                else memstage.has_day(self.paths.root, pk.key, self._memory_base)
             )
             if not stage.exists() and not in_memory:
                 continue
