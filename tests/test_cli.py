@@ -22,6 +22,7 @@ from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sandbox.server import detached_running
 
 runner = CliRunner()
+_INGEST = ("ingest", "--source", "wydot", "--type", "BSM")
 
 
 def run(*args: str) -> Any:
@@ -213,6 +214,28 @@ def test_missing_credentials_give_setup_instructions(
         "nosuchprofile",
     )
     assert r.exit_code == 1 and "nosuchprofile" in r.output
+
+
+def test_missing_credentials_over_months_of_days_give_the_same_one_message(
+    s3_endpoint: str, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Months of days: the plan's month listings fail in the background, then the first day's
+    fetch, which ends the run with the set-up instructions as a single day does."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    one = run(*_INGEST, "--start", "2021-04-01", "--catalog", str(catalog_dir), "--no-progress")
+    many = run(
+        *_INGEST, "--start", "2021-03-01", "--end", "2021-05-31", "--catalog",
+        str(tmp_path / "many"), "--no-progress",
+    )  # fmt: skip
+    assert one.exit_code == many.exit_code == 1
+    assert "Configure AWS credentials" in many.output and "Traceback" not in many.output
+    assert len(many.output.splitlines()) == len(one.output.splitlines()) == 1
+    # the same line, naming the month it listed instead of the day
+    assert many.output.replace("2021/03/", "2021/04/01/") == one.output
 
 
 def test_a_missing_bucket_stops_the_run_at_the_first_request(

@@ -4,6 +4,7 @@ catalog as day by day, one bad day failing alone, and a kill -9 in the middle of
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from cvcatalog.catalog import Catalog
+from cvcatalog.io.download import S3Fetcher
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources import cvpilot
 
@@ -185,6 +187,41 @@ def test_one_bad_day_in_a_group_fails_alone(
     assert [o.key for o in again.days if o.status == "complete"] == [bad_key]
 
 
+def test_the_first_days_fetch_while_later_months_are_still_listed(
+    replica: SeedReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan requests the months' listings and goes on: April's listing is held until a
+    March day has been fetched (the plan waiting for every month would wait it out)."""
+    first = date(2021, 3, 29)  # three days of March, none with data, then the replica's April
+    march_fetched = threading.Event()
+    waited: list[bool] = []
+    real_upto, real_listing = S3Fetcher.list_upto, cvpilot.CvPilotDays._listing
+
+    def list_upto(self: Any, prefix: str, *a: Any, **kw: Any) -> Any:
+        if "/2021/04/" in prefix:
+            waited.append(march_fetched.wait(10))
+        return real_upto(self, prefix, *a, **kw)
+
+    def listing(self: Any, pk: Any) -> Any:
+        objects = real_listing(self, pk)
+        if pk.day.month == 3:
+            march_fetched.set()
+        return objects
+
+    monkeypatch.setattr(S3Fetcher, "list_upto", list_upto)
+    monkeypatch.setattr(cvpilot.CvPilotDays, "_listing", listing)
+    s = Catalog(tmp_path / "cat").ingest(
+        "wydot", "BSM", first, END, timezone="UTC", rate_limit=0, max_workers=4
+    )
+    assert waited == [True]
+    assert s.ok, s.as_dict()
+    assert s.list_requests == 2  # a listing a month, no day listed again
+    status = {o.key: o.status for o in s.days}
+    assert [status[f"wydot/BSM/2021/03/{d}"] for d in (29, 30, 31)] == ["no_data"] * 3
+    assert s.count("complete") == DAYS - 1  # every April day with data
+    assert s.rows == replica.records
+
+
 def test_a_day_whose_download_fails_fails_alone_in_its_group(
     replica: SeedReport, module_s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -194,8 +231,9 @@ def test_a_day_whose_download_fails_fails_alone_in_its_group(
 
     def list_then_delete(self: Any, todo: Any) -> None:
         real_list(self, todo)  # the plan's listing still names the object
-        key = next(o.key for k, objs in self._listed.items() if gone.strftime("%Y/%m/%d") in k
-                   for o in objs)  # fmt: skip
+        months = [m.result() or {} for m in self._listed.values()]
+        key = next(o.key for month in months for day, objs in month.items()
+                   if gone.strftime("%Y/%m/%d") in day for o in objs)  # fmt: skip
         body = module_s3.get_object(Bucket=self.cfg.bucket, Key=key)["Body"].read()
         module_s3.delete_object(Bucket=self.cfg.bucket, Key=key)
         removed.append((key, body))

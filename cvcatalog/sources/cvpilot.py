@@ -124,7 +124,8 @@ GROUP_THREADS = 1
 #: a day's fetch uses that listing only when the day is small, and lists a larger day again.
 MONTH_LIST_MIN_DAYS = 3
 MONTH_LIST_MAX_OBJECTS = 5000
-#: month listings the plan requests at once
+#: month listings requested at once (in the background: the first days fetch while later
+#: months are listed; 33 months took 0.38 s to list before the first day started)
 MONTH_LIST_WORKERS = 8
 #: days whose state one read after a claim covers (CvPilotDays._day_state)
 STATE_AHEAD = 64
@@ -316,8 +317,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self.fetch_slots = 1  # a day's objects download concurrently already (S3Fetcher)
         self.convert_slots = pool.capacity if pool is not None else 1
         self.group_max = GROUP_MAX_DAYS if pool is None else 1
-        #: the days' listings the plan took by month (fetch takes a small day's from here)
-        self._listed: dict[str, list[ObjectInfo]] = {}
+        #: day -> its month's listing by day (None: not listed), requested by the plan and
+        #: still arriving while the first days fetch; a small day's fetch takes its own
+        self._listed: dict[str, Future[dict[str, list[ObjectInfo]] | None]] = {}
+        self._lister: ThreadPoolExecutor | None = None
         #: the run's days to do, in order, and what a fetch last read of the state of the days
         #: from one on (_day_state), valid while the catalog file is the one it was read from
         self._todo: dict[str, int] = {}
@@ -460,9 +463,11 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
 
     def _list_months(self, todo: list[PartitionKey]) -> None:
         """One listing per month for months with MONTH_LIST_MIN_DAYS days or more to do
-        (only while small: MONTH_LIST_MAX_OBJECTS), up to MONTH_LIST_WORKERS months at once
-        (a range of years waits on dozens of LISTs before its first day starts); a transient
-        failure leaves the days to be listed one by one."""
+        (only while small: MONTH_LIST_MAX_OBJECTS), up to MONTH_LIST_WORKERS months at once,
+        in the background and in the days' order (a range of years would wait on dozens of
+        LISTs before its first day starts). A transient failure leaves the month's days to be
+        listed one by one; a credentials or endpoint failure fails the fetch of its first day,
+        which ends the run (on_error)."""
         months: dict[str, list[PartitionKey]] = {}
         for pk in todo:
             if pk.bins is None:
@@ -472,34 +477,37 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             return
         fetcher = self.fetcher
 
-        def listing(prefix: str) -> list[ObjectInfo] | None:
+        def by_day(prefix: str, days: list[PartitionKey]) -> dict[str, list[ObjectInfo]] | None:
             try:
-                return fetcher.list_upto(prefix, MONTH_LIST_MAX_OBJECTS)
+                objects = fetcher.list_upto(prefix, MONTH_LIST_MAX_OBJECTS)
             except (CredentialsError, S3UnavailableError):
                 raise
             except CvCatalogError:
                 return None
-
-        workers = min(MONTH_LIST_WORKERS, len(months))
-        with ThreadPoolExecutor(workers, f"{self.name}-list") as pool:
-            listings = list(pool.map(listing, months))
-        for days, objects in zip(months.values(), listings, strict=True):
             if objects is None:
-                continue
-            by_day: dict[str, list[ObjectInfo]] = {pk.s3_prefix: [] for pk in days}
+                return None
+            out: dict[str, list[ObjectInfo]] = {pk.s3_prefix: [] for pk in days}
             for o in objects:
                 day = "/".join(o.key.split("/", 5)[:5]) + "/"  # source/type/YYYY/MM/DD/
-                if day in by_day:
-                    by_day[day].append(o)
-            for pk in days:
-                self._listed[pk.key] = by_day[pk.s3_prefix]
+                if day in out:
+                    out[day].append(o)
+            return out
+
+        pool = ThreadPoolExecutor(min(MONTH_LIST_WORKERS, len(months)), f"{self.name}-list")
+        with self._open_lock:
+            self._lister = pool
+            for prefix, days in months.items():
+                listing = pool.submit(by_day, prefix, days)
+                self._listed.update((pk.key, listing) for pk in days)
 
     def _listing(self, pk: PartitionKey) -> list[ObjectInfo]:
         """The day's objects: the plan's month listing for a small day, else a LIST now."""
         with self._open_lock:
-            listed = self._listed.pop(pk.key, None)
-        if listed is not None and sum(o.size for o in listed) <= SMALL_DAY_BYTES:
-            return listed
+            month = self._listed.pop(pk.key, None)
+        listed = month.result() if month is not None else None
+        objects = listed.get(pk.s3_prefix) if listed is not None else None
+        if objects is not None and sum(o.size for o in objects) <= SMALL_DAY_BYTES:
+            return objects
         return self.fetcher.list(pk.s3_prefix)
 
     def warm_up(self) -> None:
@@ -1275,8 +1283,11 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         s = run.summary
         with self._open_lock:
             downloads, self._downloads = self._downloads, None
-        if downloads is not None:
-            downloads.shutdown(wait=True, cancel_futures=True)
+            lister, self._lister = self._lister, None
+            self._listed.clear()
+        for pool in (downloads, lister):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         with self._open_lock:
             idle, self._idle, self._reusing = self._idle, [], False
         for _, con in idle:
