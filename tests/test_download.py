@@ -19,6 +19,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.exceptions import ResponseStreamingError
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import CredentialsError, IntegrityError, S3Error
@@ -636,3 +638,18 @@ def test_resume_after_the_process_was_killed(
     assert res.resumed_from == have
     assert dest.read_bytes() == data
     assert f.stats.bytes_downloaded == len(data) - have
+
+
+@given(st.lists(st.binary(max_size=3000), max_size=8), st.integers(0, 2**32 - 1))
+def test_a_crc32_fed_in_any_chunks_is_zlibs_crc32_of_the_whole(
+    chunks: list[bytes], stored: int
+) -> None:
+    """The CRC32 a download is verified by (ISA-L's) is the value S3 stores: zlib's of the
+    whole object, however the body arrived; a stored value it is not is reported as such."""
+    whole = b"".join(chunks)
+    digests = download._Digests()
+    digests.expect_crc32(zlib.crc32(whole))
+    for chunk in chunks:
+        digests.update(memoryview(chunk))
+    assert digests.value() == crc_sum(whole)
+    assert (digests.crc32 == stored) == (zlib.crc32(whole) == stored)

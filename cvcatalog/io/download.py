@@ -25,13 +25,14 @@ import random
 import re
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from isal.isal_zlib import crc32
 
 from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import (
@@ -173,7 +174,9 @@ class FetchStats:
 
 class _Digests:
     """MD5 of the whole stream plus per-part MD5s for candidate multipart part sizes, or only
-    a CRC32 once the server has told us the object's CRC32 (``expect_crc32``)."""
+    a CRC32 once the server has told us the object's CRC32 (``expect_crc32``). The CRC32 is
+    ISA-L's (the same value as zlib's at 17 GB/s instead of 2 here: the 7-day ingest, 2 GB,
+    11.4 s instead of 11.8, 0.6 CPU-s less; median of 3 interleaved runs each)."""
 
     def __init__(self, part_sizes: Iterable[int] = ()) -> None:
         self.part_sizes = tuple(part_sizes)
@@ -200,7 +203,7 @@ class _Digests:
     def update(self, data: bytes | memoryview) -> None:
         self.fed += len(data)
         if self.expected_crc32 is not None:
-            self.crc32 = zlib.crc32(data, self.crc32)
+            self.crc32 = crc32(data, self.crc32)
             return
         self.md5.update(data)
         for ps in self._parts:
