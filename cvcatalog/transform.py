@@ -370,6 +370,23 @@ _WARNING_STAT = '"warnings"."element"'
 _SAMPLE_BYTES = 4 << 20
 
 
+def estimated_lines(paths: Sequence[Path]) -> int | None:
+    """The lines of NDJSON files: counted when they hold at most _SAMPLE_BYTES, else in their
+    first _SAMPLE_BYTES and scaled to their size; None when they are empty."""
+    total = sum(p.stat().st_size for p in paths)
+    lines = seen = 0
+    for path in paths:
+        with open(path, "rb") as f:
+            chunk = f.read(_SAMPLE_BYTES - seen)
+        lines += chunk.count(b"\n") + (1 if chunk and not chunk.endswith(b"\n") else 0)
+        seen += len(chunk)
+        if seen >= _SAMPLE_BYTES:
+            break
+    if not seen:
+        return None
+    return lines if seen >= total else round(lines * total / seen)
+
+
 def _stats_rows(result: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
     """A COPY's RETURN_STATS rows as fetchall() gives them (the column statistics a dict of
     dicts), through Arrow: fetchall() builds a DuckDB MAP value per file and column first,
@@ -828,19 +845,8 @@ class _Conversion:
         if self.order is None or self.units is not None:
             return None
         paths = [self.files[i].path for i in ndjson] + ([self.docs_path] if with_docs else [])
-        total = sum(p.stat().st_size for p in paths)
-        lines = seen = 0
-        for path in paths:
-            with open(path, "rb") as f:
-                chunk = f.read(_SAMPLE_BYTES - seen)
-            lines += chunk.count(b"\n") + (1 if chunk and not chunk.endswith(b"\n") else 0)
-            seen += len(chunk)
-            if seen >= _SAMPLE_BYTES:
-                break
-        if not seen:
-            return None
-        rows = lines if seen >= total else round(lines * total / seen)
-        return rows if rows <= roworder.SORT_ONE_COPY_ROWS else None
+        rows = estimated_lines(paths)
+        return rows if rows is not None and rows <= roworder.SORT_ONE_COPY_ROWS else None
 
     def _copy(
         self,

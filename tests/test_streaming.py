@@ -60,10 +60,16 @@ def test_batches_are_consecutive_runs_of_the_listing() -> None:
     assert stream_batches([], min_objects=4) == [[]]
 
 
+def _stream_small_days(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cut even a test's small day (~1.5 MB) into about STREAM_BATCHES batches, and stream it
+    however fast the local endpoint is (as on a link slower than streaming's second pass)."""
+    monkeypatch.setattr(cvpilot, "MIN_BATCH_BYTES", 1)
+    monkeypatch.setattr(cvpilot, "ORDER_PASS_CPU_SECONDS_PER_GB", 0.0)
+
+
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Cut even a test's small day (~1.5 MB) into about STREAM_BATCHES batches."""
-    monkeypatch.setattr(cvpilot, "MIN_BATCH_BYTES", 1)
+    _stream_small_days(monkeypatch)
 
 
 def _seed(client: Any, start: date = D1, end: date = D1) -> SeedReport:
@@ -165,7 +171,7 @@ def test_a_day_in_batches_is_the_day_converted_at_once(
     whole = run_ingest(_config(whole_dir))
     assert len(calls) == 1  # a small day: one conversion of every object
     calls.clear()
-    monkeypatch.setattr(cvpilot, "MIN_BATCH_BYTES", 1)
+    _stream_small_days(monkeypatch)
     cfg = _config(batched_dir)
     fetcher = Recording(cfg)
     batched = run_ingest(cfg, fetcher_factory=lambda c: fetcher)
@@ -181,6 +187,41 @@ def test_a_day_in_batches_is_the_day_converted_at_once(
     assert ("warning", "duplicate_record", 1) in _state(b)[1]  # seen across batches
     assert (batched.rows, batched.quarantined) == (whole.rows, whole.quarantined)
     assert b.verify().clean
+
+
+def test_a_day_whose_rest_arrives_sooner_than_a_second_pass_downloads_whole(
+    s3_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After its first batch, a day alone that one pass can sort downloads the rest first when
+    the rest arrives sooner than streaming's second pass would take (a second pass priced
+    high here: any link is fast enough), then converts in one pass; one too many rows for one
+    pass streams all the same."""
+    report = _seed(s3_client)
+    monkeypatch.setattr(cvpilot, "MIN_BATCH_BYTES", 1)
+    monkeypatch.setattr(cvpilot, "ORDER_PASS_CPU_SECONDS_PER_GB", 1e9)
+    monkeypatch.setattr(cvpilot, "SMALL_DAY_BYTES", 0)  # fetched as a big day is
+    calls = _convert_calls(monkeypatch)
+    cfg = _config(tmp_path / "whole")
+    fetcher = Recording(cfg)
+    whole = run_ingest(cfg, fetcher_factory=lambda c: fetcher)
+    assert whole.ok, whole.as_dict()
+    batches = fetcher.batches(PK1)
+    assert len(batches) >= 4
+    everything = [k for b in batches for k in b]
+    assert calls == [everything]  # one conversion of the whole day
+    assert fetcher.started[: len(batches[0])] == batches[0]  # its first batch came first
+    assert sorted(fetcher.started) == sorted(everything)  # each object downloaded once
+    assert whole.rows == report.records + 1 and whole.quarantined == report.malformed
+
+    calls.clear()
+    monkeypatch.setattr(cvpilot.roworder, "SORT_ONE_COPY_ROWS", 10)  # one pass cannot sort it
+    cfg = _config(tmp_path / "streamed")
+    fetcher = Recording(cfg)
+    streamed = run_ingest(cfg, fetcher_factory=lambda c: fetcher)
+    assert streamed.ok, streamed.as_dict()
+    assert calls == fetcher.batches(PK1)
+    assert _rows(Catalog(tmp_path / "whole")) == _rows(Catalog(tmp_path / "streamed"))
+    assert _state(Catalog(tmp_path / "whole")) == _state(Catalog(tmp_path / "streamed"))
 
 
 def test_the_quality_step_covers_the_whole_streamed_day(
@@ -217,7 +258,7 @@ def test_the_quality_step_covers_the_whole_streamed_day(
     calls = _convert_calls(monkeypatch)
     whole = ingest(tmp_path / "whole")
     assert len(calls) == 1
-    monkeypatch.setattr(cvpilot, "MIN_BATCH_BYTES", 1)
+    _stream_small_days(monkeypatch)
     batched = ingest(tmp_path / "batched")
     assert len(calls) >= 4
     stats = "select rule, action, count from quality_stats order by all"

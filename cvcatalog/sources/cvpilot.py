@@ -64,7 +64,7 @@ from cvcatalog.exceptions import (
     CvCatalogError,
     S3UnavailableError,
 )
-from cvcatalog.io import memstage
+from cvcatalog.io import memstage, roworder
 from cvcatalog.io.download import RESUME_MIN_BYTES, DownloadResult, ObjectInfo, S3Fetcher
 from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, remove_tree
@@ -89,6 +89,7 @@ from cvcatalog.transform import (
     combine_results,
     convert_partition,
     convert_partitions,
+    estimated_lines,
     order_partition,
 )
 
@@ -103,6 +104,14 @@ T = TypeVar("T")
 STREAM_BATCHES = 4
 MIN_BATCH_BYTES = 32 << 20
 MAX_BATCH_BYTES = 256 << 20
+#: Streaming costs a second pass: the batches convert in arrival order and the day is then
+#: sorted and written again (a 294 MB day: 0.65 s, ~3.5 CPU-s a GB of JSON over the DuckDB
+#: threads), where a day downloaded whole is sorted by its one conversion pass (up to
+#: roworder.SORT_ONE_COPY_ROWS rows). So after its first batch, a day alone that one pass can
+#: sort downloads the rest first when the first batch's speed says the rest arrives sooner
+#: than that second pass would take: the overlap could not win it back (the 294 MB day from
+#: the local endpoint, 0.75 GB/s: 2.9 s instead of 3.7). On a slower link it streams.
+ORDER_PASS_CPU_SECONDS_PER_GB = 3.5
 
 #: A day of at most SMALL_DAY_BYTES of raw JSON is small: its fetch downloads nothing, and the
 #: conversion downloads it together with up to GROUP_MAX_DAYS - 1 other small days fetched
@@ -615,6 +624,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         # (the next day's download overlaps its conversion, and a small day's conversion sorts
         # it in one pass: the first of 7 days took 2.75 s streamed, the others ~1.6 s), a day
         # for the pool (converted at once) and a merge (it reads all its new objects together).
+        # A day alone streams, unless its first batch shows the rest arrives sooner than
+        # streaming's second pass would take (_rest_arrives_first).
         whole_day = not alone or self.pool is not None or f.merging
         f.batches = [fetch] if whole_day else stream_batches(fetch, self.cfg.download.max_workers)
         if self.pool is None and delta is None and nbytes <= SMALL_DAY_BYTES:
@@ -629,12 +640,33 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             return f
         try:
             with self._abortable() as abort:
+                started = time.monotonic()
                 self._download(f, 0, run, abort)
+                if self._rest_arrives_first(f, time.monotonic() - started):
+                    rest = [o for batch in f.batches[1:] for o in batch]
+                    f.batches = [f.batches[0], rest]
+                    self._download(f, 1, run, abort)
+                    f.batches = [fetch]  # converted whole, in one pass
         except DownloadFailed as e:
             return self._download_failed(f, e)
         with self._open_lock:
             self._unconverted.add(pk.key)
         return f
+
+    def _rest_arrives_first(self, f: Fetched, seconds: float) -> bool:
+        """Whether a streamed day's other batches download, at its first batch's speed, in
+        less time than streaming's second pass over the day would take, and one conversion
+        pass can sort the day (its rows estimated from the first batch's lines); see
+        ORDER_PASS_CPU_SECONDS_PER_GB."""
+        if len(f.batches) < 2:
+            return False
+        first = sum(o.size for o in f.batches[0])
+        day = sum(o.size for batch in f.batches for o in batch)
+        lines = estimated_lines([f.names[o.key] for o in f.batches[0]])
+        if not first or lines is None or lines * day / first > roworder.SORT_ONE_COPY_ROWS:
+            return False
+        second_pass = day / 1e9 * ORDER_PASS_CPU_SECONDS_PER_GB / self._threads()
+        return (day - first) / first * seconds < second_pass
 
     def _download(self, f: Fetched, k: int, run: RunContext, abort: threading.Event) -> None:
         """Download batch k of the day into its staging (concurrently: S3Fetcher.download_many,
