@@ -13,7 +13,10 @@ into batches of raw bytes (stream_batches: about 4 a day, 32..256 MB each, so a 
 one batch); the fetch lists the day and downloads the first batch, and the conversion converts
 batch k with one DuckDB scan of its objects (transform.convert_partition, what keeps the ingest
 near DuckDB's own COPY speed) while batch k+1 downloads, so the day's download and conversion
-overlap and at most one batch is staged ahead of its conversion. A day fetched while an
+overlap and at most one batch is staged ahead of its conversion; unless the first batch's
+download shows the rest would arrive sooner than streaming's second pass (the batches are
+converted in arrival order, then the day is sorted again) would take, when the rest is
+downloaded at once and the day converted in one pass (CvPilotDays._rest_arrives_first). A day fetched while an
 earlier one converts, or before a later one, is downloaded whole (the pipeline overlaps the
 days already, and each batch has a fixed cost) and converted as one batch. The day's result is then made whole (transform.combine_results: what only the whole day shows, its
 duplicate rows, is counted over all its files; the batches' quarantine files become one) and
@@ -64,7 +67,7 @@ from cvcatalog.exceptions import (
     CvCatalogError,
     S3UnavailableError,
 )
-from cvcatalog.io import memstage, roworder
+from cvcatalog.io import memstage, rawfile, roworder
 from cvcatalog.io.download import RESUME_MIN_BYTES, DownloadResult, ObjectInfo, S3Fetcher
 from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, remove_tree
@@ -110,7 +113,7 @@ MAX_BATCH_BYTES = 256 << 20
 #: roworder.SORT_ONE_COPY_ROWS rows). So after its first batch, a day alone that one pass can
 #: sort downloads the rest first when the first batch's speed says the rest arrives sooner
 #: than that second pass would take: the overlap could not win it back (the 294 MB day from
-#: the local endpoint, 0.75 GB/s: 2.9 s instead of 3.7). On a slower link it streams.
+#: the local endpoint, 0.75 GB/s: 2.8 s instead of 3.7). On a slower link it streams.
 ORDER_PASS_CPU_SECONDS_PER_GB = 3.5
 
 #: A day of at most SMALL_DAY_BYTES of raw JSON is small: its fetch downloads nothing, and the
@@ -638,11 +641,13 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 f.download = self._downloads.submit(self._download_all, f, run)
                 self._unconverted.add(pk.key)
             return f
+        run.check_stop()  # the run may have stopped while this fetch waited for its listing
         try:
             with self._abortable() as abort:
-                started = time.monotonic()
+                started, before = time.monotonic(), f.downloaded
                 self._download(f, 0, run, abort)
-                if self._rest_arrives_first(f, time.monotonic() - started):
+                if self._rest_arrives_first(f, f.downloaded - before, time.monotonic() - started):
+                    run.check_stop()
                     rest = [o for batch in f.batches[1:] for o in batch]
                     f.batches = [f.batches[0], rest]
                     self._download(f, 1, run, abort)
@@ -653,20 +658,25 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             self._unconverted.add(pk.key)
         return f
 
-    def _rest_arrives_first(self, f: Fetched, seconds: float) -> bool:
-        """Whether a streamed day's other batches download, at its first batch's speed, in
-        less time than streaming's second pass over the day would take, and one conversion
-        pass can sort the day (its rows estimated from the first batch's lines); see
-        ORDER_PASS_CPU_SECONDS_PER_GB."""
-        if len(f.batches) < 2:
+    def _rest_arrives_first(self, f: Fetched, downloaded: int, seconds: float) -> bool:
+        """Whether a streamed day's other batches download, at the speed its first batch's
+        `downloaded` bytes came in, in less time than streaming's second pass over the day
+        would take, and one conversion pass can sort the day (its rows estimated from the
+        first batch's lines); see ORDER_PASS_CPU_SECONDS_PER_GB. Not for a type without a
+        row order (no second pass), nor when the first batch came mostly from copies an
+        earlier run left (no speed to go by) or gzip-compressed (its lines are not counted)."""
+        if len(f.batches) < 2 or roworder.order_for(self.name, self.message_type) is None:
             return False
         first = sum(o.size for o in f.batches[0])
         day = sum(o.size for batch in f.batches for o in batch)
-        lines = estimated_lines([f.names[o.key] for o in f.batches[0]])
-        if not first or lines is None or lines * day / first > roworder.SORT_ONE_COPY_ROWS:
+        paths = [f.names[o.key] for o in f.batches[0]]
+        if downloaded < first // 2 or seconds <= 0 or any(rawfile.is_gzip(p) for p in paths):
+            return False
+        lines = estimated_lines(paths)
+        if lines is None or lines * day / first > roworder.SORT_ONE_COPY_ROWS:
             return False
         second_pass = day / 1e9 * ORDER_PASS_CPU_SECONDS_PER_GB / self._threads()
-        return (day - first) / first * seconds < second_pass
+        return (day - first) / downloaded * seconds < second_pass
 
     def _download(self, f: Fetched, k: int, run: RunContext, abort: threading.Event) -> None:
         """Download batch k of the day into its staging (concurrently: S3Fetcher.download_many,
