@@ -13,15 +13,16 @@ into batches of raw bytes (stream_batches: about 4 a day, 32..256 MB each, so a 
 one batch); the fetch lists the day and downloads the first batch, and the conversion converts
 batch k with one DuckDB scan of its objects (transform.convert_partition, what keeps the ingest
 near DuckDB's own COPY speed) while batch k+1 downloads, so the day's download and conversion
-overlap and at most one batch is staged ahead of its conversion; unless the first batch's
-download shows the rest would arrive sooner than streaming's second pass (the batches are
-converted in arrival order, then the day is sorted again) would take, when the rest is
-downloaded at once and the day converted in one pass (CvPilotDays._rest_arrives_first). A day fetched while an
-earlier one converts, or before a later one, is downloaded whole (the pipeline overlaps the
-days already, and each batch has a fixed cost) and converted as one batch. The day's result is then made whole (transform.combine_results: what only the whole day shows, its
-duplicate rows, is counted over all its files; the batches' quarantine files become one) and
-the quality step, when configured, runs over the whole day; the day is committed as one unit,
-so a failure in any batch fails the day with nothing of it visible. Raw copies stay in staging
+overlap and at most one batch is staged ahead of its conversion. Streaming costs a second pass
+(the batches convert in arrival order, then the day is sorted again), so when the first
+batch's download shows the rest would arrive sooner than that pass would take, the rest is
+downloaded at once and the day converted in one pass (CvPilotDays._rest_arrives_first). A day
+fetched while an earlier one converts, or before a later one, is downloaded whole (the
+pipeline overlaps the days already, and each batch has a fixed cost) and converted as one
+batch. The day's result is then made whole (transform.combine_results: what only the whole
+day shows, its duplicate rows, is counted over all its files; the batches' quarantine files
+become one) and the quality step, when configured, runs over the whole day; the day is
+committed as one unit, so a failure in any batch fails the day with nothing of it visible. Raw copies stay in staging
 until the commit: a re-run reuses them. Objects under 8 MiB are staged in RAM while the memory
 stage's budget has room (io.memstage: writing them to disk cost more system CPU than their
 conversion's reads), the others on disk. A conversion that runs out of memory is done again
