@@ -510,3 +510,17 @@ def test_the_rest_downloads_first_only_when_that_beats_the_second_pass(
     seconds = 1.0 if case == "slow link" else 0.01
     assert src._rest_arrives_first(f, downloaded, seconds) is rest_first
 
+
+def test_a_download_that_starts_after_the_run_was_cancelled_is_aborted_at_once(
+    catalog_dir: Path,
+) -> None:
+    """cancel() sets the abort events of the downloads in progress; a fetch still in flight
+    (e.g. one that was waiting for its month's listing) gets one already set."""
+    src = CvPilotDays(_config(catalog_dir), Catalog(catalog_dir).db, run_id="t")
+    with src._abortable() as before:
+        assert not before.is_set()
+        src.cancel()
+        assert before.is_set()
+    with src._abortable() as after:
+        assert after.is_set()
+

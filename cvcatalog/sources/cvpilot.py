@@ -357,6 +357,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self._idle: list[tuple[int | None, duckdb.DuckDBPyConnection]] = []
         self._reusing = True  # until the run finishes
         self._aborts: set[threading.Event] = set()  # downloads in progress (cancel sets them)
+        self._cancelled = False  # cancel() was called: a download starting now is aborted
         self._memory: MemoryStage | None = None  # raw copies in RAM, for the run (session)
         self._unconverted: set[str] = set()  # days fetched whose conversion has not ended
         self._unfetched: set[str] = set()  # days of the plan whose fetch has not started
@@ -632,6 +633,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         # streaming's second pass would take (_rest_arrives_first).
         whole_day = not alone or self.pool is not None or f.merging
         f.batches = [fetch] if whole_day else stream_batches(fetch, self.cfg.download.max_workers)
+        run.check_stop()  # the run may have stopped while this fetch waited for its listing
         if self.pool is None and delta is None and nbytes <= SMALL_DAY_BYTES:
             # downloaded in the background: the fetch goes on to the next day, so small days
             # are fetched faster than converted and convert in groups
@@ -642,7 +644,6 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 f.download = self._downloads.submit(self._download_all, f, run)
                 self._unconverted.add(pk.key)
             return f
-        run.check_stop()  # the run may have stopped while this fetch waited for its listing
         try:
             with self._abortable() as abort:
                 started, before = time.monotonic(), f.downloaded
@@ -763,9 +764,13 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
 
     @contextlib.contextmanager
     def _abortable(self) -> Iterator[threading.Event]:
-        """An abort event for downloads, set by cancel() while it is registered."""
+        """An abort event for downloads, set by cancel() while it is registered, or already
+        set when the run was cancelled before (a fetch still in flight then downloads
+        nothing more)."""
         abort = threading.Event()
         with self._open_lock:
+            if self._cancelled:
+                abort.set()
             self._aborts.add(abort)
         try:
             yield abort
@@ -1174,6 +1179,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     def cancel(self) -> None:
         """Interrupt the conversions and downloads in progress (the run is stopping)."""
         with self._open_lock:
+            self._cancelled = True
             for con in list(self._open):
                 with contextlib.suppress(Exception):
                     con.interrupt()
