@@ -177,8 +177,7 @@ def has_day(catalog: Path, group: str, base: Path = SHM_ROOT) -> bool:
 def remove_day(catalog: Path, group: str, base: Path = SHM_ROOT) -> None:
     """Delete a day's copies in memory without a stage (a run that opened none: a conversion
     pool, staging_gb 0, no room): its commit must not leave them holding RAM."""
-    if has_day(catalog, group, base):
-        _remove_day(stage_dir(catalog, base), group)
+    _remove_day(stage_dir(catalog, base), group)
 
 
 def _day_files(root: Path) -> dict[str, tuple[float, dict[str, int]]]:

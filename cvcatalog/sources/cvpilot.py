@@ -22,10 +22,10 @@ pipeline overlaps the days already, and each batch has a fixed cost) and convert
 batch. The day's result is then made whole (transform.combine_results: what only the whole
 day shows, its duplicate rows, is counted over all its files; the batches' quarantine files
 become one) and the quality step, when configured, runs over the whole day; the day is
-committed as one unit, so a failure in any batch fails the day with nothing of it visible. Raw copies stay in staging
-until the commit: a re-run reuses them. Objects under 8 MiB are staged in RAM while the memory
-stage's budget has room (io.memstage: writing them to disk cost more system CPU than their
-conversion's reads), the others on disk. A conversion that runs out of memory is done again
+committed as one unit, so a failure in any batch fails the day with nothing of it visible.
+Raw copies stay in staging until the commit: a re-run reuses them. Objects under 8 MiB are
+staged in RAM while the memory stage's budget has room (io.memstage: writing them to disk cost
+more system CPU than their conversion's reads), the others on disk. A conversion that runs out of memory is done again
 with one DuckDB thread, and so is the rest of the day. A day converted on a ConversionPool and
 a changed day merged with its kept rows (--check-changes) are downloaded whole first and
 converted at once.
