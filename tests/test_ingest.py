@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.sources.cvpilot import CvPilotDays
 from cvcatalog.sources.cvpilot import ingest as run_ingest
+from cvcatalog.state.db import CatalogDB
 
 D1, D2, D3 = date(2021, 4, 1), date(2021, 4, 2), date(2021, 4, 3)
 
@@ -506,3 +508,38 @@ def test_copies_the_memory_stage_has_no_room_for_go_to_disk(
     assert all(Path(p).is_relative_to(staging) for p in to_disk)
     assert not memory.exists() or not any(memory.rglob("*.json"))
     assert cat.verify().clean
+
+
+def test_a_new_catalog_fetches_its_first_day_while_its_tables_are_written(
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catalog that does not exist yet records nothing: the plan and the first day's fetch
+    read no state (a read would create the catalog before its tables are written), and the
+    tables are written meanwhile (pipeline.run)."""
+    report = seed(s3_client, D1, D2, empty_hour_rate=0)
+    downloading = threading.Event()
+    seen: list[tuple[str, bool]] = []
+    real_ensure, real_download = CatalogDB.ensure_schema, CvPilotDays._fetch_batch
+
+    def ensure_schema(self: CatalogDB) -> None:
+        seen.append(("tables held until a download started", downloading.wait(10)))
+        real_ensure(self)
+
+    def download(self: CvPilotDays, *args: Any) -> Any:
+        if not downloading.is_set():
+            seen.append(("a download started with a catalog file", self.paths.db.exists()))
+            downloading.set()
+        return real_download(self, *args)
+
+    monkeypatch.setattr(CatalogDB, "ensure_schema", ensure_schema)
+    monkeypatch.setattr(CvPilotDays, "_fetch_batch", download)
+    cat = Catalog(catalog_dir)
+    s = ingest(cat, D1, D2)
+    assert s.ok and s.count("complete") == 2, s.as_dict()
+    assert ("a download started with a catalog file", False) in seen
+    assert ("tables held until a download started", True) in seen
+    assert s.rows == report.records == cat.query("select count(*) as n from wydot_bsm").n[0]
+    runs = cat.query("select status, days_complete from ingest_runs")
+    assert (list(runs.status), list(runs.days_complete)) == (["ok"], [2])
+    assert cat.verify().clean
+    assert ingest(cat, D1, D2).count("cached") == 2

@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from cvcatalog.exceptions import ConversionError, TransientFetchError
+from cvcatalog.exceptions import CatalogError, ConversionError, TransientFetchError
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.s3 import RetryPolicy
 from cvcatalog.pipeline.contract import Plan, RunContext, Source, Staged
@@ -352,3 +352,85 @@ def test_placing_a_batch_places_every_file_or_none(tmp_path: Path) -> None:
         place(bad, batch)  # type: ignore[arg-type]
     assert bad.placed and sorted(bad.discarded) == sorted(bad.placed)
     assert "dest/3" not in bad.placed
+
+
+class FreshLetters(Letters):
+    """Letters that, like the CV source, read no state while the catalog file does not exist
+    (a new catalog records nothing); their table is made by their first commit."""
+
+    def __init__(self, db: CatalogDB, letters: str, events: list[str]) -> None:
+        super().__init__(db, letters)
+        self.events = events
+        self.fetching = threading.Event()
+        self.converted = threading.Event()
+
+    def plan(self, run: RunContext) -> Plan[str]:
+        self.events.append("plan")
+        if not self.db.exists():
+            return Plan(list(self.letters))
+        return super().plan(run)
+
+    def fetch(self, unit: str, run: RunContext) -> str:
+        self.events.append("fetch, no catalog yet" if not self.db.exists() else "fetch")
+        self.fetching.set()
+        return super().fetch(unit, run)
+
+    def convert(self, fetched: str, run: RunContext) -> Staged[str]:
+        staged = super().convert(fetched, run)
+        self.converted.set()
+        return staged
+
+    def record(
+        self, con: duckdb.DuckDBPyConnection, batch: list[Staged[str]], run: RunContext
+    ) -> list[str]:
+        con.execute("CREATE TABLE IF NOT EXISTS letters (unit VARCHAR, path VARCHAR)")
+        return super().record(con, batch, run)
+
+
+def test_a_new_catalogs_tables_are_written_while_the_plan_and_first_fetch_go_on(
+    db: CatalogDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    sources: list[FreshLetters] = []
+    real = CatalogDB.ensure_schema
+
+    def ensure_schema(self: CatalogDB) -> None:  # held until the run's first fetch, if any
+        wait_s = 5 if len(sources) == 1 else 0.2  # the second run: an existing catalog
+        events.append(f"tables held, fetched meanwhile: {sources[-1].fetching.wait(wait_s)}")
+        real(self)
+        events.append("tables written")
+
+    monkeypatch.setattr(CatalogDB, "ensure_schema", ensure_schema)
+    sources.append(FreshLetters(db, "abc", events))
+    runner = Runner(sources[-1], db, retry=RetryPolicy(attempts=1))
+    s = runner.run()
+    assert s.ok and s.count("complete") == 3, s.as_dict()
+    assert "tables held, fetched meanwhile: True" in events
+    assert events.index("fetch, no catalog yet") < events.index("tables written")
+    assert sorted(_letters(db)) == ["a", "b", "c"]
+    run = _run_row(db, runner.run_id)  # the run's start and end recorded, after the tables
+    assert (run["status"], run["days_complete"]) == ("ok", 3)
+
+    # an existing catalog: its tables are brought up to date before the plan reads them
+    events.clear()
+    sources.append(FreshLetters(db, "abcd", events))
+    again = _run(sources[-1], db)
+    assert again.ok and again.count("cached") == 3 and again.count("complete") == 1
+    assert events[:3] == ["tables held, fetched meanwhile: False", "tables written", "plan"]
+
+
+def test_a_new_catalog_that_cannot_be_created_ends_the_run_with_its_error(
+    db: CatalogDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = FreshLetters(db, "abc", [])
+
+    def ensure_schema(self: CatalogDB) -> None:  # fails once a unit waits for its commit
+        src.converted.wait(5)
+        raise CatalogError("cannot create the catalog (test)")
+
+    monkeypatch.setattr(CatalogDB, "ensure_schema", ensure_schema)
+    with pytest.raises(CatalogError, match="cannot create the catalog"):
+        _run(src, db, commit_interval=600)
+    assert src.converted.is_set()
+    assert src.batches == []  # nothing committed, not even what was converted meanwhile
+    assert not db.exists()

@@ -21,6 +21,12 @@ the others go on. An interrupt stops new units, lets the commit in flight finish
 the units already converted, releases every claim and records the run 'interrupted' with what
 was committed; a kill -9 loses at most the uncommitted units, and the
 next run marks the killed run interrupted (mark_interrupted_runs).
+
+A run that creates its catalog writes the catalog's tables on a thread of their own while the
+plan and the first fetches go on (a catalog file that does not exist yet records nothing, so a
+source reads no state before it appears), then records the run's start there; the first commit
+waits for both, and an error of either ends the run. A run into an existing catalog brings its
+tables up to date first (ensure_schema), as does a source that records idle runs.
 """
 
 from __future__ import annotations
@@ -102,6 +108,11 @@ class Runner(Generic[U]):
         self.run_id = run_id or new_run_id()
         self.max_batch = max(1, max_batch)
         self.commit_interval = max(0.0, commit_interval)
+        #: a new catalog's tables, written on their own thread (run) while the plan and the
+        #: first fetches go on, and the run's start recorded there after them (_run)
+        self._creator: ThreadPoolExecutor | None = None
+        self._creating: Future[None] | None = None
+        self._starting: Future[None] | None = None
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> Summary:
@@ -109,14 +120,26 @@ class Runner(Generic[U]):
         summary = Summary(self.run_id, src.name, src.message_type, mode=src.mode)
         summary.executor = src.executor
         run = RunContext(self.run_id, self.db, self.progress, summary, self.retry, sleep=self.sleep)
+        self._creator = self._creating = self._starting = None
         try:
             self.db.paths.ensure()
-            self.db.ensure_schema()  # a new canonical version's columns, before any unit reads
+            if self.db.exists() or src.record_idle_runs:
+                self.db.ensure_schema()  # a new canonical version's columns, before any read
+            else:
+                # A new catalog records nothing yet: the plan and the first fetches need none
+                # of it, so its tables are written meanwhile, on a thread of their own that
+                # then records the run's start (_record_start_when_created); the first
+                # conversion waits for both.
+                self._creator = ThreadPoolExecutor(1, thread_name_prefix="catalog-create")
+                self._creating = self._creator.submit(self.db.ensure_schema)
             with src.session(run):
                 return self._run(run)
         except KeyboardInterrupt as e:  # Ctrl-C, whenever: the summary goes with it
             summary.interrupted = True
             raise Interrupted(summary) from e
+        finally:
+            if self._creator is not None:
+                self._creator.shutdown(wait=True)
 
     def _run(self, run: RunContext) -> Summary:
         src, s = self.source, run.summary
@@ -144,16 +167,22 @@ class Runner(Generic[U]):
                 self.progress.finished(o)
             if plan.todo:
                 warming = _warm_up(src)
-                if not started:
+                if not started and self._creator is not None:
+                    self._starting = self._creator.submit(self._record_start_when_created)
+                elif not started:
                     self._record_start()
                     started = True
                 self._execute(plan.todo, run)
+                if self._starting is not None:  # e.g. no unit got as far as a commit
+                    self._starting.result()
         except BaseException as e:  # interrupted: committed units stay, the run says so
             stopped = e
             raise
         finally:
             if warming is not None:
                 warming.join()
+            if self._starting is not None:  # recorded on the creator's thread
+                started = self._started_ok()
             s.seconds = time.monotonic() - t0
             try:
                 src.finish(run, stopped)
@@ -190,6 +219,8 @@ class Runner(Generic[U]):
 
         def top_up() -> None:
             nonlocal committing, to_commit
+            if self._starting is not None and self._starting.done():
+                self._starting.result()  # a new catalog that could not be created stops the run
             idle = not (pending or fetching or ready or converting)
             if (
                 committing is None
@@ -201,6 +232,8 @@ class Runner(Generic[U]):
                     or time.monotonic() >= commit_due()
                 )
             ):
+                if self._starting is not None:
+                    self._starting.result()  # the first commit: a new catalog's tables first
                 # group commit: everything converted meanwhile
                 batch, to_commit = to_commit[: self.max_batch], to_commit[self.max_batch :]
                 staged = [i.result for i in batch]
@@ -300,7 +333,7 @@ class Runner(Generic[U]):
             # the commit in flight completes, and the units converted before the run stopped
             # are committed too (each commit is all or nothing)
             last = [committing] if committing is not None else []
-            if to_commit:
+            if to_commit and self._started_ok():
                 staged = [i.result for i in to_commit]
                 last.append((committer.submit(commit_batch, src, staged, run), to_commit))
             for fut, items in last:
@@ -474,6 +507,19 @@ class Runner(Generic[U]):
         with self.db.write() as con:
             mark_interrupted_runs(con, socket.gethostname())
             manifest.start_run(con, run)
+
+    def _started_ok(self) -> bool:
+        """Whether a commit may go ahead: the catalog's tables and the run's start written
+        (waited for, when a new catalog's are still being written)."""
+        if self._starting is None:
+            return True
+        wait([self._starting])
+        return self._starting.exception() is None
+
+    def _record_start_when_created(self) -> None:
+        assert self._creating is not None
+        self._creating.result()  # done: it ran before, on this thread
+        self._record_start()
 
     def _record_end(self, s: Summary, stopped: BaseException | None) -> None:
         values = {"finished_at": now_utc(), **s.run_values(stopped)}

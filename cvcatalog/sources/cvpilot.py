@@ -399,8 +399,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         keys = partitions_for(
             self.cfg.source, self.cfg.message_type, start, end, self.cfg.date_range.timezone
         )
-        with self.db.read() as con:
-            known = manifest.get_partitions(con, keys=[k.key for k in keys])
+        known: dict[str, PartitionRecord] = {}
+        if self.db.exists():  # else a new catalog, being created (Runner): nothing recorded
+            with self.db.read() as con:
+                known = manifest.get_partitions(con, keys=[k.key for k in keys])
         todo: list[PartitionKey] = []
         cached: list[PartitionKey] = []
         for k in keys:
@@ -462,6 +464,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         commit (another process's, nor this run's) has replaced since; a commit of that day
         replaces it, so a day claimed after another process's commit is read again."""
         ident = self._catalog_ident()  # before the read: a commit during it invalidates it
+        if ident is None and not self.db.exists():
+            return None, []  # a new catalog, still being created (Runner): nothing recorded
         with self._open_lock:
             if ident is not None and ident == self._state_ident and pk.key in self._state:
                 return self._state.pop(pk.key)

@@ -181,6 +181,9 @@ class Room:
                 self._estimate += incoming
                 return []
         self._estimate = None  # measured again below (and after an eviction, next time)
+        if not self.db.exists():  # a new catalog, its tables still being written: empty
+            self._estimate = int(source_bytes * self._ratio)
+            return []
         with self.db.read() as con:
             total = _total_bytes(con)
             self._ratio = _parquet_ratio(con, source, message_type)
