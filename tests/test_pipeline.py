@@ -434,3 +434,35 @@ def test_a_new_catalog_that_cannot_be_created_ends_the_run_with_its_error(
     assert src.converted.is_set()
     assert src.batches == []  # nothing committed, not even what was converted meanwhile
     assert not db.exists()
+
+
+def test_an_interrupt_while_a_new_catalog_is_created_keeps_what_was_converted(
+    db: CatalogDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = FreshLetters(db, "abc", [])
+    src.convert_errors["b"] = KeyboardInterrupt()
+    real = CatalogDB.ensure_schema
+
+    def ensure_schema(self: CatalogDB) -> None:  # still writing the tables when "b" fails
+        src.converted.wait(5)
+        real(self)
+
+    monkeypatch.setattr(CatalogDB, "ensure_schema", ensure_schema)
+    runner = Runner(src, db, retry=RetryPolicy(attempts=1), commit_interval=600)
+    with pytest.raises(Interrupted) as stopped:
+        runner.run()
+    assert stopped.value.summary.count("complete") == 1
+    assert sorted(_letters(db)) == ["a"]  # converted before the interrupt: committed after
+    run = _run_row(db, runner.run_id)  # the tables, then the run's start, then its end
+    assert run["status"] == "interrupted" and run["days_complete"] == 1
+
+
+def test_a_new_catalog_with_nothing_to_do_still_reports_that_it_could_not_be_created(
+    db: CatalogDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def ensure_schema(self: CatalogDB) -> None:
+        raise CatalogError("cannot create the catalog (test)")
+
+    monkeypatch.setattr(CatalogDB, "ensure_schema", ensure_schema)
+    with pytest.raises(CatalogError, match="cannot create the catalog"):
+        _run(FreshLetters(db, "", []), db)

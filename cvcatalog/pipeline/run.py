@@ -175,6 +175,8 @@ class Runner(Generic[U]):
                 self._execute(plan.todo, run)
                 if self._starting is not None:  # e.g. no unit got as far as a commit
                     self._starting.result()
+            elif self._creating is not None:  # nothing to do: a new catalog, its tables made
+                self._creating.result()
         except BaseException as e:  # interrupted: committed units stay, the run says so
             stopped = e
             raise
