@@ -16,7 +16,7 @@ They are small and few; their records are re-emitted as NDJSON for the same Duck
 
 Hostile objects (docs/reliability.md, "Hostile input"): gzip-compressed objects and a leading
 byte order mark are normalized first by cvcatalog.io.rawfile (clean objects are only sniffed, never
-copied); an object with a line longer than read_json's maximum_object_size makes DuckDB fail
+copied: from the first bytes their download kept, RawFile.head, when it did); an object with a line longer than read_json's maximum_object_size makes DuckDB fail
 the whole read, so that object alone is rewritten from its readable lines by the same streaming
 line scan and the read is retried. Records generated outside the hour of the folder they were
 published in are kept with the warning outside_folder_hour; identical rows are kept and counted
@@ -88,10 +88,12 @@ _WS = re.compile(r"[ \t\r\n]*")
 
 @dataclass(frozen=True)
 class RawFile:
-    """A downloaded object: the local file and the S3 key it came from (kept as lineage)."""
+    """A downloaded object: the local file and the S3 key it came from (kept as lineage);
+    head: its first bytes, when its download kept them (download.HEAD_BYTES)."""
 
     path: Path
     key: str
+    head: bytes | None = None
 
 
 @dataclass
@@ -477,8 +479,7 @@ class _Conversion:
                 self.con.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _steps(self) -> list[ConvertResult]:
-        self._normalize()
-        kinds = [_kind(f.path) for f in self.files]
+        kinds = self._normalize()
         ndjson = [i for i, k in enumerate(kinds) if k == "ndjson"]
         documents = [i for i, k in enumerate(kinds) if k == "document"]
         n_docs = self._write_documents(documents) if documents else 0
@@ -658,14 +659,23 @@ class _Conversion:
                         out.setdefault(int(u), {})[DUPLICATE] = int(n)
         return out
 
-    def _normalize(self) -> None:
-        """Decompress gzip objects and drop leading BOMs (rawfile); clean objects stay as they are."""
+    def _normalize(self) -> list[Literal["ndjson", "document", "empty"]]:
+        """Decompress gzip objects and drop leading BOMs (rawfile); clean objects stay as they
+        are. Returns each object's kind (_kind), from the same first read of it."""
+        kinds: list[Literal["ndjson", "document", "empty"]] = []
         for i, raw in enumerate(self.files):
-            norm = rawfile.normalize(raw.path, self.work, f"object-{i:06d}")
+            if raw.head is not None and _tells(raw.head):  # no read of the copy
+                head, more = raw.head, True  # (more matters only to an object of blanks)
+            else:
+                head, more = rawfile.peek(raw.path, _PEEK)
+            norm = rawfile.normalize(raw.path, self.work, f"object-{i:06d}", head)
             if norm.path != raw.path:
                 self.files[i] = RawFile(norm.path, raw.key)
+                head, more = rawfile.peek(norm.path, _PEEK)
             if norm.problem is not None:
                 self.quarantine.add(raw.key, None, f"{UNREADABLE}: {norm.problem}", None)
+            kinds.append(_kind(head, more))
+        return kinds
 
     def _stage_all(self, ndjson: list[int], *, with_docs: bool) -> list[tuple[Path, int]]:
         """The one big pass; an object with a line over read_json's maximum_object_size fails it
@@ -1480,11 +1490,9 @@ def _struct_of(schema: MessageSchema) -> str:
     )
 
 
-def _kind(path: Path) -> Literal["ndjson", "document", "empty"]:
-    """NDJSON unless the object starts like a pretty-printed document (`{` or `[` alone)."""
-    with open(path, "rb") as f:
-        head = f.read(_PEEK)
-        more = bool(f.read(1))
+def _kind(head: bytes, more: bool) -> Literal["ndjson", "document", "empty"]:
+    """NDJSON unless the object starts like a pretty-printed document (`{` or `[` alone), from
+    its first _PEEK bytes (head) and whether more follow."""
     if head.startswith(_BOM):
         return "document"  # read_json cannot skip a BOM; the Python reader can
     body = head.lstrip()
@@ -1493,6 +1501,16 @@ def _kind(path: Path) -> Literal["ndjson", "document", "empty"]:
     if body[:1] == b"[":
         return "document"  # a top-level array is never an NDJSON record
     return "document" if body.split(b"\n", 1)[0].strip() == b"{" else "ndjson"
+
+
+def _tells(head: bytes) -> bool:
+    """Whether an object's first bytes give the kind its first _PEEK bytes would (_kind): not
+    when they are fewer than a BOM, or blanks, or end inside a first line that is `{` so far."""
+    body = head.lstrip()
+    if len(head) < len(_BOM) or not body:
+        return False
+    first = body.split(b"\n", 1)
+    return len(first) > 1 or first[0].strip() != b"{"
 
 
 def _clip(text: str) -> str:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import CredentialsError, IntegrityError, S3Error
 from cvcatalog.io import download
-from cvcatalog.io.download import CHUNK_SIZE, DownloadResult, ObjectInfo, S3Fetcher
+from cvcatalog.io.download import CHUNK_SIZE, HEAD_BYTES, DownloadResult, ObjectInfo, S3Fetcher
 from cvcatalog.io.s3 import make_client
 from cvcatalog.sources.bucket import BUCKET
 
@@ -208,7 +208,9 @@ def test_download_verifies_and_lands_atomically(
     progress: list[int] = []
     res = f.download(obj, dest, on_bytes=progress.append)
     expected = md5_sum(data) if legacy else crc_sum(data)
-    assert res == DownloadResult(dest, len(data), expected, 0, "md5" if legacy else "crc32")
+    how = "md5" if legacy else "crc32"
+    # the object's first bytes come with it: a conversion sniffs them instead of the copy
+    assert res == DownloadResult(dest, len(data), expected, 0, how, head=data[:HEAD_BYTES])
     assert dest.read_bytes() == data
     assert sum(progress) == len(data)
     assert max(progress) <= CHUNK_SIZE
@@ -229,6 +231,7 @@ def test_existing_good_file_is_not_fetched_again(
     res = f.download(obj, dest)
     assert res.skipped and res.checksum == md5_sum(data)
     assert res.resumed_from == res.size  # nothing transferred
+    assert res.head is None  # nothing read either
     assert f.stats.get_requests == 1 == f.get_requests
     assert f.stats.skipped == 1
 
@@ -303,6 +306,7 @@ def test_resume_from_partial_file(s3_endpoint: str, s3_client: Any, tmp_path: Pa
     seen = record_gets(f)
     res = f.download(obj, dest)
     assert res.resumed_from == half
+    assert res.head is None  # its start came from disk
     assert res.checksum == md5_sum(data)  # resumed from disk: only the ETag can check it
     assert dest.read_bytes() == data
     assert len(seen) == 1
@@ -399,6 +403,7 @@ def test_connection_reset_mid_body_resumes(
     seen = record_gets(f)
     res = f.download(obj, tmp_path / "f")
     assert res.checksum == crc_sum(data)  # the CRC32 spans both responses
+    assert res.head == data[:HEAD_BYTES]  # kept from the first response
     assert (tmp_path / "f").read_bytes() == data
     assert [_header(r, "Range") for r in seen] == [None, f"bytes={cut}-"]
     assert f.stats.retries == 1

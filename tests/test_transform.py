@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import re
 import shutil
@@ -1077,3 +1078,72 @@ def test_a_clean_groups_warnings_and_duplicates_equal_each_partition_alone(
     assert grouped[0].warnings.get("speed_out_of_range") == 1
     assert grouped[1].warnings.get(transform.DUPLICATE) == 1
     assert "speed_out_of_range" not in grouped[1].warnings
+
+
+# -- what an object holds, from the first bytes its download kept --------------------------------
+
+_OPENINGS = st.lists(
+    st.sampled_from([b"{", b"[", b"}", b" ", b"\n", b"\r\n", b"\t", b"\xef\xbb\xbf", b"\x1f\x8b",
+                     b'"a": 1', b"x" * 700, b" " * 900]),
+    max_size=12,
+)  # fmt: skip
+
+
+@given(_OPENINGS, st.integers(min_value=1, max_value=5000))
+def test_an_objects_first_bytes_tell_its_kind_as_its_first_64_kib_would(
+    parts: list[bytes], head_bytes: int
+) -> None:
+    data = b"".join(parts)
+    peek = transform._PEEK
+    read = transform._kind(data[:peek], len(data) > peek)
+    head = data[:head_bytes]
+    if transform._tells(head):
+        assert transform._kind(head, True) == read
+
+
+def test_objects_converted_from_their_kept_first_bytes_give_what_reading_them_gives(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NDJSON, a BOM, gzip, pretty-printed documents, an array, blanks: the same rows and
+    quarantine whether the conversion is given each object's first 4 KiB or reads them."""
+    record = (json.dumps(sample(6)) + "\n").encode()
+    pretty = json.dumps(sample(5), indent=2).encode()
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    objects = {
+        "nd": record * 3,
+        "bom": b"\xef\xbb\xbf" + record * 2,
+        "gz": gzip.compress(record * 2),
+        "doc": pretty + b"\n" + pretty,
+        "array": b"[\n" + pretty + b",\n" + pretty + b"\n]",
+        "blank": b" \n" * 3000 + record,  # its first 4 KiB are blanks: read again
+        "broken": record + record[:300],
+    }
+    for name, body in objects.items():
+        (raw / name).write_bytes(body)
+
+    def files(heads: bool) -> list[RawFile]:
+        return [
+            RawFile(raw / n, f"key/{n}", (raw / n).read_bytes()[:4096] if heads else None)
+            for n in objects
+        ]
+
+    plain = convert(con, files(False), tmp_path / "plain")
+    peeked: list[Path] = []
+    real_peek = transform.rawfile.peek
+
+    def peek(path: Path, size: int) -> tuple[bytes, bool]:
+        peeked.append(path)
+        return real_peek(path, size)
+
+    monkeypatch.setattr(transform.rawfile, "peek", peek)
+    given_heads = convert(con, files(True), tmp_path / "heads")
+    assert given_heads.rows == plain.rows == 13 and given_heads.reasons == plain.reasons
+    assert quarantine(given_heads) == quarantine(plain)
+
+    def keyed(result: ConvertResult) -> list[tuple[Any, ...]]:
+        return sorted((r["source_key"], r["generated_at"]) for r in rows(con, result.parquet_files))
+
+    assert keyed(given_heads) == keyed(plain)
+    # read again: the blanks (their head cannot tell) and the rewritten copies (gzip, BOM)
+    assert {p.name for p in peeked} == {"blank", "object-000001.nobom", "object-000002.gunzip"}

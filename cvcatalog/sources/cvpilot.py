@@ -179,6 +179,8 @@ class Fetched:
     #: most DOWNLOADS_AHEAD days at once): its conversion waits for it
     deferred: bool = False
     download: Future[Downloaded] | None = None
+    #: a copy -> the first bytes its download kept (DownloadResult.head), until its conversion
+    heads: dict[Path, bytes] = field(default_factory=dict)
 
     @property
     def merging(self) -> bool:
@@ -293,6 +295,12 @@ def raw_name(obj: ObjectInfo, index: int) -> str:
     """Local name of a downloaded object: never derived from the key's path components."""
     digest = hashlib.sha1(obj.key.encode()).hexdigest()[:16]
     return f"{index:06d}-{digest}.json"
+
+
+def _raw(f: Fetched, objects: list[ObjectInfo]) -> list[RawFile]:
+    """The objects' copies for a conversion, each with the first bytes its download kept
+    (then forgotten), so the conversion tells what each holds without reading it again."""
+    return [RawFile(f.names[o.key], o.key, f.heads.pop(f.names[o.key], None)) for o in objects]
 
 
 def default_fetcher(cfg: DataSourceConfig) -> S3Fetcher:
@@ -709,6 +717,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         got, failures = self.fetcher.download_many(
             batch, lambda o: f.names[o.key], on_bytes=run.progress.downloaded, abort=abort
         )
+        f.heads.update((r.path, r.head) for r in got if r.head is not None)
         memory = self._memory
         if memory is None or not failures:
             return got, failures
@@ -728,6 +737,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         again, still = self.fetcher.download_many(
             full, lambda o: f.names[o.key], on_bytes=run.progress.downloaded, abort=abort
         )
+        f.heads.update((r.path, r.head) for r in again if r.head is not None)
         moved = {o.key for o in full}
         return got + again, [(o, e) for o, e in failures if o.key not in moved] + still
 
@@ -856,7 +866,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         out_dirs = [fresh_dir(self._out_dir(days[i].pk)) for i in ok]
         try:
             parts = [
-                ([RawFile(days[i].names[o.key], o.key) for o in days[i].batches[0]], d)
+                (_raw(days[i], days[i].batches[0]), d)
                 for i, d in zip(ok, out_dirs, strict=True)
             ]
             with self._duckdb(GROUP_THREADS, reuse=True) as con:
@@ -926,7 +936,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         (_stream), a changed day by merging (_merge)."""
         fresh_dir(out_dir)
         if f.merging and f.delta is not None:
-            raw = [RawFile(f.names[o.key], o.key) for o in f.delta.fetch]
+            raw = _raw(f, f.delta.fetch)
             return self._one_thread_on_oom(
                 f.pk, run, out_dir, functools.partial(self._merge, f, raw, out_dir)
             )[0]
@@ -953,11 +963,14 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                         upcoming = ahead.submit(self._download, f, k + 1, run, abort)
                     run.check_stop()
                     sub = out_dir if last == 0 else out_dir / f"batch-{k:03d}"
-                    raw = [RawFile(f.names[o.key], o.key) for o in batch]
+                    raw = _raw(f, batch)
+                    size = sum(o.size for o in batch)
                     part, threads = self._one_thread_on_oom(
                         f.pk, run, sub,
                         # a day of several batches is ordered once, as a whole (_finish_day)
-                        functools.partial(self._convert, raw, sub, ordered=last == 0), threads,
+                        functools.partial(
+                            self._convert, raw, sub, ordered=last == 0, nbytes=size
+                        ), threads,
                     )  # fmt: skip
                     parts.append(part)
             except BaseException:
@@ -1059,11 +1072,15 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         threads: int | None = None,
         *,
         ordered: bool = True,
+        nbytes: int | None = None,
     ) -> ConvertResult:
         """One DuckDB scan of these objects (transform.convert_partition). A small conversion
         reuses an idle connection (its fixed cost is most of a tiny day's); a large one gets a
-        fresh one, closed after it, so no buffers a big batch grew outlive it (peak RSS)."""
-        small = sum(r.path.stat().st_size for r in raw) <= REUSE_MAX_BYTES
+        fresh one, closed after it, so no buffers a big batch grew outlive it (peak RSS).
+        nbytes: the objects' bytes, when known (else each copy's size is read)."""
+        if nbytes is None:
+            nbytes = sum(r.path.stat().st_size for r in raw)
+        small = nbytes <= REUSE_MAX_BYTES
         with self._duckdb(threads, reuse=small) as con:
             return convert_partition(
                 con,
