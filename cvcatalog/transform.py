@@ -93,7 +93,7 @@ class RawFile:
 
     path: Path
     key: str
-    head: bytes | None = None
+    head: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

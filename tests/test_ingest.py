@@ -16,6 +16,7 @@ import pytest
 
 from cvcatalog import transform
 from cvcatalog.catalog import Catalog
+from cvcatalog.exceptions import CatalogError
 from cvcatalog.io import memstage, rawfile
 from cvcatalog.io.duckdb_ext import extension_path
 from cvcatalog.io.layout import CatalogPaths
@@ -579,3 +580,17 @@ def test_a_conversion_tells_each_downloaded_object_by_the_bytes_its_download_kep
     again = ingest(Catalog(catalog_dir), D1, D2)
     assert again.ok and again.rows == report.records and again.get_requests == 0
     assert len(peeked) == seeded
+
+
+def test_a_new_catalog_that_cannot_be_created_is_not_created_by_the_runs_end(
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(s3_client, D1, D1, empty_hour_rate=0)
+
+    def ensure_schema(self: CatalogDB) -> None:
+        raise CatalogError("cannot create the catalog (test)")
+
+    monkeypatch.setattr(CatalogDB, "ensure_schema", ensure_schema)
+    with pytest.raises(CatalogError, match="cannot create the catalog"):
+        ingest(Catalog(catalog_dir), D1, D1)
+    assert not CatalogPaths.at(catalog_dir).db.exists()  # nor by the post-run eviction check

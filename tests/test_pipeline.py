@@ -5,6 +5,7 @@ progress and the run record come from the runner."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -363,6 +364,17 @@ class FreshLetters(Letters):
         self.events = events
         self.fetching = threading.Event()
         self.converted = threading.Event()
+        self.held: set[str] = set()  # units claimed and not yet released
+
+    def claim(self, unit: str, wait: bool) -> Any:
+        held = self.held
+        held.add(unit)
+
+        class Hold:
+            def release(self) -> None:
+                held.discard(unit)
+
+        return Hold()
 
     def plan(self, run: RunContext) -> Plan[str]:
         self.events.append("plan")
@@ -434,6 +446,10 @@ def test_a_new_catalog_that_cannot_be_created_ends_the_run_with_its_error(
     assert src.converted.is_set()
     assert src.batches == []  # nothing committed, not even what was converted meanwhile
     assert not db.exists()
+    deadline = time.monotonic() + 5  # a unit still converting releases its claim when done
+    while src.held and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert src.held == set()  # every unit's claim released
 
 
 def test_an_interrupt_while_a_new_catalog_is_created_keeps_what_was_converted(
@@ -466,3 +482,61 @@ def test_a_new_catalog_with_nothing_to_do_still_reports_that_it_could_not_be_cre
     monkeypatch.setattr(CatalogDB, "ensure_schema", ensure_schema)
     with pytest.raises(CatalogError, match="cannot create the catalog"):
         _run(FreshLetters(db, "", []), db)
+
+
+def test_the_run_goes_on_converting_while_a_new_catalogs_tables_hold_its_first_commit(
+    db: CatalogDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = FreshLetters(db, "abc", [])
+    seen: list[bool] = []
+    real = CatalogDB.ensure_schema
+
+    def ensure_schema(self: CatalogDB) -> None:  # held until every unit is converted
+        seen.append(all_converted.wait(5))
+        real(self)
+
+    all_converted = threading.Event()
+    real_convert = src.convert
+
+    def convert(fetched: str, run: RunContext) -> Staged[str]:
+        staged = real_convert(fetched, run)
+        if staged.unit == "c":
+            all_converted.set()
+        return staged
+
+    monkeypatch.setattr(src, "convert", convert)
+    monkeypatch.setattr(CatalogDB, "ensure_schema", ensure_schema)
+    s = _run(src, db, commit_interval=0)  # "a" is due at once: its commit waits, not the run
+    assert seen == [True] and s.ok and s.count("complete") == 3
+    assert sorted(_letters(db)) == ["a", "b", "c"]
+
+
+def test_a_source_that_records_a_failure_first_waits_for_the_runs_start(
+    db: CatalogDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded: list[bool] = []
+
+    class Failing(FreshLetters):
+        def failed(self, unit: str, error: BaseException, run: RunContext) -> Outcome:
+            failing.set()
+            run.started()  # what a source writing the failure calls first
+            with self.db.read() as con:
+                row = con.execute(
+                    "SELECT count(*) FROM ingest_runs WHERE run_id = ?", [run.run_id]
+                ).fetchone()
+            recorded.append(row == (1,))
+            return super().failed(unit, error, run)
+
+    failing = threading.Event()
+    real = CatalogDB.ensure_schema
+
+    def ensure_schema(self: CatalogDB) -> None:  # held until the failure is being recorded
+        failing.wait(5)
+        real(self)
+
+    monkeypatch.setattr(CatalogDB, "ensure_schema", ensure_schema)
+    src = Failing(db, "ab", [])
+    src.fetch_errors["b"] = [ConversionError("broken (test)")]
+    s = _run(src, db)
+    assert recorded == [True]
+    assert s.count("complete") == 1 and s.count("failed") == 1

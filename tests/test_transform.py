@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from cvcatalog import transform
 from cvcatalog.config import ValidationConfig
 from cvcatalog.io import roworder
+from cvcatalog.io.download import HEAD_BYTES
 from cvcatalog.schemas import (
     SCHEMAS,
     MessageSchema,
@@ -1084,12 +1085,13 @@ def test_a_clean_groups_warnings_and_duplicates_equal_each_partition_alone(
 
 _OPENINGS = st.lists(
     st.sampled_from([b"{", b"[", b"}", b" ", b"\n", b"\r\n", b"\t", b"\xef\xbb\xbf", b"\x1f\x8b",
-                     b'"a": 1', b"x" * 700, b" " * 900]),
+                     b'"a": 1', b"x" * 700, b" " * 900, b" " * 70_000, b"y" * 70_000]),
     max_size=12,
 )  # fmt: skip
 
 
 @given(_OPENINGS, st.integers(min_value=1, max_value=5000))
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 def test_an_objects_first_bytes_tell_its_kind_as_its_first_64_kib_would(
     parts: list[bytes], head_bytes: int
 ) -> None:
@@ -1105,7 +1107,8 @@ def test_objects_converted_from_their_kept_first_bytes_give_what_reading_them_gi
     con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """NDJSON, a BOM, gzip, pretty-printed documents, an array, blanks: the same rows and
-    quarantine whether the conversion is given each object's first 4 KiB or reads them."""
+    quarantine whether the conversion is given the first bytes each object's download kept or
+    reads them."""
     record = (json.dumps(sample(6)) + "\n").encode()
     pretty = json.dumps(sample(5), indent=2).encode()
     raw = tmp_path / "raw"
@@ -1116,7 +1119,7 @@ def test_objects_converted_from_their_kept_first_bytes_give_what_reading_them_gi
         "gz": gzip.compress(record * 2),
         "doc": pretty + b"\n" + pretty,
         "array": b"[\n" + pretty + b",\n" + pretty + b"\n]",
-        "blank": b" \n" * 3000 + record,  # its first 4 KiB are blanks: read again
+        "blank": b" \n" * 3000 + record,  # its first bytes are blanks: read again
         "broken": record + record[:300],
     }
     for name, body in objects.items():
@@ -1124,7 +1127,7 @@ def test_objects_converted_from_their_kept_first_bytes_give_what_reading_them_gi
 
     def files(heads: bool) -> list[RawFile]:
         return [
-            RawFile(raw / n, f"key/{n}", (raw / n).read_bytes()[:4096] if heads else None)
+            RawFile(raw / n, f"key/{n}", (raw / n).read_bytes()[:HEAD_BYTES] if heads else None)
             for n in objects
         ]
 
@@ -1145,5 +1148,7 @@ def test_objects_converted_from_their_kept_first_bytes_give_what_reading_them_gi
         return sorted((r["source_key"], r["generated_at"]) for r in rows(con, result.parquet_files))
 
     assert keyed(given_heads) == keyed(plain)
-    # read again: the blanks (their head cannot tell) and the rewritten copies (gzip, BOM)
-    assert {p.name for p in peeked} == {"blank", "object-000001.nobom", "object-000002.gunzip"}
+    # read again: the blanks (their head cannot tell) and what rewriting gzip and a BOM reads;
+    # never a clean object
+    read = {p.name for p in peeked}
+    assert "blank" in read and not read & {"nd", "doc", "array", "broken"}

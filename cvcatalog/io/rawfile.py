@@ -36,9 +36,25 @@ class Normalized:
     problem: str | None = None
 
 
+def peek(path: Path, size: int) -> tuple[bytes, bool]:
+    """The first `size` bytes of path, and whether more follow. One open, read and close: each
+    system call lets another thread take the GIL, and a conversion beside busy download threads
+    then waits to get it back (252 objects: 0.36 s with open()'s six calls a file)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(fd, size + 1)
+        while 0 < len(data) <= size:  # a short read before the end (regular files: never)
+            more = os.read(fd, size + 1 - len(data))
+            if not more:
+                break
+            data += more
+    finally:
+        os.close(fd)
+    return data[:size], len(data) > size
+
+
 def is_gzip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == GZIP_MAGIC
+    return peek(path, len(GZIP_MAGIC))[0] == GZIP_MAGIC
 
 
 def gunzip(src: Path, dest: Path) -> str | None:
@@ -99,25 +115,7 @@ def strip_bom(src: Path, dest: Path) -> None:
 
 
 def starts_with_bom(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(len(BOM)) == BOM
-
-
-def peek(path: Path, size: int) -> tuple[bytes, bool]:
-    """The first `size` bytes of path, and whether more follow. One open, read and close: each
-    system call lets another thread take the GIL, and a conversion beside busy download threads
-    then waits to get it back (252 objects: 0.36 s with open()'s six calls a file)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        data = os.read(fd, size + 1)
-        while 0 < len(data) <= size:  # a short read before the end (regular files: never)
-            more = os.read(fd, size + 1 - len(data))
-            if not more:
-                break
-            data += more
-    finally:
-        os.close(fd)
-    return data[:size], len(data) > size
+    return peek(path, len(BOM))[0] == BOM
 
 
 def normalize(path: Path, work: Path, stem: str, head: bytes | None = None) -> Normalized:
@@ -135,8 +133,7 @@ def normalize(path: Path, work: Path, stem: str, head: bytes | None = None) -> N
         problem = gunzip(current, target)
         current = target
         steps.append("gzip")
-    with open(current, "rb") as f:
-        head = f.read(2)
+    head, _ = peek(current, 2)
     if head in (UTF16_LE, UTF16_BE):
         target = work / f"{stem}.utf8"
         problem = problem or to_utf8(current, target, "utf-16")

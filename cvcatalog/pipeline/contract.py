@@ -91,6 +91,10 @@ class RunContext:
     retry: RetryPolicy
     stop: threading.Event = field(default_factory=threading.Event)
     sleep: Callable[[float], None] = field(default=lambda s: None)
+    #: waits until the run's start is recorded (raising what stopped it): a run that creates
+    #: its catalog plans and fetches while the catalog's tables are written (pipeline.run), so
+    #: a source writing before the first commit (a day recorded failed) calls this first
+    started: Callable[[], None] = field(default=lambda: None)
 
     @property
     def paths(self) -> CatalogPaths:
@@ -110,6 +114,11 @@ class Source(ABC, Generic[U, F]):
     at once (a fetched unit waits for a conversion slot, so at most `fetch_slots` units are
     fetched ahead); record in the commit thread, one commit at a time, while the workers go
     on (a group commit: the next one takes every unit that finished meanwhile).
+
+    A run that creates its catalog plans and fetches while the catalog's tables are written
+    (unless record_idle_runs): plan and fetch then find no catalog file (`db.exists()` is
+    False: nothing is recorded, and a read would create one), and a source that writes before
+    the first commit calls `run.started()` first.
     """
 
     #: ingest_runs.source / message_type of the run record

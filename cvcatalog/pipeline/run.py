@@ -119,7 +119,10 @@ class Runner(Generic[U]):
         src = self.source
         summary = Summary(self.run_id, src.name, src.message_type, mode=src.mode)
         summary.executor = src.executor
-        run = RunContext(self.run_id, self.db, self.progress, summary, self.retry, sleep=self.sleep)
+        run = RunContext(
+            self.run_id, self.db, self.progress, summary, self.retry, sleep=self.sleep,
+            started=self._wait_started,
+        )  # fmt: skip
         self._creator = self._creating = self._starting = None
         try:
             self.db.paths.ensure()
@@ -128,8 +131,8 @@ class Runner(Generic[U]):
             else:
                 # A new catalog records nothing yet: the plan and the first fetches need none
                 # of it, so its tables are written meanwhile, on a thread of their own that
-                # then records the run's start (_record_start_when_created); the first
-                # conversion waits for both.
+                # then records the run's start (_record_start_when_created); the first commit
+                # (and a source's own write: RunContext.started) waits for both.
                 self._creator = ThreadPoolExecutor(1, thread_name_prefix="catalog-create")
                 self._creating = self._creator.submit(self.db.ensure_schema)
             with src.session(run):
@@ -227,6 +230,7 @@ class Runner(Generic[U]):
             if (
                 committing is None
                 and to_commit
+                and (self._starting is None or self._starting.done())  # a new catalog's tables
                 and (
                     idle
                     or run.stop.is_set()
@@ -234,8 +238,6 @@ class Runner(Generic[U]):
                     or time.monotonic() >= commit_due()
                 )
             ):
-                if self._starting is not None:
-                    self._starting.result()  # the first commit: a new catalog's tables first
                 # group commit: everything converted meanwhile
                 batch, to_commit = to_commit[: self.max_batch], to_commit[self.max_batch :]
                 staged = [i.result for i in batch]
@@ -293,13 +295,18 @@ class Runner(Generic[U]):
                 running: list[Future[Any]] = [*fetching, *converting]
                 if committing is not None:
                     running.append(committing[0])
+                starting = self._starting
+                if starting is not None and not starting.done():
+                    running.append(starting)  # its end may start the first commit, or stop
                 if not running:
                     break  # nothing can start any more (done, or stopping)
                 timeout = None
-                if committing is None and to_commit:  # wake up when the commit is due
-                    timeout = max(0.0, commit_due() - time.monotonic())
+                if committing is None and to_commit and starting not in running:
+                    timeout = max(0.0, commit_due() - time.monotonic())  # when the commit is due
                 done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
                 for fut in done:
+                    if fut is starting:
+                        continue  # top_up below: its error, or the first commit
                     if committing is not None and fut is committing[0]:
                         batch = committing[1]
                         committing = None
@@ -338,6 +345,9 @@ class Runner(Generic[U]):
             if to_commit and self._started_ok():
                 staged = [i.result for i in to_commit]
                 last.append((committer.submit(commit_batch, src, staged, run), to_commit))
+            else:  # no run recorded to commit them under (a new catalog that failed)
+                for item in to_commit:
+                    _release(item)
             for fut, items in last:
                 wait([fut])
                 with contextlib.suppress(BaseException):
@@ -517,6 +527,13 @@ class Runner(Generic[U]):
             return True
         wait([self._starting])
         return self._starting.exception() is None
+
+    def _wait_started(self) -> None:
+        """RunContext.started: the run's start recorded, or what stopped it raised."""
+        if self._starting is not None:
+            self._starting.result()
+        elif self._creating is not None:
+            self._creating.result()
 
     def _record_start_when_created(self) -> None:
         assert self._creating is not None

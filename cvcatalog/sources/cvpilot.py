@@ -303,6 +303,12 @@ def _raw(f: Fetched, objects: list[ObjectInfo]) -> list[RawFile]:
     return [RawFile(f.names[o.key], o.key, f.heads.pop(f.names[o.key], None)) for o in objects]
 
 
+def _gzip(f: Fetched, path: Path) -> bool:
+    """Whether a copy is gzip-compressed, from the first bytes its download kept if it did."""
+    head = f.heads.get(path)
+    return rawfile.is_gzip(path) if head is None else head.startswith(rawfile.GZIP_MAGIC)
+
+
 def default_fetcher(cfg: DataSourceConfig) -> S3Fetcher:
     return S3Fetcher(make_client(cfg.download), cfg.download, cfg.bucket)
 
@@ -667,7 +673,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                     self._download(f, 1, run, abort)
                     f.batches = [fetch]  # converted whole, in one pass
         except DownloadFailed as e:
-            return self._download_failed(f, e)
+            return self._download_failed(f, e, run)
         with self._open_lock:
             self._unconverted.add(pk.key)
         return f
@@ -684,7 +690,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         first = sum(o.size for o in f.batches[0])
         day = sum(o.size for batch in f.batches for o in batch)
         paths = [f.names[o.key] for o in f.batches[0]]
-        if downloaded < first // 2 or seconds <= 0 or any(rawfile.is_gzip(p) for p in paths):
+        if downloaded < first // 2 or seconds <= 0 or any(_gzip(f, p) for p in paths):
             return False
         lines = estimated_lines(paths)
         if lines is None or lines * day / first > roworder.SORT_ONE_COPY_ROWS:
@@ -717,7 +723,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         got, failures = self.fetcher.download_many(
             batch, lambda o: f.names[o.key], on_bytes=run.progress.downloaded, abort=abort
         )
-        f.heads.update((r.path, r.head) for r in got if r.head is not None)
+        if self.pool is None:  # (a pool's workers read the copies themselves)
+            f.heads.update((r.path, r.head) for r in got if r.head is not None)
         memory = self._memory
         if memory is None or not failures:
             return got, failures
@@ -737,7 +744,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         again, still = self.fetcher.download_many(
             full, lambda o: f.names[o.key], on_bytes=run.progress.downloaded, abort=abort
         )
-        f.heads.update((r.path, r.head) for r in again if r.head is not None)
+        if self.pool is None:
+            f.heads.update((r.path, r.head) for r in again if r.head is not None)
         moved = {o.key for o in full}
         return got + again, [(o, e) for o, e in failures if o.key not in moved] + still
 
@@ -771,8 +779,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 path = self._memory.place(f.pk.key, name, o.size) or path
             f.names[o.key] = path
 
-    def _download_failed(self, f: Fetched, e: DownloadFailed) -> Outcome:
-        out = self._fail(f.pk, str(e))
+    def _download_failed(self, f: Fetched, e: DownloadFailed, run: RunContext) -> Outcome:
+        out = self._fail(f.pk, str(e), run)
         out.bytes_downloaded = f.downloaded
         return out
 
@@ -859,15 +867,14 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             try:
                 self._await_download(f, run)
             except DownloadFailed as e:
-                results[i] = self._download_failed(f, e)
+                results[i] = self._download_failed(f, e, run)
                 continue
             ok.append(i)
             run.progress.converting(f.pk.key)
         out_dirs = [fresh_dir(self._out_dir(days[i].pk)) for i in ok]
         try:
             parts = [
-                (_raw(days[i], days[i].batches[0]), d)
-                for i, d in zip(ok, out_dirs, strict=True)
+                (_raw(days[i], days[i].batches[0]), d) for i, d in zip(ok, out_dirs, strict=True)
             ]
             with self._duckdb(GROUP_THREADS, reuse=True) as con:
                 converted = convert_partitions(
@@ -921,7 +928,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             files = self._stage_outputs(pk, result)
         except DownloadFailed as e:  # a later batch of the day
             remove_tree(out_dir)
-            return self._download_failed(f, e)
+            return self._download_failed(f, e, run)
         except BaseException:
             remove_tree(out_dir)
             raise
@@ -1332,10 +1339,12 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         remove_tree(self._out_dir(unit))
         if isinstance(error, PartitionLocked):
             return Outcome(unit.key, "failed", error=str(error))
-        return self._fail(unit, describe_error(error, self.paths.partition_dir(unit)))
+        return self._fail(unit, describe_error(error, self.paths.partition_dir(unit)), run)
 
-    def _fail(self, pk: PartitionKey, reason: str) -> Outcome:
-        """Record a failed day. A day that was complete keeps its data; the error is reported."""
+    def _fail(self, pk: PartitionKey, reason: str, run: RunContext) -> Outcome:
+        """Record a failed day. A day that was complete keeps its data; the error is reported.
+        After the run's start: a new catalog's tables may still be being written."""
+        run.started()
         with self.db.read() as con:
             prior = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
         if prior is not None and prior.status == "complete":
@@ -1372,7 +1381,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             s.retries += self._fetcher.retries
             s.reused_downloads = self._fetcher.stats.skipped
             s.resumed_downloads = self._fetcher.stats.resumed
-        if self._had_work:
+        if self._had_work and self.db.exists():  # (a new catalog that failed: nothing held)
             s.evicted = self._evicted + self._evict_if_needed(self._protect, run.progress)
 
     def after(self, run: RunContext) -> None:

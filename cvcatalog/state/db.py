@@ -500,9 +500,9 @@ class CatalogDB:
             if self.exists():
                 with self.read_state() as con:
                     self._lake_url, self._lake_known = read_lake_url(con), True
-            else:
-                self._lake_known = True
+            else:  # the URL first: another thread may read it once it is known
                 self._lake_url = normalise_storage(self.requested_storage)
+                self._lake_known = True
         return self._lake_url
 
     @property
