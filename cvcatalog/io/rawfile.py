@@ -1,10 +1,11 @@
 """Normalize one downloaded object before DuckDB reads it: gzip, UTF-16 and a leading BOM.
 
 Clean objects (the overwhelming majority) are not touched: `normalize` looks at their first
-bytes (given by the caller, or read: `peek`) and returns them unchanged. Only a gzip-compressed object (magic bytes 1f 8b, whatever its key
-says) is decompressed, only an object starting with a UTF-16 byte order mark is transcoded to
-UTF-8, and only an object starting with a UTF-8 byte order mark is copied without it (read_json
-cannot skip one). All are streamed in fixed-size chunks, so memory does not grow with the object.
+bytes (given by the caller, or read: `peek`) and returns them unchanged. Only a gzip-compressed
+object (magic bytes 1f 8b, whatever its key says) is decompressed, only an object starting with
+a UTF-16 byte order mark is transcoded to UTF-8, and only an object starting with a UTF-8 byte
+order mark is copied without it (read_json cannot skip one). All are streamed in fixed-size
+chunks, so memory does not grow with the object.
 
 A gzip stream that is cut off or corrupt keeps everything decompressed before the damage (its
 last, partial line is then quarantined as malformed JSON by the line checks) and reports the
