@@ -15,10 +15,11 @@ skip a parse error outside newline-delimited input, so one broken document would
 They are small and few; their records are re-emitted as NDJSON for the same DuckDB pass.
 
 Hostile objects (docs/reliability.md, "Hostile input"): gzip-compressed objects and a leading
-byte order mark are normalized first by cvcatalog.io.rawfile (clean objects are only sniffed, never
-copied: from the first bytes their download kept, RawFile.head, when it did); an object with a line longer than read_json's maximum_object_size makes DuckDB fail
-the whole read, so that object alone is rewritten from its readable lines by the same streaming
-line scan and the read is retried. Records generated outside the hour of the folder they were
+byte order mark are normalized first by cvcatalog.io.rawfile (clean objects are only sniffed,
+never copied: from the first bytes their download kept, RawFile.head, when it did); an object
+with a line longer than read_json's maximum_object_size makes DuckDB fail the whole read, so
+that object alone is rewritten from its readable lines by the same streaming line scan and the
+read is retried. Records generated outside the hour of the folder they were
 published in are kept with the warning outside_folder_hour; identical rows are kept and counted
 as the partition warning duplicate_record.
 """
@@ -81,7 +82,6 @@ RAW_LIMIT = MAX_SCAN_LINE
 RAW_HEAD = 1 << 20
 _OVERSIZED = re.compile(r'while reading file "([^"]+)"')
 _PEEK = 64 << 10
-_BOM = b"\xef\xbb\xbf"
 _GLOB_CHARS = frozenset("*?[")
 _WS = re.compile(r"[ \t\r\n]*")
 
@@ -1493,7 +1493,7 @@ def _struct_of(schema: MessageSchema) -> str:
 def _kind(head: bytes, more: bool) -> Literal["ndjson", "document", "empty"]:
     """NDJSON unless the object starts like a pretty-printed document (`{` or `[` alone), from
     its first _PEEK bytes (head) and whether more follow."""
-    if head.startswith(_BOM):
+    if head.startswith(rawfile.BOM):
         return "document"  # read_json cannot skip a BOM; the Python reader can
     body = head.lstrip()
     if not body:
@@ -1507,7 +1507,7 @@ def _tells(head: bytes) -> bool:
     """Whether an object's first bytes give the kind its first _PEEK bytes would (_kind): not
     when they are fewer than a BOM, or blanks, or end inside a first line that is `{` so far."""
     body = head.lstrip()
-    if len(head) < len(_BOM) or not body:
+    if len(head) < len(rawfile.BOM) or not body:
         return False
     first = body.split(b"\n", 1)
     return len(first) > 1 or first[0].strip() != b"{"
@@ -1620,8 +1620,8 @@ def _documents(path: Path) -> Iterator[tuple[int, Any, str | None, bytes | None]
     that are not UTF-8 fail only the value holding them (kept exactly in its raw).
     """
     data = path.read_bytes()
-    if data.startswith(_BOM):
-        data = data[len(_BOM) :]
+    if data.startswith(rawfile.BOM):
+        data = data[len(rawfile.BOM) :]
     text = data.decode("utf-8", errors="surrogateescape")
     del data
     decoder = json.JSONDecoder()

@@ -717,8 +717,8 @@ class S3Fetcher:
                         break
                     f.write(chunk)
                     f.flush()
-                    if have < HEAD_BYTES:
-                        state["head"] = (state.get("head", b"") + chunk)[:HEAD_BYTES]
+                    if have < HEAD_BYTES:  # (the head holds the first `have` bytes)
+                        state["head"] = state.get("head", b"") + chunk[: HEAD_BYTES - have]
                     digests.update(chunk)
                     have += len(chunk)
                     state["have"] = have

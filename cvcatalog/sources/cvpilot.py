@@ -25,10 +25,10 @@ become one) and the quality step, when configured, runs over the whole day; the 
 committed as one unit, so a failure in any batch fails the day with nothing of it visible.
 Raw copies stay in staging until the commit: a re-run reuses them. Objects under 8 MiB are
 staged in RAM while the memory stage's budget has room (io.memstage: writing them to disk cost
-more system CPU than their conversion's reads), the others on disk. A conversion that runs out of memory is done again
-with one DuckDB thread, and so is the rest of the day. A day converted on a ConversionPool and
-a changed day merged with its kept rows (--check-changes) are downloaded whole first and
-converted at once.
+more system CPU than their conversion's reads), the others on disk. A conversion that runs out
+of memory is done again with one DuckDB thread, and so is the rest of the day. A day converted
+on a ConversionPool and a changed day merged with its kept rows (--check-changes) are
+downloaded whole first and converted at once.
 
 Small days (SMALL_DAY_BYTES) go in groups, so a tiny day does not cost a conversion, a LIST
 and a commit of its own: the plan lists a month once when several of its days are to do, a
