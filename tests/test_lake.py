@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog, RemoteCatalog
 from cvcatalog.cli.main import app
+from cvcatalog.exceptions import CvCatalogError
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import extension_path, load_extension
 from cvcatalog.sandbox.replica import seed_replica
@@ -253,6 +254,60 @@ def test_a_tampered_published_catalog_cannot_read_local_files(
     result = runner.invoke(app, ["query", "--catalog", url, "select * from cv.wydot_bsm_socrata"])
     assert "TOP-SECRET" not in result.output
     assert result.exit_code == 1 and "error" in result.output.lower()
+
+
+#: Tables of a published catalog file turned into views that read a local file: one DuckLake
+#: reads while it attaches (a row of ducklake_view whose SQL carries the file), one cvcatalog
+#: reads while it opens the session (catalog_settings)
+_TAMPERED_TABLES = {
+    "ducklake_view": (
+        "ALTER TABLE ducklake_view RENAME TO ducklake_view_kept",
+        "CREATE VIEW ducklake_view AS SELECT * FROM ducklake_view_kept UNION ALL "
+        "SELECT (SELECT max(view_id) + 1 FROM ducklake_view_kept), uuid(), 0, NULL, 0, "
+        "'leak', 'duckdb', (SELECT 'SELECT ''' || trim(content) || ''' AS leaked' "
+        "FROM read_text('{secret}')), NULL",
+    ),
+    "catalog_settings": (
+        "DROP TABLE catalog_settings",
+        "CREATE VIEW catalog_settings AS SELECT 'trips.max_gap_s' AS key, "
+        "(SELECT content FROM read_text('{secret}')) AS value",
+    ),
+}
+
+
+@pytest.mark.parametrize("table", sorted(_TAMPERED_TABLES))
+def test_a_published_catalog_whose_tables_are_views_reads_no_local_file(
+    seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str
+) -> None:
+    """The reader shuts external access off before it reads a byte of the published file,
+    so SQL stored anywhere in it (not only in its views) reaches only the catalog's data."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT\n")
+    seeded.create_bucket(Bucket="tamper")
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat)
+    url = "s3://tamper/cv"
+    assert cat.publish(url).ok
+    evil = tmp_path / "evil.ducklake"
+    seeded.download_file("tamper", "cv/catalog.ducklake", str(evil))
+    con = duckdb.connect(str(evil))
+    for sql in _TAMPERED_TABLES[table]:
+        con.execute(sql.format(secret=secret))
+    con.close()
+    seeded.upload_file(str(evil), "tamper", "cv/catalog.ducklake")
+    for sql in ("select * from leak", "select count(*) from wydot_bsm"):
+        result = runner.invoke(app, ["query", "--catalog", url, sql])
+        assert "TOP-SECRET" not in result.output, sql
+        assert result.exit_code == 1, result.output
+        *notes, error = result.output.strip().splitlines()
+        assert all(n.startswith("note: ") for n in notes)  # fetching the catalog's database
+        assert error.startswith("error: cannot open the published catalog") and (
+            "disabled by configuration" in error
+        )
+    with pytest.raises(CvCatalogError) as e:
+        Catalog(url).query("select count(*) from wydot_bsm")
+    assert "TOP-SECRET" not in str(e.value)
 
 
 def test_a_moved_catalog_directory_still_reads_and_writes(seeded: Any, tmp_path: Path) -> None:

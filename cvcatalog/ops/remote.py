@@ -24,7 +24,7 @@ import duckdb
 from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import CatalogError, CvCatalogError
 from cvcatalog.io import lake
-from cvcatalog.io.duckdb_ext import s3_connection
+from cvcatalog.io.duckdb_ext import load_extension, s3_connection
 from cvcatalog.io.layout import DB_NAME, CatalogPaths, replacing, user_cache_dir
 from cvcatalog.io.s3 import ErrorKind, Retrier, classify_error, make_client
 from cvcatalog.io.storage import S3Location
@@ -172,20 +172,16 @@ class RemoteCatalogDB(CatalogDB):
         """A read-only session on the published DuckLake: its metadata from the local copy,
         its files read from the catalog's URL through httpfs.
 
-        A published catalog is data, not code: whoever can write its prefix can change the
-        SQL of the views stored in it. The session therefore defines cvcatalog's views itself
-        (temporary views from this cvcatalog's templates, found before the stored ones) and
-        then shuts external access off except for the catalog's own prefix and local copy,
-        so no stored SQL can read a local file or another location."""
+        A published catalog is data, not code: whoever can write its prefix can change any
+        SQL stored in it (its views, and any of its tables turned into a view, DuckLake's own
+        metadata included). So the session shuts external access off, except for the
+        catalog's own prefix and local copy, before it attaches the file (_lock_down): no
+        stored SQL, whenever DuckLake or cvcatalog reads it, can read a local file or another
+        location. It then defines cvcatalog's views itself (temporary views from this
+        cvcatalog's templates, found before the stored ones)."""
         path = self.database_file()
-        con = self._open(path, read_only=True)
+        con = self._open(path, read_only=True, prepare=self._lock_down)
         try:
-            s3_connection(
-                con,
-                profile=self.cfg.profile,
-                no_sign_request=self.cfg.no_sign_request,
-                endpoint=self.cfg.endpoint_url,
-            )
             if at is not None:
                 at = self.check_kept(con, at)
             lake.attach(con, STATE_DB, read_only=True, at=at)
@@ -194,9 +190,6 @@ class RemoteCatalogDB(CatalogDB):
             for sql in tables.view_statements(temporary=True, max_gap_s=gap).values():
                 con.execute(sql)
             tables.spatial_session(con, temporary=True)  # its own cv_* macros, as its views
-            allowed = [self.location.url.rstrip("/") + "/", str(self.paths.root) + "/"]
-            con.execute("SET allowed_directories = ?", [allowed])
-            con.execute("SET enable_external_access = false")
             return con
         except duckdb.Error as e:
             con.close()
@@ -207,6 +200,22 @@ class RemoteCatalogDB(CatalogDB):
         except BaseException:
             con.close()
             raise
+
+    def _lock_down(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Before the published file is attached: S3 access, every extension the session
+        uses (none can be loaded later), then external access off but for the catalog's own
+        prefix and its local copy."""
+        s3_connection(
+            con,
+            profile=self.cfg.profile,
+            no_sign_request=self.cfg.no_sign_request,
+            endpoint=self.cfg.endpoint_url,
+        )
+        lake.load(con)
+        load_extension(con, "spatial")
+        allowed = [self.location.url.rstrip("/") + "/", str(self.paths.root) + "/"]
+        con.execute("SET allowed_directories = ?", [allowed])
+        con.execute("SET enable_external_access = false")
 
     @contextlib.contextmanager
     def _session(self, *, with_lake: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
