@@ -988,8 +988,8 @@ class Catalog:
             )
             steps += [f"LOAD {quote_literal(str(httpfs_extension()))};", f"{secret};"]
         target = quote_literal(f"ducklake:{self.paths.db}")
-        steps.append(f"ATTACH {target} AS {lake.LAKE} (READ_ONLY); USE {lake.LAKE};")
-        return " ".join(steps)
+        steps += [f"ATTACH {target} AS {lake.LAKE} (READ_ONLY);", f"USE {lake.LAKE};"]
+        return "\n".join(steps)
 
     def validation_report(
         self, run_id: str | None = None, source: str | None = None, message_type: str | None = None

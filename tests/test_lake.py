@@ -185,6 +185,29 @@ def test_an_open_read_only_session_never_blocks_an_ingest(seeded: Any, tmp_path:
     assert con.execute("SELECT count(*) FROM cv.wydot_bsm").fetchone() == (summary.rows,)
 
 
+def test_sql_session_prints_what_a_plain_duckdb_session_needs_offline(
+    seeded: Any, tmp_path: Path
+) -> None:
+    """`cvcatalog sql session`: the extensions from their packages (a plain `LOAD ducklake`
+    would download it), then the lake read-only as cv, in a session with default settings."""
+    cat = Catalog(tmp_path / "catalog")
+    summary = _ingest(cat)
+    result = runner.invoke(app, ["sql", "session", "--catalog", str(cat.paths.root)])
+    assert result.exit_code == 0, result.output
+    assert "LOAD ducklake" not in result.stdout and "SECRET" not in result.stdout.upper()
+    code = (
+        "import duckdb, sys; con = duckdb.connect(); con.execute(sys.stdin.read()); "
+        "print(con.execute('SELECT count(*) FROM wydot_bsm_socrata').fetchone()[0])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=result.stdout, capture_output=True, text=True,
+        check=True, timeout=120,
+    )  # fmt: skip
+    assert out.stdout.strip() == str(summary.rows)
+    missing = runner.invoke(app, ["sql", "session", "--catalog", str(tmp_path / "none")])
+    assert missing.exit_code == 1 and "no catalog" in missing.output
+
+
 def test_a_0_1_catalog_migrates_in_place_without_downloading(tmp_path: Path) -> None:
     with tarfile.open(FIXTURES / "legacy" / "v0.1-catalog.tar.xz") as tar:
         tar.extractall(tmp_path, filter="data")

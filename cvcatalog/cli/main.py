@@ -1623,6 +1623,28 @@ def sql_macros(
     err.print(f"wrote {output}", highlight=False)
 
 
+@sql_app.command("session")
+@friendly
+def sql_session(catalog: CatalogOpt = None) -> None:
+    """Print the statements that make any DuckDB 1.5.5 session (the CLI, Python), offline,
+    see the catalog as `cvcatalog shell` does: ducklake and spatial LOADed from their pinned
+    packages (a plain `LOAD ducklake` would download it), the lake attached read-only as cv.
+    A lake on S3 also needs an S3 secret, which holds credentials and is never printed: use
+    `cvcatalog shell`, or `Catalog.shell_sql()` in Python."""
+    if is_remote(catalog) or (catalog is None and is_remote(os.environ.get("CVCATALOG_HOME"))):
+        raise CatalogError(
+            "a published catalog's stored SQL is its publisher's; query it with "
+            "`cvcatalog query --catalog s3://...`"
+        )
+    cat = open_catalog(catalog)
+    if cat.db.lake_url is not None:
+        raise CatalogError(
+            "this catalog's lake is on S3: its session needs an S3 secret (credentials), "
+            "which is not printed; use `cvcatalog shell` or Catalog.shell_sql()"
+        )
+    sys.stdout.write(cat.shell_sql() + "\n")
+
+
 # -- trips and splits (docs/ml.md) ------------------------------------------------------------
 @app.command("trips")
 @friendly
