@@ -55,6 +55,14 @@ def render() -> str:
         "(rows with a reason appear only when `validation.drop_invalid_records` is false); "
         "`warnings` lists out-of-range values that were kept.",
         "",
+        "The partition `date` (and `year`, `month`, `day`) is the bucket folder's day, on the "
+        "producer's clock: UTC for WYDOT, US Eastern for THEA (a THEA record generated at "
+        "2021-04-02T03:58Z sits under `date = 2021-04-01`). A range given to `ingest` or "
+        "`to_dask` is in its `timezone` (UTC unless given) and cuts rows by their time, so "
+        "`to_dask(\"thea\", \"BSM\", \"2021-04-01\", \"2021-04-02\")` is not "
+        "`date BETWEEN '2021-04-01' AND '2021-04-02'`; `timezone=\"America/New_York\"` gives "
+        "THEA's own days.",
+        "",
         "## Supported schema versions",
         "",
         "`metadata.schemaVersion` values each (source, type) is written against. A record of "
