@@ -41,6 +41,15 @@ def check_source_type(source: str, message_type: str) -> tuple[str, str]:
     return src, mt
 
 
+def parse_day(value: str, what: str) -> date:
+    """A day given as text (YYYY-MM-DD); a ConfigError naming ``what`` (e.g. "--start") if it
+    is not one."""
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
+
+
 def check_timezone(tz: str) -> str:
     try:
         ZoneInfo(tz)

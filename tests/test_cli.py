@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app, main
+from cvcatalog.cli.progress import RichProgress
+from cvcatalog.pipeline.report import Outcome
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sandbox.server import detached_running
 
@@ -298,6 +301,83 @@ def test_sandbox_seed_command(s3_endpoint: str, s3_client: Any, tmp_path: Path) 
         Bucket="usdot-its-cvpilot-publicdata", Prefix="wydot_backup/BSM/2021/04/01/"
     )
     assert listed["KeyCount"] == json.loads(rep.read_text())["totals"]["objects"]
+
+
+_VALID_PAIRS = (
+    "valid pairs: wydot/BSM, wydot/TIM, wydot_backup/BSM, wydot_backup/TIM, thea/BSM, thea/TIM, "
+    "thea/SPAT, nycdot/EVENT"
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--start", "2021-04-01", "--source", "wydot", "--type", "SPAT"],
+         f"wydot/SPAT is not published by the bucket; {_VALID_PAIRS}"),
+        (["--start", "nope"], "--start must be a date like 2021-04-01, got 'nope'"),
+        (["--start", "2021-04-01", "--end", "4/2"],
+         "--end must be a date like 2021-04-01, got '4/2'"),
+        (["--start", "2021-04-05", "--end", "2021-04-01"],
+         "end 2021-04-01 is before start 2021-04-05"),
+        (["--start", "2021-04-01", "--empty-day", "x"],
+         "--empty-day must be a date like 2021-04-01, got 'x'"),
+        (["--start", "2021-04-01", "--files-per-hour", "0"], "files_per_hour must be >= 1"),
+        (["--start", "2021-04-01", "--malformed-per-day", "-1"], "malformed_per_day must be >= 0"),
+    ],
+)  # fmt: skip
+def test_sandbox_seed_bad_arguments_are_one_line_before_any_request(
+    args: list[str], line: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ingest reports them: plain, exit 1, and before the endpoint is asked anything (nothing
+    listens on port 9: a request would say it cannot reach it, after retries)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    r = run("sandbox", "seed", *args)
+    assert r.exit_code == 1
+    assert r.output == f"error: {line}\n"
+
+
+def test_sandbox_ngsim_and_serve_bad_arguments_are_one_line(tmp_path: Path) -> None:
+    out = str(tmp_path / "n.csv")
+    for args, line in [
+        (["ngsim", "--out", out, "--rows", "10", "--bad-rows", "-1"],
+         "bad_rows must be >= 0, got -1"),
+        (["ngsim", "--out", out, "--rows", "10", "--location", "mars"],
+         "unknown NGSIM location 'mars'; expected one of us-101, lankershim, i-80, peachtree"),
+        (["ngsim", "--out", str(tmp_path), "--rows", "10"],
+         f"cannot write {tmp_path}: Is a directory"),
+        (["serve", "--port", "99999"],
+         "port 99999 is not a TCP port (0-65535); choose another with --port"),
+    ]:  # fmt: skip
+        r = run("sandbox", *args)
+        assert r.exit_code == 1, r.output
+        assert r.output == f"error: {line}\n"
+    assert not Path(out).exists()  # refused before writing
+
+
+def test_sandbox_seed_report_that_cannot_be_written_is_one_line(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("")
+    report = tmp_path / "file" / "seed.json"  # a file where a directory should be
+    r = run("sandbox", "seed", "--start", "2021-04-01", "--records-per-hour", "1",
+            "--report", str(report))  # fmt: skip
+    assert r.exit_code == 1
+    assert r.output.startswith(f"error: cannot write the seed report {report}: ")
+    assert r.output.count("\n") == 1 and "unexpected" not in r.output
+
+
+def test_failed_day_and_note_lines_are_never_wrapped() -> None:
+    """The console wraps at its width (80 without a terminal); a failure or a note is one line
+    however long, so it reads (and greps) whole."""
+    console = Console(file=io.StringIO(), width=40)
+    bar = RichProgress(console)
+    error = "cannot create the S3 client: Invalid endpoint: notaurl (a long reason)"
+    bar.finished(Outcome("wydot/BSM/2021/04/01", "failed", error=error))
+    bar.note("wydot/BSM/2021/04/02: a transient error of some length; retrying in 1.0s")
+    assert console.file.getvalue().splitlines() == [  # type: ignore[attr-defined]
+        f"failed wydot/BSM/2021/04/01: {error}",
+        "note wydot/BSM/2021/04/02: a transient error of some length; retrying in 1.0s",
+    ]
 
 
 def test_python_dash_m_entry_point() -> None:

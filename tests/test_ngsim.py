@@ -418,6 +418,29 @@ def test_cli_ingest_and_sandbox(
         assert "Traceback" not in r.output
 
 
+def test_an_s3_input_that_is_not_there_is_named_plainly(  # type: ignore[no-untyped-def]
+    s3_client, s3_endpoint: str, catalog_dir: Path
+) -> None:
+    """A path the user typed: which of bucket and object is missing, not a listing's 404
+    ("removed since it was listed?")."""
+    s3_client.create_bucket(Bucket="ngsim")
+    for path, line in [
+        ("s3://no-such-bucket/x.csv",
+         f"input not found: s3://no-such-bucket/x.csv (there is no bucket 'no-such-bucket' at "
+         f"{s3_endpoint})"),
+        ("s3://ngsim/data/missing.csv",
+         "input not found: s3://ngsim/data/missing.csv (bucket 'ngsim' has no object "
+         "'data/missing.csv')"),
+    ]:  # fmt: skip
+        r = runner.invoke(
+            app,
+            ["ingest", "--source", "ngsim", "--path", path, "--catalog", str(catalog_dir),
+             "--no-progress"],
+        )  # fmt: skip
+        assert r.exit_code == 1
+        assert r.output == f"error: {line}\n"
+
+
 def _flip_byte(data: bytes) -> bytes:
     return data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from cvcatalog.exceptions import ConfigError
 from cvcatalog.sandbox.replica import SeedReport, iter_replica, seed_replica
 from cvcatalog.sandbox.replica_blocks import (
     MALFORMED_KINDS,
@@ -534,11 +535,12 @@ def test_report_round_trips_through_json(s3_client: Any, tmp_path: Path) -> None
         ({"empty_hour_rate": 1.5}, "empty_hour_rate"),
     ],
 )
-def test_unsupported_requests_raise_value_error(kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+def test_unsupported_requests_are_config_errors(kwargs: dict[str, Any], message: str) -> None:
+    """A user's mistake (`sandbox seed` passes its arguments on): one line, exit 1 in the CLI."""
+    with pytest.raises(ConfigError, match=message):
         seed_replica(None, date(2021, 4, 1), date(2021, 4, 1), **kwargs)
 
 
 def test_end_before_start_is_an_error() -> None:
-    with pytest.raises(ValueError, match="before start"):
+    with pytest.raises(ConfigError, match="before start"):
         seed_replica(None, date(2021, 4, 2), date(2021, 4, 1))

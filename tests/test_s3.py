@@ -29,6 +29,7 @@ from cvcatalog.exceptions import (
     ConfigError,
     CredentialsError,
     EndpointUnreachableError,
+    NoSuchBucketError,
     S3Error,
     TransientFetchError,
 )
@@ -451,6 +452,34 @@ def test_an_s3_input_throttled_holds_the_run_back_for_retry_after() -> None:
     assert e.value.retry_after == 3.0
     assert RetryPolicy(3, 0.5).delay(1, e.value.retry_after) >= 3.0
     assert limiter.acquire() == pytest.approx(3.0)  # the next request waits for Retry-After
+
+
+def test_an_s3_input_not_there_says_which_part_is_missing() -> None:
+    """A HEAD's 404 has no body: one HeadBucket tells a missing bucket from a missing object,
+    and when it cannot (no right to list the bucket) the message says both."""
+
+    class Client:
+        def __init__(self, bucket_error: Exception | None) -> None:
+            self.bucket_error = bucket_error
+
+        def head_object(self, **_: Any) -> Any:
+            raise client_error("404", 404)
+
+        def head_bucket(self, **_: Any) -> Any:
+            if self.bucket_error is not None:
+                raise self.bucket_error
+            return {}
+
+    cases = [
+        (None, ConfigError, "(bucket 'b' has no object 'd/k.csv')"),
+        (client_error("404", 404), NoSuchBucketError, "(there is no bucket 'b'"),
+        (client_error("403", 403), ConfigError, "(no object 'd/k.csv' in bucket 'b', or no such bucket)"),
+    ]  # fmt: skip
+    for bucket_error, kind, detail in cases:
+        with pytest.raises(kind) as raised:
+            S3Input("s3://b/d/k.csv", client=Client(bucket_error)).stat()
+        assert str(raised.value).startswith(f"input not found: s3://b/d/k.csv {detail}")
+        assert "removed since it was listed" not in str(raised.value)
 
 
 def test_429_is_retried(s3_endpoint: str) -> None:

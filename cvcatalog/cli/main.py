@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, date
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -26,7 +26,7 @@ from cvcatalog import spatial
 from cvcatalog.catalog import Catalog, RemoteCatalog, Repaired, default_home, source_pair
 from cvcatalog.cli.output import Format, emit
 from cvcatalog.cli.progress import ExportBar, RichProgress
-from cvcatalog.config import MAX_WORKERS, env_overrides, load_yaml, trips_config
+from cvcatalog.config import MAX_WORKERS, env_overrides, load_yaml, parse_day, trips_config
 from cvcatalog.datasets import DATASETS
 from cvcatalog.distributed import check_options, check_scheduler
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, SandboxError
@@ -1243,30 +1243,31 @@ def sandbox_seed(
 ) -> None:
     """Fill bucket usdot-its-cvpilot-publicdata on the endpoint with a realistic replica."""
     # the generators (~40 ms of imports) load only for the sandbox commands that use them
-    from cvcatalog.sandbox.replica import seed_replica
+    from cvcatalog.sandbox.replica import seed_spec, validate_spec
+    from cvcatalog.sandbox.replica_blocks import ReplicaSpec
 
-    client, cfg = sandbox_client("seeding never writes to real AWS")
-    create_bucket(client, cfg, BUCKET)
-    s, e = date.fromisoformat(start), date.fromisoformat(end or start)
-    t0 = time.monotonic()
-    rep = seed_replica(
-        client,
-        s,
-        e,
-        sources=source or ["wydot"],
-        message_types=message_type or ["BSM"],
+    s = parse_day(start, "--start")
+    spec = ReplicaSpec(
+        start=s,
+        end=parse_day(end, "--end") if end is not None else s,
+        sources=tuple(source or ["wydot"]),
+        message_types=tuple(message_type or ["BSM"]),
         seed=seed,
         records_per_hour=records_per_hour,
         files_per_hour=files_per_hour,
         malformed_per_day=malformed_per_day,
-        empty_days=[date.fromisoformat(d) for d in empty_day or []],
-        retrier=Retrier.from_config(cfg),
+        empty_days=frozenset(parse_day(d, "--empty-day") for d in empty_day or []),
     )
+    validate_spec(spec)  # every argument, before any request
+    client, cfg = sandbox_client("seeding never writes to real AWS")
+    create_bucket(client, cfg, BUCKET)
+    t0 = time.monotonic()
+    rep = seed_spec(client, spec, retrier=Retrier.from_config(cfg))
     if report:
         rep.write_json(report)
     print(
         f"seeded {rep.records:,} records in {rep.objects:,} objects "
-        f"({rep.bytes / 1e6:,.1f} MB) for {s}..{e} at {cfg.endpoint_url} "
+        f"({rep.bytes / 1e6:,.1f} MB) for {spec.start}..{spec.end} at {cfg.endpoint_url} "
         f"in {time.monotonic() - t0:.1f}s"
     )
 
@@ -1301,10 +1302,7 @@ def sandbox_ngsim(
     if rows < 1:
         raise ConfigError("--rows must be at least 1")
     t0 = time.monotonic()
-    try:
-        rep = generate_ngsim(out, rows, locations=location, seed=seed, bad_rows=bad_rows)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    rep = generate_ngsim(out, rows, locations=location, seed=seed, bad_rows=bad_rows)
     print(
         f"wrote {rep.rows:,} rows (+{rep.bad_rows} broken) of {rep.vehicles:,} vehicles, "
         f"{out.stat().st_size / 1e6:,.1f} MB, to {out} in {time.monotonic() - t0:.1f}s"

@@ -108,13 +108,17 @@ class RichProgress:
             self.bar.update(
                 self.days, advance=1, detail=self._days_detail(self._done + self._cached, total)
             )
-        if outcome.status == "failed":
+        if outcome.status == "failed":  # one line each, however long (never wrapped)
             self.console.print(
-                f"[red]failed[/red] {outcome.key}: {escape(str(outcome.error))}", highlight=False
+                f"[red]failed[/red] {outcome.key}: {escape(str(outcome.error))}",
+                highlight=False,
+                soft_wrap=True,
             )
 
     def note(self, message: str) -> None:
-        self.console.print(f"[yellow]note[/yellow] {escape(message)}", highlight=False)
+        self.console.print(
+            f"[yellow]note[/yellow] {escape(message)}", highlight=False, soft_wrap=True
+        )
 
 
 class ExportBar:

@@ -167,6 +167,30 @@ def endpoint_url(explicit: str | None = None) -> str | None:
     )
 
 
+def endpoint_problem(url: str) -> str | None:
+    """Why url cannot be an S3 endpoint (no http(s) scheme, no host, a port out of range);
+    None when it can."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port out of range or not a number raises ValueError
+    except ValueError as e:
+        return str(e).lower()
+    if parts.scheme not in ("http", "https"):
+        return "expected http://host[:port] or https://host[:port]"
+    if not parts.hostname:
+        return "no host name"
+    return None
+
+
+def invalid_endpoint_message(url: str, why: str | None = None) -> str:
+    """The one line for an S3 endpoint URL that boto3 or httpfs cannot use (why: what is wrong
+    with it, else endpoint_problem's answer), naming the variable that set it when one did."""
+    var = next((v for v in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL") if os.environ.get(v)), None)
+    origin = f" ({var})" if var is not None and endpoint_url() == url else ""
+    why = why or endpoint_problem(url)
+    return f"the S3 endpoint {url!r}{origin} is not a valid URL" + (f": {why}" if why else "")
+
+
 @dataclass(frozen=True)
 class S3Settings:
     """What a DuckDB S3 secret needs, without the credentials themselves."""
@@ -180,10 +204,14 @@ class S3Settings:
 def s3_settings(endpoint: str | None, region: str | None) -> S3Settings:
     if not endpoint:
         return S3Settings(region or DEFAULT_REGION, None, True, "vhost")
-    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    try:
+        parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        port = parts.port
+    except ValueError as e:  # a port out of range or not a number, a broken IPv6 address
+        raise ConfigError(invalid_endpoint_message(endpoint, str(e).lower())) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"the S3 endpoint {endpoint!r} is not an http(s) URL")
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    host = parts.hostname if port is None else f"{parts.hostname}:{port}"
     return S3Settings(region or DEFAULT_REGION, host, parts.scheme == "https", "path")
 
 

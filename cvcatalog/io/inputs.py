@@ -22,8 +22,22 @@ from pathlib import Path
 from typing import Any
 
 from cvcatalog.config import DownloadConfig
-from cvcatalog.exceptions import ConfigError, CvCatalogError, InputChangedError, TransientFetchError
-from cvcatalog.io.s3 import ErrorKind, TokenBucket, classify_error, make_client, translate_error
+from cvcatalog.exceptions import (
+    ConfigError,
+    CvCatalogError,
+    InputChangedError,
+    NoSuchBucketError,
+    TransientFetchError,
+)
+from cvcatalog.io.duckdb_ext import endpoint_url as configured_endpoint
+from cvcatalog.io.s3 import (
+    ErrorInfo,
+    ErrorKind,
+    TokenBucket,
+    classify_error,
+    make_client,
+    translate_error,
+)
 
 
 @dataclass(frozen=True)
@@ -176,7 +190,9 @@ class S3Input(ByteInput):
         #: the S3 stack's rate limiter (download.rate_limit), shared by the run's requests
         self.limiter = limiter
 
-    def _call(self, operation: str, fn: Any, request: bool = True) -> Any:
+    def _call(self, operation: str, fn: Any, request: bool = True, named: bool = False) -> Any:
+        """fn() with the S3 stack's rate limit and error classification. named: the request
+        is the first for an input the user named (its HEAD), whose 404 says it is not there."""
         if request and self.limiter is not None:
             self.limiter.acquire()
         try:
@@ -185,6 +201,8 @@ class S3Input(ByteInput):
             info = classify_error(exc)
             if info is None:
                 raise
+            if named and _missing(info):
+                raise self._not_found() from None
             if info.code == "PreconditionFailed" or info.status == 412:
                 raise InputChangedError(
                     f"{self.uri} changed during the run; run the ingest again"
@@ -197,9 +215,36 @@ class S3Input(ByteInput):
                 ) from None
             raise translate_error(exc, operation, self.uri) from None
 
+    def _not_found(self) -> CvCatalogError:
+        """The input is not there, said plainly: no such bucket, or no such object in it. A
+        HEAD's 404 has no body to tell which; one HeadBucket does."""
+        if self.limiter is not None:
+            self.limiter.acquire()
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            info = classify_error(exc)
+            if info is None:
+                raise
+            if not _missing(info):  # e.g. no right to list the bucket: cannot tell which
+                return ConfigError(
+                    f"input not found: {self.uri} (no object {self.key!r} in bucket "
+                    f"{self.bucket!r}, or no such bucket)"
+                )
+            endpoint = configured_endpoint()
+            at = f" at {endpoint}" if endpoint else ""
+            return NoSuchBucketError(
+                f"input not found: {self.uri} (there is no bucket {self.bucket!r}{at})"
+            )
+        return ConfigError(
+            f"input not found: {self.uri} (bucket {self.bucket!r} has no object {self.key!r})"
+        )
+
     def stat(self) -> InputInfo:
         head = self._call(
-            "HeadObject", lambda: self.client.head_object(Bucket=self.bucket, Key=self.key)
+            "HeadObject",
+            lambda: self.client.head_object(Bucket=self.bucket, Key=self.key),
+            named=True,
         )
         return InputInfo(
             self.uri,
@@ -225,6 +270,11 @@ class S3Input(ByteInput):
                 yield block
         finally:
             body.close()
+
+
+def _missing(info: ErrorInfo) -> bool:
+    """S3 answered that the bucket or the object does not exist."""
+    return info.status == 404 or info.code in ("NoSuchKey", "NoSuchBucket", "404")
 
 
 def open_input(

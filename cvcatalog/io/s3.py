@@ -40,7 +40,7 @@ from cvcatalog.exceptions import (
     TransientFetchError,
     credentials_help,
 )
-from cvcatalog.io.duckdb_ext import DEFAULT_REGION
+from cvcatalog.io.duckdb_ext import DEFAULT_REGION, invalid_endpoint_message
 from cvcatalog.io.duckdb_ext import endpoint_url as configured_endpoint
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,18 @@ CONNECT_EXCEPTIONS: tuple[type[BaseException], ...] = (
     ConnectionRefusedError,
     socket.gaierror,
 )
+#: botocore cannot work out where to send a request (an endpoint URL it cannot use, a region
+#: or bucket ARN that does not fit): raised before any request, the same for every one.
+ENDPOINT_CONFIG_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    bce.EndpointProviderError,  # EndpointResolutionError: S3's endpoint rules said no
+    bce.BaseEndpointResolverError,
+    bce.InvalidEndpointConfigurationError,
+)
+#: EndpointResolutionError's message for a custom endpoint (AWS_ENDPOINT_URL_S3, ...) it cannot
+#: use, e.g. a port out of range
+_CUSTOM_ENDPOINT_RE = re.compile(r"Custom endpoint `(?P<url>[^`]*)` was not a valid URI")
+#: botocore's ValueError for an endpoint URL a client cannot be made with
+_INVALID_ENDPOINT_RE = re.compile(r"^Invalid endpoint: (?P<url>.*)$")
 #: DuckDB httpfs's transport failures: "IO Error: <what> error for HTTP <METHOD> to '<url>'".
 _HTTPFS_FAILURE_RE = re.compile(
     r"(?:Error: )?(?P<what>[^:']+?) error for HTTP (?P<method>[A-Z]+) to '(?P<url>[^']*)'"
@@ -159,6 +171,9 @@ class ErrorInfo:
     endpoint: str | None = None
     #: why it could not connect, e.g. "connection refused" (set with ``unreachable``)
     why: str | None = None
+    #: the request could not even be addressed as configured (see
+    #: :data:`ENDPOINT_CONFIG_EXCEPTIONS`): a ConfigError, and every request would fail alike
+    config: bool = False
 
 
 def _redact(text: str) -> str:
@@ -191,6 +206,8 @@ def classify_error(exc: BaseException) -> ErrorInfo | None:
     the network (a disk error, a bug) and must propagate unchanged."""
     if isinstance(exc, CREDENTIAL_EXCEPTIONS):
         return ErrorInfo(ErrorKind.CREDENTIALS, type(exc).__name__)
+    if isinstance(exc, ENDPOINT_CONFIG_EXCEPTIONS):
+        return _classify_endpoint_config(exc)
     if isinstance(exc, bce.ClientError):
         return _classify_client_error(exc)
     if isinstance(exc, CONNECTION_EXCEPTIONS):
@@ -200,6 +217,19 @@ def classify_error(exc: BaseException) -> ErrorInfo | None:
     if isinstance(exc, duckdb.IOException) and _HTTPFS_FAILURE_RE.search(str(exc)):
         return _classify_connection_error(exc)
     return None
+
+
+def _classify_endpoint_config(exc: BaseException) -> ErrorInfo:
+    """An endpoint URL, region or bucket ARN botocore cannot address a request with."""
+    m = _CUSTOM_ENDPOINT_RE.search(str(exc))
+    if m:  # the configured endpoint itself: not about any one request
+        url = m.group("url")
+        return ErrorInfo(
+            ErrorKind.FATAL, invalid_endpoint_message(url), "InvalidEndpoint", config=True,
+            endpoint=url,
+        )  # fmt: skip
+    reason = _redact(f"S3 cannot be addressed as configured: {exc}")
+    return ErrorInfo(ErrorKind.FATAL, reason, "InvalidEndpointConfiguration", config=True)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -424,6 +454,8 @@ def translate_error(
         return CredentialsError(
             credentials_help(about(f"could not obtain AWS credentials ({info.reason})"))
         )
+    if info.config:  # the endpoint (or region) configured: no request can be made
+        return ConfigError(info.reason if info.code == "InvalidEndpoint" else about(info.reason))
     if info.unreachable:  # not about this request: the whole endpoint is out of reach
         return EndpointUnreachableError(
             unreachable_message(info.endpoint, info.why or "could not connect", attempts)
@@ -537,6 +569,9 @@ def make_client(cfg: DownloadConfig, *, region: str | None = None) -> Any:
     try:
         client = session.client("s3", **kwargs)
     except ValueError as e:  # e.g. a malformed endpoint URL
+        m = _INVALID_ENDPOINT_RE.match(str(e))
+        if m:  # the same line as a request that could not be addressed (classify_error)
+            raise ConfigError(invalid_endpoint_message(m.group("url"))) from None
         raise ConfigError(f"cannot create the S3 client: {e}") from None
     client.meta.events.register("before-parse.s3", _mark_unreadable_body)
     return client

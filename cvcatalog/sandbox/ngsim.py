@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from cvcatalog.datasets.ngsim import CSV_NAMES, FT, LOCATIONS
+from cvcatalog.exceptions import ConfigError, SandboxError
 
 DT = 0.1
 
@@ -246,15 +247,23 @@ def generate_ngsim(
     bad_rows: int = 0,
 ) -> GenReport:
     """Write about `rows` valid trajectory rows (whole vehicles, so slightly more) spread over
-    the locations and their periods, plus `bad_rows` broken lines of several kinds."""
+    the locations and their periods, plus `bad_rows` broken lines of several kinds. An argument
+    it cannot honour is a ConfigError, a file it cannot write a SandboxError (one line each)."""
     locs = [loc for loc in (locations or LOCATIONS)]
     for loc in locs:
         if loc not in SITES:
-            raise ValueError(f"unknown NGSIM location {loc!r}")
+            raise ConfigError(
+                f"unknown NGSIM location {loc!r}; expected one of {', '.join(LOCATIONS)}"
+            )
+    if bad_rows < 0:
+        raise ConfigError(f"bad_rows must be >= 0, got {bad_rows}")
     if isinstance(out, str | Path):
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", encoding="utf-8", newline="", buffering=1 << 20) as f:
-            return generate_ngsim(f, rows, locations=locs, seed=seed, bad_rows=bad_rows)
+        try:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            with open(out, "w", encoding="utf-8", newline="", buffering=1 << 20) as f:
+                return generate_ngsim(f, rows, locations=locs, seed=seed, bad_rows=bad_rows)
+        except OSError as e:
+            raise SandboxError(f"cannot write {out}: {e.strerror or e}") from None
     rep = GenReport()
     out.write(",".join(CSV_NAMES) + "\n")
     blocks = [(SITES[loc], p) for loc in locs for p in SITES[loc].periods]

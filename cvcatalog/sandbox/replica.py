@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from cvcatalog.exceptions import CvCatalogError, SandboxError
+from cvcatalog.exceptions import ConfigError, CvCatalogError, SandboxError
 from cvcatalog.io.s3 import Retrier, classify_error, translate_error
 from cvcatalog.sandbox import replica_nycdot, replica_thea, replica_wydot_bsm, replica_wydot_tim
 from cvcatalog.sandbox.replica_blocks import (
@@ -64,38 +64,38 @@ GENERATORS: dict[tuple[str, str], HourGenerator] = {
 
 
 def validate_spec(spec: ReplicaSpec) -> None:
-    """Fail early, with a message, on anything the generators cannot honour."""
+    """Fail early, with a one-line ConfigError, on anything the generators cannot honour."""
     if spec.end < spec.start:
-        raise ValueError(f"end {spec.end} is before start {spec.start}")
+        raise ConfigError(f"end {spec.end} is before start {spec.start}")
     for source in spec.sources:
         for mtype in spec.message_types:
             if mtype not in VALID_TYPES.get(source, ()):
-                raise ValueError(
+                raise ConfigError(
                     f"{source}/{mtype} is not published by the bucket; valid pairs: "
                     + ", ".join(f"{s}/{t}" for s, ts in VALID_TYPES.items() for t in ts)
                 )
             if (source, mtype) not in GENERATORS:
-                raise ValueError(
+                raise ConfigError(
                     f"the replica cannot generate {source}/{mtype} yet; available: "
                     + ", ".join(f"{s}/{t}" for s, t in sorted(GENERATORS))
                 )
     if spec.records_per_hour < 0:
-        raise ValueError("records_per_hour must be >= 0")
+        raise ConfigError("records_per_hour must be >= 0")
     if spec.files_per_hour < 1:
-        raise ValueError("files_per_hour must be >= 1")
+        raise ConfigError("files_per_hour must be >= 1")
     if spec.vehicles < 1:
-        raise ValueError("vehicles must be >= 1")
+        raise ConfigError("vehicles must be >= 1")
     for name in ("empty_hour_rate", "empty_day_rate"):
         rate = getattr(spec, name)
         if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"{name} must be within 0..1, got {rate}")
+            raise ConfigError(f"{name} must be within 0..1, got {rate}")
     if spec.malformed_per_day < 0:
-        raise ValueError("malformed_per_day must be >= 0")
+        raise ConfigError("malformed_per_day must be >= 0")
     unknown = set(spec.malformed_kinds) - set(MALFORMED_KINDS)
     if unknown or not spec.malformed_kinds:
-        raise ValueError(f"malformed_kinds must be a non-empty subset of {MALFORMED_KINDS}")
+        raise ConfigError(f"malformed_kinds must be a non-empty subset of {MALFORMED_KINDS}")
     if spec.schema_version is not None and spec.schema_version not in SUPPORTED_SCHEMA_VERSIONS:
-        raise ValueError(
+        raise ConfigError(
             f"unsupported schema_version {spec.schema_version}; "
             f"choose one of {SUPPORTED_SCHEMA_VERSIONS} or None (by date)"
         )
@@ -380,12 +380,16 @@ class SeedReport:
         return json.dumps(self.to_dict(), indent=indent)
 
     def write_json(self, path: str | Path) -> Path:
-        """Write the report (atomically) so another process can check an ingest against it."""
+        """Write the report (atomically) so another process can check an ingest against it;
+        a path that cannot be written is a one-line SandboxError."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(self.to_json())
+            tmp.replace(path)
+        except OSError as e:
+            raise SandboxError(f"cannot write the seed report {path}: {e.strerror or e}") from None
         return path
 
     @classmethod
@@ -479,6 +483,8 @@ def seed_replica(
 
     Binned sources (nycdot) have a bin folder per partition instead of days and hours; how they
     read these knobs (records_per_hour = events per bin, ...) is in replica_nycdot's docstring.
+    A knob the generators cannot honour is a ConfigError (:func:`validate_spec`), before any
+    upload.
     """
     spec = ReplicaSpec(
         start=start,
@@ -498,7 +504,24 @@ def seed_replica(
         schema_version=schema_version,
         java_times=java_times,
     )
+    return seed_spec(
+        client, spec, workers=workers, processes=processes, progress=progress, retrier=retrier
+    )
+
+
+def seed_spec(
+    client: Any,
+    spec: ReplicaSpec,
+    *,
+    workers: int = 8,
+    processes: int = 0,
+    progress: Callable[[int], None] | None = None,
+    retrier: Retrier | None = None,
+) -> SeedReport:
+    """:func:`seed_replica` for a spec made (and checked: :func:`validate_spec`) beforehand,
+    e.g. before the bucket is created."""
     validate_spec(spec)
+    bucket = spec.bucket
     report = new_report(spec)
     began = time.perf_counter()
 

@@ -31,6 +31,7 @@ from cvcatalog.io.duckdb_ext import endpoint_url as configured_endpoint
 from cvcatalog.io.s3 import Retrier, classify_error, make_client
 
 DEFAULT_PORT = 5055
+MAX_PORT = 65535
 HOST = "127.0.0.1"
 
 
@@ -133,6 +134,10 @@ def start_server(
 ) -> SandboxServer:
     """Start moto_server on 127.0.0.1:port (0 picks a free port) and wait until it answers;
     a free port another process takes meanwhile is given up for another one."""
+    if not 0 <= port <= MAX_PORT:
+        raise ConfigError(
+            f"port {port} is not a TCP port (0-{MAX_PORT}); choose another with --port"
+        )
     check_sandbox_installed()
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)

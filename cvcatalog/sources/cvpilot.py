@@ -63,6 +63,7 @@ from cvcatalog import incremental
 from cvcatalog.config import DataSourceConfig
 from cvcatalog.distributed import ConversionPool, ConvertJob
 from cvcatalog.exceptions import (
+    ConfigError,
     ConversionError,
     CredentialsError,
     CvCatalogError,
@@ -309,6 +310,12 @@ def _gzip(f: Fetched, path: Path) -> bool:
     return rawfile.is_gzip(path) if head is None else head.startswith(rawfile.GZIP_MAGIC)
 
 
+#: Errors every other day of the run would hit too: the run ends with the first one, in one line,
+#: instead of failing each day (no credentials, an endpoint that cannot serve the run, an S3
+#: client that cannot be made or a request that cannot be addressed as configured).
+RUN_ERRORS: tuple[type[CvCatalogError], ...] = (CredentialsError, S3UnavailableError, ConfigError)
+
+
 def default_fetcher(cfg: DataSourceConfig) -> S3Fetcher:
     return S3Fetcher(make_client(cfg.download), cfg.download, cfg.bucket)
 
@@ -502,8 +509,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         (only while small: MONTH_LIST_MAX_OBJECTS), up to MONTH_LIST_WORKERS months at once,
         in the background and in the days' order (a range of years would wait on dozens of
         LISTs before its first day starts). A transient failure leaves the month's days to be
-        listed one by one; a credentials or endpoint failure fails the fetch of its first day,
-        which ends the run (on_error)."""
+        listed one by one; a failure every day would hit too (RUN_ERRORS: credentials, the
+        endpoint) fails the fetch of its first day, which ends the run (on_error)."""
         months: dict[str, list[PartitionKey]] = {}
         for pk in todo:
             if pk.bins is None:
@@ -516,7 +523,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         def by_day(prefix: str, days: list[PartitionKey]) -> dict[str, list[ObjectInfo]] | None:
             try:
                 objects = fetcher.list_upto(prefix, MONTH_LIST_MAX_OBJECTS)
-            except (CredentialsError, S3UnavailableError):
+            except RUN_ERRORS:
                 raise
             except CvCatalogError:
                 return None
@@ -1329,7 +1336,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 fut.result()
 
     def on_error(self, error: BaseException) -> str:
-        if isinstance(error, CredentialsError | S3UnavailableError):
+        if isinstance(error, RUN_ERRORS):
             return "raise"  # every other day would fail too
         if isinstance(error, CvCatalogError | OSError | duckdb.Error):
             return "unit"
