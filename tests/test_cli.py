@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import io
@@ -14,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app, main
+from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sandbox.server import detached_running
 
@@ -467,3 +470,34 @@ def test_sandbox_stop_ends_the_recorded_server_and_forgets_a_stale_record(
         assert alive.wait(timeout=10) != 0 and not state.exists()
     finally:
         alive.kill()
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_terminals_bars_are_erased_when_the_command_fails(fails: bool) -> None:
+    """In a terminal the bars' last frame stays after a run, but not above an error line:
+    the block failed, so the frames are erased (three lines up, each cleared)."""
+    erase = "\x1b[1A\x1b[2K"
+    for make in (lambda c: RichProgress(c), lambda c: ExportBar(c)):
+        out = io.StringIO()
+        console = Console(file=out, force_terminal=True, width=100)
+        with contextlib.suppress(RuntimeError), make(console) as bar:
+            if isinstance(bar, RichProgress):
+                bar.plan(["2021-04-01", "2021-04-02"], [])
+            else:
+                bar(10, 1000)
+            if fails:
+                raise RuntimeError("the endpoint is gone")
+        lines = 3 if isinstance(bar, RichProgress) else 1
+        text = out.getvalue()
+        assert ("converting" if lines == 3 else "exporting") in text
+        assert text.endswith(erase * lines) == fails, repr(text[-80:])
+
+
+def test_bars_write_nothing_when_stderr_is_not_a_terminal() -> None:
+    out = io.StringIO()
+    with RichProgress(Console(file=out, width=100)) as bar:
+        bar.plan(["2021-04-01"], [])
+        bar.note("waiting")
+    with ExportBar(Console(file=out, width=100)) as tick:
+        tick(10, 1000)
+    assert out.getvalue() == "note waiting\n"  # its notes only

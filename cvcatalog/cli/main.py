@@ -344,6 +344,7 @@ def ingest(
             cluster=cluster,
             workers=dask_workers,
         )
+        _fail_if_nothing_ran(summary, fmt)  # in the block: the bars go with the error
     _print_summary(summary, fmt)
     if not summary.ok:
         raise typer.Exit(1)
@@ -388,6 +389,7 @@ def _ingest_dataset(
             no_sign_request=no_sign_request,
             quality=quality_from_file(config) if config is not None else None,
         )
+        _fail_if_nothing_ran(summary, fmt)
     _print_summary(summary, fmt)
     if not summary.ok:
         raise typer.Exit(1)
@@ -422,14 +424,18 @@ def _report_if_interrupted(fmt: Format) -> Iterator[None]:
         raise
 
 
+def _fail_if_nothing_ran(s: Summary, fmt: Format) -> None:
+    """The run stopped before any unit (its plan failed: an input or the endpoint
+    unreachable): in the table format that error is the whole report, one line."""
+    if fmt is Format.table and s.run_errors and not s.outcomes:
+        raise CvCatalogError("; ".join(s.run_errors))
+
+
 def _print_summary(s: Summary, fmt: Format) -> None:
     """One report for every source: --format json|csv emits Summary.as_dict, the table format
     prints its headline and one line per failure."""
     d = s.as_dict()
-    if fmt is Format.table and s.run_errors and not s.outcomes:
-        # the run stopped before any unit (its plan failed: an input or the endpoint
-        # unreachable): that error is the whole report, one line
-        raise CvCatalogError("; ".join(s.run_errors))
+    _fail_if_nothing_ran(s, fmt)
     if fmt is not Format.table:
         columns = [k for k in d if k not in ("days", "errors")]
         emit([d], fmt, columns=columns + (["errors"] if "errors" in d else []))
