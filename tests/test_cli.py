@@ -8,6 +8,7 @@ import gc
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import date
@@ -42,6 +43,16 @@ def seeded(s3_client: Any) -> Any:
         files_per_hour=1,
         malformed_per_day=1,
     )
+
+
+@pytest.fixture(scope="module")
+def one_day(module_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A catalog of one ingested day (wydot/BSM 2021-04-01) that the tests only read."""
+    seed_replica(module_s3, date(2021, 4, 1), date(2021, 4, 1), records_per_hour=10,
+                 files_per_hour=1)  # fmt: skip
+    home = tmp_path_factory.mktemp("one-day") / "catalog"
+    assert Catalog(home).ingest("wydot", "BSM", "2021-04-01", timezone="UTC", rate_limit=0).ok
+    return home
 
 
 def test_ingest_query_and_cache_commands(seeded: Any, catalog_dir: Path, tmp_path: Path) -> None:
@@ -501,3 +512,22 @@ def test_bars_write_nothing_when_stderr_is_not_a_terminal() -> None:
     with ExportBar(Console(file=out, width=100)) as tick:
         tick(10, 1000)
     assert out.getvalue() == "note waiting\n"  # its notes only
+
+
+def test_machine_formats_print_only_the_data_on_stdout(one_day: Path, tmp_path: Path) -> None:
+    """`cache verify --format json` printed `[]` then its summary line: not JSON. The summary
+    goes to stderr in json/csv (stdout in the table format)."""
+    home = tmp_path / "catalog"
+    shutil.copytree(one_day, home)
+    cat = Catalog(home)
+    path = cat.query("select path from partition_files where kind = 'data' limit 1").path[0]
+    cat.paths.absolute(path).unlink()
+    r = run("cache", "verify", "--catalog", str(home), "--format", "json")
+    assert r.exit_code == 1
+    assert json.loads(r.stdout) == [{"problem": "missing file", "path": path}]
+    assert "files checked" in r.stderr and "1 missing" in r.stderr
+    r = run("cache", "verify", "--catalog", str(home), "--format", "csv")
+    rows = list(csv.reader(io.StringIO(r.stdout)))
+    assert rows == [["problem", "path"], ["missing file", path]]
+    r = run("cache", "verify", "--catalog", str(home))
+    assert "missing file" in r.stdout and "1 missing" in r.stdout and r.stderr == ""

@@ -24,7 +24,7 @@ from rich.markup import escape
 
 from cvcatalog import spatial
 from cvcatalog.catalog import Catalog, RemoteCatalog, Repaired, default_home, source_pair
-from cvcatalog.cli.output import Format, emit
+from cvcatalog.cli.output import Format, emit, say
 from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.config import MAX_WORKERS, env_overrides, load_yaml, trips_config
 from cvcatalog.datasets import DATASETS
@@ -752,9 +752,10 @@ def cache_verify(
     cat = open_catalog(catalog)
     report = cat.verify()
     emit(report.rows(), fmt, columns=["problem", "path"])
-    print(
+    say(
         f"{report.checked} files checked: {report.ok} ok, {len(report.mismatched)} mismatched, "
-        f"{len(report.missing)} missing, {len(report.orphans)} orphans"
+        f"{len(report.missing)} missing, {len(report.orphans)} orphans",
+        fmt,
     )
     if report.clean:
         return
@@ -763,7 +764,7 @@ def cache_verify(
 
     def show(r: Repaired) -> None:
         units = f" ({r.units} units)" if r.units is not None else ""
-        print(f"re-fetched {r.what}{units}: {r.rows:,} rows")
+        say(f"re-fetched {r.what}{units}: {r.rows:,} rows", fmt)
 
     done = cat.repair(report, profile=profile, no_sign_request=no_sign_request, on_done=show)
     failures = sum(r.failed for r in done)

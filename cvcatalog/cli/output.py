@@ -1,4 +1,9 @@
-"""One output helper for every listing command: --format table|json|csv, optionally to a file."""
+"""One output helper for every listing command: --format table|json|csv, optionally to a file.
+
+In the json and csv formats stdout carries the data and nothing else, so a parser can read it
+whole: a line for people that a command prints beside its rows (a summary, a count) goes to
+stdout in the table format only and to stderr in the others (:func:`say`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import csv
 import io
 import json
 import os
+import sys
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -99,3 +105,9 @@ def emit(
         print(text, end="")
         return
     write_atomic(output, text.encode("utf-8"))
+
+
+def say(text: str, fmt: Format) -> None:
+    """A line for people beside a listing's rows: stdout in the table format, stderr in the
+    machine formats (their stdout is the data only)."""
+    print(text, file=sys.stdout if fmt is Format.table else sys.stderr)
