@@ -29,7 +29,7 @@ from cvcatalog.config import (
     check_timezone,
     load_yaml,
 )
-from cvcatalog.datasets import DATASETS
+from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.distributed import dask_pool
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
@@ -577,14 +577,15 @@ class Catalog:
         committed it, and the rows it added and removed per table. source/message_type: only
         snapshots that changed that table (NGSIM: source='ngsim')."""
         wanted: set[str] | None = None  # the tables of the source (and type); None: all
+        source, message_type = source_filter(source, message_type)
         if source is not None:
             if _dataset(source) is not None or message_type is not None:
                 wanted = {_lake_table(source, message_type)[0]}
             else:
-                name = source.strip().lower()
-                wanted = {s.view_name for (src, _), s in SCHEMAS.items() if src == name}
-                if not wanted:
-                    raise ConfigError(f"unknown source {source!r}")
+                wanted = {s.view_name for (src, _), s in SCHEMAS.items() if src == source}
+        elif message_type is not None:
+            wanted = {s.view_name for (_, mt), s in SCHEMAS.items() if mt == message_type}
+            wanted |= {d.view_name for d in DATASETS.values() if d.message_type == message_type}
         with self.db.read() as con:
             kept = lake.snapshots(con)
         rows = []
@@ -692,6 +693,7 @@ class Catalog:
         Parquet row groups, the geodesic test runs on the rows read.
         """
         area = spatial.as_filter(within, bbox, corridor)
+        source_filter(source, message_type)
         ds = _dataset(source)
         if ds is not None:
             if area is not None:
@@ -952,10 +954,10 @@ class Catalog:
     def status(
         self, source: str | None = None, message_type: str | None = None
     ) -> list[dict[str, Any]]:
-        return cache.status(self.db, source, message_type)
+        return cache.status(self.db, *source_filter(source, message_type))
 
     def clear(self, source: str | None = None, message_type: str | None = None) -> tuple[int, int]:
-        return cache.clear(self.db, source, message_type)
+        return cache.clear(self.db, *source_filter(source, message_type))
 
     def evict(self, max_size_gb: float) -> list[str]:
         return evict_to_size(self.db, max_size_gb)
@@ -995,6 +997,7 @@ class Catalog:
         self, run_id: str | None = None, source: str | None = None, message_type: str | None = None
     ) -> list[dict[str, Any]]:
         """Quarantined records and kept warnings per rule and partition of one ingest run."""
+        source, message_type = source_filter(source, message_type)
         with self.db.read() as con:
             return manifest.validation_report(con, run_id, source, message_type)
 
@@ -1002,6 +1005,7 @@ class Catalog:
         self, limit: int = 20, source: str | None = None, message_type: str | None = None
     ) -> list[dict[str, Any]]:
         """The most recent ingest runs, newest first, with what each one changed."""
+        source, message_type = source_filter(source, message_type)
         with self.db.read() as con:
             return manifest.list_runs(con, limit, source, message_type)
 
@@ -1149,6 +1153,7 @@ class Catalog:
         rows_per_file: int = 2_000_000,
     ) -> list[CompactResult]:
         """Rewrite partitions made of several Parquet files as few well-sized files."""
+        source, message_type = source_filter(source, message_type)
         return compact(self.db, source, message_type, rows_per_file=rows_per_file)
 
     def verify(self) -> cache.VerifyReport:
@@ -1484,13 +1489,14 @@ _NEVER_STATEMENTS = {
 def _lake_table(source: str, message_type: str | None) -> tuple[str, str, str]:
     """The lake table of a (source, type), with the source and type as stored: a dataset's
     (NGSIM: one type), or a CV Pilot source's table of that type."""
-    ds = _dataset(source)
+    src, mt = source_filter(source, message_type)
+    assert src is not None
+    ds = _dataset(src)
     if ds is not None:
         return ds.view_name, ds.name, ds.message_type
-    if message_type is None:
-        raise ConfigError(f"give the message type of {source}")
-    source, message_type = source_pair(source, message_type)
-    return SCHEMAS[(source, message_type)].view_name, source, message_type
+    if mt is None:
+        raise ConfigError(f"give the message type of {src}")
+    return SCHEMAS[(src, mt)].view_name, src, mt
 
 
 def _changes_of(snapshot: int, where: str, table: str) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app, main
 from cvcatalog.cli.progress import ExportBar, RichProgress
+from cvcatalog.exceptions import ConfigError
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sandbox.server import detached_running
 
@@ -531,3 +532,55 @@ def test_machine_formats_print_only_the_data_on_stdout(one_day: Path, tmp_path: 
     assert rows == [["problem", "path"], ["missing file", path]]
     r = run("cache", "verify", "--catalog", str(home))
     assert "missing file" in r.stdout and "1 missing" in r.stdout and r.stderr == ""
+
+
+_UNKNOWN = "unknown source 'bogus'; expected one of wydot, wydot_backup, thea, nycdot, ngsim"
+_NGSIM_BSM = "source 'ngsim' does not publish 'BSM'; it publishes TRAJECTORY"
+_WYDOT_SPAT = "source 'wydot' does not publish 'SPAT'; it publishes BSM, TIM"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compact", "--source", "bogus"], _UNKNOWN),
+        (["compact", "--source", "ngsim", "--type", "BSM"], _NGSIM_BSM),
+        (["cache", "status", "--source", "bogus"], _UNKNOWN),
+        (["cache", "status", "--source", "wydot", "--type", "SPAT"], _WYDOT_SPAT),
+        (["cache", "status", "--type", "bogus"], "unknown message type 'BOGUS'; expected one of"),
+        (["cache", "clear", "--source", "bogus", "--yes"], _UNKNOWN),
+        (["cache", "clear", "--source", "wydot", "--type", "SPAT", "--yes"], _WYDOT_SPAT),
+        (["runs", "--source", "bogus"], _UNKNOWN),
+        (["report", "runs", "--source", "bogus"], _UNKNOWN),
+        (["report", "validation", "--source", "bogus"], _UNKNOWN),
+        (["report", "quality", "--source", "ngsim", "--type", "BSM"], _NGSIM_BSM),
+        (["snapshots", "--source", "bogus"], _UNKNOWN),
+        (["snapshots", "--source", "ngsim", "--type", "BSM"], _NGSIM_BSM),
+        (["changes", "--source", "ngsim", "--type", "BSM", "--since", "1"], _NGSIM_BSM),
+        (["changes", "--source", "bogus", "--since", "1"], _UNKNOWN),
+        (["split", "--source", "ngsim", "--type", "BSM"], _NGSIM_BSM),
+        (["split", "--source", "bogus"], _UNKNOWN),
+        (["export", "--source", "ngsim", "--type", "BSM", "--output", "x.csv"], _NGSIM_BSM),
+        (["export", "--source", "bogus", "--type", "BSM", "--output", "x.csv"], _UNKNOWN),
+    ],
+)
+def test_every_command_checks_source_and_type_the_same_way(
+    args: list[str], message: str, catalog_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cache clear --source bogus --yes` printed "cleared 0 partitions (0.0 MB) of bogus" and
+    compact, cache status and runs listed nothing, exit 0: a typo looked like an empty catalog."""
+    Catalog(catalog_dir).query("select 1")  # an empty catalog
+    monkeypatch.chdir(tmp_path)
+    r = run(*args, "--catalog", str(catalog_dir))
+    assert r.exit_code == 1, r.output
+    assert r.stdout == "" and r.stderr.startswith(f"error: {message}"), r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def test_a_type_alone_selects_its_tables(one_day: Path) -> None:
+    """`snapshots --type TIM` listed the BSM ingest's snapshots too (the type was ignored)."""
+    cat = Catalog(one_day)
+    assert [s["tables"] for s in cat.snapshots(message_type="TIM")] == []
+    assert {s["tables"] for s in cat.snapshots(message_type="bsm")} == {"wydot_bsm"}
+    assert cat.status(message_type="TIM") == [] and len(cat.status(message_type="BSM")) == 1
+    with pytest.raises(ConfigError, match="unknown source 'bogus'"):
+        cat.status("bogus")

@@ -27,7 +27,7 @@ from cvcatalog.catalog import Catalog, RemoteCatalog, Repaired, default_home, so
 from cvcatalog.cli.output import Format, emit, say
 from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.config import MAX_WORKERS, env_overrides, load_yaml, trips_config
-from cvcatalog.datasets import DATASETS
+from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.distributed import check_options, check_scheduler
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, SandboxError
 from cvcatalog.io.layout import CatalogPaths, replacing, write_atomic
@@ -682,13 +682,14 @@ def cache_clear(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
 ) -> None:
     """Delete cached partitions (all, one source, or one source and type)."""
+    source, message_type = source_filter(source, message_type)  # checked before asking
     what = "/".join(x for x in (source, message_type) if x) or "everything"
     if not yes:
         if not sys.stdin.isatty():
             raise ConfigError(f"cache clear deletes {what}: give --yes (no terminal to ask on)")
         typer.confirm(f"delete cached {what}?", abort=True)
     cat = open_catalog(catalog)
-    n, nbytes = cat.clear(source and source.lower(), message_type and message_type.upper())
+    n, nbytes = cat.clear(source, message_type)
     print(f"cleared {n} partitions ({nbytes / 1e6:,.1f} MB) of {what}")
     _pins_held(cat)
 
@@ -843,7 +844,7 @@ def report_validation(
     run_id: Annotated[
         str | None, typer.Option("--run", help="Ingest run id [default: the latest]")
     ] = None,
-    source: SourceOpt = None,
+    source: AnySourceOpt = None,
     message_type: TypeOpt = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
@@ -885,7 +886,7 @@ def unknown_version_rows(rows: list[dict[str, Any]]) -> dict[int, int]:
 @friendly
 def report_runs(
     limit: Annotated[int, typer.Option("--limit")] = 20,
-    source: SourceOpt = None,
+    source: AnySourceOpt = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -1013,7 +1014,7 @@ app.add_typer(runs_app, name="runs")
 def runs_cmd(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first")] = 20,
-    source: SourceOpt = None,
+    source: AnySourceOpt = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:

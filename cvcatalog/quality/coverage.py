@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cvcatalog.config import check_timezone
+from cvcatalog.datasets import source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.io import lake
 from cvcatalog.quality.mapping import TrajectoryMapping, mapping_for, quality_sources, view_for
@@ -107,6 +108,7 @@ def build_coverage(
         tz = check_timezone(timezone)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    source_filter(source, message_type)  # every command's check and line for a bad one
     src, mt = source.strip().lower(), message_type.strip().upper()
     known = quality_sources()
     if src not in known:
