@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import threading
@@ -25,6 +26,7 @@ from cvcatalog.config import (
     DataSourceConfig,
     DownloadConfig,
     build,
+    check_day_order,
     check_source_type,
     check_timezone,
     load_yaml,
@@ -82,6 +84,20 @@ def _as_date(value: date | str | None, what: str) -> date | None:
         return date.fromisoformat(str(value))
     except ValueError:
         raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
+
+
+def _check_limit(limit: int | None) -> None:
+    """A number of rows to list (runs, snapshots): 0 or more."""
+    if limit is not None and limit < 0:
+        raise ConfigError(f"limit must be 0 or more, got {limit}")
+
+
+def _day_range(start: date | str | None, end: date | str | None) -> tuple[date | None, date | None]:
+    """start and end as days, checked in order when both are given."""
+    s, e = _as_date(start, "start"), _as_date(end, "end")
+    if s is not None and e is not None:
+        check_day_order(s, e)
+    return s, e
 
 
 @dataclass(frozen=True)
@@ -577,6 +593,7 @@ class Catalog:
         committed it, and the rows it added and removed per table. source/message_type: only
         snapshots that changed that table (NGSIM: source='ngsim')."""
         wanted: set[str] | None = None  # the tables of the source (and type); None: all
+        _check_limit(limit)
         source, message_type = source_filter(source, message_type)
         if source is not None:
             if _dataset(source) is not None or message_type is not None:
@@ -588,8 +605,10 @@ class Catalog:
             wanted |= {d.view_name for d in DATASETS.values() if d.message_type == message_type}
         with self.db.read() as con:
             kept = lake.snapshots(con)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for snap in reversed(kept):
+            if limit is not None and len(rows) >= limit:
+                break
             names = snap.tables if wanted is None else [n for n in snap.tables if n in wanted]
             if wanted is not None and not names:
                 continue
@@ -608,8 +627,6 @@ class Catalog:
                     },
                 }
             )
-            if limit is not None and len(rows) >= limit:
-                break
         return rows
 
     def views(self) -> list[str]:
@@ -630,7 +647,7 @@ class Catalog:
         source, message_type = source_pair(source, message_type)
         with self.db.read_state() as con:
             parts = manifest.get_partitions(con, source, message_type)
-        s, e = _as_date(start, "start"), _as_date(end, "end")
+        s, e = _day_range(start, end)
         wanted = None
         if s is not None or e is not None:
             s = s or min((p.date for p in parts.values()), default=date.today())
@@ -710,7 +727,7 @@ class Catalog:
         schema = SCHEMAS[(source, message_type)]
         if area is not None:
             spatial.require_positions([n for n, _ in schema.view_columns], schema.view_name)
-        s, e = _as_date(start, "start"), _as_date(end, "end")
+        s, e = _day_range(start, end)
         locate, access = self._lake_reader()
         by_key: dict[PartitionKey, list[str]] = {}
         with self.db.read_state() as con:
@@ -814,7 +831,7 @@ class Catalog:
                 raise ConfigError(f"{ds.name} has no location partitions")
             sites = [location] if isinstance(location, str) else list(location)
             wanted.append(("location", "in", [x.strip().lower() for x in sites]))
-        s, e = _as_date(start, "start"), _as_date(end, "end")
+        s, e = _day_range(start, end)
         tz = check_timezone(timezone)
         window = None
         if s is not None or e is not None:
@@ -960,6 +977,12 @@ class Catalog:
         return cache.clear(self.db, *source_filter(source, message_type))
 
     def evict(self, max_size_gb: float) -> list[str]:
+        """Drop least-recently-used data until the cache holds at most max_size_gb (0: all
+        that pins do not hold); see cvcatalog.state.eviction.evict_to_size."""
+        if not 0 <= max_size_gb < math.inf:  # a negative size emptied the cache
+            raise ConfigError(
+                f"max_size_gb (--max-size-gb) must be a number of GB, 0 or more; got {max_size_gb:g}"
+            )
         return evict_to_size(self.db, max_size_gb)
 
     def migrate(self) -> bool:
@@ -1005,6 +1028,7 @@ class Catalog:
         self, limit: int = 20, source: str | None = None, message_type: str | None = None
     ) -> list[dict[str, Any]]:
         """The most recent ingest runs, newest first, with what each one changed."""
+        _check_limit(limit)
         source, message_type = source_filter(source, message_type)
         with self.db.read() as con:
             return manifest.list_runs(con, limit, source, message_type)
@@ -1375,9 +1399,7 @@ class Catalog:
             raise ConfigError(f"split by 'vehicle' or 'trip', not {by!r}")
         splits.check_fractions(fractions)
         rel = splits.relation(source, message_type)
-        window = splits.window_of(
-            _as_date(start, "start"), _as_date(end, "end"), check_timezone(timezone)
-        )
+        window = splits.window_of(*_day_range(start, end), check_timezone(timezone))
         sql, params = splits.group_sizes_sql(rel, by, window)
         groups = self.query(sql, params, snapshot=snapshot)
         return splits.plan(groups, by, fractions, seed), groups

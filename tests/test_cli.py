@@ -584,3 +584,97 @@ def test_a_type_alone_selects_its_tables(one_day: Path) -> None:
     assert cat.status(message_type="TIM") == [] and len(cat.status(message_type="BSM")) == 1
     with pytest.raises(ConfigError, match="unknown source 'bogus'"):
         cat.status("bogus")
+
+
+def test_evict_refuses_a_negative_size_and_reads_its_config_as_ingest_does(
+    one_day: Path, tmp_path: Path
+) -> None:
+    """--max-size-gb -1 evicted everything; a config whose cache.max_size_gb is not a number
+    was `unexpected ValueError` (ingest says which file and field)."""
+    home = tmp_path / "catalog"
+    shutil.copytree(one_day, home)
+    for size in ("-1", "nan", "inf"):
+        r = run("cache", "evict", "--max-size-gb", size, "--catalog", str(home))
+        assert r.exit_code == 1 and r.stdout == "", r.output
+        assert r.stderr == (
+            f"error: max_size_gb (--max-size-gb) must be a number of GB, 0 or more; got {size}\n"
+        )
+    assert [p["status"] for p in Catalog(home).status()] == ["complete"]  # nothing evicted
+    bad = tmp_path / "bad.yml"
+    bad.write_text("cache: {max_size_gb: lots}\n")
+    r = run("cache", "evict", "--config", str(bad), "--catalog", str(home))
+    assert r.exit_code == 1
+    line = (
+        f"error: invalid configuration ({bad}): cache.max_size_gb: Input should be a valid "
+        "number, unable to parse string as a number\n"
+    )
+    assert r.stderr == line
+    r = run(*_INGEST, "--start", "2021-04-01", "--config", str(bad), "--catalog", str(home))
+    assert r.exit_code == 1 and r.stderr == line  # the same file, the same line
+    r = run("cache", "evict", "--config", str(bad))  # the catalog directory read from it
+    assert r.exit_code == 1 and r.stderr == line
+    good = tmp_path / "good.yml"
+    good.write_text(f"cache: {{directory: {home}, max_size_gb: 0}}\n")
+    r = run("cache", "evict", "--config", str(good))
+    assert r.exit_code == 1 and "cache.max_size_gb: Input should be greater than 0" in r.stderr
+    r = run("cache", "evict", "--max-size-gb", "0", "--catalog", str(home))
+    assert r.exit_code == 0 and r.stdout.startswith("evicted 1 partitions: wydot/BSM/2021/04/01")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["query", "select 1", "--max-rows", "-1"], "--max-rows must be 0 or more, got -1"),
+        (["changes", "--source", "wydot", "--type", "BSM", "--since", "1", "--max-rows", "-5"],
+         "--max-rows must be 0 or more, got -5"),
+        (["snapshots", "--limit", "-1"], "limit must be 0 or more, got -1"),
+        (["runs", "--limit", "-1"], "limit must be 0 or more, got -1"),  # was a BinderException
+        (["report", "runs", "--limit", "-1"], "limit must be 0 or more, got -1"),
+        (["split", "--source", "wydot", "--type", "BSM", "--start", "2021-04-03", "--end",
+          "2021-04-01"], "end date 2021-04-01 is before start date 2021-04-03"),
+        (["export", "--source", "wydot", "--type", "BSM", "--start", "2021-04-03", "--end",
+          "2021-04-01", "--output", "x.csv"], "end date 2021-04-01 is before start date 2021-04-03"),
+        (["publish", "--to", "s3://some-bucket/cat", "--workers", "-1"],
+         "invalid configuration (publish settings): max_workers: Input should be greater than "
+         "or equal to 1"),
+    ],
+)  # fmt: skip
+def test_numbers_and_day_ranges_out_of_range_are_one_line(
+    args: list[str], message: str, catalog_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """split --start 2021-04-03 --end 2021-04-01 printed an all-zero table, exit 0 (ingest and
+    plan refuse the range); negative row counts were taken, or an unexpected error."""
+    Catalog(catalog_dir).query("select 1")  # an empty catalog
+    monkeypatch.chdir(tmp_path)
+    r = run(*args, "--catalog", str(catalog_dir))
+    assert r.exit_code == 1 and r.stdout == "", r.output
+    assert r.stderr == f"error: {message}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sandbox", "seed", "--start", "2021-04-01", "--files-per-hour", "0"],
+         "--files-per-hour must be 1 or more, got 0"),
+        (["sandbox", "seed", "--start", "2021-04-01", "--records-per-hour", "-1"],
+         "--records-per-hour must be 0 or more, got -1"),
+        (["sandbox", "ngsim", "--out", "n.csv", "--bad-rows", "-1"],
+         "--bad-rows must be 0 or more, got -1"),
+        (["sandbox", "serve", "--port", "-1"],
+         "--port must be 0 (any free port) to 65535, got -1"),  # was an OverflowError
+    ],
+)  # fmt: skip
+def test_sandbox_numbers_out_of_range_are_one_line_before_anything_runs(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # never reached
+    r = run(*args)
+    assert r.exit_code == 1 and r.stderr == f"error: {message}\n", r.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_limit_of_0_lists_nothing(one_day: Path) -> None:
+    cat = Catalog(one_day)
+    assert cat.snapshots(limit=0) == [] and cat.runs(limit=0) == []
+    assert len(cat.snapshots(limit=1)) == 1

@@ -26,7 +26,7 @@ from cvcatalog import spatial
 from cvcatalog.catalog import Catalog, RemoteCatalog, Repaired, default_home, source_pair
 from cvcatalog.cli.output import Format, emit, say
 from cvcatalog.cli.progress import ExportBar, RichProgress
-from cvcatalog.config import MAX_WORKERS, env_overrides, load_yaml, trips_config
+from cvcatalog.config import MAX_WORKERS, cache_config, env_overrides, load_yaml, trips_config
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.distributed import check_options, check_scheduler
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, SandboxError
@@ -108,6 +108,13 @@ AnySourceOpt = Annotated[
 ]
 
 
+def _at_least(flag: str, value: float, least: int) -> None:
+    """A numeric option's lower bound: one line naming the flag (Typer's min= gives a usage
+    message and exit code 2)."""
+    if not value >= least:
+        raise ConfigError(f"{flag} must be {least} or more, got {value:g}")
+
+
 def _error_line(message: str) -> None:
     """One line on stderr; the message is text, never Rich markup ("cvcatalog[sandbox]")."""
     err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
@@ -173,9 +180,9 @@ def open_catalog(
         options = {k: v for k, v in remote.items() if v is not None}
         return Catalog(str(catalog).strip(), notify=note, **options)
     if catalog is None and not home and config is not None:
-        directory = (load_yaml(config).get("cache") or {}).get("directory")
-        if directory:
-            catalog = Path(directory)
+        settings = cache_config(config)  # checked as an ingest checks the file
+        if "directory" in settings.model_fields_set:
+            catalog = settings.directory
     root = Path(catalog) if catalog is not None else default_home()
     paths = CatalogPaths(root)
     if not create and not (paths.db.exists() or paths.legacy_db.exists()):
@@ -489,6 +496,7 @@ def query(
     --snapshot or --as-of, against the catalog as it was then (time travel)."""
     if snapshot is not None and as_of is not None:
         raise ConfigError("give --snapshot or --as-of, not both")
+    _at_least("--max-rows", limit, 0)
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     table = cat.query_arrow(sql, read_only=read_only, snapshot=snapshot, as_of=as_of)
     rows = table.to_pylist() if fmt is not Format.table else table.slice(0, limit).to_pylist()
@@ -562,6 +570,7 @@ def changes(
         raise ConfigError(f"--format {fmt!r}: table, json, csv or parquet")
     if fmt == "parquet" and output is None:
         raise ConfigError("--format parquet needs --output FILE")
+    _at_least("--max-rows", limit, 0)
     cat = open_catalog(catalog)
     full = table = cat.changes(
         source.lower(), message_type and message_type.upper(), since, until, output="arrow"
@@ -717,11 +726,7 @@ def cache_evict(
     catalog: CatalogOpt = None,
 ) -> None:
     """Evict least-recently-used partitions until the cache fits."""
-    limit = max_size_gb
-    if limit is None:
-        limit = float(
-            ((load_yaml(config).get("cache") or {}) if config else {}).get("max_size_gb", 50)
-        )
+    limit = max_size_gb if max_size_gb is not None else cache_config(config).max_size_gb
     cat = open_catalog(catalog, config)
     gone = cat.evict(limit)
     inputs = sum(1 for g in gone if ":" in g.split("/")[0])  # '<dataset>:<uri>'
@@ -1193,6 +1198,8 @@ def sandbox_serve(
     """Run a local S3-compatible endpoint (moto server) on 127.0.0.1. A detached one is
     recorded in ./.sandbox/server.json, where `sandbox stop` (run in the same directory)
     finds it."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be 0 (any free port) to 65535, got {port}")
     if detach and (running := detached_running(STATE)) is not None:
         raise SandboxError(
             f"a detached sandbox server is already running here at http://127.0.0.1:"
@@ -1253,6 +1260,9 @@ def sandbox_seed(
     # the generators (~40 ms of imports) load only for the sandbox commands that use them
     from cvcatalog.sandbox.replica import seed_replica
 
+    _at_least("--records-per-hour", records_per_hour, 0)
+    _at_least("--files-per-hour", files_per_hour, 1)
+    _at_least("--malformed-per-day", malformed_per_day, 0)
     client, cfg = sandbox_client("seeding never writes to real AWS")
     create_bucket(client, cfg, BUCKET)
     s, e = date.fromisoformat(start), date.fromisoformat(end or start)
@@ -1306,8 +1316,8 @@ def sandbox_ngsim(
     """Write an NGSIM-shaped trajectory CSV (car-following at 10 Hz, real sites' CRS)."""
     from cvcatalog.sandbox.ngsim import generate_ngsim  # as in sandbox_seed
 
-    if rows < 1:
-        raise ConfigError("--rows must be at least 1")
+    _at_least("--rows", rows, 1)
+    _at_least("--bad-rows", bad_rows, 0)
     t0 = time.monotonic()
     try:
         rep = generate_ngsim(out, rows, locations=location, seed=seed, bad_rows=bad_rows)

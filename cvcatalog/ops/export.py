@@ -31,7 +31,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from cvcatalog import spatial
-from cvcatalog.config import check_timezone
+from cvcatalog.config import check_day_order, check_timezone
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
@@ -139,8 +139,7 @@ def _range_sql(
         return [], [], []
     s, e = start or end, end or start
     assert s is not None and e is not None
-    if s > e:
-        raise ConfigError(f"--start {s} is after --end {e}")
+    check_day_order(s, e)
     lo, hi = utc_window(s, e, timezone)
     terms: list[str] = []
     params: list[Any] = []

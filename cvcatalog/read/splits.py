@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
+from cvcatalog.config import check_day_order
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.schemas import SCHEMAS
@@ -176,6 +177,7 @@ def window_of(
         return None
     if start is None or end is None:
         raise ConfigError("a split needs both start and end, or neither (every partition)")
+    check_day_order(start, end)
     return utc_window(start, end, timezone)
 
 
