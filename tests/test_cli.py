@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app, main
+from cvcatalog.cli.output import Format, render
 from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.sandbox.replica import seed_replica
@@ -678,3 +679,25 @@ def test_a_limit_of_0_lists_nothing(one_day: Path) -> None:
     cat = Catalog(one_day)
     assert cat.snapshots(limit=0) == [] and cat.runs(limit=0) == []
     assert len(cat.snapshots(limit=1)) == 1
+
+
+def test_a_table_keeps_its_natural_width_when_stdout_is_not_a_terminal(one_day: Path) -> None:
+    """`query "select * from bsm limit 2"` piped printed ~1,300 lines, a letter per column: the
+    table was squeezed to a terminal width there is no terminal for. Now each row is a line."""
+    r = run("query", "select * from bsm limit 2", "--catalog", str(one_day))
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert len(lines) == 6  # top border, header, rule, two rows, bottom border
+    columns = Catalog(one_day).query_arrow("select * from bsm limit 0").column_names
+    assert len(columns) > 40
+    header = [c.strip() for c in lines[1].strip("┃").split("┃")]
+    assert header == columns
+    assert len({len(line) for line in lines}) == 1  # one width, no fold
+
+
+def test_a_terminal_table_still_fits_the_terminal() -> None:
+    rows = [{f"column_{i}": "x" * 12 for i in range(30)}]
+    folded = render(rows, Format.table, width=100)
+    assert max(len(line) for line in folded.splitlines()) <= 100
+    natural = render(rows, Format.table)
+    assert len(natural.splitlines()) == 5 and len(natural.splitlines()[1]) > 30 * 12
