@@ -620,7 +620,9 @@ def shell(catalog: CatalogOpt = None) -> None:
         rc = Path(tmp) / "init.sql"
         fd = os.open(rc, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(init + "\n")
+            # silent: CREATE SECRET (a lake on S3) prints a "Success true" table; errors
+            # still reach stderr. `.output` alone gives the user's statements stdout again.
+            f.write(f".output {os.devnull}\n{init}\n.output\n")
         # Ctrl-C belongs to the DuckDB CLI (it cancels its query), not to this process
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
