@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import threading
@@ -25,11 +26,12 @@ from cvcatalog.config import (
     DataSourceConfig,
     DownloadConfig,
     build,
+    check_day_order,
     check_source_type,
     check_timezone,
     load_yaml,
 )
-from cvcatalog.datasets import DATASETS
+from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.distributed import dask_pool
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
@@ -82,6 +84,20 @@ def _as_date(value: date | str | None, what: str) -> date | None:
         return date.fromisoformat(str(value))
     except ValueError:
         raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
+
+
+def _check_limit(limit: int | None) -> None:
+    """A number of rows to list (runs, snapshots): 0 or more."""
+    if limit is not None and limit < 0:
+        raise ConfigError(f"limit must be 0 or more, got {limit}")
+
+
+def _day_range(start: date | str | None, end: date | str | None) -> tuple[date | None, date | None]:
+    """start and end as days, checked in order when both are given."""
+    s, e = _as_date(start, "start"), _as_date(end, "end")
+    if s is not None and e is not None:
+        check_day_order(s, e)
+    return s, e
 
 
 @dataclass(frozen=True)
@@ -577,18 +593,22 @@ class Catalog:
         committed it, and the rows it added and removed per table. source/message_type: only
         snapshots that changed that table (NGSIM: source='ngsim')."""
         wanted: set[str] | None = None  # the tables of the source (and type); None: all
+        _check_limit(limit)
+        source, message_type = source_filter(source, message_type)
         if source is not None:
             if _dataset(source) is not None or message_type is not None:
                 wanted = {_lake_table(source, message_type)[0]}
             else:
-                name = source.strip().lower()
-                wanted = {s.view_name for (src, _), s in SCHEMAS.items() if src == name}
-                if not wanted:
-                    raise ConfigError(f"unknown source {source!r}")
+                wanted = {s.view_name for (src, _), s in SCHEMAS.items() if src == source}
+        elif message_type is not None:
+            wanted = {s.view_name for (_, mt), s in SCHEMAS.items() if mt == message_type}
+            wanted |= {d.view_name for d in DATASETS.values() if d.message_type == message_type}
         with self.db.read() as con:
             kept = lake.snapshots(con)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for snap in reversed(kept):
+            if limit is not None and len(rows) >= limit:
+                break
             names = snap.tables if wanted is None else [n for n in snap.tables if n in wanted]
             if wanted is not None and not names:
                 continue
@@ -607,8 +627,6 @@ class Catalog:
                     },
                 }
             )
-            if limit is not None and len(rows) >= limit:
-                break
         return rows
 
     def views(self) -> list[str]:
@@ -629,7 +647,7 @@ class Catalog:
         source, message_type = source_pair(source, message_type)
         with self.db.read_state() as con:
             parts = manifest.get_partitions(con, source, message_type)
-        s, e = _as_date(start, "start"), _as_date(end, "end")
+        s, e = _day_range(start, end)
         wanted = None
         if s is not None or e is not None:
             s = s or min((p.date for p in parts.values()), default=date.today())
@@ -692,6 +710,7 @@ class Catalog:
         Parquet row groups, the geodesic test runs on the rows read.
         """
         area = spatial.as_filter(within, bbox, corridor)
+        source_filter(source, message_type)
         ds = _dataset(source)
         if ds is not None:
             if area is not None:
@@ -708,7 +727,7 @@ class Catalog:
         schema = SCHEMAS[(source, message_type)]
         if area is not None:
             spatial.require_positions([n for n, _ in schema.view_columns], schema.view_name)
-        s, e = _as_date(start, "start"), _as_date(end, "end")
+        s, e = _day_range(start, end)
         locate, access = self._lake_reader()
         by_key: dict[PartitionKey, list[str]] = {}
         with self.db.read_state() as con:
@@ -812,7 +831,7 @@ class Catalog:
                 raise ConfigError(f"{ds.name} has no location partitions")
             sites = [location] if isinstance(location, str) else list(location)
             wanted.append(("location", "in", [x.strip().lower() for x in sites]))
-        s, e = _as_date(start, "start"), _as_date(end, "end")
+        s, e = _day_range(start, end)
         tz = check_timezone(timezone)
         window = None
         if s is not None or e is not None:
@@ -952,12 +971,18 @@ class Catalog:
     def status(
         self, source: str | None = None, message_type: str | None = None
     ) -> list[dict[str, Any]]:
-        return cache.status(self.db, source, message_type)
+        return cache.status(self.db, *source_filter(source, message_type))
 
     def clear(self, source: str | None = None, message_type: str | None = None) -> tuple[int, int]:
-        return cache.clear(self.db, source, message_type)
+        return cache.clear(self.db, *source_filter(source, message_type))
 
     def evict(self, max_size_gb: float) -> list[str]:
+        """Drop least-recently-used data until the cache holds at most max_size_gb (0: all
+        that pins do not hold); see cvcatalog.state.eviction.evict_to_size."""
+        if not 0 <= max_size_gb < math.inf:  # a negative size emptied the cache
+            raise ConfigError(
+                f"max_size_gb (--max-size-gb) must be a number of GB, 0 or more; got {max_size_gb:g}"
+            )
         return evict_to_size(self.db, max_size_gb)
 
     def migrate(self) -> bool:
@@ -995,6 +1020,7 @@ class Catalog:
         self, run_id: str | None = None, source: str | None = None, message_type: str | None = None
     ) -> list[dict[str, Any]]:
         """Quarantined records and kept warnings per rule and partition of one ingest run."""
+        source, message_type = source_filter(source, message_type)
         with self.db.read() as con:
             return manifest.validation_report(con, run_id, source, message_type)
 
@@ -1002,6 +1028,8 @@ class Catalog:
         self, limit: int = 20, source: str | None = None, message_type: str | None = None
     ) -> list[dict[str, Any]]:
         """The most recent ingest runs, newest first, with what each one changed."""
+        _check_limit(limit)
+        source, message_type = source_filter(source, message_type)
         with self.db.read() as con:
             return manifest.list_runs(con, limit, source, message_type)
 
@@ -1149,6 +1177,7 @@ class Catalog:
         rows_per_file: int = 2_000_000,
     ) -> list[CompactResult]:
         """Rewrite partitions made of several Parquet files as few well-sized files."""
+        source, message_type = source_filter(source, message_type)
         return compact(self.db, source, message_type, rows_per_file=rows_per_file)
 
     def verify(self) -> cache.VerifyReport:
@@ -1370,9 +1399,7 @@ class Catalog:
             raise ConfigError(f"split by 'vehicle' or 'trip', not {by!r}")
         splits.check_fractions(fractions)
         rel = splits.relation(source, message_type)
-        window = splits.window_of(
-            _as_date(start, "start"), _as_date(end, "end"), check_timezone(timezone)
-        )
+        window = splits.window_of(*_day_range(start, end), check_timezone(timezone))
         sql, params = splits.group_sizes_sql(rel, by, window)
         groups = self.query(sql, params, snapshot=snapshot)
         return splits.plan(groups, by, fractions, seed), groups
@@ -1484,13 +1511,14 @@ _NEVER_STATEMENTS = {
 def _lake_table(source: str, message_type: str | None) -> tuple[str, str, str]:
     """The lake table of a (source, type), with the source and type as stored: a dataset's
     (NGSIM: one type), or a CV Pilot source's table of that type."""
-    ds = _dataset(source)
+    src, mt = source_filter(source, message_type)
+    assert src is not None
+    ds = _dataset(src)
     if ds is not None:
         return ds.view_name, ds.name, ds.message_type
-    if message_type is None:
-        raise ConfigError(f"give the message type of {source}")
-    source, message_type = source_pair(source, message_type)
-    return SCHEMAS[(source, message_type)].view_name, source, message_type
+    if mt is None:
+        raise ConfigError(f"give the message type of {src}")
+    return SCHEMAS[(src, mt)].view_name, src, mt
 
 
 def _changes_of(snapshot: int, where: str, table: str) -> pd.DataFrame:

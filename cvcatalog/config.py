@@ -50,6 +50,13 @@ def parse_day(value: str, what: str) -> date:
         raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
 
 
+def check_day_order(start: date, end: date) -> None:
+    """The one check (and line) of a day range given backwards, for every command that takes
+    --start and --end (ingest and plan through DateRange, split, export, coverage, to_dask)."""
+    if end < start:
+        raise ConfigError(f"end date {end} is before start date {start}")
+
+
 def check_timezone(tz: str) -> str:
     try:
         ZoneInfo(tz)
@@ -85,8 +92,11 @@ class DateRange(_Strict):
         if self.days_back is None:
             if self.start_date is None:
                 raise ValueError("give start_date (and optionally end_date) or days_back")
-            if self.end_date is not None and self.end_date < self.start_date:
-                raise ValueError(f"end date {self.end_date} is before start date {self.start_date}")
+            if self.end_date is not None:
+                try:
+                    check_day_order(self.start_date, self.end_date)
+                except ConfigError as e:
+                    raise ValueError(str(e)) from None
         elif self.start_date is not None or self.end_date is not None:
             raise ValueError("give either days_back or start_date/end_date, not both")
         return self
@@ -238,6 +248,29 @@ def trips_config(
         return None
     try:
         return TripsConfig.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, str(config or "arguments"))) from None
+
+
+class _CacheSection(BaseModel):
+    """The cache: section of a data-source YAML, the file's other sections left alone."""
+
+    model_config = ConfigDict(extra="ignore")
+    cache: CacheConfig = CacheConfig()
+
+
+def cache_config(config: str | Path | None = None, **overrides: Any) -> CacheConfig:
+    """The cache settings of a command that reads no other section (`cache evict`, the
+    catalog directory of --config): the YAML's `cache:` section, then CVCATALOG_CACHE__*, then
+    overrides, checked as an ingest checks them (one ConfigError line naming the file)."""
+    data = load_yaml(config) if config is not None else {}
+    merged: dict[str, Any] = {"cache": data["cache"]} if data.get("cache") is not None else {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for extra in (env_overrides().get("cache"), given):
+        if extra:  # merged only when it says something: a bad section stays as the file has it
+            merged = deep_merge(merged, {"cache": extra})
+    try:
+        return _CacheSection.model_validate(merged).cache
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, str(config or "arguments"))) from None
 

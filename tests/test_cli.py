@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import date
@@ -19,7 +21,9 @@ from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app, main
-from cvcatalog.cli.progress import RichProgress
+from cvcatalog.cli.output import Format, render
+from cvcatalog.cli.progress import ExportBar, RichProgress
+from cvcatalog.exceptions import ConfigError
 from cvcatalog.pipeline.report import Outcome
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sandbox.server import detached_running
@@ -42,6 +46,16 @@ def seeded(s3_client: Any) -> Any:
         files_per_hour=1,
         malformed_per_day=1,
     )
+
+
+@pytest.fixture(scope="module")
+def one_day(module_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A catalog of one ingested day (wydot/BSM 2021-04-01) that the tests only read."""
+    seed_replica(module_s3, date(2021, 4, 1), date(2021, 4, 1), records_per_hour=10,
+                 files_per_hour=1)  # fmt: skip
+    home = tmp_path_factory.mktemp("one-day") / "catalog"
+    assert Catalog(home).ingest("wydot", "BSM", "2021-04-01", timezone="UTC", rate_limit=0).ok
+    return home
 
 
 def test_ingest_query_and_cache_commands(seeded: Any, catalog_dir: Path, tmp_path: Path) -> None:
@@ -547,3 +561,221 @@ def test_sandbox_stop_ends_the_recorded_server_and_forgets_a_stale_record(
         assert alive.wait(timeout=10) != 0 and not state.exists()
     finally:
         alive.kill()
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_terminals_bars_are_erased_when_the_command_fails(fails: bool) -> None:
+    """In a terminal the bars' last frame stays after a run, but not above an error line:
+    the block failed, so the frames are erased (three lines up, each cleared)."""
+    erase = "\x1b[1A\x1b[2K"
+    for make in (lambda c: RichProgress(c), lambda c: ExportBar(c)):
+        out = io.StringIO()
+        console = Console(file=out, force_terminal=True, width=100)
+        with contextlib.suppress(RuntimeError), make(console) as bar:
+            if isinstance(bar, RichProgress):
+                bar.plan(["2021-04-01", "2021-04-02"], [])
+            else:
+                bar(10, 1000)
+            if fails:
+                raise RuntimeError("the endpoint is gone")
+        lines = 3 if isinstance(bar, RichProgress) else 1
+        text = out.getvalue()
+        assert ("converting" if lines == 3 else "exporting") in text
+        assert text.endswith(erase * lines) == fails, repr(text[-80:])
+
+
+def test_bars_write_nothing_when_stderr_is_not_a_terminal() -> None:
+    out = io.StringIO()
+    with RichProgress(Console(file=out, width=100)) as bar:
+        bar.plan(["2021-04-01"], [])
+        bar.note("waiting")
+    with ExportBar(Console(file=out, width=100)) as tick:
+        tick(10, 1000)
+    assert out.getvalue() == "note waiting\n"  # its notes only
+
+
+def test_machine_formats_print_only_the_data_on_stdout(one_day: Path, tmp_path: Path) -> None:
+    """`cache verify --format json` printed `[]` then its summary line: not JSON. The summary
+    goes to stderr in json/csv (stdout in the table format)."""
+    home = tmp_path / "catalog"
+    shutil.copytree(one_day, home)
+    cat = Catalog(home)
+    path = cat.query("select path from partition_files where kind = 'data' limit 1").path[0]
+    cat.paths.absolute(path).unlink()
+    r = run("cache", "verify", "--catalog", str(home), "--format", "json")
+    assert r.exit_code == 1
+    assert json.loads(r.stdout) == [{"problem": "missing file", "path": path}]
+    assert "files checked" in r.stderr and "1 missing" in r.stderr
+    r = run("cache", "verify", "--catalog", str(home), "--format", "csv")
+    rows = list(csv.reader(io.StringIO(r.stdout)))
+    assert rows == [["problem", "path"], ["missing file", path]]
+    r = run("cache", "verify", "--catalog", str(home))
+    assert "missing file" in r.stdout and "1 missing" in r.stdout and r.stderr == ""
+
+
+_UNKNOWN = "unknown source 'bogus'; expected one of wydot, wydot_backup, thea, nycdot, ngsim"
+_NGSIM_BSM = "source 'ngsim' does not publish 'BSM'; it publishes TRAJECTORY"
+_WYDOT_SPAT = "source 'wydot' does not publish 'SPAT'; it publishes BSM, TIM"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compact", "--source", "bogus"], _UNKNOWN),
+        (["compact", "--source", "ngsim", "--type", "BSM"], _NGSIM_BSM),
+        (["cache", "status", "--source", "bogus"], _UNKNOWN),
+        (["cache", "status", "--source", "wydot", "--type", "SPAT"], _WYDOT_SPAT),
+        (["cache", "status", "--type", "bogus"], "unknown message type 'BOGUS'; expected one of"),
+        (["cache", "clear", "--source", "bogus", "--yes"], _UNKNOWN),
+        (["cache", "clear", "--source", "wydot", "--type", "SPAT", "--yes"], _WYDOT_SPAT),
+        (["runs", "--source", "bogus"], _UNKNOWN),
+        (["report", "runs", "--source", "bogus"], _UNKNOWN),
+        (["report", "validation", "--source", "bogus"], _UNKNOWN),
+        (["report", "quality", "--source", "ngsim", "--type", "BSM"], _NGSIM_BSM),
+        (["snapshots", "--source", "bogus"], _UNKNOWN),
+        (["snapshots", "--source", "ngsim", "--type", "BSM"], _NGSIM_BSM),
+        (["changes", "--source", "ngsim", "--type", "BSM", "--since", "1"], _NGSIM_BSM),
+        (["changes", "--source", "bogus", "--since", "1"], _UNKNOWN),
+        (["split", "--source", "ngsim", "--type", "BSM"], _NGSIM_BSM),
+        (["split", "--source", "bogus"], _UNKNOWN),
+        (["export", "--source", "ngsim", "--type", "BSM", "--output", "x.csv"], _NGSIM_BSM),
+        (["export", "--source", "bogus", "--type", "BSM", "--output", "x.csv"], _UNKNOWN),
+    ],
+)
+def test_every_command_checks_source_and_type_the_same_way(
+    args: list[str], message: str, catalog_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cache clear --source bogus --yes` printed "cleared 0 partitions (0.0 MB) of bogus" and
+    compact, cache status and runs listed nothing, exit 0: a typo looked like an empty catalog."""
+    Catalog(catalog_dir).query("select 1")  # an empty catalog
+    monkeypatch.chdir(tmp_path)
+    r = run(*args, "--catalog", str(catalog_dir))
+    assert r.exit_code == 1, r.output
+    assert r.stdout == "" and r.stderr.startswith(f"error: {message}"), r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def test_a_type_alone_selects_its_tables(one_day: Path) -> None:
+    """`snapshots --type TIM` listed the BSM ingest's snapshots too (the type was ignored)."""
+    cat = Catalog(one_day)
+    assert [s["tables"] for s in cat.snapshots(message_type="TIM")] == []
+    assert {s["tables"] for s in cat.snapshots(message_type="bsm")} == {"wydot_bsm"}
+    assert cat.status(message_type="TIM") == [] and len(cat.status(message_type="BSM")) == 1
+    with pytest.raises(ConfigError, match="unknown source 'bogus'"):
+        cat.status("bogus")
+
+
+def test_evict_refuses_a_negative_size_and_reads_its_config_as_ingest_does(
+    one_day: Path, tmp_path: Path
+) -> None:
+    """--max-size-gb -1 evicted everything; a config whose cache.max_size_gb is not a number
+    was `unexpected ValueError` (ingest says which file and field)."""
+    home = tmp_path / "catalog"
+    shutil.copytree(one_day, home)
+    for size in ("-1", "nan", "inf"):
+        r = run("cache", "evict", "--max-size-gb", size, "--catalog", str(home))
+        assert r.exit_code == 1 and r.stdout == "", r.output
+        assert r.stderr == (
+            f"error: max_size_gb (--max-size-gb) must be a number of GB, 0 or more; got {size}\n"
+        )
+    assert [p["status"] for p in Catalog(home).status()] == ["complete"]  # nothing evicted
+    bad = tmp_path / "bad.yml"
+    bad.write_text("cache: {max_size_gb: lots}\n")
+    r = run("cache", "evict", "--config", str(bad), "--catalog", str(home))
+    assert r.exit_code == 1
+    line = (
+        f"error: invalid configuration ({bad}): cache.max_size_gb: Input should be a valid "
+        "number, unable to parse string as a number\n"
+    )
+    assert r.stderr == line
+    r = run(*_INGEST, "--start", "2021-04-01", "--config", str(bad), "--catalog", str(home))
+    assert r.exit_code == 1 and r.stderr == line  # the same file, the same line
+    r = run("cache", "evict", "--config", str(bad))  # the catalog directory read from it
+    assert r.exit_code == 1 and r.stderr == line
+    good = tmp_path / "good.yml"
+    good.write_text(f"cache: {{directory: {home}, max_size_gb: 0}}\n")
+    r = run("cache", "evict", "--config", str(good))
+    assert r.exit_code == 1 and "cache.max_size_gb: Input should be greater than 0" in r.stderr
+    r = run("cache", "evict", "--max-size-gb", "0", "--catalog", str(home))
+    assert r.exit_code == 0 and r.stdout.startswith("evicted 1 partitions: wydot/BSM/2021/04/01")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["query", "select 1", "--max-rows", "-1"], "--max-rows must be 0 or more, got -1"),
+        (["changes", "--source", "wydot", "--type", "BSM", "--since", "1", "--max-rows", "-5"],
+         "--max-rows must be 0 or more, got -5"),
+        (["snapshots", "--limit", "-1"], "limit must be 0 or more, got -1"),
+        (["runs", "--limit", "-1"], "limit must be 0 or more, got -1"),  # was a BinderException
+        (["report", "runs", "--limit", "-1"], "limit must be 0 or more, got -1"),
+        (["split", "--source", "wydot", "--type", "BSM", "--start", "2021-04-03", "--end",
+          "2021-04-01"], "end date 2021-04-01 is before start date 2021-04-03"),
+        (["export", "--source", "wydot", "--type", "BSM", "--start", "2021-04-03", "--end",
+          "2021-04-01", "--output", "x.csv"], "end date 2021-04-01 is before start date 2021-04-03"),
+        (["publish", "--to", "s3://some-bucket/cat", "--workers", "-1"],
+         "invalid configuration (publish settings): max_workers: Input should be greater than "
+         "or equal to 1"),
+    ],
+)  # fmt: skip
+def test_numbers_and_day_ranges_out_of_range_are_one_line(
+    args: list[str], message: str, catalog_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """split --start 2021-04-03 --end 2021-04-01 printed an all-zero table, exit 0 (ingest and
+    plan refuse the range); negative row counts were taken, or an unexpected error."""
+    Catalog(catalog_dir).query("select 1")  # an empty catalog
+    monkeypatch.chdir(tmp_path)
+    r = run(*args, "--catalog", str(catalog_dir))
+    assert r.exit_code == 1 and r.stdout == "", r.output
+    assert r.stderr == f"error: {message}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sandbox", "seed", "--start", "2021-04-01", "--files-per-hour", "0"],
+         "--files-per-hour must be 1 or more, got 0"),
+        (["sandbox", "seed", "--start", "2021-04-01", "--records-per-hour", "-1"],
+         "--records-per-hour must be 0 or more, got -1"),
+        (["sandbox", "ngsim", "--out", "n.csv", "--bad-rows", "-1"],
+         "--bad-rows must be 0 or more, got -1"),
+        (["sandbox", "serve", "--port", "-1"],
+         "--port must be 0 (any free port) to 65535, got -1"),  # was an OverflowError
+    ],
+)  # fmt: skip
+def test_sandbox_numbers_out_of_range_are_one_line_before_anything_runs(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # never reached
+    r = run(*args)
+    assert r.exit_code == 1 and r.stderr == f"error: {message}\n", r.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_limit_of_0_lists_nothing(one_day: Path) -> None:
+    cat = Catalog(one_day)
+    assert cat.snapshots(limit=0) == [] and cat.runs(limit=0) == []
+    assert len(cat.snapshots(limit=1)) == 1
+
+
+def test_a_table_keeps_its_natural_width_when_stdout_is_not_a_terminal(one_day: Path) -> None:
+    """`query "select * from bsm limit 2"` piped printed ~1,300 lines, a letter per column: the
+    table was squeezed to a terminal width there is no terminal for. Now each row is a line."""
+    r = run("query", "select * from bsm limit 2", "--catalog", str(one_day))
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert len(lines) == 6  # top border, header, rule, two rows, bottom border
+    columns = Catalog(one_day).query_arrow("select * from bsm limit 0").column_names
+    assert len(columns) > 40
+    header = [c.strip() for c in lines[1].strip("┃").split("┃")]
+    assert header == columns
+    assert len({len(line) for line in lines}) == 1  # one width, no fold
+
+
+def test_a_terminal_table_still_fits_the_terminal() -> None:
+    rows = [{f"column_{i}": "x" * 12 for i in range(30)}]
+    folded = render(rows, Format.table, width=100)
+    assert max(len(line) for line in folded.splitlines()) <= 100
+    natural = render(rows, Format.table)
+    assert len(natural.splitlines()) == 5 and len(natural.splitlines()[1]) > 30 * 12

@@ -120,9 +120,9 @@ def test_an_empty_range_is_one_line_and_writes_nothing(catalog_dir: Path, tmp_pa
     ("args", "message"),
     [
         (["--type", "TIM"], "have no position"),
-        (["--type", "XYZ"], "no message type"),
+        (["--type", "XYZ"], "does not publish 'XYZ'"),
         (["--type", "BSM", "--timezone", "Mars/Olympus"], "timezone"),
-        (["--type", "BSM", "--end", "2021-03-01"], "before --start"),
+        (["--type", "BSM", "--end", "2021-03-01"], "end date 2021-03-01 is before start date"),
     ],
 )
 def test_bad_input_is_one_line(catalog_dir: Path, args: list[str], message: str) -> None:

@@ -688,7 +688,7 @@ def test_unknown_source_is_one_line_and_exit_1(catalog_dir: Path) -> None:
     r = run(
         "report", "quality", "--source", "wydot", "--type", "SPAT", "--catalog", str(catalog_dir)
     )
-    assert r.exit_code == 1 and "has no message type 'SPAT'" in r.output
+    assert r.exit_code == 1 and "does not publish 'SPAT'" in r.output
     # NGSIM has a (typed, empty) view in every catalog: an empty report, not an error
     r = run(
         "report", "quality", "--source", "ngsim", "--format", "json", "--catalog", str(catalog_dir)

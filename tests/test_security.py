@@ -20,10 +20,12 @@ from cvcatalog.cli.main import app
 from cvcatalog.config import DataSourceConfig, load_yaml
 from cvcatalog.exceptions import ConfigError, QueryError
 from cvcatalog.io.download import ObjectInfo
+from cvcatalog.ops import cache
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.sources.cvpilot import raw_name as _raw_name
 from cvcatalog.sqlutil import quote_ident
+from cvcatalog.state import manifest
 
 D1 = date(2021, 4, 1)
 PREFIX = "wydot/BSM/2021/04/01/"
@@ -203,12 +205,18 @@ def test_filter_values_are_parameters_and_identifiers_are_quoted(
     cat, _ = ingested
     root = str(cat.paths.root)
     evil = "wydot' OR '1'='1"
-    r = cli("cache", "status", "--source", evil, "--catalog", root, "--format", "json")
-    assert r.exit_code == 0 and r.stdout.strip() == "[]"
-    r = cli("cache", "clear", "--source", "x'; DROP TABLE partitions; --", "-y", "--catalog", root)
-    assert r.exit_code == 0 and "cleared 0 partitions" in r.stdout
-    r = cli("report", "validation", "--source", evil, "--catalog", root, "--format", "json")
-    assert r.exit_code == 0
+    drop = "x'; DROP TABLE partitions; --"
+    # an unknown source is refused before any SQL, in one line
+    for args in (["cache", "status", "--source", evil, "--format", "json"],
+                 ["cache", "clear", "--source", drop, "-y"],
+                 ["report", "validation", "--source", evil, "--format", "json"]):  # fmt: skip
+        r = cli(*args, "--catalog", root)
+        assert r.exit_code == 1 and r.stderr.startswith("error: unknown source"), r.output
+    # and below that check the values are still parameters
+    assert cache.status(cat.db, evil) == []
+    assert cache.clear(cat.db, drop) == (0, 0)
+    with cat.db.read() as con:
+        assert manifest.validation_report(con, None, evil) == []
     assert len(cat.status()) == 1
     assert quote_ident('we"ird') == '"we""ird"'
     con = duckdb.connect()

@@ -111,6 +111,31 @@ def test_ngsim_input_on_s3_names_the_endpoint(nowhere: str, catalog_dir: Path) -
     assert f"cannot reach the S3 endpoint {nowhere}/ (connection refused" in line
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01",
+         "--end", "2021-04-02"],
+        ["ingest", "--source", "ngsim", "--path", "s3://b0/t.csv"],
+        ["export", "--catalog", "s3://published/cat", "--source", "wydot", "--type", "BSM",
+         "--output", "x.parquet"],
+    ],
+)  # fmt: skip
+def test_with_progress_bars_the_error_line_is_all_stderr_shows(
+    nowhere: str, catalog_dir: Path, tmp_path: Path, args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bars on (the default), stderr not a terminal: no frame of them, not even the last,
+    before the error line (they printed "listing 0/2 days", "converting 0/2 days", ...)."""
+    monkeypatch.chdir(tmp_path)
+    if "--catalog" not in args:
+        args = [*args, "--catalog", str(catalog_dir)]
+    r = runner.invoke(app, args, catch_exceptions=False)
+    assert r.exit_code == 1, r.output
+    assert r.stdout == ""
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert f"cannot reach the S3 endpoint {nowhere}/" in r.stderr
+
+
 def test_httpfs_could_not_connect(nowhere: str) -> None:
     """DuckDB reading s3:// (a lake on S3, a published catalog's Parquet) from a dead endpoint."""
     con = s3_connection(duckdb.connect())

@@ -140,8 +140,12 @@ def test_an_expired_snapshot_names_the_oldest_kept(history: dict[str, Any], tmp_
     assert oldest > first
     with pytest.raises(
         CatalogError, match=f"snapshot {first} is no longer kept.*oldest.* {oldest}"
-    ):
+    ) as raised:
         copy.query("select 1", snapshot=first)
+    assert str(raised.value).endswith(
+        "older ones expired (after cache.snapshot_retention_days; cache clear and cache evict "
+        "expire them at once)"
+    )
 
 
 def test_cli_snapshots_and_query_at_a_snapshot(history: dict[str, Any]) -> None:
@@ -375,8 +379,14 @@ def test_a_published_catalog_keeps_its_snapshots(history: dict[str, Any], module
     assert res.exit_code == 0, res.output
     recent = Catalog("s3://cv-versions/recent")
     assert recent.query(COUNT, snapshot=s2["snapshot_id"]).equals(history["after2"])
-    with pytest.raises(CatalogError, match="no longer kept"):
+    with pytest.raises(CatalogError, match="no longer kept") as raised:
         recent.query(COUNT, snapshot=s1["snapshot_id"])
+    # publish cut it, not retention (the line said "expired after cache.snapshot_retention_days")
+    assert "retention" not in str(raised.value)
+    assert str(raised.value).endswith(
+        "older ones were not published (`publish --snapshot` leaves them out) or had expired in "
+        "the catalog it was published from"
+    )
 
 
 D5, D6 = date(2021, 6, 1), date(2021, 6, 2)

@@ -24,10 +24,17 @@ from rich.markup import escape
 
 from cvcatalog import spatial
 from cvcatalog.catalog import Catalog, RemoteCatalog, Repaired, default_home, source_pair
-from cvcatalog.cli.output import Format, emit
+from cvcatalog.cli.output import Format, emit, say
 from cvcatalog.cli.progress import ExportBar, RichProgress
-from cvcatalog.config import MAX_WORKERS, env_overrides, load_yaml, parse_day, trips_config
-from cvcatalog.datasets import DATASETS
+from cvcatalog.config import (
+    MAX_WORKERS,
+    cache_config,
+    env_overrides,
+    load_yaml,
+    parse_day,
+    trips_config,
+)
+from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.distributed import check_options, check_scheduler
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, SandboxError
 from cvcatalog.io.layout import CatalogPaths, replacing, write_atomic
@@ -108,6 +115,13 @@ AnySourceOpt = Annotated[
 ]
 
 
+def _at_least(flag: str, value: float, least: int) -> None:
+    """A numeric option's lower bound: one line naming the flag (Typer's min= gives a usage
+    message and exit code 2)."""
+    if not value >= least:
+        raise ConfigError(f"{flag} must be {least} or more, got {value:g}")
+
+
 def _error_line(message: str) -> None:
     """One line on stderr; the message is text, never Rich markup ("cvcatalog[sandbox]")."""
     err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
@@ -173,9 +187,9 @@ def open_catalog(
         options = {k: v for k, v in remote.items() if v is not None}
         return Catalog(str(catalog).strip(), notify=note, **options)
     if catalog is None and not home and config is not None:
-        directory = (load_yaml(config).get("cache") or {}).get("directory")
-        if directory:
-            catalog = Path(directory)
+        settings = cache_config(config)  # checked as an ingest checks the file
+        if "directory" in settings.model_fields_set:
+            catalog = settings.directory
     root = Path(catalog) if catalog is not None else default_home()
     paths = CatalogPaths(root)
     if not create and not (paths.db.exists() or paths.legacy_db.exists()):
@@ -344,6 +358,7 @@ def ingest(
             cluster=cluster,
             workers=dask_workers,
         )
+        _fail_if_nothing_ran(summary, fmt)  # in the block: the bars go with the error
     _print_summary(summary, fmt)
     if not summary.ok:
         raise typer.Exit(1)
@@ -388,6 +403,7 @@ def _ingest_dataset(
             no_sign_request=no_sign_request,
             quality=quality_from_file(config) if config is not None else None,
         )
+        _fail_if_nothing_ran(summary, fmt)
     _print_summary(summary, fmt)
     if not summary.ok:
         raise typer.Exit(1)
@@ -422,14 +438,18 @@ def _report_if_interrupted(fmt: Format) -> Iterator[None]:
         raise
 
 
+def _fail_if_nothing_ran(s: Summary, fmt: Format) -> None:
+    """The run stopped before any unit (its plan failed: an input or the endpoint
+    unreachable): in the table format that error is the whole report, one line."""
+    if fmt is Format.table and s.run_errors and not s.outcomes:
+        raise CvCatalogError("; ".join(s.run_errors))
+
+
 def _print_summary(s: Summary, fmt: Format) -> None:
     """One report for every source: --format json|csv emits Summary.as_dict, the table format
     prints its headline and one line per failure."""
     d = s.as_dict()
-    if fmt is Format.table and s.run_errors and not s.outcomes:
-        # the run stopped before any unit (its plan failed: an input or the endpoint
-        # unreachable): that error is the whole report, one line
-        raise CvCatalogError("; ".join(s.run_errors))
+    _fail_if_nothing_ran(s, fmt)
     if fmt is not Format.table:
         columns = [k for k in d if k not in ("days", "errors")]
         emit([d], fmt, columns=columns + (["errors"] if "errors" in d else []))
@@ -483,6 +503,7 @@ def query(
     --snapshot or --as-of, against the catalog as it was then (time travel)."""
     if snapshot is not None and as_of is not None:
         raise ConfigError("give --snapshot or --as-of, not both")
+    _at_least("--max-rows", limit, 0)
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     table = cat.query_arrow(sql, read_only=read_only, snapshot=snapshot, as_of=as_of)
     rows = table.to_pylist() if fmt is not Format.table else table.slice(0, limit).to_pylist()
@@ -556,6 +577,7 @@ def changes(
         raise ConfigError(f"--format {fmt!r}: table, json, csv or parquet")
     if fmt == "parquet" and output is None:
         raise ConfigError("--format parquet needs --output FILE")
+    _at_least("--max-rows", limit, 0)
     cat = open_catalog(catalog)
     full = table = cat.changes(
         source.lower(), message_type and message_type.upper(), since, until, output="arrow"
@@ -605,7 +627,9 @@ def shell(catalog: CatalogOpt = None) -> None:
         rc = Path(tmp) / "init.sql"
         fd = os.open(rc, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(init + "\n")
+            # silent: CREATE SECRET (a lake on S3) prints a "Success true" table; errors
+            # still reach stderr. `.output` alone gives the user's statements stdout again.
+            f.write(f".output {os.devnull}\n{init}\n.output\n")
         # Ctrl-C belongs to the DuckDB CLI (it cancels its query), not to this process
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
@@ -676,13 +700,14 @@ def cache_clear(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
 ) -> None:
     """Delete cached partitions (all, one source, or one source and type)."""
+    source, message_type = source_filter(source, message_type)  # checked before asking
     what = "/".join(x for x in (source, message_type) if x) or "everything"
     if not yes:
         if not sys.stdin.isatty():
             raise ConfigError(f"cache clear deletes {what}: give --yes (no terminal to ask on)")
         typer.confirm(f"delete cached {what}?", abort=True)
     cat = open_catalog(catalog)
-    n, nbytes = cat.clear(source and source.lower(), message_type and message_type.upper())
+    n, nbytes = cat.clear(source, message_type)
     print(f"cleared {n} partitions ({nbytes / 1e6:,.1f} MB) of {what}")
     _pins_held(cat)
 
@@ -710,11 +735,7 @@ def cache_evict(
     catalog: CatalogOpt = None,
 ) -> None:
     """Evict least-recently-used partitions until the cache fits."""
-    limit = max_size_gb
-    if limit is None:
-        limit = float(
-            ((load_yaml(config).get("cache") or {}) if config else {}).get("max_size_gb", 50)
-        )
+    limit = max_size_gb if max_size_gb is not None else cache_config(config).max_size_gb
     cat = open_catalog(catalog, config)
     gone = cat.evict(limit)
     inputs = sum(1 for g in gone if ":" in g.split("/")[0])  # '<dataset>:<uri>'
@@ -746,9 +767,10 @@ def cache_verify(
     cat = open_catalog(catalog)
     report = cat.verify()
     emit(report.rows(), fmt, columns=["problem", "path"])
-    print(
+    say(
         f"{report.checked} files checked: {report.ok} ok, {len(report.mismatched)} mismatched, "
-        f"{len(report.missing)} missing, {len(report.orphans)} orphans"
+        f"{len(report.missing)} missing, {len(report.orphans)} orphans",
+        fmt,
     )
     if report.clean:
         return
@@ -757,7 +779,7 @@ def cache_verify(
 
     def show(r: Repaired) -> None:
         units = f" ({r.units} units)" if r.units is not None else ""
-        print(f"re-fetched {r.what}{units}: {r.rows:,} rows")
+        say(f"re-fetched {r.what}{units}: {r.rows:,} rows", fmt)
 
     done = cat.repair(report, profile=profile, no_sign_request=no_sign_request, on_done=show)
     failures = sum(r.failed for r in done)
@@ -836,7 +858,7 @@ def report_validation(
     run_id: Annotated[
         str | None, typer.Option("--run", help="Ingest run id [default: the latest]")
     ] = None,
-    source: SourceOpt = None,
+    source: AnySourceOpt = None,
     message_type: TypeOpt = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
@@ -878,7 +900,7 @@ def unknown_version_rows(rows: list[dict[str, Any]]) -> dict[int, int]:
 @friendly
 def report_runs(
     limit: Annotated[int, typer.Option("--limit")] = 20,
-    source: SourceOpt = None,
+    source: AnySourceOpt = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -1006,7 +1028,7 @@ app.add_typer(runs_app, name="runs")
 def runs_cmd(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first")] = 20,
-    source: SourceOpt = None,
+    source: AnySourceOpt = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -1185,6 +1207,8 @@ def sandbox_serve(
     """Run a local S3-compatible endpoint (moto server) on 127.0.0.1. A detached one is
     recorded in ./.sandbox/server.json, where `sandbox stop` (run in the same directory)
     finds it."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be 0 (any free port) to 65535, got {port}")
     if detach and (running := detached_running(STATE)) is not None:
         raise SandboxError(
             f"a detached sandbox server is already running here at http://127.0.0.1:"
@@ -1246,6 +1270,9 @@ def sandbox_seed(
     from cvcatalog.sandbox.replica import seed_spec, validate_spec
     from cvcatalog.sandbox.replica_blocks import ReplicaSpec
 
+    _at_least("--records-per-hour", records_per_hour, 0)
+    _at_least("--files-per-hour", files_per_hour, 1)
+    _at_least("--malformed-per-day", malformed_per_day, 0)
     s = parse_day(start, "--start")
     spec = ReplicaSpec(
         start=s,
@@ -1299,8 +1326,8 @@ def sandbox_ngsim(
     """Write an NGSIM-shaped trajectory CSV (car-following at 10 Hz, real sites' CRS)."""
     from cvcatalog.sandbox.ngsim import generate_ngsim  # as in sandbox_seed
 
-    if rows < 1:
-        raise ConfigError("--rows must be at least 1")
+    _at_least("--rows", rows, 1)
+    _at_least("--bad-rows", bad_rows, 0)
     t0 = time.monotonic()
     rep = generate_ngsim(out, rows, locations=location, seed=seed, bad_rows=bad_rows)
     print(

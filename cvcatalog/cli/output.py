@@ -1,4 +1,9 @@
-"""One output helper for every listing command: --format table|json|csv, optionally to a file."""
+"""One output helper for every listing command: --format table|json|csv, optionally to a file.
+
+In the json and csv formats stdout carries the data and nothing else, so a parser can read it
+whole: a line for people that a command prints beside its rows (a summary, a count) goes to
+stdout in the table format only and to stderr in the others (:func:`say`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import csv
 import io
 import json
 import os
+import sys
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -51,7 +57,11 @@ def render(
     fmt: Format,
     columns: Sequence[str] | None = None,
     title: str | None = None,
+    width: int | None = None,
 ) -> str:
+    """The rows as text. The table format fits `width` columns (folding cells), or with None
+    takes its natural width: every row on one line, for a file or a pipe, where a terminal's
+    width means nothing (80 columns squeezed a 60-column table to a letter per line)."""
     cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
     if fmt is Format.json:
         return (
@@ -70,7 +80,9 @@ def render(
         table.add_column(c, overflow="fold")
     for r in rows:
         table.add_row(*("" if r.get(c) is None else str(_plain(r.get(c))) for c in cols))
-    console = Console(file=io.StringIO(), width=_width(), record=True)
+    if width is None:
+        width = Console(file=io.StringIO(), width=_UNBOUNDED).measure(table).maximum
+    console = Console(file=io.StringIO(), width=width, record=True)
     console.print(table)
     return console.export_text()
 
@@ -79,11 +91,19 @@ def _csv_cell(v: Any) -> Any:
     return json.dumps(v) if isinstance(v, dict | list) else v
 
 
-def _width() -> int:
+#: a console width no table reaches: measuring at it gives a table's natural width
+_UNBOUNDED = 1_000_000
+
+
+def terminal_width() -> int | None:
+    """The width a table printed on stdout fits (the terminal's, 80 to 250 columns), or None
+    when stdout is not a terminal: the table keeps its natural width."""
+    if not sys.stdout.isatty():
+        return None
     try:
-        return max(80, min(os.get_terminal_size().columns, 250))
-    except OSError:
-        return 200
+        return max(80, min(os.get_terminal_size(sys.stdout.fileno()).columns, 250))
+    except (OSError, ValueError):
+        return None
 
 
 def emit(
@@ -93,9 +113,16 @@ def emit(
     columns: Sequence[str] | None = None,
     title: str | None = None,
 ) -> None:
-    """Print rows (or write them atomically to output)."""
-    text = render(rows, fmt, columns, title)
+    """Print rows (or write them atomically to output): a table fits the terminal, and keeps
+    its natural width in a file or a pipe."""
+    text = render(rows, fmt, columns, title, terminal_width() if output is None else None)
     if output is None:
         print(text, end="")
         return
     write_atomic(output, text.encode("utf-8"))
+
+
+def say(text: str, fmt: Format) -> None:
+    """A line for people beside a listing's rows: stdout in the table format, stderr in the
+    machine formats (their stdout is the data only)."""
+    print(text, file=sys.stdout if fmt is Format.table else sys.stderr)

@@ -1,4 +1,9 @@
-"""Rich progress bars for a pipeline run: listing (days), downloading (MB) and converting (units)."""
+"""Rich progress bars for a pipeline run: listing (days), downloading (MB) and converting (units).
+
+A bar is a live display for a terminal only, and it leaves no trace of a failure: when the
+command fails (an exception leaves the ``with`` block) its last frame is erased, so the error
+line stands alone; when stderr is not a terminal (a file, a pipe) no frame is written at all.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,11 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from cvcatalog.pipeline.report import Outcome
 
 
-class RichProgress:
-    """Implements cvcatalog.pipeline.report.Progress on stderr; `unit` names the units."""
+class _LiveBar:
+    """The live display both bars share: started by ``with`` on a terminal only, and erased
+    when it stops if the block failed."""
 
-    def __init__(self, console: Console | None = None, unit: str = "days") -> None:
-        self.unit = unit
+    def __init__(self, console: Console | None) -> None:
         self.console = console or Console(stderr=True)
         self.bar = Progress(
             TextColumn("{task.description:<12}"),
@@ -24,7 +29,25 @@ class RichProgress:
             TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
             console=self.console,
+            # a file or a pipe gets no frames (not even the last) and no blank line
+            disable=not self.console.is_terminal or self.console.is_dumb_terminal,
         )
+
+    def _start(self) -> None:
+        self.bar.start()
+
+    def _stop(self, failed: bool) -> None:
+        if failed:  # the error line that follows stands alone
+            self.bar.live.transient = True
+        self.bar.stop()
+
+
+class RichProgress(_LiveBar):
+    """Implements cvcatalog.pipeline.report.Progress on stderr; `unit` names the units."""
+
+    def __init__(self, console: Console | None = None, unit: str = "days") -> None:
+        super().__init__(console)
+        self.unit = unit
         self.t0 = time.monotonic()
         self.listing: TaskID | None = None
         self.download: TaskID | None = None
@@ -33,13 +56,13 @@ class RichProgress:
         self._bytes_total = self._bytes_done = 0
 
     def __enter__(self) -> RichProgress:
-        self.bar.start()
+        self._start()
         return self
 
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.bar.stop()
+        self._stop(failed=e is not None)
 
     def _days_detail(self, n: int, total: int, extra: str = "") -> str:
         return f"{n}/{total} {self.unit}{extra}"
@@ -121,30 +144,23 @@ class RichProgress:
         )
 
 
-class ExportBar:
+class ExportBar(_LiveBar):
     """`cvcatalog export`'s bar on stderr: rows and bytes written so far (the number of rows
     a filter keeps is not known before the end, so the bar pulses)."""
 
     def __init__(self, console: Console | None = None, label: str = "exporting") -> None:
-        self.console = console or Console(stderr=True)
-        self.bar = Progress(
-            TextColumn("{task.description:<12}"),
-            BarColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-        )
+        super().__init__(console)
         self.task = self.bar.add_task(label, total=None, detail="0 rows")
         self.t0 = time.monotonic()
 
     def __enter__(self) -> ExportBar:
-        self.bar.start()
+        self._start()
         return self
 
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.bar.stop()
+        self._stop(failed=e is not None)
 
     def __call__(self, rows: int, nbytes: int) -> None:
         secs = max(time.monotonic() - self.t0, 1e-6)

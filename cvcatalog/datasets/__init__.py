@@ -2,12 +2,55 @@
 
 `DATASETS` maps a dataset name (the `--source` of `cvcatalog ingest`) to its class; adding a
 dataset is adding one module that implements :class:`cvcatalog.datasets.base.Dataset` and one
-line here.
+line here. :func:`source_filter` checks a `--source`/`--type` against every source there is:
+the CV Pilot bucket's and these.
 """
 
 from __future__ import annotations
 
+from cvcatalog.config import check_source_type
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.datasets.ngsim import NgsimDataset
+from cvcatalog.exceptions import ConfigError
+from cvcatalog.sources.bucket import VALID_TYPES
 
 DATASETS: dict[str, type[Dataset]] = {NgsimDataset.name: NgsimDataset}
+
+
+def source_filter(
+    source: str | None, message_type: str | None = None
+) -> tuple[str | None, str | None]:
+    """A source and type as every command takes them (status, clear, compact, runs,
+    snapshots, export, ...), normalised and checked: a CV Pilot source and a type it publishes
+    (config.check_source_type), a dataset (ngsim) and its one type, or a type alone that some
+    source has. None is "all" (or "not given"); anything unknown is one ConfigError line."""
+    src = source.strip().lower() if source is not None else None
+    mt = message_type.strip().upper() if message_type is not None else None
+    ds = DATASETS.get(src) if src is not None else None
+    if src is not None and ds is None and src not in VALID_TYPES:
+        known = [*VALID_TYPES, *DATASETS]
+        raise ConfigError(f"unknown source {source!r}; expected one of {', '.join(known)}")
+    if ds is not None:
+        if mt is not None and mt != ds.message_type:
+            raise ConfigError(
+                f"source {ds.name!r} does not publish {message_type!r}; "
+                f"it publishes {ds.message_type}"
+            )
+        return ds.name, mt
+    if src is not None:
+        if mt is not None:
+            try:
+                return check_source_type(src, mt)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        return src, None
+    if mt is not None:
+        types = dict.fromkeys(
+            [t for ts in VALID_TYPES.values() for t in ts]
+            + [d.message_type for d in DATASETS.values()]
+        )
+        if mt not in types:
+            raise ConfigError(
+                f"unknown message type {message_type!r}; expected one of {', '.join(types)}"
+            )
+    return None, mt

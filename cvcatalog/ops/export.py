@@ -31,8 +31,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from cvcatalog import spatial
-from cvcatalog.config import check_timezone
-from cvcatalog.datasets import DATASETS
+from cvcatalog.config import check_day_order, check_timezone
+from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
 from cvcatalog.io.layout import replacing
@@ -104,10 +104,9 @@ class _Target:
 
 
 def _target(source: str, message_type: str | None) -> _Target:
+    source_filter(source, message_type)  # an unknown source or type: the one line for it
     ds = DATASETS.get(source.strip().lower())
     if ds is not None:
-        if message_type is not None and message_type.strip().upper() != ds.message_type:
-            raise ConfigError(f"{ds.name} has one type, {ds.message_type}")
         time_column = getattr(ds, "time_column", None) or (
             "timestamp" if "timestamp" in ds.arrow_schema.names else None
         )
@@ -140,8 +139,7 @@ def _range_sql(
         return [], [], []
     s, e = start or end, end or start
     assert s is not None and e is not None
-    if s > e:
-        raise ConfigError(f"--start {s} is after --end {e}")
+    check_day_order(s, e)
     lo, hi = utc_window(s, e, timezone)
     terms: list[str] = []
     params: list[Any] = []

@@ -35,10 +35,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+from pydantic import ValidationError
 
 from cvcatalog import __version__
 from cvcatalog.config import DownloadConfig
-from cvcatalog.exceptions import CatalogError, CvCatalogError, S3Error
+from cvcatalog.configfile import format_validation_error
+from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, S3Error
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import load_httpfs, open_instance
 from cvcatalog.io.layout import DB_NAME, sha256_file
@@ -369,8 +371,8 @@ def publish(
     settings.setdefault("rate_limit", DEFAULT_RATE_LIMIT)
     try:
         cfg = DownloadConfig(**settings)
-    except Exception as e:  # pydantic ValidationError: one line
-        raise CatalogError(f"invalid publish settings: {str(e).splitlines()[-1].strip()}") from None
+    except ValidationError as e:  # the field and what is wrong with it, one line
+        raise ConfigError(format_validation_error(e, "publish settings")) from None
     up = Uploader(client if client is not None else make_client(cfg), location, cfg)
     summary = PublishSummary(location.url)
     t0 = time.monotonic()

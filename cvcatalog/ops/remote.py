@@ -57,6 +57,11 @@ def read_only_error(location: S3Location | str, what: str) -> CatalogError:
 class RemoteCatalogDB(CatalogDB):
     """The portable catalog database of a published catalog, cached locally per ETag."""
 
+    OLDER_SNAPSHOTS = (
+        "older ones were not published (`publish --snapshot` leaves them out) or had expired "
+        "in the catalog it was published from"
+    )
+
     def __init__(
         self,
         location: S3Location,

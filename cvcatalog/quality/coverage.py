@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cvcatalog.config import check_timezone
+from cvcatalog.config import check_day_order, check_timezone
+from cvcatalog.datasets import source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.io import lake
 from cvcatalog.quality.mapping import TrajectoryMapping, mapping_for, quality_sources, view_for
@@ -107,6 +108,7 @@ def build_coverage(
         tz = check_timezone(timezone)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    source_filter(source, message_type)  # every command's check and line for a bad one
     src, mt = source.strip().lower(), message_type.strip().upper()
     known = quality_sources()
     if src not in known:
@@ -116,8 +118,7 @@ def build_coverage(
             f"source {src!r} has no message type {message_type!r}; it has {', '.join(known[src])}"
         )
     d0, d1 = _day(start, "start"), _day(end if end is not None else start, "end")
-    if d1 < d0:
-        raise ConfigError(f"--end {d1} is before --start {d0}")
+    check_day_order(d0, d1)
     mapping = mapping_for(src, mt)
     if not isinstance(mapping, TrajectoryMapping) or mapping.latitude is None:
         raise ConfigError(f"{src}/{mt} records have no position to map")

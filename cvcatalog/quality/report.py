@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cvcatalog.config import check_timezone
+from cvcatalog.datasets import source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.io import lake
 from cvcatalog.quality.config import QualityConfig
@@ -159,6 +160,7 @@ def _hour_key(label: str) -> tuple[int, str]:
 # -- gathering --------------------------------------------------------------------------------
 def check_source(source: str, message_type: str | None = None) -> tuple[str, list[str]]:
     """Normalise a source (and optional type) against the sources the quality rules know."""
+    source_filter(source, message_type)  # every command's check and line for a bad one
     known = quality_sources()
     src = source.strip().lower()
     if src not in known:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-from cvcatalog.datasets import DATASETS
+from cvcatalog.config import check_day_order
+from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources.bucket import utc_window
@@ -118,6 +119,7 @@ def assign(sizes: dict[str, int], fractions: Sequence[float], seed: int = 0) -> 
 
 def relation(source: str, message_type: str | None) -> Relation:
     """The lake table and time column of a (source, type), and its trip points view."""
+    source_filter(source, message_type)
     src = source.strip().lower()
     ds = DATASETS.get(src)
     if ds is not None:
@@ -175,6 +177,7 @@ def window_of(
         return None
     if start is None or end is None:
         raise ConfigError("a split needs both start and end, or neither (every partition)")
+    check_day_order(start, end)
     return utc_window(start, end, timezone)
 
 

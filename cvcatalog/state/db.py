@@ -147,6 +147,12 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 class CatalogDB:
     """Connections to one catalog database with bounded waits and atomic publishing."""
 
+    #: what became of the snapshots before the oldest one kept (check_kept's line)
+    OLDER_SNAPSHOTS = (
+        "older ones expired (after cache.snapshot_retention_days; cache clear and cache evict "
+        "expire them at once)"
+    )
+
     def __init__(
         self,
         paths: CatalogPaths,
@@ -291,8 +297,8 @@ class CatalogDB:
                 self._hub_shared = True
             return hub, hub.cursor()
 
-    @staticmethod
     def check_kept(
+        self,
         con: duckdb.DuckDBPyConnection,
         at: lake.AsOf,
         kept: list[lake.Snapshot] | None = None,
@@ -304,10 +310,7 @@ class CatalogDB:
             raise CatalogError("the catalog has no snapshots yet; ingest something first")
         oldest, newest = kept[0], kept[-1]
         when = f"{oldest.committed_at:%Y-%m-%d %H:%M:%S %Z}".strip()
-        gone = (
-            f"the oldest snapshot still kept is {oldest.snapshot_id} ({when}); older ones "
-            "expired after cache.snapshot_retention_days"
-        )
+        gone = f"the oldest snapshot still kept is {oldest.snapshot_id} ({when}); {self.OLDER_SNAPSHOTS}"
         if at.snapshot is not None:
             if at.snapshot > newest.snapshot_id or at.snapshot < 0:
                 raise CatalogError(
