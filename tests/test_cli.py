@@ -335,8 +335,8 @@ _VALID_PAIRS = (
          "end 2021-04-01 is before start 2021-04-05"),
         (["--start", "2021-04-01", "--empty-day", "x"],
          "--empty-day must be a date like 2021-04-01, got 'x'"),
-        (["--start", "2021-04-01", "--files-per-hour", "0"], "files_per_hour must be >= 1"),
-        (["--start", "2021-04-01", "--malformed-per-day", "-1"], "malformed_per_day must be >= 0"),
+        (["--start", "2021-04-01", "--files-per-hour", "0"], "--files-per-hour must be 1 or more, got 0"),
+        (["--start", "2021-04-01", "--malformed-per-day", "-1"], "--malformed-per-day must be 0 or more, got -1"),
     ],
 )  # fmt: skip
 def test_sandbox_seed_bad_arguments_are_one_line_before_any_request(
@@ -354,13 +354,13 @@ def test_sandbox_ngsim_and_serve_bad_arguments_are_one_line(tmp_path: Path) -> N
     out = str(tmp_path / "n.csv")
     for args, line in [
         (["ngsim", "--out", out, "--rows", "10", "--bad-rows", "-1"],
-         "bad_rows must be >= 0, got -1"),
+         "--bad-rows must be 0 or more, got -1"),
         (["ngsim", "--out", out, "--rows", "10", "--location", "mars"],
          "unknown NGSIM location 'mars'; expected one of us-101, lankershim, i-80, peachtree"),
         (["ngsim", "--out", str(tmp_path), "--rows", "10"],
          f"cannot write {tmp_path}: Is a directory"),
         (["serve", "--port", "99999"],
-         "port 99999 is not a TCP port (0-65535); choose another with --port"),
+         "--port must be 0 (any free port) to 65535, got 99999"),
     ]:  # fmt: skip
         r = run("sandbox", *args)
         assert r.exit_code == 1, r.output
