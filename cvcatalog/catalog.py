@@ -23,8 +23,10 @@ from cvcatalog import spatial
 from cvcatalog.config import (
     DEFAULT_HOME,
     CacheConfig,
+    DatasetConfig,
     DataSourceConfig,
     DownloadConfig,
+    IngestConfig,
     build,
     check_day_order,
     check_source_type,
@@ -62,6 +64,7 @@ from cvcatalog.sqlutil import quote_ident, quote_literal
 from cvcatalog.state import deletes, manifest, pins, tables, trips
 from cvcatalog.state.access import record_access
 from cvcatalog.state.datasets import dataset_files
+from cvcatalog.state.datasets import run_partitions as dataset_run_partitions
 from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify, now_utc
 from cvcatalog.state.eviction import evict_to_size
 
@@ -376,12 +379,7 @@ class Catalog:
 
         The source and message type are always given explicitly, never inferred.
         """
-        if isinstance(config, DataSourceConfig):
-            data, origin = config.model_dump(mode="json"), "config object"
-        elif config is not None:
-            data, origin = load_yaml(config), str(config)
-        else:
-            data, origin = {}, "arguments"
+        data, origin, overrides = self._settings(config, download)
         if days_back is not None and (start is not None or end is not None):
             raise ConfigError("give start (and end) or days_back, not both")
         dr = dict(data.get("date_range") or {})
@@ -395,17 +393,40 @@ class Catalog:
         if timezone is not None:
             dr["timezone"] = timezone
         data["date_range"] = dr
+        overrides.update(source=source, message_type=message_type)
+        return build(DataSourceConfig, data, overrides, origin)
+
+    def dataset_config(
+        self, config: IngestConfig | str | Path | None = None, **download: Any
+    ) -> DatasetConfig:
+        """The settings of a dataset load (ingest_dataset), read as an ingest of a CV source
+        reads its own: config file (optional; a CV data-source file serves, its bucket keys
+        left alone) < CVCATALOG_* environment < these arguments (`download:` settings). The
+        catalog is this one, whatever cache.directory says."""
+        data, origin, overrides = self._settings(config, download)
+        return build(DatasetConfig, data, overrides, origin)
+
+    def _settings(
+        self, config: IngestConfig | str | Path | None, download: dict[str, Any]
+    ) -> tuple[dict[str, Any], str, dict[str, Any]]:
+        """What every ingest's config is built from: the file's (or config object's) values,
+        where they came from, and this catalog's overrides (its directory, lock timeout,
+        storage) with the `download:` settings given as arguments."""
+        if isinstance(config, IngestConfig):
+            data, origin = config.model_dump(mode="json"), "config object"
+        elif config is not None:
+            data, origin = load_yaml(config), str(config)
+        else:
+            data, origin = {}, "arguments"
         cache_over: dict[str, Any] = {"directory": str(self.paths.root)}
         if self._lock_timeout is not None:
             cache_over["lock_timeout_seconds"] = self._lock_timeout
         overrides: dict[str, Any] = {
             "storage": self._storage,
-            "source": source,
-            "message_type": message_type,
             "cache": cache_over,
             "download": {k: v for k, v in download.items() if v is not None},
         }
-        return build(DataSourceConfig, data, overrides, origin)
+        return data, origin, overrides
 
     def ingest(
         self,
@@ -482,6 +503,7 @@ class Catalog:
         no_sign_request: bool | None = None,
         quality: Any = None,
         rate_limit: float | None = None,
+        config: IngestConfig | str | Path | None = None,
     ) -> Summary:
         """Load a dataset that is not in the CV Pilot bucket (e.g. ``"ngsim"``) from local
         files, http(s) URLs or s3:// URIs; returns the run's Summary.
@@ -489,26 +511,38 @@ class Catalog:
         Incremental: inputs whose version (ETag, or size and mtime) was loaded before are
         skipped; a changed input is rebuilt and replaces the old version in one transaction;
         an interrupted run resumes at the first uncommitted unit (docs/ngsim.md).
-        quality: a cvcatalog.quality.config.QualityConfig: its rules are counted (and its cleaning
-        applied) on each unit's files and recorded in quality_stats with the run.
+        config: read as a CV ingest reads its own (dataset_config: the YAML, a CV data-source
+        file included, then CVCATALOG_*, then these arguments): `download:` (retries, rate
+        limit, profile, endpoint, timeout), `quality:`, `trips:`, `storage:`, and
+        `cache.max_size_gb`, kept at the end of the run as a CV ingest keeps it (least recently
+        used data of every source evicted, never this run's inputs; the summary's `evicted`).
+        quality: a cvcatalog.quality.config.QualityConfig (instead of the config's): its rules
+        are counted (and its cleaning applied) on each unit's files and recorded in
+        quality_stats with the run.
         """
         cls = DATASETS.get(name.lower())
         if cls is None:
             raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
         uris = [str(p) for p in ([paths] if isinstance(paths, str | Path) else paths)]
-        settings: dict[str, Any] = {"profile": profile, "no_sign_request": bool(no_sign_request)}
-        if retries is not None:
-            settings["retry_attempts"] = retries
-        if rate_limit is not None:
-            settings["rate_limit"] = rate_limit
-        download = DownloadConfig(**settings)
+        cfg = self.dataset_config(
+            config,
+            profile=profile,
+            no_sign_request=no_sign_request,
+            retry_attempts=retries,
+            rate_limit=rate_limit,
+        )
+        download = cfg.download
         s3_client = None
         limiter = None
         if any(u.lower().startswith("s3://") for u in uris):
             # the S3 stack of the CV ingest: its client, rate limiter and retry policy
             s3_client = make_client(download)
             limiter = TokenBucket(download.rate_limit)
-        options: dict[str, Any] = {"s3_client": s3_client, "limiter": limiter}
+        options: dict[str, Any] = {
+            "s3_client": s3_client,
+            "limiter": limiter,
+            "timeout": download.timeout_seconds,
+        }
         if location is not None:
             options["location"] = location
         if unit_bytes is not None:
@@ -516,11 +550,12 @@ class Catalog:
         dataset = cls(uris, **options)  # type: ignore[call-arg]
         return ngsim.load(
             dataset,
-            self.db,
+            CatalogDB.for_ingest(cfg, progress.note if progress is not None else self.db.notify),
             workers=workers or min(4, os.cpu_count() or 1),
             retry=RetryPolicy.from_config(download),
             progress=progress,
-            quality=quality,
+            quality=quality if quality is not None else cfg.quality,
+            max_size_gb=cfg.cache.max_size_gb,
         )
 
     # -- SQL -----------------------------------------------------------------------------
@@ -830,7 +865,7 @@ class Catalog:
             if "location" not in ds.partition_by:
                 raise ConfigError(f"{ds.name} has no location partitions")
             sites = [location] if isinstance(location, str) else list(location)
-            wanted.append(("location", "in", [x.strip().lower() for x in sites]))
+            wanted.append(("location", "in", [ds.partition_value("location", x) for x in sites]))
         s, e = _day_range(start, end)
         tz = check_timezone(timezone)
         window = None
@@ -1035,9 +1070,10 @@ class Catalog:
 
     def run_partitions(self, run_id: str) -> list[dict[str, Any]]:
         """The partitions whose current version the run wrote (a later run that rewrote a
-        partition owns it from then on)."""
+        partition owns it from then on); a dataset (NGSIM) run's: the partitions holding files
+        of the units it committed, with those files' rows and bytes."""
         with self.db.read() as con:
-            return manifest.run_partitions(con, run_id)
+            return manifest.run_partitions(con, run_id) + dataset_run_partitions(con, run_id)
 
     def lineage(self, source_key: str) -> dict[str, Any]:
         """Where rows with this source_key (their S3 object) came from: the object's ETag,
@@ -1119,18 +1155,35 @@ class Catalog:
         return result if output == "arrow" else result.to_pandas()
 
     # -- pins ----------------------------------------------------------------------------
-    def pin(self, name: str, source: str, message_type: str | None = None) -> pins.Pin:
-        """Pin experiment `name` to the current snapshot (once: an existing pin is returned
-        as it is). The snapshot never expires and its files stay until `unpin`."""
+    def pin(
+        self,
+        name: str,
+        source: str,
+        message_type: str | None = None,
+        snapshot: int | None = None,
+    ) -> pins.Pin:
+        """Pin experiment `name` to a snapshot: the one given (an experiment's data.snapshot,
+        still kept), else the current one (data.pin); once: an existing pin is returned as it
+        is, unless it holds another snapshot than the one given (a ConfigError: unpin it
+        first). The snapshot never expires and its files stay until `unpin`."""
         table, source, message_type = _lake_table(source, message_type)
         with self.db.write(message=f"pin experiment {name}") as con:
             held = pins.get(con, name)
             if held is not None:
+                if snapshot is not None and held.snapshot_id != snapshot:
+                    raise ConfigError(
+                        f"experiment {name!r} is pinned to snapshot {held.snapshot_id}, not "
+                        f"{snapshot} (data.snapshot); `cvcatalog experiments unpin {name}` "
+                        "first to pin another"
+                    )
                 return held
             kept = lake.snapshots(con)
             if not kept:
                 raise CatalogError("the catalog has no snapshot to pin; ingest something first")
             sid = kept[-1].snapshot_id
+            if snapshot is not None:  # one line when it does not exist or has expired
+                self.db.check_kept(con, lake.AsOf(snapshot=snapshot), kept)
+                sid = snapshot
             files = [f for f in lake.data_files(con) if f.table == table and f.shown_at(sid)]
             pin = pins.Pin(
                 name,
@@ -1220,7 +1273,11 @@ class Catalog:
                 profile=profile,
                 no_sign_request=no_sign_request,
             )
-            done(Repaired(key, s.rows, s.count("failed")))
+            # the ingest covers the partition's whole folder range (a NYCDOT bin: the month),
+            # its other partitions cached: only this one's outcome is the repair's
+            mine = [o for o in s.outcomes if o.key == key]
+            failed = sum(1 for o in mine if o.status == "failed")
+            done(Repaired(key, sum(o.rows for o in mine), failed))
         return out
 
     def publish(self, url: str, **options: Any) -> Any:
@@ -1782,6 +1839,9 @@ class RemoteCatalog(Catalog):
         raise read_only_error(self.location, what)
 
     def ingest(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse("ingest into it")
+
+    def ingest_dataset(self, *args: Any, **kwargs: Any) -> Any:
         self._refuse("ingest into it")
 
     def clear(self, *args: Any, **kwargs: Any) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -275,19 +275,20 @@ def cache_config(config: str | Path | None = None, **overrides: Any) -> CacheCon
         raise ConfigError(format_validation_error(e, str(config or "arguments"))) from None
 
 
-class DataSourceConfig(_Strict):
-    """One ingest job: which slice of the bucket, and how to fetch and keep it."""
+class IngestConfig(_Strict):
+    """What every ingest reads from its config (YAML, then CVCATALOG_* environment, then flags),
+    whatever its source: where the catalog is and how it is kept (cache), how S3 is reached
+    (download), memory, the quality step, trips and where the lake lives."""
 
-    source: str
-    message_type: str
-    bucket: str = BUCKET
-    date_range: DateRange
+    #: top-level keys of a data-source file this kind of ingest accepts but does not read (build
+    #: drops them), so one file serves every source
+    ignored: ClassVar[tuple[str, ...]] = ()
+
     cache: CacheConfig = CacheConfig()
     download: DownloadConfig = DownloadConfig()
     memory: MemoryConfig = MemoryConfig()
-    validation: ValidationConfig = ValidationConfig()
-    #: data quality rules and cleaning (cvcatalog.quality); absent: rules counted with their
-    #: defaults, nothing cleaned
+    #: data quality rules and cleaning (cvcatalog.quality); absent: CV Pilot days count the
+    #: rules with their defaults and clean nothing, a dataset load runs no quality step
     quality: QualityConfig | None = None
     #: trips.max_gap_s to record in the catalog; absent: the catalog keeps what it records
     trips: TripsConfig | None = None
@@ -306,6 +307,16 @@ class DataSourceConfig(_Strict):
         if not text.lower().startswith("s3://") or len(text) <= 5:
             raise ValueError(f"must be 'local' or an s3://bucket/prefix URL, got {v!r}")
         return text
+
+
+class DataSourceConfig(IngestConfig):
+    """One CV Pilot ingest job: which slice of the bucket, and how to fetch and keep it."""
+
+    source: str
+    message_type: str
+    bucket: str = BUCKET
+    date_range: DateRange
+    validation: ValidationConfig = ValidationConfig()
 
     @model_validator(mode="after")
     def _pair(self) -> DataSourceConfig:
@@ -333,6 +344,16 @@ class DataSourceConfig(_Strict):
     def from_values(cls, **overrides: Any) -> DataSourceConfig:
         """Build from defaults, environment and overrides alone (no file)."""
         return build(cls, {}, overrides, origin="arguments")
+
+
+class DatasetConfig(IngestConfig):
+    """A dataset load (NGSIM): the settings every ingest reads. The keys only the CV Pilot ingest
+    reads (which slice of the bucket, its record validation) are accepted and left alone, so
+    `--config` takes the same file for every source."""
+
+    ignored: ClassVar[tuple[str, ...]] = (
+        "source", "message_type", "bucket", "date_range", "validation",
+    )  # fmt: skip
 
 
 def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -366,11 +387,16 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def build(
-    model: type[DataSourceConfig], data: dict[str, Any], overrides: dict[str, Any], origin: str
-) -> DataSourceConfig:
+C = TypeVar("C", bound=IngestConfig)
+
+
+def build(model: type[C], data: dict[str, Any], overrides: dict[str, Any], origin: str) -> C:
+    """data (a YAML file's) < CVCATALOG_* environment < overrides, validated as model; the
+    keys model ignores (IngestConfig.ignored) are dropped first."""
     env = env_overrides()
     merged = deep_merge(deep_merge(data, env), overrides)
+    for key in model.ignored:
+        merged.pop(key, None)
     try:
         return model.model_validate(merged)
     except ValidationError as e:

@@ -142,7 +142,7 @@ def test_ingest_query_and_cache_commands(seeded: Any, catalog_dir: Path, tmp_pat
 
 
 def test_query_is_read_only(seeded: Any, catalog_dir: Path) -> None:
-    Catalog(catalog_dir).query("select 1")  # an empty catalog
+    Catalog(catalog_dir).db.initialise()  # an empty catalog (a read creates none)
     r = run("query", "create table evil as select 1", "--catalog", str(catalog_dir))
     assert r.exit_code == 1
     assert "read-only" in r.output
@@ -531,7 +531,7 @@ def test_shell_refuses_a_published_catalog_in_one_line() -> None:
 def test_flag_conflicts_and_a_published_catalog_are_one_line_before_any_output(
     catalog_dir: Path,
 ) -> None:
-    Catalog(catalog_dir).query("select 1")  # an empty catalog
+    Catalog(catalog_dir).db.initialise()  # an empty catalog (a read creates none)
     r = run("query", "select 1", "--snapshot", "1", "--as-of", "2021-04-01", "--catalog",
             str(catalog_dir))  # fmt: skip
     assert r.exit_code == 1 and r.output == "error: give --snapshot or --as-of, not both\n"

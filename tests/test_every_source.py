@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from cvcatalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.ops.cache import quarantine_bad
+from cvcatalog.pipeline.report import summary_lines
 from cvcatalog.read.experiments import CatalogGatherer
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
@@ -251,6 +253,96 @@ def test_evict_counts_ngsim_and_drops_it_in_lru_order(
     kept = cat.query("select uri from dataset_inputs")
     assert list(kept["uri"]) == [str(local)]
     assert cat.verify().clean
+
+
+def test_an_ngsim_ingest_keeps_the_cache_within_max_size_gb_as_a_cv_ingest_does(
+    cat: Catalog,
+    ngsim_catalog: tuple[Path, str, int],
+    module_s3: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The size limit counts every byte of every source, and an NGSIM ingest keeps the catalog
+    within it at its end as a CV ingest does: the one LRU eviction over every source (`cache
+    evict`'s), never the inputs the run asked for, and what went in the summary's `evicted`."""
+    _home, uri, total = ngsim_catalog
+    seed_replica(
+        module_s3, date(2021, 4, 1), date(2021, 4, 2), records_per_hour=20, files_per_hour=1
+    )
+    assert cat.ingest("wydot", "BSM", "2021-04-01", "2021-04-02", timezone="UTC", rate_limit=0).ok
+    d1, d2 = "wydot/BSM/2021/04/01", "wydot/BSM/2021/04/02"
+    second = tmp_path / "second.csv"
+    generate_ngsim(second, 1_500, seed=5)
+    module_s3.upload_file(str(second), BUCKET, "second.csv")
+    uri2 = f"s3://{BUCKET}/second.csv"
+
+    # the CLI with the limit in the environment (CVCATALOG_CACHE__MAX_SIZE_GB): the size of the
+    # catalog before this load, so the least recently used data goes until it fits again: the
+    # first NGSIM input, loaded before the CV days
+    limit = cache_bytes(cat.db) / GB
+    monkeypatch.setenv("CVCATALOG_CACHE__MAX_SIZE_GB", repr(limit))
+    r = CliRunner().invoke(
+        app,
+        ["ingest", "--source", "ngsim", "--path", uri2, "--catalog", str(cat.paths.root),
+         "--format", "json", "--no-progress"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["evicted"] == [f"ngsim:{uri}"]
+    assert cache_bytes(cat.db) <= limit * GB
+    assert list(cat.query("select uri from dataset_inputs")["uri"]) == [uri2]
+    assert {p["partition"] for p in cat.status("wydot")} == {d1, d2}
+    monkeypatch.delenv("CVCATALOG_CACHE__MAX_SIZE_GB")
+
+    # the Python API with the limit in a config (a CV data-source file serves as it is) below
+    # what the run writes: everything else goes, oldest first; the run's input stays
+    tiny = tmp_path / "tiny.yml"
+    tiny.write_text(
+        "source: wydot\nmessage_type: BSM\ndate_range: {days_back: 1}\n"
+        "cache: {max_size_gb: 0.000001}\n"
+    )
+    s = cat.ingest_dataset("ngsim", uri, unit_bytes=UNIT, config=tiny)
+    assert s.ok and s.evicted == [d1, d2, f"ngsim:{uri2}"], s.as_dict()
+    assert "evicted (LRU, over cache.max_size_gb)" in "\n".join(summary_lines(s))
+    assert list(cat.query("select uri from dataset_inputs")["uri"]) == [uri]
+    assert cat.query("select count(*) n from ngsim_trajectories")["n"][0] == total
+    assert cat.status("wydot") == [] and cat.verify().clean
+
+
+def test_runs_show_lists_the_partitions_an_ngsim_run_wrote(
+    cat: Catalog, ngsim_catalog: tuple[Path, str, int]
+) -> None:
+    _home, _uri, total = ngsim_catalog
+    (run_id,) = cat.query("select run_id from ingest_runs where source = 'ngsim'")["run_id"]
+    want = cat.query(
+        "select 'ngsim/' || partition as partition, sum(rows) as n, count(*) as files, "
+        "sum(bytes) as b from dataset_files where kind = 'data' group by 1 order by 1"
+    )
+    assert len(want) > 1
+
+    def shown() -> list[dict[str, Any]]:
+        r = CliRunner().invoke(
+            app, ["runs", "show", run_id, "--catalog", str(cat.paths.root), "--format", "json"]
+        )
+        assert r.exit_code == 0, r.output
+        rows: list[dict[str, Any]] = json.loads(r.stdout)
+        return rows
+
+    rows = shown()
+    assert [x["partition"] for x in rows] == list(want["partition"])
+    assert [x["rows"] for x in rows] == list(want["n"]) and sum(x["rows"] for x in rows) == total
+    assert [x["files"] for x in rows] == list(want["files"])
+    assert [x["parquet_bytes"] for x in rows] == list(want["b"])
+    assert {x["status"] for x in rows} == {"complete"} and {x["objects"] for x in rows} == {1}
+    assert all(x["partition"].endswith(f"date={x['date']}") for x in rows)
+    r = CliRunner().invoke(app, ["runs", "show", run_id, "--catalog", str(cat.paths.root)])
+    assert r.exit_code == 0, r.output
+    assert f"{len(want)} partition(s) currently from run {run_id}" in r.output
+
+    # compacted, the run's rows are still its own (now one file a partition)
+    assert cat.compact("ngsim")
+    after = shown()
+    assert [x["rows"] for x in after] == [x["rows"] for x in rows]
+    assert {x["files"] for x in after} == {1}
 
 
 def test_ngsim_on_an_s3_lake_compacts_publishes_and_reads_with_dask(

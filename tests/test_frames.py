@@ -21,7 +21,7 @@ import pytest
 
 from cvcatalog import catalog as catalog_module
 from cvcatalog.catalog import Catalog, to_socrata
-from cvcatalog.exceptions import ConfigError
+from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.quality.config import Impute, QualityConfig
 from cvcatalog.read import experiments as experiments_module
 from cvcatalog.read.experiments import Experiment, ExperimentConfig
@@ -273,6 +273,52 @@ def test_ngsim_frames_over_inputs_with_and_without_imputation(tmp_path: Path) ->
     assert len(got) == table.n[0] and int(got.imputed.notna().sum()) == table.k[0]
     assert table.k[0] == table.i80[0] > 0
     assert int(got.imputed.astype("boolean").sum()) == table.t[0] == stats
+
+
+def test_reads_of_a_directory_without_a_catalog_raise_and_create_nothing(tmp_path: Path) -> None:
+    """Only ingest, discover and plan create a catalog: the Python API's readers say there is
+    none, as the CLI does (the same line), and leave nothing behind."""
+    missing = tmp_path / "nope"
+    cat = Catalog(missing)
+    said = (
+        f"no catalog at {missing} (check --catalog / CVCATALOG_HOME; `cvcatalog ingest` "
+        "creates one)"
+    )
+    for read in (
+        lambda: cat.to_dask("wydot", "BSM", "2021-04-01"),
+        lambda: cat.to_dask("ngsim"),
+        lambda: cat.query("select 1"),
+        lambda: cat.partitions("wydot", "BSM"),
+        lambda: cat.status(),
+        lambda: cat.snapshots(),
+        lambda: cat.views(),
+        lambda: cat.runs(),
+        lambda: cat.connect(),
+    ):
+        with pytest.raises(CatalogError) as e:
+            read()
+        assert str(e.value) == said
+    assert not missing.exists()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    with pytest.raises(CatalogError, match="is a file, not a catalog directory"):
+        Catalog(a_file).query("select 1")
+
+
+def test_a_frame_of_nothing_by_mistake_is_an_error_not_an_empty_frame(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "catalog")
+    cat.db.initialise()  # an empty catalog
+    with pytest.raises(ConfigError, match=r"unknown NGSIM location 'mars'; expected one of "
+                       r"us-101, lankershim, i-80, peachtree"):  # fmt: skip
+        cat.to_dask("ngsim", location="mars")
+    with pytest.raises(ConfigError, match="unknown NGSIM location 'mars'"):
+        cat.to_dask("ngsim", location=["us-101", "mars"])
+    assert len(cat.to_dask("ngsim", location=" I_80 ")) == 0  # a site spelled as --location takes
+    for source, kind in (("wydot", "BSM"), ("ngsim", None)):
+        with pytest.raises(ConfigError, match="end date 2021-04-01 is before start date 20"):
+            cat.to_dask(source, kind, "2021-04-02", "2021-04-01")
+    with pytest.raises(ConfigError, match="before start date"):
+        cat.partitions("wydot", "BSM", "2021-04-02", "2021-04-01")
 
 
 def test_a_cleaner_like_the_consumers_runs_on_the_lazy_frame(cat: Catalog) -> None:

@@ -678,6 +678,58 @@ def test_quality_step_counts_and_cleans_each_unit(ngsim_csv, tmp_path: Path) -> 
     assert Catalog(cleaned).verify().clean
 
 
+def test_ngsim_ingest_reads_the_config_a_cv_ingest_reads(  # type: ignore[no-untyped-def]
+    ngsim_csv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--config is read as for a CV source (YAML < CVCATALOG_* < flags): the same file (no
+    quality: section needed), its catalog directory, its quality: section; a file may name
+    the source itself."""
+    path, rep = ngsim_csv
+    rows = rep.data_lines - rep.bad_rows
+    monkeypatch.chdir(tmp_path)  # the default catalog would be ./data/catalog
+    monkeypatch.delenv("CVCATALOG_HOME", raising=False)
+
+    def ingest(*args: str) -> dict[str, object]:
+        r = runner.invoke(
+            app, ["ingest", "--path", str(path), "--format", "json", "--no-progress", *args]
+        )
+        assert r.exit_code == 0, r.output
+        summary: dict[str, object] = json.loads(r.stdout)[0]
+        return summary
+
+    def count(home: Path, sql: str = "select count(*) from ngsim_trajectories") -> int:
+        return int(Catalog(home).query(sql).iat[0, 0])
+
+    home = tmp_path / "from-config"
+    tiny = tmp_path / "tiny.yml"
+    tiny.write_text(
+        "source: wydot\nmessage_type: BSM\ndate_range: {days_back: 3, timezone: America/Denver}\n"
+        f"cache: {{directory: {home}, max_size_gb: 5}}\ndownload: {{retry_attempts: 2}}\n"
+        "validation: {drop_invalid_records: true}\n"
+    )
+    assert ingest("--source", "ngsim", "--config", str(tiny))["rows"] == rows
+    assert count(home) == rows and not (tmp_path / "data").exists()
+    # with a quality: section: counted into the config's catalog
+    with_quality = tmp_path / "quality.yml"
+    other = tmp_path / "with-quality"
+    with_quality.write_text(
+        tiny.read_text().replace(str(home), str(other)) + "quality: {rules: {bounds: auto}}\n"
+    )
+    ingest("--source", "ngsim", "--config", str(with_quality))
+    assert count(other) == rows and not (tmp_path / "data").exists()
+    assert count(other, "select count(*) from quality_stats where source = 'ngsim'") > 0
+    # a file naming the source ngsim needs no --source; CVCATALOG_HOME wins over the file
+    named = tmp_path / "ngsim.yml"
+    named.write_text(f"source: ngsim\ncache: {{directory: {tmp_path / 'unused'}}}\n")
+    monkeypatch.setenv("CVCATALOG_HOME", str(tmp_path / "from-env"))
+    ingest("--config", str(named))
+    assert count(tmp_path / "from-env") == rows and not (tmp_path / "unused").exists()
+    # and a bad value of the file is one line, as for a CV ingest
+    named.write_text("source: ngsim\ncache: {max_size_gb: -1}\n")
+    r = runner.invoke(app, ["ingest", "--path", str(path), "--config", str(named)])
+    assert r.exit_code == 1 and "cache.max_size_gb" in r.output and "Traceback" not in r.output
+
+
 def test_codes_written_as_decimals_give_the_same_rows(ngsim_csv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Integer codes are parsed as integers first; a file writing them as "2.0" falls back to
     doubles and must load exactly the same rows and quarantine the same lines."""

@@ -9,6 +9,7 @@ import itertools
 import json
 import random
 import re
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -20,8 +21,10 @@ import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
+from cvcatalog.cli.main import app
 from cvcatalog.config import ValidationConfig
 from cvcatalog.pipeline.report import Summary as IngestSummary
 from cvcatalog.sandbox.replica import (
@@ -781,16 +784,21 @@ def test_replica_is_deterministic_and_binned_contexts_only() -> None:
 # -- one month through the local endpoint -----------------------------------------------------
 
 
+def _seed_april(client: Any) -> SeedReport:
+    """April 2021 in the bucket (the same objects every time)."""
+    return seed_replica(
+        client, APRIL, date(2021, 4, 30), sources=("nycdot",), message_types=("EVENT",),
+        seed=9, records_per_hour=2, files_per_hour=2, empty_hour_rate=0.75,
+        malformed_per_day=1,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def april(
     module_s3: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Catalog, SeedReport, IngestSummary]]:
     """April 2021 seeded and ingested once for the tests below (ingest is the slow part)."""
-    report = seed_replica(
-        module_s3, APRIL, date(2021, 4, 30), sources=("nycdot",), message_types=("EVENT",),
-        seed=9, records_per_hour=2, files_per_hour=2, empty_hour_rate=0.75,
-        malformed_per_day=1,
-    )  # fmt: skip
+    report = _seed_april(module_s3)
     cat = Catalog(tmp_path_factory.mktemp("april") / "catalog")
     summary = cat.ingest(
         "nycdot", "EVENT", "2021-04-01", "2021-04-30",
@@ -923,3 +931,31 @@ def test_a_rerun_makes_no_s3_request(
     )
     assert (again.get_requests, again.list_requests) == (0, 0)
     assert again.rows == first.rows == report.records
+
+
+def test_a_repair_reports_the_rows_of_the_bin_it_fetched_again(
+    april: tuple[Catalog, SeedReport, IngestSummary], module_s3: Any, tmp_path: Path
+) -> None:
+    """A NYCDOT bin is fetched again by an ingest of its whole month (the other bins cached):
+    `cache verify --repair` reports the bin's rows, not the month's."""
+    cat, report, _ = april
+    _seed_april(module_s3)  # again: a test before may have emptied the bucket (s3_endpoint)
+    home = tmp_path / "catalog"
+    shutil.copytree(cat.paths.root, home)
+    key = "nycdot/EVENT/2021/04/FRI/AM"
+    want = report.partitions[key].records
+    assert 0 < want < report.records
+    (rel,) = Catalog(home).query(
+        "select path from partition_files where kind = 'data' and partition_key = ?", [key]
+    )["path"]
+    damaged = bytearray((home / rel).read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    (home / rel).write_bytes(bytes(damaged))
+    r = CliRunner().invoke(app, ["cache", "verify", "--repair", "--catalog", str(home)])
+    assert r.exit_code == 0, r.output
+    assert f"re-fetched {key}: {want:,} rows\n" in r.output
+    assert Catalog(home).verify().clean
+    n = Catalog(home).query(
+        "select count(*) n from nycdot_event where weekday = 'FRI' and time_bin = 'AM'"
+    )["n"][0]
+    assert n == want

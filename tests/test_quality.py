@@ -681,7 +681,7 @@ def test_recorded_stats_are_reported_for_the_current_run(
 
 
 def test_unknown_source_is_one_line_and_exit_1(catalog_dir: Path) -> None:
-    Catalog(catalog_dir).query("select 1")  # an empty catalog
+    Catalog(catalog_dir).db.initialise()  # an empty catalog (a read creates none)
     r = run("report", "quality", "--source", "bogus", "--catalog", str(catalog_dir))
     assert r.exit_code == 1
     assert "unknown source 'bogus'" in r.output and "Traceback" not in r.output
@@ -699,7 +699,9 @@ def test_unknown_source_is_one_line_and_exit_1(catalog_dir: Path) -> None:
 
 
 def test_empty_catalog_reports_no_data(catalog_dir: Path, tmp_path: Path) -> None:
-    rep = build_report(Catalog(catalog_dir), "thea")
+    cat = Catalog(catalog_dir)
+    cat.db.initialise()  # an empty catalog (a read creates none)
+    rep = build_report(cat, "thea")
     assert [t.message_type for t in rep.types] == ["BSM", "TIM", "SPAT"]
     assert all(t.rows == 0 and t.origin == "no data" for t in rep.types)
     assert render_png(rep).startswith(b"\x89PNG")

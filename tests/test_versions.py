@@ -351,6 +351,58 @@ def test_a_pinned_experiment_keeps_its_rows_through_changes_and_eviction(
     assert res.exit_code == 1 and "not pinned" in res.output
 
 
+def test_an_experiment_fixed_to_a_snapshot_is_pinned_to_it(
+    history: dict[str, Any], tmp_path: Path
+) -> None:
+    """data.snapshot pins that snapshot under the experiment's name when first gathered, as
+    data.pin pins the current one: `experiments show|list|unpin` know it, and it outlives
+    retention."""
+    home = tmp_path / "catalog"
+    shutil.copytree(history["cat"].paths.root, home)
+    cat = Catalog(home)
+    _s3, s2, _s1 = _ingest_snapshots(cat)
+    sid = s2["snapshot_id"]
+
+    def experiment(name: str, snapshot: int) -> Path:
+        path = tmp_path / f"{name}-{snapshot}.yml"
+        path.write_text(
+            f"experiment: {{name: {name}}}\n"
+            "data:\n  source: wydot\n  message_type: BSM\n"
+            f"  date_range: {{start_date: {D1}, end_date: {D2}, timezone: UTC}}\n"
+            f"  snapshot: {snapshot}\n"
+            "output: {column_names: canonical}\n"
+        )
+        return path
+
+    fixed = experiment("fixed_s2", sid)
+    want = int(history["after2"].n.sum())
+    frame = CatalogGatherer(fixed, cat).gather_data().get_gathered_data()
+    assert len(frame) == want
+    for name in ("fixed_s2", str(fixed)):
+        res = runner.invoke(app, ["experiments", "show", name, "--catalog", str(home),
+                                  "--format", "json"])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        (shown,) = json.loads(res.stdout)
+        assert shown["snapshot_id"] == sid and shown["files"] > 0 and shown["source"] == "wydot"
+    pin = cat.pin_of("fixed_s2")
+    assert pin is not None and shown["digest"] == pin.digest
+    assert [p["name"] for p in cat.pinned()] == ["fixed_s2"]
+
+    # kept: retention does not expire it while it is pinned
+    cat.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
+    assert len(CatalogGatherer(fixed, cat).gather_data().get_gathered_data()) == want
+    # one name, one snapshot: another one under the same name is a clear error
+    with pytest.raises(ConfigError, match=f"pinned to snapshot {sid}, not {sid + 1}"):
+        CatalogGatherer(experiment("fixed_s2", sid + 1), cat).gather_data()
+    res = runner.invoke(app, ["experiments", "unpin", "fixed_s2", "--catalog", str(home)])
+    assert res.exit_code == 0, res.output
+    cat.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
+    with pytest.raises(CatalogError, match=f"snapshot {sid} is no longer kept"):
+        CatalogGatherer(fixed, cat).gather_data()
+    res = runner.invoke(app, ["experiments", "show", "fixed_s2", "--catalog", str(home)])
+    assert res.exit_code == 1 and "data.snapshot: ID pins it" in res.output
+
+
 def test_snapshot_and_pin_are_one_or_the_other(tmp_path: Path) -> None:
     bad = _experiment(tmp_path / "bad.yml", "bad", "  pin: true\n  snapshot: 3\n")
     with pytest.raises(ConfigError, match="not both"):

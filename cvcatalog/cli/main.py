@@ -45,7 +45,7 @@ from cvcatalog.ops.publish import RESULT_COLUMNS
 from cvcatalog.ops.remote import read_only_error
 from cvcatalog.pipeline.report import Interrupted, NullProgress, Summary, summary_lines
 from cvcatalog.quality import coverage as coverage_report
-from cvcatalog.quality.config import QualityConfig, quality_from_file
+from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.report import build_report, render_html, render_png
 from cvcatalog.read.experiments import ExperimentConfig
 from cvcatalog.read.splits import SPLIT_NAMES
@@ -60,6 +60,7 @@ from cvcatalog.sandbox.server import (
 )
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources.bucket import BUCKET
+from cvcatalog.state.db import no_catalog
 
 
 def _commands(help: str, **options: Any) -> typer.Typer:
@@ -193,12 +194,7 @@ def open_catalog(
     root = Path(catalog) if catalog is not None else default_home()
     paths = CatalogPaths(root)
     if not create and not (paths.db.exists() or paths.legacy_db.exists()):
-        if root.exists() and not root.is_dir():
-            raise CatalogError(f"{root} is a file, not a catalog directory")
-        raise CatalogError(
-            f"no catalog at {root} (check --catalog / CVCATALOG_HOME; "
-            "`cvcatalog ingest` creates one)"
-        )
+        raise no_catalog(root)
     return Catalog(root, notify=note)
 
 
@@ -209,7 +205,8 @@ def ingest(
     source: Annotated[
         str | None,
         typer.Option(
-            "--source", help="wydot | wydot_backup | thea | nycdot (required unless in --config)"
+            "--source",
+            help="wydot | wydot_backup | thea | nycdot | ngsim (required unless in --config)",
         ),
     ] = None,
     message_type: Annotated[
@@ -293,7 +290,10 @@ def ingest(
     ] = None,
 ) -> None:
     """Download and convert a date range of one source and message type, or load a dataset
-    (--source ngsim --path FILE|URL|s3://...)."""
+    (--source ngsim --path FILE|URL|s3://...). Every source reads --config the same way."""
+    if source is None and config is not None:  # the file may name the source (ngsim too)
+        named = load_yaml(config).get("source")
+        source = str(named) if isinstance(named, str) and named.lower() in DATASETS else None
     if source is not None and source.strip().lower() in DATASETS:
         flags = {
             "--start": start,
@@ -302,7 +302,6 @@ def ingest(
             "--timezone": timezone,
             "--scheduler": scheduler,
             "--cluster": cluster,
-            "--rate-limit": rate_limit,
             "--force-refresh": force_refresh or None,
         }
         _ingest_dataset(
@@ -315,6 +314,7 @@ def ingest(
             profile=profile,
             no_sign_request=no_sign_request,
             workers=workers,
+            rate_limit=rate_limit,
             fmt=fmt,
             progress=progress,
             config=config,
@@ -375,10 +375,13 @@ def _ingest_dataset(
     profile: str | None,
     no_sign_request: bool | None,
     workers: int | None,
+    rate_limit: float | None,
     fmt: Format,
     progress: bool,
     config: Path | None = None,
 ) -> None:
+    """A dataset load (ingest_dataset): --config, CVCATALOG_* and the flags read as a CV
+    ingest reads them (catalog directory, cache.max_size_gb, download:, quality:, ...)."""
     ds = DATASETS[name]
     if message_type is not None and message_type.strip().upper() != ds.message_type:
         raise ConfigError(f"--source {name} has one type, {ds.message_type}; omit --type")
@@ -388,7 +391,9 @@ def _ingest_dataset(
         raise ConfigError(f"--source {name} needs --path FILE | https://URL | s3://bucket/key")
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS}")
-    cat = open_catalog(catalog, create=True)
+    cat = open_catalog(catalog, config, create=True)
+    if isinstance(cat, RemoteCatalog):  # refused before any progress bar is drawn
+        raise read_only_error(cat.location, "ingest into it")
     with (
         _report_if_interrupted(fmt),  # outside the bars: printed once they are gone
         _progress(progress and fmt is Format.table, unit="units") as bar,
@@ -401,7 +406,8 @@ def _ingest_dataset(
             progress=bar,
             profile=profile,
             no_sign_request=no_sign_request,
-            quality=quality_from_file(config) if config is not None else None,
+            rate_limit=rate_limit,
+            config=config,
         )
         _fail_if_nothing_ran(summary, fmt)
     _print_summary(summary, fmt)
@@ -998,7 +1004,8 @@ def experiments_show(
     rows = [p for p in cat.pinned() if p["name"] == name]
     if not rows:
         raise CvCatalogError(
-            f"experiment {name!r} is not pinned (data.pin: true pins it when first gathered)"
+            f"experiment {name!r} is not pinned (data.pin: true or data.snapshot: ID pins "
+            "it when first gathered)"
         )
     emit(rows, fmt, columns=PIN_COLUMNS)
 

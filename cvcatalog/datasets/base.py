@@ -124,6 +124,13 @@ class Dataset(ABC):
         them)."""
         return {}
 
+    @classmethod
+    def partition_value(cls, column: str, value: str) -> str:
+        """A value of a partition column as a reader names it (`to_dask(location=...)`), as
+        the files name it; a value the dataset cannot have is a ConfigError naming the valid
+        ones (a mistake, not an empty frame). Default: stripped, lower case."""
+        return value.strip().lower()
+
     @abstractmethod
     def inputs(self) -> list[InputInfo]:
         """Describe every input (one request each): URI, fingerprint, size."""

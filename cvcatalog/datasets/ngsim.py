@@ -156,6 +156,17 @@ def normalize_location(value: str) -> str:
     return re.sub(r"[ _]+", "-", value.strip().lower())
 
 
+def check_location(value: str) -> str:
+    """The canonical name of an NGSIM location given by a user (--location, to_dask); an
+    unknown one is a ConfigError naming the four."""
+    name = normalize_location(value)
+    if name not in LOCATION_CRS:
+        raise ConfigError(
+            f"unknown NGSIM location {value!r}; expected one of {', '.join(LOCATIONS)}"
+        )
+    return name
+
+
 def _normalize_locations(col: pa.ChunkedArray | pa.Array) -> Any:
     """normalize_location, vectorised."""
     return pc.replace_substring_regex(pc.utf8_lower(pc.utf8_trim_whitespace(col)), r"[ _]+", "-")
@@ -189,11 +200,7 @@ class NgsimDataset(Dataset):
         ]
         #: canonical uris (a relative path becomes absolute): the keys of every unit
         self.uris = [i.uri for i in opened]
-        self.location = normalize_location(location) if location else None
-        if self.location is not None and self.location not in LOCATION_CRS:
-            raise ConfigError(
-                f"unknown NGSIM location {location!r}; expected one of {', '.join(LOCATIONS)}"
-            )
+        self.location = check_location(location) if location else None
         if unit_bytes < 1 << 16:
             raise ConfigError("the unit size must be at least 64 KiB")
         self.unit_bytes = unit_bytes
@@ -213,6 +220,12 @@ class NgsimDataset(Dataset):
     def options_for_scope(cls, scope: str) -> dict[str, Any]:
         key, _, value = scope.partition("=")
         return {"location": value} if key == "location" and value else {}
+
+    @classmethod
+    def partition_value(cls, column: str, value: str) -> str:
+        if column == "location":
+            return check_location(value)
+        return super().partition_value(column, value)
 
     # -- contract ------------------------------------------------------------------------
     def inputs(self) -> list[InputInfo]:

@@ -581,8 +581,10 @@ def plan(
     today = today or now_utc().date()
     start, end = cfg.date_range.resolve(today)
     keys = partitions_for(cfg.source, cfg.message_type, start, end, cfg.date_range.timezone)
-    with db.read() as con:
-        known = manifest.get_partitions(con, keys=[k.key for k in keys])
+    known: dict[str, manifest.PartitionRecord] = {}
+    if db.exists():  # a new catalog: nothing known yet (saving the listings creates it)
+        with db.read() as con:
+            known = manifest.get_partitions(con, keys=[k.key for k in keys])
     p = Plan(cfg.bucket, cfg.source, cfg.message_type, start, end, cfg.date_range.timezone, [])
     for pk in keys:
         n, nbytes = _partition_totals(cache, pk)

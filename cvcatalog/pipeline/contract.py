@@ -109,11 +109,11 @@ class RunContext:
 class Source(ABC, Generic[U, F]):
     """One source of rows (see the module docstring).
 
-    Threads: plan, committed, failed and finish run in the run's thread; claim, fetch and
-    convert in worker threads, at most `fetch_slots` fetches and `convert_slots` conversions
-    at once (a fetched unit waits for a conversion slot, so at most `fetch_slots` units are
-    fetched ahead); record in the commit thread, one commit at a time, while the workers go
-    on (a group commit: the next one takes every unit that finished meanwhile).
+    Threads: plan, committed, failed, finish and protected run in the run's thread; claim,
+    fetch and convert in worker threads, at most `fetch_slots` fetches and `convert_slots`
+    conversions at once (a fetched unit waits for a conversion slot, so at most `fetch_slots`
+    units are fetched ahead); record in the commit thread, one commit at a time, while the
+    workers go on (a group commit: the next one takes every unit that finished meanwhile).
 
     A run that creates its catalog plans and fetches while the catalog's tables are written
     (unless record_idle_runs): plan and fetch then find no catalog file (`db.exists()` is
@@ -136,6 +136,10 @@ class Source(ABC, Generic[U, F]):
     mode: str = "full"
     #: where conversions run ("local", or the pool, e.g. "dask tcp://host:8786")
     executor: str = "local"
+    #: cache.max_size_gb: after a run that had work, the runner evicts the least recently used
+    #: data of every source until the catalog fits (state.eviction.evict_to_size), never what
+    #: `protected` names; None: the run keeps no limit
+    max_size_gb: float | None = None
 
     # -- the run ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -230,6 +234,11 @@ class Source(ABC, Generic[U, F]):
 
     def after(self, run: RunContext) -> None:
         """After a run that ended normally and was recorded: e.g. snapshot expiry."""
+
+    def protected(self) -> set[str]:
+        """What the run asked for, as eviction names it (CV partition keys, dataset inputs'
+        labels): the end-of-run eviction never drops it (max_size_gb); default: nothing."""
+        return set()
 
 
 class _NoClaim:

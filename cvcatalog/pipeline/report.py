@@ -82,7 +82,7 @@ _UNIT_KEYS = (
     "dataset", "run_id", "scope", "inputs", "units", "units_done", "units_cached",
     "units_failed", "inputs_published", "rows", "quarantined", "skipped", "bytes_downloaded",
     "parquet_bytes", "retries", "seconds", "rows_per_second", "errors", "inputs_added",
-    "inputs_changed", "inputs_unchanged", "partitions_written", "status",
+    "inputs_changed", "inputs_unchanged", "partitions_written", "evicted", "status",
 )  # fmt: skip
 
 
@@ -309,7 +309,7 @@ def summary_lines(s: Summary) -> list[str]:
             f"{s.parquet_bytes / 1e6:,.1f} MB Parquet; {s.seconds:.1f}s "
             f"({round(rate):,} rows/s)"
         )
-        return [head] + [f"  failed {e}" for e in s.errors]
+        return [head] + [f"  failed {e}" for e in s.errors] + _evicted_lines(s)
     failed = [d for d in s.outcomes if d.status == "failed"]
     lines = [
         f"{s.source}/{s.message_type} {s.start}..{s.end} ({s.timezone}): "
@@ -328,6 +328,11 @@ def summary_lines(s: Summary) -> list[str]:
             f"{s.objects('unchanged'):,} unchanged; {s.partitions_rewritten} partition(s) rewritten"
         )
     lines += [f"  failed {d.key}: {d.error}" for d in failed]
-    if s.evicted:
-        lines.append(f"  evicted (LRU, over cache.max_size_gb): {', '.join(s.evicted)}")
-    return lines
+    return lines + _evicted_lines(s)
+
+
+def _evicted_lines(s: Summary) -> list[str]:
+    """What the run's eviction dropped to keep the catalog within cache.max_size_gb."""
+    if not s.evicted:
+        return []
+    return [f"  evicted (LRU, over cache.max_size_gb): {', '.join(s.evicted)}"]

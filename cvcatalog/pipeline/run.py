@@ -27,6 +27,11 @@ plan and the first fetches go on (a catalog file that does not exist yet records
 source reads no state before it appears), then records the run's start there; the first commit
 waits for both, and an error of either ends the run. A run into an existing catalog brings its
 tables up to date first (ensure_schema), as does a source that records idle runs.
+
+A run that had work ends, even when stopped, by keeping the catalog within its source's
+`max_size_gb` (cache.max_size_gb): the one LRU eviction (state.eviction.evict_to_size, as
+`cache evict`) over every source's bytes, sparing what the run asked for (Source.protected),
+once the source's session (and its locks) is over; what went is the summary's `evicted`.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from cvcatalog.pipeline.contract import (
 from cvcatalog.pipeline.report import Interrupted, NullProgress, Outcome, Progress, Summary
 from cvcatalog.state import manifest
 from cvcatalog.state.db import CatalogDB, now_utc
+from cvcatalog.state.eviction import evict_to_size
 
 U = TypeVar("U")
 T = TypeVar("T")
@@ -113,6 +119,8 @@ class Runner(Generic[U]):
         self._creator: ThreadPoolExecutor | None = None
         self._creating: Future[None] | None = None
         self._starting: Future[None] | None = None
+        #: the plan had units to do (only such a run evicts at its end)
+        self._had_work = False
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> Summary:
@@ -124,6 +132,7 @@ class Runner(Generic[U]):
             started=self._wait_started,
         )  # fmt: skip
         self._creator = self._creating = self._starting = None
+        self._had_work = False
         try:
             self.db.paths.ensure()
             if self.db.exists() or src.record_idle_runs:
@@ -135,8 +144,13 @@ class Runner(Generic[U]):
                 # (and a source's own write: RunContext.started) waits for both.
                 self._creator = ThreadPoolExecutor(1, thread_name_prefix="catalog-create")
                 self._creating = self._creator.submit(self.db.ensure_schema)
-            with src.session(run):
-                return self._run(run)
+            try:
+                with src.session(run):
+                    return self._run(run)
+            finally:
+                # after the session, whose locks are then released (a dataset's load lock: its
+                # inputs are evictable like any other source's)
+                self._evict(run)
         except KeyboardInterrupt as e:  # Ctrl-C, whenever: the summary goes with it
             summary.interrupted = True
             raise Interrupted(summary) from e
@@ -161,6 +175,7 @@ class Runner(Generic[U]):
                     raise
                 s.run_errors.append(str(e))
                 plan = Plan([])
+            self._had_work = bool(plan.todo)
             s.units = plan.units if plan.units is not None else len(plan.todo) + len(plan.done)
             self.progress.plan(
                 [src.key(u) for u in plan.todo], [o.key for o in plan.done], plan.nbytes
@@ -197,6 +212,19 @@ class Runner(Generic[U]):
         src.after(run)
         s.seconds = time.monotonic() - t0
         return s
+
+    def _evict(self, run: RunContext) -> None:
+        """After a run that had work, even one stopped: the catalog kept within the source's
+        max_size_gb, least recently used data of every source evicted first
+        (state.eviction.evict_to_size, what `cache evict` does), never what the run asked for
+        (Source.protected); what went is the summary's `evicted`."""
+        src = self.source
+        if src.max_size_gb is None or not self._had_work or not self.db.exists():
+            return  # (a new catalog that could not be created holds nothing)
+        try:
+            run.summary.evicted += evict_to_size(self.db, src.max_size_gb, protect=src.protected())
+        except CvCatalogError as e:  # the run's data is committed; the next run tries again
+            self.progress.note(f"eviction skipped: {e}")
 
     # -- scheduling -------------------------------------------------------------------------
     def _execute(self, todo: list[U], run: RunContext) -> None:

@@ -216,23 +216,6 @@ class QualityConfig(_Strict):
         return cls.parse(data, str(path))
 
 
-def quality_from_file(path: Path) -> QualityConfig:
-    """The `quality:` section of a YAML config file (a data-source config, or a file holding
-    only that section); one clear error for a missing file or a bad value."""
-    data = load_yaml(path)
-    section = data.get("quality", data if {"rules", "cleaning", "impute"} & set(data) else None)
-    if section is None:
-        raise ConfigError(f"{path} has no quality: section")
-    try:
-        return QualityConfig.model_validate(section)
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(
-            f"invalid quality configuration ({path}): {loc}: {first['msg']}"
-        ) from None
-
-
 #: the column detect_gaps adds to a cleaned partition's files
 SEGMENT_COLUMN = "segment"
 #: the column imputation adds: true where a value of the row was interpolated

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cvcatalog import spatial
-from cvcatalog.catalog import Catalog, to_socrata
+from cvcatalog.catalog import Catalog, RemoteCatalog, to_socrata
 from cvcatalog.config import DateRange, MemoryConfig, format_validation_error, load_yaml
 from cvcatalog.datasets import DATASETS
 from cvcatalog.exceptions import ConfigError
@@ -93,7 +93,8 @@ class DataSlice(_Strict):
     message_type: str
     date_range: DateRange
     max_rows: int | None = Field(None, gt=0)
-    #: read the catalog as of this snapshot (`cvcatalog snapshots`)
+    #: read the catalog as of this snapshot (`cvcatalog snapshots`), pinned under the
+    #: experiment's name when first gathered
     snapshot: int | None = Field(None, ge=0)
     #: pin the snapshot current when the experiment is first gathered, and read it ever after
     pin: bool = False
@@ -224,14 +225,17 @@ class Experiment:
         return self.config.experiment.name
 
     def snapshot(self) -> int | None:
-        """The snapshot the experiment reads: data.snapshot, or its pin (made now, on the
-        first gathering, when data.pin is set), or None for the current catalog."""
+        """The snapshot the experiment reads, pinned under its name on the first gathering
+        (`cvcatalog experiments show|unpin`): data.snapshot, or with data.pin the snapshot
+        current then; None (neither): the current catalog. A published catalog is read-only:
+        data.snapshot is read there without a pin (its snapshots are its publisher's)."""
         d = self.config.data
-        if d.snapshot is not None:
-            return d.snapshot
-        if not d.pin:
+        if d.snapshot is None and not d.pin:
             return None
-        return self.catalog.pin(self.name, d.source, d.message_type).snapshot_id
+        if d.snapshot is not None and isinstance(self.catalog, RemoteCatalog):
+            return d.snapshot
+        pin = self.catalog.pin(self.name, d.source, d.message_type, snapshot=d.snapshot)
+        return pin.snapshot_id
 
     def frame(self) -> dd.DataFrame:
         """The lazy, partition-pruned and cleaned Dask frame of this experiment's slice."""

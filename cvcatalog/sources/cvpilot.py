@@ -72,7 +72,7 @@ from cvcatalog.exceptions import (
 from cvcatalog.io import memstage, rawfile, roworder
 from cvcatalog.io.download import RESUME_MIN_BYTES, DownloadResult, ObjectInfo, S3Fetcher
 from cvcatalog.io.duckdb_ext import open_instance
-from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, remove_tree
+from cvcatalog.io.layout import prune_empty_dirs, remove_tree
 from cvcatalog.io.memstage import SHM_ROOT, MemoryStage
 from cvcatalog.io.s3 import RetryPolicy, make_client
 from cvcatalog.pipeline.contract import Abandoned, Plan, RunContext, Source, Staged, StagedFile
@@ -85,7 +85,7 @@ from cvcatalog.sources.bucket import PartitionKey, partitions_for
 from cvcatalog.state import deletes, manifest
 from cvcatalog.state.access import record_access
 from cvcatalog.state.db import CatalogDB, now_utc
-from cvcatalog.state.eviction import Room, evict_to_size
+from cvcatalog.state.eviction import Room
 from cvcatalog.state.manifest import FileRecord, PartitionRecord, SourceObjectRecord
 from cvcatalog.transform import (
     ConvertResult,
@@ -352,6 +352,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self.mode = "incremental" if self.check_changes else "full"
         self.pool = pool
         self.executor = pool.name if pool is not None else "local"
+        self.max_size_gb = cfg.cache.max_size_gb
         self.fetch_slots = 1  # a day's objects download concurrently already (S3Fetcher)
         self.convert_slots = pool.capacity if pool is not None else 1
         self.group_max = GROUP_MAX_DAYS if pool is None else 1
@@ -372,7 +373,6 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self._protect: set[str] = set()  # this run's partitions: never evicted to make room
         self._evicted: list[str] = []
         self._room: Room | None = None
-        self._had_work = False
         self._open: set[duckdb.DuckDBPyConnection] = set()
         #: conversion connections to reuse, with their threads (None: the configured number)
         self._idle: list[tuple[int | None, duckdb.DuckDBPyConnection]] = []
@@ -442,7 +442,6 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self._protect = {k.key for k in todo + cached}
         # one per run: it reads the catalog's size only when the run's days might not fit
         self._room = Room(self.db, self.cfg.cache.max_size_gb, self._protect)
-        self._had_work = bool(todo)
         done = []
         for k in cached:
             rec = known[k.key]
@@ -1388,8 +1387,11 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             s.retries += self._fetcher.retries
             s.reused_downloads = self._fetcher.stats.skipped
             s.resumed_downloads = self._fetcher.stats.resumed
-        if self._had_work and self.db.exists():  # (a new catalog that failed: nothing held)
-            s.evicted = self._evicted + self._evict_if_needed(self._protect, run.progress)
+        s.evicted = list(self._evicted)  # the runner's end-of-run eviction adds to it
+
+    def protected(self) -> set[str]:
+        """The run's days (to do and cached): never evicted by its own run."""
+        return self._protect
 
     def after(self, run: RunContext) -> None:
         """Replaced data stays readable for cache.snapshot_retention_days, then its files go."""
@@ -1414,13 +1416,6 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             progress.note(f"evicted {len(gone)} partition(s) to make room for {pk.key}")
             self._evicted += gone
 
-    def _evict_if_needed(self, protect: set[str], progress: Progress) -> list[str]:
-        try:
-            return evict_to_size(self.db, self.cfg.cache.max_size_gb, protect=protect)
-        except CvCatalogError as e:
-            progress.note(f"eviction skipped: {e}")
-            return []
-
 
 def ingest(
     cfg: DataSourceConfig,
@@ -1436,14 +1431,7 @@ def ingest(
     """Ingest a date range of one source and message type (the config) through the pipeline;
     returns what happened per day."""
     progress = progress or NullProgress()
-    db = CatalogDB(
-        CatalogPaths.at(cfg.cache.directory),
-        cfg.cache.lock_timeout_seconds,
-        notify=progress.note,
-        storage=cfg.storage,
-        s3=cfg.download,
-        trip_gap_s=cfg.trips.max_gap_s if cfg.trips is not None else None,
-    )
+    db = CatalogDB.for_ingest(cfg, progress.note)
     run_id = new_run_id()
     source = CvPilotDays(
         cfg,

@@ -94,7 +94,10 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         run_id: str,
         workers: int = 4,
         quality: QualityConfig | None = None,
+        max_size_gb: float | None = None,
     ) -> None:
+        """max_size_gb: cache.max_size_gb, kept by the runner's eviction at the end of a run
+        that loaded something (None: no limit)."""
         self.ds = dataset
         #: the files' row order (cvcatalog.io.roworder); ds.sort_by for data without positions
         self._order = roworder.order_for(dataset.name, dataset.message_type)
@@ -106,7 +109,10 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         self.fetch_slots = self.convert_slots = max(1, workers)
         #: the quality step (cvcatalog.quality) on each unit's files; None: skipped
         self.quality = quality
+        self.max_size_gb = max_size_gb
         self._unit_cache: list[WorkUnit] | None = None
+        #: the run's inputs as eviction names them (protected)
+        self._protected: set[str] = set()
 
     # -- paths ---------------------------------------------------------------------------
     @property
@@ -159,6 +165,12 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         s.scope = self.ds.scope
         inputs = self.ds.inputs()
         s.inputs = len(inputs)
+        # what the run asked for: each input as loaded now, or whole when it was loaded so
+        self._protected = {
+            datasets.input_label(self.ds.name, info.uri, scope)
+            for info in inputs
+            for scope in {self.ds.scope, "*"}
+        }
         units, todo = self._plan(inputs, run)
         done = set(id(u) for u in todo)
         cached = [Outcome(u.id, "cached", detail="cached") for u in units if id(u) not in done]
@@ -415,6 +427,10 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         run.summary.partitions_written.update(f.partition for f in staged.files if f.kind == "data")
         super().committed(staged, run)
 
+    def protected(self) -> set[str]:
+        """The run's inputs: never evicted by its own run."""
+        return self._protected
+
     def on_error(self, error: BaseException) -> str:
         if isinstance(error, InputChangedError) or not isinstance(error, CvCatalogError | OSError):
             return "stop"  # the other units of this version cannot succeed either
@@ -502,14 +518,18 @@ def load(
     progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
     quality: QualityConfig | None = None,
+    max_size_gb: float | None = None,
 ) -> Summary:
     """Load a dataset into a catalog through the pipeline (see the module docstring).
 
     retry: the one retry policy (default: s3.RetryPolicy(), as download.retry_attempts and
-    retry_delay_seconds default)."""
+    retry_delay_seconds default). max_size_gb: cache.max_size_gb, kept at the end of a run
+    that loaded something as a CV ingest keeps it (the runner's eviction; None: no limit)."""
     register_dataset(type(dataset))
     run_id = new_run_id()
-    source = DatasetUnits(dataset, db, run_id=run_id, workers=workers, quality=quality)
+    source = DatasetUnits(
+        dataset, db, run_id=run_id, workers=workers, quality=quality, max_size_gb=max_size_gb
+    )
     return Runner(source, db, progress=progress, retry=retry, sleep=sleep, run_id=run_id).run()
 
 

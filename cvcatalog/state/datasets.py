@@ -13,7 +13,7 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +278,43 @@ def dataset_files(
     return [DatasetFile(*r) for r in rows]
 
 
+def run_partitions(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
+    """The dataset partitions holding files of units run_id committed (still recorded), in the
+    shape of manifest.run_partitions: per '<dataset>/<partition>', its status ('complete' when
+    the input version is published, else 'pending'), and the rows, inputs, files and bytes of
+    those files (a unit's quarantine counts are per unit, not per partition: None)."""
+    rows = con.execute(
+        "SELECT f.dataset || '/' || f.partition AS partition, "
+        "CASE WHEN bool_and(i.fingerprint IS NOT NULL) THEN 'complete' ELSE 'pending' END, "
+        "sum(f.rows), count(DISTINCT f.uri), count(*), sum(f.bytes) "
+        "FROM dataset_files f LEFT JOIN dataset_inputs i ON i.dataset = f.dataset "
+        "AND i.uri = f.uri AND i.scope = f.scope AND i.fingerprint = f.fingerprint "
+        "WHERE f.kind = 'data' AND EXISTS (SELECT 1 FROM dataset_units u "
+        " WHERE u.dataset = f.dataset AND u.scope = f.scope AND u.fingerprint = f.fingerprint "
+        # a file `compact` merged (COMPACTED_UNIT) holds rows of every unit of its version
+        " AND (u.unit_id = f.unit_id OR f.unit_id = ?) AND u.run_id = ?) "
+        "GROUP BY ALL ORDER BY ALL",
+        [COMPACTED_UNIT, run_id],
+    ).fetchall()
+    out = []
+    for partition, status, n, inputs, files, nbytes in rows:
+        values = dict(p.split("=", 1) for p in partition.split("/")[1:] if "=" in p)
+        day = values.get("date")
+        out.append(
+            {
+                "partition": partition,
+                "date": date.fromisoformat(day) if day and day != "__null__" else None,
+                "status": status,
+                "rows": int(n),
+                "quarantined": None,
+                "objects": int(inputs),
+                "files": int(files),
+                "parquet_bytes": int(nbytes),
+            }
+        )
+    return out
+
+
 def dataset_status(
     con: duckdb.DuckDBPyConnection, dataset: str | None = None, message_type: str | None = None
 ) -> list[dict[str, Any]]:
@@ -403,7 +440,13 @@ class EvictableInput:
     @property
     def label(self) -> str:
         """How `cache evict` names it: what to load again (`ingest --source ngsim --path`)."""
-        return f"{self.dataset}:{self.uri}" + ("" if self.scope == "*" else f" [{self.scope}]")
+        return input_label(self.dataset, self.uri, self.scope)
+
+
+def input_label(dataset: str, uri: str, scope: str) -> str:
+    """How eviction names a dataset input loaded with a scope: `<dataset>:<uri>`, and the scope
+    of a filtered load (`ngsim:s3://b/k.csv [location=i-80]`)."""
+    return f"{dataset}:{uri}" + ("" if scope == "*" else f" [{scope}]")
 
 
 def reloadable(uri: str, fingerprint: str) -> bool:

@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 import filelock
 
-from cvcatalog.config import DownloadConfig
+from cvcatalog.config import DownloadConfig, IngestConfig
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import load_httpfs, open_instance, s3_connection
@@ -65,6 +65,17 @@ STATE_SEARCH_PATH = f"{STATE_DB}.main"
 _LAKE_SECRET_LOCK = threading.Lock()
 _WRITER_LOCKS: dict[str, threading.Lock] = {}
 _WRITER_LOCKS_LOCK = threading.Lock()
+
+
+def no_catalog(root: Path) -> CatalogError:
+    """The one error of a read where there is no catalog (the API's and the CLI's alike): a
+    mistyped path, not a new catalog; only the writers that fill one (ingest, discover, plan)
+    create it."""
+    if root.exists() and not root.is_dir():
+        return CatalogError(f"{root} is a file, not a catalog directory")
+    return CatalogError(
+        f"no catalog at {root} (check --catalog / CVCATALOG_HOME; `cvcatalog ingest` creates one)"
+    )
 
 
 def _local_writer_lock(path: Path) -> threading.Lock:
@@ -188,6 +199,19 @@ class CatalogDB:
         self._hub_lake = False
         self._writer_hub: duckdb.DuckDBPyConnection | None = None
 
+    @classmethod
+    def for_ingest(cls, cfg: IngestConfig, notify: Notify = _quiet) -> CatalogDB:
+        """The catalog an ingest of any source writes, as its config says: directory, lock
+        timeout, lake storage, S3 settings, trips.max_gap_s."""
+        return cls(
+            CatalogPaths.at(cfg.cache.directory),
+            cfg.cache.lock_timeout_seconds,
+            notify,
+            storage=cfg.storage,
+            s3=cfg.download,
+            trip_gap_s=cfg.trips.max_gap_s if cfg.trips is not None else None,
+        )
+
     # -- locking -------------------------------------------------------------------------
     @contextlib.contextmanager
     def _writer_lock(self) -> Iterator[None]:
@@ -232,6 +256,15 @@ class CatalogDB:
     def exists(self) -> bool:
         return self.paths.db.exists() or self.paths.legacy_db.exists()
 
+    def _require(self) -> None:
+        """Before a read: a catalog written by cvcatalog 0.1 is migrated first; where there is
+        no catalog at all, a read creates none (no_catalog)."""
+        if self.paths.db.exists():
+            return
+        if not self.paths.legacy_db.exists():
+            raise no_catalog(self.paths.root)
+        self.initialise()
+
     def initialise(self) -> None:
         """Create (or migrate) the catalog database."""
         with self.write():
@@ -258,8 +291,7 @@ class CatalogDB:
         scratch: the default database is an in-memory one (temporary tables, COPY TO).
         at: the lake's tables and views as they were at that snapshot or time (time travel;
         the state tables are always current)."""
-        if not self.paths.db.exists():
-            self.initialise()
+        self._require()
         if scratch or at is not None:  # its own instance: its lake and memory stay its own
             con = self._open(self.paths.db, read_only=True)
             try:
@@ -402,8 +434,7 @@ class CatalogDB:
     def _session(self, *, with_lake: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
         """read()'s and read_state()'s connection: a cursor of the reader instance, counted
         while open (a subclass with its own connect() overrides this too)."""
-        if not self.paths.db.exists():
-            self.initialise()
+        self._require()
         hub, con = self._cursor(block=True, with_lake=with_lake)
         try:
             con.execute(f"USE {STATE_DB}")
