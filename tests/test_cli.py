@@ -647,7 +647,7 @@ def test_every_command_checks_source_and_type_the_same_way(
 ) -> None:
     """`cache clear --source bogus --yes` printed "cleared 0 partitions (0.0 MB) of bogus" and
     compact, cache status and runs listed nothing, exit 0: a typo looked like an empty catalog."""
-    Catalog(catalog_dir).query("select 1")  # an empty catalog
+    Catalog(catalog_dir).db.initialise()  # an empty catalog
     monkeypatch.chdir(tmp_path)
     r = run(*args, "--catalog", str(catalog_dir))
     assert r.exit_code == 1, r.output
@@ -723,7 +723,7 @@ def test_numbers_and_day_ranges_out_of_range_are_one_line(
 ) -> None:
     """split --start 2021-04-03 --end 2021-04-01 printed an all-zero table, exit 0 (ingest and
     plan refuse the range); negative row counts were taken, or an unexpected error."""
-    Catalog(catalog_dir).query("select 1")  # an empty catalog
+    Catalog(catalog_dir).db.initialise()  # an empty catalog
     monkeypatch.chdir(tmp_path)
     r = run(*args, "--catalog", str(catalog_dir))
     assert r.exit_code == 1 and r.stdout == "", r.output
