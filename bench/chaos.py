@@ -353,6 +353,8 @@ cat = Catalog(sys.argv[1], lock_timeout=60)
 stop = Path(sys.argv[2])
 stats = {"queries": 0, "errors": [], "inconsistent": 0, "decreased": 0, "max_s": 0.0}
 last = 0
+while not cat.db.exists():  # a reader creates no catalog: the first writer's does
+    time.sleep(0.05)
 while not stop.exists() or stats["queries"] == 0:
     t0 = time.monotonic()
     try:
