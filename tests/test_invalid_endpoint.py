@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import EndpointResolutionError
+from clilines import one_line, point_s3_at
 from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
@@ -49,23 +50,8 @@ BAD = {
 
 @pytest.fixture(params=sorted(BAD))
 def bad_endpoint(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", request.param)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "sandbox")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sandbox")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("CVCATALOG_DOWNLOAD__RETRY_DELAY_SECONDS", "0")
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "CVCATALOG_STORAGE", "CVCATALOG_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
+    point_s3_at(monkeypatch, str(request.param))
     return str(request.param)
-
-
-def one_line(*args: str) -> str:
-    r = runner.invoke(app, list(args), catch_exceptions=False)
-    assert r.exit_code == 1, r.output
-    lines = r.output.strip().splitlines()
-    assert len(lines) == 1, r.output
-    assert "unexpected" not in r.output and "Traceback" not in r.output
-    return lines[0]
 
 
 def test_sandbox_seed(bad_endpoint: str) -> None:

@@ -14,6 +14,7 @@ import duckdb
 import pytest
 import urllib3.exceptions
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+from clilines import one_line, point_s3_at
 from typer.testing import CliRunner
 
 from cvcatalog.cli.main import app
@@ -34,13 +35,7 @@ def closed_port() -> int:
 def nowhere(monkeypatch: pytest.MonkeyPatch) -> str:
     """AWS_ENDPOINT_URL_S3 pointing at a port nothing listens on; retries without waits."""
     endpoint = f"http://127.0.0.1:{closed_port()}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "sandbox")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sandbox")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("CVCATALOG_DOWNLOAD__RETRY_DELAY_SECONDS", "0")
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "CVCATALOG_STORAGE", "CVCATALOG_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
+    point_s3_at(monkeypatch, endpoint)
     return endpoint
 
 
@@ -49,15 +44,6 @@ def expected_line(endpoint: str, attempts: int = 4) -> str:
         f"error: cannot reach the S3 endpoint {endpoint}/ (connection refused after {attempts} "
         "attempts); is it running? (AWS_ENDPOINT_URL_S3 points there)"
     )
-
-
-def one_line(*args: str) -> str:
-    r = runner.invoke(app, list(args), catch_exceptions=False)
-    assert r.exit_code == 1, r.output
-    lines = r.output.strip().splitlines()
-    assert len(lines) == 1, r.output
-    assert "unexpected" not in r.output and "Traceback" not in r.output
-    return lines[0]
 
 
 def test_sandbox_seed(nowhere: str) -> None:
