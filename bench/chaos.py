@@ -353,9 +353,11 @@ cat = Catalog(sys.argv[1], lock_timeout=60)
 stop = Path(sys.argv[2])
 stats = {"queries": 0, "errors": [], "inconsistent": 0, "decreased": 0, "max_s": 0.0}
 last = 0
-while not cat.db.exists():  # a reader creates no catalog: the first writer's does
+while not cat.db.exists() and not stop.exists():  # a reader creates no catalog: a writer's does
     time.sleep(0.05)
-while not stop.exists() or stats["queries"] == 0:
+if not cat.db.exists():
+    stats["errors"].append("the writers created no catalog")
+while cat.db.exists() and (not stop.exists() or stats["queries"] == 0):
     t0 = time.monotonic()
     try:
         con = cat.connect()

@@ -89,6 +89,17 @@ def _as_date(value: date | str | None, what: str) -> date | None:
         raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
 
 
+def _same_pin(held: pins.Pin, snapshot: int | None) -> pins.Pin:
+    """An experiment's existing pin, if it holds the snapshot asked for (None: any)."""
+    if snapshot is not None and held.snapshot_id != snapshot:
+        raise ConfigError(
+            f"experiment {held.name!r} is pinned to snapshot {held.snapshot_id}, not "
+            f"{snapshot} (data.snapshot); `cvcatalog experiments unpin {held.name}` "
+            "first to pin another"
+        )
+    return held
+
+
 def _check_limit(limit: int | None) -> None:
     """A number of rows to list (runs, snapshots): 0 or more."""
     if limit is not None and limit < 0:
@@ -372,7 +383,7 @@ class Catalog:
         *,
         days_back: int | None = None,
         timezone: str | None = None,
-        config: DataSourceConfig | str | Path | None = None,
+        config: IngestConfig | str | Path | None = None,
         **download: Any,
     ) -> DataSourceConfig:
         """Config file (optional) < CVCATALOG_* environment < these arguments.
@@ -437,7 +448,7 @@ class Catalog:
         *,
         days_back: int | None = None,
         timezone: str | None = None,
-        config: DataSourceConfig | str | Path | None = None,
+        config: IngestConfig | str | Path | None = None,
         force_refresh: bool = False,
         progress: Progress | None = None,
         scheduler: Any = None,
@@ -1033,10 +1044,7 @@ class Catalog:
         the lake attached read-only as cv. A lake on S3 also needs httpfs and an S3 secret,
         which holds credentials: write the statements to a private file, never onto a command
         line."""
-        if not self.db.exists():
-            raise CatalogError(f"there is no catalog at {self.paths.root}; ingest something first")
-        if not self.paths.db.exists():
-            self.db.initialise()  # a 0.1 catalog: migrated first
+        self.db.require()  # none: the one line; a 0.1 catalog: migrated first
         steps = [f"LOAD {quote_literal(str(extension_path(x)))};" for x in ("ducklake", "spatial")]
         steps.append(f"{spatial.AXIS_ORDER_SQL};")
         if self.db.lake_url is not None:
@@ -1167,16 +1175,14 @@ class Catalog:
         is, unless it holds another snapshot than the one given (a ConfigError: unpin it
         first). The snapshot never expires and its files stay until `unpin`."""
         table, source, message_type = _lake_table(source, message_type)
+        # every gathering asks: a read answers all but the first (no write, no writer lock)
+        held = self.pin_of(name)
+        if held is not None:
+            return _same_pin(held, snapshot)
         with self.db.write(message=f"pin experiment {name}") as con:
-            held = pins.get(con, name)
+            held = pins.get(con, name)  # pinned by another process meanwhile
             if held is not None:
-                if snapshot is not None and held.snapshot_id != snapshot:
-                    raise ConfigError(
-                        f"experiment {name!r} is pinned to snapshot {held.snapshot_id}, not "
-                        f"{snapshot} (data.snapshot); `cvcatalog experiments unpin {name}` "
-                        "first to pin another"
-                    )
-                return held
+                return _same_pin(held, snapshot)
             kept = lake.snapshots(con)
             if not kept:
                 raise CatalogError("the catalog has no snapshot to pin; ingest something first")
@@ -1243,10 +1249,15 @@ class Catalog:
         profile: str | None = None,
         no_sign_request: bool | None = None,
         on_done: Callable[[Repaired], None] | None = None,
+        config: IngestConfig | str | Path | None = None,
     ) -> list[Repaired]:
         """Mend what verify found: damaged partitions leave the views and damaged dataset
         units are dropped (ops.cache.quarantine_bad), orphans are deleted, then each damaged
-        CV day and dataset input is fetched again (on_done sees each as it finishes)."""
+        CV day and dataset input is fetched again (on_done sees each as it finishes).
+
+        The fetches are ingests: they read `config` (a data-source YAML or config object; its
+        bucket slice is left alone) as ingest does, cache.max_size_gb included, which each
+        keeps at its end (without one: CVCATALOG_* and the defaults, as `cvcatalog ingest`)."""
         out: list[Repaired] = []
 
         def done(item: Repaired) -> None:
@@ -1259,8 +1270,9 @@ class Catalog:
             if r.unit_bytes:
                 options["unit_bytes"] = r.unit_bytes
             ds = self.ingest_dataset(
-                r.dataset, [r.uri], profile=profile, no_sign_request=no_sign_request, **options
-            )
+                r.dataset, [r.uri], profile=profile, no_sign_request=no_sign_request,
+                config=config, **options,
+            )  # fmt: skip
             done(Repaired(f"{r.dataset} {r.uri}", ds.rows, ds.units_failed, ds.units_done))
         for key in report.bad_partitions:
             pk = PartitionKey.parse(key)
@@ -1270,6 +1282,7 @@ class Catalog:
                 pk.day,
                 pk.day,
                 timezone=FOLDER_TIMEZONE[pk.source],
+                config=config,
                 profile=profile,
                 no_sign_request=no_sign_request,
             )

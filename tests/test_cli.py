@@ -332,7 +332,7 @@ _VALID_PAIRS = (
         (["--start", "2021-04-01", "--end", "4/2"],
          "--end must be a date like 2021-04-01, got '4/2'"),
         (["--start", "2021-04-05", "--end", "2021-04-01"],
-         "end 2021-04-01 is before start 2021-04-05"),
+         "end date 2021-04-01 is before start date 2021-04-05"),
         (["--start", "2021-04-01", "--empty-day", "x"],
          "--empty-day must be a date like 2021-04-01, got 'x'"),
         (["--start", "2021-04-01", "--files-per-hour", "0"], "--files-per-hour must be 1 or more, got 0"),
@@ -779,3 +779,9 @@ def test_a_terminal_table_still_fits_the_terminal() -> None:
     assert max(len(line) for line in folded.splitlines()) <= 100
     natural = render(rows, Format.table)
     assert len(natural.splitlines()) == 5 and len(natural.splitlines()[1]) > 30 * 12
+
+
+def test_a_piped_table_keeps_a_title_wider_than_it_on_one_line() -> None:
+    title = "coverage by day (America/New_York)"
+    text = render([], Format.table, columns=["message_type", "day"], title=title)
+    assert text.splitlines()[0].strip() == title

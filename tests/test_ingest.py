@@ -546,6 +546,37 @@ def test_a_new_catalog_fetches_its_first_day_while_its_tables_are_written(
     assert ingest(cat, D1, D2).count("cached") == 2
 
 
+def test_a_new_catalog_over_files_it_does_not_know_removes_them_while_it_is_created(
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day's directory holds files no catalog knows (its catalog file was deleted): the
+    fetch removes them without reading the catalog being created (a read of a catalog that
+    does not exist is an error now, and would fail the day)."""
+    report = seed(s3_client, D1, D1, empty_hour_rate=0)
+    paths = CatalogPaths.at(catalog_dir)
+    stray = paths.root / paths.partition_rel(PartitionKey("wydot", "BSM", D1)) / "old.parquet"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"a file of a deleted catalog")
+    fetched = threading.Event()
+    real_ensure, real_fetch = CatalogDB.ensure_schema, CvPilotDays.fetch
+
+    def ensure_schema(self: CatalogDB) -> None:
+        fetched.wait(10)  # the tables wait for the day's fetch
+        real_ensure(self)
+
+    def fetch(self: CvPilotDays, *args: Any) -> Any:
+        try:
+            return real_fetch(self, *args)
+        finally:
+            fetched.set()
+
+    monkeypatch.setattr(CatalogDB, "ensure_schema", ensure_schema)
+    monkeypatch.setattr(CvPilotDays, "fetch", fetch)
+    s = ingest(Catalog(catalog_dir), D1, D1)
+    assert s.ok and s.count("complete") == 1 and s.rows == report.records, s.as_dict()
+    assert not stray.exists()
+
+
 def test_a_conversion_tells_each_downloaded_object_by_the_bytes_its_download_kept(
     s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

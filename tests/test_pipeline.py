@@ -15,6 +15,7 @@ import pytest
 from cvcatalog.exceptions import CatalogError, ConversionError, TransientFetchError
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.s3 import RetryPolicy
+from cvcatalog.pipeline import run as run_module
 from cvcatalog.pipeline.contract import Plan, RunContext, Source, Staged
 from cvcatalog.pipeline.report import Interrupted, NullProgress, Outcome, Summary, summary_lines
 from cvcatalog.pipeline.run import Runner
@@ -540,3 +541,48 @@ def test_a_source_that_records_a_failure_first_waits_for_the_runs_start(
     s = _run(src, db)
     assert recorded == [True]
     assert s.count("complete") == 1 and s.count("failed") == 1
+
+
+class Noting(NullProgress):
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+def test_the_end_of_run_eviction_follows_a_run_that_ended_and_never_hides_its_error(
+    db: CatalogDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner keeps the catalog within the source's max_size_gb after a run that ended;
+    a run stopped by an error or Ctrl-C ends with that error alone (an eviction after it could
+    wait out a lock again, or replace it), and an eviction's own failure is a note."""
+    calls: list[set[str]] = []
+
+    def evict(db: CatalogDB, max_size_gb: float, protect: set[str] | None = None) -> list[str]:
+        calls.append(set(protect or ()))
+        return ["x"]
+
+    monkeypatch.setattr(run_module, "evict_to_size", evict)
+    src = Letters(db, "ab")
+    src.max_size_gb = 1.0
+    s = _run(src, db)
+    assert s.ok and s.evicted == ["x"] and len(calls) == 1
+
+    stopped = Letters(db, "cd")
+    stopped.max_size_gb = 1.0
+    stopped.convert_errors["c"] = KeyboardInterrupt()
+    with pytest.raises(Interrupted):
+        Runner(stopped, db, retry=RetryPolicy(attempts=1)).run()
+    assert len(calls) == 1  # none after the interrupt
+
+    def broken(db: CatalogDB, max_size_gb: float, protect: set[str] | None = None) -> list[str]:
+        raise duckdb.IOException("IO Error: disk on fire\nmore")
+
+    monkeypatch.setattr(run_module, "evict_to_size", broken)
+    notes = Noting()
+    last = Letters(db, "cdef")
+    last.max_size_gb = 1.0
+    s = _run(last, db, progress=notes)
+    assert s.ok and s.count("complete") >= 1
+    assert "eviction skipped: IO Error: disk on fire" in notes.notes

@@ -322,6 +322,31 @@ def test_cache_verify_reports_and_repair_refetches(
     assert r.exit_code == 0 and "0 mismatched, 0 missing, 0 orphans" in r.output
 
 
+def test_a_repair_reads_the_config_an_ingest_reads(
+    fault_proxy: FaultProxy, s3_client: Any, catalog_dir: Path, tmp_path: Path
+) -> None:
+    """`cache verify --repair --config FILE`: the re-fetch is an ingest of the file's settings,
+    its cache.max_size_gb kept at the end (the day it restores is never the one evicted)."""
+    seed(s3_client)
+    cat = Catalog(catalog_dir)
+    assert cat.ingest("wydot", "BSM", D1, D2, timezone="UTC", **DOWNLOAD).ok
+    _data_files(cat, DAY2)[0].unlink()
+    # without a config: the default limit, far above these two days; both stay
+    r = _cli("cache", "verify", "--repair", "--catalog", str(catalog_dir))
+    assert r.exit_code == 0, r.output
+    assert set(cat.query("select distinct date::VARCHAR as d from wydot_bsm").d) == {
+        str(D1), str(D2)
+    }
+    _data_files(cat, DAY2)[0].unlink()
+    small = tmp_path / "small.yml"
+    small.write_text("cache:\n  max_size_gb: 0.000001\n")
+    r = _cli("cache", "verify", "--repair", "--catalog", str(catalog_dir), "--config", str(small))
+    assert r.exit_code == 0, r.output
+    assert f"re-fetched {DAY2}" in r.output
+    # the file's limit: the other day went, the repaired one stays
+    assert set(cat.query("select distinct date::VARCHAR as d from wydot_bsm").d) == {str(D2)}
+
+
 @pytest.mark.slow
 def test_repair_that_cannot_refetch_fails_loudly_and_hides_the_day(
     fault_proxy: FaultProxy, s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch

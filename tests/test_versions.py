@@ -388,6 +388,12 @@ def test_an_experiment_fixed_to_a_snapshot_is_pinned_to_it(
     assert pin is not None and shown["digest"] == pin.digest
     assert [p["name"] for p in cat.pinned()] == ["fixed_s2"]
 
+    # a later gathering only reads: no commit (a commit replaces the catalog file), so it
+    # works on a catalog the user cannot write and never waits for an ingest's commits
+    before = cat.paths.db.stat().st_ino
+    assert len(CatalogGatherer(fixed, cat).gather_data().get_gathered_data()) == want
+    assert cat.paths.db.stat().st_ino == before
+
     # kept: retention does not expire it while it is pinned
     cat.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
     assert len(CatalogGatherer(fixed, cat).gather_data().get_gathered_data()) == want

@@ -616,12 +616,7 @@ def shell(catalog: CatalogOpt = None) -> None:
     name: select count(*) from wydot_bsm). It never blocks an ingest. A local catalog only:
     a published one's stored views are its publisher's SQL, which only cvcatalog's own
     reader (`query --catalog s3://...`) keeps from running."""
-    if is_remote(catalog) or (catalog is None and is_remote(os.environ.get("CVCATALOG_HOME"))):
-        raise CatalogError(
-            "`cvcatalog shell` opens a local catalog; query a published one with "
-            "`cvcatalog query --catalog s3://...`"
-        )
-    cat = open_catalog(catalog)
+    cat = _local_catalog(catalog, "`cvcatalog shell` opens a local catalog")
     exe = shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
     if exe is None:
         raise CatalogError("the DuckDB CLI is not installed (pip install duckdb-cli==1.5.5)")
@@ -643,6 +638,15 @@ def shell(catalog: CatalogOpt = None) -> None:
         finally:
             signal.signal(signal.SIGINT, previous)
     raise typer.Exit(code)
+
+
+def _local_catalog(catalog: str | None, why: str) -> Catalog:
+    """A local catalog for a command that hands it to DuckDB itself (shell, sql session): a
+    published one's stored views are its publisher's SQL, which only cvcatalog's own reader
+    (`query --catalog s3://...`) keeps from running."""
+    if is_remote(catalog) or (catalog is None and is_remote(os.environ.get("CVCATALOG_HOME"))):
+        raise CatalogError(f"{why}; query a published one with `cvcatalog query --catalog s3://...`")
+    return open_catalog(catalog)
 
 
 @app.command()
@@ -768,9 +772,17 @@ def cache_verify(
     fmt: FormatOpt = Format.table,
     profile: Annotated[str | None, typer.Option("--profile")] = None,
     no_sign_request: Annotated[bool | None, typer.Option("--no-sign-request")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="The data-source YAML the repair's fetches read, as ingest does "
+            "(download settings, cache.max_size_gb kept at their end)",
+        ),
+    ] = None,
 ) -> None:
     """Re-hash every cached file against the manifest's SHA-256."""
-    cat = open_catalog(catalog)
+    cat = open_catalog(catalog, config)
     report = cat.verify()
     emit(report.rows(), fmt, columns=["problem", "path"])
     say(
@@ -787,7 +799,9 @@ def cache_verify(
         units = f" ({r.units} units)" if r.units is not None else ""
         say(f"re-fetched {r.what}{units}: {r.rows:,} rows", fmt)
 
-    done = cat.repair(report, profile=profile, no_sign_request=no_sign_request, on_done=show)
+    done = cat.repair(
+        report, profile=profile, no_sign_request=no_sign_request, on_done=show, config=config
+    )
     failures = sum(r.failed for r in done)
     if failures:
         raise typer.Exit(1)
@@ -1663,12 +1677,7 @@ def sql_session(catalog: CatalogOpt = None) -> None:
     packages (a plain `LOAD ducklake` would download it), the lake attached read-only as cv.
     A lake on S3 also needs an S3 secret, which holds credentials and is never printed: use
     `cvcatalog shell`, or `Catalog.shell_sql()` in Python."""
-    if is_remote(catalog) or (catalog is None and is_remote(os.environ.get("CVCATALOG_HOME"))):
-        raise CatalogError(
-            "a published catalog's stored SQL is its publisher's; query it with "
-            "`cvcatalog query --catalog s3://...`"
-        )
-    cat = open_catalog(catalog)
+    cat = _local_catalog(catalog, "a published catalog's stored SQL is its publisher's")
     if cat.db.lake_url is not None:
         raise CatalogError(
             "this catalog's lake is on S3: its session needs an S3 secret (credentials), "

@@ -81,6 +81,8 @@ def render(
     for r in rows:
         table.add_row(*("" if r.get(c) is None else str(_plain(r.get(c))) for c in cols))
     if width is None:
+        # a title is folded to its table's width: a table as wide as its title keeps it whole
+        table.min_width = len(title or "") or None
         width = Console(file=io.StringIO(), width=_UNBOUNDED).measure(table).maximum
     console = Console(file=io.StringIO(), width=width, record=True)
     console.print(table)

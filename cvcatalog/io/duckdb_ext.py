@@ -210,7 +210,7 @@ def s3_settings(endpoint: str | None, region: str | None) -> S3Settings:
     except ValueError as e:  # a port out of range or not a number, a broken IPv6 address
         raise ConfigError(invalid_endpoint_message(endpoint, str(e).lower())) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"the S3 endpoint {endpoint!r} is not an http(s) URL")
+        raise ConfigError(invalid_endpoint_message(endpoint))
     host = parts.hostname if port is None else f"{parts.hostname}:{port}"
     return S3Settings(region or DEFAULT_REGION, host, parts.scheme == "https", "path")
 

@@ -28,7 +28,7 @@ source reads no state before it appears), then records the run's start there; th
 waits for both, and an error of either ends the run. A run into an existing catalog brings its
 tables up to date first (ensure_schema), as does a source that records idle runs.
 
-A run that had work ends, even when stopped, by keeping the catalog within its source's
+A run that had work and was not stopped ends by keeping the catalog within its source's
 `max_size_gb` (cache.max_size_gb): the one LRU eviction (state.eviction.evict_to_size, as
 `cache evict`) over every source's bytes, sparing what the run asked for (Source.protected),
 once the source's session (and its locks) is over; what went is the summary's `evicted`.
@@ -144,13 +144,12 @@ class Runner(Generic[U]):
                 # (and a source's own write: RunContext.started) waits for both.
                 self._creator = ThreadPoolExecutor(1, thread_name_prefix="catalog-create")
                 self._creating = self._creator.submit(self.db.ensure_schema)
-            try:
-                with src.session(run):
-                    return self._run(run)
-            finally:
-                # after the session, whose locks are then released (a dataset's load lock: its
-                # inputs are evictable like any other source's)
-                self._evict(run)
+            with src.session(run):
+                done = self._run(run)
+            # after the session, whose locks are then released (a dataset's load lock: its
+            # inputs are evictable like any other source's)
+            self._evict(run)
+            return done
         except KeyboardInterrupt as e:  # Ctrl-C, whenever: the summary goes with it
             summary.interrupted = True
             raise Interrupted(summary) from e
@@ -214,17 +213,19 @@ class Runner(Generic[U]):
         return s
 
     def _evict(self, run: RunContext) -> None:
-        """After a run that had work, even one stopped: the catalog kept within the source's
-        max_size_gb, least recently used data of every source evicted first
-        (state.eviction.evict_to_size, what `cache evict` does), never what the run asked for
-        (Source.protected); what went is the summary's `evicted`."""
+        """After a run that had work and ended (not one stopped by an error or Ctrl-C: its
+        error is the user's line, and the next run or `cache evict` keeps the limit): the
+        catalog kept within the source's max_size_gb, least recently used data of every source
+        evicted first (state.eviction.evict_to_size, what `cache evict` does), never what the
+        run asked for (Source.protected); what went is the summary's `evicted`."""
         src = self.source
         if src.max_size_gb is None or not self._had_work or not self.db.exists():
-            return  # (a new catalog that could not be created holds nothing)
+            return
         try:
             run.summary.evicted += evict_to_size(self.db, src.max_size_gb, protect=src.protected())
-        except CvCatalogError as e:  # the run's data is committed; the next run tries again
-            self.progress.note(f"eviction skipped: {e}")
+        except Exception as e:  # the run's data is committed; the next run tries again
+            why = str(e).strip().splitlines()
+            self.progress.note(f"eviction skipped: {why[0] if why else type(e).__name__}")
 
     # -- scheduling -------------------------------------------------------------------------
     def _execute(self, todo: list[U], run: RunContext) -> None:

@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from cvcatalog.config import check_day_order
 from cvcatalog.exceptions import ConfigError, CvCatalogError, SandboxError
 from cvcatalog.io.s3 import Retrier, classify_error, translate_error
 from cvcatalog.sandbox import replica_nycdot, replica_thea, replica_wydot_bsm, replica_wydot_tim
@@ -65,8 +66,7 @@ GENERATORS: dict[tuple[str, str], HourGenerator] = {
 
 def validate_spec(spec: ReplicaSpec) -> None:
     """Fail early, with a one-line ConfigError, on anything the generators cannot honour."""
-    if spec.end < spec.start:
-        raise ConfigError(f"end {spec.end} is before start {spec.start}")
+    check_day_order(spec.start, spec.end)
     for source in spec.sources:
         for mtype in spec.message_types:
             if mtype not in VALID_TYPES.get(source, ()):

@@ -832,8 +832,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         ]
         if not strays:
             return
-        with self.db.read() as con:
-            known = self.db.lake_files(con)
+        known: set[str] = set()  # a catalog still being created knows no file yet
+        if self.db.exists():
+            with self.db.read() as con:
+                known = self.db.lake_files(con)
         for rel in strays:
             if rel not in known:
                 store.delete(rel)

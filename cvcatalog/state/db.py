@@ -256,7 +256,7 @@ class CatalogDB:
     def exists(self) -> bool:
         return self.paths.db.exists() or self.paths.legacy_db.exists()
 
-    def _require(self) -> None:
+    def require(self) -> None:
         """Before a read: a catalog written by cvcatalog 0.1 is migrated first; where there is
         no catalog at all, a read creates none (no_catalog)."""
         if self.paths.db.exists():
@@ -291,7 +291,7 @@ class CatalogDB:
         scratch: the default database is an in-memory one (temporary tables, COPY TO).
         at: the lake's tables and views as they were at that snapshot or time (time travel;
         the state tables are always current)."""
-        self._require()
+        self.require()
         if scratch or at is not None:  # its own instance: its lake and memory stay its own
             con = self._open(self.paths.db, read_only=True)
             try:
@@ -434,7 +434,7 @@ class CatalogDB:
     def _session(self, *, with_lake: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
         """read()'s and read_state()'s connection: a cursor of the reader instance, counted
         while open (a subclass with its own connect() overrides this too)."""
-        self._require()
+        self.require()
         hub, con = self._cursor(block=True, with_lake=with_lake)
         try:
             con.execute(f"USE {STATE_DB}")
