@@ -31,6 +31,7 @@ from cvcatalog.config import (
     check_day_order,
     check_source_type,
     check_timezone,
+    download_config,
     load_yaml,
 )
 from cvcatalog.datasets import DATASETS, source_filter
@@ -1810,8 +1811,8 @@ class RemoteCatalog(Catalog):
         cache_dir: str | Path | None = None,
     ) -> None:
         self.location = S3Location.parse(str(path))
-        self.s3_config = DownloadConfig(
-            profile=profile, no_sign_request=bool(no_sign_request), endpoint_url=endpoint_url
+        self.s3_config = download_config(
+            profile=profile, no_sign_request=no_sign_request, endpoint_url=endpoint_url
         )
         directory = (
             Path(cache_dir)

@@ -275,6 +275,18 @@ def cache_config(config: str | Path | None = None, **overrides: Any) -> CacheCon
         raise ConfigError(format_validation_error(e, str(config or "arguments"))) from None
 
 
+def download_config(**overrides: Any) -> DownloadConfig:
+    """The download settings of a reader that takes no config file (a published catalog's, an
+    s3:// input without an ingest's client): CVCATALOG_DOWNLOAD__*, then overrides (None: not
+    given), checked as an ingest checks them."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    merged = deep_merge(env_overrides().get("download") or {}, given)
+    try:
+        return DownloadConfig.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, "environment")) from None
+
+
 class IngestConfig(_Strict):
     """What every ingest reads from its config (YAML, then CVCATALOG_* environment, then flags),
     whatever its source: where the catalog is and how it is kept (cache), how S3 is reached

@@ -17,8 +17,9 @@ from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, 
 from clilines import one_line, point_s3_at
 from typer.testing import CliRunner
 
+from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
-from cvcatalog.exceptions import EndpointUnreachableError, S3Error
+from cvcatalog.exceptions import ConfigError, EndpointUnreachableError, S3Error
 from cvcatalog.io.duckdb_ext import s3_connection
 from cvcatalog.io.s3 import ErrorKind, as_s3_error, classify_error, translate_error
 
@@ -181,3 +182,19 @@ def test_a_dropped_connection_fails_the_request_not_the_endpoint() -> None:
     slow = ReadTimeoutError(endpoint_url="http://127.0.0.1:9/bucket/key")
     info = classify_error(slow)
     assert info is not None and not info.unreachable and "timeout" in info.reason.lower()
+
+
+def test_a_published_catalogs_reader_takes_the_download_settings_of_the_environment(
+    nowhere: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CVCATALOG_DOWNLOAD__* applies to every S3 reader, a published catalog's too (it took the
+    defaults: 1 s between retries)."""
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__RETRY_ATTEMPTS", "1")
+    cat = Catalog("s3://published/cat", profile=None)
+    assert (cat.s3_config.retry_delay_seconds, cat.s3_config.retry_attempts) == (0, 1)
+    assert one_line("query", "--catalog", "s3://published/cat", "select 1") == (
+        expected_line(nowhere, attempts=2)
+    )
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__RETRY_ATTEMPTS", "many")
+    with pytest.raises(ConfigError, match="retry_attempts"):
+        Catalog("s3://published/cat")

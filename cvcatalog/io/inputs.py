@@ -21,7 +21,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-from cvcatalog.config import DownloadConfig
+from cvcatalog.config import download_config
 from cvcatalog.exceptions import (
     ConfigError,
     CvCatalogError,
@@ -292,7 +292,7 @@ def open_input(
         return HttpInput(uri, timeout)
     if scheme == "s3":
         if s3_client is None:
-            s3_client = make_client(DownloadConfig())
+            s3_client = make_client(download_config())
         return S3Input(uri, s3_client, limiter)
     if scheme in ("", "file") or len(scheme) == 1:  # len 1: a Windows drive letter
         path = urllib.parse.urlparse(uri).path if scheme == "file" else uri
