@@ -53,6 +53,9 @@ def test_request_log(tmp_path: Path) -> None:
     assert classify_request("GET", "/bucket/") == "LIST"
 
 
+# ~17 s, the suite's longest: the bench harness (`make bench`) runs in `make test-all`, beside
+# test_bench_targets.py's tiny run of the issue targets' harness, which `make test` keeps
+@pytest.mark.slow
 def test_benchmark_smoke(tmp_path: Path) -> None:
     """The whole harness on ~2,000 records; outputs agree; the warm re-run GETs nothing."""
     out = tmp_path / "results"

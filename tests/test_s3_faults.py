@@ -331,13 +331,6 @@ def test_a_repair_reads_the_config_an_ingest_reads(
     cat = Catalog(catalog_dir)
     assert cat.ingest("wydot", "BSM", D1, D2, timezone="UTC", **DOWNLOAD).ok
     _data_files(cat, DAY2)[0].unlink()
-    # without a config: the default limit, far above these two days; both stay
-    r = _cli("cache", "verify", "--repair", "--catalog", str(catalog_dir))
-    assert r.exit_code == 0, r.output
-    assert set(cat.query("select distinct date::VARCHAR as d from wydot_bsm").d) == {
-        str(D1), str(D2)
-    }
-    _data_files(cat, DAY2)[0].unlink()
     small = tmp_path / "small.yml"
     small.write_text("cache:\n  max_size_gb: 0.000001\n")
     r = _cli("cache", "verify", "--repair", "--catalog", str(catalog_dir), "--config", str(small))
