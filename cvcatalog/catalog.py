@@ -1205,6 +1205,11 @@ class Catalog:
             pins.put(con, pin)
         return pin
 
+    def writable(self) -> bool:
+        """Whether this process may write the catalog (a commit renames a copy in its
+        directory): a shared catalog may be readable only."""
+        return os.access(self.paths.root, os.W_OK | os.X_OK)
+
     def pin_of(self, name: str) -> pins.Pin | None:
         with self.db.read() as con:
             return pins.get(con, name)

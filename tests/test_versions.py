@@ -558,3 +558,27 @@ def test_a_canonical_version_that_adds_a_column_evolves_without_rewrites(
     assert any("converted again" in n and "2 day(s)" in n for n in notes), notes
     again = cat.query("select count(lane_label) as h, count(*) as n from wydot_bsm")
     assert again.h[0] == again.n[0]
+
+
+def test_an_experiment_fixed_to_a_snapshot_reads_a_catalog_it_cannot_write(
+    history: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared catalog this user may only read: data.snapshot reads that snapshot without a
+    pin (a pin is a commit), as on a published catalog."""
+    home = tmp_path / "catalog"
+    shutil.copytree(history["cat"].paths.root, home)
+    cat = Catalog(home)
+    _s3, s2, _s1 = _ingest_snapshots(cat)
+    path = tmp_path / "shared.yml"
+    path.write_text(
+        "experiment: {name: shared}\n"
+        "data:\n  source: wydot\n  message_type: BSM\n"
+        f"  date_range: {{start_date: {D1}, end_date: {D2}, timezone: UTC}}\n"
+        f"  snapshot: {s2['snapshot_id']}\n"
+        "output: {column_names: canonical}\n"
+    )
+    monkeypatch.setattr(Catalog, "writable", lambda self: False)
+    before = cat.paths.db.stat().st_ino
+    frame = CatalogGatherer(path, cat).gather_data().get_gathered_data()
+    assert len(frame) == int(history["after2"].n.sum())
+    assert cat.pin_of("shared") is None and cat.paths.db.stat().st_ino == before

@@ -227,13 +227,16 @@ class Experiment:
     def snapshot(self) -> int | None:
         """The snapshot the experiment reads, pinned under its name on the first gathering
         (`cvcatalog experiments show|unpin`): data.snapshot, or with data.pin the snapshot
-        current then; None (neither): the current catalog. A published catalog is read-only:
-        data.snapshot is read there without a pin (its snapshots are its publisher's)."""
+        current then; None (neither): the current catalog. A published catalog, or one this
+        user cannot write, is read-only: data.snapshot is read there without a pin (its
+        snapshots are its publisher's, or its owner's)."""
         d = self.config.data
         if d.snapshot is None and not d.pin:
             return None
-        if d.snapshot is not None and isinstance(self.catalog, RemoteCatalog):
-            return d.snapshot
+        if d.snapshot is not None and (
+            isinstance(self.catalog, RemoteCatalog) or not self.catalog.writable()
+        ):
+            return d.snapshot  # read as it is: a pin would write a catalog this user cannot
         pin = self.catalog.pin(self.name, d.source, d.message_type, snapshot=d.snapshot)
         return pin.snapshot_id
 
