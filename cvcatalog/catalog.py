@@ -31,7 +31,9 @@ from cvcatalog.config import (
     check_day_order,
     check_source_type,
     check_timezone,
+    deep_merge,
     download_config,
+    env_overrides,
     load_yaml,
 )
 from cvcatalog.datasets import DATASETS, source_filter
@@ -88,6 +90,12 @@ def _as_date(value: date | str | None, what: str) -> date | None:
         return date.fromisoformat(str(value))
     except ValueError:
         raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
+
+
+def _require_run(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    row = con.execute("SELECT count(*) FROM ingest_runs WHERE run_id = ?", [run_id]).fetchone()
+    if not row or not row[0]:
+        raise CatalogError(f"no ingest run {run_id!r} in this catalog (see `cvcatalog runs`)")
 
 
 def _same_pin(held: pins.Pin, snapshot: int | None) -> pins.Pin:
@@ -394,17 +402,22 @@ class Catalog:
         data, origin, overrides = self._settings(config, download)
         if days_back is not None and (start is not None or end is not None):
             raise ConfigError("give start (and end) or days_back, not both")
-        dr = dict(data.get("date_range") or {})
-        if start is not None or end is not None:
-            dr.pop("days_back", None)
-            dr.update(start_date=start, end_date=end)
-        if days_back is not None:
-            dr.pop("start_date", None)
-            dr.pop("end_date", None)
-            dr["days_back"] = days_back
-        if timezone is not None:
-            dr["timezone"] = timezone
-        data["date_range"] = dr
+        if start is not None or end is not None or days_back is not None or timezone is not None:
+            # the range given here is the range (config.WHOLE): its days replace the file's and
+            # the environment's (days_back or dates), whose time zone it keeps unless given
+            dr = deep_merge(
+                dict(data.get("date_range") or {}), env_overrides().get("date_range") or {}
+            )
+            if start is not None or end is not None:
+                dr.pop("days_back", None)
+                dr.update(start_date=start, end_date=end)
+            if days_back is not None:
+                dr.pop("start_date", None)
+                dr.pop("end_date", None)
+                dr["days_back"] = days_back
+            if timezone is not None:
+                dr["timezone"] = timezone
+            overrides["date_range"] = dr
         overrides.update(source=source, message_type=message_type)
         return build(DataSourceConfig, data, overrides, origin)
 
@@ -1066,7 +1079,14 @@ class Catalog:
         """Quarantined records and kept warnings per rule and partition of one ingest run."""
         source, message_type = source_filter(source, message_type)
         with self.db.read() as con:
+            if run_id is not None:
+                _require_run(con, run_id)
             return manifest.validation_report(con, run_id, source, message_type)
+
+    def require_run(self, run_id: str) -> None:
+        """One line when the catalog recorded no ingest run `run_id` (a mistyped id)."""
+        with self.db.read() as con:
+            _require_run(con, run_id)
 
     def runs(
         self, limit: int = 20, source: str | None = None, message_type: str | None = None

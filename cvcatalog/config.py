@@ -402,11 +402,20 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 C = TypeVar("C", bound=IngestConfig)
 
 
+#: sections an override replaces whole: a day range given as flags is the range, whatever the
+#: file or the environment says of its days (a days_back beside it would be a conflict)
+WHOLE = ("date_range",)
+
+
 def build(model: type[C], data: dict[str, Any], overrides: dict[str, Any], origin: str) -> C:
-    """data (a YAML file's) < CVCATALOG_* environment < overrides, validated as model; the
-    keys model ignores (IngestConfig.ignored) are dropped first."""
+    """data (a YAML file's) < CVCATALOG_* environment < overrides, validated as model; a
+    section in WHOLE given by the overrides replaces the lower levels' whole; the keys model
+    ignores (IngestConfig.ignored) are dropped first."""
     env = env_overrides()
     merged = deep_merge(deep_merge(data, env), overrides)
+    for key in WHOLE:
+        if key in overrides:  # given whole (e.g. --start/--end): nothing of a lower level
+            merged[key] = overrides[key]
     for key in model.ignored:
         merged.pop(key, None)
     try:

@@ -440,6 +440,11 @@ def test_validation_report_counts_each_rule(s3_client: Any, catalog_dir: Path) -
     assert json.loads(r.output)[0]["status"] == "ok"
     r = run("report", "validation", "--catalog", cat)
     assert r.exit_code == 0 and f"{rep.malformed} quarantined" in r.output
+    # a run id the catalog does not know is a mistake, not an empty report
+    for args in (["report", "validation", "--run", "NOPE"], ["runs", "show", "NOPE"]):
+        r = run(*args, "--catalog", cat)
+        assert r.exit_code == 1
+        assert r.output == "error: no ingest run 'NOPE' in this catalog (see `cvcatalog runs`)\n"
 
 
 def test_union_view_spans_every_bsm_source(seeded: Any, catalog_dir: Path) -> None:

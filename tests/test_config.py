@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cvcatalog.catalog import Catalog
 from cvcatalog.config import MAX_WORKERS, DataSourceConfig, DownloadConfig
 from cvcatalog.exceptions import ConfigError
 
@@ -119,3 +120,37 @@ def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
     p = write(tmp_path, "source: !!python/object/apply:os.system ['true']\nmessage_type: BSM\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         DataSourceConfig.from_yaml(p)
+
+
+def test_a_day_range_given_as_flags_beats_the_environment_and_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """YAML < CVCATALOG_DATE_RANGE__* < flags, also for the days (the environment's days beat
+    the flags': an ingest fetched the wrong day)."""
+    yml = tmp_path / "q.yml"
+    yml.write_text(
+        "source: wydot\nmessage_type: BSM\n"
+        "date_range: {start_date: 2021-04-01, end_date: 2021-04-01}\n"
+    )
+    cat = Catalog(tmp_path / "catalog")
+    monkeypatch.setenv("CVCATALOG_DATE_RANGE__START_DATE", "2021-04-03")
+    monkeypatch.setenv("CVCATALOG_DATE_RANGE__END_DATE", "2021-04-03")
+    monkeypatch.setenv("CVCATALOG_DATE_RANGE__TIMEZONE", "America/Denver")
+    # no flags: the environment beats the file
+    dr = cat.config("wydot", "BSM", config=yml).date_range
+    assert (dr.start_date, dr.end_date, dr.timezone) == (
+        date(2021, 4, 3), date(2021, 4, 3), "America/Denver"
+    )
+    # flags beat both; the time zone the flags do not give stays the environment's
+    dr = cat.config("wydot", "BSM", "2021-04-02", "2021-04-02", config=yml).date_range
+    assert (dr.start_date, dr.end_date, dr.timezone) == (
+        date(2021, 4, 2), date(2021, 4, 2), "America/Denver"
+    )
+    given = cat.config("wydot", "BSM", "2021-04-02", config=yml, timezone="UTC")
+    assert given.date_range.timezone == "UTC"
+    # days_back in the environment, dates as flags: the flags' range, no conflict
+    monkeypatch.delenv("CVCATALOG_DATE_RANGE__START_DATE")
+    monkeypatch.delenv("CVCATALOG_DATE_RANGE__END_DATE")
+    monkeypatch.setenv("CVCATALOG_DATE_RANGE__DAYS_BACK", "2")
+    dr = cat.config("wydot", "BSM", "2021-04-02", "2021-04-02", config=yml).date_range
+    assert (dr.start_date, dr.days_back) == (date(2021, 4, 2), None)

@@ -1071,8 +1071,7 @@ def runs_show(
     """The partitions whose current version this run wrote (--objects: its S3 objects with
     their ETags), and the snapshots it committed (lineage: `query --snapshot ID`)."""
     cat = open_catalog(catalog)
-    if cat.query("SELECT count(*) AS n FROM ingest_runs WHERE run_id = ?", [run_id]).n[0] == 0:
-        raise CvCatalogError(f"no ingest run {run_id!r} in this catalog (see `cvcatalog runs`)")
+    cat.require_run(run_id)
     if objects:
         rows = cat.run_objects(run_id)
         emit(rows, fmt, columns=["source_key", "etag", "size", "partition"])
