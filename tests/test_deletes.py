@@ -171,3 +171,18 @@ def test_verify_and_compaction_after_deletes(changed: dict[str, Any], tmp_path: 
     oracle = changed["oracle3"].sort_values(["source_key", "generated_at", "speed_mps"])
     pd.testing.assert_frame_equal(_frame(copy), oracle.reset_index(drop=True), check_dtype=False)
     assert copy.verify().clean  # the compaction's commit moved the lake to the copy
+
+
+def test_a_file_that_ends_after_some_of_its_rows_were_deleted_counts_only_the_rest(
+    changed: dict[str, Any], tmp_path: Path
+) -> None:
+    """`snapshots`' rows_removed: a kept file whose rows an earlier merge deleted, ended later
+    (here by --force-refresh), removes only the rows it still showed (the deleted ones were
+    counted by the snapshot that deleted them: they were counted twice)."""
+    cat = Catalog(tmp_path / "catalog")
+    shutil.copytree(changed["cat"].paths.root, cat.paths.root)
+    showing = int(cat.query("select count(*) as n from wydot_bsm").n[0])
+    run = _ingest(cat, force_refresh=True)
+    snap = next(s for s in cat.snapshots() if s["run_id"] == run)
+    assert snap["rows_removed"] == showing
+    assert snap["rows_added"] == int(cat.query("select count(*) as n from wydot_bsm").n[0])

@@ -467,9 +467,19 @@ def snapshots(con: duckdb.DuckDBPyConnection) -> list[Snapshot]:
                 for table, n in (json.loads(extra).get("deleted") or {}).items():
                     out[sid].removed[str(table)] = int(n)
     names = "(SELECT table_id, any_value(table_name) AS table_name FROM ducklake_table GROUP BY 1)"
-    for column, into in (("begin_snapshot", "added"), ("end_snapshot", "removed")):
+    # a file that ends removes the rows it still shows: its rows less those its delete file (the
+    # one in effect until then) had deleted, which the snapshot that deleted them counted
+    deleted_before = (
+        "(SELECT sum(d.delete_count) FROM ducklake_delete_file d "
+        "WHERE d.data_file_id = f.data_file_id AND d.begin_snapshot < f.end_snapshot "
+        "AND (d.end_snapshot IS NULL OR d.end_snapshot >= f.end_snapshot))"
+    )
+    for column, into, rows in (
+        ("begin_snapshot", "added", "f.record_count"),
+        ("end_snapshot", "removed", f"f.record_count - coalesce({deleted_before}, 0)"),
+    ):
         changed = con.execute(
-            f"SELECT f.{column}, t.table_name, sum(f.record_count) FROM ducklake_data_file f "
+            f"SELECT f.{column}, t.table_name, sum({rows}) FROM ducklake_data_file f "
             f"JOIN {names} t USING (table_id) WHERE f.{column} IS NOT NULL GROUP BY ALL"
         ).fetchall()
         for sid, table, n in changed:
