@@ -474,12 +474,12 @@ def snapshots(con: duckdb.DuckDBPyConnection) -> list[Snapshot]:
         "WHERE d.data_file_id = f.data_file_id AND d.begin_snapshot < f.end_snapshot "
         "AND (d.end_snapshot IS NULL OR d.end_snapshot >= f.end_snapshot))"
     )
-    for column, into, rows in (
+    for column, into, counted in (
         ("begin_snapshot", "added", "f.record_count"),
         ("end_snapshot", "removed", f"f.record_count - coalesce({deleted_before}, 0)"),
     ):
         changed = con.execute(
-            f"SELECT f.{column}, t.table_name, sum({rows}) FROM ducklake_data_file f "
+            f"SELECT f.{column}, t.table_name, sum({counted}) FROM ducklake_data_file f "
             f"JOIN {names} t USING (table_id) WHERE f.{column} IS NOT NULL GROUP BY ALL"
         ).fetchall()
         for sid, table, n in changed:
