@@ -30,11 +30,11 @@ from cvcatalog.config import (
     build,
     check_day_order,
     check_source_type,
-    check_timezone,
     deep_merge,
     download_config,
     env_overrides,
     load_yaml,
+    timezone_arg,
 )
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.datasets.base import Dataset
@@ -713,7 +713,7 @@ class Catalog:
             s = s or min((p.date for p in parts.values()), default=date.today())
             e = e or max((p.date for p in parts.values()), default=s)
             wanted = {
-                k.key for k in partitions_for(source, message_type, s, e, check_timezone(timezone))
+                k.key for k in partitions_for(source, message_type, s, e, timezone_arg(timezone))
             }
         return [
             p
@@ -745,7 +745,9 @@ class Catalog:
         One Dask partition per catalog partition (a CV Pilot folder day; a dataset's
         location/date directory, e.g. NGSIM: `to_dask("ngsim", start=..., location="i-80")`);
         only those partitions' files are ever opened. With start/end, rows are also cut to
-        the exact local-time window (a Denver day is 06:00-06:00 UTC). `filters` are pyarrow
+        the exact local-time window (a Denver day is 06:00-06:00 UTC); a start alone reads
+        from that day on, an end alone up to it (an ingest's, an export's or a split's start
+        alone is that one day). `filters` are pyarrow
         conjunctions ((column, op, value) tuples, canonical column names in either naming):
         the ones on partition columns (date, location, ...) choose partitions, the others are
         pushed into the Parquet reads.
@@ -814,7 +816,7 @@ class Catalog:
                 lo = s or min((p.day for p in parts), default=e)
                 hi = e or max((p.day for p in parts), default=s)
                 assert lo is not None and hi is not None
-                wanted = set(partitions_for(source, message_type, lo, hi, check_timezone(timezone)))
+                wanted = set(partitions_for(source, message_type, lo, hi, timezone_arg(timezone)))
                 parts = [p for p in parts if p in wanted]
         keyed = [
             (
@@ -892,7 +894,7 @@ class Catalog:
             sites = [location] if isinstance(location, str) else list(location)
             wanted.append(("location", "in", [ds.partition_value("location", x) for x in sites]))
         s, e = _day_range(start, end)
-        tz = check_timezone(timezone)
+        tz = timezone_arg(timezone)
         window = None
         if s is not None or e is not None:
             window = utc_window(s or e, e or s, tz)  # type: ignore[arg-type]
@@ -1495,7 +1497,9 @@ class Catalog:
             raise ConfigError(f"split by 'vehicle' or 'trip', not {by!r}")
         splits.check_fractions(fractions)
         rel = splits.relation(source, message_type)
-        window = splits.window_of(*_day_range(start, end), check_timezone(timezone))
+        if start is not None and end is None:  # one day, as --end defaults to --start
+            end = start
+        window = splits.window_of(*_day_range(start, end), timezone_arg(timezone))
         sql, params = splits.group_sizes_sql(rel, by, window)
         groups = self.query(sql, params, snapshot=snapshot)
         return splits.plan(groups, by, fractions, seed), groups
@@ -1521,6 +1525,8 @@ class Catalog:
         one group's size. Other keyword arguments (columns, naming, location, ...) go to
         to_dask; fractions are planned on the window's rows before `filters`
         (cvcatalog/read/splits.py, docs/ml.md)."""
+        if start is not None and end is None:  # one day, as --end defaults to --start
+            end = start
         the_plan, groups = self.split_plan(
             source, message_type, start, end, by=by, fractions=fractions, seed=seed,
             timezone=timezone, snapshot=snapshot,

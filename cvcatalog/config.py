@@ -57,6 +57,15 @@ def check_day_order(start: date, end: date) -> None:
         raise ConfigError(f"end date {end} is before start date {start}")
 
 
+def timezone_arg(tz: str) -> str:
+    """A time zone given as an argument (an API's, a flag's): check_timezone's check, one
+    ConfigError line."""
+    try:
+        return check_timezone(tz)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def check_timezone(tz: str) -> str:
     try:
         ZoneInfo(tz)

@@ -110,8 +110,15 @@ def test_bad_split_requests_are_one_clear_line(cat: Catalog) -> None:
         cat.split("wydot", "BSM", D1, D2, fractions=(0.8, 0.2))
     with pytest.raises(ConfigError, match="vehicle_id"):
         cat.split("wydot", "TIM", D1, D2)
-    with pytest.raises(ConfigError, match="both start and end"):
-        cat.split("wydot", "BSM", D1)
+    with pytest.raises(ConfigError, match="unknown timezone 'Mars/Base'"):
+        cat.split("wydot", "BSM", D1, D2, timezone="Mars/Base")
+    with pytest.raises(ConfigError, match="unknown timezone 'Mars/Base'"):
+        cat.to_dask("wydot", "BSM", D1, D2, timezone="Mars/Base")
+    for cmd in (["split"], ["export", "--output", "x.parquet"]):
+        r = CliRunner().invoke(app, [*cmd, "--catalog", str(cat.paths.root), "--source", "wydot",
+                                     "--type", "BSM", "--start", str(D1), "--timezone", "Mars/Base"])  # fmt: skip
+        assert r.exit_code == 1 and r.output.startswith("error: unknown timezone"), r.output
+        assert "unexpected" not in r.output
     with pytest.raises(ConfigError, match="'vehicle' or 'trip'"):
         cat.split("wydot", "BSM", D1, D2, by="day")  # type: ignore[arg-type]
 
@@ -138,6 +145,16 @@ def test_experiment_yaml_split_hands_back_the_named_split(cat: Catalog, tmp_path
     )
     with pytest.raises(ConfigError, match="add up to 1"):
         CatalogGatherer(bad, cat)
+
+
+def test_a_start_alone_is_that_one_day_as_the_help_says(cat: Catalog) -> None:
+    one = cat.split("wydot", "BSM", D1, fractions=FRACTIONS)
+    day = cat.query("select count(*) as n from wydot_bsm where generated_at::DATE = ?", [D1])
+    assert sum(len(f) for f in one) == int(day.n[0]) > 0
+    out = CliRunner().invoke(app, ["split", "--catalog", str(cat.paths.root), "--source", "wydot",
+                                   "--type", "BSM", "--start", str(D1), "--format", "json"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert sum(r["rows"] for r in json.loads(out.stdout)) == int(day.n[0])
 
 
 def test_the_plan_counts_the_rows_the_frames_hold_and_the_cli_shows_it(cat: Catalog) -> None:

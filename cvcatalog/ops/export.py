@@ -31,7 +31,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from cvcatalog import spatial
-from cvcatalog.config import check_day_order, check_timezone
+from cvcatalog.config import check_day_order, timezone_arg
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
@@ -304,7 +304,7 @@ def export(
     s, e = _as_date(start, "--start"), _as_date(end, "--end")
     if s is None and e is not None:
         raise ConfigError("give --start with --end")
-    timezone = check_timezone(timezone)
+    timezone = timezone_arg(timezone)
     terms, params, described = _range_sql(t, s, e if e is not None else s, timezone)
     if where is not None and not where.strip():
         where = None
