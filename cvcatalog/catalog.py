@@ -30,9 +30,7 @@ from cvcatalog.config import (
     build,
     check_day_order,
     check_source_type,
-    deep_merge,
     download_config,
-    env_overrides,
     load_yaml,
     timezone_arg,
 )
@@ -90,6 +88,14 @@ def _as_date(value: date | str | None, what: str) -> date | None:
         return date.fromisoformat(str(value))
     except ValueError:
         raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
+
+
+def _split_days(
+    start: date | str | None, end: date | str | None
+) -> tuple[date | str | None, date | str | None]:
+    """A split's days: a start alone is that one day (`cvcatalog split`'s --end defaults to
+    --start), which its frames read too (to_dask reads on from a start alone)."""
+    return (start, start) if start is not None and end is None else (start, end)
 
 
 def _require_run(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
@@ -402,22 +408,15 @@ class Catalog:
         data, origin, overrides = self._settings(config, download)
         if days_back is not None and (start is not None or end is not None):
             raise ConfigError("give start (and end) or days_back, not both")
-        if start is not None or end is not None or days_back is not None or timezone is not None:
-            # the range given here is the range (config.WHOLE): its days replace the file's and
-            # the environment's (days_back or dates), whose time zone it keeps unless given
-            dr = deep_merge(
-                dict(data.get("date_range") or {}), env_overrides().get("date_range") or {}
-            )
-            if start is not None or end is not None:
-                dr.pop("days_back", None)
-                dr.update(start_date=start, end_date=end)
-            if days_back is not None:
-                dr.pop("start_date", None)
-                dr.pop("end_date", None)
-                dr["days_back"] = days_back
-            if timezone is not None:
-                dr["timezone"] = timezone
-            overrides["date_range"] = dr
+        given: dict[str, Any] = {}  # the days given here replace the file's and the env's
+        if start is not None or end is not None:
+            given.update(start_date=start, end_date=end)
+        if days_back is not None:
+            given["days_back"] = days_back
+        if timezone is not None:
+            given["timezone"] = timezone
+        if given:
+            overrides["date_range"] = given
         overrides.update(source=source, message_type=message_type)
         return build(DataSourceConfig, data, overrides, origin)
 
@@ -1066,9 +1065,7 @@ class Catalog:
         if self.db.lake_url is not None:
             cfg = self.db.s3
             secret, _ = s3_secret_sql(
-                profile=cfg.profile if cfg else None,
-                endpoint=cfg.endpoint_url if cfg else None,
-                name=LAKE_SECRET,
+                profile=cfg.profile, endpoint=cfg.endpoint_url, name=LAKE_SECRET
             )
             steps += [f"LOAD {quote_literal(str(httpfs_extension()))};", f"{secret};"]
         target = quote_literal(f"ducklake:{self.paths.db}")
@@ -1199,9 +1196,9 @@ class Catalog:
         first). The snapshot never expires and its files stay until `unpin`."""
         table, source, message_type = _lake_table(source, message_type)
         # every gathering asks: a read answers all but the first (no write, no writer lock)
-        held = self.pin_of(name)
+        held = self.held_pin(name, snapshot)
         if held is not None:
-            return _same_pin(held, snapshot)
+            return held
         with self.db.write(message=f"pin experiment {name}") as con:
             held = pins.get(con, name)  # pinned by another process meanwhile
             if held is not None:
@@ -1231,6 +1228,12 @@ class Catalog:
         """Whether this process may write the catalog (a commit renames a copy in its
         directory): a shared catalog may be readable only."""
         return os.access(self.paths.root, os.W_OK | os.X_OK)
+
+    def held_pin(self, name: str, snapshot: int | None = None) -> pins.Pin | None:
+        """Experiment `name`'s pin, if it has one (a read): a ConfigError when it holds another
+        snapshot than the one given (None: any)."""
+        held = self.pin_of(name)
+        return None if held is None else _same_pin(held, snapshot)
 
     def pin_of(self, name: str) -> pins.Pin | None:
         with self.db.read() as con:
@@ -1497,9 +1500,7 @@ class Catalog:
             raise ConfigError(f"split by 'vehicle' or 'trip', not {by!r}")
         splits.check_fractions(fractions)
         rel = splits.relation(source, message_type)
-        if start is not None and end is None:  # one day, as --end defaults to --start
-            end = start
-        window = splits.window_of(*_day_range(start, end), timezone_arg(timezone))
+        window = splits.window_of(*_day_range(*_split_days(start, end)), timezone_arg(timezone))
         sql, params = splits.group_sizes_sql(rel, by, window)
         groups = self.query(sql, params, snapshot=snapshot)
         return splits.plan(groups, by, fractions, seed), groups
@@ -1525,8 +1526,7 @@ class Catalog:
         one group's size. Other keyword arguments (columns, naming, location, ...) go to
         to_dask; fractions are planned on the window's rows before `filters`
         (cvcatalog/read/splits.py, docs/ml.md)."""
-        if start is not None and end is None:  # one day, as --end defaults to --start
-            end = start
+        start, end = _split_days(start, end)
         the_plan, groups = self.split_plan(
             source, message_type, start, end, by=by, fractions=fractions, seed=seed,
             timezone=timezone, snapshot=snapshot,

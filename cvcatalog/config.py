@@ -293,7 +293,9 @@ def download_config(**overrides: Any) -> DownloadConfig:
     try:
         return DownloadConfig.model_validate(merged)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, "environment")) from None
+        key = str(e.errors()[0]["loc"][0]) if e.errors()[0]["loc"] else ""
+        origin = "arguments" if key in given else f"{ENV_PREFIX}DOWNLOAD__{key.upper()}"
+        raise ConfigError(format_validation_error(e, origin)) from None
 
 
 class IngestConfig(_Strict):
@@ -411,20 +413,28 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 C = TypeVar("C", bound=IngestConfig)
 
 
-#: sections an override replaces whole: a day range given as flags is the range, whatever the
-#: file or the environment says of its days (a days_back beside it would be a conflict)
-WHOLE = ("date_range",)
+#: a date_range's keys that say which days: a level (the file, the environment, the arguments)
+#: that gives any of them gives the days, and the lower levels' days go (their time zone stays)
+DAY_KEYS = ("start_date", "end_date", "days_back")
+
+
+def _over(base: dict[str, Any], level: dict[str, Any]) -> dict[str, Any]:
+    """level merged over base, the days of a date_range taken whole from the level that says
+    them (a days_back below start/end dates would be a conflict, a start above an end a
+    backwards range)."""
+    given = level.get("date_range")
+    below = base.get("date_range")
+    if isinstance(given, dict) and isinstance(below, dict) and any(k in given for k in DAY_KEYS):
+        base = {**base, "date_range": {k: v for k, v in below.items() if k not in DAY_KEYS}}
+    return deep_merge(base, level)
 
 
 def build(model: type[C], data: dict[str, Any], overrides: dict[str, Any], origin: str) -> C:
-    """data (a YAML file's) < CVCATALOG_* environment < overrides, validated as model; a
-    section in WHOLE given by the overrides replaces the lower levels' whole; the keys model
+    """data (a YAML file's) < CVCATALOG_* environment < overrides, validated as model (the
+    days of a date_range from the highest level that gives any, DAY_KEYS); the keys model
     ignores (IngestConfig.ignored) are dropped first."""
     env = env_overrides()
-    merged = deep_merge(deep_merge(data, env), overrides)
-    for key in WHOLE:
-        if key in overrides:  # given whole (e.g. --start/--end): nothing of a lower level
-            merged[key] = overrides[key]
+    merged = _over(_over(data, env), overrides)
     for key in model.ignored:
         merged.pop(key, None)
     try:

@@ -154,3 +154,34 @@ def test_a_day_range_given_as_flags_beats_the_environment_and_the_file(
     monkeypatch.setenv("CVCATALOG_DATE_RANGE__DAYS_BACK", "2")
     dr = cat.config("wydot", "BSM", "2021-04-02", "2021-04-02", config=yml).date_range
     assert (dr.start_date, dr.days_back) == (date(2021, 4, 2), None)
+
+
+def test_each_level_that_gives_days_gives_them_whole_and_errors_name_their_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    yml = tmp_path / "q.yml"
+    yml.write_text(
+        "source: wydot\nmessage_type: BSM\ndate_range: "
+        "{start_date: 2021-04-01, end_date: 2021-04-02, timezone: America/Denver}\n"
+    )
+    cat = Catalog(tmp_path / "catalog")
+    # the environment's days_back replaces the file's dates (no "not both" conflict)
+    monkeypatch.setenv("CVCATALOG_DATE_RANGE__DAYS_BACK", "2")
+    dr = cat.config("wydot", "BSM", config=yml).date_range
+    assert (dr.days_back, dr.start_date, dr.timezone) == (2, None, "America/Denver")
+    monkeypatch.delenv("CVCATALOG_DATE_RANGE__DAYS_BACK")
+    # an environment start is not mixed with the file's end (a backwards range)
+    monkeypatch.setenv("CVCATALOG_DATE_RANGE__START_DATE", "2021-04-05")
+    dr = cat.config("wydot", "BSM", config=yml).date_range
+    assert (dr.start_date, dr.end_date) == (date(2021, 4, 5), None)
+    monkeypatch.delenv("CVCATALOG_DATE_RANGE__START_DATE")
+    # a bad environment value is named, also when flags give the days
+    monkeypatch.setenv("CVCATALOG_DATE_RANGE__TIMEZONE", "Mars/Olympus")
+    with pytest.raises(ConfigError, match="CVCATALOG_DATE_RANGE__TIMEZONE"):
+        cat.config("wydot", "BSM", "2021-04-01", config=yml)
+    monkeypatch.delenv("CVCATALOG_DATE_RANGE__TIMEZONE")
+    # overrides of the days keep the file's time zone (from_yaml deep-merges the rest)
+    cfg = DataSourceConfig.from_yaml(yml, date_range={"start_date": "2021-04-03"})
+    assert (cfg.date_range.start_date, cfg.date_range.timezone) == (
+        date(2021, 4, 3), "America/Denver"
+    )

@@ -582,3 +582,7 @@ def test_an_experiment_fixed_to_a_snapshot_reads_a_catalog_it_cannot_write(
     frame = CatalogGatherer(path, cat).gather_data().get_gathered_data()
     assert len(frame) == int(history["after2"].n.sum())
     assert cat.pin_of("shared") is None and cat.paths.db.stat().st_ino == before
+    # a pin its owner made under that name still holds (and one line when it holds another)
+    cat.pin("shared", "wydot", "BSM", snapshot=_s3["snapshot_id"])
+    with pytest.raises(ConfigError, match=f"pinned to snapshot {_s3['snapshot_id']}"):
+        CatalogGatherer(path, cat).gather_data()

@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cvcatalog.config import DownloadConfig
+from cvcatalog.config import DownloadConfig, download_config
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, S3Error
 from cvcatalog.io.duckdb_ext import endpoint_url
 from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, publish_file, sha256_file
@@ -347,7 +347,7 @@ class S3Store(LakeStore):
         self.s3loc = S3Location.parse(url)
         self.url = self.s3loc.url
         # Your own bucket: signed requests, no rate limit; profile and endpoint as for ingest.
-        base = cfg or DownloadConfig()
+        base = cfg or download_config()
         self.cfg = base.model_copy(update={"no_sign_request": False, "rate_limit": 0.0})
         self._client = client
         self._up: Uploader | None = None

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cvcatalog.config import check_day_order, check_timezone
+from cvcatalog.config import check_day_order, timezone_arg
 from cvcatalog.datasets import source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.io import lake
@@ -104,10 +104,7 @@ def build_coverage(
     per_day: bool = False,
 ) -> CoverageReport:
     """Count and bin the positions of local days start..end (inclusive) in SQL."""
-    try:
-        tz = check_timezone(timezone)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    tz = timezone_arg(timezone)
     source_filter(source, message_type)  # every command's check and line for a bad one
     src, mt = source.strip().lower(), message_type.strip().upper()
     known = quality_sources()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cvcatalog.config import check_timezone
+from cvcatalog.config import timezone_arg
 from cvcatalog.datasets import source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.io import lake
@@ -184,10 +184,7 @@ def build_report(
     config: QualityConfig | None = None,
 ) -> QualityReport:
     """Gather the report of a source (all its message types, or one) from a catalog."""
-    try:
-        check_timezone(timezone)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    timezone_arg(timezone)
     src, types = check_source(source, message_type)
     with catalog.db.read() as con:
         views = set(lake.table_columns(con)) | lake.view_names(con)

@@ -235,8 +235,9 @@ class Experiment:
             return None
         if d.snapshot is not None and (
             isinstance(self.catalog, RemoteCatalog) or not self.catalog.writable()
-        ):
-            return d.snapshot  # read as it is: a pin would write a catalog this user cannot
+        ):  # read as it is, or as a pin its owner made holds it: no write this user cannot do
+            held = self.catalog.held_pin(self.name, d.snapshot)
+            return held.snapshot_id if held is not None else d.snapshot
         pin = self.catalog.pin(self.name, d.source, d.message_type, snapshot=d.snapshot)
         return pin.snapshot_id
 

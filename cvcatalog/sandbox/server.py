@@ -23,9 +23,8 @@ from types import TracebackType
 from typing import Any
 
 import psutil
-from pydantic import ValidationError
 
-from cvcatalog.config import DownloadConfig, env_overrides, format_validation_error
+from cvcatalog.config import DownloadConfig, download_config
 from cvcatalog.exceptions import ConfigError, S3Error, SandboxError
 from cvcatalog.io.duckdb_ext import endpoint_url as configured_endpoint
 from cvcatalog.io.s3 import Retrier, classify_error, make_client
@@ -227,11 +226,7 @@ def sandbox_client(purpose: str) -> tuple[Any, DownloadConfig]:
         raise SandboxError(
             f"no local endpoint: set AWS_ENDPOINT_URL_S3 (see `cvcatalog sandbox serve`); {purpose}"
         )
-    settings = {**env_overrides().get("download", {}), "endpoint_url": endpoint}
-    try:
-        cfg = DownloadConfig.model_validate(settings)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, "CVCATALOG_DOWNLOAD__*")) from None
+    cfg = download_config(endpoint_url=endpoint)
     return make_client(cfg), cfg
 
 

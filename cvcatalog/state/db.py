@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 import filelock
 
-from cvcatalog.config import DownloadConfig, IngestConfig
+from cvcatalog.config import DownloadConfig, IngestConfig, download_config
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import load_httpfs, open_instance, s3_connection
@@ -182,7 +182,7 @@ class CatalogDB:
         self.lock_timeout = lock_timeout
         self.notify = notify
         self.requested_storage = storage
-        self.s3 = s3
+        self._s3 = s3
         self._lake_url: str | None = None
         self._lake_known = False
         self._store: LakeStore | None = None
@@ -509,18 +509,21 @@ class CatalogDB:
             lake.load(self._writer_hub)
         return self._writer_hub
 
+    @property
+    def s3(self) -> DownloadConfig:
+        """How this catalog reaches S3 (a lake there, a listing): the ingest's download:
+        settings, else CVCATALOG_DOWNLOAD__* and the defaults (read when first needed)."""
+        if self._s3 is None:
+            self._s3 = download_config()
+        return self._s3
+
     def _s3_access(self, con: duckdb.DuckDBPyConnection, url: str | None) -> None:
         """A lake on S3 is read and written through httpfs: load it and create the
         connection's secret."""
         if url is None:
             return
         cfg = self.s3
-        s3_connection(
-            con,
-            profile=cfg.profile if cfg else None,
-            endpoint=cfg.endpoint_url if cfg else None,
-            name=LAKE_SECRET,
-        )
+        s3_connection(con, profile=cfg.profile, endpoint=cfg.endpoint_url, name=LAKE_SECRET)
 
     def attach_lake(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         """Make a scratch connection able to read this catalog's lake files (httpfs for S3)."""
