@@ -32,6 +32,7 @@ from cvcatalog.config import (
     check_source_type,
     download_config,
     load_yaml,
+    parse_day,
     timezone_arg,
 )
 from cvcatalog.datasets import DATASETS, source_filter
@@ -82,12 +83,7 @@ def default_home() -> Path:
 
 
 def _as_date(value: date | str | None, what: str) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
+    return None if value is None else parse_day(value, what)
 
 
 def _split_days(

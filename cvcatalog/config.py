@@ -41,11 +41,13 @@ def check_source_type(source: str, message_type: str) -> tuple[str, str]:
     return src, mt
 
 
-def parse_day(value: str, what: str) -> date:
-    """A day given as text (YYYY-MM-DD); a ConfigError naming ``what`` (e.g. "--start") if it
-    is not one."""
+def parse_day(value: date | str, what: str) -> date:
+    """A day given as a date or as text (YYYY-MM-DD); a ConfigError naming ``what`` (e.g.
+    "--start") if it is not one: the one check and line of every day argument."""
+    if isinstance(value, date):
+        return value
     try:
-        return date.fromisoformat(value.strip())
+        return date.fromisoformat(str(value).strip())
     except ValueError:
         raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cvcatalog.config import check_day_order, timezone_arg
+from cvcatalog.config import check_day_order, parse_day, timezone_arg
 from cvcatalog.datasets import source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.io import lake
@@ -82,6 +82,23 @@ class CoverageReport:
         ]
 
 
+def check_source(source: str, message_type: str | None = None) -> tuple[str, list[str]]:
+    """Normalise a source (and optional type) against the sources the quality rules know."""
+    source_filter(source, message_type)  # every command's check and line for a bad one
+    known = quality_sources()
+    src = source.strip().lower()
+    if src not in known:
+        raise ConfigError(f"unknown source {source!r}; expected one of {', '.join(known)}")
+    if message_type is None:
+        return src, list(known[src])
+    mt = message_type.strip().upper()
+    if mt not in known[src]:
+        raise ConfigError(
+            f"source {src!r} has no message type {message_type!r}; it has {', '.join(known[src])}"
+        )
+    return src, [mt]
+
+
 def coverage_command(
     source: str, message_type: str, start: str, end: str, timezone: str = "UTC"
 ) -> str:
@@ -105,16 +122,9 @@ def build_coverage(
 ) -> CoverageReport:
     """Count and bin the positions of local days start..end (inclusive) in SQL."""
     tz = timezone_arg(timezone)
-    source_filter(source, message_type)  # every command's check and line for a bad one
-    src, mt = source.strip().lower(), message_type.strip().upper()
-    known = quality_sources()
-    if src not in known:
-        raise ConfigError(f"unknown source {source!r}; expected one of {', '.join(known)}")
-    if mt not in known[src]:
-        raise ConfigError(
-            f"source {src!r} has no message type {message_type!r}; it has {', '.join(known[src])}"
-        )
-    d0, d1 = _day(start, "start"), _day(end if end is not None else start, "end")
+    src, (mt,) = check_source(source, message_type)
+    d0 = parse_day(start, "--start")
+    d1 = parse_day(end if end is not None else start, "--end")
     check_day_order(d0, d1)
     mapping = mapping_for(src, mt)
     if not isinstance(mapping, TrajectoryMapping) or mapping.latitude is None:
@@ -159,15 +169,6 @@ def build_coverage(
     rep.count = np.asarray(cells["n"], dtype=np.int64)
     rep.day = np.asarray(cells["d"], dtype=object)
     return rep
-
-
-def _day(value: date | str, what: str) -> date:
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigError(f"--{what} must be a day YYYY-MM-DD, not {value!r}") from None
 
 
 def _nice_cell(raw: float) -> float:

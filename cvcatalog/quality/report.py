@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cvcatalog.config import timezone_arg
-from cvcatalog.datasets import source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.io import lake
 from cvcatalog.quality.config import QualityConfig
-from cvcatalog.quality.coverage import coverage_command
-from cvcatalog.quality.mapping import Mapping, mapping_for, quality_sources, view_for
+from cvcatalog.quality.coverage import check_source, coverage_command
+from cvcatalog.quality.mapping import Mapping, mapping_for, view_for
 from cvcatalog.quality.rules import QualityStats, evaluate, evaluate_files
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sqlutil import quote_ident
@@ -158,23 +157,6 @@ def _hour_key(label: str) -> tuple[int, str]:
 
 
 # -- gathering --------------------------------------------------------------------------------
-def check_source(source: str, message_type: str | None = None) -> tuple[str, list[str]]:
-    """Normalise a source (and optional type) against the sources the quality rules know."""
-    source_filter(source, message_type)  # every command's check and line for a bad one
-    known = quality_sources()
-    src = source.strip().lower()
-    if src not in known:
-        raise ConfigError(f"unknown source {source!r}; expected one of {', '.join(known)}")
-    if message_type is None:
-        return src, list(known[src])
-    mt = message_type.strip().upper()
-    if mt not in known[src]:
-        raise ConfigError(
-            f"source {src!r} has no message type {message_type!r}; it has {', '.join(known[src])}"
-        )
-    return src, [mt]
-
-
 def build_report(
     catalog: Catalog,
     source: str,
