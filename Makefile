@@ -47,6 +47,12 @@ test: install ## Install, then run lint and the test suite (slow tests excluded)
 	wait $$mypy; types=$$?; echo "mypy:"; cat "$$log"; rm -f "$$log"; \
 	exit $$(( tests != 0 ? tests : types ))
 
+test-unit: install ## Only the fast unit tests: none that speaks to a local S3 endpoint (no moto process)
+	$(BIN)/pytest -m "not slow and not integration" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+test-integration: install ## Only the tests against a local S3 endpoint (a moto server process), slow ones excluded
+	$(BIN)/pytest -m "integration and not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
 test-all: install ## The whole suite, slow tests included
 	$(BIN)/pytest $(PYTEST_ARGS)
 

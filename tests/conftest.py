@@ -163,7 +163,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(made, ignore_errors=True)
 
 
+#: modules whose tests start their own moto server process rather than the session's
+SERVES_ITSELF = frozenset({"test_sandbox_server.py"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        # a test that speaks to the local S3 endpoint (a moto server process) is an integration
+        # test, whichever fixture brought the server in; `make test-unit` leaves them out
+        if "s3_server" in getattr(item, "fixturenames", ()) or item.path.name in SERVES_ITSELF:
+            item.add_marker(pytest.mark.integration)
     rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
     order = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda it: (rank.get(it.path.name, len(rank)), order[id(it)]))
