@@ -353,6 +353,14 @@ class _Quarantine:
             self._fh.close()
             self._fh = None
 
+    def release(self) -> None:
+        """Let go of the file on a failed conversion (its work dir goes with it): no flush or
+        fsync that could raise over the conversion's own error. After close(), nothing to do."""
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            with contextlib.suppress(OSError):
+                fh.close()
+
 
 @dataclass
 class _StageStats:
@@ -470,6 +478,7 @@ class _Conversion:
         try:
             return self._steps()
         finally:
+            self.quarantine.release()
             self._drop_group_table()
 
     def _drop_group_table(self) -> None:

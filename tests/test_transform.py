@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import gc
 import gzip
 import json
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -725,10 +727,15 @@ def test_failure_leaves_nothing_behind(
     monkeypatch.setattr(transform._Conversion, "_rewrite_affected", boom)
     src, _ = bad_file(tmp_path)
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="disk on fire"):
-        convert(con, [RawFile(src, "k")], out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            convert(con, [RawFile(src, "k")], out)
+        gc.collect()
     assert list(out.iterdir()) == []
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone() == (0,)
+    # the quarantine file it had opened was closed, not left to the garbage collector
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 def test_refuses_to_mix_with_earlier_output(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
