@@ -1491,14 +1491,23 @@ class Catalog:
         snapshot: int | None = None,
     ) -> tuple[splits.SplitPlan, pd.DataFrame]:
         """Which group (vehicle id or trip) goes to which split, from the group sizes of the
-        window counted once in SQL; and the groups (key, n, vehicle_id, first)."""
+        window counted once in SQL; and the groups: key, n (rows), vehicle_id and first (the
+        time of the group's first row in the window). A window with no group to split (no
+        rows, or none with a vehicle id) is a CatalogError, one line, as `report coverage`
+        says of an empty range."""
         if by not in ("vehicle", "trip"):
             raise ConfigError(f"split by 'vehicle' or 'trip', not {by!r}")
         splits.check_fractions(fractions)
         rel = splits.relation(source, message_type)
-        window = splits.window_of(*_day_range(*_split_days(start, end)), timezone_arg(timezone))
+        tz = timezone_arg(timezone)
+        days = _day_range(*_split_days(start, end))
+        window = splits.window_of(*days, tz)
         sql, params = splits.group_sizes_sql(rel, by, window)
         groups = self.query(sql, params, snapshot=snapshot)
+        if groups.empty:
+            sql, params = splits.window_rows_sql(rel, window)
+            rows = int(self.query(sql, params, snapshot=snapshot).n[0])
+            raise splits.nothing_to_split(rel, days, tz, rows, snapshot)
         return splits.plan(groups, by, fractions, seed), groups
 
     def split(
@@ -1520,8 +1529,9 @@ class Catalog:
         no vehicle id (by="vehicle") or trip (by="trip") is in two of them, the same seed
         gives the same split, and each holds its fraction of the window's rows within about
         one group's size. Other keyword arguments (columns, naming, location, ...) go to
-        to_dask; fractions are planned on the window's rows before `filters`
-        (cvcatalog/read/splits.py, docs/ml.md)."""
+        to_dask; fractions are planned on the window's rows before `filters`. A window with
+        nothing to split is a CatalogError (split_plan) (cvcatalog/read/splits.py,
+        docs/ml.md)."""
         start, end = _split_days(start, end)
         the_plan, groups = self.split_plan(
             source, message_type, start, end, by=by, fractions=fractions, seed=seed,
