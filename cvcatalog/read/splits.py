@@ -78,12 +78,12 @@ class Relation:
     time: str | None
     source: str  # the value of the points views' `source` column
     trips: str | None  # the trip points view of its rows, None if it has no trips
-    message_type: str = ""
+    message_type: str
 
     @property
     def what(self) -> str:
         """source/type, as every command names a slice ("wydot/BSM", "ngsim/TRAJECTORY")."""
-        return f"{self.source}/{self.message_type}" if self.message_type else self.source
+        return f"{self.source}/{self.message_type}"
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
