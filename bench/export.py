@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 m = spawner.run(name, cmd, env=env, cwd=work, log_dir=work / "logs", timeout=1800)
                 if not m.ok:
                     raise SystemExit(f"{name} failed: {m.stderr_tail()}")
-                s = json.loads(m.stdout())[0]
+                s = json.loads(m.stdout())  # --json: the summary, one object
                 runs.setdefault(name, []).append(
                     {
                         "wall_s": m.wall_s,

@@ -614,7 +614,7 @@ class Catalog:
                     return rel.arrow().read_all() if rel is not None else pa.table({})
                 return con.execute(sql, params).arrow().read_all()
             except duckdb.Error as e:
-                raise QueryError(_short_duckdb_error(e)) from None
+                raise QueryError(_not_there_then(con, e, at) or _short_duckdb_error(e)) from None
 
     @contextlib.contextmanager
     def _scratch_session(self, at: lake.AsOf | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -1491,14 +1491,23 @@ class Catalog:
         snapshot: int | None = None,
     ) -> tuple[splits.SplitPlan, pd.DataFrame]:
         """Which group (vehicle id or trip) goes to which split, from the group sizes of the
-        window counted once in SQL; and the groups (key, n, vehicle_id, first)."""
+        window counted once in SQL; and the groups: key, n (rows), vehicle_id and first (the
+        time of the group's first row in the window). A window with no group to split (no
+        rows, or none with a vehicle id) is a CatalogError, one line, as `report coverage`
+        says of an empty range."""
         if by not in ("vehicle", "trip"):
             raise ConfigError(f"split by 'vehicle' or 'trip', not {by!r}")
         splits.check_fractions(fractions)
         rel = splits.relation(source, message_type)
-        window = splits.window_of(*_day_range(*_split_days(start, end)), timezone_arg(timezone))
+        tz = timezone_arg(timezone)
+        days = _day_range(*_split_days(start, end))
+        window = splits.window_of(*days, tz)
         sql, params = splits.group_sizes_sql(rel, by, window)
         groups = self.query(sql, params, snapshot=snapshot)
+        if groups.empty:
+            sql, params = splits.window_rows_sql(rel, window)
+            rows = int(self.query(sql, params, snapshot=snapshot).n[0])
+            raise splits.nothing_to_split(rel, days, tz, rows, snapshot)
         return splits.plan(groups, by, fractions, seed), groups
 
     def split(
@@ -1520,8 +1529,9 @@ class Catalog:
         no vehicle id (by="vehicle") or trip (by="trip") is in two of them, the same seed
         gives the same split, and each holds its fraction of the window's rows within about
         one group's size. Other keyword arguments (columns, naming, location, ...) go to
-        to_dask; fractions are planned on the window's rows before `filters`
-        (cvcatalog/read/splits.py, docs/ml.md)."""
+        to_dask; fractions are planned on the window's rows before `filters`. A window with
+        nothing to split is a CatalogError (split_plan) (cvcatalog/read/splits.py,
+        docs/ml.md)."""
         start, end = _split_days(start, end)
         the_plan, groups = self.split_plan(
             source, message_type, start, end, by=by, fractions=fractions, seed=seed,
@@ -1671,6 +1681,25 @@ def check_query(sql: str, *, read_only: bool = True, root: Path | None = None) -
                 target = Path(literal).expanduser().resolve()
                 if target == root or target.is_relative_to(root):
                     raise QueryError(f"COPY may not write inside the catalog directory {root}")
+
+
+#: DuckDB's line for a name no table or view has (in the lake as of a snapshot, too)
+_NO_TABLE = re.compile(r"Table with name (.+?) does not exist!")
+
+
+def _not_there_then(
+    con: duckdb.DuckDBPyConnection, e: duckdb.Error, at: lake.AsOf | None
+) -> str | None:
+    """A query at a snapshot (or time) naming a table or view the lake did not show yet
+    then: the line with the snapshot that first shows it (lake.not_yet_shown). None for any
+    other error (a name never shown is a typo: DuckDB's own line says so)."""
+    found = _NO_TABLE.search(str(e))
+    if at is None or found is None or not isinstance(e, duckdb.CatalogException):
+        return None
+    try:
+        return lake.not_yet_shown(con, found.group(1), at)
+    except duckdb.Error:  # a session the query left unusable: DuckDB's line, then
+        return None
 
 
 def _short_duckdb_error(e: duckdb.Error) -> str:

@@ -182,7 +182,7 @@ def test_bbox_and_corridor_match_the_spatial_predicates(cat: Catalog, tmp_path: 
               "--json"],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)[0]["rows"] == len(want)
+    assert json.loads(r.stdout)["rows"] == len(want)
 
 
 def test_where_columns_and_socrata_naming(cat: Catalog, tmp_path: Path) -> None:
@@ -309,11 +309,29 @@ def test_cli_summary_json_and_format_from_suffix(cat: Catalog, tmp_path: Path) -
               "--start", str(D1), "--end", str(D2), "-o", str(out), "--json"],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.stdout)[0]
+    summary = json.loads(r.stdout)  # one export, one JSON object (not a list of one)
+    assert isinstance(summary, dict)
+    assert list(summary) == ["path", "format", "rows", "bytes", "seconds", "source",
+                             "message_type", "columns", "filters", "empty"]  # fmt: skip
     total = int(cat.query("SELECT count(*) AS n FROM wydot_bsm").n[0])
     assert summary["format"] == "csv" and summary["rows"] == total
     assert summary["bytes"] == out.stat().st_size and summary["empty"] is False
+    assert summary["path"] == str(out) and summary["source"] == "wydot"
     assert len(pd.read_csv(io.StringIO(out.read_text()))) == total
+    # an export of no rows: still one object, which says so
+    r = runner.invoke(
+        app, ["export", "--catalog", str(cat.paths.root), "--source", "wydot", "--type", "BSM",
+              "--start", "2020-01-01", "-o", str(tmp_path / "none.csv"), "--json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    none = json.loads(r.stdout)
+    assert isinstance(none, dict) and none["rows"] == 0 and none["empty"] is True
+    # a listing stays a list of rows in JSON, even of one row
+    r = runner.invoke(app, ["snapshots", "--catalog", str(cat.paths.root), "--limit", "1",
+                            "--format", "json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    listed = json.loads(r.stdout)
+    assert isinstance(listed, list) and len(listed) == 1 and "snapshot_id" in listed[0]
 
 
 def test_a_published_catalog_exports_the_same_rows(

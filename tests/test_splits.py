@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
-from cvcatalog.exceptions import ConfigError
+from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.read.experiments import CatalogGatherer
-from cvcatalog.read.splits import SPLIT_NAMES, assign
+from cvcatalog.read.splits import SPLIT_NAMES, assign, nothing_to_split, relation
 from cvcatalog.sandbox.replica import seed_replica
 
 D1, D2 = date(2021, 4, 1), date(2021, 4, 2)
@@ -183,3 +183,51 @@ def test_a_split_with_no_share_is_empty_with_the_same_columns(cat: Catalog) -> N
         )
         assert len(validation) == 0 and list(validation.columns) == list(train.columns)
         assert len(train) > 0 and len(test) > 0
+
+
+def test_an_empty_window_is_one_line_as_coverage_says_it(cat: Catalog) -> None:
+    line = "no wydot/BSM rows between 2020-01-01 and 2020-01-02 (UTC); nothing to split"
+    for by in ("vehicle", "trip"):
+        with pytest.raises(CatalogError) as raised:
+            cat.split("wydot", "BSM", "2020-01-01", "2020-01-02", by=by)
+        assert str(raised.value) == line
+        with pytest.raises(CatalogError, match="nothing to split"):
+            cat.split_plan("wydot", "BSM", "2020-01-01", "2020-01-02", by=by)
+    with pytest.raises(CatalogError, match=r"^no thea/BSM rows in the catalog; nothing to split$"):
+        cat.split_plan("thea", "BSM")  # every partition: none of that source
+    base = ["split", "--catalog", str(cat.paths.root), "--source", "wydot", "--type", "BSM",
+            "--start", "2020-01-01"]  # fmt: skip
+    for fmt in ("table", "json"):
+        r = CliRunner().invoke(app, [*base, "--format", fmt])
+        assert r.exit_code == 1, r.output
+        assert r.stdout == ""  # no table of zeros, no JSON rows
+        assert r.stderr.strip().splitlines() == [
+            "error: no wydot/BSM rows between 2020-01-01 and 2020-01-01 (UTC); nothing to split"
+        ]
+
+
+def test_nothing_to_split_names_rows_without_a_vehicle_id() -> None:
+    rel = relation("wydot", "BSM")
+    line = str(nothing_to_split(rel, (D1, D1), "America/Denver", 1234, snapshot=7))
+    assert line == (
+        "none of the 1,234 wydot/BSM rows between 2021-04-01 and 2021-04-01 (America/Denver) "
+        "at snapshot 7 has a vehicle id; nothing to split"
+    )
+
+
+def test_the_groups_first_is_where_each_group_begins_in_the_window(cat: Catalog) -> None:
+    want = cat.query(
+        "select vehicle_id, min(generated_at) as first from wydot_bsm "
+        "where generated_at >= ? and generated_at < ? group by vehicle_id",
+        [pd.Timestamp(D2, tz="UTC"), pd.Timestamp(D2, tz="UTC") + pd.Timedelta(days=1)],
+    )
+    _, groups = cat.split_plan("wydot", "BSM", D2, D2, by="vehicle")
+    assert pd.api.types.is_datetime64_any_dtype(groups["first"])
+    assert groups["first"].notna().all() and len(groups) == len(want) > 0
+    got = groups.set_index("vehicle_id")["first"].sort_index()
+    assert got.equals(want.set_index("vehicle_id")["first"].sort_index())
+    _, trips = cat.split_plan("wydot", "BSM", D2, D2, by="trip")
+    assert pd.api.types.is_datetime64_any_dtype(trips["first"]) and trips["first"].notna().all()
+    # a vehicle's first row is its earliest trip's first row in the window
+    earliest = trips.groupby("vehicle_id")["first"].min().sort_index()
+    assert earliest.equals(got)

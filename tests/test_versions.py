@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from cvcatalog import schemas
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
-from cvcatalog.exceptions import CatalogError, ConfigError
+from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.pipeline.report import NullProgress
 from cvcatalog.read.experiments import CatalogGatherer, ExperimentConfig
 from cvcatalog.sandbox.replica import seed_replica
@@ -127,6 +127,66 @@ def test_time_travel_gives_one_clear_line_for_what_is_not_kept(history: dict[str
         cat.query("select 1", snapshot=1, as_of="2021-01-01")
     with pytest.raises(ConfigError, match="not a time"):
         cat.query("select 1", as_of="last tuesday")
+
+
+def _first_with(cat: Catalog, sql: str) -> int:
+    """The oldest snapshot at which sql runs (found by trying each, oldest first)."""
+    for snap in reversed(cat.snapshots()):
+        try:
+            cat.query(sql, snapshot=snap["snapshot_id"])
+        except QueryError:
+            continue
+        return int(snap["snapshot_id"])
+    raise AssertionError(f"no snapshot runs {sql}")
+
+
+def test_a_table_not_made_yet_at_a_snapshot_is_one_line_naming_its_first(
+    history: dict[str, Any], module_s3: Any, tmp_path: Path
+) -> None:
+    cat: Catalog = history["cat"]
+    root = str(cat.paths.root)
+    assert cat.snapshots()[-1]["snapshot_id"] == 0  # snapshot 0: the lake before any table
+    first = _first_with(cat, "select count(*) from wydot_bsm")
+    assert first > 0
+    line = (
+        f"wydot_bsm did not exist yet at snapshot 0: the first snapshot with it is {first} "
+        "(`cvcatalog snapshots` lists them)"
+    )
+    with pytest.raises(QueryError) as raised:
+        cat.query("select count(*) as n from wydot_bsm", snapshot=0)
+    assert str(raised.value) == line
+    with pytest.raises(QueryError, match=r"^bsm_points did not exist yet at snapshot 0: "):
+        cat.query("select count(*) from bsm_points", snapshot=0, read_only=False)
+    # as of a time before the first table: the snapshot current then
+    at0 = cat.snapshots()[-1]["committed_at"]
+    with pytest.raises(QueryError, match=r"did not exist yet at .* \(snapshot 0\): the first"):
+        cat.query("select count(*) from wydot_bsm", as_of=at0)
+    # a name the lake never had is DuckDB's line, as without time travel
+    with pytest.raises(
+        QueryError, match=r"^Catalog Error: Table with name nosuch does not exist!$"
+    ):
+        cat.query("select * from nosuch", snapshot=0)
+    res = runner.invoke(app, ["query", "--catalog", root, "--snapshot", "0",
+                              "select count(*) from wydot_bsm"])  # fmt: skip
+    assert res.exit_code == 1 and res.stdout == ""
+    assert res.stderr.strip().splitlines() == [f"error: {line}"]
+    res = runner.invoke(app, ["export", "--catalog", root, "--snapshot", "0", "--source", "wydot",
+                              "--type", "BSM", "-o", str(tmp_path / "x.parquet")])  # fmt: skip
+    assert res.exit_code == 1 and res.stderr.strip().splitlines() == [f"error: {line}"]
+    assert not (tmp_path / "x.parquet").exists()
+    # a published catalog says the same
+    module_s3.create_bucket(Bucket="cv-before")
+    assert cat.publish("s3://cv-before/all", rate_limit=0).ok
+    with pytest.raises(QueryError) as raised:
+        Catalog("s3://cv-before/all").query("select count(*) from wydot_bsm", snapshot=0)
+    assert str(raised.value) == line
+    res = runner.invoke(app, ["query", "--catalog", "s3://cv-before/all", "--snapshot", "0",
+                              "select count(*) from bsm_points"])  # fmt: skip
+    assert res.exit_code == 1
+    assert res.stderr.strip().splitlines() == [
+        f"error: bsm_points did not exist yet at snapshot 0: the first snapshot with it is "
+        f"{_first_with(cat, 'select count(*) from bsm_points')} (`cvcatalog snapshots` lists them)"
+    ]
 
 
 def test_an_expired_snapshot_names_the_oldest_kept(history: dict[str, Any], tmp_path: Path) -> None:

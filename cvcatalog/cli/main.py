@@ -24,7 +24,7 @@ from rich.markup import escape
 
 from cvcatalog import spatial
 from cvcatalog.catalog import Catalog, RemoteCatalog, Repaired, default_home, source_pair
-from cvcatalog.cli.output import Format, emit, say
+from cvcatalog.cli.output import Format, emit, emit_object, say
 from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.config import (
     MAX_WORKERS,
@@ -1575,7 +1575,7 @@ def export_cmd(
         bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr")
     ] = True,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the summary as JSON on stdout")
+        bool, typer.Option("--json", help="Print the summary as one JSON object on stdout")
     ] = False,
 ) -> None:
     """Export rows of the catalog to one file (parquet, geoparquet, csv, ndjson): a date range,
@@ -1624,7 +1624,7 @@ def export_cmd(
             progress=tick,
         )
     if as_json:
-        emit([result.as_dict()], Format.json)
+        emit_object(result.as_dict())
         return
     what = f"{result.source}/{result.message_type}"
     if result.empty:

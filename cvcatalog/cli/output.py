@@ -2,7 +2,9 @@
 
 In the json and csv formats stdout carries the data and nothing else, so a parser can read it
 whole: a line for people that a command prints beside its rows (a summary, a count) goes to
-stdout in the table format only and to stderr in the others (:func:`say`).
+stdout in the table format only and to stderr in the others (:func:`say`). A listing's JSON is
+a list of rows, even of one; a command whose answer is one result, never a listing (`export
+--json`'s summary), prints it as one JSON object (:func:`emit_object`).
 """
 
 from __future__ import annotations
@@ -122,6 +124,11 @@ def emit(
         print(text, end="")
         return
     write_atomic(output, text.encode("utf-8"))
+
+
+def emit_object(result: dict[str, Any]) -> None:
+    """Print one result (not a row of a listing) as a JSON object, its values as render's."""
+    print(json.dumps({k: _plain(v) for k, v in result.items()}, indent=2, default=str))
 
 
 def say(text: str, fmt: Format) -> None:

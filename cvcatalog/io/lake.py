@@ -418,6 +418,41 @@ def last_snapshot(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
+    """The snapshot the attached lake shows (its newest, or the one it was attached at)."""
+    row = con.execute("SELECT * FROM ducklake_current_snapshot(?)", [LAKE]).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def not_yet_shown(con: duckdb.DuckDBPyConnection, name: str, at: AsOf) -> str | None:
+    """For a lake attached at `at` (time travel): the one line saying that it shows no table
+    or view called name yet, and which later snapshot first does; None if no later one does
+    (the name is not one of the lake's). The metadata tables are current: they know every
+    kept snapshot's tables and views."""
+    then = current_snapshot(con)
+    first = first_shown(con, name, after=then)
+    if first is None:
+        return None
+    when = f"snapshot {then}" if at.snapshot is not None else f"{at} (snapshot {then})"
+    return (
+        f"{name} did not exist yet at {when}: the first snapshot with it is {first} "
+        "(`cvcatalog snapshots` lists them)"
+    )
+
+
+def first_shown(con: duckdb.DuckDBPyConnection, name: str, after: int) -> int | None:
+    """The first snapshot after `after` whose lake shows a table or view called name (names
+    compare as SQL identifiers do: whatever their case), or None if none does."""
+    row = con.execute(
+        "SELECT min(begin_snapshot) FROM ("
+        "SELECT table_name AS name, begin_snapshot FROM ducklake_table UNION ALL "
+        "SELECT view_name, begin_snapshot FROM ducklake_view"
+        ") WHERE lower(name) = lower(?) AND begin_snapshot > ?",
+        [name, after],
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
 def set_commit_message(
     con: duckdb.DuckDBPyConnection, message: str, extra: dict[str, object] | None = None
 ) -> None:

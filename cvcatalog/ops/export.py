@@ -317,7 +317,12 @@ def export(
         raise ConfigError(f"--output may not be inside the catalog directory {root}")
 
     with _sandboxed(db, at) as con:
-        table_cols = [r[0] for r in con.execute(f"DESCRIBE {quote_ident(t.table)}").fetchall()]
+        try:
+            table_info = con.execute(f"DESCRIBE {quote_ident(t.table)}").fetchall()
+        except duckdb.CatalogException as err:  # at a snapshot before the table was made
+            missing = lake.not_yet_shown(con, t.table, at) if at is not None else None
+            raise QueryError(missing or _short(err)) from None
+        table_cols = [r[0] for r in table_info]
         has_position = {spatial.LAT, spatial.LON} <= set(table_cols)
         if area is not None:
             spatial.require_positions(table_cols, t.table)

@@ -193,7 +193,14 @@ class RemoteCatalogDB(CatalogDB):
             use_search_path(con, scratch)
             gap = trips.recorded_gap(con)
             for sql in tables.view_statements(temporary=True, max_gap_s=gap).values():
-                con.execute(sql)
+                try:
+                    con.execute(sql)
+                except duckdb.CatalogException:
+                    if at is None:
+                        raise
+                    # the lake as of `at` has none of the view's tables yet (snapshot 0 has
+                    # no table): no view then either, and a query naming it is told so
+                    # (lake.not_yet_shown)
             tables.spatial_session(con, temporary=True)  # its own cv_* macros, as its views
             return con
         except duckdb.Error as e:

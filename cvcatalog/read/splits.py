@@ -28,7 +28,7 @@ import pandas as pd
 
 from cvcatalog.config import check_day_order
 from cvcatalog.datasets import DATASETS, source_filter
-from cvcatalog.exceptions import ConfigError
+from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources.bucket import utc_window
 from cvcatalog.sqlutil import quote_ident
@@ -78,6 +78,12 @@ class Relation:
     time: str | None
     source: str  # the value of the points views' `source` column
     trips: str | None  # the trip points view of its rows, None if it has no trips
+    message_type: str
+
+    @property
+    def what(self) -> str:
+        """source/type, as every command names a slice ("wydot/BSM", "ngsim/TRAJECTORY")."""
+        return f"{self.source}/{self.message_type}"
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -124,7 +130,8 @@ def relation(source: str, message_type: str | None) -> Relation:
     ds = DATASETS.get(src)
     if ds is not None:
         ngsim = trip_source("ngsim") if ds.view_name == "ngsim_trajectories" else None
-        return Relation(ds.view_name, "timestamp", ds.name, ngsim.points if ngsim else None)
+        points = ngsim.points if ngsim else None
+        return Relation(ds.view_name, "timestamp", ds.name, points, ds.message_type)
     if message_type is None:
         raise ConfigError(f"give the message type of {source}")
     schema = SCHEMAS.get((src, message_type.strip().upper()))
@@ -134,14 +141,16 @@ def relation(source: str, message_type: str | None) -> Relation:
     if "vehicle_id" not in names:
         raise ConfigError(f"{schema.view_name} has no vehicle_id: it cannot be split by vehicle")
     points = trip_source("bsm").points if schema.message_type == "BSM" else None
-    return Relation(schema.view_name, schema.time_column, src, points)
+    return Relation(schema.view_name, schema.time_column, src, points, schema.message_type)
 
 
 def group_sizes_sql(
     rel: Relation, by: By, window: tuple[datetime, datetime] | None
 ) -> tuple[str, list[Any]]:
     """SQL (and its parameters) counting the rows of each group in the window: key, rows,
-    vehicle id, first time (by trip: where the trip's rows in the window begin)."""
+    vehicle id, and first: the time of the group's first row in the window (by vehicle, where
+    the id's rows in the window begin; by trip, where the trip's do). A source without a time
+    column has no first (a NULL timestamp, NaT in pandas)."""
     params: list[Any] = []
     where = ["vehicle_id IS NOT NULL"]
     if by == "trip":
@@ -152,21 +161,62 @@ def group_sizes_sql(
         params.append(rel.source)
     else:
         relation_name = quote_ident(rel.table)
-    if window is not None and rel.time is not None:
-        where.append(f"{quote_ident(rel.time)} >= ? AND {quote_ident(rel.time)} < ?")
-        params += [window[0], window[1]]
+    in_window, window_params = _window_where(rel, window)
+    where += in_window
+    params += window_params
+    first = f"min({quote_ident(rel.time)})" if rel.time is not None else "NULL::TIMESTAMPTZ"
     if by == "trip":
-        assert rel.time is not None
         select = (
             f"SELECT trip_id AS key, count(*) AS n, any_value(vehicle_id) AS vehicle_id, "
-            f"min({quote_ident(rel.time)}) AS first"
+            f"{first} AS first"
         )
         group = "trip_id"
     else:
-        select = "SELECT vehicle_id AS key, count(*) AS n, vehicle_id, NULL AS first"
+        select = f"SELECT vehicle_id AS key, count(*) AS n, vehicle_id, {first} AS first"
         group = "vehicle_id"
     sql = f"{select} FROM {relation_name} WHERE {' AND '.join(where)} GROUP BY {group}"
     return sql, params
+
+
+def window_rows_sql(
+    rel: Relation, window: tuple[datetime, datetime] | None
+) -> tuple[str, list[Any]]:
+    """SQL (and its parameters) counting every row of the window, with a vehicle id or not."""
+    where, params = _window_where(rel, window)
+    sql = f"SELECT count(*) AS n FROM {quote_ident(rel.table)}"
+    return (f"{sql} WHERE {' AND '.join(where)}" if where else sql), params
+
+
+def _window_where(
+    rel: Relation, window: tuple[datetime, datetime] | None
+) -> tuple[list[str], list[Any]]:
+    if window is None or rel.time is None:
+        return [], []
+    t = quote_ident(rel.time)
+    return [f"{t} >= ? AND {t} < ?"], [window[0], window[1]]
+
+
+def nothing_to_split(
+    rel: Relation,
+    days: tuple[date | None, date | None],
+    timezone: str,
+    rows: int,
+    snapshot: int | None = None,
+) -> CatalogError:
+    """The one line for a window with no group to split, worded as `report coverage` words
+    an empty range: rows: the window's rows (with a vehicle id or not)."""
+    where = (
+        f"between {days[0]} and {days[1]} ({timezone})"
+        if days[0] is not None and days[1] is not None
+        else "in the catalog"
+    )
+    if snapshot is not None:
+        where += f" at snapshot {snapshot}"
+    if rows == 0:
+        return CatalogError(f"no {rel.what} rows {where}; nothing to split")
+    return CatalogError(
+        f"none of the {rows:,} {rel.what} rows {where} has a vehicle id; nothing to split"
+    )
 
 
 def window_of(
