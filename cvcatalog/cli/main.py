@@ -50,11 +50,13 @@ from cvcatalog.quality.report import build_report, render_html, render_png
 from cvcatalog.read.experiments import ExperimentConfig
 from cvcatalog.read.splits import SPLIT_NAMES
 from cvcatalog.sandbox.server import (
+    SandboxServer,
     create_bucket,
     detached_running,
     sandbox_client,
     start_server,
     stop_detached,
+    stop_signals,
     upload_file,
     write_state,
 )
@@ -1235,24 +1237,24 @@ def sandbox_serve(
             f"{running['port']} (pid {running['pid']}, {STATE}); use it, or run "
             "`cvcatalog sandbox stop` first"
         )
-    server = start_server(port=port, log_file=Path(".sandbox/moto.log") if detach else None)
-    exports = " ".join(f"{k}={v}" for k, v in server.env().items())
     if detach:
+        server = start_server(port=port, log_file=Path(".sandbox/moto.log"))
         write_state(STATE, server)
         print(
             f"sandbox S3 endpoint running at {server.endpoint_url} (pid {server.process.pid if server.process else '?'})"
         )
-        print(f"export {exports}")
+        print(_export_line(server))
         return
-    print(f"sandbox S3 endpoint at {server.endpoint_url}; Ctrl-C to stop")
-    print(f"export {exports}")
-    try:
-        while server.process is not None and server.process.poll() is None:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    # a Ctrl-C, kill or hang-up (from the start on) stops the server's process before we exit
+    with stop_signals() as stopping, start_server(port=port) as server:
+        print(f"sandbox S3 endpoint at {server.endpoint_url}; Ctrl-C to stop")
+        print(_export_line(server))
+        server.wait(stopping)
+
+
+def _export_line(server: SandboxServer) -> str:
+    """The shell line that points AWS clients (and cvcatalog) at server."""
+    return "export " + " ".join(f"{k}={v}" for k, v in server.env().items())
 
 
 @sandbox_app.command("stop")
