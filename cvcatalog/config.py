@@ -6,6 +6,7 @@ Every check that can fail does so here, before any network call, with a one-line
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -50,6 +51,20 @@ def parse_day(value: date | str, what: str) -> date:
         return date.fromisoformat(str(value).strip())
     except ValueError:
         raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
+
+
+def spelled(names: Mapping[str, str] | None, arg: str) -> str:
+    """arg as a function's caller spells it in messages: names maps a function's arguments to
+    the caller's words (`sandbox seed`: {"files_per_hour": "--files-per-hour"}); an argument
+    it does not map is spelled as the function's own keyword."""
+    return (names or {}).get(arg, arg)
+
+
+def at_least(name: str, value: float, least: int) -> None:
+    """A number's lower bound: one line naming the argument (a flag: Typer's min= gives a usage
+    message and exit code 2)."""
+    if not value >= least:
+        raise ConfigError(f"{name} must be {least} or more, got {value:g}")
 
 
 def check_day_order(start: date, end: date) -> None:

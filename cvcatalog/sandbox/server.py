@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from cvcatalog.config import DownloadConfig, download_config
+from cvcatalog.config import DownloadConfig, download_config, spelled
 from cvcatalog.exceptions import ConfigError, S3Error, SandboxError
 from cvcatalog.io.duckdb_ext import endpoint_url as configured_endpoint
 from cvcatalog.io.s3 import Retrier, classify_error, make_client
@@ -160,13 +160,18 @@ PORT_ATTEMPTS = 5
 
 
 def start_server(
-    port: int = 0, log_file: Path | None = None, timeout: float = 30.0
+    port: int = 0,
+    log_file: Path | None = None,
+    timeout: float = 30.0,
+    *,
+    names: Mapping[str, str] | None = None,
 ) -> SandboxServer:
     """Start moto_server on 127.0.0.1:port (0 picks a free port) and wait until it answers;
-    a free port another process takes meanwhile is given up for another one."""
+    a free port another process takes meanwhile is given up for another one. A port that is
+    not one is a ConfigError naming it as names spells it (`sandbox serve`: --port)."""
     if not 0 <= port <= MAX_PORT:
         raise ConfigError(
-            f"port {port} is not a TCP port (0-{MAX_PORT}); choose another with --port"
+            f"{spelled(names, 'port')} must be 0 (any free port) to {MAX_PORT}, got {port}"
         )
     check_sandbox_installed()
     if log_file is not None:
