@@ -90,7 +90,6 @@ def test_an_error_names_where_the_value_came_from(
         DataSourceConfig.from_yaml(p)
 
 
-
 def test_one_section_readers_give_the_line_an_ingest_gives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -136,6 +135,7 @@ def test_one_section_readers_give_the_line_an_ingest_gives(
     # another section's bad variable is not theirs to read
     monkeypatch.setenv("CVCATALOG_MEMORY__STAGING_GB", "abc")
     assert (cache_config().max_size_gb, download_config().rate_limit) == (8, 20)
+
 
 def test_valid_pairs_are_normalised() -> None:
     cfg = DataSourceConfig.from_values(

@@ -270,9 +270,7 @@ def generate_ngsim(
         raise SandboxError(f"cannot write {out}: {e.strerror or e}") from None
 
 
-def _write_ngsim(
-    out: IO[str], rows: int, locs: list[str], seed: int, bad_rows: int
-) -> GenReport:
+def _write_ngsim(out: IO[str], rows: int, locs: list[str], seed: int, bad_rows: int) -> GenReport:
     """generate_ngsim's CSV, its arguments checked."""
     rep = GenReport()
     out.write(",".join(CSV_NAMES) + "\n")
