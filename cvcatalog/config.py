@@ -6,6 +6,7 @@ Every check that can fail does so here, before any network call, with a one-line
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -50,6 +51,20 @@ def parse_day(value: date | str, what: str) -> date:
         return date.fromisoformat(str(value).strip())
     except ValueError:
         raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
+
+
+def spelled(names: Mapping[str, str] | None, arg: str) -> str:
+    """arg as a function's caller spells it in messages: names maps a function's arguments to
+    the caller's words (`sandbox seed`: {"files_per_hour": "--files-per-hour"}); an argument
+    it does not map is spelled as the function's own keyword."""
+    return (names or {}).get(arg, arg)
+
+
+def at_least(name: str, value: float, least: int) -> None:
+    """A number's lower bound: one line naming the argument (a flag: Typer's min= gives a usage
+    message and exit code 2)."""
+    if not value >= least:
+        raise ConfigError(f"{name} must be {least} or more, got {value:g}")
 
 
 def check_day_order(start: date, end: date) -> None:
@@ -263,41 +278,50 @@ def trips_config(
         raise ConfigError(format_validation_error(e, str(config or "arguments"))) from None
 
 
-class _CacheSection(BaseModel):
-    """The cache: section of a data-source YAML, the file's other sections left alone."""
+class _Section(BaseModel):
+    """One section of the settings, for a command that reads no other (:func:`build`'s model):
+    the file's other sections and the environment's other variables are left alone."""
 
     model_config = ConfigDict(extra="ignore")
+
+
+class _CacheSection(_Section):
     cache: CacheConfig = CacheConfig()
+
+
+class _DownloadSection(_Section):
+    download: DownloadConfig = DownloadConfig()
+
+
+S = TypeVar("S", bound=_Section)
+
+
+def _one_section(model: type[S], config: str | Path | None, overrides: dict[str, Any]) -> S:
+    """model's one section: the YAML's (config), then CVCATALOG_<SECTION>__*, then overrides
+    (None: not given), merged and checked by :func:`build` as an ingest's settings are (one
+    ConfigError line naming the file, the variable or "arguments", whichever gave the value)."""
+    [name] = model.model_fields
+    data = load_yaml(config) if config is not None else {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return build(
+        model,
+        {name: data[name]} if data.get(name) is not None else {},
+        {name: given} if given else {},
+        origin=str(config or "arguments"),
+    )
 
 
 def cache_config(config: str | Path | None = None, **overrides: Any) -> CacheConfig:
     """The cache settings of a command that reads no other section (`cache evict`, the
     catalog directory of --config): the YAML's `cache:` section, then CVCATALOG_CACHE__*, then
-    overrides, checked as an ingest checks them (one ConfigError line naming the file)."""
-    data = load_yaml(config) if config is not None else {}
-    merged: dict[str, Any] = {"cache": data["cache"]} if data.get("cache") is not None else {}
-    given = {k: v for k, v in overrides.items() if v is not None}
-    for extra in (env_overrides().get("cache"), given):
-        if extra:  # merged only when it says something: a bad section stays as the file has it
-            merged = deep_merge(merged, {"cache": extra})
-    try:
-        return _CacheSection.model_validate(merged).cache
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, str(config or "arguments"))) from None
+    overrides."""
+    return _one_section(_CacheSection, config, overrides).cache
 
 
 def download_config(**overrides: Any) -> DownloadConfig:
     """The download settings of a reader that takes no config file (a published catalog's, an
-    s3:// input without an ingest's client): CVCATALOG_DOWNLOAD__*, then overrides (None: not
-    given), checked as an ingest checks them."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    merged = deep_merge(env_overrides().get("download") or {}, given)
-    try:
-        return DownloadConfig.model_validate(merged)
-    except ValidationError as e:
-        key = str(e.errors()[0]["loc"][0]) if e.errors()[0]["loc"] else ""
-        origin = "arguments" if key in given else f"{ENV_PREFIX}DOWNLOAD__{key.upper()}"
-        raise ConfigError(format_validation_error(e, origin)) from None
+    s3:// input without an ingest's client): CVCATALOG_DOWNLOAD__*, then overrides."""
+    return _one_section(_DownloadSection, None, overrides).download
 
 
 class IngestConfig(_Strict):
@@ -412,7 +436,7 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-C = TypeVar("C", bound=IngestConfig)
+C = TypeVar("C", bound=BaseModel)
 
 
 #: a date_range's keys that say which days: a level (the file, the environment, the arguments)
@@ -437,7 +461,7 @@ def build(model: type[C], data: dict[str, Any], overrides: dict[str, Any], origi
     ignores (IngestConfig.ignored) are dropped first."""
     env = env_overrides()
     merged = _over(_over(data, env), overrides)
-    for key in model.ignored:
+    for key in getattr(model, "ignored", ()):
         merged.pop(key, None)
     try:
         return model.model_validate(merged)

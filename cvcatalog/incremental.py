@@ -12,7 +12,6 @@ day is its own checkpoint. See docs/incremental.md.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,6 +25,7 @@ from cvcatalog.exceptions import ConversionError
 from cvcatalog.io import roworder
 from cvcatalog.io.download import ObjectInfo
 from cvcatalog.io.layout import remove_tree
+from cvcatalog.io.quarantine import read_entry
 from cvcatalog.io.roworder import RowOrder
 from cvcatalog.io.storage import LakeStore
 from cvcatalog.schemas import SCHEMAS, MessageSchema
@@ -375,7 +375,7 @@ def _merge_quarantine(
                 for line in src:
                     if not line.strip():
                         continue
-                    entry = json.loads(line)
+                    entry = read_entry(line)
                     if filter_keys and entry.get("source_key") in dropped:
                         continue
                     out.write(line if line.endswith("\n") else line + "\n")

@@ -26,7 +26,6 @@ as the partition warning duplicate_record.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -49,6 +48,7 @@ from cvcatalog.config import ValidationConfig
 from cvcatalog.exceptions import ConversionError
 from cvcatalog.io import rawfile, roworder
 from cvcatalog.io.duckdb_ext import temporary_setting
+from cvcatalog.io.quarantine import entry_line, read_entry
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.rules import QualityStats, process_partition
 from cvcatalog.schemas import MessageSchema, list_literal, quote_ident, quote_literal
@@ -319,20 +319,9 @@ class _Quarantine:
         raw: str | bytes | None,
         raw_size: int | None = None,
     ) -> None:
-        """One entry. Raw bytes that are not UTF-8 are kept exactly in raw_base64 (raw is then
-        a readable copy with U+FFFD); raw_size marks a raw cut to its first RAW_HEAD bytes."""
-        entry: dict[str, Any] = {"source_key": source_key, "line": line, "reason": reason}
-        if isinstance(raw, bytes):
-            try:
-                entry["raw"] = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                entry["raw"] = raw.decode("utf-8", errors="replace")
-                entry["raw_base64"] = base64.b64encode(raw).decode("ascii")
-        else:
-            entry["raw"] = raw
-        if raw_size is not None:
-            entry["raw_size"] = raw_size
-        self._file().write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
+        """One entry (:func:`cvcatalog.io.quarantine.entry_line`: raw bytes that are not UTF-8
+        kept exactly in raw_base64); raw_size marks a raw cut to its first RAW_HEAD bytes."""
+        self._file().write(entry_line(source_key, line, reason, raw, raw_size))
         self.count += 1
         self.reasons[reason_category(reason)] += 1
 
@@ -344,7 +333,7 @@ class _Quarantine:
                 if line.strip():
                     fh.write(line if line.endswith("\n") else line + "\n")
                     self.count += 1
-                    self.reasons[reason_category(json.loads(line)["reason"])] += 1
+                    self.reasons[reason_category(read_entry(line)["reason"])] += 1
 
     def close(self) -> None:
         if self._fh is not None:
@@ -569,8 +558,9 @@ class _Conversion:
         if self.quarantine.count:
             with open(self.quarantine.path, encoding="utf-8") as fh:
                 for line in fh:
-                    entry = json.loads(line)
-                    u = unit_of_key.get(entry.get("source_key"))
+                    entry = read_entry(line)
+                    key = entry.get("source_key")
+                    u = unit_of_key.get(key) if isinstance(key, str) else None
                     if u is None:
                         raise ConversionError(
                             "a quarantine entry of a group names no object of the group: "

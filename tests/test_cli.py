@@ -25,8 +25,10 @@ from cvcatalog.cli.output import Format, render
 from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.pipeline.report import Outcome
+from cvcatalog.sandbox import replica
+from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
-from cvcatalog.sandbox.server import detached_running
+from cvcatalog.sandbox.server import detached_running, start_server
 
 runner = CliRunner()
 _INGEST = ("ingest", "--source", "wydot", "--type", "BSM")
@@ -315,6 +317,54 @@ def test_sandbox_seed_command(s3_endpoint: str, s3_client: Any, tmp_path: Path) 
         Bucket="usdot-its-cvpilot-publicdata", Prefix="wydot_backup/BSM/2021/04/01/"
     )
     assert listed["KeyCount"] == json.loads(rep.read_text())["totals"]["objects"]
+
+
+def test_sandbox_seed_checks_its_arguments_once(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """validate_spec is the one check of a seed's arguments, made once: it ran three times (the
+    command, seed_spec, hour_contexts), beside the command's own checks of the same numbers."""
+    checked: list[Any] = []
+    check = replica.validate_spec
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        checked.append(args)
+        check(*args, **kwargs)
+
+    monkeypatch.setattr(replica, "validate_spec", counted)
+    r = run("sandbox", "seed", "--start", "2021-04-01", "--records-per-hour", "1")
+    assert r.exit_code == 0, r.output
+    assert len(checked) == 1
+    checked.clear()
+    seed_replica(None, date(2021, 4, 1), date(2021, 4, 1), records_per_hour=0)  # no request
+    assert len(checked) == 1
+
+
+def test_sandbox_argument_lines_are_the_librarys_in_the_flags_words(tmp_path: Path) -> None:
+    """The checks of `sandbox seed`, `ngsim` and `serve` are the library's (replica.validate_spec,
+    generate_ngsim, start_server), which name an argument as their caller spells it: the
+    command's line is the library's with the flag for the keyword (each number was checked
+    in the command and again, in other words, in the library; --rows only in the command)."""
+    day = date(2021, 4, 1)
+    out = tmp_path / "n.csv"
+    for library, keyword, args in [
+        (lambda: seed_replica(None, day, day, files_per_hour=0), "files_per_hour",
+         ["seed", "--start", "2021-04-01", "--files-per-hour", "0"]),
+        (lambda: seed_replica(None, day, day, malformed_per_day=-1), "malformed_per_day",
+         ["seed", "--start", "2021-04-01", "--malformed-per-day", "-1"]),
+        (lambda: generate_ngsim(out, 10, bad_rows=-1), "bad_rows",
+         ["ngsim", "--out", str(out), "--rows", "10", "--bad-rows", "-1"]),
+        (lambda: generate_ngsim(out, 0), "rows", ["ngsim", "--out", str(out), "--rows", "0"]),
+        (lambda: start_server(port=70000), "port", ["serve", "--port", "70000"]),
+    ]:  # fmt: skip
+        with pytest.raises(ConfigError) as raised:
+            library()
+        line = str(raised.value)
+        assert line.startswith(f"{keyword} must be "), line
+        flag = "--" + keyword.replace("_", "-")
+        r = run("sandbox", *args)
+        assert r.exit_code == 1 and r.output == f"error: {flag}{line[len(keyword) :]}\n"
+    assert not out.exists()
 
 
 _VALID_PAIRS = (

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from cvcatalog.catalog import Catalog
-from cvcatalog.config import MAX_WORKERS, DataSourceConfig, DownloadConfig
+from cvcatalog.config import (
+    MAX_WORKERS,
+    DataSourceConfig,
+    DownloadConfig,
+    cache_config,
+    download_config,
+)
 from cvcatalog.exceptions import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,6 +88,53 @@ def test_an_error_names_where_the_value_came_from(
     )
     with pytest.raises(ConfigError, match=f"\\({p}\\): download.rate_limit"):
         DataSourceConfig.from_yaml(p)
+
+
+def test_one_section_readers_give_the_line_an_ingest_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cache_config and download_config (commands that read one section) merge and check it as
+    an ingest does: the same line for the same bad value, naming the file, the variable or
+    "arguments" (a bad CVCATALOG_CACHE__* was blamed on the file or "arguments", a download
+    field lost its section), and the same precedence."""
+    base = {"source": "wydot", "message_type": "BSM", "date_range": {"days_back": 1}}
+
+    def line(read: Callable[[], object]) -> str:
+        with pytest.raises(ConfigError) as raised:
+            read()
+        return str(raised.value)
+
+    p = write(
+        tmp_path,
+        "source: wydot\nmessage_type: BSM\ndate_range: {days_back: 1}\n"
+        "cache: {max_size_gb: lots}\n",
+    )
+    cases: list[tuple[str, str, Callable[[], object], Callable[[], object]]] = [
+        ("CVCATALOG_CACHE__MAX_SIZE_GB", "-3",
+         lambda: cache_config(), lambda: DataSourceConfig.from_values(**base)),
+        ("CVCATALOG_DOWNLOAD__RETRY_ATTEMPTS", "many",
+         lambda: download_config(), lambda: DataSourceConfig.from_values(**base)),
+    ]  # fmt: skip
+    for name, value, one, ingest in cases:
+        monkeypatch.setenv(name, value)
+        assert line(one) == line(ingest)
+        assert line(one).startswith(f"invalid configuration ({name}): ")
+        monkeypatch.delenv(name)
+    assert line(lambda: cache_config(p)) == line(lambda: DataSourceConfig.from_yaml(p))
+    assert line(lambda: download_config(rate_limit=-1)) == line(
+        lambda: DataSourceConfig.from_values(**base, download={"rate_limit": -1})
+    )
+    # file < environment < arguments, as for an ingest
+    p = write(tmp_path, "cache: {max_size_gb: 7, directory: from-file}\n")
+    monkeypatch.setenv("CVCATALOG_CACHE__MAX_SIZE_GB", "8")
+    assert cache_config(p).max_size_gb == 8
+    assert cache_config(p, max_size_gb=9, directory=None).max_size_gb == 9
+    assert cache_config(p).directory == Path("from-file")
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__RATE_LIMIT", "20")
+    assert (download_config().rate_limit, download_config(rate_limit=3).rate_limit) == (20, 3)
+    # another section's bad variable is not theirs to read
+    monkeypatch.setenv("CVCATALOG_MEMORY__STAGING_GB", "abc")
+    assert (cache_config().max_size_gb, download_config().rate_limit) == (8, 20)
 
 
 def test_valid_pairs_are_normalised() -> None:

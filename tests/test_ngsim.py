@@ -148,7 +148,9 @@ def test_round_trip_units_ids_and_quarantine(ngsim_csv, catalog_dir: Path) -> No
     assert (per_vehicle["l"] == 1).all() and (per_vehicle["p"] == 1).all()
     assert (per_vehicle["c"] == per_vehicle["t"]).all()  # whole trajectories, no merging
 
-    # quarantine: every broken line with its reason, and counted per rule
+    # quarantine: every broken line with its reason, and counted per rule; entries of the CV
+    # shape (source_key, line, reason, raw): the input, no line number (a unit does not know
+    # how many lines come before it) but the byte where the line starts, in any unit
     q = [
         json.loads(line)
         for f in (catalog_dir / "quarantine").rglob("*.ndjson")
@@ -161,7 +163,15 @@ def test_round_trip_units_ids_and_quarantine(ngsim_csv, catalog_dir: Path) -> No
         "missing_field",
         "unknown_location",
     }
-    assert all(x["line"] in path.read_text() for x in q)
+    data = path.read_bytes()
+    for x in q:
+        assert (x["source_key"], x["line"]) == (str(path.resolve()), None), x
+        raw = x["raw"].encode()
+        start = x["byte_offset"]
+        assert data[start : start + len(raw) + 1] == raw + b"\n", x
+        assert data[start - 1 : start] == b"\n"  # the start of a line
+        assert x["unit"].startswith(f"{x['source_key']}#") and x["reason"]
+    assert len({x["unit"] for x in q}) > 1  # offsets in the input, not in a unit
     rules = cat.query(
         "select rule, sum(count) n from validation_reports where run_id = ? group by 1",
         [s.run_id],
@@ -776,7 +786,7 @@ def test_codes_written_as_decimals_give_the_same_rows(ngsim_csv, tmp_path: Path)
     for block, int_codes in ((text, True), (as_decimals, False)):
         ds = NgsimDataset([str(clean)])
         rejects = Rejects(tmp_path / "q.ndjson", None)  # type: ignore[arg-type]
-        parsed = sum(b.num_rows for b in ds.parse_block(block, CSV_NAMES, rejects))
+        parsed = sum(b.num_rows for b in ds.parse_block(block, CSV_NAMES, rejects, 0))
         lines = block.strip().count(b"\n") + 1
         assert (parsed, rejects.total, ds._int_codes) == (lines, 0, int_codes)
 
@@ -793,8 +803,9 @@ def test_units_split_into_blocks_hold_every_line_once(
     lines: list[bytes], final_newline: bool, unit_bytes: int, block_bytes: int, chunk_bytes: int
 ) -> None:
     """Whatever the unit, block and chunk sizes: the units' blocks, in order, are the file
-    after its header, byte for byte; every block but the input's last ends a line, and a
-    block is longer than block_bytes only when its first line is."""
+    after its header, byte for byte, each block with where it starts in the file; every
+    block but the input's last ends a line, and a block is longer than block_bytes only when
+    its first line is."""
     from cvcatalog.datasets.ngsim import _unit_lines
 
     body = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
@@ -805,7 +816,11 @@ def test_units_split_into_blocks_hold_every_line_once(
         unit = WorkUnit(f"f#{i}", "f", start, min(start + unit_bytes, size), "v", size, None, i)
         first = max(start - 1, 0)
         chunks = (data[p : p + chunk_bytes] for p in range(first, size, chunk_bytes))
-        blocks = [bytes(b) for b in _unit_lines(unit, chunks, block_bytes)]
+        blocks = []
+        for at, view in _unit_lines(unit, chunks, block_bytes):
+            b = bytes(view)
+            assert data[at : at + len(b)] == b
+            blocks.append(b)
         for b in blocks:
             assert b
             first_end = b.find(b"\n")  # -1: one unterminated line

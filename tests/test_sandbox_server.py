@@ -1,11 +1,18 @@
-"""The sandbox's moto server process: the port it answers on is its own."""
+"""The sandbox's moto server process: the port it answers on is its own, and a foreground
+`sandbox serve` takes it down with itself."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from cvcatalog.exceptions import SandboxError
@@ -54,6 +61,54 @@ def test_a_port_given_and_in_use_is_one_clear_error(tmp_path: Path) -> None:
         port = s.getsockname()[1]
         with pytest.raises(SandboxError, match=f"port {port} .* already in use"):
             sandbox.start_server(port=port, log_file=tmp_path / "moto.log")
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name
+)
+def test_a_foreground_serve_stops_its_moto_process_when_signalled(
+    signum: signal.Signals, tmp_path: Path
+) -> None:
+    """`kill` (SIGTERM) or a closed terminal (SIGHUP) ended `sandbox serve` at once, and its moto
+    process (in a session of its own, which no signal to serve reaches) kept running and
+    holding the port. Every stop signal must stop it, and serve exit 0."""
+    port = sandbox.free_port()
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "cvcatalog", "sandbox", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": path},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    moto: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not sandbox._port_open(port):
+            assert serve.poll() is None, serve.communicate()[1].decode()
+            assert time.monotonic() < deadline, "serve never answered"
+            time.sleep(0.1)
+        moto = psutil.Process(serve.pid).children(recursive=True)
+        assert any(sandbox._listens(p.pid, port) for p in moto)  # the moto process
+        serve.send_signal(signum)
+        assert serve.wait(timeout=30) == 0, serve.communicate()[1].decode()
+        _, alive = psutil.wait_procs(moto, timeout=5)
+        assert alive == [], f"moto still running after {signum.name}: {alive}"
+        assert not sandbox._port_open(port)
+    finally:  # nothing left behind, whatever failed
+        with contextlib.suppress(psutil.Error):
+            moto += psutil.Process(serve.pid).children(recursive=True)
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+        for p in moto:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        if serve.stderr is not None:
+            serve.stderr.close()
 
 
 def _real_free_port() -> int:

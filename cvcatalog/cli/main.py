@@ -28,6 +28,7 @@ from cvcatalog.cli.output import Format, emit, emit_object, say
 from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.config import (
     MAX_WORKERS,
+    at_least,
     cache_config,
     env_overrides,
     load_yaml,
@@ -50,11 +51,13 @@ from cvcatalog.quality.report import build_report, render_html, render_png
 from cvcatalog.read.experiments import ExperimentConfig
 from cvcatalog.read.splits import SPLIT_NAMES
 from cvcatalog.sandbox.server import (
+    SandboxServer,
     create_bucket,
     detached_running,
     sandbox_client,
     start_server,
     stop_detached,
+    stop_signals,
     upload_file,
     write_state,
 )
@@ -114,13 +117,6 @@ DaysBackOpt = Annotated[int | None, typer.Option("--days-back", help="The last N
 AnySourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
 ]
-
-
-def _at_least(flag: str, value: float, least: int) -> None:
-    """A numeric option's lower bound: one line naming the flag (Typer's min= gives a usage
-    message and exit code 2)."""
-    if not value >= least:
-        raise ConfigError(f"{flag} must be {least} or more, got {value:g}")
 
 
 def _error_line(message: str) -> None:
@@ -509,7 +505,7 @@ def query(
     --snapshot or --as-of, against the catalog as it was then (time travel)."""
     if snapshot is not None and as_of is not None:
         raise ConfigError("give --snapshot or --as-of, not both")
-    _at_least("--max-rows", limit, 0)
+    at_least("--max-rows", limit, 0)
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     table = cat.query_arrow(sql, read_only=read_only, snapshot=snapshot, as_of=as_of)
     rows = table.to_pylist() if fmt is not Format.table else table.slice(0, limit).to_pylist()
@@ -583,7 +579,7 @@ def changes(
         raise ConfigError(f"--format {fmt!r}: table, json, csv or parquet")
     if fmt == "parquet" and output is None:
         raise ConfigError("--format parquet needs --output FILE")
-    _at_least("--max-rows", limit, 0)
+    at_least("--max-rows", limit, 0)
     cat = open_catalog(catalog)
     full = table = cat.changes(
         source.lower(), message_type and message_type.upper(), since, until, output="arrow"
@@ -1214,6 +1210,7 @@ def report_coverage(
 
 # -- sandbox --------------------------------------------------------------------------------
 STATE = Path(".sandbox/server.json")
+PORT_FLAG = {"port": "--port"}
 
 
 @sandbox_app.command("serve")
@@ -1227,32 +1224,30 @@ def sandbox_serve(
     """Run a local S3-compatible endpoint (moto server) on 127.0.0.1. A detached one is
     recorded in ./.sandbox/server.json, where `sandbox stop` (run in the same directory)
     finds it."""
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"--port must be 0 (any free port) to 65535, got {port}")
     if detach and (running := detached_running(STATE)) is not None:
         raise SandboxError(
             f"a detached sandbox server is already running here at http://127.0.0.1:"
             f"{running['port']} (pid {running['pid']}, {STATE}); use it, or run "
             "`cvcatalog sandbox stop` first"
         )
-    server = start_server(port=port, log_file=Path(".sandbox/moto.log") if detach else None)
-    exports = " ".join(f"{k}={v}" for k, v in server.env().items())
     if detach:
+        server = start_server(port=port, log_file=Path(".sandbox/moto.log"), names=PORT_FLAG)
         write_state(STATE, server)
         print(
             f"sandbox S3 endpoint running at {server.endpoint_url} (pid {server.process.pid if server.process else '?'})"
         )
-        print(f"export {exports}")
+        print(_export_line(server))
         return
-    print(f"sandbox S3 endpoint at {server.endpoint_url}; Ctrl-C to stop")
-    print(f"export {exports}")
-    try:
-        while server.process is not None and server.process.poll() is None:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    # a Ctrl-C, kill or hang-up (from the start on) stops the server's process before we exit
+    with stop_signals() as stopping, start_server(port=port, names=PORT_FLAG) as server:
+        print(f"sandbox S3 endpoint at {server.endpoint_url}; Ctrl-C to stop")
+        print(_export_line(server))
+        server.wait(stopping)
+
+
+def _export_line(server: SandboxServer) -> str:
+    """The shell line that points AWS clients (and cvcatalog) at server."""
+    return "export " + " ".join(f"{k}={v}" for k, v in server.env().items())
 
 
 @sandbox_app.command("stop")
@@ -1290,9 +1285,6 @@ def sandbox_seed(
     from cvcatalog.sandbox.replica import seed_spec, validate_spec
     from cvcatalog.sandbox.replica_blocks import ReplicaSpec
 
-    _at_least("--records-per-hour", records_per_hour, 0)
-    _at_least("--files-per-hour", files_per_hour, 1)
-    _at_least("--malformed-per-day", malformed_per_day, 0)
     s = parse_day(start, "--start")
     spec = ReplicaSpec(
         start=s,
@@ -1305,7 +1297,9 @@ def sandbox_seed(
         malformed_per_day=malformed_per_day,
         empty_days=frozenset(parse_day(d, "--empty-day") for d in empty_day or []),
     )
-    validate_spec(spec)  # every argument, before any request
+    flags = ("records_per_hour", "files_per_hour", "malformed_per_day")
+    # every argument, once, before any request (seed_spec takes the spec as checked)
+    validate_spec(spec, {k: "--" + k.replace("_", "-") for k in flags})
     client, cfg = sandbox_client("seeding never writes to real AWS")
     create_bucket(client, cfg, BUCKET)
     t0 = time.monotonic()
@@ -1346,10 +1340,15 @@ def sandbox_ngsim(
     """Write an NGSIM-shaped trajectory CSV (car-following at 10 Hz, real sites' CRS)."""
     from cvcatalog.sandbox.ngsim import generate_ngsim  # as in sandbox_seed
 
-    _at_least("--rows", rows, 1)
-    _at_least("--bad-rows", bad_rows, 0)
     t0 = time.monotonic()
-    rep = generate_ngsim(out, rows, locations=location, seed=seed, bad_rows=bad_rows)
+    rep = generate_ngsim(
+        out,
+        rows,
+        locations=location,
+        seed=seed,
+        bad_rows=bad_rows,
+        names={"rows": "--rows", "bad_rows": "--bad-rows"},
+    )
     print(
         f"wrote {rep.rows:,} rows (+{rep.bad_rows} broken) of {rep.vehicles:,} vehicles, "
         f"{out.stat().st_size / 1e6:,.1f} MB, to {out} in {time.monotonic() - t0:.1f}s"

@@ -9,7 +9,6 @@ the run record are the one pipeline's (:mod:`cvcatalog.pipeline`).
 
 from __future__ import annotations
 
-import json
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -23,6 +22,7 @@ import pyarrow as pa
 
 from cvcatalog.exceptions import CvCatalogError
 from cvcatalog.io.inputs import InputInfo
+from cvcatalog.io.quarantine import entry_line
 
 __all__ = [
     "Dataset",
@@ -49,8 +49,10 @@ class WorkUnit:
 class Rejects:
     """Rows a parser refuses, each with a rule, a reason and the original line (never lost).
 
-    Lines go to an NDJSON file opened on the first reject; counts per rule feed
-    validation_reports. Thread-safe (pyarrow's CSV reader calls back from its threads).
+    Lines go to an NDJSON file opened on the first reject, as quarantine entries of the one
+    shape (:mod:`cvcatalog.io.quarantine`: the input's URI as source_key, the line's byte
+    offset in it, the rule and the unit); counts per rule feed validation_reports.
+    Thread-safe (pyarrow's CSV reader calls back from its threads).
     """
 
     def __init__(self, path: Path, unit: WorkUnit) -> None:
@@ -65,14 +67,24 @@ class Rejects:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def add(self, rule: str, reason: str, line: bytes | str) -> None:
-        text = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
-        record = {"rule": rule, "reason": reason, "line": text.rstrip("\r\n"), "unit": self.unit.id}
+    def add(self, rule: str, reason: str, line: bytes, offset: int) -> None:
+        """One refused line (without its line break), which starts offset bytes into the
+        unit's input. A unit does not know how many lines come before it, so the entry's
+        line number is null and byte_offset says where the line is."""
+        text = entry_line(
+            self.unit.uri,
+            None,
+            reason,
+            line.rstrip(b"\r\n"),
+            byte_offset=offset,
+            rule=rule,
+            unit=self.unit.id,
+        )
         with self._lock:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
-            self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._file.write(text)
             self.counts[rule] += 1
 
     def skip(self, n: int) -> None:

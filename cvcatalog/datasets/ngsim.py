@@ -283,16 +283,17 @@ class NgsimDataset(Dataset):
         self, unit: WorkUnit, data: Iterator[bytes], rejects: Rejects
     ) -> Iterator[pa.RecordBatch]:
         names = self._headers.get(unit.uri) or CSV_NAMES
-        for block in _unit_lines(unit, data, self.block_bytes):
-            yield from self.parse_block(block, names, rejects)
+        for at, block in _unit_lines(unit, data, self.block_bytes):
+            yield from self.parse_block(block, names, rejects, at)
 
     # -- parsing -------------------------------------------------------------------------
     def parse_block(
-        self, block: bytes | memoryview, names: list[str], rejects: Rejects
+        self, block: bytes | memoryview, names: list[str], rejects: Rejects, at: int
     ) -> Iterator[pa.RecordBatch]:
-        """Whole lines -> canonical batches. Clean blocks take the typed multithreaded
-        path; a block with any bad row is parsed again column by column as text so that each
-        bad row is quarantined with its reason and original line."""
+        """Whole lines (the first at byte `at` of the input) -> canonical batches. Clean blocks
+        take the typed multithreaded path; a block with any bad row is parsed again column by
+        column as text so that each bad row is quarantined with its reason, original line and
+        where it starts."""
         if not len(block) or (len(block) < 256 and bytes(block).isspace()):
             return
         table = self._read_typed(block, names, _INT_TYPES) if self._int_codes else None
@@ -301,7 +302,7 @@ class NgsimDataset(Dataset):
             if table is not None and self._int_codes:
                 self._int_codes = False  # codes written as decimals (not a bad row)
         if table is None or self._has_bad_rows(table):
-            table = self._read_checked(block, names, rejects)
+            table = self._read_checked(block, names, rejects, at)
         if table.num_rows:
             yield from self._canonical(table, rejects)
 
@@ -340,20 +341,25 @@ class NgsimDataset(Dataset):
         return bool((_location_codes(table["Location"]) < 0).any())
 
     def _read_checked(
-        self, block: bytes | memoryview, names: list[str], rejects: Rejects
+        self, block: bytes | memoryview, names: list[str], rejects: Rejects, at: int
     ) -> pa.Table:
-        """The slow, exact path: field counts, then every numeric column checked as text."""
+        """The slow, exact path: field counts, then every numeric column checked as text.
+        The block's first line starts at byte `at` of the input."""
         ncols = len(names)
         good: list[bytes] = []
+        starts: list[int] = []  # where each good line starts in the input
+        start = at
         for raw in bytes(block).split(b"\n"):
-            line = raw.rstrip(b"\r")
+            line, here = raw.rstrip(b"\r"), start
+            start += len(raw) + 1
             if not line.strip():
                 continue
             n = line.count(b",") + 1
             if n != ncols:
-                rejects.add("field_count", f"expected {ncols} fields, got {n}", line)
+                rejects.add("field_count", f"expected {ncols} fields, got {n}", line, here)
                 continue
             good.append(line)
+            starts.append(here)
         if not good:
             return _empty_typed()
         text = pacsv.read_csv(
@@ -406,7 +412,7 @@ class NgsimDataset(Dataset):
         keep = np.ones(text.num_rows, dtype=bool)
         for row, why in enumerate(reason):
             if why is not None:
-                rejects.add(rule[row], why, good[row])
+                rejects.add(rule[row], why, good[row], starts[row])
                 keep[row] = False
         typed = pa.table(columns)
         return typed.filter(pa.array(keep)) if not keep.all() else typed
@@ -576,9 +582,10 @@ def _empty_typed() -> pa.Table:
 
 def _unit_lines(
     unit: WorkUnit, data: Iterator[bytes], block_bytes: int
-) -> Iterator[bytes | memoryview]:
+) -> Iterator[tuple[int, bytes | memoryview]]:
     """Blocks of whole lines owned by the unit: lines starting in [start, end), after the
-    header. `data` begins at byte max(start - 1, 0); it is closed once the last line is read.
+    header, each with the offset of its first byte in the input. `data` begins at byte
+    max(start - 1, 0); it is closed once the last line is read.
 
     Chunks wait in a list and are joined once per block; blocks are memoryviews of that join,
     so each byte is copied once after the read (a growing bytearray sliced into blocks copied
@@ -607,7 +614,7 @@ def _unit_lines(
                 pending = [buf]
                 last = buf.find(b"\n", rel_end - 1)
                 if last >= 0:
-                    yield from _blocks(buf, last + 1, block_bytes)
+                    yield from _blocks(buf, last + 1, block_bytes, pos)
                     return
                 continue  # the last line goes on past the range: read the tail
             if size >= block_bytes:
@@ -618,14 +625,14 @@ def _unit_lines(
                     cut = buf.rfind(b"\n", done, done + block_bytes)
                     if cut < 0:
                         break  # a line longer than a block: it grows until its end
-                    yield view[done : cut + 1]
+                    yield pos + done, view[done : cut + 1]
                     done = cut + 1
                 pos += done
                 rest = buf[done:] if done else buf
                 pending, size = ([rest] if rest else []), len(rest)
         if aligned and pending:  # end of input: the last line may lack its newline
             buf = _joined(pending)
-            yield from _blocks(buf, len(buf), block_bytes)
+            yield from _blocks(buf, len(buf), block_bytes, pos)
     finally:
         close = getattr(data, "close", None)
         if close is not None:
@@ -636,15 +643,18 @@ def _joined(parts: list[bytes]) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _blocks(data: bytes, stop: int, block_bytes: int) -> Iterator[memoryview]:
-    """data[:stop] (whole lines) as memoryviews of about block_bytes, cut at line ends."""
+def _blocks(
+    data: bytes, stop: int, block_bytes: int, offset: int
+) -> Iterator[tuple[int, memoryview]]:
+    """data[:stop] (whole lines) as memoryviews of about block_bytes, cut at line ends, each
+    with where it starts in the input (data starts at offset)."""
     view = memoryview(data)
     start = 0
     while stop - start > block_bytes:
         cut = data.rfind(b"\n", start, start + block_bytes)
         if cut < 0:
             break
-        yield view[start : cut + 1]
+        yield offset + start, view[start : cut + 1]
         start = cut + 1
     if start < stop:
-        yield view[start:stop]
+        yield offset + start, view[start:stop]

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO
 
+from cvcatalog.config import at_least, spelled
 from cvcatalog.datasets.ngsim import CSV_NAMES, FT, LOCATIONS
 from cvcatalog.exceptions import ConfigError, SandboxError
 
@@ -245,25 +246,32 @@ def generate_ngsim(
     locations: Sequence[str] | None = None,
     seed: int = 42,
     bad_rows: int = 0,
+    names: Mapping[str, str] | None = None,
 ) -> GenReport:
     """Write about `rows` valid trajectory rows (whole vehicles, so slightly more) spread over
     the locations and their periods, plus `bad_rows` broken lines of several kinds. An argument
-    it cannot honour is a ConfigError, a file it cannot write a SandboxError (one line each)."""
+    it cannot honour is a ConfigError naming it as `names` spells it (`sandbox ngsim`: its
+    flags), a file it cannot write a SandboxError (one line each)."""
     locs = [loc for loc in (locations or LOCATIONS)]
     for loc in locs:
         if loc not in SITES:
             raise ConfigError(
                 f"unknown NGSIM location {loc!r}; expected one of {', '.join(LOCATIONS)}"
             )
-    if bad_rows < 0:
-        raise ConfigError(f"bad_rows must be >= 0, got {bad_rows}")
-    if isinstance(out, str | Path):
-        try:
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            with open(out, "w", encoding="utf-8", newline="", buffering=1 << 20) as f:
-                return generate_ngsim(f, rows, locations=locs, seed=seed, bad_rows=bad_rows)
-        except OSError as e:
-            raise SandboxError(f"cannot write {out}: {e.strerror or e}") from None
+    at_least(spelled(names, "rows"), rows, 1)
+    at_least(spelled(names, "bad_rows"), bad_rows, 0)
+    if not isinstance(out, str | Path):
+        return _write_ngsim(out, rows, locs, seed, bad_rows)
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", encoding="utf-8", newline="", buffering=1 << 20) as f:
+            return _write_ngsim(f, rows, locs, seed, bad_rows)
+    except OSError as e:
+        raise SandboxError(f"cannot write {out}: {e.strerror or e}") from None
+
+
+def _write_ngsim(out: IO[str], rows: int, locs: list[str], seed: int, bad_rows: int) -> GenReport:
+    """generate_ngsim's CSV, its arguments checked."""
     rep = GenReport()
     out.write(",".join(CSV_NAMES) + "\n")
     blocks = [(SITES[loc], p) for loc in locs for p in SITES[loc].periods]

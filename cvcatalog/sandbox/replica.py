@@ -19,14 +19,14 @@ import multiprocessing
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from cvcatalog.config import check_day_order
+from cvcatalog.config import at_least, check_day_order, spelled
 from cvcatalog.exceptions import ConfigError, CvCatalogError, SandboxError
 from cvcatalog.io.s3 import Retrier, classify_error, translate_error
 from cvcatalog.sandbox import replica_nycdot, replica_thea, replica_wydot_bsm, replica_wydot_tim
@@ -64,8 +64,11 @@ GENERATORS: dict[tuple[str, str], HourGenerator] = {
 }
 
 
-def validate_spec(spec: ReplicaSpec) -> None:
-    """Fail early, with a one-line ConfigError, on anything the generators cannot honour."""
+def validate_spec(spec: ReplicaSpec, names: Mapping[str, str] | None = None) -> None:
+    """Fail early, with a one-line ConfigError, on anything the generators cannot honour: the
+    one check of a spec, made once by whoever makes the spec from a user's values
+    (:func:`seed_replica`, `sandbox seed`) before anything else; names: how that caller
+    spells the knobs (`sandbox seed`: its flags, :func:`cvcatalog.config.spelled`)."""
     check_day_order(spec.start, spec.end)
     for source in spec.sources:
         for mtype in spec.message_types:
@@ -79,18 +82,17 @@ def validate_spec(spec: ReplicaSpec) -> None:
                     f"the replica cannot generate {source}/{mtype} yet; available: "
                     + ", ".join(f"{s}/{t}" for s, t in sorted(GENERATORS))
                 )
-    if spec.records_per_hour < 0:
-        raise ConfigError("records_per_hour must be >= 0")
-    if spec.files_per_hour < 1:
-        raise ConfigError("files_per_hour must be >= 1")
-    if spec.vehicles < 1:
-        raise ConfigError("vehicles must be >= 1")
-    for name in ("empty_hour_rate", "empty_day_rate"):
-        rate = getattr(spec, name)
+    for knob, least in (
+        ("records_per_hour", 0),
+        ("files_per_hour", 1),
+        ("vehicles", 1),
+        ("malformed_per_day", 0),
+    ):
+        at_least(spelled(names, knob), getattr(spec, knob), least)
+    for knob in ("empty_hour_rate", "empty_day_rate"):
+        rate = getattr(spec, knob)
         if not 0.0 <= rate <= 1.0:
-            raise ConfigError(f"{name} must be within 0..1, got {rate}")
-    if spec.malformed_per_day < 0:
-        raise ConfigError("malformed_per_day must be >= 0")
+            raise ConfigError(f"{spelled(names, knob)} must be within 0..1, got {rate}")
     unknown = set(spec.malformed_kinds) - set(MALFORMED_KINDS)
     if unknown or not spec.malformed_kinds:
         raise ConfigError(f"malformed_kinds must be a non-empty subset of {MALFORMED_KINDS}")
@@ -157,9 +159,8 @@ def hour_contexts(spec: ReplicaSpec) -> Iterator[HourContext]:
 
     Binned sources (nycdot) have bin folders instead of days and hours: every weekday and
     time-of-day bin of each month the range touches, yielded at the month's first day in range,
-    each with hour 0.
+    each with hour 0. spec: checked by :func:`validate_spec` beforehand.
     """
-    validate_spec(spec)
     for day in local_days(spec.start, spec.end):
         for source in spec.sources:
             for mtype in spec.message_types:
@@ -188,7 +189,8 @@ def iter_replica(spec: ReplicaSpec, *, processes: int = 0) -> Iterator[ReplicaOb
     """Every object of the replica in key order, holding only a few hours in memory.
 
     processes > 1 builds hours in that many worker processes (generation is CPU-bound Python,
-    so threads would not help); the output is identical either way.
+    so threads would not help); the output is identical either way. spec: checked by
+    :func:`validate_spec` beforehand.
     """
     contexts = hour_contexts(spec)
     if processes <= 1:
@@ -504,6 +506,7 @@ def seed_replica(
         schema_version=schema_version,
         java_times=java_times,
     )
+    validate_spec(spec)
     return seed_spec(
         client, spec, workers=workers, processes=processes, progress=progress, retrier=retrier
     )
@@ -520,7 +523,6 @@ def seed_spec(
 ) -> SeedReport:
     """:func:`seed_replica` for a spec made (and checked: :func:`validate_spec`) beforehand,
     e.g. before the bucket is created."""
-    validate_spec(spec)
     bucket = spec.bucket
     report = new_report(spec)
     began = time.perf_counter()

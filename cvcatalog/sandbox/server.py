@@ -14,9 +14,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from cvcatalog.config import DownloadConfig, download_config
+from cvcatalog.config import DownloadConfig, download_config, spelled
 from cvcatalog.exceptions import ConfigError, S3Error, SandboxError
 from cvcatalog.io.duckdb_ext import endpoint_url as configured_endpoint
 from cvcatalog.io.s3 import Retrier, classify_error, make_client
@@ -78,6 +80,12 @@ class SandboxServer:
         with urllib.request.urlopen(req, timeout=10):
             pass
 
+    def wait(self, stopping: threading.Event, poll: float = 0.5) -> None:
+        """Return when the server's process ends or stopping is set (:func:`stop_signals`)."""
+        while self.process is not None and self.process.poll() is None:
+            if stopping.wait(poll):
+                return
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -98,6 +106,29 @@ class SandboxServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+#: what ends a foreground server: Ctrl-C, `kill`, its terminal closing
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """While inside, STOP_SIGNALS set the event instead of ending this process, so a foreground
+    server is waited on (:meth:`SandboxServer.wait`) and stopped on the way out: its process
+    runs in a session of its own, where no signal sent to this one reaches it. The previous
+    handlers come back at the end. Main thread only (Python's signal handlers live there)."""
+    stopping = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        stopping.set()
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield stopping
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def sandbox_env(endpoint_url: str) -> dict[str, str]:
@@ -129,13 +160,18 @@ PORT_ATTEMPTS = 5
 
 
 def start_server(
-    port: int = 0, log_file: Path | None = None, timeout: float = 30.0
+    port: int = 0,
+    log_file: Path | None = None,
+    timeout: float = 30.0,
+    *,
+    names: Mapping[str, str] | None = None,
 ) -> SandboxServer:
     """Start moto_server on 127.0.0.1:port (0 picks a free port) and wait until it answers;
-    a free port another process takes meanwhile is given up for another one."""
+    a free port another process takes meanwhile is given up for another one. A port that is
+    not one is a ConfigError naming it as names spells it (`sandbox serve`: --port)."""
     if not 0 <= port <= MAX_PORT:
         raise ConfigError(
-            f"port {port} is not a TCP port (0-{MAX_PORT}); choose another with --port"
+            f"{spelled(names, 'port')} must be 0 (any free port) to {MAX_PORT}, got {port}"
         )
     check_sandbox_installed()
     if log_file is not None:
