@@ -19,19 +19,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
 import socket
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cvcatalog.config import MemoryConfig, ValidationConfig
-from cvcatalog.exceptions import ConfigError, DistributedError
+from cvcatalog.config import MAX_WORKERS, MemoryConfig, ValidationConfig, spelled
+from cvcatalog.exceptions import ClusterLostError, ConfigError, DistributedError
 from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import remove_tree
 from cvcatalog.quality.config import QualityConfig
@@ -40,7 +43,14 @@ from cvcatalog.transform import ConvertResult, RawFile, apply_quality, convert_p
 
 #: how long connecting to a scheduler (and waiting for its first worker) may take
 CONNECT_TIMEOUT_SECONDS = 5.0
+#: how long a cluster may be without any worker mid-run before the days waiting on it fail (a
+#: worker that a nanny or a supervisor restarts is back well within it)
+NO_WORKERS_SECONDS = 30.0
+#: how often (at most) a conversion waiting on a cluster asks its scheduler for the workers
+WATCH_SECONDS = 1.0
 ENV_SCHEDULER = "DASK_SCHEDULER_ADDRESS"
+#: the Python API's words for dask_pool's options in messages (the CLI passes its flags: names=)
+API_WORDS = {"scheduler": "a Dask scheduler address", "cluster": "cluster='local'"}
 
 
 @dataclass(frozen=True)
@@ -136,15 +146,41 @@ class ConversionPool:
     or e.g. a ProcessPoolExecutor) and how many conversions may run at once."""
 
     executor: Executor
+    #: conversions at once (with `size`: what it says, asked by slots())
     capacity: int
     name: str
     #: per-conversion memory budget in GB (None: the config's memory.max_usage_gb)
     memory_gb: float | None = None
     #: DuckDB threads per conversion when memory.duckdb_threads is not set (None: DuckDB's own)
     threads: int | None = None
+    #: how many conversions may run at once, asked when a run first has a day to convert (a
+    #: Dask cluster's worker threads: waits for a first worker, so a run whose every day is
+    #: cached needs none); None: capacity
+    size: Callable[[], int] | None = None
+    #: why the pool cannot convert any more (a Dask cluster whose scheduler was lost, or without
+    #: workers for NO_WORKERS_SECONDS), or None; asked while conversions wait (None: never)
+    watch: Callable[[], str | None] | None = None
+
+    def slots(self) -> int:
+        """How many conversions may run at once (the first call asks `size`)."""
+        if self.size is not None:
+            self.capacity, self.size = self.size(), None
+        return self.capacity
+
+    def lost(self) -> str | None:
+        """Why no conversion can run here any more (one line), or None."""
+        return self.watch() if self.watch is not None else None
 
     def submit(self, job: ConvertJob) -> Future[ConvertResult]:
-        return self.executor.submit(run_convert_job, job)
+        try:
+            return self.executor.submit(run_convert_job, job)
+        except Exception as e:  # e.g. a Dask client closed once its scheduler was lost
+            reason = self.lost()
+            if reason is not None:
+                raise ClusterLostError(reason) from None
+            raise DistributedError(
+                f"cannot hand {job.key} to {self.name}: {_first_line(e)}"
+            ) from None
 
 
 @contextlib.contextmanager
@@ -162,62 +198,154 @@ def dask_pool(
     scheduler: an address (tcp://host:8786) or a distributed.Client (left open); cluster="local"
     starts a LocalCluster of `workers` processes (one thread each, memory.max_usage_gb split
     between them) and closes it afterwards.
+
+    The pool waits for a first worker only when the run has a day to convert
+    (ConversionPool.slots), and tells the conversions waiting on the cluster when it is gone
+    (ConversionPool.lost: _ClusterWatch). distributed's own log lines are silenced meanwhile:
+    every failure reaches the user as one line of ours.
     """
     memory = memory or MemoryConfig()
     timeout = timeout or CONNECT_TIMEOUT_SECONDS
     say = notify or (lambda _m: None)
     check_options(scheduler, cluster, workers)
-    import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_quiet_dask_logs())  # left last: the closes below are quiet too
         memory_gb: float | None = None
         threads: int | None = None
         if cluster is not None:
-            n = workers or max(1, os.cpu_count() or 1)
+            n = workers or max(1, min(os.cpu_count() or 1, MAX_WORKERS))
             memory_gb = memory.max_usage_gb / n
             threads = max(1, (os.cpu_count() or 1) // n)
-            # Tasks hold no Dask data, only DuckDB memory that DuckDB bounds itself: no spilling
-            # or pausing on Dask's side (a paused worker would stall the ingest); the nanny still
-            # restarts a worker that goes past 95 % of its limit.
-            with dask.config.set(
-                {
-                    "distributed.worker.memory.target": False,
-                    "distributed.worker.memory.spill": False,
-                    "distributed.worker.memory.pause": False,
-                }
-            ):
-                local = LocalCluster(
-                    n_workers=n,
-                    threads_per_worker=1,
-                    processes=True,
-                    memory_limit=int(memory_gb * 1e9),
-                    dashboard_address="127.0.0.1:0",  # never fight over :8787
-                    silence_logs=logging.ERROR,
-                )
+            local = _local_cluster(n, memory_gb)
             stack.callback(local.close)
             client = Client(local, set_as_default=False)
             stack.callback(client.close)
+            where = str(local.scheduler_address)
             name = f"dask LocalCluster ({n} workers, {memory_gb:.2f} GB each)"
-            say(f"started a Dask LocalCluster of {n} worker processes at {local.scheduler_address}")
+            say(f"started a Dask LocalCluster of {n} worker processes at {where}")
         elif isinstance(scheduler, str):
-            address = scheduler.strip()
-            client = _connect(address, timeout)
+            where = scheduler.strip()
+            client = _connect(where, timeout)
             stack.callback(client.close)
-            name = f"dask {address}"
+            name = f"dask {where}"
         else:
             client = scheduler  # a distributed.Client the caller owns
             owned = getattr(getattr(client, "scheduler", None), "address", None)
+            where = str(owned or "its address")
             name = f"dask {owned or 'client'}"
-        capacity = _capacity(client, timeout, name)
         executor = client.get_executor(pure=False)
-        yield ConversionPool(executor, capacity, name, memory_gb, threads)
+        yield ConversionPool(
+            executor,
+            0,
+            name,
+            memory_gb,
+            threads,
+            size=functools.partial(_capacity, client, timeout, name),
+            watch=_ClusterWatch(client, where, say),
+        )
 
 
-def check_options(scheduler: Any, cluster: str | None, workers: int | None) -> None:
-    """One-line errors for contradictory options, or when dask.distributed is missing."""
+def _local_cluster(n: int, memory_gb: float) -> Any:
+    """A LocalCluster of n worker processes, or one line saying why it did not start (its
+    workers' log lines silenced: a cluster too big for the machine logs hundreds)."""
+    import dask
+    from distributed import LocalCluster
+
+    # Tasks hold no Dask data, only DuckDB memory that DuckDB bounds itself: no spilling or
+    # pausing on Dask's side (a paused worker would stall the ingest); the nanny still restarts
+    # a worker that goes past 95 % of its limit.
+    settings = {
+        "distributed.worker.memory.target": False,
+        "distributed.worker.memory.spill": False,
+        "distributed.worker.memory.pause": False,
+    }
+    try:
+        with dask.config.set(settings):
+            return LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=int(memory_gb * 1e9),
+                dashboard_address="127.0.0.1:0",  # never fight over :8787
+                silence_logs=logging.CRITICAL,
+            )
+    except Exception as e:
+        failure = _first_line(e)
+    _collect_quietly()  # what the half-started cluster leaves would print at exit
+    processes = "process" if n == 1 else "processes"
+    raise DistributedError(
+        f"could not start a Dask LocalCluster of {n} worker {processes}: {failure}"
+    )
+
+
+class _ClusterWatch:
+    """Whether a Dask cluster can still convert (ConversionPool.watch): not once its client has
+    lost the scheduler (Dask cancels the tasks in flight, and closes the client when it cannot
+    reconnect), nor once it has had no worker for NO_WORKERS_SECONDS (its tasks would wait for
+    one forever). Asked by every conversion waiting on the cluster; the scheduler is asked at
+    most every WATCH_SECONDS, by one of them at a time. A verdict is final for the run."""
+
+    def __init__(self, client: Any, where: str, notify: Callable[[str], None]) -> None:
+        self.client = client
+        self.where = where
+        self.notify = notify
+        self.verdict: str | None = None
+        self._asking = threading.Lock()
+        self._next = 0.0
+        self._empty_since: float | None = None
+
+    def __call__(self) -> str | None:
+        self._check_connected()
+        if self.verdict is not None or time.monotonic() < self._next:
+            return self.verdict
+        if self._asking.acquire(blocking=False):  # else another conversion is asking
+            try:
+                self._count_workers()
+            finally:
+                self._asking.release()
+        return self.verdict
+
+    def _check_connected(self) -> None:
+        if self.verdict is None and self.client.status != "running":
+            self.verdict = f"lost the Dask scheduler at {self.where} mid-run"
+
+    def _count_workers(self) -> None:
+        now = time.monotonic()
+        self._next = now + WATCH_SECONDS
+        try:
+            workers = self.client.nthreads(callback_timeout=CONNECT_TIMEOUT_SECONDS)
+        except Exception:  # no answer this time: lost (the status says so), or asked again
+            self._check_connected()
+            return
+        if workers:
+            self._empty_since = None
+        elif self._empty_since is None:
+            self._empty_since = now
+            self.notify(
+                f"the Dask cluster at {self.where} has no workers; the days converting there "
+                f"wait up to {NO_WORKERS_SECONDS:g} s for one"
+            )
+        elif now - self._empty_since >= NO_WORKERS_SECONDS:
+            self.verdict = (
+                f"the Dask cluster at {self.where} has no workers left "
+                f"(none for {NO_WORKERS_SECONDS:g} s)"
+            )
+
+
+def check_options(
+    scheduler: Any,
+    cluster: str | None,
+    workers: int | None,
+    *,
+    names: dict[str, str] | None = None,
+) -> None:
+    """One-line errors for contradictory options, or when dask.distributed is missing. names:
+    the caller's words for the options (the CLI: {"scheduler": "--scheduler", ...})."""
     if scheduler is not None and cluster is not None:
-        raise ConfigError("give either a Dask scheduler address or cluster='local', not both")
+        words = {**API_WORDS, **(names or {})}
+        raise ConfigError(f"give either {words['scheduler']} or {words['cluster']}, not both")
     if cluster is not None and cluster.strip().lower() != "local":
         raise ConfigError(
             f"unknown cluster {cluster!r}: cvcatalog only starts 'local' (a LocalCluster); "
@@ -230,8 +358,8 @@ def check_options(scheduler: Any, cluster: str | None, workers: int | None) -> N
             "workers= sets the size of a LocalCluster (cluster='local'); a cluster reached at "
             "a scheduler address brings its own workers"
         )
-    if workers is not None and workers < 1:
-        raise ConfigError(f"the number of Dask workers must be at least 1, got {workers}")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"{spelled(names, 'workers')} must be between 1 and {MAX_WORKERS}")
     try:
         import dask  # noqa: F401
         import distributed  # noqa: F401
@@ -254,25 +382,46 @@ def _connect(address: str, timeout: float) -> Any:
     _check_reachable(address, timeout)
     # a scheduler that accepts connections but does not answer logs errors and retries until
     # the timeout; the user gets one line instead
-    quiet = [logging.getLogger(n) for n in ("distributed", "distributed.client", "tornado")]
-    levels = [lg.level for lg in quiet]
-    for lg in quiet:
-        lg.setLevel(logging.CRITICAL)
     try:
-        return Client(address, timeout=timeout, set_as_default=False)
+        with _quiet_dask_logs():
+            return Client(address, timeout=timeout, set_as_default=False)
     except Exception as e:
         failure = _first_line(e)
+    _collect_quietly()  # the half-started Client's __del__ would print a traceback at exit
+    raise DistributedError(f"cannot reach the Dask scheduler at {address}: {failure}")
+
+
+@contextlib.contextmanager
+def _quiet_dask_logs() -> Iterator[None]:
+    """distributed's (and tornado's) loggers in this process silenced meanwhile: what they would
+    print (a lost scheduler, reconnection attempts, workers that fail to start, each with its
+    traceback) reaches the user as one line of ours."""
+    manager = logging.Logger.manager
+    quiet = [logging.getLogger(n) for n in ("distributed", "tornado")] + [
+        lg
+        for n, lg in list(manager.loggerDict.items())
+        if isinstance(lg, logging.Logger) and n.startswith(("distributed.", "tornado."))
+    ]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        if lg.level != logging.NOTSET or lg.name in ("distributed", "tornado"):
+            lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
     finally:
         for lg, level in zip(quiet, levels, strict=True):
             lg.setLevel(level)
-    # the half-started Client's __del__ would print a traceback at exit: collect it now, quietly
+
+
+def _collect_quietly() -> None:
+    """Collect garbage now, its __del__ errors unprinted: a half-started Dask Client or cluster
+    prints tracebacks when collected (at exit, after our one line)."""
     hook = sys.unraisablehook
     sys.unraisablehook = lambda _unraisable: None
     try:
         gc.collect()
     finally:
         sys.unraisablehook = hook
-    raise DistributedError(f"cannot reach the Dask scheduler at {address}: {failure}")
 
 
 def _check_reachable(address: str, timeout: float) -> None:
@@ -294,8 +443,18 @@ def _check_reachable(address: str, timeout: float) -> None:
         ) from None
     if scheme != "tcp":
         return  # tls/ws need the security settings a Client builds; let it try
+    try:
+        host, port = parse_host_port(location)
+    except ValueError as e:
+        raise DistributedError(
+            f"cannot reach the Dask scheduler at {address}: {_first_line(e)}"
+        ) from None
+    if not 0 <= port <= 65535:  # the socket layer would wrap it round to another port
+        raise DistributedError(
+            f"cannot reach the Dask scheduler at {address}: port out of range 0-65535"
+        )
     try:  # a refused port or an unknown host fails at once (Dask's connect retries until timeout)
-        with socket.create_connection(parse_host_port(location), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             pass
     except TimeoutError:
         raise DistributedError(

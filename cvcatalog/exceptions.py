@@ -57,6 +57,11 @@ class DistributedError(CvCatalogError):
     """A Dask scheduler cannot be reached or used, or its workers cannot see the catalog's files."""
 
 
+class ClusterLostError(DistributedError):
+    """The Dask cluster of a distributed ingest went away mid-run (its scheduler lost, or no
+    worker left for a while): every day still to convert would fail the same way."""
+
+
 class SandboxError(CvCatalogError):
     """The local S3 sandbox could not be started, reached or seeded."""
 

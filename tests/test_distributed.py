@@ -8,11 +8,18 @@ every column, the quarantined lines and the validation reports.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import pickle
+import signal
 import socket
+import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -223,6 +230,22 @@ def test_dask_options_are_checked_before_anything_runs(
         cat.ingest("wydot", "BSM", D1, D1, cluster="k8s")
     with pytest.raises(ConfigError, match="not both"):
         cat.ingest("wydot", "BSM", D1, D1, cluster="local", scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(ConfigError, match=r"^workers must be between 1 and 64$"):
+        cat.ingest("wydot", "BSM", D1, D1, cluster="local", workers=100)
+    with pytest.raises(ConfigError, match=r"^workers must be between 1 and 64$"):
+        cat.ingest("wydot", "BSM", D1, D1, cluster="local", workers=0)
+    # the CLI names its flags; the API keeps its words
+    args = ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01"]
+    args += ["--catalog", str(catalog_dir), "--no-progress"]
+    r = runner.invoke(app, [*args, "--cluster", "local", "--workers", "100"])
+    assert (r.exit_code, r.stdout) == (1, "")
+    assert r.stderr == "error: --workers must be between 1 and 64\n"
+    r = runner.invoke(app, [*args, "--cluster", "local", "--scheduler", "tcp://127.0.0.1:1"])
+    assert (r.exit_code, r.stdout) == (1, "")
+    assert r.stderr == "error: give either --scheduler or --cluster, not both\n"
+    with pytest.raises(ConfigError) as err:
+        cat.ingest("wydot", "BSM", D1, D1, cluster="local", scheduler="tcp://127.0.0.1:1")
+    assert str(err.value) == "give either a Dask scheduler address or cluster='local', not both"
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
     with pytest.raises(DistributedError, match=r"dask\.distributed is not installed"):
         cat.ingest("wydot", "BSM", D1, D1, cluster="local", workers=2)
@@ -245,6 +268,13 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_1(
     r = runner.invoke(app, args)
     assert r.exit_code == 1 and "cannot reach the Dask scheduler" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    # a port out of range (the socket layer would wrap 99999 round to 34463 and say refused)
+    r = runner.invoke(app, [*args, "--scheduler", "tcp://127.0.0.1:99999"])
+    assert (r.exit_code, r.stdout) == (1, "")
+    assert r.stderr == (
+        "error: cannot reach the Dask scheduler at tcp://127.0.0.1:99999: "
+        "port out of range 0-65535\n"
+    )
     # a port that accepts connections but never speaks Dask (a Client would wait forever)
     monkeypatch.setattr(cvdist, "CONNECT_TIMEOUT_SECONDS", 1.0)
     with socket.socket() as silent:
@@ -257,6 +287,27 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_1(
         f"error: cannot reach the Dask scheduler at {mute}: no Dask answer within 1 s "
         "(a scheduler listens on 8786 by default)"
     )
+
+
+def test_a_local_cluster_that_cannot_start_is_one_line(
+    catalog_dir: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Its workers fail to start (here: a preload that does not exist; in the walkthrough, 100
+    workers on 2 cores): one line, none of the workers' tracebacks, on this process's stderr or
+    theirs. --cluster local also takes precedence over DASK_SCHEDULER_ADDRESS."""
+    import dask
+
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", f"tcp://127.0.0.1:{free_port()}")
+    args = ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01"]
+    args += ["--catalog", str(catalog_dir), "--no-progress", "--cluster", "local"]
+    capfd.readouterr()
+    with dask.config.set({"distributed.worker.preload": [str(catalog_dir / "missing.py")]}):
+        r = runner.invoke(app, [*args, "--workers", "1"])
+    assert (r.exit_code, r.stdout) == (1, "")
+    assert r.stderr == (
+        "error: could not start a Dask LocalCluster of 1 worker process: Nanny failed to start.\n"
+    )
+    assert capfd.readouterr().err == ""  # the worker processes printed nothing either
 
 
 # -- on real Dask clusters (about 15-20 s each) -----------------------------------------------
@@ -329,3 +380,195 @@ def test_scheduler_flag_and_to_dask_on_a_distributed_client(
     assert cat.verify().clean
     assert {(str(d), v): int(n) for (d, v), n in counts.items()} == want
     assert n_fast == fast
+
+
+# -- a cluster that goes away mid-run (about 8 s each) ------------------------------------------
+class DaskProcesses:
+    """A `dask scheduler` and `dask worker` processes on this machine, each in a process group of
+    its own, which the test kills as the walkthrough did (SIGKILL to the whole group)."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.address = f"tcp://127.0.0.1:{free_port()}"
+        self.workers: list[subprocess.Popen[bytes]] = []
+        port = self.address.rsplit(":", 1)[1]
+        self.scheduler = self._start("scheduler", "--host", "127.0.0.1", "--port", port)
+
+    def _start(self, *args: str) -> subprocess.Popen[bytes]:
+        with open(self.logs / f"dask-{args[0]}-{len(self.workers)}.log", "wb") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "dask", *args, "--no-dashboard"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def add_worker(self) -> None:
+        """One more worker (one thread, no nanny), once the scheduler has it."""
+        from distributed import Client
+
+        self.workers.append(self._start("worker", self.address, "--nthreads", "1", "--no-nanny"))
+        with Client(self.address, timeout=30, set_as_default=False) as client:
+            client.wait_for_workers(len(self.workers), timeout=30)
+
+    def kill_workers(self) -> None:
+        for p in self.workers:
+            _kill(p)
+        self.workers.clear()
+
+    def kill_scheduler(self) -> None:
+        _kill(self.scheduler)
+
+    def close(self) -> None:
+        self.kill_workers()
+        self.kill_scheduler()
+
+
+def _kill(p: subprocess.Popen[bytes]) -> None:
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+
+
+@pytest.fixture
+def dask_processes(tmp_path: Path) -> Iterator[DaskProcesses]:
+    procs = DaskProcesses(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.close()
+
+
+def _held(started: Path, suffix: str) -> Callable[[ConvertJob], ConvertResult]:
+    """A conversion task that, for the day whose key ends with suffix, says it started (a file)
+    and then takes its time, as a big day would (pickled by value to the worker, where it calls
+    the worker's own run_convert_job)."""
+
+    def convert(job: ConvertJob) -> ConvertResult:
+        if job.key.endswith(suffix):
+            started.touch()
+            time.sleep(60)
+        return cvdist.run_convert_job(job)
+
+    return convert
+
+
+@contextlib.contextmanager
+def _once_exists(path: Path, action: Callable[[], None]) -> Iterator[None]:
+    """action() on a thread of its own as soon as path exists (while the block runs)."""
+
+    def wait_then_act() -> None:
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        action()
+
+    thread = threading.Thread(target=wait_then_act, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def _dask_log_records(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        f"{r.name}: {r.getMessage()}"
+        for r in caplog.records
+        if r.name.startswith(("distributed", "tornado")) and r.levelno >= logging.WARNING
+    ]
+
+
+def test_workers_lost_mid_run_fail_the_days_waiting_on_them(
+    replica: Reference,
+    tmp_path: Path,
+    dask_processes: DaskProcesses,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every worker killed while a day converts: that day fails once the cluster has had no
+    worker for NO_WORKERS_SECONDS (it used to wait forever), with one reason; the day done
+    before stays; a run whose every day is cached needs no worker; and once a worker is back,
+    a re-run converts the failed day from its staged raw files."""
+    monkeypatch.setattr(cvdist, "NO_WORKERS_SECONDS", 1.0)
+    real = cvdist.run_convert_job
+    where = dask_processes.address
+    catalog_dir = tmp_path / "catalog"
+    args = ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01"]
+    args += ["--catalog", str(catalog_dir), "--rate-limit", "0", "--no-progress"]
+    args += ["--scheduler", where]
+    dask_processes.add_worker()
+    started = tmp_path / "converting"
+    monkeypatch.setattr(cvdist, "run_convert_job", _held(started, "/02"))
+    with _once_exists(started, dask_processes.kill_workers):
+        r = runner.invoke(app, [*args, "--end", "2021-04-02"])
+    assert r.exit_code == 1, r.output
+    lines = r.stdout.splitlines()
+    assert "1 complete, 0 cached, 0 no_data, 1 failed" in lines[0]
+    assert lines[1:] == [
+        f"  failed wydot/BSM/2021/04/02: the Dask cluster at {where} has no workers left "
+        "(none for 1 s)"
+    ]
+    assert r.stderr == (
+        f"note: the Dask cluster at {where} has no workers; the days converting there wait "
+        "up to 1 s for one\n"
+    )
+    assert _dask_log_records(caplog) == []
+    cat = Catalog(catalog_dir)
+    assert {r["partition"]: r["status"] for r in cat.status()} == {
+        "wydot/BSM/2021/04/01": "complete",
+        "wydot/BSM/2021/04/02": "failed",
+    }
+
+    # a run with nothing to convert needs no worker (the cluster has none)
+    r = runner.invoke(app, [*args, "--end", "2021-04-01"])
+    assert r.exit_code == 0, r.output
+    assert "0 complete, 1 cached, 0 no_data, 0 failed" in r.stdout
+
+    monkeypatch.setattr(cvdist, "run_convert_job", real)
+    dask_processes.add_worker()
+    r = runner.invoke(app, [*args, "--end", "2021-04-02", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    (row,) = json.loads(r.stdout)
+    assert (row["days_complete"], row["days_cached"], row["get_requests"]) == (1, 1, 0)
+    single = {d.key: d.rows for d in replica.summary.days}
+    assert row["rows"] == single["wydot/BSM/2021/04/01"] + single["wydot/BSM/2021/04/02"]
+    assert cat.verify().clean
+
+
+def test_a_lost_scheduler_fails_the_days_in_flight_in_one_line(
+    replica: Reference,
+    tmp_path: Path,
+    dask_processes: DaskProcesses,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The scheduler killed while a day converts: that day fails naming the lost scheduler
+    (not "CancelledError: "), no other day starts and the summary says how many did not (not
+    "unexpected ClosedClientError" once Dask closes the client), no Dask log line; the day
+    done before stays and the catalog is intact."""
+    where = dask_processes.address
+    catalog_dir = tmp_path / "catalog"
+    args = ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01"]
+    args += ["--end", "2021-04-04", "--catalog", str(catalog_dir), "--rate-limit", "0"]
+    dask_processes.add_worker()
+    started = tmp_path / "converting"
+    monkeypatch.setattr(cvdist, "run_convert_job", _held(started, "/02"))
+    with _once_exists(started, dask_processes.kill_scheduler):
+        r = runner.invoke(app, [*args, "--no-progress", "--scheduler", where])
+    assert r.exit_code == 1, r.output
+    assert r.stderr == ""
+    assert _dask_log_records(caplog) == []
+    lost = f"lost the Dask scheduler at {where} mid-run"
+    head, failed, *rest = r.stdout.splitlines()
+    assert failed == f"  failed wydot/BSM/2021/04/02: {lost}"
+    cat = Catalog(catalog_dir)
+    statuses = {r["partition"]: r["status"] for r in cat.status()}
+    assert statuses["wydot/BSM/2021/04/01"] == "complete"
+    assert statuses["wydot/BSM/2021/04/02"] == "failed"
+    # the empty 04-03 may have been listed (no_data) before the run stopped, 04-04 not converted
+    left = 4 - len(statuses)
+    assert left >= 1
+    assert rest == [f"  {left} day(s) not started: {lost}; the next run does them"]
+    assert "1 complete, 0 cached" in head and "1 failed" in head
+    assert cat.verify().clean

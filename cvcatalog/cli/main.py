@@ -195,6 +195,10 @@ def open_catalog(
 
 
 # -- ingest ---------------------------------------------------------------------------------
+#: the flags of the Dask options, as messages of cvcatalog.distributed.check_options name them
+DASK_FLAGS = {"scheduler": "--scheduler", "cluster": "--cluster", "workers": "--workers"}
+
+
 @app.command()
 @friendly
 def ingest(
@@ -262,7 +266,7 @@ def ingest(
         typer.Option(
             "--cluster",
             help="'local': convert days on a Dask LocalCluster of --workers processes, started "
-            "and closed by this command",
+            "and closed by this command (DASK_SCHEDULER_ADDRESS is then ignored)",
         ),
     ] = None,
     fmt: FormatOpt = Format.table,
@@ -328,7 +332,7 @@ def ingest(
         scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None
     dask_workers = workers if cluster is not None else None
     if scheduler is not None or cluster is not None:  # fail before any progress bar is drawn
-        check_options(scheduler, cluster, dask_workers)
+        check_options(scheduler, cluster, dask_workers, names=DASK_FLAGS)
         if scheduler is not None:
             check_scheduler(scheduler)
     cat = open_catalog(catalog, config, create=True)

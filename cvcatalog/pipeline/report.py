@@ -328,6 +328,7 @@ def summary_lines(s: Summary) -> list[str]:
             f"{s.objects('unchanged'):,} unchanged; {s.partitions_rewritten} partition(s) rewritten"
         )
     lines += [f"  failed {d.key}: {d.error}" for d in failed]
+    lines += [f"  {e}" for e in s.run_errors]  # e.g. days a lost Dask cluster left unstarted
     return lines + _evicted_lines(s)
 
 

@@ -63,6 +63,7 @@ from cvcatalog import incremental
 from cvcatalog.config import DataSourceConfig
 from cvcatalog.distributed import ConversionPool, ConvertJob
 from cvcatalog.exceptions import (
+    ClusterLostError,
     ConfigError,
     ConversionError,
     CredentialsError,
@@ -383,6 +384,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self._unconverted: set[str] = set()  # days fetched whose conversion has not ended
         self._unfetched: set[str] = set()  # days of the plan whose fetch has not started
         self._open_lock = threading.Lock()
+        #: why the pool's cluster went away mid-run (ClusterLostError): the run stopped there
+        self._cluster_lost: str | None = None
 
     @contextlib.contextmanager
     def session(self, run: RunContext) -> Iterator[None]:
@@ -464,6 +467,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 + (" ..." if len(stale) > 3 else "")
             )
         self._sweep_staging(cached)
+        if todo and self.pool is not None:  # a Dask cluster waits for a worker here, if need be
+            self.convert_slots = self.pool.slots()
         self._list_months(todo)
         self._todo_keys = [k.key for k in todo]
         self._todo = {k: i for i, k in enumerate(self._todo_keys)}
@@ -1047,10 +1052,17 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             try:
                 return future.result(timeout=0.5)
             except FutureTimeout:
-                if run.stop.is_set():
+                lost = pool.lost()  # first: a day waiting on a cluster that is gone fails
+                if lost is not None or run.stop.is_set():
                     future.cancel()
+                if lost is not None:
+                    raise ClusterLostError(lost) from None
+                if run.stop.is_set():
                     raise Abandoned from None
-            except Exception as e:  # the task failed or its worker was lost: fail the day
+            except Exception as e:  # the task failed (Dask's retries used up), or was cancelled
+                lost = pool.lost()  # (Dask cancels the tasks in flight when it loses the scheduler)
+                if lost is not None:
+                    raise ClusterLostError(lost) from None
                 raise ConversionError(
                     f"conversion on {pool.name} failed: {describe_error(e)}"
                 ) from e
@@ -1339,6 +1351,9 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     def on_error(self, error: BaseException) -> str:
         if isinstance(error, RUN_ERRORS):
             return "raise"  # every other day would fail too
+        if isinstance(error, ClusterLostError):  # the days waiting on the cluster fail with it,
+            self._cluster_lost = str(error)  # and no other day starts (finish says how many)
+            return "stop"
         if isinstance(error, CvCatalogError | OSError | duckdb.Error):
             return "unit"
         return "raise"
@@ -1390,6 +1405,11 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             s.reused_downloads = self._fetcher.stats.skipped
             s.resumed_downloads = self._fetcher.stats.resumed
         s.evicted = list(self._evicted)  # the runner's end-of-run eviction adds to it
+        left = s.units - len(s.outcomes)
+        if self._cluster_lost is not None and stopped is None and left > 0:
+            s.run_errors.append(
+                f"{left} day(s) not started: {self._cluster_lost}; the next run does them"
+            )
 
     def protected(self) -> set[str]:
         """The run's days (to do and cached): never evicted by its own run."""
