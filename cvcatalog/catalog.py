@@ -1044,7 +1044,8 @@ class Catalog:
 
     def migrate(self) -> bool:
         """Bring a catalog written by cvcatalog 0.1 (catalog.duckdb) to the DuckLake format;
-        also done by the first write. Returns whether there was anything to migrate."""
+        also done by the first open of any kind (a query, a read of the state, a write).
+        Returns whether there was anything to migrate."""
         legacy = self.paths.legacy_db.exists() and not self.paths.db.exists()
         self.db.initialise()
         return legacy

@@ -501,8 +501,9 @@ def query(
         ),
     ] = None,
 ) -> None:
-    """Run SQL against the catalog (read-only: the catalog is never modified); with
-    --snapshot or --as-of, against the catalog as it was then (time travel)."""
+    """Run SQL against the catalog (read-only: its data is never modified; a catalog written
+    by cvcatalog 0.1 is migrated first, as by any command); with --snapshot or --as-of,
+    against the catalog as it was then (time travel)."""
     if snapshot is not None and as_of is not None:
         raise ConfigError("give --snapshot or --as-of, not both")
     at_least("--max-rows", limit, 0)
