@@ -675,9 +675,12 @@ def cache_status(
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Partitions known to the catalog: status, rows, bytes, LRU time."""
+    """Partitions known to the catalog: status, rows, bytes, LRU time; the table's last line
+    also counts the files only older snapshots still show (kept for time travel or a pin,
+    counted by eviction)."""
     cat = open_catalog(catalog)
-    rows = cat.status(source and source.lower(), message_type and message_type.upper())
+    source, message_type = source and source.lower(), message_type and message_type.upper()
+    rows = cat.status(source, message_type)
     cols = [
         "partition",
         "status",
@@ -693,8 +696,11 @@ def cache_status(
     if fmt is Format.table:
         done = [r for r in rows if r["status"] == "complete"]
         total = sum(r["parquet_bytes"] for r in done)
+        held = cat.held_bytes(source, message_type)
         print(
-            f"{len(rows)} partitions ({len(done)} complete), {total / 1e6:,.1f} MB Parquet, catalog {getattr(cat, 'url', cat.paths.root)}"
+            f"{len(rows)} partitions ({len(done)} complete), {total / 1e6:,.1f} MB Parquet"
+            + (f" + {held / 1e6:,.1f} MB held for older snapshots" if held else "")
+            + f", catalog {getattr(cat, 'url', cat.paths.root)}"
         )
 
 

@@ -639,6 +639,11 @@ class CatalogDB:
                     extra: dict[str, object] = {"run_id": run_id}
                     if deleted:
                         extra["deleted"] = deleted
+                    # the rows of the files it ended, which `snapshots` can no longer count
+                    # once the snapshots that showed them expire (lake.snapshots)
+                    ended = {t: x.rows_removed for t, x in synced.items() if x.rows_removed}
+                    if ended:
+                        extra[lake.ENDED] = ended
                     # a commit that changes the lake is a snapshot with this label; one that
                     # changes state alone (a run's start, a claim) makes no snapshot, and the
                     # label would only load the lake's catalog: 22 of a write's 58 ms
