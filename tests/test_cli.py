@@ -26,6 +26,7 @@ from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.pipeline.report import Outcome
 from cvcatalog.sandbox import replica
+from cvcatalog.sandbox import server as server_module
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sandbox.server import detached_running, start_server
@@ -616,6 +617,39 @@ def test_sandbox_stop_ends_the_recorded_server_and_forgets_a_stale_record(
         assert alive.wait(timeout=10) != 0 and not state.exists()
     finally:
         alive.kill()
+
+
+#: a server slow to stop: SIGTERM ends it 1.5 s later (moto takes 1-4 s)
+SLOW_TO_STOP = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1.5), sys.exit(0)))\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+@pytest.mark.parametrize("ignores_sigterm", [False, True])
+def test_sandbox_stop_says_stopped_only_once_the_process_has_exited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ignores_sigterm: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(server_module, "STOP_TIMEOUT", 5.0 if not ignores_sigterm else 0.5)
+    code = SLOW_TO_STOP.replace("lambda *a: (time.sleep(1.5), sys.exit(0))", "signal.SIG_IGN") \
+        if ignores_sigterm else SLOW_TO_STOP  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            start_new_session=True, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        state = tmp_path / ".sandbox" / "server.json"
+        state.parent.mkdir()
+        state.write_text(json.dumps({"pid": proc.pid, "port": 5999}))
+        r = run("sandbox", "stop")
+        assert r.exit_code == 0 and r.output == "stopped\n"
+        assert proc.poll() is not None, "stopped, yet the process still runs"
+        assert proc.returncode == (-9 if ignores_sigterm else 0) and not state.exists()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.parametrize("fails", [False, True])

@@ -1261,7 +1261,8 @@ def _export_line(server: SandboxServer) -> str:
 @friendly
 def sandbox_stop() -> None:
     """Stop the server `sandbox serve --detach` started in this directory
-    (./.sandbox/server.json)."""
+    (./.sandbox/server.json), and wait until its process has exited (SIGTERM, then SIGKILL
+    after 10 s)."""
     print("stopped" if stop_detached(STATE) else "no detached sandbox server was running")
 
 
