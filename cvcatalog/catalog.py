@@ -647,17 +647,8 @@ class Catalog:
         """The catalog's kept snapshots, newest first: id, commit time (UTC), the run that
         committed it, and the rows it added and removed per table. source/message_type: only
         snapshots that changed that table (NGSIM: source='ngsim')."""
-        wanted: set[str] | None = None  # the tables of the source (and type); None: all
         _check_limit(limit)
-        source, message_type = source_filter(source, message_type)
-        if source is not None:
-            if _dataset(source) is not None or message_type is not None:
-                wanted = {_lake_table(source, message_type)[0]}
-            else:
-                wanted = {s.view_name for (src, _), s in SCHEMAS.items() if src == source}
-        elif message_type is not None:
-            wanted = {s.view_name for (_, mt), s in SCHEMAS.items() if mt == message_type}
-            wanted |= {d.view_name for d in DATASETS.values() if d.message_type == message_type}
+        wanted = _tables_of(*source_filter(source, message_type))
         with self.db.read() as con:
             kept = lake.snapshots(con)
         rows: list[dict[str, Any]] = []
@@ -1030,6 +1021,14 @@ class Catalog:
     ) -> list[dict[str, Any]]:
         return cache.status(self.db, *source_filter(source, message_type))
 
+    def held_bytes(self, source: str | None = None, message_type: str | None = None) -> int:
+        """Bytes of the lake files only older snapshots show (replaced or evicted data kept
+        for time travel or a pinned experiment until those snapshots expire): on disk beside
+        what `status` lists, and counted by eviction (which expires them first)."""
+        tables = _tables_of(*source_filter(source, message_type))
+        with self.db.read() as con:
+            return lake.scheduled_bytes(con, tables)
+
     def clear(self, source: str | None = None, message_type: str | None = None) -> tuple[int, int]:
         return cache.clear(self.db, *source_filter(source, message_type))
 
@@ -1044,7 +1043,8 @@ class Catalog:
 
     def migrate(self) -> bool:
         """Bring a catalog written by cvcatalog 0.1 (catalog.duckdb) to the DuckLake format;
-        also done by the first write. Returns whether there was anything to migrate."""
+        also done by the first open of any kind (a query, a read of the state, a write).
+        Returns whether there was anything to migrate."""
         legacy = self.paths.legacy_db.exists() and not self.paths.db.exists()
         self.db.initialise()
         return legacy
@@ -1614,6 +1614,18 @@ _NEVER_STATEMENTS = {
     duckdb.StatementType.EXTENSION,  # INSTALL
     duckdb.StatementType.COPY_DATABASE,
 }
+
+
+def _tables_of(source: str | None, message_type: str | None) -> set[str] | None:
+    """The lake tables of a source (and type), as source_filter gives them; None: all."""
+    if source is not None:
+        if _dataset(source) is not None or message_type is not None:
+            return {_lake_table(source, message_type)[0]}
+        return {s.view_name for (src, _), s in SCHEMAS.items() if src == source}
+    if message_type is not None:
+        wanted = {s.view_name for (_, mt), s in SCHEMAS.items() if mt == message_type}
+        return wanted | {d.view_name for d in DATASETS.values() if d.message_type == message_type}
+    return None
 
 
 def _lake_table(source: str, message_type: str | None) -> tuple[str, str, str]:

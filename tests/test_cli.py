@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -26,6 +27,7 @@ from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.pipeline.report import Outcome
 from cvcatalog.sandbox import replica
+from cvcatalog.sandbox import server as server_module
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sandbox.server import detached_running, start_server
@@ -464,7 +466,7 @@ def test_help_fits_an_80_column_terminal_and_says_everything() -> None:
     assert "…" not in out
     flat = " ".join(out.split())
     for text in ("(configs/data_sources/*.yml)", "--check-changes / --no-check-changes",
-                 "s3://bucket/prefix of a published catalog"):  # fmt: skip
+                 "Catalog directory [env: CVCATALOG_HOME; default: ./data/catalog]"):  # fmt: skip
         assert text in flat
 
 
@@ -597,6 +599,70 @@ def test_flag_conflicts_and_a_published_catalog_are_one_line_before_any_output(
     assert r.output.count("\n") == 1  # no progress bar drawn before it
 
 
+#: commands that refuse a published catalog (s3://): they write it or hand it to DuckDB
+LOCAL_ONLY = {
+    "ingest", "shell", "migrate", "cache clear", "cache evict", "cache verify", "compact",
+    "experiments unpin", "publish", "discover", "plan", "sql session",
+}  # fmt: skip
+
+
+def _catalog_helps() -> dict[str, str]:
+    """Every command's --catalog help, by its command line ("cache evict")."""
+    out: dict[str, str] = {}
+
+    def walk(cmd: Any, path: list[str]) -> None:
+        if hasattr(cmd, "commands"):  # a group (typer's own click)
+            for name, sub in cmd.commands.items():
+                walk(sub, [*path, name])
+            return
+        for p in cmd.params:
+            if "--catalog" in getattr(p, "opts", []):
+                out[" ".join(path)] = str(getattr(p, "help", ""))
+
+    walk(typer.main.get_command(app), [])
+    return out
+
+
+def test_catalog_help_offers_s3_only_to_the_commands_that_read_a_published_catalog() -> None:
+    helps = _catalog_helps()
+    assert set(helps) >= LOCAL_ONLY and {"query", "views", "cache status"} <= set(helps)
+    for command, text in helps.items():
+        published = "s3://bucket/prefix of a published catalog (read-only)" in text
+        assert published == (command not in LOCAL_ONLY), (command, text)
+        assert text.startswith("Catalog directory") and "CVCATALOG_HOME" in text, command
+    r = run("migrate", "--help")
+    assert r.exit_code == 0 and "s3://" not in r.output
+
+
+def test_query_help_says_an_old_catalog_is_migrated_not_that_nothing_changes() -> None:
+    text = " ".join(run("query", "--help").output.split())
+    assert "never modified" not in text.replace("data is never modified", "")
+    assert "0.1 is migrated first" in text
+    text = " ".join(run("migrate", "--help").output.split())
+    assert "reads too" in text and "first ingest or query" not in text
+
+
+@pytest.mark.parametrize("command", [["plan"], ["ingest", "--start", "2021-04-01"]])
+def test_no_source_is_one_line_naming_the_flags(tmp_path: Path, command: list[str]) -> None:
+    r = run(*command, "--catalog", str(tmp_path / "cat"))
+    assert r.exit_code == 1
+    assert r.output == "error: give --source and --type (or a --config that names them)\n"
+    assert not (tmp_path / "cat").exists()
+
+
+def test_shell_on_a_pipe_prints_no_colour_codes_nor_its_init_file(catalog_dir: Path) -> None:
+    Catalog(catalog_dir).db.initialise()  # an empty catalog
+    done = subprocess.run(
+        [sys.executable, "-m", "cvcatalog", "shell", "--catalog", str(catalog_dir)],
+        input=".mode csv\nselect count(*) as n from wydot_bsm;\n",
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["n", "0"]  # the init file ran: the lake is attached
+    assert "\x1b[" not in done.stderr and "Loading resources" not in done.stderr
+    assert done.stderr.split() == f"catalog {catalog_dir} attached read-only as cv".split()
+
+
 def test_sandbox_stop_ends_the_recorded_server_and_forgets_a_stale_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -616,6 +682,39 @@ def test_sandbox_stop_ends_the_recorded_server_and_forgets_a_stale_record(
         assert alive.wait(timeout=10) != 0 and not state.exists()
     finally:
         alive.kill()
+
+
+#: a server slow to stop: SIGTERM ends it 1.5 s later (moto takes 1-4 s)
+SLOW_TO_STOP = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1.5), sys.exit(0)))\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+@pytest.mark.parametrize("ignores_sigterm", [False, True])
+def test_sandbox_stop_says_stopped_only_once_the_process_has_exited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ignores_sigterm: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(server_module, "STOP_TIMEOUT", 5.0 if not ignores_sigterm else 0.5)
+    code = SLOW_TO_STOP.replace("lambda *a: (time.sleep(1.5), sys.exit(0))", "signal.SIG_IGN") \
+        if ignores_sigterm else SLOW_TO_STOP  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            start_new_session=True, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        state = tmp_path / ".sandbox" / "server.json"
+        state.parent.mkdir()
+        state.write_text(json.dumps({"pid": proc.pid, "port": 5999}))
+        r = run("sandbox", "stop")
+        assert r.exit_code == 0 and r.output == "stopped\n"
+        assert proc.poll() is not None, "stopped, yet the process still runs"
+        assert proc.returncode == (-9 if ignores_sigterm else 0) and not state.exists()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.parametrize("fails", [False, True])

@@ -20,6 +20,7 @@ from cvcatalog.exceptions import CatalogError
 from cvcatalog.io import memstage, rawfile
 from cvcatalog.io.duckdb_ext import extension_path
 from cvcatalog.io.layout import CatalogPaths
+from cvcatalog.pipeline.report import summary_lines
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.sources.cvpilot import CvPilotDays
@@ -90,7 +91,49 @@ def test_week_end_to_end(s3_client: Any, catalog_dir: Path) -> None:
     # a re-run of the same range makes no S3 request at all
     again = ingest(cat, D1, D3)
     assert (again.get_requests, again.list_requests) == (0, 0)
-    assert again.count("cached") == 2 and again.rows == s.rows
+    assert again.count("cached") == 2 and again.rows == 0  # the summary counts this run's
+    assert sum(d.rows for d in again.days) == s.rows  # each cached day: the rows it holds
+
+
+def test_the_summary_after_a_failed_day_counts_only_what_this_run_wrote_and_fetched(
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day that fails keeps its previous rows (its outcome says so), but they are not this
+    run's: rows, rows/s and the run record count the day rewritten; bytes count every GET,
+    the failed day's too."""
+    report = seed(s3_client, D1, D2, empty_hour_rate=0.0)
+    cat = Catalog(catalog_dir)
+    assert ingest(cat, D1, D2).ok
+    day1 = report.partitions["wydot/BSM/2021/04/01"].records
+    bucket = "usdot-its-cvpilot-publicdata"
+    real_listing = CvPilotDays._listing
+    removed: list[tuple[str, bytes]] = []
+
+    def listing_then_delete(self: Any, pk: PartitionKey) -> Any:
+        objects = real_listing(self, pk)
+        if pk.day == D2 and not removed:  # listed, then gone: its GET fails, the others ran
+            key = objects[-1].key
+            removed.append((key, s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()))
+            s3_client.delete_object(Bucket=bucket, Key=key)
+        return objects
+
+    monkeypatch.setattr(CvPilotDays, "_listing", listing_then_delete)
+    try:
+        s = ingest(cat, D1, D2, force_refresh=True, max_workers=1)
+    finally:
+        for key, body in removed:
+            s3_client.put_object(Bucket=bucket, Key=key, Body=body)
+    failed = [o for o in s.days if o.status == "failed"]
+    assert [o.key for o in failed] == ["wydot/BSM/2021/04/02"]
+    assert "kept previous data" in (failed[0].error or "") and failed[0].rows > 0
+    assert s.count("complete") == 1 and s.rows == day1
+    assert s.as_dict()["rows"] == day1 and f"; {day1:,} rows, " in summary_lines(s)[0]
+    # the failed day's objects were fetched too: counted with the GETs that fetched them
+    written = sum(o.bytes_downloaded for o in s.days if o.status == "complete")
+    assert s.get_requests > report.partitions["wydot/BSM/2021/04/01"].objects
+    assert s.bytes_downloaded > written
+    assert s.as_dict()["bytes_downloaded"] == s.bytes_downloaded
+    assert cat.runs(limit=1)[0]["rows"] == day1
 
 
 def test_dask_frame_is_lazy_pruned_and_matches_the_view(s3_client: Any, catalog_dir: Path) -> None:
@@ -385,8 +428,10 @@ def test_ctrl_c_into_a_json_ingest_still_reports_what_it_committed(
     [report] = json.loads(out)
     assert report["status"] == "interrupted" and report["days_cached"] == 1
     cat = Catalog(catalog_dir)
-    # the report is of what the catalog holds
-    assert report["rows"] == cat.query("select count(*) as n from wydot_bsm").n[0] > 0
+    # the report's rows are those the run committed: the catalog's, but the cached day's
+    held = cat.query("select count(*) as n from wydot_bsm").n[0]
+    [cached] = [r["rows"] for r in cat.status() if r["partition"] == "wydot/BSM/2021/04/01"]
+    assert report["rows"] == held - cached and cached > 0
     complete = sum(r["status"] == "complete" for r in cat.status())
     assert report["days_complete"] + report["days_cached"] == complete < 3
     assert "interrupted; run the same command again to resume" in err

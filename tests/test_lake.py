@@ -244,6 +244,53 @@ def test_a_0_1_catalog_migrates_in_place_without_downloading(tmp_path: Path) -> 
     assert again.exit_code == 0 and "already" in again.output
 
 
+def test_any_command_or_the_api_migrates_a_0_1_catalog_on_first_open(tmp_path: Path) -> None:
+    with tarfile.open(FIXTURES / "legacy" / "v0.1-catalog.tar.xz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    root = tmp_path / "catalog"
+    result = runner.invoke(app, ["views", "--catalog", str(root)])  # a read
+    assert result.exit_code == 0, result.output
+    assert "migrating catalog.duckdb to catalog.ducklake" in result.output
+    assert not (root / "catalog.duckdb").exists() and (root / "catalog.ducklake").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["migrate"], ["query", "select 1"], ["cache", "status"], ["views"], ["sql", "session"],
+     ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01"]],
+)  # fmt: skip
+def test_a_catalog_duckdb_that_is_not_a_catalog_is_one_line_and_nothing_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # never reached
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "catalog.duckdb").write_text("hello\n")
+    result = runner.invoke(app, [*command, "--catalog", str(junk)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: {junk / 'catalog.duckdb'} is not a cvcatalog catalog: not a DuckDB database file\n"
+    )
+    assert sorted(p.name for p in junk.iterdir()) == ["catalog.duckdb"]
+
+
+def test_someone_elses_duckdb_database_is_refused_and_kept(tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    con = duckdb.connect(str(other / "catalog.duckdb"))
+    con.execute("CREATE TABLE mine AS SELECT 42 AS answer")
+    con.close()
+    with pytest.raises(CvCatalogError, match="is not a cvcatalog catalog: a DuckDB database"):
+        Catalog(other).query("select 1")
+    result = runner.invoke(app, ["migrate", "--catalog", str(other)])
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1
+    assert "without cvcatalog's tables (schema_migrations, partitions)" in result.output
+    assert sorted(p.name for p in other.iterdir()) == ["catalog.duckdb"]  # not migrated away
+    con = duckdb.connect(str(other / "catalog.duckdb"), read_only=True)
+    assert con.execute("SELECT answer FROM mine").fetchone() == (42,)
+    con.close()
+
+
 def test_a_tampered_published_catalog_cannot_read_local_files(
     seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

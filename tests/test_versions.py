@@ -29,6 +29,7 @@ from cvcatalog.read.experiments import CatalogGatherer, ExperimentConfig
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.schemas.base import MessageSchema
 from cvcatalog.sources.bucket import BUCKET
+from cvcatalog.state.eviction import cache_bytes
 
 D1, D2 = date(2021, 4, 1), date(2021, 4, 2)
 COUNT = (
@@ -206,6 +207,38 @@ def test_an_expired_snapshot_names_the_oldest_kept(history: dict[str, Any], tmp_
         "older ones expired (after cache.snapshot_retention_days; cache clear and cache evict "
         "expire them at once)"
     )
+
+
+def test_replaced_files_show_as_held_and_an_eviction_reports_the_rows_it_removed(
+    history: dict[str, Any], tmp_path: Path
+) -> None:
+    """A day ingested again: its old files stay for the older snapshots, and `cache status`
+    counts them as eviction does. An eviction expires every older snapshot, so the files it
+    ended leave the metadata; its snapshot still reports their rows (recorded at commit)."""
+    copy = Catalog(tmp_path / "copy")  # the other tests keep their history
+    shutil.copytree(history["cat"].paths.root, copy.paths.root)
+    root = str(copy.paths.root)
+    day2 = "select coalesce(sum(bytes), 0) as b from partition_files where kind = 'data' " \
+        "and partition_key = 'wydot/BSM/2021/04/02'"  # fmt: skip
+    replaced = int(copy.query(day2).b[0])
+    assert copy.held_bytes() == 0 < replaced
+    _ingest(copy, D2, force_refresh=True)
+    assert copy.held_bytes() == replaced == copy.held_bytes("wydot", "BSM")
+    assert copy.held_bytes("thea") == 0
+    res = runner.invoke(app, ["cache", "status", "--catalog", root])
+    assert res.exit_code == 0, res.output
+    assert f"MB Parquet + {replaced / 1e6:,.1f} MB held for older snapshots" in res.stdout
+    assert cache_bytes(copy.db) == int(copy.query(
+        "select (select sum(bytes) from partition_files) as n").n[0]) + replaced  # fmt: skip
+
+    rows = int(copy.query("select count(*) as n from wydot_bsm").n[0])
+    res = runner.invoke(app, ["cache", "evict", "--max-size-gb", "0", "--catalog", root])
+    assert res.exit_code == 0, res.output
+    [evict] = [s for s in copy.snapshots() if s["message"] == "cache evict"]
+    assert evict["tables"] == "wydot_bsm" and rows > 0
+    assert (evict["rows_added"], evict["rows_removed"]) == (0, rows)
+    assert evict["changes"] == {"wydot_bsm": {"added": 0, "removed": rows}}
+    assert copy.held_bytes() == 0  # expired with the snapshots that showed them
 
 
 def test_cli_snapshots_and_query_at_a_snapshot(history: dict[str, Any]) -> None:

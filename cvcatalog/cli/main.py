@@ -95,13 +95,19 @@ app.add_typer(experiments_app, name="experiments")
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
+_CATALOG_HOME = "[env: CVCATALOG_HOME; default: ./data/catalog]"
+#: --catalog of the commands that read: a published catalog on S3 too
 CatalogOpt = Annotated[
     str | None,
     typer.Option(
         "--catalog",
         help="Catalog directory, or s3://bucket/prefix of a published catalog (read-only) "
-        "[env: CVCATALOG_HOME; default: ./data/catalog]",
+        + _CATALOG_HOME,
     ),
+]
+#: --catalog of the commands that write the catalog or hand it to DuckDB (refuse s3://)
+LocalCatalogOpt = Annotated[
+    str | None, typer.Option("--catalog", help="Catalog directory " + _CATALOG_HOME)
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format")]
 SourceOpt = Annotated[
@@ -236,7 +242,7 @@ def ingest(
     config: Annotated[
         Path | None, typer.Option("--config", help="Data source YAML (configs/data_sources/*.yml)")
     ] = None,
-    catalog: CatalogOpt = None,
+    catalog: LocalCatalogOpt = None,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile")] = None,
     no_sign_request: Annotated[
         bool | None, typer.Option("--no-sign-request", help="Anonymous (unsigned) requests")
@@ -505,8 +511,9 @@ def query(
         ),
     ] = None,
 ) -> None:
-    """Run SQL against the catalog (read-only: the catalog is never modified); with
-    --snapshot or --as-of, against the catalog as it was then (time travel)."""
+    """Run SQL against the catalog (read-only: its data is never modified; a catalog written
+    by cvcatalog 0.1 is migrated first, as by any command); with --snapshot or --as-of,
+    against the catalog as it was then (time travel)."""
     if snapshot is not None and as_of is not None:
         raise ConfigError("give --snapshot or --as-of, not both")
     at_least("--max-rows", limit, 0)
@@ -611,7 +618,7 @@ def changes(
 
 @app.command()
 @friendly
-def shell(catalog: CatalogOpt = None) -> None:
+def shell(catalog: LocalCatalogOpt = None) -> None:
     """Open the DuckDB CLI with the catalog attached read-only as `cv` (tables and views by
     name: select count(*) from wydot_bsm). It never blocks an ingest. A local catalog only:
     a published one's stored views are its publisher's SQL, which only cvcatalog's own
@@ -634,10 +641,20 @@ def shell(catalog: CatalogOpt = None) -> None:
         # Ctrl-C belongs to the DuckDB CLI (it cancels its query), not to this process
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            code = subprocess.run([exe, "-init", str(rc)], check=False).returncode
+            code = subprocess.run(_shell_command(exe, rc), check=False).returncode
         finally:
             signal.signal(signal.SIGINT, previous)
     raise typer.Exit(code)
+
+
+def _shell_command(exe: str, init: Path) -> list[str]:
+    """The DuckDB CLI reading init first. Not `-init FILE`, which prints "-- Loading resources
+    from FILE" on stderr, in colour even where stderr is not a terminal (a pipe, a log):
+    -no-init (nor ~/.duckdbrc, as -init FILE skips it too) and the file read by `.read`,
+    silently. A path .read cannot quote (a ' in TMPDIR) falls back to -init."""
+    if "'" in str(init):
+        return [exe, "-init", str(init)]
+    return [exe, "-no-init", "-cmd", f".read '{init}'"]
 
 
 def _local_catalog(catalog: str | None, why: str) -> Catalog:
@@ -651,9 +668,10 @@ def _local_catalog(catalog: str | None, why: str) -> Catalog:
 
 @app.command()
 @friendly
-def migrate(catalog: CatalogOpt = None) -> None:
+def migrate(catalog: LocalCatalogOpt = None) -> None:
     """Convert a catalog written by cvcatalog 0.1 (catalog.duckdb) to the DuckLake format in
-    place; nothing is downloaded again (the first ingest or query does the same)."""
+    place; nothing is downloaded again (any command, or the Python API, that first opens such
+    a catalog does the same: reads too)."""
     cat = open_catalog(catalog)
     if cat.migrate():
         print(f"migrated {cat.paths.root} to DuckLake ({cat.paths.db.name})")
@@ -678,9 +696,12 @@ def cache_status(
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Partitions known to the catalog: status, rows, bytes, LRU time."""
+    """Partitions known to the catalog: status, rows, bytes, LRU time; the table's last line
+    also counts the files only older snapshots still show (kept for time travel or a pin,
+    counted by eviction)."""
     cat = open_catalog(catalog)
-    rows = cat.status(source and source.lower(), message_type and message_type.upper())
+    source, message_type = source and source.lower(), message_type and message_type.upper()
+    rows = cat.status(source, message_type)
     cols = [
         "partition",
         "status",
@@ -696,8 +717,11 @@ def cache_status(
     if fmt is Format.table:
         done = [r for r in rows if r["status"] == "complete"]
         total = sum(r["parquet_bytes"] for r in done)
+        held = cat.held_bytes(source, message_type)
         print(
-            f"{len(rows)} partitions ({len(done)} complete), {total / 1e6:,.1f} MB Parquet, catalog {getattr(cat, 'url', cat.paths.root)}"
+            f"{len(rows)} partitions ({len(done)} complete), {total / 1e6:,.1f} MB Parquet"
+            + (f" + {held / 1e6:,.1f} MB held for older snapshots" if held else "")
+            + f", catalog {getattr(cat, 'url', cat.paths.root)}"
         )
 
 
@@ -706,7 +730,7 @@ def cache_status(
 def cache_clear(
     source: AnySourceOpt = None,
     message_type: TypeOpt = None,
-    catalog: CatalogOpt = None,
+    catalog: LocalCatalogOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
 ) -> None:
     """Delete cached partitions (all, one source, or one source and type)."""
@@ -742,7 +766,7 @@ def cache_evict(
         ),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config")] = None,
-    catalog: CatalogOpt = None,
+    catalog: LocalCatalogOpt = None,
 ) -> None:
     """Evict least-recently-used partitions until the cache fits."""
     limit = max_size_gb if max_size_gb is not None else cache_config(config).max_size_gb
@@ -768,7 +792,7 @@ def cache_verify(
     repair: Annotated[
         bool, typer.Option("--repair", help="Hide damaged partitions, delete orphans and re-fetch")
     ] = False,
-    catalog: CatalogOpt = None,
+    catalog: LocalCatalogOpt = None,
     fmt: FormatOpt = Format.table,
     profile: Annotated[str | None, typer.Option("--profile")] = None,
     no_sign_request: Annotated[bool | None, typer.Option("--no-sign-request")] = None,
@@ -815,7 +839,7 @@ def _source_and_type(
     src = source or data.get("source")
     mt = message_type or data.get("message_type")
     if not src or not mt:
-        raise typer.BadParameter("give --source and --type (or a --config that names them)")
+        raise ConfigError("give --source and --type (or a --config that names them)")
     return str(src), str(mt)
 
 
@@ -852,7 +876,7 @@ def compact_cmd(
     ] = None,
     message_type: TypeOpt = None,
     rows_per_file: Annotated[int, typer.Option("--rows-per-file")] = 2_000_000,
-    catalog: CatalogOpt = None,
+    catalog: LocalCatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Merge partitions written as many small Parquet files into few well-sized files
@@ -1028,7 +1052,7 @@ def experiments_show(
 @friendly
 def experiments_unpin(
     name: Annotated[str, typer.Argument(help="experiment.name, or its YAML file")],
-    catalog: CatalogOpt = None,
+    catalog: LocalCatalogOpt = None,
 ) -> None:
     """Release a pin: its snapshot and files then expire with retention like any other."""
     cat = open_catalog(catalog)
@@ -1258,7 +1282,8 @@ def _export_line(server: SandboxServer) -> str:
 @friendly
 def sandbox_stop() -> None:
     """Stop the server `sandbox serve --detach` started in this directory
-    (./.sandbox/server.json)."""
+    (./.sandbox/server.json), and wait until its process has exited (SIGTERM, then SIGKILL
+    after 10 s)."""
     print("stopped" if stop_detached(STATE) else "no detached sandbox server was running")
 
 
@@ -1368,7 +1393,7 @@ def sandbox_ngsim(
 @friendly
 def publish(
     to: Annotated[str, typer.Option("--to", help="s3://bucket/prefix to publish to")],
-    catalog: CatalogOpt = None,
+    catalog: LocalCatalogOpt = None,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile")] = None,
     no_sign_request: Annotated[
         bool | None, typer.Option("--no-sign-request", help="Anonymous (unsigned) requests")
@@ -1437,7 +1462,7 @@ def discover(
     ] = None,
     refresh: RefreshOpt = False,
     config: Annotated[Path | None, typer.Option("--config", help="Data source YAML")] = None,
-    catalog: CatalogOpt = None,
+    catalog: LocalCatalogOpt = None,
     profile: ProfileOpt = None,
     no_sign_request: NoSignOpt = None,
     rate_limit: RateOpt = None,
@@ -1481,7 +1506,7 @@ def plan(
     ] = False,
     refresh: RefreshOpt = False,
     config: Annotated[Path | None, typer.Option("--config", help="Data source YAML")] = None,
-    catalog: CatalogOpt = None,
+    catalog: LocalCatalogOpt = None,
     profile: ProfileOpt = None,
     no_sign_request: NoSignOpt = None,
     rate_limit: RateOpt = None,
@@ -1673,7 +1698,7 @@ def sql_macros(
 
 @sql_app.command("session")
 @friendly
-def sql_session(catalog: CatalogOpt = None) -> None:
+def sql_session(catalog: LocalCatalogOpt = None) -> None:
     """Print the statements that make any DuckDB 1.5.5 session (the CLI, Python), offline,
     see the catalog as `cvcatalog shell` does: ducklake and spatial LOADed from their pinned
     packages (a plain `LOAD ducklake` would download it), the lake attached read-only as cv.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -242,6 +242,8 @@ class DataFile:
     since: int = 0  # the snapshot that registered it (its rows became visible then)
     until: int | None = None  # the snapshot that ended it (None: still shown)
     size: int = 0  # bytes
+    #: rows its delete file in effect now deletes (rows - deleted: the rows it still shows)
+    deleted: int = 0
 
     def shown_at(self, snapshot: int) -> bool:
         """Whether the lake as of that snapshot shows this file."""
@@ -258,7 +260,9 @@ def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
         "f.path_is_relative, f.record_count, f.end_snapshot IS NULL AND t.end_snapshot IS NULL, "
         "f.begin_snapshot, CASE WHEN f.end_snapshot IS NULL THEN t.end_snapshot "
         "WHEN t.end_snapshot IS NULL THEN f.end_snapshot "
-        "ELSE least(f.end_snapshot, t.end_snapshot) END, f.file_size_bytes "
+        "ELSE least(f.end_snapshot, t.end_snapshot) END, f.file_size_bytes, "
+        "(SELECT sum(d.delete_count) FROM ducklake_delete_file d "
+        " WHERE d.data_file_id = f.data_file_id AND d.end_snapshot IS NULL) "
         "FROM ducklake_data_file f "
         "JOIN (SELECT table_id, any_value(schema_id) AS schema_id, "
         "      arg_max(table_name, begin_snapshot) AS table_name, any_value(path) AS path, "
@@ -279,8 +283,9 @@ def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
             int(b),
             None if e is None else int(e),
             int(size or 0),
+            int(deleted or 0),
         )
-        for table, sp, sr, tp, tr, fp, fr, n, now, b, e, size in rows
+        for table, sp, sr, tp, tr, fp, fr, n, now, b, e, size, deleted in rows
     ]
 
 
@@ -453,6 +458,10 @@ def first_shown(con: duckdb.DuckDBPyConnection, name: str, after: int) -> int | 
     return int(row[0]) if row and row[0] is not None else None
 
 
+#: the commit's extra info key for the rows of the files it ended, per table (snapshots)
+ENDED = "ended"
+
+
 def set_commit_message(
     con: duckdb.DuckDBPyConnection, message: str, extra: dict[str, object] | None = None
 ) -> None:
@@ -482,13 +491,20 @@ class Snapshot:
 
 def snapshots(con: duckdb.DuckDBPyConnection) -> list[Snapshot]:
     """The lake's kept snapshots, oldest first. Reads DuckLake's metadata tables, which live
-    in the catalog database (the connection's default database)."""
+    in the catalog database (the connection's default database).
+
+    The rows a snapshot removed by ending files are the ones its commit recorded (extra info
+    `ended`: table -> rows), where it did: the files themselves leave the metadata when the
+    snapshots that showed them expire (an eviction expires every older one at once), and
+    their rows could no longer be counted. Snapshots committed before cvcatalog recorded it
+    are counted from the files still known."""
     rows = con.execute(
         "SELECT snapshot_id, snapshot_time, commit_message, commit_extra_info "
         "FROM ducklake_snapshot s LEFT JOIN ducklake_snapshot_changes c USING (snapshot_id) "
         "ORDER BY snapshot_id"
     ).fetchall()
     out = {}
+    recorded: set[int] = set()  # snapshots whose commit recorded the rows of the files it ended
     for sid, at, message, extra in rows:
         run_id = None
         if extra:
@@ -497,10 +513,17 @@ def snapshots(con: duckdb.DuckDBPyConnection) -> list[Snapshot]:
             except (ValueError, AttributeError):
                 run_id = None
         out[sid] = Snapshot(int(sid), at, message, run_id)
-        if extra:  # rows deleted from kept files (delete_rows): counted at commit
+        if extra:  # rows deleted from kept files (delete_rows), rows of ended files: at commit
             with contextlib.suppress(ValueError, AttributeError, TypeError):
-                for table, n in (json.loads(extra).get("deleted") or {}).items():
-                    out[sid].removed[str(table)] = int(n)
+                info = json.loads(extra)
+                removed = out[sid].removed
+                for table, n in (info.get("deleted") or {}).items():
+                    removed[str(table)] = removed.get(str(table), 0) + int(n)
+                ended = info.get(ENDED)
+                if isinstance(ended, dict):
+                    for table, n in ended.items():
+                        removed[str(table)] = removed.get(str(table), 0) + int(n)
+                    recorded.add(sid)
     names = "(SELECT table_id, any_value(table_name) AS table_name FROM ducklake_table GROUP BY 1)"
     # a file that ends removes the rows it still shows: its rows less those its delete file (the
     # one in effect until then) had deleted, which the snapshot that deleted them counted
@@ -518,7 +541,7 @@ def snapshots(con: duckdb.DuckDBPyConnection) -> list[Snapshot]:
             f"JOIN {names} t USING (table_id) WHERE f.{column} IS NOT NULL GROUP BY ALL"
         ).fetchall()
         for sid, table, n in changed:
-            if sid in out:
+            if sid in out and not (into == "removed" and sid in recorded):
                 counts = getattr(out[sid], into)
                 counts[table] = counts.get(table, 0) + int(n)
     return list(out.values())
@@ -583,10 +606,19 @@ def pending_cleanup(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
-def scheduled_bytes(con: duckdb.DuckDBPyConnection) -> int:
-    """Bytes of files that only old snapshots show (kept for time travel until they expire)."""
-    row = con.execute(
-        "SELECT coalesce(sum(file_size_bytes), 0) FROM ducklake_data_file "
-        "WHERE end_snapshot IS NOT NULL"
-    ).fetchone()
+def scheduled_bytes(con: duckdb.DuckDBPyConnection, tables: Collection[str] | None = None) -> int:
+    """Bytes of files that only old snapshots show (kept for time travel or a pin until they
+    expire). tables: only those of these tables (None: every table)."""
+    if tables is None:
+        row = con.execute(
+            "SELECT coalesce(sum(file_size_bytes), 0) FROM ducklake_data_file "
+            "WHERE end_snapshot IS NOT NULL"
+        ).fetchone()
+    else:
+        row = con.execute(
+            "SELECT coalesce(sum(f.file_size_bytes), 0) FROM ducklake_data_file f "
+            "WHERE f.end_snapshot IS NOT NULL AND f.table_id IN ("
+            "SELECT table_id FROM ducklake_table WHERE list_contains(?, table_name))",
+            [sorted(tables)],
+        ).fetchone()
     return int(row[0]) if row else 0

@@ -125,6 +125,9 @@ class Summary:
     run_errors: list[str] = field(default_factory=list)
     #: stopped by Ctrl-C (the runner raised Interrupted): what was committed stays
     interrupted: bool = False
+    #: bytes the run's fetcher received (every GET's, a failed day's included), when the
+    #: source fetches through one (CV Pilot); None: the units' own counts are the run's
+    fetched_bytes: int | None = None
 
     @property
     def days(self) -> list[Outcome]:
@@ -150,24 +153,35 @@ class Summary:
         return self.count("failed")
 
     @property
+    def written(self) -> list[Outcome]:
+        """The units this run wrote (complete): a cached unit's rows are an earlier run's,
+        and so are those a failed day kept (its outcome still shows what the day holds)."""
+        return [d for d in self.outcomes if d.status == "complete"]
+
+    @property
     def rows(self) -> int:
-        return sum(d.rows for d in self.outcomes)
+        """Rows this run wrote (not those of cached units, nor those a failed day kept)."""
+        return sum(d.rows for d in self.written)
 
     @property
     def quarantined(self) -> int:
-        return sum(d.quarantined for d in self.outcomes)
+        """Records this run quarantined."""
+        return sum(d.quarantined for d in self.written)
 
     @property
     def skipped(self) -> int:
-        return sum(d.skipped for d in self.outcomes)
+        return sum(d.skipped for d in self.written)
 
     @property
     def bytes_downloaded(self) -> int:
+        """Bytes this run fetched: every GET's (get_requests), a failed day's included."""
+        if self.fetched_bytes is not None:
+            return self.fetched_bytes
         return sum(d.bytes_downloaded for d in self.outcomes)
 
     @property
     def parquet_bytes(self) -> int:
-        return sum(d.parquet_bytes for d in self.outcomes)
+        return sum(d.parquet_bytes for d in self.written)
 
     @property
     def errors(self) -> list[str]:

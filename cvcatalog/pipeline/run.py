@@ -134,6 +134,7 @@ class Runner(Generic[U]):
         self._creator = self._creating = self._starting = None
         self._had_work = False
         try:
+            self.db.check_legacy()  # a damaged catalog.duckdb: one line, nothing created
             self.db.paths.ensure()
             if self.db.exists() or src.record_idle_runs:
                 self.db.ensure_schema()  # a new canonical version's columns, before any read

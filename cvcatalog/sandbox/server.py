@@ -239,16 +239,48 @@ def detached_running(path: Path) -> dict[str, int] | None:
     return {"pid": int(state["pid"]), "port": int(state["port"])}
 
 
-def stop_detached(path: Path) -> bool:
-    """Stop the server recorded in path (the record goes); False when none was running."""
-    running = detached_running(path)
-    path.unlink(missing_ok=True)
-    if running is None:
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(running["pid"], signal.SIGTERM)
+#: how long `sandbox stop` waits for the server to exit after SIGTERM, then after SIGKILL
+STOP_TIMEOUT = 10.0
+
+
+def _exited(pid: int) -> bool:
+    """Whether process pid has ended (a zombie not yet reaped by its parent has)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return True
-    return False
+    except psutil.Error:
+        return False
+
+
+def _end(pid: int, sig: signal.Signals, timeout: float) -> bool:
+    """Send sig to the process group of pid; whether pid exited within timeout."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+    deadline = time.monotonic() + timeout
+    while not _exited(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def stop_detached(path: Path) -> bool:
+    """Stop the server recorded in path and wait until its process has exited (SIGTERM, then
+    SIGKILL after STOP_TIMEOUT seconds); the record goes. False when none was running. A
+    process that outlives SIGKILL too is a SandboxError (its record is kept)."""
+    running = detached_running(path)
+    if running is None:
+        path.unlink(missing_ok=True)
+        return False
+    pid = running["pid"]
+    if not _end(pid, signal.SIGTERM, STOP_TIMEOUT) and not _end(pid, signal.SIGKILL, STOP_TIMEOUT):
+        raise SandboxError(
+            f"the sandbox server (pid {pid}) did not exit {2 * STOP_TIMEOUT:.0f}s after "
+            "SIGTERM and SIGKILL"
+        )
+    path.unlink(missing_ok=True)
+    return True
 
 
 # -- a client for the local endpoint -------------------------------------------------------------

@@ -1401,6 +1401,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         if self._fetcher is not None:
             s.list_requests = self._fetcher.list_requests
             s.get_requests = self._fetcher.get_requests
+            s.fetched_bytes = self._fetcher.bytes_downloaded  # a failed day's GETs too
             s.retries += self._fetcher.retries
             s.reused_downloads = self._fetcher.stats.skipped
             s.resumed_downloads = self._fetcher.stats.resumed

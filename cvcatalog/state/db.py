@@ -265,6 +265,13 @@ class CatalogDB:
             raise no_catalog(self.paths.root)
         self.initialise()
 
+    def check_legacy(self) -> None:
+        """A catalog.duckdb still to migrate that is not one cvcatalog 0.1 wrote (a damaged
+        file, someone else's database): one line (legacy.check), before anything is created
+        in the directory."""
+        if self.paths.legacy_db.exists() and not self.paths.db.exists():
+            legacy.check(self.paths.legacy_db)
+
     def initialise(self) -> None:
         """Create (or migrate) the catalog database."""
         with self.write():
@@ -568,7 +575,13 @@ class CatalogDB:
         the files the state calls current (tables.sync_all), so data and state land in one
         DuckLake snapshot labelled with message and run_id. rebuild: lake tables to create
         anew (their current files re-registered under new names): a table showing a missing
-        or damaged file, which DuckLake cannot delete from."""
+        or damaged file, which DuckLake cannot delete from.
+
+        A catalog written by cvcatalog 0.1 is migrated first: every open of it comes here
+        (reads too, through require), so any command, or the API, migrates it. A
+        catalog.duckdb that is not one is refused before anything is created (the lock's
+        directories are the first thing a write makes)."""
+        self.check_legacy()
         with self._writer_lock():
             self._remove_stale_copies()
             if self.paths.legacy_db.exists():
@@ -626,6 +639,11 @@ class CatalogDB:
                     extra: dict[str, object] = {"run_id": run_id}
                     if deleted:
                         extra["deleted"] = deleted
+                    # the rows of the files it ended, which `snapshots` can no longer count
+                    # once the snapshots that showed them expire (lake.snapshots)
+                    ended = {t: x.rows_removed for t, x in synced.items() if x.rows_removed}
+                    if ended:
+                        extra[lake.ENDED] = ended
                     # a commit that changes the lake is a snapshot with this label; one that
                     # changes state alone (a run's start, a claim) makes no snapshot, and the
                     # label would only load the lake's catalog: 22 of a write's 58 ms
@@ -655,7 +673,7 @@ class CatalogDB:
         The old files and database are removed only after the new catalog is published."""
         self.notify(f"migrating {self.paths.legacy_db.name} to {self.paths.db.name} (DuckLake)")
         if self.requested_storage is None:
-            self.requested_storage = legacy.lake_url(self.paths.legacy_db)
+            self.requested_storage = legacy.check(self.paths.legacy_db)
         with self._transaction(run_id=None, message="migrate from catalog.duckdb") as con:
             moved = legacy.import_state(con, self.paths, self.store)
         self.notify(f"migrated: {len(moved)} Parquet file(s) registered in the lake")

@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from cvcatalog.datasets import DATASETS
+from cvcatalog.exceptions import CatalogError
 from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.storage import LakeStore
@@ -44,16 +45,52 @@ STATE_TABLES = (
 )
 
 
-def lake_url(path: Path) -> str | None:
-    """The lake location a legacy catalog recorded (None: its own directory)."""
-    con = open_instance(str(path), read_only=True)
+#: tables every catalog.duckdb of cvcatalog 0.1 has (its first migration made them)
+REQUIRED_TABLES = ("schema_migrations", "partitions")
+
+
+def check(path: Path) -> str | None:
+    """That path is a catalog.duckdb written by cvcatalog 0.1, before anything is created for
+    its migration: CatalogError (one line) for a file that is not a DuckDB database, or one
+    without cvcatalog's state tables (someone else's database, which a migration would
+    delete). Returns the lake location it recorded (None: its own directory; also when the
+    file went meanwhile: another process migrated it)."""
     try:
-        row = con.execute(
-            "SELECT value FROM duckdb_tables() t, catalog_settings s "
-            "WHERE t.table_name = 'catalog_settings' AND s.key = 'lake_url' LIMIT 1"
-        ).fetchone()
-    except duckdb.Error:
-        return None
+        con = open_instance(str(path), read_only=True)
+    except duckdb.Error as e:
+        if not path.exists():
+            return None
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Could not set lock" in text or "Conflicting lock" in text:
+            raise CatalogError(
+                f"cannot open {path}: another process holds it open read-write; "
+                "close that session and try again"
+            ) from None
+        why = (
+            "not a DuckDB database file"
+            if "not a valid DuckDB database" in text
+            else text.removeprefix("IO Error: ")
+        )
+        raise CatalogError(f"{path} is not a cvcatalog catalog: {why}") from None
+    try:
+        have = {
+            str(r[0])
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+            ).fetchall()
+        }
+        missing = [t for t in REQUIRED_TABLES if t not in have]
+        if missing:
+            raise CatalogError(
+                f"{path} is not a cvcatalog catalog: a DuckDB database without cvcatalog's "
+                f"tables ({', '.join(missing)}); move it away or use another catalog directory"
+            )
+        try:
+            row = con.execute(
+                "SELECT value FROM catalog_settings WHERE key = 'lake_url' LIMIT 1"
+            ).fetchone()
+        except duckdb.Error:  # a catalog of 0.1 from before catalog_settings
+            return None
     finally:
         con.close()
     return str(row[0]) if row and row[0] else None

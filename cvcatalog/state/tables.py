@@ -20,6 +20,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -404,12 +405,23 @@ def rebuild(con: duckdb.DuckDBPyConnection, table: str) -> None:
     lake.create_table(con, spec, [n for n, _ in spec.optional if n in have])
 
 
-def sync_all(con: duckdb.DuckDBPyConnection, locate: Locate) -> dict[str, tuple[int, int]]:
-    """Make every table show exactly its current files; returns table -> (files added,
-    removed) for the tables that changed (a column added counts, with (0, 0))."""
-    changed: dict[str, tuple[int, int]] = {}
+class Synced(NamedTuple):
+    """What sync_all changed in one table."""
+
+    files_added: int
+    files_removed: int
+    #: the rows the removed files still showed (their rows less those already deleted)
+    rows_removed: int
+
+
+def sync_all(con: duckdb.DuckDBPyConnection, locate: Locate) -> dict[str, Synced]:
+    """Make every table show exactly its current files; returns what changed in the tables
+    that did (a column added counts, with nothing added or removed)."""
+    changed: dict[str, Synced] = {}
     optional = {c: _tables_with(con, c) for c in _OPTIONAL_WHEN}
-    shown = lake.active_files(con)
+    files = lake.data_files(con)
+    shown = lake.active_files(con, files)
+    showing = {f.location: f.rows - f.deleted for f in files if f.current}
     for table, current in current_files(con).items():
         altered = False
         for column, tables in optional.items():
@@ -419,7 +431,8 @@ def sync_all(con: duckdb.DuckDBPyConnection, locate: Locate) -> dict[str, tuple[
             con, table, [locate(p) for p in current], shown.get(table, set())
         )
         if added or removed or altered:
-            changed[table] = (len(added), len(removed))
+            rows = sum(showing.get(r, 0) for r in removed)
+            changed[table] = Synced(len(added), len(removed), rows)
     return changed
 
 
