@@ -586,3 +586,17 @@ def test_the_end_of_run_eviction_follows_a_run_that_ended_and_never_hides_its_er
     s = _run(last, db, progress=notes)
     assert s.ok and s.count("complete") >= 1
     assert "eviction skipped: IO Error: disk on fire" in notes.notes
+
+
+def test_a_day_sources_json_summary_carries_the_runs_own_errors() -> None:
+    """Days a lost Dask cluster left unstarted are a run error, not a day's: the JSON (and CSV)
+    summary of a CV run carries them under errors, as the table's lines do."""
+    s = Summary(run_id="r", source="wydot", message_type="BSM", kind="days")
+    s.outcomes.append(Outcome(key="wydot/BSM/2021/04/02", status="failed", error="lost it"))
+    s.run_errors.append("2 day(s) not started: lost it; the next run does them")
+    d = s.as_dict()
+    assert d["errors"] == [
+        "2 day(s) not started: lost it; the next run does them",
+        "wydot/BSM/2021/04/02: lost it",
+    ]
+    assert list(d)[-2:] == ["errors", "days"]

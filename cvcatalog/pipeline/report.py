@@ -75,7 +75,7 @@ _DAY_KEYS = (
     "parquet_bytes", "list_requests", "get_requests", "retries", "reused_downloads",
     "resumed_downloads", "staged_in_memory_peak", "mode", "objects_added", "objects_changed",
     "objects_removed", "objects_unchanged", "partitions_rewritten", "seconds", "evicted",
-    "executor", "status", "days",
+    "executor", "status", "errors", "days",
 )  # fmt: skip
 #: as_dict keys of a file-based source (NGSIM), in order
 _UNIT_KEYS = (
