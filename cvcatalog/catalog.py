@@ -614,7 +614,7 @@ class Catalog:
                     return rel.arrow().read_all() if rel is not None else pa.table({})
                 return con.execute(sql, params).arrow().read_all()
             except duckdb.Error as e:
-                raise QueryError(_not_there_then(con, e, at) or _short_duckdb_error(e)) from None
+                raise QueryError(lake.not_there_then(con, e, at) or _short_duckdb_error(e)) from None
 
     @contextlib.contextmanager
     def _scratch_session(self, at: lake.AsOf | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -1693,25 +1693,6 @@ def check_query(sql: str, *, read_only: bool = True, root: Path | None = None) -
                 target = Path(literal).expanduser().resolve()
                 if target == root or target.is_relative_to(root):
                     raise QueryError(f"COPY may not write inside the catalog directory {root}")
-
-
-#: DuckDB's line for a name no table or view has (in the lake as of a snapshot, too)
-_NO_TABLE = re.compile(r"Table with name (.+?) does not exist!")
-
-
-def _not_there_then(
-    con: duckdb.DuckDBPyConnection, e: duckdb.Error, at: lake.AsOf | None
-) -> str | None:
-    """A query at a snapshot (or time) naming a table or view the lake did not show yet
-    then: the line with the snapshot that first shows it (lake.not_yet_shown). None for any
-    other error (a name never shown is a typo: DuckDB's own line says so)."""
-    found = _NO_TABLE.search(str(e))
-    if at is None or found is None or not isinstance(e, duckdb.CatalogException):
-        return None
-    try:
-        return lake.not_yet_shown(con, found.group(1), at)
-    except duckdb.Error:  # a session the query left unusable: DuckDB's line, then
-        return None
 
 
 def _short_duckdb_error(e: duckdb.Error) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -427,6 +428,26 @@ def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
     """The snapshot the attached lake shows (its newest, or the one it was attached at)."""
     row = con.execute("SELECT * FROM ducklake_current_snapshot(?)", [LAKE]).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
+
+
+#: DuckDB's line for a name no table or view has (in the lake as of a snapshot, too)
+_NO_TABLE = re.compile(r"Table with name (.+?) does not exist!")
+
+
+def not_there_then(
+    con: duckdb.DuckDBPyConnection, e: duckdb.Error, at: AsOf | None
+) -> str | None:
+    """For an error of a query on a lake attached at `at` (time travel) that names a table or
+    view the lake did not show yet then: the line naming the snapshot that first shows it
+    (not_yet_shown). None for any other error (a name never shown is a typo: DuckDB's own line
+    says so), or when the session cannot tell (the query left it unusable)."""
+    found = _NO_TABLE.search(str(e))
+    if at is None or found is None or not isinstance(e, duckdb.CatalogException):
+        return None
+    try:
+        return not_yet_shown(con, found.group(1), at)
+    except duckdb.Error:
+        return None
 
 
 def not_yet_shown(con: duckdb.DuckDBPyConnection, name: str, at: AsOf) -> str | None:

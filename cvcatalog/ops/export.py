@@ -319,9 +319,8 @@ def export(
     with _sandboxed(db, at) as con:
         try:
             table_info = con.execute(f"DESCRIBE {quote_ident(t.table)}").fetchall()
-        except duckdb.CatalogException as err:  # at a snapshot before the table was made
-            missing = lake.not_yet_shown(con, t.table, at) if at is not None else None
-            raise QueryError(missing or _short(err)) from None
+        except duckdb.Error as err:  # e.g. at a snapshot before the table was made
+            raise QueryError(lake.not_there_then(con, err, at) or _short(err)) from None
         table_cols = [r[0] for r in table_info]
         has_position = {spatial.LAT, spatial.LON} <= set(table_cols)
         if area is not None:
