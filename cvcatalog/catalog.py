@@ -1021,7 +1021,9 @@ class Catalog:
     ) -> list[dict[str, Any]]:
         return cache.status(self.db, *source_filter(source, message_type))
 
-    def held_bytes(self, source: str | None = None, message_type: str | None = None) -> int:
+    def older_snapshot_bytes(
+        self, source: str | None = None, message_type: str | None = None
+    ) -> int:
         """Bytes of the lake files only older snapshots show (replaced or evicted data kept
         for time travel or a pinned experiment until those snapshots expire): on disk beside
         what `status` lists, and counted by eviction (which expires them first)."""

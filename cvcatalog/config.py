@@ -67,6 +67,13 @@ def at_least(name: str, value: float, least: int) -> None:
         raise ConfigError(f"{name} must be {least} or more, got {value:g}")
 
 
+def check_workers(name: str, workers: int | None) -> None:
+    """The one bound (and line) of a count of workers, wherever it is given (--workers of an
+    ingest of any source or of a Dask LocalCluster; None: the default)."""
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"{name} must be between 1 and {MAX_WORKERS}")
+
+
 def check_day_order(start: date, end: date) -> None:
     """The one check (and line) of a day range given backwards, for every command that takes
     --start and --end (ingest and plan through DateRange, split, export, coverage, to_dask)."""

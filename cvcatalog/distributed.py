@@ -33,7 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cvcatalog.config import MAX_WORKERS, MemoryConfig, ValidationConfig, spelled
+from cvcatalog.config import (
+    MAX_WORKERS,
+    MemoryConfig,
+    ValidationConfig,
+    check_workers,
+    spelled,
+)
 from cvcatalog.exceptions import ClusterLostError, ConfigError, DistributedError
 from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import remove_tree
@@ -358,8 +364,7 @@ def check_options(
             "workers= sets the size of a LocalCluster (cluster='local'); a cluster reached at "
             "a scheduler address brings its own workers"
         )
-    if workers is not None and not 1 <= workers <= MAX_WORKERS:
-        raise ConfigError(f"{spelled(names, 'workers')} must be between 1 and {MAX_WORKERS}")
+    check_workers(spelled(names, "workers"), workers)
     try:
         import dask  # noqa: F401
         import distributed  # noqa: F401

@@ -221,10 +221,10 @@ def test_replaced_files_show_as_held_and_an_eviction_reports_the_rows_it_removed
     day2 = "select coalesce(sum(bytes), 0) as b from partition_files where kind = 'data' " \
         "and partition_key = 'wydot/BSM/2021/04/02'"  # fmt: skip
     replaced = int(copy.query(day2).b[0])
-    assert copy.held_bytes() == 0 < replaced
+    assert copy.older_snapshot_bytes() == 0 < replaced
     _ingest(copy, D2, force_refresh=True)
-    assert copy.held_bytes() == replaced == copy.held_bytes("wydot", "BSM")
-    assert copy.held_bytes("thea") == 0
+    assert copy.older_snapshot_bytes() == replaced == copy.older_snapshot_bytes("wydot", "BSM")
+    assert copy.older_snapshot_bytes("thea") == 0
     res = runner.invoke(app, ["cache", "status", "--catalog", root])
     assert res.exit_code == 0, res.output
     assert f"MB Parquet + {replaced / 1e6:,.1f} MB held for older snapshots" in res.stdout
@@ -238,7 +238,7 @@ def test_replaced_files_show_as_held_and_an_eviction_reports_the_rows_it_removed
     assert evict["tables"] == "wydot_bsm" and rows > 0
     assert (evict["rows_added"], evict["rows_removed"]) == (0, rows)
     assert evict["changes"] == {"wydot_bsm": {"added": 0, "removed": rows}}
-    assert copy.held_bytes() == 0  # expired with the snapshots that showed them
+    assert copy.older_snapshot_bytes() == 0  # expired with the snapshots that showed them
 
 
 def test_cli_snapshots_and_query_at_a_snapshot(history: dict[str, Any]) -> None:

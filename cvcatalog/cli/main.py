@@ -30,6 +30,7 @@ from cvcatalog.config import (
     MAX_WORKERS,
     at_least,
     cache_config,
+    check_workers,
     env_overrides,
     load_yaml,
     parse_day,
@@ -395,8 +396,7 @@ def _ingest_dataset(
         raise ConfigError(f"--source {name} does not take {', '.join(unsupported)}")
     if not paths:
         raise ConfigError(f"--source {name} needs --path FILE | https://URL | s3://bucket/key")
-    if workers is not None and not 1 <= workers <= MAX_WORKERS:
-        raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS}")
+    check_workers("--workers", workers)
     cat = open_catalog(catalog, config, create=True)
     if isinstance(cat, RemoteCatalog):  # refused before any progress bar is drawn
         raise read_only_error(cat.location, "ingest into it")
@@ -717,7 +717,7 @@ def cache_status(
     if fmt is Format.table:
         done = [r for r in rows if r["status"] == "complete"]
         total = sum(r["parquet_bytes"] for r in done)
-        held = cat.held_bytes(source, message_type)
+        held = cat.older_snapshot_bytes(source, message_type)
         print(
             f"{len(rows)} partitions ({len(done)} complete), {total / 1e6:,.1f} MB Parquet"
             + (f" + {held / 1e6:,.1f} MB held for older snapshots" if held else "")

@@ -11,7 +11,8 @@ or record, whatever the source:
     DuckDB read (an invalid record), a line of an input cut into byte ranges (NGSIM: a unit
     does not know how many lines come before it; ``byte_offset`` says where the line is)
 ``reason``
-    why, as ``<category>: <detail>`` (the category is what reports count)
+    why: for CV Pilot entries ``<category>: <detail>`` (the category is what reports count,
+    ``reason_category``); for NGSIM entries the detail alone, its category in ``rule``
 ``raw``
     the line as published (UTF-8; bytes that are not UTF-8 read as U+FFFD here, and are kept
     exactly in ``raw_base64``)

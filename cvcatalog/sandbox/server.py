@@ -128,7 +128,7 @@ def stop_signals() -> Iterator[threading.Event]:
         yield stopping
     finally:
         for s, h in previous.items():
-            signal.signal(s, h)
+            signal.signal(s, h if h is not None else signal.SIG_DFL)  # None: set from C
 
 
 def sandbox_env(endpoint_url: str) -> dict[str, str]:
