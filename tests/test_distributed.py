@@ -296,6 +296,8 @@ def test_a_local_cluster_that_cannot_start_is_one_line(
     workers on 2 cores): one line, none of the workers' tracebacks, on this process's stderr or
     theirs. --cluster local also takes precedence over DASK_SCHEDULER_ADDRESS."""
     import dask
+    import distributed  # noqa: F401 - its config defaults registered before the set below, which
+    # restores the config as it found it: without them, had distributed been imported inside
 
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", f"tcp://127.0.0.1:{free_port()}")
     args = ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01"]
@@ -538,6 +540,7 @@ def test_workers_lost_mid_run_fail_the_days_waiting_on_them(
     assert cat.verify().clean
 
 
+@pytest.mark.slow  # a scheduler and a worker process of its own: make test-all (~5 CPU-s)
 def test_a_lost_scheduler_fails_the_days_in_flight_in_one_line(
     replica: Reference,
     tmp_path: Path,

@@ -67,7 +67,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
-    "signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name
+    "signum",
+    [
+        signal.SIGTERM,
+        # the same handler: in make test-all only (make test stays within its 5 minutes)
+        pytest.param(signal.SIGHUP, marks=pytest.mark.slow),
+        pytest.param(signal.SIGINT, marks=pytest.mark.slow),
+    ],
+    ids=lambda s: s.name,
 )
 def test_a_foreground_serve_stops_its_moto_process_when_signalled(
     signum: signal.Signals, tmp_path: Path
