@@ -390,7 +390,10 @@ def test_a_killed_ingest_resumes_without_fetching_twice(
     if staging == "memory":
         assert not list(disk.glob("*.json"))  # every copy went to memory
     cat = Catalog(catalog_dir)
-    assert cat.query("select count(*) as n from wydot_bsm").n[0] == 0  # nothing half-visible
+    # nothing half-visible; the catalog's tables are written beside the first downloads (a
+    # thread of their own), so a kill that early may leave no catalog at all: nothing either
+    if (catalog_dir / "catalog.ducklake").exists():
+        assert cat.query("select count(*) as n from wydot_bsm").n[0] == 0
     s = ingest(cat, D1, D1)
     assert s.count("complete") == 1 and s.rows == report.records
     assert s.reused_downloads >= len(done)
