@@ -68,7 +68,7 @@ from cvcatalog.state.access import record_access
 from cvcatalog.state.datasets import dataset_files
 from cvcatalog.state.datasets import run_partitions as dataset_run_partitions
 from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify, now_utc
-from cvcatalog.state.eviction import evict_to_size
+from cvcatalog.state.eviction import cache_bytes, evict_to_size
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -1020,6 +1020,11 @@ class Catalog:
         self, source: str | None = None, message_type: str | None = None
     ) -> list[dict[str, Any]]:
         return cache.status(self.db, *source_filter(source, message_type))
+
+    def size_bytes(self) -> int:
+        """Every byte the catalog keeps, as cache.max_size_gb bounds it: every source's data
+        files and the files only older snapshots still show."""
+        return cache_bytes(self.db)
 
     def older_snapshot_bytes(
         self, source: str | None = None, message_type: str | None = None

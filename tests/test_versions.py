@@ -24,6 +24,7 @@ from cvcatalog import schemas
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
+from cvcatalog.ops.discover import human_bytes
 from cvcatalog.pipeline.report import NullProgress
 from cvcatalog.read.experiments import CatalogGatherer, ExperimentConfig
 from cvcatalog.sandbox.replica import seed_replica
@@ -230,6 +231,20 @@ def test_replaced_files_show_as_held_and_an_eviction_reports_the_rows_it_removed
     assert f"MB Parquet + {replaced / 1e6:,.1f} MB held for older snapshots" in res.stdout
     assert cache_bytes(copy.db) == int(copy.query(
         "select (select sum(bytes) from partition_files) as n").n[0]) + replaced  # fmt: skip
+
+    # a limit the partitions fit once the older snapshots are gone: no partition evicted, and
+    # the line says what the expiry freed
+    total = cache_bytes(copy.db)
+    limit = (total - replaced // 2) / 1e9
+    res = runner.invoke(app, ["cache", "evict", "--max-size-gb", f"{limit}", "--catalog", root])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == [
+        "evicted 0 partitions",
+        f"freed {human_bytes(replaced)}; the catalog keeps {human_bytes(total - replaced)} "
+        f"(limit {limit:g} GB)",
+    ]
+    assert copy.older_snapshot_bytes() == 0 and cache_bytes(copy.db) == total - replaced
+    _ingest(copy, D2, force_refresh=True)  # something older again, for the eviction below
 
     rows = int(copy.query("select count(*) as n from wydot_bsm").n[0])
     res = runner.invoke(app, ["cache", "evict", "--max-size-gb", "0", "--catalog", root])

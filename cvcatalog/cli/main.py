@@ -42,7 +42,7 @@ from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, Sand
 from cvcatalog.io.layout import CatalogPaths, replacing, write_atomic
 from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
-from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS
+from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS, human_bytes
 from cvcatalog.ops.publish import RESULT_COLUMNS
 from cvcatalog.ops.remote import read_only_error
 from cvcatalog.pipeline.report import Interrupted, NullProgress, Summary, summary_lines
@@ -771,12 +771,20 @@ def cache_evict(
     """Evict least-recently-used partitions until the cache fits."""
     limit = max_size_gb if max_size_gb is not None else cache_config(config).max_size_gb
     cat = open_catalog(catalog, config)
+    before = cat.size_bytes()
     gone = cat.evict(limit)
+    after = cat.size_bytes()
     inputs = sum(1 for g in gone if ":" in g.split("/")[0])  # '<dataset>:<uri>'
     what = f"{len(gone) - inputs} partitions" + (
         f" and {inputs} dataset input(s)" if inputs else ""
     )
     print(f"evicted {what}" + (f": {', '.join(gone)}" if gone else ""))
+    # an eviction first expires the older snapshots (their files count too): it can free
+    # bytes without evicting a partition
+    print(
+        f"freed {human_bytes(max(0, before - after))}; the catalog keeps {human_bytes(after)} "
+        f"(limit {limit:g} GB)"
+    )
     _pins_held(cat)
     for name in gone:  # a dataset input, '<dataset>:<uri>': how to load it again
         dataset, sep, uri = name.partition(":")
