@@ -25,7 +25,7 @@ from cvcatalog.exceptions import ConversionError
 from cvcatalog.io import roworder
 from cvcatalog.io.download import ObjectInfo
 from cvcatalog.io.layout import remove_tree
-from cvcatalog.io.quarantine import read_entry
+from cvcatalog.io.quarantine import read_entry, reason_category
 from cvcatalog.io.roworder import RowOrder
 from cvcatalog.io.storage import LakeStore
 from cvcatalog.schemas import SCHEMAS, MessageSchema
@@ -36,7 +36,6 @@ from cvcatalog.transform import (
     PARQUET_NAME,
     QUARANTINE_NAME,
     ConvertResult,
-    reason_category,
     warning_counts,
 )
 

@@ -48,7 +48,7 @@ from cvcatalog.config import ValidationConfig
 from cvcatalog.exceptions import ConversionError
 from cvcatalog.io import rawfile, roworder
 from cvcatalog.io.duckdb_ext import temporary_setting
-from cvcatalog.io.quarantine import entry_line, read_entry
+from cvcatalog.io.quarantine import entry_line, read_entry, reason_category
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.rules import QualityStats, process_partition
 from cvcatalog.schemas import MessageSchema, list_literal, quote_ident, quote_literal
@@ -148,11 +148,6 @@ def apply_quality(
     if stats.rows_out is not None:
         result.rows = stats.rows_out
     result.quality = stats
-
-
-def reason_category(reason: str) -> str:
-    """The reason without its detail: 'unparseable timestamp: x' -> 'unparseable timestamp'."""
-    return reason.split(": ", 1)[0]
 
 
 def convert_partition(

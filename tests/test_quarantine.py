@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from cvcatalog.datasets.base import Rejects, WorkUnit
-from cvcatalog.io.quarantine import entry_line, read_entries
+from cvcatalog.io.quarantine import entry_line, read_entries, reason_category
 
 URI = "/data/ngsim/trajectories.csv"
 UNIT = WorkUnit(f"{URI}#1048576-2097152", URI, 1048576, 2097152, "v1", 9 << 20, None, 1)
@@ -26,7 +26,7 @@ def test_an_ngsim_reject_is_an_entry_of_the_cv_shape(tmp_path: Path) -> None:
     assert first == {
         "source_key": URI,
         "line": None,  # not known: a unit does not know how many lines come before it
-        "reason": "expected 18 fields, got 3",
+        "reason": "field_count: expected 18 fields, got 3",  # <category>: <detail>, as CV's
         "raw": "1,2,3",
         "byte_offset": 1048600,
         "rule": "field_count",
@@ -55,19 +55,23 @@ def test_entries_of_earlier_ngsim_loads_read_as_the_one_shape(tmp_path: Path) ->
     path.write_text(
         "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in old)
         + "\n"  # a blank line is no entry
-        + entry_line(URI, None, "missing Vehicle_ID", b",,", byte_offset=9, rule="missing_field",
+        + entry_line(URI, None, "missing_field: no Vehicle_ID", b",,", byte_offset=9,
+                     rule="missing_field",
                      unit=UNIT.id)
         + entry_line("wydot/BSM/2021/04/01/00/obj", 2, "malformed JSON: x", "{"),
         encoding="utf-8",
     )  # fmt: skip
     entries = list(read_entries(path))
     assert entries[:2] == [
-        {"source_key": URI, "line": None, "reason": "expected 18 fields, got 2", "raw": "1,2",
-         "rule": "field_count", "unit": f"{URI}#0-1048576"},
-        {"source_key": http, "line": None, "reason": "unknown location 'mars'",
+        {"source_key": URI, "line": None, "reason": "field_count: expected 18 fields, got 2",
+         "raw": "1,2", "rule": "field_count", "unit": f"{URI}#0-1048576"},
+        {"source_key": http, "line": None, "reason": "unknown_location: unknown location 'mars'",
          "raw": "1,2,mars,\u00e9", "rule": "unknown_location", "unit": f"{http}#0-65536"},
     ]  # fmt: skip
     assert entries[2]["raw"] == ",," and entries[2]["byte_offset"] == 9  # the new shape as is
+    assert [reason_category(e["reason"]) for e in entries] == [
+        "field_count", "unknown_location", "missing_field", "malformed JSON"
+    ]  # one way to read the category of any entry
     assert entries[3] == {
         "source_key": "wydot/BSM/2021/04/01/00/obj",
         "line": 2,

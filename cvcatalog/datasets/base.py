@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from cvcatalog.exceptions import CvCatalogError
 from cvcatalog.io.inputs import InputInfo
-from cvcatalog.io.quarantine import entry_line
+from cvcatalog.io.quarantine import entry_line, with_category
 
 __all__ = [
     "Dataset",
@@ -74,7 +74,7 @@ class Rejects:
         text = entry_line(
             self.unit.uri,
             None,
-            reason,
+            with_category(rule, reason),
             line.rstrip(b"\r\n"),
             byte_offset=offset,
             rule=rule,

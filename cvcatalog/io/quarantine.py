@@ -11,8 +11,8 @@ or record, whatever the source:
     DuckDB read (an invalid record), a line of an input cut into byte ranges (NGSIM: a unit
     does not know how many lines come before it; ``byte_offset`` says where the line is)
 ``reason``
-    why: for CV Pilot entries ``<category>: <detail>`` (the category is what reports count,
-    ``reason_category``); for NGSIM entries the detail alone, its category in ``rule``
+    why, as ``<category>: <detail>`` for every source (the category is what reports count:
+    a CV Pilot reason's kind, e.g. ``malformed JSON``; a dataset's rule, e.g. ``field_count``)
 ``raw``
     the line as published (UTF-8; bytes that are not UTF-8 read as U+FFFD here, and are kept
     exactly in ``raw_base64``)
@@ -24,7 +24,8 @@ as ``validation_reports`` counts it) and ``unit`` (the id of the unit the line w
 
 NGSIM loads of earlier releases wrote ``{"rule", "reason", "line": <the text>, "unit"}``;
 :func:`read_entry` reads those as this shape (``source_key`` from the unit id, ``raw`` the
-text, ``line`` null), so catalogs keep every entry they hold.
+text, ``line`` null, ``reason`` prefixed with its rule), so catalogs keep every entry they
+hold.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["entry_line", "read_entries", "read_entry"]
+__all__ = ["entry_line", "read_entries", "read_entry", "reason_category", "with_category"]
 
 
 def entry_line(
@@ -63,6 +64,19 @@ def entry_line(
     return json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+def reason_category(reason: str) -> str:
+    """The reason without its detail: 'unparseable timestamp: x' -> 'unparseable timestamp'."""
+    return reason.split(": ", 1)[0]
+
+
+def with_category(category: str, detail: str) -> str:
+    """A reason as every entry gives it: ``<category>: <detail>`` (the detail alone when there
+    is no category; a detail that already starts with its category kept as it is)."""
+    if not category or detail.startswith(f"{category}:"):
+        return detail
+    return f"{category}: {detail}"
+
+
 def read_entry(text: str) -> dict[str, Any]:
     """One NDJSON line of a quarantine file as an entry of the one shape, an NGSIM entry of an
     earlier release (`line` holding the text, no `source_key`) included."""
@@ -73,7 +87,7 @@ def read_entry(text: str) -> dict[str, Any]:
         return {
             "source_key": uri if sep else None,
             "line": None,
-            "reason": entry.get("reason"),
+            "reason": with_category(str(entry.get("rule") or ""), str(entry.get("reason") or "")),
             "raw": entry["line"],
             **{k: v for k, v in entry.items() if k not in ("line", "reason")},
         }
