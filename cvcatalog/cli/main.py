@@ -771,6 +771,8 @@ def cache_evict(
     """Evict least-recently-used partitions until the cache fits."""
     limit = max_size_gb if max_size_gb is not None else cache_config(config).max_size_gb
     cat = open_catalog(catalog, config)
+    if isinstance(cat, RemoteCatalog):  # refused before its database is fetched to be measured
+        raise read_only_error(cat.location, "evict partitions")
     before = cat.size_bytes()
     gone = cat.evict(limit)
     after = cat.size_bytes()
