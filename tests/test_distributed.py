@@ -481,6 +481,9 @@ def _dask_log_records(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
+# a scheduler and worker processes of its own (~10 CPU-s): make test-all, as the lost-scheduler
+# test below; make test keeps within its 5 minutes on 2 cores
+@pytest.mark.slow
 def test_workers_lost_mid_run_fail_the_days_waiting_on_them(
     replica: Reference,
     tmp_path: Path,
