@@ -91,10 +91,10 @@ class SandboxServer:
             return
         self.process.terminate()
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=STOP_TIMEOUT)
 
     def __enter__(self) -> SandboxServer:
         return self
@@ -107,6 +107,10 @@ class SandboxServer:
     ) -> None:
         self.stop()
 
+
+#: how long a server is given to exit after SIGTERM, then after SIGKILL (`sandbox stop`, or the
+#: server this process started)
+STOP_TIMEOUT = 10.0
 
 #: what ends a foreground server: Ctrl-C, `kill`, its terminal closing
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -239,8 +243,6 @@ def detached_running(path: Path) -> dict[str, int] | None:
     return {"pid": int(state["pid"]), "port": int(state["port"])}
 
 
-#: how long `sandbox stop` waits for the server to exit after SIGTERM, then after SIGKILL
-STOP_TIMEOUT = 10.0
 
 
 def _exited(pid: int) -> bool:
