@@ -229,8 +229,10 @@ def dask_pool(
             client = Client(local, set_as_default=False)
             stack.callback(client.close)
             where = str(local.scheduler_address)
-            name = f"dask LocalCluster ({n} workers, {memory_gb:.2f} GB each)"
-            say(f"started a Dask LocalCluster of {n} worker processes at {where}")
+            workers_said = f"{n} worker" + ("" if n == 1 else "s")
+            name = f"dask LocalCluster ({workers_said}, {memory_gb:.2f} GB each)"
+            processes = f"{n} worker process" + ("" if n == 1 else "es")
+            say(f"started a Dask LocalCluster of {processes} at {where}")
         elif isinstance(scheduler, str):
             where = scheduler.strip()
             client = _connect(where, timeout)

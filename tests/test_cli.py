@@ -851,7 +851,7 @@ def test_evict_refuses_a_negative_size_and_reads_its_config_as_ingest_does(
     r = run("cache", "evict", "--config", str(good))
     assert r.exit_code == 1 and "cache.max_size_gb: Input should be greater than 0" in r.stderr
     r = run("cache", "evict", "--max-size-gb", "0", "--catalog", str(home))
-    assert r.exit_code == 0 and r.stdout.startswith("evicted 1 partitions: wydot/BSM/2021/04/01")
+    assert r.exit_code == 0 and r.stdout.startswith("evicted 1 partition: wydot/BSM/2021/04/01")
 
 
 @pytest.mark.parametrize(
@@ -868,8 +868,7 @@ def test_evict_refuses_a_negative_size_and_reads_its_config_as_ingest_does(
         (["export", "--source", "wydot", "--type", "BSM", "--start", "2021-04-03", "--end",
           "2021-04-01", "--output", "x.csv"], "end date 2021-04-01 is before start date 2021-04-03"),
         (["publish", "--to", "s3://some-bucket/cat", "--workers", "-1"],
-         "invalid configuration (publish settings): max_workers: Input should be greater than "
-         "or equal to 1"),
+         "--workers must be between 1 and 64"),
     ],
 )  # fmt: skip
 def test_numbers_and_day_ranges_out_of_range_are_one_line(
@@ -939,3 +938,22 @@ def test_a_piped_table_keeps_a_title_wider_than_it_on_one_line() -> None:
     title = "coverage by day (America/New_York)"
     text = render([], Format.table, columns=["message_type", "day"], title=title)
     assert text.splitlines()[0].strip() == title
+
+
+@pytest.mark.parametrize("workers", ["0", "65"])
+def test_workers_out_of_range_is_one_line_for_every_source_and_publish(
+    tmp_path: Path, workers: str
+) -> None:
+    """--workers is bounded once, in the flag's words: a CV ingest said pydantic's
+    'download.max_workers: Input should be ...' where NGSIM said '--workers must be ...'."""
+    cat = ["--catalog", str(tmp_path / "cat"), "--no-progress"]
+    commands = [
+        ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01", *cat],
+        ["ingest", "--source", "ngsim", "--path", str(tmp_path / "x.csv"), *cat],
+        ["publish", "--to", "s3://bucket/prefix", "--catalog", str(tmp_path / "cat")],
+    ]
+    for args in commands:
+        r = runner.invoke(app, [*args, "--workers", workers])
+        assert (r.exit_code, r.stdout) == (1, ""), args
+        assert r.stderr == "error: --workers must be between 1 and 64\n", args
+    assert not (tmp_path / "cat").exists()  # refused before a catalog was made

@@ -34,6 +34,7 @@ from cvcatalog.cli.main import app
 from cvcatalog.config import ValidationConfig
 from cvcatalog.distributed import ConversionPool, ConvertJob, run_convert_job
 from cvcatalog.exceptions import ConfigError, DistributedError
+from cvcatalog.io import lake
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources import cvpilot
@@ -69,13 +70,14 @@ def fingerprint(cat: Catalog) -> dict[str, Any]:
         )
         for r in cat.status()
     }
-    views = {}
-    for view in cat.views():
-        # an order-independent checksum over every column of every row
-        row = cat.query(
-            f"select count(*) as n, coalesce(sum(hash(t)::hugeint), 0)::varchar as h from {view} t"
-        )
-        views[view] = (int(row.n[0]), row.h[0])
+    # an order-independent checksum over every column of every row of every table (the views
+    # are the same SQL over them; hashing each of ~30 views took ~3.5 CPU-s a catalog)
+    tables = {}
+    with cat.db.read() as con:
+        for table in sorted(lake.table_columns(con)):
+            (n,) = con.sql(f"select count(*) from {table}").fetchone() or (0,)
+            h = con.sql(f"select sum(hash(t)::hugeint)::varchar from {table} t").fetchone()
+            tables[table] = (n, h[0] if n and h else None)
     checks = cat.query(
         "select date, count(*) as n, count(distinct vehicle_id) as vehicles, "
         "sum(round(speed_mps * 50))::bigint as speed, sum(round(latitude * 1e7))::hugeint::varchar "
@@ -91,7 +93,7 @@ def fingerprint(cat: Catalog) -> dict[str, Any]:
     )
     return {
         "partitions": parts,
-        "views": views,
+        "tables": tables,
         "checks": checks,
         "quarantine": quarantine,
         "validation": validation,
@@ -124,7 +126,7 @@ class Reference:
 @pytest.fixture(scope="module")
 def replica(module_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Reference:
     """D1..D4 seeded once (D3 empty, 2 malformed lines a day) and ingested in this process;
-    the fingerprint (~2.5 CPU s: every view hashed) taken once."""
+    the fingerprint taken once."""
     report = seed(module_s3, D1, D4, empty_days=[D3], malformed_per_day=2)
     single = Catalog(tmp_path_factory.mktemp("single") / "catalog")
     s = ingest(single, D1, D4)
@@ -577,6 +579,8 @@ def test_a_lost_scheduler_fails_the_days_in_flight_in_one_line(
     # the empty 04-03 may have been listed (no_data) before the run stopped, 04-04 not converted
     left = 4 - len(statuses)
     assert left >= 1
-    assert rest == [f"  {left} day(s) not started: {lost}; the next run does them"]
+    empty = "wydot/BSM/2021/04/03"
+    no_data = [f"  no data in {empty}"] if statuses.get(empty) == "no_data" else []
+    assert rest == [*no_data, f"  {left} day(s) not started: {lost}; the next run does them"]
     assert "1 complete, 0 cached" in head and "1 failed" in head
     assert cat.verify().clean

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -600,3 +601,19 @@ def test_a_day_sources_json_summary_carries_the_runs_own_errors() -> None:
         "wydot/BSM/2021/04/02: lost it",
     ]
     assert list(d)[-2:] == ["errors", "days"]
+
+
+def test_the_summary_names_the_folders_that_had_no_data() -> None:
+    """A thea range of three UTC days covers four US Eastern folder days: the count alone did
+    not say which folder had nothing (the keys do, past NO_DATA_SHOWN only how many more)."""
+    outcomes = [Outcome("thea/BSM/2020/03/01", "complete", rows=5)]
+    outcomes += [Outcome(f"thea/BSM/2020/02/{d:02d}", "no_data") for d in range(29, 19, -1)]
+    s = Summary("r", "thea", "BSM", start=date(2020, 3, 1), end=date(2020, 3, 1), outcomes=outcomes)
+    lines = summary_lines(s)
+    assert "1 complete, 0 cached, 10 no_data" in lines[0]
+    shown = ", ".join(f"thea/BSM/2020/02/{d}" for d in range(20, 28))
+    assert lines[1:] == [f"  no data in {shown} and 2 more"]
+    s.outcomes = outcomes[:2]
+    assert summary_lines(s)[1:] == ["  no data in thea/BSM/2020/02/29"]
+    s.outcomes = outcomes[:1]
+    assert summary_lines(s)[1:] == []

@@ -87,17 +87,17 @@ def test_a_foreground_serve_stops_its_moto_process_when_signalled(
     serve = subprocess.Popen(
         [sys.executable, "-m", "cvcatalog", "sandbox", "serve", "--port", str(port)],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": path},
-        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": ""},  # a pipe as a user's
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     moto: list[psutil.Process] = []
     try:
-        deadline = time.monotonic() + 60
-        while not sandbox._port_open(port):
-            assert serve.poll() is None, serve.communicate()[1].decode()
-            assert time.monotonic() < deadline, "serve never answered"
-            time.sleep(0.1)
+        assert serve.stdout is not None
+        # once it said where it serves (a signal before that gives up the start: exit 130)
+        announced = serve.stdout.readline().decode()
+        assert announced.startswith("sandbox S3 endpoint at"), serve.communicate()[1].decode()
+        assert sandbox._port_open(port)
         moto = psutil.Process(serve.pid).children(recursive=True)
         assert any(sandbox._listens(p.pid, port) for p in moto)  # the moto process
         serve.send_signal(signum)
@@ -114,8 +114,47 @@ def test_a_foreground_serve_stops_its_moto_process_when_signalled(
         for p in moto:
             with contextlib.suppress(psutil.Error):
                 p.kill()
-        if serve.stderr is not None:
-            serve.stderr.close()
+        for pipe in (serve.stdout, serve.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_a_stop_signal_while_the_server_starts_stops_it_there(tmp_path: Path) -> None:
+    """A Ctrl-C (or kill) before moto answered was held until the start ended (up to its 30 s
+    timeout), then the server was started only to be stopped: the start is given up at once,
+    the moto process stopped, and serve exits 130 without announcing an endpoint."""
+    port = sandbox.free_port()
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "cvcatalog", "sandbox", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": path},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    moto: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not (moto := psutil.Process(serve.pid).children(recursive=True)):
+            assert serve.poll() is None, serve.communicate()[1].decode()
+            assert time.monotonic() < deadline, "serve never started moto"
+            time.sleep(0.01)
+        assert not sandbox._port_open(port), "moto answered before the signal: not a start"
+        serve.send_signal(signal.SIGINT)
+        out, errors = serve.communicate(timeout=30)
+        assert serve.returncode == 130, errors.decode()
+        assert out == b""  # no endpoint was announced
+        assert "stopped before the sandbox server answered" in errors.decode()
+        _, alive = psutil.wait_procs(moto, timeout=5)
+        assert alive == [], f"moto still running: {alive}"
+        assert not sandbox._port_open(port)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.communicate()
+        for p in moto:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
 
 
 def _real_free_port() -> int:

@@ -42,7 +42,7 @@ from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, Sand
 from cvcatalog.io.layout import CatalogPaths, replacing, write_atomic
 from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
-from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS, human_bytes
+from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS, human_bytes, plural
 from cvcatalog.ops.publish import RESULT_COLUMNS
 from cvcatalog.ops.remote import read_only_error
 from cvcatalog.pipeline.report import Interrupted, NullProgress, Summary, summary_lines
@@ -298,6 +298,7 @@ def ingest(
 ) -> None:
     """Download and convert a date range of one source and message type, or load a dataset
     (--source ngsim --path FILE|URL|s3://...). Every source reads --config the same way."""
+    check_workers("--workers", workers)  # one line for every source and runner
     if source is None and config is not None:  # the file may name the source (ngsim too)
         named = load_yaml(config).get("source")
         source = str(named) if isinstance(named, str) and named.lower() in DATASETS else None
@@ -396,7 +397,6 @@ def _ingest_dataset(
         raise ConfigError(f"--source {name} does not take {', '.join(unsupported)}")
     if not paths:
         raise ConfigError(f"--source {name} needs --path FILE | https://URL | s3://bucket/key")
-    check_workers("--workers", workers)
     cat = open_catalog(catalog, config, create=True)
     if isinstance(cat, RemoteCatalog):  # refused before any progress bar is drawn
         raise read_only_error(cat.location, "ingest into it")
@@ -777,8 +777,8 @@ def cache_evict(
     gone = cat.evict(limit)
     after = cat.size_bytes()
     inputs = sum(1 for g in gone if ":" in g.split("/")[0])  # '<dataset>:<uri>'
-    what = f"{len(gone) - inputs} partitions" + (
-        f" and {inputs} dataset input(s)" if inputs else ""
+    what = plural(len(gone) - inputs, "partition") + (
+        f" and {plural(inputs, 'dataset input')}" if inputs else ""
     )
     print(f"evicted {what}" + (f": {', '.join(gone)}" if gone else ""))
     # an eviction first expires the older snapshots (their files count too): it can free
@@ -1277,10 +1277,16 @@ def sandbox_serve(
         print(_export_line(server))
         return
     # a Ctrl-C, kill or hang-up (from the start on) stops the server's process before we exit
-    with stop_signals() as stopping, start_server(port=port, names=PORT_FLAG) as server:
-        print(f"sandbox S3 endpoint at {server.endpoint_url}; Ctrl-C to stop")
-        print(_export_line(server))
-        server.wait(stopping)
+    with stop_signals() as stopping:
+        try:
+            server = start_server(port=port, names=PORT_FLAG, stopping=stopping)
+        except KeyboardInterrupt:
+            err.print("stopped before the sandbox server answered; nothing is left running")
+            raise typer.Exit(130) from None
+        with server:
+            print(f"sandbox S3 endpoint at {server.endpoint_url}; Ctrl-C to stop")
+            print(_export_line(server), flush=True)  # seen at once through a pipe (| tee)
+            server.wait(stopping)
 
 
 def _export_line(server: SandboxServer) -> str:
@@ -1426,6 +1432,7 @@ def publish(
 ) -> None:
     """Upload a local catalog to S3 (Parquet + a portable catalog database), verified, resumable;
     its snapshots travel with it (`query --catalog s3://... --snapshot ID`)."""
+    check_workers("--workers", workers)
     cat = open_catalog(catalog)
     summary = cat.publish(
         to,

@@ -551,6 +551,8 @@ class S3Fetcher:
         on_bytes: Progress | None,
         abort: threading.Event | None,
     ) -> DownloadResult:
+        if abort is not None and abort.is_set():  # not started: no request, no rate-limit wait
+            raise _Aborted()
         if dest.is_file() and dest.stat().st_size == obj.size:
             digests = _digests_for(obj)
             _hash_file(dest, digests)

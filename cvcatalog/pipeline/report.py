@@ -342,8 +342,24 @@ def summary_lines(s: Summary) -> list[str]:
             f"{s.objects('unchanged'):,} unchanged; {s.partitions_rewritten} partition(s) rewritten"
         )
     lines += [f"  failed {d.key}: {d.error}" for d in failed]
+    lines += _no_data_lines(s)
     lines += [f"  {e}" for e in s.run_errors]  # e.g. days a lost Dask cluster left unstarted
     return lines + _evicted_lines(s)
+
+
+#: the folders a summary names by key before it says how many more had no data
+NO_DATA_SHOWN = 8
+
+
+def _no_data_lines(s: Summary) -> list[str]:
+    """Which folders had no objects: their keys are the producer's folder days (US Eastern for
+    thea and nycdot), which need not be the days asked for, so the count alone cannot say."""
+    keys = sorted(d.key for d in s.outcomes if d.status == "no_data")
+    if not keys:
+        return []
+    shown = ", ".join(keys[:NO_DATA_SHOWN])
+    more = len(keys) - NO_DATA_SHOWN
+    return [f"  no data in {shown}" + (f" and {more:,} more" if more > 0 else "")]
 
 
 def _evicted_lines(s: Summary) -> list[str]:

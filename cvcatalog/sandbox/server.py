@@ -169,10 +169,14 @@ def start_server(
     timeout: float = 30.0,
     *,
     names: Mapping[str, str] | None = None,
+    stopping: threading.Event | None = None,
 ) -> SandboxServer:
     """Start moto_server on 127.0.0.1:port (0 picks a free port) and wait until it answers;
     a free port another process takes meanwhile is given up for another one. A port that is
-    not one is a ConfigError naming it as names spells it (`sandbox serve`: --port)."""
+    not one is a ConfigError naming it as names spells it (`sandbox serve`: --port). When
+    stopping is set before the server answers (:func:`stop_signals`), or the wait is
+    interrupted, the process started is stopped and KeyboardInterrupt raised: nothing is left
+    running."""
     if not 0 <= port <= MAX_PORT:
         raise ConfigError(
             f"{spelled(names, 'port')} must be 0 (any free port) to {MAX_PORT}, got {port}"
@@ -183,7 +187,11 @@ def start_server(
     deadline = time.monotonic() + timeout
     for _ in range(1 if port else PORT_ATTEMPTS):
         chosen = port or free_port()
-        server = None if _port_open(chosen) else _start_on(chosen, log_file, deadline, timeout)
+        server = (
+            None
+            if _port_open(chosen)
+            else _start_on(chosen, log_file, deadline, timeout, stopping or threading.Event())
+        )
         if server is not None:
             return server
         if port:
@@ -194,23 +202,38 @@ def start_server(
 
 
 def _start_on(
-    port: int, log_file: Path | None, deadline: float, timeout: float
+    port: int, log_file: Path | None, deadline: float, timeout: float, stopping: threading.Event
 ) -> SandboxServer | None:
     """A moto server started on port, or None when another process holds the port: ours
-    cannot bind it (it is stopped), yet the port answers."""
+    cannot bind it (it is stopped), yet the port answers. Whatever ends the wait otherwise
+    (a timeout, stopping, Ctrl-C) stops the process: it runs in a session of its own, which
+    no signal to this one reaches."""
     proc = _spawn(port, log_file)
-    while time.monotonic() < deadline:
-        if _port_open(port):
-            if _listens(proc.pid, port):
-                return SandboxServer(port=port, process=proc)
-            proc.kill()
-            proc.wait()
-            return None
-        if proc.poll() is not None:
-            raise SandboxError(f"the moto server exited at start (code {proc.returncode})")
-        time.sleep(0.1)
-    proc.kill()
-    raise SandboxError(f"the moto server did not answer on {HOST}:{port} within {timeout:.0f}s")
+    try:
+        while time.monotonic() < deadline:
+            if _port_open(port):
+                if _listens(proc.pid, port):
+                    return SandboxServer(port=port, process=proc)
+                break
+            if proc.poll() is not None:
+                raise SandboxError(f"the moto server exited at start (code {proc.returncode})")
+            if stopping.wait(0.1):
+                raise KeyboardInterrupt
+        else:
+            raise SandboxError(
+                f"the moto server did not answer on {HOST}:{port} within {timeout:.0f}s"
+            )
+    except BaseException:
+        _kill(proc)
+        raise
+    _kill(proc)
+    return None
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 def _spawn(port: int, log_file: Path | None) -> subprocess.Popen[bytes]:
