@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -292,3 +295,82 @@ def test_a_write_walks_the_lake_only_when_its_definitions_changed(
     assert calls == [1]
     with db.read() as con:
         assert tables.up_to_date(con)
+
+
+@pytest.mark.parametrize("where", ["staging", "quarantine", "lake", "locks"])
+def test_a_file_where_the_catalog_keeps_a_directory_is_one_line(
+    tmp_path: Path, where: str
+) -> None:
+    """A plain file in place of staging/ (or quarantine/, lake/, locks/) was 'unexpected
+    FileExistsError' from ingest, compact and repair alike: one line naming it, nothing
+    written."""
+    from typer.testing import CliRunner
+
+    from cvcatalog.cli.main import app
+
+    db = CatalogDB(CatalogPaths.at(tmp_path / "cat"))
+    db.initialise()
+    target = tmp_path / "cat" / where
+    shutil.rmtree(target)
+    target.write_text("x")
+    before = (tmp_path / "cat" / "catalog.ducklake").read_bytes()
+    want = f"{target} is a file where the catalog keeps a directory; move it away"
+    with pytest.raises(CatalogError, match="^" + re.escape(want) + "$"):
+        CatalogDB(CatalogPaths.at(tmp_path / "cat")).initialise()
+    r = CliRunner().invoke(app, ["compact", "--catalog", str(tmp_path / "cat")])
+    assert (r.exit_code, r.stdout, r.stderr) == (1, "", f"error: {want}\n")
+    assert (tmp_path / "cat" / "catalog.ducklake").read_bytes() == before
+    assert target.read_text() == "x"
+
+
+def test_a_read_only_file_system_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compact on a catalog mounted read-only was 'unexpected OSError: [Errno 30]' (it made its
+    lock directory before any check); every writer now says it in one line."""
+    from typer.testing import CliRunner
+
+    from cvcatalog.cli.main import app
+
+    CatalogDB(CatalogPaths.at(tmp_path / "cat")).initialise()
+    real = Path.mkdir
+
+    def read_only(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self.is_dir():  # as mkdir(exist_ok=True) on a read-only mount: EROFS, not EEXIST
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    r = CliRunner().invoke(app, ["compact", "--catalog", str(tmp_path / "cat")])
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr == (
+        f"error: the catalog directory {tmp_path / 'cat'} is not writable (read-only file system)\n"
+    )
+
+
+def test_writes_another_session_left_in_the_log_are_kept_and_the_log_absorbed(
+    tmp_path: Path,
+) -> None:
+    """A DuckDB session that wrote to catalog.ducklake and ended without a checkpoint leaves
+    catalog.ducklake.wal. The copy-on-write copied the file alone: those writes were lost, and
+    the stale log stayed beside the new file, to be replayed onto it by the next open."""
+    paths = CatalogPaths.at(tmp_path / "cat")
+    CatalogDB(paths).initialise()
+    script = (
+        "import duckdb, os, sys\n"
+        "con = duckdb.connect(sys.argv[1])\n"
+        "con.execute(\"SET wal_autocheckpoint = '1TB'\")\n"
+        "con.execute('CREATE TABLE zz_note AS SELECT 42 AS x')\n"
+        "os._exit(0)\n"  # no checkpoint: the write is in the log only
+    )
+    subprocess.run([sys.executable, "-c", script, str(paths.db)], check=True)
+    wal = paths.db.with_name(paths.db.name + ".wal")
+    assert wal.exists()
+    with CatalogDB(paths).write(message="a write after it"):
+        pass
+    assert not wal.exists()
+    con = duckdb.connect(str(paths.db), read_only=True)
+    try:
+        assert con.execute("SELECT x FROM zz_note").fetchall() == [(42,)]
+    finally:
+        con.close()

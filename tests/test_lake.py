@@ -5,6 +5,7 @@ tampered published catalog (local S3 endpoint: moto server over HTTP)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -399,6 +400,38 @@ def test_a_moved_catalog_directory_still_reads_and_writes(seeded: Any, tmp_path:
         summary.rows,
         True,
     )
+
+
+def test_a_copied_catalog_finds_repairs_and_time_travels_in_its_own_files(
+    seeded: Any, tmp_path: Path
+) -> None:
+    """A copied (or moved) catalog read before any write reads its files under the new
+    directory, but cvcatalog resolved them against the recorded (old) data path: verify called
+    the file only an older snapshot shows an orphan (--repair deleted it), repair could not
+    find a damaged file (unexpected IOException), and time travel read the old directory."""
+    cat = Catalog(tmp_path / "a" / "catalog")
+    _ingest(cat)
+    older = cat.snapshots(limit=1)[0]["snapshot_id"]
+    rows_then = cat.query("select count(*) as n from wydot_bsm")["n"][0]
+    _ingest(cat, force_refresh=True)  # new files; the older snapshot keeps the old ones
+    rows_now = cat.query("select count(*) as n from wydot_bsm")["n"][0]
+    copy = tmp_path / "b" / "catalog"
+    shutil.copytree(cat.paths.root, copy)
+    cat.paths.root.rename(tmp_path / "a" / "gone")  # nothing may be read there any more
+    moved = Catalog(copy)
+    report = moved.verify()
+    assert report.clean, report
+    frame = moved.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02", snapshot=older)
+    assert len(frame) == rows_then
+    # a damaged file of the copy is found, taken out of the views and fetched again
+    shown = moved.query("select path from partition_files where path like '%.parquet'").path
+    victim = copy / sorted(shown)[0]
+    victim.write_bytes(b"not parquet")
+    report = moved.verify()
+    assert not report.clean
+    moved.repair(report)
+    assert moved.verify().clean
+    assert moved.query("select count(*) as n from wydot_bsm")["n"][0] == rows_now
 
 
 def test_a_second_process_finds_nothing_to_create_or_evolve(seeded: Any, tmp_path: Path) -> None:

@@ -219,11 +219,26 @@ def drop_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
 
 
 def data_location(con: duckdb.DuckDBPyConnection) -> str:
-    """The lake's data path as recorded (files' locations start with it)."""
+    """The lake's data path (files' locations start with it)."""
     return _data_path(con)
 
 
 def _data_path(con: duckdb.DuckDBPyConnection) -> str:
+    """Where the attached lake reads its files: a read-only attach of a catalog directory that
+    was moved or copied overrides the recorded path (only a write records the new one), and
+    locations resolved against the recorded path named the old directory (its files: damaged
+    ones repaired there, or read there by time travel, while the moved catalog's own looked
+    like orphans). The recorded path when the lake is not attached (a write, before it
+    attaches the lake, records where it is)."""
+    attached = con.execute(
+        "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [LAKE]
+    ).fetchone()
+    if attached and attached[0]:
+        row = con.execute(
+            f"SELECT data_path FROM ducklake_settings({quote_literal(LAKE)})"
+        ).fetchone()
+        if row and row[0]:
+            return str(row[0])
     row = con.execute("SELECT value FROM ducklake_metadata WHERE key = 'data_path'").fetchone()
     return str(row[0]) if row else ""
 

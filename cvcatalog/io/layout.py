@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -101,11 +102,23 @@ class CatalogPaths:
         return p
 
     def ensure(self) -> None:
+        """The catalog's directories, made if missing; one line when they cannot be (the one
+        check before anything writes to the catalog: ingest, compact, repair, ...)."""
         try:
             for d in (self.root, self.lake, self.quarantine, self.staging, self.db_lock.parent):
                 d.mkdir(parents=True, exist_ok=True)
         except PermissionError as e:
             raise CatalogError(f"permission denied creating the catalog at {e.filename}") from None
+        except (FileExistsError, NotADirectoryError) as e:
+            raise CatalogError(
+                f"{e.filename} is a file where the catalog keeps a directory; move it away"
+            ) from None
+        except OSError as e:
+            if e.errno != errno.EROFS:
+                raise
+            raise CatalogError(
+                f"the catalog directory {self.root} is not writable (read-only file system)"
+            ) from None
         if not os.access(self.root, os.W_OK):
             raise CatalogError(f"the catalog directory {self.root} is not writable")
 

@@ -91,6 +91,7 @@ def compact(
     (source, type), and the partitions of datasets (source='ngsim'); all when source is None."""
     if rows_per_file < 1 or row_group_size < 1:
         raise CatalogError("rows_per_file and row_group_size must be positive")
+    db.paths.ensure()  # a catalog it cannot write is one line before any lock file is made
     out: list[CompactResult] = []
     if source is None or source not in DATASETS:
         out += _compact_cv(db, source, message_type, rows_per_file, row_group_size, min_files)

@@ -495,7 +495,10 @@ class CatalogDB:
                 if not _is_lock_conflict(e):
                     if "Permission denied" in str(e):
                         raise CatalogError(f"permission denied opening {path}") from None
-                    raise CatalogError(f"cannot open the catalog database {path}: {e}") from None
+                    raise CatalogError(
+                        f"cannot open the catalog database {self.paths.db}: {e} (a damaged "
+                        "catalog is rebuilt by moving the file aside and ingesting again)"
+                    ) from None
                 if time.monotonic() >= deadline:
                     raise CatalogLockedError(
                         f"{path.name} is held open read-write by another process for more "
@@ -598,10 +601,18 @@ class CatalogDB:
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """The copy-on-write transaction; the caller holds the writer lock."""
         tmp = self.paths.db.with_name(f".{self.paths.db.name}.{uuid.uuid4().hex}.tmp")
+        wal = self.paths.db.with_name(self.paths.db.name + ".wal")
+        took_wal = False
         try:
             with self._file_errors("copy"):
                 if self.paths.db.exists():
                     shutil.copyfile(self.paths.db, tmp)
+                    if wal.exists():
+                        # another DuckDB session wrote to the file and did not checkpoint: the
+                        # copy replays its log (else its writes were lost, and the old log was
+                        # replayed onto the file published below)
+                        shutil.copyfile(wal, tmp.with_name(tmp.name + ".wal"))
+                        took_wal = True
             con = self._writer().cursor()
             try:
                 new = not tmp.exists()
@@ -660,6 +671,8 @@ class CatalogDB:
                 with open(tmp, "rb") as f:
                     os.fsync(f.fileno())
                 os.replace(tmp, self.paths.db)
+                if took_wal:  # held by the file now
+                    wal.unlink(missing_ok=True)
                 fsync_dir(self.paths.root)
         finally:
             for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
