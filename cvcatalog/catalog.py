@@ -134,6 +134,8 @@ class Repaired:
     rows: int
     failed: int
     units: int | None = None  # a dataset input: the units loaded
+    #: why it failed (the failed days' or units' errors)
+    errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -1307,7 +1309,12 @@ class Catalog:
                 r.dataset, [r.uri], profile=profile, no_sign_request=no_sign_request,
                 config=config, **options,
             )  # fmt: skip
-            done(Repaired(f"{r.dataset} {r.uri}", ds.rows, ds.units_failed, ds.units_done))
+            done(
+                Repaired(
+                    f"{r.dataset} {r.uri}", ds.rows, ds.units_failed, ds.units_done,
+                    tuple(ds.errors),
+                )
+            )  # fmt: skip
         for key in report.bad_partitions:
             pk = PartitionKey.parse(key)
             s = self.ingest(
@@ -1323,8 +1330,8 @@ class Catalog:
             # the ingest covers the partition's whole folder range (a NYCDOT bin: the month),
             # its other partitions cached: only this one's outcome is the repair's
             mine = [o for o in s.outcomes if o.key == key]
-            failed = sum(1 for o in mine if o.status == "failed")
-            done(Repaired(key, sum(o.rows for o in mine), failed))
+            failed = [o.error or "failed" for o in mine if o.status == "failed"]
+            done(Repaired(key, sum(o.rows for o in mine), len(failed), errors=tuple(failed)))
         return out
 
     def publish(self, url: str, **options: Any) -> Any:

@@ -344,3 +344,31 @@ def test_location_parsing() -> None:
     assert S3Location.parse("s3://bkt").key("catalog.ducklake") == "catalog.ducklake"
     with pytest.raises(CvCatalogError):
         S3Location.parse("s3://bkt/../x")
+
+
+def test_publish_reads_the_download_settings_of_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """publish made its settings from its arguments alone: CVCATALOG_DOWNLOAD__TIMEOUT_SECONDS
+    could not shorten a wait on an endpoint that never answers (~20 minutes)."""
+    cat = Catalog(tmp_path / "cat")
+    cat.db.initialise()
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__TIMEOUT_SECONDS", "-1")
+    with pytest.raises(CvCatalogError, match="CVCATALOG_DOWNLOAD__TIMEOUT_SECONDS"):
+        cat.publish("s3://some-bucket/prefix")
+    seen: list[Any] = []
+
+    def made(cfg: Any, **kw: Any) -> Any:
+        seen.append(cfg)
+        raise CatalogError("stop here")
+
+    monkeypatch.setattr(publish_mod, "make_client", made)
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__TIMEOUT_SECONDS", "2")
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__RATE_LIMIT", "7")
+    with pytest.raises(CatalogError, match="stop here"):
+        cat.publish("s3://some-bucket/prefix")
+    assert (seen[0].timeout_seconds, seen[0].rate_limit) == (2.0, 7.0)
+    monkeypatch.delenv("CVCATALOG_DOWNLOAD__RATE_LIMIT")
+    with pytest.raises(CatalogError, match="stop here"):
+        cat.publish("s3://some-bucket/prefix", rate_limit=None)
+    assert seen[1].rate_limit == publish_mod.DEFAULT_RATE_LIMIT  # publish's own default

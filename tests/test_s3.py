@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -558,3 +559,16 @@ def test_non_s3_errors_propagate_unchanged() -> None:
     with pytest.raises(OSError, match="No space left"):
         _retrier(sleep).call("GetObject", "k", boom)
     assert sleep.calls == []
+
+
+def test_a_missing_profile_is_named_whether_flag_or_environment_gave_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """AWS_PROFILE=nosuch said "AWS profile None not found" (the flag's value, not given)."""
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    with pytest.raises(ConfigError, match=r"^AWS profile 'byflag' not found"):
+        make_client(cfg(profile="byflag"))
+    monkeypatch.setenv("AWS_PROFILE", "byenv")
+    with pytest.raises(ConfigError, match=r"^AWS profile 'byenv' not found"):
+        make_client(cfg())

@@ -324,6 +324,23 @@ def test_cache_verify_reports_and_repair_refetches(
     assert r.exit_code == 0 and "0 mismatched, 0 missing, 0 orphans" in r.output
 
 
+def test_a_repair_that_cannot_fetch_says_why(
+    fault_proxy: FaultProxy, s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-fetch that failed printed "re-fetched <day>: 0 rows" and exit 1, never why."""
+    seed(s3_client)
+    cat = Catalog(catalog_dir)
+    assert cat.ingest("wydot", "BSM", D1, D2, timezone="UTC", **DOWNLOAD).ok
+    _data_files(cat, DAY2)[0].unlink()
+    fault_proxy.add(Rule("500", key=DAY2 + "/*", times=None))
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__RETRY_ATTEMPTS", "0")  # fails at once
+    r = _cli("cache", "verify", "--repair", "--catalog", str(catalog_dir))
+    assert r.exit_code == 1
+    assert f"re-fetched {DAY2}" not in r.output
+    [line] = [x for x in r.output.splitlines() if DAY2 in x and "re-fetch" in x]
+    assert line.startswith(f"could not re-fetch {DAY2}: ") and "500" in line, r.output
+
+
 def test_a_repair_reads_the_config_an_ingest_reads(
     fault_proxy: FaultProxy, s3_client: Any, catalog_dir: Path, tmp_path: Path
 ) -> None:

@@ -310,3 +310,23 @@ def test_incremental_merge_reads_the_kept_rows_from_s3(env: Any, tmp_path: Path)
     q = "select rows, quarantined from partitions"
     assert cat.query(q).equals(fresh.query(q))
     assert cat.verify().clean
+
+
+def test_export_from_an_s3_lake_whose_endpoint_is_down_is_the_one_line(
+    remote_lake: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """export printed DuckDB's "IO Error: Could not connect to server error for HTTP GET ..."
+    where query says which endpoint it cannot reach."""
+    from cvcatalog.sandbox.server import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
+    home = str(remote_lake.paths.root)
+    out = tmp_path / "x.csv"
+    r = runner.invoke(
+        app,
+        ["export", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01",
+         "--format", "csv", "--output", str(out), "--catalog", home],
+    )  # fmt: skip
+    assert r.exit_code == 1, r.output
+    assert r.stderr.startswith("error: cannot reach the S3 endpoint http://127.0.0.1:"), r.stderr
+    assert len(r.stderr.splitlines()) == 1 and not out.exists()

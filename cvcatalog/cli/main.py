@@ -830,6 +830,9 @@ def cache_verify(
         raise typer.Exit(1)
 
     def show(r: Repaired) -> None:
+        if r.failed:  # why, not a re-fetch of 0 rows
+            say(f"could not re-fetch {r.what}: {'; '.join(r.errors) or 'failed'}", fmt)
+            return
         units = f" ({r.units} units)" if r.units is not None else ""
         say(f"re-fetched {r.what}{units}: {r.rows:,} rows", fmt)
 

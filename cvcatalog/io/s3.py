@@ -545,9 +545,10 @@ def make_client(cfg: DownloadConfig, *, region: str | None = None) -> Any:
 
     try:
         session = _session(cfg.profile)
-    except bce.ProfileNotFound:
+    except bce.ProfileNotFound as e:  # named by --profile, or else by AWS_PROFILE
+        name = cfg.profile or e.kwargs.get("profile")
         raise ConfigError(
-            f"AWS profile {cfg.profile!r} not found in ~/.aws/config or ~/.aws/credentials "
+            f"AWS profile {name!r} not found in ~/.aws/config or ~/.aws/credentials "
             "(check the name, or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE)"
         ) from None
     except (bce.ConfigParseError, bce.InvalidConfigError) as e:

@@ -36,6 +36,7 @@ from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
 from cvcatalog.io.layout import replacing
+from cvcatalog.io.s3 import as_s3_error
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources.bucket import BINNED_SOURCES, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_ident
@@ -205,6 +206,9 @@ def _sandboxed(db: CatalogDB, at: lake.AsOf | None) -> Iterator[duckdb.DuckDBPyC
 
 
 def _short(e: duckdb.Error) -> str:
+    known = as_s3_error(e)  # a lake on S3 that httpfs could not reach, or that said no
+    if known is not None:
+        return str(known)
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if "file system operations are disabled" in text:
         return f"{text} (an export reads the catalog only)"

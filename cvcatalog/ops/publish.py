@@ -35,12 +35,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-from pydantic import ValidationError
 
 from cvcatalog import __version__
-from cvcatalog.config import DownloadConfig
-from cvcatalog.configfile import format_validation_error
-from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, S3Error
+from cvcatalog.config import DownloadConfig, download_config, env_overrides
+from cvcatalog.exceptions import CatalogError, CvCatalogError, S3Error
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import load_httpfs, open_instance
 from cvcatalog.io.layout import DB_NAME, sha256_file
@@ -368,11 +366,11 @@ def publish(
         raise CatalogError(f"there is no catalog at {cat.paths.root} to publish")
     location = S3Location.parse(url)
     settings = {k: v for k, v in download.items() if v is not None}
-    settings.setdefault("rate_limit", DEFAULT_RATE_LIMIT)
-    try:
-        cfg = DownloadConfig(**settings)
-    except ValidationError as e:  # the field and what is wrong with it, one line
-        raise ConfigError(format_validation_error(e, "publish settings")) from None
+    if "rate_limit" not in env_overrides().get("download", {}):  # publish's own default
+        settings.setdefault("rate_limit", DEFAULT_RATE_LIMIT)
+    # CVCATALOG_DOWNLOAD__* as every reader takes them (a publish made its own settings: an
+    # endpoint that never answered held it ~20 minutes whatever timeout_seconds said)
+    cfg = download_config(**settings)
     up = Uploader(client if client is not None else make_client(cfg), location, cfg)
     summary = PublishSummary(location.url)
     t0 = time.monotonic()
