@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -227,6 +228,33 @@ def test_remote_catalog_answers_like_the_local_one(
     ).to_pylist()
     assert n == [{"n": answers(local)["wydot_bsm"][0]["n"]}]
     assert remote.published()["url"] == URL
+
+
+@pytest.mark.parametrize("where", ["profile", "services"])
+def test_an_endpoint_the_aws_config_file_sets_serves_every_read(
+    local: Catalog,
+    first: publish_mod.PublishSummary,
+    fresh_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """boto3 takes `endpoint_url` from the AWS config file (the profile's, or its services'
+    s3 section); httpfs was told only the AWS_ENDPOINT_URL* variables: the database came from
+    the configured endpoint and the lake's files were read from AWS ("cannot reach ...
+    amazonaws.com")."""
+    endpoint = os.environ["AWS_ENDPOINT_URL_S3"]
+    config = tmp_path / "aws-config"
+    if where == "profile":
+        config.write_text(f"[default]\nendpoint_url = {endpoint}\n")
+    else:
+        config.write_text(
+            f"[default]\nservices = local\n\n[services local]\ns3 =\n  endpoint_url = {endpoint}\n"
+        )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    assert answers(Catalog(URL)) == answers(local)
 
 
 def test_to_dask_reads_the_published_files(

@@ -167,6 +167,27 @@ def endpoint_url(explicit: str | None = None) -> str | None:
     )
 
 
+#: host name endings of AWS's own S3 endpoints (httpfs reaches them without being told)
+AWS_HOSTS = (".amazonaws.com", ".amazonaws.com.cn")
+
+
+def configured_endpoint(session: Any) -> str | None:
+    """An endpoint the AWS config file gives S3 (`endpoint_url` in the profile or in its
+    `services` section), which boto3 uses and httpfs must be told: without it a command
+    listed and fetched from one endpoint and read the lake or a published catalog from AWS.
+    session: a boto3 Session (its profile). None when the file sets none, or boto3 ignores it
+    (AWS_IGNORE_CONFIGURED_ENDPOINT_URLS): the client boto3 makes then names AWS."""
+    try:
+        scoped = session._session.get_scoped_config()
+        if not scoped.get("endpoint_url") and not scoped.get("services"):
+            return None  # (a client costs ~80 ms to make: only when the file may set one)
+        url = str(session.client("s3").meta.endpoint_url)
+    except Exception:  # a broken profile is reported where its credentials are read
+        return None
+    host = urlsplit(url).hostname or ""
+    return None if host.endswith(AWS_HOSTS) else url
+
+
 def endpoint_problem(url: str) -> str | None:
     """Why url cannot be an S3 endpoint (no http(s) scheme, no host, a port out of range);
     None when it can."""
@@ -235,7 +256,9 @@ def s3_secret_sql(
             f"AWS profile {profile!r} not found in ~/.aws/config or ~/.aws/credentials "
             "(check the name, or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE)"
         ) from None
-    settings = s3_settings(endpoint_url(endpoint), region or session.region_name)
+    settings = s3_settings(
+        endpoint_url(endpoint) or configured_endpoint(session), region or session.region_name
+    )
     fields: list[tuple[str, Any]] = [
         ("TYPE", "s3"),
         ("REGION", settings.region),
