@@ -9,6 +9,10 @@ classify_error) as the same ConfigError line.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -170,3 +174,55 @@ def test_duckdb_s3_settings_refuse_a_port_out_of_range() -> None:
     with pytest.raises(ConfigError, match="port out of range"):
         s3_settings(OUT_OF_RANGE, None)
     assert s3_settings("http://127.0.0.1:5055", None).endpoint == "127.0.0.1:5055"
+
+
+@pytest.fixture
+def silent_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A port that accepts connections and never answers (the wrong service on it, a hung
+    proxy): every request waits until its read timeout."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    point_s3_at(monkeypatch, url)
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__TIMEOUT_SECONDS", "0.5")
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__RETRY_DELAY_SECONDS", "0")
+    try:
+        yield url
+    finally:
+        stop.set()
+        thread.join()
+        for s in [*held, server]:
+            s.close()
+
+
+def test_an_endpoint_that_answers_nothing_stops_the_ingest_once(
+    silent_endpoint: str, catalog_dir: Path
+) -> None:
+    """Each day's listing waited out its read timeout and retries, then failed alone: ~20
+    minutes a day at the defaults, with nothing printed. The first listing that goes
+    unanswered every time stops the run in one line; no day is recorded failed."""
+    line = one_line(
+        "ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01",
+        "--end", "2021-04-03", "--catalog", str(catalog_dir), "--no-progress",
+    )  # fmt: skip
+    assert line.startswith("error: ListObjectsV2 s3://") and silent_endpoint in line
+    assert line.endswith(
+        "did not answer in time (ReadTimeoutError) after 4 attempts: it accepts connections "
+        "but answers no request (the wrong endpoint or port? download.timeout_seconds bounds "
+        "each wait)"
+    )
+    assert not Catalog(catalog_dir).db.exists() or Catalog(catalog_dir).query(
+        "select count(*) as n from partitions"
+    ).n[0] == 0

@@ -37,6 +37,7 @@ from cvcatalog.exceptions import (
     EndpointUnreachableError,
     NoSuchBucketError,
     S3Error,
+    S3UnavailableError,
     TransientFetchError,
     credentials_help,
 )
@@ -414,6 +415,11 @@ def _classify_client_error(exc: bce.ClientError) -> ErrorInfo:
     return ErrorInfo(ErrorKind.FATAL, detail, code, status)
 
 
+#: operations (as Retrier.call names them) whose answers are small (listings, HEADs): one
+#: that times out every time means the endpoint answers nothing, not that a body is slow
+BODILESS = frozenset({"ListObjectsV2", "list", "head", "head-bucket", "HeadObject"})
+
+
 def translate_error(
     exc: BaseException,
     operation: str,
@@ -463,6 +469,16 @@ def translate_error(
     if info.code == "NoSuchBucket":  # nor is this: no request to the bucket can succeed
         return NoSuchBucketError(about(info.reason))
     suffix = f" after {attempts} attempts" if attempts and info.kind is ErrorKind.RETRYABLE else ""
+    if isinstance(exc, bce.ReadTimeoutError) and operation in BODILESS:
+        # a request whose answer is small went unanswered every time: the endpoint accepts
+        # connections and answers nothing, and every other request would wait as long (an
+        # ingest waited that long for each of its days)
+        return S3UnavailableError(
+            about(
+                f"{info.reason}{suffix}: it accepts connections but answers no request (the "
+                "wrong endpoint or port? download.timeout_seconds bounds each wait)"
+            )
+        )
     return S3Error(about(f"{info.reason}{suffix}"))
 
 
