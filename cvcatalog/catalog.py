@@ -954,6 +954,18 @@ class Catalog:
             out.setdefault(hive.strip("/"), []).append(f.location)
         return out
 
+    def _why_unreadable(self, piece: DaskPiece) -> None:
+        """s3fs calls any file it cannot read "not found", an endpoint it cannot reach too: a
+        lake on S3 asks the one S3 stack about the file, which raises what is wrong (the
+        endpoint unreachable, the credentials refused). Returns when it finds nothing to say."""
+        store = self.db.store
+        if piece.s3 is None or not isinstance(store, S3Store):
+            return
+        head = f"{store.s3loc.bucket}/{store.s3loc.prefix}/".replace("//", "/")
+        where = piece.files[0].removeprefix("s3://")
+        if where.startswith(head):
+            store.uploader.head(where.removeprefix(head))
+
     def _frame(
         self,
         keyed: list[tuple[str, DaskPiece]],
@@ -982,7 +994,11 @@ class Catalog:
         expected = spec.empty_schema() if spec.evolves else None
         if spec.optional:
             expected = _with_optional(expected, spec.optional)
-        meta, socrata = _meta(spec, pieces, cols, constants, plan, expected)
+        try:
+            meta, socrata = _meta(spec, pieces, cols, constants, plan, expected)
+        except OSError:
+            self._why_unreadable(pieces[0])
+            raise
         if plan is not None and cols is None:
             # every piece computes the columns the frame has (the carried quality columns too,
             # NULL in files without them), not what its own files happen to hold
@@ -1951,7 +1967,11 @@ class RemoteCatalog(Catalog):
     def _lake_reader(self) -> tuple[Callable[[str], str], S3Access | None]:
         """to_dask reads the published files under the catalog's URL through s3fs, with the
         profile, endpoint and --no-sign-request this catalog was opened with."""
-        opts = s3fs_options(self.s3_config.profile, self.s3_config.endpoint_url)
+        opts = s3fs_options(
+            self.s3_config.profile,
+            self.s3_config.endpoint_url,
+            RetryPolicy.from_config(self.s3_config).attempts,
+        )
         if self.s3_config.no_sign_request:
             opts["anon"] = True
         base = self.location.url

@@ -66,8 +66,15 @@ class SandboxError(CvCatalogError):
     """The local S3 sandbox could not be started, reached or seeded."""
 
 
-def credentials_help(detail: str) -> str:
-    """One-line advice on configuring AWS credentials, used wherever S3 says no."""
+def credentials_help(detail: str, *, anonymous: bool = False) -> str:
+    """One-line advice on configuring AWS credentials, used wherever S3 says no (anonymous:
+    the request was unsigned already, so --no-sign-request is not the way out)."""
+    if anonymous:
+        return (
+            f"{detail}. The bucket does not allow anonymous access: configure AWS credentials "
+            "(aws configure, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or --profile NAME) and "
+            "drop --no-sign-request"
+        )
     return (
         f"{detail}. Configure AWS credentials (aws configure, AWS_ACCESS_KEY_ID/"
         "AWS_SECRET_ACCESS_KEY, or --profile NAME), or try --no-sign-request for anonymous access"

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from cvcatalog.catalog import Catalog
+from cvcatalog.exceptions import EndpointUnreachableError
 from cvcatalog.io.download import S3Fetcher
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources import cvpilot
@@ -185,6 +186,33 @@ def test_one_bad_day_in_a_group_fails_alone(
     monkeypatch.setattr(cvpilot, "convert_partitions", real_group)
     again = cat.ingest("wydot", "BSM", D1, END, timezone="UTC", rate_limit=0)
     assert [o.key for o in again.days if o.status == "complete"] == [bad_key]
+
+
+def test_a_run_error_in_a_group_ends_the_run_without_trying_each_day(
+    replica: SeedReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint gone while a group converts (its downloads failing alike) printed "note:
+    ... converting 6 units together failed (cannot reach ...); converting each alone", then
+    the error: an error of the whole run ends it as any day's would, with no note."""
+    Groups(monkeypatch)
+    gone = EndpointUnreachableError("cannot reach the S3 endpoint http://127.0.0.1:9/")
+
+    def group(con: Any, schema: Any, parts: Any, **kw: Any) -> Any:
+        raise gone
+
+    monkeypatch.setattr(cvpilot, "convert_partitions", group)
+    notes: list[str] = []
+
+    class Notes:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *a, **k: notes.append(str(a[0])) if name == "note" else None
+
+    with pytest.raises(EndpointUnreachableError):
+        Catalog(tmp_path / "cat").ingest(
+            "wydot", "BSM", D1, END, timezone="UTC", rate_limit=0, max_workers=4,
+            progress=Notes(),
+        )  # fmt: skip
+    assert not [n for n in notes if "together failed" in n], notes
 
 
 def test_the_first_days_fetch_while_later_months_are_still_listed(

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore import UNSIGNED
 from botocore.awsrequest import AWSResponse
+from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
@@ -283,6 +285,8 @@ def test_credential_errors_translate_to_credentials_error() -> None:
         assert "--no-sign-request" in str(err)
     anon = translate_error(client_error("AccessDenied", 403), "GetObject", "k", anonymous=True)
     assert "anonymous" in str(anon)
+    # unsigned already: the way out is credentials, not the flag that was given
+    assert "try --no-sign-request" not in str(anon) and "drop --no-sign-request" in str(anon)
 
 
 def test_messages_never_carry_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -481,6 +485,28 @@ def test_an_s3_input_not_there_says_which_part_is_missing() -> None:
             S3Input("s3://b/d/k.csv", client=Client(bucket_error)).stat()
         assert str(raised.value).startswith(f"input not found: s3://b/d/k.csv {detail}")
         assert "removed since it was listed" not in str(raised.value)
+
+
+def test_an_s3_input_refused_to_an_unsigned_client_says_it_was_anonymous() -> None:
+    """`ingest --source ngsim --path s3://... --no-sign-request` refused: "S3 refused the
+    request ... try --no-sign-request" (the CV ingest says "an anonymous request")."""
+
+    class Client:
+        def __init__(self, unsigned: bool) -> None:
+            self.meta = type("Meta", (), {"config": Config(signature_version=UNSIGNED)})()
+            if not unsigned:
+                self.meta.config = Config()
+
+        def head_object(self, **_: Any) -> Any:
+            raise client_error("AccessDenied", 403)
+
+    with pytest.raises(CredentialsError) as anonymous:
+        S3Input("s3://b/k.csv", client=Client(unsigned=True)).stat()
+    assert "an anonymous (unsigned) request" in str(anonymous.value)
+    assert "drop --no-sign-request" in str(anonymous.value)
+    with pytest.raises(CredentialsError) as signed:
+        S3Input("s3://b/k.csv", client=Client(unsigned=False)).stat()
+    assert "try --no-sign-request" in str(signed.value)
 
 
 def test_429_is_retried(s3_endpoint: str) -> None:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.config import DataSourceConfig
-from cvcatalog.exceptions import ConfigError
+from cvcatalog.exceptions import ConfigError, EndpointUnreachableError
 from cvcatalog.io.duckdb_ext import load_extension, s3_connection
 from cvcatalog.io.lake import files as table_files
 from cvcatalog.io.storage import S3Store
@@ -330,3 +330,18 @@ def test_export_from_an_s3_lake_whose_endpoint_is_down_is_the_one_line(
     assert r.exit_code == 1, r.output
     assert r.stderr.startswith("error: cannot reach the S3 endpoint http://127.0.0.1:"), r.stderr
     assert len(r.stderr.splitlines()) == 1 and not out.exists()
+
+
+def test_a_frame_of_an_s3_lake_whose_endpoint_is_down_says_so(
+    remote_lake: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """to_dask raised FileNotFoundError naming a Parquet key (s3fs's word for a refused
+    connection) where every other reader says which endpoint it cannot reach, after ~12 s
+    (s3fs repeated botocore's retries 5 times; the policy's attempts are botocore's now)."""
+    from cvcatalog.sandbox.server import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__RETRY_ATTEMPTS", "0")
+    cat = Catalog(remote_lake.paths.root)
+    with pytest.raises(EndpointUnreachableError, match="cannot reach the S3 endpoint"):
+        cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-01")

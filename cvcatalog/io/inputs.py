@@ -21,6 +21,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+from botocore import UNSIGNED
+
 from cvcatalog.config import download_config
 from cvcatalog.exceptions import (
     ConfigError,
@@ -213,7 +215,12 @@ class S3Input(ByteInput):
                 raise TransientFetchError(
                     f"{operation} {self.uri}: {info.reason}", retry_after=info.retry_after
                 ) from None
-            raise translate_error(exc, operation, self.uri) from None
+            raise translate_error(exc, operation, self.uri, anonymous=self._unsigned()) from None
+
+    def _unsigned(self) -> bool:
+        """Whether the client sends unsigned requests (--no-sign-request): its refusals say so."""
+        config = getattr(getattr(self.client, "meta", None), "config", None)
+        return getattr(config, "signature_version", None) is UNSIGNED
 
     def _not_found(self) -> CvCatalogError:
         """The input is not there, said plainly: no such bucket, or no such object in it. A

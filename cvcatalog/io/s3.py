@@ -456,7 +456,9 @@ def translate_error(
         if isinstance(exc, bce.ClientError):
             who = "an anonymous (unsigned) request" if anonymous else "the request"
             refused = " ".join(p for p in ("S3 refused", who, target) if p)
-            return CredentialsError(credentials_help(f"{refused} ({info.reason})"))
+            return CredentialsError(
+                credentials_help(f"{refused} ({info.reason})", anonymous=anonymous)
+            )
         return CredentialsError(
             credentials_help(about(f"could not obtain AWS credentials ({info.reason})"))
         )

@@ -30,7 +30,14 @@ from cvcatalog.config import DownloadConfig, download_config
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, S3Error
 from cvcatalog.io.duckdb_ext import endpoint_url
 from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, publish_file, sha256_file
-from cvcatalog.io.s3 import ErrorKind, Retrier, TokenBucket, classify_error, make_client
+from cvcatalog.io.s3 import (
+    ErrorKind,
+    Retrier,
+    RetryPolicy,
+    TokenBucket,
+    classify_error,
+    make_client,
+)
 
 #: Top-level directories of the catalog that hold data files (local or on S3).
 DATA_DIRS = ("lake", "quarantine")
@@ -396,7 +403,9 @@ class S3Store(LakeStore):
 
     def fs_options(self) -> dict[str, Any]:
         """s3fs keyword arguments for readers in other processes (Dask workers)."""
-        return s3fs_options(self.cfg.profile, self.cfg.endpoint_url)
+        return s3fs_options(
+            self.cfg.profile, self.cfg.endpoint_url, RetryPolicy.from_config(self.cfg).attempts
+        )
 
 
 def safe_rel(rel: str) -> str:
@@ -412,10 +421,16 @@ def store_for(
 
 
 # -- readers in other processes ------------------------------------------------------------
-def s3fs_options(profile: str | None = None, endpoint: str | None = None) -> dict[str, Any]:
+def s3fs_options(
+    profile: str | None = None, endpoint: str | None = None, attempts: int | None = None
+) -> dict[str, Any]:
     """What s3fs needs to reach the same store as boto3: profile and endpoint (the
-    AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL variables when not given)."""
+    AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL variables when not given), and the attempts of the
+    one retry policy (RetryPolicy.attempts): s3fs repeated botocore's own retries 5 times, so
+    a read from an endpoint that refused every connection took ~12 s to fail."""
     opts: dict[str, Any] = {}
+    if attempts is not None:
+        opts["config_kwargs"] = {"retries": {"total_max_attempts": attempts, "mode": "standard"}}
     if profile:
         opts["profile"] = profile
     ep = endpoint_url(endpoint)
@@ -442,12 +457,19 @@ class S3Access:
 
 
 def _freeze(v: Any) -> Any:
-    return tuple(sorted(v.items())) if isinstance(v, dict) else v
+    return tuple(sorted((k, _freeze(x)) for k, x in v.items())) if isinstance(v, dict) else v
 
 
 @lru_cache(maxsize=4)
 def _s3fs(options: tuple[tuple[str, Any], ...]) -> Any:
     import s3fs
 
-    kwargs = {k: dict(v) if k == "client_kwargs" else v for k, v in options}
-    return s3fs.S3FileSystem(**kwargs)
+    kwargs = {k: _thaw(v) if k in ("client_kwargs", "config_kwargs") else v for k, v in options}
+    fs = s3fs.S3FileSystem(**kwargs)
+    if "config_kwargs" in kwargs:  # botocore retries as the policy says; s3fs not again
+        fs.retries = 1
+    return fs
+
+
+def _thaw(v: Any) -> Any:
+    return {k: _thaw(x) for k, x in v} if isinstance(v, tuple) else v

@@ -476,6 +476,13 @@ class Runner(Generic[U]):
                 item.error = e
             return items
         except Exception as e:
+            if isinstance(e, CvCatalogError) and self.source.on_error(e) != "unit":
+                # the run's own error (the endpoint is gone, the credentials refused): no unit
+                # alone would fare better; it ends the run as a unit's would (a bug in the
+                # group's conversion still falls back on each unit alone)
+                for item in items:
+                    item.error = e
+                return items
             self.progress.note(
                 f"{items[0].key}..{items[-1].key}: converting {len(items)} units together "
                 f"failed ({describe(e)}); converting each alone"
