@@ -400,3 +400,24 @@ def test_publish_reads_the_download_settings_of_the_environment(
     with pytest.raises(CatalogError, match="stop here"):
         cat.publish("s3://some-bucket/prefix", rate_limit=None)
     assert seen[1].rate_limit == publish_mod.DEFAULT_RATE_LIMIT  # publish's own default
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["views"], ["snapshots"], ["cache", "status"], ["runs"], ["experiments", "list"],
+     ["trips"]],
+    ids=lambda c: "-".join(c[:2]),
+)  # fmt: skip
+def test_every_reader_of_a_published_catalog_takes_its_s3_options(
+    first: publish_mod.PublishSummary, fresh_home: Path, command: list[str]
+) -> None:
+    """views, snapshots, cache status, ... read `--catalog s3://...` but had no --profile or
+    --no-sign-request (exit 2), while their credential errors told users to pass them."""
+    r = CliRunner().invoke(app, [*command, "--catalog", URL, "--profile", "nosuchprofile"])
+    assert r.exit_code == 1, r.output
+    assert r.stderr.startswith("error: AWS profile 'nosuchprofile' not found"), r.stderr
+    r = CliRunner().invoke(app, [*command, "--catalog", URL, "--no-sign-request"])
+    assert r.exit_code == 1, r.output  # the sandbox's bucket is private: unsigned, refused
+    assert r.stderr.startswith("error: S3 refused an anonymous (unsigned) request"), r.stderr
+    r = CliRunner().invoke(app, [*command, "--catalog", URL])
+    assert r.exit_code == 0, r.output

@@ -110,6 +110,11 @@ CatalogOpt = Annotated[
 LocalCatalogOpt = Annotated[
     str | None, typer.Option("--catalog", help="Catalog directory " + _CATALOG_HOME)
 ]
+#: the S3 options of a command that reads a published catalog (--catalog s3://...)
+ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile")]
+NoSignOpt = Annotated[
+    bool | None, typer.Option("--no-sign-request", help="Anonymous (unsigned) requests")
+]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format")]
 SourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")
@@ -532,11 +537,13 @@ def snapshots(
     message_type: TypeOpt = None,
     limit: Annotated[int | None, typer.Option("--limit", help="The newest N only")] = None,
     catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """The catalog's kept snapshots, newest first: id, commit time (UTC), run, and the rows
     each added and removed per table. Query one with `query --snapshot ID`."""
-    cat = open_catalog(catalog)
+    cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     rows = cat.snapshots(source and source.lower(), message_type and message_type.upper(), limit)
     if fmt is Format.json:  # with the rows added and removed per table
         emit(rows, fmt)
@@ -582,6 +589,8 @@ def changes(
         int, typer.Option("--max-rows", help="Table format shows at most this many rows")
     ] = 1000,
     catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
 ) -> None:
     """Rows inserted and deleted between two snapshots (see `snapshots`): change_type,
     the snapshot of the change, then the row. Rows a rewrite put back unchanged are not
@@ -591,7 +600,7 @@ def changes(
     if fmt == "parquet" and output is None:
         raise ConfigError("--format parquet needs --output FILE")
     at_least("--max-rows", limit, 0)
-    cat = open_catalog(catalog)
+    cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     full = table = cat.changes(
         source.lower(), message_type and message_type.upper(), since, until, output="arrow"
     )
@@ -662,7 +671,9 @@ def _local_catalog(catalog: str | None, why: str) -> Catalog:
     published one's stored views are its publisher's SQL, which only cvcatalog's own reader
     (`query --catalog s3://...`) keeps from running."""
     if is_remote(catalog) or (catalog is None and is_remote(os.environ.get("CVCATALOG_HOME"))):
-        raise CatalogError(f"{why}; query a published one with `cvcatalog query --catalog s3://...`")
+        raise CatalogError(
+            f"{why}; query a published one with `cvcatalog query --catalog s3://...`"
+        )
     return open_catalog(catalog)
 
 
@@ -681,9 +692,14 @@ def migrate(catalog: LocalCatalogOpt = None) -> None:
 
 @app.command()
 @friendly
-def views(catalog: CatalogOpt = None, fmt: FormatOpt = Format.table) -> None:
+def views(
+    catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
     """List the tables and views of the catalog."""
-    cat = open_catalog(catalog)
+    cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     emit([{"view": v} for v in cat.views()], fmt)
 
 
@@ -694,12 +710,14 @@ def cache_status(
     source: AnySourceOpt = None,
     message_type: TypeOpt = None,
     catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Partitions known to the catalog: status, rows, bytes, LRU time; the table's last line
     also counts the files only older snapshots still show (kept for time travel or a pin,
     counted by eviction)."""
-    cat = open_catalog(catalog)
+    cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     source, message_type = source and source.lower(), message_type and message_type.upper()
     rows = cat.status(source, message_type)
     cols = [
@@ -918,10 +936,12 @@ def report_validation(
     source: AnySourceOpt = None,
     message_type: TypeOpt = None,
     catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Quarantined records and kept warnings, per rule and partition, of one ingest run."""
-    cat = open_catalog(catalog)
+    cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     rows = cat.validation_report(
         run_id, source and source.lower(), message_type and message_type.upper()
     )
@@ -959,10 +979,12 @@ def report_runs(
     limit: Annotated[int, typer.Option("--limit")] = 20,
     source: AnySourceOpt = None,
     catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """The most recent ingest runs (same as `cvcatalog runs`)."""
-    _emit_runs(catalog, limit, source, fmt)
+    _emit_runs(catalog, limit, source, fmt, profile=profile, no_sign_request=no_sign_request)
 
 
 RUN_TABLE = [
@@ -982,8 +1004,10 @@ RUN_TABLE = [
 ]
 
 
-def _emit_runs(catalog: str | None, limit: int, source: str | None, fmt: Format) -> None:
-    runs = open_catalog(catalog).runs(limit, source and source.lower())
+def _emit_runs(
+    catalog: str | None, limit: int, source: str | None, fmt: Format, **remote: Any
+) -> None:
+    runs = open_catalog(catalog, **remote).runs(limit, source and source.lower())
     if fmt is not Format.table:
         emit(runs, fmt)  # every stored column, machine-readable
         return
@@ -1036,9 +1060,14 @@ PIN_COLUMNS = ["name", "snapshot_id", "source", "message_type", "files", "bytes"
 
 @experiments_app.command("list")
 @friendly
-def experiments_list(catalog: CatalogOpt = None, fmt: FormatOpt = Format.table) -> None:
+def experiments_list(
+    catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
     """Pinned experiments: their snapshot, files, and the bytes only the pin keeps."""
-    cat = open_catalog(catalog)
+    cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     emit(cat.pinned(), fmt, columns=PIN_COLUMNS)
 
 
@@ -1047,10 +1076,12 @@ def experiments_list(catalog: CatalogOpt = None, fmt: FormatOpt = Format.table) 
 def experiments_show(
     name: Annotated[str, typer.Argument(help="experiment.name, or its YAML file")],
     catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """An experiment's pin: the snapshot it reads and a digest of that snapshot's files."""
-    cat = open_catalog(catalog)
+    cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     name = _experiment_name(name)
     rows = [p for p in cat.pinned() if p["name"] == name]
     if not rows:
@@ -1088,11 +1119,13 @@ def runs_cmd(
     limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first")] = 20,
     source: AnySourceOpt = None,
     catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """The most recent ingest runs: mode, objects added/changed/removed, partitions rewritten."""
     if ctx.invoked_subcommand is None:
-        _emit_runs(catalog, limit, source, fmt)
+        _emit_runs(catalog, limit, source, fmt, profile=profile, no_sign_request=no_sign_request)
 
 
 @runs_app.command("show")
@@ -1103,11 +1136,13 @@ def runs_show(
         bool, typer.Option("--objects", help="List the source objects instead of partitions")
     ] = False,
     catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """The partitions whose current version this run wrote (--objects: its S3 objects with
     their ETags), and the snapshots it committed (lineage: `query --snapshot ID`)."""
-    cat = open_catalog(catalog)
+    cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     cat.require_run(run_id)
     if objects:
         rows = cat.run_objects(run_id)
@@ -1146,6 +1181,8 @@ def report_quality(
         typer.Option("--type", help="BSM | TIM | SPAT | EVENT | TRAJECTORY [default: all]"),
     ] = None,
     catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
     fmt: FormatOpt = Format.table,
     png: Annotated[Path | None, typer.Option("--png", help="Write the charts here (PNG)")] = None,
     html_out: Annotated[
@@ -1165,7 +1202,13 @@ def report_quality(
 ) -> None:
     """Rows, invalid records by rule, outliers removed and coverage by day and hour."""
     cfg = QualityConfig.from_yaml(config) if config else None
-    rep = build_report(open_catalog(catalog), source, message_type, timezone=timezone, config=cfg)
+    rep = build_report(
+        open_catalog(catalog, profile=profile, no_sign_request=no_sign_request),
+        source,
+        message_type,
+        timezone=timezone,
+        config=cfg,
+    )
     if fmt is Format.table:
         emit(
             rep.summary_rows(),
@@ -1227,12 +1270,14 @@ def report_coverage(
     ] = None,
     per_day: Annotated[bool, typer.Option("--per-day", help="Also one map per day")] = False,
     catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
 ) -> None:
     """Where the points of a date range are: hexbin density maps (equal-area, offline)."""
+    cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     rep = coverage_report.build_coverage(
-        open_catalog(catalog), source, message_type, start, end or start,
-        timezone=timezone, per_day=per_day,
-    )  # fmt: skip
+        cat, source, message_type, start, end or start, timezone=timezone, per_day=per_day
+    )
     if rep.rows == 0:
         raise CatalogError(
             f"no {rep.source}/{rep.message_type} rows between {rep.start} and {rep.end} "
@@ -1458,10 +1503,6 @@ def publish(
 
 
 # -- discovery ------------------------------------------------------------------------------
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile")]
-NoSignOpt = Annotated[
-    bool | None, typer.Option("--no-sign-request", help="Anonymous (unsigned) requests")
-]
 RateOpt = Annotated[
     float | None, typer.Option("--rate-limit", help="S3 requests per second, 0 = unlimited")
 ]
@@ -1613,6 +1654,8 @@ def export_cmd(
         ),
     ] = None,
     catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
     snapshot: Annotated[
         int | None, typer.Option("--snapshot", help="The catalog as of this snapshot")
     ] = None,
@@ -1652,7 +1695,7 @@ def export_cmd(
     )
     if naming not in ("canonical", "socrata"):
         raise ConfigError(f"--naming must be canonical or socrata, got {naming!r}")
-    cat = open_catalog(catalog)
+    cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     bar = ExportBar(err) if progress else contextlib.nullcontext(None)
     with bar as tick:
         result = cat.export(
@@ -1738,6 +1781,8 @@ def sql_session(catalog: LocalCatalogOpt = None) -> None:
 @friendly
 def trips_cmd(
     catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="A YAML with a trips: section")
     ] = None,
@@ -1752,7 +1797,7 @@ def trips_cmd(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Trips per source (the bsm_trips and ngsim_trips views) and the gap that cuts them."""
-    cat = open_catalog(catalog, config)
+    cat = open_catalog(catalog, config, profile=profile, no_sign_request=no_sign_request)
     wanted = trips_config(config, max_gap_s)
     if wanted is not None and wanted.max_gap_s != cat.trip_gap():
         cat.set_trip_gap(wanted.max_gap_s)
@@ -1783,6 +1828,8 @@ def split_cmd(
     ] = "0.8,0.1,0.1",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     catalog: CatalogOpt = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Rows and groups of each split Catalog.split gives for these arguments (the plan, from
@@ -1795,7 +1842,7 @@ def split_cmd(
         ) from None
     if by not in ("vehicle", "trip"):
         raise ConfigError(f"--by is vehicle or trip, not {by!r}")
-    cat = open_catalog(catalog)
+    cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     plan, _ = cat.split_plan(
         source,
         message_type,
