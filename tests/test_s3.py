@@ -574,6 +574,12 @@ def test_persistent_slowdown_reports_reason_and_attempts(s3_endpoint: str) -> No
         )
     assert str(ei.value).startswith("ListObjectsV2 thea/: SlowDown (HTTP 503)")
     assert str(ei.value).endswith("after 3 attempts")
+    inject(client, [(503, "SlowDown", {})])
+    with pytest.raises(S3Error) as once:  # retry_attempts 0: one attempt, not "after 1 attempts"
+        _retrier(sleep, attempts=1).call(
+            "ListObjectsV2", "thea/", lambda: client.list_objects_v2(Bucket=BUCKET)
+        )
+    assert str(once.value) == "ListObjectsV2 thea/: SlowDown (HTTP 503): injected SlowDown"
 
 
 def test_non_s3_errors_propagate_unchanged() -> None:

@@ -470,7 +470,8 @@ def translate_error(
         )
     if info.code == "NoSuchBucket":  # nor is this: no request to the bucket can succeed
         return NoSuchBucketError(about(info.reason))
-    suffix = f" after {attempts} attempts" if attempts and info.kind is ErrorKind.RETRYABLE else ""
+    retried = attempts is not None and attempts > 1 and info.kind is ErrorKind.RETRYABLE
+    suffix = f" after {attempts} attempts" if retried else ""  # (never "after 1 attempts")
     if isinstance(exc, bce.ReadTimeoutError) and operation in BODILESS:
         # a request whose answer is small went unanswered every time: the endpoint accepts
         # connections and answers nothing, and every other request would wait as long (an
