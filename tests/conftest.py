@@ -111,29 +111,55 @@ duckdb.connect = _connect_for_tests  # type: ignore[assignment]
 # `make test` runs the modules on 3 workers with --dist loadfile (a module's fixtures are built
 # once, on one worker). xdist then hands out modules in order of their number of tests, so the
 # modules with a few long tests (kill -9 trials, Dask clusters, the bench smoke run) came last
-# and one worker ran them alone at the end. Longest first instead: the modules below (about
-# half of the suite's time, longest first, measured with --durations) are handed out first, the
-# others after them in collection order, and the workers finish close together. The list is
-# only a scheduling hint: a module missing from it runs all the same.
+# and one worker ran them alone at the end. Longest first instead: the modules below (all but
+# the ones of a few seconds, longest first, measured with --junitxml in session 19: test_cli,
+# test_frames and test_daygroups, each over 30 s, had come in collection order) are handed out
+# first, the others after them, and the workers finish close together. The list is only a
+# scheduling hint: a module missing from it runs all the same.
 LONGEST_MODULES = (
-    "test_incremental.py",
-    "test_distributed.py",
-    "test_chaos.py",
-    "test_versions.py",
     "test_ingest.py",
-    "test_hostile.py",
-    "test_storage.py",
+    "test_distributed.py",
+    "test_cli.py",
+    "test_ngsim.py",
+    "test_incremental.py",
+    "test_versions.py",
+    "test_s3_faults.py",
     "test_every_source.py",
+    "test_daygroups.py",
+    "test_hostile.py",
+    "test_frames.py",
+    "test_storage.py",
     "test_lake.py",
     "test_disk_pressure.py",
-    "test_s3_faults.py",
-    "test_bench.py",
     "test_streaming.py",
-    "test_ngsim.py",
-    "test_publish.py",
+    "test_chaos.py",
     "test_wydot_tim.py",
-    "test_quality_ingest.py",
+    "test_pipeline.py",
+    "test_publish.py",
+    "test_splits.py",
+    "test_nycdot.py",
+    "test_roworder.py",
+    "test_export.py",
+    "test_db.py",
+    "test_transform.py",
     "test_experiments.py",
+    "test_thea.py",
+    "test_quality.py",
+    "test_quality_ingest.py",
+    "test_trips.py",
+    "test_spatial.py",
+    "test_security.py",
+    "test_download.py",
+    "test_discover.py",
+    "test_quality_bench.py",
+    "test_deletes.py",
+    "test_coverage.py",
+    "test_compact.py",
+    "test_invalid_endpoint.py",
+    "test_bench_targets.py",
+    "test_ode_versions.py",
+    "test_replica.py",
+    "test_unreachable.py",
 )
 
 

@@ -319,8 +319,10 @@ def test_a_local_cluster_that_cannot_start_is_one_line(
 def dask_cluster() -> Iterator[Any]:
     from distributed import LocalCluster
 
+    # one worker process (each costs ~3 CPU-s to start and warm): the scheduler and a worker
+    # in other processes are what the test needs; the LocalCluster test below has two
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+        n_workers=1, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0"
     ) as cluster:
         yield cluster
 
