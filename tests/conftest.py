@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import duckdb
 import pytest
+import typer.testing
 from faultproxy import FaultProxy
 
 from cvcatalog.sandbox.server import SandboxServer, start_server
@@ -106,6 +107,22 @@ def _connect_for_tests(
 
 
 duckdb.connect = _connect_for_tests  # type: ignore[assignment]
+
+
+# Typer's CliRunner builds the whole click command tree from the app at every invoke (~27 ms:
+# every command's signature and type hints read again), some thousand times a run: the tree of
+# an app is built once per process here. A click command keeps no state between invocations.
+_COMMANDS: dict[int, Any] = {}
+
+
+def _command_of(app: Any) -> Any:
+    if id(app) not in _COMMANDS:
+        _COMMANDS[id(app)] = (app, _build_command(app))  # (the app kept: its id stays its own)
+    return _COMMANDS[id(app)][1]
+
+
+_build_command = typer.testing._get_command
+typer.testing._get_command = _command_of  # type: ignore[assignment]
 
 
 # `make test` runs the modules on 3 workers with --dist loadfile (a module's fixtures are built
