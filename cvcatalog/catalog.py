@@ -1726,15 +1726,30 @@ def check_query(sql: str, *, read_only: bool = True, root: Path | None = None) -
 
 
 def _short_duckdb_error(e: duckdb.Error) -> str:
+    """A DuckDB error of a query as one line for people: S3's and httpfs's as the S3 stack
+    words them, a missing or damaged data file with the command that mends it."""
     known = as_s3_error(e)  # httpfs could not reach S3, or S3 said no
     if known is not None:
         return str(known)
     text = str(e).strip().splitlines()[0]
     if "read-only mode" in text:
         return "the catalog is opened read-only for queries; it cannot be modified with SQL"
+    return damaged_file_line(e) or text
+
+
+def damaged_file_line(e: BaseException) -> str | None:
+    """The line for a DuckDB error that met a data file missing or damaged (any command that
+    reads the lake: a query, `cache evict`, compact), with the command that mends it; None
+    for any other error."""
+    if not isinstance(e, duckdb.Error) or not str(e).strip():
+        return None
+    text = str(e).strip().splitlines()[0]
     if "Cannot open file" in text or "Invalid footer" in text or "No magic bytes" in text:
-        return f"{text} (a data file of the catalog is missing or damaged: run `cvcatalog cache verify --repair`)"
-    return text
+        return (
+            f"{text} (a data file of the catalog is missing or damaged: run "
+            "`cvcatalog cache verify --repair`)"
+        )
+    return None
 
 
 def _example_key(source: str, message_type: str) -> str:

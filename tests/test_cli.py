@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -957,3 +958,75 @@ def test_workers_out_of_range_is_one_line_for_every_source_and_publish(
         assert (r.exit_code, r.stdout) == (1, ""), args
         assert r.stderr == "error: --workers must be between 1 and 64\n", args
     assert not (tmp_path / "cat").exists()  # refused before a catalog was made
+
+
+def test_values_keep_what_they_are_in_every_format() -> None:
+    """A sum() of integers (a DECIMAL) printed 45.0, a HUGEINT or DECIMAL(38, 9) lost digits
+    to a float, NaN printed "None" in a table, infinity made invalid JSON ("Infinity" bare),
+    and CSV booleans were Python's "True"."""
+    big = Decimal("123456789012345678.123456789")
+    rows = [
+        {"s": Decimal(45), "h": Decimal(12345678901234567890), "d": big, "x": Decimal("0.5"),
+         "nan": float("nan"), "inf": float("inf"), "b": True, "n": None},
+    ]  # fmt: skip
+    [got] = json.loads(render(rows, Format.json))
+    assert got == {
+        "s": 45, "h": 12345678901234567890, "d": "123456789012345678.123456789", "x": 0.5,
+        "nan": None, "inf": "Infinity", "b": True, "n": None,
+    }  # fmt: skip
+    header, line = list(csv.reader(io.StringIO(render(rows, Format.csv))))
+    assert dict(zip(header, line, strict=True)) == {
+        "s": "45", "h": "12345678901234567890", "d": "123456789012345678.123456789",
+        "x": "0.5", "nan": "", "inf": "Infinity", "b": "true", "n": "",
+    }  # fmt: skip
+    table = render(rows, Format.table)
+    assert "None" not in table and "45.0" not in table and "12345678901234567890" in table
+
+
+def test_a_reader_that_stops_reading_is_no_error(tmp_path: Path) -> None:
+    """`cvcatalog views | true` (or `| head -1`) printed "error: unexpected BrokenPipeError",
+    exit 1: it ends quietly, exit 141 as a process SIGPIPE ended would."""
+    Catalog(tmp_path / "cat").db.initialise()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cvcatalog", "views", "--catalog", str(tmp_path / "cat")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before it writes: its first write finds no reader
+    errors = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 141, errors
+    assert errors == ""
+
+
+def test_a_damaged_file_met_outside_a_query_is_the_same_line(one_day: Path, tmp_path: Path) -> None:
+    """`cache evict` over a damaged Parquet file printed "unexpected InvalidInputException";
+    a query says which file and how to mend it, and so does every other command now."""
+    home = tmp_path / "catalog"
+    shutil.copytree(one_day, home)
+    [damaged] = list((home / "lake").rglob("*.parquet"))
+    with damaged.open("ab") as f:
+        f.write(b"x")
+    r = run("cache", "evict", "--max-size-gb", "0.0000001", "--catalog", str(home))
+    assert r.exit_code == 1 and "unexpected" not in r.stderr, r.output
+    assert r.stderr.startswith("error: Invalid Input Error: No magic bytes found")
+    assert r.stderr.rstrip().endswith("run `cvcatalog cache verify --repair`)")
+
+
+def test_a_file_named_csv_or_json_gets_that_format(one_day: Path, tmp_path: Path) -> None:
+    """`query -o q.csv` without --format wrote a box-drawn table of the first 1,000 rows."""
+    out = tmp_path / "q.csv"
+    sql = "select * from range(1500) t(x)"
+    r = run("query", sql, "-o", str(out), "--catalog", str(one_day))
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 1500 and rows[0] == {"x": "0"}
+    out = tmp_path / "q.json"
+    assert run("query", sql, "-o", str(out), "--catalog", str(one_day)).exit_code == 0
+    assert len(json.loads(out.read_text())) == 1500
+    out = tmp_path / "c.csv"  # changes too
+    r = run("changes", "--source", "wydot", "--type", "BSM", "--since", "0", "-o", str(out),
+            "--catalog", str(one_day))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert next(csv.reader(out.open()))[:2] == ["change_type", "snapshot_id"]

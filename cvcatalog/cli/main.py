@@ -23,8 +23,15 @@ from rich.console import Console
 from rich.markup import escape
 
 from cvcatalog import spatial
-from cvcatalog.catalog import Catalog, RemoteCatalog, Repaired, default_home, source_pair
-from cvcatalog.cli.output import Format, emit, emit_object, say
+from cvcatalog.catalog import (
+    Catalog,
+    RemoteCatalog,
+    Repaired,
+    damaged_file_line,
+    default_home,
+    source_pair,
+)
+from cvcatalog.cli.output import Format, emit, emit_object, format_for, say
 from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.config import (
     MAX_WORKERS,
@@ -156,10 +163,17 @@ def friendly(fn: F) -> F:
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:  # the reader went (`| head`): nothing to say, as with SIGPIPE
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no flush error)
+            raise typer.Exit(141) from None
         except Exception as e:
             known = as_s3_error(e)
             if known is not None:
                 _error_line(str(known))
+                raise typer.Exit(1) from None
+            damaged = damaged_file_line(e)  # e.g. met by `cache evict`, not only by a query
+            if damaged is not None:
+                _error_line(damaged)
                 raise typer.Exit(1) from None
             if os.environ.get("CVCATALOG_DEBUG"):
                 raise
@@ -522,6 +536,8 @@ def query(
     if snapshot is not None and as_of is not None:
         raise ConfigError("give --snapshot or --as-of, not both")
     at_least("--max-rows", limit, 0)
+    named = format_for(fmt, output)  # (q.csv: csv; a .parquet name: the table as given)
+    fmt = Format(named) if named in Format.__members__ else fmt
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     table = cat.query_arrow(sql, read_only=read_only, snapshot=snapshot, as_of=as_of)
     rows = table.to_pylist() if fmt is not Format.table else table.slice(0, limit).to_pylist()
@@ -595,6 +611,7 @@ def changes(
     """Rows inserted and deleted between two snapshots (see `snapshots`): change_type,
     the snapshot of the change, then the row. Rows a rewrite put back unchanged are not
     listed: a day re-ingested because one object changed shows only that object's rows."""
+    fmt = format_for(fmt, output)
     if fmt not in ("table", "json", "csv", "parquet"):
         raise ConfigError(f"--format {fmt!r}: table, json, csv or parquet")
     if fmt == "parquet" and output is None:
@@ -700,7 +717,7 @@ def views(
 ) -> None:
     """List the tables and views of the catalog."""
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
-    emit([{"view": v} for v in cat.views()], fmt)
+    emit([{"view": v} for v in cat.views()], fmt, columns=["view"])  # (a header when empty)
 
 
 # -- cache ----------------------------------------------------------------------------------
@@ -1545,8 +1562,8 @@ def discover(
     if fmt is Format.table:
         emit(d.rows, fmt, columns=d.columns)
         print(d.summary())
-    else:
-        emit(d.rows, fmt)
+    else:  # every field; an empty listing still has its header
+        emit(d.rows, fmt, columns=None if d.rows else d.columns)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -36,8 +37,8 @@ class Format(StrEnum):
 def _plain(v: Any) -> Any:
     if isinstance(v, datetime | date):
         return v.isoformat()
-    if isinstance(v, Decimal):
-        return float(v)
+    if isinstance(v, Decimal):  # a sum() of integers, a HUGEINT, a DECIMAL(38, 9)
+        return _number(v)
     if isinstance(v, bytes):
         return v.hex()
     if isinstance(v, dict):
@@ -51,7 +52,21 @@ def _plain(v: Any) -> Any:
             return str(v)
     if v != v:  # NaN
         return None
+    if isinstance(v, float) and v in (math.inf, -math.inf):  # JSON has no infinity
+        return "Infinity" if v > 0 else "-Infinity"
     return v
+
+
+def _number(v: Decimal) -> int | float | str:
+    """A decimal as the number it is: whole ones as int (a float turned 45 into 45.0 and
+    12345678901234567890 into 1.2345678901234567e+19), others as float when that is exact,
+    else as their digits (a DECIMAL(38, 9) loses none)."""
+    if not v.is_finite():
+        return str(v)
+    if v == v.to_integral_value():
+        return int(v)
+    f = float(v)
+    return f if Decimal(repr(f)) == v else str(v)
 
 
 def render(
@@ -75,13 +90,13 @@ def render(
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
         for r in rows:
-            w.writerow(["" if r.get(c) is None else _csv_cell(_plain(r.get(c))) for c in cols])
+            w.writerow([_csv_cell(_plain(r.get(c))) for c in cols])
         return buf.getvalue()
     table = Table(title=title, show_lines=False)
     for c in cols:
         table.add_column(c, overflow="fold")
     for r in rows:
-        table.add_row(*("" if r.get(c) is None else str(_plain(r.get(c))) for c in cols))
+        table.add_row(*(_cell(_plain(r.get(c))) for c in cols))
     if width is None:
         # a title is folded to its table's width: a table as wide as its title keeps it whole
         table.min_width = len(title or "") or None
@@ -92,11 +107,35 @@ def render(
 
 
 def _csv_cell(v: Any) -> Any:
+    """A CSV cell: nested values as JSON, booleans as JSON's (not Python's True), nothing for
+    a null (NaN too)."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
     return json.dumps(v) if isinstance(v, dict | list) else v
+
+
+def _cell(v: Any) -> str:
+    """A table cell: nothing for a null (NaN too: it printed "None")."""
+    return "" if v is None else str(v)
 
 
 #: a console width no table reaches: measuring at it gives a table's natural width
 _UNBOUNDED = 1_000_000
+
+
+#: the formats a file's name asks for, when its command was given none but the table
+FILE_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet"}
+
+
+def format_for(fmt: str, output: Path | None) -> str:
+    """The format to write output in: the one given, or with the table format (the default) the
+    one the file's suffix names (`query -o q.csv` wrote a box-drawn table of the first 1,000
+    rows into q.csv)."""
+    if output is None or fmt != Format.table:
+        return fmt
+    return FILE_FORMATS.get(output.suffix.lower(), fmt)
 
 
 def terminal_width() -> int | None:

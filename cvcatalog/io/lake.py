@@ -599,7 +599,7 @@ def changes(con: duckdb.DuckDBPyConnection, table: str, first: int, last: int) -
         "SELECT CASE WHEN _net > 0 THEN 'insert' ELSE 'delete' END AS change_type, "
         "CASE WHEN _net > 0 THEN _ins ELSE _del END AS snapshot_id, "
         "g.* EXCLUDE (_net, _ins, _del) FROM g, range(CAST(abs(_net) AS BIGINT)) AS r(_n) WHERE _net <> 0 "
-        "ORDER BY snapshot_id, change_type DESC"
+        "ORDER BY snapshot_id, change_type DESC, hash(g)"  # (ties: one order every time)
     )
     return con.execute(sql, [LAKE, SCHEMA, table, first, last]).arrow().read_all()
 
