@@ -1030,3 +1030,10 @@ def test_a_file_named_csv_or_json_gets_that_format(one_day: Path, tmp_path: Path
             "--catalog", str(one_day))  # fmt: skip
     assert r.exit_code == 0, r.output
     assert next(csv.reader(out.open()))[:2] == ["change_type", "snapshot_id"]
+
+
+def test_export_to_a_dash_is_refused_not_a_file_named_dash(one_day: Path, tmp_path: Path) -> None:
+    r = run("export", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01",
+            "--format", "csv", "-o", "-", "--catalog", str(one_day))  # fmt: skip
+    assert r.exit_code == 1 and r.stderr.startswith("error: --output -: an export writes a file")
+    assert not Path("-").exists()

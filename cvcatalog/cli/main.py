@@ -800,7 +800,10 @@ def cache_evict(
             "--max-size-gb", help="Target size [default: cache.max_size_gb of --config, or 50]"
         ),
     ] = None,
-    config: Annotated[Path | None, typer.Option("--config")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="A YAML whose cache: section gives the directory and limit"),
+    ] = None,
     catalog: LocalCatalogOpt = None,
 ) -> None:
     """Evict least-recently-used partitions until the cache fits."""
@@ -839,8 +842,8 @@ def cache_verify(
     ] = False,
     catalog: LocalCatalogOpt = None,
     fmt: FormatOpt = Format.table,
-    profile: Annotated[str | None, typer.Option("--profile")] = None,
-    no_sign_request: Annotated[bool | None, typer.Option("--no-sign-request")] = None,
+    profile: ProfileOpt = None,
+    no_sign_request: NoSignOpt = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -1691,6 +1694,11 @@ def export_cmd(
     exporter did. Streams; the file appears (or is replaced) only when complete."""
     if source is None:
         raise ConfigError("give --source (wydot | wydot_backup | thea | nycdot | ngsim)")
+    if str(output) == "-":  # (it made a file named "-")
+        raise ConfigError(
+            "--output -: an export writes a file (atomically); give its name, or use "
+            "`cvcatalog query ... --format csv` for rows on stdout"
+        )
     fmt = file_format or _EXPORT_SUFFIXES.get(output.suffix.lower())
     if fmt is None:
         raise ConfigError(
