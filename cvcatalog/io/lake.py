@@ -230,17 +230,21 @@ def _data_path(con: duckdb.DuckDBPyConnection) -> str:
     ones repaired there, or read there by time travel, while the moved catalog's own looked
     like orphans). The recorded path when the lake is not attached (a write, before it
     attaches the lake, records where it is)."""
-    attached = con.execute(
-        "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [LAKE]
+    # one query on a commit's path (sync_all reads the lake's files for every table): a lake
+    # attached to write was relocated to where it is before it was attached
+    row = con.execute(
+        "SELECT (SELECT readonly FROM duckdb_databases() WHERE database_name = ?), "
+        "(SELECT value FROM ducklake_metadata WHERE key = 'data_path')",
+        [LAKE],
     ).fetchone()
-    if attached and attached[0]:
-        row = con.execute(
+    read_only, recorded = row if row else (None, None)
+    if read_only:
+        now = con.execute(
             f"SELECT data_path FROM ducklake_settings({quote_literal(LAKE)})"
         ).fetchone()
-        if row and row[0]:
-            return str(row[0])
-    row = con.execute("SELECT value FROM ducklake_metadata WHERE key = 'data_path'").fetchone()
-    return str(row[0]) if row else ""
+        if now and now[0]:
+            return str(now[0])
+    return str(recorded) if recorded else ""
 
 
 def _join(parent: str, path: str, relative: bool) -> str:
