@@ -955,16 +955,26 @@ class Catalog:
         return out
 
     def _why_unreadable(self, piece: DaskPiece) -> None:
-        """s3fs calls any file it cannot read "not found", an endpoint it cannot reach too: a
-        lake on S3 asks the one S3 stack about the file, which raises what is wrong (the
-        endpoint unreachable, the credentials refused). Returns when it finds nothing to say."""
+        """Why a frame's first file could not be read, when that can be told: s3fs calls any
+        file it cannot read "not found", an endpoint it cannot reach too, so a lake on S3 asks
+        the one S3 stack about the file (which raises what is wrong: the endpoint unreachable,
+        the credentials refused); a file that is not there is a CatalogError naming the mend.
+        Returns when it finds nothing to say."""
+        first = piece.files[0]
+        missing = CatalogError(
+            f"{first} is missing from the lake (run `cvcatalog cache verify --repair`)"
+        )
         store = self.db.store
-        if piece.s3 is None or not isinstance(store, S3Store):
+        if piece.s3 is None:
+            if not Path(first).exists():
+                raise missing
+            return
+        if not isinstance(store, S3Store):
             return
         head = f"{store.s3loc.bucket}/{store.s3loc.prefix}/".replace("//", "/")
-        where = piece.files[0].removeprefix("s3://")
-        if where.startswith(head):
-            store.uploader.head(where.removeprefix(head))
+        where = first.removeprefix("s3://")
+        if where.startswith(head) and store.uploader.head(where.removeprefix(head)) is None:
+            raise missing
 
     def _frame(
         self,

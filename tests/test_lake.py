@@ -476,3 +476,14 @@ def test_a_commits_files_are_registered_by_one_glob_only_when_it_matches_exactly
     other = put(5, "r1234abcd-part-20210401T000000-abcd1234-000.parquet")
     urls = ["s3://b/lake/main/t/year=2021/month=4/day=1/date=x/part-a-000.parquet"] * 2
     assert sorted(lake.registration_globs(con, [other, *urls])) == sorted([other, *urls])
+
+
+def test_a_frame_whose_file_is_missing_names_the_mend(seeded: Any, tmp_path: Path) -> None:
+    """to_dask over a partition whose Parquet file was deleted raised pyarrow's
+    FileNotFoundError (the CLI's "unexpected"): a CatalogError naming the file and the mend."""
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat)
+    for f in (tmp_path / "catalog" / "lake").rglob("*.parquet"):
+        f.unlink()
+    with pytest.raises(CvCatalogError, match=r"is missing from the lake \(run `cvcatalog cache"):
+        cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02")
