@@ -164,7 +164,8 @@ def friendly(fn: F) -> F:
         except (typer.Exit, typer.Abort):
             raise
         except BrokenPipeError:  # the reader went (`| head`): nothing to say, as with SIGPIPE
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no flush error)
+            with contextlib.suppress(OSError, ValueError):  # (a stdout without a descriptor)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
             raise typer.Exit(141) from None
         except Exception as e:
             known = as_s3_error(e)
