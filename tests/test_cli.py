@@ -1037,3 +1037,15 @@ def test_export_to_a_dash_is_refused_not_a_file_named_dash(one_day: Path, tmp_pa
             "--format", "csv", "-o", "-", "--catalog", str(one_day))  # fmt: skip
     assert r.exit_code == 1 and r.stderr.startswith("error: --output -: an export writes a file")
     assert not Path("-").exists()
+
+
+def test_an_empty_status_csv_still_has_its_header(one_day: Path) -> None:
+    """`cache status --source wydot_backup -f csv` of a catalog without it printed a blank
+    line: the header of the rows a full listing has."""
+    full = run("cache", "status", "--catalog", str(one_day), "-f", "csv")
+    empty = run(
+        "cache", "status", "--source", "wydot_backup", "--catalog", str(one_day), "-f", "csv"
+    )
+    assert full.exit_code == empty.exit_code == 0, empty.output
+    header = full.stdout.splitlines()[0]
+    assert empty.stdout.splitlines() == [header]

@@ -49,6 +49,7 @@ from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, Sand
 from cvcatalog.io.layout import CatalogPaths, replacing, write_atomic
 from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
+from cvcatalog.ops.cache import STATUS_COLUMNS
 from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS, human_bytes, plural
 from cvcatalog.ops.publish import RESULT_COLUMNS
 from cvcatalog.ops.remote import read_only_error
@@ -749,7 +750,7 @@ def cache_status(
         "last_accessed",
         "error",
     ]
-    emit(rows, fmt, columns=cols if fmt is Format.table else None)
+    emit(rows, fmt, columns=cols if fmt is Format.table else None if rows else STATUS_COLUMNS)
     if fmt is Format.table:
         done = [r for r in rows if r["status"] == "complete"]
         total = sum(r["parquet_bytes"] for r in done)

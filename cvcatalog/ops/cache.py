@@ -18,6 +18,13 @@ from cvcatalog.state.datasets import (
 )
 from cvcatalog.state.db import CatalogDB, now_utc
 
+#: the fields of a status row (a listing with no rows still has them: a CSV's header)
+STATUS_COLUMNS = (
+    "partition", "status", "rows", "quarantined", "parquet_bytes", "source_objects",
+    "source_bytes", "schema_versions", "canonical_version", "checked_at", "last_accessed",
+    "error",
+)  # fmt: skip
+
 
 def status(
     db: CatalogDB, source: str | None = None, message_type: str | None = None
