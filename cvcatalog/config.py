@@ -303,16 +303,23 @@ class _DownloadSection(_Section):
 S = TypeVar("S", bound=_Section)
 
 
-def _one_section(model: type[S], config: str | Path | None, overrides: dict[str, Any]) -> S:
-    """model's one section: the YAML's (config), then CVCATALOG_<SECTION>__*, then overrides
-    (None: not given), merged and checked by :func:`build` as an ingest's settings are (one
-    ConfigError line naming the file, the variable or "arguments", whichever gave the value)."""
+def _one_section(
+    model: type[S],
+    config: str | Path | None,
+    overrides: dict[str, Any],
+    defaults: Mapping[str, Any] | None = None,
+) -> S:
+    """model's one section: a caller's own defaults, the YAML's (config), then
+    CVCATALOG_<SECTION>__*, then overrides (None: not given), merged and checked by
+    :func:`build` as an ingest's settings are (one ConfigError line naming the file, the
+    variable or "arguments", whichever gave the value)."""
     [name] = model.model_fields
     data = load_yaml(config) if config is not None else {}
+    base = {**(defaults or {}), **(data.get(name) or {})}
     given = {k: v for k, v in overrides.items() if v is not None}
     return build(
         model,
-        {name: data[name]} if data.get(name) is not None else {},
+        {name: base} if base else {},
         {name: given} if given else {},
         origin=str(config or "arguments"),
     )
@@ -325,10 +332,13 @@ def cache_config(config: str | Path | None = None, **overrides: Any) -> CacheCon
     return _one_section(_CacheSection, config, overrides).cache
 
 
-def download_config(**overrides: Any) -> DownloadConfig:
+def download_config(
+    defaults: Mapping[str, Any] | None = None, **overrides: Any
+) -> DownloadConfig:
     """The download settings of a reader that takes no config file (a published catalog's, an
-    s3:// input without an ingest's client): CVCATALOG_DOWNLOAD__*, then overrides."""
-    return _one_section(_DownloadSection, None, overrides).download
+    s3:// input without an ingest's client): the caller's defaults (publish's rate limit),
+    CVCATALOG_DOWNLOAD__*, then overrides."""
+    return _one_section(_DownloadSection, None, overrides, defaults).download
 
 
 class IngestConfig(_Strict):

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from cvcatalog import __version__
-from cvcatalog.config import DownloadConfig, download_config, env_overrides
+from cvcatalog.config import DownloadConfig, download_config
 from cvcatalog.exceptions import CatalogError, CvCatalogError, S3Error
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import load_httpfs, open_instance
@@ -365,12 +365,10 @@ def publish(
     if not cat.db.exists():
         raise CatalogError(f"there is no catalog at {cat.paths.root} to publish")
     location = S3Location.parse(url)
-    settings = {k: v for k, v in download.items() if v is not None}
-    if "rate_limit" not in env_overrides().get("download", {}):  # publish's own default
-        settings.setdefault("rate_limit", DEFAULT_RATE_LIMIT)
     # CVCATALOG_DOWNLOAD__* as every reader takes them (a publish made its own settings: an
-    # endpoint that never answered held it ~20 minutes whatever timeout_seconds said)
-    cfg = download_config(**settings)
+    # endpoint that never answered held it ~20 minutes whatever timeout_seconds said), over
+    # publish's own default rate limit
+    cfg = download_config({"rate_limit": DEFAULT_RATE_LIMIT}, **download)
     up = Uploader(client if client is not None else make_client(cfg), location, cfg)
     summary = PublishSummary(location.url)
     t0 = time.monotonic()
