@@ -69,16 +69,13 @@ class SandboxError(CvCatalogError):
 def credentials_help(detail: str, *, anonymous: bool = False) -> str:
     """One-line advice on configuring AWS credentials, used wherever S3 says no (anonymous:
     the request was unsigned already, so --no-sign-request is not the way out)."""
+    how = "AWS credentials (aws configure, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or --profile NAME)"
     if anonymous:
         return (
-            f"{detail}. The bucket does not allow anonymous access: configure AWS credentials "
-            "(aws configure, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or --profile NAME) and "
-            "drop --no-sign-request"
+            f"{detail}. The bucket does not allow anonymous access: configure {how} and drop "
+            "--no-sign-request"
         )
-    return (
-        f"{detail}. Configure AWS credentials (aws configure, AWS_ACCESS_KEY_ID/"
-        "AWS_SECRET_ACCESS_KEY, or --profile NAME), or try --no-sign-request for anonymous access"
-    )
+    return f"{detail}. Configure {how}, or try --no-sign-request for anonymous access"
 
 
 class TransientFetchError(CvCatalogError):
