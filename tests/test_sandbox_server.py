@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -66,6 +68,44 @@ def test_a_port_given_and_in_use_is_one_clear_error(tmp_path: Path) -> None:
 REPO = Path(__file__).resolve().parents[1]
 
 
+@dataclass
+class Serving:
+    """A `sandbox serve` process and the moto processes the test saw it start."""
+
+    serve: subprocess.Popen[bytes]
+    moto: list[psutil.Process] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _serving(port: int, cwd: Path) -> Iterator[Serving]:
+    """`cvcatalog sandbox serve --port port` in a process of its own, its output on pipes as a
+    user's would be (not unbuffered); on the way out nothing is left behind, whatever failed:
+    serve and every moto process it started are killed."""
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "cvcatalog", "sandbox", "serve", "--port", str(port)],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": ""},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    it = Serving(serve)
+    try:
+        yield it
+    finally:
+        with contextlib.suppress(psutil.Error):
+            it.moto += psutil.Process(serve.pid).children(recursive=True)
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+        for p in it.moto:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        for pipe in (serve.stdout, serve.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
 @pytest.mark.parametrize(
     "signum",
     [
@@ -83,40 +123,20 @@ def test_a_foreground_serve_stops_its_moto_process_when_signalled(
     process (in a session of its own, which no signal to serve reaches) kept running and
     holding the port. Every stop signal must stop it, and serve exit 0."""
     port = sandbox.free_port()
-    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "cvcatalog", "sandbox", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": ""},  # a pipe as a user's
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    moto: list[psutil.Process] = []
-    try:
+    with _serving(port, tmp_path) as it:
+        serve = it.serve
         assert serve.stdout is not None
         # once it said where it serves (a signal before that gives up the start: exit 130)
         announced = serve.stdout.readline().decode()
         assert announced.startswith("sandbox S3 endpoint at"), serve.communicate()[1].decode()
         assert sandbox._port_open(port)
-        moto = psutil.Process(serve.pid).children(recursive=True)
-        assert any(sandbox._listens(p.pid, port) for p in moto)  # the moto process
+        it.moto = psutil.Process(serve.pid).children(recursive=True)
+        assert any(sandbox._listens(p.pid, port) for p in it.moto)  # the moto process
         serve.send_signal(signum)
         assert serve.wait(timeout=30) == 0, serve.communicate()[1].decode()
-        _, alive = psutil.wait_procs(moto, timeout=5)
+        _, alive = psutil.wait_procs(it.moto, timeout=5)
         assert alive == [], f"moto still running after {signum.name}: {alive}"
         assert not sandbox._port_open(port)
-    finally:  # nothing left behind, whatever failed
-        with contextlib.suppress(psutil.Error):
-            moto += psutil.Process(serve.pid).children(recursive=True)
-        if serve.poll() is None:
-            serve.kill()
-            serve.wait()
-        for p in moto:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-        for pipe in (serve.stdout, serve.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 def test_a_stop_signal_while_the_server_starts_stops_it_there(tmp_path: Path) -> None:
@@ -124,21 +144,14 @@ def test_a_stop_signal_while_the_server_starts_stops_it_there(tmp_path: Path) ->
     timeout), then the server was started only to be stopped: the start is given up at once,
     the moto process stopped, and serve exits 130 without announcing an endpoint."""
     port = sandbox.free_port()
-    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "cvcatalog", "sandbox", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": path},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    moto: list[psutil.Process] = []
-    try:
+    with _serving(port, tmp_path) as it:
+        serve = it.serve
         deadline = time.monotonic() + 60
         while not (moto := psutil.Process(serve.pid).children(recursive=True)):
             assert serve.poll() is None, serve.communicate()[1].decode()
             assert time.monotonic() < deadline, "serve never started moto"
             time.sleep(0.01)
+        it.moto = moto
         assert not sandbox._port_open(port), "moto answered before the signal: not a start"
         serve.send_signal(signal.SIGINT)
         out, errors = serve.communicate(timeout=30)
@@ -148,13 +161,6 @@ def test_a_stop_signal_while_the_server_starts_stops_it_there(tmp_path: Path) ->
         _, alive = psutil.wait_procs(moto, timeout=5)
         assert alive == [], f"moto still running: {alive}"
         assert not sandbox._port_open(port)
-    finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.communicate()
-        for p in moto:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
 
 
 def _real_free_port() -> int:
