@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ import pytest
 
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io.layout import CatalogPaths
-from cvcatalog.state import tables
+from cvcatalog.state import db as db_module
+from cvcatalog.state import tables, trips
 from cvcatalog.state.db import MIGRATIONS, CatalogDB
 
 
@@ -374,3 +376,67 @@ def test_writes_another_session_left_in_the_log_are_kept_and_the_log_absorbed(
         assert con.execute("SELECT x FROM zz_note").fetchall() == [(42,)]
     finally:
         con.close()
+
+
+def test_a_new_catalog_made_from_the_blank_one_is_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process's second new catalog starts from a copy of its first one's blank file: the
+    same tables, views and macros, dated when it was made, its own data path; a requested
+    trips gap is applied on top of the copy."""
+    monkeypatch.setattr(db_module, "_BLANK", {})  # this test's first catalog is made whole
+
+    def made(root: Path, **kw: Any) -> tuple[CatalogDB, datetime]:
+        start = datetime.now(UTC)
+        d = CatalogDB(CatalogPaths.at(root), **kw)
+        d.initialise()
+        return d, start
+
+    def looks(d: CatalogDB) -> dict[str, Any]:
+        with d.read() as con:
+            return {
+                "views": con.execute(
+                    "SELECT view_name, sql FROM duckdb_views() WHERE database_name = 'cv' "
+                    "ORDER BY 1"
+                ).fetchall(),
+                "columns": con.execute(
+                    "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+                    "WHERE database_name = 'cv' ORDER BY 1, 2"
+                ).fetchall(),
+                "macros": con.execute(
+                    "SELECT DISTINCT function_name FROM duckdb_functions() "
+                    "WHERE database_name = 'cv' ORDER BY 1"
+                ).fetchall(),
+                "uuids": con.execute(
+                    "SELECT table_uuid FROM ducklake_table ORDER BY table_id"
+                ).fetchall(),
+            }
+
+    def dates(d: CatalogDB) -> list[datetime]:
+        with d.read_state() as con:
+            rows = con.execute(
+                "SELECT snapshot_time FROM ducklake_snapshot UNION ALL "
+                "SELECT applied_at FROM schema_migrations"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    first, _ = made(tmp_path / "a")
+    time.sleep(0.05)
+    second, start = made(tmp_path / "b")
+    one, two = looks(first), looks(second)
+    assert two["uuids"] == one["uuids"]  # a copy: the same files' table ids
+    assert two == one and len(two["views"]) > 20 and two["macros"]
+    assert dates(second) and min(dates(second)) >= start > max(dates(first))
+    with first.read_state() as a, second.read_state() as b:
+        order = "SELECT snapshot_time FROM ducklake_snapshot ORDER BY snapshot_id"
+        was, now = a.execute(order).fetchall(), b.execute(order).fetchall()
+    # their order and gaps kept: time travel to the first one's time finds the first one
+    assert len(was) == 2 and [t[0] - was[0][0] for t in was] == [t[0] - now[0][0] for t in now]
+    with second.read() as con:
+        row = con.execute("SELECT value FROM ducklake_metadata WHERE key = 'data_path'").fetchone()
+    assert row is not None and row[0].startswith(str(tmp_path / "b"))
+
+    third, _ = made(tmp_path / "c", trip_gap_s=30.0)
+    with third.read() as con:
+        assert trips.recorded_gap(con) == 30.0 and tables.up_to_date(con)
+        assert con.execute("SELECT count(*) FROM cv.main.wydot_bsm").fetchone() == (0,)

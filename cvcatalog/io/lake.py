@@ -144,6 +144,18 @@ def relocate(con: duckdb.DuckDBPyConnection, data: str) -> None:
         )
 
 
+def restamp(con: duckdb.DuckDBPyConnection, when: datetime) -> None:
+    """Move every snapshot's time so that the first is when, keeping their order and gaps
+    (time travel tells them apart): a new catalog made from a copy of another's blank file
+    (state.db) was made now, not when that one was. A state write, before the lake is
+    attached."""
+    con.execute(
+        "UPDATE ducklake_snapshot SET snapshot_time = snapshot_time "
+        "+ (?::TIMESTAMPTZ - (SELECT min(snapshot_time) FROM ducklake_snapshot))",
+        [when],
+    )
+
+
 def table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
     """The lake's tables and their (column, type), in order. DESCRIBE each table rather than
     read duckdb_columns(): that binds every view of every attached database first (~0.2 s on a
