@@ -1049,3 +1049,16 @@ def test_an_empty_status_csv_still_has_its_header(one_day: Path) -> None:
     assert full.exit_code == empty.exit_code == 0, empty.output
     header = full.stdout.splitlines()[0]
     assert empty.stdout.splitlines() == [header]
+
+
+def test_an_empty_runs_csv_still_has_its_header(one_day: Path) -> None:
+    """`runs --source wydot_backup -f csv` of a catalog without such a run printed a blank
+    line (views, discover and cache status print their header)."""
+    full = run("runs", "--catalog", str(one_day), "-f", "csv")
+    assert full.exit_code == 0, full.output
+    header = full.stdout.splitlines()[0]
+    assert header.startswith("run_id,started_at,finished_at,status,")
+    for command in (["runs"], ["report", "runs"]):
+        empty = run(*command, "--source", "wydot_backup", "--catalog", str(one_day), "-f", "csv")
+        assert empty.exit_code == 0, empty.output
+        assert empty.stdout.splitlines() == [header]

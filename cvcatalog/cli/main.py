@@ -73,6 +73,7 @@ from cvcatalog.sandbox.server import (
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.state.db import no_catalog
+from cvcatalog.state.manifest import RUN_COLUMNS
 
 
 def _commands(help: str, **options: Any) -> typer.Typer:
@@ -1030,8 +1031,8 @@ def _emit_runs(
     catalog: str | None, limit: int, source: str | None, fmt: Format, **remote: Any
 ) -> None:
     runs = open_catalog(catalog, **remote).runs(limit, source and source.lower())
-    if fmt is not Format.table:
-        emit(runs, fmt)  # every stored column, machine-readable
+    if fmt is not Format.table:  # every stored column; an empty listing still has its header
+        emit(runs, fmt, columns=RUN_COLUMNS)
         return
     rows = [
         {
