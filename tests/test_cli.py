@@ -130,7 +130,7 @@ def test_ingest_query_and_cache_commands(seeded: Any, catalog_dir: Path, tmp_pat
     assert len(rows) == seeded.records and set(rows[0]) == {"vehicle_id", "speed_mps"}
 
     r = run("cache", "status", "--catalog", cat, "--format", "json")
-    status = json.loads(r.output)
+    status = json.loads(r.stdout)
     assert [s["status"] for s in status] == ["complete", "complete"]
     assert sum(s["quarantined"] for s in status) == seeded.malformed
 
@@ -479,7 +479,7 @@ def test_validation_report_counts_each_rule(s3_client: Any, catalog_dir: Path) -
             "2021-04-02", "--catalog", cat, "--rate-limit", "0", "--no-progress")
     assert r.exit_code == 0, r.output
     r = run("report", "validation", "--catalog", cat, "--format", "json")
-    rows = json.loads(r.output)
+    rows = json.loads(r.stdout)
     quarantined = [x for x in rows if x["kind"] == "quarantine"]
     assert sum(x["count"] for x in quarantined) == rep.malformed
     assert {x["partition"] for x in quarantined} == set(rep.partitions)
@@ -1062,3 +1062,46 @@ def test_an_empty_runs_csv_still_has_its_header(one_day: Path) -> None:
         empty = run(*command, "--source", "wydot_backup", "--catalog", str(one_day), "-f", "csv")
         assert empty.exit_code == 0, empty.output
         assert empty.stdout.splitlines() == [header]
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_lines_for_people_are_on_stderr_in_the_machine_formats(
+    one_day: Path, tmp_path: Path, fmt: str
+) -> None:
+    """`runs show -f json` dropped its counts and the snapshots the run committed; cache
+    status, compact, report validation and quality (its notes), trips and schema dropped
+    theirs too. In json and csv they are on stderr (stdout is the data only); in the table
+    format on stdout."""
+    home = tmp_path / "catalog"
+    shutil.copytree(one_day, home)
+    [ran] = Catalog(home).runs()
+    cat = ["--catalog", str(home)]
+    commands = {
+        ("runs", "show", ran["run_id"], *cat): [
+            f"1 partition(s) currently from run {ran['run_id']}",
+            "snapshots committed by the run: ",
+        ],
+        ("cache", "status", *cat): ["1 partitions (1 complete), "],
+        ("compact", *cat): ["compacted "],
+        ("report", "validation", *cat): ["0 quarantined"],
+        ("report", "quality", "--source", "wydot", *cat): ["BSM: ", "note: BSM: "],
+        ("trips", *cat): ["a gap of more than 120 s starts a trip"],
+        ("schema", "--source", "wydot", "--type", "BSM"): ["wydot_bsm (canonical v"],
+    }
+    for args, lines in commands.items():
+        r = run(*args, "--format", fmt)
+        assert r.exit_code == 0, (args, r.output)
+        if fmt == "table":
+            assert r.stderr == "", args
+            people = r.stdout
+        else:
+            if fmt == "json":
+                json.loads(r.stdout)
+            else:
+                assert next(csv.reader(io.StringIO(r.stdout)))[0].isidentifier(), args
+            people = r.stderr
+        for line in lines:
+            assert any(x.strip().startswith(line) for x in people.splitlines()), (args, people)
+    # changes says its counts on stderr in every format (with rows on stdout it said none)
+    r = run("changes", "--source", "wydot", "--type", "BSM", "--since", "0", *cat, "-f", fmt)
+    assert r.exit_code == 0 and r.stderr.endswith(" inserted, 0 deleted after snapshot 0\n")

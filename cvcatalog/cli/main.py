@@ -634,15 +634,14 @@ def changes(
             table = table.slice(0, limit)
             columns = [c for c in CHANGE_COLUMNS if c in columns] or columns[:8]
         emit(table.to_pylist(), Format(fmt), output, columns=columns)
-    if fmt == "table" or output is not None:
-        table = full
-        counts = table.group_by("change_type").aggregate([("change_type", "count")]).to_pylist()
-        n = {r["change_type"]: r["change_type_count"] for r in counts}
-        err.print(
-            f"{n.get('insert', 0):,} inserted, {n.get('delete', 0):,} deleted after snapshot "
-            f"{since}" + (f" (to {output})" if output is not None else ""),
-            highlight=False,
-        )
+    # stderr in every format (stdout may be the rows); the counts of every row, not the shown
+    counts = full.group_by("change_type").aggregate([("change_type", "count")]).to_pylist()
+    n = {r["change_type"]: r["change_type_count"] for r in counts}
+    err.print(
+        f"{n.get('insert', 0):,} inserted, {n.get('delete', 0):,} deleted after snapshot "
+        f"{since}" + (f" (to {output})" if output is not None else ""),
+        highlight=False,
+    )
 
 
 @app.command()
@@ -752,15 +751,15 @@ def cache_status(
         "error",
     ]
     emit(rows, fmt, columns=cols if fmt is Format.table else None if rows else STATUS_COLUMNS)
-    if fmt is Format.table:
-        done = [r for r in rows if r["status"] == "complete"]
-        total = sum(r["parquet_bytes"] for r in done)
-        held = cat.older_snapshot_bytes(source, message_type)
-        print(
-            f"{len(rows)} partitions ({len(done)} complete), {total / 1e6:,.1f} MB Parquet"
-            + (f" + {held / 1e6:,.1f} MB held for older snapshots" if held else "")
-            + f", catalog {getattr(cat, 'url', cat.paths.root)}"
-        )
+    done = [r for r in rows if r["status"] == "complete"]
+    total = sum(r["parquet_bytes"] for r in done)
+    held = cat.older_snapshot_bytes(source, message_type)
+    say(
+        f"{len(rows)} partitions ({len(done)} complete), {total / 1e6:,.1f} MB Parquet"
+        + (f" + {held / 1e6:,.1f} MB held for older snapshots" if held else "")
+        + f", catalog {getattr(cat, 'url', cat.paths.root)}",
+        fmt,
+    )
 
 
 @cache_app.command("clear")
@@ -945,8 +944,7 @@ def compact_cmd(
         fmt,
         columns=["partition", "files_before", "files_after", "rows", "bytes_before", "bytes_after"],
     )
-    if fmt is Format.table:
-        print(f"compacted {len(done)} partitions")
+    say(f"compacted {len(done)} partitions", fmt)
 
 
 # -- reports --------------------------------------------------------------------------------
@@ -969,15 +967,15 @@ def report_validation(
         run_id, source and source.lower(), message_type and message_type.upper()
     )
     emit(rows, fmt, columns=["run_id", "partition", "date", "kind", "rule", "count"])
-    if fmt is Format.table:
-        total = sum(r["count"] for r in rows if r["kind"] == "quarantine")
-        print(f"{total} quarantined" + (f" in run {rows[0]['run_id']}" if rows else " (no report)"))
-        unknown = unknown_version_rows(rows)
-        if unknown:
-            print(
-                "rows of unknown schema versions (parsed, kept): "
-                + ", ".join(f"v{v}: {n}" for v, n in unknown.items())
-            )
+    total = sum(r["count"] for r in rows if r["kind"] == "quarantine")
+    say(f"{total} quarantined" + (f" in run {rows[0]['run_id']}" if rows else " (no report)"), fmt)
+    unknown = unknown_version_rows(rows)
+    if unknown:
+        say(
+            "rows of unknown schema versions (parsed, kept): "
+            + ", ".join(f"v{v}: {n}" for v, n in unknown.items()),
+            fmt,
+        )
 
 
 #: the row warning of a record whose metadata.schemaVersion the schema does not know
@@ -1186,11 +1184,10 @@ def runs_show(
                 "parquet_bytes",
             ],
         )
-    if fmt is Format.table:
-        what = "object(s)" if objects else "partition(s)"
-        print(f"{len(rows)} {what} currently from run {run_id}")
-        snaps = [str(s["snapshot_id"]) for s in cat.run_snapshots(run_id)]
-        print(f"snapshots committed by the run: {', '.join(snaps) or 'none kept'}")
+    what = "object(s)" if objects else "partition(s)"
+    say(f"{len(rows)} {what} currently from run {run_id}", fmt)
+    snaps = [str(s["snapshot_id"]) for s in cat.run_snapshots(run_id)]
+    say(f"snapshots committed by the run: {', '.join(snaps) or 'none kept'}", fmt)
 
 
 @report_app.command("quality")
@@ -1250,22 +1247,23 @@ def report_quality(
             columns=["message_type", "day", "records"],
             title=f"coverage by day ({rep.timezone})",
         )
-        for t in rep.types:
-            hours = t.by_hour()
-            if hours:
-                peak = max(hours, key=lambda kv: kv[1])
-                print(
-                    f"{t.message_type}: {len(hours)} hour(s) of day covered, busiest {peak[0]} "
-                    f"({peak[1]:,} records)"
-                )
-        for note in rep.notes():
-            print(f"note: {note}")
     else:
         emit(
             rep.rows(),
             fmt,
             columns=["source", "message_type", "section", "item", "action", "count", "origin"],
         )
+    for t in rep.types:
+        hours = t.by_hour()
+        if hours:
+            peak = max(hours, key=lambda kv: kv[1])
+            say(
+                f"{t.message_type}: {len(hours)} hour(s) of day covered, busiest {peak[0]} "
+                f"({peak[1]:,} records)",
+                fmt,
+            )
+    for note in rep.notes():
+        say(f"note: {note}", fmt)
     if png or html_out:
         image = render_png(rep)
         if png:
@@ -1516,11 +1514,11 @@ def publish(
     )
     if fmt is Format.table:
         emit(summary.totals(), fmt, columns=["kind", "status", "objects", "bytes"])
-        for r in summary.failed:
-            print(f"  failed {r.path}: {r.reason}")
-        print(summary.summary())
     else:
         emit(summary.rows(), fmt, columns=RESULT_COLUMNS)
+    for r in summary.failed:
+        say(f"  failed {r.path}: {r.reason}", fmt)
+    say(summary.summary(), fmt)
     if not summary.ok:
         raise typer.Exit(1)
 
@@ -1567,9 +1565,9 @@ def discover(
     )
     if fmt is Format.table:
         emit(d.rows, fmt, columns=d.columns)
-        print(d.summary())
     else:  # every field; an empty listing still has its header
         emit(d.rows, fmt, columns=None if d.rows else d.columns)
+    say(d.summary(), fmt)
 
 
 @app.command()
@@ -1618,9 +1616,9 @@ def plan(
         yes_no = {True: "yes", False: "no"}
         table = [{**r, "fetch": yes_no.get(r["fetch"], r["fetch"])} for r in rows]
         emit(table, fmt, columns=PLAN_COLUMNS)
-        print(p.summary())
     else:
         emit(rows, fmt, columns=PLAN_FIELDS)
+    say(p.summary(), fmt)
 
 
 # -- export ---------------------------------------------------------------------------------
@@ -1838,8 +1836,7 @@ def trips_cmd(
         "group by source order by source"
     )
     emit(table.to_pylist(), fmt, columns=table.column_names)
-    if fmt is Format.table:
-        print(f"a gap of more than {cat.trip_gap():g} s starts a trip (trips.max_gap_s)")
+    say(f"a gap of more than {cat.trip_gap():g} s starts a trip (trips.max_gap_s)", fmt)
 
 
 @app.command("split")

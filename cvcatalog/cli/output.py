@@ -157,8 +157,11 @@ def emit(
     title: str | None = None,
 ) -> None:
     """Print rows (or write them atomically to output): a table fits the terminal, and keeps
-    its natural width in a file or a pipe."""
+    its natural width in a file or a pipe. A title is the table's; the machine formats have
+    none, so there it is a line for people (:func:`say`), not lost."""
     text = render(rows, fmt, columns, title, terminal_width() if output is None else None)
+    if title and fmt is not Format.table:
+        say(title, fmt)
     if output is None:
         print(text, end="")
         return
