@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -1105,3 +1105,28 @@ def test_lines_for_people_are_on_stderr_in_the_machine_formats(
     # changes says its counts on stderr in every format (with rows on stdout it said none)
     r = run("changes", "--source", "wydot", "--type", "BSM", "--since", "0", *cat, "-f", fmt)
     assert r.exit_code == 0 and r.stderr.endswith(" inserted, 0 deleted after snapshot 0\n")
+
+
+def test_times_are_utc_and_marked_so_in_every_format(one_day: Path) -> None:
+    """The runs table printed `2021-04-01 10:00:00` and `10:05:00` with no zone; its json and
+    csv, and cache status, gave the machine's local offset (TZ=America/Denver: -06:00) where
+    snapshots gave UTC. Every format and command prints a moment as ISO 8601 in UTC."""
+    denver = datetime(2021, 4, 1, 4, 30, tzinfo=timezone(timedelta(hours=-6)))
+    for fmt in Format:
+        assert "2021-04-01T10:30:00+00:00" in render([{"t": denver}], fmt), fmt
+    [ran] = Catalog(one_day).runs()
+    started = ran["started_at"].astimezone(UTC).isoformat()
+    assert started.endswith("+00:00")
+    table = run("runs", "--catalog", str(one_day)).stdout
+    [got] = json.loads(run("runs", "--catalog", str(one_day), "-f", "json").stdout)
+    assert started in table and got["started_at"] == started
+    assert ran["finished_at"].astimezone(UTC).isoformat() in table
+    env = {**os.environ, "TZ": "America/Denver"}  # DuckDB reads the zone once per process
+    for args, column in ((["runs"], "started_at"), (["cache", "status"], "checked_at")):
+        out = subprocess.run(
+            [sys.executable, "-m", "cvcatalog", *args, "--catalog", str(one_day), "-f", "csv"],
+            env=env, capture_output=True, text=True, check=True, timeout=120,
+        ).stdout  # fmt: skip
+        [row] = csv.DictReader(io.StringIO(out))
+        assert row[column].endswith("+00:00"), row
+    assert row["checked_at"] == Catalog(one_day).status()[0]["checked_at"]

@@ -13,7 +13,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -1035,8 +1034,8 @@ def _emit_runs(
     rows = [
         {
             "run_id": r["run_id"],
-            "started": _when(r["started_at"]),
-            "finished": _when(r["finished_at"], r["started_at"]),
+            "started": r["started_at"],  # UTC, as every format and command prints times
+            "finished": r["finished_at"],
             "status": r["status"],
             "source_type": f"{r['source']}/{r['message_type']}",
             "range": ""  # a dataset run (NGSIM) loads files, not a date range
@@ -1056,16 +1055,6 @@ def _emit_runs(
     ]
     emit(rows, fmt, columns=RUN_TABLE)
     print("added/changed/removed: source objects; rewritten: partitions written by the run")
-
-
-def _when(t: Any, since: Any = None) -> str | None:
-    """UTC time; only the clock when it is on the day of `since` (a run's start)."""
-    if t is None:
-        return None
-    t = t.astimezone(UTC)
-    if since is not None and t.date() == since.astimezone(UTC).date():
-        return str(t.strftime("%H:%M:%S"))
-    return str(t.strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def _experiment_name(name: str) -> str:

@@ -16,7 +16,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -35,6 +35,10 @@ class Format(StrEnum):
 
 
 def _plain(v: Any) -> Any:
+    if isinstance(v, datetime) and v.tzinfo is not None:
+        # a moment in UTC, marked (+00:00), whatever zone the machine's DuckDB gave it in:
+        # every command prints its times alike (runs showed local offsets, snapshots UTC)
+        return v.astimezone(UTC).isoformat()
     if isinstance(v, datetime | date):
         return v.isoformat()
     if isinstance(v, Decimal):  # a sum() of integers, a HUGEINT, a DECIMAL(38, 9)
