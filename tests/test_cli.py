@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 import typer
 from rich.console import Console
@@ -1130,3 +1131,40 @@ def test_times_are_utc_and_marked_so_in_every_format(one_day: Path) -> None:
         [row] = csv.DictReader(io.StringIO(out))
         assert row[column].endswith("+00:00"), row
     assert row["checked_at"] == Catalog(one_day).status()[0]["checked_at"]
+
+
+_INTERVALS = {  # DuckDB's INTERVAL: its text (a table, a CSV) and ISO 8601 (JSON)
+    "interval 90 minute": ("01:30:00", "PT1H30M"),
+    "interval '1 year 2 months 3 days 04:05:06.5'": (
+        "1 year 2 months 3 days 04:05:06.5", "P1Y2M3DT4H5M6.5S"),
+    "interval '-1 day'": ("-1 day", "P-1D"),
+    "interval '-90 minutes'": ("-01:30:00", "PT-1H-30M"),
+    "interval '1 month -2 days 00:00:00.000001'": (
+        "1 month -2 days 00:00:00.000001", "P1M-2DT0.000001S"),
+    "interval '-13 months'": ("-1 year -1 month", "P-1Y-1M"),
+    "interval '100 hours'": ("100:00:00", "PT100H"),
+    "interval 0 second": ("00:00:00", "PT0S"),
+}  # fmt: skip
+
+
+def test_a_duration_prints_as_one_and_json_keeps_it_exactly(one_day: Path) -> None:
+    """`query "select interval 90 minute as d"` printed [0, 0, 5400000000000] (pyarrow's
+    months, days, nanoseconds) in every format. A table and a CSV show it as DuckDB writes it;
+    JSON gives an ISO 8601 duration, months and days kept as such."""
+    sql = "select " + ", ".join(f"{q} as c{i}" for i, q in enumerate(_INTERVALS))
+    cat = ["--catalog", str(one_day)]
+    text = [t for t, _ in _INTERVALS.values()]
+    [got] = json.loads(run("query", sql, *cat, "-f", "json").stdout)
+    assert list(got.values()) == [iso for _, iso in _INTERVALS.values()]
+    _, row = list(csv.reader(io.StringIO(run("query", sql, *cat, "-f", "csv").stdout)))
+    assert row == text
+    table = run("query", sql, *cat).stdout
+    assert all(t in table for t in text) and "5400000000000" not in table
+    with duckdb.connect() as con:  # the text is DuckDB's own, for any interval
+        assert [v for (v,) in con.execute(
+            "select (i::INTERVAL)::VARCHAR from unnest(?) t(i)", [text]
+        ).fetchall()] == text  # fmt: skip
+    # a timedelta (DuckDB's Python rows, pandas) prints the same way
+    rows = [{"d": timedelta(hours=-1.5), "e": timedelta(days=2, microseconds=500_000)}]
+    assert json.loads(render(rows, Format.json)) == [{"d": "PT-1H-30M", "e": "P2DT0.5S"}]
+    assert render(rows, Format.csv).splitlines()[1] == "-01:30:00,2 days 00:00:00.5"

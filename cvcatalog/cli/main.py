@@ -123,7 +123,15 @@ ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile")
 NoSignOpt = Annotated[
     bool | None, typer.Option("--no-sign-request", help="Anonymous (unsigned) requests")
 ]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format")]
+FormatOpt = Annotated[
+    Format,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format; json and csv print only the data on stdout. Times are ISO 8601 "
+        "in UTC; a duration is 01:30:00 in a table or csv, ISO 8601 (PT1H30M) in json",
+    ),
+]
 SourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")
 ]
