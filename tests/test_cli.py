@@ -1168,3 +1168,22 @@ def test_a_duration_prints_as_one_and_json_keeps_it_exactly(one_day: Path) -> No
     rows = [{"d": timedelta(hours=-1.5), "e": timedelta(days=2, microseconds=500_000)}]
     assert json.loads(render(rows, Format.json)) == [{"d": "PT-1H-30M", "e": "P2DT0.5S"}]
     assert render(rows, Format.csv).splitlines()[1] == "-01:30:00,2 days 00:00:00.5"
+
+
+def test_columns_of_one_name_are_all_kept_named_as_duckdb_names_them(one_day: Path) -> None:
+    """`query "select 1 as a, 2 as a" -f json` printed [{"a": 2}] (a row dict keeps one key
+    per name) and the table and CSV showed 2 twice. Every format keeps both, named as DuckDB
+    names them when it stores such a result: a, a_1 (case-insensitively: A_2)."""
+    sql = "select 1 as a, 2 as a, 3 as A, 4 as a_1"
+    cat = ["--catalog", str(one_day)]
+    names = ["a", "a_1", "A_2", "a_1_1"]
+    with duckdb.connect() as con:  # what DuckDB makes of them
+        con.execute(f"create table t as {sql}")
+        assert [c for (c, *_) in con.execute("describe t").fetchall()] == names
+    assert json.loads(run("query", sql, *cat, "-f", "json").stdout) == [
+        dict(zip(names, [1, 2, 3, 4], strict=True))
+    ]
+    assert run("query", sql, *cat, "-f", "csv").stdout == "a,a_1,A_2,a_1_1\n1,2,3,4\n"
+    lines = run("query", sql, *cat).stdout.splitlines()
+    assert lines[1].split() == ["┃", "a", "┃", "a_1", "┃", "A_2", "┃", "a_1_1", "┃"]
+    assert lines[3].split() == ["│", "1", "│", "2", "│", "3", "│", "4", "│"]

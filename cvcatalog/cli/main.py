@@ -30,7 +30,7 @@ from cvcatalog.catalog import (
     default_home,
     source_pair,
 )
-from cvcatalog.cli.output import Format, emit, emit_object, format_for, say
+from cvcatalog.cli.output import Format, arrow_rows, emit, emit_object, format_for, say
 from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.config import (
     MAX_WORKERS,
@@ -550,8 +550,8 @@ def query(
     fmt = Format(named) if named in Format.__members__ else fmt
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     table = cat.query_arrow(sql, read_only=read_only, snapshot=snapshot, as_of=as_of)
-    rows = table.to_pylist() if fmt is not Format.table else table.slice(0, limit).to_pylist()
-    emit(rows, fmt, output, columns=table.column_names)
+    rows, columns = arrow_rows(table if fmt is not Format.table else table.slice(0, limit))
+    emit(rows, fmt, output, columns=columns)  # (`select 1 as a, 2 as a`: a and a_1)
     if fmt is Format.table and output is None and table.num_rows > limit:
         err.print(f"({table.num_rows:,} rows; showing {limit}; use --format csv/json or --output)")
 
@@ -636,11 +636,12 @@ def changes(
         with replacing(output) as tmp:
             pq.write_table(table, tmp, compression="zstd")
     else:
-        columns = table.column_names
         if fmt == "table" and output is None:  # the row's identity; json/csv give every column
             table = table.slice(0, limit)
+        rows, columns = arrow_rows(table)
+        if fmt == "table" and output is None:
             columns = [c for c in CHANGE_COLUMNS if c in columns] or columns[:8]
-        emit(table.to_pylist(), Format(fmt), output, columns=columns)
+        emit(rows, Format(fmt), output, columns=columns)
     # stderr in every format (stdout may be the rows); the counts of every row, not the shown
     counts = full.group_by("change_type").aggregate([("change_type", "count")]).to_pylist()
     n = {r["change_type"]: r["change_type_count"] for r in counts}
@@ -1832,7 +1833,8 @@ def trips_cmd(
         "from (select * from bsm_trips union all select * from ngsim_trips) "
         "group by source order by source"
     )
-    emit(table.to_pylist(), fmt, columns=table.column_names)
+    rows, columns = arrow_rows(table)
+    emit(rows, fmt, columns=columns)
     say(f"a gap of more than {cat.trip_gap():g} s starts a trip (trips.max_gap_s)", fmt)
 
 

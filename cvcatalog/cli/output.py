@@ -184,6 +184,37 @@ def render(
     return console.export_text()
 
 
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Column names made unique as DuckDB makes them when it materialises a result (a table,
+    a DataFrame): the second `a` is `a_1`, a third `a_2`, skipping names taken, compared
+    case-insensitively as its identifiers are. A row dict kept one `a` of `select 1 as a,
+    2 as a` (the second's value under the first's name): JSON lost a column."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        low = name.lower()
+        if low not in seen:
+            seen[low] = 1
+            out.append(name)
+            continue
+        new = f"{name}_{seen[low]}"
+        while new.lower() in seen:
+            new = f"{name}_{seen[low]}"
+            seen[low] += 1
+        seen[new.lower()] = 1
+        out.append(new)
+    return out
+
+
+def arrow_rows(table: pa.Table) -> tuple[list[dict[str, Any]], list[str]]:
+    """A result's rows and its column names, made unique (:func:`unique_names`) so that no
+    column is lost to another of the same name."""
+    names = unique_names(table.column_names)
+    if names != table.column_names:
+        table = table.rename_columns(names)
+    return table.to_pylist(), names
+
+
 def _csv_cell(v: Any) -> Any:
     """A CSV cell: nested values as JSON, booleans as JSON's (not Python's True), nothing for
     a null (NaN too)."""
