@@ -1121,11 +1121,17 @@ class Catalog:
     def runs(
         self, limit: int = 20, source: str | None = None, message_type: str | None = None
     ) -> list[dict[str, Any]]:
-        """The most recent ingest runs, newest first, with what each one changed."""
+        """The most recent ingest runs, newest first, with what each one changed; their start
+        and finish times in UTC, as snapshots' (DuckDB gives them in the machine's zone)."""
         _check_limit(limit)
         source, message_type = source_filter(source, message_type)
         with self.db.read() as con:
-            return manifest.list_runs(con, limit, source, message_type)
+            runs = manifest.list_runs(con, limit, source, message_type)
+        for r in runs:
+            for key in ("started_at", "finished_at"):
+                if isinstance(r[key], datetime):
+                    r[key] = r[key].astimezone(UTC)
+        return runs
 
     def run_partitions(self, run_id: str) -> list[dict[str, Any]]:
         """The partitions whose current version the run wrote (a later run that rewrote a

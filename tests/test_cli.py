@@ -11,11 +11,12 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 import typer
 from rich.console import Console
@@ -130,7 +131,7 @@ def test_ingest_query_and_cache_commands(seeded: Any, catalog_dir: Path, tmp_pat
     assert len(rows) == seeded.records and set(rows[0]) == {"vehicle_id", "speed_mps"}
 
     r = run("cache", "status", "--catalog", cat, "--format", "json")
-    status = json.loads(r.output)
+    status = json.loads(r.stdout)
     assert [s["status"] for s in status] == ["complete", "complete"]
     assert sum(s["quarantined"] for s in status) == seeded.malformed
 
@@ -479,7 +480,7 @@ def test_validation_report_counts_each_rule(s3_client: Any, catalog_dir: Path) -
             "2021-04-02", "--catalog", cat, "--rate-limit", "0", "--no-progress")
     assert r.exit_code == 0, r.output
     r = run("report", "validation", "--catalog", cat, "--format", "json")
-    rows = json.loads(r.output)
+    rows = json.loads(r.stdout)
     quarantined = [x for x in rows if x["kind"] == "quarantine"]
     assert sum(x["count"] for x in quarantined) == rep.malformed
     assert {x["partition"] for x in quarantined} == set(rep.partitions)
@@ -1049,3 +1050,140 @@ def test_an_empty_status_csv_still_has_its_header(one_day: Path) -> None:
     assert full.exit_code == empty.exit_code == 0, empty.output
     header = full.stdout.splitlines()[0]
     assert empty.stdout.splitlines() == [header]
+
+
+def test_an_empty_runs_csv_still_has_its_header(one_day: Path) -> None:
+    """`runs --source wydot_backup -f csv` of a catalog without such a run printed a blank
+    line (views, discover and cache status print their header)."""
+    full = run("runs", "--catalog", str(one_day), "-f", "csv")
+    assert full.exit_code == 0, full.output
+    header = full.stdout.splitlines()[0]
+    assert header.startswith("run_id,started_at,finished_at,status,")
+    for command in (["runs"], ["report", "runs"]):
+        empty = run(*command, "--source", "wydot_backup", "--catalog", str(one_day), "-f", "csv")
+        assert empty.exit_code == 0, empty.output
+        assert empty.stdout.splitlines() == [header]
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_lines_for_people_are_on_stderr_in_the_machine_formats(
+    one_day: Path, tmp_path: Path, fmt: str
+) -> None:
+    """`runs show -f json` dropped its counts and the snapshots the run committed; cache
+    status, compact, report validation and quality (its notes), trips and schema dropped
+    theirs too. In json and csv they are on stderr (stdout is the data only); in the table
+    format on stdout."""
+    home = tmp_path / "catalog"
+    shutil.copytree(one_day, home)
+    [ran] = Catalog(home).runs()
+    cat = ["--catalog", str(home)]
+    commands = {
+        ("runs", "show", ran["run_id"], *cat): [
+            f"1 partition(s) currently from run {ran['run_id']}",
+            "snapshots committed by the run: ",
+        ],
+        ("cache", "status", *cat): ["1 partitions (1 complete), "],
+        ("compact", *cat): ["compacted "],
+        ("report", "validation", *cat): ["0 quarantined"],
+        ("report", "quality", "--source", "wydot", *cat): ["BSM: ", "note: BSM: "],
+        ("trips", *cat): ["a gap of more than 120 s starts a trip"],
+        ("schema", "--source", "wydot", "--type", "BSM"): ["wydot_bsm (canonical v"],
+    }
+    for args, lines in commands.items():
+        r = run(*args, "--format", fmt)
+        assert r.exit_code == 0, (args, r.output)
+        if fmt == "table":
+            assert r.stderr == "", args
+            people = r.stdout
+        else:
+            if fmt == "json":
+                json.loads(r.stdout)
+            else:
+                assert next(csv.reader(io.StringIO(r.stdout)))[0].isidentifier(), args
+            people = r.stderr
+        for line in lines:
+            assert any(x.strip().startswith(line) for x in people.splitlines()), (args, people)
+    # changes says its counts on stderr in every format (with rows on stdout it said none)
+    r = run("changes", "--source", "wydot", "--type", "BSM", "--since", "0", *cat, "-f", fmt)
+    assert r.exit_code == 0 and r.stderr.endswith(" inserted, 0 deleted after snapshot 0\n")
+
+
+def test_times_are_utc_and_marked_so_in_every_format(one_day: Path) -> None:
+    """The runs table printed `2021-04-01 10:00:00` and `10:05:00` with no zone; its json and
+    csv, and cache status, gave the machine's local offset (TZ=America/Denver: -06:00) where
+    snapshots gave UTC. Every format and command prints a moment as ISO 8601 in UTC."""
+    denver = datetime(2021, 4, 1, 4, 30, tzinfo=timezone(timedelta(hours=-6)))
+    for fmt in Format:
+        assert "2021-04-01T10:30:00+00:00" in render([{"t": denver}], fmt), fmt
+    [ran] = Catalog(one_day).runs()
+    started = ran["started_at"].astimezone(UTC).isoformat()
+    assert started.endswith("+00:00")
+    table = run("runs", "--catalog", str(one_day)).stdout
+    [got] = json.loads(run("runs", "--catalog", str(one_day), "-f", "json").stdout)
+    assert started in table and got["started_at"] == started
+    assert ran["finished_at"].astimezone(UTC).isoformat() in table
+    env = {**os.environ, "TZ": "America/Denver"}  # DuckDB reads the zone once per process
+    for args, column in ((["runs"], "started_at"), (["cache", "status"], "checked_at")):
+        out = subprocess.run(
+            [sys.executable, "-m", "cvcatalog", *args, "--catalog", str(one_day), "-f", "csv"],
+            env=env, capture_output=True, text=True, check=True, timeout=120,
+        ).stdout  # fmt: skip
+        [row] = csv.DictReader(io.StringIO(out))
+        assert row[column].endswith("+00:00"), row
+    assert row["checked_at"] == Catalog(one_day).status()[0]["checked_at"]
+
+
+_INTERVALS = {  # DuckDB's INTERVAL: its text (a table, a CSV) and ISO 8601 (JSON)
+    "interval 90 minute": ("01:30:00", "PT1H30M"),
+    "interval '1 year 2 months 3 days 04:05:06.5'": (
+        "1 year 2 months 3 days 04:05:06.5", "P1Y2M3DT4H5M6.5S"),
+    "interval '-1 day'": ("-1 day", "P-1D"),
+    "interval '-90 minutes'": ("-01:30:00", "PT-1H-30M"),
+    "interval '1 month -2 days 00:00:00.000001'": (
+        "1 month -2 days 00:00:00.000001", "P1M-2DT0.000001S"),
+    "interval '-13 months'": ("-1 year -1 month", "P-1Y-1M"),
+    "interval '100 hours'": ("100:00:00", "PT100H"),
+    "interval 0 second": ("00:00:00", "PT0S"),
+}  # fmt: skip
+
+
+def test_a_duration_prints_as_one_and_json_keeps_it_exactly(one_day: Path) -> None:
+    """`query "select interval 90 minute as d"` printed [0, 0, 5400000000000] (pyarrow's
+    months, days, nanoseconds) in every format. A table and a CSV show it as DuckDB writes it;
+    JSON gives an ISO 8601 duration, months and days kept as such."""
+    sql = "select " + ", ".join(f"{q} as c{i}" for i, q in enumerate(_INTERVALS))
+    cat = ["--catalog", str(one_day)]
+    text = [t for t, _ in _INTERVALS.values()]
+    [got] = json.loads(run("query", sql, *cat, "-f", "json").stdout)
+    assert list(got.values()) == [iso for _, iso in _INTERVALS.values()]
+    _, row = list(csv.reader(io.StringIO(run("query", sql, *cat, "-f", "csv").stdout)))
+    assert row == text
+    table = run("query", sql, *cat).stdout
+    assert all(t in table for t in text) and "5400000000000" not in table
+    with duckdb.connect() as con:  # the text is DuckDB's own, for any interval
+        assert [v for (v,) in con.execute(
+            "select (i::INTERVAL)::VARCHAR from unnest(?) t(i)", [text]
+        ).fetchall()] == text  # fmt: skip
+    # a timedelta (DuckDB's Python rows, pandas) prints the same way
+    rows = [{"d": timedelta(hours=-1.5), "e": timedelta(days=2, microseconds=500_000)}]
+    assert json.loads(render(rows, Format.json)) == [{"d": "PT-1H-30M", "e": "P2DT0.5S"}]
+    assert render(rows, Format.csv).splitlines()[1] == "-01:30:00,2 days 00:00:00.5"
+
+
+def test_columns_of_one_name_are_all_kept_named_as_duckdb_names_them(one_day: Path) -> None:
+    """`query "select 1 as a, 2 as a" -f json` printed [{"a": 2}] (a row dict keeps one key
+    per name) and the table and CSV showed 2 twice. Every format keeps both, named as DuckDB
+    names them when it stores such a result: a, a_1 (case-insensitively: A_2)."""
+    sql = "select 1 as a, 2 as a, 3 as A, 4 as a_1"
+    cat = ["--catalog", str(one_day)]
+    names = ["a", "a_1", "A_2", "a_1_1"]
+    with duckdb.connect() as con:  # what DuckDB makes of them
+        con.execute(f"create table t as {sql}")
+        assert [c for (c, *_) in con.execute("describe t").fetchall()] == names
+    assert json.loads(run("query", sql, *cat, "-f", "json").stdout) == [
+        dict(zip(names, [1, 2, 3, 4], strict=True))
+    ]
+    assert run("query", sql, *cat, "-f", "csv").stdout == "a,a_1,A_2,a_1_1\n1,2,3,4\n"
+    lines = run("query", sql, *cat).stdout.splitlines()
+    assert lines[1].split() == ["┃", "a", "┃", "a_1", "┃", "A_2", "┃", "a_1_1", "┃"]
+    assert lines[3].split() == ["│", "1", "│", "2", "│", "3", "│", "4", "│"]

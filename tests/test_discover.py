@@ -340,10 +340,12 @@ def test_cli_discover_table_and_json(seeded: Any, s3_client: Any, catalog_dir: P
     r = cli("discover", "--source", "nycdot", "--type", "EVENT", "--year", "2021", "--month", "4",
             "--catalog", cat, "--format", "json")  # fmt: skip
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output)
+    rows = json.loads(r.stdout)
     assert {(x["weekday"], x["time_bin"]): [x["objects"], x["bytes"]] for x in rows} == grouped(
         s3_client, "nycdot/EVENT/2021/04/"
     )
+    # the summary line is for people: stderr in json (it was dropped), stdout in a table
+    assert r.stderr.startswith(f"s3://{BUCKET}/nycdot/EVENT/2021/04/"), r.stderr
 
 
 def test_cli_plan_table_and_json(seeded: Any, s3_client: Any, catalog_dir: Path) -> None:
@@ -358,7 +360,8 @@ def test_cli_plan_table_and_json(seeded: Any, s3_client: Any, catalog_dir: Path)
 
     r = cli(*args, "--format", "json")
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output)
+    rows = json.loads(r.stdout)
+    assert f"would fetch 3 of 3 partitions, {len(truth)} objects" in r.stderr  # (was dropped)
     assert [x["partition"] for x in rows][-1] == "TOTAL"
     assert rows[-1]["fetch_objects"] == len(truth) and rows[-1]["bytes"] == sum(truth.values())
     assert [x["fetch"] for x in rows[:-1]] == [True, True, True]

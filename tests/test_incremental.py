@@ -367,7 +367,7 @@ def test_runs_lists_what_each_run_changed(s3_client: Any, catalog_dir: Path) -> 
         app, ["runs", "show", summary["run_id"], "--catalog", str(catalog_dir), "--format", "json"]
     )
     assert r.exit_code == 0, r.output
-    assert [p["partition"] for p in json.loads(r.output)] == [DAY1]
+    assert [p["partition"] for p in json.loads(r.stdout)] == [DAY1]
     r = runner.invoke(app, ["runs", "show", "no-such-run", "--catalog", str(catalog_dir)])
     assert r.exit_code == 1 and "no ingest run" in r.output and "Traceback" not in r.output
 

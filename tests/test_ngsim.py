@@ -683,7 +683,7 @@ def test_quality_step_counts_and_cleans_each_unit(ngsim_csv, tmp_path: Path) -> 
         ["report", "quality", "--source", "ngsim", "--format", "json", "--catalog", str(cleaned)],
     )
     assert report.exit_code == 0, report.output
-    rows = json.loads(report.output)
+    rows = json.loads(report.stdout)
     assert any(x["action"] == "removed" and x["count"] == total - keep for x in rows)
     assert Catalog(cleaned).verify().clean
 

@@ -562,7 +562,7 @@ def test_report_validation_counts_unknown_versions(
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["report", "validation", "--catalog", str(catalog_dir), "--format", "json"])
     assert r.exit_code == 0, r.output
-    got = {(x["kind"], x["rule"]): x["count"] for x in json.loads(r.output)}
+    got = {(x["kind"], x["rule"]): x["count"] for x in json.loads(r.stdout)}
     # rows: two TravelerDataFrames per record
     assert got == {("warning", "unknown_schema_version_9"): 4, ("warning", "unknown_schema_version_10"): 2}
     r = runner.invoke(app, ["report", "validation", "--catalog", str(catalog_dir)])
@@ -570,7 +570,7 @@ def test_report_validation_counts_unknown_versions(
     assert "rows of unknown schema versions (parsed, kept): v9: 4, v10: 2" in r.output
     r = runner.invoke(app, ["query", "select schema_version, count(*) as n from wydot_tim group by 1 order by 1",
                             "--catalog", str(catalog_dir), "--format", "json"])  # fmt: skip
-    assert json.loads(r.output) == [
+    assert json.loads(r.stdout) == [
         {"schema_version": 8, "n": 2},
         {"schema_version": 9, "n": 4},
         {"schema_version": 10, "n": 2},

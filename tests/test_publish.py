@@ -192,6 +192,8 @@ def test_interrupted_publish_reports_and_resumes(
     sent = sorted(x["path"] for x in rows if x["status"] == "uploaded")
     assert sent == sorted([victim, other, "publish.json", "catalog.ducklake"])
     assert all(x["verified"] for x in rows) and not [x for x in rows if x["status"] == "failed"]
+    # its summary is for people: on stderr in json and csv (it was dropped), as in a table
+    assert f"{url}: " in r.stderr and " 2 uploaded, " in r.stderr and " 0 failed" in r.stderr
 
 
 def test_publish_errors_are_one_line(local: Catalog, tmp_path: Path) -> None:

@@ -614,8 +614,10 @@ def test_report_without_recorded_stats_evaluates_now(
         str(page),
     )
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.stdout)  # the report; what was written is said on stderr
-    assert r.stderr.splitlines() == [f"wrote {png}", f"wrote {page}"]
+    rows = json.loads(r.stdout)  # the report; its lines for people and what was written: stderr
+    *people, wrote_png, wrote_page = r.stderr.splitlines()
+    assert [wrote_png, wrote_page] == [f"wrote {png}", f"wrote {page}"]
+    assert "hour(s) of day covered" in people[0]
     total = next(x for x in rows if x["section"] == "rows")
     assert total["count"] == ingested.records
     rules = {(x["item"], x["action"]): x for x in rows if x["section"] == "rule"}
@@ -694,7 +696,7 @@ def test_unknown_source_is_one_line_and_exit_1(catalog_dir: Path) -> None:
         "report", "quality", "--source", "ngsim", "--format", "json", "--catalog", str(catalog_dir)
     )
     assert r.exit_code == 0, r.output
-    rows = [x for x in json.loads(r.output) if x["section"] == "rows"]
+    rows = [x for x in json.loads(r.stdout) if x["section"] == "rows"]
     assert rows and rows[0]["source"] == "ngsim" and rows[0]["count"] == 0
 
 

@@ -127,7 +127,7 @@ def test_cleaning_removes_exactly_the_outliers(seeded: Any, plain: Catalog, tmp_
         ],
     )
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     assert any(r["action"] == "removed" and r["count"] == removed for r in rows)
 
 

@@ -13,7 +13,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -31,7 +30,7 @@ from cvcatalog.catalog import (
     default_home,
     source_pair,
 )
-from cvcatalog.cli.output import Format, emit, emit_object, format_for, say
+from cvcatalog.cli.output import Format, arrow_rows, emit, emit_object, format_for, say
 from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.config import (
     MAX_WORKERS,
@@ -73,6 +72,7 @@ from cvcatalog.sandbox.server import (
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.state.db import no_catalog
+from cvcatalog.state.manifest import RUN_COLUMNS
 
 
 def _commands(help: str, **options: Any) -> typer.Typer:
@@ -123,7 +123,15 @@ ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile")
 NoSignOpt = Annotated[
     bool | None, typer.Option("--no-sign-request", help="Anonymous (unsigned) requests")
 ]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format")]
+FormatOpt = Annotated[
+    Format,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format; json and csv print only the data on stdout. Times are ISO 8601 "
+        "in UTC; a duration is 01:30:00 in a table or csv, ISO 8601 (PT1H30M) in json",
+    ),
+]
 SourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")
 ]
@@ -542,8 +550,8 @@ def query(
     fmt = Format(named) if named in Format.__members__ else fmt
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     table = cat.query_arrow(sql, read_only=read_only, snapshot=snapshot, as_of=as_of)
-    rows = table.to_pylist() if fmt is not Format.table else table.slice(0, limit).to_pylist()
-    emit(rows, fmt, output, columns=table.column_names)
+    rows, columns = arrow_rows(table if fmt is not Format.table else table.slice(0, limit))
+    emit(rows, fmt, output, columns=columns)  # (`select 1 as a, 2 as a`: a and a_1)
     if fmt is Format.table and output is None and table.num_rows > limit:
         err.print(f"({table.num_rows:,} rows; showing {limit}; use --format csv/json or --output)")
 
@@ -628,20 +636,20 @@ def changes(
         with replacing(output) as tmp:
             pq.write_table(table, tmp, compression="zstd")
     else:
-        columns = table.column_names
         if fmt == "table" and output is None:  # the row's identity; json/csv give every column
             table = table.slice(0, limit)
+        rows, columns = arrow_rows(table)
+        if fmt == "table" and output is None:
             columns = [c for c in CHANGE_COLUMNS if c in columns] or columns[:8]
-        emit(table.to_pylist(), Format(fmt), output, columns=columns)
-    if fmt == "table" or output is not None:
-        table = full
-        counts = table.group_by("change_type").aggregate([("change_type", "count")]).to_pylist()
-        n = {r["change_type"]: r["change_type_count"] for r in counts}
-        err.print(
-            f"{n.get('insert', 0):,} inserted, {n.get('delete', 0):,} deleted after snapshot "
-            f"{since}" + (f" (to {output})" if output is not None else ""),
-            highlight=False,
-        )
+        emit(rows, Format(fmt), output, columns=columns)
+    # stderr in every format (stdout may be the rows); the counts of every row, not the shown
+    counts = full.group_by("change_type").aggregate([("change_type", "count")]).to_pylist()
+    n = {r["change_type"]: r["change_type_count"] for r in counts}
+    err.print(
+        f"{n.get('insert', 0):,} inserted, {n.get('delete', 0):,} deleted after snapshot "
+        f"{since}" + (f" (to {output})" if output is not None else ""),
+        highlight=False,
+    )
 
 
 @app.command()
@@ -751,15 +759,15 @@ def cache_status(
         "error",
     ]
     emit(rows, fmt, columns=cols if fmt is Format.table else None if rows else STATUS_COLUMNS)
-    if fmt is Format.table:
-        done = [r for r in rows if r["status"] == "complete"]
-        total = sum(r["parquet_bytes"] for r in done)
-        held = cat.older_snapshot_bytes(source, message_type)
-        print(
-            f"{len(rows)} partitions ({len(done)} complete), {total / 1e6:,.1f} MB Parquet"
-            + (f" + {held / 1e6:,.1f} MB held for older snapshots" if held else "")
-            + f", catalog {getattr(cat, 'url', cat.paths.root)}"
-        )
+    done = [r for r in rows if r["status"] == "complete"]
+    total = sum(r["parquet_bytes"] for r in done)
+    held = cat.older_snapshot_bytes(source, message_type)
+    say(
+        f"{len(rows)} partitions ({len(done)} complete), {total / 1e6:,.1f} MB Parquet"
+        + (f" + {held / 1e6:,.1f} MB held for older snapshots" if held else "")
+        + f", catalog {getattr(cat, 'url', cat.paths.root)}",
+        fmt,
+    )
 
 
 @cache_app.command("clear")
@@ -944,8 +952,7 @@ def compact_cmd(
         fmt,
         columns=["partition", "files_before", "files_after", "rows", "bytes_before", "bytes_after"],
     )
-    if fmt is Format.table:
-        print(f"compacted {len(done)} partitions")
+    say(f"compacted {len(done)} partitions", fmt)
 
 
 # -- reports --------------------------------------------------------------------------------
@@ -968,15 +975,15 @@ def report_validation(
         run_id, source and source.lower(), message_type and message_type.upper()
     )
     emit(rows, fmt, columns=["run_id", "partition", "date", "kind", "rule", "count"])
-    if fmt is Format.table:
-        total = sum(r["count"] for r in rows if r["kind"] == "quarantine")
-        print(f"{total} quarantined" + (f" in run {rows[0]['run_id']}" if rows else " (no report)"))
-        unknown = unknown_version_rows(rows)
-        if unknown:
-            print(
-                "rows of unknown schema versions (parsed, kept): "
-                + ", ".join(f"v{v}: {n}" for v, n in unknown.items())
-            )
+    total = sum(r["count"] for r in rows if r["kind"] == "quarantine")
+    say(f"{total} quarantined" + (f" in run {rows[0]['run_id']}" if rows else " (no report)"), fmt)
+    unknown = unknown_version_rows(rows)
+    if unknown:
+        say(
+            "rows of unknown schema versions (parsed, kept): "
+            + ", ".join(f"v{v}: {n}" for v, n in unknown.items()),
+            fmt,
+        )
 
 
 #: the row warning of a record whose metadata.schemaVersion the schema does not know
@@ -1030,14 +1037,14 @@ def _emit_runs(
     catalog: str | None, limit: int, source: str | None, fmt: Format, **remote: Any
 ) -> None:
     runs = open_catalog(catalog, **remote).runs(limit, source and source.lower())
-    if fmt is not Format.table:
-        emit(runs, fmt)  # every stored column, machine-readable
+    if fmt is not Format.table:  # every stored column; an empty listing still has its header
+        emit(runs, fmt, columns=RUN_COLUMNS)
         return
     rows = [
         {
             "run_id": r["run_id"],
-            "started": _when(r["started_at"]),
-            "finished": _when(r["finished_at"], r["started_at"]),
+            "started": r["started_at"],  # UTC, as every format and command prints times
+            "finished": r["finished_at"],
             "status": r["status"],
             "source_type": f"{r['source']}/{r['message_type']}",
             "range": ""  # a dataset run (NGSIM) loads files, not a date range
@@ -1057,16 +1064,6 @@ def _emit_runs(
     ]
     emit(rows, fmt, columns=RUN_TABLE)
     print("added/changed/removed: source objects; rewritten: partitions written by the run")
-
-
-def _when(t: Any, since: Any = None) -> str | None:
-    """UTC time; only the clock when it is on the day of `since` (a run's start)."""
-    if t is None:
-        return None
-    t = t.astimezone(UTC)
-    if since is not None and t.date() == since.astimezone(UTC).date():
-        return str(t.strftime("%H:%M:%S"))
-    return str(t.strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def _experiment_name(name: str) -> str:
@@ -1185,11 +1182,10 @@ def runs_show(
                 "parquet_bytes",
             ],
         )
-    if fmt is Format.table:
-        what = "object(s)" if objects else "partition(s)"
-        print(f"{len(rows)} {what} currently from run {run_id}")
-        snaps = [str(s["snapshot_id"]) for s in cat.run_snapshots(run_id)]
-        print(f"snapshots committed by the run: {', '.join(snaps) or 'none kept'}")
+    what = "object(s)" if objects else "partition(s)"
+    say(f"{len(rows)} {what} currently from run {run_id}", fmt)
+    snaps = [str(s["snapshot_id"]) for s in cat.run_snapshots(run_id)]
+    say(f"snapshots committed by the run: {', '.join(snaps) or 'none kept'}", fmt)
 
 
 @report_app.command("quality")
@@ -1249,22 +1245,23 @@ def report_quality(
             columns=["message_type", "day", "records"],
             title=f"coverage by day ({rep.timezone})",
         )
-        for t in rep.types:
-            hours = t.by_hour()
-            if hours:
-                peak = max(hours, key=lambda kv: kv[1])
-                print(
-                    f"{t.message_type}: {len(hours)} hour(s) of day covered, busiest {peak[0]} "
-                    f"({peak[1]:,} records)"
-                )
-        for note in rep.notes():
-            print(f"note: {note}")
     else:
         emit(
             rep.rows(),
             fmt,
             columns=["source", "message_type", "section", "item", "action", "count", "origin"],
         )
+    for t in rep.types:
+        hours = t.by_hour()
+        if hours:
+            peak = max(hours, key=lambda kv: kv[1])
+            say(
+                f"{t.message_type}: {len(hours)} hour(s) of day covered, busiest {peak[0]} "
+                f"({peak[1]:,} records)",
+                fmt,
+            )
+    for note in rep.notes():
+        say(f"note: {note}", fmt)
     if png or html_out:
         image = render_png(rep)
         if png:
@@ -1515,11 +1512,11 @@ def publish(
     )
     if fmt is Format.table:
         emit(summary.totals(), fmt, columns=["kind", "status", "objects", "bytes"])
-        for r in summary.failed:
-            print(f"  failed {r.path}: {r.reason}")
-        print(summary.summary())
     else:
         emit(summary.rows(), fmt, columns=RESULT_COLUMNS)
+    for r in summary.failed:
+        say(f"  failed {r.path}: {r.reason}", fmt)
+    say(summary.summary(), fmt)
     if not summary.ok:
         raise typer.Exit(1)
 
@@ -1566,9 +1563,9 @@ def discover(
     )
     if fmt is Format.table:
         emit(d.rows, fmt, columns=d.columns)
-        print(d.summary())
     else:  # every field; an empty listing still has its header
         emit(d.rows, fmt, columns=None if d.rows else d.columns)
+    say(d.summary(), fmt)
 
 
 @app.command()
@@ -1617,9 +1614,9 @@ def plan(
         yes_no = {True: "yes", False: "no"}
         table = [{**r, "fetch": yes_no.get(r["fetch"], r["fetch"])} for r in rows]
         emit(table, fmt, columns=PLAN_COLUMNS)
-        print(p.summary())
     else:
         emit(rows, fmt, columns=PLAN_FIELDS)
+    say(p.summary(), fmt)
 
 
 # -- export ---------------------------------------------------------------------------------
@@ -1836,9 +1833,9 @@ def trips_cmd(
         "from (select * from bsm_trips union all select * from ngsim_trips) "
         "group by source order by source"
     )
-    emit(table.to_pylist(), fmt, columns=table.column_names)
-    if fmt is Format.table:
-        print(f"a gap of more than {cat.trip_gap():g} s starts a trip (trips.max_gap_s)")
+    rows, columns = arrow_rows(table)
+    emit(rows, fmt, columns=columns)
+    say(f"a gap of more than {cat.trip_gap():g} s starts a trip (trips.max_gap_s)", fmt)
 
 
 @app.command("split")

@@ -5,6 +5,10 @@ whole: a line for people that a command prints beside its rows (a summary, a cou
 stdout in the table format only and to stderr in the others (:func:`say`). A listing's JSON is
 a list of rows, even of one; a command whose answer is one result, never a listing (`export
 --json`'s summary), prints it as one JSON object (:func:`emit_object`).
+
+Values print alike in every command: a moment (TIMESTAMPTZ) as ISO 8601 in UTC; a duration
+(INTERVAL) as DuckDB writes it in a table or CSV cell ('01:30:00', '1 year 2 months 3 days
+04:05:06.5') and as an ISO 8601 duration in JSON ('PT1H30M', 'P1Y2M3DT4H5M6.5S').
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
@@ -34,7 +39,16 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def _plain(v: Any) -> Any:
+def _plain(v: Any, text: bool = False) -> Any:
+    """A value as JSON has it (text: as a table's or a CSV's cell shows it, where that
+    differs: a duration)."""
+    duration = _interval(v)
+    if duration is not None:
+        return _duration_text(*duration) if text else _duration_iso(*duration)
+    if isinstance(v, datetime) and v.tzinfo is not None:
+        # a moment in UTC, marked (+00:00), whatever zone the machine's DuckDB gave it in:
+        # every command prints its times alike (runs showed local offsets, snapshots UTC)
+        return v.astimezone(UTC).isoformat()
     if isinstance(v, datetime | date):
         return v.isoformat()
     if isinstance(v, Decimal):  # a sum() of integers, a HUGEINT, a DECIMAL(38, 9)
@@ -42,9 +56,9 @@ def _plain(v: Any) -> Any:
     if isinstance(v, bytes):
         return v.hex()
     if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
+        return {k: _plain(x, text) for k, x in v.items()}
     if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
+        return [_plain(x, text) for x in v]
     if hasattr(v, "item") and callable(v.item):  # numpy scalars
         try:
             return v.item()
@@ -55,6 +69,70 @@ def _plain(v: Any) -> Any:
     if isinstance(v, float) and v in (math.inf, -math.inf):  # JSON has no infinity
         return "Infinity" if v > 0 else "-Infinity"
     return v
+
+
+#: nanoseconds per hour, minute and second
+_HOUR, _MINUTE, _SECOND = 3_600 * 10**9, 60 * 10**9, 10**9
+
+
+def _interval(v: Any) -> tuple[int, int, int] | None:
+    """(months, days, nanoseconds) of a duration: DuckDB's INTERVAL through Arrow
+    (pyarrow's MonthDayNano, a tuple that printed as a list [0, 0, 5400000000000]) or a
+    timedelta (DuckDB's Python rows, pandas'); None for any other value."""
+    if isinstance(v, pa.MonthDayNano):
+        return int(v.months), int(v.days), int(v.nanoseconds)
+    if isinstance(v, timedelta):  # (pandas' Timedelta adds its nanoseconds, 0 to 999)
+        total = v // timedelta(microseconds=1) * 1000 + int(getattr(v, "nanoseconds", 0))
+        days, rest = divmod(abs(total), 24 * _HOUR)
+        sign = -1 if total < 0 else 1
+        return 0, sign * days, sign * rest
+    return None
+
+
+def _split(months: int, nanos: int) -> tuple[int, int, int, int, int, int]:
+    """Years and months (each with the months' sign), then hours, minutes, seconds and
+    nanoseconds of the clock part (of its absolute value)."""
+    sign = -1 if months < 0 else 1
+    years, months = divmod(abs(months), 12)
+    hours, rest = divmod(abs(nanos), _HOUR)
+    minutes, rest = divmod(rest, _MINUTE)
+    seconds, fraction = divmod(rest, _SECOND)
+    return sign * years, sign * months, hours, minutes, seconds, fraction
+
+
+def _fraction(nanos: int) -> str:
+    """'.5' for 500,000,000 ns; nothing for 0."""
+    return ("." + f"{nanos:09d}".rstrip("0")) if nanos else ""
+
+
+def _duration_text(months: int, days: int, nanos: int) -> str:
+    """A duration as DuckDB writes an INTERVAL (its CLI, COPY TO csv): '1 year 2 months
+    3 days 04:05:06.5', '01:30:00', '-1 day', '00:00:00'."""
+    years, months, hours, minutes, seconds, fraction = _split(months, nanos)
+    parts = [
+        f"{n} {unit}" + ("" if abs(n) == 1 else "s")
+        for n, unit in ((years, "year"), (months, "month"), (days, "day"))
+        if n
+    ]
+    if nanos or not parts:
+        sign = "-" if nanos < 0 else ""
+        parts.append(f"{sign}{hours:02d}:{minutes:02d}:{seconds:02d}{_fraction(fraction)}")
+    return " ".join(parts)
+
+
+def _duration_iso(months: int, days: int, nanos: int) -> str:
+    """A duration as ISO 8601 (PostgreSQL's iso_8601 style: each part carries its sign):
+    'P1Y2M3DT4H5M6.5S', 'PT1H30M', 'P-1D', 'PT0S'. Months and days stay what they are (a
+    month is no fixed number of seconds), so JSON keeps every INTERVAL exactly."""
+    years, months, hours, minutes, seconds, fraction = _split(months, nanos)
+    day_part = "".join(f"{n}{u}" for n, u in ((years, "Y"), (months, "M"), (days, "D")) if n)
+    sign = "-" if nanos < 0 else ""
+    clock = [f"{sign}{n}{u}" for n, u in ((hours, "H"), (minutes, "M")) if n]
+    if seconds or fraction:
+        clock.append(f"{sign}{seconds}{_fraction(fraction)}S")
+    if not day_part and not clock:
+        return "PT0S"
+    return "P" + day_part + ("T" + "".join(clock) if clock else "")
 
 
 def _number(v: Decimal) -> int | float | str:
@@ -90,13 +168,13 @@ def render(
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
         for r in rows:
-            w.writerow([_csv_cell(_plain(r.get(c))) for c in cols])
+            w.writerow([_csv_cell(_plain(r.get(c), text=True)) for c in cols])
         return buf.getvalue()
     table = Table(title=title, show_lines=False)
     for c in cols:
         table.add_column(c, overflow="fold")
     for r in rows:
-        table.add_row(*(_cell(_plain(r.get(c))) for c in cols))
+        table.add_row(*(_cell(_plain(r.get(c), text=True)) for c in cols))
     if width is None:
         # a title is folded to its table's width: a table as wide as its title keeps it whole
         table.min_width = len(title or "") or None
@@ -104,6 +182,37 @@ def render(
     console = Console(file=io.StringIO(), width=width, record=True)
     console.print(table)
     return console.export_text()
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Column names made unique as DuckDB makes them when it materialises a result (a table,
+    a DataFrame): the second `a` is `a_1`, a third `a_2`, skipping names taken, compared
+    case-insensitively as its identifiers are. A row dict kept one `a` of `select 1 as a,
+    2 as a` (the second's value under the first's name): JSON lost a column."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        low = name.lower()
+        if low not in seen:
+            seen[low] = 1
+            out.append(name)
+            continue
+        new = f"{name}_{seen[low]}"
+        while new.lower() in seen:
+            new = f"{name}_{seen[low]}"
+            seen[low] += 1
+        seen[new.lower()] = 1
+        out.append(new)
+    return out
+
+
+def arrow_rows(table: pa.Table) -> tuple[list[dict[str, Any]], list[str]]:
+    """A result's rows and its column names, made unique (:func:`unique_names`) so that no
+    column is lost to another of the same name."""
+    names = unique_names(table.column_names)
+    if names != table.column_names:
+        table = table.rename_columns(names)
+    return table.to_pylist(), names
 
 
 def _csv_cell(v: Any) -> Any:
@@ -157,8 +266,11 @@ def emit(
     title: str | None = None,
 ) -> None:
     """Print rows (or write them atomically to output): a table fits the terminal, and keeps
-    its natural width in a file or a pipe."""
+    its natural width in a file or a pipe. A title is the table's; the machine formats have
+    none, so there it is a line for people (:func:`say`), not lost."""
     text = render(rows, fmt, columns, title, terminal_width() if output is None else None)
+    if title and fmt is not Format.table:
+        say(title, fmt)
     if output is None:
         print(text, end="")
         return

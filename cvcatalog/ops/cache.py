@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from cvcatalog.io import lake
@@ -37,7 +38,7 @@ def status(
     pending = read_access_log(db.paths)
     for row in datasets:  # dataset partitions' LRU times live in the access log
         seen = pending.get(row["partition"])
-        row["last_accessed"] = seen.isoformat() if seen else None
+        row["last_accessed"] = _utc(seen)
     rows = []
     for p in parts.values():
         last = p.last_accessed
@@ -54,12 +55,18 @@ def status(
                 "source_bytes": p.source_bytes,
                 "schema_versions": ",".join(str(v) for v in p.schema_versions),
                 "canonical_version": p.canonical_version,
-                "checked_at": p.checked_at.isoformat() if p.checked_at else None,
-                "last_accessed": last.isoformat() if last else None,
+                "checked_at": _utc(p.checked_at),
+                "last_accessed": _utc(last),
                 "error": p.error,
             }
         )
     return rows + datasets
+
+
+def _utc(t: datetime | None) -> str | None:
+    """A time as ISO 8601 in UTC (+00:00), as every listing prints times: DuckDB gives them
+    in the machine's zone (a local offset here, UTC in snapshots and runs)."""
+    return t.astimezone(UTC).isoformat() if t else None
 
 
 def clear(
