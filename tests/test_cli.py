@@ -498,6 +498,20 @@ def test_validation_report_counts_each_rule(s3_client: Any, catalog_dir: Path) -
         r = run(*args, "--catalog", cat)
         assert r.exit_code == 1
         assert r.output == "error: no ingest run 'NOPE' in this catalog (see `cvcatalog runs`)\n"
+    # a run asked for a source or type it did not ingest: one line naming what it did, not an
+    # empty report
+    run_id = rows[0]["run_id"]
+    for asked, hint in (
+        (["--source", "thea"], "thea (see `cvcatalog runs --source thea`)"),
+        (["--type", "TIM"], "TIM (see `cvcatalog runs`)"),
+        (["--source", "wydot", "--type", "TIM"], "wydot/TIM (see `cvcatalog runs --source wydot`)"),
+    ):
+        r = run("report", "validation", "--run", run_id, *asked, "--catalog", cat, "-f", "json")
+        assert r.exit_code == 1 and r.stdout == ""
+        assert r.stderr == f"error: run {run_id} ingested wydot/BSM: it holds no validation of {hint}\n"
+    r = run("report", "validation", "--run", run_id, "--source", "wydot", "--type", "BSM",
+            "--catalog", cat)  # fmt: skip
+    assert r.exit_code == 0 and f"{rep.malformed} quarantined in run {run_id}" in r.output
 
 
 def test_union_view_spans_every_bsm_source(seeded: Any, catalog_dir: Path) -> None:

@@ -970,7 +970,8 @@ def report_validation(
     emit(rows, fmt, columns=["run_id", "partition", "date", "kind", "rule", "count"])
     if fmt is Format.table:
         total = sum(r["count"] for r in rows if r["kind"] == "quarantine")
-        print(f"{total} quarantined" + (f" in run {rows[0]['run_id']}" if rows else " (no report)"))
+        ran = rows[0]["run_id"] if rows else run_id  # a run asked for that quarantined nothing
+        print(f"{total} quarantined" + (f" in run {ran}" if ran else " (no report)"))
         unknown = unknown_version_rows(rows)
         if unknown:
             print(
