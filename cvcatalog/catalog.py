@@ -100,6 +100,29 @@ def _require_run(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
         raise CatalogError(f"no ingest run {run_id!r} in this catalog (see `cvcatalog runs`)")
 
 
+def _require_run_of(
+    con: duckdb.DuckDBPyConnection, run_id: str, source: str | None, message_type: str | None
+) -> None:
+    """A run ingests one source and type: asking it for another is a mistake (a mixed-up run
+    id or source), one line naming what the run did ingest, not an empty report."""
+    row = con.execute(
+        "SELECT source, message_type FROM ingest_runs WHERE run_id = ?", [run_id]
+    ).fetchone()
+    if not row or row[0] is None:  # a run recorded without its source: nothing to compare
+        return
+    ran_source, ran_type = row
+    if (source is None or source == ran_source) and (
+        message_type is None or ran_type is None or message_type == ran_type
+    ):
+        return
+    asked = "/".join(x for x in (source, message_type) if x)
+    runs = f"cvcatalog runs --source {source}" if source else "cvcatalog runs"
+    ran = f"{ran_source}/{ran_type}" if ran_type else ran_source
+    raise CatalogError(
+        f"run {run_id} ingested {ran}: it holds no validation of {asked} (see `{runs}`)"
+    )
+
+
 def _same_pin(held: pins.Pin, snapshot: int | None) -> pins.Pin:
     """An experiment's existing pin, if it holds the snapshot asked for (None: any)."""
     if snapshot is not None and held.snapshot_id != snapshot:
@@ -1111,6 +1134,7 @@ class Catalog:
         with self.db.read() as con:
             if run_id is not None:
                 _require_run(con, run_id)
+                _require_run_of(con, run_id, source, message_type)
             return manifest.validation_report(con, run_id, source, message_type)
 
     def require_run(self, run_id: str) -> None:

@@ -203,8 +203,10 @@ def convert_partitions(
     into its out_dir, so every partition gets exactly the files, quarantine entries and counts
     convert_partition would give it alone. A quarantine entry that names no object (it could
     not be attributed to one partition) fails the whole group: the caller converts the
-    partitions one by one then.
+    partitions one by one then. No partitions: nothing to convert (no results).
     """
+    if not parts:
+        return []
     if len(parts) == 1:
         return [
             convert_partition(

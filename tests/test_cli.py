@@ -33,6 +33,7 @@ from cvcatalog.sandbox import server as server_module
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sandbox.server import detached_running, start_server
+from cvcatalog.sources import cvpilot
 
 runner = CliRunner()
 _INGEST = ("ingest", "--source", "wydot", "--type", "BSM")
@@ -434,18 +435,53 @@ def test_sandbox_seed_report_that_cannot_be_written_is_one_line(
     assert r.output.count("\n") == 1 and "unexpected" not in r.output
 
 
-def test_failed_day_and_note_lines_are_never_wrapped() -> None:
-    """The console wraps at its width (80 without a terminal); a failure or a note is one line
-    however long, so it reads (and greps) whole."""
+def test_note_lines_are_never_wrapped_and_failures_are_counted_not_printed() -> None:
+    """The console wraps at its width (80 without a terminal); a note is one line however
+    long, so it reads (and greps) whole. A failed day is the summary's line (stdout): the
+    progress counts it on its bar, it does not print it a second time."""
     console = Console(file=io.StringIO(), width=40)
     bar = RichProgress(console)
+    bar.plan(["wydot/BSM/2021/04/01", "wydot/BSM/2021/04/02"], [])
     error = "cannot create the S3 client: Invalid endpoint: notaurl (a long reason)"
     bar.finished(Outcome("wydot/BSM/2021/04/01", "failed", error=error))
     bar.note("wydot/BSM/2021/04/02: a transient error of some length; retrying in 1.0s")
     assert console.file.getvalue().splitlines() == [  # type: ignore[attr-defined]
-        f"failed wydot/BSM/2021/04/01: {error}",
         "note wydot/BSM/2021/04/02: a transient error of some length; retrying in 1.0s",
     ]
+    assert bar.days is not None
+    assert bar.bar.tasks[bar.days].fields["detail"] == "1/2 days, 1 failed"
+    bar.converting("wydot/BSM/2021/04/02")
+    assert bar.bar.tasks[bar.days].fields["detail"] == "1/2 days, 1 failed, wydot/BSM/2021/04/02"
+
+
+def test_a_failed_day_is_reported_once(
+    seeded: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed day's line was printed by the progress (stderr) and by the summary (stdout):
+    twice in a terminal. It is the summary's alone now, with or without the progress."""
+    real_one, real_group = cvpilot.convert_partition, cvpilot.convert_partitions
+
+    def check(files: Any) -> None:
+        if any(f.key.startswith("wydot/BSM/2021/04/02/") for f in files):
+            raise OSError(5, "Input/output error")
+
+    def one(con: Any, schema: Any, files: Any, *a: Any, **kw: Any) -> Any:
+        check(files)
+        return real_one(con, schema, files, *a, **kw)
+
+    def group(con: Any, schema: Any, parts: Any, **kw: Any) -> Any:
+        check([f for files, _ in parts for f in files])
+        return real_group(con, schema, parts, **kw)
+
+    monkeypatch.setattr(cvpilot, "convert_partition", one)
+    monkeypatch.setattr(cvpilot, "convert_partitions", group)
+    line = "  failed wydot/BSM/2021/04/02: OSError: [Errno 5] Input/output error"
+    for progress in ([], ["--no-progress"]):
+        r = run(*_INGEST, "--start", "2021-04-01", "--end", "2021-04-02", "--catalog",
+                str(catalog_dir), "--rate-limit", "0", *progress)  # fmt: skip
+        assert r.exit_code == 1
+        assert r.stdout.splitlines()[1:] == [line]
+        assert "failed" not in r.stderr and "Input/output error" not in r.stderr
 
 
 def test_python_dash_m_entry_point() -> None:
@@ -499,6 +535,20 @@ def test_validation_report_counts_each_rule(s3_client: Any, catalog_dir: Path) -
         r = run(*args, "--catalog", cat)
         assert r.exit_code == 1
         assert r.output == "error: no ingest run 'NOPE' in this catalog (see `cvcatalog runs`)\n"
+    # a run asked for a source or type it did not ingest: one line naming what it did, not an
+    # empty report
+    run_id = rows[0]["run_id"]
+    for asked, hint in (
+        (["--source", "thea"], "thea (see `cvcatalog runs --source thea`)"),
+        (["--type", "TIM"], "TIM (see `cvcatalog runs`)"),
+        (["--source", "wydot", "--type", "TIM"], "wydot/TIM (see `cvcatalog runs --source wydot`)"),
+    ):
+        r = run("report", "validation", "--run", run_id, *asked, "--catalog", cat, "-f", "json")
+        assert r.exit_code == 1 and r.stdout == ""
+        assert r.stderr == f"error: run {run_id} ingested wydot/BSM: it holds no validation of {hint}\n"
+    r = run("report", "validation", "--run", run_id, "--source", "wydot", "--type", "BSM",
+            "--catalog", cat)  # fmt: skip
+    assert r.exit_code == 0 and f"{rep.malformed} quarantined in run {run_id}" in r.output
 
 
 def test_union_view_spans_every_bsm_source(seeded: Any, catalog_dir: Path) -> None:

@@ -3,10 +3,11 @@ catalog as day by day, one bad day failing alone, and a kill -9 in the middle of
 
 from __future__ import annotations
 
+import errno
 import sys
 import threading
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ import pytest
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.exceptions import EndpointUnreachableError
-from cvcatalog.io.download import S3Fetcher
+from cvcatalog.io.download import ObjectInfo, S3Fetcher
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources import cvpilot
+from cvcatalog.sources.bucket import PartitionKey
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -278,6 +280,112 @@ def test_a_day_whose_download_fails_fails_alone_in_its_group(
     assert "download failed" in (failed[0].error or "")
     assert s.count("complete") == DAYS - 2  # every other day with data
     assert Catalog(tmp_path / "cat").verify().clean
+
+
+class Notes:
+    """The run's notes (a Progress that keeps only those)."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: self.notes.append(str(a[0])) if name == "note" else None
+
+
+def test_a_group_whose_every_download_fails_fails_each_day_plainly(
+    replica: SeedReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every copy of a group's days removed under its downloads (the staging directory deleted
+    during the run): the group converted nothing, yet ran a conversion of no day, whose
+    IndexError became the note "converting 7 units together failed (IndexError: list index
+    out of range); converting each alone". Each day fails with its download's reason."""
+    Groups(monkeypatch)
+    sizes: list[int] = []
+    real_group = cvpilot.CvPilotDays.convert_group
+
+    def group(self: Any, fetched: Any, run: Any) -> Any:
+        sizes.append(len(fetched))
+        return real_group(self, fetched, run)
+
+    def removed(self: Any, objs: Any, dest_for: Any, **kw: Any) -> Any:
+        return [], [(o, FileNotFoundError(2, "No such file or directory", str(dest_for(o))))
+                    for o in objs]  # fmt: skip
+
+    monkeypatch.setattr(cvpilot.CvPilotDays, "convert_group", group)
+    monkeypatch.setattr(S3Fetcher, "download_many", removed)
+    progress = Notes()
+    s = _ingest(tmp_path / "cat", progress=progress)
+    assert max(sizes, default=0) > 1, sizes  # a group's days all failed their downloads
+    assert progress.notes == []
+    failed = {o.key: o.error or "" for o in s.days if o.status == "failed"}
+    assert len(failed) == DAYS - 1  # every day with data
+    assert all(e.startswith("download failed: ") for e in failed.values()), failed
+    assert {r["partition"] for r in Catalog(tmp_path / "cat").status()
+            if r["status"] == "failed"} == set(failed)  # fmt: skip
+
+
+def test_a_staged_copy_removed_under_a_group_is_named_plainly(
+    replica: SeedReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day's staged copies deleted before its group converts: the note and the day's
+    failure say which copy is missing, not DuckDB's error about a file pattern (with its SQL
+    excerpt on further lines); the other days complete, and the next run does the day."""
+    bad = D1 + timedelta(days=5)
+    bad_key = f"wydot/BSM/{bad:%Y/%m/%d}"
+    Groups(monkeypatch)
+    real_group = cvpilot.convert_partitions
+
+    def group(con: Any, schema: Any, parts: Any, **kw: Any) -> Any:
+        for files, _ in parts:
+            for f in files:
+                if f.key.startswith(bad_key):
+                    f.path.unlink()
+        return real_group(con, schema, parts, **kw)
+
+    monkeypatch.setattr(cvpilot, "convert_partitions", group)
+    progress = Notes()
+    cat = Catalog(tmp_path / "cat")
+    s = _ingest(tmp_path / "cat", progress=progress)
+    [note] = progress.notes
+    assert "converting each alone" in note and f"the staged copy of {bad_key}/" in note, note
+    assert "IOException" not in note and "\n" not in note
+    status = {o.key: (o.status, o.error or "") for o in s.days}
+    state, error = status.pop(bad_key)
+    assert state == "failed" and error.startswith(f"the staged copy of {bad_key}/"), error
+    assert "removed while the run used it" in error
+    assert {st for st, _ in status.values()} == {"complete", "no_data"}
+    assert {r["partition"]: r["status"] for r in cat.status()}[bad_key] == "failed"
+    monkeypatch.setattr(cvpilot, "convert_partitions", real_group)
+    again = _ingest(tmp_path / "cat")
+    assert [o.key for o in again.days if o.status == "complete"] == [bad_key]
+    assert cat.verify().clean
+
+
+def test_staging_gone_names_only_what_was_removed(tmp_path: Path) -> None:
+    """The plain reason is given only when a copy the conversion read, or the day's staging
+    directory, is gone: not for a copy still downloading (a later batch of a streamed day),
+    nor for a full disk, nor for an error that is not about a file."""
+    pk = PartitionKey("wydot", "BSM", D1)
+    when = datetime(2021, 4, 1, tzinfo=UTC)
+    read, later = (ObjectInfo(f"wydot/BSM/2021/04/01/00/{n}", 1, "e", when) for n in "ab")
+    f = cvpilot.Fetched(pk, None, [read, later], {}, 0, 2)
+    f.names = {read.key: tmp_path / "a.json", later.key: tmp_path / "b.json"}
+    f.names[read.key].write_text("{}\n")  # b.json: still downloading
+    out = tmp_path / "out"
+    out.mkdir()
+    gone = FileNotFoundError(2, "No such file or directory")
+    assert cvpilot.staging_gone(f, [read], out, gone) is None  # all there: the error stands
+    f.names[read.key].unlink()
+    why = cvpilot.staging_gone(f, [read], out, gone)
+    assert why == (f"the staged copy of {read.key} is missing ({tmp_path / 'a.json'}): "
+                   "removed while the run used it")  # fmt: skip
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert cvpilot.staging_gone(f, [read], out, full) is None
+    assert cvpilot.staging_gone(f, [read], out, ValueError("a bug")) is None
+    out.rmdir()
+    assert cvpilot.staging_gone(f, [], out, gone) == (
+        f"the staging directory of {pk.key} ({out}) was removed while the run used it"
+    )
 
 
 KILL_IN = """

@@ -20,7 +20,7 @@ from cvcatalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.datasets.base import WorkUnit
 from cvcatalog.datasets.ngsim import NgsimDataset, to_lonlat
-from cvcatalog.exceptions import TransientFetchError
+from cvcatalog.exceptions import CatalogError, TransientFetchError
 from cvcatalog.io.lake import files as lake_files
 from cvcatalog.io.s3 import RetryPolicy
 from cvcatalog.sandbox.ngsim import generate_ngsim
@@ -183,6 +183,11 @@ def test_round_trip_units_ids_and_quarantine(ngsim_csv, catalog_dir: Path) -> No
         assert {r["run_id"] for r in report} == {s.run_id}
         assert sum(r["count"] for r in report) == rep.bad_rows
     assert cat.validation_report(source="wydot") == []
+    # a unit's counts have no partitions row: its type is its run's
+    assert cat.validation_report(s.run_id, "ngsim", "TRAJECTORY") == report
+    mixed_up = f"run {s.run_id} ingested ngsim/TRAJECTORY: it holds no validation of wydot"
+    with pytest.raises(CatalogError, match=re.escape(mixed_up)):
+        cat.validation_report(s.run_id, source="wydot")
     run = cat.query("select * from ingest_runs where run_id = ?", [s.run_id]).iloc[0]
     assert run["source"] == "ngsim" and run["message_type"] == "TRAJECTORY"
     assert run["status"] == "ok" and run["rows"] == s.rows

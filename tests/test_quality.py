@@ -706,6 +706,15 @@ def test_empty_catalog_reports_no_data(catalog_dir: Path, tmp_path: Path) -> Non
     rep = build_report(cat, "thea")
     assert [t.message_type for t in rep.types] == ["BSM", "TIM", "SPAT"]
     assert all(t.rows == 0 and t.origin == "no data" for t in rep.types)
+    # said in the table too, so zero counts do not read as a clean source
+    assert rep.notes() == [
+        f"{t}: no rows in the catalog (`cvcatalog ingest --source thea` first)"
+        for t in ("BSM", "TIM", "SPAT")
+    ]
+    r = run("report", "quality", "--source", "thea", "--type", "TIM", "--catalog", str(catalog_dir))
+    assert r.exit_code == 0 and r.output.endswith(
+        "note: TIM: no rows in the catalog (`cvcatalog ingest --source thea` first)\n"
+    )
     assert render_png(rep).startswith(b"\x89PNG")
 
 

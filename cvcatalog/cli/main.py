@@ -976,7 +976,8 @@ def report_validation(
     )
     emit(rows, fmt, columns=["run_id", "partition", "date", "kind", "rule", "count"])
     total = sum(r["count"] for r in rows if r["kind"] == "quarantine")
-    say(f"{total} quarantined" + (f" in run {rows[0]['run_id']}" if rows else " (no report)"), fmt)
+    ran = rows[0]["run_id"] if rows else run_id  # a run asked for that quarantined nothing
+    say(f"{total} quarantined" + (f" in run {ran}" if ran else " (no report)"), fmt)
     unknown = unknown_version_rows(rows)
     if unknown:
         say(

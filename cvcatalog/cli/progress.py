@@ -3,6 +3,11 @@
 A bar is a live display for a terminal only, and it leaves no trace of a failure: when the
 command fails (an exception leaves the ``with`` block) its last frame is erased, so the error
 line stands alone; when stderr is not a terminal (a file, a pipe) no frame is written at all.
+
+A failed unit is counted on the bar ("12/30 days, 1 failed"), not printed: the run's summary
+on stdout has one line per failure with its reason, and a terminal shows both streams, so a
+line here too showed each failure twice. Notes (retries, waits, evictions) are events the
+summary does not repeat: they are printed, one line each.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ class RichProgress(_LiveBar):
         self.listing: TaskID | None = None
         self.download: TaskID | None = None
         self.days: TaskID | None = None
-        self._todo = self._listed = self._done = self._cached = 0
+        self._todo = self._listed = self._done = self._cached = self._failed = 0
         self._bytes_total = self._bytes_done = 0
 
     def __enter__(self) -> RichProgress:
@@ -65,7 +70,8 @@ class RichProgress(_LiveBar):
         self._stop(failed=e is not None)
 
     def _days_detail(self, n: int, total: int, extra: str = "") -> str:
-        return f"{n}/{total} {self.unit}{extra}"
+        failed = f", {self._failed} failed" if self._failed else ""
+        return f"{n}/{total} {self.unit}{extra}{failed}"
 
     def plan(self, todo: list[str], cached: list[str], nbytes: int = 0) -> None:
         self._todo, self._cached = len(todo), len(cached)
@@ -117,25 +123,19 @@ class RichProgress(_LiveBar):
 
     def converting(self, key: str) -> None:
         if self.days is not None:
-            self.bar.update(
-                self.days,
-                detail=f"{self._done + self._cached}/{self._todo + self._cached} {self.unit}, {key}",
-            )
+            done, total = self._done + self._cached, self._todo + self._cached
+            self.bar.update(self.days, detail=f"{self._days_detail(done, total)}, {key}")
 
     def finished(self, outcome: Outcome) -> None:
         if outcome.detail == "cached":
             return  # counted in plan()
         self._done += 1
+        if outcome.status == "failed":  # its reason: the summary's line (module docstring)
+            self._failed += 1
         if self.days is not None:
             total = self._todo + self._cached
             self.bar.update(
                 self.days, advance=1, detail=self._days_detail(self._done + self._cached, total)
-            )
-        if outcome.status == "failed":  # one line each, however long (never wrapped)
-            self.console.print(
-                f"[red]failed[/red] {outcome.key}: {escape(str(outcome.error))}",
-                highlight=False,
-                soft_wrap=True,
             )
 
     def note(self, message: str) -> None:

@@ -206,7 +206,8 @@ def _type_quality(
     if tq.partitions == 0:  # a source whose loader keeps no manifest rows: count the view
         n = con.execute(f"SELECT count(*) FROM {quote_ident(view)}").fetchone()
         tq.rows = int(n[0]) if n else 0
-    if tq.rows == 0:
+    if tq.rows == 0:  # said, so an empty table does not read as a clean one
+        tq.notes.append(f"no rows in the catalog (`cvcatalog ingest --source {source}` first)")
         return tq
 
     recorded, with_stats = _recorded(con, source, message_type, tq.partitions)

@@ -248,6 +248,26 @@ def describe_error(e: BaseException, where: Path | None = None) -> str:
     return str(e) if isinstance(e, CvCatalogError) else f"{type(e).__name__}: {e}"
 
 
+def staging_gone(
+    f: Fetched, objects: list[ObjectInfo], out_dir: Path | None, e: BaseException
+) -> str | None:
+    """A plain reason for a conversion that failed because what it works in was removed under
+    it (a staged copy, or the day's staging directory, deleted by hand or by a cleaner while
+    the run used it), instead of the OS or DuckDB error it met (a path, a SQL excerpt); None
+    when the error was not about a file (a full disk says so itself) or everything is still
+    there. objects: those whose copies the conversion read, all downloaded (not a batch still
+    downloading). Looked at only after a failure: no extra system call per copy otherwise."""
+    if not isinstance(e, OSError | duckdb.IOException) or _is_enospc(e):
+        return None
+    for o in objects:
+        path = f.names.get(o.key)
+        if path is not None and not path.exists():
+            return f"the staged copy of {o.key} is missing ({path}): removed while the run used it"
+    if out_dir is not None and not out_dir.is_dir():
+        return f"the staging directory of {f.pk.key} ({out_dir}) was removed while the run used it"
+    return None
+
+
 def _short(e: BaseException) -> str:
     return str(e).strip().splitlines()[0][:200]
 
@@ -884,6 +904,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 continue
             ok.append(i)
             run.progress.converting(f.pk.key)
+        if not ok:  # every download failed: each day is failed already, nothing to convert
+            return [r for r in results if r is not None]
         out_dirs = [fresh_dir(self._out_dir(days[i].pk)) for i in ok]
         try:
             parts = [
@@ -915,9 +937,16 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 results[i] = Staged(
                     f.pk, files, self._outcome(f, result, files), payload=_Converted(f, result)
                 )
-        except BaseException:
+        except BaseException as e:
+            gone = next(
+                (why for i, d in zip(ok, out_dirs, strict=True)
+                 if (why := staging_gone(days[i], days[i].batches[0], d, e)) is not None),
+                None,
+            )  # fmt: skip
             for d in out_dirs:
                 remove_tree(d)
+            if gone is not None:
+                raise ConversionError(gone) from e
             raise
         assert all(r is not None for r in results)
         return [r for r in results if r is not None]
@@ -942,8 +971,12 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         except DownloadFailed as e:  # a later batch of the day
             remove_tree(out_dir)
             return self._download_failed(f, e, run)
-        except BaseException:
+        except BaseException as e:
+            # a day converted whole read every copy (a streamed one: _stream names its batch's)
+            gone = staging_gone(f, f.batches[0] if len(f.batches) == 1 else [], out_dir, e)
             remove_tree(out_dir)
+            if gone is not None:
+                raise ConversionError(gone) from e
             raise
         outcome = self._outcome(f, result, files)
         return Staged(pk, files, outcome, payload=_Converted(f, result))
@@ -972,6 +1005,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         parts: list[ConvertResult] = []
         threads: int | None = None
         last = len(f.batches) - 1
+        batch: list[ObjectInfo] = []  # the batch converting (its copies all downloaded)
         with self._abortable() as abort, ThreadPoolExecutor(1, f"{self.name}-next") as ahead:
             upcoming: Future[None] | None = None
             self._await_download(f, run)  # a small day converted alone
@@ -993,8 +1027,11 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                         ), threads,
                     )  # fmt: skip
                     parts.append(part)
-            except BaseException:
+            except BaseException as e:
                 abort.set()  # the next batch's download stops too
+                gone = staging_gone(f, batch, out_dir, e) if last > 0 else None
+                if gone is not None:
+                    raise ConversionError(gone) from e
                 raise
         return self._one_thread_on_oom(
             f.pk, run, None,

@@ -356,21 +356,24 @@ def validation_report(
 ) -> list[dict[str, Any]]:
     """Counts per rule and partition for one ingest run (default: the latest with a report).
     A dataset unit's counts are keyed '<dataset>/<unit>' (no partitions row): its source is
-    the key's first part."""
+    the key's first part, its type its run's."""
     where, params = ["1=1"], []
     if source:
         where.append("coalesce(p.source, split_part(v.partition_key, '/', 1)) = ?")
         params.append(source)
     if message_type:
-        where.append("p.message_type = ?")
+        where.append("coalesce(p.message_type, k.message_type) = ?")
         params.append(message_type)
     cond = " AND ".join(where)
+    counts = (
+        "validation_reports v LEFT JOIN partitions p USING (partition_key) "
+        "LEFT JOIN ingest_runs k ON k.run_id = v.run_id"
+    )
     if run_id is None:
         latest = _rows(
             con,
-            "SELECT r.run_id FROM ingest_runs r WHERE EXISTS (SELECT 1 FROM validation_reports v "
-            f"LEFT JOIN partitions p USING (partition_key) WHERE v.run_id = r.run_id AND {cond}) "
-            "ORDER BY r.started_at DESC LIMIT 1",
+            f"SELECT r.run_id FROM ingest_runs r WHERE EXISTS (SELECT 1 FROM {counts} "
+            f"WHERE v.run_id = r.run_id AND {cond}) ORDER BY r.started_at DESC LIMIT 1",
             params,
         )
         if not latest:
@@ -379,8 +382,7 @@ def validation_report(
     return _rows(
         con,
         "SELECT v.run_id, v.partition_key AS partition, p.date, v.kind, v.rule, v.count "
-        "FROM validation_reports v LEFT JOIN partitions p USING (partition_key) "
-        f"WHERE v.run_id = ? AND {cond} ORDER BY v.partition_key, v.kind, v.rule",
+        f"FROM {counts} WHERE v.run_id = ? AND {cond} ORDER BY v.partition_key, v.kind, v.rule",
         [run_id, *params],
     )
 
