@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 import typer
 from rich.console import Console
@@ -1076,6 +1077,9 @@ def test_a_file_named_csv_or_json_gets_that_format(one_day: Path, tmp_path: Path
     out = tmp_path / "q.json"
     assert run("query", sql, "-o", str(out), "--catalog", str(one_day)).exit_code == 0
     assert len(json.loads(out.read_text())) == 1500
+    out = tmp_path / "q.parquet"  # was a box-drawn table in a file named .parquet
+    assert run("query", sql, "-o", str(out), "--catalog", str(one_day)).exit_code == 0
+    assert pq.read_table(out).column("x").to_pylist() == list(range(1500))
     out = tmp_path / "c.csv"  # changes too
     r = run("changes", "--source", "wydot", "--type", "BSM", "--since", "0", "-o", str(out),
             "--catalog", str(one_day))  # fmt: skip

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import pyarrow.parquet as pq
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -30,7 +29,15 @@ from cvcatalog.catalog import (
     default_home,
     source_pair,
 )
-from cvcatalog.cli.output import Format, arrow_rows, emit, emit_object, format_for, say
+from cvcatalog.cli.output import (
+    Format,
+    arrow_rows,
+    emit,
+    emit_object,
+    emit_parquet,
+    format_for,
+    say,
+)
 from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.config import (
     MAX_WORKERS,
@@ -45,7 +52,7 @@ from cvcatalog.config import (
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.distributed import check_options, check_scheduler
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, SandboxError
-from cvcatalog.io.layout import CatalogPaths, replacing, write_atomic
+from cvcatalog.io.layout import CatalogPaths, write_atomic
 from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
 from cvcatalog.ops.cache import STATUS_COLUMNS
@@ -508,7 +515,12 @@ def query(
     ],
     fmt: FormatOpt = Format.table,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the result to this file")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the result to this file (a .csv, .json or .parquet name: that format)",
+        ),
     ] = None,
     catalog: CatalogOpt = None,
     profile: Annotated[
@@ -546,10 +558,13 @@ def query(
     if snapshot is not None and as_of is not None:
         raise ConfigError("give --snapshot or --as-of, not both")
     at_least("--max-rows", limit, 0)
-    named = format_for(fmt, output)  # (q.csv: csv; a .parquet name: the table as given)
+    named = format_for(fmt, output)  # q.csv: csv; q.parquet: Parquet
     fmt = Format(named) if named in Format.__members__ else fmt
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     table = cat.query_arrow(sql, read_only=read_only, snapshot=snapshot, as_of=as_of)
+    if named == "parquet" and output is not None:
+        emit_parquet(table, output)
+        return
     rows, columns = arrow_rows(table if fmt is not Format.table else table.slice(0, limit))
     emit(rows, fmt, output, columns=columns)  # (`select 1 as a, 2 as a`: a and a_1)
     if fmt is Format.table and output is None and table.num_rows > limit:
@@ -633,8 +648,7 @@ def changes(
     )
     if fmt == "parquet":
         assert output is not None
-        with replacing(output) as tmp:
-            pq.write_table(table, tmp, compression="zstd")
+        emit_parquet(table, output)
     else:
         if fmt == "table" and output is None:  # the row's identity; json/csv give every column
             table = table.slice(0, limit)

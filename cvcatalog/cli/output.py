@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from cvcatalog.io.layout import write_atomic
+from cvcatalog.exceptions import CatalogError
+from cvcatalog.io.layout import replacing, write_atomic
 
 
 class Format(StrEnum):
@@ -241,7 +243,8 @@ FILE_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet"}
 def format_for(fmt: str, output: Path | None) -> str:
     """The format to write output in: the one given, or with the table format (the default) the
     one the file's suffix names (`query -o q.csv` wrote a box-drawn table of the first 1,000
-    rows into q.csv)."""
+    rows into q.csv; `-o q.parquet` a table in a file named .parquet): 'parquet' for
+    emit_parquet."""
     if output is None or fmt != Format.table:
         return fmt
     return FILE_FORMATS.get(output.suffix.lower(), fmt)
@@ -275,6 +278,16 @@ def emit(
         print(text, end="")
         return
     write_atomic(output, text.encode("utf-8"))
+
+
+def emit_parquet(table: pa.Table, output: Path) -> None:
+    """Every row to a Parquet file (a `.parquet` output's format), written whole or not at
+    all; an OS error is one line."""
+    try:
+        with replacing(output) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+    except OSError as err:
+        raise CatalogError(f"cannot write {output}: {err.strerror or err}") from None
 
 
 def emit_object(result: dict[str, Any]) -> None:
