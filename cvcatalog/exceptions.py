@@ -6,6 +6,10 @@ from __future__ import annotations
 class CvCatalogError(Exception):
     """Base class: a problem the user can act on, with a message meant for them."""
 
+    #: the report (pipeline.report.Summary) of the ingest run this error ended after some of
+    #: its units, so a caller can show what was committed before it (the CLI prints it first)
+    run_summary: object | None = None
+
 
 class ConfigError(CvCatalogError):
     """A configuration file, flag or environment variable is invalid."""

@@ -8,9 +8,11 @@ import gc
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +29,7 @@ from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app, main
 from cvcatalog.cli.output import Format, render
 from cvcatalog.cli.progress import ExportBar, RichProgress
-from cvcatalog.exceptions import ConfigError
+from cvcatalog.exceptions import ConfigError, S3UnavailableError
 from cvcatalog.pipeline.report import Outcome
 from cvcatalog.sandbox import replica
 from cvcatalog.sandbox import server as server_module
@@ -483,6 +485,36 @@ def test_a_failed_day_is_reported_once(
         assert r.exit_code == 1
         assert r.stdout.splitlines()[1:] == [line]
         assert "failed" not in r.stderr and "Input/output error" not in r.stderr
+
+
+def test_an_error_that_ends_the_run_follows_the_report_of_what_it_did(
+    seeded: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint gone after the first day: the error's line alone was printed, the day
+    committed before it not on screen. The run's report first (stdout), then the line."""
+    real = cvpilot.CvPilotDays.fetch
+
+    def fetch(self: Any, unit: Any, run: Any) -> Any:
+        if unit.day == date(2021, 4, 2):  # once the first day is done
+            for _ in range(600):
+                if any(o.status == "complete" for o in run.summary.outcomes):
+                    break
+                time.sleep(0.05)
+            raise S3UnavailableError("cannot reach the S3 endpoint (test)")
+        return real(self, unit, run)
+
+    monkeypatch.setattr(cvpilot.CvPilotDays, "fetch", fetch)
+    r = run(*_INGEST, "--start", "2021-04-01", "--end", "2021-04-02", "--catalog",
+            str(catalog_dir), "--rate-limit", "0")  # fmt: skip
+    assert r.exit_code == 1
+    assert r.stderr.strip().splitlines() == ["error: cannot reach the S3 endpoint (test)"]
+    assert re.match(r"wydot/BSM 2021-04-01\.\.2021-04-02 \(.*\): 1 complete,", r.stdout)
+    r = run(*_INGEST, "--start", "2021-04-01", "--end", "2021-04-02", "--catalog",
+            str(catalog_dir / "another"), "--rate-limit", "0", "-f", "json")  # fmt: skip
+    assert r.exit_code == 1
+    report = json.loads(r.stdout)[0]
+    assert report["status"] == "failed" and report["days_complete"] == 1
+    assert report["errors"] == ["run stopped: cannot reach the S3 endpoint (test)"]
 
 
 def test_python_dash_m_entry_point() -> None:

@@ -617,3 +617,34 @@ def test_the_summary_names_the_folders_that_had_no_data() -> None:
     assert summary_lines(s)[1:] == ["  no data in thea/BSM/2020/02/29"]
     s.outcomes = outcomes[:1]
     assert summary_lines(s)[1:] == []
+
+
+class Ending(Letters):
+    """A source whose catalog errors end the run (as the CV source's endpoint-gone errors)."""
+
+    def on_error(self, error: BaseException) -> str:
+        return "raise" if isinstance(error, CatalogError) else super().on_error(error)
+
+
+def test_an_error_that_ends_the_run_carries_what_it_did(db: CatalogDB) -> None:
+    """A run-ending error after some units (the endpoint gone, the disk): the error's line, with
+    the run's summary, so the CLI shows the units done before it (it printed the error alone)."""
+    src = Ending(db, "abcde")
+    src.convert_errors["c"] = CatalogError("the catalog's disk went away (test)")
+    runner = Runner(src, db, retry=RetryPolicy(attempts=1))
+    with pytest.raises(CatalogError) as stopped:  # the error itself, with the run's report
+        runner.run()
+    assert str(stopped.value) == "the catalog's disk went away (test)"
+    summary = stopped.value.run_summary
+    assert isinstance(summary, Summary)
+    assert summary.count("complete") == 2 and summary.status == "failed"
+    assert summary.as_dict()["errors"] == ["run stopped: the catalog's disk went away (test)"]
+    assert summary_lines(summary)[0].startswith("letters/TEXT") and len(summary_lines(summary)) == 1
+    run = _run_row(db, runner.run_id)
+    assert run["status"] == "failed" and run["message"].count("disk went away") == 1
+    # an error before any unit is the error alone, as before
+    again = Ending(db, "abcdef")
+    again.convert_errors["c"] = CatalogError("gone again (test)")
+    with pytest.raises(CatalogError) as alone:
+        Runner(again, db, retry=RetryPolicy(attempts=1)).run()
+    assert alone.value.run_summary is None

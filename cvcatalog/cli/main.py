@@ -382,7 +382,7 @@ def ingest(
     cat = open_catalog(catalog, config, create=True)
     if isinstance(cat, RemoteCatalog):  # refused before any progress bar is drawn
         raise read_only_error(cat.location, "ingest into it")
-    with _report_if_interrupted(fmt), _progress(progress and fmt is Format.table) as bar:
+    with _report_if_stopped(fmt), _progress(progress and fmt is Format.table) as bar:
         summary = cat.ingest(
             src,
             mt,
@@ -437,7 +437,7 @@ def _ingest_dataset(
     if isinstance(cat, RemoteCatalog):  # refused before any progress bar is drawn
         raise read_only_error(cat.location, "ingest into it")
     with (
-        _report_if_interrupted(fmt),  # outside the bars: printed once they are gone
+        _report_if_stopped(fmt),  # outside the bars: printed once they are gone
         _progress(progress and fmt is Format.table, unit="units") as bar,
     ):
         summary = cat.ingest_dataset(
@@ -475,14 +475,19 @@ def _progress(enabled: bool, unit: str = "days") -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def _report_if_interrupted(fmt: Format) -> Iterator[None]:
-    """Ctrl-C: the run's report of what it committed first (status interrupted), then
-    friendly()'s one line and exit code 130."""
+def _report_if_stopped(fmt: Format) -> Iterator[None]:
+    """Ctrl-C, or an error that ended the run after some of its units: the run's report of
+    what it did first (status interrupted or failed), then friendly()'s one line and exit code
+    130 or 1."""
     try:
         yield
     except Interrupted as e:
         with contextlib.suppress(CvCatalogError):  # a run stopped before any unit: no report
             _print_summary(e.summary, fmt)
+        raise
+    except CvCatalogError as e:
+        if isinstance(e.run_summary, Summary):
+            _print_summary(e.run_summary, fmt)
         raise
 
 

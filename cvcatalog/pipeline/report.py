@@ -125,6 +125,8 @@ class Summary:
     run_errors: list[str] = field(default_factory=list)
     #: stopped by Ctrl-C (the runner raised Interrupted): what was committed stays
     interrupted: bool = False
+    #: the error that ended the run after some of its units (CvCatalogError.run_summary)
+    stopped: str | None = None
     #: bytes the run's fetcher received (every GET's, a failed day's included), when the
     #: source fetches through one (CV Pilot); None: the units' own counts are the run's
     fetched_bytes: int | None = None
@@ -185,9 +187,11 @@ class Summary:
 
     @property
     def errors(self) -> list[str]:
-        return self.run_errors + [
-            f"{d.key}: {d.error}" for d in self.outcomes if d.status == "failed"
-        ]
+        return (
+            self.run_errors
+            + [f"{d.key}: {d.error}" for d in self.outcomes if d.status == "failed"]
+            + ([f"run stopped: {self.stopped}"] if self.stopped else [])
+        )
 
     @property
     def ok(self) -> bool:

@@ -154,6 +154,11 @@ class Runner(Generic[U]):
         except KeyboardInterrupt as e:  # Ctrl-C, whenever: the summary goes with it
             summary.interrupted = True
             raise Interrupted(summary) from e
+        except CvCatalogError as e:  # after some units: the summary goes with it
+            if any(o.status != "cached" for o in summary.outcomes) and e.run_summary is None:
+                summary.stopped = str(e)
+                e.run_summary = summary
+            raise
         finally:
             if self._creator is not None:
                 self._creator.shutdown(wait=True)
