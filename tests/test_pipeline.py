@@ -648,3 +648,28 @@ def test_an_error_that_ends_the_run_carries_what_it_did(db: CatalogDB) -> None:
     with pytest.raises(CatalogError) as alone:
         Runner(again, db, retry=RetryPolicy(attempts=1)).run()
     assert alone.value.run_summary is None
+
+
+class Vanishing(Letters):
+    """A unit whose converted file is removed after its conversion, before its commit (its
+    staging deleted under the run)."""
+
+    def convert(self, fetched: str, run: RunContext) -> Staged[str]:
+        staged = super().convert(fetched, run)
+        if staged.unit == "b":
+            staged.files[0].path.unlink()
+        return staged
+
+
+def test_a_unit_whose_staged_file_is_gone_fails_alone_and_plainly(db: CatalogDB) -> None:
+    """It failed its whole commit batch with FileNotFoundError: it fails alone, saying why,
+    and the next run does it."""
+    s = _run(Vanishing(db, "abcd", slots=4), db)
+    assert {o.key: o.status for o in s.outcomes} == {
+        "a": "complete", "b": "failed", "c": "complete", "d": "complete",
+    }  # fmt: skip
+    [failed] = [o for o in s.outcomes if o.status == "failed"]
+    assert failed.error is not None and "removed before the commit" in failed.error
+    assert "FileNotFoundError" not in failed.error
+    assert sorted(_letters(db)) == ["a", "c", "d"]
+    assert _run(Letters(db, "abcd"), db).count("complete") == 1

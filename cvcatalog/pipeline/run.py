@@ -244,7 +244,7 @@ class Runner(Generic[U]):
         converting: dict[Future[Any], list[_Item[U]]] = {}
         to_commit: list[_Item[U]] = []
         #: the commit in flight (one at a time) and its units
-        committing: tuple[Future[None], list[_Item[U]]] | None = None
+        committing: tuple[Future[dict[int, CvCatalogError]], list[_Item[U]]] | None = None
         fetch_slots, convert_slots = max(1, src.fetch_slots), max(1, src.convert_slots)
         fetchers = ThreadPoolExecutor(fetch_slots, thread_name_prefix=f"{src.name}-fetch")
         converters = ThreadPoolExecutor(convert_slots, thread_name_prefix=f"{src.name}-convert")
@@ -316,11 +316,11 @@ class Runner(Generic[U]):
                 return True
             return ahead < src.group_max and all(src.groupable(i.result) for i in ready)
 
-        def timed_commit(staged: list[Staged[U]]) -> None:
+        def timed_commit(staged: list[Staged[U]]) -> dict[int, CvCatalogError]:
             nonlocal last_commit
             t0 = time.monotonic()
             try:
-                commit_batch(src, staged, run)
+                return commit_batch(src, staged, run)
             finally:
                 last_commit = time.monotonic() - t0
 
@@ -523,10 +523,13 @@ class Runner(Generic[U]):
                 self.sleep(delay)
 
     # -- commit -----------------------------------------------------------------------------
-    def _committed(self, fut: Future[None], items: list[_Item[U]], run: RunContext) -> None:
-        """After a commit: finish its units, or fail them if the commit failed."""
+    def _committed(
+        self, fut: Future[dict[int, CvCatalogError]], items: list[_Item[U]], run: RunContext
+    ) -> None:
+        """After a commit: finish its units, or fail them if the commit failed (or those it
+        left out: commit_batch)."""
         try:
-            fut.result()
+            left_out = fut.result()
         except (CvCatalogError, OSError, duckdb.Error) as e:
             for item in items:
                 item.error = e
@@ -536,6 +539,10 @@ class Runner(Generic[U]):
             for item in items:
                 _release(item)
             raise
+        for i, why in left_out.items():
+            items[i].error = why
+            self._unit_error(items[i], run)
+        items = [item for i, item in enumerate(items) if i not in left_out]
         try:
             self.source.committed_all([item.result for item in items], run)
         except BaseException:
