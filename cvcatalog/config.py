@@ -475,7 +475,8 @@ def _over(base: dict[str, Any], level: dict[str, Any]) -> dict[str, Any]:
 def build(model: type[C], data: dict[str, Any], overrides: dict[str, Any], origin: str) -> C:
     """data (a YAML file's) < CVCATALOG_* environment < overrides, validated as model (the
     days of a date_range from the highest level that gives any, DAY_KEYS); the keys model
-    ignores (IngestConfig.ignored) are dropped first."""
+    ignores (IngestConfig.ignored) are dropped first. An error names where its value came
+    from: origin (the file's name), the variable, or "arguments" (overrides)."""
     env = env_overrides()
     merged = _over(_over(data, env), overrides)
     for key in getattr(model, "ignored", ()):
@@ -484,8 +485,12 @@ def build(model: type[C], data: dict[str, Any], overrides: dict[str, Any], origi
         return model.model_validate(merged)
     except ValidationError as e:
         loc = [str(p) for p in e.errors()[0]["loc"]]
-        if not _holds(overrides, loc) and _holds(env, loc):  # the value came from the env
+        if _gives(overrides, loc):  # an argument's (a flag's) value, not the file's
+            origin = "arguments"
+        elif _gives(env, loc):  # the value came from the env
             origin = _ENV_NAMES.get(tuple(loc), ENV_PREFIX + "__".join(loc).upper())
+            if isinstance(_at(env, loc), dict):  # e.g. the days of CVCATALOG_DATE_RANGE__*
+                origin += "__*"
         raise ConfigError(format_validation_error(e, origin)) from None
 
 
@@ -493,11 +498,21 @@ def build(model: type[C], data: dict[str, Any], overrides: dict[str, Any], origi
 _ENV_NAMES = {("cache", "directory"): "CVCATALOG_HOME", ("storage",): "CVCATALOG_STORAGE"}
 
 
-def _holds(tree: dict[str, Any], path: list[str]) -> bool:
-    """Whether a nested dict has a (non-None) value at path."""
+def _at(tree: dict[str, Any], path: list[str]) -> Any:
+    """A nested dict's value at path; None if it has none."""
     node: Any = tree
     for part in path:
         if not isinstance(node, dict) or node.get(part) is None:
-            return False
+            return None
         node = node[part]
-    return True
+    return node
+
+
+def _gives(tree: dict[str, Any], loc: list[str]) -> bool:
+    """Whether a level (the environment's values, the arguments) gave what an error at loc is
+    about: a value there, or, for a date_range as a whole, its days (they come whole from the
+    highest level that gives any, DAY_KEYS); not a section it gave only other fields of."""
+    value = _at(tree, loc) if loc else None
+    if isinstance(value, dict):
+        return loc == ["date_range"] and any(value.get(k) is not None for k in DAY_KEYS)
+    return value is not None

@@ -239,3 +239,39 @@ def test_each_level_that_gives_days_gives_them_whole_and_errors_name_their_level
     assert (cfg.date_range.start_date, cfg.date_range.timezone) == (
         date(2021, 4, 3), "America/Denver"
     )
+
+
+def test_an_arguments_value_is_not_blamed_on_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad value given as an argument over a config file was reported as the file's
+    (`invalid configuration (a.yml): download.rate_limit` for `--rate-limit -1`)."""
+    yml = write(
+        tmp_path,
+        "source: wydot\nmessage_type: BSM\n"
+        "date_range: {start_date: 2021-04-01, timezone: America/Denver}\n",
+    )
+    cat = Catalog(tmp_path / "catalog")
+    with pytest.raises(ConfigError, match=r"^invalid configuration \(arguments\): download.rate"):
+        cat.config("wydot", "BSM", config=yml, rate_limit=-1)
+    with pytest.raises(ConfigError, match=r"^invalid configuration \(arguments\): date_range: "):
+        cat.config("wydot", "BSM", end="2021-04-05", config=yml)  # the days come whole
+    # a time zone given as an argument does not make the file's days the arguments' fault
+    bad = tmp_path / "bad.yml"
+    bad.write_text("source: wydot\nmessage_type: BSM\ndate_range: {days_back: 0}\n")
+    with pytest.raises(ConfigError, match=f"^invalid configuration \\({bad}\\): date_range"):
+        cat.config("wydot", "BSM", config=bad, timezone="UTC")
+    both = tmp_path / "both.yml"
+    both.write_text(
+        "source: wydot\nmessage_type: BSM\ndate_range: {days_back: 2, start_date: 2021-04-01}\n"
+    )
+    with pytest.raises(ConfigError, match=f"^invalid configuration \\({both}\\): date_range: "):
+        cat.config("wydot", "BSM", config=both, timezone="UTC")
+    # the environment's days as a whole: the variables, not a name that is none of them
+    monkeypatch.setenv("CVCATALOG_DATE_RANGE__END_DATE", "2021-04-05")
+    with pytest.raises(ConfigError, match=r"\(CVCATALOG_DATE_RANGE__\*\): date_range: give"):
+        cat.config("wydot", "BSM", config=yml)
+    # the file's source (the command line passes it on) is still the file's
+    monkeypatch.delenv("CVCATALOG_DATE_RANGE__END_DATE")
+    with pytest.raises(ConfigError, match=f"^invalid configuration \\({yml}\\): unknown source"):
+        cat.config("wydt", "BSM", config=yml)
