@@ -423,11 +423,10 @@ class DatasetConfig(IngestConfig):
 
 
 def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """CVCATALOG_SECTION__FIELD=value pairs as a nested dict; CVCATALOG_HOME sets the cache dir."""
+    """CVCATALOG_SECTION__FIELD=value pairs as a nested dict; CVCATALOG_HOME sets the cache dir
+    (over CVCATALOG_CACHE__DIRECTORY, as catalog.default_home reads them)."""
     environ = dict(os.environ if environ is None else environ)
     out: dict[str, Any] = {}
-    if environ.get("CVCATALOG_HOME"):
-        out.setdefault("cache", {})["directory"] = environ["CVCATALOG_HOME"]
     if environ.get("CVCATALOG_STORAGE"):
         out["storage"] = environ["CVCATALOG_STORAGE"]
     for name, value in environ.items():
@@ -438,6 +437,8 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = value
+    if environ.get("CVCATALOG_HOME"):
+        out.setdefault("cache", {})["directory"] = environ["CVCATALOG_HOME"]
     return out
 
 

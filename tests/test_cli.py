@@ -731,6 +731,26 @@ def test_a_bad_flag_is_named_not_blamed_on_the_config_file(
     assert str(cfg) not in r.stderr and not (tmp_path / "cat").exists()
 
 
+def test_the_cache_directory_variable_names_the_catalog_as_home_does(
+    catalog_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CVCATALOG_CACHE__DIRECTORY (cache.directory's variable) was read only beside a --config:
+    without one every command, and Catalog(), silently used ./data/catalog."""
+    Catalog(catalog_dir).db.initialise()  # an empty catalog
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CVCATALOG_HOME", raising=False)
+    monkeypatch.setenv("CVCATALOG_CACHE__DIRECTORY", str(catalog_dir))
+    r = run("views", "-f", "csv")
+    assert r.exit_code == 0 and "wydot_bsm" in r.stdout, r.output
+    assert Catalog().paths.root == catalog_dir
+    other = tmp_path / "other"
+    monkeypatch.setenv("CVCATALOG_HOME", str(other))  # the documented name wins
+    assert Catalog().paths.root == other
+    r = run("views")
+    assert r.exit_code == 1 and f"no catalog at {other}" in r.stderr
+    assert not (tmp_path / "data").exists()
+
+
 def test_shell_on_a_pipe_prints_no_colour_codes_nor_its_init_file(catalog_dir: Path) -> None:
     Catalog(catalog_dir).db.initialise()  # an empty catalog
     done = subprocess.run(

@@ -275,3 +275,13 @@ def test_an_arguments_value_is_not_blamed_on_the_file(
     monkeypatch.delenv("CVCATALOG_DATE_RANGE__END_DATE")
     with pytest.raises(ConfigError, match=f"^invalid configuration \\({yml}\\): unknown source"):
         cat.config("wydt", "BSM", config=yml)
+
+
+def test_home_beats_the_cache_directory_variable_in_every_reader() -> None:
+    """CVCATALOG_HOME over CVCATALOG_CACHE__DIRECTORY, as the commands choose the catalog
+    (env_overrides let the second win, whatever the order of the variables)."""
+    from cvcatalog.config import env_overrides
+
+    env = {"CVCATALOG_HOME": "/a", "CVCATALOG_CACHE__DIRECTORY": "/b"}
+    assert env_overrides(env)["cache"]["directory"] == "/a"
+    assert env_overrides({"CVCATALOG_CACHE__DIRECTORY": "/b"})["cache"]["directory"] == "/b"
