@@ -424,21 +424,30 @@ class DatasetConfig(IngestConfig):
 
 def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """CVCATALOG_SECTION__FIELD=value pairs as a nested dict; CVCATALOG_HOME sets the cache dir
-    (over CVCATALOG_CACHE__DIRECTORY, as catalog.default_home reads them)."""
+    (over CVCATALOG_CACHE__DIRECTORY, as catalog.default_home reads them). Two variables of
+    which one sets a value the other would go inside (CVCATALOG_DOWNLOAD__RATE_LIMIT and
+    CVCATALOG_DOWNLOAD__RATE_LIMIT__X) are a ConfigError naming both."""
     environ = dict(os.environ if environ is None else environ)
-    out: dict[str, Any] = {}
+    given: dict[tuple[str, ...], str] = {}  # field path -> the variable that sets it
     if environ.get("CVCATALOG_STORAGE"):
-        out["storage"] = environ["CVCATALOG_STORAGE"]
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
-            continue
-        path = name[len(ENV_PREFIX) :].lower().split("__")
+        given[("storage",)] = "CVCATALOG_STORAGE"
+    for name in environ:
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            given.setdefault(tuple(name[len(ENV_PREFIX) :].lower().split("__")), name)
+    if environ.get("CVCATALOG_HOME"):
+        given[("cache", "directory")] = "CVCATALOG_HOME"
+    out: dict[str, Any] = {}
+    for path, name in given.items():
+        for i in range(1, len(path)):
+            if path[:i] in given:
+                raise ConfigError(
+                    f"invalid configuration ({name}): {'.'.join(path[:i])} is a setting, not a "
+                    f"section ({given[path[:i]]} sets it); unset one of the two"
+                )
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = value
-    if environ.get("CVCATALOG_HOME"):
-        out.setdefault("cache", {})["directory"] = environ["CVCATALOG_HOME"]
+        node[path[-1]] = environ[name]
     return out
 
 

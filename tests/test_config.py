@@ -285,3 +285,34 @@ def test_home_beats_the_cache_directory_variable_in_every_reader() -> None:
     env = {"CVCATALOG_HOME": "/a", "CVCATALOG_CACHE__DIRECTORY": "/b"}
     assert env_overrides(env)["cache"]["directory"] == "/a"
     assert env_overrides({"CVCATALOG_CACHE__DIRECTORY": "/b"})["cache"]["directory"] == "/b"
+
+
+@pytest.mark.parametrize(
+    ("environ", "named", "setting", "setter"),
+    [
+        ({"CVCATALOG_DOWNLOAD__RATE_LIMIT": "3", "CVCATALOG_DOWNLOAD__RATE_LIMIT__X": "1"},
+         "CVCATALOG_DOWNLOAD__RATE_LIMIT__X", "download.rate_limit",
+         "CVCATALOG_DOWNLOAD__RATE_LIMIT"),
+        ({"CVCATALOG_DOWNLOAD__RATE_LIMIT__X": "1", "CVCATALOG_DOWNLOAD__RATE_LIMIT": "3"},
+         "CVCATALOG_DOWNLOAD__RATE_LIMIT__X", "download.rate_limit",
+         "CVCATALOG_DOWNLOAD__RATE_LIMIT"),
+        ({"CVCATALOG_STORAGE": "local", "CVCATALOG_STORAGE__X": "1"},
+         "CVCATALOG_STORAGE__X", "storage", "CVCATALOG_STORAGE"),
+        ({"CVCATALOG_HOME": "/a", "CVCATALOG_CACHE__DIRECTORY__X": "1"},
+         "CVCATALOG_CACHE__DIRECTORY__X", "cache.directory", "CVCATALOG_HOME"),
+    ],
+)  # fmt: skip
+def test_a_variable_inside_another_variables_value_is_one_line(
+    environ: dict[str, str], named: str, setting: str, setter: str
+) -> None:
+    """CVCATALOG_DOWNLOAD__RATE_LIMIT=3 with CVCATALOG_DOWNLOAD__RATE_LIMIT__X=1 was `unexpected
+    TypeError: 'str' object does not support item assignment` (or, in the other order, the
+    second silently dropped)."""
+    from cvcatalog.config import env_overrides
+
+    with pytest.raises(ConfigError) as raised:
+        env_overrides(environ)
+    assert str(raised.value) == (
+        f"invalid configuration ({named}): {setting} is a setting, not a section "
+        f"({setter} sets it); unset one of the two"
+    )
