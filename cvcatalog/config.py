@@ -272,17 +272,16 @@ def trips_config(
     config: str | Path | None = None, max_gap_s: float | None = None
 ) -> TripsConfig | None:
     """The trips settings asked for: the YAML's `trips:` section, then CVCATALOG_TRIPS__*,
-    then max_gap_s; None when none of them says anything (the catalog keeps its own)."""
-    data = (load_yaml(config).get("trips") or {}) if config is not None else {}
-    merged = deep_merge(data, env_overrides().get("trips") or {})
-    if max_gap_s is not None:
-        merged["max_gap_s"] = max_gap_s
-    if not merged:
+    then max_gap_s, checked as an ingest's (:func:`build`: a bad value's line names the file,
+    the variable or "arguments"); None when none of them says anything (the catalog keeps its
+    own)."""
+    section = (load_yaml(config).get("trips") or {}) if config is not None else {}
+    given = {} if max_gap_s is None else {"trips": {"max_gap_s": max_gap_s}}
+    if not section and not given and not env_overrides().get("trips"):
         return None
-    try:
-        return TripsConfig.model_validate(merged)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, str(config or "arguments"))) from None
+    return build(
+        _TripsSection, {"trips": section} if section else {}, given, str(config or "arguments")
+    ).trips
 
 
 class _Section(BaseModel):
@@ -298,6 +297,10 @@ class _CacheSection(_Section):
 
 class _DownloadSection(_Section):
     download: DownloadConfig = DownloadConfig()
+
+
+class _TripsSection(_Section):
+    trips: TripsConfig | None = None
 
 
 S = TypeVar("S", bound=_Section)

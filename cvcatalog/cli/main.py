@@ -1868,6 +1868,8 @@ def trips_cmd(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Trips per source (the bsm_trips and ngsim_trips views) and the gap that cuts them."""
+    if max_gap_s is not None and not max_gap_s > 0:
+        raise ConfigError(f"--max-gap-s must be more than 0 seconds, got {max_gap_s:g}")
     cat = open_catalog(catalog, config, profile=profile, no_sign_request=no_sign_request)
     wanted = trips_config(config, max_gap_s)
     if wanted is not None and wanted.max_gap_s != cat.trip_gap():
