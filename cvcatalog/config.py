@@ -303,6 +303,10 @@ class _TripsSection(_Section):
     trips: TripsConfig | None = None
 
 
+class _QualitySection(_Section):
+    quality: QualityConfig | None = None
+
+
 S = TypeVar("S", bound=_Section)
 
 
@@ -326,6 +330,20 @@ def _one_section(
         {name: given} if given else {},
         origin=str(config or "arguments"),
     )
+
+
+def quality_config(config: str | Path | None = None) -> QualityConfig | None:
+    """The quality settings of a command that reads no other section (`report quality`): the
+    YAML's `quality:` section (a data-source file without one: none; or a file holding the
+    section itself), then CVCATALOG_QUALITY__*, checked as an ingest's; None when neither
+    says anything."""
+    data = load_yaml(config) if config is not None else {}
+    whole = "quality" in data or not data.keys().isdisjoint(DataSourceConfig.model_fields)
+    section = (data.get("quality") or {}) if whole else data
+    if not section and not env_overrides().get("quality"):
+        return None
+    base = {"quality": section} if section else {}
+    return build(_QualitySection, base, {}, str(config or "arguments")).quality
 
 
 def cache_config(config: str | Path | None = None, **overrides: Any) -> CacheConfig:

@@ -48,6 +48,7 @@ from cvcatalog.config import (
     env_overrides,
     load_yaml,
     parse_day,
+    quality_config,
     timezone_arg,
     trips_config,
 )
@@ -63,7 +64,6 @@ from cvcatalog.ops.publish import RESULT_COLUMNS
 from cvcatalog.ops.remote import read_only_error
 from cvcatalog.pipeline.report import Interrupted, NullProgress, Summary, summary_lines
 from cvcatalog.quality import coverage as coverage_report
-from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.report import build_report, render_html, render_png
 from cvcatalog.read.experiments import ExperimentConfig
 from cvcatalog.read.splits import SPLIT_NAMES
@@ -1256,12 +1256,12 @@ def report_quality(
         typer.Option(
             "--config",
             help="YAML with a quality: section, used when rules are evaluated now "
-            "(no stats recorded yet)",
+            "(no stats recorded yet) [env: CVCATALOG_QUALITY__*]",
         ),
     ] = None,
 ) -> None:
     """Rows, invalid records by rule, outliers removed and coverage by day and hour."""
-    cfg = QualityConfig.from_yaml(config) if config else None
+    cfg = quality_config(config)
     rep = build_report(
         open_catalog(catalog, profile=profile, no_sign_request=no_sign_request),
         source,
