@@ -316,3 +316,27 @@ def test_a_variable_inside_another_variables_value_is_one_line(
         f"invalid configuration ({named}): {setting} is a setting, not a section "
         f"({setter} sets it); unset one of the two"
     )
+
+
+def test_a_yaml_mistake_names_its_line_and_a_key_given_twice_is_one(tmp_path: Path) -> None:
+    """`source: [wydot` said only 'not valid YAML: while parsing a flow sequence' (no line);
+    a second `download:` section silently replaced the first (YAML keeps the last key)."""
+    cases = {
+        "source: [wydot\n": "line 2, column 1: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence)",
+        "download:\n  rate_limit: 5\nsource: wydot\ndownload:\n  max_workers: 3\n":
+            "line 4, column 1: 'download' is given twice",
+        "download: {rate_limit: 5, rate_limit: 6}\n": "line 1, column 27: 'rate_limit' is given twice",
+    }  # fmt: skip
+    for text, problem in cases.items():
+        p = write(tmp_path, text)
+        with pytest.raises(ConfigError) as raised:
+            DataSourceConfig.from_yaml(p)
+        assert str(raised.value) == f"config file {p} is not valid YAML: {problem}"
+    # a merge key's fields may be given again: that is what it is for
+    p.write_text(
+        "source: wydot\nmessage_type: BSM\ndate_range: {days_back: 1}\n"
+        "download:\n  <<: {rate_limit: 5, max_workers: 2}\n  rate_limit: 7\n"
+    )
+    download = DataSourceConfig.from_yaml(p).download
+    assert (download.rate_limit, download.max_workers) == (7, 2)
