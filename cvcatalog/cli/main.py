@@ -1109,8 +1109,9 @@ def _emit_runs(
 
 
 def _experiment_name(name: str) -> str:
-    """An experiment's name, or the name inside an experiment YAML given by path."""
-    if name.endswith((".yml", ".yaml")) and Path(name).exists():
+    """An experiment's name, or the name inside an experiment YAML given by path (a path that
+    is not there is `config file not found`, not an experiment of that name)."""
+    if name.endswith((".yml", ".yaml")):
         return ExperimentConfig.from_yaml(name).experiment.name
     return name
 
