@@ -79,7 +79,11 @@ Filters = Sequence[tuple[str, str, Any]]
 
 
 def default_home() -> Path:
-    return Path(os.environ.get("CVCATALOG_HOME") or DEFAULT_HOME)
+    """The catalog directory no argument names: CVCATALOG_HOME, else
+    CVCATALOG_CACHE__DIRECTORY (cache.directory's variable, as for any other field), else
+    ./data/catalog."""
+    env = os.environ
+    return Path(env.get("CVCATALOG_HOME") or env.get("CVCATALOG_CACHE__DIRECTORY") or DEFAULT_HOME)
 
 
 def _as_date(value: date | str | None, what: str) -> date | None:

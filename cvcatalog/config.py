@@ -272,17 +272,16 @@ def trips_config(
     config: str | Path | None = None, max_gap_s: float | None = None
 ) -> TripsConfig | None:
     """The trips settings asked for: the YAML's `trips:` section, then CVCATALOG_TRIPS__*,
-    then max_gap_s; None when none of them says anything (the catalog keeps its own)."""
-    data = (load_yaml(config).get("trips") or {}) if config is not None else {}
-    merged = deep_merge(data, env_overrides().get("trips") or {})
-    if max_gap_s is not None:
-        merged["max_gap_s"] = max_gap_s
-    if not merged:
+    then max_gap_s, checked as an ingest's (:func:`build`: a bad value's line names the file,
+    the variable or "arguments"); None when none of them says anything (the catalog keeps its
+    own)."""
+    section = (load_yaml(config).get("trips") or {}) if config is not None else {}
+    given = {} if max_gap_s is None else {"trips": {"max_gap_s": max_gap_s}}
+    if not section and not given and not env_overrides().get("trips"):
         return None
-    try:
-        return TripsConfig.model_validate(merged)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, str(config or "arguments"))) from None
+    return build(
+        _TripsSection, {"trips": section} if section else {}, given, str(config or "arguments")
+    ).trips
 
 
 class _Section(BaseModel):
@@ -298,6 +297,14 @@ class _CacheSection(_Section):
 
 class _DownloadSection(_Section):
     download: DownloadConfig = DownloadConfig()
+
+
+class _TripsSection(_Section):
+    trips: TripsConfig | None = None
+
+
+class _QualitySection(_Section):
+    quality: QualityConfig | None = None
 
 
 S = TypeVar("S", bound=_Section)
@@ -323,6 +330,20 @@ def _one_section(
         {name: given} if given else {},
         origin=str(config or "arguments"),
     )
+
+
+def quality_config(config: str | Path | None = None) -> QualityConfig | None:
+    """The quality settings of a command that reads no other section (`report quality`): the
+    YAML's `quality:` section (a data-source file without one: none; or a file holding the
+    section itself), then CVCATALOG_QUALITY__*, checked as an ingest's; None when neither
+    says anything."""
+    data = load_yaml(config) if config is not None else {}
+    whole = "quality" in data or not data.keys().isdisjoint(DataSourceConfig.model_fields)
+    section = (data.get("quality") or {}) if whole else data
+    if not section and not env_overrides().get("quality"):
+        return None
+    base = {"quality": section} if section else {}
+    return build(_QualitySection, base, {}, str(config or "arguments")).quality
 
 
 def cache_config(config: str | Path | None = None, **overrides: Any) -> CacheConfig:
@@ -423,21 +444,31 @@ class DatasetConfig(IngestConfig):
 
 
 def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """CVCATALOG_SECTION__FIELD=value pairs as a nested dict; CVCATALOG_HOME sets the cache dir."""
+    """CVCATALOG_SECTION__FIELD=value pairs as a nested dict; CVCATALOG_HOME sets the cache dir
+    (over CVCATALOG_CACHE__DIRECTORY, as catalog.default_home reads them). Two variables of
+    which one sets a value the other would go inside (CVCATALOG_DOWNLOAD__RATE_LIMIT and
+    CVCATALOG_DOWNLOAD__RATE_LIMIT__X) are a ConfigError naming both."""
     environ = dict(os.environ if environ is None else environ)
-    out: dict[str, Any] = {}
-    if environ.get("CVCATALOG_HOME"):
-        out.setdefault("cache", {})["directory"] = environ["CVCATALOG_HOME"]
+    given: dict[tuple[str, ...], str] = {}  # field path -> the variable that sets it
     if environ.get("CVCATALOG_STORAGE"):
-        out["storage"] = environ["CVCATALOG_STORAGE"]
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
-            continue
-        path = name[len(ENV_PREFIX) :].lower().split("__")
+        given[("storage",)] = "CVCATALOG_STORAGE"
+    for name in environ:
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            given.setdefault(tuple(name[len(ENV_PREFIX) :].lower().split("__")), name)
+    if environ.get("CVCATALOG_HOME"):
+        given[("cache", "directory")] = "CVCATALOG_HOME"
+    out: dict[str, Any] = {}
+    for path, name in given.items():
+        for i in range(1, len(path)):
+            if path[:i] in given:
+                raise ConfigError(
+                    f"invalid configuration ({name}): {'.'.join(path[:i])} is a setting, not a "
+                    f"section ({given[path[:i]]} sets it); unset one of the two"
+                )
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = value
+        node[path[-1]] = environ[name]
     return out
 
 
@@ -475,7 +506,8 @@ def _over(base: dict[str, Any], level: dict[str, Any]) -> dict[str, Any]:
 def build(model: type[C], data: dict[str, Any], overrides: dict[str, Any], origin: str) -> C:
     """data (a YAML file's) < CVCATALOG_* environment < overrides, validated as model (the
     days of a date_range from the highest level that gives any, DAY_KEYS); the keys model
-    ignores (IngestConfig.ignored) are dropped first."""
+    ignores (IngestConfig.ignored) are dropped first. An error names where its value came
+    from: origin (the file's name), the variable, or "arguments" (overrides)."""
     env = env_overrides()
     merged = _over(_over(data, env), overrides)
     for key in getattr(model, "ignored", ()):
@@ -484,8 +516,12 @@ def build(model: type[C], data: dict[str, Any], overrides: dict[str, Any], origi
         return model.model_validate(merged)
     except ValidationError as e:
         loc = [str(p) for p in e.errors()[0]["loc"]]
-        if not _holds(overrides, loc) and _holds(env, loc):  # the value came from the env
+        if _gives(overrides, loc):  # an argument's (a flag's) value, not the file's
+            origin = "arguments"
+        elif _gives(env, loc):  # the value came from the env
             origin = _ENV_NAMES.get(tuple(loc), ENV_PREFIX + "__".join(loc).upper())
+            if isinstance(_at(env, loc), dict):  # e.g. the days of CVCATALOG_DATE_RANGE__*
+                origin += "__*"
         raise ConfigError(format_validation_error(e, origin)) from None
 
 
@@ -493,11 +529,21 @@ def build(model: type[C], data: dict[str, Any], overrides: dict[str, Any], origi
 _ENV_NAMES = {("cache", "directory"): "CVCATALOG_HOME", ("storage",): "CVCATALOG_STORAGE"}
 
 
-def _holds(tree: dict[str, Any], path: list[str]) -> bool:
-    """Whether a nested dict has a (non-None) value at path."""
+def _at(tree: dict[str, Any], path: list[str]) -> Any:
+    """A nested dict's value at path; None if it has none."""
     node: Any = tree
     for part in path:
         if not isinstance(node, dict) or node.get(part) is None:
-            return False
+            return None
         node = node[part]
-    return True
+    return node
+
+
+def _gives(tree: dict[str, Any], loc: list[str]) -> bool:
+    """Whether a level (the environment's values, the arguments) gave what an error at loc is
+    about: a value there, or, for a date_range as a whole, its days (they come whole from the
+    highest level that gives any, DAY_KEYS); not a section it gave only other fields of."""
+    value = _at(tree, loc) if loc else None
+    if isinstance(value, dict):
+        return loc == ["date_range"] and any(value.get(k) is not None for k in DAY_KEYS)
+    return value is not None

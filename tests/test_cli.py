@@ -170,7 +170,7 @@ def test_query_is_read_only(seeded: Any, catalog_dir: Path) -> None:
             ["--source", "wydot", "--type", "BSM", "--start", "2021-04-02", "--end", "2021-04-01"],
             "before start date",
         ),
-        (["--source", "wydot", "--type", "BSM", "--days-back", "0"], "positive"),
+        (["--source", "wydot", "--type", "BSM", "--days-back", "0"], "--days-back must be 1 or"),
         (
             [
                 "--source",
@@ -184,7 +184,7 @@ def test_query_is_read_only(seeded: Any, catalog_dir: Path) -> None:
             ],
             "unknown timezone",
         ),
-        (["--source", "wydot", "--type", "BSM", "--start", "April 1st"], "start_date"),
+        (["--source", "wydot", "--type", "BSM", "--start", "April 1st"], "--start must be a date"),
         (
             ["--source", "wydot", "--type", "BSM", "--start", "2021-04-01", "--days-back", "3"],
             "--start (and --end) or --days-back, not both",
@@ -733,6 +733,54 @@ def test_no_source_is_one_line_naming_the_flags(tmp_path: Path, command: list[st
     assert r.exit_code == 1
     assert r.output == "error: give --source and --type (or a --config that names them)\n"
     assert not (tmp_path / "cat").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "line"),
+    [
+        (["--rate-limit", "-1"], "--rate-limit must be 0 or more, got -1"),
+        (["--start", "2021-4-5"], "--start must be a date like 2021-04-01, got '2021-4-5'"),
+        (["--start", "2021-04-05", "--end", "04/06"], "--end must be a date like 2021-04-01"),
+        (["--end", "2021-04-05"], "--end needs --start (or give --days-back)"),
+        (["--days-back", "0"], "--days-back must be 1 or more, got 0"),
+        (["--timezone", "Mars/Olympus"], "unknown timezone 'Mars/Olympus'"),
+    ],
+)
+@pytest.mark.parametrize("command", ["ingest", "plan"])
+def test_a_bad_flag_is_named_not_blamed_on_the_config_file(
+    tmp_path: Path, command: str, flags: list[str], line: str
+) -> None:
+    """`ingest --config a.yml --rate-limit -1` said `invalid configuration (a.yml):
+    download.rate_limit: ...`, the file blamed for the flag's value."""
+    cfg = tmp_path / "a.yml"
+    cfg.write_text(
+        f"source: wydot\nmessage_type: BSM\ncache: {{directory: {tmp_path / 'cat'}}}\n"
+        "date_range: {start_date: 2021-04-01, timezone: America/Denver}\n"
+    )
+    r = run(command, "--config", str(cfg), *flags)
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr.startswith(f"error: {line}") and r.stderr.count("\n") == 1, r.stderr
+    assert str(cfg) not in r.stderr and not (tmp_path / "cat").exists()
+
+
+def test_the_cache_directory_variable_names_the_catalog_as_home_does(
+    catalog_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CVCATALOG_CACHE__DIRECTORY (cache.directory's variable) was read only beside a --config:
+    without one every command, and Catalog(), silently used ./data/catalog."""
+    Catalog(catalog_dir).db.initialise()  # an empty catalog
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CVCATALOG_HOME", raising=False)
+    monkeypatch.setenv("CVCATALOG_CACHE__DIRECTORY", str(catalog_dir))
+    r = run("views", "-f", "csv")
+    assert r.exit_code == 0 and "wydot_bsm" in r.stdout, r.output
+    assert Catalog().paths.root == catalog_dir
+    other = tmp_path / "other"
+    monkeypatch.setenv("CVCATALOG_HOME", str(other))  # the documented name wins
+    assert Catalog().paths.root == other
+    r = run("views")
+    assert r.exit_code == 1 and f"no catalog at {other}" in r.stderr
+    assert not (tmp_path / "data").exists()
 
 
 def test_shell_on_a_pipe_prints_no_colour_codes_nor_its_init_file(catalog_dir: Path) -> None:

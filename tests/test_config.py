@@ -239,3 +239,104 @@ def test_each_level_that_gives_days_gives_them_whole_and_errors_name_their_level
     assert (cfg.date_range.start_date, cfg.date_range.timezone) == (
         date(2021, 4, 3), "America/Denver"
     )
+
+
+def test_an_arguments_value_is_not_blamed_on_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad value given as an argument over a config file was reported as the file's
+    (`invalid configuration (a.yml): download.rate_limit` for `--rate-limit -1`)."""
+    yml = write(
+        tmp_path,
+        "source: wydot\nmessage_type: BSM\n"
+        "date_range: {start_date: 2021-04-01, timezone: America/Denver}\n",
+    )
+    cat = Catalog(tmp_path / "catalog")
+    with pytest.raises(ConfigError, match=r"^invalid configuration \(arguments\): download.rate"):
+        cat.config("wydot", "BSM", config=yml, rate_limit=-1)
+    with pytest.raises(ConfigError, match=r"^invalid configuration \(arguments\): date_range: "):
+        cat.config("wydot", "BSM", end="2021-04-05", config=yml)  # the days come whole
+    # a time zone given as an argument does not make the file's days the arguments' fault
+    bad = tmp_path / "bad.yml"
+    bad.write_text("source: wydot\nmessage_type: BSM\ndate_range: {days_back: 0}\n")
+    with pytest.raises(ConfigError, match=f"^invalid configuration \\({bad}\\): date_range"):
+        cat.config("wydot", "BSM", config=bad, timezone="UTC")
+    both = tmp_path / "both.yml"
+    both.write_text(
+        "source: wydot\nmessage_type: BSM\ndate_range: {days_back: 2, start_date: 2021-04-01}\n"
+    )
+    with pytest.raises(ConfigError, match=f"^invalid configuration \\({both}\\): date_range: "):
+        cat.config("wydot", "BSM", config=both, timezone="UTC")
+    # the environment's days as a whole: the variables, not a name that is none of them
+    monkeypatch.setenv("CVCATALOG_DATE_RANGE__END_DATE", "2021-04-05")
+    with pytest.raises(ConfigError, match=r"\(CVCATALOG_DATE_RANGE__\*\): date_range: give"):
+        cat.config("wydot", "BSM", config=yml)
+    # the file's source (the command line passes it on) is still the file's
+    monkeypatch.delenv("CVCATALOG_DATE_RANGE__END_DATE")
+    with pytest.raises(ConfigError, match=f"^invalid configuration \\({yml}\\): unknown source"):
+        cat.config("wydt", "BSM", config=yml)
+
+
+def test_home_beats_the_cache_directory_variable_in_every_reader() -> None:
+    """CVCATALOG_HOME over CVCATALOG_CACHE__DIRECTORY, as the commands choose the catalog
+    (env_overrides let the second win, whatever the order of the variables)."""
+    from cvcatalog.config import env_overrides
+
+    env = {"CVCATALOG_HOME": "/a", "CVCATALOG_CACHE__DIRECTORY": "/b"}
+    assert env_overrides(env)["cache"]["directory"] == "/a"
+    assert env_overrides({"CVCATALOG_CACHE__DIRECTORY": "/b"})["cache"]["directory"] == "/b"
+
+
+@pytest.mark.parametrize(
+    ("environ", "named", "setting", "setter"),
+    [
+        ({"CVCATALOG_DOWNLOAD__RATE_LIMIT": "3", "CVCATALOG_DOWNLOAD__RATE_LIMIT__X": "1"},
+         "CVCATALOG_DOWNLOAD__RATE_LIMIT__X", "download.rate_limit",
+         "CVCATALOG_DOWNLOAD__RATE_LIMIT"),
+        ({"CVCATALOG_DOWNLOAD__RATE_LIMIT__X": "1", "CVCATALOG_DOWNLOAD__RATE_LIMIT": "3"},
+         "CVCATALOG_DOWNLOAD__RATE_LIMIT__X", "download.rate_limit",
+         "CVCATALOG_DOWNLOAD__RATE_LIMIT"),
+        ({"CVCATALOG_STORAGE": "local", "CVCATALOG_STORAGE__X": "1"},
+         "CVCATALOG_STORAGE__X", "storage", "CVCATALOG_STORAGE"),
+        ({"CVCATALOG_HOME": "/a", "CVCATALOG_CACHE__DIRECTORY__X": "1"},
+         "CVCATALOG_CACHE__DIRECTORY__X", "cache.directory", "CVCATALOG_HOME"),
+    ],
+)  # fmt: skip
+def test_a_variable_inside_another_variables_value_is_one_line(
+    environ: dict[str, str], named: str, setting: str, setter: str
+) -> None:
+    """CVCATALOG_DOWNLOAD__RATE_LIMIT=3 with CVCATALOG_DOWNLOAD__RATE_LIMIT__X=1 was `unexpected
+    TypeError: 'str' object does not support item assignment` (or, in the other order, the
+    second silently dropped)."""
+    from cvcatalog.config import env_overrides
+
+    with pytest.raises(ConfigError) as raised:
+        env_overrides(environ)
+    assert str(raised.value) == (
+        f"invalid configuration ({named}): {setting} is a setting, not a section "
+        f"({setter} sets it); unset one of the two"
+    )
+
+
+def test_a_yaml_mistake_names_its_line_and_a_key_given_twice_is_one(tmp_path: Path) -> None:
+    """`source: [wydot` said only 'not valid YAML: while parsing a flow sequence' (no line);
+    a second `download:` section silently replaced the first (YAML keeps the last key)."""
+    cases = {
+        "source: [wydot\n": "line 2, column 1: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence)",
+        "download:\n  rate_limit: 5\nsource: wydot\ndownload:\n  max_workers: 3\n":
+            "line 4, column 1: 'download' is given twice",
+        "download: {rate_limit: 5, rate_limit: 6}\n": "line 1, column 27: 'rate_limit' is given twice",
+    }  # fmt: skip
+    for text, problem in cases.items():
+        p = write(tmp_path, text)
+        with pytest.raises(ConfigError) as raised:
+            DataSourceConfig.from_yaml(p)
+        assert str(raised.value) == f"config file {p} is not valid YAML: {problem}"
+    # a merge key's fields may be given again: that is what it is for
+    p.write_text(
+        "source: wydot\nmessage_type: BSM\ndate_range: {days_back: 1}\n"
+        "download:\n  <<: {rate_limit: 5, max_workers: 2}\n  rate_limit: 7\n"
+    )
+    download = DataSourceConfig.from_yaml(p).download
+    assert (download.rate_limit, download.max_workers) == (7, 2)

@@ -845,3 +845,31 @@ def test_near_duplicates_and_frozen_positions(con: Any) -> None:
     con.register("pts", pa.Table.from_pylist(frozen))
     assert "frozen" not in flag_rows(con, "pts", BSM, off).rules
     assert evaluate(con, "pts", BSM).count("frozen") == 4
+
+
+def test_report_quality_reads_the_environment_as_an_ingest_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`report quality` read only --config: CVCATALOG_QUALITY__* was silently ignored (rules
+    evaluated with the file's or the default limits), and a data-source file without a
+    quality: section was 'quality.source: Extra inputs are not permitted (and 7 more)'."""
+    from cvcatalog.config import quality_config
+
+    section = tmp_path / "q.yml"
+    section.write_text("rules:\n  max_speed_mps: 30\n")
+    source = tmp_path / "ds.yml"
+    source.write_text("source: wydot\nmessage_type: BSM\ndate_range: {days_back: 1}\n")
+    assert quality_config() is None and quality_config(source) is None
+    assert quality_config(section).rules.max_speed_mps == 30  # type: ignore[union-attr]
+    monkeypatch.setenv("CVCATALOG_QUALITY__RULES__MAX_SPEED_MPS", "40")
+    assert quality_config(section).rules.max_speed_mps == 40  # type: ignore[union-attr]
+    assert quality_config(source).rules.max_speed_mps == 40  # type: ignore[union-attr]
+    assert quality_config().rules.max_speed_mps == 40  # type: ignore[union-attr]
+    monkeypatch.setenv("CVCATALOG_QUALITY__RULES__MAX_SPEED_MPS", "fast")
+    r = CliRunner().invoke(app, ["report", "quality", "--source", "wydot",
+                                 "--catalog", str(tmp_path / "none")])  # fmt: skip
+    assert r.exit_code == 1 and r.stderr == (
+        "error: invalid configuration (CVCATALOG_QUALITY__RULES__MAX_SPEED_MPS): "
+        "quality.rules.max_speed_mps: Input should be a valid number, unable to parse string "
+        "as a number\n"
+    )

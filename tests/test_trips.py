@@ -336,3 +336,27 @@ def test_ngsim_trips_match_the_python_segmentation(replica: Catalog) -> None:
         "count(heading_change_deg) as headings from ngsim_kinematics"
     )
     assert int(k.steps[0]) == int(k.n[0]) - n and int(k.headings[0]) == 0
+
+
+def test_a_bad_gap_names_where_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CVCATALOG_TRIPS__MAX_GAP_S=abc was `invalid configuration (arguments): max_gap_s: ...`,
+    and `trips --config a.yml --max-gap-s -1` blamed a.yml; the section is now named as an
+    ingest names it."""
+    cfg = tmp_path / "ds.yml"
+    cfg.write_text("trips:\n  max_gap_s: 90\n")
+    monkeypatch.setenv("CVCATALOG_TRIPS__MAX_GAP_S", "abc")
+    with pytest.raises(ConfigError) as raised:
+        trips_config(cfg)
+    assert str(raised.value).startswith(
+        "invalid configuration (CVCATALOG_TRIPS__MAX_GAP_S): trips.max_gap_s: "
+    )
+    monkeypatch.delenv("CVCATALOG_TRIPS__MAX_GAP_S")
+    with pytest.raises(ConfigError, match=r"^invalid configuration \(arguments\): trips.max_gap"):
+        trips_config(cfg, -1)
+    cfg.write_text("trips:\n  max_gap: 90\n")
+    with pytest.raises(ConfigError, match=f"^invalid configuration \\({cfg}\\): trips.max_gap:"):
+        trips_config(cfg)
+    r = CliRunner().invoke(app, ["trips", "--max-gap-s", "-1", "--config", str(cfg)])
+    assert r.exit_code == 1 and r.stderr == "error: --max-gap-s must be more than 0 seconds, got -1\n"

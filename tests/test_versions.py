@@ -696,3 +696,14 @@ def test_an_experiment_fixed_to_a_snapshot_reads_a_catalog_it_cannot_write(
     cat.pin("shared", "wydot", "BSM", snapshot=_s3["snapshot_id"])
     with pytest.raises(ConfigError, match=f"pinned to snapshot {_s3['snapshot_id']}"):
         CatalogGatherer(path, cat).gather_data()
+
+
+@pytest.mark.parametrize("command", ["show", "unpin"])
+def test_a_missing_experiment_file_is_said_to_be_missing(tmp_path: Path, command: str) -> None:
+    """`experiments show missing.yml` said "experiment 'missing.yml' is not pinned", as if a
+    pin had that name, for a mistyped file."""
+    home = tmp_path / "catalog"
+    Catalog(home).db.initialise()
+    missing = tmp_path / "missing.yml"
+    res = runner.invoke(app, ["experiments", command, str(missing), "--catalog", str(home)])
+    assert res.exit_code == 1 and res.stderr == f"error: config file not found: {missing}\n"

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -47,6 +48,8 @@ from cvcatalog.config import (
     env_overrides,
     load_yaml,
     parse_day,
+    quality_config,
+    timezone_arg,
     trips_config,
 )
 from cvcatalog.datasets import DATASETS, source_filter
@@ -61,7 +64,6 @@ from cvcatalog.ops.publish import RESULT_COLUMNS
 from cvcatalog.ops.remote import read_only_error
 from cvcatalog.pipeline.report import Interrupted, NullProgress, Summary, summary_lines
 from cvcatalog.quality import coverage as coverage_report
-from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.report import build_report, render_html, render_png
 from cvcatalog.read.experiments import ExperimentConfig
 from cvcatalog.read.splits import SPLIT_NAMES
@@ -335,6 +337,7 @@ def ingest(
     """Download and convert a date range of one source and message type, or load a dataset
     (--source ngsim --path FILE|URL|s3://...). Every source reads --config the same way."""
     check_workers("--workers", workers)  # one line for every source and runner
+    _check_rate_limit(rate_limit)
     if source is None and config is not None:  # the file may name the source (ngsim too)
         named = load_yaml(config).get("source")
         source = str(named) if isinstance(named, str) and named.lower() in DATASETS else None
@@ -371,6 +374,7 @@ def ingest(
     no_range = config is None and not env_overrides().get("date_range")
     if no_range and start is None and end is None and days_back is None:
         raise ConfigError("give the days: --start (and optionally --end) or --days-back")
+    start_day, end_day = _day_flags(start, end, days_back, timezone)
     src, mt = _source_and_type(source, message_type, config)
     if scheduler is None and cluster is None:
         scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None
@@ -386,8 +390,8 @@ def ingest(
         summary = cat.ingest(
             src,
             mt,
-            start,
-            end,
+            start_day,
+            end_day,
             days_back=days_back,
             timezone=timezone,
             config=config,
@@ -911,6 +915,29 @@ def cache_verify(
         raise typer.Exit(1)
 
 
+def _day_flags(
+    start: str | None, end: str | None, days_back: int | None, timezone: str | None
+) -> tuple[date | None, date | None]:
+    """--start, --end, --days-back and --timezone checked as flags (ingest, plan): a bad one is
+    a line naming it, not a config error blamed on the --config file; the days parsed."""
+    if end is not None and start is None:  # the flags' days replace the config's whole
+        raise ConfigError("--end needs --start (or give --days-back)")
+    if days_back is not None:
+        at_least("--days-back", days_back, 1)
+    if timezone is not None:
+        timezone_arg(timezone)
+    return (
+        parse_day(start, "--start") if start is not None else None,
+        parse_day(end, "--end") if end is not None else None,
+    )
+
+
+def _check_rate_limit(rate_limit: float | None) -> None:
+    """--rate-limit's one check and line (ingest, discover, plan)."""
+    if rate_limit is not None:
+        at_least("--rate-limit", rate_limit, 0)
+
+
 def _source_and_type(
     source: str | None, message_type: str | None, config: Path | None
 ) -> tuple[str, str]:
@@ -1087,8 +1114,9 @@ def _emit_runs(
 
 
 def _experiment_name(name: str) -> str:
-    """An experiment's name, or the name inside an experiment YAML given by path."""
-    if name.endswith((".yml", ".yaml")) and Path(name).exists():
+    """An experiment's name, or the name inside an experiment YAML given by path (a path that
+    is not there is `config file not found`, not an experiment of that name)."""
+    if name.endswith((".yml", ".yaml")):
         return ExperimentConfig.from_yaml(name).experiment.name
     return name
 
@@ -1234,12 +1262,12 @@ def report_quality(
         typer.Option(
             "--config",
             help="YAML with a quality: section, used when rules are evaluated now "
-            "(no stats recorded yet)",
+            "(no stats recorded yet) [env: CVCATALOG_QUALITY__*]",
         ),
     ] = None,
 ) -> None:
     """Rows, invalid records by rule, outliers removed and coverage by day and hour."""
-    cfg = QualityConfig.from_yaml(config) if config else None
+    cfg = quality_config(config)
     rep = build_report(
         open_catalog(catalog, profile=profile, no_sign_request=no_sign_request),
         source,
@@ -1569,6 +1597,7 @@ def discover(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """What the bucket holds (types, years, months, days, hours, objects, bytes); no downloads."""
+    _check_rate_limit(rate_limit)
     cat = open_catalog(catalog, config, create=True)
     d = cat.discover(
         source,
@@ -1613,13 +1642,17 @@ def plan(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """What an ingest of the range would fetch and what is already cached; no downloads."""
+    _check_rate_limit(rate_limit)
+    if days_back is not None and (start is not None or end is not None):
+        raise ConfigError("give --start (and --end) or --days-back, not both")
+    start_day, end_day = _day_flags(start, end, days_back, timezone)
     src, mt = _source_and_type(source, message_type, config)
     cat = open_catalog(catalog, config, create=True)
     p = cat.plan(
         src,
         mt,
-        start,
-        end,
+        start_day,
+        end_day,
         days_back=days_back,
         timezone=timezone,
         config=config,
@@ -1841,6 +1874,8 @@ def trips_cmd(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Trips per source (the bsm_trips and ngsim_trips views) and the gap that cuts them."""
+    if max_gap_s is not None and not max_gap_s > 0:
+        raise ConfigError(f"--max-gap-s must be more than 0 seconds, got {max_gap_s:g}")
     cat = open_catalog(catalog, config, profile=profile, no_sign_request=no_sign_request)
     wanted = trips_config(config, max_gap_s)
     if wanted is not None and wanted.max_gap_s != cat.trip_gap():

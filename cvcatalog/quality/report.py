@@ -224,7 +224,7 @@ def _type_quality(
         tq.counts.pop(("rows", "output"), None)
         tq.notes.append(
             "no quality stats recorded yet: rules evaluated now over the catalog "
-            "(default configuration unless --config gives one)"
+            "(default configuration unless --config or CVCATALOG_QUALITY__* give one)"
         )
         tq.notes.extend(stats.notes)
     tq.coverage = _coverage(con, view, mapping_for(source, message_type), tz)
