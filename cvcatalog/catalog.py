@@ -899,11 +899,9 @@ class Catalog:
         if naming != "canonical":
             raise ConfigError(f"{ds.name} has canonical column names only (naming='canonical')")
         wanted: list[tuple[str, str, Any]] = list(filters or [])
-        if location is not None:
-            if "location" not in ds.partition_by:
-                raise ConfigError(f"{ds.name} has no location partitions")
-            sites = [location] if isinstance(location, str) else list(location)
-            wanted.append(("location", "in", [ds.partition_value("location", x) for x in sites]))
+        sites = _sites(ds.name, location)
+        if sites is not None:
+            wanted.append(("location", "in", sites))
         s, e = _day_range(start, end)
         tz = timezone_arg(timezone)
         window = None
@@ -1559,25 +1557,28 @@ class Catalog:
         seed: int = 0,
         timezone: str = "UTC",
         snapshot: int | None = None,
+        location: str | Sequence[str] | None = None,
     ) -> tuple[splits.SplitPlan, pd.DataFrame]:
         """Which group (vehicle id or trip) goes to which split, from the group sizes of the
         window counted once in SQL; and the groups: key, n (rows), vehicle_id and first (the
-        time of the group's first row in the window). A window with no group to split (no
+        time of the group's first row in the window). location: only those sites of a dataset
+        (NGSIM), as to_dask(location=...) reads them. A window with no group to split (no
         rows, or none with a vehicle id) is a CatalogError, one line, as `report coverage`
         says of an empty range."""
         if by not in ("vehicle", "trip"):
             raise ConfigError(f"split by 'vehicle' or 'trip', not {by!r}")
         splits.check_fractions(fractions)
         rel = splits.relation(source, message_type)
+        sites = _sites(source, location)
         tz = timezone_arg(timezone)
         days = _day_range(*_split_days(start, end))
         window = splits.window_of(*days, tz)
-        sql, params = splits.group_sizes_sql(rel, by, window)
+        sql, params = splits.group_sizes_sql(rel, by, window, sites)
         groups = self.query(sql, params, snapshot=snapshot)
         if groups.empty:
-            sql, params = splits.window_rows_sql(rel, window)
+            sql, params = splits.window_rows_sql(rel, window, sites)
             rows = int(self.query(sql, params, snapshot=snapshot).n[0])
-            raise splits.nothing_to_split(rel, days, tz, rows, snapshot)
+            raise splits.nothing_to_split(rel, days, tz, rows, snapshot, sites)
         return splits.plan(groups, by, fractions, seed), groups
 
     def split(
@@ -1605,7 +1606,7 @@ class Catalog:
         start, end = _split_days(start, end)
         the_plan, groups = self.split_plan(
             source, message_type, start, end, by=by, fractions=fractions, seed=seed,
-            timezone=timezone, snapshot=snapshot,
+            timezone=timezone, snapshot=snapshot, location=options.get("location"),
         )  # fmt: skip
         rel = splits.relation(source, message_type)
 
@@ -1838,6 +1839,21 @@ def _meta(
             )
         table = table.select(columns)
     return table.to_pandas(), socrata
+
+
+def _sites(source: str, location: str | Sequence[str] | None) -> list[str] | None:
+    """The sites location= names, as the dataset's files name them (a mistyped one is a
+    ConfigError naming the valid ones); None: every site. Only a dataset with location
+    partitions (NGSIM) has sites."""
+    if location is None:
+        return None
+    ds = _dataset(source)
+    if ds is None:
+        raise ConfigError(f"location= selects sites of a dataset (ngsim), not of {source}")
+    if "location" not in ds.partition_by:
+        raise ConfigError(f"{ds.name} has no location partitions")
+    sites = [location] if isinstance(location, str) else list(location)
+    return [ds.partition_value("location", x) for x in sites]
 
 
 def _dataset(source: str) -> type[Dataset] | None:
