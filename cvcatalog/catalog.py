@@ -761,7 +761,8 @@ class Catalog:
         alone is that one day). `filters` are pyarrow
         conjunctions ((column, op, value) tuples, canonical column names in either naming):
         the ones on partition columns (date, location, ...) choose partitions, the others are
-        pushed into the Parquet reads.
+        pushed into the Parquet reads. A filter naming no column, with another op, or a value
+        the column cannot compare with is a ConfigError here, not an error at compute.
 
         Only the columns asked for (and those the computation uses: Dask's optimizer narrows
         them further) are read; filter and time-window columns need not be among them.
@@ -1013,6 +1014,7 @@ class Catalog:
         are socrata names, computed from the canonical columns they come from)."""
         import dask.dataframe as dd
 
+        _check_filter_terms(filters)
         names = {n for _, p in keyed for n, _ in p.constants} | {n for n, _ in spec.constants}
         on_values = [f for f in filters or [] if f[0] in names]
         pushed = [f for f in filters or [] if f[0] not in names]
@@ -1026,7 +1028,7 @@ class Catalog:
         if spec.optional:
             expected = _with_optional(expected, spec.optional)
         try:
-            meta, socrata = _meta(spec, pieces, cols, constants, plan, expected)
+            meta, socrata = _meta(spec, pieces, cols, constants, plan, expected, filters)
         except OSError:
             self._why_unreadable(pieces[0])
             raise
@@ -1804,10 +1806,12 @@ def _meta(
     constants: tuple[tuple[str, Any], ...],
     plan: SocrataPlan | None = None,
     expected: pa.Schema | None = None,
+    filters: Filters | None = None,
 ) -> tuple[pd.DataFrame, pa.Schema | None]:
     """An empty frame with the exact dtypes a piece will have, and with plan the Arrow
     schema of the socrata columns. expected: the table's columns now, when files written
-    before may lack some (FrameSpec.evolves)."""
+    before may lack some (FrameSpec.evolves). filters: checked against the (canonical)
+    columns here, so a mistake is one line from to_dask, not a pyarrow error at compute."""
     if pieces:
         first = pieces[0]
         fs = first.s3.filesystem() if first.s3 is not None else None
@@ -1824,6 +1828,7 @@ def _meta(
         if f.name not in arrow_schema.names and f.name not in dict(constants):
             arrow_schema = arrow_schema.append(f)
     table = _with_constants(arrow_schema.empty_table(), constants)
+    _check_filter_columns(filters, table, {n for n, _ in constants}, spec.name)
     socrata = None
     if plan is not None:
         if columns is not None:
@@ -1903,6 +1908,57 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "in": lambda a, b: a in b,
     "not in": lambda a, b: a not in b,
 }
+
+
+def _check_filter_terms(filters: Filters | None) -> None:
+    """Each filter is a (column, op, value) term with a known op; all of them must hold (a
+    list of lists, pyarrow's OR form, is not a term)."""
+    for term in filters or ():
+        if not (isinstance(term, tuple | list) and len(term) == 3 and isinstance(term[0], str)):
+            raise ConfigError(
+                f"a filter is a (column, op, value) tuple, and every filter must hold; got "
+                f"{term!r} (for an OR, filter the frame: frame[(a) | (b)])"
+            )
+        if not isinstance(term[1], str) or term[1].strip().lower() not in _COMPARE:
+            raise ConfigError(
+                f"unknown filter operator {term[1]!r} in {tuple(term)!r} "
+                f"(one of {', '.join(_COMPARE)})"
+            )
+
+
+def _check_filter_columns(
+    filters: Filters | None, table: pa.Table, constants: set[str], name: str
+) -> None:
+    """Each filter's column is one of the frame's canonical columns (in either naming), and
+    its value compares with that column's type: checked on the empty table, so the mistake
+    is one line before anything is read (partition values are compared by _holds)."""
+    for term in filters or ():
+        column, op, value = term
+        if column not in table.column_names:
+            raise ConfigError(
+                f"unknown column {column!r} in filters for {name} (filters name canonical "
+                f"columns, in either naming); valid: {', '.join(table.column_names)}"
+            )
+        if column in constants:
+            continue
+        kind = table.schema.field(column).type
+        values = value if isinstance(value, list | tuple | set) else [value]
+        if (
+            pa.types.is_timestamp(kind)
+            and kind.tz is not None
+            and any(isinstance(v, datetime) and v.tzinfo is None for v in values)
+        ):  # the empty table compares them; a file's rows do not
+            raise ConfigError(
+                f"filter {tuple(term)!r}: {column} is a moment (UTC); give the datetime a "
+                "zone, e.g. datetime(2021, 4, 1, tzinfo=timezone.utc)"
+            )
+        try:
+            table.filter(pq.filters_to_expression([(column, op.strip().lower(), value)]))
+        except (pa.ArrowException, TypeError, ValueError) as e:
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(
+                f"filter {tuple(term)!r} does not fit {column} ({kind}): {why}"
+            ) from None
 
 
 def _holds(constants: tuple[tuple[str, Any], ...], term: tuple[str, str, Any]) -> bool:
