@@ -1210,7 +1210,10 @@ class Catalog:
 
         output="dask": a lazy frame with one partition per snapshot that changed the table
         (for ranges too large for memory), each netted within its snapshot: a row deleted by
-        one snapshot and put back by a later one shows as both, where pandas nets it out."""
+        one snapshot and put back by a later one shows as both, where pandas nets it out.
+
+        Snapshots after `since` that expired since (retention, while a pin kept `since`)
+        still count: their changes stay in the files (a run of them is one Dask partition)."""
         table = _lake_table(source, message_type)[0]
         with self.db.read() as con:
             kept = lake.snapshots(con)
@@ -1221,15 +1224,14 @@ class Catalog:
                 raise ConfigError(f"until ({last}) is before since ({since})")
             if table not in lake.table_columns(con):
                 raise CatalogError(f"the catalog has no {table} table yet")
+            ids = {k.snapshot_id for k in kept}
             if output == "dask":
-                changed = [
-                    k.snapshot_id
-                    for k in kept
-                    if since < k.snapshot_id <= last and table in k.tables
-                ]
+                changed = _change_parts(kept, ids, table, since, last)
                 meta = lake.changes(con, table, last, last).slice(0, 0).to_pandas()
             elif last > since:
-                result = lake.changes(con, table, since + 1, last)
+                # since is kept; the snapshot after it may have expired: read from since
+                read = None if since + 1 in ids else (since, last)
+                result = lake.changes(con, table, since + 1, last, read)
             else:  # nothing between: no rows, the feed's columns
                 result = lake.changes(con, table, last, last).slice(0, 0)
         if output == "dask":
@@ -1714,12 +1716,37 @@ def _lake_table(source: str, message_type: str | None) -> tuple[str, str, str]:
     return SCHEMAS[(src, mt)].view_name, src, mt
 
 
-def _changes_of(snapshot: int, where: str, table: str) -> pd.DataFrame:
-    """One snapshot's net changes of a table (a partition of Catalog.changes(output="dask"),
-    read on a Dask worker, which opens the catalog itself)."""
+def _change_parts(
+    kept: list[lake.Snapshot], ids: set[int], table: str, since: int, last: int
+) -> list[tuple[int, int]]:
+    """The partitions of Catalog.changes(output="dask"): (first, last) snapshots, one per kept
+    snapshot after since that changed the table, and one per run of expired snapshot ids
+    (what they changed is no longer recorded per snapshot, only in the files)."""
+    touched = {k.snapshot_id for k in kept if table in k.tables}
+    parts: list[tuple[int, int]] = []
+    gap: int | None = None
+    for sid in range(since + 1, last + 1):
+        if sid not in ids:
+            gap = sid if gap is None else gap
+            continue
+        if gap is not None:
+            parts.append((gap, sid - 1))
+            gap = None
+        if sid in touched:
+            parts.append((sid, sid))
+    return parts
+
+
+def _changes_of(part: tuple[int, int], where: str, table: str) -> pd.DataFrame:
+    """The net changes of a table by snapshots first..last (a partition of
+    Catalog.changes(output="dask"), read on a Dask worker, which opens the catalog itself):
+    one snapshot, or a run of expired ones, read from the kept snapshot before them."""
+    first, last = part
     cat = Catalog(where)
     with cat.db.read() as con:
-        return lake.changes(con, table, snapshot, snapshot).to_pandas()
+        ids = {k.snapshot_id for k in lake.snapshots(con)}
+        read = None if first in ids and last in ids else (first - 1, last + 1)
+        return lake.changes(con, table, first, last, read).to_pandas()
 
 
 def as_of_point(snapshot: int | None, as_of: datetime | str | None) -> lake.AsOf | None:
