@@ -765,7 +765,8 @@ class Catalog:
         alone is that one day). `filters` are pyarrow
         conjunctions ((column, op, value) tuples, canonical column names in either naming):
         the ones on partition columns (date, location, ...) choose partitions, the others are
-        pushed into the Parquet reads.
+        pushed into the Parquet reads. A filter naming no column, with another op, or a value
+        the column cannot compare with is a ConfigError here, not an error at compute.
 
         Only the columns asked for (and those the computation uses: Dask's optimizer narrows
         them further) are read; filter and time-window columns need not be among them.
@@ -903,11 +904,9 @@ class Catalog:
         if naming != "canonical":
             raise ConfigError(f"{ds.name} has canonical column names only (naming='canonical')")
         wanted: list[tuple[str, str, Any]] = list(filters or [])
-        if location is not None:
-            if "location" not in ds.partition_by:
-                raise ConfigError(f"{ds.name} has no location partitions")
-            sites = [location] if isinstance(location, str) else list(location)
-            wanted.append(("location", "in", [ds.partition_value("location", x) for x in sites]))
+        sites = _sites(ds.name, location)
+        if sites is not None:
+            wanted.append(("location", "in", sites))
         s, e = _day_range(start, end)
         tz = timezone_arg(timezone)
         window = None
@@ -1019,6 +1018,7 @@ class Catalog:
         are socrata names, computed from the canonical columns they come from)."""
         import dask.dataframe as dd
 
+        _check_filter_terms(filters)
         names = {n for _, p in keyed for n, _ in p.constants} | {n for n, _ in spec.constants}
         on_values = [f for f in filters or [] if f[0] in names]
         pushed = [f for f in filters or [] if f[0] not in names]
@@ -1032,7 +1032,7 @@ class Catalog:
         if spec.optional:
             expected = _with_optional(expected, spec.optional)
         try:
-            meta, socrata = _meta(spec, pieces, cols, constants, plan, expected)
+            meta, socrata = _meta(spec, pieces, cols, constants, plan, expected, filters)
         except OSError:
             self._why_unreadable(pieces[0])
             raise
@@ -1214,7 +1214,10 @@ class Catalog:
 
         output="dask": a lazy frame with one partition per snapshot that changed the table
         (for ranges too large for memory), each netted within its snapshot: a row deleted by
-        one snapshot and put back by a later one shows as both, where pandas nets it out."""
+        one snapshot and put back by a later one shows as both, where pandas nets it out.
+
+        Snapshots after `since` that expired since (retention, while a pin kept `since`)
+        still count: their changes stay in the files (a run of them is one Dask partition)."""
         table = _lake_table(source, message_type)[0]
         with self.db.read() as con:
             kept = lake.snapshots(con)
@@ -1225,15 +1228,14 @@ class Catalog:
                 raise ConfigError(f"until ({last}) is before since ({since})")
             if table not in lake.table_columns(con):
                 raise CatalogError(f"the catalog has no {table} table yet")
+            ids = {k.snapshot_id for k in kept}
             if output == "dask":
-                changed = [
-                    k.snapshot_id
-                    for k in kept
-                    if since < k.snapshot_id <= last and table in k.tables
-                ]
+                changed = _change_parts(kept, ids, table, since, last)
                 meta = lake.changes(con, table, last, last).slice(0, 0).to_pandas()
             elif last > since:
-                result = lake.changes(con, table, since + 1, last)
+                # since is kept; the snapshot after it may have expired: read from since
+                read = None if since + 1 in ids else (since, last)
+                result = lake.changes(con, table, since + 1, last, read)
             else:  # nothing between: no rows, the feed's columns
                 result = lake.changes(con, table, last, last).slice(0, 0)
         if output == "dask":
@@ -1563,25 +1565,28 @@ class Catalog:
         seed: int = 0,
         timezone: str = "UTC",
         snapshot: int | None = None,
+        location: str | Sequence[str] | None = None,
     ) -> tuple[splits.SplitPlan, pd.DataFrame]:
         """Which group (vehicle id or trip) goes to which split, from the group sizes of the
         window counted once in SQL; and the groups: key, n (rows), vehicle_id and first (the
-        time of the group's first row in the window). A window with no group to split (no
+        time of the group's first row in the window). location: only those sites of a dataset
+        (NGSIM), as to_dask(location=...) reads them. A window with no group to split (no
         rows, or none with a vehicle id) is a CatalogError, one line, as `report coverage`
         says of an empty range."""
         if by not in ("vehicle", "trip"):
             raise ConfigError(f"split by 'vehicle' or 'trip', not {by!r}")
         splits.check_fractions(fractions)
         rel = splits.relation(source, message_type)
+        sites = _sites(source, location)
         tz = timezone_arg(timezone)
         days = _day_range(*_split_days(start, end))
         window = splits.window_of(*days, tz)
-        sql, params = splits.group_sizes_sql(rel, by, window)
+        sql, params = splits.group_sizes_sql(rel, by, window, sites)
         groups = self.query(sql, params, snapshot=snapshot)
         if groups.empty:
-            sql, params = splits.window_rows_sql(rel, window)
+            sql, params = splits.window_rows_sql(rel, window, sites)
             rows = int(self.query(sql, params, snapshot=snapshot).n[0])
-            raise splits.nothing_to_split(rel, days, tz, rows, snapshot)
+            raise splits.nothing_to_split(rel, days, tz, rows, snapshot, sites)
         return splits.plan(groups, by, fractions, seed), groups
 
     def split(
@@ -1609,7 +1614,7 @@ class Catalog:
         start, end = _split_days(start, end)
         the_plan, groups = self.split_plan(
             source, message_type, start, end, by=by, fractions=fractions, seed=seed,
-            timezone=timezone, snapshot=snapshot,
+            timezone=timezone, snapshot=snapshot, location=options.get("location"),
         )  # fmt: skip
         rel = splits.relation(source, message_type)
 
@@ -1715,12 +1720,37 @@ def _lake_table(source: str, message_type: str | None) -> tuple[str, str, str]:
     return SCHEMAS[(src, mt)].view_name, src, mt
 
 
-def _changes_of(snapshot: int, where: str, table: str) -> pd.DataFrame:
-    """One snapshot's net changes of a table (a partition of Catalog.changes(output="dask"),
-    read on a Dask worker, which opens the catalog itself)."""
+def _change_parts(
+    kept: list[lake.Snapshot], ids: set[int], table: str, since: int, last: int
+) -> list[tuple[int, int]]:
+    """The partitions of Catalog.changes(output="dask"): (first, last) snapshots, one per kept
+    snapshot after since that changed the table, and one per run of expired snapshot ids
+    (what they changed is no longer recorded per snapshot, only in the files)."""
+    touched = {k.snapshot_id for k in kept if table in k.tables}
+    parts: list[tuple[int, int]] = []
+    gap: int | None = None
+    for sid in range(since + 1, last + 1):
+        if sid not in ids:
+            gap = sid if gap is None else gap
+            continue
+        if gap is not None:
+            parts.append((gap, sid - 1))
+            gap = None
+        if sid in touched:
+            parts.append((sid, sid))
+    return parts
+
+
+def _changes_of(part: tuple[int, int], where: str, table: str) -> pd.DataFrame:
+    """The net changes of a table by snapshots first..last (a partition of
+    Catalog.changes(output="dask"), read on a Dask worker, which opens the catalog itself):
+    one snapshot, or a run of expired ones, read from the kept snapshot before them."""
+    first, last = part
     cat = Catalog(where)
     with cat.db.read() as con:
-        return lake.changes(con, table, snapshot, snapshot).to_pandas()
+        ids = {k.snapshot_id for k in lake.snapshots(con)}
+        read = None if first in ids and last in ids else (first - 1, last + 1)
+        return lake.changes(con, table, first, last, read).to_pandas()
 
 
 def as_of_point(snapshot: int | None, as_of: datetime | str | None) -> lake.AsOf | None:
@@ -1807,10 +1837,12 @@ def _meta(
     constants: tuple[tuple[str, Any], ...],
     plan: SocrataPlan | None = None,
     expected: pa.Schema | None = None,
+    filters: Filters | None = None,
 ) -> tuple[pd.DataFrame, pa.Schema | None]:
     """An empty frame with the exact dtypes a piece will have, and with plan the Arrow
     schema of the socrata columns. expected: the table's columns now, when files written
-    before may lack some (FrameSpec.evolves)."""
+    before may lack some (FrameSpec.evolves). filters: checked against the (canonical)
+    columns here, so a mistake is one line from to_dask, not a pyarrow error at compute."""
     if pieces:
         first = pieces[0]
         fs = first.s3.filesystem() if first.s3 is not None else None
@@ -1827,6 +1859,7 @@ def _meta(
         if f.name not in arrow_schema.names and f.name not in dict(constants):
             arrow_schema = arrow_schema.append(f)
     table = _with_constants(arrow_schema.empty_table(), constants)
+    _check_filter_columns(filters, table, {n for n, _ in constants}, spec.name)
     socrata = None
     if plan is not None:
         if columns is not None:
@@ -1842,6 +1875,21 @@ def _meta(
             )
         table = table.select(columns)
     return table.to_pandas(), socrata
+
+
+def _sites(source: str, location: str | Sequence[str] | None) -> list[str] | None:
+    """The sites location= names, as the dataset's files name them (a mistyped one is a
+    ConfigError naming the valid ones); None: every site. Only a dataset with location
+    partitions (NGSIM) has sites."""
+    if location is None:
+        return None
+    ds = _dataset(source)
+    if ds is None:
+        raise ConfigError(f"location= selects sites of a dataset (ngsim), not of {source}")
+    if "location" not in ds.partition_by:
+        raise ConfigError(f"{ds.name} has no location partitions")
+    sites = [location] if isinstance(location, str) else list(location)
+    return [ds.partition_value("location", x) for x in sites]
 
 
 def _dataset(source: str) -> type[Dataset] | None:
@@ -1891,6 +1939,57 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "in": lambda a, b: a in b,
     "not in": lambda a, b: a not in b,
 }
+
+
+def _check_filter_terms(filters: Filters | None) -> None:
+    """Each filter is a (column, op, value) term with a known op; all of them must hold (a
+    list of lists, pyarrow's OR form, is not a term)."""
+    for term in filters or ():
+        if not (isinstance(term, tuple | list) and len(term) == 3 and isinstance(term[0], str)):
+            raise ConfigError(
+                f"a filter is a (column, op, value) tuple, and every filter must hold; got "
+                f"{term!r} (for an OR, filter the frame: frame[(a) | (b)])"
+            )
+        if not isinstance(term[1], str) or term[1].strip().lower() not in _COMPARE:
+            raise ConfigError(
+                f"unknown filter operator {term[1]!r} in {tuple(term)!r} "
+                f"(one of {', '.join(_COMPARE)})"
+            )
+
+
+def _check_filter_columns(
+    filters: Filters | None, table: pa.Table, constants: set[str], name: str
+) -> None:
+    """Each filter's column is one of the frame's canonical columns (in either naming), and
+    its value compares with that column's type: checked on the empty table, so the mistake
+    is one line before anything is read (partition values are compared by _holds)."""
+    for term in filters or ():
+        column, op, value = term
+        if column not in table.column_names:
+            raise ConfigError(
+                f"unknown column {column!r} in filters for {name} (filters name canonical "
+                f"columns, in either naming); valid: {', '.join(table.column_names)}"
+            )
+        if column in constants:
+            continue
+        kind = table.schema.field(column).type
+        values = value if isinstance(value, list | tuple | set) else [value]
+        if (
+            pa.types.is_timestamp(kind)
+            and kind.tz is not None
+            and any(isinstance(v, datetime) and v.tzinfo is None for v in values)
+        ):  # the empty table compares them; a file's rows do not
+            raise ConfigError(
+                f"filter {tuple(term)!r}: {column} is a moment (UTC); give the datetime a "
+                "zone, e.g. datetime(2021, 4, 1, tzinfo=timezone.utc)"
+            )
+        try:
+            table.filter(pq.filters_to_expression([(column, op.strip().lower(), value)]))
+        except (pa.ArrowException, TypeError, ValueError) as e:
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(
+                f"filter {tuple(term)!r} does not fit {column} ({kind}): {why}"
+            ) from None
 
 
 def _holds(constants: tuple[tuple[str, Any], ...], term: tuple[str, str, Any]) -> bool:

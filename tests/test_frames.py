@@ -9,7 +9,7 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +232,34 @@ def test_unknown_columns_are_one_clear_error(cat: Catalog) -> None:
         cat.to_dask("wydot", "BSM", D1, D2, columns=["speed"])
 
 
+def test_mistaken_filters_are_one_clear_error_from_to_dask(cat: Catalog) -> None:
+    """A filter naming no column, an unknown op, a value of another type, a naive datetime
+    for a moment, or pyarrow's OR form is a ConfigError when the frame is made; it was a
+    pyarrow error (a schema dump, or 'too many values to unpack') when it was computed."""
+    cases = [
+        ([("speed", ">", 20)], r"unknown column 'speed' in filters for wydot_bsm .*valid: .*speed_mps"),
+        ([("speed_mps", "~", 1)], r"unknown filter operator '~' .*one of =, ==, !="),
+        ([("speed_mps", ">", "fast")], r"does not fit speed_mps \(double\)"),
+        ([("vehicle_id", "=", 5)], r"does not fit vehicle_id \(string\)"),
+        ([("generated_at", ">=", datetime(2021, 4, 1, 10))], "give the datetime a zone"),
+        ([[("speed_mps", ">", 30)], [("speed_mps", "<", 5)]], r"for an OR, filter the frame"),
+        ([("speed_mps", ">")], r"a filter is a \(column, op, value\) tuple"),
+    ]  # fmt: skip
+    for filters, said in cases:
+        for naming in ("canonical", "socrata"):
+            with pytest.raises(ConfigError, match=said):
+                cat.to_dask("wydot", "BSM", D1, D2, filters=filters, naming=naming)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="unknown column 'coreData_speed' in filters"):
+        cat.to_dask("wydot", "BSM", D1, D2, naming="socrata", filters=[("coreData_speed", ">", 1)])
+    # what is right still reads: partition values, lists, an aware moment
+    ok = [("date", "=", str(D2)), ("msg_cnt", "in", [1, 2]),
+          ("generated_at", ">=", datetime(2021, 4, 2, 1, tzinfo=UTC))]  # fmt: skip
+    got = len(cat.to_dask("wydot", "BSM", D1, D2, filters=ok))
+    want = cat.query("select count(*) n from wydot_bsm where date = ? and msg_cnt in (1, 2) "
+                     "and generated_at >= '2021-04-02 01:00:00+00'", [D2]).n[0]  # fmt: skip
+    assert got == want > 0
+
+
 def test_ngsim_frames_with_columns(tmp_path: Path, reads: list[Any]) -> None:
     path = tmp_path / "trajectories.csv"
     generate_ngsim(path, 3_000, seed=3)
@@ -247,6 +275,8 @@ def test_ngsim_frames_with_columns(tmp_path: Path, reads: list[Any]) -> None:
     pd.testing.assert_frame_equal(_sorted(got, cols), _sorted(want, cols), check_dtype=False)
     with pytest.raises(ConfigError, match="valid: "):
         cat.to_dask("ngsim", columns=["speed"])
+    with pytest.raises(ConfigError, match="unknown column 'speed' in filters for ngsim"):
+        cat.to_dask("ngsim", filters=[("speed", ">", 5.0)])
 
 
 def test_ngsim_frames_over_inputs_with_and_without_imputation(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from cvcatalog.cli.main import app
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.read.experiments import CatalogGatherer
 from cvcatalog.read.splits import SPLIT_NAMES, assign, nothing_to_split, relation
+from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
 
 D1, D2 = date(2021, 4, 1), date(2021, 4, 2)
@@ -231,3 +232,34 @@ def test_the_groups_first_is_where_each_group_begins_in_the_window(cat: Catalog)
     # a vehicle's first row is its earliest trip's first row in the window
     earliest = trips.groupby("vehicle_id")["first"].min().sort_index()
     assert earliest.equals(got)
+
+
+def test_a_split_of_one_ngsim_site_is_planned_on_that_site(tmp_path: Path) -> None:
+    """location= (and `split --location`) plans the split on the site's own rows: planned on
+    every site's rows, a small site's frames missed the fractions, a split even empty."""
+    csv = tmp_path / "ngsim.csv"
+    generate_ngsim(csv, 30_000, seed=1)
+    cat = Catalog(tmp_path / "catalog")
+    assert cat.ingest_dataset("ngsim", str(csv)).ok
+    for site in ("peachtree", "us-101"):
+        total = int(cat.query("select count(*) n from ngsim_trajectories where location = ?",
+                              [site]).n[0])  # fmt: skip
+        for by in ("vehicle", "trip"):
+            plan, groups = cat.split_plan("ngsim", by=by, location=site)  # type: ignore[arg-type]
+            assert sum(plan.rows) == int(groups.n.sum()) == total > 0
+            frames = cat.split("ngsim", by=by, location=site)  # type: ignore[arg-type]
+            sizes = tuple(len(f) for f in frames)
+            assert sizes == plan.rows and all(sizes), (site, by, sizes)
+            biggest = int(groups.n.max())
+            for n, want in zip(sizes, plan.fractions, strict=True):
+                assert abs(n - want * total) <= biggest, (site, by, sizes)
+        r = CliRunner().invoke(app, ["split", "--catalog", str(cat.paths.root), "--source",
+                                     "ngsim", "--location", site, "--format", "json"])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert sum(row["rows"] for row in json.loads(r.stdout)) == total
+    with pytest.raises(CatalogError, match=r"^no ngsim/TRAJECTORY \(i-80\) rows between"):
+        cat.split_plan("ngsim", start="2005-06-15", end="2005-06-15", location="i-80")
+    with pytest.raises(ConfigError, match="unknown NGSIM location 'mars'"):
+        cat.split("ngsim", location="mars")
+    with pytest.raises(ConfigError, match="location= selects sites of a dataset"):
+        cat.split_plan("wydot", "BSM", location="i-80")

@@ -461,6 +461,49 @@ def test_a_pinned_experiment_keeps_its_rows_through_changes_and_eviction(
     assert res.exit_code == 1 and "not pinned" in res.output
 
 
+D7, D8 = date(2021, 7, 1), date(2021, 7, 2)
+
+
+def test_the_change_feed_since_a_pin_outlives_the_snapshots_after_it(
+    module_s3: Any, tmp_path: Path
+) -> None:
+    """Retention expires the snapshots after a pin (the pin keeps only its own): the feed
+    since the pin is the same afterwards, in pandas, Dask and the CLI. It was `error:
+    unexpected InvalidInputException: ... No snapshot found at version N`, and the Dask feed
+    silently left out the expired snapshots' changes."""
+    seed_replica(module_s3, D7, D8, sources=["wydot"], message_types=["BSM", "TIM"],
+                 records_per_hour=6, files_per_hour=1, seed=11)  # fmt: skip
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat, D7)
+    pin = cat.pin("trained_july", "wydot", "BSM")
+    _ingest(cat, D8)  # after the pin: inserts
+    seed_replica(module_s3, D8, D8, sources=["wydot"], message_types=["BSM"],
+                 records_per_hour=2, files_per_hour=1, seed=12)  # fmt: skip
+    _ingest(cat, D8, check_changes=True)  # late objects: inserts
+    s = cat.ingest("wydot", "TIM", D7, D7, rate_limit=0)  # the current snapshot: no BSM change
+    assert s.ok
+    since = pin.snapshot_id
+    ident = ["change_type", "snapshot_id", "source_key", "vehicle_id", "generated_at", "msg_cnt"]
+
+    def rows(df: Any) -> list[tuple[Any, ...]]:
+        return sorted(map(tuple, df[ident].astype(str).values.tolist()))
+
+    before = cat.changes("wydot", "BSM", since=since)
+    assert len(before) > 0 and set(before.change_type) == {"insert"}
+    cat.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
+    kept = {k["snapshot_id"] for k in cat.snapshots()}
+    assert since in kept and since + 1 not in kept  # the pin and the current one stay
+    after = cat.changes("wydot", "BSM", since=since)
+    assert rows(after) == rows(before)
+    lazy = cat.changes("wydot", "BSM", since=since, output="dask").compute()
+    assert rows(lazy) == rows(before)
+    res = runner.invoke(app, ["changes", "--source", "wydot", "--type", "BSM", "--since",
+                              str(since), "--catalog", str(cat.paths.root), "--format", "csv"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert f"{len(before):,} inserted, 0 deleted after snapshot {since}" in res.stderr
+    assert cat.changes("wydot", "TIM", since=since).shape[0] > 0
+
+
 def test_an_experiment_fixed_to_a_snapshot_is_pinned_to_it(
     history: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -1906,6 +1906,13 @@ def split_cmd(
         str, typer.Option("--fractions", help="train,validation,test")
     ] = "0.8,0.1,0.1",
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    location: Annotated[
+        str | None,
+        typer.Option(
+            "--location",
+            help="--source ngsim: split only this site (us-101 | i-80 | lankershim | peachtree)",
+        ),
+    ] = None,
     catalog: CatalogOpt = None,
     profile: ProfileOpt = None,
     no_sign_request: NoSignOpt = None,
@@ -1931,6 +1938,7 @@ def split_cmd(
         fractions=parts,
         seed=seed,
         timezone=timezone,
+        location=location,
     )
     rows = [
         {

@@ -599,13 +599,23 @@ def snapshots(con: duckdb.DuckDBPyConnection) -> list[Snapshot]:
     return list(out.values())
 
 
-def changes(con: duckdb.DuckDBPyConnection, table: str, first: int, last: int) -> pa.Table:
+def changes(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    first: int,
+    last: int,
+    read: tuple[int, int] | None = None,
+) -> pa.Table:
     """The net row changes of a lake table from snapshot first to last (inclusive): rows the
     later state has and the earlier lacks are inserts, the reverse deletes, each with the
     snapshot that made it. A file rewritten with its rows unchanged (a day merged by
-    --check-changes, a compaction) nets to nothing, so only rows that really changed show."""
+    --check-changes, a compaction) nets to nothing, so only rows that really changed show.
+    read: kept snapshots around first..last when first or last has expired (DuckLake reads
+    changes between kept snapshots only; the expired snapshots' changes are still in its
+    files): the changes are read between them, and only those of first..last kept."""
     sql = (
-        "WITH c AS (SELECT * FROM ducklake_table_changes(?, ?, ?, ?, ?)), "
+        "WITH c AS (SELECT * FROM ducklake_table_changes(?, ?, ?, ?, ?) "
+        "WHERE snapshot_id BETWEEN ? AND ?), "
         "g AS (SELECT * EXCLUDE (snapshot_id, rowid, change_type), "
         "sum(CASE WHEN change_type IN ('insert', 'update_postimage') THEN 1 ELSE -1 END) "
         "AS _net, "
@@ -617,7 +627,8 @@ def changes(con: duckdb.DuckDBPyConnection, table: str, first: int, last: int) -
         "g.* EXCLUDE (_net, _ins, _del) FROM g, range(CAST(abs(_net) AS BIGINT)) AS r(_n) WHERE _net <> 0 "
         "ORDER BY snapshot_id, change_type DESC, hash(g)"  # (ties: one order every time)
     )
-    return con.execute(sql, [LAKE, SCHEMA, table, first, last]).arrow().read_all()
+    start, end = read if read is not None else (first, last)
+    return con.execute(sql, [LAKE, SCHEMA, table, start, end, first, last]).arrow().read_all()
 
 
 def expirable(

@@ -145,12 +145,16 @@ def relation(source: str, message_type: str | None) -> Relation:
 
 
 def group_sizes_sql(
-    rel: Relation, by: By, window: tuple[datetime, datetime] | None
+    rel: Relation,
+    by: By,
+    window: tuple[datetime, datetime] | None,
+    locations: Sequence[str] | None = None,
 ) -> tuple[str, list[Any]]:
     """SQL (and its parameters) counting the rows of each group in the window: key, rows,
     vehicle id, and first: the time of the group's first row in the window (by vehicle, where
     the id's rows in the window begin; by trip, where the trip's do). A source without a time
-    column has no first (a NULL timestamp, NaT in pandas)."""
+    column has no first (a NULL timestamp, NaT in pandas). locations: only the rows of these
+    sites (a dataset's `location` partitions, as to_dask(location=...) reads them)."""
     params: list[Any] = []
     where = ["vehicle_id IS NOT NULL"]
     if by == "trip":
@@ -161,7 +165,7 @@ def group_sizes_sql(
         params.append(rel.source)
     else:
         relation_name = quote_ident(rel.table)
-    in_window, window_params = _window_where(rel, window)
+    in_window, window_params = _window_where(rel, window, locations)
     where += in_window
     params += window_params
     first = f"min({quote_ident(rel.time)})" if rel.time is not None else "NULL::TIMESTAMPTZ"
@@ -179,21 +183,32 @@ def group_sizes_sql(
 
 
 def window_rows_sql(
-    rel: Relation, window: tuple[datetime, datetime] | None
+    rel: Relation,
+    window: tuple[datetime, datetime] | None,
+    locations: Sequence[str] | None = None,
 ) -> tuple[str, list[Any]]:
-    """SQL (and its parameters) counting every row of the window, with a vehicle id or not."""
-    where, params = _window_where(rel, window)
+    """SQL (and its parameters) counting every row of the window (of those sites), with a
+    vehicle id or not."""
+    where, params = _window_where(rel, window, locations)
     sql = f"SELECT count(*) AS n FROM {quote_ident(rel.table)}"
     return (f"{sql} WHERE {' AND '.join(where)}" if where else sql), params
 
 
 def _window_where(
-    rel: Relation, window: tuple[datetime, datetime] | None
+    rel: Relation,
+    window: tuple[datetime, datetime] | None,
+    locations: Sequence[str] | None = None,
 ) -> tuple[list[str], list[Any]]:
-    if window is None or rel.time is None:
-        return [], []
-    t = quote_ident(rel.time)
-    return [f"{t} >= ? AND {t} < ?"], [window[0], window[1]]
+    where: list[str] = []
+    params: list[Any] = []
+    if window is not None and rel.time is not None:
+        t = quote_ident(rel.time)
+        where.append(f"{t} >= ? AND {t} < ?")
+        params += [window[0], window[1]]
+    if locations is not None:
+        where.append(f"location IN ({', '.join('?' for _ in locations)})")
+        params += list(locations)
+    return where, params
 
 
 def nothing_to_split(
@@ -202,9 +217,11 @@ def nothing_to_split(
     timezone: str,
     rows: int,
     snapshot: int | None = None,
+    locations: Sequence[str] | None = None,
 ) -> CatalogError:
     """The one line for a window with no group to split, worded as `report coverage` words
     an empty range: rows: the window's rows (with a vehicle id or not)."""
+    what = rel.what + (f" ({', '.join(locations)})" if locations else "")
     where = (
         f"between {days[0]} and {days[1]} ({timezone})"
         if days[0] is not None and days[1] is not None
@@ -213,9 +230,9 @@ def nothing_to_split(
     if snapshot is not None:
         where += f" at snapshot {snapshot}"
     if rows == 0:
-        return CatalogError(f"no {rel.what} rows {where}; nothing to split")
+        return CatalogError(f"no {what} rows {where}; nothing to split")
     return CatalogError(
-        f"none of the {rows:,} {rel.what} rows {where} has a vehicle id; nothing to split"
+        f"none of the {rows:,} {what} rows {where} has a vehicle id; nothing to split"
     )
 
 
