@@ -155,7 +155,8 @@ def _day_range(start: date | str | None, end: date | str | None) -> tuple[date |
 @dataclass(frozen=True)
 class Repaired:
     """One damaged CV day (its partition key) or dataset input ('<dataset> <uri>') fetched
-    again by Catalog.repair: the rows it holds now, and its failures (days, units)."""
+    again by Catalog.repair: the rows it holds now, and its failures (days, units); or a
+    table rebuilt, or a file only older snapshots show restored (or why not), with its line."""
 
     what: str
     rows: int
@@ -163,6 +164,8 @@ class Repaired:
     units: int | None = None  # a dataset input: the units loaded
     #: why it failed (the failed days' or units' errors)
     errors: tuple[str, ...] = ()
+    #: what a repair that is no re-fetch did, in one line (None: a re-fetch)
+    line: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1350,8 +1353,11 @@ class Catalog:
         config: IngestConfig | str | Path | None = None,
     ) -> list[Repaired]:
         """Mend what verify found: damaged partitions leave the views and damaged dataset
-        units are dropped (ops.cache.quarantine_bad), orphans are deleted, then each damaged
-        CV day and dataset input is fetched again (on_done sees each as it finishes).
+        units are dropped (ops.cache.quarantine_bad), a table whose delete file in effect is
+        damaged is rebuilt, orphans are deleted, then each damaged CV day and dataset input is
+        fetched again, and last each damaged file that only older snapshots show (the damaged
+        current ones too, now) is restored from a good file with the same recorded SHA-256, or
+        left as it is with the reason (ops.cache.mend_kept); on_done sees each as it finishes.
 
         The fetches are ingests: they read `config` (a data-source YAML or config object; its
         bucket slice is left alone) as ingest does, cache.max_size_gb included, which each
@@ -1363,7 +1369,10 @@ class Catalog:
             if on_done is not None:
                 on_done(item)
 
-        for r in cache.quarantine_bad(self.db, report):
+        refetch = cache.quarantine_bad(self.db, report)
+        for table in report.bad_delete_tables:
+            done(Repaired(table, 0, 0, line=f"rebuilt {table}: its deletes applied again"))
+        for r in refetch:
             options = DATASETS[r.dataset].options_for_scope(r.scope)
             if r.unit_bytes:
                 options["unit_bytes"] = r.unit_bytes
@@ -1394,6 +1403,8 @@ class Catalog:
             mine = [o for o in s.outcomes if o.key == key]
             failed = [o.error or "failed" for o in mine if o.status == "failed"]
             done(Repaired(key, sum(o.rows for o in mine), len(failed), errors=tuple(failed)))
+        for m in cache.mend_kept(self.db):
+            done(Repaired(m.path, 0, int(not m.ok), line=m.line))
         return out
 
     def publish(self, url: str, **options: Any) -> Any:

@@ -208,6 +208,7 @@ TABLE_OWNERS = {
     "catalog_settings": "state/settings.py",
     "experiment_pins": "state/pins.py",
     "file_deletes": "state/deletes.py",
+    "file_checksums": "state/checksums.py",
     "lake_views": "state/tables.py",
     "schema_migrations": "state/db.py",
     "listing_cache": "ops/discover.py",

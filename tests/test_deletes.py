@@ -18,9 +18,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
+from cvcatalog.cli.main import app
 from cvcatalog.exceptions import CatalogError
+from cvcatalog.io import lake
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.state import manifest
@@ -186,3 +189,64 @@ def test_a_file_that_ends_after_some_of_its_rows_were_deleted_counts_only_the_re
     snap = next(s for s in cat.snapshots() if s["run_id"] == run)
     assert snap["rows_removed"] == showing
     assert snap["rows_added"] == int(cat.query("select count(*) as n from wydot_bsm").n[0])
+
+
+def _copy(changed: dict[str, Any], to: Path) -> Catalog:
+    shutil.copytree(changed["cat"].paths.root, to)
+    return Catalog(to)
+
+
+def test_a_damaged_delete_file_is_found_and_its_table_rebuilt(
+    changed: dict[str, Any], tmp_path: Path
+) -> None:
+    """The lake's delete files were never checked: one damaged broke every read of its table.
+    verify checks each against the size the lake recorded; the repair rebuilds the table (the
+    state applies its deletes again), and says it cannot mend the damaged one, which only the
+    older snapshots show then (no SHA-256 recorded for it): kept as it is."""
+    cat = _copy(changed, tmp_path / "copy")
+    with cat.db.read() as con:
+        current = [f for f in lake.delete_file_entries(con) if f.current]
+    assert current
+    victim = Path(current[0].location)
+    rel = cat.paths.relative(victim)
+    victim.write_bytes(b"not a delete file")
+    report = cat.verify()
+    assert report.mismatched == [rel] and rel in report.by_size and not report.kept_only
+    assert report.bad_delete_tables == ["wydot_bsm"] and not report.bad_partitions
+    done = cat.repair(report)
+    assert [r.line for r in done if r.what == "wydot_bsm"] == [
+        "rebuilt wydot_bsm: its deletes applied again"
+    ]
+    assert cat.query(ROWS).equals(changed["oracle3"])
+    [failed] = [r for r in done if r.failed]
+    assert failed.what == rel and failed.line is not None
+    assert failed.line.startswith(f"cannot mend {rel}: only older snapshots ")
+    assert victim.read_bytes() == b"not a delete file"  # nothing deleted
+    after = cat.verify()
+    assert after.mismatched == [rel] and list(after.kept_only) == [rel]
+
+
+def test_a_kept_file_no_other_file_has_the_bytes_of_cannot_be_mended(
+    changed: dict[str, Any], tmp_path: Path
+) -> None:
+    """A file only older snapshots show, whose rows no current file holds: a re-fetch gives
+    only the current data, so the repair says so and keeps it."""
+    cat = _copy(changed, tmp_path / "copy")
+    with cat.db.read() as con:
+        old = sorted(Path(f.location) for f in lake.data_files(con) if not f.current)
+    assert old
+    victim = old[0]
+    rel = cat.paths.relative(victim)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    report = cat.verify()
+    assert report.mismatched == [rel] and list(report.kept_only) == [rel]
+    assert rel not in report.by_size and not report.bad_partitions
+    r = CliRunner().invoke(app, ["cache", "verify", "--repair", "--catalog", str(cat.paths.root)])
+    assert r.exit_code == 1, r.output
+    [line] = [x for x in r.output.splitlines() if x.startswith("cannot mend")]
+    assert line.startswith(f"cannot mend {rel}: only older snapshots ")
+    assert "no file of the catalog has its bytes" in line and "re-fetched" not in r.output
+    assert victim.read_bytes() == bytes(data)
+    assert cat.query(ROWS).equals(changed["oracle3"])

@@ -470,6 +470,27 @@ def test_staging_left_after_a_commit_is_swept_by_the_next_run(
         monkeypatch.setenv("CVCATALOG_MEMORY__STAGING_GB", "0")  # the second round: no stage
 
 
+def test_a_deleted_catalogs_copies_in_memory_go_with_the_next_run_of_another(
+    s3_client: Any, catalog_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catalog deleted after a run left copies in memory held that RAM for 24 hours: the
+    next run of any catalog sweeps them, with a memory stage of its own or (here) without."""
+    seed(s3_client, D1, D1)
+    catalog_dir.mkdir()
+    base = Path(os.environ.get("CVCATALOG_MEMORY__STAGING_DIR") or memstage.SHM_ROOT)
+    stage = memstage.MemoryStage.open(catalog_dir, 100 << 20, base)
+    assert stage is not None
+    left = stage.place("wydot/BSM/2021/04/02", "000000-a.json", 2)  # a day that failed
+    assert left is not None
+    left.write_text("{}")
+    stage.close()
+    shutil.rmtree(catalog_dir)
+    monkeypatch.setenv("CVCATALOG_MEMORY__STAGING_GB", "0")  # the next run opens no stage
+    s = ingest(Catalog(tmp_path / "another"), D1, D1)
+    assert s.count("complete") == 1
+    assert not _memory_dir(catalog_dir).exists()
+
+
 def test_a_conversion_out_of_memory_is_retried_with_one_thread(
     s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -487,3 +487,72 @@ def test_a_frame_whose_file_is_missing_names_the_mend(seeded: Any, tmp_path: Pat
         f.unlink()
     with pytest.raises(CvCatalogError, match=r"is missing from the lake \(run `cvcatalog cache"):
         cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02")
+
+
+def _kept_only(cat: Catalog) -> list[Path]:
+    """The data files only older snapshots show (a --force-refresh kept the earlier ones)."""
+    with cat.db.read() as con:
+        return sorted(Path(f.location) for f in lake.data_files(con) if not f.current)
+
+
+def test_verify_checks_the_files_only_older_snapshots_show_and_repair_restores_them(
+    seeded: Any, tmp_path: Path
+) -> None:
+    """A damaged file kept for time travel went unseen: verify hashed only the current files.
+    Now every file a kept snapshot shows is checked against its recorded SHA-256, and the
+    repair restores one from a good file with the same bytes (a day converted again)."""
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat)
+    older = cat.snapshots(limit=1)[0]["snapshot_id"]
+    rows_then = cat.query("select count(*) as n from wydot_bsm")["n"][0]
+    _ingest(cat, force_refresh=True)  # the same bytes again, under new names
+    truncated, gone = _kept_only(cat)
+    with open(truncated, "r+b") as f:
+        f.truncate(100)
+    gone.unlink()
+    rel_truncated, rel_gone = cat.paths.relative(truncated), cat.paths.relative(gone)
+    home = str(cat.paths.root)
+    r = runner.invoke(app, ["cache", "verify", "--catalog", home, "--format", "csv"])
+    assert r.exit_code == 1, r.output
+    span = f"{older}..{older}"
+    assert f"checksum mismatch (only older snapshots {span} show it),{rel_truncated}" in r.output
+    assert f"missing file (only older snapshots {span} show it),{rel_gone}" in r.output
+    assert "6 files checked: 4 ok, 1 mismatched, 1 missing" in r.output  # 2 quarantine files
+    report = cat.verify()
+    assert report.bad_partitions == [] and set(report.kept_only) == {rel_truncated, rel_gone}
+
+    r = runner.invoke(app, ["cache", "verify", "--repair", "--catalog", home])
+    assert r.exit_code == 0, r.output
+    assert f"restored {rel_truncated} from " in r.output and f"restored {rel_gone} from " in r.output
+    assert "re-fetched" not in r.output  # the current data was whole
+    assert cat.verify().clean
+    con = user_session(cat.paths.db)
+    then = con.execute(f"SELECT count(*) FROM cv.wydot_bsm AT (VERSION => {older})").fetchone()
+    con.close()
+    assert then == (rows_then,)
+
+
+def test_a_kept_file_nothing_can_stand_in_for_is_reported_and_kept(
+    seeded: Any, tmp_path: Path
+) -> None:
+    """A file only older snapshots show, with no recorded SHA-256 (replaced before this release
+    recorded them): checked by the size the lake recorded, and the repair says in one line why
+    it cannot mend it, deletes nothing and exits 1."""
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat)
+    _ingest(cat, force_refresh=True)
+    victim = _kept_only(cat)[0]
+    rel = cat.paths.relative(victim)
+    with cat.db.write(message="test: an earlier release's catalog") as con:
+        con.execute("DELETE FROM file_checksums WHERE path = ?", [rel])
+    with open(victim, "r+b") as f:
+        f.truncate(100)
+    report = cat.verify()
+    assert report.mismatched == [rel] and rel in report.by_size and rel in report.kept_only
+    r = runner.invoke(app, ["cache", "verify", "--repair", "--catalog", str(cat.paths.root)])
+    assert r.exit_code == 1, r.output
+    [line] = [x for x in r.output.splitlines() if x.startswith("cannot mend")]
+    assert line.startswith(f"cannot mend {rel}: only older snapshots ")
+    assert "no SHA-256 was recorded for it" in line and "Traceback" not in r.output
+    assert victim.stat().st_size == 100  # kept as it is
+    assert cat.verify().mismatched == [rel]

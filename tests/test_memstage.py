@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -206,3 +209,114 @@ def test_config_values_that_would_break_the_stage_are_refused_or_mean_the_defaul
     with pytest.raises(ValidationError, match="finite"):
         MemoryConfig(max_usage_gb=float("inf"))  # was a DuckDB parser error on every day
     assert MemoryConfig(staging_dir="").staging_dir is None  # not the current directory
+
+
+def _left_copy(tmp_path: Path, base: Path, catalog: str, day: str = DAY1) -> Path:
+    """A run of a catalog (made here) that wrote one copy and ended without committing it."""
+    (tmp_path / catalog).mkdir(exist_ok=True)
+    stage = _stage(tmp_path, base, 100 * MB, catalog)
+    copy = stage.place(day, "000000-a.json", 2)
+    assert copy is not None
+    copy.write_text("{}")
+    stage.close()
+    return copy
+
+
+def test_a_deleted_catalogs_copies_go_at_the_start_of_any_run(tmp_path: Path, base: Path) -> None:
+    """A catalog deleted (after a failed or killed run) left its copies holding RAM until the
+    24-hour sweep: now the next run of any catalog removes them, and a catalog still there
+    keeps its copies for its re-run."""
+    gone = _left_copy(tmp_path, base, "deleted")
+    kept = _left_copy(tmp_path, base, "kept")
+    assert (gone.parents[5] / memstage.OWNER_FILE).read_text() == str(tmp_path / "deleted")
+    shutil.rmtree(tmp_path / "deleted")
+    (tmp_path / "other").mkdir()
+    stage = _stage(tmp_path, base, 100 * MB, "other")
+    assert not gone.parents[5].exists() and kept.exists()
+    assert stage.used == 0
+    stage.close()
+    # a run that opens no stage (no budget, a conversion pool) sweeps all the same
+    again = _left_copy(tmp_path, base, "deleted")
+    shutil.rmtree(tmp_path / "deleted")
+    assert MemoryStage.open(tmp_path / "other", 0, base=base) is None
+    memstage.sweep(base)
+    assert not again.parents[5].exists() and kept.exists()
+    # what is left of a catalog's directory once its copies went by age: nothing holds it
+    os.utime(kept, (1.0, 1.0))
+    memstage.sweep(base)
+    assert not kept.parents[5].exists()
+
+
+def test_a_stage_a_live_run_holds_is_never_swept(tmp_path: Path, base: Path) -> None:
+    """Its catalog deleted under it (or not made yet), a live run's copies stay: each run holds
+    a lock on its directory that a sweep needs free."""
+    (tmp_path / "cat").mkdir()
+    live = _stage(tmp_path, base, 100 * MB)
+    copy = live.place(DAY1, "000000-a.json", 2)
+    assert copy is not None
+    copy.write_text("{}")
+    shutil.rmtree(tmp_path / "cat")
+    _stage(tmp_path, base, 100 * MB, "other").close()
+    memstage.sweep(base)
+    assert copy.exists() and live.used == 2
+    live.close()  # the run ends: its copy stays for a re-run, but the catalog is gone
+    memstage.sweep(base)
+    assert not live.root.exists()
+
+
+HOLDER = """
+import sys
+from pathlib import Path
+from cvcatalog.io.memstage import MemoryStage
+stage = MemoryStage.open(Path(sys.argv[1]), 100 << 20, base=Path(sys.argv[2]))
+copy = stage.place("wydot/BSM/2021/04/01", "000000-a.json", 2)
+copy.write_text("{}")
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_killed_runs_stage_goes_once_its_catalog_is_gone(tmp_path: Path, base: Path) -> None:
+    """The lock is the process's: held while it lives, released by its kill (no stale pid)."""
+    (tmp_path / "cat").mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path / "cat"), str(base)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        root = memstage.stage_dir(tmp_path / "cat", base)
+        shutil.rmtree(tmp_path / "cat")
+        memstage.sweep(base)
+        assert (root / DAY1 / "000000-a.json").exists()  # the process lives: kept
+    finally:
+        proc.kill()
+        proc.wait()
+    memstage.sweep(base)
+    assert not root.exists()
+
+
+def test_a_lease_taken_on_a_directory_a_sweep_removed_is_taken_again(
+    tmp_path: Path, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep may remove the directory between a run's making it and its lock: the run then
+    locks the one it makes again, not the removed one (whose copies nobody would protect)."""
+    real = memstage.fcntl.flock
+    swept: list[int] = []
+
+    def flock(fd: int, op: int) -> None:
+        if op == memstage.fcntl.LOCK_SH and not swept:
+            swept.append(fd)
+            shutil.rmtree(memstage.stage_dir(tmp_path / "cat", base))
+        real(fd, op)
+
+    monkeypatch.setattr(memstage.fcntl, "flock", flock)
+    (tmp_path / "cat").mkdir()
+    stage = _stage(tmp_path, base, 100 * MB)
+    monkeypatch.undo()
+    assert swept and stage.root.is_dir() and (stage.root / memstage.OWNER_FILE).exists()
+    shutil.rmtree(tmp_path / "cat")
+    memstage.sweep(base)
+    assert stage.root.is_dir()  # held
+    stage.close()
+    assert not stage.root.exists()  # nothing in it: it goes with the run

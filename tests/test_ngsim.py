@@ -461,7 +461,7 @@ def _flip_byte(data: bytes) -> bytes:
 
 
 def test_cache_status_verify_repair_and_clear(ngsim_csv, catalog_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    from cvcatalog.ops.cache import quarantine_bad
+    from cvcatalog.ops.cache import mend_kept, quarantine_bad
 
     path, rep = ngsim_csv
     s = _ingest(catalog_dir, str(path))
@@ -508,6 +508,10 @@ def test_cache_status_verify_repair_and_clear(ngsim_csv, catalog_dir: Path) -> N
     again = _ingest(catalog_dir, str(path))
     assert again.ok and again.units_done == 1 and again.inputs_published == 1
     assert cat.query("select count(*) n from ngsim_trajectories")["n"][0] == total
+    # the snapshots before the repair showed the damaged file: restored from the unit loaded
+    # again (the same bytes), as Catalog.repair's last step does
+    [mended] = mend_kept(cat.db)
+    assert mended.ok and mended.path == victim and target.exists()
     assert cat.verify().clean
 
     # the CLI: verify fails on a missing file, --repair re-fetches it
@@ -547,7 +551,7 @@ def test_ngsim_on_an_s3_lake(ngsim_csv, s3_client, tmp_path: Path) -> None:  # t
     import duckdb
 
     from cvcatalog.io.duckdb_ext import load_extension, s3_connection
-    from cvcatalog.ops.cache import quarantine_bad
+    from cvcatalog.ops.cache import mend_kept, quarantine_bad
 
     path, _rep = ngsim_csv
     s3_client.create_bucket(Bucket="ngsim-lake")
@@ -600,6 +604,7 @@ def test_ngsim_on_an_s3_lake(ngsim_csv, s3_client, tmp_path: Path) -> None:  # t
     assert len(quarantine_bad(cat.db, report)) == 1
     again = cat.ingest_dataset("ngsim", str(path), unit_bytes=UNIT)
     assert again.ok and again.units_done == 1
+    assert [m.path for m in mend_kept(cat.db) if m.ok] == [victim]  # the older snapshots'
     assert cat.verify().clean and cat.query(_ORDER).equals(want)
 
     # publish copies the NGSIM objects; the published catalog answers the same

@@ -378,10 +378,23 @@ def test_repair_that_cannot_refetch_fails_loudly_and_hides_the_day(
     assert n == 0
     assert cat.query("select count(*) as n from wydot_bsm").n[0] == report.partitions[DAY1].records
 
+    # the damaged file went; the snapshots before the repair still show it: nothing could
+    # stand in for it then
+    [line] = [x for x in r.output.splitlines() if x.startswith("cannot mend")]
+    assert "only older snapshots" in line and "no file of the catalog has its bytes" in line
+
     fault_proxy.clear_rules()
     s = cat.ingest("wydot", "BSM", D1, D2, timezone="UTC", **DOWNLOAD)
     assert s.ok and s.count("complete") == 1 and s.count("cached") == 1
     assert cat.query("select count(*) as n from wydot_bsm").n[0] == report.records
+    # the day converted again has those bytes: the next repair restores the older snapshots'
+    # file from it, fetching nothing
+    kept = cat.verify()
+    assert len(kept.missing) == 1 and list(kept.kept_only) == kept.missing
+    gets = fault_proxy.requests("GET")
+    [mended] = cat.repair(kept)
+    assert not mended.failed and mended.line is not None and mended.line.startswith("restored")
+    assert fault_proxy.requests("GET") == gets
     assert cat.verify().clean
 
 

@@ -871,7 +871,12 @@ def cache_evict(
 @friendly
 def cache_verify(
     repair: Annotated[
-        bool, typer.Option("--repair", help="Hide damaged partitions, delete orphans and re-fetch")
+        bool,
+        typer.Option(
+            "--repair",
+            help="Hide damaged partitions, delete orphans and re-fetch; restore files only "
+            "older snapshots show from a file with the same bytes",
+        ),
     ] = False,
     catalog: LocalCatalogOpt = None,
     fmt: FormatOpt = Format.table,
@@ -886,7 +891,8 @@ def cache_verify(
         ),
     ] = None,
 ) -> None:
-    """Re-hash every cached file against the manifest's SHA-256."""
+    """Re-hash every file of the catalog against its recorded SHA-256: the current ones, and
+    those kept for older snapshots (time travel, pins)."""
     cat = open_catalog(catalog, config)
     report = cat.verify()
     emit(report.rows(), fmt, columns=["problem", "path"])
@@ -901,6 +907,9 @@ def cache_verify(
         raise typer.Exit(1)
 
     def show(r: Repaired) -> None:
+        if r.line is not None:  # a table rebuilt, a kept file restored, or why not
+            say(r.line, fmt)
+            return
         if r.failed:  # why, not a re-fetch of 0 rows
             say(f"could not re-fetch {r.what}: {'; '.join(r.errors) or 'failed'}", fmt)
             return

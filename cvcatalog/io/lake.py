@@ -348,21 +348,43 @@ def known_files(con: duckdb.DuckDBPyConnection, files: list[DataFile] | None = N
 def delete_files(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Location -> bytes of the delete files the lake wrote for row deletes (DuckLake owns
     them: they go when the snapshots showing them expire), now or for an older snapshot."""
+    return {f.location: f.size for f in delete_file_entries(con)}
+
+
+def delete_file_entries(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
+    """Every delete file in the lake's metadata, as data_files gives the data files (rows:
+    the rows it deletes; current: in effect now), so `cache verify` checks it against the
+    size the lake recorded (its only record of the bytes)."""
     base = _data_path(con)
     rows = con.execute(
-        "SELECT s.path, s.path_is_relative, t.path, t.path_is_relative, d.path, "
-        "d.path_is_relative, d.file_size_bytes FROM ducklake_delete_file d "
-        "JOIN (SELECT table_id, any_value(schema_id) AS schema_id, any_value(path) AS path, "
-        "      any_value(path_is_relative) AS path_is_relative FROM ducklake_table "
-        "      GROUP BY table_id) t USING (table_id) "
+        "SELECT t.table_name, s.path, s.path_is_relative, t.path, t.path_is_relative, d.path, "
+        "d.path_is_relative, d.delete_count, d.end_snapshot IS NULL AND t.end_snapshot IS NULL, "
+        "d.begin_snapshot, CASE WHEN d.end_snapshot IS NULL THEN t.end_snapshot "
+        "WHEN t.end_snapshot IS NULL THEN d.end_snapshot "
+        "ELSE least(d.end_snapshot, t.end_snapshot) END, d.file_size_bytes "
+        "FROM ducklake_delete_file d "
+        "JOIN (SELECT table_id, any_value(schema_id) AS schema_id, "
+        "      arg_max(table_name, begin_snapshot) AS table_name, any_value(path) AS path, "
+        "      any_value(path_is_relative) AS path_is_relative, "
+        "      CASE WHEN bool_or(end_snapshot IS NULL) THEN NULL ELSE max(end_snapshot) END "
+        "      AS end_snapshot "
+        "      FROM ducklake_table GROUP BY table_id) t USING (table_id) "
         "JOIN (SELECT schema_id, any_value(path) AS path, "
         "      any_value(path_is_relative) AS path_is_relative FROM ducklake_schema "
         "      GROUP BY schema_id) s USING (schema_id)"
     ).fetchall()
-    return {
-        _join(_join(_join(base, sp, sr), tp, tr), dp, dr): int(size or 0)
-        for sp, sr, tp, tr, dp, dr, size in rows
-    }
+    return [
+        DataFile(
+            table,
+            _join(_join(_join(base, sp, sr), tp, tr), dp, dr),
+            int(n or 0),
+            bool(now),
+            int(b),
+            None if e is None else int(e),
+            int(size or 0),
+        )
+        for table, sp, sr, tp, tr, dp, dr, n, now, b, e, size in rows
+    ]
 
 
 def record_counts(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, int]]:

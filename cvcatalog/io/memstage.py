@@ -13,6 +13,13 @@ them like any other), one directory a catalog, a day's copies removed with its c
 after a failure or a kill for the next run to reuse (the downloader checks them against the
 listing). Unlike disk, memory is scarce: what is there counts against every run's budget, and
 a day's copies a run finds older than STALE_SECONDS (a failed day nobody ran again) go.
+
+A deleted catalog's copies must not wait that long: a catalog's directory records the catalog
+it stages for (OWNER_FILE), and each run holds a shared lock on the directory (flock, released
+by the kernel when the process ends, even killed). The start of any run (sweep) removes, under
+an exclusive lock it can only get when no run holds the directory, every directory whose
+catalog no longer exists, or that holds no copies. A killed run's copies of a catalog still
+there are kept: the re-run reuses them.
 """
 
 from __future__ import annotations
@@ -21,12 +28,17 @@ import contextlib
 import hashlib
 import os
 import stat
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.layout import prune_empty_dirs, remove_tree
+
+if sys.platform != "win32":  # no stage opens without statvfs (Windows): nothing to lock there
+    import fcntl
 
 #: where RAM-backed directories live on Linux
 SHM_ROOT = Path("/dev/shm")
@@ -37,13 +49,20 @@ MIN_BUDGET = 64 * 1024 * 1024
 #: an empty directory is removed only this long after its last change (another process may be
 #: about to write into it)
 EMPTY_SECONDS = 3600
+#: in a catalog's directory: the catalog's path (its stage goes once the catalog is gone)
+OWNER_FILE = ".catalog"
 
 
 def stage_dir(catalog: Path, base: Path = SHM_ROOT) -> Path:
     """The catalog's directory of raw copies in memory (one per user and catalog)."""
     digest = hashlib.sha1(str(catalog.resolve()).encode()).hexdigest()[:16]
+    return _home(base) / digest
+
+
+def _home(base: Path) -> Path:
+    """The user's directory of every catalog's stage."""
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    return base / f"cvcatalog-{uid}" / digest
+    return base / f"cvcatalog-{uid}"
 
 
 class MemoryStage:
@@ -56,6 +75,8 @@ class MemoryStage:
         self.peak = 0
         self._sizes: dict[str, dict[str, int]] = {}  # group -> name -> bytes counted
         self._lock = threading.Lock()
+        #: the directory's descriptor, its shared lock held until close (None: not leased)
+        self._lease: int | None = None
 
     @classmethod
     def open(cls, catalog: Path, budget: int, base: Path = SHM_ROOT) -> MemoryStage | None:
@@ -76,28 +97,22 @@ class MemoryStage:
             root.parent.mkdir(mode=0o700, exist_ok=True)
             if not _private(root.parent):
                 return None
-            root.mkdir(exist_ok=True)
             stage = cls(root, budget)
-            stage.tidy()
+            stage._lease = _lease(root, catalog)
+            try:
+                stage.tidy()
+            except OSError:
+                stage.close()  # its lease too: a directory held by nobody is not kept
+                raise
         except OSError:
             return None
         return stage
 
     def tidy(self, now: float | None = None) -> None:
-        """Drop what every catalog's runs left longer than STALE_SECONDS ago (a failed day
-        nobody ran again, a deleted catalog's) and count what is left of this catalog's (an
-        earlier run's copies, or those another process ingesting into it is making: they
-        count against this budget too, and are never removed here)."""
-        now = time.time() if now is None else now
-        sizes: dict[str, dict[str, int]] = {}
-        for root in [d for d in self.root.parent.iterdir() if d.is_dir()]:
-            found = _day_files(root)
-            for group, (newest, files) in found.items():
-                if now - newest > STALE_SECONDS:
-                    _remove_day(root, group)
-                elif root == self.root:
-                    sizes[group] = files
-            _prune_empty(root, now, keep=root == self.root)
+        """Sweep what every catalog's runs left (_tidy_home) and count what is left of this
+        catalog's (an earlier run's copies, or those another process ingesting into it is
+        making: they count against this budget too, and are never removed here)."""
+        sizes = _tidy_home(self.root.parent, self.root, now)
         total = sum(sum(s.values()) for s in sizes.values())
         with self._lock:
             self._sizes = sizes
@@ -129,10 +144,20 @@ class MemoryStage:
             self.budget = self.used
 
     def close(self) -> None:
-        """The run is over: the catalog's directory goes if nothing is left in it (copies of
-        days not committed stay for the next run)."""
-        with contextlib.suppress(OSError):
-            self.root.rmdir()
+        """The run is over: the catalog's directory goes if nothing is left in it and no other
+        run holds it (copies of days not committed stay for the next run), and its lease ends."""
+        fd, self._lease = self._lease, None
+        if fd is None:  # not leased (or closed before): no lock of its own to upgrade
+            try:
+                fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                return
+        try:
+            if not _remove_unheld(self.root, fd, lambda: _only_owner(self.root)):
+                with contextlib.suppress(OSError):  # not leased, and empty
+                    self.root.rmdir()
+        finally:
+            os.close(fd)
 
     def holds_copy(self, group: str, path: Path) -> bool:
         """Whether path is a copy this stage placed."""
@@ -169,6 +194,16 @@ def _private(home: Path) -> bool:
     return stat.S_ISDIR(st.st_mode) and mine and not st.st_mode & 0o022
 
 
+def sweep(base: Path = SHM_ROOT, now: float | None = None) -> None:
+    """Sweep what runs of every catalog left (_tidy_home), for a run that opens no stage of
+    its own (a conversion pool, staging_gb 0, no room): a deleted catalog's copies go at the
+    start of any run."""
+    home = _home(base)
+    with contextlib.suppress(OSError):
+        if home.is_dir() and _private(home):
+            _tidy_home(home, None, now)
+
+
 def has_day(catalog: Path, group: str, base: Path = SHM_ROOT) -> bool:
     """Whether a day has copies in memory, seen without a stage (remove_day's runs)."""
     return (stage_dir(catalog, base) / group).exists()
@@ -180,13 +215,132 @@ def remove_day(catalog: Path, group: str, base: Path = SHM_ROOT) -> None:
     _remove_day(stage_dir(catalog, base), group)
 
 
+def _tidy_home(
+    home: Path, keep: Path | None, now: float | None
+) -> dict[str, dict[str, int]]:
+    """Remove the catalogs' directories no run holds whose catalog is gone or that hold no
+    copies (_sweepable), the copies any run left longer than STALE_SECONDS ago (a failed day
+    nobody ran again) and old empty directories; keep's copies by day and size (keep, the
+    caller's own directory, is never removed)."""
+    now = time.time() if now is None else now
+    sizes: dict[str, dict[str, int]] = {}
+    for root in [d for d in home.iterdir() if d.is_dir()]:
+        for group, (newest, files) in _day_files(root).items():
+            if now - newest > STALE_SECONDS:
+                _remove_day(root, group)
+            elif root == keep:
+                sizes[group] = files
+        if root == keep or not _sweep_unheld(root):
+            _prune_empty(root, now, keep=root == keep)
+    return sizes
+
+
+def _lease(root: Path, catalog: Path) -> int | None:
+    """Make root, hold a shared lock on it for the run and record its catalog (OWNER_FILE):
+    the directory's descriptor, or None where the file system has no such locks (root is then
+    only made, and swept as before: by age). A sweep may remove root between its making and
+    the lock: the lock is then on a removed directory, and taken again on a new one."""
+    for _ in range(8):
+        root.mkdir(exist_ok=True)
+        try:
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except OSError:
+            os.close(fd)
+            return None
+        if _same_dir(root, fd):
+            _record_owner(root, catalog)
+            return fd
+        os.close(fd)
+    return None
+
+
+def _same_dir(root: Path, fd: int) -> bool:
+    """Whether fd is still the directory at root (not one a sweep removed)."""
+    try:
+        here, held = os.stat(root), os.fstat(fd)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _record_owner(root: Path, catalog: Path) -> None:
+    """Write the catalog's path into its directory, whole (renamed into place); where that
+    fails (no room), the directory is swept by age only, as one without a record."""
+    path = root / OWNER_FILE
+    text = str(catalog.resolve())
+    with contextlib.suppress(OSError):
+        if path.read_text(encoding="utf-8") == text:
+            return
+    tmp = root / f"{OWNER_FILE}.{os.getpid()}.{threading.get_ident()}"
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def _only_owner(root: Path) -> bool:
+    """Whether root holds nothing but its OWNER_FILE."""
+    try:
+        return all(p.name == OWNER_FILE for p in root.iterdir())
+    except OSError:  # gone meanwhile
+        return False
+
+
+def _sweepable(root: Path) -> bool:
+    """A directory whose recorded catalog no longer exists (deleted), or that holds no copies;
+    one without a record (made where locks fail, or by an older version) is swept by age."""
+    try:
+        owner = (root / OWNER_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return False
+    gone = os.path.isabs(owner) and not os.path.exists(owner)
+    return gone or not _day_files(root)
+
+
+def _sweep_unheld(root: Path) -> bool:
+    """Remove root if it is sweepable and no run holds it; whether it was removed."""
+    if not _sweepable(root):
+        return False
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        return _remove_unheld(root, fd, lambda: _sweepable(root))
+    finally:
+        os.close(fd)
+
+
+def _remove_unheld(root: Path, fd: int, removable: Callable[[], bool]) -> bool:
+    """Remove root (fd, its descriptor) if no run holds it and, under the exclusive lock that
+    tells so, it is still removable; whether it was removed. A run taking its lease meanwhile
+    waits, then finds the directory gone and makes a new one (_lease)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a run: fails at once
+    except OSError:
+        return False
+    if not _same_dir(root, fd) or not removable():
+        return False
+    remove_tree(root)
+    return not root.exists()
+
+
 def _day_files(root: Path) -> dict[str, tuple[float, dict[str, int]]]:
-    """A catalog's copies by day: the newest change and each file's size. Walked with os.walk,
-    which passes over a directory removed meanwhile (another run committing its day): a
-    pathlib glob raised FileNotFoundError then, and the stage did not open."""
+    """A catalog's copies by day: the newest change and each file's size (not root's own
+    files: its OWNER_FILE). Walked with os.walk, which passes over a directory removed
+    meanwhile (another run committing its day): a pathlib glob raised FileNotFoundError then,
+    and the stage did not open."""
     out: dict[str, tuple[float, dict[str, int]]] = {}
     for here, _, names in os.walk(root):
         group = Path(here).relative_to(root).as_posix()
+        if group == ".":
+            continue
         for name in names:
             # a partial (S3Fetcher.part_paths) is started over or renamed to its copy
             if name.endswith((".part", ".part.json")):

@@ -116,6 +116,11 @@ class LakeStore(ABC):
         """The SHA-256 of the stored bytes (re-read, not trusted metadata); None if missing."""
 
     @abstractmethod
+    def size(self, rel: str) -> int | None:
+        """The stored file's size in bytes; None if missing (files whose hash nobody recorded,
+        e.g. the lake's delete files, are checked by size)."""
+
+    @abstractmethod
     def list_files(self, under: str | None = None) -> list[str]:
         """Catalog-relative paths of every stored file under `under` (default: lake and
         quarantine)."""
@@ -168,6 +173,10 @@ class LocalStore(LakeStore):
     def sha256(self, rel: str) -> str | None:
         p = self.paths.absolute(rel)
         return sha256_file(p) if p.is_file() else None
+
+    def size(self, rel: str) -> int | None:
+        p = self.paths.absolute(rel)
+        return p.stat().st_size if p.is_file() else None
 
     def local_copy(self, rel: str, scratch: Path) -> Path:
         return self.paths.absolute(rel)
@@ -387,6 +396,10 @@ class S3Store(LakeStore):
 
     def sha256(self, rel: str) -> str | None:
         return self.uploader.sha256(safe_rel(rel))
+
+    def size(self, rel: str) -> int | None:
+        head = self.uploader.head(safe_rel(rel))
+        return None if head is None else int(head.get("ContentLength", -1))
 
     def local_copy(self, rel: str, scratch: Path) -> Path:
         up, key = self.uploader, self.s3loc.key(safe_rel(rel))

@@ -1,14 +1,16 @@
-"""Cache management: status, clear and integrity verification (eviction itself is cvcatalog.state.eviction)."""
+"""Cache management: status, clear, integrity verification and repair (eviction itself is cvcatalog.state.eviction)."""
 
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cvcatalog.io import lake
-from cvcatalog.state import manifest
+from cvcatalog.state import checksums, manifest
 from cvcatalog.state.access import read_access_log
 from cvcatalog.state.datasets import (
     Refetch,
@@ -94,21 +96,39 @@ class VerifyReport:
     bad_partitions: list[str] = field(default_factory=list)
     #: damaged dataset files (NGSIM, ...): repair drops their units for re-fetch
     bad_dataset_files: list[str] = field(default_factory=list)
+    #: damaged or missing files (in mismatched, missing) that only older kept snapshots show,
+    #: and which snapshots ('3..5'): a re-fetch gives only the current data, so repair restores
+    #: them from a good file with the same recorded SHA-256 (mend_kept), or says why it cannot
+    kept_only: dict[str, str] = field(default_factory=dict)
+    #: tables whose delete file in effect now is damaged or missing: repair rebuilds them (the
+    #: state re-applies their deletes: state/deletes.py)
+    bad_delete_tables: list[str] = field(default_factory=list)
+    #: files checked by size alone, nobody having recorded their SHA-256 (the lake's delete
+    #: files, and files an earlier release replaced before it recorded file_checksums)
+    by_size: set[str] = field(default_factory=set)
 
     @property
     def clean(self) -> bool:
         return not (self.mismatched or self.missing or self.orphans)
 
     def rows(self) -> list[dict[str, str]]:
-        out = [{"problem": "checksum mismatch", "path": p} for p in self.mismatched]
-        out += [{"problem": "missing file", "path": p} for p in self.missing]
+        out = [{"problem": self._kept(p, self._mismatch(p)), "path": p} for p in self.mismatched]
+        out += [{"problem": self._kept(p, "missing file"), "path": p} for p in self.missing]
         out += [{"problem": "orphan file (not in the manifest)", "path": p} for p in self.orphans]
         return out
 
+    def _mismatch(self, path: str) -> str:
+        return "size mismatch" if path in self.by_size else "checksum mismatch"
+
+    def _kept(self, path: str, problem: str) -> str:
+        span = self.kept_only.get(path)
+        return problem if span is None else f"{problem} (only older snapshots {span} show it)"
+
 
 def verify(db: CatalogDB) -> VerifyReport:
-    """Re-hash every file the manifest lists and look for files it does not list (wherever
-    the lake lives: S3 objects are streamed and hashed, not trusted by their metadata)."""
+    """Re-hash every file the manifest lists and every file kept snapshots show beside them
+    (check_kept), and look for files none of them lists (wherever the lake lives: S3 objects
+    are streamed and hashed, not trusted by their metadata)."""
     report = VerifyReport()
     with db.read() as con:
         files = manifest.get_files(con)
@@ -141,7 +161,144 @@ def verify(db: CatalogDB) -> VerifyReport:
     listed = {f.path for f in files} | {d.path for d in ds_files} | kept
     report.orphans = [rel for rel in store.list_files() if rel not in listed]
     report.bad_partitions = sorted(bad)
+    check_kept(db, report)
     return report
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A file a kept snapshot shows that the state does not call current."""
+
+    rel: str
+    size: int  # as the lake recorded it (0: unknown)
+    since: int  # the first snapshot that shows it
+    until: int | None  # the snapshot that ended it (None: in effect now)
+    table: str
+    deletes: bool  # a delete file (else a data file only older snapshots show)
+
+    @property
+    def span(self) -> str:
+        last = "now" if self.until is None else str(self.until - 1)
+        return f"{self.since}..{last}"
+
+
+def _kept_files(db: CatalogDB) -> tuple[list[_Kept], dict[str, checksums.Checksum]]:
+    """The files kept snapshots show beside the state's current ones (data files only older
+    snapshots show, the lake's delete files), and the recorded checksums."""
+    with db.read() as con:
+        current = {f.path for f in manifest.get_files(con)} | {d.path for d in dataset_files(con)}
+        data = [f for f in lake.data_files(con) if not f.current]
+        deletes = lake.delete_file_entries(con)
+        recorded = checksums.recorded(con)
+    out: dict[str, _Kept] = {}
+    for is_delete, entries in ((False, data), (True, deletes)):
+        for e in entries:
+            rel = db.lake_relative(e.location)
+            if rel in current:
+                continue
+            seen = out.get(rel)
+            until = e.until if seen is None else _later(seen.until, e.until)
+            since = e.since if seen is None else min(seen.since, e.since)
+            out[rel] = _Kept(rel, e.size, since, until, e.table, is_delete)
+    return sorted(out.values(), key=lambda k: k.rel), recorded
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else max(a, b)
+
+
+def check_kept(db: CatalogDB, report: VerifyReport) -> dict[str, checksums.Checksum]:
+    """Check every file kept snapshots show beside the current ones against its recorded
+    SHA-256 (file_checksums), or against its size in the lake's metadata where no hash was
+    recorded; add what is damaged or missing to report. Returns the recorded checksums."""
+    kept, recorded = _kept_files(db)
+    store = db.store
+    bad_tables: set[str] = set(report.bad_delete_tables)
+    for k in kept:
+        report.checked += 1
+        want = recorded.get(k.rel)
+        if want is not None:
+            digest = store.sha256(k.rel)
+            missing, damaged = digest is None, digest is not None and digest != want.sha256
+        else:
+            report.by_size.add(k.rel)
+            size = store.size(k.rel)
+            missing, damaged = size is None, size is not None and 0 < k.size != size
+        if not (missing or damaged):
+            report.ok += 1
+            continue
+        (report.missing if missing else report.mismatched).append(k.rel)
+        if k.deletes and k.until is None:  # in effect now: the table's current rows need it
+            bad_tables.add(k.table)
+        else:
+            report.kept_only[k.rel] = k.span
+    report.bad_delete_tables = sorted(bad_tables)
+    return recorded
+
+
+@dataclass(frozen=True)
+class Mended:
+    """A damaged file only older snapshots show: restored, or why it could not be."""
+
+    path: str
+    ok: bool
+    line: str  # what the CLI prints
+
+
+def mend_kept(db: CatalogDB) -> list[Mended]:
+    """Restore each damaged or missing file that only older snapshots show (found anew: the
+    repair's re-fetches and rebuilds just made the damaged current files such files) from a
+    good file with the same recorded SHA-256, e.g. the same day converted again; nothing is
+    deleted. A file no good copy matches stays as it is, and the line says why."""
+    found = VerifyReport()
+    recorded = check_kept(db, found)
+    if not found.kept_only:
+        return []
+    damaged = set(found.kept_only)
+    sources: dict[str, list[str]] = {}  # sha256 -> files recorded with it, not known damaged
+    for rel, c in sorted(recorded.items()):
+        if rel not in damaged:
+            sources.setdefault(c.sha256, []).append(rel)
+    store = db.store
+    out: list[Mended] = []
+    for rel, span in sorted(found.kept_only.items()):
+        want = recorded.get(rel)
+        source = None if want is None else _good_copy(db, sources.get(want.sha256, []), want)
+        if want is not None and source is not None:
+            with tempfile.TemporaryDirectory(dir=_scratch(db)) as scratch:
+                store.duplicate(source, rel, Path(scratch))
+            if store.sha256(rel) == want.sha256:
+                out.append(Mended(rel, True, f"restored {rel} from {source} (the same SHA-256)"))
+                continue
+        why = (
+            "no SHA-256 was recorded for it, so no other file can stand in for it"
+            if want is None
+            else "a re-fetch gives only the current data, and no file of the catalog has its bytes"
+        )
+        out.append(
+            Mended(
+                rel,
+                False,
+                f"cannot mend {rel}: only older snapshots {span} show it and {why}; kept as it "
+                "is (time travel to those snapshots fails) until they expire",
+            )
+        )
+    return out
+
+
+def _good_copy(db: CatalogDB, candidates: list[str], want: checksums.Checksum) -> str | None:
+    """The first candidate whose bytes still hash as recorded (re-read: it may be damaged
+    too, and verify has not seen a file the repair just wrote)."""
+    for rel in candidates:
+        if db.store.sha256(rel) == want.sha256:
+            return rel
+    return None
+
+
+def _scratch(db: CatalogDB) -> Path:
+    """Where a copy through the local disk goes (S3: a download of the good file)."""
+    db.paths.staging.mkdir(parents=True, exist_ok=True)
+    return db.paths.staging
 
 
 def _tables_showing(db: CatalogDB, rels: list[str]) -> list[str]:
@@ -158,8 +315,10 @@ def quarantine_bad(db: CatalogDB, report: VerifyReport) -> list[Refetch]:
     dataset files (their inputs leave the views until re-loaded) and delete orphan files.
     Returns the dataset inputs to load again."""
     refetch: list[Refetch] = []
-    rebuild = _tables_showing(db, report.missing + report.mismatched)
-    if report.bad_partitions or report.bad_dataset_files:
+    rebuild = sorted(
+        set(_tables_showing(db, report.missing + report.mismatched)) | set(report.bad_delete_tables)
+    )
+    if report.bad_partitions or report.bad_dataset_files or report.bad_delete_tables:
         # DuckLake's DELETE opens every file of a table, so a table showing a damaged file is
         # rebuilt: created anew with the files that are still good, under new names
         with db.write(message="cache repair", rebuild=rebuild) as con:
@@ -170,8 +329,15 @@ def quarantine_bad(db: CatalogDB, report: VerifyReport) -> list[Refetch]:
                 p.rows = p.quarantined = p.parquet_bytes = 0
                 manifest.put_partition(con, p)
             doomed, refetch = drop_damaged(con, db.paths, report.bad_dataset_files)
-        # damaged files are of no use to any snapshot: deleted now (the lake forgets them)
-        db.store.discard([f.path for f in files] + doomed)
+        # damaged files are of no use to any snapshot: deleted now; the good ones of the same
+        # days and units stay for the older snapshots that show them (the lake deletes them
+        # when those expire), and those no snapshot shows go now
+        damaged = set(report.missing) | set(report.mismatched)
+        with db.read() as con:
+            known = db.lake_files(con)
+        db.store.discard(
+            p for p in [f.path for f in files] + doomed if p in damaged or p not in known
+        )
     store = db.store
     for rel in report.orphans:
         with contextlib.suppress(FileNotFoundError):

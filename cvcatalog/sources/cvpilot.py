@@ -410,11 +410,14 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     @contextlib.contextmanager
     def session(self, run: RunContext) -> Iterator[None]:
         """The run's memory stage for raw copies (io.memstage): not with a conversion pool,
-        whose workers may not share this machine's memory."""
+        whose workers may not share this machine's memory. Opening it sweeps what runs of
+        deleted catalogs left there; a run with no stage sweeps all the same."""
         if self.pool is None:
             self._memory = MemoryStage.open(
                 self.paths.root, self.cfg.memory.staging_bytes, self._memory_base
             )
+        if self._memory is None:
+            memstage.sweep(self._memory_base)
         try:
             yield
         finally:

@@ -34,7 +34,7 @@ from cvcatalog.io.duckdb_ext import load_httpfs, open_instance, s3_connection
 from cvcatalog.io.layout import CatalogPaths, fsync_dir
 from cvcatalog.io.storage import LakeStore, normalise_storage, store_for
 from cvcatalog.sqlutil import load_sql, quote_literal
-from cvcatalog.state import deletes, legacy, pins, tables, trips
+from cvcatalog.state import checksums, deletes, legacy, pins, tables, trips
 from cvcatalog.state.clock import now_utc
 from cvcatalog.state.settings import read_lake_url, record_lake_url
 
@@ -48,6 +48,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (7, "007_ducklake.sql"),
     (8, "008_experiment_pins.sql"),
     (9, "009_file_deletes.sql"),
+    (10, "010_file_checksums.sql"),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
@@ -697,6 +698,9 @@ class CatalogDB:
                 if deleted:  # the snapshot just committed is the one that deleted them
                     with _transaction(con):
                         deletes.mark_applied(con, lake.last_snapshot(con))
+                if rebuild or synced or deleted:  # the files the lake knows changed
+                    with _transaction(con):
+                        checksums.record(con, self.lake_files(con))
                 with self._full_disk("commit"):
                     con.execute("CHECKPOINT")
             finally:
@@ -729,8 +733,11 @@ class CatalogDB:
     def lake_files(self, con: duckdb.DuckDBPyConnection) -> set[str]:
         """Catalog-relative paths of every file the lake knows (shown by a kept snapshot or
         scheduled for deletion): never orphans, whatever the state tables list."""
-        base = (self.lake_url or str(self.paths.root)).rstrip("/") + "/"
-        return {p.removeprefix(base) for p in lake.known_files(con)}
+        return {self.lake_relative(p) for p in lake.known_files(con)}
+
+    def lake_relative(self, location: str) -> str:
+        """The catalog-relative path of a location the lake names (store.location's inverse)."""
+        return location.removeprefix((self.lake_url or str(self.paths.root)).rstrip("/") + "/")
 
     def retire(self, rels: Iterable[str]) -> None:
         """Files a commit stopped using: quarantine files go now; Parquet files stay for the

@@ -1,0 +1,60 @@
+"""Recorded checksums of the lake's files: the one owner of the `file_checksums` table.
+
+partition_files and dataset_files name the files the state calls current, each with its size
+and SHA-256; a commit that replaces a file drops its row there, while the lake keeps the file
+for the older snapshots that show it (time travel, pins) until they expire. This table keeps
+the size and hash of every data file the lake still knows, so `cache verify` checks those
+files as it checks the current ones, and `--repair` finds a good file with the same bytes to
+restore a damaged one from. Written by the one write path (CatalogDB.write): each commit that
+changes the lake records its current files and forgets the files the lake has forgotten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import duckdb
+
+#: the current data files the state records, with their size and hash
+_CURRENT = (
+    "SELECT path, bytes, sha256 FROM partition_files WHERE kind = 'data' "
+    "UNION ALL SELECT path, bytes, sha256 FROM dataset_files WHERE kind = 'data'"
+)
+
+
+@dataclass(frozen=True)
+class Checksum:
+    bytes: int
+    sha256: str
+
+
+def record(con: duckdb.DuckDBPyConnection, known: Iterable[str]) -> None:
+    """Remember every current data file's size and hash (a path recorded with other bytes
+    takes the current ones), and forget the files neither current nor known to the lake
+    (known: catalog-relative paths of every file it knows)."""
+    con.execute(
+        f"DELETE FROM file_checksums k USING ({_CURRENT}) c "
+        "WHERE k.path = c.path AND (k.sha256 <> c.sha256 OR k.bytes <> c.bytes)"
+    )
+    con.execute(
+        f"INSERT INTO file_checksums SELECT c.path, c.bytes, c.sha256 FROM ({_CURRENT}) c "
+        "WHERE NOT EXISTS (SELECT 1 FROM file_checksums k WHERE k.path = c.path)"
+    )
+    con.execute(
+        f"DELETE FROM file_checksums WHERE NOT list_contains(?, path) "
+        f"AND path NOT IN (SELECT path FROM ({_CURRENT}))",
+        [sorted(set(known))],
+    )
+
+
+def recorded(con: duckdb.DuckDBPyConnection) -> dict[str, Checksum]:
+    """Path -> the recorded size and hash of every data file the lake knows (none in a
+    catalog not yet written by this release: migrations run on the first write)."""
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'file_checksums'"
+    ).fetchone()
+    if not (row and row[0]):
+        return {}
+    rows = con.execute("SELECT path, bytes, sha256 FROM file_checksums").fetchall()
+    return {str(p): Checksum(int(n), str(h)) for p, n, h in rows}
