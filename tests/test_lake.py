@@ -131,10 +131,18 @@ def test_replaced_data_stays_readable_until_retention_then_goes(
     assert then == now == (second.rows,)
     con.close()
     assert cat.verify().orphans == []  # files of kept snapshots are not orphans
+
+    def checksummed() -> set[Path]:
+        with cat.db.read_state() as con:
+            rows = con.execute("SELECT path FROM file_checksums").fetchall()
+        return {cat.paths.root / r[0] for r in rows}
+
+    assert {Path(p) for p in old_files | new_files} <= checksummed()  # the old ones kept too
     removed = cat.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
     assert {Path(p) for p in removed} == {Path(p) for p in old_files}
     assert not any(Path(p).exists() for p in old_files)
     assert cat.query("select count(*) as n from wydot_bsm")["n"][0] == second.rows
+    assert checksummed() == {Path(p) for p in new_files}  # forgotten with their files
 
 
 def _state(cat: Catalog) -> duckdb.DuckDBPyConnection:

@@ -6,7 +6,8 @@ for the older snapshots that show it (time travel, pins) until they expire. This
 the size and hash of every data file the lake still knows, so `cache verify` checks those
 files as it checks the current ones, and `--repair` finds a good file with the same bytes to
 restore a damaged one from. Written by the one write path (CatalogDB.write): each commit that
-changes the lake records its current files and forgets the files the lake has forgotten.
+changes the lake records its current files; the files the lake has forgotten are forgotten
+after it cleans up (CatalogDB.expire_snapshots).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ class Checksum:
     sha256: str
 
 
-def record(con: duckdb.DuckDBPyConnection, known: Iterable[str]) -> None:
+def record(con: duckdb.DuckDBPyConnection) -> None:
     """Remember every current data file's size and hash (a path recorded with other bytes
-    takes the current ones), and forget the files neither current nor known to the lake
-    (known: catalog-relative paths of every file it knows)."""
+    takes the current ones). Rows of files the lake has since forgotten stay until forget:
+    the lake forgets files only when it cleans up after expired snapshots, and naming every
+    file it knows on every commit cost the 500 one-object days ~0.5 CPU-s."""
     con.execute(
         f"DELETE FROM file_checksums k USING ({_CURRENT}) c "
         "WHERE k.path = c.path AND (k.sha256 <> c.sha256 OR k.bytes <> c.bytes)"
@@ -41,6 +43,12 @@ def record(con: duckdb.DuckDBPyConnection, known: Iterable[str]) -> None:
         f"INSERT INTO file_checksums SELECT c.path, c.bytes, c.sha256 FROM ({_CURRENT}) c "
         "WHERE NOT EXISTS (SELECT 1 FROM file_checksums k WHERE k.path = c.path)"
     )
+
+
+def forget(con: duckdb.DuckDBPyConnection, known: Iterable[str]) -> None:
+    """Forget the files neither current nor known to the lake (known: catalog-relative paths
+    of every file it knows), after it cleaned up files; a row left of a deleted file is
+    harmless until then (verify reads the lake's files, a repair re-hashes a candidate)."""
     con.execute(
         f"DELETE FROM file_checksums WHERE NOT list_contains(?, path) "
         f"AND path NOT IN (SELECT path FROM ({_CURRENT}))",

@@ -700,7 +700,7 @@ class CatalogDB:
                         deletes.mark_applied(con, lake.last_snapshot(con))
                 if rebuild or synced or deleted:  # the files the lake knows changed
                     with _transaction(con):
-                        checksums.record(con, self.lake_files(con))
+                        checksums.record(con)
                 with self._full_disk("commit"):
                     con.execute("CHECKPOINT")
             finally:
@@ -760,7 +760,10 @@ class CatalogDB:
         if not pending:
             return []
         with self.write(message="clean up files") as con:
-            return lake.cleanup_files(con)
+            deleted = lake.cleanup_files(con)
+        with self.write(message="forget the deleted files' checksums") as con:
+            checksums.forget(con, self.lake_files(con))
+        return deleted
 
     def _remove_stale_copies(self) -> None:
         """Private copies left by a writer killed mid-transaction (only the lock holder writes
