@@ -282,6 +282,21 @@ class DataFile:
         return self.since <= snapshot and (self.until is None or self.until > snapshot)
 
 
+#: a file row's table (its latest name, its path, when it ended) and schema (its path), joined
+#: by the file's table_id (data_files, delete_file_entries)
+_TABLE_AND_SCHEMA = (
+    "JOIN (SELECT table_id, any_value(schema_id) AS schema_id, "
+    "      arg_max(table_name, begin_snapshot) AS table_name, any_value(path) AS path, "
+    "      any_value(path_is_relative) AS path_is_relative, "
+    "      CASE WHEN bool_or(end_snapshot IS NULL) THEN NULL ELSE max(end_snapshot) END "
+    "      AS end_snapshot "
+    "      FROM ducklake_table GROUP BY table_id) t USING (table_id) "
+    "JOIN (SELECT schema_id, any_value(path) AS path, "
+    "      any_value(path_is_relative) AS path_is_relative FROM ducklake_schema "
+    "      GROUP BY schema_id) s USING (schema_id)"
+)
+
+
 def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
     """Every data file in the lake's metadata, read from its tables in one query (the catalog
     file is the metadata database): a file's path is relative to its table's, the table's to
@@ -295,16 +310,7 @@ def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
         "ELSE least(f.end_snapshot, t.end_snapshot) END, f.file_size_bytes, "
         "(SELECT sum(d.delete_count) FROM ducklake_delete_file d "
         " WHERE d.data_file_id = f.data_file_id AND d.end_snapshot IS NULL) "
-        "FROM ducklake_data_file f "
-        "JOIN (SELECT table_id, any_value(schema_id) AS schema_id, "
-        "      arg_max(table_name, begin_snapshot) AS table_name, any_value(path) AS path, "
-        "      any_value(path_is_relative) AS path_is_relative, "
-        "      CASE WHEN bool_or(end_snapshot IS NULL) THEN NULL ELSE max(end_snapshot) END "
-        "      AS end_snapshot "
-        "      FROM ducklake_table GROUP BY table_id) t USING (table_id) "
-        "JOIN (SELECT schema_id, any_value(path) AS path, "
-        "      any_value(path_is_relative) AS path_is_relative FROM ducklake_schema "
-        "      GROUP BY schema_id) s USING (schema_id)"
+        "FROM ducklake_data_file f " + _TABLE_AND_SCHEMA
     ).fetchall()
     return [
         DataFile(
@@ -362,16 +368,7 @@ def delete_file_entries(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
         "d.begin_snapshot, CASE WHEN d.end_snapshot IS NULL THEN t.end_snapshot "
         "WHEN t.end_snapshot IS NULL THEN d.end_snapshot "
         "ELSE least(d.end_snapshot, t.end_snapshot) END, d.file_size_bytes "
-        "FROM ducklake_delete_file d "
-        "JOIN (SELECT table_id, any_value(schema_id) AS schema_id, "
-        "      arg_max(table_name, begin_snapshot) AS table_name, any_value(path) AS path, "
-        "      any_value(path_is_relative) AS path_is_relative, "
-        "      CASE WHEN bool_or(end_snapshot IS NULL) THEN NULL ELSE max(end_snapshot) END "
-        "      AS end_snapshot "
-        "      FROM ducklake_table GROUP BY table_id) t USING (table_id) "
-        "JOIN (SELECT schema_id, any_value(path) AS path, "
-        "      any_value(path_is_relative) AS path_is_relative FROM ducklake_schema "
-        "      GROUP BY schema_id) s USING (schema_id)"
+        "FROM ducklake_delete_file d " + _TABLE_AND_SCHEMA
     ).fetchall()
     return [
         DataFile(
