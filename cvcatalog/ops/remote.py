@@ -241,7 +241,12 @@ class RemoteCatalogDB(CatalogDB):
 
     @contextlib.contextmanager
     def write(
-        self, *, run_id: str | None = None, message: str = "write", rebuild: Sequence[str] = ()
+        self,
+        *,
+        run_id: str | None = None,
+        message: str = "write",
+        rebuild: Sequence[str] = (),
+        blank: bool = False,
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         raise read_only_error(self.location, "write to it")
         yield  # pragma: no cover

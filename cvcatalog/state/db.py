@@ -161,13 +161,13 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("COMMIT")
 
 
-def _keep_blank(con: duckdb.DuckDBPyConnection, path: Path, digest: str) -> None:
-    """Keep a new catalog's file, its tables and views made and nothing else written, for
-    this process's next new catalog (_copy_blank)."""
-    con.execute("CHECKPOINT")
+def _keep_blank(path: Path, digest: str) -> None:
+    """Keep a new catalog's file, checkpointed, its tables and views made and nothing else
+    written, for this process's next new catalog (_copy_blank)."""
+    data = path.read_bytes()
     with _BLANK_LOCK:
         _BLANK.clear()
-        _BLANK[digest] = path.read_bytes()
+        _BLANK[digest] = data
 
 
 def _copy_blank(path: Path) -> bool:
@@ -300,7 +300,7 @@ class CatalogDB:
 
     def initialise(self) -> None:
         """Create (or migrate) the catalog database."""
-        with self.write():
+        with self.write(blank=True):
             pass
 
     def ensure_schema(self) -> None:
@@ -313,7 +313,7 @@ class CatalogDB:
                 same_gap = gap is None or trips.recorded_gap(con) == gap
                 if same_gap and tables.up_to_date(con):
                     return
-        with self.write(message="evolve tables"):
+        with self.write(message="evolve tables", blank=True):
             pass
 
     def connect(
@@ -596,7 +596,12 @@ class CatalogDB:
 
     @contextlib.contextmanager
     def write(
-        self, *, run_id: str | None = None, message: str = "write", rebuild: Sequence[str] = ()
+        self,
+        *,
+        run_id: str | None = None,
+        message: str = "write",
+        rebuild: Sequence[str] = (),
+        blank: bool = False,
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction on a private copy, published by an atomic rename on success.
 
@@ -604,7 +609,9 @@ class CatalogDB:
         the files the state calls current (tables.sync_all), so data and state land in one
         DuckLake snapshot labelled with message and run_id. rebuild: lake tables to create
         anew (their current files re-registered under new names): a table showing a missing
-        or damaged file, which DuckLake cannot delete from.
+        or damaged file, which DuckLake cannot delete from. blank: the caller writes nothing
+        (the tables and views alone): a new local catalog's file is then kept for this
+        process's next new one (_BLANK).
 
         A catalog written by cvcatalog 0.1 is migrated first: every open of it comes here
         (reads too, through require), so any command, or the API, migrates it. A
@@ -618,19 +625,26 @@ class CatalogDB:
                     legacy.finish(self.paths, self.store)
                 else:
                     self._migrate_legacy()
-            with self._transaction(run_id=run_id, message=message, rebuild=rebuild) as con:
+            with self._transaction(
+                run_id=run_id, message=message, rebuild=rebuild, blank=blank
+            ) as con:
                 yield con
 
     @contextlib.contextmanager
     def _transaction(
-        self, *, run_id: str | None, message: str, rebuild: Sequence[str] = ()
+        self,
+        *,
+        run_id: str | None,
+        message: str,
+        rebuild: Sequence[str] = (),
+        blank: bool = False,
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """The copy-on-write transaction; the caller holds the writer lock."""
         tmp = self.paths.db.with_name(f".{self.paths.db.name}.{uuid.uuid4().hex}.tmp")
         wal = self.paths.db.with_name(self.paths.db.name + ".wal")
         took_wal = False
         try:
-            blank = False
+            from_blank = False
             with self._file_errors("copy"):
                 if self.paths.db.exists():
                     shutil.copyfile(self.paths.db, tmp)
@@ -641,7 +655,7 @@ class CatalogDB:
                         shutil.copyfile(wal, tmp.with_name(tmp.name + ".wal"))
                         took_wal = True
                 elif self.requested_storage is None:
-                    blank = _copy_blank(tmp)
+                    from_blank = _copy_blank(tmp)
             con = self._writer().cursor()
             try:
                 new = not tmp.exists()
@@ -651,7 +665,7 @@ class CatalogDB:
                 # rename below publishes all of them at once (or none, on any failure).
                 with _transaction(con):
                     migrate(con)
-                    if blank:  # its migrations and snapshots are this catalog's, made now
+                    if from_blank:  # its migrations and snapshots are this catalog's, made now
                         when = now_utc()
                         con.execute("UPDATE schema_migrations SET applied_at = ?", [when])
                         lake.restamp(con, when)
@@ -670,9 +684,10 @@ class CatalogDB:
                         installed = tables.ensure(con)
                     with _transaction(con):
                         tables.record_views(con, installed)
-                    if new and url is None and self.requested_trip_gap is None:
-                        _keep_blank(con, tmp, wanted)
                 self._ensured = wanted
+                # a blank to keep: a file made whole, with nothing of a lake elsewhere nor of
+                # a requested trips gap in it (_copy_blank's catalogs record theirs on top)
+                keep = blank and new and url is None and self.requested_trip_gap is None
                 with _transaction(con):
                     yield con
                     with tempfile.TemporaryDirectory(dir=self.paths.staging) as scratch:
@@ -708,6 +723,8 @@ class CatalogDB:
             with self._file_errors("publish"):
                 with open(tmp, "rb") as f:
                     os.fsync(f.fileno())
+                if keep:
+                    _keep_blank(tmp, wanted)
                 os.replace(tmp, self.paths.db)
                 if took_wal:  # held by the file now
                     wal.unlink(missing_ok=True)
