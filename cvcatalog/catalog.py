@@ -964,9 +964,15 @@ class Catalog:
 
     def _files_at(self, table: str, snapshot: int) -> dict[str, list[str]]:
         """The data files of a lake table that a snapshot shows, by partition directory
-        (the hive path below the table's directory, e.g. `year=2021/month=4/day=1/...`)."""
-        at = as_of_point(snapshot, None)
+        (the hive path below the table's directory, e.g. `year=2021/month=4/day=1/...`).
+        A snapshot before the table was made is the query's QueryError naming the first
+        snapshot with it (a frame of it would be silently empty)."""
+        at = lake.AsOf(snapshot=snapshot)
         with self.db.read(at) as con:  # checks that the snapshot is kept
+            if not lake.shows(con, table):
+                line = lake.not_yet_shown(con, table, at)
+                if line is not None:
+                    raise QueryError(line)
             shown = [f for f in lake.data_files(con) if f.table == table and f.shown_at(snapshot)]
         out: dict[str, list[str]] = {}
         marker = f"/{lake.SCHEMA}/{table}/"

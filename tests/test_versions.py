@@ -346,6 +346,22 @@ def test_to_dask_at_a_snapshot_reads_the_rows_of_then(history: dict[str, Any]) -
         cat.to_dask("wydot", "BSM", snapshot=10**6)
 
 
+def test_to_dask_at_a_snapshot_before_its_table_says_so_as_query_does(
+    history: dict[str, Any],
+) -> None:
+    """A frame at a snapshot that did not show the table yet (snapshot 0: the empty lake) is
+    the query's one line naming the first snapshot with it, not a silent empty frame."""
+    cat: Catalog = history["cat"]
+    with pytest.raises(QueryError) as said:
+        cat.query("select count(*) from wydot_bsm", snapshot=0)
+    with pytest.raises(QueryError) as raised:
+        cat.to_dask("wydot", "BSM", snapshot=0)
+    assert str(raised.value) == str(said.value)
+    assert str(raised.value).startswith("wydot_bsm did not exist yet at snapshot 0: the first")
+    with pytest.raises(QueryError, match="did not exist yet at snapshot 0"):
+        cat.split("wydot", "BSM", D1, D2, snapshot=0)
+
+
 D3, D4 = date(2021, 5, 1), date(2021, 5, 2)
 
 
