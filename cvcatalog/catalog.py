@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import operator
 import os
 import re
 import threading
@@ -783,6 +784,7 @@ class Catalog:
         whose position is inside, with the meaning of docs/spatial.md; the area's box prunes
         Parquet row groups, the geodesic test runs on the rows read.
         """
+        snapshot = snapshot_id(snapshot)
         area = spatial.as_filter(within, bbox, corridor)
         source_filter(source, message_type)
         ds = _dataset(source)
@@ -1578,6 +1580,7 @@ class Catalog:
         if by not in ("vehicle", "trip"):
             raise ConfigError(f"split by 'vehicle' or 'trip', not {by!r}")
         splits.check_fractions(fractions)
+        snapshot = snapshot_id(snapshot)
         rel = splits.relation(source, message_type)
         sites = _sites(source, location)
         tz = timezone_arg(timezone)
@@ -1755,12 +1758,34 @@ def _changes_of(part: tuple[int, int], where: str, table: str) -> pd.DataFrame:
         return lake.changes(con, table, first, last, read).to_pandas()
 
 
-def as_of_point(snapshot: int | None, as_of: datetime | str | None) -> lake.AsOf | None:
+def snapshot_id(snapshot: int | str | None) -> int | None:
+    """snapshot= as the int it names (a string of digits too, as a YAML or form may give
+    it): anything else is one ConfigError line, not a TypeError deep in a read."""
+    if snapshot is None:
+        return None
+    sid: int | None = None
+    if isinstance(snapshot, str):
+        sid = int(snapshot.strip()) if snapshot.strip().isdigit() else None
+    elif not isinstance(snapshot, bool):
+        try:
+            sid = operator.index(snapshot)  # an int, a numpy integer; not a float
+        except TypeError:
+            sid = None
+    if sid is None or sid < 0:
+        raise ConfigError(
+            "snapshot must be a snapshot id, a whole number 0 or more (`cvcatalog snapshots` "
+            f"lists them), not {snapshot!r}"
+        )
+    return sid
+
+
+def as_of_point(snapshot: int | str | None, as_of: datetime | str | None) -> lake.AsOf | None:
     """The point of time travel asked for (at most one of snapshot and as_of)."""
     if snapshot is not None and as_of is not None:
         raise ConfigError("give a snapshot or a time (as_of), not both")
-    if snapshot is not None:
-        return lake.AsOf(snapshot=int(snapshot))
+    sid = snapshot_id(snapshot)
+    if sid is not None:
+        return lake.AsOf(snapshot=sid)
     if as_of is None:
         return None
     if isinstance(as_of, str):

@@ -362,6 +362,25 @@ def test_to_dask_at_a_snapshot_before_its_table_says_so_as_query_does(
         cat.split("wydot", "BSM", D1, D2, snapshot=0)
 
 
+def test_a_snapshot_that_is_no_snapshot_id_is_one_line(history: dict[str, Any]) -> None:
+    """snapshot= is a whole number 0 or more (a string of digits counts as one); anything else
+    is one ConfigError line, not a TypeError from comparing it with the files' snapshots."""
+    cat: Catalog = history["cat"]
+    sid = _ingest_snapshots(cat)[-1]["snapshot_id"]
+    cols = ["source_key", "generated_at"]
+    want = cat.to_dask("wydot", "BSM", columns=cols, snapshot=sid).compute()
+    got = cat.to_dask("wydot", "BSM", columns=cols, snapshot=str(sid)).compute()
+    assert len(got) == len(want) > 0
+    for bad in ("four", "-1", -1, 1.5, True, "1.0"):
+        line = r"^snapshot must be a snapshot id, a whole number 0 or more \(`cvcatalog snapshots`"
+        with pytest.raises(ConfigError, match=line):
+            cat.to_dask("wydot", "BSM", snapshot=bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match=line):
+            cat.query("select 1", snapshot=bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match=line):
+            cat.split("wydot", "BSM", D1, snapshot=bad)  # type: ignore[arg-type]
+
+
 D3, D4 = date(2021, 5, 1), date(2021, 5, 2)
 
 
