@@ -748,6 +748,7 @@ class Catalog:
         naming: Literal["canonical", "socrata"] = "canonical",
         location: str | Sequence[str] | None = None,
         snapshot: int | None = None,
+        as_of: datetime | str | None = None,
         within: spatial.Within | Sequence[float] | None = None,
         bbox: spatial.BBox | Sequence[float] | None = None,
         corridor: spatial.Corridor | tuple[Sequence[Sequence[float]], float] | None = None,
@@ -778,13 +779,16 @@ class Catalog:
 
         snapshot: the rows as they were at that snapshot (`snapshots()`): the files that
         snapshot shows, which stay until it expires (or forever while an experiment pins it).
+        as_of: the same at the newest snapshot committed at or before that time (a datetime
+        or ISO 8601 string, UTC unless it says otherwise), as query(as_of=); not with
+        snapshot. A snapshot before the table was made is query's one QueryError line.
 
         within=(lat, lon, radius_m) | bbox=(lat_min, lon_min, lat_max, lon_max) |
         corridor=([(lat, lon), ...], buffer_m) (or `cvcatalog.spatial` objects): only rows
         whose position is inside, with the meaning of docs/spatial.md; the area's box prunes
         Parquet row groups, the geodesic test runs on the rows read.
         """
-        snapshot = snapshot_id(snapshot)
+        at = as_of_point(snapshot, as_of)
         area = spatial.as_filter(within, bbox, corridor)
         source_filter(source, message_type)
         ds = _dataset(source)
@@ -793,7 +797,7 @@ class Catalog:
                 spatial.require_positions(ds.arrow_schema.names, ds.view_name)
             return self._dataset_dask(
                 ds, message_type, start, end, timezone, columns, filters, naming, location,
-                snapshot, area,
+                at, area,
             )  # fmt: skip
         if message_type is None:
             raise ConfigError(f"give the message type of {source} (BSM, TIM, SPAT, EVENT)")
@@ -808,7 +812,7 @@ class Catalog:
         by_key: dict[PartitionKey, list[str]] = {}
         with self.db.read_state() as con:
             optional = tables.optional_columns(con, schema.view_name)
-        if snapshot is None:
+        if at is None:
             parts = [p.pk for p in self.partitions(source, message_type, s, e, timezone)]
             with self.db.read_state() as con:
                 files = manifest.get_files(con, [p.key for p in parts], kind="data")
@@ -821,10 +825,11 @@ class Catalog:
                 where = locate(f.path).removeprefix("s3://")
                 by_key.setdefault(PartitionKey.parse(f.partition_key), []).append(where)
         else:
-            for hive, shown in self._files_at(schema.view_name, snapshot).items():
+            sid, shown_at = self._files_at(schema.view_name, at)
+            for hive, shown in shown_at.items():
                 pk = PartitionKey.from_lake_dir(source, message_type, hive)
                 by_key[pk] = [w.removeprefix("s3://") for w in shown]
-            gone = self._deleted_at(snapshot)
+            gone = self._deleted_at(sid)
             parts = sorted(by_key)
             if s is not None or e is not None:
                 lo = s or min((p.day for p in parts), default=e)
@@ -892,7 +897,7 @@ class Catalog:
         filters: Filters | None,
         naming: str,
         location: str | Sequence[str] | None,
-        snapshot: int | None = None,
+        at: lake.AsOf | None = None,
         area: SpatialFilter | None = None,
     ) -> dd.DataFrame:
         """to_dask of a dataset (NGSIM): the published files of its inputs, one Dask
@@ -914,7 +919,7 @@ class Catalog:
         by_part: dict[str, list[str]] = {}
         with self.db.read_state() as con:
             optional = tables.optional_columns(con, ds.view_name)
-        if snapshot is None:
+        if at is None:
             with self.db.read_state() as con:
                 files = [
                     f for f in dataset_files(con, ds.name, published_only=True) if f.kind == "data"
@@ -922,7 +927,7 @@ class Catalog:
             for f in files:
                 by_part.setdefault(f.partition, []).append(locate(f.path).removeprefix("s3://"))
         else:
-            for hive, shown in self._files_at(ds.view_name, snapshot).items():
+            for hive, shown in self._files_at(ds.view_name, at)[1].items():
                 by_part[hive] = [w.removeprefix("s3://") for w in shown]
         keyed = []
         for part in sorted(by_part, key=lambda k: tuple(reversed(k.split("/")))):
@@ -956,6 +961,14 @@ class Catalog:
             area,
         )
 
+    def _snapshot_at(self, at: lake.AsOf | None) -> int | None:
+        """The snapshot id a point of time travel names (a time: the newest snapshot
+        committed at or before it, checked as a query checks it); None: the current one."""
+        if at is None or at.snapshot is not None:
+            return None if at is None else at.snapshot
+        with self.db.read(at) as con:
+            return lake.current_snapshot(con)
+
     def _deleted_at(self, snapshot: int) -> dict[str, tuple[str, ...]]:
         """File (as to_dask reads it) -> source keys whose rows the lake did not show in it
         as of the snapshot."""
@@ -964,25 +977,26 @@ class Catalog:
             gone = deletes.of_files(con, None, at=snapshot)
         return {locate(p).removeprefix("s3://"): keys for p, keys in gone.items()}
 
-    def _files_at(self, table: str, snapshot: int) -> dict[str, list[str]]:
-        """The data files of a lake table that a snapshot shows, by partition directory
-        (the hive path below the table's directory, e.g. `year=2021/month=4/day=1/...`).
-        A snapshot before the table was made is the query's QueryError naming the first
-        snapshot with it (a frame of it would be silently empty)."""
-        at = lake.AsOf(snapshot=snapshot)
+    def _files_at(self, table: str, at: lake.AsOf) -> tuple[int, dict[str, list[str]]]:
+        """The snapshot `at` is (a time: the one current then), and the data files of a lake
+        table that it shows, by partition directory (the hive path below the table's
+        directory, e.g. `year=2021/month=4/day=1/...`). A snapshot before the table was made
+        is the query's QueryError naming the first snapshot with it (a frame of it would be
+        silently empty)."""
         with self.db.read(at) as con:  # checks that the snapshot is kept
             if not lake.shows(con, table):
                 line = lake.not_yet_shown(con, table, at)
                 if line is not None:
                     raise QueryError(line)
-            shown = [f for f in lake.data_files(con) if f.table == table and f.shown_at(snapshot)]
+            sid = lake.current_snapshot(con)
+            shown = [f for f in lake.data_files(con) if f.table == table and f.shown_at(sid)]
         out: dict[str, list[str]] = {}
         marker = f"/{lake.SCHEMA}/{table}/"
         for f in sorted(shown, key=lambda f: f.location):
             head = f.location.rpartition("/")[0] + "/"
             hive = head.split(marker, 1)[1] if marker in head else ""
             out.setdefault(hive.strip("/"), []).append(f.location)
-        return out
+        return sid, out
 
     def _why_unreadable(self, piece: DaskPiece) -> None:
         """Why a frame's first file could not be read, when that can be told: s3fs calls any
@@ -1570,17 +1584,18 @@ class Catalog:
         timezone: str = "UTC",
         snapshot: int | None = None,
         location: str | Sequence[str] | None = None,
+        as_of: datetime | str | None = None,
     ) -> tuple[splits.SplitPlan, pd.DataFrame]:
         """Which group (vehicle id or trip) goes to which split, from the group sizes of the
         window counted once in SQL; and the groups: key, n (rows), vehicle_id and first (the
         time of the group's first row in the window). location: only those sites of a dataset
-        (NGSIM), as to_dask(location=...) reads them. A window with no group to split (no
-        rows, or none with a vehicle id) is a CatalogError, one line, as `report coverage`
-        says of an empty range."""
+        (NGSIM), as to_dask(location=...) reads them. snapshot / as_of: as to_dask's. A window
+        with no group to split (no rows, or none with a vehicle id) is a CatalogError, one
+        line, as `report coverage` says of an empty range."""
         if by not in ("vehicle", "trip"):
             raise ConfigError(f"split by 'vehicle' or 'trip', not {by!r}")
         splits.check_fractions(fractions)
-        snapshot = snapshot_id(snapshot)
+        snapshot = self._snapshot_at(as_of_point(snapshot, as_of))
         rel = splits.relation(source, message_type)
         sites = _sites(source, location)
         tz = timezone_arg(timezone)
@@ -1606,6 +1621,7 @@ class Catalog:
         seed: int = 0,
         timezone: str = "UTC",
         snapshot: int | None = None,
+        as_of: datetime | str | None = None,
         filters: Filters | None = None,
         **options: Any,
     ) -> splits.Splits:
@@ -1617,6 +1633,8 @@ class Catalog:
         nothing to split is a CatalogError (split_plan) (cvcatalog/read/splits.py,
         docs/ml.md)."""
         start, end = _split_days(start, end)
+        # a time is the snapshot current then, once: the plan and the frames read the same one
+        snapshot = self._snapshot_at(as_of_point(snapshot, as_of))
         the_plan, groups = self.split_plan(
             source, message_type, start, end, by=by, fractions=fractions, seed=seed,
             timezone=timezone, snapshot=snapshot, location=options.get("location"),
