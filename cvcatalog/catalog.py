@@ -1585,11 +1585,15 @@ class Catalog:
         snapshot: int | None = None,
         location: str | Sequence[str] | None = None,
         as_of: datetime | str | None = None,
+        within: spatial.Within | Sequence[float] | None = None,
+        bbox: spatial.BBox | Sequence[float] | None = None,
+        corridor: spatial.Corridor | tuple[Sequence[Sequence[float]], float] | None = None,
     ) -> tuple[splits.SplitPlan, pd.DataFrame]:
         """Which group (vehicle id or trip) goes to which split, from the group sizes of the
         window counted once in SQL; and the groups: key, n (rows), vehicle_id and first (the
         time of the group's first row in the window). location: only those sites of a dataset
-        (NGSIM), as to_dask(location=...) reads them. snapshot / as_of: as to_dask's. A window
+        (NGSIM), as to_dask(location=...) reads them; within / bbox / corridor: only the rows
+        inside that area, as to_dask keeps them. snapshot / as_of: as to_dask's. A window
         with no group to split (no rows, or none with a vehicle id) is a CatalogError, one
         line, as `report coverage` says of an empty range."""
         if by not in ("vehicle", "trip"):
@@ -1598,15 +1602,24 @@ class Catalog:
         snapshot = self._snapshot_at(as_of_point(snapshot, as_of))
         rel = splits.relation(source, message_type)
         sites = _sites(source, location)
+        area = spatial.as_filter(within, bbox, corridor)
+        if area is not None:
+            ds = _dataset(source)
+            names = (
+                ds.arrow_schema.names
+                if ds is not None
+                else [n for n, _ in SCHEMAS[source_pair(source, message_type or "")].view_columns]
+            )
+            spatial.require_positions(names, rel.table)
         tz = timezone_arg(timezone)
         days = _day_range(*_split_days(start, end))
         window = splits.window_of(*days, tz)
-        sql, params = splits.group_sizes_sql(rel, by, window, sites)
+        sql, params = splits.group_sizes_sql(rel, by, window, sites, area)
         groups = self.query(sql, params, snapshot=snapshot)
         if groups.empty:
-            sql, params = splits.window_rows_sql(rel, window, sites)
+            sql, params = splits.window_rows_sql(rel, window, sites, area)
             rows = int(self.query(sql, params, snapshot=snapshot).n[0])
-            raise splits.nothing_to_split(rel, days, tz, rows, snapshot, sites)
+            raise splits.nothing_to_split(rel, days, tz, rows, snapshot, sites, area)
         return splits.plan(groups, by, fractions, seed), groups
 
     def split(
@@ -1629,15 +1642,17 @@ class Catalog:
         no vehicle id (by="vehicle") or trip (by="trip") is in two of them, the same seed
         gives the same split, and each holds its fraction of the window's rows within about
         one group's size. Other keyword arguments (columns, naming, location, ...) go to
-        to_dask; fractions are planned on the window's rows before `filters`. A window with
-        nothing to split is a CatalogError (split_plan) (cvcatalog/read/splits.py,
-        docs/ml.md)."""
+        to_dask; fractions are planned on the window's rows (of those sites, inside that area)
+        before `filters`. A window with nothing to split is a CatalogError (split_plan)
+        (cvcatalog/read/splits.py, docs/ml.md)."""
         start, end = _split_days(start, end)
         # a time is the snapshot current then, once: the plan and the frames read the same one
         snapshot = self._snapshot_at(as_of_point(snapshot, as_of))
         the_plan, groups = self.split_plan(
             source, message_type, start, end, by=by, fractions=fractions, seed=seed,
             timezone=timezone, snapshot=snapshot, location=options.get("location"),
+            within=options.get("within"), bbox=options.get("bbox"),
+            corridor=options.get("corridor"),
         )  # fmt: skip
         rel = splits.relation(source, message_type)
 
