@@ -304,3 +304,13 @@ def test_a_split_of_one_ngsim_site_is_planned_on_that_site(tmp_path: Path) -> No
         cat.split("ngsim", location="mars")
     with pytest.raises(ConfigError, match="location= selects sites of a dataset"):
         cat.split_plan("wydot", "BSM", location="i-80")
+
+
+def test_split_location_on_a_cv_source_names_the_option(cat: Catalog) -> None:
+    """The command names its own option (--location), the library its argument (location=)."""
+    r = CliRunner().invoke(app, ["split", "--catalog", str(cat.paths.root), "--source", "wydot",
+                                 "--type", "BSM", "--location", "i-80"])  # fmt: skip
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        "error: --location selects sites of --source ngsim, not of wydot"
+    ]
