@@ -9,7 +9,7 @@ import operator
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -763,8 +763,9 @@ class Catalog:
         alone is that one day). `filters` are pyarrow
         conjunctions ((column, op, value) tuples, canonical column names in either naming):
         the ones on partition columns (date, location, ...) choose partitions, the others are
-        pushed into the Parquet reads. A filter naming no column, with another op, or a value
-        the column cannot compare with is a ConfigError here, not an error at compute.
+        pushed into the Parquet reads. A filter naming no column, with another op, a value
+        the column cannot compare with, or "in"/"not in" with a str (not a list of values)
+        is a ConfigError here, not an error at compute or a silent empty frame.
 
         Only the columns asked for (and those the computation uses: Dask's optimizer narrows
         them further) are read; filter and time-window columns need not be among them.
@@ -2014,6 +2015,15 @@ def _check_filter_terms(filters: Filters | None) -> None:
             raise ConfigError(
                 f"unknown filter operator {term[1]!r} in {tuple(term)!r} "
                 f"(one of {', '.join(_COMPARE)})"
+            )
+        op = term[1].strip().lower()
+        value = term[2]
+        if op in ("in", "not in") and (
+            isinstance(value, str | bytes) or not isinstance(value, Iterable)
+        ):  # a str is a sequence of characters to pyarrow: "AB" would match 'A' or 'B'
+            raise ConfigError(
+                f"filter {tuple(term)!r}: {op!r} takes a list, tuple or set of values, e.g. "
+                f"({term[0]!r}, {op!r}, [{term[2]!r}])"
             )
 
 
