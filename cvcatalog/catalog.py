@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import operator
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -754,6 +755,7 @@ class Catalog:
         naming: Literal["canonical", "socrata"] = "canonical",
         location: str | Sequence[str] | None = None,
         snapshot: int | None = None,
+        as_of: datetime | str | None = None,
         within: spatial.Within | Sequence[float] | None = None,
         bbox: spatial.BBox | Sequence[float] | None = None,
         corridor: spatial.Corridor | tuple[Sequence[Sequence[float]], float] | None = None,
@@ -768,8 +770,9 @@ class Catalog:
         alone is that one day). `filters` are pyarrow
         conjunctions ((column, op, value) tuples, canonical column names in either naming):
         the ones on partition columns (date, location, ...) choose partitions, the others are
-        pushed into the Parquet reads. A filter naming no column, with another op, or a value
-        the column cannot compare with is a ConfigError here, not an error at compute.
+        pushed into the Parquet reads. A filter naming no column, with another op, a value
+        the column cannot compare with, or "in"/"not in" with a str (not a list of values)
+        is a ConfigError here, not an error at compute or a silent empty frame.
 
         Only the columns asked for (and those the computation uses: Dask's optimizer narrows
         them further) are read; filter and time-window columns need not be among them.
@@ -784,12 +787,16 @@ class Catalog:
 
         snapshot: the rows as they were at that snapshot (`snapshots()`): the files that
         snapshot shows, which stay until it expires (or forever while an experiment pins it).
+        as_of: the same at the newest snapshot committed at or before that time (a datetime
+        or ISO 8601 string, UTC unless it says otherwise), as query(as_of=); not with
+        snapshot. A snapshot before the table was made is query's one QueryError line.
 
         within=(lat, lon, radius_m) | bbox=(lat_min, lon_min, lat_max, lon_max) |
         corridor=([(lat, lon), ...], buffer_m) (or `cvcatalog.spatial` objects): only rows
         whose position is inside, with the meaning of docs/spatial.md; the area's box prunes
         Parquet row groups, the geodesic test runs on the rows read.
         """
+        at = as_of_point(snapshot, as_of)
         area = spatial.as_filter(within, bbox, corridor)
         source_filter(source, message_type)
         ds = _dataset(source)
@@ -798,7 +805,7 @@ class Catalog:
                 spatial.require_positions(ds.arrow_schema.names, ds.view_name)
             return self._dataset_dask(
                 ds, message_type, start, end, timezone, columns, filters, naming, location,
-                snapshot, area,
+                at, area,
             )  # fmt: skip
         if message_type is None:
             raise ConfigError(f"give the message type of {source} (BSM, TIM, SPAT, EVENT)")
@@ -813,7 +820,7 @@ class Catalog:
         by_key: dict[PartitionKey, list[str]] = {}
         with self.db.read_state() as con:
             optional = tables.optional_columns(con, schema.view_name)
-        if snapshot is None:
+        if at is None:
             parts = [p.pk for p in self.partitions(source, message_type, s, e, timezone)]
             with self.db.read_state() as con:
                 files = manifest.get_files(con, [p.key for p in parts], kind="data")
@@ -826,10 +833,11 @@ class Catalog:
                 where = locate(f.path).removeprefix("s3://")
                 by_key.setdefault(PartitionKey.parse(f.partition_key), []).append(where)
         else:
-            for hive, shown in self._files_at(schema.view_name, snapshot).items():
+            sid, shown_at = self._files_at(schema.view_name, at)
+            for hive, shown in shown_at.items():
                 pk = PartitionKey.from_lake_dir(source, message_type, hive)
                 by_key[pk] = [w.removeprefix("s3://") for w in shown]
-            gone = self._deleted_at(snapshot)
+            gone = self._deleted_at(sid)
             parts = sorted(by_key)
             if s is not None or e is not None:
                 lo = s or min((p.day for p in parts), default=e)
@@ -897,7 +905,7 @@ class Catalog:
         filters: Filters | None,
         naming: str,
         location: str | Sequence[str] | None,
-        snapshot: int | None = None,
+        at: lake.AsOf | None = None,
         area: SpatialFilter | None = None,
     ) -> dd.DataFrame:
         """to_dask of a dataset (NGSIM): the published files of its inputs, one Dask
@@ -919,7 +927,7 @@ class Catalog:
         by_part: dict[str, list[str]] = {}
         with self.db.read_state() as con:
             optional = tables.optional_columns(con, ds.view_name)
-        if snapshot is None:
+        if at is None:
             with self.db.read_state() as con:
                 files = [
                     f for f in dataset_files(con, ds.name, published_only=True) if f.kind == "data"
@@ -927,7 +935,7 @@ class Catalog:
             for f in files:
                 by_part.setdefault(f.partition, []).append(locate(f.path).removeprefix("s3://"))
         else:
-            for hive, shown in self._files_at(ds.view_name, snapshot).items():
+            for hive, shown in self._files_at(ds.view_name, at)[1].items():
                 by_part[hive] = [w.removeprefix("s3://") for w in shown]
         keyed = []
         for part in sorted(by_part, key=lambda k: tuple(reversed(k.split("/")))):
@@ -961,6 +969,14 @@ class Catalog:
             area,
         )
 
+    def _snapshot_at(self, at: lake.AsOf | None) -> int | None:
+        """The snapshot id a point of time travel names (a time: the newest snapshot
+        committed at or before it, checked as a query checks it); None: the current one."""
+        if at is None or at.snapshot is not None:
+            return None if at is None else at.snapshot
+        with self.db.read(at) as con:
+            return lake.current_snapshot(con)
+
     def _deleted_at(self, snapshot: int) -> dict[str, tuple[str, ...]]:
         """File (as to_dask reads it) -> source keys whose rows the lake did not show in it
         as of the snapshot."""
@@ -969,19 +985,26 @@ class Catalog:
             gone = deletes.of_files(con, None, at=snapshot)
         return {locate(p).removeprefix("s3://"): keys for p, keys in gone.items()}
 
-    def _files_at(self, table: str, snapshot: int) -> dict[str, list[str]]:
-        """The data files of a lake table that a snapshot shows, by partition directory
-        (the hive path below the table's directory, e.g. `year=2021/month=4/day=1/...`)."""
-        at = as_of_point(snapshot, None)
+    def _files_at(self, table: str, at: lake.AsOf) -> tuple[int, dict[str, list[str]]]:
+        """The snapshot `at` is (a time: the one current then), and the data files of a lake
+        table that it shows, by partition directory (the hive path below the table's
+        directory, e.g. `year=2021/month=4/day=1/...`). A snapshot before the table was made
+        is the query's QueryError naming the first snapshot with it (a frame of it would be
+        silently empty)."""
         with self.db.read(at) as con:  # checks that the snapshot is kept
-            shown = [f for f in lake.data_files(con) if f.table == table and f.shown_at(snapshot)]
+            if not lake.shows(con, table):
+                line = lake.not_yet_shown(con, table, at)
+                if line is not None:
+                    raise QueryError(line)
+            sid = lake.current_snapshot(con)
+            shown = [f for f in lake.data_files(con) if f.table == table and f.shown_at(sid)]
         out: dict[str, list[str]] = {}
         marker = f"/{lake.SCHEMA}/{table}/"
         for f in sorted(shown, key=lambda f: f.location):
             head = f.location.rpartition("/")[0] + "/"
             hive = head.split(marker, 1)[1] if marker in head else ""
             out.setdefault(hive.strip("/"), []).append(f.location)
-        return out
+        return sid, out
 
     def _why_unreadable(self, piece: DaskPiece) -> None:
         """Why a frame's first file could not be read, when that can be told: s3fs calls any
@@ -1577,27 +1600,42 @@ class Catalog:
         timezone: str = "UTC",
         snapshot: int | None = None,
         location: str | Sequence[str] | None = None,
+        as_of: datetime | str | None = None,
+        within: spatial.Within | Sequence[float] | None = None,
+        bbox: spatial.BBox | Sequence[float] | None = None,
+        corridor: spatial.Corridor | tuple[Sequence[Sequence[float]], float] | None = None,
     ) -> tuple[splits.SplitPlan, pd.DataFrame]:
         """Which group (vehicle id or trip) goes to which split, from the group sizes of the
         window counted once in SQL; and the groups: key, n (rows), vehicle_id and first (the
         time of the group's first row in the window). location: only those sites of a dataset
-        (NGSIM), as to_dask(location=...) reads them. A window with no group to split (no
-        rows, or none with a vehicle id) is a CatalogError, one line, as `report coverage`
-        says of an empty range."""
+        (NGSIM), as to_dask(location=...) reads them; within / bbox / corridor: only the rows
+        inside that area, as to_dask keeps them. snapshot / as_of: as to_dask's. A window
+        with no group to split (no rows, or none with a vehicle id) is a CatalogError, one
+        line, as `report coverage` says of an empty range."""
         if by not in ("vehicle", "trip"):
             raise ConfigError(f"split by 'vehicle' or 'trip', not {by!r}")
         splits.check_fractions(fractions)
+        snapshot = self._snapshot_at(as_of_point(snapshot, as_of))
         rel = splits.relation(source, message_type)
         sites = _sites(source, location)
+        area = spatial.as_filter(within, bbox, corridor)
+        if area is not None:
+            ds = _dataset(source)
+            names = (
+                ds.arrow_schema.names
+                if ds is not None
+                else [n for n, _ in SCHEMAS[source_pair(source, message_type or "")].view_columns]
+            )
+            spatial.require_positions(names, rel.table)
         tz = timezone_arg(timezone)
         days = _day_range(*_split_days(start, end))
         window = splits.window_of(*days, tz)
-        sql, params = splits.group_sizes_sql(rel, by, window, sites)
+        sql, params = splits.group_sizes_sql(rel, by, window, sites, area)
         groups = self.query(sql, params, snapshot=snapshot)
         if groups.empty:
-            sql, params = splits.window_rows_sql(rel, window, sites)
+            sql, params = splits.window_rows_sql(rel, window, sites, area)
             rows = int(self.query(sql, params, snapshot=snapshot).n[0])
-            raise splits.nothing_to_split(rel, days, tz, rows, snapshot, sites)
+            raise splits.nothing_to_split(rel, days, tz, rows, snapshot, sites, area)
         return splits.plan(groups, by, fractions, seed), groups
 
     def split(
@@ -1612,6 +1650,7 @@ class Catalog:
         seed: int = 0,
         timezone: str = "UTC",
         snapshot: int | None = None,
+        as_of: datetime | str | None = None,
         filters: Filters | None = None,
         **options: Any,
     ) -> splits.Splits:
@@ -1619,13 +1658,17 @@ class Catalog:
         no vehicle id (by="vehicle") or trip (by="trip") is in two of them, the same seed
         gives the same split, and each holds its fraction of the window's rows within about
         one group's size. Other keyword arguments (columns, naming, location, ...) go to
-        to_dask; fractions are planned on the window's rows before `filters`. A window with
-        nothing to split is a CatalogError (split_plan) (cvcatalog/read/splits.py,
-        docs/ml.md)."""
+        to_dask; fractions are planned on the window's rows (of those sites, inside that area)
+        before `filters`. A window with nothing to split is a CatalogError (split_plan)
+        (cvcatalog/read/splits.py, docs/ml.md)."""
         start, end = _split_days(start, end)
+        # a time is the snapshot current then, once: the plan and the frames read the same one
+        snapshot = self._snapshot_at(as_of_point(snapshot, as_of))
         the_plan, groups = self.split_plan(
             source, message_type, start, end, by=by, fractions=fractions, seed=seed,
             timezone=timezone, snapshot=snapshot, location=options.get("location"),
+            within=options.get("within"), bbox=options.get("bbox"),
+            corridor=options.get("corridor"),
         )  # fmt: skip
         rel = splits.relation(source, message_type)
 
@@ -1764,12 +1807,34 @@ def _changes_of(part: tuple[int, int], where: str, table: str) -> pd.DataFrame:
         return lake.changes(con, table, first, last, read).to_pandas()
 
 
-def as_of_point(snapshot: int | None, as_of: datetime | str | None) -> lake.AsOf | None:
+def snapshot_id(snapshot: int | str | None) -> int | None:
+    """snapshot= as the int it names (a string of digits too, as a YAML or form may give
+    it): anything else is one ConfigError line, not a TypeError deep in a read."""
+    if snapshot is None:
+        return None
+    sid: int | None = None
+    if isinstance(snapshot, str):
+        sid = int(snapshot.strip()) if snapshot.strip().isdigit() else None
+    elif not isinstance(snapshot, bool):
+        try:
+            sid = operator.index(snapshot)  # an int, a numpy integer; not a float
+        except TypeError:
+            sid = None
+    if sid is None or sid < 0:
+        raise ConfigError(
+            "snapshot must be a snapshot id, a whole number 0 or more (`cvcatalog snapshots` "
+            f"lists them), not {snapshot!r}"
+        )
+    return sid
+
+
+def as_of_point(snapshot: int | str | None, as_of: datetime | str | None) -> lake.AsOf | None:
     """The point of time travel asked for (at most one of snapshot and as_of)."""
     if snapshot is not None and as_of is not None:
         raise ConfigError("give a snapshot or a time (as_of), not both")
-    if snapshot is not None:
-        return lake.AsOf(snapshot=int(snapshot))
+    sid = snapshot_id(snapshot)
+    if sid is not None:
+        return lake.AsOf(snapshot=sid)
     if as_of is None:
         return None
     if isinstance(as_of, str):
@@ -1965,6 +2030,15 @@ def _check_filter_terms(filters: Filters | None) -> None:
             raise ConfigError(
                 f"unknown filter operator {term[1]!r} in {tuple(term)!r} "
                 f"(one of {', '.join(_COMPARE)})"
+            )
+        op = term[1].strip().lower()
+        value = term[2]
+        if op in ("in", "not in") and (
+            isinstance(value, str | bytes) or not isinstance(value, Iterable)
+        ):  # a str is a sequence of characters to pyarrow: "AB" would match 'A' or 'B'
+            raise ConfigError(
+                f"filter {tuple(term)!r}: {op!r} takes a list, tuple or set of values, e.g. "
+                f"({term[0]!r}, {op!r}, [{term[2]!r}])"
             )
 
 

@@ -244,6 +244,10 @@ def test_mistaken_filters_are_one_clear_error_from_to_dask(cat: Catalog) -> None
         ([("generated_at", ">=", datetime(2021, 4, 1, 10))], "give the datetime a zone"),
         ([[("speed_mps", ">", 30)], [("speed_mps", "<", 5)]], r"for an OR, filter the frame"),
         ([("speed_mps", ">")], r"a filter is a \(column, op, value\) tuple"),
+        ([("vehicle_id", "in", "AB")], r"^filter \('vehicle_id', 'in', 'AB'\): 'in' takes a list"),
+        ([("vehicle_id", "not in", "AB")], r"'not in' takes a list, tuple or set of values"),
+        ([("date", "in", str(D1))], r"'in' takes a list, tuple or set of values"),
+        ([("msg_cnt", "in", 1)], r"'in' takes a list, tuple or set of values"),
     ]  # fmt: skip
     for filters, said in cases:
         for naming in ("canonical", "socrata"):
@@ -252,7 +256,7 @@ def test_mistaken_filters_are_one_clear_error_from_to_dask(cat: Catalog) -> None
     with pytest.raises(ConfigError, match="unknown column 'coreData_speed' in filters"):
         cat.to_dask("wydot", "BSM", D1, D2, naming="socrata", filters=[("coreData_speed", ">", 1)])
     # what is right still reads: partition values, lists, an aware moment
-    ok = [("date", "=", str(D2)), ("msg_cnt", "in", [1, 2]),
+    ok = [("date", "=", str(D2)), ("msg_cnt", "in", (1, 2)), ("msg_cnt", "not in", {99}),
           ("generated_at", ">=", datetime(2021, 4, 2, 1, tzinfo=UTC))]  # fmt: skip
     got = len(cat.to_dask("wydot", "BSM", D1, D2, filters=ok))
     want = cat.query("select count(*) n from wydot_bsm where date = ? and msg_cnt in (1, 2) "

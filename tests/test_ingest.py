@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from cvcatalog.exceptions import CatalogError
 from cvcatalog.io import memstage, rawfile
 from cvcatalog.io.duckdb_ext import extension_path
 from cvcatalog.io.layout import CatalogPaths
-from cvcatalog.pipeline.report import summary_lines
+from cvcatalog.pipeline.report import NullProgress, summary_lines
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.sources.cvpilot import CvPilotDays
@@ -208,6 +208,48 @@ def test_a_recent_no_data_day_is_looked_at_again(s3_client: Any, catalog_dir: Pa
     seed(s3_client, D1, D1, empty_hour_rate=0)  # the sandbox caught up
     late = run_ingest(cfg, today=D1 + timedelta(days=2))
     assert late.count("complete") == 1 and late.rows > 0
+
+
+def test_days_after_today_are_refused_or_skipped_never_marked_no_data(
+    s3_client: Any, catalog_dir: Path
+) -> None:
+    """A range after today cannot have data yet: one ConfigError line, nothing created (it
+    said "no data in ..." and exited 0); a range that ends after today ingests up to today,
+    skips the later days with a note and records no no_data marker for them."""
+    from typer.testing import CliRunner
+
+    from cvcatalog.cli.main import app
+    from cvcatalog.exceptions import ConfigError
+
+    today = datetime.now(UTC).date()
+    later = today + timedelta(days=400)
+    cat = Catalog(catalog_dir)
+    with pytest.raises(ConfigError, match=rf"^wydot/BSM {later} is after today \({today}, UTC\)"):
+        ingest(cat, later, later)
+    assert not catalog_dir.exists()
+    res = CliRunner().invoke(app, ["ingest", "--catalog", str(catalog_dir), "--source", "wydot",
+                                   "--type", "BSM", "--start", str(later)])  # fmt: skip
+    assert res.exit_code == 1 and res.stdout == ""
+    assert res.stderr.strip().splitlines() == [
+        f"error: wydot/BSM {later} is after today ({today}, UTC): the bucket cannot hold data "
+        "for it yet; nothing was ingested"
+    ]
+    notes: list[str] = []
+
+    class Notes(NullProgress):
+        def note(self, message: str) -> None:
+            notes.append(message)
+
+    yesterday, two_on = today - timedelta(days=1), today + timedelta(days=2)
+    s = ingest(cat, yesterday, two_on, progress=Notes())
+    assert s.ok and s.count("no_data") == 2  # yesterday and today: the bucket is empty
+    marked = cat.query("select partition_key k, status from partitions order by 1")
+    assert list(marked.k) == [PartitionKey("wydot", "BSM", d).key for d in (yesterday, today)]
+    skipped = [PartitionKey("wydot", "BSM", today + timedelta(days=i)).key for i in (1, 2)]
+    assert (
+        f"2 day(s) after today skipped, not marked no_data (the bucket cannot hold them yet): "
+        f"{', '.join(skipped)}"
+    ) in notes
 
 
 def test_a_failed_conversion_leaves_nothing_behind(

@@ -177,6 +177,47 @@ def test_the_plan_counts_the_rows_the_frames_hold_and_the_cli_shows_it(cat: Cata
     assert bad.exit_code == 1 and "--fractions" in bad.output
 
 
+def test_a_split_of_an_area_is_planned_on_the_areas_rows(cat: Catalog, tmp_path: Path) -> None:
+    """within=/bbox=/corridor= (and an experiment's data.spatial) plan the split on the rows
+    inside the area, as location= does a site's: planned on every row of the window, the
+    frames (cut to the area afterwards) did not hold the plan's rows nor meet its fractions."""
+    box = cat.query(
+        "select min(latitude) - 0.01 a, quantile_cont(longitude, 0.3) b, "
+        "max(latitude) + 0.01 c, max(longitude) + 0.01 d from wydot_bsm"
+    ).iloc[0]
+    area = (float(box.a), float(box.b), float(box.c), float(box.d))
+    inside = int(cat.query("select count(*) n from wydot_bsm where latitude between ? and ? "
+                           "and longitude between ? and ?",
+                           [area[0], area[2], area[1], area[3]]).n[0])  # fmt: skip
+    total = int(cat.query("select count(*) n from wydot_bsm").n[0])
+    assert 0 < inside < total * 0.8
+    for by in ("vehicle", "trip"):
+        plan, groups = cat.split_plan("wydot", "BSM", D1, D2, by=by, fractions=FRACTIONS,  # type: ignore[arg-type]
+                                      bbox=area)  # fmt: skip
+        assert sum(plan.rows) == int(groups.n.sum()) == inside
+        frames = cat.split("wydot", "BSM", D1, D2, by=by, fractions=FRACTIONS, bbox=area)  # type: ignore[arg-type]
+        assert tuple(len(f) for f in frames) == plan.rows, by
+        biggest = int(groups.n.max())
+        for n, want in zip(plan.rows, FRACTIONS, strict=True):
+            assert abs(n - want * inside) <= biggest, (by, plan.rows)
+    # an experiment's data.spatial with split: the same plan
+    path = tmp_path / "area.yml"
+    path.write_text(
+        "experiment: {name: area-split}\n"
+        "data:\n  source: wydot\n  message_type: BSM\n"
+        "  date_range: {start_date: 2021-04-01, end_date: 2021-04-02}\n"
+        f"  spatial: {{bbox: {{lat_min: {area[0]}, lon_min: {area[1]}, lat_max: {area[2]}, "
+        f"lon_max: {area[3]}}}}}\n"
+        f"split: {{by: vehicle, fractions: {list(FRACTIONS)}, use: validation}}\n"
+        "output: {column_names: canonical}\n"
+    )
+    plan, _ = cat.split_plan("wydot", "BSM", D1, D2, fractions=FRACTIONS, bbox=area)
+    got = CatalogGatherer(path, cat).gather_data().get_gathered_data().compute()
+    assert len(got) == plan.rows[1] > 0
+    with pytest.raises(CatalogError, match=r"^no wydot/BSM rows between .* inside bbox lat"):
+        cat.split_plan("wydot", "BSM", D1, D2, bbox=(10.0, 10.0, 10.5, 10.5))
+
+
 def test_a_split_with_no_share_is_empty_with_the_same_columns(cat: Catalog) -> None:
     for by in ("vehicle", "trip"):
         train, validation, test = cat.split(
@@ -263,3 +304,13 @@ def test_a_split_of_one_ngsim_site_is_planned_on_that_site(tmp_path: Path) -> No
         cat.split("ngsim", location="mars")
     with pytest.raises(ConfigError, match="location= selects sites of a dataset"):
         cat.split_plan("wydot", "BSM", location="i-80")
+
+
+def test_split_location_on_a_cv_source_names_the_option(cat: Catalog) -> None:
+    """The command names its own option (--location), the library its argument (location=)."""
+    r = CliRunner().invoke(app, ["split", "--catalog", str(cat.paths.root), "--source", "wydot",
+                                 "--type", "BSM", "--location", "i-80"])  # fmt: skip
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        "error: --location selects sites of --source ngsim, not of wydot"
+    ]

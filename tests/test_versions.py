@@ -346,6 +346,67 @@ def test_to_dask_at_a_snapshot_reads_the_rows_of_then(history: dict[str, Any]) -
         cat.to_dask("wydot", "BSM", snapshot=10**6)
 
 
+def test_to_dask_at_a_snapshot_before_its_table_says_so_as_query_does(
+    history: dict[str, Any],
+) -> None:
+    """A frame at a snapshot that did not show the table yet (snapshot 0: the empty lake) is
+    the query's one line naming the first snapshot with it, not a silent empty frame."""
+    cat: Catalog = history["cat"]
+    with pytest.raises(QueryError) as said:
+        cat.query("select count(*) from wydot_bsm", snapshot=0)
+    with pytest.raises(QueryError) as raised:
+        cat.to_dask("wydot", "BSM", snapshot=0)
+    assert str(raised.value) == str(said.value)
+    assert str(raised.value).startswith("wydot_bsm did not exist yet at snapshot 0: the first")
+    with pytest.raises(QueryError, match="did not exist yet at snapshot 0"):
+        cat.split("wydot", "BSM", D1, D2, snapshot=0)
+
+
+def test_to_dask_as_of_a_time_reads_the_snapshot_current_then(history: dict[str, Any]) -> None:
+    """as_of= as query's: the newest snapshot committed at or before that time (UTC unless
+    the time says otherwise; a datetime or an ISO 8601 string), not with snapshot=."""
+    cat: Catalog = history["cat"]
+    cols = ["source_key", "generated_at"]
+    for when in (history["time1"], history["time1"].isoformat(),
+                 history["time1"].replace(tzinfo=None).isoformat()):  # fmt: skip
+        frame = cat.to_dask("wydot", "BSM", columns=cols, as_of=when).compute()
+        assert len(frame) == int(history["after1"].n.sum()) > 0
+    one = cat.split("wydot", "BSM", D1, D2, as_of=history["time1"])
+    n = sum(len(part) for part in one)
+    assert n == int(history["after1"].n.sum())
+    with pytest.raises(ConfigError, match="not both"):
+        cat.to_dask("wydot", "BSM", snapshot=1, as_of=history["time1"])
+    with pytest.raises(ConfigError, match="not a time"):
+        cat.to_dask("wydot", "BSM", as_of="last tuesday")
+    with pytest.raises(CatalogError, match="did not exist at"):
+        cat.to_dask("wydot", "BSM", as_of=datetime(2000, 1, 1, tzinfo=UTC))
+    at0 = cat.snapshots()[-1]["committed_at"]
+    with pytest.raises(QueryError) as said:
+        cat.query("select count(*) from wydot_bsm", as_of=at0)
+    with pytest.raises(QueryError) as raised:
+        cat.to_dask("wydot", "BSM", as_of=at0)
+    assert str(raised.value) == str(said.value)
+
+
+def test_a_snapshot_that_is_no_snapshot_id_is_one_line(history: dict[str, Any]) -> None:
+    """snapshot= is a whole number 0 or more (a string of digits counts as one); anything else
+    is one ConfigError line, not a TypeError from comparing it with the files' snapshots."""
+    cat: Catalog = history["cat"]
+    sid = _ingest_snapshots(cat)[-1]["snapshot_id"]
+    cols = ["source_key", "generated_at"]
+    want = cat.to_dask("wydot", "BSM", columns=cols, snapshot=sid).compute()
+    got = cat.to_dask("wydot", "BSM", columns=cols, snapshot=str(sid)).compute()
+    assert len(got) == len(want) > 0
+    for bad in ("four", "-1", -1, 1.5, True, "1.0"):
+        line = r"^snapshot must be a snapshot id, a whole number 0 or more \(`cvcatalog snapshots`"
+        with pytest.raises(ConfigError, match=line):
+            cat.to_dask("wydot", "BSM", snapshot=bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match=line):
+            cat.query("select 1", snapshot=bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match=line):
+            cat.split("wydot", "BSM", D1, snapshot=bad)  # type: ignore[arg-type]
+
+
 D3, D4 = date(2021, 5, 1), date(2021, 5, 2)
 
 

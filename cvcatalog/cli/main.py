@@ -1937,6 +1937,9 @@ def split_cmd(
         ) from None
     if by not in ("vehicle", "trip"):
         raise ConfigError(f"--by is vehicle or trip, not {by!r}")
+    if location is not None and source.strip().lower() not in DATASETS:
+        # the library's line names location=; a command names its option
+        raise ConfigError(f"--location selects sites of --source ngsim, not of {source}")
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     plan, _ = cat.split_plan(
         source,

@@ -516,6 +516,19 @@ def not_yet_shown(con: duckdb.DuckDBPyConnection, name: str, at: AsOf) -> str | 
     )
 
 
+def shows(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the attached lake (as of the snapshot it was attached at) has a table or view
+    called name: a frame at a snapshot asks before reading the files that snapshot shows."""
+    row = con.execute(
+        "SELECT count(*) FROM ("
+        "SELECT table_name AS name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? "
+        "UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = ? AND schema_name = ?"
+        ") WHERE lower(name) = lower(?)",
+        [LAKE, SCHEMA, LAKE, SCHEMA, name],
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def first_shown(con: duckdb.DuckDBPyConnection, name: str, after: int) -> int | None:
     """The first snapshot after `after` whose lake shows a table or view called name (names
     compare as SQL identifiers do: whatever their case), or None if none does."""

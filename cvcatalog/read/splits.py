@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
+from cvcatalog import spatial
 from cvcatalog.config import check_day_order
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError
@@ -149,12 +150,15 @@ def group_sizes_sql(
     by: By,
     window: tuple[datetime, datetime] | None,
     locations: Sequence[str] | None = None,
+    area: spatial.SpatialFilter | None = None,
 ) -> tuple[str, list[Any]]:
     """SQL (and its parameters) counting the rows of each group in the window: key, rows,
     vehicle id, and first: the time of the group's first row in the window (by vehicle, where
     the id's rows in the window begin; by trip, where the trip's do). A source without a time
     column has no first (a NULL timestamp, NaT in pandas). locations: only the rows of these
-    sites (a dataset's `location` partitions, as to_dask(location=...) reads them)."""
+    sites (a dataset's `location` partitions, as to_dask(location=...) reads them); area: only
+    the rows inside it (as to_dask(within=/bbox=/corridor=) keeps them), so the fractions are
+    met by the rows the frames hold."""
     params: list[Any] = []
     where = ["vehicle_id IS NOT NULL"]
     if by == "trip":
@@ -165,7 +169,7 @@ def group_sizes_sql(
         params.append(rel.source)
     else:
         relation_name = quote_ident(rel.table)
-    in_window, window_params = _window_where(rel, window, locations)
+    in_window, window_params = _window_where(rel, window, locations, area)
     where += in_window
     params += window_params
     first = f"min({quote_ident(rel.time)})" if rel.time is not None else "NULL::TIMESTAMPTZ"
@@ -186,10 +190,11 @@ def window_rows_sql(
     rel: Relation,
     window: tuple[datetime, datetime] | None,
     locations: Sequence[str] | None = None,
+    area: spatial.SpatialFilter | None = None,
 ) -> tuple[str, list[Any]]:
-    """SQL (and its parameters) counting every row of the window (of those sites), with a
-    vehicle id or not."""
-    where, params = _window_where(rel, window, locations)
+    """SQL (and its parameters) counting every row of the window (of those sites, inside the
+    area), with a vehicle id or not."""
+    where, params = _window_where(rel, window, locations, area)
     sql = f"SELECT count(*) AS n FROM {quote_ident(rel.table)}"
     return (f"{sql} WHERE {' AND '.join(where)}" if where else sql), params
 
@@ -198,6 +203,7 @@ def _window_where(
     rel: Relation,
     window: tuple[datetime, datetime] | None,
     locations: Sequence[str] | None = None,
+    area: spatial.SpatialFilter | None = None,
 ) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     params: list[Any] = []
@@ -208,6 +214,10 @@ def _window_where(
     if locations is not None:
         where.append(f"location IN ({', '.join('?' for _ in locations)})")
         params += list(locations)
+    if area is not None:
+        inside, values = spatial.predicate_sql(area, spatial.LAT, spatial.LON)
+        where.append(inside)
+        params += values
     return where, params
 
 
@@ -218,6 +228,7 @@ def nothing_to_split(
     rows: int,
     snapshot: int | None = None,
     locations: Sequence[str] | None = None,
+    area: spatial.SpatialFilter | None = None,
 ) -> CatalogError:
     """The one line for a window with no group to split, worded as `report coverage` words
     an empty range: rows: the window's rows (with a vehicle id or not)."""
@@ -227,6 +238,8 @@ def nothing_to_split(
         if days[0] is not None and days[1] is not None
         else "in the catalog"
     )
+    if area is not None:
+        where += f" inside {spatial.describe(area)}"
     if snapshot is not None:
         where += f" at snapshot {snapshot}"
     if rows == 0:

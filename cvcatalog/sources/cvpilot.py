@@ -51,9 +51,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import duckdb
 import filelock
@@ -82,7 +83,7 @@ from cvcatalog.pipeline.run import Runner, new_run_id
 from cvcatalog.pipeline.stage import fresh_dir, staged_file
 from cvcatalog.quality.rules import record as record_quality
 from cvcatalog.schemas import SCHEMAS, MessageSchema
-from cvcatalog.sources.bucket import PartitionKey, partitions_for
+from cvcatalog.sources.bucket import FOLDER_TIMEZONE, PartitionKey, partitions_for
 from cvcatalog.state import deletes, manifest
 from cvcatalog.state.access import record_access
 from cvcatalog.state.db import CatalogDB, now_utc
@@ -313,6 +314,37 @@ def needs_work(
     return False, "no_data (cached)"
 
 
+def folder_today(source: str, today: date | None = None) -> date:
+    """Today on the clock the source names its folders by (UTC for WYDOT, US Eastern for
+    THEA); today: a given day (tests), taken as it is."""
+    if today is not None:
+        return today
+    return datetime.now(ZoneInfo(FOLDER_TIMEZONE[source])).date()
+
+
+def future_days(keys: list[PartitionKey], source: str, today: date | None = None) -> list[str]:
+    """The partitions that begin after today on the source's folder clock: the bucket
+    cannot hold them yet, so they are neither listed nor marked no_data (a marker would say
+    "looked, nothing there" of a day that has not happened)."""
+    t = folder_today(source, today)
+    return [k.key for k in keys if k.day > t]
+
+
+def check_not_future(cfg: DataSourceConfig, today: date | None = None) -> None:
+    """A range all of whose days are after today is one ConfigError line, before anything
+    is created: it cannot have data yet (an ingest said "no data in ..." and exited 0)."""
+    start, end = cfg.date_range.resolve(today)
+    tz = cfg.date_range.timezone
+    keys = partitions_for(cfg.source, cfg.message_type, start, end, tz)
+    if keys and len(future_days(keys, cfg.source, today)) == len(keys):
+        now = today or datetime.now(ZoneInfo(tz)).date()
+        span = f"{start}" if start == end else f"{start} .. {end}"
+        raise ConfigError(
+            f"{cfg.source}/{cfg.message_type} {span} is after today ({now}, {tz}): the bucket "
+            "cannot hold data for it yet; nothing was ingested"
+        )
+
+
 def raw_name(obj: ObjectInfo, index: int) -> str:
     """Local name of a downloaded object: never derived from the key's path components."""
     digest = hashlib.sha1(obj.key.encode()).hexdigest()[:16]
@@ -368,6 +400,9 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self.check_changes = cfg.cache.check_changes if check_changes is None else check_changes
         self.schema: MessageSchema = SCHEMAS[(cfg.source, cfg.message_type)]
         self.today = today or now_utc().date()
+        self._given_today = today
+        #: the range's partitions after today (future_days), left out of the run
+        self.future: list[str] = []
         self.name = cfg.source
         self.message_type = cfg.message_type
         self.mode = "incremental" if self.check_changes else "full"
@@ -452,7 +487,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 known = manifest.get_partitions(con, keys=[k.key for k in keys])
         todo: list[PartitionKey] = []
         cached: list[PartitionKey] = []
+        self.future = future_days(keys, self.cfg.source, self._given_today)
         for k in keys:
+            if k.key in self.future:
+                continue  # not listed, not marked: see future_days
             work, _ = needs_work(known.get(k.key), self.today, self.cfg, self.force)
             if not work and self.check_changes:
                 work = incremental.checkable(known.get(k.key), self.force)
@@ -465,6 +503,12 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         s.start, s.end = self.cfg.date_range.resolve(self.today)
         s.timezone = self.cfg.date_range.timezone
         todo, cached, known = self.partitions()
+        if self.future:
+            run.progress.note(
+                f"{len(self.future)} day(s) after today skipped, not marked no_data (the bucket "
+                f"cannot hold them yet): {', '.join(self.future[:3])}"
+                + (" ..." if len(self.future) > 3 else "")
+            )
         self._protect = {k.key for k in todo + cached}
         # one per run: it reads the catalog's size only when the run's days might not fit
         self._room = Room(self.db, self.cfg.cache.max_size_gb, self._protect)
@@ -1494,6 +1538,7 @@ def ingest(
     """Ingest a date range of one source and message type (the config) through the pipeline;
     returns what happened per day."""
     progress = progress or NullProgress()
+    check_not_future(cfg, today)
     db = CatalogDB.for_ingest(cfg, progress.note)
     run_id = new_run_id()
     source = CvPilotDays(
