@@ -727,6 +727,43 @@ def test_query_help_says_an_old_catalog_is_migrated_not_that_nothing_changes() -
     assert "reads too" in text and "first ingest or query" not in text
 
 
+def _help_records() -> list[tuple[str, Any, tuple[str, str]]]:
+    """(command line, parameter, its line in --help) of every command, group and
+    subcommand: what `cvcatalog X --help` prints for each parameter."""
+    from typer._click.core import Context
+
+    out: list[tuple[str, Any, tuple[str, str]]] = []
+
+    def walk(cmd: Any, path: list[str], parent: Any) -> None:
+        ctx = Context(cmd, info_name=path[-1] if path else "cvcatalog", parent=parent)
+        for p in cmd.get_params(ctx):
+            record = p.get_help_record(ctx)
+            if record is not None:
+                out.append((" ".join(path) or "cvcatalog", p, record))
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, [*path, name], ctx)
+
+    walk(typer.main.get_command(app), [], None)
+    return out
+
+
+#: what typer prints for a value when nothing names it: the annotation's Python type
+PYTHON_TYPE = re.compile(r"<(str|int|float|bool|path|list)\b|list\[|\[str|\[int|\{")
+
+
+def test_help_names_every_value_for_the_user_not_as_a_python_type() -> None:
+    """`--path <list[str]>`, `--seed <int>`: every option of every command, also ones added
+    later, names its value with a word (DATE, SOURCE, SEED) or its choices."""
+    records = _help_records()
+    assert len({c for c, _, _ in records}) > 30  # the walk reached the subcommands
+    for command, param, (name, _) in records:
+        if param.param_type_name == "option":
+            assert not PYTHON_TYPE.search(name), (command, name)
+    text = run("sandbox", "seed", "--help").output
+    assert "--empty-day DATE" in text and "--source SOURCE" in text and "list[" not in text
+    assert "--path PATH" in run("ingest", "--help").output
+
+
 @pytest.mark.parametrize("command", [["plan"], ["ingest", "--start", "2021-04-01"]])
 def test_no_source_is_one_line_naming_the_flags(tmp_path: Path, command: list[str]) -> None:
     r = run(*command, "--catalog", str(tmp_path / "cat"))

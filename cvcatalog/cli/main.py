@@ -30,6 +30,7 @@ from cvcatalog.catalog import (
     default_home,
     source_pair,
 )
+from cvcatalog.cli.helptext import Commands
 from cvcatalog.cli.output import (
     Format,
     arrow_rows,
@@ -84,10 +85,11 @@ from cvcatalog.state.db import no_catalog
 from cvcatalog.state.manifest import RUN_COLUMNS
 
 
-def _commands(help: str, **options: Any) -> typer.Typer:
+def _commands(help: str, **options: Any) -> Commands:
     """A command group with click's plain help, which wraps each option's text to the
-    terminal (Rich's panels squeezed it into a quarter of an 80-column one and cut it)."""
-    return typer.Typer(help=help, rich_markup_mode=None, **options)
+    terminal (Rich's panels squeezed it into a quarter of an 80-column one and cut it), and
+    names each option's value for the user (cli.helptext)."""
+    return Commands(help=help, rich_markup_mode=None, **options)
 
 
 app = _commands(
@@ -145,11 +147,16 @@ SourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")
 ]
 TypeOpt = Annotated[str | None, typer.Option("--type", help="BSM | TIM | SPAT | EVENT")]
-StartOpt = Annotated[str | None, typer.Option("--start", help="First local day, YYYY-MM-DD")]
-EndOpt = Annotated[
-    str | None, typer.Option("--end", help="Last local day (inclusive); default: --start")
+StartOpt = Annotated[
+    str | None, typer.Option("--start", metavar="DATE", help="First local day, YYYY-MM-DD")
 ]
-DaysBackOpt = Annotated[int | None, typer.Option("--days-back", help="The last N days up to today")]
+EndOpt = Annotated[
+    str | None,
+    typer.Option("--end", metavar="DATE", help="Last local day (inclusive); default: --start"),
+]
+DaysBackOpt = Annotated[
+    int | None, typer.Option("--days-back", metavar="N", help="The last N days up to today")
+]
 #: commands that cover every source, datasets included
 AnySourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
@@ -301,6 +308,7 @@ def ingest(
         str | None,
         typer.Option(
             "--scheduler",
+            metavar="ADDRESS",
             help="Convert days on the dask.distributed cluster at this address, e.g. "
             "tcp://host:8786; its workers must see this machine's filesystem "
             "[env: DASK_SCHEDULER_ADDRESS]",
@@ -557,7 +565,7 @@ def query(
     as_of: Annotated[
         str | None,
         typer.Option(
-            "--as-of", help="Every table and view as of this time (ISO 8601; UTC if no zone)"
+            "--as-of", metavar="TIME", help="Every table and view as of this time (ISO 8601; UTC if no zone)"
         ),
     ] = None,
 ) -> None:
@@ -585,7 +593,7 @@ def query(
 def snapshots(
     source: AnySourceOpt = None,
     message_type: TypeOpt = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="The newest N only")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", metavar="N", help="The newest N only")] = None,
     catalog: CatalogOpt = None,
     profile: ProfileOpt = None,
     no_sign_request: NoSignOpt = None,
@@ -624,10 +632,10 @@ def changes(
     source: Annotated[
         str, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
     ],
-    since: Annotated[int, typer.Option("--since", help="Changes after this snapshot")],
+    since: Annotated[int, typer.Option("--since", metavar="SNAPSHOT", help="Changes after this snapshot")],
     message_type: TypeOpt = None,
     until: Annotated[
-        int | None, typer.Option("--until", help="Up to this snapshot [default: the current]")
+        int | None, typer.Option("--until", metavar="SNAPSHOT", help="Up to this snapshot [default: the current]")
     ] = None,
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="table | json | csv | parquet (with --output)")
@@ -830,7 +838,7 @@ def cache_evict(
     max_size_gb: Annotated[
         float | None,
         typer.Option(
-            "--max-size-gb", help="Target size [default: cache.max_size_gb of --config, or 50]"
+            "--max-size-gb", metavar="GB", help="Target size [default: cache.max_size_gb of --config, or 50]"
         ),
     ] = None,
     config: Annotated[
@@ -991,7 +999,7 @@ def compact_cmd(
         ),
     ] = None,
     message_type: TypeOpt = None,
-    rows_per_file: Annotated[int, typer.Option("--rows-per-file")] = 2_000_000,
+    rows_per_file: Annotated[int, typer.Option("--rows-per-file", metavar="N")] = 2_000_000,
     catalog: LocalCatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -1015,7 +1023,7 @@ def compact_cmd(
 @friendly
 def report_validation(
     run_id: Annotated[
-        str | None, typer.Option("--run", help="Ingest run id [default: the latest]")
+        str | None, typer.Option("--run", metavar="RUN_ID", help="Ingest run id [default: the latest]")
     ] = None,
     source: AnySourceOpt = None,
     message_type: TypeOpt = None,
@@ -1192,7 +1200,7 @@ app.add_typer(runs_app, name="runs")
 @friendly
 def runs_cmd(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first")] = 20,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", help="How many runs, newest first")] = 20,
     source: AnySourceOpt = None,
     catalog: CatalogOpt = None,
     profile: ProfileOpt = None,
@@ -1337,7 +1345,9 @@ def report_quality(
 def report_coverage(
     source: Annotated[str, typer.Option("--source", help="wydot | wydot_backup | thea | ngsim")],
     message_type: Annotated[str, typer.Option("--type", help="BSM | TRAJECTORY")],
-    start: Annotated[str, typer.Option("--start", help="First local day, YYYY-MM-DD")],
+    start: Annotated[
+        str, typer.Option("--start", metavar="DATE", help="First local day, YYYY-MM-DD")
+    ],
     end: EndOpt = None,
     timezone: Annotated[str, typer.Option("--timezone", help="Clock of the days")] = "UTC",
     png: Annotated[Path | None, typer.Option("--png", help="Write the map(s) here (PNG)")] = None,
@@ -1430,23 +1440,28 @@ def sandbox_stop() -> None:
 @sandbox_app.command("seed")
 @friendly
 def sandbox_seed(
-    start: Annotated[str, typer.Option("--start", help="First UTC day, YYYY-MM-DD")],
-    end: Annotated[str | None, typer.Option("--end", help="Last UTC day (inclusive)")] = None,
+    start: Annotated[
+        str, typer.Option("--start", metavar="DATE", help="First UTC day, YYYY-MM-DD")
+    ],
+    end: Annotated[
+        str | None, typer.Option("--end", metavar="DATE", help="Last UTC day (inclusive)")
+    ] = None,
     source: Annotated[
         list[str] | None, typer.Option("--source", help="Repeatable; default wydot")
     ] = None,
     message_type: Annotated[
         list[str] | None, typer.Option("--type", help="Repeatable; default BSM")
     ] = None,
-    records_per_hour: Annotated[int, typer.Option("--records-per-hour")] = 200,
-    files_per_hour: Annotated[int, typer.Option("--files-per-hour")] = 2,
-    malformed_per_day: Annotated[int, typer.Option("--malformed-per-day")] = 0,
+    records_per_hour: Annotated[int, typer.Option("--records-per-hour", metavar="N")] = 200,
+    files_per_hour: Annotated[int, typer.Option("--files-per-hour", metavar="N")] = 2,
+    malformed_per_day: Annotated[int, typer.Option("--malformed-per-day", metavar="N")] = 0,
     empty_day: Annotated[
-        list[str] | None, typer.Option("--empty-day", help="A day with no objects (repeatable)")
+        list[str] | None,
+        typer.Option("--empty-day", metavar="DATE", help="A day with no objects (repeatable)"),
     ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 42,
     report: Annotated[
-        Path | None, typer.Option("--report", help="Write the seed report (JSON) here")
+        Path | None, typer.Option("--report", metavar="FILE", help="Write the seed report (JSON) here")
     ] = None,
 ) -> None:
     """Fill bucket usdot-its-cvpilot-publicdata on the endpoint with a realistic replica."""
@@ -1485,7 +1500,7 @@ def sandbox_seed(
 @sandbox_app.command("ngsim")
 @friendly
 def sandbox_ngsim(
-    out: Annotated[Path, typer.Option("--out", help="CSV file to write")],
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="CSV file to write")],
     rows: Annotated[
         int,
         typer.Option(
@@ -1503,7 +1518,7 @@ def sandbox_ngsim(
     bad_rows: Annotated[int, typer.Option("--bad-rows", help="Broken lines to mix in")] = 0,
     to: Annotated[
         str | None,
-        typer.Option("--to", help="Also upload to s3://bucket/key on the local endpoint"),
+        typer.Option("--to", metavar="URL", help="Also upload to s3://bucket/key on the local endpoint"),
     ] = None,
 ) -> None:
     """Write an NGSIM-shaped trajectory CSV (car-following at 10 Hz, real sites' CRS)."""
@@ -1532,7 +1547,7 @@ def sandbox_ngsim(
 @app.command()
 @friendly
 def publish(
-    to: Annotated[str, typer.Option("--to", help="s3://bucket/prefix to publish to")],
+    to: Annotated[str, typer.Option("--to", metavar="URL", help="s3://bucket/prefix to publish to")],
     catalog: LocalCatalogOpt = None,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile")] = None,
     no_sign_request: Annotated[
@@ -1706,15 +1721,21 @@ def export_cmd(
     ] = "UTC",
     within: Annotated[
         str | None,
-        typer.Option("--within", help="LAT,LON,RADIUS_M: within RADIUS_M metres of a point"),
+        typer.Option(
+            "--within", metavar="LAT,LON,RADIUS_M", help="Within RADIUS_M metres of a point"
+        ),
     ] = None,
     bbox: Annotated[
         str | None,
-        typer.Option("--bbox", help="LAT_MIN,LON_MIN,LAT_MAX,LON_MAX: inside a box"),
+        typer.Option("--bbox", metavar="LAT_MIN,LON_MIN,LAT_MAX,LON_MAX", help="Inside a box"),
     ] = None,
     corridor: Annotated[
         str | None,
-        typer.Option("--corridor", help="FILE.geojson,BUFFER_M: within BUFFER_M metres of a line"),
+        typer.Option(
+            "--corridor",
+            metavar="FILE.geojson,BUFFER_M",
+            help="Within BUFFER_M metres of the line in FILE.geojson",
+        ),
     ] = None,
     where: Annotated[
         str | None,
@@ -1741,7 +1762,7 @@ def export_cmd(
         int | None, typer.Option("--snapshot", help="The catalog as of this snapshot")
     ] = None,
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="The catalog as of this time (ISO 8601)")
+        str | None, typer.Option("--as-of", metavar="TIME", help="The catalog as of this time (ISO 8601)")
     ] = None,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr")
@@ -1876,6 +1897,7 @@ def trips_cmd(
         float | None,
         typer.Option(
             "--max-gap-s",
+            metavar="SECONDS",
             help="Record trips.max_gap_s and define the trip views again "
             "[env: CVCATALOG_TRIPS__MAX_GAP_S; config: trips.max_gap_s; default 120]",
         ),
