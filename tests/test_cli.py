@@ -764,6 +764,21 @@ def test_help_names_every_value_for_the_user_not_as_a_python_type() -> None:
     assert "--path PATH" in run("ingest", "--help").output
 
 
+def test_arguments_are_named_in_capitals_without_a_python_type() -> None:
+    """`query [OPTIONS] {sql}` and `sql <str>`: every argument of every command is shown as
+    click shows one, in the usage line and in the help's Arguments section."""
+    from typer._click.core import Context
+
+    arguments = [(c, p, rec) for c, p, rec in _help_records() if p.param_type_name == "argument"]
+    assert {c for c, _, _ in arguments} >= {"query", "runs show", "experiments show"}
+    for command, param, (name, _) in arguments:
+        assert re.fullmatch(r"[A-Z][A-Z_]*", name), (command, name)
+        pieces = param.get_usage_pieces(Context(typer.main.get_command(app)))
+        assert pieces == [name], (command, pieces)
+    assert "query [OPTIONS] SQL\n" in run("query", "--help").output
+    assert "runs show [OPTIONS] RUN_ID\n" in run("runs", "show", "--help").output
+
+
 @pytest.mark.parametrize("command", [["plan"], ["ingest", "--start", "2021-04-01"]])
 def test_no_source_is_one_line_naming_the_flags(tmp_path: Path, command: list[str]) -> None:
     r = run(*command, "--catalog", str(tmp_path / "cat"))
