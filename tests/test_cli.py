@@ -779,6 +779,20 @@ def test_arguments_are_named_in_capitals_without_a_python_type() -> None:
     assert "runs show [OPTIONS] RUN_ID\n" in run("runs", "show", "--help").output
 
 
+def test_every_option_of_every_command_says_what_it_is_for() -> None:
+    """`compact --rows-per-file`, `sandbox seed --seed` had no text in --help: every option
+    (--help aside) of every command, also ones added later, has one."""
+    silent = [
+        (command, param.opts)
+        for command, param, _ in _help_records()
+        if param.param_type_name == "option" and "--help" not in param.opts
+        and not (param.help or "").strip()
+    ]  # fmt: skip
+    assert silent == []
+    text = " ".join(run("sandbox", "seed", "--help").output.split())
+    assert "--records-per-hour N Records in each hour of each source and type" in text
+
+
 @pytest.mark.parametrize("command", [["plan"], ["ingest", "--start", "2021-04-01"]])
 def test_no_source_is_one_line_naming_the_flags(tmp_path: Path, command: list[str]) -> None:
     r = run(*command, "--catalog", str(tmp_path / "cat"))

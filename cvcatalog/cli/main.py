@@ -565,7 +565,9 @@ def query(
     as_of: Annotated[
         str | None,
         typer.Option(
-            "--as-of", metavar="TIME", help="Every table and view as of this time (ISO 8601; UTC if no zone)"
+            "--as-of",
+            metavar="TIME",
+            help="Every table and view as of this time (ISO 8601; UTC if no zone)",
         ),
     ] = None,
 ) -> None:
@@ -593,7 +595,9 @@ def query(
 def snapshots(
     source: AnySourceOpt = None,
     message_type: TypeOpt = None,
-    limit: Annotated[int | None, typer.Option("--limit", metavar="N", help="The newest N only")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", metavar="N", help="The newest N only")
+    ] = None,
     catalog: CatalogOpt = None,
     profile: ProfileOpt = None,
     no_sign_request: NoSignOpt = None,
@@ -632,10 +636,15 @@ def changes(
     source: Annotated[
         str, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
     ],
-    since: Annotated[int, typer.Option("--since", metavar="SNAPSHOT", help="Changes after this snapshot")],
+    since: Annotated[
+        int, typer.Option("--since", metavar="SNAPSHOT", help="Changes after this snapshot")
+    ],
     message_type: TypeOpt = None,
     until: Annotated[
-        int | None, typer.Option("--until", metavar="SNAPSHOT", help="Up to this snapshot [default: the current]")
+        int | None,
+        typer.Option(
+            "--until", metavar="SNAPSHOT", help="Up to this snapshot [default: the current]"
+        ),
     ] = None,
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="table | json | csv | parquet (with --output)")
@@ -838,7 +847,9 @@ def cache_evict(
     max_size_gb: Annotated[
         float | None,
         typer.Option(
-            "--max-size-gb", metavar="GB", help="Target size [default: cache.max_size_gb of --config, or 50]"
+            "--max-size-gb",
+            metavar="GB",
+            help="Target size [default: cache.max_size_gb of --config, or 50]",
         ),
     ] = None,
     config: Annotated[
@@ -999,7 +1010,10 @@ def compact_cmd(
         ),
     ] = None,
     message_type: TypeOpt = None,
-    rows_per_file: Annotated[int, typer.Option("--rows-per-file", metavar="N")] = 2_000_000,
+    rows_per_file: Annotated[
+        int,
+        typer.Option("--rows-per-file", metavar="N", help="Most rows in one merged Parquet file"),
+    ] = 2_000_000,
     catalog: LocalCatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -1023,7 +1037,8 @@ def compact_cmd(
 @friendly
 def report_validation(
     run_id: Annotated[
-        str | None, typer.Option("--run", metavar="RUN_ID", help="Ingest run id [default: the latest]")
+        str | None,
+        typer.Option("--run", metavar="RUN_ID", help="Ingest run id [default: the latest]"),
     ] = None,
     source: AnySourceOpt = None,
     message_type: TypeOpt = None,
@@ -1066,10 +1081,16 @@ def unknown_version_rows(rows: list[dict[str, Any]]) -> dict[int, int]:
     return dict(sorted(out.items()))
 
 
+#: --limit of `runs` and `report runs`
+RunsLimitOpt = Annotated[
+    int, typer.Option("--limit", metavar="N", help="How many runs, newest first")
+]
+
+
 @report_app.command("runs")
 @friendly
 def report_runs(
-    limit: Annotated[int, typer.Option("--limit")] = 20,
+    limit: RunsLimitOpt = 20,
     source: AnySourceOpt = None,
     catalog: CatalogOpt = None,
     profile: ProfileOpt = None,
@@ -1200,7 +1221,7 @@ app.add_typer(runs_app, name="runs")
 @friendly
 def runs_cmd(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", metavar="N", help="How many runs, newest first")] = 20,
+    limit: RunsLimitOpt = 20,
     source: AnySourceOpt = None,
     catalog: CatalogOpt = None,
     profile: ProfileOpt = None,
@@ -1452,16 +1473,36 @@ def sandbox_seed(
     message_type: Annotated[
         list[str] | None, typer.Option("--type", help="Repeatable; default BSM")
     ] = None,
-    records_per_hour: Annotated[int, typer.Option("--records-per-hour", metavar="N")] = 200,
-    files_per_hour: Annotated[int, typer.Option("--files-per-hour", metavar="N")] = 2,
-    malformed_per_day: Annotated[int, typer.Option("--malformed-per-day", metavar="N")] = 0,
+    records_per_hour: Annotated[
+        int,
+        typer.Option(
+            "--records-per-hour", metavar="N", help="Records in each hour of each source and type"
+        ),
+    ] = 200,
+    files_per_hour: Annotated[
+        int,
+        typer.Option(
+            "--files-per-hour", metavar="N", help="Objects each hour's records are split into"
+        ),
+    ] = 2,
+    malformed_per_day: Annotated[
+        int,
+        typer.Option(
+            "--malformed-per-day",
+            metavar="N",
+            help="Broken records a day (truncated JSON, garbage, no id) for validation to catch",
+        ),
+    ] = 0,
     empty_day: Annotated[
         list[str] | None,
         typer.Option("--empty-day", metavar="DATE", help="A day with no objects (repeatable)"),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 42,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed; the same seed writes the same bytes")
+    ] = 42,
     report: Annotated[
-        Path | None, typer.Option("--report", metavar="FILE", help="Write the seed report (JSON) here")
+        Path | None,
+        typer.Option("--report", metavar="FILE", help="Write the seed report (JSON) here"),
     ] = None,
 ) -> None:
     """Fill bucket usdot-its-cvpilot-publicdata on the endpoint with a realistic replica."""
@@ -1514,11 +1555,15 @@ def sandbox_ngsim(
         list[str] | None,
         typer.Option("--location", help="Repeatable; default: all four sites"),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 42,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed; the same seed writes the same bytes")
+    ] = 42,
     bad_rows: Annotated[int, typer.Option("--bad-rows", help="Broken lines to mix in")] = 0,
     to: Annotated[
         str | None,
-        typer.Option("--to", metavar="URL", help="Also upload to s3://bucket/key on the local endpoint"),
+        typer.Option(
+            "--to", metavar="URL", help="Also upload to s3://bucket/key on the local endpoint"
+        ),
     ] = None,
 ) -> None:
     """Write an NGSIM-shaped trajectory CSV (car-following at 10 Hz, real sites' CRS)."""
@@ -1547,7 +1592,9 @@ def sandbox_ngsim(
 @app.command()
 @friendly
 def publish(
-    to: Annotated[str, typer.Option("--to", metavar="URL", help="s3://bucket/prefix to publish to")],
+    to: Annotated[
+        str, typer.Option("--to", metavar="URL", help="s3://bucket/prefix to publish to")
+    ],
     catalog: LocalCatalogOpt = None,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile")] = None,
     no_sign_request: Annotated[
@@ -1762,7 +1809,8 @@ def export_cmd(
         int | None, typer.Option("--snapshot", help="The catalog as of this snapshot")
     ] = None,
     as_of: Annotated[
-        str | None, typer.Option("--as-of", metavar="TIME", help="The catalog as of this time (ISO 8601)")
+        str | None,
+        typer.Option("--as-of", metavar="TIME", help="The catalog as of this time (ISO 8601)"),
     ] = None,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr")
@@ -1936,7 +1984,9 @@ def split_cmd(
     fractions: Annotated[
         str, typer.Option("--fractions", help="train,validation,test")
     ] = "0.8,0.1,0.1",
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Orders the groups; the same seed gives the same split")
+    ] = 0,
     location: Annotated[
         str | None,
         typer.Option(
