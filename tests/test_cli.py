@@ -1387,3 +1387,22 @@ def test_columns_of_one_name_are_all_kept_named_as_duckdb_names_them(one_day: Pa
     lines = run("query", sql, *cat).stdout.splitlines()
     assert lines[1].split() == ["┃", "a", "┃", "a_1", "┃", "A_2", "┃", "a_1_1", "┃"]
     assert lines[3].split() == ["│", "1", "│", "2", "│", "3", "│", "4", "│"]
+
+
+def test_a_misspelt_variable_is_one_note_when_a_command_reads_its_configuration(
+    tmp_path: Path,
+) -> None:
+    """CVCATALOG_HOMEE=/x was ignored without a word: now one note line on stderr, not an
+    error (the command goes on: here to its own error); none with --help."""
+    env = {"CVCATALOG_HOMEE": str(tmp_path)}
+    note = (
+        "note: CVCATALOG_HOMEE is not a cvcatalog setting; ignored "
+        "(did you mean CVCATALOG_HOME?)\n"
+    )
+    for command in (["views"], ["runs", "show", "r1"]):  # (runs: a group callback, then show)
+        r = runner.invoke(app, [*command, "--catalog", str(tmp_path / "none")], env=env)
+        assert r.exit_code == 1
+        assert r.stderr.startswith(note) and r.stderr.count("note:") == 1, r.stderr
+        assert r.stderr.splitlines()[1].startswith("error: no catalog at")
+    r = runner.invoke(app, ["views", "--help"], env=env)
+    assert r.exit_code == 0 and "note:" not in r.stderr

@@ -52,6 +52,7 @@ from cvcatalog.config import (
     quality_config,
     timezone_arg,
     trips_config,
+    unknown_env,
 )
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.distributed import check_options, check_scheduler
@@ -172,6 +173,14 @@ def _note(message: str) -> None:
     err.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
+def _env_notes() -> None:
+    """Before a command reads its configuration: a note for each CVCATALOG_* variable that
+    names no setting (a misspelt CVCATALOG_HOMEE was ignored without a word). Not an error: a
+    variable of another version or tool may share the prefix."""
+    for line in unknown_env():
+        _note(line)
+
+
 def friendly(fn: F) -> F:
     """Turn domain errors into one line on stderr and exit code 1 (no tracebacks); so too S3,
     network and httpfs errors that escaped a Retrier (:func:`cvcatalog.io.s3.as_s3_error`)."""
@@ -229,6 +238,7 @@ def open_catalog(
     def note(m: str) -> None:
         _note(m)
 
+    _env_notes()
     home = os.environ.get("CVCATALOG_HOME")
     if catalog is None and is_remote(home):
         catalog = home
@@ -1525,6 +1535,7 @@ def sandbox_seed(
     flags = ("records_per_hour", "files_per_hour", "malformed_per_day")
     # every argument, once, before any request (seed_spec takes the spec as checked)
     validate_spec(spec, {k: "--" + k.replace("_", "-") for k in flags})
+    _env_notes()
     client, cfg = sandbox_client("seeding never writes to real AWS")
     create_bucket(client, cfg, BUCKET)
     t0 = time.monotonic()
@@ -1584,6 +1595,7 @@ def sandbox_ngsim(
     )
     if to is None:
         return
+    _env_notes()
     endpoint = upload_file(out, to)
     print(f"uploaded to {to} at {endpoint}")
 
