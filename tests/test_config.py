@@ -395,3 +395,13 @@ def test_a_variable_set_but_empty_is_unset(tmp_path: Path, monkeypatch: pytest.M
     assert (cfg.download.profile, cfg.download.rate_limit) == ("from-file", 7)
     assert download_config().profile is None
     assert unknown_env() == []
+
+
+def test_a_relative_cache_directory_is_the_working_directorys_not_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the README's table of relative paths says (the demo and configs/ rely on it)."""
+    (tmp_path / "configs").mkdir()
+    yml = write(tmp_path / "configs", "cache:\n  directory: data/catalog\n")
+    monkeypatch.chdir(tmp_path)
+    assert cache_config(yml).directory.resolve() == tmp_path / "data" / "catalog"
