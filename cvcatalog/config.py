@@ -5,11 +5,12 @@ Every check that can fail does so here, before any network call, with a one-line
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -447,8 +448,9 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """CVCATALOG_SECTION__FIELD=value pairs as a nested dict; CVCATALOG_HOME sets the cache dir
     (over CVCATALOG_CACHE__DIRECTORY, as catalog.default_home reads them). Two variables of
     which one sets a value the other would go inside (CVCATALOG_DOWNLOAD__RATE_LIMIT and
-    CVCATALOG_DOWNLOAD__RATE_LIMIT__X) are a ConfigError naming both."""
-    environ = dict(os.environ if environ is None else environ)
+    CVCATALOG_DOWNLOAD__RATE_LIMIT__X) are a ConfigError naming both. A variable set but empty
+    (`CVCATALOG_MEMORY__STAGING_GB=`) is unset, as for most tools: the level below applies."""
+    environ = _set_env(environ)
     given: dict[tuple[str, ...], str] = {}  # field path -> the variable that sets it
     if environ.get("CVCATALOG_STORAGE"):
         given[("storage",)] = "CVCATALOG_STORAGE"
@@ -470,6 +472,13 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[path[-1]] = environ[name]
     return out
+
+
+def _set_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment's CVCATALOG_* variables that are set to something: one set but empty
+    (or blank) is unset, not an empty value (an empty profile name, a number '')."""
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in env.items() if k.startswith(ENV_PREFIX) and v.strip()}
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -527,6 +536,54 @@ def build(model: type[C], data: dict[str, Any], overrides: dict[str, Any], origi
 
 #: settings whose environment variable is not CVCATALOG_<SECTION>__<FIELD>
 _ENV_NAMES = {("cache", "directory"): "CVCATALOG_HOME", ("storage",): "CVCATALOG_STORAGE"}
+
+#: the other CVCATALOG_* variables the code reads: tracebacks (cli.main.friendly) and the test
+#: suite's switches (tests/conftest.py); with _ENV_NAMES and CVCATALOG_<FIELD>__* of a
+#: DataSourceConfig field, every name a CVCATALOG_* variable may have (unknown_env)
+OTHER_ENV = ("CVCATALOG_DEBUG", "CVCATALOG_TEST_SIGNED_EXTENSIONS", "CVCATALOG_TEST_DUCKDB_THREADS")
+
+
+def _models(annotation: Any) -> Iterator[type[BaseModel]]:
+    """The config models a field's annotation holds (QualityConfig | None: QualityConfig)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in get_args(annotation):
+        yield from _models(arg)
+
+
+def _setting_names(model: type[BaseModel], path: tuple[str, ...] = ()) -> Iterator[str]:
+    """The variable of every setting of model, at any depth (CVCATALOG_CACHE__TTL_DAYS; and
+    CVCATALOG_HOME, which sets cache.directory as CVCATALOG_CACHE__DIRECTORY does)."""
+    for name, field in model.model_fields.items():
+        here = (*path, name)
+        yield ENV_PREFIX + "__".join(here).upper()
+        if here in _ENV_NAMES:
+            yield _ENV_NAMES[here]
+        for sub in _models(field.annotation):
+            yield from _setting_names(sub, here)
+
+
+def unknown_env(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A line for each CVCATALOG_* variable that names nothing cvcatalog reads, with the
+    closest name that does: a misspelt CVCATALOG_HOMEE was ignored without a word. A
+    CVCATALOG_<FIELD>__* of a known field is left to the validation of what it sets."""
+    environ = _set_env(environ)
+    fields = DataSourceConfig.model_fields
+    known = [*_ENV_NAMES.values(), *OTHER_ENV]
+    candidates = sorted({*known, *_setting_names(DataSourceConfig)})
+    lines = []
+    for name in sorted(environ):
+        if name in known:
+            continue
+        head, sep, _ = name[len(ENV_PREFIX) :].partition("__")
+        if sep and head.lower() in fields:
+            continue
+        # matched without the prefix all share, which would make any name "close"
+        tails = {c[len(ENV_PREFIX) :]: c for c in candidates}
+        close = difflib.get_close_matches(name[len(ENV_PREFIX) :], tails, n=1)
+        hint = f" (did you mean {tails[close[0]]}?)" if close else ""
+        lines.append(f"{name} is not a cvcatalog setting; ignored{hint}")
+    return lines
 
 
 def _at(tree: dict[str, Any], path: list[str]) -> Any:

@@ -727,6 +727,72 @@ def test_query_help_says_an_old_catalog_is_migrated_not_that_nothing_changes() -
     assert "reads too" in text and "first ingest or query" not in text
 
 
+def _help_records() -> list[tuple[str, Any, tuple[str, str]]]:
+    """(command line, parameter, its line in --help) of every command, group and
+    subcommand: what `cvcatalog X --help` prints for each parameter."""
+    from typer._click.core import Context
+
+    out: list[tuple[str, Any, tuple[str, str]]] = []
+
+    def walk(cmd: Any, path: list[str], parent: Any) -> None:
+        ctx = Context(cmd, info_name=path[-1] if path else "cvcatalog", parent=parent)
+        for p in cmd.get_params(ctx):
+            record = p.get_help_record(ctx)
+            if record is not None:
+                out.append((" ".join(path) or "cvcatalog", p, record))
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, [*path, name], ctx)
+
+    walk(typer.main.get_command(app), [], None)
+    return out
+
+
+#: what typer prints for a value when nothing names it: the annotation's Python type
+PYTHON_TYPE = re.compile(r"<(str|int|float|bool|path|list)\b|list\[|\[str|\[int|\{")
+
+
+def test_help_names_every_value_for_the_user_not_as_a_python_type() -> None:
+    """`--path <list[str]>`, `--seed <int>`: every option of every command, also ones added
+    later, names its value with a word (DATE, SOURCE, SEED) or its choices."""
+    records = _help_records()
+    assert len({c for c, _, _ in records}) > 30  # the walk reached the subcommands
+    for command, param, (name, _) in records:
+        if param.param_type_name == "option":
+            assert not PYTHON_TYPE.search(name), (command, name)
+    text = run("sandbox", "seed", "--help").output
+    assert "--empty-day DATE" in text and "--source SOURCE" in text and "list[" not in text
+    assert "--path PATH" in run("ingest", "--help").output
+
+
+def test_arguments_are_named_in_capitals_without_a_python_type() -> None:
+    """`query [OPTIONS] {sql}` and `sql <str>`: every argument of every command is shown as
+    click shows one, in the usage line and in the help's Arguments section."""
+    from typer._click.core import Context
+
+    arguments = [(c, p, rec) for c, p, rec in _help_records() if p.param_type_name == "argument"]
+    assert {c for c, _, _ in arguments} >= {"query", "runs show", "experiments show"}
+    for command, param, (name, _) in arguments:
+        assert re.fullmatch(r"[A-Z][A-Z_]*", name), (command, name)
+        pieces = param.get_usage_pieces(Context(typer.main.get_command(app)))
+        assert pieces == [name], (command, pieces)
+    assert "query [OPTIONS] SQL\n" in run("query", "--help").output
+    assert "runs show [OPTIONS] RUN_ID\n" in run("runs", "show", "--help").output
+
+
+def test_every_option_of_every_command_says_what_it_is_for() -> None:
+    """`compact --rows-per-file`, `sandbox seed --seed` had no text in --help: every option
+    (--help aside) of every command, also ones added later, has one."""
+    silent = [
+        (command, param.opts)
+        for command, param, _ in _help_records()
+        if param.param_type_name == "option" and "--help" not in param.opts
+        and not (param.help or "").strip()
+    ]  # fmt: skip
+    assert silent == []
+    text = " ".join(run("sandbox", "seed", "--help").output.split())
+    assert "--records-per-hour N Records in each hour of each source and type" in text
+
+
 @pytest.mark.parametrize("command", [["plan"], ["ingest", "--start", "2021-04-01"]])
 def test_no_source_is_one_line_naming_the_flags(tmp_path: Path, command: list[str]) -> None:
     r = run(*command, "--catalog", str(tmp_path / "cat"))
@@ -1321,3 +1387,22 @@ def test_columns_of_one_name_are_all_kept_named_as_duckdb_names_them(one_day: Pa
     lines = run("query", sql, *cat).stdout.splitlines()
     assert lines[1].split() == ["┃", "a", "┃", "a_1", "┃", "A_2", "┃", "a_1_1", "┃"]
     assert lines[3].split() == ["│", "1", "│", "2", "│", "3", "│", "4", "│"]
+
+
+def test_a_misspelt_variable_is_one_note_when_a_command_reads_its_configuration(
+    tmp_path: Path,
+) -> None:
+    """CVCATALOG_HOMEE=/x was ignored without a word: now one note line on stderr, not an
+    error (the command goes on: here to its own error); none with --help."""
+    env = {"CVCATALOG_HOMEE": str(tmp_path)}
+    note = (
+        "note: CVCATALOG_HOMEE is not a cvcatalog setting; ignored "
+        "(did you mean CVCATALOG_HOME?)\n"
+    )
+    for command in (["views"], ["runs", "show", "r1"]):  # (runs: a group callback, then show)
+        r = runner.invoke(app, [*command, "--catalog", str(tmp_path / "none")], env=env)
+        assert r.exit_code == 1
+        assert r.stderr.startswith(note) and r.stderr.count("note:") == 1, r.stderr
+        assert r.stderr.splitlines()[1].startswith("error: no catalog at")
+    r = runner.invoke(app, ["views", "--help"], env=env)
+    assert r.exit_code == 0 and "note:" not in r.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -15,6 +16,7 @@ from cvcatalog.config import (
     DownloadConfig,
     cache_config,
     download_config,
+    unknown_env,
 )
 from cvcatalog.exceptions import ConfigError
 
@@ -340,3 +342,66 @@ def test_a_yaml_mistake_names_its_line_and_a_key_given_twice_is_one(tmp_path: Pa
     )
     download = DataSourceConfig.from_yaml(p).download
     assert (download.rate_limit, download.max_workers) == (7, 2)
+
+
+def test_a_variable_that_names_no_setting_is_a_line_with_the_closest_name() -> None:
+    """CVCATALOG_HOMEE, CVCATALOG_STORGE were ignored without a word."""
+    env = {"CVCATALOG_HOMEE": "/x", "CVCATALOG_STORGE": "s3://b/p", "CVCATALOG_ZZZ": "1",
+           "CVCATALOG_CACHE_MAX_SIZE_GB": "8", "CVCATALOG_DOWNLAOD__RATE_LIMIT": "1",
+           "OTHER_HOMEE": "x"}  # fmt: skip
+    assert unknown_env(env) == [
+        "CVCATALOG_CACHE_MAX_SIZE_GB is not a cvcatalog setting; ignored "
+        "(did you mean CVCATALOG_CACHE__MAX_SIZE_GB?)",
+        "CVCATALOG_DOWNLAOD__RATE_LIMIT is not a cvcatalog setting; ignored "
+        "(did you mean CVCATALOG_DOWNLOAD__RATE_LIMIT?)",
+        "CVCATALOG_HOMEE is not a cvcatalog setting; ignored (did you mean CVCATALOG_HOME?)",
+        "CVCATALOG_STORGE is not a cvcatalog setting; ignored (did you mean CVCATALOG_STORAGE?)",
+        "CVCATALOG_ZZZ is not a cvcatalog setting; ignored",
+    ]
+    known = {"CVCATALOG_HOME": "/x", "CVCATALOG_STORAGE": "local", "CVCATALOG_DEBUG": "1",
+             "CVCATALOG_CACHE__DIRECTORY": "/x", "CVCATALOG_QUALITY__RULES__MAX_SPEED_MPS": "9",
+             "CVCATALOG_DATE_RANGE__DAYS_BACK": "2", "CVCATALOG_TRIPS__MAX_GAP_S": "60",
+             # a known section's misspelt field: left to its validation, which names it
+             "CVCATALOG_DOWNLOAD__RATE_LIMT": "1"}  # fmt: skip
+    assert unknown_env(known) == []
+
+
+def test_every_cvcatalog_variable_the_code_reads_is_known() -> None:
+    """Tests and benchmarks included (CVCATALOG_MEMORY__STAGING_DIR, CVCATALOG_TEST_*): none
+    of them may be called a misspelling."""
+    read = re.compile(r"""(?:environ\.get\(|environ\[|getenv\()\s*["'](CVCATALOG_\w+)""")
+    names = {
+        m.group(1)
+        for folder in ("cvcatalog", "tests", "bench")
+        for path in (REPO / folder).rglob("*.py")
+        for m in read.finditer(path.read_text())
+    }
+    assert {"CVCATALOG_HOME", "CVCATALOG_DEBUG", "CVCATALOG_MEMORY__STAGING_DIR"} <= names
+    assert unknown_env(dict.fromkeys(names, "1")) == []
+
+
+def test_a_variable_set_but_empty_is_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CVCATALOG_MEMORY__STAGING_GB= failed ("Input should be a valid number") and
+    CVCATALOG_DOWNLOAD__PROFILE= gave an empty profile name: the level below applies now."""
+    monkeypatch.setenv("CVCATALOG_MEMORY__STAGING_GB", "")
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__PROFILE", "")
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__RATE_LIMIT", " ")
+    monkeypatch.setenv("CVCATALOG_HOMEE", "")  # unset: no note either
+    yml = write(tmp_path, "download:\n  profile: from-file\n  rate_limit: 7\n")
+    cfg = DataSourceConfig.from_yaml(
+        yml, source="wydot", message_type="BSM", date_range={"days_back": 1}
+    )
+    assert cfg.memory.staging_gb is None
+    assert (cfg.download.profile, cfg.download.rate_limit) == ("from-file", 7)
+    assert download_config().profile is None
+    assert unknown_env() == []
+
+
+def test_a_relative_cache_directory_is_the_working_directorys_not_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the README's table of relative paths says (the demo and configs/ rely on it)."""
+    (tmp_path / "configs").mkdir()
+    yml = write(tmp_path / "configs", "cache:\n  directory: data/catalog\n")
+    monkeypatch.chdir(tmp_path)
+    assert cache_config(yml).directory.resolve() == tmp_path / "data" / "catalog"

@@ -30,6 +30,7 @@ from cvcatalog.catalog import (
     default_home,
     source_pair,
 )
+from cvcatalog.cli.helptext import Commands
 from cvcatalog.cli.output import (
     Format,
     arrow_rows,
@@ -51,6 +52,7 @@ from cvcatalog.config import (
     quality_config,
     timezone_arg,
     trips_config,
+    unknown_env,
 )
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.distributed import check_options, check_scheduler
@@ -84,10 +86,11 @@ from cvcatalog.state.db import no_catalog
 from cvcatalog.state.manifest import RUN_COLUMNS
 
 
-def _commands(help: str, **options: Any) -> typer.Typer:
+def _commands(help: str, **options: Any) -> Commands:
     """A command group with click's plain help, which wraps each option's text to the
-    terminal (Rich's panels squeezed it into a quarter of an 80-column one and cut it)."""
-    return typer.Typer(help=help, rich_markup_mode=None, **options)
+    terminal (Rich's panels squeezed it into a quarter of an 80-column one and cut it), and
+    names each option's value for the user (cli.helptext)."""
+    return Commands(help=help, rich_markup_mode=None, **options)
 
 
 app = _commands(
@@ -145,11 +148,16 @@ SourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")
 ]
 TypeOpt = Annotated[str | None, typer.Option("--type", help="BSM | TIM | SPAT | EVENT")]
-StartOpt = Annotated[str | None, typer.Option("--start", help="First local day, YYYY-MM-DD")]
-EndOpt = Annotated[
-    str | None, typer.Option("--end", help="Last local day (inclusive); default: --start")
+StartOpt = Annotated[
+    str | None, typer.Option("--start", metavar="DATE", help="First local day, YYYY-MM-DD")
 ]
-DaysBackOpt = Annotated[int | None, typer.Option("--days-back", help="The last N days up to today")]
+EndOpt = Annotated[
+    str | None,
+    typer.Option("--end", metavar="DATE", help="Last local day (inclusive); default: --start"),
+]
+DaysBackOpt = Annotated[
+    int | None, typer.Option("--days-back", metavar="N", help="The last N days up to today")
+]
 #: commands that cover every source, datasets included
 AnySourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
@@ -163,6 +171,14 @@ def _error_line(message: str) -> None:
 
 def _note(message: str) -> None:
     err.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _env_notes() -> None:
+    """Before a command reads its configuration: a note for each CVCATALOG_* variable that
+    names no setting (a misspelt CVCATALOG_HOMEE was ignored without a word). Not an error: a
+    variable of another version or tool may share the prefix."""
+    for line in unknown_env():
+        _note(line)
 
 
 def friendly(fn: F) -> F:
@@ -222,6 +238,7 @@ def open_catalog(
     def note(m: str) -> None:
         _note(m)
 
+    _env_notes()
     home = os.environ.get("CVCATALOG_HOME")
     if catalog is None and is_remote(home):
         catalog = home
@@ -301,6 +318,7 @@ def ingest(
         str | None,
         typer.Option(
             "--scheduler",
+            metavar="ADDRESS",
             help="Convert days on the dask.distributed cluster at this address, e.g. "
             "tcp://host:8786; its workers must see this machine's filesystem "
             "[env: DASK_SCHEDULER_ADDRESS]",
@@ -557,7 +575,9 @@ def query(
     as_of: Annotated[
         str | None,
         typer.Option(
-            "--as-of", help="Every table and view as of this time (ISO 8601; UTC if no zone)"
+            "--as-of",
+            metavar="TIME",
+            help="Every table and view as of this time (ISO 8601; UTC if no zone)",
         ),
     ] = None,
 ) -> None:
@@ -585,7 +605,9 @@ def query(
 def snapshots(
     source: AnySourceOpt = None,
     message_type: TypeOpt = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="The newest N only")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", metavar="N", help="The newest N only")
+    ] = None,
     catalog: CatalogOpt = None,
     profile: ProfileOpt = None,
     no_sign_request: NoSignOpt = None,
@@ -624,10 +646,15 @@ def changes(
     source: Annotated[
         str, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
     ],
-    since: Annotated[int, typer.Option("--since", help="Changes after this snapshot")],
+    since: Annotated[
+        int, typer.Option("--since", metavar="SNAPSHOT", help="Changes after this snapshot")
+    ],
     message_type: TypeOpt = None,
     until: Annotated[
-        int | None, typer.Option("--until", help="Up to this snapshot [default: the current]")
+        int | None,
+        typer.Option(
+            "--until", metavar="SNAPSHOT", help="Up to this snapshot [default: the current]"
+        ),
     ] = None,
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="table | json | csv | parquet (with --output)")
@@ -830,7 +857,9 @@ def cache_evict(
     max_size_gb: Annotated[
         float | None,
         typer.Option(
-            "--max-size-gb", help="Target size [default: cache.max_size_gb of --config, or 50]"
+            "--max-size-gb",
+            metavar="GB",
+            help="Target size [default: cache.max_size_gb of --config, or 50]",
         ),
     ] = None,
     config: Annotated[
@@ -991,7 +1020,10 @@ def compact_cmd(
         ),
     ] = None,
     message_type: TypeOpt = None,
-    rows_per_file: Annotated[int, typer.Option("--rows-per-file")] = 2_000_000,
+    rows_per_file: Annotated[
+        int,
+        typer.Option("--rows-per-file", metavar="N", help="Most rows in one merged Parquet file"),
+    ] = 2_000_000,
     catalog: LocalCatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -1015,7 +1047,8 @@ def compact_cmd(
 @friendly
 def report_validation(
     run_id: Annotated[
-        str | None, typer.Option("--run", help="Ingest run id [default: the latest]")
+        str | None,
+        typer.Option("--run", metavar="RUN_ID", help="Ingest run id [default: the latest]"),
     ] = None,
     source: AnySourceOpt = None,
     message_type: TypeOpt = None,
@@ -1058,10 +1091,16 @@ def unknown_version_rows(rows: list[dict[str, Any]]) -> dict[int, int]:
     return dict(sorted(out.items()))
 
 
+#: --limit of `runs` and `report runs`
+RunsLimitOpt = Annotated[
+    int, typer.Option("--limit", metavar="N", help="How many runs, newest first")
+]
+
+
 @report_app.command("runs")
 @friendly
 def report_runs(
-    limit: Annotated[int, typer.Option("--limit")] = 20,
+    limit: RunsLimitOpt = 20,
     source: AnySourceOpt = None,
     catalog: CatalogOpt = None,
     profile: ProfileOpt = None,
@@ -1192,7 +1231,7 @@ app.add_typer(runs_app, name="runs")
 @friendly
 def runs_cmd(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first")] = 20,
+    limit: RunsLimitOpt = 20,
     source: AnySourceOpt = None,
     catalog: CatalogOpt = None,
     profile: ProfileOpt = None,
@@ -1337,7 +1376,9 @@ def report_quality(
 def report_coverage(
     source: Annotated[str, typer.Option("--source", help="wydot | wydot_backup | thea | ngsim")],
     message_type: Annotated[str, typer.Option("--type", help="BSM | TRAJECTORY")],
-    start: Annotated[str, typer.Option("--start", help="First local day, YYYY-MM-DD")],
+    start: Annotated[
+        str, typer.Option("--start", metavar="DATE", help="First local day, YYYY-MM-DD")
+    ],
     end: EndOpt = None,
     timezone: Annotated[str, typer.Option("--timezone", help="Clock of the days")] = "UTC",
     png: Annotated[Path | None, typer.Option("--png", help="Write the map(s) here (PNG)")] = None,
@@ -1430,23 +1471,48 @@ def sandbox_stop() -> None:
 @sandbox_app.command("seed")
 @friendly
 def sandbox_seed(
-    start: Annotated[str, typer.Option("--start", help="First UTC day, YYYY-MM-DD")],
-    end: Annotated[str | None, typer.Option("--end", help="Last UTC day (inclusive)")] = None,
+    start: Annotated[
+        str, typer.Option("--start", metavar="DATE", help="First UTC day, YYYY-MM-DD")
+    ],
+    end: Annotated[
+        str | None, typer.Option("--end", metavar="DATE", help="Last UTC day (inclusive)")
+    ] = None,
     source: Annotated[
         list[str] | None, typer.Option("--source", help="Repeatable; default wydot")
     ] = None,
     message_type: Annotated[
         list[str] | None, typer.Option("--type", help="Repeatable; default BSM")
     ] = None,
-    records_per_hour: Annotated[int, typer.Option("--records-per-hour")] = 200,
-    files_per_hour: Annotated[int, typer.Option("--files-per-hour")] = 2,
-    malformed_per_day: Annotated[int, typer.Option("--malformed-per-day")] = 0,
+    records_per_hour: Annotated[
+        int,
+        typer.Option(
+            "--records-per-hour", metavar="N", help="Records in each hour of each source and type"
+        ),
+    ] = 200,
+    files_per_hour: Annotated[
+        int,
+        typer.Option(
+            "--files-per-hour", metavar="N", help="Objects each hour's records are split into"
+        ),
+    ] = 2,
+    malformed_per_day: Annotated[
+        int,
+        typer.Option(
+            "--malformed-per-day",
+            metavar="N",
+            help="Broken records a day (truncated JSON, garbage, no id) for validation to catch",
+        ),
+    ] = 0,
     empty_day: Annotated[
-        list[str] | None, typer.Option("--empty-day", help="A day with no objects (repeatable)")
+        list[str] | None,
+        typer.Option("--empty-day", metavar="DATE", help="A day with no objects (repeatable)"),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 42,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed; the same seed writes the same bytes")
+    ] = 42,
     report: Annotated[
-        Path | None, typer.Option("--report", help="Write the seed report (JSON) here")
+        Path | None,
+        typer.Option("--report", metavar="FILE", help="Write the seed report (JSON) here"),
     ] = None,
 ) -> None:
     """Fill bucket usdot-its-cvpilot-publicdata on the endpoint with a realistic replica."""
@@ -1469,6 +1535,7 @@ def sandbox_seed(
     flags = ("records_per_hour", "files_per_hour", "malformed_per_day")
     # every argument, once, before any request (seed_spec takes the spec as checked)
     validate_spec(spec, {k: "--" + k.replace("_", "-") for k in flags})
+    _env_notes()
     client, cfg = sandbox_client("seeding never writes to real AWS")
     create_bucket(client, cfg, BUCKET)
     t0 = time.monotonic()
@@ -1485,7 +1552,7 @@ def sandbox_seed(
 @sandbox_app.command("ngsim")
 @friendly
 def sandbox_ngsim(
-    out: Annotated[Path, typer.Option("--out", help="CSV file to write")],
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="CSV file to write")],
     rows: Annotated[
         int,
         typer.Option(
@@ -1499,11 +1566,15 @@ def sandbox_ngsim(
         list[str] | None,
         typer.Option("--location", help="Repeatable; default: all four sites"),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 42,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed; the same seed writes the same bytes")
+    ] = 42,
     bad_rows: Annotated[int, typer.Option("--bad-rows", help="Broken lines to mix in")] = 0,
     to: Annotated[
         str | None,
-        typer.Option("--to", help="Also upload to s3://bucket/key on the local endpoint"),
+        typer.Option(
+            "--to", metavar="URL", help="Also upload to s3://bucket/key on the local endpoint"
+        ),
     ] = None,
 ) -> None:
     """Write an NGSIM-shaped trajectory CSV (car-following at 10 Hz, real sites' CRS)."""
@@ -1524,6 +1595,7 @@ def sandbox_ngsim(
     )
     if to is None:
         return
+    _env_notes()
     endpoint = upload_file(out, to)
     print(f"uploaded to {to} at {endpoint}")
 
@@ -1532,7 +1604,9 @@ def sandbox_ngsim(
 @app.command()
 @friendly
 def publish(
-    to: Annotated[str, typer.Option("--to", help="s3://bucket/prefix to publish to")],
+    to: Annotated[
+        str, typer.Option("--to", metavar="URL", help="s3://bucket/prefix to publish to")
+    ],
     catalog: LocalCatalogOpt = None,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile")] = None,
     no_sign_request: Annotated[
@@ -1706,15 +1780,21 @@ def export_cmd(
     ] = "UTC",
     within: Annotated[
         str | None,
-        typer.Option("--within", help="LAT,LON,RADIUS_M: within RADIUS_M metres of a point"),
+        typer.Option(
+            "--within", metavar="LAT,LON,RADIUS_M", help="Within RADIUS_M metres of a point"
+        ),
     ] = None,
     bbox: Annotated[
         str | None,
-        typer.Option("--bbox", help="LAT_MIN,LON_MIN,LAT_MAX,LON_MAX: inside a box"),
+        typer.Option("--bbox", metavar="LAT_MIN,LON_MIN,LAT_MAX,LON_MAX", help="Inside a box"),
     ] = None,
     corridor: Annotated[
         str | None,
-        typer.Option("--corridor", help="FILE.geojson,BUFFER_M: within BUFFER_M metres of a line"),
+        typer.Option(
+            "--corridor",
+            metavar="FILE.geojson,BUFFER_M",
+            help="Within BUFFER_M metres of the line in FILE.geojson",
+        ),
     ] = None,
     where: Annotated[
         str | None,
@@ -1741,7 +1821,8 @@ def export_cmd(
         int | None, typer.Option("--snapshot", help="The catalog as of this snapshot")
     ] = None,
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="The catalog as of this time (ISO 8601)")
+        str | None,
+        typer.Option("--as-of", metavar="TIME", help="The catalog as of this time (ISO 8601)"),
     ] = None,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr")
@@ -1876,6 +1957,7 @@ def trips_cmd(
         float | None,
         typer.Option(
             "--max-gap-s",
+            metavar="SECONDS",
             help="Record trips.max_gap_s and define the trip views again "
             "[env: CVCATALOG_TRIPS__MAX_GAP_S; config: trips.max_gap_s; default 120]",
         ),
@@ -1914,7 +1996,9 @@ def split_cmd(
     fractions: Annotated[
         str, typer.Option("--fractions", help="train,validation,test")
     ] = "0.8,0.1,0.1",
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Orders the groups; the same seed gives the same split")
+    ] = 0,
     location: Annotated[
         str | None,
         typer.Option(
