@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.config import DownloadConfig
+from cvcatalog.exceptions import ConfigError
 from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.s3 import make_client
@@ -257,6 +258,22 @@ def test_plan_before_and_after_an_ingest(seeded: Any, s3_client: Any, catalog_di
 
     forced = cat.plan("wydot", "BSM", "2021-04-01", "2021-04-03", force_refresh=True, **FAST)
     assert all(r["fetch"] for r in forced.rows)
+
+
+def test_plan_lists_no_day_after_today_as_an_ingest_does(seeded: Any, catalog_dir: Path) -> None:
+    """plan showed days after today as work to fetch (listing them), while an ingest skips
+    them: they are neither listed nor fetched, and a range all after today is its one line."""
+    cat = Catalog(catalog_dir)
+    fetcher, calls = counting_fetcher()
+    p = cat.plan("wydot", "BSM", "2021-04-01", "2021-04-03", today=date(2021, 4, 1),
+                 fetcher=fetcher)  # fmt: skip
+    assert [(r["partition"][-2:], r["fetch"]) for r in p.rows] == [
+        ("01", True), ("02", False), ("03", False),
+    ]  # fmt: skip
+    assert p.rows[1]["reason"].startswith("after today") and p.rows[2]["objects"] == 0
+    assert not any("/04/02/" in c or "/04/03/" in c for c in calls)
+    with pytest.raises(ConfigError, match="is after today"):
+        cat.plan("wydot", "BSM", "2021-04-02", "2021-04-03", today=date(2021, 4, 1), **FAST)
 
 
 def test_plan_reuses_a_month_listing_and_covers_timezones(

@@ -47,7 +47,7 @@ from cvcatalog.sources.bucket import (
     PartitionKey,
     partitions_for,
 )
-from cvcatalog.sources.cvpilot import needs_work
+from cvcatalog.sources.cvpilot import check_not_future, future_days, needs_work
 from cvcatalog.state import manifest
 from cvcatalog.state.db import CatalogDB, now_utc
 
@@ -577,19 +577,27 @@ def plan(
     force: bool = False,
     today: date | None = None,
 ) -> Plan:
-    """Per partition of cfg's range: manifest status, objects and bytes listed, fetch or not."""
-    today = today or now_utc().date()
+    """Per partition of cfg's range: manifest status, objects and bytes listed, fetch or not
+    (a day after today is neither listed nor fetched, as by an ingest: a range all after
+    today is the ingest's one line)."""
+    check_not_future(cfg, today)
+    given, today = today, today or now_utc().date()
     start, end = cfg.date_range.resolve(today)
     keys = partitions_for(cfg.source, cfg.message_type, start, end, cfg.date_range.timezone)
+    future = set(future_days(keys, cfg.source, given))
     known: dict[str, manifest.PartitionRecord] = {}
     if db.exists():  # a new catalog: nothing known yet (saving the listings creates it)
         with db.read() as con:
             known = manifest.get_partitions(con, keys=[k.key for k in keys])
     p = Plan(cfg.bucket, cfg.source, cfg.message_type, start, end, cfg.date_range.timezone, [])
     for pk in keys:
-        n, nbytes = _partition_totals(cache, pk)
         rec = known.get(pk.key)
-        fetch, why = needs_work(rec, today, cfg, force)
+        if pk.key in future:
+            n = nbytes = 0
+            fetch, why = False, "after today: the bucket cannot hold it yet"
+        else:
+            n, nbytes = _partition_totals(cache, pk)
+            fetch, why = needs_work(rec, today, cfg, force)
         p.rows.append(
             {
                 "partition": pk.key,
