@@ -1281,13 +1281,14 @@ class Catalog:
         name: str,
         source: str,
         message_type: str | None = None,
-        snapshot: int | None = None,
+        snapshot: int | str | None = None,
     ) -> pins.Pin:
         """Pin experiment `name` to a snapshot: the one given (an experiment's data.snapshot,
         still kept), else the current one (data.pin); once: an existing pin is returned as it
         is, unless it holds another snapshot than the one given (a ConfigError: unpin it
         first). The snapshot never expires and its files stay until `unpin`."""
         table, source, message_type = _lake_table(source, message_type)
+        snapshot = snapshot_id(snapshot)  # '4' is 4; a word or -1 is one line
         # every gathering asks: a read answers all but the first (no write, no writer lock)
         held = self.held_pin(name, snapshot)
         if held is not None:

@@ -405,6 +405,9 @@ def test_a_snapshot_that_is_no_snapshot_id_is_one_line(history: dict[str, Any]) 
             cat.query("select 1", snapshot=bad)  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match=line):
             cat.split("wydot", "BSM", D1, snapshot=bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match=line):  # pin held nothing and wrote nothing
+            cat.pin("checked", "wydot", "BSM", snapshot=bad)  # type: ignore[arg-type]
+    assert cat.pin_of("checked") is None
 
 
 D3, D4 = date(2021, 5, 1), date(2021, 5, 2)
