@@ -200,6 +200,20 @@ def test_a_split_of_an_area_is_planned_on_the_areas_rows(cat: Catalog, tmp_path:
         biggest = int(groups.n.max())
         for n, want in zip(plan.rows, FRACTIONS, strict=True):
             assert abs(n - want * inside) <= biggest, (by, plan.rows)
+    # the command takes the area and a snapshot too (it had neither option)
+    plan, _ = cat.split_plan("wydot", "BSM", D1, D2, fractions=FRACTIONS, bbox=area)
+    sid = cat.snapshots()[0]["snapshot_id"]
+    out = CliRunner().invoke(app, ["split", "--catalog", str(cat.paths.root), "--source", "wydot",
+                                   "--type", "BSM", "--start", str(D1), "--end", str(D2),
+                                   "--fractions", "0.7,0.2,0.1", "--bbox", ",".join(map(str, area)),
+                                   "--snapshot", str(sid), "--format", "json"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert [r["rows"] for r in json.loads(out.stdout)] == list(plan.rows)
+    both = CliRunner().invoke(app, ["split", "--catalog", str(cat.paths.root), "--source",
+                                    "wydot", "--type", "BSM", "--snapshot", "1", "--as-of",
+                                    "2021-04-01", "--within", "41,-105,100",
+                                    "--bbox", "1,2,3,4"])  # fmt: skip
+    assert both.exit_code == 1 and "give at most one of --within" in both.stderr
     # an experiment's data.spatial with split: the same plan
     path = tmp_path / "area.yml"
     path.write_text(

@@ -158,6 +158,51 @@ EndOpt = Annotated[
 DaysBackOpt = Annotated[
     int | None, typer.Option("--days-back", metavar="N", help="The last N days up to today")
 ]
+WithinOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--within", metavar="LAT,LON,RADIUS_M", help="Within RADIUS_M metres of a point"
+    ),
+]
+BboxOpt = Annotated[
+    str | None,
+    typer.Option("--bbox", metavar="LAT_MIN,LON_MIN,LAT_MAX,LON_MAX", help="Inside a box"),
+]
+CorridorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--corridor",
+        metavar="FILE.geojson,BUFFER_M",
+        help="Within BUFFER_M metres of the line in FILE.geojson",
+    ),
+]
+SnapshotOpt = Annotated[
+    int | None, typer.Option("--snapshot", help="The catalog as of this snapshot (snapshots)")
+]
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of", metavar="TIME", help="The catalog as of this time (ISO 8601; UTC if no zone)"
+    ),
+]
+
+
+def _area(
+    within: str | None, bbox: str | None, corridor: str | None
+) -> spatial.SpatialFilter | None:
+    """The one area --within, --bbox or --corridor names (at most one), parsed."""
+    if sum(a is not None for a in (within, bbox, corridor)) > 1:
+        raise ConfigError("give at most one of --within, --bbox, --corridor")
+    if within is not None:
+        return spatial.parse_within(within)
+    if bbox is not None:
+        return spatial.parse_bbox(bbox)
+    return spatial.parse_corridor_flag(corridor) if corridor is not None else None
+
+
+def _one_point(snapshot: int | None, as_of: str | None) -> None:
+    if snapshot is not None and as_of is not None:
+        raise ConfigError("give --snapshot or --as-of, not both")
 #: commands that cover every source, datasets included
 AnySourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
@@ -568,24 +613,13 @@ def query(
             "to files outside the catalog, with the catalog attached READ_ONLY",
         ),
     ] = True,
-    snapshot: Annotated[
-        int | None,
-        typer.Option("--snapshot", help="Every table and view as of this snapshot (snapshots)"),
-    ] = None,
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of",
-            metavar="TIME",
-            help="Every table and view as of this time (ISO 8601; UTC if no zone)",
-        ),
-    ] = None,
+    snapshot: SnapshotOpt = None,
+    as_of: AsOfOpt = None,
 ) -> None:
     """Run SQL against the catalog (read-only: its data is never modified; a catalog written
     by cvcatalog 0.1 is migrated first, as by any command); with --snapshot or --as-of,
     against the catalog as it was then (time travel)."""
-    if snapshot is not None and as_of is not None:
-        raise ConfigError("give --snapshot or --as-of, not both")
+    _one_point(snapshot, as_of)
     at_least("--max-rows", limit, 0)
     named = format_for(fmt, output)  # q.csv: csv; q.parquet: Parquet
     fmt = Format(named) if named in Format.__members__ else fmt
@@ -1778,24 +1812,9 @@ def export_cmd(
     timezone: Annotated[
         str, typer.Option("--timezone", help="Zone of --start/--end, e.g. America/Denver")
     ] = "UTC",
-    within: Annotated[
-        str | None,
-        typer.Option(
-            "--within", metavar="LAT,LON,RADIUS_M", help="Within RADIUS_M metres of a point"
-        ),
-    ] = None,
-    bbox: Annotated[
-        str | None,
-        typer.Option("--bbox", metavar="LAT_MIN,LON_MIN,LAT_MAX,LON_MAX", help="Inside a box"),
-    ] = None,
-    corridor: Annotated[
-        str | None,
-        typer.Option(
-            "--corridor",
-            metavar="FILE.geojson,BUFFER_M",
-            help="Within BUFFER_M metres of the line in FILE.geojson",
-        ),
-    ] = None,
+    within: WithinOpt = None,
+    bbox: BboxOpt = None,
+    corridor: CorridorOpt = None,
     where: Annotated[
         str | None,
         typer.Option("--where", help="A SQL predicate on the exported columns (--naming)"),
@@ -1817,13 +1836,8 @@ def export_cmd(
     catalog: CatalogOpt = None,
     profile: ProfileOpt = None,
     no_sign_request: NoSignOpt = None,
-    snapshot: Annotated[
-        int | None, typer.Option("--snapshot", help="The catalog as of this snapshot")
-    ] = None,
-    as_of: Annotated[
-        str | None,
-        typer.Option("--as-of", metavar="TIME", help="The catalog as of this time (ISO 8601)"),
-    ] = None,
+    snapshot: SnapshotOpt = None,
+    as_of: AsOfOpt = None,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr")
     ] = True,
@@ -1846,20 +1860,8 @@ def export_cmd(
         raise ConfigError(
             f"give --format (parquet | geoparquet | csv | ndjson): {output.name!r} does not say"
         )
-    areas = [a for a in (within, bbox, corridor) if a is not None]
-    if len(areas) > 1:
-        raise ConfigError("give at most one of --within, --bbox, --corridor")
-    if snapshot is not None and as_of is not None:
-        raise ConfigError("give --snapshot or --as-of, not both")
-    area = (
-        spatial.parse_within(within)
-        if within is not None
-        else spatial.parse_bbox(bbox)
-        if bbox is not None
-        else spatial.parse_corridor_flag(corridor)
-        if corridor is not None
-        else None
-    )
+    area = _area(within, bbox, corridor)
+    _one_point(snapshot, as_of)
     if naming not in ("canonical", "socrata"):
         raise ConfigError(f"--naming must be canonical or socrata, got {naming!r}")
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
@@ -2006,13 +2008,19 @@ def split_cmd(
             help="--source ngsim: split only this site (us-101 | i-80 | lankershim | peachtree)",
         ),
     ] = None,
+    within: WithinOpt = None,
+    bbox: BboxOpt = None,
+    corridor: CorridorOpt = None,
+    snapshot: SnapshotOpt = None,
+    as_of: AsOfOpt = None,
     catalog: CatalogOpt = None,
     profile: ProfileOpt = None,
     no_sign_request: NoSignOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Rows and groups of each split Catalog.split gives for these arguments (the plan, from
-    the group sizes; no vehicle id or trip is in two splits)."""
+    the group sizes; no vehicle id or trip is in two splits); with an area, of its rows only;
+    with --snapshot or --as-of, of the catalog as it was then."""
     try:
         parts = [float(x) for x in fractions.split(",")]
     except ValueError:
@@ -2024,6 +2032,8 @@ def split_cmd(
     if location is not None and source.strip().lower() not in DATASETS:
         # the library's line names location=; a command names its option
         raise ConfigError(f"--location selects sites of --source ngsim, not of {source}")
+    area = _area(within, bbox, corridor)
+    _one_point(snapshot, as_of)
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     plan, _ = cat.split_plan(
         source,
@@ -2035,6 +2045,9 @@ def split_cmd(
         seed=seed,
         timezone=timezone,
         location=location,
+        snapshot=snapshot,
+        as_of=as_of,
+        **spatial.as_kwargs(area),
     )
     rows = [
         {
