@@ -369,6 +369,25 @@ def test_wrong_bucket_or_prefix(first: publish_mod.PublishSummary, fresh_home: P
     assert r.exit_code == 1 and "valid S3 bucket" in r.output
 
 
+def test_a_catalog_published_by_0_1_is_named_as_such(
+    env: Any, first: publish_mod.PublishSummary, fresh_home: Path
+) -> None:
+    """cvcatalog 0.1 published catalog.duckdb: reading it said 'catalog.ducklake not found
+    (wrong bucket or prefix, or not published yet)' though it was published."""
+    env.put_object(Bucket=PUB, Key="catalogs/old/catalog.duckdb", Body=b"0.1's database")
+    env.put_object(Bucket=PUB, Key="catalogs/old/publish.json", Body=b'{"format": 1}')
+    url = f"s3://{PUB}/catalogs/old"
+    r = runner.invoke(app, ["query", "select 1", "--catalog", url])
+    assert r.exit_code == 1
+    assert r.output == (
+        f"error: {url} was published by cvcatalog 0.1 (catalog.duckdb), which this cvcatalog "
+        f"does not read: its publisher publishes it again with this one (`cvcatalog migrate`, "
+        f"then `cvcatalog publish --to {url}`)\n"
+    )
+    with pytest.raises(CatalogError, match=r"published by cvcatalog 0\.1"):
+        Catalog(url).views()
+
+
 def test_location_parsing() -> None:
     assert S3Location.parse("s3://bkt/a/b/").url == "s3://bkt/a/b"
     assert S3Location.parse("s3://bkt").key("catalog.ducklake") == "catalog.ducklake"
