@@ -2171,6 +2171,31 @@ class RemoteCatalog(Catalog):
         data: dict[str, Any] = json.loads(resp["Body"].read())
         return data
 
+    def query_arrow(
+        self,
+        sql: str,
+        params: Sequence[Any] | dict[str, Any] | None = None,
+        *,
+        read_only: bool = True,
+        snapshot: int | None = None,
+        as_of: datetime | str | None = None,
+    ) -> pa.Table:
+        """As Catalog.query_arrow; a session that reaches for a file other than the
+        catalog's own (COPY ... TO, read_csv of a local file) is refused (_lock_down)."""
+        try:
+            return super().query_arrow(
+                sql, params, read_only=read_only, snapshot=snapshot, as_of=as_of
+            )
+        except QueryError as e:
+            m = re.search(r'Cannot access file "(.*)" - .*disabled by configuration', str(e))
+            if m is None:
+                raise
+            raise QueryError(
+                f"cannot access {m.group(1)}: a published catalog's session reads only the "
+                f"files under {self.location}/ and writes none (for COPY ... TO: save a "
+                "result with --output FILE; Python: the returned table)"
+            ) from None
+
     # -- writes are not possible -----------------------------------------------------------
     def _refuse(self, what: str) -> NoReturn:
         raise read_only_error(self.location, what)

@@ -324,7 +324,7 @@ def test_remote_refetches_a_republished_database(
     assert again.database != before and not before.exists()
     assert "catalogs/wydot/lake/" in again.query_arrow(view).to_pylist()[0]["sql"]
     # its files live under another prefix: a reader only ever reads the catalog's own prefix
-    with pytest.raises(QueryError, match="disabled by configuration"):
+    with pytest.raises(QueryError, match=f"reads only the files under {url}/"):
         again.query("select sum(speed_mps) from wydot_bsm")
 
     # a database that does not match its published SHA-256 is refused
@@ -367,6 +367,45 @@ def test_wrong_bucket_or_prefix(first: publish_mod.PublishSummary, fresh_home: P
     assert len(r.output.strip().splitlines()) == 1, r.output
     r = runner.invoke(app, ["query", "select 1", "--catalog", "s3://"])
     assert r.exit_code == 1 and "valid S3 bucket" in r.output
+
+
+def test_a_catalog_published_by_0_1_is_named_as_such(
+    env: Any, first: publish_mod.PublishSummary, fresh_home: Path
+) -> None:
+    """cvcatalog 0.1 published catalog.duckdb: reading it said 'catalog.ducklake not found
+    (wrong bucket or prefix, or not published yet)' though it was published."""
+    env.put_object(Bucket=PUB, Key="catalogs/old/catalog.duckdb", Body=b"0.1's database")
+    env.put_object(Bucket=PUB, Key="catalogs/old/publish.json", Body=b'{"format": 1}')
+    url = f"s3://{PUB}/catalogs/old"
+    r = runner.invoke(app, ["query", "select 1", "--catalog", url])
+    assert r.exit_code == 1
+    assert r.output == (
+        f"error: {url} was published by cvcatalog 0.1 (catalog.duckdb), which this cvcatalog "
+        f"does not read: its publisher publishes it again with this one (`cvcatalog migrate`, "
+        f"then `cvcatalog publish --to {url}`)\n"
+    )
+    with pytest.raises(CatalogError, match=r"published by cvcatalog 0\.1"):
+        Catalog(url).views()
+
+
+def test_copy_to_a_file_from_a_published_catalog_says_how_to_save_a_result(
+    first: publish_mod.PublishSummary, fresh_home: Path, tmp_path: Path
+) -> None:
+    """`query --read-write "COPY ... TO 'f.csv'"` (which --help offers) on a published
+    catalog said 'Permission Error: Cannot access file ... disabled by configuration'."""
+    out = tmp_path / "x.csv"
+    r = runner.invoke(
+        app, ["query", "--catalog", URL, "--read-write", f"COPY (select 1) TO '{out}'"]
+    )
+    assert r.exit_code == 1 and not out.exists()
+    assert r.stderr.splitlines()[-1] + "\n" == (
+        f"error: cannot access {out}: a published catalog's session reads only the files "
+        f"under {URL}/ and writes none (for COPY ... TO: save a result with --output FILE; "
+        "Python: the returned table)\n"
+    )
+    r = runner.invoke(app, ["query", "--catalog", URL, "--output", str(out), "select 1 as a"])
+    assert r.exit_code == 0, r.output
+    assert out.read_text().split() == ["a", "1"]
 
 
 def test_location_parsing() -> None:

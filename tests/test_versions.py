@@ -664,6 +664,26 @@ def test_a_published_catalog_keeps_its_snapshots(history: dict[str, Any], module
     )
 
 
+def test_publishing_other_snapshots_of_the_same_files_uploads_the_database(
+    history: dict[str, Any], module_s3: Any
+) -> None:
+    """`publish --snapshot S2` then `publish` (every snapshot) to the same prefix said
+    'database up to date' (the same files) and the published catalog still lacked S1."""
+    cat: Catalog = history["cat"]
+    _s3, s2, s1 = _ingest_snapshots(cat)
+    module_s3.create_bucket(Bucket="cv-widen")
+    url = "s3://cv-widen/c"
+    assert cat.publish(url, snapshot=s2["snapshot_id"], rate_limit=0).ok
+    summary = cat.publish(url, rate_limit=0)
+    assert summary.ok and summary.database == "uploaded", summary.as_dict()
+    assert Catalog(url).query(COUNT, snapshot=s1["snapshot_id"]).equals(history["after1"])
+    assert cat.publish(url, rate_limit=0).database == "up to date"
+    narrower = cat.publish(url, snapshot=s2["snapshot_id"], rate_limit=0)
+    assert narrower.database == "uploaded", narrower.as_dict()
+    with pytest.raises(CatalogError, match="no longer kept"):
+        Catalog(url).query(COUNT, snapshot=s1["snapshot_id"])
+
+
 D5, D6 = date(2021, 6, 1), date(2021, 6, 2)
 
 

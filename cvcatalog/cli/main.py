@@ -610,7 +610,8 @@ def query(
         typer.Option(
             "--read-only/--read-write",
             help="Only SELECT/EXPLAIN (default); --read-write allows temporary tables and COPY "
-            "to files outside the catalog, with the catalog attached READ_ONLY",
+            "to files outside the catalog, with the catalog attached READ_ONLY (a published "
+            "catalog: temporary tables only)",
         ),
     ] = True,
     snapshot: SnapshotOpt = None,

@@ -138,11 +138,15 @@ class PublishSummary:
         }
 
 
-def content_digest(files: list[FileRecord]) -> str:
-    """What the published database depends on: the files and this cvcatalog's views."""
+def content_digest(files: list[FileRecord], snapshots: list[int] | None = None) -> str:
+    """What the published database depends on: the files, the snapshots it keeps (a publish
+    with another --snapshot keeps other ones, often of the same files) and this cvcatalog's
+    views."""
     h = hashlib.sha256(f"{__version__}|{SCHEMA_VERSION}\n".encode())
     for f in sorted(files, key=lambda f: f.path):
         h.update(f"{f.path}|{f.sha256}|{f.bytes}\n".encode())
+    if snapshots is not None:
+        h.update(f"snapshots|{','.join(map(str, sorted(snapshots)))}\n".encode())
     return h.hexdigest()
 
 
@@ -255,15 +259,23 @@ def _complete_files(snap: Path) -> list[FileRecord]:
         con.close()
 
 
-def _history_files(cat: Catalog, snap: Path, since: int | None) -> list[FileRecord]:
+def _kept_snapshots(snap: Path, since: int | None) -> list[int]:
+    """The ids of the snapshots the published catalog keeps: every one the copy keeps, or
+    those from `since` on."""
+    con = open_instance(str(snap), read_only=True)
+    try:
+        kept = [s.snapshot_id for s in lake.snapshots(con)]
+    finally:
+        con.close()
+    return [k for k in kept if since is None or k >= since]
+
+
+def _history_files(cat: Catalog, snap: Path, kept: list[int]) -> list[FileRecord]:
     """Data files that only older snapshots show (replaced, evicted, compacted), for the
     snapshots the published catalog keeps, and the lake's delete files; their SHA-256 is read from the stored bytes (the
     state records current files only)."""
     con = open_instance(str(snap), read_only=True)
     try:
-        kept = [s.snapshot_id for s in lake.snapshots(con)]
-        if since is not None:
-            kept = [k for k in kept if k >= since]
         base = lake.data_location(con)
         old = [
             (f.location, f.rows, f.size)
@@ -378,14 +390,15 @@ def publish(
         if snapshot is not None:
             with open_instance(str(snap), read_only=True) as con:
                 cat.db.check_kept(con, lake.AsOf(snapshot=snapshot))
-        files = _complete_files(snap) + _history_files(cat, snap, snapshot)
+        kept = _kept_snapshots(snap, snapshot)
+        files = _complete_files(snap) + _history_files(cat, snap, kept)
         say(f"publishing {len(files)} files to {location}")
         with ThreadPoolExecutor(max_workers=cfg.max_workers) as pool:
             summary.results = list(pool.map(lambda f: _publish_file(cat, up, f), files))
         if summary.failed:
             summary.database = f"not uploaded ({len(summary.failed)} file(s) failed)"
         else:
-            _publish_database(cat, snap, files, up, summary, say, snapshot)
+            _publish_database(cat, snap, files, kept, up, summary, say, snapshot)
     summary.requests = up.requests
     summary.seconds = time.monotonic() - t0
     return summary
@@ -409,12 +422,13 @@ def _publish_database(
     cat: Catalog,
     snap: Path,
     files: list[FileRecord],
+    kept: list[int],
     up: Uploader,
     summary: PublishSummary,
     say: Callable[[str], None],
     since: int | None = None,
 ) -> None:
-    digest = content_digest(files)
+    digest = content_digest(files, kept)
     remote = _remote_json(up, PUBLISH_JSON)
     if remote is not None and remote.get("content_sha256") == digest:
         db = remote.get("database") or {}

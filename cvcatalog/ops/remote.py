@@ -1,7 +1,7 @@
 """Opening a catalog published on S3 (`cvcatalog publish`): read-only, nothing ingested.
 
 `Catalog("s3://bucket/prefix")` returns a :class:`RemoteCatalog`. Its catalog database is the
-portable copy `s3://bucket/prefix/catalog.duckdb`, whose views read
+portable copy `s3://bucket/prefix/catalog.ducklake`, whose views read
 `s3://bucket/prefix/lake/...` Parquet files. The database is downloaded to a local cache
 (`$XDG_CACHE_HOME/cvcatalog/remote/<hash of the URL>/`, default `~/.cache/...`) once per ETag
 and opened read-only; every connection LOADs httpfs from the pinned package and gets a
@@ -25,7 +25,13 @@ from cvcatalog.config import DownloadConfig
 from cvcatalog.exceptions import CatalogError, CvCatalogError
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import load_extension, s3_connection
-from cvcatalog.io.layout import DB_NAME, CatalogPaths, replacing, user_cache_dir
+from cvcatalog.io.layout import (
+    DB_NAME,
+    LEGACY_DB_NAME,
+    CatalogPaths,
+    replacing,
+    user_cache_dir,
+)
 from cvcatalog.io.s3 import ErrorKind, Retrier, classify_error, make_client
 from cvcatalog.io.storage import S3Location
 from cvcatalog.state import tables, trips
@@ -110,11 +116,15 @@ class RemoteCatalogDB(CatalogDB):
         if self._current is not None and fresh and self._current.exists():
             return self._current
         key = self.location.key(DB_NAME)
-        head = self._call(
-            "head",
-            key,
-            lambda: self.client.head_object(Bucket=self.location.bucket, Key=key),
-        )
+        try:
+            head = self._call(
+                "head",
+                key,
+                lambda: self.client.head_object(Bucket=self.location.bucket, Key=key),
+            )
+        except CatalogError:
+            self._refuse_legacy()
+            raise
         etag = str(head.get("ETag") or "").strip('"')
         name = hashlib.sha256(f"{etag}|{head.get('ContentLength')}".encode()).hexdigest()[:16]
         path = self.paths.root / f"catalog-{name}.ducklake"
@@ -123,6 +133,22 @@ class RemoteCatalogDB(CatalogDB):
             self._remove_old_copies(keep=path)
         self._current, self._checked = path, now
         return path
+
+    def _refuse_legacy(self) -> None:
+        """No catalog.ducklake: a catalog cvcatalog 0.1 published (catalog.duckdb) is one
+        clear line, not 'not found'."""
+        key = self.location.key(LEGACY_DB_NAME)
+        try:
+            self._call(
+                "head", key, lambda: self.client.head_object(Bucket=self.location.bucket, Key=key)
+            )
+        except CvCatalogError:
+            return
+        raise CatalogError(
+            f"{self.location} was published by cvcatalog 0.1 ({LEGACY_DB_NAME}), which this "
+            f"cvcatalog does not read: its publisher publishes it again with this one "
+            f"(`cvcatalog migrate`, then `cvcatalog publish --to {self.location}`)"
+        )
 
     def _download(self, key: str, dest: Path, head: dict[str, Any]) -> None:
         try:
