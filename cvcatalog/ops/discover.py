@@ -578,8 +578,8 @@ def plan(
     today: date | None = None,
 ) -> Plan:
     """Per partition of cfg's range: manifest status, objects and bytes listed, fetch or not."""
+    start, end = cfg.date_range.resolve(today)  # days_back: today in the range's timezone
     today = today or now_utc().date()
-    start, end = cfg.date_range.resolve(today)
     keys = partitions_for(cfg.source, cfg.message_type, start, end, cfg.date_range.timezone)
     known: dict[str, manifest.PartitionRecord] = {}
     if db.exists():  # a new catalog: nothing known yet (saving the listings creates it)
