@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,6 +20,7 @@ from cvcatalog.exceptions import ConfigError
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.mapping import check_applicable
 from cvcatalog.sources.bucket import BUCKET, VALID_TYPES
+from cvcatalog.state.clock import now_utc
 
 DEFAULT_HOME = Path("data/catalog")
 ENV_PREFIX = "CVCATALOG_"
@@ -136,9 +137,10 @@ class DateRange(_Strict):
         return self
 
     def resolve(self, today: date | None = None) -> tuple[date, date]:
-        """The concrete (start, end) local days."""
+        """The concrete (start, end) local days; days_back ends on today in the range's
+        timezone (today: that day, given, e.g. by a test), not on today in UTC."""
         if self.days_back is not None:
-            today = today or datetime.now(ZoneInfo(self.timezone)).date()
+            today = today or now_utc().astimezone(ZoneInfo(self.timezone)).date()
             return today - timedelta(days=self.days_back - 1), today
         assert self.start_date is not None
         return self.start_date, self.end_date or self.start_date

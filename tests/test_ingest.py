@@ -22,6 +22,7 @@ from cvcatalog.io.duckdb_ext import extension_path
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.pipeline.report import NullProgress, summary_lines
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
+from cvcatalog.sources import cvpilot as cvpilot_module
 from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.sources.cvpilot import CvPilotDays
 from cvcatalog.sources.cvpilot import ingest as run_ingest
@@ -208,6 +209,39 @@ def test_a_recent_no_data_day_is_looked_at_again(s3_client: Any, catalog_dir: Pa
     seed(s3_client, D1, D1, empty_hour_rate=0)  # the sandbox caught up
     late = run_ingest(cfg, today=D1 + timedelta(days=2))
     assert late.count("complete") == 1 and late.rows > 0
+
+
+def test_days_back_ends_on_today_in_the_ranges_timezone(
+    monkeypatch: pytest.MonkeyPatch, catalog_dir: Path
+) -> None:
+    """At 2026-12-06 00:43 UTC it is still 12-05 in New York: `--days-back 2 --timezone
+    America/New_York` is 12-04..12-05 there. The ingest and plan took today in UTC (12-06), so
+    the range was 12-05..12-06 and the ingest then skipped 12-06 as a day after today."""
+    from cvcatalog import config as config_module
+    from cvcatalog.ops import discover
+
+    now = datetime(2026, 12, 6, 0, 43, tzinfo=UTC)
+    for module in (config_module, discover, cvpilot_module):
+        monkeypatch.setattr(module, "now_utc", lambda: now, raising=False)
+    cat = Catalog(catalog_dir)
+    cfg = cat.config("thea", "BSM", days_back=2, timezone="America/New_York")
+    assert cfg.date_range.resolve() == (date(2026, 12, 4), date(2026, 12, 5))
+    src = CvPilotDays(cfg, cat.db, run_id="t")
+    assert src.run_fields()["start_date"] == date(2026, 12, 4)
+    assert src.run_fields()["end_date"] == date(2026, 12, 5)
+    todo, cached, _ = src.partitions()
+    assert [k.key for k in todo + cached] == ["thea/BSM/2026/12/04", "thea/BSM/2026/12/05"]
+    assert src.future == []
+
+    class NoListing:
+        list_requests = 0
+
+        def describe(self) -> str:
+            return ""
+
+    monkeypatch.setattr(discover, "_partition_totals", lambda cache, pk: (0, 0))
+    p = discover.plan(NoListing(), cat.db, cfg)  # type: ignore[arg-type]
+    assert (p.start, p.end) == (date(2026, 12, 4), date(2026, 12, 5))
 
 
 def test_days_after_today_are_refused_or_skipped_never_marked_no_data(

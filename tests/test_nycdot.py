@@ -501,6 +501,32 @@ def test_odd_values_are_kept_with_warnings(con: duckdb.DuckDBPyConnection, tmp_p
     }
 
 
+def test_a_lone_bsm_object_is_a_list_of_one(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    """bsmList holding one BSM as an object (a single-element array written as an object, as
+    mapList/spatList/timList were already accepted) lost that BSM: bsm_count 0, bsm_list NULL and
+    a misleading no_bsms warning. Now it is a list of one, with its values; an event written
+    with an array of the same BSM gets the same event_id."""
+    lone = small_event(hostVehID="LONE0001")
+    lone["bsmList"] = lone["bsmList"][0]
+    listed = small_event(hostVehID="LONE0001")
+    listed["bsmList"] = listed["bsmList"][:1]
+    src = ndjson(tmp_path / "raw" / "obj", [json.dumps(lone), json.dumps(listed)])
+    result = convert(con, [RawFile(src, "nycdot/EVENT/2021/04/FRI/AM/obj")], hive_dir(tmp_path))
+    # the same event twice: the second is flagged a duplicate, not no_bsms
+    assert (result.rows, result.quarantined, result.warnings) == (2, 0, {"duplicate_record": 1})
+    for stmt in view_sql(SCHEMA, [str(p) for p in result.parquet_files]):
+        con.execute(stmt)
+    rows = fetch(con, "SELECT event_id, bsm_count FROM nycdot_event")
+    assert [r["bsm_count"] for r in rows] == [1, 1]
+    assert rows[0]["event_id"] == rows[1]["event_id"]
+    core = sample("spdcomp")["bsmList"][0]["bsmRecord"]["bsmMsg"]["coreData"]
+    bsms = fetch(con, "SELECT vehicle_id, x_m, t_s, speed_mps FROM nycdot_event_bsm")
+    assert bsms == 2 * [
+        {"vehicle_id": core["id"], "x_m": core["X_m"], "t_s": core["T_s"],
+         "speed_mps": core["speed_mps"]}
+    ]  # fmt: skip
+
+
 def test_na_bins_and_unbinned_locations(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     lines = [
         json.dumps(small_event(eventTimeBin="2021-04-N/A-N/A", eventLocationBin="N/A")),

@@ -156,7 +156,8 @@ EndOpt = Annotated[
     typer.Option("--end", metavar="DATE", help="Last local day (inclusive); default: --start"),
 ]
 DaysBackOpt = Annotated[
-    int | None, typer.Option("--days-back", metavar="N", help="The last N days up to today")
+    int | None,
+    typer.Option("--days-back", metavar="N", help="The last N days up to today in --timezone"),
 ]
 WithinOpt = Annotated[
     str | None,

@@ -581,8 +581,8 @@ def plan(
     (a day after today is neither listed nor fetched, as by an ingest: a range all after
     today is the ingest's one line)."""
     check_not_future(cfg, today)
+    start, end = cfg.date_range.resolve(today)  # days_back: today in the range's timezone
     given, today = today, today or now_utc().date()
-    start, end = cfg.date_range.resolve(today)
     keys = partitions_for(cfg.source, cfg.message_type, start, end, cfg.date_range.timezone)
     future = set(future_days(keys, cfg.source, given))
     known: dict[str, manifest.PartitionRecord] = {}

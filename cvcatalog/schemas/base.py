@@ -107,6 +107,8 @@ class MessageSchema:
     #: (old name, new name) of columns renamed since compatible_since: the lake table renames
     #: them (old files read under the new name), and so does every reader of old files
     renamed: tuple[tuple[str, str], ...] = ()
+    #: further `{name}` values of the transform template (e.g. a DuckDB type it casts to)
+    sql_values: Mapping[str, str] = field(default_factory=dict)
 
     def reads(self, version: int | None) -> bool:
         """Whether files written under canonical `version` are read as they are (no rewrite)."""
@@ -147,6 +149,7 @@ class MessageSchema:
         extra = "".join(f", {c}" for c in extra_columns)
         return render_sql(
             load_sql("transforms", self.transform_sql),
+            **self.sql_values,
             relation=relation,
             validate="TRUE" if validate else "FALSE",
             extra_columns=extra,

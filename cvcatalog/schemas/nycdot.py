@@ -137,10 +137,14 @@ _BSM_EVENT = struct_type(
     }
 )
 
-#: read_json types. MAP, SPaT and TIM lists stay JSON (normally arrays; one object is accepted).
+#: The typed bsmList the transform casts to (nycdot_event.sql, `{bsm_list_type}`).
+BSM_LIST_TYPE = f"{_BSM_EVENT}[]"
+
+#: read_json types. Every list stays JSON (normally an array; a lone object is one message): a
+#: typed bsmList read a lone BSM object as NULL, and the event lost it (flagged no_bsms).
 NYCDOT_EVENT_READ_COLUMNS: dict[str, str] = {
     "eventHeader": struct_type(_EVENT_HEADER),
-    "bsmList": f"{_BSM_EVENT}[]",
+    "bsmList": "JSON",
     "mapList": "JSON",
     "spatList": "JSON",
     "timList": "JSON",
@@ -317,6 +321,7 @@ def schemas() -> list[MessageSchema]:
             # no absolute time: events are only binned (year, month, weekday, time of day)
             time_column=None,
             partition_columns=NYCDOT_PARTITION_COLUMNS,
+            sql_values={"bsm_list_type": BSM_LIST_TYPE},
             extra_views=(
                 ("nycdot_event_bsm", "nycdot_event_bsm.sql"),
                 ("nycdot_event_map", "nycdot_event_map.sql"),

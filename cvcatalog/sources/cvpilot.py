@@ -400,6 +400,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self.check_changes = cfg.cache.check_changes if check_changes is None else check_changes
         self.schema: MessageSchema = SCHEMAS[(cfg.source, cfg.message_type)]
         self.today = today or now_utc().date()
+        #: the day given (tests) or None: a days_back range ends on today in its own timezone
         self._given_today = today
         #: the range's partitions after today (future_days), left out of the run
         self.future: list[str] = []
@@ -470,14 +471,14 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         return unit.key
 
     def run_fields(self) -> dict[str, Any]:
-        start, end = self.cfg.date_range.resolve(self.today)
+        start, end = self.cfg.date_range.resolve(self._given_today)
         return {"start_date": start, "end_date": end, "timezone": self.cfg.date_range.timezone}
 
     def partitions(
         self,
     ) -> tuple[list[PartitionKey], list[PartitionKey], dict[str, PartitionRecord]]:
         """The range's days to do and those cached, and their records."""
-        start, end = self.cfg.date_range.resolve(self.today)
+        start, end = self.cfg.date_range.resolve(self._given_today)
         keys = partitions_for(
             self.cfg.source, self.cfg.message_type, start, end, self.cfg.date_range.timezone
         )
@@ -500,7 +501,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     def plan(self, run: RunContext) -> Plan[PartitionKey]:
         s = run.summary
         s.kind = "days"
-        s.start, s.end = self.cfg.date_range.resolve(self.today)
+        s.start, s.end = self.cfg.date_range.resolve(self._given_today)
         s.timezone = self.cfg.date_range.timezone
         todo, cached, known = self.partitions()
         if self.future:

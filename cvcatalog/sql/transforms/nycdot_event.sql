@@ -5,6 +5,8 @@
 --                    (typed by the schema's read_columns) and source_key (the S3 key)
 --   {validate}       TRUE or FALSE; FALSE applies only the 'malformed JSON' rule
 --   {extra_columns}  empty, or ", <expr> AS <name>, ..." appended to the select list
+--   {bsm_list_type}  the typed bsmList (cvcatalog.schemas.nycdot.BSM_LIST_TYPE); bsmList is
+--                    read as JSON and cast to it, a lone BSM object as a list of one
 --
 -- There is no metadata block and no absolute time: eventHeader.eventTimeBin
 -- ('2021-04-FRI-AM', New York local; 'N/A' for an extra-obfuscated weekday or time of day) is
@@ -132,12 +134,12 @@ FROM (
         SELECT
             r.*,  -- eventHeader, bsmList, mapList, spatList, timList, source_key, pass-through
             r."eventHeader" AS _header,
-            r."eventHeader" IS NULL AND r."bsmList" IS NULL AND r."mapList" IS NULL
+            r."eventHeader" IS NULL AND r._no_bsm_list AND r."mapList" IS NULL
                 AND r."spatList" IS NULL AND r."timList" IS NULL AS _unreadable,
             -- a content hash: the same event published twice gets the same id
             md5(to_json(struct_pack(
-                h := r."eventHeader", n := len(r."bsmList"),
-                f := r."bsmList"[1], l := r."bsmList"[-1]
+                h := r."eventHeader", n := len(r._bsms),
+                f := r._bsms[1], l := r._bsms[-1]
             ))::VARCHAR) AS event_id,
             r."eventHeader"."eventType" AS event_type,
             r."eventHeader"."eventTimeBin" AS event_time_bin,
@@ -170,7 +172,7 @@ FROM (
             r."eventHeader"."speedCondition" AS speed_condition_mph,
             r."eventHeader"."lastPlowed" AS last_plowed_min,
             r."eventHeader"."parameters" AS _parameters,
-            list_transform(r."bsmList", lambda x: struct_pack(
+            list_transform(r._bsms, lambda x: struct_pack(
                 event_msg_seq_num := x."eventMsgSeqNum",
                 my_rf_level := x."bsmRecord"."msgHeader"."myRFLevel",
                 authenticated := x."bsmRecord"."msgHeader"."authenticated",
@@ -214,6 +216,19 @@ FROM (
                 WHEN 'ARRAY' THEN json_extract(r."timList", '$[*]')::VARCHAR[]
                 WHEN 'OBJECT' THEN [r."timList"::VARCHAR]
             END AS tim_list
-        FROM {relation} AS r
+        FROM (
+            SELECT
+                q.* EXCLUDE ("bsmList"),
+                q."bsmList" IS NULL AS _no_bsm_list,
+                -- read as JSON (a typed read made a lone BSM object NULL): cast as read_json
+                -- would, a field of the wrong type NULL, a lone object a list of one (JSON
+                -- read_json writes is minified: an object's text starts with '{')
+                CASE
+                    WHEN starts_with(q."bsmList"::VARCHAR, '{')
+                        THEN try_cast(json_array(q."bsmList") AS {bsm_list_type})
+                    ELSE try_cast(q."bsmList" AS {bsm_list_type})
+                END AS _bsms
+            FROM {relation} AS q
+        ) AS r
     ) AS p
 ) AS b
