@@ -381,8 +381,14 @@ def test_a_published_catalog_whose_tables_are_views_reads_no_local_file(
         assert result.exit_code == 1, result.output
         *notes, error = result.output.strip().splitlines()
         assert all(n.startswith("note: ") for n in notes)  # fetching the catalog's database
-        assert error.startswith("error: cannot open the published catalog") and (
-            "disabled by configuration" in error
+        # a lake metadata table turned into a view is refused before it is read; any other
+        # stored SQL runs with external access off
+        assert (
+            error.startswith("error: cannot open the published catalog")
+            and "disabled by configuration" in error
+        ) or error == (
+            f"error: refusing to read the published catalog {url}: its lake metadata {table} "
+            "is a view (its publisher's file was changed; publish it again)"
         )
     with pytest.raises(CvCatalogError) as e:
         Catalog(url).query("select count(*) from wydot_bsm")
@@ -564,3 +570,48 @@ def test_a_kept_file_nothing_can_stand_in_for_is_reported_and_kept(
     assert "no SHA-256 was recorded for it" in line and "Traceback" not in r.output
     assert victim.stat().st_size == 100  # kept as it is
     assert cat.verify().mismatched == [rel]
+
+
+def test_a_published_catalog_reads_no_other_s3_object_whatever_its_paths_say(
+    seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB allows a directory by its name's prefix and S3 resolves '..' after that check:
+    a stored view reading `s3://tamper/cv/../other/secret.txt` read another prefix's object,
+    and so could a data file's path climbing out of the lake. A reader allows the exact files
+    the lake lists under its own URL, and refuses a catalog that lists one outside it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    seeded.create_bucket(Bucket="tamper")
+    seeded.put_object(Bucket="tamper", Key="other/secret.txt", Body=b"TOP-SECRET-CONTENT\n")
+    cat = Catalog(tmp_path / "catalog")
+    summary = _ingest(cat)
+    url = "s3://tamper/cv"
+    assert cat.publish(url).ok
+    evil = tmp_path / "evil.ducklake"
+    seeded.download_file("tamper", "cv/catalog.ducklake", str(evil))
+    con = duckdb.connect()
+    load_extension(con, "httpfs")
+    load_extension(con, "ducklake")
+    con.execute(f"ATTACH 'ducklake:{evil}' AS cv")
+    con.execute(
+        "CREATE VIEW cv.leak AS SELECT content FROM read_text('s3://tamper/cv/../other/secret.txt')"
+    )
+    con.close()
+    seeded.upload_file(str(evil), "tamper", "cv/catalog.ducklake")
+    result = runner.invoke(app, ["query", "--catalog", url, "select * from leak"])
+    assert "TOP-SECRET" not in result.output
+    assert result.exit_code == 1 and "error: cannot access s3://tamper/cv/../other/" in result.stderr
+    # the catalog's own data is read as before
+    got = Catalog(url).query("select count(*) as n from wydot_bsm")
+    assert int(got["n"][0]) == summary.rows
+
+    # a data file's path that climbs out of the lake: the catalog is refused, in one line
+    con = duckdb.connect(str(evil))
+    con.execute("UPDATE ducklake_data_file SET path = '../../../other/secret.txt'")
+    con.close()
+    seeded.upload_file(str(evil), "tamper", "cv/catalog.ducklake")
+    result = runner.invoke(app, ["query", "--catalog", url, "select count(*) from wydot_bsm"])
+    assert result.exit_code == 1 and "TOP-SECRET" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: refusing to read the published catalog {url}: it lists a file outside"
+    )

@@ -297,11 +297,12 @@ _TABLE_AND_SCHEMA = (
 )
 
 
-def data_files(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
+def data_files(con: duckdb.DuckDBPyConnection, base: str | None = None) -> list[DataFile]:
     """Every data file in the lake's metadata, read from its tables in one query (the catalog
     file is the metadata database): a file's path is relative to its table's, the table's to
-    its schema's, the schema's to the data path, each unless marked absolute."""
-    base = _data_path(con)
+    its schema's, the schema's to the data path (base: this one, not the lake's), each unless
+    marked absolute."""
+    base = _data_path(con) if base is None else base
     rows = con.execute(
         "SELECT t.table_name, s.path, s.path_is_relative, t.path, t.path_is_relative, f.path, "
         "f.path_is_relative, f.record_count, f.end_snapshot IS NULL AND t.end_snapshot IS NULL, "
@@ -357,11 +358,13 @@ def delete_files(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {f.location: f.size for f in delete_file_entries(con)}
 
 
-def delete_file_entries(con: duckdb.DuckDBPyConnection) -> list[DataFile]:
+def delete_file_entries(
+    con: duckdb.DuckDBPyConnection, base: str | None = None
+) -> list[DataFile]:
     """Every delete file in the lake's metadata, as data_files gives the data files (rows:
     the rows it deletes; current: in effect now), so `cache verify` checks it against the
     size the lake recorded (its only record of the bytes)."""
-    base = _data_path(con)
+    base = _data_path(con) if base is None else base
     rows = con.execute(
         "SELECT t.table_name, s.path, s.path_is_relative, t.path, t.path_is_relative, d.path, "
         "d.path_is_relative, d.delete_count, d.end_snapshot IS NULL AND t.end_snapshot IS NULL, "

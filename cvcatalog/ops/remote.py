@@ -82,6 +82,8 @@ class RemoteCatalogDB(CatalogDB):
         self._client: Any = None
         self._current: Path | None = None
         self._checked = 0.0
+        #: the files each local copy's lake lists (_lake_files), by copy
+        self._files: dict[Path, list[str]] = {}
 
     # -- S3 ------------------------------------------------------------------------------
     @property
@@ -211,11 +213,15 @@ class RemoteCatalogDB(CatalogDB):
         location. It then defines cvcatalog's views itself (temporary views from this
         cvcatalog's templates, found before the stored ones)."""
         path = self.database_file()
-        con = self._open(path, read_only=True, prepare=self._lock_down)
+        files = self._lake_files(path)
+        con = self._open(
+            path, read_only=True, prepare=lambda c: self._lock_down(c, files)
+        )
         try:
             if at is not None:
                 at = self.check_kept(con, at)
-            lake.attach(con, STATE_DB, read_only=True, at=at)
+            # its files under the catalog's own URL, whatever data path the file records
+            lake.attach(con, STATE_DB, read_only=True, at=at, data=self._data_path)
             use_search_path(con, scratch)
             gap = trips.recorded_gap(con)
             for sql in tables.view_statements(temporary=True, max_gap_s=gap).values():
@@ -239,10 +245,63 @@ class RemoteCatalogDB(CatalogDB):
             con.close()
             raise
 
-    def _lock_down(self, con: duckdb.DuckDBPyConnection) -> None:
+    @property
+    def _data_path(self) -> str:
+        """Where the published lake's files are: under the catalog's own URL."""
+        return lake.data_path(self.location.url)
+
+    def _lake_files(self, path: Path) -> list[str]:
+        """The URLs of every file the published lake lists (data and delete files of every
+        kept snapshot) under its own data path: the only S3 objects its sessions may read.
+        Read in a session that reaches nothing but the local copy. A metadata table that is a
+        view, or a file path that is absolute or climbs out of the data path ('..'), is a
+        tampered catalog: refused in one line. DuckDB allows a directory by its name's prefix
+        and S3 resolves '..' after that check, so a prefix allowed whole let stored SQL read
+        `s3://bucket/prefix/../elsewhere`: the sessions allow these exact files instead."""
+        known = self._files.get(path)
+        if known is not None:
+            return known
+        con = self._open(path, read_only=True, prepare=self._no_access)
+        try:
+            views = con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE database_name = ? "
+                "AND starts_with(view_name, 'ducklake')",
+                [STATE_DB],
+            ).fetchall()
+            if views:
+                raise self._tampered(f"its lake metadata {views[0][0]} is a view")
+            base = self._data_path
+            entries = lake.data_files(con, base) + lake.delete_file_entries(con, base)
+        except duckdb.Error as e:
+            raise CatalogError(
+                f"cannot open the published catalog {self.location}: "
+                f"{str(e).strip().splitlines()[0]}"
+            ) from None
+        finally:
+            con.close()
+        files = sorted({e.location for e in entries})
+        for url in files:
+            inside = url.removeprefix(base)
+            if url == inside or ".." in inside.split("/") or "\\" in inside:
+                raise self._tampered(f"it lists a file outside {base}: {url}")
+        self._files = {path: files}  # one copy is current at a time
+        return files
+
+    def _tampered(self, why: str) -> CatalogError:
+        return CatalogError(
+            f"refusing to read the published catalog {self.location}: {why} (its publisher's "
+            "file was changed; publish it again)"
+        )
+
+    def _no_access(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Nothing outside the local copy's directory: no S3, no other file."""
+        con.execute("SET allowed_directories = ?", [[str(self.paths.root) + "/"]])
+        con.execute("SET enable_external_access = false")
+
+    def _lock_down(self, con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> None:
         """Before the published file is attached: S3 access, every extension the session
-        uses (none can be loaded later), then external access off but for the catalog's own
-        prefix and its local copy."""
+        uses (none can be loaded later), then external access off but for the local copy's
+        directory and the exact files the lake lists (_lake_files)."""
         s3_connection(
             con,
             profile=self.cfg.profile,
@@ -251,8 +310,8 @@ class RemoteCatalogDB(CatalogDB):
         )
         lake.load(con)
         load_extension(con, "spatial")
-        allowed = [self.location.url.rstrip("/") + "/", str(self.paths.root) + "/"]
-        con.execute("SET allowed_directories = ?", [allowed])
+        con.execute("SET allowed_directories = ?", [[str(self.paths.root) + "/"]])
+        con.execute("SET allowed_paths = ?", [list(files)])
         con.execute("SET enable_external_access = false")
 
     @contextlib.contextmanager
