@@ -15,12 +15,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cvcatalog.clock import now_utc
 from cvcatalog.configfile import format_validation_error, load_yaml
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.mapping import check_applicable
 from cvcatalog.sources.bucket import BUCKET, VALID_TYPES
-from cvcatalog.state.clock import now_utc
 
 DEFAULT_HOME = Path("data/catalog")
 ENV_PREFIX = "CVCATALOG_"

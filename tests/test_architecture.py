@@ -19,6 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cvcatalog"
 LAYERS: list[tuple[str, ...]] = [
     (  # foundations
         "cvcatalog.exceptions",
+        "cvcatalog.clock",
         "cvcatalog.sqlutil",
         "cvcatalog.configfile",
         "cvcatalog.config",

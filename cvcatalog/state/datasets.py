@@ -19,11 +19,11 @@ from typing import Any
 
 import duckdb
 
+from cvcatalog.clock import now_utc
 from cvcatalog.datasets import DATASETS
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.sqlutil import insert_rows
-from cvcatalog.state.clock import now_utc
 
 #: unit_id of a file `cvcatalog compact` merged from the files of several units of one input
 #: version (uri, scope, fingerprint): it holds rows of every unit of that version

@@ -27,6 +27,7 @@ from pathlib import Path
 import duckdb
 import filelock
 
+from cvcatalog.clock import now_utc
 from cvcatalog.config import DownloadConfig, IngestConfig, download_config
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io import lake
@@ -35,7 +36,6 @@ from cvcatalog.io.layout import CatalogPaths, fsync_dir
 from cvcatalog.io.storage import LakeStore, normalise_storage, store_for
 from cvcatalog.sqlutil import load_sql, quote_literal
 from cvcatalog.state import checksums, deletes, legacy, pins, tables, trips
-from cvcatalog.state.clock import now_utc
 from cvcatalog.state.settings import read_lake_url, record_lake_url
 
 MIGRATIONS: list[tuple[int, str]] = [

@@ -13,9 +13,9 @@ from typing import Any
 
 import duckdb
 
+from cvcatalog.clock import now_utc
 from cvcatalog.sources.bucket import PartitionKey
 from cvcatalog.sqlutil import insert_rows, quote_ident
-from cvcatalog.state.clock import now_utc
 
 
 @dataclass
