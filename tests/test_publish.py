@@ -161,6 +161,23 @@ def test_republish_skips_everything(local: Catalog, first: publish_mod.PublishSu
     assert "0 uploaded" in again.summary()
 
 
+def test_a_run_that_changed_only_the_state_is_published_again(
+    local: Catalog, tmp_path: Path, fresh_home: Path
+) -> None:
+    """A re-publish after a run that recorded only a no_data day (no file changed) said
+    "database up to date": the published catalog's runs and cache status stayed as before."""
+    cat = Catalog(tmp_path / "catalog")
+    assert cat.ingest("wydot", "BSM", "2021-04-01", rate_limit=0).ok
+    url = f"s3://{PUB}/state-only"
+    assert cat.publish(url).database == "uploaded"
+    assert cat.publish(url).database == "up to date"  # nothing changed
+    assert cat.ingest("wydot", "BSM", "2021-04-05", rate_limit=0).count("no_data") == 1
+    again = cat.publish(url)
+    assert again.database == "uploaded" and again.count("uploaded") == 0  # no new file
+    status = Catalog(url).query("select status from partitions where partition_key = 'wydot/BSM/2021/04/05'")
+    assert list(status["status"]) == ["no_data"]
+
+
 def test_interrupted_publish_reports_and_resumes(
     env: Any, local: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -45,7 +45,7 @@ from cvcatalog.io.layout import DB_NAME, sha256_file
 from cvcatalog.io.s3 import classify_error, make_client
 from cvcatalog.io.storage import S3Location, S3Store, Uploader, is_remote
 from cvcatalog.ops.remote import PUBLISH_JSON
-from cvcatalog.sqlutil import quote_literal
+from cvcatalog.sqlutil import quote_ident, quote_literal
 from cvcatalog.state.datasets import dataset_files
 from cvcatalog.state.db import SCHEMA_VERSION, STATE_DB
 from cvcatalog.state.manifest import FileRecord
@@ -138,16 +138,47 @@ class PublishSummary:
         }
 
 
-def content_digest(files: list[FileRecord], snapshots: list[int] | None = None) -> str:
+def content_digest(
+    files: list[FileRecord], snapshots: list[int] | None = None, state: str = ""
+) -> str:
     """What the published database depends on: the files, the snapshots it keeps (a publish
-    with another --snapshot keeps other ones, often of the same files) and this cvcatalog's
-    views."""
+    with another --snapshot keeps other ones, often of the same files), the state tables'
+    rows (state_digest: a run that recorded only no_data or failed days changes no file) and
+    this cvcatalog's views."""
     h = hashlib.sha256(f"{__version__}|{SCHEMA_VERSION}\n".encode())
     for f in sorted(files, key=lambda f: f.path):
         h.update(f"{f.path}|{f.sha256}|{f.bytes}\n".encode())
     if snapshots is not None:
         h.update(f"snapshots|{','.join(map(str, sorted(snapshots)))}\n".encode())
+    if state:
+        h.update(f"state|{state}\n".encode())
     return h.hexdigest()
+
+
+def state_digest(snap: Path) -> str:
+    """A digest of the rows of every state table of the catalog file (not the lake's metadata,
+    which the files and snapshots stand for, nor the listing cache, which readers do not
+    read): re-publishing after a run that changed only them uploads the database again (the
+    remote `runs` and `cache status` stayed as they were)."""
+    con = open_instance(str(snap), read_only=True)
+    try:
+        names = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND NOT starts_with(table_name, 'ducklake_') AND table_name <> 'listing_cache' "
+                "ORDER BY table_name"
+            ).fetchall()
+        ]
+        h = hashlib.sha256()
+        for name in names:
+            row = con.execute(
+                f"SELECT count(*), coalesce(bit_xor(hash(t)), 0) FROM {quote_ident(name)} AS t"
+            ).fetchone()
+            h.update(f"{name}|{row}\n".encode())
+        return h.hexdigest()
+    finally:
+        con.close()
 
 
 def _content_type(kind: str) -> str:
@@ -428,7 +459,7 @@ def _publish_database(
     say: Callable[[str], None],
     since: int | None = None,
 ) -> None:
-    digest = content_digest(files, kept)
+    digest = content_digest(files, kept, state_digest(snap))
     remote = _remote_json(up, PUBLISH_JSON)
     if remote is not None and remote.get("content_sha256") == digest:
         db = remote.get("database") or {}
