@@ -300,20 +300,30 @@ def test_someone_elses_duckdb_database_is_refused_and_kept(tmp_path: Path) -> No
     con.close()
 
 
-def test_a_tampered_published_catalog_cannot_read_local_files(
-    seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _published_copy(seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[
+    Any, str, Path
+]:
+    """A catalog of the seeded days published to s3://tamper/cv (a reader's cache of its
+    own), and a local copy of its database for a test to tamper with and upload again: the
+    ingest's summary, the URL and the copy."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    secret = tmp_path / "secret.txt"
-    secret.write_text("TOP-SECRET-CONTENT\n")
     seeded.create_bucket(Bucket="tamper")
     cat = Catalog(tmp_path / "catalog")
     summary = _ingest(cat)
     url = "s3://tamper/cv"
     assert cat.publish(url).ok
-    # the attacker rewrites a stored view to read a local file, and re-uploads the catalog
     evil = tmp_path / "evil.ducklake"
     seeded.download_file("tamper", "cv/catalog.ducklake", str(evil))
+    return summary, url, evil
+
+
+def test_a_tampered_published_catalog_cannot_read_local_files(
+    seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT\n")
+    summary, url, evil = _published_copy(seeded, tmp_path, monkeypatch)
+    # the attacker rewrites a stored view to read a local file, and re-uploads the catalog
     con = duckdb.connect()
     load_extension(con, "httpfs")  # its data path is on S3
     load_extension(con, "ducklake")
@@ -360,16 +370,9 @@ def test_a_published_catalog_whose_tables_are_views_reads_no_local_file(
 ) -> None:
     """The reader shuts external access off before it reads a byte of the published file,
     so SQL stored anywhere in it (not only in its views) reaches only the catalog's data."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-CONTENT\n")
-    seeded.create_bucket(Bucket="tamper")
-    cat = Catalog(tmp_path / "catalog")
-    _ingest(cat)
-    url = "s3://tamper/cv"
-    assert cat.publish(url).ok
-    evil = tmp_path / "evil.ducklake"
-    seeded.download_file("tamper", "cv/catalog.ducklake", str(evil))
+    _, url, evil = _published_copy(seeded, tmp_path, monkeypatch)
     con = duckdb.connect(str(evil))
     for sql in _TAMPERED_TABLES[table]:
         con.execute(sql.format(secret=secret))
@@ -579,15 +582,8 @@ def test_a_published_catalog_reads_no_other_s3_object_whatever_its_paths_say(
     a stored view reading `s3://tamper/cv/../other/secret.txt` read another prefix's object,
     and so could a data file's path climbing out of the lake. A reader allows the exact files
     the lake lists under its own URL, and refuses a catalog that lists one outside it."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    seeded.create_bucket(Bucket="tamper")
+    summary, url, evil = _published_copy(seeded, tmp_path, monkeypatch)
     seeded.put_object(Bucket="tamper", Key="other/secret.txt", Body=b"TOP-SECRET-CONTENT\n")
-    cat = Catalog(tmp_path / "catalog")
-    summary = _ingest(cat)
-    url = "s3://tamper/cv"
-    assert cat.publish(url).ok
-    evil = tmp_path / "evil.ducklake"
-    seeded.download_file("tamper", "cv/catalog.ducklake", str(evil))
     con = duckdb.connect()
     load_extension(con, "httpfs")
     load_extension(con, "ducklake")
