@@ -300,9 +300,9 @@ def test_someone_elses_duckdb_database_is_refused_and_kept(tmp_path: Path) -> No
     con.close()
 
 
-def _published_copy(seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[
-    Any, str, Path
-]:
+def _published_copy(
+    seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, str, Path]:
     """A catalog of the seeded days published to s3://tamper/cv (a reader's cache of its
     own), and a local copy of its database for a test to tamper with and upload again: the
     ingest's summary, the URL and the copy."""
