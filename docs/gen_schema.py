@@ -61,7 +61,10 @@ def render() -> str:
         "`to_dask` is in its `timezone` (UTC unless given) and cuts rows by their time, so "
         "`to_dask(\"thea\", \"BSM\", \"2021-04-01\", \"2021-04-02\")` is not "
         "`date BETWEEN '2021-04-01' AND '2021-04-02'`; `timezone=\"America/New_York\"` gives "
-        "THEA's own days.",
+        "THEA's own days. NYCDOT's events carry no time, only New York month, weekday and "
+        "time-of-day bins, so a range selects whole months on New York's clock: with the "
+        "default UTC, `--start 2021-05-01` begins at 2021-04-30 20:00 in New York and takes "
+        "April's bins too; give `--timezone America/New_York` for May's alone.",
         "",
         "## Supported schema versions",
         "",
