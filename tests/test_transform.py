@@ -774,6 +774,20 @@ def build_catalog(
     return files
 
 
+def test_a_path_history_of_one_point_as_an_object_is_a_list_of_one(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """Single-element arrays sometimes arrive as objects: a crumbData of one point came
+    through the socrata view as an object, where THEA's view (and a list) gives a list."""
+    rec = sample(6)
+    vse = rec["payload"]["data"]["partII"][0]["value"]
+    point = vse["pathHistory"]["crumbData"][0]
+    vse["pathHistory"]["crumbData"] = point
+    build_catalog(con, tmp_path, {6: [json.dumps(rec)]})
+    row = con.execute('SELECT "part2_vse_ph_crumbdata" FROM wydot_bsm_socrata').fetchone()
+    assert row is not None and json.loads(row[0]) == [point]
+
+
 def test_socrata_view_names_and_values(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     build_catalog(con, tmp_path, {6: [json.dumps(sample(6))]})
     cur = con.execute(

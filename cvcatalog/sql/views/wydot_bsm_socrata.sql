@@ -9,7 +9,8 @@
 --
 -- part2_* come from part_ii (partII kept verbatim as JSON): the element whose id is
 -- VehicleSafetyExtensions (vse), SupplementalVehicleExtensions (suve) or
--- SpecialVehicleExtensions (spve). partII is normally an array; a single object is accepted.
+-- SpecialVehicleExtensions (spve). partII is normally an array; a single object is accepted,
+-- and so is a path history of one point given as an object (a list of one, as THEA's).
 -- J2735 2024 (schemaVersion 8) renamed deprecated fields doNotUse*: SpecialVehicleExtensions
 -- trailers -> doNotUse (its sspRights -> doNotUse), vehicleAlerts.sspRights and
 -- vehicleAlerts.events.sspRights -> doNotUse, VehicleData.trailerWeight -> doNotUse; each column
@@ -76,7 +77,10 @@ SELECT
         json_extract_string(e._suve, '$.vehicleData.doNotUse')
     ) AS DOUBLE) AS "part2_suve_vd_trailerweight",
     json_extract(e._vse, '$.events') AS "part2_vse_events",
-    json_extract(e._vse, '$.pathHistory.crumbData') AS "part2_vse_ph_crumbdata",
+    CASE json_type(e._vse, '$.pathHistory.crumbData')
+        WHEN 'OBJECT' THEN json_array(json_extract(e._vse, '$.pathHistory.crumbData'))
+        ELSE json_extract(e._vse, '$.pathHistory.crumbData')
+    END AS "part2_vse_ph_crumbdata",
     try_cast(json_extract_string(e._vse, '$.pathPrediction.confidence') AS DOUBLE) AS "part2_vse_pp_confidence",
     try_cast(json_extract_string(e._vse, '$.pathPrediction.radiusOfCurve') AS DOUBLE) AS "part2_vse_pp_radiusofcurve",
     json_extract(e._vse, '$.lights') AS "part2_vse_lights",
