@@ -8,7 +8,9 @@
 -- (x east, y north; the host BSM that triggered the warning is at 0,0,0), t_s is seconds
 -- relative to the warning (negative before it), speed_mps m/s, heading_deg degrees clockwise
 -- from north, accelerations m/s^2 and deg/s. accuracy_*, steering_angle and size_* keep their
--- J2735 units (see cvcatalog.schemas.nycdot.BSM_FIELDS). bsm_index is the 1-based position in
+-- J2735 units (see cvcatalog.schemas.nycdot.BSM_FIELDS), and so do vehicle_height (units of
+-- 5 cm: 29 is 1.45 m) and vehicle_mass (the J2735 VehicleMass code, not kilograms), read from
+-- partII as the records give them. bsm_index is the 1-based position in
 -- bsmList. vehicle_role says whether the BSM is the host's, the warning target's, or another
 -- vehicle's; is_trigger marks the BSMs named by triggerHVSeqNum / triggerTVSeqNum. The partII
 -- extracts read the VehicleSafetyExtensions (partII-Id 0) and SupplementalVehicleExtensions
