@@ -237,10 +237,7 @@ class RemoteCatalogDB(CatalogDB):
             return con
         except duckdb.Error as e:
             con.close()
-            raise CatalogError(
-                f"cannot open the published catalog {self.location}: "
-                f"{str(e).strip().splitlines()[0]}"
-            ) from None
+            raise self._cannot_open(e) from None
         except BaseException:
             con.close()
             raise
@@ -273,10 +270,7 @@ class RemoteCatalogDB(CatalogDB):
             base = self._data_path
             entries = lake.data_files(con, base) + lake.delete_file_entries(con, base)
         except duckdb.Error as e:
-            raise CatalogError(
-                f"cannot open the published catalog {self.location}: "
-                f"{str(e).strip().splitlines()[0]}"
-            ) from None
+            raise self._cannot_open(e) from None
         finally:
             con.close()
         files = sorted({e.location for e in entries})
@@ -287,6 +281,12 @@ class RemoteCatalogDB(CatalogDB):
         self._files = {path: files}  # one copy is current at a time
         return files
 
+    def _cannot_open(self, e: duckdb.Error) -> CatalogError:
+        return CatalogError(
+            f"cannot open the published catalog {self.location}: "
+            f"{str(e).strip().splitlines()[0]}"
+        )
+
     def _tampered(self, why: str) -> CatalogError:
         return CatalogError(
             f"refusing to read the published catalog {self.location}: {why} (its publisher's "
@@ -294,7 +294,8 @@ class RemoteCatalogDB(CatalogDB):
         )
 
     def _no_access(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Nothing outside the local copy's directory: no S3, no other file."""
+        """Nothing outside the local copy's directory (and the allowed_paths set before): no
+        other S3 object, no other file."""
         con.execute("SET allowed_directories = ?", [[str(self.paths.root) + "/"]])
         con.execute("SET enable_external_access = false")
 
@@ -310,9 +311,8 @@ class RemoteCatalogDB(CatalogDB):
         )
         lake.load(con)
         load_extension(con, "spatial")
-        con.execute("SET allowed_directories = ?", [[str(self.paths.root) + "/"]])
         con.execute("SET allowed_paths = ?", [list(files)])
-        con.execute("SET enable_external_access = false")
+        self._no_access(con)
 
     @contextlib.contextmanager
     def _session(self, *, with_lake: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
