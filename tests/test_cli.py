@@ -518,11 +518,17 @@ def test_an_error_that_ends_the_run_follows_the_report_of_what_it_did(
 
 
 def test_python_dash_m_entry_point() -> None:
+    """...and a command's start imports none of the heavy libraries only some commands use
+    (pandas ~0.15 s: splits and pandas results import it when they run)."""
     out = subprocess.run(
-        [sys.executable, "-m", "cvcatalog", "--help"], capture_output=True, text=True, check=True
-    )
+        [sys.executable, "-X", "importtime", "-m", "cvcatalog", "--help"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
     for command in ("ingest", "query", "cache", "sandbox"):
         assert command in out.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()}
+    assert "duckdb" in imported  # the list is what it seems
+    assert not imported & {"pandas", "dask", "distributed", "matplotlib", "pyproj"}
 
 
 def test_help_fits_an_80_column_terminal_and_says_everything() -> None:
