@@ -1272,6 +1272,38 @@ def test_an_empty_runs_csv_still_has_its_header(one_day: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_a_listing_filtered_to_nothing_says_so(one_day: Path, fmt: str) -> None:
+    """`report runs --source thea` (and runs, snapshots, experiments list) of a catalog without
+    any printed an empty table and nothing else; now a line says what it lists none of, on
+    stderr in json and csv, whose stdout is still [] or the header."""
+    cat = ["--catalog", str(one_day)]
+    commands = {
+        ("runs", "--source", "thea"): "no runs of source thea",
+        ("report", "runs", "--source", "THEA"): "no runs of source thea",
+        ("snapshots", "--source", "thea"): "no kept snapshots of source thea",
+        ("snapshots", "--type", "tim"): "no kept snapshots of type TIM",
+        ("snapshots", "--source", "wydot", "--type", "TIM"): "no kept snapshots of wydot/TIM",
+        ("experiments", "list"): "no experiments pinned",
+    }
+    for args, line in commands.items():
+        r = run(*args, *cat, "--format", fmt)
+        assert r.exit_code == 0, (args, r.output)
+        if fmt == "table":
+            assert r.stderr == "" and r.stdout.endswith(f"\n{line}\n"), (args, r.stdout)
+            assert "added/changed/removed" not in r.stdout  # a footnote to no rows
+        else:
+            assert r.stderr == f"{line}\n", (args, r.stderr)
+            if fmt == "json":
+                assert json.loads(r.stdout) == [], args
+            else:
+                assert len(r.stdout.splitlines()) == 1, args  # the header
+    # a listing with rows says nothing of the kind
+    for args in (("runs", "--source", "wydot"), ("snapshots", "--source", "wydot")):
+        r = run(*args, *cat, "--format", fmt)
+        assert r.exit_code == 0 and " no " not in r.output and "\nno " not in r.output, args
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
 def test_lines_for_people_are_on_stderr_in_the_machine_formats(
     one_day: Path, tmp_path: Path, fmt: str
 ) -> None:

@@ -614,7 +614,7 @@ def test_ngsim_on_an_s3_lake(ngsim_csv, s3_client, tmp_path: Path) -> None:  # t
     published = Catalog("s3://ngsim-lake/published")
     # every current file, and those only older kept snapshots show (the repair's replaced ones)
     sent = {f["path"] for f in published.published()["files"]}
-    assert summary.count("uploaded") == len(sent) and current <= sent
+    assert summary.count("copied") == len(sent) and current <= sent
     assert published.query(_ORDER).equals(want)
 
     # clear --source ngsim deletes the objects

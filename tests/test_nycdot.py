@@ -45,7 +45,8 @@ from cvcatalog.sandbox.replica_nycdot import (
 )
 from cvcatalog.schemas import SCHEMAS, list_literal, view_sql
 from cvcatalog.schemas.nycdot import EVENT_TYPES, NYCDOT_SCHEMA_VERSION, PARAMETERS
-from cvcatalog.sources.bucket import PartitionKey
+from cvcatalog.sources import cvpilot
+from cvcatalog.sources.bucket import BUCKET, PartitionKey
 from cvcatalog.transform import ConvertResult, RawFile, convert_partition
 
 SANDBOX = Path(__file__).parent / "fixtures" / "sandbox"
@@ -841,7 +842,7 @@ def test_ingest_gives_exactly_the_seeded_events(
     empty = len(report.empty_partitions)
     assert len(report.partitions) == 48 and 0 < empty < 48
     assert (s.count("complete"), s.count("no_data"), s.count("failed")) == (48 - empty, empty, 0)
-    assert s.list_requests == 48 and s.get_requests == report.objects
+    assert s.list_requests == 1 and s.get_requests == report.objects  # one LIST of the month
     assert s.rows == report.records
     assert s.quarantined == report.malformed == 48 - empty
     per_bin = {
@@ -986,3 +987,48 @@ def test_a_repair_reports_the_rows_of_the_bin_it_fetched_again(
         "select count(*) n from nycdot_event where weekday = 'FRI' and time_bin = 'AM'"
     )["n"][0]
     assert n == want
+
+
+def test_check_changes_lists_the_month_once(
+    april: tuple[Catalog, SeedReport, IngestSummary],
+    module_s3: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--check-changes of a NYCDOT month listed its 48 bin folders one LIST each; now it lists
+    the month once and splits it by bin folder, with the same outcome bin by bin as a LIST
+    per bin (the same objects compared by key, size and ETag)."""
+    cat, report, _ = april
+    _seed_april(module_s3)  # again: a test before may have emptied the bucket (s3_endpoint)
+    key = "nycdot/EVENT/2021/04/FRI/AM"
+    obj = module_s3.list_objects_v2(Bucket=BUCKET, Prefix=key + "/")["Contents"][0]["Key"]
+    body = module_s3.get_object(Bucket=BUCKET, Key=obj)["Body"].read()
+    module_s3.put_object(Bucket=BUCKET, Key=obj, Body=body.rstrip(b"\n").rsplit(b"\n", 1)[0])
+    runs = {}
+    try:
+        for name, min_days in (("month", cvpilot.MONTH_LIST_MIN_DAYS), ("bins", 49)):
+            monkeypatch.setattr(cvpilot, "MONTH_LIST_MIN_DAYS", min_days)
+            home = tmp_path / name
+            shutil.copytree(cat.paths.root, home)
+            runs[name] = Catalog(home).ingest(
+                "nycdot", "EVENT", "2021-04-01", "2021-04-30",
+                timezone="America/New_York", rate_limit=0, check_changes=True,
+            )  # fmt: skip
+    finally:
+        _seed_april(module_s3)
+    month, bins = runs["month"], runs["bins"]
+    assert month.ok and bins.ok, (month.as_dict(), bins.as_dict())
+    assert (month.list_requests, bins.list_requests) == (1, 48)
+    outcome = {
+        name: sorted(
+            (o.key, o.status, o.rows, o.added, o.changed, o.removed, o.unchanged, o.detail)
+            for o in s.days
+        )
+        for name, s in runs.items()
+    }
+    assert outcome["month"] == outcome["bins"]
+    changed = {o.key: o for o in month.days if o.changed}
+    assert list(changed) == [key] and month.get_requests == bins.get_requests == 1
+    assert month.partitions_rewritten == bins.partitions_rewritten == 1
+    unchanged = [o for o in month.days if o.detail == "unchanged (checked)"]
+    assert len(unchanged) == 48 - len(report.empty_partitions) - 1

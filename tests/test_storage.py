@@ -4,6 +4,7 @@ local lake, through the views (httpfs), Dask (s3fs), verify, eviction, compactio
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -279,12 +280,48 @@ def test_publish_copies_an_s3_lake_server_side(env: Any, remote_lake: Catalog) -
     pub = Catalog(f"s3://{LAKE}/published")
     # every current file, and those only older kept snapshots show (time travel)
     current = len(remote_lake.query("select * from partition_files"))
-    assert summary.count("uploaded") == len(pub.published()["files"]) >= current
+    files = pub.published()["files"]
+    assert summary.count("copied") == len(files) >= current
+    # copies are S3's own work, not bytes sent: only publish.json and the database are sent
+    # (the summary counted every copy as uploaded and its bytes as sent)
+    assert summary.count("uploaded") == 0
+    assert summary.bytes_copied() == sum(f["bytes"] for f in files) > 0
+    sent = sum(r.bytes for r in summary.results if r.kind in ("manifest", "database"))
+    assert summary.bytes_uploaded() == sent
+    copied = f"{summary.bytes_copied() / 1e6:,.1f} MB copied on the server"
+    assert f"{sent / 1e6:,.1f} MB sent, {copied} in " in summary.summary()
+    assert f"{len(files)} copied on the server, " in summary.summary()
+    d = summary.as_dict()
+    got = (d["copied"], d["bytes_copied"], d["uploaded"], d["bytes_uploaded"])
+    assert got == (len(files), summary.bytes_copied(), 0, sent)
     again = remote_lake.publish(f"s3://{LAKE}/team/cv")  # its own location: nothing to send
-    assert again.ok and again.count("uploaded") == 0 and again.count("skipped") > 0
+    assert again.ok and again.count("copied") == 0 and again.count("skipped") > 0
+    assert "copied on the server" not in again.summary()
     for sql in CHECKS[:2]:
         assert pub.query(sql).equals(remote_lake.query(sql))
     assert isinstance(remote_lake.db.store, S3Store)
+
+
+def test_publish_command_tells_copies_from_uploads(env: Any, remote_lake: Catalog) -> None:
+    """The table has a `copied` row and its line says what was copied on the server; json
+    (like csv) gives each object's status (`copied`, not `uploaded`)."""
+    root = str(remote_lake.paths.root)
+    r = runner.invoke(app, ["publish", "--to", f"s3://{LAKE}/cli-table", "--catalog", root])
+    assert r.exit_code == 0, r.output
+    cells = {tuple(line.split()[1:4:2]) for line in r.stdout.splitlines() if "│" in line}
+    assert ("data", "copied") in cells and ("data", "uploaded") not in cells
+    assert ("database", "uploaded") in cells
+    assert " MB copied on the server in " in r.output
+    r = runner.invoke(
+        app,
+        ["publish", "--to", f"s3://{LAKE}/cli-json", "--catalog", root, "--format", "json"],
+    )
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    status = {x["path"]: x["status"] for x in rows}
+    assert status.pop("publish.json") == status.pop("catalog.ducklake") == "uploaded"
+    assert status and set(status.values()) == {"copied"}
+    assert " MB copied on the server in " in r.stderr
 
 
 def test_incremental_merge_reads_the_kept_rows_from_s3(env: Any, tmp_path: Path) -> None:

@@ -652,9 +652,11 @@ def snapshots(
     """The catalog's kept snapshots, newest first: id, commit time (UTC), run, and the rows
     each added and removed per table. Query one with `query --snapshot ID`."""
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
-    rows = cat.snapshots(source and source.lower(), message_type and message_type.upper(), limit)
+    source, message_type = source and source.lower(), message_type and message_type.upper()
+    rows = cat.snapshots(source, message_type, limit)
+    empty = f"no kept snapshots{_of(source, message_type)}"
     if fmt is Format.json:  # with the rows added and removed per table
-        emit(rows, fmt)
+        emit(rows, fmt, empty=empty)
         return
     emit(
         rows,
@@ -668,7 +670,18 @@ def snapshots(
             "rows_added",
             "rows_removed",
         ],
+        empty=empty,
     )
+
+
+def _of(source: str | None, message_type: str | None = None) -> str:
+    """What a listing was filtered to, for its line when it lists nothing: ' of source
+    thea', ' of type TIM', ' of thea/BSM', or nothing."""
+    if source and message_type:
+        return f" of {source}/{message_type}"
+    if source:
+        return f" of source {source}"
+    return f" of type {message_type}" if message_type else ""
 
 
 #: what `changes --format table` shows of a row (the other formats give every column)
@@ -1167,9 +1180,11 @@ RUN_TABLE = [
 def _emit_runs(
     catalog: str | None, limit: int, source: str | None, fmt: Format, **remote: Any
 ) -> None:
-    runs = open_catalog(catalog, **remote).runs(limit, source and source.lower())
+    source = source and source.lower()
+    runs = open_catalog(catalog, **remote).runs(limit, source)
+    empty = f"no runs{_of(source)}"
     if fmt is not Format.table:  # every stored column; an empty listing still has its header
-        emit(runs, fmt, columns=RUN_COLUMNS)
+        emit(runs, fmt, columns=RUN_COLUMNS, empty=empty)
         return
     rows = [
         {
@@ -1193,8 +1208,9 @@ def _emit_runs(
         }
         for r in runs
     ]
-    emit(rows, fmt, columns=RUN_TABLE)
-    print("added/changed/removed: source objects; rewritten: partitions written by the run")
+    emit(rows, fmt, columns=RUN_TABLE, empty=empty)
+    if rows:
+        print("added/changed/removed: source objects; rewritten: partitions written by the run")
 
 
 def _experiment_name(name: str) -> str:
@@ -1219,7 +1235,7 @@ def experiments_list(
 ) -> None:
     """Pinned experiments: their snapshot, files, and the bytes only the pin keeps."""
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
-    emit(cat.pinned(), fmt, columns=PIN_COLUMNS)
+    emit(cat.pinned(), fmt, columns=PIN_COLUMNS, empty="no experiments pinned")
 
 
 @experiments_app.command("show")

@@ -2,7 +2,8 @@
 
 In the json and csv formats stdout carries the data and nothing else, so a parser can read it
 whole: a line for people that a command prints beside its rows (a summary, a count) goes to
-stdout in the table format only and to stderr in the others (:func:`say`). A listing's JSON is
+stdout in the table format only and to stderr in the others (:func:`say`); so does the line of
+a listing that lists nothing (`no runs of source thea`: :func:`emit`'s `empty`). A listing's JSON is
 a list of rows, even of one; a command whose answer is one result, never a listing (`export
 --json`'s summary), prints it as one JSON object (:func:`emit_object`).
 
@@ -267,17 +268,22 @@ def emit(
     output: Path | None = None,
     columns: Sequence[str] | None = None,
     title: str | None = None,
+    empty: str | None = None,
 ) -> None:
     """Print rows (or write them atomically to output): a table fits the terminal, and keeps
     its natural width in a file or a pipe. A title is the table's; the machine formats have
-    none, so there it is a line for people (:func:`say`), not lost."""
+    none, so there it is a line for people (:func:`say`), not lost. empty: what a listing
+    with no rows says (`no runs of source thea`), a line for people after its empty table,
+    JSON list or CSV header."""
     text = render(rows, fmt, columns, title, terminal_width() if output is None else None)
     if title and fmt is not Format.table:
         say(title, fmt)
     if output is None:
         print(text, end="")
-        return
-    write_atomic(output, text.encode("utf-8"))
+    else:
+        write_atomic(output, text.encode("utf-8"))
+    if empty is not None and not rows:
+        say(empty, fmt)
 
 
 def emit_parquet(table: pa.Table, output: Path) -> None:

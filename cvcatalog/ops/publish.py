@@ -68,7 +68,7 @@ class ObjectResult:
     path: str  # catalog-relative (the key is prefix/path)
     kind: str  # data | quarantine | manifest | database
     bytes: int
-    status: str  # uploaded | skipped | failed
+    status: str  # uploaded | copied (server-side, from an S3 lake) | skipped | failed
     verified: bool = False
     checksum: str = ""  # sha256: S3's stored checksum matched; metadata: size + x-amz-meta only
     reason: str | None = None
@@ -95,7 +95,12 @@ class PublishSummary:
         return sum(1 for r in self.results if r.status == status and r.kind in kinds)
 
     def bytes_uploaded(self) -> int:
+        """Bytes sent from this machine."""
         return sum(r.bytes for r in self.results if r.status == "uploaded")
+
+    def bytes_copied(self) -> int:
+        """Bytes S3 copied from the lake's own objects (CopyObject): none sent from here."""
+        return sum(r.bytes for r in self.results if r.status == "copied")
 
     def rows(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.results]
@@ -114,13 +119,17 @@ class PublishSummary:
         ]
 
     def summary(self) -> str:
-        files = self.count("uploaded") + self.count("skipped") + self.count("failed")
+        copied = self.count("copied")
+        files = self.count("uploaded") + copied + self.count("skipped") + self.count("failed")
         verified = sum(1 for r in self.results if r.verified and r.kind in ("data", "quarantine"))
+        on_server = f"{copied} copied on the server, " if copied else ""
+        copied_mb = f", {self.bytes_copied() / 1e6:,.1f} MB copied on the server" if copied else ""
         return (
-            f"{self.url}: {files} files: {self.count('uploaded')} uploaded, "
+            f"{self.url}: {files} files: {self.count('uploaded')} uploaded, {on_server}"
             f"{self.count('skipped')} already there, {self.count('failed')} failed; "
-            f"{verified} of {files} verified; {self.bytes_uploaded() / 1e6:,.1f} MB sent in "
-            f"{self.requests} requests; database {self.database}; {self.seconds:.1f}s"
+            f"{verified} of {files} verified; {self.bytes_uploaded() / 1e6:,.1f} MB sent"
+            f"{copied_mb} in {self.requests} requests; database {self.database}; "
+            f"{self.seconds:.1f}s"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -128,9 +137,11 @@ class PublishSummary:
             "url": self.url,
             "ok": self.ok,
             "uploaded": self.count("uploaded"),
+            "copied": self.count("copied"),
             "skipped": self.count("skipped"),
             "failed": self.count("failed"),
             "bytes_uploaded": self.bytes_uploaded(),
+            "bytes_copied": self.bytes_copied(),
             "database": self.database,
             "views": len(self.views),
             "requests": self.requests,
@@ -239,7 +250,7 @@ def _copy_one(up: Uploader, src: S3Store, f: FileRecord) -> ObjectResult:
             ),
         )
         ok, checksum, reason = up.verify(f.path, f.bytes, f.sha256)
-        res.status = "uploaded" if ok else "failed"
+        res.status = "copied" if ok else "failed"
         res.verified, res.checksum, res.reason = ok, checksum, reason
     except CvCatalogError as e:
         res.reason = str(e)

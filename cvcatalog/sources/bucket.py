@@ -64,6 +64,12 @@ class PartitionKey:
     def s3_prefix(self) -> str:
         return self.key + "/"
 
+    @property
+    def month_prefix(self) -> str:
+        """The month folder holding this partition's folder (`{source}/{type}/{YYYY}/{MM}/`:
+        its days, or NYCDOT's bins)."""
+        return f"{self.source}/{self.message_type}/{self.day.year}/{self.day.month:02d}/"
+
     def hour_prefix(self, hour: int) -> str:
         return f"{self.key}/{hour:02d}/"
 

@@ -142,6 +142,8 @@ GROUP_THREADS = 1
 #: day's fetch) when at least MONTH_LIST_MIN_DAYS of its days are to do and it holds at most
 #: MONTH_LIST_MAX_OBJECTS objects (past that the pages stop and the days are listed alone);
 #: a day's fetch uses that listing only when the day is small, and lists a larger day again.
+#: NYCDOT's bins are listed by month the same way, split by bin folder (a month's 48 bins,
+#: e.g. its --check-changes: one LIST a 1,000 objects instead of 48).
 MONTH_LIST_MIN_DAYS = 3
 MONTH_LIST_MAX_OBJECTS = 5000
 #: month listings requested at once (in the background: the first days fetch while later
@@ -585,8 +587,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         endpoint) fails the fetch of its first day, which ends the run (on_error)."""
         months: dict[str, list[PartitionKey]] = {}
         for pk in todo:
-            if pk.bins is None:
-                months.setdefault(pk.s3_prefix.rsplit("/", 2)[0] + "/", []).append(pk)
+            months.setdefault(pk.month_prefix, []).append(pk)
         months = {m: days for m, days in months.items() if len(days) >= MONTH_LIST_MIN_DAYS}
         if not months:
             return
@@ -602,10 +603,13 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             if objects is None:
                 return None
             out: dict[str, list[ObjectInfo]] = {pk.s3_prefix: [] for pk in days}
+            depth = days[0].s3_prefix.count("/")  # source/type/YYYY/MM/DD/ or .../MM/WD/TB/
             for o in objects:
-                day = "/".join(o.key.split("/", 5)[:5]) + "/"  # source/type/YYYY/MM/DD/
-                if day in out:
-                    out[day].append(o)
+                parts = o.key.split("/", depth)
+                if len(parts) > depth:  # below a folder of that depth, as its own LIST gives
+                    folder = "/".join(parts[:depth]) + "/"
+                    if folder in out:
+                        out[folder].append(o)
             return out
 
         pool = ThreadPoolExecutor(min(MONTH_LIST_WORKERS, len(months)), f"{self.name}-list")
