@@ -66,6 +66,14 @@ def render() -> str:
         "default UTC, `--start 2021-05-01` begins at 2021-04-30 20:00 in New York and takes "
         "April's bins too; give `--timezone America/New_York` for May's alone.",
         "",
+        "THEA's times (`metadata.recordGeneratedAt`, US Eastern wall time such as "
+        "`2019-01-14 00:20:30.046 [ET]`) are stored in UTC. The text carries no offset, so at "
+        "the DST changes one reading is chosen: a wall time that occurs twice in November "
+        "(01:00-01:59) is read as its second, standard-time occurrence (`2021-11-07 01:30 [ET]` "
+        "is 06:30Z, never 05:30Z), and one that does not exist in March (02:00-02:59) as "
+        "standard time (`2021-03-14 02:30 [ET]` is 07:30Z). A record of the first November "
+        "hour thus sits an hour late in `generated_at`.",
+        "",
         "## Supported schema versions",
         "",
         "`metadata.schemaVersion` values each (source, type) is written against. A record of "
