@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
+import cvcatalog
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app, main
 from cvcatalog.cli.output import Format, render
@@ -529,6 +530,16 @@ def test_python_dash_m_entry_point() -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()}
     assert "duckdb" in imported  # the list is what it seems
     assert not imported & {"pandas", "dask", "distributed", "matplotlib", "pyproj"}
+
+
+def test_version_names_cvcatalog_duckdb_and_python() -> None:
+    r = run("--version")
+    assert r.exit_code == 0
+    python = ".".join(str(n) for n in sys.version_info[:3])
+    assert r.stdout == (
+        f"cvcatalog {cvcatalog.__version__} (DuckDB {duckdb.__version__}, Python {python})\n"
+    )
+    assert run("runs", "--version").exit_code == 2  # the program's option, not a command's
 
 
 def test_help_fits_an_80_column_terminal_and_says_everything() -> None:

@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import cvcatalog
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -42,3 +44,5 @@ def test_the_wheel_holds_every_file_of_the_package(tmp_path: Path) -> None:
     want = _tree(src)
     assert "cvcatalog/sql/spatial/macros.sql" in want
     assert want - packed == set(), f"left out of the wheel: {sorted(want - packed)}"
+    # one version: the package's, which `cvcatalog --version` prints, is the wheel's
+    assert wheel.name.startswith(f"cvcatalog-{cvcatalog.__version__}-")

@@ -17,11 +17,12 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import duckdb
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cvcatalog import spatial
+from cvcatalog import __version__, spatial
 from cvcatalog.catalog import (
     Catalog,
     RemoteCatalog,
@@ -112,6 +113,26 @@ experiments_app = _commands(
     no_args_is_help=True,
 )
 app.add_typer(experiments_app, name="experiments")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        python = ".".join(str(n) for n in sys.version_info[:3])
+        print(f"cvcatalog {__version__} (DuckDB {duckdb.__version__}, Python {python})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True,
+            help="Print cvcatalog's version, and DuckDB's and Python's, then exit.",
+        ),
+    ] = False,
+) -> None:
+    """A local analytical catalog of the USDOT ITS CV Pilot sandbox bucket."""
 
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
