@@ -256,6 +256,27 @@ def test_replaced_files_show_as_held_and_an_eviction_reports_the_rows_it_removed
     assert copy.older_snapshot_bytes() == 0  # expired with the snapshots that showed them
 
 
+def test_eviction_counts_only_the_bytes_a_pin_does_not_keep(
+    history: dict[str, Any], tmp_path: Path
+) -> None:
+    """Evicting a day whose files a pinned snapshot shows frees none of them: it counted their
+    bytes as freed, evicted that day instead of one that frees them, and left the catalog over
+    its limit. Now a day a pin holds whole is passed over and the next one goes."""
+    copy = Catalog(tmp_path / "copy")
+    shutil.copytree(history["cat"].paths.root, copy.paths.root)
+    pin = copy.pin("held", "wydot", "BSM")
+    pinned = copy.query(COUNT, snapshot=pin.snapshot_id)
+    _ingest(copy, D1, force_refresh=True)  # day 1's files now new ones, no pin shows them
+    copy.to_dask("wydot", "BSM", D1, D1)  # day 2, all of it pinned, is the least recently used
+    limit = cache_bytes(copy.db) - 1
+    assert copy.evict(limit / 1024**3) == ["wydot/BSM/2021/04/01"]
+    assert cache_bytes(copy.db) <= limit
+    assert copy.query("select distinct date from wydot_bsm").date.astype(str).tolist() == [
+        "2021-04-02"
+    ]
+    assert copy.query(COUNT, snapshot=pin.snapshot_id).equals(pinned)
+
+
 def test_cli_snapshots_and_query_at_a_snapshot(history: dict[str, Any]) -> None:
     cat: Catalog = history["cat"]
     root = str(cat.paths.root)
