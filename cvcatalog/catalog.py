@@ -1118,6 +1118,8 @@ class Catalog:
             return lake.scheduled_bytes(con, tables)
 
     def clear(self, source: str | None = None, message_type: str | None = None) -> tuple[int, int]:
+        """Delete the partitions of all sources, one, or one source and type (NGSIM's too) and
+        expire every snapshot no pin holds; returns (partitions, bytes freed on the lake)."""
         return cache.clear(self.db, *source_filter(source, message_type))
 
     def evict(self, max_size_gb: float) -> list[str]:

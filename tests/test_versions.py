@@ -277,6 +277,35 @@ def test_eviction_counts_only_the_bytes_a_pin_does_not_keep(
     assert copy.query(COUNT, snapshot=pin.snapshot_id).equals(pinned)
 
 
+def test_cache_clear_says_the_bytes_it_freed(history: dict[str, Any], tmp_path: Path) -> None:
+    """`cache clear` said the bytes of the cleared partitions' current files: not the files only
+    older snapshots showed, which it expires and deletes too, and counting those a pin keeps.
+    Now it says what went, as `cache evict` does."""
+    copy = Catalog(tmp_path / "copy")
+    shutil.copytree(history["cat"].paths.root, copy.paths.root)
+    _ingest(copy, D2, force_refresh=True)  # day 2's first files now only older snapshots show
+    held = copy.older_snapshot_bytes()
+    total = cache_bytes(copy.db)
+    assert held > 0
+    res = runner.invoke(app, ["cache", "clear", "--yes", "--catalog", str(copy.paths.root)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == [
+        f"cleared 2 partitions of everything; freed {human_bytes(total)}, the catalog keeps 0 B"
+    ]
+    assert cache_bytes(copy.db) == 0
+
+    pinned = Catalog(tmp_path / "pinned")
+    shutil.copytree(history["cat"].paths.root, pinned.paths.root)
+    pinned.pin("held", "wydot", "BSM")  # keeps every file the catalog shows now
+    _ingest(pinned, D2, force_refresh=True)
+    # what no pin shows: day 2's new files (and any quarantine file: not in the lake)
+    fresh = int(pinned.query(
+        "select sum(bytes) as b from partition_files where partition_key = "
+        "'wydot/BSM/2021/04/02' or kind = 'quarantine'").b[0])  # fmt: skip
+    assert pinned.clear("wydot") == (2, fresh)
+    assert cache_bytes(pinned.db) == pinned.older_snapshot_bytes() > 0
+
+
 def test_cli_snapshots_and_query_at_a_snapshot(history: dict[str, Any]) -> None:
     cat: Catalog = history["cat"]
     root = str(cat.paths.root)

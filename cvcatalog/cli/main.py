@@ -872,8 +872,13 @@ def cache_clear(
             raise ConfigError(f"cache clear deletes {what}: give --yes (no terminal to ask on)")
         typer.confirm(f"delete cached {what}?", abort=True)
     cat = open_catalog(catalog)
-    n, nbytes = cat.clear(source, message_type)
-    print(f"cleared {n} partitions ({nbytes / 1e6:,.1f} MB) of {what}")
+    n, freed = cat.clear(source, message_type)
+    # the bytes that went, those of the files only older snapshots showed included (clearing
+    # expires them), not those a pin keeps; as `cache evict` says it
+    print(
+        f"cleared {plural(n, 'partition')} of {what}; freed {human_bytes(freed)}, "
+        f"the catalog keeps {human_bytes(cat.size_bytes())}"
+    )
     _pins_held(cat)
 
 
