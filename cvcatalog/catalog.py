@@ -609,6 +609,7 @@ class Catalog:
             progress=progress,
             quality=quality if quality is not None else cfg.quality,
             max_size_gb=cfg.cache.max_size_gb,
+            snapshot_retention_days=cfg.cache.snapshot_retention_days,
         )
 
     # -- SQL -----------------------------------------------------------------------------
