@@ -1071,6 +1071,7 @@ def compact_cmd(
     """Merge partitions written as many small Parquet files into few well-sized files
     (CV Pilot days and dataset partitions such as NGSIM's location/date); the replaced files
     stay for time travel until their snapshots expire."""
+    at_least("--rows-per-file", rows_per_file, 1)
     cat = open_catalog(catalog)
     done = cat.compact(
         source and source.lower(), message_type and message_type.upper(), rows_per_file
