@@ -288,7 +288,10 @@ def _read_piece(
     absent: list[pa.Field] = []
     back: dict[str, str] = {}  # new name -> the old name the files use
     if expected is not None and piece.files:
-        present = set(pq.read_schema(piece.files[0], filesystem=fs).names)
+        try:
+            present = set(pq.read_schema(piece.files[0], filesystem=fs).names)
+        except (FileNotFoundError, pa.ArrowInvalid) as e:
+            raise _unreadable(piece, e) from None
         back = {n: o for o, n in renamed if o in present and n not in present}
         absent = [
             f
@@ -365,18 +368,39 @@ def _read_files(
     # partitioning=None: the partition columns come from the manifest, not re-parsed paths;
     # pre_buffer (coalesced reads ahead) pays off on S3 only: on local files it just holds
     # more memory (~13 MB peak on the issue-16 week)
-    tables = [
-        pq.read_table(
-            files,
-            columns=columns,
-            filters=expr,
-            partitioning=None,
-            filesystem=fs,
-            pre_buffer=fs is not None,
-        )
-        for files, expr in groups or [(list(piece.files), where)]
-    ]
+    try:
+        tables = [
+            pq.read_table(
+                files,
+                columns=columns,
+                filters=expr,
+                partitioning=None,
+                filesystem=fs,
+                pre_buffer=fs is not None,
+            )
+            for files, expr in groups or [(list(piece.files), where)]
+        ]
+    except (FileNotFoundError, pa.ArrowInvalid) as e:
+        raise _unreadable(piece, e) from None
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+
+
+def _missing(path: str) -> CatalogError:
+    return CatalogError(f"{path} is missing from the lake (run `cvcatalog cache verify --repair`)")
+
+
+def _unreadable(piece: DaskPiece, e: Exception) -> Exception:
+    """What a frame's task says of a local lake file it could not read (its partitions are
+    read when the frame is computed, after the checks of to_dask): the file that is gone, or
+    pyarrow's first line with the mend, as a query says it. A lake on S3: the error as it is
+    (s3fs calls an endpoint it cannot reach "not found" too)."""
+    if piece.s3 is not None:
+        return e
+    for f in piece.files:
+        if not Path(f).exists():
+            return _missing(f)
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return CatalogError(f"{text} {DAMAGED_FILE}")
 
 
 class Catalog:
@@ -1014,9 +1038,7 @@ class Catalog:
         the credentials refused); a file that is not there is a CatalogError naming the mend.
         Returns when it finds nothing to say."""
         first = piece.files[0]
-        missing = CatalogError(
-            f"{first} is missing from the lake (run `cvcatalog cache verify --repair`)"
-        )
+        missing = _missing(first)
         store = self.db.store
         if piece.s3 is None:
             if not Path(first).exists():
@@ -1899,11 +1921,14 @@ def damaged_file_line(e: BaseException) -> str | None:
         return None
     text = str(e).strip().splitlines()[0]
     if "Cannot open file" in text or "Invalid footer" in text or "No magic bytes" in text:
-        return (
-            f"{text} (a data file of the catalog is missing or damaged: run "
-            "`cvcatalog cache verify --repair`)"
-        )
+        return f"{text} {DAMAGED_FILE}"
     return None
+
+
+#: what follows the reader's own error when it met a missing or damaged data file
+DAMAGED_FILE = (
+    "(a data file of the catalog is missing or damaged: run `cvcatalog cache verify --repair`)"
+)
 
 
 def _example_key(source: str, message_type: str) -> str:
