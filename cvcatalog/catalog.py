@@ -157,7 +157,8 @@ def _day_range(start: date | str | None, end: date | str | None) -> tuple[date |
 class Repaired:
     """One damaged CV day (its partition key) or dataset input ('<dataset> <uri>') fetched
     again by Catalog.repair: the rows it holds now, and its failures (days, units); or a
-    table rebuilt, or a file only older snapshots show restored (or why not), with its line."""
+    table rebuilt, an orphan file deleted, or a file only older snapshots show restored (or
+    why not), with its line."""
 
     what: str
     rows: int
@@ -1419,6 +1420,8 @@ class Catalog:
                 on_done(item)
 
         refetch = cache.quarantine_bad(self.db, report)
+        for rel in report.orphans:  # quarantine_bad deleted them
+            done(Repaired(rel, 0, 0, line=f"deleted {rel} (an orphan: no table lists it)"))
         for table in report.bad_delete_tables:
             done(Repaired(table, 0, 0, line=f"rebuilt {table}: its deletes applied again"))
         for r in refetch:
