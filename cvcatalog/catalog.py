@@ -157,7 +157,8 @@ def _day_range(start: date | str | None, end: date | str | None) -> tuple[date |
 class Repaired:
     """One damaged CV day (its partition key) or dataset input ('<dataset> <uri>') fetched
     again by Catalog.repair: the rows it holds now, and its failures (days, units); or a
-    table rebuilt, or a file only older snapshots show restored (or why not), with its line."""
+    table rebuilt, an orphan file deleted, or a file only older snapshots show restored (or
+    why not), with its line."""
 
     what: str
     rows: int
@@ -288,7 +289,10 @@ def _read_piece(
     absent: list[pa.Field] = []
     back: dict[str, str] = {}  # new name -> the old name the files use
     if expected is not None and piece.files:
-        present = set(pq.read_schema(piece.files[0], filesystem=fs).names)
+        try:
+            present = set(pq.read_schema(piece.files[0], filesystem=fs).names)
+        except (FileNotFoundError, pa.ArrowInvalid) as e:
+            raise _unreadable(piece, e) from None
         back = {n: o for o, n in renamed if o in present and n not in present}
         absent = [
             f
@@ -365,18 +369,39 @@ def _read_files(
     # partitioning=None: the partition columns come from the manifest, not re-parsed paths;
     # pre_buffer (coalesced reads ahead) pays off on S3 only: on local files it just holds
     # more memory (~13 MB peak on the issue-16 week)
-    tables = [
-        pq.read_table(
-            files,
-            columns=columns,
-            filters=expr,
-            partitioning=None,
-            filesystem=fs,
-            pre_buffer=fs is not None,
-        )
-        for files, expr in groups or [(list(piece.files), where)]
-    ]
+    try:
+        tables = [
+            pq.read_table(
+                files,
+                columns=columns,
+                filters=expr,
+                partitioning=None,
+                filesystem=fs,
+                pre_buffer=fs is not None,
+            )
+            for files, expr in groups or [(list(piece.files), where)]
+        ]
+    except (FileNotFoundError, pa.ArrowInvalid) as e:
+        raise _unreadable(piece, e) from None
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+
+
+def _missing(path: str) -> CatalogError:
+    return CatalogError(f"{path} is missing from the lake (run `cvcatalog cache verify --repair`)")
+
+
+def _unreadable(piece: DaskPiece, e: Exception) -> Exception:
+    """What a frame's task says of a local lake file it could not read (its partitions are
+    read when the frame is computed, after the checks of to_dask): the file that is gone, or
+    pyarrow's first line with the mend, as a query says it. A lake on S3: the error as it is
+    (s3fs calls an endpoint it cannot reach "not found" too)."""
+    if piece.s3 is not None:
+        return e
+    for f in piece.files:
+        if not Path(f).exists():
+            return _missing(f)
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return CatalogError(f"{text} {DAMAGED_FILE}")
 
 
 class Catalog:
@@ -609,6 +634,7 @@ class Catalog:
             progress=progress,
             quality=quality if quality is not None else cfg.quality,
             max_size_gb=cfg.cache.max_size_gb,
+            snapshot_retention_days=cfg.cache.snapshot_retention_days,
         )
 
     # -- SQL -----------------------------------------------------------------------------
@@ -1013,9 +1039,7 @@ class Catalog:
         the credentials refused); a file that is not there is a CatalogError naming the mend.
         Returns when it finds nothing to say."""
         first = piece.files[0]
-        missing = CatalogError(
-            f"{first} is missing from the lake (run `cvcatalog cache verify --repair`)"
-        )
+        missing = _missing(first)
         store = self.db.store
         if piece.s3 is None:
             if not Path(first).exists():
@@ -1118,6 +1142,8 @@ class Catalog:
             return lake.scheduled_bytes(con, tables)
 
     def clear(self, source: str | None = None, message_type: str | None = None) -> tuple[int, int]:
+        """Delete the partitions of all sources, one, or one source and type (NGSIM's too) and
+        expire every snapshot no pin holds; returns (partitions, bytes freed on the lake)."""
         return cache.clear(self.db, *source_filter(source, message_type))
 
     def evict(self, max_size_gb: float) -> list[str]:
@@ -1394,6 +1420,8 @@ class Catalog:
                 on_done(item)
 
         refetch = cache.quarantine_bad(self.db, report)
+        for rel in report.orphans:  # quarantine_bad deleted them
+            done(Repaired(rel, 0, 0, line=f"deleted {rel} (an orphan: no table lists it)"))
         for table in report.bad_delete_tables:
             done(Repaired(table, 0, 0, line=f"rebuilt {table}: its deletes applied again"))
         for r in refetch:
@@ -1896,11 +1924,14 @@ def damaged_file_line(e: BaseException) -> str | None:
         return None
     text = str(e).strip().splitlines()[0]
     if "Cannot open file" in text or "Invalid footer" in text or "No magic bytes" in text:
-        return (
-            f"{text} (a data file of the catalog is missing or damaged: run "
-            "`cvcatalog cache verify --repair`)"
-        )
+        return f"{text} {DAMAGED_FILE}"
     return None
+
+
+#: what follows the reader's own error when it met a missing or damaged data file
+DAMAGED_FILE = (
+    "(a data file of the catalog is missing or damaged: run `cvcatalog cache verify --repair`)"
+)
 
 
 def _example_key(source: str, message_type: str) -> str:

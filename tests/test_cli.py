@@ -678,6 +678,15 @@ def test_a_second_detached_server_in_one_directory_is_refused(
     assert detached_running(state) is None
 
 
+def test_compact_names_the_flag_it_rejects(catalog_dir: Path) -> None:
+    """`compact --rows-per-file 0` said "rows_per_file and row_group_size must be positive":
+    the library's words, one of them no option of the command."""
+    Catalog(catalog_dir).db.initialise()
+    r = run("compact", "--rows-per-file", "0", "--catalog", str(catalog_dir))
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr == "error: --rows-per-file must be 1 or more, got 0\n"
+
+
 def test_shell_refuses_a_published_catalog_in_one_line() -> None:
     r = run("shell", "--catalog", "s3://bucket/prefix")
     assert r.exit_code == 1

@@ -506,6 +506,40 @@ def test_a_frame_whose_file_is_missing_names_the_mend(seeded: Any, tmp_path: Pat
         cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02")
 
 
+def test_a_frame_computed_over_a_damaged_or_missing_file_names_the_mend(
+    seeded: Any, tmp_path: Path
+) -> None:
+    """A frame's later partitions are read when it is computed: a truncated file there raised
+    pyarrow's ArrowInvalid, a deleted one its FileNotFoundError. Both are a CatalogError now,
+    saying what a query says (NGSIM's frames are built the same way)."""
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat)
+    day2 = sorted((tmp_path / "catalog/lake/main/wydot_bsm").rglob("date=2021-04-02/*.parquet"))
+    day2[0].write_bytes(day2[0].read_bytes()[:100])
+    frame = cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02")  # day 1 gives the meta
+    with pytest.raises(CvCatalogError, match=r"is missing or damaged: run `cvcatalog cache v"):
+        len(frame)
+    day2[0].unlink()
+    with pytest.raises(CvCatalogError, match=r"is missing from the lake \(run `cvcatalog cache"):
+        len(cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02"))
+
+
+def test_a_repair_says_which_orphans_it_deleted(seeded: Any, tmp_path: Path) -> None:
+    """`cache verify --repair` deleted the orphan files it listed without a word (a repair of
+    nothing but orphans printed nothing after the listing); each deletion is a line now."""
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat)
+    stray = tmp_path / "catalog/lake/main/wydot_bsm/year=2021/month=4/day=1/date=2021-04-01/x.parquet"
+    stray.write_bytes(b"x")
+    report = cat.verify()
+    assert report.orphans == [stray.relative_to(tmp_path / "catalog").as_posix()]
+    done = cat.repair(report)
+    assert [r.line for r in done] == [
+        f"deleted {report.orphans[0]} (an orphan: no table lists it)"
+    ]
+    assert not stray.exists() and cat.verify().clean
+
+
 def _kept_only(cat: Catalog) -> list[Path]:
     """The data files only older snapshots show (a --force-refresh kept the earlier ones)."""
     with cat.db.read() as con:

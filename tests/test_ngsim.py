@@ -314,6 +314,31 @@ def test_changed_input_is_rebuilt_and_replaces_the_old(tmp_path: Path, catalog_d
     )
 
 
+def test_a_changed_input_expires_the_old_snapshots_as_a_cv_ingest_does(
+    tmp_path: Path, catalog_dir: Path
+) -> None:
+    """cache.snapshot_retention_days was applied after a CV ingest only: an NGSIM load that
+    replaced an input kept the old version's files on disk whatever the retention (0 included),
+    until some CV ingest or an eviction expired them. The runner now expires after a run of
+    any source that wrote a partition."""
+    path = tmp_path / "t.csv"
+    generate_ngsim(path, 4000, seed=1, locations=["us-101"])
+    config = tmp_path / "ngsim.yml"
+    config.write_text(
+        f"source: ngsim\ncache: {{directory: {catalog_dir}, snapshot_retention_days: 0}}\n"
+    )
+    _ingest(catalog_dir, str(path), config=config)
+    cat = Catalog(catalog_dir)
+    old_files = set((catalog_dir / "lake").rglob("*.parquet"))
+    generate_ngsim(path, 3000, seed=2, locations=["peachtree"])
+    os.utime(path, ns=(1, 2_000_000_000_000_000_000))  # a different mtime, whatever the clock
+    assert _ingest(catalog_dir, str(path), config=config).inputs_published == 1
+    assert cat.older_snapshot_bytes() == 0
+    assert old_files and not old_files & set((catalog_dir / "lake").rglob("*.parquet"))
+    assert len(cat.snapshots()) == 1  # the current one; the first load's expired
+    assert cat.verify().clean
+
+
 class _RangeHandler(http.server.BaseHTTPRequestHandler):
     """A minimal static server with byte ranges (and an ETag) for one file."""
 

@@ -256,6 +256,56 @@ def test_replaced_files_show_as_held_and_an_eviction_reports_the_rows_it_removed
     assert copy.older_snapshot_bytes() == 0  # expired with the snapshots that showed them
 
 
+def test_eviction_counts_only_the_bytes_a_pin_does_not_keep(
+    history: dict[str, Any], tmp_path: Path
+) -> None:
+    """Evicting a day whose files a pinned snapshot shows frees none of them: it counted their
+    bytes as freed, evicted that day instead of one that frees them, and left the catalog over
+    its limit. Now a day a pin holds whole is passed over and the next one goes."""
+    copy = Catalog(tmp_path / "copy")
+    shutil.copytree(history["cat"].paths.root, copy.paths.root)
+    pin = copy.pin("held", "wydot", "BSM")
+    pinned = copy.query(COUNT, snapshot=pin.snapshot_id)
+    _ingest(copy, D1, force_refresh=True)  # day 1's files now new ones, no pin shows them
+    copy.to_dask("wydot", "BSM", D1, D1)  # day 2, all of it pinned, is the least recently used
+    limit = cache_bytes(copy.db) - 1
+    assert copy.evict(limit / 1024**3) == ["wydot/BSM/2021/04/01"]
+    assert cache_bytes(copy.db) <= limit
+    assert copy.query("select distinct date from wydot_bsm").date.astype(str).tolist() == [
+        "2021-04-02"
+    ]
+    assert copy.query(COUNT, snapshot=pin.snapshot_id).equals(pinned)
+
+
+def test_cache_clear_says_the_bytes_it_freed(history: dict[str, Any], tmp_path: Path) -> None:
+    """`cache clear` said the bytes of the cleared partitions' current files: not the files only
+    older snapshots showed, which it expires and deletes too, and counting those a pin keeps.
+    Now it says what went, as `cache evict` does."""
+    copy = Catalog(tmp_path / "copy")
+    shutil.copytree(history["cat"].paths.root, copy.paths.root)
+    _ingest(copy, D2, force_refresh=True)  # day 2's first files now only older snapshots show
+    held = copy.older_snapshot_bytes()
+    total = cache_bytes(copy.db)
+    assert held > 0
+    res = runner.invoke(app, ["cache", "clear", "--yes", "--catalog", str(copy.paths.root)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == [
+        f"cleared 2 partitions of everything; freed {human_bytes(total)}, the catalog keeps 0 B"
+    ]
+    assert cache_bytes(copy.db) == 0
+
+    pinned = Catalog(tmp_path / "pinned")
+    shutil.copytree(history["cat"].paths.root, pinned.paths.root)
+    pinned.pin("held", "wydot", "BSM")  # keeps every file the catalog shows now
+    _ingest(pinned, D2, force_refresh=True)
+    # what no pin shows: day 2's new files (and any quarantine file: not in the lake)
+    fresh = int(pinned.query(
+        "select sum(bytes) as b from partition_files where partition_key = "
+        "'wydot/BSM/2021/04/02' or kind = 'quarantine'").b[0])  # fmt: skip
+    assert pinned.clear("wydot") == (2, fresh)
+    assert cache_bytes(pinned.db) == pinned.older_snapshot_bytes() > 0
+
+
 def test_cli_snapshots_and_query_at_a_snapshot(history: dict[str, Any]) -> None:
     cat: Catalog = history["cat"]
     root = str(cat.paths.root)

@@ -906,8 +906,13 @@ def cache_clear(
             raise ConfigError(f"cache clear deletes {what}: give --yes (no terminal to ask on)")
         typer.confirm(f"delete cached {what}?", abort=True)
     cat = open_catalog(catalog)
-    n, nbytes = cat.clear(source, message_type)
-    print(f"cleared {n} partitions ({nbytes / 1e6:,.1f} MB) of {what}")
+    n, freed = cat.clear(source, message_type)
+    # the bytes that went, those of the files only older snapshots showed included (clearing
+    # expires them), not those a pin keeps; as `cache evict` says it
+    print(
+        f"cleared {plural(n, 'partition')} of {what}; freed {human_bytes(freed)}, "
+        f"the catalog keeps {human_bytes(cat.size_bytes())}"
+    )
     _pins_held(cat)
 
 
@@ -1100,6 +1105,7 @@ def compact_cmd(
     """Merge partitions written as many small Parquet files into few well-sized files
     (CV Pilot days and dataset partitions such as NGSIM's location/date); the replaced files
     stay for time travel until their snapshots expire."""
+    at_least("--rows-per-file", rows_per_file, 1)
     cat = open_catalog(catalog)
     done = cat.compact(
         source and source.lower(), message_type and message_type.upper(), rows_per_file

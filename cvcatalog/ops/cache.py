@@ -20,6 +20,7 @@ from cvcatalog.state.datasets import (
     forget,
 )
 from cvcatalog.state.db import CatalogDB, now_utc
+from cvcatalog.state.eviction import cache_bytes
 
 #: the fields of a status row (a listing with no rows still has them: a CSV's header)
 STATUS_COLUMNS = (
@@ -75,7 +76,10 @@ def clear(
     db: CatalogDB, source: str | None = None, message_type: str | None = None
 ) -> tuple[int, int]:
     """Forget and delete partitions (all, one source, or one source/type) and dataset files
-    (e.g. --source ngsim); returns (count, bytes)."""
+    (e.g. --source ngsim), then expire every snapshot a pin does not hold; returns (count,
+    bytes freed): every byte of the catalog that went (eviction.cache_bytes before and after:
+    the files only the expired snapshots showed count, those a pinned snapshot keeps do not)."""
+    before = cache_bytes(db)
     with db.write(message="cache clear") as con:
         parts = manifest.get_partitions(con, source, message_type)
         files = manifest.delete_partitions(con, list(parts))
@@ -83,7 +87,7 @@ def clear(
     db.retire([f.path for f in files] + [f.path for f in ds_files])
     # clearing frees the disk: the snapshots that still show the files expire now
     db.expire_snapshots(now_utc())
-    return len(parts) + n_ds, sum(f.bytes for f in files) + sum(f.bytes for f in ds_files)
+    return len(parts) + n_ds, max(0, before - cache_bytes(db))
 
 
 @dataclass

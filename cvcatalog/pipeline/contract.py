@@ -140,6 +140,10 @@ class Source(ABC, Generic[U, F]):
     #: data of every source until the catalog fits (state.eviction.evict_to_size), never what
     #: `protected` names; None: the run keeps no limit
     max_size_gb: float | None = None
+    #: cache.snapshot_retention_days: after a run that wrote a partition, the runner expires
+    #: the snapshots older than that, and the files only they showed go (pinned snapshots
+    #: kept: CatalogDB.expire_snapshots); None: the run expires none
+    snapshot_retention_days: float | None = None
 
     # -- the run ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -231,9 +235,6 @@ class Source(ABC, Generic[U, F]):
 
     def finish(self, run: RunContext, stopped: BaseException | None) -> None:
         """After the last unit (even if the run stops): final statistics, eviction."""
-
-    def after(self, run: RunContext) -> None:
-        """After a run that ended normally and was recorded: e.g. snapshot expiry."""
 
     def protected(self) -> set[str]:
         """What the run asked for, as eviction names it (CV partition keys, dataset inputs'

@@ -28,7 +28,10 @@ source reads no state before it appears), then records the run's start there; th
 waits for both, and an error of either ends the run. A run into an existing catalog brings its
 tables up to date first (ensure_schema), as does a source that records idle runs.
 
-A run that had work and was not stopped ends by keeping the catalog within its source's
+A run that ended normally and wrote a partition expires the snapshots older than its source's
+`snapshot_retention_days` (cache.snapshot_retention_days), every source alike, and DuckLake
+deletes the files only they showed. A run that had work and was not stopped ends by keeping
+the catalog within its source's
 `max_size_gb` (cache.max_size_gb): the one LRU eviction (state.eviction.evict_to_size, as
 `cache evict`) over every source's bytes, sparing what the run asked for (Source.protected),
 once the source's session (and its locks) is over; what went is the summary's `evicted`.
@@ -46,6 +49,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 import duckdb
@@ -214,9 +218,21 @@ class Runner(Generic[U]):
             finally:
                 if started:
                     self._record_end(s, stopped)
-        src.after(run)
+        self._expire(run)
         s.seconds = time.monotonic() - t0
         return s
+
+    def _expire(self, run: RunContext) -> None:
+        """After a run that ended normally and wrote a partition (of any source): the data it
+        replaced stays readable for the source's snapshot_retention_days, then the snapshots
+        showing it expire and DuckLake deletes their files."""
+        days = self.source.snapshot_retention_days
+        if days is None or not run.summary.partitions_rewritten:
+            return
+        try:
+            self.db.expire_snapshots(now_utc() - timedelta(days=days))
+        except CvCatalogError as e:  # the data is committed; old files wait for the next run
+            self.progress.note(f"old snapshots were not expired: {e}")
 
     def _evict(self, run: RunContext) -> None:
         """After a run that had work and ended (not one stopped by an error or Ctrl-C: its

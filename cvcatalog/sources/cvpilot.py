@@ -412,6 +412,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self.pool = pool
         self.executor = pool.name if pool is not None else "local"
         self.max_size_gb = cfg.cache.max_size_gb
+        self.snapshot_retention_days = cfg.cache.snapshot_retention_days
         self.fetch_slots = 1  # a day's objects download concurrently already (S3Fetcher)
         self.convert_slots = pool.capacity if pool is not None else 1
         self.group_max = GROUP_MAX_DAYS if pool is None else 1
@@ -1504,16 +1505,6 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     def protected(self) -> set[str]:
         """The run's days (to do and cached): never evicted by its own run."""
         return self._protect
-
-    def after(self, run: RunContext) -> None:
-        """Replaced data stays readable for cache.snapshot_retention_days, then its files go."""
-        if not run.summary.partitions_rewritten:
-            return
-        keep = timedelta(days=self.cfg.cache.snapshot_retention_days)
-        try:
-            self.db.expire_snapshots(now_utc() - keep)
-        except CvCatalogError as e:  # the data is committed; old files wait for the next run
-            run.progress.note(f"old snapshots were not expired: {e}")
 
     def _make_room(self, pk: PartitionKey, source_bytes: int, progress: Progress) -> None:
         """Evict LRU partitions before writing one whose expected size would overflow the cache."""

@@ -95,9 +95,12 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         workers: int = 4,
         quality: QualityConfig | None = None,
         max_size_gb: float | None = None,
+        snapshot_retention_days: float | None = None,
     ) -> None:
         """max_size_gb: cache.max_size_gb, kept by the runner's eviction at the end of a run
-        that loaded something (None: no limit)."""
+        that loaded something (None: no limit); snapshot_retention_days:
+        cache.snapshot_retention_days, the runner's snapshot expiry after a run that wrote a
+        partition (None: none)."""
         self.ds = dataset
         #: the files' row order (cvcatalog.io.roworder); ds.sort_by for data without positions
         self._order = roworder.order_for(dataset.name, dataset.message_type)
@@ -110,6 +113,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         #: the quality step (cvcatalog.quality) on each unit's files; None: skipped
         self.quality = quality
         self.max_size_gb = max_size_gb
+        self.snapshot_retention_days = snapshot_retention_days
         self._unit_cache: list[WorkUnit] | None = None
         #: the run's inputs as eviction names them (protected)
         self._protected: set[str] = set()
@@ -519,17 +523,21 @@ def load(
     sleep: Callable[[float], None] = time.sleep,
     quality: QualityConfig | None = None,
     max_size_gb: float | None = None,
+    snapshot_retention_days: float | None = None,
 ) -> Summary:
     """Load a dataset into a catalog through the pipeline (see the module docstring).
 
     retry: the one retry policy (default: s3.RetryPolicy(), as download.retry_attempts and
     retry_delay_seconds default). max_size_gb: cache.max_size_gb, kept at the end of a run
-    that loaded something as a CV ingest keeps it (the runner's eviction; None: no limit)."""
+    that loaded something as a CV ingest keeps it (the runner's eviction; None: no limit).
+    snapshot_retention_days: cache.snapshot_retention_days, after which a run that wrote a
+    partition expires the older snapshots as a CV ingest does (None: it expires none)."""
     register_dataset(type(dataset))
     run_id = new_run_id()
     source = DatasetUnits(
-        dataset, db, run_id=run_id, workers=workers, quality=quality, max_size_gb=max_size_gb
-    )
+        dataset, db, run_id=run_id, workers=workers, quality=quality, max_size_gb=max_size_gb,
+        snapshot_retention_days=snapshot_retention_days,
+    )  # fmt: skip
     return Runner(source, db, progress=progress, retry=retry, sleep=sleep, run_id=run_id).run()
 
 

@@ -11,7 +11,7 @@ it commits.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -465,20 +465,25 @@ def reloadable(uri: str, fingerprint: str) -> bool:
 
 
 def evictable_inputs(
-    con: duckdb.DuckDBPyConnection, datasets: list[str], accessed: dict[str, Any]
+    con: duckdb.DuckDBPyConnection,
+    datasets: list[str],
+    accessed: dict[str, Any],
+    kept: Collection[str] = (),
 ) -> list[EvictableInput]:
     """Published inputs of the datasets that can be loaded again (see reloadable), with
-    their bytes (every version's files) and LRU time: the latest access of any of their
-    partitions in `accessed`, else when they were published."""
+    the bytes dropping them frees (every version's files but those in `kept`: files a pinned
+    snapshot keeps on disk) and LRU time: the latest access of any of their partitions in
+    `accessed`, else when they were published."""
     if not datasets:
         return []
     rows = con.execute(
         "SELECT i.dataset, i.uri, i.scope, i.fingerprint, i.published_at, "
-        "coalesce(sum(f.bytes), 0), list(DISTINCT f.partition) FILTER (f.kind = 'data') "
+        "coalesce(sum(f.bytes) FILTER (NOT list_contains(?, f.path)), 0), "
+        "list(DISTINCT f.partition) FILTER (f.kind = 'data') "
         "FROM dataset_inputs i LEFT JOIN dataset_files f ON f.dataset = i.dataset "
         "AND f.uri = i.uri AND f.scope = i.scope WHERE list_contains(?, i.dataset) "
         "GROUP BY ALL ORDER BY ALL",
-        [datasets],
+        [sorted(kept), datasets],
     ).fetchall()
     out = []
     for dataset, uri, scope, fingerprint, published, nbytes, parts in rows:

@@ -10,7 +10,7 @@ from typing import Any
 
 from cvcatalog.datasets import DATASETS
 from cvcatalog.io import lake
-from cvcatalog.state import manifest
+from cvcatalog.state import manifest, pins
 from cvcatalog.state.access import folded_access_log, record_access
 from cvcatalog.state.datasets import (
     EvictableInput,
@@ -39,9 +39,10 @@ def _total_bytes(con: Any) -> int:
 
 def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = None) -> list[str]:
     """Drop least-recently-used data until the cache fits in max_size_gb: complete CV Pilot
-    partitions and loaded dataset inputs (NGSIM), in one LRU order. Returns what went: CV
-    partition keys, and `<dataset>:<uri>` for dataset inputs (load them again with `ingest
-    --source <dataset> --path <uri>`).
+    partitions and loaded dataset inputs (NGSIM), in one LRU order, each counted for the bytes
+    dropping it frees (not its files a pinned snapshot shows: they stay, and data a pin holds
+    whole is not dropped). Returns what went: CV partition keys, and `<dataset>:<uri>` for
+    dataset inputs (load them again with `ingest --source <dataset> --path <uri>`).
 
     A dataset input goes whole (every unit and file of it, its checkpoints included, so the
     next load fetches it again: its units span partitions), only if the catalog can load it
@@ -62,18 +63,22 @@ def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = 
         loadable = _idle_datasets(db, held)
         with folded_access_log(db.paths) as accessed, db.write(message="cache evict") as con:
             manifest.touch(con, accessed)
+            # what dropping each candidate frees: not the files a pinned snapshot shows (no
+            # expiry deletes them), or eviction would stop with the cache still over the limit
+            kept = sorted(db.lake_relative(loc) for loc in pins.pinned_files(con))
             rows = con.execute(
                 "SELECT p.partition_key, coalesce(max(p.last_accessed), max(p.created_at)), "
-                "coalesce(sum(f.bytes), 0) FROM partitions p "
-                "LEFT JOIN partition_files f USING (partition_key) "
-                "WHERE p.status = 'complete' GROUP BY ALL"
+                "coalesce(sum(f.bytes) FILTER (NOT list_contains(?, f.path)), 0) "
+                "FROM partitions p LEFT JOIN partition_files f USING (partition_key) "
+                "WHERE p.status = 'complete' GROUP BY ALL",
+                [kept],
             ).fetchall()
             candidates: list[tuple[Any, str, int, EvictableInput | None]] = [
                 (when, key, int(size), None) for key, when, size in rows
             ]
             candidates += [
                 (item.last_used, item.label, item.bytes, item)
-                for item in evictable_inputs(con, loadable, accessed)
+                for item in evictable_inputs(con, loadable, accessed, kept)
             ]
             candidates.sort(key=lambda c: (c[0], c[1]))
             total = _total_bytes(con)
@@ -81,7 +86,7 @@ def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = 
             for _when, key, size, item in candidates:
                 if total <= limit:
                     break
-                if key in protect:
+                if key in protect or not size:  # no size: its files are a pin's, kept
                     continue
                 victims.append(key)
                 total -= size

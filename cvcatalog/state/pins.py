@@ -69,6 +69,15 @@ def files_digest(files: list[lake.DataFile]) -> str:
     return h.hexdigest()
 
 
+def pinned_files(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Locations of the files a pinned snapshot shows: no expiry deletes them, so dropping
+    their data from the current catalog (eviction) frees none of their bytes."""
+    keep = pinned_snapshots(con)
+    if not keep:
+        return set()
+    return {f.location for f in lake.data_files(con) if any(f.shown_at(s) for s in keep)}
+
+
 def held_bytes(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Per pin, the bytes of the files its snapshot shows that the current catalog no longer
     does: what eviction cannot free while the pin exists."""
