@@ -200,7 +200,10 @@ class MemoryConfig(_Strict):
     partition_size_mb: int = Field(128, ge=1)
     duckdb_threads: int | None = Field(None, ge=1)
     rows_per_file: int = Field(
-        2_000_000, ge=1, description="Parquet files are split above this many rows (few, big files)"
+        2_000_000,
+        ge=1,
+        description="Parquet files are split above about this many rows (few, big files): "
+        "the cut falls on a row group, so a file holds whole groups of at least 4,096 rows",
     )
     row_group_size: int = Field(
         122_880,
