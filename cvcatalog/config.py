@@ -262,12 +262,18 @@ class ValidationConfig(_Strict):
     drop_invalid_records: bool = True
 
 
+#: the longest trips.max_gap_s (~31,700 years): the views compare whole microseconds as
+#: BIGINT, so a gap must stay far inside its range (1e308 s overflowed)
+MAX_TRIP_GAP_S = 1e12
+
+
 class TripsConfig(_Strict):
     """How points become trips (the lake's `*_points`, `*_trips` and `*_kinematics` views)."""
 
     max_gap_s: float = Field(
         120.0,
         gt=0,
+        le=MAX_TRIP_GAP_S,
         description="a time gap MORE than this many seconds between consecutive points of one "
         "vehicle id starts a new trip (a gap exactly equal stays in the trip); recorded in the "
         "catalog, whose trip views are defined again when it changes",

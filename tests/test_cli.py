@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -1236,6 +1237,32 @@ def test_a_damaged_file_met_outside_a_query_is_the_same_line(one_day: Path, tmp_
     assert r.exit_code == 1 and "unexpected" not in r.stderr, r.output
     assert r.stderr.startswith("error: Invalid Input Error: No magic bytes found")
     assert r.stderr.rstrip().endswith("run `cvcatalog cache verify --repair`)")
+
+
+def test_ctrl_c_inside_a_duckdb_query_is_interrupted_not_unexpected(
+    one_day: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while DuckDB ran a query (query, export, report quality...) printed "error:
+    unexpected RuntimeError: Query interrupted" and exit 1: DuckDB's client raises that
+    RuntimeError on SIGINT, not KeyboardInterrupt. It is now the interrupted line, exit 130."""
+    import duckdb
+
+    from cvcatalog.io.duckdb_ext import interrupted
+
+    con = duckdb.connect()
+    threading.Timer(0.3, con.interrupt).start()
+    with pytest.raises(duckdb.Error) as caught:  # (what connection.interrupt() raises)
+        con.execute("SELECT count(*) FROM range(100000000000) a").fetchall()
+    assert interrupted(caught.value) and interrupted(RuntimeError("Query interrupted"))
+    assert not interrupted(RuntimeError("something else")) and not interrupted(ValueError())
+
+    def on_sigint(self: Catalog, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("Query interrupted")  # what DuckDB raises on SIGINT
+
+    monkeypatch.setattr(Catalog, "query_arrow", on_sigint)
+    r = run("query", "select 1", "--catalog", str(one_day))
+    assert r.exit_code == 130, r.output
+    assert "unexpected" not in r.stderr and r.stderr.startswith("interrupted"), r.stderr
 
 
 def test_a_file_named_csv_or_json_gets_that_format(one_day: Path, tmp_path: Path) -> None:

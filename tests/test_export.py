@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import struct
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -289,6 +291,30 @@ def test_bad_input_is_one_line_and_leaves_the_old_file(
     assert "Traceback" not in r.output
     assert out.read_bytes() == b"previous export"  # replaced only by a finished export
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.parquet"]
+
+
+def test_an_output_that_is_not_a_regular_file_is_refused_not_replaced(
+    cat: Catalog, tmp_path: Path
+) -> None:
+    """A FIFO (or a device: /dev/null, /dev/stdout as root) was renamed over by the finished
+    export, replacing the special file with a regular one; a symlink was replaced by the file
+    instead of the file it leads to being written."""
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    r = runner.invoke(app, ["export", "--catalog", str(cat.paths.root), "--source", "wydot",
+                            "--type", "BSM", "--start", str(D1), "-o", str(fifo),
+                            "--no-progress"])  # fmt: skip
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith("error: ") and "not a regular file" in r.output, r.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still the FIFO
+    assert _no_leftovers(tmp_path) == []
+    target = tmp_path / "real" / "out.parquet"
+    target.parent.mkdir()
+    target.write_bytes(b"previous export")
+    link = tmp_path / "link.parquet"
+    link.symlink_to(target)
+    res = cat.export("wydot", "BSM", D1, output=link)
+    assert link.is_symlink() and pq.read_metadata(target).num_rows == res.rows > 0
 
 
 def test_python_api_errors_are_domain_errors(cat: Catalog, tmp_path: Path) -> None:

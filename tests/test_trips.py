@@ -27,7 +27,7 @@ from cvcatalog.io.duckdb_ext import extension_path, load_extension
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sources.bucket import BUCKET
-from cvcatalog.state.trips import DEFAULT_MAX_GAP_S
+from cvcatalog.state.trips import DEFAULT_MAX_GAP_S, check_gap, gap_us
 
 SAMPLE = Path(__file__).parent / "fixtures" / "sandbox" / "wydot-filtered-bsm-schemaVersion6.json"
 GEOD = Geod(ellps="WGS84")
@@ -303,6 +303,20 @@ def test_the_gap_setting_comes_from_yaml_then_env_then_flag(
     monkeypatch.setenv("CVCATALOG_TRIPS__MAX_GAP_S", "-1")
     with pytest.raises(ConfigError, match="max_gap_s"):
         trips_config(cfg)
+
+
+def test_a_gap_too_long_for_microseconds_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`trips --max-gap-s 1e308` printed "unexpected OverflowError: cannot convert float
+    infinity to integer" (the gap in microseconds); the flag, the YAML and the Python API
+    now say the bound."""
+    monkeypatch.delenv("CVCATALOG_TRIPS__MAX_GAP_S", raising=False)
+    with pytest.raises(ConfigError, match="at most 1e"):
+        check_gap(1e308)
+    with pytest.raises(ConfigError, match=r"^invalid configuration \(arguments\): trips.max_gap_s"):
+        trips_config(None, 1e308)
+    assert check_gap(1e12) == 1e12 and gap_us(1e12) == 10**18
 
 
 # -- the replica and NGSIM --------------------------------------------------------------------

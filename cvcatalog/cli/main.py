@@ -58,6 +58,7 @@ from cvcatalog.config import (
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.distributed import check_options, check_scheduler
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, SandboxError
+from cvcatalog.io.duckdb_ext import interrupted
 from cvcatalog.io.layout import CatalogPaths, write_atomic
 from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
@@ -269,6 +270,9 @@ def friendly(fn: F) -> F:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
             raise typer.Exit(141) from None
         except Exception as e:
+            if interrupted(e):  # Ctrl-C met inside a DuckDB query: the same as anywhere else
+                err.print("interrupted; run the same command again to resume")
+                raise typer.Exit(130) from None
             known = as_s3_error(e)
             if known is not None:
                 _error_line(str(known))

@@ -55,6 +55,15 @@ def open_instance(
     return duckdb.connect(database, read_only=read_only, config=settings)
 
 
+def interrupted(e: BaseException) -> bool:
+    """Whether e is DuckDB's report of a query stopped by Ctrl-C, not a failure: on SIGINT
+    the Python client raises RuntimeError('Query interrupted') (not KeyboardInterrupt), and
+    `connection.interrupt()` an InterruptException."""
+    if isinstance(e, duckdb.InterruptException):
+        return True
+    return type(e) is RuntimeError and str(e).strip() == "Query interrupted"
+
+
 @contextlib.contextmanager
 def temporary_setting(con: duckdb.DuckDBPyConnection, name: str, value: object) -> Iterator[None]:
     """`SET name = value` for the block, the connection's own value restored after it, also

@@ -14,12 +14,13 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cvcatalog.exceptions import CatalogError
+from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.sources.bucket import PartitionKey
 
 DB_NAME = "catalog.ducklake"
@@ -155,10 +156,29 @@ def publish_file(src: Path, dest: Path) -> None:
     fsync_dir(dest.parent)
 
 
+def file_target(dest: Path) -> Path:
+    """Where a whole file written for dest is published: dest, or the file its symbolic links
+    lead to (the links stay links). One line when dest is there and is not a regular file (a
+    device such as /dev/null or /dev/stdout, a FIFO, a directory): a rename would replace it."""
+    try:
+        mode = os.stat(dest).st_mode  # (follows links)
+    except OSError:  # not there yet, or unreachable: creating it says why
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise ConfigError(
+            f"{dest} is {kind}: the output is written whole under a temporary name and "
+            "renamed into place; give a file name"
+        )
+    return Path(os.path.realpath(dest)) if dest.is_symlink() else dest
+
+
 @contextlib.contextmanager
 def replacing(dest: Path) -> Iterator[Path]:
     """A temporary path beside dest to write the file at: published as dest (publish_file)
-    when the block ends without error, removed in any case, so dest is never half a file."""
+    when the block ends without error, removed in any case, so dest is never half a file.
+    dest must be a regular file or not exist yet (file_target)."""
+    dest = file_target(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
     try:

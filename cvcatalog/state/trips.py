@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from cvcatalog.config import MAX_TRIP_GAP_S
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.schemas import render_sql
 from cvcatalog.sqlutil import load_sql, quote_ident, quote_literal
@@ -134,6 +135,10 @@ def check_gap(max_gap_s: float) -> float:
         ) from None
     if not value > 0 or value != value or value == float("inf"):
         raise ConfigError(f"trips.max_gap_s must be a positive number of seconds, got {max_gap_s}")
+    if value > MAX_TRIP_GAP_S:
+        raise ConfigError(
+            f"trips.max_gap_s must be at most {MAX_TRIP_GAP_S:g} seconds, got {max_gap_s}"
+        )
     return value
 
 
