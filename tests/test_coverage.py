@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
-from cvcatalog.quality.coverage import build_coverage
+from cvcatalog.quality.coverage import build_coverage, positioned_type
 from cvcatalog.sandbox.replica import seed_replica
 
 runner = CliRunner()
@@ -92,6 +92,19 @@ def test_binned_cells_hold_every_positioned_row_in_a_local_window(catalog_dir: P
         [lo, lo + timedelta(days=1)],
     )
     assert got.a[0] - rep.cell_deg <= rep.lat.min() and rep.lat.max() <= got.b[0] + rep.cell_deg
+
+
+def test_the_type_defaults_to_the_sources_type_with_positions(catalog_dir: Path) -> None:
+    """`report coverage --source ngsim` said "Missing option '--type'" (export and changes
+    need none): each source has one type with positions, the map's."""
+    assert positioned_type("ngsim") == ("ngsim", "TRAJECTORY")
+    assert positioned_type("thea") == ("thea", "BSM")
+    r = run("report", "coverage", "--source", "wydot", "--start", "2021-04-01",
+            "--catalog", str(catalog_dir))  # fmt: skip
+    given = run("report", "coverage", "--source", "wydot", "--type", "BSM", "--start",
+                "2021-04-01", "--catalog", str(catalog_dir))  # fmt: skip
+    assert r.exit_code == given.exit_code == 0, r.output
+    assert r.output == given.output and " rows over 1 day(s)" in r.output
 
 
 def test_per_day_maps(catalog_dir: Path, tmp_path: Path) -> None:

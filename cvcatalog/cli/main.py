@@ -1458,10 +1458,15 @@ def report_quality(
 @friendly
 def report_coverage(
     source: Annotated[str, typer.Option("--source", help="wydot | wydot_backup | thea | ngsim")],
-    message_type: Annotated[str, typer.Option("--type", help="BSM | TRAJECTORY")],
     start: Annotated[
         str, typer.Option("--start", metavar="DATE", help="First local day, YYYY-MM-DD")
     ],
+    message_type: Annotated[
+        str | None,
+        typer.Option(
+            "--type", help="BSM | TRAJECTORY [default: the source's type with positions]"
+        ),
+    ] = None,
     end: EndOpt = None,
     timezone: Annotated[str, typer.Option("--timezone", help="Clock of the days")] = "UTC",
     png: Annotated[Path | None, typer.Option("--png", help="Write the map(s) here (PNG)")] = None,

@@ -110,26 +110,45 @@ def coverage_command(
     )
 
 
+def positioned_type(source: str, message_type: str | None = None) -> tuple[str, str]:
+    """The (source, type) whose positions a map shows: the type given, or else the source's
+    one type with positions (every source has one: BSM, NGSIM's TRAJECTORY)."""
+    src, types = check_source(source, message_type)
+    with_positions = [t for t in types if _positions(src, t)]
+    if message_type is not None and not with_positions:
+        raise ConfigError(f"{src}/{types[0]} records have no position to map")
+    if len(with_positions) != 1:
+        raise ConfigError(
+            f"--type is needed: {src} has positions in {', '.join(with_positions) or 'no type'}"
+        )
+    return src, with_positions[0]
+
+
+def _positions(source: str, message_type: str) -> bool:
+    m = mapping_for(source, message_type)
+    return isinstance(m, TrajectoryMapping) and m.latitude is not None and m.longitude is not None
+
+
 def build_coverage(
     catalog: Catalog,
     source: str,
-    message_type: str,
+    message_type: str | None,
     start: date | str,
     end: date | str | None = None,
     *,
     timezone: str = "UTC",
     per_day: bool = False,
 ) -> CoverageReport:
-    """Count and bin the positions of local days start..end (inclusive) in SQL."""
+    """Count and bin the positions of local days start..end (inclusive) in SQL; message_type
+    None: the source's type with positions (positioned_type)."""
     tz = timezone_arg(timezone)
-    src, (mt,) = check_source(source, message_type)
+    src, mt = positioned_type(source, message_type)
     d0 = parse_day(start, "--start")
     d1 = parse_day(end if end is not None else start, "--end")
     check_day_order(d0, d1)
     mapping = mapping_for(src, mt)
-    if not isinstance(mapping, TrajectoryMapping) or mapping.latitude is None:
-        raise ConfigError(f"{src}/{mt} records have no position to map")
-    assert mapping.longitude is not None
+    assert isinstance(mapping, TrajectoryMapping)
+    assert mapping.latitude is not None and mapping.longitude is not None
     view = view_for(src, mt)
     lo, hi = utc_window(d0, d1, tz)
     rep = CoverageReport(src, mt, view, d0, d1, tz, per_day=per_day)
