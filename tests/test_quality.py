@@ -617,7 +617,7 @@ def test_report_without_recorded_stats_evaluates_now(
     rows = json.loads(r.stdout)  # the report; its lines for people and what was written: stderr
     *people, wrote_png, wrote_page = r.stderr.splitlines()
     assert [wrote_png, wrote_page] == [f"wrote {png}", f"wrote {page}"]
-    assert "hour(s) of day covered" in people[0]
+    assert "hour(s) covered" in people[0]
     total = next(x for x in rows if x["section"] == "rows")
     assert total["count"] == ingested.records
     rules = {(x["item"], x["action"]): x for x in rows if x["section"] == "rule"}
@@ -771,7 +771,7 @@ def test_every_source_has_a_mapping_and_a_view() -> None:
 
 
 def test_coverage_by_day_and_hour_and_by_nycdot_bins(con: Any) -> None:
-    from cvcatalog.quality.report import _coverage
+    from cvcatalog.quality.report import TypeQuality, _coverage
 
     con.execute(
         "CREATE VIEW v AS SELECT TIMESTAMPTZ '2021-04-01 05:30:00+00' + INTERVAL (i) MINUTE "
@@ -783,8 +783,11 @@ def test_coverage_by_day_and_hour_and_by_nycdot_bins(con: Any) -> None:
         "CREATE VIEW e AS SELECT * FROM (VALUES (2021, 4, 'TUE', 'PM'), (2021, 4, 'MON', 'AM'), "
         "(2021, 4, 'MON', 'AM'), (2021, 4, 'MON', 'NT')) t(year, month, weekday, time_bin)"
     )
-    got = _coverage(con, "e", mapping_for("nycdot", "EVENT"), "UTC")
-    assert got == [("2021-04 MON", "NT", 1), ("2021-04 MON", "AM", 2), ("2021-04 TUE", "PM", 1)]
+    bins = _coverage(con, "e", mapping_for("nycdot", "EVENT"), "UTC")
+    assert bins == [("2021-04 MON", "NT", 1), ("2021-04 MON", "AM", 2), ("2021-04 TUE", "PM", 1)]
+    # the report names them as they are (it said "3 hour(s) of day covered" of NYCDOT's bins)
+    assert TypeQuality("nycdot", "EVENT", "e", coverage=bins).hour_unit == "time-of-day bin"
+    assert TypeQuality("wydot", "TIM", "v", coverage=got).hour_unit == "hour"
 
 
 def _flagged(

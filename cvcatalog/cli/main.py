@@ -1435,7 +1435,7 @@ def report_quality(
         if hours:
             peak = max(hours, key=lambda kv: kv[1])
             say(
-                f"{t.message_type}: {len(hours)} hour(s) of day covered, busiest {peak[0]} "
+                f"{t.message_type}: {len(hours)} {t.hour_unit}(s) covered, busiest {peak[0]} "
                 f"({peak[1]:,} records)",
                 fmt,
             )

@@ -66,6 +66,12 @@ class TypeQuality:
             hours[h] = hours.get(h, 0) + n
         return sorted(hours.items(), key=lambda kv: _hour_key(kv[0]))
 
+    @property
+    def hour_unit(self) -> str:
+        """What by_hour's labels are: hours of the day, or NYCDOT's time-of-day bins."""
+        labels = {h for _, h, _ in self.coverage}
+        return "time-of-day bin" if labels and labels <= set(_TIME_BINS) else "hour"
+
 
 @dataclass
 class QualityReport:
@@ -470,8 +476,10 @@ def render_html(
     for t in report.types:
         parts.append(f"<h2>{e(t.message_type)}: coverage by day</h2>")
         parts.append(table(["day", "records"], [[d, n] for d, n in t.by_day()]))
-        parts.append(f"<h2>{e(t.message_type)}: coverage by hour of day</h2>")
-        parts.append(table(["hour", "records"], [[h, n] for h, n in t.by_hour()]))
+        parts.append(f"<h2>{e(t.message_type)}: coverage by {t.hour_unit}</h2>")
+        parts.append(
+            table([t.hour_unit, "records"], [[h, n] for h, n in t.by_hour()])
+        )
     parts.append("<h2>Maps</h2>")
     if maps:
         links = "".join(f'<li><a href="{e(m, quote=True)}">{e(m)}</a></li>' for m in maps)
