@@ -1263,6 +1263,7 @@ def test_ctrl_c_inside_a_duckdb_query_is_interrupted_not_unexpected(
     r = run("query", "select 1", "--catalog", str(one_day))
     assert r.exit_code == 130, r.output
     assert "unexpected" not in r.stderr and r.stderr.startswith("interrupted"), r.stderr
+    assert r.stderr == "interrupted\n"  # a query is done again, not resumed: no such advice
 
 
 def test_a_file_named_csv_or_json_gets_that_format(one_day: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import duckdb
 import typer
@@ -260,9 +260,8 @@ def friendly(fn: F) -> F:
         except CvCatalogError as e:
             _error_line(str(e))
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err.print("interrupted; run the same command again to resume")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            _interrupted(e)
         except (typer.Exit, typer.Abort):
             raise
         except BrokenPipeError:  # the reader went (`| head`): nothing to say, as with SIGPIPE
@@ -271,8 +270,7 @@ def friendly(fn: F) -> F:
             raise typer.Exit(141) from None
         except Exception as e:
             if interrupted(e):  # Ctrl-C met inside a DuckDB query: the same as anywhere else
-                err.print("interrupted; run the same command again to resume")
-                raise typer.Exit(130) from None
+                _interrupted(e)
             known = as_s3_error(e)
             if known is not None:
                 _error_line(str(known))
@@ -289,6 +287,14 @@ def friendly(fn: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _interrupted(e: BaseException) -> NoReturn:
+    """Ctrl-C's one line and exit code 130; a run (ingest: Interrupted) goes on where it
+    stopped when run again, an export or a query only does it again."""
+    resumes = "; run the same command again to resume" if isinstance(e, Interrupted) else ""
+    err.print(f"interrupted{resumes}")
+    raise typer.Exit(130) from None
 
 
 def open_catalog(
