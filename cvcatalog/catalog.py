@@ -69,7 +69,7 @@ from cvcatalog.state.access import record_access
 from cvcatalog.state.datasets import dataset_files
 from cvcatalog.state.datasets import run_partitions as dataset_run_partitions
 from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify, now_utc
-from cvcatalog.state.eviction import cache_bytes, evict_to_size
+from cvcatalog.state.eviction import cache_bytes, evict_to_size, never_evicted
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -1154,6 +1154,12 @@ class Catalog:
                 f"max_size_gb (--max-size-gb) must be a number of GB, 0 or more; got {max_size_gb:g}"
             )
         return evict_to_size(self.db, max_size_gb)
+
+    def never_evicted(self) -> list[tuple[str, int]]:
+        """The loaded dataset inputs eviction passes over, with their bytes: the catalog could
+        not load them again (a local file changed or gone since its load); pinned data is
+        `pinned`'s."""
+        return never_evicted(self.db)
 
     def migrate(self) -> bool:
         """Bring a catalog written by cvcatalog 0.1 (catalog.duckdb) to the DuckLake format;

@@ -257,6 +257,14 @@ def test_evict_counts_ngsim_and_drops_it_in_lru_order(
     kept = cat.query("select uri from dataset_inputs")
     assert list(kept["uri"]) == [str(local)]
     assert cat.verify().clean
+    # ...and `cache evict` says what it kept and why (it said only the catalog's size)
+    held = int(cat.query("select sum(bytes) b from dataset_files")["b"][0])
+    assert cat.never_evicted() == [(f"ngsim:{local}", held)]
+    r = CliRunner().invoke(
+        app, ["cache", "evict", "--max-size-gb", "0", "--catalog", str(cat.paths.root)]
+    )
+    assert r.exit_code == 0, r.output
+    assert f"  kept: ngsim:{local} (" in r.output and "could not be loaded again" in r.output
 
 
 def test_an_ngsim_ingest_keeps_the_cache_within_max_size_gb_as_a_cv_ingest_does(

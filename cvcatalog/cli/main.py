@@ -85,6 +85,7 @@ from cvcatalog.sandbox.server import (
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.state.db import no_catalog
+from cvcatalog.state.eviction import GB
 from cvcatalog.state.manifest import RUN_COLUMNS
 
 
@@ -973,6 +974,12 @@ def cache_evict(
         f"(limit {limit:g} GB)"
     )
     _pins_held(cat)
+    if after > limit * GB:  # what else it could not drop, and why
+        for label, nbytes in cat.never_evicted():
+            print(
+                f"  kept: {label} ({human_bytes(nbytes)}): its file changed or went since it "
+                "was loaded, so it could not be loaded again"
+            )
     for name in gone:  # a dataset input, '<dataset>:<uri>': how to load it again
         dataset, sep, uri = name.partition(":")
         if sep and "/" not in dataset:

@@ -474,9 +474,39 @@ def evictable_inputs(
     the bytes dropping them frees (every version's files but those in `kept`: files a pinned
     snapshot keeps on disk) and LRU time: the latest access of any of their partitions in
     `accessed`, else when they were published."""
+    out = []
+    for dataset, uri, scope, fingerprint, published, nbytes, parts in _published(
+        con, datasets, kept
+    ):
+        if not reloadable(uri, fingerprint):
+            continue
+        keys = tuple(sorted(f"{dataset}/{p}" for p in parts or []))
+        times = [accessed[k] for k in keys if k in accessed]
+        out.append(EvictableInput(dataset, uri, scope, int(nbytes), max([published, *times]), keys))
+    return out
+
+
+def unloadable_inputs(
+    con: duckdb.DuckDBPyConnection, datasets: list[str], kept: Collection[str] = ()
+) -> list[tuple[str, int]]:
+    """The published inputs eviction never drops, as `cache evict` names them, with their
+    bytes (but those in `kept`): the catalog could not load them again (a local file changed
+    or gone since its load: reloadable)."""
+    return [
+        (input_label(dataset, uri, scope), int(nbytes))
+        for dataset, uri, scope, fingerprint, _, nbytes, _ in _published(con, datasets, kept)
+        if not reloadable(uri, fingerprint) and nbytes
+    ]
+
+
+def _published(
+    con: duckdb.DuckDBPyConnection, datasets: list[str], kept: Collection[str]
+) -> list[tuple[Any, ...]]:
+    """Per published input of the datasets: dataset, uri, scope, fingerprint, published_at,
+    the bytes of its files but those in `kept`, and its data files' partitions."""
     if not datasets:
         return []
-    rows = con.execute(
+    return con.execute(
         "SELECT i.dataset, i.uri, i.scope, i.fingerprint, i.published_at, "
         "coalesce(sum(f.bytes) FILTER (NOT list_contains(?, f.path)), 0), "
         "list(DISTINCT f.partition) FILTER (f.kind = 'data') "
@@ -485,14 +515,6 @@ def evictable_inputs(
         "GROUP BY ALL ORDER BY ALL",
         [sorted(kept), datasets],
     ).fetchall()
-    out = []
-    for dataset, uri, scope, fingerprint, published, nbytes, parts in rows:
-        if not reloadable(uri, fingerprint):
-            continue
-        keys = tuple(sorted(f"{dataset}/{p}" for p in parts or []))
-        times = [accessed[k] for k in keys if k in accessed]
-        out.append(EvictableInput(dataset, uri, scope, int(nbytes), max([published, *times]), keys))
-    return out
 
 
 def forget_input(con: duckdb.DuckDBPyConnection, item: EvictableInput) -> list[str]:

@@ -16,6 +16,7 @@ from cvcatalog.state.datasets import (
     EvictableInput,
     evictable_inputs,
     forget_input,
+    unloadable_inputs,
 )
 from cvcatalog.state.db import CatalogDB, now_utc
 
@@ -108,6 +109,15 @@ def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = 
     if victims:
         db.expire_snapshots(now_utc())
     return victims
+
+
+def never_evicted(db: CatalogDB) -> list[tuple[str, int]]:
+    """What evict_to_size passes over besides pinned data (whose bytes `Catalog.pinned`
+    gives): the loaded dataset inputs the catalog could not load again, as `cache evict`
+    names them, with the bytes dropping them would free."""
+    with db.read() as con:
+        kept = sorted(db.lake_relative(loc) for loc in pins.pinned_files(con))
+        return unloadable_inputs(con, sorted(DATASETS), kept)
 
 
 def _idle_datasets(db: CatalogDB, held: contextlib.ExitStack) -> list[str]:
