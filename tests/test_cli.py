@@ -1266,6 +1266,14 @@ def test_ctrl_c_inside_a_duckdb_query_is_interrupted_not_unexpected(
     assert r.stderr == "interrupted\n"  # a query is done again, not resumed: no such advice
 
 
+def test_a_validation_report_of_runs_without_one_says_why(one_day: Path) -> None:
+    """It said "0 quarantined (no report)" of a catalog whose clean runs have nothing to report."""
+    assert Catalog(one_day).validation_report() == []  # the replica's day is clean
+    r = run("report", "validation", "--catalog", str(one_day))
+    assert r.exit_code == 0, r.output
+    assert r.stdout.rstrip().endswith("0 quarantined: no run quarantined a record or kept a warning")
+
+
 def test_a_file_named_csv_or_json_gets_that_format(one_day: Path, tmp_path: Path) -> None:
     """`query -o q.csv` without --format wrote a box-drawn table of the first 1,000 rows."""
     out = tmp_path / "q.csv"

@@ -1158,7 +1158,11 @@ def report_validation(
     emit(rows, fmt, columns=["run_id", "partition", "date", "kind", "rule", "count"])
     total = sum(r["count"] for r in rows if r["kind"] == "quarantine")
     ran = rows[0]["run_id"] if rows else run_id  # a run asked for that quarantined nothing
-    say(f"{total} quarantined" + (f" in run {ran}" if ran else " (no report)"), fmt)
+    say(
+        f"{total} quarantined"
+        + (f" in run {ran}" if ran else ": no run quarantined a record or kept a warning"),
+        fmt,
+    )
     unknown = unknown_version_rows(rows)
     if unknown:
         say(
