@@ -828,19 +828,18 @@ class Catalog:
         ds = _dataset(source)
         if ds is not None:
             if area is not None:
-                spatial.require_positions(ds.arrow_schema.names, ds.view_name)
+                spatial.require_positions(_columns_of(source, message_type), ds.view_name)
             return self._dataset_dask(
                 ds, message_type, start, end, timezone, columns, filters, naming, location,
                 at, area,
             )  # fmt: skip
         if message_type is None:
             raise ConfigError(f"give the message type of {source} (BSM, TIM, SPAT, EVENT)")
-        if location is not None:
-            raise ConfigError(f"location= selects sites of a dataset (ngsim), not of {source}")
+        _sites(source, location)  # location= of a CV source: _sites' one line
         source, message_type = source_pair(source, message_type)
         schema = SCHEMAS[(source, message_type)]
         if area is not None:
-            spatial.require_positions([n for n, _ in schema.view_columns], schema.view_name)
+            spatial.require_positions(_columns_of(source, message_type), schema.view_name)
         s, e = _day_range(start, end)
         locate, access = self._lake_reader()
         by_key: dict[PartitionKey, list[str]] = {}
@@ -1655,13 +1654,7 @@ class Catalog:
         sites = _sites(source, location)
         area = spatial.as_filter(within, bbox, corridor)
         if area is not None:
-            ds = _dataset(source)
-            names = (
-                ds.arrow_schema.names
-                if ds is not None
-                else [n for n, _ in SCHEMAS[source_pair(source, message_type or "")].view_columns]
-            )
-            spatial.require_positions(names, rel.table)
+            spatial.require_positions(_columns_of(source, message_type), rel.table)
         tz = timezone_arg(timezone)
         days = _day_range(*_split_days(start, end))
         window = splits.window_of(*days, tz)
@@ -2004,6 +1997,14 @@ def _sites(source: str, location: str | Sequence[str] | None) -> list[str] | Non
         raise ConfigError(f"{ds.name} has no location partitions")
     sites = [location] if isinstance(location, str) else list(location)
     return [ds.partition_value("location", x) for x in sites]
+
+
+def _columns_of(source: str, message_type: str | None) -> list[str]:
+    """The canonical columns of a source's frames: a dataset's (NGSIM), else its view's."""
+    ds = _dataset(source)
+    if ds is not None:
+        return list(ds.arrow_schema.names)
+    return [n for n, _ in SCHEMAS[source_pair(source, message_type or "")].view_columns]
 
 
 def _dataset(source: str) -> type[Dataset] | None:

@@ -1114,7 +1114,12 @@ def compact_cmd(
     message_type: TypeOpt = None,
     rows_per_file: Annotated[
         int,
-        typer.Option("--rows-per-file", metavar="N", help="Rows in one merged Parquet file, about: files end on a row group (at least 4,096 rows)"),
+        typer.Option(
+            "--rows-per-file",
+            metavar="N",
+            help="Rows in one merged Parquet file, about: files end on a row group (at least "
+            "4,096 rows)",
+        ),
     ] = 2_000_000,
     catalog: LocalCatalogOpt = None,
     fmt: FormatOpt = Format.table,
