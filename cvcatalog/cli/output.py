@@ -32,8 +32,7 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from cvcatalog.exceptions import CatalogError
-from cvcatalog.io.layout import replacing, write_atomic
+from cvcatalog.io.layout import write_atomic, written
 
 
 class Format(StrEnum):
@@ -289,11 +288,8 @@ def emit(
 def emit_parquet(table: pa.Table, output: Path) -> None:
     """Every row to a Parquet file (a `.parquet` output's format), written whole or not at
     all; an OS error is one line."""
-    try:
-        with replacing(output) as tmp:
-            pq.write_table(table, tmp, compression="zstd")
-    except OSError as err:
-        raise CatalogError(f"cannot write {output}: {err.strerror or err}") from None
+    with written(output) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def emit_object(result: dict[str, Any]) -> None:

@@ -189,13 +189,21 @@ def replacing(dest: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """A small file written whole (replacing); an OS error is one CatalogError line."""
+@contextlib.contextmanager
+def written(path: Path) -> Iterator[Path]:
+    """replacing(path) for a file the user named: an OS error while writing it (a full disk,
+    no permission) is one CatalogError line naming it."""
     try:
         with replacing(path) as tmp:
-            tmp.write_bytes(data)
+            yield tmp
     except OSError as err:
         raise CatalogError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """A small file written whole (written)."""
+    with written(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def remove_tree(path: Path) -> None:

@@ -35,7 +35,7 @@ from cvcatalog.config import check_day_order, timezone_arg
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
-from cvcatalog.io.layout import replacing
+from cvcatalog.io.layout import written
 from cvcatalog.io.s3 import as_s3_error
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sources.bucket import BINNED_SOURCES, partitions_for, utc_window
@@ -420,31 +420,28 @@ def _write(
     except OSError as err:
         raise CatalogError(f"cannot create {out.parent}: {err.strerror or err}") from None
     rows = 0
-    try:
-        with replacing(out) as tmp:
+    with written(out) as tmp:
 
-            def tell() -> int:
-                return tmp.stat().st_size if tmp.exists() else 0
+        def tell() -> int:
+            return tmp.stat().st_size if tmp.exists() else 0
 
-            if fmt in ("parquet", "geoparquet"):
-                rows = _write_parquet(reader, tmp, fmt == "geoparquet", progress, tell)
-            else:
-                with open(tmp, "wb") as sink:
-                    header = fmt == "csv"
-                    for batch in _batches(reader):
-                        if fmt == "ndjson":
-                            sink.write(_text(batch.column(0)))
-                        else:
-                            _csv_batches(sink, [batch], reader.schema, header)
-                            header = False
-                        rows += batch.num_rows
-                        if progress is not None:
-                            progress(rows, sink.tell())
-                    if header:  # no batch at all: the header alone
-                        _csv_batches(sink, [], reader.schema, True)
-            nbytes = tmp.stat().st_size
-    except OSError as err:
-        raise CatalogError(f"cannot write {out}: {err.strerror or err}") from None
+        if fmt in ("parquet", "geoparquet"):
+            rows = _write_parquet(reader, tmp, fmt == "geoparquet", progress, tell)
+        else:
+            with open(tmp, "wb") as sink:
+                header = fmt == "csv"
+                for batch in _batches(reader):
+                    if fmt == "ndjson":
+                        sink.write(_text(batch.column(0)))
+                    else:
+                        _csv_batches(sink, [batch], reader.schema, header)
+                        header = False
+                    rows += batch.num_rows
+                    if progress is not None:
+                        progress(rows, sink.tell())
+                if header:  # no batch at all: the header alone
+                    _csv_batches(sink, [], reader.schema, True)
+        nbytes = tmp.stat().st_size
     return rows, nbytes
 
 
