@@ -182,6 +182,8 @@ def test_round_trip_units_ids_and_quarantine(ngsim_csv, catalog_dir: Path) -> No
         report = cat.validation_report(source=source)
         assert {r["run_id"] for r in report} == {s.run_id}
         assert sum(r["count"] for r in report) == rep.bad_rows
+    # a unit is named as eviction names an input (`ngsim:/path#start-end`), not `ngsim//path`
+    assert {r["partition"] for r in report} == {f"ngsim:{u}" for u in {x["unit"] for x in q}}
     assert cat.validation_report(source="wydot") == []
     # a unit's counts have no partitions row: its type is its run's
     assert cat.validation_report(s.run_id, "ngsim", "TRAJECTORY") == report

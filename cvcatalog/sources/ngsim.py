@@ -453,7 +453,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         datasets.put_unit(con, unit, files, now_utc())
         loaded: _Loaded = st.payload
         counts = [("quarantine", rule, n) for rule, n in sorted(loaded.rules.items())]
-        add_validation_counts(con, self.run_id, f"{self.ds.name}/{u.id}", counts)
+        add_validation_counts(con, self.run_id, f"{self.ds.name}:{u.id}", counts)
 
     def _publish_if_complete(
         self,

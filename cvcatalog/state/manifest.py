@@ -355,11 +355,11 @@ def validation_report(
     message_type: str | None = None,
 ) -> list[dict[str, Any]]:
     """Counts per rule and partition for one ingest run (default: the latest with a report).
-    A dataset unit's counts are keyed '<dataset>/<unit>' (no partitions row): its source is
-    the key's first part, its type its run's."""
+    A dataset unit's counts are keyed '<dataset>:<unit>' (no partitions row; older catalogs
+    wrote '<dataset>/<unit>'): its source is the key up to ':' or '/', its type its run's."""
     where, params = ["1=1"], []
     if source:
-        where.append("coalesce(p.source, split_part(v.partition_key, '/', 1)) = ?")
+        where.append("coalesce(p.source, regexp_extract(v.partition_key, '^[^/:]+')) = ?")
         params.append(source)
     if message_type:
         where.append("coalesce(p.message_type, k.message_type) = ?")
