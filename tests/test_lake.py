@@ -158,6 +158,10 @@ def test_cache_clear_empties_the_tables_and_deletes_the_files(seeded: Any, tmp_p
     assert cat.query("select count(*) as n from wydot_bsm")["n"][0] == 0
     assert not any(Path(p).exists() for p in files)
     assert lake.files(_state(cat), "wydot_bsm") == []
+    # no folder left empty by the files' deletion (a DuckLake cleanup deletes only files)
+    tops = (cat.paths.lake, cat.paths.quarantine)
+    emptied = [d for t in tops for d in t.rglob("*") if d.is_dir() and not any(d.iterdir())]
+    assert emptied == []
 
 
 def test_an_open_read_only_session_never_blocks_an_ingest(seeded: Any, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,11 +149,28 @@ def fsync_dir(path: Path) -> None:
 
 def publish_file(src: Path, dest: Path) -> None:
     """Move a finished file into place atomically (same filesystem rename), durably."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     with open(src, "rb") as f:
         os.fsync(f.fileno())
-    os.replace(src, dest)
+    into_folder(dest, lambda: os.replace(src, dest))
     fsync_dir(dest.parent)
+
+
+#: how often a file is put into a folder another process removed meanwhile
+_FOLDER_ATTEMPTS = 5
+
+
+def into_folder(dest: Path, place: Callable[[], object]) -> None:
+    """Make dest's folder and place the file (rename, link). Another catalog process prunes a
+    folder it emptied (prune_empty_dirs) whenever it is empty, which it is between the mkdir
+    and the rename: the folder is made again, a few times at most."""
+    for attempt in range(_FOLDER_ATTEMPTS):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            place()
+            return
+        except FileNotFoundError:
+            if dest.parent.is_dir() or attempt == _FOLDER_ATTEMPTS - 1:
+                raise  # the source is missing, not the folder
 
 
 def file_target(dest: Path) -> Path:

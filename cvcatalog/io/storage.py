@@ -29,7 +29,13 @@ from typing import Any
 from cvcatalog.config import DownloadConfig, download_config
 from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, S3Error
 from cvcatalog.io.duckdb_ext import endpoint_url
-from cvcatalog.io.layout import CatalogPaths, prune_empty_dirs, publish_file, sha256_file
+from cvcatalog.io.layout import (
+    CatalogPaths,
+    into_folder,
+    prune_empty_dirs,
+    publish_file,
+    sha256_file,
+)
 from cvcatalog.io.s3 import (
     ErrorKind,
     Retrier,
@@ -138,6 +144,11 @@ class LakeStore(ABC):
         local = self.local_copy(src, scratch / Path(dest).name)
         self.put(local, dest, local.stat().st_size, sha256_file(local))
 
+    @abstractmethod
+    def deleted(self, rels: Iterable[str]) -> None:
+        """Files deleted by something else (DuckLake's cleanup): the folders they emptied go,
+        as delete's do."""
+
     def discard(self, rels: Iterable[str]) -> None:
         """Best-effort delete of files the catalog no longer names (or never named): one that
         survives is an orphan the next run of its partition, or `cache verify`, removes."""
@@ -170,6 +181,10 @@ class LocalStore(LakeStore):
             p.unlink()
         prune_empty_dirs(p.parent, self.paths.root)
 
+    def deleted(self, rels: Iterable[str]) -> None:
+        for parent in sorted({self.paths.absolute(r).parent for r in rels}, reverse=True):
+            prune_empty_dirs(parent, self.paths.root)
+
     def sha256(self, rel: str) -> str | None:
         p = self.paths.absolute(rel)
         return sha256_file(p) if p.is_file() else None
@@ -184,10 +199,9 @@ class LocalStore(LakeStore):
     def duplicate(self, src: str, dest: str, scratch: Path) -> None:
         """A hard link: no bytes copied."""
         target = self.paths.absolute(dest)
-        target.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
-        os.link(self.paths.absolute(src), target)
+        into_folder(target, lambda: os.link(self.paths.absolute(src), target))
 
     def list_files(self, under: str | None = None) -> list[str]:
         tops = [self.paths.absolute(under)] if under else [self.paths.root / d for d in DATA_DIRS]
@@ -390,6 +404,9 @@ class S3Store(LakeStore):
                 self.uploader.delete(rel)
             raise S3Error(f"upload of {self.location_of(rel)} did not verify: {reason}")
         src.unlink()
+
+    def deleted(self, rels: Iterable[str]) -> None:
+        """An object store has no folders to prune."""
 
     def delete(self, rel: str) -> None:
         self.uploader.delete(safe_rel(rel))

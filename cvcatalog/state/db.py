@@ -778,6 +778,7 @@ class CatalogDB:
             return []
         with self.write(message="clean up files") as con:
             deleted = lake.cleanup_files(con)
+        self.store.deleted(self.lake_relative(d) for d in deleted)
         with self.write(message="forget the deleted files' checksums") as con:
             checksums.forget(con, self.lake_files(con))
         return deleted
