@@ -533,6 +533,31 @@ def test_python_dash_m_entry_point() -> None:
     assert not imported & {"pandas", "dask", "distributed", "matplotlib", "pyproj"}
 
 
+#: a Ctrl-C that lands while the command line's modules load (here: as DuckDB's starts to)
+_CTRL_C_WHILE_LOADING = """
+import os, signal, sys
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "duckdb":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["cvcatalog", "--help"]
+from cvcatalog.cli.entry import main
+main()
+"""
+
+
+def test_ctrl_c_while_the_modules_load_is_the_one_line() -> None:
+    """Not a KeyboardInterrupt traceback from inside an import (the first ~0.6 s)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_WHILE_LOADING], capture_output=True, text=True
+    )
+    assert (out.returncode, out.stdout, out.stderr) == (130, "", "interrupted\n")
+
+
 def test_version_names_cvcatalog_duckdb_and_python() -> None:
     r = run("--version")
     assert r.exit_code == 0
