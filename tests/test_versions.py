@@ -210,6 +210,42 @@ def test_an_expired_snapshot_names_the_oldest_kept(history: dict[str, Any], tmp_
     )
 
 
+def test_a_time_in_expired_snapshots_after_a_pin_is_refused_not_read_at_the_pin(
+    history: dict[str, Any], tmp_path: Path
+) -> None:
+    """A pin keeps snapshot s1; the later ones but the newest expire. `--as-of` a time when
+    s2 was current read s1 (the newest kept one committed before it): the catalog as it
+    was long before, silently. It is one line now, and so is `--snapshot` s2, which named
+    s1 as 'the oldest snapshot still kept' and said the older ones had expired."""
+    cat: Catalog = history["cat"]
+    _s3, s2, s1 = _ingest_snapshots(cat)
+    copy = Catalog(tmp_path / "copy")
+    shutil.copytree(cat.paths.root, copy.paths.root)
+    copy.pin("held", "wydot", "BSM", snapshot=s1["snapshot_id"])
+    copy.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
+    kept = [s["snapshot_id"] for s in copy.snapshots()]
+    assert s1["snapshot_id"] in kept and s2["snapshot_id"] not in kept
+    newest = kept[0]
+    with pytest.raises(CatalogError) as raised:
+        copy.query(COUNT, as_of=s2["committed_at"])
+    line = str(raised.value)
+    assert line.startswith("the snapshot current at ") and "may no longer be kept" in line
+    assert f"kept ones around them are {s1['snapshot_id']} and {newest}" in line
+    with pytest.raises(CatalogError, match="may no longer be kept"):
+        copy.to_dask("wydot", "BSM", as_of=s2["committed_at"])
+    with pytest.raises(CatalogError) as raised:
+        copy.query(COUNT, snapshot=s2["snapshot_id"])
+    line = str(raised.value)
+    assert line.startswith(f"snapshot {s2['snapshot_id']} is no longer kept: snapshots ")
+    assert "oldest" not in line and "older ones" not in line
+    # the pinned snapshot's own commit time, and a time after the newest, still read
+    assert copy.query(COUNT, as_of=s1["committed_at"]).equals(history["after1"])
+    assert copy.query(COUNT, as_of=datetime.now(UTC)).equals(history["after3"])
+    res = runner.invoke(app, ["query", "--catalog", str(copy.paths.root), "--as-of",
+                              s2["committed_at"].isoformat(), "select 1"])  # fmt: skip
+    assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1, res.output
+
+
 def test_replaced_files_show_as_held_and_an_eviction_reports_the_rows_it_removed(
     history: dict[str, Any], tmp_path: Path
 ) -> None:
