@@ -210,6 +210,29 @@ def test_an_expired_snapshot_names_the_oldest_kept(history: dict[str, Any], tmp_
     )
 
 
+def test_an_export_at_a_snapshot_writes_its_rows_and_says_which(
+    history: dict[str, Any], tmp_path: Path
+) -> None:
+    """`export --snapshot` / `--as-of` wrote the older rows, but its summary (and --json's
+    `filters`) read as an export of the current catalog."""
+    cat: Catalog = history["cat"]
+    _s3, _s2, s1 = _ingest_snapshots(cat)
+    sid = s1["snapshot_id"]
+    res = cat.export("wydot", "BSM", output=tmp_path / "s1.parquet", snapshot=sid)
+    assert res.rows == int(history["after1"].n.sum())
+    assert pq.read_table(tmp_path / "s1.parquet").num_rows == res.rows
+    assert res.filters == [f"snapshot {sid}"]
+    then = cat.export("wydot", "BSM", D1, output=tmp_path / "t1.csv", as_of=history["time1"])
+    assert then.filters[0] == f"snapshot {sid}" and then.rows == int(history["after1"].n[0])
+    assert cat.export("wydot", "BSM", output=tmp_path / "now.csv").filters == []
+    out = tmp_path / "cli.csv"
+    r = runner.invoke(app, ["export", "--catalog", str(cat.paths.root), "--source", "wydot",
+                            "--type", "BSM", "--snapshot", str(sid), "-o", str(out),
+                            "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["filters"] == f"snapshot {sid}"
+
+
 def test_a_time_in_expired_snapshots_after_a_pin_is_refused_not_read_at_the_pin(
     history: dict[str, Any], tmp_path: Path
 ) -> None:
