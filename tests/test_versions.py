@@ -233,6 +233,31 @@ def test_an_export_at_a_snapshot_writes_its_rows_and_says_which(
     assert json.loads(r.stdout)["filters"] == f"snapshot {sid}"
 
 
+def test_the_change_feed_takes_snapshot_ids_as_query_does(history: dict[str, Any]) -> None:
+    """Catalog.changes(since='2') raised a TypeError, since=None an AssertionError, and
+    since=-1 / 2.5 / True were looked up as snapshots ('snapshot 2.5 is no longer kept');
+    they are query's and pin's one line now ('2' is 2, as there)."""
+    cat: Catalog = history["cat"]
+    _s3, s2, s1 = _ingest_snapshots(cat)
+    since, until = s1["snapshot_id"], s2["snapshot_id"]
+    feed = cat.changes("wydot", "BSM", since=since, until=until)
+    assert cat.changes("wydot", "BSM", since=str(since), until=str(until)).equals(feed)
+    for bad in (-1, 2.5, True, "two"):
+        with pytest.raises(ConfigError, match="snapshot must be a snapshot id"):
+            cat.changes("wydot", "BSM", since=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="snapshot must be a snapshot id"):
+        cat.changes("wydot", "BSM", since=since, until="x")
+    with pytest.raises(ConfigError, match="need since"):
+        cat.changes("wydot", "BSM", since=None)  # type: ignore[arg-type]
+    res = runner.invoke(app, ["changes", "--catalog", str(cat.paths.root), "--source", "wydot",
+                              "--type", "BSM", "--since", "-1"])  # fmt: skip
+    assert res.exit_code == 1
+    assert res.stderr.strip().splitlines() == [
+        "error: snapshot must be a snapshot id, a whole number 0 or more (`cvcatalog "
+        "snapshots` lists them), not -1"
+    ]
+
+
 def test_a_time_in_expired_snapshots_after_a_pin_is_refused_not_read_at_the_pin(
     history: dict[str, Any], tmp_path: Path
 ) -> None:
