@@ -798,6 +798,25 @@ def test_a_published_catalog_keeps_its_snapshots(history: dict[str, Any], module
     )
 
 
+def test_publish_from_a_snapshot_leaves_out_the_pins_of_older_ones(
+    history: dict[str, Any], module_s3: Any, tmp_path: Path
+) -> None:
+    """`publish --snapshot S2` left out snapshot S1, but `experiments list --catalog s3://...`
+    still listed a pin of S1 (its files and bytes), which the published catalog cannot read."""
+    cat: Catalog = history["cat"]
+    s3, s2, s1 = _ingest_snapshots(cat)
+    copy = Catalog(tmp_path / "copy")  # the other tests keep a catalog without pins
+    shutil.copytree(cat.paths.root, copy.paths.root)
+    copy.pin("old", "wydot", "BSM", snapshot=s1["snapshot_id"])
+    copy.pin("new", "wydot", "BSM", snapshot=s3["snapshot_id"])
+    module_s3.create_bucket(Bucket="cv-pins")
+    assert copy.publish("s3://cv-pins/recent", snapshot=s2["snapshot_id"], rate_limit=0).ok
+    assert [p["name"] for p in Catalog("s3://cv-pins/recent").pinned()] == ["new"]
+    assert [p["name"] for p in copy.pinned()] == ["new", "old"]  # the source keeps both
+    res = runner.invoke(app, ["experiments", "show", "old", "--catalog", "s3://cv-pins/recent"])
+    assert res.exit_code == 1 and "not pinned" in res.stderr, res.output
+
+
 def test_publishing_other_snapshots_of_the_same_files_uploads_the_database(
     history: dict[str, Any], module_s3: Any
 ) -> None:
