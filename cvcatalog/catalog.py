@@ -1258,8 +1258,8 @@ class Catalog:
         self,
         source: str,
         message_type: str | None = None,
-        since: int = 0,
-        until: int | None = None,
+        since: int | str = 0,
+        until: int | str | None = None,
         *,
         output: Literal["pandas", "arrow", "dask"] = "pandas",
     ) -> Any:
@@ -1276,6 +1276,10 @@ class Catalog:
         Snapshots after `since` that expired since (retention, while a pin kept `since`)
         still count: their changes stay in the files (a run of them is one Dask partition)."""
         table = _lake_table(source, message_type)[0]
+        first = snapshot_id(since)  # '4' is 4; a word, a fraction or -1 is one line
+        if first is None:
+            raise ConfigError("changes need since: the snapshot they follow")
+        since, until = first, snapshot_id(until)
         with self.db.read() as con:
             kept = lake.snapshots(con)
             last = until if until is not None else max((k.snapshot_id for k in kept), default=0)

@@ -421,8 +421,8 @@ def as_filter(
             return within
         if isinstance(within, str):
             return parse_within(within)
-        vals = list(within)
-        if len(vals) != 3:
+        vals = _items(within)
+        if vals is None or len(vals) != 3:
             raise _err(f"within takes (lat, lon, radius_m), got {within!r}")
         return Within(*vals)
     if bbox is not None:
@@ -430,8 +430,8 @@ def as_filter(
             return bbox
         if isinstance(bbox, str):
             return parse_bbox(bbox)
-        vals = list(bbox)
-        if len(vals) != 4:
+        vals = _items(bbox)
+        if vals is None or len(vals) != 4:
             raise _err(f"bbox takes (lat_min, lon_min, lat_max, lon_max), got {bbox!r}")
         return BBox(*vals)
     if corridor is not None:
@@ -443,8 +443,19 @@ def as_filter(
             raise _err("corridor takes ([(lat, lon), ...], buffer_m)") from None
         if isinstance(points, (str, Path)):
             return corridor_from_geojson(points, buffer)
-        return Corridor(tuple((p[0], p[1]) for p in points), buffer)
+        pairs: Any = points  # as given: Corridor checks them, one line for any mistake
+        return Corridor(pairs, buffer)
     return None
+
+
+def _items(value: Any) -> list[Any] | None:
+    """A filter's tuple as a list; None when it is not a sequence of values at all."""
+    if isinstance(value, (str, bytes, Mapping)):
+        return None
+    try:
+        return list(value)
+    except TypeError:
+        return None
 
 
 def describe(f: SpatialFilter) -> str:

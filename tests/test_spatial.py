@@ -296,6 +296,13 @@ def test_corridor_from_geojson_reads_lon_lat(tmp_path: Path) -> None:
         (lambda: spatial.parse_bbox("1,2,3"), "--bbox takes LAT_MIN,LON_MIN,LAT_MAX,LON_MAX"),
         (lambda: spatial.as_filter(within=(41, -105, 10), bbox=(1, 2, 3, 4)), "at most one"),
         (lambda: spatial.as_filter(within=(41, -105)), r"within takes \(lat, lon, radius_m\)"),
+        # the API's tuples mistyped: a TypeError or IndexError escaped, not the one line
+        (lambda: spatial.as_filter(corridor=(41.14, 100)), "corridor points must be a list"),
+        (lambda: spatial.as_filter(corridor=([(41.14,), (41, -105)], 100)), "point 0 must be"),
+        (lambda: spatial.as_filter(corridor=([41.14, 41.2], 100)), "point 0 must be a"),
+        (lambda: spatial.as_filter(within=5), r"within takes \(lat, lon, radius_m\), got 5"),
+        (lambda: spatial.as_filter(bbox=5), r"bbox takes \(lat_min, .*got 5"),
+        (lambda: spatial.as_filter(within={"lat": 41, "lon": -105, "radius_m": 9}), "within takes"),
     ],
 )
 def test_bad_areas_are_one_clear_line(make: Any, message: str) -> None:

@@ -210,6 +210,90 @@ def test_an_expired_snapshot_names_the_oldest_kept(history: dict[str, Any], tmp_
     )
 
 
+def test_an_export_at_a_snapshot_writes_its_rows_and_says_which(
+    history: dict[str, Any], tmp_path: Path
+) -> None:
+    """`export --snapshot` / `--as-of` wrote the older rows, but its summary (and --json's
+    `filters`) read as an export of the current catalog."""
+    cat: Catalog = history["cat"]
+    _s3, _s2, s1 = _ingest_snapshots(cat)
+    sid = s1["snapshot_id"]
+    res = cat.export("wydot", "BSM", output=tmp_path / "s1.parquet", snapshot=sid)
+    assert res.rows == int(history["after1"].n.sum())
+    assert pq.read_table(tmp_path / "s1.parquet").num_rows == res.rows
+    assert res.filters == [f"snapshot {sid}"]
+    then = cat.export("wydot", "BSM", D1, output=tmp_path / "t1.csv", as_of=history["time1"])
+    assert then.filters[0] == f"snapshot {sid}" and then.rows == int(history["after1"].n[0])
+    assert cat.export("wydot", "BSM", output=tmp_path / "now.csv").filters == []
+    out = tmp_path / "cli.csv"
+    r = runner.invoke(app, ["export", "--catalog", str(cat.paths.root), "--source", "wydot",
+                            "--type", "BSM", "--snapshot", str(sid), "-o", str(out),
+                            "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["filters"] == f"snapshot {sid}"
+
+
+def test_the_change_feed_takes_snapshot_ids_as_query_does(history: dict[str, Any]) -> None:
+    """Catalog.changes(since='2') raised a TypeError, since=None an AssertionError, and
+    since=-1 / 2.5 / True were looked up as snapshots ('snapshot 2.5 is no longer kept');
+    they are query's and pin's one line now ('2' is 2, as there)."""
+    cat: Catalog = history["cat"]
+    _s3, s2, s1 = _ingest_snapshots(cat)
+    since, until = s1["snapshot_id"], s2["snapshot_id"]
+    feed = cat.changes("wydot", "BSM", since=since, until=until)
+    assert cat.changes("wydot", "BSM", since=str(since), until=str(until)).equals(feed)
+    for bad in (-1, 2.5, True, "two"):
+        with pytest.raises(ConfigError, match="snapshot must be a snapshot id"):
+            cat.changes("wydot", "BSM", since=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="snapshot must be a snapshot id"):
+        cat.changes("wydot", "BSM", since=since, until="x")
+    with pytest.raises(ConfigError, match="need since"):
+        cat.changes("wydot", "BSM", since=None)  # type: ignore[arg-type]
+    res = runner.invoke(app, ["changes", "--catalog", str(cat.paths.root), "--source", "wydot",
+                              "--type", "BSM", "--since", "-1"])  # fmt: skip
+    assert res.exit_code == 1
+    assert res.stderr.strip().splitlines() == [
+        "error: snapshot must be a snapshot id, a whole number 0 or more (`cvcatalog "
+        "snapshots` lists them), not -1"
+    ]
+
+
+def test_a_time_in_expired_snapshots_after_a_pin_is_refused_not_read_at_the_pin(
+    history: dict[str, Any], tmp_path: Path
+) -> None:
+    """A pin keeps snapshot s1; the later ones but the newest expire. `--as-of` a time when
+    s2 was current read s1 (the newest kept one committed before it): the catalog as it
+    was long before, silently. It is one line now, and so is `--snapshot` s2, which named
+    s1 as 'the oldest snapshot still kept' and said the older ones had expired."""
+    cat: Catalog = history["cat"]
+    _s3, s2, s1 = _ingest_snapshots(cat)
+    copy = Catalog(tmp_path / "copy")
+    shutil.copytree(cat.paths.root, copy.paths.root)
+    copy.pin("held", "wydot", "BSM", snapshot=s1["snapshot_id"])
+    copy.db.expire_snapshots(datetime.now(UTC) + timedelta(seconds=1))
+    kept = [s["snapshot_id"] for s in copy.snapshots()]
+    assert s1["snapshot_id"] in kept and s2["snapshot_id"] not in kept
+    newest = kept[0]
+    with pytest.raises(CatalogError) as raised:
+        copy.query(COUNT, as_of=s2["committed_at"])
+    line = str(raised.value)
+    assert line.startswith("the snapshot current at ") and "may no longer be kept" in line
+    assert f"kept ones around them are {s1['snapshot_id']} and {newest}" in line
+    with pytest.raises(CatalogError, match="may no longer be kept"):
+        copy.to_dask("wydot", "BSM", as_of=s2["committed_at"])
+    with pytest.raises(CatalogError) as raised:
+        copy.query(COUNT, snapshot=s2["snapshot_id"])
+    line = str(raised.value)
+    assert line.startswith(f"snapshot {s2['snapshot_id']} is no longer kept: snapshots ")
+    assert "oldest" not in line and "older ones" not in line
+    # the pinned snapshot's own commit time, and a time after the newest, still read
+    assert copy.query(COUNT, as_of=s1["committed_at"]).equals(history["after1"])
+    assert copy.query(COUNT, as_of=datetime.now(UTC)).equals(history["after3"])
+    res = runner.invoke(app, ["query", "--catalog", str(copy.paths.root), "--as-of",
+                              s2["committed_at"].isoformat(), "select 1"])  # fmt: skip
+    assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1, res.output
+
+
 def test_replaced_files_show_as_held_and_an_eviction_reports_the_rows_it_removed(
     history: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -712,6 +796,25 @@ def test_a_published_catalog_keeps_its_snapshots(history: dict[str, Any], module
         "older ones were not published (`publish --snapshot` leaves them out) or had expired in "
         "the catalog it was published from"
     )
+
+
+def test_publish_from_a_snapshot_leaves_out_the_pins_of_older_ones(
+    history: dict[str, Any], module_s3: Any, tmp_path: Path
+) -> None:
+    """`publish --snapshot S2` left out snapshot S1, but `experiments list --catalog s3://...`
+    still listed a pin of S1 (its files and bytes), which the published catalog cannot read."""
+    cat: Catalog = history["cat"]
+    s3, s2, s1 = _ingest_snapshots(cat)
+    copy = Catalog(tmp_path / "copy")  # the other tests keep a catalog without pins
+    shutil.copytree(cat.paths.root, copy.paths.root)
+    copy.pin("old", "wydot", "BSM", snapshot=s1["snapshot_id"])
+    copy.pin("new", "wydot", "BSM", snapshot=s3["snapshot_id"])
+    module_s3.create_bucket(Bucket="cv-pins")
+    assert copy.publish("s3://cv-pins/recent", snapshot=s2["snapshot_id"], rate_limit=0).ok
+    assert [p["name"] for p in Catalog("s3://cv-pins/recent").pinned()] == ["new"]
+    assert [p["name"] for p in copy.pinned()] == ["new", "old"]  # the source keeps both
+    res = runner.invoke(app, ["experiments", "show", "old", "--catalog", "s3://cv-pins/recent"])
+    assert res.exit_code == 1 and "not pinned" in res.stderr, res.output
 
 
 def test_publishing_other_snapshots_of_the_same_files_uploads_the_database(

@@ -325,6 +325,8 @@ def export(
             table_info = con.execute(f"DESCRIBE {quote_ident(t.table)}").fetchall()
         except duckdb.Error as err:  # e.g. at a snapshot before the table was made
             raise QueryError(lake.not_there_then(con, err, at) or _short(err)) from None
+        if at is not None:  # the summary says which version it wrote (as_of: the one then)
+            described.insert(0, f"snapshot {lake.current_snapshot(con)}")
         table_cols = [r[0] for r in table_info]
         has_position = {spatial.LAT, spatial.LON} <= set(table_cols)
         if area is not None:

@@ -46,6 +46,7 @@ from cvcatalog.io.s3 import classify_error, make_client
 from cvcatalog.io.storage import S3Location, S3Store, Uploader, is_remote
 from cvcatalog.ops.remote import PUBLISH_JSON
 from cvcatalog.sqlutil import quote_ident, quote_literal
+from cvcatalog.state import pins
 from cvcatalog.state.datasets import dataset_files
 from cvcatalog.state.db import SCHEMA_VERSION, STATE_DB
 from cvcatalog.state.manifest import FileRecord
@@ -356,6 +357,7 @@ def build_portable_database(
         if since is not None:
             spare = {k.snapshot_id for k in lake.snapshots(con) if k.snapshot_id >= since}
             lake.expire_snapshots(con, datetime.now(UTC), keep=spare)
+            pins.drop_before(con, since)  # their snapshots are not published: no pin there
         names = sorted(set(lake.table_columns(con)) | lake.view_names(con))
         con.execute("USE memory")
         con.execute(f"DETACH {lake.LAKE}")  # the lake caches its metadata: edit it detached

@@ -67,6 +67,9 @@ class RemoteCatalogDB(CatalogDB):
         "older ones were not published (`publish --snapshot` leaves them out) or had expired "
         "in the catalog it was published from"
     )
+    BETWEEN_SNAPSHOTS = (
+        "had expired in the catalog it was published from (a pin keeps only its own snapshot)"
+    )
 
     def __init__(
         self,

@@ -91,6 +91,11 @@ def _local_writer_lock(path: Path) -> threading.Lock:
         return _WRITER_LOCKS.setdefault(key, threading.Lock())
 
 
+def _moment(t: datetime) -> str:
+    """A time in check_kept's lines: UTC, to the second."""
+    return f"{t.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
 def _quiet(_: str) -> None:
     pass
 
@@ -188,6 +193,11 @@ class CatalogDB:
     OLDER_SNAPSHOTS = (
         "older ones expired (after cache.snapshot_retention_days; cache clear and cache evict "
         "expire them at once)"
+    )
+    #: what became of snapshots between two kept ones (a pin kept the earlier): check_kept's line
+    BETWEEN_SNAPSHOTS = (
+        "expired (after cache.snapshot_retention_days; cache clear and cache evict expire them "
+        "at once; a pin keeps only its own snapshot)"
     )
 
     def __init__(
@@ -374,28 +384,53 @@ class CatalogDB:
         if not kept:
             raise CatalogError("the catalog has no snapshots yet; ingest something first")
         oldest, newest = kept[0], kept[-1]
-        when = f"{oldest.committed_at:%Y-%m-%d %H:%M:%S %Z}".strip()
+        when = _moment(oldest.committed_at)
         gone = f"the oldest snapshot still kept is {oldest.snapshot_id} ({when}); {self.OLDER_SNAPSHOTS}"
         if at.snapshot is not None:
             if at.snapshot > newest.snapshot_id or at.snapshot < 0:
                 raise CatalogError(
                     f"there is no snapshot {at.snapshot}; the newest is {newest.snapshot_id}"
                 )
-            if at.snapshot not in {k.snapshot_id for k in kept}:
+            if at.snapshot in {k.snapshot_id for k in kept}:
+                return at
+            if at.snapshot < oldest.snapshot_id:
                 raise CatalogError(f"snapshot {at.snapshot} is no longer kept: {gone}")
-            return at
+            # between two kept ones (a pin kept the earlier one, the later ones expired)
+            before = [k for k in kept if k.snapshot_id < at.snapshot][-1]
+            after = next(k for k in kept if k.snapshot_id > at.snapshot)
+            raise CatalogError(
+                f"snapshot {at.snapshot} is no longer kept: {self._gap(before, after)}"
+            )
         assert at.time is not None
         t = at.time if at.time.tzinfo is not None else at.time.replace(tzinfo=UTC)
         if t < oldest.committed_at:
             if oldest.snapshot_id == 0:  # nothing expired: the catalog was not there yet
                 raise CatalogError(
-                    f"the catalog did not exist at {t:%Y-%m-%d %H:%M:%S %Z}; its first "
-                    f"snapshot is 0 ({when})"
+                    f"the catalog did not exist at {_moment(t)}; its first snapshot is 0 ({when})"
                 )
             raise CatalogError(f"nothing is kept from as early as {t:%Y-%m-%d %H:%M:%S}: {gone}")
         # the snapshot current then (DuckLake refuses a time after its newest commit)
-        sid = max(k.snapshot_id for k in kept if k.committed_at <= t)
-        return lake.AsOf(snapshot=sid)
+        then = [k for k in kept if k.committed_at <= t][-1]
+        later = [k for k in kept if k.snapshot_id > then.snapshot_id]
+        if later and later[0].snapshot_id > then.snapshot_id + 1 and t > then.committed_at:
+            # snapshots committed after `then` and before the next kept one have expired: one
+            # of them may have been current at t (when each was committed is gone with it)
+            raise CatalogError(
+                f"the snapshot current at {_moment(t)} may no longer be kept: "
+                f"{self._gap(then, later[0])}"
+            )
+        return lake.AsOf(snapshot=then.snapshot_id)
+
+    def _gap(self, before: lake.Snapshot, after: lake.Snapshot) -> str:
+        """check_kept's line for the expired snapshots between two kept ones."""
+        first, last = before.snapshot_id + 1, after.snapshot_id - 1
+        ids = str(first) if first == last else f"{first}..{last}"
+        return (
+            f"snapshots {ids}, committed between {_moment(before.committed_at)} and "
+            f"{_moment(after.committed_at)}, {self.BETWEEN_SNAPSHOTS}; the kept ones around "
+            f"them are {before.snapshot_id} and {after.snapshot_id} (`cvcatalog snapshots` "
+            "lists them)"
+        )
 
     def _reader(self) -> duckdb.DuckDBPyConnection:
         """The process's DuckDB instance with the current catalog file attached read-only

@@ -56,6 +56,15 @@ def remove(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return row.fetchone() is not None
 
 
+def drop_before(con: duckdb.DuckDBPyConnection, snapshot: int) -> list[str]:
+    """Remove the pins of snapshots before `snapshot` (a copy published from it on keeps no
+    older one); returns their names."""
+    rows = con.execute(
+        "DELETE FROM experiment_pins WHERE snapshot_id < ? RETURNING name", [snapshot]
+    ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
 def pinned_snapshots(con: duckdb.DuckDBPyConnection) -> set[int]:
     return {int(r[0]) for r in con.execute("SELECT snapshot_id FROM experiment_pins").fetchall()}
 
