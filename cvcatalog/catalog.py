@@ -1384,6 +1384,21 @@ class Catalog:
         """The snapshots a run committed, oldest first (see snapshots())."""
         return [s for s in reversed(self.snapshots()) if s["run_id"] == run_id]
 
+    def expired_since_run(self, run_id: str) -> bool:
+        """Whether a snapshot committed since the run started has expired: the run's may be
+        among them (`runs show` then says 'none kept', else that the run committed none)."""
+        with self.db.read() as con:
+            kept = lake.snapshots(con)
+            row = con.execute(
+                "SELECT started_at FROM ingest_runs WHERE run_id = ?", [run_id]
+            ).fetchone()
+        if row is None or not kept:
+            return bool(row)
+        before = [k.snapshot_id for k in kept if k.committed_at < row[0]]
+        since = [k.snapshot_id for k in kept if k.committed_at >= row[0]]
+        first = before[-1] + 1 if before else 0  # the first snapshot the run could commit
+        return since != list(range(first, first + len(since)))
+
     def run_objects(self, run_id: str) -> list[dict[str, Any]]:
         """The source objects whose current rows the run wrote."""
         with self.db.read() as con:

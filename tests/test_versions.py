@@ -378,6 +378,28 @@ def test_cache_clear_says_the_bytes_it_freed(history: dict[str, Any], tmp_path: 
     ]
     assert cache_bytes(copy.db) == 0
 
+
+def test_runs_show_tells_a_run_that_changed_nothing_from_one_whose_snapshots_expired(
+    history: dict[str, Any], tmp_path: Path
+) -> None:
+    """A re-run that found its day cached commits no snapshot: `runs show` said 'none kept',
+    as if its snapshots had expired."""
+    copy = Catalog(tmp_path / "copy")
+    shutil.copytree(history["cat"].paths.root, copy.paths.root)
+    again = _ingest(copy, D2 + timedelta(days=30))  # no objects: nothing to write
+
+    def said(run_id: str) -> list[str]:
+        res = runner.invoke(app, ["runs", "show", run_id, "--catalog", str(copy.paths.root)])
+        assert res.exit_code == 0, res.output
+        return [ln for ln in res.stdout.splitlines() if ln.startswith("snapshots committed")]
+
+    assert said(again) == ["snapshots committed by the run: none (it changed no table)"]
+    s2 = _ingest_snapshots(copy)[1]
+    assert said(history["run2"]) == [f"snapshots committed by the run: {s2['snapshot_id']}"]
+    res = runner.invoke(app, ["cache", "clear", "--yes", "--catalog", str(copy.paths.root)])
+    assert res.exit_code == 0, res.output
+    assert said(history["run2"]) == ["snapshots committed by the run: none kept"]
+
     pinned = Catalog(tmp_path / "pinned")
     shutil.copytree(history["cat"].paths.root, pinned.paths.root)
     pinned.pin("held", "wydot", "BSM")  # keeps every file the catalog shows now

@@ -1386,7 +1386,8 @@ def runs_show(
     what = "object(s)" if objects else "partition(s)"
     say(f"{len(rows)} {what} currently from run {run_id}", fmt)
     snaps = [str(s["snapshot_id"]) for s in cat.run_snapshots(run_id)]
-    say(f"snapshots committed by the run: {', '.join(snaps) or 'none kept'}", fmt)
+    none = "none kept" if cat.expired_since_run(run_id) else "none (it changed no table)"
+    say(f"snapshots committed by the run: {', '.join(snaps) or none}", fmt)
 
 
 @report_app.command("quality")
