@@ -1500,3 +1500,37 @@ def test_a_misspelt_variable_is_one_note_when_a_command_reads_its_configuration(
         assert r.stderr.splitlines()[1].startswith("error: no catalog at")
     r = runner.invoke(app, ["views", "--help"], env=env)
     assert r.exit_code == 0 and "note:" not in r.stderr
+
+
+def test_every_command_waits_as_long_as_the_lock_timeout_it_is_given(tmp_path: Path) -> None:
+    """CVCATALOG_CACHE__LOCK_TIMEOUT_SECONDS (or --config's cache.lock_timeout_seconds) bounds
+    the wait of every command on a catalog another process holds, not only an ingest's: a
+    query, `compact` or `cache clear` behind a DuckDB session that attached the catalog
+    read-write waited 60 s whatever the setting said."""
+    cat = Catalog(tmp_path / "catalog")
+    cat.db.initialise()
+    holder = subprocess.Popen(  # a foreign read-write session (not READ_ONLY) on the file
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+         "print('open', flush=True); time.sleep(120)", str(cat.paths.db)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        env = {"CVCATALOG_CACHE__LOCK_TIMEOUT_SECONDS": "1"}
+        for command in (["views"], ["compact"]):
+            t0 = time.monotonic()
+            r = runner.invoke(app, [*command, "--catalog", str(cat.paths.root)], env=env)
+            waited = time.monotonic() - t0
+            assert r.exit_code == 1, (command, r.output)
+            assert "held open read-write by another process for more than 1s" in r.output
+            assert waited < 20, (command, waited)
+        config = tmp_path / "cache.yml"
+        config.write_text("cache:\n  lock_timeout_seconds: 1\n")
+        t0 = time.monotonic()
+        r = runner.invoke(app, ["cache", "evict", "--catalog", str(cat.paths.root),
+                                "--config", str(config)])  # fmt: skip
+        assert r.exit_code == 1 and "for more than 1s" in r.output, r.output
+        assert time.monotonic() - t0 < 20
+    finally:
+        holder.kill()
+        holder.wait()
