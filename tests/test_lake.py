@@ -5,6 +5,7 @@ tampered published catalog (local S3 endpoint: moto server over HTTP)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -215,6 +216,27 @@ def test_sql_session_prints_what_a_plain_duckdb_session_needs_offline(
     assert out.stdout.strip() == str(summary.rows)
     missing = runner.invoke(app, ["sql", "session", "--catalog", str(tmp_path / "none")])
     assert missing.exit_code == 1 and "no catalog" in missing.output
+
+
+def test_the_documented_attach_again_shows_later_commits_in_a_shell_session(
+    seeded: Any, tmp_path: Path
+) -> None:
+    """A `cvcatalog shell` (or `sql session`) keeps the snapshot of its ATTACH; the statements
+    docs/architecture.md gives to attach again must work there. `DETACH cv;` alone, as it said,
+    fails in such a session (cv is the default database), and `ATTACH OR REPLACE` keeps the
+    old snapshot."""
+    cat = Catalog(tmp_path / "catalog")
+    first = cat.ingest("wydot", "BSM", "2021-04-01", "2021-04-01", rate_limit=0).rows
+    con = duckdb.connect()
+    con.execute(cat.shell_sql())
+    second = cat.ingest("wydot", "BSM", "2021-04-02", "2021-04-02", rate_limit=0).rows
+    assert first and second
+    assert con.execute("SELECT count(*) FROM wydot_bsm").fetchone() == (first,)  # its snapshot
+    text = " ".join((Path(__file__).parents[1] / "docs" / "architecture.md").read_text().split())
+    found = re.search(r"To attach again in `cvcatalog shell`.*?: `([^`]+)`", text)
+    assert found, "docs/architecture.md no longer says how to attach again"
+    con.execute(found.group(1).replace("data/catalog/catalog.ducklake", str(cat.paths.db)))
+    assert con.execute("SELECT count(*) FROM wydot_bsm").fetchone() == (first + second,)
 
 
 def test_a_0_1_catalog_migrates_in_place_without_downloading(tmp_path: Path) -> None:
