@@ -451,7 +451,8 @@ def test_note_lines_are_never_wrapped_and_failures_are_counted_not_printed() -> 
     bar.finished(Outcome("wydot/BSM/2021/04/01", "failed", error=error))
     bar.note("wydot/BSM/2021/04/02: a transient error of some length; retrying in 1.0s")
     assert console.file.getvalue().splitlines() == [  # type: ignore[attr-defined]
-        "note wydot/BSM/2021/04/02: a transient error of some length; retrying in 1.0s",
+        # "note: " as every other note (and as with --no-progress); it said "note "
+        "note: wydot/BSM/2021/04/02: a transient error of some length; retrying in 1.0s",
     ]
     assert bar.days is not None
     assert bar.bar.tasks[bar.days].fields["detail"] == "1/2 days, 1 failed"
@@ -971,7 +972,7 @@ def test_bars_write_nothing_when_stderr_is_not_a_terminal() -> None:
         bar.note("waiting")
     with ExportBar(Console(file=out, width=100)) as tick:
         tick(10, 1000)
-    assert out.getvalue() == "note waiting\n"  # its notes only
+    assert out.getvalue() == "note: waiting\n"  # its notes only
 
 
 def test_machine_formats_print_only_the_data_on_stdout(one_day: Path, tmp_path: Path) -> None:
