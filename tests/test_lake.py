@@ -5,6 +5,7 @@ tampered published catalog (local S3 endpoint: moto server over HTTP)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -283,6 +284,33 @@ def test_any_command_or_the_api_migrates_a_0_1_catalog_on_first_open(tmp_path: P
     assert result.exit_code == 0, result.output
     assert "migrating catalog.duckdb to catalog.ducklake" in result.output
     assert not (root / "catalog.duckdb").exists() and (root / "catalog.ducklake").exists()
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["query", "select 1"], ["shell"]])
+def test_a_0_1_catalog_its_user_cannot_write_is_one_line_naming_the_migration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """A 0.1 catalog is converted on its first open, which writes the directory. A user who
+    could not write it (a shared catalog, a read-only mount) was told "permission denied
+    creating the catalog at .../staging" by a query; now what to do, and nothing is made."""
+    with tarfile.open(FIXTURES / "legacy" / "v0.1-catalog.tar.xz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    root = tmp_path / "catalog"
+    before = sorted(p.name for p in root.iterdir())
+    real = os.access
+
+    def access(path: Any, mode: int, **kw: Any) -> bool:  # as for a user who cannot write it
+        return False if Path(path) == root and mode & os.W_OK else real(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    result = runner.invoke(app, [*command, "--catalog", str(root)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: {root} holds a catalog written by cvcatalog 0.1 (catalog.duckdb), which is "
+        f"converted to DuckLake on its first open, and {root} is not writable here: run "
+        f"`cvcatalog migrate --catalog {root}` as a user who can write it\n"
+    )
+    assert sorted(p.name for p in root.iterdir()) == before
 
 
 @pytest.mark.parametrize(

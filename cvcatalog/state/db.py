@@ -294,9 +294,18 @@ class CatalogDB:
     def check_legacy(self) -> None:
         """A catalog.duckdb still to migrate that is not one cvcatalog 0.1 wrote (a damaged
         file, someone else's database): one line (legacy.check), before anything is created
-        in the directory."""
+        in the directory. Nor can one be migrated, a read's first open included, by a user
+        who cannot write the directory (it said "permission denied creating the catalog")."""
         if self.paths.legacy_db.exists() and not self.paths.db.exists():
             legacy.check(self.paths.legacy_db)
+            root = self.paths.root
+            if not os.access(root, os.W_OK):
+                raise CatalogError(
+                    f"{root} holds a catalog written by cvcatalog 0.1 "
+                    f"({self.paths.legacy_db.name}), which is converted to DuckLake on its "
+                    f"first open, and {root} is not writable here: run `cvcatalog migrate "
+                    f"--catalog {root}` as a user who can write it"
+                )
 
     def initialise(self) -> None:
         """Create (or migrate) the catalog database."""
