@@ -1,5 +1,5 @@
 """`python -m cvcatalog` is the same as the `cvcatalog` command."""
 
-from cvcatalog.cli.main import main
+from cvcatalog.cli.entry import main
 
 main()

@@ -1535,3 +1535,22 @@ def test_every_command_waits_as_long_as_the_lock_timeout_it_is_given(tmp_path: P
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_ctrl_c_while_the_cli_loads_is_one_line_not_a_traceback() -> None:
+    """The command's entry point (and `python -m cvcatalog`'s): a Ctrl-C in the second the
+    CLI's modules take to load printed a traceback of whichever was loading (pandas, re, ...)."""
+    code = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'cvcatalog.cli.main':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "import runpy\n"
+        "runpy.run_module('cvcatalog', run_name='__main__')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (130, "", "interrupted\n")
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert 'cvcatalog = "cvcatalog.cli.entry:main"' in pyproject  # the command's, the same
