@@ -1554,3 +1554,18 @@ def test_ctrl_c_while_the_cli_loads_is_one_line_not_a_traceback() -> None:
     assert (r.returncode, r.stdout, r.stderr) == (130, "", "interrupted\n")
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert 'cvcatalog = "cvcatalog.cli.entry:main"' in pyproject  # the command's, the same
+
+
+@pytest.mark.parametrize("flag", ["--check-changes", "--no-check-changes"])
+def test_a_dataset_ingest_refuses_the_change_check_flags_it_cannot_honour(
+    tmp_path: Path, flag: str
+) -> None:
+    """NGSIM checks every input on every run (a changed one is loaded again, an unchanged one
+    costs a HEAD or a stat), so neither flag can change what it does: both were accepted and
+    ignored, where --force-refresh, --start, --scheduler ... are refused in one line."""
+    csv_file = tmp_path / "t.csv"
+    generate_ngsim(csv_file, 50)
+    r = runner.invoke(app, ["ingest", "--source", "ngsim", "--path", str(csv_file), flag,
+                            "--catalog", str(tmp_path / "cat"), "--no-progress"])  # fmt: skip
+    assert (r.exit_code, r.output) == (1, f"error: --source ngsim does not take {flag}\n")
+    assert not (tmp_path / "cat").exists()

@@ -452,6 +452,9 @@ def ingest(
             "--scheduler": scheduler,
             "--cluster": cluster,
             "--force-refresh": force_refresh or None,
+            # a dataset checks every input each run (an unchanged one costs a HEAD/stat): the
+            # flag either way was accepted and did nothing
+            "--check-changes" if check_changes else "--no-check-changes": check_changes,
         }
         _ingest_dataset(
             source.strip().lower(),
