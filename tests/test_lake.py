@@ -286,6 +286,30 @@ def test_any_command_or_the_api_migrates_a_0_1_catalog_on_first_open(tmp_path: P
     assert not (root / "catalog.duckdb").exists() and (root / "catalog.ducklake").exists()
 
 
+def test_migrate_of_a_current_catalog_writes_nothing_and_needs_no_write_access(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second `cvcatalog migrate` rewrote the catalog file all the same (a copy-on-write
+    commit of nothing), and on a catalog its user could only read it failed with "the catalog
+    directory ... is not writable" instead of saying there was nothing to do."""
+    with tarfile.open(FIXTURES / "legacy" / "v0.1-catalog.tar.xz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    root = tmp_path / "catalog"
+    assert runner.invoke(app, ["migrate", "--catalog", str(root)]).exit_code == 0
+    before = (root / "catalog.ducklake").stat()
+    real = os.access
+
+    def access(path: Any, mode: int, **kw: Any) -> bool:  # as for a user who cannot write it
+        return False if Path(path) == root and mode & os.W_OK else real(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    again = runner.invoke(app, ["migrate", "--catalog", str(root)])
+    assert (again.exit_code, again.output) == (0, f"{root} is already a DuckLake catalog\n")
+    after = (root / "catalog.ducklake").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert Catalog(root).migrate() is False
+
+
 @pytest.mark.parametrize("command", [["migrate"], ["query", "select 1"], ["shell"]])
 def test_a_0_1_catalog_its_user_cannot_write_is_one_line_naming_the_migration(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]

@@ -224,6 +224,8 @@ class CatalogDB:
         #: whether the reader instance has the lake attached (on the first session that needs it)
         self._hub_lake = False
         self._writer_hub: duckdb.DuckDBPyConnection | None = None
+        #: whether this instance converted a catalog of cvcatalog 0.1 (not another process)
+        self.migrated_legacy = False
 
     @classmethod
     def for_ingest(cls, cfg: IngestConfig, notify: Notify = _quiet) -> CatalogDB:
@@ -306,6 +308,21 @@ class CatalogDB:
                     f"first open, and {root} is not writable here: run `cvcatalog migrate "
                     f"--catalog {root}` as a user who can write it"
                 )
+
+    def current(self) -> bool:
+        """A DuckLake catalog that a write would leave as it is: no catalog.duckdb of 0.1 beside
+        it, every migration applied, the lake's tables and views this cvcatalog's. Read only,
+        so a catalog its user cannot write is told current rather than "not writable"."""
+        if not self.paths.db.exists() or self.paths.legacy_db.exists():
+            return False
+        with self.read() as con:
+            applied = {
+                int(r[0])
+                for r in con.execute(
+                    f"SELECT version FROM {STATE_DB}.main.schema_migrations"
+                ).fetchall()
+            }
+            return applied >= {v for v, _ in MIGRATIONS} and tables.up_to_date(con)
 
     def initialise(self) -> None:
         """Create (or migrate) the catalog database."""
@@ -753,6 +770,7 @@ class CatalogDB:
             self.requested_storage = legacy.check(self.paths.legacy_db)
         with self._transaction(run_id=None, message="migrate from catalog.duckdb") as con:
             moved = legacy.import_state(con, self.paths, self.store)
+        self.migrated_legacy = True
         self.notify(f"migrated: {len(moved)} Parquet file(s) registered in the lake")
         legacy.finish(self.paths, self.store)
 
