@@ -1163,10 +1163,12 @@ class Catalog:
     def migrate(self) -> bool:
         """Bring a catalog written by cvcatalog 0.1 (catalog.duckdb) to the DuckLake format;
         also done by the first open of any kind (a query, a read of the state, a write).
-        Returns whether there was anything to migrate."""
-        legacy = self.paths.legacy_db.exists() and not self.paths.db.exists()
+        Returns whether this call converted one (not another process meanwhile). A catalog
+        with nothing to do is not written (a read-only one is no error)."""
+        if self.db.current():
+            return False
         self.db.initialise()
-        return legacy
+        return self.db.migrated_legacy
 
     def shell_sql(self) -> str:
         """The statements that make a DuckDB session see this catalog as `cvcatalog shell`

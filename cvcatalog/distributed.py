@@ -22,6 +22,7 @@ import contextlib
 import functools
 import gc
 import logging
+import multiprocessing
 import os
 import socket
 import sys
@@ -342,6 +343,17 @@ class _ClusterWatch:
             )
 
 
+def _importing_main_in_a_worker() -> bool:
+    """Whether this code runs while a process started with `spawn` (a LocalCluster's worker)
+    imports its parent's main script (as `__mp_main__`, still bootstrapping: multiprocessing's
+    own test before it starts a process). A script that starts a LocalCluster outside
+    `if __name__ == "__main__":` does so again in every worker, which failed as "could not
+    start a Dask LocalCluster ...: Nanny failed to start" and nothing more."""
+    main = sys.modules.get("__mp_main__")
+    bootstrapping = bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+    return bootstrapping and getattr(main, "__name__", None) == "__mp_main__"
+
+
 def check_options(
     scheduler: Any,
     cluster: str | None,
@@ -361,6 +373,12 @@ def check_options(
         )
     if scheduler is None and cluster is None:
         raise ConfigError("no Dask cluster: give a scheduler address or cluster='local'")
+    if cluster is not None and _importing_main_in_a_worker():
+        raise DistributedError(
+            "a LocalCluster was asked for while one of its worker processes imported the script "
+            "that asks for it (they start by importing it): put the script's work under "
+            '`if __name__ == "__main__":`'
+        )
     if workers is not None and cluster is None:
         raise ConfigError(
             "workers= sets the size of a LocalCluster (cluster='local'); a cluster reached at "

@@ -451,7 +451,8 @@ def test_note_lines_are_never_wrapped_and_failures_are_counted_not_printed() -> 
     bar.finished(Outcome("wydot/BSM/2021/04/01", "failed", error=error))
     bar.note("wydot/BSM/2021/04/02: a transient error of some length; retrying in 1.0s")
     assert console.file.getvalue().splitlines() == [  # type: ignore[attr-defined]
-        "note wydot/BSM/2021/04/02: a transient error of some length; retrying in 1.0s",
+        # "note: " as every other note (and as with --no-progress); it said "note "
+        "note: wydot/BSM/2021/04/02: a transient error of some length; retrying in 1.0s",
     ]
     assert bar.days is not None
     assert bar.bar.tasks[bar.days].fields["detail"] == "1/2 days, 1 failed"
@@ -556,6 +557,8 @@ def test_ctrl_c_while_the_modules_load_is_the_one_line() -> None:
         [sys.executable, "-c", _CTRL_C_WHILE_LOADING], capture_output=True, text=True
     )
     assert (out.returncode, out.stdout, out.stderr) == (130, "", "interrupted\n")
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert 'cvcatalog = "cvcatalog.cli.entry:main"' in pyproject  # the command's, the same
 
 
 def test_version_names_cvcatalog_duckdb_and_python() -> None:
@@ -996,7 +999,7 @@ def test_bars_write_nothing_when_stderr_is_not_a_terminal() -> None:
         bar.note("waiting")
     with ExportBar(Console(file=out, width=100)) as tick:
         tick(10, 1000)
-    assert out.getvalue() == "note waiting\n"  # its notes only
+    assert out.getvalue() == "note: waiting\n"  # its notes only
 
 
 def test_machine_formats_print_only_the_data_on_stdout(one_day: Path, tmp_path: Path) -> None:
@@ -1525,3 +1528,52 @@ def test_a_misspelt_variable_is_one_note_when_a_command_reads_its_configuration(
         assert r.stderr.splitlines()[1].startswith("error: no catalog at")
     r = runner.invoke(app, ["views", "--help"], env=env)
     assert r.exit_code == 0 and "note:" not in r.stderr
+
+
+def test_every_command_waits_as_long_as_the_lock_timeout_it_is_given(tmp_path: Path) -> None:
+    """CVCATALOG_CACHE__LOCK_TIMEOUT_SECONDS (or --config's cache.lock_timeout_seconds) bounds
+    the wait of every command on a catalog another process holds, not only an ingest's: a
+    query, `compact` or `cache clear` behind a DuckDB session that attached the catalog
+    read-write waited 60 s whatever the setting said."""
+    cat = Catalog(tmp_path / "catalog")
+    cat.db.initialise()
+    holder = subprocess.Popen(  # a foreign read-write session (not READ_ONLY) on the file
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+         "print('open', flush=True); time.sleep(120)", str(cat.paths.db)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        env = {"CVCATALOG_CACHE__LOCK_TIMEOUT_SECONDS": "1"}
+        for command in (["views"], ["compact"]):
+            t0 = time.monotonic()
+            r = runner.invoke(app, [*command, "--catalog", str(cat.paths.root)], env=env)
+            waited = time.monotonic() - t0
+            assert r.exit_code == 1, (command, r.output)
+            assert "held open read-write by another process for more than 1s" in r.output
+            assert waited < 20, (command, waited)
+        config = tmp_path / "cache.yml"
+        config.write_text("cache:\n  lock_timeout_seconds: 1\n")
+        t0 = time.monotonic()
+        r = runner.invoke(app, ["cache", "evict", "--catalog", str(cat.paths.root),
+                                "--config", str(config)])  # fmt: skip
+        assert r.exit_code == 1 and "for more than 1s" in r.output, r.output
+        assert time.monotonic() - t0 < 20
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("flag", ["--check-changes", "--no-check-changes"])
+def test_a_dataset_ingest_refuses_the_change_check_flags_it_cannot_honour(
+    tmp_path: Path, flag: str
+) -> None:
+    """NGSIM checks every input on every run (a changed one is loaded again, an unchanged one
+    costs a HEAD or a stat), so neither flag can change what it does: both were accepted and
+    ignored, where --force-refresh, --start, --scheduler ... are refused in one line."""
+    csv_file = tmp_path / "t.csv"
+    generate_ngsim(csv_file, 50)
+    r = runner.invoke(app, ["ingest", "--source", "ngsim", "--path", str(csv_file), flag,
+                            "--catalog", str(tmp_path / "cat"), "--no-progress"])  # fmt: skip
+    assert (r.exit_code, r.output) == (1, f"error: --source ngsim does not take {flag}\n")
+    assert not (tmp_path / "cat").exists()

@@ -314,6 +314,31 @@ def test_a_local_cluster_that_cannot_start_is_one_line(
     assert capfd.readouterr().err == ""  # the worker processes printed nothing either
 
 
+def test_a_script_that_starts_a_local_cluster_without_the_main_guard_is_told_so(
+    tmp_path: Path,
+) -> None:
+    """Dask's worker processes start by importing the script; one that calls
+    ingest(cluster="local") at its top level starts a cluster again in each. It failed with
+    "could not start a Dask LocalCluster ...: Nanny failed to start" and nothing else; each
+    worker now says why (the README's example is under the guard)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from cvcatalog import Catalog\n"
+        f"Catalog({str(tmp_path / 'cat')!r}).ingest('wydot', 'BSM', '2021-04-01', '2021-04-01', "
+        "cluster='local', workers=1)\n"
+    )
+    env = {**os.environ, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{free_port()}"}  # unused
+    r = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert r.returncode == 1
+    assert (
+        "DistributedError: a LocalCluster was asked for while one of its worker processes "
+        "imported the script that asks for it (they start by importing it): put the script's "
+        'work under `if __name__ == "__main__":`'
+    ) in r.stderr, r.stderr[-2000:]
+
+
 # -- on real Dask clusters (about 15-20 s each) -----------------------------------------------
 @pytest.fixture(scope="module")
 def dask_cluster() -> Iterator[Any]:

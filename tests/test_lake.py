@@ -5,6 +5,8 @@ tampered published catalog (local S3 endpoint: moto server over HTTP)."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -221,6 +223,27 @@ def test_sql_session_prints_what_a_plain_duckdb_session_needs_offline(
     assert missing.exit_code == 1 and "no catalog" in missing.output
 
 
+def test_the_documented_attach_again_shows_later_commits_in_a_shell_session(
+    seeded: Any, tmp_path: Path
+) -> None:
+    """A `cvcatalog shell` (or `sql session`) keeps the snapshot of its ATTACH; the statements
+    docs/architecture.md gives to attach again must work there. `DETACH cv;` alone, as it said,
+    fails in such a session (cv is the default database), and `ATTACH OR REPLACE` keeps the
+    old snapshot."""
+    cat = Catalog(tmp_path / "catalog")
+    first = cat.ingest("wydot", "BSM", "2021-04-01", "2021-04-01", rate_limit=0).rows
+    con = duckdb.connect()
+    con.execute(cat.shell_sql())
+    second = cat.ingest("wydot", "BSM", "2021-04-02", "2021-04-02", rate_limit=0).rows
+    assert first and second
+    assert con.execute("SELECT count(*) FROM wydot_bsm").fetchone() == (first,)  # its snapshot
+    text = " ".join((Path(__file__).parents[1] / "docs" / "architecture.md").read_text().split())
+    found = re.search(r"To attach again in `cvcatalog shell`.*?: `([^`]+)`", text)
+    assert found, "docs/architecture.md no longer says how to attach again"
+    con.execute(found.group(1).replace("data/catalog/catalog.ducklake", str(cat.paths.db)))
+    assert con.execute("SELECT count(*) FROM wydot_bsm").fetchone() == (first + second,)
+
+
 def test_a_0_1_catalog_migrates_in_place_without_downloading(tmp_path: Path) -> None:
     with tarfile.open(FIXTURES / "legacy" / "v0.1-catalog.tar.xz") as tar:
         tar.extractall(tmp_path, filter="data")
@@ -265,6 +288,57 @@ def test_any_command_or_the_api_migrates_a_0_1_catalog_on_first_open(tmp_path: P
     assert result.exit_code == 0, result.output
     assert "migrating catalog.duckdb to catalog.ducklake" in result.output
     assert not (root / "catalog.duckdb").exists() and (root / "catalog.ducklake").exists()
+
+
+def test_migrate_of_a_current_catalog_writes_nothing_and_needs_no_write_access(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second `cvcatalog migrate` rewrote the catalog file all the same (a copy-on-write
+    commit of nothing), and on a catalog its user could only read it failed with "the catalog
+    directory ... is not writable" instead of saying there was nothing to do."""
+    with tarfile.open(FIXTURES / "legacy" / "v0.1-catalog.tar.xz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    root = tmp_path / "catalog"
+    assert runner.invoke(app, ["migrate", "--catalog", str(root)]).exit_code == 0
+    before = (root / "catalog.ducklake").stat()
+    real = os.access
+
+    def access(path: Any, mode: int, **kw: Any) -> bool:  # as for a user who cannot write it
+        return False if Path(path) == root and mode & os.W_OK else real(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    again = runner.invoke(app, ["migrate", "--catalog", str(root)])
+    assert (again.exit_code, again.output) == (0, f"{root} is already a DuckLake catalog\n")
+    after = (root / "catalog.ducklake").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert Catalog(root).migrate() is False
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["query", "select 1"], ["shell"]])
+def test_a_0_1_catalog_its_user_cannot_write_is_one_line_naming_the_migration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """A 0.1 catalog is converted on its first open, which writes the directory. A user who
+    could not write it (a shared catalog, a read-only mount) was told "permission denied
+    creating the catalog at .../staging" by a query; now what to do, and nothing is made."""
+    with tarfile.open(FIXTURES / "legacy" / "v0.1-catalog.tar.xz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    root = tmp_path / "catalog"
+    before = sorted(p.name for p in root.iterdir())
+    real = os.access
+
+    def access(path: Any, mode: int, **kw: Any) -> bool:  # as for a user who cannot write it
+        return False if Path(path) == root and mode & os.W_OK else real(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    result = runner.invoke(app, [*command, "--catalog", str(root)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: {root} holds a catalog written by cvcatalog 0.1 (catalog.duckdb), which is "
+        f"converted to DuckLake on its first open, and {root} is not writable here: run "
+        f"`cvcatalog migrate --catalog {root}` as a user who can write it\n"
+    )
+    assert sorted(p.name for p in root.iterdir()) == before
 
 
 @pytest.mark.parametrize(

@@ -323,15 +323,21 @@ def open_catalog(
     if is_remote(catalog):
         options = {k: v for k, v in remote.items() if v is not None}
         return Catalog(str(catalog).strip(), notify=note, **options)
-    if catalog is None and not home and config is not None:
-        settings = cache_config(config)  # checked as an ingest checks the file
-        if "directory" in settings.model_fields_set:
-            catalog = settings.directory
+    # checked as an ingest checks the file; its lock timeout (or CVCATALOG_CACHE__'s) bounds
+    # every command's wait, not only an ingest's (a query or compact waited 60 s whatever it said)
+    settings = cache_config(config)
+    if (
+        catalog is None
+        and not home
+        and config is not None
+        and "directory" in settings.model_fields_set
+    ):
+        catalog = settings.directory
     root = Path(catalog) if catalog is not None else default_home()
     paths = CatalogPaths(root)
     if not create and not (paths.db.exists() or paths.legacy_db.exists()):
         raise no_catalog(root)
-    return Catalog(root, notify=note)
+    return Catalog(root, lock_timeout=settings.lock_timeout_seconds, notify=note)
 
 
 # -- ingest ---------------------------------------------------------------------------------
@@ -446,6 +452,9 @@ def ingest(
             "--scheduler": scheduler,
             "--cluster": cluster,
             "--force-refresh": force_refresh or None,
+            # a dataset checks every input each run (an unchanged one costs a HEAD/stat): the
+            # flag either way was accepted and did nothing
+            "--check-changes" if check_changes else "--no-check-changes": check_changes,
         }
         _ingest_dataset(
             source.strip().lower(),

@@ -140,7 +140,7 @@ class RichProgress(_LiveBar):
 
     def note(self, message: str) -> None:
         self.console.print(
-            f"[yellow]note[/yellow] {escape(message)}", highlight=False, soft_wrap=True
+            f"[yellow]note:[/yellow] {escape(message)}", highlight=False, soft_wrap=True
         )
 
 

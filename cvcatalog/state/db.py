@@ -234,6 +234,8 @@ class CatalogDB:
         #: whether the reader instance has the lake attached (on the first session that needs it)
         self._hub_lake = False
         self._writer_hub: duckdb.DuckDBPyConnection | None = None
+        #: whether this instance converted a catalog of cvcatalog 0.1 (not another process)
+        self.migrated_legacy = False
 
     @classmethod
     def for_ingest(cls, cfg: IngestConfig, notify: Notify = _quiet) -> CatalogDB:
@@ -304,9 +306,33 @@ class CatalogDB:
     def check_legacy(self) -> None:
         """A catalog.duckdb still to migrate that is not one cvcatalog 0.1 wrote (a damaged
         file, someone else's database): one line (legacy.check), before anything is created
-        in the directory."""
+        in the directory. Nor can one be migrated, a read's first open included, by a user
+        who cannot write the directory (it said "permission denied creating the catalog")."""
         if self.paths.legacy_db.exists() and not self.paths.db.exists():
             legacy.check(self.paths.legacy_db)
+            root = self.paths.root
+            if not os.access(root, os.W_OK):
+                raise CatalogError(
+                    f"{root} holds a catalog written by cvcatalog 0.1 "
+                    f"({self.paths.legacy_db.name}), which is converted to DuckLake on its "
+                    f"first open, and {root} is not writable here: run `cvcatalog migrate "
+                    f"--catalog {root}` as a user who can write it"
+                )
+
+    def current(self) -> bool:
+        """A DuckLake catalog that a write would leave as it is: no catalog.duckdb of 0.1 beside
+        it, every migration applied, the lake's tables and views this cvcatalog's. Read only,
+        so a catalog its user cannot write is told current rather than "not writable"."""
+        if not self.paths.db.exists() or self.paths.legacy_db.exists():
+            return False
+        with self.read() as con:
+            applied = {
+                int(r[0])
+                for r in con.execute(
+                    f"SELECT version FROM {STATE_DB}.main.schema_migrations"
+                ).fetchall()
+            }
+            return applied >= {v for v, _ in MIGRATIONS} and tables.up_to_date(con)
 
     def initialise(self) -> None:
         """Create (or migrate) the catalog database."""
@@ -779,6 +805,7 @@ class CatalogDB:
             self.requested_storage = legacy.check(self.paths.legacy_db)
         with self._transaction(run_id=None, message="migrate from catalog.duckdb") as con:
             moved = legacy.import_state(con, self.paths, self.store)
+        self.migrated_legacy = True
         self.notify(f"migrated: {len(moved)} Parquet file(s) registered in the lake")
         legacy.finish(self.paths, self.store)
 
