@@ -387,7 +387,13 @@ def _read_files(
 
 
 def _missing(path: str) -> CatalogError:
-    return CatalogError(f"{path} is missing from the lake (run `cvcatalog cache verify --repair`)")
+    """A frame's file gone: damage, or a clear or eviction since the frame's files were listed
+    (a lazy frame is often computed long after it was made)."""
+    return CatalogError(
+        f"{path} is missing from the lake (a `cache clear` or `cache evict` may have removed it "
+        "meanwhile: make the frame again; if this comes back, run "
+        "`cvcatalog cache verify --repair`)"
+    )
 
 
 def _unreadable(piece: DaskPiece, e: Exception) -> Exception:
@@ -1950,7 +1956,9 @@ def damaged_file_line(e: BaseException) -> str | None:
 
 #: what follows the reader's own error when it met a missing or damaged data file
 DAMAGED_FILE = (
-    "(a data file of the catalog is missing or damaged: run `cvcatalog cache verify --repair`)"
+    "(a data file of the catalog is missing or damaged, or a `cache clear` or `cache evict` "
+    "removed it while this read: run it again; if this comes back, run "
+    "`cvcatalog cache verify --repair`)"
 )
 
 

@@ -580,7 +580,7 @@ def test_a_frame_whose_file_is_missing_names_the_mend(seeded: Any, tmp_path: Pat
     _ingest(cat)
     for f in (tmp_path / "catalog" / "lake").rglob("*.parquet"):
         f.unlink()
-    with pytest.raises(CvCatalogError, match=r"is missing from the lake \(run `cvcatalog cache"):
+    with pytest.raises(CvCatalogError, match=r"is missing from the lake \(a `cache clear` or "):
         cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02")
 
 
@@ -595,11 +595,25 @@ def test_a_frame_computed_over_a_damaged_or_missing_file_names_the_mend(
     day2 = sorted((tmp_path / "catalog/lake/main/wydot_bsm").rglob("date=2021-04-02/*.parquet"))
     day2[0].write_bytes(day2[0].read_bytes()[:100])
     frame = cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02")  # day 1 gives the meta
-    with pytest.raises(CvCatalogError, match=r"is missing or damaged: run `cvcatalog cache v"):
+    with pytest.raises(CvCatalogError, match=r"is missing or damaged, or a `cache clear` or "):
         len(frame)
     day2[0].unlink()
-    with pytest.raises(CvCatalogError, match=r"is missing from the lake \(run `cvcatalog cache"):
+    with pytest.raises(CvCatalogError, match=r"is missing from the lake \(a `cache clear` or "):
         len(cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02"))
+
+
+def test_a_frame_computed_after_a_clear_says_what_likely_happened(
+    seeded: Any, tmp_path: Path
+) -> None:
+    """A lazy frame is often computed long after it was made: its files evicted or cleared
+    meanwhile are not damage for `cache verify --repair` to mend."""
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat)
+    later = cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02")
+    cat.clear("wydot", "BSM")
+    with pytest.raises(CvCatalogError, match=r"`cache evict` may have removed it meanwhile"):
+        len(later)
+    assert cat.verify().clean
 
 
 def test_a_repair_says_which_orphans_it_deleted(seeded: Any, tmp_path: Path) -> None:
