@@ -803,8 +803,11 @@ class Catalog:
         conjunctions ((column, op, value) tuples, canonical column names in either naming):
         the ones on partition columns (date, location, ...) choose partitions, the others are
         pushed into the Parquet reads. A filter naming no column, with another op, a value
-        the column cannot compare with, or "in"/"not in" with a str (not a list of values)
-        is a ConfigError here, not an error at compute or a silent empty frame.
+        the column cannot compare with, "in"/"not in" with a str (not a list of values), or
+        a None value (it matches no row) is a ConfigError here, not an error at compute or a
+        silent empty frame. An op may be in capitals (`"IN"`); one term alone, and pyarrow's
+        list holding one conjunction (`[[term, ...]]`), are read as those terms; an OR (two
+        conjunctions) is refused.
 
         Only the columns asked for (and those the computation uses: Dask's optimizer narrows
         them further) are read; filter and time-window columns need not be among them.
@@ -831,6 +834,7 @@ class Catalog:
         at = as_of_point(snapshot, as_of)
         area = spatial.as_filter(within, bbox, corridor)
         source_filter(source, message_type)
+        filters = _check_filter_terms(filters)
         ds = _dataset(source)
         if ds is not None:
             if area is not None:
@@ -1073,7 +1077,7 @@ class Catalog:
         are socrata names, computed from the canonical columns they come from)."""
         import dask.dataframe as dd
 
-        _check_filter_terms(filters)
+        filters = _check_filter_terms(filters)
         names = {n for _, p in keyed for n, _ in p.constants} | {n for n, _ in spec.constants}
         on_values = [f for f in filters or [] if f[0] in names]
         pushed = [f for f in filters or [] if f[0] not in names]
@@ -1717,6 +1721,7 @@ class Catalog:
         before `filters`. A window with nothing to split is a CatalogError (split_plan)
         (cvcatalog/read/splits.py, docs/ml.md)."""
         start, end = _split_days(start, end)
+        filters = _check_filter_terms(filters)
         # a time is the snapshot current then, once: the plan and the frames read the same one
         snapshot = self._snapshot_at(as_of_point(snapshot, as_of))
         the_plan, groups = self.split_plan(
@@ -2085,9 +2090,22 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _check_filter_terms(filters: Filters | None) -> None:
+def _check_filter_terms(filters: Filters | None) -> list[tuple[str, str, Any]]:
     """Each filter is a (column, op, value) term with a known op; all of them must hold (a
-    list of lists, pyarrow's OR form, is not a term)."""
+    list of lists, pyarrow's OR form, is not a term; a list holding one list of terms,
+    pyarrow's form of one conjunction, is those terms). Returns the terms with their op as
+    pyarrow reads it (`IN`, ` > `: `in`, `>`); one term alone, not in a list, is that term."""
+    if isinstance(filters, tuple) and len(filters) == 3 and isinstance(filters[0], str):
+        filters = [filters]  # one term given alone, not in a list
+    if (
+        isinstance(filters, list | tuple)
+        and len(filters) == 1
+        and isinstance(filters[0], list | tuple)
+        and filters[0]
+        and all(isinstance(term, list | tuple) for term in filters[0])
+    ):
+        filters = filters[0]
+    terms: list[tuple[str, str, Any]] = []
     for term in filters or ():
         if not (isinstance(term, tuple | list) and len(term) == 3 and isinstance(term[0], str)):
             raise ConfigError(
@@ -2108,6 +2126,13 @@ def _check_filter_terms(filters: Filters | None) -> None:
                 f"filter {tuple(term)!r}: {op!r} takes a list, tuple or set of values, e.g. "
                 f"({term[0]!r}, {op!r}, [{term[2]!r}])"
             )
+        if value is None:  # pyarrow compares NULL with nothing: every row would be dropped
+            raise ConfigError(
+                f"filter {tuple(term)!r}: None matches no row (no value compares with NULL); "
+                f"for the rows without a value, filter the frame: frame[frame[{term[0]!r}].isna()]"
+            )
+        terms.append((term[0], op, value))
+    return terms
 
 
 def _check_filter_columns(

@@ -264,6 +264,25 @@ def test_mistaken_filters_are_one_clear_error_from_to_dask(cat: Catalog) -> None
     assert got == want > 0
 
 
+def test_the_forms_a_notebook_gives_filters_in_read_what_they_say(cat: Catalog) -> None:
+    """An op in capitals or with spaces passed the check but reached pyarrow as given (a
+    ValueError '"IN" is not a valid operator' at compute); one term alone, or pyarrow's
+    list holding one conjunction, was refused as an OR; a None value read no row at all."""
+    want = cat.query("select count(*) n from wydot_bsm where msg_cnt in (1, 2) and speed_mps > 5 "
+                     "and date between ? and ?", [D1, D2]).n[0]  # fmt: skip
+    assert want > 0
+    for filters in (
+        [("msg_cnt", "IN", [1, 2]), ("speed_mps", " > ", 5.0)],
+        [[("msg_cnt", "in", [1, 2]), ("speed_mps", ">", 5.0)]],
+    ):
+        assert len(cat.to_dask("wydot", "BSM", D1, D2, filters=filters)) == want
+    alone = cat.query("select count(*) n from wydot_bsm where speed_mps > 5 and date between ? "
+                      "and ?", [D1, D2]).n[0]  # fmt: skip
+    assert len(cat.to_dask("wydot", "BSM", D1, D2, filters=("speed_mps", ">", 5.0))) == alone
+    with pytest.raises(ConfigError, match=r"^filter \('speed_mps', '>', None\): None matches no row"):
+        cat.to_dask("wydot", "BSM", D1, D2, filters=[("speed_mps", ">", None)])
+
+
 def test_ngsim_frames_with_columns(tmp_path: Path, reads: list[Any]) -> None:
     path = tmp_path / "trajectories.csv"
     generate_ngsim(path, 3_000, seed=3)
