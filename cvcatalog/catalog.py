@@ -145,6 +145,38 @@ def _check_limit(limit: int | None) -> None:
         raise ConfigError(f"limit must be 0 or more, got {limit}")
 
 
+def _choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """An argument that takes one of a few words (output=, naming=), in any case and with
+    spaces around it; anything else is one line naming the argument and its words, not a
+    silent default."""
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word is None or word not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return word
+
+
+def _column_names(columns: Sequence[str] | str | None) -> list[str] | None:
+    """columns= as a list of names: a list, tuple or other iterable of names, or one str of
+    names separated by commas (`"vehicle_id, speed_mps"`, as --columns takes them); a name
+    given twice is read once. None: every column. Anything else is one ConfigError line."""
+    if columns is None:
+        return None
+    items: Any = columns.split(",") if isinstance(columns, str) else columns
+    if isinstance(items, bytes | dict) or not isinstance(items, Iterable):
+        items = None
+    else:
+        items = list(items)
+    if items is None or not all(isinstance(c, str) for c in items):
+        raise ConfigError(
+            "columns is a list of column names, e.g. ['vehicle_id', 'speed_mps'] (or one str "
+            f"'vehicle_id,speed_mps'), got {columns!r}"
+        )
+    names = [c.strip() for c in items]
+    if isinstance(columns, str):
+        names = [c for c in names if c]
+    return list(dict.fromkeys(names))
+
+
 def _day_range(start: date | str | None, end: date | str | None) -> tuple[date | None, date | None]:
     """start and end as days, checked in order when both are given."""
     s, e = _as_date(start, "start"), _as_date(end, "end")
@@ -700,6 +732,9 @@ class Catalog:
         snapshot: int | None = None,
         as_of: datetime | str | None = None,
     ) -> Any:
+        """query_arrow's result as a pandas DataFrame (output="pandas") or an Arrow table
+        (output="arrow")."""
+        output = _choice("output", output, ("pandas", "arrow"))  # type: ignore[assignment]
         table = self.query_arrow(sql, params, read_only=read_only, snapshot=snapshot, as_of=as_of)
         return table if output == "arrow" else table.to_pandas()
 
@@ -809,8 +844,9 @@ class Catalog:
         list holding one conjunction (`[[term, ...]]`), are read as those terms; an OR (two
         conjunctions) is refused.
 
-        Only the columns asked for (and those the computation uses: Dask's optimizer narrows
-        them further) are read; filter and time-window columns need not be among them.
+        Only the columns asked for (a list of names, or one str of names separated by
+        commas; a name given twice is read once) (and those the computation uses: Dask's
+        optimizer narrows them further) are read; filter and time-window columns need not be among them.
         naming="socrata": data.transportation.gov names (the `<table>_socrata` view); each
         socrata column is computed only from the canonical columns it comes from
         (`cvcatalog.schemas.socrata`), so e.g. 19 metadata/coreData columns never touch partII.
@@ -834,6 +870,8 @@ class Catalog:
         at = as_of_point(snapshot, as_of)
         area = spatial.as_filter(within, bbox, corridor)
         source_filter(source, message_type)
+        columns = _column_names(columns)
+        naming = _choice("naming", naming, ("canonical", "socrata"))  # type: ignore[assignment]
         filters = _check_filter_terms(filters)
         ds = _dataset(source)
         if ds is not None:
@@ -1288,6 +1326,7 @@ class Catalog:
         Snapshots after `since` that expired since (retention, while a pin kept `since`)
         still count: their changes stay in the files (a run of them is one Dask partition)."""
         table = _lake_table(source, message_type)[0]
+        output = _choice("output", output, ("pandas", "arrow", "dask"))  # type: ignore[assignment]
         first = snapshot_id(since)  # '4' is 4; a word, a fraction or -1 is one line
         if first is None:
             raise ConfigError("changes need since: the snapshot they follow")
@@ -1616,7 +1655,10 @@ class Catalog:
     ) -> Any:
         """The rows of a table or view (`bsm`, `wydot_bsm`, `trajectories`, `ngsim_trajectories`,
         ...) inside an area, in SQL (DuckDB reads only the row groups the area's box can touch).
-        where: an extra SQL predicate, its `?` values in params; columns: the columns to return."""
+        where: an extra SQL predicate, its `?` values in params; columns: the columns to return
+        (as to_dask takes them); limit: at most that many rows (0 or more)."""
+        columns = _column_names(columns)
+        output = _choice("output", output, ("pandas", "arrow"))  # type: ignore[assignment]
         known = self.views()
         if view not in known:
             raise QueryError(f"no table or view {view!r}; try one of {', '.join(known)}")
@@ -1721,6 +1763,8 @@ class Catalog:
         before `filters`. A window with nothing to split is a CatalogError (split_plan)
         (cvcatalog/read/splits.py, docs/ml.md)."""
         start, end = _split_days(start, end)
+        if "columns" in options:
+            options["columns"] = _column_names(options["columns"])
         filters = _check_filter_terms(filters)
         # a time is the snapshot current then, once: the plan and the frames read the same one
         snapshot = self._snapshot_at(as_of_point(snapshot, as_of))
@@ -1767,8 +1811,6 @@ class Catalog:
         area (within/bbox/corridor as in to_dask), a SQL predicate `where` and `columns` in
         the names of `naming`. Streams; the file appears only when complete. See
         docs/spatial.md#export."""
-        if isinstance(columns, str):
-            columns = [c for c in columns.split(",") if c.strip()]
         return export_slice(
             self.db,
             source,
@@ -1780,7 +1822,7 @@ class Catalog:
             timezone=timezone,
             area=spatial.as_filter(within, bbox, corridor),
             where=where,
-            columns=columns,
+            columns=_column_names(columns),
             naming=naming,
             at=as_of_point(snapshot, as_of),
             progress=progress,

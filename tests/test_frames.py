@@ -283,6 +283,29 @@ def test_the_forms_a_notebook_gives_filters_in_read_what_they_say(cat: Catalog) 
         cat.to_dask("wydot", "BSM", D1, D2, filters=[("speed_mps", ">", None)])
 
 
+def test_columns_naming_and_output_take_what_a_notebook_gives(cat: Catalog) -> None:
+    """columns= as one str was read as its characters ('unknown column(s) v, e, h, ...'), a
+    name given twice made a frame that failed at compute (KeyError), a None in it was a
+    TypeError; naming='SOCRATA' or a typo gave canonical names silently, and query's
+    output='polars' a pandas frame."""
+    frame = cat.to_dask("wydot", "BSM", D1, D2, columns="vehicle_id, speed_mps")
+    assert list(frame.columns) == ["vehicle_id", "speed_mps"]
+    twice = cat.to_dask("wydot", "BSM", D1, D2, columns=["vehicle_id", "vehicle_id"])
+    assert list(twice.compute().columns) == ["vehicle_id"]
+    for bad in ([None], 5):
+        with pytest.raises(ConfigError, match=r"^columns is a list of column names"):
+            cat.to_dask("wydot", "BSM", D1, D2, columns=bad)  # type: ignore[arg-type]
+    upper = cat.to_dask("wydot", "BSM", D1, D2, columns=["coreData_id"], naming="SOCRATA")  # type: ignore[arg-type]
+    assert list(upper.columns) == ["coreData_id"]
+    with pytest.raises(ConfigError, match=r"^naming must be one of 'canonical', 'socrata', got 'socratta'"):
+        cat.to_dask("wydot", "BSM", D1, D2, naming="socratta")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^output must be one of 'pandas', 'arrow', got 'polars'"):
+        cat.query("select 1 as a", output="polars")  # type: ignore[arg-type]
+    assert cat.query("select 1 as a", output=" Arrow ").num_rows == 1  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^output must be one of 'pandas', 'arrow', 'dask'"):
+        cat.changes("wydot", "BSM", 0, output="polars")  # type: ignore[arg-type]
+
+
 def test_ngsim_frames_with_columns(tmp_path: Path, reads: list[Any]) -> None:
     path = tmp_path / "trajectories.csv"
     generate_ngsim(path, 3_000, seed=3)
