@@ -140,8 +140,16 @@ def _same_pin(held: pins.Pin, snapshot: int | None) -> pins.Pin:
 
 
 def _check_limit(limit: int | None) -> None:
-    """A number of rows to list (runs, snapshots): 0 or more."""
-    if limit is not None and limit < 0:
+    """A number of rows to list (runs, snapshots, query_spatial): a whole number, 0 or more."""
+    if limit is None:
+        return
+    try:
+        n = operator.index(limit) if not isinstance(limit, bool) else None
+    except TypeError:
+        n = None
+    if n is None:
+        raise ConfigError(f"limit must be a whole number, 0 or more, got {limit!r}")
+    if n < 0:
         raise ConfigError(f"limit must be 0 or more, got {limit}")
 
 
@@ -1658,6 +1666,7 @@ class Catalog:
         where: an extra SQL predicate, its `?` values in params; columns: the columns to return
         (as to_dask takes them); limit: at most that many rows (0 or more)."""
         columns = _column_names(columns)
+        _check_limit(limit)
         output = _choice("output", output, ("pandas", "arrow"))  # type: ignore[assignment]
         known = self.views()
         if view not in known:

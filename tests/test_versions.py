@@ -101,6 +101,24 @@ def test_every_ingest_commit_is_a_snapshot_with_its_run(history: dict[str, Any])
         cat.snapshots("nowhere")
 
 
+def test_a_limit_that_is_no_whole_number_is_one_line(history: dict[str, Any]) -> None:
+    """limit="3" was a TypeError ('<' not supported between str and int) from snapshots() and
+    runs(); 2.5 listed 3 snapshots but 2 runs, True one of each; query_spatial's -1 was
+    DuckDB's Binder Error."""
+    cat: Catalog = history["cat"]
+    for bad in ("3", 2.5, True):
+        for call in (
+            lambda: cat.snapshots(limit=bad),  # noqa: B023
+            lambda: cat.runs(limit=bad),  # noqa: B023
+            lambda: cat.query_spatial("bsm", within=(41.2, -105.5, 5e4), limit=bad),  # noqa: B023
+        ):
+            with pytest.raises(ConfigError, match=r"^limit must be a whole number, 0 or more, got"):
+                call()
+    with pytest.raises(ConfigError, match=r"^limit must be 0 or more, got -1$"):
+        cat.query_spatial("bsm", within=(41.2, -105.5, 5e4), limit=-1)
+    assert len(cat.snapshots(limit=2)) == len(cat.runs(limit=2)) == 2
+
+
 def test_a_query_at_a_snapshot_sees_the_catalog_as_it_was(history: dict[str, Any]) -> None:
     cat: Catalog = history["cat"]
     s3, s2, s1 = _ingest_snapshots(cat)
