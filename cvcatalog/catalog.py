@@ -509,8 +509,8 @@ class Catalog:
         if days_back is not None and (start is not None or end is not None):
             raise ConfigError("give start (and end) or days_back, not both")
         given: dict[str, Any] = {}  # the days given here replace the file's and the env's
-        if start is not None or end is not None:
-            given.update(start_date=start, end_date=end)
+        if start is not None or end is not None:  # read as every reader reads its days
+            given.update(start_date=_as_date(start, "start"), end_date=_as_date(end, "end"))
         if days_back is not None:
             given["days_back"] = days_back
         if timezone is not None:
@@ -842,7 +842,8 @@ class Catalog:
         only those partitions' files are ever opened. With start/end, rows are also cut to
         the exact local-time window (a Denver day is 06:00-06:00 UTC); a start alone reads
         from that day on, an end alone up to it (an ingest's, an export's or a split's start
-        alone is that one day). `filters` are pyarrow
+        alone is that one day). A day is a date or 'YYYY-MM-DD'; a datetime, pandas.Timestamp
+        or numpy.datetime64 is its date as written (every call that takes days reads them so). `filters` are pyarrow
         conjunctions ((column, op, value) tuples, canonical column names in either naming):
         the ones on partition columns (date, location, ...) choose partitions, the others are
         pushed into the Parquet reads. A filter naming no column, with another op, a value

@@ -5,10 +5,11 @@ Every check that can fail does so here, before any network call, with a one-line
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 from collections.abc import Iterator, Mapping
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,14 +46,21 @@ def check_source_type(source: str, message_type: str) -> tuple[str, str]:
 
 
 def parse_day(value: date | str, what: str) -> date:
-    """A day given as a date or as text (YYYY-MM-DD); a ConfigError naming ``what`` (e.g.
+    """A day given as a date or as text (YYYY-MM-DD); a datetime (a pandas.Timestamp too) or
+    a numpy.datetime64 is the day its date says, as written (its time and zone dropped: the
+    day is local in the zone the call is given). A ConfigError naming ``what`` (e.g.
     "--start") if it is not one: the one check and line of every day argument."""
+    if isinstance(value, datetime):  # before date: a datetime is a date, but not a day
+        return value.date()
     if isinstance(value, date):
         return value
-    try:
-        return date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
+    text = str(value).strip()
+    with contextlib.suppress(ValueError):
+        return date.fromisoformat(text)
+    if not isinstance(value, str):  # numpy.datetime64: '2021-04-01T00:00:00.000000000'
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(text).date()
+    raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}")
 
 
 def spelled(names: Mapping[str, str] | None, arg: str) -> str:

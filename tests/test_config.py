@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from cvcatalog.catalog import Catalog
@@ -16,6 +18,7 @@ from cvcatalog.config import (
     DownloadConfig,
     cache_config,
     download_config,
+    parse_day,
     unknown_env,
 )
 from cvcatalog.exceptions import ConfigError
@@ -145,6 +148,32 @@ def test_valid_pairs_are_normalised() -> None:
     )
     assert (cfg.source, cfg.message_type) == ("thea", "SPAT")
     assert cfg.date_range.resolve() == (date(2019, 1, 14), date(2019, 1, 14))
+
+
+def test_a_day_is_read_alike_from_each_form_a_notebook_holds(tmp_path: Path) -> None:
+    """A datetime start with a date end (or the reverse) was a TypeError ('can't compare
+    datetime.datetime to datetime.date') from every reader (to_dask, partitions, split,
+    export); ingest and plan refused a datetime with a time ('Datetimes provided to dates
+    should have zero time') and a numpy.datetime64 that to_dask took. A day is now its date,
+    as written, in every form, for every call."""
+    day = date(2021, 4, 1)
+    for value in (
+        day, "2021-04-01", " 2021-04-01 ", datetime(2021, 4, 1, 12, 30),
+        datetime(2021, 4, 1, 23, tzinfo=UTC), pd.Timestamp("2021-04-01 06:00"),
+        pd.Timestamp("2021-04-01", tz="America/Denver"), np.datetime64("2021-04-01"),
+        np.datetime64("2021-04-01T10:00:00.000000000"),
+    ):  # fmt: skip
+        assert parse_day(value, "start") == day and type(parse_day(value, "start")) is date
+    for bad in ("2021-04-01T10:00", "April 1", "", None):
+        with pytest.raises(ConfigError, match=r"^start must be a date like 2021-04-01, got "):
+            parse_day(bad, "start")  # type: ignore[arg-type]
+    cat = Catalog(tmp_path / "catalog")
+    cfg = cat.config("wydot", "BSM", datetime(2021, 4, 1, 12), date(2021, 4, 2))
+    assert cfg.date_range.resolve() == (day, date(2021, 4, 2))
+    cfg = cat.config("wydot", "BSM", np.datetime64("2021-04-01"), pd.Timestamp("2021-04-02 9:00"))
+    assert cfg.date_range.resolve() == (day, date(2021, 4, 2))
+    with pytest.raises(ConfigError, match=r"^start must be a date like 2021-04-01, got 'x'"):
+        cat.config("wydot", "BSM", "x")
 
 
 def test_precedence_file_then_environment_then_overrides(

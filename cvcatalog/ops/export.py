@@ -31,7 +31,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from cvcatalog import spatial
-from cvcatalog.config import check_day_order, timezone_arg
+from cvcatalog.config import check_day_order, parse_day, timezone_arg
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
@@ -122,12 +122,7 @@ def _target(source: str, message_type: str | None) -> _Target:
 
 
 def _as_date(value: date | str | None, what: str) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}") from None
+    return None if value is None else parse_day(value, what)
 
 
 def _range_sql(
