@@ -878,7 +878,7 @@ class Catalog:
         """
         at = as_of_point(snapshot, as_of)
         area = spatial.as_filter(within, bbox, corridor)
-        source_filter(source, message_type)
+        source_filter(source, message_type, required=True)
         columns = _column_names(columns)
         naming = _choice("naming", naming, ("canonical", "socrata"))  # type: ignore[assignment]
         filters = _check_filter_terms(filters)
@@ -1566,6 +1566,7 @@ class Catalog:
         Listings are cached in the catalog for cache.listing_ttl_hours (refresh=True lists
         again). Extra keyword arguments override `download:` settings (profile, rate_limit...).
         """
+        source_filter(source, message_type, required=True)  # None or not a str: one line
         bucket, cache_cfg, dl = self._listing_settings(config, download)
         listings = ListingCache(
             self.db,
@@ -1876,7 +1877,7 @@ def _tables_of(source: str | None, message_type: str | None) -> set[str] | None:
 def _lake_table(source: str, message_type: str | None) -> tuple[str, str, str]:
     """The lake table of a (source, type), with the source and type as stored: a dataset's
     (NGSIM: one type), or a CV Pilot source's table of that type."""
-    src, mt = source_filter(source, message_type)
+    src, mt = source_filter(source, message_type, required=True)
     assert src is not None
     ds = _dataset(src)
     if ds is not None:

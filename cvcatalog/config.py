@@ -33,9 +33,21 @@ class _Strict(BaseModel):
 
 def check_source_type(source: str, message_type: str) -> tuple[str, str]:
     """Normalise and check a (source, message type) pair; the source is never inferred."""
+    if not isinstance(source, str):
+        raise ValueError(
+            f"give a source: one of {', '.join(VALID_TYPES)}"
+            if source is None
+            else f"the source is a name (a str), e.g. 'wydot', got {source!r}"
+        )
     src = source.strip().lower()
     if src not in VALID_TYPES:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(VALID_TYPES)}")
+    if not isinstance(message_type, str):
+        raise ValueError(
+            f"give the message type of {src}: {', '.join(VALID_TYPES[src])}"
+            if message_type is None
+            else f"the message type is a name (a str), e.g. 'BSM', got {message_type!r}"
+        )
     mt = message_type.strip().upper()
     if mt not in VALID_TYPES[src]:
         raise ValueError(

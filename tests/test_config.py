@@ -176,6 +176,35 @@ def test_a_day_is_read_alike_from_each_form_a_notebook_holds(tmp_path: Path) -> 
         cat.config("wydot", "BSM", "x")
 
 
+def test_a_source_or_type_that_is_none_or_no_str_is_one_line(tmp_path: Path) -> None:
+    """to_dask(None, "BSM"), split, export and discover raised AttributeError ('NoneType' object
+    has no attribute 'strip'), changes an AssertionError; a source or type that is no str (1,
+    2) was an AttributeError from every call that takes one (status, runs, snapshots, ...), and
+    partitions("wydot", None) too. Nothing here needs a catalog: the check comes first."""
+    cat = Catalog(tmp_path / "none")
+    needs_one = [
+        lambda s, t: cat.to_dask(s, t), lambda s, t: cat.changes(s, t, 0),
+        lambda s, t: cat.split_plan(s, t, "2021-04-01"), lambda s, t: cat.partitions(s, t),
+        lambda s, t: cat.export(s, t, "2021-04-01", output=tmp_path / "x.parquet"),
+        lambda s, t: cat.discover(s, t), lambda s, t: cat.pin("e", s, t),
+    ]  # fmt: skip
+    for call in needs_one:
+        with pytest.raises(ConfigError, match=r"^give a source: one of wydot, wydot_backup, "):
+            call(None, "BSM")
+    every = [*needs_one, lambda s, t: cat.status(s, t), lambda s, t: cat.runs(5, s, t),
+             lambda s, t: cat.snapshots(s, t), lambda s, t: cat.older_snapshot_bytes(s, t)]  # fmt: skip
+    for call in every:
+        with pytest.raises(ConfigError, match=r"^the source is a name \(a str\), e.g. 'wydot', got 1$"):
+            call(1, "BSM")
+        with pytest.raises(ConfigError, match=r"^the message type is a name \(a str\), e.g. 'BSM', got 2$"):
+            call("wydot", 2)
+    with pytest.raises(ConfigError, match=r"^give the message type of wydot: BSM, TIM$"):
+        cat.partitions("wydot", None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^--year must be a whole number, got '2021'$"):
+        cat.discover("wydot", "BSM", "2021")  # type: ignore[arg-type]
+    assert not (tmp_path / "none").exists()
+
+
 def test_precedence_file_then_environment_then_overrides(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

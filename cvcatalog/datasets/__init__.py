@@ -18,17 +18,23 @@ DATASETS: dict[str, type[Dataset]] = {NgsimDataset.name: NgsimDataset}
 
 
 def source_filter(
-    source: str | None, message_type: str | None = None
+    source: str | None, message_type: str | None = None, *, required: bool = False
 ) -> tuple[str | None, str | None]:
     """A source and type as every command takes them (status, clear, compact, runs,
     snapshots, export, ...), normalised and checked: a CV Pilot source and a type it publishes
     (config.check_source_type), a dataset (ngsim) and its one type, or a type alone that some
-    source has. None is "all" (or "not given"); anything unknown is one ConfigError line."""
+    source has. None is "all" (or "not given"; required: a call that reads one source, where
+    None is a mistake); anything unknown, or not a str, is one ConfigError line."""
+    known = [*VALID_TYPES, *DATASETS]
+    if source is None and required:
+        raise ConfigError(f"give a source: one of {', '.join(known)}")
+    for what, value, example in (("source", source, "wydot"), ("message type", message_type, "BSM")):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"the {what} is a name (a str), e.g. {example!r}, got {value!r}")
     src = source.strip().lower() if source is not None else None
     mt = message_type.strip().upper() if message_type is not None else None
     ds = DATASETS.get(src) if src is not None else None
     if src is not None and ds is None and src not in VALID_TYPES:
-        known = [*VALID_TYPES, *DATASETS]
         raise ConfigError(f"unknown source {source!r}; expected one of {', '.join(known)}")
     if ds is not None:
         if mt is not None and mt != ds.message_type:

@@ -385,6 +385,9 @@ def _check_discover_args(
             src, mt = check_source_type(src, message_type)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+    for flag, value in (("--year", year), ("--month", month)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{flag} must be a whole number, got {value!r}")
     if year is not None and mt is None:
         raise ConfigError("--year needs --type (the years are listed per message type)")
     if month is not None and year is None:

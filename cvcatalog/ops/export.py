@@ -105,7 +105,7 @@ class _Target:
 
 
 def _target(source: str, message_type: str | None) -> _Target:
-    source_filter(source, message_type)  # an unknown source or type: the one line for it
+    source_filter(source, message_type, required=True)  # an unknown source or type: one line
     ds = DATASETS.get(source.strip().lower())
     if ds is not None:
         time_column = getattr(ds, "time_column", None) or (

@@ -126,7 +126,7 @@ def assign(sizes: dict[str, int], fractions: Sequence[float], seed: int = 0) -> 
 
 def relation(source: str, message_type: str | None) -> Relation:
     """The lake table and time column of a (source, type), and its trip points view."""
-    source_filter(source, message_type)
+    source_filter(source, message_type, required=True)
     src = source.strip().lower()
     ds = DATASETS.get(src)
     if ds is not None:
