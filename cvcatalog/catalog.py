@@ -879,6 +879,7 @@ class Catalog:
         at = as_of_point(snapshot, as_of)
         area = spatial.as_filter(within, bbox, corridor)
         source_filter(source, message_type, required=True)
+        timezone = timezone_arg(timezone)
         columns = _column_names(columns)
         naming = _choice("naming", naming, ("canonical", "socrata"))  # type: ignore[assignment]
         filters = _check_filter_terms(filters)

@@ -103,9 +103,18 @@ def check_day_order(start: date, end: date) -> None:
         raise ConfigError(f"end date {end} is before start date {start}")
 
 
-def timezone_arg(tz: str) -> str:
+def timezone_arg(tz: str | ZoneInfo | None) -> str:
     """A time zone given as an argument (an API's, a flag's): check_timezone's check, one
-    ConfigError line."""
+    ConfigError line. None is UTC (every reader's default); a zoneinfo.ZoneInfo is its name;
+    anything else that is no str is that line too, not a TypeError from zoneinfo."""
+    if tz is None:
+        return "UTC"
+    if isinstance(tz, ZoneInfo) and tz.key:
+        tz = tz.key
+    if not isinstance(tz, str):
+        raise ConfigError(
+            f"timezone must be an IANA name such as America/Denver (a str), got {tz!r}"
+        )
     try:
         return check_timezone(tz)
     except ValueError as e:

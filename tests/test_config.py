@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from cvcatalog.config import (
     cache_config,
     download_config,
     parse_day,
+    timezone_arg,
     unknown_env,
 )
 from cvcatalog.exceptions import ConfigError
@@ -203,6 +205,21 @@ def test_a_source_or_type_that_is_none_or_no_str_is_one_line(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match=r"^--year must be a whole number, got '2021'$"):
         cat.discover("wydot", "BSM", "2021")  # type: ignore[arg-type]
     assert not (tmp_path / "none").exists()
+
+
+def test_a_timezone_is_a_name_a_zoneinfo_or_none_and_anything_else_one_line(tmp_path: Path) -> None:
+    """timezone=None or a datetime.timezone was zoneinfo's TypeError ('expected str, bytes or
+    os.PathLike object') from to_dask, export, split_plan and partitions."""
+    assert timezone_arg(None) == "UTC"
+    assert timezone_arg(ZoneInfo("America/Denver")) == "America/Denver"
+    cat = Catalog(tmp_path / "none")
+    for bad in (UTC, 5):
+        for call in (
+            lambda: cat.to_dask("wydot", "BSM", "2021-04-01", timezone=bad),  # noqa: B023
+            lambda: cat.export("wydot", "BSM", "2021-04-01", timezone=bad, output=tmp_path / "x"),  # noqa: B023
+        ):
+            with pytest.raises(ConfigError, match=r"^timezone must be an IANA name such as America/Denver \(a str\), got "):
+                call()
 
 
 def test_precedence_file_then_environment_then_overrides(

@@ -306,6 +306,12 @@ def test_columns_naming_and_output_take_what_a_notebook_gives(cat: Catalog) -> N
         cat.changes("wydot", "BSM", 0, output="polars")  # type: ignore[arg-type]
 
 
+def test_a_timezone_of_none_reads_utc_days(cat: Catalog) -> None:
+    """timezone=None (a notebook's "no zone") was zoneinfo's TypeError from to_dask."""
+    utc = cat.to_dask("wydot", "BSM", D1, D1, columns=["vehicle_id"])
+    assert len(cat.to_dask("wydot", "BSM", D1, D1, columns=["vehicle_id"], timezone=None)) == len(utc)  # type: ignore[arg-type]
+
+
 def test_ngsim_frames_with_columns(tmp_path: Path, reads: list[Any]) -> None:
     path = tmp_path / "trajectories.csv"
     generate_ngsim(path, 3_000, seed=3)
