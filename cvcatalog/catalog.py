@@ -1958,13 +1958,21 @@ def as_of_point(snapshot: int | str | None, as_of: datetime | str | None) -> lak
             raise ConfigError(
                 f"not a time: {as_of!r} (ISO 8601, e.g. 2021-04-03T12:00:00Z; UTC if no zone)"
             ) from None
+    if not isinstance(as_of, datetime):  # a date would be ambiguous: its start or its end?
+        raise ConfigError(
+            f"as_of is a time: a datetime or an ISO 8601 str such as 2021-04-03T12:00:00Z, got "
+            f"{as_of!r}"
+        )
     if as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
     return lake.AsOf(time=as_of)
 
 
 def check_query(sql: str, *, read_only: bool = True, root: Path | None = None) -> None:
-    """Reject statements that could modify the catalog, with one clear line."""
+    """Reject statements that could modify the catalog (and SQL that is no str), with one
+    clear line."""
+    if not isinstance(sql, str):
+        raise QueryError(f"the query is SQL text (a str), got {sql!r}")
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as e:

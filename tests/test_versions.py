@@ -101,6 +101,24 @@ def test_every_ingest_commit_is_a_snapshot_with_its_run(history: dict[str, Any])
         cat.snapshots("nowhere")
 
 
+def test_sql_or_a_time_of_another_type_is_one_line(tmp_path: Path) -> None:
+    """query(None) was DuckDB's TypeError (several lines of 'incompatible function arguments');
+    as_of=date(...), a numpy.datetime64 or an int an AttributeError ('no attribute tzinfo').
+    Both are checked before the catalog is opened."""
+    cat = Catalog(tmp_path / "none")
+    for sql in (None, 5):
+        with pytest.raises(QueryError, match=r"^the query is SQL text \(a str\), got "):
+            cat.query(sql)  # type: ignore[arg-type]
+    for when in (date(2021, 4, 3), 5):
+        for call in (
+            lambda: cat.query("select 1", as_of=when),  # noqa: B023
+            lambda: cat.to_dask("wydot", "BSM", as_of=when),  # noqa: B023
+        ):
+            with pytest.raises(ConfigError, match=r"^as_of is a time: a datetime or an ISO 8601 str"):
+                call()
+    assert not (tmp_path / "none").exists()
+
+
 def test_a_limit_that_is_no_whole_number_is_one_line(history: dict[str, Any]) -> None:
     """limit="3" was a TypeError ('<' not supported between str and int) from snapshots() and
     runs(); 2.5 listed 3 snapshots but 2 runs, True one of each; query_spatial's -1 was
