@@ -843,8 +843,10 @@ class Catalog:
         the exact local-time window (a Denver day is 06:00-06:00 UTC); a start alone reads
         from that day on, an end alone up to it (an ingest's, an export's or a split's start
         alone is that one day). A day is a date or 'YYYY-MM-DD'; a datetime, pandas.Timestamp
-        or numpy.datetime64 is its date as written (every call that takes days reads them so). `filters` are pyarrow
-        conjunctions ((column, op, value) tuples, canonical column names in either naming):
+        or numpy.datetime64 is its date as written (every call that takes days reads them so).
+
+        `filters` are pyarrow conjunctions ((column, op, value) tuples, canonical column names
+        in either naming):
         the ones on partition columns (date, location, ...) choose partitions, the others are
         pushed into the Parquet reads. A filter naming no column, with another op, a value
         the column cannot compare with, "in"/"not in" with a str (not a list of values), or
@@ -854,8 +856,9 @@ class Catalog:
         conjunctions) is refused.
 
         Only the columns asked for (a list of names, or one str of names separated by
-        commas; a name given twice is read once) (and those the computation uses: Dask's
-        optimizer narrows them further) are read; filter and time-window columns need not be among them.
+        commas; a name given twice is read once) and those the computation uses (Dask's
+        optimizer narrows them further) are read; filter and time-window columns need not be
+        among them.
         naming="socrata": data.transportation.gov names (the `<table>_socrata` view); each
         socrata column is computed only from the canonical columns it comes from
         (`cvcatalog.schemas.socrata`), so e.g. 19 metadata/coreData columns never touch partII.
