@@ -1511,6 +1511,23 @@ def test_columns_of_one_name_are_all_kept_named_as_duckdb_names_them(one_day: Pa
     assert lines[3].split() == ["│", "1", "│", "2", "│", "3", "│", "4", "│"]
 
 
+def test_a_time_python_cannot_hold_is_printed_as_text(one_day: Path) -> None:
+    """Ingest keeps a record dated 10000-01-01 (DuckDB's times go to year 294247), and then
+    every `query` that reached it, in every format, was `unexpected OverflowError: date value
+    out of range`, exit 1. Such a column is printed as DuckDB's text; the others as before."""
+    sql = (
+        "select '10000-01-01 00:00:00+00'::TIMESTAMPTZ as t, ['10000-01-02'::DATE] as l, "
+        "{'s': '10000-01-03'::TIMESTAMP} as s, '2021-04-01'::DATE as d"
+    )
+    cat = ["--catalog", str(one_day)]
+    for fmt in ("table", "csv", "json"):
+        r = runner.invoke(app, ["query", sql, *cat, "-f", fmt])
+        assert r.exit_code == 0, r.output
+        assert all(f"10000-01-0{i}" in r.stdout for i in (1, 2, 3)), r.stdout
+    [row] = json.loads(run("query", sql, *cat, "-f", "json").stdout)
+    assert row["t"].startswith("10000-01-01 00:00:00") and row["d"] == "2021-04-01"
+
+
 def test_a_misspelt_variable_is_one_note_when_a_command_reads_its_configuration(
     tmp_path: Path,
 ) -> None:

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from cvcatalog import Catalog
 from cvcatalog.cli.main import app
-from cvcatalog.datasets.base import WorkUnit
-from cvcatalog.datasets.ngsim import NgsimDataset, to_lonlat
+from cvcatalog.datasets.base import Rejects, WorkUnit
+from cvcatalog.datasets.ngsim import CSV_NAMES, NgsimDataset, to_lonlat
 from cvcatalog.exceptions import CatalogError, TransientFetchError
 from cvcatalog.io.lake import files as lake_files
 from cvcatalog.io.s3 import RetryPolicy
@@ -866,3 +866,78 @@ def test_units_split_into_blocks_hold_every_line_once(
     assert b"".join(got) == body
     for b in got[:-1]:
         assert b.endswith(b"\n")
+
+
+def _with_field(line: bytes, column: str, value: bytes) -> bytes:
+    fields = line.split(b",")
+    fields[CSV_NAMES.index(column)] = value
+    return b",".join(fields)
+
+
+#: (what, column, value written into one line, the rule the line must get); each of these
+#: failed its whole unit (a raw ArrowInvalid / OverflowError line), wrapped silently into
+#: another id, or, for the open quote, took every later line of its block with it
+HOSTILE_FIELDS = [
+    ("an id beyond int64", "Vehicle_ID", b"99999999999999999999", "out_of_range"),
+    ("an id beyond INTEGER", "Vehicle_ID", b"3000000000", "out_of_range"),
+    ("a frame beyond INTEGER", "Frame_ID", b"5000000000", "out_of_range"),
+    ("a time as 1e20", "Global_Time", b"1e20", "out_of_range"),
+    ("a time in year 10000", "Global_Time", b"253402300800000", "out_of_range"),
+    ("a Latin-1 byte", "Location", b"us-101\xe9", "invalid_utf8"),
+    ("a quote left open, last field", "Location", b'"us-101', "unbalanced_quote"),
+    ("a quote left open, mid line", "Local_X", b'"30.0', "unbalanced_quote"),
+]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "rule"),
+    [pytest.param(c, v, r, id=w) for w, c, v, r in HOSTILE_FIELDS],
+)
+def test_a_hostile_field_quarantines_its_line_only(
+    tmp_path: Path, column: str, value: bytes, rule: str
+) -> None:
+    clean = tmp_path / "clean.csv"
+    generate_ngsim(clean, 300, seed=5, locations=["us-101"])
+    lines = clean.read_bytes().split(b"\n")[1:41]
+    bad = _with_field(lines[3], column, value)
+    block = b"\n".join([*lines[:3], bad, *lines[4:]]) + b"\n"
+    rejects = Rejects(tmp_path / "q.ndjson", WorkUnit("u", "f", 0, 1, "v", 1, None, 0))
+    parsed = sum(
+        b.num_rows for b in NgsimDataset([str(clean)]).parse_block(block, CSV_NAMES, rejects, 0)
+    )
+    assert (parsed, dict(rejects.counts)) == (39, {rule: 1})
+    rejects.close()
+    entry = json.loads((tmp_path / "q.ndjson").read_text())
+    assert entry["byte_offset"] == block.index(bad)
+
+
+def test_codes_a_column_cannot_hold_are_null_not_wrapped(tmp_path: Path) -> None:
+    """v_Class 300 was stored as 44 (int8 wrap), Lane_ID 99999999999 as 1215752191."""
+    path = tmp_path / "codes.csv"
+    generate_ngsim(path, 300, seed=5, locations=["us-101"])
+    head, first, *rest = path.read_bytes().split(b"\n")
+    first = _with_field(_with_field(first, "v_Class", b"300"), "Lane_ID", b"99999999999")
+    path.write_bytes(b"\n".join([head, first, *rest]))
+    _ingest(tmp_path / "cat", str(path))
+    got = Catalog(tmp_path / "cat").query(
+        "SELECT vehicle_class, lane_id FROM ngsim_trajectories WHERE frame_id = "
+        + first.split(b",")[1].decode()
+        + " AND ngsim_vehicle_id = "
+        + first.split(b",")[0].decode()
+    )
+    assert got.isna().all(axis=None), got
+
+
+def test_hostile_fields_through_the_cli(tmp_path: Path) -> None:
+    """Every hostile line in one file: exit 0, one summary, rows + quarantined = lines."""
+    path = tmp_path / "hostile.csv"
+    generate_ngsim(path, 300, seed=5, locations=["us-101"])
+    head, *lines = path.read_bytes().rstrip(b"\n").split(b"\n")
+    for i, (_, column, value, _) in enumerate(HOSTILE_FIELDS):
+        lines[10 + 5 * i] = _with_field(lines[10 + 5 * i], column, value)
+    path.write_bytes(b"\n".join([head, *lines]) + b"\n")
+    summary = _cli_ingest(str(path), tmp_path / "cat")
+    assert (summary["quarantined"], summary["rows"]) == (
+        len(HOSTILE_FIELDS),
+        len(lines) - len(HOSTILE_FIELDS),
+    )

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
@@ -210,11 +211,38 @@ def unique_names(names: Sequence[str]) -> list[str]:
 
 def arrow_rows(table: pa.Table) -> tuple[list[dict[str, Any]], list[str]]:
     """A result's rows and its column names, made unique (:func:`unique_names`) so that no
-    column is lost to another of the same name."""
+    column is lost to another of the same name. A time Python cannot hold (DuckDB's go to
+    year 294247: a record dated 10000-01-01 is kept by ingest) is its text instead: it was
+    `unexpected OverflowError: date value out of range` for the whole result."""
     names = unique_names(table.column_names)
     if names != table.column_names:
         table = table.rename_columns(names)
-    return table.to_pylist(), names
+    try:
+        return table.to_pylist(), names
+    except OverflowError:
+        columns = [_python_column(col) for col in table.columns]
+        return pa.table(columns, names=names).to_pylist(), names
+
+
+def _python_column(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The column as is if Python can hold its values, else with its times as text."""
+    try:
+        col.to_pylist()
+    except OverflowError:
+        return pc.cast(col, _times_as_text(col.type))
+    return col
+
+
+def _times_as_text(typ: pa.DataType) -> pa.DataType:
+    """typ with every timestamp and date in it (in lists and structs too) as a string."""
+    if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
+        return pa.string()
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        field = pa.field(typ.value_field.name, _times_as_text(typ.value_type))
+        return pa.list_(field) if pa.types.is_list(typ) else pa.large_list(field)
+    if pa.types.is_struct(typ):
+        return pa.struct([pa.field(f.name, _times_as_text(f.type)) for f in typ])
+    return typ
 
 
 def _csv_cell(v: Any) -> Any:

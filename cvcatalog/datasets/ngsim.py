@@ -10,6 +10,7 @@ coordinate systems, ids and NULL mapping.
 
 from __future__ import annotations
 
+import csv
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -95,6 +96,15 @@ REQUIRED = ("Vehicle_ID", "Frame_ID", "Global_Time", "Local_X", "Local_Y", "v_Ve
 #: NGSIM writes this Time_Headway when there is no preceding vehicle
 NO_HEADWAY_S = 9999.0
 _NULLS = ["", "NA", "N/A", "NaN", "nan", "NULL", "null"]
+#: the integer CSV columns a row needs in range, and that range: Vehicle_ID and Frame_ID are
+#: stored as INTEGER (a wider value wrapped: 3000000000 became -1294967296), Global_Time
+#: (epoch ms) must be a date of years 1-9999 (a later one failed the whole unit)
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "Vehicle_ID": (-(1 << 31), (1 << 31) - 1),
+    "Frame_ID": (-(1 << 31), (1 << 31) - 1),
+    "Global_Time": (-62_135_596_800_000, 253_402_300_799_999),
+}
+_INT64 = (-(1 << 63), (1 << 63) - 1)
 _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
 SCHEMA = pa.schema(
@@ -338,6 +348,10 @@ class NgsimDataset(Dataset):
         for name in REQUIRED:
             if table[name].null_count:
                 return True
+        for name, (lo, hi) in INT_RANGES.items():
+            bounds = pc.min_max(table[name])
+            if table.num_rows and (bounds["min"].as_py() < lo or bounds["max"].as_py() > hi):
+                return True
         return bool((_location_codes(table["Location"]) < 0).any())
 
     def _read_checked(
@@ -354,9 +368,20 @@ class NgsimDataset(Dataset):
             start += len(raw) + 1
             if not line.strip():
                 continue
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                # pyarrow failed the whole unit on it ("CSV conversion error to string")
+                rejects.add("invalid_utf8", f"invalid UTF-8 at byte {e.start}", line, here)
+                continue
             n = line.count(b",") + 1
             if n != ncols:
                 rejects.add("field_count", f"expected {ncols} fields, got {n}", line, here)
+                continue
+            if b'"' in line and not _quotes_closed(line):
+                # a quote left open would run on into the next lines: pyarrow read them all
+                # as one field, and they were neither rows nor quarantined
+                rejects.add("unbalanced_quote", "a quoted field is not closed", line, here)
                 continue
             good.append(line)
             starts.append(here)
@@ -372,6 +397,10 @@ class NgsimDataset(Dataset):
                 quoted_strings_can_be_null=False,
             ),
         )
+        if text.num_rows != len(good):  # every line checked is one row, or reasons misalign
+            raise ConversionError(
+                f"{len(good)} lines from byte {at} were read as {text.num_rows} CSV rows"
+            )
         reason: list[str | None] = [None] * text.num_rows
         rule: list[str] = [""] * text.num_rows
         columns: dict[str, pa.Array] = {}
@@ -400,7 +429,17 @@ class NgsimDataset(Dataset):
                 for i in np.flatnonzero(~whole.to_numpy(zero_copy_only=False)):
                     if reason[i] is None:
                         reason[i], rule[i] = f"{name} is not an integer", "non_numeric"
-                columns[name] = pc.cast(pc.if_else(whole, as_float, None), _CSV_TYPES[name])
+                lo, hi = INT_RANGES.get(name, _INT64)
+                # compared as doubles, below hi + 1 (int64's 2**63 - 1 is 2.0**63 as a double)
+                upper = float(hi) + 1 if hi < _INT64[1] else 2.0**63
+                fits = pc.and_(pc.greater_equal(as_float, float(lo)), pc.less(as_float, upper))
+                fits = pc.fill_null(fits, True)
+                for i in np.flatnonzero(~fits.to_numpy(zero_copy_only=False)):
+                    if reason[i] is None:
+                        value = col[int(i)].as_py()
+                        reason[i], rule[i] = f"{name} is out of range: {value!r}", "out_of_range"
+                keep_int = pc.and_(whole, fits)
+                columns[name] = pc.cast(pc.if_else(keep_int, as_float, None), _CSV_TYPES[name])
             else:
                 columns[name] = as_float
         loc = _normalize_locations(columns["Location"])
@@ -454,6 +493,11 @@ class NgsimDataset(Dataset):
             col = t[name].combine_chunks()
             if zero_is_null:
                 col = pc.if_else(pc.equal(col, 0), pa.scalar(None, col.type), col)
+            # a code its column cannot hold is NULL, as a CV integer that does not fit its
+            # column is (it wrapped: v_Class 300 became 44, Lane_ID 99999999999 1215752191)
+            info = np.iinfo(typ.to_pandas_dtype())
+            fits = pc.and_(pc.greater_equal(col, info.min), pc.less_equal(col, info.max))
+            col = pc.if_else(pc.fill_null(fits, False), col, pa.scalar(None, col.type))
             return pc.cast(col, typ, safe=False)
 
         preceding = code("Preceding", pa.int32())
@@ -574,6 +618,17 @@ def _vehicle_ids(location: str, period: np.ndarray, vid: np.ndarray) -> pa.Array
     pvals = periods.dictionary.to_numpy()
     names = [f"{location}:{pvals[k >> 32]}:{(k & 0xFFFFFFFF) + lo}" for k in uniq.tolist()]
     return pc.take(pa.array(names, pa.string()), encoded.indices)
+
+
+def _quotes_closed(line: bytes) -> bool:
+    """Whether every quoted field of one CSV line is closed within it (a field opened with a
+    quote and not closed would take the next lines into it)."""
+    try:
+        for _ in csv.reader([line.decode("utf-8")], strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
 
 
 def _empty_typed() -> pa.Table:

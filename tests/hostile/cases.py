@@ -628,6 +628,64 @@ case(
 )
 
 
+def _thea_tim_with(frame: dict[str, Any] | None = None, **info: Any) -> bytes:
+    rec = copy.deepcopy(THEA_TIM)
+    rec["payload"]["data"]["TravelerInformation"].update(info)
+    rec["payload"]["data"]["TravelerInformation"]["dataFrames"]["TravelerDataFrame"].update(
+        frame or {}
+    )
+    return compact(rec)
+
+
+def _thea_spat_with(**state: Any) -> bytes:
+    rec = copy.deepcopy(THEA_SPAT)
+    rec["payload"]["data"]["SPAT"]["intersections"]["IntersectionState"].update(state)
+    return compact(rec)
+
+
+# THEA's minutes of the year and start years become instants in SQL: an INTEGER that fits its
+# column but not the arithmetic (2147483647 * 60, make_timestamptz(2147483647, ...)) failed the
+# whole day with a DuckDB error; the instant is now NULL and the record kept
+case(
+    name="thea_tim_minute_of_year_overflows",
+    klass=H,
+    source="thea",
+    message_type="TIM",
+    objects=one(
+        KEY_THEA_TIM,
+        ndjson(_thea_tim_with(timeStamp="2147483647"), _thea_tim_with(timeStamp="-2147483648")),
+    ),
+    rows=2,
+    quarantined=0,
+    kept={"message_at": [None, None], "time_stamp": [-2147483648, 2147483647]},
+)
+case(
+    name="thea_tim_start_year_overflows",
+    klass=H,
+    source="thea",
+    message_type="TIM",
+    objects=one(
+        KEY_THEA_TIM,
+        ndjson(
+            _thea_tim_with({"startYear": "2147483647"}), _thea_tim_with({"startYear": "300000"})
+        ),
+    ),
+    rows=2,
+    quarantined=0,
+    kept={"start_at": [None, None], "end_at": [None, None]},
+)
+case(
+    name="thea_spat_minute_of_year_overflows",
+    klass=H,
+    source="thea",
+    message_type="SPAT",
+    objects=one(KEY_THEA_SPAT, ndjson(_thea_spat_with(moy="2147483647"), compact(THEA_SPAT))),
+    rows=2,
+    quarantined=0,
+    kept={"moy": [2147483647, None]},
+)
+
+
 # -- a 50 MB single line ---------------------------------------------------------------------
 B = "50 MB single line"
 

@@ -39,13 +39,15 @@ SELECT
     b._is.status AS status,
     b.moy,
     b.dsecond_ms,
-    CASE WHEN coalesce(b.moy, b.time_stamp) IS NOT NULL AND b.generated_at IS NOT NULL THEN
+    -- try(): a value no minute of a year can be (2147483647 overflows `* 60`, a year past
+    -- DuckDB's last) is NULL, not an error that fails the whole day
+    CASE WHEN coalesce(b.moy, b.time_stamp) IS NOT NULL AND b.generated_at IS NOT NULL THEN try(
         make_timestamptz(b._year + CASE
             WHEN coalesce(b.moy, b.time_stamp) * 60 - b._secs_into_year > 183 * 86400 THEN -1
             WHEN coalesce(b.moy, b.time_stamp) * 60 - b._secs_into_year < -183 * 86400 THEN 1
             ELSE 0 END, 1, 1, 0, 0, 0, 'UTC')
         + to_minutes(coalesce(b.moy, b.time_stamp))
-        + to_milliseconds(coalesce(b.dsecond_ms, 0))
+        + to_milliseconds(coalesce(b.dsecond_ms, 0)))
     END AS intersection_at,
     CAST(list_transform(b._movements, lambda m: {
         'signal_group': try_cast(m ->> '$.signalGroup' AS INTEGER),

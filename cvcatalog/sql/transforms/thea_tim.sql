@@ -31,11 +31,13 @@ SELECT
     b.payload.data.TravelerInformation.packetID AS packet_id,
     b.payload.data.TravelerInformation.urlB AS url_b,
     b.time_stamp,
-    CASE WHEN b.time_stamp IS NOT NULL AND b.generated_at IS NOT NULL THEN
+    -- try(): a value no minute of a year can be (2147483647 overflows `* 60`, a year past
+    -- DuckDB's last) is NULL, not an error that fails the whole day
+    CASE WHEN b.time_stamp IS NOT NULL AND b.generated_at IS NOT NULL THEN try(
         make_timestamptz(b._year + CASE
             WHEN b.time_stamp * 60 - b._secs_into_year > 183 * 86400 THEN -1
             WHEN b.time_stamp * 60 - b._secs_into_year < -183 * 86400 THEN 1
-            ELSE 0 END, 1, 1, 0, 0, 0, 'UTC') + to_minutes(b.time_stamp)
+            ELSE 0 END, 1, 1, 0, 0, 0, 'UTC') + to_minutes(b.time_stamp))
     END AS message_at,
     b.payload.data.TravelerInformation.regional AS regional,
     CASE WHEN b._reason IS NULL AND b._frame IS NOT NULL THEN b._fi END::INTEGER AS frame_index,
@@ -61,7 +63,7 @@ SELECT
     b.start_time,
     b.start_at,
     b.duration_min,
-    CASE WHEN b.duration_min <> 32000 THEN b.start_at + to_minutes(b.duration_min) END AS end_at,
+    CASE WHEN b.duration_min <> 32000 THEN try(b.start_at + to_minutes(b.duration_min)) END AS end_at,
     try_cast(b._f.priority AS INTEGER) AS priority,
     b._f.url AS url,
     len(b._regions)::INTEGER AS region_count,
@@ -128,7 +130,8 @@ FROM (
         nullif(try_cast(u._frame ->> '$.msgId.roadSignID.position.long' AS DOUBLE), 1800000001) / 10000000 AS sign_longitude,
         nullif(try_cast(u._frame ->> '$.startYear' AS INTEGER), 0) AS start_year,  -- 0: unknown
         try_cast(u._frame ->> '$.startTime' AS INTEGER) AS start_time,
-        CASE WHEN start_time BETWEEN 0 AND 527039
+        -- years as WYDOT bounds them: 2147483647 made make_timestamptz fail the whole day
+        CASE WHEN start_year BETWEEN 1 AND 9999 AND start_time BETWEEN 0 AND 527039
             THEN make_timestamptz(start_year, 1, 1, 0, 0, 0, 'UTC') + to_minutes(start_time) END AS start_at,
         try_cast(coalesce(u._frame ->> '$.duratonTime', u._frame ->> '$.durationTime') AS INTEGER) AS duration_min,
         -- regions: {"GeographicalPath": path or [paths]} (or an array of such); typed columns
