@@ -1,9 +1,9 @@
-"""Normalize one downloaded object before DuckDB reads it: gzip, UTF-16 and a leading BOM.
+"""Normalize one downloaded object before DuckDB reads it: gzip, UTF-16/32 and a leading BOM.
 
 Clean objects (the overwhelming majority) are not touched: `normalize` looks at their first
 bytes (given by the caller, or read: `peek`) and returns them unchanged. Only a gzip-compressed
 object (magic bytes 1f 8b, whatever its key says) is decompressed, only an object starting with
-a UTF-16 byte order mark is transcoded to UTF-8, and only an object starting with a UTF-8 byte
+a UTF-16 or UTF-32 byte order mark is transcoded to UTF-8, and only an object starting with a UTF-8 byte
 order mark is copied without it (read_json cannot skip one). All are streamed in fixed-size
 chunks, so memory does not grow with the object.
 
@@ -23,6 +23,10 @@ from pathlib import Path
 GZIP_MAGIC = b"\x1f\x8b"
 BOM = b"\xef\xbb\xbf"
 UTF16_LE, UTF16_BE = b"\xff\xfe", b"\xfe\xff"
+#: UTF-32's marks (its little-endian one starts as UTF-16's: told apart by the first 4 bytes)
+UTF32_LE, UTF32_BE = b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"
+#: the first bytes normalize looks at: enough for every mark
+HEAD_BYTES = 4
 _CHUNK = 1 << 20
 
 
@@ -31,7 +35,7 @@ class Normalized:
     """The file DuckDB should read, and what was done or found on the way."""
 
     path: Path
-    #: 'gzip', 'utf-16', 'bom': how the object was rewritten; empty when returned untouched
+    #: 'gzip', 'utf-16', 'utf-32', 'bom': how the object was rewritten; empty when returned untouched
     steps: tuple[str, ...] = ()
     #: why decoding stopped early (the object is kept up to that point), or None
     problem: str | None = None
@@ -95,7 +99,7 @@ def gunzip(src: Path, dest: Path) -> str | None:
 
 
 def to_utf8(src: Path, dest: Path, encoding: str) -> str | None:
-    """Transcode a UTF-16 object (it starts with its BOM) to UTF-8, streaming."""
+    """Transcode a UTF-16 or UTF-32 object (it starts with its BOM) to UTF-8, streaming."""
     written = 0
     with open(src, encoding=encoding, newline="") as f, open(dest, "w", encoding="utf-8") as out:
         try:
@@ -123,8 +127,8 @@ def normalize(path: Path, work: Path, stem: str, head: bytes | None = None) -> N
     """`path` itself when clean; otherwise a rewritten copy in `work` named after `stem`.
     head: the file's first bytes, when the caller has read them (peek)."""
     if head is None:
-        head, _ = peek(path, len(BOM))
-    if not head.startswith((GZIP_MAGIC, UTF16_LE, UTF16_BE, BOM)):
+        head, _ = peek(path, HEAD_BYTES)
+    if not head.startswith((GZIP_MAGIC, UTF16_LE, UTF16_BE, UTF32_BE, BOM)):
         return Normalized(path)  # the fast path: one small read
     steps: list[str] = []
     problem = None
@@ -134,14 +138,16 @@ def normalize(path: Path, work: Path, stem: str, head: bytes | None = None) -> N
         problem = gunzip(current, target)
         current = target
         steps.append("gzip")
-    head, _ = peek(current, 2)
-    if head in (UTF16_LE, UTF16_BE):
+    head, _ = peek(current, HEAD_BYTES)
+    wide = "utf-32" if head in (UTF32_LE, UTF32_BE) else "utf-16" if head[:2] in (
+        UTF16_LE, UTF16_BE) else None  # fmt: skip
+    if wide is not None:
         target = work / f"{stem}.utf8"
-        problem = problem or to_utf8(current, target, "utf-16")
+        problem = problem or to_utf8(current, target, wide)
         if current != path:
             current.unlink()
         current = target
-        steps.append("utf-16")
+        steps.append(wide)
     if starts_with_bom(current):
         target = work / f"{stem}.nobom"
         strip_bom(current, target)

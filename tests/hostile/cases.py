@@ -10,6 +10,7 @@ docs/reliability.md ("Hostile input") summarises the outcome of each class.
 
 from __future__ import annotations
 
+import codecs
 import copy
 import gzip
 import json
@@ -809,6 +810,22 @@ case(
     kept={"vehicle_id": ids(1, 2)},
     note="a UTF-16 byte order mark: transcoded to UTF-8",
 )
+for _codec in ("utf-32", "utf-32-be"):  # Python's "utf-32" writes the little-endian mark
+    case(
+        name=f"{_codec.replace('-', '')}_object_with_bom",
+        klass=U,
+        source="wydot",
+        message_type="BSM",
+        objects=one(
+            KEY_W6,
+            (b"" if _codec == "utf-32" else codecs.BOM_UTF32_BE)
+            + ndjson(*_utf16_lines).decode().encode(_codec),
+        ),
+        rows=2,
+        quarantined=0,
+        kept={"vehicle_id": ids(1, 2)},
+        note="a UTF-32 byte order mark (its little-endian one starts as UTF-16's): transcoded",
+    )
 case(
     name="utf16_object_without_bom",
     klass=U,
