@@ -153,6 +153,18 @@ def _check_limit(limit: int | None) -> None:
         raise ConfigError(f"limit must be 0 or more, got {limit}")
 
 
+def _whole_number(name: str, value: Any, least: int) -> int:
+    """An argument that takes a whole number (rows_per_file=): a str, a float or a bool is one
+    line naming it, not a TypeError from deep inside or a count silently rounded."""
+    try:
+        n = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        n = None
+    if n is None or n < least:
+        raise ConfigError(f"{name} must be a whole number, {least} or more, got {value!r}")
+    return n
+
+
 def _choice(name: str, value: Any, choices: Sequence[str]) -> str:
     """An argument that takes one of a few words (output=, naming=), in any case and with
     spaces around it; anything else is one line naming the argument and its words, not a
@@ -473,6 +485,10 @@ class Catalog:
     ) -> None:
         """storage: where a new catalog keeps its Parquet lake, 'local' or s3://bucket/prefix
         (default: CVCATALOG_STORAGE, else what the catalog records, else local)."""
+        if path is not None and (
+            not isinstance(path, str | os.PathLike) or not os.fspath(path).strip()
+        ):  # "" was the current directory: a catalog made wherever the notebook runs
+            raise ConfigError(f"the catalog is a directory path (a str or Path), got {path!r}")
         self.paths = CatalogPaths.at(path if path is not None else default_home())
         self._lock_timeout = lock_timeout
         self._storage = storage
@@ -1209,9 +1225,11 @@ class Catalog:
     def evict(self, max_size_gb: float) -> list[str]:
         """Drop least-recently-used data until the cache holds at most max_size_gb (0: all
         that pins do not hold); see cvcatalog.state.eviction.evict_to_size."""
-        if not 0 <= max_size_gb < math.inf:  # a negative size emptied the cache
+        number = isinstance(max_size_gb, int | float) and not isinstance(max_size_gb, bool)
+        if not number or not 0 <= max_size_gb < math.inf:  # a negative size emptied the cache
+            got = f"{max_size_gb:g}" if number else repr(max_size_gb)
             raise ConfigError(
-                f"max_size_gb (--max-size-gb) must be a number of GB, 0 or more; got {max_size_gb:g}"
+                f"max_size_gb (--max-size-gb) must be a number of GB, 0 or more; got {got}"
             )
         return evict_to_size(self.db, max_size_gb)
 
@@ -1386,6 +1404,8 @@ class Catalog:
         still kept), else the current one (data.pin); once: an existing pin is returned as it
         is, unless it holds another snapshot than the one given (a ConfigError: unpin it
         first). The snapshot never expires and its files stay until `unpin`."""
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"an experiment's name is a non-empty str, got {name!r}")
         table, source, message_type = _lake_table(source, message_type)
         snapshot = snapshot_id(snapshot)  # '4' is 4; a word or -1 is one line
         # every gathering asks: a read answers all but the first (no write, no writer lock)
@@ -1476,6 +1496,7 @@ class Catalog:
     ) -> list[CompactResult]:
         """Rewrite partitions made of several Parquet files as few well-sized files."""
         source, message_type = source_filter(source, message_type)
+        rows_per_file = _whole_number("rows_per_file", rows_per_file, 1)
         return compact(self.db, source, message_type, rows_per_file=rows_per_file)
 
     def verify(self) -> cache.VerifyReport:

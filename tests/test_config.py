@@ -11,8 +11,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
+from cvcatalog.cli.main import app
 from cvcatalog.config import (
     MAX_WORKERS,
     DataSourceConfig,
@@ -24,6 +26,7 @@ from cvcatalog.config import (
     unknown_env,
 )
 from cvcatalog.exceptions import ConfigError
+from cvcatalog.read.splits import check_fractions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -205,6 +208,39 @@ def test_a_source_or_type_that_is_none_or_no_str_is_one_line(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match=r"^--year must be a whole number, got '2021'$"):
         cat.discover("wydot", "BSM", "2021")  # type: ignore[arg-type]
     assert not (tmp_path / "none").exists()
+
+
+def test_the_arguments_a_notebook_mistypes_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catalog("") made a catalog in the current directory, Catalog(5) was a TypeError;
+    evict("1") / evict(None), compact(rows_per_file="10"), pin(None, ...) and a split's
+    fractions as one str were TypeErrors or ValueErrors (pin("") was taken as a name). Nothing
+    here needs a catalog: the checks come first."""
+    for path in ("", "  ", 5):
+        with pytest.raises(ConfigError, match=r"^the catalog is a directory path \(a str or "):
+            Catalog(path)  # type: ignore[arg-type]
+    cat = Catalog(tmp_path / "none")
+    for size, got in (("1", "'1'"), (None, "None"), (True, "True"), (-1, "-1")):
+        with pytest.raises(ConfigError, match=rf"must be a number of GB, 0 or more; got {got}$"):
+            cat.evict(size)  # type: ignore[arg-type]
+    for rows in ("10", 2.5, 0, True):
+        with pytest.raises(ConfigError, match=r"^rows_per_file must be a whole number, 1 or "):
+            cat.compact(rows_per_file=rows)  # type: ignore[arg-type]
+    for name in (None, "", " ", 5):
+        with pytest.raises(ConfigError, match=r"^an experiment's name is a non-empty str, got "):
+            cat.pin(name, "wydot", "BSM")  # type: ignore[arg-type]
+    assert check_fractions("0.8, 0.1,0.1") == (0.8, 0.1, 0.1)  # as --fractions takes them
+    for bad in ("a,b,c", None, [0.8, "x", 0.1]):
+        with pytest.raises(ConfigError, match=r"^split fractions are three numbers"):
+            check_fractions(bad)  # type: ignore[arg-type]
+    assert not (tmp_path / "none").exists()
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["runs", "--catalog", ""])
+    assert (r.exit_code, r.output) == (
+        1, "error: --catalog is empty: give the catalog's directory (or s3:// prefix)\n"
+    )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_timezone_is_a_name_a_zoneinfo_or_none_and_anything_else_one_line(tmp_path: Path) -> None:

@@ -317,6 +317,8 @@ def open_catalog(
         _note(m)
 
     _env_notes()
+    if catalog is not None and not str(catalog).strip():  # it was the current directory
+        raise ConfigError("--catalog is empty: give the catalog's directory (or s3:// prefix)")
     home = os.environ.get("CVCATALOG_HOME")
     if catalog is None and is_remote(home):
         catalog = home

@@ -87,8 +87,16 @@ class Relation:
         return f"{self.source}/{self.message_type}"
 
 
-def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
-    values = tuple(float(f) for f in fractions)
+def check_fractions(fractions: Sequence[float] | str) -> tuple[float, float, float]:
+    """Three fractions (train, validation, test), or one str of them ('0.8,0.1,0.1', as the
+    CLI's --fractions takes them)."""
+    items: Any = fractions.split(",") if isinstance(fractions, str) else fractions
+    try:
+        values = tuple(float(f) for f in items)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"split fractions are three numbers (train, validation, test), got {fractions!r}"
+        ) from None
     if len(values) != 3:
         raise ConfigError(
             f"split fractions are three numbers (train, validation, test), got {list(fractions)}"
