@@ -782,6 +782,13 @@ def test_query_help_says_an_old_catalog_is_migrated_not_that_nothing_changes() -
     assert "reads too" in text and "first ingest or query" not in text
 
 
+def test_split_help_offers_only_the_types_it_can_split() -> None:
+    """`split --type` said BSM | TIM | SPAT | EVENT, but only records with a vehicle id and
+    positions split (TIM, SPAT and EVENT are refused), and a CV source needs the type."""
+    text = " ".join(run("split", "--help").output.split())
+    assert "BSM | TRAJECTORY" in text and not re.search(r"\b(TIM|SPAT|EVENT)\b", text)
+
+
 def _help_records() -> list[tuple[str, Any, tuple[str, str]]]:
     """(command line, parameter, its line in --help) of every command, group and
     subcommand: what `cvcatalog X --help` prints for each parameter."""

@@ -2078,7 +2078,10 @@ def trips_cmd(
 @friendly
 def split_cmd(
     source: Annotated[str, typer.Option("--source", help="wydot | wydot_backup | thea | ngsim")],
-    message_type: TypeOpt = None,
+    message_type: Annotated[
+        str | None,
+        typer.Option("--type", help="BSM | TRAJECTORY (required but for --source ngsim)"),
+    ] = None,
     start: StartOpt = None,
     end: EndOpt = None,
     timezone: Annotated[str, typer.Option("--timezone", help="Zone of --start/--end")] = "UTC",
