@@ -1696,8 +1696,9 @@ class Catalog:
         _check_limit(limit)
         output = _choice("output", output, ("pandas", "arrow"))  # type: ignore[assignment]
         known = self.views()
-        if view not in known:
+        if not isinstance(view, str) or view.strip().lower() not in known:
             raise QueryError(f"no table or view {view!r}; try one of {', '.join(known)}")
+        view = view.strip().lower()  # as SQL reads a name: 'BSM' is bsm
         probe = self.query_arrow(
             f"SELECT * FROM {quote_ident(view)} LIMIT 0", snapshot=snapshot, as_of=as_of
         )

@@ -487,6 +487,7 @@ def test_sql_helpers_and_stored_macros_give_the_api_rows(lake: dict[str, Any]) -
     ).fetchone()
     sq = cat.query_spatial("wydot_bsm", corridor=c)
     assert wkt is not None and wkt[0] == len(dk) == len(sq) > 0
+    assert len(cat.query_spatial(" WYDOT_BSM", corridor=c)) == len(sq)  # a name as SQL reads it
     con.close()
 
 
