@@ -458,13 +458,22 @@ def _items(value: Any) -> list[Any] | None:
         return None
 
 
+def _num(x: float) -> str:
+    """A number as given: 2000 for 2000.0, every digit of -118.3645 (`:g` keeps six
+    significant digits, which put a point given as -118.3645 at -118.365, 46 m away)."""
+    return f"{x:.15g}"
+
+
 def describe(f: SpatialFilter) -> str:
     """One line for logs, summaries and `--format json` output."""
     if isinstance(f, Within):
-        return f"within {f.radius_m:g} m of ({f.lat:g}, {f.lon:g})"
+        return f"within {_num(f.radius_m)} m of ({_num(f.lat)}, {_num(f.lon)})"
     if isinstance(f, BBox):
-        return f"bbox lat [{f.lat_min:g}, {f.lat_max:g}] lon [{f.lon_min:g}, {f.lon_max:g}]"
-    return f"corridor of {len(f.points)} points, buffer {f.buffer_m:g} m"
+        return (
+            f"bbox lat [{_num(f.lat_min)}, {_num(f.lat_max)}] "
+            f"lon [{_num(f.lon_min)}, {_num(f.lon_max)}]"
+        )
+    return f"corridor of {len(f.points)} points, buffer {_num(f.buffer_m)} m"
 
 
 # ---------------------------------------------------------------------------- SQL

@@ -418,7 +418,8 @@ def test_sandbox_ngsim_and_serve_bad_arguments_are_one_line(tmp_path: Path) -> N
         (["ngsim", "--out", out, "--rows", "10", "--location", "mars"],
          "unknown NGSIM location 'mars'; expected one of us-101, lankershim, i-80, peachtree"),
         (["ngsim", "--out", str(tmp_path), "--rows", "10"],
-         f"cannot write {tmp_path}: Is a directory"),
+         f"{tmp_path} is a directory: the output is written whole under a temporary name "
+         "and renamed into place; give a file name"),
         (["serve", "--port", "99999"],
          "--port must be 0 (any free port) to 65535, got 99999"),
     ]:  # fmt: skip

@@ -10,6 +10,7 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -23,6 +24,7 @@ from cvcatalog.datasets.ngsim import CSV_NAMES, NgsimDataset, to_lonlat
 from cvcatalog.exceptions import CatalogError, TransientFetchError
 from cvcatalog.io.lake import files as lake_files
 from cvcatalog.io.s3 import RetryPolicy
+from cvcatalog.sandbox import ngsim as ngsim_gen
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sources import ngsim
 
@@ -94,6 +96,34 @@ def test_generator_is_deterministic_and_plausible(tmp_path: Path) -> None:
         assert (int(r["Global_Time"]) - 100 * int(r["Frame_ID"])) % 1000 == 0
     led = [r for r in rows if r["Preceding"] != "0"]
     assert led and all(float(r["Space_Headway"]) > 0 for r in led)
+
+
+def test_generator_interrupted_leaves_no_half_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during `sandbox ngsim` used to leave the CSV written so far at --out (a file an
+    ingest then loads as if whole), over the earlier complete one; now --out is untouched."""
+    out = tmp_path / "n.csv"
+    generate_ngsim(out, 300, seed=1, locations=["us-101"])
+    before = out.read_bytes()
+    calls = 0
+    real = ngsim_gen._write_vehicle
+
+    def interrupted(*args: Any, **kwargs: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 20:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ngsim_gen, "_write_vehicle", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate_ngsim(out, 50_000, seed=2)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["n.csv"]  # no temporary left either
+    with pytest.raises(KeyboardInterrupt):
+        generate_ngsim(tmp_path / "new.csv", 50_000, seed=2)
+    assert not (tmp_path / "new.csv").exists()
 
 
 def test_round_trip_units_ids_and_quarantine(ngsim_csv, catalog_dir: Path) -> None:  # type: ignore[no-untyped-def]

@@ -579,3 +579,15 @@ def test_a_session_without_stored_macros_gets_its_own() -> None:
         f"SELECT {pred} FROM (SELECT 41.305 AS latitude, -105.6 AS longitude)", params
     ).fetchone()
     assert got is not None and got[0] is True
+
+
+def test_describe_gives_every_digit_of_the_area() -> None:
+    """The export and split summaries (and their JSON) printed `within 50 m of (34.1385,
+    -118.365)` for --within 34.1385,-118.3645,50: six significant digits, a point 46 m from the
+    one filtered on. Now the numbers as given."""
+    assert spatial.describe(spatial.parse_within("34.1385,-118.3645,50")) == (
+        "within 50 m of (34.1385, -118.3645)"
+    )
+    assert spatial.describe(spatial.parse_bbox("34.13841,-118.36512,34.139,-118.3640")) == (
+        "bbox lat [34.13841, 34.139] lon [-118.36512, -118.364]"
+    )

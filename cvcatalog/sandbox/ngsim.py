@@ -22,6 +22,7 @@ from typing import IO
 from cvcatalog.config import at_least, spelled
 from cvcatalog.datasets.ngsim import CSV_NAMES, FT, LOCATIONS
 from cvcatalog.exceptions import ConfigError, SandboxError
+from cvcatalog.io.layout import replacing
 
 DT = 0.1
 
@@ -251,7 +252,9 @@ def generate_ngsim(
     """Write about `rows` valid trajectory rows (whole vehicles, so slightly more) spread over
     the locations and their periods, plus `bad_rows` broken lines of several kinds. An argument
     it cannot honour is a ConfigError naming it as `names` spells it (`sandbox ngsim`: its
-    flags), a file it cannot write a SandboxError (one line each)."""
+    flags), a file it cannot write a SandboxError (one line each). A path is written under a
+    temporary name beside it and renamed into place at the end (replacing), so an interrupted
+    or failed run leaves no half file there, nor a truncated earlier one."""
     locs = [loc for loc in (locations or LOCATIONS)]
     for loc in locs:
         if loc not in SITES:
@@ -263,8 +266,10 @@ def generate_ngsim(
     if not isinstance(out, str | Path):
         return _write_ngsim(out, rows, locs, seed, bad_rows)
     try:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", encoding="utf-8", newline="", buffering=1 << 20) as f:
+        with (
+            replacing(Path(out)) as tmp,
+            open(tmp, "w", encoding="utf-8", newline="", buffering=1 << 20) as f,
+        ):
             return _write_ngsim(f, rows, locs, seed, bad_rows)
     except OSError as e:
         raise SandboxError(f"cannot write {out}: {e.strerror or e}") from None
