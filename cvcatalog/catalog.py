@@ -2116,7 +2116,14 @@ def _sites(source: str, location: str | Sequence[str] | None) -> list[str] | Non
         raise ConfigError(f"location= selects sites of a dataset (ngsim), not of {source}")
     if "location" not in ds.partition_by:
         raise ConfigError(f"{ds.name} has no location partitions")
-    sites = [location] if isinstance(location, str) else list(location)
+    given: Any = [location] if isinstance(location, str) else location
+    listed = isinstance(given, Iterable) and not isinstance(given, bytes | dict)
+    sites = list(given) if listed else None
+    if sites is None or not all(isinstance(x, str) for x in sites):
+        # location=5 was "'int' object is not iterable"
+        raise ConfigError(
+            f"location is a site's name or a list of them, e.g. 'i-80', got {location!r}"
+        )
     return [ds.partition_value("location", x) for x in sites]
 
 

@@ -395,6 +395,8 @@ _VALID_PAIRS = (
          "end date 2021-04-01 is before start date 2021-04-05"),
         (["--start", "2021-04-01", "--empty-day", "x"],
          "--empty-day must be a date like 2021-04-01, got 'x'"),
+        (["--start", "2021-04-01", "--end", "2021-04-02", "--empty-day", "2021-04-08"],
+         "--empty-day 2021-04-08 is outside the days seeded, 2021-04-01..2021-04-02"),
         (["--start", "2021-04-01", "--files-per-hour", "0"], "--files-per-hour must be 1 or more, got 0"),
         (["--start", "2021-04-01", "--malformed-per-day", "-1"], "--malformed-per-day must be 0 or more, got -1"),
     ],
@@ -427,6 +429,10 @@ def test_sandbox_ngsim_and_serve_bad_arguments_are_one_line(tmp_path: Path) -> N
         assert r.exit_code == 1, r.output
         assert r.output == f"error: {line}\n"
     assert not Path(out).exists()  # refused before writing
+    # a site spelled as ingest --location takes it
+    r = run("sandbox", "ngsim", "--out", out, "--rows", "10", "--location", "US_101")
+    assert r.exit_code == 0, r.output
+    assert {ln.rsplit(",", 1)[-1] for ln in Path(out).read_text().splitlines()[1:]} == {"us-101"}
 
 
 def test_sandbox_seed_report_that_cannot_be_written_is_one_line(

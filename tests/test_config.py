@@ -230,6 +230,9 @@ def test_the_arguments_a_notebook_mistypes_are_one_line(
     for name in (None, "", " ", 5):
         with pytest.raises(ConfigError, match=r"^an experiment's name is a non-empty str, got "):
             cat.pin(name, "wydot", "BSM")  # type: ignore[arg-type]
+    for where in (5, [5], {"i-80": 1}):
+        with pytest.raises(ConfigError, match=r"^location is a site's name or a list of them"):
+            cat.to_dask("ngsim", location=where)  # type: ignore[arg-type]
     assert check_fractions("0.8, 0.1,0.1") == (0.8, 0.1, 0.1)  # as --fractions takes them
     for bad in ("a,b,c", None, [0.8, "x", 0.1]):
         with pytest.raises(ConfigError, match=r"^split fractions are three numbers"):

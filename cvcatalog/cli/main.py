@@ -1608,7 +1608,10 @@ def sandbox_seed(
     records_per_hour: Annotated[
         int,
         typer.Option(
-            "--records-per-hour", metavar="N", help="Records in each hour of each source and type"
+            "--records-per-hour",
+            metavar="N",
+            help="Records in each hour of each source and type (about 1 hour in 20 is left "
+            "empty, as the bucket has them)",
         ),
     ] = 200,
     files_per_hour: Annotated[
@@ -1656,7 +1659,9 @@ def sandbox_seed(
     )
     flags = ("records_per_hour", "files_per_hour", "malformed_per_day")
     # every argument, once, before any request (seed_spec takes the spec as checked)
-    validate_spec(spec, {k: "--" + k.replace("_", "-") for k in flags})
+    validate_spec(
+        spec, {"empty_days": "--empty-day", **{k: "--" + k.replace("_", "-") for k in flags}}
+    )
     _env_notes()
     client, cfg = sandbox_client("seeding never writes to real AWS")
     create_bucket(client, cfg, BUCKET)

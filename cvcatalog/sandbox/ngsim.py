@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import IO
 
 from cvcatalog.config import at_least, spelled
-from cvcatalog.datasets.ngsim import CSV_NAMES, FT, LOCATIONS
-from cvcatalog.exceptions import ConfigError, SandboxError
+from cvcatalog.datasets.ngsim import CSV_NAMES, FT, LOCATIONS, check_location
+from cvcatalog.exceptions import SandboxError
 from cvcatalog.io.layout import replacing
 
 DT = 0.1
@@ -255,12 +255,8 @@ def generate_ngsim(
     flags), a file it cannot write a SandboxError (one line each). A path is written under a
     temporary name beside it and renamed into place at the end (replacing), so an interrupted
     or failed run leaves no half file there, nor a truncated earlier one."""
-    locs = [loc for loc in (locations or LOCATIONS)]
-    for loc in locs:
-        if loc not in SITES:
-            raise ConfigError(
-                f"unknown NGSIM location {loc!r}; expected one of {', '.join(LOCATIONS)}"
-            )
+    # spelled as ingest --location takes them ('US_101', ' I-80 '): one line for any other
+    locs = [check_location(loc) for loc in (locations or LOCATIONS)]
     at_least(spelled(names, "rows"), rows, 1)
     at_least(spelled(names, "bad_rows"), bad_rows, 0)
     if not isinstance(out, str | Path):

@@ -70,6 +70,12 @@ def validate_spec(spec: ReplicaSpec, names: Mapping[str, str] | None = None) -> 
     (:func:`seed_replica`, `sandbox seed`) before anything else; names: how that caller
     spells the knobs (`sandbox seed`: its flags, :func:`cvcatalog.config.spelled`)."""
     check_day_order(spec.start, spec.end)
+    outside = sorted(d for d in spec.empty_days if not spec.start <= d <= spec.end)
+    if outside:  # it was taken and did nothing
+        raise ConfigError(
+            f"{spelled(names, 'empty_days')} {outside[0]} is outside the days seeded, "
+            f"{spec.start}..{spec.end}"
+        )
     for source in spec.sources:
         for mtype in spec.message_types:
             if mtype not in VALID_TYPES.get(source, ()):
