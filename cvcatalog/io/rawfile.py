@@ -3,8 +3,8 @@
 Clean objects (the overwhelming majority) are not touched: `normalize` looks at their first
 bytes (given by the caller, or read: `peek`) and returns them unchanged. Only a gzip-compressed
 object (magic bytes 1f 8b, whatever its key says) is decompressed, only an object starting with
-a UTF-16 or UTF-32 byte order mark is transcoded to UTF-8, and only an object starting with a UTF-8 byte
-order mark is copied without it (read_json cannot skip one). All are streamed in fixed-size
+a UTF-16 or UTF-32 byte order mark is transcoded to UTF-8, and only an object starting with a
+UTF-8 byte order mark is copied without it (read_json cannot skip one). All are streamed in fixed-size
 chunks, so memory does not grow with the object.
 
 A gzip stream that is cut off or corrupt keeps everything decompressed before the damage (its
@@ -35,7 +35,7 @@ class Normalized:
     """The file DuckDB should read, and what was done or found on the way."""
 
     path: Path
-    #: 'gzip', 'utf-16', 'utf-32', 'bom': how the object was rewritten; empty when returned untouched
+    #: 'gzip', 'utf-16', 'utf-32', 'bom': how the object was rewritten; empty when untouched
     steps: tuple[str, ...] = ()
     #: why decoding stopped early (the object is kept up to that point), or None
     problem: str | None = None
