@@ -1225,13 +1225,16 @@ class Catalog:
     def evict(self, max_size_gb: float) -> list[str]:
         """Drop least-recently-used data until the cache holds at most max_size_gb (0: all
         that pins do not hold); see cvcatalog.state.eviction.evict_to_size."""
-        number = isinstance(max_size_gb, int | float) and not isinstance(max_size_gb, bool)
-        if not number or not 0 <= max_size_gb < math.inf:  # a negative size emptied the cache
-            got = f"{max_size_gb:g}" if number else repr(max_size_gb)
+        try:  # a number of any kind (a Decimal a SQL sum gives too); not a str, None or bool
+            size = None if isinstance(max_size_gb, bool | str | bytes) else float(max_size_gb)
+        except (TypeError, ValueError):
+            size = None
+        if size is None or not 0 <= size < math.inf:  # a negative size emptied the cache
+            got = repr(max_size_gb) if size is None else f"{size:g}"
             raise ConfigError(
                 f"max_size_gb (--max-size-gb) must be a number of GB, 0 or more; got {got}"
             )
-        return evict_to_size(self.db, max_size_gb)
+        return evict_to_size(self.db, size)
 
     def never_evicted(self) -> list[tuple[str, int]]:
         """The loaded dataset inputs eviction passes over, with their bytes: the catalog could

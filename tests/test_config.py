@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -221,7 +222,7 @@ def test_the_arguments_a_notebook_mistypes_are_one_line(
         with pytest.raises(ConfigError, match=r"^the catalog is a directory path \(a str or "):
             Catalog(path)  # type: ignore[arg-type]
     cat = Catalog(tmp_path / "none")
-    for size, got in (("1", "'1'"), (None, "None"), (True, "True"), (-1, "-1")):
+    for size, got in (("1", "'1'"), (None, "None"), (True, "True"), (-1, "-1"), (Decimal(-2), "-2")):
         with pytest.raises(ConfigError, match=rf"must be a number of GB, 0 or more; got {got}$"):
             cat.evict(size)  # type: ignore[arg-type]
     for rows in ("10", 2.5, 0, True):
