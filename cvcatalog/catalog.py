@@ -660,10 +660,14 @@ class Catalog:
         are counted (and its cleaning applied) on each unit's files and recorded in
         quality_stats with the run.
         """
-        cls = DATASETS.get(name.lower())
-        if cls is None:
+        cls = DATASETS.get(name.strip().lower()) if isinstance(name, str) else None
+        if cls is None:  # None or no str too: one line, not an AttributeError
             raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
-        uris = [str(p) for p in ([paths] if isinstance(paths, str | Path) else paths)]
+        listed = isinstance(paths, Iterable) and not isinstance(paths, bytes | dict)
+        given = [paths] if isinstance(paths, str | Path) else list(paths) if listed else []
+        if not given or not all(isinstance(p, str | Path) for p in given):
+            raise ConfigError(f"paths is a path or URI, or a list of them, got {paths!r}")
+        uris = [str(p) for p in given]
         cfg = self.dataset_config(
             config,
             profile=profile,
@@ -1674,6 +1678,9 @@ class Catalog:
         area = spatial.as_filter(within, bbox, corridor)
         if area is None:
             raise ConfigError("give one of within, bbox, corridor")
+        for arg, column in (("lat", lat), ("lon", lon)):
+            if not isinstance(column, str) or not column.strip():
+                raise ConfigError(f"{arg} is the name of a column (a str), got {column!r}")
         return spatial.predicate_sql(area, lat, lon)
 
     def query_spatial(

@@ -292,7 +292,7 @@ def export(
     column (WKB, EPSG:4326) built from longitude/latitude.
     """
     t0 = time.monotonic()
-    fmt = format.strip().lower()
+    fmt = format.strip().lower() if isinstance(format, str) else ""
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     if naming not in ("canonical", "socrata"):
@@ -308,6 +308,8 @@ def export(
     if where is not None and not where.strip():
         where = None
     pred = check_where(where) if where is not None else None
+    if not isinstance(output, str | Path) or not str(output).strip():
+        raise ConfigError(f"--output is the file to write (a path), got {output!r}")
     out = Path(output).expanduser()
     if out.is_dir():
         raise ConfigError(f"--output {out} is a directory; give a file name")
