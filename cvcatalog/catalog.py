@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import operator
 import os
 import re
 import threading
@@ -28,6 +27,7 @@ from cvcatalog.config import (
     DataSourceConfig,
     DownloadConfig,
     IngestConfig,
+    as_items,
     build,
     check_day_order,
     check_source_type,
@@ -35,6 +35,7 @@ from cvcatalog.config import (
     load_yaml,
     parse_day,
     timezone_arg,
+    whole_number,
 )
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.datasets.base import Dataset
@@ -143,10 +144,7 @@ def _check_limit(limit: int | None) -> None:
     """A number of rows to list (runs, snapshots, query_spatial): a whole number, 0 or more."""
     if limit is None:
         return
-    try:
-        n = operator.index(limit) if not isinstance(limit, bool) else None
-    except TypeError:
-        n = None
+    n = whole_number(limit)
     if n is None:
         raise ConfigError(f"limit must be a whole number, 0 or more, got {limit!r}")
     if n < 0:
@@ -156,10 +154,7 @@ def _check_limit(limit: int | None) -> None:
 def _whole_number(name: str, value: Any, least: int) -> int:
     """An argument that takes a whole number (rows_per_file=): a str, a float or a bool is one
     line naming it, not a TypeError from deep inside or a count silently rounded."""
-    try:
-        n = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        n = None
+    n = whole_number(value)
     if n is None or n < least:
         raise ConfigError(f"{name} must be a whole number, {least} or more, got {value!r}")
     return n
@@ -181,11 +176,7 @@ def _column_names(columns: Sequence[str] | str | None) -> list[str] | None:
     given twice is read once. None: every column. Anything else is one ConfigError line."""
     if columns is None:
         return None
-    items: Any = columns.split(",") if isinstance(columns, str) else columns
-    if isinstance(items, bytes | dict) or not isinstance(items, Iterable):
-        items = None
-    else:
-        items = list(items)
+    items = columns.split(",") if isinstance(columns, str) else as_items(columns)
     if items is None or not all(isinstance(c, str) for c in items):
         raise ConfigError(
             "columns is a list of column names, e.g. ['vehicle_id', 'speed_mps'] (or one str "
@@ -663,8 +654,7 @@ class Catalog:
         cls = DATASETS.get(name.strip().lower()) if isinstance(name, str) else None
         if cls is None:  # None or no str too: one line, not an AttributeError
             raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
-        listed = isinstance(paths, Iterable) and not isinstance(paths, bytes | dict)
-        given = [paths] if isinstance(paths, str | Path) else list(paths) if listed else []
+        given = [paths] if isinstance(paths, str | Path) else as_items(paths) or []
         if not given or not all(isinstance(p, str | Path) for p in given):
             raise ConfigError(f"paths is a path or URI, or a list of them, got {paths!r}")
         uris = [str(p) for p in given]
@@ -1961,14 +1951,10 @@ def snapshot_id(snapshot: int | str | None) -> int | None:
     it): anything else is one ConfigError line, not a TypeError deep in a read."""
     if snapshot is None:
         return None
-    sid: int | None = None
     if isinstance(snapshot, str):
         sid = int(snapshot.strip()) if snapshot.strip().isdigit() else None
-    elif not isinstance(snapshot, bool):
-        try:
-            sid = operator.index(snapshot)  # an int, a numpy integer; not a float
-        except TypeError:
-            sid = None
+    else:
+        sid = whole_number(snapshot)  # an int, a numpy integer; not a float nor a bool
     if sid is None or sid < 0:
         raise ConfigError(
             "snapshot must be a snapshot id, a whole number 0 or more (`cvcatalog snapshots` "
@@ -2126,9 +2112,7 @@ def _sites(source: str, location: str | Sequence[str] | None) -> list[str] | Non
         raise ConfigError(f"location= selects sites of a dataset (ngsim), not of {source}")
     if "location" not in ds.partition_by:
         raise ConfigError(f"{ds.name} has no location partitions")
-    given: Any = [location] if isinstance(location, str) else location
-    listed = isinstance(given, Iterable) and not isinstance(given, bytes | dict)
-    sites = list(given) if listed else None
+    sites = [location] if isinstance(location, str) else as_items(location)
     if sites is None or not all(isinstance(x, str) for x in sites):
         # location=5 was "'int' object is not iterable"
         raise ConfigError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import operator
 import os
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
@@ -73,6 +74,29 @@ def parse_day(value: date | str, what: str) -> date:
         with contextlib.suppress(ValueError):
             return datetime.fromisoformat(text).date()
     raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}")
+
+
+def as_items(value: Any) -> list[Any] | None:
+    """The items of an argument that takes several values (a list, tuple, set, generator), or
+    None when it is one value (a str, bytes, a mapping, a number): the one reading of such
+    arguments (columns=, location=, paths=, a spatial filter's tuple)."""
+    if isinstance(value, str | bytes | Mapping):
+        return None
+    try:
+        return list(value)
+    except TypeError:
+        return None
+
+
+def whole_number(value: Any) -> int | None:
+    """value as an int when it is a whole number (numpy's too); None for a bool, a float, a
+    str or anything else (limit=, rows_per_file=)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def spelled(names: Mapping[str, str] | None, arg: str) -> str:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 import pyarrow as pa
 
+from cvcatalog.config import as_items
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.sqlutil import load_sql, quote_ident
 
@@ -421,7 +422,7 @@ def as_filter(
             return within
         if isinstance(within, str):
             return parse_within(within)
-        vals = _items(within)
+        vals = as_items(within)
         if vals is None or len(vals) != 3:
             raise _err(f"within takes (lat, lon, radius_m), got {within!r}")
         return Within(*vals)
@@ -430,7 +431,7 @@ def as_filter(
             return bbox
         if isinstance(bbox, str):
             return parse_bbox(bbox)
-        vals = _items(bbox)
+        vals = as_items(bbox)
         if vals is None or len(vals) != 4:
             raise _err(f"bbox takes (lat_min, lon_min, lat_max, lon_max), got {bbox!r}")
         return BBox(*vals)
@@ -446,16 +447,6 @@ def as_filter(
         pairs: Any = points  # as given: Corridor checks them, one line for any mistake
         return Corridor(pairs, buffer)
     return None
-
-
-def _items(value: Any) -> list[Any] | None:
-    """A filter's tuple as a list; None when it is not a sequence of values at all."""
-    if isinstance(value, (str, bytes, Mapping)):
-        return None
-    try:
-        return list(value)
-    except TypeError:
-        return None
 
 
 def _num(x: float) -> str:
