@@ -250,6 +250,8 @@ def test_the_arguments_a_notebook_mistypes_are_one_line(
     for bad in ("a,b,c", None, [0.8, "x", 0.1]):
         with pytest.raises(ConfigError, match=r"^split fractions are three numbers"):
             check_fractions(bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"three numbers .*, got \['0.5', '0.5'\]$"):
+        check_fractions("0.5,0.5")  # the str's numbers, not its characters
     assert not (tmp_path / "none").exists()
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(app, ["runs", "--catalog", ""])

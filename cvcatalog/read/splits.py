@@ -99,7 +99,7 @@ def check_fractions(fractions: Sequence[float] | str) -> tuple[float, float, flo
         ) from None
     if len(values) != 3:
         raise ConfigError(
-            f"split fractions are three numbers (train, validation, test), got {list(fractions)}"
+            f"split fractions are three numbers (train, validation, test), got {list(items)}"
         )
     if any(not f >= 0 for f in values) or abs(sum(values) - 1.0) > 1e-6:
         raise ConfigError(f"split fractions must be >= 0 and add up to 1, got {list(values)}")
