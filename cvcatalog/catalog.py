@@ -45,9 +45,9 @@ from cvcatalog.io import lake
 from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.duckdb_ext import endpoint_url as current_endpoint
 from cvcatalog.io.duckdb_ext import extension_path, httpfs_extension, open_instance, s3_secret_sql
-from cvcatalog.io.layout import CatalogPaths
+from cvcatalog.io.layout import CatalogPaths, safe_rel
 from cvcatalog.io.s3 import RetryPolicy, TokenBucket, as_s3_error, make_client
-from cvcatalog.io.storage import S3Access, S3Location, S3Store, s3fs_options, safe_rel
+from cvcatalog.io.storage import S3Access, S3Location, S3Store, s3fs_options
 from cvcatalog.ops import cache
 from cvcatalog.ops.compact import CompactResult, compact
 from cvcatalog.ops.discover import Discovery, ListingCache, Plan, fetcher_factory, listing_settings

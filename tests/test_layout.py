@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cvcatalog.io.layout import into_folder, prune_empty_dirs, publish_file
+from cvcatalog.catalog import Catalog
+from cvcatalog.exceptions import CatalogError
+from cvcatalog.io.layout import CatalogPaths, into_folder, prune_empty_dirs, publish_file
+from cvcatalog.sandbox.replica import seed_replica
 
 
 def test_a_file_is_placed_though_another_process_pruned_its_folder(tmp_path: Path) -> None:
@@ -48,3 +54,38 @@ def test_publish_file_makes_the_folder_and_moves_the_file(tmp_path: Path) -> Non
     dest = tmp_path / "a" / "b" / "f"
     publish_file(src, dest)
     assert dest.read_bytes() == b"x" and not src.exists()
+
+
+@pytest.mark.integration
+def test_a_lake_folder_linked_to_another_disk_keeps_working(
+    s3_client: Any, tmp_path: Path
+) -> None:
+    """Moving `lake/` to a bigger disk and linking it back: every file path read from the
+    state was resolved through the link and refused as "escapes the catalog directory"
+    (ingest, verify, clear all failed)."""
+    day, other = date(2021, 4, 1), date(2021, 4, 2)
+    seed_replica(s3_client, day, other, records_per_hour=4, files_per_hour=1, empty_hour_rate=0)
+    cat = Catalog(tmp_path / "catalog")
+    kw: dict[str, Any] = {"timezone": "UTC", "rate_limit": 0}
+    first = cat.ingest("wydot", "BSM", day, day, **kw)
+    assert first.ok and first.rows > 0
+    moved = tmp_path / "bigger-disk" / "lake"
+    moved.parent.mkdir()
+    shutil.move(cat.paths.root / "lake", moved)
+    (cat.paths.root / "lake").symlink_to(moved)
+
+    second = cat.ingest("wydot", "BSM", other, other, **kw)
+    assert second.ok and second.rows > 0
+    assert len(list(moved.rglob("*.parquet"))) == 2
+    report = cat.verify()
+    assert report.checked == 2 and report.ok == 2 and not report.missing, report
+    assert int(cat.query("select count(*) n from wydot_bsm").n[0]) == first.rows + second.rows
+    cat.clear()
+    assert int(cat.query("select count(*) n from wydot_bsm").n[0]) == 0
+    assert not list(moved.rglob("*.parquet"))
+
+
+@pytest.mark.parametrize("rel", ["../outside.parquet", "lake/../../x", "/etc/passwd", "a\\b"])
+def test_a_state_path_leaving_the_catalog_is_refused(tmp_path: Path, rel: str) -> None:
+    with pytest.raises(CatalogError, match="escapes the catalog"):
+        CatalogPaths.at(tmp_path).absolute(rel)

@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from cvcatalog.config import DownloadConfig, download_config
-from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, S3Error
+from cvcatalog.exceptions import ConfigError, CvCatalogError, S3Error
 from cvcatalog.io.duckdb_ext import endpoint_url
 from cvcatalog.io.layout import (
     CatalogPaths,
     into_folder,
     prune_empty_dirs,
     publish_file,
+    safe_rel,
     sha256_file,
 )
 from cvcatalog.io.s3 import (
@@ -207,9 +208,9 @@ class LocalStore(LakeStore):
         tops = [self.paths.absolute(under)] if under else [self.paths.root / d for d in DATA_DIRS]
         out: list[str] = []
         for top in tops:  # os.walk passes over a directory another writer removes meanwhile
-            for here, _, names in os.walk(top):
-                files = (Path(here, n) for n in names)
-                out += [self.paths.relative(f) for f in files if f.is_file()]
+            for here, _, names in os.walk(top):  # (paths under root as given: lexical)
+                folder = Path(here).relative_to(self.paths.root).as_posix()
+                out += [f"{folder}/{n}" for n in names if os.path.isfile(os.path.join(here, n))]
         return sorted(out)
 
 
@@ -436,12 +437,6 @@ class S3Store(LakeStore):
         return s3fs_options(
             self.cfg.profile, self.cfg.endpoint_url, RetryPolicy.from_config(self.cfg).attempts
         )
-
-
-def safe_rel(rel: str) -> str:
-    if rel.startswith("/") or ".." in rel.split("/") or "\\" in rel:
-        raise CatalogError(f"manifest path escapes the catalog: {rel!r}")
-    return rel
 
 
 def store_for(
