@@ -18,6 +18,7 @@ import filelock
 import pytest
 
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
+from cvcatalog.io import lake
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.state import db as db_module
 from cvcatalog.state import tables, trips
@@ -297,6 +298,31 @@ def test_a_write_walks_the_lake_only_when_its_definitions_changed(
     assert calls == [1]
     with db.read() as con:
         assert tables.up_to_date(con)
+
+
+def test_a_commit_reads_the_lake_files_once_unless_it_rebuilds_a_table(
+    db: CatalogDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fresh_names and sync_all both need the lake's file list (a query over the metadata
+    tables, ~10 % of a small commit): read once after the block, again only when a table was
+    dropped and made anew in between."""
+    calls: list[int] = []
+    real = lake.data_files
+
+    def counted(con: Any, base: str | None = None) -> list[lake.DataFile]:
+        calls.append(1)
+        return real(con, base)
+
+    monkeypatch.setattr(lake, "data_files", counted)
+    with db.write(message="state only"):
+        pass
+    assert len(calls) == 1
+    calls.clear()
+    with db.write(message="rebuilt", rebuild=["wydot_bsm"]):
+        pass
+    assert len(calls) == 2
+    with db.read() as con:
+        assert con.execute("SELECT count(*) FROM wydot_bsm").fetchone() == (0,)
 
 
 @pytest.mark.parametrize("where", ["staging", "quarantine", "lake", "locks"])

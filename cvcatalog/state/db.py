@@ -751,12 +751,16 @@ class CatalogDB:
                 keep = blank and new and url is None and self.requested_trip_gap is None
                 with _transaction(con):
                     yield con
+                    files = lake.data_files(con)  # the lake's files after the block's writes
                     with tempfile.TemporaryDirectory(dir=self.paths.staging) as scratch:
-                        tables.fresh_names(con, self.store, Path(scratch), rebuild)
+                        tables.fresh_names(con, self.store, Path(scratch), rebuild, files)
                 with _transaction(con):
                     for table in rebuild:
                         tables.rebuild(con, table)
-                    synced = tables.sync_all(con, self.store.location)
+                    # fresh_names wrote state only: the lake's files are the same unless a
+                    # table was dropped and made again
+                    same = files if not rebuild else None
+                    synced = tables.sync_all(con, self.store.location, same)
                     deleted = tables.apply_deletes(con, self.store.location)
                     extra: dict[str, object] = {"run_id": run_id}
                     if deleted:

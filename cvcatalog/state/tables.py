@@ -368,13 +368,15 @@ def fresh_names(
     store: LakeStore,
     scratch: Path,
     rebuilt: Sequence[str] = (),
+    files: list[lake.DataFile] | None = None,
 ) -> int:
     """A current file whose location the lake already knows from an older snapshot (an input
     shown again after a repair hid it), or any current file of a table about to be rebuilt,
     gets a new name before it is added: DuckLake deletes the old entry's file when that
     snapshot expires, which must not be the file shown now. A state write (paths in
-    partition_files / dataset_files). Returns how many."""
-    files = lake.data_files(con)
+    partition_files / dataset_files). files: lake.data_files, if already read. Returns how
+    many."""
+    files = lake.data_files(con) if files is None else files
     active = lake.active_files(con, files)
     shown = set().union(set(), *active.values())
     old = lake.known_files(con, files) - shown
@@ -414,12 +416,15 @@ class Synced(NamedTuple):
     rows_removed: int
 
 
-def sync_all(con: duckdb.DuckDBPyConnection, locate: Locate) -> dict[str, Synced]:
+def sync_all(
+    con: duckdb.DuckDBPyConnection, locate: Locate, files: list[lake.DataFile] | None = None
+) -> dict[str, Synced]:
     """Make every table show exactly its current files; returns what changed in the tables
-    that did (a column added counts, with nothing added or removed)."""
+    that did (a column added counts, with nothing added or removed). files: lake.data_files
+    as the lake is now, if already read (a commit reads it once for fresh_names and this)."""
     changed: dict[str, Synced] = {}
     optional = {c: _tables_with(con, c) for c in _OPTIONAL_WHEN}
-    files = lake.data_files(con)
+    files = lake.data_files(con) if files is None else files
     shown = lake.active_files(con, files)
     showing = {f.location: f.rows - f.deleted for f in files if f.current}
     for table, current in current_files(con).items():
