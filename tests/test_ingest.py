@@ -776,3 +776,28 @@ def test_a_new_catalog_that_cannot_be_created_is_not_created_by_the_runs_end(
     with pytest.raises(CatalogError, match="cannot create the catalog"):
         ingest(Catalog(catalog_dir), D1, D1)
     assert not CatalogPaths.at(catalog_dir).db.exists()  # nor by the post-run eviction check
+
+
+def test_an_ingest_reads_its_state_without_loading_the_lake(
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan, each day's state, the change check, the size limit and snapshot expiry read
+    state and metadata tables only: attaching the lake to the reader after every commit cost
+    ~20-25 ms each (DuckLake loads its catalog: a dozen metadata queries)."""
+    seed(s3_client, D1, D2)
+    calls: list[int] = []
+    real = CatalogDB._attach_lake_read_only
+
+    def counted(self: CatalogDB, *args: Any, **kw: Any) -> None:
+        calls.append(1)
+        real(self, *args, **kw)
+
+    monkeypatch.setattr(CatalogDB, "_attach_lake_read_only", counted)
+    cat = Catalog(catalog_dir)
+    assert ingest(cat, D1, D1).ok
+    assert ingest(cat, D1, D2, check_changes=True).ok
+    rewritten = ingest(cat, D1, D2, force_refresh=True)  # (cache.max_size_gb: 50 by default)
+    assert rewritten.ok and rewritten.partitions_rewritten
+    assert calls == []
+    assert int(cat.query("select count(*) n from wydot_bsm").n[0]) == rewritten.rows
+    assert calls  # a query needs the lake

@@ -487,7 +487,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         )
         known: dict[str, PartitionRecord] = {}
         if self.db.exists():  # else a new catalog, being created (Runner): nothing recorded
-            with self.db.read() as con:
+            with self.db.read_state() as con:
                 known = manifest.get_partitions(con, keys=[k.key for k in keys])
         todo: list[PartitionKey] = []
         cached: list[PartitionKey] = []
@@ -567,7 +567,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                 return self._state.pop(pk.key)
         i = self._todo.get(pk.key)
         keys = [pk.key] if i is None else self._todo_keys[i : i + STATE_AHEAD]
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             recs = manifest.get_partitions(con, keys=keys)
             files = manifest.get_files(con, keys)
         state: dict[str, tuple[PartitionRecord | None, list[FileRecord]]] = {
@@ -703,7 +703,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         known: list[SourceObjectRecord] = []
         deleted: dict[str, tuple[str, ...]] = {}
         if check:
-            with self.db.read() as con:
+            with self.db.read_state() as con:
                 known = manifest.get_source_objects(con, pk.key)
                 deleted = deletes.of_files(con, [f.path for f in current])
         if not work and not check and rec is not None:
@@ -1458,7 +1458,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         """Record a failed day. A day that was complete keeps its data; the error is reported.
         After the run's start: a new catalog's tables may still be being written."""
         run.started()
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             prior = manifest.get_partitions(con, keys=[pk.key]).get(pk.key)
         if prior is not None and prior.status == "complete":
             return Outcome(

@@ -344,7 +344,7 @@ class CatalogDB:
         version adds or renames columns; another trips.max_gap_s asked for): a write only when
         they differ."""
         if self.paths.db.exists():
-            with self.read() as con:
+            with self.read_state() as con:  # metadata and state tables: no lake to load
                 gap = self.requested_trip_gap
                 same_gap = gap is None or trips.recorded_gap(con) == gap
                 if same_gap and tables.up_to_date(con):
@@ -832,13 +832,13 @@ class CatalogDB:
         kept snapshot shows (two commits: the second deletes only what the first published
         as unreachable). Returns the deleted locations. A commit only when there is something
         to expire or delete: most runs have neither, and a commit copies the catalog file."""
-        with self.read() as con:
+        with self.read_state() as con:  # the metadata and state tables: no lake to load
             due = lake.expirable(con, older_than, keep=pins.pinned_snapshots(con))
             pending = lake.pending_cleanup(con)
         if due:
             with self.write(message="expire snapshots") as con:
                 lake.expire_snapshots(con, older_than, keep=pins.pinned_snapshots(con))
-            with self.read() as con:  # what the expiry scheduled is visible once committed
+            with self.read_state() as con:  # what the expiry scheduled, visible once committed
                 pending = lake.pending_cleanup(con)
         if not pending:
             return []

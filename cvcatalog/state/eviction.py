@@ -26,7 +26,7 @@ GB = 1024**3
 def cache_bytes(db: CatalogDB) -> int:
     """Every byte the catalog keeps: CV Pilot and dataset (NGSIM) files, and the files only
     older snapshots still show."""
-    with db.read() as con:
+    with db.read_state() as con:
         return _total_bytes(con)
 
 
@@ -199,7 +199,7 @@ class Room:
         if not self.db.exists():  # a new catalog, its tables still being written: empty
             self._estimate = int(source_bytes * self._ratio)
             return []
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             total = _total_bytes(con)
             self._ratio = _parquet_ratio(con, source, message_type)
         self.measured += 1
