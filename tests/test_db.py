@@ -300,7 +300,7 @@ def test_a_write_walks_the_lake_only_when_its_definitions_changed(
         assert tables.up_to_date(con)
 
 
-def test_a_commit_reads_the_lake_files_once_unless_it_rebuilds_a_table(
+def test_a_commit_reads_the_lake_and_state_files_once_unless_it_rebuilds_a_table(
     db: CatalogDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """fresh_names and sync_all both need the lake's file list (a query over the metadata
@@ -314,9 +314,16 @@ def test_a_commit_reads_the_lake_files_once_unless_it_rebuilds_a_table(
         return real(con, base)
 
     monkeypatch.setattr(lake, "data_files", counted)
+    known: list[int] = []
+    real_known, real_current = lake.known_files, tables.current_files
+    monkeypatch.setattr(lake, "known_files", lambda *a: known.append(1) or real_known(*a))
+    current: list[int] = []
+    monkeypatch.setattr(tables, "current_files", lambda c: current.append(1) or real_current(c))
     with db.write(message="state only"):
         pass
-    assert len(calls) == 1
+    # no file about to be added: nothing the lake knew can be one (fresh_names' check skipped),
+    # and the state's current files are read once for fresh_names and sync_all
+    assert len(calls) == 1 and known == [] and current == [1]
     calls.clear()
     with db.write(message="rebuilt", rebuild=["wydot_bsm"]):
         pass

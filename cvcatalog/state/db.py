@@ -16,7 +16,6 @@ import contextlib
 import errno
 import os
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -751,16 +750,22 @@ class CatalogDB:
                 keep = blank and new and url is None and self.requested_trip_gap is None
                 with _transaction(con):
                     yield con
-                    files = lake.data_files(con)  # the lake's files after the block's writes
-                    with tempfile.TemporaryDirectory(dir=self.paths.staging) as scratch:
-                        tables.fresh_names(con, self.store, Path(scratch), rebuild, files)
+                    # the lake's files and the state's current ones after the block's writes
+                    files, current = lake.data_files(con), tables.current_files(con)
+                    renamed = tables.fresh_names(
+                        con, self.store, self.paths.staging, rebuild, files, current
+                    )
                 with _transaction(con):
                     for table in rebuild:
                         tables.rebuild(con, table)
-                    # fresh_names wrote state only: the lake's files are the same unless a
-                    # table was dropped and made again
-                    same = files if not rebuild else None
-                    synced = tables.sync_all(con, self.store.location, same)
+                    # fresh_names wrote state only (the lake's files are the same unless a
+                    # table was dropped and made again; the current ones unless it renamed)
+                    synced = tables.sync_all(
+                        con,
+                        self.store.location,
+                        files if not rebuild else None,
+                        current if not renamed else None,
+                    )
                     deleted = tables.apply_deletes(con, self.store.location)
                     extra: dict[str, object] = {"run_id": run_id}
                     if deleted:

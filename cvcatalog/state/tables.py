@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -366,37 +367,38 @@ def current_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
 def fresh_names(
     con: duckdb.DuckDBPyConnection,
     store: LakeStore,
-    scratch: Path,
+    staging: Path,
     rebuilt: Sequence[str] = (),
     files: list[lake.DataFile] | None = None,
+    current: dict[str, list[str]] | None = None,
 ) -> int:
     """A current file whose location the lake already knows from an older snapshot (an input
     shown again after a repair hid it), or any current file of a table about to be rebuilt,
     gets a new name before it is added: DuckLake deletes the old entry's file when that
     snapshot expires, which must not be the file shown now. A state write (paths in
-    partition_files / dataset_files). files: lake.data_files, if already read. Returns how
-    many."""
+    partition_files / dataset_files; a copy made in a scratch folder under staging). files:
+    lake.data_files, current: current_files, if already read. Returns how many."""
     files = lake.data_files(con) if files is None else files
+    current = current_files(con) if current is None else current
     active = lake.active_files(con, files)
     shown = set().union(set(), *active.values())
+    if not rebuilt and all(store.location(r) in shown for c in current.values() for r in c):
+        return 0  # nothing about to be added (most commits of state alone)
     old = lake.known_files(con, files) - shown
     for table in rebuilt:
         old |= active.get(table, set())
-    if not old:
+    todo = [rel for rels in current.values() for rel in rels if store.location(rel) in old]
+    if not todo:
         return 0
-    renamed = 0
-    for current in current_files(con).values():
-        for rel in current:
-            if store.location(rel) not in old:
-                continue
+    with tempfile.TemporaryDirectory(dir=staging) as scratch:
+        for rel in todo:
             head, _, name = rel.rpartition("/")
             new = f"{head}/r{uuid.uuid4().hex[:8]}-{name}"
-            store.duplicate(rel, new, scratch)
+            store.duplicate(rel, new, Path(scratch))
             manifest.rename_file(con, rel, new)
             dataset_state.rename_file(con, rel, new)
             deletes.renamed(con, rel, new)
-            renamed += 1
-    return renamed
+    return len(todo)
 
 
 def rebuild(con: duckdb.DuckDBPyConnection, table: str) -> None:
@@ -417,23 +419,27 @@ class Synced(NamedTuple):
 
 
 def sync_all(
-    con: duckdb.DuckDBPyConnection, locate: Locate, files: list[lake.DataFile] | None = None
+    con: duckdb.DuckDBPyConnection,
+    locate: Locate,
+    files: list[lake.DataFile] | None = None,
+    current: dict[str, list[str]] | None = None,
 ) -> dict[str, Synced]:
     """Make every table show exactly its current files; returns what changed in the tables
     that did (a column added counts, with nothing added or removed). files: lake.data_files
-    as the lake is now, if already read (a commit reads it once for fresh_names and this)."""
+    as the lake is now, current: current_files, if already read (a commit reads each once
+    for fresh_names and this)."""
     changed: dict[str, Synced] = {}
     optional = {c: _tables_with(con, c) for c in _OPTIONAL_WHEN}
     files = lake.data_files(con) if files is None else files
     shown = lake.active_files(con, files)
     showing = {f.location: f.rows - f.deleted for f in files if f.current}
-    for table, current in current_files(con).items():
+    for table, paths in (current_files(con) if current is None else current).items():
         altered = False
         for column, tables in optional.items():
             if table in tables:
                 altered = ensure_optional(con, table, column) or altered
         added, removed = lake.sync(
-            con, table, [locate(p) for p in current], shown.get(table, set())
+            con, table, [locate(p) for p in paths], shown.get(table, set())
         )
         if added or removed or altered:
             rows = sum(showing.get(r, 0) for r in removed)
