@@ -43,8 +43,14 @@ from cvcatalog.distributed import dask_pool
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
 from cvcatalog.io.download import S3Fetcher
+from cvcatalog.io.duckdb_ext import (
+    UTC_SESSION_SQL,
+    extension_path,
+    httpfs_extension,
+    open_instance,
+    s3_secret_sql,
+)
 from cvcatalog.io.duckdb_ext import endpoint_url as current_endpoint
-from cvcatalog.io.duckdb_ext import extension_path, httpfs_extension, open_instance, s3_secret_sql
 from cvcatalog.io.layout import CatalogPaths, safe_rel
 from cvcatalog.io.s3 import RetryPolicy, TokenBucket, as_s3_error, make_client
 from cvcatalog.io.storage import S3Access, S3Location, S3Store, s3fs_options
@@ -1249,12 +1255,13 @@ class Catalog:
     def shell_sql(self) -> str:
         """The statements that make a DuckDB session see this catalog as `cvcatalog shell`
         does: the ducklake and spatial (the lake's cv_* macros) extensions from their packages,
-        the lake attached read-only as cv. A lake on S3 also needs httpfs and an S3 secret,
+        the session's times in UTC as cvcatalog's own (`UTC_SESSION_SQL`), the lake attached
+        read-only as cv. A lake on S3 also needs httpfs and an S3 secret,
         which holds credentials: write the statements to a private file, never onto a command
         line."""
         self.db.require()  # none: the one line; a 0.1 catalog: migrated first
         steps = [f"LOAD {quote_literal(str(extension_path(x)))};" for x in ("ducklake", "spatial")]
-        steps.append(f"{spatial.AXIS_ORDER_SQL};")
+        steps += [f"{spatial.AXIS_ORDER_SQL};", f"{UTC_SESSION_SQL};"]
         if self.db.lake_url is not None:
             cfg = self.db.s3
             secret, _ = s3_secret_sql(
@@ -1285,7 +1292,7 @@ class Catalog:
         self, limit: int = 20, source: str | None = None, message_type: str | None = None
     ) -> list[dict[str, Any]]:
         """The most recent ingest runs, newest first, with what each one changed; their start
-        and finish times in UTC, as snapshots' (DuckDB gives them in the machine's zone)."""
+        and finish times in UTC, as snapshots'."""
         _check_limit(limit)
         source, message_type = source_filter(source, message_type)
         with self.db.read() as con:

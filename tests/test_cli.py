@@ -1469,6 +1469,41 @@ def test_times_are_utc_and_marked_so_in_every_format(one_day: Path) -> None:
     assert row["checked_at"] == Catalog(one_day).status()[0]["checked_at"]
 
 
+def test_sql_reads_times_in_utc_whatever_the_machines_zone(one_day: Path) -> None:
+    """`query` ran SQL in the machine's zone (DuckDB's default): under TZ=Asia/Kolkata
+    `hour(generated_at)`, `generated_at::date` and a literal without an offset
+    ('2021-04-01 12:00:00') meant Kolkata's, so the same query counted other rows on another
+    machine, and other rows than `export --where` (UTC). Every session cvcatalog opens is in
+    UTC, and `cvcatalog shell` (sql session) sets it too."""
+    sql = (
+        "select count(*) filter (where hour(generated_at) = 3) as h3, "
+        "count(*) filter (where generated_at < '2021-04-01 12:00:00') as before_noon, "
+        "count(*) filter (where generated_at::date = '2021-04-01') as on_day, "
+        "count(*) filter (where strftime(generated_at, '%H') = '03') as h3_text from wydot_bsm"
+    )
+    got = {}
+    for tz in ("UTC", "Asia/Kolkata", "America/Denver"):
+        out = subprocess.run(
+            [sys.executable, "-m", "cvcatalog", "query", sql, "--catalog", str(one_day), "-f",
+             "json"],
+            env={**os.environ, "TZ": tz}, capture_output=True, text=True, check=True, timeout=120,
+        ).stdout  # fmt: skip
+        [got[tz]] = json.loads(out)
+    [(total,)] = Catalog(one_day).query("select count(*) from wydot_bsm").itertuples(index=False)
+    assert got["UTC"]["on_day"] == total and 0 < got["UTC"]["h3"] == got["UTC"]["h3_text"]
+    assert got["Asia/Kolkata"] == got["UTC"] == got["America/Denver"], got
+    probe = (
+        "import sys; from cvcatalog import Catalog; c = Catalog(sys.argv[1]); "
+        "t = c.query('select min(generated_at) t from wydot_bsm').t[0]; print(t.isoformat()); "
+        "print(\"SET TimeZone = 'UTC';\" in c.shell_sql())"
+    )
+    first, shell = subprocess.run(
+        [sys.executable, "-c", probe, str(one_day)], env={**os.environ, "TZ": "Asia/Kolkata"},
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout.split()  # fmt: skip
+    assert first.endswith("+00:00") and shell == "True"
+
+
 _INTERVALS = {  # DuckDB's INTERVAL: its text (a table, a CSV) and ISO 8601 (JSON)
     "interval 90 minute": ("01:30:00", "PT1H30M"),
     "interval '1 year 2 months 3 days 04:05:06.5'": (

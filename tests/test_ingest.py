@@ -211,6 +211,30 @@ def test_a_recent_no_data_day_is_looked_at_again(s3_client: Any, catalog_dir: Pa
     assert late.count("complete") == 1 and late.rows > 0
 
 
+def test_a_no_data_marker_is_dated_on_the_folder_clock(
+    monkeypatch: pytest.MonkeyPatch, s3_client: Any, catalog_dir: Path
+) -> None:
+    """A THEA folder day is a US Eastern day. At 2021-04-05 02:00 UTC it is still 04-04 in
+    New York: THEA's 04-01 is 3 days old, within cache.recent_days, and a no_data marker taken
+    then is provisional. The recheck window took today and the marker's day in UTC (04-05,
+    and the machine's zone for the marker), so the marker was trusted at once and the day's
+    data, published later, was never fetched (until cache.ttl_days)."""
+    from cvcatalog.state import manifest as manifest_module
+
+    now = datetime(2021, 4, 5, 2, 0, tzinfo=UTC)
+    for module in (cvpilot_module, manifest_module):
+        monkeypatch.setattr(module, "now_utc", lambda: now)
+    cat = Catalog(catalog_dir)
+    cfg = cat.config("thea", "BSM", D1, D1, timezone="America/New_York", rate_limit=0)
+    assert run_ingest(cfg).count("no_data") == 1
+    again = run_ingest(cfg)  # still a recent day on THEA's clock: looked at again
+    assert again.list_requests == 1 and again.count("no_data") == 1
+    seed(s3_client, D1, D1, sources=("thea",), empty_hour_rate=0)
+    now = datetime(2021, 4, 6, 12, 0, tzinfo=UTC)  # 04-01 no longer recent; its marker was
+    late = run_ingest(cfg)
+    assert late.count("complete") == 1 and late.rows > 0
+
+
 def test_days_back_ends_on_today_in_the_ranges_timezone(
     monkeypatch: pytest.MonkeyPatch, catalog_dir: Path
 ) -> None:

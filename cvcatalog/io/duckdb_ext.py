@@ -35,6 +35,12 @@ DEFAULT_REGION = "us-east-1"
 #: no extension is ever fetched or loaded implicitly, in any instance cvcatalog opens
 _OFFLINE = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
 
+#: Every session reads and writes time in UTC, whatever the machine's zone: a time without an
+#: offset in SQL ('2021-04-01 06:00:00') is UTC, hour(), ::DATE and strftime of a TIMESTAMPTZ
+#: give UTC's, and Python receives UTC datetimes. DuckDB's default is the machine's zone (TZ),
+#: so the same query gave other rows on another machine (and than `export --where`).
+UTC_SESSION_SQL = "SET TimeZone = 'UTC'"
+
 
 def open_instance(
     database: str = ":memory:", *, read_only: bool = False, config: dict[str, Any] | None = None
@@ -50,9 +56,16 @@ def open_instance(
     only files that passed it (`allow_unsigned_extensions`, through `load_extension`).
     Autoinstall and autoload stay off: no other extension is fetched or loaded implicitly,
     and a published catalog's reader turns external access off once its extensions are
-    loaded, so SQL stored in a catalog can load nothing."""
+    loaded, so SQL stored in a catalog can load nothing. Its sessions (cursors included) are
+    in UTC (`UTC_SESSION_SQL`; DuckDB takes TimeZone only once ICU is loaded, after connect)."""
     settings = {**_OFFLINE, "allow_unsigned_extensions": "true", **(config or {})}
-    return duckdb.connect(database, read_only=read_only, config=settings)
+    con = duckdb.connect(database, read_only=read_only, config=settings)
+    try:
+        con.execute("SET GLOBAL TimeZone = 'UTC'")  # UTC_SESSION_SQL for every cursor too
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def interrupted(e: BaseException) -> bool:

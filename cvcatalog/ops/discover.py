@@ -47,7 +47,7 @@ from cvcatalog.sources.bucket import (
     PartitionKey,
     partitions_for,
 )
-from cvcatalog.sources.cvpilot import check_not_future, future_days, needs_work
+from cvcatalog.sources.cvpilot import check_not_future, folder_today, future_days, needs_work
 from cvcatalog.state import manifest
 from cvcatalog.state.db import CatalogDB, now_utc
 
@@ -585,7 +585,7 @@ def plan(
     today is the ingest's one line)."""
     check_not_future(cfg, today)
     start, end = cfg.date_range.resolve(today)  # days_back: today in the range's timezone
-    given, today = today, today or now_utc().date()
+    given, today = today, folder_today(cfg.source, today)
     keys = partitions_for(cfg.source, cfg.message_type, start, end, cfg.date_range.timezone)
     future = set(future_days(keys, cfg.source, given))
     known: dict[str, manifest.PartitionRecord] = {}

@@ -291,7 +291,9 @@ def _enospc_path(e: BaseException) -> str | None:
 def needs_work(
     rec: PartitionRecord | None, today: date, cfg: DataSourceConfig, force: bool
 ) -> tuple[bool, str]:
-    """Whether a partition must be (re)fetched, and why not when it need not."""
+    """Whether a partition must be (re)fetched, and why not when it need not. today is on the
+    source's folder clock (folder_today), as the partition's day is, and so is the day a
+    no_data marker was taken (its checked_at, an instant)."""
     if force or rec is None:
         return True, ""
     if rec.status == "failed":
@@ -308,7 +310,7 @@ def needs_work(
     last = rec.pk.last_day
     if today - last <= recent:
         return True, ""
-    checked = rec.checked_at.date() if rec.checked_at else last
+    checked = folder_day(rec.source, rec.checked_at) if rec.checked_at else last
     if checked - last <= recent:
         return True, ""
     if rec.checked_at and now_utc() - rec.checked_at > timedelta(days=cfg.cache.ttl_days):
@@ -316,12 +318,18 @@ def needs_work(
     return False, "no_data (cached)"
 
 
+def folder_day(source: str, moment: datetime) -> date:
+    """The day a moment falls on by the clock the source names its folders by (UTC for
+    WYDOT, US Eastern for THEA and NYCDOT), whatever zone the datetime carries."""
+    return moment.astimezone(ZoneInfo(FOLDER_TIMEZONE[source])).date()
+
+
 def folder_today(source: str, today: date | None = None) -> date:
-    """Today on the clock the source names its folders by (UTC for WYDOT, US Eastern for
-    THEA); today: a given day (tests), taken as it is."""
+    """Today on the source's folder clock (folder_day of now); today: a given day (tests),
+    taken as it is."""
     if today is not None:
         return today
-    return datetime.now(ZoneInfo(FOLDER_TIMEZONE[source])).date()
+    return folder_day(source, now_utc())
 
 
 def future_days(keys: list[PartitionKey], source: str, today: date | None = None) -> list[str]:
@@ -339,7 +347,7 @@ def check_not_future(cfg: DataSourceConfig, today: date | None = None) -> None:
     tz = cfg.date_range.timezone
     keys = partitions_for(cfg.source, cfg.message_type, start, end, tz)
     if keys and len(future_days(keys, cfg.source, today)) == len(keys):
-        now = today or datetime.now(ZoneInfo(tz)).date()
+        now = today or now_utc().astimezone(ZoneInfo(tz)).date()
         span = f"{start}" if start == end else f"{start} .. {end}"
         raise ConfigError(
             f"{cfg.source}/{cfg.message_type} {span} is after today ({now}, {tz}): the bucket "
@@ -401,7 +409,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self.force = force_refresh
         self.check_changes = cfg.cache.check_changes if check_changes is None else check_changes
         self.schema: MessageSchema = SCHEMAS[(cfg.source, cfg.message_type)]
-        self.today = today or now_utc().date()
+        #: today on the source's folder clock, as its partitions' days (needs_work)
+        self.today = folder_today(cfg.source, today)
         #: the day given (tests) or None: a days_back range ends on today in its own timezone
         self._given_today = today
         #: the range's partitions after today (future_days), left out of the run
