@@ -8,12 +8,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.exceptions import CatalogError
 from cvcatalog.io.layout import CatalogPaths, into_folder, prune_empty_dirs, publish_file
 from cvcatalog.sandbox.replica import seed_replica
+from cvcatalog.sources.bucket import BUCKET
 
 
 def test_a_file_is_placed_though_another_process_pruned_its_folder(tmp_path: Path) -> None:
@@ -89,3 +91,52 @@ def test_a_lake_folder_linked_to_another_disk_keeps_working(
 def test_a_state_path_leaving_the_catalog_is_refused(tmp_path: Path, rel: str) -> None:
     with pytest.raises(CatalogError, match="escapes the catalog"):
         CatalogPaths.at(tmp_path).absolute(rel)
+
+
+@pytest.mark.integration
+def test_a_catalog_path_with_key_value_folders_keeps_its_files_clean(
+    s3_client: Any, tmp_path: Path
+) -> None:
+    """A catalog under a folder named like a hive partition (`run=3`, `year=1999`): DuckDB's
+    scans guess hive columns from every `key=value` folder of a path, so the staged Parquet
+    got a `run` column from the catalog's own path and DuckLake refused every day ("Column
+    "run" exists in file ... but was not found in table"). Every path of the pipeline: a day
+    streamed from disk staging, a group of days, a --check-changes merge, compaction."""
+    d1, d3 = date(2021, 4, 1), date(2021, 4, 3)
+    seed_replica(
+        s3_client, d1, d3, records_per_hour=20, files_per_hour=2, empty_hour_rate=0,
+        malformed_per_day=2,
+    )  # fmt: skip
+    kw: dict[str, Any] = {"timezone": "UTC", "rate_limit": 0, "max_workers": 4}
+    cat = Catalog(tmp_path / "year=1999" / "run=3 100%" / "catalog")
+    cfg = cat.config("wydot", "BSM", d1, d1, **kw)
+    cfg.memory.staging_gb = 0  # raw copies under the catalog's own staging/
+    cfg.memory.rows_per_file = 200  # several files a day, for compaction
+    first = cat.ingest("wydot", "BSM", config=cfg)
+    assert first.ok, first.as_dict()
+    group = cat.ingest("wydot", "BSM", d1, d3, **kw)
+    assert group.ok and group.count("complete") == 2, group.as_dict()
+    key = sorted(
+        o["Key"]
+        for o in s3_client.list_objects_v2(Bucket=BUCKET, Prefix="wydot/BSM/2021/04/02/")[
+            "Contents"
+        ]
+    )[0]
+    lines = s3_client.get_object(Bucket=BUCKET, Key=key)["Body"].read().splitlines()
+    s3_client.put_object(Bucket=BUCKET, Key=key, Body=b"\n".join(lines[:3]) + b"\n")
+    changed = cat.ingest("wydot", "BSM", d1, d3, check_changes=True, **kw)
+    assert changed.ok and changed.partitions_rewritten == 1, changed.as_dict()
+    assert cat.compact("wydot", "BSM")  # day 1's small files merged
+
+    columns = set(cat.query("select * from wydot_bsm limit 0").columns)
+    data = cat.query("select path from partition_files where kind = 'data'").path
+    for rel in data:
+        names = pq.read_schema(cat.paths.absolute(rel)).names
+        assert set(names) <= columns, (rel, set(names) - columns)
+    assert cat.verify().clean
+    fresh = Catalog(tmp_path / "plain")
+    assert fresh.ingest("wydot", "BSM", d1, d3, **kw).ok
+    rows = "select count(*) n, sum(speed_mps) s from wydot_bsm"
+    assert cat.query(rows).values.tolist() == fresh.query(rows).values.tolist()
+    frame = cat.to_dask("wydot", "BSM", d1, d3, timezone="UTC")
+    assert set(frame.columns) <= columns | {"date"} and len(frame) == fresh.query(rows).n[0]
