@@ -1,7 +1,10 @@
-"""Placing files in the catalog's folders while another process prunes the ones it emptied."""
+"""Where a catalog lives: placing files in its folders while another process prunes the ones
+it emptied, folders linked elsewhere, paths with `key=value` folders, catalogs a reader cannot
+write."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from datetime import date
@@ -140,3 +143,38 @@ def test_a_catalog_path_with_key_value_folders_keeps_its_files_clean(
     assert cat.query(rows).values.tolist() == fresh.query(rows).values.tolist()
     frame = cat.to_dask("wydot", "BSM", d1, d3, timezone="UTC")
     assert set(frame.columns) <= columns | {"date"} and len(frame) == fresh.query(rows).n[0]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("err", [errno.EROFS, errno.EACCES])
+def test_a_catalog_the_reader_cannot_write_is_read(
+    s3_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: int
+) -> None:
+    """to_dask on a catalog mounted read-only (or another user's) was 'OSError: [Errno 30]
+    Read-only file system: .../access.log': the LRU clock a read appends to failed the read.
+    Every read works; the read is not logged."""
+    day = date(2021, 4, 1)
+    seed_replica(s3_client, day, day, records_per_hour=4, files_per_hour=1, empty_hour_rate=0)
+    cat = Catalog(tmp_path / "catalog")
+    done = cat.ingest("wydot", "BSM", day, day, timezone="UTC", rate_limit=0)
+    assert done.ok and done.rows > 0
+    root = str(cat.paths.root)
+    real_open, real_mkdir = os.open, Path.mkdir
+    writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND
+
+    def cannot_write(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).startswith(root) and flags & writes:
+            raise OSError(err, os.strerror(err), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    def no_mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
+        if str(self).startswith(root) and self.is_dir():  # as on a read-only mount: EROFS
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", cannot_write)
+    monkeypatch.setattr(Path, "mkdir", no_mkdir)
+    frame = cat.to_dask("wydot", "BSM", day, day, timezone="UTC", columns=["vehicle_id"])
+    assert len(frame) == done.rows
+    assert int(cat.query("select count(*) n from wydot_bsm").n[0]) == done.rows
+    assert not cat.paths.access_log.exists()
