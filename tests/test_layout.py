@@ -178,3 +178,50 @@ def test_a_catalog_the_reader_cannot_write_is_read(
     assert len(frame) == done.rows
     assert int(cat.query("select count(*) n from wydot_bsm").n[0]) == done.rows
     assert not cat.paths.access_log.exists()
+
+
+@pytest.mark.integration
+def test_staging_on_another_file_system_than_the_lake(
+    s3_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """staging/ (or lake/, quarantine/) linked to another disk: every day failed with
+    'OSError: [Errno 18] Invalid cross-device link' when its files were renamed into the lake,
+    and a repair's hard link of a good copy the same. Such files are copied in whole."""
+    day, other = date(2021, 4, 1), date(2021, 4, 2)
+    seed_replica(s3_client, day, other, records_per_hour=4, files_per_hour=1, empty_hour_rate=0)
+    cat = Catalog(tmp_path / "catalog")
+    staging = str(cat.paths.staging) + os.sep
+    real_replace = os.replace
+    crossed: list[str] = []
+
+    def replace(src: Any, dest: Any, *args: Any, **kwargs: Any) -> None:
+        if str(src).startswith(staging) != str(dest).startswith(staging):
+            crossed.append(str(dest))
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(src), None, str(dest))
+        real_replace(src, dest, *args, **kwargs)
+
+    def link(src: Any, dest: Any, *args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(src), None, str(dest))
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "link", link)
+    kw: dict[str, Any] = {"timezone": "UTC", "rate_limit": 0}
+    done = cat.ingest("wydot", "BSM", day, other, **kw)
+    assert done.ok and done.count("complete") == 2, done.as_dict()
+    assert crossed  # the files did come from another "file system"
+    assert not list(cat.paths.staging.rglob("*.parquet"))  # moved, not left behind
+    assert cat.verify().clean
+    # a repair restores a damaged file shown only by an older snapshot from a good file of
+    # the same bytes (a hard link, else a copy)
+    again = cat.ingest("wydot", "BSM", day, day, force_refresh=True, **kw)
+    assert again.ok
+    old = next(
+        p for p in cat.paths.lake.rglob("*.parquet")
+        if str(p) not in set(cat.query("select path from partition_files").path.map(
+            lambda r: str(cat.paths.absolute(r))))
+    )  # fmt: skip
+    old.write_bytes(b"damaged")
+    report = cat.verify()
+    assert not report.clean
+    cat.repair(report)
+    assert cat.verify().clean

@@ -156,11 +156,38 @@ def fsync_dir(path: Path) -> None:
 
 
 def publish_file(src: Path, dest: Path) -> None:
-    """Move a finished file into place atomically (same filesystem rename), durably."""
+    """Move a finished file into place atomically, durably: a rename, or from another file
+    system (a catalog's staging/, lake/ or quarantine/ linked to another disk) a copy_into,
+    then src removed."""
     with open(src, "rb") as f:
         os.fsync(f.fileno())
-    into_folder(dest, lambda: os.replace(src, dest))
+    try:
+        into_folder(dest, lambda: os.replace(src, dest))
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        copy_into(src, dest)
+        src.unlink()
     fsync_dir(dest.parent)
+
+
+def copy_into(src: Path, dest: Path) -> None:
+    """A copy of src published as dest: written beside it under a temporary name, synced and
+    renamed, so dest is never half a file (for a file on another file system, which neither
+    a rename nor a hard link can reach)."""
+
+    def place() -> None:
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    into_folder(dest, place)
 
 
 #: how often a file is put into a folder another process removed meanwhile

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -31,6 +32,7 @@ from cvcatalog.exceptions import ConfigError, CvCatalogError, S3Error
 from cvcatalog.io.duckdb_ext import endpoint_url
 from cvcatalog.io.layout import (
     CatalogPaths,
+    copy_into,
     into_folder,
     prune_empty_dirs,
     publish_file,
@@ -198,11 +200,17 @@ class LocalStore(LakeStore):
         return self.paths.absolute(rel)
 
     def duplicate(self, src: str, dest: str, scratch: Path) -> None:
-        """A hard link: no bytes copied."""
+        """A hard link: no bytes copied (a copy when the two are on different file systems:
+        a folder of the catalog linked to another disk)."""
         target = self.paths.absolute(dest)
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
-        into_folder(target, lambda: os.link(self.paths.absolute(src), target))
+        try:
+            into_folder(target, lambda: os.link(self.paths.absolute(src), target))
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            copy_into(self.paths.absolute(src), target)
 
     def list_files(self, under: str | None = None) -> list[str]:
         tops = [self.paths.absolute(under)] if under else [self.paths.root / d for d in DATA_DIRS]
