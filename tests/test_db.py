@@ -325,6 +325,24 @@ def test_a_file_where_the_catalog_keeps_a_directory_is_one_line(
     assert target.read_text() == "x"
 
 
+@pytest.mark.parametrize("where", ["staging", "quarantine", "lake"])
+def test_a_folder_linked_to_a_disk_not_mounted_is_named_so(tmp_path: Path, where: str) -> None:
+    """staging/ (or lake/, quarantine/) linked to another disk that is not mounted: every
+    writer said '... is a file where the catalog keeps a directory; move it away' of a link."""
+    db = CatalogDB(CatalogPaths.at(tmp_path / "cat"))
+    db.initialise()
+    target = tmp_path / "cat" / where
+    shutil.rmtree(target)
+    target.symlink_to(tmp_path / "unmounted" / where)
+    want = (
+        f"{target} is a link to {tmp_path / 'unmounted' / where}, which does not exist (a disk "
+        "not mounted?); mount it, or make the folder it names"
+    )
+    with pytest.raises(CatalogError, match="^" + re.escape(want) + "$"):
+        CatalogDB(CatalogPaths.at(tmp_path / "cat")).initialise()
+    assert target.is_symlink() and not (tmp_path / "unmounted").exists()  # nothing made
+
+
 def test_a_read_only_file_system_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -111,9 +111,7 @@ class CatalogPaths:
         except PermissionError as e:
             raise CatalogError(f"permission denied creating the catalog at {e.filename}") from None
         except (FileExistsError, NotADirectoryError) as e:
-            raise CatalogError(
-                f"{e.filename} is a file where the catalog keeps a directory; move it away"
-            ) from None
+            raise CatalogError(_not_a_folder(Path(e.filename))) from None
         except OSError as e:
             if e.errno != errno.EROFS:
                 raise
@@ -122,6 +120,17 @@ class CatalogPaths:
             ) from None
         if not os.access(self.root, os.W_OK):
             raise CatalogError(f"the catalog directory {self.root} is not writable")
+
+
+def _not_a_folder(path: Path) -> str:
+    """Why the catalog cannot make its folder at path: a file is there, or a link to a folder
+    that is not there (another disk, not mounted)."""
+    if path.is_symlink() and not path.exists():
+        return (
+            f"{path} is a link to {os.readlink(path)}, which does not exist (a disk not "
+            "mounted?); mount it, or make the folder it names"
+        )
+    return f"{path} is a file where the catalog keeps a directory; move it away"
 
 
 def safe_rel(rel: str) -> str:
