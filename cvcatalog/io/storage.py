@@ -348,20 +348,22 @@ class Uploader:
         )
         return page
 
-    def list_keys(self, rel_prefix: str) -> list[str]:
-        """Catalog-relative paths of every object under rel_prefix/."""
+    def list_keys(self, rel_prefix: str, limit: int | None = None) -> list[str]:
+        """Catalog-relative paths of every object under rel_prefix/ (the first `limit`)."""
         prefix = self.location.key(rel_prefix.rstrip("/") + "/")
         out: list[str] = []
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": prefix}
+            if limit is not None:
+                kwargs["MaxKeys"] = limit - len(out)
             if token:
                 kwargs["ContinuationToken"] = token
             page = self._list_page(prefix, kwargs)
             strip = len(self.location.prefix) + 1 if self.location.prefix else 0
             out += [o["Key"][strip:] for o in page.get("Contents", [])]
-            if not page.get("IsTruncated"):
-                return out
+            if not page.get("IsTruncated") or (limit is not None and len(out) >= limit):
+                return out[:limit]
             token = page.get("NextContinuationToken")
 
 
@@ -439,6 +441,20 @@ class S3Store(LakeStore):
         for top in tops:
             out += self.uploader.list_keys(top)
         return sorted(out)
+
+    def check_unclaimed(self) -> None:
+        """Before a catalog records this location as its lake: one line when it holds files
+        already (one LIST of one key a folder), another catalog's: each of two catalogs
+        writing one lake takes the other's files for its own orphans, which `cache verify
+        --repair` and a re-run of a day delete, and `cache clear` deletes only its own."""
+        for top in DATA_DIRS:
+            found = self.uploader.list_keys(top, limit=1)
+            if found:
+                raise ConfigError(
+                    f"{self.url} already holds another catalog's files ({self.url}/{found[0]}); "
+                    "give this catalog a location of its own (two catalogs writing one lake "
+                    "delete each other's files as orphans)"
+                )
 
     def fs_options(self) -> dict[str, Any]:
         """s3fs keyword arguments for readers in other processes (Dask workers)."""
