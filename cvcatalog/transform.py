@@ -48,6 +48,7 @@ from cvcatalog.config import ValidationConfig
 from cvcatalog.exceptions import ConversionError
 from cvcatalog.io import rawfile, roworder
 from cvcatalog.io.duckdb_ext import temporary_setting
+from cvcatalog.io.layout import GLOB_CHARS
 from cvcatalog.io.quarantine import entry_line, read_entry, reason_category
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.rules import QualityStats, process_partition
@@ -82,7 +83,6 @@ RAW_LIMIT = MAX_SCAN_LINE
 RAW_HEAD = 1 << 20
 _OVERSIZED = re.compile(r'while reading file "([^"]+)"')
 _PEEK = 64 << 10
-_GLOB_CHARS = frozenset("*?[")
 _WS = re.compile(r"[ \t\r\n]*")
 
 
@@ -256,7 +256,7 @@ def _convert(
         if any(out_dir.glob("part-*.parquet")) or (out_dir / QUARANTINE_NAME).exists():
             raise FileExistsError(f"{out_dir} already holds converted output")
     for p in [*out_dirs, *(f.path for f in files)]:
-        if _GLOB_CHARS & set(str(p)):
+        if GLOB_CHARS & set(str(p)):
             raise ValueError(f"path {p} contains a glob character (* ? [); DuckDB would expand it")
 
     work = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dirs[0]))

@@ -105,6 +105,11 @@ class CatalogPaths:
     def ensure(self) -> None:
         """The catalog's directories, made if missing; one line when they cannot be (the one
         check before anything writes to the catalog: ingest, compact, repair, ...)."""
+        if GLOB_CHARS & set(str(self.root)):
+            raise CatalogError(
+                f"the catalog directory {self.root} has a glob character (* ? [) in its path, "
+                "which DuckDB would expand in its file paths; give it a path without one"
+            )
         try:
             for d in (self.root, self.lake, self.quarantine, self.staging, self.db_lock.parent):
                 d.mkdir(parents=True, exist_ok=True)
@@ -131,6 +136,10 @@ def _not_a_folder(path: Path) -> str:
             "mounted?); mount it, or make the folder it names"
         )
     return f"{path} is a file where the catalog keeps a directory; move it away"
+
+
+#: characters DuckDB expands in a file path it is given (a glob), never in a literal name
+GLOB_CHARS = frozenset("*?[")
 
 
 def safe_rel(rel: str) -> str:
