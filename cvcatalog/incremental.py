@@ -182,7 +182,11 @@ def merge_partition(
             files = [p for p, _ in parquet]
             kept: list[str] = []
             to_delete: dict[str, list[str]] = {}
-            rows_sql = f"read_parquet({list_literal(map(str, files))})" if files else None
+            rows_sql = (
+                f"read_parquet({list_literal(map(str, files))}, hive_partitioning = false)"
+                if files
+                else None
+            )
         else:
             # one scan of the kept files' source_key column: which objects' rows each holds
             held = _objects_in(con, list(where))

@@ -48,6 +48,7 @@ from cvcatalog.config import ValidationConfig
 from cvcatalog.exceptions import ConversionError
 from cvcatalog.io import rawfile, roworder
 from cvcatalog.io.duckdb_ext import temporary_setting
+from cvcatalog.io.layout import GLOB_CHARS
 from cvcatalog.io.quarantine import entry_line, read_entry, reason_category
 from cvcatalog.quality.config import QualityConfig
 from cvcatalog.quality.rules import QualityStats, process_partition
@@ -82,7 +83,6 @@ RAW_LIMIT = MAX_SCAN_LINE
 RAW_HEAD = 1 << 20
 _OVERSIZED = re.compile(r'while reading file "([^"]+)"')
 _PEEK = 64 << 10
-_GLOB_CHARS = frozenset("*?[")
 _WS = re.compile(r"[ \t\r\n]*")
 
 
@@ -256,7 +256,7 @@ def _convert(
         if any(out_dir.glob("part-*.parquet")) or (out_dir / QUARANTINE_NAME).exists():
             raise FileExistsError(f"{out_dir} already holds converted output")
     for p in [*out_dirs, *(f.path for f in files)]:
-        if _GLOB_CHARS & set(str(p)):
+        if GLOB_CHARS & set(str(p)):
             raise ValueError(f"path {p} contains a glob character (* ? [); DuckDB would expand it")
 
     work = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dirs[0]))
@@ -623,7 +623,8 @@ class _Conversion:
         )
         rows = (
             f"(SELECT f.unit AS _unit, t.* EXCLUDE (filename) "
-            f"FROM read_parquet({list_literal(str(p) for p, _ in staged)}, filename = true) t "
+            f"FROM read_parquet({list_literal(str(p) for p, _ in staged)}, filename = true, "
+            "hive_partitioning = false) t "
             f"JOIN (VALUES {names}) AS f(path, unit) ON f.path = t.filename)"
         )
         if self.group_table is not None:  # the same rows, without reading the files back
@@ -786,13 +787,13 @@ class _Conversion:
                 source = (
                     f"(SELECT unnest({parsed}), o.json::VARCHAR AS _raw_line, o.filename "
                     f"FROM read_ndjson_objects({paths}, ignore_errors = true, filename = true, "
-                    f"{limit}) AS o)"
+                    f"hive_partitioning = false, {limit}) AS o)"
                 )
                 raw_cols += ", j._raw_line"
             else:
                 source = (
                     f"read_json({paths}, format = 'newline_delimited', columns = {cols}, "
-                    f"ignore_errors = true, filename = true, {limit})"
+                    f"ignore_errors = true, filename = true, hive_partitioning = false, {limit})"
                 )
             parts.append(
                 f"SELECT {raw_cols}, coalesce(k.key, j.filename) AS source_key, {folder} "
@@ -808,13 +809,13 @@ class _Conversion:
                     f"(SELECT unnest(json_transform(o.json, {quote_literal(structure)})), "
                     "(o.json -> 'r')::VARCHAR AS _raw_line "
                     f"FROM read_ndjson_objects({quote_literal(str(self.docs_path))}, "
-                    f"ignore_errors = true, {limit}) AS o)"
+                    f"ignore_errors = true, hive_partitioning = false, {limit}) AS o)"
                 )
             else:
                 source = (
                     f"read_json({quote_literal(str(self.docs_path))}, "
                     f"format = 'newline_delimited', columns = {wrapped}, ignore_errors = true, "
-                    f"{limit})"
+                    f"hive_partitioning = false, {limit})"
                 )
             parts.append(
                 f"SELECT {doc_cols}, k.key AS source_key, {folder} FROM {source} AS d "
@@ -1129,7 +1130,8 @@ class _Conversion:
         for path, count in staged:
             src = quote_literal(str(path))
             (hit,) = self.con.execute(
-                f"SELECT count(*) FROM read_parquet({src}) WHERE list_contains($k, source_key)",
+                f"SELECT count(*) FROM read_parquet({src}, hive_partitioning = false) "
+                "WHERE list_contains($k, source_key)",
                 {"k": keys},
             ).fetchone() or (0,)
             if not hit:
@@ -1137,7 +1139,10 @@ class _Conversion:
                 continue
             tmp = path.with_name(path.stem + ".reparse.parquet")
             self.column_stats.pop(path, None)
-            sub = f"SELECT * FROM read_parquet({src}) WHERE NOT list_contains($k, source_key)"
+            sub = (
+                f"SELECT * FROM read_parquet({src}, hive_partitioning = false) "
+                "WHERE NOT list_contains($k, source_key)"
+            )
             (n,) = self.con.execute(
                 f"COPY ({sub}) TO {quote_literal(str(tmp))} "
                 f"({roworder.copy_options(count, self.row_group_size, zstd_level=self.zstd_level)})",
@@ -1163,7 +1168,8 @@ class _Conversion:
         rows = self.con.execute(
             "SELECT filename, source_key, split_part(invalid_reason, ': ', 1) AS category, "
             f"count(*), count(*) FILTER (WHERE {self._first_row}) "
-            f"FROM read_parquet({list_literal(map(str, staged))}, filename = true) "
+            f"FROM read_parquet({list_literal(map(str, staged))}, filename = true, "
+            "hive_partitioning = false) "
             "WHERE invalid_reason IS NOT NULL GROUP BY ALL"
         ).fetchall()
         for filename, key, category, n_rows, n_records in rows:
@@ -1192,7 +1198,8 @@ class _Conversion:
             if lo is not None and lo == hi:  # one version in every file that has any
                 return [int(lo)]
         rows = self.con.execute(
-            f"SELECT DISTINCT schema_version FROM read_parquet({list_literal(map(str, staged))}) "
+            "SELECT DISTINCT schema_version FROM "
+            f"read_parquet({list_literal(map(str, staged))}, hive_partitioning = false) "
             "WHERE schema_version IS NOT NULL ORDER BY 1"
         ).fetchall()
         return [int(v) for (v,) in rows]
@@ -1289,7 +1296,10 @@ class _Conversion:
             tmp = path.with_name(path.stem + ".rewrite.parquet")
             self.column_stats.pop(path, None)
             self.in_order = False  # the COPY need not keep the rows' order
-            sub = f"SELECT * FROM read_parquet({quote_literal(str(path))}) WHERE {keep}"
+            sub = (
+                f"SELECT * FROM read_parquet({quote_literal(str(path))}, "
+                f"hive_partitioning = false) WHERE {keep}"
+            )
             (n,) = self.con.execute(
                 f"COPY ({sub}) TO {quote_literal(str(tmp))} "
                 f"({roworder.copy_options(count, self.row_group_size, zstd_level=self.zstd_level)})"
@@ -1323,7 +1333,9 @@ def warning_counts(
     the files."""
     if not parquet and relation is None:
         return {}
-    files = relation or f"read_parquet({list_literal(map(str, parquet))})"
+    files = (
+        relation or f"read_parquet({list_literal(map(str, parquet))}, hive_partitioning = false)"
+    )
     rows = (
         con.execute(
             "SELECT w, count(*) FROM (SELECT unnest(warnings) AS w "

@@ -240,3 +240,38 @@ def test_every_state_table_has_one_writer() -> None:
         t: sorted(ms - {TABLE_OWNERS[t]}) for t, ms in writes.items() if ms != {TABLE_OWNERS[t]}
     }
     assert not wrong, f"state tables written outside their owner module: {wrong}"
+
+
+#: a DuckDB scan of files in SQL the code builds: the argument is an interpolation, a
+#: parameter or a literal (a docstring's `read_json(ignore_errors)` is not one)
+_SCAN = re.compile(r"\b(read_parquet|read_json|read_ndjson_objects|read_csv)\((?=[{?'])")
+
+
+def _scans_without_hive_option(text: str) -> list[str]:
+    """The file scans of this source that do not say `hive_partitioning`: DuckDB then guesses
+    hive columns from every `key=value` folder of the path, the catalog's own included."""
+    out = []
+    for m in _SCAN.finditer(text):
+        depth, end = 1, m.end()
+        while depth and end < len(text):
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            end += 1
+        if "hive_partitioning" not in text[m.start() : end]:
+            out.append(f"line {text.count(chr(10), 0, m.start()) + 1}: {m.group(1)}")
+    return out
+
+
+def test_every_file_scan_says_whether_folders_are_columns() -> None:
+    """A catalog under `/data/run=3/` gave every staged file a `run` column and DuckLake
+    refused them all; the lake's folders are read as partitions by DuckLake, never by a scan."""
+    missing = {
+        path.relative_to(PACKAGE).as_posix(): found
+        for path in PACKAGE.rglob("*.py")
+        if (found := _scans_without_hive_option(path.read_text()))
+    }
+    assert not missing, missing
+    # the check can fail, across the fragments of an f-string too
+    assert _scans_without_hive_option('f"read_parquet({files}, filename = true) t"') != []
+    assert not _scans_without_hive_option(
+        'f"read_json({p}, columns = {c}, "\n f"hive_partitioning = false, {limit})"'
+    )

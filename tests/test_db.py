@@ -358,6 +358,49 @@ def test_a_file_where_the_catalog_keeps_a_directory_is_one_line(
     assert target.read_text() == "x"
 
 
+@pytest.mark.parametrize("where", ["staging", "quarantine", "lake"])
+def test_a_folder_linked_to_a_disk_not_mounted_is_named_so(tmp_path: Path, where: str) -> None:
+    """staging/ (or lake/, quarantine/) linked to another disk that is not mounted: every
+    writer said '... is a file where the catalog keeps a directory; move it away' of a link."""
+    db = CatalogDB(CatalogPaths.at(tmp_path / "cat"))
+    db.initialise()
+    target = tmp_path / "cat" / where
+    shutil.rmtree(target)
+    target.symlink_to(tmp_path / "unmounted" / where)
+    want = (
+        f"{target} is a link to {tmp_path / 'unmounted' / where}, which does not exist (a disk "
+        "not mounted?); mount it, or make the folder it names"
+    )
+    with pytest.raises(CatalogError, match="^" + re.escape(want) + "$"):
+        CatalogDB(CatalogPaths.at(tmp_path / "cat")).initialise()
+    assert target.is_symlink() and not (tmp_path / "unmounted").exists()  # nothing made
+
+
+@pytest.mark.parametrize("name", ["run*", "day?", "cat[1]"])
+def test_a_catalog_path_with_a_glob_character_is_one_line(tmp_path: Path, name: str) -> None:
+    """A catalog directory named with * ? or [: its first ingest fetched every day and then
+    failed with 'unexpected ValueError: path ... contains a glob character', leaving an empty
+    catalog behind. Refused in one line before anything is made."""
+    from typer.testing import CliRunner
+
+    from cvcatalog.cli.main import app
+
+    root = tmp_path / name / "catalog"
+    want = (
+        f"the catalog directory {root} has a glob character (* ? [) in its path, which DuckDB "
+        "would expand in its file paths; give it a path without one"
+    )
+    with pytest.raises(CatalogError, match="^" + re.escape(want) + "$"):
+        CatalogDB(CatalogPaths.at(root)).initialise()
+    r = CliRunner().invoke(
+        app,
+        ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01", "--end",
+         "2021-04-01", "--no-progress", "--catalog", str(root)],
+    )  # fmt: skip
+    assert (r.exit_code, r.stdout, r.stderr) == (1, "", f"error: {want}\n")
+    assert not (tmp_path / name).exists()
+
+
 def test_a_read_only_file_system_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

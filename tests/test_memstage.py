@@ -82,6 +82,11 @@ def test_no_stage_without_budget_or_room(tmp_path: Path, base: Path) -> None:
     assert MemoryStage.open(tmp_path / "cat", 0, base=base) is None
     assert MemoryStage.open(tmp_path / "cat", memstage.MIN_BUDGET - 1, base=base) is None
     assert MemoryStage.open(tmp_path / "cat", 100 * MB, base=tmp_path / "missing") is None
+    # memory.staging_dir with a glob character: DuckDB would expand the copies' paths (the
+    # conversion failed with 'unexpected ValueError'); the copies stay on disk
+    globbed = tmp_path / "shm[1]"
+    globbed.mkdir(mode=0o700)
+    assert MemoryStage.open(tmp_path / "cat", 100 * MB, base=globbed) is None
     # never more than an eighth of the machine's RAM, nor half the file system's free room
     st = os.statvfs(base)
     ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -263,6 +263,34 @@ def test_storage_switch_is_refused_and_env_selects_s3(
     assert result.exit_code == 0 and "1" in result.output
 
 
+def test_a_second_catalog_is_refused_a_lake_another_one_writes(
+    env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two catalog directories given one storage prefix (a team's CVCATALOG_STORAGE): the
+    second wrote into the first's lake, each took the other's files for orphans, and `cache
+    verify --repair` of either deleted the other's data. The second is refused in one line,
+    nothing of the first touched."""
+    monkeypatch.setenv("CVCATALOG_STORAGE", f"s3://{LAKE}/shared")
+    day = ["--type", "BSM", "--start", "2021-04-01", "--end", "2021-04-01", "--rate-limit", "0"]
+    first = runner.invoke(
+        app, ["ingest", "--source", "wydot", *day, "--no-progress", "--catalog", str(tmp_path / "a")]
+    )
+    assert first.exit_code == 0, first.output
+    before = _keys(env, "shared/")
+    assert any(k.endswith(".parquet") for k in before)
+    second = runner.invoke(
+        app, ["ingest", "--source", "wydot", *day, "--no-progress", "--catalog", str(tmp_path / "b")]
+    )
+    assert second.exit_code == 1 and second.stdout == ""
+    assert second.stderr.startswith(
+        f"error: s3://{LAKE}/shared already holds another catalog's files (s3://{LAKE}/shared/"
+    )
+    assert second.stderr.count("\n") == 1
+    assert _keys(env, "shared/") == before
+    assert not (tmp_path / "b" / "catalog.ducklake").exists()
+    assert Catalog(tmp_path / "a").verify().clean  # no orphans: nothing of another catalog
+
+
 def test_storage_setting_is_validated(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="storage"):
         DataSourceConfig.from_values(

@@ -105,15 +105,18 @@ class CatalogPaths:
     def ensure(self) -> None:
         """The catalog's directories, made if missing; one line when they cannot be (the one
         check before anything writes to the catalog: ingest, compact, repair, ...)."""
+        if GLOB_CHARS & set(str(self.root)):
+            raise CatalogError(
+                f"the catalog directory {self.root} has a glob character (* ? [) in its path, "
+                "which DuckDB would expand in its file paths; give it a path without one"
+            )
         try:
             for d in (self.root, self.lake, self.quarantine, self.staging, self.db_lock.parent):
                 d.mkdir(parents=True, exist_ok=True)
         except PermissionError as e:
             raise CatalogError(f"permission denied creating the catalog at {e.filename}") from None
         except (FileExistsError, NotADirectoryError) as e:
-            raise CatalogError(
-                f"{e.filename} is a file where the catalog keeps a directory; move it away"
-            ) from None
+            raise CatalogError(_not_a_folder(Path(e.filename))) from None
         except OSError as e:
             if e.errno != errno.EROFS:
                 raise
@@ -122,6 +125,21 @@ class CatalogPaths:
             ) from None
         if not os.access(self.root, os.W_OK):
             raise CatalogError(f"the catalog directory {self.root} is not writable")
+
+
+def _not_a_folder(path: Path) -> str:
+    """Why the catalog cannot make its folder at path: a file is there, or a link to a folder
+    that is not there (another disk, not mounted)."""
+    if path.is_symlink() and not path.exists():
+        return (
+            f"{path} is a link to {os.readlink(path)}, which does not exist (a disk not "
+            "mounted?); mount it, or make the folder it names"
+        )
+    return f"{path} is a file where the catalog keeps a directory; move it away"
+
+
+#: characters DuckDB expands in a file path it is given (a glob), never in a literal name
+GLOB_CHARS = frozenset("*?[")
 
 
 def safe_rel(rel: str) -> str:
@@ -156,11 +174,38 @@ def fsync_dir(path: Path) -> None:
 
 
 def publish_file(src: Path, dest: Path) -> None:
-    """Move a finished file into place atomically (same filesystem rename), durably."""
+    """Move a finished file into place atomically, durably: a rename, or from another file
+    system (a catalog's staging/, lake/ or quarantine/ linked to another disk) a copy_into,
+    then src removed."""
     with open(src, "rb") as f:
         os.fsync(f.fileno())
-    into_folder(dest, lambda: os.replace(src, dest))
+    try:
+        into_folder(dest, lambda: os.replace(src, dest))
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        copy_into(src, dest)
+        src.unlink()
     fsync_dir(dest.parent)
+
+
+def copy_into(src: Path, dest: Path) -> None:
+    """A copy of src published as dest: written beside it under a temporary name, synced and
+    renamed, so dest is never half a file (for a file on another file system, which neither
+    a rename nor a hard link can reach)."""
+
+    def place() -> None:
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    into_folder(dest, place)
 
 
 #: how often a file is put into a folder another process removed meanwhile

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cvcatalog.io.download import S3Fetcher
-from cvcatalog.io.layout import prune_empty_dirs, remove_tree
+from cvcatalog.io.layout import GLOB_CHARS, prune_empty_dirs, remove_tree
 
 if sys.platform != "win32":  # no stage opens without statvfs (Windows): nothing to lock there
     import fcntl
@@ -83,12 +83,15 @@ class MemoryStage:
         """The catalog's stage under base, its leftovers counted (and trimmed: tidy), with at
         most the budget, an eighth of the machine's RAM and half the free room there (others
         use /dev/shm too); None when that is under MIN_BUDGET, there is no such file system
-        (or no statvfs: Windows), or the user's directory there is not private."""
+        (or no statvfs: Windows), the user's directory there is not private, or base has a
+        glob character in its path (layout.GLOB_CHARS)."""
         with contextlib.suppress(ValueError, OSError, AttributeError):
             budget = min(budget, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 8)
         if budget < MIN_BUDGET or not hasattr(os, "statvfs"):
             return None
         root = stage_dir(catalog, base)
+        if GLOB_CHARS & set(str(root)):  # DuckDB would expand the copies' paths: disk staging
+            return None
         try:
             st = os.statvfs(base)
             budget = min(budget, st.f_bavail * st.f_frsize // 2)

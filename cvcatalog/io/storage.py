@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -31,6 +32,7 @@ from cvcatalog.exceptions import ConfigError, CvCatalogError, S3Error
 from cvcatalog.io.duckdb_ext import endpoint_url
 from cvcatalog.io.layout import (
     CatalogPaths,
+    copy_into,
     into_folder,
     prune_empty_dirs,
     publish_file,
@@ -198,11 +200,17 @@ class LocalStore(LakeStore):
         return self.paths.absolute(rel)
 
     def duplicate(self, src: str, dest: str, scratch: Path) -> None:
-        """A hard link: no bytes copied."""
+        """A hard link: no bytes copied (a copy when the two are on different file systems:
+        a folder of the catalog linked to another disk)."""
         target = self.paths.absolute(dest)
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
-        into_folder(target, lambda: os.link(self.paths.absolute(src), target))
+        try:
+            into_folder(target, lambda: os.link(self.paths.absolute(src), target))
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            copy_into(self.paths.absolute(src), target)
 
     def list_files(self, under: str | None = None) -> list[str]:
         tops = [self.paths.absolute(under)] if under else [self.paths.root / d for d in DATA_DIRS]
@@ -340,20 +348,22 @@ class Uploader:
         )
         return page
 
-    def list_keys(self, rel_prefix: str) -> list[str]:
-        """Catalog-relative paths of every object under rel_prefix/."""
+    def list_keys(self, rel_prefix: str, limit: int | None = None) -> list[str]:
+        """Catalog-relative paths of every object under rel_prefix/ (the first `limit`)."""
         prefix = self.location.key(rel_prefix.rstrip("/") + "/")
         out: list[str] = []
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": prefix}
+            if limit is not None:
+                kwargs["MaxKeys"] = limit - len(out)
             if token:
                 kwargs["ContinuationToken"] = token
             page = self._list_page(prefix, kwargs)
             strip = len(self.location.prefix) + 1 if self.location.prefix else 0
             out += [o["Key"][strip:] for o in page.get("Contents", [])]
-            if not page.get("IsTruncated"):
-                return out
+            if not page.get("IsTruncated") or (limit is not None and len(out) >= limit):
+                return out[:limit]
             token = page.get("NextContinuationToken")
 
 
@@ -431,6 +441,20 @@ class S3Store(LakeStore):
         for top in tops:
             out += self.uploader.list_keys(top)
         return sorted(out)
+
+    def check_unclaimed(self) -> None:
+        """Before a catalog records this location as its lake: one line when it holds files
+        already (one LIST of one key a folder), another catalog's: each of two catalogs
+        writing one lake takes the other's files for its own orphans, which `cache verify
+        --repair` and a re-run of a day delete, and `cache clear` deletes only its own."""
+        for top in DATA_DIRS:
+            found = self.uploader.list_keys(top, limit=1)
+            if found:
+                raise ConfigError(
+                    f"{self.url} already holds another catalog's files ({self.url}/{found[0]}); "
+                    "give this catalog a location of its own (two catalogs writing one lake "
+                    "delete each other's files as orphans)"
+                )
 
     def fs_options(self) -> dict[str, Any]:
         """s3fs keyword arguments for readers in other processes (Dask workers)."""

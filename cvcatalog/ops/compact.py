@@ -213,7 +213,8 @@ def _write_duckdb(
             )
             source = f"SELECT * FROM ({deletes.kept_rows_sql(locations, table, 'union_by_name = true')})"
             dropped = con.execute(
-                f"SELECT count(*) FROM read_parquet({src}, filename = true) AS o "
+                f"SELECT count(*) FROM read_parquet({src}, filename = true, "
+                "hive_partitioning = false) AS o "
                 f"SEMI JOIN {table} AS g ON o.filename = g.f AND o.source_key = g.k"
             ).fetchone()
             row = (int(row[0]) - int(dropped[0]),) if row and dropped else row

@@ -140,6 +140,7 @@ class Runner(Generic[U]):
         try:
             self.db.check_legacy()  # a damaged catalog.duckdb: one line, nothing created
             self.db.paths.ensure()
+            self.db.check_new_lake()  # another catalog's S3 lake: one line, nothing touched
             if self.db.exists() or src.record_idle_runs:
                 self.db.ensure_schema()  # a new canonical version's columns, before any read
             else:

@@ -7,6 +7,7 @@ folded into partitions.last_accessed inside the next catalog transaction that ne
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterable, Iterator
@@ -15,19 +16,30 @@ from datetime import datetime
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.state.db import now_utc
 
+#: why a reader may be unable to log: a catalog it may read but not write (a read-only file
+#: system, another user's catalog), or no room left
+UNLOGGED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+
 
 def record_access(keys: Iterable[str], paths: CatalogPaths, when: datetime | None = None) -> None:
+    """Log that these partitions were read. A reader that cannot write the catalog logs
+    nothing: an LRU clock is not worth failing a read for (their data stays as recently used
+    as the last logged read says)."""
     keys = list(keys)
     if not keys:
         return
     stamp = (when or now_utc()).isoformat()
-    paths.root.mkdir(parents=True, exist_ok=True)
     data = "".join(f"{k}\t{stamp}\n" for k in keys).encode()
-    fd = os.open(paths.access_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+        paths.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(paths.access_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        if e.errno not in UNLOGGED:
+            raise
 
 
 def _latest(lines: Iterable[str]) -> dict[str, datetime]:

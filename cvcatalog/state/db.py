@@ -32,7 +32,7 @@ from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import load_httpfs, open_instance, s3_connection
 from cvcatalog.io.layout import CatalogPaths, fsync_dir
-from cvcatalog.io.storage import LakeStore, normalise_storage, store_for
+from cvcatalog.io.storage import LakeStore, S3Store, normalise_storage, store_for
 from cvcatalog.sqlutil import load_sql, quote_literal
 from cvcatalog.state import checksums, deletes, legacy, pins, tables, trips
 from cvcatalog.state.settings import read_lake_url, record_lake_url
@@ -647,6 +647,21 @@ class CatalogDB:
                 self._lake_known = True
         return self._lake_url
 
+    def check_new_lake(self) -> None:
+        """Before an ingest does anything (its first day may delete files of that day it does
+        not know as its own orphans): a lake on S3 this catalog is to start, asked for and not
+        recorded yet, holds no other catalog's files (S3Store.check_unclaimed; a write that
+        records it checks again)."""
+        wanted = normalise_storage(self.requested_storage)
+        if wanted is None:
+            return
+        recorded = None
+        if self.exists():
+            with self.read_state() as con:
+                recorded = read_lake_url(con)
+        if recorded != wanted:
+            S3Store(wanted, self.s3).check_unclaimed()
+
     @property
     def store(self) -> LakeStore:
         url = self.lake_url
@@ -731,7 +746,10 @@ class CatalogDB:
                         lake.restamp(con, when)
                     url = read_lake_url(con)
                     if self.requested_storage is not None:
-                        url = record_lake_url(con, normalise_storage(self.requested_storage))
+                        wanted = record_lake_url(con, normalise_storage(self.requested_storage))
+                        if wanted is not None and wanted != url:  # a lake this catalog starts
+                            S3Store(wanted, self.s3).check_unclaimed()
+                        url = wanted
                     data = lake.data_path(url or str(self.paths.root))
                     lake.relocate(con, data)
                     gap = trips.record_gap(con, self.requested_trip_gap)
