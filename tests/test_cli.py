@@ -1105,6 +1105,23 @@ def test_a_type_alone_selects_its_tables(one_day: Path) -> None:
         cat.status("bogus")
 
 
+def test_evict_names_ten_partitions_and_counts_the_rest(
+    one_day: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an eviction of a grown catalog's days printed every one on one line (795: 18 KB)
+    home = tmp_path / "catalog"
+    shutil.copytree(one_day, home)
+    days = [f"wydot/BSM/2019/{m:02d}/{d:02d}" for m in range(1, 13) for d in range(1, 29)]
+    monkeypatch.setattr(Catalog, "evict", lambda self, size: days)
+    r = run("cache", "evict", "--max-size-gb", "0", "--catalog", str(home))
+    assert r.exit_code == 0, r.output
+    first = r.stdout.splitlines()[0]
+    assert first == (
+        f"evicted 336 partitions: {', '.join(days[:10])}, and 326 more (`cache status` lists "
+        "what is kept)"
+    )
+
+
 def test_evict_refuses_a_negative_size_and_reads_its_config_as_ingest_does(
     one_day: Path, tmp_path: Path
 ) -> None:

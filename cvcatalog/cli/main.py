@@ -954,6 +954,10 @@ def _pins_held(cat: Catalog) -> None:
             )
 
 
+#: the evicted partitions and inputs `cache evict` names; the others it counts
+EVICT_NAMED = 10
+
+
 @cache_app.command("evict")
 @friendly
 def cache_evict(
@@ -983,7 +987,10 @@ def cache_evict(
     what = plural(len(gone) - inputs, "partition") + (
         f" and {plural(inputs, 'dataset input')}" if inputs else ""
     )
-    print(f"evicted {what}" + (f": {', '.join(gone)}" if gone else ""))
+    named = ", ".join(gone[:EVICT_NAMED])  # a year of days evicted was one 18 KB line
+    if len(gone) > EVICT_NAMED:
+        named += f", and {len(gone) - EVICT_NAMED:,} more (`cache status` lists what is kept)"
+    print(f"evicted {what}" + (f": {named}" if gone else ""))
     # an eviction first expires the older snapshots (their files count too): it can free
     # bytes without evicting a partition
     print(
