@@ -1336,7 +1336,7 @@ def test_ctrl_c_inside_a_duckdb_query_is_interrupted_not_unexpected(
     def on_sigint(self: Catalog, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("Query interrupted")  # what DuckDB raises on SIGINT
 
-    monkeypatch.setattr(Catalog, "query_arrow", on_sigint)
+    monkeypatch.setattr(Catalog, "_run_query", on_sigint)  # query_arrow's and query_head's
     r = run("query", "select 1", "--catalog", str(one_day))
     assert r.exit_code == 130, r.output
     assert "unexpected" not in r.stderr and r.stderr.startswith("interrupted"), r.stderr
