@@ -59,7 +59,7 @@ from cvcatalog.ops.compact import CompactResult, compact
 from cvcatalog.ops.discover import Discovery, ListingCache, Plan, fetcher_factory, listing_settings
 from cvcatalog.ops.discover import discover as discover_listing
 from cvcatalog.ops.discover import plan as plan_listing
-from cvcatalog.ops.export import ExportProgress, ExportResult
+from cvcatalog.ops.export import ExportProgress, ExportResult, result_batches
 from cvcatalog.ops.export import export as export_slice
 from cvcatalog.ops.publish import publish as publish_catalog
 from cvcatalog.ops.remote import PUBLISH_JSON, RemoteCatalogDB, cache_dir_for, read_only_error
@@ -144,6 +144,10 @@ def _same_pin(held: pins.Pin, snapshot: int | None) -> pins.Pin:
             "first to pin another"
         )
     return held
+
+
+#: rows a batch of query_head's reader holds
+HEAD_BATCH_ROWS = 16_384
 
 
 def _check_limit(limit: int | None) -> None:
@@ -723,17 +727,60 @@ class Catalog:
         time (UTC unless the time says otherwise); the state tables (partitions, runs...)
         are always current.
         """
+        return self._run_query(sql, params, read_only, as_of_point(snapshot, as_of), None)[0]
+
+    def query_head(
+        self,
+        sql: str,
+        rows: int,
+        params: Sequence[Any] | dict[str, Any] | None = None,
+        *,
+        read_only: bool = True,
+        snapshot: int | None = None,
+        as_of: datetime | str | None = None,
+    ) -> tuple[pa.Table, int]:
+        """The first `rows` rows of query_arrow's result, and how many rows it has: the result
+        streams by, only its first rows are kept (what `cvcatalog query` shows in a table: a
+        `select *` of a whole table held every row to show 1,000)."""
+        rows = _whole_number("rows", rows, 0)
+        return self._run_query(sql, params, read_only, as_of_point(snapshot, as_of), rows)
+
+    def _run_query(
+        self,
+        sql: str,
+        params: Sequence[Any] | dict[str, Any] | None,
+        read_only: bool,
+        at: lake.AsOf | None,
+        head: int | None,
+    ) -> tuple[pa.Table, int]:
+        """query_arrow (head None: every row) and query_head: the rows kept, and the count."""
         check_query(sql, read_only=read_only, root=self.paths.root)
-        at = as_of_point(snapshot, as_of)
         session = self.db.read(at) if read_only else self._scratch_session(at)
         with session as con:
             if spatial.uses_spatial(sql):
                 tables.spatial_session(con)
             try:
+                # head: a reader that runs the query as it is read (arrow() runs it whole)
                 if not params:
                     rel = con.sql(sql)
-                    return rel.arrow().read_all() if rel is not None else pa.table({})
-                return con.execute(sql, params).arrow().read_all()
+                    if rel is None:
+                        return pa.table({}), 0
+                    reader = rel.arrow() if head is None else rel.to_arrow_reader(HEAD_BATCH_ROWS)
+                else:
+                    res = con.execute(sql, params)
+                    reader = res.arrow() if head is None else res.to_arrow_reader(HEAD_BATCH_ROWS)
+                # a query failing after its first rows (a bad cast in a later file) fails
+                # while its batches are read: QueryError's one line, not an OSError
+                if head is None:
+                    table = pa.Table.from_batches(list(result_batches(reader)), reader.schema)
+                    return table, table.num_rows
+                kept: list[pa.RecordBatch] = []
+                total = 0
+                for batch in result_batches(reader):  # past the head: counted, not kept
+                    if total < head:
+                        kept.append(batch.slice(0, head - total))
+                    total += batch.num_rows
+                return pa.Table.from_batches(kept, schema=reader.schema), total
             except duckdb.Error as e:
                 raise QueryError(lake.not_there_then(con, e, at) or _short_duckdb_error(e)) from None
 
@@ -2358,21 +2405,19 @@ class RemoteCatalog(Catalog):
         data: dict[str, Any] = json.loads(resp["Body"].read())
         return data
 
-    def query_arrow(
+    def _run_query(
         self,
         sql: str,
-        params: Sequence[Any] | dict[str, Any] | None = None,
-        *,
-        read_only: bool = True,
-        snapshot: int | None = None,
-        as_of: datetime | str | None = None,
-    ) -> pa.Table:
-        """As Catalog.query_arrow; a session that reaches for a file other than the
-        catalog's own (COPY ... TO, read_csv of a local file) is refused (_lock_down)."""
+        params: Sequence[Any] | dict[str, Any] | None,
+        read_only: bool,
+        at: lake.AsOf | None,
+        head: int | None,
+    ) -> tuple[pa.Table, int]:
+        """As Catalog's (query_arrow, query_head); a session that reaches for a file other
+        than the catalog's own (COPY ... TO, read_csv of a local file) is refused
+        (_lock_down)."""
         try:
-            return super().query_arrow(
-                sql, params, read_only=read_only, snapshot=snapshot, as_of=as_of
-            )
+            return super()._run_query(sql, params, read_only, at, head)
         except QueryError as e:
             m = re.search(r'Cannot access file "(.*)" - .*disabled by configuration', str(e))
             if m is None:

@@ -31,7 +31,7 @@ from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app, main
 from cvcatalog.cli.output import Format, render
 from cvcatalog.cli.progress import ExportBar, RichProgress
-from cvcatalog.exceptions import ConfigError, S3UnavailableError
+from cvcatalog.exceptions import ConfigError, QueryError, S3UnavailableError
 from cvcatalog.pipeline.report import Outcome
 from cvcatalog.sandbox import replica
 from cvcatalog.sandbox import server as server_module
@@ -151,6 +151,24 @@ def test_ingest_query_and_cache_commands(seeded: Any, catalog_dir: Path, tmp_pat
     assert r.exit_code == 0 and "cleared 2 partitions" in r.output
     r = run("query", "select count(*) as n from wydot_bsm", "--catalog", cat, "--format", "json")
     assert json.loads(r.output) == [{"n": 0}]
+
+
+def test_a_query_table_holds_only_the_rows_it_shows(one_day: Path) -> None:
+    # the table format shows --max-rows rows: the rest of the result streams by, counted, not
+    # held (a `select *` of a whole table held every row to show 1,000)
+    cat = Catalog(one_day)
+    head, total = cat.query_head("select i from range(250000) t(i) order by i", 3)
+    assert head.column("i").to_pylist() == [0, 1, 2] and total == 250_000
+    r = run("query", "select i from range(250000) t(i)", "--max-rows", "2", "--catalog",
+            str(one_day))  # fmt: skip
+    assert r.exit_code == 0 and "(250,000 rows; showing 2;" in r.output
+    # a query that fails after its first batches is QueryError's one line, not an OSError
+    bad = "select cast(case when i > 3000000 then 'x' else '1' end as int) from range(5000000) t(i)"
+    for read in (cat.query_arrow, lambda sql: cat.query_head(sql, 10)):
+        with pytest.raises(QueryError, match="Could not convert string 'x' to INT32"):
+            read(bad)
+    r = runner.invoke(app, ["query", bad, "--catalog", str(one_day)])
+    assert r.exit_code == 1 and "unexpected" not in r.output
 
 
 def test_query_is_read_only(seeded: Any, catalog_dir: Path) -> None:
@@ -1087,6 +1105,23 @@ def test_a_type_alone_selects_its_tables(one_day: Path) -> None:
         cat.status("bogus")
 
 
+def test_evict_names_ten_partitions_and_counts_the_rest(
+    one_day: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an eviction of a grown catalog's days printed every one on one line (795: 18 KB)
+    home = tmp_path / "catalog"
+    shutil.copytree(one_day, home)
+    days = [f"wydot/BSM/2019/{m:02d}/{d:02d}" for m in range(1, 13) for d in range(1, 29)]
+    monkeypatch.setattr(Catalog, "evict", lambda self, size: days)
+    r = run("cache", "evict", "--max-size-gb", "0", "--catalog", str(home))
+    assert r.exit_code == 0, r.output
+    first = r.stdout.splitlines()[0]
+    assert first == (
+        f"evicted 336 partitions: {', '.join(days[:10])}, and 326 more (`cache status` lists "
+        "what is kept)"
+    )
+
+
 def test_evict_refuses_a_negative_size_and_reads_its_config_as_ingest_does(
     one_day: Path, tmp_path: Path
 ) -> None:
@@ -1301,7 +1336,7 @@ def test_ctrl_c_inside_a_duckdb_query_is_interrupted_not_unexpected(
     def on_sigint(self: Catalog, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("Query interrupted")  # what DuckDB raises on SIGINT
 
-    monkeypatch.setattr(Catalog, "query_arrow", on_sigint)
+    monkeypatch.setattr(Catalog, "_run_query", on_sigint)  # query_arrow's and query_head's
     r = run("query", "select 1", "--catalog", str(one_day))
     assert r.exit_code == 130, r.output
     assert "unexpected" not in r.stderr and r.stderr.startswith("interrupted"), r.stderr

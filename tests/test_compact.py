@@ -43,8 +43,11 @@ def test_compact_merges_small_files_and_keeps_every_row(
         "select count(*) as n, sum(speed_mps) as s, count(distinct vehicle_id) as v from wydot_bsm"
     )
 
+    snapshots = len(cat.snapshots())
     done = cat.compact("wydot", "BSM")
     assert sorted(r.partition for r in done) == sorted(rep.partitions)
+    # the days are recorded by one commit (one catalog write, one snapshot), not one each
+    assert len(cat.snapshots()) == snapshots + 1
     assert all(r.files_after == 2 and r.files_before >= 3 for r in done)  # a file a run
     assert all(r.bytes_after <= r.bytes_before for r in done)  # written as the ingest writes
     after = cat.query(

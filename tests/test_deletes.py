@@ -24,6 +24,7 @@ from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.exceptions import CatalogError
 from cvcatalog.io import lake
+from cvcatalog.quality.report import build_report
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.state import manifest
@@ -150,6 +151,16 @@ def test_the_change_feed_and_snapshot_show_only_the_objects_that_changed(
     snap = next(s for s in cat.snapshots() if s["snapshot_id"] == changed["snap2"])
     assert snap["rows_removed"] == len(gone)
     assert snap["rows_added"] == (feed.change_type == "insert").sum()
+
+
+def test_the_quality_report_counts_the_rows_the_catalog_shows(changed: dict[str, Any]) -> None:
+    # the rules run over the day's files: the rows --check-changes deleted from them were
+    # counted too ('rows input' above the view's, and each changed object's old rows as
+    # duplicates of its new ones); the report must be a fresh catalog's
+    got = build_report(changed["cat"], "wydot", "BSM").types[0].counts
+    fresh = build_report(Catalog(changed["root"] / "fresh3"), "wydot", "BSM").types[0].counts
+    assert got[("rows", "input")] == len(changed["oracle3"])
+    assert got == fresh
 
 
 def test_lineage_keeps_the_run_that_loaded_unchanged_rows(changed: dict[str, Any]) -> None:

@@ -397,7 +397,7 @@ def test_a_query_failing_midway_is_a_query_error_and_leaves_no_file(
     reader = con.execute(f"SELECT {late} AS v FROM range(3000000)").to_arrow_reader(65_536)
     seen = 0
     with pytest.raises(QueryError, match="Conversion Error"):
-        for batch in export_mod._batches(reader):
+        for batch in export_mod.result_batches(reader):
             seen += batch.num_rows
     assert seen >= 1_000_000
     out = tmp_path / "late.csv"

@@ -669,14 +669,20 @@ def query(
     named = format_for(fmt, output)  # q.csv: csv; q.parquet: Parquet
     fmt = Format(named) if named in Format.__members__ else fmt
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
-    table = cat.query_arrow(sql, read_only=read_only, snapshot=snapshot, as_of=as_of)
+    if fmt is Format.table and output is None:  # the rows shown, not the whole result, held
+        table, total = cat.query_head(
+            sql, limit, read_only=read_only, snapshot=snapshot, as_of=as_of
+        )
+    else:
+        table = cat.query_arrow(sql, read_only=read_only, snapshot=snapshot, as_of=as_of)
+        total = table.num_rows
     if named == "parquet" and output is not None:
         emit_parquet(table, output)
         return
     rows, columns = arrow_rows(table if fmt is not Format.table else table.slice(0, limit))
     emit(rows, fmt, output, columns=columns)  # (`select 1 as a, 2 as a`: a and a_1)
-    if fmt is Format.table and output is None and table.num_rows > limit:
-        err.print(f"({table.num_rows:,} rows; showing {limit}; use --format csv/json or --output)")
+    if fmt is Format.table and output is None and total > limit:
+        err.print(f"({total:,} rows; showing {limit}; use --format csv/json or --output)")
 
 
 @app.command()
@@ -948,6 +954,10 @@ def _pins_held(cat: Catalog) -> None:
             )
 
 
+#: the evicted partitions and inputs `cache evict` names; the others it counts
+EVICT_NAMED = 10
+
+
 @cache_app.command("evict")
 @friendly
 def cache_evict(
@@ -977,7 +987,10 @@ def cache_evict(
     what = plural(len(gone) - inputs, "partition") + (
         f" and {plural(inputs, 'dataset input')}" if inputs else ""
     )
-    print(f"evicted {what}" + (f": {', '.join(gone)}" if gone else ""))
+    named = ", ".join(gone[:EVICT_NAMED])  # a year of days evicted was one 18 KB line
+    if len(gone) > EVICT_NAMED:
+        named += f", and {len(gone) - EVICT_NAMED:,} more (`cache status` lists what is kept)"
+    print(f"evicted {what}" + (f": {named}" if gone else ""))
     # an eviction first expires the older snapshots (their files count too): it can free
     # bytes without evicting a partition
     print(

@@ -429,7 +429,7 @@ def _write(
         else:
             with open(tmp, "wb") as sink:
                 header = fmt == "csv"
-                for batch in _batches(reader):
+                for batch in result_batches(reader):
                     if fmt == "ndjson":
                         sink.write(_text(batch.column(0)))
                     else:
@@ -444,7 +444,7 @@ def _write(
     return rows, nbytes
 
 
-def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+def result_batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
     """The reader's batches; the query failing midway (DuckDB's error reaches Python through
     Arrow as an OSError) is a QueryError, not a write error."""
     it = iter(reader)
@@ -490,7 +490,7 @@ def _write_parquet(
             group.clear()
 
     with pq.ParquetWriter(str(path), schema, compression="zstd") as w:
-        for batch in _batches(reader):
+        for batch in result_batches(reader):
             if geo:
                 bounds.add(batch.column("__cv_lon"), batch.column("__cv_lat"))
                 batch = pa.RecordBatch.from_arrays([batch.column(n) for n in keep], schema=schema)

@@ -24,6 +24,7 @@ from cvcatalog.quality.mapping import Mapping, mapping_for, view_for
 from cvcatalog.quality.rules import QualityStats, evaluate, evaluate_files
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sqlutil import quote_ident
+from cvcatalog.state import deletes
 from cvcatalog.state.manifest import complete_data_files
 
 if TYPE_CHECKING:
@@ -304,17 +305,26 @@ def _evaluate_now(
     """The rules over the partitions' own files (source order known), else over the view."""
     mapping = mapping_for(source, message_type)
     schema = SCHEMAS.get((source, message_type))
-    files: list[Path] = []
+    files: dict[str, Path] = {}
     if schema is not None:
         versions = (schema.compatible_since or schema.canonical_version, schema.canonical_version)
         for f in complete_data_files(con, source, message_type, versions):
             try:
-                files.append(catalog.paths.absolute(f.path))
+                files[f.path] = catalog.paths.absolute(f.path)
             except CatalogError:
-                files = []
+                files = {}
                 break
-    if files and all(p.exists() for p in files):
-        stats = evaluate_files(con, files, mapping, cfg)
+    if files and all(p.exists() for p in files.values()):
+        # the rows --check-changes deleted from kept files are not the catalog's: counted,
+        # they were 'rows input' beyond the view's and duplicates of the objects' new rows
+        cut = deletes.of_files(con, files)
+        pairs = [(str(files[p]), k) for p, keys in cut.items() for k in keys]
+        gone = deletes.gone_table(con, pairs) if pairs else None
+        try:
+            stats = evaluate_files(con, list(files.values()), mapping, cfg, gone=gone)
+        finally:
+            if gone is not None:
+                con.execute(f"DROP TABLE IF EXISTS {gone}")
     else:  # a published (remote) catalog, or a loader without manifest rows
         stats = evaluate(con, quote_ident(view), mapping, cfg)
     stats.counts = _ordered(stats.counts)

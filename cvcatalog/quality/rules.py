@@ -657,16 +657,19 @@ def evaluate(
     return _run_stats(con, plan, res)
 
 
-def _parquet_relation(files: Sequence[Path]) -> str:
+def _parquet_relation(files: Sequence[Path], gone: str | None = None) -> str:
     """The files in order, with their index in the list and the row number inside the file
-    (the source order), and no hive columns (they live in directory names, not in files)."""
+    (the source order), and no hive columns (they live in directory names, not in files).
+    gone: a table of (file, source key) pairs whose rows the lake no longer shows
+    (`state.deletes.gone_table`, the files named as in `files`): those rows are left out."""
     names = [str(f) for f in files]
+    cut = f" ANTI JOIN {gone} AS g ON o.{_P}file = g.f AND o.source_key = g.k" if gone else ""
     return (
-        f"(SELECT * EXCLUDE ({_P}file, file_row_number), "
-        f"list_position({list_literal(names)}, {_P}file) AS {_P}o_file, "
-        f"file_row_number AS {_P}o_row "
+        f"(SELECT o.* EXCLUDE ({_P}file, file_row_number), "
+        f"list_position({list_literal(names)}, o.{_P}file) AS {_P}o_file, "
+        f"o.file_row_number AS {_P}o_row "
         f"FROM read_parquet({list_literal(names)}, filename = '{_P}file', "
-        f"file_row_number = true, hive_partitioning = false))"
+        f"file_row_number = true, hive_partitioning = false) AS o{cut})"
     )
 
 
@@ -675,12 +678,14 @@ def evaluate_files(
     files: Sequence[Path],
     mapping: Mapping,
     cfg: QualityConfig | None = None,
+    gone: str | None = None,
 ) -> QualityStats:
-    """evaluate() over Parquet files, in source order (file list order, then row in file)."""
+    """evaluate() over Parquet files, in source order (file list order, then row in file);
+    gone: the rows deleted from them to leave out (see _parquet_relation)."""
     if not files:
         raise CatalogError("no Parquet files to evaluate")
     return evaluate(
-        con, _parquet_relation(files), mapping, cfg, order_by=(f"{_P}o_file", f"{_P}o_row")
+        con, _parquet_relation(files, gone), mapping, cfg, order_by=(f"{_P}o_file", f"{_P}o_row")
     )
 
 
