@@ -9,6 +9,7 @@ import contextlib
 import difflib
 import operator
 import os
+import re
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -145,14 +146,34 @@ def timezone_arg(tz: str | ZoneInfo | None) -> str:
         raise ConfigError(str(e)) from None
 
 
+#: a fixed offset as people write it: -07:00, +0530, UTC-7, GMT+2
+_FIXED_OFFSET = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?$", re.IGNORECASE)
+
+
 def check_timezone(tz: str) -> str:
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(
-            f"unknown timezone {tz!r} (use an IANA name such as America/Denver)"
+            f"unknown timezone {tz!r} (use an IANA name such as America/Denver{_offset_hint(tz)})"
         ) from None
     return tz
+
+
+def _offset_hint(tz: str) -> str:
+    """How a fixed offset is named, when tz is one: Etc/GMT+7 is UTC-07:00 (POSIX signs)."""
+    m = _FIXED_OFFSET.match(tz.strip())
+    if m is None:
+        return ""
+    sign, hours, minutes = m.group(1), int(m.group(2)), int(m.group(3) or 0)
+    if hours > (12 if sign == "-" else 14):
+        return "; no zone is that far from UTC"
+    if minutes:
+        return "; an offset of part of an hour has no such name: use the place's zone"
+    if hours == 0:
+        return "; UTC for an offset of 0"
+    name = f"Etc/GMT{'+' if sign == '-' else '-'}{hours}"
+    return f"; a fixed UTC{sign}{hours:02d}:00 is {name}, whose sign is the other way round"
 
 
 class DateRange(_Strict):

@@ -276,6 +276,30 @@ def test_a_timezone_is_a_name_a_zoneinfo_or_none_and_anything_else_one_line(tmp_
                 call()
 
 
+@pytest.mark.parametrize(
+    ("given", "hint"),
+    [
+        ("-07:00", "a fixed UTC-07:00 is Etc/GMT+7, whose sign is the other way round"),
+        ("UTC+2", "a fixed UTC+02:00 is Etc/GMT-2, whose sign is the other way round"),
+        ("+0530", "an offset of part of an hour has no such name: use the place's zone"),
+        ("+00:00", "UTC for an offset of 0"),
+        ("-13", "no zone is that far from UTC"),
+    ],
+)
+def test_a_fixed_offset_given_as_a_timezone_is_told_its_name(given: str, hint: str) -> None:
+    """'-07:00' said only 'use an IANA name': the fixed zones' names (Etc/GMT+7 for UTC-7)
+    are not what anybody guesses."""
+    with pytest.raises(ConfigError) as err:
+        timezone_arg(given)
+    assert str(err.value) == (
+        f"unknown timezone {given!r} (use an IANA name such as America/Denver; {hint})"
+    )
+    name = hint.split(" is ")[1].split(",")[0] if "Etc/" in hint else None
+    if name is not None:  # the name it gives is one, with the offset given
+        offset = datetime(2021, 4, 1, tzinfo=ZoneInfo(timezone_arg(name))).utcoffset()
+        assert offset is not None and offset.total_seconds() / 3600 == int(given.strip("UTC")[:3])
+
+
 def test_precedence_file_then_environment_then_overrides(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
