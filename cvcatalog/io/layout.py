@@ -179,14 +179,23 @@ def publish_file(src: Path, dest: Path) -> None:
     then src removed."""
     with open(src, "rb") as f:
         os.fsync(f.fileno())
+    if place_file(src, dest, lambda: os.replace(src, dest)):
+        src.unlink()
+    fsync_dir(dest.parent)
+
+
+def place_file(src: Path, dest: Path, place: Callable[[], object]) -> bool:
+    """Put src at dest by place (a rename or a hard link) into dest's folder (into_folder),
+    or by a copy_into where src is on another file system, which neither reaches; whether it
+    was copied (src is then still there)."""
     try:
-        into_folder(dest, lambda: os.replace(src, dest))
+        into_folder(dest, place)
+        return False
     except OSError as e:
         if e.errno != errno.EXDEV:
             raise
-        copy_into(src, dest)
-        src.unlink()
-    fsync_dir(dest.parent)
+    copy_into(src, dest)
+    return True
 
 
 def copy_into(src: Path, dest: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
 import hashlib
 import os
 import re
@@ -32,8 +31,7 @@ from cvcatalog.exceptions import ConfigError, CvCatalogError, S3Error
 from cvcatalog.io.duckdb_ext import endpoint_url
 from cvcatalog.io.layout import (
     CatalogPaths,
-    copy_into,
-    into_folder,
+    place_file,
     prune_empty_dirs,
     publish_file,
     safe_rel,
@@ -202,15 +200,10 @@ class LocalStore(LakeStore):
     def duplicate(self, src: str, dest: str, scratch: Path) -> None:
         """A hard link: no bytes copied (a copy when the two are on different file systems:
         a folder of the catalog linked to another disk)."""
-        target = self.paths.absolute(dest)
+        source, target = self.paths.absolute(src), self.paths.absolute(dest)
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
-        try:
-            into_folder(target, lambda: os.link(self.paths.absolute(src), target))
-        except OSError as e:
-            if e.errno != errno.EXDEV:
-                raise
-            copy_into(self.paths.absolute(src), target)
+        place_file(source, target, lambda: os.link(source, target))
 
     def list_files(self, under: str | None = None) -> list[str]:
         tops = [self.paths.absolute(under)] if under else [self.paths.root / d for d in DATA_DIRS]

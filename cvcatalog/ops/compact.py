@@ -217,7 +217,7 @@ def _write_duckdb(
             dropped = con.execute(
                 f"SELECT count(*) FROM read_parquet({src}, filename = true, "
                 "hive_partitioning = false) AS o "
-                f"SEMI JOIN {table} AS g ON o.filename = g.f AND o.source_key = g.k"
+                f"{deletes.gone_join(table, how='SEMI')}"
             ).fetchone()
             row = (int(row[0]) - int(dropped[0]),) if row and dropped else row
         roworder.write_ordered(

@@ -187,8 +187,7 @@ def _sandboxed(db: CatalogDB, at: lake.AsOf | None) -> Iterator[duckdb.DuckDBPyC
     cvcatalog's spatial macros, and no file access beyond the lake's data directory."""
     con = db.connect(scratch=True, at=at)
     try:
-        tables.spatial_session(con)
-        con.execute("SET TimeZone = 'UTC'")
+        tables.spatial_session(con)  # (in UTC, as every instance: duckdb_ext.open_instance)
         opened = con.execute("SELECT current_setting('enable_external_access')").fetchone()
         if opened and opened[0]:  # (a published catalog's session comes confined already)
             data = lake.data_path(db.lake_url or str(db.paths.root))

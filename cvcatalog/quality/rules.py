@@ -16,6 +16,7 @@ from cvcatalog.io.s3 import as_s3_error
 from cvcatalog.quality.config import IMPUTED_COLUMN, Bounds, Impute, QualityConfig
 from cvcatalog.quality.mapping import Mapping, RecordMapping, TrajectoryMapping, mapping_for
 from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
+from cvcatalog.state import deletes
 from cvcatalog.state.db import now_utc
 
 if TYPE_CHECKING:
@@ -663,7 +664,7 @@ def _parquet_relation(files: Sequence[Path], gone: str | None = None) -> str:
     gone: a table of (file, source key) pairs whose rows the lake no longer shows
     (`state.deletes.gone_table`, the files named as in `files`): those rows are left out."""
     names = [str(f) for f in files]
-    cut = f" ANTI JOIN {gone} AS g ON o.{_P}file = g.f AND o.source_key = g.k" if gone else ""
+    cut = f" {deletes.gone_join(gone, f'{_P}file')}" if gone else ""
     return (
         f"(SELECT o.* EXCLUDE ({_P}file, file_row_number), "
         f"list_position({list_literal(names)}, o.{_P}file) AS {_P}o_file, "

@@ -111,6 +111,13 @@ def gone_table(con: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[str, str]])
     return name
 
 
+def gone_join(gone: str, file_column: str = "filename", how: str = "ANTI") -> str:
+    """The JOIN of a read_parquet aliased `o` (its file's location in file_column) with the
+    pairs of the table `gone` (gone_table): ANTI keeps the rows the lake shows, SEMI those it
+    no longer does."""
+    return f"{how} JOIN {gone} AS g ON o.{file_column} = g.f AND o.source_key = g.k"
+
+
 def kept_rows_sql(files: Sequence[str], gone: str, options: str = "") -> str:
     """A SELECT of the files' rows but those of the pairs in the table `gone` (gone_table):
     what the lake shows of them. The lake's directories look like hive partitions: never read
@@ -118,6 +125,5 @@ def kept_rows_sql(files: Sequence[str], gone: str, options: str = "") -> str:
     extra = f", {options}" if options else ""
     return (
         f"SELECT o.* EXCLUDE (filename) FROM read_parquet({list_literal(list(files))}, "
-        f"filename = true, hive_partitioning = false{extra}) AS o "
-        f"ANTI JOIN {gone} AS g ON o.filename = g.f AND o.source_key = g.k"
+        f"filename = true, hive_partitioning = false{extra}) AS o {gone_join(gone)}"
     )

@@ -368,18 +368,16 @@ def fresh_names(
     con: duckdb.DuckDBPyConnection,
     store: LakeStore,
     staging: Path,
-    rebuilt: Sequence[str] = (),
-    files: list[lake.DataFile] | None = None,
-    current: dict[str, list[str]] | None = None,
+    rebuilt: Sequence[str],
+    files: list[lake.DataFile],
+    current: dict[str, list[str]],
 ) -> int:
     """A current file whose location the lake already knows from an older snapshot (an input
     shown again after a repair hid it), or any current file of a table about to be rebuilt,
     gets a new name before it is added: DuckLake deletes the old entry's file when that
     snapshot expires, which must not be the file shown now. A state write (paths in
     partition_files / dataset_files; a copy made in a scratch folder under staging). files:
-    lake.data_files, current: current_files, if already read. Returns how many."""
-    files = lake.data_files(con) if files is None else files
-    current = current_files(con) if current is None else current
+    lake.data_files, current: current_files, as the commit read them. Returns how many."""
     active = lake.active_files(con, files)
     shown = set().union(set(), *active.values())
     if not rebuilt and all(store.location(r) in shown for c in current.values() for r in c):
