@@ -573,6 +573,55 @@ def test_a_commits_files_are_registered_by_one_glob_only_when_it_matches_exactly
     assert sorted(lake.registration_globs(con, [other, *urls])) == sorted([other, *urls])
 
 
+def _stats_rows(cat: Catalog) -> list[tuple[Any, ...]]:
+    """Every row of DuckLake's per-file column statistics, in the order they are stored."""
+    with cat.db.read_state() as con:
+        return con.execute("SELECT * FROM ducklake_file_column_stats ORDER BY rowid").fetchall()
+
+
+def _stats_keys(rows: list[tuple[Any, ...]]) -> list[tuple[int, int, int]]:
+    return [(r[1], r[2], r[0]) for r in rows]  # (table_id, column_id, data_file_id)
+
+
+def test_the_lakes_file_statistics_are_put_in_order_and_unchanged(
+    seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckLake appends each file's statistics (a row a column) as files are added, and a
+    filtered query reads one column's rows of every file: in (table, column, file) order the
+    read decompresses a few vectors instead of all. The rows stay the same rows."""
+    monkeypatch.setattr(lake, "STATS_TAIL_ROWS", 10**9)  # the runs leave them as appended
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat)
+    before = _stats_rows(cat)
+    keys = _stats_keys(before)
+    assert len({k[2] for k in keys}) >= 2 and keys != sorted(keys)  # two files, interleaved
+    sql = "SELECT count(*), min(generated_at) FROM wydot_bsm WHERE date = DATE '2021-04-02'"
+    con = user_session(cat.paths.db)
+    expected = con.execute(sql.replace("wydot_bsm", "cv.wydot_bsm")).fetchall()
+    con.close()
+    assert not cat.db.order_stats()  # a tail under the threshold is left
+    monkeypatch.setattr(lake, "STATS_TAIL_ROWS", 0)
+    assert cat.db.order_stats()
+    after = _stats_rows(cat)
+    assert sorted(after, key=repr) == sorted(before, key=repr)
+    assert _stats_keys(after) == sorted(keys)
+    con = user_session(cat.paths.db)
+    assert con.execute(sql.replace("wydot_bsm", "cv.wydot_bsm")).fetchall() == expected
+    con.close()
+    assert not cat.db.order_stats()  # nothing appended since
+
+
+def test_a_run_that_appended_many_statistics_puts_them_in_order(
+    seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lake, "STATS_TAIL_ROWS", 0)
+    cat = Catalog(tmp_path / "catalog")
+    _ingest(cat)
+    keys = _stats_keys(_stats_rows(cat))
+    assert len({k[2] for k in keys}) >= 2 and keys == sorted(keys)
+    assert cat.query("SELECT count(*) AS n FROM wydot_bsm")["n"][0] > 0
+
+
 def test_a_frame_whose_file_is_missing_names_the_mend(seeded: Any, tmp_path: Path) -> None:
     """to_dask over a partition whose Parquet file was deleted raised pyarrow's
     FileNotFoundError (the CLI's "unexpected"): a CatalogError naming the file and the mend."""

@@ -28,7 +28,7 @@ from pathlib import PurePosixPath
 import duckdb
 import pyarrow as pa
 
-from cvcatalog.io.duckdb_ext import load_extension
+from cvcatalog.io.duckdb_ext import load_extension, temporary_setting
 from cvcatalog.sqlutil import quote_ident, quote_literal
 
 #: the name cvcatalog (and the docs) attach the lake as
@@ -720,3 +720,51 @@ def scheduled_bytes(con: duckdb.DuckDBPyConnection, tables: Collection[str] | No
             [sorted(tables)],
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+#: an unordered tail of the lake's per-file statistics smaller than this is never worth a
+#: rewrite: two vectors of rows, ~0.2 ms more for a query that prunes on a column
+STATS_TAIL_ROWS = 4096
+#: ... nor one under this fraction of the whole table
+STATS_TAIL_SHARE = 8
+
+
+def stats_tail(con: duckdb.DuckDBPyConnection, through: int | None) -> tuple[int, int]:
+    """Rows of DuckLake's per-file column statistics, and how many of them belong to files
+    added after data file id `through` (None: every row): the rows appended since the table
+    was last put in order (order_stats)."""
+    row = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE data_file_id > ?) "
+        "FROM ducklake_file_column_stats",
+        [-1 if through is None else through],
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def stats_out_of_order(total: int, tail: int) -> bool:
+    """Whether the appended tail is large enough, alone and against the whole, to rewrite."""
+    return tail > max(STATS_TAIL_ROWS, total // STATS_TAIL_SHARE)
+
+
+def order_stats(con: duckdb.DuckDBPyConnection) -> int:
+    """Inside a write transaction on the metadata database: rewrite DuckLake's per-file column
+    statistics ordered by (table, column, file); returns the last data file id it ordered.
+
+    Why: a query that filters a column makes DuckLake read that column's statistics for
+    every file of the table. Appended one commit at a time, a column's rows are spread over
+    every vector of the table (60 columns a file), so DuckDB decompresses all of them; in
+    this order they sit together. A one-day count on 1,000 days: 3.6 -> 0.8 ms for that read.
+    The rows are the same rows, so no reader of the lake can tell but by its speed."""
+    # the caller's transaction holds all of it: a failure rolls the copy back with the rest
+    with temporary_setting(con, "preserve_insertion_order", True):
+        con.execute(
+            "CREATE TEMP TABLE cvcatalog_ordered_stats AS SELECT * "
+            "FROM ducklake_file_column_stats ORDER BY table_id, column_id, data_file_id"
+        )
+        con.execute("DELETE FROM ducklake_file_column_stats")
+        con.execute(
+            "INSERT INTO ducklake_file_column_stats SELECT * FROM cvcatalog_ordered_stats"
+        )
+    row = con.execute("SELECT max(data_file_id) FROM cvcatalog_ordered_stats").fetchone()
+    con.execute("DROP TABLE cvcatalog_ordered_stats")
+    return int(row[0]) if row and row[0] is not None else -1

@@ -101,6 +101,8 @@ def compact(
         if message_type is not None and message_type != ds.message_type:
             continue
         out += _compact_dataset(db, name, rows_per_file, row_group_size, min_files)
+    if out:  # the merged files' statistics were appended out of order
+        db.order_stats()
     return out
 
 

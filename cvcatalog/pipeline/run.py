@@ -219,21 +219,27 @@ class Runner(Generic[U]):
             finally:
                 if started:
                     self._record_end(s, stopped)
-        self._expire(run)
+        self._maintain(run)
         s.seconds = time.monotonic() - t0
         return s
 
-    def _expire(self, run: RunContext) -> None:
+    def _maintain(self, run: RunContext) -> None:
         """After a run that ended normally and wrote a partition (of any source): the data it
         replaced stays readable for the source's snapshot_retention_days, then the snapshots
-        showing it expire and DuckLake deletes their files."""
-        days = self.source.snapshot_retention_days
-        if days is None or not run.summary.partitions_rewritten:
+        showing it expire and DuckLake deletes their files; then the lake's file statistics
+        are put back in order if the run appended many (CatalogDB.order_stats)."""
+        if not run.summary.partitions_rewritten:
             return
+        days = self.source.snapshot_retention_days
         try:
-            self.db.expire_snapshots(now_utc() - timedelta(days=days))
+            if days is not None:
+                self.db.expire_snapshots(now_utc() - timedelta(days=days))
         except CvCatalogError as e:  # the data is committed; old files wait for the next run
             self.progress.note(f"old snapshots were not expired: {e}")
+        try:
+            self.db.order_stats()
+        except CvCatalogError as e:  # the data is committed; only slower to prune
+            self.progress.note(f"the lake's file statistics were not put in order: {e}")
 
     def _evict(self, run: RunContext) -> None:
         """After a run that had work and ended (not one stopped by an error or Ctrl-C: its

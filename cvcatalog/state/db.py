@@ -34,7 +34,7 @@ from cvcatalog.io.duckdb_ext import load_httpfs, open_instance, s3_connection
 from cvcatalog.io.layout import CatalogPaths, fsync_dir
 from cvcatalog.io.storage import LakeStore, S3Store, normalise_storage, store_for
 from cvcatalog.sqlutil import load_sql, quote_literal
-from cvcatalog.state import checksums, deletes, legacy, pins, tables, trips
+from cvcatalog.state import checksums, deletes, legacy, pins, settings, tables, trips
 from cvcatalog.state.settings import read_lake_url, record_lake_url
 
 MIGRATIONS: list[tuple[int, str]] = [
@@ -871,6 +871,19 @@ class CatalogDB:
         with self.write(message="forget the deleted files' checksums") as con:
             checksums.forget(con, self.lake_files(con))
         return deleted
+
+    def order_stats(self) -> bool:
+        """Put the lake's per-file column statistics back in order once enough rows were
+        appended out of it (lake.order_stats: what a filtered query reads of every file of
+        a table); True when it did. A read first: most runs append too little to rewrite."""
+        with self.read_state() as con:
+            through = settings.get(con, settings.STATS_ORDERED)
+            total, tail = lake.stats_tail(con, int(through) if through else None)
+        if not lake.stats_out_of_order(total, tail):
+            return False
+        with self.write(message="order the lake's file statistics") as con:
+            settings.put(con, settings.STATS_ORDERED, str(lake.order_stats(con)))
+        return True
 
     def _remove_stale_copies(self) -> None:
         """Private copies left by a writer killed mid-transaction (only the lock holder writes

@@ -1,7 +1,8 @@
 """The catalog's settings (`catalog_settings`, key/value): the one module that reads and
 writes that table. What is kept there: where the lake lives (`lake_url`, chosen once when a
 catalog is created: cvcatalog.io.storage) and the trip gap the trip views were made with
-(`trips.max_gap_s`: cvcatalog.state.trips)."""
+(`trips.max_gap_s`: cvcatalog.state.trips), and the last data file whose statistics are in
+order (`lake.stats_ordered_through`: CatalogDB.order_stats)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from cvcatalog.exceptions import ConfigError
 
 #: where the catalog's Parquet files live; no row (or an empty one): the local directory
 LAKE_URL = "lake_url"
+#: the last data file id of the lake's per-file statistics as last put in order
+STATS_ORDERED = "lake.stats_ordered_through"
 
 
 def get(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
