@@ -68,7 +68,7 @@ from cvcatalog.pipeline.contract import (
 )
 from cvcatalog.pipeline.report import Interrupted, NullProgress, Outcome, Progress, Summary
 from cvcatalog.state import manifest
-from cvcatalog.state.db import CatalogDB, now_utc
+from cvcatalog.state.db import CatalogDB, now_utc, order_lake_stats
 from cvcatalog.state.eviction import evict_to_size
 
 U = TypeVar("U")
@@ -219,27 +219,21 @@ class Runner(Generic[U]):
             finally:
                 if started:
                     self._record_end(s, stopped)
-        self._maintain(run)
+        self._expire(run)
         s.seconds = time.monotonic() - t0
         return s
 
-    def _maintain(self, run: RunContext) -> None:
+    def _expire(self, run: RunContext) -> None:
         """After a run that ended normally and wrote a partition (of any source): the data it
         replaced stays readable for the source's snapshot_retention_days, then the snapshots
-        showing it expire and DuckLake deletes their files; then the lake's file statistics
-        are put back in order if the run appended many (CatalogDB.order_stats)."""
-        if not run.summary.partitions_rewritten:
-            return
+        showing it expire and DuckLake deletes their files."""
         days = self.source.snapshot_retention_days
+        if days is None or not run.summary.partitions_rewritten:
+            return
         try:
-            if days is not None:
-                self.db.expire_snapshots(now_utc() - timedelta(days=days))
+            self.db.expire_snapshots(now_utc() - timedelta(days=days))
         except CvCatalogError as e:  # the data is committed; old files wait for the next run
             self.progress.note(f"old snapshots were not expired: {e}")
-        try:
-            self.db.order_stats()
-        except CvCatalogError as e:  # the data is committed; only slower to prune
-            self.progress.note(f"the lake's file statistics were not put in order: {e}")
 
     def _evict(self, run: RunContext) -> None:
         """After a run that had work and ended (not one stopped by an error or Ctrl-C: its
@@ -617,6 +611,8 @@ class Runner(Generic[U]):
         try:
             with self.db.write() as con:
                 manifest.finish_run(con, self.run_id, values)
+                if s.partitions_rewritten and stopped is None:  # in the write it ends with
+                    order_lake_stats(con)
         except CvCatalogError as e:  # locked or disk full: the summary is still reported
             self.progress.note(f"the run's end was not recorded: {e}")
 

@@ -185,6 +185,21 @@ def _copy_blank(path: Path) -> bool:
     return True
 
 
+def _stats_due(con: duckdb.DuckDBPyConnection) -> bool:
+    through = settings.get(con, settings.STATS_ORDERED)
+    return lake.stats_out_of_order(*lake.stats_tail(con, int(through) if through else None))
+
+
+def order_lake_stats(con: duckdb.DuckDBPyConnection) -> bool:
+    """Inside a write: put the lake's per-file column statistics back in order once enough
+    rows were appended out of it (lake.order_stats: what a filtered query reads of every file
+    of a table); True when it did."""
+    if not _stats_due(con):
+        return False
+    settings.put(con, settings.STATS_ORDERED, str(lake.order_stats(con)))
+    return True
+
+
 class CatalogDB:
     """Connections to one catalog database with bounded waits and atomic publishing."""
 
@@ -873,17 +888,13 @@ class CatalogDB:
         return deleted
 
     def order_stats(self) -> bool:
-        """Put the lake's per-file column statistics back in order once enough rows were
-        appended out of it (lake.order_stats: what a filtered query reads of every file of
-        a table); True when it did. A read first: most runs append too little to rewrite."""
+        """order_lake_stats in a write of its own, after a read: most calls find too few rows
+        appended to rewrite, and a write copies the catalog file."""
         with self.read_state() as con:
-            through = settings.get(con, settings.STATS_ORDERED)
-            total, tail = lake.stats_tail(con, int(through) if through else None)
-        if not lake.stats_out_of_order(total, tail):
-            return False
+            if not _stats_due(con):
+                return False
         with self.write(message="order the lake's file statistics") as con:
-            settings.put(con, settings.STATS_ORDERED, str(lake.order_stats(con)))
-        return True
+            return order_lake_stats(con)
 
     def _remove_stale_copies(self) -> None:
         """Private copies left by a writer killed mid-transaction (only the lock holder writes

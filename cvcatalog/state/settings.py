@@ -2,7 +2,7 @@
 writes that table. What is kept there: where the lake lives (`lake_url`, chosen once when a
 catalog is created: cvcatalog.io.storage) and the trip gap the trip views were made with
 (`trips.max_gap_s`: cvcatalog.state.trips), and the last data file whose statistics are in
-order (`lake.stats_ordered_through`: CatalogDB.order_stats)."""
+order (`lake.stats_ordered_through`: cvcatalog.state.db.order_lake_stats)."""
 
 from __future__ import annotations
 
