@@ -1913,6 +1913,13 @@ _EXPORT_SUFFIXES = {
 }
 
 
+#: export's parameters as its flags spell them, for the library's lines (Catalog.export names=)
+EXPORT_FLAGS = {
+    "start": "--start", "end": "--end", "output": "--output", "format": "--format",
+    "where": "--where", "columns": "--columns", "naming": "--naming",
+}  # fmt: skip
+
+
 @app.command("export")
 @friendly
 def export_cmd(
@@ -1994,6 +2001,7 @@ def export_cmd(
             snapshot=snapshot,
             as_of=as_of,
             progress=tick,
+            names=EXPORT_FLAGS,
         )
     if as_json:
         emit_object(result.as_dict())
