@@ -1676,6 +1676,11 @@ _JOIN_WS = re.compile("[ \t\r\n\ufeff]*")
 #: how much parsing the search for the next record after an unparseable fragment may spend,
 #: in multiples of the line's length (failed attempts scan on; a hostile line stays linear)
 _RESYNC_BUDGET = 4
+#: failed attempts a line of joined records may cost (fragments, and candidates of the
+#: resync that are no record): a parse error costs a scan of the line up to it
+#: (json.JSONDecodeError's line and column), so a long line of many fragments would be
+#: quadratic; past it, the rest of the line is one fragment
+_MAX_LINE_ERRORS = 64
 
 
 def _record_start(required: tuple[str, ...]) -> re.Pattern[str]:
@@ -1683,6 +1688,14 @@ def _record_start(required: tuple[str, ...]) -> re.Pattern[str]:
     records joined: `}{`), or a `{` opening with one of the record's top-level keys."""
     keys = "|".join(re.escape(k) for k in required)
     return re.compile(rf'\}}[ \t\r\n\ufeff]*(\{{)|(\{{)[ \t\r\n]*"(?:{keys})"[ \t\r\n]*:')
+
+
+@dataclass
+class _Resync:
+    """What finding records in one line may still cost (_joined_pieces)."""
+
+    chars: int  # parsing in failed attempts
+    errors: int = _MAX_LINE_ERRORS  # failed parses
 
 
 def _joined_pieces(
@@ -1696,7 +1709,8 @@ def _joined_pieces(
 
     After a fragment that does not parse, the next record is searched where one may start
     (_record_start) and must parse as a record; the search spends at most _RESYNC_BUDGET
-    times the line's length, then the rest of the line is the fragment."""
+    times the line's length and _MAX_LINE_ERRORS failed parses, then the rest of the line
+    is the fragment."""
     try:
         text = line.rstrip(b"\r\n").decode("utf-8")
     except UnicodeDecodeError:
@@ -1704,7 +1718,7 @@ def _joined_pieces(
     decoder = json.JSONDecoder()
     starts = _record_start(required)
     pieces: list[tuple[str, str | None]] = []
-    budget = _RESYNC_BUDGET * len(text)
+    left = _Resync(_RESYNC_BUDGET * len(text))
     pos = _skip_join_ws(text, 0)
     while pos < len(text):
         try:
@@ -1717,7 +1731,8 @@ def _joined_pieces(
             pieces.append((text[pos:end], _value_problem(value, text[pos:end], required)))
             pos = _skip_join_ws(text, end)
             continue
-        nxt, budget = _next_record(text, pos, decoder, starts, required, budget)
+        left.errors -= 1
+        nxt = _next_record(text, pos, decoder, starts, required, left)
         pieces.append((text[pos:nxt].rstrip(" \t\r\n\ufeff"), why))
         pos = nxt
     if len(pieces) < 2 or all(why is not None for _, why in pieces):
@@ -1736,29 +1751,32 @@ def _next_record(
     decoder: json.JSONDecoder,
     starts: re.Pattern[str],
     required: tuple[str, ...],
-    budget: int,
-) -> tuple[int, int]:
-    """Where the next record of text after position `after` starts (len(text): none), and
-    the budget left: each candidate (_record_start) that does not parse as a record costs
-    the characters its parse read."""
+    left: _Resync,
+) -> int:
+    """Where the next record of text after position `after` starts (len(text): none, or the
+    search may cost no more: `left`, which each candidate (_record_start) that does not parse
+    as a record pays for)."""
     for m in starts.finditer(text, after):
         at = m.start(1) if m.group(1) is not None else m.start(2)
         if at <= after:
             continue
-        if budget <= 0:
+        if left.chars <= 0 or left.errors <= 0:
             break
         try:
             value, end = decoder.raw_decode(text, at)
         except json.JSONDecodeError as e:
-            budget -= e.pos - at + 1
+            left.chars -= e.pos - at + 1
+            left.errors -= 1
             continue
         except RecursionError:
-            budget -= len(text) - at
+            left.chars -= len(text) - at
+            left.errors -= 1
             continue
         if _value_problem(value, text[at:end], required) is None:
-            return at, budget
-        budget -= end - at
-    return len(text), budget
+            return at
+        left.chars -= end - at
+        left.errors -= 1
+    return len(text)
 
 
 def _documents(path: Path) -> Iterator[tuple[int, Any, str | None, bytes | None]]:

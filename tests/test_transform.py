@@ -613,6 +613,23 @@ def test_joined_values_that_are_no_records_stay_one_line(
     assert entries[2]["raw"] == json.dumps(no_id)
 
 
+def test_a_line_of_many_fragments_costs_a_bounded_search(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """Every unparseable fragment costs a scan of the line up to it (the parser's column), so
+    a line of joined records with fragments between all of them recovers the records of its
+    first transform._MAX_LINE_ERRORS fragments and keeps the rest of the line as one entry:
+    nothing lost, no quadratic scan of a long hostile line."""
+    n = transform._MAX_LINE_ERRORS
+    recs = [json.dumps(_vehicle(i)) for i in range(n + 20)]
+    src = ndjson(tmp_path / "obj", ["x".join(recs)])
+    result = convert(con, [RawFile(src, "k")], tmp_path / "out")
+    assert (result.rows, result.recovered, result.quarantined) == (n, n, n)
+    entries = quarantine(result)
+    assert all(e["raw"] == "x" for e in entries[:-1])
+    assert entries[-1]["raw"] == "x" + "x".join(recs[n:])  # the rest, whole
+
+
 def test_a_group_counts_recovered_records_per_partition(
     con: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
