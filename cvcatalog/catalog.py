@@ -8,7 +8,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -1896,12 +1896,17 @@ class Catalog:
         snapshot: int | None = None,
         as_of: datetime | str | None = None,
         progress: ExportProgress | None = None,
+        names: Mapping[str, str] | None = None,
     ) -> ExportResult:
         """Write a slice of the catalog to one file (parquet, geoparquet, csv, ndjson), what
         the official S3-Select exporter did: the local days start..end of (source, type), an
         area (within/bbox/corridor as in to_dask), a SQL predicate `where` and `columns` in
         the names of `naming`. Streams; the file appears only when complete. See
-        docs/spatial.md#export."""
+        docs/spatial.md#export.
+
+        A bad argument is one ConfigError (or QueryError) line naming it by its parameter
+        (`where is not one SQL predicate: ...`); `names` maps parameters to the caller's own
+        words for them (the CLI passes its flags: {"where": "--where", ...})."""
         return export_slice(
             self.db,
             source,
@@ -1917,6 +1922,7 @@ class Catalog:
             naming=naming,
             at=as_of_point(snapshot, as_of),
             progress=progress,
+            names=names,
         )
 
 

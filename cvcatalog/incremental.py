@@ -222,6 +222,7 @@ def merge_partition(
             kept_invalid=new.kept_invalid,
             kept=kept,
             deletes=to_delete,
+            recovered=new.recovered,  # the objects this change converted
         )
     finally:
         if pairs:

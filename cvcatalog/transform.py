@@ -22,6 +22,12 @@ that object alone is rewritten from its readable lines by the same streaming lin
 read is retried. Records generated outside the hour of the folder they were
 published in are kept with the warning outside_folder_hour; identical rows are kept and counted
 as the partition warning duplicate_record.
+
+Records joined without a newline (`{...}{...}` on one line) are one line DuckDB rejects, so
+their object takes the slow path like any object with an unreadable line: the line scan that
+rewrites it from its readable lines splits such a line into its complete records, each then
+converted as its own line (counted in ConvertResult.recovered), and quarantines only the
+fragments between them that are no record (_joined_pieces).
 """
 
 from __future__ import annotations
@@ -120,6 +126,9 @@ class ConvertResult:
     #: rows of each of parquet_files as the conversion wrote them (the stager need not read
     #: their footers again); a step rewriting the files empties it
     file_rows: dict[Path, int] = field(default_factory=dict)
+    #: records recovered from lines holding several records joined without a newline
+    #: (`{...}{...}`), each converted as its own line (then validated like any other record)
+    recovered: int = 0
 
 
 def apply_quality(
@@ -455,6 +464,8 @@ class _Conversion:
         self.column_stats: dict[Path, dict[str, dict[str, str]]] = {}
         #: objects already rewritten from their readable lines (no second scan)
         self.scanned: set[int] = set()
+        #: records recovered from joined lines, by source key (_replace_with_readable)
+        self.recovered: Counter[str] = Counter()
         #: the staged files are in the row order already (a small partition, sorted in its
         #: one conversion pass); a rewrite of any of them clears it
         self.in_order = False
@@ -539,6 +550,7 @@ class _Conversion:
                 unknown_versions=unknown,
                 kept_invalid=dict(kept_invalid),
                 file_rows=file_rows,
+                recovered=sum(self.recovered.values()),
             )
         ]
 
@@ -565,6 +577,9 @@ class _Conversion:
                         )
                     entries[u].append(line)
                     reasons[u][reason_category(entry["reason"])] += 1
+        recovered: Counter[int] = Counter()
+        for key, count in self.recovered.items():
+            recovered[unit_of_key[key]] += count
         kept_invalid: list[Counter[str]] = [Counter() for _ in range(n)]
         if not self.drop_invalid:
             for key, counts in stats.by_key.items():
@@ -609,6 +624,7 @@ class _Conversion:
                     unknown_versions=unknown,
                     kept_invalid=dict(kept_invalid[u]),
                     file_rows=file_rows,
+                    recovered=recovered[u],
                 )
             )
         return results
@@ -704,14 +720,18 @@ class _Conversion:
         )
 
     def _replace_with_readable(self, i: int) -> None:
-        """Quarantine the unreadable lines of object i and read its readable lines from now on."""
+        """Quarantine the unreadable lines of object i and read its readable lines from now on
+        (the records of a line of joined records each as a line of its own, counted)."""
         raw = self.files[i]
         clean = self.work / f"readable-{i:06d}.ndjson"
+        recovered = _Recovered()
         with open(clean, "wb") as good:
             for line, reason, text, size in _scan_lines(
-                raw.path, self.schema.required_top_level, good
+                raw.path, self.schema.required_top_level, good, recovered
             ):
                 self.quarantine.add(raw.key, line, reason, text, size)
+        if recovered.records:
+            self.recovered[raw.key] += recovered.records
         self.files[i] = RawFile(clean, raw.key)
         self.scanned.add(i)
         self.con.execute(f"UPDATE {self.keys_table} SET path = ? WHERE idx = ?", [str(clean), i])
@@ -1400,6 +1420,7 @@ def combine_results(
         schema_versions=versions,
         unknown_versions=sorted({v for part in parts for v in part.unknown_versions}),
         kept_invalid=dict(kept),
+        recovered=sum(part.recovered for part in parts),
     )
 
 
@@ -1553,6 +1574,13 @@ def _lone_surrogate(value: Any) -> bool:
     return False
 
 
+def _value_problem(value: Any, text: str, required: tuple[str, ...]) -> str | None:
+    """Why DuckDB would read this value Python parsed from text as an all-NULL row, or None."""
+    if "\\u" in text and _lone_surrogate(value):
+        return "unpaired surrogate escape in a string"
+    return _record_problem(value, required)
+
+
 def _line_problem(line: bytes, required: tuple[str, ...]) -> str | None:
     """Why read_json(ignore_errors) would turn this line into an all-NULL row, or None."""
     body = line.rstrip(b"\r\n")
@@ -1570,9 +1598,7 @@ def _line_problem(line: bytes, required: tuple[str, ...]) -> str | None:
         return f"{e.msg} at column {e.colno}"
     except RecursionError:
         return "nested too deeply"
-    if "\\u" in text and _lone_surrogate(value):
-        return "unpaired surrogate escape in a string"
-    return _record_problem(value, required)
+    return _value_problem(value, text, required)
 
 
 def _strip_line_bom(line: bytes) -> bytes:
@@ -1580,15 +1606,29 @@ def _strip_line_bom(line: bytes) -> bytes:
     return line[len(rawfile.BOM) :] if line.startswith(rawfile.BOM) else line
 
 
+@dataclass
+class _Recovered:
+    """What a line scan recovered from lines of joined records (_scan_lines)."""
+
+    records: int = 0
+
+
 def _scan_lines(
-    path: Path, required: tuple[str, ...], good: IO[bytes] | None = None
+    path: Path,
+    required: tuple[str, ...],
+    good: IO[bytes] | None = None,
+    recovered: _Recovered | None = None,
 ) -> Iterator[tuple[int, str, bytes, int | None]]:
     """(1-based line, quarantine reason, raw bytes, raw_size) of each line read_json could not
     turn into a record; raw_size is set (the line's full length) when raw is cut short.
 
     Streams with bounded memory: a line longer than MAX_SCAN_LINE is quarantined unparsed with
     its first RAW_HEAD bytes. With `good`, every readable line is copied there
-    (newline-terminated, without a leading byte order mark).
+    (newline-terminated, without a leading byte order mark), and a line of records joined
+    without a newline (_joined_pieces) gives each of its records as a line of its own
+    (counted in `recovered`) and only the fragments that are no record as entries (same line
+    number; the reason's column is the fragment's in the line). Without `good` (nowhere to put
+    them) such a line is one entry, as every unreadable line.
     """
     with open(path, "rb") as f:
         lineno = 0
@@ -1615,9 +1655,128 @@ def _scan_lines(
             if problem == COMMENT:
                 yield lineno, f"{COMMENT}: starts with #", _raw_bytes(line), None
             elif problem is not None:
-                yield lineno, f"{MALFORMED}: {problem}", _raw_bytes(line), None
+                pieces = _joined_pieces(line, required) if good is not None else None
+                if pieces is None:
+                    yield lineno, f"{MALFORMED}: {problem}", _raw_bytes(line), None
+                    continue
+                for piece, why in pieces:
+                    if why is not None:
+                        yield lineno, f"{MALFORMED}: {why}", piece, None
+                    else:
+                        assert good is not None
+                        good.write(piece + b"\n")
+                        if recovered is not None:
+                            recovered.records += 1
             elif good is not None and line.strip():
                 good.write(line if line.endswith(b"\n") else line + b"\n")
+
+
+#: whitespace between joined records (a byte order mark too: objects concatenated with theirs)
+_JOIN_WS = re.compile("[ \t\r\n\ufeff]*")
+#: how much parsing the search for the next record after an unparseable fragment may spend,
+#: in multiples of the line's length (failed attempts scan on; a hostile line stays linear)
+_RESYNC_BUDGET = 4
+#: failed attempts a line of joined records may cost (fragments, and candidates of the
+#: resync that are no record): a parse error costs a scan of the line up to it
+#: (json.JSONDecodeError's line and column), so a long line of many fragments would be
+#: quadratic; past it, the rest of the line is one fragment
+_MAX_LINE_ERRORS = 64
+
+
+def _record_start(required: tuple[str, ...]) -> re.Pattern[str]:
+    """Where a record may start after an unparseable fragment: a `{` right after a `}` (two
+    records joined: `}{`), or a `{` opening with one of the record's top-level keys."""
+    keys = "|".join(re.escape(k) for k in required)
+    return re.compile(rf'\}}[ \t\r\n\ufeff]*(\{{)|(\{{)[ \t\r\n]*"(?:{keys})"[ \t\r\n]*:')
+
+
+@dataclass
+class _Resync:
+    """What finding records in one line may still cost (_joined_pieces)."""
+
+    chars: int  # parsing in failed attempts
+    errors: int = _MAX_LINE_ERRORS  # failed parses
+
+
+def _joined_pieces(
+    line: bytes, required: tuple[str, ...]
+) -> list[tuple[bytes, str | None]] | None:
+    """A line read_json rejected as several JSON values joined without a newline: its pieces
+    in order, each (bytes, None) for a record or (bytes, why) for a fragment that is none
+    (a broken value, a value that is no record; why as _line_problem gives it, a parse
+    error's column the line's). None when the line holds no whole record beside something
+    else (not UTF-8, one value, nothing whole): it stays one unreadable line.
+
+    After a fragment that does not parse, the next record is searched where one may start
+    (_record_start) and must parse as a record; the search spends at most _RESYNC_BUDGET
+    times the line's length and _MAX_LINE_ERRORS failed parses, then the rest of the line
+    is the fragment."""
+    try:
+        text = line.rstrip(b"\r\n").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    decoder = json.JSONDecoder()
+    starts = _record_start(required)
+    pieces: list[tuple[str, str | None]] = []
+    left = _Resync(_RESYNC_BUDGET * len(text))
+    pos = _skip_join_ws(text, 0)
+    while pos < len(text):
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            why = f"{e.msg} at column {e.colno}"
+        except RecursionError:
+            why = "nested too deeply"
+        else:
+            pieces.append((text[pos:end], _value_problem(value, text[pos:end], required)))
+            pos = _skip_join_ws(text, end)
+            continue
+        left.errors -= 1
+        nxt = _next_record(text, pos, decoder, starts, required, left)
+        pieces.append((text[pos:nxt].rstrip(" \t\r\n\ufeff"), why))
+        pos = nxt
+    if len(pieces) < 2 or all(why is not None for _, why in pieces):
+        return None
+    return [(piece.encode("utf-8"), why) for piece, why in pieces]
+
+
+def _skip_join_ws(text: str, pos: int) -> int:
+    m = _JOIN_WS.match(text, pos)
+    return m.end() if m else pos
+
+
+def _next_record(
+    text: str,
+    after: int,
+    decoder: json.JSONDecoder,
+    starts: re.Pattern[str],
+    required: tuple[str, ...],
+    left: _Resync,
+) -> int:
+    """Where the next record of text after position `after` starts (len(text): none, or the
+    search may cost no more: `left`, which each candidate (_record_start) that does not parse
+    as a record pays for)."""
+    for m in starts.finditer(text, after):
+        at = m.start(1) if m.group(1) is not None else m.start(2)
+        if at <= after:
+            continue
+        if left.chars <= 0 or left.errors <= 0:
+            break
+        try:
+            value, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError as e:
+            left.chars -= e.pos - at + 1
+            left.errors -= 1
+            continue
+        except RecursionError:
+            left.chars -= len(text) - at
+            left.errors -= 1
+            continue
+        if _value_problem(value, text[at:end], required) is None:
+            return at
+        left.chars -= end - at
+        left.errors -= 1
+    return len(text)
 
 
 def _documents(path: Path) -> Iterator[tuple[int, Any, str | None, bytes | None]]:

@@ -453,6 +453,30 @@ def test_sandbox_ngsim_and_serve_bad_arguments_are_one_line(tmp_path: Path) -> N
     assert {ln.rsplit(",", 1)[-1] for ln in Path(out).read_text().splitlines()[1:]} == {"us-101"}
 
 
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9/b0/n.csv", "s3://b0", "s3://b0/", "s3:///n.csv", "b0/n.csv",
+            "s3://B 0/n.csv", "s3://b0/a/../n.csv"],
+)  # fmt: skip
+def test_sandbox_ngsim_checks_its_destination_before_writing(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sandbox ngsim --to URL` wrote the CSV (possibly GBs), then refused the URL: now a bad
+    destination, or no local endpoint to send it to, is one line before anything is written
+    (the endpoint is never asked: nothing listens on port 9)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    out = tmp_path / "n.csv"
+    r = run("sandbox", "ngsim", "--out", str(out), "--rows", "10", "--to", url)
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr == f"error: --to must be s3://bucket/key, got {url!r}\n"
+    assert list(tmp_path.iterdir()) == []
+    for var in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    r = run("sandbox", "ngsim", "--out", str(out), "--rows", "10", "--to", "s3://b0/n.csv")
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr.startswith("error: no local endpoint: set AWS_ENDPOINT_URL_S3 ")
+    assert r.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
+
+
 def test_sandbox_seed_report_that_cannot_be_written_is_one_line(
     s3_endpoint: str, tmp_path: Path
 ) -> None:

@@ -293,6 +293,74 @@ def test_bad_input_is_one_line_and_leaves_the_old_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.parquet"]
 
 
+def test_the_librarys_lines_name_its_parameters_and_the_clis_its_flags(
+    cat: Catalog, tmp_path: Path
+) -> None:
+    """Catalog.export (and ops.export) said `--where is not one SQL predicate`, `--format must
+    be ...`, `give --start with --end`, ... to a Python caller, who has no flags: the library
+    names its parameters (or says nothing of either), and the CLI's line is the same with its
+    flags, through export's names=."""
+    out = tmp_path / "x.parquet"
+    inside = cat.paths.root / "x.parquet"
+    cases: list[tuple[dict[str, Any], list[str], str, str]] = [
+        # (Catalog.export arguments, the same as flags, the library's line, the CLI's)
+        ({"start": D1, "where": "speed_mps >"}, ["--start", str(D1), "--where", "speed_mps >"],
+         "where is not one SQL predicate: ", "--where is not one SQL predicate: "),
+        ({"start": D1, "format": "xlsx"}, ["--start", str(D1), "--format", "xlsx"],
+         "format must be one of parquet, geoparquet, csv, ndjson, got 'xlsx'",
+         "--format must be one of parquet, geoparquet, csv, ndjson, got 'xlsx'"),
+        ({"start": "April 1st"}, ["--start", "April 1st"],
+         "start must be a date like 2021-04-01, got 'April 1st'",
+         "--start must be a date like 2021-04-01, got 'April 1st'"),
+        ({"start": D1, "end": "4/2"}, ["--start", str(D1), "--end", "4/2"],
+         "end must be a date like 2021-04-01, got '4/2'",
+         "--end must be a date like 2021-04-01, got '4/2'"),
+        ({"end": D2}, ["--end", str(D2)], "give start with end", "give --start with --end"),
+        ({"start": D1, "output": tmp_path}, ["--start", str(D1), "-o", str(tmp_path), "--format", "parquet"],
+         f"output {tmp_path} is a directory; give a file name",
+         f"--output {tmp_path} is a directory; give a file name"),
+        ({"start": D1, "output": inside}, ["--start", str(D1), "-o", str(inside)],
+         f"output may not be inside the catalog directory {cat.paths.root.resolve()}",
+         f"--output may not be inside the catalog directory {cat.paths.root.resolve()}"),
+        ({"start": D1, "columns": ["vehicle_id", "nope"]},
+         ["--start", str(D1), "--columns", "vehicle_id,nope"],
+         "unknown column(s) nope in wydot_bsm (canonical names; `describe wydot_bsm` lists them)",
+         "unknown column(s) nope in wydot_bsm (canonical names; `describe wydot_bsm` lists them)"),
+    ]  # fmt: skip
+    for kwargs, flags, library, cli in cases:
+        call = {"output": out, **kwargs}
+        with pytest.raises((ConfigError, QueryError)) as raised:
+            cat.export("wydot", "BSM", **call)
+        line = str(raised.value)
+        assert line.startswith(library) and "--" not in line, line
+        r = runner.invoke(
+            app, ["export", "--catalog", str(cat.paths.root), "--source", "wydot", "--type", "BSM",
+                  "-o", str(out), "--no-progress", *flags],
+        )  # fmt: skip
+        assert r.exit_code == 1 and r.stderr.startswith(f"error: {cli}"), r.output
+        assert r.stderr.count("\n") == 1
+    assert not out.exists()
+    # the lines only the library gives (the CLI checks these itself first), in its words too
+    for kwargs, library in [
+        ({"naming": "nope"}, "naming must be canonical or socrata, got 'nope'"),
+        ({"format": None}, "format must be one of parquet, geoparquet, csv, ndjson, got None"),
+        ({"output": None}, "output is the file to write (a path), got None"),
+    ]:
+        with pytest.raises(ConfigError) as raised:
+            cat.export("wydot", "BSM", D1, **{"output": out, **kwargs})
+        assert str(raised.value) == library
+    for call, library in [
+        (lambda: cat.export("wydot", output=out), "give the message type of wydot: BSM, TIM"),
+        (lambda: cat.export("ngsim", output=out, naming="socrata"),
+         "ngsim has canonical column names only, no socrata names"),
+        (lambda: export_mod.check_where("true; DROP TABLE wydot_bsm"),
+         "where is not one SQL predicate: "),
+    ]:  # fmt: skip
+        with pytest.raises((ConfigError, QueryError)) as raised:
+            call()
+        assert str(raised.value).startswith(library) and "--" not in str(raised.value)
+
+
 def test_an_output_that_is_not_a_regular_file_is_refused_not_replaced(
     cat: Catalog, tmp_path: Path
 ) -> None:

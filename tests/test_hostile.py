@@ -145,6 +145,7 @@ def test_case(c: Case, con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     for name, n in c.warnings.items():
         assert result.warnings.get(name) == n, result.warnings
     assert tuple(result.unknown_versions) == c.unknown_versions
+    assert result.recovered == c.recovered
 
 
 def test_corpus_size_and_classes() -> None:
@@ -263,6 +264,7 @@ E2E = [
     "duplicate_records_across_objects",
     "truncated_after_colon_swallows_nothing",
     "empty_only_whitespace",
+    "joined_records_around_a_broken_one",
 ]
 runner = CliRunner()
 
@@ -305,6 +307,10 @@ def test_end_to_end_through_s3(
     summary = [line for line in lines if line.startswith("wydot/BSM ")]
     assert len(summary) == 1, output
     assert f"{expected.rows:,} rows, {expected.quarantined:,} quarantined" in summary[0]
+    if expected.recovered:
+        assert f", {expected.recovered:,} recovered from joined lines; " in summary[0]
+    else:
+        assert "recovered" not in summary[0]
     assert "1 complete" in summary[0] and "0 failed" in summary[0]
     assert all(line.startswith(("wydot/BSM ", "note: ")) for line in lines), output
 

@@ -63,12 +63,14 @@ def test_sandbox_seed(bad_endpoint: str) -> None:
 
 
 def test_sandbox_upload(bad_endpoint: str, tmp_path: Path) -> None:
+    """The destination is checked before the file is written: nothing is."""
     r = runner.invoke(
         app, ["sandbox", "ngsim", "--out", str(tmp_path / "n.csv"), "--rows", "50",
               "--to", "s3://b0/n.csv"],
     )  # fmt: skip
-    assert r.exit_code == 1 and r.stdout.startswith("wrote ")  # the file, then no upload
+    assert r.exit_code == 1 and r.stdout == ""
     assert r.stderr.strip() == BAD[bad_endpoint]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_discover_plan_and_query(bad_endpoint: str, catalog_dir: Path) -> None:

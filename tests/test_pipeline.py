@@ -619,6 +619,25 @@ def test_the_summary_names_the_folders_that_had_no_data() -> None:
     assert summary_lines(s)[1:] == []
 
 
+def test_the_summary_counts_records_recovered_from_joined_lines() -> None:
+    """Records recovered from lines of joined records (`{...}{...}`) are counted as the other
+    counts are: per day, in the headline beside rows and quarantined, and in --format json/csv
+    (the run's own days only, not a cached day's)."""
+    outcomes = [
+        Outcome("wydot/BSM/2021/04/01", "complete", rows=9, quarantined=1, recovered=3),
+        Outcome("wydot/BSM/2021/04/02", "complete", rows=4, recovered=2),
+        Outcome("wydot/BSM/2021/04/03", "cached", rows=7, recovered=5),
+    ]
+    s = Summary("r", "wydot", "BSM", start=date(2021, 4, 1), end=date(2021, 4, 3), outcomes=outcomes)
+    assert s.recovered == 5
+    assert "13 rows, 1 quarantined, 5 recovered from joined lines; " in summary_lines(s)[0]
+    d = s.as_dict()
+    assert d["recovered"] == 5 and [day["recovered"] for day in d["days"]] == [3, 2, 5]
+    assert list(d)[list(d).index("quarantined") + 1] == "recovered"
+    s.outcomes = outcomes[2:]  # nothing recovered by the run: the headline as it always was
+    assert "0 rows, 0 quarantined; " in summary_lines(s)[0]
+
+
 class Ending(Letters):
     """A source whose catalog errors end the run (as the CV source's endpoint-gone errors)."""
 

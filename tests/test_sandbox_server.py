@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cvcatalog.exceptions import SandboxError
+from cvcatalog.exceptions import ConfigError, SandboxError
 from cvcatalog.sandbox import server as sandbox
 
 
@@ -167,3 +167,16 @@ def _real_free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((sandbox.HOST, 0))
         return int(s.getsockname()[1])
+
+
+def test_an_upload_destination_is_checked_in_the_callers_words(tmp_path: Path) -> None:
+    """upload_target / upload_file name the argument as their caller spells it (the library:
+    `url`; `sandbox ngsim`: --to), before any request or endpoint is needed."""
+    assert sandbox.upload_target("s3://b0/data/n.csv") == ("b0", "data/n.csv")
+    for bad in ("s3://b0", "http://h/b0/k", "s3:///k"):
+        with pytest.raises(ConfigError, match=r"^url must be s3://bucket/key, got "):
+            sandbox.upload_target(bad)
+        with pytest.raises(ConfigError, match=r"^url must be s3://bucket/key, got "):
+            sandbox.upload_file(tmp_path / "n.csv", bad)
+        with pytest.raises(ConfigError, match=r"^--to must be s3://bucket/key, got "):
+            sandbox.upload_file(tmp_path / "n.csv", bad, names={"url": "--to"})

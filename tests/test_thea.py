@@ -383,6 +383,85 @@ def test_bsm_validation_mirrors_wydot(con: duckdb.DuckDBPyConnection, tmp_path: 
     assert kept["payload"]["data"]["partII"] == no_id["payload"]["data"]["partII"]
 
 
+def test_a_spat_minute_of_the_year_past_its_years_end_is_flagged_not_rolled_over(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """MinuteOfTheYear counts the minutes of one UTC year: 0..525599 (0..527039 in a leap
+    year). A minute its year does not have is kept with the warning moy_out_of_range and no
+    intersection_at (it used to become a time in the next year), as a millisecond past the
+    minute's last (dsecond_out_of_range) is; the last minute of each kind of year is a time."""
+    moy, ms = ["moy_out_of_range"], ["dsecond_out_of_range"]
+    cases = [
+        # generated_at [ET], minute of the year, ms of the minute -> intersection_at, warnings
+        ("2019-12-31 18:50:00.000 [ET]", 525599, 500, utc_ms(2019, 12, 31, 23, 59, 0, 500000), []),
+        ("2019-12-31 18:50:00.000 [ET]", 525600, 500, None, moy),  # 2019 has no minute 525600
+        ("2019-12-31 19:05:00.000 [ET]", 525700, 500, None, moy),  # sent in 2020: 2019's minute
+        ("2020-12-31 18:50:00.000 [ET]", 527039, 500, utc_ms(2020, 12, 31, 23, 59, 0, 500000), []),
+        ("2020-12-31 19:05:00.000 [ET]", 527039, 500, utc_ms(2020, 12, 31, 23, 59, 0, 500000), []),
+        ("2021-12-31 18:50:00.000 [ET]", 526000, 500, None, moy),
+        ("2019-06-01 12:00:00.000 [ET]", 600000, 500, None, moy),  # past J2735's range too
+        ("2019-12-31 18:50:00.000 [ET]", 525599, 60500, utc_ms(2020, 1, 1, 0, 0, 0, 500000), []),
+        ("2019-12-31 18:50:00.000 [ET]", 525599, 61000, None, ms),  # a reserved ms: no time
+    ]
+    recs = []
+    for i, (generated, minute, milli, _, _) in enumerate(cases):
+        rec = sample("SPAT")
+        rec["metadata"]["recordGeneratedAt"] = generated
+        ist = rec["payload"]["data"]["SPAT"]["intersections"]["IntersectionState"]
+        ist["moy"], ist["timeStamp"], ist["id"]["id"] = str(minute), str(milli), str(i)
+        recs.append(rec)
+    result = convert_records(con, tmp_path, "SPAT", recs)
+    assert (result.rows, result.quarantined) == (len(cases), 0)  # kept, as out-of-range values
+    assert result.warnings == {"moy_out_of_range": 4, "dsecond_out_of_range": 1}
+    got = {r["intersection_id"]: r for r in rows(con, result)}
+    assert [
+        (got[i]["moy"], got[i]["dsecond_ms"], got[i]["intersection_at"], got[i]["warnings"])
+        for i in range(len(cases))
+    ] == [(minute, milli, at, warned) for _, minute, milli, at, warned in cases]
+
+
+def test_a_tim_minute_of_the_year_past_its_years_end_is_flagged_not_rolled_over(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """TravelerInformation.timeStamp and a frame's startTime (of its startYear) past their
+    year's end: the record is kept, message_at / start_at and end_at are NULL and the warning
+    says which (time_stamp_out_of_range, start_time_out_of_range); the last minute of a leap
+    year is still a time."""
+
+    def tim(packet: str, generated: str, stamp: int, year: int, start: int) -> dict[str, Any]:
+        rec = sample("TIM")
+        rec["metadata"]["recordGeneratedAt"] = generated
+        ti = rec["payload"]["data"]["TravelerInformation"]
+        ti["packetID"], ti["timeStamp"] = packet, str(stamp)
+        ti["dataFrames"]["TravelerDataFrame"].update(startYear=str(year), startTime=str(start))
+        return rec
+
+    recs = [
+        tim("last", "2019-12-31 18:50:00.000 [ET]", 525599, 2019, 525599),
+        tim("past", "2019-12-31 18:50:00.000 [ET]", 525600, 2019, 525600),
+        tim("leap", "2020-12-31 18:50:00.000 [ET]", 527039, 2020, 527039),
+        tim("newyear", "2020-01-01 00:10:00.000 [ET]", 525650, 2019, 527039),
+    ]
+    result = convert_records(con, tmp_path, "TIM", recs)
+    assert (result.rows, result.quarantined) == (4, 0)
+    assert result.warnings == {"time_stamp_out_of_range": 2, "start_time_out_of_range": 2}
+    got = {r["packet_id"]: r for r in rows(con, result)}
+    times = {k: (r["message_at"], r["start_at"], r["end_at"], r["warnings"]) for k, r in got.items()}
+    assert times == {
+        "last": (
+            utc_ms(2019, 12, 31, 23, 59), utc_ms(2019, 12, 31, 23, 59),
+            utc_ms(2020, 1, 1, 0, 4), [],
+        ),
+        "past": (None, None, None, ["start_time_out_of_range", "time_stamp_out_of_range"]),
+        "leap": (
+            utc_ms(2020, 12, 31, 23, 59), utc_ms(2020, 12, 31, 23, 59),
+            utc_ms(2021, 1, 1, 0, 4), [],
+        ),
+        "newyear": (None, None, None, ["start_time_out_of_range", "time_stamp_out_of_range"]),
+    }  # fmt: skip
+    assert (got["past"]["time_stamp"], got["past"]["start_time"]) == (525600, 525600)
+
+
 @pytest.mark.parametrize("mtype", ["TIM", "SPAT"])
 def test_an_invalid_multi_row_record_is_one_quarantine_entry(
     con: duckdb.DuckDBPyConnection, tmp_path: Path, mtype: str

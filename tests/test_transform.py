@@ -545,6 +545,107 @@ def test_count_mismatch_is_recorded_not_lost(
     assert result.rows == 2
 
 
+def _vehicle(i: int) -> dict[str, Any]:
+    rec = sample(6)
+    rec["payload"]["data"]["coreData"]["id"] = f"V{i:07d}"
+    return rec
+
+
+def test_records_joined_without_newlines_are_recovered(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`{...}{...}` on one line: each whole record is a row with its exact values, only the cut
+    fragment between records is quarantined (its line, its bytes, the parser's reason), and
+    only the object DuckDB rejected a line of is scanned (the clean one takes the fast path)."""
+    recs = [_vehicle(i) for i in range(1, 8)]
+    text = [json.dumps(r) for r in recs]
+    cut = text[4][:120]
+    joined = ndjson(
+        tmp_path / "raw" / "joined",
+        [text[0], text[1] + text[2], text[3] + cut + text[5], text[6] + "  "],
+    )
+    clean = ndjson(tmp_path / "raw" / "clean", [json.dumps(_vehicle(8))])
+    scanned: list[Path] = []
+    real_scan = transform._scan_lines
+    monkeypatch.setattr(
+        transform, "_scan_lines", lambda path, *a: (scanned.append(path), real_scan(path, *a))[1]
+    )
+    key = "wydot/BSM/2018/05/06/20/joined"
+    result = convert(
+        con, [RawFile(joined, key), RawFile(clean, "wydot/BSM/2018/05/06/20/clean")], tmp_path / "o"
+    )
+    assert scanned == [joined]
+    assert result.rows == 7 and result.recovered == 4
+    assert result.quarantined == 1 and result.reasons == {"malformed JSON": 1}
+    [entry] = quarantine(result)
+    assert (entry["source_key"], entry["line"], entry["raw"]) == (key, 3, cut)
+    assert entry["reason"].startswith("malformed JSON: ")
+    column = int(entry["reason"].rsplit(" ", 1)[1])  # the parser's column in the whole line
+    assert entry["reason"].startswith("malformed JSON: Expecting") and column > len(text[3])
+    got = {r["vehicle_id"]: r for r in rows(con, result.parquet_files)}
+    assert sorted(got) == sorted(f"V{i:07d}" for i in (1, 2, 3, 4, 6, 7, 8))
+    for rec in recs[:4] + recs[5:]:
+        assert_matches_record(got[rec["payload"]["data"]["coreData"]["id"]], rec)
+
+
+def test_joined_values_that_are_no_records_stay_one_line(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """Nothing to recover (values joined, none a record; invalid UTF-8): the line is one entry,
+    as before; a recovered record that is invalid is quarantined like any record."""
+    no_id = _vehicle(3)
+    del no_id["payload"]["data"]["coreData"]["id"]
+    src = tmp_path / "obj"
+    src.write_bytes(
+        b'{"a": 1}{"b": 2}\n'
+        + json.dumps(_vehicle(1)).encode() + b"\xff{}\n"
+        + json.dumps(_vehicle(2)).encode() + json.dumps(no_id).encode() + b"\n"
+    )  # fmt: skip
+    result = convert(con, [RawFile(src, "k")], tmp_path / "out")
+    assert result.rows == 1 and result.recovered == 2
+    entries = quarantine(result)
+    assert [(e["line"], e["reason"].split(":")[0]) for e in entries] == [
+        (1, "malformed JSON"),
+        (2, "malformed JSON"),
+        (None, "missing required field payload.data.coreData.id"),
+    ]
+    assert entries[0]["raw"] == '{"a": 1}{"b": 2}' and "invalid UTF-8" in entries[1]["reason"]
+    assert entries[2]["raw"] == json.dumps(no_id)
+
+
+def test_a_line_of_many_fragments_costs_a_bounded_search(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """Every unparseable fragment costs a scan of the line up to it (the parser's column), so
+    a line of joined records with fragments between all of them recovers the records of its
+    first transform._MAX_LINE_ERRORS fragments and keeps the rest of the line as one entry:
+    nothing lost, no quadratic scan of a long hostile line."""
+    n = transform._MAX_LINE_ERRORS
+    recs = [json.dumps(_vehicle(i)) for i in range(n + 20)]
+    src = ndjson(tmp_path / "obj", ["x".join(recs)])
+    result = convert(con, [RawFile(src, "k")], tmp_path / "out")
+    assert (result.rows, result.recovered, result.quarantined) == (n, n, n)
+    entries = quarantine(result)
+    assert all(e["raw"] == "x" for e in entries[:-1])
+    assert entries[-1]["raw"] == "x" + "x".join(recs[n:])  # the rest, whole
+
+
+def test_a_group_counts_recovered_records_per_partition(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """convert_partitions: each partition's recovered records are its own, as alone."""
+    first = ndjson(tmp_path / "a", [json.dumps(_vehicle(1)) + json.dumps(_vehicle(2))])
+    second = ndjson(tmp_path / "b", [json.dumps(_vehicle(3)), json.dumps(_vehicle(4))])
+    results = convert_partitions(
+        con,
+        SCHEMA,
+        [([RawFile(first, "wydot/BSM/2018/05/06/20/a")], tmp_path / "oa"),
+         ([RawFile(second, "wydot/BSM/2018/05/07/20/b")], tmp_path / "ob")],
+        validation=ValidationConfig(),
+    )  # fmt: skip
+    assert [(r.rows, r.recovered, r.quarantined) for r in results] == [(2, 2, 0), (2, 0, 0)]
+
+
 def test_bom_file_is_read(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     src = tmp_path / "obj"
     src.write_bytes(b"\xef\xbb\xbf" + (json.dumps(sample(6)) + "\n").encode() * 2)

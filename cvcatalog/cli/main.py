@@ -72,14 +72,17 @@ from cvcatalog.quality.report import build_report, render_html, render_png
 from cvcatalog.read.experiments import ExperimentConfig
 from cvcatalog.read.splits import SPLIT_NAMES
 from cvcatalog.sandbox.server import (
+    UPLOAD_PURPOSE,
     SandboxServer,
     create_bucket,
     detached_running,
     sandbox_client,
+    sandbox_endpoint,
     start_server,
     stop_detached,
     stop_signals,
     upload_file,
+    upload_target,
     write_state,
 )
 from cvcatalog.schemas import SCHEMAS
@@ -1720,6 +1723,10 @@ def sandbox_ngsim(
     """Write an NGSIM-shaped trajectory CSV (car-following at 10 Hz, real sites' CRS)."""
     from cvcatalog.sandbox.ngsim import generate_ngsim  # as in sandbox_seed
 
+    if to is not None:  # where it goes, checked before anything is written (no request yet)
+        upload_target(to, "--to")
+        _env_notes()
+        sandbox_endpoint(UPLOAD_PURPOSE)
     t0 = time.monotonic()
     rep = generate_ngsim(
         out,
@@ -1735,8 +1742,7 @@ def sandbox_ngsim(
     )
     if to is None:
         return
-    _env_notes()
-    endpoint = upload_file(out, to)
+    endpoint = upload_file(out, to, names={"url": "--to"})
     print(f"uploaded to {to} at {endpoint}")
 
 
@@ -1907,6 +1913,13 @@ _EXPORT_SUFFIXES = {
 }
 
 
+#: export's parameters as its flags spell them, for the library's lines (Catalog.export names=)
+EXPORT_FLAGS = {
+    "start": "--start", "end": "--end", "output": "--output", "format": "--format",
+    "where": "--where", "columns": "--columns", "naming": "--naming",
+}  # fmt: skip
+
+
 @app.command("export")
 @friendly
 def export_cmd(
@@ -1988,6 +2001,7 @@ def export_cmd(
             snapshot=snapshot,
             as_of=as_of,
             progress=tick,
+            names=EXPORT_FLAGS,
         )
     if as_json:
         emit_object(result.as_dict())

@@ -1,7 +1,7 @@
 """Export a slice of the catalog to one file: the job the official S3-Select exporter did.
 
 One streaming read of the lake (a DuckDB query over the lake table, cut to the local-time
-window, the spatial filter and the user's `--where`), written batch by batch through pyarrow
+window, the spatial filter and the user's `where`), written batch by batch through pyarrow
 (Parquet, GeoParquet, CSV) or as DuckDB-rendered JSON lines (NDJSON): memory stays flat
 whatever the size of the result. The file is written under a temporary name beside the output
 and renamed over it only when complete, so a failure never leaves a partial file and an
@@ -9,16 +9,20 @@ existing output is replaced only at the end.
 
 The query runs on a private DuckDB instance where the catalog is attached read-only and whose
 file-system access is then cut to the lake's own data directory (`enable_external_access`
-off, configuration locked): a `--where` predicate can read the catalog, nothing else.
+off, configuration locked): a `where` predicate can read the catalog, nothing else.
+
+Messages name an argument as the caller spells it (`names`, config.spelled): the Python
+parameter by default (`where`, `format`, ...), the flag when the CLI passes its own words.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -31,14 +35,14 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from cvcatalog import spatial
-from cvcatalog.config import check_day_order, parse_day, timezone_arg
+from cvcatalog.config import check_day_order, parse_day, spelled, timezone_arg
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
 from cvcatalog.io.layout import written
 from cvcatalog.io.s3 import as_s3_error
 from cvcatalog.schemas import SCHEMAS, MessageSchema
-from cvcatalog.sources.bucket import BINNED_SOURCES, partitions_for, utc_window
+from cvcatalog.sources.bucket import BINNED_SOURCES, VALID_TYPES, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_ident
 from cvcatalog.state import tables
 from cvcatalog.state.db import CatalogDB
@@ -112,9 +116,10 @@ def _target(source: str, message_type: str | None) -> _Target:
             "timestamp" if "timestamp" in ds.arrow_schema.names else None
         )
         return _Target(ds.view_name, ds.name, ds.message_type, time_column, None)
-    if message_type is None:
-        raise ConfigError(f"give the message type of {source} (--type BSM, TIM, SPAT, EVENT)")
-    key = (source.strip().lower(), message_type.strip().upper())
+    src = source.strip().lower()
+    if message_type is None:  # (a CV source: source_filter knows it)
+        raise ConfigError(f"give the message type of {src}: {', '.join(VALID_TYPES[src])}")
+    key = (src, message_type.strip().upper())
     schema = SCHEMAS.get(key)
     if schema is None:
         raise ConfigError(f"unknown source and type {source}/{message_type}")
@@ -171,14 +176,15 @@ def _socrata_position(schema: MessageSchema) -> tuple[str, str] | None:
     return names[0], names[1]
 
 
-def check_where(where: str) -> str:
+def check_where(where: str, name: str = "where") -> str:
     """The user's predicate as ONE SQL expression (re-serialised by DuckDB's parser), or one
-    clear line: it can never close the WHERE clause and add statements or clauses."""
+    clear line naming the argument as its caller spells it (name): it can never close the
+    WHERE clause and add statements or clauses."""
     try:
         return str(duckdb.SQLExpression(where))
     except duckdb.Error as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise QueryError(f"--where is not one SQL predicate: {msg}") from None
+        raise QueryError(f"{name} is not one SQL predicate: {msg}") from None
 
 
 @contextlib.contextmanager
@@ -281,6 +287,7 @@ def export(
     at: lake.AsOf | None = None,
     progress: ExportProgress | None = None,
     batch_rows: int = BATCH_ROWS,
+    names: Mapping[str, str] | None = None,
 ) -> ExportResult:
     """Write the rows of (source, type) in the local days start..end (end defaults to start;
     neither: everything), inside `area`, matching `where`, to `output` as one file.
@@ -288,33 +295,36 @@ def export(
     `where` and `columns` use the names of `naming` (canonical, or the data.transportation.gov
     names of the `<table>_socrata` views); the date range and `area` always apply to the
     canonical time and position columns. `format='geoparquet'` adds a POINT `geometry`
-    column (WKB, EPSG:4326) built from longitude/latitude.
+    column (WKB, EPSG:4326) built from longitude/latitude. A bad argument is one line naming
+    it as `names` spells it (config.spelled; the CLI: {"where": "--where", ...}), by default
+    as this function's parameter.
     """
+    word = functools.partial(spelled, names)
     t0 = time.monotonic()
     fmt = format.strip().lower() if isinstance(format, str) else ""
     if fmt not in FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+        raise ConfigError(f"{word('format')} must be one of {', '.join(FORMATS)}, got {format!r}")
     if naming not in ("canonical", "socrata"):
-        raise ConfigError(f"--naming must be canonical or socrata, got {naming!r}")
+        raise ConfigError(f"{word('naming')} must be canonical or socrata, got {naming!r}")
     t = _target(source, message_type)
     if naming == "socrata" and t.schema is None:
-        raise ConfigError(f"{t.source} has canonical column names only (--naming canonical)")
-    s, e = _as_date(start, "--start"), _as_date(end, "--end")
+        raise ConfigError(f"{t.source} has canonical column names only, no socrata names")
+    s, e = _as_date(start, word("start")), _as_date(end, word("end"))
     if s is None and e is not None:
-        raise ConfigError("give --start with --end")
+        raise ConfigError(f"give {word('start')} with {word('end')}")
     timezone = timezone_arg(timezone)
     terms, params, described = _range_sql(t, s, e if e is not None else s, timezone)
     if where is not None and not where.strip():
         where = None
-    pred = check_where(where) if where is not None else None
+    pred = check_where(where, word("where")) if where is not None else None
     if not isinstance(output, str | Path) or not str(output).strip():
-        raise ConfigError(f"--output is the file to write (a path), got {output!r}")
+        raise ConfigError(f"{word('output')} is the file to write (a path), got {output!r}")
     out = Path(output).expanduser()
     if out.is_dir():
-        raise ConfigError(f"--output {out} is a directory; give a file name")
+        raise ConfigError(f"{word('output')} {out} is a directory; give a file name")
     root = db.paths.root.resolve()
     if out.resolve().is_relative_to(root):
-        raise ConfigError(f"--output may not be inside the catalog directory {root}")
+        raise ConfigError(f"{word('output')} may not be inside the catalog directory {root}")
 
     with _sandboxed(db, at) as con:
         try:
@@ -344,34 +354,35 @@ def export(
         if fmt == "geoparquet" and position is None:
             raise ConfigError(
                 f"{t.table} has no latitude/longitude columns: GeoParquet needs positions "
-                "(use --format parquet)"
+                "(export it as parquet)"
             )
         try:
             available = con.execute(f"DESCRIBE {base}", params).fetchall()
         except duckdb.Error as err:
             raise QueryError(_short(err)) from None
         types = {r[0]: r[1] for r in available}
-        names = [r[0] for r in available]
+        column_names = [r[0] for r in available]
         if columns:
             wanted = [c.strip() for c in columns if c.strip()]
             unknown = [c for c in wanted if c not in types]
             if unknown:
+                view = f"{t.table}{'_socrata' if naming == 'socrata' else ''}"
                 raise QueryError(
-                    f"unknown column(s) {', '.join(unknown)} in {t.table}"
-                    f"{'_socrata' if naming == 'socrata' else ''} ({naming} names; see "
-                    f'`cvcatalog query "describe {t.table}{"_socrata" if naming == "socrata" else ""}"`)'
+                    f"unknown column(s) {', '.join(unknown)} in {view} ({naming} names; "
+                    f"`describe {view}` lists them)"
                 )
-            names = list(dict.fromkeys(wanted))
-        if fmt == "geoparquet" and GEOMETRY in names:
+            column_names = list(dict.fromkeys(wanted))
+        if fmt == "geoparquet" and GEOMETRY in column_names:
             raise ConfigError(
-                f"the table has a column named {GEOMETRY!r}; leave it out (--columns)"
+                f"the table has a column named {GEOMETRY!r}, which GeoParquet adds; leave it "
+                f"out of {word('columns')}"
             )
         if fmt == "csv":
             rel = con.sql(f"SELECT * FROM ({base}) LIMIT 0", params=params)
             ctypes = dict(zip(rel.columns, rel.types, strict=True))
-            select = [_csv_column(n, ctypes[n]) for n in names]
+            select = [_csv_column(n, ctypes[n]) for n in column_names]
         else:
-            select = [quote_ident(n) for n in names]
+            select = [quote_ident(n) for n in column_names]
         if fmt == "geoparquet":
             assert position is not None
             lat, lon = (quote_ident(c) for c in position)
@@ -394,7 +405,7 @@ def export(
         rows=rows,
         bytes=nbytes,
         seconds=time.monotonic() - t0,
-        columns=names + ([GEOMETRY] if fmt == "geoparquet" else []),
+        columns=column_names + ([GEOMETRY] if fmt == "geoparquet" else []),
         source=t.source,
         message_type=t.message_type,
         filters=filters,

@@ -20,6 +20,9 @@ class Outcome:
     status: str  # complete | no_data | failed | cached
     rows: int = 0
     quarantined: int = 0
+    #: records recovered from lines of records joined without a newline (`{...}{...}`),
+    #: each converted as its own record (in rows when valid, else quarantined)
+    recovered: int = 0
     objects: int = 0
     bytes_downloaded: int = 0
     parquet_bytes: int = 0
@@ -71,7 +74,8 @@ class NullProgress:
 #: as_dict keys of a day-based source (CV Pilot), in order
 _DAY_KEYS = (
     "run_id", "source", "message_type", "start", "end", "timezone", "days_complete",
-    "days_cached", "days_no_data", "days_failed", "rows", "quarantined", "bytes_downloaded",
+    "days_cached", "days_no_data", "days_failed", "rows", "quarantined", "recovered",
+    "bytes_downloaded",
     "parquet_bytes", "list_requests", "get_requests", "retries", "reused_downloads",
     "resumed_downloads", "staged_in_memory_peak", "mode", "objects_added", "objects_changed",
     "objects_removed", "objects_unchanged", "partitions_rewritten", "seconds", "evicted",
@@ -171,6 +175,11 @@ class Summary:
         return sum(d.quarantined for d in self.written)
 
     @property
+    def recovered(self) -> int:
+        """Records this run recovered from lines of joined records (Outcome.recovered)."""
+        return sum(d.recovered for d in self.written)
+
+    @property
     def skipped(self) -> int:
         return sum(d.skipped for d in self.written)
 
@@ -234,6 +243,7 @@ class Summary:
             "days_failed": self.count("failed"),
             "rows": self.rows,
             "quarantined": self.quarantined,
+            "recovered": self.recovered,
             "skipped": self.skipped,
             "bytes_downloaded": self.bytes_downloaded,
             "parquet_bytes": self.parquet_bytes,
@@ -333,8 +343,9 @@ def summary_lines(s: Summary) -> list[str]:
         f"{s.source}/{s.message_type} {s.start}..{s.end} ({s.timezone}): "
         f"{s.count('complete')} complete, {s.count('cached')} cached, "
         f"{s.count('no_data')} no_data, {len(failed)} failed; "
-        f"{s.rows:,} rows, {s.quarantined:,} quarantined; "
-        f"{s.bytes_downloaded / 1e6:,.1f} MB downloaded in {s.get_requests} GETs / "
+        f"{s.rows:,} rows, {s.quarantined:,} quarantined"
+        + (f", {s.recovered:,} recovered from joined lines" if s.recovered else "")
+        + f"; {s.bytes_downloaded / 1e6:,.1f} MB downloaded in {s.get_requests} GETs / "
         f"{s.list_requests} LISTs; "
         f"{s.parquet_bytes / 1e6:,.1f} MB Parquet; {s.seconds:.1f}s ({rate:,.0f} rows/s)"
         + (f"; converted on {s.executor}" if s.executor != "local" else "")

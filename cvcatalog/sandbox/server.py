@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -28,8 +27,10 @@ import psutil
 
 from cvcatalog.config import DownloadConfig, download_config, spelled
 from cvcatalog.exceptions import ConfigError, S3Error, SandboxError
+from cvcatalog.io.duckdb_ext import endpoint_problem, invalid_endpoint_message
 from cvcatalog.io.duckdb_ext import endpoint_url as configured_endpoint
 from cvcatalog.io.s3 import Retrier, classify_error, make_client
+from cvcatalog.io.storage import S3Location
 
 DEFAULT_PORT = 5055
 MAX_PORT = 65535
@@ -309,17 +310,26 @@ def stop_detached(path: Path) -> bool:
 
 
 # -- a client for the local endpoint -------------------------------------------------------------
-def sandbox_client(purpose: str) -> tuple[Any, DownloadConfig]:
-    """An S3 client for the endpoint AWS_ENDPOINT_URL_S3 names, made as every other one is
-    (:func:`cvcatalog.io.s3.make_client`, `download:` settings from CVCATALOG_DOWNLOAD__*), and
-    its settings for a :class:`~cvcatalog.io.s3.Retrier`. Never real AWS: without a local endpoint
-    this is a SandboxError that ends with ``purpose``."""
+def sandbox_endpoint(purpose: str) -> str:
+    """The local endpoint AWS_ENDPOINT_URL_S3 names, checked without a request (a command can
+    ask before it writes anything): without one a SandboxError that ends with ``purpose`` (the
+    sandbox never talks to real AWS), a URL no request can go to a ConfigError (the one line
+    of :func:`cvcatalog.io.duckdb_ext.invalid_endpoint_message`)."""
     endpoint = configured_endpoint()
     if not endpoint:
         raise SandboxError(
             f"no local endpoint: set AWS_ENDPOINT_URL_S3 (see `cvcatalog sandbox serve`); {purpose}"
         )
-    cfg = download_config(endpoint_url=endpoint)
+    if endpoint_problem(endpoint) is not None:
+        raise ConfigError(invalid_endpoint_message(endpoint))
+    return endpoint
+
+
+def sandbox_client(purpose: str) -> tuple[Any, DownloadConfig]:
+    """An S3 client for the endpoint AWS_ENDPOINT_URL_S3 names (:func:`sandbox_endpoint`), made
+    as every other one is (:func:`cvcatalog.io.s3.make_client`, `download:` settings from
+    CVCATALOG_DOWNLOAD__*), and its settings for a :class:`~cvcatalog.io.s3.Retrier`."""
+    cfg = download_config(endpoint_url=sandbox_endpoint(purpose))
     return make_client(cfg), cfg
 
 
@@ -336,16 +346,29 @@ def create_bucket(client: Any, cfg: DownloadConfig, bucket: str) -> None:
             raise
 
 
-def upload_file(path: Path, url: str) -> str:
+#: why an upload goes nowhere but the local endpoint (sandbox_endpoint's purpose)
+UPLOAD_PURPOSE = "the sandbox never writes to real AWS"
+
+
+def upload_target(url: str, name: str = "url") -> tuple[str, str]:
+    """(bucket, key) of an upload's s3://bucket/key, checked without a request (a command
+    checks it before it writes the file: `sandbox ngsim --to`); anything else is a ConfigError
+    naming the argument as its caller spells it (name)."""
+    try:
+        loc = S3Location.parse(url)
+    except ConfigError:
+        loc = None
+    if loc is None or not loc.prefix:
+        raise ConfigError(f"{name} must be s3://bucket/key, got {url!r}")
+    return loc.bucket, loc.prefix
+
+
+def upload_file(path: Path, url: str, *, names: Mapping[str, str] | None = None) -> str:
     """Upload path to s3://bucket/key on the local endpoint (the bucket is created if needed);
-    returns the endpoint's URL."""
-    target = urllib.parse.urlparse(url)
-    if target.scheme != "s3" or not target.netloc or not target.path.strip("/"):
-        raise ConfigError(f"--to must be s3://bucket/key, got {url!r}")
-    client, cfg = sandbox_client("the sandbox never writes to real AWS")
-    create_bucket(client, cfg, target.netloc)
-    key = target.path.lstrip("/")
-    Retrier.from_config(cfg).call(
-        "upload", url, lambda: client.upload_file(str(path), target.netloc, key)
-    )
+    returns the endpoint's URL. A bad url is a ConfigError naming it as `names` spells it
+    (upload_target), before any request."""
+    bucket, key = upload_target(url, spelled(names, "url"))
+    client, cfg = sandbox_client(UPLOAD_PURPOSE)
+    create_bucket(client, cfg, bucket)
+    Retrier.from_config(cfg).call("upload", url, lambda: client.upload_file(str(path), bucket, key))
     return str(cfg.endpoint_url)

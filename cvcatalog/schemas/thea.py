@@ -12,7 +12,11 @@ What the records look like, and why the schemas are shaped this way:
 - metadata.recordGeneratedAt is US Eastern wall time ('2019-01-14 00:20:30.046 [ET]'); it is
   stored as TIMESTAMPTZ (UTC). A wall time repeated at the November DST change is read as the
   second (standard-time) occurrence; the text cannot tell them apart. Minute-of-year fields
-  (J2735 MinuteOfTheYear, in UTC) are also turned into TIMESTAMPTZ.
+  (J2735 MinuteOfTheYear, in UTC) are also turned into TIMESTAMPTZ, in their year: a minute
+  the year does not have (past 525599, 527039 in a leap year) or a SPaT millisecond past the
+  minute's 60999 is an out-of-range value like any other (kept, with its warning:
+  moy_out_of_range, time_stamp_out_of_range, start_time_out_of_range, dsecond_out_of_range)
+  and gives a NULL time, never one rolled into the next minute or year.
 
 Grain:
 

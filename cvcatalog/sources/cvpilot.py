@@ -1359,6 +1359,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             "complete",
             rows=result.rows,
             quarantined=result.quarantined,
+            recovered=result.recovered,
             objects=len(f.objects),
             bytes_downloaded=f.downloaded,
             parquet_bytes=sum(x.size for x in files if x.kind == "data"),

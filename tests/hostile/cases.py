@@ -145,6 +145,8 @@ class Case:
     warnings: dict[str, int] = field(default_factory=dict)
     #: schema versions the conversion must call unknown
     unknown_versions: tuple[int, ...] = ()
+    #: records recovered from lines of records joined without a newline (exactly)
+    recovered: int = 0
     #: the CvCatalogError subclass name the conversion must raise instead (none do today)
     error: str | None = None
     #: a large object (the 50 MB lines), built only when the case runs
@@ -1227,11 +1229,49 @@ case(
     source="wydot",
     message_type="BSM",
     objects=one(KEY_W6, ndjson(w6_line(1), w6_line(2) + b" " + w6_line(3), w6_line(4))),
-    rows=2,
-    quarantined=1,
+    rows=4,
+    quarantined=0,
+    kept={"vehicle_id": ids(1, 2, 3, 4)},
+    recovered=2,
+)
+case(
+    name="records_joined_without_newlines",
+    klass=Z,
+    source="wydot",
+    message_type="BSM",
+    objects=one(KEY_W6, ndjson(w6_line(1) + w6_line(2) + w6_line(3), w6_line(4) + w6_line(5))),
+    rows=5,
+    quarantined=0,
+    kept={"vehicle_id": ids(1, 2, 3, 4, 5)},
+    recovered=5,
+)
+case(
+    name="joined_records_around_a_broken_one",
+    klass=Z,
+    source="wydot",
+    message_type="BSM",
+    objects=one(
+        KEY_W6,
+        ndjson(w6_line(1) + w6_line(2)[:90] + w6_line(3) + b"}{", w6_line(4)),
+    ),
+    rows=3,
+    quarantined=2,  # the cut record and the stray brace after the last whole one
     reasons=("malformed JSON",),
-    kept={"vehicle_id": ids(1, 4)},
-    bad_lines=(w6_line(2) + b" " + w6_line(3),),
+    kept={"vehicle_id": ids(1, 3, 4)},
+    bad_lines=(w6_line(2)[:90], b"}{"),
+    recovered=2,
+)
+case(
+    name="joined_thea_spat_records",
+    klass=Z,
+    source="thea",
+    message_type="SPAT",
+    objects=one(KEY_THEA_SPAT, ndjson(compact(THEA_SPAT) + compact(THEA_SPAT), b"[1]{}")),
+    rows=2,
+    quarantined=1,  # values joined but none a record: one line, as before
+    reasons=("malformed JSON",),
+    bad_lines=(b"[1]{}",),
+    recovered=2,
 )
 case(
     name="nested_too_deeply",

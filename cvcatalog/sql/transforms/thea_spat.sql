@@ -8,7 +8,12 @@
 --
 -- Values are strings in raw J2735 units (thea_spat_sandbox_data_dictionary.csv). SPAT.timeStamp
 -- and IntersectionState.moy are minutes of the (UTC) year, IntersectionState.timeStamp the
--- milliseconds of that minute: together they give intersection_at, in the year of generated_at.
+-- milliseconds of that minute: together they give intersection_at, in the year of generated_at
+-- (or the year before or after, when that puts the minute within half a year of generated_at: a
+-- message sent across New Year). A minute that year does not have (0..525599, 0..527039 in a
+-- leap year; 527040 is J2735's "invalid": NULL) or a millisecond past 60999 (61000-65534 are
+-- reserved) is kept with its warning (moy_out_of_range, dsecond_out_of_range) and gives no
+-- intersection_at, never a time rolled into the next minute or year.
 -- Movement event timings (startTime, minEndTime, maxEndTime, likelyTime, nextTime) are J2735
 -- TimeMarks, tenths of a second after the start of the UTC hour; they become seconds
 -- (209 -> 20.9), with 36001 ("unknown") NULL. recordGeneratedAt is Eastern wall time (see
@@ -39,14 +44,11 @@ SELECT
     b._is.status AS status,
     b.moy,
     b.dsecond_ms,
-    -- try(): a value no minute of a year can be (2147483647 overflows `* 60`, a year past
-    -- DuckDB's last) is NULL, not an error that fails the whole day
-    CASE WHEN coalesce(b.moy, b.time_stamp) IS NOT NULL AND b.generated_at IS NOT NULL THEN try(
-        make_timestamptz(b._year + CASE
-            WHEN coalesce(b.moy, b.time_stamp) * 60 - b._secs_into_year > 183 * 86400 THEN -1
-            WHEN coalesce(b.moy, b.time_stamp) * 60 - b._secs_into_year < -183 * 86400 THEN 1
-            ELSE 0 END, 1, 1, 0, 0, 0, 'UTC')
-        + to_minutes(coalesce(b.moy, b.time_stamp))
+    -- only a minute its year has and a millisecond of the minute (60000-60999: a leap second)
+    -- make a time; try(): a year past DuckDB's last is NULL, not an error that fails the day
+    CASE WHEN b._minute IS NOT NULL AND b._minute_ok AND b._ms_ok AND b.generated_at IS NOT NULL THEN try(
+        make_timestamptz(b._minute_year, 1, 1, 0, 0, 0, 'UTC')
+        + to_minutes(b._minute)
         + to_milliseconds(coalesce(b.dsecond_ms, 0)))
     END AS intersection_at,
     CAST(list_transform(b._movements, lambda m: {
@@ -77,8 +79,8 @@ SELECT
     CASE
         WHEN NOT {validate} OR (b._no_metadata AND b._no_payload) THEN []::VARCHAR[]
         ELSE (
-            CASE WHEN b.dsecond_ms > 60999 THEN ['dsecond_out_of_range'] ELSE [] END
-            || CASE WHEN coalesce(b.moy, b.time_stamp) NOT BETWEEN 0 AND 527039 THEN ['moy_out_of_range'] ELSE [] END
+            CASE WHEN NOT b._ms_ok THEN ['dsecond_out_of_range'] ELSE [] END
+            || CASE WHEN NOT b._minute_ok THEN ['moy_out_of_range'] ELSE [] END
         )::VARCHAR[]
     END AS warnings
     {extra_columns}
@@ -90,6 +92,19 @@ FROM (
               "revision": "VARCHAR", "status": "VARCHAR"}') AS _is,
         nullif(try_cast(u._intersection ->> '$.moy' AS INTEGER), 527040) AS moy,  -- 527040: invalid
         nullif(try_cast(u._intersection ->> '$.timeStamp' AS INTEGER), 65535) AS dsecond_ms,  -- 65535: unavailable
+        -- the minute of the year intersection_at counts (moy, else SPAT.timeStamp), the year it
+        -- is a minute of (generated_at's UTC year, or the one before or after when the minute is
+        -- more than half a year from generated_at) and whether that year has it (NULL: no minute)
+        coalesce(moy, u.time_stamp)::BIGINT AS _minute,
+        u._year + CASE
+            WHEN _minute * 60 - u._secs_into_year > 183 * 86400 THEN -1
+            WHEN _minute * 60 - u._secs_into_year < -183 * 86400 THEN 1
+            ELSE 0 END AS _minute_year,
+        coalesce(_minute BETWEEN 0 AND CASE
+            WHEN _minute_year IS NULL THEN 527039  -- no generated_at: J2735's range
+            WHEN _minute_year % 4 = 0 AND (_minute_year % 100 <> 0 OR _minute_year % 400 = 0) THEN 527039
+            ELSE 525599 END, TRUE) AS _minute_ok,
+        coalesce(dsecond_ms BETWEEN 0 AND 60999, TRUE) AS _ms_ok,
         CASE json_type(u._intersection -> '$.states')
             WHEN 'OBJECT' THEN (
                 CASE json_type(u._intersection -> '$.states.MovementState')

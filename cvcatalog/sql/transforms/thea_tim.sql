@@ -10,7 +10,11 @@
 -- thea_tim_sandbox_data_dictionary.csv (1e-7 degree, 0.1 m, lane width in cm, minutes).
 -- recordGeneratedAt is US Eastern wall time (see thea_bsm.sql); MinuteOfTheYear values are UTC
 -- (J2735) and become instants: start_at from startYear + startTime, end_at = start_at +
--- duratonTime (32000 = forever: NULL), message_at from timeStamp in the year of generated_at.
+-- duratonTime (32000 = forever: NULL), message_at from timeStamp in the year of generated_at
+-- (or the year before or after, when that puts the minute within half a year of generated_at).
+-- A minute its year does not have (0..525599, 0..527039 in a leap year; 527040 is J2735's
+-- "invalid": NULL) is kept with its warning (time_stamp_out_of_range, start_time_out_of_range)
+-- and gives no message_at / start_at and end_at, never a time rolled into the next year.
 --
 -- A record holds dataFrames.TravelerDataFrame: one object, or an array when there are several.
 -- Valid records give one row per frame (frame_index 0..frame_count - 1, as for WYDOT TIM). The
@@ -31,13 +35,10 @@ SELECT
     b.payload.data.TravelerInformation.packetID AS packet_id,
     b.payload.data.TravelerInformation.urlB AS url_b,
     b.time_stamp,
-    -- try(): a value no minute of a year can be (2147483647 overflows `* 60`, a year past
-    -- DuckDB's last) is NULL, not an error that fails the whole day
-    CASE WHEN b.time_stamp IS NOT NULL AND b.generated_at IS NOT NULL THEN try(
-        make_timestamptz(b._year + CASE
-            WHEN b.time_stamp * 60 - b._secs_into_year > 183 * 86400 THEN -1
-            WHEN b.time_stamp * 60 - b._secs_into_year < -183 * 86400 THEN 1
-            ELSE 0 END, 1, 1, 0, 0, 0, 'UTC') + to_minutes(b.time_stamp))
+    -- only a minute its year has makes a time; try(): a year past DuckDB's last is NULL, not
+    -- an error that fails the whole day
+    CASE WHEN b.time_stamp IS NOT NULL AND b._time_stamp_ok AND b.generated_at IS NOT NULL THEN try(
+        make_timestamptz(b._time_stamp_year, 1, 1, 0, 0, 0, 'UTC') + to_minutes(b.time_stamp))
     END AS message_at,
     b.payload.data.TravelerInformation.regional AS regional,
     CASE WHEN b._reason IS NULL AND b._frame IS NOT NULL THEN b._fi END::INTEGER AS frame_index,
@@ -112,7 +113,8 @@ SELECT
             || CASE WHEN b.sign_longitude NOT BETWEEN -180 AND 180 THEN ['sign_longitude_out_of_range'] ELSE [] END
             || CASE WHEN b.anchor_latitude NOT BETWEEN -90 AND 90 THEN ['anchor_latitude_out_of_range'] ELSE [] END
             || CASE WHEN b.anchor_longitude NOT BETWEEN -180 AND 180 THEN ['anchor_longitude_out_of_range'] ELSE [] END
-            || CASE WHEN b.start_time NOT BETWEEN 0 AND 527039 THEN ['start_time_out_of_range'] ELSE [] END
+            || CASE WHEN NOT b._start_time_ok THEN ['start_time_out_of_range'] ELSE [] END
+            || CASE WHEN NOT b._time_stamp_ok THEN ['time_stamp_out_of_range'] ELSE [] END
         )::VARCHAR[]
     END AS warnings
     {extra_columns}
@@ -130,9 +132,24 @@ FROM (
         nullif(try_cast(u._frame ->> '$.msgId.roadSignID.position.long' AS DOUBLE), 1800000001) / 10000000 AS sign_longitude,
         nullif(try_cast(u._frame ->> '$.startYear' AS INTEGER), 0) AS start_year,  -- 0: unknown
         try_cast(u._frame ->> '$.startTime' AS INTEGER) AS start_time,
+        -- a minute startYear has (NULL: no minute; no year: J2735's range)
+        coalesce(start_time BETWEEN 0 AND CASE
+            WHEN start_year IS NULL THEN 527039
+            WHEN start_year % 4 = 0 AND (start_year % 100 <> 0 OR start_year % 400 = 0) THEN 527039
+            ELSE 525599 END, TRUE) AS _start_time_ok,
         -- years as WYDOT bounds them: 2147483647 made make_timestamptz fail the whole day
-        CASE WHEN start_year BETWEEN 1 AND 9999 AND start_time BETWEEN 0 AND 527039
+        CASE WHEN start_year BETWEEN 1 AND 9999 AND start_time IS NOT NULL AND _start_time_ok
             THEN make_timestamptz(start_year, 1, 1, 0, 0, 0, 'UTC') + to_minutes(start_time) END AS start_at,
+        -- the year timeStamp is a minute of (generated_at's UTC year, or the one before or after
+        -- when the minute is more than half a year from generated_at) and whether it has it
+        u._year + CASE
+            WHEN u.time_stamp::BIGINT * 60 - u._secs_into_year > 183 * 86400 THEN -1
+            WHEN u.time_stamp::BIGINT * 60 - u._secs_into_year < -183 * 86400 THEN 1
+            ELSE 0 END AS _time_stamp_year,
+        coalesce(u.time_stamp BETWEEN 0 AND CASE
+            WHEN _time_stamp_year IS NULL THEN 527039  -- no generated_at: J2735's range
+            WHEN _time_stamp_year % 4 = 0 AND (_time_stamp_year % 100 <> 0 OR _time_stamp_year % 400 = 0) THEN 527039
+            ELSE 525599 END, TRUE) AS _time_stamp_ok,
         try_cast(coalesce(u._frame ->> '$.duratonTime', u._frame ->> '$.durationTime') AS INTEGER) AS duration_min,
         -- regions: {"GeographicalPath": path or [paths]} (or an array of such); typed columns
         -- come from the first path, all of them stay in frame
