@@ -16,6 +16,7 @@ from typing import Any
 import dask
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -577,3 +578,48 @@ def test_a_process_that_only_reads_frames_loads_neither_ducklake_nor_boto3(cat: 
     rows = cat.query("select count(*) from wydot_bsm_socrata").iat[0, 0]
     assert got == {"rows": rows, "boto3": False, "databases": got["databases"]}
     assert "cv" not in got["databases"] and "cvcatalog" in got["databases"]
+
+
+# -- the date column ---------------------------------------------------------------------------
+DATE_DTYPE = pd.ArrowDtype(pa.date32())
+
+
+def _dates_agree(frame: Any, want: pd.Series) -> pd.DataFrame:
+    """frame's `date` is a date dtype in its meta and in every computed partition, and holds
+    the datetime.date values query gives for the same rows."""
+    assert frame.dtypes["date"] == DATE_DTYPE  # the meta
+    got = frame.compute()
+    assert got.dtypes["date"] == DATE_DTYPE
+    for part in frame.to_delayed():  # each partition, not only their concatenation
+        assert part.compute().dtypes["date"] == DATE_DTYPE
+    assert sorted(got["date"].tolist()) == sorted(want.tolist())
+    assert all(type(d) is date for d in got["date"])
+    return got
+
+
+def test_the_date_column_is_a_date_as_in_query(cat: Catalog, tmp_path: Path) -> None:
+    """to_dask's `date` was Dask's string ('2021-04-01'); query gives datetime.date values.
+    Now a date dtype, in the meta and in the partitions, canonical, socrata and NGSIM."""
+    want = cat.query("select date from wydot_bsm")["date"]
+    assert all(type(d) is date for d in want)
+    got = _dates_agree(cat.to_dask("wydot", "BSM", D1, D2), want)
+    assert set(got["date"]) == {D1, D2}
+    # it compares with dates, and a filter on it keeps that day's rows
+    frame = cat.to_dask("wydot", "BSM", D1, D2, columns=["date", "vehicle_id"])
+    n2 = int((want == D2).sum())
+    assert len(frame[frame["date"] == D2].compute()) == n2 > 0
+    assert len(cat.to_dask("wydot", "BSM", columns=["date"], filters=[("date", "=", D2)])) == n2
+    _dates_agree(
+        cat.to_dask("wydot", "BSM", D1, D2, naming="socrata", columns=["coreData_id", "date"]),
+        cat.query("select date from wydot_bsm_socrata")["date"],
+    )
+    empty = cat.to_dask("wydot", "BSM", "2020-01-01", "2020-01-01", columns=["date"])
+    assert empty.dtypes["date"] == DATE_DTYPE and empty.compute().dtypes["date"] == DATE_DTYPE
+    changes = cat.changes("wydot", "BSM", 0, output="dask")
+    assert changes.dtypes["date"] == DATE_DTYPE and changes.compute().dtypes["date"] == DATE_DTYPE
+    # NGSIM's partition column is a date too
+    path = tmp_path / "trajectories.csv"
+    generate_ngsim(path, 2_000, seed=3)
+    ngsim = Catalog(tmp_path / "catalog")
+    assert ngsim.ingest_dataset("ngsim", str(path)).ok
+    _dates_agree(ngsim.to_dask("ngsim"), ngsim.query("select date from ngsim_trajectories")["date"])
