@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from zoneinfo import ZoneInfo
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -730,6 +732,8 @@ class Catalog:
     ) -> pa.Table:
         """Run SQL against the catalog views and tables; the catalog is never modified.
 
+        params: values for the SQL's `?` (or `$name`) placeholders; a datetime without a zone
+        is UTC (every session runs in UTC), as in to_dask's filters.
         read_only (the default): only SELECT/EXPLAIN statements, on a read-only connection.
         read_only=False: any statement in a private in-memory session where the catalog is
         attached READ_ONLY (temporary tables, COPY ... TO a file outside the catalog), never
@@ -929,7 +933,10 @@ class Catalog:
         a None value (it matches no row) is a ConfigError here, not an error at compute or a
         silent empty frame. An op may be in capitals (`"IN"`); one term alone, and pyarrow's
         list holding one conjunction (`[[term, ...]]`), are read as those terms; an OR (two
-        conjunctions) is refused.
+        conjunctions) is refused. A time without a zone (a naive datetime or
+        pandas.Timestamp, a numpy.datetime64) is UTC, as in query's params: the catalog
+        stores UTC. With a `timezone` other than UTC such a time is ambiguous (that zone's or
+        UTC?) and refused in one line: give it its zone.
 
         Only the columns asked for (a list of names, or one str of names separated by
         commas; a name given twice is read once) and those the computation uses (Dask's
@@ -961,7 +968,7 @@ class Catalog:
         timezone = timezone_arg(timezone)
         columns = _column_names(columns)
         naming = _choice("naming", naming, ("canonical", "socrata"))  # type: ignore[assignment]
-        filters = _check_filter_terms(filters)
+        filters = _check_filter_terms(filters, timezone)
         ds = _dataset(source)
         if ds is not None:
             if area is not None:
@@ -1869,7 +1876,7 @@ class Catalog:
         start, end = _split_days(start, end)
         if "columns" in options:
             options["columns"] = _column_names(options["columns"])
-        filters = _check_filter_terms(filters)
+        filters = _check_filter_terms(filters, timezone_arg(timezone))
         # a time is the snapshot current then, once: the plan and the frames read the same one
         snapshot = self._snapshot_at(as_of_point(snapshot, as_of))
         the_plan, groups = self.split_plan(
@@ -2245,11 +2252,16 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _check_filter_terms(filters: Filters | None) -> list[tuple[str, str, Any]]:
+def _check_filter_terms(
+    filters: Filters | None, timezone: str = "UTC"
+) -> list[tuple[str, str, Any]]:
     """Each filter is a (column, op, value) term with a known op; all of them must hold (a
     list of lists, pyarrow's OR form, is not a term; a list holding one list of terms,
     pyarrow's form of one conjunction, is those terms). Returns the terms with their op as
-    pyarrow reads it (`IN`, ` > `: `in`, `>`); one term alone, not in a list, is that term."""
+    pyarrow reads it (`IN`, ` > `: `in`, `>`); one term alone, not in a list, is that term.
+    A time without a zone (a naive datetime or pandas.Timestamp, a numpy.datetime64) is UTC,
+    as in query params (_as_moment); timezone: the read's days' zone, which makes such a time
+    ambiguous when it is not UTC."""
     if isinstance(filters, tuple) and len(filters) == 3 and isinstance(filters[0], str):
         filters = [filters]  # one term given alone, not in a list
     if (
@@ -2286,8 +2298,36 @@ def _check_filter_terms(filters: Filters | None) -> list[tuple[str, str, Any]]:
                 f"filter {tuple(term)!r}: None matches no row (no value compares with NULL); "
                 f"for the rows without a value, filter the frame: frame[frame[{term[0]!r}].isna()]"
             )
-        terms.append((term[0], op, value))
+        terms.append((term[0], op, _as_moment(term, value, timezone)))
     return terms
+
+
+def _as_moment(term: Any, value: Any, timezone: str) -> Any:
+    """A filter's value with its times without a zone read as UTC, as a query's params are
+    (every session of the catalog is in UTC): a naive datetime or pandas.Timestamp, a
+    numpy.datetime64 (a list of them for in / not in). A read whose days are another zone's
+    (timezone=) cannot tell which zone such a time means: one ConfigError line."""
+    if isinstance(value, list | tuple | set):
+        read = [_as_moment(term, v, timezone) for v in value]
+        return read if any(a is not b for a, b in zip(read, value, strict=True)) else value
+    if isinstance(value, np.datetime64) and not np.isnat(value):
+        value = value.astype("datetime64[us]").item()  # a datetime (NaT: left, does not fit)
+    if not isinstance(value, datetime) or value.utcoffset() is not None:
+        return value
+    if not _is_utc(timezone):
+        raise ConfigError(
+            f"filter {tuple(term)!r}: a time without a zone is UTC, but this read's days are "
+            f"{timezone} days; give the time its zone, e.g. tzinfo=ZoneInfo({timezone!r}) "
+            "or tzinfo=timezone.utc"
+        )
+    return value.replace(tzinfo=UTC)
+
+
+def _is_utc(timezone: str) -> bool:
+    """Whether a (checked) zone is UTC under another name (Etc/UTC, GMT, ...): no offset in
+    winter or summer."""
+    zone = ZoneInfo(timezone)
+    return all(zone.utcoffset(datetime(2021, m, 1)) == timedelta(0) for m in (1, 7))
 
 
 def _check_filter_columns(
@@ -2306,16 +2346,6 @@ def _check_filter_columns(
         if column in constants:
             continue
         kind = table.schema.field(column).type
-        values = value if isinstance(value, list | tuple | set) else [value]
-        if (
-            pa.types.is_timestamp(kind)
-            and kind.tz is not None
-            and any(isinstance(v, datetime) and v.tzinfo is None for v in values)
-        ):  # the empty table compares them; a file's rows do not
-            raise ConfigError(
-                f"filter {tuple(term)!r}: {column} is a moment (UTC); give the datetime a "
-                "zone, e.g. datetime(2021, 4, 1, tzinfo=timezone.utc)"
-            )
         try:
             table.filter(pq.filters_to_expression([(column, op.strip().lower(), value)]))
         except (pa.ArrowException, TypeError, ValueError) as e:
