@@ -8,6 +8,7 @@ import math
 import os
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -42,7 +43,7 @@ from cvcatalog.config import (
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.distributed import dask_pool
-from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
+from cvcatalog.exceptions import CatalogError, ConfigError, MissingDataWarning, QueryError
 from cvcatalog.io import lake
 from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.duckdb_ext import (
@@ -895,6 +896,62 @@ class Catalog:
             and (wanted is None or p.partition_key in wanted)
         ]
 
+    def _warn_missing(
+        self, source: str, message_type: str, start: date | None, end: date | None, tz: str
+    ) -> None:
+        """Warn (MissingDataWarning, pointing at the caller of to_dask) when the window's
+        partitions include some the catalog does not hold: never ingested, failed, or of a
+        canonical version this cvcatalog does not read (an ingest rewrites those). Days
+        recorded `no_data` (the bucket has nothing for them) and days not begun yet are not
+        missing. start alone: from that day to the last day the catalog records (as the
+        frame reads); end alone: from the first."""
+        with self.db.read_state() as con:
+            records = manifest.get_partitions(con, source, message_type)
+        known = [r.date for r in records.values()]
+        lo = start or min(known, default=end)
+        hi = end or max(known, default=start)
+        assert lo is not None and hi is not None
+        hi = max(lo, hi)
+        schema = SCHEMAS[(source, message_type)]
+        keys = partitions_for(source, message_type, lo, hi, tz)
+        later = set(cvpilot.future_days(keys, source))
+        missing = []
+        for k in keys:
+            r = records.get(k.key)
+            held = r is not None and (
+                r.status == "no_data"
+                or (r.status == "complete" and schema.reads(r.canonical_version))
+            )
+            if not held and k.key not in later:
+                missing.append(k)
+        if not missing:
+            return
+        n = len(missing)
+        if missing[0].bins is not None:  # NYCDOT: bins of months
+            names = [k.key for k in missing]
+            what = "partition" if n == 1 else "partitions"
+        else:  # folder days, named on the source's folder clock (a Denver day spans two)
+            names = [k.day.isoformat() for k in missing]
+            what = f"{FOLDER_TIMEZONE[source]} day" + ("" if n == 1 else "s")
+        shown = ", ".join(names[:5]) + (f" and {n - 5} more" if n > 5 else "")
+        warnings.warn(
+            f"{source}/{message_type}: {n} {what} of the window {lo}..{hi} ({tz}) "
+            f"{'is' if n == 1 else 'are'} not in the catalog (never ingested, or the ingest "
+            f"failed): {shown}; the frame has no rows of {'it' if n == 1 else 'them'}. "
+            f"{self._ingest_hint(source, message_type, lo, hi, tz)}",
+            MissingDataWarning,
+            stacklevel=3,
+        )
+
+    def _ingest_hint(self, source: str, message_type: str, lo: date, hi: date, tz: str) -> str:
+        """How to fetch a window's missing days into this catalog (_warn_missing's advice)."""
+        zone = "" if tz == "UTC" else f" --timezone {tz}"
+        return (
+            f"`cvcatalog ingest --catalog {self.paths.root} --source {source} --type "
+            f"{message_type} --start {lo} --end {hi}{zone}` fetches what is missing (the days "
+            "the catalog holds are skipped)"
+        )
+
     def to_dask(
         self,
         source: str,
@@ -923,7 +980,11 @@ class Catalog:
         alone is that one day). A day is a date or 'YYYY-MM-DD'; a datetime, pandas.Timestamp
         or numpy.datetime64 is its date as written (every call that takes days reads them so).
         The partition column `date` is a date (pandas' `date32[pyarrow]`), in the meta and in
-        every partition: the `datetime.date` values `query` gives for it.
+        every partition: the `datetime.date` values `query` gives for it. A window that
+        touches CV Pilot days the catalog does not hold (never ingested, or failed; not the
+        `no_data` days the bucket has nothing for) gives one MissingDataWarning naming them
+        and the ingest that fetches them (docs/ml.md); a read without a window, of a snapshot
+        or of NGSIM does not warn.
 
         `filters` are pyarrow conjunctions ((column, op, value) tuples, canonical column names
         in either naming):
@@ -990,6 +1051,8 @@ class Catalog:
         with self.db.read_state() as con:
             optional = tables.optional_columns(con, schema.view_name)
         if at is None:
+            if s is not None or e is not None:
+                self._warn_missing(source, message_type, s, e, timezone)
             parts = [p.pk for p in self.partitions(source, message_type, s, e, timezone)]
             with self.db.read_state() as con:
                 files = manifest.get_files(con, [p.key for p in parts], kind="data")
@@ -2507,6 +2570,16 @@ class RemoteCatalog(Catalog):
 
     def _record_access(self, keys: list[str]) -> None:
         pass  # nothing here is ever evicted: the files are the publisher's
+
+    def _ingest_hint(self, source: str, message_type: str, lo: date, hi: date, tz: str) -> str:
+        """A published catalog is read-only: the days go into the catalog it was published
+        from, which is published again."""
+        zone = "" if tz == "UTC" else f" --timezone {tz}"
+        return (
+            f"A published catalog is read-only: `cvcatalog ingest --source {source} --type "
+            f"{message_type} --start {lo} --end {hi}{zone}` into the catalog {self.location} was "
+            "published from fetches what is missing, then `cvcatalog publish` it again"
+        )
 
     def _lake_reader(self) -> tuple[Callable[[str], str], S3Access | None]:
         """to_dask reads the published files under the catalog's URL through s3fs, with the

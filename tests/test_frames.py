@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -24,7 +26,7 @@ import pytest
 
 from cvcatalog import catalog as catalog_module
 from cvcatalog.catalog import Catalog, to_socrata
-from cvcatalog.exceptions import CatalogError, ConfigError
+from cvcatalog.exceptions import CatalogError, ConfigError, MissingDataWarning
 from cvcatalog.quality.config import Impute, QualityConfig
 from cvcatalog.read import experiments as experiments_module
 from cvcatalog.read.experiments import Experiment, ExperimentConfig
@@ -667,3 +669,40 @@ def test_a_time_without_a_zone_is_utc_as_in_query(cat: Catalog) -> None:
         "select count(*) n from wydot_bsm where generated_at >= ? and generated_at < ?",
         [naive, datetime(2021, 4, 3, 6)],
     ).n[0]
+
+
+# -- days the catalog does not hold ------------------------------------------------------------
+def test_a_window_with_days_never_ingested_warns_once(cat: Catalog, tmp_path: Path) -> None:
+    """to_dask said nothing of the days of its window that were never ingested: a model
+    trained on fewer days than asked for. Now one MissingDataWarning (at the caller's line)
+    naming how many and the first ones, with the ingest that fetches them; a day the bucket
+    has no data for (`no_data`) is not missing, and a read without a window never warns."""
+    assert cat.partitions("wydot", "BSM") and len(cat.partitions("wydot", "BSM")) == 2  # seeded
+    c = Catalog(tmp_path / "catalog")  # D2 complete, 2021-04-03 no_data (the bucket has none)
+    d3 = date(2021, 4, 3)
+    assert c.ingest("wydot", "BSM", D2, d3, rate_limit=0).ok
+    status = {r["partition"]: r["status"] for r in c.status()}
+    assert status == {"wydot/BSM/2021/04/02": "complete", "wydot/BSM/2021/04/03": "no_data"}
+    rows = c.query("select count(*) n from wydot_bsm").n[0]
+    assert rows > 0
+    said = (r"^wydot/BSM: 9 UTC days of the window 2021-03-28\.\.2021-04-07 \(UTC\) are not in "
+            r"the catalog \(never ingested, or the ingest failed\): 2021-03-28, 2021-03-29, "
+            r"2021-03-30, 2021-03-31, 2021-04-01 and 4 more; the frame has no rows of them\. "
+            rf"`cvcatalog ingest --catalog {re.escape(str(c.paths.root))} --source wydot --type "
+            r"BSM --start 2021-03-28 --end 2021-04-07` fetches what is missing")  # fmt: skip
+    with pytest.warns(MissingDataWarning, match=said) as seen:
+        frame = c.to_dask("wydot", "BSM", "2021-03-28", "2021-04-07", columns=["vehicle_id"])
+    assert len(seen) == 1 and seen[0].filename == __file__  # the caller's line
+    assert "2021-04-03" not in str(seen[0].message)  # no_data is not missing
+    assert len(frame) == rows  # the frame itself is as before
+    # one day of a Denver window: its two UTC days, the second never ingested
+    with pytest.warns(MissingDataWarning, match=r"^wydot/BSM: 1 UTC day of the window "
+                      r"2021-04-01\.\.2021-04-01 \(America/Denver\) is not in the catalog .*: "
+                      r"2021-04-01; the frame has no rows of it\. .*--timezone America/Denver`"):  # fmt: skip
+        c.to_dask("wydot", "BSM", D1, D1, timezone="America/Denver")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingDataWarning)
+        assert len(c.to_dask("wydot", "BSM", D2, d3)) == rows  # complete + no_data
+        assert len(c.to_dask("wydot", "BSM")) == rows  # no window
+        assert len(c.to_dask("wydot", "BSM", filters=[("date", ">=", D1)])) == rows
+        c.to_dask("wydot", "BSM", start=D2)  # from D2 to the last day the catalog records

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog, RemoteCatalog
 from cvcatalog.cli.main import app
-from cvcatalog.exceptions import CatalogError, CvCatalogError
+from cvcatalog.exceptions import CatalogError, CvCatalogError, MissingDataWarning
 from cvcatalog.io.storage import S3Location, b64
 from cvcatalog.ops import publish as publish_mod
 from cvcatalog.sandbox.replica import seed_replica
@@ -295,6 +295,21 @@ def test_to_dask_reads_the_published_files(
         )
         assert len(want) > 0 and got.equals(want)
     assert not list(fresh_home.rglob("access.log"))  # reading records no LRU clock
+
+
+def test_to_dask_of_a_published_catalog_warns_of_missing_days(
+    local: Catalog, first: publish_mod.PublishSummary, fresh_home: Path
+) -> None:
+    """A published catalog's frame over days it lacks warns as a local one does, with the
+    way a read-only catalog gets them: ingest into the catalog it came from, publish again."""
+    said = (r"^wydot/BSM: 1 UTC day of the window 2021-04-01\.\.2021-04-03 \(UTC\) is not in "
+            r"the catalog .*: 2021-04-03; the frame has no rows of it\. A published catalog is "
+            r"read-only: `cvcatalog ingest --source wydot --type BSM --start 2021-04-01 --end "
+            rf"2021-04-03` into the catalog {URL} was published from fetches what is missing, "
+            r"then `cvcatalog publish` it again$")  # fmt: skip
+    with pytest.warns(MissingDataWarning, match=said):
+        frame = Catalog(URL).to_dask("wydot", "BSM", "2021-04-01", "2021-04-03", columns=["date"])
+    assert len(frame) == local.query("select count(*) n from wydot_bsm").n[0]
 
 
 def test_cli_query_on_s3(
