@@ -483,6 +483,11 @@ class Catalog:
     `Catalog("s3://bucket/prefix")` opens a catalog published with `cvcatalog publish`
     instead: a read-only :class:`cvcatalog.catalog.RemoteCatalog` (extra keyword arguments
     profile=, no_sign_request=, endpoint_url=, cache_dir=).
+
+    A Catalog pickles (into a dask.distributed task, a multiprocessing worker): what reopens
+    it, its directory (absolute), lock timeout and storage, never its DuckDB connections; the
+    unpickled one opens its own on its first read. Its `notify` callback stays behind (the
+    unpickled catalog is quiet).
     """
 
     def __new__(cls, path: str | Path | None = None, *args: Any, **kwargs: Any) -> Catalog:
@@ -504,12 +509,38 @@ class Catalog:
             not isinstance(path, str | os.PathLike) or not os.fspath(path).strip()
         ):  # "" was the current directory: a catalog made wherever the notebook runs
             raise ConfigError(f"the catalog is a directory path (a str or Path), got {path!r}")
-        self.paths = CatalogPaths.at(path if path is not None else default_home())
+        self._open(
+            CatalogPaths.at(path if path is not None else default_home()),
+            lock_timeout,
+            notify,
+            storage,
+        )
+
+    def _open(
+        self,
+        paths: CatalogPaths,
+        lock_timeout: float | None,
+        notify: Notify | None,
+        storage: str | None,
+    ) -> None:
+        """Set this catalog up over a directory; nothing is opened until the first read."""
+        self.paths = paths
         self._lock_timeout = lock_timeout
         self._storage = storage
         self.db = CatalogDB(
             self.paths, lock_timeout or 60.0, notify or (lambda _m: None), storage=storage
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What reopens this catalog in another process (pickle): never a connection."""
+        return {
+            "root": str(self.paths.root),
+            "lock_timeout": self._lock_timeout,
+            "storage": self._storage,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._open(CatalogPaths.at(state["root"]), state["lock_timeout"], None, state["storage"])
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.paths.root)!r})"
@@ -2460,7 +2491,10 @@ def to_socrata(frame: dd.DataFrame, schema: MessageSchema) -> dd.DataFrame:
 
 
 class RemoteCatalog(Catalog):
-    """A published catalog on S3, queried read-only (SQL, views, status, reports)."""
+    """A published catalog on S3, queried read-only (SQL, views, status, reports).
+
+    Pickles as a Catalog does: its URL, its S3 settings with the endpoint it was read from,
+    its cache directory when one was given, its lock timeout (never a connection)."""
 
     def __init__(
         self,
@@ -2473,20 +2507,67 @@ class RemoteCatalog(Catalog):
         endpoint_url: str | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
-        self.location = S3Location.parse(str(path))
-        self.s3_config = download_config(
+        location = S3Location.parse(str(path))
+        s3_config = download_config(
             profile=profile, no_sign_request=no_sign_request, endpoint_url=endpoint_url
         )
-        directory = (
-            Path(cache_dir)
-            if cache_dir
-            else cache_dir_for(self.location, current_endpoint(endpoint_url))
+        self._open_remote(
+            location,
+            s3_config,
+            current_endpoint(endpoint_url),
+            Path(cache_dir) if cache_dir else None,
+            lock_timeout,
+            notify,
         )
+
+    def _open_remote(
+        self,
+        location: S3Location,
+        s3_config: DownloadConfig,
+        endpoint: str | None,
+        cache_dir: Path | None,
+        lock_timeout: float | None,
+        notify: Notify | None,
+    ) -> None:
+        """Set this catalog up over a published one; nothing is fetched until the first read.
+        endpoint: the S3 endpoint it is read from (None: AWS's), which keys the default cache
+        directory."""
+        self.location = location
+        self.s3_config = s3_config
+        self._endpoint = endpoint
+        self._cache_dir = cache_dir
         self._lock_timeout = lock_timeout
+        directory = cache_dir if cache_dir is not None else cache_dir_for(location, endpoint)
         self.db: RemoteCatalogDB = RemoteCatalogDB(
-            self.location, self.s3_config, directory, lock_timeout or 60.0, notify
+            location, s3_config, directory, lock_timeout or 60.0, notify
         )
         self.paths = self.db.paths
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What reopens this catalog in another process (pickle): its URL and S3 settings, the
+        endpoint it was read from made explicit (a worker's environment may name none; the
+        credentials stay the worker's own, from its credential chain), its cache directory
+        if one was given (else the unpickling user's own cache), its lock timeout."""
+        s3_config = self.s3_config
+        if s3_config.endpoint_url is None and self._endpoint is not None:
+            s3_config = s3_config.model_copy(update={"endpoint_url": self._endpoint})
+        return {
+            "url": self.location.url,
+            "s3_config": s3_config,
+            "endpoint": self._endpoint,
+            "cache_dir": self._cache_dir,
+            "lock_timeout": self._lock_timeout,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._open_remote(
+            S3Location.parse(state["url"]),
+            state["s3_config"],
+            state["endpoint"],
+            state["cache_dir"],
+            state["lock_timeout"],
+            None,
+        )
 
     def __repr__(self) -> str:
         return f"Catalog({self.location.url!r})"

@@ -706,3 +706,49 @@ def test_a_window_with_days_never_ingested_warns_once(cat: Catalog, tmp_path: Pa
         assert len(c.to_dask("wydot", "BSM")) == rows  # no window
         assert len(c.to_dask("wydot", "BSM", filters=[("date", ">=", D1)])) == rows
         c.to_dask("wydot", "BSM", start=D2)  # from D2 to the last day the catalog records
+
+
+# -- a Catalog into another process ------------------------------------------------------------
+UNPICKLE_AND_READ = """
+import json, pickle, sys
+import dask
+with open(sys.argv[1], "rb") as f:
+    cat = pickle.load(f)
+frame = cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02", columns=["vehicle_id", "date"])
+got = frame.compute(scheduler="sync")
+print(json.dumps({"repr": repr(cat), "query": int(cat.query("select count(*) n from wydot_bsm").n[0]),
+                  "frame": len(got), "days": sorted({str(d) for d in got["date"]})}))
+"""
+
+
+def test_a_catalog_pickles_and_reopens_lazily(cat: Catalog, tmp_path: Path) -> None:
+    """A Catalog did not pickle (its notify lambda, its DuckDB connections), so it could not
+    go into a Dask task or a multiprocessing worker. Now it pickles what reopens it (its
+    directory, lock timeout, storage), opens nothing when unpickled, and queries and reads
+    frames as the original does, in this process and in another."""
+    rows = int(cat.query("select count(*) n from wydot_bsm").n[0])  # the original has opened
+    assert rows > 0 and cat.db._hub is not None
+    quiet = Catalog(cat.paths.root, lock_timeout=7, notify=lambda m: print(m))
+    blob = pickle.dumps(quiet)
+    assert b"duckdb" not in blob.lower()  # no connection, no DuckDB object
+    back = pickle.loads(blob)
+    assert type(back) is Catalog and repr(back) == repr(cat)
+    assert back.paths == cat.paths and back.db.lock_timeout == 7
+    assert back.db._hub is None  # nothing opened yet: reopened lazily, on the first read
+    assert int(back.query("select count(*) n from wydot_bsm").n[0]) == rows
+    cols = ["vehicle_id", "speed_mps", "date"]
+    got, want = (
+        _sorted(c.to_dask("wydot", "BSM", D1, D2, columns=cols).compute(), cols) for c in (back, cat)
+    )
+    assert len(got) == rows
+    pd.testing.assert_frame_equal(got, want)
+    # in another process (as multiprocessing or a Dask worker unpickles it)
+    path = tmp_path / "catalog.pickle"
+    path.write_bytes(pickle.dumps(cat))
+    out = subprocess.run(
+        [sys.executable, "-c", UNPICKLE_AND_READ, str(path)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {
+        "repr": repr(cat), "query": rows, "frame": rows, "days": [str(D1), str(D2)],
+    }  # fmt: skip
