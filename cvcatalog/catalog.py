@@ -967,8 +967,9 @@ class Catalog:
         shown = ", ".join(names[:5]) + (f" and {n - 5} more" if n > 5 else "")
         warnings.warn(
             f"{source}/{message_type}: {n} {what} of the window {lo}..{hi} ({tz}) "
-            f"{'is' if n == 1 else 'are'} not in the catalog (never ingested, or the ingest "
-            f"failed): {shown}; the frame has no rows of {'it' if n == 1 else 'them'}. "
+            f"{'is' if n == 1 else 'are'} not in the catalog (never ingested, failed, or "
+            f"written under an older canonical version): {shown}; the frame has no rows of "
+            f"{'it' if n == 1 else 'them'}. "
             f"{self._ingest_hint(source, message_type, lo, hi, tz)}",
             MissingDataWarning,
             stacklevel=3,

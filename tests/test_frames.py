@@ -689,7 +689,8 @@ def test_a_window_with_days_never_ingested_warns_once(cat: Catalog, tmp_path: Pa
     rows = c.query("select count(*) n from wydot_bsm").n[0]
     assert rows > 0
     said = (r"^wydot/BSM: 9 UTC days of the window 2021-03-28\.\.2021-04-07 \(UTC\) are not in "
-            r"the catalog \(never ingested, or the ingest failed\): 2021-03-28, 2021-03-29, "
+            r"the catalog \(never ingested, failed, or written under an older canonical version\): "
+            r"2021-03-28, 2021-03-29, "
             r"2021-03-30, 2021-03-31, 2021-04-01 and 4 more; the frame has no rows of them\. "
             rf"`cvcatalog ingest --catalog {re.escape(str(c.paths.root))} --source wydot --type "
             r"BSM --start 2021-03-28 --end 2021-04-07` fetches what is missing")  # fmt: skip
