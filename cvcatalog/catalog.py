@@ -8,13 +8,16 @@ import math
 import os
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from zoneinfo import ZoneInfo
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -40,7 +43,7 @@ from cvcatalog.config import (
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.distributed import dask_pool
-from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
+from cvcatalog.exceptions import CatalogError, ConfigError, MissingDataWarning, QueryError
 from cvcatalog.io import lake
 from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.duckdb_ext import (
@@ -304,6 +307,17 @@ def _with_optional(schema: pa.Schema | None, optional: tuple[tuple[str, str], ..
     return pa.schema(fields)
 
 
+def _frame_pandas(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as a partition (or the meta) of a Dask frame: as `table.to_pandas()`,
+    except that a DATE column (the `date` partition column) is pandas' Arrow date dtype,
+    `date32[pyarrow]`, whose values are the `datetime.date` objects `Catalog.query` gives. The
+    object column of dates `to_pandas()` makes is not kept by Dask: its string conversion
+    turns it into strings ('2021-04-01'), in the meta and in every partition."""
+    import pandas as pd  # ~0.15 s to import: paid by frames, not by every command's start
+
+    return table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_date(t) else None)
+
+
 def _apply_sql(table: pa.Table, sql: str) -> pa.Table:
     """Run SQL over an Arrow table named `frame` (keeps nested types, unlike pandas)."""
     con = _scratch()
@@ -404,7 +418,7 @@ def _read_piece(
         table = _apply_sql(table, plan.select_sql(columns, "frame", table.column_names))
     if columns is not None:
         table = table.select(columns)
-    return table.to_pandas()
+    return _frame_pandas(table)
 
 
 def _read_files(
@@ -469,6 +483,11 @@ class Catalog:
     `Catalog("s3://bucket/prefix")` opens a catalog published with `cvcatalog publish`
     instead: a read-only :class:`cvcatalog.catalog.RemoteCatalog` (extra keyword arguments
     profile=, no_sign_request=, endpoint_url=, cache_dir=).
+
+    A Catalog pickles (into a dask.distributed task, a multiprocessing worker): what reopens
+    it, its directory (absolute), lock timeout and storage, never its DuckDB connections; the
+    unpickled one opens its own on its first read. Its `notify` callback stays behind (the
+    unpickled catalog is quiet).
     """
 
     def __new__(cls, path: str | Path | None = None, *args: Any, **kwargs: Any) -> Catalog:
@@ -490,12 +509,38 @@ class Catalog:
             not isinstance(path, str | os.PathLike) or not os.fspath(path).strip()
         ):  # "" was the current directory: a catalog made wherever the notebook runs
             raise ConfigError(f"the catalog is a directory path (a str or Path), got {path!r}")
-        self.paths = CatalogPaths.at(path if path is not None else default_home())
+        self._open(
+            CatalogPaths.at(path if path is not None else default_home()),
+            lock_timeout,
+            notify,
+            storage,
+        )
+
+    def _open(
+        self,
+        paths: CatalogPaths,
+        lock_timeout: float | None,
+        notify: Notify | None,
+        storage: str | None,
+    ) -> None:
+        """Set this catalog up over a directory; nothing is opened until the first read."""
+        self.paths = paths
         self._lock_timeout = lock_timeout
         self._storage = storage
         self.db = CatalogDB(
             self.paths, lock_timeout or 60.0, notify or (lambda _m: None), storage=storage
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What reopens this catalog in another process (pickle): never a connection."""
+        return {
+            "root": str(self.paths.root),
+            "lock_timeout": self._lock_timeout,
+            "storage": self._storage,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._open(CatalogPaths.at(state["root"]), state["lock_timeout"], None, state["storage"])
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.paths.root)!r})"
@@ -719,6 +764,8 @@ class Catalog:
     ) -> pa.Table:
         """Run SQL against the catalog views and tables; the catalog is never modified.
 
+        params: values for the SQL's `?` (or `$name`) placeholders; a datetime without a zone
+        is UTC (every session runs in UTC), as in to_dask's filters.
         read_only (the default): only SELECT/EXPLAIN statements, on a read-only connection.
         read_only=False: any statement in a private in-memory session where the catalog is
         attached READ_ONLY (temporary tables, COPY ... TO a file outside the catalog), never
@@ -880,6 +927,63 @@ class Catalog:
             and (wanted is None or p.partition_key in wanted)
         ]
 
+    def _warn_missing(
+        self, source: str, message_type: str, start: date | None, end: date | None, tz: str
+    ) -> None:
+        """Warn (MissingDataWarning, pointing at the caller of to_dask) when the window's
+        partitions include some the catalog does not hold: never ingested, failed, or of a
+        canonical version this cvcatalog does not read (an ingest rewrites those). Days
+        recorded `no_data` (the bucket has nothing for them) and days not begun yet are not
+        missing. start alone: from that day to the last day the catalog records (as the
+        frame reads); end alone: from the first."""
+        with self.db.read_state() as con:
+            records = manifest.get_partitions(con, source, message_type)
+        known = [r.date for r in records.values()]
+        lo = start or min(known, default=end)
+        hi = end or max(known, default=start)
+        assert lo is not None and hi is not None
+        hi = max(lo, hi)
+        schema = SCHEMAS[(source, message_type)]
+        keys = partitions_for(source, message_type, lo, hi, tz)
+        later = set(cvpilot.future_days(keys, source))
+        missing = []
+        for k in keys:
+            r = records.get(k.key)
+            held = r is not None and (
+                r.status == "no_data"
+                or (r.status == "complete" and schema.reads(r.canonical_version))
+            )
+            if not held and k.key not in later:
+                missing.append(k)
+        if not missing:
+            return
+        n = len(missing)
+        if missing[0].bins is not None:  # NYCDOT: bins of months
+            names = [k.key for k in missing]
+            what = "partition" if n == 1 else "partitions"
+        else:  # folder days, named on the source's folder clock (a Denver day spans two)
+            names = [k.day.isoformat() for k in missing]
+            what = f"{FOLDER_TIMEZONE[source]} day" + ("" if n == 1 else "s")
+        shown = ", ".join(names[:5]) + (f" and {n - 5} more" if n > 5 else "")
+        warnings.warn(
+            f"{source}/{message_type}: {n} {what} of the window {lo}..{hi} ({tz}) "
+            f"{'is' if n == 1 else 'are'} not in the catalog (never ingested, failed, or "
+            f"written under an older canonical version): {shown}; the frame has no rows of "
+            f"{'it' if n == 1 else 'them'}. "
+            f"{self._ingest_hint(source, message_type, lo, hi, tz)}",
+            MissingDataWarning,
+            stacklevel=3,
+        )
+
+    def _ingest_hint(self, source: str, message_type: str, lo: date, hi: date, tz: str) -> str:
+        """How to fetch a window's missing days into this catalog (_warn_missing's advice)."""
+        zone = "" if tz == "UTC" else f" --timezone {tz}"
+        return (
+            f"`cvcatalog ingest --catalog {self.paths.root} --source {source} --type "
+            f"{message_type} --start {lo} --end {hi}{zone}` fetches what is missing (the days "
+            "the catalog holds are skipped)"
+        )
+
     def to_dask(
         self,
         source: str,
@@ -907,6 +1011,12 @@ class Catalog:
         from that day on, an end alone up to it (an ingest's, an export's or a split's start
         alone is that one day). A day is a date or 'YYYY-MM-DD'; a datetime, pandas.Timestamp
         or numpy.datetime64 is its date as written (every call that takes days reads them so).
+        The partition column `date` is a date (pandas' `date32[pyarrow]`), in the meta and in
+        every partition: the `datetime.date` values `query` gives for it. A window that
+        touches CV Pilot days the catalog does not hold (never ingested, or failed; not the
+        `no_data` days the bucket has nothing for) gives one MissingDataWarning naming them
+        and the ingest that fetches them (docs/ml.md); a read without a window, of a snapshot
+        or of NGSIM does not warn.
 
         `filters` are pyarrow conjunctions ((column, op, value) tuples, canonical column names
         in either naming):
@@ -916,7 +1026,10 @@ class Catalog:
         a None value (it matches no row) is a ConfigError here, not an error at compute or a
         silent empty frame. An op may be in capitals (`"IN"`); one term alone, and pyarrow's
         list holding one conjunction (`[[term, ...]]`), are read as those terms; an OR (two
-        conjunctions) is refused.
+        conjunctions) is refused. A time without a zone (a naive datetime or
+        pandas.Timestamp, a numpy.datetime64) is UTC, as in query's params: the catalog
+        stores UTC. With a `timezone` other than UTC such a time is ambiguous (that zone's or
+        UTC?) and refused in one line: give it its zone.
 
         Only the columns asked for (a list of names, or one str of names separated by
         commas; a name given twice is read once) and those the computation uses (Dask's
@@ -948,7 +1061,7 @@ class Catalog:
         timezone = timezone_arg(timezone)
         columns = _column_names(columns)
         naming = _choice("naming", naming, ("canonical", "socrata"))  # type: ignore[assignment]
-        filters = _check_filter_terms(filters)
+        filters = _check_filter_terms(filters, timezone)
         ds = _dataset(source)
         if ds is not None:
             if area is not None:
@@ -970,6 +1083,8 @@ class Catalog:
         with self.db.read_state() as con:
             optional = tables.optional_columns(con, schema.view_name)
         if at is None:
+            if s is not None or e is not None:
+                self._warn_missing(source, message_type, s, e, timezone)
             parts = [p.pk for p in self.partitions(source, message_type, s, e, timezone)]
             with self.db.read_state() as con:
                 files = manifest.get_files(con, [p.key for p in parts], kind="data")
@@ -1425,7 +1540,7 @@ class Catalog:
             ids = {k.snapshot_id for k in kept}
             if output == "dask":
                 changed = _change_parts(kept, ids, table, since, last)
-                meta = lake.changes(con, table, last, last).slice(0, 0).to_pandas()
+                meta = _frame_pandas(lake.changes(con, table, last, last).slice(0, 0))
             elif last > since:
                 # since is kept; the snapshot after it may have expired: read from since
                 read = None if since + 1 in ids else (since, last)
@@ -1856,7 +1971,7 @@ class Catalog:
         start, end = _split_days(start, end)
         if "columns" in options:
             options["columns"] = _column_names(options["columns"])
-        filters = _check_filter_terms(filters)
+        filters = _check_filter_terms(filters, timezone_arg(timezone))
         # a time is the snapshot current then, once: the plan and the frames read the same one
         snapshot = self._snapshot_at(as_of_point(snapshot, as_of))
         the_plan, groups = self.split_plan(
@@ -2003,7 +2118,7 @@ def _changes_of(part: tuple[int, int], where: str, table: str) -> pd.DataFrame:
     with cat.db.read() as con:
         ids = {k.snapshot_id for k in lake.snapshots(con)}
         read = None if first in ids and last in ids else (first - 1, last + 1)
-        return lake.changes(con, table, first, last, read).to_pandas()
+        return _frame_pandas(lake.changes(con, table, first, last, read))
 
 
 def snapshot_id(snapshot: int | str | None) -> int | None:
@@ -2158,7 +2273,7 @@ def _meta(
                 f"valid: {', '.join(table.column_names)}"
             )
         table = table.select(columns)
-    return table.to_pandas(), socrata
+    return _frame_pandas(table), socrata
 
 
 def _sites(source: str, location: str | Sequence[str] | None) -> list[str] | None:
@@ -2238,11 +2353,16 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _check_filter_terms(filters: Filters | None) -> list[tuple[str, str, Any]]:
+def _check_filter_terms(
+    filters: Filters | None, timezone: str = "UTC"
+) -> list[tuple[str, str, Any]]:
     """Each filter is a (column, op, value) term with a known op; all of them must hold (a
     list of lists, pyarrow's OR form, is not a term; a list holding one list of terms,
     pyarrow's form of one conjunction, is those terms). Returns the terms with their op as
-    pyarrow reads it (`IN`, ` > `: `in`, `>`); one term alone, not in a list, is that term."""
+    pyarrow reads it (`IN`, ` > `: `in`, `>`); one term alone, not in a list, is that term.
+    A time without a zone (a naive datetime or pandas.Timestamp, a numpy.datetime64) is UTC,
+    as in query params (_as_moment); timezone: the read's days' zone, which makes such a time
+    ambiguous when it is not UTC."""
     if isinstance(filters, tuple) and len(filters) == 3 and isinstance(filters[0], str):
         filters = [filters]  # one term given alone, not in a list
     if (
@@ -2279,8 +2399,36 @@ def _check_filter_terms(filters: Filters | None) -> list[tuple[str, str, Any]]:
                 f"filter {tuple(term)!r}: None matches no row (no value compares with NULL); "
                 f"for the rows without a value, filter the frame: frame[frame[{term[0]!r}].isna()]"
             )
-        terms.append((term[0], op, value))
+        terms.append((term[0], op, _as_moment(term, value, timezone)))
     return terms
+
+
+def _as_moment(term: Any, value: Any, timezone: str) -> Any:
+    """A filter's value with its times without a zone read as UTC, as a query's params are
+    (every session of the catalog is in UTC): a naive datetime or pandas.Timestamp, a
+    numpy.datetime64 (a list of them for in / not in). A read whose days are another zone's
+    (timezone=) cannot tell which zone such a time means: one ConfigError line."""
+    if isinstance(value, list | tuple | set):
+        read = [_as_moment(term, v, timezone) for v in value]
+        return read if any(a is not b for a, b in zip(read, value, strict=True)) else value
+    if isinstance(value, np.datetime64) and not np.isnat(value):
+        value = value.astype("datetime64[us]").item()  # a datetime (NaT: left, does not fit)
+    if not isinstance(value, datetime) or value.utcoffset() is not None:
+        return value
+    if not _is_utc(timezone):
+        raise ConfigError(
+            f"filter {tuple(term)!r}: a time without a zone is UTC, but this read's days are "
+            f"{timezone} days; give the time its zone, e.g. tzinfo=ZoneInfo({timezone!r}) "
+            "or tzinfo=timezone.utc"
+        )
+    return value.replace(tzinfo=UTC)
+
+
+def _is_utc(timezone: str) -> bool:
+    """Whether a (checked) zone is UTC under another name (Etc/UTC, GMT, ...): no offset in
+    winter or summer."""
+    zone = ZoneInfo(timezone)
+    return all(zone.utcoffset(datetime(2021, m, 1)) == timedelta(0) for m in (1, 7))
 
 
 def _check_filter_columns(
@@ -2299,16 +2447,6 @@ def _check_filter_columns(
         if column in constants:
             continue
         kind = table.schema.field(column).type
-        values = value if isinstance(value, list | tuple | set) else [value]
-        if (
-            pa.types.is_timestamp(kind)
-            and kind.tz is not None
-            and any(isinstance(v, datetime) and v.tzinfo is None for v in values)
-        ):  # the empty table compares them; a file's rows do not
-            raise ConfigError(
-                f"filter {tuple(term)!r}: {column} is a moment (UTC); give the datetime a "
-                "zone, e.g. datetime(2021, 4, 1, tzinfo=timezone.utc)"
-            )
         try:
             table.filter(pq.filters_to_expression([(column, op.strip().lower(), value)]))
         except (pa.ArrowException, TypeError, ValueError) as e:
@@ -2354,13 +2492,16 @@ def to_socrata(frame: dd.DataFrame, schema: MessageSchema) -> dd.DataFrame:
 
     def convert(df: pd.DataFrame) -> pd.DataFrame:
         sql = plan.select_sql(None, "frame", list(df.columns))
-        return _apply_sql(pa.Table.from_pandas(df, preserve_index=False), sql).to_pandas()
+        return _frame_pandas(_apply_sql(pa.Table.from_pandas(df, preserve_index=False), sql))
 
     return frame.map_partitions(convert, meta=convert(frame._meta))
 
 
 class RemoteCatalog(Catalog):
-    """A published catalog on S3, queried read-only (SQL, views, status, reports)."""
+    """A published catalog on S3, queried read-only (SQL, views, status, reports).
+
+    Pickles as a Catalog does: its URL, its S3 settings with the endpoint it was read from,
+    its cache directory when one was given, its lock timeout (never a connection)."""
 
     def __init__(
         self,
@@ -2373,20 +2514,67 @@ class RemoteCatalog(Catalog):
         endpoint_url: str | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
-        self.location = S3Location.parse(str(path))
-        self.s3_config = download_config(
+        location = S3Location.parse(str(path))
+        s3_config = download_config(
             profile=profile, no_sign_request=no_sign_request, endpoint_url=endpoint_url
         )
-        directory = (
-            Path(cache_dir)
-            if cache_dir
-            else cache_dir_for(self.location, current_endpoint(endpoint_url))
+        self._open_remote(
+            location,
+            s3_config,
+            current_endpoint(endpoint_url),
+            Path(cache_dir) if cache_dir else None,
+            lock_timeout,
+            notify,
         )
+
+    def _open_remote(
+        self,
+        location: S3Location,
+        s3_config: DownloadConfig,
+        endpoint: str | None,
+        cache_dir: Path | None,
+        lock_timeout: float | None,
+        notify: Notify | None,
+    ) -> None:
+        """Set this catalog up over a published one; nothing is fetched until the first read.
+        endpoint: the S3 endpoint it is read from (None: AWS's), which keys the default cache
+        directory."""
+        self.location = location
+        self.s3_config = s3_config
+        self._endpoint = endpoint
+        self._cache_dir = cache_dir
         self._lock_timeout = lock_timeout
+        directory = cache_dir if cache_dir is not None else cache_dir_for(location, endpoint)
         self.db: RemoteCatalogDB = RemoteCatalogDB(
-            self.location, self.s3_config, directory, lock_timeout or 60.0, notify
+            location, s3_config, directory, lock_timeout or 60.0, notify
         )
         self.paths = self.db.paths
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What reopens this catalog in another process (pickle): its URL and S3 settings, the
+        endpoint it was read from made explicit (a worker's environment may name none; the
+        credentials stay the worker's own, from its credential chain), its cache directory
+        if one was given (else the unpickling user's own cache), its lock timeout."""
+        s3_config = self.s3_config
+        if s3_config.endpoint_url is None and self._endpoint is not None:
+            s3_config = s3_config.model_copy(update={"endpoint_url": self._endpoint})
+        return {
+            "url": self.location.url,
+            "s3_config": s3_config,
+            "endpoint": self._endpoint,
+            "cache_dir": self._cache_dir,
+            "lock_timeout": self._lock_timeout,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._open_remote(
+            S3Location.parse(state["url"]),
+            state["s3_config"],
+            state["endpoint"],
+            state["cache_dir"],
+            state["lock_timeout"],
+            None,
+        )
 
     def __repr__(self) -> str:
         return f"Catalog({self.location.url!r})"
@@ -2470,6 +2658,16 @@ class RemoteCatalog(Catalog):
 
     def _record_access(self, keys: list[str]) -> None:
         pass  # nothing here is ever evicted: the files are the publisher's
+
+    def _ingest_hint(self, source: str, message_type: str, lo: date, hi: date, tz: str) -> str:
+        """A published catalog is read-only: the days go into the catalog it was published
+        from, which is published again."""
+        zone = "" if tz == "UTC" else f" --timezone {tz}"
+        return (
+            f"A published catalog is read-only: `cvcatalog ingest --source {source} --type "
+            f"{message_type} --start {lo} --end {hi}{zone}` into the catalog {self.location} was "
+            "published from fetches what is missing, then `cvcatalog publish` it again"
+        )
 
     def _lake_reader(self) -> tuple[Callable[[str], str], S3Access | None]:
         """to_dask reads the published files under the catalog's URL through s3fs, with the

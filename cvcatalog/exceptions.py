@@ -1,4 +1,5 @@
-"""Every error cvcatalog raises on purpose; the CLI turns these into one line and exit code 1."""
+"""Every error cvcatalog raises on purpose (the CLI turns these into one line and exit code 1),
+and the warnings its API gives (Python's `warnings`: shown once, filterable by class)."""
 
 from __future__ import annotations
 
@@ -93,3 +94,14 @@ class TransientFetchError(CvCatalogError):
 
 class InputChangedError(CvCatalogError):
     """An input changed while it was being read: its units no longer fit together."""
+
+
+class CvCatalogWarning(UserWarning):
+    """Base class of cvcatalog's warnings: something a user of the API should know of (the
+    result may not be what they think), which is no error."""
+
+
+class MissingDataWarning(CvCatalogWarning):
+    """A read asked for days the catalog does not hold (never ingested, or their ingest
+    failed): the result has no rows of them. Days the source has no data for (`no_data`) are
+    not missing."""

@@ -393,8 +393,7 @@ def test_scheduler_flag_and_to_dask_on_a_distributed_client(
     assert row["get_requests"] == 0
 
     expected = cat.query("select date, vehicle_id, count(*) as n from wydot_bsm group by all")
-    # (Dask's convert-string setting turns the date objects into strings)
-    want = {(str(d), v): int(n) for d, v, n in expected.itertuples(index=False)}
+    want = {(d, v): int(n) for d, v, n in expected.itertuples(index=False)}  # date objects
     fast = cat.query("select count(*) as n from wydot_bsm where speed_mps > 25").n[0]
     with Client(dask_cluster) as client:
         ddf = cat.to_dask("wydot", "BSM", D1, D4, columns=["date", "vehicle_id"])
@@ -409,8 +408,35 @@ def test_scheduler_flag_and_to_dask_on_a_distributed_client(
         assert again.count("complete") == 3 and client.status == "running"
     assert fingerprint(cat) == want_fingerprint
     assert cat.verify().clean
-    assert {(str(d), v): int(n) for (d, v), n in counts.items()} == want
+    assert {(d, v): int(n) for (d, v), n in counts.items()} == want
     assert n_fast == fast
+
+
+def test_a_catalog_passed_into_a_distributed_task_reads_on_the_worker(
+    replica: Reference, dask_cluster: Any
+) -> None:
+    """A Catalog could not be an argument of a dask.distributed task (it did not pickle). Now
+    the worker process gets one that reopens the catalog there and queries and reads frames."""
+    from distributed import Client
+
+    cat = replica.single
+
+    def on_worker(c: Catalog) -> dict[str, Any]:  # pickled by value: runs in the worker
+        frame = c.to_dask("wydot", "BSM", D1, D4, columns=["vehicle_id", "date"])
+        got = frame.compute(scheduler="sync")
+        return {
+            "pid": os.getpid(),
+            "root": str(c.paths.root),
+            "query": int(c.query("select count(*) as n from wydot_bsm").n[0]),
+            "frame": len(got),
+            "days": sorted(set(got["date"])),
+        }
+
+    with Client(dask_cluster) as client:
+        got = client.submit(on_worker, cat, pure=False).result(timeout=120)
+    rows = int(cat.query("select count(*) as n from wydot_bsm").n[0])
+    assert got.pop("pid") != os.getpid()
+    assert got == {"root": str(cat.paths.root), "query": rows, "frame": rows, "days": [D1, D2, D4]}
 
 
 # -- a cluster that goes away mid-run (about 8 s each) ------------------------------------------

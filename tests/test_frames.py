@@ -6,22 +6,27 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import dask
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from cvcatalog import catalog as catalog_module
 from cvcatalog.catalog import Catalog, to_socrata
-from cvcatalog.exceptions import CatalogError, ConfigError
+from cvcatalog.exceptions import CatalogError, ConfigError, MissingDataWarning
 from cvcatalog.quality.config import Impute, QualityConfig
 from cvcatalog.read import experiments as experiments_module
 from cvcatalog.read.experiments import Experiment, ExperimentConfig
@@ -233,15 +238,14 @@ def test_unknown_columns_are_one_clear_error(cat: Catalog) -> None:
 
 
 def test_mistaken_filters_are_one_clear_error_from_to_dask(cat: Catalog) -> None:
-    """A filter naming no column, an unknown op, a value of another type, a naive datetime
-    for a moment, or pyarrow's OR form is a ConfigError when the frame is made; it was a
-    pyarrow error (a schema dump, or 'too many values to unpack') when it was computed."""
+    """A filter naming no column, an unknown op, a value of another type, or pyarrow's OR
+    form is a ConfigError when the frame is made; it was a pyarrow error (a schema dump, or
+    'too many values to unpack') when it was computed."""
     cases = [
         ([("speed", ">", 20)], r"unknown column 'speed' in filters for wydot_bsm .*valid: .*speed_mps"),
         ([("speed_mps", "~", 1)], r"unknown filter operator '~' .*one of =, ==, !="),
         ([("speed_mps", ">", "fast")], r"does not fit speed_mps \(double\)"),
         ([("vehicle_id", "=", 5)], r"does not fit vehicle_id \(string\)"),
-        ([("generated_at", ">=", datetime(2021, 4, 1, 10))], "give the datetime a zone"),
         ([[("speed_mps", ">", 30)], [("speed_mps", "<", 5)]], r"for an OR, filter the frame"),
         ([("speed_mps", ">")], r"a filter is a \(column, op, value\) tuple"),
         ([("vehicle_id", "in", "AB")], r"^filter \('vehicle_id', 'in', 'AB'\): 'in' takes a list"),
@@ -545,8 +549,9 @@ def test_a_catalog_imputed_at_ingest_keeps_the_flag_in_frames(
     ).compute()
     assert list(few.columns) == [id_col, "imputed"] and len(few) == rows
     assert int(few.imputed.notna().sum()) == table.k[0]
-    # a window without data: the empty frame has the column too
-    none = imputed_cat.to_dask("wydot", "BSM", date(2021, 4, 5), date(2021, 4, 5), naming=naming)  # type: ignore[arg-type]
+    # a window without data: the empty frame has the column too (and the day is told missing)
+    with pytest.warns(MissingDataWarning, match="2021-04-05; the frame has no rows of it"):
+        none = imputed_cat.to_dask("wydot", "BSM", date(2021, 4, 5), date(2021, 4, 5), naming=naming)  # type: ignore[arg-type]
     assert "imputed" in none.columns and id_col in none.columns and len(none) == 0
     assert {c for r in reads if r for c in r} <= {"vehicle_id", "imputed", "invalid_reason",
                                                    "generated_at"}  # fmt: skip
@@ -577,3 +582,177 @@ def test_a_process_that_only_reads_frames_loads_neither_ducklake_nor_boto3(cat: 
     rows = cat.query("select count(*) from wydot_bsm_socrata").iat[0, 0]
     assert got == {"rows": rows, "boto3": False, "databases": got["databases"]}
     assert "cv" not in got["databases"] and "cvcatalog" in got["databases"]
+
+
+# -- the date column ---------------------------------------------------------------------------
+DATE_DTYPE = pd.ArrowDtype(pa.date32())
+
+
+def _dates_agree(frame: Any, want: pd.Series) -> pd.DataFrame:
+    """frame's `date` is a date dtype in its meta and in every computed partition, and holds
+    the datetime.date values query gives for the same rows."""
+    assert frame.dtypes["date"] == DATE_DTYPE  # the meta
+    got = frame.compute()
+    assert got.dtypes["date"] == DATE_DTYPE
+    for part in frame.to_delayed():  # each partition, not only their concatenation
+        assert part.compute().dtypes["date"] == DATE_DTYPE
+    assert sorted(got["date"].tolist()) == sorted(want.tolist())
+    assert all(type(d) is date for d in got["date"])
+    return got
+
+
+def test_the_date_column_is_a_date_as_in_query(cat: Catalog, tmp_path: Path) -> None:
+    """to_dask's `date` was Dask's string ('2021-04-01'); query gives datetime.date values.
+    Now a date dtype, in the meta and in the partitions, canonical, socrata and NGSIM."""
+    want = cat.query("select date from wydot_bsm")["date"]
+    assert all(type(d) is date for d in want)
+    got = _dates_agree(cat.to_dask("wydot", "BSM", D1, D2), want)
+    assert set(got["date"]) == {D1, D2}
+    # it compares with dates, and a filter on it keeps that day's rows
+    frame = cat.to_dask("wydot", "BSM", D1, D2, columns=["date", "vehicle_id"])
+    n2 = int((want == D2).sum())
+    assert len(frame[frame["date"] == D2].compute()) == n2 > 0
+    assert len(cat.to_dask("wydot", "BSM", columns=["date"], filters=[("date", "=", D2)])) == n2
+    _dates_agree(
+        cat.to_dask("wydot", "BSM", D1, D2, naming="socrata", columns=["coreData_id", "date"]),
+        cat.query("select date from wydot_bsm_socrata")["date"],
+    )
+    with pytest.warns(MissingDataWarning):  # a day never ingested: an empty frame
+        empty = cat.to_dask("wydot", "BSM", "2020-01-01", "2020-01-01", columns=["date"])
+    assert empty.dtypes["date"] == DATE_DTYPE and empty.compute().dtypes["date"] == DATE_DTYPE
+    changes = cat.changes("wydot", "BSM", 0, output="dask")
+    assert changes.dtypes["date"] == DATE_DTYPE and changes.compute().dtypes["date"] == DATE_DTYPE
+    # NGSIM's partition column is a date too
+    path = tmp_path / "trajectories.csv"
+    generate_ngsim(path, 2_000, seed=3)
+    ngsim = Catalog(tmp_path / "catalog")
+    assert ngsim.ingest_dataset("ngsim", str(path)).ok
+    _dates_agree(ngsim.to_dask("ngsim"), ngsim.query("select date from ngsim_trajectories")["date"])
+
+
+# -- times without a zone ----------------------------------------------------------------------
+def test_a_time_without_a_zone_is_utc_as_in_query(cat: Catalog) -> None:
+    """A naive datetime in to_dask's filters was refused ('give the datetime a zone') while
+    query's params read it as UTC. Now UTC in both: the same rows as query's naive param and
+    as the aware UTC time, whatever form the time takes (datetime, pandas.Timestamp,
+    numpy.datetime64, in a list); refused, in one line, only where the read's days are
+    another zone's, which makes the time ambiguous."""
+    naive = datetime(2021, 4, 1, 12, 30)
+    total = cat.query("select count(*) n from wydot_bsm").n[0]
+    want = cat.query("select count(*) n from wydot_bsm where generated_at >= ?", [naive]).n[0]
+    assert 0 < want < total  # the time cuts the rows
+    aware = cat.to_dask("wydot", "BSM", filters=[("generated_at", ">=", naive.replace(tzinfo=UTC))])
+    assert len(aware) == want
+    for value in (naive, pd.Timestamp(naive), np.datetime64(naive), np.datetime64("2021-04-01T12:30")):
+        for naming in ("canonical", "socrata"):
+            frame = cat.to_dask("wydot", "BSM", filters=[("generated_at", ">=", value)], naming=naming)  # type: ignore[arg-type]
+            assert len(frame) == want, (value, naming)
+    # in a list (in / not in), and with the read's days in UTC under another name
+    times = cat.query("select distinct generated_at from wydot_bsm order by 1 limit 2").generated_at
+    bare = [t.tz_convert("UTC").tz_localize(None).to_pydatetime() for t in times]
+    assert all(t.tzinfo is None for t in bare)
+    exact = cat.query("select count(*) n from wydot_bsm where generated_at in (?, ?)", bare).n[0]
+    assert exact > 0
+    assert len(cat.to_dask("wydot", "BSM", filters=[("generated_at", "in", bare)])) == exact
+    assert len(cat.to_dask("wydot", "BSM", filters=[("generated_at", "not in", set(bare))])) == total - exact
+    utc = cat.to_dask("wydot", "BSM", D1, D2, timezone="Etc/UTC", filters=[("generated_at", ">=", naive)])
+    assert len(utc) == want
+    # a read of Denver days: which zone is 12:30 in? One line, from to_dask and from split
+    said = (r"^filter \('generated_at', '>=', datetime\.datetime\(2021, 4, 1, 12, 30\)\): a time "
+            r"without a zone is UTC, but this read's days are America/Denver days; give the time "
+            r"its zone, e\.g\. tzinfo=ZoneInfo\('America/Denver'\) or tzinfo=timezone\.utc$")  # fmt: skip
+    with pytest.raises(ConfigError, match=said):
+        cat.to_dask("wydot", "BSM", D1, D2, timezone="America/Denver", filters=[("generated_at", ">=", naive)])
+    with pytest.raises(ConfigError, match=said):
+        cat.split("wydot", "BSM", D1, D2, timezone="America/Denver", filters=[("generated_at", ">=", naive)])
+    denver = datetime(2021, 4, 1, 6, 30, tzinfo=ZoneInfo("America/Denver"))  # 12:30 UTC
+    with pytest.warns(MissingDataWarning, match="2021-04-03"):  # Denver's 04-02 ends on it
+        f = cat.to_dask("wydot", "BSM", D1, D2, timezone="America/Denver", filters=[("generated_at", ">=", denver)])
+    assert len(f) == cat.query(
+        "select count(*) n from wydot_bsm where generated_at >= ? and generated_at < ?",
+        [naive, datetime(2021, 4, 3, 6)],
+    ).n[0]
+
+
+# -- days the catalog does not hold ------------------------------------------------------------
+def test_a_window_with_days_never_ingested_warns_once(cat: Catalog, tmp_path: Path) -> None:
+    """to_dask said nothing of the days of its window that were never ingested: a model
+    trained on fewer days than asked for. Now one MissingDataWarning (at the caller's line)
+    naming how many and the first ones, with the ingest that fetches them; a day the bucket
+    has no data for (`no_data`) is not missing, and a read without a window never warns."""
+    assert cat.partitions("wydot", "BSM") and len(cat.partitions("wydot", "BSM")) == 2  # seeded
+    c = Catalog(tmp_path / "catalog")  # D2 complete, 2021-04-03 no_data (the bucket has none)
+    d3 = date(2021, 4, 3)
+    assert c.ingest("wydot", "BSM", D2, d3, rate_limit=0).ok
+    status = {r["partition"]: r["status"] for r in c.status()}
+    assert status == {"wydot/BSM/2021/04/02": "complete", "wydot/BSM/2021/04/03": "no_data"}
+    rows = c.query("select count(*) n from wydot_bsm").n[0]
+    assert rows > 0
+    said = (r"^wydot/BSM: 9 UTC days of the window 2021-03-28\.\.2021-04-07 \(UTC\) are not in "
+            r"the catalog \(never ingested, failed, or written under an older canonical version\): "
+            r"2021-03-28, 2021-03-29, "
+            r"2021-03-30, 2021-03-31, 2021-04-01 and 4 more; the frame has no rows of them\. "
+            rf"`cvcatalog ingest --catalog {re.escape(str(c.paths.root))} --source wydot --type "
+            r"BSM --start 2021-03-28 --end 2021-04-07` fetches what is missing")  # fmt: skip
+    with pytest.warns(MissingDataWarning, match=said) as seen:
+        frame = c.to_dask("wydot", "BSM", "2021-03-28", "2021-04-07", columns=["vehicle_id"])
+    assert len(seen) == 1 and seen[0].filename == __file__  # the caller's line
+    assert "2021-04-03" not in str(seen[0].message)  # no_data is not missing
+    assert len(frame) == rows  # the frame itself is as before
+    # one day of a Denver window: its two UTC days, the second never ingested
+    with pytest.warns(MissingDataWarning, match=r"^wydot/BSM: 1 UTC day of the window "
+                      r"2021-04-01\.\.2021-04-01 \(America/Denver\) is not in the catalog .*: "
+                      r"2021-04-01; the frame has no rows of it\. .*--timezone America/Denver`"):  # fmt: skip
+        c.to_dask("wydot", "BSM", D1, D1, timezone="America/Denver")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingDataWarning)
+        assert len(c.to_dask("wydot", "BSM", D2, d3)) == rows  # complete + no_data
+        assert len(c.to_dask("wydot", "BSM")) == rows  # no window
+        assert len(c.to_dask("wydot", "BSM", filters=[("date", ">=", D1)])) == rows
+        c.to_dask("wydot", "BSM", start=D2)  # from D2 to the last day the catalog records
+
+
+# -- a Catalog into another process ------------------------------------------------------------
+UNPICKLE_AND_READ = """
+import json, pickle, sys
+import dask
+with open(sys.argv[1], "rb") as f:
+    cat = pickle.load(f)
+frame = cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02", columns=["vehicle_id", "date"])
+got = frame.compute(scheduler="sync")
+print(json.dumps({"repr": repr(cat), "query": int(cat.query("select count(*) n from wydot_bsm").n[0]),
+                  "frame": len(got), "days": sorted({str(d) for d in got["date"]})}))
+"""
+
+
+def test_a_catalog_pickles_and_reopens_lazily(cat: Catalog, tmp_path: Path) -> None:
+    """A Catalog did not pickle (its notify lambda, its DuckDB connections), so it could not
+    go into a Dask task or a multiprocessing worker. Now it pickles what reopens it (its
+    directory, lock timeout, storage), opens nothing when unpickled, and queries and reads
+    frames as the original does, in this process and in another."""
+    rows = int(cat.query("select count(*) n from wydot_bsm").n[0])  # the original has opened
+    assert rows > 0 and cat.db._hub is not None
+    quiet = Catalog(cat.paths.root, lock_timeout=7, notify=lambda m: print(m))
+    blob = pickle.dumps(quiet)
+    assert b"duckdb" not in blob.lower()  # no connection, no DuckDB object
+    back = pickle.loads(blob)
+    assert type(back) is Catalog and repr(back) == repr(cat)
+    assert back.paths == cat.paths and back.db.lock_timeout == 7
+    assert back.db._hub is None  # nothing opened yet: reopened lazily, on the first read
+    assert int(back.query("select count(*) n from wydot_bsm").n[0]) == rows
+    cols = ["vehicle_id", "speed_mps", "date"]
+    got, want = (
+        _sorted(c.to_dask("wydot", "BSM", D1, D2, columns=cols).compute(), cols) for c in (back, cat)
+    )
+    assert len(got) == rows
+    pd.testing.assert_frame_equal(got, want)
+    # in another process (as multiprocessing or a Dask worker unpickles it)
+    path = tmp_path / "catalog.pickle"
+    path.write_bytes(pickle.dumps(cat))
+    out = subprocess.run(
+        [sys.executable, "-c", UNPICKLE_AND_READ, str(path)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {
+        "repr": repr(cat), "query": rows, "frame": rows, "days": [str(D1), str(D2)],
+    }  # fmt: skip

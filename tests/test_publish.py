@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -16,7 +19,7 @@ from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog, RemoteCatalog
 from cvcatalog.cli.main import app
-from cvcatalog.exceptions import CatalogError, CvCatalogError
+from cvcatalog.exceptions import CatalogError, CvCatalogError, MissingDataWarning
 from cvcatalog.io.storage import S3Location, b64
 from cvcatalog.ops import publish as publish_mod
 from cvcatalog.sandbox.replica import seed_replica
@@ -295,6 +298,58 @@ def test_to_dask_reads_the_published_files(
         )
         assert len(want) > 0 and got.equals(want)
     assert not list(fresh_home.rglob("access.log"))  # reading records no LRU clock
+
+
+def test_to_dask_of_a_published_catalog_warns_of_missing_days(
+    local: Catalog, first: publish_mod.PublishSummary, fresh_home: Path
+) -> None:
+    """A published catalog's frame over days it lacks warns as a local one does, with the
+    way a read-only catalog gets them: ingest into the catalog it came from, publish again."""
+    said = (r"^wydot/BSM: 1 UTC day of the window 2021-04-01\.\.2021-04-03 \(UTC\) is not in "
+            r"the catalog .*: 2021-04-03; the frame has no rows of it\. A published catalog is "
+            r"read-only: `cvcatalog ingest --source wydot --type BSM --start 2021-04-01 --end "
+            rf"2021-04-03` into the catalog {URL} was published from fetches what is missing, "
+            r"then `cvcatalog publish` it again$")  # fmt: skip
+    with pytest.warns(MissingDataWarning, match=said):
+        frame = Catalog(URL).to_dask("wydot", "BSM", "2021-04-01", "2021-04-03", columns=["date"])
+    assert len(frame) == local.query("select count(*) n from wydot_bsm").n[0]
+
+
+UNPICKLE_AND_READ = """
+import json, pickle, sys
+with open(sys.argv[1], "rb") as f:
+    cat = pickle.load(f)
+got = cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02", columns=["vehicle_id"])
+print(json.dumps({"repr": repr(cat), "query": int(cat.query("select count(*) n from wydot_bsm").n[0]),
+                  "frame": len(got.compute(scheduler="sync"))}))
+"""
+
+
+def test_a_published_catalog_pickles_and_reopens_where_it_was_read_from(
+    local: Catalog, first: publish_mod.PublishSummary, fresh_home: Path, tmp_path: Path
+) -> None:
+    """A RemoteCatalog did not pickle either. Now it pickles its URL and S3 settings, with the
+    endpoint it was read from made explicit: unpickled in a process whose environment names
+    no endpoint (a Dask worker's), it reads from the same one, lazily, and answers as the
+    original does."""
+    rows = int(local.query("select count(*) n from wydot_bsm").n[0])
+    remote = Catalog(URL)
+    assert int(remote.query("select count(*) n from wydot_bsm").n[0]) == rows  # it has opened
+    back = pickle.loads(pickle.dumps(remote))
+    assert isinstance(back, RemoteCatalog) and repr(back) == repr(remote)
+    assert back.s3_config.endpoint_url == os.environ["AWS_ENDPOINT_URL_S3"]
+    assert back.paths == remote.paths and back.db._current is None  # nothing fetched yet
+    assert int(back.query("select count(*) n from wydot_bsm").n[0]) == rows
+    assert len(back.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02")) == rows
+    path = tmp_path / "remote.pickle"
+    path.write_bytes(pickle.dumps(remote))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    out = subprocess.run(
+        [sys.executable, "-c", UNPICKLE_AND_READ, str(path)],
+        capture_output=True, text=True, check=True, timeout=120, env=env,
+    )  # fmt: skip
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"repr": repr(remote), "query": rows, "frame": rows}
 
 
 def test_cli_query_on_s3(
