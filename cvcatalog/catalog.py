@@ -1360,9 +1360,12 @@ class Catalog:
 
     # -- cache ---------------------------------------------------------------------------
     def status(
-        self, source: str | None = None, message_type: str | None = None
+        self, source: str | None = None, message_type: str | None = None, *, summary: bool = False
     ) -> list[dict[str, Any]]:
-        return cache.status(self.db, *source_filter(source, message_type))
+        """One row per partition (`cache status`); summary: one per table instead (partitions
+        per status, rows, bytes, first and last day, last access)."""
+        rows = cache.status(self.db, *source_filter(source, message_type))
+        return cache.summarise_status(rows) if summary else rows
 
     def size_bytes(self) -> int:
         """Every byte the catalog keeps, as cache.max_size_gb bounds it: every source's data
@@ -1435,15 +1438,22 @@ class Catalog:
         return "\n".join(steps)
 
     def validation_report(
-        self, run_id: str | None = None, source: str | None = None, message_type: str | None = None
+        self,
+        run_id: str | None = None,
+        source: str | None = None,
+        message_type: str | None = None,
+        *,
+        summary: bool = False,
     ) -> list[dict[str, Any]]:
-        """Quarantined records and kept warnings per rule and partition of one ingest run."""
+        """Quarantined records and kept warnings per rule and partition of one ingest run;
+        summary: per rule, summed over the partitions."""
         source, message_type = source_filter(source, message_type)
         with self.db.read() as con:
             if run_id is not None:
                 _require_run(con, run_id)
                 _require_run_of(con, run_id, source, message_type)
-            return manifest.validation_report(con, run_id, source, message_type)
+            rows = manifest.validation_report(con, run_id, source, message_type)
+        return manifest.summarise_validation(rows) if summary else rows
 
     def require_run(self, run_id: str) -> None:
         """One line when the catalog recorded no ingest run `run_id` (a mistyped id)."""

@@ -140,6 +140,25 @@ def test_ingest_query_and_cache_commands(seeded: Any, catalog_dir: Path, tmp_pat
     status = json.loads(r.stdout)
     assert [s["status"] for s in status] == ["complete", "complete"]
     assert sum(s["quarantined"] for s in status) == seeded.malformed
+    # a catalog of hundreds of days: one row a table
+    r = run("cache", "status", "--summary", "--catalog", cat, "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == [
+        {
+            "table": "wydot/BSM",
+            "partitions": 2,
+            "statuses": "complete 2",
+            "rows": sum(s["rows"] for s in status),
+            "quarantined": seeded.malformed,
+            "parquet_bytes": sum(s["parquet_bytes"] for s in status),
+            "source_objects": sum(s["source_objects"] for s in status),
+            "first_day": "2021-04-01",
+            "last_day": "2021-04-02",
+            "last_accessed": max(s["last_accessed"] for s in status),
+        }
+    ]
+    r = run("cache", "status", "--summary", "--catalog", cat)
+    assert "wydot/BSM" in r.stdout and "2 partitions (2 complete)" in r.output
 
     r = run("cache", "verify", "--catalog", cat)
     assert r.exit_code == 0 and "0 mismatched" in r.output
@@ -658,6 +677,14 @@ def test_validation_report_counts_each_rule(s3_client: Any, catalog_dir: Path) -
     assert json.loads(r.output)[0]["status"] == "ok"
     r = run("report", "validation", "--catalog", cat)
     assert r.exit_code == 0 and f"{rep.malformed} quarantined" in r.output
+    r = run("report", "validation", "--summary", "--catalog", cat, "--format", "json")
+    summed = {(x["kind"], x["rule"]): x for x in json.loads(r.stdout)}
+    for rule, n in by_rule.items():
+        days = sorted({x["date"] for x in quarantined if x["rule"] == rule})
+        assert summed["quarantine", rule]["count"] == n
+        assert summed["quarantine", rule]["partitions"] == len(days)
+        assert (summed["quarantine", rule]["first_day"], summed["quarantine", rule]["last_day"]) == (days[0], days[-1])
+    assert len(summed) == len({(x["kind"], x["rule"]) for x in rows})
     # a run id the catalog does not know is a mistake, not an empty report
     for args in (["report", "validation", "--run", "NOPE"], ["runs", "show", "NOPE"]):
         r = run(*args, "--catalog", cat)

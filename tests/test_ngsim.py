@@ -530,6 +530,10 @@ def test_cache_status_verify_repair_and_clear(ngsim_csv, catalog_dir: Path) -> N
     assert status and all(r["partition"].startswith("ngsim/location=") for r in status)
     assert {r["status"] for r in status} == {"complete"}
     assert sum(r["rows"] for r in status) == total
+    (summary,) = cat.status("ngsim", summary=True)  # a dataset's partitions are one table
+    days = sorted(r["partition"].rsplit("date=", 1)[1] for r in status)
+    assert (summary["table"], summary["partitions"], summary["rows"]) == ("ngsim", len(status), total)
+    assert (summary["first_day"], summary["last_day"]) == (days[0], days[-1])
     # each file is sorted by (vehicle_id, timestamp); kinematics are 32-bit, positions 64-bit
     import pyarrow.parquet as pq
 

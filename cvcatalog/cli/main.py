@@ -62,7 +62,7 @@ from cvcatalog.io.duckdb_ext import interrupted
 from cvcatalog.io.layout import CatalogPaths, write_atomic
 from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
-from cvcatalog.ops.cache import STATUS_COLUMNS
+from cvcatalog.ops.cache import STATUS_COLUMNS, SUMMARY_COLUMNS, summarise_status
 from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS, human_bytes, plural
 from cvcatalog.ops.publish import RESULT_COLUMNS
 from cvcatalog.ops.remote import read_only_error
@@ -89,7 +89,11 @@ from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.state.db import no_catalog
 from cvcatalog.state.eviction import GB
-from cvcatalog.state.manifest import RUN_COLUMNS
+from cvcatalog.state.manifest import (
+    RUN_COLUMNS,
+    VALIDATION_SUMMARY_COLUMNS,
+    summarise_validation,
+)
 
 
 def _commands(help: str, **options: Any) -> Commands:
@@ -169,6 +173,9 @@ FormatOpt = Annotated[
         help="Output format; json and csv print only the data on stdout. Times are ISO 8601 "
         "in UTC; a duration is 01:30:00 in a table or csv, ISO 8601 (PT1H30M) in json",
     ),
+]
+SummaryOpt = Annotated[
+    bool, typer.Option("--summary", help="One row a table (or rule), not one a partition")
 ]
 SourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")
@@ -891,25 +898,29 @@ def cache_status(
     profile: ProfileOpt = None,
     no_sign_request: NoSignOpt = None,
     fmt: FormatOpt = Format.table,
+    summary: SummaryOpt = False,
 ) -> None:
     """Partitions known to the catalog: status, rows, bytes, LRU time; the table's last line
     also counts the files only older snapshots still show (kept for time travel or a pin,
-    counted by eviction)."""
+    counted by eviction). --summary: one row a table instead of one a partition."""
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     source, message_type = source and source.lower(), message_type and message_type.upper()
     rows = cat.status(source, message_type)
-    cols = [
-        "partition",
-        "status",
-        "rows",
-        "quarantined",
-        "parquet_bytes",
-        "source_objects",
-        "schema_versions",
-        "last_accessed",
-        "error",
-    ]
-    emit(rows, fmt, columns=cols if fmt is Format.table else None if rows else STATUS_COLUMNS)
+    if summary:
+        emit(summarise_status(rows), fmt, columns=list(SUMMARY_COLUMNS))
+    else:
+        cols = [
+            "partition",
+            "status",
+            "rows",
+            "quarantined",
+            "parquet_bytes",
+            "source_objects",
+            "schema_versions",
+            "last_accessed",
+            "error",
+        ]
+        emit(rows, fmt, columns=cols if fmt is Format.table else None if rows else STATUS_COLUMNS)
     done = [r for r in rows if r["status"] == "complete"]
     total = sum(r["parquet_bytes"] for r in done)
     held = cat.older_snapshot_bytes(source, message_type)
@@ -1181,13 +1192,18 @@ def report_validation(
     profile: ProfileOpt = None,
     no_sign_request: NoSignOpt = None,
     fmt: FormatOpt = Format.table,
+    summary: SummaryOpt = False,
 ) -> None:
-    """Quarantined records and kept warnings, per rule and partition, of one ingest run."""
+    """Quarantined records and kept warnings, per rule and partition, of one ingest run
+    (--summary: per rule, over the partitions)."""
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     rows = cat.validation_report(
         run_id, source and source.lower(), message_type and message_type.upper()
     )
-    emit(rows, fmt, columns=["run_id", "partition", "date", "kind", "rule", "count"])
+    if summary:
+        emit(summarise_validation(rows), fmt, columns=list(VALIDATION_SUMMARY_COLUMNS))
+    else:
+        emit(rows, fmt, columns=["run_id", "partition", "date", "kind", "rule", "count"])
     total = sum(r["count"] for r in rows if r["kind"] == "quarantine")
     ran = rows[0]["run_id"] if rows else run_id  # a run asked for that quarantined nothing
     say(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -347,3 +349,52 @@ def quarantine_bad(db: CatalogDB, report: VerifyReport) -> list[Refetch]:
         with contextlib.suppress(FileNotFoundError):
             store.delete(rel)
     return refetch
+
+
+#: the fields of a `status --summary` row: one a table (CV source/type, or a dataset)
+SUMMARY_COLUMNS = (
+    "table", "partitions", "statuses", "rows", "quarantined", "parquet_bytes",
+    "source_objects", "first_day", "last_day", "last_accessed",
+)  # fmt: skip
+
+_KEY_DAY = re.compile(r"(?:(\d{4})/(\d{2})/(\d{2})|date=(\d{4}-\d{2}-\d{2}))$")
+
+
+def partition_table(key: str) -> str:
+    """What a partition key belongs to: 'wydot/BSM' of 'wydot/BSM/2021/04/01', the dataset
+    ('ngsim') of 'ngsim/location=i-80/date=2005-04-13'."""
+    head, _, rest = key.partition("/")
+    second = rest.partition("/")[0]
+    return head if not second or "=" in second else f"{head}/{second}"
+
+
+def partition_day(key: str) -> str | None:
+    """The day of a partition key as YYYY-MM-DD (None: the key names none)."""
+    m = _KEY_DAY.search(key)
+    if m is None:
+        return None
+    return m.group(4) or f"{m.group(1)}-{m.group(2)}-{m.group(3)}"
+
+
+def summarise_status(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`status` rows summed per table, for a catalog of hundreds of days: how many partitions
+    in each status, rows, bytes, the first and last day and the last access."""
+    out: dict[str, dict[str, Any]] = {}
+    statuses: dict[str, Counter[str]] = {}
+    for r in rows:
+        table = partition_table(r["partition"])
+        s = out.setdefault(table, {c: None for c in SUMMARY_COLUMNS} | {"table": table})
+        statuses.setdefault(table, Counter())[r["status"]] += 1
+        for c in ("rows", "quarantined", "parquet_bytes", "source_objects"):
+            s[c] = (s[c] or 0) + (r.get(c) or 0)
+        day = partition_day(r["partition"])
+        if day is not None:
+            s["first_day"] = min(s["first_day"] or day, day)
+            s["last_day"] = max(s["last_day"] or day, day)
+        if r.get("last_accessed") is not None:
+            s["last_accessed"] = max(s["last_accessed"] or r["last_accessed"], r["last_accessed"])
+    for table, s in out.items():
+        s["partitions"] = sum(statuses[table].values())
+        s["statuses"] = ", ".join(f"{k} {n}" for k, n in sorted(statuses[table].items()))
+    return [out[t] for t in sorted(out)]
+

@@ -415,6 +415,30 @@ RUN_COLUMNS = [
     "message",
 ]
 
+#: the fields of a `report validation --summary` row: one a rule of a kind
+VALIDATION_SUMMARY_COLUMNS = ("run_id", "kind", "rule", "count", "partitions", "first_day", "last_day")
+
+
+def summarise_validation(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`report validation` rows summed per (kind, rule) over the partitions: the run's
+    problems at a glance when it covered hundreds of days (most counted first)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        key = (str(r["kind"]), str(r["rule"]))
+        s = out.setdefault(
+            key,
+            {"run_id": r["run_id"], "kind": key[0], "rule": key[1], "count": 0,
+             "partitions": 0, "first_day": None, "last_day": None},
+        )  # fmt: skip
+        s["count"] += r["count"] or 0
+        s["partitions"] += 1
+        day = None if r.get("date") is None else str(r["date"])
+        if day is not None:
+            s["first_day"] = min(s["first_day"] or day, day)
+            s["last_day"] = max(s["last_day"] or day, day)
+    return sorted(out.values(), key=lambda s: (s["kind"], -s["count"], s["rule"]))
+
+
 
 def list_runs(
     con: duckdb.DuckDBPyConnection,
