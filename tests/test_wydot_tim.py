@@ -772,6 +772,34 @@ def test_out_of_range_values_are_kept_with_warnings(
     assert row["start_at"] is None
 
 
+@pytest.mark.parametrize(
+    ("year", "minute", "start_at", "warned"),
+    [
+        (2019, 525599, datetime(2019, 12, 31, 23, 59, tzinfo=UTC), False),  # its last minute
+        (2019, 525600, None, True),  # 2019 has no such minute: it was 2020-01-01 00:00
+        (2019, 527039, None, True),
+        (2020, 527039, datetime(2020, 12, 31, 23, 59, tzinfo=UTC), False),  # a leap year's last
+        (2019, 527040, None, False),  # J2735's unknown minute
+        (2019, 527041, None, True),
+    ],
+)
+def test_a_start_minute_its_year_does_not_have_is_flagged_not_rolled_over(
+    con: duckdb.DuckDBPyConnection,
+    tmp_path: Path,
+    year: int,
+    minute: int,
+    start_at: datetime | None,
+    warned: bool,
+) -> None:
+    rec = sample("5")
+    frame = py_frames(tim_of(rec))[0]
+    frame["startYear"], frame["startTime"] = year, minute
+    _, [row] = convert_records(con, tmp_path, [rec])
+    # the converted rows hold times as epoch milliseconds
+    assert row["start_at"] == (None if start_at is None else int(start_at.timestamp() * 1000))
+    assert ("start_time_out_of_range" in row["warnings"]) is warned
+
+
 # -- views ------------------------------------------------------------------------------------
 
 

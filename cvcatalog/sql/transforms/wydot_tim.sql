@@ -146,7 +146,7 @@ SELECT
             || CASE WHEN b.sign_latitude NOT BETWEEN -90 AND 90
                       OR b.sign_longitude NOT BETWEEN -180 AND 180
                     THEN ['sign_position_out_of_range'] ELSE [] END
-            || CASE WHEN b.start_time NOT BETWEEN 0 AND 527040 THEN ['start_time_out_of_range'] ELSE [] END
+            || CASE WHEN NOT b._start_time_ok THEN ['start_time_out_of_range'] ELSE [] END
             || CASE WHEN b.duration_min NOT BETWEEN 0 AND 32000 THEN ['duration_out_of_range'] ELSE [] END
             || CASE WHEN b.priority NOT BETWEEN 0 AND 7 THEN ['priority_out_of_range'] ELSE [] END
             || CASE WHEN b._received_text IS NOT NULL AND b.received_at IS NULL THEN ['received_at_unparseable'] ELSE [] END
@@ -237,8 +237,15 @@ FROM (
                 END AS frame_type,
                 try_cast(json_extract_string(u._slot.f, '$.startYear') AS INTEGER) AS start_year,
                 try_cast(json_extract_string(u._slot.f, '$.startTime') AS INTEGER) AS start_time,
+                -- a minute startYear has (0..525599, 0..527039 in a leap year; 527040 is J2735's
+                -- unknown minute; no year: J2735's range): a later one rolled into the next year
+                coalesce(start_time = 527040 OR start_time BETWEEN 0 AND CASE
+                    WHEN start_year BETWEEN 1 AND 9999 AND NOT (start_year % 4 = 0
+                        AND (start_year % 100 <> 0 OR start_year % 400 = 0)) THEN 525599
+                    ELSE 527039 END, TRUE) AS _start_time_ok,
                 CASE
                     WHEN start_year BETWEEN 1 AND 9999 AND start_time BETWEEN 0 AND 527039
+                        AND _start_time_ok
                     THEN make_timestamptz(start_year, 1, 1, 0, 0, 0.0, 'UTC') + to_minutes(start_time)
                 END AS start_at,
                 try_cast(coalesce(
