@@ -1760,12 +1760,14 @@ class Catalog:
         refresh: bool = False,
         config: str | Path | None = None,
         fetcher: S3Fetcher | None = None,
+        names: Mapping[str, str] | None = None,
         **download: Any,
     ) -> Discovery:
         """What the bucket holds below source[/type[/year[/month]]], from delimiter listings.
 
         Listings are cached in the catalog for cache.listing_ttl_hours (refresh=True lists
         again). Extra keyword arguments override `download:` settings (profile, rate_limit...).
+        names: the caller's words for the arguments in messages (a CLI's flags).
         """
         source_filter(source, message_type, required=True)  # None or not a str: one line
         bucket, cache_cfg, dl = self._listing_settings(config, download)
@@ -1776,7 +1778,7 @@ class Catalog:
             refresh=refresh,
             scope=f"{source.strip().lower()}/",
         )
-        result = discover_listing(listings, bucket, source, message_type, year, month)
+        result = discover_listing(listings, bucket, source, message_type, year, month, names)
         listings.save()
         return result
 

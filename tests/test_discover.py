@@ -310,9 +310,10 @@ def test_discover_argument_errors(catalog_dir: Path) -> None:
     for args, msg in [
         (("nope",), "unknown source"),
         (("wydot", "SPAT"), "does not publish"),
-        (("wydot", None, 2021), "--year needs --type"),
-        (("wydot", "BSM", None, 4), "--month needs --year"),
-        (("wydot", "BSM", 2021, 13), "--month must be 1..12"),
+        (("wydot", None, 2021), "^year needs message_type"),  # Python's words, not flags
+        (("wydot", "BSM", None, 4), "^month needs year"),
+        (("wydot", "BSM", 2021, 13), "^month must be 1..12"),
+        (("wydot", "BSM", "2021"), "^year must be a whole number"),
     ]:
         with pytest.raises(ConfigError, match=msg):
             cat.discover(*args)

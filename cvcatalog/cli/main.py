@@ -1824,6 +1824,10 @@ RefreshOpt = Annotated[
 ]
 
 
+#: discover's arguments as its flags, in the library's messages (config.spelled)
+DISCOVER_FLAGS = {"year": "--year", "month": "--month", "message_type": "--type"}
+
+
 @app.command()
 @friendly
 def discover(
@@ -1851,6 +1855,7 @@ def discover(
         month,
         refresh=refresh,
         config=config,
+        names=DISCOVER_FLAGS,
         profile=profile,
         no_sign_request=no_sign_request,
         rate_limit=rate_limit,

@@ -19,7 +19,7 @@ translation) and is cached in the catalog table ``listing_cache`` for
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from cvcatalog.config import (
     deep_merge,
     env_overrides,
     format_validation_error,
+    spelled,
 )
 from cvcatalog.exceptions import CatalogLockedError, ConfigError
 from cvcatalog.io.download import S3Fetcher
@@ -374,8 +375,13 @@ class Discovery:
 
 
 def _check_discover_args(
-    source: str, message_type: str | None, year: int | None, month: int | None
+    source: str,
+    message_type: str | None,
+    year: int | None,
+    month: int | None,
+    names: Mapping[str, str] | None = None,
 ) -> tuple[str, str | None]:
+    """names: the caller's words for the arguments (the CLI's flags; config.spelled)."""
     src = source.strip().lower()
     if src not in VALID_TYPES:
         raise ConfigError(f"unknown source {source!r}; expected one of {', '.join(VALID_TYPES)}")
@@ -385,17 +391,18 @@ def _check_discover_args(
             src, mt = check_source_type(src, message_type)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-    for flag, value in (("--year", year), ("--month", month)):
+    y, m, t = (spelled(names, a) for a in ("year", "month", "message_type"))
+    for flag, value in ((y, year), (m, month)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ConfigError(f"{flag} must be a whole number, got {value!r}")
     if year is not None and mt is None:
-        raise ConfigError("--year needs --type (the years are listed per message type)")
+        raise ConfigError(f"{y} needs {t} (the years are listed per message type)")
     if month is not None and year is None:
-        raise ConfigError("--month needs --year")
+        raise ConfigError(f"{m} needs {y}")
     if year is not None and not 1000 <= year <= 9999:
-        raise ConfigError(f"--year must be a four-digit year, got {year}")
+        raise ConfigError(f"{y} must be a four-digit year, got {year}")
     if month is not None and not 1 <= month <= 12:
-        raise ConfigError(f"--month must be 1..12, got {month}")
+        raise ConfigError(f"{m} must be 1..12, got {month}")
     return src, mt
 
 
@@ -406,13 +413,15 @@ def discover(
     message_type: str | None = None,
     year: int | None = None,
     month: int | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> Discovery:
-    """List one level of the bucket below source[/type[/year[/month]]] (see the module doc)."""
-    src, mt = _check_discover_args(source, message_type, year, month)
+    """List one level of the bucket below source[/type[/year[/month]]] (see the module doc);
+    names: the caller's words for the arguments in its messages (config.spelled)."""
+    src, mt = _check_discover_args(source, message_type, year, month, names)
     parts = [src, mt, f"{year:04d}" if year else None, f"{month:02d}" if month else None]
-    names = [p for p in parts if p is not None]
-    prefix = "/".join(names) + "/"
-    level = LEVELS[len(names) - 1]
+    levels = [p for p in parts if p is not None]
+    prefix = "/".join(levels) + "/"
+    level = LEVELS[len(levels) - 1]
     d = Discovery(bucket, src, mt, year, month, level, prefix, [])
     if level == "partitions":
         _month_rows(cache, d)
