@@ -313,9 +313,21 @@ def _frame_pandas(table: pa.Table) -> pd.DataFrame:
     `date32[pyarrow]`, whose values are the `datetime.date` objects `Catalog.query` gives. The
     object column of dates `to_pandas()` makes is not kept by Dask: its string conversion
     turns it into strings ('2021-04-01'), in the meta and in every partition."""
+    return table.to_pandas(types_mapper=_frame_dtype)
+
+
+def _frame_dtype(t: pa.DataType) -> Any:
+    """The pandas dtype of an Arrow column in a frame (None: to_pandas' own). Dates: pandas'
+    Arrow date dtype (above). Booleans: pandas' nullable `boolean`: `to_pandas()` gives `bool`
+    only to a partition without NULL and an object column to one with, which Dask turned into
+    strings ('True'), while the meta said bool."""
     import pandas as pd  # ~0.15 s to import: paid by frames, not by every command's start
 
-    return table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_date(t) else None)
+    if pa.types.is_date(t):
+        return pd.ArrowDtype(t)
+    if pa.types.is_boolean(t):
+        return pd.BooleanDtype()
+    return None
 
 
 def _apply_sql(table: pa.Table, sql: str) -> pa.Table:

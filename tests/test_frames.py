@@ -476,7 +476,7 @@ def test_an_experiments_imputed_flag_survives_the_socrata_naming(cat: Catalog) -
         }
     )  # fmt: skip
     got = Experiment(cfg, cat).frame().compute()
-    assert "imputed" in got.columns and got.imputed.dtype == bool
+    assert "imputed" in got.columns and str(got.imputed.dtype) == "boolean"
     assert len(got) > 0 and not got.imputed.any()  # the replica has no NULL values to fill
 
     # holes made in the canonical frame: the flag and the filled values reach socrata names
@@ -628,6 +628,28 @@ def test_the_date_column_is_a_date_as_in_query(cat: Catalog, tmp_path: Path) -> 
     ngsim = Catalog(tmp_path / "catalog")
     assert ngsim.ingest_dataset("ngsim", str(path)).ok
     _dates_agree(ngsim.to_dask("ngsim"), ngsim.query("select date from ngsim_trajectories")["date"])
+
+
+def test_a_boolean_column_with_nulls_stays_boolean(cat: Catalog) -> None:
+    """A boolean column with a NULL in a partition was an object column there, which Dask
+    turned into strings ('True', 'False'); the meta said bool. Now pandas' nullable boolean,
+    in the meta and every partition, with the values query gives."""
+    want = cat.query(
+        "select valid_signature, count(*) as n from wydot_bsm group by 1 order by 1 nulls last"
+    )
+    assert want["valid_signature"].isna().any()  # the replica leaves some NULL
+    frame = cat.to_dask("wydot", "BSM", D1, D2, columns=["valid_signature", "vehicle_id"])
+    assert str(frame.dtypes["valid_signature"]) == "boolean"
+    got = frame.compute()
+    assert str(got.dtypes["valid_signature"]) == "boolean"
+    counts = got["valid_signature"].value_counts(dropna=False)
+    assert {(None if v is pd.NA else bool(v)): int(n) for v, n in counts.items()} == {
+        (None if pd.isna(v) else bool(v)): int(n)
+        for v, n in zip(want["valid_signature"], want["n"], strict=True)
+    }
+    assert len(got[got["valid_signature"].fillna(False)]) == int(
+        want.loc[want["valid_signature"].eq(True).fillna(False), "n"].sum()
+    )
 
 
 # -- times without a zone ----------------------------------------------------------------------
