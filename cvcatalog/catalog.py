@@ -62,7 +62,7 @@ from cvcatalog.ops.compact import CompactResult, compact
 from cvcatalog.ops.discover import Discovery, ListingCache, Plan, fetcher_factory, listing_settings
 from cvcatalog.ops.discover import discover as discover_listing
 from cvcatalog.ops.discover import plan as plan_listing
-from cvcatalog.ops.export import ExportProgress, ExportResult, result_batches
+from cvcatalog.ops.export import ExportProgress, ExportResult, check_where, result_batches
 from cvcatalog.ops.export import export as export_slice
 from cvcatalog.ops.publish import publish as publish_catalog
 from cvcatalog.ops.remote import PUBLISH_JSON, RemoteCatalogDB, cache_dir_for, read_only_error
@@ -1902,8 +1902,9 @@ class Catalog:
         pred, values = self.where_spatial(within=within, bbox=bbox, corridor=corridor)
         cols = ", ".join(quote_ident(c) for c in columns) if columns else "*"
         sql = f"SELECT {cols} FROM {quote_ident(view)} WHERE {pred}"
-        if where:
-            sql += f" AND ({where})"
+        if where:  # one expression (check_where), on lines of its own: a `--` ends there
+            check_where(where)
+            sql += f" AND (\n{where}\n)"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return self.query(

@@ -508,6 +508,13 @@ def test_ngsim_and_empty_areas_and_refusals(lake: dict[str, Any]) -> None:
         "trajectories", within=(lat, lon, radius), where="source = ?", params=["ngsim"]
     )
     assert len(sq) == 100
+    # the predicate is one expression inside the area: it cannot close the area's parenthesis
+    # and OR in every row (it read the whole table), nor comment out what follows it
+    for escape in ("1=1) OR (1=1", "source = 'ngsim') OR (true"):
+        with pytest.raises(QueryError, match="where is not one SQL predicate"):
+            cat.query_spatial("trajectories", within=(lat, lon, radius), where=escape)
+    inside = cat.query_spatial("trajectories", within=(lat, lon, radius), where="true --", limit=5)
+    assert len(inside) == 5
     # an empty area: an empty frame with the columns
     empty = cat.to_dask("wydot", "BSM", DAY, DAY, bbox=(10.0, 10.0, 10.1, 10.1)).compute()
     assert len(empty) == 0 and "latitude" in empty.columns
