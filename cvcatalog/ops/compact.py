@@ -32,6 +32,7 @@ every unit of that version), so a repair of a damaged merged file re-fetches tha
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cvcatalog.datasets import DATASETS
-from cvcatalog.exceptions import CatalogError, CatalogLockedError
+from cvcatalog.exceptions import CatalogError, CatalogLockedError, CvCatalogError
 from cvcatalog.io import roworder
 from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import remove_tree, sha256_file
@@ -102,7 +103,8 @@ def compact(
             continue
         out += _compact_dataset(db, name, rows_per_file, row_group_size, min_files)
     if out:  # the merged files' statistics were appended out of order
-        db.order_stats()
+        with contextlib.suppress(CvCatalogError):  # merged and committed: only slower to prune
+            db.order_stats()
     return out
 
 
