@@ -206,7 +206,7 @@ def test_a_source_or_type_that_is_none_or_no_str_is_one_line(tmp_path: Path) -> 
             call("wydot", 2)
     with pytest.raises(ConfigError, match=r"^give the message type of wydot: BSM, TIM$"):
         cat.partitions("wydot", None)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"^--year must be a whole number, got '2021'$"):
+    with pytest.raises(ConfigError, match=r"^year must be a whole number, got '2021'$"):
         cat.discover("wydot", "BSM", "2021")  # type: ignore[arg-type]
     assert not (tmp_path / "none").exists()
 
