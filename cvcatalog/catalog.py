@@ -318,16 +318,27 @@ def _frame_pandas(table: pa.Table) -> pd.DataFrame:
 
 def _frame_dtype(t: pa.DataType) -> Any:
     """The pandas dtype of an Arrow column in a frame (None: to_pandas' own). Dates: pandas'
-    Arrow date dtype (above). Booleans: pandas' nullable `boolean`: `to_pandas()` gives `bool`
-    only to a partition without NULL and an object column to one with, which Dask turned into
-    strings ('True'), while the meta said bool."""
+    Arrow date dtype (above). Booleans and integers: pandas' nullable `boolean` and `Int64`
+    (`Int32`, `UInt8`, ...): `to_pandas()` gives `bool`/`int64` only to a partition without
+    NULL, and an object column (strings 'True' in Dask) or float64 to one with, while the meta
+    said bool/int64."""
     import pandas as pd  # ~0.15 s to import: paid by frames, not by every command's start
 
     if pa.types.is_date(t):
         return pd.ArrowDtype(t)
     if pa.types.is_boolean(t):
         return pd.BooleanDtype()
+    if pa.types.is_integer(t):
+        return pd.api.types.pandas_dtype(_NULLABLE_INTS[t.bit_width, pa.types.is_signed_integer(t)])
     return None
+
+
+#: (bits, signed) -> pandas' nullable integer dtype
+_NULLABLE_INTS = {
+    (bits, signed): f"{'' if signed else 'U'}Int{bits}"
+    for bits in (8, 16, 32, 64)
+    for signed in (True, False)
+}
 
 
 def _apply_sql(table: pa.Table, sql: str) -> pa.Table:
@@ -1024,7 +1035,8 @@ class Catalog:
         alone is that one day). A day is a date or 'YYYY-MM-DD'; a datetime, pandas.Timestamp
         or numpy.datetime64 is its date as written (every call that takes days reads them so).
         The partition column `date` is a date (pandas' `date32[pyarrow]`), in the meta and in
-        every partition: the `datetime.date` values `query` gives for it. A window that
+        every partition: the `datetime.date` values `query` gives for it; booleans and integers
+        are pandas' nullable `boolean` and `Int64`/`Int32`/... (a NULL is `<NA>`). A window that
         touches CV Pilot days the catalog does not hold (never ingested, or failed; not the
         `no_data` days the bucket has nothing for) gives one MissingDataWarning naming them
         and the ingest that fetches them (docs/ml.md); a read without a window, of a snapshot
@@ -1574,10 +1586,12 @@ class Catalog:
 
             if not changed:
                 return dd.from_pandas(meta, npartitions=1)
-            where = str(getattr(self, "url", self.paths.root))
+            # each partition reopens the catalog as pickling would (a remote one with its
+            # endpoint and S3 settings, a local one with its storage), never this connection
             return dd.from_map(
-                _changes_of, changed, where=where, table=table, meta=meta, label="changes"
-            )
+                _changes_of, changed, kind=type(self), state=self.__getstate__(), table=table,
+                meta=meta, label="changes",
+            )  # fmt: skip
         return result if output == "arrow" else result.to_pandas()
 
     # -- pins ----------------------------------------------------------------------------
@@ -2134,12 +2148,16 @@ def _change_parts(
     return parts
 
 
-def _changes_of(part: tuple[int, int], where: str, table: str) -> pd.DataFrame:
+def _changes_of(
+    part: tuple[int, int], kind: type[Catalog], state: dict[str, Any], table: str
+) -> pd.DataFrame:
     """The net changes of a table by snapshots first..last (a partition of
-    Catalog.changes(output="dask"), read on a Dask worker, which opens the catalog itself):
-    one snapshot, or a run of expired ones, read from the kept snapshot before them."""
+    Catalog.changes(output="dask"), read on a Dask worker, which opens the catalog itself from
+    its pickled state): one snapshot, or a run of expired ones, read from the kept snapshot
+    before them."""
     first, last = part
-    cat = Catalog(where)
+    cat = kind.__new__(kind)
+    cat.__setstate__(state)
     with cat.db.read() as con:
         ids = {k.snapshot_id for k in lake.snapshots(con)}
         read = None if first in ids and last in ids else (first - 1, last + 1)

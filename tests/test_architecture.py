@@ -8,6 +8,7 @@ moved into a function to dodge a cycle is still an edge here); imports under
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -108,7 +109,11 @@ def _is_package(module: str) -> bool:
     return MODULES[module].name == "__init__.py"
 
 
-EDGES = _imports(MODULES)
+@functools.cache
+def _edges() -> dict[str, set[str]]:
+    """Parsed when a test asks (every xdist worker imports this module to collect it; one runs
+    its tests)."""
+    return _imports(MODULES)
 
 
 def test_every_module_has_a_layer() -> None:
@@ -165,11 +170,11 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_layers_point_one_way() -> None:
-    assert _upward(EDGES) == []
+    assert _upward(_edges()) == []
 
 
 def test_no_import_cycles() -> None:
-    assert _cycles(EDGES) == []
+    assert _cycles(_edges()) == []
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

@@ -652,6 +652,33 @@ def test_a_boolean_column_with_nulls_stays_boolean(cat: Catalog) -> None:
     )
 
 
+def test_integer_columns_with_nulls_stay_integers(
+    cat: Catalog, module_s3: Any, tmp_path: Path
+) -> None:
+    """An integer column with a NULL in a partition came out as float64 there while the meta
+    said int64 (WYDOT TIM's max_duration_min is NULL where the record has no duration). Now
+    pandas' nullable integers (Int64, Int32, ...), in the meta and every partition, with the
+    NULLs and sums query gives; a column without NULLs is the same nullable dtype."""
+    seed_replica(module_s3, D1, D1, sources=["wydot"], message_types=["TIM"], records_per_hour=4,
+                 files_per_hour=1)  # fmt: skip
+    tim = Catalog(tmp_path / "tim")
+    assert tim.ingest("wydot", "TIM", D1, D1, timezone="UTC", rate_limit=0).ok
+    for c, table, mtype in ((tim, "wydot_tim", "TIM"), (cat, "wydot_bsm", "BSM")):
+        frame = c.to_dask("wydot", mtype, D1, D1, timezone="UTC")
+        ints = [k for k, t in frame.dtypes.items() if pd.api.types.is_integer_dtype(t)]
+        assert ints and all(str(frame.dtypes[k])[0] in "IU" for k in ints), frame.dtypes
+        sums = ", ".join(f'count(*) - count("{k}"), sum("{k}")' for k in ints)
+        want = c.query(f"select {sums} from {table} where date = ?", [D1]).iloc[0].tolist()
+        nulls = {k: int(n) for k, n in zip(ints, want[0::2], strict=True)}
+        if table == "wydot_tim":
+            assert nulls["max_duration_min"] > 0, nulls
+        got = frame[ints].compute()
+        assert {k: str(t) for k, t in got.dtypes.items()} == {k: str(frame.dtypes[k]) for k in ints}
+        assert {k: int(got[k].isna().sum()) for k in ints} == nulls
+        sums_got = [int(got[k].sum()) for k in ints]
+        assert sums_got == [0 if pd.isna(v) else int(v) for v in want[1::2]]
+
+
 # -- times without a zone ----------------------------------------------------------------------
 def test_a_time_without_a_zone_is_utc_as_in_query(cat: Catalog) -> None:
     """A naive datetime in to_dask's filters was refused ('give the datetime a zone') while

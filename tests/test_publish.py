@@ -320,8 +320,10 @@ import json, pickle, sys
 with open(sys.argv[1], "rb") as f:
     cat = pickle.load(f)
 got = cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02", columns=["vehicle_id"])
+changes = cat.changes("wydot", "BSM", 0, output="dask")  # its partitions reopen the catalog
 print(json.dumps({"repr": repr(cat), "query": int(cat.query("select count(*) n from wydot_bsm").n[0]),
-                  "frame": len(got.compute(scheduler="sync"))}))
+                  "frame": len(got.compute(scheduler="sync")),
+                  "changes": len(changes.compute(scheduler="sync"))}))
 """
 
 
@@ -331,7 +333,8 @@ def test_a_published_catalog_pickles_and_reopens_where_it_was_read_from(
     """A RemoteCatalog did not pickle either. Now it pickles its URL and S3 settings, with the
     endpoint it was read from made explicit: unpickled in a process whose environment names
     no endpoint (a Dask worker's), it reads from the same one, lazily, and answers as the
-    original does."""
+    original does; so do the partitions of its changes(output="dask"), which reopen it (they
+    used to reopen it from its URL alone: from the environment's endpoint)."""
     rows = int(local.query("select count(*) n from wydot_bsm").n[0])
     remote = Catalog(URL)
     assert int(remote.query("select count(*) n from wydot_bsm").n[0]) == rows  # it has opened
@@ -349,7 +352,9 @@ def test_a_published_catalog_pickles_and_reopens_where_it_was_read_from(
         capture_output=True, text=True, check=True, timeout=120, env=env,
     )  # fmt: skip
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"repr": repr(remote), "query": rows, "frame": rows}
+    changed = len(remote.changes("wydot", "BSM", 0))
+    assert changed >= rows
+    assert got == {"repr": repr(remote), "query": rows, "frame": rows, "changes": changed}
 
 
 def test_cli_query_on_s3(
