@@ -25,7 +25,7 @@ def test_compact_merges_small_files_and_keeps_every_row(
         date(2021, 4, 1),
         date(2021, 4, 2),
         records_per_hour=400,
-        files_per_hour=2,
+        files_per_hour=1,  # the rows make the files (rows_per_file below), not the objects
         malformed_per_day=1,
     )
     cat = Catalog(catalog_dir)

@@ -18,12 +18,13 @@ from cvcatalog.sandbox.replica import seed_replica
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def catalog(s3_client: Any, catalog_dir: Path) -> Catalog:
+@pytest.fixture(scope="module")
+def catalog(module_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    """Three days seeded and ingested once: the tests only read the catalog."""
     seed_replica(
-        s3_client, date(2021, 4, 1), date(2021, 4, 3), records_per_hour=40, files_per_hour=1
+        module_s3, date(2021, 4, 1), date(2021, 4, 3), records_per_hour=40, files_per_hour=1
     )
-    cat = Catalog(catalog_dir)
+    cat = Catalog(tmp_path_factory.mktemp("experiments") / "catalog")
     cat.ingest("wydot", "BSM", "2021-04-01", "2021-04-03", timezone="UTC", rate_limit=0)
     return cat
 

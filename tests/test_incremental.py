@@ -31,8 +31,9 @@ DAY1, DAY2 = "wydot/BSM/2021/04/01", "wydot/BSM/2021/04/02"
 
 
 def seed(client: Any) -> SeedReport:
+    """Two days of ~21 objects each (one an hour): enough to change, add and remove some."""
     return seed_replica(
-        client, D1, D2, records_per_hour=30, files_per_hour=2, empty_hour_rate=0.1,
+        client, D1, D2, records_per_hour=30, files_per_hour=1, empty_hour_rate=0.1,
         malformed_per_day=4,
     )  # fmt: skip
 
@@ -285,13 +286,13 @@ def test_with_a_quality_config_a_changed_day_is_counted_whole(
 def test_a_day_that_only_lost_objects_and_a_no_data_day_that_filled(
     s3_client: Any, catalog_dir: Path, tmp_path: Path
 ) -> None:
-    seed_replica(s3_client, D1, D1, records_per_hour=20, files_per_hour=2, empty_hour_rate=0)
+    seed_replica(s3_client, D1, D1, records_per_hour=20, files_per_hour=1, empty_hour_rate=0)
     cat = Catalog(catalog_dir)
     first = ingest(cat)
     assert {d.key: d.status for d in first.days} == {DAY1: "complete", DAY2: "no_data"}
     for key in keys_of(s3_client, DAY1)[:3]:
         s3_client.delete_object(Bucket=BUCKET, Key=key)
-    seed_replica(s3_client, D2, D2, records_per_hour=20, files_per_hour=2, empty_hour_rate=0)
+    seed_replica(s3_client, D2, D2, records_per_hour=20, files_per_hour=1, empty_hour_rate=0)
 
     s = ingest(cat, check_changes=True)
     assert s.ok, s.as_dict()

@@ -43,6 +43,8 @@ def user_session(db: Path) -> duckdb.DuckDBPyConnection:
 
 @pytest.fixture(scope="module")
 def seeded(module_s3: Any) -> Any:
+    """Two days of a few objects (most hours empty): nearly every test ingests them into a
+    catalog of its own, and each object costs a GET and a file to convert."""
     seed_replica(
         module_s3,
         date(2021, 4, 1),
@@ -51,6 +53,7 @@ def seeded(module_s3: Any) -> Any:
         message_types=["BSM"],
         records_per_hour=4,
         files_per_hour=1,
+        empty_hour_rate=0.75,
         malformed_per_day=1,
     )
     return module_s3

@@ -50,7 +50,7 @@ def env(module_s3: Any) -> Iterator[Any]:
         sources=["wydot"],
         message_types=["BSM", "TIM"],
         records_per_hour=6,
-        files_per_hour=2,
+        files_per_hour=1,
         malformed_per_day=2,
     )
     yield client

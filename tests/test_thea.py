@@ -769,7 +769,7 @@ def _paths(o: Any) -> set[str]:
 def test_seeded_thea_days_ingest_exactly(s3_client: Any, catalog_dir: Path, day: date) -> None:
     report = seed_replica(
         s3_client, day, day, sources=["thea"], message_types=list(TYPES),
-        records_per_hour=8, files_per_hour=2, vehicles=8, malformed_per_day=6, empty_hour_rate=0.1,
+        records_per_hour=8, files_per_hour=1, vehicles=8, malformed_per_day=6, empty_hour_rate=0.1,
     )  # fmt: skip
     cat = Catalog(catalog_dir)
     for mtype in TYPES:

@@ -50,7 +50,7 @@ def history(module_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     """The catalog, its runs, and what COUNT returned after each of them."""
     client = module_s3
     seed_replica(client, D1, D2, sources=["wydot"], message_types=["BSM"], records_per_hour=8,
-                 files_per_hour=2)  # fmt: skip
+                 files_per_hour=1)  # fmt: skip
     cat = Catalog(tmp_path_factory.mktemp("versions") / "catalog")
     seen: dict[str, Any] = {}
     seen["run1"] = _ingest(cat, D1)

@@ -1039,7 +1039,7 @@ def test_seeded_tim_days_ingest_exactly(s3_client: Any, catalog_dir: Path) -> No
         ),
         seed_replica(
             s3_client, d_nd, d_nd, sources=["wydot", "wydot_backup"], message_types=["TIM"],
-            records_per_hour=8, files_per_hour=2, empty_hour_rate=0.1, malformed_per_day=4,
+            records_per_hour=8, files_per_hour=1, empty_hour_rate=0.1, malformed_per_day=4,
         ),
     ]  # fmt: skip
     parts = {k: p for r in reports for k, p in r.partitions.items()}
