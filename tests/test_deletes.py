@@ -27,7 +27,7 @@ from cvcatalog.io import lake
 from cvcatalog.quality.report import build_report
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sources.bucket import BUCKET
-from cvcatalog.state import manifest
+from cvcatalog.state import checksums, manifest
 
 DAY = date(2021, 4, 1)
 ROWS = "select source_key, generated_at, speed_mps from wydot_bsm order by all"
@@ -211,18 +211,21 @@ def test_a_damaged_delete_file_is_found_and_its_table_rebuilt(
     changed: dict[str, Any], tmp_path: Path
 ) -> None:
     """The lake's delete files were never checked: one damaged broke every read of its table.
-    verify checks each against the size the lake recorded; the repair rebuilds the table (the
-    state applies its deletes again), and says it cannot mend the damaged one, which only the
-    older snapshots show then (no SHA-256 recorded for it): kept as it is."""
+    verify checks each against the SHA-256 the commit that wrote it recorded (a byte changed
+    in place, the size the same, is found: it used to be checked by size alone); the repair
+    rebuilds the table (the state applies its deletes again)."""
     cat = _copy(changed, tmp_path / "copy")
     with cat.db.read() as con:
         current = [f for f in lake.delete_file_entries(con) if f.current]
     assert current
     victim = Path(current[0].location)
     rel = cat.paths.relative(victim)
-    victim.write_bytes(b"not a delete file")
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
     report = cat.verify()
-    assert report.mismatched == [rel] and rel in report.by_size and not report.kept_only
+    assert report.mismatched == [rel] and rel not in report.by_size and not report.kept_only
+    assert report.rows() == [{"problem": "checksum mismatch", "path": rel}]
     assert report.bad_delete_tables == ["wydot_bsm"] and not report.bad_partitions
     done = cat.repair(report)
     assert [r.line for r in done if r.what == "wydot_bsm"] == [
@@ -232,9 +235,29 @@ def test_a_damaged_delete_file_is_found_and_its_table_rebuilt(
     [failed] = [r for r in done if r.failed]
     assert failed.what == rel and failed.line is not None
     assert failed.line.startswith(f"cannot mend {rel}: only older snapshots ")
-    assert victim.read_bytes() == b"not a delete file"  # nothing deleted
+    assert victim.read_bytes() == bytes(data)  # nothing deleted
     after = cat.verify()
     assert after.mismatched == [rel] and list(after.kept_only) == [rel]
+
+
+def test_a_delete_file_of_an_earlier_release_is_checked_by_its_size(
+    changed: dict[str, Any], tmp_path: Path
+) -> None:
+    """A delete file written before commits recorded their hashes: checked against the size
+    the lake recorded (all there is), so a file of other bytes and size is still found."""
+    cat = _copy(changed, tmp_path / "copy")
+    with cat.db.read() as con:
+        current = [f for f in lake.delete_file_entries(con) if f.current]
+        recorded = checksums.recorded(con)
+    rels = [cat.paths.relative(Path(f.location)) for f in current]
+    assert rels and all(r in recorded for r in rels)  # each commit hashed the ones it wrote
+    with cat.db.write(message="test: an earlier release's catalog") as con:
+        con.execute("DELETE FROM file_checksums WHERE list_contains(?, path)", [rels])
+    assert cat.verify().clean
+    Path(current[0].location).write_bytes(b"not a delete file")
+    report = cat.verify()
+    assert report.rows() == [{"problem": "size mismatch", "path": rels[0]}]
+    assert report.bad_delete_tables == ["wydot_bsm"]
 
 
 def test_a_kept_file_no_other_file_has_the_bytes_of_cannot_be_mended(

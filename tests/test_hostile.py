@@ -317,6 +317,10 @@ def test_end_to_end_through_s3(
     cat = Catalog(catalog_dir)
     n = cat.query("select count(*) as n from wydot_bsm").n[0]
     assert n == expected.rows
+    (run,) = cat.runs()  # the run's record keeps what its summary said
+    assert (run["rows"], run["quarantined"], run["recovered"]) == (
+        expected.rows, expected.quarantined, expected.recovered,
+    )  # fmt: skip
     q = cat.query("select path, rows from partition_files where kind = 'quarantine'")
     assert int(q.rows.sum()) == expected.quarantined
     stored = []

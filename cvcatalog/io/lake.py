@@ -362,8 +362,9 @@ def delete_file_entries(
     con: duckdb.DuckDBPyConnection, base: str | None = None
 ) -> list[DataFile]:
     """Every delete file in the lake's metadata, as data_files gives the data files (rows:
-    the rows it deletes; current: in effect now), so `cache verify` checks it against the
-    size the lake recorded (its only record of the bytes)."""
+    the rows it deletes; current: in effect now), so `cache verify` checks it: against the
+    SHA-256 the commit that wrote it recorded (state/checksums.record_written), or the size
+    the lake recorded for one an earlier release wrote."""
     base = _data_path(con) if base is None else base
     rows = con.execute(
         "SELECT t.table_name, s.path, s.path_is_relative, t.path, t.path_is_relative, d.path, "

@@ -109,8 +109,8 @@ class VerifyReport:
     #: tables whose delete file in effect now is damaged or missing: repair rebuilds them (the
     #: state re-applies their deletes: state/deletes.py)
     bad_delete_tables: list[str] = field(default_factory=list)
-    #: files checked by size alone, nobody having recorded their SHA-256 (the lake's delete
-    #: files, and files an earlier release replaced before it recorded file_checksums)
+    #: files checked by size alone, nobody having recorded their SHA-256 (files an earlier
+    #: release wrote or replaced before it recorded file_checksums, its delete files too)
     by_size: set[str] = field(default_factory=set)
 
     @property

@@ -297,6 +297,7 @@ class Summary:
             "days_cached": self.count("cached"),
             "rows": self.rows,
             "quarantined": self.quarantined,
+            "recovered": self.recovered,
             "bytes_downloaded": self.bytes_downloaded,
             "parquet_bytes": self.parquet_bytes,
             "list_requests": self.list_requests,

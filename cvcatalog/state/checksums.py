@@ -45,6 +45,19 @@ def record(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def record_written(con: duckdb.DuckDBPyConnection, files: dict[str, Checksum]) -> None:
+    """Remember files the lake wrote itself (a commit's delete files: no state table names
+    them), hashed by the commit that wrote them, so `cache verify` checks their bytes rather
+    than their size alone."""
+    if not files:
+        return
+    con.execute("DELETE FROM file_checksums WHERE list_contains(?, path)", [sorted(files)])
+    con.executemany(
+        "INSERT INTO file_checksums VALUES (?, ?, ?)",
+        [[p, c.bytes, c.sha256] for p, c in sorted(files.items())],
+    )
+
+
 def forget(con: duckdb.DuckDBPyConnection, known: Iterable[str]) -> None:
     """Forget the files neither current nor known to the lake (known: catalog-relative paths
     of every file it knows), after it cleaned up files; a row left of a deleted file is

@@ -48,6 +48,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (8, "008_experiment_pins.sql"),
     (9, "009_file_deletes.sql"),
     (10, "010_file_checksums.sql"),
+    (11, "011_runs_recovered.sql"),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
@@ -815,7 +816,9 @@ class CatalogDB:
                         lake.set_commit_message(con, message, extra)
                 if deleted:  # the snapshot just committed is the one that deleted them
                     with _transaction(con):
-                        deletes.mark_applied(con, lake.last_snapshot(con))
+                        snapshot = lake.last_snapshot(con)
+                        deletes.mark_applied(con, snapshot)
+                        checksums.record_written(con, self._delete_files_of(con, snapshot))
                 if rebuild or synced or deleted:  # the files the lake knows changed
                     with _transaction(con):
                         checksums.record(con)
@@ -850,6 +853,20 @@ class CatalogDB:
         self.migrated_legacy = True
         self.notify(f"migrated: {len(moved)} Parquet file(s) registered in the lake")
         legacy.finish(self.paths, self.store)
+
+    def _delete_files_of(
+        self, con: duckdb.DuckDBPyConnection, snapshot: int
+    ) -> dict[str, checksums.Checksum]:
+        """The delete files a snapshot wrote, with the size and SHA-256 of their bytes now."""
+        out: dict[str, checksums.Checksum] = {}
+        for e in lake.delete_file_entries(con):
+            if e.since != snapshot:
+                continue
+            rel = self.lake_relative(e.location)
+            digest, size = self.store.sha256(rel), self.store.size(rel)
+            if digest is not None and size is not None:
+                out[rel] = checksums.Checksum(size, digest)
+        return out
 
     def lake_files(self, con: duckdb.DuckDBPyConnection) -> set[str]:
         """Catalog-relative paths of every file the lake knows (shown by a kept snapshot or

@@ -409,6 +409,7 @@ RUN_COLUMNS = [
     "days_cached",
     "rows",
     "quarantined",
+    "recovered",
     "get_requests",
     "list_requests",
     "seconds",
