@@ -1656,10 +1656,25 @@ class Catalog:
 
     def pinned(self) -> list[dict[str, Any]]:
         """Every pinned experiment, with the bytes its snapshot holds that the current
-        catalog no longer shows (what eviction cannot free while it is pinned)."""
+        catalog no longer shows (`held_bytes`: what eviction cannot free while it is pinned)
+        and the part of them no other pin holds (`held_alone_bytes`: what unpinning it alone
+        lets expiry free)."""
         with self.db.read() as con:
             held = pins.held_bytes(con)
-            return [{**p.__dict__, "held_bytes": held.get(p.name, 0)} for p in pins.all_pins(con)]
+            return [
+                {
+                    **p.__dict__,
+                    "held_bytes": held.bytes.get(p.name, 0),
+                    "held_alone_bytes": held.alone.get(p.name, 0),
+                }
+                for p in pins.all_pins(con)
+            ]
+
+    def pinned_bytes(self) -> int:
+        """The bytes every pin keeps that the current catalog no longer shows, each file
+        counted once (pins of the same snapshot share its files)."""
+        with self.db.read() as con:
+            return pins.held_bytes(con).total
 
     def unpin(self, name: str) -> bool:
         """Release a pin; its snapshot expires with retention like any other."""

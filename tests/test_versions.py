@@ -717,6 +717,35 @@ def test_a_pinned_experiment_keeps_its_rows_through_changes_and_eviction(
     assert res.exit_code == 1 and "not pinned" in res.output
 
 
+def test_pins_sharing_files_count_them_once(history: dict[str, Any], tmp_path: Path) -> None:
+    """Two pins of one snapshot each said they kept its files, and the lines after a clear
+    added up to twice the bytes on disk. Now each says what only it keeps (what unpinning it
+    frees: nothing, while the other pin holds the same files), and the total counts each
+    file once."""
+    root = tmp_path / "catalog"
+    shutil.copytree(history["cat"].paths.root, root)
+    cat = Catalog(root)
+    _, s2, s1 = (s["snapshot_id"] for s in _ingest_snapshots(cat))
+    cat.pin("first_a", "wydot", "BSM", s1)
+    cat.pin("first_b", "wydot", "BSM", s1)
+    cat.pin("second", "wydot", "BSM", s2)
+    res = runner.invoke(app, ["cache", "clear", "--yes", "--catalog", str(root)])
+    assert res.exit_code == 0, res.output
+    got = {p["name"]: (p["held_bytes"], p["held_alone_bytes"]) for p in cat.pinned()}
+    first, second = got["first_a"][0], got["second"][0]
+    assert first > 0 and got["first_b"] == (first, 0) and got["first_a"] == (first, 0)
+    # s2 shows s1's files of day 1 and its own file of day 2: only that one is its own
+    assert got["second"] == (second, second - first) and second > first
+    assert cat.pinned_bytes() == second  # not first + first + second
+    lines = [x.strip() for x in res.stdout.splitlines() if x.startswith("  kept for")]
+    assert lines[-1] == f"kept for the 3 pinned experiments in all: {human_bytes(second)}"
+    assert f"{human_bytes(first)}; {human_bytes(0)} of it only this pin keeps" in lines[0]
+    res = runner.invoke(app, ["experiments", "list", "--catalog", str(root), "-f", "json"])
+    assert {r["name"]: r["held_alone_bytes"] for r in json.loads(res.stdout)} == {
+        name: alone for name, (_, alone) in got.items()
+    }
+
+
 D7, D8 = date(2021, 7, 1), date(2021, 7, 2)
 
 

@@ -959,13 +959,20 @@ def cache_clear(
 
 
 def _pins_held(cat: Catalog) -> None:
-    """What pinned experiments keep on disk after a clear or an eviction."""
-    for p in cat.pinned():
-        if p["held_bytes"]:
-            print(
-                f"  kept for pinned experiment {p['name']} (snapshot {p['snapshot_id']}): "
-                f"{p['held_bytes'] / 1e6:,.1f} MB (cvcatalog experiments unpin {p['name']})"
-            )
+    """What pinned experiments keep on disk after a clear or an eviction: per pin, the part
+    only it keeps (what unpinning it frees) when other pins share its files, and the total
+    once when there are several."""
+    held = [p for p in cat.pinned() if p["held_bytes"]]
+    for p in held:
+        shared = p["held_bytes"] - p["held_alone_bytes"]
+        alone = f"; {human_bytes(p['held_alone_bytes'])} of it only this pin keeps" if shared else ""
+        print(
+            f"  kept for pinned experiment {p['name']} (snapshot {p['snapshot_id']}): "
+            f"{human_bytes(p['held_bytes'])}{alone} (cvcatalog experiments unpin {p['name']})"
+        )
+    if len(held) > 1:
+        print(f"  kept for the {len(held)} pinned experiments in all: "
+              f"{human_bytes(cat.pinned_bytes())}")  # fmt: skip
 
 
 #: the evicted partitions and inputs `cache evict` names; the others it counts
@@ -1318,7 +1325,7 @@ def _experiment_name(name: str) -> str:
 
 
 PIN_COLUMNS = ["name", "snapshot_id", "source", "message_type", "files", "bytes", "held_bytes",
-               "pinned_at", "digest"]  # fmt: skip
+               "held_alone_bytes", "pinned_at", "digest"]  # fmt: skip
 
 
 @experiments_app.command("list")

@@ -87,14 +87,34 @@ def pinned_files(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {f.location for f in lake.data_files(con) if any(f.shown_at(s) for s in keep)}
 
 
-def held_bytes(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Per pin, the bytes of the files its snapshot shows that the current catalog no longer
-    does: what eviction cannot free while the pin exists."""
+@dataclass(frozen=True)
+class Held:
+    """What pins keep on disk that the current catalog no longer shows."""
+
+    #: pin name -> the bytes of the files its snapshot shows (eviction cannot free them while
+    #: it exists; two pins showing the same file both count it)
+    bytes: dict[str, int]
+    #: pin name -> the part no other pin shows: what unpinning it alone lets expiry free
+    alone: dict[str, int]
+    #: every pin's files counted once
+    total: int
+
+
+def held_bytes(con: duckdb.DuckDBPyConnection) -> Held:
+    """The bytes pins keep that the current catalog no longer shows, per pin, per pin alone,
+    and in all."""
     pins = all_pins(con)
     if not pins:
-        return {}
-    files = lake.data_files(con)
-    return {
-        p.name: sum(f.size for f in files if not f.current and f.shown_at(p.snapshot_id))
-        for p in pins
+        return Held({}, {}, 0)
+    kept = [f for f in lake.data_files(con) if not f.current]
+    shown = {p.name: {f.location for f in kept if f.shown_at(p.snapshot_id)} for p in pins}
+    size = {f.location: f.size for f in kept}
+    alone = {
+        name: files - set().union(*(o for n, o in shown.items() if n != name))
+        for name, files in shown.items()
     }
+    return Held(
+        {name: sum(size[x] for x in files) for name, files in shown.items()},
+        {name: sum(size[x] for x in files) for name, files in alone.items()},
+        sum(size[x] for x in set().union(*shown.values())),
+    )
