@@ -210,7 +210,10 @@ TABLE_OWNERS = {
         ["partitions", "partition_files", "source_objects", "validation_reports", "ingest_runs"],
         "state/manifest.py",
     ),
-    **dict.fromkeys(["dataset_units", "dataset_files", "dataset_inputs"], "state/datasets.py"),
+    **dict.fromkeys(
+        ["dataset_units", "dataset_files", "dataset_inputs", "dataset_duplicates"],
+        "state/datasets.py",
+    ),
     "catalog_settings": "state/settings.py",
     "experiment_pins": "state/pins.py",
     "file_deletes": "state/deletes.py",

@@ -24,6 +24,7 @@ from cvcatalog.datasets.ngsim import CSV_NAMES, NgsimDataset, to_lonlat
 from cvcatalog.exceptions import CatalogError, TransientFetchError
 from cvcatalog.io.lake import files as lake_files
 from cvcatalog.io.s3 import RetryPolicy
+from cvcatalog.pipeline.report import summary_lines
 from cvcatalog.sandbox import ngsim as ngsim_gen
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sources import ngsim
@@ -511,6 +512,135 @@ def test_an_s3_input_that_is_not_there_is_named_plainly(  # type: ignore[no-unty
         )  # fmt: skip
         assert r.exit_code == 1
         assert r.output == f"error: {line}\n"
+
+
+def _same_bytes(here: str, there: str) -> str:
+    return (
+        f"{here}: the same bytes as {there}, already loaded: not loaded again (cvcatalog cache "
+        "clear --source ngsim, then load the one you want, to switch)"
+    )
+
+
+def _count(catalog: Path, view: str = "ngsim_trajectories") -> int:
+    where = " where source = 'ngsim'" if view == "trajectories" else ""
+    n: int = Catalog(catalog).query(f"select count(*) n from {view}{where}")["n"][0]
+    return n
+
+
+def test_the_same_bytes_under_another_name_are_loaded_once_cli(  # type: ignore[no-untyped-def]
+    ngsim_csv, s3_client, tmp_path: Path, catalog_dir: Path
+) -> None:
+    """A user walkthrough: `ingest --path data/ngsim.csv`, then the same file uploaded to S3
+    (or copied elsewhere) loaded by its other name, held every row twice. Now the second name
+    is one line of the summary (and a note), the run is ok, and a re-run reads nothing."""
+    path, rep = ngsim_csv
+    want = rep.data_lines - rep.bad_rows
+    copy = tmp_path / "elsewhere" / "copy.csv"
+    copy.parent.mkdir()
+    copy.write_bytes(path.read_bytes())
+    s3_client.create_bucket(Bucket="ngsim")
+    s3_client.upload_file(str(path), "ngsim", "ngsim.csv")
+    s3 = "s3://ngsim/ngsim.csv"
+    first = _cli_ingest(str(path), catalog_dir)
+    assert first["rows"] == want and first["duplicates"] == []
+    r = runner.invoke(
+        app, ["ingest", "--source", "ngsim", "--path", s3, "--catalog", str(catalog_dir)]
+    )
+    assert r.exit_code == 0, r.output
+    assert _count(catalog_dir) == want and _count(catalog_dir, "trajectories") == want
+    line = _same_bytes(s3, str(path))
+    assert f"  {line}\n" in r.stdout  # the summary's line (and a note on stderr)
+    assert line in r.stderr
+    other = _cli_ingest(str(copy), catalog_dir)
+    assert other["status"] == "ok" and other["rows"] == 0
+    assert other["duplicates"] == [_same_bytes(str(copy), str(path))]
+    assert _count(catalog_dir) == want
+    inputs = Catalog(catalog_dir).query("select uri, rows from dataset_inputs")
+    assert inputs["uri"].tolist() == [str(path)] and inputs["rows"][0] == want
+    # a re-run: one HEAD, nothing read; the same line again
+    again = _cli_ingest(s3, catalog_dir)
+    assert again["bytes_downloaded"] == 0 and again["units"] == 0
+    assert again["duplicates"] == [line] and again["inputs_unchanged"] == 1
+    assert _count(catalog_dir) == want
+    assert Catalog(catalog_dir).verify().clean  # the dropped version's files are gone
+
+
+def test_a_duplicate_loads_once_its_original_changes(  # type: ignore[no-untyped-def]
+    s3_client, tmp_path: Path, catalog_dir: Path
+) -> None:
+    """Several units per input (the digest is over all of them, the dropped version's units
+    committed in several commits); the duplicate's record goes with the input it names."""
+    path = tmp_path / "a.csv"
+    rep = generate_ngsim(path, 6000, seed=3, bad_rows=4)
+    want = rep.data_lines - rep.bad_rows
+    s3_client.create_bucket(Bucket="ngsim")
+    s3_client.upload_file(str(path), "ngsim", "a.csv")
+    s3 = "s3://ngsim/a.csv"
+    _, s1 = _run(catalog_dir, str(path))
+    assert s1.ok and s1.units > 3 and s1.rows == want
+    files = set((catalog_dir / "lake").rglob("*.parquet"))
+    ds2, s2 = _run(catalog_dir, s3)
+    assert s2.ok and len(ds2.fetches) == s2.units  # read once: that is how its bytes are known
+    assert _count(catalog_dir) == want
+    line = _same_bytes(s3, str(path))
+    assert s2.duplicates == [line] and f"  {line}" in summary_lines(s2)
+    assert s2.rows == 0 and s2.inputs_published == 0 and not s2.partitions_written
+    assert set((catalog_dir / "lake").rglob("*.parquet")) == files
+    cat = Catalog(catalog_dir)
+    assert cat.query(f"select count(*) n from dataset_files where uri = '{s3}'")["n"][0] == 0
+    ds3, s3_run = _run(catalog_dir, s3)  # nothing fetched
+    assert s3_run.ok and ds3.fetches == [] and s3_run.bytes_downloaded == 0
+    assert s3_run.duplicates == [line]
+    # the original changes on disk only: the catalog still shows those bytes, still skipped
+    rep2 = generate_ngsim(path, 3000, seed=4, locations=["us-101"])
+    os.utime(path, ns=(1, 2_000_000_000_000_000_000))
+    assert _run(catalog_dir, s3)[0].fetches == []
+    # ... once it is loaded as its new version, the S3 object is loaded by its next run
+    assert _run(catalog_dir, str(path))[1].inputs_published == 1
+    assert cat.query("select count(*) n from dataset_duplicates")["n"][0] == 0
+    ds5, s5 = _run(catalog_dir, s3)
+    assert s5.ok and s5.duplicates == [] and s5.rows == want and len(ds5.fetches) == s5.units
+    assert _count(catalog_dir) == want + rep2.rows
+    assert cat.verify().clean
+
+
+def test_a_duplicate_and_scopes(  # type: ignore[no-untyped-def]
+    ngsim_csv, tmp_path: Path, catalog_dir: Path
+) -> None:
+    """A whole load covers a --location load of the same bytes; a whole load of a copy
+    replaces filtered loads of the original (their rows would show twice); eviction and
+    clear drop the record with the input it names."""
+    path, rep = ngsim_csv
+    want = rep.data_lines - rep.bad_rows
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(path.read_bytes())
+    assert _ingest(catalog_dir, str(path)).ok
+    s = _ingest(catalog_dir, str(copy), location="i-80")
+    assert _count(catalog_dir) == want
+    assert s.ok and s.duplicates == [
+        f"{copy} [location=i-80]: the same bytes as {path}, already loaded: not loaded again "
+        "(cvcatalog cache clear --source ngsim, then load the one you want, to switch)"
+    ]
+    cat = Catalog(catalog_dir)
+    cat.clear("ngsim")
+    assert cat.query("select count(*) n from dataset_duplicates")["n"][0] == 0
+    # the other way round: the original loaded for one site, the copy whole
+    assert _ingest(catalog_dir, str(path), location="i-80").rows == rep.per_location["i-80"]
+    s = _ingest(catalog_dir, str(copy))
+    assert s.ok and s.rows == want and s.inputs_published == 1
+    assert _count(catalog_dir) == want
+    assert s.duplicates == [
+        f"{path} [location=i-80]: the same bytes as {copy}, now loaded whole: its "
+        f"location=i-80 load is dropped (its rows are {copy}'s)"
+    ]
+    assert _count(catalog_dir) == want
+    again = _ingest(catalog_dir, str(path), location="i-80")  # covered: nothing read
+    assert again.bytes_downloaded == 0 and again.duplicates and _count(catalog_dir) == want
+    # the copy evicted: its duplicate's record goes with it, the original loads again
+    assert cat.evict(max_size_gb=0.0)
+    assert cat.query("select count(*) n from dataset_duplicates")["n"][0] == 0
+    assert _ingest(catalog_dir, str(path), location="i-80").rows == rep.per_location["i-80"]
+    assert cat.verify().clean
 
 
 def _flip_byte(data: bytes) -> bytes:

@@ -163,6 +163,12 @@ class Dataset(ABC):
     ) -> Iterator[pa.RecordBatch]:
         """Canonical batches (arrow_schema) of the unit's rows; bad rows go to rejects."""
 
+    def fetch_offset(self, unit: WorkUnit) -> int:
+        """Where in the input the first byte fetch(unit) yields lies (default: the unit's
+        start). The loader hashes the unit's own bytes [start, end) as they stream by: the
+        content identity of the input (the same bytes under another URI are loaded once)."""
+        return unit.start
+
     def storage_schema(self) -> pa.Schema:
         """The Parquet columns: the canonical ones minus the partition columns (in the path)."""
         return pa.schema([f for f in self.arrow_schema if f.name not in self.partition_by])

@@ -289,6 +289,10 @@ class NgsimDataset(Dataset):
             yield from source.read(pos, stop, info)
             pos = stop
 
+    def fetch_offset(self, unit: WorkUnit) -> int:
+        """fetch starts at the byte before the unit, or at 0 for an input read whole."""
+        return max(unit.start - 1, 0) if self._info(unit).ranges else 0
+
     def parse(
         self, unit: WorkUnit, data: Iterator[bytes], rejects: Rejects
     ) -> Iterator[pa.RecordBatch]:

@@ -86,7 +86,8 @@ _UNIT_KEYS = (
     "dataset", "run_id", "scope", "inputs", "units", "units_done", "units_cached",
     "units_failed", "inputs_published", "rows", "quarantined", "skipped", "bytes_downloaded",
     "parquet_bytes", "retries", "seconds", "rows_per_second", "errors", "inputs_added",
-    "inputs_changed", "inputs_unchanged", "partitions_written", "evicted", "status",
+    "inputs_changed", "inputs_unchanged", "partitions_written", "evicted", "duplicates",
+    "status",
 )  # fmt: skip
 
 
@@ -119,6 +120,9 @@ class Summary:
     #: most raw bytes held at once in the memory stage (io.memstage), beside the process's RSS
     staged_in_memory_peak: int = 0
     evicted: list[str] = field(default_factory=list)
+    #: inputs not loaded because their bytes are in the catalog under another name (NGSIM),
+    #: one line each
+    duplicates: list[str] = field(default_factory=list)
     executor: str = "local"
     mode: str = "full"
     #: changes counted per input rather than per unit (NGSIM: inputs added/changed/unchanged)
@@ -266,6 +270,7 @@ class Summary:
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows / self.seconds) if self.seconds else 0,
             "evicted": self.evicted,
+            "duplicates": self.duplicates,
             "executor": self.executor,
             "errors": self.errors,
             "status": self.status,
@@ -338,7 +343,12 @@ def summary_lines(s: Summary) -> list[str]:
             f"{s.parquet_bytes / 1e6:,.1f} MB Parquet; {s.seconds:.1f}s "
             f"({round(rate):,} rows/s)"
         )
-        return [head] + [f"  failed {e}" for e in s.errors] + _evicted_lines(s)
+        return (
+            [head]
+            + [f"  failed {e}" for e in s.errors]
+            + [f"  {d}" for d in s.duplicates]
+            + _evicted_lines(s)
+        )
     failed = [d for d in s.outcomes if d.status == "failed"]
     lines = [
         f"{s.source}/{s.message_type} {s.start}..{s.end} ({s.timezone}): "

@@ -13,12 +13,20 @@ Versions: the views show, per input, only the version recorded in dataset_inputs
 new version are committed (checkpointed) but stay invisible until the transaction committing
 the input's last unit publishes the version: it switches the view to the new files and drops
 the old ones together, so a view never shows half old, half new data.
+
+Content: each unit's own bytes are hashed (SHA-256) as they stream into its parse, and a
+version's digest is taken over its units' when its last unit commits. A version whose bytes are
+already published under another URI (the same scope, or the whole input) is not published: that
+commit drops its units and files and records it as a duplicate (dataset_duplicates), so a run
+with the same fingerprint skips it without fetching. The record goes with the input it names.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
+import hashlib
 import re
 import shutil
 import sys
@@ -78,6 +86,34 @@ class _Loaded:
     quality: dict[str, QualityStats] = field(default_factory=dict)
     #: input versions this unit's commit made visible (set by record)
     published: int = 0
+    #: SHA-256 of the unit's own bytes [start, end); None when the read did not cover them
+    sha256: str | None = None
+    #: its version was dropped at its commit: the same bytes are loaded under another URI
+    dropped: bool = False
+
+
+class _RangeDigest:
+    """SHA-256 of the bytes [start, end) of an input, fed the chunks of a read that begins at
+    byte `at` (the byte before the range, a tail after it: both left out)."""
+
+    def __init__(self, start: int, end: int, at: int) -> None:
+        self._h = hashlib.sha256()
+        self.start, self.end, self.pos = start, end, at
+        self.hashed = 0
+
+    def update(self, chunk: bytes) -> None:
+        a = max(self.start - self.pos, 0)
+        b = min(self.end - self.pos, len(chunk))
+        if b > a:
+            self._h.update(memoryview(chunk)[a:b])  # hashlib releases the GIL for large data
+            self.hashed += b - a
+        self.pos += len(chunk)
+
+    def hexdigest(self) -> str | None:
+        """The digest if every byte of the range went by, else None."""
+        if self.pos > self.start and self.hashed == self.end - self.start:
+            return self._h.hexdigest()
+        return None
 
 
 class DatasetUnits(Source[WorkUnit, WorkUnit]):
@@ -117,6 +153,12 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         self._unit_cache: list[WorkUnit] | None = None
         #: the run's inputs as eviction names them (protected)
         self._protected: set[str] = set()
+        #: duplicates the transaction being written found (line for the summary), and the
+        #: (uri, fingerprint) of the versions it dropped for them: reported once it commits
+        self._found: list[tuple[datasets.Duplicate, str]] = []
+        self._dropped: set[tuple[str, str]] = set()
+        #: the files of those versions no snapshot ever showed: deleted once it commits
+        self._unshown: list[str] = []
 
     # -- paths ---------------------------------------------------------------------------
     @property
@@ -189,8 +231,17 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         with self.db.read() as con:
             done = datasets.unit_versions(con, self.ds.name, scope)
             published = datasets.published_versions(con, self.ds.name)
+            dups = datasets.duplicates(con, self.ds.name)
         todo_inputs = []
         for info in inputs:
+            dup = dups.get((info.uri, scope)) or dups.get((info.uri, "*"))
+            if dup is not None and dup.fingerprint == info.fingerprint:
+                # its bytes are loaded under another URI: nothing fetched
+                s.changes["unchanged"] += 1
+                line = self._duplicate_line(info.uri, dup)
+                s.duplicates.append(line)
+                run.progress.note(line)
+                continue
             before = published.get((info.uri, scope))
             kind = (
                 "added"
@@ -210,6 +261,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         self._unit_cache = units
         todo = [u for u in units if (u.id, u.fingerprint) not in done]
         self._tidy(todo_inputs, units, published)
+        self._report_found(run)
         return units, todo
 
     def _tidy(
@@ -226,7 +278,9 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         by_uri: dict[str, list[WorkUnit]] = {}
         for u in units:
             by_uri.setdefault(u.uri, []).append(u)
+        self._found, self._dropped, self._unshown = [], set(), []
         with self.db.write(run_id=self.run_id, message=f"{self.ds.name} tidy") as con:
+            datasets.drop_stale_duplicates(con, self.ds.name)
             for info in inputs:
                 keep = [info.fingerprint]
                 if (info.uri, scope) in published:
@@ -263,6 +317,8 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
     def _load_unit(self, unit: WorkUnit, stage: Path, run: RunContext) -> Staged[WorkUnit]:
         fetched = 0
         progress = run.progress
+        # the unit's own bytes hashed as they go by: the input's content identity
+        digest = _RangeDigest(unit.start, unit.end, self.ds.fetch_offset(unit))
 
         def counted(chunks: Iterator[bytes]) -> Iterator[bytes]:
             nonlocal fetched
@@ -272,6 +328,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
                         raise Abandoned
                     fetched += len(chunk)
                     progress.downloaded(len(chunk))
+                    digest.update(chunk)
                     yield chunk
             finally:
                 close = getattr(chunks, "close", None)
@@ -355,7 +412,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
             bytes_downloaded=fetched,
             parquet_bytes=sum(f.size for f in files if f.kind == "data"),
         )
-        loaded = _Loaded(Counter(rejects.counts), checked)
+        loaded = _Loaded(Counter(rejects.counts), checked, sha256=digest.hexdigest())
         return Staged(unit, files, outcome, payload=loaded, stage_dir=stage)
 
     def _quality_step(
@@ -401,6 +458,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         """Record the finished units in the commit's transaction, then publish every input
         version whose units are now all committed."""
         obsolete: list[str] = []
+        self._found, self._dropped, self._unshown = [], set(), []  # of an earlier attempt
         for st in batch:
             loaded: _Loaded = st.payload
             self._record_unit(con, st)
@@ -428,8 +486,45 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
 
     def committed(self, staged: Staged[WorkUnit], run: RunContext) -> None:
         run.summary.inputs_published += staged.payload.published
-        run.summary.partitions_written.update(f.partition for f in staged.files if f.kind == "data")
+        if not staged.payload.dropped:
+            run.summary.partitions_written.update(
+                f.partition for f in staged.files if f.kind == "data"
+            )
         super().committed(staged, run)
+
+    def committed_all(self, batch: list[Staged[WorkUnit]], run: RunContext) -> None:
+        """The units of versions the commit dropped as duplicates wrote nothing that stays:
+        their outcomes (this run's earlier units of those versions too) say so."""
+        dropped_uris = {uri for uri, _ in self._dropped}
+        for st in batch:
+            if (st.unit.uri, st.unit.fingerprint) in self._dropped:
+                st.payload.dropped = True
+                _not_kept(st.outcome)
+        for o in run.summary.outcomes:
+            if o.status == "complete" and o.key.rpartition("#")[0] in dropped_uris:
+                _not_kept(o)
+        super().committed_all(batch, run)
+        self._report_found(run)
+
+    def _report_found(self, run: RunContext) -> None:
+        """After a commit: the duplicates it recorded, one summary line and a note each; the
+        files of their versions that no snapshot showed are deleted (the others stay for
+        the snapshots that show them, as a replaced version's)."""
+        found, self._found, self._dropped = self._found, [], set()
+        self.db.store.discard(self._unshown)
+        self._unshown = []
+        for _, line in found:
+            run.summary.duplicates.append(line)
+            run.progress.note(line)
+
+    def _duplicate_line(self, uri: str, dup: datasets.Duplicate) -> str:
+        here = uri + ("" if self.ds.scope == "*" else f" [{self.ds.scope}]")
+        there = dup.same_as_uri + ("" if dup.same_as_scope == "*" else f" [{dup.same_as_scope}]")
+        return (
+            f"{here}: the same bytes as {there}, already loaded: not loaded again "
+            f"(cvcatalog cache clear --source {self.ds.name}, then load the one you want, "
+            "to switch)"
+        )
 
     def protected(self) -> set[str]:
         """The run's inputs: never evicted by its own run."""
@@ -442,16 +537,16 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
 
     def _record_unit(self, con: duckdb.DuckDBPyConnection, st: Staged[WorkUnit]) -> None:
         u, o = st.unit, st.outcome
+        loaded: _Loaded = st.payload
         unit = datasets.CommittedUnit(
             self.ds.name, u.id, self.ds.scope, u.fingerprint, u.uri, u.start, u.end, o.rows,
-            o.quarantined, o.skipped, o.bytes_downloaded, self.run_id,
+            o.quarantined, o.skipped, o.bytes_downloaded, self.run_id, loaded.sha256,
         )  # fmt: skip
         files = [
             datasets.UnitFile(f.dest, f.partition, f.kind, f.rows, f.size, f.sha256)
             for f in st.files
         ]
         datasets.put_unit(con, unit, files, now_utc())
-        loaded: _Loaded = st.payload
         counts = [("quarantine", rule, n) for rule, n in sorted(loaded.rules.items())]
         add_validation_counts(con, self.run_id, f"{self.ds.name}:{u.id}", counts)
 
@@ -473,15 +568,71 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         version = datasets.InputVersion(
             self.ds.name, info.uri, scope, info.fingerprint, info.size, info.last_modified
         )
-        if not datasets.publish_input(con, version, [u.id for u in units], self.run_id):
+        unit_ids = [u.id for u in units]
+        content = datasets.version_content(con, version, unit_ids)
+        if content is None:
+            return False
+        same = (
+            None
+            if content.sha256 is None
+            else datasets.same_content(con, self.ds.name, info.uri, scope, content.sha256)
+        )
+        if same is not None:
+            # these bytes are shown already, under another URI: this version is not published,
+            # its units and files (and any version the input had before) go in this commit
+            dup = dataclasses.replace(same, fingerprint=info.fingerprint)
+            doomed = self._drop_versions(con, info.uri, scope, [])
+            shown = self.db.lake_files(con)
+            obsolete += [p for p in doomed if p in shown]
+            self._unshown += [p for p in doomed if p not in shown]
+            datasets.unpublish(con, self.ds.name, info.uri, scope)
+            if scope == "*":
+                obsolete += self._drop_filtered(con, info.uri)
+            datasets.record_duplicate(con, dup, self.run_id)
+            self._found.append((dup, self._duplicate_line(info.uri, dup)))
+            self._dropped.add((info.uri, info.fingerprint))
+            return False
+        if not datasets.publish_input(con, version, unit_ids, self.run_id, content):
             return False
         obsolete += self._drop_versions(con, info.uri, scope, [info.fingerprint])
-        obsolete += self._drop_other_units(con, info, [u.id for u in units])
+        obsolete += self._drop_other_units(con, info, unit_ids)
         if scope == "*":  # a whole load supersedes filtered loads of the same input
-            for other in datasets.filtered_scopes(con, self.ds.name, info.uri):
-                obsolete += self._drop_versions(con, info.uri, other, [])
-                datasets.unpublish(con, self.ds.name, info.uri, other)
+            obsolete += self._drop_filtered(con, info.uri)
+            if content.sha256 is not None:  # ... and of the same bytes under another URI
+                obsolete += self._supersede_copies(con, info, content.sha256)
         return True
+
+    def _drop_filtered(self, con: duckdb.DuckDBPyConnection, uri: str) -> list[str]:
+        """Unpublish and forget the filtered loads (scopes other than '*') of uri."""
+        obsolete: list[str] = []
+        for other in datasets.filtered_scopes(con, self.ds.name, uri):
+            obsolete += self._drop_versions(con, uri, other, [])
+            datasets.unpublish(con, self.ds.name, uri, other)
+        return obsolete
+
+    def _supersede_copies(
+        self, con: duckdb.DuckDBPyConnection, info: InputInfo, sha256: str
+    ) -> list[str]:
+        """A whole load covers the filtered loads of the same bytes under other URIs: they go
+        (their rows would be shown twice) and are recorded as duplicates of this one."""
+        obsolete: list[str] = []
+        for uri, scope, fingerprint in datasets.filtered_same_content(
+            con, self.ds.name, info.uri, sha256
+        ):
+            obsolete += self._drop_versions(con, uri, scope, [])
+            datasets.unpublish(con, self.ds.name, uri, scope)
+            dup = datasets.Duplicate(
+                self.ds.name, uri, scope, fingerprint, info.uri, "*", info.fingerprint, sha256
+            )
+            datasets.record_duplicate(con, dup, self.run_id)
+            self._found.append(
+                (
+                    dup,
+                    f"{uri} [{scope}]: the same bytes as {info.uri}, now loaded whole: its "
+                    f"{scope} load is dropped (its rows are {info.uri}'s)",
+                )
+            )
+        return obsolete
 
     def _units_of(self, info: InputInfo) -> list[WorkUnit]:
         if self._unit_cache is None:
@@ -654,3 +805,10 @@ def _sort_order(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray | None:
     if (order[1:] > order[:-1]).all():
         return None
     return order
+
+
+def _not_kept(outcome: Outcome) -> None:
+    """A unit whose version was dropped as a duplicate: nothing it wrote stays (its rows are
+    another input's), though it was read."""
+    outcome.rows = outcome.quarantined = outcome.skipped = outcome.parquet_bytes = 0
+    outcome.detail = "duplicate"

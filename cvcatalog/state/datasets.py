@@ -1,8 +1,10 @@
-"""The state tables of datasets (NGSIM, ...): dataset_units, dataset_files, dataset_inputs.
+"""The state tables of datasets (NGSIM, ...): dataset_units, dataset_files, dataset_inputs,
+dataset_duplicates.
 
 The one module that reads and writes them: the dataset loader records a committed unit and
 publishes an input version through it (cvcatalog.sources.ngsim), `compact` replaces merged
-files, and `cvcatalog cache`, `publish` and eviction ask it about the files. Dataset files
+files, and `cvcatalog cache`, `publish` and eviction ask it about the files; an input whose bytes
+are already published under another URI is recorded as its duplicate. Dataset files
 live in the same lake as CV Pilot partitions (local or S3, `db.store`). Every function that
 changes rows runs inside the caller's write transaction and returns the files to delete after
 it commits.
@@ -10,6 +12,7 @@ it commits.
 
 from __future__ import annotations
 
+import hashlib
 import urllib.parse
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -129,6 +132,8 @@ class CommittedUnit:
     skipped: int
     bytes: int
     run_id: str
+    #: SHA-256 of the unit's own bytes [start_byte, end_byte), read by the load; None: unknown
+    sha256: str | None = None
 
 
 def put_unit(
@@ -143,11 +148,11 @@ def put_unit(
     forget_units(con, "dataset = ? AND unit_id = ? AND scope = ? AND fingerprint = ?", key)
     con.execute(
         "INSERT INTO dataset_units (dataset, unit_id, scope, fingerprint, uri, start_byte, "
-        "end_byte, status, rows, quarantined, skipped, bytes, run_id, committed_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?, ?)",
+        "end_byte, status, rows, quarantined, skipped, bytes, run_id, committed_at, sha256) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?, ?, ?)",
         [
             *key, unit.uri, unit.start_byte, unit.end_byte, unit.rows, unit.quarantined,
-            unit.skipped, unit.bytes, unit.run_id, now,
+            unit.skipped, unit.bytes, unit.run_id, now, unit.sha256,
         ],
     )  # fmt: skip
     version = (unit.dataset, unit.uri, unit.scope, unit.fingerprint)
@@ -192,36 +197,176 @@ class InputVersion:
     last_modified: Any
 
 
-def publish_input(
-    con: duckdb.DuckDBPyConnection, version: InputVersion, unit_ids: Sequence[str], run_id: str
-) -> bool:
-    """Make this version the one the view shows when every unit of it (unit_ids) is
-    committed; False (nothing changed) otherwise. The caller drops the other versions."""
+@dataclass(frozen=True)
+class VersionContent:
+    """What the committed units of a whole input version hold: rows, quarantined lines, and
+    the version's SHA-256 (content_digest of its units'; None when a unit has none)."""
+
+    rows: int
+    quarantined: int
+    sha256: str | None
+
+
+def content_digest(ranges: Iterable[tuple[int, int, str | None]]) -> str | None:
+    """An input version's SHA-256 from its units' (start, end, SHA-256 of [start, end)), in any
+    order: the same bytes cut into the same units give the same digest whatever the URI or
+    scope. None if a unit's digest is unknown (loaded by an earlier release)."""
+    h = hashlib.sha256()
+    for start, end, digest in sorted(ranges):
+        if digest is None:
+            return None
+        h.update(f"{start}-{end}:{digest}\n".encode())
+    return h.hexdigest()
+
+
+def version_content(
+    con: duckdb.DuckDBPyConnection, version: InputVersion, unit_ids: Sequence[str]
+) -> VersionContent | None:
+    """The content of the version if every unit of it (unit_ids) is committed, else None."""
     v = version
-    row = con.execute(
-        "SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(quarantined), 0) "
+    rows = con.execute(
+        "SELECT start_byte, end_byte, sha256, rows, quarantined "
         "FROM dataset_units WHERE dataset = ? AND scope = ? AND fingerprint = ? "
         "AND list_contains(?, unit_id)",
         [v.dataset, v.scope, v.fingerprint, list(unit_ids)],
-    ).fetchone()
-    if row is None or row[0] < len(unit_ids):
+    ).fetchall()
+    if not unit_ids or len(rows) < len(unit_ids):
+        return None
+    return VersionContent(
+        sum(int(r[3]) for r in rows),
+        sum(int(r[4]) for r in rows),
+        content_digest((int(r[0]), int(r[1]), r[2]) for r in rows),
+    )
+
+
+def publish_input(
+    con: duckdb.DuckDBPyConnection,
+    version: InputVersion,
+    unit_ids: Sequence[str],
+    run_id: str,
+    content: VersionContent | None = None,
+) -> bool:
+    """Make this version the one the view shows when every unit of it (unit_ids) is
+    committed; False (nothing changed) otherwise. The caller drops the other versions.
+    content: version_content's answer when the caller has read it already."""
+    v = version
+    if content is None:
+        content = version_content(con, v, unit_ids)
+    if content is None:
         return False
     unpublish(con, v.dataset, v.uri, v.scope)
     con.execute(
-        "INSERT INTO dataset_inputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO dataset_inputs (dataset, uri, scope, fingerprint, size, last_modified, "
+        "units, rows, quarantined, run_id, published_at, sha256) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             v.dataset, v.uri, v.scope, v.fingerprint, v.size, v.last_modified, len(unit_ids),
-            row[1], row[2], run_id, now_utc(),
+            content.rows, content.quarantined, run_id, now_utc(), content.sha256,
         ],
     )  # fmt: skip
     return True
 
 
 def unpublish(con: duckdb.DuckDBPyConnection, dataset: str, uri: str, scope: str) -> None:
-    """The input's (uri, scope) view shows no version (its units and files stay)."""
+    """The input's (uri, scope) view shows no version (its units and files stay); the
+    duplicate records of it, and those naming it (their bytes are no longer shown), go too."""
     con.execute(
         "DELETE FROM dataset_inputs WHERE dataset = ? AND uri = ? AND scope = ?",
         [dataset, uri, scope],
+    )
+    con.execute(
+        "DELETE FROM dataset_duplicates WHERE dataset = ? AND ((uri = ? AND scope = ?) "
+        "OR (same_as_uri = ? AND same_as_scope = ?))",
+        [dataset, uri, scope, uri, scope],
+    )
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """An input version with the bytes of an input published under another URI (same_as)."""
+
+    dataset: str
+    uri: str
+    scope: str
+    fingerprint: str
+    same_as_uri: str
+    same_as_scope: str
+    same_as_fingerprint: str
+    sha256: str
+
+
+def same_content(
+    con: duckdb.DuckDBPyConnection, dataset: str, uri: str, scope: str, sha256: str
+) -> Duplicate | None:
+    """The input published under another URI with these bytes (sha256) whose rows cover a load
+    of uri with this scope (the same scope, or the whole input), as a Duplicate of it."""
+    row = con.execute(
+        "SELECT uri, scope, fingerprint FROM dataset_inputs WHERE dataset = ? AND sha256 = ? "
+        "AND uri <> ? AND (scope = ? OR scope = '*') ORDER BY scope = '*' DESC, published_at, uri "
+        "LIMIT 1",
+        [dataset, sha256, uri, scope],
+    ).fetchone()
+    if row is None:
+        return None
+    return Duplicate(dataset, uri, scope, "", row[0], row[1], row[2], sha256)
+
+
+def filtered_same_content(
+    con: duckdb.DuckDBPyConnection, dataset: str, uri: str, sha256: str
+) -> list[tuple[str, str, str]]:
+    """(uri, scope, fingerprint) of the filtered loads ('location=...') of other URIs with
+    these bytes: a whole load of uri covers their rows."""
+    return [
+        (r[0], r[1], r[2])
+        for r in con.execute(
+            "SELECT uri, scope, fingerprint FROM dataset_inputs WHERE dataset = ? AND sha256 = ? "
+            "AND uri <> ? AND scope <> '*' ORDER BY uri, scope",
+            [dataset, sha256, uri],
+        ).fetchall()
+    ]
+
+
+def record_duplicate(con: duckdb.DuckDBPyConnection, dup: Duplicate, run_id: str) -> None:
+    """Record that dup's version is not loaded: its bytes are shown under dup.same_as_uri."""
+    con.execute(
+        "DELETE FROM dataset_duplicates WHERE dataset = ? AND uri = ? AND scope = ?",
+        [dup.dataset, dup.uri, dup.scope],
+    )
+    con.execute(
+        "INSERT INTO dataset_duplicates (dataset, uri, scope, fingerprint, same_as_uri, "
+        "same_as_scope, same_as_fingerprint, sha256, run_id, recorded_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            dup.dataset, dup.uri, dup.scope, dup.fingerprint, dup.same_as_uri,
+            dup.same_as_scope, dup.same_as_fingerprint, dup.sha256, run_id, now_utc(),
+        ],
+    )  # fmt: skip
+
+
+#: a duplicate record holds while the input it names is published with the version it had
+_HOLDS = (
+    "EXISTS (SELECT 1 FROM dataset_inputs i WHERE i.dataset = dataset_duplicates.dataset "
+    "AND i.uri = dataset_duplicates.same_as_uri AND i.scope = dataset_duplicates.same_as_scope "
+    "AND i.fingerprint = dataset_duplicates.same_as_fingerprint)"
+)
+
+
+def duplicates(con: duckdb.DuckDBPyConnection, dataset: str) -> dict[tuple[str, str], Duplicate]:
+    """(uri, scope) -> its duplicate record, for those that hold: the input it names is still
+    published with the version it had when the record was made."""
+    rows = con.execute(
+        "SELECT dataset, uri, scope, fingerprint, same_as_uri, same_as_scope, "
+        "same_as_fingerprint, sha256 FROM dataset_duplicates "
+        f"WHERE dataset = ? AND {_HOLDS}",
+        [dataset],
+    ).fetchall()
+    return {(r[1], r[2]): Duplicate(*r) for r in rows}
+
+
+def drop_stale_duplicates(con: duckdb.DuckDBPyConnection, dataset: str) -> None:
+    """Forget the duplicate records that no longer hold (see duplicates)."""
+    con.execute(
+        f"DELETE FROM dataset_duplicates WHERE dataset = ? AND NOT {_HOLDS}", [dataset]
     )
 
 
@@ -364,7 +509,7 @@ def forget(
     files = dataset_files(con, dataset, message_type)
     partitions = {f.partition_key for f in files if f.kind == "data"}
     for ds in classes:
-        for table in ("dataset_files", "dataset_units", "dataset_inputs"):
+        for table in ("dataset_files", "dataset_units", "dataset_inputs", "dataset_duplicates"):
             con.execute(f"DELETE FROM {table} WHERE dataset = ?", [ds.name])
     return len(partitions), files
 

@@ -49,6 +49,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (9, "009_file_deletes.sql"),
     (10, "010_file_checksums.sql"),
     (11, "011_runs_recovered.sql"),
+    (12, "012_dataset_content.sql"),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
