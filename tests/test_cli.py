@@ -50,12 +50,15 @@ def run(*args: str) -> Any:
 
 @pytest.fixture
 def seeded(s3_client: Any) -> Any:
+    """Two days of a few objects (most hours empty): each object is a PUT, a GET and a file to
+    convert, and the tests count what was seeded, not how much."""
     return seed_replica(
         s3_client,
         date(2021, 4, 1),
         date(2021, 4, 2),
         records_per_hour=20,
         files_per_hour=1,
+        empty_hour_rate=0.75,
         malformed_per_day=1,
     )
 
@@ -190,7 +193,7 @@ def test_a_query_table_holds_only_the_rows_it_shows(one_day: Path) -> None:
     assert r.exit_code == 1 and "unexpected" not in r.output
 
 
-def test_query_is_read_only(seeded: Any, catalog_dir: Path) -> None:
+def test_query_is_read_only(catalog_dir: Path) -> None:
     Catalog(catalog_dir).db.initialise()  # an empty catalog (a read creates none)
     r = run("query", "create table evil as select 1", "--catalog", str(catalog_dir))
     assert r.exit_code == 1
@@ -1544,15 +1547,40 @@ def test_times_are_utc_and_marked_so_in_every_format(one_day: Path) -> None:
     [got] = json.loads(run("runs", "--catalog", str(one_day), "-f", "json").stdout)
     assert started in table and got["started_at"] == started
     assert ran["finished_at"].astimezone(UTC).isoformat() in table
-    env = {**os.environ, "TZ": "America/Denver"}  # DuckDB reads the zone once per process
-    for args, column in ((["runs"], "started_at"), (["cache", "status"], "checked_at")):
-        out = subprocess.run(
-            [sys.executable, "-m", "cvcatalog", *args, "--catalog", str(one_day), "-f", "csv"],
-            env=env, capture_output=True, text=True, check=True, timeout=120,
-        ).stdout  # fmt: skip
+    # DuckDB reads the zone once per process: both commands in one process under Denver's
+    env = {**os.environ, "TZ": "America/Denver"}
+    outs = json.loads(subprocess.run(
+        [sys.executable, "-c", _CLI_IN_A_ZONE, json.dumps([
+            ["runs", "--catalog", str(one_day), "-f", "csv"],
+            ["cache", "status", "--catalog", str(one_day), "-f", "csv"]])],
+        env=env, capture_output=True, text=True, check=True, timeout=120,
+    ).stdout.strip().splitlines()[-1])  # fmt: skip
+    for out, column in zip(outs, ("started_at", "checked_at"), strict=True):
         [row] = csv.DictReader(io.StringIO(out))
         assert row[column].endswith("+00:00"), row
     assert row["checked_at"] == Catalog(one_day).status()[0]["checked_at"]
+
+
+#: runs the cvcatalog commands given as a JSON list of argument lists in this one process (as
+#: `python -m cvcatalog` does: DuckDB reads the zone once per process) and prints their stdouts
+#: as a JSON list; with a catalog after them, also the first generated_at its query gives and
+#: whether its shell SQL sets the session to UTC
+_CLI_IN_A_ZONE = """
+import json, sys
+from typer.testing import CliRunner
+from cvcatalog.cli.main import app
+outs = []
+for args in json.loads(sys.argv[1]):
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    outs.append(r.stdout)
+if len(sys.argv) > 2:
+    from cvcatalog import Catalog
+    c = Catalog(sys.argv[2])
+    t = c.query("select min(generated_at) t from wydot_bsm").t[0]
+    outs += [t.isoformat(), "SET TimeZone = 'UTC';" in c.shell_sql()]
+print(json.dumps(outs))
+"""
 
 
 def test_sql_reads_times_in_utc_whatever_the_machines_zone(one_day: Path) -> None:
@@ -1567,27 +1595,25 @@ def test_sql_reads_times_in_utc_whatever_the_machines_zone(one_day: Path) -> Non
         "count(*) filter (where generated_at::date = '2021-04-01') as on_day, "
         "count(*) filter (where strftime(generated_at, '%H') = '03') as h3_text from wydot_bsm"
     )
-    got = {}
-    for tz in ("UTC", "Asia/Kolkata", "America/Denver"):
-        out = subprocess.run(
-            [sys.executable, "-m", "cvcatalog", "query", sql, "--catalog", str(one_day), "-f",
-             "json"],
+    query = ["query", sql, "--catalog", str(one_day), "-f", "json"]
+    got: dict[str, Any] = {}
+    # this process (its zone whatever it is), and a process in each of two other zones (DuckDB
+    # reads the zone once per process); the one in Kolkata also reads a time through the API
+    # and the shell's SQL
+    [got["here"]] = json.loads(run(*query).stdout)
+    for tz in ("Asia/Kolkata", "America/Denver"):
+        outs = json.loads(subprocess.run(
+            [sys.executable, "-c", _CLI_IN_A_ZONE, json.dumps([query]),
+             *([str(one_day)] if tz == "Asia/Kolkata" else [])],
             env={**os.environ, "TZ": tz}, capture_output=True, text=True, check=True, timeout=120,
-        ).stdout  # fmt: skip
-        [got[tz]] = json.loads(out)
+        ).stdout.strip().splitlines()[-1])  # fmt: skip
+        [got[tz]] = json.loads(outs[0])
+        if tz == "Asia/Kolkata":
+            first, shell = outs[1:]
     [(total,)] = Catalog(one_day).query("select count(*) from wydot_bsm").itertuples(index=False)
-    assert got["UTC"]["on_day"] == total and 0 < got["UTC"]["h3"] == got["UTC"]["h3_text"]
-    assert got["Asia/Kolkata"] == got["UTC"] == got["America/Denver"], got
-    probe = (
-        "import sys; from cvcatalog import Catalog; c = Catalog(sys.argv[1]); "
-        "t = c.query('select min(generated_at) t from wydot_bsm').t[0]; print(t.isoformat()); "
-        "print(\"SET TimeZone = 'UTC';\" in c.shell_sql())"
-    )
-    first, shell = subprocess.run(
-        [sys.executable, "-c", probe, str(one_day)], env={**os.environ, "TZ": "Asia/Kolkata"},
-        capture_output=True, text=True, check=True, timeout=120,
-    ).stdout.split()  # fmt: skip
-    assert first.endswith("+00:00") and shell == "True"
+    assert got["here"]["on_day"] == total and 0 < got["here"]["h3"] == got["here"]["h3_text"]
+    assert got["Asia/Kolkata"] == got["here"] == got["America/Denver"], got
+    assert first.endswith("+00:00") and shell is True
 
 
 _INTERVALS = {  # DuckDB's INTERVAL: its text (a table, a CSV) and ISO 8601 (JSON)

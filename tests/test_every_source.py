@@ -34,7 +34,7 @@ def ngsim_catalog(
     tests work on copies): (catalog, input URI, rows)."""
     root = tmp_path_factory.mktemp("every")
     csv = root / "trajectories.csv"
-    rep = generate_ngsim(csv, 12_000, seed=11, bad_rows=3)
+    rep = generate_ngsim(csv, 6_000, seed=11, bad_rows=3)
     module_s3.create_bucket(Bucket=BUCKET)
     module_s3.upload_file(str(csv), BUCKET, "trajectories.csv")
     uri = f"s3://{BUCKET}/trajectories.csv"

@@ -31,9 +31,10 @@ DAY1, DAY2 = "wydot/BSM/2021/04/01", "wydot/BSM/2021/04/02"
 
 
 def seed(client: Any) -> SeedReport:
-    """Two days of ~21 objects each (one an hour): enough to change, add and remove some."""
+    """Two days of ~6 objects each (one an hour, most hours empty): enough to change, add
+    and remove some (each object is a PUT, a GET and a file to convert, in every ingest)."""
     return seed_replica(
-        client, D1, D2, records_per_hour=30, files_per_hour=1, empty_hour_rate=0.1,
+        client, D1, D2, records_per_hour=30, files_per_hour=1, empty_hour_rate=0.75,
         malformed_per_day=4,
     )  # fmt: skip
 

@@ -65,11 +65,27 @@ def _ingest(cat: Catalog, **kw: Any) -> Any:
     return s
 
 
+@pytest.fixture(scope="module")
+def ingested(seeded: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """The seeded days ingested once (the catalog, the ingest's summary): a test that needs
+    them ingested and is not about the ingest itself, nor about the catalog's directory (moved,
+    copied, opened again), works on a copy of its own (_copy)."""
+    home = tmp_path_factory.mktemp("ingested") / "catalog"
+    return home, _ingest(Catalog(home))
+
+
+def _copy(ingested: tuple[Path, Any], home: Path) -> tuple[Catalog, Any]:
+    """A copy of the module's ingested catalog at `home` (a copy reads and writes its own
+    files: test_a_copied_catalog_finds_repairs_and_time_travels_in_its_own_files), and the
+    summary of the ingest that made it."""
+    shutil.copytree(ingested[0], home)
+    return Catalog(home), ingested[1]
+
+
 def test_plain_duckdb_session_sees_every_table_and_view_by_name(
-    seeded: Any, tmp_path: Path
+    ingested: tuple[Path, Any], tmp_path: Path
 ) -> None:
-    cat = Catalog(tmp_path / "catalog")
-    summary = _ingest(cat)
+    cat, summary = _copy(ingested, tmp_path / "catalog")
     con = user_session(cat.paths.db)
     names = {
         r[0]
@@ -115,10 +131,9 @@ def test_plain_duckdb_session_sees_every_table_and_view_by_name(
 
 
 def test_replaced_data_stays_readable_until_retention_then_goes(
-    seeded: Any, tmp_path: Path
+    ingested: tuple[Path, Any], tmp_path: Path
 ) -> None:
-    cat = Catalog(tmp_path / "catalog")
-    _ingest(cat)
+    cat, _ = _copy(ingested, tmp_path / "catalog")
     con = user_session(cat.paths.db)
     before = con.execute("SELECT max(snapshot_id) FROM cv.snapshots()").fetchone()
     old_files = set(lake.files(_state(cat), "wydot_bsm"))
@@ -154,9 +169,10 @@ def _state(cat: Catalog) -> duckdb.DuckDBPyConnection:
     return cat.db.connect()
 
 
-def test_cache_clear_empties_the_tables_and_deletes_the_files(seeded: Any, tmp_path: Path) -> None:
-    cat = Catalog(tmp_path / "catalog")
-    _ingest(cat)
+def test_cache_clear_empties_the_tables_and_deletes_the_files(
+    ingested: tuple[Path, Any], tmp_path: Path
+) -> None:
+    cat, _ = _copy(ingested, tmp_path / "catalog")
     files = lake.files(_state(cat), "wydot_bsm")
     assert files
     cat.clear("wydot", "BSM")
@@ -204,12 +220,11 @@ def test_an_open_read_only_session_never_blocks_an_ingest(seeded: Any, tmp_path:
 
 
 def test_sql_session_prints_what_a_plain_duckdb_session_needs_offline(
-    seeded: Any, tmp_path: Path
+    ingested: tuple[Path, Any], tmp_path: Path
 ) -> None:
     """`cvcatalog sql session`: the extensions from their packages (a plain `LOAD ducklake`
     would download it), then the lake read-only as cv, in a session with default settings."""
-    cat = Catalog(tmp_path / "catalog")
-    summary = _ingest(cat)
+    cat, summary = _copy(ingested, tmp_path / "catalog")
     result = runner.invoke(app, ["sql", "session", "--catalog", str(cat.paths.root)])
     assert result.exit_code == 0, result.output
     assert "LOAD ducklake" not in result.stdout and "SECRET" not in result.stdout.upper()
@@ -382,15 +397,14 @@ def test_someone_elses_duckdb_database_is_refused_and_kept(tmp_path: Path) -> No
 
 
 def _published_copy(
-    seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    seeded: Any, ingested: tuple[Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Any, str, Path]:
     """A catalog of the seeded days published to s3://tamper/cv (a reader's cache of its
     own), and a local copy of its database for a test to tamper with and upload again: the
     ingest's summary, the URL and the copy."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     seeded.create_bucket(Bucket="tamper")
-    cat = Catalog(tmp_path / "catalog")
-    summary = _ingest(cat)
+    cat, summary = _copy(ingested, tmp_path / "catalog")
     url = "s3://tamper/cv"
     assert cat.publish(url).ok
     evil = tmp_path / "evil.ducklake"
@@ -399,11 +413,11 @@ def _published_copy(
 
 
 def test_a_tampered_published_catalog_cannot_read_local_files(
-    seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    seeded: Any, ingested: tuple[Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-CONTENT\n")
-    summary, url, evil = _published_copy(seeded, tmp_path, monkeypatch)
+    summary, url, evil = _published_copy(seeded, ingested, tmp_path, monkeypatch)
     # the attacker rewrites a stored view to read a local file, and re-uploads the catalog
     con = duckdb.connect()
     load_extension(con, "httpfs")  # its data path is on S3
@@ -447,13 +461,17 @@ _TAMPERED_TABLES = {
 
 @pytest.mark.parametrize("table", sorted(_TAMPERED_TABLES))
 def test_a_published_catalog_whose_tables_are_views_reads_no_local_file(
-    seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str
+    seeded: Any,
+    ingested: tuple[Path, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    table: str,
 ) -> None:
     """The reader shuts external access off before it reads a byte of the published file,
     so SQL stored anywhere in it (not only in its views) reaches only the catalog's data."""
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-CONTENT\n")
-    _, url, evil = _published_copy(seeded, tmp_path, monkeypatch)
+    _, url, evil = _published_copy(seeded, ingested, tmp_path, monkeypatch)
     con = duckdb.connect(str(evil))
     for sql in _TAMPERED_TABLES[table]:
         con.execute(sql.format(secret=secret))
@@ -625,11 +643,12 @@ def test_a_run_that_appended_many_statistics_puts_them_in_order(
     assert cat.query("SELECT count(*) AS n FROM wydot_bsm")["n"][0] > 0
 
 
-def test_a_frame_whose_file_is_missing_names_the_mend(seeded: Any, tmp_path: Path) -> None:
+def test_a_frame_whose_file_is_missing_names_the_mend(
+    ingested: tuple[Path, Any], tmp_path: Path
+) -> None:
     """to_dask over a partition whose Parquet file was deleted raised pyarrow's
     FileNotFoundError (the CLI's "unexpected"): a CatalogError naming the file and the mend."""
-    cat = Catalog(tmp_path / "catalog")
-    _ingest(cat)
+    cat, _ = _copy(ingested, tmp_path / "catalog")
     for f in (tmp_path / "catalog" / "lake").rglob("*.parquet"):
         f.unlink()
     with pytest.raises(CvCatalogError, match=r"is missing from the lake \(a `cache clear` or "):
@@ -637,13 +656,12 @@ def test_a_frame_whose_file_is_missing_names_the_mend(seeded: Any, tmp_path: Pat
 
 
 def test_a_frame_computed_over_a_damaged_or_missing_file_names_the_mend(
-    seeded: Any, tmp_path: Path
+    ingested: tuple[Path, Any], tmp_path: Path
 ) -> None:
     """A frame's later partitions are read when it is computed: a truncated file there raised
     pyarrow's ArrowInvalid, a deleted one its FileNotFoundError. Both are a CatalogError now,
     saying what a query says (NGSIM's frames are built the same way)."""
-    cat = Catalog(tmp_path / "catalog")
-    _ingest(cat)
+    cat, _ = _copy(ingested, tmp_path / "catalog")
     day2 = sorted((tmp_path / "catalog/lake/main/wydot_bsm").rglob("date=2021-04-02/*.parquet"))
     day2[0].write_bytes(day2[0].read_bytes()[:100])
     frame = cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02")  # day 1 gives the meta
@@ -655,12 +673,11 @@ def test_a_frame_computed_over_a_damaged_or_missing_file_names_the_mend(
 
 
 def test_a_frame_computed_after_a_clear_says_what_likely_happened(
-    seeded: Any, tmp_path: Path
+    ingested: tuple[Path, Any], tmp_path: Path
 ) -> None:
     """A lazy frame is often computed long after it was made: its files evicted or cleared
     meanwhile are not damage for `cache verify --repair` to mend."""
-    cat = Catalog(tmp_path / "catalog")
-    _ingest(cat)
+    cat, _ = _copy(ingested, tmp_path / "catalog")
     later = cat.to_dask("wydot", "BSM", "2021-04-01", "2021-04-02")
     cat.clear("wydot", "BSM")
     with pytest.raises(CvCatalogError, match=r"`cache evict` may have removed it meanwhile"):
@@ -668,11 +685,12 @@ def test_a_frame_computed_after_a_clear_says_what_likely_happened(
     assert cat.verify().clean
 
 
-def test_a_repair_says_which_orphans_it_deleted(seeded: Any, tmp_path: Path) -> None:
+def test_a_repair_says_which_orphans_it_deleted(
+    ingested: tuple[Path, Any], tmp_path: Path
+) -> None:
     """`cache verify --repair` deleted the orphan files it listed without a word (a repair of
     nothing but orphans printed nothing after the listing); each deletion is a line now."""
-    cat = Catalog(tmp_path / "catalog")
-    _ingest(cat)
+    cat, _ = _copy(ingested, tmp_path / "catalog")
     stray = tmp_path / "catalog/lake/main/wydot_bsm/year=2021/month=4/day=1/date=2021-04-01/x.parquet"
     stray.write_bytes(b"x")
     report = cat.verify()
@@ -691,13 +709,12 @@ def _kept_only(cat: Catalog) -> list[Path]:
 
 
 def test_verify_checks_the_files_only_older_snapshots_show_and_repair_restores_them(
-    seeded: Any, tmp_path: Path
+    ingested: tuple[Path, Any], tmp_path: Path
 ) -> None:
     """A damaged file kept for time travel went unseen: verify hashed only the current files.
     Now every file a kept snapshot shows is checked against its recorded SHA-256, and the
     repair restores one from a good file with the same bytes (a day converted again)."""
-    cat = Catalog(tmp_path / "catalog")
-    _ingest(cat)
+    cat, _ = _copy(ingested, tmp_path / "catalog")
     older = cat.snapshots(limit=1)[0]["snapshot_id"]
     rows_then = cat.query("select count(*) as n from wydot_bsm")["n"][0]
     _ingest(cat, force_refresh=True)  # the same bytes again, under new names
@@ -728,13 +745,12 @@ def test_verify_checks_the_files_only_older_snapshots_show_and_repair_restores_t
 
 
 def test_a_kept_file_nothing_can_stand_in_for_is_reported_and_kept(
-    seeded: Any, tmp_path: Path
+    ingested: tuple[Path, Any], tmp_path: Path
 ) -> None:
     """A file only older snapshots show, with no recorded SHA-256 (replaced before this release
     recorded them): checked by the size the lake recorded, and the repair says in one line why
     it cannot mend it, deletes nothing and exits 1."""
-    cat = Catalog(tmp_path / "catalog")
-    _ingest(cat)
+    cat, _ = _copy(ingested, tmp_path / "catalog")
     _ingest(cat, force_refresh=True)
     victim = _kept_only(cat)[0]
     rel = cat.paths.relative(victim)
@@ -754,13 +770,13 @@ def test_a_kept_file_nothing_can_stand_in_for_is_reported_and_kept(
 
 
 def test_a_published_catalog_reads_no_other_s3_object_whatever_its_paths_say(
-    seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    seeded: Any, ingested: tuple[Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """DuckDB allows a directory by its name's prefix and S3 resolves '..' after that check:
     a stored view reading `s3://tamper/cv/../other/secret.txt` read another prefix's object,
     and so could a data file's path climbing out of the lake. A reader allows the exact files
     the lake lists under its own URL, and refuses a catalog that lists one outside it."""
-    summary, url, evil = _published_copy(seeded, tmp_path, monkeypatch)
+    summary, url, evil = _published_copy(seeded, ingested, tmp_path, monkeypatch)
     seeded.put_object(Bucket="tamper", Key="other/secret.txt", Body=b"TOP-SECRET-CONTENT\n")
     con = duckdb.connect()
     load_extension(con, "httpfs")

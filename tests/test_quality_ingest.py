@@ -42,7 +42,8 @@ def seeded(module_s3: Any) -> Iterator[Any]:
         sources=["wydot"],
         message_types=["BSM"],
         records_per_hour=20,
-        files_per_hour=1,  # each test ingests the days again: an object an hour is enough
+        files_per_hour=1,  # each test ingests the days again: an object an hour is enough,
+        empty_hour_rate=0.5,  # and half the hours (each object: a PUT, a GET, a file)
     )
     yield client
 

@@ -143,13 +143,10 @@ def test_cvcatalog_shell_opens_an_s3_lake(remote_lake: Catalog, tmp_path: Path) 
     assert want[0] > 0
     init = remote_lake.shell_sql()
     assert "SECRET" in init and "KEY_ID" in init
-    # `sql session` prints statements to the terminal: never the secret
-    printed = subprocess.run(
-        [str(Path(sys.executable).parent / "cvcatalog"), "sql", "session", "--catalog",
-         str(remote_lake.paths.root)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert printed.returncode == 1 and not printed.stdout and "cvcatalog shell" in printed.stderr
+    # `sql session` prints statements to the terminal: never the secret (the command alone,
+    # in this process: the shell above is the process this test is about)
+    printed = runner.invoke(app, ["sql", "session", "--catalog", str(remote_lake.paths.root)])
+    assert printed.exit_code == 1 and not printed.stdout and "cvcatalog shell" in printed.stderr
     # the private init file is gone with the shell
     assert not list(tmp_path.glob("cvcatalog-shell-*"))
 
