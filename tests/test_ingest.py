@@ -520,7 +520,13 @@ def test_ctrl_c_into_a_json_ingest_still_reports_what_it_committed(
     cmd = [sys.executable, "-m", "cvcatalog", "ingest", "--source", "wydot", "--type", "BSM",
            "--start", D1.isoformat(), "--end", D3.isoformat(), "--catalog", str(catalog_dir),
            "--rate-limit", "3", "--workers", "1", "--no-progress", "--format", "json"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C's default action in the child, whatever this process inherited: a suite run as a
+    # background job ignores SIGINT, and the CLI keeps an ignored SIGINT ignored (Unix's rule
+    # for background jobs), so the child would never see the signal and end with exit 0
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     copies = [_memory_dir(catalog_dir), CatalogPaths.at(catalog_dir).staging]
     deadline = time.monotonic() + 60
     # days 2 and 3 downloading: 48 GETs at 3/s, ~15 s left when the 4th is in (at 20/s, on a

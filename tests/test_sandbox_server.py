@@ -88,6 +88,9 @@ def _serving(port: int, cwd: Path) -> Iterator[Serving]:
         env={**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": ""},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # Ctrl-C's default action, whatever this process inherited (a suite run as a
+        # background job ignores SIGINT, and the CLI keeps an ignored SIGINT ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     it = Serving(serve)
     try:
