@@ -551,6 +551,9 @@ def test_the_same_bytes_under_another_name_are_loaded_once_cli(  # type: ignore[
     line = _same_bytes(s3, str(path))
     assert f"  {line}\n" in r.stdout  # the summary's line (and a note on stderr)
     assert line in r.stderr
+    # the headline: the unit was read, and dropped, not loaded
+    assert "1 input(s), 0 unit(s) loaded, 0 already loaded, 1 read and dropped (duplicates), " \
+        "0 failed; 0 rows" in r.stdout
     other = _cli_ingest(str(copy), catalog_dir)
     assert other["status"] == "ok" and other["rows"] == 0
     assert other["duplicates"] == [_same_bytes(str(copy), str(path))]

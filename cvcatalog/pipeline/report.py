@@ -155,6 +155,11 @@ class Summary:
         return self.count("complete")
 
     @property
+    def units_dropped(self) -> int:
+        """Units read, then dropped: their input's bytes are loaded under another name."""
+        return sum(1 for d in self.written if d.detail == "duplicate")
+
+    @property
     def units_cached(self) -> int:
         return self.count("cached")
 
@@ -335,8 +340,10 @@ def summary_lines(s: Summary) -> list[str]:
     rate = s.rows / s.seconds if s.seconds else 0.0
     if s.kind == "units":
         head = (
-            f"{s.source} ({s.scope}): {s.inputs} input(s), {s.units_done} unit(s) "
-            f"loaded, {s.units_cached} already loaded, {s.units_failed} failed; "
+            f"{s.source} ({s.scope}): {s.inputs} input(s), {s.units_done - s.units_dropped} "
+            f"unit(s) loaded, {s.units_cached} already loaded, "
+            + (f"{s.units_dropped} read and dropped (duplicates), " if s.units_dropped else "")
+            + f"{s.units_failed} failed; "
             f"{s.rows:,} rows, {s.quarantined:,} quarantined, "
             f"{s.skipped:,} skipped by --location; "
             f"{s.bytes_downloaded / 1e6:,.1f} MB read; "
