@@ -890,7 +890,7 @@ class Catalog:
         snapshots that changed that table (NGSIM: source='ngsim')."""
         _check_limit(limit)
         wanted = _tables_of(*source_filter(source, message_type))
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             kept = lake.snapshots(con)
         rows: list[dict[str, Any]] = []
         for snap in reversed(kept):
@@ -1403,7 +1403,7 @@ class Catalog:
         for time travel or a pinned experiment until those snapshots expire): on disk beside
         what `status` lists, and counted by eviction (which expires them first)."""
         tables = _tables_of(*source_filter(source, message_type))
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             return lake.scheduled_bytes(con, tables)
 
     def clear(self, source: str | None = None, message_type: str | None = None) -> tuple[int, int]:
@@ -1472,7 +1472,7 @@ class Catalog:
         """Quarantined records and kept warnings per rule and partition of one ingest run;
         summary: per rule, summed over the partitions."""
         source, message_type = source_filter(source, message_type)
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             if run_id is not None:
                 _require_run(con, run_id)
                 _require_run_of(con, run_id, source, message_type)
@@ -1481,7 +1481,7 @@ class Catalog:
 
     def require_run(self, run_id: str) -> None:
         """One line when the catalog recorded no ingest run `run_id` (a mistyped id)."""
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             _require_run(con, run_id)
 
     def runs(
@@ -1491,7 +1491,7 @@ class Catalog:
         and finish times in UTC, as snapshots'."""
         _check_limit(limit)
         source, message_type = source_filter(source, message_type)
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             runs = manifest.list_runs(con, limit, source, message_type)
         for r in runs:
             for key in ("started_at", "finished_at"):
@@ -1503,7 +1503,7 @@ class Catalog:
         """The partitions whose current version the run wrote (a later run that rewrote a
         partition owns it from then on); a dataset (NGSIM) run's: the partitions holding files
         of the units it committed, with those files' rows and bytes."""
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             return manifest.run_partitions(con, run_id) + dataset_run_partitions(con, run_id)
 
     def lineage(self, source_key: str) -> dict[str, Any]:
@@ -1511,7 +1511,7 @@ class Catalog:
         size and last-modified time as ingested, its partition, the run that wrote its current
         rows and the snapshot that made them visible (the one that registered its partition's
         current files)."""
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             origin = manifest.object_origin(con, source_key)
             if origin is None:
                 raise CatalogError(f"the catalog holds no rows of {source_key!r}")
@@ -1651,7 +1651,7 @@ class Catalog:
         return None if held is None else _same_pin(held, snapshot)
 
     def pin_of(self, name: str) -> pins.Pin | None:
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             return pins.get(con, name)
 
     def pinned(self) -> list[dict[str, Any]]:
@@ -1659,7 +1659,7 @@ class Catalog:
         catalog no longer shows (`held_bytes`: what eviction cannot free while it is pinned)
         and the part of them no other pin holds (`held_alone_bytes`: what unpinning it alone
         lets expiry free)."""
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             held = pins.held_bytes(con)
             return [
                 {
@@ -1673,7 +1673,7 @@ class Catalog:
     def pinned_bytes(self) -> int:
         """The bytes every pin keeps that the current catalog no longer shows, each file
         counted once (pins of the same snapshot share its files)."""
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             return pins.held_bytes(con).total
 
     def unpin(self, name: str) -> bool:
@@ -1688,7 +1688,7 @@ class Catalog:
     def expired_since_run(self, run_id: str) -> bool:
         """Whether a snapshot committed since the run started has expired: the run's may be
         among them (`runs show` then says 'none kept', else that the run committed none)."""
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             kept = lake.snapshots(con)
             row = con.execute(
                 "SELECT started_at FROM ingest_runs WHERE run_id = ?", [run_id]
@@ -1702,7 +1702,7 @@ class Catalog:
 
     def run_objects(self, run_id: str) -> list[dict[str, Any]]:
         """The source objects whose current rows the run wrote."""
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             return manifest.run_objects(con, run_id)
 
     def compact(
@@ -1943,7 +1943,7 @@ class Catalog:
     # -- trips and splits (docs/ml.md) -------------------------------------------------------
     def trip_gap(self) -> float:
         """trips.max_gap_s as the catalog records it (the trip views are made with it)."""
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             return trips.recorded_gap(con)
 
     def set_trip_gap(self, max_gap_s: float) -> float:

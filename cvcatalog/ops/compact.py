@@ -203,7 +203,7 @@ def _write_duckdb(
     locations = [store.location(r) for r in rels]
     src = list_literal(locations)
     row_group_size = min(row_group_size, rows_per_file)
-    with db.read() as state:
+    with db.read_state() as state:
         gone = deletes.of_files(state, rels)
     con = db.attach_lake(open_instance())
     try:
@@ -313,7 +313,7 @@ def _compact_cv(
     row_group_size: int,
     min_files: int,
 ) -> list[CompactResult]:
-    with db.read() as con:
+    with db.read_state() as con:
         parts = manifest.get_partitions(con, source, message_type)
         files = manifest.get_files(
             con, [k for k, p in parts.items() if p.status == "complete"], "data"
@@ -346,7 +346,7 @@ def _compact_partitions(
                     f"{key} is being ingested by another process",
                 )
             )
-        with db.read() as con:  # under the locks: what the partitions hold now
+        with db.read_state() as con:  # under the locks: what the partitions hold now
             recs = manifest.get_partitions(con, keys=keys)
             data: dict[str, list[FileRecord]] = {}
             for f in manifest.get_files(con, keys, "data"):
@@ -474,7 +474,7 @@ def _dataset_groups(
     """Published data files of the dataset by (input version, partition), the groups worth
     merging only."""
     if con is None:
-        with db.read() as c:
+        with db.read_state() as c:
             files = dataset_files(c, name, published_only=True)
     else:
         files = dataset_files(con, name, published_only=True)

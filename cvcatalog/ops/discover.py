@@ -208,7 +208,7 @@ class ListingCache:
     def _load(self, scope: str) -> None:
         if not self.db.exists():
             return
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             have = con.execute(
                 "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'listing_cache'"
             ).fetchone()
@@ -599,7 +599,7 @@ def plan(
     future = set(future_days(keys, cfg.source, given))
     known: dict[str, manifest.PartitionRecord] = {}
     if db.exists():  # a new catalog: nothing known yet (saving the listings creates it)
-        with db.read() as con:
+        with db.read_state() as con:
             known = manifest.get_partitions(con, keys=[k.key for k in keys])
     p = Plan(cfg.bucket, cfg.source, cfg.message_type, start, end, cfg.date_range.timezone, [])
     for pk in keys:

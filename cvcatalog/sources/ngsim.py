@@ -228,7 +228,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         """Every unit and those still to do; tidies what earlier runs left (stale versions,
         orphans)."""
         scope, s = self.ds.scope, run.summary
-        with self.db.read() as con:
+        with self.db.read_state() as con:
             done = datasets.unit_versions(con, self.ds.name, scope)
             published = datasets.published_versions(con, self.ds.name)
             dups = datasets.duplicates(con, self.ds.name)

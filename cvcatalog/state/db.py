@@ -341,7 +341,7 @@ class CatalogDB:
         so a catalog its user cannot write is told current rather than "not writable"."""
         if not self.paths.db.exists() or self.paths.legacy_db.exists():
             return False
-        with self.read() as con:
+        with self.read_state() as con:
             applied = {
                 int(r[0])
                 for r in con.execute(
