@@ -1511,7 +1511,7 @@ class Catalog:
         size and last-modified time as ingested, its partition, the run that wrote its current
         rows and the snapshot that made them visible (the one that registered its partition's
         current files)."""
-        with self.db.read_state() as con:
+        with self.db.read() as con:
             origin = manifest.object_origin(con, source_key)
             if origin is None:
                 raise CatalogError(f"the catalog holds no rows of {source_key!r}")
@@ -1659,7 +1659,7 @@ class Catalog:
         catalog no longer shows (`held_bytes`: what eviction cannot free while it is pinned)
         and the part of them no other pin holds (`held_alone_bytes`: what unpinning it alone
         lets expiry free)."""
-        with self.db.read_state() as con:
+        with self.db.read() as con:
             held = pins.held_bytes(con)
             return [
                 {
@@ -1673,7 +1673,7 @@ class Catalog:
     def pinned_bytes(self) -> int:
         """The bytes every pin keeps that the current catalog no longer shows, each file
         counted once (pins of the same snapshot share its files)."""
-        with self.db.read_state() as con:
+        with self.db.read() as con:
             return pins.held_bytes(con).total
 
     def unpin(self, name: str) -> bool:

@@ -136,7 +136,7 @@ def verify(db: CatalogDB) -> VerifyReport:
     (check_kept), and look for files none of them lists (wherever the lake lives: S3 objects
     are streamed and hashed, not trusted by their metadata)."""
     report = VerifyReport()
-    with db.read_state() as con:
+    with db.read() as con:
         files = manifest.get_files(con)
         ds_files = dataset_files(con)
         kept = db.lake_files(con)
@@ -191,7 +191,7 @@ class _Kept:
 def _kept_files(db: CatalogDB) -> tuple[list[_Kept], dict[str, checksums.Checksum]]:
     """The files kept snapshots show beside the state's current ones (data files only older
     snapshots show, the lake's delete files), and the recorded checksums."""
-    with db.read_state() as con:
+    with db.read() as con:
         current = {f.path for f in manifest.get_files(con)} | {d.path for d in dataset_files(con)}
         data = [f for f in lake.data_files(con) if not f.current]
         deletes = lake.delete_file_entries(con)
@@ -310,7 +310,7 @@ def _scratch(db: CatalogDB) -> Path:
 def _tables_showing(db: CatalogDB, rels: list[str]) -> list[str]:
     if not rels:
         return []
-    with db.read_state() as con:
+    with db.read() as con:
         counts = lake.record_counts(con)
     store = db.store
     return sorted({counts[loc][0] for loc in map(store.location, rels) if loc in counts})
@@ -339,7 +339,7 @@ def quarantine_bad(db: CatalogDB, report: VerifyReport) -> list[Refetch]:
         # days and units stay for the older snapshots that show them (the lake deletes them
         # when those expire), and those no snapshot shows go now
         damaged = set(report.missing) | set(report.mismatched)
-        with db.read_state() as con:
+        with db.read() as con:
             known = db.lake_files(con)
         db.store.discard(
             p for p in [f.path for f in files] + doomed if p in damaged or p not in known

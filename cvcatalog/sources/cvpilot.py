@@ -921,7 +921,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             return
         known: set[str] = set()  # a catalog still being created knows no file yet
         if self.db.exists():
-            with self.db.read_state() as con:
+            with self.db.read() as con:
                 known = self.db.lake_files(con)
         for rel in strays:
             if rel not in known:

@@ -115,7 +115,7 @@ def never_evicted(db: CatalogDB) -> list[tuple[str, int]]:
     """What evict_to_size passes over besides pinned data (whose bytes `Catalog.pinned`
     gives): the loaded dataset inputs the catalog could not load again, as `cache evict`
     names them, with the bytes dropping them would free."""
-    with db.read_state() as con:
+    with db.read() as con:
         kept = sorted(db.lake_relative(loc) for loc in pins.pinned_files(con))
         return unloadable_inputs(con, sorted(DATASETS), kept)
 
