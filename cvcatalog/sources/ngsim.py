@@ -24,7 +24,6 @@ with the same fingerprint skips it without fetching. The record goes with the in
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import hashlib
 import re
@@ -572,15 +571,16 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         content = datasets.version_content(con, version, unit_ids)
         if content is None:
             return False
-        same = (
+        dup = (
             None
             if content.sha256 is None
-            else datasets.same_content(con, self.ds.name, info.uri, scope, content.sha256)
+            else datasets.same_content(
+                con, self.ds.name, info.uri, scope, info.fingerprint, content.sha256
+            )
         )
-        if same is not None:
+        if dup is not None:
             # these bytes are shown already, under another URI: this version is not published,
             # its units and files (and any version the input had before) go in this commit
-            dup = dataclasses.replace(same, fingerprint=info.fingerprint)
             doomed = self._drop_versions(con, info.uri, scope, [])
             shown = self.db.lake_files(con)
             obsolete += [p for p in doomed if p in shown]
@@ -592,8 +592,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
             self._found.append((dup, self._duplicate_line(info.uri, dup)))
             self._dropped.add((info.uri, info.fingerprint))
             return False
-        if not datasets.publish_input(con, version, unit_ids, self.run_id, content):
-            return False
+        datasets.publish_input(con, version, unit_ids, self.run_id, content)
         obsolete += self._drop_versions(con, info.uri, scope, [info.fingerprint])
         obsolete += self._drop_other_units(con, info, unit_ids)
         if scope == "*":  # a whole load supersedes filtered loads of the same input

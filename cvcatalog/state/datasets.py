@@ -244,16 +244,11 @@ def publish_input(
     version: InputVersion,
     unit_ids: Sequence[str],
     run_id: str,
-    content: VersionContent | None = None,
-) -> bool:
-    """Make this version the one the view shows when every unit of it (unit_ids) is
-    committed; False (nothing changed) otherwise. The caller drops the other versions.
-    content: version_content's answer when the caller has read it already."""
+    content: VersionContent,
+) -> None:
+    """Make this version the one the view shows: every unit of it (unit_ids) is committed,
+    content is what version_content found they hold. The caller drops the other versions."""
     v = version
-    if content is None:
-        content = version_content(con, v, unit_ids)
-    if content is None:
-        return False
     unpublish(con, v.dataset, v.uri, v.scope)
     con.execute(
         "INSERT INTO dataset_inputs (dataset, uri, scope, fingerprint, size, last_modified, "
@@ -264,7 +259,6 @@ def publish_input(
             content.rows, content.quarantined, run_id, now_utc(), content.sha256,
         ],
     )  # fmt: skip
-    return True
 
 
 def unpublish(con: duckdb.DuckDBPyConnection, dataset: str, uri: str, scope: str) -> None:
@@ -296,10 +290,16 @@ class Duplicate:
 
 
 def same_content(
-    con: duckdb.DuckDBPyConnection, dataset: str, uri: str, scope: str, sha256: str
+    con: duckdb.DuckDBPyConnection,
+    dataset: str,
+    uri: str,
+    scope: str,
+    fingerprint: str,
+    sha256: str,
 ) -> Duplicate | None:
     """The input published under another URI with these bytes (sha256) whose rows cover a load
-    of uri with this scope (the same scope, or the whole input), as a Duplicate of it."""
+    of uri with this scope (the same scope, or the whole input), as a Duplicate of it (the
+    version of uri with this fingerprint)."""
     row = con.execute(
         "SELECT uri, scope, fingerprint FROM dataset_inputs WHERE dataset = ? AND sha256 = ? "
         "AND uri <> ? AND (scope = ? OR scope = '*') ORDER BY scope = '*' DESC, published_at, uri "
@@ -308,7 +308,7 @@ def same_content(
     ).fetchone()
     if row is None:
         return None
-    return Duplicate(dataset, uri, scope, "", row[0], row[1], row[2], sha256)
+    return Duplicate(dataset, uri, scope, fingerprint, row[0], row[1], row[2], sha256)
 
 
 def filtered_same_content(
