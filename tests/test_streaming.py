@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -63,9 +64,9 @@ def test_batches_are_consecutive_runs_of_the_listing() -> None:
 
 def _stream_small_days(monkeypatch: pytest.MonkeyPatch) -> None:
     """Cut even a test's small day (~1.5 MB) into about STREAM_BATCHES batches, and stream it
-    however fast the local endpoint is (as on a link slower than streaming's second pass)."""
+    (as a day too big for one sorting pass streams)."""
     monkeypatch.setattr(cvpilot, "MIN_BATCH_BYTES", 1)
-    monkeypatch.setattr(cvpilot, "ORDER_PASS_CPU_SECONDS_PER_GB", 0.0)
+    monkeypatch.setattr(CvPilotDays, "_download_rest_at_once", lambda self, f: False)
 
 
 @pytest.fixture
@@ -190,20 +191,19 @@ def test_a_day_in_batches_is_the_day_converted_at_once(
     assert b.verify().clean
 
 
-def test_a_day_whose_rest_arrives_sooner_than_a_second_pass_downloads_whole(
+def test_a_day_one_pass_can_sort_downloads_the_rest_at_once_after_its_first_batch(
     s3_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After its first batch, a day alone that one pass can sort downloads the rest first when
-    the rest arrives sooner than streaming's second pass would take (a second pass priced
-    high here: any link is fast enough), then converts in one pass; one too many rows for one
-    pass streams all the same."""
+    """After its first batch, a day alone that one pass can sort downloads the rest at once,
+    then converts in one pass, even over a slow link (50 ms a GET here); one with too many
+    rows for one pass streams."""
     report = _seed(s3_client)
     monkeypatch.setattr(cvpilot, "MIN_BATCH_BYTES", 1)
-    monkeypatch.setattr(cvpilot, "ORDER_PASS_CPU_SECONDS_PER_GB", 1e9)
     monkeypatch.setattr(cvpilot, "SMALL_DAY_BYTES", 0)  # fetched as a big day is
     calls = _convert_calls(monkeypatch)
     cfg = _config(tmp_path / "whole")
     fetcher = Recording(cfg)
+    fetcher.hook = lambda o, a: time.sleep(0.05)
     whole = run_ingest(cfg, fetcher_factory=lambda c: fetcher)
     assert whole.ok, whole.as_dict()
     batches = fetcher.batches(PK1)
@@ -473,21 +473,20 @@ def test_one_idle_conversion_instance_serves_groups_and_days(catalog_dir: Path) 
 @pytest.mark.parametrize(
     ("case", "rest_first"),
     [
-        ("fast", True),
-        ("slow link", False),
-        ("copies reused", False),
+        ("one pass sorts it", True),
         ("too many rows for one pass", False),
         ("gzip", False),
         ("no row order", False),
         ("one batch", False),
     ],
 )
-def test_the_rest_downloads_first_only_when_that_beats_the_second_pass(
+def test_the_rest_downloads_at_once_only_when_one_pass_can_sort_the_day(
     catalog_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, rest_first: bool
 ) -> None:
-    """The rule alone (_rest_arrives_first), on a first batch of 4 x 1 MB NDJSON copies of an
-    8 MB day: fast enough, unless a guard says the speed or the rows cannot be known, or
-    there is no second pass to save."""
+    """The rule alone (_download_rest_at_once), on a first batch of 4 x 1 MB NDJSON copies of
+    an 8 MB day (8,000 lines, as estimated from the first batch's 4,000): at once, unless one
+    pass cannot sort that many rows, the lines cannot be counted, or there is no second pass
+    to save."""
     line = b'{"x": 1}' + b" " * 990 + b"\n"  # 1,000 bytes a line
     objs, names = [], {}
     for i in range(8):
@@ -499,16 +498,11 @@ def test_the_rest_downloads_first_only_when_that_beats_the_second_pass(
     source, message_type = ("thea", "SPAT") if case == "no row order" else ("wydot", "BSM")
     cfg = Catalog(catalog_dir).config(source, message_type, D1, D1, timezone="UTC")
     src = CvPilotDays(cfg, Catalog(catalog_dir).db, run_id="t")
-    monkeypatch.setattr(src, "_threads", lambda: 2)
     if case == "too many rows for one pass":
         monkeypatch.setattr(cvpilot.roworder, "SORT_ONE_COPY_ROWS", 7_999)
     f = cvpilot.Fetched(PK1, None, objs, names, 0, 8_000_000)
     f.batches = [objs] if case == "one batch" else [objs[:4], objs[4:]]
-    downloaded = 0 if case == "copies reused" else 4_000_000
-    # the rest (4 MB) in 0.01 s at a fast link's speed, 1 s at a slow one's; the second pass
-    # of 8 MB at 3.5 CPU-s a GB over 2 threads: 0.014 s
-    seconds = 1.0 if case == "slow link" else 0.01
-    assert src._rest_arrives_first(f, downloaded, seconds) is rest_first
+    assert src._download_rest_at_once(f) is rest_first
 
 
 def test_a_download_that_starts_after_the_run_was_cancelled_is_aborted_at_once(

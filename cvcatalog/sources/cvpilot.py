@@ -14,9 +14,9 @@ one batch); the fetch lists the day and downloads the first batch, and the conve
 batch k with one DuckDB scan of its objects (transform.convert_partition, what keeps the ingest
 near DuckDB's own COPY speed) while batch k+1 downloads, so the day's download and conversion
 overlap and at most one batch is staged ahead of its conversion. Streaming costs a second pass
-(the batches convert in arrival order, then the day is sorted again), so when the first
-batch's download shows the rest would arrive sooner than that pass would take, the rest is
-downloaded at once and the day converted in one pass (CvPilotDays._rest_arrives_first). A day
+(the batches convert in arrival order, then the day is sorted again), so a day that one pass
+can sort (its rows estimated from the first batch's lines) downloads the rest at once after
+its first batch and is converted in one pass (CvPilotDays._download_rest_at_once). A day
 fetched while an earlier one converts, or before a later one, is downloaded whole (the
 pipeline overlaps the days already, and each batch has a fixed cost) and converted as one
 batch. The day's result is then made whole (transform.combine_results: what only the whole
@@ -111,14 +111,6 @@ T = TypeVar("T")
 STREAM_BATCHES = 4
 MIN_BATCH_BYTES = 32 << 20
 MAX_BATCH_BYTES = 256 << 20
-#: Streaming costs a second pass: the batches convert in arrival order and the day is then
-#: sorted and written again (a 294 MB day: 0.65 s, ~3.5 CPU-s a GB of JSON over the DuckDB
-#: threads), where a day downloaded whole is sorted by its one conversion pass (up to
-#: roworder.SORT_ONE_COPY_ROWS rows). So after its first batch, a day alone that one pass can
-#: sort downloads the rest first when the first batch's speed says the rest arrives sooner
-#: than that second pass would take: the overlap could not win it back (the 294 MB day from
-#: the local endpoint, 0.75 GB/s: 2.8 s instead of 3.7). On a slower link it streams.
-ORDER_PASS_CPU_SECONDS_PER_GB = 3.5
 
 #: A day of at most SMALL_DAY_BYTES of raw JSON is small: its fetch downloads nothing, and the
 #: conversion downloads it together with up to GROUP_MAX_DAYS - 1 other small days fetched
@@ -740,8 +732,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         # (the next day's download overlaps its conversion, and a small day's conversion sorts
         # it in one pass: the first of 7 days took 2.75 s streamed, the others ~1.6 s), a day
         # for the pool (converted at once) and a merge (it reads all its new objects together).
-        # A day alone streams, unless its first batch shows the rest arrives sooner than
-        # streaming's second pass would take (_rest_arrives_first).
+        # A day alone streams, unless its first batch shows one pass can sort it
+        # (_download_rest_at_once).
         whole_day = not alone or self.pool is not None or f.merging
         f.batches = [fetch] if whole_day else stream_batches(fetch, self.cfg.download.max_workers)
         run.check_stop()  # the run may have stopped while this fetch waited for its listing
@@ -757,9 +749,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             return f
         try:
             with self._abortable() as abort:
-                started, before = time.monotonic(), f.downloaded
                 self._download(f, 0, run, abort)
-                if self._rest_arrives_first(f, f.downloaded - before, time.monotonic() - started):
+                if self._download_rest_at_once(f):
                     run.check_stop()
                     rest = [o for batch in f.batches[1:] for o in batch]
                     f.batches = [f.batches[0], rest]
@@ -771,25 +762,30 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             self._unconverted.add(pk.key)
         return f
 
-    def _rest_arrives_first(self, f: Fetched, downloaded: int, seconds: float) -> bool:
-        """Whether a streamed day's other batches download, at the speed its first batch's
-        `downloaded` bytes came in, in less time than streaming's second pass over the day
-        would take, and one conversion pass can sort the day (its rows estimated from the
-        first batch's lines); see ORDER_PASS_CPU_SECONDS_PER_GB. Not for a type without a
-        row order (no second pass), nor when the first batch came mostly from copies an
-        earlier run left (no speed to go by) or gzip-compressed (its lines are not counted)."""
+    def _download_rest_at_once(self, f: Fetched) -> bool:
+        """Whether a streamed day's other batches are downloaded at once, as one, and the day
+        converted in one pass: one pass can sort it (its rows, estimated from the first
+        batch's lines, at most roworder.SORT_ONE_COPY_ROWS). Not for a type without a row
+        order (its batches need no second pass) nor gzip-compressed copies (their lines are
+        not counted).
+
+        Streaming costs a second pass (the batches convert in arrival order, then the day is
+        sorted and written again) that its overlap never won back, whatever the link's
+        speed: each batch's download also waits for its slowest object before the next
+        starts. Whole against streamed, the 294 MB day of 48 objects: 2.4 vs 3.1 s from the
+        local endpoint, 5.0 vs 5.4 s with 0.4 s added to each GET, 10.7 vs 11.9 s with 1.2 s
+        (the CPUs mostly idle); a 207 MB day of 1,008 objects through the fault proxy's 50 ms
+        a request (the CPUs 80 % busy with the download and the endpoint): 4.9 vs 5.3 s and
+        1.3 CPU-s less (bench/README.md, session 26)."""
         if len(f.batches) < 2 or roworder.order_for(self.name, self.message_type) is None:
             return False
         first = sum(o.size for o in f.batches[0])
         day = sum(o.size for batch in f.batches for o in batch)
         paths = [f.names[o.key] for o in f.batches[0]]
-        if downloaded < first // 2 or seconds <= 0 or any(_gzip(f, p) for p in paths):
+        if first <= 0 or any(_gzip(f, p) for p in paths):
             return False
         lines = estimated_lines(paths)
-        if lines is None or lines * day / first > roworder.SORT_ONE_COPY_ROWS:
-            return False
-        second_pass = day / 1e9 * ORDER_PASS_CPU_SECONDS_PER_GB / self._threads()
-        return (day - first) / downloaded * seconds < second_pass
+        return lines is not None and lines * day / first <= roworder.SORT_ONE_COPY_ROWS
 
     def _download(self, f: Fetched, k: int, run: RunContext, abort: threading.Event) -> None:
         """Download batch k of the day into its staging (concurrently: S3Fetcher.download_many,
