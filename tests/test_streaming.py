@@ -195,7 +195,7 @@ def test_a_day_one_pass_can_sort_downloads_the_rest_at_once_after_its_first_batc
     s3_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After its first batch, a day alone that one pass can sort downloads the rest at once,
-    then converts in one pass, even over a slow link (50 ms a GET here); one with too many
+    then converts in one pass, even over a slow link (20 ms a GET here); one with too many
     rows for one pass streams."""
     report = _seed(s3_client)
     monkeypatch.setattr(cvpilot, "MIN_BATCH_BYTES", 1)
@@ -203,7 +203,7 @@ def test_a_day_one_pass_can_sort_downloads_the_rest_at_once_after_its_first_batc
     calls = _convert_calls(monkeypatch)
     cfg = _config(tmp_path / "whole")
     fetcher = Recording(cfg)
-    fetcher.hook = lambda o, a: time.sleep(0.05)
+    fetcher.hook = lambda o, a: time.sleep(0.02)
     whole = run_ingest(cfg, fetcher_factory=lambda c: fetcher)
     assert whole.ok, whole.as_dict()
     batches = fetcher.batches(PK1)
