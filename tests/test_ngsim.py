@@ -590,6 +590,10 @@ def test_a_duplicate_loads_once_its_original_changes(  # type: ignore[no-untyped
     assert s2.rows == 0 and s2.inputs_published == 0 and not s2.partitions_written
     assert set((catalog_dir / "lake").rglob("*.parquet")) == files
     cat = Catalog(catalog_dir)
+    # the bad rows are counted once, by the run that loaded them: the dropped version's run
+    # reports none (its quarantine files went with it)
+    assert sum(r["count"] for r in cat.validation_report(s1.run_id)) == rep.bad_rows
+    assert cat.validation_report(s2.run_id) == []
     assert cat.query(f"select count(*) n from dataset_files where uri = '{s3}'")["n"][0] == 0
     ds3, s3_run = _run(catalog_dir, s3)  # nothing fetched
     assert s3_run.ok and ds3.fetches == [] and s3_run.bytes_downloaded == 0

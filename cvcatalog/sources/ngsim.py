@@ -64,7 +64,7 @@ from cvcatalog.quality.rules import QualityStats, process_partition
 from cvcatalog.quality.rules import record as record_quality
 from cvcatalog.state import datasets
 from cvcatalog.state.db import CatalogDB, now_utc
-from cvcatalog.state.manifest import add_validation_counts
+from cvcatalog.state.manifest import add_validation_counts, drop_validation_counts
 from cvcatalog.state.tables import register_dataset
 
 ROW_GROUP_ROWS = 131_072
@@ -589,6 +589,8 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
             if scope == "*":
                 obsolete += self._drop_filtered(con, info.uri)
             datasets.record_duplicate(con, dup, self.run_id)
+            # its units' quarantine counts went with their files (the original's stand)
+            drop_validation_counts(con, self.run_id, [f"{self.ds.name}:{i}" for i in unit_ids])
             self._found.append((dup, self._duplicate_line(info.uri, dup)))
             self._dropped.add((info.uri, info.fingerprint))
             return False

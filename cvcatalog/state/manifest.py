@@ -315,6 +315,16 @@ def add_validation_counts(
     )
 
 
+def drop_validation_counts(con: duckdb.DuckDBPyConnection, run_id: str, keys: list[str]) -> None:
+    """Forget a run's counts for these partition or unit keys (units whose rows the commit
+    drops: they describe nothing the catalog keeps)."""
+    if keys:
+        con.execute(
+            "DELETE FROM validation_reports WHERE run_id = ? AND list_contains(?, partition_key)",
+            [run_id, keys],
+        )
+
+
 def start_run(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> None:
     cols = list(run)
     con.execute(
