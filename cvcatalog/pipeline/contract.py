@@ -217,9 +217,7 @@ class Source(ABC, Generic[U, F]):
 
     def committed_all(self, batch: list[Staged[U]], run: RunContext) -> None:
         """After a commit, for all its units at once, before any of them is released (a
-        source may tidy them concurrently), on a thread of its own while the run goes on (the
-        next commit and conversions do not wait for it); default: committed for each, in
-        order."""
+        source may tidy them concurrently); default: committed for each, in order."""
         for staged in batch:
             self.committed(staged, run)
 

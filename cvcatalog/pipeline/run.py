@@ -262,14 +262,10 @@ class Runner(Generic[U]):
         to_commit: list[_Item[U]] = []
         #: the commit in flight (one at a time) and its units
         committing: tuple[Future[dict[int, CvCatalogError]], list[_Item[U]]] | None = None
-        #: committed units whose staging is being tidied (Source.committed_all), by batch:
-        #: on a thread of its own, so the next commit and conversions are not held up by it
-        tidying: dict[Future[None], list[_Item[U]]] = {}
         fetch_slots, convert_slots = max(1, src.fetch_slots), max(1, src.convert_slots)
         fetchers = ThreadPoolExecutor(fetch_slots, thread_name_prefix=f"{src.name}-fetch")
         converters = ThreadPoolExecutor(convert_slots, thread_name_prefix=f"{src.name}-convert")
         committer = ThreadPoolExecutor(1, thread_name_prefix=f"{src.name}-commit")
-        tidier = ThreadPoolExecutor(1, thread_name_prefix=f"{src.name}-tidy-batch")
 
         last_commit = 0.0  # seconds the last commit took
 
@@ -348,7 +344,7 @@ class Runner(Generic[U]):
         try:
             top_up()
             while True:
-                running: list[Future[Any]] = [*fetching, *converting, *tidying]
+                running: list[Future[Any]] = [*fetching, *converting]
                 if committing is not None:
                     running.append(committing[0])
                 starting = self._starting
@@ -366,13 +362,7 @@ class Runner(Generic[U]):
                     if committing is not None and fut is committing[0]:
                         batch = committing[1]
                         committing = None
-                        kept = self._committed(fut, batch, run)
-                        if kept:
-                            staged = [item.result for item in kept]
-                            tidying[tidier.submit(src.committed_all, staged, run)] = kept
-                        continue
-                    if fut in tidying:
-                        self._tidied(fut, tidying.pop(fut), run)
+                        self._committed(fut, batch, run)
                         continue
                     res = fut.result()  # the jobs never raise: errors travel in the items
                     if fetching.pop(fut, None) is not None:
@@ -410,19 +400,10 @@ class Runner(Generic[U]):
             else:  # no run recorded to commit them under (a new catalog that failed)
                 for item in to_commit:
                     _release(item)
-            for tidy, items in tidying.items():  # committed: tidied, then finished
-                wait([tidy])
-                with contextlib.suppress(BaseException):
-                    self._tidied(tidy, items, run)
-                for item in items:
-                    _release(item)
             for fut, items in last:
                 wait([fut])
                 with contextlib.suppress(BaseException):
-                    kept = self._committed(fut, items, run)
-                    self.source.committed_all([item.result for item in kept], run)
-                    for item in kept:
-                        self._finish(item, item.result.outcome, run)
+                    self._committed(fut, items, run)
                 for item in items:
                     _release(item)
             raise
@@ -430,7 +411,6 @@ class Runner(Generic[U]):
             fetchers.shutdown(wait=not run.stop.is_set(), cancel_futures=True)
             converters.shutdown(wait=not run.stop.is_set(), cancel_futures=True)
             committer.shutdown(wait=True)
-            tidier.shutdown(wait=True)
 
     def _route(
         self,
@@ -562,16 +542,16 @@ class Runner(Generic[U]):
     # -- commit -----------------------------------------------------------------------------
     def _committed(
         self, fut: Future[dict[int, CvCatalogError]], items: list[_Item[U]], run: RunContext
-    ) -> list[_Item[U]]:
-        """After a commit: fail its units if it failed (or those it left out: commit_batch);
-        returns the units it committed, to tidy (Source.committed_all) and then finish."""
+    ) -> None:
+        """After a commit: finish its units, or fail them if the commit failed (or those it
+        left out: commit_batch)."""
         try:
             left_out = fut.result()
         except (CvCatalogError, OSError, duckdb.Error) as e:
             for item in items:
                 item.error = e
                 self._unit_error(item, run)
-            return []
+            return
         except BaseException:
             for item in items:
                 _release(item)
@@ -579,14 +559,9 @@ class Runner(Generic[U]):
         for i, why in left_out.items():
             items[i].error = why
             self._unit_error(items[i], run)
-        return [item for i, item in enumerate(items) if i not in left_out]
-
-    def _tidied(self, fut: Future[None], items: list[_Item[U]], run: RunContext) -> None:
-        """After committed units' tidy-up: finish them (their claims released only now, so
-        no other process starts on a unit whose staging is still being removed); its error
-        ends the run, as a commit's unexpected one does."""
+        items = [item for i, item in enumerate(items) if i not in left_out]
         try:
-            fut.result()
+            self.source.committed_all([item.result for item in items], run)
         except BaseException:
             for item in items:
                 _release(item)
