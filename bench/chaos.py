@@ -141,7 +141,7 @@ def phase_of(catalog: Path) -> str:
         return "catalog commit"
     staging = root / "staging"
     if staging.is_dir():
-        if any(staging.glob("*/*/*/*/*/out-*")):
+        if any(staging.glob("*/*/*/*/*/out-*")) or any(staging.glob(".groups/*/*")):
             return "convert/publish"
         if any(staging.glob("*/*/*/*/*/*.json*")):  # raw copies, whole or partial
             return "download"

@@ -15,6 +15,7 @@ import pytest
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.exceptions import EndpointUnreachableError
+from cvcatalog.io import dirlock
 from cvcatalog.io.download import ObjectInfo, S3Fetcher
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources import cvpilot
@@ -188,6 +189,60 @@ def test_one_bad_day_in_a_group_fails_alone(
     monkeypatch.setattr(cvpilot, "convert_partitions", real_group)
     again = cat.ingest("wydot", "BSM", D1, END, timezone="UTC", rate_limit=0)
     assert [o.key for o in again.days if o.status == "complete"] == [bad_key]
+
+
+def test_a_groups_folder_goes_once_its_days_are_committed(
+    replica: SeedReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Grouped days convert into a folder of the run's (no staging folder a day): a group's
+    folder goes with the commit of its last day, the run's folder with the run."""
+    Groups(monkeypatch)
+    done: list[Path] = []  # folders whose last day was committed
+    gone: list[bool] = []  # whether each was gone when its commit's tidy-up ended
+    real_done, real_all = cvpilot.CvPilotDays._day_committed, cvpilot.CvPilotDays.committed_all
+
+    def day_committed(self: Any, pk: Any) -> Any:
+        group = real_done(self, pk)
+        if group is not None:
+            done.append(group)
+        return group
+
+    def committed_all(self: Any, batch: Any, run: Any) -> None:
+        real_all(self, batch, run)
+        gone.extend(not g.exists() for g in done[len(gone) :])
+
+    monkeypatch.setattr(cvpilot.CvPilotDays, "_day_committed", day_committed)
+    monkeypatch.setattr(cvpilot.CvPilotDays, "committed_all", committed_all)
+    s = _ingest(tmp_path / "cat")
+    assert s.ok
+    assert done and all(gone) and len(gone) == len(done), (done, gone)
+    groups = tmp_path / "cat" / "staging" / ".groups"
+    assert list(groups.iterdir()) == []
+    days = [p for p in (tmp_path / "cat" / "staging").rglob("*") if p.name.startswith("out-")]
+    assert days == []
+
+
+def test_a_held_groups_folder_is_kept_and_an_unheld_one_swept(
+    replica: SeedReport, tmp_path: Path
+) -> None:
+    """A run's session sweeps the group folders no run holds (a killed run's), never one a
+    live run holds."""
+    groups = tmp_path / "cat" / "staging" / ".groups"
+    dead = groups / "20210101T000000-dead" / "g00000" / "d000"
+    dead.mkdir(parents=True)
+    (dead / "data_0.parquet").write_bytes(b"left by a killed run")
+    live = groups / "20210101T000000-live"
+    groups.mkdir(exist_ok=True)
+    fd = dirlock.hold(live, shared=False)
+    assert fd is not None
+    try:
+        (live / "g00000").mkdir()
+        assert _ingest(tmp_path / "cat").ok
+        assert sorted(p.name for p in groups.iterdir()) == ["20210101T000000-live"]
+        assert (live / "g00000").is_dir()
+    finally:
+        dirlock.release(fd)
+    assert dirlock.sweep_unheld(groups) == [live]
 
 
 def test_a_run_error_in_a_group_ends_the_run_without_trying_each_day(
@@ -437,8 +492,13 @@ def test_a_kill_in_the_middle_of_a_group_leaves_a_consistent_catalog(
     # (on a slow machine the first conversion may already be the group: every day fetched
     # during the first 0.5 s)
     committed = snap.complete > 0
+    groups = catalog / "staging" / ".groups"
+    assert len(list(groups.iterdir())) == 1  # the killed run's folder of groups
+    if where == "convert":  # with the group's files (a commit had moved them to the lake)
+        assert list(groups.rglob("*.parquet")), sorted(groups.rglob("*"))
     again = run_cmd(cmd, sc.env())
     assert again.returncode == 0, again.stderr[-2000:]
+    assert list(groups.iterdir()) == []  # swept by the re-run (nobody held it), its own gone
     final = check_catalog(catalog, complete=True, sc=sc)
     assert final.rows == sc.records and final.duplicates == 0 and final.orphans == 0
     runs = plain_session(catalog / "catalog.ducklake")

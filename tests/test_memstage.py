@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from cvcatalog.config import MemoryConfig
-from cvcatalog.io import memstage
+from cvcatalog.io import dirlock, memstage
 from cvcatalog.io.memstage import MemoryStage
 
 DAY1, DAY2 = "wydot/BSM/2021/04/01", "wydot/BSM/2021/04/02"
@@ -306,16 +306,16 @@ def test_a_lease_taken_on_a_directory_a_sweep_removed_is_taken_again(
 ) -> None:
     """A sweep may remove the directory between a run's making it and its lock: the run then
     locks the one it makes again, not the removed one (whose copies nobody would protect)."""
-    real = memstage.fcntl.flock
+    real = dirlock.fcntl.flock
     swept: list[int] = []
 
     def flock(fd: int, op: int) -> None:
-        if op == memstage.fcntl.LOCK_SH and not swept:
+        if op == dirlock.fcntl.LOCK_SH and not swept:
             swept.append(fd)
             shutil.rmtree(memstage.stage_dir(tmp_path / "cat", base))
         real(fd, op)
 
-    monkeypatch.setattr(memstage.fcntl, "flock", flock)
+    monkeypatch.setattr(dirlock.fcntl, "flock", flock)
     (tmp_path / "cat").mkdir()
     stage = _stage(tmp_path, base, 100 * MB)
     monkeypatch.undo()

@@ -4,6 +4,8 @@ progress and the run record come from the runner."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import threading
 import time
 from datetime import date
@@ -14,8 +16,10 @@ import duckdb
 import pytest
 
 from cvcatalog.exceptions import CatalogError, ConversionError, TransientFetchError
+from cvcatalog.io import layout
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.s3 import RetryPolicy
+from cvcatalog.io.storage import SYNC_ONCE_MIN_FILES, LakeStore, LocalStore
 from cvcatalog.pipeline import run as run_module
 from cvcatalog.pipeline.contract import Plan, RunContext, Source, Staged
 from cvcatalog.pipeline.report import Interrupted, NullProgress, Outcome, Summary, summary_lines
@@ -310,6 +314,8 @@ class _Store:
     """A lake store that fails to place one named file (after a delay, so others are placed
     meanwhile)."""
 
+    put_all = LakeStore.put_all  # the threaded placing every store starts from
+
     def __init__(self, fail: str | None) -> None:
         self.fail = fail
         self.placed: list[str] = []
@@ -355,6 +361,74 @@ def test_placing_a_batch_places_every_file_or_none(tmp_path: Path) -> None:
         place(bad, batch)  # type: ignore[arg-type]
     assert bad.placed and sorted(bad.discarded) == sorted(bad.placed)
     assert "dest/3" not in bad.placed
+
+
+def _lake_batch(tmp_path: Path, n: int) -> tuple[LocalStore, list[Staged[str]]]:
+    store = LocalStore(CatalogPaths.at(tmp_path / "catalog"))
+    out = []
+    for i in range(n):
+        p = tmp_path / "staging" / f"day{i}" / "part-0.parquet"
+        p.parent.mkdir(parents=True)
+        p.write_bytes(b"x" * (i + 1))
+        rel = f"lake/source=s/day={i}/part-{i}.parquet"
+        out.append(
+            Staged(str(i), [staged_file(p, rel, "data", 1, str(i))], Outcome(str(i), "complete"))
+        )
+    return store, out
+
+
+@pytest.fixture
+def syncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The file-system syncs made (each still made, by the real syncfs)."""
+    real = layout._SYNCFS
+    if real is None:
+        pytest.skip("no syncfs on this system")
+    made: list[int] = []
+
+    def counted(fd: int) -> int:
+        made.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(layout, "_SYNCFS", counted)
+    return made
+
+
+def test_a_local_batch_of_many_files_is_moved_then_synced_once(
+    tmp_path: Path, syncs: list[int]
+) -> None:
+    """Many tiny days' files: each moved into its folder, then one sync of the file system
+    (not two fsyncs a file); a few files sync themselves."""
+    store, batch = _lake_batch(tmp_path, SYNC_ONCE_MIN_FILES + 4)
+    placed = place(store, batch)
+    assert sorted(placed) == sorted(f.dest for st in batch for f in st.files)
+    for st in batch:
+        f = st.files[0]
+        assert not f.path.exists()
+        assert store.paths.absolute(f.dest).read_bytes() == b"x" * (int(st.unit) + 1)
+    assert len(syncs) == 1  # every folder is on one file system
+
+    store, few = _lake_batch(tmp_path / "few", 3)
+    assert len(place(store, few)) == 3
+    assert len(syncs) == 1  # fsynced one by one
+
+
+def test_a_failed_sync_takes_the_batch_out_of_the_lake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files are moved before the sync: a sync that reports a write error fails the batch
+    and every file moved is removed again (a commit would name files that may be lost)."""
+    if layout._SYNCFS is None:
+        pytest.skip("no syncfs on this system")
+
+    def failing(fd: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(layout, "_SYNCFS", failing)
+    store, batch = _lake_batch(tmp_path, SYNC_ONCE_MIN_FILES)
+    with pytest.raises(OSError, match="syncing the file system"):
+        place(store, batch)
+    assert not any(store.paths.absolute(f.dest).exists() for st in batch for f in st.files)
 
 
 class FreshLetters(Letters):
@@ -628,7 +702,9 @@ def test_the_summary_counts_records_recovered_from_joined_lines() -> None:
         Outcome("wydot/BSM/2021/04/02", "complete", rows=4, recovered=2),
         Outcome("wydot/BSM/2021/04/03", "cached", rows=7, recovered=5),
     ]
-    s = Summary("r", "wydot", "BSM", start=date(2021, 4, 1), end=date(2021, 4, 3), outcomes=outcomes)
+    s = Summary(
+        "r", "wydot", "BSM", start=date(2021, 4, 1), end=date(2021, 4, 3), outcomes=outcomes
+    )
     assert s.recovered == 5
     assert "13 rows, 1 quarantined, 5 recovered from joined lines; " in summary_lines(s)[0]
     d = s.as_dict()

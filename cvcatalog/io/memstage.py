@@ -28,17 +28,13 @@ import contextlib
 import hashlib
 import os
 import stat
-import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from cvcatalog.io import dirlock
 from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.layout import GLOB_CHARS, prune_empty_dirs, remove_tree
-
-if sys.platform != "win32":  # no stage opens without statvfs (Windows): nothing to lock there
-    import fcntl
 
 #: where RAM-backed directories live on Linux
 SHM_ROOT = Path("/dev/shm")
@@ -156,7 +152,7 @@ class MemoryStage:
             except OSError:
                 return
         try:
-            if not _remove_unheld(self.root, fd, lambda: _only_owner(self.root)):
+            if not dirlock.remove_unheld(self.root, fd, lambda: _only_owner(self.root)):
                 with contextlib.suppress(OSError):  # not leased, and empty
                     self.root.rmdir()
         finally:
@@ -239,35 +235,13 @@ def _tidy_home(
 
 
 def _lease(root: Path, catalog: Path) -> int | None:
-    """Make root, hold a shared lock on it for the run and record its catalog (OWNER_FILE):
-    the directory's descriptor, or None where the file system has no such locks (root is then
-    only made, and swept as before: by age). A sweep may remove root between its making and
-    the lock: the lock is then on a removed directory, and taken again on a new one."""
-    for _ in range(8):
-        root.mkdir(exist_ok=True)
-        try:
-            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-        except OSError:
-            os.close(fd)
-            return None
-        if _same_dir(root, fd):
-            _record_owner(root, catalog)
-            return fd
-        os.close(fd)
-    return None
-
-
-def _same_dir(root: Path, fd: int) -> bool:
-    """Whether fd is still the directory at root (not one a sweep removed)."""
-    try:
-        here, held = os.stat(root), os.fstat(fd)
-    except OSError:
-        return False
-    return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+    """Make root, hold a shared lock on it for the run (io.dirlock) and record its catalog
+    (OWNER_FILE): the directory's descriptor, or None where the file system has no such locks
+    (root is then only made, and swept as before: by age)."""
+    fd = dirlock.hold(root, shared=True)
+    if fd is not None:
+        _record_owner(root, catalog)
+    return fd
 
 
 def _record_owner(root: Path, catalog: Path) -> None:
@@ -315,23 +289,9 @@ def _sweep_unheld(root: Path) -> bool:
     except OSError:
         return False
     try:
-        return _remove_unheld(root, fd, lambda: _sweepable(root))
+        return dirlock.remove_unheld(root, fd, lambda: _sweepable(root))
     finally:
         os.close(fd)
-
-
-def _remove_unheld(root: Path, fd: int, removable: Callable[[], bool]) -> bool:
-    """Remove root (fd, its descriptor) if no run holds it and, under the exclusive lock that
-    tells so, it is still removable; whether it was removed. A run taking its lease meanwhile
-    waits, then finds the directory gone and makes a new one (_lease)."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a run: fails at once
-    except OSError:
-        return False
-    if not _same_dir(root, fd) or not removable():
-        return False
-    remove_tree(root)
-    return not root.exists()
 
 
 def _day_files(root: Path) -> dict[str, tuple[float, dict[str, int]]]:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import os
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -31,11 +33,13 @@ from cvcatalog.exceptions import ConfigError, CvCatalogError, S3Error
 from cvcatalog.io.duckdb_ext import endpoint_url
 from cvcatalog.io.layout import (
     CatalogPaths,
+    can_sync_at_once,
     place_file,
     prune_empty_dirs,
     publish_file,
     safe_rel,
     sha256_file,
+    sync_file_systems,
 )
 from cvcatalog.io.s3 import (
     ErrorKind,
@@ -48,6 +52,26 @@ from cvcatalog.io.s3 import (
 
 #: Top-level directories of the catalog that hold data files (local or on S3).
 DATA_DIRS = ("lake", "quarantine")
+#: files LakeStore.put_all places at once: each waits on the network (an S3 PUT) or on two
+#: fsyncs (a local move of a few files), so a batch of a thousand tiny days' files placed one
+#: at a time spends seconds waiting (5 ms a file here, 0.5 ms eight at once)
+PUT_WORKERS = 8
+#: a local batch of at least this many files is moved first and made durable after, by one
+#: sync of each file system (LocalStore.put_all): the fsyncs of a thousand tiny days' files
+#: and folders took 0.6 CPU-s and ~0.7 s of a 10 s ingest. A smaller batch (a few big days)
+#: syncs its own files: a file-system sync would also write out any other dirty data there,
+#: such as staged raw copies about to be deleted.
+SYNC_ONCE_MIN_FILES = 16
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A finished local file to put at a catalog-relative path (src is consumed)."""
+
+    src: Path
+    rel: str
+    size: int
+    sha256: str
 
 
 def normalise_storage(value: str | None) -> str | None:
@@ -114,6 +138,27 @@ class LakeStore(ABC):
     def put(self, src: Path, rel: str, size: int, sha256: str) -> None:
         """Place a finished local file at rel (src is consumed)."""
 
+    def put_all(self, files: Sequence[Placement], placed: list[str]) -> None:
+        """Put every file, up to PUT_WORKERS at once; each destination is appended to placed
+        as soon as it is there (what to discard if a later one fails). Raises the first
+        error once the others have finished."""
+        lock = threading.Lock()
+
+        def put(f: Placement) -> None:
+            self.put(f.src, f.rel, f.size, f.sha256)
+            with lock:
+                placed.append(f.rel)
+
+        if len(files) <= 1:
+            for f in files:
+                put(f)
+            return
+        with ThreadPoolExecutor(min(PUT_WORKERS, len(files)), "place") as pool:
+            futures = [pool.submit(put, f) for f in files]
+            errors = [e for e in (fut.exception() for fut in futures) if e is not None]
+        if errors:
+            raise errors[0]
+
     @abstractmethod
     def delete(self, rel: str) -> None:
         """Remove rel; a missing file is not an error."""
@@ -175,6 +220,24 @@ class LocalStore(LakeStore):
 
     def put(self, src: Path, rel: str, size: int, sha256: str) -> None:
         publish_file(src, self.paths.absolute(rel))
+
+    def put_all(self, files: Sequence[Placement], placed: list[str]) -> None:
+        """A batch of SYNC_ONCE_MIN_FILES or more: every file moved into place, then all made
+        durable by one sync of each file system they are on (layout.sync_file_systems). No
+        reader can see a file before the commit that names it, and the commit starts only
+        after this returns, so a file need not be durable before its rename. A file on
+        another file system than its staging is copied and synced on its own (place_file)."""
+        if len(files) < SYNC_ONCE_MIN_FILES or not can_sync_at_once():
+            super().put_all(files, placed)
+            return
+        folders: dict[Path, None] = {}
+        for f in files:
+            dest = self.paths.absolute(f.rel)
+            if place_file(f.src, dest, functools.partial(os.replace, f.src, dest)):
+                f.src.unlink()
+            placed.append(f.rel)
+            folders[dest.parent] = None
+        sync_file_systems(folders)
 
     def delete(self, rel: str) -> None:
         p = self.paths.absolute(rel)

@@ -43,6 +43,7 @@ import contextlib
 import errno
 import functools
 import hashlib
+import itertools
 import os
 import re
 import threading
@@ -71,7 +72,7 @@ from cvcatalog.exceptions import (
     CvCatalogError,
     S3UnavailableError,
 )
-from cvcatalog.io import memstage, rawfile, roworder
+from cvcatalog.io import dirlock, memstage, rawfile, roworder
 from cvcatalog.io.download import RESUME_MIN_BYTES, DownloadResult, ObjectInfo, S3Fetcher
 from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import prune_empty_dirs, remove_tree
@@ -446,6 +447,13 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         self._open_lock = threading.Lock()
         #: why the pool's cluster went away mid-run (ClusterLostError): the run stopped there
         self._cluster_lost: str | None = None
+        #: the run's folder of grouped conversions (_group_dir), held while the run lasts
+        self._groups: Path | None = None
+        self._groups_fd: int | None = None
+        self._group_seq = itertools.count()
+        #: a grouped day's folder, and how many of its days are still to be committed
+        self._group_of: dict[str, Path] = {}
+        self._group_left: dict[Path, int] = {}
 
     @contextlib.contextmanager
     def session(self, run: RunContext) -> Iterator[None]:
@@ -458,6 +466,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             )
         if self._memory is None:
             memstage.sweep(self._memory_base)
+        dirlock.sweep_unheld(self.paths.group_staging)  # what killed runs' groups left
         try:
             yield
         finally:
@@ -465,6 +474,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             if stage is not None:
                 run.summary.staged_in_memory_peak = stage.peak
                 stage.close()
+            self._drop_groups()
 
     @property
     def _memory_base(self) -> Path:
@@ -964,8 +974,11 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
             run.progress.converting(f.pk.key)
         if not ok:  # every download failed: each day is failed already, nothing to convert
             return [r for r in results if r is not None]
-        out_dirs = [fresh_dir(self._out_dir(days[i].pk)) for i in ok]
+        group = self._group_dir()
+        out_dirs = [group / f"d{k:03d}" for k in range(len(ok))]
         try:
+            for d in out_dirs:
+                d.mkdir()
             parts = [
                 (_raw(days[i], days[i].batches[0]), d) for i, d in zip(ok, out_dirs, strict=True)
             ]
@@ -984,6 +997,9 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                             con, result, self.schema, d, self.cfg.quality,
                             self.cfg.memory.row_group_size,
                         )  # fmt: skip
+            with self._open_lock:
+                self._group_left[group] = len(ok)
+                self._group_of.update((days[i].pk.key, group) for i in ok)
             for i, result in zip(ok, converted, strict=True):
                 f = days[i]
                 if result.unknown_versions:
@@ -1001,13 +1017,57 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                  if (why := staging_gone(days[i], days[i].batches[0], d, e)) is not None),
                 None,
             )  # fmt: skip
-            for d in out_dirs:
-                remove_tree(d)
+            with self._open_lock:
+                self._group_left.pop(group, None)
+                for i in ok:
+                    self._group_of.pop(days[i].pk.key, None)
+            remove_tree(group)
             if gone is not None:
                 raise ConversionError(gone) from e
             raise
         assert all(r is not None for r in results)
         return [r for r in results if r is not None]
+
+    def _group_dir(self) -> Path:
+        """A new folder for a group's conversion, in the run's folder of them: a day's own
+        staging folder (staging/<source>/<type>/<y>/<m>/<d>/out-<run>) was made, and removed
+        after its commit, a day at a time: ~1 ms a day of the conversion thread, on the run's
+        critical path (1,000 one-object days: 9.4 s instead of 10.2, medians of 5 interleaved
+        runs). The run holds its folder (io.dirlock) until it ends (_drop_groups); a killed
+        run's is swept by the next run's session."""
+        with self._open_lock:
+            if self._groups is None:
+                root = self.paths.group_staging / self.run_id
+                root.parent.mkdir(parents=True, exist_ok=True)
+                self._groups_fd = dirlock.hold(root, shared=False)
+                self._groups = root
+            folder = self._groups / f"g{next(self._group_seq):05d}"
+        folder.mkdir()
+        return folder
+
+    def _drop_groups(self) -> None:
+        """The run's folder of grouped conversions goes, with whatever no commit took (the
+        files of days that failed or that the run did not get to commit)."""
+        with self._open_lock:
+            root, self._groups = self._groups, None
+            fd, self._groups_fd = self._groups_fd, None
+            self._group_of.clear()
+            self._group_left.clear()
+        if root is not None:
+            remove_tree(root)
+        dirlock.release(fd)
+
+    def _day_committed(self, pk: PartitionKey) -> Path | None:
+        """A grouped day's files are in the lake: its group's folder, once all its days are."""
+        with self._open_lock:
+            group = self._group_of.pop(pk.key, None)
+            if group is None:
+                return None
+            self._group_left[group] -= 1
+            if self._group_left[group]:
+                return None
+            del self._group_left[group]
+        return group
 
     def _convert_day(self, f: Fetched, run: RunContext) -> Staged[PartitionKey] | Outcome:
         pk = f.pk
@@ -1436,12 +1496,17 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         and a commit of hundreds of tiny days would hold the run's thread for seconds."""
         done = [st.unit for st in batch if st.outcome.status == "complete"]
         run.summary.partitions_written.update(pk.key for pk in done)
-        if len(done) <= 1:
+        groups = [g for pk in done if (g := self._day_committed(pk)) is not None]
+        if len(done) + len(groups) <= 1:
             for pk in done:
                 self._drop_staging(pk)
+            for g in groups:
+                remove_tree(g)
             return
         with ThreadPoolExecutor(min(DROP_WORKERS, len(done)), f"{self.name}-tidy") as pool:
-            for fut in [pool.submit(self._drop_staging, pk) for pk in done]:
+            futures = [pool.submit(self._drop_staging, pk) for pk in done]
+            futures += [pool.submit(remove_tree, g) for g in groups]
+            for fut in futures:
                 fut.result()
 
     def on_error(self, error: BaseException) -> str:
