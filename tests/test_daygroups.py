@@ -245,6 +245,39 @@ def test_a_held_groups_folder_is_kept_and_an_unheld_one_swept(
     assert dirlock.sweep_unheld(groups) == [live]
 
 
+def test_where_no_folder_can_be_held_a_group_uses_each_days_staging(
+    replica: SeedReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a file system without flock (some NFS mounts) a killed run's folder of groups could
+    not be told from a live run's: the groups convert in each day's own staging instead."""
+    groups = Groups(monkeypatch)
+    real = dirlock.hold
+
+    def hold(root: Path, *, shared: bool) -> int | None:
+        if shared:  # the memory stage's lease, as it is
+            return real(root, shared=True)
+        root.mkdir(exist_ok=True)  # what hold does where flock fails: the folder, no lock
+        return None
+
+    monkeypatch.setattr(dirlock, "hold", hold)
+    made: list[Path] = []
+    real_fresh = cvpilot.fresh_dir
+
+    def fresh(path: Path) -> Path:
+        made.append(path)
+        return real_fresh(path)
+
+    monkeypatch.setattr(cvpilot, "fresh_dir", fresh)
+    s = _ingest(tmp_path / "cat")
+    assert s.ok and s.rows == replica.records
+    assert max(groups.sizes) > 1, groups.sizes
+    assert len(made) >= max(groups.sizes)  # the days of a group each in their own folder
+    assert all(p.name.startswith("out-") for p in made)
+    staging = tmp_path / "cat" / "staging"
+    assert not any(p.is_file() for p in staging.rglob("*"))
+    assert list((staging / ".groups").iterdir()) == []
+
+
 def test_a_run_error_in_a_group_ends_the_run_without_trying_each_day(
     replica: SeedReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -450,6 +450,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         #: the run's folder of grouped conversions (_group_dir), held while the run lasts
         self._groups: Path | None = None
         self._groups_fd: int | None = None
+        #: the run's folder could not be held (no flock there): each day's own staging then
+        self._groups_unheld = False
         self._group_seq = itertools.count()
         #: a grouped day's folder, and how many of its days are still to be committed
         self._group_of: dict[str, Path] = {}
@@ -975,10 +977,16 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         if not ok:  # every download failed: each day is failed already, nothing to convert
             return [r for r in results if r is not None]
         group = self._group_dir()
-        out_dirs = [group / f"d{k:03d}" for k in range(len(ok))]
+        if group is None:
+            out_dirs = [self._out_dir(days[i].pk) for i in ok]
+        else:
+            out_dirs = [group / f"d{k:03d}" for k in range(len(ok))]
         try:
             for d in out_dirs:
-                d.mkdir()
+                if group is None:
+                    fresh_dir(d)
+                else:
+                    d.mkdir()
             parts = [
                 (_raw(days[i], days[i].batches[0]), d) for i, d in zip(ok, out_dirs, strict=True)
             ]
@@ -997,9 +1005,10 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                             con, result, self.schema, d, self.cfg.quality,
                             self.cfg.memory.row_group_size,
                         )  # fmt: skip
-            with self._open_lock:
-                self._group_left[group] = len(ok)
-                self._group_of.update((days[i].pk.key, group) for i in ok)
+            if group is not None:
+                with self._open_lock:
+                    self._group_left[group] = len(ok)
+                    self._group_of.update((days[i].pk.key, group) for i in ok)
             for i, result in zip(ok, converted, strict=True):
                 f = days[i]
                 if result.unknown_versions:
@@ -1017,30 +1026,42 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
                  if (why := staging_gone(days[i], days[i].batches[0], d, e)) is not None),
                 None,
             )  # fmt: skip
-            with self._open_lock:
-                self._group_left.pop(group, None)
-                for i in ok:
-                    self._group_of.pop(days[i].pk.key, None)
-            remove_tree(group)
+            if group is None:
+                for d in out_dirs:
+                    remove_tree(d)
+            else:
+                with self._open_lock:
+                    self._group_left.pop(group, None)
+                    for i in ok:
+                        self._group_of.pop(days[i].pk.key, None)
+                remove_tree(group)
             if gone is not None:
                 raise ConversionError(gone) from e
             raise
         assert all(r is not None for r in results)
         return [r for r in results if r is not None]
 
-    def _group_dir(self) -> Path:
+    def _group_dir(self) -> Path | None:
         """A new folder for a group's conversion, in the run's folder of them: a day's own
         staging folder (staging/<source>/<type>/<y>/<m>/<d>/out-<run>) was made, and removed
         after its commit, a day at a time: ~1 ms a day of the conversion thread, on the run's
         critical path (1,000 one-object days: 9.4 s instead of 10.2, medians of 5 interleaved
         runs). The run holds its folder (io.dirlock) until it ends (_drop_groups); a killed
-        run's is swept by the next run's session."""
+        run's is swept by the next run's session. None where the folder cannot be held (a
+        file system without flock, Windows): nobody could tell a killed run's folder from a
+        live one's, so the days use their own staging folders, as a day alone does."""
         with self._open_lock:
+            if self._groups_unheld:
+                return None
             if self._groups is None:
                 root = self.paths.group_staging / self.run_id
                 root.parent.mkdir(parents=True, exist_ok=True)
-                self._groups_fd = dirlock.hold(root, shared=False)
-                self._groups = root
+                fd = dirlock.hold(root, shared=False)
+                if fd is None:
+                    self._groups_unheld = True
+                    remove_tree(root)
+                    return None
+                self._groups_fd, self._groups = fd, root
             folder = self._groups / f"g{next(self._group_seq):05d}"
         folder.mkdir()
         return folder
