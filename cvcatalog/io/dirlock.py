@@ -75,24 +75,25 @@ def remove_unheld(root: Path, fd: int, removable: Callable[[], bool] = lambda: T
     return not root.exists()
 
 
-def sweep_unheld(parent: Path, keep: Path | None = None) -> list[Path]:
-    """Remove every directory under parent that no run holds (but keep); those removed."""
+def remove_if_unheld(root: Path, removable: Callable[[], bool] = lambda: True) -> bool:
+    """remove_unheld for a directory the caller has not opened; whether it was removed."""
     try:
-        dirs = [d for d in parent.iterdir() if d.is_dir() and d != keep]
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # gone meanwhile
+        return False
+    try:
+        return remove_unheld(root, fd, removable)
+    finally:
+        os.close(fd)
+
+
+def sweep_unheld(parent: Path) -> list[Path]:
+    """Remove every directory under parent that no run holds; those removed."""
+    try:
+        dirs = [d for d in parent.iterdir() if d.is_dir()]
     except OSError:  # no such directory: nothing left by anyone
         return []
-    gone = []
-    for d in dirs:
-        try:
-            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            continue
-        try:
-            if remove_unheld(d, fd):
-                gone.append(d)
-        finally:
-            os.close(fd)
-    return gone
+    return [d for d in dirs if remove_if_unheld(d)]
 
 
 def release(fd: int | None) -> None:

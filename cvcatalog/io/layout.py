@@ -210,14 +210,12 @@ def sync_file_systems(folders: Iterable[Path]) -> None:
     can_sync_at_once()."""
     if _SYNCFS is None:
         raise OSError(errno.ENOSYS, "syncfs is not available here")
-    seen: set[int] = set()
+    one_each: dict[int, Path] = {}
     for folder in folders:
+        one_each.setdefault(os.stat(folder).st_dev, folder)
+    for folder in one_each.values():
         fd = os.open(folder, os.O_RDONLY)
         try:
-            dev = os.fstat(fd).st_dev
-            if dev in seen:
-                continue
-            seen.add(dev)
             if _SYNCFS(fd) != 0:
                 err = ctypes.get_errno()
                 raise OSError(err, f"syncing the file system of {folder}: {os.strerror(err)}")
@@ -231,9 +229,15 @@ def publish_file(src: Path, dest: Path) -> None:
     then src removed."""
     with open(src, "rb") as f:
         os.fsync(f.fileno())
+    move_file(src, dest)
+    fsync_dir(dest.parent)
+
+
+def move_file(src: Path, dest: Path) -> None:
+    """Move src to dest: a rename into dest's folder, or from another file system a copy_into
+    (synced), then src removed. The rename is not made durable here (publish_file does)."""
     if place_file(src, dest, lambda: os.replace(src, dest)):
         src.unlink()
-    fsync_dir(dest.parent)
 
 
 def place_file(src: Path, dest: Path, place: Callable[[], object]) -> bool:

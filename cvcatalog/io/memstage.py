@@ -282,16 +282,7 @@ def _sweepable(root: Path) -> bool:
 
 def _sweep_unheld(root: Path) -> bool:
     """Remove root if it is sweepable and no run holds it; whether it was removed."""
-    if not _sweepable(root):
-        return False
-    try:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return False
-    try:
-        return dirlock.remove_unheld(root, fd, lambda: _sweepable(root))
-    finally:
-        os.close(fd)
+    return _sweepable(root) and dirlock.remove_if_unheld(root, lambda: _sweepable(root))
 
 
 def _day_files(root: Path) -> dict[str, tuple[float, dict[str, int]]]:

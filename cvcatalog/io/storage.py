@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import functools
 import hashlib
 import os
 import re
@@ -34,6 +33,7 @@ from cvcatalog.io.duckdb_ext import endpoint_url
 from cvcatalog.io.layout import (
     CatalogPaths,
     can_sync_at_once,
+    move_file,
     place_file,
     prune_empty_dirs,
     publish_file,
@@ -227,15 +227,14 @@ class LocalStore(LakeStore):
         durable by one sync of each file system they are on (layout.sync_file_systems). No
         reader can see a file before the commit that names it, and the commit starts only
         after this returns, so a file need not be durable before its rename. A file on
-        another file system than its staging is copied and synced on its own (place_file)."""
+        another file system than its staging is copied and synced on its own (move_file)."""
         if len(files) < SYNC_ONCE_MIN_FILES or not can_sync_at_once():
             super().put_all(files, placed)
             return
         folders: dict[Path, None] = {}
         for f in files:
             dest = self.paths.absolute(f.rel)
-            if place_file(f.src, dest, functools.partial(os.replace, f.src, dest)):
-                f.src.unlink()
+            move_file(f.src, dest)
             placed.append(f.rel)
             folders[dest.parent] = None
         sync_file_systems(folders)
