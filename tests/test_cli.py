@@ -605,6 +605,34 @@ def test_python_dash_m_entry_point() -> None:
     assert not imported & {"pandas", "dask", "distributed", "matplotlib", "pyproj"}
 
 
+#: every way Python starts a process, recorded instead (then the command line's modules load)
+_NO_CHILD_WHILE_LOADING = """
+import os, subprocess, sys
+
+started = []
+class Recorded(subprocess.Popen):
+    def __init__(self, args, *a, **k):
+        started.append(args)
+        raise OSError("no process")
+subprocess.Popen = Recorded
+os.fork = lambda: started.append("fork")
+os.posix_spawn = lambda *a, **k: started.append(a[1])
+import cvcatalog.cli.main
+print(started)
+"""
+
+
+def test_loading_the_command_line_starts_no_process() -> None:
+    """Every command imports cvcatalog.cli.main first: a child process started there (e.g.
+    ctypes.util.find_library's `ldconfig -p`) costs every command a fork of the interpreter,
+    and a test that watches the CLI's children for its moto server took it for the server."""
+    out = subprocess.run(
+        [sys.executable, "-c", _NO_CHILD_WHILE_LOADING], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 #: a Ctrl-C that lands while the command line's modules load (here: as DuckDB's starts to)
 _CTRL_C_WHILE_LOADING = """
 import os, signal, sys

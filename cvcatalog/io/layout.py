@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import hashlib
 import os
@@ -181,13 +180,12 @@ def fsync_dir(path: Path) -> None:
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
-    """libc's syncfs (Linux), or None where there is none."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    """libc's syncfs (Linux), or None where there is none. Looked up among the symbols the
+    interpreter already has (libc's): ctypes.util.find_library would run `ldconfig -p` in a
+    child process at every import of cvcatalog."""
     try:
-        fn = ctypes.CDLL(name, use_errno=True).syncfs
-    except (OSError, AttributeError):
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError, TypeError):  # no syncfs (macOS); no CDLL(None) (Windows)
         return None
     fn.argtypes = [ctypes.c_int]
     fn.restype = ctypes.c_int
