@@ -20,8 +20,7 @@ import pytest
 from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io import lake
 from cvcatalog.io.layout import CatalogPaths
-from cvcatalog.state import db as db_module
-from cvcatalog.state import tables, trips
+from cvcatalog.state import blanks, tables, trips
 from cvcatalog.state.db import MIGRATIONS, CatalogDB
 
 
@@ -460,7 +459,8 @@ def test_a_new_catalog_made_from_the_blank_one_is_its_own(
     """A process's second new catalog starts from a copy of its first one's blank file: the
     same tables, views and macros, dated when it was made, its own data path; a requested
     trips gap is applied on top of the copy."""
-    monkeypatch.setattr(db_module, "_BLANK", {})  # this test's first catalog is made whole
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no blank kept there yet
+    blanks.forget()  # nor in this process: this test's first catalog is made whole
 
     def made(root: Path, **kw: Any) -> tuple[CatalogDB, datetime]:
         start = datetime.now(UTC)
@@ -516,3 +516,70 @@ def test_a_new_catalog_made_from_the_blank_one_is_its_own(
     with third.read() as con:
         assert trips.recorded_gap(con) == 30.0 and tables.up_to_date(con)
         assert con.execute("SELECT count(*) FROM cv.main.wydot_bsm").fetchone() == (0,)
+
+
+_NEW_CATALOG = """
+import sys
+from pathlib import Path
+from cvcatalog.io.layout import CatalogPaths
+from cvcatalog.state.db import CatalogDB
+db = CatalogDB(CatalogPaths.at(Path(sys.argv[1])))
+db.initialise()
+with db.read_state() as con:
+    print(con.execute("SELECT list(table_uuid ORDER BY table_id) FROM ducklake_table").fetchone()[0])
+"""
+
+
+def _new_catalog_elsewhere(root: Path, cache: Path) -> str:
+    """A new catalog made by a process of its own with this user cache; its tables' ids."""
+    out = subprocess.run(
+        [sys.executable, "-c", _NEW_CATALOG, str(root)],
+        env={**os.environ, "XDG_CACHE_HOME": str(cache)},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return out.stdout.strip()
+
+
+def test_a_new_catalog_in_another_process_starts_from_the_kept_blank(tmp_path: Path) -> None:
+    """The first new catalog keeps its blank file in the user cache; a new catalog made by a
+    later process is a copy of it (the same table ids), with the same views and its own data
+    path. A kept file that is damaged is not used: it is removed, the catalog is made whole,
+    and its blank is kept again."""
+    cache = tmp_path / "cache"
+    first = _new_catalog_elsewhere(tmp_path / "a", cache)
+    [kept] = (cache / "cvcatalog" / "blank-catalogs").iterdir()
+    second = _new_catalog_elsewhere(tmp_path / "b", cache)
+    assert second == first  # a copy
+    assert _new_catalog_elsewhere(tmp_path / "c", tmp_path / "other") != first  # made whole
+    d = CatalogDB(CatalogPaths.at(tmp_path / "b"))
+    with d.read() as con:
+        assert tables.up_to_date(con)
+        row = con.execute("SELECT value FROM ducklake_metadata WHERE key = 'data_path'").fetchone()
+    assert row is not None and row[0].startswith(str(tmp_path / "b"))
+
+    raw = bytearray(kept.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    kept.write_bytes(bytes(raw))
+    fourth = _new_catalog_elsewhere(tmp_path / "d", cache)
+    assert fourth != first  # made whole: the damaged copy was not used
+    [again] = (cache / "cvcatalog" / "blank-catalogs").iterdir()
+    assert again == kept and again.read_bytes() != bytes(raw)  # kept anew, whole
+    assert _new_catalog_elsewhere(tmp_path / "e", cache) == fourth
+
+
+def test_a_blank_is_named_by_what_makes_its_bytes(tmp_path: Path) -> None:
+    """Another DuckDB, migration or table definition names another blank: a stale one is
+    never found, and is removed when the current one is kept."""
+    digest = tables.definitions_digest()
+    name = blanks.key(MIGRATIONS, digest)
+    assert blanks.key(MIGRATIONS, digest) == name
+    assert blanks.key(MIGRATIONS[:-1], digest) != name
+    assert blanks.key(MIGRATIONS, digest + "x") != name
+    # one blank is kept: another version's goes when this one's is kept
+    cache = tmp_path / "cache"
+    older = cache / "cvcatalog" / "blank-catalogs" / "0123.ducklake"
+    older.parent.mkdir(parents=True)
+    older.write_bytes(b"an older version's")
+    _new_catalog_elsewhere(tmp_path / "a", cache)
+    [kept] = older.parent.iterdir()
+    assert kept.name == f"{name}.ducklake"

@@ -34,7 +34,7 @@ from cvcatalog.io.duckdb_ext import load_httpfs, open_instance, s3_connection
 from cvcatalog.io.layout import CatalogPaths, fsync_dir
 from cvcatalog.io.storage import LakeStore, S3Store, normalise_storage, store_for
 from cvcatalog.sqlutil import load_sql, quote_literal
-from cvcatalog.state import checksums, deletes, legacy, pins, settings, tables, trips
+from cvcatalog.state import blanks, checksums, deletes, legacy, pins, settings, tables, trips
 from cvcatalog.state.settings import read_lake_url, record_lake_url
 
 MIGRATIONS: list[tuple[int, str]] = [
@@ -67,11 +67,6 @@ STATE_SEARCH_PATH = f"{STATE_DB}.main"
 _LAKE_SECRET_LOCK = threading.Lock()
 _WRITER_LOCKS: dict[str, threading.Lock] = {}
 _WRITER_LOCKS_LOCK = threading.Lock()
-#: the file of a new local catalog as its tables and views were just made (~1.5 MB), by the
-#: digest of their definitions: this process's next new catalog starts from a copy instead of
-#: ~160 statements and 4 commits (~0.25 CPU-s; a test suite makes hundreds)
-_BLANK: dict[str, bytes] = {}
-_BLANK_LOCK = threading.Lock()
 
 
 def no_catalog(root: Path) -> CatalogError:
@@ -167,24 +162,9 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("COMMIT")
 
 
-def _keep_blank(path: Path, digest: str) -> None:
-    """Keep a new catalog's file, checkpointed, its tables and views made and nothing else
-    written, for this process's next new catalog (_copy_blank)."""
-    data = path.read_bytes()
-    with _BLANK_LOCK:
-        _BLANK.clear()
-        _BLANK[digest] = data
-
-
-def _copy_blank(path: Path) -> bool:
-    """Write the kept blank catalog to path when it has this cvcatalog's current tables and
-    views (a dataset registered since changes them); False: path is left alone."""
-    with _BLANK_LOCK:
-        data = _BLANK.get(tables.definitions_digest())
-    if data is None:
-        return False
-    path.write_bytes(data)
-    return True
+def _blank_name() -> str:
+    """The blank (state.blanks) a new local catalog of this cvcatalog starts from."""
+    return blanks.key(MIGRATIONS, tables.definitions_digest())
 
 
 def _stats_due(con: duckdb.DuckDBPyConnection) -> bool:
@@ -703,7 +683,7 @@ class CatalogDB:
         anew (their current files re-registered under new names): a table showing a missing
         or damaged file, which DuckLake cannot delete from. blank: the caller writes nothing
         (the tables and views alone): a new local catalog's file is then kept for this
-        process's next new one (_BLANK).
+        process's next new one, and in the user cache (state.blanks).
 
         A catalog written by cvcatalog 0.1 is migrated first: every open of it comes here
         (reads too, through require), so any command, or the API, migrates it. A
@@ -747,7 +727,7 @@ class CatalogDB:
                         shutil.copyfile(wal, tmp.with_name(tmp.name + ".wal"))
                         took_wal = True
                 elif self.requested_storage is None:
-                    from_blank = _copy_blank(tmp)
+                    from_blank = blanks.copy_to(tmp, _blank_name())
             con = self._writer().cursor()
             try:
                 new = not tmp.exists()
@@ -781,7 +761,7 @@ class CatalogDB:
                         tables.record_views(con, installed)
                 self._ensured = wanted
                 # a blank to keep: a file made whole, with nothing of a lake elsewhere nor of
-                # a requested trips gap in it (_copy_blank's catalogs record theirs on top)
+                # a requested trips gap in it (catalogs made from it record theirs on top)
                 keep = blank and new and url is None and self.requested_trip_gap is None
                 with _transaction(con):
                     yield con
@@ -831,7 +811,7 @@ class CatalogDB:
                 with open(tmp, "rb") as f:
                     os.fsync(f.fileno())
                 if keep:
-                    _keep_blank(tmp, wanted)
+                    blanks.keep(tmp, _blank_name())
                 os.replace(tmp, self.paths.db)
                 if took_wal:  # held by the file now
                     wal.unlink(missing_ok=True)
