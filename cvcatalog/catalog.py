@@ -1659,9 +1659,13 @@ class Catalog:
         catalog no longer shows (`held_bytes`: what eviction cannot free while it is pinned)
         and the part of them no other pin holds (`held_alone_bytes`: what unpinning it alone
         lets expiry free)."""
+        return self.pins_held()[0]
+
+    def pins_held(self) -> tuple[list[dict[str, Any]], int]:
+        """pinned() and pinned_bytes() from one read of the lake's files."""
         with self.db.read() as con:
             held = pins.held_bytes(con)
-            return [
+            rows = [
                 {
                     **p.__dict__,
                     "held_bytes": held.bytes.get(p.name, 0),
@@ -1669,6 +1673,7 @@ class Catalog:
                 }
                 for p in pins.all_pins(con)
             ]
+            return rows, held.total
 
     def pinned_bytes(self) -> int:
         """The bytes every pin keeps that the current catalog no longer shows, each file

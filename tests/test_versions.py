@@ -30,6 +30,7 @@ from cvcatalog.read.experiments import CatalogGatherer, ExperimentConfig
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.schemas.base import MessageSchema
 from cvcatalog.sources.bucket import BUCKET
+from cvcatalog.state import pins
 from cvcatalog.state.eviction import cache_bytes
 
 D1, D2 = date(2021, 4, 1), date(2021, 4, 2)
@@ -729,8 +730,18 @@ def test_pins_sharing_files_count_them_once(history: dict[str, Any], tmp_path: P
     cat.pin("first_a", "wydot", "BSM", s1)
     cat.pin("first_b", "wydot", "BSM", s1)
     cat.pin("second", "wydot", "BSM", s2)
-    res = runner.invoke(app, ["cache", "clear", "--yes", "--catalog", str(root)])
+    reads: list[int] = []
+    counted = pins.held_bytes
+
+    def held_bytes(con: Any) -> Any:
+        reads.append(1)
+        return counted(con)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pins, "held_bytes", held_bytes)
+        res = runner.invoke(app, ["cache", "clear", "--yes", "--catalog", str(root)])
     assert res.exit_code == 0, res.output
+    assert len(reads) == 1  # the pins' lines and their total: one read of the lake's files
     got = {p["name"]: (p["held_bytes"], p["held_alone_bytes"]) for p in cat.pinned()}
     first, second = got["first_a"][0], got["second"][0]
     assert first > 0 and got["first_b"] == (first, 0) and got["first_a"] == (first, 0)

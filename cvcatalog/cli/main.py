@@ -962,7 +962,8 @@ def _pins_held(cat: Catalog) -> None:
     """What pinned experiments keep on disk after a clear or an eviction: per pin, the part
     only it keeps (what unpinning it frees) when other pins share its files, and the total
     once when there are several."""
-    held = [p for p in cat.pinned() if p["held_bytes"]]
+    rows, total = cat.pins_held()
+    held = [p for p in rows if p["held_bytes"]]
     for p in held:
         shared = p["held_bytes"] - p["held_alone_bytes"]
         alone = f"; {human_bytes(p['held_alone_bytes'])} of it only this pin keeps" if shared else ""
@@ -972,7 +973,7 @@ def _pins_held(cat: Catalog) -> None:
         )
     if len(held) > 1:
         print(f"  kept for the {len(held)} pinned experiments in all: "
-              f"{human_bytes(cat.pinned_bytes())}")  # fmt: skip
+              f"{human_bytes(total)}")  # fmt: skip
 
 
 #: the evicted partitions and inputs `cache evict` names; the others it counts
