@@ -28,6 +28,7 @@ from cvcatalog.pipeline.report import summary_lines
 from cvcatalog.sandbox import ngsim as ngsim_gen
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sources import ngsim
+from cvcatalog.state.db import CatalogDB
 
 UNIT = 1 << 18  # small units: several per test file
 runner = CliRunner()
@@ -1112,3 +1113,33 @@ def test_hostile_fields_through_the_cli(tmp_path: Path) -> None:
         len(HOSTILE_FIELDS),
         len(lines) - len(HOSTILE_FIELDS),
     )
+
+
+def test_a_commit_dropping_several_duplicates_reads_the_lake_files_once(  # type: ignore[no-untyped-def]
+    ngsim_csv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each duplicate a commit dropped read the lake's whole file list again; a write's block
+    changes state alone, so one read serves them all: as many reads for three copies of a
+    loaded input as for one."""
+    path, _ = ngsim_csv
+    copies = []
+    for i in range(3):
+        copies.append(tmp_path / f"copy{i}.csv")
+        copies[-1].write_bytes(path.read_bytes())
+    reads: list[int] = []
+    known = CatalogDB.lake_files
+
+    def counted(self: CatalogDB, con: Any) -> set[str]:
+        reads.append(1)
+        return known(self, con)
+
+    monkeypatch.setattr(CatalogDB, "lake_files", counted)
+    made = []
+    for name, inputs in (("one", copies[:1]), ("three", copies)):
+        catalog = tmp_path / name
+        assert _ingest(catalog, str(path)).ok
+        reads.clear()
+        s = _ingest(catalog, [str(c) for c in inputs])
+        assert s.ok and len(s.duplicates) == len(inputs)
+        made.append(len(reads))
+    assert made[0] == made[1]

@@ -158,6 +158,8 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         self._dropped: set[tuple[str, str]] = set()
         #: the files of those versions no snapshot ever showed: deleted once it commits
         self._unshown: list[str] = []
+        #: the lake's files, read once in a write (_lake_files)
+        self._shown: set[str] | None = None
 
     # -- paths ---------------------------------------------------------------------------
     @property
@@ -278,6 +280,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         for u in units:
             by_uri.setdefault(u.uri, []).append(u)
         self._found, self._dropped, self._unshown = [], set(), []
+        self._shown = None
         with self.db.write(run_id=self.run_id, message=f"{self.ds.name} tidy") as con:
             datasets.drop_stale_duplicates(con, self.ds.name)
             for info in inputs:
@@ -289,7 +292,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
                 if published.get((info.uri, scope)) != info.fingerprint:
                     self._publish_if_complete(con, info, by_uri.get(info.uri, []), obsolete)
             known = datasets.recorded_paths(con)
-            known |= self.db.lake_files(con)
+            known |= self._lake_files(con)
         self.db.retire(obsolete)
         store = self.db.store
         for top in (self._lake_rel, self._quarantine_rel):
@@ -458,6 +461,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         version whose units are now all committed."""
         obsolete: list[str] = []
         self._found, self._dropped, self._unshown = [], set(), []  # of an earlier attempt
+        self._shown = None
         for st in batch:
             loaded: _Loaded = st.payload
             self._record_unit(con, st)
@@ -582,7 +586,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
             # these bytes are shown already, under another URI: this version is not published,
             # its units and files (and any version the input had before) go in this commit
             doomed = self._drop_versions(con, info.uri, scope, [])
-            shown = self.db.lake_files(con)
+            shown = self._lake_files(con)
             obsolete += [p for p in doomed if p in shown]
             self._unshown += [p for p in doomed if p not in shown]
             datasets.unpublish(con, self.ds.name, info.uri, scope)
@@ -602,6 +606,13 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
             if content.sha256 is not None:  # ... and of the same bytes under another URI
                 obsolete += self._supersede_copies(con, info, content.sha256)
         return True
+
+    def _lake_files(self, con: duckdb.DuckDBPyConnection) -> set[str]:
+        """The lake's files (db.lake_files), read once in a write: its block writes state
+        alone, so they stay the same until the write's end."""
+        if self._shown is None:
+            self._shown = self.db.lake_files(con)
+        return self._shown
 
     def _drop_filtered(self, con: duckdb.DuckDBPyConnection, uri: str) -> list[str]:
         """Unpublish and forget the filtered loads (scopes other than '*') of uri."""
