@@ -569,7 +569,8 @@ def test_a_new_catalog_in_another_process_starts_from_the_kept_blank(tmp_path: P
 
 def test_a_blank_is_named_by_what_makes_its_bytes(tmp_path: Path) -> None:
     """Another DuckDB, migration or table definition names another blank: a stale one is
-    never found, and is removed when the current one is kept."""
+    never found, and is removed when the current one is kept (with what a killed process
+    left on its way in, an hour old)."""
     digest = tables.definitions_digest()
     name = blanks.key(MIGRATIONS, digest)
     assert blanks.key(MIGRATIONS, digest) == name
@@ -580,6 +581,10 @@ def test_a_blank_is_named_by_what_makes_its_bytes(tmp_path: Path) -> None:
     older = cache / "cvcatalog" / "blank-catalogs" / "0123.ducklake"
     older.parent.mkdir(parents=True)
     older.write_bytes(b"an older version's")
+    killed = older.with_name(f".{name}.ducklake.123.456.tmp")  # left by a killed keep
+    killed.write_bytes(b"half")
+    os.utime(killed, (time.time() - 7200, time.time() - 7200))
+    running = older.with_name(f".{name}.ducklake.124.457.tmp")  # another process's, now
+    running.write_bytes(b"half")
     _new_catalog_elsewhere(tmp_path / "a", cache)
-    [kept] = older.parent.iterdir()
-    assert kept.name == f"{name}.ducklake"
+    assert sorted(p.name for p in older.parent.iterdir()) == [running.name, f"{name}.ducklake"]

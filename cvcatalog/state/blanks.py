@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -77,9 +78,16 @@ def keep(path: Path, name: str) -> None:
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
-        for other in dest.parent.glob("*.ducklake"):  # another version's: one blank is kept
-            if other.name != dest.name:
+        for other in dest.parent.iterdir():
+            if other.name == dest.name:
+                continue
+            if other.suffix == ".ducklake" or _stale_copy(other):  # one blank is kept
                 other.unlink(missing_ok=True)
+
+
+def _stale_copy(path: Path) -> bool:
+    """A copy a killed process left on its way in (keep's temporary file), an hour old."""
+    return path.name.endswith(".tmp") and time.time() - path.stat().st_mtime > 3600
 
 
 def copy_to(path: Path, name: str) -> bool:
