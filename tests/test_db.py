@@ -588,3 +588,33 @@ def test_a_blank_is_named_by_what_makes_its_bytes(tmp_path: Path) -> None:
     running.write_bytes(b"half")
     _new_catalog_elsewhere(tmp_path / "a", cache)
     assert sorted(p.name for p in older.parent.iterdir()) == [running.name, f"{name}.ducklake"]
+
+
+def test_a_user_cache_that_cannot_be_read_keeps_no_blank(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache directory this user may not look into (EACCES: a check of the blank's file
+    raised it) or that is a file: new catalogs are made whole, and no line is printed."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    exists = Path.exists
+
+    def denied(self: Path) -> bool:
+        if str(self).startswith(str(cache)):
+            raise PermissionError(13, "Permission denied", str(self))
+        return exists(self)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(Path, "exists", denied)
+        blanks.forget()
+        CatalogDB(CatalogPaths.at(tmp_path / "a")).initialise()
+    assert not list(cache.rglob("*.ducklake"))  # nothing kept
+    (cache / "cvcatalog").mkdir(parents=True)
+    (cache / "cvcatalog" / "blank-catalogs").write_text("not a folder")
+    blanks.forget()
+    d = CatalogDB(CatalogPaths.at(tmp_path / "b"))
+    d.initialise()
+    blanks.forget()
+    CatalogDB(CatalogPaths.at(tmp_path / "c")).initialise()
+    with d.read() as con:
+        assert tables.up_to_date(con)

@@ -117,7 +117,7 @@ def verify_extension(path: Path, name: str) -> None:
             / "verified-extensions"
             / hashlib.sha256(repr((duckdb.__version__, *key)).encode()).hexdigest()
         )
-        if not marker.exists():
+        if not _exists(marker):
             con = open_instance(config={"allow_unsigned_extensions": "false"})  # checks on
             try:
                 con.execute(f"LOAD {quote_literal(str(path))}")
@@ -134,6 +134,15 @@ def verify_extension(path: Path, name: str) -> None:
                 tmp.write_text(f"{name} {path}\n")
                 os.replace(tmp, marker)
         _VERIFIED.add(key)
+
+
+def _exists(path: Path) -> bool:
+    """Whether path exists; False where its folder cannot be looked into (a user cache this
+    user may not read): the check then runs, as if nothing were remembered."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def extension_path(name: str) -> Path:

@@ -66,9 +66,11 @@ def keep(path: Path, name: str) -> None:
         _KEPT.clear()
         _KEPT[name] = data
     dest = _file(name)
-    if dest is None or dest.exists():
+    if dest is None:
         return
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):  # e.g. a cache directory this user cannot read
+        if dest.exists():
+            return
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
