@@ -618,3 +618,31 @@ def test_a_user_cache_that_cannot_be_read_keeps_no_blank(
     CatalogDB(CatalogPaths.at(tmp_path / "c")).initialise()
     with d.read() as con:
         assert tables.up_to_date(con)
+
+
+_NO_HOME = """
+import pathlib, sys
+def no_home(cls=None):
+    raise RuntimeError("Could not determine home directory.")
+pathlib.Path.home = classmethod(no_home)
+from pathlib import Path
+from cvcatalog.io.layout import CatalogPaths
+from cvcatalog.state.db import CatalogDB
+for root in sys.argv[1:]:
+    CatalogDB(CatalogPaths.at(Path(root))).initialise()
+with CatalogDB(CatalogPaths.at(Path(sys.argv[-1]))).read() as con:
+    print(con.execute("SELECT count(*) FROM wydot_bsm").fetchone()[0])
+"""
+
+
+def test_a_user_without_a_home_directory_makes_catalogs(tmp_path: Path) -> None:
+    """No HOME and no entry in the password database (Path.home raises; a container run
+    under an arbitrary uid): extensions are checked each time and catalogs made whole, with
+    no traceback."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_CACHE_HOME")}
+    out = subprocess.run(
+        [sys.executable, "-c", _NO_HOME, str(tmp_path / "a"), str(tmp_path / "b")],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0"

@@ -112,12 +112,8 @@ def verify_extension(path: Path, name: str) -> None:
     with _VERIFY_LOCK:
         if key in _VERIFIED:
             return
-        marker = (
-            user_cache_dir()
-            / "verified-extensions"
-            / hashlib.sha256(repr((duckdb.__version__, *key)).encode()).hexdigest()
-        )
-        if not _exists(marker):
+        marker = _marker(key)
+        if marker is None or not _exists(marker):
             con = open_instance(config={"allow_unsigned_extensions": "false"})  # checks on
             try:
                 con.execute(f"LOAD {quote_literal(str(path))}")
@@ -128,12 +124,25 @@ def verify_extension(path: Path, name: str) -> None:
                 ) from None
             finally:
                 con.close()
-            with contextlib.suppress(OSError):  # no writable cache: checked again next time
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
-                tmp.write_text(f"{name} {path}\n")
-                os.replace(tmp, marker)
+            # no home, or no writable cache: checked again by the next process
+            with contextlib.suppress(OSError):
+                if marker is not None:
+                    marker.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+                    tmp.write_text(f"{name} {path}\n")
+                    os.replace(tmp, marker)
         _VERIFIED.add(key)
+
+
+def _marker(key: tuple[str, int, int, int]) -> Path | None:
+    """The user cache's file that remembers an extension file checked; None where the user
+    has no home directory to keep it in."""
+    try:
+        cache = user_cache_dir()
+    except RuntimeError:  # Path.home(): no HOME and no entry in the password database
+        return None
+    digest = hashlib.sha256(repr((duckdb.__version__, *key)).encode()).hexdigest()
+    return cache / "verified-extensions" / digest
 
 
 def _exists(path: Path) -> bool:
