@@ -576,6 +576,11 @@ def test_a_blank_is_named_by_what_makes_its_bytes(tmp_path: Path) -> None:
     assert blanks.key(MIGRATIONS, digest) == name
     assert blanks.key(MIGRATIONS[:-1], digest) != name
     assert blanks.key(MIGRATIONS, digest + "x") != name
+    # the code that makes a catalog: a change in it (same version number) names another one
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(blanks, "MAKERS", (*blanks.MAKERS[:-1], "state/blanks.py"))
+        assert blanks._key(MIGRATIONS, digest) != name
+    assert blanks._key(MIGRATIONS, digest) == name
     # one blank is kept: another version's goes when this one's is kept
     cache = tmp_path / "cache"
     older = cache / "cvcatalog" / "blank-catalogs" / "0123.ducklake"

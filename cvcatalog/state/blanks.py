@@ -5,9 +5,9 @@ commits (~0.4 CPU-s): in this process, and across processes in the user cache
 write them beside its download.
 
 A kept file is named by everything that decides its bytes (DuckDB's version, the DuckLake
-extension file, the migrations' SQL, the tables' and views' definitions), and carries the
-SHA-256 of its bytes: a damaged or cut-short copy is never used (and is removed), a stale one
-is never found."""
+extension file, the migrations' SQL, the tables' and views' definitions, the source of the
+modules that make a catalog: MAKERS), and carries the SHA-256 of its bytes: a damaged or
+cut-short copy is never used (and is removed), a stale one is never found."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from cvcatalog.io.duckdb_ext import extension_path
 from cvcatalog.io.layout import user_cache_dir
 from cvcatalog.sqlutil import load_sql
 
+#: the modules whose code writes a new catalog (beside the migrations and definitions)
+MAKERS = ("state/db.py", "state/tables.py", "state/settings.py", "state/trips.py", "io/lake.py")
 #: the header before a kept file's bytes: their SHA-256 in hex, then a newline
 _HEADER = 65
 _KEPT: dict[str, bytes] = {}
@@ -46,6 +48,12 @@ def _key(migrations: list[tuple[int, str]], definitions: str) -> str:
     for version, name in sorted(migrations):
         h.update(f"{version} {name}\n{load_sql('migrations', name)}\n".encode())
     h.update(f"definitions {definitions}\n".encode())
+    package = Path(__file__).resolve().parents[1]
+    for module in MAKERS:  # the code that makes a new catalog, whatever its version says
+        try:
+            h.update(f"{module}\n".encode() + (package / module).read_bytes())
+        except OSError:  # not installed as files: every process makes its catalogs whole
+            h.update(f"{module} unreadable {os.getpid()}\n".encode())
     return h.hexdigest()
 
 
