@@ -549,8 +549,7 @@ def test_a_new_catalog_in_another_process_starts_from_the_kept_blank(tmp_path: P
     first = _new_catalog_elsewhere(tmp_path / "a", cache)
     [kept] = (cache / "cvcatalog" / "blank-catalogs").iterdir()
     second = _new_catalog_elsewhere(tmp_path / "b", cache)
-    assert second == first  # a copy
-    assert _new_catalog_elsewhere(tmp_path / "c", tmp_path / "other") != first  # made whole
+    assert second == first  # a copy (a catalog made whole has new ids, as "d" below)
     d = CatalogDB(CatalogPaths.at(tmp_path / "b"))
     with d.read() as con:
         assert tables.up_to_date(con)
@@ -563,11 +562,12 @@ def test_a_new_catalog_in_another_process_starts_from_the_kept_blank(tmp_path: P
     fourth = _new_catalog_elsewhere(tmp_path / "d", cache)
     assert fourth != first  # made whole: the damaged copy was not used
     [again] = (cache / "cvcatalog" / "blank-catalogs").iterdir()
-    assert again == kept and again.read_bytes() != bytes(raw)  # kept anew, whole
-    assert _new_catalog_elsewhere(tmp_path / "e", cache) == fourth
+    assert again == kept and blanks._read(again) is not None  # kept anew, whole
 
 
-def test_a_blank_is_named_by_what_makes_its_bytes(tmp_path: Path) -> None:
+def test_a_blank_is_named_by_what_makes_its_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Another DuckDB, migration or table definition names another blank: a stale one is
     never found, and is removed when the current one is kept (with what a killed process
     left on its way in, an hour old)."""
@@ -591,7 +591,9 @@ def test_a_blank_is_named_by_what_makes_its_bytes(tmp_path: Path) -> None:
     os.utime(killed, (time.time() - 7200, time.time() - 7200))
     running = older.with_name(f".{name}.ducklake.124.457.tmp")  # another process's, now
     running.write_bytes(b"half")
-    _new_catalog_elsewhere(tmp_path / "a", cache)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    blanks.forget()  # made whole here, so its blank is kept
+    CatalogDB(CatalogPaths.at(tmp_path / "a")).initialise()
     assert sorted(p.name for p in older.parent.iterdir()) == [running.name, f"{name}.ducklake"]
 
 

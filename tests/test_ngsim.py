@@ -1141,7 +1141,7 @@ def test_a_commit_dropping_several_duplicates_reads_the_lake_files_once(  # type
     def held(self: Any, con: Any, batch: list[Any], run: Any) -> list[str]:
         commits.append(len(batch))
         if len(commits) == 1:
-            time.sleep(1.0)
+            time.sleep(0.5)
         return record(self, con, batch, run)
 
     monkeypatch.setattr(CatalogDB, "lake_files", counted)
