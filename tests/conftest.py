@@ -181,9 +181,11 @@ LONGEST_MODULES = (
 )
 
 
-#: the memory stage's directory (io.memstage) of this test session: the copies of the days
-#: tests leave failed go with the session, not 24 hours later. Made by the process that starts
-#: the session (xdist's workers inherit it) and removed by it.
+#: names the user cache this test session made (not a CVCATALOG_ variable: the CLI notes those)
+_SESSION_CACHE = "PYTEST_CVCATALOG_USER_CACHE"
+#: the directories of this test session: the memory stage's (io.memstage; the copies of the
+#: days tests leave failed go with the session, not 24 hours later) and the user cache. Made
+#: by the process that starts the session (xdist's workers inherit them) and removed by it.
 _MADE_STAGING: list[str] = []
 
 
@@ -199,6 +201,14 @@ def pytest_configure(config: pytest.Config) -> None:
             shm = shm if st.f_bavail * st.f_frsize >= 1 << 30 else None
         made = tempfile.mkdtemp(prefix="cvcatalog-tests-", dir=shm)
         os.environ["CVCATALOG_MEMORY__STAGING_DIR"] = made
+        _MADE_STAGING.append(made)
+    if _SESSION_CACHE not in os.environ:
+        # the user cache of this session (xdist's workers and every process the tests start
+        # inherit it): the remote catalogs' databases the tests read (~3 MB each, under a new
+        # endpoint port every session), kept blanks and extension markers go with the session
+        # instead of filling the developer's ~/.cache (945 directories, 2.7 GB, had built up)
+        made = tempfile.mkdtemp(prefix="cvcatalog-tests-cache-")
+        os.environ["XDG_CACHE_HOME"] = os.environ[_SESSION_CACHE] = made
         _MADE_STAGING.append(made)
 
 

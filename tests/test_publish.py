@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -22,6 +24,7 @@ from cvcatalog.cli.main import app
 from cvcatalog.exceptions import CatalogError, CvCatalogError, MissingDataWarning
 from cvcatalog.io.storage import S3Location, b64
 from cvcatalog.ops import publish as publish_mod
+from cvcatalog.ops import remote as remote_mod
 from cvcatalog.sandbox.replica import seed_replica
 
 PUB = "cv-published"
@@ -411,6 +414,32 @@ def test_remote_refetches_a_republished_database(
     )
     with pytest.raises(CatalogError, match="did not match its size/SHA-256"):
         Catalog(url).query("select 1")
+
+
+def test_the_cache_of_catalogs_not_read_for_a_month_goes(
+    first: publish_mod.PublishSummary, fresh_home: Path
+) -> None:
+    """Every published catalog read left its database in the user cache for good (a test
+    suite's runs left 945, 2.7 GB). A read touches its copy; when a database is fetched, the
+    copies of catalogs nobody read for STALE_DAYS go, the others stay."""
+    home = fresh_home / "cvcatalog" / "remote"
+    month = remote_mod.STALE_DAYS * 86400
+    old, recent = home / "0123456789abcdef", home / "fedcba9876543210"
+    for d, age in ((old, month + 3600), (recent, month - 3600)):
+        d.mkdir(parents=True)
+        (d / "catalog-0.ducklake").write_bytes(b"a copy")
+        os.utime(d / "catalog-0.ducklake", (time.time() - age, time.time() - age))
+    rows = Catalog(URL).query("select count(*) n from wydot_bsm").n[0]  # fetched
+    assert rows > 0
+    assert not old.exists() and recent.exists()
+    [mine] = [d for d in home.iterdir() if d != recent]
+    [copy] = mine.glob("catalog-*.ducklake")
+    os.utime(copy, (time.time() - 2 * month, time.time() - 2 * month))
+    assert Catalog(URL).query("select count(*) n from wydot_bsm").n[0] == rows  # read
+    assert time.time() - copy.stat().st_mtime < 600  # touched: not stale
+    shutil.rmtree(recent)
+    assert remote_mod.sweep_stale(now=time.time() + month - 3600) == []
+    assert remote_mod.sweep_stale(now=time.time() + month + 3600) == [mine]
 
 
 def test_writes_to_a_remote_catalog_fail_clearly(first: publish_mod.PublishSummary) -> None:

@@ -4,7 +4,8 @@
 portable copy `s3://bucket/prefix/catalog.ducklake`, whose views read
 `s3://bucket/prefix/lake/...` Parquet files. The database is downloaded to a local cache
 (`$XDG_CACHE_HOME/cvcatalog/remote/<hash of the URL>/`, default `~/.cache/...`) once per ETag
-and opened read-only; every connection LOADs httpfs from the pinned package and gets a
+and opened read-only (the copies of catalogs not read for STALE_DAYS go when another is
+fetched); every connection LOADs httpfs from the pinned package and gets a
 temporary S3 secret from the boto3 credential chain and endpoint (as for ingest: --profile,
 --no-sign-request, AWS_ENDPOINT_URL_S3). Writes (ingest, compact, cache clear/evict/verify,
 discover/plan, which record listings) fail with one clear line.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -41,6 +44,8 @@ from cvcatalog.state.db import STATE_DB, CatalogDB, Notify, use_search_path
 PUBLISH_JSON = "publish.json"
 #: A reader re-checks the database's ETag at most this often.
 REFRESH_SECONDS = 30.0
+#: A published catalog's cached database not read for this long goes when another is fetched.
+STALE_DAYS = 30.0
 
 
 def cache_home() -> Path:
@@ -51,6 +56,25 @@ def cache_dir_for(location: S3Location, endpoint: str | None = None) -> Path:
     """One directory per (endpoint, URL): the same bucket name on two endpoints never mixes."""
     digest = hashlib.sha256(f"{endpoint or 'aws'}|{location.url}".encode()).hexdigest()[:16]
     return cache_home() / digest
+
+
+def sweep_stale(keep: Path | None = None, now: float | None = None) -> list[Path]:
+    """Remove the cached databases of published catalogs not read for STALE_DAYS (a reader
+    touches its copy at each ETag check), but keep's; returns the directories removed. Run
+    when a database is fetched: the cache holds one copy per catalog read, and a catalog
+    read once would otherwise stay for good."""
+    now = time.time() if now is None else now
+    gone: list[Path] = []
+    with contextlib.suppress(OSError):
+        for d in cache_home().iterdir():
+            if d == keep or not d.is_dir():
+                continue
+            with contextlib.suppress(OSError):
+                used = max((f.stat().st_mtime for f in d.iterdir()), default=d.stat().st_mtime)
+                if now - used > STALE_DAYS * 86400:
+                    shutil.rmtree(d)
+                    gone.append(d)
+    return gone
 
 
 def read_only_error(location: S3Location | str, what: str) -> CatalogError:
@@ -136,6 +160,10 @@ class RemoteCatalogDB(CatalogDB):
         if not path.exists():
             self._download(key, path, head)
             self._remove_old_copies(keep=path)
+            sweep_stale(keep=self.paths.root)
+        else:
+            with contextlib.suppress(OSError):  # read now: the sweep's clock (sweep_stale)
+                os.utime(path)
         self._current, self._checked = path, now
         return path
 
