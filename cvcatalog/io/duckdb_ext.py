@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from cvcatalog.exceptions import CatalogError, ConfigError
-from cvcatalog.io.layout import user_cache_dir
+from cvcatalog.io.layout import user_cache_path
 from cvcatalog.sqlutil import quote_ident, quote_literal
 
 #: The public bucket lives here; other regions only add a redirect (boto3 and httpfs alike).
@@ -137,12 +137,8 @@ def verify_extension(path: Path, name: str) -> None:
 def _marker(key: tuple[str, int, int, int]) -> Path | None:
     """The user cache's file that remembers an extension file checked; None where the user
     has no home directory to keep it in."""
-    try:
-        cache = user_cache_dir()
-    except RuntimeError:  # Path.home(): no HOME and no entry in the password database
-        return None
     digest = hashlib.sha256(repr((duckdb.__version__, *key)).encode()).hexdigest()
-    return cache / "verified-extensions" / digest
+    return user_cache_path("verified-extensions", digest)
 
 
 def _exists(path: Path) -> bool:

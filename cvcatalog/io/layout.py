@@ -158,9 +158,20 @@ def safe_rel(rel: str) -> str:
 
 def user_cache_dir() -> Path:
     """cvcatalog's per-user cache (`$XDG_CACHE_HOME/cvcatalog`, default `~/.cache/cvcatalog`):
-    remote catalogs' databases and the extension files already signature-checked."""
+    remote catalogs' databases, the extension files already signature-checked and the kept
+    blank catalog. Raises RuntimeError where the user has no home directory (Path.home)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser() / "cvcatalog"
+
+
+def user_cache_path(*parts: str) -> Path | None:
+    """A path in the user cache, or None where there is none (no HOME, no entry in the
+    password database: a container run under an arbitrary uid): for what the cache only
+    remembers, which is then done again instead."""
+    try:
+        return user_cache_dir().joinpath(*parts)
+    except RuntimeError:
+        return None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

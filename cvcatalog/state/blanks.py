@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 
 from cvcatalog.io.duckdb_ext import extension_path
-from cvcatalog.io.layout import user_cache_dir
+from cvcatalog.io.layout import user_cache_path
 from cvcatalog.sqlutil import load_sql
 
 #: the modules whose code writes a new catalog (beside the migrations and definitions)
@@ -59,10 +59,7 @@ def _key(migrations: list[tuple[int, str]], definitions: str) -> str:
 
 def _file(name: str) -> Path | None:
     """Where the blank called name is kept; None without a home to keep it in."""
-    try:
-        return user_cache_dir() / "blank-catalogs" / f"{name}.ducklake"
-    except RuntimeError:  # no home directory (Path.home)
-        return None
+    return user_cache_path("blank-catalogs", f"{name}.ducklake")
 
 
 def keep(path: Path, name: str) -> None:
