@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint demo bench bench-targets chaos clean
+.PHONY: help install bytecode test test-all lint demo bench bench-targets chaos clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,20 +31,23 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## Create .venv and install cvcatalog with its dev tools
 
+# The bytecode of cvcatalog, written as installing its wheel writes it: an editable install
+# has none, and with PYTHONDONTWRITEBYTECODE set (as in CI) every process (a test worker, each
+# command the tests or the demo start) compiled all of cvcatalog again, ~0.25 s each.
+bytecode: install
+	@$(BIN)/python -m compileall -q cvcatalog >/dev/null
+
 # --dist loadfile: a module's tests run on one worker, so its module-scoped fixtures (seeded
 # replicas, ingested catalogs) are built once, not once per worker. TEST_WORKERS 3 on 2 cores:
 # the tests wait on subprocesses and the moto server part of the time (pytest in a fresh clone,
-# 962 tests: -n 2 4:14, -n 3 3:57, -n 4 4:09). compileall: the bytecode of
-# cvcatalog is written once here, not compiled again by every worker and subprocess the tests
-# start (PYTHONDONTWRITEBYTECODE may be set, as in CI). mypy runs while the tests start (its
+# 962 tests: -n 2 4:14, -n 3 3:57, -n 4 4:09). mypy runs while the tests start (its
 # ~10 s of one core overlap their collection); its report is printed after them, and either
 # failing fails the target. The collection beside mypy (bytecode on): pytest writes the test
 # modules' assertion-rewritten bytecode (tests/__pycache__, checked by the sources' hashes)
 # once, and every worker reads it: a worker's collection 5.4 -> 1.8 CPU-s (it rewrote ~4,300
 # asserts), the pass itself 5.5.
-test: install ## Install, then run lint and the test suite (slow tests excluded)
+test: bytecode ## Install, then run lint and the test suite (slow tests excluded)
 	$(BIN)/ruff check cvcatalog tests bench docs
-	$(BIN)/python -m compileall -q cvcatalog >/dev/null
 	set -u; log=$$(mktemp); $(BIN)/mypy >"$$log" 2>&1 & mypy=$$!; \
 	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest --collect-only -q -m "not slow" -p no:cacheprovider \
 	    >/dev/null 2>&1; \
@@ -52,13 +55,13 @@ test: install ## Install, then run lint and the test suite (slow tests excluded)
 	wait $$mypy; types=$$?; echo "mypy:"; cat "$$log"; rm -f "$$log"; \
 	exit $$(( tests != 0 ? tests : types ))
 
-test-unit: install ## Only the fast unit tests: none that speaks to a local S3 endpoint (no moto process)
+test-unit: bytecode ## Only the fast unit tests: none that speaks to a local S3 endpoint (no moto process)
 	$(BIN)/pytest -m "not slow and not integration" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-test-integration: install ## Only the tests against a local S3 endpoint (a moto server process), slow ones excluded
+test-integration: bytecode ## Only the tests against a local S3 endpoint (a moto server process), slow ones excluded
 	$(BIN)/pytest -m "integration and not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-test-all: install ## The whole suite, slow tests included
+test-all: bytecode ## The whole suite, slow tests included
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install ## ruff and mypy
@@ -66,7 +69,7 @@ lint: install ## ruff and mypy
 	$(BIN)/ruff format --check cvcatalog tests bench || true
 	$(BIN)/mypy
 
-demo: install ## End to end on a local S3 endpoint: replica, ingest a week, query, quality, NGSIM, export
+demo: bytecode ## End to end on a local S3 endpoint: replica, ingest a week, query, quality, NGSIM, export
 	@set -euo pipefail; \
 	export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$(PORT) AWS_ACCESS_KEY_ID=sandbox \
 	       AWS_SECRET_ACCESS_KEY=sandbox AWS_DEFAULT_REGION=us-east-1 CVCATALOG_HOME=$(DEMO_HOME); \
@@ -134,7 +137,7 @@ bench: install ## Benchmarks (see bench/README.md)
 bench-targets: install ## Issue 13's targets -> bench/results/targets.{md,json} (TARGETS_ARGS=--quick: minutes)
 	$(BIN)/python -m bench.targets $(TARGETS_ARGS)
 
-chaos: install ## kill -9 trials, concurrent writers + reader (docs/reliability.md)
+chaos: bytecode ## kill -9 trials, concurrent writers + reader (docs/reliability.md)
 	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 clean: ## Remove the virtualenv, caches and demo data

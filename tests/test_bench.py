@@ -6,6 +6,7 @@ checksums), never how fast anything is.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.measure import RequestLog, classify_request, max_in_window  # noqa: E402
-from bench.run import layout_for  # noqa: E402
+from bench.run import compile_package, layout_for  # noqa: E402
 from bench.tools import DEFAULT_DIR  # noqa: E402
 
 
@@ -30,6 +31,26 @@ def test_layout_for_holds_the_records() -> None:
     assert lay["days"] * 24 * lay["records_per_hour"] >= 1_000_000
     small = layout_for(2000, 3000, 2)
     assert small == {"days": 1, "records_per_hour": 84, "files_per_hour": 1}
+
+
+def test_the_measured_package_starts_compiled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The harness writes a package's bytecode before it measures anything, even where no
+    process would write it (PYTHONDONTWRITEBYTECODE, as in CI); a module that cannot compile
+    stops it with the package named."""
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    sources = [pkg / "__init__.py", pkg / "sub" / "__init__.py", pkg / "sub" / "mod.py"]
+    for f in sources:
+        f.write_text("X = 1\n")
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    compile_package(pkg)
+    for f in sources:
+        assert Path(importlib.util.cache_from_source(str(f))).is_file()
+    (pkg / "sub" / "broken.py").write_text("def (:\n")
+    with pytest.raises(RuntimeError, match="pkg did not compile"):
+        compile_package(pkg)
 
 
 def test_max_in_window() -> None:
