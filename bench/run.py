@@ -16,7 +16,6 @@ See bench/README.md for how to read the results.
 from __future__ import annotations
 
 import argparse
-import compileall
 import contextlib
 import json
 import math
@@ -166,7 +165,6 @@ class Bench:
         self.stats: dict[str, list[dict[str, Any]]] = {}
         self.meta: dict[str, Any] = {}
         self.spawner: Spawner | None = None
-        compile_package()
 
     # -- environment -----------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -953,15 +951,6 @@ class Bench:
                 print(md_path.read_text(), flush=True)
         else:
             print(f"wrote {json_path}", flush=True)
-
-
-def compile_package(package: Path = REPO / "cvcatalog") -> None:
-    """Write cvcatalog's bytecode before any measured process starts, as installing its wheel
-    does: an editable install has none, and with PYTHONDONTWRITEBYTECODE set (CI, this
-    machine) every cvcatalog process compiled all its modules again, ~0.25 s of each
-    ingest's start that no installed copy pays (bench/README.md, session 29)."""
-    if not compileall.compile_dir(package, quiet=1):
-        raise RuntimeError(f"the modules of {package} did not compile")
 
 
 def _memory_gib() -> float:

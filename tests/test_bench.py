@@ -20,8 +20,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.measure import RequestLog, classify_request, max_in_window  # noqa: E402
-from bench.run import compile_package, layout_for  # noqa: E402
+from bench.measure import (  # noqa: E402
+    RequestLog,
+    classify_request,
+    compile_package,
+    max_in_window,
+)
+from bench.run import layout_for  # noqa: E402
 from bench.tools import DEFAULT_DIR  # noqa: E402
 
 
@@ -48,9 +53,11 @@ def test_the_measured_package_starts_compiled(
     compile_package(pkg)
     for f in sources:
         assert Path(importlib.util.cache_from_source(str(f))).is_file()
-    (pkg / "sub" / "broken.py").write_text("def (:\n")
-    with pytest.raises(RuntimeError, match="pkg did not compile"):
-        compile_package(pkg)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "mod.py").write_text("def (:\n")
+    with pytest.raises(RuntimeError, match="broken did not compile"):
+        compile_package(broken)
 
 
 def test_max_in_window() -> None:
