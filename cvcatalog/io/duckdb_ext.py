@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from cvcatalog.exceptions import CatalogError, ConfigError
-from cvcatalog.io.layout import user_cache_path
+from cvcatalog.io.layout import replacing, user_cache_path
 from cvcatalog.sqlutil import quote_ident, quote_literal
 
 #: The public bucket lives here; other regions only add a redirect (boto3 and httpfs alike).
@@ -125,12 +125,9 @@ def verify_extension(path: Path, name: str) -> None:
             finally:
                 con.close()
             # no home, or no writable cache: checked again by the next process
-            with contextlib.suppress(OSError):
-                if marker is not None:
-                    marker.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+            if marker is not None:
+                with contextlib.suppress(OSError), replacing(marker) as tmp:
                     tmp.write_text(f"{name} {path}\n")
-                    os.replace(tmp, marker)
         _VERIFIED.add(key)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 
 from cvcatalog.io.duckdb_ext import extension_path
-from cvcatalog.io.layout import user_cache_path
+from cvcatalog.io.layout import replacing, user_cache_path
 from cvcatalog.sqlutil import load_sql
 
 #: the modules whose code writes a new catalog (beside the migrations and definitions)
@@ -76,15 +76,9 @@ def keep(path: Path, name: str) -> None:
     with contextlib.suppress(OSError):  # e.g. a cache directory this user cannot read
         if dest.exists():
             return
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(hashlib.sha256(data).hexdigest().encode() + b"\n")
-                f.write(data)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with replacing(dest) as tmp, open(tmp, "wb") as f:
+            f.write(hashlib.sha256(data).hexdigest().encode() + b"\n")
+            f.write(data)
         for other in dest.parent.iterdir():
             if other.name == dest.name:
                 continue
