@@ -754,6 +754,7 @@ def test_the_command_keeps_its_exit_code_and_leaves_the_exit_collector_nothing_t
     code: int,
 ) -> None:
     monkeypatch.setattr(sys, "argv", ["cvcatalog", *argv])
+    session_froze = gc.get_freeze_count() > 0  # conftest: what collecting loaded
     gc.unfreeze()
     try:
         with pytest.raises(SystemExit) as e:
@@ -762,6 +763,9 @@ def test_the_command_keeps_its_exit_code_and_leaves_the_exit_collector_nothing_t
         assert gc.get_freeze_count() > 0  # what the command loaded is out of the collector's reach
     finally:
         gc.unfreeze()
+        if session_froze:  # the worker's heap as it was: else every later full collection walks it
+            gc.collect()
+            gc.freeze()
     printed = capsys.readouterr()
     assert "Usage" in (printed.out if code == 0 else printed.err)
 

@@ -268,6 +268,36 @@ def test_state_sessions_leave_the_lake_unattached(db: CatalogDB) -> None:
         assert count(con) == 2 and lake_there(con)[0]
 
 
+def test_a_state_only_write_leaves_the_lake_out_and_publishes_the_state(
+    catalog_dir: Path,
+) -> None:
+    """A run's start and end write state that names no lake file: the lake is not attached
+    to that write (nor synced); its rows are published all the same. A catalog still to
+    create is made whole by it (or copied whole from the blank), lake tables and views
+    included."""
+
+    def databases(con: duckdb.DuckDBPyConnection) -> set[str]:
+        return {r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
+
+    db = CatalogDB(CatalogPaths.at(catalog_dir), lock_timeout=2.0)
+    with db.write(state_only=True):  # no catalog yet: made whole
+        pass
+    with db.read() as con:
+        assert tables.up_to_date(con)
+        assert con.execute("SELECT count(*) FROM wydot_bsm_socrata").fetchone() == (0,)
+        snapshots = len(lake.snapshots(con))
+    with db.write(state_only=True) as con:
+        assert "cv" not in databases(con)
+        con.execute("CREATE TABLE t (x INTEGER)")
+        con.execute("INSERT INTO t VALUES (1)")
+    with db.write() as con:
+        assert "cv" in databases(con)
+    with db.read() as con:
+        assert con.execute("SELECT x FROM t").fetchall() == [(1,)]
+        assert len(lake.snapshots(con)) == snapshots
+        assert tables.up_to_date(con)
+
+
 def test_a_write_walks_the_lake_only_when_its_definitions_changed(
     db: CatalogDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:

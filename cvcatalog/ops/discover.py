@@ -282,7 +282,7 @@ class ListingCache:
             for x in self._new
         ]
         try:
-            with self.db.write() as con:
+            with self.db.write(state_only=True) as con:
                 con.executemany(
                     "INSERT OR REPLACE INTO listing_cache "
                     "(prefix, mode, listed_at, children, objects, bytes) VALUES (?, ?, ?, ?, ?, ?)",

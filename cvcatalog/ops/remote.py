@@ -363,6 +363,7 @@ class RemoteCatalogDB(CatalogDB):
         message: str = "write",
         rebuild: Sequence[str] = (),
         blank: bool = False,
+        state_only: bool = False,
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         raise read_only_error(self.location, "write to it")
         yield  # pragma: no cover

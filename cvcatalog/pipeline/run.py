@@ -582,7 +582,7 @@ class Runner(Generic[U]):
             "mode": self.source.mode,
             **self.source.run_fields(),
         }
-        with self.db.write() as con:
+        with self.db.write(state_only=True) as con:
             mark_interrupted_runs(con, socket.gethostname())
             manifest.start_run(con, run)
 
@@ -609,9 +609,10 @@ class Runner(Generic[U]):
     def _record_end(self, s: Summary, stopped: BaseException | None) -> None:
         values = {"finished_at": now_utc(), **s.run_values(stopped)}
         try:
-            with self.db.write() as con:
+            ordering = bool(s.partitions_rewritten) and stopped is None
+            with self.db.write(state_only=not ordering) as con:
                 manifest.finish_run(con, self.run_id, values)
-                if s.partitions_rewritten and stopped is None:  # in the write it ends with
+                if ordering:  # in the write it ends with
                     order_lake_stats(con)
         except CvCatalogError as e:  # locked or disk full: the summary is still reported
             self.progress.note(f"the run's end was not recorded: {e}")

@@ -733,7 +733,12 @@ def _short_gil_slices(workers: int) -> Iterator[None]:
 def _frozen_heap() -> Iterator[None]:
     """Units allocate many short-lived objects, so the cyclic GC runs often, and each full
     collection walked every object the imports left (pandas, pyarrow, duckdb...). Frozen
-    while units run, that heap is skipped; unfrozen after, so its cycles are collected again."""
+    while units run, that heap is skipped; unfrozen after, so its cycles are collected again.
+    A heap the process froze itself (a server that preloads, a test runner) is left as it is:
+    gc.unfreeze() would undo that freeze too, and its full collections would walk it again."""
+    if gc.get_freeze_count():
+        yield
+        return
     gc.freeze()
     try:
         yield

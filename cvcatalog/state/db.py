@@ -345,7 +345,9 @@ class CatalogDB:
                 same_gap = gap is None or trips.recorded_gap(con) == gap
                 if same_gap and tables.up_to_date(con):
                     return
-        with self.write(message="evolve tables", blank=True):
+        # a new catalog comes whole from the blank (state.blanks), or is made whole
+        none = not self.paths.db.exists() and not self.paths.legacy_db.exists()
+        with self.write(message="evolve tables", blank=True, state_only=none):
             pass
 
     def connect(
@@ -674,6 +676,7 @@ class CatalogDB:
         message: str = "write",
         rebuild: Sequence[str] = (),
         blank: bool = False,
+        state_only: bool = False,
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction on a private copy, published by an atomic rename on success.
 
@@ -683,7 +686,11 @@ class CatalogDB:
         anew (their current files re-registered under new names): a table showing a missing
         or damaged file, which DuckLake cannot delete from. blank: the caller writes nothing
         (the tables and views alone): a new local catalog's file is then kept for this
-        process's next new one, and in the user cache (state.blanks).
+        process's next new one, and in the user cache (state.blanks). state_only: the caller
+        writes state that names no lake file (a run's start or end): the lake is neither
+        attached nor synced (a third of a small write's time), and what a full write would
+        bring up to date (tables, deletes) waits for the next one; a catalog still to create
+        is written whole (or copied whole from the blank).
 
         A catalog written by cvcatalog 0.1 is migrated first: every open of it comes here
         (reads too, through require), so any command, or the API, migrates it. A
@@ -698,7 +705,7 @@ class CatalogDB:
                 else:
                     self._migrate_legacy()
             with self._transaction(
-                run_id=run_id, message=message, rebuild=rebuild, blank=blank
+                run_id=run_id, message=message, rebuild=rebuild, blank=blank, state_only=state_only
             ) as con:
                 yield con
 
@@ -710,6 +717,7 @@ class CatalogDB:
         message: str,
         rebuild: Sequence[str] = (),
         blank: bool = False,
+        state_only: bool = False,
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """The copy-on-write transaction; the caller holds the writer lock."""
         tmp = self.paths.db.with_name(f".{self.paths.db.name}.{uuid.uuid4().hex}.tmp")
@@ -751,58 +759,21 @@ class CatalogDB:
                     lake.relocate(con, data)
                     gap = trips.record_gap(con, self.requested_trip_gap)
                 self._lake_url, self._lake_known = url, True
-                self._s3_access(con, url)
-                lake.attach(con, STATE_DB, data=data)
-                wanted = tables.definitions_digest(gap)
-                if self._ensured != wanted and (new or not tables.up_to_date(con)):
+                # a catalog made from the blank is whole (its tables and views are this
+                # cvcatalog's: the blank is named by them) unless another trips gap was asked
+                if state_only and not new and not (from_blank and self.requested_trip_gap is not None):
                     with _transaction(con):
-                        installed = tables.ensure(con)
-                    with _transaction(con):
-                        tables.record_views(con, installed)
-                self._ensured = wanted
-                # a blank to keep: a file made whole, with nothing of a lake elsewhere nor of
-                # a requested trips gap in it (catalogs made from it record theirs on top)
-                keep = blank and new and url is None and self.requested_trip_gap is None
-                with _transaction(con):
-                    yield con
-                    # the lake's files and the state's current ones after the block's writes
-                    files, current = lake.data_files(con), tables.current_files(con)
-                    renamed = tables.fresh_names(
-                        con, self.store, self.paths.staging, rebuild, files, current
-                    )
-                with _transaction(con):
-                    for table in rebuild:
-                        tables.rebuild(con, table)
-                    # fresh_names wrote state only (the lake's files are the same unless a
-                    # table was dropped and made again; the current ones unless it renamed)
-                    synced = tables.sync_all(
-                        con,
-                        self.store.location,
-                        files if not rebuild else None,
-                        current if not renamed else None,
-                    )
-                    deleted = tables.apply_deletes(con, self.store.location)
-                    extra: dict[str, object] = {"run_id": run_id}
-                    if deleted:
-                        extra["deleted"] = deleted
-                    # the rows of the files it ended, which `snapshots` can no longer count
-                    # once the snapshots that showed them expire (lake.snapshots)
-                    ended = {t: x.rows_removed for t, x in synced.items() if x.rows_removed}
-                    if ended:
-                        extra[lake.ENDED] = ended
-                    # a commit that changes the lake is a snapshot with this label; one that
-                    # changes state alone (a run's start, a claim) makes no snapshot, and the
-                    # label would only load the lake's catalog: 22 of a write's 58 ms
-                    if rebuild or synced or deleted:
-                        lake.set_commit_message(con, message, extra)
-                if deleted:  # the snapshot just committed is the one that deleted them
-                    with _transaction(con):
-                        snapshot = lake.last_snapshot(con)
-                        deletes.mark_applied(con, snapshot)
-                        checksums.record_written(con, self._delete_files_of(con, snapshot))
-                if rebuild or synced or deleted:  # the files the lake knows changed
-                    with _transaction(con):
-                        checksums.record(con)
+                        yield con
+                    keep = False
+                else:
+                    with self._with_lake(
+                        con, url, data, gap, new=new, run_id=run_id, message=message,
+                        rebuild=rebuild,
+                    ):  # fmt: skip
+                        yield con
+                    # a blank to keep: a file made whole, with nothing of a lake elsewhere nor
+                    # of a requested trips gap in it (catalogs made from it record theirs on top)
+                    keep = blank and new and url is None and self.requested_trip_gap is None
                 with self._full_disk("commit"):
                     con.execute("CHECKPOINT")
             finally:
@@ -820,6 +791,72 @@ class CatalogDB:
             for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
                 with contextlib.suppress(FileNotFoundError):
                     leftover.unlink()
+
+    @contextlib.contextmanager
+    def _with_lake(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        url: str | None,
+        data: str,
+        gap: float,
+        *,
+        new: bool,
+        run_id: str | None,
+        message: str,
+        rebuild: Sequence[str],
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write's lake half, on the private copy: the lake attached (its tables and views
+        made current), the caller's block, then every lake table synced to the files the state
+        calls current and one snapshot labelled with message and run_id."""
+        self._s3_access(con, url)
+        lake.attach(con, STATE_DB, data=data)
+        wanted = tables.definitions_digest(gap)
+        if self._ensured != wanted and (new or not tables.up_to_date(con)):
+            with _transaction(con):
+                installed = tables.ensure(con)
+            with _transaction(con):
+                tables.record_views(con, installed)
+        self._ensured = wanted
+        with _transaction(con):
+            yield con
+            # the lake's files and the state's current ones after the block's writes
+            files, current = lake.data_files(con), tables.current_files(con)
+            renamed = tables.fresh_names(
+                con, self.store, self.paths.staging, rebuild, files, current
+            )
+        with _transaction(con):
+            for table in rebuild:
+                tables.rebuild(con, table)
+            # fresh_names wrote state only (the lake's files are the same unless a
+            # table was dropped and made again; the current ones unless it renamed)
+            synced = tables.sync_all(
+                con,
+                self.store.location,
+                files if not rebuild else None,
+                current if not renamed else None,
+            )
+            deleted = tables.apply_deletes(con, self.store.location)
+            extra: dict[str, object] = {"run_id": run_id}
+            if deleted:
+                extra["deleted"] = deleted
+            # the rows of the files it ended, which `snapshots` can no longer count
+            # once the snapshots that showed them expire (lake.snapshots)
+            ended = {t: x.rows_removed for t, x in synced.items() if x.rows_removed}
+            if ended:
+                extra[lake.ENDED] = ended
+            # a commit that changes the lake is a snapshot with this label; one that
+            # changes state alone (a run's start, a claim) makes no snapshot, and the
+            # label would only load the lake's catalog: 22 of a write's 58 ms
+            if rebuild or synced or deleted:
+                lake.set_commit_message(con, message, extra)
+        if deleted:  # the snapshot just committed is the one that deleted them
+            with _transaction(con):
+                snapshot = lake.last_snapshot(con)
+                deletes.mark_applied(con, snapshot)
+                checksums.record_written(con, self._delete_files_of(con, snapshot))
+        if rebuild or synced or deleted:  # the files the lake knows changed
+            with _transaction(con):
+                checksums.record(con)
 
     def _migrate_legacy(self) -> None:
         """A catalog written by cvcatalog 0.1 (catalog.duckdb, views listing files): its state
