@@ -279,8 +279,9 @@ def test_a_state_only_write_leaves_the_lake_out_and_publishes_the_state(
     def databases(con: duckdb.DuckDBPyConnection) -> set[str]:
         return {r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
 
+    CatalogDB(CatalogPaths.at(catalog_dir.parent / "first")).initialise()  # a blank is kept
     db = CatalogDB(CatalogPaths.at(catalog_dir), lock_timeout=2.0)
-    with db.write(state_only=True):  # no catalog yet: made whole
+    with db.write(state_only=True):  # no catalog yet: copied whole from the blank
         pass
     with db.read() as con:
         assert tables.up_to_date(con)
@@ -296,6 +297,11 @@ def test_a_state_only_write_leaves_the_lake_out_and_publishes_the_state(
         assert con.execute("SELECT x FROM t").fetchall() == [(1,)]
         assert len(lake.snapshots(con)) == snapshots
         assert tables.up_to_date(con)
+    # a new catalog that asks for another trips gap than the blank's gets its views made
+    gapped = CatalogDB(CatalogPaths.at(catalog_dir.parent / "gapped"), trip_gap_s=30.0)
+    gapped.ensure_schema()
+    with gapped.read() as con:
+        assert trips.recorded_gap(con) == 30.0 and tables.up_to_date(con)
 
 
 def test_a_write_walks_the_lake_only_when_its_definitions_changed(

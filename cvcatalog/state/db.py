@@ -761,7 +761,8 @@ class CatalogDB:
                 self._lake_url, self._lake_known = url, True
                 # a catalog made from the blank is whole (its tables and views are this
                 # cvcatalog's: the blank is named by them) unless another trips gap was asked
-                if state_only and not new and not (from_blank and self.requested_trip_gap is not None):
+                other_gap = from_blank and self.requested_trip_gap is not None
+                if state_only and not new and not other_gap:
                     with _transaction(con):
                         yield con
                     keep = False
