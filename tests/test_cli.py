@@ -750,22 +750,15 @@ def test_union_view_spans_every_bsm_source(seeded: Any, catalog_dir: Path) -> No
 def test_the_command_keeps_its_exit_code_and_leaves_the_exit_collector_nothing_to_walk(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    thawed_heap: None,
     argv: list[str],
     code: int,
 ) -> None:
     monkeypatch.setattr(sys, "argv", ["cvcatalog", *argv])
-    session_froze = gc.get_freeze_count() > 0  # conftest: what collecting loaded
-    gc.unfreeze()
-    try:
-        with pytest.raises(SystemExit) as e:
-            main()
-        assert e.value.code == code
-        assert gc.get_freeze_count() > 0  # what the command loaded is out of the collector's reach
-    finally:
-        gc.unfreeze()
-        if session_froze:  # the worker's heap as it was: else every later full collection walks it
-            gc.collect()
-            gc.freeze()
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == code
+    assert gc.get_freeze_count() > 0  # what the command loaded is out of the collector's reach
     printed = capsys.readouterr()
     assert "Usage" in (printed.out if code == 0 else printed.err)
 

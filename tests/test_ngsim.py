@@ -1152,23 +1152,15 @@ def test_a_commit_dropping_several_duplicates_reads_the_lake_files_once(  # type
     assert reads and all(sum(c is x for c in reads) == 1 for x in reads)  # once a write
 
 
-def test_units_leave_a_heap_the_process_froze_frozen() -> None:
+def test_units_leave_a_heap_the_process_froze_frozen(thawed_heap: None) -> None:
     """The units' freeze is undone after them only when it was theirs: gc.unfreeze() would
     also thaw what the process froze itself (a preloading server, this test session), and
     every later full collection would walk that heap again."""
-    was = gc.get_freeze_count()
-    try:
-        gc.unfreeze()
-        with ngsim._frozen_heap():  # nothing frozen before: frozen while units run, then not
-            assert gc.get_freeze_count() > 0
-        assert gc.get_freeze_count() == 0
-        gc.freeze()
-        frozen = gc.get_freeze_count()
-        with ngsim._frozen_heap():
-            pass
-        assert gc.get_freeze_count() == frozen
-    finally:
-        gc.unfreeze()
-        if was:
-            gc.collect()
-            gc.freeze()
+    with ngsim._frozen_heap():  # nothing frozen before: frozen while units run, then not
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    with ngsim._frozen_heap():
+        pass
+    assert gc.get_freeze_count() == frozen

@@ -346,8 +346,8 @@ class CatalogDB:
                 if same_gap and tables.up_to_date(con):
                     return
         # a new catalog comes whole from the blank (state.blanks), or is made whole
-        none = not self.paths.db.exists() and not self.paths.legacy_db.exists()
-        with self.write(message="evolve tables", blank=True, state_only=none):
+        creating = not self.paths.db.exists() and not self.paths.legacy_db.exists()
+        with self.write(message="evolve tables", blank=True, state_only=creating):
             pass
 
     def connect(
