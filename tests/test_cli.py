@@ -1780,3 +1780,37 @@ def test_a_dataset_ingest_refuses_the_change_check_flags_it_cannot_honour(
                             "--catalog", str(tmp_path / "cat"), "--no-progress"])  # fmt: skip
     assert (r.exit_code, r.output) == (1, f"error: --source ngsim does not take {flag}\n")
     assert not (tmp_path / "cat").exists()
+
+
+@pytest.mark.parametrize(("given", "kept"), [(None, "1"), ("4", "4")])
+def test_the_command_gives_openblas_one_thread_unless_told(
+    monkeypatch: pytest.MonkeyPatch, given: str | None, kept: str
+) -> None:
+    """numpy's OpenBLAS spins a thread per core as it loads: set before the command's imports,
+    and a value the user gave is kept."""
+    out = subprocess.run(
+        [sys.executable, "-c", _OPENBLAS_AT_IMPORT],
+        capture_output=True, text=True,
+        env={**{k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"},
+             **({"OPENBLAS_NUM_THREADS": given} if given else {})},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == f"numpy loaded with {kept}"
+
+
+#: what OPENBLAS_NUM_THREADS is when numpy starts to load under the command
+_OPENBLAS_AT_IMPORT = """
+import os, sys
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            print("numpy loaded with", os.environ.get("OPENBLAS_NUM_THREADS"))
+            sys.meta_path.remove(self)
+        return None
+
+sys.meta_path.insert(0, Watch())
+sys.argv = ["cvcatalog", "--version"]
+from cvcatalog.cli.entry import main
+main()
+"""
