@@ -4,6 +4,7 @@ progress and the run record come from the runner."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import threading
@@ -768,3 +769,40 @@ def test_a_unit_whose_staged_file_is_gone_fails_alone_and_plainly(db: CatalogDB)
     assert "FileNotFoundError" not in failed.error
     assert sorted(_letters(db)) == ["a", "c", "d"]
     assert _run(Letters(db, "abcd"), db).count("complete") == 1
+
+
+class StoppedGroups(Groups):
+    """Groups whose group conversion is stopped by the run's stop (Ctrl-C interrupts its
+    queries: DuckDB's InterruptException)."""
+
+    def convert_group(self, fetched: list[str], run: RunContext) -> list[Staged[str] | Outcome]:
+        self.groups.append([Path(f).read_text() for f in fetched])
+        run.stop.set()
+        raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+
+
+def test_a_group_stopped_by_an_interrupt_is_not_converted_again_unit_by_unit(
+    db: CatalogDB,
+) -> None:
+    """Not the note 'converting N units together failed (InterruptException ...); converting
+    each alone' before the run's 'interrupted' line."""
+    src = StoppedGroups(db, "abcdef")
+    alone: list[str] = []
+    convert = src.convert
+
+    def counted(fetched: str, run: RunContext) -> Staged[str]:
+        alone.append(Path(fetched).read_text())
+        return convert(fetched, run)
+
+    src.convert = counted  # type: ignore[method-assign]
+    notes: list[str] = []
+
+    class Notes(NullProgress):
+        def note(self, message: str) -> None:
+            notes.append(message)
+
+    with contextlib.suppress(Interrupted, duckdb.InterruptException):  # the run ends stopped
+        _run(src, db, progress=Notes())
+    grouped = {u for g in src.groups for u in g}
+    assert grouped and not grouped & set(alone), (src.groups, alone)
+    assert not [n for n in notes if "together failed" in n], notes

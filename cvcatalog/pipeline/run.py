@@ -55,6 +55,7 @@ from typing import Any, Generic, TypeVar
 import duckdb
 
 from cvcatalog.exceptions import CvCatalogError, TransientFetchError
+from cvcatalog.io.duckdb_ext import interrupted
 from cvcatalog.io.s3 import RetryPolicy, is_transient
 from cvcatalog.pipeline.commit import COMMIT_INTERVAL, COMMIT_PACE, MAX_BATCH, commit_batch
 from cvcatalog.pipeline.contract import (
@@ -498,6 +499,12 @@ class Runner(Generic[U]):
                 item.error = e
             return items
         except Exception as e:
+            if run.stop.is_set() or interrupted(e):
+                # the run is stopping (Ctrl-C interrupts the conversions' queries): the units
+                # carry the interrupt, as _convert_job's do; no unit alone is tried
+                for item in items:
+                    item.error = e
+                return items
             if isinstance(e, CvCatalogError) and self.source.on_error(e) != "unit":
                 # the run's own error (the endpoint is gone, the credentials refused): no unit
                 # alone would fare better; it ends the run as a unit's would (a bug in the
