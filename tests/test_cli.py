@@ -1159,6 +1159,7 @@ _WYDOT_SPAT = "source 'wydot' does not publish 'SPAT'; it publishes BSM, TIM"
         (["split", "--source", "bogus"], _UNKNOWN),
         (["export", "--source", "ngsim", "--type", "BSM", "--output", "x.csv"], _NGSIM_BSM),
         (["export", "--source", "bogus", "--type", "BSM", "--output", "x.csv"], _UNKNOWN),
+        (["ingest", "--source", "bogus", "--type", "BSM", "--start", "2021-04-01"], _UNKNOWN),
     ],
 )
 def test_every_command_checks_source_and_type_the_same_way(
@@ -1556,6 +1557,11 @@ def test_lines_for_people_are_on_stderr_in_the_machine_formats(
     # changes says its counts on stderr in every format (with rows on stdout it said none)
     r = run("changes", "--source", "wydot", "--type", "BSM", "--since", "0", *cat, "-f", fmt)
     assert r.exit_code == 0 and r.stderr.endswith(" inserted, 0 deleted after snapshot 0\n")
+    # ...and the end it was given (it said 'after snapshot 0' alone)
+    r = run("changes", "--source", "wydot", "--type", "BSM", "--since", "0", "--until", "1",
+            *cat, "-f", fmt)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert r.stderr.endswith(" deleted after snapshot 0 up to snapshot 1\n"), r.stderr
 
 
 def test_times_are_utc_and_marked_so_in_every_format(one_day: Path) -> None:

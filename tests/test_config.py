@@ -325,6 +325,15 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
         DataSourceConfig.from_yaml(write(tmp_path, "- a\n- b\n"))
 
 
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    """Was 'unexpected UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff ...'."""
+    p = tmp_path / "bad.yml"
+    p.write_bytes(b"\xff\xfe garbage")
+    want = f"config file {p} is not UTF-8 text (byte 0: invalid start byte); YAML is read as UTF-8"
+    with pytest.raises(ConfigError, match="^" + re.escape(want) + "$"):
+        DataSourceConfig.from_yaml(p)
+
+
 def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
     p = write(tmp_path, "source: !!python/object/apply:os.system ['true']\nmessage_type: BSM\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

@@ -393,6 +393,31 @@ def test_a_file_where_the_catalog_keeps_a_directory_is_one_line(
     assert target.read_text() == "x"
 
 
+def test_a_file_in_place_of_a_parent_of_the_catalog_is_named(tmp_path: Path) -> None:
+    """mkdir names the folder it was asked for, not the file above it: '<cat> is a file ...'
+    named a path that does not exist."""
+    (tmp_path / "afile").write_text("x")
+    want = f"{tmp_path / 'afile'} is a file where the catalog keeps a directory; move it away"
+    with pytest.raises(CatalogError, match="^" + re.escape(want) + "$"):
+        CatalogPaths.at(tmp_path / "afile" / "sub" / "cat").ensure()
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_catalog_folder_that_cannot_be_made_for_another_reason_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not 'unexpected FileNotFoundError' (a path under /proc) or OSError (a device gone)."""
+    where = tmp_path / "cat"
+
+    def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO), str(self))
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    want = f"cannot create the catalog at {where}: {os.strerror(errno.EIO)}"
+    with pytest.raises(CatalogError, match="^" + re.escape(want) + "$"):
+        CatalogPaths.at(where).ensure()
+
+
 @pytest.mark.parametrize("where", ["staging", "quarantine", "lake"])
 def test_a_folder_linked_to_a_disk_not_mounted_is_named_so(tmp_path: Path, where: str) -> None:
     """staging/ (or lake/, quarantine/) linked to another disk that is not mounted: every

@@ -493,6 +493,7 @@ def ingest(
         raise ConfigError("give the days: --start (and optionally --end) or --days-back")
     start_day, end_day = _day_flags(start, end, days_back, timezone)
     src, mt = _source_and_type(source, message_type, config)
+    source_filter(src, mt, required=True)  # an unknown source is named against every one (ngsim)
     if scheduler is None and cluster is None:
         scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None
     dask_workers = workers if cluster is not None else None
@@ -805,7 +806,9 @@ def changes(
     n = {r["change_type"]: r["change_type_count"] for r in counts}
     err.print(
         f"{n.get('insert', 0):,} inserted, {n.get('delete', 0):,} deleted after snapshot "
-        f"{since}" + (f" (to {output})" if output is not None else ""),
+        f"{since}"
+        + (f" up to snapshot {until}" if until is not None else "")
+        + (f" (to {output})" if output is not None else ""),
         highlight=False,
     )
 

@@ -122,15 +122,26 @@ class CatalogPaths:
         except PermissionError as e:
             raise CatalogError(f"permission denied creating the catalog at {e.filename}") from None
         except (FileExistsError, NotADirectoryError) as e:
-            raise CatalogError(_not_a_folder(Path(e.filename))) from None
+            raise CatalogError(_not_a_folder(_in_the_way(Path(e.filename)))) from None
         except OSError as e:
-            if e.errno != errno.EROFS:
-                raise
+            if e.errno != errno.EROFS:  # e.g. a path under /proc, or a device gone
+                raise CatalogError(
+                    f"cannot create the catalog at {e.filename or self.root}: {e.strerror}"
+                ) from None
             raise CatalogError(
                 f"the catalog directory {self.root} is not writable (read-only file system)"
             ) from None
         if not os.access(self.root, os.W_OK):
             raise CatalogError(f"the catalog directory {self.root} is not writable")
+
+
+def _in_the_way(path: Path) -> Path:
+    """What stops a folder being made at path: path itself, or the nearest of its parents that
+    is there and not a folder (a file where a parent folder should be: mkdir names the child)."""
+    for p in (path, *path.parents):
+        if p.is_symlink() or p.exists():
+            return p if not p.is_dir() else path
+    return path
 
 
 def _not_a_folder(path: Path) -> str:
