@@ -951,33 +951,50 @@ class Catalog:
         ]
 
     def _warn_missing(
-        self, source: str, message_type: str, start: date | None, end: date | None, tz: str
+        self,
+        source: str,
+        message_type: str,
+        start: date | None,
+        end: date | None,
+        tz: str,
+        holder: str = "the frame",
     ) -> None:
-        """Warn (MissingDataWarning, pointing at the caller of to_dask) when the window's
-        partitions include some the catalog does not hold: never ingested, failed, or of a
-        canonical version this cvcatalog does not read (an ingest rewrites those). Days
+        """Warn (MissingDataWarning, pointing at the caller of to_dask or export) when the
+        window's partitions include some the catalog does not hold: never ingested, failed, or
+        of a canonical version this cvcatalog does not read (an ingest rewrites those). Days
         recorded `no_data` (the bucket has nothing for them) and days not begun yet are not
         missing. start alone: from that day to the last day the catalog records (as the
-        frame reads); end alone: from the first."""
+        frame reads); end alone: from the first. Neither (an export of everything): only when
+        the catalog holds no partition of it at all. holder: what has no rows of them."""
         with self.db.read_state() as con:
             records = manifest.get_partitions(con, source, message_type)
+        schema = SCHEMAS[(source, message_type)]
+
+        def held(r: manifest.PartitionRecord | None) -> bool:
+            return r is not None and (
+                r.status == "no_data"
+                or (r.status == "complete" and schema.reads(r.canonical_version))
+            )
+
+        if start is None and end is None:  # no window: everything, of which nothing is held?
+            if not any(held(r) for r in records.values()):
+                warnings.warn(
+                    f"{source}/{message_type}: the catalog holds no partition of it (never "
+                    f"ingested, failed, or written under an older canonical version); {holder} "
+                    f"has no rows of it. "
+                    f"{self._ingest_hint(source, message_type, 'DAY', 'DAY', tz)}",
+                    MissingDataWarning,
+                    stacklevel=3,
+                )
+            return
         known = [r.date for r in records.values()]
         lo = start or min(known, default=end)
         hi = end or max(known, default=start)
         assert lo is not None and hi is not None
         hi = max(lo, hi)
-        schema = SCHEMAS[(source, message_type)]
         keys = partitions_for(source, message_type, lo, hi, tz)
         later = set(cvpilot.future_days(keys, source))
-        missing = []
-        for k in keys:
-            r = records.get(k.key)
-            held = r is not None and (
-                r.status == "no_data"
-                or (r.status == "complete" and schema.reads(r.canonical_version))
-            )
-            if not held and k.key not in later:
-                missing.append(k)
+        missing = [k for k in keys if not held(records.get(k.key)) and k.key not in later]
         if not missing:
             return
         n = len(missing)
@@ -991,15 +1008,18 @@ class Catalog:
         warnings.warn(
             f"{source}/{message_type}: {n} {what} of the window {lo}..{hi} ({tz}) "
             f"{'is' if n == 1 else 'are'} not in the catalog (never ingested, failed, or "
-            f"written under an older canonical version): {shown}; the frame has no rows of "
+            f"written under an older canonical version): {shown}; {holder} has no rows of "
             f"{'it' if n == 1 else 'them'}. "
             f"{self._ingest_hint(source, message_type, lo, hi, tz)}",
             MissingDataWarning,
             stacklevel=3,
         )
 
-    def _ingest_hint(self, source: str, message_type: str, lo: date, hi: date, tz: str) -> str:
-        """How to fetch a window's missing days into this catalog (_warn_missing's advice)."""
+    def _ingest_hint(
+        self, source: str, message_type: str, lo: date | str, hi: date | str, tz: str
+    ) -> str:
+        """How to fetch a window's missing days into this catalog (_warn_missing's advice);
+        lo and hi may be placeholders (DAY) when there is no window."""
         zone = "" if tz == "UTC" else f" --timezone {tz}"
         return (
             f"`cvcatalog ingest --catalog {self.paths.root} --source {source} --type "
@@ -2080,8 +2100,14 @@ class Catalog:
 
         A bad argument is one ConfigError (or QueryError) line naming it by its parameter
         (`where is not one SQL predicate: ...`); `names` maps parameters to the caller's own
-        words for them (the CLI passes its flags: {"where": "--where", ...})."""
-        return export_slice(
+        words for them (the CLI passes its flags: {"where": "--where", ...}).
+
+        Days of start..end (a start alone: that day) the catalog does not hold give one
+        MissingDataWarning naming them and the ingest that fetches them, as to_dask's window
+        does, after the (empty or short) file is written: an export of data never ingested
+        said nothing. Without start, only a (source, type) the catalog holds nothing of
+        warns; a snapshot's export, or NGSIM's, does not."""
+        result = export_slice(
             self.db,
             source,
             message_type,
@@ -2098,6 +2124,11 @@ class Catalog:
             progress=progress,
             names=names,
         )
+        pair = (result.source, result.message_type)
+        if snapshot is None and as_of is None and pair in SCHEMAS:
+            s, e = _day_range(start, end)  # (checked by the export: no error here)
+            self._warn_missing(*pair, s, e or s, timezone_arg(timezone), holder="the file")
+        return result
 
 
 def source_pair(source: str, message_type: str) -> tuple[str, str]:
@@ -2722,7 +2753,9 @@ class RemoteCatalog(Catalog):
     def _record_access(self, keys: list[str]) -> None:
         pass  # nothing here is ever evicted: the files are the publisher's
 
-    def _ingest_hint(self, source: str, message_type: str, lo: date, hi: date, tz: str) -> str:
+    def _ingest_hint(
+        self, source: str, message_type: str, lo: date | str, hi: date | str, tz: str
+    ) -> str:
         """A published catalog is read-only: the days go into the catalog it was published
         from, which is published again."""
         zone = "" if tz == "UTC" else f" --timezone {tz}"

@@ -1452,6 +1452,50 @@ def test_a_file_named_csv_or_json_gets_that_format(one_day: Path, tmp_path: Path
     assert next(csv.reader(out.open()))[:2] == ["change_type", "snapshot_id"]
 
 
+@pytest.mark.parametrize(
+    ("command", "fmt", "name", "named"),
+    [
+        ("query", "csv", "y.parquet", "parquet"),
+        ("query", "json", "x.csv", "csv"),
+        ("query", "csv", "x.JSON", "json"),
+        ("changes", "csv", "c.parquet", "parquet"),
+        ("changes", "parquet", "c.json", "json"),
+    ],
+)
+def test_a_format_the_output_name_contradicts_is_one_line_before_anything_runs(
+    one_day: Path, tmp_path: Path, command: str, fmt: str, name: str, named: str
+) -> None:
+    """`query -f csv -o y.parquet` wrote CSV into y.parquet and exited 0 (`-f json -o x.csv`
+    JSON into x.csv): a file its own name lies about. A format given that the name's suffix
+    contradicts is one line and exit 1, checked before the catalog is even opened."""
+    out = tmp_path / name
+    args = (["query", "select 1 as x"] if command == "query" else
+            ["changes", "--source", "wydot", "--type", "BSM", "--since", "0"])  # fmt: skip
+    said = (f"error: --format {fmt} but --output {name} names a {named} file: give a name "
+            f"ending .{fmt}, or leave out --format to write {named}\n")  # fmt: skip
+    for home in (one_day, tmp_path / "no-catalog-here"):  # (the check comes first)
+        r = run(*args, "-f", fmt, "-o", str(out), "--catalog", str(home))
+        assert r.exit_code == 1, r.output
+        assert r.stderr == said and r.stdout == ""
+        assert not out.exists()
+
+
+def test_a_format_the_output_name_agrees_with_or_does_not_know_is_written(
+    one_day: Path, tmp_path: Path
+) -> None:
+    """The refusal is for a known suffix naming another format only: the same format, or a
+    name whose suffix names none (.txt), writes what --format says, as before."""
+    sql = "select * from range(3) t(x)"
+    for fmt, name in (("csv", "a.csv"), ("json", "a.json"), ("csv", "a.txt"), ("json", "a.out")):
+        out = tmp_path / name
+        r = run("query", sql, "-f", fmt, "-o", str(out), "--catalog", str(one_day))
+        assert r.exit_code == 0, r.output
+        if fmt == "csv":
+            assert out.read_text() == "x\n0\n1\n2\n"
+        else:
+            assert json.loads(out.read_text()) == [{"x": 0}, {"x": 1}, {"x": 2}]
+
+
 def test_export_to_a_dash_is_refused_not_a_file_named_dash(one_day: Path, tmp_path: Path) -> None:
     r = run("export", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01",
             "--format", "csv", "-o", "-", "--catalog", str(one_day))  # fmt: skip

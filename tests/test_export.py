@@ -11,8 +11,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import struct
+import warnings
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
-from cvcatalog.exceptions import ConfigError, QueryError
+from cvcatalog.exceptions import ConfigError, MissingDataWarning, QueryError
 from cvcatalog.ops import export as export_mod
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
@@ -426,6 +428,118 @@ def test_cli_summary_json_and_format_from_suffix(cat: Catalog, tmp_path: Path) -
     assert r.exit_code == 0, r.output
     listed = json.loads(r.stdout)
     assert isinstance(listed, list) and len(listed) == 1 and "snapshot_id" in listed[0]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "named"),
+    [
+        ("csv", "ex.parquet", "parquet"),
+        ("ndjson", "ex.csv", "csv"),
+        ("parquet", "ex.jsonl", "ndjson"),
+        ("geoparquet", "ex.ndjson", "ndjson"),
+    ],
+)
+def test_a_format_the_output_name_contradicts_is_refused_as_query_refuses_it(
+    cat: Catalog, tmp_path: Path, fmt: str, name: str, named: str
+) -> None:
+    """`export -f csv -o ex.parquet` wrote CSV into ex.parquet and printed "(csv, ...)": the
+    same one line as `query -f csv -o y.parquet` now, before the catalog is even opened."""
+    out = tmp_path / name
+    said = (f"error: --format {fmt} but --output {name} names a {named} file: give a name "
+            f"ending .{fmt}, or leave out --format to write {named}\n")  # fmt: skip
+    for home in (cat.paths.root, tmp_path / "no-catalog-here"):
+        r = runner.invoke(
+            app, ["export", "--catalog", str(home), "--source", "wydot", "--type", "BSM",
+                  "--start", str(D1), "-f", fmt, "-o", str(out), "--no-progress"],
+        )  # fmt: skip
+        assert r.exit_code == 1, r.output
+        assert r.stderr == said and r.stdout == ""
+        assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"),
+    [("geoparquet", "ex.parquet"), ("parquet", "ex.geoparquet"), ("ndjson", "ex.json"),
+     ("CSV", "ex.csv"), ("csv", "ex.txt")],
+)  # fmt: skip
+def test_a_format_the_output_name_agrees_with_or_does_not_know_is_written(
+    cat: Catalog, tmp_path: Path, fmt: str, name: str
+) -> None:
+    """A GeoParquet file is a Parquet file, .json is export's NDJSON, and a suffix that names
+    no format (.txt) leaves --format to say: these export as before."""
+    out = tmp_path / name
+    r = runner.invoke(
+        app, ["export", "--catalog", str(cat.paths.root), "--source", "wydot", "--type", "BSM",
+              "--start", str(D1), "-f", fmt, "-o", str(out), "--no-progress", "--json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["format"] == fmt.lower() and summary["rows"] > 0
+    assert len(_read(out, fmt.lower())) == summary["rows"]
+
+
+def _export(cat: Catalog, *args: str) -> Any:
+    return runner.invoke(
+        app, ["export", "--catalog", str(cat.paths.root), "--no-progress", *args]
+    )
+
+
+def test_an_export_of_days_never_ingested_says_so_in_a_note(cat: Catalog, tmp_path: Path) -> None:
+    """An export of a type never ingested (wydot TIM of a catalog of wydot BSM), or of days
+    outside what the catalog holds, wrote an empty file and exited 0 with no hint, where
+    to_dask warns (MissingDataWarning). Now the same warning's text is one note line on
+    stderr naming the days and the ingest that fetches them; the file is still written and
+    the exit code still 0 (scripts go on), stdout as before."""
+    root = re.escape(str(cat.paths.root))
+    cases = [
+        (["--type", "TIM", "--start", str(D1)],
+         r"wydot/TIM: 1 UTC day of the window 2021-04-01\.\.2021-04-01 \(UTC\) is not in "
+         r"the catalog .*: 2021-04-01; the file has no rows of it\. `cvcatalog ingest --catalog "
+         rf"{root} --source wydot --type TIM --start 2021-04-01 --end 2021-04-01` fetches"),
+        (["--type", "BSM", "--start", "2020-12-30", "--end", "2021-01-02"],
+         r"wydot/BSM: 4 UTC days of the window 2020-12-30\.\.2021-01-02 \(UTC\) are not in "
+         r"the catalog .*: 2020-12-30, 2020-12-31, 2021-01-01, 2021-01-02; the file has no rows "
+         r"of them\. `cvcatalog ingest .* --start 2020-12-30 --end 2021-01-02` fetches"),
+        (["--type", "TIM"],  # no window: everything, of which the catalog holds nothing
+         r"wydot/TIM: the catalog holds no partition of it .*; the file has no rows of it\. "
+         rf"`cvcatalog ingest --catalog {root} --source wydot --type TIM --start DAY"),
+    ]  # fmt: skip
+    for i, (args, said) in enumerate(cases):
+        out = tmp_path / f"none{i}.csv"
+        r = _export(cat, "--source", "wydot", *args, "-o", str(out))
+        assert r.exit_code == 0, r.output
+        notes = [ln for ln in r.stderr.splitlines() if ln.startswith("note:")]
+        assert len(notes) == 1 and re.match("note: " + said, notes[0]), r.stderr
+        assert r.stderr == notes[0] + "\n"  # the one line, nothing else
+        assert r.stdout.startswith("no rows matched: wrote an empty csv file")
+        assert pa_csv.read_csv(out).num_rows == 0  # still written: the header
+    # --json: stdout is still the one JSON object, the note on stderr
+    r = _export(cat, "--source", "wydot", "--type", "TIM", "--start", str(D1), "--json",
+                "-o", str(tmp_path / "none.parquet"))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["empty"] is True and r.stderr.startswith("note: wydot/TIM: 1 ")
+    # the part of a window the catalog holds is missing no day: no note
+    r = _export(cat, "--source", "wydot", "--type", "BSM", "--start", str(D1), "--end", str(D2),
+                "-o", str(tmp_path / "all.csv"))  # fmt: skip
+    assert r.exit_code == 0 and r.stderr == "", r.output
+
+
+def test_catalog_export_warns_of_missing_days_as_to_dask_does(
+    cat: Catalog, tmp_path: Path
+) -> None:
+    """Catalog.export gives the MissingDataWarning to_dask gives (at the caller's line), and
+    none for days it holds, for a snapshot's export or for NGSIM."""
+    with pytest.warns(MissingDataWarning, match="2021-04-05; the file has no rows of it") as seen:
+        res = cat.export("wydot", "BSM", "2021-04-05", output=tmp_path / "x.parquet")
+    assert len(seen) == 1 and seen[0].filename == __file__
+    assert res.empty and (tmp_path / "x.parquet").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingDataWarning)
+        assert cat.export("wydot", "BSM", D1, D2, output=tmp_path / "y.parquet").rows > 0
+        assert cat.export("wydot", "BSM", output=tmp_path / "z.parquet").rows > 0
+        assert cat.export("ngsim", output=tmp_path / "n.parquet").rows > 0
+        sid = int(cat.snapshots(limit=1)[0]["snapshot_id"])
+        cat.export("wydot", "TIM", D1, output=tmp_path / "s.parquet", snapshot=sid)
 
 
 def test_a_published_catalog_exports_the_same_rows(

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -35,6 +36,7 @@ from cvcatalog.cli.helptext import Commands
 from cvcatalog.cli.output import (
     Format,
     arrow_rows,
+    check_suffix,
     emit,
     emit_object,
     emit_parquet,
@@ -57,7 +59,13 @@ from cvcatalog.config import (
 )
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.distributed import check_options, check_scheduler
-from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, SandboxError
+from cvcatalog.exceptions import (
+    CatalogError,
+    ConfigError,
+    CvCatalogError,
+    MissingDataWarning,
+    SandboxError,
+)
 from cvcatalog.io.duckdb_ext import interrupted
 from cvcatalog.io.layout import CatalogPaths, write_atomic
 from cvcatalog.io.s3 import Retrier, as_s3_error
@@ -250,6 +258,21 @@ def _error_line(message: str) -> None:
 
 def _note(message: str) -> None:
     err.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _notes_of(kind: type[Warning]) -> Iterator[None]:
+    """The library's warnings of this kind, each a note line on stderr once the block is done
+    (Python's own print of a warning is two lines naming cvcatalog's file: noise to a user of
+    the command); any other warning is shown as Python would have."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", kind)
+        yield
+    for w in seen:
+        if issubclass(w.category, kind):
+            _note(str(w.message))
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _env_notes() -> None:
@@ -781,9 +804,9 @@ def changes(
     """Rows inserted and deleted between two snapshots (see `snapshots`): change_type,
     the snapshot of the change, then the row. Rows a rewrite put back unchanged are not
     listed: a day re-ingested because one object changed shows only that object's rows."""
-    fmt = format_for(fmt, output)
     if fmt not in ("table", "json", "csv", "parquet"):
         raise ConfigError(f"--format {fmt!r}: table, json, csv or parquet")
+    fmt = format_for(fmt, output)
     if fmt == "parquet" and output is None:
         raise ConfigError("--format parquet needs --output FILE")
     at_least("--max-rows", limit, 0)
@@ -2006,6 +2029,8 @@ def export_cmd(
             "--output -: an export writes a file (atomically); give its name, or use "
             "`cvcatalog query ... --format csv` for rows on stdout"
         )
+    if file_format is not None:  # (-f csv -o x.parquet wrote CSV into x.parquet)
+        check_suffix(file_format, output, _EXPORT_SUFFIXES)
     fmt = file_format or _EXPORT_SUFFIXES.get(output.suffix.lower())
     if fmt is None:
         raise ConfigError(
@@ -2017,7 +2042,8 @@ def export_cmd(
         raise ConfigError(f"--naming must be canonical or socrata, got {naming!r}")
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     bar = ExportBar(err) if progress else contextlib.nullcontext(None)
-    with bar as tick:
+    # days never ingested: a note (the file is still written, exit 0: scripts go on)
+    with _notes_of(MissingDataWarning), bar as tick:
         result = cat.export(
             source,
             message_type,
