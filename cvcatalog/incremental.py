@@ -156,9 +156,12 @@ def merge_partition(
     ones become one new quarantine file.
 
     The counts (rows, quarantine reasons, warnings, schema versions) are those of the whole
-    partition after the change, as a conversion of all its objects would give. Kept files
-    written under an earlier canonical version with other columns than the new rows are
-    rewritten instead (_rewrite), once: their rows take the new columns.
+    partition after the change, as a conversion of all its objects would give (what the
+    partition records); own_rows and own_quarantined are the run's part of them (what it
+    reports as its work): the rows of the files it wrote and the entries of the objects it
+    converted. Kept files written under an earlier canonical version with other columns than
+    the new rows are rewritten instead (_rewrite), once: their rows take the new columns, and
+    are the run's own (it wrote them again).
     """
     drop = delta.dropped_keys
     old = [f for f in delta.files if f.kind == "data"]
@@ -180,6 +183,7 @@ def merge_partition(
                 schema.renamed, roworder.order_for(schema.source, schema.message_type),
             )  # fmt: skip
             files = [p for p, _ in parquet]
+            written = sum(n for _, n in parquet)
             kept: list[str] = []
             to_delete: dict[str, list[str]] = {}
             rows_sql = (
@@ -203,6 +207,7 @@ def merge_partition(
                         to_delete[f.path] = fresh
             pairs = _gone(con, {p: gone[p] | set(to_delete.get(p, ())) for p in kept}, store)
             files = list(new.parquet_files)
+            written = new.rows
             locations = [store.location(p) for p in kept]
             rows_sql = _day_rows(locations, new_files, pairs)
         counts = _day_counts(con, rows_sql)
@@ -223,6 +228,8 @@ def merge_partition(
             kept=kept,
             deletes=to_delete,
             recovered=new.recovered,  # the objects this change converted
+            own_rows=written,
+            own_quarantined=new.quarantined,
         )
     finally:
         if pairs:

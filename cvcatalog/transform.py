@@ -129,6 +129,13 @@ class ConvertResult:
     #: records recovered from lines holding several records joined without a newline
     #: (`{...}{...}`), each converted as its own line (then validated like any other record)
     recovered: int = 0
+    #: a day merged by --check-changes, whose rows and quarantined are the whole day's: the
+    #: part the run wrote itself, reported as its work (Outcome) while the partition records
+    #: the whole day. own_rows: the rows of parquet_files (what the lake's snapshot counts
+    #: as inserted); own_quarantined: the entries of the objects it converted. None: the
+    #: conversion wrote the whole day (rows and quarantined are its own)
+    own_rows: int | None = None
+    own_quarantined: int | None = None
 
 
 def apply_quality(

@@ -21,6 +21,7 @@ from cvcatalog.cli.main import app
 from cvcatalog.io.lake import files as lake_files
 from cvcatalog.io.layout import sha256_file
 from cvcatalog.pipeline.report import Summary as IngestSummary
+from cvcatalog.pipeline.report import summary_lines
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.sources.cvpilot import CvPilotDays
@@ -189,6 +190,62 @@ def test_check_changes_changes_only_the_changed_day(
     plain = ingest(cat)
     assert (plain.get_requests, plain.list_requests) == (0, 0)
     assert plain.count("cached") == 2
+
+
+def test_a_merged_day_reports_the_rows_the_run_wrote_not_the_whole_day(
+    s3_client: Any, catalog_dir: Path
+) -> None:
+    """A run's rows (summary line, rows/s, `runs`) are the rows it wrote, what its snapshot
+    counts as inserted, and its quarantined the entries of the objects it converted; the
+    partition still records the whole day."""
+    report = seed(s3_client)
+    cat = Catalog(catalog_dir)
+    first = ingest(cat)
+    assert first.ok
+    first_snaps = [x for x in cat.snapshots() if x["run_id"] == first.run_id]
+    assert first.rows == sum(x["rows_added"] for x in first_snaps)
+    # day 1: an object with malformed lines copied under a new name (the run quarantines its
+    # lines again; the original's entries are kept), one other object changed, one removed
+    keys = keys_of(s3_client, DAY1)
+    bad = sorted({m.key for m in report.malformed_lines if m.key.startswith(DAY1 + "/")})
+    assert bad
+    donor = bad[0]
+    changed, removed = [k for k in keys if k != donor][:2]
+    added = donor.rsplit("/", 1)[0] + "/usdot-its-cvpilot-bsm-public-6-added-object"
+    s3_client.put_object(Bucket=BUCKET, Key=added, Body=body(s3_client, donor))
+    rewrite(s3_client, changed)
+    s3_client.delete_object(Bucket=BUCKET, Key=removed)
+
+    s = ingest(cat, check_changes=True)
+    assert s.ok, s.as_dict()
+    assert s.partitions_rewritten == 1
+    snaps = [x for x in cat.snapshots() if x["run_id"] == s.run_id]
+    inserted = sum(x["rows_added"] for x in snaps)
+    assert inserted > 0 and sum(x["rows_removed"] for x in snaps) > 0
+    mine = [e for e in quarantine_entries(cat) if e[0] in (added, changed)]
+    assert mine
+    days = {d.key: d for d in s.days}
+    assert (days[DAY1].rows, days[DAY1].quarantined) == (inserted, len(mine))
+    assert (s.rows, s.quarantined) == (inserted, len(mine))
+    d = s.as_dict()
+    assert (d["rows"], d["quarantined"]) == (inserted, len(mine))
+    line = summary_lines(s)[0]
+    assert f"; {inserted:,} rows, {len(mine):,} quarantined" in line
+    assert line.endswith(f"({inserted / s.seconds:,.0f} rows/s)")
+    run = cat.runs(1)[0]
+    assert run["run_id"] == s.run_id
+    assert (run["rows"], run["quarantined"]) == (inserted, len(mine))
+    r = CliRunner().invoke(app, ["runs", "--catalog", str(catalog_dir), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)[0]["rows"] == inserted
+
+    # the day's own record is unchanged in meaning: all the rows and entries it holds
+    day = cat.query("select rows, quarantined from partitions where partition_key = ?", [DAY1])
+    rows, quarantined = int(day.rows[0]), int(day.quarantined[0])
+    shown = cat.query("select count(*) as n from wydot_bsm where date = ?", [D1]).n[0]
+    entries = [e for e in quarantine_entries(cat) if e[0].startswith(DAY1 + "/")]
+    assert rows == shown > inserted
+    assert quarantined == len(entries) > len(mine)
 
 
 def test_an_interrupted_check_resumes_with_the_days_left(

@@ -1030,6 +1030,10 @@ def test_a_canonical_version_that_adds_a_column_evolves_without_rewrites(
         [key],
     )
     assert merged.n.tolist()[1] == 1 and merged.hinted.tolist() == [0, 1]
+    # the kept rows were rewritten with the new columns (_rewrite): the run wrote the whole
+    # day, and reports (and its snapshot inserts) every row of it
+    inserted = sum(x["rows_added"] for x in cat.snapshots() if x["run_id"] == s.run_id)
+    assert s.rows == inserted == merged.n.sum()
 
     # a bump that changes meaning rewrites the old days, and says so
     v3 = dataclasses.replace(v3, canonical_version=v3.canonical_version + 1, compatible_since=None)

@@ -18,6 +18,9 @@ class Outcome:
 
     key: str
     status: str  # complete | no_data | failed | cached
+    #: a complete unit: what the run wrote (a day merged by --check-changes: the rows of its
+    #: new files and its converted objects' quarantine entries, not the day's kept ones); a
+    #: cached unit, or a failed one that kept its data: what the unit holds
     rows: int = 0
     quarantined: int = 0
     #: records recovered from lines of records joined without a newline (`{...}{...}`),
@@ -175,7 +178,8 @@ class Summary:
 
     @property
     def rows(self) -> int:
-        """Rows this run wrote (not those of cached units, nor those a failed day kept)."""
+        """Rows this run wrote (not those of cached units, nor those a failed day kept, nor
+        the rows a merged day kept: Outcome.rows)."""
         return sum(d.rows for d in self.written)
 
     @property

@@ -1430,12 +1430,16 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         return files
 
     def _outcome(self, f: Fetched, result: ConvertResult, files: list[StagedFile]) -> Outcome:
+        """The day's report as the run's own work: a merged day's rows and quarantine entries
+        are those the run wrote (ConvertResult.own_rows), not the whole day's (record)."""
         c = f.delta.counts() if f.delta is not None else {"added": len(f.objects)}
         return Outcome(
             f.pk.key,
             "complete",
-            rows=result.rows,
-            quarantined=result.quarantined,
+            rows=result.rows if result.own_rows is None else result.own_rows,
+            quarantined=(
+                result.quarantined if result.own_quarantined is None else result.own_quarantined
+            ),
             recovered=result.recovered,
             objects=len(f.objects),
             bytes_downloaded=f.downloaded,
