@@ -105,7 +105,7 @@ def _lon(value: Any, what: str = "longitude") -> float:
 def _distance(value: Any, what: str, maximum: float) -> float:
     v = _number(value, what)
     if not 0.0 < v <= maximum:
-        raise _err(f"{what} must be > 0 and <= {maximum:,.0f} m, got {v:g}")
+        raise _err(f"{what} must be > 0 and <= {maximum:,.0f} m, got {v:,.15g}")
     return v
 
 

@@ -280,6 +280,8 @@ def test_corridor_from_geojson_reads_lon_lat(tmp_path: Path) -> None:
         (lambda: spatial.Within(41, -181, 10), r"longitude -181 is outside"),
         (lambda: spatial.Within(41, -105, 0), "radius_m must be > 0"),
         (lambda: spatial.Within(41, -105, 2e6), "radius_m must be > 0 and <= 1,000,000"),
+        # the value as given, not `got 1e+06` (a value that looks within the limit)
+        (lambda: spatial.Within(41, -105, 1_000_001), "<= 1,000,000 m, got 1,000,001$"),
         (lambda: spatial.Within(89.99, 0, 5000), "pole"),
         (lambda: spatial.Within(-89.999, 0, 500), "pole"),
         (lambda: spatial.Within(10, 179.999, 1000), "antimeridian"),
