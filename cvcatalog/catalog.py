@@ -2488,10 +2488,12 @@ def _check_filter_terms(
                 f"filter {tuple(term)!r}: {op!r} takes a list, tuple or set of values, e.g. "
                 f"({term[0]!r}, {op!r}, [{term[2]!r}])"
             )
-        if value is None:  # pyarrow compares NULL with nothing: every row would be dropped
-            raise ConfigError(
-                f"filter {tuple(term)!r}: None matches no row (no value compares with NULL); "
-                f"for the rows without a value, filter the frame: frame[frame[{term[0]!r}].isna()]"
+        nat = isinstance(value, datetime | np.datetime64) and value != value  # NaT (either kind)
+        if value is None or nat:  # pyarrow compares NULL with nothing: every row would be dropped
+            raise ConfigError(  # (NaT was "ValueError: NaTType does not support utcoffset")
+                f"filter {tuple(term)!r}: {'NaT' if nat else 'None'} matches no row (no value "
+                "compares with NULL); for the rows without a value, filter the frame: "
+                f"frame[frame[{term[0]!r}].isna()]"
             )
         terms.append((term[0], op, _as_moment(term, value, timezone)))
     return terms
@@ -2571,8 +2573,12 @@ def _holds(constants: tuple[tuple[str, Any], ...], term: tuple[str, str, Any]) -
 
 
 def _as_filter_date(value: Any) -> Any:
-    if isinstance(value, str):
-        return _as_date(value, "a date filter")
+    """A filter's value for the date column as a date, as every day argument reads one
+    (parse_day): text, and a datetime, pandas.Timestamp or numpy.datetime64 as the date it
+    says. Compared as it was, a datetime equals no date: `("date", "=", datetime(...))`
+    selected nothing and `!=` everything, without a word."""
+    if isinstance(value, str | datetime | np.datetime64):
+        return parse_day(value, "a date filter")  # type: ignore[arg-type]
     if isinstance(value, list | tuple | set):
         return [_as_filter_date(v) for v in value]
     return value

@@ -65,8 +65,10 @@ def parse_day(value: date | str, what: str) -> date:
     day is local in the zone the call is given). A ConfigError naming ``what`` (e.g.
     "--start") if it is not one: the one check and line of every day argument."""
     if isinstance(value, datetime):  # before date: a datetime is a date, but not a day
-        return value.date()
-    if isinstance(value, date):
+        day = value.date()
+        if type(day) is date:  # (pandas.NaT is a datetime whose date() is NaT)
+            return day
+    elif isinstance(value, date):
         return value
     text = str(value).strip()
     with contextlib.suppress(ValueError):

@@ -613,6 +613,18 @@ def test_the_date_column_is_a_date_as_in_query(cat: Catalog, tmp_path: Path) -> 
     n2 = int((want == D2).sum())
     assert len(frame[frame["date"] == D2].compute()) == n2 > 0
     assert len(cat.to_dask("wydot", "BSM", columns=["date"], filters=[("date", "=", D2)])) == n2
+    # a datetime, Timestamp or datetime64 is the date it says, as a day argument is: `=` kept
+    # nothing and `!=` everything, without a word
+    n1 = int((want == D1).sum())
+    at = datetime(D2.year, D2.month, D2.day, 10, tzinfo=UTC)
+    for day in (at, pd.Timestamp(at), np.datetime64(at.replace(tzinfo=None))):
+        for op, value, n in (("=", day, n2), ("!=", day, n1), ("in", [day], n2), (">=", day, n2)):
+            got = cat.to_dask("wydot", "BSM", columns=["date"], filters=[("date", op, value)])
+            assert len(got) == n, (op, value)
+    for nat in (pd.NaT, np.datetime64("NaT")):  # pandas' ValueError, or 'does not fit'
+        for column in ("date", "generated_at"):
+            with pytest.raises(ConfigError, match="NaT matches no row"):
+                cat.to_dask("wydot", "BSM", columns=["date"], filters=[(column, ">=", nat)])
     _dates_agree(
         cat.to_dask("wydot", "BSM", D1, D2, naming="socrata", columns=["coreData_id", "date"]),
         cat.query("select date from wydot_bsm_socrata")["date"],
