@@ -2079,7 +2079,7 @@ class Catalog:
         end: date | str | None = None,
         *,
         output: str | Path,
-        format: str = "parquet",
+        format: str | None = None,
         timezone: str = "UTC",
         within: spatial.Within | Sequence[float] | None = None,
         bbox: spatial.BBox | Sequence[float] | None = None,
@@ -2097,6 +2097,10 @@ class Catalog:
         area (within/bbox/corridor as in to_dask), a SQL predicate `where` and `columns` in
         the names of `naming`. Streams; the file appears only when complete. See
         docs/spatial.md#export.
+
+        Without `format`, the suffix of `output` decides, as the CLI's: .parquet, .geoparquet,
+        .csv, .ndjson/.jsonl/.json (any other: parquet); a `format` that suffix contradicts
+        (`output="a.parquet", format="csv"`) is one ConfigError line, the file left as it was.
 
         A bad argument is one ConfigError (or QueryError) line naming it by its parameter
         (`where is not one SQL predicate: ...`); `names` maps parameters to the caller's own

@@ -109,6 +109,33 @@ def spelled(names: Mapping[str, str] | None, arg: str) -> str:
     return (names or {}).get(arg, arg)
 
 
+def check_suffix(
+    fmt: str,
+    output: Path,
+    suffixes: Mapping[str, str],
+    kinds: Mapping[str, str] | None = None,
+    names: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse, before anything runs, a format that contradicts the one output's suffix names
+    (`query -f csv -o y.parquet`, `Catalog.export(output="a.parquet", format="csv")` wrote CSV
+    into a .parquet file: one no Parquet reader opens). suffixes: the caller's table (export's
+    knows .geoparquet, .ndjson, ...); kinds: formats that write another's kind of file
+    ({"geoparquet": "parquet"}); names: the caller's words for `format` and `output` (spelled).
+    An unknown suffix names nothing, and a format the table does not know is left to the
+    caller's own check, whose line lists the formats."""
+    fmt = fmt.strip().lower()
+    named = suffixes.get(output.suffix.lower())
+    if named is None or fmt not in suffixes.values():
+        return
+    kind = kinds or {}
+    if kind.get(named, named) != kind.get(fmt, fmt):
+        given, out = spelled(names, "format"), spelled(names, "output")
+        raise ConfigError(
+            f"{given} {fmt} but {out} {output.name} names a {named} file: give a name "
+            f"ending .{fmt}, or leave out {given} to write {named}"
+        )
+
+
 def at_least(name: str, value: float, least: int) -> None:
     """A number's lower bound: one line naming the argument (a flag: Typer's min= gives a usage
     message and exit code 2)."""

@@ -245,8 +245,8 @@ def test_the_arguments_a_notebook_mistypes_are_one_line(
             cat.ingest_dataset("ngsim", paths)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"^lat is the name of a column \(a str\), got None$"):
         cat.where_spatial(within=(41.1, -104.8, 100), lat=None)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"^format must be one of .*, got None$"):
-        cat.export("wydot", "BSM", "2021-04-01", output=tmp_path / "x.csv", format=None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^format must be one of .*, got 3$"):
+        cat.export("wydot", "BSM", "2021-04-01", output=tmp_path / "x.csv", format=3)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"^output is the file to write \(a path\), got None$"):
         cat.export("wydot", "BSM", "2021-04-01", output=None)  # type: ignore[arg-type]
     assert check_fractions("0.8, 0.1,0.1") == (0.8, 0.1, 0.1)  # as --fractions takes them

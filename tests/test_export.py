@@ -8,6 +8,7 @@ of `Catalog.query` with the same spatial predicate; failures are one line and le
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -345,7 +346,7 @@ def test_the_librarys_lines_name_its_parameters_and_the_clis_its_flags(
     # the lines only the library gives (the CLI checks these itself first), in its words too
     for kwargs, library in [
         ({"naming": "nope"}, "naming must be canonical or socrata, got 'nope'"),
-        ({"format": None}, "format must be one of parquet, geoparquet, csv, ndjson, got None"),
+        ({"format": 3}, "format must be one of parquet, geoparquet, csv, ndjson, got 3"),
         ({"output": None}, "output is the file to write (a path), got None"),
     ]:
         with pytest.raises(ConfigError) as raised:
@@ -476,6 +477,43 @@ def test_a_format_the_output_name_agrees_with_or_does_not_know_is_written(
     summary = json.loads(r.stdout)
     assert summary["format"] == fmt.lower() and summary["rows"] > 0
     assert len(_read(out, fmt.lower())) == summary["rows"]
+
+
+def test_catalog_export_takes_the_format_from_the_output_suffix_as_the_cli_does(
+    cat: Catalog, tmp_path: Path
+) -> None:
+    """Catalog.export(output="f.csv") wrote Parquet bytes into f.csv (format 'parquet'), .ndjson
+    too, and format="csv" with output="a.parquet" wrote CSV over a good Parquet file: the API
+    follows the CLI's rule now (the suffix decides; a contradiction is one ConfigError line)."""
+    day = datetime(D1.year, D1.month, D1.day, tzinfo=UTC)
+    want = int(cat.query("SELECT count(*) AS n FROM wydot_bsm WHERE generated_at >= ? "
+                         "AND generated_at < ?", [day, day + timedelta(days=1)]).n[0])  # fmt: skip
+    out = tmp_path / "x.csv"
+    res = cat.export("wydot", "BSM", D1, output=out)
+    assert res.format == "csv" and res.rows == want > 0
+    with out.open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == res.columns and len(rows) == want + 1
+    out = tmp_path / "x.ndjson"
+    res = cat.export("wydot", "BSM", D1, output=out)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert res.format == "ndjson" and len(lines) == want and list(lines[0]) == res.columns
+    # a suffix naming no format: the default, parquet, as before; the same kind: as given
+    out = tmp_path / "x.dat"
+    assert cat.export("wydot", "BSM", D1, output=out).format == "parquet"
+    assert pq.read_metadata(out).num_rows == want
+    out = tmp_path / "x.parquet"
+    assert cat.export("wydot", "BSM", D1, output=out, format="geoparquet").format == "geoparquet"
+    before = out.read_bytes()
+    with pytest.raises(ConfigError) as raised:
+        cat.export("wydot", "BSM", D1, output=out, format="csv")
+    assert str(raised.value) == (
+        "format csv but output x.parquet names a parquet file: give a name ending .csv, or "
+        "leave out format to write parquet"
+    )
+    assert out.read_bytes() == before and not _no_leftovers(tmp_path)
+    assert export_mod.export_format(None, "a.jsonl") == "ndjson"
+    assert export_mod.export_format(None, "a.txt") is None
 
 
 def _export(cat: Catalog, *args: str) -> Any:

@@ -36,7 +36,6 @@ from cvcatalog.cli.helptext import Commands
 from cvcatalog.cli.output import (
     Format,
     arrow_rows,
-    check_suffix,
     emit,
     emit_object,
     emit_parquet,
@@ -72,6 +71,7 @@ from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
 from cvcatalog.ops.cache import STATUS_COLUMNS, SUMMARY_COLUMNS, summarise_status
 from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS, human_bytes, plural
+from cvcatalog.ops.export import export_format
 from cvcatalog.ops.publish import RESULT_COLUMNS
 from cvcatalog.ops.remote import read_only_error
 from cvcatalog.pipeline.report import Interrupted, NullProgress, Summary, summary_lines
@@ -1957,17 +1957,6 @@ def plan(
 
 
 # -- export ---------------------------------------------------------------------------------
-#: --format guessed from the output's suffix when not given
-_EXPORT_SUFFIXES = {
-    ".parquet": "parquet",
-    ".geoparquet": "geoparquet",
-    ".csv": "csv",
-    ".ndjson": "ndjson",
-    ".jsonl": "ndjson",
-    ".json": "ndjson",
-}
-
-
 #: export's parameters as its flags spell them, for the library's lines (Catalog.export names=)
 EXPORT_FLAGS = {
     "start": "--start", "end": "--end", "output": "--output", "format": "--format",
@@ -2029,10 +2018,9 @@ def export_cmd(
             "--output -: an export writes a file (atomically); give its name, or use "
             "`cvcatalog query ... --format csv` for rows on stdout"
         )
-    if file_format is not None:  # (-f csv -o x.parquet wrote CSV into x.parquet)
-        check_suffix(file_format, output, _EXPORT_SUFFIXES)
-    fmt = file_format or _EXPORT_SUFFIXES.get(output.suffix.lower())
-    if fmt is None:
+    # the library's rule, checked before the catalog is opened: -f csv -o x.parquet refused
+    fmt = export_format(file_format, output, EXPORT_FLAGS)
+    if fmt is None:  # (the API writes parquet; a command asks)
         raise ConfigError(
             f"give --format (parquet | geoparquet | csv | ndjson): {output.name!r} does not say"
         )

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from cvcatalog.exceptions import ConfigError
+from cvcatalog.config import check_suffix
 from cvcatalog.io.layout import write_atomic, written
 
 
@@ -267,36 +267,20 @@ _UNBOUNDED = 1_000_000
 
 #: the formats a file's name asks for, when its command was given none but the table
 FILE_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet"}
-#: formats that write the same kind of file as another: a GeoParquet file is a Parquet file
-_FILE_KIND = {"geoparquet": "parquet"}
-
-
-def check_suffix(fmt: str, output: Path, suffixes: Mapping[str, str] = FILE_FORMATS) -> None:
-    """Refuse, before anything runs, a --format that contradicts the format --output's suffix
-    names (`query -f csv -o y.parquet` wrote CSV into y.parquet, exit 0: a file no Parquet
-    reader opens). suffixes: the command's own (export's knows .geoparquet, .ndjson, ...). An
-    unknown suffix names nothing, and a format the table does not know is left to the
-    command's own check, whose line lists the formats."""
-    fmt = fmt.strip().lower()
-    named = suffixes.get(output.suffix.lower())
-    if named is None or fmt not in suffixes.values():
-        return
-    if _FILE_KIND.get(named, named) != _FILE_KIND.get(fmt, fmt):
-        raise ConfigError(
-            f"--format {fmt} but --output {output.name} names a {named} file: give a name "
-            f"ending .{fmt}, or leave out --format to write {named}"
-        )
+#: the listing commands' options, as config.check_suffix's line names them
+_FLAGS = {"format": "--format", "output": "--output"}
 
 
 def format_for(fmt: str, output: Path | None) -> str:
     """The format to write output in: the one given, or with the table format (the default) the
     one the file's suffix names (`query -o q.csv` wrote a box-drawn table of the first 1,000
     rows into q.csv; `-o q.parquet` a table in a file named .parquet): 'parquet' for
-    emit_parquet. A format given that the suffix contradicts is one line (check_suffix)."""
+    emit_parquet. A format given that the suffix contradicts is one line (config.check_suffix,
+    the rule export's --format and Catalog.export share)."""
     if output is None:
         return fmt
     if fmt != Format.table:
-        check_suffix(fmt, output)
+        check_suffix(fmt, output, FILE_FORMATS, names=_FLAGS)
         return fmt
     return FILE_FORMATS.get(output.suffix.lower(), fmt)
 

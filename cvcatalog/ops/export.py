@@ -35,7 +35,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from cvcatalog import spatial
-from cvcatalog.config import check_day_order, parse_day, spelled, timezone_arg
+from cvcatalog.config import check_day_order, check_suffix, parse_day, spelled, timezone_arg
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
@@ -49,6 +49,19 @@ from cvcatalog.state.db import CatalogDB
 
 Format = Literal["parquet", "geoparquet", "csv", "ndjson"]
 FORMATS: tuple[str, ...] = ("parquet", "geoparquet", "csv", "ndjson")
+#: the format an output's suffix names, when none is given (the CLI's and the API's one table)
+SUFFIX_FORMATS: dict[str, str] = {
+    ".parquet": "parquet",
+    ".geoparquet": "geoparquet",
+    ".csv": "csv",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".json": "ndjson",
+}
+#: formats that write another's kind of file: a GeoParquet file is a Parquet file
+SAME_KIND: dict[str, str] = {"geoparquet": "parquet"}
+#: what an output whose suffix names no format is written as, when no format is given
+DEFAULT_FORMAT = "parquet"
 Naming = Literal["canonical", "socrata"]
 #: rows per record batch read from DuckDB: what is in memory at once (BSMs with their part II
 #: JSON are ~2.5 KB a row in Arrow)
@@ -270,6 +283,31 @@ def _csv_column(name: str, typ: Any) -> str:
     return q
 
 
+def export_format(
+    format: str | None, output: str | Path, names: Mapping[str, str] | None = None
+) -> str | None:
+    """The format an export to output writes, decided before anything is read, by one rule
+    for the API and the CLI: `format` if given (checked, and refused in one line when the
+    suffix names another kind of file: CSV written into a.parquet is a file its name lies
+    about), else the one the suffix names (SUFFIX_FORMATS), else None: the caller's default
+    (the API's DEFAULT_FORMAT; the CLI asks for --format). names: as export's."""
+    out = Path(output)
+    if format is None:
+        return SUFFIX_FORMATS.get(out.suffix.lower())
+    fmt = _format_arg(format, names)
+    check_suffix(fmt, out, SUFFIX_FORMATS, SAME_KIND, names)
+    return fmt
+
+
+def _format_arg(format: Any, names: Mapping[str, str] | None) -> str:
+    """A given format, normalised, or one line listing the formats."""
+    fmt = format.strip().lower() if isinstance(format, str) else ""
+    if fmt not in FORMATS:
+        word = spelled(names, "format")
+        raise ConfigError(f"{word} must be one of {', '.join(FORMATS)}, got {format!r}")
+    return fmt
+
+
 def export(
     db: CatalogDB,
     source: str,
@@ -278,7 +316,7 @@ def export(
     end: date | str | None = None,
     *,
     output: str | Path,
-    format: str = "parquet",
+    format: str | None = None,
     timezone: str = "UTC",
     area: spatial.SpatialFilter | None = None,
     where: str | None = None,
@@ -294,16 +332,17 @@ def export(
 
     `where` and `columns` use the names of `naming` (canonical, or the data.transportation.gov
     names of the `<table>_socrata` views); the date range and `area` always apply to the
-    canonical time and position columns. `format='geoparquet'` adds a POINT `geometry`
-    column (WKB, EPSG:4326) built from longitude/latitude. A bad argument is one line naming
-    it as `names` spells it (config.spelled; the CLI: {"where": "--where", ...}), by default
-    as this function's parameter.
+    canonical time and position columns. Without `format` the suffix of `output` decides
+    (.csv: CSV, ...; one it does not know: parquet); a `format` the suffix contradicts is
+    refused (export_format). `format='geoparquet'` adds a POINT `geometry` column (WKB,
+    EPSG:4326) built from longitude/latitude. A bad argument is one line naming it as `names`
+    spells it (config.spelled; the CLI: {"where": "--where", ...}), by default as this
+    function's parameter.
     """
     word = functools.partial(spelled, names)
     t0 = time.monotonic()
-    fmt = format.strip().lower() if isinstance(format, str) else ""
-    if fmt not in FORMATS:
-        raise ConfigError(f"{word('format')} must be one of {', '.join(FORMATS)}, got {format!r}")
+    if format is not None:  # a bad format is the first line; the output's suffix: below
+        _format_arg(format, names)
     if naming not in ("canonical", "socrata"):
         raise ConfigError(f"{word('naming')} must be canonical or socrata, got {naming!r}")
     t = _target(source, message_type)
@@ -325,6 +364,7 @@ def export(
     root = db.paths.root.resolve()
     if out.resolve().is_relative_to(root):
         raise ConfigError(f"{word('output')} may not be inside the catalog directory {root}")
+    fmt = export_format(format, out, names) or DEFAULT_FORMAT
 
     with _sandboxed(db, at) as con:
         try:
