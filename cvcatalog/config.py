@@ -59,6 +59,21 @@ def check_source_type(source: str, message_type: str) -> tuple[str, str]:
     return src, mt
 
 
+#: the days a call takes: far wider than any data (NGSIM 2005, the CV Pilots 2017 on), and
+#: narrow enough that a day's UTC window and its neighbours exist (9999-12-31 was an
+#: OverflowError from the window's next day)
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
+#: the most days days_back reaches (100 years)
+MAX_DAYS_BACK = 36_525
+
+
+def check_day(day: date, what: str) -> date:
+    """A day within FIRST_DAY..LAST_DAY, else one ConfigError line naming ``what``."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ConfigError(f"{what} {day.isoformat()} is outside {FIRST_DAY}..{LAST_DAY}")
+    return day
+
+
 def parse_day(value: date | str, what: str) -> date:
     """A day given as a date or as text (YYYY-MM-DD); a datetime (a pandas.Timestamp too) or
     a numpy.datetime64 is the day its date says, as written (its time and zone dropped: the
@@ -67,15 +82,15 @@ def parse_day(value: date | str, what: str) -> date:
     if isinstance(value, datetime):  # before date: a datetime is a date, but not a day
         day = value.date()
         if type(day) is date:  # (pandas.NaT is a datetime whose date() is NaT)
-            return day
+            return check_day(day, what)
     elif isinstance(value, date):
-        return value
+        return check_day(value, what)
     text = str(value).strip()
     with contextlib.suppress(ValueError):
-        return date.fromisoformat(text)
+        return check_day(date.fromisoformat(text), what)
     if not isinstance(value, str):  # numpy.datetime64: '2021-04-01T00:00:00.000000000'
         with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(text).date()
+            return check_day(datetime.fromisoformat(text).date(), what)
     raise ConfigError(f"{what} must be a date like 2021-04-01, got {value!r}")
 
 
@@ -218,11 +233,20 @@ class DateRange(_Strict):
     def _tz(cls, v: str) -> str:
         return check_timezone(v)
 
+    @field_validator("start_date", "end_date")
+    @classmethod
+    def _day(cls, v: date | None) -> date | None:
+        if v is not None and not FIRST_DAY <= v <= LAST_DAY:
+            raise ValueError(f"{v.isoformat()} is outside {FIRST_DAY}..{LAST_DAY}")
+        return v
+
     @field_validator("days_back")
     @classmethod
     def _positive(cls, v: int | None) -> int | None:
-        if v is not None and v <= 0:
-            raise ValueError(f"days_back must be a positive number of days, got {v}")
+        if v is not None and not 0 < v <= MAX_DAYS_BACK:
+            raise ValueError(
+                f"days_back must be a positive number of days, at most {MAX_DAYS_BACK:,}, got {v}"
+            )
         return v
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from cvcatalog.cli.main import app
 from cvcatalog.config import (
     MAX_WORKERS,
     DataSourceConfig,
+    DateRange,
     DownloadConfig,
     cache_config,
     download_config,
@@ -351,6 +352,20 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
         DataSourceConfig.from_yaml(write(tmp_path, "source: [unclosed\n"))
     with pytest.raises(ConfigError, match="mapping"):
         DataSourceConfig.from_yaml(write(tmp_path, "- a\n- b\n"))
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", date(9999, 12, 31), "0001-01-01", date(1899, 12, 31)])
+def test_days_at_the_calendar_edges_are_one_line(tmp_path: Path, day: Any) -> None:
+    """9999-12-31 was 'OverflowError: date value out of range' from the day's UTC window (to_dask,
+    partitions, split_plan, export, ingest, plan), and days_back=10**9 from today's minus it."""
+    cat = Catalog(tmp_path / "cat")
+    cat.db.initialise()  # an empty catalog
+    with pytest.raises(ConfigError, match=r"start .* is outside 1900-01-01\.\.2999-12-31$"):
+        cat.partitions("wydot", "BSM", day, day)
+    with pytest.raises(ValueError, match=r"is outside 1900-01-01\.\.2999-12-31"):  # a YAML's
+        DateRange(start_date=parse_day("2021-04-01", "x"), end_date=date(9999, 12, 31))
+    with pytest.raises(ConfigError, match="at most 36,525, got 1000000000"):
+        cat.plan("wydot", "BSM", days_back=10**9)
 
 
 def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
