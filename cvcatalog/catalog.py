@@ -110,6 +110,8 @@ def _split_days(
 
 
 def _require_run(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    if not isinstance(run_id, str):  # (5 reached DuckDB as a cast of every run id to INT32)
+        raise ConfigError(f"a run id is text, as `cvcatalog runs` lists them; got {run_id!r}")
     row = con.execute("SELECT count(*) FROM ingest_runs WHERE run_id = ?", [run_id]).fetchone()
     if not row or not row[0]:
         raise CatalogError(f"no ingest run {run_id!r} in this catalog (see `cvcatalog runs`)")
@@ -162,6 +164,11 @@ def _check_limit(limit: int | None) -> None:
         raise ConfigError(f"limit must be a whole number, 0 or more, got {limit!r}")
     if n < 0:
         raise ConfigError(f"limit must be 0 or more, got {limit}")
+    if n > _MAX_LIMIT:  # (10**30 reached DuckDB as an INT128 it cannot cast to BIGINT)
+        raise ConfigError(f"limit must be at most {_MAX_LIMIT:,} (2**63 - 1), got {limit}")
+
+
+_MAX_LIMIT = 2**63 - 1
 
 
 def _whole_number(name: str, value: Any, least: int) -> int:
@@ -1524,6 +1531,7 @@ class Catalog:
         partition owns it from then on); a dataset (NGSIM) run's: the partitions holding files
         of the units it committed, with those files' rows and bytes."""
         with self.db.read_state() as con:
+            _require_run(con, run_id)  # a mistyped id: one line, as validation_report's
             return manifest.run_partitions(con, run_id) + dataset_run_partitions(con, run_id)
 
     def lineage(self, source_key: str) -> dict[str, Any]:
@@ -1531,6 +1539,8 @@ class Catalog:
         size and last-modified time as ingested, its partition, the run that wrote its current
         rows and the snapshot that made them visible (the one that registered its partition's
         current files)."""
+        if not isinstance(source_key, str):
+            raise ConfigError(f"a source_key is an object's key (text); got {source_key!r}")
         with self.db.read() as con:
             origin = manifest.object_origin(con, source_key)
             if origin is None:
@@ -1708,6 +1718,7 @@ class Catalog:
 
     def run_snapshots(self, run_id: str) -> list[dict[str, Any]]:
         """The snapshots a run committed, oldest first (see snapshots())."""
+        self.require_run(run_id)
         return [s for s in reversed(self.snapshots()) if s["run_id"] == run_id]
 
     def expired_since_run(self, run_id: str) -> bool:
@@ -1728,6 +1739,7 @@ class Catalog:
     def run_objects(self, run_id: str) -> list[dict[str, Any]]:
         """The source objects whose current rows the run wrote."""
         with self.db.read_state() as con:
+            _require_run(con, run_id)
             return manifest.run_objects(con, run_id)
 
     def compact(

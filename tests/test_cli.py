@@ -31,7 +31,7 @@ from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app, main
 from cvcatalog.cli.output import Format, render
 from cvcatalog.cli.progress import ExportBar, RichProgress
-from cvcatalog.exceptions import ConfigError, QueryError, S3UnavailableError
+from cvcatalog.exceptions import CatalogError, ConfigError, QueryError, S3UnavailableError
 from cvcatalog.pipeline.report import Outcome
 from cvcatalog.sandbox import replica
 from cvcatalog.sandbox import server as server_module
@@ -1864,3 +1864,21 @@ sys.argv = ["cvcatalog", "--version"]
 from cvcatalog.cli.entry import main
 main()
 """
+
+
+def test_run_ids_keys_and_limits_of_the_wrong_kind_are_one_line(one_day: Path) -> None:
+    """run_partitions(5) was DuckDB's 'Could not convert string ... to INT32', runs(10**30) its
+    INT128 cast; run_partitions/run_objects/run_snapshots of an unknown run returned [] where
+    validation_report said there is no such run."""
+    cat = Catalog(one_day)
+    for call in (cat.run_partitions, cat.run_objects, cat.run_snapshots, cat.validation_report):
+        with pytest.raises(ConfigError, match=r"^a run id is text, as `cvcatalog runs` lists"):
+            call(5)
+        with pytest.raises(CatalogError, match=r"^no ingest run 'nope' in this catalog"):
+            call("nope")
+    with pytest.raises(ConfigError, match=r"^a source_key is an object's key \(text\); got 5$"):
+        cat.lineage(5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^limit must be at most 9,223,372,036,854,775,807"):
+        cat.runs(10**30)
+    run_id = cat.runs(1)[0]["run_id"]
+    assert cat.run_partitions(run_id) and cat.run_snapshots(run_id)  # a real run still answers
