@@ -319,8 +319,36 @@ def _frame_pandas(table: pa.Table) -> pd.DataFrame:
     except that a DATE column (the `date` partition column) is pandas' Arrow date dtype,
     `date32[pyarrow]`, whose values are the `datetime.date` objects `Catalog.query` gives. The
     object column of dates `to_pandas()` makes is not kept by Dask: its string conversion
-    turns it into strings ('2021-04-01'), in the meta and in every partition."""
+    (`dataframe.convert-string`, on by default) turns every object column into strings
+    ('2021-04-01'), in the meta and in every partition; list columns too (_frame_dtype)."""
+    named = pa.schema(
+        [f.with_type(_items_named(f.type)) for f in table.schema], metadata=table.schema.metadata
+    )
+    if any(str(a.type) != str(b.type) for a, b in zip(table.schema, named, strict=True)):
+        table = table.cast(named)
     return table.to_pandas(types_mapper=_frame_dtype)
+
+
+#: the name DuckDB gives a list's item field in Arrow (query_arrow's, the socrata SQL's)
+_LIST_ITEM = "l"
+
+
+def _items_named(t: pa.DataType) -> pa.DataType:
+    """t with every list's item field named as DuckDB names it: the Parquet files name it
+    `element`, DuckDB's results `l`. pyarrow's type equality ignores the name, but the dtype's
+    text and hash do not: without this a list column's dtype would print and hash one way
+    in a frame read from files and another in an empty, socrata or null-filled one."""
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        item = t.value_field.with_type(_items_named(t.value_type)).with_name(_LIST_ITEM)
+        if pa.types.is_fixed_size_list(t):
+            return pa.list_(item, t.list_size)
+        return pa.large_list(item) if pa.types.is_large_list(t) else pa.list_(item)
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_items_named(f.type)) for f in t])
+    if pa.types.is_map(t):
+        item = t.item_field.with_type(_items_named(t.item_type))
+        return pa.map_(t.key_field, item, keys_sorted=t.keys_sorted)
+    return t
 
 
 def _frame_dtype(t: pa.DataType) -> Any:
@@ -328,10 +356,17 @@ def _frame_dtype(t: pa.DataType) -> Any:
     Arrow date dtype (above). Booleans and integers: pandas' nullable `boolean` and `Int64`
     (`Int32`, `UInt8`, ...): `to_pandas()` gives `bool`/`int64` only to a partition without
     NULL, and an object column (strings 'True' in Dask) or float64 to one with, while the meta
-    said bool/int64."""
+    said bool/int64. Nested columns (lists such as `warnings` or `tim_list`; structs, maps):
+    pandas' Arrow dtype of their type (`list<l: string>[pyarrow]`), each value a Python list
+    (a struct: a dict) of the items query's numpy array holds; to_pandas' object column of
+    arrays was printed by Dask's string conversion ("['a' 'b']", shortened when long). An
+    Arrow dtype rather than convert-string scoped off: Dask never converts it, whatever the
+    user's config, the string columns keep the dtype that config gives them, and the exact
+    type survives the round trip through Arrow of to_socrata and the quality step (an object
+    column of only NULLs would be typed null there)."""
     import pandas as pd  # ~0.15 s to import: paid by frames, not by every command's start
 
-    if pa.types.is_date(t):
+    if pa.types.is_date(t) or pa.types.is_nested(t):
         return pd.ArrowDtype(t)
     if pa.types.is_boolean(t):
         return pd.BooleanDtype()
@@ -1063,7 +1098,9 @@ class Catalog:
         or numpy.datetime64 is its date as written (every call that takes days reads them so).
         The partition column `date` is a date (pandas' `date32[pyarrow]`), in the meta and in
         every partition: the `datetime.date` values `query` gives for it; booleans and integers
-        are pandas' nullable `boolean` and `Int64`/`Int32`/... (a NULL is `<NA>`). A window that
+        are pandas' nullable `boolean` and `Int64`/`Int32`/... (a NULL is `<NA>`); a list column
+        (`warnings`, `tim_list`, ...) is pandas' Arrow list dtype, each value a Python list of
+        the items of query's numpy array (not Dask's printed form of it). A window that
         touches CV Pilot days the catalog does not hold (never ingested, or failed; not the
         `no_data` days the bucket has nothing for) gives one MissingDataWarning naming them
         and the ingest that fetches them (docs/ml.md); a read without a window, of a snapshot

@@ -691,6 +691,129 @@ def test_integer_columns_with_nulls_stay_integers(
         assert sums_got == [0 if pd.isna(v) else int(v) for v in want[1::2]]
 
 
+# -- list columns ------------------------------------------------------------------------------
+def _py(v: Any) -> Any:
+    """A value as plain Python: a list column's value (query's numpy array, a frame's list) as
+    a list of plain values, a struct as a dict, a numpy scalar as its Python value, NULL (None,
+    NaN, <NA>) as None."""
+    if isinstance(v, np.ndarray | list | tuple):
+        return [_py(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _py(x) for k, x in v.items()}
+    if isinstance(v, np.generic):
+        v = v.item()
+    return None if _null(v) else v
+
+
+def _rows(df: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The rows' values as plain Python (_py), each row as JSON text, sorted: the same rows
+    compare equal whatever their order and dtypes."""
+    return sorted(
+        json.dumps([_py(v) for v in row], default=str)
+        for row in zip(*(df[c] for c in columns), strict=True)
+    )
+
+
+def _lists_agree(frame: Any, column: str, want: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """frame's list column has one Arrow list dtype (not a string one, nor object) in its meta
+    and in every computed partition, and holds the lists query gives for the same rows
+    (compared as Python lists)."""
+    dtype = frame.dtypes[column]  # the meta
+    assert isinstance(dtype, pd.ArrowDtype) and pa.types.is_list(dtype.pyarrow_dtype), dtype
+    got = frame.compute()
+    # str too: pyarrow's type equality ignores the name of a list's item field
+    assert got.dtypes[column] == dtype and str(got.dtypes[column]) == str(dtype)
+    for part in frame.to_delayed():  # each partition, not only their concatenation
+        assert str(part.compute().dtypes[column]) == str(dtype)
+    values = [v for v in got[column] if not _null(v)]
+    assert values and all(isinstance(v, list) for v in values), values[:3]
+    assert len(got) == len(want) > 0
+    assert _rows(got, [*key, column]) == _rows(want, [*key, column])
+    return got
+
+
+@pytest.mark.parametrize("convert_string", [True, False])
+def test_a_bsm_list_column_holds_the_lists_query_gives(cat: Catalog, convert_string: bool) -> None:
+    """A list column (DuckDB VARCHAR[], a BSM's `warnings`) was an object column of numpy
+    arrays, which Dask's string conversion printed ("['a' 'b']", shortened when long): str
+    values, a string dtype in the meta. Now pandas' Arrow list dtype, in the meta and every
+    partition, whatever the user's `dataframe.convert-string`, with the lists query gives; the
+    string columns keep the dtype they had."""
+    want = cat.query("select * from wydot_bsm")
+    assert all(isinstance(v, np.ndarray) for v in want["warnings"])  # empty: printed '[]'
+    with dask.config.set({"dataframe.convert-string": convert_string}):
+        strings = cat.to_dask("wydot", "BSM", D1, D2, columns=["vehicle_id"]).dtypes["vehicle_id"]
+        frame = cat.to_dask("wydot", "BSM", D1, D2, columns=[*CANON_KEY, "warnings", "vehicle_id"])
+        got = _lists_agree(frame, "warnings", want, CANON_KEY)
+        assert frame.dtypes["vehicle_id"] == strings == got.dtypes["vehicle_id"]
+        assert str(frame.dtypes["warnings"]) == "list<l: string>[pyarrow]"
+        # the frame of every column, of changes, of a split, of an experiment: the same lists
+        _lists_agree(cat.to_dask("wydot", "BSM", D1, D2), "warnings", want, CANON_KEY)
+        changes = cat.changes("wydot", "BSM", 0, output="dask")
+        rows = cat.changes("wydot", "BSM", 0)
+        _lists_agree(changes, "warnings", rows, [*CANON_KEY, "change_type"])
+        parts = cat.split("wydot", "BSM", D1, D2, fractions=(0.5, 0.5, 0.0))
+        both = pd.concat([parts.train.compute(), parts.validation.compute()])
+        assert _rows(both, [*CANON_KEY, "warnings"]) == _rows(want, [*CANON_KEY, "warnings"])
+        assert str(parts.test.dtypes["warnings"]) == str(parts.test.compute().dtypes["warnings"])
+        with pytest.warns(MissingDataWarning):  # a day never ingested: an empty frame
+            empty = cat.to_dask("wydot", "BSM", "2020-01-01", "2020-01-01", columns=["warnings"])
+        assert str(empty.dtypes["warnings"]) == str(empty.compute().dtypes["warnings"])
+        assert str(empty.dtypes["warnings"]) == str(frame.dtypes["warnings"])
+        cfg = ExperimentConfig.model_validate(
+            {
+                "experiment": {"name": "lists"},
+                "data": {"source": "wydot", "message_type": "BSM",
+                         "date_range": {"start_date": str(D1), "end_date": str(D2)}},
+                "processing": {"cleaning": {"remove_duplicates": False,
+                                            "impute": {"max_gap_samples": 3, "max_gap_s": None}}},
+                "output": {"column_names": "canonical"},
+            }
+        )  # fmt: skip
+        _lists_agree(Experiment(cfg, cat).frame(), "warnings", want, CANON_KEY)
+
+
+def test_nycdot_and_tim_list_columns_hold_the_lists_query_gives(
+    module_s3: Any, tmp_path: Path
+) -> None:
+    """NYCDOT EVENT's tim_list/map_list/spat_list (JSON text of each message, long) and WYDOT
+    TIM's content_texts, itis_codes (INTEGER[]) and its socrata travelerdataframe_content_itis
+    were Dask's printed numpy arrays: json.loads failed on them, and numpy shortened the long
+    ones. Now the lists query gives, each item the JSON text it was."""
+    for source, mtype in (("nycdot", "EVENT"), ("wydot", "TIM")):
+        seed_replica(module_s3, D1, D1, sources=[source], message_types=[mtype],
+                     records_per_hour=4, files_per_hour=1)  # fmt: skip
+    c = Catalog(tmp_path / "catalog")
+    assert c.ingest("nycdot", "EVENT", D1, D1, timezone="UTC", rate_limit=0).ok
+    assert c.ingest("wydot", "TIM", D1, D1, timezone="UTC", rate_limit=0).ok
+    key = ["source_key", "event_id"]
+    lists = ["tim_list", "map_list", "spat_list"]
+    want = c.query(f"select {', '.join(key + lists)}, bsm_list from nycdot_event")
+    assert all(any(not _null(v) and len(v) > 0 for v in want[col]) for col in lists)
+    for column in lists:
+        frame = c.to_dask("nycdot", "EVENT", D1, D1, columns=[*key, column])
+        got = _lists_agree(frame, column, want, key)
+        texts = [t for v in got[column] if not _null(v) for t in v]
+        assert texts and all(isinstance(json.loads(t), dict) for t in texts)
+    assert str(frame.dtypes["spat_list"]) == "list<l: string>[pyarrow]"
+    # a list of structs (one dict per BSM), in the frame of every column
+    _lists_agree(c.to_dask("nycdot", "EVENT", D1, D1), "bsm_list", want, key)
+    tim_key = ["source_key", "frame_index"]
+    want = c.query("select * from wydot_tim")
+    assert any(not _null(v) and len(v) > 0 for v in want["itis_codes"])
+    tim = c.to_dask("wydot", "TIM", D1, D1)
+    for column in ("content_texts", "itis_codes", "warnings"):
+        _lists_agree(tim, column, want, tim_key)
+    assert str(tim.dtypes["itis_codes"]) == "list<l: int32>[pyarrow]"
+    soc = c.to_dask("wydot", "TIM", D1, D1, naming="socrata")
+    name = "travelerdataframe_content_itis"
+    want = c.query("select * from wydot_tim_socrata")
+    soc_key = ["metadata_logFileName", "metadata_serialId_recordId", "travelerdataframe_name"]
+    _lists_agree(soc, name, want, soc_key)
+    # the socrata SQL run over a canonical frame (an experiment's output.column_names)
+    _lists_agree(to_socrata(tim, SCHEMAS[("wydot", "TIM")]), name, want, soc_key)
+
+
 # -- times without a zone ----------------------------------------------------------------------
 def test_a_time_without_a_zone_is_utc_as_in_query(cat: Catalog) -> None:
     """A naive datetime in to_dask's filters was refused ('give the datetime a zone') while
