@@ -155,6 +155,14 @@ def _same_pin(held: pins.Pin, snapshot: int | None) -> pins.Pin:
 HEAD_BATCH_ROWS = 16_384
 
 
+def _check_lock_timeout(value: Any) -> None:
+    """Catalog(lock_timeout=...): seconds, 0 or more ("x" was a TypeError at the first read)."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf
+    ):
+        raise ConfigError(f"lock_timeout is a number of seconds, 0 or more, got {value!r}")
+
+
 def _check_limit(limit: int | None) -> None:
     """A number of rows to list (runs, snapshots, query_spatial): a whole number, 0 or more."""
     if limit is None:
@@ -589,6 +597,7 @@ class Catalog:
         storage: str | None,
     ) -> None:
         """Set this catalog up over a directory; nothing is opened until the first read."""
+        _check_lock_timeout(lock_timeout)
         self.paths = paths
         self._lock_timeout = lock_timeout
         self._storage = storage
@@ -625,7 +634,7 @@ class Catalog:
         *,
         days_back: int | None = None,
         timezone: str | None = None,
-        config: IngestConfig | str | Path | None = None,
+        config: IngestConfig | Mapping[str, Any] | str | Path | None = None,
         **download: Any,
     ) -> DataSourceConfig:
         """Config file (optional) < CVCATALOG_* environment < these arguments.
@@ -648,7 +657,7 @@ class Catalog:
         return build(DataSourceConfig, data, overrides, origin)
 
     def dataset_config(
-        self, config: IngestConfig | str | Path | None = None, **download: Any
+        self, config: IngestConfig | Mapping[str, Any] | str | Path | None = None, **download: Any
     ) -> DatasetConfig:
         """The settings of a dataset load (ingest_dataset), read as an ingest of a CV source
         reads its own: config file (optional; a CV data-source file serves, its bucket keys
@@ -658,15 +667,22 @@ class Catalog:
         return build(DatasetConfig, data, overrides, origin)
 
     def _settings(
-        self, config: IngestConfig | str | Path | None, download: dict[str, Any]
+        self, config: IngestConfig | Mapping[str, Any] | str | Path | None, download: dict[str, Any]
     ) -> tuple[dict[str, Any], str, dict[str, Any]]:
         """What every ingest's config is built from: the file's (or config object's) values,
         where they came from, and this catalog's overrides (its directory, lock timeout,
         storage) with the `download:` settings given as arguments."""
         if isinstance(config, IngestConfig):
             data, origin = config.model_dump(mode="json"), "config object"
-        elif config is not None:
+        elif isinstance(config, Mapping):  # the YAML's sections as a dict (what a notebook has)
+            data, origin = dict(config), "config mapping"
+        elif isinstance(config, str | os.PathLike):
             data, origin = load_yaml(config), str(config)
+        elif config is not None:  # (5 was pathlib's "expected str, bytes or os.PathLike")
+            raise ConfigError(
+                "config is a YAML file's path, a mapping of its sections or a config object, "
+                f"got {config!r}"
+            )
         else:
             data, origin = {}, "arguments"
         cache_over: dict[str, Any] = {"directory": str(self.paths.root)}
@@ -688,7 +704,7 @@ class Catalog:
         *,
         days_back: int | None = None,
         timezone: str | None = None,
-        config: IngestConfig | str | Path | None = None,
+        config: IngestConfig | Mapping[str, Any] | str | Path | None = None,
         force_refresh: bool = False,
         progress: Progress | None = None,
         scheduler: Any = None,
@@ -754,7 +770,7 @@ class Catalog:
         no_sign_request: bool | None = None,
         quality: Any = None,
         rate_limit: float | None = None,
-        config: IngestConfig | str | Path | None = None,
+        config: IngestConfig | Mapping[str, Any] | str | Path | None = None,
     ) -> Summary:
         """Load a dataset that is not in the CV Pilot bucket (e.g. ``"ngsim"``) from local
         files, http(s) URLs or s3:// URIs; returns the run's Summary.
@@ -1800,7 +1816,7 @@ class Catalog:
         profile: str | None = None,
         no_sign_request: bool | None = None,
         on_done: Callable[[Repaired], None] | None = None,
-        config: IngestConfig | str | Path | None = None,
+        config: IngestConfig | Mapping[str, Any] | str | Path | None = None,
     ) -> list[Repaired]:
         """Mend what verify found: damaged partitions leave the views and damaged dataset
         units are dropped (ops.cache.quarantine_bad), a table whose delete file in effect is
@@ -2692,6 +2708,7 @@ class RemoteCatalog(Catalog):
         """Set this catalog up over a published one; nothing is fetched until the first read.
         endpoint: the S3 endpoint it is read from (None: AWS's), which keys the default cache
         directory."""
+        _check_lock_timeout(lock_timeout)
         self.location = location
         self.s3_config = s3_config
         self._endpoint = endpoint

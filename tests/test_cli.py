@@ -1882,3 +1882,28 @@ def test_run_ids_keys_and_limits_of_the_wrong_kind_are_one_line(one_day: Path) -
         cat.runs(10**30)
     run_id = cat.runs(1)[0]["run_id"]
     assert cat.run_partitions(run_id) and cat.run_snapshots(run_id)  # a real run still answers
+
+
+def test_api_arguments_of_the_wrong_kind_are_one_line(one_day: Path, tmp_path: Path) -> None:
+    """Each was a raw Python error from deep inside: pathlib's 'expected str, bytes or
+    os.PathLike' (config=5), 'unsupported operand type(s) for +' at the first read
+    (lock_timeout='x'), "'NoneType' object has no attribute 'strip'" (publish(None)), "'int'
+    object has no attribute 'strip'" or SQLExpression's TypeError (where=5)."""
+    cat = Catalog(one_day)
+    # a mapping of the YAML's sections is a config too (what a notebook has at hand)
+    cfg = cat.config("wydot", "BSM", "2021-04-01", config={"download": {"max_workers": 7}})
+    assert cfg.download.max_workers == 7
+    with pytest.raises(ConfigError, match=r"^invalid configuration \(config mapping\): download"):
+        cat.config("wydot", "BSM", "2021-04-01", config={"download": {"max_workrs": 7}})
+    with pytest.raises(ConfigError, match=r"^config is a YAML file's path, a mapping .* got 5$"):
+        cat.config("wydot", "BSM", "2021-04-01", config=5)  # type: ignore[arg-type]
+    for where in (tmp_path / "cat", "s3://some-bucket/published"):
+        with pytest.raises(ConfigError, match=r"^lock_timeout is a number of seconds, 0 or more"):
+            Catalog(where, lock_timeout="x")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^None is not an s3:// URL"):
+        cat.publish(None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^where is one SQL predicate \(text\), got 5$"):
+        cat.export("wydot", "BSM", "2021-04-01", output=tmp_path / "e.csv", where=5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^where is one SQL predicate \(text\), got 5$"):
+        cat.query_spatial("wydot_bsm", within=(41.1, -104.8, 1000), where=5)  # type: ignore[arg-type]
+    assert not (tmp_path / "e.csv").exists()

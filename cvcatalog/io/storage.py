@@ -101,6 +101,8 @@ class S3Location:
 
     @classmethod
     def parse(cls, url: str) -> S3Location:
+        if not isinstance(url, str):  # (None was "'NoneType' object has no attribute 'strip'")
+            raise ConfigError(f"{url!r} is not an s3:// URL (expected s3://bucket/prefix)")
         text = url.strip()
         if not text.lower().startswith("s3://"):
             raise ConfigError(f"{url!r} is not an s3:// URL (expected s3://bucket/prefix)")

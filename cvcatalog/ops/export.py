@@ -193,6 +193,8 @@ def check_where(where: str, name: str = "where") -> str:
     """The user's predicate as ONE SQL expression (re-serialised by DuckDB's parser), or one
     clear line naming the argument as its caller spells it (name): it can never close the
     WHERE clause and add statements or clauses."""
+    if not isinstance(where, str):  # (5 was 'int' has no attribute 'strip', or a TypeError)
+        raise ConfigError(f"{name} is one SQL predicate (text), got {where!r}")
     try:
         return str(duckdb.SQLExpression(where))
     except duckdb.Error as e:
@@ -353,7 +355,7 @@ def export(
         raise ConfigError(f"give {word('start')} with {word('end')}")
     timezone = timezone_arg(timezone)
     terms, params, described = _range_sql(t, s, e if e is not None else s, timezone)
-    if where is not None and not where.strip():
+    if isinstance(where, str) and not where.strip():
         where = None
     pred = check_where(where, word("where")) if where is not None else None
     if not isinstance(output, str | Path) or not str(output).strip():
