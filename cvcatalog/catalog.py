@@ -637,7 +637,8 @@ class Catalog:
         config: IngestConfig | Mapping[str, Any] | str | Path | None = None,
         **download: Any,
     ) -> DataSourceConfig:
-        """Config file (optional) < CVCATALOG_* environment < these arguments.
+        """Config file, or a mapping of its sections (optional) < CVCATALOG_* environment < these
+        arguments.
 
         The source and message type are always given explicitly, never inferred.
         """
@@ -2816,6 +2817,14 @@ class RemoteCatalog(Catalog):
 
     def repair(self, *args: Any, **kwargs: Any) -> Any:
         self._refuse("repair it (repair the local catalog it was published from)")
+
+    def shell_sql(self) -> str:
+        """Not for a published catalog: it said 'no catalog at <its cache directory>'."""
+        raise CatalogError(
+            f"{self.location} is a published catalog: shell_sql (`cvcatalog shell`) opens a "
+            "local one; query this one with Catalog(url).query(...) or `cvcatalog query "
+            "--catalog s3://...`"
+        )
 
     def discover(self, *args: Any, **kwargs: Any) -> Any:
         self._refuse("record bucket listings (run discover against a local catalog)")

@@ -454,6 +454,8 @@ def test_writes_to_a_remote_catalog_fail_clearly(first: publish_mod.PublishSumma
             call()
     with pytest.raises(CvCatalogError, match="read-only query"):
         remote.query("create table x as select 1")
+    with pytest.raises(CatalogError, match=r"is a published catalog: shell_sql \(`cvcatalog shell`"):
+        remote.shell_sql()  # (it said 'no catalog at <its cache directory>')
     for args in (
         ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01"],
         ["cache", "clear", "--yes"],
