@@ -177,6 +177,8 @@ def _check_limit(limit: int | None) -> None:
 
 
 _MAX_LIMIT = 2**63 - 1
+#: the largest max_size_gb an eviction takes: its bytes fit a BIGINT (8 EiB)
+_MAX_SIZE_GB = (2**63 - 1) / 1024**3
 
 
 def _whole_number(name: str, value: Any, least: int) -> int:
@@ -871,7 +873,7 @@ class Catalog:
         """The first `rows` rows of query_arrow's result, and how many rows it has: the result
         streams by, only its first rows are kept (what `cvcatalog query` shows in a table: a
         `select *` of a whole table held every row to show 1,000)."""
-        rows = _whole_number("rows", rows, 0)
+        rows = min(_whole_number("rows", rows, 0), _MAX_LIMIT)  # (10**30 overflowed a slice)
         return self._run_query(sql, params, read_only, as_of_point(snapshot, as_of), rows)
 
     def _run_query(
@@ -1499,10 +1501,17 @@ class Catalog:
             size = None if isinstance(max_size_gb, bool | str | bytes) else float(max_size_gb)
         except (TypeError, ValueError):
             size = None
+        except OverflowError:  # 10**400: past any float, so past the most it takes
+            size = math.nextafter(_MAX_SIZE_GB, math.inf)
         if size is None or not 0 <= size < math.inf:  # a negative size emptied the cache
             got = repr(max_size_gb) if size is None else f"{size:g}"
             raise ConfigError(
                 f"max_size_gb (--max-size-gb) must be a number of GB, 0 or more; got {got}"
+            )
+        if size > _MAX_SIZE_GB:  # (1e300 overflowed the bytes' int)
+            got = f"{size:g}" if size > math.nextafter(_MAX_SIZE_GB, math.inf) else "more"
+            raise ConfigError(
+                f"max_size_gb (--max-size-gb) must be at most {_MAX_SIZE_GB:,.0f} GB; got {got}"
             )
         return evict_to_size(self.db, size)
 
@@ -2558,6 +2567,9 @@ def _check_filter_terms(
                 f"filter {tuple(term)!r}: {op!r} takes a list, tuple or set of values, e.g. "
                 f"({term[0]!r}, {op!r}, [{term[2]!r}])"
             )
+        if op in ("in", "not in") and not isinstance(value, list | tuple | set | frozenset):
+            value = list(value)  # a generator: read once here (it was used up by the check,
+            # then Dask could not hash it for the frame's name)
         nat = isinstance(value, datetime | np.datetime64) and value != value  # NaT (either kind)
         if value is None or nat:  # pyarrow compares NULL with nothing: every row would be dropped
             raise ConfigError(  # (NaT was "ValueError: NaTType does not support utcoffset")
@@ -2615,7 +2627,7 @@ def _check_filter_columns(
         kind = table.schema.field(column).type
         try:
             table.filter(pq.filters_to_expression([(column, op.strip().lower(), value)]))
-        except (pa.ArrowException, TypeError, ValueError) as e:
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:  # (10**30)
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(
                 f"filter {tuple(term)!r} does not fit {column} ({kind}): {why}"

@@ -1907,3 +1907,15 @@ def test_api_arguments_of_the_wrong_kind_are_one_line(one_day: Path, tmp_path: P
     with pytest.raises(ConfigError, match=r"^where is one SQL predicate \(text\), got 5$"):
         cat.query_spatial("wydot_bsm", within=(41.1, -104.8, 1000), where=5)  # type: ignore[arg-type]
     assert not (tmp_path / "e.csv").exists()
+    # numbers past what the call can hold: OverflowError from deep inside (or a slice's)
+    for size, got in ((1e300, "1e+300"), (10**400, "more")):
+        with pytest.raises(ConfigError, match=rf"^max_size_gb .* must be at most 8,589,934,592 GB; got {re.escape(got)}$"):
+            cat.evict(size)
+    assert cat.query_head("select * from range(5)", 10**30)[1] == 5
+    with pytest.raises(ConfigError, match=r"does not fit speed_mps \(double\)"):
+        cat.to_dask("wydot", "BSM", filters=[("speed_mps", ">", 10**30)])
+    # a generator of values for `in` is read once (it was used up, then Dask could not hash it)
+    vid = cat.query("select vehicle_id from wydot_bsm limit 1").vehicle_id[0]
+    want = cat.query("select count(*) n from wydot_bsm where vehicle_id = ?", [vid]).n[0]
+    got = cat.to_dask("wydot", "BSM", filters=[("vehicle_id", "in", (v for v in [vid]))])
+    assert len(got) == want > 0
