@@ -1957,6 +1957,8 @@ class Catalog:
             refresh=refresh,
             scope=f"{cfg.source}/{cfg.message_type}/",
         )
+        if today is not None:  # ("2021-04-03" was a TypeError from date arithmetic)
+            today = parse_day(today, "today")
         result = plan_listing(listings, self.db, cfg, force=force_refresh, today=today)
         listings.save()
         return result
@@ -2082,6 +2084,8 @@ class Catalog:
         if by not in ("vehicle", "trip"):
             raise ConfigError(f"split by 'vehicle' or 'trip', not {by!r}")
         splits.check_fractions(fractions)
+        if whole_number(seed) is None:  # True split as 'True', None as 'None': not seeds
+            raise ConfigError(f"seed is a whole number, e.g. 0, got {seed!r}")
         snapshot = self._snapshot_at(as_of_point(snapshot, as_of))
         rel = splits.relation(source, message_type)
         sites = _sites(source, location)
@@ -2461,7 +2465,7 @@ def _sites(source: str, location: str | Sequence[str] | None) -> list[str] | Non
     if "location" not in ds.partition_by:
         raise ConfigError(f"{ds.name} has no location partitions")
     sites = [location] if isinstance(location, str) else as_items(location)
-    if sites is None or not all(isinstance(x, str) for x in sites):
+    if not sites or not all(isinstance(x, str) for x in sites):  # ([] read no site: empty)
         # location=5 was "'int' object is not iterable"
         raise ConfigError(
             f"location is a site's name or a list of them, e.g. 'i-80', got {location!r}"

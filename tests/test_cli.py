@@ -1919,3 +1919,14 @@ def test_api_arguments_of_the_wrong_kind_are_one_line(one_day: Path, tmp_path: P
     want = cat.query("select count(*) n from wydot_bsm where vehicle_id = ?", [vid]).n[0]
     got = cat.to_dask("wydot", "BSM", filters=[("vehicle_id", "in", (v for v in [vid]))])
     assert len(got) == want > 0
+    # arguments that named nothing, or were read as something else, without a word
+    with pytest.raises(ConfigError, match=r"^columns names no column; leave it out"):
+        cat.export("wydot", "BSM", "2021-04-01", output=tmp_path / "c.csv", columns=[])
+    assert not (tmp_path / "c.csv").exists()  # ([] exported every column)
+    for seed in (True, None, 1.5, "x"):  # (True split as 'True', None as a fixed 'None')
+        with pytest.raises(ConfigError, match=r"^seed is a whole number"):
+            cat.split_plan("wydot", "BSM", "2021-04-01", seed=seed)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^location is a site's name or a list of them"):
+        cat.to_dask("ngsim", location=[])  # (an empty frame)
+    with pytest.raises(ConfigError, match=r"^today must be a date like 2021-04-01"):
+        cat.plan("wydot", "BSM", days_back=2, today="nope")  # type: ignore[arg-type]

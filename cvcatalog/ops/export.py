@@ -367,6 +367,8 @@ def export(
     if out.resolve().is_relative_to(root):
         raise ConfigError(f"{word('output')} may not be inside the catalog directory {root}")
     fmt = export_format(format, out, names) or DEFAULT_FORMAT
+    if columns is not None and not [c for c in columns if c.strip()]:  # ([] wrote every column)
+        raise ConfigError(f"{word('columns')} names no column; leave it out to export every column")
 
     with _sandboxed(db, at) as con:
         try:
