@@ -1930,3 +1930,5 @@ def test_api_arguments_of_the_wrong_kind_are_one_line(one_day: Path, tmp_path: P
         cat.to_dask("ngsim", location=[])  # (an empty frame)
     with pytest.raises(ConfigError, match=r"^today must be a date like 2021-04-01"):
         cat.plan("wydot", "BSM", days_back=2, today="nope")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^scheduler is a Dask scheduler's address"):
+        cat.ingest("wydot", "BSM", "2021-04-01", scheduler=5)  # ('int' has no get_executor)
