@@ -79,7 +79,7 @@ from cvcatalog.state.access import record_access
 from cvcatalog.state.datasets import dataset_files
 from cvcatalog.state.datasets import run_partitions as dataset_run_partitions
 from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify, now_utc
-from cvcatalog.state.eviction import cache_bytes, evict_to_size, never_evicted
+from cvcatalog.state.eviction import GB, cache_bytes, evict_to_size, never_evicted
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -176,9 +176,10 @@ def _check_limit(limit: int | None) -> None:
         raise ConfigError(f"limit must be at most {_MAX_LIMIT:,} (2**63 - 1), got {limit}")
 
 
+#: the most rows a listing takes: DuckDB's BIGINT
 _MAX_LIMIT = 2**63 - 1
 #: the largest max_size_gb an eviction takes: its bytes fit a BIGINT (8 EiB)
-_MAX_SIZE_GB = (2**63 - 1) / 1024**3
+_MAX_SIZE_GB = _MAX_LIMIT / GB
 
 
 def _whole_number(name: str, value: Any, least: int) -> int:
@@ -1497,22 +1498,20 @@ class Catalog:
     def evict(self, max_size_gb: float) -> list[str]:
         """Drop least-recently-used data until the cache holds at most max_size_gb (0: all
         that pins do not hold); see cvcatalog.state.eviction.evict_to_size."""
+        most = f"max_size_gb (--max-size-gb) must be at most {_MAX_SIZE_GB:,.0f} GB; got "
         try:  # a number of any kind (a Decimal a SQL sum gives too); not a str, None or bool
             size = None if isinstance(max_size_gb, bool | str | bytes) else float(max_size_gb)
         except (TypeError, ValueError):
             size = None
         except OverflowError:  # 10**400: past any float, so past the most it takes
-            size = math.nextafter(_MAX_SIZE_GB, math.inf)
+            raise ConfigError(most + "more") from None
         if size is None or not 0 <= size < math.inf:  # a negative size emptied the cache
             got = repr(max_size_gb) if size is None else f"{size:g}"
             raise ConfigError(
                 f"max_size_gb (--max-size-gb) must be a number of GB, 0 or more; got {got}"
             )
         if size > _MAX_SIZE_GB:  # (1e300 overflowed the bytes' int)
-            got = f"{size:g}" if size > math.nextafter(_MAX_SIZE_GB, math.inf) else "more"
-            raise ConfigError(
-                f"max_size_gb (--max-size-gb) must be at most {_MAX_SIZE_GB:,.0f} GB; got {got}"
-            )
+            raise ConfigError(most + f"{size:g}")
         return evict_to_size(self.db, size)
 
     def never_evicted(self) -> list[tuple[str, int]]:
@@ -2574,15 +2573,18 @@ def _check_filter_terms(
         if op in ("in", "not in") and not isinstance(value, list | tuple | set | frozenset):
             value = list(value)  # a generator: read once here (it was used up by the check,
             # then Dask could not hash it for the frame's name)
-        nat = isinstance(value, datetime | np.datetime64) and value != value  # NaT (either kind)
-        if value is None or nat:  # pyarrow compares NULL with nothing: every row would be dropped
-            raise ConfigError(  # (NaT was "ValueError: NaTType does not support utcoffset")
-                f"filter {tuple(term)!r}: {'NaT' if nat else 'None'} matches no row (no value "
-                "compares with NULL); for the rows without a value, filter the frame: "
-                f"frame[frame[{term[0]!r}].isna()]"
-            )
+        if value is None:  # pyarrow compares NULL with nothing: every row would be dropped
+            raise ConfigError(_matches_no_row(term, "None"))
         terms.append((term[0], op, _as_moment(term, value, timezone)))
     return terms
+
+
+def _matches_no_row(term: Any, what: str) -> str:
+    """The line of a filter value no row can equal: None, or a NaT."""
+    return (
+        f"filter {tuple(term)!r}: {what} matches no row (no value compares with NULL); for the "
+        f"rows without a value, filter the frame: frame[frame[{term[0]!r}].isna()]"
+    )
 
 
 def _as_moment(term: Any, value: Any, timezone: str) -> Any:
@@ -2593,8 +2595,11 @@ def _as_moment(term: Any, value: Any, timezone: str) -> Any:
     if isinstance(value, list | tuple | set):
         read = [_as_moment(term, v, timezone) for v in value]
         return read if any(a is not b for a, b in zip(read, value, strict=True)) else value
-    if isinstance(value, np.datetime64) and not np.isnat(value):
-        value = value.astype("datetime64[us]").item()  # a datetime (NaT: left, does not fit)
+    if isinstance(value, datetime | np.datetime64) and value != value:  # NaT, either kind (in
+        # a list too): pandas' was "ValueError: NaTType does not support utcoffset"
+        raise ConfigError(_matches_no_row(term, "NaT"))
+    if isinstance(value, np.datetime64):
+        value = value.astype("datetime64[us]").item()  # a datetime
     if not isinstance(value, datetime) or value.utcoffset() is not None:
         return value
     if not _is_utc(timezone):

@@ -67,10 +67,18 @@ FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
 MAX_DAYS_BACK = 36_525
 
 
+def _outside(day: date) -> str | None:
+    """Why a day is not one a call takes (FIRST_DAY..LAST_DAY), or None."""
+    if FIRST_DAY <= day <= LAST_DAY:
+        return None
+    return f"{day.isoformat()} is outside {FIRST_DAY}..{LAST_DAY}"
+
+
 def check_day(day: date, what: str) -> date:
     """A day within FIRST_DAY..LAST_DAY, else one ConfigError line naming ``what``."""
-    if not FIRST_DAY <= day <= LAST_DAY:
-        raise ConfigError(f"{what} {day.isoformat()} is outside {FIRST_DAY}..{LAST_DAY}")
+    why = _outside(day)
+    if why is not None:
+        raise ConfigError(f"{what} {why}")
     return day
 
 
@@ -236,8 +244,9 @@ class DateRange(_Strict):
     @field_validator("start_date", "end_date")
     @classmethod
     def _day(cls, v: date | None) -> date | None:
-        if v is not None and not FIRST_DAY <= v <= LAST_DAY:
-            raise ValueError(f"{v.isoformat()} is outside {FIRST_DAY}..{LAST_DAY}")
+        why = _outside(v) if v is not None else None
+        if why is not None:  # (a YAML's days: the field's path names them)
+            raise ValueError(why)
         return v
 
     @field_validator("days_back")

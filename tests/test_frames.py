@@ -625,6 +625,8 @@ def test_the_date_column_is_a_date_as_in_query(cat: Catalog, tmp_path: Path) -> 
         for column in ("date", "generated_at"):
             with pytest.raises(ConfigError, match="NaT matches no row"):
                 cat.to_dask("wydot", "BSM", columns=["date"], filters=[(column, ">=", nat)])
+            with pytest.raises(ConfigError, match="NaT matches no row"):  # in a list too
+                cat.to_dask("wydot", "BSM", columns=["date"], filters=[(column, "in", [nat])])
     _dates_agree(
         cat.to_dask("wydot", "BSM", D1, D2, naming="socrata", columns=["coreData_id", "date"]),
         cat.query("select date from wydot_bsm_socrata")["date"],
