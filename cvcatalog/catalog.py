@@ -66,7 +66,7 @@ from cvcatalog.ops.export import ExportProgress, ExportResult, check_where, resu
 from cvcatalog.ops.export import export as export_slice
 from cvcatalog.ops.publish import publish as publish_catalog
 from cvcatalog.ops.remote import PUBLISH_JSON, RemoteCatalogDB, cache_dir_for, read_only_error
-from cvcatalog.pipeline.report import Progress, Summary
+from cvcatalog.pipeline.report import Progress, Summary, check_progress
 from cvcatalog.read import splits
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.schemas.socrata import SocrataPlan, socrata_plan
@@ -731,6 +731,7 @@ class Catalog:
         check_changes (default: cache.check_changes, off): list the cached days of the range
         again and re-ingest only objects added or changed since (docs/incremental.md).
         """
+        progress = check_progress(progress)
         cfg = self.config(
             source,
             message_type,
@@ -791,6 +792,7 @@ class Catalog:
         are counted (and its cleaning applied) on each unit's files and recorded in
         quality_stats with the run.
         """
+        progress = check_progress(progress)
         cls = DATASETS.get(name.strip().lower()) if isinstance(name, str) else None
         if cls is None:  # None or no str too: one line, not an AttributeError
             raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")

@@ -1932,3 +1932,14 @@ def test_api_arguments_of_the_wrong_kind_are_one_line(one_day: Path, tmp_path: P
         cat.plan("wydot", "BSM", days_back=2, today="nope")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"^scheduler is a Dask scheduler's address"):
         cat.ingest("wydot", "BSM", "2021-04-01", scheduler=5)  # ('int' has no get_executor)
+    # a progress that is not one: an AttributeError once the run had started (and a
+    # TypeError from inside the export's writer)
+    for call in (
+        lambda: cat.ingest("wydot", "BSM", "2021-04-01", progress=5),  # type: ignore[arg-type]
+        lambda: cat.ingest_dataset("ngsim", [tmp_path / "n.csv"], progress=object()),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ConfigError, match=r"^progress is an object with the methods plan,"):
+            call()
+    with pytest.raises(ConfigError, match=r"^progress is a function of \(rows, bytes written\)"):
+        cat.export("wydot", "BSM", "2021-04-01", output=tmp_path / "p.csv", progress=5)  # type: ignore[arg-type]
+    assert not (tmp_path / "p.csv").exists()

@@ -342,6 +342,10 @@ def export(
     function's parameter.
     """
     word = functools.partial(spelled, names)
+    if progress is not None and not callable(progress):
+        raise ConfigError(
+            f"{word('progress')} is a function of (rows, bytes written), got {progress!r}"
+        )
     t0 = time.monotonic()
     if format is not None:  # a bad format is the first line; the output's suffix: below
         _format_arg(format, names)

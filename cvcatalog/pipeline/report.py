@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
+from cvcatalog.exceptions import ConfigError
+
 CHANGES = ("added", "changed", "removed", "unchanged")
 
 
@@ -52,6 +54,24 @@ class Progress(Protocol):
     def converting(self, key: str) -> None: ...
     def finished(self, outcome: Outcome) -> None: ...
     def note(self, message: str) -> None: ...
+
+
+#: the methods of Progress, each called as a run goes
+PROGRESS_METHODS = ("plan", "listed", "downloaded", "converting", "finished", "note")
+
+
+def check_progress(progress: object) -> Progress | None:
+    """progress, when None or an object with every Progress method; else one ConfigError
+    line, before the run starts (`progress=5` ended in an AttributeError mid-run)."""
+    if progress is None:
+        return None
+    lacking = [m for m in PROGRESS_METHODS if not callable(getattr(progress, m, None))]
+    if lacking:
+        raise ConfigError(
+            f"progress is an object with the methods {', '.join(PROGRESS_METHODS)} "
+            f"(cvcatalog.pipeline.report.Progress), got {progress!r}: no {', '.join(lacking)}"
+        )
+    return progress  # type: ignore[return-value]
 
 
 class NullProgress:
