@@ -549,6 +549,13 @@ def test_a_new_catalog_made_from_the_blank_one_is_its_own(
                 ).fetchall(),
             }
 
+    def ids(d: CatalogDB) -> list[Any]:
+        with d.read_state() as con:
+            return [r[0] for r in con.execute(
+                "SELECT schema_uuid FROM ducklake_schema UNION ALL SELECT table_uuid FROM "
+                "ducklake_table UNION ALL SELECT view_uuid FROM ducklake_view"
+            ).fetchall()]  # fmt: skip
+
     def dates(d: CatalogDB) -> list[datetime]:
         with d.read_state() as con:
             rows = con.execute(
@@ -561,7 +568,9 @@ def test_a_new_catalog_made_from_the_blank_one_is_its_own(
     time.sleep(0.05)
     second, start = made(tmp_path / "b")
     one, two = looks(first), looks(second)
-    assert two["uuids"] == one["uuids"]  # a copy: the same files' table ids
+    # a copy, with ids of its own (they were the blank's: every new catalog had the same)
+    assert len(two.pop("uuids")) == len(one.pop("uuids")) > 0
+    assert not set(ids(second)) & set(ids(first))
     assert two == one and len(two["views"]) > 20 and two["macros"]
     assert dates(second) and min(dates(second)) >= start > max(dates(first))
     with first.read_state() as a, second.read_state() as b:
@@ -584,33 +593,41 @@ import sys
 from pathlib import Path
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.state.db import CatalogDB
+from cvcatalog.state import blanks
+copied = []
+copy_to = blanks.copy_to
+blanks.copy_to = lambda *a: copied.append(copy_to(*a)) or copied[-1]
 db = CatalogDB(CatalogPaths.at(Path(sys.argv[1])))
 db.initialise()
 with db.read_state() as con:
-    print(con.execute("SELECT list(table_uuid ORDER BY table_id) FROM ducklake_table").fetchone()[0])
+    ids = con.execute("SELECT list(table_uuid ORDER BY table_id) FROM ducklake_table").fetchone()[0]
+print(copied == [True], ids)
 """
 
 
-def _new_catalog_elsewhere(root: Path, cache: Path) -> str:
-    """A new catalog made by a process of its own with this user cache; its tables' ids."""
+def _new_catalog_elsewhere(root: Path, cache: Path) -> tuple[bool, str]:
+    """A new catalog made by a process of its own with this user cache: whether it is a copy
+    of the kept blank, and its tables' ids."""
     out = subprocess.run(
         [sys.executable, "-c", _NEW_CATALOG, str(root)],
         env={**os.environ, "XDG_CACHE_HOME": str(cache)},
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return out.stdout.strip()
+    copied, ids = out.stdout.strip().split(" ", 1)
+    return copied == "True", ids
 
 
 def test_a_new_catalog_in_another_process_starts_from_the_kept_blank(tmp_path: Path) -> None:
     """The first new catalog keeps its blank file in the user cache; a new catalog made by a
-    later process is a copy of it (the same table ids), with the same views and its own data
-    path. A kept file that is damaged is not used: it is removed, the catalog is made whole,
+    later process is a copy of it, with the same views, its own data path and its own table
+    ids. A kept file that is damaged is not used: it is removed, the catalog is made whole,
     and its blank is kept again."""
     cache = tmp_path / "cache"
-    first = _new_catalog_elsewhere(tmp_path / "a", cache)
+    copied, first = _new_catalog_elsewhere(tmp_path / "a", cache)
+    assert not copied  # no blank yet: made whole
     [kept] = (cache / "cvcatalog" / "blank-catalogs").iterdir()
-    second = _new_catalog_elsewhere(tmp_path / "b", cache)
-    assert second == first  # a copy (a catalog made whole has new ids, as "d" below)
+    copied, second = _new_catalog_elsewhere(tmp_path / "b", cache)
+    assert copied and second != first  # a copy, with ids of its own
     d = CatalogDB(CatalogPaths.at(tmp_path / "b"))
     with d.read() as con:
         assert tables.up_to_date(con)
@@ -620,8 +637,8 @@ def test_a_new_catalog_in_another_process_starts_from_the_kept_blank(tmp_path: P
     raw = bytearray(kept.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     kept.write_bytes(bytes(raw))
-    fourth = _new_catalog_elsewhere(tmp_path / "d", cache)
-    assert fourth != first  # made whole: the damaged copy was not used
+    copied, fourth = _new_catalog_elsewhere(tmp_path / "d", cache)
+    assert not copied and fourth not in (first, second)  # the damaged copy was not used
     [again] = (cache / "cvcatalog" / "blank-catalogs").iterdir()
     assert again == kept and blanks._read(again) is not None  # kept anew, whole
 

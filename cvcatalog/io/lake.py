@@ -156,6 +156,27 @@ def restamp(con: duckdb.DuckDBPyConnection, when: datetime) -> None:
     )
 
 
+#: the metadata tables' identities: (table, its UUID column)
+_IDENTITIES = (
+    ("ducklake_schema", "schema_uuid"),
+    ("ducklake_table", "table_uuid"),
+    ("ducklake_view", "view_uuid"),
+)
+
+
+def reidentify(con: duckdb.DuckDBPyConnection) -> None:
+    """Give every schema, table and view new UUIDs (one per object: its rows of other
+    snapshots keep sharing theirs): a catalog made from a copy of the blank (state.blanks)
+    had the blank's, so every new catalog's tables were the same tables to anything that
+    tells lakes apart by them. A state write, before the lake is attached, as restamp."""
+    for table, column in _IDENTITIES:
+        t, c = quote_ident(table), quote_ident(column)
+        con.execute(
+            f"UPDATE {t} SET {c} = fresh.id FROM (SELECT old, uuid() AS id FROM "
+            f"(SELECT DISTINCT {c} AS old FROM {t})) AS fresh WHERE {t}.{c} = fresh.old"
+        )
+
+
 def table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
     """The lake's tables and their (column, type), in order. DESCRIBE each table rather than
     read duckdb_columns(): that binds every view of every attached database first (~0.2 s on a

@@ -745,10 +745,11 @@ class CatalogDB:
                 # rename below publishes all of them at once (or none, on any failure).
                 with _transaction(con):
                     migrate(con)
-                    if from_blank:  # its migrations and snapshots are this catalog's, made now
+                    if from_blank:  # its migrations, snapshots and UUIDs are this catalog's, new
                         when = now_utc()
                         con.execute("UPDATE schema_migrations SET applied_at = ?", [when])
                         lake.restamp(con, when)
+                        lake.reidentify(con)
                     url = read_lake_url(con)
                     if self.requested_storage is not None:
                         wanted = record_lake_url(con, normalise_storage(self.requested_storage))
