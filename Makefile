@@ -11,6 +11,13 @@ DEMO_HOME ?= data/demo
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 3
 
+# Every recipe writes bytecode as Python does by default, whatever the caller's environment
+# says (CI sets PYTHONDONTWRITEBYTECODE): each module is compiled once, by the first process
+# that imports it. The install compiles nothing: uv's --compile-bytecode compiled all ~8,000
+# modules of the venv, 9 s and 17 CPU-s of a clean checkout's `make test`, a quarter of them
+# the packages' own tests and most of the rest modules no command or test imports.
+export PYTHONDONTWRITEBYTECODE :=
+
 .DEFAULT_GOAL := help
 .PHONY: help install bytecode test test-all lint demo bench bench-targets chaos clean
 
@@ -18,16 +25,15 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # uv installs the packages (PyPI, the same versions pip takes): 16 s in a new venv with no
-# cache where pip took 37 s, on a clean checkout's `make test`. --compile-bytecode as pip
-# does: with PYTHONDONTWRITEBYTECODE set (CI), nothing else writes it and every test process
-# compiled pandas & co. again (+20 s). --native-tls: the system's certificates, as pip's
-# PIP_CERT. The venv starts without pip and the host's pip puts uv in it (`pip --python`,
+# cache where pip took 37 s, on a clean checkout's `make test`. No --compile-bytecode: the
+# recipes write bytecode as modules are imported (PYTHONDONTWRITEBYTECODE above), as Python
+# does for a user's own commands. --native-tls: the system's certificates, as pip's PIP_CERT. The venv starts without pip and the host's pip puts uv in it (`pip --python`,
 # pip 22.3+), then uv installs pip with the rest, for users and tests/test_wheel.py: 2.3 s
 # where venv's own pip, upgraded, took 5.3. Without either, the venv's pip does it all.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv --without-pip $(VENV)
 	$(PYTHON) -m pip --python $(BIN)/python install --quiet uv || $(MAKE) --no-print-directory venv-pip
-	$(BIN)/uv pip install --quiet --native-tls --compile-bytecode --python $(BIN)/python \
+	$(BIN)/uv pip install --quiet --native-tls --python $(BIN)/python \
 	    pip -e '.[dev]' || { $(MAKE) --no-print-directory venv-pip && $(BIN)/python -m pip install --quiet -e '.[dev]'; }
 	@touch $@
 
@@ -40,9 +46,8 @@ venv-pip:
 
 install: $(VENV)/.installed ## Create .venv and install cvcatalog with its dev tools
 
-# The bytecode of cvcatalog, written as installing its wheel writes it: an editable install
-# has none, and with PYTHONDONTWRITEBYTECODE set (as in CI) every process (a test worker, each
-# command the tests or the demo start) compiled all of cvcatalog again, ~0.25 s each.
+# The bytecode of cvcatalog, written as installing its wheel writes it (an editable install
+# has none), before the processes of a recipe start: not compiled by each of them at once.
 bytecode: install
 	@$(BIN)/python -m compileall -q cvcatalog >/dev/null
 
@@ -58,7 +63,7 @@ bytecode: install
 test: bytecode ## Install, then run lint and the test suite (slow tests excluded)
 	$(BIN)/ruff check cvcatalog tests bench docs
 	set -u; log=$$(mktemp); $(BIN)/mypy >"$$log" 2>&1 & mypy=$$!; \
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest --collect-only -q -m "not slow" -p no:cacheprovider \
+	$(BIN)/pytest --collect-only -q -m "not slow" -p no:cacheprovider \
 	    >/dev/null 2>&1; \
 	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); tests=$$?; \
 	wait $$mypy; types=$$?; echo "mypy:"; cat "$$log"; rm -f "$$log"; \
