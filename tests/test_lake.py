@@ -769,6 +769,42 @@ def test_a_kept_file_nothing_can_stand_in_for_is_reported_and_kept(
     assert cat.verify().mismatched == [rel]
 
 
+def test_a_kept_file_gone_is_said_gone_and_publish_names_what_it_cannot_show(
+    seeded: Any, ingested: tuple[Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file only older snapshots show, gone from the catalog with nothing to stand in for it:
+    the repair said "kept as it is" of a file that was not there; publish said every file was
+    published (0 failed) and left it out without a word; a reader's time travel to those
+    snapshots then said "404: the object does not exist", naming no object."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cat, _ = _copy(ingested, tmp_path / "catalog")
+    older = cat.snapshots(limit=1)[0]["snapshot_id"]
+    _ingest(cat, force_refresh=True)
+    victim = _kept_only(cat)[0]
+    rel = cat.paths.relative(victim)
+    with cat.db.write(message="test: an earlier release's catalog") as con:
+        con.execute("DELETE FROM file_checksums WHERE path = ?", [rel])
+    victim.unlink()
+    r = runner.invoke(app, ["cache", "verify", "--repair", "--catalog", str(cat.paths.root)])
+    assert r.exit_code == 1, r.output
+    [line] = [x for x in r.output.splitlines() if x.startswith("cannot mend")]
+    assert "it is gone from the catalog (time travel to those snapshots fails" in line
+    assert "kept as it is" not in line
+
+    seeded.create_bucket(Bucket="gone")
+    summary = cat.publish("s3://gone/cv", rate_limit=0)
+    assert summary.ok and summary.gone == [rel] and summary.as_dict()["gone"] == 1
+    assert summary.summary().endswith(
+        f"; 1 file(s) only older snapshots {older} show are gone from the catalog (`cvcatalog "
+        "cache verify` names them): time travel to those snapshots fails in the published "
+        "catalog too"
+    )
+    res = runner.invoke(app, ["query", "--catalog", "s3://gone/cv", "--snapshot", str(older),
+                              "select count(*) from wydot_bsm"])  # fmt: skip
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "error: GET " in res.stderr and f"/gone/cv/{rel}: 404" in res.stderr, res.stderr
+
+
 def test_a_published_catalog_reads_no_other_s3_object_whatever_its_paths_say(
     seeded: Any, ingested: tuple[Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -495,7 +495,15 @@ def as_s3_error(exc: BaseException) -> CvCatalogError | None:
         return None
     if classify_error(exc) is None:
         return None
-    return translate_error(exc, "", "")
+    # httpfs names the object it read in its message: the line names it too ("404: the
+    # object does not exist" named none)
+    named = _HTTPFS_OBJECT_RE.search(str(exc)) if isinstance(exc, duckdb.Error) else None
+    key = urllib.parse.unquote(named.group(1)) if named else ""
+    return translate_error(exc, "GET" if named else "", key)
+
+
+#: the object an httpfs error names ("HTTP GET error reading 's3://b/k' in region ...")
+_HTTPFS_OBJECT_RE = re.compile(r"error reading '((?:s3|https?)://[^']+)'")
 
 
 def _mark_unreadable_body(response_dict: dict[str, Any] | None = None, **_: Any) -> None:

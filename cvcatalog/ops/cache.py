@@ -281,12 +281,15 @@ def mend_kept(db: CatalogDB) -> list[Mended]:
             if want is None
             else "a re-fetch gives only the current data, and no file of the catalog has its bytes"
         )
+        state = (  # a damaged file is kept; a missing one (a repair deleted it) is gone
+            "kept as it is" if store.size(rel) is not None else "it is gone from the catalog"
+        )
         out.append(
             Mended(
                 rel,
                 False,
-                f"cannot mend {rel}: only older snapshots {span} show it and {why}; kept as it "
-                "is (time travel to those snapshots fails) until they expire",
+                f"cannot mend {rel}: only older snapshots {span} show it and {why}; {state} "
+                "(time travel to those snapshots fails until they expire)",
             )
         )
     return out

@@ -83,6 +83,10 @@ class PublishSummary:
     views: list[str] = field(default_factory=list)
     seconds: float = 0.0
     requests: int = 0
+    #: files only older snapshots show that are gone from this catalog (a repair could not
+    #: mend them): not published, so time travel to those snapshots fails there too
+    gone: list[str] = field(default_factory=list)
+    gone_snapshots: list[int] = field(default_factory=list)
 
     @property
     def failed(self) -> list[ObjectResult]:
@@ -130,7 +134,19 @@ class PublishSummary:
             f"{self.count('skipped')} already there, {self.count('failed')} failed; "
             f"{verified} of {files} verified; {self.bytes_uploaded() / 1e6:,.1f} MB sent"
             f"{copied_mb} in {self.requests} requests; database {self.database}; "
-            f"{self.seconds:.1f}s"
+            f"{self.seconds:.1f}s{self.gone_line()}"
+        )
+
+    def gone_line(self) -> str:
+        """What the published catalog cannot show: '' when nothing is gone."""
+        if not self.gone:
+            return ""
+        snaps = sorted(set(self.gone_snapshots))
+        span = f"{snaps[0]}" if len(snaps) == 1 else f"{snaps[0]}..{snaps[-1]}"
+        return (
+            f"; {len(self.gone)} file(s) only older snapshots {span} show are gone from the "
+            "catalog (`cvcatalog cache verify` names them): time travel to those snapshots "
+            "fails in the published catalog too"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -147,6 +163,7 @@ class PublishSummary:
             "views": len(self.views),
             "requests": self.requests,
             "seconds": round(self.seconds, 3),
+            "gone": len(self.gone),
         }
 
 
@@ -313,28 +330,34 @@ def _kept_snapshots(snap: Path, since: int | None) -> list[int]:
     return [k for k in kept if since is None or k >= since]
 
 
-def _history_files(cat: Catalog, snap: Path, kept: list[int]) -> list[FileRecord]:
+def _history_files(
+    cat: Catalog, snap: Path, kept: list[int], summary: PublishSummary
+) -> list[FileRecord]:
     """Data files that only older snapshots show (replaced, evicted, compacted), for the
-    snapshots the published catalog keeps, and the lake's delete files; their SHA-256 is read from the stored bytes (the
-    state records current files only)."""
+    snapshots the published catalog keeps, and the lake's delete files; their SHA-256 is read
+    from the stored bytes (the state records current files only). One gone from the store
+    (a repair could not mend it) is named in summary.gone with the snapshots that show it."""
     con = open_instance(str(snap), read_only=True)
     try:
         base = lake.data_location(con)
         old = [
-            (f.location, f.rows, f.size)
+            (f.location, f.rows, f.size, [k for k in kept if f.shown_at(k)])
             for f in lake.data_files(con)
             if not f.current and f.location.startswith(base) and any(f.shown_at(k) for k in kept)
         ]
         # the delete files of rows deleted by --check-changes (the lake's own files)
-        old += [(w, 0, n) for w, n in lake.delete_files(con).items() if w.startswith(base)]
+        old += [(w, 0, n, []) for w, n in lake.delete_files(con).items() if w.startswith(base)]
     finally:
         con.close()
     out = []
-    for location, rows, size in old:
+    for location, rows, size, shown in old:
         rel = f"{lake.DATA_DIR}/{location[len(base) :].lstrip('/')}"
         sha = cat.db.store.sha256(rel)
-        if sha is not None:  # a file gone from the store is reported by `cache verify`
+        if sha is not None:
             out.append(FileRecord(rel, "", "data", rows, size, sha))
+        else:
+            summary.gone.append(rel)
+            summary.gone_snapshots += shown
     return out
 
 
@@ -435,7 +458,7 @@ def publish(
             with open_instance(str(snap), read_only=True) as con:
                 cat.db.check_kept(con, lake.AsOf(snapshot=snapshot))
         kept = _kept_snapshots(snap, snapshot)
-        files = _complete_files(snap) + _history_files(cat, snap, kept)
+        files = _complete_files(snap) + _history_files(cat, snap, kept, summary)
         say(f"publishing {len(files)} files to {location}")
         with ThreadPoolExecutor(max_workers=cfg.max_workers) as pool:
             summary.results = list(pool.map(lambda f: _publish_file(cat, up, f), files))
