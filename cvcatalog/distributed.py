@@ -231,7 +231,8 @@ def dask_pool(
             stack.callback(client.close)
             where = str(local.scheduler_address)
             workers_said = f"{n} worker" + ("" if n == 1 else "s")
-            name = f"dask LocalCluster ({workers_said}, {memory_gb:.2f} GB each)"
+            each = " each" if n > 1 else ""
+            name = f"dask LocalCluster ({workers_said}, {memory_gb:.2f} GB{each})"
             processes = f"{n} worker process" + ("" if n == 1 else "es")
             say(f"started a Dask LocalCluster of {processes} at {where}")
         elif isinstance(scheduler, str):
