@@ -2399,8 +2399,7 @@ def damaged_file_line(e: BaseException) -> str | None:
 DAMAGED_FILE = (
     "(a data file of the catalog is missing or damaged, or a `cache clear` or `cache evict` "
     "removed it while this read: run it again; if this comes back, run "
-    "`cvcatalog cache verify --repair`; a file only older snapshots show that the repair "
-    "cannot mend, as it says, keeps time travel to them failing until they expire)"
+    "`cvcatalog cache verify --repair`)"
 )
 
 
