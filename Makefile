@@ -27,9 +27,10 @@ help: ## List the targets
 # uv installs the packages (PyPI, the same versions pip takes): 16 s in a new venv with no
 # cache where pip took 37 s, on a clean checkout's `make test`. No --compile-bytecode: the
 # recipes write bytecode as modules are imported (PYTHONDONTWRITEBYTECODE above), as Python
-# does for a user's own commands. --native-tls: the system's certificates, as pip's PIP_CERT. The venv starts without pip and the host's pip puts uv in it (`pip --python`,
-# pip 22.3+), then uv installs pip with the rest, for users and tests/test_wheel.py: 2.3 s
-# where venv's own pip, upgraded, took 5.3. Without either, the venv's pip does it all.
+# does for a user's own commands. --native-tls: the system's certificates, as pip's PIP_CERT.
+# The venv starts without pip and the host's pip puts uv in it (`pip --python`, pip 22.3+),
+# then uv installs pip with the rest, for users and tests/test_wheel.py: 2.3 s where venv's
+# own pip, upgraded, took 5.3. Without either, the venv's pip does it all.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv --without-pip $(VENV)
 	$(PYTHON) -m pip --python $(BIN)/python install --quiet uv || $(MAKE) --no-print-directory venv-pip

@@ -571,3 +571,15 @@ def test_every_reader_of_a_published_catalog_takes_its_s3_options(
     assert r.stderr.startswith("error: S3 refused an anonymous (unsigned) request"), r.stderr
     r = CliRunner().invoke(app, [*command, "--catalog", URL])
     assert r.exit_code == 0, r.output
+
+
+def test_the_summary_names_the_snapshots_whose_files_are_gone() -> None:
+    """Files only older snapshots show, gone from the catalog, are named with those snapshots;
+    gone delete files show in no snapshot of their own (the span was read from an empty list)."""
+    s = publish_mod.PublishSummary("s3://b/p")
+    assert s.gone_line() == "" and s.summary().endswith("s")
+    s.gone, s.gone_snapshots = ["lake/a.parquet", "lake/b.parquet"], [4, 3, 4]
+    assert s.gone_line().startswith("; 2 file(s) only older snapshots 3..4 show are gone")
+    s.gone_snapshots = []
+    assert s.gone_line().startswith("; 2 file(s) only older snapshots show are gone")
+    assert s.as_dict()["gone"] == 2 and s.summary().endswith("in the published catalog too")

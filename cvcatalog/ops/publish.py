@@ -141,10 +141,10 @@ class PublishSummary:
         """What the published catalog cannot show: '' when nothing is gone."""
         if not self.gone:
             return ""
-        snaps = sorted(set(self.gone_snapshots))
-        span = f"{snaps[0]}" if len(snaps) == 1 else f"{snaps[0]}..{snaps[-1]}"
+        snaps = sorted(set(self.gone_snapshots))  # none: only delete files are gone
+        span = "" if not snaps else f" {snaps[0]}" + (f"..{snaps[-1]}" if len(snaps) > 1 else "")
         return (
-            f"; {len(self.gone)} file(s) only older snapshots {span} show are gone from the "
+            f"; {len(self.gone)} file(s) only older snapshots{span} show are gone from the "
             "catalog (`cvcatalog cache verify` names them): time travel to those snapshots "
             "fails in the published catalog too"
         )
