@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
+from cvcatalog.exceptions import ConfigError
 from cvcatalog.quality.coverage import build_coverage, positioned_type
 from cvcatalog.sandbox.replica import seed_replica
 
@@ -99,6 +100,9 @@ def test_the_type_defaults_to_the_sources_type_with_positions(catalog_dir: Path)
     need none): each source has one type with positions, the map's."""
     assert positioned_type("ngsim") == ("ngsim", "TRAJECTORY")
     assert positioned_type("thea") == ("thea", "BSM")
+    # a source none of whose types has positions: not "--type is needed: ... no type"
+    with pytest.raises(ConfigError, match=r"^nycdot records have no position to map \(EVENT\)$"):
+        positioned_type("nycdot")
     r = run("report", "coverage", "--source", "wydot", "--start", "2021-04-01",
             "--catalog", str(catalog_dir))  # fmt: skip
     given = run("report", "coverage", "--source", "wydot", "--type", "BSM", "--start",

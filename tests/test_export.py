@@ -379,6 +379,13 @@ def test_an_output_that_is_not_a_regular_file_is_refused_not_replaced(
     assert r.output.startswith("error: ") and "not a regular file" in r.output, r.output
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still the FIFO
     assert _no_leftovers(tmp_path) == []
+    # a name with no format's suffix (a FIFO "pipe", /dev/null): that it is no file to write
+    # is the line, not that its name says no format
+    bare = tmp_path / "pipe"
+    os.mkfifo(bare)
+    r = runner.invoke(app, ["export", "--catalog", str(cat.paths.root), "--source", "wydot",
+                            "--type", "BSM", "--start", str(D1), "-o", str(bare)])  # fmt: skip
+    assert r.exit_code == 1 and "is not a regular file" in r.output, r.output
     target = tmp_path / "real" / "out.parquet"
     target.parent.mkdir()
     target.write_bytes(b"previous export")

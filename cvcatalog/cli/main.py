@@ -66,7 +66,7 @@ from cvcatalog.exceptions import (
     SandboxError,
 )
 from cvcatalog.io.duckdb_ext import interrupted
-from cvcatalog.io.layout import CatalogPaths, write_atomic
+from cvcatalog.io.layout import CatalogPaths, file_target, write_atomic
 from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
 from cvcatalog.ops.cache import STATUS_COLUMNS, SUMMARY_COLUMNS, summarise_status
@@ -2021,6 +2021,7 @@ def export_cmd(
     # the library's rule, checked before the catalog is opened: -f csv -o x.parquet refused
     fmt = export_format(file_format, output, EXPORT_FLAGS)
     if fmt is None:  # (the API writes parquet; a command asks)
+        file_target(output)  # /dev/null: not a file to write, the reason that matters
         raise ConfigError(
             f"give --format (parquet | geoparquet | csv | ndjson): {output.name!r} does not say"
         )

@@ -117,10 +117,10 @@ def positioned_type(source: str, message_type: str | None = None) -> tuple[str, 
     with_positions = [t for t in types if _positions(src, t)]
     if message_type is not None and not with_positions:
         raise ConfigError(f"{src}/{types[0]} records have no position to map")
+    if not with_positions:  # (it asked for a --type that no type of the source could be)
+        raise ConfigError(f"{src} records have no position to map ({', '.join(types)})")
     if len(with_positions) != 1:
-        raise ConfigError(
-            f"--type is needed: {src} has positions in {', '.join(with_positions) or 'no type'}"
-        )
+        raise ConfigError(f"--type is needed: {src} has positions in {', '.join(with_positions)}")
     return src, with_positions[0]
 
 
