@@ -635,3 +635,19 @@ def test_a_query_failing_midway_is_a_query_error_and_leaves_no_file(
             where=f"CASE WHEN date = DATE '{D2}' THEN CAST(vehicle_id AS INTEGER) ELSE 1 END > 0",
         )  # fmt: skip
     assert out.read_text() == "old" and _no_leftovers(tmp_path) == []
+
+
+def test_a_where_that_names_no_column_is_named_as_the_callers(cat: Catalog, tmp_path: Path) -> None:
+    """`--where "nosuch > 1"` printed DuckDB's Binder Error alone, naming no flag, where every
+    other mistake in --where names it; the file is not made."""
+    out = tmp_path / "w.csv"
+    r = runner.invoke(app, ["export", "--catalog", str(cat.paths.root), "--source", "wydot",
+                            "--type", "BSM", "--start", str(D1), "-o", str(out),
+                            "--where", "nosuch > 1", "--no-progress"])  # fmt: skip
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith("error: --where does not fit wydot_bsm: Binder Error: "), r.output
+    assert "nosuch" in r.output and not out.exists()
+    with pytest.raises(QueryError, match=r"^where does not fit wydot_bsm_socrata: "):
+        cat.export("wydot", "BSM", D1, output=out, where="nosuch > 1", naming="socrata")
+    # a predicate that fits still exports
+    assert cat.export("wydot", "BSM", D1, output=out, where="speed_mps >= 0").rows > 0
