@@ -269,7 +269,7 @@ def _numbers(text: str, n: int, flag: str, form: str) -> list[float]:
     parts = [p.strip() for p in str(text).split(",")]
     if len(parts) != n or not all(parts):
         raise _err(f"{flag} takes {form}, got {text!r}")
-    return [_number(p, f"{flag} value {p!r}") for p in parts]
+    return [_number(p, f"each value of {flag} ({form})") for p in parts]
 
 
 def parse_within(text: str) -> Within:

@@ -294,7 +294,9 @@ def test_corridor_from_geojson_reads_lon_lat(tmp_path: Path) -> None:
         (lambda: spatial.Corridor(((41, -105), (41, -104)), 25_001), "<= 25,000 m"),
         (lambda: spatial.Corridor(((10, 179.99), (10, 179.999)), 2000), "antimeridian"),
         (lambda: spatial.parse_within("41,-105"), "--within takes LAT,LON,RADIUS_M"),
-        (lambda: spatial.parse_within("41,-105,abc"), "must be a number"),
+        # (it said "--within value 'abc' must be a number, got 'abc'")
+        (lambda: spatial.parse_within("41,-105,abc"),
+         r"^each value of --within \(LAT,LON,RADIUS_M\) must be a number, got 'abc'$"),
         (lambda: spatial.parse_bbox("1,2,3"), "--bbox takes LAT_MIN,LON_MIN,LAT_MAX,LON_MAX"),
         (lambda: spatial.as_filter(within=(41, -105, 10), bbox=(1, 2, 3, 4)), "at most one"),
         (lambda: spatial.as_filter(within=(41, -105)), r"within takes \(lat, lon, radius_m\)"),
