@@ -67,6 +67,7 @@ from cvcatalog.ops.export import export as export_slice
 from cvcatalog.ops.publish import publish as publish_catalog
 from cvcatalog.ops.remote import PUBLISH_JSON, RemoteCatalogDB, cache_dir_for, read_only_error
 from cvcatalog.pipeline.report import Progress, Summary, check_progress
+from cvcatalog.quality.coverage import CoverageReport, build_coverage
 from cvcatalog.read import splits
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.schemas.socrata import SocrataPlan, socrata_plan
@@ -2213,6 +2214,30 @@ class Catalog:
             s, e = _day_range(start, end)  # (checked by the export: no error here)
             self._warn_missing(*pair, s, e or s, timezone_arg(timezone), holder="the file")
         return result
+
+    def coverage(
+        self,
+        source: str,
+        message_type: str | None,
+        start: date | str,
+        end: date | str | None = None,
+        *,
+        timezone: str = "UTC",
+        per_day: bool = False,
+    ) -> CoverageReport:
+        """Where the points of the local days start..end are (`report coverage`'s counts and
+        hexbin cells; quality/coverage.py); message_type None: the source's type with
+        positions. Days of the window the catalog does not hold give one MissingDataWarning
+        naming them and the ingest that fetches them, as export and to_dask do: the maps
+        could not tell a day never ingested from a day with no data."""
+        rep = build_coverage(
+            self, source, message_type, start, end, timezone=timezone, per_day=per_day
+        )
+        if (rep.source, rep.message_type) in SCHEMAS:
+            self._warn_missing(
+                rep.source, rep.message_type, rep.start, rep.end, rep.timezone, holder="the report"
+            )
+        return rep
 
 
 def source_pair(source: str, message_type: str) -> tuple[str, str]:

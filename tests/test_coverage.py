@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
-from cvcatalog.exceptions import ConfigError
+from cvcatalog.exceptions import ConfigError, MissingDataWarning
 from cvcatalog.quality.coverage import build_coverage, positioned_type
 from cvcatalog.sandbox.replica import seed_replica
 
@@ -128,8 +129,10 @@ def test_an_empty_range_is_one_line_and_writes_nothing(catalog_dir: Path, tmp_pa
     r = run("report", "coverage", "--source", "wydot", "--type", "BSM", "--start", "2020-01-01",
             "--png", str(png), "--catalog", str(catalog_dir))  # fmt: skip
     assert r.exit_code == 1
-    assert len(r.output.strip().splitlines()) == 1
-    assert "no wydot/BSM rows between 2020-01-01 and 2020-01-01" in r.output
+    # one error line, after the note that says why (a day never ingested)
+    note, error = r.output.strip().splitlines()
+    assert note.startswith("note: wydot/BSM: 1 UTC day of the window 2020-01-01..2020-01-01")
+    assert error.startswith("error: no wydot/BSM rows between 2020-01-01 and 2020-01-01")
     assert not png.exists()
 
 
@@ -162,3 +165,21 @@ def test_quality_report_links_the_maps(catalog_dir: Path, tmp_path: Path) -> Non
     assert r.exit_code == 0, r.output
     assert run(*base).exit_code == 0
     assert 'href="coverage.html"' in page.read_text()
+
+
+def test_days_never_ingested_are_named_as_export_names_them(
+    catalog_dir: Path, tmp_path: Path
+) -> None:
+    """`report coverage` over a week with three days ingested drew the maps and said nothing
+    of the other four: a day never ingested looked like a day with no data."""
+    png = tmp_path / "week.png"
+    r = run("report", "coverage", "--source", "wydot", "--start", "2021-04-01", "--end",
+            "2021-04-07", "--png", str(png), "--catalog", str(catalog_dir))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "note: wydot/BSM: 4 UTC days of the window 2021-04-01..2021-04-07 (UTC)" in r.stderr
+    assert "2021-04-04, 2021-04-05" in r.stderr and png.exists()
+    with pytest.warns(MissingDataWarning, match="the report has no rows of them"):
+        Catalog(catalog_dir).coverage("wydot", None, "2021-04-01", "2021-04-07")
+    with warnings.catch_warnings():  # the days it holds: no warning
+        warnings.simplefilter("error", MissingDataWarning)
+        Catalog(catalog_dir).coverage("wydot", "BSM", "2021-04-01", "2021-04-03")
