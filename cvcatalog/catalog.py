@@ -2215,24 +2215,14 @@ class Catalog:
             self._warn_missing(*pair, s, e or s, timezone_arg(timezone), holder="the file")
         return result
 
-    def coverage(
-        self,
-        source: str,
-        message_type: str | None,
-        start: date | str,
-        end: date | str | None = None,
-        *,
-        timezone: str = "UTC",
-        per_day: bool = False,
-    ) -> CoverageReport:
-        """Where the points of the local days start..end are (`report coverage`'s counts and
-        hexbin cells; quality/coverage.py); message_type None: the source's type with
-        positions. Days of the window the catalog does not hold give one MissingDataWarning
+    def coverage(self, source: str, *args: Any, **options: Any) -> CoverageReport:
+        """Where the points of a range of local days are: `report coverage`'s counts and
+        hexbin cells, quality.coverage.build_coverage(catalog, source, message_type, start,
+        end, timezone=, per_day=) of this catalog (message_type None: the source's type with
+        positions). Days of the window the catalog does not hold give one MissingDataWarning
         naming them and the ingest that fetches them, as export and to_dask do: the maps
         could not tell a day never ingested from a day with no data."""
-        rep = build_coverage(
-            self, source, message_type, start, end, timezone=timezone, per_day=per_day
-        )
+        rep = build_coverage(self, source, *args, **options)
         if (rep.source, rep.message_type) in SCHEMAS:
             self._warn_missing(
                 rep.source, rep.message_type, rep.start, rep.end, rep.timezone, holder="the report"
