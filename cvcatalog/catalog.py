@@ -1030,7 +1030,10 @@ class Catalog:
         recorded `no_data` (the bucket has nothing for them) and days not begun yet are not
         missing. start alone: from that day to the last day the catalog records (as the
         frame reads); end alone: from the first. Neither (an export of everything): only when
-        the catalog holds no partition of it at all. holder: what has no rows of them."""
+        the catalog holds no partition of it at all. holder: what has no rows of them. A
+        dataset (NGSIM) has no days of the bucket to name: nothing."""
+        if (source, message_type) not in SCHEMAS:
+            return
         with self.db.read_state() as con:
             records = manifest.get_partitions(con, source, message_type)
         schema = SCHEMAS[(source, message_type)]
@@ -2209,10 +2212,12 @@ class Catalog:
             progress=progress,
             names=names,
         )
-        pair = (result.source, result.message_type)
-        if snapshot is None and as_of is None and pair in SCHEMAS:
+        if snapshot is None and as_of is None:
             s, e = _day_range(start, end)  # (checked by the export: no error here)
-            self._warn_missing(*pair, s, e or s, timezone_arg(timezone), holder="the file")
+            self._warn_missing(
+                result.source, result.message_type, s, e or s, timezone_arg(timezone),
+                holder="the file",
+            )  # fmt: skip
         return result
 
     def coverage(self, source: str, *args: Any, **options: Any) -> CoverageReport:
@@ -2223,10 +2228,9 @@ class Catalog:
         naming them and the ingest that fetches them, as export and to_dask do: the maps
         could not tell a day never ingested from a day with no data."""
         rep = build_coverage(self, source, *args, **options)
-        if (rep.source, rep.message_type) in SCHEMAS:
-            self._warn_missing(
-                rep.source, rep.message_type, rep.start, rep.end, rep.timezone, holder="the report"
-            )
+        self._warn_missing(
+            rep.source, rep.message_type, rep.start, rep.end, rep.timezone, holder="the report"
+        )
         return rep
 
 

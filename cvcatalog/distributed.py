@@ -377,9 +377,8 @@ def check_options(
     if scheduler is not None and not (
         isinstance(scheduler, str) or callable(getattr(scheduler, "get_executor", None))
     ):  # (5 was "'int' object has no attribute 'get_executor'")
-        word = (names or {}).get("scheduler", "scheduler")
         raise ConfigError(
-            f"{word} is a Dask scheduler's address (tcp://host:8786) or a distributed.Client, "
+            f"{spelled(names, 'scheduler')} is a Dask scheduler's address (tcp://host:8786) or a distributed.Client, "
             f"got {scheduler!r}"
         )
     if cluster is not None and _importing_main_in_a_worker():

@@ -410,17 +410,16 @@ def export(
             raise QueryError(_short(err)) from None
         types = {r[0]: r[1] for r in available}
         column_names = [r[0] for r in available]
+        view = f"{t.table}{'_socrata' if naming == 'socrata' else ''}"  # the caller's names
         if pred is not None:  # bound alone first: its mistake is named as the caller's
             try:
                 con.execute(f"SELECT 1 FROM ({base}) AS t WHERE {pred} LIMIT 0", params)
             except duckdb.Error as err:
-                view = f"{t.table}{'_socrata' if naming == 'socrata' else ''}"
                 raise QueryError(f"{word('where')} does not fit {view}: {_short(err)}") from None
         if columns:
             wanted = [c.strip() for c in columns if c.strip()]
             unknown = [c for c in wanted if c not in types]
             if unknown:
-                view = f"{t.table}{'_socrata' if naming == 'socrata' else ''}"
                 raise QueryError(
                     f"unknown column(s) {', '.join(unknown)} in {view} ({naming} names; "
                     f"`describe {view}` lists them)"
