@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import math
 import os
 import re
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -43,7 +43,7 @@ from cvcatalog.config import (
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.distributed import dask_pool
-from cvcatalog.exceptions import CatalogError, ConfigError, MissingDataWarning, QueryError
+from cvcatalog.exceptions import CatalogError, ConfigError, MissingDataWarning, QueryError, warn
 from cvcatalog.io import lake
 from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.duckdb_ext import (
@@ -181,6 +181,9 @@ def _check_limit(limit: int | None) -> None:
 _MAX_LIMIT = 2**63 - 1
 #: the largest max_size_gb an eviction takes: its bytes fit a BIGINT (8 EiB)
 _MAX_SIZE_GB = _MAX_LIMIT / GB
+#: set while a call that has named its window's missing days reads it again (a split's three
+#: frames): those reads do not name them again (per thread and task, unlike catch_warnings)
+_missing_told: contextvars.ContextVar[bool] = contextvars.ContextVar("missing_told", default=False)
 
 
 def _whole_number(name: str, value: Any, least: int) -> int:
@@ -375,11 +378,17 @@ def _frame_dtype(t: pa.DataType) -> Any:
     Arrow dtype rather than convert-string scoped off: Dask never converts it, whatever the
     user's config, the string columns keep the dtype that config gives them, and the exact
     type survives the round trip through Arrow of to_socrata and the quality step (an object
-    column of only NULLs would be typed null there)."""
+    column of only NULLs would be typed null there). Strings: the dtype Dask's string
+    conversion gives a frame it reads (`string`, a NULL is `<NA>`) while that conversion is
+    on, so a frame built here (to_socrata's, an experiment's) has the dtypes of to_dask's;
+    pandas' own `str` (a NULL is `nan`) when it is off, as Dask then leaves them."""
     import pandas as pd  # ~0.15 s to import: paid by frames, not by every command's start
+    from dask.dataframe.utils import pyarrow_strings_enabled  # frames only, as pandas
 
     if pa.types.is_date(t) or pa.types.is_nested(t):
         return pd.ArrowDtype(t)
+    if (pa.types.is_string(t) or pa.types.is_large_string(t)) and pyarrow_strings_enabled():
+        return pd.StringDtype("pyarrow")
     if pa.types.is_boolean(t):
         return pd.BooleanDtype()
     if pa.types.is_integer(t):
@@ -1032,7 +1041,7 @@ class Catalog:
         frame reads); end alone: from the first. Neither (an export of everything): only when
         the catalog holds no partition of it at all. holder: what has no rows of them. A
         dataset (NGSIM) has no days of the bucket to name: nothing."""
-        if (source, message_type) not in SCHEMAS:
+        if (source, message_type) not in SCHEMAS or _missing_told.get():
             return
         with self.db.read_state() as con:
             records = manifest.get_partitions(con, source, message_type)
@@ -1046,13 +1055,12 @@ class Catalog:
 
         if start is None and end is None:  # no window: everything, of which nothing is held?
             if not any(held(r) for r in records.values()):
-                warnings.warn(
+                warn(
                     f"{source}/{message_type}: the catalog holds no partition of it (never "
                     f"ingested, failed, or written under an older canonical version); {holder} "
                     f"has no rows of it. "
                     f"{self._ingest_hint(source, message_type, 'DAY', 'DAY', tz)}",
                     MissingDataWarning,
-                    stacklevel=3,
                 )
             return
         known = [r.date for r in records.values()]
@@ -1073,14 +1081,13 @@ class Catalog:
             names = [k.day.isoformat() for k in missing]
             what = f"{FOLDER_TIMEZONE[source]} day" + ("" if n == 1 else "s")
         shown = ", ".join(names[:5]) + (f" and {n - 5} more" if n > 5 else "")
-        warnings.warn(
+        warn(
             f"{source}/{message_type}: {n} {what} of the window {lo}..{hi} ({tz}) "
             f"{'is' if n == 1 else 'are'} not in the catalog (never ingested, failed, or "
             f"written under an older canonical version): {shown}; {holder} has no rows of "
             f"{'it' if n == 1 else 'them'}. "
             f"{self._ingest_hint(source, message_type, lo, hi, tz)}",
             MissingDataWarning,
-            stacklevel=3,
         )
 
     def _ingest_hint(
@@ -2086,8 +2093,7 @@ class Catalog:
         inside that area, as to_dask keeps them. snapshot / as_of: as to_dask's. A window
         with no group to split (no rows, or none with a vehicle id) is a CatalogError, one
         line, as `report coverage` says of an empty range."""
-        if by not in ("vehicle", "trip"):
-            raise ConfigError(f"split by 'vehicle' or 'trip', not {by!r}")
+        by = _choice("by", by, ("vehicle", "trip"))  # type: ignore[assignment]
         splits.check_fractions(fractions)
         if whole_number(seed) is None:  # True split as 'True', None as 'None': not seeds
             raise ConfigError(f"seed is a whole number, e.g. 0, got {seed!r}")
@@ -2100,6 +2106,8 @@ class Catalog:
         tz = timezone_arg(timezone)
         days = _day_range(*_split_days(start, end))
         window = splits.window_of(*days, tz)
+        if snapshot is None and window is not None:  # as to_dask's window, before any error
+            self._warn_missing(rel.source, rel.message_type, *days, tz, holder="the split")
         sql, params = splits.group_sizes_sql(rel, by, window, sites, area)
         groups = self.query(sql, params, snapshot=snapshot)
         if groups.empty:
@@ -2146,9 +2154,13 @@ class Catalog:
         rel = splits.relation(source, message_type)
 
         def read(**kw: Any) -> dd.DataFrame:
-            return self.to_dask(
-                source, message_type, start, end, timezone=timezone, snapshot=snapshot, **kw
-            )
+            told = _missing_told.set(True)  # split_plan named the window's missing days
+            try:
+                return self.to_dask(
+                    source, message_type, start, end, timezone=timezone, snapshot=snapshot, **kw
+                )
+            finally:
+                _missing_told.reset(told)
 
         return splits.split_frames(
             read, groups, the_plan, time_column=rel.time, filters=filters, **options

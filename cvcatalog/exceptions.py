@@ -3,6 +3,10 @@ and the warnings its API gives (Python's `warnings`: shown once, filterable by c
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 
 class CvCatalogError(Exception):
     """Base class: a problem the user can act on, with a message meant for them."""
@@ -105,3 +109,17 @@ class MissingDataWarning(CvCatalogWarning):
     """A read asked for days the catalog does not hold (never ingested, or their ingest
     failed): the result has no rows of them. Days the source has no data for (`no_data`) are
     not missing."""
+
+
+#: the package's directory: a frame whose file is under it is cvcatalog's, not the user's
+_PACKAGE = os.path.dirname(__file__) + os.sep
+
+
+def warn(message: str, category: type[CvCatalogWarning]) -> None:
+    """warnings.warn pointing at the first line outside cvcatalog: the user's call, however
+    many of cvcatalog's own calls lie between it and here (a split's read of to_dask, an
+    experiment's), where a fixed stacklevel named cvcatalog's file in those."""
+    level, caller = 2, sys._getframe(1)  # 2: warn's caller
+    while caller.f_code.co_filename.startswith(_PACKAGE) and caller.f_back is not None:
+        level, caller = level + 1, caller.f_back
+    warnings.warn(message, category, stacklevel=level)

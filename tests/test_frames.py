@@ -462,6 +462,25 @@ def test_the_plan_travels_to_workers() -> None:
     )
 
 
+def test_a_socrata_frame_built_from_a_canonical_one_has_to_dasks_dtypes(cat: Catalog) -> None:
+    """to_socrata (an experiment's socrata frame) gave pandas' own `str` strings (a NULL is
+    nan) where to_dask(naming="socrata") gives Dask's `string` (a NULL is <NA>): 34 of the 71
+    columns differed. Now every column has to_dask's dtype, in the meta and computed; with
+    Dask's string conversion off, both are pandas' `str`."""
+    # another day for each setting: Dask keeps the meta of an expression it has seen
+    for convert, day in ((None, D1), (False, D2)):
+        with dask.config.set({"dataframe.convert-string": convert}):
+            read = cat.to_dask("wydot", "BSM", day, day, naming="socrata")
+            built = to_socrata(cat.to_dask("wydot", "BSM", day, day), SCHEMAS[("wydot", "BSM")])
+            assert list(built.columns) == list(read.columns)
+            assert dict(built.dtypes) == dict(read.dtypes), convert
+            assert dict(built.compute().dtypes) == dict(read.compute().dtypes), convert
+            strings = [c for c, t in read.dtypes.items() if isinstance(t, pd.StringDtype)]
+            assert strings and all(read.dtypes[c].na_value is pd.NA for c in strings) == (
+                convert is None
+            )
+
+
 # -- the quality columns under socrata naming --------------------------------------------------
 def test_an_experiments_imputed_flag_survives_the_socrata_naming(cat: Catalog) -> None:
     """processing.cleaning.impute with output.column_names socrata (the default): the frame

@@ -5,6 +5,7 @@ thousand rows over many vehicles."""
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
-from cvcatalog.exceptions import CatalogError, ConfigError
+from cvcatalog.exceptions import CatalogError, ConfigError, MissingDataWarning
 from cvcatalog.read.experiments import CatalogGatherer
 from cvcatalog.read.splits import SPLIT_NAMES, assign, nothing_to_split, relation
 from cvcatalog.sandbox.ngsim import generate_ngsim
@@ -120,7 +121,7 @@ def test_bad_split_requests_are_one_clear_line(cat: Catalog) -> None:
                                      "--type", "BSM", "--start", str(D1), "--timezone", "Mars/Base"])  # fmt: skip
         assert r.exit_code == 1 and r.output.startswith("error: unknown timezone"), r.output
         assert "unexpected" not in r.output
-    with pytest.raises(ConfigError, match="'vehicle' or 'trip'"):
+    with pytest.raises(ConfigError, match="by must be one of 'vehicle', 'trip', got 'day'"):
         cat.split("wydot", "BSM", D1, D2, by="day")  # type: ignore[arg-type]
 
 
@@ -146,6 +147,9 @@ def test_experiment_yaml_split_hands_back_the_named_split(cat: Catalog, tmp_path
     )
     with pytest.raises(ConfigError, match="add up to 1"):
         CatalogGatherer(bad, cat)
+    bad.write_text(bad.read_text().replace("[0.5, 0.6, 0.1]", "[0.9, 0.1]"))
+    with pytest.raises(ConfigError, match=r"three numbers \(train, validation, test\), got \[0"):
+        CatalogGatherer(bad, cat)  # it said "split.fractions.2: Field required"
 
 
 def test_a_start_alone_is_that_one_day_as_the_help_says(cat: Catalog) -> None:
@@ -228,7 +232,7 @@ def test_a_split_of_an_area_is_planned_on_the_areas_rows(cat: Catalog, tmp_path:
     plan, _ = cat.split_plan("wydot", "BSM", D1, D2, fractions=FRACTIONS, bbox=area)
     got = CatalogGatherer(path, cat).gather_data().get_gathered_data().compute()
     assert len(got) == plan.rows[1] > 0
-    with pytest.raises(CatalogError, match=r"^no wydot/BSM rows between .* inside bbox lat"):
+    with pytest.raises(CatalogError, match=r"^no wydot/BSM rows between .* inside the bbox lat"):
         cat.split_plan("wydot", "BSM", D1, D2, bbox=(10.0, 10.0, 10.5, 10.5))
 
 
@@ -244,10 +248,12 @@ def test_a_split_with_no_share_is_empty_with_the_same_columns(cat: Catalog) -> N
 def test_an_empty_window_is_one_line_as_coverage_says_it(cat: Catalog) -> None:
     line = "no wydot/BSM rows between 2020-01-01 and 2020-01-02 (UTC); nothing to split"
     for by in ("vehicle", "trip"):
-        with pytest.raises(CatalogError) as raised:
+        with pytest.raises(CatalogError) as raised, pytest.warns(MissingDataWarning):
             cat.split("wydot", "BSM", "2020-01-01", "2020-01-02", by=by)
         assert str(raised.value) == line
-        with pytest.raises(CatalogError, match="nothing to split"):
+        with pytest.raises(CatalogError, match="nothing to split"), pytest.warns(
+            MissingDataWarning, match="the split has no rows of them"
+        ):
             cat.split_plan("wydot", "BSM", "2020-01-01", "2020-01-02", by=by)
     with pytest.raises(CatalogError, match=r"^no thea/BSM rows in the catalog; nothing to split$"):
         cat.split_plan("thea", "BSM")  # every partition: none of that source
@@ -257,9 +263,51 @@ def test_an_empty_window_is_one_line_as_coverage_says_it(cat: Catalog) -> None:
         r = CliRunner().invoke(app, [*base, "--format", fmt])
         assert r.exit_code == 1, r.output
         assert r.stdout == ""  # no table of zeros, no JSON rows
-        assert r.stderr.strip().splitlines() == [
+        note, error = r.stderr.strip().splitlines()  # the day was never ingested: said first
+        assert note.startswith("note: wydot/BSM: 1 UTC day of the window 2020-01-01..2020-01-01")
+        assert "`cvcatalog ingest" in note
+        assert error == (
             "error: no wydot/BSM rows between 2020-01-01 and 2020-01-01 (UTC); nothing to split"
-        ]
+        )
+
+
+def test_a_split_names_missing_days_once_at_the_users_line(cat: Catalog, tmp_path: Path) -> None:
+    """Catalog.split warned three times (once per frame) at cvcatalog's own line, the
+    experiment gatherer at its module's, split_plan and the `split` command not at all: a
+    window of days never ingested could not be told from days without traffic. Now one
+    MissingDataWarning at the caller's line for each, and a note from the command."""
+    window = ("wydot", "BSM", "2021-03-30", str(D2))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        parts = cat.split(*window, fractions=FRACTIONS)
+        cat.split_plan(*window, fractions=FRACTIONS)
+        path = tmp_path / "exp.yml"
+        path.write_text(
+            "experiment: {name: x}\ndata:\n  source: wydot\n  message_type: BSM\n"
+            "  date_range: {start_date: 2021-03-30, end_date: 2021-04-02}\n"
+            f"split: {{fractions: {list(FRACTIONS)}}}\n"
+        )
+        CatalogGatherer(path, cat).gather_data()
+        path.write_text(path.read_text().split("split:")[0])  # no split: to_dask alone
+        CatalogGatherer(path, cat).gather_data()
+    missing = [w for w in seen if issubclass(w.category, MissingDataWarning)]
+    assert len(missing) == 4, [str(w.message) for w in seen]
+    assert all("2 UTC days" in str(w.message) for w in missing)
+    assert {w.filename for w in missing} == {__file__}
+    assert sum(len(f) for f in parts) > 0  # the days held are split
+    # the frames' own reads warn no more when computed, and to_dask alone warns as before
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        parts.train.compute()
+        cat.to_dask(*window)
+    assert len([w for w in seen if issubclass(w.category, MissingDataWarning)]) == 1
+    r = CliRunner().invoke(app, ["split", "--catalog", str(cat.paths.root), "--source", "wydot",
+                                 "--type", "BSM", "--start", "2021-03-30", "--end", str(D2),
+                                 "--by", " TRIP", "--format", "json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert [row["split"] for row in json.loads(r.stdout)] == list(SPLIT_NAMES)
+    assert "trips" in json.loads(r.stdout)[0]
+    assert r.stderr.startswith("note: wydot/BSM: 2 UTC days of the window 2021-03-30..")
 
 
 def test_nothing_to_split_names_rows_without_a_vehicle_id() -> None:

@@ -374,3 +374,16 @@ def test_a_bad_gap_names_where_it_came_from(
         trips_config(cfg)
     r = CliRunner().invoke(app, ["trips", "--max-gap-s", "-1", "--config", str(cfg)])
     assert r.exit_code == 1 and r.stderr == "error: --max-gap-s must be more than 0 seconds, got -1\n"
+
+
+def test_trips_of_a_catalog_without_positions_says_there_are_none(tmp_path: Path) -> None:
+    """An empty table (`[]` in JSON) said nothing of why: a note says the catalog holds no
+    rows trips are made of, beside the rows (stderr in the machine formats)."""
+    cat = Catalog(tmp_path / "catalog")
+    cat.set_trip_gap(90)  # a catalog with no data at all
+    for fmt, out in (("table", "stdout"), ("json", "stderr")):
+        r = CliRunner().invoke(app, ["trips", "--catalog", str(cat.paths.root), "-f", fmt])
+        assert r.exit_code == 0, r.output
+        assert "no trips: the catalog holds no BSM or NGSIM rows\n" in getattr(r, out)
+        if fmt == "json":
+            assert r.stdout.strip() == "[]"

@@ -264,15 +264,19 @@ def _note(message: str) -> None:
 def _notes_of(kind: type[Warning]) -> Iterator[None]:
     """The library's warnings of this kind, each a note line on stderr once the block is done
     (Python's own print of a warning is two lines naming cvcatalog's file: noise to a user of
-    the command); any other warning is shown as Python would have."""
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always", kind)
-        yield
-    for w in seen:
-        if issubclass(w.category, kind):
-            _note(str(w.message))
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    the command); any other warning is shown as Python would have. Shown when the block
+    fails too: before its error line, which they may explain (a split of days never ingested)."""
+    seen: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", kind)
+            yield
+    finally:
+        for w in seen:
+            if issubclass(w.category, kind):
+                _note(str(w.message))
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _env_notes() -> None:
@@ -2151,6 +2155,8 @@ def trips_cmd(
     )
     rows, columns = arrow_rows(table)
     emit(rows, fmt, columns=columns)
+    if not rows:  # an empty table said nothing of why
+        say("no trips: the catalog holds no BSM or NGSIM rows", fmt)
     say(f"a gap of more than {cat.trip_gap():g} s starts a trip (trips.max_gap_s)", fmt)
 
 
@@ -2198,6 +2204,7 @@ def split_cmd(
         raise ConfigError(
             f"--fractions takes three numbers like 0.8,0.1,0.1, got {fractions!r}"
         ) from None
+    by = by.strip().lower()  # as --source and --type are read
     if by not in ("vehicle", "trip"):
         raise ConfigError(f"--by is vehicle or trip, not {by!r}")
     if location is not None and source.strip().lower() not in DATASETS:
@@ -2206,20 +2213,21 @@ def split_cmd(
     area = _area(within, bbox, corridor)
     _one_point(snapshot, as_of)
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
-    plan, _ = cat.split_plan(
-        source,
-        message_type,
-        start,
-        end,
-        by="trip" if by == "trip" else "vehicle",
-        fractions=parts,
-        seed=seed,
-        timezone=timezone,
-        location=location,
-        snapshot=snapshot,
-        as_of=as_of,
-        **spatial.as_kwargs(area),
-    )
+    with _notes_of(MissingDataWarning):  # days never ingested: a note, before any error line
+        plan, _ = cat.split_plan(
+            source,
+            message_type,
+            start,
+            end,
+            by="trip" if by == "trip" else "vehicle",
+            fractions=parts,
+            seed=seed,
+            timezone=timezone,
+            location=location,
+            snapshot=snapshot,
+            as_of=as_of,
+            **spatial.as_kwargs(area),
+        )
     rows = [
         {
             "split": name,

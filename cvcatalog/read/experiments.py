@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cvcatalog import spatial
 from cvcatalog.catalog import Catalog, RemoteCatalog, to_socrata
@@ -19,6 +19,7 @@ from cvcatalog.exceptions import ConfigError
 from cvcatalog.quality.cleaning import impute_pandas
 from cvcatalog.quality.config import IMPUTED_COLUMN, Impute, QualityConfig
 from cvcatalog.quality.mapping import TrajectoryMapping, mapping_for
+from cvcatalog.read.splits import check_fractions
 from cvcatalog.schemas import SCHEMAS
 
 if TYPE_CHECKING:
@@ -165,11 +166,15 @@ class SplitConfig(_Strict):
     seed: int = 0
     use: Literal["train", "validation", "test"] = "train"
 
-    @model_validator(mode="after")
-    def _fractions(self) -> SplitConfig:
-        if any(f < 0 for f in self.fractions) or abs(sum(self.fractions) - 1.0) > 1e-6:
-            raise ValueError(f"fractions must be >= 0 and add up to 1, got {list(self.fractions)}")
-        return self
+    @field_validator("fractions", mode="before")
+    @classmethod
+    def _fractions(cls, value: Any) -> tuple[float, float, float]:
+        """In Catalog.split's and --fractions' words (a list of two was "fractions.2: Field
+        required")."""
+        try:
+            return check_fractions(value)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
 
 
 class ExperimentConfig(_Strict):

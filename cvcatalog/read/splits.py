@@ -246,8 +246,9 @@ def nothing_to_split(
         if days[0] is not None and days[1] is not None
         else "in the catalog"
     )
-    if area is not None:
-        where += f" inside {spatial.describe(area)}"
+    if area is not None:  # "within 10 m of (0, 0)", "inside the bbox lat [...] lon [...]"
+        described = spatial.describe(area)
+        where += f" {described}" if isinstance(area, spatial.Within) else f" inside the {described}"
     if snapshot is not None:
         where += f" at snapshot {snapshot}"
     if rows == 0:
