@@ -1,7 +1,7 @@
 """Measured detection: labelled anomalies injected into clean replica trajectories, found (or
 not) by the catalog's quality rules.
 
-    python -m bench.quality [--bsm-hours 2] [--bsm-records-per-hour 20000] [--ngsim-rows 40000]
+    python -m bench.quality [--bsm-hours 2] [--bsm-records-per-hour 30000] [--ngsim-rows 20000]
                             [--rate 0.005] [--seed 16] [--out bench/results/quality]
 
 1. Base trajectories, produced by the ingest's own conversion: WYDOT BSM objects from the

@@ -56,7 +56,7 @@ from cvcatalog.io.duckdb_ext import (
 from cvcatalog.io.duckdb_ext import endpoint_url as current_endpoint
 from cvcatalog.io.layout import CatalogPaths, safe_rel
 from cvcatalog.io.s3 import RetryPolicy, TokenBucket, as_s3_error, make_client
-from cvcatalog.io.storage import S3Access, S3Location, S3Store, s3fs_options
+from cvcatalog.io.storage import S3Access, S3Location, S3Store, is_remote, s3fs_options
 from cvcatalog.ops import cache
 from cvcatalog.ops.compact import CompactResult, compact
 from cvcatalog.ops.discover import Discovery, ListingCache, Plan, fetcher_factory, listing_settings
@@ -96,6 +96,12 @@ def default_home() -> Path:
     ./data/catalog."""
     env = os.environ
     return Path(env.get("CVCATALOG_HOME") or env.get("CVCATALOG_CACHE__DIRECTORY") or DEFAULT_HOME)
+
+
+def _remote_home() -> str | None:
+    """CVCATALOG_HOME when it names a published catalog (s3://...), else None."""
+    home = os.environ.get("CVCATALOG_HOME")
+    return home if is_remote(home) else None
 
 
 def _as_date(value: date | str | None, what: str) -> date | None:
@@ -577,7 +583,8 @@ class Catalog:
     """
 
     def __new__(cls, path: str | Path | None = None, *args: Any, **kwargs: Any) -> Catalog:
-        if cls is Catalog and isinstance(path, str) and path.strip().lower().startswith("s3://"):
+        # no path: CVCATALOG_HOME, which may name a published catalog as for the CLI
+        if cls is Catalog and is_remote(path if path is not None else _remote_home()):
             return super().__new__(RemoteCatalog)
         return super().__new__(cls)
 
@@ -1744,6 +1751,12 @@ class Catalog:
             pins.put(con, pin)
         return pin
 
+    def current_snapshot(self) -> int:
+        """The id of the snapshot the catalog shows now (what a read without snapshot= reads;
+        a published catalog: the one it was published at)."""
+        with self.db.read() as con:
+            return lake.current_snapshot(con)
+
     def writable(self) -> bool:
         """Whether this process may write the catalog (a commit renames a copy in its
         directory): a shared catalog may be readable only."""
@@ -2738,7 +2751,7 @@ class RemoteCatalog(Catalog):
         endpoint_url: str | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
-        location = S3Location.parse(str(path))
+        location = S3Location.parse(str(path if path is not None else _remote_home()))
         s3_config = download_config(
             profile=profile, no_sign_request=no_sign_request, endpoint_url=endpoint_url
         )

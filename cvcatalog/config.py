@@ -596,7 +596,8 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     (over CVCATALOG_CACHE__DIRECTORY, as catalog.default_home reads them). Two variables of
     which one sets a value the other would go inside (CVCATALOG_DOWNLOAD__RATE_LIMIT and
     CVCATALOG_DOWNLOAD__RATE_LIMIT__X) are a ConfigError naming both. A variable set but empty
-    (`CVCATALOG_MEMORY__STAGING_GB=`) is unset, as for most tools: the level below applies."""
+    (`CVCATALOG_MEMORY__STAGING_GB=`) is unset, as for most tools: the level below applies;
+    one set to null (or ~, YAML's null) is null, e.g. a quality rule off (ENV_NULL)."""
     environ = _set_env(environ)
     given: dict[tuple[str, ...], str] = {}  # field path -> the variable that sets it
     if environ.get("CVCATALOG_STORAGE"):
@@ -617,8 +618,22 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = environ[name]
+        value = environ[name]
+        node[path[-1]] = ENV_NULL if value.strip() in _NULL_WORDS else value
     return out
+
+
+class _EnvNull:
+    """A variable's null (`CVCATALOG_QUALITY__RULES__BOUNDS=null`: the rule off, as YAML's
+    null): None once merged; deep_merge passes over a plain None (a flag not given)."""
+
+    def __repr__(self) -> str:
+        return "null"
+
+
+ENV_NULL = _EnvNull()
+#: YAML's spellings of null
+_NULL_WORDS = frozenset({"null", "Null", "NULL", "~"})
 
 
 def _set_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -633,7 +648,9 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for k, v in extra.items():
         if v is None:
             continue
-        if isinstance(v, dict) and isinstance(merged.get(k), dict):
+        if v is ENV_NULL:
+            merged[k] = None
+        elif isinstance(v, dict) and isinstance(merged.get(k), dict):
             merged[k] = deep_merge(merged[k], v)
         else:
             merged[k] = v

@@ -1540,6 +1540,8 @@ def test_a_listing_filtered_to_nothing_says_so(one_day: Path, fmt: str) -> None:
         ("snapshots", "--source", "thea"): "no kept snapshots of source thea",
         ("snapshots", "--type", "tim"): "no kept snapshots of type TIM",
         ("snapshots", "--source", "wydot", "--type", "TIM"): "no kept snapshots of wydot/TIM",
+        # it said "no kept snapshots" of a catalog that keeps some
+        ("snapshots", "--limit", "0"): "--limit 0: no snapshot listed",
         ("experiments", "list"): "no experiments pinned",
     }
     for args, line in commands.items():

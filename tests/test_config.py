@@ -27,6 +27,7 @@ from cvcatalog.config import (
     cache_config,
     download_config,
     parse_day,
+    quality_config,
     timezone_arg,
     unknown_env,
 )
@@ -318,6 +319,54 @@ def test_precedence_file_then_environment_then_overrides(
     assert cfg.download.rate_limit == 20  # environment beats the file
     assert cfg.download.max_workers == 8  # explicit override beats both
     assert cfg.cache.directory == tmp_path / "from-env"
+
+
+def test_a_variable_set_to_null_is_null_as_in_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule is off at null in YAML; CVCATALOG_QUALITY__RULES__BOUNDS=null was the string
+    'null', refused with "bounds must be 'auto', null (off) or a box ...; got 'null'"."""
+    p = write(tmp_path, "quality:\n  rules: {max_speed_mps: 50}\n")
+    for word in ("null", "~", "NULL"):
+        monkeypatch.setenv("CVCATALOG_QUALITY__RULES__BOUNDS", word)
+        monkeypatch.setenv("CVCATALOG_QUALITY__RULES__MAX_SPEED_MPS", f" {word} ")
+        cfg = quality_config(p)
+        assert cfg is not None and cfg.rules.bounds is None and cfg.rules.max_speed_mps is None
+    monkeypatch.delenv("CVCATALOG_QUALITY__RULES__MAX_SPEED_MPS")
+    cfg = quality_config(p)  # the file's value where no variable says otherwise
+    assert cfg is not None and cfg.rules.max_speed_mps == 50 and cfg.rules.bounds is None
+    monkeypatch.setenv("CVCATALOG_DOWNLOAD__RATE_LIMIT", "null")  # a setting that takes no null
+    with pytest.raises(ConfigError, match=r"^invalid configuration \(CVCATALOG_DOWNLOAD__RATE"):
+        DataSourceConfig.from_yaml(write(tmp_path, "source: wydot\nmessage_type: BSM\n"))
+
+
+def test_cleaning_columns_the_table_lacks_are_config_errors_before_any_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """smoothing/impute columns were checked over the downloaded data: an ingest made its GETs
+    first, then failed the day with a line lacking the file's name. Now they are the
+    config's own error, before anything is fetched (here: no endpoint at all)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    HEAD = "source: wydot\nmessage_type: BSM\ndate_range: {start_date: 2021-04-01}\n"
+    cases = {
+        "cleaning: {smoothing: {enabled: true, columns: [nosuch]}}":
+            "quality.cleaning.smoothing.columns: wydot_bsm has no column 'nosuch'",
+        "impute: {enabled: true, columns: [vehicle_id]}":
+            "quality.impute.columns: 'vehicle_id' (VARCHAR) is not a numeric measurement column",
+        "cleaning: {smoothing: {enabled: true, columns: [generated_at]}}":
+            "quality.cleaning.smoothing.columns: 'generated_at' (TIMESTAMPTZ) is not a numeric",
+    }  # fmt: skip
+    for section, message in cases.items():
+        p = write(tmp_path, f"{HEAD}quality:\n  {section}\n")
+        with pytest.raises(ConfigError, match=re.escape(f"invalid configuration ({p}): {message}")):
+            DataSourceConfig.from_yaml(p)
+        r = CliRunner().invoke(app, ["ingest", "--config", str(p), "--start", "2021-04-01",
+                                     "--catalog", str(tmp_path / "cat")])  # fmt: skip
+        assert r.exit_code == 1 and r.stderr.startswith(f"error: invalid configuration ({p}): ")
+        assert message in r.stderr and "endpoint" not in r.stderr
+    ok = write(tmp_path, f"{HEAD}quality:\n  cleaning: {{smoothing: {{enabled: true, "
+               "columns: [speed_mps, heading_deg]}}\n")  # fmt: skip
+    assert DataSourceConfig.from_yaml(ok).quality is not None
 
 
 def test_the_example_config_names_every_setting() -> None:

@@ -178,6 +178,10 @@ def test_verify_and_compaction_after_deletes(changed: dict[str, Any], tmp_path: 
     shutil.copytree(changed["cat"].paths.root, copy.paths.root)
     partition = copy.partitions("wydot", "BSM", DAY, DAY)[0]
     assert partition.rows == len(changed["oracle3"])
+    first = min(s["snapshot_id"] for s in copy.snapshots())
+    feed = copy.changes("wydot", "BSM", since=first)
+    assert feed.snapshot_id.nunique() > 1  # the runs' inserts and deletes
+    per_snapshot = copy.changes("wydot", "BSM", since=first, output="dask").compute()
     results = copy.compact()
     assert results and results[0].rows == len(changed["oracle3"])
     assert copy.query(ROWS).equals(changed["oracle3"])
@@ -185,6 +189,13 @@ def test_verify_and_compaction_after_deletes(changed: dict[str, Any], tmp_path: 
     oracle = changed["oracle3"].sort_values(["source_key", "generated_at", "speed_mps"])
     pd.testing.assert_frame_equal(_frame(copy), oracle.reset_index(drop=True), check_dtype=False)
     assert copy.verify().clean  # the compaction's commit moved the lake to the copy
+    # the feed through the compaction is the feed before it: each row under the snapshot that
+    # made it (the compaction's rewrite, a delete and an insert of every row, named them all)
+    pd.testing.assert_frame_equal(copy.changes("wydot", "BSM", since=first), feed)
+    arrow = copy.changes("wydot", "BSM", since=first, output="arrow")
+    assert arrow.column("snapshot_id").to_pylist() == feed.snapshot_id.tolist()
+    dask_ids = copy.changes("wydot", "BSM", since=first, output="dask").compute().snapshot_id
+    assert sorted(dask_ids) == sorted(per_snapshot.snapshot_id)  # (it was right)
 
 
 def test_a_file_that_ends_after_some_of_its_rows_were_deleted_counts_only_the_rest(

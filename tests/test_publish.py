@@ -381,6 +381,12 @@ def test_cli_query_on_s3(
     r = runner.invoke(app, ["cache", "status"])
     assert r.exit_code == 0, r.output
     assert "4 partitions (4 complete)" in r.stdout and f"catalog {URL}" in r.stdout
+    # and Catalog() with no path, as the CLI (it was a local directory named 's3:/...')
+    home = Catalog()
+    assert isinstance(home, RemoteCatalog) and repr(home) == f"Catalog({URL!r})"
+    assert home.query("select count(*) as n from wydot_bsm").n[0] == local.query(
+        "select count(*) as n from wydot_bsm"
+    ).n[0]
 
 
 def test_remote_refetches_a_republished_database(

@@ -17,6 +17,7 @@ from cvcatalog.cli.main import app
 from cvcatalog.config import ValidationConfig
 from cvcatalog.distributed import ConvertJob, run_convert_job
 from cvcatalog.quality.config import QualityConfig
+from cvcatalog.quality.report import build_report
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sources.bucket import BUCKET
@@ -92,6 +93,14 @@ def test_counted_at_ingest_and_recorded_with_the_run(
     assert want.n.sum() > 0 and list(got.n) == list(want.n)
     stored = cat.query("select config_json from quality_configs where run_id = ?", [s.run_id])
     assert json.loads(stored.iat[0, 0])["rules"]["bounds"]["lon_min"] == -107.0
+    # report quality shows the recorded counts; other rules given say they changed nothing
+    # (a --config with max_speed_mps 20 showed the same counts without a word)
+    tight = build_report(cat, "wydot", "BSM", config=QualityConfig.model_validate(
+        {"rules": {"max_speed_mps": 1}}))  # fmt: skip
+    plain_report = build_report(cat, "wydot", "BSM")
+    assert tight.types[0].counts == plain_report.types[0].counts
+    assert any("recorded, under its own configuration" in n for n in tight.types[0].notes)
+    assert not any("own configuration" in n for n in plain_report.types[0].notes)
 
 
 def test_cleaning_removes_exactly_the_outliers(seeded: Any, plain: Catalog, tmp_path: Path) -> None:

@@ -1074,6 +1074,12 @@ def test_an_experiment_fixed_to_a_snapshot_reads_a_catalog_it_cannot_write(
     frame = CatalogGatherer(path, cat).gather_data().get_gathered_data()
     assert len(frame) == int(history["after2"].n.sum())
     assert cat.pin_of("shared") is None and cat.paths.db.stat().st_ino == before
+    # pin: true there reads the current snapshot, unpinned (it was the read-only error line)
+    current = path.read_text().replace(f"snapshot: {s2['snapshot_id']}", "pin: true")
+    path.with_name("current.yml").write_text(current.replace("{name: shared}", "{name: now}"))
+    frame = CatalogGatherer(path.with_name("current.yml"), cat).gather_data().get_gathered_data()
+    assert len(frame) == len(cat.to_dask("wydot", "BSM", D1, D2)) != int(history["after2"].n.sum())
+    assert cat.pin_of("now") is None and cat.paths.db.stat().st_ino == before
     # a pin its owner made under that name still holds (and one line when it holds another)
     cat.pin("shared", "wydot", "BSM", snapshot=_s3["snapshot_id"])
     with pytest.raises(ConfigError, match=f"pinned to snapshot {_s3['snapshot_id']}"):

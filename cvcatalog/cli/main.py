@@ -742,6 +742,8 @@ def snapshots(
     source, message_type = source and source.lower(), message_type and message_type.upper()
     rows = cat.snapshots(source, message_type, limit)
     empty = f"no kept snapshots{_of(source, message_type)}"
+    if limit == 0:  # asked for none: not "no kept snapshots", which would be false
+        empty = "--limit 0: no snapshot listed"
     if fmt is Format.json:  # with the rows added and removed per table
         emit(rows, fmt, empty=empty)
         return

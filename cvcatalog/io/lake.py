@@ -665,20 +665,24 @@ def changes(
 ) -> pa.Table:
     """The net row changes of a lake table from snapshot first to last (inclusive): rows the
     later state has and the earlier lacks are inserts, the reverse deletes, each with the
-    snapshot that made it. A file rewritten with its rows unchanged (a day merged by
+    snapshot that made it (the last that added or removed it on balance: not a compaction,
+    which rewrote it after). A file rewritten with its rows unchanged (a day merged by
     --check-changes, a compaction) nets to nothing, so only rows that really changed show.
     read: kept snapshots around first..last when first or last has expired (DuckLake reads
     changes between kept snapshots only; the expired snapshots' changes are still in its
     files): the changes are read between them, and only those of first..last kept."""
+    # s: each row's net change in each snapshot, so a snapshot that rewrote it (a compaction:
+    # deleted and inserted in one commit) nets to nothing and is not the one named for it
     sql = (
         "WITH c AS (SELECT * FROM ducklake_table_changes(?, ?, ?, ?, ?) "
         "WHERE snapshot_id BETWEEN ? AND ?), "
-        "g AS (SELECT * EXCLUDE (snapshot_id, rowid, change_type), "
+        "s AS (SELECT * EXCLUDE (rowid, change_type), "
         "sum(CASE WHEN change_type IN ('insert', 'update_postimage') THEN 1 ELSE -1 END) "
-        "AS _net, "
-        "max(snapshot_id) FILTER (WHERE change_type IN ('insert', 'update_postimage')) AS _ins, "
-        "max(snapshot_id) FILTER (WHERE change_type IN ('delete', 'update_preimage')) AS _del "
-        "FROM c GROUP BY ALL) "
+        "AS _step FROM c GROUP BY ALL), "
+        "g AS (SELECT * EXCLUDE (snapshot_id, _step), sum(_step) AS _net, "
+        "max(snapshot_id) FILTER (WHERE _step > 0) AS _ins, "
+        "max(snapshot_id) FILTER (WHERE _step < 0) AS _del "
+        "FROM s GROUP BY ALL) "
         "SELECT CASE WHEN _net > 0 THEN 'insert' ELSE 'delete' END AS change_type, "
         "CASE WHEN _net > 0 THEN _ins ELSE _del END AS snapshot_id, "
         "g.* EXCLUDE (_net, _ins, _del) FROM g, range(CAST(abs(_net) AS BIGINT)) AS r(_n) WHERE _net <> 0 "

@@ -124,11 +124,48 @@ def view_for(source: str, message_type: str) -> str:
     return f"{source}_{message_type.lower()}"
 
 
+#: the DuckDB types of a measurement column smoothing and imputation may change
+NUMERIC_TYPES = (
+    "DOUBLE",
+    "FLOAT",
+    "REAL",
+    "DECIMAL",
+    "INTEGER",
+    "BIGINT",
+    "SMALLINT",
+    "TINYINT",
+    "HUGEINT",
+)
+
+
 def check_applicable(cfg: QualityConfig, source: str, message_type: str) -> None:
-    """Trajectory-only cleaning on records that are not trajectories is a config mistake."""
-    if isinstance(mapping_for(source, message_type), RecordMapping) and cfg.trajectory_only:
-        raise ValueError(
-            f"quality.{', quality.'.join(cfg.trajectory_only)} applies to trajectories (BSM, "
-            f"TRAJECTORY) only; "
-            f"{source}/{message_type} records are not trajectory points"
-        )
+    """Trajectory-only cleaning on records that are not trajectories is a config mistake; so
+    are smoothing or imputation columns a CV Pilot table does not have as measurements, told
+    with the config's other errors, before an ingest downloads anything (the step names
+    them again over the data, NGSIM's included)."""
+    mapping = mapping_for(source, message_type)
+    if isinstance(mapping, RecordMapping):
+        if cfg.trajectory_only:
+            raise ValueError(
+                f"quality.{', quality.'.join(cfg.trajectory_only)} applies to trajectories "
+                f"(BSM, TRAJECTORY) only; {source}/{message_type} records are not trajectory "
+                "points"
+            )
+        return
+    schema = SCHEMAS.get((source, message_type))
+    if schema is None:
+        return
+    types = dict(schema.view_columns)
+    sm, imp = cfg.cleaning.smoothing, cfg.impute
+    for what, columns in (
+        ("cleaning.smoothing.columns", sm.columns if sm.enabled else None),
+        ("impute.columns", imp.columns if imp.enabled else None),
+    ):
+        for col in columns or ():
+            typ = types.get(col)
+            if typ is None:
+                raise ValueError(f"quality.{what}: {schema.view_name} has no column {col!r}")
+            if col in (mapping.id, mapping.time) or not typ.upper().startswith(NUMERIC_TYPES):
+                raise ValueError(
+                    f"quality.{what}: {col!r} ({typ}) is not a numeric measurement column"
+                )

@@ -178,7 +178,7 @@ def build_report(
     with catalog.db.read() as con:
         views = set(lake.table_columns(con)) | lake.view_names(con)
         parts = [
-            _type_quality(con, catalog, src, mt, views, timezone, config or QualityConfig())
+            _type_quality(con, catalog, src, mt, views, timezone, config)
             for mt in types
         ]
     missing = [t for t in parts if t.view not in views]
@@ -197,8 +197,9 @@ def _type_quality(
     message_type: str,
     views: set[str],
     tz: str,
-    cfg: QualityConfig,
+    cfg: QualityConfig | None,
 ) -> TypeQuality:
+    """cfg: the rules given (--config, CVCATALOG_QUALITY__*); None: the defaults."""
     view = view_for(source, message_type)
     tq = TypeQuality(source, message_type, view)
     if view not in views:
@@ -220,13 +221,19 @@ def _type_quality(
     recorded, with_stats = _recorded(con, source, message_type, tq.partitions)
     if recorded:
         tq.counts, tq.origin = recorded, RECORDED
+        if cfg is not None:  # it changed nothing: said, not silently passed over
+            tq.notes.append(
+                "the counts are those the ingest recorded, under its own configuration; the "
+                "rules given (--config, CVCATALOG_QUALITY__*) are evaluated only where no "
+                "stats were recorded"
+            )
         if tq.partitions and with_stats < tq.partitions:
             tq.notes.append(
                 f"quality stats recorded for {with_stats} of {tq.partitions} partitions; "
                 "the others were ingested without them"
             )
     else:
-        stats = _evaluate_now(con, catalog, source, message_type, view, cfg)
+        stats = _evaluate_now(con, catalog, source, message_type, view, cfg or QualityConfig())
         tq.counts, tq.origin = dict(stats.counts), EVALUATED
         tq.counts.pop(("rows", "output"), None)
         tq.notes.append(

@@ -14,7 +14,13 @@ from cvcatalog.io.duckdb_ext import temporary_setting
 from cvcatalog.io.layout import replacing
 from cvcatalog.io.s3 import as_s3_error
 from cvcatalog.quality.config import IMPUTED_COLUMN, Bounds, Impute, QualityConfig
-from cvcatalog.quality.mapping import Mapping, RecordMapping, TrajectoryMapping, mapping_for
+from cvcatalog.quality.mapping import (
+    NUMERIC_TYPES,
+    Mapping,
+    RecordMapping,
+    TrajectoryMapping,
+    mapping_for,
+)
 from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
 from cvcatalog.state import deletes
 from cvcatalog.state.db import now_utc
@@ -142,18 +148,6 @@ def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
         raise CatalogError(f"cannot read {relation[:200]}: {str(e).splitlines()[0]}") from None
     return {str(r[0]): str(r[1]) for r in rows}
 
-
-_NUMERIC = (
-    "DOUBLE",
-    "FLOAT",
-    "REAL",
-    "DECIMAL",
-    "INTEGER",
-    "BIGINT",
-    "SMALLINT",
-    "TINYINT",
-    "HUGEINT",
-)
 
 
 def _need(columns: dict[str, str], name: str | None, role: str) -> str | None:
@@ -415,7 +409,7 @@ def _trajectory_plan(
                 raise ConfigError(
                     f"quality.cleaning.smoothing.columns: no column {col!r} in the data"
                 )
-            if col in (m.id, m.time) or not typ.upper().startswith(_NUMERIC):
+            if col in (m.id, m.time) or not typ.upper().startswith(NUMERIC_TYPES):
                 raise ConfigError(
                     f"quality.cleaning.smoothing.columns: {col!r} ({typ}) is not a numeric "
                     "measurement column"
@@ -481,7 +475,7 @@ def _impute_stage(
         typ = columns.get(col)
         if typ is None:
             raise ConfigError(f"quality.impute.columns: no column {col!r} in the data")
-        if col in (m.id, m.time) or not typ.upper().startswith(_NUMERIC):
+        if col in (m.id, m.time) or not typ.upper().startswith(NUMERIC_TYPES):
             raise ConfigError(
                 f"quality.impute.columns: {col!r} ({typ}) is not a numeric measurement column"
             )

@@ -233,16 +233,18 @@ class Experiment:
         """The snapshot the experiment reads, pinned under its name on the first gathering
         (`cvcatalog experiments show|unpin`): data.snapshot, or with data.pin the snapshot
         current then; None (neither): the current catalog. A published catalog, or one this
-        user cannot write, is read-only: data.snapshot is read there without a pin (its
-        snapshots are its publisher's, or its owner's)."""
+        user cannot write, is read-only: there the snapshot a pin its owner made under this
+        name holds is read, else data.snapshot, else (data.pin) the current one, without a
+        pin (its snapshots are its publisher's, or its owner's)."""
         d = self.config.data
         if d.snapshot is None and not d.pin:
             return None
-        if d.snapshot is not None and (
-            isinstance(self.catalog, RemoteCatalog) or not self.catalog.writable()
-        ):  # read as it is, or as a pin its owner made holds it: no write this user cannot do
+        if isinstance(self.catalog, RemoteCatalog) or not self.catalog.writable():
+            # no write this user cannot do (pin: true there was the catalog's read-only error)
             held = self.catalog.held_pin(self.name, d.snapshot)
-            return held.snapshot_id if held is not None else d.snapshot
+            if held is not None:
+                return held.snapshot_id
+            return d.snapshot if d.snapshot is not None else self.catalog.current_snapshot()
         pin = self.catalog.pin(self.name, d.source, d.message_type, snapshot=d.snapshot)
         return pin.snapshot_id
 
