@@ -245,7 +245,7 @@ def test_a_damaged_delete_file_is_found_and_its_table_rebuilt(
     assert cat.query(ROWS).equals(changed["oracle3"])
     [failed] = [r for r in done if r.failed]
     assert failed.what == rel and failed.line is not None
-    assert failed.line.startswith(f"cannot mend {rel}: only older snapshots ")
+    assert failed.line.startswith(f"cannot mend {rel}: only older snapshot")
     assert victim.read_bytes() == bytes(data)  # nothing deleted
     after = cat.verify()
     assert after.mismatched == [rel] and list(after.kept_only) == [rel]
@@ -291,7 +291,7 @@ def test_a_kept_file_no_other_file_has_the_bytes_of_cannot_be_mended(
     r = CliRunner().invoke(app, ["cache", "verify", "--repair", "--catalog", str(cat.paths.root)])
     assert r.exit_code == 1, r.output
     [line] = [x for x in r.output.splitlines() if x.startswith("cannot mend")]
-    assert line.startswith(f"cannot mend {rel}: only older snapshots ")
+    assert line.startswith(f"cannot mend {rel}: only older snapshot")
     assert "no file of the catalog has its bytes" in line and "re-fetched" not in r.output
     assert victim.read_bytes() == bytes(data)
     assert cat.query(ROWS).equals(changed["oracle3"])

@@ -4,6 +4,7 @@ tampered published catalog (local S3 endpoint: moto server over HTTP)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from cvcatalog.cli.main import app
 from cvcatalog.exceptions import CvCatalogError
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import extension_path, load_extension
+from cvcatalog.ops import cache as cache_ops
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.state.tables import specs, view_statements
 
@@ -726,9 +728,9 @@ def test_verify_checks_the_files_only_older_snapshots_show_and_repair_restores_t
     home = str(cat.paths.root)
     r = runner.invoke(app, ["cache", "verify", "--catalog", home, "--format", "csv"])
     assert r.exit_code == 1, r.output
-    span = f"{older}..{older}"
-    assert f"checksum mismatch (only older snapshots {span} show it),{rel_truncated}" in r.output
-    assert f"missing file (only older snapshots {span} show it),{rel_gone}" in r.output
+    span = f"snapshot {older} shows"  # the kept ones only ("2..4" named two expired ones)
+    assert f"checksum mismatch (only older {span} it),{rel_truncated}" in r.output
+    assert f"missing file (only older {span} it),{rel_gone}" in r.output
     assert "6 files checked: 4 ok, 1 mismatched, 1 missing" in r.output  # 2 quarantine files
     report = cat.verify()
     assert report.bad_partitions == [] and set(report.kept_only) == {rel_truncated, rel_gone}
@@ -763,7 +765,7 @@ def test_a_kept_file_nothing_can_stand_in_for_is_reported_and_kept(
     r = runner.invoke(app, ["cache", "verify", "--repair", "--catalog", str(cat.paths.root)])
     assert r.exit_code == 1, r.output
     [line] = [x for x in r.output.splitlines() if x.startswith("cannot mend")]
-    assert line.startswith(f"cannot mend {rel}: only older snapshots ")
+    assert line.startswith(f"cannot mend {rel}: only older snapshot")
     assert "no SHA-256 was recorded for it" in line and "Traceback" not in r.output
     assert victim.stat().st_size == 100  # kept as it is
     assert cat.verify().mismatched == [rel]
@@ -841,3 +843,13 @@ def test_a_published_catalog_reads_no_other_s3_object_whatever_its_paths_say(
     assert len(errors) == 1 and errors[0].startswith(
         f"error: refusing to read the published catalog {url}: it lists a file outside"
     )
+
+
+def test_a_kept_files_snapshots_are_the_kept_ones_that_show_it() -> None:
+    """verify said "only older snapshots 2..4 show it" of a file snapshots 3 and 4 of which
+    had expired: only the kept snapshots are named (time travel reaches only those)."""
+    kept = functools.partial(cache_ops._Kept, "f.parquet", 1, 2, 5, "wydot_bsm", False)
+    assert kept((2,)).span == "snapshot 2 shows"
+    assert kept((2, 3, 4)).span == "snapshots 2..4 show"
+    assert kept((2, 4, 5, 6, 9)).span == "snapshots 2, 4..6, 9 show"
+    assert kept(()).span == "snapshots 2..4 show"  # (none kept: its lifetime)

@@ -381,7 +381,7 @@ def test_repair_that_cannot_refetch_fails_loudly_and_hides_the_day(
     # the damaged file went; the snapshots before the repair still show it: nothing could
     # stand in for it then
     [line] = [x for x in r.output.splitlines() if x.startswith("cannot mend")]
-    assert "only older snapshots" in line and "no file of the catalog has its bytes" in line
+    assert "only older snapshot" in line and "no file of the catalog has its bytes" in line
 
     fault_proxy.clear_rules()
     s = cat.ingest("wydot", "BSM", D1, D2, timezone="UTC", **DOWNLOAD)

@@ -128,7 +128,7 @@ class VerifyReport:
 
     def _kept(self, path: str, problem: str) -> str:
         span = self.kept_only.get(path)
-        return problem if span is None else f"{problem} (only older snapshots {span} show it)"
+        return problem if span is None else f"{problem} (only older {span} it)"
 
 
 def verify(db: CatalogDB) -> VerifyReport:
@@ -181,11 +181,23 @@ class _Kept:
     until: int | None  # the snapshot that ended it (None: in effect now)
     table: str
     deletes: bool  # a delete file (else a data file only older snapshots show)
+    shown_by: tuple[int, ...] = ()  # the kept snapshots that show it
 
     @property
     def span(self) -> str:
-        last = "now" if self.until is None else str(self.until - 1)
-        return f"{self.since}..{last}"
+        """'snapshot 2 shows' / 'snapshots 2..4, 7 show': the kept snapshots that show it (not
+        those between that expired: time travel cannot reach those anyway)."""
+        if not self.shown_by:
+            last = "now" if self.until is None else str(self.until - 1)
+            return f"snapshots {self.since}..{last} show"
+        runs: list[list[int]] = []
+        for i in self.shown_by:
+            if runs and i == runs[-1][-1] + 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        text = ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs)
+        return f"snapshot {text} shows" if len(self.shown_by) == 1 else f"snapshots {text} show"
 
 
 def _kept_files(db: CatalogDB) -> tuple[list[_Kept], dict[str, checksums.Checksum]]:
@@ -196,6 +208,7 @@ def _kept_files(db: CatalogDB) -> tuple[list[_Kept], dict[str, checksums.Checksu
         data = [f for f in lake.data_files(con) if not f.current]
         deletes = lake.delete_file_entries(con)
         recorded = checksums.recorded(con)
+        kept_ids = [k.snapshot_id for k in lake.snapshots(con)]
     out: dict[str, _Kept] = {}
     for is_delete, entries in ((False, data), (True, deletes)):
         for e in entries:
@@ -205,7 +218,8 @@ def _kept_files(db: CatalogDB) -> tuple[list[_Kept], dict[str, checksums.Checksu
             seen = out.get(rel)
             until = e.until if seen is None else _later(seen.until, e.until)
             since = e.since if seen is None else min(seen.since, e.since)
-            out[rel] = _Kept(rel, e.size, since, until, e.table, is_delete)
+            shown = tuple(i for i in kept_ids if since <= i and (until is None or i < until))
+            out[rel] = _Kept(rel, e.size, since, until, e.table, is_delete, shown)
     return sorted(out.values(), key=lambda k: k.rel), recorded
 
 
@@ -288,7 +302,7 @@ def mend_kept(db: CatalogDB) -> list[Mended]:
             Mended(
                 rel,
                 False,
-                f"cannot mend {rel}: only older snapshots {span} show it and {why}; {state} "
+                f"cannot mend {rel}: only older {span} it and {why}; {state} "
                 "(time travel to those snapshots fails until they expire)",
             )
         )
