@@ -646,6 +646,15 @@ def test_report_without_recorded_stats_evaluates_now(
     assert r.exit_code == 0, r.output
     assert "evaluated now" in r.output and "2021-04-01" in r.output
     assert "note: BSM: no quality stats recorded yet" in r.output
+    assert "partly outside" not in r.output  # the folder days' own zone
+    # another zone: the edge days hold part of a day, which the report says (they read as days
+    # of little traffic, their empty hours as hours without any)
+    r = run("report", "quality", "--source", "wydot", "--catalog", str(catalog_dir),
+            "--timezone", "America/Denver")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "the catalog holds wydot's UTC days: in America/Denver the first and last days" in (
+        " ".join(r.output.split())
+    )
 
 
 def test_recorded_stats_are_reported_for_the_current_run(

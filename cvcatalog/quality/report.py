@@ -23,6 +23,7 @@ from cvcatalog.quality.coverage import check_source, coverage_command
 from cvcatalog.quality.mapping import Mapping, mapping_for, view_for
 from cvcatalog.quality.rules import QualityStats, evaluate, evaluate_files
 from cvcatalog.schemas import SCHEMAS
+from cvcatalog.sources.bucket import FOLDER_TIMEZONE
 from cvcatalog.sqlutil import quote_ident
 from cvcatalog.state import deletes
 from cvcatalog.state.manifest import complete_data_files
@@ -242,6 +243,14 @@ def _type_quality(
         )
         tq.notes.extend(stats.notes)
     tq.coverage = _coverage(con, view, mapping_for(source, message_type), tz)
+    folder = FOLDER_TIMEZONE.get(source)
+    days = sorted({d for d, _, _ in tq.coverage})
+    if folder is not None and folder != tz and mapping_for(source, message_type).time and days:
+        # a partial day read as one with little traffic (the heatmap's empty hours too)
+        tq.notes.append(
+            f"the catalog holds {source}'s {folder} days: in {tz} the first and last days "
+            f"shown ({days[0]}, {days[-1]}) are partly outside them"
+        )
     return tq
 
 
