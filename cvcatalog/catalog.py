@@ -1567,7 +1567,14 @@ class Catalog:
             )
             steps += [f"LOAD {quote_literal(str(httpfs_extension()))};", f"{secret};"]
         target = quote_literal(f"ducklake:{self.paths.db}")
-        steps += [f"ATTACH {target} AS {lake.LAKE} (READ_ONLY);", f"USE {lake.LAKE};"]
+        # where the files are now: a catalog moved or copied (cp -a) still records the data
+        # path it was written at until its next write, and the session read the old files
+        here = quote_literal(lake.data_path(self.db.lake_url or str(self.paths.root)))
+        steps += [
+            f"ATTACH {target} AS {lake.LAKE} (READ_ONLY, DATA_PATH {here}, "
+            "OVERRIDE_DATA_PATH true);",
+            f"USE {lake.LAKE};",
+        ]
         return "\n".join(steps)
 
     def validation_report(

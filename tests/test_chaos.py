@@ -133,3 +133,13 @@ def test_a_killed_run_is_marked_interrupted_by_the_next_one(
     assert s.ok
     runs = dict(cat.query("select run_id, status from ingest_runs").itertuples(index=False))
     assert runs["killed"] == "interrupted" and runs["alive"] == "running"
+    # a run with every day cached records no run of its own, and marks a killed one too (it
+    # stayed 'running' through any number of them)
+    with cat.db.write() as con:
+        con.execute("UPDATE ingest_runs SET status = 'running' WHERE run_id = 'killed'")
+    runs_before = len(cat.runs())
+    again = cat.ingest("wydot", "BSM", scenario.start, scenario.end, timezone="UTC", rate_limit=0)
+    assert again.ok and {o.status for o in again.outcomes} == {"cached"}
+    runs = dict(cat.query("select run_id, status from ingest_runs").itertuples(index=False))
+    assert runs["killed"] == "interrupted" and runs["alive"] == "running"
+    assert len(cat.runs()) == runs_before  # still no run record of its own

@@ -403,6 +403,23 @@ def test_plain_duckdb_shell_reads_the_views(
         check=True,
     )
     assert [int(x) for x in shell.stdout.split() if x.isdigit()] == want
+    # a catalog copied (cp -a), its original moved away: the shell reads the copy's files (it
+    # read the recorded path, the original's: "Cannot open file .../lake/...parquet")
+    speeds = "select round(sum(speed_mps), 3) as s from wydot_bsm"
+    total = float(cat.query(speeds).s[0])
+    copy = tmp_path / "copy"
+    shutil.copytree(catalog_dir, copy, symlinks=True)
+    catalog_dir.rename(tmp_path / "moved-away")
+    shell = subprocess.run(
+        [str(Path(sys.executable).parent / "cvcatalog"), "shell", "--catalog", str(copy)],
+        input=".mode csv\n" + speeds + ";\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert shell.returncode == 0 and "Error" not in shell.stderr + shell.stdout, shell.stderr
+    assert float(shell.stdout.split()[-1]) == total
 
 
 WORKER = """

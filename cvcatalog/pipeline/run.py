@@ -206,6 +206,8 @@ class Runner(Generic[U]):
                     self._starting.result()
             elif self._creating is not None:  # nothing to do: a new catalog, its tables made
                 self._creating.result()
+            elif not started:  # nothing to do, no run recorded: a killed one is said anyway
+                self._mark_killed()
         except BaseException as e:  # interrupted: committed units stay, the run says so
             stopped = e
             raise
@@ -592,6 +594,17 @@ class Runner(Generic[U]):
         with self.db.write(state_only=True) as con:
             mark_interrupted_runs(con, socket.gethostname())
             manifest.start_run(con, run)
+
+    def _mark_killed(self) -> None:
+        """What _record_start does first, for a run that records nothing (every unit cached):
+        a killed run of this host stayed 'running' after any number of such runs. A read
+        when there is none (the usual case), a write only when there is one to mark."""
+        host = socket.gethostname()
+        with self.db.read_state() as con:
+            killed = [pid for _, pid in manifest.running_runs(con, host) if pid is not None]
+        if any(not _pid_alive(int(pid)) for pid in killed):
+            with self.db.write(state_only=True) as con:
+                mark_interrupted_runs(con, host)
 
     def _started_ok(self) -> bool:
         """Whether a commit may go ahead: the catalog's tables and the run's start written
