@@ -522,12 +522,18 @@ def test_a_killed_ingest_resumes_without_fetching_twice(
     assert not raw.exists()
 
 
+@pytest.mark.parametrize(("signame", "code", "line"), [
+    ("SIGINT", 130, "interrupted"),
+    # SIGTERM (systemd, docker stop, timeout) ended the process at once: exit 143 with no
+    # report, no line, and the run left 'running'
+    ("SIGTERM", 143, "terminated (SIGTERM)"),
+])  # fmt: skip
 def test_ctrl_c_into_a_json_ingest_still_reports_what_it_committed(
-    s3_client: Any, catalog_dir: Path
+    s3_client: Any, catalog_dir: Path, signame: str, code: int, line: str
 ) -> None:
-    """`ingest --format json` stopped by Ctrl-C prints its summary (status interrupted, what
-    it found committed and what it committed) on stdout, then the one line on stderr, and
-    exits 130."""
+    """`ingest --format json` stopped by Ctrl-C (or SIGTERM) prints its summary (status
+    interrupted, what it found committed and what it committed) on stdout, then the one line
+    on stderr, and exits 130 (143)."""
     import json
     import signal
     import time
@@ -553,10 +559,10 @@ def test_ctrl_c_into_a_json_ingest_still_reports_what_it_committed(
         if len(got) >= 4:
             break
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     signalled = time.monotonic()
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     # the objects not yet started are given up, not each sent through the rate limit's wait
     # (which kept the run going ~15 s after the Ctrl-C)
     assert time.monotonic() - signalled < 7
@@ -569,7 +575,7 @@ def test_ctrl_c_into_a_json_ingest_still_reports_what_it_committed(
     assert report["rows"] == held - cached and cached > 0
     complete = sum(r["status"] == "complete" for r in cat.status())
     assert report["days_complete"] + report["days_cached"] == complete < 3
-    assert "interrupted; run the same command again to resume" in err
+    assert f"{line}; run the same command again to resume" in err
     assert "Traceback" not in err
     assert cat.runs(1)[0]["status"] == "interrupted"
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -328,11 +329,27 @@ def friendly(fn: F) -> F:
 
 
 def _interrupted(e: BaseException) -> NoReturn:
-    """Ctrl-C's one line and exit code 130; a run (ingest: Interrupted) goes on where it
-    stopped when run again, an export or a query only does it again."""
+    """Ctrl-C's one line and exit code 130 (SIGTERM's: 'terminated', 143); a run (ingest:
+    Interrupted) goes on where it stopped when run again, an export or a query only does it
+    again."""
     resumes = "; run the same command again to resume" if isinstance(e, Interrupted) else ""
+    if _TERMINATED.is_set():
+        err.print(f"terminated (SIGTERM){resumes}")
+        raise typer.Exit(128 + signal.SIGTERM) from None
     err.print(f"interrupted{resumes}")
     raise typer.Exit(130) from None
+
+
+#: set when SIGTERM stopped the command (_terminate)
+_TERMINATED = threading.Event()
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM (systemd, `docker stop`, `timeout`) stops a command as Ctrl-C does: an ingest
+    commits what it converted, records the run interrupted and prints its report. Python's
+    default ended the process at once, as a kill -9: no report, the run left 'running'."""
+    _TERMINATED.set()
+    raise KeyboardInterrupt
 
 
 def open_catalog(
@@ -2244,6 +2261,7 @@ def split_cmd(
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     finally:
