@@ -1690,6 +1690,13 @@ class Catalog:
                 raise ConfigError(f"until ({last}) is before since ({since})")
             if table not in lake.table_columns(con):
                 raise CatalogError(f"the catalog has no {table} table yet")
+            rebuilt = lake.rebuilt_at(con, table, since, last)
+            if rebuilt is not None:  # the feed read across it would be wrong: every row new
+                raise CatalogError(
+                    f"the {table} table was rebuilt at snapshot {rebuilt} (`cache verify "
+                    "--repair` of a damaged file): changes cannot be read across it; give a "
+                    f"since of {rebuilt} or later (the rows before it: query --snapshot)"
+                )
             ids = {k.snapshot_id for k in kept}
             if output == "dask":
                 changed = _change_parts(kept, ids, table, since, last)

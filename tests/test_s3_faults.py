@@ -322,6 +322,17 @@ def test_cache_verify_reports_and_repair_refetches(
     assert per_day == {p.day: p.records for p in report.partitions.values()}
     r = _cli("cache", "verify", "--catalog", str(catalog_dir))
     assert r.exit_code == 0 and "0 mismatched, 0 missing, 0 orphans" in r.output
+    # the repair rebuilt the table (its damaged file could not be deleted from it): the feed
+    # read across it said every row was inserted and none deleted; now one line, and the feed
+    # from the rebuild on (which hid the damaged days) is the re-fetch's inserts
+    first = min(x["snapshot_id"] for x in cat.snapshots())
+    r = _cli("changes", "--source", "wydot", "--type", "BSM", "--since", str(first),
+             "--catalog", str(catalog_dir))  # fmt: skip
+    assert r.exit_code == 1 and "table was rebuilt at snapshot" in r.stderr, r.output
+    rebuilt = int(r.stderr.split("rebuilt at snapshot ")[1].split()[0])
+    after = cat.changes("wydot", "BSM", since=rebuilt)
+    assert len(after) == report.records and set(after.change_type) == {"insert"}
+    assert cat.query("select count(*) as n from wydot_bsm", snapshot=rebuilt).n[0] == 0
 
 
 def test_a_repair_that_cannot_fetch_says_why(

@@ -692,6 +692,20 @@ def changes(
     return con.execute(sql, [LAKE, SCHEMA, table, start, end, first, last]).arrow().read_all()
 
 
+def rebuilt_at(con: duckdb.DuckDBPyConnection, table: str, after: int, through: int) -> int | None:
+    """The last snapshot in (after, through] that dropped the table and made it anew (a
+    repair's rebuild, tables.rebuild), or None. DuckLake's change feed reads one table by its
+    name, the new one: every row it shows would read as inserted there, none as deleted."""
+    row = con.execute(
+        "SELECT max(n.begin_snapshot) FROM ducklake_table n JOIN ducklake_table o "
+        "ON o.table_name = n.table_name AND o.end_snapshot = n.begin_snapshot "
+        "AND o.table_id <> n.table_id "
+        "WHERE n.table_name = ? AND n.begin_snapshot > ? AND n.begin_snapshot <= ?",
+        [table, after, through],
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
 def expirable(
     con: duckdb.DuckDBPyConnection, older_than: datetime, keep: Iterable[int] = ()
 ) -> list[int]:
