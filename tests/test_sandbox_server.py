@@ -183,3 +183,6 @@ def test_an_upload_destination_is_checked_in_the_callers_words(tmp_path: Path) -
             sandbox.upload_file(tmp_path / "n.csv", bad)
         with pytest.raises(ConfigError, match=r"^--to must be s3://bucket/key, got "):
             sandbox.upload_file(tmp_path / "n.csv", bad, names={"url": "--to"})
+    # a key under a name no bucket may have: why (it said only what the URL looked like)
+    with pytest.raises(ConfigError, match=r"got 's3://b/k.csv': does not name a valid S3 bucket"):
+        sandbox.upload_target("s3://b/k.csv")

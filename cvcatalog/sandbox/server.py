@@ -30,7 +30,7 @@ from cvcatalog.exceptions import ConfigError, S3Error, SandboxError
 from cvcatalog.io.duckdb_ext import endpoint_problem, invalid_endpoint_message
 from cvcatalog.io.duckdb_ext import endpoint_url as configured_endpoint
 from cvcatalog.io.s3 import Retrier, classify_error, make_client
-from cvcatalog.io.storage import S3Location
+from cvcatalog.io.storage import S3Location, is_remote
 
 DEFAULT_PORT = 5055
 MAX_PORT = 65535
@@ -354,12 +354,16 @@ def upload_target(url: str, name: str = "url") -> tuple[str, str]:
     """(bucket, key) of an upload's s3://bucket/key, checked without a request (a command
     checks it before it writes the file: `sandbox ngsim --to`); anything else is a ConfigError
     naming the argument as its caller spells it (name)."""
+    why = ""
     try:
-        loc = S3Location.parse(url)
-    except ConfigError:
+        loc: S3Location | None = S3Location.parse(url)
+    except ConfigError as e:
         loc = None
+        if is_remote(url):  # what is wrong with it (s3://b/k.csv: the bucket name), not only
+            # what it must look like, which it did
+            why = ": " + str(e).removeprefix(repr(url)).lstrip(": ")
     if loc is None or not loc.prefix:
-        raise ConfigError(f"{name} must be s3://bucket/key, got {url!r}")
+        raise ConfigError(f"{name} must be s3://bucket/key, got {url!r}{why}")
     return loc.bucket, loc.prefix
 
 
