@@ -2413,6 +2413,8 @@ def check_query(sql: str, *, read_only: bool = True, root: Path | None = None) -
         raise QueryError("the query is empty")
     for st in statements:
         kind = st.type.name
+        if st.type == duckdb.StatementType.LOAD and re.match(r"\s*(FORCE\s+)?INSTALL\b", st.query, re.I):
+            kind = "INSTALL"  # DuckDB types INSTALL as LOAD: 'INSTALL httpfs' said LOAD
         if read_only and st.type not in _READ_STATEMENTS:
             raise QueryError(
                 f"read-only query: {kind} statements are not allowed (only SELECT, EXPLAIN); "

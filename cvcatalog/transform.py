@@ -1588,6 +1588,12 @@ def _value_problem(value: Any, text: str, required: tuple[str, ...]) -> str | No
     return _record_problem(value, required)
 
 
+def parse_error(e: json.JSONDecodeError) -> str:
+    """The parser's message and column ("Unterminated string starting at column 561": its
+    message ends in "at" already, which read "at at column")."""
+    return f"{e.msg.removesuffix(' at')} at column {e.colno}"
+
+
 def _line_problem(line: bytes, required: tuple[str, ...]) -> str | None:
     """Why read_json(ignore_errors) would turn this line into an all-NULL row, or None."""
     body = line.rstrip(b"\r\n")
@@ -1602,7 +1608,7 @@ def _line_problem(line: bytes, required: tuple[str, ...]) -> str | None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        return f"{e.msg} at column {e.colno}"
+        return parse_error(e)
     except RecursionError:
         return "nested too deeply"
     return _value_problem(value, text, required)
@@ -1731,7 +1737,7 @@ def _joined_pieces(
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
-            why = f"{e.msg} at column {e.colno}"
+            why = parse_error(e)
         except RecursionError:
             why = "nested too deeply"
         else:

@@ -1274,3 +1274,12 @@ def test_objects_converted_from_their_kept_first_bytes_give_what_reading_them_gi
     # never a clean object
     read = {p.name for p in peeked}
     assert "blank" in read and not read & {"nd", "doc", "array", "broken"}
+
+
+def test_a_parse_error_reads_as_one_phrase() -> None:
+    """'Unterminated string starting at at column 561': the parser's message ends in 'at'."""
+    for text, want in (('{"a": "abc', "Unterminated string starting at column 7"),
+                       ('{"a": }', "Expecting value at column 7")):  # fmt: skip
+        with pytest.raises(json.JSONDecodeError) as raised:
+            json.loads(text)
+        assert transform.parse_error(raised.value) == want
