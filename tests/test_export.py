@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.exceptions import ConfigError, MissingDataWarning, QueryError
+from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.ops import export as export_mod
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
@@ -103,6 +104,41 @@ def test_every_format_round_trips_the_local_day(cat: Catalog, tmp_path: Path, fm
     lo, hi = _denver_day(D1)
     assert times.min() >= lo and times.max() < hi
     assert {t.date() for t in times} == {D1, D2}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_text_formats_write_times_as_query_prints_them(
+    cat: Catalog, tmp_path: Path, fmt: str
+) -> None:
+    """Times printed three ways: query's 2021-04-01T10:22:12.064000+00:00, export CSV's
+    2021-04-01 10:22:12.064000Z and NDJSON's "2021-04-01 10:22:12.064+00" (the README: one
+    ISO 8601 form in every format and command). Now the same text as `query -f csv`, a whole
+    second without a fraction, and a --where on the time still compares times."""
+    noon = "2021-04-01 12:00:00+00"
+    out = tmp_path / f"t.{fmt}"
+    r = _export(cat, "--source", "wydot", "--type", "BSM", "--start", str(D1), "-o", str(out),
+                "--where", f"generated_at >= '{noon}'", "--columns", "generated_at,received_at")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    if fmt == "csv":
+        rows = list(csv.DictReader(out.read_text().splitlines()))
+    else:
+        rows = [json.loads(x) for x in out.read_text().splitlines()]
+    got = sorted((x["generated_at"], x["received_at"]) for x in rows)
+    q = runner.invoke(app, ["query", "--catalog", str(cat.paths.root), "-f", "csv",
+                            "select generated_at, received_at from wydot_bsm where generated_at"
+                            f" >= '{noon}' and generated_at < '2021-04-02'"])  # fmt: skip
+    assert q.exit_code == 0, q.output
+    want = sorted((x["generated_at"], x["received_at"]) for x in csv.DictReader(q.stdout.splitlines()))
+    assert len(got) > 0 and got == want
+    assert all(t.startswith("2021-04-01T") and t.endswith("+00:00") for t, _ in got)
+    # a whole second has no fraction, as Python's isoformat() (query's) prints it
+    con = open_instance(":memory:")
+    expr = export_mod._text_column("t", "TIMESTAMP WITH TIME ZONE", fmt)
+    moments = [datetime(2021, 4, 1, 10, 30, tzinfo=UTC),
+               datetime(2021, 4, 1, 10, 30, 0, 500000, tzinfo=UTC)]  # fmt: skip
+    texts = con.execute(f"select {expr} from (select unnest(?) as t)", [moments]).fetchall()
+    con.close()
+    assert [t for (t,) in texts] == [m.isoformat() for m in moments]
 
 
 def test_geoparquet_metadata_and_points(cat: Catalog, tmp_path: Path) -> None:

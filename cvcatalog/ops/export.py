@@ -276,11 +276,21 @@ class _Bounds:
             ]
 
 
-def _csv_column(name: str, typ: Any) -> str:
-    """A column as CSV can hold it: nested values (lists, structs, maps) as JSON text."""
+def _text_column(name: str, typ: Any, fmt: str) -> str:
+    """A column as a text format (CSV, NDJSON) writes it: a moment as ISO 8601 in UTC, as
+    `query` prints it in every format (2021-04-01T10:22:12.064000+00:00; no fraction when it
+    is zero); CSV's nested values (lists, structs, maps) as JSON text. The file said
+    `2021-04-01 10:22:12.064000Z` (CSV) and `"2021-04-01 10:22:12.064+00"` (NDJSON)."""
     q = quote_ident(name)
     text = str(typ).upper()
-    if text.endswith("]") or text.startswith(("STRUCT", "MAP", "UNION")):
+    if text in ("TIMESTAMP WITH TIME ZONE", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS"):
+        zone = "+00:00" if "ZONE" in text else ""  # (sessions are UTC: open_instance)
+        whole, part = f"%Y-%m-%dT%H:%M:%S{zone}", f"%Y-%m-%dT%H:%M:%S.%f{zone}"
+        return (
+            f"CASE WHEN microsecond({q}) % 1000000 = 0 THEN strftime({q}, '{whole}') "
+            f"ELSE strftime({q}, '{part}') END AS {q}"
+        )
+    if fmt == "csv" and (text.endswith("]") or text.startswith(("STRUCT", "MAP", "UNION"))):
         return f"to_json({q})::VARCHAR AS {q}"
     return q
 
@@ -430,10 +440,10 @@ def export(
                 f"the table has a column named {GEOMETRY!r}, which GeoParquet adds; leave it "
                 f"out of {word('columns')}"
             )
-        if fmt == "csv":
+        if fmt in ("csv", "ndjson"):
             rel = con.sql(f"SELECT * FROM ({base}) LIMIT 0", params=params)
             ctypes = dict(zip(rel.columns, rel.types, strict=True))
-            select = [_csv_column(n, ctypes[n]) for n in column_names]
+            select = [_text_column(n, ctypes[n], fmt) for n in column_names]
         else:
             select = [quote_ident(n) for n in column_names]
         if fmt == "geoparquet":
