@@ -32,6 +32,7 @@ from cvcatalog.cli.main import app, main
 from cvcatalog.cli.output import Format, render
 from cvcatalog.cli.progress import ExportBar, RichProgress
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError, S3UnavailableError
+from cvcatalog.ops.cache import summarise_status
 from cvcatalog.pipeline.report import Outcome
 from cvcatalog.sandbox import replica
 from cvcatalog.sandbox import server as server_module
@@ -1946,3 +1947,20 @@ def test_api_arguments_of_the_wrong_kind_are_one_line(one_day: Path, tmp_path: P
     with pytest.raises(ConfigError, match=r"^progress is a function of \(rows, bytes written\)"):
         cat.export("wydot", "BSM", "2021-04-01", output=tmp_path / "p.csv", progress=5)  # type: ignore[arg-type]
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_the_summarys_days_are_those_with_rows() -> None:
+    """`cache status --summary` gave a last_day of today: a `no_data` marker of a day not yet
+    published (and a first day of a complete day of no rows) counted as days held."""
+    rows = [
+        {"partition": "wydot/BSM/2021/04/01", "status": "complete", "rows": 10},
+        {"partition": "wydot/BSM/2021/04/07", "status": "complete", "rows": 5},
+        {"partition": "wydot/BSM/2021/03/31", "status": "complete", "rows": 0},
+        {"partition": "wydot/BSM/2026/12/07", "status": "no_data", "rows": 0},
+        {"partition": "thea/BSM/2021/04/01", "status": "no_data", "rows": 0},
+    ]
+    wydot, thea = sorted(summarise_status(rows), key=lambda s: s["table"], reverse=True)
+    assert (wydot["first_day"], wydot["last_day"], wydot["partitions"]) == (
+        "2021-04-01", "2021-04-07", 4
+    )
+    assert (thea["table"], thea["first_day"], thea["last_day"]) == ("thea/BSM", None, None)

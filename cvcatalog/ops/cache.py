@@ -395,7 +395,8 @@ def partition_day(key: str) -> str | None:
 
 def summarise_status(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`status` rows summed per table, for a catalog of hundreds of days: how many partitions
-    in each status, rows, bytes, the first and last day and the last access."""
+    in each status, rows, bytes, the first and last day with rows (a `no_data` marker of a
+    day not yet published made the last day today) and the last access."""
     out: dict[str, dict[str, Any]] = {}
     statuses: dict[str, Counter[str]] = {}
     for r in rows:
@@ -404,7 +405,7 @@ def summarise_status(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         statuses.setdefault(table, Counter())[r["status"]] += 1
         for c in ("rows", "quarantined", "parquet_bytes", "source_objects"):
             s[c] = (s[c] or 0) + (r.get(c) or 0)
-        day = partition_day(r["partition"])
+        day = partition_day(r["partition"]) if r.get("rows") else None
         if day is not None:
             s["first_day"] = min(s["first_day"] or day, day)
             s["last_day"] = max(s["last_day"] or day, day)
