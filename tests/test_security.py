@@ -182,6 +182,11 @@ def test_read_write_mode_works_in_a_scratch_session_only(
     )
     assert ok.exit_code == 0, ok.output
     assert out.read_text().strip() == str(report.records)
+    # a statement with no result prints nothing (a blank line) but JSON's empty list
+    for fmt, printed in (("table", ""), ("csv", ""), ("json", "[]\n")):
+        r = cli("query", f"copy (select 1) to '{tmp_path / 'one.csv'}'", "--read-write",
+                "--catalog", root, "--format", fmt)  # fmt: skip
+        assert r.exit_code == 0 and r.stdout == printed, (fmt, r.output)
     for sql in [
         "insert into partitions (partition_key) values ('x')",
         "drop view wydot_bsm",

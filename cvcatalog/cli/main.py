@@ -734,10 +734,13 @@ def query(
     if named == "parquet" and output is not None:
         emit_parquet(table, output)
         return
+    if table.num_columns == 0 and output is None and fmt is not Format.json:
+        return  # a statement with no result (--read-write COPY ... TO): it printed a blank line
     rows, columns = arrow_rows(table if fmt is not Format.table else table.slice(0, limit))
     emit(rows, fmt, output, columns=columns)  # (`select 1 as a, 2 as a`: a and a_1)
     if fmt is Format.table and output is None and total > limit:
-        err.print(f"({total:,} rows; showing {limit}; use --format csv/json or --output)")
+        many = f"{total:,} row" + ("" if total == 1 else "s")
+        err.print(f"({many}; showing {limit}; use --format csv/json or --output)")
 
 
 @app.command()
