@@ -1069,7 +1069,9 @@ def cache_evict(
     # bytes without evicting a partition
     print(
         f"freed {human_bytes(max(0, before - after))}; the catalog keeps {human_bytes(after)} "
-        f"(limit {limit:g} GB)"
+        # the limit in the sizes' units too: max_size_gb counts 1024**3 bytes a GB, and
+        # "keeps 10.7 MB (limit 0.01 GB)" read as over it
+        f"(limit {limit:g} GB = {human_bytes(limit * GB)})"
     )
     _pins_held(cat)
     if after > limit * GB:  # what else it could not drop, and why
