@@ -1587,6 +1587,8 @@ def test_lines_for_people_are_on_stderr_in_the_machine_formats(
         ("report", "quality", "--source", "wydot", *cat): ["BSM: ", "note: BSM: "],
         ("trips", *cat): ["a gap of more than 120 s starts a trip"],
         ("schema", "--source", "wydot", "--type", "BSM"): ["wydot_bsm (canonical v"],
+        # NGSIM too, with no --type (it was "unknown source 'ngsim'")
+        ("schema", "--source", "ngsim"): ["ngsim_trajectories"],
     }
     for args, lines in commands.items():
         r = run(*args, "--format", fmt)

@@ -103,6 +103,7 @@ from cvcatalog.state.manifest import (
     VALIDATION_SUMMARY_COLUMNS,
     summarise_validation,
 )
+from cvcatalog.state.tables import specs
 
 
 def _commands(help: str, **options: Any) -> Commands:
@@ -1183,14 +1184,31 @@ def _source_and_type(
 @app.command()
 @friendly
 def schema(
-    source: Annotated[str, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot")],
-    message_type: Annotated[str, typer.Option("--type", help="BSM | TIM | SPAT | EVENT")],
+    source: Annotated[
+        str, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
+    ],
+    message_type: Annotated[
+        str | None,
+        typer.Option("--type", help="BSM | TIM | SPAT | EVENT (required but for --source ngsim)"),
+    ] = None,
     socrata: Annotated[
         bool, typer.Option("--socrata", help="The data.transportation.gov view")
     ] = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Columns and types of a (source, type) view, from the canonical schema registry."""
+    """Columns and types of a (source, type) view, from the canonical schema registry (a
+    dataset's, NGSIM's: its table's)."""
+    ds = DATASETS.get(source.strip().lower())
+    if ds is not None:  # (it said "unknown source 'ngsim'", which every other command takes)
+        if message_type is not None and message_type.strip().upper() != ds.message_type:
+            raise ConfigError(f"{ds.name} has one type, {ds.message_type}, not {message_type!r}")
+        if socrata:
+            raise ConfigError(f"{ds.name} has no data.transportation.gov (socrata) view")
+        table = specs()[ds.view_name].columns
+        emit([{"column": c, "type": t} for c, t in table], fmt, title=ds.view_name)
+        return
+    if message_type is None:
+        raise ConfigError(f"--type is needed for --source {source} (BSM, TIM, SPAT, EVENT)")
     s = SCHEMAS.get(source_pair(source, message_type))
     if s is None:
         raise CvCatalogError(f"{source}/{message_type} has no schema in this cvcatalog version")
