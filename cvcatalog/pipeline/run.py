@@ -602,7 +602,8 @@ class Runner(Generic[U]):
         host = socket.gethostname()
         with self.db.read_state() as con:
             killed = [pid for _, pid in manifest.running_runs(con, host) if pid is not None]
-        if any(not _pid_alive(int(pid)) for pid in killed):
+        writable = os.access(self.db.paths.root, os.W_OK | os.X_OK)  # (a shared catalog)
+        if writable and any(not _pid_alive(int(pid)) for pid in killed):
             with self.db.write(state_only=True) as con:
                 mark_interrupted_runs(con, host)
 

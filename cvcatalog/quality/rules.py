@@ -149,7 +149,6 @@ def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
     return {str(r[0]): str(r[1]) for r in rows}
 
 
-
 def _need(columns: dict[str, str], name: str | None, role: str) -> str | None:
     if name is None:
         return None
