@@ -392,17 +392,21 @@ def test_plain_duckdb_shell_reads_the_views(
         check=True,
     )
     assert [int(x) for x in out.stdout.split() if x.isdigit()] == want
+
+    def shell(home: Path, statements: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "cvcatalog"), "shell", "--catalog", str(home)],
+            input=".mode csv\n" + statements + "\n",
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+        )
+
     # `cvcatalog shell` opens the same session (here with its commands on stdin)
-    shell = subprocess.run(
-        [str(Path(sys.executable).parent / "cvcatalog"), "shell", "--catalog", str(catalog_dir)],
-        input=".mode csv\n" + sql + "\n",
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        check=True,
-    )
-    assert [int(x) for x in shell.stdout.split() if x.isdigit()] == want
+    opened = shell(catalog_dir, sql)
+    assert opened.returncode == 0, opened.stderr
+    assert [int(x) for x in opened.stdout.split() if x.isdigit()] == want
     # a catalog copied (cp -a), its original moved away: the shell reads the copy's files (it
     # read the recorded path, the original's: "Cannot open file .../lake/...parquet")
     speeds = "select round(sum(speed_mps), 3) as s from wydot_bsm"
@@ -410,16 +414,9 @@ def test_plain_duckdb_shell_reads_the_views(
     copy = tmp_path / "copy"
     shutil.copytree(catalog_dir, copy, symlinks=True)
     catalog_dir.rename(tmp_path / "moved-away")
-    shell = subprocess.run(
-        [str(Path(sys.executable).parent / "cvcatalog"), "shell", "--catalog", str(copy)],
-        input=".mode csv\n" + speeds + ";\n",
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-    )
-    assert shell.returncode == 0 and "Error" not in shell.stderr + shell.stdout, shell.stderr
-    assert float(shell.stdout.split()[-1]) == total
+    opened = shell(copy, speeds + ";")
+    assert opened.returncode == 0 and "Error" not in opened.stderr + opened.stdout, opened.stderr
+    assert float(opened.stdout.split()[-1]) == total
 
 
 WORKER = """

@@ -247,9 +247,12 @@ def _area(
 def _one_point(snapshot: int | None, as_of: str | None) -> None:
     if snapshot is not None and as_of is not None:
         raise ConfigError("give --snapshot or --as-of, not both")
-#: commands that cover every source, datasets included
+#: commands that cover every source, datasets included (optional, and required: OneSourceOpt)
 AnySourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
+]
+OneSourceOpt = Annotated[
+    str, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
 ]
 
 
@@ -802,9 +805,7 @@ CHANGE_COLUMNS = ["change_type", "snapshot_id", "source_key", "date", "generated
 @app.command()
 @friendly
 def changes(
-    source: Annotated[
-        str, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
-    ],
+    source: OneSourceOpt,
     since: Annotated[
         int, typer.Option("--since", metavar="SNAPSHOT", help="Changes after this snapshot")
     ],
@@ -1184,9 +1185,7 @@ def _source_and_type(
 @app.command()
 @friendly
 def schema(
-    source: Annotated[
-        str, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
-    ],
+    source: OneSourceOpt,
     message_type: Annotated[
         str | None,
         typer.Option("--type", help="BSM | TIM | SPAT | EVENT (required but for --source ngsim)"),
@@ -1516,9 +1515,7 @@ def runs_show(
 @report_app.command("quality")
 @friendly
 def report_quality(
-    source: Annotated[
-        str, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
-    ],
+    source: OneSourceOpt,
     message_type: Annotated[
         str | None,
         typer.Option("--type", help="BSM | TIM | SPAT | EVENT | TRAJECTORY [default: all]"),

@@ -162,10 +162,19 @@ def check_applicable(cfg: QualityConfig, source: str, message_type: str) -> None
         ("impute.columns", imp.columns if imp.enabled else None),
     ):
         for col in columns or ():
-            typ = types.get(col)
-            if typ is None:
-                raise ValueError(f"quality.{what}: {schema.view_name} has no column {col!r}")
-            if col in (mapping.id, mapping.time) or not typ.upper().startswith(NUMERIC_TYPES):
-                raise ValueError(
-                    f"quality.{what}: {col!r} ({typ}) is not a numeric measurement column"
-                )
+            try:
+                check_measure(what, col, types, mapping, schema.view_name)
+            except ConfigError as e:  # (a pydantic validator's error is a ValueError)
+                raise ValueError(str(e)) from None
+
+
+def check_measure(
+    what: str, col: str, types: dict[str, str], mapping: TrajectoryMapping, holder: str
+) -> None:
+    """A column smoothing or imputation may change (what: its setting, e.g. impute.columns):
+    one of holder's (a table, "the data"), numeric, and neither the trajectory id nor time."""
+    typ = types.get(col)
+    if typ is None:
+        raise ConfigError(f"quality.{what}: {holder} has no column {col!r}")
+    if col in (mapping.id, mapping.time) or not typ.upper().startswith(NUMERIC_TYPES):
+        raise ConfigError(f"quality.{what}: {col!r} ({typ}) is not a numeric measurement column")

@@ -15,10 +15,10 @@ from cvcatalog.io.layout import replacing
 from cvcatalog.io.s3 import as_s3_error
 from cvcatalog.quality.config import IMPUTED_COLUMN, Bounds, Impute, QualityConfig
 from cvcatalog.quality.mapping import (
-    NUMERIC_TYPES,
     Mapping,
     RecordMapping,
     TrajectoryMapping,
+    check_measure,
     mapping_for,
 )
 from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
@@ -403,16 +403,7 @@ def _trajectory_plan(
         if not cols:
             raise ConfigError("smoothing has no columns: the mapping has no position columns")
         for col in cols:
-            typ = columns.get(col)
-            if typ is None:
-                raise ConfigError(
-                    f"quality.cleaning.smoothing.columns: no column {col!r} in the data"
-                )
-            if col in (m.id, m.time) or not typ.upper().startswith(NUMERIC_TYPES):
-                raise ConfigError(
-                    f"quality.cleaning.smoothing.columns: {col!r} ({typ}) is not a numeric "
-                    "measurement column"
-                )
+            check_measure("cleaning.smoothing.columns", col, columns, m, "the data")
         weights = savgol_weights(sm.window, sm.order)
         h = sm.window // 2
         ws = f"PARTITION BY {i}, {_P}seg ORDER BY {by_time}"
@@ -471,13 +462,7 @@ def _impute_stage(
     Adds a boolean `imputed` and counts imputed rows and values and the NULLs left."""
     cols = impute_columns(m, imp)
     for col in cols:
-        typ = columns.get(col)
-        if typ is None:
-            raise ConfigError(f"quality.impute.columns: no column {col!r} in the data")
-        if col in (m.id, m.time) or not typ.upper().startswith(NUMERIC_TYPES):
-            raise ConfigError(
-                f"quality.impute.columns: {col!r} ({typ}) is not a numeric measurement column"
-            )
+        check_measure("impute.columns", col, columns, m, "the data")
     ws = f"PARTITION BY {i}, {_P}seg ORDER BY {by_time}"
     stage = p.add(
         "im1",
