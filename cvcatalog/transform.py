@@ -1535,8 +1535,21 @@ def _kind(head: bytes, more: bool) -> Literal["ndjson", "document", "empty"]:
     if not body:
         return "ndjson" if more else "empty"
     if body[:1] == b"[":
-        return "document"  # a top-level array is never an NDJSON record
+        # a top-level array is never an NDJSON record: a document, unless it is one whole line
+        # with lines after it, an NDJSON object's first line that is no record (its elements
+        # were quarantined each, re-serialised, instead of the line as published)
+        first, _, rest = body.partition(b"\n")
+        return "ndjson" if rest.strip() and _whole_json(first) else "document"
     return "document" if body.split(b"\n", 1)[0].strip() == b"{" else "ndjson"
+
+
+def _whole_json(line: bytes) -> bool:
+    """Whether a line is one complete JSON value."""
+    try:
+        json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _tells(head: bytes) -> bool:

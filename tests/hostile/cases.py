@@ -430,6 +430,21 @@ case(
     kept={"vehicle_id": ids(1)},
     bad_lines=(b"[1, 2, 3]", b'"rxMsg"', b"42", b"null", b"true"),
 )
+# an array on an object's first line: it was read as a pretty-printed document, its elements
+# quarantined one by one, re-serialised ("1", "2"), not the line as published
+for _first in (b"[1, 2]", b'[{"a": 1}, {"b": 2}]'):
+    case(
+        name=f"first_line_is_an_array_{len(_first)}",
+        klass=W,
+        source="wydot",
+        message_type="BSM",
+        objects=one(KEY_W6, ndjson(_first, w6_line(1), w6_line(2))),
+        rows=2,
+        quarantined=1,
+        reasons=("not a record",),
+        kept={"vehicle_id": ids(1, 2)},
+        bad_lines=(_first,),
+    )
 case(
     name="thea_coordinates_not_numbers",
     klass=W,
