@@ -295,3 +295,40 @@ def test_a_kept_file_no_other_file_has_the_bytes_of_cannot_be_mended(
     assert "no file of the catalog has its bytes" in line and "re-fetched" not in r.output
     assert victim.read_bytes() == bytes(data)
     assert cat.query(ROWS).equals(changed["oracle3"])
+
+
+def test_the_feed_counts_deletes_a_later_run_made_in_the_same_file(
+    module_s3: Any, tmp_path: Path
+) -> None:
+    """Two --check-changes runs, each changing another object of one day's file: DuckLake
+    keeps one delete file for that file over both snapshots, and the feed read after the
+    first showed the second's inserts but none of its deletes (90 inserted, 0 deleted where
+    `snapshots` said 100 removed). The feed is now the difference of the two versions."""
+    day = date(2021, 4, 2)
+    seed_replica(module_s3, day, day, sources=["wydot"], message_types=["BSM"],
+                 records_per_hour=6, files_per_hour=1)  # fmt: skip
+    cat = Catalog(tmp_path / "catalog")
+
+    def ingest(**kw: Any) -> None:
+        s = cat.ingest("wydot", "BSM", day, day, timezone="UTC", rate_limit=0, **kw)
+        assert s.ok, s.as_dict()
+
+    ingest()
+    keys = sorted(o["Key"] for o in module_s3.list_objects_v2(
+        Bucket=BUCKET, Prefix="wydot/BSM/2021/04/02/")["Contents"])  # fmt: skip
+    _rewrite(module_s3, keys[0], '"speed":1')
+    ingest(check_changes=True)
+    first = max(s["snapshot_id"] for s in cat.snapshots())
+    _rewrite(module_s3, keys[1], '"speed":2')
+    ingest(check_changes=True)
+    rows = "select source_key, generated_at, speed_mps from wydot_bsm"
+    before, now = cat.query(rows, snapshot=first), cat.query(rows)
+    gone = before.merge(now, how="left", indicator=True).query("_merge == 'left_only'")
+    came = now.merge(before, how="left", indicator=True).query("_merge == 'left_only'")
+    assert len(gone) > 0 and len(came) > 0
+    feed = cat.changes("wydot", "BSM", since=first)
+    assert (feed.change_type == "delete").sum() == len(gone)
+    assert (feed.change_type == "insert").sum() == len(came)
+    assert set(feed.snapshot_id) == {first + 1}
+    per_snapshot = cat.changes("wydot", "BSM", since=first, output="dask").compute()
+    assert sorted(per_snapshot.change_type) == sorted(feed.change_type)

@@ -671,11 +671,17 @@ def changes(
     read: kept snapshots around first..last when first or last has expired (DuckLake reads
     changes between kept snapshots only; the expired snapshots' changes are still in its
     files): the changes are read between them, and only those of first..last kept."""
+    # c: DuckLake labels the deletes of a delete file that spans several snapshots (a second
+    # delete from the same data file merges into the first's file) with the file's first
+    # snapshot, before the range read: a filter on the range dropped them (90 inserted, 0
+    # deleted where 100 rows went). The range read holds only changes of its snapshots, so
+    # its rows are kept, a label below it read as its first snapshot. A read wider than
+    # first..last (expired snapshots, `read`) keeps its filter.
     # s: each row's net change in each snapshot, so a snapshot that rewrote it (a compaction:
     # deleted and inserted in one commit) nets to nothing and is not the one named for it
     sql = (
-        "WITH c AS (SELECT * FROM ducklake_table_changes(?, ?, ?, ?, ?) "
-        "WHERE snapshot_id BETWEEN ? AND ?), "
+        "WITH c AS (SELECT * REPLACE (greatest(snapshot_id, ?) AS snapshot_id) "
+        "FROM ducklake_table_changes(?, ?, ?, ?, ?) WHERE snapshot_id BETWEEN ? AND ?), "
         "s AS (SELECT * EXCLUDE (rowid, change_type), "
         "sum(CASE WHEN change_type IN ('insert', 'update_postimage') THEN 1 ELSE -1 END) "
         "AS _step FROM c GROUP BY ALL), "
@@ -689,7 +695,9 @@ def changes(
         "ORDER BY snapshot_id, change_type DESC, hash(g)"  # (ties: one order every time)
     )
     start, end = read if read is not None else (first, last)
-    return con.execute(sql, [LAKE, SCHEMA, table, start, end, first, last]).arrow().read_all()
+    low = first if read is not None else 0  # the range read's own rows: every one of them
+    params = [start, LAKE, SCHEMA, table, start, end, low, last]
+    return con.execute(sql, params).arrow().read_all()
 
 
 def rebuilt_at(con: duckdb.DuckDBPyConnection, table: str, after: int, through: int) -> int | None:
