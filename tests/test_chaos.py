@@ -135,11 +135,17 @@ def test_a_killed_run_is_marked_interrupted_by_the_next_one(
     assert runs["killed"] == "interrupted" and runs["alive"] == "running"
     # a run with every day cached records no run of its own, and marks a killed one too (it
     # stayed 'running' through any number of them)
+    # and with what the killed run committed (it said 0 rows, 0 partitions): here one day
     with cat.db.write() as con:
         con.execute("UPDATE ingest_runs SET status = 'running' WHERE run_id = 'killed'")
+        con.execute("UPDATE partitions SET run_id = 'killed' WHERE date = ?", [scenario.start])
+    day_rows = int(cat.query("select rows from partitions where date = ?", [scenario.start]).rows[0])
     runs_before = len(cat.runs())
     again = cat.ingest("wydot", "BSM", scenario.start, scenario.end, timezone="UTC", rate_limit=0)
     assert again.ok and {o.status for o in again.outcomes} == {"cached"}
     runs = dict(cat.query("select run_id, status from ingest_runs").itertuples(index=False))
     assert runs["killed"] == "interrupted" and runs["alive"] == "running"
     assert len(cat.runs()) == runs_before  # still no run record of its own
+    killed = cat.query("select * from ingest_runs where run_id = 'killed'").iloc[0]
+    assert (killed.days_complete, killed.partitions_rewritten, killed["rows"]) == (1, 1, day_rows)
+    assert day_rows > 0

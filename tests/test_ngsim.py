@@ -281,8 +281,14 @@ def test_failed_unit_then_resume_fetches_only_the_rest(ngsim_csv, catalog_dir: P
     # an input is shown only once all its units are in: nothing half-loaded is visible
     assert cat.query("select count(*) n from ngsim_trajectories")["n"][0] == 0
     committed = s.units_done
+    # what a kill -9 of a load leaves in staging (its run's end never came): it stayed for
+    # good, past later loads and `cache clear`; the next load clears it under its lock
+    leftover = catalog_dir / "staging" / "datasets" / "ngsim" / "20210101T000000-dead" / "u"
+    leftover.mkdir(parents=True)
+    (leftover / "data-0000.parquet").write_bytes(b"PAR1")
     ds2, s2 = _run(catalog_dir, str(path))
     assert s2.ok
+    assert not leftover.parent.exists()
     assert len(ds2.fetches) == s.units - committed  # only what the first run did not commit
     assert 2 in ds2.fetches
     assert s2.units_cached == committed

@@ -186,7 +186,8 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
     @contextlib.contextmanager
     def session(self, run: RunContext) -> Iterator[None]:
         """One load of a dataset into a catalog at a time; units run with short GIL slices
-        and a frozen heap; the run's staging goes at the end."""
+        and a frozen heap; the run's staging goes at the end, and any a killed load left
+        (no other load can be using it: this one holds the lock) at the start."""
         self._lock.parent.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(str(self._lock))
         try:
@@ -197,6 +198,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
                 "try again when it has finished"
             ) from None
         try:
+            clear_staging(self.paths, self.ds.name)  # a kill -9's leftovers stayed for good
             with _short_gil_slices(self.convert_slots), _frozen_heap():
                 yield
         finally:

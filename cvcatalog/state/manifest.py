@@ -350,11 +350,25 @@ def running_runs(con: duckdb.DuckDBPyConnection, host: str) -> list[tuple[str, i
 
 
 def mark_interrupted(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
-    """A run whose process is gone was killed: say so."""
+    """A run whose process is gone was killed: say so, with what it committed (the days and
+    dataset units whose current version it wrote), as a Ctrl-C'd run records them; it said
+    0 rows and 0 partitions of a run that had committed days."""
     con.execute(
         "UPDATE ingest_runs SET status = 'interrupted', "
-        "message = 'the process ended without finishing (killed or crashed)' WHERE run_id = ?",
-        [run_id],
+        "message = 'the process ended without finishing (killed or crashed)', "
+        "days_complete = (SELECT count(*) FROM partitions p WHERE p.run_id = $run "
+        "  AND p.status = 'complete'), "
+        "partitions_rewritten = (SELECT count(*) FROM partitions p WHERE p.run_id = $run "
+        "  AND p.status = 'complete') "
+        "  + (SELECT count(*) FROM dataset_units u WHERE u.run_id = $run), "
+        "rows = (SELECT coalesce(sum(p.rows), 0) FROM partitions p WHERE p.run_id = $run "
+        "  AND p.status = 'complete') "
+        "  + (SELECT coalesce(sum(u.rows), 0) FROM dataset_units u WHERE u.run_id = $run), "
+        "quarantined = (SELECT coalesce(sum(p.quarantined), 0) FROM partitions p "
+        "  WHERE p.run_id = $run AND p.status = 'complete') "
+        "  + (SELECT coalesce(sum(u.quarantined), 0) FROM dataset_units u WHERE u.run_id = $run) "
+        "WHERE run_id = $run",
+        {"run": run_id},
     )
 
 
