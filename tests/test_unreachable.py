@@ -96,6 +96,8 @@ def test_ngsim_input_on_s3_names_the_endpoint(nowhere: str, catalog_dir: Path) -
     )  # fmt: skip
     assert line.startswith("error: HeadObject s3://b0/t.csv: ")
     assert f"cannot reach the S3 endpoint {nowhere}/ (connection refused" in line
+    # after the one retry policy's attempts, as a CV listing (it gave up at the first)
+    assert line.endswith("(after 4 attempts)"), line
 
 
 @pytest.mark.parametrize(

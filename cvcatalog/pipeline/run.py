@@ -180,7 +180,7 @@ class Runner(Generic[U]):
         warming: threading.Thread | None = None
         try:
             try:
-                plan = src.plan(run)
+                plan = self._retried("plan", lambda: src.plan(run), run, quiet=True)
             except CvCatalogError as e:
                 if not started:
                     raise
@@ -529,6 +529,24 @@ class Runner(Generic[U]):
 
     def _attempts(self, item: _Item[U], fn: Callable[[], T], run: RunContext) -> T:
         """fn() under the retry policy: transient errors are tried again after a backoff."""
+
+        def retrying() -> None:
+            item.retries += 1
+
+        return self._retried(item.key, fn, run, retrying)
+
+    def _retried(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        run: RunContext,
+        retrying: Callable[[], None] = lambda: None,
+        *,
+        quiet: bool = False,
+    ) -> T:
+        """fn() under the one retry policy (a unit's steps; the plan: a dataset input's HEAD
+        on an endpoint that refused once was one line at once, a CV listing after 4 tries).
+        quiet: no note a retry (the plan's, as a listing's, end in one line or none)."""
         attempt = 0
         while True:
             attempt += 1
@@ -542,10 +560,11 @@ class Runner(Generic[U]):
                             f"{describe(e)} (after {attempt} attempt{'s' if attempt > 1 else ''})"
                         ) from e
                     raise
-                item.retries += 1
+                retrying()
                 after = e.retry_after if isinstance(e, TransientFetchError) else None
                 delay = self.retry.delay(attempt, after)
-                self.progress.note(f"{item.key}: {describe(e)}; retrying in {delay:.1f}s")
+                if not quiet:
+                    self.progress.note(f"{what}: {describe(e)}; retrying in {delay:.1f}s")
                 self.sleep(delay)
 
     # -- commit -----------------------------------------------------------------------------
