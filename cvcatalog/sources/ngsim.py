@@ -158,6 +158,9 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         self._dropped: set[tuple[str, str]] = set()
         #: the files of those versions no snapshot ever showed: deleted once it commits
         self._unshown: list[str] = []
+        #: (uri, fingerprint) -> the partitions this run's committed units of it wrote (the
+        #: summary's partitions_written: those of versions later dropped as duplicates go)
+        self._written: dict[tuple[str, str], set[str]] = {}
         #: the lake's files, read once in a write (_lake_files)
         self._shown: set[str] | None = None
 
@@ -492,7 +495,8 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
     def committed(self, staged: Staged[WorkUnit], run: RunContext) -> None:
         run.summary.inputs_published += staged.payload.published
         if not staged.payload.dropped:
-            run.summary.partitions_written.update(
+            version = (staged.unit.uri, staged.unit.fingerprint)
+            self._written.setdefault(version, set()).update(
                 f.partition for f in staged.files if f.kind == "data"
             )
         super().committed(staged, run)
@@ -508,7 +512,10 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         for o in run.summary.outcomes:
             if o.status == "complete" and o.key.rpartition("#")[0] in dropped_uris:
                 _not_kept(o)
+        for version in self._dropped:  # its earlier commits' partitions: nothing of it stays
+            self._written.pop(version, None)
         super().committed_all(batch, run)
+        run.summary.partitions_written = set().union(*self._written.values())
         self._report_found(run)
 
     def _report_found(self, run: RunContext) -> None:
