@@ -2412,6 +2412,9 @@ def check_query(sql: str, *, read_only: bool = True, root: Path | None = None) -
     if not statements:
         raise QueryError("the query is empty")
     for st in statements:
+        if st.type == duckdb.StatementType.EXPLAIN:  # EXPLAIN ANALYZE runs what it explains
+            check_query(_explained(st.query), read_only=read_only, root=root)
+            continue
         kind = st.type.name
         if st.type == duckdb.StatementType.LOAD and re.match(r"\s*(FORCE\s+)?INSTALL\b", st.query, re.I):
             kind = "INSTALL"  # DuckDB types INSTALL as LOAD: 'INSTALL httpfs' said LOAD
@@ -2429,6 +2432,25 @@ def check_query(sql: str, *, read_only: bool = True, root: Path | None = None) -
                 target = Path(literal).expanduser().resolve()
                 if target == root or target.is_relative_to(root):
                     raise QueryError(f"COPY may not write inside the catalog directory {root}")
+
+
+#: EXPLAIN's head: `EXPLAIN`, `EXPLAIN ANALYZE`, options in parentheses before or after it
+_EXPLAIN_HEAD = re.compile(
+    r"\s*EXPLAIN\b\s*(?:\((?:[^()]|\([^()]*\))*\)\s*)?(?:ANALY[SZ]E\b\s*)?"
+    r"(?:\((?:[^()]|\([^()]*\))*\)\s*)?",
+    re.I,
+)
+
+
+def _explained(sql: str) -> str:
+    """The statement an EXPLAIN explains, checked as if run (EXPLAIN ANALYZE runs it: the
+    read-only query wrote files through `EXPLAIN ANALYZE COPY ... TO`, and loaded and
+    installed extensions); one line when it cannot be told."""
+    head = _EXPLAIN_HEAD.match(sql)
+    inner = sql[head.end() :] if head is not None else ""
+    if not inner.strip():
+        raise QueryError("EXPLAIN needs the statement it explains, written after it")
+    return inner
 
 
 def _short_duckdb_error(e: duckdb.Error) -> str:

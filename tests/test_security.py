@@ -134,6 +134,11 @@ WRITES = [
     "set threads = 1",
     "select 1; drop table partitions",
     "export database '{dir}'",
+    # EXPLAIN ANALYZE runs the statement it explains: it wrote files, loaded and installed
+    "explain analyze copy (select 1) to '{out}'",
+    "EXPLAIN (ANALYZE, FORMAT json) copy (select 1) to '{out}'",
+    "explain analyze install httpfs",
+    "explain analyze set threads = 1",
 ]
 
 
@@ -197,6 +202,8 @@ def test_read_write_mode_works_in_a_scratch_session_only(
         f"copy (select 1) to '{cat.paths.root}/lake/evil.parquet'",
         f"COPY (SELECT 1) TO $${cat.paths.root}/evil.csv$$",
         f"copy (select 1) to '{cat.paths.root}/../{cat.paths.root.name}/evil.csv'",
+        f"explain analyze copy (select 1) to '{cat.paths.root}/lake/evil.parquet'",
+        "explain analyze load spatial",
     ]:
         r = cli("query", sql, "--read-write", "--catalog", root)
         assert r.exit_code == 1, sql
