@@ -1966,3 +1966,18 @@ def test_the_summarys_days_are_those_with_rows() -> None:
         "2021-04-01", "2021-04-07", 4
     )
     assert (thea["table"], thea["first_day"], thea["last_day"]) == ("thea/BSM", None, None)
+
+
+def test_an_output_file_holds_every_row_whatever_max_rows_says(one_day: Path, tmp_path: Path) -> None:
+    """`query -o big.txt` (the table format: no suffix of another) wrote the first 1,000 rows
+    of 3,000 without a word; and --max-rows of 10**23 was "unexpected OverflowError"."""
+    cat = ["--catalog", str(one_day)]
+    out = tmp_path / "big.txt"
+    r = run("query", "select * from range(3000) t(i)", *cat, "-o", str(out), "--max-rows", "10")
+    assert r.exit_code == 0, r.output
+    cells = [ln.split("│")[1].strip() for ln in out.read_text().splitlines() if ln.count("│") == 2]
+    assert cells == [str(i) for i in range(3000)]
+    for args in (["query", "select 1 as a"],
+                 ["changes", "--source", "wydot", "--type", "BSM", "--since", "1"]):  # fmt: skip
+        r = run(*args, *cat, "--max-rows", str(10**23))
+        assert r.exit_code == 0 and "unexpected" not in r.output, r.output

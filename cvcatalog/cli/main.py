@@ -247,6 +247,8 @@ def _area(
 def _one_point(snapshot: int | None, as_of: str | None) -> None:
     if snapshot is not None and as_of is not None:
         raise ConfigError("give --snapshot or --as-of, not both")
+#: the most rows --max-rows shows: more than any result holds
+MAX_ROWS_SHOWN = 2**62
 #: commands that cover every source, datasets included (optional, and required: OneSourceOpt)
 AnySourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
@@ -725,6 +727,7 @@ def query(
     against the catalog as it was then (time travel)."""
     _one_point(snapshot, as_of)
     at_least("--max-rows", limit, 0)
+    limit = min(limit, MAX_ROWS_SHOWN)  # more than any result holds (10**23: an OverflowError)
     named = format_for(fmt, output)  # q.csv: csv; q.parquet: Parquet
     fmt = Format(named) if named in Format.__members__ else fmt
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
@@ -740,7 +743,9 @@ def query(
         return
     if table.num_columns == 0 and output is None and fmt is not Format.json:
         return  # a statement with no result (--read-write COPY ... TO): it printed a blank line
-    rows, columns = arrow_rows(table if fmt is not Format.table else table.slice(0, limit))
+    # --max-rows cuts what a terminal shows, never a file (-o x.txt held 1,000 rows of 3,000)
+    shown = table if fmt is not Format.table or output is not None else table.slice(0, limit)
+    rows, columns = arrow_rows(shown)
     emit(rows, fmt, output, columns=columns)  # (`select 1 as a, 2 as a`: a and a_1)
     if fmt is Format.table and output is None and total > limit:
         many = f"{total:,} row" + ("" if total == 1 else "s")
@@ -838,6 +843,7 @@ def changes(
     if fmt == "parquet" and output is None:
         raise ConfigError("--format parquet needs --output FILE")
     at_least("--max-rows", limit, 0)
+    limit = min(limit, MAX_ROWS_SHOWN)  # more than any result holds (10**23: an OverflowError)
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     full = table = cat.changes(
         source.lower(), message_type and message_type.upper(), since, until, output="arrow"
