@@ -799,17 +799,27 @@ def test_cache_clear_without_a_terminal_needs_yes(seeded: Any, catalog_dir: Path
 def test_a_second_detached_server_in_one_directory_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The recorded server is alive (this process's group stands in for it): serve --detach
-    refuses before starting anything, and names what runs."""
+    """The recorded server is alive (a process run as the server is run stands in for it):
+    serve --detach refuses before starting anything, and names what runs."""
     monkeypatch.chdir(tmp_path)
     state = tmp_path / ".sandbox" / "server.json"
     state.parent.mkdir()
-    state.write_text(json.dumps({"pid": os.getpgrp(), "port": 5999}))
-    r = run("sandbox", "serve", "--detach", "--port", "5998")
-    assert r.exit_code == 1
-    assert "already running here at http://127.0.0.1:5999" in r.output
-    assert json.loads(state.read_text())["port"] == 5999  # the record is kept
+    stand_in = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", server_module.SERVER_MODULE,
+         "-p", "5999"], start_new_session=True,
+    )  # fmt: skip
+    try:
+        state.write_text(json.dumps({"pid": stand_in.pid, "port": 5999}))
+        r = run("sandbox", "serve", "--detach", "--port", "5998")
+        assert r.exit_code == 1
+        assert "already running here at http://127.0.0.1:5999" in r.output
+        assert json.loads(state.read_text())["port"] == 5999  # the record is kept
+    finally:
+        stand_in.kill()
+        stand_in.wait()
     state.write_text(json.dumps({"pid": 2**22 + 12345, "port": 5999}))  # no such process
+    assert detached_running(state) is None
+    state.write_text(json.dumps({"pid": os.getpgrp(), "port": 5999}))  # alive, not a server
     assert detached_running(state) is None
 
 
@@ -1041,14 +1051,25 @@ def test_sandbox_stop_ends_the_recorded_server_and_forgets_a_stale_record(
         r = run("sandbox", "stop")
         assert r.exit_code == 0 and r.output == "no detached sandbox server was running\n"
         assert not state.exists()
-    alive = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    # a record naming a live process that is not the server (its pid reused, or a shell's):
+    # it was killed; now the record is stale and the process left alone
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", server_module.SERVER_MODULE,
+         "-p", "5999"], start_new_session=True,
+    )  # fmt: skip
     try:
-        state.write_text(json.dumps({"pid": alive.pid, "port": 5999}))
+        state.write_text(json.dumps({"pid": other.pid, "port": 5999}))
+        r = run("sandbox", "stop")
+        assert r.exit_code == 0 and r.output == "no detached sandbox server was running\n"
+        assert other.poll() is None and not state.exists()
+        state.write_text(json.dumps({"pid": server.pid, "port": 5999}))
         r = run("sandbox", "stop")
         assert r.exit_code == 0 and r.output == "stopped\n"
-        assert alive.wait(timeout=10) != 0 and not state.exists()
+        assert server.wait(timeout=10) != 0 and not state.exists()
     finally:
-        alive.kill()
+        other.kill()
+        server.kill()
 
 
 #: a server slow to stop: SIGTERM ends it 1.5 s later (moto takes 1-4 s)
@@ -1068,8 +1089,8 @@ def test_sandbox_stop_says_stopped_only_once_the_process_has_exited(
     monkeypatch.setattr(server_module, "STOP_TIMEOUT", 5.0 if not ignores_sigterm else 0.5)
     code = SLOW_TO_STOP.replace("lambda *a: (time.sleep(1.5), sys.exit(0))", "signal.SIG_IGN") \
         if ignores_sigterm else SLOW_TO_STOP  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            start_new_session=True, text=True)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code, server_module.SERVER_MODULE, "-p",
+                             "5999"], stdout=subprocess.PIPE, start_new_session=True, text=True)  # fmt: skip
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         state = tmp_path / ".sandbox" / "server.json"

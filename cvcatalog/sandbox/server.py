@@ -33,6 +33,8 @@ from cvcatalog.io.s3 import Retrier, classify_error, make_client
 from cvcatalog.io.storage import S3Location, is_remote
 
 DEFAULT_PORT = 5055
+#: the module the server process runs (`python -m`), by which a recorded pid is known as ours
+SERVER_MODULE = "cvcatalog.sandbox.moto_main"
 MAX_PORT = 65535
 HOST = "127.0.0.1"
 
@@ -238,7 +240,7 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _spawn(port: int, log_file: Path | None) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "cvcatalog.sandbox.moto_main", "-H", HOST, "-p", str(port)]
+    cmd = [sys.executable, "-m", SERVER_MODULE, "-H", HOST, "-p", str(port)]
     if log_file is None:
         return subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
@@ -258,13 +260,18 @@ def write_state(path: Path, server: SandboxServer) -> None:
 
 def detached_running(path: Path) -> dict[str, int] | None:
     """The detached server recorded in path ({"pid", "port"}) while its process lives; None
-    when none is recorded or it has ended."""
+    when none is recorded, it has ended, or the pid is now another program's (a stale
+    record: `sandbox stop` killed whatever process group it named, the shell running it too)."""
     try:
         state = json.loads(path.read_text())
-        os.killpg(int(state["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
+        pid, port = int(state["pid"]), int(state["port"])
+        os.killpg(pid, 0)
+        cmdline = psutil.Process(pid).cmdline()
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
         return None
-    return {"pid": int(state["pid"]), "port": int(state["port"])}
+    if SERVER_MODULE not in cmdline or str(port) not in cmdline:
+        return None
+    return {"pid": pid, "port": port}
 
 
 
