@@ -561,6 +561,13 @@ def test_sql_macros_command_writes_the_file_a_session_reads(tmp_path: Path) -> N
     out = tmp_path / "cv_macros.sql"
     res = CliRunner().invoke(app, ["sql", "macros", "-o", str(out)])
     assert res.exit_code == 0, res.output
+    # a directory or a place no file can be: one line (it was "unexpected IsADirectoryError")
+    for bad in (tmp_path, tmp_path / "no" / "such" / "dir" / "x.sql"):
+        if bad != tmp_path:
+            bad.parent.parent.parent.write_text("a file where a directory would be")
+        r = CliRunner().invoke(app, ["sql", "macros", "-o", str(bad)])
+        assert r.exit_code == 1 and r.output.startswith("error: "), r.output
+        assert "unexpected" not in r.output
     con = duckdb.connect()
     load_extension(con, "spatial")
     con.execute(out.read_text())  # what `.read cv_macros.sql` runs

@@ -2141,7 +2141,7 @@ def sql_macros(
     if output is None:
         sys.stdout.write(text)
         return
-    output.write_text(text, encoding="utf-8")
+    write_atomic(output, text.encode("utf-8"))  # (write_text: unexpected IsADirectoryError)
     err.print(f"wrote {output}", highlight=False)
 
 
