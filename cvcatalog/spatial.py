@@ -304,11 +304,20 @@ def _geojson_lines(obj: Any, where: str) -> list[list[tuple[float, float]]]:
         raise _err(f"{where}: a corridor needs a LineString or MultiLineString, found {kind!r}")
     out = []
     for line in coords or []:
-        pts = []
+        pts: list[tuple[float, float]] = []
         for pos in line or []:
-            if not isinstance(pos, Sequence) or len(pos) < 2:
-                raise _err(f"{where}: a position must be [longitude, latitude], got {pos!r}")
-            pts.append((pos[1], pos[0]))  # GeoJSON is longitude, latitude
+            # numbers (an elevation after them is left out): a "x" or null was an unexpected
+            # ValueError or TypeError, true was read as 1
+            if (
+                not isinstance(pos, Sequence)
+                or isinstance(pos, str)
+                or len(pos) < 2
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in pos[:2])
+            ):
+                raise _err(
+                    f"{where}: a position must be [longitude, latitude] in numbers, got {pos!r}"
+                )
+            pts.append((float(pos[1]), float(pos[0])))  # GeoJSON is longitude, latitude
         out.append(pts)
     return out
 
@@ -329,11 +338,11 @@ def corridor_from_geojson(path: str | Path, buffer_m: float) -> Corridor:
         raise _err(f"{p}: no LineString in the file")
     points: list[tuple[float, float]] = []
     for ln in lines:
-        if points and tuple(map(float, ln[0])) == points[-1]:
+        if points and ln[0] == points[-1]:
             ln = ln[1:]
         elif points:
             raise _err(f"{p}: its lines do not join end to end; give one LineString per corridor")
-        points.extend((float(a), float(b)) for a, b in ln)
+        points.extend(ln)
     return Corridor(tuple(points), buffer_m)
 
 

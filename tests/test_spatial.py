@@ -270,6 +270,18 @@ def test_corridor_from_geojson_reads_lon_lat(tmp_path: Path) -> None:
         spatial.corridor_from_geojson(tmp_path / "apart.geojson", 10)
     with pytest.raises(ConfigError, match="does not exist"):
         spatial.corridor_from_geojson(tmp_path / "none.geojson", 10)
+    # a position of anything but numbers: one line (a "x" or null was an unexpected
+    # ValueError or TypeError; true was read as 1); an elevation after them is left out
+    for bad in ("x", None, True, [1]):
+        doc = {"type": "LineString", "coordinates": [[-105.0, 41.0], [-105.1, bad]]}
+        (tmp_path / "bad.geojson").write_text(json.dumps(doc))
+        with pytest.raises(ConfigError, match=r"must be \[longitude, latitude\] in numbers"):
+            spatial.corridor_from_geojson(tmp_path / "bad.geojson", 10)
+    doc = {"type": "LineString", "coordinates": [[-105.0, 41.0, 2000.0], [-105.1, 41.1, 1990]]}
+    (tmp_path / "z.geojson").write_text(json.dumps(doc))
+    assert spatial.corridor_from_geojson(tmp_path / "z.geojson", 10).points == (
+        (41.0, -105.0), (41.1, -105.1)
+    )
 
 
 # -- validation -------------------------------------------------------------------------------
