@@ -796,6 +796,15 @@ def test_cache_clear_without_a_terminal_needs_yes(seeded: Any, catalog_dir: Path
     assert json.loads(n.output)[0]["n"] > 0  # nothing was deleted
 
 
+def _stand_in_server() -> subprocess.Popen[bytes]:
+    """A process run as the sandbox server is run (its module and port on its command line),
+    which sleeps."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", server_module.SERVER_MODULE,
+         "-p", "5999"], start_new_session=True,
+    )  # fmt: skip
+
+
 def test_a_second_detached_server_in_one_directory_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -804,10 +813,7 @@ def test_a_second_detached_server_in_one_directory_is_refused(
     monkeypatch.chdir(tmp_path)
     state = tmp_path / ".sandbox" / "server.json"
     state.parent.mkdir()
-    stand_in = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", server_module.SERVER_MODULE,
-         "-p", "5999"], start_new_session=True,
-    )  # fmt: skip
+    stand_in = _stand_in_server()
     try:
         state.write_text(json.dumps({"pid": stand_in.pid, "port": 5999}))
         r = run("sandbox", "serve", "--detach", "--port", "5998")
@@ -1054,10 +1060,7 @@ def test_sandbox_stop_ends_the_recorded_server_and_forgets_a_stale_record(
     # a record naming a live process that is not the server (its pid reused, or a shell's):
     # it was killed; now the record is stale and the process left alone
     other = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    server = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", server_module.SERVER_MODULE,
-         "-p", "5999"], start_new_session=True,
-    )  # fmt: skip
+    server = _stand_in_server()
     try:
         state.write_text(json.dumps({"pid": other.pid, "port": 5999}))
         r = run("sandbox", "stop")
