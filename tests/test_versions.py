@@ -408,6 +408,14 @@ def test_cache_clear_says_the_bytes_it_freed(history: dict[str, Any], tmp_path: 
     held = copy.older_snapshot_bytes()
     total = cache_bytes(copy.db)
     assert held > 0
+    # a source the catalog holds nothing of: nothing cleared, and nothing expired either (it
+    # expired every unpinned snapshot, the other tables' time travel with them)
+    kept = [s["snapshot_id"] for s in copy.snapshots()]
+    res = runner.invoke(app, ["cache", "clear", "--source", "thea", "--yes", "--catalog",
+                              str(copy.paths.root)])  # fmt: skip
+    assert res.exit_code == 0 and res.stdout.startswith("cleared 0 partitions"), res.output
+    assert [s["snapshot_id"] for s in copy.snapshots()] == kept and len(kept) > 1
+    assert copy.older_snapshot_bytes() == held and cache_bytes(copy.db) == total
     res = runner.invoke(app, ["cache", "clear", "--yes", "--catalog", str(copy.paths.root)])
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines() == [

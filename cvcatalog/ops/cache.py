@@ -80,15 +80,17 @@ def clear(
     """Forget and delete partitions (all, one source, or one source/type) and dataset files
     (e.g. --source ngsim), then expire every snapshot a pin does not hold; returns (count,
     bytes freed): every byte of the catalog that went (eviction.cache_bytes before and after:
-    the files only the expired snapshots showed count, those a pinned snapshot keeps do not)."""
+    the files only the expired snapshots showed count, those a pinned snapshot keeps do not).
+    Nothing to clear expires nothing: `--source thea` of a catalog without thea took every
+    other table's time travel with it, saying "cleared 0 partitions"."""
     before = cache_bytes(db)
     with db.write(message="cache clear") as con:
         parts = manifest.get_partitions(con, source, message_type)
         files = manifest.delete_partitions(con, list(parts))
         n_ds, ds_files = forget(con, db.paths, source, message_type)
     db.retire([f.path for f in files] + [f.path for f in ds_files])
-    # clearing frees the disk: the snapshots that still show the files expire now
-    db.expire_snapshots(now_utc())
+    if parts or n_ds:  # clearing frees the disk: the snapshots still showing the files expire
+        db.expire_snapshots(now_utc())
     return len(parts) + n_ds, max(0, before - cache_bytes(db))
 
 
