@@ -162,6 +162,9 @@ def test_time_travel_gives_one_clear_line_for_what_is_not_kept(history: dict[str
         cat.query("select 1", snapshot=newest + 5)
     with pytest.raises(CatalogError, match="did not exist"):
         cat.query("select 1", as_of=datetime(2000, 1, 1, tzinfo=UTC))
+    # a time UTC cannot hold (before year 1 there): the same line (an OverflowError)
+    with pytest.raises(CatalogError, match="did not exist at 0001-01-01T00:00:00\\+14:00"):
+        cat.query("select 1", as_of="0001-01-01T00:00:00+14:00")
     with pytest.raises(ConfigError, match="not both"):
         cat.query("select 1", snapshot=1, as_of="2021-01-01")
     with pytest.raises(ConfigError, match="not a time"):

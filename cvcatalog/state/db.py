@@ -88,8 +88,12 @@ def _local_writer_lock(path: Path) -> threading.Lock:
 
 
 def _moment(t: datetime) -> str:
-    """A time in check_kept's lines: UTC, to the second."""
-    return f"{t.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    """A time in check_kept's lines: UTC, to the second (as given when UTC cannot hold it:
+    0001-01-01T00:00+14:00 was an unexpected OverflowError)."""
+    try:
+        return f"{t.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    except OverflowError:
+        return t.isoformat()
 
 
 def _quiet(_: str) -> None:
