@@ -249,6 +249,13 @@ def _one_point(snapshot: int | None, as_of: str | None) -> None:
         raise ConfigError("give --snapshot or --as-of, not both")
 #: the most rows --max-rows shows: more than any result holds
 MAX_ROWS_SHOWN = 2**62
+
+
+def _rows_shown(limit: int) -> int:
+    """--max-rows checked: 0 or more; past any result, all (10**23 was an OverflowError)."""
+    at_least("--max-rows", limit, 0)
+    return min(limit, MAX_ROWS_SHOWN)
+
 #: commands that cover every source, datasets included (optional, and required: OneSourceOpt)
 AnySourceOpt = Annotated[
     str | None, typer.Option("--source", help="wydot | wydot_backup | thea | nycdot | ngsim")
@@ -726,8 +733,7 @@ def query(
     by cvcatalog 0.1 is migrated first, as by any command); with --snapshot or --as-of,
     against the catalog as it was then (time travel)."""
     _one_point(snapshot, as_of)
-    at_least("--max-rows", limit, 0)
-    limit = min(limit, MAX_ROWS_SHOWN)  # more than any result holds (10**23: an OverflowError)
+    limit = _rows_shown(limit)
     named = format_for(fmt, output)  # q.csv: csv; q.parquet: Parquet
     fmt = Format(named) if named in Format.__members__ else fmt
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
@@ -842,8 +848,7 @@ def changes(
     fmt = format_for(fmt, output)
     if fmt == "parquet" and output is None:
         raise ConfigError("--format parquet needs --output FILE")
-    at_least("--max-rows", limit, 0)
-    limit = min(limit, MAX_ROWS_SHOWN)  # more than any result holds (10**23: an OverflowError)
+    limit = _rows_shown(limit)
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     full = table = cat.changes(
         source.lower(), message_type and message_type.upper(), since, until, output="arrow"

@@ -499,6 +499,17 @@ def last_snapshot(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def snapshot_runs(ids: Iterable[int]) -> str:
+    """Snapshot ids as lines name them: runs of consecutive ids as first..last ('2..4, 7')."""
+    runs: list[list[int]] = []
+    for i in sorted(set(ids)):
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs)
+
+
 def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
     """The snapshot the attached lake shows (its newest, or the one it was attached at)."""
     row = con.execute("SELECT * FROM ducklake_current_snapshot(?)", [LAKE]).fetchone()

@@ -192,13 +192,7 @@ class _Kept:
         if not self.shown_by:
             last = "now" if self.until is None else str(self.until - 1)
             return f"snapshots {self.since}..{last} show"
-        runs: list[list[int]] = []
-        for i in self.shown_by:
-            if runs and i == runs[-1][-1] + 1:
-                runs[-1].append(i)
-            else:
-                runs.append([i])
-        text = ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs)
+        text = lake.snapshot_runs(self.shown_by)
         return f"snapshot {text} shows" if len(self.shown_by) == 1 else f"snapshots {text} show"
 
 

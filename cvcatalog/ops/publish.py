@@ -141,8 +141,8 @@ class PublishSummary:
         """What the published catalog cannot show: '' when nothing is gone."""
         if not self.gone:
             return ""
-        snaps = sorted(set(self.gone_snapshots))  # none: only delete files are gone
-        span = "" if not snaps else f" {snaps[0]}" + (f"..{snaps[-1]}" if len(snaps) > 1 else "")
+        # none: only delete files are gone; the kept ones only (not expired ones between)
+        span = f" {lake.snapshot_runs(self.gone_snapshots)}" if self.gone_snapshots else ""
         return (
             f"; {len(self.gone)} file(s) only older snapshots{span} show are gone from the "
             "catalog (`cvcatalog cache verify` names them): time travel to those snapshots "

@@ -620,9 +620,9 @@ class Runner(Generic[U]):
         when there is none (the usual case), a write only when there is one to mark."""
         host = socket.gethostname()
         with self.db.read_state() as con:
-            killed = [pid for _, pid in manifest.running_runs(con, host) if pid is not None]
+            killed = killed_runs(con, host)
         writable = os.access(self.db.paths.root, os.W_OK | os.X_OK)  # (a shared catalog)
-        if writable and any(not _pid_alive(int(pid)) for pid in killed):
+        if writable and killed:
             with self.db.write(state_only=True) as con:
                 mark_interrupted_runs(con, host)
 
@@ -698,8 +698,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def killed_runs(con: duckdb.DuckDBPyConnection, host: str) -> list[str]:
+    """Runs of this host still 'running' whose process is gone: killed."""
+    return [
+        run_id
+        for run_id, pid in manifest.running_runs(con, host)
+        if pid is not None and not _pid_alive(int(pid))
+    ]
+
+
 def mark_interrupted_runs(con: duckdb.DuckDBPyConnection, host: str) -> None:
     """Runs of this host still 'running' whose process is gone were killed: say so."""
-    for run_id, pid in manifest.running_runs(con, host):
-        if pid is not None and not _pid_alive(int(pid)):
-            manifest.mark_interrupted(con, run_id)
+    for run_id in killed_runs(con, host):
+        manifest.mark_interrupted(con, run_id)

@@ -242,10 +242,11 @@ def _type_quality(
             "(default configuration unless --config or CVCATALOG_QUALITY__* give one)"
         )
         tq.notes.extend(stats.notes)
-    tq.coverage = _coverage(con, view, mapping_for(source, message_type), tz)
+    mapping = mapping_for(source, message_type)
+    tq.coverage = _coverage(con, view, mapping, tz)
     folder = FOLDER_TIMEZONE.get(source)
     days = sorted({d for d, _, _ in tq.coverage})
-    if folder is not None and folder != tz and mapping_for(source, message_type).time and days:
+    if folder is not None and folder != tz and mapping.time and days:
         # a partial day read as one with little traffic (the heatmap's empty hours too)
         tq.notes.append(
             f"the catalog holds {source}'s {folder} days: in {tz} the first and last days "
