@@ -1508,7 +1508,7 @@ class Catalog:
         what `status` lists, and counted by eviction (which expires them first)."""
         tables = _tables_of(*source_filter(source, message_type))
         with self.db.read_state() as con:
-            return lake.scheduled_bytes(con, tables)
+            return self.db.held_bytes(con, tables)
 
     def clear(self, source: str | None = None, message_type: str | None = None) -> tuple[int, int]:
         """Delete the partitions of all sources, one, or one source and type (NGSIM's too) and

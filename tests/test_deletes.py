@@ -251,6 +251,40 @@ def test_a_damaged_delete_file_is_found_and_its_table_rebuilt(
     assert after.mismatched == [rel] and list(after.kept_only) == [rel]
 
 
+def test_a_rebuilt_tables_files_are_not_counted_twice_nor_gone_ones_at_all(
+    changed: dict[str, Any], tmp_path: Path
+) -> None:
+    """A rebuild shows the table's current files again under new names (hard links), and the
+    old names stay for the older snapshots: `cache status` counted their bytes a second time
+    as "held for older snapshots", and eviction counted them as bytes an expiry frees. Now
+    the held bytes are what expiring those snapshots would free on disk: a file whose bytes a
+    shown file shares counts nothing, nor does one already gone."""
+    cat = _copy(changed, tmp_path / "copy")
+    with cat.db.read() as con:
+        victim = Path(next(f for f in lake.delete_file_entries(con) if f.current).location)
+    victim.write_bytes(b"not a delete file")
+    cat.repair(cat.verify())
+
+    def disk(files: list[lake.DataFile]) -> dict[tuple[int, int], int]:
+        stats = [Path(f.location).stat() for f in files if Path(f.location).exists()]
+        return {(st.st_dev, st.st_ino): st.st_size for st in stats}
+
+    with cat.db.read() as con:
+        files = lake.data_files(con)
+    old = [f for f in files if not f.current]
+    shown = disk([f for f in files if f.current])
+    alone = {k: v for k, v in disk(old).items() if k not in shown}
+    assert len(alone) < len(old)  # the rebuild linked some: their bytes are the shown files'
+    assert cat.older_snapshot_bytes() == sum(alone.values()) > 0
+    assert sum(f.size for f in old) > sum(alone.values())  # what the lake's sizes add up to
+    current = sum(r["parquet_bytes"] for r in cat.status())
+    assert cat.size_bytes() == current + sum(alone.values())
+    # a held file gone frees nothing
+    lone = next(f for f in old if [*disk([f])][0] in alone)
+    Path(lone.location).unlink()
+    assert cat.older_snapshot_bytes() == sum(alone.values()) - lone.size
+
+
 def test_a_delete_file_of_an_earlier_release_is_checked_by_its_size(
     changed: dict[str, Any], tmp_path: Path
 ) -> None:

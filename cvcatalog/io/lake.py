@@ -763,22 +763,16 @@ def pending_cleanup(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
-def scheduled_bytes(con: duckdb.DuckDBPyConnection, tables: Collection[str] | None = None) -> int:
-    """Bytes of files that only old snapshots show (kept for time travel or a pin until they
-    expire). tables: only those of these tables (None: every table)."""
-    if tables is None:
-        row = con.execute(
-            "SELECT coalesce(sum(file_size_bytes), 0) FROM ducklake_data_file "
-            "WHERE end_snapshot IS NOT NULL"
-        ).fetchone()
-    else:
-        row = con.execute(
-            "SELECT coalesce(sum(f.file_size_bytes), 0) FROM ducklake_data_file f "
-            "WHERE f.end_snapshot IS NOT NULL AND f.table_id IN ("
-            "SELECT table_id FROM ducklake_table WHERE list_contains(?, table_name))",
-            [sorted(tables)],
-        ).fetchone()
-    return int(row[0]) if row else 0
+def held_files(
+    con: duckdb.DuckDBPyConnection, base: str, tables: Collection[str] | None = None
+) -> tuple[list[tuple[str, int]], list[str]]:
+    """The files only old snapshots show (kept for time travel or a pin until they expire;
+    a dropped table's too) with the sizes the lake recorded, of these tables (None: every
+    table), and the locations of every file shown now; resolved against base (data_path)."""
+    files = data_files(con, base)
+    held = [(f.location, f.size) for f in files
+            if not f.current and (tables is None or f.table in tables)]  # fmt: skip
+    return held, [f.location for f in files if f.current]
 
 
 #: an unordered tail of the lake's per-file statistics smaller than this is never worth a

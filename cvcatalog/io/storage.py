@@ -198,6 +198,11 @@ class LakeStore(ABC):
         """Files deleted by something else (DuckLake's cleanup): the folders they emptied go,
         as delete's do."""
 
+    def freed_bytes(self, held: Iterable[tuple[str, int]], shown: Iterable[str]) -> int:
+        """Bytes deleting the files held ((rel, size the lake recorded)) would free, the files
+        shown staying: a store without shared bytes frees each file's size."""
+        return sum(size for _, size in held)
+
     def discard(self, rels: Iterable[str]) -> None:
         """Best-effort delete of files the catalog no longer names (or never named): one that
         survives is an orphan the next run of its partition, or `cache verify`, removes."""
@@ -261,6 +266,24 @@ class LocalStore(LakeStore):
 
     def local_copy(self, rel: str, scratch: Path) -> Path:
         return self.paths.absolute(rel)
+
+    def freed_bytes(self, held: Iterable[tuple[str, int]], shown: Iterable[str]) -> int:
+        """Counted on disk: a file gone frees nothing, and one whose bytes a shown file shares
+        (a hard link duplicate() made: a rebuilt table's files) frees nothing either."""
+        sizes: dict[tuple[int, int], int] = {}
+        linked = False
+        for rel, _ in held:
+            try:
+                st = self.paths.absolute(rel).stat()
+            except OSError:
+                continue
+            sizes[(st.st_dev, st.st_ino)] = st.st_size
+            linked = linked or st.st_nlink > 1
+        for rel in shown if linked else ():
+            with contextlib.suppress(OSError):
+                st = self.paths.absolute(rel).stat()
+                sizes.pop((st.st_dev, st.st_ino), None)
+        return sum(sizes.values())
 
     def duplicate(self, src: str, dest: str, scratch: Path) -> None:
         """A hard link: no bytes copied (a copy when the two are on different file systems:

@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -896,6 +896,19 @@ class CatalogDB:
         """Catalog-relative paths of every file the lake knows (shown by a kept snapshot or
         scheduled for deletion): never orphans, whatever the state tables list."""
         return {self.lake_relative(p) for p in lake.known_files(con)}
+
+    def held_bytes(
+        self, con: duckdb.DuckDBPyConnection, tables: Collection[str] | None = None
+    ) -> int:
+        """Bytes the files only older snapshots show take on the lake, of these tables (None:
+        every table): what expiring those snapshots would free, so a file a rebuilt table
+        shows again under another name, or one gone, counts nothing."""
+        base = lake.data_path(self.lake_url or str(self.paths.root))
+        held, shown = lake.held_files(con, base, tables)
+        if not held:
+            return 0
+        rel = self.lake_relative
+        return self.store.freed_bytes([(rel(loc), size) for loc, size in held], map(rel, shown))
 
     def lake_relative(self, location: str) -> str:
         """The catalog-relative path of a location the lake names (store.location's inverse)."""

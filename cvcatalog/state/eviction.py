@@ -9,7 +9,6 @@ import threading
 from typing import Any
 
 from cvcatalog.datasets import DATASETS
-from cvcatalog.io import lake
 from cvcatalog.state import manifest, pins
 from cvcatalog.state.access import folded_access_log, record_access
 from cvcatalog.state.datasets import (
@@ -27,15 +26,15 @@ def cache_bytes(db: CatalogDB) -> int:
     """Every byte the catalog keeps: CV Pilot and dataset (NGSIM) files, and the files only
     older snapshots still show."""
     with db.read_state() as con:
-        return _total_bytes(con)
+        return _total_bytes(db, con)
 
 
-def _total_bytes(con: Any) -> int:
+def _total_bytes(db: CatalogDB, con: Any) -> int:
     row = con.execute(
         "SELECT (SELECT coalesce(sum(bytes), 0) FROM partition_files) "
         "+ (SELECT coalesce(sum(bytes), 0) FROM dataset_files)"
     ).fetchone()
-    return (int(row[0]) if row else 0) + lake.scheduled_bytes(con)
+    return (int(row[0]) if row else 0) + db.held_bytes(con)
 
 
 def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = None) -> list[str]:
@@ -82,7 +81,7 @@ def evict_to_size(db: CatalogDB, max_size_gb: float, protect: set[str] | None = 
                 for item in evictable_inputs(con, loadable, accessed, kept)
             ]
             candidates.sort(key=lambda c: (c[0], c[1]))
-            total = _total_bytes(con)
+            total = _total_bytes(db, con)
             cv_victims: list[str] = []
             for _when, key, size, item in candidates:
                 if total <= limit:
@@ -200,7 +199,7 @@ class Room:
             self._estimate = int(source_bytes * self._ratio)
             return []
         with self.db.read_state() as con:
-            total = _total_bytes(con)
+            total = _total_bytes(self.db, con)
             self._ratio = _parquet_ratio(con, source, message_type)
         self.measured += 1
         incoming = int(source_bytes * self._ratio)
