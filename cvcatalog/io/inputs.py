@@ -107,15 +107,46 @@ class LocalInput(ByteInput):
                 yield block
 
 
+#: query parameters that sign a URL rather than name what it points at: S3's (SigV4, and V2
+#: with its Signature), Google Cloud Storage's, and Azure's shared access signature (with sig)
+_SIGNING_PREFIXES = ("x-amz-", "x-goog-")
+_SIGNED_BY = {
+    "signature": {"signature", "awsaccesskeyid", "expires"},
+    "sig": {"sig", "sv", "ss", "srt", "sp", "se", "st", "spr", "sr", "si", "sip", "skoid",
+            "sktid", "skt", "ske", "sks", "skv", "sdd"},
+}  # fmt: skip
+
+
+def public_url(url: str) -> str:
+    """The URL the catalog records and prints for an input: without a user and password, nor
+    a presigned URL's signature (anyone who reads the catalog, a published one too, could
+    fetch with it until it expires, and a new signature of the same object is the same
+    input). A signed URL is used as given for every request."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    names = {k.lower() for k, _ in query}
+    drop = set().union(*(v for k, v in _SIGNED_BY.items() if k in names))
+    kept = [(k, v) for k, v in query
+            if not k.lower().startswith(_SIGNING_PREFIXES) and k.lower() not in drop]  # fmt: skip
+    host = parts.netloc.rpartition("@")[2]
+    if len(kept) == len(query) and host == parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(
+        (parts.scheme, host, parts.path, urllib.parse.urlencode(kept), parts.fragment)
+    )
+
+
 class HttpInput(ByteInput):
-    """http(s):// with Range requests when the server accepts them (206), else one stream."""
+    """http(s):// with Range requests when the server accepts them (206), else one stream.
+    uri is the URL as the catalog keeps it (public_url); requests use the one given."""
 
     def __init__(self, url: str, timeout: float = 300.0) -> None:
-        self.uri = url
+        self.url = url
+        self.uri = public_url(url)
         self.timeout = timeout
 
     def _open(self, headers: dict[str, str], method: str = "GET") -> Any:
-        req = urllib.request.Request(self.uri, headers=headers, method=method)
+        req = urllib.request.Request(self.url, headers=headers, method=method)
         try:
             return urllib.request.urlopen(req, timeout=self.timeout)
         except urllib.error.HTTPError as e:
