@@ -425,6 +425,21 @@ def http_file(ngsim_csv) -> Iterator[tuple[str, type[_RangeHandler]]]:  # type: 
 _ORDER = "select * exclude (vehicle_id) , vehicle_id from ngsim_trajectories order by vehicle_id, timestamp"
 
 
+def test_a_loaded_input_asked_for_with_another_unit_size_is_not_fetched_again(
+    ngsim_csv, catalog_dir: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """Unit ids name byte ranges, so a load with another unit_bytes planned units none of
+    which was committed: the whole input fetched and written again. An input some of whose
+    units are committed (this version of it) is now cut as it was then."""
+    path, _ = ngsim_csv
+    first = _ingest(catalog_dir, str(path))
+    assert first.ok and first.units_done > 3
+    for size in (UNIT * 2, 1 << 16, 1 << 30):
+        again = _ingest(catalog_dir, str(path), unit_bytes=size)
+        assert again.ok and again.units == first.units, size
+        assert again.units_done == 0 and again.bytes_downloaded == 0, size
+
+
 def _state_text(cat: Catalog) -> str:
     """Every text value of every state table, one string."""
     out: list[str] = []

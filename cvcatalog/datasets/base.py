@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -148,8 +148,12 @@ class Dataset(ABC):
         """Describe every input (one request each): URI, fingerprint, size."""
 
     @abstractmethod
-    def units(self, inputs: list[InputInfo]) -> list[WorkUnit]:
-        """Cut the inputs into units of work with stable ids."""
+    def units(
+        self, inputs: list[InputInfo], unit_sizes: Mapping[str, int] | None = None
+    ) -> list[WorkUnit]:
+        """Cut the inputs into units of work with stable ids. unit_sizes: uri -> the unit size
+        an input was cut with when some of its units were committed (this version of it), so
+        a run asking for another size still finds them."""
 
     @abstractmethod
     def fetch(self, unit: WorkUnit) -> Iterator[bytes]:

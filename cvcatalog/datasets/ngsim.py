@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -246,7 +246,9 @@ class NgsimDataset(Dataset):
             out.append(info)
         return out
 
-    def units(self, inputs: list[InputInfo]) -> list[WorkUnit]:
+    def units(
+        self, inputs: list[InputInfo], unit_sizes: Mapping[str, int] | None = None
+    ) -> list[WorkUnit]:
         units: list[WorkUnit] = []
         for info in inputs:
             self._check_header(info)
@@ -254,9 +256,8 @@ class NgsimDataset(Dataset):
                 bounds = [(0, info.size if info.size is not None else 1 << 62)]
             else:
                 size = info.size
-                bounds = [
-                    (s, min(s + self.unit_bytes, size)) for s in range(0, size, self.unit_bytes)
-                ] or [(0, 0)]
+                step = max((unit_sizes or {}).get(info.uri, self.unit_bytes), 1)
+                bounds = [(s, min(s + step, size)) for s in range(0, size, step)] or [(0, 0)]
             for i, (s, e) in enumerate(bounds):
                 units.append(
                     WorkUnit(

@@ -170,6 +170,20 @@ def unit_versions(con: duckdb.DuckDBPyConnection, dataset: str, scope: str) -> s
     }
 
 
+def unit_sizes(
+    con: duckdb.DuckDBPyConnection, dataset: str, scope: str
+) -> dict[tuple[str, str], int]:
+    """(uri, fingerprint) -> the unit size each version with committed units was cut with."""
+    return {
+        (r[0], r[1]): int(r[2])
+        for r in con.execute(
+            "SELECT uri, fingerprint, max(end_byte - start_byte) FROM dataset_units "
+            "WHERE dataset = ? AND scope = ? GROUP BY ALL",
+            [dataset, scope],
+        ).fetchall()
+    }
+
+
 def published_versions(con: duckdb.DuckDBPyConnection, dataset: str) -> dict[tuple[str, str], str]:
     """(uri, scope) -> the fingerprint of the version its view shows."""
     return {
