@@ -1603,7 +1603,7 @@ def test_lines_for_people_are_on_stderr_in_the_machine_formats(
     commands = {
         ("runs", "show", ran["run_id"], *cat): [
             f"1 partition(s) currently from run {ran['run_id']}",
-            "snapshots committed by the run: ",
+            "committed by the run: ",
         ],
         ("cache", "status", *cat): ["1 partitions (1 complete), "],
         ("compact", *cat): ["compacted "],

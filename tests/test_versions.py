@@ -439,14 +439,14 @@ def test_runs_show_tells_a_run_that_changed_nothing_from_one_whose_snapshots_exp
     def said(run_id: str) -> list[str]:
         res = runner.invoke(app, ["runs", "show", run_id, "--catalog", str(copy.paths.root)])
         assert res.exit_code == 0, res.output
-        return [ln for ln in res.stdout.splitlines() if ln.startswith("snapshots committed")]
+        return [ln for ln in res.stdout.splitlines() if ln.startswith("committed by the run")]
 
-    assert said(again) == ["snapshots committed by the run: none (it changed no table)"]
+    assert said(again) == ["committed by the run: no snapshot (it changed no table)"]
     s2 = _ingest_snapshots(copy)[1]
-    assert said(history["run2"]) == [f"snapshots committed by the run: {s2['snapshot_id']}"]
+    assert said(history["run2"]) == [f"committed by the run: snapshot {s2['snapshot_id']}"]
     res = runner.invoke(app, ["cache", "clear", "--yes", "--catalog", str(copy.paths.root)])
     assert res.exit_code == 0, res.output
-    assert said(history["run2"]) == ["snapshots committed by the run: none kept"]
+    assert said(history["run2"]) == ["committed by the run: no snapshot kept"]
 
     pinned = Catalog(tmp_path / "pinned")
     shutil.copytree(history["cat"].paths.root, pinned.paths.root)
@@ -527,7 +527,7 @@ def test_lineage_from_a_row_to_its_object_run_and_snapshot(
         (o["Key"], o["ETag"].strip('"')) for o in listed
     }
     res = runner.invoke(app, ["runs", "show", history["run2"], "--catalog", str(cat.paths.root)])
-    assert f"snapshots committed by the run: {s2['snapshot_id']}" in res.stdout
+    assert f"committed by the run: snapshot {s2['snapshot_id']}" in res.stdout
 
 
 def test_to_dask_at_a_snapshot_reads_the_rows_of_then(history: dict[str, Any]) -> None:

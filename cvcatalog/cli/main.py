@@ -67,6 +67,7 @@ from cvcatalog.exceptions import (
     SandboxError,
 )
 from cvcatalog.io.duckdb_ext import interrupted
+from cvcatalog.io.lake import snapshot_runs
 from cvcatalog.io.layout import CatalogPaths, file_target, write_atomic
 from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
@@ -1518,9 +1519,10 @@ def runs_show(
         )
     what = "object(s)" if objects else "partition(s)"
     say(f"{len(rows)} {what} currently from run {run_id}", fmt)
-    snaps = [str(s["snapshot_id"]) for s in cat.run_snapshots(run_id)]
-    none = "none kept" if cat.expired_since_run(run_id) else "none (it changed no table)"
-    say(f"snapshots committed by the run: {', '.join(snaps) or none}", fmt)
+    snaps = [int(s["snapshot_id"]) for s in cat.run_snapshots(run_id)]
+    none = "no snapshot kept" if cat.expired_since_run(run_id) else "no snapshot (it changed no table)"
+    ids = f"snapshot{'s' if len(snaps) > 1 else ''} {snapshot_runs(snaps)}"
+    say(f"committed by the run: {ids if snaps else none}", fmt)
 
 
 @report_app.command("quality")
