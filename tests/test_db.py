@@ -461,6 +461,34 @@ def test_a_catalog_path_with_a_glob_character_is_one_line(tmp_path: Path, name: 
     assert not (tmp_path / name).exists()
 
 
+@pytest.mark.parametrize("inner", ["lake", "lake/main", "elsewhere/deeper"])
+def test_a_catalog_inside_a_catalog_is_refused_in_one_line(tmp_path: Path, inner: str) -> None:
+    """`--catalog cat/lake` (a slip of the path) made a new catalog inside the lake of the one
+    at cat, whose verify then took its files for orphans. Refused before anything is made;
+    the catalog itself still opens."""
+    from typer.testing import CliRunner
+
+    from cvcatalog.cli.main import app
+
+    outer = tmp_path / "cat"
+    CatalogDB(CatalogPaths.at(outer)).initialise()
+    root = outer / inner
+    want = (
+        f"{root} is inside the catalog {outer}, whose checks would take a catalog's files "
+        f"there for its own: give --catalog {outer}, or a folder outside it"
+    )
+    with pytest.raises(CatalogError, match="^" + re.escape(want) + "$"):
+        CatalogDB(CatalogPaths.at(root)).initialise()
+    r = CliRunner().invoke(
+        app,
+        ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-01", "--end",
+         "2021-04-01", "--no-progress", "--catalog", str(root)],
+    )  # fmt: skip
+    assert (r.exit_code, r.stdout, r.stderr) == (1, "", f"error: {want}\n")
+    assert not (root / "catalog.ducklake").exists() and not (outer / "elsewhere").exists()
+    CatalogDB(CatalogPaths.at(outer)).initialise()  # the outer one is a catalog as before
+
+
 def test_a_read_only_file_system_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -108,6 +108,10 @@ class CatalogPaths:
         and a folder of the catalog linked to another disk was refused as an escape."""
         return self.root / safe_rel(rel)
 
+    def enclosing_catalog(self) -> Path | None:
+        """The catalog directory this one would be made inside (`--catalog cat/lake`), if any."""
+        return next((p for p in self.root.resolve().parents if (p / DB_NAME).is_file()), None)
+
     def ensure(self) -> None:
         """The catalog's directories, made if missing; one line when they cannot be (the one
         check before anything writes to the catalog: ingest, compact, repair, ...)."""
@@ -116,6 +120,14 @@ class CatalogPaths:
                 f"the catalog directory {self.root} has a glob character (* ? [) in its path, "
                 "which DuckDB would expand in its file paths; give it a path without one"
             )
+        if not self.db.exists() and not self.legacy_db.exists():
+            outer = self.enclosing_catalog()
+            if outer is not None:
+                raise CatalogError(
+                    f"{self.root} is inside the catalog {outer}, whose checks would take a "
+                    f"catalog's files there for its own: give --catalog {outer}, or a folder "
+                    "outside it"
+                )
         try:
             for d in (self.root, self.lake, self.quarantine, self.staging, self.db_lock.parent):
                 d.mkdir(parents=True, exist_ok=True)
