@@ -933,7 +933,9 @@ class Catalog:
                     total += batch.num_rows
                 return pa.Table.from_batches(kept, schema=reader.schema), total
             except duckdb.Error as e:
-                raise QueryError(lake.not_there_then(con, e, at) or _short_duckdb_error(e)) from None
+                raise QueryError(
+                    lake.not_there_then(con, e, at) or _short_duckdb_error(e, self.db.lake_data)
+                ) from None
 
     @contextlib.contextmanager
     def _scratch_session(self, at: lake.AsOf | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -1569,7 +1571,7 @@ class Catalog:
         target = quote_literal(f"ducklake:{self.paths.db}")
         # where the files are now: a catalog moved or copied (cp -a) still records the data
         # path it was written at until its next write, and the session read the old files
-        here = quote_literal(lake.data_path(self.db.lake_url or str(self.paths.root)))
+        here = quote_literal(self.db.lake_data)
         steps += [
             f"ATTACH {target} AS {lake.LAKE} (READ_ONLY, DATA_PATH {here}, "
             "OVERRIDE_DATA_PATH true);",
@@ -2453,27 +2455,41 @@ def _explained(sql: str) -> str:
     return inner
 
 
-def _short_duckdb_error(e: duckdb.Error) -> str:
+def _short_duckdb_error(e: duckdb.Error, lake_data: str | None = None) -> str:
     """A DuckDB error of a query as one line for people: S3's and httpfs's as the S3 stack
-    words them, a missing or damaged data file with the command that mends it."""
+    words them, a missing or damaged data file of the lake at lake_data with the command
+    that mends it."""
     known = as_s3_error(e)  # httpfs could not reach S3, or S3 said no
     if known is not None:
         return str(known)
     text = str(e).strip().splitlines()[0]
     if "read-only mode" in text:
         return "the catalog is opened read-only for queries; it cannot be modified with SQL"
-    return damaged_file_line(e) or text
+    return damaged_file_line(e, lake_data) or text
 
 
-def damaged_file_line(e: BaseException) -> str | None:
+#: the file a DuckDB error names ("Cannot open file "...": ...", "... of file '...'")
+_ERROR_FILE = re.compile(r"file\s+[\"']([^\"']+)[\"']", re.I)
+#: DuckDB's words for a Parquet file it could not open or read as Parquet
+_DAMAGED = ("Cannot open file", "Invalid footer", "No magic bytes", "too small to be a Parquet")
+
+
+def damaged_file_line(e: BaseException, lake_data: str | None = None) -> str | None:
     """The line for a DuckDB error that met a data file missing or damaged (any command that
     reads the lake: a query, `cache evict`, compact), with the command that mends it; None
-    for any other error."""
+    for any other error, and for a file the error names outside lake_data (a query's own
+    read_parquet of the user's file: not the catalog's to mend)."""
     if not isinstance(e, duckdb.Error) or not str(e).strip():
         return None
     text = str(e).strip().splitlines()[0]
-    if "Cannot open file" in text or "Invalid footer" in text or "No magic bytes" in text:
-        return f"{text} {DAMAGED_FILE}"
+    if any(words in text for words in _DAMAGED):
+        named = _ERROR_FILE.search(text)
+        outside = (
+            lake_data is not None
+            and named is not None
+            and not named.group(1).startswith(lake_data.rstrip("/") + "/")
+        )
+        return None if outside else f"{text} {DAMAGED_FILE}"
     return None
 
 

@@ -1422,6 +1422,25 @@ def test_a_damaged_file_met_outside_a_query_is_the_same_line(one_day: Path, tmp_
     assert r.stderr.rstrip().endswith("run `cvcatalog cache verify --repair`)")
 
 
+def test_a_damaged_file_of_the_users_own_is_not_the_catalogs(one_day: Path, tmp_path: Path) -> None:
+    """A query reading the user's own damaged Parquet file was told "a data file of the
+    catalog is missing or damaged ... run `cvcatalog cache verify --repair`": DuckDB's line
+    alone now. The catalog's own damaged file still gets the mend."""
+    home = tmp_path / "catalog"
+    shutil.copytree(one_day, home)
+    mine = tmp_path / "mine.parquet"
+    [damaged] = list((home / "lake").rglob("*.parquet"))
+    for data in (b"not a parquet file at all", b"PAR"):  # no magic bytes; too small
+        mine.write_bytes(data)
+        r = run("query", f"select * from read_parquet('{mine}')", "--catalog", str(home))
+        assert r.exit_code == 1 and str(mine) in r.stderr, r.output
+        assert "cache verify" not in r.stderr and len(r.stderr.splitlines()) == 1
+        damaged.write_bytes(data)
+        r = run("query", "select max(speed_mps) from wydot_bsm", "--catalog", str(home))
+        assert r.exit_code == 1 and str(damaged) in r.stderr, r.output
+        assert r.stderr.rstrip().endswith("run `cvcatalog cache verify --repair`)")
+
+
 def test_ctrl_c_inside_a_duckdb_query_is_interrupted_not_unexpected(
     one_day: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

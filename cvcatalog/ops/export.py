@@ -211,8 +211,7 @@ def _sandboxed(db: CatalogDB, at: lake.AsOf | None) -> Iterator[duckdb.DuckDBPyC
         tables.spatial_session(con)  # (in UTC, as every instance: duckdb_ext.open_instance)
         opened = con.execute("SELECT current_setting('enable_external_access')").fetchone()
         if opened and opened[0]:  # (a published catalog's session comes confined already)
-            data = lake.data_path(db.lake_url or str(db.paths.root))
-            con.execute("SET allowed_directories = ?", [[data]])
+            con.execute("SET allowed_directories = ?", [[db.lake_data]])
             con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         yield con

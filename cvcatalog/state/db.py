@@ -650,6 +650,12 @@ class CatalogDB:
                 self._lake_known = True
         return self._lake_url
 
+    @property
+    def lake_data(self) -> str:
+        """DuckLake's DATA_PATH as the lake is now: under the catalog directory wherever it was
+        moved or copied, or the S3 lake's URL."""
+        return lake.data_path(self.lake_url or str(self.paths.root))
+
     def check_new_lake(self) -> None:
         """Before an ingest does anything (its first day may delete files of that day it does
         not know as its own orphans): a lake on S3 this catalog is to start, asked for and not
@@ -903,8 +909,7 @@ class CatalogDB:
         """Bytes the files only older snapshots show take on the lake, of these tables (None:
         every table): what expiring those snapshots would free, so a file a rebuilt table
         shows again under another name, or one gone, counts nothing."""
-        base = lake.data_path(self.lake_url or str(self.paths.root))
-        held, shown = lake.held_files(con, base, tables)
+        held, shown = lake.held_files(con, self.lake_data, tables)
         if not held:
             return 0
         rel = self.lake_relative
