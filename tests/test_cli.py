@@ -1441,6 +1441,39 @@ def test_a_damaged_file_of_the_users_own_is_not_the_catalogs(one_day: Path, tmp_
         assert r.stderr.rstrip().endswith("run `cvcatalog cache verify --repair`)")
 
 
+def test_every_output_path_is_checked_before_the_work(one_day: Path, tmp_path: Path) -> None:
+    """`report quality --png x --html x` wrote the PNG and then the HTML over it; `report
+    quality --png DIR` printed the whole report before its error; `sql macros -o FILE/x` said
+    "File exists". Each output is checked first now: one line, nothing else printed, nothing
+    written."""
+    cat = ["--catalog", str(one_day)]
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("x")
+    same, folder, under_file = tmp_path / "r.out", tmp_path / "adir", tmp_path / "afile" / "x"
+    cases = {
+        ("report", "quality", "--source", "wydot", "--png", str(same), "--html", str(same), *cat):
+            f"--png and --html name the same file {same}; give each its own",
+        ("report", "quality", "--source", "wydot", "--png", str(folder), *cat):
+            f"{folder} is a directory: the output is written whole under a temporary name "
+            "and renamed into place; give a file name",
+        ("report", "coverage", "--source", "wydot", "--start", "2021-04-01", "--html",
+         str(under_file), *cat):
+            f"cannot write {under_file}: {tmp_path / 'afile'} is a file, not a folder",
+        ("sql", "macros", "-o", str(under_file)):
+            f"cannot write {under_file}: {tmp_path / 'afile'} is a file, not a folder",
+        ("query", "select * from wydot_bsm", "-o", str(under_file), *cat):
+            f"cannot write {under_file}: {tmp_path / 'afile'} is a file, not a folder",
+        ("sandbox", "ngsim", "--rows", "10", "--out", str(folder)):
+            f"{folder} is a directory: the output is written whole under a temporary name "
+            "and renamed into place; give a file name",
+    }  # fmt: skip
+    for args, want in cases.items():
+        r = run(*args)
+        assert (r.exit_code, r.stdout, r.stderr) == (1, "", f"error: {want}\n"), args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]
+    assert not any(folder.iterdir())
+
+
 def test_ctrl_c_inside_a_duckdb_query_is_interrupted_not_unexpected(
     one_day: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -68,7 +68,7 @@ from cvcatalog.exceptions import (
 )
 from cvcatalog.io.duckdb_ext import interrupted
 from cvcatalog.io.lake import snapshot_runs
-from cvcatalog.io.layout import CatalogPaths, file_target, write_atomic
+from cvcatalog.io.layout import CatalogPaths, check_outputs, file_target, write_atomic
 from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
 from cvcatalog.ops.cache import STATUS_COLUMNS, SUMMARY_COLUMNS, summarise_status
@@ -737,6 +737,7 @@ def query(
     limit = _rows_shown(limit)
     named = format_for(fmt, output)  # q.csv: csv; q.parquet: Parquet
     fmt = Format(named) if named in Format.__members__ else fmt
+    check_outputs({"--output": output})  # before the query runs
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     if fmt is Format.table and output is None:  # the rows shown, not the whole result, held
         table, total = cat.query_head(
@@ -850,6 +851,7 @@ def changes(
     if fmt == "parquet" and output is None:
         raise ConfigError("--format parquet needs --output FILE")
     limit = _rows_shown(limit)
+    check_outputs({"--output": output})
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     full = table = cat.changes(
         source.lower(), message_type and message_type.upper(), since, until, output="arrow"
@@ -1554,6 +1556,7 @@ def report_quality(
     ] = None,
 ) -> None:
     """Rows, invalid records by rule, outliers removed and coverage by day and hour."""
+    check_outputs({"--png": png, "--html": html_out})  # before the report is built
     cfg = quality_config(config)
     rep = build_report(
         open_catalog(catalog, profile=profile, no_sign_request=no_sign_request),
@@ -1635,6 +1638,7 @@ def report_coverage(
     no_sign_request: NoSignOpt = None,
 ) -> None:
     """Where the points of a date range are: hexbin density maps (equal-area, offline)."""
+    check_outputs({"--png": png, "--html": html_out})  # before the maps are drawn
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     with _notes_of(MissingDataWarning):  # days never ingested: a note (the maps are drawn)
         rep = cat.coverage(
@@ -1830,6 +1834,7 @@ def sandbox_ngsim(
     """Write an NGSIM-shaped trajectory CSV (car-following at 10 Hz, real sites' CRS)."""
     from cvcatalog.sandbox.ngsim import generate_ngsim  # as in sandbox_seed
 
+    check_outputs({"--out": out})
     if to is not None:  # where it goes, checked before anything is written (no request yet)
         upload_target(to, "--to")
         _env_notes()
@@ -2082,6 +2087,7 @@ def export_cmd(
         raise ConfigError(
             f"give --format (parquet | geoparquet | csv | ndjson): {output.name!r} does not say"
         )
+    check_outputs({"--output": output})
     area = _area(within, bbox, corridor)
     _one_point(snapshot, as_of)
     if naming not in ("canonical", "socrata"):
@@ -2144,6 +2150,7 @@ def sql_macros(
     """Print the spatial macros (cv_within, cv_in_bbox, cv_near_line, ...) for a DuckDB
     session (`.read` the file after LOAD spatial). A catalog's lake stores them already:
     attaching it is enough (docs/spatial.md)."""
+    check_outputs({"--output": output})
     text = spatial.macros_sql()
     if output is None:
         sys.stdout.write(text)

@@ -17,7 +17,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -338,6 +338,25 @@ def file_target(dest: Path) -> Path:
             "renamed into place; give a file name"
         )
     return Path(os.path.realpath(dest)) if dest.is_symlink() else dest
+
+
+def check_outputs(named: Mapping[str, Path | None]) -> None:
+    """Before a command's work (a report, a query, a generated file): each file it is to
+    write (option -> path; None: not asked for) can be written there, and no two options
+    name the same file (the second write replaced the first). One line otherwise."""
+    seen: dict[str, str] = {}
+    for option, dest in named.items():
+        if dest is None:
+            continue
+        real = os.path.realpath(file_target(dest))
+        if real in seen:
+            raise ConfigError(f"{seen[real]} and {option} name the same file {dest}; give each its own")
+        seen[real] = option
+        folder = next(p for p in Path(real).parents if p.exists())  # ("/" is)
+        if not folder.is_dir():
+            raise ConfigError(f"cannot write {dest}: {folder} is a file, not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"cannot write {dest}: permission denied in {folder}")
 
 
 @contextlib.contextmanager
