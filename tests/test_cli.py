@@ -586,7 +586,7 @@ def test_an_error_that_ends_the_run_follows_the_report_of_what_it_did(
     assert r.stderr.strip().splitlines() == ["error: cannot reach the S3 endpoint (test)"]
     assert re.match(r"wydot/BSM 2021-04-01\.\.2021-04-02 \(.*\): 1 complete,", r.stdout)
     r = run(*_INGEST, "--start", "2021-04-01", "--end", "2021-04-02", "--catalog",
-            str(catalog_dir / "another"), "--rate-limit", "0", "-f", "json")  # fmt: skip
+            str(catalog_dir.parent / "another"), "--rate-limit", "0", "-f", "json")  # fmt: skip
     assert r.exit_code == 1
     report = json.loads(r.stdout)[0]
     assert report["status"] == "failed" and report["days_complete"] == 1

@@ -334,7 +334,7 @@ def test_the_days_of_a_range_download_whole_and_only_a_lone_day_streams(
     assert calls[1:] in ([day2], fetcher.batches(d2))
 
     calls.clear()  # a one-day run streams
-    one = _config(catalog_dir / "one", D1, D1)
+    one = _config(catalog_dir.parent / "one", D1, D1)
     lone = Recording(one)
     assert run_ingest(one, fetcher_factory=lambda c: lone).count("complete") == 1
     assert calls == lone.batches(PK1) and len(calls) >= 4

@@ -2087,7 +2087,6 @@ def export_cmd(
         raise ConfigError(
             f"give --format (parquet | geoparquet | csv | ndjson): {output.name!r} does not say"
         )
-    check_outputs({"--output": output})
     area = _area(within, bbox, corridor)
     _one_point(snapshot, as_of)
     if naming not in ("canonical", "socrata"):
