@@ -440,6 +440,19 @@ _VALID_PAIRS = (
          "--empty-day 2021-04-08 is outside the days seeded, 2021-04-01..2021-04-02"),
         (["--start", "2021-04-01", "--files-per-hour", "0"], "--files-per-hour must be 1 or more, got 0"),
         (["--start", "2021-04-01", "--malformed-per-day", "-1"], "--malformed-per-day must be 0 or more, got -1"),
+        # sizes the local endpoint cannot hold (it ran for hours, then out of memory)
+        (["--start", "2021-01-01", "--end", "2021-12-31", "--records-per-hour", "10000"],
+         "--records-per-hour 10,000 for 365 day(s) of 1 source/type pair(s) is 87,600,000 "
+         "records: more than the 10,000,000 one seed writes (the local endpoint keeps every "
+         "object in memory); seed fewer days or fewer an hour"),
+        (["--start", "2021-04-01", "--source", "thea", "--type", "BSM", "--type", "TIM",
+          "--files-per-hour", "30000", "--records-per-hour", "30000"],
+         "--files-per-hour 30,000 for 1 day(s) of 2 source/type pair(s) is 1,440,000 objects: "
+         "more than the 1,000,000 one seed writes (the local endpoint keeps every object in "
+         "memory); seed fewer days or fewer an hour"),
+        (["--start", "2021-04-01", "--report", "."],
+         ". is a directory: the output is written whole under a temporary name and renamed "
+         "into place; give a file name"),
     ],
 )  # fmt: skip
 def test_sandbox_seed_bad_arguments_are_one_line_before_any_request(
@@ -470,6 +483,17 @@ def test_sandbox_ngsim_and_serve_bad_arguments_are_one_line(tmp_path: Path) -> N
         assert r.exit_code == 1, r.output
         assert r.output == f"error: {line}\n"
     assert not Path(out).exists()  # refused before writing
+    # `.sandbox` a file where a detached server keeps its record: one line, and stop says
+    # none ran (both were "unexpected" errors)
+    (tmp_path / ".sandbox").write_text("mine")
+    with contextlib.chdir(tmp_path):
+        r = run("sandbox", "serve", "--detach", "--port", "0")
+        assert (r.exit_code, r.output) == (1, "error: .sandbox is a file where `sandbox serve "
+                                           "--detach` keeps its record and log (server.json, "
+                                           "moto.log); move it away\n")  # fmt: skip
+        r = run("sandbox", "stop")
+        assert (r.exit_code, r.output) == (0, "no detached sandbox server was running\n")
+    assert (tmp_path / ".sandbox").read_text() == "mine"
     # a site spelled as ingest --location takes it
     r = run("sandbox", "ngsim", "--out", out, "--rows", "10", "--location", "US_101")
     assert r.exit_code == 0, r.output

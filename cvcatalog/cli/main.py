@@ -84,6 +84,7 @@ from cvcatalog.read.splits import SPLIT_NAMES
 from cvcatalog.sandbox.server import (
     UPLOAD_PURPOSE,
     SandboxServer,
+    check_state_folder,
     create_bucket,
     detached_running,
     sandbox_client,
@@ -1683,7 +1684,8 @@ def sandbox_serve(
             "`cvcatalog sandbox stop` first"
         )
     if detach:
-        server = start_server(port=port, log_file=Path(".sandbox/moto.log"), names=PORT_FLAG)
+        check_state_folder(STATE)
+        server = start_server(port=port, log_file=STATE.with_name("moto.log"), names=PORT_FLAG)
         write_state(STATE, server)
         print(
             f"sandbox S3 endpoint running at {server.endpoint_url} (pid {server.process.pid if server.process else '?'})"
@@ -1789,6 +1791,7 @@ def sandbox_seed(
     validate_spec(
         spec, {"empty_days": "--empty-day", **{k: "--" + k.replace("_", "-") for k in flags}}
     )
+    check_outputs({"--report": report})
     _env_notes()
     client, cfg = sandbox_client("seeding never writes to real AWS")
     create_bucket(client, cfg, BUCKET)

@@ -95,6 +95,7 @@ def validate_spec(spec: ReplicaSpec, names: Mapping[str, str] | None = None) -> 
         ("malformed_per_day", 0),
     ):
         at_least(spelled(names, knob), getattr(spec, knob), least)
+    _check_size(spec, names)
     for knob in ("empty_hour_rate", "empty_day_rate"):
         rate = getattr(spec, knob)
         if not 0.0 <= rate <= 1.0:
@@ -107,6 +108,29 @@ def validate_spec(spec: ReplicaSpec, names: Mapping[str, str] | None = None) -> 
             f"unsupported schema_version {spec.schema_version}; "
             f"choose one of {SUPPORTED_SCHEMA_VERSIONS} or None (by date)"
         )
+
+
+#: the most records and objects one seed writes: the local endpoint (moto) keeps every object
+#: in memory, ~2 KB a record (the 2 GB day of bench/targets.py is ~1 M records)
+MAX_SEED_RECORDS = 10_000_000
+MAX_SEED_OBJECTS = 1_000_000
+
+
+def _check_size(spec: ReplicaSpec, names: Mapping[str, str] | None) -> None:
+    """A seed of billions of records ran for hours until the endpoint ran out of memory."""
+    days, pairs = (spec.end - spec.start).days + 1, len(spec.sources) * len(spec.message_types)
+    for knob, what, most in (
+        ("records_per_hour", "records", MAX_SEED_RECORDS),
+        ("files_per_hour", "objects", MAX_SEED_OBJECTS),
+    ):
+        total = getattr(spec, knob) * 24 * days * pairs
+        if total > most:
+            raise ConfigError(
+                f"{spelled(names, knob)} {getattr(spec, knob):,} for {days:,} day(s) of "
+                f"{pairs} source/type pair(s) is {total:,} {what}: more than the {most:,} one "
+                "seed writes (the local endpoint keeps every object in memory); seed fewer "
+                "days or fewer an hour"
+            )
 
 
 # --------------------------------------------------------------------------------------------

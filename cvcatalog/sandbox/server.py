@@ -249,6 +249,18 @@ def _spawn(port: int, log_file: Path | None) -> subprocess.Popen[bytes]:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def check_state_folder(path: Path) -> None:
+    """Before a detached server starts: the folder its record and log go in can be made."""
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise SandboxError(
+                    f"{folder} is a file where `sandbox serve --detach` keeps its record and "
+                    "log (server.json, moto.log); move it away"
+                )
+            return
+
+
 def write_state(path: Path, server: SandboxServer) -> None:
     """Remember a detached server (pid and port) so `sandbox stop` can find it."""
     assert server.process is not None
@@ -304,7 +316,8 @@ def stop_detached(path: Path) -> bool:
     process that outlives SIGKILL too is a SandboxError (its record is kept)."""
     running = detached_running(path)
     if running is None:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # (.sandbox a file)
+            path.unlink()
         return False
     pid = running["pid"]
     if not _end(pid, signal.SIGTERM, STOP_TIMEOUT) and not _end(pid, signal.SIGKILL, STOP_TIMEOUT):
