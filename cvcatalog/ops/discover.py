@@ -537,7 +537,13 @@ class Plan:
             "fetch_partitions": sum(1 for r in self.rows if r["fetch"]),
             "fetch_objects": self._sum("objects", True),
             "fetch_bytes": self._sum("bytes", True),
-            "cached_partitions": sum(1 for r in self.rows if not r["fetch"]),
+            "cached_partitions": sum(
+                1 for r in self.rows if not r["fetch"] and r["status"] != "missing"
+            ),
+            # a partition not in the catalog and not fetched is one after today
+            "later_partitions": sum(
+                1 for r in self.rows if not r["fetch"] and r["status"] == "missing"
+            ),
             "status": statuses,
         }
 
@@ -563,7 +569,9 @@ class Plan:
             f"{self.source}/{self.message_type} {self.start}..{self.end} ({self.timezone}): "
             f"an ingest would fetch {t['fetch_partitions']} of {t['partitions']} partitions, "
             f"{t['fetch_objects']:,} objects, {human_bytes(t['fetch_bytes'])}; "
-            f"{t['cached_partitions']} already cached; {self.listing}"
+            f"{t['cached_partitions']} already cached; "
+            + (f"{t['later_partitions']} after today; " if t["later_partitions"] else "")
+            + self.listing
         )
 
 
@@ -602,11 +610,15 @@ def plan(
         with db.read_state() as con:
             known = manifest.get_partitions(con, keys=[k.key for k in keys])
     p = Plan(cfg.bucket, cfg.source, cfg.message_type, start, end, cfg.date_range.timezone, [])
+    there = _months_there(cache, cfg.source, cfg.message_type, keys)
     for pk in keys:
         rec = known.get(pk.key)
         if pk.key in future:
             n = nbytes = 0
             fetch, why = False, "after today: the bucket cannot hold it yet"
+        elif there is not None and (pk.day.year, pk.day.month) not in there:
+            n = nbytes = 0  # no folder of its month: nothing to list
+            fetch, why = needs_work(rec, today, cfg, force)
         else:
             n, nbytes = _partition_totals(cache, pk)
             fetch, why = needs_work(rec, today, cfg, force)
@@ -627,6 +639,29 @@ def plan(
     p.list_requests = cache.list_requests
     p.listing = cache.describe()
     return p
+
+
+#: a plan over more months than this lists which years and months the bucket has first
+_MONTHS_LISTED_ALONE = 2
+
+
+def _months_there(
+    cache: ListingCache, source: str, message_type: str, keys: list[PartitionKey]
+) -> set[tuple[int, int]] | None:
+    """The (year, month) folders the bucket has for the months of a long range (one listing
+    of the type's years, one of the months of each year in the range), so a plan of years
+    (or centuries: a mistyped year) lists no day of a month that is not there: it listed
+    every day, 2,192 requests and 28 s for six years. None for a range of a few months."""
+    months = {(k.day.year, k.day.month) for k in keys}
+    if len(months) <= _MONTHS_LISTED_ALONE:
+        return None
+    top = f"{source}/{message_type}/"
+    years = {int(y) for y in cache.level(top).children if y.isdigit()}
+    there: set[tuple[int, int]] = set()
+    for year in sorted(years & {y for y, _ in months}):
+        names = cache.level(f"{top}{year}/").children
+        there |= {(year, int(m)) for m in names if m.isdigit()}
+    return there
 
 
 def _partition_totals(cache: ListingCache, pk: PartitionKey) -> tuple[int, int]:
