@@ -148,4 +148,6 @@ def test_a_killed_run_is_marked_interrupted_by_the_next_one(
     assert len(cat.runs()) == runs_before  # still no run record of its own
     killed = cat.query("select * from ingest_runs where run_id = 'killed'").iloc[0]
     assert (killed.days_complete, killed.partitions_rewritten, killed["rows"]) == (1, 1, day_rows)
+    # (a run whose last write failed on a full disk had finished: not "killed or crashed")
+    assert killed.message.startswith("its process ended without recording the end of the run")
     assert day_rows > 0

@@ -350,12 +350,14 @@ def running_runs(con: duckdb.DuckDBPyConnection, host: str) -> list[tuple[str, i
 
 
 def mark_interrupted(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
-    """A run whose process is gone was killed: say so, with what it committed (the days and
-    dataset units whose current version it wrote), as a Ctrl-C'd run records them; it said
-    0 rows and 0 partitions of a run that had committed days."""
+    """A run whose process is gone without recording its end: killed, or its last write
+    failed (a full disk: the run may have finished; it said "killed or crashed" of such a
+    run). Recorded with what it committed (the days and dataset units whose current
+    version it wrote), as a Ctrl-C'd run records them."""
     con.execute(
         "UPDATE ingest_runs SET status = 'interrupted', "
-        "message = 'the process ended without finishing (killed or crashed)', "
+        "message = 'its process ended without recording the end of the run (killed, "
+        "crashed, or that last write failed: a full disk)', "
         "days_complete = (SELECT count(*) FROM partitions p WHERE p.run_id = $run "
         "  AND p.status = 'complete'), "
         "partitions_rewritten = (SELECT count(*) FROM partitions p WHERE p.run_id = $run "
