@@ -255,6 +255,25 @@ def test_remote_catalog_answers_like_the_local_one(
     assert remote.published()["url"] == URL
 
 
+def test_a_published_catalog_counts_what_older_snapshots_hold_as_the_original(
+    local: Catalog, tmp_path: Path
+) -> None:
+    """A published catalog said 0 bytes held for older snapshots (and left them out of its
+    size) though it published those files, and its lineage looked for the lake's files in
+    the reader's cache directory (a raw "No files found"): both as the local catalog says."""
+    copy = Catalog(tmp_path / "copy")
+    shutil.copytree(local.paths.root, copy.paths.root)
+    s = copy.ingest("wydot", "BSM", "2021-04-01", "2021-04-01", force_refresh=True, rate_limit=0)
+    assert s.ok and copy.older_snapshot_bytes() > 0  # the day's first files, kept
+    url = f"s3://{PUB}/catalogs/held"
+    assert copy.publish(url, rate_limit=0).ok
+    remote = Catalog(url)
+    assert remote.older_snapshot_bytes() == copy.older_snapshot_bytes()
+    assert remote.size_bytes() == copy.size_bytes()
+    key = copy.query("select source_key from wydot_bsm limit 1").source_key[0]
+    assert remote.lineage(key) == copy.lineage(key)
+
+
 @pytest.mark.parametrize("where", ["profile", "services"])
 def test_an_endpoint_the_aws_config_file_sets_serves_every_read(
     local: Catalog,

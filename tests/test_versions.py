@@ -885,6 +885,12 @@ def test_a_published_catalog_keeps_its_snapshots(history: dict[str, Any], module
     for snap, want in ((s1, "after1"), (s2, "after2"), (s3, "after3")):
         assert remote.query(COUNT, snapshot=snap["snapshot_id"]).equals(history[want])
     assert remote.query(COUNT).equals(history["after3"])
+    # what older snapshots hold and where a row came from, as the catalog published says
+    # (remotely: 0 held bytes, and lineage read the reader's cache directory for the files)
+    assert remote.older_snapshot_bytes() == cat.older_snapshot_bytes()
+    assert remote.size_bytes() == cat.size_bytes()
+    key = cat.query("select source_key from wydot_bsm limit 1").source_key[0]
+    assert remote.lineage(key) == cat.lineage(key)
     res = runner.invoke(app, ["query", "--catalog", "s3://cv-versions/all", "--snapshot",
                               str(s1["snapshot_id"]), "--format", "json",
                               "select count(*) as n from wydot_bsm"])  # fmt: skip

@@ -278,6 +278,13 @@ class RemoteCatalogDB(CatalogDB):
         """Where the published lake's files are: under the catalog's own URL."""
         return lake.data_path(self.location.url)
 
+    @property
+    def lake_url(self) -> str:
+        """The published catalog's URL: its lake's files are there, whatever lake the catalog
+        it was published from recorded (a local one: lineage read the reader's cache
+        directory, and the bytes only older snapshots show counted nothing)."""
+        return self.location.url
+
     def _lake_files(self, path: Path) -> list[str]:
         """The URLs of every file the published lake lists (data and delete files of every
         kept snapshot) under its own data path: the only S3 objects its sessions may read.
