@@ -25,6 +25,7 @@ from cvcatalog.io.download import S3Fetcher
 from cvcatalog.io.layout import CatalogPaths
 from cvcatalog.io.s3 import make_client
 from cvcatalog.ops.discover import compact, human_bytes
+from cvcatalog.pipeline.report import summary_lines
 from cvcatalog.sandbox.replica import SeedReport, seed_replica
 from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.state.db import CatalogDB
@@ -296,6 +297,36 @@ def test_a_plan_of_years_lists_only_the_months_the_bucket_has(
     assert sorted(got) == [f"wydot/BSM/2021/{d}" for d in ("03/31", "04/01", "04/03")]
     assert p.totals["later_partitions"] == 30 and p.totals["cached_partitions"] == 0
     assert "; 0 already cached; 30 after today; " in p.summary()
+
+
+def test_a_day_filled_since_it_was_listed_is_said_so(
+    seeded: Any, s3_client: Any, catalog_dir: Path
+) -> None:
+    """Objects added to a day the catalog knew empty: a plain plan after `plan --refresh` went
+    back to the older month listing (0 objects again), and a day whose no_data marker is kept
+    was planned as "no_data (cached)" beside the objects the plan had listed, then the ingest
+    said "no data in" it without listing it. The newer listing wins; both say what to do."""
+    cat = Catalog(catalog_dir)
+    day = "wydot_backup/BSM/2021/04/02"
+    body = s3_client.get_object(Bucket=BUCKET, Key=next(iter(bucket_objects(
+        s3_client, "wydot/BSM/2021/04/01/"))))["Body"].read()  # fmt: skip
+    s3_client.put_object(Bucket=BUCKET, Key="wydot_backup/BSM/2021/04/01/00/a.json", Body=body)
+    cat.discover("wydot_backup", "BSM", 2021, 4, **FAST)  # the month listing: 04/02 empty
+    first = cat.ingest("wydot_backup", "BSM", "2021-04-02", "2021-04-02", **FAST)
+    assert [o.status for o in first.outcomes] == ["no_data"]
+    s3_client.put_object(Bucket=BUCKET, Key=f"{day}/03/b.json", Body=body)
+    fresh = cat.plan("wydot_backup", "BSM", "2021-04-01", "2021-04-02", refresh=True, **FAST)
+    again = cat.plan("wydot_backup", "BSM", "2021-04-01", "2021-04-02", **FAST)
+    assert [r["objects"] for r in again.rows] == [r["objects"] for r in fresh.rows] == [1, 1]
+    [row] = [r for r in again.rows if r["partition"] == day]
+    assert (row["status"], row["fetch"]) == ("no_data", False)
+    assert row["reason"] == "no_data (cached): the bucket now lists 1 object (--force-refresh)"
+    s = cat.ingest("wydot_backup", "BSM", "2021-04-02", "2021-04-02", **FAST)
+    assert f"  no data in {day} as recorded earlier (not listed again: --force-refresh lists " \
+        "them)" in summary_lines(s)  # fmt: skip
+    forced = cat.ingest("wydot_backup", "BSM", "2021-04-02", "2021-04-02", force_refresh=True,
+                        **FAST)  # fmt: skip
+    assert [o.status for o in forced.outcomes] == ["complete"]
 
 
 def test_plan_reuses_a_month_listing_and_covers_timezones(

@@ -622,6 +622,8 @@ def plan(
         else:
             n, nbytes = _partition_totals(cache, pk)
             fetch, why = needs_work(rec, today, cfg, force)
+            if not fetch and n and rec is not None and rec.status == "no_data":
+                why += f": the bucket now lists {plural(n, 'object')} (--force-refresh)"
         p.rows.append(
             {
                 "partition": pk.key,
@@ -674,6 +676,9 @@ def _partition_totals(cache: ListingCache, pk: PartitionKey) -> tuple[int, int]:
         return int(n), int(nbytes)
     day = f"{pk.day.day:02d}"
     whole = cache.cached(month, "tree")
+    own = cache.cached(pk.s3_prefix, "tree")
+    if own is not None and whole is not None and own.listed_at > whole.listed_at:
+        whole = None  # the day was listed since (plan --refresh): its listing is the news
     if whole is not None:  # `discover --month` listed it recently
         cache.used.append(whole)
         hits = [v for g, v in whole.children.items() if g == day or g.startswith(day + "/")]

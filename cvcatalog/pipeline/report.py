@@ -411,12 +411,20 @@ NO_DATA_SHOWN = 8
 def _no_data_lines(s: Summary) -> list[str]:
     """Which folders had no objects: their keys are the producer's folder days (US Eastern for
     thea and nycdot), which need not be the days asked for, so the count alone cannot say."""
-    keys = sorted(d.key for d in s.outcomes if d.status == "no_data")
-    if not keys:
-        return []
-    shown = ", ".join(keys[:NO_DATA_SHOWN])
-    more = len(keys) - NO_DATA_SHOWN
-    return [f"  no data in {shown}" + (f" and {more:,} more" if more > 0 else "")]
+    lines = []
+    for cached in (False, True):  # listed by this run; markers of earlier runs, not listed
+        keys = sorted(
+            d.key for d in s.outcomes if d.status == "no_data" and (d.detail == "cached") is cached
+        )
+        if not keys:
+            continue
+        shown = ", ".join(keys[:NO_DATA_SHOWN])
+        more = len(keys) - NO_DATA_SHOWN
+        line = f"  no data in {shown}" + (f" and {more:,} more" if more > 0 else "")
+        if cached:
+            line += " as recorded earlier (not listed again: --force-refresh lists them)"
+        lines.append(line)
+    return lines
 
 
 def _evicted_lines(s: Summary) -> list[str]:
