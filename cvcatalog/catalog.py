@@ -1951,7 +1951,8 @@ class Catalog:
         again). Extra keyword arguments override `download:` settings (profile, rate_limit...).
         names: the caller's words for the arguments in messages (a CLI's flags).
         """
-        source_filter(source, message_type, required=True)  # None or not a str: one line
+        # None or not a str: one line (ngsim is no source of the bucket)
+        source_filter(source, message_type, required=True, bucket_only=True)
         bucket, cache_cfg, dl = self._listing_settings(config, download)
         listings = ListingCache(
             self.db,

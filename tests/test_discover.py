@@ -448,3 +448,10 @@ def test_cli_errors_are_one_line(catalog_dir: Path) -> None:
     r = runner.invoke(app, ["plan", "--source", "wydot", "--type", "EVENT", "--start",
                             "2021-04-01", "--catalog", str(catalog_dir)])  # fmt: skip
     assert r.exit_code == 1 and "does not publish" in r.output
+    # an unknown source is named against the bucket's sources (it offered ngsim, which
+    # discover then refused with the other list)
+    want = "error: unknown source {!r}; expected one of wydot, wydot_backup, thea, nycdot\n"
+    for source in ("foo", "ngsim"):
+        for command in (["discover"], ["plan", "--type", "BSM", "--start", "2021-04-01"]):
+            r = runner.invoke(app, [*command, "--source", source, "--catalog", str(catalog_dir)])
+            assert r.exit_code == 1 and r.output.endswith(want.format(source)[7:]), r.output

@@ -293,7 +293,7 @@ def test_days_after_today_are_refused_or_skipped_never_marked_no_data(
     assert res.exit_code == 1 and res.stdout == ""
     assert res.stderr.strip().splitlines() == [
         f"error: wydot/BSM {later} is after today ({today}, UTC): the bucket cannot hold data "
-        "for it yet; nothing was ingested"
+        "for it yet; nothing to ingest"
     ]
     notes: list[str] = []
 

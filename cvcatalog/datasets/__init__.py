@@ -18,14 +18,19 @@ DATASETS: dict[str, type[Dataset]] = {NgsimDataset.name: NgsimDataset}
 
 
 def source_filter(
-    source: str | None, message_type: str | None = None, *, required: bool = False
+    source: str | None,
+    message_type: str | None = None,
+    *,
+    required: bool = False,
+    bucket_only: bool = False,
 ) -> tuple[str | None, str | None]:
     """A source and type as every command takes them (status, clear, compact, runs,
     snapshots, export, ...), normalised and checked: a CV Pilot source and a type it publishes
     (config.check_source_type), a dataset (ngsim) and its one type, or a type alone that some
     source has. None is "all" (or "not given"; required: a call that reads one source, where
-    None is a mistake); anything unknown, or not a str, is one ConfigError line."""
-    known = [*VALID_TYPES, *DATASETS]
+    None is a mistake); anything unknown, or not a str, is one ConfigError line. bucket_only:
+    a call about the CV Pilot bucket (discover), where a dataset is not a source."""
+    known = [*VALID_TYPES, *([] if bucket_only else DATASETS)]
     if source is None and required:
         raise ConfigError(f"give a source: one of {', '.join(known)}")
     for what, value, example in (("source", source, "wydot"), ("message type", message_type, "BSM")):
@@ -33,7 +38,7 @@ def source_filter(
             raise ConfigError(f"the {what} is a name (a str), e.g. {example!r}, got {value!r}")
     src = source.strip().lower() if source is not None else None
     mt = message_type.strip().upper() if message_type is not None else None
-    ds = DATASETS.get(src) if src is not None else None
+    ds = DATASETS.get(src) if src is not None and not bucket_only else None
     if src is not None and ds is None and src not in VALID_TYPES:
         raise ConfigError(f"unknown source {source!r}; expected one of {', '.join(known)}")
     if ds is not None:

@@ -344,7 +344,7 @@ def check_not_future(cfg: DataSourceConfig, today: date | None = None) -> None:
         span = f"{start}" if start == end else f"{start} .. {end}"
         raise ConfigError(
             f"{cfg.source}/{cfg.message_type} {span} is after today ({now}, {tz}): the bucket "
-            "cannot hold data for it yet; nothing was ingested"
+            "cannot hold data for it yet; nothing to ingest"
         )
 
 
