@@ -34,6 +34,7 @@ from cvcatalog.config import (
     build,
     check_day_order,
     check_source_type,
+    check_workers,
     download_config,
     load_yaml,
     parse_day,
@@ -817,6 +818,11 @@ class Catalog:
         if not given or not all(isinstance(p, str | Path) for p in given):
             raise ConfigError(f"paths is a path or URI, or a list of them, got {paths!r}")
         uris = [str(p) for p in given]
+        # numbers checked here: "2" or 1.5 reached a comparison (TypeError) or ran as 1.5
+        if workers is not None:
+            check_workers("workers", _whole_number("workers", workers, 1))
+        if unit_bytes is not None:
+            unit_bytes = _whole_number("unit_bytes", unit_bytes, 1)
         cfg = self.dataset_config(
             config,
             profile=profile,

@@ -23,7 +23,7 @@ from cvcatalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.datasets.base import Rejects, WorkUnit
 from cvcatalog.datasets.ngsim import CSV_NAMES, NgsimDataset, to_lonlat
-from cvcatalog.exceptions import CatalogError, TransientFetchError
+from cvcatalog.exceptions import CatalogError, ConfigError, TransientFetchError
 from cvcatalog.io.lake import files as lake_files
 from cvcatalog.io.s3 import RetryPolicy
 from cvcatalog.pipeline.report import summary_lines
@@ -438,6 +438,27 @@ def test_a_loaded_input_asked_for_with_another_unit_size_is_not_fetched_again(
         again = _ingest(catalog_dir, str(path), unit_bytes=size)
         assert again.ok and again.units == first.units, size
         assert again.units_done == 0 and again.bytes_downloaded == 0, size
+
+
+@pytest.mark.parametrize(
+    ("kw", "line"),
+    [
+        ({"workers": "2"}, "workers must be a whole number, 1 or more, got '2'"),
+        ({"workers": 1.5}, "workers must be a whole number, 1 or more, got 1.5"),
+        ({"workers": -1}, "workers must be a whole number, 1 or more, got -1"),
+        ({"workers": 10_000}, "workers must be between 1 and "),
+        ({"unit_bytes": "1MB"}, "unit_bytes must be a whole number, 1 or more, got '1MB'"),
+        ({"unit_bytes": 1000}, "the unit size must be at least 64 KiB"),
+    ],
+)
+def test_ingest_dataset_numbers_are_one_line(  # type: ignore[no-untyped-def]
+    ngsim_csv, catalog_dir: Path, kw: dict[str, Any], line: str
+) -> None:
+    """workers="2" and unit_bytes="1MB" were TypeErrors from deep inside; workers=-1 and 1.5
+    ran (as 1, and as 1.5 threads). One line naming the argument, as ingest() says it."""
+    with pytest.raises(ConfigError, match="^" + re.escape(line)):
+        Catalog(catalog_dir).ingest_dataset("ngsim", str(ngsim_csv[0]), **kw)
+    assert not (catalog_dir / "catalog.ducklake").exists()
 
 
 def _state_text(cat: Catalog) -> str:
