@@ -193,6 +193,31 @@ _MAX_SIZE_GB = _MAX_LIMIT / GB
 _missing_told: contextvars.ContextVar[bool] = contextvars.ContextVar("missing_told", default=False)
 
 
+def _query_value(value: Any) -> Any:
+    """A numpy number as the Python one DuckDB binds (a value taken from a frame, df.n.max():
+    "Unable to transform python value of type numpy.int64"); its times DuckDB takes as
+    they are."""
+    if isinstance(value, np.generic) and not isinstance(value, np.datetime64 | np.timedelta64):
+        return value.item()
+    return value
+
+
+def _query_params(params: Any) -> list[Any] | dict[str, Any] | None:
+    """query's params as DuckDB binds them: a dict of named values, or the values of any
+    sequence or iterable (a list, a tuple, a pandas Series, a generator); anything else is
+    one line (a Series was "truth value ... ambiguous", a generator "has no len()")."""
+    if params is None:
+        return None
+    if isinstance(params, Mapping):
+        return {k: _query_value(v) for k, v in params.items()}
+    if isinstance(params, str | bytes) or not isinstance(params, Iterable):
+        raise QueryError(
+            f"params is a list of values (for ?) or a dict of named ones (for $name), "
+            f"got {params!r}"
+        )
+    return [_query_value(v) for v in params]
+
+
 def _whole_number(name: str, value: Any, least: int) -> int:
     """An argument that takes a whole number (rows_per_file=): a str, a float or a bool is one
     line naming it, not a TypeError from deep inside or a count silently rounded."""
@@ -912,6 +937,7 @@ class Catalog:
     ) -> tuple[pa.Table, int]:
         """query_arrow (head None: every row) and query_head: the rows kept, and the count."""
         check_query(sql, read_only=read_only, root=self.paths.root)
+        params = _query_params(params)
         session = self.db.read(at) if read_only else self._scratch_session(at)
         with session as con:
             if spatial.uses_spatial(sql):

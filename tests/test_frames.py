@@ -26,7 +26,7 @@ import pytest
 
 from cvcatalog import catalog as catalog_module
 from cvcatalog.catalog import Catalog, to_socrata
-from cvcatalog.exceptions import CatalogError, ConfigError, MissingDataWarning
+from cvcatalog.exceptions import CatalogError, ConfigError, MissingDataWarning, QueryError
 from cvcatalog.quality.config import Impute, QualityConfig
 from cvcatalog.read import experiments as experiments_module
 from cvcatalog.read.experiments import Experiment, ExperimentConfig
@@ -837,6 +837,24 @@ def test_nycdot_and_tim_list_columns_hold_the_lists_query_gives(
 
 
 # -- times without a zone ----------------------------------------------------------------------
+def test_query_params_of_any_shape_a_frame_gives(cat: Catalog) -> None:
+    """A value taken from a frame (numpy.int64) was "Unable to transform python value"; a
+    pandas Series of values was "truth value ... ambiguous", a generator "has no len()".
+    Each binds as the list of its values; a str is one line."""
+    speeds = cat.query("select speed_mps from wydot_bsm where speed_mps is not null").speed_mps
+    cut = speeds.median()
+    sql = "select count(*) as n from wydot_bsm where speed_mps > ? and msg_cnt >= ?"
+    want = int(cat.query(sql, [float(cut), 0]).n[0])
+    assert 0 < want < len(speeds)
+    for params in ([np.float64(cut), np.int64(0)], pd.Series([cut, 0]), np.array([cut, 0]),
+                   (v for v in [cut, np.int32(0)]), (cut, 0)):  # fmt: skip
+        assert int(cat.query(sql, params).n[0]) == want, type(params)
+    named = "select count(*) as n from wydot_bsm where speed_mps > $s and msg_cnt >= $m"
+    assert int(cat.query(named, {"s": np.float64(cut), "m": np.int64(0)}).n[0]) == want
+    with pytest.raises(QueryError, match=r"^params is a list of values \(for \?\) or a dict"):
+        cat.query(sql, "1.5")
+
+
 def test_a_time_without_a_zone_is_utc_as_in_query(cat: Catalog) -> None:
     """A naive datetime in to_dask's filters was refused ('give the datetime a zone') while
     query's params read it as UTC. Now UTC in both: the same rows as query's naive param and
