@@ -148,8 +148,17 @@ def _require_run_of(
     )
 
 
-def _same_pin(held: pins.Pin, snapshot: int | None) -> pins.Pin:
-    """An experiment's existing pin, if it holds the snapshot asked for (None: any)."""
+def _same_pin(
+    held: pins.Pin, snapshot: int | None, table: tuple[str, str | None] | None = None
+) -> pins.Pin:
+    """An experiment's existing pin, if it holds the snapshot asked for (None: any) of the
+    (source, type) asked for (None: any): another was returned as if it were that one."""
+    if table is not None and (held.source, held.message_type) != table:
+        raise ConfigError(
+            f"experiment {held.name!r} is pinned to {held.source}/{held.message_type}, not "
+            f"{table[0]}/{table[1]}; give this experiment another name, or "
+            f"`cvcatalog experiments unpin {held.name}` first"
+        )
     if snapshot is not None and held.snapshot_id != snapshot:
         raise ConfigError(
             f"experiment {held.name!r} is pinned to snapshot {held.snapshot_id}, not "
@@ -1771,13 +1780,13 @@ class Catalog:
         table, source, message_type = _lake_table(source, message_type)
         snapshot = snapshot_id(snapshot)  # '4' is 4; a word or -1 is one line
         # every gathering asks: a read answers all but the first (no write, no writer lock)
-        held = self.held_pin(name, snapshot)
+        held = self.held_pin(name, snapshot, (source, message_type))
         if held is not None:
             return held
         with self.db.write(message=f"pin experiment {name}") as con:
             held = pins.get(con, name)  # pinned by another process meanwhile
             if held is not None:
-                return _same_pin(held, snapshot)
+                return _same_pin(held, snapshot, (source, message_type))
             kept = lake.snapshots(con)
             if not kept:
                 raise CatalogError("the catalog has no snapshot to pin; ingest something first")
@@ -1810,11 +1819,16 @@ class Catalog:
         directory): a shared catalog may be readable only."""
         return os.access(self.paths.root, os.W_OK | os.X_OK)
 
-    def held_pin(self, name: str, snapshot: int | None = None) -> pins.Pin | None:
+    def held_pin(
+        self,
+        name: str,
+        snapshot: int | None = None,
+        table: tuple[str, str | None] | None = None,
+    ) -> pins.Pin | None:
         """Experiment `name`'s pin, if it has one (a read): a ConfigError when it holds another
-        snapshot than the one given (None: any)."""
+        snapshot than the one given (None: any), or another (source, type) (None: any)."""
         held = self.pin_of(name)
-        return None if held is None else _same_pin(held, snapshot)
+        return None if held is None else _same_pin(held, snapshot, table)
 
     def pin_of(self, name: str) -> pins.Pin | None:
         with self.db.read_state() as con:
@@ -1849,6 +1863,8 @@ class Catalog:
 
     def unpin(self, name: str) -> bool:
         """Release a pin; its snapshot expires with retention like any other."""
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"an experiment's name is a non-empty str, got {name!r}")
         with self.db.write(message=f"unpin experiment {name}") as con:
             return pins.remove(con, name)
 

@@ -614,6 +614,24 @@ def test_a_snapshot_that_is_no_snapshot_id_is_one_line(history: dict[str, Any]) 
     assert cat.pin_of("checked") is None
 
 
+def test_a_pin_name_holds_one_table_and_unpin_takes_a_name(
+    history: dict[str, Any], tmp_path: Path
+) -> None:
+    """pin("exp", "wydot", "TIM") where exp pins wydot/BSM returned the BSM pin as if it were
+    the TIM one; unpin(5) was a raw ConversionException. One line each."""
+    copy = Catalog(tmp_path / "copy")
+    shutil.copytree(history["cat"].paths.root, copy.paths.root)
+    bsm = copy.pin("exp", "wydot", "BSM")
+    assert copy.pin("exp", "wydot", "bsm") == bsm  # the same table, however spelled
+    with pytest.raises(ConfigError, match=r"^experiment 'exp' is pinned to wydot/BSM, not "
+                                          r"wydot/TIM; give this experiment another name"):
+        copy.pin("exp", "wydot", "TIM")
+    for bad in (5, None, " "):
+        with pytest.raises(ConfigError, match="^an experiment's name is a non-empty str"):
+            copy.unpin(bad)  # type: ignore[arg-type]
+    assert copy.unpin("exp") and copy.pin_of("exp") is None
+
+
 D3, D4 = date(2021, 5, 1), date(2021, 5, 2)
 
 
