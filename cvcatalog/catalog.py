@@ -2724,14 +2724,16 @@ def _check_filter_terms(
             # then Dask could not hash it for the frame's name)
         if value is None:  # pyarrow compares NULL with nothing: every row would be dropped
             raise ConfigError(_matches_no_row(term, "None"))
+        if isinstance(value, float | np.floating) and math.isnan(value):  # (no row equals NaN)
+            raise ConfigError(_matches_no_row(term, "NaN", "NaN"))
         terms.append((term[0], op, _as_moment(term, value, timezone)))
     return terms
 
 
-def _matches_no_row(term: Any, what: str) -> str:
-    """The line of a filter value no row can equal: None, or a NaT."""
+def _matches_no_row(term: Any, what: str, null: str = "NULL") -> str:
+    """The line of a filter value no row can equal: None, a NaT, a NaN."""
     return (
-        f"filter {tuple(term)!r}: {what} matches no row (no value compares with NULL); for the "
+        f"filter {tuple(term)!r}: {what} matches no row (no value compares with {null}); for the "
         f"rows without a value, filter the frame: frame[frame[{term[0]!r}].isna()]"
     )
 
@@ -2819,9 +2821,14 @@ def _as_filter_date(value: Any) -> Any:
     selected nothing and `!=` everything, without a word."""
     if isinstance(value, str | datetime | np.datetime64):
         return parse_day(value, "a date filter")  # type: ignore[arg-type]
-    if isinstance(value, list | tuple | set):
+    if isinstance(value, list | tuple | set | frozenset):
         return [_as_filter_date(v) for v in value]
-    return value
+    if isinstance(value, date):
+        return value
+    # 20210401 equals no date: ("date", "==", 20210401) selected nothing, "!=" everything
+    raise ConfigError(
+        f"a date filter's value is a day ('2021-04-01', a date or a datetime), got {value!r}"
+    )
 
 
 def to_socrata(frame: dd.DataFrame, schema: MessageSchema) -> dd.DataFrame:

@@ -285,6 +285,14 @@ def test_the_forms_a_notebook_gives_filters_in_read_what_they_say(cat: Catalog) 
     assert len(cat.to_dask("wydot", "BSM", D1, D2, filters=("speed_mps", ">", 5.0))) == alone
     with pytest.raises(ConfigError, match=r"^filter \('speed_mps', '>', None\): None matches no row"):
         cat.to_dask("wydot", "BSM", D1, D2, filters=[("speed_mps", ">", None)])
+    # nor a NaN, nor a date given as a number (0 rows for ==, every row for !=, silently)
+    for nan in (float("nan"), np.float32("nan")):
+        with pytest.raises(ConfigError, match=r"^filter \('speed_mps', '>', [^:]*nan\)?\): NaN matches"):
+            cat.to_dask("wydot", "BSM", D1, D2, filters=[("speed_mps", ">", nan)])
+    for op in ("==", "!=", "in"):
+        day: Any = [20210401] if op == "in" else 20210401
+        with pytest.raises(ConfigError, match=r"^a date filter's value is a day \('2021-04-01', "):
+            cat.to_dask("wydot", "BSM", D1, D2, filters=[("date", op, day)])
 
 
 def test_columns_naming_and_output_take_what_a_notebook_gives(cat: Catalog) -> None:
