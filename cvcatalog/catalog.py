@@ -601,7 +601,7 @@ def _unreadable(piece: DaskPiece, e: Exception) -> Exception:
         if not Path(f).exists():
             return _missing(f)
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return CatalogError(f"{text} {DAMAGED_FILE}")
+    return CatalogError(f"{text} {lake.DAMAGED_FILE}")
 
 
 class Catalog:
@@ -2517,37 +2517,13 @@ def _short_duckdb_error(e: duckdb.Error, lake_data: str | None = None) -> str:
     return damaged_file_line(e, lake_data) or text
 
 
-#: the file a DuckDB error names ("Cannot open file "...": ...", "... of file '...'")
-_ERROR_FILE = re.compile(r"file\s+[\"']([^\"']+)[\"']", re.I)
-#: DuckDB's words for a Parquet file it could not open or read as Parquet
-_DAMAGED = ("Cannot open file", "Invalid footer", "No magic bytes", "too small to be a Parquet")
-
-
 def damaged_file_line(e: BaseException, lake_data: str | None = None) -> str | None:
     """The line for a DuckDB error that met a data file missing or damaged (any command that
     reads the lake: a query, `cache evict`, compact), with the command that mends it; None
-    for any other error, and for a file the error names outside lake_data (a query's own
-    read_parquet of the user's file: not the catalog's to mend)."""
+    for any other error (lake.damaged_line: a file outside lake_data is not the catalog's)."""
     if not isinstance(e, duckdb.Error) or not str(e).strip():
         return None
-    text = str(e).strip().splitlines()[0]
-    if any(words in text for words in _DAMAGED):
-        named = _ERROR_FILE.search(text)
-        outside = (
-            lake_data is not None
-            and named is not None
-            and not named.group(1).startswith(lake_data.rstrip("/") + "/")
-        )
-        return None if outside else f"{text} {DAMAGED_FILE}"
-    return None
-
-
-#: what follows the reader's own error when it met a missing or damaged data file
-DAMAGED_FILE = (
-    "(a data file of the catalog is missing or damaged, or a `cache clear` or `cache evict` "
-    "removed it while this read: run it again; if this comes back, run "
-    "`cvcatalog cache verify --repair`)"
-)
+    return lake.damaged_line(str(e).strip().splitlines()[0], lake_data)
 
 
 def _example_key(source: str, message_type: str) -> str:

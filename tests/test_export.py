@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import shutil
 import stat
 import struct
 import warnings
@@ -603,6 +604,21 @@ def test_an_export_of_days_never_ingested_says_so_in_a_note(cat: Catalog, tmp_pa
     r = _export(cat, "--source", "wydot", "--type", "BSM", "--start", str(D1), "--end", str(D2),
                 "-o", str(tmp_path / "all.csv"))  # fmt: skip
     assert r.exit_code == 0 and r.stderr == "", r.output
+
+
+def test_an_export_over_a_damaged_file_names_the_mend(cat: Catalog, tmp_path: Path) -> None:
+    """A query over a damaged lake file says how to mend it; an export said DuckDB's line
+    alone ("Invalid footer length ..."). Both now, whatever the format."""
+    copy = Catalog(tmp_path / "copy")
+    shutil.copytree(cat.paths.root, copy.paths.root)
+    damaged = sorted((copy.paths.root / "lake/main/wydot_bsm").rglob("*.parquet"))[0]
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[: len(data) // 2])
+    for fmt in ("parquet", "csv"):
+        with pytest.raises(QueryError) as raised:
+            copy.export("wydot", "BSM", D1, D2, output=tmp_path / f"x.{fmt}")
+        assert str(raised.value).endswith("run `cvcatalog cache verify --repair`)"), fmt
+        assert not (tmp_path / f"x.{fmt}").exists()
 
 
 def test_catalog_export_warns_of_missing_days_as_to_dask_does(

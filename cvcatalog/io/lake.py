@@ -711,6 +711,33 @@ def changes(
     return con.execute(sql, params).arrow().read_all()
 
 
+#: the file a DuckDB error names ("Cannot open file "...": ...", "... of file '...'")
+_ERROR_FILE = re.compile(r"file\s+[\"']([^\"']+)[\"']", re.I)
+#: DuckDB's words for a Parquet file it could not open or read as Parquet
+_DAMAGED = ("Cannot open file", "Invalid footer", "No magic bytes", "too small to be a Parquet")
+#: what follows the reader's own error when it met a missing or damaged data file
+DAMAGED_FILE = (
+    "(a data file of the catalog is missing or damaged, or a `cache clear` or `cache evict` "
+    "removed it while this read: run it again; if this comes back, run "
+    "`cvcatalog cache verify --repair`)"
+)
+
+
+def damaged_line(text: str, lake_data: str | None = None) -> str | None:
+    """A reader's error line that met a lake file missing or damaged, with the command that
+    mends it; None for any other line, and for one naming a file outside lake_data (a
+    query's own read_parquet of the user's file: not the catalog's to mend)."""
+    if not any(words in text for words in _DAMAGED):
+        return None
+    named = _ERROR_FILE.search(text)
+    outside = (
+        lake_data is not None
+        and named is not None
+        and not named.group(1).startswith(lake_data.rstrip("/") + "/")
+    )
+    return None if outside else f"{text} {DAMAGED_FILE}"
+
+
 def rebuilt_at(con: duckdb.DuckDBPyConnection, table: str, after: int, through: int) -> int | None:
     """The last snapshot in (after, through] that dropped the table and made it anew (a
     repair's rebuild, tables.rebuild), or None. DuckLake's change feed reads one table by its

@@ -226,7 +226,7 @@ def _short(e: duckdb.Error) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if "file system operations are disabled" in text:
         return f"{text} (an export reads the catalog only)"
-    return text
+    return lake.damaged_line(text) or text  # (it reads only the lake: any file is its)
 
 
 def _geo_metadata(bbox: list[float] | None) -> dict[str, Any]:
@@ -527,7 +527,8 @@ def result_batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
             return
         except (duckdb.Error, OSError, pa.ArrowException) as e:
             text = str(e).strip().splitlines()
-            raise QueryError(text[0] if text else type(e).__name__) from None
+            line = text[0] if text else type(e).__name__
+            raise QueryError(lake.damaged_line(line) or line) from None
         yield batch
 
 
