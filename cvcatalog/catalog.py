@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 import json
 import math
 import os
@@ -2218,6 +2219,15 @@ class Catalog:
         before `filters`. A window with nothing to split is a CatalogError (split_plan)
         (cvcatalog/read/splits.py, docs/ml.md)."""
         start, end = _split_days(start, end)
+        # before the plan's query: a misspelt one (colums=) was to_dask's TypeError after it
+        passed = set(inspect.signature(Catalog.split).parameters)
+        takes = sorted(set(inspect.signature(Catalog.to_dask).parameters) - passed)
+        unknown = sorted(set(options) - set(takes))
+        if unknown:
+            raise ConfigError(
+                f"split() has no argument {unknown[0]!r}; besides its own it takes to_dask's: "
+                + ", ".join(takes)
+            )
         if "columns" in options:
             options["columns"] = _column_names(options["columns"])
         filters = _check_filter_terms(filters, timezone_arg(timezone))

@@ -123,6 +123,10 @@ def test_bad_split_requests_are_one_clear_line(cat: Catalog) -> None:
         assert "unexpected" not in r.output
     with pytest.raises(ConfigError, match="by must be one of 'vehicle', 'trip', got 'day'"):
         cat.split("wydot", "BSM", D1, D2, by="day")  # type: ignore[arg-type]
+    # a misspelt argument: to_dask's TypeError after the plan's query ran
+    with pytest.raises(ConfigError, match=r"^split\(\) has no argument 'colums'; besides its "
+                                          r"own it takes to_dask's: bbox, columns, "):
+        cat.split("wydot", "BSM", D1, D2, colums=["vehicle_id"])
 
 
 def test_experiment_yaml_split_hands_back_the_named_split(cat: Catalog, tmp_path: Path) -> None:
