@@ -627,7 +627,7 @@ def test_a_pin_name_holds_one_table_and_unpin_takes_a_name(
                                           r"wydot/TIM; give this experiment another name"):
         copy.pin("exp", "wydot", "TIM")
     for bad in (5, None, " "):
-        with pytest.raises(ConfigError, match="^an experiment's name is a non-empty str"):
+        with pytest.raises(ConfigError, match=r"^an experiment's name is a non-empty str"):
             copy.unpin(bad)  # type: ignore[arg-type]
     assert copy.unpin("exp") and copy.pin_of("exp") is None
 
