@@ -228,6 +228,13 @@ def _query_params(params: Any) -> list[Any] | dict[str, Any] | None:
     return [_query_value(v) for v in params]
 
 
+def _flag(name: str, value: Any) -> None:
+    """A yes/no argument is True or False (a numpy bool too): "no" is truthy, and
+    force_refresh="no" fetched the day again."""
+    if not isinstance(value, bool | np.bool_):
+        raise ConfigError(f"{name} is True or False, got {value!r}")
+
+
 def _whole_number(name: str, value: Any, least: int) -> int:
     """An argument that takes a whole number (rows_per_file=): a str, a float or a bool is one
     line naming it, not a TypeError from deep inside or a count silently rounded."""
@@ -785,6 +792,9 @@ class Catalog:
         again and re-ingest only objects added or changed since (docs/incremental.md).
         """
         progress = check_progress(progress)
+        _flag("force_refresh", force_refresh)
+        if check_changes is not None:
+            _flag("check_changes", check_changes)
         cfg = self.config(
             source,
             message_type,
@@ -946,6 +956,7 @@ class Catalog:
         head: int | None,
     ) -> tuple[pa.Table, int]:
         """query_arrow (head None: every row) and query_head: the rows kept, and the count."""
+        _flag("read_only", read_only)
         check_query(sql, read_only=read_only, root=self.paths.root)
         params = _query_params(params)
         session = self.db.read(at) if read_only else self._scratch_session(at)
@@ -1088,8 +1099,8 @@ class Catalog:
         window's partitions include some the catalog does not hold: never ingested, failed, or
         of a canonical version this cvcatalog does not read (an ingest rewrites those). Days
         recorded `no_data` (the bucket has nothing for them) and days not begun yet are not
-        missing. start alone: from that day to the last day the catalog records (as the
-        frame reads); end alone: from the first. Neither (an export of everything): only when
+        missing. start alone: from that day to the last day the catalog holds rows of (as
+        the frame reads); end alone: from the first. Neither (an export of everything): only when
         the catalog holds no partition of it at all. holder: what has no rows of them. A
         dataset (NGSIM) has no days of the bucket to name: nothing."""
         if (source, message_type) not in SCHEMAS or _missing_told.get():
@@ -1114,7 +1125,10 @@ class Catalog:
                     MissingDataWarning,
                 )
             return
-        known = [r.date for r in records.values()]
+        # start (or end) alone reaches to the last (first) day with rows: a no_data marker
+        # far off (a days_back ingest's today) named thousands of days nobody asked for
+        with_rows = [r.date for r in records.values() if r.status == "complete"]
+        known = with_rows or [r.date for r in records.values()]
         lo = start or min(known, default=end)
         hi = end or max(known, default=start)
         assert lo is not None and hi is not None
@@ -1350,7 +1364,7 @@ class Catalog:
             raise ConfigError(f"{ds.name} has one type, {ds.message_type}")
         if naming != "canonical":
             raise ConfigError(f"{ds.name} has canonical column names only (naming='canonical')")
-        wanted: list[tuple[str, str, Any]] = list(filters or [])
+        wanted = [_dataset_term(ds, t) for t in filters or []]
         sites = _sites(ds.name, location)
         if sites is not None:
             wanted.append(("location", "in", sites))
@@ -2620,6 +2634,20 @@ def _dataset(source: str) -> type[Dataset] | None:
     return DATASETS.get(source.strip().lower())
 
 
+def _dataset_term(ds: type[Dataset], term: tuple[str, str, Any]) -> tuple[str, str, Any]:
+    """A filter on a dataset's partition column other than date (NGSIM's location) names its
+    values as location= does: ("location", "==", "US-101") read no row (the files say
+    us-101); a site the dataset does not have is one line naming those it has."""
+    column, op, value = term
+    if column not in ds.partition_by or column == "date":
+        return term
+    if isinstance(value, str):
+        return column, op, ds.partition_value(column, value)
+    if isinstance(value, list | tuple | set | frozenset) and all(isinstance(v, str) for v in value):
+        return column, op, [ds.partition_value(column, v) for v in value]
+    return term
+
+
 def _partition_values(ds: type[Dataset], partition: str) -> tuple[tuple[str, Any], ...]:
     """'location=us-101/date=2005-06-15' -> (('location', 'us-101'), ('date', date(...))),
     typed as the dataset's schema types its partition columns."""
@@ -2846,7 +2874,13 @@ class RemoteCatalog(Catalog):
         no_sign_request: bool | None = None,
         endpoint_url: str | None = None,
         cache_dir: str | Path | None = None,
+        storage: str | None = None,
     ) -> None:
+        if storage is not None:  # (Catalog(url, storage=...) was a TypeError)
+            raise ConfigError(
+                f"storage= is where a new local catalog keeps its lake; a published catalog "
+                f"({path}) has its own, read-only: got storage={storage!r}"
+            )
         location = S3Location.parse(str(path if path is not None else _remote_home()))
         s3_config = download_config(
             profile=profile, no_sign_request=no_sign_request, endpoint_url=endpoint_url

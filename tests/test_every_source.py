@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from cvcatalog import Catalog
 from cvcatalog.cli.main import app
+from cvcatalog.exceptions import ConfigError
 from cvcatalog.ops.cache import mend_kept, quarantine_bad
 from cvcatalog.pipeline.report import summary_lines
 from cvcatalog.read.experiments import CatalogGatherer
@@ -91,6 +92,13 @@ def test_to_dask_reads_ngsim_with_partition_pruning(
         "select count(*) n from ngsim_trajectories where speed_mps > 20 and location = ?", [site]
     )["n"][0]
     assert fast.npartitions == len(mine) and len(fast) == n_fast
+    # a location filter spelled as location= takes it (it read no row); an unknown one names
+    # the sites
+    for spelled in (site.upper(), f" {site.replace('-', '_')} "):
+        upper = cat.to_dask("ngsim", filters=[("location", "in", [spelled])])
+        assert upper.npartitions == len(mine) and len(upper) == int(mine["n"].sum()), spelled
+    with pytest.raises(ConfigError, match="unknown NGSIM location 'mars'"):
+        cat.to_dask("ngsim", filters=[("location", "==", "mars")])
     by_date = cat.to_dask("ngsim", filters=[("date", ">=", str(day))])
     assert len(by_date) == int(parts[parts["date"] >= day]["n"].sum())
 

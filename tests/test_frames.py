@@ -863,6 +863,19 @@ def test_query_params_of_any_shape_a_frame_gives(cat: Catalog) -> None:
         cat.query(sql, "1.5")
 
 
+def test_yes_no_arguments_take_true_or_false(cat: Catalog) -> None:
+    """force_refresh="no" is truthy: it fetched the day again; read_only="no" and
+    check_changes="yes" were taken the same way. One line each, before anything is done."""
+    runs = len(cat.runs())
+    for kw in ({"force_refresh": "no"}, {"check_changes": "yes"}, {"force_refresh": 0}):
+        with pytest.raises(ConfigError, match=r"^(force_refresh|check_changes) is True or False"):
+            cat.ingest("wydot", "BSM", D1, D1, **kw)
+    assert len(cat.runs()) == runs  # nothing ran
+    with pytest.raises(ConfigError, match=r"^read_only is True or False, got 'no'"):
+        cat.query("select 1 as n", read_only="no")  # type: ignore[arg-type]
+    assert cat.query("select 1 as n", read_only=np.bool_(True)).n[0] == 1
+
+
 def test_a_time_without_a_zone_is_utc_as_in_query(cat: Catalog) -> None:
     """A naive datetime in to_dask's filters was refused ('give the datetime a zone') while
     query's params read it as UTC. Now UTC in both: the same rows as query's naive param and
@@ -942,6 +955,12 @@ def test_a_window_with_days_never_ingested_warns_once(cat: Catalog, tmp_path: Pa
         assert len(c.to_dask("wydot", "BSM")) == rows  # no window
         assert len(c.to_dask("wydot", "BSM", filters=[("date", ">=", D1)])) == rows
         c.to_dask("wydot", "BSM", start=D2)  # from D2 to the last day the catalog records
+    # a no_data marker far off (a days_back ingest's today): start alone reached to it and
+    # named every day between as missing; it reaches to the last day with rows
+    assert c.ingest("wydot", "BSM", "2021-06-30", "2021-06-30", rate_limit=0).ok
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingDataWarning)
+        assert len(c.to_dask("wydot", "BSM", start=D2)) == rows
 
 
 # -- a Catalog into another process ------------------------------------------------------------

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog, RemoteCatalog
 from cvcatalog.cli.main import app
-from cvcatalog.exceptions import CatalogError, CvCatalogError, MissingDataWarning
+from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, MissingDataWarning
 from cvcatalog.io.storage import S3Location, b64
 from cvcatalog.ops import publish as publish_mod
 from cvcatalog.ops import remote as remote_mod
@@ -253,6 +253,9 @@ def test_remote_catalog_answers_like_the_local_one(
     ).to_pylist()
     assert n == [{"n": answers(local)["wydot_bsm"][0]["n"]}]
     assert remote.published()["url"] == URL
+    for storage in ("local", "s3://elsewhere/lake"):  # (a TypeError from RemoteCatalog)
+        with pytest.raises(ConfigError, match=r"^storage= is where a new local catalog keeps"):
+            Catalog(URL, storage=storage)
 
 
 def test_a_published_catalog_counts_what_older_snapshots_hold_as_the_original(
