@@ -327,6 +327,31 @@ def test_sample_as_ndjson_lines(con: duckdb.DuckDBPyConnection, tmp_path: Path, 
     assert Counter(r["frame_index"] for r in got) == {k: 3 for k in range(FRAMES[name])}
 
 
+def test_unavailable_positions_and_start_year_are_null(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """J2735's "unavailable" values (latitude 900000001, longitude 1800000001, elevation -4096,
+    startYear 0: THEA TIM's dictionary) were read as 90.0000001, 180.0000001, -409.6 m and the
+    year 0 in WYDOT TIM (THEA TIM has them NULL); NULL now, as no other value changes."""
+    rec = sample("5")
+    tim = tim_of(rec)
+    frame = py_frames(tim)[0]
+    unknown = {"lat": 900000001, "long": 1800000001, "elevation": -4096}
+    frame["msgId"]["roadSignID"]["position"] = dict(unknown)
+    region = py_regions(frame)[0]
+    region["anchor"] = dict(unknown)
+    frame["startYear"] = 0
+    _, [row] = convert_records(con, tmp_path, [rec])
+    for column in ("sign_latitude", "sign_longitude", "sign_elevation_m", "anchor_latitude",
+                   "anchor_longitude", "anchor_elevation_m", "start_year", "start_at"):  # fmt: skip
+        assert row[column] is None, (column, row[column])
+    _, [kept] = convert_records(con, tmp_path / "real", [sample("5")])
+    assert {k: v for k, v in row.items() if not k.startswith(("sign_", "anchor_", "start_"))
+            and k not in ("record_hash", "regions", "data_frame", "warnings")} == {
+        k: v for k, v in kept.items() if not k.startswith(("sign_", "anchor_", "start_"))
+        and k not in ("record_hash", "regions", "data_frame", "warnings")}  # fmt: skip
+
+
 def test_v3_values_spelled_out(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     _, [row] = convert_records(con, tmp_path, [sample("3")])
     assert row["generated_at"] == utc_ms("2017-12-01T13:26:24.497Z")
@@ -758,10 +783,11 @@ def test_out_of_range_values_are_kept_with_warnings(
     tim = tim_of(rec)
     tim["msgCnt"] = 300
     frame = py_frames(tim)[0]
-    frame["regions"]["GeographicalPath"]["anchor"] = {"lat": 900000001, "long": 1800000001}
+    # (900000001 / 1800000001 are J2735's "unavailable": NULL, no warning)
+    frame["regions"]["GeographicalPath"]["anchor"] = {"lat": 950000000, "long": 1850000000}
     frame["priority"], frame["startTime"] = 9, 600000
     result, [row] = convert_records(con, tmp_path, [rec])
-    assert row["invalid_reason"] is None and row["anchor_latitude"] == 90.0000001
+    assert row["invalid_reason"] is None and row["anchor_latitude"] == 95.0
     assert row["warnings"] == [
         "msg_cnt_out_of_range",
         "anchor_out_of_range",

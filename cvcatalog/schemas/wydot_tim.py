@@ -29,6 +29,9 @@ service region) is flattened on every row.
 
 canonical_version 2 added ode_packet_id, ode_tim_start_at, max_duration_min and the sdw_*
 columns (the views read partitions of the current version only, so older ones are re-converted).
+canonical_version 3: J2735's "unavailable" values are NULL, as THEA TIM has them: a sign's or
+an anchor's latitude 900000001, longitude 1800000001 and elevation -4096, startYear 0 (they
+read as 90.0000001, 180.0000001, -409.6 m and the year 0); older partitions are re-converted.
 """
 
 from __future__ import annotations
@@ -223,7 +226,7 @@ def schemas() -> list[MessageSchema]:
             WYDOT_TIM_READ_COLUMNS,
             WYDOT_TIM_COLUMNS,
             WYDOT_TIM_SOCRATA_COLUMNS,
-            canonical_version=2,
+            canonical_version=3,
         )
         for s in ("wydot", "wydot_backup")
     ]

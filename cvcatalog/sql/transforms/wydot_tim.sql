@@ -162,9 +162,9 @@ FROM (
         json_extract_string(g._region, '$.name') AS region_name,
         try_cast(json_extract_string(g._region, '$.id.id') AS INTEGER) AS region_id,
         try_cast(json_extract_string(g._region, '$.id.region') AS INTEGER) AS region_regulator_id,
-        try_cast(json_extract_string(g._anchor, '$.lat') AS DOUBLE) / 1e7 AS anchor_latitude,
-        try_cast(json_extract_string(g._anchor, '$.long') AS DOUBLE) / 1e7 AS anchor_longitude,
-        try_cast(json_extract_string(g._anchor, '$.elevation') AS DOUBLE) / 10 AS anchor_elevation_m,
+        nullif(try_cast(json_extract_string(g._anchor, '$.lat') AS DOUBLE), 900000001) / 1e7 AS anchor_latitude,
+        nullif(try_cast(json_extract_string(g._anchor, '$.long') AS DOUBLE), 1800000001) / 1e7 AS anchor_longitude,
+        nullif(try_cast(json_extract_string(g._anchor, '$.elevation') AS DOUBLE), -4096) / 10 AS anchor_elevation_m,
         try_cast(json_extract_string(g._region, '$.laneWidth') AS INTEGER) AS lane_width_cm,
         CASE json_type(json_extract(g._region, '$.directionality'))
             WHEN 'OBJECT' THEN json_keys(json_extract(g._region, '$.directionality'))[1]
@@ -235,7 +235,7 @@ FROM (
                     WHEN 'NULL' THEN NULL
                     ELSE json_extract_string(u._slot.f, '$.frameType')
                 END AS frame_type,
-                try_cast(json_extract_string(u._slot.f, '$.startYear') AS INTEGER) AS start_year,
+                nullif(try_cast(json_extract_string(u._slot.f, '$.startYear') AS INTEGER), 0) AS start_year,  -- 0: unknown
                 try_cast(json_extract_string(u._slot.f, '$.startTime') AS INTEGER) AS start_time,
                 -- a minute startYear has (0..525599, 0..527039 in a leap year; 527040 is J2735's
                 -- unknown minute; no year: J2735's range): a later one rolled into the next year
@@ -279,9 +279,9 @@ FROM (
                     THEN json_keys(json_extract(u._slot.f, '$.msgId'))[1]
                 END AS msg_id_type,
                 json_extract_string(u._slot.f, '$.msgId.furtherInfoID') AS further_info_id,
-                try_cast(json_extract_string(u._slot.f, '$.msgId.roadSignID.position.lat') AS DOUBLE) / 1e7 AS sign_latitude,
-                try_cast(json_extract_string(u._slot.f, '$.msgId.roadSignID.position.long') AS DOUBLE) / 1e7 AS sign_longitude,
-                try_cast(json_extract_string(u._slot.f, '$.msgId.roadSignID.position.elevation') AS DOUBLE) / 10 AS sign_elevation_m,
+                nullif(try_cast(json_extract_string(u._slot.f, '$.msgId.roadSignID.position.lat') AS DOUBLE), 900000001) / 1e7 AS sign_latitude,
+                nullif(try_cast(json_extract_string(u._slot.f, '$.msgId.roadSignID.position.long') AS DOUBLE), 1800000001) / 1e7 AS sign_longitude,
+                nullif(try_cast(json_extract_string(u._slot.f, '$.msgId.roadSignID.position.elevation') AS DOUBLE), -4096) / 10 AS sign_elevation_m,
                 CASE json_type(json_extract(u._slot.f, '$.msgId.roadSignID.viewAngle'))
                     WHEN 'OBJECT' THEN array_to_string(list_transform(
                         ['from000-0to022-5degrees', 'from022-5to045-0degrees', 'from045-0to067-5degrees', 'from067-5to090-0degrees',
