@@ -994,6 +994,32 @@ class _RenamesIt(MessageSchema):
 SCHEMAS_AT_IMPORT = dict(schemas.SCHEMAS)
 
 
+def test_wydot_tim_days_of_canonical_v2_stay_shown_under_v3(
+    module_s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v3 of WYDOT TIM turns J2735's unavailable values into NULL, its columns v2's. With v2
+    days not read by v3, the next write of anything (here `trips --max-gap-s`) hid every TIM
+    row while `cache status` still said complete; they are read as they are now, and a
+    re-ingest fetches nothing."""
+    d = date(2021, 6, 5)
+    seed_replica(module_s3, d, d, sources=["wydot"], message_types=["TIM"],
+                 records_per_hour=4, files_per_hour=1, seed=12)  # fmt: skip
+    v3 = SCHEMAS_AT_IMPORT[("wydot", "TIM")]
+    assert (v3.canonical_version, v3.compatible_since) == (3, 2)
+    v2 = dataclasses.replace(v3, canonical_version=2, compatible_since=None)
+    cat = Catalog(tmp_path / "catalog")
+    with monkeypatch.context() as m:
+        m.setitem(schemas.SCHEMAS, ("wydot", "TIM"), v2)
+        assert cat.ingest("wydot", "TIM", d, d, rate_limit=0).ok
+    rows = cat.query("select count(*) as n from wydot_tim").n[0]
+    assert rows > 0 and {r["canonical_version"] for r in cat.status()} == {2}
+    r = runner.invoke(app, ["trips", "--max-gap-s", "30", "--catalog", str(cat.paths.root)])
+    assert r.exit_code == 0, r.output
+    assert cat.query("select count(*) as n from wydot_tim").n[0] == rows
+    again = cat.ingest("wydot", "TIM", d, d, rate_limit=0)
+    assert again.ok and again.count("cached") == 1 and again.get_requests == 0
+
+
 def test_a_canonical_version_that_adds_a_column_evolves_without_rewrites(
     module_s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

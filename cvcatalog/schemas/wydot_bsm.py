@@ -222,6 +222,7 @@ def wydot_schema(
     columns: list[tuple[str, str]],
     socrata_columns: list[tuple[str, str]],
     canonical_version: int = 1,
+    compatible_since: int | None = None,
 ) -> MessageSchema:
     """A WYDOT-family schema (ODE output); wydot_backup is the same feed, kept apart."""
     name = f"{source}_{message_type.lower()}"
@@ -230,6 +231,7 @@ def wydot_schema(
         source=source,
         message_type=message_type,
         canonical_version=canonical_version,
+        compatible_since=compatible_since,
         read_columns=read_columns,
         required_top_level=("metadata", "payload"),
         canonical_columns=columns,

@@ -31,7 +31,10 @@ canonical_version 2 added ode_packet_id, ode_tim_start_at, max_duration_min and 
 columns (the views read partitions of the current version only, so older ones are re-converted).
 canonical_version 3: J2735's "unavailable" values are NULL, as THEA TIM has them: a sign's or
 an anchor's latitude 900000001, longitude 1800000001 and elevation -4096, startYear 0 (they
-read as 90.0000001, 180.0000001, -409.6 m and the year 0); older partitions are re-converted.
+read as 90.0000001, 180.0000001, -409.6 m and the year 0). The columns are v2's, so v2 days are
+read as they are (compatible_since 2: a re-conversion of every TIM day, or those days hidden
+until it, for values no sample has): such a value in a v2 day stays a number until the day is
+converted again (`ingest --force-refresh`).
 """
 
 from __future__ import annotations
@@ -227,6 +230,7 @@ def schemas() -> list[MessageSchema]:
             WYDOT_TIM_COLUMNS,
             WYDOT_TIM_SOCRATA_COLUMNS,
             canonical_version=3,
+            compatible_since=2,
         )
         for s in ("wydot", "wydot_backup")
     ]
