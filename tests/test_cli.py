@@ -1464,6 +1464,23 @@ def test_a_damaged_file_of_the_users_own_is_not_the_catalogs(one_day: Path, tmp_
         assert r.stderr.rstrip().endswith("run `cvcatalog cache verify --repair`)")
 
 
+def test_an_interval_column_to_parquet_is_one_line(one_day: Path, tmp_path: Path) -> None:
+    """`query ... -o x.parquet` of a difference of two times: "unexpected
+    ArrowNotImplementedError" (Parquet has no INTERVAL); one line saying what to select."""
+    out = tmp_path / "span.parquet"
+    sql = "select vehicle_id, max(generated_at) - min(generated_at) as span from wydot_bsm group by 1"
+    r = run("query", sql, "-o", str(out), "--catalog", str(one_day))
+    assert (r.exit_code, r.stdout) == (1, ""), r.output
+    assert r.stderr == ("error: column 'span' is an INTERVAL, which Parquet cannot hold: select "
+                        "it as seconds (epoch(...)) or as text (...::VARCHAR), or write a .csv "
+                        "or .json\n")  # fmt: skip
+    assert not out.exists()
+    r = run("query", sql.replace("as span", "as span, 1 as n").replace(
+        "max(generated_at) - min(generated_at)", "epoch(max(generated_at) - min(generated_at))"),
+        "-o", str(out), "--catalog", str(one_day))  # fmt: skip
+    assert r.exit_code == 0 and out.exists(), r.output
+
+
 def test_every_output_path_is_checked_before_the_work(one_day: Path, tmp_path: Path) -> None:
     """`report quality --png x --html x` wrote the PNG and then the HTML over it; `report
     quality --png DIR` printed the whole report before its error; `sql macros -o FILE/x` said

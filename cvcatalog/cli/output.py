@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cvcatalog.config import check_suffix
+from cvcatalog.exceptions import ConfigError
 from cvcatalog.io.layout import write_atomic, written
 
 
@@ -320,9 +321,23 @@ def emit(
         say(empty, fmt)
 
 
+def _holds_interval(t: pa.DataType) -> bool:
+    """Whether a type is, or holds, an INTERVAL (Parquet has no type for months+days+nanos)."""
+    if pa.types.is_interval(t):
+        return True
+    return any(_holds_interval(t.field(i).type) for i in range(t.num_fields))
+
+
 def emit_parquet(table: pa.Table, output: Path) -> None:
     """Every row to a Parquet file (a `.parquet` output's format), written whole or not at
-    all; an OS error is one line."""
+    all; an OS error is one line, and so is a column Parquet cannot hold (an INTERVAL, such
+    as a difference of two times: "unexpected ArrowNotImplementedError")."""
+    for field in table.schema:
+        if _holds_interval(field.type):
+            raise ConfigError(
+                f"column {field.name!r} is an INTERVAL, which Parquet cannot hold: select it "
+                f"as seconds (epoch(...)) or as text (...::VARCHAR), or write a .csv or .json"
+            )
     with written(output) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
