@@ -40,6 +40,7 @@ from cvcatalog.config import (
     load_yaml,
     parse_day,
     timezone_arg,
+    type_of,
     whole_number,
 )
 from cvcatalog.datasets import DATASETS, source_filter
@@ -1256,8 +1257,7 @@ class Catalog:
                 ds, message_type, start, end, timezone, columns, filters, naming, location,
                 at, area,
             )  # fmt: skip
-        if message_type is None:
-            raise ConfigError(f"give the message type of {source} (BSM, TIM, SPAT, EVENT)")
+        message_type = type_of(source.strip().lower(), message_type)
         _sites(source, location)  # location= of a CV source: _sites' one line
         source, message_type = source_pair(source, message_type)
         schema = SCHEMAS[(source, message_type)]
@@ -2390,8 +2390,7 @@ def _lake_table(source: str, message_type: str | None) -> tuple[str, str, str]:
     ds = _dataset(src)
     if ds is not None:
         return ds.view_name, ds.name, ds.message_type
-    if mt is None:
-        raise ConfigError(f"give the message type of {src}")
+    mt = type_of(src, mt)
     return SCHEMAS[(src, mt)].view_name, src, mt
 
 

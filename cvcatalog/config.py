@@ -33,6 +33,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def type_of(source: str, message_type: str | None) -> str:
+    """A CV source's message type where a call reads one of its tables: the one given, else
+    the source's only one (nycdot: EVENT; `changes --source nycdot` asked for it); a source of
+    several without one is one line naming them (source: a known one, lower case)."""
+    if message_type is not None:
+        return message_type
+    types = VALID_TYPES[source]
+    if len(types) == 1:
+        return types[0]
+    raise ConfigError(f"give the message type of {source}: {', '.join(types)}")
+
+
 def check_source_type(source: str, message_type: str) -> tuple[str, str]:
     """Normalise and check a (source, message type) pair; the source is never inferred."""
     if not isinstance(source, str):

@@ -211,6 +211,12 @@ def test_a_source_or_type_that_is_none_or_no_str_is_one_line(tmp_path: Path) -> 
             call("wydot", 2)
     with pytest.raises(ConfigError, match=r"^give the message type of wydot: BSM, TIM$"):
         cat.partitions("wydot", None)  # type: ignore[arg-type]
+    # a source of several types without one names them (to_dask said "(BSM, TIM, SPAT,
+    # EVENT)" of every source; changes and split named none); one of a single type needs none
+    for call in (lambda: cat.to_dask("thea"), lambda: cat.changes("thea", None, 0),
+                 lambda: cat.split_plan("thea", None, "2021-04-01")):  # fmt: skip
+        with pytest.raises(ConfigError, match=r"^give the message type of thea: BSM, TIM, SPAT$"):
+            call()
     with pytest.raises(ConfigError, match=r"^year must be a whole number, got '2021'$"):
         cat.discover("wydot", "BSM", "2021")  # type: ignore[arg-type]
     assert not (tmp_path / "none").exists()

@@ -947,6 +947,11 @@ def test_dask_frame_covers_the_month(april: tuple[Catalog, SeedReport, IngestSum
     assert [n for n, _ in SCHEMA.socrata_columns] == list(soc.columns)
     pdf = soc.compute()
     assert len(pdf) == report.records and pdf.bsmList.notna().all()
+    # nycdot publishes EVENT alone: no type needed ("give the message type of nycdot")
+    assert len(cat.to_dask("nycdot", start="2021-04-01", end="2021-04-30")) == report.records
+    r = CliRunner().invoke(app, ["changes", "--source", "nycdot", "--since", "0", "--format",
+                                 "json", "--catalog", str(cat.paths.root)])  # fmt: skip
+    assert r.exit_code == 0 and len(json.loads(r.stdout)) == report.records, r.output
 
 
 def test_a_rerun_makes_no_s3_request(

@@ -55,6 +55,7 @@ from cvcatalog.config import (
     quality_config,
     timezone_arg,
     trips_config,
+    type_of,
     unknown_env,
 )
 from cvcatalog.datasets import DATASETS, source_filter
@@ -97,7 +98,7 @@ from cvcatalog.sandbox.server import (
     write_state,
 )
 from cvcatalog.schemas import SCHEMAS
-from cvcatalog.sources.bucket import BUCKET
+from cvcatalog.sources.bucket import BUCKET, VALID_TYPES
 from cvcatalog.state.db import no_catalog
 from cvcatalog.state.eviction import GB
 from cvcatalog.state.manifest import (
@@ -1221,8 +1222,14 @@ def schema(
         table = specs()[ds.view_name].columns
         emit([{"column": c, "type": t} for c, t in table], fmt, title=ds.view_name)
         return
-    if message_type is None:
-        raise ConfigError(f"--type is needed for --source {source} (BSM, TIM, SPAT, EVENT)")
+    src, _ = source_filter(source, None, required=True)
+    assert src is not None
+    try:  # the source's only type (nycdot), or a line naming the types it has
+        message_type = type_of(src, message_type)
+    except ConfigError:
+        raise ConfigError(
+            f"--type is needed for --source {src} ({', '.join(VALID_TYPES[src])})"
+        ) from None
     s = SCHEMAS.get(source_pair(source, message_type))
     if s is None:
         raise CvCatalogError(f"{source}/{message_type} has no schema in this cvcatalog version")

@@ -35,14 +35,21 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from cvcatalog import spatial
-from cvcatalog.config import check_day_order, check_suffix, parse_day, spelled, timezone_arg
+from cvcatalog.config import (
+    check_day_order,
+    check_suffix,
+    parse_day,
+    spelled,
+    timezone_arg,
+    type_of,
+)
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError, QueryError
 from cvcatalog.io import lake
 from cvcatalog.io.layout import written
 from cvcatalog.io.s3 import as_s3_error
 from cvcatalog.schemas import SCHEMAS, MessageSchema
-from cvcatalog.sources.bucket import BINNED_SOURCES, VALID_TYPES, partitions_for, utc_window
+from cvcatalog.sources.bucket import BINNED_SOURCES, partitions_for, utc_window
 from cvcatalog.sqlutil import quote_ident
 from cvcatalog.state import tables
 from cvcatalog.state.db import CatalogDB
@@ -130,8 +137,7 @@ def _target(source: str, message_type: str | None) -> _Target:
         )
         return _Target(ds.view_name, ds.name, ds.message_type, time_column, None)
     src = source.strip().lower()
-    if message_type is None:  # (a CV source: source_filter knows it)
-        raise ConfigError(f"give the message type of {src}: {', '.join(VALID_TYPES[src])}")
+    message_type = type_of(src, message_type)  # (a CV source: source_filter knows it)
     key = (src, message_type.strip().upper())
     schema = SCHEMAS.get(key)
     if schema is None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import numpy as np
 
 from cvcatalog import spatial
-from cvcatalog.config import check_day_order
+from cvcatalog.config import check_day_order, type_of
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.schemas import SCHEMAS
@@ -141,8 +141,7 @@ def relation(source: str, message_type: str | None) -> Relation:
         ngsim = trip_source("ngsim") if ds.view_name == "ngsim_trajectories" else None
         points = ngsim.points if ngsim else None
         return Relation(ds.view_name, "timestamp", ds.name, points, ds.message_type)
-    if message_type is None:
-        raise ConfigError(f"give the message type of {source}")
+    message_type = type_of(src, message_type)
     schema = SCHEMAS.get((src, message_type.strip().upper()))
     if schema is None:
         raise ConfigError(f"unknown source and type {source!r} {message_type!r}")
