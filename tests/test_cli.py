@@ -1179,6 +1179,8 @@ def test_machine_formats_print_only_the_data_on_stdout(one_day: Path, tmp_path: 
     assert rows == [["problem", "path"], ["missing file", path]]
     r = run("cache", "verify", "--catalog", str(home))
     assert "missing file" in r.stdout and "1 missing" in r.stdout and r.stderr == ""
+    # and what to do about it (it said nothing of --repair)
+    assert r.stdout.splitlines()[-1].startswith("`cvcatalog cache verify --repair` mends")
 
 
 _UNKNOWN = "unknown source 'bogus'; expected one of wydot, wydot_backup, thea, nycdot, ngsim"
@@ -1503,6 +1505,8 @@ def test_every_output_path_is_checked_before_the_work(one_day: Path, tmp_path: P
             f"cannot write {under_file}: {tmp_path / 'afile'} is a file, not a folder",
         ("query", "select * from wydot_bsm", "-o", str(under_file), *cat):
             f"cannot write {under_file}: {tmp_path / 'afile'} is a file, not a folder",
+        ("report", "coverage", "--source", "wydot", "--start", "2021-04-01", "--per-day", *cat):
+            "--per-day draws a map a day into --png or --html: give one of them",
         ("sandbox", "ngsim", "--rows", "10", "--out", str(folder)):
             f"{folder} is a directory: the output is written whole under a temporary name "
             "and renamed into place; give a file name",

@@ -448,6 +448,11 @@ def test_cli_errors_are_one_line(catalog_dir: Path) -> None:
     r = runner.invoke(app, ["plan", "--source", "wydot", "--type", "EVENT", "--start",
                             "2021-04-01", "--catalog", str(catalog_dir)])  # fmt: skip
     assert r.exit_code == 1 and "does not publish" in r.output
+    # no days: one line naming the flags (it was pydantic's "date_range: Field required")
+    r = runner.invoke(app, ["plan", "--source", "wydot", "--type", "BSM", "--catalog",
+                            str(catalog_dir)])  # fmt: skip
+    assert (r.exit_code, r.output) == (1, "error: give the days: --start (and optionally "
+                                          "--end) or --days-back\n")  # fmt: skip
     # an unknown source is named against the bucket's sources (it offered ngsim, which
     # discover then refused with the other list)
     want = "error: unknown source {!r}; expected one of wydot, wydot_backup, thea, nycdot\n"

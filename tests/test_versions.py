@@ -365,7 +365,7 @@ def test_replaced_files_show_as_held_and_an_eviction_reports_the_rows_it_removed
     assert res.stdout.splitlines() == [
         "evicted 0 partitions",
         f"freed {human_bytes(replaced)}; the catalog keeps {human_bytes(total - replaced)} "
-        f"(limit {limit:g} GB = {human_bytes(limit * 1024**3)})",  # (its bytes in MB: GiB)
+        f"(limit {limit:g} GiB = {human_bytes(limit * 1024**3)})",  # (its bytes in MB: GiB)
     ]
     assert copy.older_snapshot_bytes() == 0 and cache_bytes(copy.db) == total - replaced
     _ingest(copy, D2, force_refresh=True)  # something older again, for the eviction below

@@ -546,11 +546,7 @@ def ingest(
         return
     if path or location:
         raise ConfigError("--path and --location are for --source ngsim only")
-    if days_back is not None and (start is not None or end is not None):
-        raise ConfigError("give --start (and --end) or --days-back, not both")
-    no_range = config is None and not env_overrides().get("date_range")
-    if no_range and start is None and end is None and days_back is None:
-        raise ConfigError("give the days: --start (and optionally --end) or --days-back")
+    _check_days(start, end, days_back, config)
     start_day, end_day = _day_flags(start, end, days_back, timezone)
     src, mt = _source_and_type(source, message_type, config)
     source_filter(src, mt, required=True)  # an unknown source is named against every one (ngsim)
@@ -706,7 +702,8 @@ def query(
         typer.Option(
             "--output",
             "-o",
-            help="Write the result to this file (a .csv, .json or .parquet name: that format)",
+            help="Write the result to this file (a .csv, .json or .parquet name: that format; "
+            "another name: --format's, every row)",
         ),
     ] = None,
     catalog: CatalogOpt = None,
@@ -1010,7 +1007,8 @@ def cache_clear(
     catalog: LocalCatalogOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
 ) -> None:
-    """Delete cached partitions (all, one source, or one source and type)."""
+    """Delete cached partitions (all, one source, one source and type, or with --type alone
+    that type of every source)."""
     source, message_type = source_filter(source, message_type)  # checked before asking
     what = "/".join(x for x in (source, message_type) if x) or "everything"
     if not yes:
@@ -1089,7 +1087,7 @@ def cache_evict(
         f"freed {human_bytes(max(0, before - after))}; the catalog keeps {human_bytes(after)} "
         # the limit in the sizes' units too: max_size_gb counts 1024**3 bytes a GB, and
         # "keeps 10.7 MB (limit 0.01 GB)" read as over it
-        f"(limit {limit:g} GB = {human_bytes(limit * GB)})"
+        f"(limit {limit:g} GiB = {human_bytes(limit * GB)})"
     )
     _pins_held(cat)
     if after > limit * GB:  # what else it could not drop, and why
@@ -1143,6 +1141,7 @@ def cache_verify(
     if report.clean:
         return
     if not repair:
+        say("`cvcatalog cache verify --repair` mends what it can (re-fetching damaged days)", fmt)
         raise typer.Exit(1)
 
     def show(r: Repaired) -> None:
@@ -1647,6 +1646,8 @@ def report_coverage(
 ) -> None:
     """Where the points of a date range are: hexbin density maps (equal-area, offline)."""
     check_outputs({"--png": png, "--html": html_out})  # before the maps are drawn
+    if per_day and png is None and html_out is None:  # (it drew them and wrote nothing)
+        raise ConfigError("--per-day draws a map a day into --png or --html: give one of them")
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     with _notes_of(MissingDataWarning):  # days never ingested: a note (the maps are drawn)
         rep = cat.coverage(
@@ -1973,6 +1974,18 @@ def discover(
     say(d.summary(), fmt)
 
 
+def _check_days(
+    start: str | None, end: str | None, days_back: int | None, config: Path | None
+) -> None:
+    """The days of an ingest or a plan: flags, or a config (or CVCATALOG_DATE_RANGE__*) that
+    names them; one line otherwise (plan said pydantic's "date_range: Field required")."""
+    if days_back is not None and (start is not None or end is not None):
+        raise ConfigError("give --start (and --end) or --days-back, not both")
+    no_range = config is None and not env_overrides().get("date_range")
+    if no_range and start is None and end is None and days_back is None:
+        raise ConfigError("give the days: --start (and optionally --end) or --days-back")
+
+
 @app.command()
 @friendly
 def plan(
@@ -1999,8 +2012,7 @@ def plan(
 ) -> None:
     """What an ingest of the range would fetch and what is already cached; no downloads."""
     _check_rate_limit(rate_limit)
-    if days_back is not None and (start is not None or end is not None):
-        raise ConfigError("give --start (and --end) or --days-back, not both")
+    _check_days(start, end, days_back, config)
     start_day, end_day = _day_flags(start, end, days_back, timezone)
     src, mt = _source_and_type(source, message_type, config)
     cat = open_catalog(catalog, config, create=True)
