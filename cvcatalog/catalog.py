@@ -81,6 +81,7 @@ from cvcatalog.sqlutil import quote_ident, quote_literal
 from cvcatalog.state import deletes, manifest, pins, tables, trips
 from cvcatalog.state.access import record_access
 from cvcatalog.state.datasets import dataset_files
+from cvcatalog.state.datasets import run_inputs as dataset_run_inputs
 from cvcatalog.state.datasets import run_partitions as dataset_run_partitions
 from cvcatalog.state.db import LAKE_SECRET, CatalogDB, Notify, now_utc
 from cvcatalog.state.eviction import GB, cache_bytes, evict_to_size, never_evicted
@@ -1904,10 +1905,11 @@ class Catalog:
         return since != list(range(first, first + len(since)))
 
     def run_objects(self, run_id: str) -> list[dict[str, Any]]:
-        """The source objects whose current rows the run wrote."""
+        """The source objects whose current rows the run wrote (a dataset run's: its
+        inputs, their partition the dataset's name)."""
         with self.db.read_state() as con:
             _require_run(con, run_id)
-            return manifest.run_objects(con, run_id)
+            return manifest.run_objects(con, run_id) + dataset_run_inputs(con, run_id)
 
     def compact(
         self,

@@ -438,6 +438,13 @@ def test_a_loaded_input_asked_for_with_another_unit_size_is_not_fetched_again(
         again = _ingest(catalog_dir, str(path), unit_bytes=size)
         assert again.ok and again.units == first.units, size
         assert again.units_done == 0 and again.bytes_downloaded == 0, size
+    # `runs show --objects` of the run names its input (it listed none)
+    r = runner.invoke(app, ["runs", "show", first.run_id, "--objects", "--format", "json",
+                            "--catalog", str(catalog_dir)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    [row] = json.loads(r.stdout)
+    assert (row["source_key"], row["size"], row["partition"]) == (
+        str(path), path.stat().st_size, "ngsim")
 
 
 @pytest.mark.parametrize(

@@ -1731,7 +1731,13 @@ def sandbox_stop() -> None:
 @friendly
 def sandbox_seed(
     start: Annotated[
-        str, typer.Option("--start", metavar="DATE", help="First UTC day, YYYY-MM-DD")
+        str,
+        typer.Option(
+            "--start",
+            metavar="DATE",
+            help="First UTC day of the records, YYYY-MM-DD (thea and nycdot file them in US "
+            "Eastern folders: their first folder is the day before)",
+        ),
     ],
     end: Annotated[
         str | None, typer.Option("--end", metavar="DATE", help="Last UTC day (inclusive)")

@@ -437,6 +437,23 @@ def dataset_files(
     return [DatasetFile(*r) for r in rows]
 
 
+def run_inputs(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
+    """The dataset inputs (each version) run_id committed units of, still recorded, in the
+    shape of manifest.run_objects (`runs show --objects` listed none of an NGSIM run): the
+    input's URI, its fingerprint (ETag, or size and mtime), size, and its dataset."""
+    rows = con.execute(
+        "SELECT DISTINCT u.uri, u.fingerprint, i.size, u.dataset FROM dataset_units u "
+        "LEFT JOIN dataset_inputs i ON i.dataset = u.dataset AND i.uri = u.uri "
+        "AND i.scope = u.scope AND i.fingerprint = u.fingerprint "
+        "WHERE u.run_id = ? ORDER BY 1",
+        [run_id],
+    ).fetchall()
+    return [
+        {"source_key": uri, "etag": fingerprint, "size": size, "partition": dataset}
+        for uri, fingerprint, size, dataset in rows
+    ]
+
+
 def run_partitions(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
     """The dataset partitions holding files of units run_id committed (still recorded), in the
     shape of manifest.run_partitions: per '<dataset>/<partition>', its status ('complete' when
