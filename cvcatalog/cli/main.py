@@ -2018,9 +2018,9 @@ def plan(
 ) -> None:
     """What an ingest of the range would fetch and what is already cached; no downloads."""
     _check_rate_limit(rate_limit)
+    src, mt = _source_and_type(source, message_type, config)  # named first, then the days
     _check_days(start, end, days_back, config)
     start_day, end_day = _day_flags(start, end, days_back, timezone)
-    src, mt = _source_and_type(source, message_type, config)
     cat = open_catalog(catalog, config, create=True)
     p = cat.plan(
         src,
