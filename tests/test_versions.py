@@ -1018,6 +1018,19 @@ def test_wydot_tim_days_of_canonical_v2_stay_shown_under_v3(
     assert cat.query("select count(*) as n from wydot_tim").n[0] == rows
     again = cat.ingest("wydot", "TIM", d, d, rate_limit=0)
     assert again.ok and again.count("cached") == 1 and again.get_requests == 0
+    # a bump that does not read the old days: `cache status` said they were complete, while
+    # the next write hid their rows; it says so now, and what converts them
+    monkeypatch.setitem(schemas.SCHEMAS, ("wydot", "TIM"), dataclasses.replace(
+        v3, canonical_version=4, compatible_since=None))  # fmt: skip
+    r = runner.invoke(app, ["cache", "status", "--source", "wydot", "--type", "TIM", "--format",
+                            "json", "--catalog", str(cat.paths.root)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    [row] = json.loads(r.stdout)
+    assert (row["status"], row["canonical_version"]) == ("complete", 2)
+    assert row["error"] == ("written under canonical version 2; this cvcatalog reads 4: not "
+                            "shown until its day is ingested again (which converts it)")
+    assert ("1 complete partition of an older canonical version: not shown until `cvcatalog "
+            "ingest` of their days converts them again") in r.stderr  # fmt: skip
 
 
 def test_a_canonical_version_that_adds_a_column_evolves_without_rewrites(

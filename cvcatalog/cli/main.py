@@ -72,7 +72,7 @@ from cvcatalog.io.lake import snapshot_runs
 from cvcatalog.io.layout import CatalogPaths, check_outputs, file_target, write_atomic
 from cvcatalog.io.s3 import Retrier, as_s3_error
 from cvcatalog.io.storage import is_remote
-from cvcatalog.ops.cache import STATUS_COLUMNS, SUMMARY_COLUMNS, summarise_status
+from cvcatalog.ops.cache import STATUS_COLUMNS, SUMMARY_COLUMNS, outdated, summarise_status
 from cvcatalog.ops.discover import PLAN_COLUMNS, PLAN_FIELDS, human_bytes, plural
 from cvcatalog.ops.export import export_format
 from cvcatalog.ops.publish import RESULT_COLUMNS
@@ -997,6 +997,13 @@ def cache_status(
         + f", catalog {getattr(cat, 'url', cat.paths.root)}",
         fmt,
     )
+    stale = sum(1 for r in done if outdated(r))
+    if stale:  # their rows are not shown: cache status said complete and nothing else
+        say(
+            f"{plural(stale, 'complete partition')} of an older canonical version: not "
+            "shown until `cvcatalog ingest` of their days converts them again",
+            fmt,
+        )
 
 
 @cache_app.command("clear")

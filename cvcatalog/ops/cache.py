@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cvcatalog.io import lake
+from cvcatalog.schemas import SCHEMAS
 from cvcatalog.state import checksums, manifest
 from cvcatalog.state.access import read_access_log
 from cvcatalog.state.datasets import (
@@ -46,6 +47,13 @@ def status(
         row["last_accessed"] = _utc(seen)
     rows = []
     for p in parts.values():
+        # a day of a canonical version this cvcatalog does not read: its rows are not shown
+        # (the lake shows current files only, from the next write on) until it is converted
+        # again; it read as complete
+        schema = SCHEMAS.get((p.source, p.message_type))
+        outdated = (
+            schema is not None and p.status == "complete" and not schema.reads(p.canonical_version)
+        )
         last = p.last_accessed
         if p.partition_key in pending and (last is None or pending[p.partition_key] > last):
             last = pending[p.partition_key]
@@ -62,10 +70,26 @@ def status(
                 "canonical_version": p.canonical_version,
                 "checked_at": _utc(p.checked_at),
                 "last_accessed": _utc(last),
-                "error": p.error,
+                "error": OUTDATED.format(p.canonical_version, schema.canonical_version)
+                if outdated and schema is not None
+                else p.error,
             }
         )
     return rows + datasets
+
+
+#: what a complete day of a canonical version this cvcatalog does not read says in `status`
+OUTDATED = (
+    "written under canonical version {}; this cvcatalog reads {}: not shown until its day is "
+    "ingested again (which converts it)"
+)
+
+
+def outdated(row: dict[str, Any]) -> bool:
+    """Whether a `status` row is a complete day of a canonical version not read (OUTDATED)."""
+    return row["status"] == "complete" and (row.get("error") or "").startswith(
+        OUTDATED.split("{")[0]
+    )
 
 
 def _utc(t: datetime | None) -> str | None:
