@@ -248,6 +248,8 @@ def test_changing_the_gap_redefines_the_views(samples: Catalog, tmp_path: Path) 
     assert check_trips(cat, "bsm", "bsm", "generated_at", 1.0) == 5
     assert cat.set_trip_gap(600) == 600.0
     assert check_trips(cat, "bsm", "bsm", "generated_at", 600.0) == 3
+    # the snapshot that defines the views again says why (it was blank in `snapshots`)
+    assert cat.snapshots(limit=1)[0]["message"] == "trips.max_gap_s = 600"
     with pytest.raises(ConfigError, match="positive"):
         cat.set_trip_gap(0)
     assert cat.trip_gap() == 600.0

@@ -156,7 +156,9 @@ def _root(
 ) -> None:
     """A local analytical catalog of the USDOT ITS CV Pilot sandbox bucket."""
 
-err = Console(stderr=True)
+#: stderr's lines are never wrapped at the console's width (80 without a terminal): a path
+#: broken across lines was neither greppable nor copyable ("(to \ndata/.../changes.parquet)")
+err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 _CATALOG_HOME = "[env: CVCATALOG_HOME; default: ./data/catalog]"
@@ -1453,11 +1455,13 @@ def experiments_show(
     """An experiment's pin: the snapshot it reads and a digest of that snapshot's files."""
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
     name = _experiment_name(name)
-    rows = [p for p in cat.pinned() if p["name"] == name]
-    if not rows:
+    pinned = cat.pinned()
+    rows = [p for p in pinned if p["name"] == name]
+    if not rows:  # (a typo read as an experiment that exists, unpinned)
+        names = ", ".join(sorted(p["name"] for p in pinned)) or "none"
         raise CvCatalogError(
-            f"experiment {name!r} is not pinned (data.pin: true or data.snapshot: ID pins "
-            "it when first gathered)"
+            f"no experiment named {name!r} is pinned in this catalog (pinned: {names}); "
+            "data.pin: true or data.snapshot: ID pins one when it is first gathered"
         )
     emit(rows, fmt, columns=PIN_COLUMNS)
 

@@ -826,6 +826,9 @@ class CatalogDB:
         if self._ensured != wanted and (new or not tables.up_to_date(con)):
             with _transaction(con):
                 installed = tables.ensure(con)
+                # a snapshot of its own (tables and views defined again: a new trip gap, a
+                # new cvcatalog), labelled as the write's: `snapshots` showed it blank
+                lake.set_commit_message(con, message, {"run_id": run_id})
             with _transaction(con):
                 tables.record_views(con, installed)
         self._ensured = wanted
