@@ -1833,7 +1833,7 @@ class Catalog:
     def writable(self) -> bool:
         """Whether this process may write the catalog (a commit renames a copy in its
         directory): a shared catalog may be readable only."""
-        return os.access(self.paths.root, os.W_OK | os.X_OK)
+        return self.db.writable()
 
     def held_pin(
         self,

@@ -340,6 +340,12 @@ def file_target(dest: Path) -> Path:
     return Path(os.path.realpath(dest)) if dest.is_symlink() else dest
 
 
+def nearest_existing(path: Path) -> Path:
+    """path, or the nearest of its parents that is there: where making path would begin (a
+    folder to write in, or a file in the way of the folders to make)."""
+    return next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+
+
 def check_outputs(named: Mapping[str, Path | None]) -> None:
     """Before a command's work (a report, a query, a generated file): each file it is to
     write (option -> path; None: not asked for) can be written there, and no two options
@@ -352,7 +358,7 @@ def check_outputs(named: Mapping[str, Path | None]) -> None:
         if real in seen:
             raise ConfigError(f"{seen[real]} and {option} name the same file {dest}; give each its own")
         seen[real] = option
-        folder = next(p for p in Path(real).parents if p.exists())  # ("/" is)
+        folder = nearest_existing(Path(real).parent)
         if not folder.is_dir():
             raise ConfigError(f"cannot write {dest}: {folder} is a file, not a folder")
         if not os.access(folder, os.W_OK | os.X_OK):

@@ -47,34 +47,28 @@ def status(
         row["last_accessed"] = _utc(seen)
     rows = []
     for p in parts.values():
-        # a day of a canonical version this cvcatalog does not read: its rows are not shown
-        # (the lake shows current files only, from the next write on) until it is converted
-        # again; it read as complete
-        schema = SCHEMAS.get((p.source, p.message_type))
-        outdated = (
-            schema is not None and p.status == "complete" and not schema.reads(p.canonical_version)
-        )
         last = p.last_accessed
         if p.partition_key in pending and (last is None or pending[p.partition_key] > last):
             last = pending[p.partition_key]
-        rows.append(
-            {
-                "partition": p.partition_key,
-                "status": p.status,
-                "rows": p.rows,
-                "quarantined": p.quarantined,
-                "parquet_bytes": p.parquet_bytes,
-                "source_objects": p.source_objects,
-                "source_bytes": p.source_bytes,
-                "schema_versions": ",".join(str(v) for v in p.schema_versions),
-                "canonical_version": p.canonical_version,
-                "checked_at": _utc(p.checked_at),
-                "last_accessed": _utc(last),
-                "error": OUTDATED.format(p.canonical_version, schema.canonical_version)
-                if outdated and schema is not None
-                else p.error,
-            }
-        )
+        row = {
+            "partition": p.partition_key,
+            "status": p.status,
+            "rows": p.rows,
+            "quarantined": p.quarantined,
+            "parquet_bytes": p.parquet_bytes,
+            "source_objects": p.source_objects,
+            "source_bytes": p.source_bytes,
+            "schema_versions": ",".join(str(v) for v in p.schema_versions),
+            "canonical_version": p.canonical_version,
+            "checked_at": _utc(p.checked_at),
+            "last_accessed": _utc(last),
+            "error": p.error,
+        }
+        if outdated(row):  # it read as complete, and nothing else
+            row["error"] = OUTDATED.format(
+                p.canonical_version, SCHEMAS[(p.source, p.message_type)].canonical_version
+            )
+        rows.append(row)
     return rows + datasets
 
 
@@ -86,10 +80,13 @@ OUTDATED = (
 
 
 def outdated(row: dict[str, Any]) -> bool:
-    """Whether a `status` row is a complete day of a canonical version not read (OUTDATED)."""
-    return row["status"] == "complete" and (row.get("error") or "").startswith(
-        OUTDATED.split("{")[0]
-    )
+    """Whether a `status` row is a complete CV Pilot day of a canonical version this
+    cvcatalog does not read: its rows are not shown (the lake shows current files only, from
+    the next write on) until the day is converted again."""
+    source, message_type = [*row["partition"].split("/"), ""][:2]
+    schema = SCHEMAS.get((source, message_type))  # (a dataset's partition: None)
+    version = row.get("canonical_version")
+    return row["status"] == "complete" and schema is not None and not schema.reads(version)
 
 
 def _utc(t: datetime | None) -> str | None:

@@ -621,8 +621,7 @@ class Runner(Generic[U]):
         host = socket.gethostname()
         with self.db.read_state() as con:
             killed = killed_runs(con, host)
-        writable = os.access(self.db.paths.root, os.W_OK | os.X_OK)  # (a shared catalog)
-        if writable and killed:
+        if killed and self.db.writable():  # (a shared catalog may be readable only)
             with self.db.write(state_only=True) as con:
                 mark_interrupted_runs(con, host)
 

@@ -29,6 +29,7 @@ from cvcatalog.config import DownloadConfig, download_config, spelled
 from cvcatalog.exceptions import ConfigError, S3Error, SandboxError
 from cvcatalog.io.duckdb_ext import endpoint_problem, invalid_endpoint_message
 from cvcatalog.io.duckdb_ext import endpoint_url as configured_endpoint
+from cvcatalog.io.layout import nearest_existing
 from cvcatalog.io.s3 import Retrier, classify_error, make_client
 from cvcatalog.io.storage import S3Location, is_remote
 
@@ -251,14 +252,12 @@ def _spawn(port: int, log_file: Path | None) -> subprocess.Popen[bytes]:
 
 def check_state_folder(path: Path) -> None:
     """Before a detached server starts: the folder its record and log go in can be made."""
-    for folder in (path.parent, *path.parent.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise SandboxError(
-                    f"{folder} is a file where `sandbox serve --detach` keeps its record and "
-                    "log (server.json, moto.log); move it away"
-                )
-            return
+    folder = nearest_existing(path.parent)
+    if not folder.is_dir():
+        raise SandboxError(
+            f"{folder} is a file where `sandbox serve --detach` keeps its record and log "
+            "(server.json, moto.log); move it away"
+        )
 
 
 def write_state(path: Path, server: SandboxServer) -> None:

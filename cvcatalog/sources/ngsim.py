@@ -236,7 +236,7 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
         scope, s = self.ds.scope, run.summary
         with self.db.read_state() as con:
             done = datasets.unit_versions(con, self.ds.name, scope)
-            cut = datasets.unit_sizes(con, self.ds.name, scope)
+            cut = datasets.unit_sizes(con)
             published = datasets.published_versions(con, self.ds.name)
             dups = datasets.duplicates(con, self.ds.name)
         todo_inputs = []
@@ -265,8 +265,8 @@ class DatasetUnits(Source[WorkUnit, WorkUnit]):
                 continue
             todo_inputs.append(info)
         # an input loaded (or begun) with another unit size is cut as it was: not fetched again
-        sizes = {i.uri: cut[(i.uri, i.fingerprint)] for i in todo_inputs
-                 if (i.uri, i.fingerprint) in cut}  # fmt: skip
+        versions = {i.uri: (self.ds.name, i.uri, scope, i.fingerprint) for i in todo_inputs}
+        sizes = {uri: cut[v] for uri, v in versions.items() if v in cut}
         units = self.ds.units(todo_inputs, sizes)
         self._unit_cache = units
         todo = [u for u in units if (u.id, u.fingerprint) not in done]

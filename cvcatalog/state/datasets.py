@@ -170,16 +170,14 @@ def unit_versions(con: duckdb.DuckDBPyConnection, dataset: str, scope: str) -> s
     }
 
 
-def unit_sizes(
-    con: duckdb.DuckDBPyConnection, dataset: str, scope: str
-) -> dict[tuple[str, str], int]:
-    """(uri, fingerprint) -> the unit size each version with committed units was cut with."""
+def unit_sizes(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str, str], int]:
+    """(dataset, uri, scope, fingerprint) -> the unit size each version with committed units
+    was cut with (a load cuts such an input so again; a repair loads it again so)."""
     return {
-        (r[0], r[1]): int(r[2])
+        (r[0], r[1], r[2], r[3]): int(r[4])
         for r in con.execute(
-            "SELECT uri, fingerprint, max(end_byte - start_byte) FROM dataset_units "
-            "WHERE dataset = ? AND scope = ? GROUP BY ALL",
-            [dataset, scope],
+            "SELECT dataset, uri, scope, fingerprint, max(end_byte - start_byte) "
+            "FROM dataset_units GROUP BY ALL"
         ).fetchall()
     }
 
@@ -571,13 +569,7 @@ def drop_damaged(
     ).fetchall()
     doomed: list[str] = []
     refetch: set[Refetch] = set()
-    sizes = {
-        (r[0], r[1], r[2], r[3]): r[4]
-        for r in con.execute(
-            "SELECT dataset, uri, scope, fingerprint, max(end_byte - start_byte) "
-            "FROM dataset_units GROUP BY ALL"
-        ).fetchall()
-    }
+    sizes = unit_sizes(con)
     for dataset, unit_id, scope, fingerprint, uri in units:
         if unit_id == COMPACTED_UNIT:
             # a merged file holds rows of every unit of its version: all of them go
@@ -598,7 +590,7 @@ def drop_damaged(
             [dataset, uri, scope, fingerprint],
         )
         size = sizes.get((dataset, uri, scope, fingerprint))
-        refetch.add(Refetch(dataset, uri, scope, int(size) if size else None))
+        refetch.add(Refetch(dataset, uri, scope, size or None))
     return sorted(set(doomed)), sorted(refetch, key=lambda r: (r.dataset, r.uri, r.scope))
 
 

@@ -650,6 +650,11 @@ class CatalogDB:
                 self._lake_known = True
         return self._lake_url
 
+    def writable(self) -> bool:
+        """Whether this process may write the catalog (a commit renames a copy in its
+        directory): a shared catalog may be readable only."""
+        return os.access(self.paths.root, os.W_OK | os.X_OK)
+
     @property
     def lake_data(self) -> str:
         """DuckLake's DATA_PATH as the lake is now: under the catalog directory wherever it was

@@ -358,18 +358,15 @@ def mark_interrupted(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
         "UPDATE ingest_runs SET status = 'interrupted', "
         "message = 'its process ended without recording the end of the run (killed, "
         "crashed, or that last write failed: a full disk)', "
-        "days_complete = (SELECT count(*) FROM partitions p WHERE p.run_id = $run "
-        "  AND p.status = 'complete'), "
-        "partitions_rewritten = (SELECT count(*) FROM partitions p WHERE p.run_id = $run "
-        "  AND p.status = 'complete') "
-        "  + (SELECT count(*) FROM dataset_units u WHERE u.run_id = $run), "
-        "rows = (SELECT coalesce(sum(p.rows), 0) FROM partitions p WHERE p.run_id = $run "
-        "  AND p.status = 'complete') "
-        "  + (SELECT coalesce(sum(u.rows), 0) FROM dataset_units u WHERE u.run_id = $run), "
-        "quarantined = (SELECT coalesce(sum(p.quarantined), 0) FROM partitions p "
-        "  WHERE p.run_id = $run AND p.status = 'complete') "
-        "  + (SELECT coalesce(sum(u.quarantined), 0) FROM dataset_units u WHERE u.run_id = $run) "
-        "WHERE run_id = $run",
+        "days_complete = d.n, partitions_rewritten = d.n + u.n, rows = d.rows + u.rows, "
+        "quarantined = d.quarantined + u.quarantined "
+        "FROM (SELECT count(*) AS n, coalesce(sum(rows), 0) AS rows, "
+        "  coalesce(sum(quarantined), 0) AS quarantined FROM partitions "
+        "  WHERE run_id = $run AND status = 'complete') AS d, "
+        " (SELECT count(*) AS n, coalesce(sum(rows), 0) AS rows, "
+        "  coalesce(sum(quarantined), 0) AS quarantined FROM dataset_units "
+        "  WHERE run_id = $run) AS u "
+        "WHERE ingest_runs.run_id = $run",
         {"run": run_id},
     )
 
