@@ -811,7 +811,7 @@ def test_nycdot_and_tim_list_columns_hold_the_lists_query_gives(
     ones. Now the lists query gives, each item the JSON text it was."""
     for source, mtype in (("nycdot", "EVENT"), ("wydot", "TIM")):
         seed_replica(module_s3, D1, D1, sources=[source], message_types=[mtype],
-                     records_per_hour=4, files_per_hour=1)  # fmt: skip
+                     records_per_hour=1, files_per_hour=1)  # fmt: skip
     c = Catalog(tmp_path / "catalog")
     assert c.ingest("nycdot", "EVENT", D1, D1, timezone="UTC", rate_limit=0).ok
     assert c.ingest("wydot", "TIM", D1, D1, timezone="UTC", rate_limit=0).ok

@@ -16,9 +16,11 @@ crossed (min/max and the bloom filter DuckDB writes for vehicle_id skip the rest
 `bench/spatial.py` measures this key against pure Hilbert, (vehicle, time) and no order
 (results in bench/results/spatial.md, reasons in docs/spatial.md, "Pruning").
 
-Only (source, type)s with positions are ordered (BSM, NGSIM trajectories); others keep the
-input order. The order changes no column: files written before it keep their order, and
-`cvcatalog compact` rewrites a partition in this order.
+(source, type)s with positions are ordered so (BSM, NGSIM trajectories). The others (TIM,
+SPaT, NYCDOT EVENT) are ordered by record (`record_order`: object, time, index in the record,
+then the row's hash), so that converting a day again writes the same bytes. The order changes no
+column: files written before it keep their order, and `cvcatalog compact` rewrites a partition
+in this order.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import pyarrow as pa
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.io.duckdb_ext import load_extension, open_instance, temporary_setting
 from cvcatalog.quality.mapping import TrajectoryMapping, mapping_for
+from cvcatalog.schemas import SCHEMAS
 from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
 
 #: Hilbert levels kept of ST_Hilbert's 16 (bench/results/spatial.md compares 8, 10, 12, 16)
@@ -50,26 +53,46 @@ WORLD_BOX = "{'min_x': -180.0, 'min_y': -90.0, 'max_x': 180.0, 'max_y': 90.0}::B
 
 @dataclass(frozen=True)
 class RowOrder:
-    """Which columns order a table's rows: position, then trajectory id and time."""
+    """Which columns order a table's rows: position, then trajectory id and time (a type
+    with positions), or the record order of a type without them (`then` alone)."""
 
-    latitude: str
-    longitude: str
+    latitude: str | None
+    longitude: str | None
     id: str | None = None
     time: str | None = None
     level: int = CELL_LEVEL
     #: the zstd level of the table's kept files, all of which are written in this order
     zstd_level: int | None = None
+    #: columns after the key, in this order, then the hash of the `hashed` columns: a type
+    #: without positions is ordered by its object, time and fan-out index, then the hash of
+    #: the whole row, so that only identical rows tie and a conversion writes the same bytes
+    #: whatever DuckDB's threads did (a hash, not the columns: sorting by every column of a
+    #: TIM costs a sort key of every column)
+    then: tuple[str, ...] = ()
+    hashed: tuple[str, ...] = ()
+
+    @property
+    def spatial(self) -> bool:
+        """The key starts with the Hilbert cell (DuckDB spatial's ST_Hilbert)."""
+        return self.latitude is not None and self.longitude is not None
 
     def key_sql(self, prefix: str = "") -> str:
         """The ORDER BY items (no keyword); prefix qualifies the columns (e.g. 'r.')."""
-        items = [cell_sql(prefix + quote_ident(self.latitude),
-                          prefix + quote_ident(self.longitude), self.level)]  # fmt: skip
+        items = []
+        if self.latitude is not None and self.longitude is not None:
+            items.append(cell_sql(prefix + quote_ident(self.latitude),
+                                  prefix + quote_ident(self.longitude), self.level))  # fmt: skip
         items += [prefix + quote_ident(c) for c in (self.id, self.time) if c is not None]
+        items += [prefix + quote_ident(c) for c in self.then]
+        if self.hashed:
+            items.append(f"hash({', '.join(prefix + quote_ident(c) for c in self.hashed)})")
         return ", ".join(items)
 
     @property
     def columns(self) -> list[str]:
-        return [c for c in (self.latitude, self.longitude, self.id, self.time) if c is not None]
+        head = (self.latitude, self.longitude, self.id, self.time)
+        named = [c for c in head if c is not None] + list(self.then)
+        return named + [c for c in self.hashed if c not in named]
 
 
 def cell_sql(lat: str, lon: str, level: int = CELL_LEVEL) -> str:
@@ -159,16 +182,38 @@ def copy_options(
 
 
 def order_for(source: str, message_type: str) -> RowOrder | None:
-    """The row order of a (source, type)'s files; None when its rows have no position."""
+    """The row order of a (source, type)'s files: by position (a type with positions), else
+    by record (record_order); None for a type neither the quality rules nor the schemas
+    know (its input order is kept)."""
     try:
         m = mapping_for(source, message_type)
-    except ConfigError:  # a type the quality rules do not know: keep the input order
-        return None
+    except ConfigError:  # a type the quality rules do not know
+        return record_order(source, message_type)
     if not isinstance(m, TrajectoryMapping) or m.latitude is None or m.longitude is None:
-        return None
+        return record_order(source, message_type)
     return RowOrder(
         m.latitude, m.longitude, m.id, m.time, zstd_level=ZSTD_LEVELS.get((source, message_type))
     )
+
+
+#: the column numbering the rows one record fans out into, by type (transform.FANOUT_COLUMN
+#: for TIM frames; a SPaT's intersections)
+_FANOUT = ("frame_index", "intersection_index")
+
+
+def record_order(source: str, message_type: str) -> RowOrder | None:
+    """The order of a type without positions: its object (source_key), its time, the row's
+    index within its record, then the hash of all its columns. Rows come out of DuckDB's parallel
+    JSON read joined to their objects in an order that differs between runs (three SHA-256s
+    of the same 48 TIM objects in three conversions on 2 threads); sorted, a day converted
+    again is the same bytes, which `cache verify --repair` relies on."""
+    schema = SCHEMAS.get((source, message_type))
+    if schema is None:
+        return None
+    names = list(schema.column_names)
+    wanted = ["source_key", schema.time_column, *(c for c in _FANOUT if c in names)]
+    head = [c for c in wanted if c is not None and c in names]
+    return RowOrder(None, None, then=tuple(head), hashed=tuple(names))
 
 
 def prepare(con: duckdb.DuckDBPyConnection) -> None:
@@ -184,7 +229,8 @@ def ordered(con: duckdb.DuckDBPyConnection, select: str, order: RowOrder | None)
     """`select` with its rows in the order (spatial loaded on con), or as is when None."""
     if order is None:
         return select
-    prepare(con)
+    if order.spatial:
+        prepare(con)
     return f"SELECT * FROM ({select}) AS _o ORDER BY {order.key_sql('_o.')}"
 
 
@@ -261,7 +307,8 @@ def write_ordered(
             f"({copy_options(rows, row_group_size, rows_per_file, *extra, zstd_level=level)})",
             params or {},
         ).fetchall()
-    prepare(con)
+    if order.spatial:
+        prepare(con)
     work = stage.with_name(stage.name + ".runs")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

@@ -777,9 +777,8 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
     def _download_rest_at_once(self, f: Fetched) -> bool:
         """Whether a streamed day's other batches are downloaded at once, as one, and the day
         converted in one pass: one pass can sort it (its rows, estimated from the first
-        batch's lines, at most roworder.SORT_ONE_COPY_ROWS). Not for a type without a row
-        order (its batches need no second pass) nor gzip-compressed copies (their lines are
-        not counted).
+        batch's lines, at most roworder.SORT_ONE_COPY_ROWS; every CV type has a row order,
+        roworder.order_for). Not for gzip-compressed copies (their lines are not counted).
 
         Streaming costs a second pass (the batches convert in arrival order, then the day is
         sorted and written again) that its overlap never won back, whatever the link's
@@ -789,7 +788,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         (the CPUs mostly idle); a 207 MB day of 1,008 objects through the fault proxy's 50 ms
         a request (the CPUs 80 % busy with the download and the endpoint): 4.9 vs 5.3 s and
         1.3 CPU-s less (bench/README.md, session 26)."""
-        if len(f.batches) < 2 or roworder.order_for(self.name, self.message_type) is None:
+        if len(f.batches) < 2:
             return False
         first = sum(o.size for o in f.batches[0])
         day = sum(o.size for batch in f.batches for o in batch)
