@@ -1056,8 +1056,15 @@ class Catalog:
 
     def views(self) -> list[str]:
         """The lake's tables and views (what `select ... from <name>` can read)."""
+        return [r["name"] for r in self.relations()]
+
+    def relations(self) -> list[dict[str, str]]:
+        """views() with what each is: {"name", "kind": "table" (the data, one a source and
+        type) or "view" (defined over the tables)}, by name."""
         with self.db.read() as con:
-            return sorted(set(lake.table_columns(con)) | lake.view_names(con))
+            kinds = dict.fromkeys(lake.table_columns(con), "table")
+            kinds.update(dict.fromkeys(lake.view_names(con), "view"))
+        return [{"name": n, "kind": kinds[n]} for n in sorted(kinds)]
 
     # -- Dask ----------------------------------------------------------------------------
     def partitions(
@@ -2042,11 +2049,17 @@ class Catalog:
         config: DataSourceConfig | str | Path | None = None,
         force_refresh: bool = False,
         refresh: bool = False,
+        check_changes: bool | None = None,
         fetcher: S3Fetcher | None = None,
         today: date | None = None,
         **download: Any,
     ) -> Plan:
-        """What `ingest` with the same arguments would fetch, per partition (listings only)."""
+        """What `ingest` with the same arguments would fetch, per partition (listings only).
+        check_changes (default: cache.check_changes): as `ingest --check-changes`, each cached
+        day is listed again and its added and changed objects are what it would fetch."""
+        _flag("force_refresh", force_refresh)
+        if check_changes is not None:
+            _flag("check_changes", check_changes)
         cfg = self.config(
             source,
             message_type,
@@ -2066,7 +2079,10 @@ class Catalog:
         )
         if today is not None:  # ("2021-04-03" was a TypeError from date arithmetic)
             today = parse_day(today, "today")
-        result = plan_listing(listings, self.db, cfg, force=force_refresh, today=today)
+        check = cfg.cache.check_changes if check_changes is None else check_changes
+        result = plan_listing(
+            listings, self.db, cfg, force=force_refresh, today=today, check_changes=check
+        )
         listings.save()
         return result
 
@@ -2487,6 +2503,13 @@ def check_query(sql: str, *, read_only: bool = True, root: Path | None = None) -
         raise QueryError(_short_duckdb_error(e)) from None
     if not statements:
         raise QueryError("the query is empty")
+    shown = [st for st in statements[:-1] if st.type in _READ_STATEMENTS]
+    if shown:  # its rows would be dropped without a word: only the last result is returned
+        raise QueryError(
+            f"{len(statements)} statements in one query, and only the last one's rows are "
+            f"returned: run the {shown[0].type.name} before it on its own (statements before "
+            "the last may only change the session, e.g. CREATE TEMP TABLE with --read-write)"
+        )
     for st in statements:
         if st.type == duckdb.StatementType.EXPLAIN:  # EXPLAIN ANALYZE runs what it explains
             check_query(_explained(st.query), read_only=read_only, root=root)

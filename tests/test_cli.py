@@ -168,7 +168,8 @@ def test_ingest_query_and_cache_commands(seeded: Any, catalog_dir: Path, tmp_pat
     assert r.exit_code == 0 and "0 mismatched" in r.output
 
     r = run("views", "--catalog", cat, "--format", "csv")
-    assert "wydot_bsm_socrata" in r.output
+    lines = r.stdout.splitlines()  # the tables under a `view` column before
+    assert lines[0] == "name,kind" and {"wydot_bsm,table", "wydot_bsm_socrata,view"} <= set(lines)
 
     r = run("cache", "clear", "--source", "wydot", "--catalog", cat, "--yes")
     assert r.exit_code == 0 and "cleared 2 partitions" in r.output
@@ -200,6 +201,14 @@ def test_query_is_read_only(catalog_dir: Path) -> None:
     assert r.exit_code == 1
     assert "read-only" in r.output
     assert "Traceback" not in r.output
+    # `select 1; select 2` printed 2 alone: rows of a statement before the last were dropped
+    r = run("query", "select 1 as a; select 2 as b", "--catalog", str(catalog_dir))
+    assert r.exit_code == 1 and r.stdout == "", r.output
+    assert r.stderr.startswith("error: 2 statements in one query, and only the last one's rows")
+    assert "run the SELECT before it on its own" in r.stderr
+    r = run("query", "create temp table t as select 7 as x; select x from t", "--read-write",
+            "--catalog", str(catalog_dir), "--format", "csv")  # fmt: skip
+    assert r.exit_code == 0 and r.stdout == "x\n7\n", r.output
 
 
 @pytest.mark.parametrize(

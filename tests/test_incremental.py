@@ -152,6 +152,23 @@ def test_check_changes_changes_only_the_changed_day(
     s3_client.put_object(Bucket=BUCKET, Key=added, Body=body(s3_client, donor))
     s3_client.delete_object(Bucket=BUCKET, Key=removed)
 
+    # `plan` had no --check-changes: it said both days cached. It now lists them as the
+    # ingest will, and counts what the ingest then fetches
+    plain = {r["partition"]: r for r in cat.plan("wydot", "BSM", D1, D2, timezone="UTC").rows}
+    assert [plain[k]["fetch"] for k in (DAY1, DAY2)] == [False, False]
+    r = CliRunner().invoke(app, ["plan", "--source", "wydot", "--type", "BSM", "--start", str(D1),
+                            "--end", str(D2), "--timezone", "UTC", "--check-changes",
+                            "--catalog", str(catalog_dir), "--format", "json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    rows = {row["partition"]: row for row in json.loads(r.stdout)}
+    changes = f"1 added, 1 changed, 1 removed, {len(keys) - 2} unchanged (--check-changes)"
+    assert (rows[DAY1]["fetch"], rows[DAY1]["fetch_objects"], rows[DAY1]["reason"]) == (
+        True, 2, changes)  # fmt: skip
+    n2 = len(keys_of(s3_client, DAY2))
+    assert (rows[DAY2]["fetch"], rows[DAY2]["fetch_objects"], rows[DAY2]["objects"]) == (False, 0, n2)
+    assert rows[DAY2]["reason"] == f"unchanged (checked: {n2} objects)"
+    assert "from the listing cache" in r.stderr and "; 2 LIST requests now; no GETs" in r.stderr
+
     s = ingest(cat, check_changes=True)
     assert s.ok, s.as_dict()
     assert s.mode == "incremental"
@@ -160,7 +177,7 @@ def test_check_changes_changes_only_the_changed_day(
     assert (days[DAY1].added, days[DAY1].changed, days[DAY1].removed) == (1, 1, 1)
     assert days[DAY1].unchanged == len(keys) - 2
     assert days[DAY2].unchanged == len(keys_of(s3_client, DAY2))
-    assert s.get_requests == 2  # the added and the changed object, nothing else
+    assert s.get_requests == 2 == rows[DAY1]["fetch_objects"]  # the added and the changed one
     assert s.list_requests == 2
     assert s.partitions_rewritten == 1
     assert (s.objects("added"), s.objects("changed"), s.objects("removed")) == (1, 1, 1)

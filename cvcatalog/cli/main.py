@@ -952,9 +952,10 @@ def views(
     no_sign_request: NoSignOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """List the tables and views of the catalog."""
+    """List the tables and views of the catalog: name, and kind (a table holds one source and
+    type's data; a view is defined over the tables)."""
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
-    emit([{"view": v} for v in cat.views()], fmt, columns=["view"])  # (a header when empty)
+    emit(cat.relations(), fmt, columns=["name", "kind"])  # (a header when empty)
 
 
 # -- cache ----------------------------------------------------------------------------------
@@ -2019,6 +2020,14 @@ def plan(
     force_refresh: Annotated[
         bool, typer.Option("--force-refresh", help="Plan as `ingest --force-refresh` would")
     ] = False,
+    check_changes: Annotated[
+        bool | None,
+        typer.Option(
+            "--check-changes/--no-check-changes",
+            help="Plan as `ingest --check-changes` would: list cached days again (one LIST each) "
+            "and count the objects added or changed since [config: cache.check_changes]",
+        ),
+    ] = None,
     refresh: RefreshOpt = False,
     config: Annotated[Path | None, typer.Option("--config", help="Data source YAML")] = None,
     catalog: LocalCatalogOpt = None,
@@ -2043,6 +2052,7 @@ def plan(
         config=config,
         force_refresh=force_refresh,
         refresh=refresh,
+        check_changes=check_changes,
         profile=profile,
         no_sign_request=no_sign_request,
         rate_limit=rate_limit,

@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from cvcatalog import incremental
 from cvcatalog.config import (
     CacheConfig,
     DataSourceConfig,
@@ -296,12 +297,15 @@ class ListingCache:
     def describe(self) -> str:
         """'3 listings (2 LIST requests, ...)' or 'from the listing cache (listed 12 min ago)'."""
         used = list({(x.prefix, x.mode): x for x in self.used}.values())
-        if not used:
-            return "nothing listed"
         fresh = [x for x in used if not x.cached]
+        # LISTs sent besides the listings used (plan --check-changes lists each cached day)
+        now = f"{plural(self.list_requests, 'LIST request')} now; no GETs"
+        if not used:
+            return now if self.list_requests else "nothing listed"
         if not fresh:
             oldest = min(x.listed_at for x in used)
-            return f"from the listing cache (listed {_ago(self.now - oldest)} ago; --refresh)"
+            cached = f"from the listing cache (listed {_ago(self.now - oldest)} ago; --refresh)"
+            return f"{cached}; {now}" if self.list_requests else cached
         from_cache = len(used) - len(fresh)
         extra = f", {from_cache} from the cache" if from_cache else ""
         return (
@@ -596,10 +600,12 @@ def plan(
     *,
     force: bool = False,
     today: date | None = None,
+    check_changes: bool = False,
 ) -> Plan:
     """Per partition of cfg's range: manifest status, objects and bytes listed, fetch or not
     (a day after today is neither listed nor fetched, as by an ingest: a range all after
-    today is the ingest's one line)."""
+    today is the ingest's one line). check_changes: as `ingest --check-changes`, each cached
+    day is listed now and compared with the objects it was built from (_checked)."""
     check_not_future(cfg, today)
     start, end = cfg.date_range.resolve(today)  # days_back: today in the range's timezone
     given, today = today, folder_today(cfg.source, today)
@@ -613,6 +619,7 @@ def plan(
     there = _months_there(cache, cfg.source, cfg.message_type, keys)
     for pk in keys:
         rec = known.get(pk.key)
+        fetched: tuple[int, int] | None = None  # (objects, bytes) to fetch, when not all
         if pk.key in future:
             n = nbytes = 0
             fetch, why = False, "after today: the bucket cannot hold it yet"
@@ -622,8 +629,13 @@ def plan(
         else:
             n, nbytes = _partition_totals(cache, pk)
             fetch, why = needs_work(rec, today, cfg, force)
-            if not fetch and n and rec is not None and rec.status == "no_data":
+            if not fetch and check_changes and incremental.checkable(rec, force):
+                assert rec is not None  # (checkable)
+                n, nbytes, fetch, why, fetched = _checked(cache, db, cfg, pk, rec)
+            elif not fetch and n and rec is not None and rec.status == "no_data":
                 why += f": the bucket now lists {plural(n, 'object')} (--force-refresh)"
+        if fetched is None:
+            fetched = (n, nbytes) if fetch else (0, 0)
         p.rows.append(
             {
                 "partition": pk.key,
@@ -632,15 +644,49 @@ def plan(
                 "bytes": nbytes,
                 "size": human_bytes(nbytes),
                 "fetch": fetch,
-                "fetch_objects": n if fetch else 0,
-                "fetch_bytes": nbytes if fetch else 0,
-                "reason": _reason(rec, fetch, why, force),
+                "fetch_objects": fetched[0],
+                "fetch_bytes": fetched[1],
+                "reason": why if fetch and why else _reason(rec, fetch, why, force),
                 "cached_rows": rec.rows if rec is not None and rec.status == "complete" else 0,
             }
         )
     p.list_requests = cache.list_requests
     p.listing = cache.describe()
     return p
+
+
+def _checked(
+    cache: ListingCache,
+    db: CatalogDB,
+    cfg: DataSourceConfig,
+    pk: PartitionKey,
+    rec: manifest.PartitionRecord,
+) -> tuple[int, int, bool, str, tuple[int, int]]:
+    """A cached day as `ingest --check-changes` sees it: listed now (one LIST, as the ingest
+    does) and compared by key, size and ETag with the objects it was built from. Returns
+    (objects, bytes, fetch, why, (objects, bytes) to fetch): a complete day fetches its added
+    and changed objects (all of them with a quality config: it is counted whole), a no_data
+    marker whatever the bucket lists now."""
+    listed = cache.fetcher.list(pk.s3_prefix)
+    n, nbytes = len(listed), sum(o.size for o in listed)
+    if rec.status == "no_data":
+        if not listed:
+            return 0, 0, False, "no_data (checked: still nothing listed)", (0, 0)
+        return n, nbytes, True, f"no_data, now {plural(n, 'object')} (--check-changes)", (n, nbytes)
+    with db.read_state() as con:
+        known = manifest.get_source_objects(con, pk.key)
+    delta = incremental.diff_objects(listed, known)
+    if delta.empty:
+        return n, nbytes, False, f"unchanged (checked: {plural(n, 'object')})", (0, 0)
+    c = delta.counts()
+    why = (
+        f"{c['added']} added, {c['changed']} changed, {c['removed']} removed, "
+        f"{c['unchanged']} unchanged (--check-changes)"
+    )
+    if cfg.quality is not None:
+        return n, nbytes, True, why + "; the whole day, for the quality step", (n, nbytes)
+    todo = delta.fetch
+    return n, nbytes, True, why, (len(todo), sum(o.size for o in todo))
 
 
 #: a plan over more months than this lists which years and months the bucket has first
