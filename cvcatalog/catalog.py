@@ -2503,13 +2503,6 @@ def check_query(sql: str, *, read_only: bool = True, root: Path | None = None) -
         raise QueryError(_short_duckdb_error(e)) from None
     if not statements:
         raise QueryError("the query is empty")
-    shown = [st for st in statements[:-1] if st.type in _READ_STATEMENTS]
-    if shown:  # its rows would be dropped without a word: only the last result is returned
-        raise QueryError(
-            f"{len(statements)} statements in one query, and only the last one's rows are "
-            f"returned: run the {shown[0].type.name} before it on its own (statements before "
-            "the last may only change the session, e.g. CREATE TEMP TABLE with --read-write)"
-        )
     for st in statements:
         if st.type == duckdb.StatementType.EXPLAIN:  # EXPLAIN ANALYZE runs what it explains
             check_query(_explained(st.query), read_only=read_only, root=root)
@@ -2531,6 +2524,13 @@ def check_query(sql: str, *, read_only: bool = True, root: Path | None = None) -
                 target = Path(literal).expanduser().resolve()
                 if target == root or target.is_relative_to(root):
                     raise QueryError(f"COPY may not write inside the catalog directory {root}")
+    shown = [st for st in statements[:-1] if st.type in _READ_STATEMENTS]
+    if shown:  # its rows would be dropped without a word: only the last result is returned
+        raise QueryError(
+            f"{len(statements)} statements in one query, and only the last one's rows are "
+            f"returned: run the {shown[0].type.name} before it on its own (statements before "
+            "the last may only change the session, e.g. CREATE TEMP TABLE with --read-write)"
+        )
 
 
 #: EXPLAIN's head: `EXPLAIN`, `EXPLAIN ANALYZE`, options in parentheses before or after it

@@ -199,20 +199,19 @@ def test_compact_and_clear_act_on_s3(env: Any, tmp_path: Path) -> None:
     cat = Catalog(tmp_path / "c", storage=f"s3://{LAKE}/compact")
     cfg = {"rate_limit": 0, "max_workers": 4}
     assert cat.ingest("wydot", "TIM", "2021-04-01", "2021-04-01", **cfg).ok
-    # a second, separate ingest of the same day with small files: several Parquet files (TIM:
-    # written in arrival order, so a small rows_per_file gives small files; BSM's ordered
-    # write makes row groups of at least 2,048 rows)
+    # an object added to the day and merged by --check-changes: a second Parquet file beside
+    # the first (a day's own files are one: its ordered write makes row groups of at least
+    # 2,048 rows, whatever a small rows_per_file says)
+    day = "wydot/TIM/2021/04/01/"
+    first = sorted(o["Key"] for o in env.list_objects_v2(Bucket=BUCKET, Prefix=day)["Contents"])[0]
+    added = first.rsplit("/", 1)[0] + "/added-for-compaction"
+    env.put_object(Bucket=BUCKET, Key=added, Body=env.get_object(Bucket=BUCKET, Key=first)["Body"].read())
+    try:
+        assert cat.ingest("wydot", "TIM", "2021-04-01", "2021-04-01", check_changes=True, **cfg).ok
+    finally:
+        env.delete_object(Bucket=BUCKET, Key=added)
     rows = "select * from wydot_tim order by all"
     before = cat.query(rows)
-    small = DataSourceConfig.from_values(
-        source="wydot",
-        message_type="TIM",
-        date_range={"start_date": "2021-04-01"},
-        cache={"directory": str(cat.paths.root)},
-        memory={"rows_per_file": 20, "row_group_size": 10},
-        download=cfg,
-    )
-    assert cat.ingest("wydot", "TIM", config=small, force_refresh=True).ok
     n_files = len(lake_files(cat, "wydot_tim"))
     assert n_files > 1
     results = cat.compact()
