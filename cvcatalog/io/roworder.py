@@ -54,7 +54,7 @@ WORLD_BOX = "{'min_x': -180.0, 'min_y': -90.0, 'max_x': 180.0, 'max_y': 90.0}::B
 @dataclass(frozen=True)
 class RowOrder:
     """Which columns order a table's rows: position, then trajectory id and time (a type
-    with positions), or the record order of a type without them (`then` alone)."""
+    with positions), or the record order of a type without them (`then`, then `hashed`)."""
 
     latitude: str | None
     longitude: str | None
