@@ -28,6 +28,7 @@ from cvcatalog.io.layout import remove_tree
 from cvcatalog.io.quarantine import read_entry, reason_category
 from cvcatalog.io.roworder import RowOrder
 from cvcatalog.io.storage import LakeStore
+from cvcatalog.quality.config import QualityConfig
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.sqlutil import list_literal, quote_ident, quote_literal
 from cvcatalog.state import deletes
@@ -80,12 +81,26 @@ class ObjectDelta:
             "unchanged": len(self.unchanged),
         }
 
-    def describe(self) -> str:
+    def counts_text(self) -> str:
+        """'1 added, 1 changed, 0 removed, 10 unchanged' (runs, plan --check-changes)."""
         c = self.counts()
         return (
-            f"incremental: {c['added']} added, {c['changed']} changed, {c['removed']} removed, "
+            f"{c['added']} added, {c['changed']} changed, {c['removed']} removed, "
             f"{c['unchanged']} unchanged"
         )
+
+    def describe(self) -> str:
+        return f"incremental: {self.counts_text()}"
+
+
+def to_fetch(
+    listed: Sequence[ObjectInfo], delta: ObjectDelta | None, quality: QualityConfig | None
+) -> tuple[list[ObjectInfo], bool]:
+    """The objects a day's ingest downloads, and whether a changed day is converted whole: all
+    it lists (no delta: not checked), else its added and changed ones, unless a quality config
+    makes a changed day convert whole (its counts and cleaning cover the whole day)."""
+    whole = delta is not None and not delta.empty and quality is not None
+    return (list(listed) if delta is None or whole else delta.fetch), whole
 
 
 def checkable(rec: PartitionRecord | None, force: bool) -> bool:

@@ -678,14 +678,10 @@ def _checked(
     delta = incremental.diff_objects(listed, known)
     if delta.empty:
         return n, nbytes, False, f"unchanged (checked: {plural(n, 'object')})", (0, 0)
-    c = delta.counts()
-    why = (
-        f"{c['added']} added, {c['changed']} changed, {c['removed']} removed, "
-        f"{c['unchanged']} unchanged (--check-changes)"
-    )
-    if cfg.quality is not None:
-        return n, nbytes, True, why + "; the whole day, for the quality step", (n, nbytes)
-    todo = delta.fetch
+    todo, whole = incremental.to_fetch(listed, delta, cfg.quality)
+    why = f"{delta.counts_text()} (--check-changes)"
+    if whole:
+        why += "; the whole day, for the quality step"
     return n, nbytes, True, why, (len(todo), sum(o.size for o in todo))
 
 

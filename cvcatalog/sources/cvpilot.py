@@ -727,8 +727,7 @@ class CvPilotDays(Source[PartitionKey, Fetched]):
         delta = None
         if objects and check and rec is not None and rec.status == "complete":
             delta = incremental.diff_objects(objects, known, current, deleted)
-        whole = delta is not None and not delta.empty and self.cfg.quality is not None
-        fetch = objects if delta is None or whole else delta.fetch
+        fetch, whole = incremental.to_fetch(objects, delta, self.cfg.quality)
         progress.listed(pk.key, len(fetch), sum(o.size for o in fetch))
         if not objects:
             return self._empty_listing(pk, rec, progress)
