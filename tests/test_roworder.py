@@ -476,3 +476,50 @@ def test_a_temporary_setting_is_restored_after_an_error(con: duckdb.DuckDBPyConn
         assert con.execute("SELECT current_setting('threads')").fetchone() == (3,)
         con.execute("SELECT * FROM no_such_table")
     assert con.execute("SELECT current_setting('threads')").fetchone() == before
+
+
+def test_rows_of_many_bytes_are_sorted_in_runs_a_share_of_the_memory_limit_holds(
+    raw: list[RawFile],
+    con: duckdb.DuckDBPyConnection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rows a sort holds are counted by their bytes too (NYCDOT EVENT rows of ~240 KB
+    ran one sort out of memory): a day whose bytes are more than a sort's share of DuckDB's
+    memory limit is ranked and sorted in runs, whatever its row count; the order and the rows
+    are the ones one sort gives. (The shares are lowered to this small day's size; DuckDB
+    itself does not run in a limit that small.)"""
+    assert ORDER is not None
+    day = convert_partition(con, BSM, raw, tmp_path / "arrival", validation=ValidationConfig(),
+                            ordered=False)  # fmt: skip
+    src = [str(p) for p in day.parquet_files]
+    row_bytes = roworder.parquet_row_bytes(con, src)
+    assert row_bytes is not None and 100 < row_bytes < 10_000  # BSM: ~850 bytes uncompressed
+    con.execute("SET memory_limit = '1GiB'")
+    assert roworder.memory_limit(con) == 1024**3
+    roworder.write_ordered(con, src, tmp_path / "one", ORDER, rows=day.rows,
+                           row_group_size=122_880, rows_per_file=10**6)  # fmt: skip
+    assert len(list((tmp_path / "one").glob("*.parquet"))) == 1  # far inside the limit: one sort
+    day_bytes = day.rows * row_bytes
+    monkeypatch.setattr(roworder, "SORT_ONE_COPY_SHARE", 0.75 * day_bytes / 1024**3)
+    monkeypatch.setattr(roworder, "SORT_RUN_SHARE", 0.375 * day_bytes / 1024**3)
+    roworder.write_ordered(con, src, tmp_path / "runs", ORDER, rows=day.rows,
+                           row_group_size=122_880, rows_per_file=10**6)  # fmt: skip
+    files = sorted((tmp_path / "runs").glob("*.parquet"))
+    assert len(files) == 3  # runs of at most 3/8 of the rows: 3 of them, a file each
+    assert in_order(keys(con, files))
+    assert keys(con, files) == keys(con, sorted((tmp_path / "one").glob("*.parquet")))
+    assert rows_of(con, files) == rows_of(con, day.parquet_files)
+
+
+def test_a_row_group_holds_at_most_row_group_bytes() -> None:
+    """Rows of ~240 KB (a NYCDOT EVENT): 4,096 of them would be a 1 GB row group."""
+    cap = roworder.ROW_GROUP_BYTES // 240_000
+    assert roworder.row_group_rows(5_000, 122_880, 240_000) == cap
+    assert roworder.row_group_rows(None, 122_880, 240_000) == cap
+    assert roworder.row_group_rows(5_000, 122_880, 850) == roworder.MIN_GROUP_ROWS  # BSM: as before
+    assert roworder.row_group_rows(970_000, 122_880, 850) == roworder.row_group_rows(
+        970_000, 122_880
+    )  # the 2 GB day
+    assert roworder.row_group_rows(None, 122_880, 1000) % 2048 == 0  # whole vectors
+    assert f"ROW_GROUP_SIZE {cap}" in roworder.copy_options(5_000, 122_880, row_bytes=240_000)

@@ -691,6 +691,31 @@ def test_documents_and_ndjson_in_one_partition(
     assert sorted(r["source_key"] for r in rows(con, result.parquet_files)) == ["d", "n", "n"]
 
 
+def test_every_row_names_its_object_among_many_copies(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """Rows take their object's key from the position of the copy they were read from (an
+    ENUM of the copies' paths, not a join): 30 copies, one with a quote and spaces in its
+    name, and a document among them, each row with its own object's key."""
+    files = []
+    for i in range(30):
+        name = f"it's copy {i}.json" if i == 7 else f"copy-{i:02d}.json"
+        record = sample(6)
+        record["metadata"]["serialId"]["recordId"] = i
+        files.append(RawFile(ndjson(tmp_path / name, [json.dumps(record)] * (1 + i % 3)), f"k/{i}"))
+    doc = tmp_path / "doc.json"
+    shutil.copy(SANDBOX / "wydot-filtered-bsm-schemaVersion3.json", doc)
+    files.insert(12, RawFile(doc, "k/doc"))
+    result = convert(con, files, tmp_path / "out")
+    got = sorted((r["source_key"], r["serial_record_id"]) for r in rows(con, result.parquet_files))
+    assert [k for k, _ in got].count("k/doc") == 1  # the document's one record
+    assert [g for g in got if g[0] != "k/doc"] == sorted(
+        (f"k/{i}", i) for i in range(30) for _ in range(1 + i % 3)
+    )
+    with pytest.raises(ValueError, match="its own copy"):
+        convert(con, [files[0], RawFile(files[0].path, "k/other")], tmp_path / "again")
+
+
 # -- files and directories --------------------------------------------------------------------
 
 

@@ -78,6 +78,10 @@ class RowOrder:
 
     def key_sql(self, prefix: str = "") -> str:
         """The ORDER BY items (no keyword); prefix qualifies the columns (e.g. 'r.')."""
+        return ", ".join(self.key_items(prefix))
+
+    def key_items(self, prefix: str = "") -> list[str]:
+        """The ORDER BY items one by one (key_sql)."""
         items = []
         if self.latitude is not None and self.longitude is not None:
             items.append(cell_sql(prefix + quote_ident(self.latitude),
@@ -86,7 +90,7 @@ class RowOrder:
         items += [prefix + quote_ident(c) for c in self.then]
         if self.hashed:
             items.append(f"hash({', '.join(prefix + quote_ident(c) for c in self.hashed)})")
-        return ", ".join(items)
+        return items
 
     @property
     def columns(self) -> list[str]:
@@ -124,12 +128,26 @@ SORT_RUN_ROWS = 100_000
 #: (transform: 285,744 BSM rows took 1.38 s and peaked at 783 MB RSS that way, 2.05 s and
 #: 1,262 MB staged in arrival order, then sorted)
 SORT_ONE_COPY_ROWS = 300_000
+#: ...and rows are counted by their bytes too: a sort and a row group hold whole rows, and a
+#: row of NYCDOT EVENT (~240 KB of lists of messages) weighs what ~280 BSM rows do (~850 bytes
+#: in Parquet, uncompressed). A one-copy sort holds at most SORT_ONE_COPY_SHARE of DuckDB's
+#: memory limit, a run SORT_RUN_SHARE (a BSM run of 100,000 rows is ~85 MB, an eighth of the
+#: 0.65 GB limit of a 1 GiB budget), a row group ROW_GROUP_BYTES and a run's buffer in the
+#: split SPLIT_FLUSH_BYTES. A 378 MB EVENT bin sorted in one COPY ran out of a 0.65 GB limit
+#: (whatever the threads), and a row group of 4,096 such rows is 1 GB.
+SORT_ONE_COPY_SHARE = 0.25
+SORT_RUN_SHARE = 0.125
+ROW_GROUP_BYTES = 64 * 1024**2
+SPLIT_FLUSH_BYTES = 32 * 1024**2
 
 
-def row_group_rows(rows: int | None, cap: int) -> int:
+def row_group_rows(rows: int | None, cap: int, row_bytes: float | None = None) -> int:
     """The row-group size of a write of `rows` rows (None: unknown, then cap): about
     GROUPS_PER_PARTITION groups (a few more, never fewer), at least MIN_GROUP_ROWS rows
-    each, at most cap."""
+    each, at most cap, and at most ROW_GROUP_BYTES of rows of row_bytes each (when known)."""
+    if row_bytes is not None and row_bytes > 0:
+        fit = int(ROW_GROUP_BYTES // row_bytes)
+        cap = min(cap, max(1, fit // 2048 * 2048 if fit >= 2048 else fit))
     if rows is None:
         return max(1, cap)
     # a multiple of DuckDB's 2,048-row vectors, rounded down (its writer rounds sizes up)
@@ -166,12 +184,13 @@ def copy_options(
     *extra: str,
     compression: str | None = None,
     zstd_level: int | None = None,
+    row_bytes: float | None = None,
 ) -> str:
     """The options of every COPY that writes a partition's Parquet (conversion and its
     rewrites, the --check-changes merge, compaction): the codec (kept_codec of `rows`, unless
     given; zstd at zstd_level, DuckDB's default when None), the row-group size for `rows` rows
-    (row_group_rows), files of about rows_per_file rows, then extra."""
-    group = row_group_rows(rows, row_group_size)
+    of row_bytes each (row_group_rows), files of about rows_per_file rows, then extra."""
+    group = row_group_rows(rows, row_group_size, row_bytes)
     codec = compression or kept_codec(rows)
     opts = ["FORMAT parquet", f"COMPRESSION {codec}", f"ROW_GROUP_SIZE {group}"]
     if codec == "zstd" and zstd_level is not None:
@@ -272,6 +291,38 @@ def sort_indices(table: pa.Table, order: RowOrder | None) -> np.ndarray | None:
     return idx
 
 
+def memory_limit(con: duckdb.DuckDBPyConnection) -> int | None:
+    """DuckDB's memory limit on con in bytes (None: not readable)."""
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    number, _, unit = str(row[0] if row else "").partition(" ")
+    scale = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
+    try:
+        return int(float(number) * scale[unit])
+    except (KeyError, ValueError):
+        return None
+
+
+def parquet_row_bytes(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> float | None:
+    """The uncompressed bytes of a row of Parquet files (their footers' sizes), None if empty."""
+    if not files:
+        return None
+    row = con.execute(
+        "SELECT (SELECT sum(total_uncompressed_size) FROM parquet_metadata($f)) "
+        "/ nullif((SELECT sum(num_rows) FROM parquet_file_metadata($f)), 0)",
+        {"f": list(files)},
+    ).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def sort_rows(con: duckdb.DuckDBPyConnection, row_bytes: float | None, share: float) -> int | None:
+    """The rows of row_bytes each that `share` of con's memory limit holds (None: unbounded
+    or unknown)."""
+    limit = memory_limit(con)
+    if row_bytes is None or row_bytes <= 0 or limit is None:
+        return None
+    return max(1, int(limit * share // row_bytes))
+
+
 def write_ordered(
     con: duckdb.DuckDBPyConnection,
     source: str | Sequence[str],
@@ -284,6 +335,7 @@ def write_ordered(
     extra: Sequence[str] = (),
     run_rows: int | None = None,
     params: dict[str, object] | None = None,
+    row_bytes: float | None = None,
 ) -> list[tuple[Any, ...]]:
     """COPY rows into Parquet files in the directory `stage`, in the order, with the options
     of copy_options for `rows` rows; returns the COPY's rows (RETURN_STATS in extra: one per
@@ -298,13 +350,20 @@ def write_ordered(
     each run sorted on its own into its own files. run_rows: SORT_RUN_ROWS unless given (read
     at the call: tests lower it)."""
     level = order.zstd_level if order is not None else None
+    if row_bytes is None and not isinstance(source, str):
+        row_bytes = parquet_row_bytes(con, source)
     one_copy = SORT_ONE_COPY_ROWS if run_rows is None else max(1, run_rows)
     run_rows = SORT_RUN_ROWS if run_rows is None else max(1, run_rows)
+    if order is not None:  # rows of many bytes: fewer a sort
+        one_copy = min(one_copy, sort_rows(con, row_bytes, SORT_ONE_COPY_SHARE) or one_copy)
+        run_rows = min(run_rows, sort_rows(con, row_bytes, SORT_RUN_SHARE) or run_rows)
     if order is None or (rows is not None and rows <= one_copy):
         select = source if isinstance(source, str) else _scan(source)
+        opts = copy_options(
+            rows, row_group_size, rows_per_file, *extra, zstd_level=level, row_bytes=row_bytes
+        )
         return con.execute(
-            f"COPY ({ordered(con, select, order)}) TO {quote_literal(str(stage))} "
-            f"({copy_options(rows, row_group_size, rows_per_file, *extra, zstd_level=level)})",
+            f"COPY ({ordered(con, select, order)}) TO {quote_literal(str(stage))} ({opts})",
             params or {},
         ).fetchall()
     if order.spatial:
@@ -313,13 +372,18 @@ def write_ordered(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        files = list(source) if not isinstance(source, str) else _spill(con, source, work, params)
+        files = (
+            list(source)
+            if not isinstance(source, str)
+            else _spill(con, source, work, params, row_bytes)
+        )
         # one thread: every thread holds its own sort and split buffers (the 2 GB day peaked at
         # 0.66 GiB RSS with one, 0.79 with two; and one used less CPU on 2 busy cores)
         with temporary_setting(con, "threads", 1):
             return _write_in_runs(
-                con, files, stage, work, order, row_group_size, rows_per_file, extra, run_rows
-            )
+                con, files, stage, work, order, row_group_size, rows_per_file, extra, run_rows,
+                row_bytes,
+            )  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -329,6 +393,8 @@ def write_ordered(
 INTERMEDIATE_CODEC = "snappy"
 #: rows of one run the split holds before writing them out
 _SPLIT_FLUSH = 32_768
+#: the row groups of those files
+_INTERMEDIATE_GROUP = 16_384
 
 
 def _scan(files: Sequence[str], extra: str = "") -> str:
@@ -339,13 +405,18 @@ def _scan(files: Sequence[str], extra: str = "") -> str:
 
 
 def _spill(
-    con: duckdb.DuckDBPyConnection, select: str, work: Path, params: dict[str, object] | None
+    con: duckdb.DuckDBPyConnection,
+    select: str,
+    work: Path,
+    params: dict[str, object] | None,
+    row_bytes: float | None,
 ) -> list[str]:
     """The rows of a SELECT as Parquet files in arrival order (streamed: bounded memory)."""
     target = work / "input.parquet"
+    group = row_group_rows(None, _INTERMEDIATE_GROUP, row_bytes)
     con.execute(
         f"COPY ({select}) TO {quote_literal(str(target))} "
-        f"(FORMAT parquet, COMPRESSION {INTERMEDIATE_CODEC}, ROW_GROUP_SIZE 16384)",
+        f"(FORMAT parquet, COMPRESSION {INTERMEDIATE_CODEC}, ROW_GROUP_SIZE {group})",
         params or {},
     )
     return [str(target)]
@@ -361,39 +432,51 @@ def _write_in_runs(
     rows_per_file: int,
     extra: Sequence[str],
     run_rows: int,
+    row_bytes: float | None,
 ) -> list[tuple[Any, ...]]:
     src = list_literal(files)
     scan = f"read_parquet({src}, hive_partitioning = false, union_by_name = true, "
     ranks = quote_ident(f"_cvcatalog_rank_{uuid.uuid4().hex}")
     try:
-        # 1. the rank of every row, from the key columns only (file index, row in file)
+        # 1. the rank of every row, from the key alone (file index, row in file): computed
+        # first, so the window holds the key's values and not the columns they come from
+        # (hash of a whole NYCDOT EVENT row: a window over the columns ran out of memory)
+        items = order.key_items()
+        keys = ", ".join(f"{e} AS __k{i}" for i, e in enumerate(items))
+        by = ", ".join(f"__k{i}" for i in range(len(items)))
         con.execute(
-            f"CREATE TEMP TABLE {ranks} AS SELECT file_index::INTEGER AS __f, "
-            f"file_row_number AS __r, row_number() OVER (ORDER BY {order.key_sql()}) - 1 "
-            f"AS __rank FROM {scan}file_row_number = true)"
+            f"CREATE TEMP TABLE {ranks} AS SELECT __f, __r, row_number() OVER (ORDER BY {by}) "
+            f"- 1 AS __rank FROM (SELECT file_index::INTEGER AS __f, file_row_number AS __r, "
+            f"{keys} FROM {scan}file_row_number = true))"
         )
         (total,) = con.execute(f"SELECT count(*) FROM {ranks}").fetchone() or (0,)
         total = int(total)
         runs = max(1, -(-total // run_rows))
         per_run = max(1, -(-total // runs))
         # 2. the rows split into runs of consecutive ranks (one streaming pass; a partition's
-        # rows flushed every _SPLIT_FLUSH rows, not DuckDB's default 524,288: bounded memory)
+        # rows flushed every _SPLIT_FLUSH rows (or SPLIT_FLUSH_BYTES), not DuckDB's default
+        # 524,288: bounded memory)
         split = work / "split"
-        with temporary_setting(con, "partitioned_write_flush_threshold", _SPLIT_FLUSH):
+        flush = _SPLIT_FLUSH
+        if row_bytes is not None and row_bytes > 0:
+            flush = max(1, min(flush, int(SPLIT_FLUSH_BYTES // row_bytes)))
+        with temporary_setting(con, "partitioned_write_flush_threshold", flush):
             con.execute(
                 f"COPY (SELECT s.* EXCLUDE (file_row_number), k.__rank, "
                 f"k.__rank // {per_run} AS __run FROM {scan}file_row_number = true) AS s "
                 f"JOIN {ranks} AS k ON k.__f = s.file_index AND k.__r = s.file_row_number) "
                 f"TO {quote_literal(str(split))} (FORMAT parquet, COMPRESSION {INTERMEDIATE_CODEC}, "
-                "ROW_GROUP_SIZE 16384, PARTITION_BY (__run))"
+                f"ROW_GROUP_SIZE {row_group_rows(None, _INTERMEDIATE_GROUP, row_bytes)}, "
+                "PARTITION_BY (__run))"
             )
         con.execute(f"DROP TABLE {ranks}")
         # 3. each run sorted on its own (memory holds one run) into its own final files,
         # named so that the runs' files sort in the order
         stage.mkdir(parents=True, exist_ok=True)
         opts = copy_options(
-            total, row_group_size, rows_per_file, *extra, zstd_level=order.zstd_level
-        )
+            total, row_group_size, rows_per_file, *extra, zstd_level=order.zstd_level,
+            row_bytes=row_bytes,
+        )  # fmt: skip
         out: list[tuple[Any, ...]] = []
         for i in range(runs):
             part = split / f"__run={i}"
