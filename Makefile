@@ -149,6 +149,7 @@ bench: install ## Benchmarks (see bench/README.md)
 	$(BIN)/python -m bench.ml_frames
 	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.spatial
+	$(BIN)/python -m bench.wide_rows
 
 bench-targets: install ## Issue 13's targets -> bench/results/targets.{md,json} (TARGETS_ARGS=--quick: minutes)
 	$(BIN)/python -m bench.targets $(TARGETS_ARGS)
