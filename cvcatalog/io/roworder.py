@@ -6,6 +6,9 @@ the NGSIM loader in `sources/ngsim.py`) orders rows by the one key defined here:
 
     (Hilbert cell of the position at level CELL_LEVEL, trajectory id, time)
 
+then, for a CV table, the hash of the whole row (so that only identical rows tie: the same
+record in two objects tied, and a day converted again was other bytes).
+
 The cell is DuckDB spatial's `ST_Hilbert` of (longitude, latitude) over the whole world
 (16 bits an axis), shifted down to CELL_LEVEL levels: at level 10 a cell is 0.35 deg of
 longitude by 0.18 deg of latitude (about 29 x 20 km at 41 N). Rows of one cell sit together,
@@ -54,7 +57,8 @@ WORLD_BOX = "{'min_x': -180.0, 'min_y': -90.0, 'max_x': 180.0, 'max_y': 90.0}::B
 @dataclass(frozen=True)
 class RowOrder:
     """Which columns order a table's rows: position, then trajectory id and time (a type
-    with positions), or the record order of a type without them (`then`, then `hashed`)."""
+    with positions), or the record order of a type without them (`then`), then the hash of
+    the `hashed` columns (a CV table's whole row)."""
 
     latitude: str | None
     longitude: str | None
@@ -64,10 +68,11 @@ class RowOrder:
     #: the zstd level of the table's kept files, all of which are written in this order
     zstd_level: int | None = None
     #: columns after the key, in this order, then the hash of the `hashed` columns: a type
-    #: without positions is ordered by its object, time and fan-out index, then the hash of
-    #: the whole row, so that only identical rows tie and a conversion writes the same bytes
-    #: whatever DuckDB's threads did (a hash, not the columns: sorting by every column of a
-    #: TIM costs a sort key of every column)
+    #: without positions is ordered by its object, time and fan-out index, a CV type with
+    #: them by cell, vehicle and time, each then by the hash of the whole row, so that only
+    #: identical rows tie and a conversion writes the same bytes whatever DuckDB's threads
+    #: did (a hash, not the columns: sorting by every column of a TIM costs a sort key of
+    #: every column)
     then: tuple[str, ...] = ()
     hashed: tuple[str, ...] = ()
 
@@ -88,8 +93,10 @@ class RowOrder:
                                   prefix + quote_ident(self.longitude), self.level))  # fmt: skip
         items += [prefix + quote_ident(c) for c in (self.id, self.time) if c is not None]
         items += [prefix + quote_ident(c) for c in self.then]
-        if self.hashed:
-            items.append(f"hash({', '.join(prefix + quote_ident(c) for c in self.hashed)})")
+        if self.hashed:  # those of the relation's columns it has (files of an older
+            # canonical version may lack one), in its order; never the prefix's: a COLUMNS
+            # lambda picks from every relation of the FROM (callers order one relation)
+            items.append(f"hash(*COLUMNS(c -> list_contains({list_literal(self.hashed)}, c)))")
         return items
 
     @property
@@ -210,8 +217,18 @@ def order_for(source: str, message_type: str) -> RowOrder | None:
         return record_order(source, message_type)
     if not isinstance(m, TrajectoryMapping) or m.latitude is None or m.longitude is None:
         return record_order(source, message_type)
+    # a CV table's key ends with the hash of the whole row: rows that differ only in their
+    # object (the same record in two objects) tied on (cell, vehicle, time), and a day
+    # converted again was other bytes (a replica day of BSM doubled: 3 SHA-256s in 3
+    # conversions on 2 threads); ~2-4 % of a BSM conversion's wall time
+    schema = SCHEMAS.get((source, message_type))
     return RowOrder(
-        m.latitude, m.longitude, m.id, m.time, zstd_level=ZSTD_LEVELS.get((source, message_type))
+        m.latitude,
+        m.longitude,
+        m.id,
+        m.time,
+        zstd_level=ZSTD_LEVELS.get((source, message_type)),
+        hashed=tuple(schema.column_names) if schema is not None else (),
     )
 
 
