@@ -648,6 +648,33 @@ def test_a_conversion_out_of_memory_is_retried_with_one_thread(
     assert cat.verify().clean
 
 
+def test_a_conversion_out_of_memory_on_one_thread_fails_its_day_in_one_line(
+    s3_client: Any, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB's out-of-memory message goes on with "Possible solutions:" lines; a day that
+    runs out at one thread too fails with one line naming the setting to raise (the summary
+    printed DuckDB's whole text)."""
+    import duckdb
+
+    seed(s3_client, D1, D1)
+    text = ("Out of Memory Error: failed to allocate data of size 16.0 MiB (604.3 MiB/619.8 "
+            "MiB used)\n\nPossible solutions:\n* Reducing the number of threads (SET threads=X)"
+            "\n* Increasing the memory limit (SET memory_limit='...GB')\n")  # fmt: skip
+
+    def convert(self: CvPilotDays, *a: Any, **kw: Any) -> Any:
+        raise duckdb.OutOfMemoryException(text)
+
+    monkeypatch.setattr(CvPilotDays, "_convert", convert)
+    monkeypatch.setenv("CVCATALOG_MEMORY__DUCKDB_THREADS", "2")
+    s = ingest(Catalog(catalog_dir), D1, D1)
+    (failed,) = [o for o in s.outcomes if o.status == "failed"]
+    assert failed.error == (
+        "DuckDB ran out of memory (Out of Memory Error: failed to allocate data of size 16.0 MiB "
+        "(604.3 MiB/619.8 MiB used)): raise memory.max_usage_gb"
+    )
+    assert s.errors and not any("\n" in e or "Possible solutions" in e for e in s.errors)
+
+
 def test_dask_columns_are_unique_and_typed(s3_client: Any, catalog_dir: Path) -> None:
     seed(s3_client, D1, D1)
     cat = Catalog(catalog_dir)

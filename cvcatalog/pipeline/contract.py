@@ -251,5 +251,13 @@ _NO_CLAIM = _NoClaim()
 
 
 def describe(e: BaseException) -> str:
-    """An error as a run shows it: a CvCatalogError's message, else its type and message."""
-    return str(e) if isinstance(e, CvCatalogError) else f"{type(e).__name__}: {e}"
+    """An error as a run shows it, on one line: a CvCatalogError's message, else its type and
+    the first line of its message (DuckDB's errors go on with "Possible solutions:" lines,
+    which broke a run's summary over many); DuckDB out of memory names the setting."""
+    if isinstance(e, CvCatalogError):
+        return str(e)
+    lines = str(e).strip().splitlines()
+    first = lines[0] if lines else ""
+    if isinstance(e, duckdb.OutOfMemoryException):
+        return f"DuckDB ran out of memory ({first}): raise memory.max_usage_gb"
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__

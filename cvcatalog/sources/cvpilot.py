@@ -78,7 +78,15 @@ from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.io.layout import prune_empty_dirs, remove_tree
 from cvcatalog.io.memstage import SHM_ROOT, MemoryStage
 from cvcatalog.io.s3 import RetryPolicy, make_client
-from cvcatalog.pipeline.contract import Abandoned, Plan, RunContext, Source, Staged, StagedFile
+from cvcatalog.pipeline.contract import (
+    Abandoned,
+    Plan,
+    RunContext,
+    Source,
+    Staged,
+    StagedFile,
+    describe,
+)
 from cvcatalog.pipeline.report import NullProgress, Outcome, Progress, Summary
 from cvcatalog.pipeline.run import Runner, new_run_id
 from cvcatalog.pipeline.stage import fresh_dir, staged_file
@@ -241,7 +249,7 @@ def _download_error(failures: list[tuple[ObjectInfo, Exception]]) -> DownloadFai
 def describe_error(e: BaseException, where: Path | None = None) -> str:
     if _is_enospc(e):
         return f"no space left on device while writing {_enospc_path(e) or where or 'the catalog'}"
-    return str(e) if isinstance(e, CvCatalogError) else f"{type(e).__name__}: {e}"
+    return describe(e)
 
 
 def staging_gone(
