@@ -83,6 +83,9 @@ FANOUT_COLUMN = "frame_index"
 #: read_json gets a little more room (READ_JSON_MAX_OBJECT), so every line the scan passes fits.
 MAX_SCAN_LINE = 16 << 20
 READ_JSON_MAX_OBJECT = MAX_SCAN_LINE + 1024
+#: bytes a line from which a conversion's rows are wide (_Conversion._wide: NYCDOT EVENT's
+#: ~240 KB; BSM, TIM and SPaT lines are 1-3 KB)
+WIDE_ROW_BYTES = 64 * 1024
 #: how much of a raw line or document a quarantine entry keeps: all of any line that was parsed
 RAW_LIMIT = MAX_SCAN_LINE
 #: how much of a line longer than MAX_SCAN_LINE its quarantine entry keeps (with raw_size)
@@ -278,6 +281,7 @@ def _convert(
             raise ValueError(f"path {p} contains a glob character (* ? [); DuckDB would expand it")
 
     work = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dirs[0]))
+    keys_table = f"_cvcatalog_keys_{uuid.uuid4().hex}"
     final: list[Path] = []
     done = False
     try:
@@ -288,6 +292,7 @@ def _convert(
                 files,
                 out_dirs,
                 work,
+                keys_table,
                 validation,
                 row_group_size,
                 target_rows_per_file,
@@ -302,6 +307,9 @@ def _convert(
             for p in final:
                 p.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
+        # the connection may be unusable after an error; then there is nothing left to undo
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"DROP TABLE IF EXISTS {quote_ident(keys_table)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,6 +431,7 @@ class _Conversion:
         files: list[RawFile],
         out_dirs: list[Path],
         work: Path,
+        keys_table: str,
         validation: ValidationConfig,
         row_group_size: int,
         rows_per_file: int,
@@ -439,6 +448,7 @@ class _Conversion:
         #: a staged file -> its partition (grouped)
         self.unit_of_path: dict[Path, int] = {}
         self.work = work
+        self.keys_table = quote_ident(keys_table)
         self.validate = validation.enabled
         self.drop_invalid = validation.enabled and validation.drop_invalid_records
         self.row_group_size = row_group_size
@@ -496,6 +506,7 @@ class _Conversion:
         n_docs = self._write_documents(documents) if documents else 0
         staged: list[tuple[Path, int]] = []
         if ndjson or n_docs:
+            self._register_keys()
             staged = self._stage_all(ndjson, with_docs=n_docs > 0)
         stats = self._stage_stats([p for p, _ in staged])
         broken = [i for i in ndjson if stats.by_key.get(self.files[i].key, Counter())[MALFORMED]]
@@ -738,6 +749,7 @@ class _Conversion:
             self.recovered[raw.key] += recovered.records
         self.files[i] = RawFile(clean, raw.key)
         self.scanned.add(i)
+        self.con.execute(f"UPDATE {self.keys_table} SET path = ? WHERE idx = ?", [str(clean), i])
 
     def _write_documents(self, indices: list[int]) -> int:
         """Re-emit the records of single-document objects as `{"i": file index, "r": record}`.
@@ -771,12 +783,39 @@ class _Conversion:
                         written += 1
         return written
 
+    def _register_keys(self) -> None:
+        """The objects' table the rows join (_relation): index, path, key, folder hour's
+        bounds, partition."""
+        bounds = [_folder_hour(self.schema, f.key) for f in self.files]
+        self.con.execute(
+            f"CREATE TEMP TABLE {self.keys_table} AS "
+            "SELECT unnest($idx) AS idx, unnest($path) AS path, unnest($key) AS key, "
+            "unnest($lo)::TIMESTAMPTZ AS folder_lo, unnest($hi)::TIMESTAMPTZ AS folder_hi, "
+            "unnest($unit)::INTEGER AS unit",
+            {
+                "idx": list(range(len(self.files))),
+                "unit": self.units or [0] * len(self.files),
+                "path": [str(f.path) for f in self.files],
+                "key": [f.key for f in self.files],
+                "lo": [b[0] if b else None for b in bounds],
+                "hi": [b[1] if b else None for b in bounds],
+            },
+        )
+
+    def _wide(self) -> bool:
+        """Rows of WIDE_ROW_BYTES or more a line (_measure): they take their object's columns
+        from list literals (_objects), not from a join to the objects' table. DuckDB's join
+        made memory grow with the input for such rows (a 1.3 GB NYCDOT EVENT bin of ~240 KB
+        events, a COPY of its canonical rows on one thread: 1.10 GB peak RSS with the join,
+        0.47 GB without); the lists are copied for every chunk the read gives, about one an
+        object when objects are small (2,000 one-hour objects of 20 BSM records: 0.5 s more
+        than the join), a few for the large objects of wide rows."""
+        return self.row_bytes is not None and self.row_bytes >= WIDE_ROW_BYTES
+
     def _objects(self, position: str) -> str:
-        """The columns a raw row takes from its object: source_key, the folder hour's bounds
-        and (grouped) the partition, for the object at 1-based `position` in self.files (a SQL
-        expression): elements of list literals, so the rows need no join. A join of the rows
-        to a table of their objects made memory grow with the input (a 1.3 GB NYCDOT EVENT bin
-        of ~240 KB events: 1.10 GB peak RSS with it, 0.47 GB without, one thread)."""
+        """The columns a raw row of wide rows takes from its object: source_key, the folder
+        hour's bounds and (grouped) the partition, for the object at 1-based `position` in
+        self.files (a SQL expression): elements of list literals, no join (_wide)."""
         bounds = [_folder_hour(self.schema, f.key) for f in self.files]
         los = ", ".join("NULL" if b is None else quote_literal(b[0].isoformat()) for b in bounds)
         his = ", ".join("NULL" if b is None else quote_literal(b[1].isoformat()) for b in bounds)
@@ -806,6 +845,10 @@ class _Conversion:
         names = [quote_ident(k) for k in self.schema.read_columns]
         raw_cols = ", ".join(f"j.{n}" for n in names)
         doc_cols = ", ".join(f"d.r.{n} AS {n}" for n in names)
+        folder = "k.folder_lo AS _folder_lo, k.folder_hi AS _folder_hi"
+        if self.units is not None:
+            folder += ", k.unit AS _unit"
+        wide = self._wide()
         limit = f"maximum_object_size = {READ_JSON_MAX_OBJECT}"
         parts = []
         if ndjson:
@@ -824,10 +867,16 @@ class _Conversion:
                     f"read_json({paths}, format = 'newline_delimited', columns = {cols}, "
                     f"ignore_errors = true, filename = true, hive_partitioning = false, {limit})"
                 )
-            parts.append(
-                f"SELECT {raw_cols}, {self._objects('j._object')} "
-                f"FROM (SELECT *, {self._position('filename')} AS _object FROM {source}) AS j"
-            )
+            if wide:
+                parts.append(
+                    f"SELECT {raw_cols}, {self._objects('j._object')} "
+                    f"FROM (SELECT *, {self._position('filename')} AS _object FROM {source}) AS j"
+                )
+            else:
+                parts.append(
+                    f"SELECT {raw_cols}, coalesce(k.key, j.filename) AS source_key, {folder} "
+                    f"FROM {source} AS j LEFT JOIN {self.keys_table} AS k ON k.path = j.filename"
+                )
         if with_docs:
             wrapped = "{'i': 'INTEGER', 'r': " + quote_literal(_struct_of(self.schema)) + "}"
             if raw_lines:
@@ -845,7 +894,13 @@ class _Conversion:
                     f"format = 'newline_delimited', columns = {wrapped}, ignore_errors = true, "
                     f"hive_partitioning = false, {limit})"
                 )
-            parts.append(f"SELECT {doc_cols}, {self._objects('(d.i + 1)')} FROM {source} AS d")
+            if wide:
+                parts.append(f"SELECT {doc_cols}, {self._objects('(d.i + 1)')} FROM {source} AS d")
+            else:
+                parts.append(
+                    f"SELECT {doc_cols}, k.key AS source_key, {folder} FROM {source} AS d "
+                    f"LEFT JOIN {self.keys_table} AS k ON k.idx = d.i"
+                )
         return "(" + " UNION ALL ".join(parts) + ")"
 
     def _stage(

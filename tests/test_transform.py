@@ -692,26 +692,41 @@ def test_documents_and_ndjson_in_one_partition(
 
 
 def test_every_row_names_its_object_among_many_copies(
-    con: duckdb.DuckDBPyConnection, tmp_path: Path
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Rows take their object's key from the position of the copy they were read from (an
-    ENUM of the copies' paths, not a join): 30 copies, one with a quote and spaces in its
-    name, and a document among them, each row with its own object's key."""
+    """Rows take their object's key and folder hour from a join to the objects' table, or,
+    when they are wide (here: every row), from list literals at the position of the copy they
+    were read from (an ENUM of the copies' paths): 30 copies, one with a quote and spaces in
+    its name, a document among them, half filed in their record's hour and half in another;
+    each row with its own object's key and the same rows either way."""
     files = []
     for i in range(30):
         name = f"it's copy {i}.json" if i == 7 else f"copy-{i:02d}.json"
-        record = sample(6)
+        record = sample(6)  # generated 2018-05-06T20:26:28.690Z
         record["metadata"]["serialId"]["recordId"] = i
-        files.append(RawFile(ndjson(tmp_path / name, [json.dumps(record)] * (1 + i % 3)), f"k/{i}"))
+        key = f"wydot/BSM/2018/05/06/{20 if i % 2 else 21}/{name}"
+        files.append(RawFile(ndjson(tmp_path / name, [json.dumps(record)] * (1 + i % 3)), key))
     doc = tmp_path / "doc.json"
     shutil.copy(SANDBOX / "wydot-filtered-bsm-schemaVersion3.json", doc)
     files.insert(12, RawFile(doc, "k/doc"))
-    result = convert(con, files, tmp_path / "out")
-    got = sorted((r["source_key"], r["serial_record_id"]) for r in rows(con, result.parquet_files))
-    assert [k for k, _ in got].count("k/doc") == 1  # the document's one record
-    assert [g for g in got if g[0] != "k/doc"] == sorted(
-        (f"k/{i}", i) for i in range(30) for _ in range(1 + i % 3)
-    )
+    got = {}
+    for wide in (False, True):
+        if wide:
+            monkeypatch.setattr(transform, "WIDE_ROW_BYTES", 1)
+        result = convert(con, files, tmp_path / f"out-{wide}")
+        got[wide] = sorted(
+            (r["source_key"], r["serial_record_id"], tuple(r["warnings"]))
+            for r in rows(con, result.parquet_files)
+        )
+    assert got[True] == got[False]
+    keyed = [g for g in got[True] if g[0] != "k/doc"]
+    assert [k for k, *_ in got[True]].count("k/doc") == 1  # the document's one record
+    assert sorted((k.rsplit("/", 1)[1], n) for k, n, _ in keyed) == sorted(
+        (f"it's copy {i}.json" if i == 7 else f"copy-{i:02d}.json", i)
+        for i in range(30) for _ in range(1 + i % 3)
+    )  # fmt: skip
+    outside = {k for k, _, w in keyed if transform.OUTSIDE_HOUR in w}
+    assert outside == {k for k, *_ in keyed if "/21/" in k} and outside
     with pytest.raises(ValueError, match="its own copy"):
         convert(con, [files[0], RawFile(files[0].path, "k/other")], tmp_path / "again")
 
