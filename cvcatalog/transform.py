@@ -83,9 +83,6 @@ FANOUT_COLUMN = "frame_index"
 #: read_json gets a little more room (READ_JSON_MAX_OBJECT), so every line the scan passes fits.
 MAX_SCAN_LINE = 16 << 20
 READ_JSON_MAX_OBJECT = MAX_SCAN_LINE + 1024
-#: bytes a line from which a conversion's rows are wide (_Conversion._wide: NYCDOT EVENT's
-#: ~240 KB; BSM, TIM and SPaT lines are 1-3 KB)
-WIDE_ROW_BYTES = 64 * 1024
 #: how much of a raw line or document a quarantine entry keeps: all of any line that was parsed
 RAW_LIMIT = MAX_SCAN_LINE
 #: how much of a line longer than MAX_SCAN_LINE its quarantine entry keeps (with raw_size)
@@ -803,14 +800,14 @@ class _Conversion:
         )
 
     def _wide(self) -> bool:
-        """Rows of WIDE_ROW_BYTES or more a line (_measure): they take their object's columns
+        """Rows of roworder.WIDE_ROW_BYTES or more a line (_measure): they take their object's columns
         from list literals (_objects), not from a join to the objects' table. DuckDB's join
         made memory grow with the input for such rows (a 1.3 GB NYCDOT EVENT bin of ~240 KB
         events, a COPY of its canonical rows on one thread: 1.10 GB peak RSS with the join,
         0.47 GB without); the lists are copied for every chunk the read gives, about one an
         object when objects are small (2,000 one-hour objects of 20 BSM records: 0.5 s more
         than the join), a few for the large objects of wide rows."""
-        return self.row_bytes is not None and self.row_bytes >= WIDE_ROW_BYTES
+        return roworder.wide(self.row_bytes)
 
     def _objects(self, position: str) -> str:
         """The columns a raw row of wide rows takes from its object: source_key, the folder

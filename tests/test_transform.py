@@ -712,7 +712,7 @@ def test_every_row_names_its_object_among_many_copies(
     got = {}
     for wide in (False, True):
         if wide:
-            monkeypatch.setattr(transform, "WIDE_ROW_BYTES", 1)
+            monkeypatch.setattr(roworder, "WIDE_ROW_BYTES", 1)
         result = convert(con, files, tmp_path / f"out-{wide}")
         got[wide] = sorted(
             (r["source_key"], r["serial_record_id"], tuple(r["warnings"]))
