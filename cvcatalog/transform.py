@@ -481,6 +481,9 @@ class _Conversion:
         #: the input's lines and the bytes of one (_measure)
         self.lines: int | None = None
         self.row_bytes: float | None = None
+        #: each object's folder hour (UTC bounds; None for another key), by its key, which
+        #: a copy made in the conversion keeps
+        self.folder_hours = [_folder_hour(schema, f.key) for f in files]
 
     # -- steps -------------------------------------------------------------------------------
     def run(self) -> list[ConvertResult]:
@@ -783,7 +786,7 @@ class _Conversion:
     def _register_keys(self) -> None:
         """The objects' table the rows join (_relation): index, path, key, folder hour's
         bounds, partition."""
-        bounds = [_folder_hour(self.schema, f.key) for f in self.files]
+        bounds = self.folder_hours
         self.con.execute(
             f"CREATE TEMP TABLE {self.keys_table} AS "
             "SELECT unnest($idx) AS idx, unnest($path) AS path, unnest($key) AS key, "
@@ -813,7 +816,7 @@ class _Conversion:
         """The columns a raw row of wide rows takes from its object: source_key, the folder
         hour's bounds and (grouped) the partition, for the object at 1-based `position` in
         self.files (a SQL expression): elements of list literals, no join (_wide)."""
-        bounds = [_folder_hour(self.schema, f.key) for f in self.files]
+        bounds = self.folder_hours
         los = ", ".join("NULL" if b is None else quote_literal(b[0].isoformat()) for b in bounds)
         his = ", ".join("NULL" if b is None else quote_literal(b[1].isoformat()) for b in bounds)
         cols = (

@@ -332,18 +332,18 @@ def parquet_row_bytes(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> f
     """The uncompressed bytes of a row of Parquet files (their footers' sizes), None if empty."""
     if not files:
         return None
+    # one read of the footers: a row group's rows counted once, on its first column's chunk
     row = con.execute(
-        "SELECT (SELECT sum(total_uncompressed_size) FROM parquet_metadata($f)) "
-        "/ nullif((SELECT sum(num_rows) FROM parquet_file_metadata($f)), 0)",
+        "SELECT sum(total_uncompressed_size) / nullif(sum(row_group_num_rows) "
+        "FILTER (WHERE column_id = 0), 0) FROM parquet_metadata($f)",
         {"f": list(files)},
     ).fetchone()
     return None if row is None or row[0] is None else float(row[0])
 
 
-def sort_rows(con: duckdb.DuckDBPyConnection, row_bytes: float | None, share: float) -> int | None:
-    """The rows of row_bytes each that `share` of con's memory limit holds (None: unbounded
-    or unknown)."""
-    limit = memory_limit(con)
+def sort_rows(limit: int | None, row_bytes: float | None, share: float) -> int | None:
+    """The rows of row_bytes each that `share` of a memory limit (memory_limit) holds (None:
+    unbounded or unknown)."""
     if row_bytes is None or row_bytes <= 0 or limit is None:
         return None
     return max(1, int(limit * share // row_bytes))
@@ -381,8 +381,9 @@ def write_ordered(
     one_copy = SORT_ONE_COPY_ROWS if run_rows is None else max(1, run_rows)
     run_rows = SORT_RUN_ROWS if run_rows is None else max(1, run_rows)
     if order is not None and wide(row_bytes):  # rows of many bytes: fewer a sort
-        one_copy = min(one_copy, sort_rows(con, row_bytes, SORT_ONE_COPY_SHARE) or one_copy)
-        run_rows = min(run_rows, sort_rows(con, row_bytes, SORT_RUN_SHARE) or run_rows)
+        limit = memory_limit(con)
+        one_copy = min(one_copy, sort_rows(limit, row_bytes, SORT_ONE_COPY_SHARE) or one_copy)
+        run_rows = min(run_rows, sort_rows(limit, row_bytes, SORT_RUN_SHARE) or run_rows)
     if order is None or (rows is not None and rows <= one_copy):
         select = source if isinstance(source, str) else _scan(source)
         opts = copy_options(
