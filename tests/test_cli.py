@@ -40,6 +40,7 @@ from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sandbox.server import detached_running, start_server
 from cvcatalog.sources import cvpilot
+from cvcatalog.sources.bucket import BUCKET
 
 runner = CliRunner()
 _INGEST = ("ingest", "--source", "wydot", "--type", "BSM")
@@ -545,6 +546,30 @@ def test_sandbox_seed_report_that_cannot_be_written_is_one_line(
     assert r.output == f"error: cannot write {report}: {tmp_path / 'file'} is a file, not a folder\n"
 
 
+@pytest.mark.parametrize(
+    ("flags", "pairs"),
+    [
+        # nycdot alone: its one type (it said "nycdot/BSM is not published by the bucket")
+        (["--source", "nycdot"], {"nycdot/EVENT"}),
+        (["--source", "wydot", "--source", "nycdot"], {"wydot/BSM", "nycdot/EVENT"}),
+        # each source the types given that it publishes (it refused wydot/SPAT)
+        (["--source", "thea", "--source", "wydot", "--type", "SPAT", "--type", "TIM"],
+         {"thea/SPAT", "thea/TIM", "wydot/TIM"}),
+    ],
+)  # fmt: skip
+def test_sandbox_seed_seeds_the_pairs_the_bucket_publishes(
+    s3_client: Any, tmp_path: Path, flags: list[str], pairs: set[str]
+) -> None:
+    report = tmp_path / "seed.json"
+    r = run("sandbox", "seed", "--start", "2021-04-01", "--records-per-hour", "2",
+            "--files-per-hour", "1", "--report", str(report), *flags)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    seeded = json.loads(report.read_text())["partitions"]
+    assert {"/".join(k.split("/")[:2]) for k in seeded} == pairs
+    keys = s3_client.list_objects_v2(Bucket=BUCKET)
+    assert {"/".join(o["Key"].split("/")[:2]) for o in keys.get("Contents", [])} == pairs
+
+
 def test_note_lines_are_never_wrapped_and_failures_are_counted_not_printed() -> None:
     """The console wraps at its width (80 without a terminal); a note is one line however
     long, so it reads (and greps) whole. A failed day is the summary's line (stdout): the
@@ -1015,6 +1040,26 @@ def test_no_source_is_one_line_naming_the_flags(tmp_path: Path, command: list[st
     assert r.exit_code == 1
     assert r.output == "error: give --source and --type (or a --config that names them)\n"
     assert not (tmp_path / "cat").exists()
+
+
+@pytest.mark.parametrize("command", ["ingest", "plan"])
+@pytest.mark.parametrize(
+    ("flags", "line"),
+    [
+        (["--source", "WYDOT"], "--type is needed for --source wydot (BSM, TIM)"),
+        (["--source", "thea"], "--type is needed for --source thea (BSM, TIM, SPAT)"),
+        (["--type", "BSM"], "give --source (or a --config that names it)"),
+        (["--source", "mars"], "unknown source 'mars'; expected one of wydot, wydot_backup, "),
+    ],
+)
+def test_a_missing_type_or_source_is_one_line_naming_what_is_missing(
+    tmp_path: Path, command: str, flags: list[str], line: str
+) -> None:
+    """`ingest --source wydot` said "give --source and --type" to a user who gave the source
+    (nycdot, of one type, needs none: test_nycdot)."""
+    r = run(command, *flags, "--start", "2021-04-01", "--catalog", str(tmp_path / "cat"))
+    assert r.exit_code == 1 and r.output.startswith(f"error: {line}"), r.output
+    assert r.output.count("\n") == 1 and not (tmp_path / "cat").exists()
 
 
 @pytest.mark.parametrize(

@@ -952,6 +952,18 @@ def test_dask_frame_covers_the_month(april: tuple[Catalog, SeedReport, IngestSum
     r = CliRunner().invoke(app, ["changes", "--source", "nycdot", "--since", "0", "--format",
                                  "json", "--catalog", str(cat.paths.root)])  # fmt: skip
     assert r.exit_code == 0 and len(json.loads(r.stdout)) == report.records, r.output
+    # ingest and plan too (they said "give --source and --type" to `--source nycdot`)
+    days = ["--start", "2021-04-01", "--end", "2021-04-30", "--timezone", "America/New_York",
+            "--catalog", str(cat.paths.root), "--format", "json"]  # fmt: skip
+    r = CliRunner().invoke(app, ["ingest", "--source", "nycdot", "--no-progress", *days])
+    assert r.exit_code == 0, r.output
+    done = json.loads(r.stdout)[0]
+    assert (done["message_type"], done["days_complete"], done["get_requests"]) == ("EVENT", 0, 0)
+    assert done["days_cached"] == 48 - len(report.empty_partitions)
+    r = CliRunner().invoke(app, ["plan", "--source", "nycdot", *days])
+    assert r.exit_code == 0, r.output
+    rows = [p for p in json.loads(r.stdout) if p["partition"] != "TOTAL"]
+    assert len(rows) == 48 and not any(p["fetch"] for p in rows)
 
 
 def test_a_rerun_makes_no_s3_request(

@@ -431,7 +431,9 @@ def ingest(
     ] = None,
     message_type: Annotated[
         str | None,
-        typer.Option("--type", help="BSM | TIM | SPAT | EVENT (required unless in --config)"),
+        typer.Option(
+            "--type", help="BSM | TIM | SPAT | EVENT (required unless in --config; nycdot: EVENT)"
+        ),
     ] = None,
     start: StartOpt = None,
     end: EndOpt = None,
@@ -550,7 +552,7 @@ def ingest(
         raise ConfigError("--path and --location are for --source ngsim only")
     _check_days(start, end, days_back, config)
     start_day, end_day = _day_flags(start, end, days_back, timezone)
-    src, mt = _source_and_type(source, message_type, config)
+    src, mt = _source_and_type(source, message_type, config, bucket_only=False)
     source_filter(src, mt, required=True)  # an unknown source is named against every one (ngsim)
     if scheduler is None and cluster is None:
         scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None
@@ -1196,15 +1198,35 @@ def _check_rate_limit(rate_limit: float | None) -> None:
 
 
 def _source_and_type(
-    source: str | None, message_type: str | None, config: Path | None
+    source: str | None, message_type: str | None, config: Path | None, *, bucket_only: bool
 ) -> tuple[str, str]:
-    """--source/--type, falling back on the ones a --config file names."""
+    """--source/--type, falling back on the ones a --config file names; a source of one type
+    (nycdot) needs no --type, as in `schema` and `changes` (`ingest --source nycdot` said
+    "give --source and --type" to a user who had given the source)."""
     data = load_yaml(config) if config else {}
     src = source or data.get("source")
     mt = message_type or data.get("message_type")
-    if not src or not mt:
+    if not src and not mt:
         raise ConfigError("give --source and --type (or a --config that names them)")
+    if not src:
+        raise ConfigError("give --source (or a --config that names it)")
+    known = str(src).strip().lower()
+    if known in VALID_TYPES:
+        return str(src), str(mt) if mt else _type_flag(known, None)
+    source_filter(str(src), None, required=True, bucket_only=bucket_only)  # every command's line
+    if not mt:  # a dataset named by a --config (ingest's --source ngsim is its own path)
+        raise ConfigError("give --type (or a --config that names it)")
     return str(src), str(mt)
+
+
+def _type_flag(source: str, message_type: str | None) -> str:
+    """--type, or the only type of a CV source (known, lower case) that has one; else the
+    line naming the types --type can be."""
+    try:
+        return type_of(source, message_type)
+    except ConfigError:
+        types = ", ".join(VALID_TYPES[source])
+        raise ConfigError(f"--type is needed for --source {source} ({types})") from None
 
 
 @app.command()
@@ -1233,12 +1255,7 @@ def schema(
         return
     src, _ = source_filter(source, None, required=True)
     assert src is not None
-    try:  # the source's only type (nycdot), or a line naming the types it has
-        message_type = type_of(src, message_type)
-    except ConfigError:
-        raise ConfigError(
-            f"--type is needed for --source {src} ({', '.join(VALID_TYPES[src])})"
-        ) from None
+    message_type = _type_flag(src, message_type)  # nycdot's only one, or a line of them
     s = SCHEMAS.get(source_pair(source, message_type))
     if s is None:
         raise CvCatalogError(f"{source}/{message_type} has no schema in this cvcatalog version")
@@ -1739,6 +1756,16 @@ def sandbox_stop() -> None:
     print("stopped" if stop_detached(STATE) else "no detached sandbox server was running")
 
 
+def _seeded_types(sources: tuple[str, ...]) -> list[str]:
+    """`sandbox seed`'s types when --type is not given: BSM, or the types of a source that
+    publishes none (nycdot: EVENT; it said "nycdot/BSM is not published by the bucket")."""
+    out: list[str] = []
+    for src in sources:  # an unknown source: BSM, and validate_spec's line names it
+        types = VALID_TYPES.get(src, ("BSM",))
+        out += ["BSM"] if "BSM" in types else list(types)
+    return list(dict.fromkeys(out))
+
+
 @sandbox_app.command("seed")
 @friendly
 def sandbox_seed(
@@ -1758,7 +1785,12 @@ def sandbox_seed(
         list[str] | None, typer.Option("--source", help="Repeatable; default wydot")
     ] = None,
     message_type: Annotated[
-        list[str] | None, typer.Option("--type", help="Repeatable; default BSM")
+        list[str] | None,
+        typer.Option(
+            "--type",
+            help="Repeatable; default BSM (EVENT for nycdot). Each source gets the types "
+            "given that the bucket publishes for it",
+        ),
     ] = None,
     records_per_hour: Annotated[
         int,
@@ -1801,11 +1833,12 @@ def sandbox_seed(
     from cvcatalog.sandbox.replica_blocks import ReplicaSpec
 
     s = parse_day(start, "--start")
+    sources = tuple(source or ["wydot"])
     spec = ReplicaSpec(
         start=s,
         end=parse_day(end, "--end") if end is not None else s,
-        sources=tuple(source or ["wydot"]),
-        message_types=tuple(message_type or ["BSM"]),
+        sources=sources,
+        message_types=tuple(message_type or _seeded_types(sources)),
         seed=seed,
         records_per_hour=records_per_hour,
         files_per_hour=files_per_hour,
@@ -2038,7 +2071,7 @@ def plan(
 ) -> None:
     """What an ingest of the range would fetch and what is already cached; no downloads."""
     _check_rate_limit(rate_limit)
-    src, mt = _source_and_type(source, message_type, config)  # named first, then the days
+    src, mt = _source_and_type(source, message_type, config, bucket_only=True)  # first
     _check_days(start, end, days_back, config)
     start_day, end_day = _day_flags(start, end, days_back, timezone)
     cat = open_catalog(catalog, config, create=True)

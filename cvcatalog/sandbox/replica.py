@@ -76,18 +76,22 @@ def validate_spec(spec: ReplicaSpec, names: Mapping[str, str] | None = None) -> 
             f"{spelled(names, 'empty_days')} {outside[0]} is outside the days seeded, "
             f"{spec.start}..{spec.end}"
         )
-    for source in spec.sources:
-        for mtype in spec.message_types:
-            if mtype not in VALID_TYPES.get(source, ()):
-                raise ConfigError(
-                    f"{source}/{mtype} is not published by the bucket; valid pairs: "
-                    + ", ".join(f"{s}/{t}" for s, ts in VALID_TYPES.items() for t in ts)
-                )
-            if (source, mtype) not in GENERATORS:
-                raise ConfigError(
-                    f"the replica cannot generate {source}/{mtype} yet; available: "
-                    + ", ".join(f"{s}/{t}" for s, t in sorted(GENERATORS))
-                )
+    pairs = spec.pairs
+    valid = "valid pairs: " + ", ".join(f"{s}/{t}" for s, ts in VALID_TYPES.items() for t in ts)
+    for source in spec.sources:  # each source, and each type, seeded in some pair
+        if not any(s == source for s, _ in pairs):
+            given = ", ".join(f"{source}/{t}" for t in spec.message_types)
+            raise ConfigError(f"{given} is not published by the bucket; {valid}")
+    for mtype in spec.message_types:
+        if not any(t == mtype for _, t in pairs):
+            given = ", ".join(f"{s}/{mtype}" for s in spec.sources)
+            raise ConfigError(f"{given} is not published by the bucket; {valid}")
+    for source, mtype in pairs:
+        if (source, mtype) not in GENERATORS:
+            raise ConfigError(
+                f"the replica cannot generate {source}/{mtype} yet; available: "
+                + ", ".join(f"{s}/{t}" for s, t in sorted(GENERATORS))
+            )
     for knob, least in (
         ("records_per_hour", 0),
         ("files_per_hour", 1),
@@ -118,7 +122,7 @@ MAX_SEED_OBJECTS = 1_000_000
 
 def _check_size(spec: ReplicaSpec, names: Mapping[str, str] | None) -> None:
     """A seed of billions of records ran for hours until the endpoint ran out of memory."""
-    days, pairs = (spec.end - spec.start).days + 1, len(spec.sources) * len(spec.message_types)
+    days, pairs = (spec.end - spec.start).days + 1, len(spec.pairs)
     for knob, what, most in (
         ("records_per_hour", "records", MAX_SEED_RECORDS),
         ("files_per_hour", "objects", MAX_SEED_OBJECTS),
@@ -192,22 +196,21 @@ def hour_contexts(spec: ReplicaSpec) -> Iterator[HourContext]:
     each with hour 0. spec: checked by :func:`validate_spec` beforehand.
     """
     for day in local_days(spec.start, spec.end):
-        for source in spec.sources:
-            for mtype in spec.message_types:
-                if source in BINNED_SOURCES:
-                    if day == spec.start or day.day == 1:
-                        for pk in _month_bins(source, mtype, day):
-                            hours, bad = _bin_plan(spec, pk)
-                            for hour in hours:
-                                yield HourContext(
-                                    spec, pk, hour, NYCDOT_SCHEMA_VERSION, bad.get(hour, ())
-                                )
-                    continue
-                pk = PartitionKey(source, mtype, day)
-                version = spec.schema_version or schema_version_for(day)
-                hours, bad = _day_plan(spec, pk)
-                for hour in hours:
-                    yield HourContext(spec, pk, hour, version, bad.get(hour, ()))
+        for source, mtype in spec.pairs:
+            if source in BINNED_SOURCES:
+                if day == spec.start or day.day == 1:
+                    for pk in _month_bins(source, mtype, day):
+                        hours, bad = _bin_plan(spec, pk)
+                        for hour in hours:
+                            yield HourContext(
+                                spec, pk, hour, NYCDOT_SCHEMA_VERSION, bad.get(hour, ())
+                            )
+                continue
+            pk = PartitionKey(source, mtype, day)
+            version = spec.schema_version or schema_version_for(day)
+            hours, bad = _day_plan(spec, pk)
+            for hour in hours:
+                yield HourContext(spec, pk, hour, version, bad.get(hour, ()))
 
 
 def generate_hour(ctx: HourContext) -> list[ReplicaObject]:
@@ -246,12 +249,11 @@ def partitions_of(spec: ReplicaSpec) -> list[PartitionKey]:
     """Every partition a spec covers, including the ones left empty (all bins of a month)."""
     out: list[PartitionKey] = []
     for d in local_days(spec.start, spec.end):
-        for s in spec.sources:
-            for m in spec.message_types:
-                if s not in BINNED_SOURCES:
-                    out.append(PartitionKey(s, m, d))
-                elif d == spec.start or d.day == 1:
-                    out.extend(_month_bins(s, m, d))
+        for s, m in spec.pairs:
+            if s not in BINNED_SOURCES:
+                out.append(PartitionKey(s, m, d))
+            elif d == spec.start or d.day == 1:
+                out.extend(_month_bins(s, m, d))
     return out
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from cvcatalog.sources.bucket import BUCKET, NDJSON_SINCE, PartitionKey
+from cvcatalog.sources.bucket import BUCKET, NDJSON_SINCE, VALID_TYPES, PartitionKey
 
 #: Kinds of deliberately broken lines, cycled in this order when injecting.
 MALFORMED_KINDS = ("truncated_json", "garbage", "missing_id")
@@ -88,6 +88,15 @@ class ReplicaSpec:
     malformed_kinds: tuple[str, ...] = MALFORMED_KINDS
     schema_version: int | None = None
     java_times: bool = True
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """The (source, type) pairs seeded: those of sources x message_types the bucket
+        publishes (`--source wydot --source nycdot --type BSM --type EVENT`: wydot/BSM and
+        nycdot/EVENT), in the order given."""
+        return [
+            (s, t) for s in self.sources for t in self.message_types if t in VALID_TYPES.get(s, ())
+        ]
 
 
 @dataclass(frozen=True)
