@@ -2276,9 +2276,10 @@ class Catalog:
         def read(**kw: Any) -> dd.DataFrame:
             told = _missing_told.set(True)  # split_plan named the window's missing days
             try:
-                return self.to_dask(
-                    source, message_type, start, end, timezone=timezone, snapshot=snapshot, **kw
-                )
+                return self.to_dask(  # the relation's type: the one it defaulted to
+                    source, rel.message_type, start, end, timezone=timezone, snapshot=snapshot,
+                    **kw,
+                )  # fmt: skip
             finally:
                 _missing_told.reset(told)
 

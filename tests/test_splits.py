@@ -63,6 +63,22 @@ def test_split_by_vehicle_is_disjoint_complete_and_meets_the_fractions(cat: Cata
     _check_fractions(other, total)
 
 
+def test_a_source_splits_without_a_type_as_its_one_type_with_vehicle_ids(cat: Catalog) -> None:
+    """`split --source thea` said "give the message type of thea: BSM, TIM, SPAT", though BSM
+    is its one type with vehicle ids (as `report coverage` takes its one type with positions)."""
+    by_bsm = [set(f.vehicle_id) for f in _frames(cat, seed=5)]
+    untyped = cat.split("wydot", start=D1, end=D2, fractions=FRACTIONS, seed=5)
+    assert [set(f.vehicle_id.compute()) for f in untyped] == by_bsm
+    args = ["split", "--catalog", str(cat.paths.root), "--source", "wydot", "--start", str(D1),
+            "--end", str(D2), "--fractions", "0.7,0.2,0.1", "--seed", "5", "--format", "json"]
+    out = CliRunner().invoke(app, args)  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert [r["vehicles"] for r in json.loads(out.stdout)] == [len(ids) for ids in by_bsm]
+    # a source with no such type: the line that names why
+    with pytest.raises(ConfigError, match="nycdot_event has no vehicle_id"):
+        cat.split("nycdot", start=D1)
+
+
 def test_split_by_trip_keeps_each_trip_whole(cat: Catalog) -> None:
     points = cat.query("select vehicle_id, generated_at, trip_id from bsm_points")
     frames = _frames(cat, by="trip", seed=0)

@@ -2306,7 +2306,7 @@ def split_cmd(
     source: Annotated[str, typer.Option("--source", help="wydot | wydot_backup | thea | ngsim")],
     message_type: Annotated[
         str | None,
-        typer.Option("--type", help="BSM | TRAJECTORY (required but for --source ngsim)"),
+        typer.Option("--type", help="BSM | TRAJECTORY [default: the source's type with vehicle ids]"),
     ] = None,
     start: StartOpt = None,
     end: EndOpt = None,

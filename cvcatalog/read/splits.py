@@ -30,7 +30,7 @@ from cvcatalog.config import check_day_order, type_of
 from cvcatalog.datasets import DATASETS, source_filter
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.schemas import SCHEMAS
-from cvcatalog.sources.bucket import utc_window
+from cvcatalog.sources.bucket import VALID_TYPES, utc_window
 from cvcatalog.sqlutil import quote_ident
 from cvcatalog.state.trips import trip_source
 
@@ -141,7 +141,10 @@ def relation(source: str, message_type: str | None) -> Relation:
         ngsim = trip_source("ngsim") if ds.view_name == "ngsim_trajectories" else None
         points = ngsim.points if ngsim else None
         return Relation(ds.view_name, "timestamp", ds.name, points, ds.message_type)
-    message_type = type_of(src, message_type)
+    if message_type is None:  # the source's one type with vehicle ids (BSM), as `report
+        # coverage` takes its one type with positions (`split --source thea` asked for a type)
+        splittable = [t for t in VALID_TYPES[src] if _has_vehicle_ids(src, t)]
+        message_type = splittable[0] if len(splittable) == 1 else type_of(src, None)
     schema = SCHEMAS.get((src, message_type.strip().upper()))
     if schema is None:
         raise ConfigError(f"unknown source and type {source!r} {message_type!r}")
@@ -150,6 +153,11 @@ def relation(source: str, message_type: str | None) -> Relation:
         raise ConfigError(f"{schema.view_name} has no vehicle_id: it cannot be split by vehicle")
     points = trip_source("bsm").points if schema.message_type == "BSM" else None
     return Relation(schema.view_name, schema.time_column, src, points, schema.message_type)
+
+
+def _has_vehicle_ids(source: str, message_type: str) -> bool:
+    schema = SCHEMAS.get((source, message_type))
+    return schema is not None and any(n == "vehicle_id" for n, _ in schema.view_columns)
 
 
 def group_sizes_sql(
