@@ -93,6 +93,32 @@ def test_experiment_errors_are_one_line(tmp_path: Path) -> None:
         ExperimentConfig.from_yaml(p)
 
 
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [("nycdot", "EVENT"), ("NGSIM", "TRAJECTORY"), ("wydot", None), ("mars", None)],
+)
+def test_a_source_of_one_type_needs_no_message_type(
+    tmp_path: Path, source: str, found: str | None
+) -> None:
+    """As `ingest --source nycdot`; data.message_type was required for every source."""
+    p = tmp_path / "exp.yml"
+    p.write_text(
+        f"experiment: {{name: x}}\ndata: {{source: {source}, "
+        "date_range: {start_date: 2021-04-01}}\n"
+    )
+    if found is not None:
+        assert ExperimentConfig.from_yaml(p).data.message_type == found
+        return
+    with pytest.raises(ConfigError) as raised:
+        ExperimentConfig.from_yaml(p)
+    line = str(raised.value)
+    assert "\n" not in line
+    if source == "wydot":
+        assert line.endswith("data: give data.message_type for wydot: BSM, TIM"), line
+    else:  # the field's own line, as before
+        assert "data.message_type: Field required" in line, line
+
+
 def test_to_dask_runs_on_a_distributed_cluster(catalog: Catalog) -> None:
     from dask.distributed import Client, LocalCluster
 

@@ -13,7 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cvcatalog import spatial
 from cvcatalog.catalog import Catalog, RemoteCatalog, to_socrata
-from cvcatalog.config import DateRange, MemoryConfig, format_validation_error, load_yaml
+from cvcatalog.config import (
+    DateRange,
+    MemoryConfig,
+    format_validation_error,
+    load_yaml,
+    type_of,
+)
 from cvcatalog.datasets import DATASETS
 from cvcatalog.exceptions import ConfigError
 from cvcatalog.quality.cleaning import impute_pandas
@@ -21,6 +27,7 @@ from cvcatalog.quality.config import IMPUTED_COLUMN, Impute, QualityConfig
 from cvcatalog.quality.mapping import TrajectoryMapping, mapping_for
 from cvcatalog.read.splits import check_fractions
 from cvcatalog.schemas import SCHEMAS
+from cvcatalog.sources.bucket import VALID_TYPES
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -91,6 +98,7 @@ class SpatialSpec(_Strict):
 
 class DataSlice(_Strict):
     source: str
+    #: not needed for a source of one type (nycdot: EVENT; ngsim: TRAJECTORY)
     message_type: str
     date_range: DateRange
     max_rows: int | None = Field(None, gt=0)
@@ -101,6 +109,28 @@ class DataSlice(_Strict):
     pin: bool = False
     #: only rows inside an area: within, bbox or corridor (docs/spatial.md)
     spatial: SpatialSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_type(cls, data: Any) -> Any:
+        """The source's only type where none is given (as `ingest --source nycdot`)."""
+        if not isinstance(data, dict) or data.get("message_type") is not None:
+            return data
+        source = data.get("source")
+        if not isinstance(source, str):  # the field's own error
+            return data
+        src = source.strip().lower()
+        ds = DATASETS.get(src)
+        if ds is not None:
+            return {**data, "message_type": ds.message_type}
+        if src in VALID_TYPES:
+            try:
+                return {**data, "message_type": type_of(src, None)}
+            except ConfigError:
+                raise ValueError(
+                    f"give data.message_type for {src}: {', '.join(VALID_TYPES[src])}"
+                ) from None
+        return data
 
     @model_validator(mode="after")
     def _one_version(self) -> DataSlice:
