@@ -1398,11 +1398,8 @@ class Catalog:
         keyed = []
         for part in sorted(by_part, key=lambda k: tuple(reversed(k.split("/")))):
             constants = _partition_values(ds, part)
-            day = dict(constants).get("date")
-            if window is not None and isinstance(day, date):
-                last = (window[1] - timedelta(microseconds=1)).date()
-                if not window[0].date() <= day <= last:
-                    continue
+            if not _day_in(constants, window):
+                continue
             keyed.append((f"{ds.name}/{part}", DaskPiece(tuple(by_part[part]), constants, access)))
         time_column = getattr(ds, "time_column", None) or (
             "timestamp" if "timestamp" in ds.arrow_schema.names else None
@@ -2347,11 +2344,33 @@ class Catalog:
         )
         if snapshot is None and as_of is None:
             s, e = _day_range(start, end)  # (checked by the export: no error here)
+            tz = timezone_arg(timezone)
+            # the LRU clock of what it read, as to_dask's (an exported day looked unused)
+            self._record_access(self._keys_of(result.source, result.message_type, s, e, tz))
             self._warn_missing(
-                result.source, result.message_type, s, e or s, timezone_arg(timezone),
-                holder="the file",
-            )  # fmt: skip
+                result.source, result.message_type, s, e or s, tz, holder="the file"
+            )
         return result
+
+    def _keys_of(
+        self, source: str, message_type: str, start: date | None, end: date | None, tz: str
+    ) -> list[str]:
+        """The partition keys a read of the local days start..end (None: all) goes through:
+        a CV type's complete partitions, a dataset's published ones of those days."""
+        ds = _dataset(source)
+        if ds is None:
+            return [p.partition_key for p in self.partitions(source, message_type, start, end, tz)]
+        window = None
+        if start is not None or end is not None:
+            window = utc_window(start or end, end or start, tz)  # type: ignore[arg-type]
+        with self.db.read_state() as con:
+            files = dataset_files(con, ds.name, published_only=True)
+        parts = {f.partition for f in files if f.kind == "data"}
+        return [
+            f"{ds.name}/{p}"
+            for p in sorted(parts)
+            if _day_in(_partition_values(ds, p), window)
+        ]
 
     def coverage(self, source: str, *args: Any, **options: Any) -> CoverageReport:
         """Where the points of a range of local days are: `report coverage`'s counts and
@@ -2671,6 +2690,17 @@ def _dataset_term(ds: type[Dataset], term: tuple[str, str, Any]) -> tuple[str, s
     if isinstance(value, list | tuple | set | frozenset) and all(isinstance(v, str) for v in value):
         return column, op, [ds.partition_value(column, v) for v in value]
     return term
+
+
+def _day_in(
+    constants: tuple[tuple[str, Any], ...], window: tuple[datetime, datetime] | None
+) -> bool:
+    """A dataset partition (its values) is read by a window: its `date` in it, or no window
+    (or no date) to say otherwise."""
+    day = dict(constants).get("date")
+    if window is None or not isinstance(day, date):
+        return True
+    return window[0].date() <= day <= (window[1] - timedelta(microseconds=1)).date()
 
 
 def _partition_values(ds: type[Dataset], partition: str) -> tuple[tuple[str, Any], ...]:

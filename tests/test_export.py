@@ -36,6 +36,7 @@ from cvcatalog.io.duckdb_ext import open_instance
 from cvcatalog.ops import export as export_mod
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sandbox.replica import seed_replica
+from cvcatalog.state.access import read_access_log
 
 D1, D2 = date(2021, 4, 1), date(2021, 4, 2)
 DENVER = "America/Denver"
@@ -266,6 +267,29 @@ def test_ngsim_exports_with_its_own_columns(cat: Catalog, tmp_path: Path) -> Non
     assert _sorted(got, cols) == _sorted(want, cols)
     with pytest.raises(ConfigError, match="canonical column names only"):
         cat.export("ngsim", output=tmp_path / "x.parquet", naming="socrata")
+
+
+def test_an_export_advances_the_lru_clock_of_what_it_read(cat: Catalog, tmp_path: Path) -> None:
+    """As a to_dask read does: an exported day looked unused to `cache evict` (only ingests
+    and frames logged an access), so the days a user exported every week went first."""
+    before = read_access_log(cat.paths)
+    cat.export("wydot", "BSM", D2, output=tmp_path / "d2.parquet")
+    after = read_access_log(cat.paths)
+    d1, d2 = (f"wydot/BSM/{d:%Y/%m/%d}" for d in (D1, D2))
+    assert after[d2] > before.get(d2, datetime.min.replace(tzinfo=UTC))
+    assert after.get(d1) == before.get(d1)  # a day it did not read keeps its time
+    cat.export("ngsim", output=tmp_path / "ngsim.parquet")
+    again = read_access_log(cat.paths)
+    read = [k for k in again if k.startswith("ngsim/location=")]
+    assert read and all(again[k] > after.get(k, again[d2]) for k in read)
+    # the CLI's export too (the library's), and not an export of an older snapshot
+    r = runner.invoke(app, ["export", "--catalog", str(cat.paths.root), "--source", "wydot",
+                            "--type", "BSM", "--start", str(D1), "-o", str(tmp_path / "d1.csv")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert read_access_log(cat.paths)[d1] > again.get(d1, datetime.min.replace(tzinfo=UTC))
+    last = read_access_log(cat.paths)
+    cat.export("wydot", "BSM", D2, output=tmp_path / "old.parquet", snapshot=1)
+    assert read_access_log(cat.paths) == last
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "geoparquet", "csv", "ndjson"])
