@@ -2346,17 +2346,24 @@ class Catalog:
             s, e = _day_range(start, end)  # (checked by the export: no error here)
             tz = timezone_arg(timezone)
             # the LRU clock of what it read, as to_dask's (an exported day looked unused)
-            self._record_access(self._keys_of(result.source, result.message_type, s, e, tz))
+            self._record_access(self.partition_keys(result.source, result.message_type, s, e, tz))
             self._warn_missing(
                 result.source, result.message_type, s, e or s, tz, holder="the file"
             )
         return result
 
-    def _keys_of(
-        self, source: str, message_type: str, start: date | None, end: date | None, tz: str
+    def partition_keys(
+        self,
+        source: str,
+        message_type: str,
+        start: date | None = None,
+        end: date | None = None,
+        timezone: str = "UTC",
     ) -> list[str]:
-        """The partition keys a read of the local days start..end (None: all) goes through:
-        a CV type's complete partitions, a dataset's published ones of those days."""
+        """The keys of the partitions a read of the local days start..end (None: all) goes
+        through: a CV type's complete partitions, a dataset's published ones of those days
+        (what export and `report quality` read, and what they count as accessed)."""
+        tz = timezone_arg(timezone)
         ds = _dataset(source)
         if ds is None:
             return [p.partition_key for p in self.partitions(source, message_type, start, end, tz)]

@@ -27,6 +27,7 @@ from cvcatalog.exceptions import CatalogError, ConfigError, TransientFetchError
 from cvcatalog.io.lake import files as lake_files
 from cvcatalog.io.s3 import RetryPolicy
 from cvcatalog.pipeline.report import summary_lines
+from cvcatalog.quality.report import build_report
 from cvcatalog.sandbox import ngsim as ngsim_gen
 from cvcatalog.sandbox.ngsim import generate_ngsim
 from cvcatalog.sources import ngsim
@@ -955,6 +956,13 @@ def test_quality_step_counts_and_cleans_each_unit(ngsim_csv, tmp_path: Path) -> 
         "select sum(count)::BIGINT from quality_stats where rule = 'outliers' and action = 'flagged'"
     ).iat[0, 0]
     assert flagged == total - keep
+    # one day of it (`report quality --start`): the counts recorded for that day's partitions
+    # (a dataset records them per partition and unit)
+    days = ref.query("select date, count(*) filter (where not (" + inside + ")) bad "
+                     "from ngsim_trajectories group by 1 order by 1")  # fmt: skip
+    assert len(days) > 1
+    one = build_report(cat, "ngsim", start=days.date[1]).types[0]
+    assert one.origin == "recorded" and one.counts[("outliers", "flagged")] == days.bad[1]
 
     cfg.write_text(
         json.dumps(

@@ -27,6 +27,7 @@ from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.config import ValidationConfig
 from cvcatalog.pipeline.report import Summary as IngestSummary
+from cvcatalog.quality.report import build_report
 from cvcatalog.sandbox.replica import (
     SeedReport,
     hour_contexts,
@@ -964,6 +965,21 @@ def test_dask_frame_covers_the_month(april: tuple[Catalog, SeedReport, IngestSum
     assert r.exit_code == 0, r.output
     rows = [p for p in json.loads(r.stdout) if p["partition"] != "TOTAL"]
     assert len(rows) == 48 and not any(p["fetch"] for p in rows)
+
+
+def test_a_quality_report_of_a_day_is_its_months_bins(
+    april: tuple[Catalog, SeedReport, IngestSummary],
+) -> None:
+    """NYCDOT files a month's events by weekday and time of day: a day's report is that of
+    the bins holding it (the month's), and says so; a day of another month has no rows."""
+    cat, report, _ = april
+    whole = build_report(cat, "nycdot").types[0]
+    day = build_report(cat, "nycdot", start=date(2021, 4, 5), timezone="America/New_York")
+    one = day.types[0]
+    assert (one.rows, one.counts, one.coverage) == (whole.rows, whole.counts, whole.coverage)
+    assert one.rows == report.records and any("a NYCDOT bin is" in n for n in one.notes)
+    may = build_report(cat, "nycdot", start=date(2021, 5, 5)).types[0]
+    assert (may.rows, may.coverage) == (0, []) and "on these days" in may.notes[0]
 
 
 def test_a_rerun_makes_no_s3_request(

@@ -103,6 +103,39 @@ def test_counted_at_ingest_and_recorded_with_the_run(
     assert not any("own configuration" in n for n in plain_report.types[0].notes)
 
 
+def test_a_report_of_some_days_counts_their_partitions_and_shows_their_hours(
+    seeded: Any, plain: Catalog, tmp_path: Path
+) -> None:
+    """`report quality` reported every day the catalog held; researchers look at the week
+    they study (`--start/--end`, as `report coverage` takes them)."""
+    cat = Catalog(tmp_path / "days")
+    assert cat.ingest("wydot", "BSM", D0, D1, rate_limit=0,
+                      config=_config(tmp_path, {"rules": {"bounds": BOX}})).ok  # fmt: skip
+    day = f"from wydot_bsm where generated_at >= '{D1}' and generated_at < '{D1}'::DATE + 1"
+    want = cat.query(f"select count(*) n, count(*) filter (where {OUTSIDE}) bad {day}")
+    whole = build_report(cat, "wydot", "BSM").types[0]
+    one = build_report(cat, "wydot", "BSM", start=D1).types[0]
+    assert one.rows == want.n[0] < whole.rows
+    assert 0 < one.counts[("bounds", "flagged")] == want.bad[0]
+    assert one.counts[("bounds", "flagged")] < whole.counts[("bounds", "flagged")]
+    assert [d for d, _ in one.by_day()] == [str(D1)] and sum(n for _, n in one.by_day()) == one.rows
+    # rules evaluated now (a catalog without recorded stats): the same day's counts
+    now = build_report(plain, "wydot", "BSM", start=D1, end=D1,
+                       config=QualityConfig.model_validate({"rules": {"bounds": BOX}})).types[0]  # fmt: skip
+    assert now.origin == "evaluated now" and now.counts[("bounds", "flagged")] == want.bad[0]
+    # the CLI: a Denver day is parts of two UTC partitions, and says whose counts they are
+    r = runner.invoke(app, ["report", "quality", "--source", "wydot", "--type", "BSM",
+                            "--start", str(D1), "--timezone", "America/Denver", "--format",
+                            "json", "--catalog", str(cat.paths.root)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert [x["item"] for x in rows if x["section"] == "coverage_day"] == [str(D1)]
+    assert "partition(s) holding these days" in r.stderr
+    bad = runner.invoke(app, ["report", "quality", "--source", "wydot", "--end", str(D1),
+                              "--catalog", str(cat.paths.root)])  # fmt: skip
+    assert (bad.exit_code, bad.output) == (1, "error: --end needs --start\n")
+
+
 def test_cleaning_removes_exactly_the_outliers(seeded: Any, plain: Catalog, tmp_path: Path) -> None:
     cfg = _config(tmp_path, {"rules": {"bounds": BOX}, "cleaning": {"remove_outliers": True}})
     cat = Catalog(tmp_path / "cleaned")

@@ -1580,7 +1580,8 @@ def report_quality(
         Path | None, typer.Option("--html", help="Write a self-contained HTML report here")
     ] = None,
     timezone: Annotated[
-        str, typer.Option("--timezone", help="Clock of the coverage by day and hour")
+        str,
+        typer.Option("--timezone", help="Clock of --start/--end and of the coverage by hour"),
     ] = "UTC",
     config: Annotated[
         Path | None,
@@ -1590,9 +1591,21 @@ def report_quality(
             "(no stats recorded yet) [env: CVCATALOG_QUALITY__*]",
         ),
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start", metavar="DATE", help="First local day, YYYY-MM-DD [default: every day]"
+        ),
+    ] = None,
+    end: EndOpt = None,
 ) -> None:
-    """Rows, invalid records by rule, outliers removed and coverage by day and hour."""
+    """Rows, invalid records by rule, outliers removed and coverage by day and hour: of the
+    days --start..--end, or of everything the catalog holds."""
     check_outputs({"--png": png, "--html": html_out})  # before the report is built
+    if end is not None and start is None:
+        raise ConfigError("--end needs --start")
+    first = parse_day(start, "--start") if start is not None else None
+    last = parse_day(end, "--end") if end is not None else None
     cfg = quality_config(config)
     rep = build_report(
         open_catalog(catalog, profile=profile, no_sign_request=no_sign_request),
@@ -1600,13 +1613,15 @@ def report_quality(
         message_type,
         timezone=timezone,
         config=cfg,
+        start=first,
+        end=last,
     )
     if fmt is Format.table:
         emit(
             rep.summary_rows(),
             fmt,
             columns=["message_type", "rule", "action", "count", "origin"],
-            title=f"data quality: {rep.source}",
+            title=f"data quality: {rep.source} {rep.span}".rstrip(": "),
         )
         days = [
             {"message_type": t.message_type, "day": d, "records": n}

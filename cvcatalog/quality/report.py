@@ -12,10 +12,11 @@ import base64
 import html
 import io
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cvcatalog.config import timezone_arg
+from cvcatalog.config import check_day_order, parse_day, timezone_arg
 from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.io import lake
 from cvcatalog.quality.config import QualityConfig
@@ -23,7 +24,7 @@ from cvcatalog.quality.coverage import check_source, coverage_command
 from cvcatalog.quality.mapping import Mapping, mapping_for, view_for
 from cvcatalog.quality.rules import QualityStats, evaluate, evaluate_files
 from cvcatalog.schemas import SCHEMAS
-from cvcatalog.sources.bucket import FOLDER_TIMEZONE
+from cvcatalog.sources.bucket import FOLDER_TIMEZONE, PartitionKey, utc_window
 from cvcatalog.sqlutil import quote_ident
 from cvcatalog.state import deletes
 from cvcatalog.state.manifest import complete_data_files
@@ -80,6 +81,16 @@ class QualityReport:
     source: str
     timezone: str
     types: list[TypeQuality]
+    #: the local days reported on (start, end), or None: all the catalog holds
+    days: tuple[date, date] | None = None
+
+    @property
+    def span(self) -> str:
+        """The days reported on, as the titles say them ("" for all the catalog holds)."""
+        if self.days is None:
+            return ""
+        d0, d1 = self.days
+        return f"{d0}: " if d0 == d1 else f"{d0}..{d1}: "
 
     def summary_rows(self) -> list[dict[str, Any]]:
         """rows, then every (rule, action) count, per message type."""
@@ -172,23 +183,39 @@ def build_report(
     *,
     timezone: str = "UTC",
     config: QualityConfig | None = None,
+    start: date | str | None = None,
+    end: date | str | None = None,
 ) -> QualityReport:
-    """Gather the report of a source (all its message types, or one) from a catalog."""
-    timezone_arg(timezone)
+    """Gather the report of a source (all its message types, or one) from a catalog: of the
+    local days start..end in `timezone` (a start alone: that day), or of all it holds. With
+    days, the rule counts are those of the partitions holding them (the unit an ingest
+    records them by), the rows and coverage those of the days themselves."""
+    tz = timezone_arg(timezone)
     src, types = check_source(source, message_type)
+    days = None
+    if start is not None or end is not None:
+        if start is None:
+            raise ConfigError("end needs start")
+        d0 = parse_day(start, "start")
+        d1 = parse_day(end, "end") if end is not None else d0
+        check_day_order(d0, d1)
+        days = (d0, d1)
     with catalog.db.read() as con:
         views = set(lake.table_columns(con)) | lake.view_names(con)
-        parts = [
-            _type_quality(con, catalog, src, mt, views, timezone, config)
-            for mt in types
-        ]
+        parts = []
+        for mt in types:
+            keys = None if days is None else catalog.partition_keys(src, mt, *days, tz)
+            window = None if days is None else utc_window(days[0], days[1], tz)
+            parts.append(
+                _type_quality(con, catalog, src, mt, views, tz, config, keys, window, days)
+            )
     missing = [t for t in parts if t.view not in views]
     if len(missing) == len(parts):
         raise CatalogError(
             f"the catalog has no view {', '.join(t.view for t in missing)}; ingest "
             f"{src}/{missing[0].message_type} first"
         )
-    return QualityReport(src, timezone, parts)
+    return QualityReport(src, tz, parts, days)
 
 
 def _type_quality(
@@ -199,27 +226,43 @@ def _type_quality(
     views: set[str],
     tz: str,
     cfg: QualityConfig | None,
+    keys: list[str] | None = None,
+    window: tuple[datetime, datetime] | None = None,
+    days: tuple[date, date] | None = None,
 ) -> TypeQuality:
-    """cfg: the rules given (--config, CVCATALOG_QUALITY__*); None: the defaults."""
+    """cfg: the rules given (--config, CVCATALOG_QUALITY__*); None: the defaults. keys: only
+    these partitions (the days asked for), window: only rows of this UTC range."""
     view = view_for(source, message_type)
     tq = TypeQuality(source, message_type, view)
     if view not in views:
         tq.notes.append(f"no view {view} in this catalog")
         return tq
+    mapping = mapping_for(source, message_type)
+    in_keys = "" if keys is None else " AND list_contains($keys, partition_key)"
+    args: dict[str, Any] = {"source": source, "mt": message_type}
+    if keys is not None:
+        args["keys"] = keys
     row = con.execute(
         "SELECT coalesce(sum(rows), 0), count(*) FROM partitions "
-        "WHERE status = 'complete' AND source = ? AND message_type = ?",
-        [source, message_type],
+        f"WHERE status = 'complete' AND source = $source AND message_type = $mt{in_keys}",
+        args,
     ).fetchone()
     tq.rows, tq.partitions = (int(row[0]), int(row[1])) if row else (0, 0)
-    if tq.partitions == 0:  # a source whose loader keeps no manifest rows: count the view
-        n = con.execute(f"SELECT count(*) FROM {quote_ident(view)}").fetchone()
+    relation = _within(con, view, mapping, window, keys)
+    if tq.partitions == 0:  # a source whose loader keeps no manifest rows: the view's (of
+        # the days)
+        n = con.execute(f"SELECT count(*) FROM {relation}").fetchone()
         tq.rows = int(n[0]) if n else 0
+    elif keys is not None and days is not None:
+        tq.notes.extend(_partition_note(keys, days, FOLDER_TIMEZONE.get(source) == tz))
     if tq.rows == 0:  # said, so an empty table does not read as a clean one
-        tq.notes.append(f"no rows in the catalog (`cvcatalog ingest --source {source}` first)")
+        where = "" if window is None else " on these days"
+        tq.notes.append(
+            f"no rows in the catalog{where} (`cvcatalog ingest --source {source}` first)"
+        )
         return tq
 
-    recorded, with_stats = _recorded(con, source, message_type, tq.partitions)
+    recorded, with_stats = _recorded(con, source, message_type, tq.partitions, keys)
     if recorded:
         tq.counts, tq.origin = recorded, RECORDED
         if cfg is not None:  # it changed nothing: said, not silently passed over
@@ -234,7 +277,9 @@ def _type_quality(
                 "the others were ingested without them"
             )
     else:
-        stats = _evaluate_now(con, catalog, source, message_type, view, cfg or QualityConfig())
+        stats = _evaluate_now(
+            con, catalog, source, message_type, relation, cfg or QualityConfig(), keys
+        )
         tq.counts, tq.origin = dict(stats.counts), EVALUATED
         tq.counts.pop(("rows", "output"), None)
         tq.notes.append(
@@ -242,41 +287,71 @@ def _type_quality(
             "(default configuration unless --config or CVCATALOG_QUALITY__* give one)"
         )
         tq.notes.extend(stats.notes)
-    mapping = mapping_for(source, message_type)
-    tq.coverage = _coverage(con, view, mapping, tz)
+    tq.coverage = _coverage(con, relation, mapping, tz)
     folder = FOLDER_TIMEZONE.get(source)
-    days = sorted({d for d, _, _ in tq.coverage})
-    if folder is not None and folder != tz and mapping.time and days:
-        # a partial day read as one with little traffic (the heatmap's empty hours too)
+    shown = sorted({d for d, _, _ in tq.coverage})
+    if folder is not None and folder != tz and mapping.time and shown and days is None:
+        # a partial day read as one with little traffic (the heatmap's empty hours too); the
+        # days asked for are cut to their own hours
         tq.notes.append(
             f"the catalog holds {source}'s {folder} days: in {tz} the first and last days "
-            f"shown ({days[0]}, {days[-1]}) are partly outside them"
+            f"shown ({shown[0]}, {shown[-1]}) are partly outside them"
         )
     return tq
 
 
+def _partition_note(keys: list[str], days: tuple[date, date], same_clock: bool) -> list[str]:
+    """Where the partitions holding the days reach beyond them (a Denver day is parts of two
+    UTC folder days; a NYCDOT bin, a weekday and time of day of a month): the counts are
+    the partitions'. same_clock: the days are asked in the clock of the source's folders."""
+    parts = sorted(PartitionKey.parse(k) for k in keys)
+    asked = {days[0] + timedelta(days=i) for i in range((days[1] - days[0]).days + 1)}
+    if not parts or (same_clock and all(p.bins is None and p.day in asked for p in parts)):
+        return []
+    binned = any(p.bins is not None for p in parts)
+    return [
+        f"rows and rule counts are those of the {len(parts)} partition(s) holding these days "
+        f"({parts[0].key}..{parts[-1].key}); "
+        + ("so is the coverage (a NYCDOT bin is a weekday and time of day of a month)"
+           if binned else "the coverage is of the days alone")
+    ]  # fmt: skip
+
+
 def _recorded(
-    con: duckdb.DuckDBPyConnection, source: str, message_type: str, partitions: int
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    message_type: str,
+    partitions: int,
+    keys: list[str] | None = None,
 ) -> tuple[dict[tuple[str, str], int], int]:
     """Counts summed over each partition's current run (the one that wrote its files), or
-    over each partition's latest run for sources the manifest does not track."""
+    over each partition's latest run for sources the manifest does not track; keys: only
+    these partitions (a dataset records its stats per partition and unit: `<key>/<unit>`)."""
     if partitions:
+        in_keys = "" if keys is None else " AND list_contains($keys, partition_key)"
         chosen = (
             "SELECT partition_key, run_id FROM partitions "
-            "WHERE status = 'complete' AND source = $source AND message_type = $mt"
+            f"WHERE status = 'complete' AND source = $source AND message_type = $mt{in_keys}"
         )
     else:
+        in_keys = "" if keys is None else (
+            " AND len(list_filter($keys, k -> partition_key = k "
+            "OR starts_with(partition_key, k || '/'))) > 0"
+        )  # fmt: skip
         chosen = (
             "SELECT partition_key, arg_max(run_id, created_at) AS run_id FROM quality_stats "
-            "WHERE source = $source AND message_type = $mt GROUP BY partition_key"
+            f"WHERE source = $source AND message_type = $mt{in_keys} GROUP BY partition_key"
         )
+    args: dict[str, Any] = {"source": source, "mt": message_type}
+    if keys is not None:
+        args["keys"] = keys
     rows = con.execute(
         f"WITH chosen AS ({chosen}) "
         "SELECT q.rule, q.action, sum(q.count)::BIGINT, count(DISTINCT q.partition_key) "
         "FROM quality_stats q JOIN chosen c USING (partition_key, run_id) "
         "WHERE q.source = $source AND q.message_type = $mt "
         "GROUP BY ALL ORDER BY min(q.created_at), q.rule, q.action",
-        {"source": source, "mt": message_type},
+        args,
     ).fetchall()
     counts = {(str(r), str(a)): int(n) for r, a, n, _ in rows}
     with_stats = max((int(p) for *_, p in rows), default=0)
@@ -316,16 +391,20 @@ def _evaluate_now(
     catalog: Catalog,
     source: str,
     message_type: str,
-    view: str,
+    relation: str,
     cfg: QualityConfig,
+    keys: list[str] | None = None,
 ) -> QualityStats:
-    """The rules over the partitions' own files (source order known), else over the view."""
+    """The rules over the partitions' own files (source order known; keys: only these
+    partitions'), else over the relation (the view, or its rows of the days: _within)."""
     mapping = mapping_for(source, message_type)
     schema = SCHEMAS.get((source, message_type))
     files: dict[str, Path] = {}
     if schema is not None:
         versions = (schema.compatible_since or schema.canonical_version, schema.canonical_version)
         for f in complete_data_files(con, source, message_type, versions):
+            if keys is not None and f.partition_key not in keys:
+                continue
             try:
                 files[f.path] = catalog.paths.absolute(f.path)
             except CatalogError:
@@ -343,16 +422,50 @@ def _evaluate_now(
             if gone is not None:
                 con.execute(f"DROP TABLE IF EXISTS {gone}")
     else:  # a published (remote) catalog, or a loader without manifest rows
-        stats = evaluate(con, quote_ident(view), mapping, cfg)
+        stats = evaluate(con, relation, mapping, cfg)
     stats.counts = _ordered(stats.counts)
     return stats
 
 
-def _coverage(
-    con: duckdb.DuckDBPyConnection, view: str, mapping: Mapping, tz: str
-) -> list[tuple[str, str, int]]:
-    """(day, hour, records) in the report's clock; NYCDOT events by their bins."""
+def _within(
+    con: duckdb.DuckDBPyConnection,
+    view: str,
+    mapping: Mapping,
+    window: tuple[datetime, datetime] | None,
+    keys: list[str] | None = None,
+) -> str:
+    """The view as a FROM item, cut to the UTC window on its time column when given, or for
+    a type without one (NYCDOT's events, filed in weekday and time-of-day bins) to the bins of
+    the partitions `keys`. The bounds are session variables: evaluate() runs SQL it builds
+    around the relation, with no parameters of its own."""
     v = quote_ident(view)
+    if window is None:
+        return v
+    if mapping.time is not None:
+        con.execute("SET VARIABLE cvcatalog_report_lo = ?", [window[0]])
+        con.execute("SET VARIABLE cvcatalog_report_hi = ?", [window[1]])
+        t = quote_ident(mapping.time)
+        return (
+            f"(SELECT * FROM {v} WHERE {t} >= getvariable('cvcatalog_report_lo') "
+            f"AND {t} < getvariable('cvcatalog_report_hi'))"
+        )
+    bins = [PartitionKey.parse(k) for k in keys or []]
+    con.execute(
+        "SET VARIABLE cvcatalog_report_bins = ?",
+        [[f"{p.day:%Y-%m} {'/'.join(p.bins)}" for p in bins if p.bins is not None] or [""]],
+    )
+    return (
+        f"(SELECT * FROM {v} WHERE list_contains(getvariable('cvcatalog_report_bins'), "
+        "printf('%04d-%02d', year, month) || ' ' || weekday || '/' || time_bin))"
+    )
+
+
+def _coverage(
+    con: duckdb.DuckDBPyConnection, relation: str, mapping: Mapping, tz: str
+) -> list[tuple[str, str, int]]:
+    """(day, hour, records) in the report's clock; NYCDOT events by their bins. relation: a
+    FROM item (_within)."""
+    v = relation
     time_col = mapping.time
     if time_col is None:
         # NYCDOT events are binned: month and weekday bin, time-of-day bin
@@ -387,7 +500,7 @@ def render_png(report: QualityReport) -> bytes:
     fig = Figure(figsize=(15, 3.6 * n), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(n, 3, squeeze=False)
-    fig.suptitle(f"Data quality: {report.source} (times in {report.timezone})")
+    fig.suptitle(f"Data quality: {report.source} ({report.span}times in {report.timezone})")
     for row, t in zip(axes, types, strict=False):
         a_rule, a_day, a_heat = row
         flagged = [
@@ -484,7 +597,7 @@ def render_html(
         "th{background:#eee;}td:first-child,th:first-child{text-align:left;}"
         "img{max-width:100%;}</style></head><body>",
         f"<h1>Data quality: {e(report.source)}</h1>",
-        f"<p>Times in {e(report.timezone)}.</p>",
+        f"<p>{e(report.span)}Times in {e(report.timezone)}.</p>",
         "<h2>Summary</h2>",
         table(
             ["message type", "rule", "action", "count", "origin"],
