@@ -188,8 +188,8 @@ def build_report(
 ) -> QualityReport:
     """Gather the report of a source (all its message types, or one) from a catalog: of the
     local days start..end in `timezone` (a start alone: that day), or of all it holds. With
-    days, the rule counts are those of the partitions holding them (the unit an ingest
-    records them by), the rows and coverage those of the days themselves."""
+    days, the rows and rule counts are those of the partitions holding them (the unit an
+    ingest records its counts by), the coverage that of the days' own hours."""
     tz = timezone_arg(timezone)
     src, types = check_source(source, message_type)
     days = None
