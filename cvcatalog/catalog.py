@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -171,7 +171,9 @@ def _same_pin(
     return held
 
 
-#: rows a batch of query_head's reader holds
+_T = TypeVar("_T")
+
+#: rows a batch of a query's reader holds (query_head, query_batches)
 HEAD_BATCH_ROWS = 16_384
 
 
@@ -931,7 +933,10 @@ class Catalog:
         time (UTC unless the time says otherwise); the state tables (partitions, runs...)
         are always current.
         """
-        return self._run_query(sql, params, read_only, as_of_point(snapshot, as_of), None)[0]
+        def whole(reader: pa.RecordBatchReader) -> pa.Table:
+            return pa.Table.from_batches(list(result_batches(reader)), reader.schema)
+
+        return self._run_query(sql, params, read_only, as_of_point(snapshot, as_of), whole, None)
 
     def query_head(
         self,
@@ -947,7 +952,43 @@ class Catalog:
         streams by, only its first rows are kept (what `cvcatalog query` shows in a table: a
         `select *` of a whole table held every row to show 1,000)."""
         rows = min(_whole_number("rows", rows, 0), _MAX_LIMIT)  # (10**30 overflowed a slice)
-        return self._run_query(sql, params, read_only, as_of_point(snapshot, as_of), rows)
+
+        def head(reader: pa.RecordBatchReader) -> tuple[pa.Table, int]:
+            kept: list[pa.RecordBatch] = []
+            total = 0
+            for batch in result_batches(reader):  # past the head: counted, not kept
+                if total < rows:
+                    kept.append(batch.slice(0, rows - total))
+                total += batch.num_rows
+            return pa.Table.from_batches(kept, schema=reader.schema), total
+
+        return self._run_query(sql, params, read_only, as_of_point(snapshot, as_of), head)
+
+    def query_batches(
+        self,
+        sql: str,
+        each: Callable[[pa.RecordBatch], None],
+        params: Sequence[Any] | dict[str, Any] | None = None,
+        *,
+        read_only: bool = True,
+        snapshot: int | None = None,
+        as_of: datetime | str | None = None,
+        batch_rows: int | None = None,
+    ) -> pa.Schema:
+        """query_arrow's result handed to `each` batch by batch as DuckDB produces it, so
+        memory holds a batch whatever the result's size (`query --output`: a day of BSM to
+        CSV held 1.5 GB, to JSON 3.1 GB); returns the result's schema (its columns, also when
+        it has no rows). batch_rows: rows a batch holds (HEAD_BATCH_ROWS unless given)."""
+        batch_rows = _whole_number("batch_rows", batch_rows or HEAD_BATCH_ROWS, 1)
+
+        def stream(reader: pa.RecordBatchReader) -> pa.Schema:
+            for batch in result_batches(reader):
+                each(batch)
+            return reader.schema
+
+        return self._run_query(
+            sql, params, read_only, as_of_point(snapshot, as_of), stream, batch_rows
+        )
 
     def _run_query(
         self,
@@ -955,9 +996,12 @@ class Catalog:
         params: Sequence[Any] | dict[str, Any] | None,
         read_only: bool,
         at: lake.AsOf | None,
-        head: int | None,
-    ) -> tuple[pa.Table, int]:
-        """query_arrow (head None: every row) and query_head: the rows kept, and the count."""
+        consume: Callable[[pa.RecordBatchReader], _T],
+        batch_rows: int | None = HEAD_BATCH_ROWS,
+    ) -> _T:
+        """Run a query (query_arrow, query_head, query_batches) and hand its result, as a
+        reader that runs the query as it is read, to `consume` inside the session; a
+        statement without a result gives an empty reader."""
         _flag("read_only", read_only)
         check_query(sql, read_only=read_only, root=self.paths.root)
         params = _query_params(params)
@@ -966,27 +1010,18 @@ class Catalog:
             if spatial.uses_spatial(sql):
                 tables.spatial_session(con)
             try:
-                # head: a reader that runs the query as it is read (arrow() runs it whole)
+                # batch_rows None: DuckDB's own batches (query_arrow keeps them all)
                 if not params:
                     rel = con.sql(sql)
                     if rel is None:
-                        return pa.table({}), 0
-                    reader = rel.arrow() if head is None else rel.to_arrow_reader(HEAD_BATCH_ROWS)
+                        return consume(pa.table({}).to_reader())
+                    reader = rel.arrow() if batch_rows is None else rel.to_arrow_reader(batch_rows)
                 else:
                     res = con.execute(sql, params)
-                    reader = res.arrow() if head is None else res.to_arrow_reader(HEAD_BATCH_ROWS)
+                    reader = res.arrow() if batch_rows is None else res.to_arrow_reader(batch_rows)
                 # a query failing after its first rows (a bad cast in a later file) fails
                 # while its batches are read: QueryError's one line, not an OSError
-                if head is None:
-                    table = pa.Table.from_batches(list(result_batches(reader)), reader.schema)
-                    return table, table.num_rows
-                kept: list[pa.RecordBatch] = []
-                total = 0
-                for batch in result_batches(reader):  # past the head: counted, not kept
-                    if total < head:
-                        kept.append(batch.slice(0, head - total))
-                    total += batch.num_rows
-                return pa.Table.from_batches(kept, schema=reader.schema), total
+                return consume(reader)
             except duckdb.Error as e:
                 raise QueryError(
                     lake.not_there_then(con, e, at) or _short_duckdb_error(e, self.db.lake_data)
@@ -3035,13 +3070,14 @@ class RemoteCatalog(Catalog):
         params: Sequence[Any] | dict[str, Any] | None,
         read_only: bool,
         at: lake.AsOf | None,
-        head: int | None,
-    ) -> tuple[pa.Table, int]:
-        """As Catalog's (query_arrow, query_head); a session that reaches for a file other
-        than the catalog's own (COPY ... TO, read_csv of a local file) is refused
+        consume: Callable[[pa.RecordBatchReader], _T],
+        batch_rows: int | None = HEAD_BATCH_ROWS,
+    ) -> _T:
+        """As Catalog's (query_arrow, query_head, query_batches); a session that reaches for
+        a file other than the catalog's own (COPY ... TO, read_csv of a local file) is refused
         (_lock_down)."""
         try:
-            return super()._run_query(sql, params, read_only, at, head)
+            return super()._run_query(sql, params, read_only, at, consume, batch_rows)
         except QueryError as e:
             m = re.search(r'Cannot access file "(.*)" - .*disabled by configuration', str(e))
             if m is None:

@@ -35,11 +35,12 @@ from cvcatalog.catalog import (
 )
 from cvcatalog.cli.helptext import Commands
 from cvcatalog.cli.output import (
+    STREAM_BATCH_ROWS,
     Format,
+    ResultStream,
     arrow_rows,
     emit,
     emit_object,
-    emit_parquet,
     format_for,
     say,
 )
@@ -742,17 +743,22 @@ def query(
     fmt = Format(named) if named in Format.__members__ else fmt
     check_outputs({"--output": output})  # before the query runs
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
-    if fmt is Format.table and output is None:  # the rows shown, not the whole result, held
+    if fmt is not Format.table or named == "parquet":  # every row, as it comes: a batch held
+        with ResultStream(named if named == "parquet" else fmt.value, output) as out:
+            out.finish(
+                cat.query_batches(
+                    sql, out.write, read_only=read_only, snapshot=snapshot, as_of=as_of
+                )
+            )
+        return
+    if output is None:  # the rows shown, not the whole result, held
         table, total = cat.query_head(
             sql, limit, read_only=read_only, snapshot=snapshot, as_of=as_of
         )
-    else:
+    else:  # a table in a file: every row, aligned (its widths need them all)
         table = cat.query_arrow(sql, read_only=read_only, snapshot=snapshot, as_of=as_of)
         total = table.num_rows
-    if named == "parquet" and output is not None:
-        emit_parquet(table, output)
-        return
-    if table.num_columns == 0 and output is None and fmt is not Format.json:
+    if table.num_columns == 0 and output is None:
         return  # a statement with no result (--read-write COPY ... TO): it printed a blank line
     # --max-rows cuts what a terminal shows, never a file (-o x.txt held 1,000 rows of 3,000)
     shown = table if fmt is not Format.table or output is not None else table.slice(0, limit)
@@ -859,14 +865,17 @@ def changes(
     full = table = cat.changes(
         source.lower(), message_type and message_type.upper(), since, until, output="arrow"
     )
-    if fmt == "parquet":
-        assert output is not None
-        emit_parquet(table, output)
+    if fmt != "table":  # every column, a batch at a time (Python values of every row at once
+        # held several times the table's memory)
+        with ResultStream(fmt, output) as out:
+            for batch in table.to_batches(max_chunksize=STREAM_BATCH_ROWS):
+                out.write(batch)
+            out.finish(table.schema)
     else:
-        if fmt == "table" and output is None:  # the row's identity; json/csv give every column
+        if output is None:  # the row's identity
             table = table.slice(0, limit)
         rows, columns = arrow_rows(table)
-        if fmt == "table" and output is None:
+        if output is None:
             columns = [c for c in CHANGE_COLUMNS if c in columns] or columns[:8]
         emit(rows, Format(fmt), output, columns=columns)
     # stderr in every format (stdout may be the rows); the counts of every row, not the shown

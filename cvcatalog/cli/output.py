@@ -14,6 +14,7 @@ Values print alike in every command: a moment (TIMESTAMPTZ) as ISO 8601 in UTC; 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -25,7 +26,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, TextIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -276,7 +278,7 @@ def format_for(fmt: str, output: Path | None) -> str:
     """The format to write output in: the one given, or with the table format (the default) the
     one the file's suffix names (`query -o q.csv` wrote a box-drawn table of the first 1,000
     rows into q.csv; `-o q.parquet` a table in a file named .parquet): 'parquet' for
-    emit_parquet. A format given that the suffix contradicts is one line (config.check_suffix,
+    ResultStream. A format given that the suffix contradicts is one line (config.check_suffix,
     the rule export's --format and Catalog.export share)."""
     if output is None:
         return fmt
@@ -328,18 +330,116 @@ def _holds_interval(t: pa.DataType) -> bool:
     return any(_holds_interval(t.field(i).type) for i in range(t.num_fields))
 
 
-def emit_parquet(table: pa.Table, output: Path) -> None:
-    """Every row to a Parquet file (a `.parquet` output's format), written whole or not at
-    all; an OS error is one line, and so is a column Parquet cannot hold (an INTERVAL, such
-    as a difference of two times: "unexpected ArrowNotImplementedError")."""
-    for field in table.schema:
-        if _holds_interval(field.type):
-            raise ConfigError(
-                f"column {field.name!r} is an INTERVAL, which Parquet cannot hold: select it "
-                f"as seconds (epoch(...)) or as text (...::VARCHAR), or write a .csv or .json"
-            )
-    with written(output) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+#: rows of a table a stream writes at a time (a query's own batches are the reader's)
+STREAM_BATCH_ROWS = 16_384
+
+
+class ResultStream:
+    """A query's result written as its batches arrive, so memory holds a batch and not the
+    result (`query -o day.csv` of a BSM day held 1.5 GB, of JSON 3.1 GB): csv and json (the
+    same text :func:`render` gives for the whole result) to stdout or a file, parquet to a
+    file. A file is written under a temporary name and renamed when whole (:func:`written`):
+    a query failing midway leaves no file and the old one as it was.
+
+    Use: `with ResultStream(fmt, output) as out:` then `out.write(batch)` for each batch and
+    `out.finish(schema)` once every batch is written."""
+
+    def __init__(self, fmt: str, output: Path | None) -> None:
+        if fmt not in ("csv", "json", "parquet") or (fmt == "parquet" and output is None):
+            raise ValueError(f"a stream writes csv or json, or parquet to a file, not {fmt}")
+        self.fmt, self.output = fmt, output
+        self.rows = 0
+        self._names: list[str] | None = None
+        self._stack = contextlib.ExitStack()
+        self._text: TextIO | None = None
+        self._parquet: pq.ParquetWriter | None = None
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> ResultStream:
+        if self.output is not None:
+            self._tmp = self._stack.enter_context(written(self.output))
+            if self.fmt != "parquet":
+                self._text = self._stack.enter_context(
+                    open(self._tmp, "w", encoding="utf-8", newline="")
+                )
+        elif self.fmt != "parquet":
+            self._text = sys.stdout
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> bool | None:
+        if self._parquet is not None:  # (finish closed it on success)
+            with contextlib.suppress(Exception):
+                self._parquet.close()
+        return self._stack.__exit__(kind, error, trace)
+
+    def _start(self, schema: pa.Schema) -> None:
+        if self._names is not None:
+            return
+        self._names = unique_names(schema.names)
+        if self.fmt == "parquet":
+            for f in schema:
+                if _holds_interval(f.type):
+                    raise ConfigError(_interval_line(f.name))
+            assert self._tmp is not None  # its columns named as csv and json name them: a
+            # file with two columns of one name is one few readers open
+            named = pa.schema([f.with_name(n) for f, n in zip(schema, self._names, strict=True)])
+            self._parquet = pq.ParquetWriter(str(self._tmp), named, compression="zstd")
+        elif self.fmt == "csv" and (schema.names or self.output is not None):
+            self._put(_csv_line(self._names))
+        elif self.fmt == "json":
+            self._put("[")
+
+    def _put(self, text: str) -> None:
+        assert self._text is not None
+        self._text.write(text)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._start(batch.schema)
+        if self._parquet is not None:
+            if batch.num_rows:
+                self._parquet.write_batch(batch.rename_columns(self._names or []))
+            self.rows += batch.num_rows
+            return
+        rows, names = arrow_rows(pa.Table.from_batches([batch]))
+        if self.fmt == "csv":
+            self._put("".join(_csv_line([_csv_cell(_plain(r.get(c), text=True)) for c in names])
+                              for r in rows))  # fmt: skip
+        else:
+            for r in rows:
+                item = json.dumps({c: _plain(r.get(c)) for c in names}, indent=2, default=str)
+                lead = "\n" if self.rows == 0 else ",\n"
+                self._put(lead + "\n".join("  " + line for line in item.split("\n")))
+                self.rows += 1
+            return
+        self.rows += len(rows)
+
+    def finish(self, schema: pa.Schema) -> None:
+        """After the last batch: the header of a result with no rows, JSON's closing bracket,
+        Parquet's footer (the file is renamed into place when the `with` ends)."""
+        self._start(schema)
+        if self.fmt == "json":
+            self._put("]\n" if self.rows == 0 else "\n]\n")
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+
+
+def _csv_line(cells: Sequence[Any]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(cells)
+    return buf.getvalue()
+
+
+def _interval_line(name: str) -> str:
+    return (
+        f"column {name!r} is an INTERVAL, which Parquet cannot hold: select it as seconds "
+        "(epoch(...)) or as text (...::VARCHAR), or write a .csv or .json"
+    )
 
 
 def emit_object(result: dict[str, Any]) -> None:
