@@ -31,7 +31,7 @@ from cvcatalog.config import (
     timezone_arg,
     unknown_env,
 )
-from cvcatalog.exceptions import ConfigError
+from cvcatalog.exceptions import CatalogError, ConfigError
 from cvcatalog.read.splits import check_fractions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -213,10 +213,12 @@ def test_a_source_or_type_that_is_none_or_no_str_is_one_line(tmp_path: Path) -> 
         cat.partitions("wydot", None)  # type: ignore[arg-type]
     # a source of several types without one names them (to_dask said "(BSM, TIM, SPAT,
     # EVENT)" of every source; changes and split named none); one of a single type needs none
-    for call in (lambda: cat.to_dask("thea"), lambda: cat.changes("thea", None, 0),
-                 lambda: cat.split_plan("thea", None, "2021-04-01")):  # fmt: skip
+    for call in (lambda: cat.to_dask("thea"), lambda: cat.changes("thea", None, 0)):
         with pytest.raises(ConfigError, match=r"^give the message type of thea: BSM, TIM, SPAT$"):
             call()
+    # (a split takes the source's one type with vehicle ids, BSM: then the catalog is missing)
+    with pytest.raises(CatalogError, match=r"^no catalog at "):
+        cat.split_plan("thea", None, "2021-04-01")
     with pytest.raises(ConfigError, match=r"^year must be a whole number, got '2021'$"):
         cat.discover("wydot", "BSM", "2021")  # type: ignore[arg-type]
     assert not (tmp_path / "none").exists()
