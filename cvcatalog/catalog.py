@@ -1433,7 +1433,7 @@ class Catalog:
         keyed = []
         for part in sorted(by_part, key=lambda k: tuple(reversed(k.split("/")))):
             constants = _partition_values(ds, part)
-            if not _day_in(constants, window):
+            if window is not None and not _day_in(constants, *window):
                 continue
             keyed.append((f"{ds.name}/{part}", DaskPiece(tuple(by_part[part]), constants, access)))
         time_column = getattr(ds, "time_column", None) or (
@@ -2381,7 +2381,9 @@ class Catalog:
             s, e = _day_range(start, end)  # (checked by the export: no error here)
             tz = timezone_arg(timezone)
             # the LRU clock of what it read, as to_dask's (an exported day looked unused)
-            self._record_access(self.partition_keys(result.source, result.message_type, s, e, tz))
+            self._record_access(
+                self.partition_keys(result.source, result.message_type, s, e or s, tz)
+            )
             self._warn_missing(
                 result.source, result.message_type, s, e or s, tz, holder="the file"
             )
@@ -2391,28 +2393,28 @@ class Catalog:
         self,
         source: str,
         message_type: str,
-        start: date | None = None,
-        end: date | None = None,
+        start: date | str | None = None,
+        end: date | str | None = None,
         timezone: str = "UTC",
     ) -> list[str]:
-        """The keys of the partitions a read of the local days start..end (None: all) goes
-        through: a CV type's complete partitions, a dataset's published ones of those days
-        (what export and `report quality` read, and what they count as accessed)."""
+        """The keys of the partitions a read of the local days start..end goes through (as
+        `partitions`: None is open, from the first day or to the last): a CV type's complete
+        partitions, a dataset's published ones of those days (what export and `report
+        quality` read, and what they count as accessed)."""
         tz = timezone_arg(timezone)
+        s, e = _day_range(start, end)
         ds = _dataset(source)
         if ds is None:
-            return [p.partition_key for p in self.partitions(source, message_type, start, end, tz)]
-        window = None
-        if start is not None or end is not None:
-            window = utc_window(start or end, end or start, tz)  # type: ignore[arg-type]
+            return [p.partition_key for p in self.partitions(source, message_type, s, e, tz)]
+        lo, hi = utc_window(s, e, tz) if s is not None and e is not None else (None, None)
+        if s is not None and e is None:
+            lo = utc_window(s, s, tz)[0]
+        if e is not None and s is None:
+            hi = utc_window(e, e, tz)[1]
         with self.db.read_state() as con:
             files = dataset_files(con, ds.name, published_only=True)
         parts = {f.partition for f in files if f.kind == "data"}
-        return [
-            f"{ds.name}/{p}"
-            for p in sorted(parts)
-            if _day_in(_partition_values(ds, p), window)
-        ]
+        return [f"{ds.name}/{p}" for p in sorted(parts) if _day_in(_partition_values(ds, p), lo, hi)]
 
     def coverage(self, source: str, *args: Any, **options: Any) -> CoverageReport:
         """Where the points of a range of local days are: `report coverage`'s counts and
@@ -2735,14 +2737,16 @@ def _dataset_term(ds: type[Dataset], term: tuple[str, str, Any]) -> tuple[str, s
 
 
 def _day_in(
-    constants: tuple[tuple[str, Any], ...], window: tuple[datetime, datetime] | None
+    constants: tuple[tuple[str, Any], ...], lo: datetime | None, hi: datetime | None
 ) -> bool:
-    """A dataset partition (its values) is read by a window: its `date` in it, or no window
-    (or no date) to say otherwise."""
+    """A dataset partition (its values) is read by the UTC window lo..hi (None: open): its
+    `date` in it, or no date to say otherwise."""
     day = dict(constants).get("date")
-    if window is None or not isinstance(day, date):
+    if not isinstance(day, date):
         return True
-    return window[0].date() <= day <= (window[1] - timedelta(microseconds=1)).date()
+    return (lo is None or lo.date() <= day) and (
+        hi is None or day <= (hi - timedelta(microseconds=1)).date()
+    )
 
 
 def _partition_values(ds: type[Dataset], partition: str) -> tuple[tuple[str, Any], ...]:

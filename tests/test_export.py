@@ -287,6 +287,7 @@ def test_an_export_advances_the_lru_clock_of_what_it_read(cat: Catalog, tmp_path
                             "--type", "BSM", "--start", str(D1), "-o", str(tmp_path / "d1.csv")])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert read_access_log(cat.paths)[d1] > again.get(d1, datetime.min.replace(tzinfo=UTC))
+    assert read_access_log(cat.paths)[d2] == again[d2]  # --start alone: that day (not D2 too)
     last = read_access_log(cat.paths)
     cat.export("wydot", "BSM", D2, output=tmp_path / "old.parquet", snapshot=1)
     assert read_access_log(cat.paths) == last
