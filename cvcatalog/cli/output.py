@@ -46,9 +46,21 @@ class Format(StrEnum):
     csv = "csv"
 
 
+#: the types whose values print as they are (most of a result's cells: checked first, a
+#: query's rows to CSV spent half their time in this function's other checks)
+_AS_IS = frozenset({str, int, bool, type(None)})
+
+
 def _plain(v: Any, text: bool = False) -> Any:
     """A value as JSON has it (text: as a table's or a CSV's cell shows it, where that
     differs: a duration)."""
+    kind = type(v)
+    if kind in _AS_IS:
+        return v
+    if kind is float:
+        if v != v:  # NaN
+            return None
+        return v if v not in (math.inf, -math.inf) else ("Infinity" if v > 0 else "-Infinity")
     duration = _interval(v)
     if duration is not None:
         return _duration_text(*duration) if text else _duration_iso(*duration)
@@ -175,7 +187,7 @@ def render(
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
         for r in rows:
-            w.writerow([_csv_cell(_plain(r.get(c), text=True)) for c in cols])
+            w.writerow([_csv_value(r.get(c)) for c in cols])
         return buf.getvalue()
     table = Table(title=title, show_lines=False)
     for c in cols:
@@ -228,6 +240,15 @@ def arrow_rows(table: pa.Table) -> tuple[list[dict[str, Any]], list[str]]:
         return pa.table(columns, names=names).to_pylist(), names
 
 
+def _python_values(col: pa.Array | pa.ChunkedArray) -> list[Any]:
+    """A column's values in Python, its times as text where Python cannot hold them (as
+    arrow_rows gives them)."""
+    try:
+        return col.to_pylist()
+    except OverflowError:
+        return pc.cast(col, _times_as_text(col.type)).to_pylist()
+
+
 def _python_column(col: pa.ChunkedArray) -> pa.ChunkedArray:
     """The column as is if Python can hold its values, else with its times as text."""
     try:
@@ -257,6 +278,19 @@ def _csv_cell(v: Any) -> Any:
     if isinstance(v, bool):
         return "true" if v else "false"
     return json.dumps(v) if isinstance(v, dict | list) else v
+
+
+def _csv_value(v: Any) -> Any:
+    """A CSV cell of a Python value (_csv_cell of _plain's text), text and whole numbers
+    passed straight through."""
+    kind = type(v)
+    if kind is str or kind is int:
+        return v
+    if kind is bool:
+        return "true" if v else "false"
+    if kind is float and v == v and v not in (math.inf, -math.inf):
+        return v
+    return "" if v is None else _csv_cell(_plain(v, text=True))
 
 
 def _cell(v: Any) -> str:
@@ -405,18 +439,23 @@ class ResultStream:
                 self._parquet.write_batch(batch.rename_columns(self._names or []))
             self.rows += batch.num_rows
             return
-        rows, names = arrow_rows(pa.Table.from_batches([batch]))
+        # the values column by column (arrow_rows' rules), each row a tuple: a dict a row and
+        # a lookup a cell cost a fifth of the time
+        rows = zip(*(_python_values(col) for col in batch.columns), strict=True)
+        names = self._names or []
         if self.fmt == "csv":
-            self._put("".join(_csv_line([_csv_cell(_plain(r.get(c), text=True)) for c in names])
-                              for r in rows))  # fmt: skip
-        else:
-            for r in rows:
-                item = json.dumps({c: _plain(r.get(c)) for c in names}, indent=2, default=str)
-                lead = "\n" if self.rows == 0 else ",\n"
-                self._put(lead + "\n".join("  " + line for line in item.split("\n")))
-                self.rows += 1
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\n").writerows(
+                [_csv_value(v) for v in row] for row in rows
+            )
+            self._put(buf.getvalue())
+            self.rows += batch.num_rows
             return
-        self.rows += len(rows)
+        for row in rows:
+            item = json.dumps(dict(zip(names, map(_plain, row), strict=True)), indent=2, default=str)
+            lead = "\n" if self.rows == 0 else ",\n"
+            self._put(lead + "\n".join("  " + line for line in item.split("\n")))
+            self.rows += 1
 
     def finish(self, schema: pa.Schema) -> None:
         """After the last batch: the header of a result with no rows, JSON's closing bracket,
