@@ -75,7 +75,13 @@ from cvcatalog.read import splits
 from cvcatalog.schemas import SCHEMAS, MessageSchema
 from cvcatalog.schemas.socrata import SocrataPlan, socrata_plan
 from cvcatalog.sources import cvpilot, ngsim
-from cvcatalog.sources.bucket import FOLDER_TIMEZONE, PartitionKey, partitions_for, utc_window
+from cvcatalog.sources.bucket import (
+    FOLDER_TIMEZONE,
+    VALID_TYPES,
+    PartitionKey,
+    partitions_for,
+    utc_window,
+)
 from cvcatalog.spatial import SpatialFilter
 from cvcatalog.sqlutil import quote_ident, quote_literal
 from cvcatalog.state import deletes, manifest, pins, tables, trips
@@ -695,7 +701,7 @@ class Catalog:
     def config(
         self,
         source: str,
-        message_type: str,
+        message_type: str | None = None,
         start: date | str | None = None,
         end: date | str | None = None,
         *,
@@ -707,8 +713,13 @@ class Catalog:
         """Config file, or a mapping of its sections (optional) < CVCATALOG_* environment < these
         arguments.
 
-        The source and message type are always given explicitly, never inferred.
+        The source is always given explicitly, never inferred; the message type may be left
+        out for a source of one type (nycdot: EVENT), as `ingest --source nycdot` takes it.
         """
+        if message_type is None and isinstance(source, str):
+            known = source.strip().lower()
+            if known in VALID_TYPES:  # else the config's own line names the source
+                message_type = type_of(known, None)
         data, origin, overrides = self._settings(config, download)
         if days_back is not None and (start is not None or end is not None):
             raise ConfigError("give start (and end) or days_back, not both")
@@ -766,7 +777,7 @@ class Catalog:
     def ingest(
         self,
         source: str,
-        message_type: str,
+        message_type: str | None = None,
         start: date | str | None = None,
         end: date | str | None = None,
         *,
@@ -782,6 +793,7 @@ class Catalog:
         **download: Any,
     ) -> Summary:
         """Fetch and convert every missing day of the range; returns what happened per day.
+        message_type may be left out for a source of one type (nycdot: EVENT).
 
         Extra keyword arguments override `download:` settings (max_workers, rate_limit,
         profile, no_sign_request, endpoint_url, retry_attempts, ...).
@@ -2072,7 +2084,7 @@ class Catalog:
     def plan(
         self,
         source: str,
-        message_type: str,
+        message_type: str | None = None,
         start: date | str | None = None,
         end: date | str | None = None,
         *,

@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.config import ValidationConfig
+from cvcatalog.exceptions import ConfigError
 from cvcatalog.pipeline.report import Summary as IngestSummary
 from cvcatalog.quality.report import build_report
 from cvcatalog.sandbox.replica import (
@@ -965,6 +966,15 @@ def test_dask_frame_covers_the_month(april: tuple[Catalog, SeedReport, IngestSum
     assert r.exit_code == 0, r.output
     rows = [p for p in json.loads(r.stdout) if p["partition"] != "TOTAL"]
     assert len(rows) == 48 and not any(p["fetch"] for p in rows)
+    # and the library, which the CLI calls (Catalog.ingest and plan asked for a type)
+    again = cat.ingest("nycdot", start="2021-04-01", end="2021-04-30",
+                       timezone="America/New_York", rate_limit=0)  # fmt: skip
+    assert (again.message_type, again.count("cached")) == ("EVENT", 48 - len(report.empty_partitions))
+    planned = cat.plan("nycdot", None, "2021-04-01", "2021-04-30", timezone="America/New_York")
+    assert planned.message_type == "EVENT" and len(planned.rows) == 48
+    assert not any(p["fetch"] for p in planned.rows)
+    with pytest.raises(ConfigError, match=r"^give the message type of thea: BSM, TIM, SPAT$"):
+        cat.plan("thea", start="2021-04-01")
 
 
 def test_a_quality_report_of_a_day_is_its_months_bins(
