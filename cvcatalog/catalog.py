@@ -179,7 +179,8 @@ def _same_pin(
 
 _T = TypeVar("_T")
 
-#: rows a batch of a query's reader holds (query_head, query_batches)
+#: rows a batch of a query's reader holds (query_head, query_batches; `changes` writes its
+#: table in batches of as many)
 HEAD_BATCH_ROWS = 16_384
 
 
@@ -991,7 +992,9 @@ class Catalog:
         memory holds a batch whatever the result's size (`query --output`: a day of BSM to
         CSV held 1.5 GB, to JSON 3.1 GB); returns the result's schema (its columns, also when
         it has no rows). batch_rows: rows a batch holds (HEAD_BATCH_ROWS unless given)."""
-        batch_rows = _whole_number("batch_rows", batch_rows or HEAD_BATCH_ROWS, 1)
+        batch_rows = _whole_number(
+            "batch_rows", HEAD_BATCH_ROWS if batch_rows is None else batch_rows, 1
+        )
 
         def stream(reader: pa.RecordBatchReader) -> pa.Schema:
             for batch in result_batches(reader):
@@ -2418,11 +2421,8 @@ class Catalog:
         ds = _dataset(source)
         if ds is None:
             return [p.partition_key for p in self.partitions(source, message_type, s, e, tz)]
-        lo, hi = utc_window(s, e, tz) if s is not None and e is not None else (None, None)
-        if s is not None and e is None:
-            lo = utc_window(s, s, tz)[0]
-        if e is not None and s is None:
-            hi = utc_window(e, e, tz)[1]
+        lo = utc_window(s, s, tz)[0] if s is not None else None  # where start's day begins
+        hi = utc_window(e, e, tz)[1] if e is not None else None  # and end's ends
         with self.db.read_state() as con:
             files = dataset_files(con, ds.name, published_only=True)
         parts = {f.partition for f in files if f.kind == "data"}

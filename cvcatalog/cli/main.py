@@ -26,6 +26,7 @@ from rich.markup import escape
 
 from cvcatalog import __version__, spatial
 from cvcatalog.catalog import (
+    HEAD_BATCH_ROWS,
     Catalog,
     RemoteCatalog,
     Repaired,
@@ -35,7 +36,6 @@ from cvcatalog.catalog import (
 )
 from cvcatalog.cli.helptext import Commands
 from cvcatalog.cli.output import (
-    STREAM_BATCH_ROWS,
     Format,
     ResultStream,
     arrow_rows,
@@ -868,7 +868,7 @@ def changes(
     if fmt != "table":  # every column, a batch at a time (Python values of every row at once
         # held several times the table's memory)
         with ResultStream(fmt, output) as out:
-            for batch in table.to_batches(max_chunksize=STREAM_BATCH_ROWS):
+            for batch in table.to_batches(max_chunksize=HEAD_BATCH_ROWS):
                 out.write(batch)
             out.finish(table.schema)
     else:

@@ -58,9 +58,7 @@ def _plain(v: Any, text: bool = False) -> Any:
     if kind in _AS_IS:
         return v
     if kind is float:
-        if v != v:  # NaN
-            return None
-        return v if v not in (math.inf, -math.inf) else ("Infinity" if v > 0 else "-Infinity")
+        return _json_float(v)
     duration = _interval(v)
     if duration is not None:
         return _duration_text(*duration) if text else _duration_iso(*duration)
@@ -85,7 +83,14 @@ def _plain(v: Any, text: bool = False) -> Any:
             return str(v)
     if v != v:  # NaN
         return None
-    if isinstance(v, float) and v in (math.inf, -math.inf):  # JSON has no infinity
+    return _json_float(v) if isinstance(v, float) else v
+
+
+def _json_float(v: float) -> float | str | None:
+    """A float as JSON has it: NaN none, an infinity spelled out (JSON has none)."""
+    if v != v:
+        return None
+    if v in (math.inf, -math.inf):
         return "Infinity" if v > 0 else "-Infinity"
     return v
 
@@ -288,8 +293,8 @@ def _csv_value(v: Any) -> Any:
         return v
     if kind is bool:
         return "true" if v else "false"
-    if kind is float and v == v and v not in (math.inf, -math.inf):
-        return v
+    if kind is float:
+        return _csv_cell(_json_float(v))
     return "" if v is None else _csv_cell(_plain(v, text=True))
 
 
@@ -362,10 +367,6 @@ def _holds_interval(t: pa.DataType) -> bool:
     if pa.types.is_interval(t):
         return True
     return any(_holds_interval(t.field(i).type) for i in range(t.num_fields))
-
-
-#: rows of a table a stream writes at a time (a query's own batches are the reader's)
-STREAM_BATCH_ROWS = 16_384
 
 
 class ResultStream:

@@ -202,10 +202,10 @@ def build_report(
         days = (d0, d1)
     with catalog.db.read() as con:
         views = set(lake.table_columns(con)) | lake.view_names(con)
+        window = None if days is None else utc_window(days[0], days[1], tz)
         parts = []
         for mt in types:
             keys = None if days is None else catalog.partition_keys(src, mt, *days, tz)
-            window = None if days is None else utc_window(days[0], days[1], tz)
             parts.append(
                 _type_quality(con, catalog, src, mt, views, tz, config, keys, window, days)
             )
