@@ -58,6 +58,7 @@ from cvcatalog.io.duckdb_ext import (
 )
 from cvcatalog.io.duckdb_ext import endpoint_url as current_endpoint
 from cvcatalog.io.layout import CatalogPaths, safe_rel
+from cvcatalog.io.readlog import OnRead, ReadLog, watched
 from cvcatalog.io.s3 import RetryPolicy, TokenBucket, as_s3_error, make_client
 from cvcatalog.io.storage import S3Access, S3Location, S3Store, is_remote, s3fs_options
 from cvcatalog.ops import cache
@@ -85,7 +86,7 @@ from cvcatalog.sources.bucket import (
 from cvcatalog.spatial import SpatialFilter
 from cvcatalog.sqlutil import quote_ident, quote_literal
 from cvcatalog.state import deletes, manifest, pins, tables, trips
-from cvcatalog.state.access import record_access
+from cvcatalog.state.access import file_keys, record_access
 from cvcatalog.state.datasets import dataset_files
 from cvcatalog.state.datasets import run_inputs as dataset_run_inputs
 from cvcatalog.state.datasets import run_partitions as dataset_run_partitions
@@ -675,6 +676,8 @@ class Catalog:
         self.paths = paths
         self._lock_timeout = lock_timeout
         self._storage = storage
+        #: catalog-relative data file -> access key (_record_reads)
+        self._file_keys: dict[str, str] = {}
         self.db = CatalogDB(
             self.paths, lock_timeout or 60.0, notify or (lambda _m: None), storage=storage
         )
@@ -1020,7 +1023,11 @@ class Catalog:
         _flag("read_only", read_only)
         check_query(sql, read_only=read_only, root=self.paths.root)
         params = _query_params(params)
-        session = self.db.read(at) if read_only else self._scratch_session(at)
+        # the files the statement opens: the LRU clock of their partitions (_record_reads)
+        on_read = self._record_reads if self._watches_reads(at) else None
+        session = (
+            self.db.read(at, on_read=on_read) if read_only else self._scratch_session(at, on_read)
+        )
         with session as con:
             if spatial.uses_spatial(sql):
                 tables.spatial_session(con)
@@ -1042,12 +1049,34 @@ class Catalog:
                     lake.not_there_then(con, e, at) or _short_duckdb_error(e, self.db.lake_data)
                 ) from None
 
+    def _watches_reads(self, at: lake.AsOf | None) -> bool:
+        """Whether a query's reads advance the LRU clock: those of the catalog as it is now (a
+        query of an older snapshot reads files the catalog may no longer keep, as an export of
+        one does)."""
+        return at is None
+
+    def _record_reads(self, con: duckdb.DuckDBPyConnection, opened: set[str]) -> None:
+        """Advance the LRU clock of the partitions whose files a query opened. Their keys come
+        from a map of every data file, read again from the query's own session (the state is
+        attached to it) when a file is not in it: a file's name is never another's, and
+        reading the state at each query cost ~3 ms."""
+        store = self.db.store
+        files = {rel for p in opened if (rel := store.relative(p)) is not None}
+        known = self._file_keys
+        if not files <= known.keys():
+            known = self._file_keys = file_keys(con)
+        self._record_access(sorted({known[f] for f in files if f in known}))
+
     @contextlib.contextmanager
-    def _scratch_session(self, at: lake.AsOf | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An in-memory DuckDB with the catalog attached READ_ONLY and on the search path."""
+    def _scratch_session(
+        self, at: lake.AsOf | None = None, on_read: OnRead | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB with the catalog attached READ_ONLY and on the search path (an
+        instance of its own); on_read as CatalogDB.read's."""
         con = self.db.connect(scratch=True, at=at)
         try:
-            yield con
+            with watched(con, on_read, ReadLog()):
+                yield con
         finally:
             con.close()
 
@@ -3148,6 +3177,9 @@ class RemoteCatalog(Catalog):
 
     def _record_access(self, keys: list[str]) -> None:
         pass  # nothing here is ever evicted: the files are the publisher's
+
+    def _watches_reads(self, at: lake.AsOf | None) -> bool:
+        return False  # (as _record_access: no clock to advance)
 
     def _ingest_hint(
         self, source: str, message_type: str, lo: date | str, hi: date | str, tz: str

@@ -17,6 +17,7 @@ import shutil
 import stat
 import struct
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,51 @@ def test_an_export_advances_the_lru_clock_of_what_it_read(cat: Catalog, tmp_path
     last = read_access_log(cat.paths)
     cat.export("wydot", "BSM", D2, output=tmp_path / "old.parquet", snapshot=1)
     assert read_access_log(cat.paths) == last
+
+
+def test_a_query_advances_the_lru_clock_of_the_files_it_read(cat: Catalog) -> None:
+    """SQL advanced no clock: a day a user queried every morning looked unused to `cache
+    evict`. Now the partitions of the files a statement opened (DuckDB's own log: after its
+    filters pruned the rest), from the library, the CLI, a stream, a scratch session and
+    threads at once; not a statement that read no file, nor one of an older snapshot."""
+    d1, d2 = (f"wydot/BSM/{d:%Y/%m/%d}" for d in (D1, D2))
+    before = read_access_log(cat.paths)
+    never = datetime.min.replace(tzinfo=UTC)
+    cat.query(f"select avg(speed_mps) from wydot_bsm where date = '{D2}'")
+    after = read_access_log(cat.paths)
+    assert after[d2] > before.get(d2, never) and after.get(d1) == before.get(d1)
+    for sql in ("select 1", f"select avg(speed_mps) from bsm where date = date '{D2}' - 9"):
+        cat.query(sql)  # no file, or every file pruned: no line
+        assert read_access_log(cat.paths) == after
+    cat.query_arrow(f"select * from wydot_bsm where date = '{D1}'", snapshot=1)
+    assert read_access_log(cat.paths) == after  # (an older snapshot's files)
+
+    def advanced(since: dict[str, datetime], *keys: str) -> bool:
+        now = read_access_log(cat.paths)
+        return all(now[k] > since.get(k, never) for k in keys)
+
+    r = runner.invoke(app, ["query", "--catalog", str(cat.paths.root), "-f", "csv",
+                            f"select vehicle_id from bsm where date = '{D1}'"])  # fmt: skip
+    assert r.exit_code == 0 and advanced(after, d1), r.output
+    last = read_access_log(cat.paths)
+    rows: list[int] = []  # a stream: its files once it ends
+    cat.query_batches("select speed_mps from wydot_bsm", lambda b: rows.append(b.num_rows),
+                      batch_rows=10)  # fmt: skip
+    assert len(rows) > 2 and advanced(last, d1, d2)
+    last = read_access_log(cat.paths)
+    cat.query("select count(*), avg(speed_mps) from trajectories where source = 'ngsim'",
+              read_only=False)  # fmt: skip
+    ngsim = [k for k in read_access_log(cat.paths) if k.startswith("ngsim/location=")]
+    assert ngsim and advanced(last, *ngsim)
+    # statements at once on the one reader instance: each finds its own day
+    last = read_access_log(cat.paths)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda d: cat.query(f"select avg(speed_mps) from wydot_bsm "
+                                          f"where date = '{d}'"), [D1, D2] * 4))  # fmt: skip
+    assert advanced(last, d1, d2)
+    with cat.db.read() as con:  # the log is off and empty between statements
+        assert con.execute("select current_setting('enable_logging')").fetchone() == (False,)
+        assert con.execute("select count(*) from duckdb_logs()").fetchone() == (0,)
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "geoparquet", "csv", "ndjson"])

@@ -26,6 +26,7 @@ from cvcatalog.io.lake import files as table_files
 from cvcatalog.io.storage import S3Store
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sources.bucket import BUCKET
+from cvcatalog.state.access import read_access_log
 
 LAKE = "cv-lake"
 runner = CliRunner()
@@ -89,6 +90,14 @@ def test_same_answers_as_a_local_lake(local: Catalog, remote_lake: Catalog) -> N
         got = remote_lake.query(sql)
         assert len(want) > 0
         assert got.equals(want), sql
+    # and every BSM day they read (s3:// files) is as recently used as a local lake's day
+    with remote_lake.db.read() as con:
+        days = con.execute(
+            "select partition_key from partitions where source = 'wydot' "
+            "and message_type = 'BSM' and status = 'complete'"
+        ).fetchall()
+    read = {k for k in read_access_log(remote_lake.paths) if k.startswith("wydot/BSM/")}
+    assert read and read == {d for (d,) in days}
 
 
 def test_files_live_on_s3_with_their_checksums(env: Any, remote_lake: Catalog) -> None:

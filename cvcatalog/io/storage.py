@@ -138,6 +138,11 @@ class LakeStore(ABC):
         """What DuckDB and pyarrow open: a local absolute path or an s3:// URL."""
 
     @abstractmethod
+    def relative(self, location: str) -> str | None:
+        """The catalog-relative path of a location (location's inverse); None for one that is
+        not under the catalog."""
+
+    @abstractmethod
     def put(self, src: Path, rel: str, size: int, sha256: str) -> None:
         """Place a finished local file at rel (src is consumed)."""
 
@@ -225,6 +230,9 @@ class LocalStore(LakeStore):
         if where is None:
             where = self._located[rel] = str(self.paths.absolute(rel))
         return where
+
+    def relative(self, location: str) -> str | None:
+        return _under(location, os.path.join(self.paths.root, ""))  # (the root, a "/" after)
 
     def put(self, src: Path, rel: str, size: int, sha256: str) -> None:
         publish_file(src, self.paths.absolute(rel))
@@ -487,6 +495,9 @@ class S3Store(LakeStore):
     def location(self, rel: str) -> str:
         return self.location_of(rel)
 
+    def relative(self, location: str) -> str | None:
+        return _under(location, f"{self.url}/")
+
     def put(self, src: Path, rel: str, size: int, sha256: str) -> None:
         rel = safe_rel(rel)
         self.uploader.put(rel, src, size, sha256, content_type(rel))
@@ -603,3 +614,10 @@ def _s3fs(options: tuple[tuple[str, Any], ...]) -> Any:
 
 def _thaw(v: Any) -> Any:
     return {k: _thaw(x) for k, x in v} if isinstance(v, tuple) else v
+
+
+def _under(location: str, prefix: str) -> str | None:
+    """What follows prefix in location, if location starts with it."""
+    if location.startswith(prefix) and len(location) > len(prefix):
+        return location[len(prefix) :]
+    return None

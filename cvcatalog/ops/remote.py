@@ -35,6 +35,7 @@ from cvcatalog.io.layout import (
     replacing,
     user_cache_dir,
 )
+from cvcatalog.io.readlog import OnRead, ReadLog, watched
 from cvcatalog.io.s3 import ErrorKind, Retrier, classify_error, make_client
 from cvcatalog.io.storage import S3Location
 from cvcatalog.state import tables, trips
@@ -353,12 +354,15 @@ class RemoteCatalogDB(CatalogDB):
         self._no_access(con)
 
     @contextlib.contextmanager
-    def _session(self, *, with_lake: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _session(
+        self, *, with_lake: bool = True, on_read: OnRead | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         """Every session of a published catalog is connect()'s, its lake attached (with_lake
-        is read_state()'s, which it serves too)."""
+        is read_state()'s, which it serves too), an instance of its own."""
         con = self.connect()
         try:
-            yield con
+            with watched(con, on_read, ReadLog()):
+                yield con
         finally:
             con.close()
 

@@ -13,8 +13,11 @@ import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
+import duckdb
+
 from cvcatalog.io.layout import CatalogPaths
-from cvcatalog.state.db import now_utc
+from cvcatalog.sqlutil import quote_ident
+from cvcatalog.state.db import STATE_DB, now_utc
 
 #: why a reader may be unable to log: a catalog it may read but not write (a read-only file
 #: system, another user's catalog), or no room left
@@ -40,6 +43,19 @@ def record_access(keys: Iterable[str], paths: CatalogPaths, when: datetime | Non
     except OSError as e:
         if e.errno not in UNLOGGED:
             raise
+
+
+def file_keys(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Every catalog-relative data file's access key, as record_access takes them: its CV
+    partition's key, `<dataset>/<partition>` for a dataset's (NGSIM) unit. con: a session with
+    the catalog's state attached (named: whatever schema a query left it in)."""
+    db = quote_ident(STATE_DB)
+    rows = con.execute(
+        f"SELECT path, partition_key FROM {db}.partition_files WHERE kind = 'data' "
+        f"UNION ALL SELECT path, dataset || '/' || partition FROM {db}.dataset_files "
+        "WHERE kind = 'data'"
+    ).fetchall()
+    return {str(path): str(key) for path, key in rows}
 
 
 def _latest(lines: Iterable[str]) -> dict[str, datetime]:

@@ -32,6 +32,7 @@ from cvcatalog.exceptions import CatalogError, CatalogLockedError
 from cvcatalog.io import lake
 from cvcatalog.io.duckdb_ext import load_httpfs, open_instance, s3_connection
 from cvcatalog.io.layout import CatalogPaths, fsync_dir
+from cvcatalog.io.readlog import OnRead, ReadLog, watched
 from cvcatalog.io.storage import LakeStore, S3Store, normalise_storage, store_for
 from cvcatalog.sqlutil import load_sql, quote_literal
 from cvcatalog.state import blanks, checksums, deletes, legacy, pins, settings, tables, trips
@@ -233,6 +234,9 @@ class CatalogDB:
         self._hub_shared = False
         #: whether the reader instance has the lake attached (on the first session that needs it)
         self._hub_lake = False
+        #: the log of the files read on each reader instance (by id: one replaced while a
+        #: session still reads on it keeps its own)
+        self._read_logs: dict[int, ReadLog] = {}
         self._writer_hub: duckdb.DuckDBPyConnection | None = None
         #: whether this instance converted a catalog of cvcatalog 0.1 (not another process)
         self.migrated_legacy = False
@@ -504,16 +508,20 @@ class CatalogDB:
         lake.attach(con, STATE_DB, read_only=True, data=data, at=at)
 
     @contextlib.contextmanager
-    def read(self, at: lake.AsOf | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """connect(), closed at the end of the block."""
+    def read(
+        self, at: lake.AsOf | None = None, *, on_read: OnRead | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """connect(), closed at the end of the block. on_read: given the session and the files
+        its statements opened, at the block's end (io.readlog)."""
         if at is not None:  # time travel: an instance of its own
             con = self.connect(at=at)
             try:
-                yield con
+                with watched(con, on_read, ReadLog()):
+                    yield con
             finally:
                 con.close()
             return
-        with self._session() as con:
+        with self._session(on_read=on_read) as con:
             yield con
 
     @contextlib.contextmanager
@@ -527,15 +535,20 @@ class CatalogDB:
             yield con
 
     @contextlib.contextmanager
-    def _session(self, *, with_lake: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _session(
+        self, *, with_lake: bool = True, on_read: OnRead | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         """read()'s and read_state()'s connection: a cursor of the reader instance, counted
-        while open (a subclass with its own connect() overrides this too)."""
+        while open (a subclass with its own connect() overrides this too); on_read as read()'s."""
         self.require()
         hub, con = self._cursor(block=True, with_lake=with_lake)
         try:
             con.execute(f"USE {STATE_DB}")
             use_search_path(con, with_lake=with_lake)
-            yield con
+            with self._hub_lock:
+                log = self._read_logs.setdefault(id(hub), ReadLog())
+            with watched(con, on_read, log):
+                yield con
         finally:
             con.close()
             with self._hub_lock:
