@@ -1620,7 +1620,7 @@ _MIXED = (
     "(i / 3)::decimal(10, 2) as d, i as i, "
     # the columns written a column at a time (output._csv_column), with nulls and cells to quote
     "case when i % 5 = 0 then null when i % 5 = 1 then i * 1e20 else i / 8 + i * 1e-9 end "
-    "as f, case when i % 3 = 0 then null when i % 3 = 1 then 'a,\"b\"' || chr(10) || i "
+    "as f, case when i % 3 = 0 then null when i % 3 = 1 then 'a,\"b\" é' || chr(10) || chr(9) || i "
     "else '' end as s, case when i % 4 = 0 then null else i % 3 = 0 end as b, "
     "case when i % 6 = 0 then null else i end::int as n from range(4000) r(i)"
 )
