@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from cvcatalog import catalog as catalog_module
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.exceptions import ConfigError, MissingDataWarning, QueryError
@@ -337,6 +338,29 @@ def test_a_query_advances_the_lru_clock_of_the_files_it_read(cat: Catalog) -> No
     with cat.db.read() as con:  # the log is off and empty between statements
         assert con.execute("select current_setting('enable_logging')").fetchone() == (False,)
         assert con.execute("select count(*) from duckdb_logs()").fetchone() == (0,)
+
+
+def test_a_query_whose_reads_cannot_be_recorded_still_answers(
+    cat: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LRU clock is not worth failing a read for: the state unreadable or the access log
+    unwritable, the query answers all the same (and records nothing)."""
+    sql = f"select count(*) as n, avg(speed_mps) as s from wydot_bsm where date = '{D1}'"
+    want = cat.query(sql)
+    before = read_access_log(cat.paths)
+
+    def unreadable(con: Any) -> dict[str, str]:
+        raise duckdb.IOException("the state could not be read")
+
+    def unwritable(keys: Any, paths: Any, when: Any = None) -> None:
+        raise OSError(5, "Input/output error")
+
+    for name, broken in (("file_keys", unreadable), ("record_access", unwritable)):
+        with monkeypatch.context() as mp:
+            mp.setattr(catalog_module, name, broken)
+            mp.setattr(cat, "_file_keys", {})  # (read from the state again)
+            assert cat.query(sql).equals(want)
+    assert read_access_log(cat.paths) == before
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "geoparquet", "csv", "ndjson"])

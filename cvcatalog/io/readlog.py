@@ -56,8 +56,8 @@ class ReadLog:
             yield
         finally:
             opened = self._harvest(con)
-            if opened:
-                with contextlib.suppress(duckdb.Error):
+            if opened:  # (its SQL, or the access log's file system)
+                with contextlib.suppress(duckdb.Error, OSError):
                     on_read(con, opened)
 
     def _harvest(self, con: duckdb.DuckDBPyConnection) -> set[str]:
