@@ -676,7 +676,7 @@ class Catalog:
         self.paths = paths
         self._lock_timeout = lock_timeout
         self._storage = storage
-        #: catalog-relative data file -> access key (_record_reads)
+        #: catalog-relative file -> access key (_record_reads)
         self._file_keys: dict[str, str] = {}
         self.db = CatalogDB(
             self.paths, lock_timeout or 60.0, notify or (lambda _m: None), storage=storage
@@ -1057,7 +1057,7 @@ class Catalog:
 
     def _record_reads(self, con: duckdb.DuckDBPyConnection, opened: set[str]) -> None:
         """Advance the LRU clock of the partitions whose files a query opened. Their keys come
-        from a map of every data file, read again from the query's own session (the state is
+        from a map of every file, read again from the query's own session (the state is
         attached to it) when a file is not in it: a file's name is never another's, and
         reading the state at each query cost ~3 ms."""
         store = self.db.store

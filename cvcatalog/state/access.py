@@ -46,14 +46,14 @@ def record_access(keys: Iterable[str], paths: CatalogPaths, when: datetime | Non
 
 
 def file_keys(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """Every catalog-relative data file's access key, as record_access takes them: its CV
-    partition's key, `<dataset>/<partition>` for a dataset's (NGSIM) unit. con: a session with
-    the catalog's state attached (named: whatever schema a query left it in)."""
+    """Every catalog-relative file's access key (data and quarantine files: a view of the
+    quarantine reads its days too), as record_access takes them: its CV partition's key,
+    `<dataset>/<partition>` for a dataset's (NGSIM) unit. con: a session with the catalog's
+    state attached (named: whatever schema a query left it in)."""
     db = quote_ident(STATE_DB)
     rows = con.execute(
-        f"SELECT path, partition_key FROM {db}.partition_files WHERE kind = 'data' "
-        f"UNION ALL SELECT path, dataset || '/' || partition FROM {db}.dataset_files "
-        "WHERE kind = 'data'"
+        f"SELECT path, partition_key FROM {db}.partition_files "
+        f"UNION ALL SELECT path, dataset || '/' || partition FROM {db}.dataset_files"
     ).fetchall()
     return {str(path): str(key) for path, key in rows}
 
