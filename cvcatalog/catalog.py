@@ -1064,8 +1064,12 @@ class Catalog:
         files = {rel for p in opened if (rel := store.relative(p)) is not None}
         known = self._file_keys
         if not files <= known.keys():
-            known = self._file_keys = file_keys(con)
-        self._record_access(sorted({known[f] for f in files if f in known}))
+            known = file_keys(con)
+            # a file the state names no longer (one an older snapshot shows, as a change feed
+            # reads) has no partition to advance: kept as such, not read again at each query
+            known.update(dict.fromkeys(files - known.keys(), ""))
+            self._file_keys = known
+        self._record_access(sorted({known[f] for f in files} - {""}))
 
     @contextlib.contextmanager
     def _scratch_session(

@@ -363,6 +363,28 @@ def test_a_query_whose_reads_cannot_be_recorded_still_answers(
     assert read_access_log(cat.paths) == before
 
 
+def test_a_file_the_state_no_longer_names_is_not_looked_up_at_every_query(
+    cat: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The map of files to partitions is read again when a statement opened a file it lacks; a
+    file no partition holds now (an older snapshot's, as a change feed reads) is remembered
+    as such, or every such query read the whole state again."""
+    reads: list[int] = []
+
+    def counted(con: Any) -> dict[str, str]:
+        reads.append(1)
+        return {"lake/main/wydot_bsm/x.parquet": "wydot/BSM/2021/04/01"}
+
+    monkeypatch.setattr(catalog_module, "file_keys", counted)
+    monkeypatch.setattr(cat, "_file_keys", {})
+    recorded: list[list[str]] = []
+    monkeypatch.setattr(cat, "_record_access", recorded.append)
+    opened = {cat.db.store.location(f"lake/main/{f}") for f in ("wydot_bsm/x.parquet", "old.pq")}
+    for _ in range(3):
+        cat._record_reads(None, opened)  # type: ignore[arg-type]
+    assert reads == [1] and recorded == [["wydot/BSM/2021/04/01"]] * 3
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "geoparquet", "csv", "ndjson"])
 def test_an_empty_result_writes_a_valid_empty_file(cat: Catalog, tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"none.{fmt}"
