@@ -46,8 +46,8 @@ def record_access(keys: Iterable[str], paths: CatalogPaths, when: datetime | Non
 
 
 def file_keys(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """Every catalog-relative file's access key (data and quarantine files: a view of the
-    quarantine reads its days too), as record_access takes them: its CV partition's key,
+    """Every catalog-relative file's access key (quarantine files too, which a statement may
+    read by their path), as record_access takes them: its CV partition's key,
     `<dataset>/<partition>` for a dataset's (NGSIM) unit. con: a session with the catalog's
     state attached (named: whatever schema a query left it in)."""
     db = quote_ident(STATE_DB)
