@@ -258,24 +258,21 @@ def _box_table(cols: Sequence[str], cells: Sequence[Sequence[str]]) -> str | Non
     minutes and GBs). None where a cell is not one line of plain text: rich lays it out."""
     if not cols or not all(map(_as_is, cols)) or not all(_as_is(c) for row in cells for c in row):
         return None
-    widths = [cell_len(c) for c in cols]
-    for row in cells:
-        for i, c in enumerate(row):
-            n = cell_len(c)
-            if n > widths[i]:
-                widths[i] = n
+    head = [cell_len(c) for c in cols]
+    sizes = [[cell_len(c) for c in row] for row in cells]  # (each measured once)
+    widths = [max(column) for column in zip(head, *sizes, strict=True)]
 
     def rule(left: str, mid: str, right: str, fill: str) -> str:
         return left + mid.join(fill * (w + 2) for w in widths) + right
 
-    def line(row: Sequence[str], bar: str) -> str:
+    def line(row: Sequence[str], size: list[int], bar: str) -> str:
         return bar + bar.join(
-            f" {c}{' ' * (w - cell_len(c))} " for c, w in zip(row, widths, strict=True)
+            f" {c}{' ' * (w - n)} " for c, n, w in zip(row, size, widths, strict=True)
         ) + bar
 
     return "\n".join([
-        rule("┏", "┳", "┓", "━"), line(cols, "┃"), rule("┡", "╇", "┩", "━"),
-        *(line(row, "│") for row in cells), rule("└", "┴", "┘", "─"),
+        rule("┏", "┳", "┓", "━"), line(cols, head, "┃"), rule("┡", "╇", "┩", "━"),
+        *map(line, cells, sizes, ["│"] * len(cells)), rule("└", "┴", "┘", "─"),
     ]) + "\n"  # fmt: skip
 
 
@@ -347,6 +344,12 @@ def _csv_value(v: Any) -> Any:
     return "" if v is None else _csv_cell(_plain(v, text=True))
 
 
+def _finite_floats(col: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether a column is of floats with no NaN nor infinity (nulls aside: is_finite of a null
+    is null, which any() skips): Python's repr of each is then its cell, CSV's and JSON's."""
+    return pa.types.is_floating(col.type) and not pc.any(pc.invert(pc.is_finite(col))).as_py()
+
+
 def _csv_column(col: pa.Array | pa.ChunkedArray) -> list[Any]:
     """A column's CSV cells (_csv_value's), a column at a time: text and whole numbers as
     they are, booleans spelled in Arrow, floats with no NaN nor infinity as Python writes
@@ -358,8 +361,8 @@ def _csv_column(col: pa.Array | pa.ChunkedArray) -> list[Any]:
         return col.to_pylist()
     if pa.types.is_boolean(t):
         return pc.if_else(col, "true", "false").to_pylist()
-    if pa.types.is_floating(t) and not pc.any(pc.invert(pc.is_finite(col))).as_py():
-        return col.to_pylist()  # (is_finite of a null is null: any() skips it)
+    if _finite_floats(col):
+        return col.to_pylist()
     return [_csv_value(v) for v in _python_values(col)]
 
 
@@ -379,7 +382,7 @@ def _json_column(col: pa.Array | pa.ChunkedArray) -> list[str]:
         return pc.fill_null(pc.cast(col, pa.string()), "null").to_pylist()
     if pa.types.is_boolean(t):
         return pc.fill_null(pc.if_else(col, "true", "false"), "null").to_pylist()
-    if pa.types.is_floating(t) and not pc.any(pc.invert(pc.is_finite(col))).as_py():
+    if _finite_floats(col):
         return ["null" if v is None else float.__repr__(v) for v in col.to_pylist()]
     return [
         json.dumps(_plain(v), indent=2, default=str).replace("\n", "\n    ")
