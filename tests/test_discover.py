@@ -7,6 +7,7 @@ the code under test.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import defaultdict
 from collections.abc import Iterator
@@ -438,6 +439,28 @@ def test_cli_plan_table_and_json(seeded: Any, s3_client: Any, catalog_dir: Path)
     assert [x["fetch"] for x in rows[:-1]] == [True, True, True]
     assert rows[1]["objects"] == 0 and rows[1]["status"] == "missing"
     assert human_bytes(rows[-1]["bytes"]) in cli(*args).output
+
+
+def test_plan_and_discover_make_no_catalog_where_there_is_none(
+    seeded: Any, tmp_path: Path
+) -> None:
+    """A listing is no reason to make a catalog: plan and discover at a path that holds none
+    (a mistyped --catalog) answer from the bucket, cache nothing and leave the path as it
+    was; an ingest there makes the catalog, as before."""
+    missing = tmp_path / "no-such" / "catalog"
+    args = ("--source", "wydot", "--catalog", str(missing))
+    for command in (["plan", "--type", "BSM", "--start", "2021-04-01"], ["discover"]):
+        for _ in range(2):  # nothing cached by the first: the second lists again
+            r = cli(*command, *args)
+            assert r.exit_code == 0, r.output
+            assert re.search(r"\(\d+ LIST requests?; no GETs\)", r.output), r.output
+            assert "listing cache" not in r.output
+        assert not missing.parent.exists()
+    cat = Catalog(missing)
+    assert cat.discover("wydot", "BSM", 2021).list_requests > 0 and not missing.exists()
+    assert cat.ingest("wydot", "BSM", "2021-04-01", **FAST).ok
+    assert cat.plan("wydot", "BSM", "2021-04-01").rows[0]["status"] == "complete"
+    assert "listing cache" in cat.plan("wydot", "BSM", "2021-04-01").listing
 
 
 def test_cli_errors_are_one_line(catalog_dir: Path) -> None:

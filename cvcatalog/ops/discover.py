@@ -275,8 +275,10 @@ class ListingCache:
         return self._use(listing)
 
     def save(self) -> None:
-        """Store the listings made since the cache was opened (skipped if the catalog is busy)."""
-        if not self._new or self.ttl <= timedelta(0):
+        """Store the listings made since the cache was opened (skipped if the catalog is busy,
+        or is not there: a listing is no reason to make one, and a mistyped --catalog of
+        `plan` or `discover` made one where none was meant to be)."""
+        if not self._new or self.ttl <= timedelta(0) or not self.db.exists():
             return
         rows = [
             [x.prefix, x.mode, x.listed_at, json.dumps(x.children), x.objects, x.bytes]
