@@ -33,6 +33,7 @@ from typer.testing import CliRunner
 import cvcatalog
 from cvcatalog import catalog as catalog_module
 from cvcatalog.catalog import Catalog
+from cvcatalog.cli import output
 from cvcatalog.cli.main import app, main
 from cvcatalog.cli.output import (
     Format,
@@ -1706,6 +1707,36 @@ def test_query_output_streams_the_rows_as_the_whole_result_renders_them(
         r = run("query", _MIXED, "--catalog", str(one_day), "--format", fmt)
         assert r.exit_code == 0 and r.stdout == render(rows, Format(fmt), columns)
     assert len(written_batches) >= 4 * 2 and max(written_batches) < whole.num_rows
+    # a table in a file (every row: --max-rows cuts only what a terminal shows) streams too, its
+    # cells spilled while their widths are measured: a cell with a line break or a tab (column
+    # s) has rich lay the table out; plain ones are laid out a column at a time, the times
+    # and dates spelled by Arrow (one early date: its batch spelled by Python), text of wide
+    # and non-ASCII letters padded by its cells, wider cells in later batches
+    monkeypatch.setattr(output, "_LAID_ROWS", 300)
+    plain = (
+        "select i, timestamptz '2021-04-01 10:00:00+00' + to_microseconds(i * 250000) as t, "
+        "timestamp '2021-04-01 10:00:00' + to_microseconds(i * 333) as naive, "
+        "case when i % 9 = 0 then null when i = 1234 then date '0999-12-31' "
+        "else date '2021-04-01' + i::int end as day, "
+        "repeat('中', i % 3) || repeat('x', i // 700) || case when i % 2 = 0 then 'é' end as w, "
+        "i / 7 as f, i % 2 = 0 as b, 'nan'::double as nan from range(4000) r(i)"
+    )
+    laid: list[int] = []
+    lines = output._CellSpill._lines
+    monkeypatch.setattr(
+        output._CellSpill, "_lines", lambda self, b: laid.append(b.num_rows) or lines(self, b)
+    )
+    for sql, direct in ((_MIXED, False), (plain, True)):
+        shown, names = arrow_rows(cat.query_arrow(sql))
+        want = render(shown, Format.table, names)
+        out = tmp_path / "q.txt"
+        n = len(written_batches)
+        laid.clear()
+        r = run("query", sql, "--catalog", str(one_day), "-o", str(out))
+        assert r.exit_code == 0, r.output
+        assert out.read_text() == want and len(written_batches) - n >= 4
+        assert (sum(laid), max(laid, default=0)) == ((4000, 300) if direct else (0, 0))
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     out = tmp_path / "q.parquet"  # no duration: Parquet has no type for one (NaN: != itself)
     sql = _MIXED.replace("to_seconds(i) as dur, ", "").replace("'nan'::double as nan, ", "")
     sql = sql.replace("case when i % 2 = 0 then 'inf'::double else -i / 4 end as inf, ", "")

@@ -744,7 +744,9 @@ def query(
     fmt = Format(named) if named in Format.__members__ else fmt
     check_outputs({"--output": output})  # before the query runs
     cat = open_catalog(catalog, profile=profile, no_sign_request=no_sign_request)
-    if fmt is not Format.table or named == "parquet":  # every row, as it comes: a batch held
+    if fmt is not Format.table or output is not None:  # every row, as it comes: a batch held
+        # (a table in a file: every row, aligned; its cells spilled while their widths are
+        # measured; --max-rows cuts what a terminal shows, never a file)
         with ResultStream(named if named == "parquet" else fmt.value, output) as out:
             out.finish(
                 cat.query_batches(
@@ -752,20 +754,13 @@ def query(
                 )
             )
         return
-    if output is None:  # the rows shown, not the whole result, held
-        table, total = cat.query_head(
-            sql, limit, read_only=read_only, snapshot=snapshot, as_of=as_of
-        )
-    else:  # a table in a file: every row, aligned (its widths need them all)
-        table = cat.query_arrow(sql, read_only=read_only, snapshot=snapshot, as_of=as_of)
-        total = table.num_rows
-    if table.num_columns == 0 and output is None:
+    # the rows shown, not the whole result, held
+    table, total = cat.query_head(sql, limit, read_only=read_only, snapshot=snapshot, as_of=as_of)
+    if table.num_columns == 0:
         return  # a statement with no result (--read-write COPY ... TO): it printed a blank line
-    # --max-rows cuts what a terminal shows, never a file (-o x.txt held 1,000 rows of 3,000)
-    shown = table if fmt is not Format.table or output is not None else table.slice(0, limit)
-    rows, columns = arrow_rows(shown)
+    rows, columns = arrow_rows(table.slice(0, limit))
     emit(rows, fmt, output, columns=columns)  # (`select 1 as a, 2 as a`: a and a_1)
-    if fmt is Format.table and output is None and total > limit:
+    if total > limit:
         many = f"{total:,} row" + ("" if total == 1 else "s")
         err.print(f"({many}; showing {limit}; use --format csv/json or --output)")
 

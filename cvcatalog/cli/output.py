@@ -22,7 +22,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -198,6 +198,14 @@ def render(
             w.writerow([_csv_value(r.get(c)) for c in cols])
         return buf.getvalue()
     cells = [[_cell(_plain(r.get(c), text=True)) for c in cols] for r in rows]
+    return _table_text(cols, cells, title, width)
+
+
+def _table_text(
+    cols: Sequence[str], cells: Sequence[Sequence[str]], title: str | None, width: int | None
+) -> str:
+    """render's table of these cells: laid out directly at its natural width (_box_table),
+    else by rich."""
     if width is None and not title:
         laid = _box_table(cols, cells)
         if laid is not None:
@@ -261,19 +269,34 @@ def _box_table(cols: Sequence[str], cells: Sequence[Sequence[str]]) -> str | Non
     head = [cell_len(c) for c in cols]
     sizes = [[cell_len(c) for c in row] for row in cells]  # (each measured once)
     widths = [max(column) for column in zip(head, *sizes, strict=True)]
+    return "".join([
+        *_box_head(cols, head, widths), *map(_box_row, cells, sizes, [widths] * len(cells)),
+        _box_foot(widths),
+    ])  # fmt: skip
 
-    def rule(left: str, mid: str, right: str, fill: str) -> str:
-        return left + mid.join(fill * (w + 2) for w in widths) + right
 
-    def line(row: Sequence[str], size: list[int], bar: str) -> str:
-        return bar + bar.join(
-            f" {c}{' ' * (w - n)} " for c, n, w in zip(row, size, widths, strict=True)
-        ) + bar
+def _box_rule(widths: Sequence[int], left: str, mid: str, right: str, fill: str) -> str:
+    return left + mid.join(fill * (w + 2) for w in widths) + right + "\n"
 
-    return "\n".join([
-        rule("┏", "┳", "┓", "━"), line(cols, head, "┃"), rule("┡", "╇", "┩", "━"),
-        *map(line, cells, sizes, ["│"] * len(cells)), rule("└", "┴", "┘", "─"),
-    ]) + "\n"  # fmt: skip
+
+def _box_row(
+    row: Sequence[str], sizes: Sequence[int], widths: Sequence[int], bar: str = "│"
+) -> str:
+    """A row of _box_table: each cell padded to its column's width (sizes: the cells' widths)."""
+    return bar + bar.join(
+        f" {c}{' ' * (w - n)} " for c, n, w in zip(row, sizes, widths, strict=True)
+    ) + bar + "\n"
+
+
+def _box_head(cols: Sequence[str], sizes: Sequence[int], widths: Sequence[int]) -> list[str]:
+    return [
+        _box_rule(widths, "┏", "┳", "┓", "━"), _box_row(cols, sizes, widths, "┃"),
+        _box_rule(widths, "┡", "╇", "┩", "━"),
+    ]  # fmt: skip
+
+
+def _box_foot(widths: Sequence[int]) -> str:
+    return _box_rule(widths, "└", "┴", "┘", "─")
 
 
 def arrow_rows(table: pa.Table) -> tuple[list[dict[str, Any]], list[str]]:
@@ -390,6 +413,54 @@ def _json_column(col: pa.Array | pa.ChunkedArray) -> list[str]:
     ]
 
 
+def _table_column(col: pa.Array | pa.ChunkedArray) -> list[str]:
+    """A column's table cells (_cell of _plain as text, the cells render gives), a column at a
+    time where its type allows: text as is, whole numbers as Arrow spells them (as Python
+    does), booleans and finite floats as Python spells them; other columns (times, nested
+    values, ...) value by value."""
+    kind = col.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return col.fill_null("").to_pylist()
+    if pa.types.is_integer(kind):
+        return pc.cast(col, pa.string()).fill_null("").to_pylist()
+    if pa.types.is_boolean(kind):
+        return pc.if_else(col, "True", "False").fill_null("").to_pylist()
+    if _finite_floats(col):  # (Python's str of a float is its repr)
+        return ["" if v is None else repr(v) for v in col.to_pylist()]
+    iso = _iso_times(col)
+    if iso is not None:
+        return iso.fill_null("").to_pylist()
+    return [_cell(_plain(v, text=True)) for v in _python_values(col)]
+
+
+def _iso_times(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray | None:
+    """A column of times or dates as _plain spells them (isoformat, in UTC marked +00:00),
+    spelled by Arrow: a timestamp in microseconds (in UTC or of no zone) or a date, every one
+    in the years 1-9999 (Python holds no other; both write a year with four digits); None for
+    any other column. A BSM day's two time columns took a third of the
+    time its table took, ~10 us a value through Python's datetime."""
+    kind = col.type
+    if pa.types.is_date32(kind) or pa.types.is_date64(kind):
+        text, zone = pc.strftime(col, "%Y-%m-%d"), None
+    elif pa.types.is_timestamp(kind) and kind.unit == "us" and kind.tz in (None, "UTC"):
+        # %S is seconds.micros: Python leaves out micros of 0
+        text = pc.replace_substring_regex(
+            pc.strftime(col, "%Y-%m-%dT%H:%M:%S"), r"\.000000$", ""
+        )
+        zone = "+00:00" if kind.tz else None
+    else:
+        return None
+    lo, hi = pc.min_max(pc.year(col)).values()
+    if lo.is_valid and not (lo.as_py() >= 1 and hi.as_py() <= 9999):
+        return None
+    return text if zone is None else pc.binary_join_element_wise(text, zone, "")
+
+
+def _cell_len(text: str) -> int:
+    """rich's cell_len, without its look-ups for ASCII text (a character a cell)."""
+    return len(text) if text.isascii() else cell_len(text)
+
+
 def _cell(v: Any) -> str:
     """A table cell: nothing for a null (NaN too: it printed "None")."""
     return "" if v is None else str(v)
@@ -464,16 +535,20 @@ def _holds_interval(t: pa.DataType) -> bool:
 class ResultStream:
     """A query's result written as its batches arrive, so memory holds a batch and not the
     result (`query -o day.csv` of a BSM day held 1.5 GB, of JSON 3.1 GB): csv and json (the
-    same text :func:`render` gives for the whole result) to stdout or a file, parquet to a
-    file. A file is written under a temporary name and renamed when whole (:func:`written`):
-    a query failing midway leaves no file and the old one as it was.
+    same text :func:`render` gives for the whole result) to stdout or a file, parquet and
+    table to a file. A table's widths need every row: its cells are spilled as they come
+    (Arrow IPC, beside the file) and laid out from there once all are measured (the table of
+    a BSM day held 2.6 GB). A file is written under a temporary name and renamed when whole
+    (:func:`written`): a query failing midway leaves no file and the old one as it was.
 
     Use: `with ResultStream(fmt, output) as out:` then `out.write(batch)` for each batch and
     `out.finish(schema)` once every batch is written."""
 
     def __init__(self, fmt: str, output: Path | None) -> None:
-        if fmt not in ("csv", "json", "parquet") or (fmt == "parquet" and output is None):
-            raise ValueError(f"a stream writes csv or json, or parquet to a file, not {fmt}")
+        if fmt not in ("csv", "json", "parquet", "table") or (
+            fmt in ("parquet", "table") and output is None
+        ):
+            raise ValueError(f"a stream writes csv or json, or parquet or table to a file, not {fmt}")
         self.fmt, self.output = fmt, output
         self.rows = 0
         self._names: list[str] | None = None
@@ -481,10 +556,13 @@ class ResultStream:
         self._text: TextIO | None = None
         self._parquet: pq.ParquetWriter | None = None
         self._tmp: Path | None = None
+        self._spill: _CellSpill | None = None
 
     def __enter__(self) -> ResultStream:
         if self.output is not None:
             self._tmp = self._stack.enter_context(written(self.output))
+            if self.fmt == "table":
+                self._spill = self._stack.enter_context(_CellSpill(self._tmp))
             if self.fmt != "parquet":
                 self._text = self._stack.enter_context(
                     open(self._tmp, "w", encoding="utf-8", newline="")
@@ -520,6 +598,8 @@ class ResultStream:
             self._put(_csv_line(self._names))
         elif self.fmt == "json":
             self._put("[")
+        elif self._spill is not None:
+            self._spill.start(self._names)
 
     def _put(self, text: str) -> None:
         assert self._text is not None
@@ -530,6 +610,10 @@ class ResultStream:
         if self._parquet is not None:
             if batch.num_rows:
                 self._parquet.write_batch(batch.rename_columns(self._names or []))
+            self.rows += batch.num_rows
+            return
+        if self._spill is not None:
+            self._spill.add([_table_column(col) for col in batch.columns])
             self.rows += batch.num_rows
             return
         if self.fmt == "csv":
@@ -554,9 +638,96 @@ class ResultStream:
         self._start(schema)
         if self.fmt == "json":
             self._put("]\n" if self.rows == 0 else "\n]\n")
+        if self._spill is not None:
+            self._spill.lay_out(self._put)
         if self._parquet is not None:
             self._parquet.close()
             self._parquet = None
+
+
+#: rows of a table laid out at a time from its spill
+_LAID_ROWS = 2048
+
+
+class _CellSpill:
+    """A table's cells kept on disk while the result streams (Arrow IPC of text columns, in a
+    file beside `near` removed at the end), with each column's width and whether every cell
+    is one line of plain text (_as_is); then laid out as render lays them out: directly
+    (_box_table's rows, a batch of them in memory at a time) or, where a cell is not plain,
+    by rich, which needs them all."""
+
+    def __init__(self, near: Path) -> None:
+        self.path = near.with_name(f".{near.name}.cells")
+        self.names: list[str] = []
+        self.widths: list[int] = []
+        self.plain = True
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self._schema: pa.Schema | None = None
+
+    def __enter__(self) -> _CellSpill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        self.path.unlink(missing_ok=True)
+
+    def start(self, names: list[str]) -> None:
+        self.names = names
+        self.widths = [cell_len(n) for n in names]
+        self.plain = bool(names) and all(map(_as_is, names))
+        self._schema = pa.schema([pa.field(f"c{i}", pa.string()) for i in range(len(names))])
+        self._writer = pa.ipc.new_stream(str(self.path), self._schema)
+
+    def add(self, columns: list[list[str]]) -> None:
+        assert self._writer is not None and self._schema is not None
+        for i, column in enumerate(columns):
+            if self.plain and not all(map(_as_is, column)):
+                self.plain = False
+            if column:
+                self.widths[i] = max(self.widths[i], max(map(_cell_len, column)))
+        if columns and columns[0]:
+            self._writer.write_batch(
+                pa.record_batch([pa.array(c, pa.string()) for c in columns], schema=self._schema)
+            )
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        """The spilled cells a batch at a time."""
+        # read through a plain file (a path was memory-mapped: the spill counted as resident)
+        with pa.OSFile(str(self.path), "rb") as f, pa.ipc.open_stream(f) as reader:
+            yield from reader
+
+    def _lines(self, batch: pa.RecordBatch) -> str:
+        """A batch's rows as _box_row lays them out, a column at a time in Arrow: each cell
+        padded to its column's width (by Arrow where a column is ASCII, a character a cell),
+        the cells joined by the bars."""
+        padded = []
+        for col, width in zip(batch.columns, self.widths, strict=True):
+            if pc.all(pc.string_is_ascii(col)).as_py() is not False:
+                padded.append(pc.utf8_rpad(col, width=width, padding=" "))
+            else:
+                padded.append(pa.array([c + " " * (width - cell_len(c)) for c in col.to_pylist()]))
+        rows = pc.binary_join_element_wise(*padded, " │ ")
+        return "".join(pc.binary_join_element_wise("│ ", rows, " │\n", "").to_pylist())
+
+    def lay_out(self, put: Callable[[str], None]) -> None:
+        assert self._writer is not None
+        self._writer.close()
+        self._writer = None
+        if not self.plain:  # rich lays it out (a line break, a tab...: every cell held)
+            cells = [
+                row
+                for batch in self._batches()
+                for row in zip(*(c.to_pylist() for c in batch.columns), strict=True)
+            ]
+            put(_table_text(self.names, cells, None, None))
+            return
+        put("".join(_box_head(self.names, [cell_len(n) for n in self.names], self.widths)))
+        for batch in self._batches():
+            for at in range(0, batch.num_rows, _LAID_ROWS):  # (its padded copies: a few MB)
+                put(self._lines(batch.slice(at, _LAID_ROWS)))
+        put(_box_foot(self.widths))
 
 
 def _csv_line(cells: Sequence[Any]) -> str:

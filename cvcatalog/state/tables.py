@@ -202,14 +202,12 @@ def spatial_session(con: duckdb.DuckDBPyConnection, *, temporary: bool = False) 
     temporary: a published catalog's reader uses no SQL stored in the catalog). A session
     whose external access is off already (a published catalog's) has the extension loaded
     before: it is not loaded again (it could not be)."""
-    loaded = con.execute(
-        "SELECT count(*) FROM duckdb_functions() WHERE function_name = 'st_point'"
-    ).fetchone()
-    if not (loaded and loaded[0]):
+    try:  # (binding a call: ~0.5 ms; a look through duckdb_functions(): ~20 ms)
+        con.execute("SELECT ST_Point(0, 0)")
+    except duckdb.CatalogException:  # not loaded
         load_extension(con, "spatial")
     con.execute(spatial.AXIS_ORDER_SQL)
-    have = lake.macro_names(con)
-    if not temporary and all(n in have for n in spatial.macro_statements()):
+    if not temporary and set(spatial.macro_statements()) <= lake.macro_names(con):
         return
     for sql in spatial.macro_statements(temporary=True).values():
         con.execute(sql)
