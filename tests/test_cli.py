@@ -1736,6 +1736,9 @@ def test_query_output_streams_the_rows_as_the_whole_result_renders_them(
         assert r.exit_code == 0, r.output
         assert out.read_text() == want and len(written_batches) - n >= 4
         assert (sum(laid), max(laid, default=0)) == ((4000, 300) if direct else (0, 0))
+        for fmt in ("csv", "json"):  # (their times and dates spelled by Arrow too)
+            r = run("query", sql, "--catalog", str(one_day), "--format", fmt)
+            assert r.exit_code == 0 and r.stdout == render(shown, Format(fmt), names)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     out = tmp_path / "q.parquet"  # no duration: Parquet has no type for one (NaN: != itself)
     sql = _MIXED.replace("to_seconds(i) as dur, ", "").replace("'nan'::double as nan, ", "")

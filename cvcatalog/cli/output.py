@@ -377,8 +377,9 @@ def _csv_column(col: pa.Array | pa.ChunkedArray) -> list[Any]:
     """A column's CSV cells (_csv_value's), a column at a time: text and whole numbers as
     they are, booleans spelled in Arrow, floats with no NaN nor infinity as Python writes
     them; a null is None, which the csv module writes as the empty cell _csv_value gives.
-    Only other columns (times, durations, nested values, ...) go value by value: a BSM day's
-    CSV spent most of its time calling _csv_value on each cell."""
+    Times and dates are Arrow's text where it spells them as Python does (_iso_times). Only
+    other columns (durations, nested values, ...) go value by value: a BSM day's CSV spent
+    most of its time calling _csv_value on each cell."""
     t = col.type
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t):
         return col.to_pylist()
@@ -386,6 +387,9 @@ def _csv_column(col: pa.Array | pa.ChunkedArray) -> list[Any]:
         return pc.if_else(col, "true", "false").to_pylist()
     if _finite_floats(col):
         return col.to_pylist()
+    iso = _iso_times(col)
+    if iso is not None:
+        return iso.to_pylist()
     return [_csv_value(v) for v in _python_values(col)]
 
 
@@ -407,6 +411,9 @@ def _json_column(col: pa.Array | pa.ChunkedArray) -> list[str]:
         return pc.fill_null(pc.if_else(col, "true", "false"), "null").to_pylist()
     if _finite_floats(col):
         return ["null" if v is None else float.__repr__(v) for v in col.to_pylist()]
+    iso = _iso_times(col)
+    if iso is not None:  # (ASCII digits and signs: quoted as they are)
+        return pc.fill_null(pc.binary_join_element_wise('"', iso, '"', ""), "null").to_pylist()
     return [
         json.dumps(_plain(v), indent=2, default=str).replace("\n", "\n    ")
         for v in _python_values(col)
