@@ -1056,9 +1056,13 @@ class Catalog:
         return at is None
 
     def _record_reads(self, con: duckdb.DuckDBPyConnection, opened: set[str]) -> None:
-        """Advance the LRU clock of the partitions whose files a query opened. Their keys come
-        from a map of every file, read again from the query's own session (the state is
-        attached to it) when a file is not in it: a file's name is never another's, and
+        """Advance the LRU clock of the partitions whose files a query opened."""
+        self._record_access(self._partitions_read(con, opened))
+
+    def _partitions_read(self, con: duckdb.DuckDBPyConnection, opened: set[str]) -> list[str]:
+        """The access keys of the partitions whose files were opened (local paths, s3://
+        URLs). They come from a map of every file, read again from con (a session with the
+        state attached) when a file is not in it: a file's name is never another's, and
         reading the state at each query cost ~3 ms."""
         store = self.db.store
         files = {rel for p in opened if (rel := store.relative(p)) is not None}
@@ -1069,7 +1073,7 @@ class Catalog:
             # reads) has no partition to advance: kept as such, not read again at each query
             known.update(dict.fromkeys(files - known.keys(), ""))
             self._file_keys = known
-        self._record_access(sorted({known[f] for f in files} - {""}))
+        return sorted({known[f] for f in files} - {""})
 
     @contextlib.contextmanager
     def _scratch_session(
@@ -1696,13 +1700,14 @@ class Catalog:
         self.db.initialise()
         return self.db.migrated_legacy
 
-    def shell_sql(self) -> str:
+    def shell_sql(self, read_log: Path | None = None) -> str:
         """The statements that make a DuckDB session see this catalog as `cvcatalog shell`
         does: the ducklake and spatial (the lake's cv_* macros) extensions from their packages,
         the session's times in UTC as cvcatalog's own (`UTC_SESSION_SQL`), the lake attached
         read-only as cv. A lake on S3 also needs httpfs and an S3 secret,
         which holds credentials: write the statements to a private file, never onto a command
-        line."""
+        line. read_log: a directory where the session logs the files it opens (DuckDB's
+        FileSystem log, in CSV), for record_logged_reads once it ends."""
         self.db.require()  # none: the one line; a 0.1 catalog: migrated first
         steps = [f"LOAD {quote_literal(str(extension_path(x)))};" for x in ("ducklake", "spatial")]
         steps += [f"{spatial.AXIS_ORDER_SQL};", f"{UTC_SESSION_SQL};"]
@@ -1721,7 +1726,33 @@ class Catalog:
             "OVERRIDE_DATA_PATH true);",
             f"USE {lake.LAKE};",
         ]
+        if read_log is not None:  # (last: the statements above open no file of the lake's)
+            steps += [
+                f"CALL enable_logging(level = 'trace', storage = 'file', "
+                f"storage_path = {quote_literal(str(read_log))});",
+                "SET enabled_log_types = 'FileSystem';",
+                "SET logging_mode = 'enable_selected';",
+            ]
         return "\n".join(steps)
+
+    def record_logged_reads(self, read_log: Path) -> int:
+        """Advance the LRU clock of the partitions whose files a DuckDB session opened, from
+        the FileSystem log it kept in read_log (shell_sql's: `cvcatalog shell`, whose reads
+        advanced no clock); returns how many partitions. A session that logged nothing (it
+        switched the log off, or was killed before its log was written) advances none."""
+        entries = read_log / "duckdb_log_entries.csv"
+        if not entries.is_file():
+            return 0
+        with self.db.read_state() as con:
+            rows = con.execute(
+                "SELECT DISTINCT json_extract_string(message, '$.path') FROM read_csv(?, "
+                "header = true, all_varchar = true) WHERE type = 'FileSystem' "
+                "AND json_extract_string(message, '$.op') = 'OPEN'",
+                [str(entries)],
+            ).fetchall()
+            keys = self._partitions_read(con, {str(r[0]) for r in rows if r[0]})
+        self._record_access(keys)
+        return len(keys)
 
     def validation_report(
         self,
@@ -3162,7 +3193,7 @@ class RemoteCatalog(Catalog):
     def repair(self, *args: Any, **kwargs: Any) -> Any:
         self._refuse("repair it (repair the local catalog it was published from)")
 
-    def shell_sql(self) -> str:
+    def shell_sql(self, read_log: Path | None = None) -> str:
         """Not for a published catalog: it said 'no catalog at <its cache directory>'."""
         raise CatalogError(
             f"{self.location} is a published catalog: shell_sql (`cvcatalog shell`) opens a "

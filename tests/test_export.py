@@ -16,6 +16,8 @@ import re
 import shutil
 import stat
 import struct
+import subprocess
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
@@ -338,6 +340,37 @@ def test_a_query_advances_the_lru_clock_of_the_files_it_read(cat: Catalog) -> No
     with cat.db.read() as con:  # the log is off and empty between statements
         assert con.execute("select current_setting('enable_logging')").fetchone() == (False,)
         assert con.execute("select count(*) from duckdb_logs()").fetchone() == (0,)
+
+
+def test_cvcatalog_shell_advances_the_lru_clock_of_the_files_it_read(cat: Catalog) -> None:
+    """A day read only in `cvcatalog shell` (the DuckDB CLI) looked unused to `cache evict`:
+    the session now logs the files it opens and the shell records their partitions when it
+    ends; a session that reads no day's file advances none, one that switched the log off
+    advances none (and still exits as it would)."""
+    d1, d2 = (f"wydot/BSM/{d:%Y/%m/%d}" for d in (D1, D2))
+
+    def shell(sql: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "cvcatalog", "shell", "--catalog", str(cat.paths.root)],
+            input=f".mode csv\n{sql}\n", capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done
+
+    before = read_access_log(cat.paths)
+    never = datetime.min.replace(tzinfo=UTC)
+    done = shell(f"select count(*) as n from wydot_bsm where date = '{D2}';")
+    want = cat.query(f"select count(*) as n from wydot_bsm where date = '{D2}'")
+    assert done.stdout.split() == ["n", str(want["n"][0])]
+    after = read_access_log(cat.paths)
+    assert after[d2] > before.get(d2, never) and after.get(d1) == before.get(d1)
+    for sql in ("select 42;", "set enable_logging = false; select count(*) from wydot_bsm;"):
+        shell(sql)
+        assert read_access_log(cat.paths) == after
+    shell("select count(*) from bsm where speed_mps >= 0;")
+    now = read_access_log(cat.paths)
+    assert now[d1] > after[d1] and now[d2] > after[d2]
+    assert cat.record_logged_reads(cat.paths.root / "no-such-log") == 0
 
 
 def test_a_query_whose_reads_cannot_be_recorded_still_answers(

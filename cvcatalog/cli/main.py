@@ -897,12 +897,12 @@ def shell(catalog: LocalCatalogOpt = None) -> None:
     exe = shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
     if exe is None:
         raise CatalogError("the DuckDB CLI is not installed (pip install duckdb-cli==1.5.5)")
-    init = cat.shell_sql()
     err.print(f"catalog {cat.paths.root} attached read-only as cv", highlight=False)
     # The statements may hold an S3 secret: they go through a file only this user can read
     # (never argv, which every user sees), removed when the shell ends.
     with tempfile.TemporaryDirectory(prefix="cvcatalog-shell-") as tmp:
-        rc = Path(tmp) / "init.sql"
+        rc, reads = Path(tmp) / "init.sql", Path(tmp) / "reads"
+        init = cat.shell_sql(read_log=reads)  # (the files the session opens: the LRU clock)
         fd = os.open(rc, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             # silent: CREATE SECRET (a lake on S3) prints a "Success true" table; errors
@@ -914,6 +914,9 @@ def shell(catalog: LocalCatalogOpt = None) -> None:
             code = subprocess.run(_shell_command(exe, rc), check=False).returncode
         finally:
             signal.signal(signal.SIGINT, previous)
+        # (an LRU clock is not worth failing the shell's exit for)
+        with contextlib.suppress(CvCatalogError, duckdb.Error, OSError):
+            cat.record_logged_reads(reads)
     raise typer.Exit(code)
 
 
