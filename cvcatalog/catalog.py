@@ -1746,7 +1746,8 @@ class Catalog:
         with self.db.read_state() as con:
             rows = con.execute(
                 "SELECT DISTINCT json_extract_string(message, '$.path') FROM read_csv(?, "
-                "header = true, all_varchar = true) WHERE type = 'FileSystem' "
+                "header = true, all_varchar = true, hive_partitioning = false) "
+                "WHERE type = 'FileSystem' "
                 "AND json_extract_string(message, '$.op') = 'OPEN'",
                 [str(entries)],
             ).fetchall()

@@ -369,7 +369,7 @@ def test_cvcatalog_shell_advances_the_lru_clock_of_the_files_it_read(cat: Catalo
         assert read_access_log(cat.paths) == after
     shell("select count(*) from bsm where speed_mps >= 0;")
     now = read_access_log(cat.paths)
-    assert now[d1] > after[d1] and now[d2] > after[d2]
+    assert now[d1] > after.get(d1, never) and now[d2] > after[d2]
     assert cat.record_logged_reads(cat.paths.root / "no-such-log") == 0
 
 

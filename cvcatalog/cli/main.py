@@ -897,12 +897,12 @@ def shell(catalog: LocalCatalogOpt = None) -> None:
     exe = shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
     if exe is None:
         raise CatalogError("the DuckDB CLI is not installed (pip install duckdb-cli==1.5.5)")
-    err.print(f"catalog {cat.paths.root} attached read-only as cv", highlight=False)
     # The statements may hold an S3 secret: they go through a file only this user can read
     # (never argv, which every user sees), removed when the shell ends.
     with tempfile.TemporaryDirectory(prefix="cvcatalog-shell-") as tmp:
         rc, reads = Path(tmp) / "init.sql", Path(tmp) / "reads"
         init = cat.shell_sql(read_log=reads)  # (the files the session opens: the LRU clock)
+        err.print(f"catalog {cat.paths.root} attached read-only as cv", highlight=False)
         fd = os.open(rc, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             # silent: CREATE SECRET (a lake on S3) prints a "Success true" table; errors
