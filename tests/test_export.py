@@ -357,10 +357,10 @@ def test_cvcatalog_shell_advances_the_lru_clock_of_the_files_it_read(cat: Catalo
         assert done.returncode == 0, done.stderr
         return done
 
-    before = read_access_log(cat.paths)
+    want = cat.query(f"select count(*) as n from wydot_bsm where date = '{D2}'")  # (a query
+    before = read_access_log(cat.paths)  # advances the clock too: before the shell's)
     never = datetime.min.replace(tzinfo=UTC)
     done = shell(f"select count(*) as n from wydot_bsm where date = '{D2}';")
-    want = cat.query(f"select count(*) as n from wydot_bsm where date = '{D2}'")
     assert done.stdout.split() == ["n", str(want["n"][0])]
     after = read_access_log(cat.paths)
     assert after[d2] > before.get(d2, never) and after.get(d1) == before.get(d1)
