@@ -58,7 +58,7 @@ from cvcatalog.io.duckdb_ext import (
 )
 from cvcatalog.io.duckdb_ext import endpoint_url as current_endpoint
 from cvcatalog.io.layout import CatalogPaths, safe_rel
-from cvcatalog.io.readlog import OnRead, ReadLog, watched
+from cvcatalog.io.readlog import OnRead, ReadLog, file_log_sql, logged_opens, watched
 from cvcatalog.io.s3 import RetryPolicy, TokenBucket, as_s3_error, make_client
 from cvcatalog.io.storage import S3Access, S3Location, S3Store, is_remote, s3fs_options
 from cvcatalog.ops import cache
@@ -1727,12 +1727,7 @@ class Catalog:
             f"USE {lake.LAKE};",
         ]
         if read_log is not None:  # (last: the statements above open no file of the lake's)
-            steps += [
-                f"CALL enable_logging(level = 'trace', storage = 'file', "
-                f"storage_path = {quote_literal(str(read_log))});",
-                "SET enabled_log_types = 'FileSystem';",
-                "SET logging_mode = 'enable_selected';",
-            ]
+            steps += [f"{sql};" for sql in file_log_sql(read_log)]
         return "\n".join(steps)
 
     def record_logged_reads(self, read_log: Path) -> int:
@@ -1740,18 +1735,8 @@ class Catalog:
         the FileSystem log it kept in read_log (shell_sql's: `cvcatalog shell`, whose reads
         advanced no clock); returns how many partitions. A session that logged nothing (it
         switched the log off, or was killed before its log was written) advances none."""
-        entries = read_log / "duckdb_log_entries.csv"
-        if not entries.is_file():
-            return 0
         with self.db.read_state() as con:
-            rows = con.execute(
-                "SELECT DISTINCT json_extract_string(message, '$.path') FROM read_csv(?, "
-                "header = true, all_varchar = true, hive_partitioning = false) "
-                "WHERE type = 'FileSystem' "
-                "AND json_extract_string(message, '$.op') = 'OPEN'",
-                [str(entries)],
-            ).fetchall()
-            keys = self._partitions_read(con, {str(r[0]) for r in rows if r[0]})
+            keys = self._partitions_read(con, logged_opens(con, read_log))
         self._record_access(keys)
         return len(keys)
 

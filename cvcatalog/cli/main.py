@@ -759,7 +759,7 @@ def query(
     if table.num_columns == 0:
         return  # a statement with no result (--read-write COPY ... TO): it printed a blank line
     rows, columns = arrow_rows(table.slice(0, limit))
-    emit(rows, fmt, output, columns=columns)  # (`select 1 as a, 2 as a`: a and a_1)
+    emit(rows, fmt, columns=columns)  # (`select 1 as a, 2 as a`: a and a_1)
     if total > limit:
         many = f"{total:,} row" + ("" if total == 1 else "s")
         err.print(f"({many}; showing {limit}; use --format csv/json or --output)")

@@ -1,29 +1,59 @@
 """Which files DuckDB statements open, from DuckDB's own FileSystem log: what a SQL query
 read after its filters pruned the rest, which no reading of the SQL could tell (the LRU clock
-of the partitions a query reads, state/access.py)."""
+of the partitions a query reads, state/access.py). A session cvcatalog does not run (the
+DuckDB CLI of `cvcatalog shell`) logs to CSV files instead (file_log_sql, logged_opens)."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import duckdb
 
-#: the files opened while the log was on (an OPEN is logged at the TRACE level, beside every
-#: READ): any statement's, as the log is the instance's, and a file another statement opened
-#: meanwhile was read then too
+from cvcatalog.sqlutil import quote_literal
+
+#: a FileSystem log entry's file, and whether the entry is its opening (an OPEN is logged at
+#: the TRACE level, beside every READ)
+_PATH = "json_extract_string(message, '$.path')"
+_OPEN = "message LIKE '%\"op\":\"OPEN\"%'"
+#: the files opened while the log was on: any statement's, as the log is the instance's, and
+#: a file another statement opened meanwhile was read then too
 _OPENED = (
-    "SELECT count(*), list(DISTINCT json_extract_string(message, '$.path')) FILTER ("
-    "WHERE message LIKE '%\"op\":\"OPEN\"%') FROM duckdb_logs() WHERE type = 'FileSystem'"
+    f"SELECT count(*), list(DISTINCT {_PATH}) FILTER (WHERE {_OPEN}) FROM duckdb_logs() "
+    "WHERE type = 'FileSystem'"
 )
-#: the settings that log file opens and reads (SET: a CALL of enable_logging costs ~1.4 ms)
-_LOG_FILES = (
-    "SET logging_level = 'trace'",
-    "SET enabled_log_types = 'FileSystem'",
-    "SET logging_mode = 'enable_selected'",
-    "SET enable_logging = true",
-)
+#: the log's entries of file opens and reads only
+_SELECTED = ("SET enabled_log_types = 'FileSystem'", "SET logging_mode = 'enable_selected'")
+#: the settings that log them (SET: a CALL of enable_logging costs ~1.4 ms)
+_LOG_FILES = ("SET logging_level = 'trace'", *_SELECTED, "SET enable_logging = true")
+#: the file a log kept in a directory writes its entries to (DuckDB's name)
+_ENTRIES = "duckdb_log_entries.csv"
+
+
+def file_log_sql(directory: Path) -> list[str]:
+    """The statements that have a session log the files it opens to CSV files in directory
+    (file storage takes its path only through the CALL), for logged_opens once it ends."""
+    call = (
+        "CALL enable_logging(level = 'trace', storage = 'file', "
+        f"storage_path = {quote_literal(str(directory))})"
+    )
+    return [call, *_SELECTED]
+
+
+def logged_opens(con: duckdb.DuckDBPyConnection, directory: Path) -> set[str]:
+    """The files a session that ran file_log_sql(directory) opened (read on con); none when
+    it logged nothing (it switched the log off, or was killed before writing it)."""
+    entries = directory / _ENTRIES
+    if not entries.is_file():
+        return set()
+    rows = con.execute(
+        f"SELECT DISTINCT {_PATH} FROM read_csv(?, header = true, all_varchar = true, "
+        f"hive_partitioning = false) WHERE type = 'FileSystem' AND {_OPEN}",
+        [str(entries)],
+    ).fetchall()
+    return {str(r[0]) for r in rows if r[0]}
 
 
 #: what a watcher does with the files read: given the session (still open) and their locations
