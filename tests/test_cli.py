@@ -1712,21 +1712,23 @@ def test_query_output_streams_the_rows_as_the_whole_result_renders_them(
     # s) has rich lay the table out; plain ones are laid out a column at a time, the times
     # and dates spelled by Arrow (one early date: its batch spelled by Python), text of wide
     # and non-ASCII letters padded by its cells, wider cells in later batches
-    monkeypatch.setattr(output, "_LAID_ROWS", 300)
+    # (a quarter of the rows and batches: rich lays out every row of `want` and of the file)
+    monkeypatch.setattr(catalog_module, "HEAD_BATCH_ROWS", 250)
+    monkeypatch.setattr(output, "_LAID_ROWS", 100)
     plain = (
         "select i, timestamptz '2021-04-01 10:00:00+00' + to_microseconds(i * 250000) as t, "
         "timestamp '2021-04-01 10:00:00' + to_microseconds(i * 333) as naive, "
-        "case when i % 9 = 0 then null when i = 1234 then date '0999-12-31' "
+        "case when i % 9 = 0 then null when i = 334 then date '0999-12-31' "
         "else date '2021-04-01' + i::int end as day, "
-        "repeat('中', i % 3) || repeat('x', i // 700) || case when i % 2 = 0 then 'é' end as w, "
-        "i / 7 as f, i % 2 = 0 as b, 'nan'::double as nan from range(4000) r(i)"
+        "repeat('中', i % 3) || repeat('x', i // 175) || case when i % 2 = 0 then 'é' end as w, "
+        "i / 7 as f, i % 2 = 0 as b, 'nan'::double as nan from range(1000) r(i)"
     )
     laid: list[int] = []
     lines = output._CellSpill._lines
     monkeypatch.setattr(
         output._CellSpill, "_lines", lambda self, b: laid.append(b.num_rows) or lines(self, b)
     )
-    for sql, direct in ((_MIXED, False), (plain, True)):
+    for sql, direct in ((_MIXED.replace("range(4000)", "range(1000)"), False), (plain, True)):
         shown, names = arrow_rows(cat.query_arrow(sql))
         want = render(shown, Format.table, names)
         out = tmp_path / "q.txt"
@@ -1735,7 +1737,7 @@ def test_query_output_streams_the_rows_as_the_whole_result_renders_them(
         r = run("query", sql, "--catalog", str(one_day), "-o", str(out))
         assert r.exit_code == 0, r.output
         assert out.read_text() == want and len(written_batches) - n >= 4
-        assert (sum(laid), max(laid, default=0)) == ((4000, 300) if direct else (0, 0))
+        assert (sum(laid), max(laid, default=0)) == ((1000, 100) if direct else (0, 0))
         for fmt in ("csv", "json"):  # (their times and dates spelled by Arrow too)
             r = run("query", sql, "--catalog", str(one_day), "--format", fmt)
             assert r.exit_code == 0 and r.stdout == render(shown, Format(fmt), names)
