@@ -26,6 +26,7 @@ from cvcatalog.datasets.ngsim import CSV_NAMES, NgsimDataset, to_lonlat
 from cvcatalog.exceptions import CatalogError, ConfigError, TransientFetchError
 from cvcatalog.io.lake import files as lake_files
 from cvcatalog.io.s3 import RetryPolicy
+from cvcatalog.io.storage import LINEAGE_OBJECT
 from cvcatalog.pipeline.report import summary_lines
 from cvcatalog.quality.report import build_report
 from cvcatalog.sandbox import ngsim as ngsim_gen
@@ -855,8 +856,8 @@ def test_ngsim_on_an_s3_lake(ngsim_csv, s3_client, tmp_path: Path) -> None:  # t
 
     # every file is an object under the prefix, with the checksum the catalog recorded
     files = cat.query("select path, sha256, bytes from dataset_files order by path")
-    keys = _lake_keys(s3_client, "ngsim-lake", "team/")
-    assert sorted(f"team/{p}" for p in files["path"]) == keys
+    keys = _lake_keys(s3_client, "ngsim-lake", "team/")  # (and the lake's lineage object)
+    assert sorted([f"team/{LINEAGE_OBJECT}", *(f"team/{p}" for p in files["path"])]) == keys
     assert any(k.endswith(".ndjson") for k in keys)  # quarantine too
     for p, digest, size in files.itertuples(index=False):
         body = s3_client.get_object(Bucket="ngsim-lake", Key=f"team/{p}")["Body"].read()
@@ -907,7 +908,7 @@ def test_ngsim_on_an_s3_lake(ngsim_csv, s3_client, tmp_path: Path) -> None:  # t
     # clear --source ngsim deletes the objects
     n_parts, nbytes = cat.clear("ngsim")
     assert n_parts > 0 and nbytes > 0
-    assert _lake_keys(s3_client, "ngsim-lake", "team/") == []
+    assert _lake_keys(s3_client, "ngsim-lake", "team/") == [f"team/{LINEAGE_OBJECT}"]
     assert cat.query("select count(*) n from ngsim_trajectories")["n"][0] == 0
 
 

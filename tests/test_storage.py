@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,10 +22,10 @@ from typer.testing import CliRunner
 from cvcatalog.catalog import Catalog
 from cvcatalog.cli.main import app
 from cvcatalog.config import DataSourceConfig
-from cvcatalog.exceptions import ConfigError, EndpointUnreachableError
+from cvcatalog.exceptions import CatalogError, ConfigError, EndpointUnreachableError
 from cvcatalog.io.duckdb_ext import load_extension, s3_connection
 from cvcatalog.io.lake import files as table_files
-from cvcatalog.io.storage import S3Store
+from cvcatalog.io.storage import LINEAGE_OBJECT, Lineage, S3Store, lineage_refusal
 from cvcatalog.sandbox.replica import seed_replica
 from cvcatalog.sources.bucket import BUCKET
 from cvcatalog.state.access import read_access_log
@@ -103,8 +105,8 @@ def test_same_answers_as_a_local_lake(local: Catalog, remote_lake: Catalog) -> N
 def test_files_live_on_s3_with_their_checksums(env: Any, remote_lake: Catalog) -> None:
     with remote_lake.db.read() as con:
         files = con.execute("select path, sha256, bytes from partition_files").fetchall()
-    keys = _keys(env, "team/cv/")
-    assert sorted(f"team/cv/{p}" for p, _, _ in files) == keys
+    keys = _keys(env, "team/cv/")  # (and the lake's lineage: which catalog wrote it last)
+    assert sorted([f"team/cv/{LINEAGE_OBJECT}", *(f"team/cv/{p}" for p, _, _ in files)]) == keys
     assert any(k.endswith(".parquet") for k in keys) and any(k.endswith(".ndjson") for k in keys)
     for path, digest, size in files:
         body = env.get_object(Bucket=LAKE, Key=f"team/cv/{path}")["Body"].read()
@@ -235,7 +237,7 @@ def test_compact_and_clear_act_on_s3(env: Any, tmp_path: Path) -> None:
 
     count, nbytes = cat.clear()
     assert count == 1 and nbytes > 0
-    assert _keys(env, "compact/") == []
+    assert _keys(env, "compact/") == [f"compact/{LINEAGE_OBJECT}"]  # (the lake is still its own)
     assert cat.query("select count(*) as n from wydot_tim").iat[0, 0] == 0
 
 
@@ -294,6 +296,102 @@ def test_a_second_catalog_is_refused_a_lake_another_one_writes(
     assert _keys(env, "shared/") == before
     assert not (tmp_path / "b" / "catalog.ducklake").exists()
     assert Catalog(tmp_path / "a").verify().clean  # no orphans: nothing of another catalog
+
+
+def test_a_copy_of_a_catalog_on_an_s3_lake_cannot_delete_the_files_the_other_shows(
+    env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cp -a` of a catalog directory whose lake is on S3 shares the lake: once the copy wrote
+    a day, the original's eviction, repair or next ingest deleted the copy's files as its own
+    orphans or expired ones. The lake now follows one line of writes: the catalog that wrote
+    last goes on (moved, or after a write that failed midway), the one left behind is refused
+    in one line before it changes anything, and its reads still answer."""
+    storage = f"s3://{LAKE}/copied"
+    a, b = tmp_path / "a", tmp_path / "b"
+    cfg = {"rate_limit": 0, "max_workers": 4}
+    assert Catalog(a, storage=storage).ingest("wydot", "BSM", "2021-04-01", "2021-04-01", **cfg).ok
+    shutil.copytree(a, b, symlinks=True)
+    copy = Catalog(b)
+    assert copy.ingest("wydot", "BSM", "2021-04-02", "2021-04-02", **cfg).ok  # the copy goes on
+    keys = _keys(env, "copied/")
+    days = "select date, count(*) as n from wydot_bsm group by 1 order by 1"
+    want = copy.query(days)
+    assert len(want) == 2
+
+    left = f"error: {storage} is not this catalog's to write: it was last written by "
+    for args in (
+        ["cache", "evict", "--max-size-gb", "0"],
+        ["cache", "clear", "--yes"],
+        ["ingest", "--source", "wydot", "--type", "BSM", "--start", "2021-04-03",
+         "--end", "2021-04-03", "--rate-limit", "0", "--no-progress"],
+    ):  # fmt: skip
+        r = runner.invoke(app, [*args, "--catalog", str(a)])
+        assert r.exit_code == 1, (args, r.output)
+        assert r.stderr.startswith(left + f"{socket.gethostname()}:{b}. "), r.stderr
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.output
+    assert _keys(env, "copied/") == keys  # nothing of the copy's deleted, nothing added
+    assert copy.query(days).equals(want) and copy.verify().clean
+    original = Catalog(a)
+    assert original.query(days)["n"].tolist() == want["n"].tolist()[:1]  # (it still reads)
+    with pytest.raises(CatalogError, match="not this catalog's to write"):
+        original.evict(max_size_gb=0)
+
+    # the copy moved: still the lake's last writer. A write that fails after claiming the
+    # lake, or one committed whose claim was never settled, leaves it this catalog's
+    moved = tmp_path / "moved"
+    shutil.move(b, moved)
+    cat = Catalog(moved)
+    with pytest.raises(RuntimeError), cat.db.write() as con:
+        con.execute("select 1")
+        raise RuntimeError("killed midway")
+    monkeypatch.setattr(S3Store, "settle", lambda self, new, me, etag: None)
+    assert cat.ingest("wydot", "BSM", "2021-04-03", "2021-04-03", **cfg).ok
+    monkeypatch.undo()
+    assert cat.evict(max_size_gb=0)  # (every day evicted: its own)
+    assert cat.status() == [] and cat.verify().clean
+    # and the one left behind stays refused
+    r = runner.invoke(app, ["cache", "evict", "--max-size-gb", "0", "--catalog", str(a)])
+    assert r.exit_code == 1 and f"last written by {socket.gethostname()}:{moved}" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("found", "local", "refused"),
+    [
+        (None, None, None),  # a lake no write of this release claimed: the first takes it
+        (Lineage("t1", "h:/a"), "t1", None),  # this catalog wrote last
+        (Lineage("t1", "h:/b"), "t1", None),  # ... and was moved since
+        (Lineage("t2", "h:/b"), "t1", "it was last written by h:/b"),  # a copy went on
+        (Lineage("t2", None), None, "it was last written by another catalog"),
+        (Lineage("t1", "h:/a", "t2", "h:/a"), "t2", None),  # committed, not settled
+        (Lineage("t1", "h:/a", "t2", "h:/a"), "t1", None),  # failed before its commit
+        (Lineage("t0", "h:/a", "t2", "h:/a"), "t1", "it was last written by h:/a"),
+        (Lineage("t1", "h:/b", "t2", "h:/b"), "t1", "a write by h:/b is in progress there"),
+    ],
+)
+def test_the_lake_follows_one_line_of_writes(
+    found: Lineage | None, local: str | None, refused: str | None
+) -> None:
+    assert lineage_refusal(found, local, "h:/a") == refused
+
+
+def test_of_two_copies_claiming_the_lake_at_once_one_is_refused(env: Any) -> None:
+    """Both read the lineage object before either wrote it: S3's conditional PUT lets one
+    mark its write pending; the other reads the object again and is refused."""
+    url = f"s3://{LAKE}/racing"
+    first, second = S3Store(url), S3Store(url)
+    assert first.claim(None, "t1", "h:/a") is not None
+    first.settle("t1", "h:/a", None)  # (its ETag unknown here: not settled, still pending)
+    assert first.lineage()[0] == Lineage(None, "h:/a", "t1", "h:/a")
+    stale = first.lineage()
+    reads = iter([stale])
+    second.lineage = lambda: next(reads, None) or S3Store.lineage(second)  # type: ignore[method-assign]
+    etag = first.claim("t1", "t2", "h:/a")
+    with pytest.raises(CatalogError, match="a write by h:/a is in progress there"):
+        second.claim("t1", "t3", "h:/b")
+    first.settle("t2", "h:/a", etag)
+    assert first.lineage()[0] == Lineage("t2", "h:/a")
+    with pytest.raises(CatalogError, match="it was last written by h:/a"):
+        second.check_lineage("t1", "h:/b")
 
 
 def test_storage_setting_is_validated(tmp_path: Path) -> None:

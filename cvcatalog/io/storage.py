@@ -16,9 +16,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import re
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from cvcatalog.config import DownloadConfig, download_config
-from cvcatalog.exceptions import ConfigError, CvCatalogError, S3Error
+from cvcatalog.exceptions import CatalogError, ConfigError, CvCatalogError, S3Error
 from cvcatalog.io.duckdb_ext import endpoint_url
 from cvcatalog.io.layout import (
     CatalogPaths,
@@ -52,6 +54,11 @@ from cvcatalog.io.s3 import (
 
 #: Top-level directories of the catalog that hold data files (local or on S3).
 DATA_DIRS = ("lake", "quarantine")
+#: the object at an S3 lake's root that names the last write committed to it (S3Store.claim):
+#: outside DATA_DIRS, so no listing of the lake's files (orphans, verify, publish) sees it
+LINEAGE_OBJECT = "cvcatalog-lineage.json"
+#: seconds a lineage check stands for the deletes after it (S3Store.guard)
+OWNER_RECHECK_S = 5.0
 #: files LakeStore.put_all places at once: each waits on the network (an S3 PUT) or on two
 #: fsyncs (a local move of a few files), so a batch of a thousand tiny days' files placed one
 #: at a time spends seconds waiting (5 ms a file here, 0.5 ms eight at once)
@@ -128,6 +135,37 @@ class S3Location:
 
 
 # -- stores --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Lineage:
+    """What an S3 lake's lineage object says: the token of the last write committed to the
+    lake and the catalog that made it (`by`: host and directory), and a write begun and not
+    yet settled (`pending`, `pending_by`): a write in progress, or one that ended (committed
+    or not) before it could settle."""
+
+    token: str | None
+    by: str | None = None
+    pending: str | None = None
+    pending_by: str | None = None
+
+
+def lineage_refusal(found: Lineage | None, local: str | None, me: str) -> str | None:
+    """Why the catalog `me`, whose last write to the lake was `local`, may not write to it
+    now (None: it may). A copy of a catalog directory shares its S3 lake: once one of the
+    two writes, the other's state no longer knows the lake's files, and its writes (orphans
+    deleted, eviction, cleanup) would delete the first's. The lake follows one line of
+    writes; a catalog whose last write is not the lake's last is a copy left behind."""
+    if found is None:  # a lake no write of this release has claimed yet
+        return None
+    if found.pending is not None:
+        if found.pending == local:  # ours, committed, not settled: ours is the last
+            return None
+        if found.pending_by != me:
+            return f"a write by {found.pending_by or 'another catalog'} is in progress there"
+    if found.token == local:
+        return None
+    return f"it was last written by {found.by or 'another catalog'}"
+
+
 class LakeStore(ABC):
     """Put, hash, list and delete the data files of one catalog by catalog-relative path."""
 
@@ -458,8 +496,13 @@ class Uploader:
 
 def _is_not_found(e: CvCatalogError) -> bool:
     """A 404 from S3 behind one of Retrier's errors."""
+    return _is_status(e, 404)
+
+
+def _is_status(e: CvCatalogError, status: int) -> bool:
+    """An S3 answer of this HTTP status, final (not retried), behind one of Retrier's errors."""
     info = classify_error(e.__cause__) if e.__cause__ is not None else None
-    return info is not None and info.kind is ErrorKind.FATAL and info.status == 404
+    return info is not None and info.kind is ErrorKind.FATAL and info.status == status
 
 
 def content_type(rel: str) -> str:
@@ -481,6 +524,24 @@ class S3Store(LakeStore):
         self.cfg = base.model_copy(update={"no_sign_request": False, "rate_limit": 0.0})
         self._client = client
         self._up: Uploader | None = None
+        self._owner_check: Callable[[], None] | None = None
+        self._owned_at: float | None = None
+
+    def guard(self, check: Callable[[], None]) -> None:
+        """check: raises when this catalog may not change the lake (lineage_refusal), run
+        before the first put and again before a delete (at most every OWNER_RECHECK_S: a
+        repair deletes its orphans one by one): a put adds a file under a new name, a delete
+        may take one that another copy of the catalog shows."""
+        self._owner_check, self._owned_at = check, None
+
+    def _own(self, again: bool) -> None:
+        if self._owner_check is None:
+            return
+        now = time.monotonic()
+        last = self._owned_at
+        if last is None or (again and now - last > OWNER_RECHECK_S):
+            self._owner_check()
+            self._owned_at = now
 
     @property
     def uploader(self) -> Uploader:
@@ -500,6 +561,7 @@ class S3Store(LakeStore):
 
     def put(self, src: Path, rel: str, size: int, sha256: str) -> None:
         rel = safe_rel(rel)
+        self._own(again=False)
         self.uploader.put(rel, src, size, sha256, content_type(rel))
         ok, _, reason = self.uploader.verify(rel, size, sha256)
         if not ok:
@@ -512,6 +574,7 @@ class S3Store(LakeStore):
         """An object store has no folders to prune."""
 
     def delete(self, rel: str) -> None:
+        self._own(again=True)
         self.uploader.delete(safe_rel(rel))
 
     def sha256(self, rel: str) -> str | None:
@@ -539,14 +602,97 @@ class S3Store(LakeStore):
         already (one LIST of one key a folder), another catalog's: each of two catalogs
         writing one lake takes the other's files for its own orphans, which `cache verify
         --repair` and a re-run of a day delete, and `cache clear` deletes only its own."""
-        for top in DATA_DIRS:
-            found = self.uploader.list_keys(top, limit=1)
-            if found:
-                raise ConfigError(
-                    f"{self.url} already holds another catalog's files ({self.url}/{found[0]}); "
-                    "give this catalog a location of its own (two catalogs writing one lake "
-                    "delete each other's files as orphans)"
-                )
+        lists = (self.uploader.list_keys(top, limit=1) for top in DATA_DIRS)
+        found = next((keys[0] for keys in lists if keys), None)
+        if found is None and self.lineage()[0] is not None:  # (one that wrote no file yet)
+            found = LINEAGE_OBJECT
+        if found is not None:
+            raise ConfigError(
+                f"{self.url} already holds another catalog's files ({self.url}/{found}); "
+                "give this catalog a location of its own (two catalogs writing one lake "
+                "delete each other's files as orphans)"
+            )
+
+    # -- the lake's line of writes (copies of a catalog directory share its S3 lake) --------
+    def lineage(self) -> tuple[Lineage | None, str | None]:
+        """The lake's lineage object and its ETag ((None, None): there is none yet)."""
+        up, key = self.uploader, self.s3loc.key(LINEAGE_OBJECT)
+        try:
+            got = up.call(
+                "get", key, lambda: up.client.get_object(Bucket=self.s3loc.bucket, Key=key)
+            )
+        except CvCatalogError as e:
+            if _is_status(e, 404):
+                return None, None
+            raise
+        body = got["Body"].read()
+        try:
+            raw = json.loads(body)
+            found = Lineage(**{k: raw.get(k) for k in ("token", "by", "pending", "pending_by")})
+        except (ValueError, TypeError, AttributeError):
+            raise CatalogError(
+                f"{self.url}/{LINEAGE_OBJECT} is not cvcatalog's lineage object; "
+                "this catalog's lake holds a file it did not write"
+            ) from None
+        return found, got.get("ETag")
+
+    def _put_lineage(self, lineage: Lineage, etag: str | None) -> str | None:
+        """Replace the lineage object if it is still the one read (ETag etag; None: if there
+        is none): S3's conditional PUT, so of two copies writing at once one wins. Returns
+        the new ETag, or None when the object changed since it was read."""
+        up, key = self.uploader, self.s3loc.key(LINEAGE_OBJECT)
+        cond = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        body = json.dumps(lineage.__dict__).encode()
+        try:
+            done = up.call(
+                "upload", key,
+                lambda: up.client.put_object(
+                    Bucket=self.s3loc.bucket, Key=key, Body=body,
+                    ContentType="application/json", **cond,
+                ),
+            )  # fmt: skip
+        except CvCatalogError as e:
+            if _is_status(e, 412) or _is_status(e, 409):  # (409: a PUT racing this one)
+                return None
+            raise
+        etag_now: str | None = done.get("ETag")
+        return etag_now
+
+    def _refuse(self, reason: str) -> CatalogError:
+        return CatalogError(
+            f"{self.url} is not this catalog's to write: {reason}. A copy of a catalog "
+            "directory shares its S3 lake, and a write from a copy the lake has moved past "
+            "would delete files the other shows; write through the catalog that wrote last"
+        )
+
+    def check_lineage(self, local: str | None, me: str) -> None:
+        """One line when this catalog (me, whose last write was local) may not change the
+        lake (lineage_refusal)."""
+        reason = lineage_refusal(self.lineage()[0], local, me)
+        if reason is not None:
+            raise self._refuse(reason)
+
+    def claim(self, local: str | None, new: str, me: str) -> str | None:
+        """Begin a write whose token is new: the lineage object marks it pending, by me.
+        Returns the ETag settle() expects."""
+        for _ in range(2):  # once more if another writer replaced the object meanwhile
+            found, etag = self.lineage()
+            reason = lineage_refusal(found, local, me)
+            if reason is not None:
+                raise self._refuse(reason)
+            last = local if found is None or found.pending != local else found.pending
+            by = me if found is None or found.pending == local else found.by
+            mark = Lineage(last, by, new, me)
+            put = self._put_lineage(mark, etag)
+            if put is not None:
+                return put
+        raise self._refuse("another catalog writes there at the same time")
+
+    def settle(self, new: str, me: str, etag: str | None) -> None:
+        """The write `new` is committed: the lake's last write. Left pending when this
+        fails, claim() still knows the write as this catalog's."""
+        with contextlib.suppress(CvCatalogError):
+            self._put_lineage(Lineage(new, me), etag)
 
     def fs_options(self) -> dict[str, Any]:
         """s3fs keyword arguments for readers in other processes (Dask workers)."""

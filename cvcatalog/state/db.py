@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -678,23 +679,37 @@ class CatalogDB:
         """Before an ingest does anything (its first day may delete files of that day it does
         not know as its own orphans): a lake on S3 this catalog is to start, asked for and not
         recorded yet, holds no other catalog's files (S3Store.check_unclaimed; a write that
-        records it checks again)."""
+        records it checks again), and one it records was last written by this catalog, not
+        by a copy of its directory (S3Store.check_lineage; each write claims it again)."""
         wanted = normalise_storage(self.requested_storage)
-        if wanted is None:
-            return
-        recorded = None
-        if self.exists():
-            with self.read_state() as con:
-                recorded = read_lake_url(con)
-        if recorded != wanted:
+        recorded = self.lake_url if self.exists() else None
+        if wanted is not None and recorded != wanted:
             S3Store(wanted, self.s3).check_unclaimed()
+        elif recorded is not None:
+            self._check_lineage()
 
     @property
     def store(self) -> LakeStore:
         url = self.lake_url
         if self._store is None or self._store.url != url:
             self._store = store_for(self.paths, url, self.s3)
+            if isinstance(self._store, S3Store):
+                self._store.guard(self._check_lineage)
         return self._store
+
+    @property
+    def _me(self) -> str:
+        """This catalog as an S3 lake's lineage object names its writers: host and directory
+        (a copy of the directory is another one)."""
+        return f"{socket.gethostname()}:{self.paths.root}"
+
+    def _check_lineage(self) -> None:
+        """The S3 lake's line of writes still ends with this catalog's last (S3Store.guard)."""
+        store = self.store
+        if isinstance(store, S3Store):
+            with self.read_state() as con:
+                local = settings.get(con, settings.LINEAGE)
+            store.check_lineage(local, self._me)
 
     @contextlib.contextmanager
     def write(
@@ -751,6 +766,7 @@ class CatalogDB:
         tmp = self.paths.db.with_name(f".{self.paths.db.name}.{uuid.uuid4().hex}.tmp")
         wal = self.paths.db.with_name(self.paths.db.name + ".wal")
         took_wal = False
+        claim: tuple[S3Store, str, str | None] | None = None
         try:
             from_blank = False
             with self._file_errors("copy"):
@@ -788,6 +804,12 @@ class CatalogDB:
                     lake.relocate(con, data)
                     gap = trips.record_gap(con, self.requested_trip_gap)
                 self._lake_url, self._lake_known = url, True
+                # a write that may change an S3 lake's files claims the lake first: of two
+                # copies of this directory, the first to write moves it on, the other is
+                # then refused (io.storage.lineage_refusal)
+                if url is not None and not (state_only and not new):
+                    with _transaction(con):
+                        claim = self._claim(con)
                 # a catalog made from the blank is whole (its tables and views are this
                 # cvcatalog's: the blank is named by them) unless another trips gap was asked
                 other_gap = from_blank and self.requested_trip_gap is not None
@@ -817,10 +839,24 @@ class CatalogDB:
                 if took_wal:  # held by the file now
                     wal.unlink(missing_ok=True)
                 fsync_dir(self.paths.root)
+            if claim is not None:
+                store, token, etag = claim
+                store.settle(token, self._me, etag)
         finally:
             for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
                 with contextlib.suppress(FileNotFoundError):
                     leftover.unlink()
+
+    def _claim(self, con: duckdb.DuckDBPyConnection) -> tuple[S3Store, str, str | None]:
+        """In a write's state transaction: the S3 lake claimed for this write (one line when
+        a copy of this catalog wrote there since this one's last write), its token recorded
+        with the write; settled once the write is published."""
+        store = self.store
+        assert isinstance(store, S3Store)
+        token = uuid.uuid4().hex
+        etag = store.claim(settings.get(con, settings.LINEAGE), token, self._me)
+        settings.put(con, settings.LINEAGE, token)
+        return store, token, etag
 
     @contextlib.contextmanager
     def _with_lake(

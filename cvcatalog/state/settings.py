@@ -1,8 +1,9 @@
 """The catalog's settings (`catalog_settings`, key/value): the one module that reads and
 writes that table. What is kept there: where the lake lives (`lake_url`, chosen once when a
 catalog is created: cvcatalog.io.storage) and the trip gap the trip views were made with
-(`trips.max_gap_s`: cvcatalog.state.trips), and the last data file whose statistics are in
-order (`lake.stats_ordered_through`: cvcatalog.state.db.order_lake_stats)."""
+(`trips.max_gap_s`: cvcatalog.state.trips), the last data file whose statistics are in
+order (`lake.stats_ordered_through`: cvcatalog.state.db.order_lake_stats), and the token of
+the catalog's last write to an S3 lake (`lake.lineage`: cvcatalog.io.storage.S3Store.claim)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from cvcatalog.exceptions import ConfigError
 LAKE_URL = "lake_url"
 #: the last data file id of the lake's per-file statistics as last put in order
 STATS_ORDERED = "lake.stats_ordered_through"
+#: the token of this catalog's last write to its S3 lake (io.storage.S3Store.claim)
+LINEAGE = "lake.lineage"
 
 
 def get(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
