@@ -373,6 +373,23 @@ def test_cvcatalog_shell_advances_the_lru_clock_of_the_files_it_read(cat: Catalo
     assert cat.record_logged_reads(cat.paths.root / "no-such-log") == 0
 
 
+def test_a_reader_instance_replaced_under_a_read_leaves_no_log_behind(cat: Catalog) -> None:
+    """Each reader instance replaced while a query read on it (another process wrote
+    meanwhile) kept its read log in the catalog object for the life of the process."""
+    db = cat.db
+    sql = f"select sum(speed_mps) from wydot_bsm where date = '{D1}'"
+    recorded: list[set[str]] = []
+    for _ in range(3):
+        with db.read(on_read=lambda con, files: recorded.append(files)) as con:
+            with db.write(message="another writer", state_only=True):
+                pass  # a new catalog file: the next read needs a new instance (this one reads)
+            with db.read(on_read=lambda con, files: recorded.append(files)) as other:
+                other.execute(sql).fetchall()
+            con.execute(sql).fetchall()
+    assert len(recorded) == 6 and all(recorded)  # every read's files, on either instance
+    assert list(db._read_logs) == [id(db._hub)]
+
+
 def test_a_query_whose_reads_cannot_be_recorded_still_answers(
     cat: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -236,7 +236,7 @@ class CatalogDB:
         #: whether the reader instance has the lake attached (on the first session that needs it)
         self._hub_lake = False
         #: the log of the files read on each reader instance (by id: one replaced while a
-        #: session still reads on it keeps its own)
+        #: session still reads on it keeps its own until that session ends)
         self._read_logs: dict[int, ReadLog] = {}
         self._writer_hub: duckdb.DuckDBPyConnection | None = None
         #: whether this instance converted a catalog of cvcatalog 0.1 (not another process)
@@ -555,6 +555,8 @@ class CatalogDB:
             with self._hub_lock:
                 if hub is self._hub:
                     self._hub_users -= 1
+                else:  # an instance replaced while this read on it: no session starts there
+                    self._read_logs.pop(id(hub), None)  # again (its other readers hold theirs)
 
     # -- the lake ------------------------------------------------------------------------
     def _open(
