@@ -526,6 +526,7 @@ class S3Store(LakeStore):
         self._up: Uploader | None = None
         self._owner_check: Callable[[], None] | None = None
         self._owned_at: float | None = None
+        self._owner_lock = threading.Lock()  # (put_all's threads check once, not each)
 
     def guard(self, check: Callable[[], None]) -> None:
         """check: raises when this catalog may not change the lake (lineage_refusal), run
@@ -537,11 +538,12 @@ class S3Store(LakeStore):
     def _own(self, again: bool) -> None:
         if self._owner_check is None:
             return
-        now = time.monotonic()
-        last = self._owned_at
-        if last is None or (again and now - last > OWNER_RECHECK_S):
-            self._owner_check()
-            self._owned_at = now
+        with self._owner_lock:
+            now = time.monotonic()
+            last = self._owned_at
+            if last is None or (again and now - last > OWNER_RECHECK_S):
+                self._owner_check()
+                self._owned_at = now
 
     @property
     def uploader(self) -> Uploader:
