@@ -1160,6 +1160,8 @@ def cache_verify(
     )
     if report.clean:
         return
+    if report.behind is not None:  # its "orphans" are the files of the copy that wrote last
+        raise CatalogError(report.behind)
     if not repair:
         say("`cvcatalog cache verify --repair` mends what it can (re-fetching damaged days)", fmt)
         raise typer.Exit(1)

@@ -660,19 +660,18 @@ class S3Store(LakeStore):
         etag_now: str | None = done.get("ETag")
         return etag_now
 
-    def _refuse(self, reason: str) -> CatalogError:
+    def refused(self, reason: str) -> CatalogError:
+        """The one line of a write lineage_refusal gives a reason against."""
         return CatalogError(
             f"{self.url} is not this catalog's to write: {reason}. A copy of a catalog "
             "directory shares its S3 lake, and a write from a copy the lake has moved past "
             "would delete files the other shows; write through the catalog that wrote last"
         )
 
-    def check_lineage(self, local: str | None, me: str) -> None:
-        """One line when this catalog (me, whose last write was local) may not change the
-        lake (lineage_refusal)."""
-        reason = lineage_refusal(self.lineage()[0], local, me)
-        if reason is not None:
-            raise self._refuse(reason)
+    def refusal(self, local: str | None, me: str) -> str | None:
+        """Why this catalog (me, whose last write was local) may not change the lake now
+        (lineage_refusal of the lineage object as it is)."""
+        return lineage_refusal(self.lineage()[0], local, me)
 
     def claim(self, local: str | None, new: str, me: str) -> str | None:
         """Begin a write whose token is new: the lineage object marks it pending, by me.
@@ -681,14 +680,14 @@ class S3Store(LakeStore):
             found, etag = self.lineage()
             reason = lineage_refusal(found, local, me)
             if reason is not None:
-                raise self._refuse(reason)
+                raise self.refused(reason)
             last = local if found is None or found.pending != local else found.pending
             by = me if found is None or found.pending == local else found.by
             mark = Lineage(last, by, new, me)
             put = self._put_lineage(mark, etag)
             if put is not None:
                 return put
-        raise self._refuse("another catalog writes there at the same time")
+        raise self.refused("another catalog writes there at the same time")
 
     def settle(self, new: str, me: str, etag: str | None) -> None:
         """The write `new` is committed: the lake's last write. Left pending when this

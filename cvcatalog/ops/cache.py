@@ -135,6 +135,10 @@ class VerifyReport:
     #: files checked by size alone, nobody having recorded their SHA-256 (files an earlier
     #: release wrote or replaced before it recorded file_checksums, its delete files too)
     by_size: set[str] = field(default_factory=set)
+    #: the line saying why this catalog may not change its S3 lake (a copy of its directory
+    #: wrote there since: that copy's files are this one's "orphans", which a repair would
+    #: delete): None if it may (CatalogDB.lake_behind)
+    behind: str | None = None
 
     @property
     def clean(self) -> bool:
@@ -189,6 +193,7 @@ def verify(db: CatalogDB) -> VerifyReport:
             report.ok += 1
     listed = {f.path for f in files} | {d.path for d in ds_files} | kept
     report.orphans = [rel for rel in store.list_files() if rel not in listed]
+    report.behind = db.lake_behind()
     report.bad_partitions = sorted(bad)
     check_kept(db, report)
     return report

@@ -682,7 +682,7 @@ class CatalogDB:
         not know as its own orphans): a lake on S3 this catalog is to start, asked for and not
         recorded yet, holds no other catalog's files (S3Store.check_unclaimed; a write that
         records it checks again), and one it records was last written by this catalog, not
-        by a copy of its directory (S3Store.check_lineage; each write claims it again)."""
+        by a copy of its directory (lake_behind; each write claims it again)."""
         wanted = normalise_storage(self.requested_storage)
         recorded = self.lake_url if self.exists() else None
         if wanted is not None and recorded != wanted:
@@ -705,13 +705,23 @@ class CatalogDB:
         (a copy of the directory is another one)."""
         return f"{socket.gethostname()}:{self.paths.root}"
 
+    def lake_behind(self) -> str | None:
+        """The one line saying why this catalog may not change its lake: on S3, a copy of its
+        directory wrote there since this one's last write (io.storage.lineage_refusal). None:
+        it may."""
+        store = self.store
+        if not isinstance(store, S3Store):
+            return None
+        with self.read_state() as con:
+            local = settings.get(con, settings.LINEAGE)
+        reason = store.refusal(local, self._me)
+        return None if reason is None else str(store.refused(reason))
+
     def _check_lineage(self) -> None:
         """The S3 lake's line of writes still ends with this catalog's last (S3Store.guard)."""
-        store = self.store
-        if isinstance(store, S3Store):
-            with self.read_state() as con:
-                local = settings.get(con, settings.LINEAGE)
-            store.check_lineage(local, self._me)
+        line = self.lake_behind()
+        if line is not None:
+            raise CatalogError(line)
 
     @contextlib.contextmanager
     def write(
