@@ -681,9 +681,9 @@ class S3Store(LakeStore):
             reason = lineage_refusal(found, local, me)
             if reason is not None:
                 raise self.refused(reason)
-            last = local if found is None or found.pending != local else found.pending
+            # the lake's last write is local's now: settled, or committed and not settled
             by = me if found is None or found.pending == local else found.by
-            mark = Lineage(last, by, new, me)
+            mark = Lineage(local, by, new, me)
             put = self._put_lineage(mark, etag)
             if put is not None:
                 return put
