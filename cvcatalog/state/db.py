@@ -555,8 +555,8 @@ class CatalogDB:
             with self._hub_lock:
                 if hub is self._hub:
                     self._hub_users -= 1
-                else:  # an instance replaced while this read on it: no session starts there
-                    self._read_logs.pop(id(hub), None)  # again (its other readers hold theirs)
+                else:  # a replaced instance: no new session starts on it (a read still
+                    self._read_logs.pop(id(hub), None)  # open there holds the log itself)
 
     # -- the lake ------------------------------------------------------------------------
     def _open(
