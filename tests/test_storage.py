@@ -358,6 +358,63 @@ def test_a_copy_of_a_catalog_on_an_s3_lake_cannot_delete_the_files_the_other_sho
     assert r.exit_code == 1 and f"last written by {socket.gethostname()}:{moved}" in r.stderr
 
 
+_KILL_IN_A_WRITE = """
+import os, signal, sys
+from cvcatalog.io.storage import S3Store
+from cvcatalog.state.db import CatalogDB
+where = sys.argv[1]
+real_claim, real_settle = CatalogDB._claim, S3Store.settle
+
+def claim(self, con):  # the lake claimed for this write, nothing of it published
+    out = real_claim(self, con)
+    if where == "claimed":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+
+def settle(self, new, me, etag):  # the write published, its claim not settled
+    if where == "published":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_settle(self, new, me, etag)
+
+CatalogDB._claim, S3Store.settle = claim, settle
+sys.argv = ["cvcatalog", *sys.argv[2:]]
+from cvcatalog.cli.main import app
+app()
+"""
+
+
+@pytest.mark.parametrize("where", ["claimed", "published"])
+def test_a_write_of_an_s3_lake_killed_around_its_commit_leaves_the_lake_its_own(
+    env: Any, tmp_path: Path, where: str
+) -> None:
+    """kill -9 after a write claimed the lake (nothing of it published) or after it was
+    published (its claim never settled): the catalog is still the lake's last writer, its
+    next ingest goes on and the lake verifies clean; a copy made before the kill is refused."""
+    home = tmp_path / "cat"
+    storage = f"s3://{LAKE}/killed-{where}"
+    day = ["--source", "wydot", "--type", "BSM", "--rate-limit", "0", "--no-progress"]
+    cat = Catalog(home, storage=storage)
+    assert cat.ingest("wydot", "BSM", "2021-04-01", "2021-04-01", rate_limit=0).ok
+    shutil.copytree(home, tmp_path / "copy", symlinks=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILL_IN_A_WRITE, where, "ingest", *day,
+         "--start", "2021-04-02", "--end", "2021-04-02", "--catalog", str(home)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    again = runner.invoke(
+        app, ["ingest", *day, "--start", "2021-04-02", "--end", "2021-04-03",
+              "--catalog", str(home)],
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    cat = Catalog(home)
+    assert cat.verify().clean
+    assert cat.query("select count(distinct date) as n from wydot_bsm")["n"][0] == 3
+    left = runner.invoke(app, ["cache", "evict", "--max-size-gb", "0", "--catalog",
+                               str(tmp_path / "copy")])  # fmt: skip
+    assert left.exit_code == 1 and "is not this catalog's to write" in left.stderr
+
+
 @pytest.mark.parametrize(
     ("found", "local", "refused"),
     [
