@@ -4,6 +4,7 @@ local lake, through the views (httpfs), Dask (s3fs), verify, eviction, compactio
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 
 from cvcatalog.catalog import Catalog
@@ -452,6 +454,44 @@ def test_of_two_copies_claiming_the_lake_at_once_one_is_refused(env: Any) -> Non
     first.settle("t2", "h:/a", etag)
     assert first.lineage()[0] == Lineage("t2", "h:/a")
     assert second.refusal("t1", "h:/b") == "it was last written by h:/a"
+
+
+def test_an_endpoint_without_conditional_puts_still_keeps_the_lakes_line_of_writes() -> None:
+    """S3 stores that answer a conditional PUT with 501 NotImplemented: every write of their
+    lake failed on its claim. The lineage object is written unconditionally there (the copy
+    left behind still refused; only two copies writing at the same moment are not told)."""
+
+    class NoConditions:
+        def __init__(self) -> None:
+            self.body: bytes | None = None
+            self.conditional = 0
+
+        def put_object(self, **kw: Any) -> dict[str, str]:
+            if "IfMatch" in kw or "IfNoneMatch" in kw:
+                self.conditional += 1
+                raise ClientError(
+                    {"Error": {"Code": "NotImplemented", "Message": "not implemented"},
+                     "ResponseMetadata": {"HTTPStatusCode": 501}}, "PutObject",
+                )  # fmt: skip
+            self.body = kw["Body"]
+            return {"ETag": '"e"'}
+
+        def get_object(self, **kw: Any) -> dict[str, Any]:
+            if self.body is None:
+                raise ClientError(
+                    {"Error": {"Code": "NoSuchKey", "Message": "no such key"},
+                     "ResponseMetadata": {"HTTPStatusCode": 404}}, "GetObject",
+                )  # fmt: skip
+            return {"Body": io.BytesIO(self.body), "ETag": '"e"'}
+
+    client = NoConditions()
+    store = S3Store(f"s3://{LAKE}/plain", client=client)
+    etag = store.claim(None, "t1", "h:/a")
+    store.settle("t1", "h:/a", etag)
+    assert store.lineage()[0] == Lineage("t1", "h:/a") and client.conditional == 1
+    assert store.refusal("t0", "h:/b") == "it was last written by h:/a"
+    with pytest.raises(CatalogError, match="it was last written by h:/a"):
+        store.claim("t0", "t2", "h:/b")
 
 
 def test_storage_setting_is_validated(tmp_path: Path) -> None:

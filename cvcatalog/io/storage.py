@@ -527,6 +527,7 @@ class S3Store(LakeStore):
         self._owner_check: Callable[[], None] | None = None
         self._owned_at: float | None = None
         self._owner_lock = threading.Lock()  # (put_all's threads check once, not each)
+        self._unconditional = False  # the endpoint has no conditional PUT (_put_lineage)
 
     def guard(self, check: Callable[[], None]) -> None:
         """check: raises when this catalog may not change the lake (lineage_refusal), run
@@ -643,20 +644,29 @@ class S3Store(LakeStore):
         is none): S3's conditional PUT, so of two copies writing at once one wins. Returns
         the new ETag, or None when the object changed since it was read."""
         up, key = self.uploader, self.s3loc.key(LINEAGE_OBJECT)
-        cond = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
         body = json.dumps(lineage.__dict__).encode()
-        try:
-            done = up.call(
+
+        def put(cond: dict[str, str]) -> Any:
+            return up.call(
                 "upload", key,
                 lambda: up.client.put_object(
                     Bucket=self.s3loc.bucket, Key=key, Body=body,
                     ContentType="application/json", **cond,
                 ),
             )  # fmt: skip
+
+        cond = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        try:
+            done = put({} if self._unconditional else cond)
         except CvCatalogError as e:
             if _is_status(e, 412) or _is_status(e, 409):  # (409: a PUT racing this one)
                 return None
-            raise
+            if self._unconditional or not _is_status(e, 501):
+                raise
+            # an endpoint without conditional writes (AWS S3 has them): the lineage still
+            # refuses a copy left behind, not two copies writing at the same moment
+            self._unconditional = True
+            done = put({})
         etag_now: str | None = done.get("ETag")
         return etag_now
 
