@@ -536,6 +536,11 @@ class S3Store(LakeStore):
         may take one that another copy of the catalog shows."""
         self._owner_check, self._owned_at = check, None
 
+    def check_owner(self) -> None:
+        """The guard's check now (unless one ran in the last OWNER_RECHECK_S): the ingest's
+        before it starts, which its first put then need not repeat."""
+        self._own(again=True)
+
     def _own(self, again: bool) -> None:
         if self._owner_check is None:
             return
@@ -670,9 +675,9 @@ class S3Store(LakeStore):
         etag_now: str | None = done.get("ETag")
         return etag_now
 
-    def refused(self, reason: str) -> CatalogError:
+    def refusal_line(self, reason: str) -> str:
         """The one line of a write lineage_refusal gives a reason against."""
-        return CatalogError(
+        return (
             f"{self.url} is not this catalog's to write: {reason}. A copy of a catalog "
             "directory shares its S3 lake, and a write from a copy the lake has moved past "
             "would delete files the other shows; write through the catalog that wrote last"
@@ -690,14 +695,14 @@ class S3Store(LakeStore):
             found, etag = self.lineage()
             reason = lineage_refusal(found, local, me)
             if reason is not None:
-                raise self.refused(reason)
+                raise CatalogError(self.refusal_line(reason))
             # the lake's last write is local's now: settled, or committed and not settled
             by = me if found is None or found.pending == local else found.by
             mark = Lineage(local, by, new, me)
             put = self._put_lineage(mark, etag)
             if put is not None:
                 return put
-        raise self.refused("another catalog writes there at the same time")
+        raise CatalogError(self.refusal_line("another catalog writes there at the same time"))
 
     def settle(self, new: str, me: str, etag: str | None) -> None:
         """The write `new` is committed: the lake's last write. Left pending when this

@@ -687,8 +687,8 @@ class CatalogDB:
         recorded = self.lake_url if self.exists() else None
         if wanted is not None and recorded != wanted:
             S3Store(wanted, self.s3).check_unclaimed()
-        elif recorded is not None:
-            self._check_lineage()
+        elif isinstance(store := self.store, S3Store):
+            store.check_owner()  # (the guard's check: the run's first put need not repeat it)
 
     @property
     def store(self) -> LakeStore:
@@ -715,7 +715,7 @@ class CatalogDB:
         with self.read_state() as con:
             local = settings.get(con, settings.LINEAGE)
         reason = store.refusal(local, self._me)
-        return None if reason is None else str(store.refused(reason))
+        return None if reason is None else store.refusal_line(reason)
 
     def _check_lineage(self) -> None:
         """The S3 lake's line of writes still ends with this catalog's last (S3Store.guard)."""
