@@ -645,6 +645,69 @@ def test_a_run_that_appended_many_statistics_puts_them_in_order(
     assert cat.query("SELECT count(*) AS n FROM wydot_bsm")["n"][0] > 0
 
 
+def _table_stats(
+    cat: Catalog,
+) -> tuple[dict[str, tuple[Any, ...]], dict[tuple[str, str], tuple[Any, ...]]]:
+    """DuckLake's statistics of the current tables: (rows, next row id, bytes) by table, and
+    (contains NULL, contains NaN, min, max) by (table, column's name, column id: the names of
+    nested fields repeat)."""
+    with cat.db.read_state() as con:
+        tables = con.execute(
+            "SELECT t.table_name, s.record_count, s.next_row_id, s.file_size_bytes "
+            "FROM ducklake_table_stats s JOIN ducklake_table t ON t.table_id = s.table_id "
+            "AND t.end_snapshot IS NULL"
+        ).fetchall()
+        columns = con.execute(
+            "SELECT t.table_name, c.column_name, c.column_id, s.contains_null, s.contains_nan, "
+            "s.min_value, s.max_value FROM ducklake_table_column_stats s JOIN ducklake_table t "
+            "ON t.table_id = s.table_id AND t.end_snapshot IS NULL JOIN ducklake_column c "
+            "ON c.table_id = s.table_id AND c.column_id = s.column_id AND c.end_snapshot IS NULL"
+        ).fetchall()
+    assert len({t for t, *_ in tables}) == len(tables)  # one row a table
+    assert len({(t, i) for t, _, i, *_ in columns}) == len(columns)  # one row a column
+    return {t: tuple(v) for t, *v in tables}, {(t, c, i): tuple(v) for t, c, i, *v in columns}
+
+
+def test_every_table_starts_with_statistics_that_its_files_update_as_duckdb_would(
+    seeded: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckLake 1.5.5 asks the metadata database again, for each column read, whenever it
+    plans a query of a table without statistics (an empty one): a catalog's tables start with
+    the statistics of no rows (lake.seed_stats). A catalog made before gets them with its next
+    write, and the files an ingest adds leave the statistics an unseeded table would have."""
+    cat = Catalog(tmp_path / "catalog")
+    cat.db.ensure_schema()
+    tables, columns = _table_stats(cat)
+    assert set(tables) == set(specs()) and set(tables.values()) == {(0, 0, 0)}
+    named = {(t, c): v for (t, c, _), v in columns.items()}
+    assert named[("wydot_bsm", "latitude")] == (False, False, None, None)  # a float: no NaN
+    assert named[("wydot_bsm", "vehicle_id")] == (False, None, None, None)
+    assert ("wydot_bsm", "source") not in named  # a constant: no file holds it, nor stats
+    # the same ingest into a catalog whose tables have no statistics, as DuckLake leaves them
+    old = Catalog(tmp_path / "old")
+    with monkeypatch.context() as m:
+        m.setattr(lake, "seed_stats", lambda con: 0)
+        m.setattr(lake, "unseeded_tables", lambda con: 0)
+        old.db.ensure_schema()
+        with old.db.write(state_only=True) as con:
+            con.execute("DELETE FROM ducklake_table_column_stats")
+            con.execute("DELETE FROM ducklake_table_stats")
+        _ingest(old)
+    _ingest(cat)
+    old_tables, old_columns = _table_stats(old)
+    tables, columns = _table_stats(cat)
+    assert set(old_tables) == {"wydot_bsm"}
+    assert tables["wydot_bsm"] == old_tables["wydot_bsm"] and tables["wydot_bsm"][0] > 0
+    bsm = {k: v for k, v in columns.items() if k[0] == "wydot_bsm"}
+    assert bsm == old_columns and any(v[2] is not None for v in bsm.values())
+    # the older catalog: its empty tables get their statistics with the next write
+    Catalog(tmp_path / "old").db.ensure_schema()
+    again, again_columns = _table_stats(old)
+    assert set(again) == set(specs()) and again["wydot_bsm"] == old_tables["wydot_bsm"]
+    assert {k: v for k, v in again_columns.items() if k[0] == "wydot_bsm"} == old_columns
+    assert cat.query("SELECT count(*) AS n FROM bsm")["n"][0] == tables["wydot_bsm"][0]
+
+
 def test_a_frame_whose_file_is_missing_names_the_mend(
     ingested: tuple[Path, Any], tmp_path: Path
 ) -> None:

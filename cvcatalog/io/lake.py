@@ -861,3 +861,55 @@ def order_stats(con: duckdb.DuckDBPyConnection) -> int:
     row = con.execute("SELECT max(data_file_id) FROM cvcatalog_ordered_stats").fetchone()
     con.execute("DROP TABLE cvcatalog_ordered_stats")
     return int(row[0]) if row and row[0] is not None else -1
+
+
+#: the column types whose statistics say whether they hold a NaN (DuckLake's float types)
+_NAN_TYPES = ("float32", "float64")
+
+
+def unseeded_tables(con: duckdb.DuckDBPyConnection) -> int:
+    """How many current tables have no table statistics in the metadata (seed_stats' work)."""
+    row = con.execute(
+        "SELECT count(*) FROM ducklake_table t WHERE t.end_snapshot IS NULL "
+        "AND t.table_id NOT IN (SELECT table_id FROM ducklake_table_stats)"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def seed_stats(con: duckdb.DuckDBPyConnection) -> int:
+    """In a write's state transaction (the catalog file is the metadata database): give every
+    table that has none the statistics of a table of no rows: 0 rows, and per leaf column no
+    NULL, no NaN (float columns) and no bounds; none for a column no file holds (a constant,
+    read from its default), which DuckLake gives none either. Returns the tables seeded.
+
+    Why: DuckLake 1.5.5 keeps no answer for a table without statistics, so planning any query
+    that reads an empty table asks the metadata database again for each column it reads, at
+    every query (duckdb/ducklake#1313, fixed after 1.5.5): ~1.3 ms a column, 110 ms for a
+    `SELECT *` of an empty BSM table, 90-320 ms for each query of a union view (`bsm`, `tim`,
+    `bsm_trips`...) of a catalog holding one source. Seeded, they plan as tables with rows do.
+    The first files a table gets update these rows as DuckLake updates any table's: the
+    statistics come out the same as for a table never seeded (tests/test_lake.py)."""
+    n = unseeded_tables(con)
+    if not n:
+        return 0
+    con.execute(
+        "INSERT INTO ducklake_table_column_stats (table_id, column_id, contains_null, "
+        "contains_nan, min_value, max_value, extra_stats) "
+        "SELECT c.table_id, c.column_id, false, "
+        "CASE WHEN list_contains(?, c.column_type) THEN false END, NULL, NULL, NULL "
+        "FROM ducklake_column c JOIN ducklake_table t ON t.table_id = c.table_id "
+        "AND t.end_snapshot IS NULL "
+        "WHERE c.end_snapshot IS NULL AND c.initial_default IS NULL "
+        "AND t.table_id NOT IN (SELECT table_id FROM ducklake_table_stats) "
+        "AND NOT EXISTS (SELECT 1 FROM ducklake_column d WHERE d.table_id = c.table_id "
+        "AND d.parent_column = c.column_id AND d.end_snapshot IS NULL) "
+        "AND NOT EXISTS (SELECT 1 FROM ducklake_table_column_stats s "
+        "WHERE s.table_id = c.table_id AND s.column_id = c.column_id)",
+        [list(_NAN_TYPES)],
+    )
+    con.execute(
+        "INSERT INTO ducklake_table_stats (table_id, record_count, next_row_id, file_size_bytes) "
+        "SELECT table_id, 0, 0, 0 FROM ducklake_table WHERE end_snapshot IS NULL "
+        "AND table_id NOT IN (SELECT table_id FROM ducklake_table_stats)"
+    )
+    return n

@@ -897,6 +897,8 @@ class CatalogDB:
                 lake.set_commit_message(con, message, {"run_id": run_id})
             with _transaction(con):
                 tables.record_views(con, installed)
+                # after the tables' own commit, which they must be in (lake.seed_stats)
+                lake.seed_stats(con)
         self._ensured = wanted
         with _transaction(con):
             yield con
