@@ -337,7 +337,9 @@ class CatalogDB:
                     f"SELECT version FROM {STATE_DB}.main.schema_migrations"
                 ).fetchall()
             }
-            return applied >= {v for v, _ in MIGRATIONS} and tables.up_to_date(con)
+            # statistics an empty table lacks are the next write's to seed, not a migration:
+            # a catalog its user cannot write stays current
+            return applied >= {v for v, _ in MIGRATIONS} and tables.up_to_date(con, seeded=False)
 
     def initialise(self) -> None:
         """Create (or migrate) the catalog database."""

@@ -269,17 +269,18 @@ def definitions_digest(max_gap_s: float = trips.DEFAULT_MAX_GAP_S) -> str:
     return _definitions(max_gap_s)[0]
 
 
-def up_to_date(con: duckdb.DuckDBPyConnection) -> bool:
+def up_to_date(con: duckdb.DuckDBPyConnection, *, seeded: bool = True) -> bool:
     """Whether the lake's tables and views are those ensure() would make: every table with
     its columns (by name, from the lake's metadata tables) and every view and macro installed
-    from this cvcatalog's definition (lake_views). A read check, and a write's first: when it
-    holds, the write skips ensure's walk over the lake's catalog."""
+    from this cvcatalog's definition (lake_views), and (seeded) every table with statistics
+    (lake.seed_stats). A read check, and a write's first: when it holds, the write skips
+    ensure's walk over the lake's catalog."""
     have = lake.column_names(con)
     for name, spec in specs().items():
         now = have.get(name)
         if not now or any(n not in now for n, _ in spec.columns):
             return False
-    if lake.unseeded_tables(con):  # an empty table without statistics plans slowly
+    if seeded and lake.unseeded_tables(con):  # an empty table without them plans slowly
         return False
     stored = dict(con.execute("SELECT name, sha256 FROM lake_views").fetchall())
     views = _definitions(trips.recorded_gap(con))[1]
