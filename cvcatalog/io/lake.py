@@ -867,13 +867,14 @@ def order_stats(con: duckdb.DuckDBPyConnection) -> int:
 _NAN_TYPES = ("float32", "float64")
 
 
-def unseeded_tables(con: duckdb.DuckDBPyConnection) -> int:
-    """How many current tables have no table statistics in the metadata (seed_stats' work)."""
-    row = con.execute(
-        "SELECT count(*) FROM ducklake_table t WHERE t.end_snapshot IS NULL "
-        "AND t.table_id NOT IN (SELECT table_id FROM ducklake_table_stats)"
-    ).fetchone()
-    return int(row[0]) if row else 0
+def unseeded_tables(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """The ids of the current tables with no table statistics in the metadata (seed_stats'
+    work)."""
+    rows = con.execute(
+        "SELECT table_id FROM ducklake_table WHERE end_snapshot IS NULL "
+        "AND table_id NOT IN (SELECT table_id FROM ducklake_table_stats) ORDER BY table_id"
+    ).fetchall()
+    return [int(r[0]) for r in rows]
 
 
 def seed_stats(con: duckdb.DuckDBPyConnection) -> int:
@@ -889,26 +890,24 @@ def seed_stats(con: duckdb.DuckDBPyConnection) -> int:
     `bsm_trips`...) of a catalog holding one source. Seeded, they plan as tables with rows do.
     The first files a table gets update these rows as DuckLake updates any table's: the
     statistics come out the same as for a table never seeded (tests/test_lake.py)."""
-    n = unseeded_tables(con)
-    if not n:
+    ids = unseeded_tables(con)
+    if not ids:
         return 0
     con.execute(
         "INSERT INTO ducklake_table_column_stats (table_id, column_id, contains_null, "
         "contains_nan) SELECT c.table_id, c.column_id, false, "
         "CASE WHEN list_contains(?, c.column_type) THEN false END "
-        "FROM ducklake_column c JOIN ducklake_table t ON t.table_id = c.table_id "
-        "AND t.end_snapshot IS NULL "
-        "WHERE c.end_snapshot IS NULL AND c.initial_default IS NULL "
-        "AND t.table_id NOT IN (SELECT table_id FROM ducklake_table_stats) "
+        "FROM ducklake_column c WHERE list_contains(?, c.table_id) "
+        "AND c.end_snapshot IS NULL AND c.initial_default IS NULL "
         "AND NOT EXISTS (SELECT 1 FROM ducklake_column d WHERE d.table_id = c.table_id "
         "AND d.parent_column = c.column_id AND d.end_snapshot IS NULL) "
         "AND NOT EXISTS (SELECT 1 FROM ducklake_table_column_stats s "
         "WHERE s.table_id = c.table_id AND s.column_id = c.column_id)",
-        [list(_NAN_TYPES)],
+        [list(_NAN_TYPES), ids],
     )
     con.execute(
         "INSERT INTO ducklake_table_stats (table_id, record_count, next_row_id, file_size_bytes) "
-        "SELECT table_id, 0, 0, 0 FROM ducklake_table WHERE end_snapshot IS NULL "
-        "AND table_id NOT IN (SELECT table_id FROM ducklake_table_stats)"
+        "SELECT unnest(?::BIGINT[]), 0, 0, 0",
+        [ids],
     )
-    return n
+    return len(ids)

@@ -630,7 +630,7 @@ class S3Store(LakeStore):
                 "get", key, lambda: up.client.get_object(Bucket=self.s3loc.bucket, Key=key)
             )
         except CvCatalogError as e:
-            if _is_status(e, 404):
+            if _is_not_found(e):
                 return None, None
             raise
         body = got["Body"].read()
