@@ -118,12 +118,13 @@ def attach(
         options.append("DATA_INLINING_ROW_LIMIT 0")
         if data is not None:
             options.append(f"DATA_PATH {quote_literal(data)}")
-    path = con.execute(
-        "SELECT path FROM duckdb_databases() WHERE database_name = ?", [metadata]
-    ).fetchone()
-    if path is None or not path[0]:
+    # the attached databases read whole: no bound value while a catalog opens (settings.get)
+    path = dict(con.execute("SELECT database_name, path FROM duckdb_databases()").fetchall()).get(
+        metadata
+    )
+    if not path:
         raise ValueError(f"no attached database {metadata!r} to hold the lake's metadata")
-    con.execute(f"ATTACH {quote_literal('ducklake:' + path[0])} AS {LAKE} ({', '.join(options)})")
+    con.execute(f"ATTACH {quote_literal('ducklake:' + path)} AS {LAKE} ({', '.join(options)})")
 
 
 def load(con: duckdb.DuckDBPyConnection) -> None:

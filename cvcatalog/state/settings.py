@@ -21,12 +21,17 @@ LINEAGE = "lake.lineage"
 
 def get(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
     """The recorded value (None: none recorded). Catalogs older than the table have no
-    settings at all."""
+    settings at all.
+
+    The table (a few rows) is read whole: opening a catalog binds no Python value, because
+    DuckDB's Python client imports pandas at the first statement that binds one (1.5.5:
+    `import_cache.pandas.NaT()`, even for a string), ~0.2 s of a 0.9 s `cvcatalog query`
+    whose own SQL binds nothing (tests/test_cli.py)."""
     try:
-        row = con.execute("SELECT value FROM catalog_settings WHERE key = ?", [key]).fetchone()
+        rows = con.execute("SELECT key, value FROM catalog_settings").fetchall()
     except duckdb.CatalogException:
         return None
-    return row[0] if row and row[0] else None
+    return dict(rows).get(key) or None
 
 
 def put(con: duckdb.DuckDBPyConnection, key: str, value: str | None) -> None:
