@@ -209,26 +209,31 @@ def test_a_query_table_holds_only_the_rows_it_shows(one_day: Path) -> None:
     assert r.exit_code == 1 and "unexpected" not in r.output
 
 
-#: `cvcatalog query` in a child process; prints the modules it loaded that a query needs not
-_QUERY_CHILD = """
-import sys
+#: cvcatalog commands in one child process (argv: the catalog, then each command's arguments
+#: as JSON); prints the modules they loaded that they need not
+_READS_CHILD = """
+import json, sys
 from cvcatalog.cli.main import main
-sys.argv = ["cvcatalog", "query", "--catalog", sys.argv[1], sys.argv[2]]
-try:
-    main()
-except SystemExit as e:
-    assert not e.code, e.code
+catalog, commands = sys.argv[1], json.loads(sys.argv[2])
+for args in commands:
+    sys.argv = ["cvcatalog", *args, "--catalog", catalog]
+    try:
+        main()
+    except SystemExit as e:
+        assert not e.code, (args, e.code)
 print("loaded:", sorted(m for m in ("pandas",) if m in sys.modules))
 """
 
 
-def test_a_query_of_a_local_catalog_loads_no_pandas(one_day: Path) -> None:
+def test_reading_a_local_catalog_loads_no_pandas(one_day: Path) -> None:
     """DuckDB's Python client imports pandas (~0.2 s of a 0.9 s `cvcatalog query`) at the
-    first statement that binds a Python value; opening a catalog binds none, so a query whose
-    SQL binds none and whose table is printed (Arrow all the way) never loads it."""
+    first statement that binds a Python value; opening a catalog binds none, nor do `views`
+    and `cache status`, so they and a query whose SQL binds none (its table printed from
+    Arrow) never load it."""
     sql = "select count(*) as n, count(distinct date) as days from wydot_bsm"
+    commands = [["query", sql], ["views"], ["cache", "status"]]
     out = subprocess.run(
-        [sys.executable, "-c", _QUERY_CHILD, str(one_day), sql],
+        [sys.executable, "-c", _READS_CHILD, str(one_day), json.dumps(commands)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -236,7 +241,9 @@ def test_a_query_of_a_local_catalog_loads_no_pandas(one_day: Path) -> None:
     assert lines[-1] == "loaded: []"
     n, days = Catalog(one_day).query(sql).iloc[0]
     assert n > 0 and days == 1
-    assert any(re.search(rf"\b{n}\b.*\b1\b", line) for line in lines[:-1]), out.stdout
+    assert any(re.search(rf"\b{n}\b.*\b1\b", line) for line in lines), out.stdout
+    assert any(re.search(r"\bwydot_bsm\b.*\btable\b", line) for line in lines), out.stdout
+    assert any("wydot/BSM/2021/04/01" in line and "complete" in line for line in lines)
 
 
 def test_query_is_read_only(catalog_dir: Path) -> None:

@@ -182,15 +182,13 @@ def table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, s
     """The lake's tables and their (column, type), in order. DESCRIBE each table rather than
     read duckdb_columns(): that binds every view of every attached database first (~0.2 s on a
     lake's first read in a process)."""
-    names = con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? "
-        "ORDER BY table_name",
-        [LAKE, SCHEMA],
-    ).fetchall()
+    # every attached database's tables, read whole: no bound value in a read (settings.get)
+    tables = con.execute("SELECT database_name, schema_name, table_name FROM duckdb_tables()")
+    names = sorted(t for d, s, t in tables.fetchall() if (d, s) == (LAKE, SCHEMA))
     prefix = f"{quote_ident(LAKE)}.{quote_ident(SCHEMA)}."
     return {
         t: [(r[0], r[1]) for r in con.execute(f"DESCRIBE {prefix}{quote_ident(t)}").fetchall()]
-        for (t,) in names
+        for t in names
     }
 
 
@@ -211,10 +209,8 @@ def column_names(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
 
 
 def view_names(con: duckdb.DuckDBPyConnection) -> set[str]:
-    rows = con.execute(
-        "SELECT view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal", [LAKE]
-    ).fetchall()
-    return {r[0] for r in rows}
+    rows = con.execute("SELECT database_name, view_name FROM duckdb_views() WHERE NOT internal")
+    return {v for d, v in rows.fetchall() if d == LAKE}  # read whole, as table_columns
 
 
 def macro_names(con: duckdb.DuckDBPyConnection) -> set[str]:

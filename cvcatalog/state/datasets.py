@@ -26,7 +26,7 @@ from cvcatalog.clock import now_utc
 from cvcatalog.datasets import DATASETS
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.io.layout import CatalogPaths
-from cvcatalog.sqlutil import insert_rows
+from cvcatalog.sqlutil import insert_rows, list_literal
 
 #: unit_id of a file `cvcatalog compact` merged from the files of several units of one input
 #: version (uri, scope, fingerprint): it holds rows of every unit of that version
@@ -418,7 +418,9 @@ def dataset_files(
     *,
     published_only: bool = False,
 ) -> list[DatasetFile]:
-    """Files of every committed unit (or only of published versions), ordered by path."""
+    """Files of every committed unit (or only of published versions), ordered by path.
+    The datasets' names (the code's, `_classes`) are literals, not bound values: `cache
+    status` then binds none, and never loads pandas (state.settings.get)."""
     names = [ds.name for ds in _classes(dataset, message_type)]
     if not names:
         return []
@@ -427,11 +429,11 @@ def dataset_files(
         "f.kind, f.rows, f.bytes, f.sha256, i.fingerprint IS NOT NULL AS published "
         "FROM dataset_files f LEFT JOIN dataset_inputs i ON f.dataset = i.dataset "
         "AND f.uri = i.uri AND f.scope = i.scope AND f.fingerprint = i.fingerprint "
-        "WHERE list_contains(?, f.dataset)"
+        f"WHERE list_contains({list_literal(names)}, f.dataset)"
     )
     if published_only:
         sql += " AND i.fingerprint IS NOT NULL"
-    rows = con.execute(sql + " ORDER BY f.path", [names]).fetchall()
+    rows = con.execute(sql + " ORDER BY f.path").fetchall()
     return [DatasetFile(*r) for r in rows]
 
 
