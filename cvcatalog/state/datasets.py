@@ -26,7 +26,7 @@ from cvcatalog.clock import now_utc
 from cvcatalog.datasets import DATASETS
 from cvcatalog.datasets.base import Dataset
 from cvcatalog.io.layout import CatalogPaths
-from cvcatalog.sqlutil import insert_rows, list_literal
+from cvcatalog.sqlutil import insert_rows
 
 #: unit_id of a file `cvcatalog compact` merged from the files of several units of one input
 #: version (uri, scope, fingerprint): it holds rows of every unit of that version
@@ -419,8 +419,8 @@ def dataset_files(
     published_only: bool = False,
 ) -> list[DatasetFile]:
     """Files of every committed unit (or only of published versions), ordered by path.
-    The datasets' names (the code's, `_classes`) are literals, not bound values: `cache
-    status` then binds none, and never loads pandas (state.settings.get)."""
+    Their datasets are picked here, not by a bound value: `cache status` then binds none and
+    never loads pandas (state.settings.get); the table holds few datasets."""
     names = [ds.name for ds in _classes(dataset, message_type)]
     if not names:
         return []
@@ -428,13 +428,13 @@ def dataset_files(
         "SELECT f.path, f.dataset, f.uri, f.scope, f.fingerprint, f.unit_id, f.partition, "
         "f.kind, f.rows, f.bytes, f.sha256, i.fingerprint IS NOT NULL AS published "
         "FROM dataset_files f LEFT JOIN dataset_inputs i ON f.dataset = i.dataset "
-        "AND f.uri = i.uri AND f.scope = i.scope AND f.fingerprint = i.fingerprint "
-        f"WHERE list_contains({list_literal(names)}, f.dataset)"
+        "AND f.uri = i.uri AND f.scope = i.scope AND f.fingerprint = i.fingerprint"
     )
     if published_only:
-        sql += " AND i.fingerprint IS NOT NULL"
+        sql += " WHERE i.fingerprint IS NOT NULL"
     rows = con.execute(sql + " ORDER BY f.path").fetchall()
-    return [DatasetFile(*r) for r in rows]
+    wanted = set(names)
+    return [DatasetFile(*r) for r in rows if r[1] in wanted]
 
 
 def run_inputs(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
